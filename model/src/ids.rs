@@ -1,0 +1,110 @@
+//! Typed identifiers. Each is a string on the wire; the type keeps an agent
+//! id from ever being passed where a task id is expected.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub String);
+
+        impl $name {
+            pub fn new(value: impl Into<String>) -> Self {
+                Self(value.into())
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(value: &str) -> Self {
+                Self(value.to_owned())
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(value: String) -> Self {
+                Self(value)
+            }
+        }
+    };
+}
+
+string_id!(
+    /// An agent admitted by the broker; stable across agent restarts.
+    AgentId
+);
+string_id!(
+    /// A framework subscribed to the broker; stable across scheduler failover.
+    FrameworkId
+);
+string_id!(
+    /// One offer of one agent's resources to one framework.
+    OfferId
+);
+string_id!(
+    /// A task, named by its framework; unique within that framework.
+    TaskId
+);
+string_id!(
+    /// An executor on an agent, named by its framework.
+    ExecutorId
+);
+string_id!(
+    /// An accounting bucket for fairness, weights and reservations.
+    Role
+);
+
+impl Role {
+    /// The role every framework falls back to when it names none.
+    pub fn default_role() -> Self {
+        Role("*".to_owned())
+    }
+}
+
+/// The longest identifier accepted from outside the process.
+pub const MAX_ID_LEN: usize = 256;
+
+/// Checks an identifier that came from a framework or an agent: non-empty,
+/// bounded, printable, and free of path separators (ids become sandbox
+/// directory names on agents).
+pub fn validate_id(kind: &str, value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err(format!("{kind} must not be empty"));
+    }
+    if value.len() > MAX_ID_LEN {
+        return Err(format!("{kind} is {} bytes long; at most {MAX_ID_LEN} are allowed", value.len()));
+    }
+    if value == "." || value == ".." {
+        return Err(format!("{kind} {value:?} is not allowed"));
+    }
+    if let Some(bad) = value.chars().find(|c| c.is_control() || *c == '/' || *c == '\\' || c.is_whitespace()) {
+        return Err(format!("{kind} {value:?} contains {bad:?}; ids may not hold whitespace, control characters or path separators"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_checked() {
+        assert!(validate_id("task id", "web-1.2_x").is_ok());
+        assert_eq!(validate_id("task id", "").unwrap_err(), "task id must not be empty");
+        assert!(validate_id("task id", "../etc").unwrap_err().contains("'/'"));
+        assert!(validate_id("task id", "..").is_err());
+        assert!(validate_id("task id", "a b").is_err());
+        assert!(validate_id("task id", &"x".repeat(257)).unwrap_err().contains("257 bytes"));
+    }
+}

@@ -1,0 +1,17 @@
+//! Weir's domain vocabulary, shared by every crate: typed identifiers,
+//! resources with exact arithmetic, and task states.
+//!
+//! Invariants kept here so no other crate has to re-check them:
+//! - scalar quantities are fixed-point thousandths ([`Milli`]), so adding and
+//!   subtracting never drifts the way `f64` would (Mesos does the same);
+//! - a [`Ranges`] set is always sorted, non-overlapping and coalesced;
+//! - subtracting resources that are not contained is an error, never a
+//!   silent saturation.
+
+pub mod ids;
+pub mod resources;
+pub mod task;
+
+pub use ids::{AgentId, ExecutorId, FrameworkId, OfferId, Role, TaskId};
+pub use resources::{Milli, Ranges, ResourceError, Resources, ResourceSet};
+pub use task::TaskState;

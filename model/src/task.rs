@@ -1,0 +1,66 @@
+//! Task states, as a framework sees them (the Mesos set).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TaskState {
+    /// Accepted by the broker, on its way to the agent.
+    Staging,
+    /// The agent is preparing the sandbox.
+    Starting,
+    Running,
+    Killing,
+    Finished,
+    Failed,
+    Killed,
+    /// Rejected before it ran: bad launch, bad resources.
+    Error,
+    /// The task's agent stopped answering; it may come back.
+    Unreachable,
+    /// The task's agent was removed; the task is gone for good.
+    Gone,
+    /// The broker or agent dropped the launch (e.g. agent went away first).
+    Dropped,
+    /// Reconciliation found no record of the task.
+    Unknown,
+}
+
+impl TaskState {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TaskState::Finished
+                | TaskState::Failed
+                | TaskState::Killed
+                | TaskState::Error
+                | TaskState::Gone
+                | TaskState::Dropped
+                | TaskState::Unknown
+        )
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskState::Staging => "TASK_STAGING",
+            TaskState::Starting => "TASK_STARTING",
+            TaskState::Running => "TASK_RUNNING",
+            TaskState::Killing => "TASK_KILLING",
+            TaskState::Finished => "TASK_FINISHED",
+            TaskState::Failed => "TASK_FAILED",
+            TaskState::Killed => "TASK_KILLED",
+            TaskState::Error => "TASK_ERROR",
+            TaskState::Unreachable => "TASK_UNREACHABLE",
+            TaskState::Gone => "TASK_GONE",
+            TaskState::Dropped => "TASK_DROPPED",
+            TaskState::Unknown => "TASK_UNKNOWN",
+        }
+    }
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
