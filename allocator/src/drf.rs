@@ -1,0 +1,876 @@
+//! The allocator state machine: hierarchical weighted DRF over roles, then
+//! frameworks within a role.
+//!
+//! Invariants (checked by `check_invariants` in tests):
+//! - for every agent, `free + Σ allocations == total`, and every allocation
+//!   record is non-empty;
+//! - a client's (framework, role) `allocated` is the sum of its records on
+//!   all agents, and a role's `allocated` the sum of its clients';
+//! - unless `order_dirty`, a client sits in its role's `order` exactly when
+//!   it is offerable (framework active, role subscribed, not suppressed),
+//!   under the key of its current share, and a role sits in `role_order`
+//!   exactly when its `order` is non-empty, under its current weighted share;
+//! - an agent is a candidate exactly when it is active and its free
+//!   resources could make an offer.
+//!
+//! Ids are mapped to dense `u32` slots once, at the edge; the cycle itself
+//! works on slots, integer keys and pre-summed scalars.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::mem;
+use std::time::Duration;
+
+use weir_model::{AgentId, FrameworkId, Milli, ResourceSet, Resources, Role};
+
+use crate::candidates::AgentBitset;
+use crate::error::AllocatorError;
+use crate::scalars::Scalars;
+
+/// Limits below which free resources are not worth offering.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AllocatorConfig {
+    pub min_allocatable_cpus: Milli,
+    pub min_allocatable_mem: Milli,
+}
+
+impl Default for AllocatorConfig {
+    /// Mesos' defaults: 0.01 cpus or 32 MiB of memory.
+    fn default() -> Self {
+        AllocatorConfig { min_allocatable_cpus: Milli(10), min_allocatable_mem: Milli::from_units(32) }
+    }
+}
+
+/// Resources on one agent allocated (offered) to one framework in one role.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Allocation {
+    pub agent: AgentId,
+    pub framework: FrameworkId,
+    pub role: Role,
+    pub resources: ResourceSet,
+}
+
+/// A role as the fairness policy sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoleShare {
+    pub role: Role,
+    pub weight: f64,
+    /// Scalars only: ports are not summed across agents.
+    pub allocated: Resources,
+    /// Dominant share of `allocated` against the total of active agents.
+    pub dominant_share: f64,
+    /// `dominant_share / weight`, the quantity roles are ordered by.
+    pub weighted_share: f64,
+    /// Frameworks with a (framework, role) pair in this role, by id.
+    pub frameworks: Vec<FrameworkId>,
+}
+
+/// Sort key in the ordered sets: (share as IEEE bits, rank by id, slot).
+/// Shares are never negative, so their bit patterns order like the values.
+type Key = (u64, u32, u32);
+
+#[derive(Clone, Debug)]
+struct Agent {
+    id: AgentId,
+    total: ResourceSet,
+    free: ResourceSet,
+    active: bool,
+    /// By client slot; short (one entry per framework with something here).
+    allocations: Vec<(u32, ResourceSet)>,
+}
+
+#[derive(Clone, Debug)]
+struct Framework {
+    id: FrameworkId,
+    /// Position among all frameworks by id; ties in share break on it.
+    rank: u32,
+    active: bool,
+    /// False for a framework only known from an agent's running tasks
+    /// (agent re-registered before the framework did).
+    subscribed: bool,
+    /// Client slots, one per role the framework has or had resources in.
+    clients: Vec<u32>,
+    /// Refused agents (slot → until). `None` when empty, so an unfiltered
+    /// framework costs one branch in the cycle.
+    filters: Option<BTreeMap<u32, Duration>>,
+}
+
+#[derive(Clone, Debug)]
+struct RoleState {
+    name: Role,
+    rank: u32,
+    weight: f64,
+    allocated: Scalars,
+    /// Key under which the role sits in `role_order`, if it does.
+    key: Option<Key>,
+    /// Client slots of this role (offerable or not).
+    clients: Vec<u32>,
+    /// Offerable clients by (share, framework rank).
+    order: BTreeSet<Key>,
+}
+
+/// One (framework, role) pair: the unit DRF accounts for within a role.
+#[derive(Clone, Debug)]
+struct Client {
+    framework: u32,
+    role: u32,
+    allocated: Scalars,
+    /// The framework asked for this role (it may hold resources in a role it
+    /// is not, or no longer, subscribed to).
+    subscribed: bool,
+    suppressed: bool,
+    key: Option<Key>,
+}
+
+/// A deterministic, synchronous hierarchical DRF allocator. See the crate
+/// README for the algorithm and its costs.
+#[derive(Clone, Debug)]
+pub struct Allocator {
+    config: AllocatorConfig,
+    agents: Vec<Option<Agent>>,
+    free_agent_slots: Vec<u32>,
+    agent_ix: BTreeMap<AgentId, u32>,
+    candidates: AgentBitset,
+    /// Scalars of all active agents: the denominator of every share.
+    total: Scalars,
+    frameworks: Vec<Option<Framework>>,
+    free_framework_slots: Vec<u32>,
+    framework_ix: BTreeMap<FrameworkId, u32>,
+    /// Roles are few and operator-chosen; they are never forgotten.
+    roles: Vec<RoleState>,
+    role_ix: BTreeMap<Role, u32>,
+    clients: Vec<Option<Client>>,
+    free_client_slots: Vec<u32>,
+    /// Roles with at least one offerable client, by weighted share.
+    role_order: BTreeSet<Key>,
+    /// Totals, ranks or membership changed in bulk: every key is stale and
+    /// the ordered sets are rebuilt once, at the next cycle.
+    order_dirty: bool,
+    cycles: u64,
+    /// Scratch buffer for the candidate list, kept to avoid reallocating.
+    scratch: Vec<u32>,
+}
+
+fn share_key(share: f64, rank: u32, slot: u32) -> Key {
+    debug_assert!(share >= 0.0 && share.is_finite());
+    // `+ 0.0` turns a -0.0 into +0.0 so the bits order correctly.
+    ((share + 0.0).to_bits(), rank, slot)
+}
+
+/// SplitMix64: a fixed, well-mixed function of the cycle number, so the
+/// start agent moves around the cluster but the run is reproducible.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn take_slot<T>(slots: &mut Vec<Option<T>>, free: &mut Vec<u32>, value: T) -> u32 {
+    match free.pop() {
+        Some(ix) => {
+            slots[ix as usize] = Some(value);
+            ix
+        }
+        None => {
+            slots.push(Some(value));
+            (slots.len() - 1) as u32
+        }
+    }
+}
+
+impl Allocator {
+    pub fn new(config: AllocatorConfig) -> Self {
+        Allocator {
+            config,
+            agents: Vec::new(),
+            free_agent_slots: Vec::new(),
+            agent_ix: BTreeMap::new(),
+            candidates: AgentBitset::default(),
+            total: Scalars::default(),
+            frameworks: Vec::new(),
+            free_framework_slots: Vec::new(),
+            framework_ix: BTreeMap::new(),
+            roles: Vec::new(),
+            role_ix: BTreeMap::new(),
+            clients: Vec::new(),
+            free_client_slots: Vec::new(),
+            role_order: BTreeSet::new(),
+            order_dirty: false,
+            cycles: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    // ----- slot accessors: a slot held in an index always holds a value -----
+
+    fn agent(&self, a: u32) -> &Agent {
+        self.agents[a as usize].as_ref().expect("agent slot in use")
+    }
+    fn agent_mut(&mut self, a: u32) -> &mut Agent {
+        self.agents[a as usize].as_mut().expect("agent slot in use")
+    }
+    fn framework(&self, f: u32) -> &Framework {
+        self.frameworks[f as usize].as_ref().expect("framework slot in use")
+    }
+    fn framework_mut(&mut self, f: u32) -> &mut Framework {
+        self.frameworks[f as usize].as_mut().expect("framework slot in use")
+    }
+    fn client(&self, c: u32) -> &Client {
+        self.clients[c as usize].as_ref().expect("client slot in use")
+    }
+    fn client_mut(&mut self, c: u32) -> &mut Client {
+        self.clients[c as usize].as_mut().expect("client slot in use")
+    }
+
+    fn agent_slot(&self, agent: &AgentId) -> Result<u32, AllocatorError> {
+        self.agent_ix.get(agent).copied().ok_or_else(|| AllocatorError::UnknownAgent(agent.clone()))
+    }
+    fn framework_slot(&self, framework: &FrameworkId) -> Result<u32, AllocatorError> {
+        self.framework_ix.get(framework).copied().ok_or_else(|| AllocatorError::UnknownFramework(framework.clone()))
+    }
+    fn client_of(&self, f: u32, role: &Role) -> Option<u32> {
+        let r = *self.role_ix.get(role)?;
+        self.framework(f).clients.iter().copied().find(|&c| self.client(c).role == r)
+    }
+
+    fn role_slot_or_create(&mut self, role: &Role) -> u32 {
+        if let Some(&r) = self.role_ix.get(role) {
+            return r;
+        }
+        let r = self.roles.len() as u32;
+        self.roles.push(RoleState {
+            name: role.clone(),
+            rank: 0,
+            weight: 1.0,
+            allocated: Scalars::default(),
+            key: None,
+            clients: Vec::new(),
+            order: BTreeSet::new(),
+        });
+        self.role_ix.insert(role.clone(), r);
+        self.order_dirty = true;
+        r
+    }
+
+    fn client_or_create(&mut self, f: u32, role: &Role) -> u32 {
+        if let Some(c) = self.client_of(f, role) {
+            return c;
+        }
+        let r = self.role_slot_or_create(role);
+        let client =
+            Client { framework: f, role: r, allocated: Scalars::default(), subscribed: false, suppressed: false, key: None };
+        let c = take_slot(&mut self.clients, &mut self.free_client_slots, client);
+        self.roles[r as usize].clients.push(c);
+        self.framework_mut(f).clients.push(c);
+        self.order_dirty = true;
+        c
+    }
+
+    fn new_framework(&mut self, id: &FrameworkId, subscribed: bool) -> u32 {
+        let fw = Framework { id: id.clone(), rank: 0, active: subscribed, subscribed, clients: Vec::new(), filters: None };
+        let f = take_slot(&mut self.frameworks, &mut self.free_framework_slots, fw);
+        self.framework_ix.insert(id.clone(), f);
+        self.order_dirty = true;
+        f
+    }
+
+    // ----- keeping the ordered sets current -----
+
+    fn offerable(&self, c: u32) -> bool {
+        let client = self.client(c);
+        client.subscribed && !client.suppressed && self.framework(client.framework).active
+    }
+
+    /// Re-files a client (and then its role) after its share or its
+    /// offerability changed. O(log n); a no-op while a rebuild is pending.
+    fn refresh_client(&mut self, c: u32) {
+        if self.order_dirty {
+            return;
+        }
+        let client = self.client(c);
+        let (r, old) = (client.role, client.key);
+        let new = self.offerable(c).then(|| {
+            let client = self.client(c);
+            share_key(client.allocated.dominant_share(&self.total), self.framework(client.framework).rank, c)
+        });
+        if new != old {
+            let order = &mut self.roles[r as usize].order;
+            if let Some(k) = old {
+                order.remove(&k);
+            }
+            if let Some(k) = new {
+                order.insert(k);
+            }
+            self.client_mut(c).key = new;
+        }
+        self.refresh_role(r);
+    }
+
+    fn refresh_role(&mut self, r: u32) {
+        if self.order_dirty {
+            return;
+        }
+        let role = &self.roles[r as usize];
+        let new = (!role.order.is_empty())
+            .then(|| share_key(role.allocated.dominant_share(&self.total) / role.weight, role.rank, r));
+        if new != role.key {
+            if let Some(k) = role.key {
+                self.role_order.remove(&k);
+            }
+            if let Some(k) = new {
+                self.role_order.insert(k);
+            }
+            self.roles[r as usize].key = new;
+        }
+    }
+
+    /// Recomputes ranks and every key from scratch: O(n log n) once, instead
+    /// of O(n) work on each of many bulk changes (e.g. 10,000 agents added).
+    fn rebuild_order(&mut self) {
+        for (rank, &f) in self.framework_ix.values().enumerate() {
+            self.frameworks[f as usize].as_mut().expect("framework slot in use").rank = rank as u32;
+        }
+        for (rank, &r) in self.role_ix.values().enumerate() {
+            let role = &mut self.roles[r as usize];
+            role.rank = rank as u32;
+            role.order.clear();
+            role.key = None;
+        }
+        self.role_order.clear();
+        for c in 0..self.clients.len() as u32 {
+            let Some(client) = &self.clients[c as usize] else { continue };
+            let key = self.offerable(c).then(|| {
+                share_key(client.allocated.dominant_share(&self.total), self.framework(client.framework).rank, c)
+            });
+            let r = client.role;
+            if let Some(k) = key {
+                self.roles[r as usize].order.insert(k);
+            }
+            self.client_mut(c).key = key;
+        }
+        for (r, role) in self.roles.iter_mut().enumerate() {
+            if !role.order.is_empty() {
+                let k = share_key(role.allocated.dominant_share(&self.total) / role.weight, role.rank, r as u32);
+                role.key = Some(k);
+                self.role_order.insert(k);
+            }
+        }
+        self.order_dirty = false;
+    }
+
+    fn allocatable(&self, r: &Resources) -> bool {
+        !r.is_empty() && (r.cpus >= self.config.min_allocatable_cpus || r.mem >= self.config.min_allocatable_mem)
+    }
+
+    /// Whether an agent's free resources could make an offer.
+    fn has_offerable(&self, free: &ResourceSet) -> bool {
+        self.allocatable(&free.unreserved) || !free.reserved.is_empty()
+    }
+
+    fn touch_candidate(&mut self, a: u32) {
+        let agent = self.agent(a);
+        let on = agent.active && self.has_offerable(&agent.free);
+        self.candidates.set(a, on);
+    }
+
+    /// Adds (or with `sign == false`, removes) `amount` to a client's and its
+    /// role's books and re-files both.
+    fn account(&mut self, c: u32, amount: &Scalars, add: bool) {
+        let client = self.client_mut(c);
+        let r = client.role;
+        if add {
+            client.allocated.add(amount);
+            self.roles[r as usize].allocated.add(amount);
+        } else {
+            client.allocated.sub(amount);
+            self.roles[r as usize].allocated.sub(amount);
+        }
+        self.refresh_client(c);
+    }
+
+    // ----- agents -----
+
+    /// Adds an agent with `total` resources, of which `used` are held by
+    /// running tasks (an agent re-registering after a broker failover).
+    /// Frameworks named in `used` that are not subscribed yet are remembered
+    /// (inactive) so their usage counts; `add_framework` adopts them later.
+    pub fn add_agent(
+        &mut self,
+        agent: AgentId,
+        total: ResourceSet,
+        used: Vec<(FrameworkId, Role, ResourceSet)>,
+    ) -> Result<(), AllocatorError> {
+        if self.agent_ix.contains_key(&agent) {
+            return Err(AllocatorError::DuplicateAgent(agent));
+        }
+        let used_sum = used.iter().fold(ResourceSet::default(), |acc, (_, _, r)| acc.add(r));
+        let free = total.checked_sub(&used_sum).map_err(|_| AllocatorError::UsedExceedsTotal {
+            agent: agent.clone(),
+            used: Box::new(used_sum.clone()),
+            total: Box::new(total.clone()),
+        })?;
+        let a = take_slot(
+            &mut self.agents,
+            &mut self.free_agent_slots,
+            Agent { id: agent.clone(), total, free, active: true, allocations: Vec::new() },
+        );
+        self.agent_ix.insert(agent, a);
+        for (framework, role, resources) in used {
+            if resources.is_empty() {
+                continue;
+            }
+            let f = match self.framework_ix.get(&framework) {
+                Some(&f) => f,
+                None => self.new_framework(&framework, false),
+            };
+            let c = self.client_or_create(f, &role);
+            let allocations = &mut self.agent_mut(a).allocations;
+            match allocations.iter_mut().find(|(owner, _)| *owner == c) {
+                Some((_, held)) => held.add_assign(&resources),
+                None => allocations.push((c, resources.clone())),
+            }
+            self.account(c, &Scalars::of_set(&resources), true);
+        }
+        self.total.add(&Scalars::of_set(&self.agent(a).total));
+        self.order_dirty = true;
+        self.touch_candidate(a);
+        Ok(())
+    }
+
+    /// Forgets an agent; whatever was allocated on it is gone with it.
+    pub fn remove_agent(&mut self, agent: &AgentId) -> Result<(), AllocatorError> {
+        let a = self.agent_slot(agent)?;
+        let removed = self.agents[a as usize].take().expect("agent slot in use");
+        self.agent_ix.remove(agent);
+        self.free_agent_slots.push(a);
+        self.candidates.set(a, false);
+        if removed.active {
+            self.total.sub(&Scalars::of_set(&removed.total));
+            self.order_dirty = true;
+        }
+        for (c, resources) in &removed.allocations {
+            self.account(*c, &Scalars::of_set(resources), false);
+        }
+        // The slot will be reused: filters naming it must not outlive it.
+        for fw in self.frameworks.iter_mut().flatten() {
+            if let Some(filters) = &mut fw.filters {
+                filters.remove(&a);
+                if filters.is_empty() {
+                    fw.filters = None;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An unreachable agent is not offered, and leaves the cluster total,
+    /// but what is allocated on it still counts against its holders.
+    pub fn set_agent_active(&mut self, agent: &AgentId, active: bool) -> Result<(), AllocatorError> {
+        let a = self.agent_slot(agent)?;
+        let slot = self.agent_mut(a);
+        if slot.active != active {
+            slot.active = active;
+            let scalars = Scalars::of_set(&slot.total);
+            if active {
+                self.total.add(&scalars);
+            } else {
+                self.total.sub(&scalars);
+            }
+            self.order_dirty = true;
+            self.touch_candidate(a);
+        }
+        Ok(())
+    }
+
+    // ----- frameworks -----
+
+    /// Subscribes a framework in `roles` (duplicates are ignored), active.
+    pub fn add_framework(&mut self, framework: FrameworkId, roles: Vec<Role>) -> Result<(), AllocatorError> {
+        let f = match self.framework_ix.get(&framework) {
+            Some(&f) if self.framework(f).subscribed => return Err(AllocatorError::DuplicateFramework(framework)),
+            Some(&f) => f,
+            None => self.new_framework(&framework, true),
+        };
+        let fw = self.framework_mut(f);
+        fw.subscribed = true;
+        fw.active = true;
+        for role in &roles {
+            let c = self.client_or_create(f, role);
+            self.client_mut(c).subscribed = true;
+        }
+        self.order_dirty = true;
+        Ok(())
+    }
+
+    /// Unsubscribes a framework; everything allocated to it is freed.
+    pub fn remove_framework(&mut self, framework: &FrameworkId) -> Result<(), AllocatorError> {
+        let f = self.framework_slot(framework)?;
+        let fw = self.frameworks[f as usize].take().expect("framework slot in use");
+        self.framework_ix.remove(framework);
+        self.free_framework_slots.push(f);
+        let mut touched = Vec::new();
+        // A scan of all agents: removal is rare, and keeping a per-client
+        // agent list would cost every grant in the cycle.
+        for (a, slot) in self.agents.iter_mut().enumerate() {
+            let Some(agent) = slot else { continue };
+            if !agent.allocations.iter().any(|(c, _)| fw.clients.contains(c)) {
+                continue;
+            }
+            let mut kept = Vec::with_capacity(agent.allocations.len());
+            for (c, resources) in mem::take(&mut agent.allocations) {
+                if fw.clients.contains(&c) {
+                    agent.free.add_assign(&resources);
+                } else {
+                    kept.push((c, resources));
+                }
+            }
+            agent.allocations = kept;
+            touched.push(a as u32);
+        }
+        for a in touched {
+            self.touch_candidate(a);
+        }
+        for &c in &fw.clients {
+            let client = self.clients[c as usize].take().expect("client slot in use");
+            let role = &mut self.roles[client.role as usize];
+            role.allocated.sub(&client.allocated);
+            role.clients.retain(|&x| x != c);
+            self.free_client_slots.push(c);
+        }
+        self.order_dirty = true;
+        Ok(())
+    }
+
+    /// A disconnected framework keeps its allocations but gets no offers.
+    pub fn set_framework_active(&mut self, framework: &FrameworkId, active: bool) -> Result<(), AllocatorError> {
+        let f = self.framework_slot(framework)?;
+        let fw = self.framework_mut(f);
+        if fw.active != active {
+            fw.active = active;
+            for c in fw.clients.clone() {
+                self.refresh_client(c);
+            }
+        }
+        Ok(())
+    }
+
+    /// The clients of `framework` in `roles` (all of its subscribed roles
+    /// when `None`), or an error naming a role it is not subscribed to.
+    fn clients_in(&self, f: u32, roles: Option<&[Role]>) -> Result<Vec<u32>, AllocatorError> {
+        let fw = self.framework(f);
+        match roles {
+            None => Ok(fw.clients.iter().copied().filter(|&c| self.client(c).subscribed).collect()),
+            Some(roles) => roles
+                .iter()
+                .map(|role| {
+                    self.client_of(f, role).filter(|&c| self.client(c).subscribed).ok_or_else(|| {
+                        AllocatorError::NotInRole { framework: fw.id.clone(), role: role.clone() }
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// Stops offers to `framework` in `roles` (all its roles when `None`).
+    pub fn suppress(&mut self, framework: &FrameworkId, roles: Option<&[Role]>) -> Result<(), AllocatorError> {
+        let f = self.framework_slot(framework)?;
+        for c in self.clients_in(f, roles)? {
+            self.client_mut(c).suppressed = true;
+            self.refresh_client(c);
+        }
+        Ok(())
+    }
+
+    /// Resumes offers to `framework` in `roles` (all when `None`) and drops
+    /// all of the framework's filters, as a REVIVE does in Mesos.
+    pub fn revive(&mut self, framework: &FrameworkId, roles: Option<&[Role]>) -> Result<(), AllocatorError> {
+        let f = self.framework_slot(framework)?;
+        let clients = self.clients_in(f, roles)?;
+        self.framework_mut(f).filters = None;
+        for c in clients {
+            self.client_mut(c).suppressed = false;
+            self.refresh_client(c);
+        }
+        // Agents passed over only because of a filter kept their free
+        // resources and so are still candidates: nothing else to wake up.
+        Ok(())
+    }
+
+    /// Refuses `agent` to `framework` until the time `until` (a DECLINE
+    /// with `refuse_seconds`); a later filter for the same pair replaces it.
+    pub fn add_filter(&mut self, framework: &FrameworkId, agent: &AgentId, until: Duration) -> Result<(), AllocatorError> {
+        let f = self.framework_slot(framework)?;
+        let a = self.agent_slot(agent)?;
+        self.framework_mut(f).filters.get_or_insert_with(BTreeMap::new).insert(a, until);
+        Ok(())
+    }
+
+    // ----- roles -----
+
+    pub fn set_weight(&mut self, role: Role, weight: f64) -> Result<(), AllocatorError> {
+        if !(weight.is_finite() && weight > 0.0) {
+            return Err(AllocatorError::BadWeight { role, weight });
+        }
+        let r = self.role_slot_or_create(&role);
+        self.roles[r as usize].weight = weight;
+        self.refresh_role(r);
+        Ok(())
+    }
+
+    // ----- resources coming back -----
+
+    /// Returns `resources` allocated to (`framework`, `role`) on `agent`:
+    /// a declined or rescinded offer, or a finished task. Refused, changing
+    /// nothing, unless they are all allocated to that pair on that agent.
+    pub fn recover(
+        &mut self,
+        agent: &AgentId,
+        framework: &FrameworkId,
+        role: &Role,
+        resources: &ResourceSet,
+    ) -> Result<(), AllocatorError> {
+        let a = self.agent_slot(agent)?;
+        let f = self.framework_slot(framework)?;
+        let not_allocated = |allocated: ResourceSet| AllocatorError::NotAllocated {
+            agent: agent.clone(),
+            framework: framework.clone(),
+            role: role.clone(),
+            wanted: Box::new(resources.clone()),
+            allocated: Box::new(allocated),
+        };
+        let Some(c) = self.client_of(f, role) else { return Err(not_allocated(ResourceSet::default())) };
+        let slot = self.agent_mut(a);
+        let Some(pos) = slot.allocations.iter().position(|(owner, _)| *owner == c) else {
+            return Err(not_allocated(ResourceSet::default()));
+        };
+        let held = &slot.allocations[pos].1;
+        let left = match held.checked_sub(resources) {
+            Ok(left) => left,
+            Err(_) => return Err(not_allocated(held.clone())),
+        };
+        if left.is_empty() {
+            slot.allocations.swap_remove(pos);
+        } else {
+            slot.allocations[pos].1 = left;
+        }
+        slot.free.add_assign(resources);
+        self.account(c, &Scalars::of_set(resources), false);
+        self.touch_candidate(a);
+        Ok(())
+    }
+
+    // ----- the cycle -----
+
+    /// One allocation cycle: every candidate agent's free resources are
+    /// offered, reserved bundles to their role, the unreserved bundle by
+    /// hierarchical DRF. Shares are updated after every grant.
+    pub fn allocate(&mut self, now: Duration) -> Vec<Allocation> {
+        if self.order_dirty {
+            self.rebuild_order();
+        }
+        let slots = self.agents.len() as u64;
+        let mut out = Vec::new();
+        if slots == 0 || self.role_order.is_empty() {
+            self.cycles += 1;
+            return out;
+        }
+        let start = (splitmix64(self.cycles) % slots) as u32;
+        self.cycles += 1;
+        let mut list = mem::take(&mut self.scratch);
+        self.candidates.collect_from(start, &mut list);
+        let mut expired = Vec::new();
+        let mut grants: Vec<(u32, ResourceSet)> = Vec::new();
+        for &a in &list {
+            self.offer_agent(a, now, &mut grants, &mut expired);
+            if grants.is_empty() {
+                continue;
+            }
+            let agent_id = self.agent(a).id.clone();
+            for (c, resources) in grants.drain(..) {
+                let client = self.client(c);
+                let framework = self.framework(client.framework).id.clone();
+                let role = self.roles[client.role as usize].name.clone();
+                out.push(Allocation { agent: agent_id.clone(), framework, role, resources });
+            }
+        }
+        self.scratch = list;
+        for (f, a) in expired {
+            let fw = self.framework_mut(f);
+            if let Some(filters) = &mut fw.filters {
+                if filters.get(&a).is_some_and(|until| *until <= now) {
+                    filters.remove(&a);
+                }
+                if filters.is_empty() {
+                    fw.filters = None;
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether `framework` refuses `agent` at `now`; an expired filter is
+    /// noted for removal after the cycle.
+    fn filtered(&self, f: u32, a: u32, now: Duration, expired: &mut Vec<(u32, u32)>) -> bool {
+        let Some(filters) = &self.framework(f).filters else { return false };
+        match filters.get(&a) {
+            Some(until) if *until > now => true,
+            Some(_) => {
+                expired.push((f, a));
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// The lowest-share offerable client of role `r` not refusing agent `a`.
+    fn pick_in_role(&self, r: u32, a: u32, now: Duration, expired: &mut Vec<(u32, u32)>) -> Option<u32> {
+        self.roles[r as usize]
+            .order
+            .iter()
+            .map(|&(_, _, c)| c)
+            .find(|&c| !self.filtered(self.client(c).framework, a, now, expired))
+    }
+
+    /// Offers agent `a`'s free resources, pushing (client, resources) grants
+    /// (at most one per client) and recording them on the agent.
+    fn offer_agent(&mut self, a: u32, now: Duration, grants: &mut Vec<(u32, ResourceSet)>, expired: &mut Vec<(u32, u32)>) {
+        if !self.agent(a).active {
+            self.candidates.set(a, false);
+            return;
+        }
+        if !self.agent(a).free.reserved.is_empty() {
+            let reserved_roles: Vec<Role> = self.agent(a).free.reserved.keys().cloned().collect();
+            for role in reserved_roles {
+                let Some(&r) = self.role_ix.get(&role) else { continue };
+                let Some(c) = self.pick_in_role(r, a, now, expired) else { continue };
+                let bundle = self.agent_mut(a).free.reserved.remove(&role).expect("reserved bundle present");
+                self.account(c, &Scalars::of(&bundle), true);
+                let mut set = ResourceSet::default();
+                set.reserved.insert(role, bundle);
+                grants.push((c, set));
+            }
+        }
+        if self.allocatable(&self.agent(a).free.unreserved) {
+            let winner = self.role_order.iter().find_map(|&(_, _, r)| self.pick_in_role(r, a, now, expired));
+            if let Some(c) = winner {
+                let bundle = mem::take(&mut self.agent_mut(a).free.unreserved);
+                self.account(c, &Scalars::of(&bundle), true);
+                match grants.iter_mut().find(|(owner, _)| *owner == c) {
+                    Some((_, set)) => set.unreserved = bundle,
+                    None => grants.push((c, ResourceSet::unreserved(bundle))),
+                }
+            }
+        }
+        let agent = self.agents[a as usize].as_mut().expect("agent slot in use");
+        for (c, resources) in grants.iter() {
+            match agent.allocations.iter_mut().find(|(owner, _)| owner == c) {
+                Some((_, held)) => held.add_assign(resources),
+                None => agent.allocations.push((*c, resources.clone())),
+            }
+        }
+        self.touch_candidate(a);
+    }
+
+    // ----- observations -----
+
+    /// Every known role, by name, with its allocation and shares.
+    pub fn role_shares(&self) -> Vec<RoleShare> {
+        self.role_ix
+            .values()
+            .map(|&r| {
+                let role = &self.roles[r as usize];
+                let share = role.allocated.dominant_share(&self.total);
+                let mut frameworks: Vec<FrameworkId> =
+                    role.clients.iter().map(|&c| self.framework(self.client(c).framework).id.clone()).collect();
+                frameworks.sort();
+                RoleShare {
+                    role: role.name.clone(),
+                    weight: role.weight,
+                    allocated: role.allocated.to_resources(),
+                    dominant_share: share,
+                    weighted_share: share / role.weight,
+                    frameworks,
+                }
+            })
+            .collect()
+    }
+
+    /// Dominant share of everything allocated to `framework`, over all its
+    /// roles, against the total of active agents.
+    pub fn framework_share(&self, framework: &FrameworkId) -> Option<f64> {
+        let f = *self.framework_ix.get(framework)?;
+        let mut sum = Scalars::default();
+        for &c in &self.framework(f).clients {
+            sum.add(&self.client(c).allocated);
+        }
+        Some(sum.dominant_share(&self.total))
+    }
+
+    /// Dominant share of what `framework` holds in `role`, the quantity
+    /// frameworks within a role are ordered by.
+    pub fn framework_role_share(&self, framework: &FrameworkId, role: &Role) -> Option<f64> {
+        let f = *self.framework_ix.get(framework)?;
+        let c = self.client_of(f, role)?;
+        Some(self.client(c).allocated.dominant_share(&self.total))
+    }
+
+    /// What is neither offered nor in use on `agent`.
+    pub fn free(&self, agent: &AgentId) -> Option<ResourceSet> {
+        let a = *self.agent_ix.get(agent)?;
+        Some(self.agent(a).free.clone())
+    }
+
+    /// Scalars of all active agents (ports are not summed across agents).
+    pub fn total(&self) -> Resources {
+        self.total.to_resources()
+    }
+
+    /// Checks every invariant listed at the top of this module; for tests.
+    #[cfg(test)]
+    pub(crate) fn check_invariants(&self) {
+        let mut client_sums: BTreeMap<u32, Scalars> = BTreeMap::new();
+        let mut total = Scalars::default();
+        for (a, slot) in self.agents.iter().enumerate() {
+            let Some(agent) = slot else { continue };
+            let mut sum = agent.free.clone();
+            for (c, r) in &agent.allocations {
+                assert!(!r.is_empty(), "empty allocation record on {}", agent.id);
+                sum.add_assign(r);
+                client_sums.entry(*c).or_default().add(&Scalars::of_set(r));
+            }
+            assert_eq!(Scalars::of_set(&sum), Scalars::of_set(&agent.total), "free + allocated != total on {}", agent.id);
+            if agent.active {
+                total.add(&Scalars::of_set(&agent.total));
+            }
+            assert_eq!(
+                self.candidates.get(a as u32),
+                agent.active && self.has_offerable(&agent.free),
+                "candidate bit of {}",
+                agent.id
+            );
+        }
+        assert_eq!(total, self.total);
+        let mut role_sums: BTreeMap<u32, Scalars> = BTreeMap::new();
+        for (c, slot) in self.clients.iter().enumerate() {
+            let Some(client) = slot else { continue };
+            assert_eq!(client.allocated, client_sums.get(&(c as u32)).copied().unwrap_or_default());
+            role_sums.entry(client.role).or_default().add(&client.allocated);
+            if !self.order_dirty {
+                assert_eq!(client.key.is_some(), self.offerable(c as u32));
+                if let Some(k) = client.key {
+                    assert!(self.roles[client.role as usize].order.contains(&k));
+                    assert_eq!(k.0, share_key(client.allocated.dominant_share(&self.total), 0, 0).0);
+                }
+            }
+        }
+        for (r, role) in self.roles.iter().enumerate() {
+            assert_eq!(role.allocated, role_sums.get(&(r as u32)).copied().unwrap_or_default());
+            if !self.order_dirty {
+                assert_eq!(role.key.is_some(), !role.order.is_empty());
+                if let Some(k) = role.key {
+                    assert!(self.role_order.contains(&k));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,681 @@
+//! Behaviour tests: the DRF paper's example, unit cases for each call, and
+//! proptest properties over random call sequences checked against a small
+//! model of what the broker knows (outstanding allocations, filters,
+//! suppression).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use proptest::prelude::*;
+use weir_model::{AgentId, FrameworkId, Milli, Ranges, ResourceSet, Resources, Role};
+
+use crate::{Allocation, Allocator, AllocatorConfig, AllocatorError};
+
+fn res(spec: &str) -> ResourceSet {
+    ResourceSet::parse(spec).expect("test spec parses")
+}
+fn agent(i: usize) -> AgentId {
+    AgentId::new(format!("agent-{i}"))
+}
+fn fw(i: usize) -> FrameworkId {
+    FrameworkId::new(format!("fw-{i}"))
+}
+fn role(name: &str) -> Role {
+    Role::new(name)
+}
+fn star() -> Role {
+    Role::default_role()
+}
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+const FOREVER: Duration = Duration::from_secs(1 << 40);
+
+/// A framework in the simulations below: accepts each offer by launching
+/// one task if it fits and giving the rest back, or declining the whole
+/// offer with a long filter if it does not.
+fn answer_one_task(alloc: &mut Allocator, offer: &Allocation, task: &Resources) -> bool {
+    let task_set = ResourceSet::unreserved(task.clone());
+    if offer.resources.unreserved.contains(task) {
+        let rest = offer.resources.checked_sub(&task_set).expect("task fits");
+        if !rest.is_empty() {
+            alloc.recover(&offer.agent, &offer.framework, &offer.role, &rest).expect("rest was offered");
+        }
+        true
+    } else {
+        alloc.recover(&offer.agent, &offer.framework, &offer.role, &offer.resources).expect("offer was offered");
+        alloc.add_filter(&offer.framework, &offer.agent, FOREVER).expect("known ids");
+        false
+    }
+}
+
+/// Runs cycles until nothing is offered; returns tasks launched per framework.
+fn run_until_quiet(alloc: &mut Allocator, tasks: &BTreeMap<FrameworkId, Resources>) -> BTreeMap<FrameworkId, usize> {
+    let mut launched: BTreeMap<FrameworkId, usize> = BTreeMap::new();
+    for cycle in 0..100_000u64 {
+        let offers = alloc.allocate(secs(cycle));
+        if offers.is_empty() {
+            return launched;
+        }
+        for offer in &offers {
+            if answer_one_task(alloc, offer, &tasks[&offer.framework]) {
+                *launched.entry(offer.framework.clone()).or_default() += 1;
+            }
+        }
+    }
+    panic!("simulation did not settle");
+}
+
+fn drf_paper_example(roles: [Role; 2]) {
+    let mut alloc = Allocator::new(AllocatorConfig::default());
+    alloc.add_agent(agent(0), res("cpus:9;mem:18432"), vec![]).unwrap();
+    let (a, b) = (FrameworkId::new("A"), FrameworkId::new("B"));
+    alloc.add_framework(a.clone(), vec![roles[0].clone()]).unwrap();
+    alloc.add_framework(b.clone(), vec![roles[1].clone()]).unwrap();
+    let tasks = BTreeMap::from([
+        (a.clone(), Resources::parse("cpus:1;mem:4096").unwrap()),
+        (b.clone(), Resources::parse("cpus:3;mem:1024").unwrap()),
+    ]);
+    let launched = run_until_quiet(&mut alloc, &tasks);
+    assert_eq!(launched[&a], 3, "A: {launched:?}");
+    assert_eq!(launched[&b], 2, "B: {launched:?}");
+    // Both end with a dominant share of 2/3: A on memory, B on cpus.
+    assert!((alloc.framework_share(&a).unwrap() - 2.0 / 3.0).abs() < 1e-9);
+    assert!((alloc.framework_share(&b).unwrap() - 2.0 / 3.0).abs() < 1e-9);
+    alloc.check_invariants();
+}
+
+#[test]
+fn drf_paper_example_frameworks_in_one_role() {
+    drf_paper_example([star(), star()]);
+}
+
+#[test]
+fn drf_paper_example_frameworks_in_their_own_roles() {
+    drf_paper_example([role("a"), role("b")]);
+}
+
+#[test]
+fn a_cycle_spreads_agents_across_frameworks() {
+    let mut alloc = Allocator::new(AllocatorConfig::default());
+    for i in 0..6 {
+        alloc.add_agent(agent(i), res("cpus:4;mem:8192"), vec![]).unwrap();
+    }
+    for i in 0..3 {
+        alloc.add_framework(fw(i), vec![star()]).unwrap();
+    }
+    let offers = alloc.allocate(secs(0));
+    assert_eq!(offers.len(), 6);
+    let mut per_fw: BTreeMap<FrameworkId, usize> = BTreeMap::new();
+    for o in &offers {
+        *per_fw.entry(o.framework.clone()).or_default() += 1;
+        assert_eq!(o.resources, res("cpus:4;mem:8192"));
+    }
+    assert_eq!(per_fw.values().copied().collect::<Vec<_>>(), vec![2, 2, 2]);
+    // Everything is out: a second cycle offers nothing.
+    assert!(alloc.allocate(secs(1)).is_empty());
+    alloc.check_invariants();
+}
+
+#[test]
+fn weights_order_roles() {
+    let mut alloc = Allocator::new(AllocatorConfig::default());
+    for i in 0..9 {
+        alloc.add_agent(agent(i), res("cpus:1;mem:1024"), vec![]).unwrap();
+    }
+    alloc.set_weight(role("heavy"), 2.0).unwrap();
+    alloc.add_framework(fw(0), vec![role("heavy")]).unwrap();
+    alloc.add_framework(fw(1), vec![role("light")]).unwrap();
+    let offers = alloc.allocate(secs(0));
+    let heavy = offers.iter().filter(|o| o.role == role("heavy")).count();
+    assert_eq!(heavy, 6, "weight 2 vs 1 gets 6 of 9 agents: {offers:?}");
+    let shares = alloc.role_shares();
+    assert_eq!(shares.len(), 2);
+    assert_eq!(shares[0].role, role("heavy"));
+    assert_eq!(shares[0].allocated.cpus, Milli::from_units(6));
+    assert!((shares[0].weighted_share - shares[1].weighted_share).abs() < 1e-9);
+    assert_eq!(shares[1].frameworks, vec![fw(1)]);
+}
+
+#[test]
+fn reserved_resources_go_only_to_their_role() {
+    let mut alloc = Allocator::new(AllocatorConfig::default());
+    alloc.add_agent(agent(0), res("cpus:2;mem:1024;cpus(db):4;mem(db):4096"), vec![]).unwrap();
+    alloc.add_framework(fw(0), vec![star()]).unwrap();
+    let offers = alloc.allocate(secs(0));
+    assert_eq!(offers.len(), 1);
+    assert_eq!(offers[0].resources, res("cpus:2;mem:1024"));
+    // The reservation waits for its role.
+    assert_eq!(alloc.free(&agent(0)).unwrap(), res("cpus(db):4;mem(db):4096"));
+    alloc.add_framework(fw(1), vec![role("db")]).unwrap();
+    let offers = alloc.allocate(secs(1));
+    assert_eq!(offers.len(), 1);
+    assert_eq!((offers[0].framework.clone(), offers[0].resources.clone()), (fw(1), res("cpus(db):4;mem(db):4096")));
+    alloc.check_invariants();
+}
+
+#[test]
+fn reserved_and_unreserved_to_one_framework_make_one_offer() {
+    let mut alloc = Allocator::new(AllocatorConfig::default());
+    alloc.add_agent(agent(0), res("cpus:2;mem:1024;cpus(db):4"), vec![]).unwrap();
+    alloc.add_framework(fw(0), vec![role("db")]).unwrap();
+    let offers = alloc.allocate(secs(0));
+    assert_eq!(offers.len(), 1);
+    assert_eq!(offers[0].resources, res("cpus:2;mem:1024;cpus(db):4"));
+    alloc.recover(&agent(0), &fw(0), &role("db"), &res("cpus(db):1;mem:24")).unwrap();
+    assert_eq!(alloc.free(&agent(0)).unwrap(), res("cpus(db):1;mem:24"));
+}
+
+#[test]
+fn filters_suppression_and_revive() {
+    let mut alloc = Allocator::new(AllocatorConfig::default());
+    alloc.add_agent(agent(0), res("cpus:1;mem:1024"), vec![]).unwrap();
+    alloc.add_framework(fw(0), vec![star()]).unwrap();
+    alloc.add_filter(&fw(0), &agent(0), secs(10)).unwrap();
+    assert!(alloc.allocate(secs(5)).is_empty());
+    assert_eq!(alloc.allocate(secs(10)).len(), 1, "a filter ends at its `until`");
+    alloc.recover(&agent(0), &fw(0), &star(), &res("cpus:1;mem:1024")).unwrap();
+    alloc.suppress(&fw(0), None).unwrap();
+    assert!(alloc.allocate(secs(11)).is_empty());
+    alloc.add_filter(&fw(0), &agent(0), secs(100)).unwrap();
+    alloc.revive(&fw(0), None).unwrap();
+    assert_eq!(alloc.allocate(secs(12)).len(), 1, "revive clears filters too");
+    alloc.check_invariants();
+}
+
+#[test]
+fn inactive_agents_and_frameworks_get_no_offers_but_keep_counting() {
+    let mut alloc = Allocator::new(AllocatorConfig::default());
+    alloc.add_agent(agent(0), res("cpus:2;mem:2048"), vec![(fw(9), star(), res("cpus:1;mem:1024"))]).unwrap();
+    alloc.add_agent(agent(1), res("cpus:2;mem:2048"), vec![]).unwrap();
+    // fw-9 is only known from its running task: counted, never offered.
+    assert_eq!(alloc.framework_share(&fw(9)), Some(0.25));
+    alloc.set_agent_active(&agent(1), false).unwrap();
+    assert_eq!(alloc.total(), Resources::parse("cpus:2;mem:2048").unwrap());
+    assert_eq!(alloc.framework_share(&fw(9)), Some(0.5));
+    assert!(alloc.allocate(secs(0)).is_empty());
+    alloc.add_framework(fw(9), vec![star()]).unwrap();
+    let offers = alloc.allocate(secs(1));
+    assert_eq!(offers.len(), 1);
+    assert_eq!((offers[0].agent.clone(), offers[0].resources.clone()), (agent(0), res("cpus:1;mem:1024")));
+    alloc.set_framework_active(&fw(9), false).unwrap();
+    alloc.set_agent_active(&agent(1), true).unwrap();
+    assert!(alloc.allocate(secs(2)).is_empty());
+    alloc.set_framework_active(&fw(9), true).unwrap();
+    assert_eq!(alloc.allocate(secs(3)).len(), 1);
+    alloc.remove_framework(&fw(9)).unwrap();
+    assert_eq!(alloc.free(&agent(0)).unwrap(), res("cpus:2;mem:2048"));
+    alloc.check_invariants();
+}
+
+#[test]
+fn small_leftovers_are_not_offered() {
+    let mut alloc = Allocator::new(AllocatorConfig::default());
+    alloc.add_agent(agent(0), res("cpus:0.005;mem:16;disk:100"), vec![]).unwrap();
+    alloc.add_framework(fw(0), vec![star()]).unwrap();
+    assert!(alloc.allocate(secs(0)).is_empty());
+    alloc.check_invariants();
+}
+
+#[test]
+fn errors_name_the_input() {
+    let mut alloc = Allocator::new(AllocatorConfig::default());
+    alloc.add_agent(agent(0), res("cpus:1;mem:1024"), vec![]).unwrap();
+    alloc.add_framework(fw(0), vec![star()]).unwrap();
+    let e = |r: Result<(), AllocatorError>| r.unwrap_err().to_string();
+    assert_eq!(e(alloc.remove_agent(&agent(7))), "agent agent-7 is not known to the allocator");
+    assert!(e(alloc.add_agent(agent(0), res("cpus:1"), vec![])).contains("agent agent-0 is already known"));
+    assert!(e(alloc.add_framework(fw(0), vec![])).contains("framework fw-0 is already subscribed"));
+    assert_eq!(e(alloc.set_weight(role("x"), -1.0)), "weight -1 for role x is not a finite number greater than 0");
+    assert!(e(alloc.suppress(&fw(0), Some(&[role("x")]))).contains("framework fw-0 is not subscribed to role x"));
+    assert!(e(alloc.add_agent(agent(1), res("cpus:1"), vec![(fw(0), star(), res("cpus:2"))]))
+        .contains("agent agent-1 reports cpus:2 in use, which is more than its total cpus:1"));
+    let offers = alloc.allocate(secs(0));
+    assert_eq!(offers.len(), 1);
+    assert_eq!(
+        e(alloc.recover(&agent(0), &fw(0), &star(), &res("cpus:2"))),
+        "cannot recover cpus:2 on agent agent-0 for framework fw-0 in role *: only cpus:1;mem:1024 is allocated to it there"
+    );
+}
+
+// ----- properties over random call sequences -----
+
+#[derive(Clone, Debug)]
+enum Op {
+    AddAgent { agent: usize, cpus: u64, mem: u64, reserved: Option<usize>, ports: bool, used_by: Option<(usize, usize)> },
+    RemoveAgent(usize),
+    SetAgentActive(usize, bool),
+    AddFramework { framework: usize, roles: Vec<usize> },
+    RemoveFramework(usize),
+    SetFrameworkActive(usize, bool),
+    Suppress(usize, Option<usize>),
+    Revive(usize, Option<usize>),
+    SetWeight(usize, f64),
+    AddFilter { framework: usize, agent: usize, secs: u64 },
+    /// Gives back the `pick`-th outstanding allocation: all of it, half of
+    /// its cpus, or (invalid) more than it holds.
+    Recover { pick: usize, how: u8 },
+    /// Recover naming ids the allocator may not know.
+    RecoverUnknown { agent: usize, framework: usize, role: usize },
+    Allocate { advance: u64 },
+}
+
+const ROLES: [&str; 3] = ["*", "analytics", "web"];
+
+fn arb_op() -> impl Strategy<Value = Op> {
+    let id = 0usize..6;
+    prop_oneof![
+        3 => (id.clone(), 1u64..16, 1u64..32, prop::option::of(0usize..3), any::<bool>(), prop::option::weighted(0.2, (0usize..6, 0usize..3)))
+            .prop_map(|(agent, cpus, mem, reserved, ports, used_by)| Op::AddAgent { agent, cpus, mem, reserved, ports, used_by }),
+        1 => id.clone().prop_map(Op::RemoveAgent),
+        1 => (id.clone(), any::<bool>()).prop_map(|(a, b)| Op::SetAgentActive(a, b)),
+        2 => (id.clone(), prop::collection::vec(0usize..3, 0..3)).prop_map(|(framework, roles)| Op::AddFramework { framework, roles }),
+        1 => id.clone().prop_map(Op::RemoveFramework),
+        1 => (id.clone(), any::<bool>()).prop_map(|(f, b)| Op::SetFrameworkActive(f, b)),
+        1 => (id.clone(), prop::option::of(0usize..3)).prop_map(|(f, r)| Op::Suppress(f, r)),
+        1 => (id.clone(), prop::option::of(0usize..3)).prop_map(|(f, r)| Op::Revive(f, r)),
+        1 => (0usize..3, prop_oneof![Just(0.0), Just(-1.0), Just(f64::NAN), Just(f64::INFINITY), 0.1f64..10.0])
+            .prop_map(|(r, w)| Op::SetWeight(r, w)),
+        1 => (id.clone(), id.clone(), 0u64..20).prop_map(|(framework, agent, secs)| Op::AddFilter { framework, agent, secs }),
+        4 => (any::<usize>(), 0u8..3).prop_map(|(pick, how)| Op::Recover { pick, how }),
+        1 => (id.clone(), id.clone(), 0usize..3).prop_map(|(agent, framework, role)| Op::RecoverUnknown { agent, framework, role }),
+        3 => (0u64..10).prop_map(|advance| Op::Allocate { advance }),
+    ]
+}
+
+/// What the broker would know, kept independently of the allocator.
+#[derive(Default)]
+struct Model {
+    agents: BTreeMap<AgentId, (ResourceSet, bool)>,
+    frameworks: BTreeMap<FrameworkId, ModelFramework>,
+    outstanding: BTreeMap<(AgentId, FrameworkId, Role), ResourceSet>,
+    now: Duration,
+}
+
+#[derive(Default)]
+struct ModelFramework {
+    /// Subscribed roles only.
+    roles: BTreeSet<Role>,
+    subscribed: bool,
+    active: bool,
+    suppressed: BTreeSet<Role>,
+    filters: BTreeMap<AgentId, Duration>,
+}
+
+/// Everything a caller can observe, to compare before and after a refused call.
+#[derive(Debug, PartialEq)]
+struct Observed {
+    shares: Vec<crate::RoleShare>,
+    free: Vec<Option<ResourceSet>>,
+    total: Resources,
+    framework_shares: Vec<Option<f64>>,
+}
+
+fn observe(alloc: &Allocator) -> Observed {
+    Observed {
+        shares: alloc.role_shares(),
+        free: (0..6).map(|i| alloc.free(&agent(i))).collect(),
+        total: alloc.total(),
+        framework_shares: (0..6).map(|i| alloc.framework_share(&fw(i))).collect(),
+    }
+}
+
+fn sub_model(held: &ResourceSet, gone: &ResourceSet) -> ResourceSet {
+    held.checked_sub(gone).expect("model: recovered what was held")
+}
+
+impl Model {
+    fn run(&mut self, alloc: &mut Allocator, op: &Op) -> Result<(), TestCaseError> {
+        let before = observe(alloc);
+        let result: Result<(), AllocatorError> = match op.clone() {
+            Op::AddAgent { agent: i, cpus, mem, reserved, ports, used_by } => {
+                let mut total = ResourceSet::unreserved(Resources {
+                    cpus: Milli::from_units(cpus),
+                    mem: Milli::from_units(mem * 256),
+                    ports: if ports { Ranges::single(31000, 31009) } else { Ranges::default() },
+                    ..Resources::default()
+                });
+                if let Some(r) = reserved {
+                    if ROLES[r] != "*" {
+                        total.reserved.insert(role(ROLES[r]), Resources::parse("cpus:2;mem:512").unwrap());
+                    }
+                }
+                let used: Vec<_> = used_by
+                    .map(|(f, r)| (fw(f), role(ROLES[r]), res("cpus:1;mem:256")))
+                    .into_iter()
+                    .collect();
+                let valid = !self.agents.contains_key(&agent(i));
+                let r = alloc.add_agent(agent(i), total.clone(), used.clone());
+                if valid && r.is_ok() {
+                    self.agents.insert(agent(i), (total, true));
+                    for (f, ro, u) in used {
+                        // Known from now on, but not subscribed to anything.
+                        self.frameworks.entry(f.clone()).or_default();
+                        self.outstanding.entry((agent(i), f, ro)).or_default().add_assign(&u);
+                    }
+                }
+                prop_assert_eq!(valid, r.is_ok(), "add_agent {:?}", r);
+                r
+            }
+            Op::RemoveAgent(i) => {
+                let valid = self.agents.remove(&agent(i)).is_some();
+                if valid {
+                    self.outstanding.retain(|(a, _, _), _| *a != agent(i));
+                    for m in self.frameworks.values_mut() {
+                        m.filters.remove(&agent(i));
+                    }
+                }
+                let r = alloc.remove_agent(&agent(i));
+                prop_assert_eq!(valid, r.is_ok());
+                r
+            }
+            Op::SetAgentActive(i, on) => {
+                let valid = match self.agents.get_mut(&agent(i)) {
+                    Some(a) => {
+                        a.1 = on;
+                        true
+                    }
+                    None => false,
+                };
+                let r = alloc.set_agent_active(&agent(i), on);
+                prop_assert_eq!(valid, r.is_ok());
+                r
+            }
+            Op::AddFramework { framework: i, roles } => {
+                let roles: Vec<Role> = roles.iter().map(|r| role(ROLES[*r])).collect();
+                let m = self.frameworks.get(&fw(i));
+                let valid = m.is_none_or(|m| !m.subscribed);
+                let r = alloc.add_framework(fw(i), roles.clone());
+                if valid {
+                    let m = self.frameworks.entry(fw(i)).or_default();
+                    m.subscribed = true;
+                    m.active = true;
+                    m.roles.extend(roles.iter().cloned());
+                    m.suppressed.clear();
+                }
+                prop_assert_eq!(valid, r.is_ok());
+                r
+            }
+            Op::RemoveFramework(i) => {
+                let valid = self.frameworks.remove(&fw(i)).is_some();
+                self.outstanding.retain(|(_, f, _), _| *f != fw(i));
+                let r = alloc.remove_framework(&fw(i));
+                prop_assert_eq!(valid, r.is_ok());
+                r
+            }
+            Op::SetFrameworkActive(i, on) => {
+                let valid = match self.frameworks.get_mut(&fw(i)) {
+                    Some(m) => {
+                        m.active = on;
+                        true
+                    }
+                    None => false,
+                };
+                let r = alloc.set_framework_active(&fw(i), on);
+                prop_assert_eq!(valid, r.is_ok());
+                r
+            }
+            Op::Suppress(i, ro) | Op::Revive(i, ro) => {
+                let suppress = matches!(op, Op::Suppress(..));
+                let ro: Option<Vec<Role>> = ro.map(|r| vec![role(ROLES[r])]);
+                let valid = match self.frameworks.get_mut(&fw(i)) {
+                    None => false,
+                    Some(m) => {
+                        let subscribed = m.subscribed;
+                        let targets: Vec<Role> = match &ro {
+                            None => m.roles.iter().cloned().collect(),
+                            Some(list) => list.clone(),
+                        };
+                        // Only subscribed roles can be named (placeholders have none).
+                        let ok = ro.as_ref().is_none_or(|l| l.iter().all(|r| subscribed && m.roles.contains(r)));
+                        if ok {
+                            for t in targets {
+                                if suppress {
+                                    m.suppressed.insert(t);
+                                } else {
+                                    m.suppressed.remove(&t);
+                                }
+                            }
+                            if !suppress {
+                                m.filters.clear();
+                            }
+                        }
+                        ok
+                    }
+                };
+                let r = if suppress { alloc.suppress(&fw(i), ro.as_deref()) } else { alloc.revive(&fw(i), ro.as_deref()) };
+                prop_assert_eq!(valid, r.is_ok(), "{:?} {:?}", op, r);
+                r
+            }
+            Op::SetWeight(r, w) => {
+                let valid = w.is_finite() && w > 0.0;
+                let res = alloc.set_weight(role(ROLES[r]), w);
+                prop_assert_eq!(valid, res.is_ok());
+                res
+            }
+            Op::AddFilter { framework, agent: a, secs } => {
+                let until = self.now + Duration::from_secs(secs);
+                let valid = self.frameworks.contains_key(&fw(framework)) && self.agents.contains_key(&agent(a));
+                if valid {
+                    self.frameworks.get_mut(&fw(framework)).unwrap().filters.insert(agent(a), until);
+                }
+                let r = alloc.add_filter(&fw(framework), &agent(a), until);
+                prop_assert_eq!(valid, r.is_ok());
+                r
+            }
+            Op::Recover { pick, how } => {
+                if self.outstanding.is_empty() {
+                    return Ok(());
+                }
+                let key = self.outstanding.keys().nth(pick % self.outstanding.len()).unwrap().clone();
+                let held = self.outstanding[&key].clone();
+                let wanted = match how {
+                    0 => held.clone(),
+                    1 => {
+                        let mut half = ResourceSet::default();
+                        half.unreserved.cpus = Milli(held.unreserved.cpus.0 / 2);
+                        half
+                    }
+                    _ => held.add(&res("cpus:1")),
+                };
+                let valid = how < 2;
+                let r = alloc.recover(&key.0, &key.1, &key.2, &wanted);
+                if valid {
+                    let left = sub_model(&held, &wanted);
+                    if left.is_empty() {
+                        self.outstanding.remove(&key);
+                    } else {
+                        self.outstanding.insert(key, left);
+                    }
+                }
+                prop_assert_eq!(valid, r.is_ok(), "{:?}", r);
+                r
+            }
+            Op::RecoverUnknown { agent: a, framework: f, role: ro } => {
+                let key = (agent(a), fw(f), role(ROLES[ro]));
+                if self.outstanding.contains_key(&key) {
+                    return Ok(());
+                }
+                let r = alloc.recover(&key.0, &key.1, &key.2, &res("cpus:1"));
+                prop_assert!(r.is_err());
+                r
+            }
+            Op::Allocate { advance } => {
+                self.now += Duration::from_secs(advance);
+                let free_before: BTreeMap<AgentId, ResourceSet> =
+                    self.agents.keys().map(|a| (a.clone(), alloc.free(a).unwrap())).collect();
+                let offers = alloc.allocate(self.now);
+                let mut offered: BTreeMap<AgentId, ResourceSet> = BTreeMap::new();
+                let mut seen = BTreeSet::new();
+                for o in &offers {
+                    prop_assert!(seen.insert((o.agent.clone(), o.framework.clone(), o.role.clone())), "one offer per pair per agent");
+                    prop_assert!(!o.resources.is_empty());
+                    let (_, active) = &self.agents[&o.agent];
+                    prop_assert!(*active, "offer on an inactive agent");
+                    let m = &self.frameworks[&o.framework];
+                    prop_assert!(m.subscribed && m.active, "offer to inactive framework {}", o.framework);
+                    prop_assert!(m.roles.contains(&o.role), "offer in an unsubscribed role");
+                    prop_assert!(!m.suppressed.contains(&o.role), "offer to suppressed {} in {}", o.framework, o.role);
+                    prop_assert!(
+                        m.filters.get(&o.agent).is_none_or(|until| *until <= self.now),
+                        "offer to {} on filtered {}",
+                        o.framework,
+                        o.agent
+                    );
+                    prop_assert!(o.resources.reserved.keys().all(|r| *r == o.role), "reservation of another role");
+                    offered.entry(o.agent.clone()).or_default().add_assign(&o.resources);
+                    self.outstanding
+                        .entry((o.agent.clone(), o.framework.clone(), o.role.clone()))
+                        .or_default()
+                        .add_assign(&o.resources);
+                }
+                for (a, sum) in &offered {
+                    prop_assert!(free_before[a].contains(sum), "offered {} on {} with only {} free", sum, a, free_before[a]);
+                }
+                return self.check(alloc);
+            }
+        };
+        if result.is_err() {
+            prop_assert_eq!(before, observe(alloc), "refused {:?} changed state", op);
+        }
+        self.check(alloc)
+    }
+
+    /// free + everything outstanding == total, with no port offered twice.
+    fn check(&self, alloc: &Allocator) -> Result<(), TestCaseError> {
+        alloc.check_invariants();
+        for (a, (total, _)) in &self.agents {
+            let free = alloc.free(a).unwrap();
+            let mut sum = free.clone();
+            let mut ports = free.unreserved.ports.count();
+            for ((oa, _, _), r) in &self.outstanding {
+                if oa == a {
+                    sum.add_assign(r);
+                    ports += r.unreserved.ports.count();
+                }
+            }
+            prop_assert_eq!(&sum.unreserved.cpus, &total.unreserved.cpus);
+            prop_assert_eq!(&sum.unreserved.mem, &total.unreserved.mem);
+            prop_assert_eq!(&sum.reserved, &total.reserved);
+            prop_assert_eq!(ports, total.unreserved.ports.count(), "ports offered twice on {}", a);
+        }
+        Ok(())
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_call_sequences_keep_the_books(ops in prop::collection::vec(arb_op(), 1..80)) {
+        let mut alloc = Allocator::new(AllocatorConfig::default());
+        let mut model = Model::default();
+        for op in &ops {
+            model.run(&mut alloc, op)?;
+        }
+    }
+
+    #[test]
+    fn same_calls_same_offers(ops in prop::collection::vec(arb_op(), 1..60)) {
+        let run = || {
+            let mut alloc = Allocator::new(AllocatorConfig::default());
+            let mut model = Model::default();
+            let mut out = Vec::new();
+            for op in &ops {
+                if let Op::Allocate { advance } = op {
+                    model.now += Duration::from_secs(*advance);
+                    out.push(alloc.allocate(model.now));
+                } else {
+                    let _ = model.run(&mut alloc, op);
+                }
+            }
+            out
+        };
+        prop_assert_eq!(run(), run());
+    }
+}
+
+/// Frameworks that each keep taking one fixed-size task per offer from one
+/// agent; returns (framework, weight, task dominant share) and the allocator.
+fn progressive_filling(tasks: &[(u64, u64, f64)], own_roles: bool) -> Result<(), TestCaseError> {
+    let mut alloc = Allocator::new(AllocatorConfig::default());
+    alloc.add_agent(agent(0), res("cpus:64;mem:131072"), vec![]).unwrap();
+    let total = Resources::parse("cpus:64;mem:131072").unwrap();
+    let mut sizes = BTreeMap::new();
+    let mut weights = BTreeMap::new();
+    for (i, &(cpus, mem, weight)) in tasks.iter().enumerate() {
+        let r = if own_roles { role(&format!("role-{i}")) } else { star() };
+        if own_roles {
+            alloc.set_weight(r.clone(), weight).unwrap();
+        }
+        alloc.add_framework(fw(i), vec![r]).unwrap();
+        let task = Resources { cpus: Milli(cpus * 250), mem: Milli::from_units(mem * 128), ..Resources::default() };
+        let task_share = (task.cpus.0 as f64 / total.cpus.0 as f64).max(task.mem.0 as f64 / total.mem.0 as f64);
+        sizes.insert(fw(i), (task, task_share));
+        weights.insert(fw(i), if own_roles { weight } else { 1.0 });
+    }
+    let mut blocked = BTreeSet::new();
+    for cycle in 0..10_000u64 {
+        let offers = alloc.allocate(secs(cycle));
+        if offers.is_empty() {
+            break;
+        }
+        for o in &offers {
+            if !answer_one_task(&mut alloc, o, &sizes[&o.framework].0) {
+                blocked.insert(o.framework.clone());
+            }
+        }
+        // Whoever got a task had the lowest weighted share among those not
+        // blocked, so nobody is ahead of an unblocked framework by more than
+        // its own last task.
+        for i in weights.keys() {
+            for j in weights.keys() {
+                if blocked.contains(j) {
+                    continue;
+                }
+                let (si, sj) = (alloc.framework_share(i).unwrap(), alloc.framework_share(j).unwrap());
+                let ti = sizes[i].1;
+                prop_assert!(
+                    (si - ti) / weights[i] <= sj / weights[j] + 1e-9,
+                    "{} at {} (task {}, weight {}) is ahead of {} at {} (weight {})",
+                    i, si, ti, weights[i], j, sj, weights[j]
+                );
+            }
+        }
+    }
+    prop_assert_eq!(blocked.len(), tasks.len(), "the run ends with everyone blocked");
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn equal_weights_keep_dominant_shares_within_one_task(
+        tasks in prop::collection::vec((1u64..16, 1u64..64, Just(1.0)), 2..6),
+        own_roles in any::<bool>(),
+    ) {
+        progressive_filling(&tasks, own_roles)?;
+    }
+
+    #[test]
+    fn weights_are_honoured_in_proportion(
+        tasks in prop::collection::vec((1u64..16, 1u64..64, prop_oneof![Just(1.0), Just(2.0), Just(3.0)]), 2..6),
+    ) {
+        progressive_filling(&tasks, true)?;
+    }
+}
+
+#[test]
+fn weight_two_gets_twice_the_share() {
+    // Identical tasks, weights 2 and 1: shares end 2:1 within one task.
+    let mut alloc = Allocator::new(AllocatorConfig::default());
+    alloc.add_agent(agent(0), res("cpus:30;mem:30720"), vec![]).unwrap();
+    alloc.set_weight(role("a"), 2.0).unwrap();
+    alloc.add_framework(fw(0), vec![role("a")]).unwrap();
+    alloc.add_framework(fw(1), vec![role("b")]).unwrap();
+    let task = Resources::parse("cpus:1;mem:1024").unwrap();
+    let tasks = BTreeMap::from([(fw(0), task.clone()), (fw(1), task)]);
+    let launched = run_until_quiet(&mut alloc, &tasks);
+    assert_eq!((launched[&fw(0)], launched[&fw(1)]), (20, 10));
+}
