@@ -1,0 +1,449 @@
+//! The agent side of the broker core: (re-)registration, heartbeats, status
+//! updates, and agents that fall silent.
+//!
+//! A re-registering agent is the source of truth for what runs on it: tasks
+//! it reports are (re-)entered in the books, tasks the books hold that it no
+//! longer has are reported TASK_GONE. This is how a restarted broker, which
+//! keeps only soft state, rebuilds its view (Mesos' design).
+
+use std::time::Duration;
+
+use weir_model::ids::validate_id;
+use weir_model::{AgentId, FrameworkId, ResourceSet, Role, TaskId, TaskState};
+use weir_proto::convert::{self, task_state_from_proto, task_state_to_proto, ProtoError};
+use weir_proto::v1;
+
+use super::{agent_message, broker_status, secs, Agent, BrokerCore, ConnId, Framework, Output, Task};
+
+/// Bounds on what an agent may claim about itself.
+const MAX_ATTRIBUTES: usize = 64;
+const MAX_HOSTNAME: usize = 255;
+const MAX_REPORTED_TASKS: usize = 100_000;
+
+/// A validated registration.
+struct Registration {
+    id: Option<AgentId>,
+    hostname: String,
+    total: ResourceSet,
+    attributes: Vec<(String, String)>,
+    http_address: String,
+    tasks: Vec<ReportedTask>,
+}
+
+struct ReportedTask {
+    framework: FrameworkId,
+    task: TaskId,
+    name: String,
+    resources: ResourceSet,
+    role: Role,
+    latest: v1::TaskStatus,
+    state: TaskState,
+}
+
+fn parse_registration(msg: &v1::agent_message::Register) -> Result<Registration, ProtoError> {
+    let info = msg.agent.as_ref().ok_or_else(|| ProtoError::missing("register.agent"))?;
+    let id = if info.id.is_empty() { None } else { Some(convert::id::<AgentId>("register.agent.id", &info.id)?) };
+    if info.hostname.is_empty() || info.hostname.len() > MAX_HOSTNAME {
+        return Err(ProtoError::invalid(
+            "register.agent.hostname",
+            format!("must be 1 to {MAX_HOSTNAME} bytes long, not {}", info.hostname.len()),
+        ));
+    }
+    let total = convert::resources_from_proto("register.agent.resources", &info.resources)?;
+    if total.is_empty() {
+        return Err(ProtoError::invalid("register.agent.resources", "an agent must offer some resources"));
+    }
+    if info.attributes.len() > MAX_ATTRIBUTES {
+        return Err(ProtoError::invalid(
+            "register.agent.attributes",
+            format!("{} attributes; at most {MAX_ATTRIBUTES} are allowed", info.attributes.len()),
+        ));
+    }
+    let mut attributes = Vec::new();
+    for (i, a) in info.attributes.iter().enumerate() {
+        validate_id("attribute name", &a.name)
+            .map_err(|r| ProtoError::invalid(format!("register.agent.attributes[{i}]"), r))?;
+        if a.value.len() > 1024 {
+            return Err(ProtoError::invalid(format!("register.agent.attributes[{i}]"), "value longer than 1024 bytes"));
+        }
+        attributes.push((a.name.clone(), a.value.clone()));
+    }
+    if msg.tasks.len() > MAX_REPORTED_TASKS {
+        return Err(ProtoError::invalid("register.tasks", format!("more than {MAX_REPORTED_TASKS} tasks")));
+    }
+    let mut tasks = Vec::new();
+    for (i, t) in msg.tasks.iter().enumerate() {
+        let field = format!("register.tasks[{i}]");
+        let framework = convert::id::<FrameworkId>(&format!("{field}.framework_id"), &t.framework_id)?;
+        let info = t.task.as_ref().ok_or_else(|| ProtoError::missing(format!("{field}.task")))?;
+        let task = convert::id::<TaskId>(&format!("{field}.task.task_id"), &info.task_id)?;
+        let resources = convert::resources_from_proto(&format!("{field}.task.resources"), &info.resources)?;
+        let latest = t.latest.clone().ok_or_else(|| ProtoError::missing(format!("{field}.latest")))?;
+        let state = task_state_from_proto(&format!("{field}.latest.state"), latest.state)?;
+        let role = resources.reserved.keys().next().cloned().unwrap_or_else(Role::default_role);
+        tasks.push(ReportedTask { framework, task, name: info.name.clone(), resources, role, latest, state });
+    }
+    Ok(Registration {
+        id,
+        hostname: info.hostname.clone(),
+        total,
+        attributes,
+        http_address: info.http_address.clone(),
+        tasks,
+    })
+}
+
+impl BrokerCore {
+    /// The first message on an agent's stream.
+    pub fn agent_register(&mut self, conn: ConnId, msg: &v1::agent_message::Register, now: Duration) -> Vec<Output> {
+        let mut out = Vec::new();
+        let reg = match parse_registration(msg) {
+            Ok(reg) => reg,
+            Err(err) => {
+                tracing::warn!(conn, error = %err, "refusing agent registration");
+                self.counters.bad_calls += 1;
+                out.push(Output::Agent(
+                    conn,
+                    agent_message(v1::broker_message::Kind::Refused(v1::broker_message::Refused {
+                        message: format!("registration refused: {err}"),
+                    })),
+                ));
+                out.push(Output::Close(conn));
+                return out;
+            }
+        };
+        let id = match reg.id.clone() {
+            Some(id) => id,
+            None => AgentId::new(self.fresh_id("A")),
+        };
+        let reregistering = self.agents.contains_key(&id);
+        if reregistering {
+            self.drop_agent_from_allocator(&id, &mut out);
+        }
+        // A newer stream replaces an older one (the agent reconnected before
+        // the broker noticed the old stream was dead).
+        if let Some(old) = self.agents.get(&id).and_then(|a| a.conn) {
+            if old != conn {
+                self.agent_conns.remove(&old);
+                out.push(Output::Close(old));
+            }
+        }
+
+        // Tasks the agent reports become the truth about that agent.
+        let reported: std::collections::BTreeSet<(FrameworkId, TaskId)> =
+            reg.tasks.iter().map(|t| (t.framework.clone(), t.task.clone())).collect();
+        let vanished: Vec<(FrameworkId, TaskId)> = self
+            .agents
+            .get(&id)
+            .map(|a| a.tasks.iter().filter(|k| !reported.contains(*k)).cloned().collect())
+            .unwrap_or_default();
+
+        let agent = Agent {
+            hostname: reg.hostname.clone(),
+            attributes: reg.attributes.clone(),
+            http_address: reg.http_address.clone(),
+            total: reg.total.clone(),
+            conn: Some(conn),
+            last_seen: now,
+            reachable: true,
+            registered_at: self.agents.get(&id).map_or(now, |a| a.registered_at),
+            tasks: reported.clone(),
+            offers: Default::default(),
+        };
+        self.agents.insert(id.clone(), agent);
+        self.agent_conns.insert(conn, id.clone());
+
+        for (framework, task_id) in vanished {
+            // Its resources left the allocator with the agent above.
+            let Some(task) = self.tasks.remove(&(framework.clone(), task_id.clone())) else { continue };
+            if let Some(f) = self.frameworks.get_mut(&framework) {
+                f.tasks.remove(&task_id);
+            }
+            // A launch still in flight was lost; a task that ran is gone.
+            let (state, message) = if task.state == TaskState::Staging {
+                (TaskState::Dropped, "the launch did not reach the agent before it re-registered")
+            } else {
+                (TaskState::Gone, "the agent re-registered without this task")
+            };
+            let status = broker_status(&framework, &task_id, Some(&id), state, "REASON_AGENT_REREGISTERED", message, now);
+            self.record_completed(&framework, &task_id, &task, state, message);
+            self.notify_framework(&framework, status, &mut out);
+        }
+
+        let mut used = Vec::new();
+        for t in &reg.tasks {
+            if t.state.is_terminal() {
+                // Ended, update not yet acknowledged: it will arrive as an
+                // update; its resources are free already.
+                continue;
+            }
+            if !self.frameworks.contains_key(&t.framework) {
+                // A framework this broker has not seen (it restarted): keep
+                // the task in the books under a placeholder until the
+                // framework re-subscribes.
+                let fw = Framework {
+                    name: String::new(),
+                    roles: vec![t.role.clone()],
+                    user: String::new(),
+                    hostname: String::new(),
+                    failover_timeout: Duration::MAX,
+                    conn: None,
+                    disconnected_at: Some(now),
+                    recovered: true,
+                    registered_at: now,
+                    offers: Default::default(),
+                    tasks: Default::default(),
+                };
+                if self.allocator.add_framework(t.framework.clone(), fw.roles.clone()).is_ok() {
+                    let _ = self.allocator.set_framework_active(&t.framework, false);
+                    tracing::info!(framework_id = %t.framework, agent_id = %id, "recovered an unknown framework from an agent's tasks");
+                    self.frameworks.insert(t.framework.clone(), fw);
+                }
+            }
+            let previous = self.tasks.get(&(t.framework.clone(), t.task.clone())).map(|task| task.state);
+            if let Some(f) = self.frameworks.get_mut(&t.framework) {
+                f.tasks.insert(t.task.clone());
+            }
+            self.tasks.insert(
+                (t.framework.clone(), t.task.clone()),
+                Task {
+                    agent: id.clone(),
+                    role: t.role.clone(),
+                    name: t.name.clone(),
+                    resources: t.resources.clone(),
+                    state: t.state,
+                    latest: t.latest.clone(),
+                },
+            );
+            used.push((t.framework.clone(), t.role.clone(), t.resources.clone()));
+            if previous == Some(TaskState::Unreachable) {
+                // The framework was told the task was unreachable; tell it
+                // the task is back.
+                let mut status = t.latest.clone();
+                status.uuid.clear();
+                status.reason = "REASON_AGENT_REREGISTERED".to_owned();
+                status.timestamp = secs(now);
+                self.notify_framework(&t.framework, status, &mut out);
+            }
+        }
+
+        if let Err(err) = self.allocator.add_agent(id.clone(), reg.total.clone(), used) {
+            // Should not happen: the agent was removed above. Refuse rather
+            // than keep books that disagree.
+            tracing::error!(agent_id = %id, error = %err, "allocator refused the agent");
+            self.agents.remove(&id);
+            self.agent_conns.remove(&conn);
+            out.push(Output::Agent(
+                conn,
+                agent_message(v1::broker_message::Kind::Refused(v1::broker_message::Refused {
+                    message: format!("registration refused: {err}"),
+                })),
+            ));
+            out.push(Output::Close(conn));
+            return out;
+        }
+        self.dirty = true;
+        if reregistering || reg.id.is_some() {
+            self.counters.agents_reregistered += 1;
+            tracing::info!(agent_id = %id, hostname = %reg.hostname, resources = %reg.total, tasks = reg.tasks.len(), "agent re-registered");
+        } else {
+            self.counters.agents_registered += 1;
+            tracing::info!(agent_id = %id, hostname = %reg.hostname, resources = %reg.total, "agent registered");
+        }
+        out.push(Output::Agent(
+            conn,
+            agent_message(v1::broker_message::Kind::Registered(v1::broker_message::Registered {
+                agent_id: id.to_string(),
+                heartbeat_interval_seconds: secs(self.settings.agent_heartbeat_interval),
+            })),
+        ));
+        out
+    }
+
+    /// Removes an agent from the allocator and rescinds its offers, keeping
+    /// its books (it is about to be re-added or is going away).
+    fn drop_agent_from_allocator(&mut self, id: &AgentId, out: &mut Vec<Output>) {
+        let offers: Vec<_> = self.agents.get(id).map(|a| a.offers.iter().cloned().collect()).unwrap_or_default();
+        for offer in offers {
+            self.rescind_offer(&offer, out);
+        }
+        if let Err(err) = self.allocator.remove_agent(id) {
+            tracing::error!(agent_id = %id, error = %err, "books out of step: agent unknown to the allocator");
+        }
+    }
+
+    /// Every message after REGISTER on an agent's stream.
+    pub fn agent_message(&mut self, conn: ConnId, msg: &v1::AgentMessage, now: Duration) -> Vec<Output> {
+        let mut out = Vec::new();
+        let Some(agent_id) = self.agent_conns.get(&conn).cloned() else {
+            out.push(Output::Agent(
+                conn,
+                agent_message(v1::broker_message::Kind::Refused(v1::broker_message::Refused {
+                    message: "the first message on a stream must be REGISTER".to_owned(),
+                })),
+            ));
+            out.push(Output::Close(conn));
+            return out;
+        };
+        if let Some(agent) = self.agents.get_mut(&agent_id) {
+            agent.last_seen = now;
+        }
+        match &msg.kind {
+            Some(v1::agent_message::Kind::Heartbeat(_)) => {}
+            Some(v1::agent_message::Kind::StatusUpdate(update)) => {
+                self.status_update(&agent_id, update, now, &mut out);
+            }
+            Some(v1::agent_message::Kind::Register(reg)) => {
+                return self.agent_register(conn, reg, now);
+            }
+            None => {
+                tracing::warn!(agent_id = %agent_id, "agent sent an empty message");
+                self.counters.bad_calls += 1;
+            }
+        }
+        out
+    }
+
+    fn status_update(
+        &mut self,
+        agent_id: &AgentId,
+        update: &v1::agent_message::StatusUpdate,
+        _now: Duration,
+        out: &mut Vec<Output>,
+    ) {
+        let parsed = (|| -> Result<(v1::TaskStatus, FrameworkId, TaskId, TaskState), ProtoError> {
+            let status = update.status.clone().ok_or_else(|| ProtoError::missing("status_update.status"))?;
+            let framework = convert::id::<FrameworkId>("status_update.status.framework_id", &status.framework_id)?;
+            let task = convert::id::<TaskId>("status_update.status.task_id", &status.task_id)?;
+            let state = task_state_from_proto("status_update.status.state", status.state)?;
+            if status.uuid.is_empty() || status.uuid.len() > 64 {
+                return Err(ProtoError::invalid("status_update.status.uuid", "must be 1 to 64 bytes"));
+            }
+            Ok((status, framework, task, state))
+        })();
+        let (mut status, framework, task_id, state) = match parsed {
+            Ok(p) => p,
+            Err(err) => {
+                tracing::warn!(agent_id = %agent_id, error = %err, "dropping a bad status update");
+                self.counters.bad_calls += 1;
+                return;
+            }
+        };
+        self.counters.status_updates += 1;
+        status.agent_id = agent_id.to_string();
+        let key = (framework.clone(), task_id.clone());
+        match self.tasks.get_mut(&key) {
+            Some(task) if &task.agent == agent_id => {
+                tracing::debug!(agent_id = %agent_id, framework_id = %framework, task_id = %task_id, state = %state, "status update");
+                task.state = state;
+                task.latest = status.clone();
+                if state.is_terminal() {
+                    tracing::info!(framework_id = %framework, task_id = %task_id, state = %state, message = %status.message, "task ended");
+                    self.retire_task(&framework, &task_id);
+                }
+                self.notify_framework(&framework, status, out);
+            }
+            _ if self.frameworks.contains_key(&framework) => {
+                // A retry of an update the books already retired, or a task
+                // the books lost: the framework still gets it and acknowledges.
+                self.notify_framework(&framework, status, out);
+            }
+            _ => {
+                // Nobody will ever acknowledge it: do it here so the agent
+                // stops retrying.
+                tracing::info!(agent_id = %agent_id, framework_id = %framework, task_id = %task_id, "update for a framework that is gone; acknowledging it");
+                if let Some(conn) = self.agents.get(agent_id).and_then(|a| a.conn) {
+                    out.push(Output::Agent(
+                        conn,
+                        agent_message(v1::broker_message::Kind::Acknowledge(v1::broker_message::Acknowledge {
+                            framework_id: framework.to_string(),
+                            task_id: task_id.to_string(),
+                            uuid: status.uuid,
+                        })),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// The agent's stream ended. The agent keeps its place until it is silent
+    /// for the unreachable timeout; it may well reconnect before then.
+    pub fn agent_detached(&mut self, conn: ConnId, _now: Duration) -> Vec<Output> {
+        if let Some(id) = self.agent_conns.remove(&conn) {
+            if let Some(agent) = self.agents.get_mut(&id) {
+                if agent.conn == Some(conn) {
+                    agent.conn = None;
+                    tracing::info!(agent_id = %id, "agent stream closed");
+                }
+            }
+        }
+        Vec::new()
+    }
+
+    pub(super) fn detect_unreachable_agents(&mut self, now: Duration, out: &mut Vec<Output>) {
+        let timeout = self.settings.agent_unreachable_timeout;
+        let silent: Vec<AgentId> = self
+            .agents
+            .iter()
+            .filter(|(_, a)| a.reachable && now.saturating_sub(a.last_seen) > timeout)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in silent {
+            self.mark_unreachable(&id, now, out);
+        }
+    }
+
+    fn mark_unreachable(&mut self, id: &AgentId, now: Duration, out: &mut Vec<Output>) {
+        let offers: Vec<_> = self.agents.get(id).map(|a| a.offers.iter().cloned().collect()).unwrap_or_default();
+        for offer in offers {
+            self.rescind_offer(&offer, out);
+        }
+        let Some(agent) = self.agents.get_mut(id) else { return };
+        agent.reachable = false;
+        if let Some(conn) = agent.conn.take() {
+            self.agent_conns.remove(&conn);
+            out.push(Output::Close(conn));
+        }
+        let tasks: Vec<_> = agent.tasks.iter().cloned().collect();
+        let _ = self.allocator.set_agent_active(id, false);
+        self.counters.agents_unreachable += 1;
+        tracing::warn!(agent_id = %id, tasks = tasks.len(), "agent unreachable");
+        for (framework, task_id) in tasks {
+            let status = broker_status(
+                &framework,
+                &task_id,
+                Some(id),
+                TaskState::Unreachable,
+                "REASON_AGENT_UNREACHABLE",
+                format!("agent {id} has not been heard from for {:?}", self.settings.agent_unreachable_timeout),
+                now,
+            );
+            if let Some(task) = self.tasks.get_mut(&(framework.clone(), task_id.clone())) {
+                task.state = TaskState::Unreachable;
+                task.latest = status.clone();
+            }
+            self.notify_framework(&framework, status, out);
+        }
+    }
+
+    /// Used by `Accept`/`Kill`: the stream to reach an agent, if it has one.
+    pub(super) fn agent_conn(&self, id: &AgentId) -> Option<ConnId> {
+        self.agents.get(id).filter(|a| a.reachable).and_then(|a| a.conn)
+    }
+
+    /// The status the books hold for a task, ready to be re-sent for
+    /// reconciliation (no uuid: nothing to acknowledge).
+    pub(super) fn reconciliation_status(&self, framework: &FrameworkId, task: &TaskId, now: Duration) -> Option<v1::TaskStatus> {
+        let t = self.tasks.get(&(framework.clone(), task.clone()))?;
+        let mut status = t.latest.clone();
+        status.uuid.clear();
+        status.state = task_state_to_proto(t.state) as i32;
+        status.reason = "REASON_RECONCILIATION".to_owned();
+        status.timestamp = secs(now);
+        Some(status)
+    }
+
+    pub(super) fn agent_reachable(&self, id: &AgentId) -> Option<bool> {
+        self.agents.get(id).map(|a| a.reachable)
+    }
+}

@@ -1,0 +1,425 @@
+//! The framework side of the broker core: SUBSCRIBE and failover, and every
+//! call a subscribed framework makes except ACCEPT (see `accept.rs`).
+//!
+//! A framework's stream is bound to its framework id by SUBSCRIBE; any other
+//! call first, or a call naming another framework, is an ERROR. A framework
+//! that disconnects keeps its tasks for its `failover_timeout` (0: removed at
+//! once, as in Mesos), gets no offers meanwhile, and resumes on re-subscribe.
+
+use std::time::Duration;
+
+use weir_model::ids::validate_id;
+use weir_model::{AgentId, FrameworkId, Role, TaskId, TaskState};
+use weir_proto::convert::{self, ProtoError};
+use weir_proto::v1;
+
+use super::{agent_message, broker_status, event, refuse_duration, secs, BrokerCore, ConnId, Framework, Output};
+
+const MAX_ROLES: usize = 64;
+const MAX_NAME: usize = 256;
+const MAX_RECONCILE: usize = 100_000;
+/// A year: longer failover timeouts are clamped.
+const MAX_FAILOVER: f64 = 365.0 * 24.0 * 3600.0;
+
+impl BrokerCore {
+    /// A call arriving on a framework's stream.
+    pub fn framework_call(&mut self, conn: ConnId, call: &v1::Call, now: Duration) -> Vec<Output> {
+        let mut out = Vec::new();
+        let bound = self.framework_conns.get(&conn).cloned();
+        match (&call.kind, bound) {
+            (Some(v1::call::Kind::Subscribe(sub)), None) => self.subscribe(conn, call, sub, now, &mut out),
+            (Some(v1::call::Kind::Subscribe(_)), Some(_)) => {
+                self.call_error(conn, "this stream is already subscribed", &mut out)
+            }
+            (_, None) => {
+                self.call_error(conn, "the first call on a stream must be SUBSCRIBE", &mut out);
+                out.push(Output::Close(conn));
+            }
+            (kind, Some(framework)) => {
+                if !call.framework_id.is_empty() && call.framework_id != framework.as_str() {
+                    self.call_error(
+                        conn,
+                        &format!("call names framework {} but this stream belongs to {framework}", call.framework_id),
+                        &mut out,
+                    );
+                    return out;
+                }
+                match kind {
+                    Some(v1::call::Kind::Accept(accept)) => self.accept(conn, &framework, accept, now, &mut out),
+                    Some(v1::call::Kind::Decline(decline)) => self.decline(conn, &framework, decline, now, &mut out),
+                    Some(v1::call::Kind::Revive(revive)) => self.revive(conn, &framework, &revive.roles, &mut out),
+                    Some(v1::call::Kind::Suppress(suppress)) => {
+                        self.suppress(conn, &framework, &suppress.roles, &mut out)
+                    }
+                    Some(v1::call::Kind::Kill(kill)) => self.kill(conn, &framework, kill, now, &mut out),
+                    Some(v1::call::Kind::Acknowledge(ack)) => self.acknowledge(conn, &framework, ack, &mut out),
+                    Some(v1::call::Kind::Reconcile(rec)) => self.reconcile(conn, &framework, rec, now, &mut out),
+                    Some(v1::call::Kind::Teardown(_)) => {
+                        tracing::info!(framework_id = %framework, "framework asked to be torn down");
+                        self.remove_framework(&framework, now, &mut out);
+                    }
+                    Some(v1::call::Kind::Subscribe(_)) => unreachable!("matched above"),
+                    None => self.call_error(conn, "call has no kind", &mut out),
+                }
+            }
+        }
+        out
+    }
+
+    pub(super) fn call_error(&mut self, conn: ConnId, message: &str, out: &mut Vec<Output>) {
+        self.counters.bad_calls += 1;
+        tracing::warn!(conn, message, "bad framework call");
+        out.push(Output::Framework(
+            conn,
+            event(v1::event::Kind::Error(v1::event::Error { message: message.to_owned() })),
+        ));
+    }
+
+    fn subscribe(&mut self, conn: ConnId, call: &v1::Call, sub: &v1::call::Subscribe, now: Duration, out: &mut Vec<Output>) {
+        let parsed = (|| -> Result<(Option<FrameworkId>, String, Vec<Role>, Duration), ProtoError> {
+            let info = sub.framework.as_ref().ok_or_else(|| ProtoError::missing("subscribe.framework"))?;
+            let id = if info.id.is_empty() {
+                None
+            } else {
+                Some(convert::id::<FrameworkId>("subscribe.framework.id", &info.id)?)
+            };
+            if !call.framework_id.is_empty() && call.framework_id != info.id {
+                return Err(ProtoError::invalid("framework_id", "must match subscribe.framework.id"));
+            }
+            if info.name.is_empty() || info.name.len() > MAX_NAME {
+                return Err(ProtoError::invalid(
+                    "subscribe.framework.name",
+                    format!("must be 1 to {MAX_NAME} bytes long"),
+                ));
+            }
+            if info.roles.len() > MAX_ROLES {
+                return Err(ProtoError::invalid(
+                    "subscribe.framework.roles",
+                    format!("{} roles; at most {MAX_ROLES} are allowed", info.roles.len()),
+                ));
+            }
+            let mut roles = Vec::new();
+            for role in &info.roles {
+                validate_id("role", role).map_err(|r| ProtoError::invalid("subscribe.framework.roles", r))?;
+                let role = Role::new(role.clone());
+                if !roles.contains(&role) {
+                    roles.push(role);
+                }
+            }
+            if roles.is_empty() {
+                roles.push(Role::default_role());
+            }
+            let timeout = info.failover_timeout_seconds;
+            if !timeout.is_finite() || timeout < 0.0 {
+                return Err(ProtoError::invalid(
+                    "subscribe.framework.failover_timeout_seconds",
+                    format!("{timeout} must be a finite number >= 0"),
+                ));
+            }
+            Ok((id, info.name.clone(), roles, Duration::from_secs_f64(timeout.min(MAX_FAILOVER))))
+        })();
+        let (id, name, roles, failover_timeout) = match parsed {
+            Ok(p) => p,
+            Err(err) => {
+                self.call_error(conn, &format!("subscription refused: {err}"), out);
+                out.push(Output::Close(conn));
+                return;
+            }
+        };
+        let info = sub.framework.clone().unwrap_or_default();
+        let id = match id {
+            Some(id) => id,
+            None => FrameworkId::new(self.fresh_id("F")),
+        };
+        if let Some(existing) = self.frameworks.get_mut(&id) {
+            // Failover: the new stream takes over from the old one.
+            if let Some(old) = existing.conn.take() {
+                self.framework_conns.remove(&old);
+                out.push(Output::Framework(
+                    old,
+                    event(v1::event::Kind::Error(v1::event::Error {
+                        message: "framework failed over to a new stream".to_owned(),
+                    })),
+                ));
+                out.push(Output::Close(old));
+            }
+            if existing.roles != roles && !existing.recovered {
+                tracing::warn!(framework_id = %id, "re-subscription changes roles; keeping the original roles");
+            }
+            existing.conn = Some(conn);
+            existing.disconnected_at = None;
+            existing.name = name.clone();
+            existing.user = info.user.clone();
+            existing.hostname = info.hostname.clone();
+            existing.failover_timeout = failover_timeout;
+            existing.recovered = false;
+            let _ = self.allocator.set_framework_active(&id, true);
+            tracing::info!(framework_id = %id, name = %name, "framework re-subscribed");
+        } else {
+            if let Err(err) = self.allocator.add_framework(id.clone(), roles.clone()) {
+                self.call_error(conn, &format!("subscription refused: {err}"), out);
+                out.push(Output::Close(conn));
+                return;
+            }
+            self.frameworks.insert(
+                id.clone(),
+                Framework {
+                    name: name.clone(),
+                    roles: roles.clone(),
+                    user: info.user.clone(),
+                    hostname: info.hostname.clone(),
+                    failover_timeout,
+                    conn: Some(conn),
+                    disconnected_at: None,
+                    recovered: false,
+                    registered_at: now,
+                    offers: Default::default(),
+                    tasks: Default::default(),
+                },
+            );
+            tracing::info!(framework_id = %id, name = %name, roles = ?roles, "framework subscribed");
+        }
+        self.framework_conns.insert(conn, id.clone());
+        self.dirty = true;
+        out.push(Output::Framework(
+            conn,
+            event(v1::event::Kind::Subscribed(v1::event::Subscribed {
+                framework_id: id.to_string(),
+                heartbeat_interval_seconds: secs(self.settings.framework_heartbeat_interval),
+            })),
+        ));
+    }
+
+    /// The framework's stream ended.
+    pub fn framework_detached(&mut self, conn: ConnId, now: Duration) -> Vec<Output> {
+        let mut out = Vec::new();
+        let Some(id) = self.framework_conns.remove(&conn) else { return out };
+        let Some(framework) = self.frameworks.get_mut(&id) else { return out };
+        if framework.conn != Some(conn) {
+            return out;
+        }
+        framework.conn = None;
+        framework.disconnected_at = Some(now);
+        let timeout = framework.failover_timeout;
+        let offers: Vec<_> = framework.offers.iter().cloned().collect();
+        for offer in offers {
+            self.remove_offer(&offer);
+        }
+        let _ = self.allocator.set_framework_active(&id, false);
+        if timeout.is_zero() {
+            tracing::info!(framework_id = %id, "framework disconnected with no failover timeout; removing it");
+            self.remove_framework(&id, now, &mut out);
+        } else {
+            tracing::info!(framework_id = %id, failover_timeout = ?timeout, "framework disconnected; waiting for it to fail over");
+        }
+        out
+    }
+
+    pub(super) fn expire_disconnected_frameworks(&mut self, now: Duration, out: &mut Vec<Output>) {
+        let expired: Vec<FrameworkId> = self
+            .frameworks
+            .iter()
+            .filter(|(_, f)| {
+                f.disconnected_at
+                    .is_some_and(|at| !f.recovered && now.saturating_sub(at) >= f.failover_timeout)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            tracing::info!(framework_id = %id, "framework failover timeout passed; removing it");
+            self.remove_framework(&id, now, out);
+        }
+    }
+
+    /// Removes a framework: its offers go back, its tasks are killed and
+    /// dropped from the books, its stream (if any) is closed.
+    pub(super) fn remove_framework(&mut self, id: &FrameworkId, _now: Duration, out: &mut Vec<Output>) {
+        let Some(framework) = self.frameworks.get(id).cloned() else { return };
+        for offer in &framework.offers {
+            self.remove_offer(offer);
+        }
+        for task_id in &framework.tasks {
+            if let Some(task) = self.tasks.remove(&(id.clone(), task_id.clone())) {
+                if let Some(conn) = self.agent_conn(&task.agent) {
+                    out.push(Output::Agent(
+                        conn,
+                        agent_message(v1::broker_message::Kind::KillTask(v1::broker_message::KillTask {
+                            framework_id: id.to_string(),
+                            task_id: task_id.to_string(),
+                        })),
+                    ));
+                }
+                if let Some(agent) = self.agents.get_mut(&task.agent) {
+                    agent.tasks.remove(&(id.clone(), task_id.clone()));
+                }
+            }
+        }
+        if let Err(err) = self.allocator.remove_framework(id) {
+            tracing::error!(framework_id = %id, error = %err, "books out of step: framework unknown to the allocator");
+        }
+        self.frameworks.remove(id);
+        if let Some(conn) = framework.conn {
+            self.framework_conns.remove(&conn);
+            out.push(Output::Close(conn));
+        }
+        self.dirty = true;
+        tracing::info!(framework_id = %id, tasks = framework.tasks.len(), "framework removed");
+    }
+
+    fn decline(&mut self, conn: ConnId, framework: &FrameworkId, decline: &v1::call::Decline, now: Duration, out: &mut Vec<Output>) {
+        let refuse = match refuse_duration(decline.filters.as_ref(), self.settings.refuse_default) {
+            Ok(r) => r,
+            Err(message) => return self.call_error(conn, &format!("DECLINE refused: {message}"), out),
+        };
+        for raw in &decline.offer_ids {
+            let id = weir_model::OfferId::new(raw.clone());
+            match self.offers.get(&id) {
+                Some(offer) if &offer.framework == framework => {
+                    let agent = offer.agent.clone();
+                    self.remove_offer(&id);
+                    self.add_filter(framework, &agent, refuse, now);
+                    self.counters.offers_declined += 1;
+                }
+                // Mesos ignores declines of offers that are gone (rescinded
+                // or already used): the framework could not have known.
+                Some(_) => self.call_error(conn, &format!("DECLINE: offer {raw} belongs to another framework"), out),
+                None => tracing::debug!(framework_id = %framework, offer_id = %raw, "decline of an unknown offer ignored"),
+            }
+        }
+    }
+
+    fn parse_roles(&self, framework: &FrameworkId, raw: &[String]) -> Result<Option<Vec<Role>>, String> {
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        let mine = &self.frameworks.get(framework).map(|f| f.roles.clone()).unwrap_or_default();
+        let mut roles = Vec::new();
+        for r in raw {
+            let role = Role::new(r.clone());
+            if !mine.contains(&role) {
+                return Err(format!("role {r:?} is not one of this framework's roles"));
+            }
+            roles.push(role);
+        }
+        Ok(Some(roles))
+    }
+
+    fn revive(&mut self, conn: ConnId, framework: &FrameworkId, roles: &[String], out: &mut Vec<Output>) {
+        match self.parse_roles(framework, roles) {
+            Ok(roles) => {
+                if let Err(err) = self.allocator.revive(framework, roles.as_deref()) {
+                    return self.call_error(conn, &format!("REVIVE refused: {err}"), out);
+                }
+                self.dirty = true;
+            }
+            Err(message) => self.call_error(conn, &format!("REVIVE refused: {message}"), out),
+        }
+    }
+
+    fn suppress(&mut self, conn: ConnId, framework: &FrameworkId, roles: &[String], out: &mut Vec<Output>) {
+        match self.parse_roles(framework, roles) {
+            Ok(roles) => {
+                if let Err(err) = self.allocator.suppress(framework, roles.as_deref()) {
+                    self.call_error(conn, &format!("SUPPRESS refused: {err}"), out);
+                }
+            }
+            Err(message) => self.call_error(conn, &format!("SUPPRESS refused: {message}"), out),
+        }
+    }
+
+    fn kill(&mut self, conn: ConnId, framework: &FrameworkId, kill: &v1::call::Kill, now: Duration, out: &mut Vec<Output>) {
+        let task_id = match convert::id::<TaskId>("kill.task_id", &kill.task_id) {
+            Ok(t) => t,
+            Err(err) => return self.call_error(conn, &format!("KILL refused: {err}"), out),
+        };
+        let key = (framework.clone(), task_id.clone());
+        let Some(task) = self.tasks.get(&key) else {
+            let status = broker_status(framework, &task_id, None, TaskState::Unknown, "REASON_RECONCILIATION", "no such task", now);
+            self.notify_framework(framework, status, out);
+            return;
+        };
+        let agent = task.agent.clone();
+        match self.agent_conn(&agent) {
+            Some(agent_conn) => {
+                tracing::info!(framework_id = %framework, task_id = %task_id, agent_id = %agent, "killing task");
+                out.push(Output::Agent(
+                    agent_conn,
+                    agent_message(v1::broker_message::Kind::KillTask(v1::broker_message::KillTask {
+                        framework_id: framework.to_string(),
+                        task_id: task_id.to_string(),
+                    })),
+                ));
+            }
+            None => {
+                // The agent cannot be reached: the kill cannot be carried
+                // out now; tell the framework where the task stands.
+                if let Some(status) = self.reconciliation_status(framework, &task_id, now) {
+                    self.notify_framework(framework, status, out);
+                }
+            }
+        }
+    }
+
+    fn acknowledge(&mut self, conn: ConnId, framework: &FrameworkId, ack: &v1::call::Acknowledge, out: &mut Vec<Output>) {
+        let parsed = convert::id::<AgentId>("acknowledge.agent_id", &ack.agent_id)
+            .and_then(|a| convert::id::<TaskId>("acknowledge.task_id", &ack.task_id).map(|t| (a, t)));
+        let (agent, task) = match parsed {
+            Ok(p) => p,
+            Err(err) => return self.call_error(conn, &format!("ACKNOWLEDGE refused: {err}"), out),
+        };
+        if ack.uuid.is_empty() || ack.uuid.len() > 64 {
+            return self.call_error(conn, "ACKNOWLEDGE refused: acknowledge.uuid must be 1 to 64 bytes", out);
+        }
+        // Forwarded without checking the books: the agent holds the update
+        // stream and ignores an acknowledgement that does not match.
+        if let Some(agent_conn) = self.agents.get(&agent).and_then(|a| a.conn) {
+            out.push(Output::Agent(
+                agent_conn,
+                agent_message(v1::broker_message::Kind::Acknowledge(v1::broker_message::Acknowledge {
+                    framework_id: framework.to_string(),
+                    task_id: task.to_string(),
+                    uuid: ack.uuid.clone(),
+                })),
+            ));
+        }
+    }
+
+    fn reconcile(&mut self, conn: ConnId, framework: &FrameworkId, rec: &v1::call::Reconcile, now: Duration, out: &mut Vec<Output>) {
+        if rec.tasks.len() > MAX_RECONCILE {
+            return self.call_error(conn, &format!("RECONCILE refused: more than {MAX_RECONCILE} tasks"), out);
+        }
+        let mut statuses = Vec::new();
+        if rec.tasks.is_empty() {
+            // Implicit: every task the broker knows for this framework.
+            if let Some(f) = self.frameworks.get(framework) {
+                for task in &f.tasks {
+                    if let Some(status) = self.reconciliation_status(framework, task, now) {
+                        statuses.push(status);
+                    }
+                }
+            }
+        } else {
+            for (i, t) in rec.tasks.iter().enumerate() {
+                let task = match convert::id::<TaskId>(&format!("reconcile.tasks[{i}].task_id"), &t.task_id) {
+                    Ok(task) => task,
+                    Err(err) => return self.call_error(conn, &format!("RECONCILE refused: {err}"), out),
+                };
+                let agent = if t.agent_id.is_empty() { None } else { Some(AgentId::new(t.agent_id.clone())) };
+                let status = match self.reconciliation_status(framework, &task, now) {
+                    Some(status) => status,
+                    None => {
+                        let (state, message) = match agent.as_ref().and_then(|a| self.agent_reachable(a)) {
+                            Some(false) => (TaskState::Unreachable, "the task's agent is unreachable"),
+                            _ => (TaskState::Unknown, "the broker has no record of this task"),
+                        };
+                        broker_status(framework, &task, agent.as_ref(), state, "REASON_RECONCILIATION", message, now)
+                    }
+                };
+                statuses.push(status);
+            }
+        }
+        for status in statuses {
+            self.notify_framework(framework, status, out);
+        }
+    }
+}

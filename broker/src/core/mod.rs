@@ -1,0 +1,464 @@
+//! The broker core: a deterministic state machine with no I/O.
+//!
+//! The shell feeds it what happened — an agent attached, a framework called,
+//! a connection dropped, time passed — together with the current time, and
+//! carries out what comes back: messages for connections, and connections to
+//! close. Given the same inputs it produces the same outputs, so whole
+//! clusters can be tested in one process.
+//!
+//! Books kept here, and the invariants between them:
+//! - every live offer's resources are allocated in the allocator to its
+//!   (framework, role) on its agent, and appear in no other offer;
+//! - every non-terminal task's resources are allocated likewise until its
+//!   terminal update arrives (or its framework or agent is removed);
+//! - an agent or framework is in the allocator exactly while it is in
+//!   `agents` / `frameworks`.
+
+mod accept;
+mod agents;
+mod frameworks;
+pub mod state;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::Duration;
+
+use weir_allocator::{Allocator, AllocatorConfig};
+use weir_model::{AgentId, FrameworkId, OfferId, ResourceSet, Role, TaskId, TaskState};
+use weir_proto::convert::task_state_to_proto;
+use weir_proto::v1;
+
+/// Identifies one stream (an agent's or a framework's) in the shell.
+pub type ConnId = u64;
+
+/// What the shell must do after an event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Agent(ConnId, v1::BrokerMessage),
+    Framework(ConnId, v1::Event),
+    /// Close the stream once what was queued before has been sent.
+    Close(ConnId),
+}
+
+/// The broker's tunables, read from configuration by the binary.
+#[derive(Debug, Clone)]
+pub struct BrokerSettings {
+    pub allocation_interval: Duration,
+    pub offer_timeout: Duration,
+    pub agent_unreachable_timeout: Duration,
+    pub agent_heartbeat_interval: Duration,
+    pub framework_heartbeat_interval: Duration,
+    pub refuse_default: Duration,
+    pub weights: Vec<(Role, f64)>,
+}
+
+impl Default for BrokerSettings {
+    fn default() -> Self {
+        BrokerSettings {
+            allocation_interval: Duration::from_millis(100),
+            offer_timeout: Duration::from_secs(60),
+            agent_unreachable_timeout: Duration::from_secs(15),
+            agent_heartbeat_interval: Duration::from_secs(1),
+            framework_heartbeat_interval: Duration::from_secs(15),
+            refuse_default: Duration::from_secs(5),
+            weights: Vec::new(),
+        }
+    }
+}
+
+/// How many finished tasks `/state` remembers.
+const COMPLETED_TASKS_KEPT: usize = 1000;
+/// Filters longer than this are clamped (a framework cannot hide an agent forever).
+const MAX_REFUSE: Duration = Duration::from_secs(365 * 24 * 3600);
+
+#[derive(Debug, Clone)]
+struct Agent {
+    hostname: String,
+    attributes: Vec<(String, String)>,
+    http_address: String,
+    total: ResourceSet,
+    conn: Option<ConnId>,
+    last_seen: Duration,
+    reachable: bool,
+    registered_at: Duration,
+    tasks: BTreeSet<(FrameworkId, TaskId)>,
+    offers: BTreeSet<OfferId>,
+}
+
+#[derive(Debug, Clone)]
+struct Framework {
+    name: String,
+    roles: Vec<Role>,
+    user: String,
+    hostname: String,
+    failover_timeout: Duration,
+    conn: Option<ConnId>,
+    /// Set while the framework has no stream; it is removed once
+    /// `failover_timeout` has passed since.
+    disconnected_at: Option<Duration>,
+    /// Known only from tasks an agent reported; never subscribed to this broker.
+    recovered: bool,
+    registered_at: Duration,
+    offers: BTreeSet<OfferId>,
+    tasks: BTreeSet<TaskId>,
+}
+
+#[derive(Debug, Clone)]
+struct Offer {
+    framework: FrameworkId,
+    agent: AgentId,
+    role: Role,
+    resources: ResourceSet,
+    expires: Duration,
+}
+
+#[derive(Debug, Clone)]
+struct Task {
+    agent: AgentId,
+    role: Role,
+    name: String,
+    resources: ResourceSet,
+    state: TaskState,
+    latest: v1::TaskStatus,
+}
+
+#[derive(Debug, Clone)]
+struct CompletedTask {
+    framework: FrameworkId,
+    task: TaskId,
+    agent: AgentId,
+    name: String,
+    state: TaskState,
+    message: String,
+    exit_code: Option<i32>,
+}
+
+/// Counters exported as Prometheus metrics.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Counters {
+    pub offers_made: u64,
+    pub offers_declined: u64,
+    pub offers_rescinded: u64,
+    pub offers_accepted: u64,
+    pub tasks_launched: u64,
+    pub tasks_finished: u64,
+    pub tasks_failed: u64,
+    pub tasks_killed: u64,
+    pub tasks_errored: u64,
+    pub status_updates: u64,
+    pub allocation_cycles: u64,
+    pub agents_registered: u64,
+    pub agents_reregistered: u64,
+    pub agents_unreachable: u64,
+    pub bad_calls: u64,
+}
+
+pub struct BrokerCore {
+    settings: BrokerSettings,
+    /// Makes ids unique across broker restarts (the shell passes a random one).
+    id_prefix: String,
+    next_id: u64,
+    allocator: Allocator,
+    agents: BTreeMap<AgentId, Agent>,
+    agent_conns: HashMap<ConnId, AgentId>,
+    frameworks: BTreeMap<FrameworkId, Framework>,
+    framework_conns: HashMap<ConnId, FrameworkId>,
+    offers: BTreeMap<OfferId, Offer>,
+    /// Offers by expiry, so a tick looks only at the ones due.
+    offer_expiry: BTreeSet<(Duration, OfferId)>,
+    tasks: BTreeMap<(FrameworkId, TaskId), Task>,
+    completed: VecDeque<CompletedTask>,
+    /// Something changed that an allocation cycle could act on.
+    dirty: bool,
+    last_allocation: Option<Duration>,
+    /// The earliest moment a decline filter lapses (then a cycle is due).
+    next_filter_expiry: Option<Duration>,
+    started_at: Duration,
+    counters: Counters,
+}
+
+impl BrokerCore {
+    pub fn new(settings: BrokerSettings, id_prefix: impl Into<String>, now: Duration) -> BrokerCore {
+        let mut allocator = Allocator::new(AllocatorConfig::default());
+        for (role, weight) in &settings.weights {
+            // Weights were validated when the settings were read.
+            let _ = allocator.set_weight(role.clone(), *weight);
+        }
+        BrokerCore {
+            settings,
+            id_prefix: id_prefix.into(),
+            next_id: 0,
+            allocator,
+            agents: BTreeMap::new(),
+            agent_conns: HashMap::new(),
+            frameworks: BTreeMap::new(),
+            framework_conns: HashMap::new(),
+            offers: BTreeMap::new(),
+            offer_expiry: BTreeSet::new(),
+            tasks: BTreeMap::new(),
+            completed: VecDeque::new(),
+            dirty: false,
+            last_allocation: None,
+            next_filter_expiry: None,
+            started_at: now,
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn settings(&self) -> &BrokerSettings {
+        &self.settings
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    fn fresh_id(&mut self, kind: &str) -> String {
+        self.next_id += 1;
+        format!("{}-{kind}{:04}", self.id_prefix, self.next_id)
+    }
+
+    /// Timers: offer expiry, unreachable agents, framework failover, and
+    /// the batched allocation cycle.
+    pub fn tick(&mut self, now: Duration) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.expire_offers(now, &mut out);
+        self.detect_unreachable_agents(now, &mut out);
+        self.expire_disconnected_frameworks(now, &mut out);
+        if self.next_filter_expiry.is_some_and(|t| t <= now) {
+            self.next_filter_expiry = None;
+            self.dirty = true;
+        }
+        let interval_passed =
+            self.last_allocation.is_none_or(|last| now >= last + self.settings.allocation_interval);
+        if self.dirty && interval_passed {
+            self.allocate(now, &mut out);
+        }
+        out
+    }
+
+    /// One allocation cycle: every agent's free resources become offers.
+    fn allocate(&mut self, now: Duration, out: &mut Vec<Output>) {
+        self.dirty = false;
+        self.last_allocation = Some(now);
+        self.counters.allocation_cycles += 1;
+        let allocations = self.allocator.allocate(now);
+        let mut by_framework: BTreeMap<FrameworkId, Vec<v1::Offer>> = BTreeMap::new();
+        for allocation in allocations {
+            if self.frameworks.get(&allocation.framework).and_then(|f| f.conn).is_none() {
+                // The allocator offers only active frameworks; if the books
+                // disagree, give the resources straight back.
+                let _ = self.allocator.recover(
+                    &allocation.agent,
+                    &allocation.framework,
+                    &allocation.role,
+                    &allocation.resources,
+                );
+                continue;
+            }
+            let Some(agent) = self.agents.get_mut(&allocation.agent) else {
+                continue;
+            };
+            self.next_id += 1;
+            let offer_id = OfferId::new(format!("{}-O{:04}", self.id_prefix, self.next_id));
+            let expires = now + self.settings.offer_timeout;
+            agent.offers.insert(offer_id.clone());
+            let wire = v1::Offer {
+                id: offer_id.to_string(),
+                framework_id: allocation.framework.to_string(),
+                agent_id: allocation.agent.to_string(),
+                hostname: agent.hostname.clone(),
+                resources: weir_proto::convert::resources_to_proto(&allocation.resources),
+                attributes: agent
+                    .attributes
+                    .iter()
+                    .map(|(name, value)| v1::Attribute { name: name.clone(), value: value.clone() })
+                    .collect(),
+                role: allocation.role.to_string(),
+            };
+            if let Some(f) = self.frameworks.get_mut(&allocation.framework) {
+                f.offers.insert(offer_id.clone());
+            }
+            self.offer_expiry.insert((expires, offer_id.clone()));
+            self.offers.insert(
+                offer_id,
+                Offer {
+                    framework: allocation.framework.clone(),
+                    agent: allocation.agent,
+                    role: allocation.role,
+                    resources: allocation.resources,
+                    expires,
+                },
+            );
+            self.counters.offers_made += 1;
+            by_framework.entry(allocation.framework).or_default().push(wire);
+        }
+        for (framework, offers) in by_framework {
+            if let Some(conn) = self.frameworks.get(&framework).and_then(|f| f.conn) {
+                tracing::debug!(framework_id = %framework, count = offers.len(), "sending offers");
+                out.push(Output::Framework(conn, event(v1::event::Kind::Offers(v1::event::Offers { offers }))));
+            }
+        }
+    }
+
+    fn expire_offers(&mut self, now: Duration, out: &mut Vec<Output>) {
+        while let Some((expires, id)) = self.offer_expiry.first().cloned() {
+            if expires > now {
+                break;
+            }
+            tracing::info!(offer_id = %id, "offer timed out; rescinding");
+            self.rescind_offer(&id, out);
+        }
+    }
+
+    /// Takes an offer back: tells its framework and returns the resources.
+    fn rescind_offer(&mut self, id: &OfferId, out: &mut Vec<Output>) {
+        if let Some(offer) = self.remove_offer(id) {
+            self.counters.offers_rescinded += 1;
+            if let Some(conn) = self.frameworks.get(&offer.framework).and_then(|f| f.conn) {
+                out.push(Output::Framework(
+                    conn,
+                    event(v1::event::Kind::Rescind(v1::event::Rescind { offer_id: id.to_string() })),
+                ));
+            }
+        }
+    }
+
+    /// Removes an offer from every index and gives its resources back to the
+    /// allocator. The caller decides what the framework is told.
+    fn remove_offer(&mut self, id: &OfferId) -> Option<Offer> {
+        let offer = self.offers.remove(id)?;
+        self.offer_expiry.remove(&(offer.expires, id.clone()));
+        if let Some(agent) = self.agents.get_mut(&offer.agent) {
+            agent.offers.remove(id);
+        }
+        if let Some(f) = self.frameworks.get_mut(&offer.framework) {
+            f.offers.remove(id);
+        }
+        if let Err(err) = self.allocator.recover(&offer.agent, &offer.framework, &offer.role, &offer.resources) {
+            tracing::error!(offer_id = %id, error = %err, "books out of step: offer resources were not allocated");
+        }
+        self.dirty = true;
+        Some(offer)
+    }
+
+    fn add_filter(&mut self, framework: &FrameworkId, agent: &AgentId, refuse: Duration, now: Duration) {
+        if refuse.is_zero() {
+            return;
+        }
+        let until = now + refuse.min(MAX_REFUSE);
+        if let Err(err) = self.allocator.add_filter(framework, agent, until) {
+            tracing::error!(framework_id = %framework, agent_id = %agent, error = %err, "could not add a decline filter");
+            return;
+        }
+        self.next_filter_expiry = Some(self.next_filter_expiry.map_or(until, |t| t.min(until)));
+    }
+
+    /// Moves a task that reached a terminal state out of the live books.
+    fn retire_task(&mut self, framework: &FrameworkId, task_id: &TaskId) {
+        let Some(task) = self.tasks.remove(&(framework.clone(), task_id.clone())) else {
+            return;
+        };
+        if let Some(agent) = self.agents.get_mut(&task.agent) {
+            agent.tasks.remove(&(framework.clone(), task_id.clone()));
+        }
+        if let Some(f) = self.frameworks.get_mut(framework) {
+            f.tasks.remove(task_id);
+        }
+        if let Err(err) = self.allocator.recover(&task.agent, framework, &task.role, &task.resources) {
+            tracing::error!(task_id = %task_id, error = %err, "books out of step: task resources were not allocated");
+        }
+        match task.state {
+            TaskState::Finished => self.counters.tasks_finished += 1,
+            TaskState::Killed => self.counters.tasks_killed += 1,
+            TaskState::Error => self.counters.tasks_errored += 1,
+            _ => self.counters.tasks_failed += 1,
+        }
+        self.dirty = true;
+        let (state, message) = (task.state, task.latest.message.clone());
+        self.record_completed(framework, task_id, &task, state, &message);
+    }
+
+    fn record_completed(&mut self, framework: &FrameworkId, task_id: &TaskId, task: &Task, state: TaskState, message: &str) {
+        self.completed.push_back(CompletedTask {
+            framework: framework.clone(),
+            task: task_id.clone(),
+            agent: task.agent.clone(),
+            name: task.name.clone(),
+            state,
+            message: message.to_owned(),
+            exit_code: task.latest.exit_code,
+        });
+        while self.completed.len() > COMPLETED_TASKS_KEPT {
+            self.completed.pop_front();
+        }
+    }
+
+    /// Sends a status update to a framework if it has a stream.
+    fn notify_framework(&self, framework: &FrameworkId, status: v1::TaskStatus, out: &mut Vec<Output>) {
+        if let Some(conn) = self.frameworks.get(framework).and_then(|f| f.conn) {
+            out.push(Output::Framework(
+                conn,
+                event(v1::event::Kind::Update(v1::event::Update { status: Some(status) })),
+            ));
+        }
+    }
+
+    pub fn weights(&self) -> Vec<(Role, f64)> {
+        self.allocator.role_shares().into_iter().map(|r| (r.role, r.weight)).collect()
+    }
+
+    pub fn set_weight(&mut self, role: Role, weight: f64) -> Result<(), String> {
+        weir_model::ids::validate_id("role", role.as_str())?;
+        self.allocator.set_weight(role, weight).map_err(|e| e.to_string())?;
+        self.dirty = true;
+        Ok(())
+    }
+}
+
+fn event(kind: v1::event::Kind) -> v1::Event {
+    v1::Event { kind: Some(kind) }
+}
+
+fn agent_message(kind: v1::broker_message::Kind) -> v1::BrokerMessage {
+    v1::BrokerMessage { kind: Some(kind) }
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// A status update the broker itself generates (no uuid: nothing to acknowledge).
+fn broker_status(
+    framework: &FrameworkId,
+    task: &TaskId,
+    agent: Option<&AgentId>,
+    state: TaskState,
+    reason: &str,
+    message: impl Into<String>,
+    now: Duration,
+) -> v1::TaskStatus {
+    v1::TaskStatus {
+        task_id: task.to_string(),
+        state: task_state_to_proto(state) as i32,
+        message: message.into(),
+        reason: reason.to_owned(),
+        source: v1::task_status::Source::Broker as i32,
+        agent_id: agent.map(|a| a.to_string()).unwrap_or_default(),
+        framework_id: framework.to_string(),
+        timestamp: secs(now),
+        uuid: Vec::new(),
+        exit_code: None,
+        signal: None,
+    }
+}
+
+/// Turns a `refuse_seconds` from the wire into a duration, or says why not.
+fn refuse_duration(filters: Option<&v1::Filters>, default: Duration) -> Result<Duration, String> {
+    match filters.and_then(|f| f.refuse_seconds) {
+        None => Ok(default),
+        Some(s) if s.is_finite() && s >= 0.0 => Ok(Duration::from_secs_f64(s.min(MAX_REFUSE.as_secs_f64()))),
+        Some(s) => Err(format!("filters.refuse_seconds {s} must be a finite number >= 0")),
+    }
+}

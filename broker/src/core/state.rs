@@ -1,0 +1,282 @@
+//! The broker's `/state` document: what `weir status` shows and operators
+//! scrape. Built from the books on demand; nothing here is kept.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use weir_model::{ResourceSet, Resources};
+
+use super::BrokerCore;
+
+/// Resources as plain numbers, for people and scripts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ResourcesDoc {
+    pub cpus: f64,
+    pub mem: f64,
+    pub disk: f64,
+    pub gpus: f64,
+    /// Port ranges in the `[31000-31009,32000]` form; empty when none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ports: String,
+}
+
+impl From<&Resources> for ResourcesDoc {
+    fn from(r: &Resources) -> Self {
+        ResourcesDoc {
+            cpus: r.cpus.as_f64(),
+            mem: r.mem.as_f64(),
+            disk: r.disk.as_f64(),
+            gpus: r.gpus.as_f64(),
+            ports: if r.ports.is_empty() { String::new() } else { r.ports.to_string() },
+        }
+    }
+}
+
+impl From<&ResourceSet> for ResourcesDoc {
+    fn from(r: &ResourceSet) -> Self {
+        ResourcesDoc::from(&r.total())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StateDoc {
+    pub broker: BrokerDoc,
+    pub totals: TotalsDoc,
+    pub agents: Vec<AgentDoc>,
+    pub frameworks: Vec<FrameworkDoc>,
+    pub roles: Vec<RoleDoc>,
+    pub tasks: Vec<TaskDoc>,
+    pub completed_tasks: Vec<TaskDoc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BrokerDoc {
+    pub id: String,
+    pub uptime_seconds: f64,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TotalsDoc {
+    pub total: ResourcesDoc,
+    pub used: ResourcesDoc,
+    pub offered: ResourcesDoc,
+    pub free: ResourcesDoc,
+    pub offers: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentDoc {
+    pub id: String,
+    pub hostname: String,
+    pub http_address: String,
+    pub reachable: bool,
+    pub connected: bool,
+    pub attributes: Vec<(String, String)>,
+    pub resources: String,
+    pub total: ResourcesDoc,
+    pub used: ResourcesDoc,
+    pub offered: ResourcesDoc,
+    pub free: ResourcesDoc,
+    pub tasks: usize,
+    pub registered_seconds_ago: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FrameworkDoc {
+    pub id: String,
+    pub name: String,
+    pub roles: Vec<String>,
+    pub user: String,
+    pub hostname: String,
+    pub active: bool,
+    pub recovered: bool,
+    pub failover_timeout_seconds: f64,
+    pub dominant_share: f64,
+    pub used: ResourcesDoc,
+    pub offered: ResourcesDoc,
+    pub offers: usize,
+    pub tasks: usize,
+    pub registered_seconds_ago: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoleDoc {
+    pub role: String,
+    pub weight: f64,
+    pub dominant_share: f64,
+    pub weighted_share: f64,
+    pub allocated: ResourcesDoc,
+    pub frameworks: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskDoc {
+    pub id: String,
+    pub name: String,
+    pub framework_id: String,
+    pub agent_id: String,
+    pub state: String,
+    pub role: String,
+    pub resources: ResourcesDoc,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+}
+
+impl BrokerCore {
+    pub fn state(&self, now: Duration) -> StateDoc {
+        let mut total = Resources::default();
+        let mut used = Resources::default();
+        let mut offered = Resources::default();
+        let mut agents = Vec::with_capacity(self.agents.len());
+        for (id, a) in &self.agents {
+            let mut a_used = Resources::default();
+            for key in &a.tasks {
+                if let Some(t) = self.tasks.get(key) {
+                    a_used.add_assign(&t.resources.total());
+                }
+            }
+            let mut a_offered = Resources::default();
+            for o in &a.offers {
+                if let Some(o) = self.offers.get(o) {
+                    a_offered.add_assign(&o.resources.total());
+                }
+            }
+            let a_total = a.total.total();
+            let a_free = self.allocator.free(id).map(|f| f.total()).unwrap_or_default();
+            if a.reachable {
+                total.add_assign(&a_total);
+            }
+            used.add_assign(&a_used);
+            offered.add_assign(&a_offered);
+            agents.push(AgentDoc {
+                id: id.to_string(),
+                hostname: a.hostname.clone(),
+                http_address: a.http_address.clone(),
+                reachable: a.reachable,
+                connected: a.conn.is_some(),
+                attributes: a.attributes.clone(),
+                resources: a.total.to_string(),
+                total: (&a_total).into(),
+                used: (&a_used).into(),
+                offered: (&a_offered).into(),
+                free: (&a_free).into(),
+                tasks: a.tasks.len(),
+                registered_seconds_ago: now.saturating_sub(a.registered_at).as_secs_f64(),
+            });
+        }
+        let free = self
+            .agents
+            .iter()
+            .filter(|(_, a)| a.reachable)
+            .filter_map(|(id, _)| self.allocator.free(id))
+            .fold(Resources::default(), |acc, f| acc.add(&f.total()));
+
+        let frameworks = self
+            .frameworks
+            .iter()
+            .map(|(id, f)| {
+                let mut f_used = Resources::default();
+                for t in &f.tasks {
+                    if let Some(t) = self.tasks.get(&(id.clone(), t.clone())) {
+                        f_used.add_assign(&t.resources.total());
+                    }
+                }
+                let mut f_offered = Resources::default();
+                for o in &f.offers {
+                    if let Some(o) = self.offers.get(o) {
+                        f_offered.add_assign(&o.resources.total());
+                    }
+                }
+                FrameworkDoc {
+                    id: id.to_string(),
+                    name: f.name.clone(),
+                    roles: f.roles.iter().map(|r| r.to_string()).collect(),
+                    user: f.user.clone(),
+                    hostname: f.hostname.clone(),
+                    active: f.conn.is_some(),
+                    recovered: f.recovered,
+                    failover_timeout_seconds: if f.failover_timeout == Duration::MAX {
+                        -1.0
+                    } else {
+                        f.failover_timeout.as_secs_f64()
+                    },
+                    dominant_share: self.allocator.framework_share(id).unwrap_or(0.0),
+                    used: (&f_used).into(),
+                    offered: (&f_offered).into(),
+                    offers: f.offers.len(),
+                    tasks: f.tasks.len(),
+                    registered_seconds_ago: now.saturating_sub(f.registered_at).as_secs_f64(),
+                }
+            })
+            .collect();
+
+        let roles = self
+            .allocator
+            .role_shares()
+            .into_iter()
+            .map(|r| RoleDoc {
+                role: r.role.to_string(),
+                weight: r.weight,
+                dominant_share: r.dominant_share,
+                weighted_share: r.weighted_share,
+                allocated: (&r.allocated).into(),
+                frameworks: r.frameworks.len(),
+            })
+            .collect();
+
+        let tasks = self
+            .tasks
+            .iter()
+            .map(|((framework, id), t)| TaskDoc {
+                id: id.to_string(),
+                name: t.name.clone(),
+                framework_id: framework.to_string(),
+                agent_id: t.agent.to_string(),
+                state: t.state.name().to_owned(),
+                role: t.role.to_string(),
+                resources: (&t.resources).into(),
+                message: t.latest.message.clone(),
+                exit_code: t.latest.exit_code,
+            })
+            .collect();
+        let completed_tasks = self
+            .completed
+            .iter()
+            .rev()
+            .map(|c| TaskDoc {
+                id: c.task.to_string(),
+                name: c.name.clone(),
+                framework_id: c.framework.to_string(),
+                agent_id: c.agent.to_string(),
+                state: c.state.name().to_owned(),
+                role: String::new(),
+                resources: ResourcesDoc::default(),
+                message: c.message.clone(),
+                exit_code: c.exit_code,
+            })
+            .collect();
+
+        StateDoc {
+            broker: BrokerDoc {
+                id: self.id_prefix.clone(),
+                uptime_seconds: now.saturating_sub(self.started_at).as_secs_f64(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            },
+            totals: TotalsDoc {
+                total: (&total).into(),
+                used: (&used).into(),
+                offered: (&offered).into(),
+                free: (&free).into(),
+                offers: self.offers.len(),
+            },
+            agents,
+            frameworks,
+            roles,
+            tasks,
+            completed_tasks,
+        }
+    }
+}

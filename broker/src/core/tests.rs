@@ -1,0 +1,560 @@
+//! Deterministic tests of the broker core: a tiny in-process cluster of
+//! fake agent and framework connections, with time passed in by hand.
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+use weir_model::{ResourceSet, TaskState};
+use weir_proto::convert::{resources_to_proto, task_state_from_proto, task_state_to_proto};
+use weir_proto::v1;
+
+use super::*;
+
+const AGENT_A: ConnId = 1;
+const AGENT_B: ConnId = 2;
+const FW_1: ConnId = 10;
+const FW_2: ConnId = 11;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+struct Harness {
+    core: BrokerCore,
+    now: Duration,
+    /// Everything the core has sent, in order.
+    log: Vec<Output>,
+    /// Agent streams that heartbeat whenever time advances.
+    live_agents: Vec<ConnId>,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let settings = BrokerSettings { agent_unreachable_timeout: Duration::from_secs(5), ..Default::default() };
+        Harness { core: BrokerCore::new(settings, "b", Duration::ZERO), now: Duration::ZERO, log: Vec::new(), live_agents: Vec::new() }
+    }
+
+    fn record(&mut self, out: Vec<Output>) -> Vec<Output> {
+        self.log.extend(out.iter().cloned());
+        out
+    }
+
+    fn advance(&mut self, d: Duration) -> Vec<Output> {
+        self.now += d;
+        let heartbeat = v1::AgentMessage { kind: Some(v1::agent_message::Kind::Heartbeat(v1::agent_message::Heartbeat {})) };
+        for conn in self.live_agents.clone() {
+            let out = self.core.agent_message(conn, &heartbeat, self.now);
+            self.record(out);
+        }
+        let out = self.core.tick(self.now);
+        self.record(out)
+    }
+
+    fn register_agent(&mut self, conn: ConnId, id: &str, spec: &str, tasks: Vec<v1::RunningTask>) -> String {
+        let msg = v1::agent_message::Register {
+            agent: Some(v1::AgentInfo {
+                id: id.to_owned(),
+                hostname: format!("host{conn}"),
+                resources: resources_to_proto(&ResourceSet::parse(spec).unwrap()),
+                attributes: vec![v1::Attribute { name: "rack".into(), value: "r1".into() }],
+                http_address: format!("127.0.0.1:{}", 5000 + conn),
+            }),
+            tasks,
+        };
+        let out = self.core.agent_register(conn, &msg, self.now);
+        let out = self.record(out);
+        match &out.last() {
+            Some(Output::Agent(c, v1::BrokerMessage { kind: Some(v1::broker_message::Kind::Registered(r)) })) => {
+                assert_eq!(*c, conn);
+                self.live_agents.push(conn);
+                r.agent_id.clone()
+            }
+            other => panic!("agent not registered: {other:?}"),
+        }
+    }
+
+    fn call(&mut self, conn: ConnId, kind: v1::call::Kind) -> Vec<Output> {
+        let call = v1::Call { framework_id: String::new(), kind: Some(kind) };
+        let out = self.core.framework_call(conn, &call, self.now);
+        self.record(out)
+    }
+
+    fn subscribe(&mut self, conn: ConnId, name: &str, roles: &[&str], failover: f64) -> String {
+        self.subscribe_as(conn, "", name, roles, failover)
+    }
+
+    fn subscribe_as(&mut self, conn: ConnId, id: &str, name: &str, roles: &[&str], failover: f64) -> String {
+        let out = self.call(
+            conn,
+            v1::call::Kind::Subscribe(v1::call::Subscribe {
+                framework: Some(v1::FrameworkInfo {
+                    id: id.to_owned(),
+                    name: name.to_owned(),
+                    roles: roles.iter().map(|r| r.to_string()).collect(),
+                    failover_timeout_seconds: failover,
+                    ..Default::default()
+                }),
+            }),
+        );
+        for o in out {
+            if let Output::Framework(c, v1::Event { kind: Some(v1::event::Kind::Subscribed(s)) }) = o {
+                assert_eq!(c, conn);
+                return s.framework_id;
+            }
+        }
+        panic!("not subscribed");
+    }
+
+    /// Offers the framework on `conn` received in `out`.
+    fn offers_in(out: &[Output], conn: ConnId) -> Vec<v1::Offer> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Framework(c, v1::Event { kind: Some(v1::event::Kind::Offers(offers)) }) if *c == conn => {
+                    Some(offers.offers.clone())
+                }
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    fn updates_in(out: &[Output], conn: ConnId) -> Vec<v1::TaskStatus> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Framework(c, v1::Event { kind: Some(v1::event::Kind::Update(u)) }) if *c == conn => u.status.clone(),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn errors_in(out: &[Output], conn: ConnId) -> Vec<String> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Framework(c, v1::Event { kind: Some(v1::event::Kind::Error(e)) }) if *c == conn => Some(e.message.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn run_tasks_in(out: &[Output], conn: ConnId) -> Vec<v1::TaskInfo> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Agent(c, v1::BrokerMessage { kind: Some(v1::broker_message::Kind::RunTask(r)) }) if *c == conn => r.task.clone(),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn agent_update(&mut self, conn: ConnId, framework: &str, task: &str, state: TaskState, uuid: u8) -> Vec<Output> {
+        let msg = v1::AgentMessage {
+            kind: Some(v1::agent_message::Kind::StatusUpdate(v1::agent_message::StatusUpdate {
+                status: Some(v1::TaskStatus {
+                    task_id: task.into(),
+                    state: task_state_to_proto(state) as i32,
+                    framework_id: framework.into(),
+                    uuid: vec![uuid; 16],
+                    exit_code: (state == TaskState::Failed).then_some(3),
+                    ..Default::default()
+                }),
+            })),
+        };
+        let out = self.core.agent_message(conn, &msg, self.now);
+        self.record(out)
+    }
+}
+
+fn task(id: &str, spec: &str) -> v1::TaskInfo {
+    v1::TaskInfo {
+        task_id: id.into(),
+        name: id.into(),
+        resources: resources_to_proto(&ResourceSet::parse(spec).unwrap()),
+        command: Some(v1::CommandInfo { shell: true, value: "true".into(), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+fn accept(offers: &[&v1::Offer], tasks: Vec<v1::TaskInfo>) -> v1::call::Kind {
+    v1::call::Kind::Accept(v1::call::Accept {
+        offer_ids: offers.iter().map(|o| o.id.clone()).collect(),
+        operations: vec![v1::Operation { kind: Some(v1::operation::Kind::Launch(v1::operation::Launch { tasks })) }],
+        filters: None,
+    })
+}
+
+fn state_of(s: &v1::TaskStatus) -> TaskState {
+    task_state_from_proto("state", s.state).unwrap()
+}
+
+#[test]
+fn offer_launch_update_acknowledge() {
+    let mut h = Harness::new();
+    let agent = h.register_agent(AGENT_A, "", "cpus:4;mem:4096", vec![]);
+    let fw = h.subscribe(FW_1, "test", &[], 0.0);
+    let out = h.advance(ms(100));
+    let offers = Harness::offers_in(&out, FW_1);
+    assert_eq!(offers.len(), 1);
+    assert_eq!(offers[0].agent_id, agent);
+    assert_eq!(offers[0].hostname, "hostA".replace('A', "1"));
+
+    let out = h.call(FW_1, accept(&[&offers[0]], vec![task("t1", "cpus:1;mem:128")]));
+    let launched = Harness::run_tasks_in(&out, AGENT_A);
+    assert_eq!(launched.len(), 1);
+    assert_eq!(launched[0].agent_id, agent);
+
+    // The rest of the agent is offered again only after the filter (5 s).
+    let out = h.advance(ms(200));
+    assert!(Harness::offers_in(&out, FW_1).is_empty());
+    let out = h.advance(Duration::from_secs(5));
+    let again = Harness::offers_in(&out, FW_1);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].resources, resources_to_proto(&ResourceSet::parse("cpus:3;mem:3968").unwrap()));
+
+    let out = h.agent_update(AGENT_A, &fw, "t1", TaskState::Running, 1);
+    assert_eq!(state_of(&Harness::updates_in(&out, FW_1)[0]), TaskState::Running);
+    let out = h.call(
+        FW_1,
+        v1::call::Kind::Acknowledge(v1::call::Acknowledge { agent_id: agent.clone(), task_id: "t1".into(), uuid: vec![1; 16] }),
+    );
+    assert!(matches!(
+        &out[0],
+        Output::Agent(AGENT_A, v1::BrokerMessage { kind: Some(v1::broker_message::Kind::Acknowledge(a)) }) if a.uuid == vec![1; 16]
+    ));
+
+    let out = h.agent_update(AGENT_A, &fw, "t1", TaskState::Failed, 2);
+    let update = &Harness::updates_in(&out, FW_1)[0];
+    assert_eq!(state_of(update), TaskState::Failed);
+    assert_eq!(update.exit_code, Some(3));
+    let state = h.core.state(h.now);
+    assert!(state.tasks.is_empty());
+    assert_eq!(state.completed_tasks[0].state, "TASK_FAILED");
+    // A retried terminal update still reaches the framework (at least once).
+    let out = h.agent_update(AGENT_A, &fw, "t1", TaskState::Failed, 2);
+    assert_eq!(Harness::updates_in(&out, FW_1).len(), 1);
+}
+
+#[test]
+fn bad_accepts_are_rejected_without_changing_the_books() {
+    let mut h = Harness::new();
+    h.register_agent(AGENT_A, "", "cpus:2;mem:1024", vec![]);
+    h.register_agent(AGENT_B, "", "cpus:2;mem:1024", vec![]);
+    h.subscribe(FW_1, "one", &[], 0.0);
+    h.subscribe(FW_2, "two", &[], 0.0);
+    let out = h.advance(ms(100));
+    let mine = Harness::offers_in(&out, FW_1);
+    let theirs = Harness::offers_in(&out, FW_2);
+    assert_eq!((mine.len(), theirs.len()), (1, 1));
+    let before = serde_json::to_value(h.core.state(h.now).totals).unwrap();
+
+    // Someone else's offer: tasks dropped, nothing launched, FW_1's offer returned.
+    let out = h.call(FW_1, accept(&[&theirs[0]], vec![task("x", "cpus:1;mem:1")]));
+    let updates = Harness::updates_in(&out, FW_1);
+    assert_eq!(state_of(&updates[0]), TaskState::Dropped);
+    assert_eq!(updates[0].message, format!("offer {} belongs to another framework", theirs[0].id));
+    assert!(Harness::run_tasks_in(&out, AGENT_A).is_empty() && Harness::run_tasks_in(&out, AGENT_B).is_empty());
+    let after = serde_json::to_value(h.core.state(h.now).totals).unwrap();
+    assert_eq!(before, after, "a rejected accept must not change the books");
+
+    // An unknown offer.
+    let out = h.call(FW_1, accept(&[&v1::Offer { id: "nope".into(), ..Default::default() }], vec![]));
+    assert_eq!(Harness::errors_in(&out, FW_1), vec!["ACCEPT refused: offer nope is no longer valid (used, declined, rescinded or timed out)"]);
+
+    // Bad tasks in a good accept: each gets TASK_ERROR, the good one runs.
+    let mut no_command = task("c", "cpus:0.1");
+    no_command.command = None;
+    let out = h.call(
+        FW_1,
+        accept(
+            &[&mine[0]],
+            vec![
+                task("big", "cpus:3"),
+                task("ok", "cpus:1;mem:100"),
+                task("ok", "cpus:0.5"),
+                task("bad/id", "cpus:0.1"),
+                task("zero", "disk:1"),
+                no_command,
+            ],
+        ),
+    );
+    let messages: Vec<(String, String)> =
+        Harness::updates_in(&out, FW_1).iter().map(|s| (s.task_id.clone(), s.message.clone())).collect();
+    assert_eq!(
+        messages,
+        vec![
+            ("big".into(), "task needs cpus:3 but only cpus:2;mem:1024 is left in the offers".into()),
+            ("ok".into(), "task id ok is already in use by this framework".into()),
+            ("bad/id".into(), "task_id: task_id \"bad/id\" contains '/'; ids may not hold whitespace, control characters or path separators".into()),
+            ("zero".into(), "task must use some cpus or mem".into()),
+            ("c".into(), "task has no command".into()),
+        ]
+    );
+    let ran = Harness::run_tasks_in(&out, h.core.agent_conn(&AgentId::new(mine[0].agent_id.clone())).unwrap());
+    assert_eq!(ran.iter().map(|t| t.task_id.as_str()).collect::<Vec<_>>(), vec!["ok"]);
+    // The offer is used up; accepting it again fails.
+    let out = h.call(FW_1, accept(&[&mine[0]], vec![task("again", "cpus:0.1")]));
+    assert_eq!(state_of(&Harness::updates_in(&out, FW_1)[0]), TaskState::Dropped);
+}
+
+#[test]
+fn decline_filters_and_suppress_revive() {
+    let mut h = Harness::new();
+    h.register_agent(AGENT_A, "", "cpus:2;mem:1024", vec![]);
+    h.subscribe(FW_1, "one", &[], 0.0);
+    let offers = Harness::offers_in(&h.advance(ms(100)), FW_1);
+    h.call(
+        FW_1,
+        v1::call::Kind::Decline(v1::call::Decline {
+            offer_ids: vec![offers[0].id.clone()],
+            filters: Some(v1::Filters { refuse_seconds: Some(2.0) }),
+        }),
+    );
+    assert!(Harness::offers_in(&h.advance(ms(1000)), FW_1).is_empty());
+    assert_eq!(Harness::offers_in(&h.advance(ms(1100)), FW_1).len(), 1, "filter lapses after refuse_seconds");
+
+    let offers = Harness::offers_in(&h.log, FW_1);
+    let last = offers.last().unwrap().clone();
+    h.call(FW_1, v1::call::Kind::Suppress(v1::call::Suppress { roles: vec![] }));
+    h.call(
+        FW_1,
+        v1::call::Kind::Decline(v1::call::Decline { offer_ids: vec![last.id], filters: Some(v1::Filters { refuse_seconds: Some(0.0) }) }),
+    );
+    assert!(Harness::offers_in(&h.advance(ms(1000)), FW_1).is_empty(), "suppressed framework gets nothing");
+    h.call(FW_1, v1::call::Kind::Revive(v1::call::Revive { roles: vec![] }));
+    assert_eq!(Harness::offers_in(&h.advance(ms(100)), FW_1).len(), 1);
+
+    let out = h.call(FW_1, v1::call::Kind::Revive(v1::call::Revive { roles: vec!["other".into()] }));
+    assert_eq!(Harness::errors_in(&out, FW_1), vec!["REVIVE refused: role \"other\" is not one of this framework's roles"]);
+    let out = h.call(
+        FW_1,
+        v1::call::Kind::Decline(v1::call::Decline { offer_ids: vec![], filters: Some(v1::Filters { refuse_seconds: Some(f64::NAN) }) }),
+    );
+    assert_eq!(Harness::errors_in(&out, FW_1), vec!["DECLINE refused: filters.refuse_seconds NaN must be a finite number >= 0"]);
+}
+
+#[test]
+fn offers_time_out_and_are_rescinded() {
+    let mut h = Harness::new();
+    h.core.settings.offer_timeout = Duration::from_secs(10);
+    h.register_agent(AGENT_A, "", "cpus:2;mem:1024", vec![]);
+    h.subscribe(FW_1, "one", &[], 0.0);
+    let offers = Harness::offers_in(&h.advance(ms(100)), FW_1);
+    let out = h.advance(Duration::from_secs(10));
+    assert!(out.iter().any(|o| matches!(o, Output::Framework(FW_1, v1::Event { kind: Some(v1::event::Kind::Rescind(r)) }) if r.offer_id == offers[0].id)));
+    // Rescinded resources are offered again in the same cycle, as a new offer.
+    let again = Harness::offers_in(&out, FW_1);
+    assert_eq!(again.len(), 1);
+    assert_ne!(again[0].id, offers[0].id);
+}
+
+#[test]
+fn silent_agent_becomes_unreachable_and_comes_back() {
+    let mut h = Harness::new();
+    let agent = h.register_agent(AGENT_A, "", "cpus:2;mem:1024", vec![]);
+    let fw = h.subscribe(FW_1, "one", &[], 60.0);
+    let offers = Harness::offers_in(&h.advance(ms(100)), FW_1);
+    let launched = h.call(FW_1, accept(&[&offers[0]], vec![task("t", "cpus:1;mem:64")]));
+    let info = Harness::run_tasks_in(&launched, AGENT_A)[0].clone();
+    h.agent_update(AGENT_A, &fw, "t", TaskState::Running, 1);
+    h.live_agents.clear();
+    let out = h.advance(Duration::from_secs(6));
+    let updates = Harness::updates_in(&out, FW_1);
+    assert_eq!(updates.len(), 1);
+    assert_eq!(state_of(&updates[0]), TaskState::Unreachable);
+    assert!(out.contains(&Output::Close(AGENT_A)));
+
+    // Explicit reconciliation reports it unreachable too.
+    let out = h.call(
+        FW_1,
+        v1::call::Kind::Reconcile(v1::call::Reconcile { tasks: vec![v1::call::reconcile::Task { task_id: "t".into(), agent_id: agent.clone() }] }),
+    );
+    assert_eq!(state_of(&Harness::updates_in(&out, FW_1)[0]), TaskState::Unreachable);
+
+    // It re-registers with the task still running: RUNNING again.
+    let running = v1::RunningTask {
+        framework_id: fw.clone(),
+        task: Some(info),
+        latest: Some(v1::TaskStatus { task_id: "t".into(), state: task_state_to_proto(TaskState::Running) as i32, framework_id: fw.clone(), ..Default::default() }),
+    };
+    h.register_agent(AGENT_B, &agent, "cpus:2;mem:1024", vec![running]);
+    let updates = Harness::updates_in(&h.log[h.log.len() - 3..], FW_1);
+    assert_eq!(state_of(updates.last().unwrap()), TaskState::Running);
+    let state = h.core.state(h.now);
+    assert_eq!(state.tasks[0].state, "TASK_RUNNING");
+    assert!(state.agents[0].reachable);
+    assert_eq!(state.agents[0].used.cpus, 1.0);
+}
+
+#[test]
+fn reconciliation_explicit_and_implicit() {
+    let mut h = Harness::new();
+    h.register_agent(AGENT_A, "", "cpus:2;mem:1024", vec![]);
+    h.subscribe(FW_1, "one", &[], 0.0);
+    let offers = Harness::offers_in(&h.advance(ms(100)), FW_1);
+    h.call(FW_1, accept(&[&offers[0]], vec![task("a", "cpus:0.5"), task("b", "cpus:0.5")]));
+    let out = h.call(FW_1, v1::call::Kind::Reconcile(v1::call::Reconcile { tasks: vec![] }));
+    let ids: Vec<_> = Harness::updates_in(&out, FW_1).iter().map(|s| (s.task_id.clone(), state_of(s))).collect();
+    assert_eq!(ids, vec![("a".into(), TaskState::Staging), ("b".into(), TaskState::Staging)]);
+    let out = h.call(
+        FW_1,
+        v1::call::Kind::Reconcile(v1::call::Reconcile { tasks: vec![v1::call::reconcile::Task { task_id: "zz".into(), agent_id: String::new() }] }),
+    );
+    let s = &Harness::updates_in(&out, FW_1)[0];
+    assert_eq!((s.task_id.as_str(), state_of(s), s.uuid.is_empty()), ("zz", TaskState::Unknown, true));
+}
+
+#[test]
+fn framework_failover_and_teardown() {
+    let mut h = Harness::new();
+    h.register_agent(AGENT_A, "", "cpus:2;mem:1024", vec![]);
+    let fw = h.subscribe(FW_1, "one", &[], 30.0);
+    let offers = Harness::offers_in(&h.advance(ms(100)), FW_1);
+    h.call(FW_1, accept(&[&offers[0]], vec![task("t", "cpus:1;mem:64")]));
+    h.core.framework_detached(FW_1, h.now);
+    h.advance(Duration::from_secs(20));
+    assert_eq!(h.core.state(h.now).tasks.len(), 1, "tasks survive within the failover timeout");
+    let again = h.subscribe_as(FW_2, &fw, "one", &[], 30.0);
+    assert_eq!(again, fw);
+    assert_eq!(Harness::offers_in(&h.advance(Duration::from_secs(6)), FW_2).len(), 1);
+
+    // Calls before SUBSCRIBE are refused.
+    let out = h.call(99, v1::call::Kind::Teardown(v1::call::Teardown {}));
+    assert_eq!(Harness::errors_in(&out, 99), vec!["the first call on a stream must be SUBSCRIBE"]);
+
+    let out = h.call(FW_2, v1::call::Kind::Teardown(v1::call::Teardown {}));
+    assert!(out.iter().any(|o| matches!(o, Output::Agent(AGENT_A, v1::BrokerMessage { kind: Some(v1::broker_message::Kind::KillTask(k)) }) if k.task_id == "t")));
+    assert!(out.contains(&Output::Close(FW_2)));
+    let state = h.core.state(h.now);
+    assert!(state.frameworks.is_empty() && state.tasks.is_empty());
+    assert_eq!(state.totals.free.cpus, 2.0);
+}
+
+#[test]
+fn framework_without_failover_timeout_is_removed_on_disconnect() {
+    let mut h = Harness::new();
+    h.register_agent(AGENT_A, "", "cpus:2;mem:1024", vec![]);
+    h.subscribe(FW_1, "one", &[], 0.0);
+    let offers = Harness::offers_in(&h.advance(ms(100)), FW_1);
+    h.call(FW_1, accept(&[&offers[0]], vec![task("t", "cpus:1;mem:64")]));
+    let out = h.core.framework_detached(FW_1, h.now);
+    assert!(out.iter().any(|o| matches!(o, Output::Agent(AGENT_A, v1::BrokerMessage { kind: Some(v1::broker_message::Kind::KillTask(_)) }))));
+    assert!(h.core.state(h.now).frameworks.is_empty());
+}
+
+#[test]
+fn bad_registrations_are_refused_with_the_reason() {
+    let mut h = Harness::new();
+    let msg = v1::agent_message::Register {
+        agent: Some(v1::AgentInfo { hostname: "h".into(), resources: vec![], ..Default::default() }),
+        tasks: vec![],
+    };
+    let out = h.core.agent_register(AGENT_A, &msg, h.now);
+    assert_eq!(
+        out,
+        vec![
+            Output::Agent(
+                AGENT_A,
+                agent_message(v1::broker_message::Kind::Refused(v1::broker_message::Refused {
+                    message: "registration refused: register.agent.resources: an agent must offer some resources".into()
+                }))
+            ),
+            Output::Close(AGENT_A)
+        ]
+    );
+    assert!(h.core.state(h.now).agents.is_empty());
+}
+
+#[test]
+fn drf_paper_example_through_the_broker() {
+    // 9 CPUs, 18 GB; A's tasks ⟨1 CPU, 4 GB⟩, B's ⟨3 CPUs, 1 GB⟩. Each
+    // framework launches one task per offer and declines the rest with no
+    // filter; DRF must end with A = 3 tasks and B = 2.
+    let mut h = Harness::new();
+    h.register_agent(AGENT_A, "", "cpus:9;mem:18432", vec![]);
+    h.subscribe(FW_1, "A", &[], 0.0);
+    h.subscribe(FW_2, "B", &[], 0.0);
+    let (mut a, mut b) = (0, 0);
+    for _ in 0..50 {
+        let out = h.advance(ms(100));
+        for (conn, spec, count) in [(FW_1, "cpus:1;mem:4096", &mut a), (FW_2, "cpus:3;mem:1024", &mut b)] {
+            for offer in Harness::offers_in(&out, conn) {
+                let fits = resources_to_proto(&ResourceSet::parse(spec).unwrap());
+                let available = weir_proto::convert::resources_from_proto("o", &offer.resources).unwrap();
+                let want = weir_proto::convert::resources_from_proto("t", &fits).unwrap();
+                let tasks = if available.contains(&want) {
+                    *count += 1;
+                    vec![task(&format!("t{count}"), spec)]
+                } else {
+                    vec![]
+                };
+                let mut call = accept(&[&offer], tasks);
+                if let v1::call::Kind::Accept(a) = &mut call {
+                    a.filters = Some(v1::Filters { refuse_seconds: Some(0.0) });
+                }
+                h.call(conn, call);
+            }
+        }
+    }
+    assert_eq!((a, b), (3, 2));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+
+    /// Random calls, good and bad, never break the books: nothing offered
+    /// twice, no agent over-committed, totals consistent.
+    #[test]
+    fn books_stay_consistent(ops in prop::collection::vec((0u8..8, 0u8..4, 1u64..4000), 1..80)) {
+        let mut h = Harness::new();
+        h.register_agent(AGENT_A, "", "cpus:4;mem:4096", vec![]);
+        h.register_agent(AGENT_B, "", "cpus:2;mem:8192", vec![]);
+        let fws = [h.subscribe(FW_1, "one", &["x"], 10.0), h.subscribe(FW_2, "two", &["y"], 10.0)];
+        let mut next = 0;
+        for (op, who, n) in ops {
+            let conn = if who % 2 == 0 { FW_1 } else { FW_2 };
+            let fw = &fws[(who % 2) as usize];
+            match op {
+                0 => { h.advance(ms(n)); }
+                1 | 2 => {
+                    let offers = Harness::offers_in(&h.log, conn);
+                    if let Some(offer) = offers.last() {
+                        next += 1;
+                        let spec = format!("cpus:{};mem:{}", (n % 3) as f64 * 0.5, n % 2000);
+                        h.call(conn, accept(&[offer], vec![task(&format!("t{next}"), &spec)]));
+                    }
+                }
+                3 => {
+                    let offers = Harness::offers_in(&h.log, conn);
+                    if let Some(offer) = offers.first() {
+                        h.call(conn, v1::call::Kind::Decline(v1::call::Decline { offer_ids: vec![offer.id.clone()], filters: Some(v1::Filters { refuse_seconds: Some((n % 3) as f64) }) }));
+                    }
+                }
+                4 => {
+                    let tasks = h.core.state(h.now).tasks;
+                    if let Some(t) = tasks.iter().find(|t| &t.framework_id == fw) {
+                        let agent_conn = h.core.agent_conn(&AgentId::new(t.agent_id.clone())).unwrap();
+                        let state = if n % 2 == 0 { TaskState::Finished } else { TaskState::Running };
+                        h.agent_update(agent_conn, fw, &t.id.clone(), state, (n % 250) as u8);
+                    }
+                }
+                5 => { h.call(conn, v1::call::Kind::Suppress(v1::call::Suppress { roles: vec![] })); }
+                6 => { h.call(conn, v1::call::Kind::Revive(v1::call::Revive { roles: vec![] })); }
+                _ => { h.call(conn, accept(&[&v1::Offer { id: format!("bogus{n}"), ..Default::default() }], vec![task("z", "cpus:1")])); }
+            }
+            let state = h.core.state(h.now);
+            for agent in &state.agents {
+                let sum = agent.used.cpus + agent.offered.cpus + agent.free.cpus;
+                prop_assert!((sum - agent.total.cpus).abs() < 1e-9, "cpus on {} do not add up: {:?}", agent.id, agent);
+                let mem = agent.used.mem + agent.offered.mem + agent.free.mem;
+                prop_assert!((mem - agent.total.mem).abs() < 1e-9);
+            }
+            // No offer id appears in two live offers; no resource offered twice.
+            let live: Vec<_> = h.core.offers.values().collect();
+            for a in &h.core.agents {
+                let mut on_agent = ResourceSet::default();
+                for o in live.iter().filter(|o| &o.agent == a.0) {
+                    on_agent.add_assign(&o.resources);
+                }
+                prop_assert!(a.1.total.contains(&on_agent));
+            }
+        }
+    }
+}

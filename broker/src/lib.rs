@@ -1,0 +1,9 @@
+//! The Weir broker: Mesos' master role. [`core`] is the deterministic state
+//! machine that keeps the books (agents, frameworks, offers, tasks) and
+//! drives the allocator; [`shell`] wires it to gRPC streams, HTTP and timers.
+
+pub mod core;
+pub mod shell;
+
+pub use crate::core::{BrokerCore, BrokerSettings, ConnId, Output};
+// shell re-exports added with the shell
