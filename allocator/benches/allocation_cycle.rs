@@ -1,0 +1,99 @@
+//! One allocation cycle at cluster scale, and the incremental path the
+//! broker takes after a single task ends (`recover` + `allocate`).
+//!
+//! Cluster: every agent `cpus:32;mem:131072;disk:500000;ports:[31000-32000]`,
+//! frameworks spread over `frameworks / 10` roles ("role-<n>") with equal
+//! weights, all active, none suppressed or filtered. Setup and the
+//! `recover` calls that bring the cluster back to "everything free" between
+//! cycles are outside the timed part; the first (ranking) cycle is run in
+//! setup too, so each timed cycle starts from the same books.
+//!
+//! Run: `cargo bench -p weir-allocator --bench allocation_cycle`
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use weir_allocator::{Allocation, Allocator, AllocatorConfig};
+use weir_model::{AgentId, FrameworkId, ResourceSet, Role};
+
+fn cluster(agents: usize, frameworks: usize) -> Allocator {
+    let mut alloc = Allocator::new(AllocatorConfig::default());
+    let total = ResourceSet::parse("cpus:32;mem:131072;disk:500000;ports:[31000-32000]").expect("spec parses");
+    let roles = (frameworks / 10).max(1);
+    for f in 0..frameworks {
+        let role = Role::new(format!("role-{}", f % roles));
+        alloc.add_framework(FrameworkId::new(format!("framework-{f:05}")), vec![role]).expect("new framework");
+    }
+    for a in 0..agents {
+        alloc.add_agent(AgentId::new(format!("agent-{a:06}")), total.clone(), vec![]).expect("new agent");
+    }
+    // Rank everything once, then give it all back.
+    let offers = alloc.allocate(Duration::ZERO);
+    assert_eq!(offers.len(), agents, "every agent is offered");
+    recover_all(&mut alloc, &offers);
+    alloc
+}
+
+fn recover_all(alloc: &mut Allocator, offers: &[Allocation]) {
+    for o in offers {
+        alloc.recover(&o.agent, &o.framework, &o.role, &o.resources).expect("offered resources come back");
+    }
+}
+
+fn full_cycle(c: &mut Criterion) {
+    let mut group = c.benchmark_group("full_cycle");
+    group.sample_size(20);
+    for (agents, frameworks) in [(1_000, 100), (10_000, 1_000), (50_000, 5_000)] {
+        let mut alloc = cluster(agents, frameworks);
+        let mut now = Duration::ZERO;
+        group.bench_function(format!("{agents}_agents_x_{frameworks}_frameworks"), |b| {
+            b.iter_custom(|iters| {
+                let mut timed = Duration::ZERO;
+                for _ in 0..iters {
+                    now += Duration::from_secs(1);
+                    let start = Instant::now();
+                    let offers = alloc.allocate(black_box(now));
+                    timed += start.elapsed();
+                    assert_eq!(offers.len(), agents);
+                    recover_all(&mut alloc, &offers);
+                }
+                timed
+            })
+        });
+    }
+    group.finish();
+}
+
+/// One task's worth (here: one whole offer) comes back on a 50,000-agent
+/// cluster that is otherwise fully allocated, and a cycle re-offers it.
+fn recover_then_allocate(c: &mut Criterion) {
+    let mut group = c.benchmark_group("incremental");
+    let (agents, frameworks) = (50_000, 5_000);
+    let mut alloc = cluster(agents, frameworks);
+    let mut held = alloc.allocate(Duration::ZERO);
+    let mut now = Duration::ZERO;
+    let mut next = 0usize;
+    group.bench_function(format!("recover_and_allocate_{agents}_agents_x_{frameworks}_frameworks"), |b| {
+        b.iter_custom(|iters| {
+            let mut timed = Duration::ZERO;
+            for _ in 0..iters {
+                now += Duration::from_secs(1);
+                let i = next % held.len();
+                next += 1;
+                let o = &held[i];
+                let start = Instant::now();
+                alloc.recover(&o.agent, &o.framework, &o.role, &o.resources).expect("held resources come back");
+                let mut offers = alloc.allocate(black_box(now));
+                timed += start.elapsed();
+                assert_eq!(offers.len(), 1);
+                held[i] = offers.pop().expect("one offer");
+            }
+            timed
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, full_cycle, recover_then_allocate);
+criterion_main!(benches);
