@@ -6,4 +6,4 @@ pub mod core;
 pub mod shell;
 
 pub use crate::core::{BrokerCore, BrokerSettings, ConnId, Output};
-// shell re-exports added with the shell
+pub use crate::shell::{run, BrokerError, RunningBroker, ShellSettings};

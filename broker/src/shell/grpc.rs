@@ -1,0 +1,148 @@
+//! The gRPC services: each only converts a stream into core calls.
+
+use std::pin::Pin;
+
+use futures::{Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use weir_model::Role;
+use weir_proto::v1;
+use weir_proto::v1::agent_server::{Agent, AgentServer};
+use weir_proto::v1::operator_server::{Operator, OperatorServer};
+use weir_proto::v1::scheduler_server::{Scheduler, SchedulerServer};
+
+use super::{Sender, Shared, STREAM_BUFFER};
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<v1::Event, Status>> + Send>>;
+type BrokerStream = Pin<Box<dyn Stream<Item = Result<v1::BrokerMessage, Status>> + Send>>;
+
+pub(super) fn router(shared: Shared, max_message_size: usize) -> axum::Router {
+    tonic::service::Routes::new(
+        SchedulerServer::new(SchedulerService(shared.clone()))
+            .max_decoding_message_size(max_message_size)
+            .max_encoding_message_size(usize::MAX),
+    )
+    .add_service(AgentServer::new(AgentService(shared.clone())).max_decoding_message_size(max_message_size))
+    .add_service(OperatorServer::new(OperatorService(shared)).max_decoding_message_size(max_message_size))
+    .into_axum_router()
+}
+
+struct SchedulerService(Shared);
+
+#[tonic::async_trait]
+impl Scheduler for SchedulerService {
+    type SubscribeStream = EventStream;
+
+    async fn subscribe(&self, request: Request<Streaming<v1::Call>>) -> Result<Response<Self::SubscribeStream>, Status> {
+        let peer = request.remote_addr();
+        let mut calls = request.into_inner();
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let shared = self.0.clone();
+        let conn = shared.register(Sender::Framework(tx));
+        tracing::debug!(conn, ?peer, "framework stream opened");
+        tokio::spawn(async move {
+            while let Some(call) = calls.next().await {
+                match call {
+                    Ok(call) => shared.apply(|core, now| core.framework_call(conn, &call, now)),
+                    Err(status) => {
+                        tracing::info!(conn, error = %status, "framework stream broke");
+                        break;
+                    }
+                }
+                // The core closed this stream (teardown, failover, error).
+                if !shared.lock().conns.contains_key(&conn) {
+                    break;
+                }
+            }
+            shared.apply(|core, now| core.framework_detached(conn, now));
+            shared.lock().conns.remove(&conn);
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+struct AgentService(Shared);
+
+#[tonic::async_trait]
+impl Agent for AgentService {
+    type AttachStream = BrokerStream;
+
+    async fn attach(&self, request: Request<Streaming<v1::AgentMessage>>) -> Result<Response<Self::AttachStream>, Status> {
+        let peer = request.remote_addr();
+        let mut messages = request.into_inner();
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let shared = self.0.clone();
+        let conn = shared.register(Sender::Agent(tx));
+        tracing::debug!(conn, ?peer, "agent stream opened");
+        tokio::spawn(async move {
+            let mut first = true;
+            while let Some(msg) = messages.next().await {
+                match msg {
+                    Ok(msg) => match (&msg.kind, first) {
+                        (Some(v1::agent_message::Kind::Register(reg)), true) => {
+                            shared.apply(|core, now| core.agent_register(conn, reg, now))
+                        }
+                        _ => shared.apply(|core, now| core.agent_message(conn, &msg, now)),
+                    },
+                    Err(status) => {
+                        tracing::info!(conn, error = %status, "agent stream broke");
+                        break;
+                    }
+                }
+                first = false;
+                if !shared.lock().conns.contains_key(&conn) {
+                    break;
+                }
+            }
+            shared.apply(|core, now| core.agent_detached(conn, now));
+            shared.lock().conns.remove(&conn);
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+struct OperatorService(Shared);
+
+#[tonic::async_trait]
+impl Operator for OperatorService {
+    async fn get_state(&self, _: Request<v1::GetStateRequest>) -> Result<Response<v1::GetStateResponse>, Status> {
+        let now = self.0.now();
+        let state = self.0.lock().core.state(now);
+        let state_json = serde_json::to_string(&state).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(v1::GetStateResponse { state_json }))
+    }
+
+    async fn get_weights(&self, _: Request<v1::GetWeightsRequest>) -> Result<Response<v1::GetWeightsResponse>, Status> {
+        let weights = self
+            .0
+            .lock()
+            .core
+            .weights()
+            .into_iter()
+            .map(|(role, weight)| v1::RoleWeight { role: role.to_string(), weight })
+            .collect();
+        Ok(Response::new(v1::GetWeightsResponse { weights }))
+    }
+
+    async fn update_weights(&self, request: Request<v1::UpdateWeightsRequest>) -> Result<Response<v1::UpdateWeightsResponse>, Status> {
+        let weights = request.into_inner().weights;
+        // All or nothing: check every entry before changing any.
+        for (i, w) in weights.iter().enumerate() {
+            weir_model::ids::validate_id("role", &w.role)
+                .map_err(|e| Status::invalid_argument(format!("weights[{i}]: {e}")))?;
+            if !w.weight.is_finite() || w.weight <= 0.0 {
+                return Err(Status::invalid_argument(format!(
+                    "weights[{i}]: weight {} for role {} must be a finite number > 0",
+                    w.weight, w.role
+                )));
+            }
+        }
+        let mut inner = self.0.lock();
+        for w in weights {
+            tracing::info!(role = %w.role, weight = w.weight, "role weight updated");
+            inner.core.set_weight(Role::new(w.role), w.weight).map_err(Status::invalid_argument)?;
+        }
+        Ok(Response::new(v1::UpdateWeightsResponse {}))
+    }
+}

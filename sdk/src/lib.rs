@@ -1,0 +1,274 @@
+//! A framework's client for the broker's scheduler API.
+//!
+//! [`Framework::subscribe`] opens the stream and waits for SUBSCRIBED;
+//! [`Framework::next_event`] yields events and, when the stream breaks,
+//! re-subscribes with the same framework id (so a framework with a failover
+//! timeout keeps its tasks) and yields SUBSCRIBED again; the typed call
+//! methods send calls on the current stream.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
+use weir_model::{AgentId, FrameworkId, OfferId, TaskId};
+use weir_proto::v1;
+use weir_proto::v1::scheduler_client::SchedulerClient;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SdkError {
+    #[error("broker address {addr:?} is not valid: {reason}")]
+    BadAddress { addr: String, reason: String },
+    #[error("cannot reach the broker at {addr}: {reason}")]
+    Connect { addr: String, reason: String },
+    #[error("the broker refused the subscription: {0}")]
+    Refused(String),
+    #[error("the stream to the broker is closed")]
+    Disconnected,
+    #[error("gave up reconnecting to the broker at {addr} after {attempts} attempts: {last}")]
+    GaveUp { addr: String, attempts: u32, last: String },
+}
+
+/// Who the framework is and how it reconnects.
+#[derive(Debug, Clone)]
+pub struct FrameworkConfig {
+    /// `host:port` of the broker (an `http://` prefix is optional).
+    pub broker: String,
+    pub name: String,
+    pub roles: Vec<String>,
+    /// How long the broker keeps this framework's tasks while it is away.
+    pub failover_timeout: Duration,
+    /// Set to resume an earlier framework (scheduler failover).
+    pub framework_id: Option<FrameworkId>,
+    pub user: String,
+    pub hostname: String,
+    /// Re-subscribe when the stream breaks (false: `next_event` ends).
+    pub reconnect: bool,
+    /// Attempts before giving up; the wait doubles from 100 ms to 5 s.
+    pub max_reconnect_attempts: u32,
+}
+
+impl FrameworkConfig {
+    pub fn new(broker: impl Into<String>, name: impl Into<String>) -> FrameworkConfig {
+        FrameworkConfig {
+            broker: broker.into(),
+            name: name.into(),
+            roles: Vec::new(),
+            failover_timeout: Duration::ZERO,
+            framework_id: None,
+            user: std::env::var("USER").unwrap_or_default(),
+            hostname: String::new(),
+            reconnect: true,
+            max_reconnect_attempts: 20,
+        }
+    }
+}
+
+/// A subscribed framework.
+pub struct Framework {
+    config: FrameworkConfig,
+    id: FrameworkId,
+    calls: Option<mpsc::Sender<v1::Call>>,
+    events: Option<Streaming<v1::Event>>,
+    /// SUBSCRIBED of a re-subscription, handed out by the next `next_event`.
+    pending: Option<v1::Event>,
+}
+
+pub fn endpoint(addr: &str) -> String {
+    if addr.starts_with("http://") || addr.starts_with("https://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+impl Framework {
+    /// Connects and subscribes; returns once the broker said SUBSCRIBED.
+    pub async fn subscribe(config: FrameworkConfig) -> Result<Framework, SdkError> {
+        let (id, calls, events) = open(&config, config.framework_id.as_ref()).await?;
+        tracing::info!(framework_id = %id, broker = %config.broker, "subscribed");
+        Ok(Framework { config, id, calls: Some(calls), events: Some(events), pending: None })
+    }
+
+    pub fn id(&self) -> &FrameworkId {
+        &self.id
+    }
+
+    /// The next event, re-subscribing if the stream broke. `Ok(None)` means
+    /// the stream ended and reconnecting is off (or the broker closed it on
+    /// purpose after a teardown).
+    pub async fn next_event(&mut self) -> Result<Option<v1::Event>, SdkError> {
+        if let Some(event) = self.pending.take() {
+            return Ok(Some(event));
+        }
+        loop {
+            if let Some(events) = self.events.as_mut() {
+                match events.message().await {
+                    Ok(Some(event)) => return Ok(Some(event)),
+                    Ok(None) => tracing::warn!(framework_id = %self.id, "broker closed the stream"),
+                    Err(status) => tracing::warn!(framework_id = %self.id, error = %status.message(), "stream to the broker broke"),
+                }
+                self.events = None;
+                self.calls = None;
+            }
+            if !self.config.reconnect {
+                return Ok(None);
+            }
+            let mut wait = Duration::from_millis(100);
+            let mut last = String::new();
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                if attempt > self.config.max_reconnect_attempts {
+                    return Err(SdkError::GaveUp { addr: self.config.broker.clone(), attempts: attempt - 1, last });
+                }
+                tokio::time::sleep(wait).await;
+                match open(&self.config, Some(&self.id)).await {
+                    Ok((id, calls, events)) => {
+                        tracing::info!(framework_id = %id, attempt, "re-subscribed");
+                        self.id = id.clone();
+                        self.calls = Some(calls);
+                        self.events = Some(events);
+                        return Ok(Some(v1::Event {
+                            kind: Some(v1::event::Kind::Subscribed(v1::event::Subscribed {
+                                framework_id: id.to_string(),
+                                heartbeat_interval_seconds: 0.0,
+                            })),
+                        }));
+                    }
+                    Err(err) => {
+                        tracing::info!(framework_id = %self.id, attempt, error = %err, "re-subscription failed; retrying");
+                        last = err.to_string();
+                        wait = (wait * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends a raw call on the current stream.
+    pub async fn call(&self, kind: v1::call::Kind) -> Result<(), SdkError> {
+        let calls = self.calls.as_ref().ok_or(SdkError::Disconnected)?;
+        calls
+            .send(v1::Call { framework_id: self.id.to_string(), kind: Some(kind) })
+            .await
+            .map_err(|_| SdkError::Disconnected)
+    }
+
+    pub async fn launch(&self, offers: &[OfferId], tasks: Vec<v1::TaskInfo>, refuse: Option<Duration>) -> Result<(), SdkError> {
+        self.call(v1::call::Kind::Accept(v1::call::Accept {
+            offer_ids: offers.iter().map(|o| o.to_string()).collect(),
+            operations: vec![v1::Operation { kind: Some(v1::operation::Kind::Launch(v1::operation::Launch { tasks })) }],
+            filters: refuse.map(|r| v1::Filters { refuse_seconds: Some(r.as_secs_f64()) }),
+        }))
+        .await
+    }
+
+    pub async fn decline(&self, offers: &[OfferId], refuse: Option<Duration>) -> Result<(), SdkError> {
+        self.call(v1::call::Kind::Decline(v1::call::Decline {
+            offer_ids: offers.iter().map(|o| o.to_string()).collect(),
+            filters: refuse.map(|r| v1::Filters { refuse_seconds: Some(r.as_secs_f64()) }),
+        }))
+        .await
+    }
+
+    pub async fn kill(&self, task: &TaskId, agent: Option<&AgentId>) -> Result<(), SdkError> {
+        self.call(v1::call::Kind::Kill(v1::call::Kill {
+            task_id: task.to_string(),
+            agent_id: agent.map(|a| a.to_string()).unwrap_or_default(),
+        }))
+        .await
+    }
+
+    /// Acknowledges an update if it needs it (broker-generated ones do not).
+    pub async fn acknowledge(&self, status: &v1::TaskStatus) -> Result<(), SdkError> {
+        if status.uuid.is_empty() {
+            return Ok(());
+        }
+        self.call(v1::call::Kind::Acknowledge(v1::call::Acknowledge {
+            agent_id: status.agent_id.clone(),
+            task_id: status.task_id.clone(),
+            uuid: status.uuid.clone(),
+        }))
+        .await
+    }
+
+    pub async fn reconcile(&self, tasks: Vec<(TaskId, Option<AgentId>)>) -> Result<(), SdkError> {
+        self.call(v1::call::Kind::Reconcile(v1::call::Reconcile {
+            tasks: tasks
+                .into_iter()
+                .map(|(t, a)| v1::call::reconcile::Task { task_id: t.to_string(), agent_id: a.map(|a| a.to_string()).unwrap_or_default() })
+                .collect(),
+        }))
+        .await
+    }
+
+    pub async fn revive(&self) -> Result<(), SdkError> {
+        self.call(v1::call::Kind::Revive(v1::call::Revive { roles: vec![] })).await
+    }
+
+    pub async fn suppress(&self) -> Result<(), SdkError> {
+        self.call(v1::call::Kind::Suppress(v1::call::Suppress { roles: vec![] })).await
+    }
+
+    /// Ends the framework: the broker kills its tasks and forgets it.
+    pub async fn teardown(mut self) -> Result<(), SdkError> {
+        self.config.reconnect = false;
+        self.call(v1::call::Kind::Teardown(v1::call::Teardown {})).await?;
+        // Wait for the broker to close the stream, so the teardown is done
+        // when this returns.
+        while let Ok(Some(_)) = self.next_event().await {}
+        Ok(())
+    }
+}
+
+async fn open(
+    config: &FrameworkConfig,
+    id: Option<&FrameworkId>,
+) -> Result<(FrameworkId, mpsc::Sender<v1::Call>, Streaming<v1::Event>), SdkError> {
+    let addr = endpoint(&config.broker);
+    let channel = tonic::transport::Endpoint::from_shared(addr.clone())
+        .map_err(|e| SdkError::BadAddress { addr: config.broker.clone(), reason: e.to_string() })?
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|e| SdkError::Connect { addr: config.broker.clone(), reason: source_chain(&e) })?;
+    let mut client = SchedulerClient::new(channel).max_decoding_message_size(64 << 20);
+    let (tx, rx) = mpsc::channel(1024);
+    let subscribe = v1::Call {
+        framework_id: id.map(|i| i.to_string()).unwrap_or_default(),
+        kind: Some(v1::call::Kind::Subscribe(v1::call::Subscribe {
+            framework: Some(v1::FrameworkInfo {
+                id: id.map(|i| i.to_string()).unwrap_or_default(),
+                name: config.name.clone(),
+                roles: config.roles.clone(),
+                failover_timeout_seconds: config.failover_timeout.as_secs_f64(),
+                user: config.user.clone(),
+                hostname: config.hostname.clone(),
+            }),
+        })),
+    };
+    tx.send(subscribe).await.map_err(|_| SdkError::Disconnected)?;
+    let mut events = client
+        .subscribe(ReceiverStream::new(rx))
+        .await
+        .map_err(|s| SdkError::Connect { addr: config.broker.clone(), reason: s.message().to_owned() })?
+        .into_inner();
+    match events.message().await {
+        Ok(Some(v1::Event { kind: Some(v1::event::Kind::Subscribed(s)) })) => Ok((FrameworkId::new(s.framework_id), tx, events)),
+        Ok(Some(v1::Event { kind: Some(v1::event::Kind::Error(e)) })) => Err(SdkError::Refused(e.message)),
+        Ok(_) => Err(SdkError::Refused("the broker closed the stream before SUBSCRIBED".to_owned())),
+        Err(s) => Err(SdkError::Connect { addr: config.broker.clone(), reason: s.message().to_owned() }),
+    }
+}
+
+fn source_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
