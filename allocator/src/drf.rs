@@ -502,6 +502,32 @@ impl Allocator {
         Ok(())
     }
 
+    /// Replaces the roles `framework` is subscribed to (UPDATE_FRAMEWORK).
+    /// What it holds in a role it leaves stays allocated, and counted, until
+    /// recovered; it is just offered nothing more there.
+    pub fn update_framework(&mut self, framework: &FrameworkId, roles: Vec<Role>) -> Result<(), AllocatorError> {
+        let f = self.framework_slot(framework)?;
+        if !self.framework(f).subscribed {
+            return Err(AllocatorError::UnknownFramework(framework.clone()));
+        }
+        for c in self.framework(f).clients.clone() {
+            let name = &self.roles[self.client(c).role as usize].name;
+            let keep = roles.contains(name);
+            self.client_mut(c).subscribed = keep;
+            self.refresh_client(c);
+        }
+        for role in &roles {
+            let c = self.client_or_create(f, role);
+            if !self.client(c).subscribed {
+                let client = self.client_mut(c);
+                client.subscribed = true;
+                client.suppressed = false;
+                self.refresh_client(c);
+            }
+        }
+        Ok(())
+    }
+
     /// Unsubscribes a framework; everything allocated to it is freed.
     pub fn remove_framework(&mut self, framework: &FrameworkId) -> Result<(), AllocatorError> {
         let f = self.framework_slot(framework)?;
@@ -678,6 +704,9 @@ impl Allocator {
         self.cycles += 1;
         let mut list = mem::take(&mut self.scratch);
         self.candidates.collect_from(start, &mut list);
+        // Usually one offer per candidate agent; growing a 50,000-entry
+        // vector by doubling would copy it a dozen times.
+        out.reserve(list.len());
         let mut expired = Vec::new();
         let mut grants: Vec<(u32, ResourceSet)> = Vec::new();
         for &a in &list {

@@ -247,6 +247,7 @@ enum Op {
     SetAgentActive(usize, bool),
     AddFramework { framework: usize, roles: Vec<usize> },
     RemoveFramework(usize),
+    UpdateFramework { framework: usize, roles: Vec<usize> },
     SetFrameworkActive(usize, bool),
     Suppress(usize, Option<usize>),
     Revive(usize, Option<usize>),
@@ -271,6 +272,7 @@ fn arb_op() -> impl Strategy<Value = Op> {
         1 => (id.clone(), any::<bool>()).prop_map(|(a, b)| Op::SetAgentActive(a, b)),
         2 => (id.clone(), prop::collection::vec(0usize..3, 0..3)).prop_map(|(framework, roles)| Op::AddFramework { framework, roles }),
         1 => id.clone().prop_map(Op::RemoveFramework),
+        1 => (id.clone(), prop::collection::vec(0usize..3, 0..3)).prop_map(|(framework, roles)| Op::UpdateFramework { framework, roles }),
         1 => (id.clone(), any::<bool>()).prop_map(|(f, b)| Op::SetFrameworkActive(f, b)),
         1 => (id.clone(), prop::option::of(0usize..3)).prop_map(|(f, r)| Op::Suppress(f, r)),
         1 => (id.clone(), prop::option::of(0usize..3)).prop_map(|(f, r)| Op::Revive(f, r)),
@@ -400,6 +402,20 @@ impl Model {
                 let valid = self.frameworks.remove(&fw(i)).is_some();
                 self.outstanding.retain(|(_, f, _), _| *f != fw(i));
                 let r = alloc.remove_framework(&fw(i));
+                prop_assert_eq!(valid, r.is_ok());
+                r
+            }
+            Op::UpdateFramework { framework: i, roles } => {
+                let roles: Vec<Role> = roles.iter().map(|r| role(ROLES[*r])).collect();
+                let valid = self.frameworks.get(&fw(i)).is_some_and(|m| m.subscribed);
+                if valid {
+                    let m = self.frameworks.get_mut(&fw(i)).unwrap();
+                    let new: BTreeSet<Role> = roles.iter().cloned().collect();
+                    // A role joined afresh starts unsuppressed; one kept keeps its state.
+                    m.suppressed.retain(|r| new.contains(r) && m.roles.contains(r));
+                    m.roles = new;
+                }
+                let r = alloc.update_framework(&fw(i), roles);
                 prop_assert_eq!(valid, r.is_ok());
                 r
             }
