@@ -2,8 +2,9 @@
 //! broker takes after a single task ends (`recover` + `allocate`).
 //!
 //! Cluster: every agent `cpus:32;mem:131072;disk:500000;ports:[31000-32000]`,
-//! frameworks spread over `frameworks / 10` roles ("role-<n>") with equal
-//! weights, all active, none suppressed or filtered. Setup and the
+//! frameworks spread round-robin over `frameworks / 10` roles ("role-<n>"),
+//! or all in one role (the within-role set at its largest), equal weights,
+//! all active, none suppressed or filtered. Setup and the
 //! `recover` calls that bring the cluster back to "everything free" between
 //! cycles are outside the timed part; the first (ranking) cycle is run in
 //! setup too, so each timed cycle starts from the same books.
@@ -17,10 +18,9 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use weir_allocator::{Allocation, Allocator, AllocatorConfig};
 use weir_model::{AgentId, FrameworkId, ResourceSet, Role};
 
-fn cluster(agents: usize, frameworks: usize) -> Allocator {
+fn cluster(agents: usize, frameworks: usize, roles: usize) -> Allocator {
     let mut alloc = Allocator::new(AllocatorConfig::default());
     let total = ResourceSet::parse("cpus:32;mem:131072;disk:500000;ports:[31000-32000]").expect("spec parses");
-    let roles = (frameworks / 10).max(1);
     for f in 0..frameworks {
         let role = Role::new(format!("role-{}", f % roles));
         alloc.add_framework(FrameworkId::new(format!("framework-{f:05}")), vec![role]).expect("new framework");
@@ -44,10 +44,11 @@ fn recover_all(alloc: &mut Allocator, offers: &[Allocation]) {
 fn full_cycle(c: &mut Criterion) {
     let mut group = c.benchmark_group("full_cycle");
     group.sample_size(20);
-    for (agents, frameworks) in [(1_000, 100), (10_000, 1_000), (50_000, 5_000)] {
-        let mut alloc = cluster(agents, frameworks);
+    let sizes = [(1_000, 100, 10), (10_000, 1_000, 100), (50_000, 5_000, 500), (50_000, 5_000, 1)];
+    for (agents, frameworks, roles) in sizes {
+        let mut alloc = cluster(agents, frameworks, roles);
         let mut now = Duration::ZERO;
-        group.bench_function(format!("{agents}_agents_x_{frameworks}_frameworks"), |b| {
+        group.bench_function(format!("{agents}_agents_x_{frameworks}_frameworks_in_{roles}_roles"), |b| {
             b.iter_custom(|iters| {
                 let mut timed = Duration::ZERO;
                 for _ in 0..iters {
@@ -70,7 +71,7 @@ fn full_cycle(c: &mut Criterion) {
 fn recover_then_allocate(c: &mut Criterion) {
     let mut group = c.benchmark_group("incremental");
     let (agents, frameworks) = (50_000, 5_000);
-    let mut alloc = cluster(agents, frameworks);
+    let mut alloc = cluster(agents, frameworks, frameworks / 10);
     let mut held = alloc.allocate(Duration::ZERO);
     let mut now = Duration::ZERO;
     let mut next = 0usize;
@@ -95,5 +96,34 @@ fn recover_then_allocate(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, full_cycle, recover_then_allocate);
+/// An agent joins a fully allocated 50,000-agent cluster and is offered:
+/// the total changed, so this cycle pays the lazy re-sort of every
+/// (framework, role) key once.
+fn agent_joins_then_allocate(c: &mut Criterion) {
+    let mut group = c.benchmark_group("incremental");
+    let (agents, frameworks) = (50_000, 5_000);
+    let mut alloc = cluster(agents, frameworks, frameworks / 10);
+    let _held = alloc.allocate(Duration::ZERO);
+    let total = ResourceSet::parse("cpus:32;mem:131072;disk:500000;ports:[31000-32000]").expect("spec parses");
+    let newcomer = AgentId::new("agent-newcomer");
+    let mut now = Duration::ZERO;
+    group.bench_function(format!("add_agent_and_allocate_{agents}_agents_x_{frameworks}_frameworks"), |b| {
+        b.iter_custom(|iters| {
+            let mut timed = Duration::ZERO;
+            for _ in 0..iters {
+                now += Duration::from_secs(1);
+                let start = Instant::now();
+                alloc.add_agent(newcomer.clone(), total.clone(), vec![]).expect("new agent");
+                let offers = alloc.allocate(black_box(now));
+                timed += start.elapsed();
+                assert_eq!(offers.len(), 1);
+                alloc.remove_agent(&newcomer).expect("known agent");
+            }
+            timed
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, full_cycle, recover_then_allocate, agent_joins_then_allocate);
 criterion_main!(benches);
