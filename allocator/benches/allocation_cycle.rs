@@ -66,6 +66,34 @@ fn full_cycle(c: &mut Criterion) {
     group.finish();
 }
 
+/// The same full cycles through `allocate_into` with one output buffer kept
+/// across cycles, as a broker that reuses its buffer would run them.
+fn full_cycle_reused_buffer(c: &mut Criterion) {
+    let mut group = c.benchmark_group("full_cycle_reused_buffer");
+    group.sample_size(20);
+    for (agents, frameworks, roles) in [(10_000, 1_000, 100), (50_000, 5_000, 500)] {
+        let mut alloc = cluster(agents, frameworks, roles);
+        let mut now = Duration::ZERO;
+        let mut offers = Vec::new();
+        group.bench_function(format!("{agents}_agents_x_{frameworks}_frameworks_in_{roles}_roles"), |b| {
+            b.iter_custom(|iters| {
+                let mut timed = Duration::ZERO;
+                for _ in 0..iters {
+                    now += Duration::from_secs(1);
+                    offers.clear();
+                    let start = Instant::now();
+                    alloc.allocate_into(black_box(now), &mut offers);
+                    timed += start.elapsed();
+                    assert_eq!(offers.len(), agents);
+                    recover_all(&mut alloc, &offers);
+                }
+                timed
+            })
+        });
+    }
+    group.finish();
+}
+
 /// One task's worth (here: one whole offer) comes back on a 50,000-agent
 /// cluster that is otherwise fully allocated, and a cycle re-offers it.
 fn recover_then_allocate(c: &mut Criterion) {
@@ -125,5 +153,5 @@ fn agent_joins_then_allocate(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, full_cycle, recover_then_allocate, agent_joins_then_allocate);
+criterion_group!(benches, full_cycle, full_cycle_reused_buffer, recover_then_allocate, agent_joins_then_allocate);
 criterion_main!(benches);

@@ -691,14 +691,24 @@ impl Allocator {
     /// offered, reserved bundles to their role, the unreserved bundle by
     /// hierarchical DRF. Shares are updated after every grant.
     pub fn allocate(&mut self, now: Duration) -> Vec<Allocation> {
+        let mut out = Vec::new();
+        self.allocate_into(now, &mut out);
+        out
+    }
+
+    /// [`Allocator::allocate`], appending to `out`. A caller that keeps one
+    /// buffer across cycles spares the allocator a large allocation per
+    /// cycle (with glibc, that large request also forces the consolidation
+    /// of every small chunk the previous cycle's offers freed, which then
+    /// makes each id clone of this cycle take malloc's slow path).
+    pub fn allocate_into(&mut self, now: Duration, out: &mut Vec<Allocation>) {
         if self.order_dirty {
             self.rebuild_order();
         }
         let slots = self.agents.len() as u64;
-        let mut out = Vec::new();
         if slots == 0 || self.role_order.is_empty() {
             self.cycles += 1;
-            return out;
+            return;
         }
         let start = (splitmix64(self.cycles) % slots) as u32;
         self.cycles += 1;
@@ -734,7 +744,6 @@ impl Allocator {
                 }
             }
         }
-        out
     }
 
     /// Whether `framework` refuses `agent` at `now`; an expired filter is
