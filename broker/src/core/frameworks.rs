@@ -143,8 +143,15 @@ impl BrokerCore {
                 ));
                 out.push(Output::Close(old));
             }
-            if existing.roles != roles && !existing.recovered {
-                tracing::warn!(framework_id = %id, "re-subscription changes roles; keeping the original roles");
+            if existing.roles != roles {
+                // What it holds in a role it leaves stays counted there
+                // until given back; it is offered nothing more in it.
+                if let Err(err) = self.allocator.update_framework(&id, roles.clone()) {
+                    tracing::error!(framework_id = %id, error = %err, "could not change the framework's roles");
+                } else {
+                    tracing::info!(framework_id = %id, roles = ?roles, "framework roles changed");
+                    existing.roles = roles.clone();
+                }
             }
             existing.conn = Some(conn);
             existing.disconnected_at = None;
