@@ -24,6 +24,7 @@ use weir_model::{AgentId, FrameworkId, Milli, ResourceSet, Resources, Role};
 
 use crate::candidates::AgentBitset;
 use crate::error::AllocatorError;
+use crate::held::Held;
 use crate::scalars::Scalars;
 
 /// Limits below which free resources are not worth offering.
@@ -75,7 +76,7 @@ struct Agent {
     free: ResourceSet,
     active: bool,
     /// By client slot; short (one entry per framework with something here).
-    allocations: Vec<(u32, ResourceSet)>,
+    allocations: Vec<(u32, Held)>,
 }
 
 #[derive(Clone, Debug)]
@@ -426,8 +427,8 @@ impl Allocator {
             let c = self.client_or_create(f, &role);
             let allocations = &mut self.agent_mut(a).allocations;
             match allocations.iter_mut().find(|(owner, _)| *owner == c) {
-                Some((_, held)) => held.add_assign(&resources),
-                None => allocations.push((c, resources.clone())),
+                Some((_, held)) => held.add(&resources),
+                None => allocations.push((c, Held::of(&resources))),
             }
             self.account(c, &Scalars::of_set(&resources), true);
         }
@@ -448,8 +449,8 @@ impl Allocator {
             self.total.sub(&Scalars::of_set(&removed.total));
             self.order_dirty = true;
         }
-        for (c, resources) in &removed.allocations {
-            self.account(*c, &Scalars::of_set(resources), false);
+        for (c, held) in &removed.allocations {
+            self.account(*c, &held.scalars(), false);
         }
         // The slot will be reused: filters naming it must not outlive it.
         for fw in self.frameworks.iter_mut().flatten() {
@@ -543,11 +544,11 @@ impl Allocator {
                 continue;
             }
             let mut kept = Vec::with_capacity(agent.allocations.len());
-            for (c, resources) in mem::take(&mut agent.allocations) {
+            for (c, held) in mem::take(&mut agent.allocations) {
                 if fw.clients.contains(&c) {
-                    agent.free.add_assign(&resources);
+                    agent.free.add_assign(&held.to_set());
                 } else {
-                    kept.push((c, resources));
+                    kept.push((c, held));
                 }
             }
             agent.allocations = kept;
@@ -672,7 +673,7 @@ impl Allocator {
         let held = &slot.allocations[pos].1;
         let left = match held.checked_sub(resources) {
             Ok(left) => left,
-            Err(_) => return Err(not_allocated(held.clone())),
+            Err(_) => return Err(not_allocated(held.to_set())),
         };
         if left.is_empty() {
             slot.allocations.swap_remove(pos);
@@ -802,8 +803,8 @@ impl Allocator {
         let agent = self.agents[a as usize].as_mut().expect("agent slot in use");
         for (c, resources) in grants.iter() {
             match agent.allocations.iter_mut().find(|(owner, _)| owner == c) {
-                Some((_, held)) => held.add_assign(resources),
-                None => agent.allocations.push((*c, resources.clone())),
+                Some((_, held)) => held.add(resources),
+                None => agent.allocations.push((*c, Held::of(resources))),
             }
         }
         self.touch_candidate(a);
@@ -871,10 +872,10 @@ impl Allocator {
         for (a, slot) in self.agents.iter().enumerate() {
             let Some(agent) = slot else { continue };
             let mut sum = agent.free.clone();
-            for (c, r) in &agent.allocations {
-                assert!(!r.is_empty(), "empty allocation record on {}", agent.id);
-                sum.add_assign(r);
-                client_sums.entry(*c).or_default().add(&Scalars::of_set(r));
+            for (c, held) in &agent.allocations {
+                assert!(!held.is_empty(), "empty allocation record on {}", agent.id);
+                sum.add_assign(&held.to_set());
+                client_sums.entry(*c).or_default().add(&held.scalars());
             }
             assert_eq!(Scalars::of_set(&sum), Scalars::of_set(&agent.total), "free + allocated != total on {}", agent.id);
             if agent.active {

@@ -13,6 +13,7 @@
 mod candidates;
 mod drf;
 mod error;
+mod held;
 mod scalars;
 
 #[cfg(test)]

@@ -1,0 +1,53 @@
+//! Distribution of full-cycle times, for a noisy machine where criterion's
+//! mean says more about the neighbours than about the code: the minimum and
+//! lower quartile of many cycles are what the allocator itself costs.
+//!
+//! Same cluster as `benches/allocation_cycle.rs`.
+//! Run: `cargo run --release -p weir-allocator --example cycle_times -- 10000 300`
+//! (agents, cycles; frameworks = agents / 10 in frameworks / 10 roles).
+
+use std::time::{Duration, Instant};
+
+use weir_allocator::{Allocator, AllocatorConfig};
+use weir_model::{AgentId, FrameworkId, ResourceSet, Role};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let agents: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    let cycles: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(100).max(1);
+    let frameworks = (agents / 10).max(1);
+    let roles = (frameworks / 10).max(1);
+    let mut alloc = Allocator::new(AllocatorConfig::default());
+    let total = ResourceSet::parse("cpus:32;mem:131072;disk:500000;ports:[31000-32000]").expect("spec parses");
+    for f in 0..frameworks {
+        let role = Role::new(format!("role-{}", f % roles));
+        alloc.add_framework(FrameworkId::new(format!("framework-{f:05}")), vec![role]).expect("new framework");
+    }
+    for a in 0..agents {
+        alloc.add_agent(AgentId::new(format!("agent-{a:06}")), total.clone(), vec![]).expect("new agent");
+    }
+    let mut times = Vec::with_capacity(cycles);
+    for i in 0..=cycles {
+        let start = Instant::now();
+        let offers = alloc.allocate(Duration::from_secs(i as u64));
+        // Cycle 0 ranks everything once (the lazy re-sort); not counted.
+        if i > 0 {
+            times.push(start.elapsed());
+        }
+        for o in &offers {
+            alloc.recover(&o.agent, &o.framework, &o.role, &o.resources).expect("offered resources come back");
+        }
+    }
+    times.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let mean = times.iter().sum::<Duration>() / times.len() as u32;
+    println!(
+        "{agents} agents x {frameworks} frameworks in {roles} roles, {cycles} cycles: \
+         min {:.2} ms, p25 {:.2} ms, median {:.2} ms, mean {:.2} ms, max {:.2} ms",
+        ms(times[0]),
+        ms(times[times.len() / 4]),
+        ms(times[times.len() / 2]),
+        ms(mean),
+        ms(times[times.len() - 1]),
+    );
+}
