@@ -132,7 +132,7 @@ pub struct RunningBroker {
     addr: SocketAddr,
     shared: Shared,
     stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), BrokerError>>,
+    task: Option<JoinHandle<Result<(), BrokerError>>>,
 }
 
 impl RunningBroker {
@@ -152,15 +152,30 @@ impl RunningBroker {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        self.wait().await
+        // Clients may hold their half of a stream open; after a grace
+        // period the connections are simply dropped.
+        match tokio::time::timeout(Duration::from_secs(3), self.finished()).await {
+            Ok(result) => result,
+            Err(_) => {
+                if let Some(task) = self.task.take() {
+                    task.abort();
+                }
+                tracing::info!("broker stopped (connections still open were dropped)");
+                Ok(())
+            }
+        }
     }
 
-    /// Waits until the server exits on its own (it only does on error).
-    pub async fn wait(self) -> Result<(), BrokerError> {
-        match self.task.await {
+    /// Resolves when the server exits: after `stop`, or on its own on an
+    /// error.
+    pub async fn finished(&mut self) -> Result<(), BrokerError> {
+        let Some(task) = self.task.as_mut() else { return Ok(()) };
+        let result = match task.await {
             Ok(result) => result,
             Err(join) => Err(BrokerError::Serve(std::io::Error::other(join.to_string()))),
-        }
+        };
+        self.task = None;
+        result
     }
 }
 
@@ -201,7 +216,7 @@ pub async fn run(settings: BrokerSettings, shell: ShellSettings) -> Result<Runni
         ticker.abort();
         result
     });
-    Ok(RunningBroker { addr, shared, stop: Some(stop_tx), task })
+    Ok(RunningBroker { addr, shared, stop: Some(stop_tx), task: Some(task) })
 }
 
 async fn tick_loop(shared: Shared, every: Duration, heartbeat_every: Duration) {
