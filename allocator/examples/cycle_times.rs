@@ -4,7 +4,9 @@
 //!
 //! Same cluster as `benches/allocation_cycle.rs`.
 //! Run: `cargo run --release -p weir-allocator --example cycle_times -- 10000 300`
-//! (agents, cycles; frameworks = agents / 10 in frameworks / 10 roles).
+//! (agents, cycles; frameworks = agents / 10 in frameworks / 10 roles); a
+//! third argument `reuse` runs `allocate_into` with one buffer kept across
+//! cycles.
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +17,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let agents: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(10_000);
     let cycles: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(100).max(1);
+    let reuse = args.next().is_some_and(|s| s == "reuse");
     let frameworks = (agents / 10).max(1);
     let roles = (frameworks / 10).max(1);
     let mut alloc = Allocator::new(AllocatorConfig::default());
@@ -27,9 +30,16 @@ fn main() {
         alloc.add_agent(AgentId::new(format!("agent-{a:06}")), total.clone(), vec![]).expect("new agent");
     }
     let mut times = Vec::with_capacity(cycles);
+    let mut offers = Vec::new();
     for i in 0..=cycles {
+        offers.clear();
+        let now = Duration::from_secs(i as u64);
         let start = Instant::now();
-        let offers = alloc.allocate(Duration::from_secs(i as u64));
+        if reuse {
+            alloc.allocate_into(now, &mut offers);
+        } else {
+            offers = alloc.allocate(now);
+        }
         // Cycle 0 ranks everything once (the lazy re-sort); not counted.
         if i > 0 {
             times.push(start.elapsed());
@@ -42,8 +52,9 @@ fn main() {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let mean = times.iter().sum::<Duration>() / times.len() as u32;
     println!(
-        "{agents} agents x {frameworks} frameworks in {roles} roles, {cycles} cycles: \
+        "{}{agents} agents x {frameworks} frameworks in {roles} roles, {cycles} cycles: \
          min {:.2} ms, p25 {:.2} ms, median {:.2} ms, mean {:.2} ms, max {:.2} ms",
+        if reuse { "allocate_into, " } else { "" },
         ms(times[0]),
         ms(times[times.len() / 4]),
         ms(times[times.len() / 2]),

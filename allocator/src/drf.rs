@@ -512,19 +512,18 @@ impl Allocator {
             return Err(AllocatorError::UnknownFramework(framework.clone()));
         }
         for c in self.framework(f).clients.clone() {
-            let name = &self.roles[self.client(c).role as usize].name;
-            let keep = roles.contains(name);
-            self.client_mut(c).subscribed = keep;
+            let keep = roles.contains(&self.roles[self.client(c).role as usize].name);
+            let client = self.client_mut(c);
+            if keep && !client.subscribed {
+                // Joined afresh: a suppression from an earlier membership lapses.
+                client.suppressed = false;
+            }
+            client.subscribed = keep;
             self.refresh_client(c);
         }
         for role in &roles {
             let c = self.client_or_create(f, role);
-            if !self.client(c).subscribed {
-                let client = self.client_mut(c);
-                client.subscribed = true;
-                client.suppressed = false;
-                self.refresh_client(c);
-            }
+            self.client_mut(c).subscribed = true;
         }
         Ok(())
     }
@@ -715,8 +714,8 @@ impl Allocator {
         self.cycles += 1;
         let mut list = mem::take(&mut self.scratch);
         self.candidates.collect_from(start, &mut list);
-        // Usually one offer per candidate agent; growing a 50,000-entry
-        // vector by doubling would copy it a dozen times.
+        // Usually one offer per candidate agent: reserve once rather than
+        // reallocating a 50,000-entry vector some sixteen times.
         out.reserve(list.len());
         let mut expired = Vec::new();
         let mut grants: Vec<(u32, ResourceSet)> = Vec::new();

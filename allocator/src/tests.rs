@@ -209,6 +209,17 @@ fn inactive_agents_and_frameworks_get_no_offers_but_keep_counting() {
 }
 
 #[test]
+fn a_removed_agents_filters_do_not_pass_to_its_slot() {
+    let mut alloc = Allocator::new(AllocatorConfig::default());
+    alloc.add_agent(agent(0), res("cpus:1;mem:1024"), vec![]).unwrap();
+    alloc.add_framework(fw(0), vec![star()]).unwrap();
+    alloc.add_filter(&fw(0), &agent(0), FOREVER).unwrap();
+    alloc.remove_agent(&agent(0)).unwrap();
+    alloc.add_agent(agent(1), res("cpus:1;mem:1024"), vec![]).unwrap();
+    assert_eq!(alloc.allocate(secs(0)).len(), 1);
+}
+
+#[test]
 fn small_leftovers_are_not_offered() {
     let mut alloc = Allocator::new(AllocatorConfig::default());
     alloc.add_agent(agent(0), res("cpus:0.005;mem:16;disk:100"), vec![]).unwrap();
@@ -548,6 +559,24 @@ impl Model {
                 for (a, sum) in &offered {
                     prop_assert!(free_before[a].contains(sum), "offered {} on {} with only {} free", sum, a, free_before[a]);
                 }
+                // Nothing worth offering is left behind while someone could take it.
+                for (a, (_, active)) in &self.agents {
+                    let free = alloc.free(a).unwrap();
+                    let eligible = |r: Option<&Role>| {
+                        self.frameworks.values().any(|m| {
+                            m.subscribed
+                                && m.active
+                                && m.filters.get(a).is_none_or(|until| *until <= self.now)
+                                && m.roles.iter().any(|ro| !m.suppressed.contains(ro) && r.is_none_or(|r| r == ro))
+                        })
+                    };
+                    let unreserved = &free.unreserved;
+                    let allocatable = unreserved.cpus >= Milli(10) || unreserved.mem >= Milli::from_units(32);
+                    prop_assert!(!(*active && allocatable && eligible(None)), "{} left with {} free", a, free);
+                    for r in free.reserved.keys() {
+                        prop_assert!(!(*active && eligible(Some(r))), "{} left with {} free", a, free);
+                    }
+                }
                 return self.check(alloc);
             }
         };
@@ -659,7 +688,12 @@ fn progressive_filling(tasks: &[(u64, u64, f64)], own_roles: bool) -> Result<(),
             }
         }
     }
-    prop_assert_eq!(blocked.len(), tasks.len(), "the run ends with everyone blocked");
+    // The run ends when nobody can place another task: each framework was
+    // either refused (blocked) or its task no longer fits what is free.
+    let free = alloc.free(&agent(0)).unwrap();
+    for (f, (task, _)) in &sizes {
+        prop_assert!(blocked.contains(f) || !free.unreserved.contains(task), "{} could still run a task in {}", f, free);
+    }
     Ok(())
 }
 
@@ -680,6 +714,11 @@ proptest! {
     ) {
         progressive_filling(&tasks, true)?;
     }
+}
+
+#[test]
+fn progressive_filling_regression() {
+    progressive_filling(&[(4, 44, 1.0), (12, 20, 1.0)], false).unwrap();
 }
 
 #[test]
