@@ -253,7 +253,7 @@ fn errors_name_the_input() {
 
 #[derive(Clone, Debug)]
 enum Op {
-    AddAgent { agent: usize, cpus: u64, mem: u64, reserved: Option<usize>, ports: bool, used_by: Option<(usize, usize)> },
+    AddAgent { agent: usize, cpus: u64, mem: u64, reserved: Option<usize>, ports: bool, used_by: Option<(usize, usize, u64)> },
     RemoveAgent(usize),
     SetAgentActive(usize, bool),
     AddFramework { framework: usize, roles: Vec<usize> },
@@ -277,7 +277,7 @@ const ROLES: [&str; 3] = ["*", "analytics", "web"];
 fn arb_op() -> impl Strategy<Value = Op> {
     let id = 0usize..6;
     prop_oneof![
-        3 => (id.clone(), 1u64..16, 1u64..32, prop::option::of(0usize..3), any::<bool>(), prop::option::weighted(0.2, (0usize..6, 0usize..3)))
+        3 => (id.clone(), 1u64..16, 1u64..32, prop::option::of(0usize..3), any::<bool>(), prop::option::weighted(0.2, (0usize..6, 0usize..3, 1u64..20)))
             .prop_map(|(agent, cpus, mem, reserved, ports, used_by)| Op::AddAgent { agent, cpus, mem, reserved, ports, used_by }),
         1 => id.clone().prop_map(Op::RemoveAgent),
         1 => (id.clone(), any::<bool>()).prop_map(|(a, b)| Op::SetAgentActive(a, b)),
@@ -354,10 +354,11 @@ impl Model {
                     }
                 }
                 let used: Vec<_> = used_by
-                    .map(|(f, r)| (fw(f), role(ROLES[r]), res("cpus:1;mem:256")))
+                    .map(|(f, r, c)| (fw(f), role(ROLES[r]), res(&format!("cpus:{c};mem:256"))))
                     .into_iter()
                     .collect();
-                let valid = !self.agents.contains_key(&agent(i));
+                let fits = used_by.is_none_or(|(_, _, c)| c <= cpus);
+                let valid = !self.agents.contains_key(&agent(i)) && fits;
                 let r = alloc.add_agent(agent(i), total.clone(), used.clone());
                 if valid && r.is_ok() {
                     self.agents.insert(agent(i), (total, true));
