@@ -803,7 +803,15 @@ impl Allocator {
         for (c, resources) in grants.iter() {
             match agent.allocations.iter_mut().find(|(owner, _)| owner == c) {
                 Some((_, held)) => held.add(resources),
-                None => agent.allocations.push((*c, Held::of(resources))),
+                None => {
+                    // Most agents only ever hold one framework's records:
+                    // start at one entry, not the usual four (~300 bytes
+                    // less per agent, 15 MB on 50,000 agents).
+                    if agent.allocations.capacity() == 0 {
+                        agent.allocations.reserve_exact(1);
+                    }
+                    agent.allocations.push((*c, Held::of(resources)));
+                }
             }
         }
         self.touch_candidate(a);
