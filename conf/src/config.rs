@@ -474,7 +474,7 @@ impl Config {
     /// comment).
     pub fn dump_xml(&self) -> String {
         let mut out = String::from(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- Effective Weir configuration (weir conf dump --format xml); values are expanded. -->\n<configuration>\n",
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- Effective Weir configuration, written by weir conf dump; values are expanded. -->\n<configuration>\n",
         );
         for e in self.entries() {
             out.push_str("  <property>\n");
