@@ -24,7 +24,7 @@ use weir_model::{AgentId, FrameworkId, Milli, ResourceSet, Resources, Role};
 
 use crate::candidates::AgentBitset;
 use crate::error::AllocatorError;
-use crate::held::Held;
+use crate::held::{Held, Ports};
 use crate::scalars::Scalars;
 
 /// Limits below which free resources are not worth offering.
@@ -74,6 +74,9 @@ struct Agent {
     id: AgentId,
     total: ResourceSet,
     free: ResourceSet,
+    /// `free.unreserved.ports`, inline: the cycle records a grant's ports
+    /// from here instead of chasing the port list's heap block.
+    free_ports: Ports,
     active: bool,
     /// By client slot; short (one entry per framework with something here).
     allocations: Vec<(u32, Held)>,
@@ -120,6 +123,15 @@ struct Client {
     subscribed: bool,
     suppressed: bool,
     key: Option<Key>,
+}
+
+impl Agent {
+    fn add_free(&mut self, r: &ResourceSet) {
+        self.free.add_assign(r);
+        if !r.unreserved.ports.is_empty() {
+            self.free_ports = Ports::of(&self.free.unreserved.ports);
+        }
+    }
 }
 
 /// A deterministic, synchronous hierarchical DRF allocator. See the crate
@@ -416,7 +428,14 @@ impl Allocator {
         let a = take_slot(
             &mut self.agents,
             &mut self.free_agent_slots,
-            Agent { id: agent.clone(), total, free, active: true, allocations: Vec::new() },
+            Agent {
+                id: agent.clone(),
+                total,
+                free_ports: Ports::of(&free.unreserved.ports),
+                free,
+                active: true,
+                allocations: Vec::new(),
+            },
         );
         self.agent_ix.insert(agent, a);
         for (framework, role, resources) in used {
@@ -548,7 +567,7 @@ impl Allocator {
             let mut kept = Vec::with_capacity(agent.allocations.len());
             for (c, held) in mem::take(&mut agent.allocations) {
                 if fw.clients.contains(&c) {
-                    agent.free.add_assign(&held.to_set());
+                    agent.add_free(&held.to_set());
                 } else {
                     kept.push((c, held));
                 }
@@ -682,7 +701,7 @@ impl Allocator {
         } else {
             slot.allocations[pos].1 = left;
         }
-        slot.free.add_assign(resources);
+        slot.add_free(resources);
         self.account(c, &Scalars::of_set(resources), false);
         self.touch_candidate(a);
         Ok(())
@@ -817,10 +836,13 @@ impl Allocator {
                 grants.push((c, set));
             }
         }
+        let mut unreserved_ports = None;
         if self.allocatable(&self.agent(a).free.unreserved) {
             let winner = self.role_order.iter().find_map(|&(_, _, r)| self.pick_in_role(r, a, now, expired));
             if let Some(c) = winner {
-                let bundle = mem::take(&mut self.agent_mut(a).free.unreserved);
+                let agent = self.agent_mut(a);
+                let bundle = mem::take(&mut agent.free.unreserved);
+                unreserved_ports = Some((c, mem::replace(&mut agent.free_ports, Ports::EMPTY)));
                 self.account(c, &Scalars::of(&bundle), true);
                 match grants.iter_mut().find(|(owner, _)| *owner == c) {
                     Some((_, set)) => set.unreserved = bundle,
@@ -839,7 +861,14 @@ impl Allocator {
                     if agent.allocations.capacity() == 0 {
                         agent.allocations.reserve_exact(1);
                     }
-                    agent.allocations.push((*c, Held::of(resources)));
+                    let held = match unreserved_ports.take() {
+                        Some((owner, ports)) if owner == *c => Held::of_with_ports(resources, ports),
+                        other => {
+                            unreserved_ports = other;
+                            Held::of(resources)
+                        }
+                    };
+                    agent.allocations.push((*c, held));
                 }
             }
         }
@@ -914,6 +943,7 @@ impl Allocator {
                 client_sums.entry(*c).or_default().add(&held.scalars());
             }
             assert_eq!(Scalars::of_set(&sum), Scalars::of_set(&agent.total), "free + allocated != total on {}", agent.id);
+            assert_eq!(agent.free_ports, Ports::of(&agent.free.unreserved.ports), "inline free ports of {}", agent.id);
             if agent.active {
                 total.add(&Scalars::of_set(&agent.total));
             }

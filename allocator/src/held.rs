@@ -15,14 +15,17 @@ use crate::scalars::Scalars;
 
 const INLINE_RANGES: usize = 2;
 
-#[derive(Clone, Debug)]
-enum Ports {
+/// A port list, inline when it has at most two ranges.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Ports {
     Inline { len: u8, items: [(u64, u64); INLINE_RANGES] },
     Heap(Ranges),
 }
 
 impl Ports {
-    fn of(r: &Ranges) -> Ports {
+    pub(crate) const EMPTY: Ports = Ports::Inline { len: 0, items: [(0, 0); INLINE_RANGES] };
+
+    pub(crate) fn of(r: &Ranges) -> Ports {
         let mut items = [(0, 0); INLINE_RANGES];
         let mut len = 0usize;
         for range in r.iter() {
@@ -57,6 +60,14 @@ impl Held {
             ports: Ports::of(&set.unreserved.ports),
             reserved: set.reserved.clone(),
         }
+    }
+
+    /// A record of `set` whose unreserved ports are already at hand as
+    /// `ports` (the agent's inline copy), so `set`'s own port list, a heap
+    /// block elsewhere, is not read.
+    pub(crate) fn of_with_ports(set: &ResourceSet, ports: Ports) -> Held {
+        debug_assert_eq!(ports, Ports::of(&set.unreserved.ports));
+        Held { unreserved: Scalars::of(&set.unreserved), ports, reserved: set.reserved.clone() }
     }
 
     pub(crate) fn to_set(&self) -> ResourceSet {
