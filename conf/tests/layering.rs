@@ -433,3 +433,46 @@ fn hadoop_parse_function_reads_any_file_without_unknown_key_checks() {
     let e = weir_conf::parse_hadoop_file(Path::new("/nonexistent/yarn-site.xml")).unwrap_err();
     assert_eq!(e.to_string(), "cannot read /nonexistent/yarn-site.xml: No such file or directory (os error 2)");
 }
+
+/// The example of docs/configuration.md (copied into the fixture) does what
+/// the document says.
+#[test]
+fn the_documented_example_behaves_as_documented() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/doc-example");
+    let load = |overrides: &[&str], env: MapEnvironment| {
+        let options = LoadOptions {
+            conf_dir: Some(dir.clone()),
+            daemons: Daemon::ALL.to_vec(),
+            overrides: overrides.iter().map(|s| s.to_string()).collect(),
+        };
+        Config::load_with_environment(&options, Arc::new(env)).unwrap()
+    };
+    let plain = || MapEnvironment::new("alice", "/home/alice");
+    let config = load(&[], plain());
+    assert_eq!(conf_get(&config, "broker.work.dir").unwrap(), "/var/lib/weir/broker");
+    assert_eq!(conf_get(&config, "broker.offer.timeout").unwrap(), "30s");
+    assert_eq!(conf_get(&config, "agent.attributes").unwrap(), "rack:r1;zone:a");
+    assert_eq!(conf_get(&config, "agent.hostname").unwrap_err().to_string(), "agent.hostname is not set");
+    assert_eq!(config.get_list("broker.roles.weights").unwrap(), ["analytics=2", "batch=1"]);
+    let config = load(&[], plain().with_var("RACK", "r7"));
+    assert_eq!(conf_get(&config, "agent.attributes").unwrap(), "rack:r7;zone:a");
+    let config = load(&["broker.offer.timeout=2m"], plain());
+    assert_eq!(conf_get(&config, "broker.offer.timeout").unwrap(), "2m");
+    let config = load(&["weir.work.dir=/tmp/x"], plain());
+    assert_eq!(conf_get(&config, "agent.work.dir").unwrap(), "/var/lib/weir/agent");
+    let file = dir.join("weir-site.xml").display().to_string();
+    assert_eq!(
+        config.warnings(),
+        [format!("-D: attempt to override final parameter weir.work.dir (final at {file}:7); ignoring \"/tmp/x\"")]
+    );
+    let config = load(&["broker.offer.timeout=soon"], plain());
+    assert_eq!(
+        config.get_duration("broker.offer.timeout").unwrap_err().to_string(),
+        "broker.offer.timeout = \"soon\" (from -D): expected a duration: a whole number with a unit ns, us, ms, s, m, h or d (500ms, 10s, 5m, 1h, 2d); a bare number is milliseconds"
+    );
+    let table = load(&[], plain()).dump_table().replace(&dir.display().to_string(), "/etc/weir");
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md")).unwrap();
+    assert!(doc.contains(&table), "docs/configuration.md should show this dump:\n{table}");
+    let fixture = std::fs::read_to_string(dir.join("weir-site.xml")).unwrap();
+    assert!(doc.contains(&format!("```xml\n{fixture}```")), "the fixture differs from the example in docs/configuration.md");
+}
