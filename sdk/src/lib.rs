@@ -105,7 +105,8 @@ impl Framework {
             if let Some(events) = self.events.as_mut() {
                 match events.message().await {
                     Ok(Some(event)) => return Ok(Some(event)),
-                    Ok(None) => tracing::warn!(framework_id = %self.id, "broker closed the stream"),
+                    Ok(None) if self.config.reconnect => tracing::warn!(framework_id = %self.id, "broker closed the stream"),
+                    Ok(None) => tracing::debug!(framework_id = %self.id, "broker closed the stream"),
                     Err(status) => tracing::warn!(framework_id = %self.id, error = %status.message(), "stream to the broker broke"),
                 }
                 self.events = None;

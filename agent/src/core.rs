@@ -1,0 +1,481 @@
+//! The agent core: every task's lifecycle and its status-update stream, as
+//! a deterministic state machine with no I/O.
+//!
+//! The shell feeds it what happened (the broker sent a task, a process
+//! started or exited, an acknowledgement arrived, time passed) and carries
+//! out the effects (send a message, spawn a process, signal one).
+//!
+//! Invariants:
+//! - each task's updates leave in order, one at a time: only the oldest
+//!   unacknowledged update is in flight, resent every retry interval (and at
+//!   once after re-registration) until the broker relays an acknowledgement
+//!   with its uuid; a stale acknowledgement changes nothing;
+//! - a task record lives until its terminal update is acknowledged, so
+//!   nothing is lost across broker restarts or reconnects;
+//! - a kill is SIGTERM to the task's process group, then SIGKILL at the
+//!   grace deadline, and the task reports TASK_KILLED.
+//!
+//! Update uuids are `nonce ‖ counter`: the shell picks the nonce at start
+//! (random), so the core stays deterministic and uuids stay unique across
+//! agent restarts.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use weir_model::{AgentId, FrameworkId, TaskId, TaskState};
+use weir_proto::convert::{self, task_state_to_proto};
+use weir_proto::v1;
+
+/// How many finished tasks `/state` remembers.
+const COMPLETED_KEPT: usize = 200;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Term,
+    Kill,
+}
+
+/// What the shell tells the core.
+#[derive(Debug, Clone)]
+pub enum Input {
+    Registered { agent_id: AgentId },
+    RunTask { framework: String, task: Box<v1::TaskInfo> },
+    KillTask { framework: String, task: String },
+    Acknowledge { framework: String, task: String, uuid: Vec<u8> },
+    Spawned { framework: FrameworkId, task: TaskId, pid: u32, sandbox: PathBuf },
+    SpawnFailed { framework: FrameworkId, task: TaskId, error: String },
+    Exited { framework: FrameworkId, task: TaskId, code: Option<i32>, signal: Option<i32> },
+    Disconnected,
+    Tick,
+    Shutdown,
+}
+
+/// What the core asks the shell to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    Send(v1::AgentMessage),
+    Spawn { framework: FrameworkId, task: TaskId, info: Box<v1::TaskInfo> },
+    Signal { framework: FrameworkId, task: TaskId, pid: u32, signal: Signal },
+}
+
+#[derive(Debug, Clone)]
+pub struct CoreSettings {
+    pub kill_grace_period: Duration,
+    pub status_update_retry_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+struct TaskRecord {
+    info: v1::TaskInfo,
+    state: TaskState,
+    latest: v1::TaskStatus,
+    /// Unacknowledged updates, oldest (in flight) first.
+    pending: VecDeque<v1::TaskStatus>,
+    last_sent: Option<Duration>,
+    pid: Option<u32>,
+    sandbox: Option<PathBuf>,
+    kill_requested: bool,
+    kill_deadline: Option<Duration>,
+    killed_hard: bool,
+}
+
+/// A task as `/state` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TaskView {
+    pub framework_id: String,
+    pub task_id: String,
+    pub name: String,
+    pub state: String,
+    pub pid: Option<u32>,
+    pub sandbox: Option<PathBuf>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub message: String,
+    pub unacknowledged_updates: usize,
+}
+
+pub struct AgentCore {
+    settings: CoreSettings,
+    agent_id: Option<AgentId>,
+    registered: bool,
+    shutting_down: bool,
+    nonce: [u8; 8],
+    counter: u64,
+    tasks: BTreeMap<(FrameworkId, TaskId), TaskRecord>,
+    completed: VecDeque<TaskView>,
+}
+
+impl AgentCore {
+    pub fn new(settings: CoreSettings, nonce: [u8; 8]) -> AgentCore {
+        AgentCore {
+            settings,
+            agent_id: None,
+            registered: false,
+            shutting_down: false,
+            nonce,
+            counter: 0,
+            tasks: BTreeMap::new(),
+            completed: VecDeque::new(),
+        }
+    }
+
+    pub fn agent_id(&self) -> Option<&AgentId> {
+        self.agent_id.as_ref()
+    }
+
+    pub fn is_registered(&self) -> bool {
+        self.registered
+    }
+
+    /// True once a shutdown was asked for and every task has ended.
+    pub fn is_drained(&self) -> bool {
+        self.shutting_down && self.tasks.values().all(|t| t.pid.is_none() || t.state.is_terminal())
+    }
+
+    /// Tasks whose process still runs (for shutdown waits and tests).
+    pub fn live_tasks(&self) -> usize {
+        self.tasks.values().filter(|t| !t.state.is_terminal()).count()
+    }
+
+    /// The REGISTER message for a (re)connection: this agent's id, if it has
+    /// one, and every task it still knows with its latest status.
+    pub fn register_message(&self, info: v1::AgentInfo) -> v1::AgentMessage {
+        let mut info = info;
+        info.id = self.agent_id.as_ref().map(|a| a.to_string()).unwrap_or_default();
+        let tasks = self
+            .tasks
+            .iter()
+            .map(|((framework, _), t)| v1::RunningTask {
+                framework_id: framework.to_string(),
+                task: Some(t.info.clone()),
+                latest: Some(t.latest.clone()),
+            })
+            .collect();
+        v1::AgentMessage {
+            kind: Some(v1::agent_message::Kind::Register(v1::agent_message::Register { agent: Some(info), tasks })),
+        }
+    }
+
+    pub fn tasks(&self) -> Vec<TaskView> {
+        self.tasks.iter().map(|((f, t), r)| view(f, t, r)).chain(self.completed.iter().cloned()).collect()
+    }
+
+    /// The sandbox of a task, live or recently completed.
+    pub fn sandbox(&self, framework: &str, task: &str) -> Option<PathBuf> {
+        let key = (FrameworkId::new(framework), TaskId::new(task));
+        if let Some(t) = self.tasks.get(&key) {
+            return t.sandbox.clone();
+        }
+        self.completed
+            .iter()
+            .rev()
+            .find(|c| c.framework_id == framework && c.task_id == task)
+            .and_then(|c| c.sandbox.clone())
+    }
+
+    pub fn handle(&mut self, input: Input, now: Duration, wall: f64) -> Vec<Effect> {
+        let mut out = Vec::new();
+        match input {
+            Input::Registered { agent_id } => {
+                tracing::info!(agent_id = %agent_id, tasks = self.tasks.len(), "registered with the broker");
+                self.agent_id = Some(agent_id);
+                self.registered = true;
+                // Everything unacknowledged goes again, now.
+                let keys: Vec<_> = self.tasks.keys().cloned().collect();
+                for key in keys {
+                    self.send_head(&key, now, &mut out);
+                }
+            }
+            Input::Disconnected => self.registered = false,
+            Input::RunTask { framework, task } => self.run_task(&framework, *task, now, wall, &mut out),
+            Input::KillTask { framework, task } => self.kill_task(&framework, &task, now, wall, &mut out),
+            Input::Acknowledge { framework, task, uuid } => self.acknowledge(&framework, &task, &uuid, now, &mut out),
+            Input::Spawned { framework, task, pid, sandbox } => {
+                let key = (framework.clone(), task.clone());
+                let grace = self.grace(&key);
+                let Some(t) = self.tasks.get_mut(&key) else { return out };
+                t.pid = Some(pid);
+                t.sandbox = Some(sandbox);
+                tracing::info!(framework_id = %framework, task_id = %task, pid, "task started");
+                if t.kill_requested {
+                    // Killed before it even started: carry the kill out now.
+                    t.kill_deadline = Some(now + grace);
+                    out.push(Effect::Signal { framework, task, pid, signal: Signal::Term });
+                } else {
+                    self.update(&key, TaskState::Running, "", "", None, None, now, wall, &mut out);
+                }
+            }
+            Input::SpawnFailed { framework, task, error } => {
+                let key = (framework, task);
+                let message = format!("could not start the command: {error}");
+                self.update(&key, TaskState::Failed, "REASON_EXECUTOR_TERMINATED", &message, None, None, now, wall, &mut out);
+            }
+            Input::Exited { framework, task, code, signal } => {
+                let key = (framework.clone(), task.clone());
+                let Some(t) = self.tasks.get_mut(&key) else { return out };
+                t.pid = None;
+                t.kill_deadline = None;
+                let killed = t.kill_requested;
+                tracing::info!(framework_id = %framework, task_id = %task, ?code, ?signal, "task exited");
+                let (state, reason, message) = match (code, signal) {
+                    _ if killed => (TaskState::Killed, "REASON_TASK_KILLED", "Task killed".to_owned()),
+                    (Some(0), _) => (TaskState::Finished, "REASON_COMMAND_EXITED", "Command exited with status 0".to_owned()),
+                    (Some(c), _) => (TaskState::Failed, "REASON_COMMAND_EXITED", format!("Command exited with status {c}")),
+                    (None, Some(s)) => (TaskState::Failed, "REASON_COMMAND_EXITED", format!("Command terminated by signal {s}")),
+                    (None, None) => (TaskState::Failed, "REASON_EXECUTOR_TERMINATED", "Command ended with an unknown status".to_owned()),
+                };
+                let (exit_code, sig) = if killed { (None, None) } else { (code, signal) };
+                self.update(&key, state, reason, &message, exit_code, sig, now, wall, &mut out);
+            }
+            Input::Tick => self.tick(now, &mut out),
+            Input::Shutdown => {
+                self.shutting_down = true;
+                let keys: Vec<_> = self.tasks.keys().cloned().collect();
+                for key in keys {
+                    self.start_kill(&key, now, &mut out);
+                }
+            }
+        }
+        out
+    }
+
+    fn grace(&self, key: &(FrameworkId, TaskId)) -> Duration {
+        self.tasks
+            .get(key)
+            .map(|t| t.info.kill_grace_seconds)
+            .filter(|g| g.is_finite() && *g > 0.0)
+            .map(|g| Duration::from_secs_f64(g.min(3600.0)))
+            .unwrap_or(self.settings.kill_grace_period)
+    }
+
+    fn run_task(&mut self, framework: &str, info: v1::TaskInfo, now: Duration, wall: f64, out: &mut Vec<Effect>) {
+        let framework_id = FrameworkId::new(framework);
+        let task_id = TaskId::new(info.task_id.clone());
+        let problem = self.check_task(framework, &info);
+        if self.tasks.get(&(framework_id.clone(), task_id.clone())).is_some_and(|t| !t.state.is_terminal()) {
+            // Do not disturb the live task: answer on a separate record is
+            // impossible (same key), so just report through the log. The
+            // broker never sends a duplicate of a live task.
+            tracing::warn!(framework_id = %framework, task_id = %task_id, "duplicate launch of a live task ignored");
+            return;
+        }
+        if problem.is_none() && self.shutting_down {
+            return self.reject(framework_id, task_id, info, "the agent is shutting down", now, wall, out);
+        }
+        if let Some(problem) = problem {
+            return self.reject(framework_id, task_id, info, &problem, now, wall, out);
+        }
+        let key = (framework_id.clone(), task_id.clone());
+        self.tasks.insert(key.clone(), new_record(info.clone(), &framework_id, wall));
+        tracing::info!(framework_id = %framework_id, task_id = %task_id, "launching task");
+        self.update(&key, TaskState::Starting, "", "", None, None, now, wall, out);
+        out.push(Effect::Spawn { framework: framework_id, task: task_id, info: Box::new(info) });
+    }
+
+    fn check_task(&self, framework: &str, info: &v1::TaskInfo) -> Option<String> {
+        if let Err(e) = weir_model::ids::validate_id("framework_id", framework) {
+            return Some(e);
+        }
+        if let Err(e) = weir_model::ids::validate_id("task_id", &info.task_id) {
+            return Some(e);
+        }
+        let Some(command) = &info.command else { return Some("task has no command".to_owned()) };
+        let program = if command.shell { &command.value } else { command.arguments.first().unwrap_or(&command.value) };
+        if program.trim().is_empty() {
+            return Some("task command is empty".to_owned());
+        }
+        if command.value.contains('\0') || command.arguments.iter().any(|a| a.contains('\0')) {
+            return Some("task command contains a NUL byte".to_owned());
+        }
+        if let Err(e) = convert::resources_from_proto("task.resources", &info.resources) {
+            return Some(e.to_string());
+        }
+        None
+    }
+
+    /// A launch that cannot run: TASK_ERROR on a record of its own, so the
+    /// update is delivered and acknowledged like any other.
+    #[allow(clippy::too_many_arguments)]
+    fn reject(&mut self, framework: FrameworkId, task: TaskId, info: v1::TaskInfo, message: &str, now: Duration, wall: f64, out: &mut Vec<Effect>) {
+        tracing::warn!(framework_id = %framework, task_id = %task, message, "refusing task");
+        if weir_model::ids::validate_id("task_id", task.as_str()).is_err()
+            || weir_model::ids::validate_id("framework_id", framework.as_str()).is_err()
+        {
+            // Cannot be keyed or acknowledged safely; the broker validates
+            // ids before sending, so this is only reachable by a bad broker.
+            return;
+        }
+        let key = (framework.clone(), task);
+        self.tasks.insert(key.clone(), new_record(info, &framework, wall));
+        self.update(&key, TaskState::Error, "REASON_TASK_INVALID", message, None, None, now, wall, out);
+    }
+
+    fn kill_task(&mut self, framework: &str, task: &str, now: Duration, wall: f64, out: &mut Vec<Effect>) {
+        let key = (FrameworkId::new(framework), TaskId::new(task));
+        match self.tasks.get(&key) {
+            Some(t) if !t.state.is_terminal() => {
+                tracing::info!(framework_id = %framework, task_id = %task, "killing task");
+                self.start_kill(&key, now, out);
+            }
+            Some(_) => {}
+            None => {
+                if weir_model::ids::validate_id("task_id", task).is_err() || weir_model::ids::validate_id("framework_id", framework).is_err() {
+                    return;
+                }
+                let info = v1::TaskInfo { task_id: task.to_owned(), ..Default::default() };
+                self.tasks.insert(key.clone(), new_record(info, &key.0, wall));
+                self.update(&key, TaskState::Dropped, "REASON_RECONCILIATION", "unknown task", None, None, now, wall, out);
+            }
+        }
+    }
+
+    fn start_kill(&mut self, key: &(FrameworkId, TaskId), now: Duration, out: &mut Vec<Effect>) {
+        let grace = self.grace(key);
+        let Some(t) = self.tasks.get_mut(key) else { return };
+        if t.state.is_terminal() || t.kill_requested {
+            return;
+        }
+        t.kill_requested = true;
+        if let Some(pid) = t.pid {
+            t.kill_deadline = Some(now + grace);
+            out.push(Effect::Signal { framework: key.0.clone(), task: key.1.clone(), pid, signal: Signal::Term });
+        }
+        // Not spawned yet: the kill is carried out when it is.
+    }
+
+    fn acknowledge(&mut self, framework: &str, task: &str, uuid: &[u8], now: Duration, out: &mut Vec<Effect>) {
+        let key = (FrameworkId::new(framework), TaskId::new(task));
+        let Some(t) = self.tasks.get_mut(&key) else {
+            tracing::debug!(framework_id = %framework, task_id = %task, "acknowledgement for an unknown task ignored");
+            return;
+        };
+        if t.pending.front().is_none_or(|head| head.uuid != uuid) {
+            tracing::debug!(framework_id = %framework, task_id = %task, "stale acknowledgement ignored");
+            return;
+        }
+        t.pending.pop_front();
+        t.last_sent = None;
+        if t.pending.is_empty() && t.state.is_terminal() && t.pid.is_none() {
+            if let Some(record) = self.tasks.remove(&key) {
+                self.completed.push_back(view(&key.0, &key.1, &record));
+                while self.completed.len() > COMPLETED_KEPT {
+                    self.completed.pop_front();
+                }
+            }
+            return;
+        }
+        self.send_head(&key, now, out);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn update(
+        &mut self,
+        key: &(FrameworkId, TaskId),
+        state: TaskState,
+        reason: &str,
+        message: &str,
+        exit_code: Option<i32>,
+        signal: Option<i32>,
+        now: Duration,
+        wall: f64,
+        out: &mut Vec<Effect>,
+    ) {
+        self.counter += 1;
+        let mut uuid = self.nonce.to_vec();
+        uuid.extend_from_slice(&self.counter.to_be_bytes());
+        let status = v1::TaskStatus {
+            task_id: key.1.to_string(),
+            state: task_state_to_proto(state) as i32,
+            message: message.to_owned(),
+            reason: reason.to_owned(),
+            source: v1::task_status::Source::Agent as i32,
+            agent_id: self.agent_id.as_ref().map(|a| a.to_string()).unwrap_or_default(),
+            framework_id: key.0.to_string(),
+            timestamp: wall,
+            uuid,
+            exit_code,
+            signal,
+        };
+        let Some(t) = self.tasks.get_mut(key) else { return };
+        t.state = state;
+        t.latest = status.clone();
+        t.pending.push_back(status);
+        if t.pending.len() == 1 {
+            self.send_head(key, now, out);
+        }
+    }
+
+    fn send_head(&mut self, key: &(FrameworkId, TaskId), now: Duration, out: &mut Vec<Effect>) {
+        if !self.registered {
+            return;
+        }
+        let agent_id = self.agent_id.as_ref().map(|a| a.to_string()).unwrap_or_default();
+        let Some(t) = self.tasks.get_mut(key) else { return };
+        let Some(head) = t.pending.front_mut() else { return };
+        head.agent_id = agent_id;
+        t.last_sent = Some(now);
+        out.push(Effect::Send(v1::AgentMessage {
+            kind: Some(v1::agent_message::Kind::StatusUpdate(v1::agent_message::StatusUpdate { status: Some(head.clone()) })),
+        }));
+    }
+
+    fn tick(&mut self, now: Duration, out: &mut Vec<Effect>) {
+        let retry = self.settings.status_update_retry_interval;
+        let due: Vec<_> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| !t.pending.is_empty() && t.last_sent.is_none_or(|at| now.saturating_sub(at) >= retry))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            self.send_head(&key, now, out);
+        }
+        for (key, t) in self.tasks.iter_mut() {
+            if let (Some(deadline), Some(pid)) = (t.kill_deadline, t.pid) {
+                if now >= deadline && !t.killed_hard {
+                    t.killed_hard = true;
+                    tracing::info!(framework_id = %key.0, task_id = %key.1, pid, "grace period over; SIGKILL");
+                    out.push(Effect::Signal { framework: key.0.clone(), task: key.1.clone(), pid, signal: Signal::Kill });
+                }
+            }
+        }
+    }
+}
+
+fn new_record(info: v1::TaskInfo, framework: &FrameworkId, wall: f64) -> TaskRecord {
+    let latest = v1::TaskStatus {
+        task_id: info.task_id.clone(),
+        state: task_state_to_proto(TaskState::Staging) as i32,
+        framework_id: framework.to_string(),
+        timestamp: wall,
+        ..Default::default()
+    };
+    TaskRecord {
+        info,
+        state: TaskState::Staging,
+        latest,
+        pending: VecDeque::new(),
+        last_sent: None,
+        pid: None,
+        sandbox: None,
+        kill_requested: false,
+        kill_deadline: None,
+        killed_hard: false,
+    }
+}
+
+fn view(framework: &FrameworkId, task: &TaskId, t: &TaskRecord) -> TaskView {
+    TaskView {
+        framework_id: framework.to_string(),
+        task_id: task.to_string(),
+        name: t.info.name.clone(),
+        state: t.state.name().to_owned(),
+        pid: t.pid,
+        sandbox: t.sandbox.clone(),
+        exit_code: t.latest.exit_code,
+        signal: t.latest.signal,
+        message: t.latest.message.clone(),
+        unacknowledged_updates: t.pending.len(),
+    }
+}

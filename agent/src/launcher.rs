@@ -1,0 +1,105 @@
+//! Starting and signalling task processes.
+//!
+//! Each task runs in its own process group (so a kill reaches every child
+//! of a shell command) with its sandbox as working directory and `stdout` /
+//! `stderr` files there. `/bin/sh -c VALUE` when the command is a shell
+//! command, else the program and its argv.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use weir_model::{FrameworkId, TaskId};
+use weir_proto::v1;
+
+use crate::core::Signal;
+
+/// What the launcher knows of the agent, for the task's environment.
+#[derive(Debug, Clone)]
+pub struct LaunchContext {
+    pub agent_id: String,
+    pub sandboxes: PathBuf,
+}
+
+/// A started task: its pid, its sandbox, and the handle to wait on.
+pub struct Started {
+    pub pid: u32,
+    pub sandbox: PathBuf,
+    pub child: tokio::process::Child,
+}
+
+/// Picks a fresh sandbox directory: `<root>/<framework>/<task>`, or
+/// `<task>.<n>` when an earlier run of the same task id left one behind.
+fn sandbox_path(root: &Path, framework: &FrameworkId, task: &TaskId) -> PathBuf {
+    let base = root.join(framework.as_str());
+    let first = base.join(task.as_str());
+    if !first.exists() {
+        return first;
+    }
+    (1u32..)
+        .map(|n| base.join(format!("{}.{n}", task.as_str())))
+        .find(|p| !p.exists())
+        .unwrap_or(first)
+}
+
+pub fn spawn(ctx: &LaunchContext, framework: &FrameworkId, task: &TaskId, info: &v1::TaskInfo) -> std::io::Result<Started> {
+    let sandbox = sandbox_path(&ctx.sandboxes, framework, task);
+    std::fs::create_dir_all(&sandbox)?;
+    let stdout = std::fs::File::create(sandbox.join("stdout"))?;
+    let stderr = std::fs::File::create(sandbox.join("stderr"))?;
+    let command = info.command.clone().unwrap_or_default();
+    let mut cmd = if command.shell {
+        let mut c = tokio::process::Command::new("/bin/sh");
+        c.arg("-c").arg(&command.value);
+        c
+    } else {
+        let argv: Vec<String> = if command.arguments.is_empty() { vec![command.value.clone()] } else { command.arguments.clone() };
+        let program = if command.value.is_empty() { argv[0].clone() } else { command.value.clone() };
+        let mut c = tokio::process::Command::new(program);
+        c.args(&argv[1..]);
+        c
+    };
+    cmd.current_dir(&sandbox)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr))
+        .process_group(0)
+        .kill_on_drop(false);
+    for (k, v) in &command.environment {
+        cmd.env(k, v);
+    }
+    cmd.env("WEIR_TASK_ID", task.as_str())
+        .env("WEIR_FRAMEWORK_ID", framework.as_str())
+        .env("WEIR_AGENT_ID", &ctx.agent_id)
+        .env("WEIR_SANDBOX", &sandbox)
+        .env("MESOS_SANDBOX", &sandbox);
+    if let Ok(resources) = weir_proto::convert::resources_from_proto("task.resources", &info.resources) {
+        let ports = resources.total().ports;
+        if !ports.is_empty() {
+            let list: Vec<String> = ports.iter().flat_map(|(b, e)| (b..=e).map(|p| p.to_string())).take(1000).collect();
+            for (i, p) in list.iter().enumerate() {
+                cmd.env(format!("PORT{i}"), p);
+            }
+            cmd.env("PORTS", list.join(","));
+        }
+    }
+    let child = cmd.spawn()?;
+    let pid = child.id().ok_or_else(|| std::io::Error::other("the process ended before its pid was read"))?;
+    Ok(Started { pid, sandbox, child })
+}
+
+/// Signals the task's whole process group.
+pub fn signal(pid: u32, signal: Signal) {
+    let sig = match signal {
+        Signal::Term => nix::sys::signal::Signal::SIGTERM,
+        Signal::Kill => nix::sys::signal::Signal::SIGKILL,
+    };
+    let Ok(pgid) = i32::try_from(pid) else { return };
+    // The group may already be gone; that is fine.
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), sig);
+}
+
+/// Exit code or signal of a finished child.
+pub fn exit_of(status: std::process::ExitStatus) -> (Option<i32>, Option<i32>) {
+    use std::os::unix::process::ExitStatusExt;
+    (status.code(), status.signal())
+}

@@ -1,0 +1,394 @@
+//! The agent's async shell. Every input to the core (a broker message, a
+//! process exit, a timer) goes through one channel and one loop, so the
+//! core sees them in a single order; the loop carries out the effects.
+//!
+//! - The broker stream (`weir.v1.Agent/Attach`) is opened by the agent and
+//!   re-opened with capped backoff when it breaks; each new stream starts
+//!   with REGISTER carrying the agent id and its tasks.
+//! - HTTP on `listen`: `/health`, `/state`, and `/files/read` (bytes of a
+//!   task's `stdout` or `stderr`, by offset and length; nothing outside a
+//!   sandbox can be named).
+
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use weir_model::{AgentId, FrameworkId, ResourceSet, TaskId};
+use weir_proto::convert::resources_to_proto;
+use weir_proto::v1;
+use weir_proto::v1::agent_client::AgentClient;
+
+use crate::core::{AgentCore, CoreSettings, Effect, Input};
+use crate::launcher::{self, LaunchContext};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("cannot detect this machine's resources: {0}")]
+    Detect(String),
+    #[error("agent resources: {0}")]
+    BadResources(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("the broker refused this agent: {0}")]
+    Refused(String),
+    #[error("broker address {addr:?} is not valid: {reason}")]
+    BadBroker { addr: String, reason: String },
+}
+
+/// Everything the agent needs, read from configuration by the binary.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    /// `host:port` of the broker (an `http://` prefix is optional).
+    pub broker: String,
+    /// The HTTP endpoint; port 0 picks a free port.
+    pub listen: SocketAddr,
+    pub work_dir: PathBuf,
+    /// A resource spec; `None` detects the machine's resources.
+    pub resources: Option<String>,
+    pub hostname: Option<String>,
+    pub attributes: Vec<(String, String)>,
+    pub heartbeat_interval: Duration,
+    pub kill_grace_period: Duration,
+    pub status_update_retry_interval: Duration,
+}
+
+/// Refusals in a row, before the first registration, after which the agent
+/// gives up (the broker will not change its mind about bad resources).
+const MAX_FIRST_REFUSALS: u32 = 3;
+/// The most bytes one `/files/read` returns.
+const MAX_READ: u64 = 1 << 20;
+
+struct Shared {
+    core: Mutex<AgentCore>,
+    outbound: Mutex<Option<mpsc::Sender<v1::AgentMessage>>>,
+    events: mpsc::UnboundedSender<Input>,
+    started: Instant,
+    sandboxes: PathBuf,
+    info: v1::AgentInfo,
+}
+
+impl Shared {
+    fn core(&self) -> MutexGuard<'_, AgentCore> {
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn send(&self, msg: v1::AgentMessage) {
+        let outbound = self.outbound.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = outbound.as_ref() {
+            // A full or closed stream loses the message; status updates are
+            // resent by the core until acknowledged, heartbeats recur.
+            let _ = tx.try_send(msg);
+        }
+    }
+}
+
+fn wall_clock() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// Runs the agent until `shutdown` resolves; then kills every task (TERM,
+/// then KILL after the grace period), waits for them and returns.
+pub async fn run(settings: AgentSettings, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), AgentError> {
+    let resources = match &settings.resources {
+        Some(spec) => ResourceSet::parse(spec).map_err(|e| AgentError::BadResources(e.to_string()))?,
+        None => crate::detect::detect_resources(&settings.work_dir)?,
+    };
+    if resources.is_empty() {
+        return Err(AgentError::BadResources("the agent has no resources to offer".to_owned()));
+    }
+    let sandboxes = settings.work_dir.join("sandboxes");
+    std::fs::create_dir_all(&sandboxes)
+        .map_err(|e| AgentError::Detect(format!("cannot create {}: {e}", sandboxes.display())))?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|source| AgentError::Bind { addr: settings.listen, source })?;
+    let http_addr = listener.local_addr().map_err(|source| AgentError::Bind { addr: settings.listen, source })?;
+    let hostname = settings.hostname.clone().unwrap_or_else(crate::detect::hostname);
+    let info = v1::AgentInfo {
+        id: String::new(),
+        hostname: hostname.clone(),
+        resources: resources_to_proto(&resources),
+        attributes: settings.attributes.iter().map(|(n, v)| v1::Attribute { name: n.clone(), value: v.clone() }).collect(),
+        http_address: http_addr.to_string(),
+    };
+    let mut nonce = [0u8; 8];
+    nonce.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..8]);
+    let core = AgentCore::new(
+        CoreSettings {
+            kill_grace_period: settings.kill_grace_period,
+            status_update_retry_interval: settings.status_update_retry_interval,
+        },
+        nonce,
+    );
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        core: Mutex::new(core),
+        outbound: Mutex::new(None),
+        events: events_tx,
+        started: Instant::now(),
+        sandboxes,
+        info,
+    });
+    tracing::info!(%hostname, %http_addr, resources = %resources, broker = %settings.broker, "agent starting");
+
+    let http = tokio::spawn({
+        let router = router(shared.clone());
+        async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "agent HTTP server failed");
+            }
+        }
+    });
+    let event_loop = tokio::spawn(event_loop(shared.clone(), events_rx));
+    let ticker = tokio::spawn({
+        let events = shared.events.clone();
+        let every = settings.status_update_retry_interval.min(Duration::from_millis(250)).max(Duration::from_millis(20));
+        async move {
+            let mut interval = tokio::time::interval(every);
+            loop {
+                interval.tick().await;
+                if events.send(Input::Tick).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let (fatal_tx, mut fatal_rx) = watch::channel::<Option<String>>(None);
+    let connection = tokio::spawn(connection_loop(shared.clone(), settings.clone(), fatal_tx));
+
+    let fatal = tokio::select! {
+        _ = shutdown => None,
+        _ = fatal_rx.changed() => fatal_rx.borrow().clone(),
+    };
+
+    // Stop: kill everything, wait (bounded) for the processes to go.
+    let _ = shared.events.send(Input::Shutdown);
+    let limit = Instant::now() + settings.kill_grace_period + Duration::from_secs(5);
+    while !shared.core().is_drained() && Instant::now() < limit {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let live = shared.core().live_tasks();
+    if live > 0 {
+        tracing::warn!(live, "tasks still running at shutdown");
+    }
+    connection.abort();
+    ticker.abort();
+    http.abort();
+    event_loop.abort();
+    tracing::info!("agent stopped");
+    match fatal {
+        Some(message) => Err(AgentError::Refused(message)),
+        None => Ok(()),
+    }
+}
+
+async fn event_loop(shared: Arc<Shared>, mut events: mpsc::UnboundedReceiver<Input>) {
+    let ctx_root = shared.sandboxes.clone();
+    while let Some(input) = events.recv().await {
+        let now = shared.started.elapsed();
+        let (effects, agent_id) = {
+            let mut core = shared.core();
+            let effects = core.handle(input, now, wall_clock());
+            (effects, core.agent_id().map(|a| a.to_string()).unwrap_or_default())
+        };
+        for effect in effects {
+            match effect {
+                Effect::Send(msg) => shared.send(msg),
+                Effect::Signal { pid, signal, .. } => launcher::signal(pid, signal),
+                Effect::Spawn { framework, task, info } => {
+                    let ctx = LaunchContext { agent_id: agent_id.clone(), sandboxes: ctx_root.clone() };
+                    match launcher::spawn(&ctx, &framework, &task, &info) {
+                        Ok(started) => {
+                            let _ = shared.events.send(Input::Spawned {
+                                framework: framework.clone(),
+                                task: task.clone(),
+                                pid: started.pid,
+                                sandbox: started.sandbox,
+                            });
+                            let events = shared.events.clone();
+                            let mut child = started.child;
+                            tokio::spawn(async move {
+                                let (code, signal) = match child.wait().await {
+                                    Ok(status) => launcher::exit_of(status),
+                                    Err(_) => (None, None),
+                                };
+                                let _ = events.send(Input::Exited { framework, task, code, signal });
+                            });
+                        }
+                        Err(e) => {
+                            tracing::warn!(framework_id = %framework, task_id = %task, error = %e, "cannot start task");
+                            let _ = shared.events.send(Input::SpawnFailed { framework, task, error: e.to_string() });
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn connection_loop(shared: Arc<Shared>, settings: AgentSettings, fatal: watch::Sender<Option<String>>) {
+    let endpoint = if settings.broker.starts_with("http://") || settings.broker.starts_with("https://") {
+        settings.broker.clone()
+    } else {
+        format!("http://{}", settings.broker)
+    };
+    let mut backoff = Duration::from_millis(100);
+    let mut refusals = 0u32;
+    let mut ever_registered = false;
+    loop {
+        match attach_once(&shared, &endpoint, &settings).await {
+            Ok(Registration::Ended) => {
+                ever_registered = true;
+                refusals = 0;
+                backoff = Duration::from_millis(100);
+            }
+            Ok(Registration::Refused(message)) => {
+                refusals += 1;
+                tracing::error!(broker = %settings.broker, %message, "broker refused the agent");
+                if !ever_registered && refusals >= MAX_FIRST_REFUSALS {
+                    let _ = fatal.send(Some(message));
+                    return;
+                }
+            }
+            Err(reason) => tracing::warn!(broker = %settings.broker, %reason, backoff = ?backoff, "cannot reach the broker; retrying"),
+        }
+        *shared.outbound.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let _ = shared.events.send(Input::Disconnected);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+enum Registration {
+    /// Registered, then the stream ended.
+    Ended,
+    Refused(String),
+}
+
+async fn attach_once(shared: &Arc<Shared>, endpoint: &str, settings: &AgentSettings) -> Result<Registration, String> {
+    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|e| format!("{e}: {}", std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default()))?;
+    let mut client = AgentClient::new(channel).max_decoding_message_size(64 << 20);
+    let (tx, rx) = mpsc::channel(4096);
+    let register = shared.core().register_message(shared.info.clone());
+    tx.send(register).await.map_err(|e| e.to_string())?;
+    let mut stream = client.attach(ReceiverStream::new(rx)).await.map_err(|s| s.message().to_owned())?.into_inner();
+    *shared.outbound.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx.clone());
+    let heartbeat = {
+        let tx = tx.clone();
+        let every = settings.heartbeat_interval;
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(every);
+            loop {
+                interval.tick().await;
+                let msg = v1::AgentMessage { kind: Some(v1::agent_message::Kind::Heartbeat(v1::agent_message::Heartbeat {})) };
+                if tx.send(msg).await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    let mut registered = false;
+    let result = loop {
+        let msg = match stream.message().await {
+            Ok(Some(msg)) => msg,
+            Ok(None) => break if registered { Ok(Registration::Ended) } else { Err("the broker closed the stream".to_owned()) },
+            Err(status) => {
+                break if registered { Ok(Registration::Ended) } else { Err(status.message().to_owned()) };
+            }
+        };
+        let input = match msg.kind {
+            Some(v1::broker_message::Kind::Registered(r)) => {
+                registered = true;
+                Input::Registered { agent_id: AgentId::new(r.agent_id) }
+            }
+            Some(v1::broker_message::Kind::Refused(r)) => break Ok(Registration::Refused(r.message)),
+            Some(v1::broker_message::Kind::RunTask(r)) => match r.task {
+                Some(task) => Input::RunTask { framework: r.framework_id, task: Box::new(task) },
+                None => continue,
+            },
+            Some(v1::broker_message::Kind::KillTask(k)) => Input::KillTask { framework: k.framework_id, task: k.task_id },
+            Some(v1::broker_message::Kind::Acknowledge(a)) => {
+                Input::Acknowledge { framework: a.framework_id, task: a.task_id, uuid: a.uuid }
+            }
+            None => continue,
+        };
+        if shared.events.send(input).is_err() {
+            break Ok(Registration::Ended);
+        }
+    };
+    heartbeat.abort();
+    if registered {
+        tracing::warn!("stream to the broker ended; reconnecting");
+    }
+    result
+}
+
+fn router(shared: Arc<Shared>) -> axum::Router {
+    axum::Router::new()
+        .route("/health", get(|| async { "ok\n" }))
+        .route("/state", get(state))
+        .route("/files/read", get(read_file))
+        .with_state(shared)
+}
+
+async fn state(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let core = shared.core();
+    let doc = serde_json::json!({
+        "agent_id": core.agent_id().map(|a| a.to_string()),
+        "registered": core.is_registered(),
+        "hostname": shared.info.hostname,
+        "http_address": shared.info.http_address,
+        "resources": weir_proto::convert::resources_from_proto("resources", &shared.info.resources).map(|r| r.to_string()).unwrap_or_default(),
+        "tasks": core.tasks(),
+    });
+    axum::Json(doc)
+}
+
+async fn read_file(State(shared): State<Arc<Shared>>, Query(q): Query<HashMap<String, String>>) -> impl IntoResponse {
+    let param = |name: &str| q.get(name).cloned().unwrap_or_default();
+    let (framework, task, file) = (param("framework_id"), param("task_id"), param("file"));
+    if file != "stdout" && file != "stderr" {
+        return (StatusCode::BAD_REQUEST, format!("file must be stdout or stderr, not {file:?}\n").into_bytes());
+    }
+    let number = |name: &str, default: u64| -> Result<u64, String> {
+        match q.get(name) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| format!("{name} {v:?} is not a whole number\n")),
+        }
+    };
+    let (offset, length) = match (number("offset", 0), number("length", 65536)) {
+        (Ok(o), Ok(l)) => (o, l.min(MAX_READ)),
+        (Err(e), _) | (_, Err(e)) => return (StatusCode::BAD_REQUEST, e.into_bytes()),
+    };
+    // The sandbox comes from the agent's own records, never from the
+    // request, so no path outside a sandbox can be named.
+    let Some(sandbox) = shared.core().sandbox(&framework, &task) else {
+        return (StatusCode::NOT_FOUND, format!("no sandbox for task {task:?} of framework {framework:?}\n").into_bytes());
+    };
+    let _ = (FrameworkId::new(&*framework), TaskId::new(&*task));
+    let read = (|| -> std::io::Result<Vec<u8>> {
+        let mut f = std::fs::File::open(sandbox.join(&file))?;
+        f.seek(SeekFrom::Start(offset))?;
+        let mut buf = Vec::new();
+        f.take(length).read_to_end(&mut buf)?;
+        Ok(buf)
+    })();
+    match read {
+        Ok(bytes) => (StatusCode::OK, bytes),
+        Err(e) => (StatusCode::NOT_FOUND, format!("cannot read {file} of task {task:?}: {e}\n").into_bytes()),
+    }
+}

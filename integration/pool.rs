@@ -1,0 +1,207 @@
+//! The shared pool end to end: a real `weir broker` and real `weir agent`
+//! processes on loopback, driven by `weir run`, `weir status` and the SDK.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{kill_marked, pids_with, Cluster};
+use weir_model::{ResourceSet, TaskState};
+use weir_proto::convert::{resources_from_proto, resources_to_proto, task_state_from_proto};
+use weir_proto::v1;
+use weir_sdk::{Framework, FrameworkConfig};
+
+const SPEC: &str = "cpus:2;mem:1024;disk:1000;ports:[31000-31010]";
+
+#[test]
+fn run_streams_output_and_exits_with_the_task_code() {
+    let cluster = Cluster::start(2, SPEC, &[]);
+    let out = cluster.weir(&["run", "--cpus", "0.5", "--mem", "64", "--", "echo hello-from-weir; echo to-stderr >&2"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains("hello-from-weir"), "stdout: {stdout}");
+    assert!(stderr.contains("to-stderr"), "stderr: {stderr}");
+    assert!(stderr.contains("TASK_FINISHED"), "stderr: {stderr}");
+
+    let out = cluster.weir(&["run", "--cpus", "0.5", "--mem", "64", "--", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Three instances, spread over the two agents; all succeed.
+    let out = cluster.weir(&["run", "--instances", "3", "--cpus", "1", "--mem", "64", "--", "true"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Argument form without a shell.
+    let out = cluster.weir(&["run", "--cpus", "0.1", "--", "/bin/echo", "argv", "form"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("argv form"));
+
+    // Everything is free again afterwards.
+    let state = cluster.wait_for(Duration::from_secs(10), |s| s["tasks"].as_array().is_some_and(|t| t.is_empty()));
+    assert_eq!(state["totals"]["used"]["cpus"], 0.0);
+    assert!(state["completed_tasks"].as_array().unwrap().len() >= 6);
+}
+
+#[test]
+fn status_shows_agents_frameworks_and_json() {
+    let cluster = Cluster::start(2, SPEC, &["-D", "broker.roles.weights=analytics=2"]);
+    let out = cluster.weir(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text.contains("agent0.test") && text.contains("agent1.test"), "{text}");
+    assert!(text.contains("agents 2/2 reachable"), "{text}");
+    let out = cluster.weir(&["status", "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    assert_eq!(doc["totals"]["total"]["cpus"], 4.0);
+    assert_eq!(doc["roles"][0]["role"], "analytics");
+    assert_eq!(doc["roles"][0]["weight"], 2.0);
+
+    let metrics = support::http_get(&format!("http://{}/metrics", cluster.broker_addr)).unwrap();
+    assert!(metrics.contains("weir_broker_agents{state=\"reachable\"} 2"), "{metrics}");
+    assert_eq!(support::http_get(&format!("http://{}/health", cluster.broker_addr)).unwrap(), "ok\n");
+}
+
+#[test]
+fn bad_flags_are_refused_with_exit_code_2() {
+    let out = std::process::Command::new(support::WEIR)
+        .args(["run", "--broker", "127.0.0.1:1", "--cpus", "-1", "--", "true"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("cpus"), "{err}");
+
+    let out = std::process::Command::new(support::WEIR)
+        .args(["agent", "--resources", "bogus:1", "--broker", "127.0.0.1:1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("unknown resource \"bogus\""), "{err}");
+
+    let out = std::process::Command::new(support::WEIR).args(["status", "--broker", "127.0.0.1:1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the broker at 127.0.0.1:1"));
+}
+
+/// A framework driven through the SDK, recording every update it acknowledges.
+struct TestFramework {
+    fw: Framework,
+    updates: Vec<v1::TaskStatus>,
+}
+
+impl TestFramework {
+    async fn subscribe(cluster: &Cluster, name: &str) -> TestFramework {
+        let mut config = FrameworkConfig::new(cluster.broker_addr.clone(), name);
+        config.reconnect = false;
+        TestFramework { fw: Framework::subscribe(config).await.expect("subscribe"), updates: Vec::new() }
+    }
+
+    /// Waits for an offer (on `agent_host` if given) and launches `cmd` there.
+    async fn launch(&mut self, task: &str, cmd: &str, agent_host: Option<&str>) -> String {
+        let want = ResourceSet::parse("cpus:0.5;mem:64").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            assert!(Instant::now() < deadline, "no suitable offer");
+            let event = tokio::time::timeout(Duration::from_secs(20), self.fw.next_event()).await.expect("event").expect("stream").expect("open");
+            if let Some(v1::event::Kind::Offers(offers)) = event.kind {
+                for offer in offers.offers {
+                    let id = weir_model::OfferId::new(offer.id.clone());
+                    let fits = resources_from_proto("o", &offer.resources).unwrap().contains(&want);
+                    if fits && agent_host.is_none_or(|h| h == offer.hostname) {
+                        let info = v1::TaskInfo {
+                            task_id: task.into(),
+                            name: task.into(),
+                            resources: resources_to_proto(&want),
+                            command: Some(v1::CommandInfo { shell: true, value: cmd.into(), ..Default::default() }),
+                            ..Default::default()
+                        };
+                        self.fw.launch(&[id], vec![info], Some(Duration::from_secs(30))).await.unwrap();
+                        return offer.agent_id;
+                    }
+                    self.fw.decline(&[id], Some(Duration::from_secs(30))).await.unwrap();
+                }
+            }
+        }
+    }
+
+    /// Waits until `task` reaches `state`, acknowledging updates on the way.
+    async fn wait_state(&mut self, task: &str, state: TaskState, timeout: Duration) -> v1::TaskStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let event = tokio::time::timeout(left, self.fw.next_event())
+                .await
+                .unwrap_or_else(|_| panic!("{task} did not reach {state}; updates so far: {:?}", self.updates))
+                .expect("stream")
+                .expect("open");
+            if let Some(v1::event::Kind::Update(u)) = event.kind {
+                let status = u.status.unwrap();
+                self.fw.acknowledge(&status).await.unwrap();
+                self.updates.push(status.clone());
+                if status.task_id == task && task_state_from_proto("s", status.state).unwrap() == state {
+                    return status;
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn launch_kill_and_reconcile_through_the_sdk() {
+    let cluster = tokio::task::block_in_place(|| Cluster::start(2, SPEC, &[]));
+    let marker = format!("weir-it-kill-{}", std::process::id());
+    let mut fw = TestFramework::subscribe(&cluster, "sdk-test").await;
+    let agent = fw.launch("sleeper", &format!("sleep 300 # {marker}"), None).await;
+    fw.wait_state("sleeper", TaskState::Running, Duration::from_secs(20)).await;
+    assert_eq!(pids_with(&marker).len(), 1, "the task's process runs");
+
+    // Explicit reconciliation: known task RUNNING, unknown task UNKNOWN.
+    fw.fw.reconcile(vec![("sleeper".into(), Some(agent.clone().into())), ("ghost".into(), None)]).await.unwrap();
+    let running = fw.wait_state("sleeper", TaskState::Running, Duration::from_secs(5)).await;
+    assert!(running.uuid.is_empty(), "reconciliation updates need no acknowledgement");
+    fw.wait_state("ghost", TaskState::Unknown, Duration::from_secs(5)).await;
+
+    // Kill: TASK_KILLED and the process is gone.
+    fw.fw.kill(&"sleeper".into(), Some(&agent.into())).await.unwrap();
+    fw.wait_state("sleeper", TaskState::Killed, Duration::from_secs(10)).await;
+    assert!(pids_with(&marker).is_empty(), "killed task left a process behind");
+
+    // A failing task reports its exit code.
+    fw.launch("failing", "exit 7", None).await;
+    let failed = fw.wait_state("failing", TaskState::Failed, Duration::from_secs(20)).await;
+    assert_eq!(failed.exit_code, Some(7));
+
+    // A bad launch is refused by the broker with TASK_ERROR.
+    fw.launch("bad task id", "true", None).await;
+    let err = fw.wait_state("bad task id", TaskState::Error, Duration::from_secs(10)).await;
+    assert!(err.message.contains("whitespace"), "{}", err.message);
+    fw.fw.teardown().await.unwrap();
+    tokio::task::block_in_place(|| {
+        cluster.wait_for(Duration::from_secs(10), |s| s["frameworks"].as_array().is_some_and(|f| f.is_empty()))
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_agent_makes_its_tasks_unreachable() {
+    let mut cluster =
+        tokio::task::block_in_place(|| Cluster::start(2, SPEC, &["-D", "broker.agent.unreachable.timeout=2s"]));
+    let marker = format!("weir-it-unreach-{}", std::process::id());
+    let mut fw = TestFramework::subscribe(&cluster, "unreachable-test").await;
+    fw.launch("victim", &format!("sleep 300 # {marker}"), Some("agent1.test")).await;
+    fw.wait_state("victim", TaskState::Running, Duration::from_secs(20)).await;
+
+    cluster.agents[1].kill9();
+    let started = Instant::now();
+    let status = fw.wait_state("victim", TaskState::Unreachable, Duration::from_secs(15)).await;
+    eprintln!("unreachable after {:?}", started.elapsed());
+    assert_eq!(status.reason, "REASON_AGENT_UNREACHABLE");
+    let state = tokio::task::block_in_place(|| {
+        cluster.wait_for(Duration::from_secs(5), |s| s["agents"].as_array().unwrap().iter().any(|a| a["reachable"] == false))
+    });
+    assert_eq!(state["totals"]["total"]["cpus"], 2.0, "only the reachable agent counts");
+
+    // Implicit reconciliation reports the task unreachable.
+    fw.fw.reconcile(vec![]).await.unwrap();
+    fw.wait_state("victim", TaskState::Unreachable, Duration::from_secs(5)).await;
+    kill_marked(&marker);
+}

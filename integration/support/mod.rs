@@ -1,0 +1,259 @@
+//! Starts real `weir` processes on loopback for integration tests, and
+//! cleans up after them (every child is killed when its handle drops).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const WEIR: &str = env!("CARGO_BIN_EXE_weir");
+
+/// A child process that is killed (SIGKILL) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        unsafe {
+            libc_kill(self.pid(), 15);
+        }
+        self.child.wait().expect("wait for child")
+    }
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Spawns `weir ARGS…`, waits for a stdout line containing `ready`, and
+/// returns the process and that line. Output after that goes to the test's
+/// stderr, prefixed with `name`.
+pub fn spawn_weir(name: &str, args: &[&str], ready: &str) -> (Proc, String) {
+    let mut child = Command::new(WEIR)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {WEIR}: {e}"));
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let tag = name.to_owned();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[{tag}] {line}");
+        }
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ready = ready.to_owned();
+    let tag = name.to_owned();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            eprintln!("[{tag}:out] {line}");
+            if !sent && line.contains(&ready) {
+                let _ = tx.send(line);
+                sent = true;
+            }
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("{name} did not print {:?} within 60 s", "ready line"));
+    (Proc { child, name: name.to_owned() }, line)
+}
+
+/// The last whitespace-separated word of the first `host:port` in `line`.
+pub fn addr_in(line: &str) -> String {
+    line.split_whitespace()
+        .find(|w| w.starts_with("127.0.0.1:"))
+        .map(|w| w.trim_end_matches([',', ')']).to_owned())
+        .unwrap_or_else(|| panic!("no 127.0.0.1 address in {line:?}"))
+}
+
+pub struct Cluster {
+    pub broker: Proc,
+    pub broker_addr: String,
+    pub agents: Vec<Proc>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// A broker plus `agents` agents, each with `spec` resources.
+    pub fn start(agents: usize, spec: &str, broker_defines: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let work = dir.path().join("broker");
+        let mut args = vec!["broker", "--listen", "127.0.0.1:0", "--work-dir", work.to_str().unwrap()];
+        for d in broker_defines {
+            args.push("-D");
+            args.push(d);
+        }
+        let (broker, line) = spawn_weir("broker", &args, "listening on");
+        let broker_addr = addr_in(&line);
+        let mut cluster = Cluster { broker, broker_addr, agents: Vec::new(), dir };
+        for i in 0..agents {
+            cluster.add_agent(i, spec);
+        }
+        cluster.wait_for(Duration::from_secs(30), |s| s["agents"].as_array().map_or(0, |a| a.len()) == agents);
+        cluster
+    }
+
+    pub fn agent_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("agent{i}"))
+    }
+
+    pub fn add_agent(&mut self, i: usize, spec: &str) {
+        let work = self.agent_dir(i);
+        let (agent, _) = spawn_weir(
+            &format!("agent{i}"),
+            &[
+                "agent",
+                "--broker",
+                &self.broker_addr,
+                "--listen",
+                "127.0.0.1:0",
+                "--resources",
+                spec,
+                "--work-dir",
+                work.to_str().unwrap(),
+                "--hostname",
+                &format!("agent{i}.test"),
+                "-D",
+                "agent.kill.grace.period=1s",
+                "-D",
+                "agent.status.update.retry.interval=500ms",
+            ],
+            "agent",
+        );
+        if self.agents.len() > i {
+            self.agents[i] = agent;
+        } else {
+            self.agents.push(agent);
+        }
+    }
+
+    pub fn state(&self) -> Value {
+        let url = format!("http://{}/state", self.broker_addr);
+        let body = http_get(&url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        serde_json::from_str(&body).expect("state is JSON")
+    }
+
+    /// Polls `/state` until `pred` holds or the timeout passes (then panics
+    /// with the last state).
+    pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let state = self.state();
+            if pred(&state) {
+                return state;
+            }
+            if Instant::now() > deadline {
+                panic!("condition not reached within {timeout:?}; last state:\n{state:#}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Runs `weir ARGS…` against this cluster's broker to completion.
+    pub fn weir(&self, args: &[&str]) -> std::process::Output {
+        let mut full: Vec<&str> = args.to_vec();
+        let pos = full.iter().position(|a| *a == "--").unwrap_or(full.len());
+        full.insert(pos, "--broker");
+        full.insert(pos + 1, &self.broker_addr);
+        Command::new(WEIR).args(&full).stdin(Stdio::null()).output().expect("run weir")
+    }
+}
+
+/// A tiny blocking HTTP/1.1 GET over loopback (keeps the tests free of an
+/// HTTP client stack).
+pub fn http_get(url: &str) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").ok_or("only http:// URLs")?;
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let mut stream = std::net::TcpStream::connect(host).map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").ok_or("no HTTP header")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(head.lines().next().unwrap_or_default().to_owned());
+    }
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        return Ok(dechunk(body));
+    }
+    Ok(body.to_owned())
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Pids of live processes whose command line contains `marker`.
+pub fn pids_with(marker: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    let me = std::process::id() as i32;
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            if pid == me {
+                continue;
+            }
+            let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            let zombie = std::fs::read_to_string(e.path().join("stat")).is_ok_and(|s| s.contains(") Z "));
+            if cmd.contains(marker) && !zombie {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
+pub fn kill_marked(marker: &str) {
+    for pid in pids_with(marker) {
+        unsafe {
+            libc_kill(pid, 9);
+        }
+    }
+}
+
+pub fn exists(path: &Path) -> bool {
+    path.exists()
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Weir's test command (the README's): installs what the tests need, then
+# builds and runs every test of the workspace, unit and integration.
+#
+# The cargo target directory lives outside the clone by default so that
+# repeated runs (CI starts from a fresh clone each time) reuse the build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/weir/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+# System packages the tests use. Only what is missing is installed, so a
+# developer's machine is left alone once set up.
+need_apt=()
+command -v pkill >/dev/null 2>&1 || need_apt+=(procps)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+    else
+        echo "scripts/test.sh: please install: ${need_apt[*]}" >&2
+        exit 1
+    fi
+fi
+
+echo "== cargo build (target dir: $CARGO_TARGET_DIR)"
+cargo build --workspace --all-targets --locked
+
+echo "== cargo test"
+# Integration tests start real broker and agent processes; two at a time
+# keeps this 2-core machine responsive enough for their timeouts.
+cargo test --workspace --locked -- --test-threads=2

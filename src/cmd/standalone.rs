@@ -1,0 +1,59 @@
+//! `weir standalone`: a broker and one agent in one foreground process, on
+//! embedded defaults, for trying Weir on one machine. Ctrl-C or SIGTERM
+//! stops the agent (killing its tasks), then the broker.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use weir_conf::Daemon;
+
+use crate::settings::{self, Options};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Base directory for broker and agent state (weir.work.dir).
+    #[arg(long, value_name = "DIR")]
+    work_dir: Option<PathBuf>,
+    /// Resources to offer instead of detecting them (agent.resources).
+    #[arg(long, value_name = "SPEC")]
+    resources: Option<String>,
+    /// Broker address (broker.listen).
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
+}
+
+pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
+    let mut config = settings::load(options, &[Daemon::Broker, Daemon::Agent, Daemon::YarnShim], "")?;
+    settings::apply_flag(&mut config, "weir.work.dir", args.work_dir.map(|p| p.display().to_string()))?;
+    settings::apply_flag(&mut config, "agent.resources", args.resources)?;
+    settings::apply_flag(&mut config, "broker.listen", args.listen)?;
+    let (core, shell) = settings::broker(&config)?;
+    let broker = weir_broker::run(core, shell).await?;
+    let broker_addr = broker.local_addr();
+    // The agent follows the broker wherever it actually bound.
+    settings::apply_flag(&mut config, "agent.broker", Some(broker_addr))?;
+    let agent = settings::agent(&config)?;
+    let agent_listen = agent.listen;
+    println!("weir standalone: broker {broker_addr} (gRPC + HTTP), agent {agent_listen}");
+    println!("  status:   weir status            state: http://{broker_addr}/state");
+    println!("  run:      weir run -- echo hello");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut agent_task = tokio::spawn(weir_agent::run(agent, async move {
+        let _ = stop_rx.await;
+    }));
+    let agent_result = tokio::select! {
+        // The agent ended on its own: something is wrong (port taken, …).
+        result = &mut agent_task => result,
+        _ = super::shutdown_signal() => {
+            let _ = stop_tx.send(());
+            agent_task.await
+        }
+    };
+    broker.stop().await?;
+    match agent_result {
+        Ok(Ok(())) => Ok(ExitCode::SUCCESS),
+        Ok(Err(err)) => Err(anyhow::Error::new(err).context("the agent stopped")),
+        Err(join) => Err(anyhow::anyhow!("the agent crashed: {join}")),
+    }
+}

@@ -1,0 +1,156 @@
+//! `weir status [--json]`: the broker's `/state`, as tables or raw JSON.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use comfy_table::{presets, Table};
+use weir_broker::core::state::{ResourcesDoc, StateDoc};
+use weir_conf::Daemon;
+
+use crate::settings::{self, Options};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Broker address (default: broker.listen, where a local broker listens).
+    #[arg(long, value_name = "HOST:PORT")]
+    broker: Option<String>,
+    /// Print the broker's /state document as it is.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn fetch_state(broker: &str) -> Result<(String, StateDoc)> {
+    let url = format!("{}/state", weir_sdk::endpoint(broker));
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+    let body = client
+        .get(&url)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .with_context(|| format!("cannot reach the broker at {broker} (is `weir standalone` or `weir broker` running?)"))?
+        .text()
+        .await
+        .with_context(|| format!("reading {url}"))?;
+    let doc: StateDoc = serde_json::from_str(&body).with_context(|| format!("{url} did not return a Weir state document"))?;
+    Ok((body, doc))
+}
+
+pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
+    let config = settings::load(options, &[Daemon::Broker], "warn")?;
+    let broker = settings::broker_address(&config, args.broker)?;
+    let (raw, doc) = fetch_state(&broker).await?;
+    if args.json {
+        println!("{raw}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    print!("{}", render(&broker, &doc));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn used_of(used: f64, total: f64) -> String {
+    format!("{}/{}", trim(used), trim(total))
+}
+
+fn trim(v: f64) -> String {
+    let s = format!("{v:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(presets::NOTHING);
+    t.set_header(header.iter().map(|h| h.to_string()).collect::<Vec<_>>());
+    t
+}
+
+fn share(v: f64) -> String {
+    format!("{:.1}%", v * 100.0)
+}
+
+pub fn render(broker: &str, doc: &StateDoc) -> String {
+    let t = &doc.totals;
+    let reachable = doc.agents.iter().filter(|a| a.reachable).count();
+    let mut out = format!(
+        "broker {} at {broker}, up {:.0}s\nagents {reachable}/{} reachable, {} frameworks, {} tasks, {} offers\n\
+         cpus {} used, {} offered of {}; mem {} MiB used, {} offered of {}\n",
+        doc.broker.id,
+        doc.broker.uptime_seconds,
+        doc.agents.len(),
+        doc.frameworks.len(),
+        doc.tasks.len(),
+        t.offers,
+        trim(t.used.cpus),
+        trim(t.offered.cpus),
+        trim(t.total.cpus),
+        trim(t.used.mem),
+        trim(t.offered.mem),
+        trim(t.total.mem),
+    );
+    let free = |r: &ResourcesDoc| format!("cpus {} mem {}", trim(r.cpus), trim(r.mem));
+
+    let mut agents = table(&["AGENT", "HOSTNAME", "STATE", "CPUS USED", "MEM USED", "FREE", "TASKS"]);
+    for a in &doc.agents {
+        let state = match (a.reachable, a.connected) {
+            (true, true) => "reachable",
+            (true, false) => "disconnected",
+            _ => "UNREACHABLE",
+        };
+        agents.add_row(vec![
+            a.id.clone(),
+            a.hostname.clone(),
+            state.to_owned(),
+            used_of(a.used.cpus, a.total.cpus),
+            used_of(a.used.mem, a.total.mem),
+            free(&a.free),
+            a.tasks.to_string(),
+        ]);
+    }
+    out.push_str(&format!("\n{agents}\n"));
+
+    if !doc.frameworks.is_empty() {
+        let mut fws = table(&["FRAMEWORK", "NAME", "ROLES", "ACTIVE", "SHARE", "TASKS", "OFFERS"]);
+        for f in &doc.frameworks {
+            fws.add_row(vec![
+                f.id.clone(),
+                f.name.clone(),
+                f.roles.join(","),
+                if f.active { "yes" } else { "no" }.to_owned(),
+                share(f.dominant_share),
+                f.tasks.to_string(),
+                f.offers.to_string(),
+            ]);
+        }
+        out.push_str(&format!("\n{fws}\n"));
+    }
+    if !doc.roles.is_empty() {
+        let mut roles = table(&["ROLE", "WEIGHT", "SHARE", "WEIGHTED", "CPUS", "MEM", "FRAMEWORKS"]);
+        for r in &doc.roles {
+            roles.add_row(vec![
+                r.role.clone(),
+                trim(r.weight),
+                share(r.dominant_share),
+                share(r.weighted_share),
+                trim(r.allocated.cpus),
+                trim(r.allocated.mem),
+                r.frameworks.to_string(),
+            ]);
+        }
+        out.push_str(&format!("\n{roles}\n"));
+    }
+    if !doc.tasks.is_empty() {
+        let mut tasks = table(&["TASK", "FRAMEWORK", "AGENT", "STATE", "CPUS", "MEM"]);
+        for task in &doc.tasks {
+            tasks.add_row(vec![
+                task.id.clone(),
+                task.framework_id.clone(),
+                task.agent_id.clone(),
+                task.state.clone(),
+                trim(task.resources.cpus),
+                trim(task.resources.mem),
+            ]);
+        }
+        out.push_str(&format!("\n{tasks}\n"));
+    }
+    out
+}

@@ -1,0 +1,75 @@
+//! `weir`: one binary, every role. Daemons (`broker`, `agent`, `standalone`)
+//! and tools (`run`, `status`, `conf`) share the global `--conf-dir` and
+//! `-D KEY=VALUE` flags, accepted before or after the subcommand.
+//!
+//! Exit codes: 0 success; 1 an error (its cause chain is printed); 2 bad
+//! usage or configuration; `weir run` exits with its task's code.
+
+mod cmd;
+mod settings;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "weir", version, about = "One resource pool for native frameworks and YARN applications")]
+struct Cli {
+    /// Configuration directory with weir-site.xml and <daemon>-site.xml
+    /// (default: $WEIR_CONF_DIR, else embedded defaults only).
+    #[arg(long, global = true, value_name = "DIR")]
+    conf_dir: Option<PathBuf>,
+
+    /// Override a configuration key (repeatable), e.g. -D broker.offer.timeout=30s.
+    #[arg(short = 'D', global = true, value_name = "KEY=VALUE", action = clap::ArgAction::Append)]
+    define: Vec<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the broker: offers agents' resources to frameworks.
+    Broker(cmd::broker::Args),
+    /// Run an agent: reports this machine's resources and runs tasks.
+    Agent(cmd::agent::Args),
+    /// Run a broker and one agent in the foreground, on embedded defaults.
+    Standalone(cmd::standalone::Args),
+    /// Run a command on the cluster and stream its output.
+    Run(cmd::run::Args),
+    /// Show agents, frameworks, tasks and roles.
+    Status(cmd::status::Args),
+    /// Show the effective configuration.
+    Conf(cmd::conf::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("weir: cannot start the async runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    let options = settings::Options { conf_dir: cli.conf_dir, defines: cli.define };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Broker(args) => cmd::broker::main(&options, args).await,
+            Command::Agent(args) => cmd::agent::main(&options, args).await,
+            Command::Standalone(args) => cmd::standalone::main(&options, args).await,
+            Command::Run(args) => cmd::run::main(&options, args).await,
+            Command::Status(args) => cmd::status::main(&options, args).await,
+            Command::Conf(args) => cmd::conf::main(&options, args),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("weir: {err:#}");
+            ExitCode::from(if err.downcast_ref::<settings::ConfigProblem>().is_some() { 2 } else { 1 })
+        }
+    }
+}

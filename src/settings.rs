@@ -1,0 +1,153 @@
+//! From configuration to each component's settings: the one place where
+//! configuration keys are read, so a bad value stops a daemon at start-up
+//! with the key, the value and where it came from.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use weir_conf::{Config, Daemon, LoadOptions};
+use weir_model::Role;
+
+/// The global flags every subcommand shares.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub conf_dir: Option<PathBuf>,
+    pub defines: Vec<String>,
+}
+
+/// Marks errors that come from configuration or flags (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigProblem(pub String);
+
+fn problem(err: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::Error::new(ConfigProblem(err.to_string()))
+}
+
+/// Loads the layered configuration for the given daemons and starts
+/// logging (the filter itself comes from configuration, so logging starts
+/// after loading and replays the loader's warnings).
+pub fn load(options: &Options, daemons: &[Daemon], default_filter: &str) -> Result<Config> {
+    let config = Config::load(&LoadOptions {
+        conf_dir: options.conf_dir.clone(),
+        daemons: daemons.to_vec(),
+        overrides: options.defines.clone(),
+    })
+    .map_err(problem)?;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(f) if !f.is_empty() => f,
+        _ if default_filter.is_empty() => config.get_str("weir.log.filter").map_err(problem)?,
+        _ => default_filter.to_owned(),
+    };
+    init_logging(&filter);
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
+    Ok(config)
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|err| {
+        eprintln!("weir: log filter {filter:?} is not valid ({err}); using \"info\"");
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// Sets a key from a dedicated flag (`--listen`, `--work-dir`…), which
+/// counts as a command-line override like `-D`.
+pub fn apply_flag(config: &mut Config, key: &str, value: Option<impl ToString>) -> Result<()> {
+    if let Some(value) = value {
+        config.set(key, &value.to_string()).map_err(problem)?;
+    }
+    Ok(())
+}
+
+pub fn socket_addr(config: &Config, key: &str) -> Result<SocketAddr> {
+    let (host, port) = config.get_host_port(key).map_err(problem)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    (host.as_str(), port)
+        .to_socket_addrs()
+        .map_err(|e| problem(format!("{key}: cannot resolve {host}:{port}: {e}")))?
+        .next()
+        .ok_or_else(|| problem(format!("{key}: {host}:{port} resolves to no address")))
+}
+
+pub fn broker(config: &Config) -> Result<(weir_broker::BrokerSettings, weir_broker::ShellSettings)> {
+    let get_duration = |key: &str| config.get_duration(key).map_err(problem);
+    let mut weights = Vec::new();
+    for entry in config.get_list("broker.roles.weights").map_err(problem)? {
+        let (role, weight) = entry
+            .split_once('=')
+            .ok_or_else(|| problem(format!("broker.roles.weights: {entry:?} is not of the form role=weight")))?;
+        weir_model::ids::validate_id("role", role.trim())
+            .map_err(|e| problem(format!("broker.roles.weights: {e}")))?;
+        let weight: f64 = weight
+            .trim()
+            .parse()
+            .ok()
+            .filter(|w: &f64| w.is_finite() && *w > 0.0)
+            .ok_or_else(|| problem(format!("broker.roles.weights: weight {weight:?} for role {role} must be a number > 0")))?;
+        weights.push((Role::new(role.trim()), weight));
+    }
+    let settings = weir_broker::BrokerSettings {
+        allocation_interval: get_duration("broker.allocation.interval")?,
+        offer_timeout: get_duration("broker.offer.timeout")?,
+        agent_unreachable_timeout: get_duration("broker.agent.unreachable.timeout")?,
+        agent_heartbeat_interval: config.get_duration("agent.heartbeat.interval").map_err(problem)?,
+        framework_heartbeat_interval: get_duration("broker.framework.heartbeat.interval")?,
+        refuse_default: get_duration("broker.filter.refuse.default")?,
+        weights,
+    };
+    let max = config.get_size("broker.max.message.size").map_err(problem)?;
+    let shell = weir_broker::ShellSettings {
+        listen: socket_addr(config, "broker.listen")?,
+        max_message_size: usize::try_from(max).unwrap_or(usize::MAX),
+    };
+    Ok((settings, shell))
+}
+
+pub fn agent(config: &Config) -> Result<weir_agent::AgentSettings> {
+    let optional = |key: &str| -> Result<Option<String>> {
+        Ok(config.get(key).map_err(problem)?.filter(|v| !v.trim().is_empty()))
+    };
+    let resources = optional("agent.resources")?;
+    if let Some(spec) = &resources {
+        weir_model::ResourceSet::parse(spec).map_err(|e| problem(format!("agent.resources: {e}")))?;
+    }
+    let mut attributes = Vec::new();
+    if let Some(spec) = optional("agent.attributes")? {
+        for item in spec.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            let (name, value) = item
+                .split_once(':')
+                .ok_or_else(|| problem(format!("agent.attributes: {item:?} is not of the form name:value")))?;
+            attributes.push((name.trim().to_owned(), value.trim().to_owned()));
+        }
+    }
+    Ok(weir_agent::AgentSettings {
+        broker: config.get_str("agent.broker").map_err(problem)?,
+        listen: socket_addr(config, "agent.listen")?,
+        work_dir: config.get_path("agent.work.dir").map_err(problem)?,
+        resources,
+        hostname: optional("agent.hostname")?,
+        attributes,
+        heartbeat_interval: config.get_duration("agent.heartbeat.interval").map_err(problem)?,
+        kill_grace_period: config.get_duration("agent.kill.grace.period").map_err(problem)?,
+        status_update_retry_interval: config.get_duration("agent.status.update.retry.interval").map_err(problem)?,
+    })
+}
+
+/// The broker a client command talks to: `--broker`, else `broker.listen`
+/// (where a local `weir standalone` or `weir broker` listens by default).
+pub fn broker_address(config: &Config, flag: Option<String>) -> Result<String> {
+    match flag {
+        Some(addr) => Ok(addr),
+        None => config.get_str("broker.listen").map_err(problem).context("finding the broker"),
+    }
+}
