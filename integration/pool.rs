@@ -43,7 +43,7 @@ fn run_streams_output_and_exits_with_the_task_code() {
 
 #[test]
 fn status_shows_agents_frameworks_and_json() {
-    let cluster = Cluster::start(2, SPEC, &["-D", "broker.roles.weights=analytics=2"]);
+    let cluster = Cluster::start(2, SPEC, &["broker.roles.weights=analytics=2"]);
     let out = cluster.weir(&["status"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0));
@@ -63,7 +63,7 @@ fn status_shows_agents_frameworks_and_json() {
 #[test]
 fn bad_flags_are_refused_with_exit_code_2() {
     let out = std::process::Command::new(support::WEIR)
-        .args(["run", "--broker", "127.0.0.1:1", "--cpus", "-1", "--", "true"])
+        .args(["run", "--broker", "127.0.0.1:1", "--cpus=-1", "--", "true"])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -104,10 +104,11 @@ impl TestFramework {
             assert!(Instant::now() < deadline, "no suitable offer");
             let event = tokio::time::timeout(Duration::from_secs(20), self.fw.next_event()).await.expect("event").expect("stream").expect("open");
             if let Some(v1::event::Kind::Offers(offers)) = event.kind {
+                let mut launched_on = None;
                 for offer in offers.offers {
                     let id = weir_model::OfferId::new(offer.id.clone());
                     let fits = resources_from_proto("o", &offer.resources).unwrap().contains(&want);
-                    if fits && agent_host.is_none_or(|h| h == offer.hostname) {
+                    if launched_on.is_none() && fits && agent_host.is_none_or(|h| h == offer.hostname) {
                         let info = v1::TaskInfo {
                             task_id: task.into(),
                             name: task.into(),
@@ -115,10 +116,15 @@ impl TestFramework {
                             command: Some(v1::CommandInfo { shell: true, value: cmd.into(), ..Default::default() }),
                             ..Default::default()
                         };
-                        self.fw.launch(&[id], vec![info], Some(Duration::from_secs(30))).await.unwrap();
-                        return offer.agent_id;
+                        self.fw.launch(&[id], vec![info], Some(Duration::ZERO)).await.unwrap();
+                        launched_on = Some(offer.agent_id);
+                    } else {
+                        // Back to the pool at once: a later launch may want it.
+                        self.fw.decline(&[id], Some(Duration::ZERO)).await.unwrap();
                     }
-                    self.fw.decline(&[id], Some(Duration::from_secs(30))).await.unwrap();
+                }
+                if let Some(agent) = launched_on {
+                    return agent;
                 }
             }
         }
@@ -184,7 +190,7 @@ async fn launch_kill_and_reconcile_through_the_sdk() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkilled_agent_makes_its_tasks_unreachable() {
     let mut cluster =
-        tokio::task::block_in_place(|| Cluster::start(2, SPEC, &["-D", "broker.agent.unreachable.timeout=2s"]));
+        tokio::task::block_in_place(|| Cluster::start(2, SPEC, &["broker.agent.unreachable.timeout=2s"]));
     let marker = format!("weir-it-unreach-{}", std::process::id());
     let mut fw = TestFramework::subscribe(&cluster, "unreachable-test").await;
     fw.launch("victim", &format!("sleep 300 # {marker}"), Some("agent1.test")).await;
