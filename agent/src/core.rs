@@ -479,3 +479,174 @@ fn view(framework: &FrameworkId, task: &TaskId, t: &TaskRecord) -> TaskView {
         unacknowledged_updates: t.pending.len(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GRACE: Duration = Duration::from_secs(3);
+    const RETRY: Duration = Duration::from_secs(2);
+
+    fn core() -> AgentCore {
+        let mut c = AgentCore::new(CoreSettings { kill_grace_period: GRACE, status_update_retry_interval: RETRY }, [7; 8]);
+        c.handle(Input::Registered { agent_id: AgentId::new("A1") }, Duration::ZERO, 0.0);
+        c
+    }
+
+    fn task(id: &str) -> Box<v1::TaskInfo> {
+        Box::new(v1::TaskInfo {
+            task_id: id.into(),
+            command: Some(v1::CommandInfo { shell: true, value: "true".into(), ..Default::default() }),
+            ..Default::default()
+        })
+    }
+
+    fn sent(effects: &[Effect]) -> Vec<(String, TaskState, Vec<u8>)> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Send(v1::AgentMessage { kind: Some(v1::agent_message::Kind::StatusUpdate(u)) }) => {
+                    let s = u.status.as_ref().unwrap();
+                    let state = weir_proto::convert::task_state_from_proto("s", s.state).unwrap();
+                    Some((s.task_id.clone(), state, s.uuid.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn fw() -> FrameworkId {
+        FrameworkId::new("F1")
+    }
+
+    fn ack(c: &mut AgentCore, task: &str, uuid: &[u8], now: Duration) -> Vec<Effect> {
+        c.handle(Input::Acknowledge { framework: "F1".into(), task: task.into(), uuid: uuid.to_vec() }, now, 0.0)
+    }
+
+    #[test]
+    fn updates_go_in_order_one_at_a_time_until_acknowledged() {
+        let mut c = core();
+        let t0 = Duration::ZERO;
+        let out = c.handle(Input::RunTask { framework: "F1".into(), task: task("t") }, t0, 0.0);
+        let starting = sent(&out);
+        assert_eq!(starting.len(), 1);
+        assert_eq!(starting[0].1, TaskState::Starting);
+        assert!(out.iter().any(|e| matches!(e, Effect::Spawn { .. })));
+
+        // RUNNING and FINISHED happen before STARTING is acknowledged: they
+        // wait their turn.
+        let out = c.handle(Input::Spawned { framework: fw(), task: "t".into(), pid: 42, sandbox: "/s".into() }, t0, 0.0);
+        assert!(sent(&out).is_empty());
+        let out = c.handle(Input::Exited { framework: fw(), task: "t".into(), code: Some(0), signal: None }, t0, 0.0);
+        assert!(sent(&out).is_empty());
+
+        // A stale acknowledgement changes nothing.
+        assert!(ack(&mut c, "t", b"nope", t0).is_empty());
+        // The retry interval resends the head, with the same uuid.
+        assert!(sent(&c.handle(Input::Tick, Duration::from_secs(1), 0.0)).is_empty());
+        let again = sent(&c.handle(Input::Tick, RETRY, 0.0));
+        assert_eq!(again, starting);
+
+        let running = sent(&ack(&mut c, "t", &starting[0].2, RETRY));
+        assert_eq!(running[0].1, TaskState::Running);
+        let finished = sent(&ack(&mut c, "t", &running[0].2, RETRY));
+        assert_eq!(finished[0].1, TaskState::Finished);
+        assert_ne!(finished[0].2, running[0].2, "every update has its own uuid");
+        assert_eq!(c.live_tasks(), 0);
+        ack(&mut c, "t", &finished[0].2, RETRY);
+        // Acknowledged terminal task: moved to the completed list.
+        assert_eq!(c.tasks()[0].state, "TASK_FINISHED");
+        assert_eq!(c.tasks()[0].unacknowledged_updates, 0);
+        assert!(sent(&c.handle(Input::Tick, RETRY * 10, 0.0)).is_empty());
+    }
+
+    #[test]
+    fn exit_codes_and_signals_map_to_states() {
+        for (code, signal, state, message) in [
+            (Some(0), None, TaskState::Finished, "Command exited with status 0"),
+            (Some(3), None, TaskState::Failed, "Command exited with status 3"),
+            (None, Some(9), TaskState::Failed, "Command terminated by signal 9"),
+        ] {
+            let mut c = core();
+            c.handle(Input::RunTask { framework: "F1".into(), task: task("t") }, Duration::ZERO, 0.0);
+            c.handle(Input::Spawned { framework: fw(), task: "t".into(), pid: 1, sandbox: "/s".into() }, Duration::ZERO, 0.0);
+            c.handle(Input::Exited { framework: fw(), task: "t".into(), code, signal }, Duration::ZERO, 0.0);
+            let view = &c.tasks()[0];
+            assert_eq!((view.state.as_str(), view.message.as_str()), (state.name(), message));
+            assert_eq!((view.exit_code, view.signal), (code.filter(|c| *c != 0).or(code), signal));
+        }
+    }
+
+    #[test]
+    fn kill_is_term_then_kill_at_the_grace_deadline() {
+        let mut c = core();
+        let t0 = Duration::from_secs(100);
+        c.handle(Input::RunTask { framework: "F1".into(), task: task("t") }, t0, 0.0);
+        c.handle(Input::Spawned { framework: fw(), task: "t".into(), pid: 42, sandbox: "/s".into() }, t0, 0.0);
+        let out = c.handle(Input::KillTask { framework: "F1".into(), task: "t".into() }, t0, 0.0);
+        assert_eq!(out, vec![Effect::Signal { framework: fw(), task: "t".into(), pid: 42, signal: Signal::Term }]);
+        let out = c.handle(Input::Tick, t0 + GRACE - Duration::from_millis(1), 0.0);
+        assert!(!out.iter().any(|e| matches!(e, Effect::Signal { .. })));
+        let out = c.handle(Input::Tick, t0 + GRACE, 0.0);
+        assert!(out.contains(&Effect::Signal { framework: fw(), task: "t".into(), pid: 42, signal: Signal::Kill }));
+        // Only once.
+        let out = c.handle(Input::Tick, t0 + GRACE * 2, 0.0);
+        assert!(!out.iter().any(|e| matches!(e, Effect::Signal { .. })));
+        c.handle(Input::Exited { framework: fw(), task: "t".into(), code: None, signal: Some(9) }, t0 + GRACE, 0.0);
+        assert_eq!(c.tasks()[0].state, "TASK_KILLED");
+    }
+
+    #[test]
+    fn bad_launches_get_task_error_without_spawning() {
+        let mut c = core();
+        let mut no_command = task("t");
+        no_command.command = None;
+        let out = c.handle(Input::RunTask { framework: "F1".into(), task: no_command }, Duration::ZERO, 0.0);
+        assert!(!out.iter().any(|e| matches!(e, Effect::Spawn { .. })));
+        assert_eq!(sent(&out)[0].1, TaskState::Error);
+        assert_eq!(c.tasks()[0].message, "task has no command");
+        let out = c.handle(Input::SpawnFailed { framework: fw(), task: "x".into(), error: "nope".into() }, Duration::ZERO, 0.0);
+        assert!(out.is_empty(), "a spawn failure for an unknown task is ignored");
+    }
+
+    #[test]
+    fn unknown_kill_is_answered_with_dropped() {
+        let mut c = core();
+        let out = c.handle(Input::KillTask { framework: "F1".into(), task: "ghost".into() }, Duration::ZERO, 0.0);
+        assert_eq!(sent(&out)[0].1, TaskState::Dropped);
+    }
+
+    #[test]
+    fn nothing_is_sent_while_disconnected_and_all_is_resent_on_registration() {
+        let mut c = core();
+        c.handle(Input::Disconnected, Duration::ZERO, 0.0);
+        let out = c.handle(Input::RunTask { framework: "F1".into(), task: task("t") }, Duration::ZERO, 0.0);
+        assert!(sent(&out).is_empty());
+        assert!(sent(&c.handle(Input::Tick, RETRY * 5, 0.0)).is_empty());
+        // The re-registration message carries the task and the same id.
+        let msg = c.register_message(v1::AgentInfo::default());
+        let Some(v1::agent_message::Kind::Register(reg)) = msg.kind else { panic!() };
+        assert_eq!(reg.agent.unwrap().id, "A1");
+        assert_eq!(reg.tasks.len(), 1);
+        let out = c.handle(Input::Registered { agent_id: AgentId::new("A1") }, RETRY * 5, 0.0);
+        assert_eq!(sent(&out)[0].1, TaskState::Starting);
+    }
+
+    #[test]
+    fn shutdown_kills_every_task_and_refuses_new_ones() {
+        let mut c = core();
+        for t in ["a", "b"] {
+            c.handle(Input::RunTask { framework: "F1".into(), task: task(t) }, Duration::ZERO, 0.0);
+            c.handle(Input::Spawned { framework: fw(), task: t.into(), pid: 10, sandbox: "/s".into() }, Duration::ZERO, 0.0);
+        }
+        let out = c.handle(Input::Shutdown, Duration::ZERO, 0.0);
+        assert_eq!(out.iter().filter(|e| matches!(e, Effect::Signal { signal: Signal::Term, .. })).count(), 2);
+        assert!(!c.is_drained());
+        let out = c.handle(Input::RunTask { framework: "F1".into(), task: task("late") }, Duration::ZERO, 0.0);
+        assert!(!out.iter().any(|e| matches!(e, Effect::Spawn { .. })));
+        for t in ["a", "b"] {
+            c.handle(Input::Exited { framework: fw(), task: t.into(), code: None, signal: Some(15) }, Duration::ZERO, 0.0);
+        }
+        assert!(c.is_drained());
+    }
+}

@@ -103,3 +103,76 @@ pub fn exit_of(status: std::process::ExitStatus) -> (Option<i32>, Option<i32>) {
     use std::os::unix::process::ExitStatusExt;
     (status.code(), status.signal())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn shell_task(cmd: &str) -> v1::TaskInfo {
+        v1::TaskInfo {
+            task_id: "t".into(),
+            command: Some(v1::CommandInfo { shell: true, value: cmd.into(), ..Default::default() }),
+            ..Default::default()
+        }
+    }
+
+    fn alive_with(marker: &str) -> usize {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+                let zombie = std::fs::read_to_string(e.path().join("stat")).is_ok_and(|s| s.contains(") Z "));
+                !zombie && String::from_utf8_lossy(&cmd).replace('\0', " ").contains(marker)
+            })
+            .count()
+    }
+
+    #[tokio::test]
+    async fn exit_codes_output_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = LaunchContext { agent_id: "A1".into(), sandboxes: dir.path().to_owned() };
+        let info = shell_task("echo out $WEIR_TASK_ID; echo err >&2; exit 3");
+        let mut started = spawn(&ctx, &"F1".into(), &"t".into(), &info).unwrap();
+        let status = started.child.wait().await.unwrap();
+        assert_eq!(exit_of(status), (Some(3), None));
+        assert_eq!(std::fs::read_to_string(started.sandbox.join("stdout")).unwrap(), "out t\n");
+        assert_eq!(std::fs::read_to_string(started.sandbox.join("stderr")).unwrap(), "err\n");
+        // A second run of the same task id gets a fresh sandbox.
+        let again = spawn(&ctx, &"F1".into(), &"t".into(), &info).unwrap();
+        assert_ne!(again.sandbox, started.sandbox);
+        let missing = v1::TaskInfo {
+            command: Some(v1::CommandInfo { shell: false, value: "/no/such/program".into(), ..Default::default() }),
+            ..shell_task("")
+        };
+        assert!(spawn(&ctx, &"F1".into(), &"u".into(), &missing).is_err());
+    }
+
+    #[tokio::test]
+    async fn term_reaches_the_whole_group_and_kill_ends_a_stubborn_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = LaunchContext { agent_id: "A1".into(), sandboxes: dir.path().to_owned() };
+        let marker = format!("weir-launcher-test-{}", std::process::id());
+        // The shell starts a child; TERM to the group must reach it too.
+        let info = shell_task(&format!("sleep 60 # {marker}-a & wait"));
+        let mut started = spawn(&ctx, &"F1".into(), &"group".into(), &info).unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(alive_with(&format!("{marker}-a")) >= 1);
+        signal(started.pid, Signal::Term);
+        let status = started.child.wait().await.unwrap();
+        assert_eq!(exit_of(status).1, Some(15));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(alive_with(&format!("{marker}-a")), 0, "the child of the shell survived");
+
+        let info = shell_task(&format!("trap '' TERM; sleep 60 # {marker}-b"));
+        let mut started = spawn(&ctx, &"F1".into(), &"stubborn".into(), &info).unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        signal(started.pid, Signal::Term);
+        let early = tokio::time::timeout(Duration::from_millis(500), started.child.wait()).await;
+        assert!(early.is_err(), "TERM was ignored, so it must still run");
+        signal(started.pid, Signal::Kill);
+        let status = started.child.wait().await.unwrap();
+        assert_eq!(exit_of(status).1, Some(9));
+    }
+}
