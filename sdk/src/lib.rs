@@ -101,50 +101,44 @@ impl Framework {
         if let Some(event) = self.pending.take() {
             return Ok(Some(event));
         }
-        loop {
-            if let Some(events) = self.events.as_mut() {
-                match events.message().await {
-                    Ok(Some(event)) => return Ok(Some(event)),
-                    Ok(None) if self.config.reconnect => tracing::warn!(framework_id = %self.id, "broker closed the stream"),
-                    Ok(None) => tracing::debug!(framework_id = %self.id, "broker closed the stream"),
-                    Err(status) => tracing::warn!(framework_id = %self.id, error = %status.message(), "stream to the broker broke"),
-                }
-                self.events = None;
-                self.calls = None;
+        if let Some(events) = self.events.as_mut() {
+            match events.message().await {
+                Ok(Some(event)) => return Ok(Some(event)),
+                Ok(None) if self.config.reconnect => tracing::warn!(framework_id = %self.id, "broker closed the stream"),
+                Ok(None) => tracing::debug!(framework_id = %self.id, "broker closed the stream"),
+                Err(status) => tracing::warn!(framework_id = %self.id, error = %status.message(), "stream to the broker broke"),
             }
-            if !self.config.reconnect {
-                return Ok(None);
-            }
-            let mut wait = Duration::from_millis(100);
-            let mut last = String::new();
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                if attempt > self.config.max_reconnect_attempts {
-                    return Err(SdkError::GaveUp { addr: self.config.broker.clone(), attempts: attempt - 1, last });
+            self.events = None;
+            self.calls = None;
+        }
+        if !self.config.reconnect {
+            return Ok(None);
+        }
+        let mut wait = Duration::from_millis(100);
+        let mut last = String::new();
+        for attempt in 1..=self.config.max_reconnect_attempts {
+            tokio::time::sleep(wait).await;
+            match open(&self.config, Some(&self.id)).await {
+                Ok((id, calls, events)) => {
+                    tracing::info!(framework_id = %id, attempt, "re-subscribed");
+                    self.id = id.clone();
+                    self.calls = Some(calls);
+                    self.events = Some(events);
+                    return Ok(Some(v1::Event {
+                        kind: Some(v1::event::Kind::Subscribed(v1::event::Subscribed {
+                            framework_id: id.to_string(),
+                            heartbeat_interval_seconds: 0.0,
+                        })),
+                    }));
                 }
-                tokio::time::sleep(wait).await;
-                match open(&self.config, Some(&self.id)).await {
-                    Ok((id, calls, events)) => {
-                        tracing::info!(framework_id = %id, attempt, "re-subscribed");
-                        self.id = id.clone();
-                        self.calls = Some(calls);
-                        self.events = Some(events);
-                        return Ok(Some(v1::Event {
-                            kind: Some(v1::event::Kind::Subscribed(v1::event::Subscribed {
-                                framework_id: id.to_string(),
-                                heartbeat_interval_seconds: 0.0,
-                            })),
-                        }));
-                    }
-                    Err(err) => {
-                        tracing::info!(framework_id = %self.id, attempt, error = %err, "re-subscription failed; retrying");
-                        last = err.to_string();
-                        wait = (wait * 2).min(Duration::from_secs(5));
-                    }
+                Err(err) => {
+                    tracing::info!(framework_id = %self.id, attempt, error = %err, "re-subscription failed; retrying");
+                    last = err.to_string();
+                    wait = (wait * 2).min(Duration::from_secs(5));
                 }
             }
         }
+        Err(SdkError::GaveUp { addr: self.config.broker.clone(), attempts: self.config.max_reconnect_attempts, last })
     }
 
     /// Sends a raw call on the current stream.
