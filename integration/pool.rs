@@ -96,6 +96,10 @@ impl TestFramework {
         TestFramework { fw: Framework::subscribe(config).await.expect("subscribe"), updates: Vec::new() }
     }
 
+    async fn subscribe_with(config: FrameworkConfig) -> TestFramework {
+        TestFramework { fw: Framework::subscribe(config).await.expect("subscribe"), updates: Vec::new() }
+    }
+
     /// Waits for an offer (on `agent_host` if given) and launches `cmd` there.
     async fn launch(&mut self, task: &str, cmd: &str, agent_host: Option<&str>) -> String {
         let want = ResourceSet::parse("cpus:0.5;mem:64").unwrap();
@@ -209,5 +213,51 @@ async fn sigkilled_agent_makes_its_tasks_unreachable() {
     // Implicit reconciliation reports the task unreachable.
     fw.fw.reconcile(vec![]).await.unwrap();
     fw.wait_state("victim", TaskState::Unreachable, Duration::from_secs(5)).await;
+    kill_marked(&marker);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_broker_rebuilds_its_books_from_agents_and_frameworks() {
+    let listen = format!("127.0.0.1:{}", support::free_port());
+    let mut cluster = tokio::task::block_in_place(|| Cluster::start_at(&listen, 1, SPEC, &[]));
+    let marker = format!("weir-it-restart-{}", std::process::id());
+    let mut config = FrameworkConfig::new(cluster.broker_addr.clone(), "survivor");
+    config.failover_timeout = Duration::from_secs(60);
+    let mut fw = TestFramework::subscribe_with(config).await;
+    let framework_id = fw.fw.id().clone();
+    let agent = fw.launch("long", &format!("sleep 300 # {marker}"), None).await;
+    fw.wait_state("long", TaskState::Running, Duration::from_secs(20)).await;
+
+    tokio::task::block_in_place(|| cluster.restart_broker());
+    let resubscribed = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match fw.fw.next_event().await {
+                Ok(Some(v1::Event { kind: Some(v1::event::Kind::Subscribed(s)) })) => return s.framework_id,
+                Ok(Some(_)) => {}
+                other => panic!("stream ended: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("re-subscribed within 30 s");
+    assert_eq!(resubscribed, framework_id.to_string());
+    // The SDK re-subscribes with the same id; the agent re-registers with
+    // its task; the new broker's books show both.
+    let state = tokio::task::block_in_place(|| {
+        cluster.wait_for(Duration::from_secs(30), |s| {
+            s["tasks"].as_array().is_some_and(|t| t.len() == 1 && t[0]["state"] == "TASK_RUNNING")
+                && s["frameworks"].as_array().is_some_and(|f| f.len() == 1 && f[0]["active"] == true)
+        })
+    });
+    assert_eq!(state["frameworks"][0]["id"], framework_id.to_string());
+    assert_eq!(state["agents"][0]["id"], agent);
+    assert_eq!(state["totals"]["used"]["cpus"], 0.5);
+    assert_eq!(pids_with(&marker).len(), 1, "the task kept running through the broker restart");
+
+    fw.fw.reconcile(vec![("long".into(), Some(agent.clone().into()))]).await.unwrap();
+    fw.wait_state("long", TaskState::Running, Duration::from_secs(10)).await;
+    fw.fw.kill(&"long".into(), Some(&agent.into())).await.unwrap();
+    fw.wait_state("long", TaskState::Killed, Duration::from_secs(10)).await;
+    assert!(pids_with(&marker).is_empty());
     kill_marked(&marker);
 }

@@ -107,21 +107,42 @@ pub struct Cluster {
 impl Cluster {
     /// A broker plus `agents` agents, each with `spec` resources.
     pub fn start(agents: usize, spec: &str, broker_defines: &[&str]) -> Cluster {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let work = dir.path().join("broker");
-        let mut args = vec!["broker", "--listen", "127.0.0.1:0", "--work-dir", work.to_str().unwrap()];
+        Cluster::start_at("127.0.0.1:0", agents, spec, broker_defines)
+    }
+
+    fn spawn_broker(dir: &Path, listen: &str, broker_defines: &[String]) -> (Proc, String) {
+        let work = dir.join("broker");
+        let mut args = vec!["broker".to_owned(), "--listen".into(), listen.into(), "--work-dir".into(), work.display().to_string()];
         for d in broker_defines {
-            args.push("-D");
-            args.push(d);
+            args.push("-D".into());
+            args.push(d.clone());
         }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (broker, line) = spawn_weir("broker", &args, "listening on");
-        let broker_addr = addr_in(&line);
+        (broker, addr_in(&line))
+    }
+
+    /// Like `start`, with the broker on a given address (so it can be
+    /// restarted in the same place).
+    pub fn start_at(listen: &str, agents: usize, spec: &str, broker_defines: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let defines: Vec<String> = broker_defines.iter().map(|d| d.to_string()).collect();
+        let (broker, broker_addr) = Cluster::spawn_broker(dir.path(), listen, &defines);
         let mut cluster = Cluster { broker, broker_addr, agents: Vec::new(), dir };
         for i in 0..agents {
             cluster.add_agent(i, spec);
         }
         cluster.wait_for(Duration::from_secs(30), |s| s["agents"].as_array().map_or(0, |a| a.len()) == agents);
         cluster
+    }
+
+    /// Kills the broker with SIGKILL and starts a new one on the same
+    /// address: everything it knew must come back from agents and frameworks.
+    pub fn restart_broker(&mut self) {
+        self.broker.kill9();
+        let (broker, addr) = Cluster::spawn_broker(self.dir.path(), &self.broker_addr, &[]);
+        assert_eq!(addr, self.broker_addr);
+        self.broker = broker;
     }
 
     pub fn agent_dir(&self, i: usize) -> PathBuf {
@@ -254,6 +275,7 @@ pub fn kill_marked(marker: &str) {
     }
 }
 
-pub fn exists(path: &Path) -> bool {
-    path.exists()
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
