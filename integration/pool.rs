@@ -58,6 +58,16 @@ fn status_shows_agents_frameworks_and_json() {
     let metrics = support::http_get(&format!("http://{}/metrics", cluster.broker_addr)).unwrap();
     assert!(metrics.contains("weir_broker_agents{state=\"reachable\"} 2"), "{metrics}");
     assert_eq!(support::http_get(&format!("http://{}/health", cluster.broker_addr)).unwrap(), "ok\n");
+
+    // The agent's file endpoint names no path: only stdout/stderr of a
+    // sandbox the agent itself recorded.
+    let agent = doc["agents"][0]["http_address"].as_str().unwrap().to_owned();
+    let err = support::http_get(&format!("http://{agent}/files/read?framework_id=x&task_id=y&file=../../etc/passwd")).unwrap_err();
+    assert!(err.contains("400"), "{err}");
+    let err = support::http_get(&format!("http://{agent}/files/read?framework_id=../..&task_id=etc&file=stdout")).unwrap_err();
+    assert!(err.contains("404"), "{err}");
+    let err = support::http_get(&format!("http://{agent}/files/read?framework_id=x&task_id=y&file=stdout&offset=-1")).unwrap_err();
+    assert!(err.contains("400"), "{err}");
 }
 
 #[test]
@@ -260,4 +270,72 @@ async fn a_restarted_broker_rebuilds_its_books_from_agents_and_frameworks() {
     fw.wait_state("long", TaskState::Killed, Duration::from_secs(10)).await;
     assert!(pids_with(&marker).is_empty());
     kill_marked(&marker);
+}
+
+fn wait_until(timeout: Duration, what: &str, mut pred: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !pred() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let status = std::process::Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn interrupting_weir_run_kills_its_tasks_and_exits_130() {
+    let cluster = Cluster::start(1, SPEC, &[]);
+    let marker = format!("weir-it-int-{}", std::process::id());
+    let mut run = std::process::Command::new(support::WEIR)
+        .args(["run", "--broker", &cluster.broker_addr, "--cpus", "0.5", "--", &format!("sleep 300 # {marker}")])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(20), "the task to start", || pids_with(&marker).len() == 1);
+    signal(run.id(), "INT");
+    let status = run.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(pids_with(&marker).is_empty(), "the task outlived weir run's Ctrl-C");
+    let state = cluster.wait_for(Duration::from_secs(10), |s| s["frameworks"].as_array().is_some_and(|f| f.is_empty()));
+    assert_eq!(state["completed_tasks"][0]["state"], "TASK_KILLED");
+}
+
+#[test]
+fn standalone_stops_everything_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = format!("weir-it-sa-{}", std::process::id());
+    let (mut standalone, line) = support::spawn_weir(
+        "standalone",
+        &[
+            "standalone",
+            "--work-dir",
+            dir.path().to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--resources",
+            SPEC,
+            "-D",
+            "agent.listen=127.0.0.1:0",
+            "-D",
+            "agent.kill.grace.period=1s",
+        ],
+        "weir standalone: broker",
+    );
+    let broker = support::addr_in(&line);
+    let mut run = std::process::Command::new(support::WEIR)
+        .args(["run", "--broker", &broker, "--cpus", "0.5", "--", &format!("trap '' TERM; sleep 300 # {marker}")])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(20), "the task to start", || !pids_with(&marker).is_empty());
+    let status = standalone.terminate();
+    assert!(status.success(), "standalone exited with {status:?}");
+    assert!(pids_with(&marker).is_empty(), "a task outlived weir standalone (even one ignoring SIGTERM)");
+    // weir run sees its broker go away and ends with an error.
+    let code = run.wait().unwrap().code();
+    assert_ne!(code, Some(0));
 }

@@ -258,6 +258,11 @@ pub fn pids_with(marker: &str) -> Vec<i32> {
             }
             let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
             let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            // `weir run -- CMD` carries the marker in its own argv: only
+            // the task's processes count.
+            if cmd.starts_with(WEIR) {
+                continue;
+            }
             let zombie = std::fs::read_to_string(e.path().join("stat")).is_ok_and(|s| s.contains(") Z "));
             if cmd.contains(marker) && !zombie {
                 out.push(pid);
