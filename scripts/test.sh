@@ -28,5 +28,17 @@ cargo build --workspace --all-targets --locked
 
 echo "== cargo test"
 # Integration tests start real broker and agent processes; two at a time
-# keeps this 2-core machine responsive enough for their timeouts.
-cargo test --workspace --locked -- --test-threads=2
+# keeps this 2-core machine responsive enough for their timeouts. Doc
+# tests are skipped: the crates have none, and their empty runs would be
+# the last thing printed.
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --locked --lib --bins --tests -- --test-threads=2 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}')
+echo
+echo "weir tests: ${passed} passed, ${failed} failed"
+exit "$status"
