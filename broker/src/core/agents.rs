@@ -40,6 +40,14 @@ struct ReportedTask {
     state: TaskState,
 }
 
+/// Tells an agent why it is refused, then closes its stream.
+fn refuse(conn: ConnId, message: String) -> Vec<Output> {
+    vec![
+        Output::Agent(conn, agent_message(v1::broker_message::Kind::Refused(v1::broker_message::Refused { message }))),
+        Output::Close(conn),
+    ]
+}
+
 fn parse_registration(msg: &v1::agent_message::Register) -> Result<Registration, ProtoError> {
     let info = msg.agent.as_ref().ok_or_else(|| ProtoError::missing("register.agent"))?;
     let id = if info.id.is_empty() { None } else { Some(convert::id::<AgentId>("register.agent.id", &info.id)?) };
@@ -102,14 +110,7 @@ impl BrokerCore {
             Err(err) => {
                 tracing::warn!(conn, error = %err, "refusing agent registration");
                 self.counters.bad_calls += 1;
-                out.push(Output::Agent(
-                    conn,
-                    agent_message(v1::broker_message::Kind::Refused(v1::broker_message::Refused {
-                        message: format!("registration refused: {err}"),
-                    })),
-                ));
-                out.push(Output::Close(conn));
-                return out;
+                return refuse(conn, format!("registration refused: {err}"));
             }
         };
         let id = match reg.id.clone() {
@@ -233,13 +234,7 @@ impl BrokerCore {
             tracing::error!(agent_id = %id, error = %err, "allocator refused the agent");
             self.agents.remove(&id);
             self.agent_conns.remove(&conn);
-            out.push(Output::Agent(
-                conn,
-                agent_message(v1::broker_message::Kind::Refused(v1::broker_message::Refused {
-                    message: format!("registration refused: {err}"),
-                })),
-            ));
-            out.push(Output::Close(conn));
+            out.extend(refuse(conn, format!("registration refused: {err}")));
             return out;
         }
         self.dirty = true;
@@ -276,14 +271,7 @@ impl BrokerCore {
     pub fn agent_message(&mut self, conn: ConnId, msg: &v1::AgentMessage, now: Duration) -> Vec<Output> {
         let mut out = Vec::new();
         let Some(agent_id) = self.agent_conns.get(&conn).cloned() else {
-            out.push(Output::Agent(
-                conn,
-                agent_message(v1::broker_message::Kind::Refused(v1::broker_message::Refused {
-                    message: "the first message on a stream must be REGISTER".to_owned(),
-                })),
-            ));
-            out.push(Output::Close(conn));
-            return out;
+            return refuse(conn, "the first message on a stream must be REGISTER".to_owned());
         };
         if let Some(agent) = self.agents.get_mut(&agent_id) {
             agent.last_seen = now;
