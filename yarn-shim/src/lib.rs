@@ -1,0 +1,1 @@
+//! Weir's YARN shim (under construction).
