@@ -144,6 +144,15 @@ impl TestFramework {
         }
     }
 
+    /// Like `wait_state`, but an update already received counts.
+    async fn wait_seen(&mut self, task: &str, state: TaskState, timeout: Duration) -> v1::TaskStatus {
+        let seen = self.updates.iter().find(|s| s.task_id == task && task_state_from_proto("s", s.state).unwrap() == state);
+        match seen {
+            Some(status) => status.clone(),
+            None => self.wait_state(task, state, timeout).await,
+        }
+    }
+
     /// Waits until `task` reaches `state`, acknowledging updates on the way.
     async fn wait_state(&mut self, task: &str, state: TaskState, timeout: Duration) -> v1::TaskStatus {
         let deadline = Instant::now() + timeout;
@@ -338,4 +347,37 @@ fn standalone_stops_everything_on_sigterm() {
     // weir run sees its broker go away and ends with an error.
     let code = run.wait().unwrap().code();
     assert_ne!(code, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_survive_an_agent_killed_with_sigkill() {
+    let mut cluster = tokio::task::block_in_place(|| Cluster::start(1, SPEC, &[]));
+    let marker = format!("weir-it-survive-{}", std::process::id());
+    let mut fw = TestFramework::subscribe(&cluster, "survivor").await;
+    let agent = fw.launch("short", "sleep 3; exit 4", None).await;
+    fw.launch("long", &format!("sleep 300 # {marker}"), None).await;
+    fw.wait_seen("short", TaskState::Running, Duration::from_secs(20)).await;
+    fw.wait_seen("long", TaskState::Running, Duration::from_secs(20)).await;
+
+    cluster.agents[0].kill9();
+    assert_eq!(pids_with(&marker).len(), 1, "the task died with its agent");
+    // "short" ends while no agent is there to see it.
+    std::thread::sleep(Duration::from_secs(4));
+    tokio::task::block_in_place(|| cluster.add_agent(0, SPEC));
+
+    let failed = fw.wait_seen("short", TaskState::Failed, Duration::from_secs(20)).await;
+    assert_eq!(failed.exit_code, Some(4), "the true exit status, recorded by the supervisor");
+    let state = tokio::task::block_in_place(|| {
+        cluster.wait_for(Duration::from_secs(10), |s| {
+            s["agents"][0]["connected"] == true && s["tasks"].as_array().is_some_and(|t| t.len() == 1 && t[0]["state"] == "TASK_RUNNING")
+        })
+    });
+    assert_eq!(state["agents"][0]["id"], agent, "the agent came back under the same id");
+    assert_eq!(pids_with(&marker).len(), 1);
+
+    // The re-attached task can still be killed.
+    fw.fw.kill(&"long".into(), Some(&agent.into())).await.unwrap();
+    fw.wait_state("long", TaskState::Killed, Duration::from_secs(10)).await;
+    assert!(pids_with(&marker).is_empty());
+    kill_marked(&marker);
 }

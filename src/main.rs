@@ -43,10 +43,20 @@ enum Command {
     Status(cmd::status::Args),
     /// Show the effective configuration.
     Conf(cmd::conf::Args),
+    /// Supervise one task (started by the agent, not by people).
+    #[command(hide = true)]
+    Executor(cmd::executor::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The supervisor needs no runtime (and there is one per task).
+    if let Command::Executor(args) = cli.command {
+        return cmd::executor::main(args).unwrap_or_else(|err| {
+            eprintln!("weir executor: {err:#}");
+            ExitCode::from(1)
+        });
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
@@ -63,6 +73,7 @@ fn main() -> ExitCode {
             Command::Run(args) => cmd::run::main(&options, args).await,
             Command::Status(args) => cmd::status::main(&options, args).await,
             Command::Conf(args) => cmd::conf::main(&options, args),
+            Command::Executor(_) => unreachable!("handled before the runtime starts"),
         }
     });
     match result {

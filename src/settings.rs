@@ -113,7 +113,9 @@ pub fn broker(config: &Config) -> Result<(weir_broker::BrokerSettings, weir_brok
     Ok((settings, shell))
 }
 
-pub fn agent(config: &Config) -> Result<weir_agent::AgentSettings> {
+/// `kill_tasks_on_shutdown`: standalone cleans up after itself; a plain
+/// agent leaves its tasks running for the next agent to re-attach to.
+pub fn agent(config: &Config, kill_tasks_on_shutdown: bool) -> Result<weir_agent::AgentSettings> {
     let optional = |key: &str| -> Result<Option<String>> {
         Ok(config.get(key).map_err(problem)?.filter(|v| !v.trim().is_empty()))
     };
@@ -140,6 +142,9 @@ pub fn agent(config: &Config) -> Result<weir_agent::AgentSettings> {
         heartbeat_interval: config.get_duration("agent.heartbeat.interval").map_err(problem)?,
         kill_grace_period: config.get_duration("agent.kill.grace.period").map_err(problem)?,
         status_update_retry_interval: config.get_duration("agent.status.update.retry.interval").map_err(problem)?,
+        // This very binary supervises tasks (`weir executor`).
+        supervisor: Some(std::env::current_exe().context("finding the weir binary to supervise tasks")?),
+        kill_tasks_on_shutdown,
     })
 }
 

@@ -104,6 +104,8 @@ pub struct AgentCore {
     counter: u64,
     tasks: BTreeMap<(FrameworkId, TaskId), TaskRecord>,
     completed: VecDeque<TaskView>,
+    /// Something the checkpoint holds has changed since it was last taken.
+    dirty: bool,
 }
 
 impl AgentCore {
@@ -117,7 +119,86 @@ impl AgentCore {
             counter: 0,
             tasks: BTreeMap::new(),
             completed: VecDeque::new(),
+            dirty: false,
         }
+    }
+
+    /// What a restarted agent needs: its id, its tasks, their supervisors
+    /// and every update not yet acknowledged. Clears the dirty flag.
+    pub fn checkpoint(&mut self) -> v1::AgentCheckpoint {
+        self.dirty = false;
+        v1::AgentCheckpoint {
+            agent_id: self.agent_id.as_ref().map(|a| a.to_string()).unwrap_or_default(),
+            update_counter: self.counter,
+            tasks: self
+                .tasks
+                .iter()
+                .map(|((framework, _), t)| v1::CheckpointedTask {
+                    framework_id: framework.to_string(),
+                    info: Some(t.info.clone()),
+                    latest: Some(t.latest.clone()),
+                    pending: t.pending.iter().cloned().collect(),
+                    supervisor_pid: t.pid.unwrap_or(0),
+                    sandbox: t.sandbox.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                    kill_requested: t.kill_requested,
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether the checkpoint is out of date.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// Restores what a checkpoint holds, before the agent registers. Returns
+    /// the tasks whose supervisor was running, for the shell to re-attach.
+    pub fn recover(&mut self, checkpoint: v1::AgentCheckpoint) -> Result<Vec<(FrameworkId, TaskId, u32, PathBuf)>, String> {
+        if !checkpoint.agent_id.is_empty() {
+            weir_model::ids::validate_id("agent_id", &checkpoint.agent_id)?;
+            self.agent_id = Some(AgentId::new(checkpoint.agent_id));
+        }
+        self.counter = self.counter.max(checkpoint.update_counter);
+        let mut live = Vec::new();
+        let mut orphans = Vec::new();
+        for (i, t) in checkpoint.tasks.into_iter().enumerate() {
+            let info = t.info.ok_or_else(|| format!("tasks[{i}] has no task info"))?;
+            weir_model::ids::validate_id("framework_id", &t.framework_id).map_err(|e| format!("tasks[{i}]: {e}"))?;
+            weir_model::ids::validate_id("task_id", &info.task_id).map_err(|e| format!("tasks[{i}]: {e}"))?;
+            let latest = t.latest.unwrap_or_default();
+            let state = weir_proto::convert::task_state_from_proto("latest.state", latest.state).unwrap_or(TaskState::Staging);
+            let key = (FrameworkId::new(t.framework_id), TaskId::new(info.task_id.clone()));
+            let sandbox = (!t.sandbox.is_empty()).then(|| PathBuf::from(&t.sandbox));
+            let pid = (t.supervisor_pid != 0).then_some(t.supervisor_pid);
+            if let (Some(pid), Some(sandbox)) = (pid, sandbox.clone()) {
+                live.push((key.0.clone(), key.1.clone(), pid, sandbox));
+            } else if !state.is_terminal() && t.pending.iter().all(|p| p.state != task_state_to_proto(TaskState::Running) as i32) {
+                // Recorded before its supervisor's pid was: whether it
+                // started cannot be known. It is reported failed below.
+                orphans.push((key.0.clone(), key.1.clone()));
+            }
+            self.tasks.insert(
+                key,
+                TaskRecord {
+                    info,
+                    state,
+                    latest,
+                    pending: t.pending.into_iter().collect(),
+                    last_sent: None,
+                    pid,
+                    sandbox,
+                    kill_requested: t.kill_requested,
+                    kill_deadline: None,
+                    killed_hard: false,
+                },
+            );
+        }
+        for (framework, task) in orphans {
+            let key = (framework, task);
+            let mut ignored = Vec::new();
+            self.update(&key, TaskState::Failed, "REASON_AGENT_RESTARTED", "the agent restarted before the task's supervisor was recorded", None, None, Duration::ZERO, 0.0, &mut ignored);
+        }
+        Ok(live)
     }
 
     pub fn agent_id(&self) -> Option<&AgentId> {
@@ -176,6 +257,9 @@ impl AgentCore {
 
     pub fn handle(&mut self, input: Input, now: Duration, wall: f64) -> Vec<Effect> {
         let mut out = Vec::new();
+        if !matches!(input, Input::Tick | Input::Disconnected) {
+            self.dirty = true;
+        }
         match input {
             Input::Registered { agent_id } => {
                 tracing::info!(agent_id = %agent_id, tasks = self.tasks.len(), "registered with the broker");

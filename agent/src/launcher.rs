@@ -18,6 +18,41 @@ use crate::core::Signal;
 pub struct LaunchContext {
     pub agent_id: String,
     pub sandboxes: PathBuf,
+    /// The `weir` binary whose `executor` subcommand supervises each task
+    /// (so tasks outlive the agent); `None` runs tasks as direct children.
+    pub supervisor: Option<PathBuf>,
+}
+
+/// Where a supervisor records how its task ended.
+pub const STATUS_FILE: &str = ".weir-exit.json";
+
+/// How a supervised task ended, as its supervisor recorded it.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct ExitRecord {
+    #[serde(default)]
+    pub code: Option<i32>,
+    #[serde(default)]
+    pub signal: Option<i32>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// The supervisor's record for a sandbox, if it wrote one (and it parses).
+pub fn read_exit(sandbox: &Path) -> Option<ExitRecord> {
+    let bytes = std::fs::read(sandbox.join(STATUS_FILE)).ok()?;
+    if bytes.len() > 4096 {
+        return None;
+    }
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Whether `pid` is still the supervisor of `sandbox` (and not a process
+/// that reused its pid).
+pub fn supervisor_alive(pid: u32, sandbox: &Path) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "));
+    let needle = sandbox.join(STATUS_FILE);
+    !zombie && String::from_utf8_lossy(&cmdline).contains(&*needle.to_string_lossy())
 }
 
 /// A started task: its pid, its sandbox, and the handle to wait on.
@@ -47,16 +82,26 @@ pub fn spawn(ctx: &LaunchContext, framework: &FrameworkId, task: &TaskId, info: 
     let stdout = std::fs::File::create(sandbox.join("stdout"))?;
     let stderr = std::fs::File::create(sandbox.join("stderr"))?;
     let command = info.command.clone().unwrap_or_default();
-    let mut cmd = if command.shell {
-        let mut c = tokio::process::Command::new("/bin/sh");
-        c.arg("-c").arg(&command.value);
-        c
+    let argv: Vec<String> = if command.shell {
+        vec!["/bin/sh".to_owned(), "-c".to_owned(), command.value.clone()]
     } else {
-        let argv: Vec<String> = if command.arguments.is_empty() { vec![command.value.clone()] } else { command.arguments.clone() };
-        let program = if command.value.is_empty() { argv[0].clone() } else { command.value.clone() };
-        let mut c = tokio::process::Command::new(program);
-        c.args(&argv[1..]);
-        c
+        let mut argv = if command.arguments.is_empty() { vec![command.value.clone()] } else { command.arguments.clone() };
+        if !command.value.is_empty() {
+            argv[0] = command.value.clone();
+        }
+        argv
+    };
+    let mut cmd = match &ctx.supervisor {
+        Some(weir) => {
+            let mut c = tokio::process::Command::new(weir);
+            c.arg("executor").arg("--status-file").arg(sandbox.join(STATUS_FILE)).arg("--").args(&argv);
+            c
+        }
+        None => {
+            let mut c = tokio::process::Command::new(&argv[0]);
+            c.args(&argv[1..]);
+            c
+        }
     };
     cmd.current_dir(&sandbox)
         .stdin(Stdio::null())
@@ -132,7 +177,7 @@ mod tests {
     #[tokio::test]
     async fn exit_codes_output_and_environment() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = LaunchContext { agent_id: "A1".into(), sandboxes: dir.path().to_owned() };
+        let ctx = LaunchContext { agent_id: "A1".into(), sandboxes: dir.path().to_owned(), supervisor: None };
         let info = shell_task("echo out $WEIR_TASK_ID; echo err >&2; exit 3");
         let mut started = spawn(&ctx, &"F1".into(), &"t".into(), &info).unwrap();
         let status = started.child.wait().await.unwrap();
@@ -152,7 +197,7 @@ mod tests {
     #[tokio::test]
     async fn term_reaches_the_whole_group_and_kill_ends_a_stubborn_one() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = LaunchContext { agent_id: "A1".into(), sandboxes: dir.path().to_owned() };
+        let ctx = LaunchContext { agent_id: "A1".into(), sandboxes: dir.path().to_owned(), supervisor: None };
         let marker = format!("weir-launcher-test-{}", std::process::id());
         // The shell starts a child; TERM to the group must reach it too.
         let info = shell_task(&format!("sleep 60 # {marker}-a & wait"));

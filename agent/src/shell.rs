@@ -42,6 +42,8 @@ pub enum AgentError {
     Refused(String),
     #[error("broker address {addr:?} is not valid: {reason}")]
     BadBroker { addr: String, reason: String },
+    #[error("checkpoint {path}: {reason} (move it away to start this agent afresh; its tasks will then be unknown to it)")]
+    Checkpoint { path: PathBuf, reason: String },
 }
 
 /// Everything the agent needs, read from configuration by the binary.
@@ -59,6 +61,52 @@ pub struct AgentSettings {
     pub heartbeat_interval: Duration,
     pub kill_grace_period: Duration,
     pub status_update_retry_interval: Duration,
+    /// The `weir` binary that supervises each task (`weir executor`), so
+    /// tasks outlive the agent; `None` runs them as the agent's children.
+    pub supervisor: Option<PathBuf>,
+    /// Kill every task when the agent stops (standalone); otherwise they
+    /// keep running and a restarted agent re-attaches to them.
+    pub kill_tasks_on_shutdown: bool,
+}
+
+/// The largest checkpoint read back.
+const MAX_CHECKPOINT_BYTES: u64 = 256 << 20;
+
+fn checkpoint_path(work_dir: &std::path::Path) -> PathBuf {
+    work_dir.join("meta").join("checkpoint.pb")
+}
+
+fn read_checkpoint(path: &std::path::Path) -> Result<Option<v1::AgentCheckpoint>, AgentError> {
+    use prost::Message;
+    let bad = |reason: String| AgentError::Checkpoint { path: path.to_owned(), reason };
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(bad(e.to_string())),
+    };
+    if meta.len() > MAX_CHECKPOINT_BYTES {
+        return Err(bad(format!("{} bytes is more than the {MAX_CHECKPOINT_BYTES} allowed", meta.len())));
+    }
+    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    v1::AgentCheckpoint::decode(bytes.as_slice()).map(Some).map_err(|e| bad(format!("not a valid checkpoint: {e}")))
+}
+
+/// Write, fsync, rename: a crash leaves the old checkpoint or the new one.
+fn write_checkpoint(path: &std::path::Path, checkpoint: &v1::AgentCheckpoint) -> std::io::Result<()> {
+    use prost::Message;
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(&checkpoint.encode_to_vec())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Refusals in a row, before the first registration, after which the agent
@@ -69,6 +117,8 @@ const MAX_READ: u64 = 1 << 20;
 
 struct Shared {
     core: Mutex<AgentCore>,
+    checkpoint: PathBuf,
+    supervisor: Option<PathBuf>,
     outbound: Mutex<Option<mpsc::Sender<v1::AgentMessage>>>,
     events: mpsc::UnboundedSender<Input>,
     started: Instant,
@@ -129,8 +179,20 @@ pub async fn run(settings: AgentSettings, shutdown: impl std::future::Future<Out
         },
         nonce,
     );
+    let mut core = core;
+    let checkpoint = checkpoint_path(&settings.work_dir);
+    let recovered = match read_checkpoint(&checkpoint)? {
+        Some(cp) => {
+            let live = core.recover(cp).map_err(|reason| AgentError::Checkpoint { path: checkpoint.clone(), reason })?;
+            tracing::info!(agent_id = ?core.agent_id().map(|a| a.to_string()), tasks = core.live_tasks(), supervisors = live.len(), "recovered from checkpoint");
+            live
+        }
+        None => Vec::new(),
+    };
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
+        checkpoint,
+        supervisor: settings.supervisor.clone(),
         core: Mutex::new(core),
         outbound: Mutex::new(None),
         events: events_tx,
@@ -148,6 +210,21 @@ pub async fn run(settings: AgentSettings, shutdown: impl std::future::Future<Out
             }
         }
     });
+    // Tasks that ran under a supervisor before the restart: either they
+    // ended meanwhile (their supervisor left a record) or they still run
+    // and are watched until they do.
+    for (framework, task, pid, sandbox) in recovered {
+        if let Some(record) = launcher::read_exit(&sandbox) {
+            tracing::info!(framework_id = %framework, task_id = %task, ?record, "task ended while the agent was down");
+            let _ = shared.events.send(exited(framework, task, Some(record)));
+        } else if launcher::supervisor_alive(pid, &sandbox) {
+            tracing::info!(framework_id = %framework, task_id = %task, pid, "re-attached to a running task");
+            tokio::spawn(watch_supervisor(shared.events.clone(), framework, task, pid, sandbox));
+        } else {
+            tracing::warn!(framework_id = %framework, task_id = %task, pid, "task's supervisor is gone and left no exit status");
+            let _ = shared.events.send(exited(framework, task, None));
+        }
+    }
     let event_loop = tokio::spawn(event_loop(shared.clone(), events_rx));
     let ticker = tokio::spawn({
         let events = shared.events.clone();
@@ -170,15 +247,20 @@ pub async fn run(settings: AgentSettings, shutdown: impl std::future::Future<Out
         _ = fatal_rx.changed() => fatal_rx.borrow().clone(),
     };
 
-    // Stop: kill everything, wait (bounded) for the processes to go.
-    let _ = shared.events.send(Input::Shutdown);
-    let limit = Instant::now() + settings.kill_grace_period + Duration::from_secs(5);
-    while !shared.core().is_drained() && Instant::now() < limit {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let live = shared.core().live_tasks();
-    if live > 0 {
-        tracing::warn!(live, "tasks still running at shutdown");
+    if settings.kill_tasks_on_shutdown {
+        // Stop: kill everything, wait (bounded) for the processes to go.
+        let _ = shared.events.send(Input::Shutdown);
+        let limit = Instant::now() + settings.kill_grace_period + Duration::from_secs(5);
+        while !shared.core().is_drained() && Instant::now() < limit {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let live = shared.core().live_tasks();
+        if live > 0 {
+            tracing::warn!(live, "tasks still running at shutdown");
+        }
+    } else {
+        let live = shared.core().live_tasks();
+        tracing::info!(live, "agent stopping; its tasks keep running and a restarted agent re-attaches to them");
     }
     connection.abort();
     ticker.abort();
@@ -198,6 +280,14 @@ async fn event_loop(shared: Arc<Shared>, mut events: mpsc::UnboundedReceiver<Inp
         let (effects, agent_id) = {
             let mut core = shared.core();
             let effects = core.handle(input, now, wall_clock());
+            if core.is_dirty() {
+                let checkpoint = core.checkpoint();
+                // Written before any effect is carried out, so what was
+                // promised (an update queued, a task started) survives a crash.
+                if let Err(e) = write_checkpoint(&shared.checkpoint, &checkpoint) {
+                    tracing::error!(path = %shared.checkpoint.display(), error = %e, "cannot write the checkpoint");
+                }
+            }
             (effects, core.agent_id().map(|a| a.to_string()).unwrap_or_default())
         };
         for effect in effects {
@@ -205,9 +295,10 @@ async fn event_loop(shared: Arc<Shared>, mut events: mpsc::UnboundedReceiver<Inp
                 Effect::Send(msg) => shared.send(msg),
                 Effect::Signal { pid, signal, .. } => launcher::signal(pid, signal),
                 Effect::Spawn { framework, task, info } => {
-                    let ctx = LaunchContext { agent_id: agent_id.clone(), sandboxes: ctx_root.clone() };
+                    let ctx = LaunchContext { agent_id: agent_id.clone(), sandboxes: ctx_root.clone(), supervisor: shared.supervisor.clone() };
                     match launcher::spawn(&ctx, &framework, &task, &info) {
                         Ok(started) => {
+                            let started_sandbox = started.sandbox.clone();
                             let _ = shared.events.send(Input::Spawned {
                                 framework: framework.clone(),
                                 task: task.clone(),
@@ -216,12 +307,22 @@ async fn event_loop(shared: Arc<Shared>, mut events: mpsc::UnboundedReceiver<Inp
                             });
                             let events = shared.events.clone();
                             let mut child = started.child;
+                            let supervised = shared.supervisor.is_some();
+                            let sandbox = started_sandbox;
                             tokio::spawn(async move {
-                                let (code, signal) = match child.wait().await {
-                                    Ok(status) => launcher::exit_of(status),
-                                    Err(_) => (None, None),
+                                let status = child.wait().await;
+                                let input = if supervised {
+                                    // The supervisor's record is the task's
+                                    // status; none means it was SIGKILLed too.
+                                    match launcher::read_exit(&sandbox) {
+                                        Some(record) => exited(framework, task, Some(record)),
+                                        None => Input::Exited { framework, task, code: None, signal: Some(9) },
+                                    }
+                                } else {
+                                    let (code, signal) = status.map(launcher::exit_of).unwrap_or((None, None));
+                                    Input::Exited { framework, task, code, signal }
                                 };
-                                let _ = events.send(Input::Exited { framework, task, code, signal });
+                                let _ = events.send(input);
                             });
                         }
                         Err(e) => {
@@ -391,4 +492,27 @@ async fn read_file(State(shared): State<Arc<Shared>>, Query(q): Query<HashMap<St
         Ok(bytes) => (StatusCode::OK, bytes),
         Err(e) => (StatusCode::NOT_FOUND, format!("cannot read {file} of task {task:?}: {e}\n").into_bytes()),
     }
+}
+
+fn exited(framework: FrameworkId, task: TaskId, record: Option<launcher::ExitRecord>) -> Input {
+    match record {
+        Some(launcher::ExitRecord { error: Some(error), .. }) => Input::SpawnFailed { framework, task, error },
+        Some(r) => Input::Exited { framework, task, code: r.code, signal: r.signal },
+        None => Input::Exited { framework, task, code: None, signal: None },
+    }
+}
+
+/// Watches a supervisor this agent did not start (found in the checkpoint):
+/// it is not our child, so poll until it is gone, then read its record.
+async fn watch_supervisor(events: mpsc::UnboundedSender<Input>, framework: FrameworkId, task: TaskId, pid: u32, sandbox: PathBuf) {
+    while launcher::supervisor_alive(pid, &sandbox) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let record = launcher::read_exit(&sandbox);
+    let input = match record {
+        Some(r) => exited(framework, task, Some(r)),
+        // Killed with SIGKILL along with its task (our own kill's last step).
+        None => Input::Exited { framework, task, code: None, signal: Some(9) },
+    };
+    let _ = events.send(input);
 }

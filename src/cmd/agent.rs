@@ -39,7 +39,7 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
     settings::apply_flag(&mut config, "agent.work.dir", args.work_dir.map(|p| p.display().to_string()))?;
     settings::apply_flag(&mut config, "agent.hostname", args.hostname)?;
     settings::apply_flag(&mut config, "agent.attributes", args.attributes)?;
-    let agent = settings::agent(&config)?;
+    let agent = settings::agent(&config, false)?;
     println!("weir agent starting; broker {}, HTTP on {}", agent.broker, agent.listen);
     weir_agent::run(agent, super::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)

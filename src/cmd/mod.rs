@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod broker;
 pub mod conf;
+pub mod executor;
 pub mod run;
 pub mod standalone;
 pub mod status;

@@ -33,7 +33,7 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
     let broker_addr = broker.local_addr();
     // The agent follows the broker wherever it actually bound.
     settings::apply_flag(&mut config, "agent.broker", Some(broker_addr))?;
-    let agent = settings::agent(&config)?;
+    let agent = settings::agent(&config, true)?;
     let agent_listen = agent.listen;
     println!("weir standalone: broker {broker_addr} (gRPC + HTTP), agent {agent_listen}");
     println!("  status:   weir status            state: http://{broker_addr}/state");

@@ -1,0 +1,70 @@
+//! `weir executor`: the small supervisor each task runs under.
+//!
+//! The agent starts it as the leader of a new process group; it starts the
+//! task in that same group, waits for it and records how it ended in a
+//! status file (write, fsync, rename), so an agent that was down at the
+//! time still learns the task's true exit status. It outlives the agent:
+//! nothing ties it to the agent's process.
+//!
+//! SIGTERM and SIGINT sent to the group reach the task; the supervisor
+//! itself only notes them (a no-op handler, reset to default in the task by
+//! exec), so it stays to record the outcome.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Where to record the task's exit status.
+    #[arg(long, value_name = "FILE")]
+    status_file: PathBuf,
+    /// The task's program and arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+extern "C" fn note_signal(_: libc::c_int) {}
+
+pub fn main(args: Args) -> Result<ExitCode> {
+    // SAFETY: installing a handler that does nothing is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGTERM, note_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, note_signal as *const () as libc::sighandler_t);
+    }
+    let spawned = std::process::Command::new(&args.command[0]).args(&args.command[1..]).spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            let record = serde_json::json!({ "error": format!("cannot start {:?}: {e}", args.command[0]) });
+            record_status(&args.status_file, &record)?;
+            return Ok(ExitCode::from(127));
+        }
+    };
+    let status = loop {
+        match child.wait() {
+            Ok(status) => break status,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).context("waiting for the task"),
+        }
+    };
+    use std::os::unix::process::ExitStatusExt;
+    let record = serde_json::json!({ "code": status.code(), "signal": status.signal() });
+    record_status(&args.status_file, &record)?;
+    Ok(match (status.code(), status.signal()) {
+        (Some(code), _) => ExitCode::from(code.clamp(0, 255) as u8),
+        (None, Some(sig)) => ExitCode::from((128 + sig).clamp(0, 255) as u8),
+        _ => ExitCode::from(1),
+    })
+}
+
+fn record_status(path: &Path, record: &serde_json::Value) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(record.to_string().as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    Ok(())
+}
