@@ -100,6 +100,7 @@ pub fn broker(config: &Config) -> Result<(weir_broker::BrokerSettings, weir_brok
         allocation_interval: get_duration("broker.allocation.interval")?,
         offer_timeout: get_duration("broker.offer.timeout")?,
         agent_unreachable_timeout: get_duration("broker.agent.unreachable.timeout")?,
+        agent_reregister_timeout: get_duration("broker.agent.reregister.timeout")?,
         agent_heartbeat_interval: config.get_duration("agent.heartbeat.interval").map_err(problem)?,
         framework_heartbeat_interval: get_duration("broker.framework.heartbeat.interval")?,
         refuse_default: get_duration("broker.filter.refuse.default")?,

@@ -13,7 +13,7 @@ use weir_model::{AgentId, FrameworkId, ResourceSet, Role, TaskId, TaskState};
 use weir_proto::convert::{self, task_state_from_proto, task_state_to_proto, ProtoError};
 use weir_proto::v1;
 
-use super::{agent_message, broker_status, secs, Agent, BrokerCore, ConnId, Framework, Output, Task};
+use super::{agent_message, broker_status, secs, Agent, BrokerCore, ConnId, Framework, Output, Task, REMOVED_AGENTS_KEPT};
 
 /// Bounds on what an agent may claim about itself.
 const MAX_ATTRIBUTES: usize = 64;
@@ -117,6 +117,22 @@ impl BrokerCore {
             Some(id) => id,
             None => AgentId::new(self.fresh_id("A")),
         };
+        let mut reg = reg;
+        if let Some(pos) = self.removed_agents.iter().position(|a| a == &id) {
+            // Its tasks were reported GONE: they must not come back to life.
+            self.removed_agents.remove(pos);
+            for t in std::mem::take(&mut reg.tasks) {
+                tracing::info!(agent_id = %id, framework_id = %t.framework, task_id = %t.task, "removed agent returned; killing its task");
+                out.push(Output::Agent(
+                    conn,
+                    agent_message(v1::broker_message::Kind::KillTask(v1::broker_message::KillTask {
+                        framework_id: t.framework.to_string(),
+                        task_id: t.task.to_string(),
+                    })),
+                ));
+                self.doomed_tasks.insert((t.framework, t.task));
+            }
+        }
         let reregistering = self.agents.contains_key(&id);
         if reregistering {
             self.drop_agent_from_allocator(&id, &mut out);
@@ -147,6 +163,7 @@ impl BrokerCore {
             conn: Some(conn),
             last_seen: now,
             reachable: true,
+            unreachable_since: None,
             registered_at: self.agents.get(&id).map_or(now, |a| a.registered_at),
             tasks: reported.clone(),
             offers: Default::default(),
@@ -331,6 +348,23 @@ impl BrokerCore {
                 }
                 self.notify_framework(&framework, status, out);
             }
+            _ if self.doomed_tasks.contains(&key) => {
+                // A task of a removed agent: the framework already heard
+                // TASK_GONE; acknowledge so the agent can forget it.
+                if state.is_terminal() {
+                    self.doomed_tasks.remove(&key);
+                }
+                if let Some(conn) = self.agents.get(agent_id).and_then(|a| a.conn) {
+                    out.push(Output::Agent(
+                        conn,
+                        agent_message(v1::broker_message::Kind::Acknowledge(v1::broker_message::Acknowledge {
+                            framework_id: framework.to_string(),
+                            task_id: task_id.to_string(),
+                            uuid: status.uuid,
+                        })),
+                    ));
+                }
+            }
             _ if self.frameworks.contains_key(&framework) => {
                 // A retry of an update the books already retired, or a task
                 // the books lost: the framework still gets it and acknowledges.
@@ -388,6 +422,7 @@ impl BrokerCore {
         }
         let Some(agent) = self.agents.get_mut(id) else { return };
         agent.reachable = false;
+        agent.unreachable_since = Some(now);
         if let Some(conn) = agent.conn.take() {
             self.agent_conns.remove(&conn);
             out.push(Output::Close(conn));
@@ -411,6 +446,40 @@ impl BrokerCore {
                 task.latest = status.clone();
             }
             self.notify_framework(&framework, status, out);
+        }
+    }
+
+    /// Agents unreachable for longer than the re-register timeout are
+    /// removed: their tasks are GONE and their resources leave the pool.
+    pub(super) fn remove_lost_agents(&mut self, now: Duration, out: &mut Vec<Output>) {
+        let timeout = self.settings.agent_reregister_timeout;
+        let lost: Vec<AgentId> = self
+            .agents
+            .iter()
+            .filter(|(_, a)| a.unreachable_since.is_some_and(|since| now.saturating_sub(since) >= timeout))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in lost {
+            let Some(agent) = self.agents.remove(&id) else { continue };
+            if let Err(err) = self.allocator.remove_agent(&id) {
+                tracing::error!(agent_id = %id, error = %err, "books out of step: agent unknown to the allocator");
+            }
+            tracing::warn!(agent_id = %id, tasks = agent.tasks.len(), "agent did not come back in time; removed");
+            for (framework, task_id) in &agent.tasks {
+                let Some(task) = self.tasks.remove(&(framework.clone(), task_id.clone())) else { continue };
+                if let Some(f) = self.frameworks.get_mut(framework) {
+                    f.tasks.remove(task_id);
+                }
+                let message = format!("agent {id} was removed after {timeout:?} without re-registering");
+                let status = broker_status(framework, task_id, Some(&id), TaskState::Gone, "REASON_AGENT_REMOVED", message.clone(), now);
+                self.record_completed(framework, task_id, &task, TaskState::Gone, &message);
+                self.notify_framework(framework, status, out);
+            }
+            self.removed_agents.push_back(id);
+            while self.removed_agents.len() > REMOVED_AGENTS_KEPT {
+                self.removed_agents.pop_front();
+            }
+            self.dirty = true;
         }
     }
 

@@ -47,6 +47,8 @@ pub struct BrokerSettings {
     pub allocation_interval: Duration,
     pub offer_timeout: Duration,
     pub agent_unreachable_timeout: Duration,
+    /// How long an unreachable agent may take to come back before it is removed.
+    pub agent_reregister_timeout: Duration,
     pub agent_heartbeat_interval: Duration,
     pub framework_heartbeat_interval: Duration,
     pub refuse_default: Duration,
@@ -59,6 +61,7 @@ impl Default for BrokerSettings {
             allocation_interval: Duration::from_millis(100),
             offer_timeout: Duration::from_secs(60),
             agent_unreachable_timeout: Duration::from_secs(15),
+            agent_reregister_timeout: Duration::from_secs(600),
             agent_heartbeat_interval: Duration::from_secs(1),
             framework_heartbeat_interval: Duration::from_secs(15),
             refuse_default: Duration::from_secs(5),
@@ -67,6 +70,9 @@ impl Default for BrokerSettings {
     }
 }
 
+/// How many removed agents are remembered (to tell them to kill their
+/// tasks if they come back).
+const REMOVED_AGENTS_KEPT: usize = 10_000;
 /// How many finished tasks `/state` remembers.
 const COMPLETED_TASKS_KEPT: usize = 1000;
 /// Filters longer than this are clamped (a framework cannot hide an agent forever).
@@ -81,6 +87,7 @@ struct Agent {
     conn: Option<ConnId>,
     last_seen: Duration,
     reachable: bool,
+    unreachable_since: Option<Duration>,
     registered_at: Duration,
     tasks: BTreeSet<(FrameworkId, TaskId)>,
     offers: BTreeSet<OfferId>,
@@ -169,6 +176,11 @@ pub struct BrokerCore {
     offer_expiry: BTreeSet<(Duration, OfferId)>,
     tasks: BTreeMap<(FrameworkId, TaskId), Task>,
     completed: VecDeque<CompletedTask>,
+    /// Agents removed after their re-register timeout, oldest first.
+    removed_agents: VecDeque<AgentId>,
+    /// Tasks of removed agents that were told to die: their last updates
+    /// are acknowledged here (the framework already heard TASK_GONE).
+    doomed_tasks: BTreeSet<(FrameworkId, TaskId)>,
     /// Something changed that an allocation cycle could act on.
     dirty: bool,
     last_allocation: Option<Duration>,
@@ -198,6 +210,8 @@ impl BrokerCore {
             offer_expiry: BTreeSet::new(),
             tasks: BTreeMap::new(),
             completed: VecDeque::new(),
+            removed_agents: VecDeque::new(),
+            doomed_tasks: BTreeSet::new(),
             dirty: false,
             last_allocation: None,
             next_filter_expiry: None,
@@ -225,6 +239,7 @@ impl BrokerCore {
         let mut out = Vec::new();
         self.expire_offers(now, &mut out);
         self.detect_unreachable_agents(now, &mut out);
+        self.remove_lost_agents(now, &mut out);
         self.expire_disconnected_frameworks(now, &mut out);
         if self.next_filter_expiry.is_some_and(|t| t <= now) {
             self.next_filter_expiry = None;

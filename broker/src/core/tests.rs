@@ -558,3 +558,42 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn an_agent_gone_too_long_is_removed_and_told_to_kill_its_tasks_when_it_returns() {
+    let mut h = Harness::new();
+    h.core.settings.agent_reregister_timeout = Duration::from_secs(60);
+    let agent = h.register_agent(AGENT_A, "", "cpus:2;mem:1024", vec![]);
+    let fw = h.subscribe(FW_1, "one", &[], 3600.0);
+    let offers = Harness::offers_in(&h.advance(ms(100)), FW_1);
+    let launched = h.call(FW_1, accept(&[&offers[0]], vec![task("t", "cpus:1;mem:64")]));
+    let info = Harness::run_tasks_in(&launched, AGENT_A)[0].clone();
+    h.agent_update(AGENT_A, &fw, "t", TaskState::Running, 1);
+    h.live_agents.clear();
+    h.advance(Duration::from_secs(6)); // unreachable
+    assert!(Harness::updates_in(&h.advance(Duration::from_secs(30)), FW_1).is_empty(), "not removed yet");
+    let out = h.advance(Duration::from_secs(30));
+    let gone = Harness::updates_in(&out, FW_1);
+    assert_eq!(gone.len(), 1);
+    assert_eq!((state_of(&gone[0]), gone[0].reason.as_str()), (TaskState::Gone, "REASON_AGENT_REMOVED"));
+    let state = h.core.state(h.now);
+    assert!(state.agents.is_empty() && state.tasks.is_empty());
+    assert_eq!(state.completed_tasks[0].state, "TASK_GONE");
+
+    // It comes back, still running the task: the task must die, and not
+    // come back to life in the books.
+    let running = v1::RunningTask {
+        framework_id: fw.clone(),
+        task: Some(info),
+        latest: Some(v1::TaskStatus { task_id: "t".into(), state: task_state_to_proto(TaskState::Running) as i32, framework_id: fw.clone(), ..Default::default() }),
+    };
+    h.register_agent(AGENT_B, &agent, "cpus:2;mem:1024", vec![running]);
+    let kills: Vec<_> = h.log.iter().filter(|o| matches!(o, Output::Agent(AGENT_B, v1::BrokerMessage { kind: Some(v1::broker_message::Kind::KillTask(k)) }) if k.task_id == "t")).collect();
+    assert_eq!(kills.len(), 1);
+    assert!(h.core.state(h.now).tasks.is_empty());
+    assert_eq!(h.core.state(h.now).totals.free.cpus, 2.0);
+    // Its KILLED update is acknowledged by the broker, not forwarded.
+    let out = h.agent_update(AGENT_B, &fw, "t", TaskState::Killed, 9);
+    assert!(Harness::updates_in(&out, FW_1).is_empty());
+    assert!(out.iter().any(|o| matches!(o, Output::Agent(AGENT_B, v1::BrokerMessage { kind: Some(v1::broker_message::Kind::Acknowledge(a)) }) if a.uuid == vec![9; 16])));
+}
