@@ -381,3 +381,57 @@ async fn tasks_survive_an_agent_killed_with_sigkill() {
     assert!(pids_with(&marker).is_empty());
     kill_marked(&marker);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_away_past_its_reregister_timeout_loses_its_tasks() {
+    let mut cluster = tokio::task::block_in_place(|| {
+        Cluster::start(1, SPEC, &["broker.agent.unreachable.timeout=1s", "broker.agent.reregister.timeout=2s"])
+    });
+    let marker = format!("weir-it-gone-{}", std::process::id());
+    let mut fw = TestFramework::subscribe(&cluster, "gone-test").await;
+    fw.launch("doomed", &format!("sleep 300 # {marker}"), None).await;
+    fw.wait_seen("doomed", TaskState::Running, Duration::from_secs(20)).await;
+    cluster.agents[0].kill9();
+    fw.wait_state("doomed", TaskState::Unreachable, Duration::from_secs(10)).await;
+    let gone = fw.wait_state("doomed", TaskState::Gone, Duration::from_secs(10)).await;
+    assert_eq!(gone.reason, "REASON_AGENT_REMOVED");
+    assert_eq!(pids_with(&marker).len(), 1, "still running on the lost agent");
+
+    // The agent returns: it is told to kill the task, which stays gone.
+    tokio::task::block_in_place(|| cluster.add_agent(0, SPEC));
+    tokio::task::block_in_place(|| {
+        wait_until(Duration::from_secs(15), "the returning agent to kill its task", || pids_with(&marker).is_empty())
+    });
+    let state = tokio::task::block_in_place(|| cluster.wait_for(Duration::from_secs(10), |s| s["agents"][0]["connected"] == true));
+    assert!(state["tasks"].as_array().unwrap().is_empty());
+    kill_marked(&marker);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_framework_that_fails_over_in_time_keeps_its_tasks() {
+    let cluster = tokio::task::block_in_place(|| Cluster::start(1, SPEC, &[]));
+    let marker = format!("weir-it-fwfo-{}", std::process::id());
+    let mut config = FrameworkConfig::new(cluster.broker_addr.clone(), "failing-over");
+    config.failover_timeout = Duration::from_secs(60);
+    config.reconnect = false;
+    let mut first = TestFramework::subscribe_with(config.clone()).await;
+    let id = first.fw.id().clone();
+    let agent = first.launch("kept", &format!("sleep 300 # {marker}"), None).await;
+    first.wait_seen("kept", TaskState::Running, Duration::from_secs(20)).await;
+    drop(first); // the scheduler dies: its stream closes
+
+    let state = tokio::task::block_in_place(|| {
+        cluster.wait_for(Duration::from_secs(10), |s| s["frameworks"][0]["active"] == false)
+    });
+    assert_eq!(state["tasks"][0]["state"], "TASK_RUNNING", "tasks survive the scheduler within its failover timeout");
+
+    config.framework_id = Some(id.clone());
+    let mut second = TestFramework::subscribe_with(config).await;
+    assert_eq!(second.fw.id(), &id);
+    second.fw.reconcile(vec![("kept".into(), Some(agent.clone().into()))]).await.unwrap();
+    second.wait_state("kept", TaskState::Running, Duration::from_secs(10)).await;
+    assert_eq!(pids_with(&marker).len(), 1);
+    second.fw.kill(&"kept".into(), Some(&agent.into())).await.unwrap();
+    second.wait_state("kept", TaskState::Killed, Duration::from_secs(10)).await;
+    kill_marked(&marker);
+}
