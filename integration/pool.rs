@@ -24,6 +24,23 @@ fn run_streams_output_and_exits_with_the_task_code() {
     assert!(stderr.contains("to-stderr"), "stderr: {stderr}");
     assert!(stderr.contains("TASK_FINISHED"), "stderr: {stderr}");
 
+    // `weir logs` reads the finished task's sandbox through its agent.
+    let framework = stderr
+        .split_whitespace()
+        .skip_while(|w| *w != "framework")
+        .nth(1)
+        .expect("weir run names its framework")
+        .to_owned();
+    let logs = cluster.weir(&["logs", "weir-run-0", "--framework", &framework]);
+    assert_eq!(logs.status.code(), Some(0), "{}", String::from_utf8_lossy(&logs.stderr));
+    assert_eq!(String::from_utf8_lossy(&logs.stdout), "hello-from-weir\n");
+    let logs = cluster.weir(&["logs", "weir-run-0", "--framework", &framework, "--stderr"]);
+    assert_eq!(String::from_utf8_lossy(&logs.stdout), "");
+    assert_eq!(String::from_utf8_lossy(&logs.stderr), "to-stderr\n");
+    let logs = cluster.weir(&["logs", "no-such-task"]);
+    assert_eq!(logs.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&logs.stderr).contains("no task \"no-such-task\" is known"));
+
     let out = cluster.weir(&["run", "--cpus", "0.5", "--mem", "64", "--", "exit 3"]);
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
 

@@ -41,6 +41,8 @@ enum Command {
     Run(cmd::run::Args),
     /// Show agents, frameworks, tasks and roles.
     Status(cmd::status::Args),
+    /// Print a task's output (stdout, or stderr with --stderr).
+    Logs(cmd::logs::Args),
     /// Show the effective configuration.
     Conf(cmd::conf::Args),
     /// Supervise one task (started by the agent, not by people).
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
             Command::Standalone(args) => cmd::standalone::main(&options, args).await,
             Command::Run(args) => cmd::run::main(&options, args).await,
             Command::Status(args) => cmd::status::main(&options, args).await,
+            Command::Logs(args) => cmd::logs::main(&options, args).await,
             Command::Conf(args) => cmd::conf::main(&options, args),
             Command::Executor(_) => unreachable!("handled before the runtime starts"),
         }

@@ -4,7 +4,9 @@ pub mod agent;
 pub mod broker;
 pub mod conf;
 pub mod executor;
+pub mod logs;
 pub mod run;
+pub mod sandbox;
 pub mod standalone;
 pub mod status;
 

@@ -7,7 +7,6 @@
 //! kills what it started before exiting 130.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -206,50 +205,15 @@ fn sanitize(name: &str) -> String {
     s.chars().take(64).collect()
 }
 
-/// Copies a task's stdout and stderr from its agent to ours until told the
-/// task ended, then drains what is left.
-async fn stream_output(broker: String, framework: String, task: TaskId, agent: AgentId, mut done: watch::Receiver<bool>) {
+/// Streams a task's stdout and stderr until told the task ended.
+async fn stream_output(broker: String, framework: String, task: TaskId, agent: AgentId, done: watch::Receiver<bool>) {
     let Some(agent) = agent_http_address(&broker, &agent).await else {
         eprintln!("weir run: cannot find the agent of {task}; its output will not be shown");
         return;
     };
-    let client = match reqwest::Client::builder().timeout(Duration::from_secs(10)).build() {
-        Ok(c) => c,
-        Err(_) => return,
-    };
-    let mut offsets = [0u64, 0u64];
-    loop {
-        let finished = *done.borrow();
-        for (i, file) in ["stdout", "stderr"].iter().enumerate() {
-            loop {
-                let url = format!(
-                    "http://{agent}/files/read?framework_id={framework}&task_id={task}&file={file}&offset={}&length=65536",
-                    offsets[i]
-                );
-                let Ok(resp) = client.get(&url).send().await else { break };
-                if !resp.status().is_success() {
-                    break;
-                }
-                let Ok(bytes) = resp.bytes().await else { break };
-                if bytes.is_empty() {
-                    break;
-                }
-                offsets[i] += bytes.len() as u64;
-                if i == 0 {
-                    let _ = std::io::stdout().write_all(&bytes);
-                    let _ = std::io::stdout().flush();
-                } else {
-                    let _ = std::io::stderr().write_all(&bytes);
-                }
-            }
-        }
-        if finished {
-            return;
-        }
-        tokio::select! {
-            _ = done.changed() => {}
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-        }
+    let streams = [super::sandbox::Stream::Stdout, super::sandbox::Stream::Stderr];
+    if let Err(e) = super::sandbox::copy_output(&agent, &framework, task.as_str(), &streams, done).await {
+        eprintln!("weir run: cannot show the output of {task}: {e}");
     }
 }
 
