@@ -242,6 +242,11 @@ impl AgentCore {
         self.tasks.iter().map(|((f, t), r)| view(f, t, r)).chain(self.completed.iter().cloned()).collect()
     }
 
+    /// Sandboxes of tasks that have not ended (never garbage-collected).
+    pub fn live_sandboxes(&self) -> std::collections::HashSet<PathBuf> {
+        self.tasks.values().filter(|t| !t.state.is_terminal() || t.pid.is_some()).filter_map(|t| t.sandbox.clone()).collect()
+    }
+
     /// The sandbox of a task, live or recently completed.
     pub fn sandbox(&self, framework: &str, task: &str) -> Option<PathBuf> {
         let key = (FrameworkId::new(framework), TaskId::new(task));

@@ -132,6 +132,34 @@ pub fn spawn(ctx: &LaunchContext, framework: &FrameworkId, task: &TaskId, info: 
     Ok(Started { pid, sandbox, child })
 }
 
+/// Deletes sandboxes under `root` (`<root>/<framework>/<task>`) that were
+/// last modified before `older_than`, except those in `keep` (live tasks).
+/// Framework directories left empty go too. Returns what was deleted.
+pub fn collect_garbage(root: &Path, keep: &std::collections::HashSet<PathBuf>, older_than: std::time::SystemTime) -> Vec<PathBuf> {
+    let mut deleted = Vec::new();
+    let Ok(frameworks) = std::fs::read_dir(root) else { return deleted };
+    for framework in frameworks.flatten() {
+        let fw_path = framework.path();
+        if !fw_path.is_dir() {
+            continue;
+        }
+        let Ok(tasks) = std::fs::read_dir(&fw_path) else { continue };
+        for task in tasks.flatten() {
+            let path = task.path();
+            if keep.contains(&path) {
+                continue;
+            }
+            let old = task.metadata().and_then(|m| m.modified()).is_ok_and(|m| m < older_than);
+            if old && std::fs::remove_dir_all(&path).is_ok() {
+                deleted.push(path);
+            }
+        }
+        // Only succeeds when empty.
+        let _ = std::fs::remove_dir(&fw_path);
+    }
+    deleted
+}
+
 /// Signals the task's whole process group.
 pub fn signal(pid: u32, signal: Signal) {
     let sig = match signal {
@@ -172,6 +200,26 @@ mod tests {
                 !zombie && String::from_utf8_lossy(&cmd).replace('\0', " ").contains(marker)
             })
             .count()
+    }
+
+    #[test]
+    fn garbage_collection_keeps_live_and_recent_sandboxes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mk = |p: &str| {
+            let path = dir.path().join(p);
+            std::fs::create_dir_all(&path).unwrap();
+            std::fs::write(path.join("stdout"), "x").unwrap();
+            path
+        };
+        let (old, live, recent) = (mk("F1/old"), mk("F1/live"), mk("F2/recent"));
+        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for p in [&old, &live] {
+            std::fs::File::open(p).unwrap().set_modified(past).unwrap();
+        }
+        let keep = [live.clone()].into_iter().collect();
+        let cutoff = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        assert_eq!(collect_garbage(dir.path(), &keep, cutoff), vec![old.clone()]);
+        assert!(!old.exists() && live.exists() && recent.exists());
     }
 
     #[tokio::test]

@@ -64,6 +64,8 @@ pub struct AgentSettings {
     /// The `weir` binary that supervises each task (`weir executor`), so
     /// tasks outlive the agent; `None` runs them as the agent's children.
     pub supervisor: Option<PathBuf>,
+    /// Sandboxes of ended tasks untouched this long are deleted.
+    pub sandbox_gc_age: Duration,
     /// Kill every task when the agent stops (standalone); otherwise they
     /// keep running and a restarted agent re-attaches to them.
     pub kill_tasks_on_shutdown: bool,
@@ -226,6 +228,23 @@ pub async fn run(settings: AgentSettings, shutdown: impl std::future::Future<Out
         }
     }
     let event_loop = tokio::spawn(event_loop(shared.clone(), events_rx));
+    let gc = tokio::spawn({
+        let shared = shared.clone();
+        let age = settings.sandbox_gc_age;
+        async move {
+            let mut interval = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                interval.tick().await;
+                let keep = shared.core().live_sandboxes();
+                let cutoff = SystemTime::now().checked_sub(age).unwrap_or(UNIX_EPOCH);
+                let root = shared.sandboxes.clone();
+                let deleted = tokio::task::spawn_blocking(move || launcher::collect_garbage(&root, &keep, cutoff)).await.unwrap_or_default();
+                if !deleted.is_empty() {
+                    tracing::info!(count = deleted.len(), "old sandboxes deleted");
+                }
+            }
+        }
+    });
     let ticker = tokio::spawn({
         let events = shared.events.clone();
         let every = settings.status_update_retry_interval.min(Duration::from_millis(250)).max(Duration::from_millis(20));
@@ -263,6 +282,7 @@ pub async fn run(settings: AgentSettings, shutdown: impl std::future::Future<Out
         tracing::info!(live, "agent stopping; its tasks keep running and a restarted agent re-attaches to them");
     }
     connection.abort();
+    gc.abort();
     ticker.abort();
     http.abort();
     event_loop.abort();
