@@ -199,7 +199,8 @@ async fn launch_kill_and_reconcile_through_the_sdk() {
     let mut fw = TestFramework::subscribe(&cluster, "sdk-test").await;
     let agent = fw.launch("sleeper", &format!("sleep 300 # {marker}"), None).await;
     fw.wait_state("sleeper", TaskState::Running, Duration::from_secs(20)).await;
-    assert_eq!(pids_with(&marker).len(), 1, "the task's process runs");
+    // RUNNING means its supervisor started; the task's own process follows.
+    tokio::task::block_in_place(|| wait_until(Duration::from_secs(5), "the task's process", || pids_with(&marker).len() == 1));
 
     // Explicit reconciliation: known task RUNNING, unknown task UNKNOWN.
     fw.fw.reconcile(vec![("sleeper".into(), Some(agent.clone().into())), ("ghost".into(), None)]).await.unwrap();
@@ -263,6 +264,7 @@ async fn a_restarted_broker_rebuilds_its_books_from_agents_and_frameworks() {
     let framework_id = fw.fw.id().clone();
     let agent = fw.launch("long", &format!("sleep 300 # {marker}"), None).await;
     fw.wait_state("long", TaskState::Running, Duration::from_secs(20)).await;
+    tokio::task::block_in_place(|| wait_until(Duration::from_secs(5), "the task's process", || pids_with(&marker).len() == 1));
 
     tokio::task::block_in_place(|| cluster.restart_broker());
     let resubscribed = tokio::time::timeout(Duration::from_secs(30), async {
@@ -376,6 +378,7 @@ async fn tasks_survive_an_agent_killed_with_sigkill() {
     fw.wait_seen("short", TaskState::Running, Duration::from_secs(20)).await;
     fw.wait_seen("long", TaskState::Running, Duration::from_secs(20)).await;
 
+    tokio::task::block_in_place(|| wait_until(Duration::from_secs(5), "the task's process", || pids_with(&marker).len() == 1));
     cluster.agents[0].kill9();
     assert_eq!(pids_with(&marker).len(), 1, "the task died with its agent");
     // "short" ends while no agent is there to see it.
@@ -408,6 +411,7 @@ async fn an_agent_away_past_its_reregister_timeout_loses_its_tasks() {
     let mut fw = TestFramework::subscribe(&cluster, "gone-test").await;
     fw.launch("doomed", &format!("sleep 300 # {marker}"), None).await;
     fw.wait_seen("doomed", TaskState::Running, Duration::from_secs(20)).await;
+    tokio::task::block_in_place(|| wait_until(Duration::from_secs(5), "the task's process", || pids_with(&marker).len() == 1));
     cluster.agents[0].kill9();
     fw.wait_state("doomed", TaskState::Unreachable, Duration::from_secs(10)).await;
     let gone = fw.wait_state("doomed", TaskState::Gone, Duration::from_secs(10)).await;
@@ -435,6 +439,7 @@ async fn a_framework_that_fails_over_in_time_keeps_its_tasks() {
     let id = first.fw.id().clone();
     let agent = first.launch("kept", &format!("sleep 300 # {marker}"), None).await;
     first.wait_seen("kept", TaskState::Running, Duration::from_secs(20)).await;
+    tokio::task::block_in_place(|| wait_until(Duration::from_secs(5), "the task's process", || pids_with(&marker).len() == 1));
     drop(first); // the scheduler dies: its stream closes
 
     let state = tokio::task::block_in_place(|| {
@@ -451,4 +456,41 @@ async fn a_framework_that_fails_over_in_time_keeps_its_tasks() {
     second.fw.kill(&"kept".into(), Some(&agent.into())).await.unwrap();
     second.wait_state("kept", TaskState::Killed, Duration::from_secs(10)).await;
     kill_marked(&marker);
+}
+
+#[test]
+fn a_task_over_its_memory_limit_fails_with_the_reason() {
+    let cluster = Cluster::start(1, SPEC, &[]);
+    let out = cluster.weir(&["run", "--cpus", "0.5", "--mem", "64", "--", "head -c 300M /dev/zero | tail"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(137), "{stderr}");
+    assert!(stderr.contains("TASK_FAILED: memory limit exceeded: peak 64.0 MiB of a 64.0 MiB limit"), "{stderr}");
+    let state = cluster.state();
+    assert_eq!(state["completed_tasks"][0]["state"], "TASK_FAILED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cpu_hog_gets_its_share_and_its_usage_is_reported() {
+    let cluster = tokio::task::block_in_place(|| Cluster::start(1, SPEC, &[]));
+    let mut fw = TestFramework::subscribe(&cluster, "hog").await;
+    // TestFramework launches with cpus:0.5: a busy loop may use half a core.
+    fw.launch("hog", "while :; do :; done", None).await;
+    fw.wait_seen("hog", TaskState::Running, Duration::from_secs(20)).await;
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let state = tokio::task::block_in_place(|| {
+        cluster.wait_for(Duration::from_secs(5), |s| s["tasks"][0]["cpu_seconds"].as_f64().is_some_and(|c| c > 0.5))
+    });
+    let elapsed = started.elapsed().as_secs_f64() + 0.5;
+    let cpu = state["tasks"][0]["cpu_seconds"].as_f64().unwrap();
+    assert!(cpu <= 0.5 * elapsed * 1.3, "used {cpu:.2} s of CPU in {elapsed:.1} s with cpus 0.5");
+    assert!(state["tasks"][0]["mem_used_mib"].as_f64().is_some());
+    let status = cluster.weir(&["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("CPU TIME") && text.contains("MEM USED"), "{text}");
+    let agent = state["agents"][0]["http_address"].as_str().unwrap().to_owned();
+    let agent_state: serde_json::Value = serde_json::from_str(&support::http_get(&format!("http://{agent}/state")).unwrap()).unwrap();
+    assert_eq!(agent_state["isolation"], "cgroups");
+    assert!(agent_state["tasks"][0]["usage"]["mem_limit_bytes"].as_u64() == Some(64 * 1024 * 1024));
+    fw.fw.teardown().await.unwrap();
 }

@@ -144,6 +144,7 @@ pub fn agent(config: &Config, kill_tasks_on_shutdown: bool) -> Result<weir_agent
         kill_grace_period: config.get_duration("agent.kill.grace.period").map_err(problem)?,
         status_update_retry_interval: config.get_duration("agent.status.update.retry.interval").map_err(problem)?,
         sandbox_gc_age: config.get_duration("agent.sandbox.gc.age").map_err(problem)?,
+        isolation: weir_agent::isolation::Mode::parse(&config.get_str("agent.isolation").map_err(problem)?).map_err(problem)?,
         // This very binary supervises tasks (`weir executor`).
         supervisor: Some(std::env::current_exe().context("finding the weir binary to supervise tasks")?),
         kill_tasks_on_shutdown,

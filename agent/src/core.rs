@@ -45,7 +45,9 @@ pub enum Input {
     Acknowledge { framework: String, task: String, uuid: Vec<u8> },
     Spawned { framework: FrameworkId, task: TaskId, pid: u32, sandbox: PathBuf },
     SpawnFailed { framework: FrameworkId, task: TaskId, error: String },
-    Exited { framework: FrameworkId, task: TaskId, code: Option<i32>, signal: Option<i32> },
+    /// `limitation`: the task hit a resource limit (e.g. the OOM killer);
+    /// the message says which.
+    Exited { framework: FrameworkId, task: TaskId, code: Option<i32>, signal: Option<i32>, limitation: Option<String> },
     Disconnected,
     Tick,
     Shutdown,
@@ -300,7 +302,7 @@ impl AgentCore {
                 let message = format!("could not start the command: {error}");
                 self.update(&key, TaskState::Failed, "REASON_EXECUTOR_TERMINATED", &message, None, None, now, wall, &mut out);
             }
-            Input::Exited { framework, task, code, signal } => {
+            Input::Exited { framework, task, code, signal, limitation } => {
                 let key = (framework.clone(), task.clone());
                 let Some(t) = self.tasks.get_mut(&key) else { return out };
                 t.pid = None;
@@ -309,6 +311,11 @@ impl AgentCore {
                 tracing::info!(framework_id = %framework, task_id = %task, ?code, ?signal, "task exited");
                 let (state, reason, message) = match (code, signal) {
                     _ if killed => (TaskState::Killed, "REASON_TASK_KILLED", "Task killed".to_owned()),
+                    _ if limitation.is_some() => (
+                        TaskState::Failed,
+                        "REASON_CONTAINER_LIMITATION_MEMORY",
+                        limitation.clone().unwrap_or_default(),
+                    ),
                     (Some(0), _) => (TaskState::Finished, "REASON_COMMAND_EXITED", "Command exited with status 0".to_owned()),
                     (Some(c), _) => (TaskState::Failed, "REASON_COMMAND_EXITED", format!("Command exited with status {c}")),
                     (None, Some(s)) => (TaskState::Failed, "REASON_COMMAND_EXITED", format!("Command terminated by signal {s}")),
@@ -626,7 +633,7 @@ mod tests {
         // wait their turn.
         let out = c.handle(Input::Spawned { framework: fw(), task: "t".into(), pid: 42, sandbox: "/s".into() }, t0, 0.0);
         assert!(sent(&out).is_empty());
-        let out = c.handle(Input::Exited { framework: fw(), task: "t".into(), code: Some(0), signal: None }, t0, 0.0);
+        let out = c.handle(Input::Exited { framework: fw(), task: "t".into(), code: Some(0), signal: None, limitation: None }, t0, 0.0);
         assert!(sent(&out).is_empty());
 
         // A stale acknowledgement changes nothing.
@@ -659,7 +666,7 @@ mod tests {
             let mut c = core();
             c.handle(Input::RunTask { framework: "F1".into(), task: task("t") }, Duration::ZERO, 0.0);
             c.handle(Input::Spawned { framework: fw(), task: "t".into(), pid: 1, sandbox: "/s".into() }, Duration::ZERO, 0.0);
-            c.handle(Input::Exited { framework: fw(), task: "t".into(), code, signal }, Duration::ZERO, 0.0);
+            c.handle(Input::Exited { framework: fw(), task: "t".into(), code, signal, limitation: None }, Duration::ZERO, 0.0);
             let view = &c.tasks()[0];
             assert_eq!((view.state.as_str(), view.message.as_str()), (state.name(), message));
             assert_eq!((view.exit_code, view.signal), (code.filter(|c| *c != 0).or(code), signal));
@@ -681,7 +688,7 @@ mod tests {
         // Only once.
         let out = c.handle(Input::Tick, t0 + GRACE * 2, 0.0);
         assert!(!out.iter().any(|e| matches!(e, Effect::Signal { .. })));
-        c.handle(Input::Exited { framework: fw(), task: "t".into(), code: None, signal: Some(9) }, t0 + GRACE, 0.0);
+        c.handle(Input::Exited { framework: fw(), task: "t".into(), code: None, signal: Some(9), limitation: None }, t0 + GRACE, 0.0);
         assert_eq!(c.tasks()[0].state, "TASK_KILLED");
     }
 
@@ -734,7 +741,7 @@ mod tests {
         let out = c.handle(Input::RunTask { framework: "F1".into(), task: task("late") }, Duration::ZERO, 0.0);
         assert!(!out.iter().any(|e| matches!(e, Effect::Spawn { .. })));
         for t in ["a", "b"] {
-            c.handle(Input::Exited { framework: fw(), task: t.into(), code: None, signal: Some(15) }, Duration::ZERO, 0.0);
+            c.handle(Input::Exited { framework: fw(), task: t.into(), code: None, signal: Some(15), limitation: None }, Duration::ZERO, 0.0);
         }
         assert!(c.is_drained());
     }

@@ -76,7 +76,15 @@ fn sandbox_path(root: &Path, framework: &FrameworkId, task: &TaskId) -> PathBuf 
         .unwrap_or(first)
 }
 
-pub fn spawn(ctx: &LaunchContext, framework: &FrameworkId, task: &TaskId, info: &v1::TaskInfo) -> std::io::Result<Started> {
+/// `cgroup_procs`: the task's cgroup files its supervisor joins first
+/// (empty without isolation; only honoured with a supervisor).
+pub fn spawn(
+    ctx: &LaunchContext,
+    framework: &FrameworkId,
+    task: &TaskId,
+    info: &v1::TaskInfo,
+    cgroup_procs: &[PathBuf],
+) -> std::io::Result<Started> {
     let sandbox = sandbox_path(&ctx.sandboxes, framework, task);
     std::fs::create_dir_all(&sandbox)?;
     let stdout = std::fs::File::create(sandbox.join("stdout"))?;
@@ -94,7 +102,11 @@ pub fn spawn(ctx: &LaunchContext, framework: &FrameworkId, task: &TaskId, info: 
     let mut cmd = match &ctx.supervisor {
         Some(weir) => {
             let mut c = tokio::process::Command::new(weir);
-            c.arg("executor").arg("--status-file").arg(sandbox.join(STATUS_FILE)).arg("--").args(&argv);
+            c.arg("executor").arg("--status-file").arg(sandbox.join(STATUS_FILE));
+            for procs in cgroup_procs {
+                c.arg("--cgroup-procs").arg(procs);
+            }
+            c.arg("--").args(&argv);
             c
         }
         None => {
@@ -227,19 +239,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ctx = LaunchContext { agent_id: "A1".into(), sandboxes: dir.path().to_owned(), supervisor: None };
         let info = shell_task("echo out $WEIR_TASK_ID; echo err >&2; exit 3");
-        let mut started = spawn(&ctx, &"F1".into(), &"t".into(), &info).unwrap();
+        let mut started = spawn(&ctx, &"F1".into(), &"t".into(), &info, &[]).unwrap();
         let status = started.child.wait().await.unwrap();
         assert_eq!(exit_of(status), (Some(3), None));
         assert_eq!(std::fs::read_to_string(started.sandbox.join("stdout")).unwrap(), "out t\n");
         assert_eq!(std::fs::read_to_string(started.sandbox.join("stderr")).unwrap(), "err\n");
         // A second run of the same task id gets a fresh sandbox.
-        let again = spawn(&ctx, &"F1".into(), &"t".into(), &info).unwrap();
+        let again = spawn(&ctx, &"F1".into(), &"t".into(), &info, &[]).unwrap();
         assert_ne!(again.sandbox, started.sandbox);
         let missing = v1::TaskInfo {
             command: Some(v1::CommandInfo { shell: false, value: "/no/such/program".into(), ..Default::default() }),
             ..shell_task("")
         };
-        assert!(spawn(&ctx, &"F1".into(), &"u".into(), &missing).is_err());
+        assert!(spawn(&ctx, &"F1".into(), &"u".into(), &missing, &[]).is_err());
     }
 
     #[tokio::test]
@@ -249,7 +261,7 @@ mod tests {
         let marker = format!("weir-launcher-test-{}", std::process::id());
         // The shell starts a child; TERM to the group must reach it too.
         let info = shell_task(&format!("sleep 60 # {marker}-a & wait"));
-        let mut started = spawn(&ctx, &"F1".into(), &"group".into(), &info).unwrap();
+        let mut started = spawn(&ctx, &"F1".into(), &"group".into(), &info, &[]).unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(alive_with(&format!("{marker}-a")) >= 1);
         signal(started.pid, Signal::Term);
@@ -259,7 +271,7 @@ mod tests {
         assert_eq!(alive_with(&format!("{marker}-a")), 0, "the child of the shell survived");
 
         let info = shell_task(&format!("trap '' TERM; sleep 60 # {marker}-b"));
-        let mut started = spawn(&ctx, &"F1".into(), &"stubborn".into(), &info).unwrap();
+        let mut started = spawn(&ctx, &"F1".into(), &"stubborn".into(), &info, &[]).unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
         signal(started.pid, Signal::Term);
         let early = tokio::time::timeout(Duration::from_millis(500), started.child.wait()).await;

@@ -7,6 +7,7 @@
 
 pub mod core;
 pub mod detect;
+pub mod isolation;
 pub mod launcher;
 pub mod shell;
 

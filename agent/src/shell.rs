@@ -28,6 +28,7 @@ use weir_proto::v1;
 use weir_proto::v1::agent_client::AgentClient;
 
 use crate::core::{AgentCore, CoreSettings, Effect, Input};
+use crate::isolation;
 use crate::launcher::{self, LaunchContext};
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +65,9 @@ pub struct AgentSettings {
     /// The `weir` binary that supervises each task (`weir executor`), so
     /// tasks outlive the agent; `None` runs them as the agent's children.
     pub supervisor: Option<PathBuf>,
+    /// `cgroups` (falls back to plain processes, loudly, where cgroups
+    /// cannot be used) or `none`.
+    pub isolation: isolation::Mode,
     /// Sandboxes of ended tasks untouched this long are deleted.
     pub sandbox_gc_age: Duration,
     /// Kill every task when the agent stops (standalone); otherwise they
@@ -118,6 +122,8 @@ const MAX_FIRST_REFUSALS: u32 = 3;
 const MAX_READ: u64 = 1 << 20;
 
 struct Shared {
+    /// With cgroup isolation: this agent's part of the cgroup tree.
+    cgroup_scope: Option<String>,
     core: Mutex<AgentCore>,
     checkpoint: PathBuf,
     supervisor: Option<PathBuf>,
@@ -191,8 +197,26 @@ pub async fn run(settings: AgentSettings, shutdown: impl std::future::Future<Out
         }
         None => Vec::new(),
     };
+    let cgroup_scope = match (settings.isolation, &settings.supervisor) {
+        (isolation::Mode::None, _) => {
+            tracing::warn!("agent.isolation = none: tasks run as plain processes with no resource limits");
+            None
+        }
+        (isolation::Mode::Cgroups, None) => {
+            tracing::error!("cgroup isolation needs task supervisors; tasks run as plain processes with NO resource limits");
+            None
+        }
+        (isolation::Mode::Cgroups, Some(_)) => match isolation::available() {
+            Ok(()) => Some(scope_of(&settings.work_dir)),
+            Err(reason) => {
+                tracing::error!(%reason, "cgroups are not available; tasks run as plain processes with NO resource limits");
+                None
+            }
+        },
+    };
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
+        cgroup_scope,
         checkpoint,
         supervisor: settings.supervisor.clone(),
         core: Mutex::new(core),
@@ -218,13 +242,13 @@ pub async fn run(settings: AgentSettings, shutdown: impl std::future::Future<Out
     for (framework, task, pid, sandbox) in recovered {
         if let Some(record) = launcher::read_exit(&sandbox) {
             tracing::info!(framework_id = %framework, task_id = %task, ?record, "task ended while the agent was down");
-            let _ = shared.events.send(exited(framework, task, Some(record)));
+            let _ = shared.events.send(exit_input(shared.cgroup_scope.as_deref(), framework, task, Some(record)));
         } else if launcher::supervisor_alive(pid, &sandbox) {
             tracing::info!(framework_id = %framework, task_id = %task, pid, "re-attached to a running task");
-            tokio::spawn(watch_supervisor(shared.events.clone(), framework, task, pid, sandbox));
+            tokio::spawn(watch_supervisor(shared.clone(), framework, task, pid, sandbox));
         } else {
             tracing::warn!(framework_id = %framework, task_id = %task, pid, "task's supervisor is gone and left no exit status");
-            let _ = shared.events.send(exited(framework, task, None));
+            let _ = shared.events.send(exit_input(shared.cgroup_scope.as_deref(), framework, task, None));
         }
     }
     let event_loop = tokio::spawn(event_loop(shared.clone(), events_rx));
@@ -316,7 +340,23 @@ async fn event_loop(shared: Arc<Shared>, mut events: mpsc::UnboundedReceiver<Inp
                 Effect::Signal { pid, signal, .. } => launcher::signal(pid, signal),
                 Effect::Spawn { framework, task, info } => {
                     let ctx = LaunchContext { agent_id: agent_id.clone(), sandboxes: ctx_root.clone(), supervisor: shared.supervisor.clone() };
-                    match launcher::spawn(&ctx, &framework, &task, &info) {
+                    let cgroup = match &shared.cgroup_scope {
+                        Some(scope) => {
+                            let name = isolation::name(scope, framework.as_str(), task.as_str());
+                            let resources = weir_proto::convert::resources_from_proto("task.resources", &info.resources)
+                                .map(|r| r.total())
+                                .unwrap_or_default();
+                            match isolation::create(&name, &resources) {
+                                Ok(procs) => procs,
+                                Err(e) => {
+                                    let _ = shared.events.send(Input::SpawnFailed { framework, task, error: format!("cannot isolate the task: {e}") });
+                                    continue;
+                                }
+                            }
+                        }
+                        None => Vec::new(),
+                    };
+                    match launcher::spawn(&ctx, &framework, &task, &info, &cgroup) {
                         Ok(started) => {
                             let started_sandbox = started.sandbox.clone();
                             let _ = shared.events.send(Input::Spawned {
@@ -329,18 +369,17 @@ async fn event_loop(shared: Arc<Shared>, mut events: mpsc::UnboundedReceiver<Inp
                             let mut child = started.child;
                             let supervised = shared.supervisor.is_some();
                             let sandbox = started_sandbox;
+                            let scope = shared.cgroup_scope.clone();
                             tokio::spawn(async move {
                                 let status = child.wait().await;
                                 let input = if supervised {
                                     // The supervisor's record is the task's
                                     // status; none means it was SIGKILLed too.
-                                    match launcher::read_exit(&sandbox) {
-                                        Some(record) => exited(framework, task, Some(record)),
-                                        None => Input::Exited { framework, task, code: None, signal: Some(9) },
-                                    }
+                                    let record = launcher::read_exit(&sandbox).or(Some(launcher::ExitRecord { code: None, signal: Some(9), error: None }));
+                                    exit_input(scope.as_deref(), framework, task, record)
                                 } else {
                                     let (code, signal) = status.map(launcher::exit_of).unwrap_or((None, None));
-                                    Input::Exited { framework, task, code, signal }
+                                    Input::Exited { framework, task, code, signal, limitation: None }
                                 };
                                 let _ = events.send(input);
                             });
@@ -411,11 +450,23 @@ async fn attach_once(shared: &Arc<Shared>, endpoint: &str, settings: &AgentSetti
     let heartbeat = {
         let tx = tx.clone();
         let every = settings.heartbeat_interval;
+        let shared = shared.clone();
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(every);
             loop {
                 interval.tick().await;
-                let msg = v1::AgentMessage { kind: Some(v1::agent_message::Kind::Heartbeat(v1::agent_message::Heartbeat {})) };
+                let usage = task_usage(&shared)
+                    .into_iter()
+                    .map(|(framework, task, u)| v1::TaskUsage {
+                        framework_id: framework,
+                        task_id: task,
+                        cpu_seconds: u.cpu_seconds,
+                        mem_bytes: u.mem_bytes,
+                        mem_peak_bytes: u.mem_peak_bytes,
+                        mem_limit_bytes: u.mem_limit_bytes,
+                    })
+                    .collect();
+                let msg = v1::AgentMessage { kind: Some(v1::agent_message::Kind::Heartbeat(v1::agent_message::Heartbeat { usage })) };
                 if tx.send(msg).await.is_err() {
                     return;
                 }
@@ -466,15 +517,49 @@ fn router(shared: Arc<Shared>) -> axum::Router {
         .with_state(shared)
 }
 
+/// Usage of every running task, read from its cgroup (none without isolation).
+fn task_usage(shared: &Shared) -> Vec<(String, String, isolation::Usage)> {
+    let Some(scope) = &shared.cgroup_scope else { return Vec::new() };
+    let running: Vec<(String, String)> = shared
+        .core()
+        .tasks()
+        .into_iter()
+        .filter(|t| t.pid.is_some())
+        .map(|t| (t.framework_id, t.task_id))
+        .collect();
+    running
+        .into_iter()
+        .map(|(framework, task)| {
+            let usage = isolation::usage(&isolation::name(scope, &framework, &task));
+            (framework, task, usage)
+        })
+        .collect()
+}
+
 async fn state(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let usage: HashMap<(String, String), isolation::Usage> =
+        task_usage(&shared).into_iter().map(|(f, t, u)| ((f, t), u)).collect();
     let core = shared.core();
+    let tasks: Vec<serde_json::Value> = core
+        .tasks()
+        .into_iter()
+        .map(|t| {
+            let u = usage.get(&(t.framework_id.clone(), t.task_id.clone())).copied();
+            let mut v = serde_json::to_value(&t).unwrap_or_default();
+            if let (Some(u), Some(obj)) = (u, v.as_object_mut()) {
+                obj.insert("usage".into(), serde_json::to_value(u).unwrap_or_default());
+            }
+            v
+        })
+        .collect();
     let doc = serde_json::json!({
         "agent_id": core.agent_id().map(|a| a.to_string()),
         "registered": core.is_registered(),
         "hostname": shared.info.hostname,
         "http_address": shared.info.http_address,
         "resources": weir_proto::convert::resources_from_proto("resources", &shared.info.resources).map(|r| r.to_string()).unwrap_or_default(),
-        "tasks": core.tasks(),
+        "isolation": if shared.cgroup_scope.is_some() { "cgroups" } else { "none" },
+        "tasks": tasks,
     });
     axum::Json(doc)
 }
@@ -514,25 +599,38 @@ async fn read_file(State(shared): State<Arc<Shared>>, Query(q): Query<HashMap<St
     }
 }
 
-fn exited(framework: FrameworkId, task: TaskId, record: Option<launcher::ExitRecord>) -> Input {
+/// The input for a supervised task that ended: its supervisor's record,
+/// and with isolation whether the OOM killer struck (then the cgroup goes).
+fn exit_input(scope: Option<&str>, framework: FrameworkId, task: TaskId, record: Option<launcher::ExitRecord>) -> Input {
+    let limitation = scope.and_then(|scope| {
+        let name = isolation::name(scope, framework.as_str(), task.as_str());
+        let oom = isolation::oom_message(&name);
+        isolation::destroy(&name);
+        oom
+    });
     match record {
         Some(launcher::ExitRecord { error: Some(error), .. }) => Input::SpawnFailed { framework, task, error },
-        Some(r) => Input::Exited { framework, task, code: r.code, signal: r.signal },
-        None => Input::Exited { framework, task, code: None, signal: None },
+        Some(r) => Input::Exited { framework, task, code: r.code, signal: r.signal, limitation },
+        None => Input::Exited { framework, task, code: None, signal: None, limitation },
     }
+}
+
+/// This agent's corner of the cgroup tree: stable across restarts (it
+/// comes from the work directory) and distinct for agents sharing a host.
+fn scope_of(work_dir: &std::path::Path) -> String {
+    let path = std::fs::canonicalize(work_dir).unwrap_or_else(|_| work_dir.to_owned());
+    // FNV-1a: tiny, stable across releases (unlike std's hasher).
+    let hash = path.to_string_lossy().bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+    format!("agent-{hash:016x}")
 }
 
 /// Watches a supervisor this agent did not start (found in the checkpoint):
 /// it is not our child, so poll until it is gone, then read its record.
-async fn watch_supervisor(events: mpsc::UnboundedSender<Input>, framework: FrameworkId, task: TaskId, pid: u32, sandbox: PathBuf) {
+async fn watch_supervisor(shared: Arc<Shared>, framework: FrameworkId, task: TaskId, pid: u32, sandbox: PathBuf) {
     while launcher::supervisor_alive(pid, &sandbox) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let record = launcher::read_exit(&sandbox);
-    let input = match record {
-        Some(r) => exited(framework, task, Some(r)),
-        // Killed with SIGKILL along with its task (our own kill's last step).
-        None => Input::Exited { framework, task, code: None, signal: Some(9) },
-    };
-    let _ = events.send(input);
+    // No record: killed with SIGKILL along with its task.
+    let record = launcher::read_exit(&sandbox).or(Some(launcher::ExitRecord { code: None, signal: Some(9), error: None }));
+    let _ = shared.events.send(exit_input(shared.cgroup_scope.as_deref(), framework, task, record));
 }

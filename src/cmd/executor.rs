@@ -21,6 +21,10 @@ pub struct Args {
     /// Where to record the task's exit status.
     #[arg(long, value_name = "FILE")]
     status_file: PathBuf,
+    /// A cgroup's `cgroup.procs` file to join before the task starts
+    /// (repeatable; one per controller on cgroup v1).
+    #[arg(long = "cgroup-procs", value_name = "FILE")]
+    cgroup_procs: Vec<PathBuf>,
     /// The task's program and arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<String>,
@@ -33,6 +37,15 @@ pub fn main(args: Args) -> Result<ExitCode> {
     unsafe {
         libc::signal(libc::SIGTERM, note_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGINT, note_signal as *const () as libc::sighandler_t);
+    }
+    // Join the task's cgroups first: the task inherits them and never runs
+    // outside its limits.
+    for procs in &args.cgroup_procs {
+        if let Err(e) = std::fs::write(procs, std::process::id().to_string()) {
+            let record = serde_json::json!({ "error": format!("cannot join cgroup {}: {e}", procs.display()) });
+            record_status(&args.status_file, &record)?;
+            return Ok(ExitCode::from(126));
+        }
     }
     let spawned = std::process::Command::new(&args.command[0]).args(&args.command[1..]).spawn();
     let mut child = match spawned {

@@ -139,7 +139,7 @@ pub fn render(broker: &str, doc: &StateDoc) -> String {
         out.push_str(&format!("\n{roles}\n"));
     }
     if !doc.tasks.is_empty() {
-        let mut tasks = table(&["TASK", "FRAMEWORK", "AGENT", "STATE", "CPUS", "MEM"]);
+        let mut tasks = table(&["TASK", "FRAMEWORK", "AGENT", "STATE", "CPUS", "MEM", "CPU TIME", "MEM USED"]);
         for task in &doc.tasks {
             tasks.add_row(vec![
                 task.id.clone(),
@@ -148,6 +148,8 @@ pub fn render(broker: &str, doc: &StateDoc) -> String {
                 task.state.clone(),
                 trim(task.resources.cpus),
                 trim(task.resources.mem),
+                task.cpu_seconds.map(|s| format!("{s:.1}s")).unwrap_or_else(|| "-".into()),
+                task.mem_used_mib.map(|m| format!("{m:.1} MiB")).unwrap_or_else(|| "-".into()),
             ]);
         }
         out.push_str(&format!("\n{tasks}\n"));

@@ -180,6 +180,7 @@ impl BrokerCore {
                     resources,
                     state: TaskState::Staging,
                     latest: status,
+                    usage: None,
                 },
             );
             if let Some(a) = self.agents.get_mut(&agent) {

@@ -231,6 +231,7 @@ impl BrokerCore {
                     resources: t.resources.clone(),
                     state: t.state,
                     latest: t.latest.clone(),
+                    usage: None,
                 },
             );
             used.push((t.framework.clone(), t.role.clone(), t.resources.clone()));
@@ -294,7 +295,15 @@ impl BrokerCore {
             agent.last_seen = now;
         }
         match &msg.kind {
-            Some(v1::agent_message::Kind::Heartbeat(_)) => {}
+            Some(v1::agent_message::Kind::Heartbeat(heartbeat)) => {
+                for u in heartbeat.usage.iter().take(MAX_REPORTED_TASKS) {
+                    let key = (FrameworkId::new(u.framework_id.clone()), TaskId::new(u.task_id.clone()));
+                    // Only for tasks the books place on this very agent.
+                    if let Some(task) = self.tasks.get_mut(&key).filter(|t| t.agent == agent_id) {
+                        task.usage = Some(u.clone());
+                    }
+                }
+            }
             Some(v1::agent_message::Kind::StatusUpdate(update)) => {
                 self.status_update(&agent_id, update, now, &mut out);
             }

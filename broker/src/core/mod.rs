@@ -128,6 +128,8 @@ struct Task {
     resources: ResourceSet,
     state: TaskState,
     latest: v1::TaskStatus,
+    /// The latest usage its agent measured (with isolation).
+    usage: Option<v1::TaskUsage>,
 }
 
 #[derive(Debug, Clone)]

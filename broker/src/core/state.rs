@@ -123,6 +123,12 @@ pub struct TaskDoc {
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// CPU time used so far (with isolation on its agent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_seconds: Option<f64>,
+    /// Memory in use now, MiB (with isolation on its agent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_used_mib: Option<f64>,
 }
 
 impl BrokerCore {
@@ -240,6 +246,8 @@ impl BrokerCore {
                 resources: (&t.resources).into(),
                 message: t.latest.message.clone(),
                 exit_code: t.latest.exit_code,
+                cpu_seconds: t.usage.as_ref().map(|u| u.cpu_seconds),
+                mem_used_mib: t.usage.as_ref().map(|u| u.mem_bytes as f64 / (1024.0 * 1024.0)),
             })
             .collect();
         let completed_tasks = self
@@ -256,6 +264,8 @@ impl BrokerCore {
                 resources: ResourcesDoc::default(),
                 message: c.message.clone(),
                 exit_code: c.exit_code,
+                cpu_seconds: None,
+                mem_used_mib: None,
             })
             .collect();
 

@@ -41,7 +41,7 @@ impl Harness {
 
     fn advance(&mut self, d: Duration) -> Vec<Output> {
         self.now += d;
-        let heartbeat = v1::AgentMessage { kind: Some(v1::agent_message::Kind::Heartbeat(v1::agent_message::Heartbeat {})) };
+        let heartbeat = v1::AgentMessage { kind: Some(v1::agent_message::Kind::Heartbeat(v1::agent_message::Heartbeat::default())) };
         for conn in self.live_agents.clone() {
             let out = self.core.agent_message(conn, &heartbeat, self.now);
             self.record(out);
