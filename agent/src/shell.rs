@@ -43,7 +43,7 @@ pub enum AgentError {
     Refused(String),
     #[error("broker address {addr:?} is not valid: {reason}")]
     BadBroker { addr: String, reason: String },
-    #[error("checkpoint {path}: {reason} (move it away to start this agent afresh; its tasks will then be unknown to it)")]
+    #[error("checkpoint {path}: {reason}")]
     Checkpoint { path: PathBuf, reason: String },
 }
 
@@ -82,6 +82,16 @@ fn checkpoint_path(work_dir: &std::path::Path) -> PathBuf {
     work_dir.join("meta").join("checkpoint.pb")
 }
 
+/// The checkpoint's framing: magic, payload length, payload, checksum, so a
+/// truncated or corrupted file is told from a valid one (a bare protobuf
+/// cut at a field boundary would decode as a smaller, wrong state).
+const CHECKPOINT_MAGIC: &[u8; 8] = b"WEIRCKP1";
+
+fn checksum(bytes: &[u8]) -> u64 {
+    // FNV-1a 64: enough to catch torn and damaged files (not an adversary).
+    bytes.iter().fold(0xcbf29ce484222325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x100000001b3))
+}
+
 fn read_checkpoint(path: &std::path::Path) -> Result<Option<v1::AgentCheckpoint>, AgentError> {
     use prost::Message;
     let bad = |reason: String| AgentError::Checkpoint { path: path.to_owned(), reason };
@@ -94,7 +104,42 @@ fn read_checkpoint(path: &std::path::Path) -> Result<Option<v1::AgentCheckpoint>
         return Err(bad(format!("{} bytes is more than the {MAX_CHECKPOINT_BYTES} allowed", meta.len())));
     }
     let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-    v1::AgentCheckpoint::decode(bytes.as_slice()).map(Some).map_err(|e| bad(format!("not a valid checkpoint: {e}")))
+    let header = 8 + 8;
+    if bytes.len() < 8 || &bytes[..8] != CHECKPOINT_MAGIC {
+        return Err(bad(format!("not a Weir checkpoint ({} bytes, bad or missing header)", bytes.len())));
+    }
+    if bytes.len() < header + 8 {
+        return Err(bad(format!("truncated or padded: {} bytes is shorter than any checkpoint", bytes.len())));
+    }
+    let len = u64::from_be_bytes(bytes[8..16].try_into().unwrap_or_default()) as usize;
+    if bytes.len() != header + len + 8 {
+        return Err(bad(format!("truncated or padded: header says {len} bytes of state, file holds {}", bytes.len().saturating_sub(header + 8))));
+    }
+    let payload = &bytes[header..header + len];
+    let stored = u64::from_be_bytes(bytes[header + len..].try_into().unwrap_or_default());
+    if stored != checksum(payload) {
+        return Err(bad("checksum mismatch: the file is damaged".to_owned()));
+    }
+    v1::AgentCheckpoint::decode(payload).map(Some).map_err(|e| bad(format!("not a valid checkpoint: {e}")))
+}
+
+/// Reads the checkpoint; a damaged one is moved aside (kept for a person
+/// to look at), reported by name, and the agent starts afresh.
+fn load_checkpoint(path: &std::path::Path) -> Option<v1::AgentCheckpoint> {
+    match read_checkpoint(path) {
+        Ok(cp) => cp,
+        Err(err) => {
+            let aside = path.with_extension(format!("corrupt-{}", SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)));
+            let moved = std::fs::rename(path, &aside);
+            tracing::error!(
+                error = %err,
+                moved_to = %aside.display(),
+                moved = moved.is_ok(),
+                "the agent's checkpoint is unusable; starting afresh as a new agent (tasks it ran are unknown to it)"
+            );
+            None
+        }
+    }
 }
 
 /// Write, fsync, rename: a crash leaves the old checkpoint or the new one.
@@ -106,7 +151,11 @@ fn write_checkpoint(path: &std::path::Path, checkpoint: &v1::AgentCheckpoint) ->
     }
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&checkpoint.encode_to_vec())?;
+    let payload = checkpoint.encode_to_vec();
+    f.write_all(CHECKPOINT_MAGIC)?;
+    f.write_all(&(payload.len() as u64).to_be_bytes())?;
+    f.write_all(&payload)?;
+    f.write_all(&checksum(&payload).to_be_bytes())?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;
     if let Some(dir) = path.parent() {
@@ -189,7 +238,7 @@ pub async fn run(settings: AgentSettings, shutdown: impl std::future::Future<Out
     );
     let mut core = core;
     let checkpoint = checkpoint_path(&settings.work_dir);
-    let recovered = match read_checkpoint(&checkpoint)? {
+    let recovered = match load_checkpoint(&checkpoint) {
         Some(cp) => {
             let live = core.recover(cp).map_err(|reason| AgentError::Checkpoint { path: checkpoint.clone(), reason })?;
             tracing::info!(agent_id = ?core.agent_id().map(|a| a.to_string()), tasks = core.live_tasks(), supervisors = live.len(), "recovered from checkpoint");
@@ -633,4 +682,46 @@ async fn watch_supervisor(shared: Arc<Shared>, framework: FrameworkId, task: Tas
     // No record: killed with SIGKILL along with its task.
     let record = launcher::read_exit(&sandbox).or(Some(launcher::ExitRecord { code: None, signal: Some(9), error: None }));
     let _ = shared.events.send(exit_input(shared.cgroup_scope.as_deref(), framework, task, record));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> v1::AgentCheckpoint {
+        v1::AgentCheckpoint {
+            agent_id: "A1".into(),
+            update_counter: 7,
+            tasks: vec![v1::CheckpointedTask { framework_id: "F1".into(), sandbox: "/s".into(), supervisor_pid: 42, ..Default::default() }],
+        }
+    }
+
+    #[test]
+    fn checkpoints_round_trip_and_damage_is_detected_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta/checkpoint.pb");
+        assert!(read_checkpoint(&path).unwrap().is_none(), "no checkpoint yet");
+        write_checkpoint(&path, &sample()).unwrap();
+        assert_eq!(read_checkpoint(&path).unwrap(), Some(sample()));
+        let good = std::fs::read(&path).unwrap();
+
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (good[..good.len() - 3].to_vec(), "truncated or padded"),
+            (good[..20].to_vec(), "truncated or padded"),
+            (Vec::new(), "not a Weir checkpoint"),
+            (b"garbage that is long enough to pass".to_vec(), "not a Weir checkpoint"),
+            ({ let mut b = good.clone(); b[20] ^= 0xff; b }, "checksum mismatch"),
+        ];
+        for (bytes, expected) in cases {
+            std::fs::write(&path, &bytes).unwrap();
+            let err = read_checkpoint(&path).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("checkpoint {}: ", path.display())), "{err}");
+            assert!(err.contains(expected), "{err}");
+            // The agent does not stop: the file is moved aside, kept.
+            assert!(load_checkpoint(&path).is_none());
+            assert!(!path.exists());
+            let kept = std::fs::read_dir(path.parent().unwrap()).unwrap().flatten().any(|e| e.file_name().to_string_lossy().contains("corrupt-"));
+            assert!(kept, "the damaged checkpoint was not kept");
+        }
+    }
 }
