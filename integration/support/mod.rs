@@ -104,6 +104,53 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
 }
 
+impl Drop for Cluster {
+    /// Tasks outlive their agents by design (they run under supervisors),
+    /// so a test that ends early, or kills an agent, must not leave them
+    /// behind: kill every process group whose supervisor works in this
+    /// cluster's directory.
+    fn drop(&mut self) {
+        let dir = self.dir.path().display().to_string();
+        for pid in pids_with(&dir).into_iter().chain(supervisors_in(&dir)).chain(working_in(&dir)) {
+            unsafe {
+                libc_kill(-pid, 9);
+                libc_kill(pid, 9);
+            }
+        }
+    }
+}
+
+/// Processes whose working directory is under `dir` (tasks run in their
+/// sandboxes, even after their supervisor is gone).
+fn working_in(dir: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            if std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| cwd.display().to_string().starts_with(dir)) {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
+/// `weir executor` processes (which `pids_with` skips) working under `dir`.
+fn supervisors_in(dir: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.starts_with(WEIR) && cmd.contains(" executor ") && cmd.contains(dir) {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
 impl Cluster {
     /// A broker plus `agents` agents, each with `spec` resources.
     pub fn start(agents: usize, spec: &str, broker_defines: &[&str]) -> Cluster {

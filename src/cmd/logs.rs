@@ -31,6 +31,11 @@ pub struct Args {
 
 pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
     let config = settings::load(options, &[Daemon::Broker], "warn")?;
+    // Ids never hold path separators; refuse anything that tries.
+    weir_model::ids::validate_id("task id", &args.task_id).map_err(settings::ConfigProblem)?;
+    if let Some(f) = &args.framework {
+        weir_model::ids::validate_id("framework id", f).map_err(settings::ConfigProblem)?;
+    }
     let broker = settings::broker_address(&config, args.broker.clone())?;
     let (_, state) = super::status::fetch_state(&broker).await?;
     let matches: Vec<_> = state
