@@ -34,14 +34,26 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
     // The agent follows the broker wherever it actually bound.
     settings::apply_flag(&mut config, "agent.broker", Some(broker_addr))?;
     let agent = settings::agent(&config, true)?;
-    let agent_listen = agent.listen;
-    println!("weir standalone: broker {broker_addr} (gRPC + HTTP), agent {agent_listen}");
-    println!("  status:   weir status            state: http://{broker_addr}/state");
-    println!("  run:      weir run -- echo hello");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut agent_task = tokio::spawn(weir_agent::run(agent, async move {
         let _ = stop_rx.await;
     }));
+    // Print the endpoints once the agent has registered, with the address
+    // it really bound (the configured one may say port 0).
+    let mut agent_line = format!("agent on {} (not registered yet)", config.get_str("agent.listen").unwrap_or_default());
+    for _ in 0..50 {
+        if let Some(a) = broker.state().agents.first() {
+            agent_line = format!("agent {} on {}", a.id, a.http_address);
+            break;
+        }
+        if agent_task.is_finished() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    println!("weir standalone: broker {broker_addr} (gRPC + HTTP), {agent_line}");
+    println!("  status:   weir status            state: http://{broker_addr}/state");
+    println!("  run:      weir run -- echo hello");
     let agent_result = tokio::select! {
         // The agent ended on its own: something is wrong (port taken, …).
         result = &mut agent_task => result,
