@@ -597,3 +597,21 @@ fn an_agent_gone_too_long_is_removed_and_told_to_kill_its_tasks_when_it_returns(
     assert!(Harness::updates_in(&out, FW_1).is_empty());
     assert!(out.iter().any(|o| matches!(o, Output::Agent(AGENT_B, v1::BrokerMessage { kind: Some(v1::broker_message::Kind::Acknowledge(a)) }) if a.uuid == vec![9; 16])));
 }
+
+#[test]
+fn a_framework_away_past_its_failover_timeout_is_removed_and_its_tasks_killed() {
+    let mut h = Harness::new();
+    h.register_agent(AGENT_A, "", "cpus:2;mem:1024", vec![]);
+    h.subscribe(FW_1, "one", &[], 10.0);
+    let offers = Harness::offers_in(&h.advance(ms(100)), FW_1);
+    h.call(FW_1, accept(&[&offers[0]], vec![task("t", "cpus:1;mem:64")]));
+    h.core.framework_detached(FW_1, h.now);
+    let out = h.advance(Duration::from_secs(9));
+    assert!(!out.iter().any(|o| matches!(o, Output::Agent(_, v1::BrokerMessage { kind: Some(v1::broker_message::Kind::KillTask(_)) }))));
+    assert_eq!(h.core.state(h.now).frameworks.len(), 1);
+    let out = h.advance(Duration::from_secs(1));
+    assert!(out.iter().any(|o| matches!(o, Output::Agent(AGENT_A, v1::BrokerMessage { kind: Some(v1::broker_message::Kind::KillTask(k)) }) if k.task_id == "t")));
+    let state = h.core.state(h.now);
+    assert!(state.frameworks.is_empty() && state.tasks.is_empty());
+    assert_eq!(state.totals.free.cpus, 2.0, "its resources are back in the pool");
+}
