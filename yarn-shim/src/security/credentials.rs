@@ -92,7 +92,12 @@ impl<'a> Reader<'a> {
     }
 
     fn bytes(&mut self, what: &str) -> Result<Vec<u8>> {
-        let n = self.length(&format!("length of {what}"), self.left())?;
+        let at = self.pos;
+        let n = self.length(&format!("length of {what}"), usize::MAX)?;
+        // Checked after the length's own bytes were consumed.
+        if n > self.left() {
+            return Err(bad(format!("length of {what} at byte {at} is {n}, more than the {} bytes left", self.left())));
+        }
         let out = self.buf[self.pos..self.pos + n].to_vec();
         self.pos += n;
         Ok(out)
