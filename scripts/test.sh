@@ -23,6 +23,12 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
     fi
 fi
 
+# Python packages: pure-sasl is the independent DIGEST-MD5 client the
+# yarn-shim's SASL server is tested against.
+if command -v python3 >/dev/null 2>&1 && ! python3 -c "import puresasl" 2>/dev/null; then
+    python3 -m pip install --quiet pure-sasl
+fi
+
 echo "== cargo build (target dir: $CARGO_TARGET_DIR)"
 cargo build --workspace --all-targets --locked
 
