@@ -363,16 +363,7 @@ impl BrokerCore {
                 if state.is_terminal() {
                     self.doomed_tasks.remove(&key);
                 }
-                if let Some(conn) = self.agents.get(agent_id).and_then(|a| a.conn) {
-                    out.push(Output::Agent(
-                        conn,
-                        agent_message(v1::broker_message::Kind::Acknowledge(v1::broker_message::Acknowledge {
-                            framework_id: framework.to_string(),
-                            task_id: task_id.to_string(),
-                            uuid: status.uuid,
-                        })),
-                    ));
-                }
+                self.acknowledge_for_framework(agent_id, &framework, &task_id, status.uuid, out);
             }
             _ if self.frameworks.contains_key(&framework) => {
                 // A retry of an update the books already retired, or a task
@@ -383,17 +374,23 @@ impl BrokerCore {
                 // Nobody will ever acknowledge it: do it here so the agent
                 // stops retrying.
                 tracing::info!(agent_id = %agent_id, framework_id = %framework, task_id = %task_id, "update for a framework that is gone; acknowledging it");
-                if let Some(conn) = self.agents.get(agent_id).and_then(|a| a.conn) {
-                    out.push(Output::Agent(
-                        conn,
-                        agent_message(v1::broker_message::Kind::Acknowledge(v1::broker_message::Acknowledge {
-                            framework_id: framework.to_string(),
-                            task_id: task_id.to_string(),
-                            uuid: status.uuid,
-                        })),
-                    ));
-                }
+                self.acknowledge_for_framework(agent_id, &framework, &task_id, status.uuid, out);
             }
+        }
+    }
+
+    /// Acknowledges an update to its agent in the framework's stead, when
+    /// no framework will (it is gone, or already heard the task's end).
+    fn acknowledge_for_framework(&self, agent_id: &AgentId, framework: &FrameworkId, task: &TaskId, uuid: Vec<u8>, out: &mut Vec<Output>) {
+        if let Some(conn) = self.agents.get(agent_id).and_then(|a| a.conn) {
+            out.push(Output::Agent(
+                conn,
+                agent_message(v1::broker_message::Kind::Acknowledge(v1::broker_message::Acknowledge {
+                    framework_id: framework.to_string(),
+                    task_id: task.to_string(),
+                    uuid,
+                })),
+            ));
         }
     }
 
