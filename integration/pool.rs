@@ -507,3 +507,21 @@ async fn a_cpu_hog_gets_its_share_and_its_usage_is_reported() {
     assert!(agent_state["tasks"][0]["usage"]["mem_limit_bytes"].as_u64() == Some(64 * 1024 * 1024));
     fw.fw.teardown().await.unwrap();
 }
+
+#[test]
+fn weir_logs_follow_prints_output_as_it_comes_until_the_task_ends() {
+    let cluster = Cluster::start(1, SPEC, &[]);
+    let mut run = std::process::Command::new(support::WEIR)
+        .args(["run", "--broker", &cluster.broker_addr, "--name", "follow", "--cpus", "0.1", "--", "for i in 1 2 3; do echo line$i; sleep 0.5; done"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    cluster.wait_for(Duration::from_secs(20), |s| s["tasks"].as_array().is_some_and(|t| t.iter().any(|t| t["id"] == "follow-0")));
+    let out = cluster.weir(&["logs", "follow-0", "--follow"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    // --follow returns only once the task has ended, with all of its output.
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "line1\nline2\nline3\n");
+    assert_eq!(run.wait().unwrap().code(), Some(0));
+}
