@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/weir/target}"
+home="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${home:-/tmp}/.cache/weir/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 # System packages the tests use. Only what is missing is installed, so a
