@@ -87,8 +87,9 @@ fn checkpoint_path(work_dir: &std::path::Path) -> PathBuf {
 /// cut at a field boundary would decode as a smaller, wrong state).
 const CHECKPOINT_MAGIC: &[u8; 8] = b"WEIRCKP1";
 
+/// FNV-1a 64: enough to catch torn and damaged files (not an adversary),
+/// and stable across releases (it also names cgroup scopes).
 fn checksum(bytes: &[u8]) -> u64 {
-    // FNV-1a 64: enough to catch torn and damaged files (not an adversary).
     bytes.iter().fold(0xcbf29ce484222325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x100000001b3))
 }
 
@@ -634,7 +635,6 @@ async fn read_file(State(shared): State<Arc<Shared>>, Query(q): Query<HashMap<St
     let Some(sandbox) = shared.core().sandbox(&framework, &task) else {
         return (StatusCode::NOT_FOUND, format!("no sandbox for task {task:?} of framework {framework:?}\n").into_bytes());
     };
-    let _ = (FrameworkId::new(&*framework), TaskId::new(&*task));
     let read = (|| -> std::io::Result<Vec<u8>> {
         let mut f = std::fs::File::open(sandbox.join(&file))?;
         f.seek(SeekFrom::Start(offset))?;
@@ -668,9 +668,8 @@ fn exit_input(scope: Option<&str>, framework: FrameworkId, task: TaskId, record:
 /// comes from the work directory) and distinct for agents sharing a host.
 fn scope_of(work_dir: &std::path::Path) -> String {
     let path = std::fs::canonicalize(work_dir).unwrap_or_else(|_| work_dir.to_owned());
-    // FNV-1a: tiny, stable across releases (unlike std's hasher).
-    let hash = path.to_string_lossy().bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
-    format!("agent-{hash:016x}")
+    // FNV-1a (`checksum`): stable across releases, unlike std's hasher.
+    format!("agent-{:016x}", checksum(path.to_string_lossy().as_bytes()))
 }
 
 /// Watches a supervisor this agent did not start (found in the checkpoint):

@@ -70,8 +70,6 @@ pub struct Framework {
     id: FrameworkId,
     calls: Option<mpsc::Sender<v1::Call>>,
     events: Option<Streaming<v1::Event>>,
-    /// SUBSCRIBED of a re-subscription, handed out by the next `next_event`.
-    pending: Option<v1::Event>,
 }
 
 pub fn endpoint(addr: &str) -> String {
@@ -87,7 +85,7 @@ impl Framework {
     pub async fn subscribe(config: FrameworkConfig) -> Result<Framework, SdkError> {
         let (id, calls, events) = open(&config, config.framework_id.as_ref()).await?;
         tracing::info!(framework_id = %id, broker = %config.broker, "subscribed");
-        Ok(Framework { config, id, calls: Some(calls), events: Some(events), pending: None })
+        Ok(Framework { config, id, calls: Some(calls), events: Some(events) })
     }
 
     pub fn id(&self) -> &FrameworkId {
@@ -98,9 +96,6 @@ impl Framework {
     /// the stream ended and reconnecting is off (or the broker closed it on
     /// purpose after a teardown).
     pub async fn next_event(&mut self) -> Result<Option<v1::Event>, SdkError> {
-        if let Some(event) = self.pending.take() {
-            return Ok(Some(event));
-        }
         if let Some(events) = self.events.as_mut() {
             match events.message().await {
                 Ok(Some(event)) => return Ok(Some(event)),

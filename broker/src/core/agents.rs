@@ -276,10 +276,7 @@ impl BrokerCore {
     /// Removes an agent from the allocator and rescinds its offers, keeping
     /// its books (it is about to be re-added or is going away).
     fn drop_agent_from_allocator(&mut self, id: &AgentId, out: &mut Vec<Output>) {
-        let offers: Vec<_> = self.agents.get(id).map(|a| a.offers.iter().cloned().collect()).unwrap_or_default();
-        for offer in offers {
-            self.rescind_offer(&offer, out);
-        }
+        self.rescind_agent_offers(id, out);
         if let Err(err) = self.allocator.remove_agent(id) {
             tracing::error!(agent_id = %id, error = %err, "books out of step: agent unknown to the allocator");
         }
@@ -421,11 +418,16 @@ impl BrokerCore {
         }
     }
 
-    fn mark_unreachable(&mut self, id: &AgentId, now: Duration, out: &mut Vec<Output>) {
+    /// Takes back every outstanding offer of an agent.
+    fn rescind_agent_offers(&mut self, id: &AgentId, out: &mut Vec<Output>) {
         let offers: Vec<_> = self.agents.get(id).map(|a| a.offers.iter().cloned().collect()).unwrap_or_default();
         for offer in offers {
             self.rescind_offer(&offer, out);
         }
+    }
+
+    fn mark_unreachable(&mut self, id: &AgentId, now: Duration, out: &mut Vec<Output>) {
+        self.rescind_agent_offers(id, out);
         let Some(agent) = self.agents.get_mut(id) else { return };
         agent.reachable = false;
         agent.unreachable_since = Some(now);
@@ -466,10 +468,8 @@ impl BrokerCore {
             .map(|(id, _)| id.clone())
             .collect();
         for id in lost {
+            self.drop_agent_from_allocator(&id, out);
             let Some(agent) = self.agents.remove(&id) else { continue };
-            if let Err(err) = self.allocator.remove_agent(&id) {
-                tracing::error!(agent_id = %id, error = %err, "books out of step: agent unknown to the allocator");
-            }
             tracing::warn!(agent_id = %id, tasks = agent.tasks.len(), "agent did not come back in time; removed");
             for (framework, task_id) in &agent.tasks {
                 let Some(task) = self.tasks.remove(&(framework.clone(), task_id.clone())) else { continue };
