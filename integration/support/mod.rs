@@ -120,35 +120,38 @@ impl Drop for Cluster {
     }
 }
 
+/// Every process but this one: pid, command line (NULs as spaces), and
+/// its `/proc` directory for further reads.
+fn processes() -> Vec<(i32, String, PathBuf)> {
+    let me = std::process::id() as i32;
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_string_lossy().parse::<i32>().ok().filter(|p| *p != me)?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            Some((pid, String::from_utf8_lossy(&cmd).replace('\0', " "), e.path()))
+        })
+        .collect()
+}
+
 /// Processes whose working directory is under `dir` (tasks run in their
 /// sandboxes, even after their supervisor is gone).
 fn working_in(dir: &str) -> Vec<i32> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for e in entries.flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-            if std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| cwd.display().to_string().starts_with(dir)) {
-                out.push(pid);
-            }
-        }
-    }
-    out
+    processes()
+        .into_iter()
+        .filter(|(_, _, proc_dir)| std::fs::read_link(proc_dir.join("cwd")).is_ok_and(|cwd| cwd.display().to_string().starts_with(dir)))
+        .map(|(pid, _, _)| pid)
+        .collect()
 }
 
 /// `weir executor` processes (which `pids_with` skips) working under `dir`.
 fn supervisors_in(dir: &str) -> Vec<i32> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for e in entries.flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-            let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.starts_with(WEIR) && cmd.contains(" executor ") && cmd.contains(dir) {
-                out.push(pid);
-            }
-        }
-    }
-    out
+    processes()
+        .into_iter()
+        .filter(|(_, cmd, _)| cmd.starts_with(WEIR) && cmd.contains(" executor ") && cmd.contains(dir))
+        .map(|(pid, _, _)| pid)
+        .collect()
 }
 
 impl Cluster {
@@ -295,28 +298,14 @@ fn dechunk(mut body: &str) -> String {
 
 /// Pids of live processes whose command line contains `marker`.
 pub fn pids_with(marker: &str) -> Vec<i32> {
-    let mut out = Vec::new();
-    let me = std::process::id() as i32;
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for e in entries.flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-            if pid == me {
-                continue;
-            }
-            let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            // `weir run -- CMD` carries the marker in its own argv: only
-            // the task's processes count.
-            if cmd.starts_with(WEIR) {
-                continue;
-            }
-            let zombie = std::fs::read_to_string(e.path().join("stat")).is_ok_and(|s| s.contains(") Z "));
-            if cmd.contains(marker) && !zombie {
-                out.push(pid);
-            }
-        }
-    }
-    out
+    processes()
+        .into_iter()
+        // `weir run -- CMD` carries the marker in its own argv: only the
+        // task's processes count.
+        .filter(|(_, cmd, _)| !cmd.starts_with(WEIR) && cmd.contains(marker))
+        .filter(|(_, _, proc_dir)| !std::fs::read_to_string(proc_dir.join("stat")).is_ok_and(|s| s.contains(") Z ")))
+        .map(|(pid, _, _)| pid)
+        .collect()
 }
 
 pub fn kill_marked(marker: &str) {
