@@ -1,0 +1,1 @@
+//! Broker failover with real ZooKeeper (issue 5).

@@ -1,0 +1,1 @@
+//! YARN clients against `weir standalone` (issue 6).
