@@ -215,7 +215,7 @@ pub trait Registry: Send + Sync {
     async fn apply(&self, writes: Vec<Write>) -> Result<(), HaError>;
 }
 
-/// Collections and keys become path components: keep them plain.
+/// Collections become path components as they are: keep them plain.
 pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 255 {
         return Err(format!("{what} must be 1 to 255 bytes long"));
@@ -224,6 +224,38 @@ pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
         return Err(format!("{what} {name:?} may hold only letters, digits and . _ - : @"));
     }
     Ok(())
+}
+
+/// Turns a key into a znode name: bytes outside `[A-Za-z0-9._-]` become
+/// `%XX`, so any id (even `..` or one with `/`) is one plain path component.
+pub fn encode_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b"_-".contains(&b) || (b == b'.' && key != "." && key != "..") {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The inverse of [`encode_key`]; `None` for a name it could not have made.
+pub fn decode_key(name: &str) -> Option<String> {
+    let bytes = name.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Watches who leads, behind a `zk://` address. See [`zk::detect`].

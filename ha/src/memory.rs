@@ -181,16 +181,13 @@ impl MemoryRegistry {
 }
 
 pub(crate) fn check_record_name(collection: &str, key: &str) -> Result<(), HaError> {
-    for (what, name) in [("collection", collection), ("key", key)] {
-        crate::validate_name(what, name).map_err(|reason| HaError::BadRecord {
-            collection: collection.to_owned(),
-            key: key.to_owned(),
-            reason,
-        })?;
+    let bad = |reason: String| HaError::BadRecord { collection: collection.to_owned(), key: key.to_owned(), reason };
+    crate::validate_name("collection", collection).map_err(bad)?;
+    if key.is_empty() || key.len() > 1024 {
+        return Err(bad(format!("a key must be 1 to 1024 bytes long, not {}", key.len())));
     }
     Ok(())
 }
-
 
 #[async_trait::async_trait]
 impl Registry for MemoryRegistry {
@@ -245,7 +242,8 @@ mod tests {
         let all = r.load_now();
         assert_eq!(all.len(), 2);
         assert_eq!(all[0], Record { collection: "agents".into(), key: "a2".into(), value: b"z".to_vec() });
-        let err = r.apply_now(vec![put("agents", "../x", b"")]).unwrap_err().to_string();
-        assert!(err.contains("agents/../x"), "{err}");
+        let err = r.apply_now(vec![put("../agents", "x", b"")]).unwrap_err().to_string();
+        assert!(err.contains("../agents/x"), "{err}");
+        r.apply_now(vec![put("agents", "../x y/*", b"")]).unwrap();
     }
 }

@@ -329,8 +329,12 @@ impl Registry for ZkRegistry {
             // Pipelined: every request is sent before the first answer is awaited.
             let reads: Vec<_> = keys.iter().map(|k| client.get_data(&format!("{dir}/{k}"))).collect();
             for (key, read) in keys.iter().zip(reads) {
+                let Some(decoded) = crate::decode_key(key) else {
+                    tracing::warn!(path = %format!("{dir}/{key}"), "ignoring a registry node whose name Weir did not write");
+                    continue;
+                };
                 match read.await {
-                    Ok((value, _)) => records.push(Record { collection: collection.clone(), key: key.clone(), value }),
+                    Ok((value, _)) => records.push(Record { collection: collection.clone(), key: decoded, value }),
                     Err(zookeeper_client::Error::NoNode) => {}
                     Err(e) => return Err(HaError::zk(format!("read {dir}/{key}"), e)),
                 }
@@ -377,7 +381,7 @@ impl Registry for ZkRegistry {
             for write in chunk {
                 let result = match write {
                     Write::Put(r) => {
-                        let path = format!("{REGISTRY}/{}/{}", r.collection, r.key);
+                        let path = format!("{REGISTRY}/{}/{}", r.collection, crate::encode_key(&r.key));
                         if existing.insert((r.collection.clone(), r.key.clone())) {
                             multi.add_create(&path, &r.value, &persistent())
                         } else {
@@ -388,7 +392,7 @@ impl Registry for ZkRegistry {
                         if !existing.remove(&(collection.clone(), key.clone())) {
                             continue;
                         }
-                        multi.add_delete(&format!("{REGISTRY}/{collection}/{key}"), None)
+                        multi.add_delete(&format!("{REGISTRY}/{collection}/{}", crate::encode_key(key)), None)
                     }
                 };
                 result.map_err(|e| HaError::zk("build a registry write", e))?;

@@ -98,6 +98,13 @@ async fn the_registry_round_trips_and_batches() {
     assert_eq!(records[1], Record { collection: "agents".into(), key: "a0001".into(), value: b"changed".to_vec() });
     assert!(records.iter().all(|r| r.key != "a0002"));
     assert_eq!(records.last().unwrap().value, b"2.5");
-    let err = other.apply(vec![put("agents", "bad/key".into(), vec![])]).await.unwrap_err().to_string();
+    let err = other.apply(vec![put("bad/collection", "k".into(), vec![])]).await.unwrap_err().to_string();
     assert!(err.contains("may hold only"), "{err}");
+    // Any id is a key: `*`, `..`, a slash, non-ASCII.
+    let odd = ["*", "..", "a/b", "né"];
+    other.apply(odd.iter().map(|k| put("weights", k.to_string(), k.as_bytes().to_vec())).collect()).await.unwrap();
+    let again = registry.load().await.unwrap();
+    for k in odd {
+        assert!(again.iter().any(|r| r.collection == "weights" && r.key == k && r.value == k.as_bytes()), "{k} lost");
+    }
 }
