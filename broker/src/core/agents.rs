@@ -256,6 +256,8 @@ impl BrokerCore {
             return out;
         }
         self.dirty = true;
+        self.agent_recovered(&id);
+        self.record_agent(&id, msg, &mut out);
         if reregistering || reg.id.is_some() {
             self.counters.agents_reregistered += 1;
             tracing::info!(agent_id = %id, hostname = %reg.hostname, resources = %reg.total, tasks = reg.tasks.len(), "agent re-registered");
@@ -268,6 +270,7 @@ impl BrokerCore {
             agent_message(v1::broker_message::Kind::Registered(v1::broker_message::Registered {
                 agent_id: id.to_string(),
                 heartbeat_interval_seconds: secs(self.settings.agent_heartbeat_interval),
+                leader_epoch: self.epoch,
             })),
         ));
         out
@@ -481,6 +484,7 @@ impl BrokerCore {
                 self.record_completed(framework, task_id, &task, TaskState::Gone, &message);
                 self.notify_framework(framework, status, out);
             }
+            self.forget_agent(&id, out);
             self.removed_agents.push_back(id);
             while self.removed_agents.len() > REMOVED_AGENTS_KEPT {
                 self.removed_agents.pop_front();

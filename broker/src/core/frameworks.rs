@@ -188,11 +188,13 @@ impl BrokerCore {
         }
         self.framework_conns.insert(conn, id.clone());
         self.dirty = true;
+        self.record_framework(&id, out);
         out.push(Output::Framework(
             conn,
             event(v1::event::Kind::Subscribed(v1::event::Subscribed {
                 framework_id: id.to_string(),
                 heartbeat_interval_seconds: secs(self.settings.framework_heartbeat_interval),
+                leader_epoch: self.epoch,
             })),
         ));
     }
@@ -227,8 +229,9 @@ impl BrokerCore {
             .frameworks
             .iter()
             .filter(|(_, f)| {
-                f.disconnected_at
-                    .is_some_and(|at| !f.recovered && now.saturating_sub(at) >= f.failover_timeout)
+                // `at` may lie ahead: a framework recovered from the
+                // registry gets the recovery period on top of its timeout.
+                f.disconnected_at.is_some_and(|at| !f.recovered && now >= at + f.failover_timeout)
             })
             .map(|(id, _)| id.clone())
             .collect();
@@ -265,6 +268,7 @@ impl BrokerCore {
             tracing::error!(framework_id = %id, error = %err, "books out of step: framework unknown to the allocator");
         }
         self.frameworks.remove(id);
+        self.forget_framework(id, out);
         if let Some(conn) = framework.conn {
             self.framework_conns.remove(&conn);
             out.push(Output::Close(conn));

@@ -17,7 +17,9 @@
 mod accept;
 mod agents;
 mod frameworks;
+mod recovery;
 pub mod state;
+pub use recovery::RecoveryReport;
 #[cfg(test)]
 mod tests;
 
@@ -39,6 +41,9 @@ pub enum Output {
     Framework(ConnId, v1::Event),
     /// Close the stream once what was queued before has been sent.
     Close(ConnId),
+    /// Write this to the durable registry before carrying out anything
+    /// that comes after it (the acknowledgement it describes).
+    Registry(weir_ha::Write),
 }
 
 /// The broker's tunables, read from configuration by the binary.
@@ -53,6 +58,9 @@ pub struct BrokerSettings {
     pub framework_heartbeat_interval: Duration,
     pub refuse_default: Duration,
     pub weights: Vec<(Role, f64)>,
+    /// After a failover, how long the new leader waits for the agents in
+    /// the registry to re-register before it makes offers without them.
+    pub recovery_timeout: Duration,
 }
 
 impl Default for BrokerSettings {
@@ -66,6 +74,7 @@ impl Default for BrokerSettings {
             framework_heartbeat_interval: Duration::from_secs(15),
             refuse_default: Duration::from_secs(5),
             weights: Vec::new(),
+            recovery_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -190,6 +199,13 @@ pub struct BrokerCore {
     next_filter_expiry: Option<Duration>,
     started_at: Duration,
     counters: Counters,
+    /// The leadership term this core acts in (0: no election).
+    epoch: u64,
+    /// Set while a new leader waits for the agents of the registry.
+    recovery: Option<recovery::Recovery>,
+    /// What the registry holds, so only changes are written.
+    registered_agents: BTreeMap<AgentId, v1::AgentInfo>,
+    registered_frameworks: BTreeMap<FrameworkId, v1::FrameworkInfo>,
 }
 
 impl BrokerCore {
@@ -219,6 +235,10 @@ impl BrokerCore {
             next_filter_expiry: None,
             started_at: now,
             counters: Counters::default(),
+            epoch: 0,
+            recovery: None,
+            registered_agents: BTreeMap::new(),
+            registered_frameworks: BTreeMap::new(),
         }
     }
 
@@ -239,6 +259,7 @@ impl BrokerCore {
     /// the batched allocation cycle.
     pub fn tick(&mut self, now: Duration) -> Vec<Output> {
         let mut out = Vec::new();
+        self.check_recovery(now, &mut out);
         self.expire_offers(now, &mut out);
         self.detect_unreachable_agents(now, &mut out);
         self.remove_lost_agents(now, &mut out);
@@ -249,7 +270,9 @@ impl BrokerCore {
         }
         let interval_passed =
             self.last_allocation.is_none_or(|last| now >= last + self.settings.allocation_interval);
-        if self.dirty && interval_passed {
+        // A half-recovered view makes no offers: they could hand out what
+        // an agent that has not re-registered yet is already running.
+        if self.dirty && interval_passed && self.recovery.is_none() {
             self.allocate(now, &mut out);
         }
         out
@@ -426,11 +449,14 @@ impl BrokerCore {
         self.allocator.role_shares().into_iter().map(|r| (r.role, r.weight)).collect()
     }
 
-    pub fn set_weight(&mut self, role: Role, weight: f64) -> Result<(), String> {
+    /// Sets a role's weight. The outputs hold the registry write that must
+    /// land before the change is acknowledged.
+    pub fn set_weight(&mut self, role: Role, weight: f64) -> Result<Vec<Output>, String> {
         weir_model::ids::validate_id("role", role.as_str())?;
-        self.allocator.set_weight(role, weight).map_err(|e| e.to_string())?;
+        self.allocator.set_weight(role.clone(), weight).map_err(|e| e.to_string())?;
         self.dirty = true;
-        Ok(())
+        let record = v1::RoleWeight { role: role.to_string(), weight };
+        Ok(vec![Output::Registry(recovery::put(recovery::WEIGHTS, role.as_str(), &record))])
     }
 }
 

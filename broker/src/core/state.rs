@@ -54,6 +54,12 @@ pub struct BrokerDoc {
     pub id: String,
     pub uptime_seconds: f64,
     pub version: String,
+    /// The leadership term (0 without an election).
+    #[serde(default)]
+    pub leader_epoch: u64,
+    /// True while a new leader waits for agents to re-register (no offers).
+    #[serde(default)]
+    pub recovering: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -274,6 +280,8 @@ impl BrokerCore {
                 id: self.id_prefix.clone(),
                 uptime_seconds: now.saturating_sub(self.started_at).as_secs_f64(),
                 version: env!("CARGO_PKG_VERSION").to_owned(),
+                leader_epoch: self.epoch,
+                recovering: self.recovery.is_some(),
             },
             totals: TotalsDoc {
                 total: (&total).into(),

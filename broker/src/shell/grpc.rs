@@ -138,11 +138,17 @@ impl Operator for OperatorService {
                 )));
             }
         }
-        let mut inner = self.0.lock();
-        for w in weights {
-            tracing::info!(role = %w.role, weight = w.weight, "role weight updated");
-            inner.core.set_weight(Role::new(w.role), w.weight).map_err(Status::invalid_argument)?;
-        }
+        self.0
+            .apply_durably(|core, _| {
+                let mut outputs = Vec::new();
+                for w in weights {
+                    tracing::info!(role = %w.role, weight = w.weight, "role weight updated");
+                    outputs.extend(core.set_weight(Role::new(w.role), w.weight)?);
+                }
+                Ok(outputs)
+            })
+            .await
+            .map_err(Status::unavailable)?;
         Ok(Response::new(v1::UpdateWeightsResponse {}))
     }
 }

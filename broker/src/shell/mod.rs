@@ -6,18 +6,26 @@
 //! into a core call under the lock, then hands the core's outputs to the
 //! right channels. A slow reader whose channel fills up is disconnected
 //! rather than allowed to grow the broker's memory.
+//!
+//! As an elected leader ([`run_leader`]) two more rules hold:
+//! - outputs that follow a registry write wait until it has landed (in
+//!   order: everything after them waits too), so nothing is acknowledged
+//!   that a new leader would not know; a failed write ends the leadership;
+//! - nothing reaches the core once the leadership lease is not fresh: the
+//!   broker reports itself lost and is stopped by its owner.
 
 mod grpc;
 mod http;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 use tonic::Status;
+use weir_ha::{LeaseGuard, Record, Registry, Write};
 use weir_proto::v1;
 
 use crate::core::{BrokerCore, BrokerSettings, ConnId, Output};
@@ -45,11 +53,31 @@ enum Sender {
     Framework(mpsc::Sender<Result<v1::Event, Status>>),
 }
 
+/// Outputs waiting for registry writes (and everything queued after them).
+struct Batch {
+    writes: Vec<Write>,
+    outputs: Vec<Output>,
+    done: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+/// A broker that leads an elected term: see [`run_leader`].
+pub struct Leading {
+    pub epoch: u64,
+    /// The registry's records when the term began.
+    pub records: Vec<Record>,
+    pub registry: Arc<dyn Registry>,
+    pub guard: LeaseGuard,
+}
+
 struct Inner {
     core: BrokerCore,
     conns: HashMap<ConnId, Sender>,
     next_conn: ConnId,
     last_allocation_seconds: f64,
+    registry: Option<Arc<dyn Registry>>,
+    pending: VecDeque<Batch>,
+    /// Why this broker stopped leading, once it has.
+    lost: watch::Sender<Option<String>>,
 }
 
 /// What every handler shares.
@@ -57,6 +85,8 @@ struct Inner {
 pub(crate) struct Shared {
     inner: Arc<Mutex<Inner>>,
     started: Instant,
+    guard: LeaseGuard,
+    writer: Arc<Notify>,
 }
 
 impl Shared {
@@ -71,12 +101,67 @@ impl Shared {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// True while this broker may act: always without an election; as a
+    /// leader, while its lease is fresh and nothing has ended the term.
+    fn may_act(&self, inner: &Inner) -> bool {
+        if inner.lost.borrow().is_some() {
+            return false;
+        }
+        if !self.guard.is_valid() {
+            tracing::error!(epoch = inner.core.epoch(), "leadership lease is not fresh; stepping down");
+            inner.lost.send_replace(Some("the leadership lease was not renewed in time".to_owned()));
+            return false;
+        }
+        true
+    }
+
     /// Runs a core call and carries out its outputs.
     fn apply(&self, f: impl FnOnce(&mut BrokerCore, Duration) -> Vec<Output>) {
         let now = self.now();
         let mut inner = self.lock();
+        if !self.may_act(&inner) {
+            return;
+        }
         let outputs = f(&mut inner.core, now);
-        inner.dispatch(outputs);
+        self.submit(&mut inner, outputs, None);
+    }
+
+    /// Like [`apply`], for a caller that must know the outputs' registry
+    /// writes have landed (an operator call about to answer).
+    async fn apply_durably(&self, f: impl FnOnce(&mut BrokerCore, Duration) -> Result<Vec<Output>, String>) -> Result<(), String> {
+        let rx = {
+            let now = self.now();
+            let mut inner = self.lock();
+            if !self.may_act(&inner) {
+                return Err("this broker no longer leads".to_owned());
+            }
+            let outputs = f(&mut inner.core, now)?;
+            let (tx, rx) = oneshot::channel();
+            self.submit(&mut inner, outputs, Some(tx));
+            rx
+        };
+        rx.await.unwrap_or_else(|_| Err("this broker stopped before the change was recorded".to_owned()))
+    }
+
+    /// Sends outputs now, or queues them behind registry writes.
+    fn submit(&self, inner: &mut Inner, outputs: Vec<Output>, done: Option<oneshot::Sender<Result<(), String>>>) {
+        let mut writes = Vec::new();
+        let mut rest = Vec::with_capacity(outputs.len());
+        for output in outputs {
+            match output {
+                Output::Registry(write) => writes.push(write),
+                other => rest.push(other),
+            }
+        }
+        if inner.registry.is_none() || (writes.is_empty() && inner.pending.is_empty()) {
+            inner.dispatch(rest);
+            if let Some(done) = done {
+                let _ = done.send(Ok(()));
+            }
+            return;
+        }
+        inner.pending.push_back(Batch { writes, outputs: rest, done });
+        self.writer.notify_one();
     }
 
     fn register(&self, sender: Sender) -> ConnId {
@@ -112,6 +197,8 @@ impl Inner {
                 Output::Close(conn) => {
                     self.conns.remove(&conn);
                 }
+                // `Shared::submit` takes these out first.
+                Output::Registry(_) => {}
             }
         }
         for conn in overflowed {
@@ -131,6 +218,7 @@ impl Inner {
 pub struct RunningBroker {
     addr: SocketAddr,
     shared: Shared,
+    lost: watch::Receiver<Option<String>>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), BrokerError>>>,
 }
@@ -139,6 +227,20 @@ impl RunningBroker {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Resolves with the reason when this broker stops leading on its own
+    /// (lease not renewed, registry write failed). Never, without an election.
+    pub async fn lost(&self) -> String {
+        let mut lost = self.lost.clone();
+        loop {
+            if let Some(reason) = lost.borrow_and_update().clone() {
+                return reason;
+            }
+            if lost.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// The `/state` document right now.
@@ -179,27 +281,66 @@ impl RunningBroker {
     }
 }
 
-/// Binds the listener and starts serving. Ids are prefixed with a random
-/// broker instance id so they stay unique across broker restarts.
+/// A fresh broker instance id (ids it makes start with it, so they stay
+/// unique across restarts and failovers).
+pub fn new_instance_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
+}
+
+/// Binds the listener and starts serving, alone (no election).
 pub async fn run(settings: BrokerSettings, shell: ShellSettings) -> Result<RunningBroker, BrokerError> {
+    start(settings, shell, new_instance_id(), None).await
+}
+
+/// Binds the listener and starts serving as the elected leader of
+/// `leading.epoch`, recovering from the registry's records.
+pub async fn run_leader(
+    settings: BrokerSettings,
+    shell: ShellSettings,
+    instance: String,
+    leading: Leading,
+) -> Result<RunningBroker, BrokerError> {
+    start(settings, shell, instance, Some(leading)).await
+}
+
+async fn start(
+    settings: BrokerSettings,
+    shell: ShellSettings,
+    instance: String,
+    leading: Option<Leading>,
+) -> Result<RunningBroker, BrokerError> {
     let listener = tokio::net::TcpListener::bind(shell.listen)
         .await
         .map_err(|source| BrokerError::Bind { addr: shell.listen, source })?;
     let addr = listener.local_addr().map_err(|source| BrokerError::Bind { addr: shell.listen, source })?;
-    let instance = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let started = Instant::now();
     let tick_every = settings.allocation_interval.clamp(Duration::from_millis(10), Duration::from_millis(100));
     let heartbeat_every = settings.framework_heartbeat_interval;
+    let mut core = BrokerCore::new(settings, instance.clone(), Duration::ZERO);
+    let (registry, guard) = match leading {
+        Some(leading) => {
+            core.recover(&leading.records, leading.epoch, Duration::ZERO);
+            (Some(leading.registry), leading.guard)
+        }
+        None => (None, LeaseGuard::always()),
+    };
+    let (lost_tx, lost_rx) = watch::channel(None);
     let shared = Shared {
         inner: Arc::new(Mutex::new(Inner {
-            core: BrokerCore::new(settings, instance.clone(), Duration::ZERO),
+            core,
             conns: HashMap::new(),
             next_conn: 0,
             last_allocation_seconds: 0.0,
+            registry: registry.clone(),
+            pending: VecDeque::new(),
+            lost: lost_tx,
         })),
         started,
+        guard,
+        writer: Arc::new(Notify::new()),
     };
     tracing::info!(broker_id = %instance, %addr, "broker listening (gRPC and HTTP)");
+    let writer = registry.map(|registry| tokio::spawn(registry_writer(shared.clone(), registry)));
 
     let router = grpc::router(shared.clone(), shell.max_message_size).merge(http::router(shared.clone()));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -214,9 +355,56 @@ pub async fn run(settings: BrokerSettings, shell: ShellSettings) -> Result<Runni
         let served = axum::serve(listener, router).with_graceful_shutdown(shutdown);
         let result = served.await.map_err(BrokerError::Serve);
         ticker.abort();
+        if let Some(writer) = writer {
+            writer.abort();
+        }
         result
     });
-    Ok(RunningBroker { addr, shared, stop: Some(stop_tx), task: Some(task) })
+    Ok(RunningBroker { addr, shared, lost: lost_rx, stop: Some(stop_tx), task: Some(task) })
+}
+
+/// Lands queued registry writes, then releases what waited for them, in
+/// order. Writes of every batch queued meanwhile go out together.
+async fn registry_writer(shared: Shared, registry: Arc<dyn Registry>) {
+    loop {
+        shared.writer.notified().await;
+        loop {
+            let (writes, count) = {
+                let mut inner = shared.lock();
+                let count = inner.pending.len();
+                let writes: Vec<Write> = inner.pending.iter_mut().flat_map(|b| std::mem::take(&mut b.writes)).collect();
+                (writes, count)
+            };
+            if count == 0 {
+                break;
+            }
+            let result = if writes.is_empty() { Ok(()) } else { registry.apply(writes).await };
+            let mut inner = shared.lock();
+            match result {
+                Ok(()) => {
+                    for _ in 0..count {
+                        let Some(batch) = inner.pending.pop_front() else { break };
+                        inner.dispatch(batch.outputs);
+                        if let Some(done) = batch.done {
+                            let _ = done.send(Ok(()));
+                        }
+                    }
+                }
+                Err(err) => {
+                    // Nothing after a failed write is acknowledged: clients
+                    // will redo it with the next leader.
+                    tracing::error!(error = %err, "registry write failed; stepping down");
+                    for batch in inner.pending.drain(..) {
+                        if let Some(done) = batch.done {
+                            let _ = done.send(Err(format!("the registry write failed: {err}")));
+                        }
+                    }
+                    inner.lost.send_replace(Some(format!("registry write failed: {err}")));
+                    return;
+                }
+            }
+        }
+    }
 }
 
 async fn tick_loop(shared: Shared, every: Duration, heartbeat_every: Duration) {
@@ -227,13 +415,16 @@ async fn tick_loop(shared: Shared, every: Duration, heartbeat_every: Duration) {
         interval.tick().await;
         let now = shared.now();
         let mut inner = shared.lock();
+        if !shared.may_act(&inner) {
+            continue;
+        }
         let cycles_before = inner.core.counters().allocation_cycles;
         let began = Instant::now();
         let outputs = inner.core.tick(now);
         if inner.core.counters().allocation_cycles != cycles_before {
             inner.last_allocation_seconds = began.elapsed().as_secs_f64();
         }
-        inner.dispatch(outputs);
+        shared.submit(&mut inner, outputs, None);
         if last_heartbeat.elapsed() >= heartbeat_every {
             last_heartbeat = Instant::now();
             let heartbeat = v1::Event { kind: Some(v1::event::Kind::Heartbeat(v1::event::Heartbeat {})) };
@@ -243,7 +434,7 @@ async fn tick_loop(shared: Shared, every: Duration, heartbeat_every: Duration) {
                 .filter(|(_, s)| matches!(s, Sender::Framework(_)))
                 .map(|(c, _)| *c)
                 .collect();
-            inner.dispatch(frameworks.into_iter().map(|c| Output::Framework(c, heartbeat.clone())).collect());
+            shared.submit(&mut inner, frameworks.into_iter().map(|c| Output::Framework(c, heartbeat.clone())).collect(), None);
         }
     }
 }

@@ -1,0 +1,243 @@
+//! What survives a broker failover: the registry.
+//!
+//! The leader writes a record for every admitted agent, every subscribed
+//! framework (with its failover timeout) and every role weight an operator
+//! set, and the shell lands each write before the acknowledgement that
+//! follows it. A new leader starts from these records: frameworks are known
+//! (disconnected, with their failover timeout plus the recovery period to
+//! come back), and the agents are expected. Tasks are not recorded: agents
+//! report them when they re-register, as after a plain broker restart.
+//!
+//! Until every expected agent has re-registered, or the recovery timeout
+//! has passed, the core makes no offers. Agents still missing then are
+//! entered as unreachable; they have the usual re-register timeout to
+//! come back before they are removed.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use prost::Message;
+use weir_ha::{Record, Write};
+use weir_model::{AgentId, FrameworkId, Role};
+use weir_proto::convert;
+use weir_proto::v1;
+
+use super::{Agent, BrokerCore, Framework, Output};
+
+pub(super) const AGENTS: &str = "agents";
+pub(super) const FRAMEWORKS: &str = "frameworks";
+pub(super) const WEIGHTS: &str = "weights";
+
+pub(super) fn put(collection: &str, key: &str, value: &impl Message) -> Write {
+    Write::Put(Record { collection: collection.to_owned(), key: key.to_owned(), value: value.encode_to_vec() })
+}
+
+fn delete(collection: &str, key: &str) -> Write {
+    Write::Delete { collection: collection.to_owned(), key: key.to_owned() }
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Recovery {
+    expected: BTreeSet<AgentId>,
+    deadline: Duration,
+}
+
+/// What a new leader found in the registry.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecoveryReport {
+    pub agents: usize,
+    pub frameworks: usize,
+    pub weights: usize,
+    /// Records that could not be used, each with the reason.
+    pub skipped: Vec<String>,
+}
+
+impl BrokerCore {
+    /// The leadership term this core acts in.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// True while a new leader still waits for agents to re-register.
+    pub fn recovering(&self) -> bool {
+        self.recovery.is_some()
+    }
+
+    /// Starts leading term `epoch` from the registry's records. Call once,
+    /// on a fresh core, before any other input. A record that cannot be
+    /// used is skipped and reported, never fatal: one bad record must not
+    /// keep every broker from leading.
+    pub fn recover(&mut self, records: &[Record], epoch: u64, now: Duration) -> RecoveryReport {
+        self.epoch = epoch;
+        let mut report = RecoveryReport::default();
+        let mut expected = BTreeSet::new();
+        for record in records {
+            let what = format!("{}/{}", record.collection, record.key);
+            let result = match record.collection.as_str() {
+                AGENTS => self.recover_agent(record).map(|id| {
+                    expected.insert(id);
+                    report.agents += 1;
+                }),
+                FRAMEWORKS => self.recover_framework(record, now).map(|()| report.frameworks += 1),
+                WEIGHTS => self.recover_weight(record).map(|()| report.weights += 1),
+                other => Err(format!("unknown collection {other:?}")),
+            };
+            if let Err(reason) = result {
+                tracing::error!(record = %what, %reason, "skipping a registry record");
+                report.skipped.push(format!("{what}: {reason}"));
+            }
+        }
+        tracing::info!(
+            epoch,
+            agents = report.agents,
+            frameworks = report.frameworks,
+            weights = report.weights,
+            skipped = report.skipped.len(),
+            "recovered the registry; waiting for agents to re-register"
+        );
+        self.recovery = Some(Recovery { expected, deadline: now + self.settings.recovery_timeout });
+        self.dirty = true;
+        report
+    }
+
+    fn recover_agent(&mut self, record: &Record) -> Result<AgentId, String> {
+        let info = v1::AgentInfo::decode(record.value.as_slice()).map_err(|e| format!("not an AgentInfo: {e}"))?;
+        let id = convert::id::<AgentId>("agent id", &record.key).map_err(|e| e.to_string())?;
+        if info.id != record.key {
+            return Err(format!("record names agent {:?}", info.id));
+        }
+        convert::resources_from_proto("resources", &info.resources).map_err(|e| e.to_string())?;
+        self.registered_agents.insert(id.clone(), info);
+        Ok(id)
+    }
+
+    fn recover_framework(&mut self, record: &Record, now: Duration) -> Result<(), String> {
+        let info = v1::FrameworkInfo::decode(record.value.as_slice()).map_err(|e| format!("not a FrameworkInfo: {e}"))?;
+        let id = convert::id::<FrameworkId>("framework id", &record.key).map_err(|e| e.to_string())?;
+        if info.id != record.key {
+            return Err(format!("record names framework {:?}", info.id));
+        }
+        let mut roles = Vec::new();
+        for role in &info.roles {
+            weir_model::ids::validate_id("role", role)?;
+            roles.push(Role::new(role.clone()));
+        }
+        if roles.is_empty() {
+            roles.push(Role::default_role());
+        }
+        let timeout = info.failover_timeout_seconds;
+        if !timeout.is_finite() || timeout < 0.0 {
+            return Err(format!("failover timeout {timeout} is not a number >= 0"));
+        }
+        self.allocator.add_framework(id.clone(), roles.clone()).map_err(|e| e.to_string())?;
+        let _ = self.allocator.set_framework_active(&id, false);
+        self.frameworks.insert(
+            id.clone(),
+            Framework {
+                name: info.name.clone(),
+                roles,
+                user: info.user.clone(),
+                hostname: info.hostname.clone(),
+                failover_timeout: Duration::from_secs_f64(timeout.min(365.0 * 24.0 * 3600.0)),
+                conn: None,
+                disconnected_at: Some(now + self.settings.recovery_timeout),
+                recovered: false,
+                registered_at: now,
+                offers: Default::default(),
+                tasks: Default::default(),
+            },
+        );
+        self.registered_frameworks.insert(id, info);
+        Ok(())
+    }
+
+    fn recover_weight(&mut self, record: &Record) -> Result<(), String> {
+        let w = v1::RoleWeight::decode(record.value.as_slice()).map_err(|e| format!("not a RoleWeight: {e}"))?;
+        if w.role != record.key {
+            return Err(format!("record names role {:?}", w.role));
+        }
+        weir_model::ids::validate_id("role", &w.role)?;
+        self.allocator.set_weight(Role::new(w.role), w.weight).map_err(|e| e.to_string())
+    }
+
+    /// Ends recovery once every expected agent is back or time is up.
+    pub(super) fn check_recovery(&mut self, now: Duration, _out: &mut [Output]) {
+        let Some(recovery) = &self.recovery else { return };
+        if !recovery.expected.is_empty() && now < recovery.deadline {
+            return;
+        }
+        let missing: Vec<AgentId> = recovery.expected.iter().cloned().collect();
+        self.recovery = None;
+        self.dirty = true;
+        for id in &missing {
+            let Some(info) = self.registered_agents.get(id).cloned() else { continue };
+            let Ok(total) = convert::resources_from_proto("resources", &info.resources) else { continue };
+            if self.allocator.add_agent(id.clone(), total.clone(), Vec::new()).is_err() {
+                continue;
+            }
+            let _ = self.allocator.set_agent_active(id, false);
+            self.agents.insert(
+                id.clone(),
+                Agent {
+                    hostname: info.hostname.clone(),
+                    attributes: info.attributes.iter().map(|a| (a.name.clone(), a.value.clone())).collect(),
+                    http_address: info.http_address.clone(),
+                    total,
+                    conn: None,
+                    last_seen: now,
+                    reachable: false,
+                    unreachable_since: Some(now),
+                    registered_at: now,
+                    tasks: Default::default(),
+                    offers: Default::default(),
+                },
+            );
+            tracing::warn!(agent_id = %id, "agent did not re-register after the failover; unreachable until it does");
+        }
+        tracing::info!(epoch = self.epoch, missing = missing.len(), "recovery complete; offers resume");
+    }
+
+    pub(super) fn agent_recovered(&mut self, id: &AgentId) {
+        if let Some(recovery) = &mut self.recovery {
+            recovery.expected.remove(id);
+        }
+    }
+
+    /// Records an admitted agent (its identity and resources, not its tasks).
+    pub(super) fn record_agent(&mut self, id: &AgentId, msg: &v1::agent_message::Register, out: &mut Vec<Output>) {
+        let mut info = msg.agent.clone().unwrap_or_default();
+        info.id = id.to_string();
+        if self.registered_agents.get(id) != Some(&info) {
+            out.push(Output::Registry(put(AGENTS, id.as_str(), &info)));
+            self.registered_agents.insert(id.clone(), info);
+        }
+    }
+
+    pub(super) fn forget_agent(&mut self, id: &AgentId, out: &mut Vec<Output>) {
+        if self.registered_agents.remove(id).is_some() {
+            out.push(Output::Registry(delete(AGENTS, id.as_str())));
+        }
+    }
+
+    pub(super) fn record_framework(&mut self, id: &FrameworkId, out: &mut Vec<Output>) {
+        let Some(f) = self.frameworks.get(id) else { return };
+        let info = v1::FrameworkInfo {
+            id: id.to_string(),
+            name: f.name.clone(),
+            roles: f.roles.iter().map(|r| r.to_string()).collect(),
+            failover_timeout_seconds: f.failover_timeout.as_secs_f64(),
+            user: f.user.clone(),
+            hostname: f.hostname.clone(),
+        };
+        if self.registered_frameworks.get(id) != Some(&info) {
+            out.push(Output::Registry(put(FRAMEWORKS, id.as_str(), &info)));
+            self.registered_frameworks.insert(id.clone(), info);
+        }
+    }
+
+    pub(super) fn forget_framework(&mut self, id: &FrameworkId, out: &mut Vec<Output>) {
+        if self.registered_frameworks.remove(id).is_some() {
+            out.push(Output::Registry(delete(FRAMEWORKS, id.as_str())));
+        }
+    }
+}
