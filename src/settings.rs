@@ -105,6 +105,7 @@ pub fn broker(config: &Config) -> Result<(weir_broker::BrokerSettings, weir_brok
         framework_heartbeat_interval: get_duration("broker.framework.heartbeat.interval")?,
         refuse_default: get_duration("broker.filter.refuse.default")?,
         weights,
+        recovery_timeout: get_duration("broker.recovery.timeout")?,
     };
     let max = config.get_size("broker.max.message.size").map_err(problem)?;
     let shell = weir_broker::ShellSettings {
@@ -112,6 +113,32 @@ pub fn broker(config: &Config) -> Result<(weir_broker::BrokerSettings, weir_brok
         max_message_size: usize::try_from(max).unwrap_or(usize::MAX),
     };
     Ok((settings, shell))
+}
+
+/// How a broker takes part in an election, when `broker.zk` is set.
+pub struct BrokerHa {
+    pub zk: weir_ha::ZkAddress,
+    pub session_timeout: std::time::Duration,
+    /// Published for others; empty means "work it out from the listen address".
+    pub advertise: Option<String>,
+}
+
+pub fn broker_ha(config: &Config) -> Result<Option<BrokerHa>> {
+    let zk = config.get("broker.zk").map_err(problem)?.unwrap_or_default();
+    if zk.trim().is_empty() {
+        return Ok(None);
+    }
+    let zk = weir_ha::ZkAddress::parse(zk.trim()).map_err(|e| problem(format!("broker.zk: {e}")))?;
+    let session_timeout = config.get_duration("broker.zk.session.timeout").map_err(problem)?;
+    if session_timeout < std::time::Duration::from_millis(500) || session_timeout > std::time::Duration::from_secs(600) {
+        return Err(problem(format!("broker.zk.session.timeout: {session_timeout:?} must be between 500ms and 10m")));
+    }
+    let advertise = config.get("broker.advertise.address").map_err(problem)?.unwrap_or_default();
+    let advertise = if advertise.trim().is_empty() { None } else { Some(advertise.trim().to_owned()) };
+    if advertise.is_some() {
+        config.get_host_port("broker.advertise.address").map_err(problem)?;
+    }
+    Ok(Some(BrokerHa { zk, session_timeout, advertise }))
 }
 
 /// `kill_tasks_on_shutdown`: standalone cleans up after itself; a plain

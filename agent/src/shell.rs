@@ -22,6 +22,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
+use weir_ha::{LeaderInfo, ZkAddress};
 use weir_model::{AgentId, FrameworkId, ResourceSet, TaskId};
 use weir_proto::convert::resources_to_proto;
 use weir_proto::v1;
@@ -445,17 +446,59 @@ async fn event_loop(shared: Arc<Shared>, mut events: mpsc::UnboundedReceiver<Inp
     }
 }
 
-async fn connection_loop(shared: Arc<Shared>, settings: AgentSettings, fatal: watch::Sender<Option<String>>) {
-    let endpoint = if settings.broker.starts_with("http://") || settings.broker.starts_with("https://") {
-        settings.broker.clone()
+fn endpoint_of(address: &str) -> String {
+    if address.starts_with("http://") || address.starts_with("https://") {
+        address.to_owned()
     } else {
-        format!("http://{}", settings.broker)
+        format!("http://{address}")
+    }
+}
+
+/// Resolves once a broker with an epoch above `epoch` leads; the new epoch.
+async fn leader_moved(leader: &mut watch::Receiver<Option<LeaderInfo>>, epoch: u64) -> u64 {
+    loop {
+        if let Some(l) = leader.borrow_and_update().as_ref().filter(|l| l.epoch > epoch) {
+            return l.epoch;
+        }
+        if leader.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+async fn connection_loop(shared: Arc<Shared>, settings: AgentSettings, fatal: watch::Sender<Option<String>>) {
+    // With `zk://…` the broker is whichever one leads; it is looked up
+    // before every attempt and followed when it changes.
+    let mut leader = match ZkAddress::is_zk(&settings.broker) {
+        true => match ZkAddress::parse(&settings.broker) {
+            Ok(address) => Some(weir_ha::detect(&address)),
+            Err(err) => {
+                let _ = fatal.send(Some(err.to_string()));
+                return;
+            }
+        },
+        false => None,
     };
+    // The largest leader epoch seen: a broker with a smaller one is a
+    // deposed leader and is never obeyed.
+    let mut seen_epoch = 0u64;
     let mut backoff = Duration::from_millis(100);
     let mut refusals = 0u32;
     let mut ever_registered = false;
     loop {
-        match attach_once(&shared, &endpoint, &settings).await {
+        // Which broker to try, and the epoch it leads (as far as known).
+        let (endpoint, target_epoch) = match leader.as_mut() {
+            None => (endpoint_of(&settings.broker), seen_epoch),
+            Some(leader) => match { let current = leader.borrow_and_update().clone(); current } {
+                Some(l) => (endpoint_of(&l.address), l.epoch),
+                None => {
+                    tracing::info!(broker = %settings.broker, "no broker leads yet; waiting");
+                    let _ = tokio::time::timeout(Duration::from_secs(5), leader.changed()).await;
+                    continue;
+                }
+            },
+        };
+        match attach_once(&shared, &endpoint, &settings, leader.as_mut(), target_epoch, &mut seen_epoch).await {
             Ok(Registration::Ended) => {
                 ever_registered = true;
                 refusals = 0;
@@ -473,8 +516,17 @@ async fn connection_loop(shared: Arc<Shared>, settings: AgentSettings, fatal: wa
         }
         *shared.outbound.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let _ = shared.events.send(Input::Disconnected);
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        match leader.as_mut() {
+            // A new leader is tried at once, whatever the backoff.
+            Some(leader) => tokio::select! {
+                _ = tokio::time::sleep(backoff) => backoff = (backoff * 2).min(Duration::from_secs(5)),
+                _ = leader_moved(leader, target_epoch) => backoff = Duration::from_millis(100),
+            },
+            None => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
     }
 }
 
@@ -484,7 +536,14 @@ enum Registration {
     Refused(String),
 }
 
-async fn attach_once(shared: &Arc<Shared>, endpoint: &str, settings: &AgentSettings) -> Result<Registration, String> {
+async fn attach_once(
+    shared: &Arc<Shared>,
+    endpoint: &str,
+    settings: &AgentSettings,
+    mut leader: Option<&mut watch::Receiver<Option<LeaderInfo>>>,
+    target_epoch: u64,
+    seen_epoch: &mut u64,
+) -> Result<Registration, String> {
     let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
         .map_err(|e| e.to_string())?
         .connect_timeout(Duration::from_secs(5))
@@ -524,8 +583,21 @@ async fn attach_once(shared: &Arc<Shared>, endpoint: &str, settings: &AgentSetti
         })
     };
     let mut registered = false;
+    // Until REGISTERED says otherwise, this stream is with the broker the
+    // detector named.
+    let mut stream_epoch = target_epoch;
     let result = loop {
-        let msg = match stream.message().await {
+        let next = match leader.as_deref_mut() {
+            Some(leader) => tokio::select! {
+                next = stream.message() => next,
+                new = leader_moved(leader, stream_epoch) => {
+                    tracing::warn!(from = stream_epoch, to = new, "another broker leads now; leaving this one");
+                    break if registered { Ok(Registration::Ended) } else { Err("the leader changed".to_owned()) };
+                }
+            },
+            None => stream.message().await,
+        };
+        let msg = match next {
             Ok(Some(msg)) => msg,
             Ok(None) => break if registered { Ok(Registration::Ended) } else { Err("the broker closed the stream".to_owned()) },
             Err(status) => {
@@ -534,7 +606,17 @@ async fn attach_once(shared: &Arc<Shared>, endpoint: &str, settings: &AgentSetti
         };
         let input = match msg.kind {
             Some(v1::broker_message::Kind::Registered(r)) => {
+                if r.leader_epoch < *seen_epoch {
+                    tracing::error!(epoch = r.leader_epoch, seen = *seen_epoch, "refusing a deposed broker");
+                    break Err(format!(
+                        "the broker leads epoch {}, older than epoch {} already seen; it was deposed",
+                        r.leader_epoch, *seen_epoch
+                    ));
+                }
+                *seen_epoch = r.leader_epoch;
+                stream_epoch = r.leader_epoch;
                 registered = true;
+                tracing::info!(agent_id = %r.agent_id, epoch = r.leader_epoch, "registered with the broker");
                 Input::Registered { agent_id: AgentId::new(r.agent_id) }
             }
             Some(v1::broker_message::Kind::Refused(r)) => break Ok(Registration::Refused(r.message)),

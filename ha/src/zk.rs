@@ -78,8 +78,9 @@ impl ZkSession {
     }
 }
 
+/// A member's sequence number, plus one: epoch 0 means "no election".
 fn sequence_of(name: &str) -> Option<u64> {
-    name.strip_prefix(MEMBER_PREFIX)?.parse().ok()
+    name.strip_prefix(MEMBER_PREFIX)?.parse::<u64>().ok().map(|s| s + 1)
 }
 
 /// The election's members, lowest sequence (the leader) first.
@@ -132,8 +133,9 @@ impl LeaderElection for ZkElection {
             )
             .await
             .map_err(|e| HaError::zk("enter the election", e))?;
-        let epoch = seq.into_i64() as u64;
-        let own = format!("{ELECTION}/{MEMBER_PREFIX}{:010}", epoch);
+        let own = format!("{ELECTION}/{MEMBER_PREFIX}{seq}");
+        let epoch = sequence_of(&own[ELECTION.len() + 1..])
+            .ok_or_else(|| HaError::zk("enter the election", format!("unexpected node name {own}")))?;
         tracing::info!(broker_id = %self.me.id, epoch, node = %own, "campaigning for leadership");
         loop {
             let members = members(client).await?;

@@ -5,10 +5,16 @@
 //! re-subscribes with the same framework id (so a framework with a failover
 //! timeout keeps its tasks) and yields SUBSCRIBED again; the typed call
 //! methods send calls on the current stream.
+//!
+//! The broker address may be `zk://host:port,…/path`: the SDK then finds
+//! the leading broker through ZooKeeper, and when another broker takes over
+//! it drops the old stream and re-subscribes to the new leader. A broker
+//! whose epoch is smaller than one already seen is never followed.
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use weir_ha::{LeaderInfo, ZkAddress};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 use weir_model::{AgentId, FrameworkId, OfferId, TaskId};
@@ -25,6 +31,10 @@ pub enum SdkError {
     Refused(String),
     #[error("the stream to the broker is closed")]
     Disconnected,
+    #[error("no broker leads at {addr} yet")]
+    NoLeader { addr: String },
+    #[error("the broker at {addr} leads epoch {epoch}, older than epoch {seen} already seen; not following it")]
+    StaleLeader { addr: String, epoch: u64, seen: u64 },
     #[error("gave up reconnecting to the broker at {addr} after {attempts} attempts: {last}")]
     GaveUp { addr: String, attempts: u32, last: String },
 }
@@ -68,6 +78,10 @@ impl FrameworkConfig {
 pub struct Framework {
     config: FrameworkConfig,
     id: FrameworkId,
+    /// Who leads, when the broker address is `zk://`.
+    leader: Option<watch::Receiver<Option<LeaderInfo>>>,
+    /// The epoch of the broker the current stream is with; the largest seen.
+    epoch: u64,
     calls: Option<mpsc::Sender<v1::Call>>,
     events: Option<Streaming<v1::Event>>,
 }
@@ -83,9 +97,21 @@ pub fn endpoint(addr: &str) -> String {
 impl Framework {
     /// Connects and subscribes; returns once the broker said SUBSCRIBED.
     pub async fn subscribe(config: FrameworkConfig) -> Result<Framework, SdkError> {
-        let (id, calls, events) = open(&config, config.framework_id.as_ref()).await?;
-        tracing::info!(framework_id = %id, broker = %config.broker, "subscribed");
-        Ok(Framework { config, id, calls: Some(calls), events: Some(events) })
+        let mut leader = if ZkAddress::is_zk(&config.broker) {
+            let address = ZkAddress::parse(&config.broker)
+                .map_err(|e| SdkError::BadAddress { addr: config.broker.clone(), reason: e.to_string() })?;
+            Some(weir_ha::detect(&address))
+        } else {
+            None
+        };
+        let (id, calls, events, epoch) = open(&config, config.framework_id.as_ref(), leader.as_mut(), 0).await?;
+        tracing::info!(framework_id = %id, broker = %config.broker, epoch, "subscribed");
+        Ok(Framework { config, id, leader, epoch, calls: Some(calls), events: Some(events) })
+    }
+
+    /// The epoch of the broker this framework follows (0 without ZooKeeper).
+    pub fn leader_epoch(&self) -> u64 {
+        self.epoch
     }
 
     pub fn id(&self) -> &FrameworkId {
@@ -97,11 +123,23 @@ impl Framework {
     /// purpose after a teardown).
     pub async fn next_event(&mut self) -> Result<Option<v1::Event>, SdkError> {
         if let Some(events) = self.events.as_mut() {
-            match events.message().await {
-                Ok(Some(event)) => return Ok(Some(event)),
-                Ok(None) if self.config.reconnect => tracing::warn!(framework_id = %self.id, "broker closed the stream"),
-                Ok(None) => tracing::debug!(framework_id = %self.id, "broker closed the stream"),
-                Err(status) => tracing::warn!(framework_id = %self.id, error = %status.message(), "stream to the broker broke"),
+            let epoch = self.epoch;
+            let message = match self.leader.as_mut() {
+                Some(leader) => tokio::select! {
+                    message = events.message() => Some(message),
+                    new = leader_moved(leader, epoch) => {
+                        tracing::warn!(framework_id = %self.id, from = epoch, to = new, "another broker leads now; following it");
+                        None
+                    }
+                },
+                None => Some(events.message().await),
+            };
+            match message {
+                Some(Ok(Some(event))) => return Ok(Some(event)),
+                Some(Ok(None)) if self.config.reconnect => tracing::warn!(framework_id = %self.id, "broker closed the stream"),
+                Some(Ok(None)) => tracing::debug!(framework_id = %self.id, "broker closed the stream"),
+                Some(Err(status)) => tracing::warn!(framework_id = %self.id, error = %status.message(), "stream to the broker broke"),
+                None => {}
             }
             self.events = None;
             self.calls = None;
@@ -111,18 +149,31 @@ impl Framework {
         }
         let mut wait = Duration::from_millis(100);
         let mut last = String::new();
+        // The newest leader already tried; a newer one is tried at once.
+        let mut tried = self.epoch;
         for attempt in 1..=self.config.max_reconnect_attempts {
-            tokio::time::sleep(wait).await;
-            match open(&self.config, Some(&self.id)).await {
-                Ok((id, calls, events)) => {
-                    tracing::info!(framework_id = %id, attempt, "re-subscribed");
+            match self.leader.as_mut() {
+                Some(leader) => tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    newer = leader_moved(leader, tried) => {
+                        tried = newer;
+                        wait = Duration::from_millis(100);
+                    }
+                },
+                None => tokio::time::sleep(wait).await,
+            }
+            match open(&self.config, Some(&self.id), self.leader.as_mut(), self.epoch).await {
+                Ok((id, calls, events, epoch)) => {
+                    tracing::info!(framework_id = %id, attempt, epoch, "re-subscribed");
                     self.id = id.clone();
+                    self.epoch = epoch;
                     self.calls = Some(calls);
                     self.events = Some(events);
                     return Ok(Some(v1::Event {
                         kind: Some(v1::event::Kind::Subscribed(v1::event::Subscribed {
                             framework_id: id.to_string(),
                             heartbeat_interval_seconds: 0.0,
+                            leader_epoch: epoch,
                         })),
                     }));
                 }
@@ -212,11 +263,46 @@ impl Framework {
     }
 }
 
+/// Resolves once a broker with an epoch above `epoch` leads; the new epoch.
+async fn leader_moved(leader: &mut watch::Receiver<Option<LeaderInfo>>, epoch: u64) -> u64 {
+    loop {
+        if let Some(l) = leader.borrow_and_update().as_ref().filter(|l| l.epoch > epoch) {
+            return l.epoch;
+        }
+        if leader.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Where to connect: the address itself, or the leader ZooKeeper names
+/// (waiting a little for one to be elected).
+async fn broker_address(config: &FrameworkConfig, leader: Option<&mut watch::Receiver<Option<LeaderInfo>>>) -> Result<String, SdkError> {
+    let Some(leader) = leader else { return Ok(config.broker.clone()) };
+    let wait = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(l) = leader.borrow_and_update().clone() {
+                return Some(l.address);
+            }
+            if leader.changed().await.is_err() {
+                return None;
+            }
+        }
+    });
+    match wait.await {
+        Ok(Some(address)) => Ok(address),
+        _ => Err(SdkError::NoLeader { addr: config.broker.clone() }),
+    }
+}
+
 async fn open(
     config: &FrameworkConfig,
     id: Option<&FrameworkId>,
-) -> Result<(FrameworkId, mpsc::Sender<v1::Call>, Streaming<v1::Event>), SdkError> {
-    let addr = endpoint(&config.broker);
+    leader: Option<&mut watch::Receiver<Option<LeaderInfo>>>,
+    seen_epoch: u64,
+) -> Result<(FrameworkId, mpsc::Sender<v1::Call>, Streaming<v1::Event>, u64), SdkError> {
+    let broker = broker_address(config, leader).await?;
+    let addr = endpoint(&broker);
     let channel = tonic::transport::Endpoint::from_shared(addr.clone())
         .map_err(|e| SdkError::BadAddress { addr: config.broker.clone(), reason: e.to_string() })?
         .connect_timeout(Duration::from_secs(5))
@@ -245,7 +331,12 @@ async fn open(
         .map_err(|s| SdkError::Connect { addr: config.broker.clone(), reason: s.message().to_owned() })?
         .into_inner();
     match events.message().await {
-        Ok(Some(v1::Event { kind: Some(v1::event::Kind::Subscribed(s)) })) => Ok((FrameworkId::new(s.framework_id), tx, events)),
+        Ok(Some(v1::Event { kind: Some(v1::event::Kind::Subscribed(s)) })) if s.leader_epoch < seen_epoch => {
+            Err(SdkError::StaleLeader { addr: broker, epoch: s.leader_epoch, seen: seen_epoch })
+        }
+        Ok(Some(v1::Event { kind: Some(v1::event::Kind::Subscribed(s)) })) => {
+            Ok((FrameworkId::new(s.framework_id), tx, events, s.leader_epoch))
+        }
         Ok(Some(v1::Event { kind: Some(v1::event::Kind::Error(e)) })) => Err(SdkError::Refused(e.message)),
         Ok(_) => Err(SdkError::Refused("the broker closed the stream before SUBSCRIBED".to_owned())),
         Err(s) => Err(SdkError::Connect { addr: config.broker.clone(), reason: s.message().to_owned() }),

@@ -2,7 +2,7 @@
 //! cluster, streams its output and exits with its exit code.
 //!
 //! It subscribes with no failover timeout (if it dies, the broker kills its
-//! tasks), launches `--instances` copies on whatever offers fit, declines the
+//! tasks; behind `zk://` it follows broker failovers and has 30 s), launches `--instances` copies on whatever offers fit, declines the
 //! rest, streams stdout/stderr from the agents' sandboxes, and on Ctrl-C
 //! kills what it started before exiting 130.
 
@@ -79,7 +79,14 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
     };
     let mut fw_config = FrameworkConfig::new(broker.clone(), args.name.clone());
     fw_config.roles = args.role.iter().cloned().collect();
-    fw_config.reconnect = false;
+    // Behind ZooKeeper, brokers fail over: follow the new leader, and give
+    // it time to hear from us again before it kills what we started.
+    if weir_ha::ZkAddress::is_zk(&broker) {
+        fw_config.reconnect = true;
+        fw_config.failover_timeout = Duration::from_secs(30);
+    } else {
+        fw_config.reconnect = false;
+    }
     let mut framework = Framework::subscribe(fw_config)
         .await
         .with_context(|| format!("cannot subscribe to the broker at {broker} (is `weir standalone` running?)"))?;

@@ -12,15 +12,42 @@ use crate::settings::{self, Options};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Broker address (default: broker.listen, where a local broker listens).
-    #[arg(long, value_name = "HOST:PORT")]
+    /// Broker address, or zk://HOST:PORT,.../PATH to find the leader
+    /// (default: broker.listen, where a local broker listens).
+    #[arg(long, value_name = "HOST:PORT|zk://...")]
     broker: Option<String>,
     /// Print the broker's /state document as it is.
     #[arg(long)]
     json: bool,
 }
 
+/// The brokers in the election behind a `zk://` address (leader first),
+/// or none for a plain address.
+pub async fn brokers_of(broker: &str) -> Result<Vec<weir_ha::Contender>> {
+    if !weir_ha::ZkAddress::is_zk(broker) {
+        return Ok(Vec::new());
+    }
+    let zk = weir_ha::ZkAddress::parse(broker)?;
+    let contenders = weir_ha::zk::contenders(&zk, Duration::from_secs(5))
+        .await
+        .with_context(|| format!("cannot read the broker election at {zk}"))?;
+    Ok(contenders)
+}
+
+/// Where the broker is: the address itself, or the leader ZooKeeper names.
+pub async fn leader_address(broker: &str) -> Result<String> {
+    if !weir_ha::ZkAddress::is_zk(broker) {
+        return Ok(broker.to_owned());
+    }
+    let brokers = brokers_of(broker).await?;
+    match brokers.iter().find(|b| b.leading) {
+        Some(leader) => Ok(leader.info.address.clone()),
+        None => anyhow::bail!("no broker leads at {broker} ({} standing by)", brokers.len()),
+    }
+}
+
 pub async fn fetch_state(broker: &str) -> Result<(String, StateDoc)> {
+    let broker = &leader_address(broker).await?;
     let url = format!("{}/state", weir_sdk::endpoint(broker));
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
     let body = client
@@ -39,13 +66,28 @@ pub async fn fetch_state(broker: &str) -> Result<(String, StateDoc)> {
 pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
     let config = settings::load(options, &[Daemon::Broker], "warn")?;
     let broker = settings::broker_address(&config, args.broker)?;
+    let brokers = brokers_of(&broker).await?;
     let (raw, doc) = fetch_state(&broker).await?;
     if args.json {
         println!("{raw}");
         return Ok(ExitCode::SUCCESS);
     }
-    print!("{}", render(&broker, &doc));
+    if !brokers.is_empty() {
+        print!("{}", render_brokers(&brokers));
+    }
+    let leader = brokers.iter().find(|b| b.leading).map(|b| b.info.address.clone()).unwrap_or(broker);
+    print!("{}", render(&leader, &doc));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Who leads and who stands by.
+pub fn render_brokers(brokers: &[weir_ha::Contender]) -> String {
+    let mut t = table(&["BROKER", "ADDRESS", "ROLE", "EPOCH"]);
+    for b in brokers {
+        let role = if b.leading { "leader" } else { "standby" };
+        t.add_row(vec![b.info.id.clone(), b.info.address.clone(), role.to_owned(), b.info.epoch.to_string()]);
+    }
+    format!("{t}\n\n")
 }
 
 fn used_of(used: f64, total: f64) -> String {
@@ -72,9 +114,14 @@ pub fn render(broker: &str, doc: &StateDoc) -> String {
     let t = &doc.totals;
     let reachable = doc.agents.iter().filter(|a| a.reachable).count();
     let mut out = format!(
-        "broker {} at {broker}, up {:.0}s\nagents {reachable}/{} reachable, {} frameworks, {} tasks, {} offers\n\
+        "broker {} at {broker}{}, up {:.0}s\nagents {reachable}/{} reachable, {} frameworks, {} tasks, {} offers\n\
          cpus {} used, {} offered of {}; mem {} MiB used, {} offered of {}\n",
         doc.broker.id,
+        match (doc.broker.leader_epoch, doc.broker.recovering) {
+            (0, _) => String::new(),
+            (epoch, false) => format!(" (leader, epoch {epoch})"),
+            (epoch, true) => format!(" (leader, epoch {epoch}, recovering: no offers until agents re-register)"),
+        },
         doc.broker.uptime_seconds,
         doc.agents.len(),
         doc.frameworks.len(),

@@ -231,14 +231,16 @@ impl RunningBroker {
 
     /// Resolves with the reason when this broker stops leading on its own
     /// (lease not renewed, registry write failed). Never, without an election.
-    pub async fn lost(&self) -> String {
+    pub fn lost(&self) -> impl std::future::Future<Output = String> + Send + 'static {
         let mut lost = self.lost.clone();
-        loop {
-            if let Some(reason) = lost.borrow_and_update().clone() {
-                return reason;
-            }
-            if lost.changed().await.is_err() {
-                std::future::pending::<()>().await;
+        async move {
+            loop {
+                if let Some(reason) = lost.borrow_and_update().clone() {
+                    return reason;
+                }
+                if lost.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
             }
         }
     }
