@@ -41,6 +41,13 @@ extern "C" {
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
+/// Sends `sig` to `pid` (negative: a process group).
+pub fn signal(pid: i32, sig: i32) {
+    unsafe {
+        libc_kill(pid, sig);
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
@@ -137,7 +144,7 @@ fn processes() -> Vec<(i32, String, PathBuf)> {
 
 /// Processes whose working directory is under `dir` (tasks run in their
 /// sandboxes, even after their supervisor is gone).
-fn working_in(dir: &str) -> Vec<i32> {
+pub fn working_in(dir: &str) -> Vec<i32> {
     processes()
         .into_iter()
         .filter(|(_, _, proc_dir)| std::fs::read_link(proc_dir.join("cwd")).is_ok_and(|cwd| cwd.display().to_string().starts_with(dir)))
@@ -146,7 +153,7 @@ fn working_in(dir: &str) -> Vec<i32> {
 }
 
 /// `weir executor` processes (which `pids_with` skips) working under `dir`.
-fn supervisors_in(dir: &str) -> Vec<i32> {
+pub fn supervisors_in(dir: &str) -> Vec<i32> {
     processes()
         .into_iter()
         .filter(|(_, cmd, _)| cmd.starts_with(WEIR) && cmd.contains(" executor ") && cmd.contains(dir))
