@@ -2,12 +2,14 @@
 //! async server and client), SASL DIGEST-MD5 with token authentication, a
 //! token secret manager and the Hadoop credentials file format.
 //!
-//! The ResourceManager and NodeManager protocols will be built on top of
-//! [`ipc::server::Server`] by registering [`ipc::server::Service`]s.
+//! The YARN protocols are [`ipc::server::Service`]s registered on
+//! [`ipc::server::Server`]: `yarn` holds the records, the ResourceManager's
+//! deterministic core and the ApplicationClientProtocol service.
 
 pub mod error;
 pub mod ipc;
 pub mod proto;
 pub mod security;
+pub mod yarn;
 
 pub use error::Error;
