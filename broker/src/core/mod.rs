@@ -21,6 +21,8 @@ mod recovery;
 pub mod state;
 pub use recovery::RecoveryReport;
 #[cfg(test)]
+mod failover_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
