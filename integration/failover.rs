@@ -22,7 +22,11 @@ use weir_proto::convert::{resources_from_proto, resources_to_proto, task_state_f
 use weir_proto::v1;
 use weir_sdk::{Framework, FrameworkConfig};
 
-const SESSION_TIMEOUT: &str = "2s";
+/// The brokers' ZooKeeper session timeout; `WEIR_FAILOVER_SESSION_TIMEOUT`
+/// overrides it (0.4 s to 4 s: the test server's tick is 200 ms).
+fn session_timeout() -> String {
+    std::env::var("WEIR_FAILOVER_SESSION_TIMEOUT").unwrap_or_else(|_| "2s".to_owned())
+}
 const LONG_TASKS: usize = 4;
 
 /// What the framework has seen, shared with the test's checks.
@@ -185,7 +189,7 @@ impl Pool {
                 "--work-dir",
                 work.to_str().unwrap(),
                 "-D",
-                &format!("broker.zk.session.timeout={SESSION_TIMEOUT}"),
+                &format!("broker.zk.session.timeout={}", session_timeout()),
                 "-D",
                 "broker.recovery.timeout=20s",
                 "-D",
@@ -392,7 +396,8 @@ fn report(kind: &str, times: &[Duration]) {
     sorted.sort();
     let median = sorted[sorted.len() / 2];
     eprintln!(
-        "failover ({kind}, session timeout {SESSION_TIMEOUT}): {} runs, median {:.2}s, all {:?}",
+        "failover ({kind}, session timeout {}): {} runs, median {:.2}s, all {:?}",
+        session_timeout(),
         times.len(),
         median.as_secs_f64(),
         times.iter().map(|t| format!("{:.2}s", t.as_secs_f64())).collect::<Vec<_>>()

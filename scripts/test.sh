@@ -15,6 +15,9 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # developer's machine is left alone once set up.
 need_apt=()
 command -v pkill >/dev/null 2>&1 || need_apt+=(procps)
+# A real ZooKeeper server (and its Java) for the failover tests; the tests
+# start it themselves on a loopback port.
+[ -f /usr/share/java/zookeeper.jar ] || need_apt+=(zookeeper)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
