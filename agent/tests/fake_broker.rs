@@ -123,9 +123,15 @@ impl Connection {
     }
 
     async fn registered(&self, agent_id: &str) {
+        self.registered_in(agent_id, 0).await;
+    }
+
+    /// REGISTERED from a broker leading `epoch`.
+    async fn registered_in(&self, agent_id: &str, epoch: u64) {
         self.send(Down::Registered(v1::broker_message::Registered {
             agent_id: agent_id.to_owned(),
             heartbeat_interval_seconds: 0.1,
+            leader_epoch: epoch,
         }))
         .await;
     }
@@ -268,4 +274,43 @@ async fn three_refusals_before_the_first_registration_end_the_agent_with_the_mes
     let result = tokio::time::timeout(PATIENCE, agent).await.expect("the agent kept retrying").unwrap();
     let err = result.expect_err("run must fail after three refusals");
     assert!(err.to_string().contains("resources do not parse"), "{err}");
+}
+
+#[tokio::test]
+async fn a_broker_whose_epoch_is_older_than_one_seen_is_left_and_not_obeyed() {
+    let (broker, mut connections) = start_fake_broker().await;
+    let work = tempfile::tempdir().unwrap();
+    let agent = tokio::spawn(weir_agent::run(settings(broker, work.path()), std::future::pending()));
+    let mut leader = next_connection(&mut connections).await;
+    leader.register().await;
+    leader.registered_in("A1", 5).await;
+    drop(leader);
+
+    // A deposed leader (epoch 3) answers the next attempt and tries to
+    // launch a task: the agent must leave without running it.
+    let mut deposed = next_connection(&mut connections).await;
+    deposed.register().await;
+    deposed.registered_in("A1", 3).await;
+    deposed
+        .send(Down::RunTask(v1::broker_message::RunTask { framework_id: "F".into(), task: Some(shell_task("t", "true")) }))
+        .await;
+    loop {
+        match tokio::time::timeout(PATIENCE, deposed.from_agent.message()).await.expect("the agent stayed with a deposed broker") {
+            Ok(Some(v1::AgentMessage { kind: Some(Up::Heartbeat(_)) })) => continue,
+            Ok(Some(other)) => panic!("the agent answered a deposed broker: {other:?}"),
+            Ok(None) | Err(_) => break,
+        }
+    }
+
+    // The current leader (epoch 6) is obeyed, and t never ran.
+    let mut current = next_connection(&mut connections).await;
+    let register = current.register().await;
+    assert!(register.tasks.is_empty(), "a task from the deposed broker ran: {:?}", register.tasks);
+    current.registered_in("A1", 6).await;
+    current
+        .send(Down::RunTask(v1::broker_message::RunTask { framework_id: "F".into(), task: Some(shell_task("u", "true")) }))
+        .await;
+    let update = current.update().await;
+    assert_eq!(update.task_id, "u");
+    agent.abort();
 }
