@@ -88,6 +88,13 @@ async fn metrics(axum::extract::State(shared): axum::extract::State<Shared>) -> 
     ] {
         metric(name, "counter", help, &[("", value as f64)]);
     }
+    metric("leader_epoch", "gauge", "Leadership term this broker serves (0: no election).", &[("", doc.broker.leader_epoch as f64)]);
+    metric(
+        "recovering",
+        "gauge",
+        "1 while a new leader waits for agents to re-register (no offers).",
+        &[("", if doc.broker.recovering { 1.0 } else { 0.0 })],
+    );
     metric("last_allocation_seconds", "gauge", "Wall time of the last tick that ran an allocation cycle.", &[("", last_allocation)]);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
