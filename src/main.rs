@@ -45,6 +45,8 @@ enum Command {
     Logs(cmd::logs::Args),
     /// Show the effective configuration.
     Conf(cmd::conf::Args),
+    /// Run the YARN shim: serves YARN clients, subscribed to a broker.
+    Yarn(cmd::yarn::Args),
     /// Supervise one task (started by the agent, not by people).
     #[command(hide = true)]
     Executor(cmd::executor::Args),
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
             Command::Status(args) => cmd::status::main(&options, args).await,
             Command::Logs(args) => cmd::logs::main(&options, args).await,
             Command::Conf(args) => cmd::conf::main(&options, args),
+            Command::Yarn(args) => cmd::yarn::main(&options, args).await,
             Command::Executor(_) => unreachable!("handled before the runtime starts"),
         }
     });

@@ -186,3 +186,32 @@ pub fn broker_address(config: &Config, flag: Option<String>) -> Result<String> {
         None => config.get_str("broker.listen").map_err(problem).context("finding the broker"),
     }
 }
+
+/// The YARN shim's settings. `broker` is where it subscribes; `user` is the
+/// framework user the broker shows.
+pub fn yarn_shim(config: &Config, broker: String) -> Result<weir_yarn_shim::shim::ShimSettings> {
+    let mut queues = Vec::new();
+    for queue in config.get_list("yarn-shim.queues").map_err(problem)? {
+        weir_model::ids::validate_id("role", &queue).map_err(|e| problem(format!("yarn-shim.queues: {e}")))?;
+        queues.push(queue);
+    }
+    if queues.is_empty() {
+        return Err(problem("yarn-shim.queues: at least one queue is needed"));
+    }
+    let max_frame = config.get_size("yarn-shim.ipc.max.frame.size").map_err(problem)?;
+    let completed = config.get_u64("yarn-shim.completed.apps.max").map_err(problem)?;
+    Ok(weir_yarn_shim::shim::ShimSettings {
+        broker,
+        client_address: socket_addr(config, "yarn-shim.client.address")?,
+        queues,
+        ipc: weir_yarn_shim::ipc::server::ServerConfig {
+            max_frame_len: usize::try_from(max_frame).unwrap_or(usize::MAX),
+            idle_timeout: config.get_duration("yarn-shim.ipc.idle.timeout").map_err(problem)?,
+            ..Default::default()
+        },
+        nodes_refresh_interval: config.get_duration("yarn-shim.nodes.refresh.interval").map_err(problem)?,
+        offer_refuse: config.get_duration("yarn-shim.offer.refuse").map_err(problem)?,
+        max_completed_applications: usize::try_from(completed).unwrap_or(usize::MAX),
+        user: std::env::var("USER").unwrap_or_else(|_| "yarn".to_owned()),
+    })
+}

@@ -1,6 +1,10 @@
-//! `weir standalone`: a broker and one agent in one foreground process, on
-//! embedded defaults, for trying Weir on one machine. Ctrl-C or SIGTERM
-//! stops the agent (killing its tasks), then the broker.
+//! `weir standalone`: a broker, one agent and the YARN shim in one
+//! foreground process, on embedded defaults, for trying Weir on one
+//! machine. It writes `WORK_DIR/hadoop-conf/` for YARN clients. Ctrl-C or
+//! SIGTERM stops the shim, the agent (killing its tasks), then the broker.
+//!
+//! A YARN shim that cannot start (its port is taken, say) is reported and
+//! left out: the pool itself still works.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,9 +55,17 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    let yarn = start_yarn(&config, &broker_addr.to_string()).await;
     println!("weir standalone: broker {broker_addr} (gRPC + HTTP), {agent_line}");
     println!("  status:   weir status            state: http://{broker_addr}/state");
     println!("  run:      weir run -- echo hello");
+    match &yarn {
+        Ok((shim, conf_dir)) => {
+            println!("  yarn:     ResourceManager client protocol on {}", shim.client_address());
+            println!("  export HADOOP_CONF_DIR={}", conf_dir.display());
+        }
+        Err(err) => println!("  yarn:     not started: {err:#}"),
+    }
     let agent_result = tokio::select! {
         // The agent ended on its own: something is wrong (port taken, …).
         result = &mut agent_task => result,
@@ -62,10 +74,28 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
             agent_task.await
         }
     };
+    if let Ok((shim, _)) = yarn {
+        shim.stop();
+    }
     broker.stop().await?;
     match agent_result {
         Ok(Ok(())) => Ok(ExitCode::SUCCESS),
         Ok(Err(err)) => Err(anyhow::Error::new(err).context("the agent stopped")),
         Err(join) => Err(anyhow::anyhow!("the agent crashed: {join}")),
     }
+}
+
+/// Starts the YARN shim on the broker and writes the Hadoop client
+/// configuration naming it; returns the shim and that directory.
+async fn start_yarn(config: &weir_conf::Config, broker: &str) -> Result<(weir_yarn_shim::shim::Shim, PathBuf)> {
+    use anyhow::Context;
+    let shim_settings = settings::yarn_shim(config, broker.to_owned())?;
+    let scheduler = config.get_str("yarn-shim.scheduler.address").map_err(|e| settings::ConfigProblem(e.to_string()))?;
+    let conf_dir = config.get_path("weir.work.dir").map_err(|e| settings::ConfigProblem(e.to_string()))?.join("hadoop-conf");
+    let shim = weir_yarn_shim::shim::Shim::start(shim_settings).await.context("starting the YARN shim")?;
+    if let Err(err) = weir_yarn_shim::hadoop_conf::write(&conf_dir, &shim.client_address().to_string(), &scheduler) {
+        shim.stop();
+        return Err(anyhow::Error::new(err).context(format!("writing the Hadoop configuration to {}", conf_dir.display())));
+    }
+    Ok((shim, conf_dir))
 }

@@ -32,6 +32,8 @@ pub enum Error {
     Closed(&'static str),
     #[error("timed out {0}")]
     Timeout(&'static str),
+    #[error("{0}")]
+    Broker(String),
     #[error(transparent)]
     Io(#[from] io::Error),
 }

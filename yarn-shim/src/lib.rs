@@ -7,9 +7,11 @@
 //! deterministic core and the ApplicationClientProtocol service.
 
 pub mod error;
+pub mod hadoop_conf;
 pub mod ipc;
 pub mod proto;
 pub mod security;
+pub mod shim;
 pub mod yarn;
 
 pub use error::Error;
