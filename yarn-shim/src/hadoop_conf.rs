@@ -63,6 +63,6 @@ mod tests {
         let core = std::fs::read_to_string(dir.path().join("core-site.xml")).unwrap();
         assert!(core.contains("<name>fs.defaultFS</name>\n    <value>file:///</value>"));
         assert!(!dir.path().join(".yarn-site.xml.tmp").exists());
-        assert_eq!(site(&[("a", "x<&>")]).lines().nth(4).unwrap().trim(), "<value>x&lt;&amp;&gt;</value>");
+        assert!(site(&[("a", "x<&>")]).contains("<value>x&lt;&amp;&gt;</value>"));
     }
 }
