@@ -157,6 +157,12 @@ impl Client {
         rx.await.map_err(|_| Error::Closed(" before the response arrived"))?
     }
 
+    /// [`Client::call`] with protobuf messages on both sides.
+    pub async fn call_message<Q: prost::Message, A: prost::Message + Default>(&self, protocol: &str, method: &str, request: &Q) -> Result<A> {
+        let bytes = self.call(protocol, method, &request.encode_to_vec()).await?;
+        A::decode(bytes.as_slice()).map_err(|source| Error::Decode { what: "response payload", source })
+    }
+
     /// Sends a ping (no reply is expected).
     pub async fn ping(&self) -> Result<()> {
         let frame = encode_frame(&[&request_header(PING_CALL_ID, &self.client_id, -1)]);
