@@ -32,6 +32,11 @@ fi
 if command -v python3 >/dev/null 2>&1 && ! python3 -c "import puresasl" 2>/dev/null; then
     python3 -m pip install --quiet pure-sasl
 fi
+# pyspark brings spark-submit and the Hadoop YARN client jars the yarn
+# integration test runs against the shim (it also needs Java 17+).
+if command -v python3 >/dev/null 2>&1 && ! python3 -c "import pyspark" 2>/dev/null; then
+    python3 -m pip install --quiet pyspark
+fi
 
 echo "== cargo build (target dir: $CARGO_TARGET_DIR)"
 cargo build --workspace --all-targets --locked
