@@ -61,12 +61,6 @@ impl Shim {
     /// Subscribes to the broker, reads the nodes once, then serves clients.
     /// Fails if the broker cannot be reached or the address is taken.
     pub async fn start(settings: ShimSettings) -> Result<Shim, Error> {
-        if settings.broker.starts_with("zk://") {
-            return Err(Error::Broker(format!(
-                "broker address {}: the YARN shim needs one broker's host:port (zk:// is not supported yet)",
-                settings.broker
-            )));
-        }
         let started = epoch_ms();
         let core = RmCore::new(started, &settings.queues, settings.max_completed_applications)
             .map_err(|e| Error::Protocol(format!("YARN shim configuration: {e}")))?;
@@ -80,7 +74,7 @@ impl Shim {
             .map_err(|e| Error::Broker(format!("cannot subscribe to the broker at {}: {e}", settings.broker)))?;
         info!(framework_id = %framework.id(), roles = ?settings.queues, "YARN shim subscribed to the broker");
 
-        let mut operator = operator(&settings.broker).await?;
+        let mut operator = BrokerLink::new(&settings.broker)?;
         refresh_nodes(&mut operator, &core).await?;
 
         let listener = TcpListener::bind(settings.client_address)
@@ -128,21 +122,69 @@ impl Shim {
     }
 }
 
-async fn operator(broker: &str) -> Result<OperatorClient<tonic::transport::Channel>, Error> {
-    let endpoint = tonic::transport::Endpoint::from_shared(weir_sdk::endpoint(broker))
-        .map_err(|e| Error::Broker(format!("broker address {broker}: {e}")))?
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(10));
-    let channel = endpoint.connect().await.map_err(|e| Error::Broker(format!("cannot reach the broker at {broker}: {e}")))?;
-    Ok(OperatorClient::new(channel).max_decoding_message_size(64 << 20))
+/// The leading broker's operator API: the address itself, or whichever
+/// broker leads behind a `zk://` address (followed across failovers).
+struct BrokerLink {
+    broker: String,
+    leader: Option<tokio::sync::watch::Receiver<Option<weir_ha::LeaderInfo>>>,
+    client: Option<(String, OperatorClient<tonic::transport::Channel>)>,
 }
 
-async fn refresh_nodes(operator: &mut OperatorClient<tonic::transport::Channel>, core: &Mutex<RmCore>) -> Result<(), Error> {
-    let state = operator
-        .get_state(v1::GetStateRequest {})
-        .await
-        .map_err(|s| Error::Broker(format!("GetState failed: {}", s.message())))?
-        .into_inner();
+impl BrokerLink {
+    fn new(broker: &str) -> Result<BrokerLink, Error> {
+        let leader = if weir_ha::ZkAddress::is_zk(broker) {
+            let address = weir_ha::ZkAddress::parse(broker).map_err(|e| Error::Broker(e.to_string()))?;
+            Some(weir_ha::detect(&address))
+        } else {
+            None
+        };
+        Ok(BrokerLink { broker: broker.to_owned(), leader, client: None })
+    }
+
+    async fn address(&mut self) -> Result<String, Error> {
+        let Some(leader) = self.leader.as_mut() else { return Ok(self.broker.clone()) };
+        let found = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let Some(l) = leader.borrow_and_update().clone() {
+                    return Some(l.address);
+                }
+                if leader.changed().await.is_err() {
+                    return None;
+                }
+            }
+        })
+        .await;
+        match found {
+            Ok(Some(address)) => Ok(address),
+            _ => Err(Error::Broker(format!("no broker leads at {}", self.broker))),
+        }
+    }
+
+    async fn client(&mut self) -> Result<&mut OperatorClient<tonic::transport::Channel>, Error> {
+        let address = self.address().await?;
+        if self.client.as_ref().is_none_or(|(a, _)| *a != address) {
+            let endpoint = tonic::transport::Endpoint::from_shared(weir_sdk::endpoint(&address))
+                .map_err(|e| Error::Broker(format!("broker address {address}: {e}")))?
+                .connect_timeout(Duration::from_secs(5))
+                .timeout(Duration::from_secs(10));
+            let channel =
+                endpoint.connect().await.map_err(|e| Error::Broker(format!("cannot reach the broker at {address}: {e}")))?;
+            self.client = Some((address, OperatorClient::new(channel).max_decoding_message_size(64 << 20)));
+        }
+        Ok(&mut self.client.as_mut().expect("set above").1)
+    }
+}
+
+async fn refresh_nodes(link: &mut BrokerLink, core: &Mutex<RmCore>) -> Result<(), Error> {
+    let result = link.client().await?.get_state(v1::GetStateRequest {}).await;
+    let state = match result {
+        Ok(state) => state.into_inner(),
+        Err(s) => {
+            // Reconnect next time (the broker may have failed over).
+            link.client = None;
+            return Err(Error::Broker(format!("GetState failed: {}", s.message())));
+        }
+    };
     let nodes = nodes_from_state(&state.state_json)?;
     debug!(nodes = nodes.len(), "nodes from the broker");
     core.lock().unwrap_or_else(|p| p.into_inner()).observe_nodes(nodes, epoch_ms());
