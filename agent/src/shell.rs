@@ -454,18 +454,6 @@ fn endpoint_of(address: &str) -> String {
     }
 }
 
-/// Resolves once a broker with an epoch above `epoch` leads; the new epoch.
-async fn leader_moved(leader: &mut watch::Receiver<Option<LeaderInfo>>, epoch: u64) -> u64 {
-    loop {
-        if let Some(l) = leader.borrow_and_update().as_ref().filter(|l| l.epoch > epoch) {
-            return l.epoch;
-        }
-        if leader.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
-}
-
 async fn connection_loop(shared: Arc<Shared>, settings: AgentSettings, fatal: watch::Sender<Option<String>>) {
     // With `zk://…` the broker is whichever one leads; it is looked up
     // before every attempt and followed when it changes.
@@ -520,7 +508,7 @@ async fn connection_loop(shared: Arc<Shared>, settings: AgentSettings, fatal: wa
             // A new leader is tried at once, whatever the backoff.
             Some(leader) => tokio::select! {
                 _ = tokio::time::sleep(backoff) => backoff = (backoff * 2).min(Duration::from_secs(5)),
-                _ = leader_moved(leader, target_epoch) => backoff = Duration::from_millis(100),
+                _ = weir_ha::newer_leader(leader, target_epoch) => backoff = Duration::from_millis(100),
             },
             None => {
                 tokio::time::sleep(backoff).await;
@@ -590,7 +578,7 @@ async fn attach_once(
         let next = match leader.as_deref_mut() {
             Some(leader) => tokio::select! {
                 next = stream.message() => next,
-                new = leader_moved(leader, stream_epoch) => {
+                new = weir_ha::newer_leader(leader, stream_epoch) => {
                     tracing::warn!(from = stream_epoch, to = new, "another broker leads now; leaving this one");
                     break if registered { Ok(Registration::Ended) } else { Err("the leader changed".to_owned()) };
                 }

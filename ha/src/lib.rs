@@ -130,12 +130,12 @@ impl Leadership {
     /// True while the leadership is confirmed recently enough to act on.
     /// False for good once it is known lost.
     pub fn is_valid(&self) -> bool {
-        self.lease.is_valid() && self.lost.borrow().is_none()
+        self.guard().is_valid()
     }
 
     /// A cheap handle the broker's shell checks before every action.
     pub fn guard(&self) -> LeaseGuard {
-        LeaseGuard { lease: self.lease.clone(), lost: self.lost.clone() }
+        LeaseGuard { lease: Some(self.lease.clone()), lost: Some(self.lost.clone()) }
     }
 
     /// Resolves with the reason once the leadership is lost (session
@@ -173,20 +173,19 @@ impl Drop for Leadership {
 /// See [`Leadership::guard`].
 #[derive(Clone)]
 pub struct LeaseGuard {
-    lease: Arc<Lease>,
-    lost: watch::Receiver<Option<String>>,
+    /// `None`: no election, always valid.
+    lease: Option<Arc<Lease>>,
+    lost: Option<watch::Receiver<Option<String>>>,
 }
 
 impl LeaseGuard {
     pub fn is_valid(&self) -> bool {
-        self.lease.is_valid() && self.lost.borrow().is_none()
+        self.lease.as_ref().is_none_or(|l| l.is_valid()) && self.lost.as_ref().is_none_or(|l| l.borrow().is_none())
     }
 
     /// A guard that is always valid: a broker without an election.
     pub fn always() -> LeaseGuard {
-        let (tx, rx) = watch::channel(None);
-        std::mem::forget(tx);
-        LeaseGuard { lease: Arc::new(Lease::new(Duration::MAX / 4)), lost: rx }
+        LeaseGuard { lease: None, lost: None }
     }
 }
 
@@ -256,6 +255,34 @@ pub fn decode_key(name: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// Resolves once a leader with an epoch above `epoch` is known; its epoch.
+/// Never, if the detector is gone.
+pub async fn newer_leader(leader: &mut watch::Receiver<Option<LeaderInfo>>, epoch: u64) -> u64 {
+    loop {
+        if let Some(l) = leader.borrow_and_update().as_ref().filter(|l| l.epoch > epoch) {
+            return l.epoch;
+        }
+        if leader.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// The current leader, waiting up to `timeout` for one to be known.
+pub async fn current_leader(leader: &mut watch::Receiver<Option<LeaderInfo>>, timeout: Duration) -> Option<LeaderInfo> {
+    let wait = async {
+        loop {
+            if let Some(l) = leader.borrow_and_update().clone() {
+                return Some(l);
+            }
+            if leader.changed().await.is_err() {
+                return None;
+            }
+        }
+    };
+    tokio::time::timeout(timeout, wait).await.ok().flatten()
 }
 
 /// Watches who leads, behind a `zk://` address. See [`zk::detect`].

@@ -127,7 +127,7 @@ impl Framework {
             let message = match self.leader.as_mut() {
                 Some(leader) => tokio::select! {
                     message = events.message() => Some(message),
-                    new = leader_moved(leader, epoch) => {
+                    new = weir_ha::newer_leader(leader, epoch) => {
                         tracing::warn!(framework_id = %self.id, from = epoch, to = new, "another broker leads now; following it");
                         None
                     }
@@ -155,7 +155,7 @@ impl Framework {
             match self.leader.as_mut() {
                 Some(leader) => tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
-                    newer = leader_moved(leader, tried) => {
+                    newer = weir_ha::newer_leader(leader, tried) => {
                         tried = newer;
                         wait = Duration::from_millis(100);
                     }
@@ -263,35 +263,13 @@ impl Framework {
     }
 }
 
-/// Resolves once a broker with an epoch above `epoch` leads; the new epoch.
-async fn leader_moved(leader: &mut watch::Receiver<Option<LeaderInfo>>, epoch: u64) -> u64 {
-    loop {
-        if let Some(l) = leader.borrow_and_update().as_ref().filter(|l| l.epoch > epoch) {
-            return l.epoch;
-        }
-        if leader.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
-}
-
 /// Where to connect: the address itself, or the leader ZooKeeper names
 /// (waiting a little for one to be elected).
 async fn broker_address(config: &FrameworkConfig, leader: Option<&mut watch::Receiver<Option<LeaderInfo>>>) -> Result<String, SdkError> {
     let Some(leader) = leader else { return Ok(config.broker.clone()) };
-    let wait = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Some(l) = leader.borrow_and_update().clone() {
-                return Some(l.address);
-            }
-            if leader.changed().await.is_err() {
-                return None;
-            }
-        }
-    });
-    match wait.await {
-        Ok(Some(address)) => Ok(address),
-        _ => Err(SdkError::NoLeader { addr: config.broker.clone() }),
+    match weir_ha::current_leader(leader, Duration::from_secs(10)).await {
+        Some(l) => Ok(l.address),
+        None => Err(SdkError::NoLeader { addr: config.broker.clone() }),
     }
 }
 

@@ -67,11 +67,7 @@ fn advertised(listen: SocketAddr, configured: Option<String>) -> String {
         return a;
     }
     if listen.ip().is_unspecified() {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        let host = host.trim();
-        if !host.is_empty() {
-            return format!("{host}:{}", listen.port());
-        }
+        return format!("{}:{}", weir_agent::detect::hostname(), listen.port());
     }
     listen.to_string()
 }

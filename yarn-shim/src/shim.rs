@@ -143,20 +143,9 @@ impl BrokerLink {
 
     async fn address(&mut self) -> Result<String, Error> {
         let Some(leader) = self.leader.as_mut() else { return Ok(self.broker.clone()) };
-        let found = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                if let Some(l) = leader.borrow_and_update().clone() {
-                    return Some(l.address);
-                }
-                if leader.changed().await.is_err() {
-                    return None;
-                }
-            }
-        })
-        .await;
-        match found {
-            Ok(Some(address)) => Ok(address),
-            _ => Err(Error::Broker(format!("no broker leads at {}", self.broker))),
+        match weir_ha::current_leader(leader, Duration::from_secs(10)).await {
+            Some(l) => Ok(l.address),
+            None => Err(Error::Broker(format!("no broker leads at {}", self.broker))),
         }
     }
 
