@@ -215,6 +215,8 @@ pub enum RmError {
     UnknownQueue(String),
     #[error("application {id} cannot go from {from:?} to {to:?}")]
     BadTransition { id: ApplicationId, from: AppState, to: AppState },
+    #[error("application {0}: an ApplicationMaster must finish with SUCCEEDED, FAILED or KILLED, not UNDEFINED")]
+    UndefinedFinalStatus(ApplicationId),
     #[error("this ResourceManager has handed out every application id it can ({0})")]
     IdsExhausted(i32),
     #[error("no queues configured: at least one is needed")]
@@ -420,7 +422,9 @@ impl RmCore {
     /// The ApplicationMaster unregistered with its outcome.
     pub fn am_finished(&mut self, id: ApplicationId, status: FinalStatus, diagnostics: &str, now_ms: i64) -> Result<(), RmError> {
         let state = match status {
-            FinalStatus::Succeeded | FinalStatus::Undefined => AppState::Finished,
+            // A final state always has a final status (see the invariants).
+            FinalStatus::Undefined => return Err(RmError::UndefinedFinalStatus(id)),
+            FinalStatus::Succeeded => AppState::Finished,
             FinalStatus::Failed => AppState::Failed,
             FinalStatus::Killed => AppState::Killed,
         };
@@ -746,6 +750,7 @@ mod tests {
         let bad = submitted(&mut c, "default", 0);
         c.am_registered(bad, 1).unwrap();
         c.am_finished(bad, FinalStatus::Failed, "boom", 2).unwrap();
+        assert!(matches!(c.am_finished(bad, FinalStatus::Undefined, "", 2), Err(RmError::UndefinedFinalStatus(_))));
         assert_eq!((c.application(bad).unwrap().state, c.application(bad).unwrap().diagnostics.as_str()), (AppState::Failed, "boom"));
         // No way back from a final state, and no registering twice.
         assert!(matches!(c.am_registered(ok, 3), Err(RmError::BadTransition { .. })));
