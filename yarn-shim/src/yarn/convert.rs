@@ -129,6 +129,7 @@ pub fn submission_from_proto(ctx: &r::ApplicationSubmissionContextProto, user: &
         am_resource,
         max_attempts: ctx.max_app_attempts(),
         unmanaged_am: ctx.unmanaged_am(),
+        am_launch: ctx.am_container_spec.clone(),
     })
 }
 

@@ -7,6 +7,7 @@ pub mod convert;
 pub mod ids;
 pub mod records;
 pub mod rm_core;
+pub mod scheduler;
 
 /// `declaringClassProtocolName` of the client protocol (port 8032).
 pub const APPLICATION_CLIENT_PROTOCOL: &str = "org.apache.hadoop.yarn.api.ApplicationClientProtocolPB";

@@ -112,6 +112,9 @@ pub struct Submission {
     pub am_resource: Option<Capacity>,
     pub max_attempts: i32,
     pub unmanaged_am: bool,
+    /// How to start the ApplicationMaster: the client's launch context
+    /// (commands, environment, local resources, tokens).
+    pub am_launch: Option<crate::yarn::records::ContainerLaunchContextProto>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -627,6 +630,7 @@ mod tests {
             priority: 0,
             am_resource: Some(Capacity { memory_mb: 1408, vcores: 1 }),
             max_attempts: 1,
+            am_launch: None,
             unmanaged_am: false,
         }
     }
