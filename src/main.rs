@@ -47,6 +47,8 @@ enum Command {
     Conf(cmd::conf::Args),
     /// Run the YARN shim: serves YARN clients, subscribed to a broker.
     Yarn(cmd::yarn::Args),
+    /// Scale benchmarks: emulated agents, real launch throughput.
+    Bench(cmd::bench::Args),
     /// Supervise one task (started by the agent, not by people).
     #[command(hide = true)]
     Executor(cmd::executor::Args),
@@ -79,6 +81,7 @@ fn main() -> ExitCode {
             Command::Logs(args) => cmd::logs::main(&options, args).await,
             Command::Conf(args) => cmd::conf::main(&options, args),
             Command::Yarn(args) => cmd::yarn::main(&options, args).await,
+            Command::Bench(args) => cmd::bench::main(&options, args).await,
             Command::Executor(_) => unreachable!("handled before the runtime starts"),
         }
     });

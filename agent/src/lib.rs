@@ -3,10 +3,12 @@
 //!
 //! [`core`] is the deterministic task lifecycle; [`launcher`] starts and
 //! signals processes; [`shell`] is the broker stream, the HTTP endpoint and
-//! the timers. [`detect`] finds the machine's resources.
+//! the timers. [`detect`] finds the machine's resources. [`emulated`] are
+//! agents that run nothing, for the scale harness.
 
 pub mod core;
 pub mod detect;
+pub mod emulated;
 pub mod isolation;
 pub mod launcher;
 pub mod shell;

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod agent;
+pub mod bench;
 pub mod broker;
 pub mod conf;
 pub mod executor;

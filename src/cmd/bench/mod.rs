@@ -1,0 +1,43 @@
+//! `weir bench …`: the scale harness (issue 8). Each benchmark starts the
+//! real `weir` daemons it needs (this very binary) on loopback, drives
+//! them for a bounded time, prints one summary line on stdout (progress on
+//! stderr), and stops every process it started.
+//!
+//! - `weir bench agents --count N`: N emulated agents over the real agent
+//!   protocol against one `weir broker`, plus a probe framework; see
+//!   [`agents`].
+//! - `weir bench launch`: real `true` tasks through one real `weir agent`,
+//!   end to end; see [`launch`].
+//!
+//! docs/BENCHMARKS.md holds the measured figures and how to read them.
+
+mod agents;
+mod daemons;
+mod launch;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::settings::Options;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Bench {
+    /// Emulated agents against a real broker, with a probe framework.
+    Agents(agents::Args),
+    /// Real `true` tasks through one real agent, end to end.
+    Launch(launch::Args),
+}
+
+pub async fn main(_options: &Options, args: Args) -> Result<ExitCode> {
+    match args.bench {
+        Bench::Agents(args) => agents::main(args).await,
+        Bench::Launch(args) => launch::main(args).await,
+    }
+}
