@@ -23,6 +23,8 @@ use weir_yarn_shim::yarn::records as r;
 use weir_yarn_shim::yarn::APPLICATION_CLIENT_PROTOCOL;
 use weir_yarn_shim::Error;
 
+/// No ports: no node manager can start here, so submitted applications
+/// stay ACCEPTED (what the client-protocol test below relies on).
 const SPEC: &str = "cpus:2;mem:4096;disk:1000";
 
 /// A running `weir standalone` and the Hadoop configuration it wrote.
@@ -33,29 +35,40 @@ struct Standalone {
     yarn_addr: String,
     agent_http: String,
     dir: tempfile::TempDir,
+    broker: String,
 }
 
 /// Starts standalone on free ports (the shim's too, via -D) and reads
 /// back what a Hadoop client would: yarn-site.xml and core-site.xml.
 fn standalone() -> Standalone {
+    standalone_with(SPEC, &[])
+}
+
+/// Standalone with an agent of `spec` and more `-D KEY=VALUE` settings.
+/// The agent is known as 127.0.0.1, so node managers stay on loopback.
+fn standalone_with(spec: &str, defines: &[&str]) -> Standalone {
     let dir = tempfile::tempdir().unwrap();
-    let (proc, line) = support::spawn_weir(
+    let mut args = vec![
         "standalone",
-        &[
-            "standalone",
-            "--work-dir",
-            dir.path().to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--resources",
-            SPEC,
-            "-D",
-            "agent.listen=127.0.0.1:0",
-            "-D",
-            "yarn-shim.client.address=127.0.0.1:0",
-        ],
-        "weir standalone: broker",
-    );
+        "--work-dir",
+        dir.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--resources",
+        spec,
+        "-D",
+        "agent.listen=127.0.0.1:0",
+        "-D",
+        "agent.hostname=127.0.0.1",
+        "-D",
+        "yarn-shim.client.address=127.0.0.1:0",
+        "-D",
+        "yarn-shim.scheduler.address=127.0.0.1:0",
+    ];
+    for d in defines {
+        args.extend(["-D", d]);
+    }
+    let (proc, line) = support::spawn_weir("standalone", &args, "weir standalone: broker");
     let broker = support::addr_in(&line);
     // Written before standalone prints its endpoints.
     let conf_dir = dir.path().join("hadoop-conf");
@@ -74,7 +87,7 @@ fn standalone() -> Standalone {
     let state = support::http_get(&format!("http://{broker}/state")).expect("broker /state");
     let state: serde_json::Value = serde_json::from_str(&state).unwrap();
     let agent_http = state["agents"][0]["http_address"].as_str().expect("the agent registered").to_owned();
-    Standalone { _proc: proc, conf_dir, yarn_addr, agent_http, dir }
+    Standalone { _proc: proc, conf_dir, yarn_addr, agent_http, dir, broker }
 }
 
 /// Java and Spark as the user has them; a missing one fails the test.
@@ -286,4 +299,228 @@ async fn malformed_clients_are_turned_away_and_others_keep_being_served() {
     let fresh = Client::connect(addr.parse().unwrap(), ClientConfig::simple("bob", APPLICATION_CLIENT_PROTOCOL)).await.unwrap();
     assert_eq!(metrics(&fresh).await.num_node_managers, Some(1));
     drop(stalled);
+}
+
+// ------------------------------------------------------------ Spark on the pool (issue 7)
+
+/// A PySpark job computing π over `slices` partitions; `fail` makes it
+/// raise in the driver after the job ran.
+const PI_PY: &str = r#"
+import sys, time
+from random import random
+from operator import add
+from pyspark.sql import SparkSession
+
+slices = int(sys.argv[1]) if len(sys.argv) > 1 else 2
+linger = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
+spark = SparkSession.builder.appName("weir-pi").getOrCreate()
+n = 200000 * slices
+
+def inside(i):
+    if linger:
+        time.sleep(linger)
+    x = random() * 2 - 1
+    y = random() * 2 - 1
+    return 1 if x * x + y * y <= 1 else 0
+
+count = spark.sparkContext.parallelize(range(1, n + 1), slices).map(inside).reduce(add)
+print("Pi is roughly %f" % (4.0 * count / n))
+spark.stop()
+"#;
+
+/// Spark on standalone: the agent has room for an AM and two small
+/// executors beside the node manager.
+const SPARK_SPEC: &str = "cpus:4;mem:6144;disk:1000;ports:[31000-31100]";
+
+fn python() -> String {
+    let out = Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+impl Clients {
+    /// `spark-submit --master yarn` with small containers and Spark's jars
+    /// taken from this machine (no upload), as an admin would set it up.
+    fn spark_submit(&self, sa: &Standalone, mode: &str, extra: &[&str], app: &Path, app_args: &[&str]) -> (Output, String) {
+        let staging = sa.dir.path().join("staging");
+        let python = python();
+        let mut cmd = Command::new(self.spark_home.join("bin/spark-submit"));
+        cmd.args(["--master", "yarn", "--deploy-mode", mode])
+            .args(["--conf", &format!("spark.yarn.jars=local:{}/jars/*", self.spark_home.display())])
+            .args(["--conf", &format!("spark.yarn.stagingDir=file://{}", staging.display())])
+            .args(["--conf", "spark.executor.instances=2", "--conf", "spark.executor.cores=1"])
+            .args(["--conf", "spark.executor.memory=512m", "--conf", "spark.driver.memory=512m"])
+            .args(["--conf", "spark.yarn.am.memory=512m", "--conf", "spark.ui.enabled=false"])
+            .args(["--conf", "spark.yarn.maxAppAttempts=1"])
+            .args(["--conf", &format!("spark.pyspark.python={python}")])
+            .args(["--conf", "spark.yarn.appMasterEnv.SPARK_LOCAL_IP=127.0.0.1"])
+            .args(["--conf", "spark.executorEnv.SPARK_LOCAL_IP=127.0.0.1"])
+            .args(["--conf", "spark.yarn.report.interval=500ms"])
+            .args(extra)
+            .arg(app)
+            .args(app_args)
+            .env("SPARK_HOME", &self.spark_home)
+            .env("HADOOP_CONF_DIR", &sa.conf_dir)
+            .env("SPARK_LOCAL_IP", "127.0.0.1")
+            .env("PYSPARK_PYTHON", &python)
+            .stdin(Stdio::null());
+        let out = cmd.output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        eprintln!("[spark-submit {mode}]\n{text}");
+        (out, text)
+    }
+}
+
+fn app_id_in(text: &str) -> String {
+    text.split(|c: char| c.is_whitespace() || c == ',' || c == '\'' || c == ')' || c == '(')
+        .find(|w| w.starts_with("application_") && w.len() > 20)
+        .unwrap_or_else(|| panic!("no application id in:\n{text}"))
+        .to_owned()
+}
+
+/// The π printed by a job's output.
+fn pi_in(text: &str) -> f64 {
+    let rest = text.split("Pi is roughly ").nth(1).unwrap_or_else(|| panic!("no π in:\n{text}"));
+    rest.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// Every file named `name` under `dir`, recursively.
+fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() && !p.is_symlink() {
+            out.extend(files_named(&p, name));
+        } else if p.file_name().is_some_and(|n| n == name) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The broker's /state.
+fn state(sa: &Standalone) -> serde_json::Value {
+    serde_json::from_str(&support::http_get(&format!("http://{}/state", sa.broker)).unwrap()).unwrap()
+}
+
+/// Waits until the pool is idle again: no task of any framework, nothing used.
+fn wait_until_all_free(sa: &Standalone, within: Duration) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let s = state(sa);
+        let used = &s["agents"][0]["used"];
+        let idle = used["cpus"].as_f64() == Some(0.0) && used["mem"].as_f64() == Some(0.0);
+        if idle {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "resources still in use after {within:?}: {}", s["agents"][0]);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn spark_pi_succeeds_in_cluster_and_client_mode_and_frees_everything() {
+    let clients = clients();
+    let sa = standalone_with(SPARK_SPEC, &["yarn-shim.nodemanager.idle.timeout=2s"]);
+    let pi_py = sa.dir.path().join("pi.py");
+    std::fs::write(&pi_py, PI_PY).unwrap();
+
+    // Cluster mode: the driver is the AM, in a container on the agent.
+    let (out, text) = clients.spark_submit(&sa, "cluster", &[], &pi_py, &["4"]);
+    assert!(out.status.success(), "spark-submit (cluster) failed:\n{text}");
+    assert!(text.contains("final status: SUCCEEDED"), "{text}");
+    let app = app_id_in(&text);
+    let (_, report) = clients.applications(&sa.conf_dir, &["-status", &app]);
+    assert!(report.contains("State : FINISHED") && report.contains("Final-State : SUCCEEDED"), "{report}");
+    // The driver's output is the AM container's stdout, in its sandbox.
+    let outputs: Vec<String> = files_named(sa.dir.path(), "stdout")
+        .into_iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .filter(|t| t.contains("Pi is roughly"))
+        .collect();
+    assert_eq!(outputs.len(), 1, "one AM printed π");
+    let pi = pi_in(&outputs[0]);
+    assert!((pi - std::f64::consts::PI).abs() < 0.05, "π = {pi}");
+
+    // Client mode: the driver is spark-submit itself; the AM only asks
+    // for executors.
+    let (out, text) = clients.spark_submit(&sa, "client", &[], &pi_py, &["4"]);
+    assert!(out.status.success(), "spark-submit (client) failed:\n{text}");
+    let pi = pi_in(&text);
+    assert!((pi - std::f64::consts::PI).abs() < 0.05, "π = {pi}");
+    let app = app_id_in(&text);
+    let (_, report) = clients.applications(&sa.conf_dir, &["-status", &app]);
+    assert!(report.contains("State : FINISHED") && report.contains("Final-State : SUCCEEDED"), "{report}");
+
+    // Afterwards the pool is idle: containers and node manager are gone.
+    wait_until_all_free(&sa, Duration::from_secs(30));
+}
+
+#[test]
+fn spark_with_failing_executors_ends_failed_with_diagnostics() {
+    let clients = clients();
+    let sa = standalone_with(SPARK_SPEC, &[]);
+    let pi_py = sa.dir.path().join("pi.py");
+    std::fs::write(&pi_py, PI_PY).unwrap();
+    // Every executor JVM refuses to start (exit 1).
+    let extra = [
+        "--conf",
+        "spark.executor.extraJavaOptions=-XX:+WeirNoSuchOption",
+        "--conf",
+        "spark.executor.maxNumFailures=2",
+    ];
+    let (out, text) = clients.spark_submit(&sa, "cluster", &extra, &pi_py, &["2"]);
+    assert!(!out.status.success(), "spark-submit should fail:\n{text}");
+    let app = app_id_in(&text);
+    let (_, report) = clients.applications(&sa.conf_dir, &["-status", &app]);
+    assert!(report.contains("State : FINISHED") || report.contains("State : FAILED"), "{report}");
+    assert!(report.contains("Final-State : FAILED"), "{report}");
+    let diagnostics = report.split("Diagnostics :").nth(1).unwrap_or_default();
+    assert!(diagnostics.contains("executor failures") || diagnostics.contains("exit"), "diagnostics say why: {report}");
+}
+
+#[test]
+fn killing_a_running_spark_application_kills_every_container() {
+    let clients = clients();
+    let sa = standalone_with(SPARK_SPEC, &[]);
+    let pi_py = sa.dir.path().join("pi.py");
+    std::fs::write(&pi_py, PI_PY).unwrap();
+    // A job that runs for minutes: 2 slices, each sleeping per element.
+    let (out, text) = clients.spark_submit(
+        &sa,
+        "cluster",
+        &["--conf", "spark.yarn.submit.waitAppCompletion=false"],
+        &pi_py,
+        &["2", "0.01"],
+    );
+    assert!(out.status.success(), "{text}");
+    let app = app_id_in(&text);
+    // Container ids carry the application's <cluster ts>_<number>.
+    let marker = app.trim_start_matches("application_").to_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    // Wait for the AM and both executors (each a task and a JVM).
+    loop {
+        let java = support::pids_with(&format!("container_{marker}"));
+        let (_, report) = clients.applications(&sa.conf_dir, &["-status", &app]);
+        if report.contains("State : RUNNING") && java.len() >= 6 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the application never ran with its executors: {report}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let (out, text) = clients.applications(&sa.conf_dir, &["-kill", &app]);
+    assert!(out.status.success(), "{text}");
+    let killed_at = std::time::Instant::now();
+    loop {
+        let left = support::pids_with(&marker);
+        if left.is_empty() {
+            break;
+        }
+        assert!(killed_at.elapsed() < Duration::from_secs(15), "processes of {app} still alive: {left:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    eprintln!("every process of {app} was gone {:?} after the kill", killed_at.elapsed());
+    let (_, report) = clients.applications(&sa.conf_dir, &["-status", &app]);
+    assert!(report.contains("State : KILLED"), "{report}");
+    wait_until_all_free(&sa, Duration::from_secs(30));
 }

@@ -52,6 +52,12 @@ enum Command {
     /// Supervise one task (started by the agent, not by people).
     #[command(hide = true)]
     Executor(cmd::executor::Args),
+    /// A YARN node manager (started on agents by the YARN shim).
+    #[command(hide = true, name = "yarn-nodemanager")]
+    YarnNodemanager(cmd::yarn::NodeManagerArgs),
+    /// One YARN container's task (started on agents by the YARN shim).
+    #[command(hide = true, name = "yarn-container")]
+    YarnContainer(cmd::yarn::ContainerArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +68,10 @@ fn main() -> ExitCode {
             eprintln!("weir executor: {err:#}");
             ExitCode::from(1)
         });
+    }
+    // So is a YARN container's task: it waits for its launch and its child.
+    if let Command::YarnContainer(args) = cli.command {
+        return cmd::yarn::container_main(args);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -82,7 +92,8 @@ fn main() -> ExitCode {
             Command::Conf(args) => cmd::conf::main(&options, args),
             Command::Yarn(args) => cmd::yarn::main(&options, args).await,
             Command::Bench(args) => cmd::bench::main(&options, args).await,
-            Command::Executor(_) => unreachable!("handled before the runtime starts"),
+            Command::YarnNodemanager(args) => cmd::yarn::nodemanager_main(args).await,
+            Command::Executor(_) | Command::YarnContainer(_) => unreachable!("handled before the runtime starts"),
         }
     });
     match result {

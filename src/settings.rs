@@ -213,5 +213,35 @@ pub fn yarn_shim(config: &Config, broker: String) -> Result<weir_yarn_shim::shim
         offer_refuse: config.get_duration("yarn-shim.offer.refuse").map_err(problem)?,
         max_completed_applications: usize::try_from(completed).unwrap_or(usize::MAX),
         user: std::env::var("USER").unwrap_or_else(|_| "yarn".to_owned()),
+        scheduler_address: socket_addr(config, "yarn-shim.scheduler.address")?,
+        scheduler: weir_yarn_shim::yarn::scheduler::SchedulerConfig {
+            nm_cpus: non_negative(config, "yarn-shim.nodemanager.cpus")?,
+            nm_mem_mb: non_negative(config, "yarn-shim.nodemanager.memory-mb")?,
+            locality_delay_ms: millis(config, "yarn-shim.locality.delay")?,
+            am_liveness_ms: millis(config, "yarn-shim.am.liveness.expiry")?,
+            nm_idle_ms: millis(config, "yarn-shim.nodemanager.idle.timeout")?,
+            default_max_attempts: i32::try_from(config.get_u32("yarn-shim.am.max-attempts").map_err(problem)?.max(1)).unwrap_or(i32::MAX),
+            busy_refuse_ms: 1000,
+            idle_refuse_ms: millis(config, "yarn-shim.offer.refuse")?,
+            ..Default::default()
+        },
+        // Empty (the default) reads as unset: this very program.
+        weir_binary: match config.get_str("yarn-shim.weir.binary") {
+            Ok(p) if !p.trim().is_empty() => std::path::PathBuf::from(p.trim()),
+            _ => std::env::current_exe().map_err(|e| problem(format!("cannot find this program's path: {e}")))?,
+        },
+        container_kill_grace: config.get_duration("yarn-shim.container.kill.grace").map_err(problem)?,
     })
+}
+
+fn millis(config: &Config, key: &str) -> Result<i64> {
+    Ok(i64::try_from(config.get_duration(key).map_err(problem)?.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn non_negative(config: &Config, key: &str) -> Result<f64> {
+    let v = config.get_f64(key).map_err(problem)?;
+    if !(v >= 0.0 && v.is_finite()) {
+        return Err(problem(format!("{key}: {v} must be a finite number of at least 0")));
+    }
+    Ok(v)
 }

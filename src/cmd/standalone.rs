@@ -61,7 +61,7 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
     println!("  run:      weir run -- echo hello");
     match &yarn {
         Ok((shim, conf_dir)) => {
-            println!("  yarn:     ResourceManager client protocol on {}", shim.client_address());
+            println!("  yarn:     ResourceManager client protocol on {}, scheduler on {}", shim.client_address(), shim.scheduler_address());
             println!("  export HADOOP_CONF_DIR={}", conf_dir.display());
         }
         Err(err) => println!("  yarn:     not started: {err:#}"),
@@ -90,10 +90,9 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
 async fn start_yarn(config: &weir_conf::Config, broker: &str) -> Result<(weir_yarn_shim::shim::Shim, PathBuf)> {
     use anyhow::Context;
     let shim_settings = settings::yarn_shim(config, broker.to_owned())?;
-    let scheduler = config.get_str("yarn-shim.scheduler.address").map_err(|e| settings::ConfigProblem(e.to_string()))?;
     let conf_dir = config.get_path("weir.work.dir").map_err(|e| settings::ConfigProblem(e.to_string()))?.join("hadoop-conf");
     let shim = weir_yarn_shim::shim::Shim::start(shim_settings).await.context("starting the YARN shim")?;
-    if let Err(err) = weir_yarn_shim::hadoop_conf::write(&conf_dir, &shim.client_address().to_string(), &scheduler) {
+    if let Err(err) = weir_yarn_shim::hadoop_conf::write(&conf_dir, &shim.client_address().to_string(), &shim.scheduler_address().to_string()) {
         shim.stop();
         return Err(anyhow::Error::new(err).context(format!("writing the Hadoop configuration to {}", conf_dir.display())));
     }

@@ -9,6 +9,7 @@
 pub mod error;
 pub mod hadoop_conf;
 pub mod ipc;
+pub mod nm;
 pub mod proto;
 pub mod security;
 pub mod shim;

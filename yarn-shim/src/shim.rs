@@ -1,5 +1,7 @@
-//! The running shim: the RM core behind the ApplicationClientProtocol
-//! server, a framework subscribed to the broker (one role per YARN queue),
+//! The running shim: the RM core and scheduler behind the
+//! ApplicationClientProtocol (clients) and ApplicationMasterProtocol (AMs)
+//! servers, a framework subscribed to the broker (one role per YARN queue)
+//! that turns the scheduler's decisions into launches, kills and declines,
 //! and a poller that turns the broker's agents into YARN nodes.
 //!
 //! Node capacity comes from the broker's state document (the operator
@@ -7,15 +9,18 @@
 //! them. Offers would only show what is free for our roles at that moment,
 //! and vanish when declined, so they cannot say what a node *has*.
 //!
-//! Nothing runs in YARN containers yet (ApplicationMaster protocol and
-//! container launch come next), so every offer is declined at once, with a
-//! refusal filter, so the shim never holds resources it cannot use.
+//! Offers are matched by the [`Scheduler`]; an offer nothing fits is
+//! declined at once (briefly while some application waits, for
+//! `offer_refuse` when none does), so the shim never hoards.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use prost::Message;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 use weir_proto::v1;
@@ -23,11 +28,18 @@ use weir_proto::v1::operator_client::OperatorClient;
 use weir_sdk::{Framework, FrameworkConfig};
 
 use crate::error::Error;
+use crate::ipc::client::{Client, ClientConfig};
+use crate::ipc::connection::AuthPolicy;
 use crate::ipc::server::{Server, ServerConfig, ServerHandle};
+use crate::security::credentials::Credentials;
+use crate::yarn::am_protocol::{AmProtocol, Rm};
 use crate::yarn::client_protocol::{ClientProtocol, Clock};
 use crate::yarn::ids::NodeId;
+use crate::yarn::records as r;
 use crate::yarn::rm_core::{Capacity, NodeState, ObservedNode, RmCore};
-use crate::yarn::APPLICATION_CLIENT_PROTOCOL;
+use crate::yarn::scheduler::{exit_status, Allocated, Effect, Offer, Scheduler, SchedulerConfig, TaskEvent, TaskPlan};
+use crate::yarn::tokens::{Issuer, NM_KEY_ENV};
+use crate::yarn::{APPLICATION_CLIENT_PROTOCOL, APPLICATION_MASTER_PROTOCOL, CONTAINER_MANAGEMENT_PROTOCOL};
 
 #[derive(Debug, Clone)]
 pub struct ShimSettings {
@@ -44,13 +56,21 @@ pub struct ShimSettings {
     pub max_completed_applications: usize,
     /// Framework user and name shown by the broker.
     pub user: String,
+    /// Where ApplicationMasterProtocol is served (port 0: any).
+    pub scheduler_address: SocketAddr,
+    pub scheduler: SchedulerConfig,
+    /// The `weir` program agents run for node managers and containers.
+    pub weir_binary: PathBuf,
+    /// SIGTERM to SIGKILL when a container is killed.
+    pub container_kill_grace: Duration,
 }
 
 pub struct Shim {
     client_address: SocketAddr,
-    server: ServerHandle,
+    scheduler_address: SocketAddr,
+    servers: Vec<ServerHandle>,
     tasks: Vec<JoinHandle<()>>,
-    core: Arc<Mutex<RmCore>>,
+    rm: Arc<Rm>,
 }
 
 fn epoch_ms() -> i64 {
@@ -80,12 +100,34 @@ impl Shim {
         let listener = TcpListener::bind(settings.client_address)
             .await
             .map_err(|e| Error::Broker(format!("cannot listen for YARN clients on {}: {e}", settings.client_address)))?;
+        let am_listener = TcpListener::bind(settings.scheduler_address)
+            .await
+            .map_err(|e| Error::Broker(format!("cannot listen for ApplicationMasters on {}: {e}", settings.scheduler_address)))?;
+        let scheduler_address = am_listener.local_addr().map_err(|e| Error::Broker(e.to_string()))?;
         let clock: Clock = Arc::new(epoch_ms);
+        let (effects, effects_rx) = mpsc::unbounded_channel();
+        let rm = Arc::new(Rm {
+            core: core.clone(),
+            scheduler: Mutex::new(Scheduler::new(settings.scheduler.clone())),
+            tokens: Issuer::new(scheduler_address.to_string(), started, started as u64),
+            effects,
+            clock: clock.clone(),
+        });
+
         let mut server = Server::new(settings.ipc.clone());
         server.register(APPLICATION_CLIENT_PROTOCOL, Arc::new(ClientProtocol::new(core.clone(), clock)));
         let server = server.spawn(listener)?;
         let client_address = server.local_addr;
         info!(%client_address, cluster_timestamp = started, "YARN ApplicationClientProtocol listening");
+
+        let mut am_config = settings.ipc.clone();
+        am_config.auth = AuthPolicy::TokenRequired;
+        let mut am_server = Server::new(am_config);
+        am_server.register(APPLICATION_MASTER_PROTOCOL, Arc::new(AmProtocol::new(rm.clone())));
+        let lookup = rm.clone();
+        am_server.set_token_passwords(Arc::new(move |identifier: &[u8]| lookup.tokens.amrm_password(identifier, epoch_ms() as u64)));
+        let am_server = am_server.spawn(am_listener)?;
+        info!(%scheduler_address, "YARN ApplicationMasterProtocol listening");
 
         let poller = {
             let core = core.clone();
@@ -100,8 +142,8 @@ impl Shim {
                 }
             })
         };
-        let offers = tokio::spawn(decline_offers(framework, settings.offer_refuse));
-        Ok(Shim { client_address, server, tasks: vec![poller, offers], core })
+        let driver = tokio::spawn(drive(framework, rm.clone(), effects_rx, Arc::new(settings)));
+        Ok(Shim { client_address, scheduler_address, servers: vec![server, am_server], tasks: vec![poller, driver], rm })
     }
 
     /// Where ApplicationClientProtocol really listens.
@@ -109,13 +151,20 @@ impl Shim {
         self.client_address
     }
 
-    /// The core, for tests and the next protocols.
+    /// Where ApplicationMasterProtocol really listens.
+    pub fn scheduler_address(&self) -> SocketAddr {
+        self.scheduler_address
+    }
+
+    /// The core, for tests.
     pub fn core(&self) -> Arc<Mutex<RmCore>> {
-        self.core.clone()
+        self.rm.core.clone()
     }
 
     pub fn stop(self) {
-        self.server.shutdown();
+        for s in self.servers {
+            s.shutdown();
+        }
         for t in self.tasks {
             t.abort();
         }
@@ -224,38 +273,287 @@ pub fn nodes_from_state(json: &str) -> Result<Vec<ObservedNode>, Error> {
     Ok(nodes)
 }
 
-/// Declines every offer (nothing can run in a YARN container yet) and
-/// acknowledges updates; ends when the SDK gives up on the broker.
-async fn decline_offers(mut framework: Framework, refuse: Duration) {
+/// How often the scheduler looks at applications (new, ended, silent).
+const TICK: Duration = Duration::from_millis(200);
+/// How long the shim keeps trying to start an AM through its node manager
+/// (the node manager task may still be starting).
+const AM_START_TRIES_FOR: Duration = Duration::from_secs(60);
+
+/// The framework's event loop: offers and updates go to the scheduler,
+/// its effects come back here (also those of AM calls, via the channel).
+/// Ends when the SDK gives up on the broker.
+async fn drive(mut framework: Framework, rm: Arc<Rm>, mut effects: mpsc::UnboundedReceiver<Effect>, settings: Arc<ShimSettings>) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        match framework.next_event().await {
-            Ok(Some(v1::Event { kind: Some(kind) })) => match kind {
-                v1::event::Kind::Offers(o) => {
-                    let ids: Vec<_> = o.offers.iter().map(|o| weir_model::OfferId::new(o.id.clone())).collect();
-                    debug!(framework_id = %framework.id(), offers = ids.len(), "declining offers: no YARN container to launch");
-                    if let Err(e) = framework.decline(&ids, Some(refuse)).await {
-                        warn!(framework_id = %framework.id(), error = %e, "cannot decline offers");
+        let todo: Vec<Effect> = tokio::select! {
+            biased;
+            Some(effect) = effects.recv() => vec![effect],
+            _ = tick.tick() => {
+                let (mut core, mut scheduler) = rm.lock();
+                scheduler.tick(&mut core, epoch_ms())
+            }
+            event = framework.next_event() => match event {
+                Ok(Some(v1::Event { kind: Some(kind) })) => match kind {
+                    v1::event::Kind::Offers(o) => {
+                        let offers: Vec<Offer> = o.offers.iter().map(offer_from_proto).collect();
+                        debug!(framework_id = %framework.id(), offers = offers.len(), "offers");
+                        let (_core, mut scheduler) = rm.lock();
+                        scheduler.offers(offers, epoch_ms())
                     }
-                }
-                v1::event::Kind::Update(u) => {
-                    if let Some(status) = u.status.as_ref() {
-                        let _ = framework.acknowledge(status).await;
+                    v1::event::Kind::Update(u) => {
+                        let mut out = Vec::new();
+                        if let Some(status) = u.status.as_ref() {
+                            if let Some(event) = task_event(status) {
+                                let (mut core, mut scheduler) = rm.lock();
+                                out = scheduler.task_update(&mut core, &status.task_id, event, epoch_ms());
+                            }
+                            if let Err(e) = framework.acknowledge(status).await {
+                                warn!(framework_id = %framework.id(), task_id = %status.task_id, error = %e, "cannot acknowledge an update");
+                            }
+                        }
+                        out
                     }
+                    v1::event::Kind::Error(e) => {
+                        warn!(framework_id = %framework.id(), message = %e.message, "broker error");
+                        Vec::new()
+                    }
+                    _ => Vec::new(),
+                },
+                Ok(Some(_)) => Vec::new(),
+                Ok(None) => {
+                    warn!(framework_id = %framework.id(), "the broker ended the YARN shim's subscription");
+                    return;
                 }
-                v1::event::Kind::Error(e) => warn!(framework_id = %framework.id(), message = %e.message, "broker error"),
-                _ => {}
+                Err(e) => {
+                    warn!(framework_id = %framework.id(), error = %e, "lost the broker");
+                    return;
+                }
             },
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                warn!(framework_id = %framework.id(), "the broker ended the YARN shim's subscription");
-                return;
-            }
-            Err(e) => {
-                warn!(framework_id = %framework.id(), error = %e, "lost the broker");
-                return;
-            }
+        };
+        for effect in todo {
+            carry_out(&framework, &rm, &settings, effect).await;
         }
     }
+}
+
+fn offer_from_proto(o: &v1::Offer) -> Offer {
+    // Only unreserved resources: reserved ones would need the role in the
+    // task's resources, and the shim does not place on reservations yet.
+    let unreserved = |r: &&v1::Resource| r.role.is_empty() || r.role == "*";
+    let scalar = |name: &str| {
+        o.resources
+            .iter()
+            .filter(unreserved)
+            .filter(|r| r.name == name)
+            .map(|r| match r.value {
+                Some(v1::resource::Value::Scalar(v)) => v,
+                _ => 0.0,
+            })
+            .sum::<f64>()
+    };
+    let ports = o
+        .resources
+        .iter()
+        .filter(unreserved)
+        .filter(|r| r.name == "ports")
+        .flat_map(|r| match &r.value {
+            Some(v1::resource::Value::Ranges(rs)) => rs.range.iter().map(|x| (x.begin, x.end)).collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    Offer {
+        id: o.id.clone(),
+        agent_id: o.agent_id.clone(),
+        hostname: o.hostname.clone(),
+        role: o.role.clone(),
+        cpus: scalar("cpus"),
+        mem_mb: scalar("mem"),
+        ports,
+    }
+}
+
+/// A broker task update as the scheduler reads it; None for steps that
+/// change nothing (staging, starting, killing).
+fn task_event(s: &v1::TaskStatus) -> Option<TaskEvent> {
+    use v1::TaskState as S;
+    let message = s.message.clone();
+    Some(match S::try_from(s.state).ok()? {
+        S::TaskRunning => TaskEvent::Running,
+        S::TaskFinished => TaskEvent::Exited { code: Some(s.exit_code.unwrap_or(0)), signal: None, message },
+        S::TaskFailed if s.reason == "REASON_CONTAINER_LIMITATION_MEMORY" => TaskEvent::MemoryLimit { message },
+        S::TaskFailed if s.exit_code.is_some() || s.signal.is_some() => TaskEvent::Exited { code: s.exit_code, signal: s.signal, message },
+        S::TaskFailed | S::TaskError | S::TaskDropped => TaskEvent::Failed { message },
+        S::TaskKilled => TaskEvent::Killed { message },
+        S::TaskUnreachable | S::TaskGone | S::TaskUnknown => TaskEvent::Lost { message },
+        S::TaskStaging | S::TaskStarting | S::TaskKilling | S::Unspecified => return None,
+    })
+}
+
+fn scalar(name: &str, v: f64) -> v1::Resource {
+    v1::Resource { name: name.into(), value: Some(v1::resource::Value::Scalar(v)), ..Default::default() }
+}
+
+fn task_info(plan: TaskPlan, agent_id: &str, rm: &Rm, settings: &ShimSettings) -> v1::TaskInfo {
+    let weir = settings.weir_binary.display().to_string();
+    match plan {
+        TaskPlan::NodeManager { task_id, host, port, cpus, mem_mb } => {
+            let mut resources = vec![scalar("mem", mem_mb)];
+            if cpus > 0.0 {
+                resources.push(scalar("cpus", cpus));
+            }
+            resources.push(v1::Resource {
+                name: "ports".into(),
+                value: Some(v1::resource::Value::Ranges(v1::Ranges { range: vec![v1::Range { begin: port, end: port }] })),
+                ..Default::default()
+            });
+            let mut environment = std::collections::HashMap::new();
+            environment.insert(NM_KEY_ENV.to_owned(), rm.tokens.nm_key_env());
+            if let Ok(log) = std::env::var("RUST_LOG") {
+                environment.insert("RUST_LOG".to_owned(), log);
+            }
+            v1::TaskInfo {
+                task_id,
+                name: format!("YARN node manager {host}:{port}"),
+                agent_id: agent_id.to_owned(),
+                resources,
+                command: Some(v1::CommandInfo {
+                    shell: false,
+                    value: weir.clone(),
+                    arguments: vec![weir, "yarn-nodemanager".into(), "--host".into(), host, "--port".into(), port.to_string()],
+                    environment: environment.into_iter().collect(),
+                    user: String::new(),
+                }),
+                kill_grace_seconds: 2.0,
+                labels: [("yarn.role".to_owned(), "nodemanager".to_owned())].into_iter().collect(),
+            }
+        }
+        TaskPlan::Container { task_id, container, capacity, nm_port } => v1::TaskInfo {
+            task_id,
+            name: format!("YARN {container}"),
+            agent_id: agent_id.to_owned(),
+            resources: vec![scalar("cpus", capacity.vcores as f64), scalar("mem", capacity.memory_mb as f64)],
+            command: Some(v1::CommandInfo {
+                shell: false,
+                value: weir.clone(),
+                arguments: vec![weir, "yarn-container".into(), "--nm-port".into(), nm_port.to_string(), "--container-id".into(), container.to_string()],
+                environment: Default::default(),
+                user: String::new(),
+            }),
+            kill_grace_seconds: settings.container_kill_grace.as_secs_f64(),
+            labels: [
+                ("yarn.application".to_owned(), container.attempt.app.to_string()),
+                ("yarn.container".to_owned(), container.to_string()),
+            ]
+            .into_iter()
+            .collect(),
+        },
+    }
+}
+
+async fn carry_out(framework: &Framework, rm: &Arc<Rm>, settings: &Arc<ShimSettings>, effect: Effect) {
+    let id = framework.id().clone();
+    debug!(framework_id = %id, ?effect, "carrying out");
+    let result = match effect {
+        Effect::Launch { offer_id, agent_id, tasks } => {
+            let infos: Vec<v1::TaskInfo> = tasks.into_iter().map(|t| task_info(t, &agent_id, rm, settings)).collect();
+            info!(framework_id = %id, %agent_id, tasks = infos.len(), "launching YARN tasks");
+            framework.launch(&[weir_model::OfferId::new(offer_id)], infos, Some(Duration::ZERO)).await
+        }
+        Effect::Decline { offer_id, refuse_ms } => {
+            framework.decline(&[weir_model::OfferId::new(offer_id)], Some(Duration::from_millis(refuse_ms.max(0) as u64))).await
+        }
+        Effect::Kill { task_id, agent_id } => {
+            framework.kill(&weir_model::TaskId::new(task_id), Some(&weir_model::AgentId::new(agent_id))).await
+        }
+        Effect::Revive => framework.revive().await,
+        Effect::StartAm { application, container } => {
+            let (rm, settings) = (rm.clone(), settings.clone());
+            tokio::spawn(async move {
+                if let Err(why) = start_am(&rm, &settings, application, &container).await {
+                    warn!(application_id = %application, container_id = %container.id, error = %why, "cannot start the ApplicationMaster");
+                    let effects = {
+                        let (_core, mut scheduler) = rm.lock();
+                        scheduler.abort_container(container.id, exit_status::INVALID, &format!("Error launching {}. Got exception: {why}", container.id.attempt))
+                    };
+                    rm.emit(effects);
+                }
+            });
+            Ok(())
+        }
+    };
+    if let Err(e) = result {
+        warn!(framework_id = %id, error = %e, "a call to the broker failed");
+    }
+}
+
+/// Starts an attempt's AM in its container, as YARN's AMLauncher does:
+/// the client's launch context plus the AMRM token and the AM's
+/// environment, through the node manager's startContainers.
+async fn start_am(rm: &Rm, settings: &ShimSettings, application: crate::yarn::ids::ApplicationId, container: &Allocated) -> Result<(), String> {
+    let now = epoch_ms();
+    let attempt = container.id.attempt;
+    let (mut launch, submit_ms, max_attempts) = {
+        let core = rm.core.lock().unwrap_or_else(|p| p.into_inner());
+        let app = core.application(application).map_err(|e| e.to_string())?;
+        let max = if app.submission.max_attempts > 0 { app.submission.max_attempts } else { settings.scheduler.default_max_attempts };
+        (app.submission.am_launch.clone().unwrap_or_default(), app.submit_ms, max)
+    };
+    let mut credentials = match launch.tokens.as_deref() {
+        Some(bytes) if !bytes.is_empty() => Credentials::from_bytes(bytes).map_err(|e| format!("the application's tokens do not parse: {e}"))?,
+        _ => Credentials::default(),
+    };
+    let amrm = rm.tokens.amrm_token(attempt);
+    credentials.add_token(&amrm.service.clone(), amrm);
+    launch.tokens = Some(credentials.to_bytes());
+    for (k, v) in [
+        ("APP_SUBMIT_TIME_ENV", submit_ms.to_string()),
+        ("MAX_APP_ATTEMPTS", max_attempts.to_string()),
+        ("APPLICATION_WEB_PROXY_BASE", format!("/proxy/{application}")),
+    ] {
+        launch.environment.retain(|e| e.key() != k);
+        launch.environment.push(r::StringStringMapProto { key: Some(k.into()), value: Some(v) });
+    }
+    let request = r::StartContainersRequestProto {
+        start_container_request: vec![r::StartContainerRequestProto {
+            container_launch_context: Some(launch),
+            container_token: Some(rm.tokens.container_token(container, true, now)),
+        }],
+    };
+    let config = ClientConfig {
+        user: attempt.to_string(),
+        protocol: CONTAINER_MANAGEMENT_PROTOCOL.into(),
+        token: Some(rm.tokens.nm_token(attempt, &container.node, &container.user)),
+        max_frame_len: settings.ipc.max_frame_len,
+    };
+    let deadline = tokio::time::Instant::now() + AM_START_TRIES_FOR;
+    let client = loop {
+        let last = match tokio::net::lookup_host((container.node.host.as_str(), container.node.port as u16)).await {
+            Ok(mut addrs) => match addrs.next() {
+                Some(addr) => match Client::connect(addr, config.clone()).await {
+                    Ok(client) => break client,
+                    Err(e) => e.to_string(),
+                },
+                None => format!("{} resolves to nothing", container.node.host),
+            },
+            Err(e) => format!("cannot resolve {}: {e}", container.node.host),
+        };
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("the node manager at {} did not answer within {AM_START_TRIES_FOR:?}: {last}", container.node));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let answer = client
+        .call(CONTAINER_MANAGEMENT_PROTOCOL, "startContainers", &request.encode_to_vec())
+        .await
+        .map_err(|e| format!("startContainers on {}: {e}", container.node))?;
+    let answer = r::StartContainersResponseProto::decode(&answer[..]).map_err(|e| format!("startContainers answer: {e}"))?;
+    if let Some(failed) = answer.failed_requests.first() {
+        let message = failed.exception.as_ref().map(|e| e.message().to_owned()).unwrap_or_default();
+        return Err(message);
+    }
+    info!(application_id = %application, container_id = %container.id, node = %container.node, "ApplicationMaster started");
+    Ok(())
 }
 
 #[cfg(test)]

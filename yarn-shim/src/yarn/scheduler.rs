@@ -189,6 +189,8 @@ pub struct AllocateResult {
     pub nm_token_nodes: Vec<NodeId>,
     pub cluster_nodes: i32,
     pub headroom: Capacity,
+    /// The application has ended (killed, say): the AM should shut down.
+    pub shutdown: bool,
     pub effects: Vec<Effect>,
 }
 
@@ -574,8 +576,7 @@ impl Scheduler {
                 .map(|(k, _)| k.clone())
                 .collect();
             for any_key in groups {
-                loop {
-                    let Some(locality) = self.locality_for(id, &any_key, &offer.hostname, now_ms) else { break };
+                while let Some(locality) = self.locality_for(id, &any_key, &offer.hostname, now_ms) {
                     let cap = Capacity { memory_mb: any_key.memory_mb, vcores: any_key.vcores };
                     let Some(nm_port) = self.room_for(offer, &mut room, cap, &mut tasks, now_ms) else { break };
                     let app = self.apps.get_mut(&id).expect("listed");
@@ -694,6 +695,14 @@ impl Scheduler {
         c.killed_for = Some((code, why.to_owned()));
         tracing::info!(container_id = %id, exit_status = code, reason = why, "killing container");
         out.push(Effect::Kill { task_id: id.to_string(), agent_id: c.allocated.agent_id.clone() });
+    }
+
+    /// Kills a container the shell could not start (its AM launch failed):
+    /// its end is reported with `code` and `why`.
+    pub fn abort_container(&mut self, id: ContainerId, code: i32, why: &str) -> Vec<Effect> {
+        let mut out = Vec::new();
+        self.kill_container(id, code, why, &mut out);
+        out
     }
 
     fn fail_attempt(&mut self, rm: &mut RmCore, id: ApplicationId, why: &str, now_ms: i64, out: &mut Vec<Effect>) {
@@ -864,6 +873,7 @@ impl Scheduler {
         }
         let mut effects = Vec::new();
         let app = self.apps.get_mut(&attempt.app).expect("found above");
+        let shutdown = app.ending;
         let a = &mut app.attempt;
         a.last_heard_ms = now_ms;
         let mut more_demand = false;
@@ -939,6 +949,7 @@ impl Scheduler {
             nm_token_nodes,
             cluster_nodes: running.len() as i32,
             headroom,
+            shutdown,
             effects,
         }))
     }

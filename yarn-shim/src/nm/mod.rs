@@ -1,0 +1,5 @@
+pub mod container;
+pub mod handoff;
+pub mod launch;
+pub mod localize;
+pub mod service;
