@@ -724,13 +724,24 @@ impl Allocator {
     /// of every small chunk the previous cycle's offers freed, which then
     /// makes each id clone of this cycle take malloc's slow path).
     pub fn allocate_into(&mut self, now: Duration, out: &mut Vec<Allocation>) {
+        self.allocate_at_most(now, usize::MAX, out);
+    }
+
+    /// [`Allocator::allocate_into`], stopping once `max_agents` agents have
+    /// been granted in this call. Returns whether every candidate was
+    /// looked at; if not, what is left stays free for the next call, which
+    /// starts at another rotation point. The prefix of a cycle is itself a
+    /// fair cycle (shares are updated after every grant), so a caller that
+    /// must not stall for a whole large cycle can spread one over several
+    /// calls.
+    pub fn allocate_at_most(&mut self, now: Duration, max_agents: usize, out: &mut Vec<Allocation>) -> bool {
         if self.order_dirty {
             self.rebuild_order();
         }
         let slots = self.agents.len() as u64;
         if slots == 0 || self.role_order.is_empty() {
             self.cycles += 1;
-            return;
+            return true;
         }
         let start = (splitmix64(self.cycles) % slots) as u32;
         self.cycles += 1;
@@ -738,10 +749,16 @@ impl Allocator {
         self.candidates.collect_from(start, &mut list);
         // Usually one offer per candidate agent: reserve once rather than
         // reallocating a 50,000-entry vector some sixteen times.
-        out.reserve(list.len());
+        out.reserve(list.len().min(max_agents));
         let mut expired = Vec::new();
         let mut grants: Vec<(u32, ResourceSet)> = Vec::new();
+        let mut granted = 0usize;
+        let mut complete = true;
         for (i, &a) in list.iter().enumerate() {
+            if granted >= max_agents {
+                complete = false;
+                break;
+            }
             if let Some(&ahead) = list.get(i + PREFETCH_DISTANCE) {
                 self.prefetch_agent(ahead);
             }
@@ -749,6 +766,7 @@ impl Allocator {
             if grants.is_empty() {
                 continue;
             }
+            granted += 1;
             let agent_id = self.agent(a).id.clone();
             for (c, resources) in grants.drain(..) {
                 let client = self.client(c);
@@ -769,6 +787,7 @@ impl Allocator {
                 }
             }
         }
+        complete
     }
 
     /// Asks the CPU to start loading what the cycle will read of agent `a`

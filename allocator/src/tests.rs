@@ -735,3 +735,39 @@ fn weight_two_gets_twice_the_share() {
     let launched = run_until_quiet(&mut alloc, &tasks);
     assert_eq!((launched[&fw(0)], launched[&fw(1)]), (20, 10));
 }
+
+/// A cycle spread over several bounded calls offers each agent exactly once,
+/// never more than the bound per call, and says when it has looked at all.
+#[test]
+fn a_bounded_cycle_offers_every_agent_once_over_several_calls() {
+    let mut alloc = Allocator::new(AllocatorConfig::default());
+    for i in 0..1000 {
+        alloc.add_agent(agent(i), res("cpus:4;mem:4096"), vec![]).unwrap();
+    }
+    alloc.add_framework(fw(0), vec![star()]).unwrap();
+    alloc.add_framework(fw(1), vec![star()]).unwrap();
+    let mut offered = BTreeSet::new();
+    let mut per_framework: BTreeMap<FrameworkId, usize> = BTreeMap::new();
+    let mut calls = 0;
+    loop {
+        let mut out = Vec::new();
+        let complete = alloc.allocate_at_most(secs(1), 64, &mut out);
+        calls += 1;
+        assert!(out.len() <= 64, "a call granted {} agents", out.len());
+        for a in &out {
+            assert!(offered.insert(a.agent.clone()), "{} offered twice", a.agent);
+            *per_framework.entry(a.framework.clone()).or_default() += 1;
+        }
+        if complete {
+            break;
+        }
+        assert!(calls < 100, "the cycle never completed");
+    }
+    assert_eq!(offered.len(), 1000);
+    assert!(calls >= 1000 / 64, "{calls} calls");
+    // Fair across the calls: the two frameworks split the agents evenly.
+    assert_eq!(per_framework.values().copied().collect::<Vec<_>>(), vec![500, 500]);
+    let mut out = Vec::new();
+    assert!(alloc.allocate_at_most(secs(2), 64, &mut out), "nothing left to offer");
+    assert!(out.is_empty());
+}

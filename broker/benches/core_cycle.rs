@@ -17,6 +17,9 @@ use weir_proto::v1;
 /// nothing offered yet.
 fn cluster(agents: u64, frameworks: u64) -> BrokerCore {
     let mut core = BrokerCore::new(BrokerSettings::default(), "bench", Duration::ZERO);
+    // The whole cycle in one tick (the running broker spreads it over
+    // several of MAX_OFFERS_PER_CYCLE agents each).
+    core.set_max_offers_per_cycle(usize::MAX);
     let resources = resources_to_proto(&ResourceSet::parse("cpus:8;mem:32768;disk:100000").unwrap());
     for a in 0..agents {
         let register = v1::agent_message::Register {

@@ -170,6 +170,8 @@ impl BrokerCore {
         };
         self.agents.insert(id.clone(), agent);
         self.agent_conns.insert(conn, id.clone());
+        let silent_at = now.saturating_add(self.settings.agent_unreachable_timeout);
+        self.unreachable_scan_after = self.unreachable_scan_after.min(silent_at);
 
         for (framework, task_id) in vanished {
             // Its resources left the allocator with the agent above.
@@ -409,13 +411,22 @@ impl BrokerCore {
     }
 
     pub(super) fn detect_unreachable_agents(&mut self, now: Duration, out: &mut Vec<Output>) {
+        // `last_seen` only grows and new agents lower the bound as they
+        // register, so before it nobody can be silent for too long.
+        if now <= self.unreachable_scan_after {
+            return;
+        }
         let timeout = self.settings.agent_unreachable_timeout;
-        let silent: Vec<AgentId> = self
-            .agents
-            .iter()
-            .filter(|(_, a)| a.reachable && now.saturating_sub(a.last_seen) > timeout)
-            .map(|(id, _)| id.clone())
-            .collect();
+        let mut silent = Vec::new();
+        let mut oldest: Option<Duration> = None;
+        for (id, a) in self.agents.iter().filter(|(_, a)| a.reachable) {
+            if now.saturating_sub(a.last_seen) > timeout {
+                silent.push(id.clone());
+            } else {
+                oldest = Some(oldest.map_or(a.last_seen, |o| o.min(a.last_seen)));
+            }
+        }
+        self.unreachable_scan_after = oldest.map_or(Duration::MAX, |o| o.saturating_add(timeout));
         for id in silent {
             self.mark_unreachable(&id, now, out);
         }
@@ -434,6 +445,7 @@ impl BrokerCore {
         let Some(agent) = self.agents.get_mut(id) else { return };
         agent.reachable = false;
         agent.unreachable_since = Some(now);
+        self.removal_scan_at = self.removal_scan_at.min(now.saturating_add(self.settings.agent_reregister_timeout));
         if let Some(conn) = agent.conn.take() {
             self.agent_conns.remove(&conn);
             out.push(Output::Close(conn));
@@ -463,13 +475,24 @@ impl BrokerCore {
     /// Agents unreachable for longer than the re-register timeout are
     /// removed: their tasks are GONE and their resources leave the pool.
     pub(super) fn remove_lost_agents(&mut self, now: Duration, out: &mut Vec<Output>) {
+        // Agents only become unreachable through `mark_unreachable` and
+        // recovery, which lower the bound: before it nobody is due.
+        if now < self.removal_scan_at {
+            return;
+        }
         let timeout = self.settings.agent_reregister_timeout;
-        let lost: Vec<AgentId> = self
-            .agents
-            .iter()
-            .filter(|(_, a)| a.unreachable_since.is_some_and(|since| now.saturating_sub(since) >= timeout))
-            .map(|(id, _)| id.clone())
-            .collect();
+        let mut lost = Vec::new();
+        let mut next: Option<Duration> = None;
+        for (id, a) in &self.agents {
+            let Some(since) = a.unreachable_since else { continue };
+            if now.saturating_sub(since) >= timeout {
+                lost.push(id.clone());
+            } else {
+                let due = since.saturating_add(timeout);
+                next = Some(next.map_or(due, |n| n.min(due)));
+            }
+        }
+        self.removal_scan_at = next.unwrap_or(Duration::MAX);
         for id in lost {
             self.drop_agent_from_allocator(&id, out);
             let Some(agent) = self.agents.remove(&id) else { continue };

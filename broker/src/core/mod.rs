@@ -81,6 +81,11 @@ impl Default for BrokerSettings {
     }
 }
 
+/// Agents offered per allocation call (see `BrokerCore::max_offers_per_cycle`).
+/// At a few µs of bookkeeping per offer, a call stays in the low tens of
+/// milliseconds; a 50,000-agent cycle goes out over about 25 ticks.
+pub const MAX_OFFERS_PER_CYCLE: usize = 2_000;
+
 /// How many removed agents are remembered (to tell them to kill their
 /// tasks if they come back).
 const REMOVED_AGENTS_KEPT: usize = 10_000;
@@ -199,6 +204,18 @@ pub struct BrokerCore {
     last_allocation: Option<Duration>,
     /// The earliest moment a decline filter lapses (then a cycle is due).
     next_filter_expiry: Option<Duration>,
+    /// A cycle was cut short at `max_offers_per_cycle`: the next tick goes
+    /// on with it without waiting for the allocation interval.
+    allocation_unfinished: bool,
+    /// Agents offered per allocation call: the core holds the shell's lock
+    /// while it books offers, so one huge cycle would stall every stream.
+    max_offers_per_cycle: usize,
+    /// No reachable agent can have been silent past the unreachable timeout
+    /// before this moment (oldest `last_seen` at the last scan + timeout),
+    /// so ticks skip the scan over every agent until then.
+    unreachable_scan_after: Duration,
+    /// Likewise, no unreachable agent is due for removal before this.
+    removal_scan_at: Duration,
     started_at: Duration,
     counters: Counters,
     /// The leadership term this core acts in (0: no election).
@@ -235,6 +252,10 @@ impl BrokerCore {
             dirty: false,
             last_allocation: None,
             next_filter_expiry: None,
+            allocation_unfinished: false,
+            max_offers_per_cycle: MAX_OFFERS_PER_CYCLE,
+            unreachable_scan_after: Duration::ZERO,
+            removal_scan_at: Duration::ZERO,
             started_at: now,
             counters: Counters::default(),
             epoch: 0,
@@ -250,6 +271,18 @@ impl BrokerCore {
 
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// Sets how many agents one allocation call offers (at least 1); the
+    /// rest of the cycle follows on the next ticks.
+    pub fn set_max_offers_per_cycle(&mut self, max: usize) {
+        self.max_offers_per_cycle = max.max(1);
+    }
+
+    /// True while an allocation cycle was cut short and the shell should
+    /// tick again soon rather than after the allocation interval.
+    pub fn allocation_unfinished(&self) -> bool {
+        self.allocation_unfinished && self.dirty
     }
 
     fn fresh_id(&mut self, kind: &str) -> String {
@@ -274,18 +307,21 @@ impl BrokerCore {
             self.last_allocation.is_none_or(|last| now >= last + self.settings.allocation_interval);
         // A half-recovered view makes no offers: they could hand out what
         // an agent that has not re-registered yet is already running.
-        if self.dirty && interval_passed && self.recovery.is_none() {
+        if self.dirty && (interval_passed || self.allocation_unfinished) && self.recovery.is_none() {
             self.allocate(now, &mut out);
         }
         out
     }
 
-    /// One allocation cycle: every agent's free resources become offers.
+    /// One allocation call: every agent's free resources become offers, up
+    /// to `max_offers_per_cycle` agents; the rest follow on the next ticks.
     fn allocate(&mut self, now: Duration, out: &mut Vec<Output>) {
-        self.dirty = false;
         self.last_allocation = Some(now);
         self.counters.allocation_cycles += 1;
-        let allocations = self.allocator.allocate(now);
+        let mut allocations = Vec::new();
+        let complete = self.allocator.allocate_at_most(now, self.max_offers_per_cycle, &mut allocations);
+        self.allocation_unfinished = !complete;
+        self.dirty = !complete;
         let mut by_framework: BTreeMap<FrameworkId, Vec<v1::Offer>> = BTreeMap::new();
         for allocation in allocations {
             if self.frameworks.get(&allocation.framework).and_then(|f| f.conn).is_none() {

@@ -176,6 +176,7 @@ impl BrokerCore {
                 continue;
             }
             let _ = self.allocator.set_agent_active(id, false);
+            self.removal_scan_at = self.removal_scan_at.min(now.saturating_add(self.settings.agent_reregister_timeout));
             self.agents.insert(
                 id.clone(),
                 Agent {

@@ -615,3 +615,46 @@ fn a_framework_away_past_its_failover_timeout_is_removed_and_its_tasks_killed() 
     assert!(state.frameworks.is_empty() && state.tasks.is_empty());
     assert_eq!(state.totals.free.cpus, 2.0, "its resources are back in the pool");
 }
+
+/// A cycle larger than `MAX_OFFERS_PER_CYCLE` goes out over several ticks
+/// without waiting for the allocation interval, each agent offered once.
+#[test]
+fn a_large_cycle_is_spread_over_ticks_and_offers_each_agent_once() {
+    let mut h = Harness::new();
+    let count = MAX_OFFERS_PER_CYCLE + MAX_OFFERS_PER_CYCLE / 2;
+    for i in 0..count as u64 {
+        h.register_agent(1_000 + i, "", "cpus:2;mem:1024", vec![]);
+    }
+    h.subscribe(FW_1, "one", &[], 60.0);
+    let first = Harness::offers_in(&h.advance(ms(100)), FW_1);
+    assert_eq!(first.len(), MAX_OFFERS_PER_CYCLE);
+    assert!(h.core.allocation_unfinished());
+    // Same instant: the allocation interval has not passed, the cycle goes on.
+    let out = h.core.tick(h.now);
+    let second = Harness::offers_in(&h.record(out), FW_1);
+    assert_eq!(second.len(), count - MAX_OFFERS_PER_CYCLE);
+    assert!(!h.core.allocation_unfinished());
+    let agents: std::collections::BTreeSet<String> = first.iter().chain(&second).map(|o| o.agent_id.clone()).collect();
+    assert_eq!(agents.len(), count, "an agent was offered twice");
+    assert!(Harness::offers_in(&h.core.tick(h.now), FW_1).is_empty());
+}
+
+/// Ticks skip the scan for silent agents until one could be silent; an
+/// agent that registers later is still found silent at its own deadline.
+#[test]
+fn agents_falling_silent_at_different_times_are_each_found_on_time() {
+    let mut h = Harness::new();
+    h.register_agent(AGENT_A, "", "cpus:2;mem:1024", vec![]);
+    h.live_agents.clear();
+    h.advance(Duration::from_secs(3));
+    h.register_agent(AGENT_B, "", "cpus:2;mem:1024", vec![]);
+    h.live_agents.clear();
+    // A was last heard at 0 s, B at 3 s; the timeout is 5 s.
+    let out = h.advance(ms(2_001));
+    assert!(out.contains(&Output::Close(AGENT_A)), "A silent 5.001 s");
+    assert!(!out.contains(&Output::Close(AGENT_B)));
+    let out = h.advance(ms(2_999));
+    assert!(!out.contains(&Output::Close(AGENT_B)), "B silent exactly 5 s is not yet unreachable");
+    let out = h.advance(ms(1));
+    assert!(out.contains(&Output::Close(AGENT_B)), "B silent 5.001 s");
+}

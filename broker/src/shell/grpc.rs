@@ -44,7 +44,7 @@ impl Scheduler for SchedulerService {
         tokio::spawn(async move {
             while let Some(call) = calls.next().await {
                 match call {
-                    Ok(call) => shared.apply(|core, now| core.framework_call(conn, &call, now)),
+                    Ok(call) => shared.apply("framework_call", |core, now| core.framework_call(conn, &call, now)),
                     Err(status) => {
                         tracing::info!(conn, error = %status, "framework stream broke");
                         break;
@@ -55,7 +55,7 @@ impl Scheduler for SchedulerService {
                     break;
                 }
             }
-            shared.apply(|core, now| core.framework_detached(conn, now));
+            shared.apply("framework_detached", |core, now| core.framework_detached(conn, now));
             shared.lock().conns.remove(&conn);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -81,9 +81,9 @@ impl Agent for AgentService {
                 match msg {
                     Ok(msg) => match (&msg.kind, first) {
                         (Some(v1::agent_message::Kind::Register(reg)), true) => {
-                            shared.apply(|core, now| core.agent_register(conn, reg, now))
+                            shared.apply("agent_register", |core, now| core.agent_register(conn, reg, now))
                         }
-                        _ => shared.apply(|core, now| core.agent_message(conn, &msg, now)),
+                        _ => shared.apply("agent_message", |core, now| core.agent_message(conn, &msg, now)),
                     },
                     Err(status) => {
                         tracing::info!(conn, error = %status, "agent stream broke");
@@ -95,7 +95,7 @@ impl Agent for AgentService {
                     break;
                 }
             }
-            shared.apply(|core, now| core.agent_detached(conn, now));
+            shared.apply("agent_detached", |core, now| core.agent_detached(conn, now));
             shared.lock().conns.remove(&conn);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))

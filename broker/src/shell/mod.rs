@@ -116,14 +116,17 @@ impl Shared {
     }
 
     /// Runs a core call and carries out its outputs.
-    fn apply(&self, f: impl FnOnce(&mut BrokerCore, Duration) -> Vec<Output>) {
+    fn apply(&self, what: &'static str, f: impl FnOnce(&mut BrokerCore, Duration) -> Vec<Output>) {
         let now = self.now();
         let mut inner = self.lock();
         if !self.may_act(&inner) {
             return;
         }
+        let began = Instant::now();
         let outputs = f(&mut inner.core, now);
+        let count = outputs.len();
         self.submit(&mut inner, outputs, None);
+        note_if_slow(what, began, count);
     }
 
     /// Like [`apply`], for a caller that must know the outputs' registry
@@ -409,15 +412,36 @@ async fn registry_writer(shared: Shared, registry: Arc<dyn Registry>) {
     }
 }
 
+/// Everything waits while the core holds the lock, so a long core call
+/// shows directly in every client's latency: say so in the log.
+const SLOW_CORE_CALL: Duration = Duration::from_millis(100);
+
+fn note_if_slow(what: &'static str, began: Instant, outputs: usize) {
+    let took = began.elapsed();
+    if took >= SLOW_CORE_CALL {
+        tracing::warn!(call = what, millis = took.as_millis() as u64, outputs, "slow core call (every stream waited)");
+    } else if tracing::enabled!(tracing::Level::DEBUG) && took >= Duration::from_millis(10) {
+        tracing::debug!(call = what, millis = took.as_millis() as u64, outputs, "core call");
+    }
+}
+
 async fn tick_loop(shared: Shared, every: Duration, heartbeat_every: Duration) {
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heartbeat = Instant::now();
+    let mut unfinished = false;
     loop {
-        interval.tick().await;
+        if unfinished {
+            // The rest of a cut-short allocation cycle: soon, but after the
+            // streams queued behind this lock have had their turn.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        } else {
+            interval.tick().await;
+        }
         let now = shared.now();
         let mut inner = shared.lock();
         if !shared.may_act(&inner) {
+            unfinished = false;
             continue;
         }
         let cycles_before = inner.core.counters().allocation_cycles;
@@ -426,7 +450,10 @@ async fn tick_loop(shared: Shared, every: Duration, heartbeat_every: Duration) {
         if inner.core.counters().allocation_cycles != cycles_before {
             inner.last_allocation_seconds = began.elapsed().as_secs_f64();
         }
+        unfinished = inner.core.allocation_unfinished();
+        let count = outputs.len();
         shared.submit(&mut inner, outputs, None);
+        note_if_slow("tick", began, count);
         if last_heartbeat.elapsed() >= heartbeat_every {
             last_heartbeat = Instant::now();
             let heartbeat = v1::Event { kind: Some(v1::event::Kind::Heartbeat(v1::event::Heartbeat {})) };

@@ -186,11 +186,12 @@ async fn run(args: &Args, addr: &str, broker_pid: u32, resources: &ResourceSet) 
 
     let mut running = report.running;
     let mut finished = report.finished;
+    let mut to_agent = report.to_agent;
     let ms = |s: f64| s * 1000.0;
     Ok(format!(
         "bench agents: agents={n} connections={connections} registered_in={:.2}s broker_cpu={:.0}% broker_rss={:.0}MiB broker_rss_peak={:.0}MiB \
          offers_per_s={:.0} heartbeats_per_s={:.0} probe_launches={} probe_running_p50={:.1}ms probe_running_p99={:.1}ms \
-         probe_finished_p50={:.1}ms probe_finished_p99={:.1}ms probe_lost={} probe_no_offer={} agents_connected_at_end={still_registered} generator_cpu={:.0}%",
+         probe_finished_p50={:.1}ms probe_finished_p99={:.1}ms probe_to_agent_p50={:.1}ms probe_to_agent_p99={:.1}ms probe_lost={} probe_no_offer={} agents_connected_at_end={still_registered} generator_cpu={:.0}%",
         registered_in.as_secs_f64(),
         broker_cpu * 100.0,
         mib(rss),
@@ -202,6 +203,8 @@ async fn run(args: &Args, addr: &str, broker_pid: u32, resources: &ResourceSet) 
         ms(percentile(&mut running, 99.0)),
         ms(percentile(&mut finished, 50.0)),
         ms(percentile(&mut finished, 99.0)),
+        ms(percentile(&mut to_agent, 50.0)),
+        ms(percentile(&mut to_agent, 99.0)),
         report.lost,
         report.no_offer,
         gen_cpu * 100.0,
@@ -213,6 +216,8 @@ struct ProbeReport {
     /// made inside the window.
     running: Vec<f64>,
     finished: Vec<f64>,
+    /// ACCEPT → the agent's RUNNING timestamp (the way down, through the broker).
+    to_agent: Vec<f64>,
     /// Offers received inside the window.
     offers: u64,
     /// Window launches that ended otherwise or not within 10 s.
@@ -223,8 +228,14 @@ struct ProbeReport {
 
 struct Launch {
     sent: Instant,
+    /// Wall clock at ACCEPT, to split the path at the agent's timestamp.
+    sent_wall: f64,
     running: Option<Instant>,
     in_window: bool,
+}
+
+fn wall_clock() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 /// The probe framework: holds a few offers, declines the rest, launches
@@ -238,7 +249,7 @@ async fn probe(broker: String, rate: f64, refuse: Duration, window_start: Instan
     let mut held: VecDeque<(OfferId, AgentId)> = VecDeque::new();
     let hold = held_offers(rate, refuse);
     let mut launches: HashMap<String, Launch> = HashMap::new();
-    let mut report = ProbeReport { running: Vec::new(), finished: Vec::new(), offers: 0, lost: 0, no_offer: 0 };
+    let mut report = ProbeReport { running: Vec::new(), finished: Vec::new(), to_agent: Vec::new(), offers: 0, lost: 0, no_offer: 0 };
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let give_up = window_end + Duration::from_secs(10);
@@ -281,7 +292,12 @@ async fn probe(broker: String, rate: f64, refuse: Duration, window_start: Instan
                         let seen = Instant::now();
                         let Some(launch) = launches.get_mut(&status.task_id) else { continue };
                         match v1::TaskState::try_from(status.state) {
-                            Ok(v1::TaskState::TaskRunning) => launch.running = Some(seen),
+                            Ok(v1::TaskState::TaskRunning) => {
+                                launch.running = Some(seen);
+                                if launch.in_window {
+                                    report.to_agent.push(status.timestamp - launch.sent_wall);
+                                }
+                            }
                             Ok(v1::TaskState::TaskFinished) => {
                                 let launch = launches.remove(&status.task_id).context("launch vanished")?;
                                 if launch.in_window {
@@ -323,12 +339,12 @@ async fn probe(broker: String, rate: f64, refuse: Duration, window_start: Instan
                     command: Some(v1::CommandInfo { shell: true, value: "true".to_owned(), ..Default::default() }),
                     ..Default::default()
                 };
-                let sent = Instant::now();
+                let (sent, sent_wall) = (Instant::now(), wall_clock());
                 framework.launch(&[offer], vec![task], Some(refuse)).await?;
                 if in_window {
                     outstanding += 1;
                 }
-                launches.insert(task_id, Launch { sent, running: None, in_window });
+                launches.insert(task_id, Launch { sent, sent_wall, running: None, in_window });
             }
             _ = tokio::time::sleep_until(give_up.into()) => {}
         }
