@@ -961,6 +961,70 @@ mod tests {
         );
     }
 
+    /// What `tar czf env.tgz -C dir .` makes (as conda-pack and venv-pack
+    /// users do): `./` names, a directory entry for the root, a symlink.
+    #[tokio::test]
+    async fn a_tarball_made_by_the_tar_tool_unpacks_with_its_symlinks() {
+        let s = setup();
+        let tree = s.src.join("tree");
+        fs::create_dir_all(tree.join("bin")).unwrap();
+        fs::write(tree.join("bin/run.sh"), "#!/bin/sh\necho hi\n").unwrap();
+        fs::set_permissions(tree.join("bin/run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::symlink("run.sh", tree.join("bin/run")).unwrap();
+        let tgz = s.src.join("env.tgz");
+        let status = std::process::Command::new("tar")
+            .arg("czf")
+            .arg(&tgz)
+            .arg("-C")
+            .arg(&tree)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let l = Localizer::new(s.cache.clone(), MB);
+        l.localize(
+            &[entry("env", &tgz, r::LocalResourceTypeProto::Archive)],
+            &s.work,
+        )
+        .await
+        .unwrap();
+        let run = s.work.join("env/bin/run");
+        assert_eq!(fs::read_link(&run).unwrap(), Path::new("run.sh"));
+        let out = std::process::Command::new(&run).output().unwrap();
+        assert_eq!(out.stdout, b"hi\n");
+    }
+
+    /// A jar made by the JDK's `jar` tool carries no Unix modes.
+    #[tokio::test]
+    async fn a_jar_made_by_the_jar_tool_unpacks() {
+        let s = setup();
+        let tree = s.src.join("classes");
+        fs::create_dir_all(tree.join("org/example")).unwrap();
+        fs::write(tree.join("org/example/App.class"), "cafebabe").unwrap();
+        let jar = s.src.join("app.jar");
+        let made = std::process::Command::new("jar")
+            .arg("cf")
+            .arg(&jar)
+            .arg("-C")
+            .arg(&tree)
+            .arg(".")
+            .status();
+        if !made.is_ok_and(|s| s.success()) {
+            eprintln!("no jar tool here; skipped");
+            return;
+        }
+        let l = Localizer::new(s.cache.clone(), MB);
+        l.localize(
+            &[entry("app", &jar, r::LocalResourceTypeProto::Archive)],
+            &s.work,
+        )
+        .await
+        .unwrap();
+        let class = s.work.join("app/org/example/App.class");
+        assert_eq!(fs::read_to_string(class).unwrap(), "cafebabe");
+        assert!(s.work.join("app/META-INF/MANIFEST.MF").is_file());
+    }
+
     #[tokio::test]
     async fn a_directory_source_is_copied_recursively() {
         let s = setup();
