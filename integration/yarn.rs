@@ -38,6 +38,14 @@ struct Standalone {
     broker: String,
 }
 
+impl Drop for Standalone {
+    /// SIGTERM, so standalone stops its agent, which kills its tasks
+    /// (node managers and containers outlive a SIGKILLed agent).
+    fn drop(&mut self) {
+        self._proc.terminate();
+    }
+}
+
 /// Starts standalone on free ports (the shim's too, via -D) and reads
 /// back what a Hadoop client would: yarn-site.xml and core-site.xml.
 fn standalone() -> Standalone {
@@ -462,10 +470,11 @@ fn spark_with_failing_executors_ends_failed_with_diagnostics() {
     let sa = standalone_with(SPARK_SPEC, &[]);
     let pi_py = sa.dir.path().join("pi.py");
     std::fs::write(&pi_py, PI_PY).unwrap();
-    // Every executor JVM refuses to start (exit 1).
+    // Every executor JVM refuses to start (exit 1: the stack is too small;
+    // Spark adds -XX:+IgnoreUnrecognizedVMOptions, so a bad option would not do).
     let extra = [
         "--conf",
-        "spark.executor.extraJavaOptions=-XX:+WeirNoSuchOption",
+        "spark.executor.extraJavaOptions=-Xss1k",
         "--conf",
         "spark.executor.maxNumFailures=2",
     ];
@@ -476,7 +485,7 @@ fn spark_with_failing_executors_ends_failed_with_diagnostics() {
     assert!(report.contains("State : FINISHED") || report.contains("State : FAILED"), "{report}");
     assert!(report.contains("Final-State : FAILED"), "{report}");
     let diagnostics = report.split("Diagnostics :").nth(1).unwrap_or_default();
-    assert!(diagnostics.contains("executor failures") || diagnostics.contains("exit"), "diagnostics say why: {report}");
+    assert!(diagnostics.contains("Max number of executor failures"), "diagnostics say why: {report}");
 }
 
 #[test]
@@ -523,4 +532,81 @@ fn killing_a_running_spark_application_kills_every_container() {
     let (_, report) = clients.applications(&sa.conf_dir, &["-status", &app]);
     assert!(report.contains("State : KILLED"), "{report}");
     wait_until_all_free(&sa, Duration::from_secs(30));
+}
+
+/// A Spark job that holds its executors for `seconds`.
+const HOLD_PY: &str = r#"
+import sys, time
+from pyspark.sql import SparkSession
+seconds = float(sys.argv[1])
+slices = int(sys.argv[2])
+spark = SparkSession.builder.getOrCreate()
+spark.sparkContext.parallelize(range(slices), slices).map(lambda _: time.sleep(seconds)).count()
+spark.stop()
+"#;
+
+#[test]
+fn two_spark_applications_and_a_native_framework_share_the_pool_by_weighted_drf() {
+    let clients = clients();
+    // Two queues (roles) for YARN, one role for the native framework;
+    // batch weighs twice as much. CPU is every role's dominant resource.
+    let sa = standalone_with(
+        "cpus:12;mem:20480;disk:1000;ports:[31000-31100]",
+        &["yarn-shim.queues=default,batch", "broker.roles.weights=batch=2", "yarn-shim.nodemanager.idle.timeout=2s"],
+    );
+    let hold = sa.dir.path().join("hold.py");
+    std::fs::write(&hold, HOLD_PY).unwrap();
+    // The native framework first: two long tasks of one CPU (1/6 of the pool).
+    let weir = std::env::var("CARGO_BIN_EXE_weir").unwrap();
+    let mut native = Command::new(&weir)
+        .args(["run", "--broker", &sa.broker, "--role", "native", "--name", "steady", "--instances", "2", "--cpus", "1", "--mem", "64"])
+        .args(["--", "sleep 55"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let share = |s: &serde_json::Value, role: &str| -> f64 {
+        s["roles"].as_array().unwrap().iter().find(|r| r["role"] == role).map_or(0.0, |r| r["dominant_share"].as_f64().unwrap_or(0.0))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while share(&state(&sa), "native") < 0.16 {
+        assert!(std::time::Instant::now() < deadline, "the native framework never ran: {}", state(&sa)["roles"]);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // Two Spark applications that each want an AM and six executors: more
+    // than the ten CPUs left, so weighted DRF decides who gets what.
+    let submit = |queue: &str| {
+        let extra = ["--queue", queue, "--conf", "spark.yarn.submit.waitAppCompletion=false", "--conf", "spark.executor.instances=6"];
+        let (out, text) = clients.spark_submit(&sa, "cluster", &extra, &hold, &["40", "12"]);
+        assert!(out.status.success(), "{text}");
+        app_id_in(&text)
+    };
+    let apps = [submit("default"), submit("batch")];
+    // Wait until the pool is full, then read the shares.
+    let start = std::time::Instant::now();
+    let settled = loop {
+        let s = state(&sa);
+        let used = s["agents"][0]["used"]["cpus"].as_f64().unwrap_or(0.0);
+        let (d, b, n) = (share(&s, "default"), share(&s, "batch"), share(&s, "native"));
+        eprintln!("[shares] t={:>4.1}s used={used} default={d:.3} batch={b:.3} native={n:.3}", start.elapsed().as_secs_f64());
+        if used >= 12.0 {
+            // Let a late offer or two land, then read once more.
+            std::thread::sleep(Duration::from_secs(2));
+            break state(&sa);
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "the pool never filled: {}", s["roles"]);
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let (d, b, n) = (share(&settled, "default"), share(&settled, "batch"), share(&settled, "native"));
+    eprintln!("[shares] settled: default={d:.3} batch={b:.3} native={n:.3}");
+    // Native keeps what it holds (no preemption) and wants no more; of the
+    // rest, batch (weight 2) gets about twice default's share.
+    assert!((n - 2.0 / 12.0).abs() < 1e-6, "native holds its two CPUs: {n:.3}");
+    assert!(b >= 1.4 * d && b <= 2.6 * d, "batch ≈ 2 × default: default={d:.3} batch={b:.3}");
+    support::signal(native.id() as i32, 2);
+    let _ = native.wait();
+    for app in &apps {
+        let _ = clients.applications(&sa.conf_dir, &["-kill", app]);
+    }
+    wait_until_all_free(&sa, Duration::from_secs(60));
 }

@@ -18,9 +18,12 @@ use serde::{Deserialize, Serialize};
 /// Longest message either side accepts.
 pub const MAX_LINE: usize = 64 * 1024;
 
-/// The abstract socket name of the node manager on `port`.
+/// The abstract socket name of the node manager on `port` of the agent
+/// the process runs under (agents set `WEIR_AGENT_ID` for their tasks), so
+/// node managers of several agents on one host never meet.
 pub fn socket_name(port: u16) -> String {
-    format!("weir-yarn-nm-{port}")
+    let agent = std::env::var("WEIR_AGENT_ID").unwrap_or_default();
+    format!("weir-yarn-nm-{agent}-{port}")
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -362,7 +362,7 @@ impl RmCore {
         if known_queue {
             self.transition(id, AppState::Accepted, now_ms)?;
             if let Some(app) = self.apps.get_mut(&id) {
-                app.diagnostics = "Waiting for an ApplicationMaster container: this version of the Weir YARN shim does not launch containers yet.".into();
+                app.diagnostics = "Waiting for an ApplicationMaster container from the pool.".into();
             }
         } else {
             self.transition(id, AppState::Failed, now_ms)?;

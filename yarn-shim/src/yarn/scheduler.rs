@@ -66,6 +66,10 @@ pub struct SchedulerConfig {
     /// (short: it is needed soon) and while there is none.
     pub busy_refuse_ms: i64,
     pub idle_refuse_ms: i64,
+    /// Most containers placed from one offer; the rest of the offer goes
+    /// back at once, so the broker's DRF picks who gets the next slice
+    /// (frameworks taking whole agents per offer is how Mesos hoards).
+    pub max_containers_per_offer: usize,
 }
 
 impl Default for SchedulerConfig {
@@ -80,6 +84,7 @@ impl Default for SchedulerConfig {
             default_max_attempts: 2,
             busy_refuse_ms: 1_000,
             idle_refuse_ms: 60_000,
+            max_containers_per_offer: 1,
         }
     }
 }
@@ -538,7 +543,12 @@ impl Scheduler {
         let queue_matches = |q: &str| role.is_empty() || role == "*" || role == q;
         let ids: Vec<ApplicationId> =
             self.apps.values().filter(|a| !a.ending && queue_matches(&a.queue)).map(|a| a.id).collect();
+        let max = self.config.max_containers_per_offer.max(1);
+        let placed = |tasks: &Vec<TaskPlan>| tasks.iter().filter(|t| matches!(t, TaskPlan::Container { .. })).count();
         for id in ids {
+            if placed(&tasks) >= max {
+                break;
+            }
             // The AM container first.
             if self.apps[&id].attempt.phase == Phase::WaitingForAm {
                 let cap = self.apps[&id].am_capacity;
@@ -576,7 +586,8 @@ impl Scheduler {
                 .map(|(k, _)| k.clone())
                 .collect();
             for any_key in groups {
-                while let Some(locality) = self.locality_for(id, &any_key, &offer.hostname, now_ms) {
+                while placed(&tasks) < max {
+                    let Some(locality) = self.locality_for(id, &any_key, &offer.hostname, now_ms) else { break };
                     let cap = Capacity { memory_mb: any_key.memory_mb, vcores: any_key.vcores };
                     let Some(nm_port) = self.room_for(offer, &mut room, cap, &mut tasks, now_ms) else { break };
                     let app = self.apps.get_mut(&id).expect("listed");

@@ -4,6 +4,11 @@ use crate::yarn::rm_core::{ObservedNode, Submission};
 
 const TS: i64 = 1_700_000_000_000;
 
+/// Defaults, but any number of containers per offer.
+fn cfg() -> SchedulerConfig {
+    SchedulerConfig { max_containers_per_offer: 100, ..SchedulerConfig::default() }
+}
+
 fn node(agent: &str, host: &str) -> ObservedNode {
     ObservedNode {
         agent_id: agent.into(),
@@ -109,7 +114,7 @@ fn registered(s: &mut Scheduler, rm: &mut RmCore, now: i64) -> (ApplicationId, A
 #[test]
 fn an_accepted_application_gets_its_am_container_and_the_agent_a_node_manager() {
     let mut rm = rm();
-    let mut s = Scheduler::new(SchedulerConfig::default());
+    let mut s = Scheduler::new(cfg());
     assert!(s.offers(vec![offer("o0", "a1", "host1", "default", 4.0, 4096.0)], 0).iter().all(|e| matches!(e, Effect::Decline { refuse_ms: 60_000, .. })));
     let app = submit(&mut rm, "default", 2);
     assert_eq!(s.tick(&mut rm, 1), vec![Effect::Revive]);
@@ -130,9 +135,22 @@ fn an_accepted_application_gets_its_am_container_and_the_agent_a_node_manager() 
 }
 
 #[test]
+fn one_offer_yields_at_most_the_configured_containers_and_the_rest_goes_back() {
+    let mut rm = rm();
+    let mut s = Scheduler::new(SchedulerConfig { max_containers_per_offer: 1, ..cfg() });
+    let (_, attempt) = registered(&mut s, &mut rm, 0);
+    fresh(s.allocate(&rm, attempt, AllocateCall { response_id: 0, asks: vec![any(1, 3, 256)], ..Default::default() }, 1).unwrap());
+    for i in 0..3 {
+        let tasks = launched(&s.offers(vec![offer(&format!("o{i}"), "a1", "host1", "default", 3.0, 3000.0)], 2 + i));
+        assert_eq!(tasks.len(), 1, "one container per offer: {tasks:?}");
+    }
+    assert!(!s.has_demand());
+}
+
+#[test]
 fn offers_for_another_queue_or_too_small_are_declined_briefly_while_demand_waits() {
     let mut rm = rm();
-    let mut s = Scheduler::new(SchedulerConfig::default());
+    let mut s = Scheduler::new(cfg());
     submit(&mut rm, "default", 2);
     s.tick(&mut rm, 0);
     let effects = s.offers(
@@ -151,7 +169,7 @@ fn offers_for_another_queue_or_too_small_are_declined_briefly_while_demand_waits
 #[test]
 fn asks_become_containers_with_nm_tokens_once_and_responses_follow_response_ids() {
     let mut rm = rm();
-    let mut s = Scheduler::new(SchedulerConfig::default());
+    let mut s = Scheduler::new(cfg());
     let (_, attempt) = registered(&mut s, &mut rm, 0);
     let r = fresh(s.allocate(&rm, attempt, AllocateCall { response_id: 0, asks: vec![any(1, 3, 512)], ..Default::default() }, 10).unwrap());
     assert_eq!((r.response_id, r.allocated.len()), (1, 0));
@@ -185,7 +203,7 @@ fn asks_become_containers_with_nm_tokens_once_and_responses_follow_response_ids(
 #[test]
 fn finished_and_released_containers_are_reported_once_with_yarn_exit_statuses() {
     let mut rm = rm();
-    let mut s = Scheduler::new(SchedulerConfig::default());
+    let mut s = Scheduler::new(cfg());
     let (_, attempt) = registered(&mut s, &mut rm, 0);
     fresh(s.allocate(&rm, attempt, AllocateCall { response_id: 0, asks: vec![any(1, 3, 256)], ..Default::default() }, 1).unwrap());
     s.offers(vec![offer("o", "a1", "host1", "default", 3.0, 3000.0)], 2);
@@ -215,7 +233,7 @@ fn finished_and_released_containers_are_reported_once_with_yarn_exit_statuses() 
 #[test]
 fn an_am_that_dies_is_retried_then_the_application_fails_with_its_exit() {
     let mut rm = rm();
-    let mut s = Scheduler::new(SchedulerConfig::default());
+    let mut s = Scheduler::new(cfg());
     let (app, attempt) = registered(&mut s, &mut rm, 0);
     fresh(s.allocate(&rm, attempt, AllocateCall { response_id: 0, asks: vec![any(1, 1, 256)], ..Default::default() }, 1).unwrap());
     s.offers(vec![offer("o", "a1", "host1", "default", 3.0, 3000.0)], 2);
@@ -246,7 +264,7 @@ fn an_am_that_dies_is_retried_then_the_application_fails_with_its_exit() {
 #[test]
 fn killing_an_application_kills_every_container_and_frees_the_node_manager_later() {
     let mut rm = rm();
-    let mut s = Scheduler::new(SchedulerConfig { nm_idle_ms: 1000, ..SchedulerConfig::default() });
+    let mut s = Scheduler::new(SchedulerConfig { nm_idle_ms: 1000, ..cfg() });
     let (app, attempt) = registered(&mut s, &mut rm, 0);
     fresh(s.allocate(&rm, attempt, AllocateCall { response_id: 0, asks: vec![any(1, 2, 256)], ..Default::default() }, 1).unwrap());
     s.offers(vec![offer("o", "a1", "host1", "default", 3.0, 3000.0)], 2);
@@ -273,7 +291,7 @@ fn killing_an_application_kills_every_container_and_frees_the_node_manager_later
 #[test]
 fn node_local_asks_wait_for_their_node_until_the_locality_delay() {
     let mut rm = rm();
-    let mut s = Scheduler::new(SchedulerConfig { locality_delay_ms: 3000, ..SchedulerConfig::default() });
+    let mut s = Scheduler::new(SchedulerConfig { locality_delay_ms: 3000, ..cfg() });
     let (_, attempt) = registered(&mut s, &mut rm, 0);
     let mut on_host2 = any(1, 1, 256);
     on_host2.resource_name = "host2".into();
@@ -290,7 +308,7 @@ fn node_local_asks_wait_for_their_node_until_the_locality_delay() {
 #[test]
 fn a_node_local_ask_is_met_on_its_node_at_once_and_strict_locality_never_relaxes() {
     let mut rm = rm();
-    let mut s = Scheduler::new(SchedulerConfig::default());
+    let mut s = Scheduler::new(cfg());
     let (_, attempt) = registered(&mut s, &mut rm, 0);
     let on_host2 = Ask { resource_name: "host2".into(), ..any(1, 1, 256) };
     let strict = Ask { relax_locality: false, ..any(1, 1, 256) };
@@ -303,7 +321,7 @@ fn a_node_local_ask_is_met_on_its_node_at_once_and_strict_locality_never_relaxes
 #[test]
 fn a_silent_attempt_expires() {
     let mut rm = rm();
-    let mut s = Scheduler::new(SchedulerConfig { am_liveness_ms: 1000, default_max_attempts: 1, ..SchedulerConfig::default() });
+    let mut s = Scheduler::new(SchedulerConfig { am_liveness_ms: 1000, default_max_attempts: 1, ..cfg() });
     let (app, attempt) = registered(&mut s, &mut rm, 0);
     fresh(s.allocate(&rm, attempt, AllocateCall { response_id: 0, ..Default::default() }, 500).unwrap());
     assert!(kills(&s.tick(&mut rm, 1400)).is_empty());
@@ -321,7 +339,7 @@ fn a_silent_attempt_expires() {
 #[test]
 fn finishing_records_the_outcome_and_clears_remaining_containers() {
     let mut rm = rm();
-    let mut s = Scheduler::new(SchedulerConfig { am_exit_grace_ms: 100, ..SchedulerConfig::default() });
+    let mut s = Scheduler::new(SchedulerConfig { am_exit_grace_ms: 100, ..cfg() });
     let (app, attempt) = registered(&mut s, &mut rm, 0);
     fresh(s.allocate(&rm, attempt, AllocateCall { response_id: 0, asks: vec![any(1, 1, 256)], ..Default::default() }, 1).unwrap());
     s.offers(vec![offer("o", "a1", "host1", "default", 3.0, 3000.0)], 2);
@@ -340,7 +358,7 @@ fn finishing_records_the_outcome_and_clears_remaining_containers() {
 #[test]
 fn asks_larger_than_any_node_or_negative_are_refused() {
     let mut rm = rm();
-    let mut s = Scheduler::new(SchedulerConfig::default());
+    let mut s = Scheduler::new(cfg());
     let (_, attempt) = registered(&mut s, &mut rm, 0);
     let err = s.allocate(&rm, attempt, AllocateCall { response_id: 0, asks: vec![any(1, 1, 100_000)], ..Default::default() }, 1).unwrap_err();
     assert_eq!(err.java_class(), "org.apache.hadoop.yarn.exceptions.InvalidResourceRequestException");
@@ -386,7 +404,7 @@ mod random {
         #[test]
         fn any_sequence_keeps_the_invariants(steps in proptest::collection::vec(step(), 1..60)) {
             let mut rm = rm();
-            let mut s = Scheduler::new(SchedulerConfig { am_liveness_ms: 30_000, nm_idle_ms: 5_000, ..SchedulerConfig::default() });
+            let mut s = Scheduler::new(SchedulerConfig { am_liveness_ms: 30_000, nm_idle_ms: 5_000, ..cfg() });
             let mut now = 0i64;
             let mut apps: Vec<ApplicationId> = Vec::new();
             let mut tasks: Vec<String> = Vec::new();
