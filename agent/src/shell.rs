@@ -368,17 +368,26 @@ pub async fn run(settings: AgentSettings, shutdown: impl std::future::Future<Out
     }
 }
 
+/// Inputs handled before one checkpoint write at most. Each write is
+/// fsync'd (milliseconds), so inputs that queued up meanwhile share one
+/// write (group commit) instead of paying one each.
+const INPUTS_PER_CHECKPOINT: usize = 1024;
+
 async fn event_loop(shared: Arc<Shared>, mut events: mpsc::UnboundedReceiver<Input>) {
     let ctx_root = shared.sandboxes.clone();
     while let Some(input) = events.recv().await {
-        let now = shared.started.elapsed();
         let (effects, agent_id) = {
             let mut core = shared.core();
-            let effects = core.handle(input, now, wall_clock());
+            let mut effects = core.handle(input, shared.started.elapsed(), wall_clock());
+            for _ in 1..INPUTS_PER_CHECKPOINT {
+                let Ok(input) = events.try_recv() else { break };
+                effects.extend(core.handle(input, shared.started.elapsed(), wall_clock()));
+            }
             if core.is_dirty() {
                 let checkpoint = core.checkpoint();
-                // Written before any effect is carried out, so what was
-                // promised (an update queued, a task started) survives a crash.
+                // Written before any effect of these inputs is carried out,
+                // so what was promised (an update queued, a task started)
+                // survives a crash.
                 if let Err(e) = write_checkpoint(&shared.checkpoint, &checkpoint) {
                     tracing::error!(path = %shared.checkpoint.display(), error = %e, "cannot write the checkpoint");
                 }
@@ -391,57 +400,68 @@ async fn event_loop(shared: Arc<Shared>, mut events: mpsc::UnboundedReceiver<Inp
                 Effect::Signal { pid, signal, .. } => launcher::signal(pid, signal),
                 Effect::Spawn { framework, task, info } => {
                     let ctx = LaunchContext { agent_id: agent_id.clone(), sandboxes: ctx_root.clone(), supervisor: shared.supervisor.clone() };
-                    let cgroup = match &shared.cgroup_scope {
-                        Some(scope) => {
-                            let name = isolation::name(scope, framework.as_str(), task.as_str());
-                            let resources = weir_proto::convert::resources_from_proto("task.resources", &info.resources)
-                                .map(|r| r.total())
-                                .unwrap_or_default();
-                            match isolation::create(&name, &resources) {
-                                Ok(procs) => procs,
-                                Err(e) => {
-                                    let _ = shared.events.send(Input::SpawnFailed { framework, task, error: format!("cannot isolate the task: {e}") });
-                                    continue;
-                                }
-                            }
-                        }
-                        None => Vec::new(),
-                    };
-                    match launcher::spawn(&ctx, &framework, &task, &info, &cgroup) {
-                        Ok(started) => {
-                            let started_sandbox = started.sandbox.clone();
-                            let _ = shared.events.send(Input::Spawned {
-                                framework: framework.clone(),
-                                task: task.clone(),
-                                pid: started.pid,
-                                sandbox: started.sandbox,
-                            });
-                            let events = shared.events.clone();
-                            let mut child = started.child;
-                            let supervised = shared.supervisor.is_some();
-                            let sandbox = started_sandbox;
-                            let scope = shared.cgroup_scope.clone();
-                            tokio::spawn(async move {
-                                let status = child.wait().await;
-                                let input = if supervised {
-                                    // The supervisor's record is the task's
-                                    // status; none means it was SIGKILLed too.
-                                    let record = launcher::read_exit(&sandbox).or(Some(launcher::ExitRecord { code: None, signal: Some(9), error: None }));
-                                    exit_input(scope.as_deref(), framework, task, record)
-                                } else {
-                                    let (code, signal) = status.map(launcher::exit_of).unwrap_or((None, None));
-                                    Input::Exited { framework, task, code, signal, limitation: None }
-                                };
-                                let _ = events.send(input);
-                            });
-                        }
-                        Err(e) => {
-                            tracing::warn!(framework_id = %framework, task_id = %task, error = %e, "cannot start task");
-                            let _ = shared.events.send(Input::SpawnFailed { framework, task, error: e.to_string() });
-                        }
-                    }
+                    // Creating cgroups and starting a process take about a
+                    // millisecond each; done here, one after another, they
+                    // would hold every other input back. Each task's own
+                    // inputs still arrive in order (Spawned, then Exited).
+                    let shared = shared.clone();
+                    tokio::task::spawn_blocking(move || start_task(&shared, &ctx, framework, task, &info));
                 }
             }
+        }
+    }
+}
+
+/// Isolates and starts one task, then watches it until it exits; reports
+/// each step to the event loop.
+fn start_task(shared: &Arc<Shared>, ctx: &LaunchContext, framework: FrameworkId, task: TaskId, info: &v1::TaskInfo) {
+    let cgroup = match &shared.cgroup_scope {
+        Some(scope) => {
+            let name = isolation::name(scope, framework.as_str(), task.as_str());
+            let resources = weir_proto::convert::resources_from_proto("task.resources", &info.resources)
+                .map(|r| r.total())
+                .unwrap_or_default();
+            match isolation::create(&name, &resources) {
+                Ok(procs) => procs,
+                Err(e) => {
+                    let _ = shared.events.send(Input::SpawnFailed { framework, task, error: format!("cannot isolate the task: {e}") });
+                    return;
+                }
+            }
+        }
+        None => Vec::new(),
+    };
+    match launcher::spawn(ctx, &framework, &task, info, &cgroup) {
+        Ok(started) => {
+            let started_sandbox = started.sandbox.clone();
+            let _ = shared.events.send(Input::Spawned {
+                framework: framework.clone(),
+                task: task.clone(),
+                pid: started.pid,
+                sandbox: started.sandbox,
+            });
+            let events = shared.events.clone();
+            let mut child = started.child;
+            let supervised = shared.supervisor.is_some();
+            let sandbox = started_sandbox;
+            let scope = shared.cgroup_scope.clone();
+            tokio::spawn(async move {
+                let status = child.wait().await;
+                let input = if supervised {
+                    // The supervisor's record is the task's status; none
+                    // means it was SIGKILLed too.
+                    let record = launcher::read_exit(&sandbox).or(Some(launcher::ExitRecord { code: None, signal: Some(9), error: None }));
+                    exit_input(scope.as_deref(), framework, task, record)
+                } else {
+                    let (code, signal) = status.map(launcher::exit_of).unwrap_or((None, None));
+                    Input::Exited { framework, task, code, signal, limitation: None }
+                };
+                let _ = events.send(input);
+            });
+        }
+        Err(e) => {
+            tracing::warn!(framework_id = %framework, task_id = %task, error = %e, "cannot start task");
+            let _ = shared.events.send(Input::SpawnFailed { framework, task, error: e.to_string() });
         }
     }
 }
