@@ -56,6 +56,11 @@ fn standalone() -> Standalone {
 /// The agent is known as 127.0.0.1, so node managers stay on loopback.
 fn standalone_with(spec: &str, defines: &[&str]) -> Standalone {
     let dir = tempfile::tempdir().unwrap();
+    // Tests run side by side: each agent gets a port of its own for its
+    // node manager (`{ports}` in the spec).
+    let port = support::free_port();
+    let spec = spec.replace("{ports}", &format!("ports:[{port}-{port}]"));
+    let spec = spec.as_str();
     let mut args = vec![
         "standalone",
         "--work-dir",
@@ -338,7 +343,7 @@ spark.stop()
 
 /// Spark on standalone: the agent has room for an AM and two small
 /// executors beside the node manager.
-const SPARK_SPEC: &str = "cpus:4;mem:6144;disk:1000;ports:[31000-31100]";
+const SPARK_SPEC: &str = "cpus:4;mem:6144;disk:1000;{ports}";
 
 fn python() -> String {
     let out = Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output().unwrap();
@@ -551,7 +556,7 @@ fn two_spark_applications_and_a_native_framework_share_the_pool_by_weighted_drf(
     // Two queues (roles) for YARN, one role for the native framework;
     // batch weighs twice as much. CPU is every role's dominant resource.
     let sa = standalone_with(
-        "cpus:12;mem:20480;disk:1000;ports:[31000-31100]",
+        "cpus:12;mem:20480;disk:1000;{ports}",
         &["yarn-shim.queues=default,batch", "broker.roles.weights=batch=2", "yarn-shim.nodemanager.idle.timeout=2s"],
     );
     let hold = sa.dir.path().join("hold.py");

@@ -541,6 +541,17 @@ async fn start_am(rm: &Rm, settings: &ShimSettings, application: crate::yarn::id
         if tokio::time::Instant::now() > deadline {
             return Err(format!("the node manager at {} did not answer within {AM_START_TRIES_FOR:?}: {last}", container.node));
         }
+        // A node manager that ended (its port taken, say) will not answer.
+        let still_there = {
+            let (_core, scheduler) = rm.lock();
+            scheduler.node_manager(&container.agent_id) == Some((container.node.host.clone(), container.node.port as u64))
+        };
+        if !still_there {
+            return Err(format!(
+                "the node manager at {} ended before the AM could start (its task's stderr on agent {} says why): {last}",
+                container.node, container.agent_id
+            ));
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let answer = client
