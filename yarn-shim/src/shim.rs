@@ -552,7 +552,9 @@ async fn start_am(rm: &Rm, settings: &ShimSettings, application: crate::yarn::id
                 container.node, container.agent_id
             ));
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The node manager was launched with the AM's task and starts in
+        // milliseconds: poll briskly.
+        tokio::time::sleep(Duration::from_millis(25)).await;
     };
     let answer = client
         .call(CONTAINER_MANAGEMENT_PROTOCOL, "startContainers", &request.encode_to_vec())

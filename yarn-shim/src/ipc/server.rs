@@ -69,6 +69,16 @@ impl RpcError {
     }
 }
 
+/// A request message, or the RPC server error a client gets for one that
+/// does not decode (`what` names the message type).
+pub fn decode_request<M: prost::Message + Default>(what: &str, bytes: &[u8]) -> Result<M, RpcError> {
+    M::decode(bytes).map_err(|e| RpcError {
+        class: RPC_SERVER_EXCEPTION_CLASS.into(),
+        message: format!("cannot decode {what}: {e}"),
+        detail: RpcErrorCodeProto::ErrorRpcServer,
+    })
+}
+
 /// One Hadoop protocol's implementation.
 #[async_trait::async_trait]
 pub trait Service: Send + Sync + 'static {

@@ -25,9 +25,7 @@ use super::launch::{self, LaunchSpec};
 use super::localize::Localizer;
 use crate::error::Error;
 use crate::ipc::connection::AuthPolicy;
-use crate::ipc::header::RPC_SERVER_EXCEPTION_CLASS;
-use crate::ipc::server::{CallContext, RpcError, Server, ServerConfig, ServerHandle, Service};
-use crate::proto::rpc_response_header_proto::RpcErrorCodeProto;
+use crate::ipc::server::{decode_request as decode, CallContext, RpcError, Server, ServerConfig, ServerHandle, Service};
 use crate::security::credentials::Credentials;
 use crate::yarn::convert;
 use crate::yarn::ids::ContainerId;
@@ -268,14 +266,6 @@ fn set_state(inner: &Inner, id: ContainerId, state: SlotState) {
 
 struct Cmp {
     inner: Arc<Inner>,
-}
-
-fn decode<M: Message + Default>(what: &str, bytes: &[u8]) -> Result<M, RpcError> {
-    M::decode(bytes).map_err(|e| RpcError {
-        class: RPC_SERVER_EXCEPTION_CLASS.into(),
-        message: format!("cannot decode {what}: {e}"),
-        detail: RpcErrorCodeProto::ErrorRpcServer,
-    })
 }
 
 fn failure(id: Option<&r::ContainerIdProto>, message: String) -> r::ContainerExceptionMapProto {

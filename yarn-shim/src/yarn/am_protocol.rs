@@ -13,9 +13,7 @@ use prost::Message;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::ipc::header::RPC_SERVER_EXCEPTION_CLASS;
-use crate::ipc::server::{CallContext, RpcError, Service};
-use crate::proto::rpc_response_header_proto::RpcErrorCodeProto;
+use crate::ipc::server::{decode_request as decode, CallContext, RpcError, Service};
 use crate::yarn::client_protocol::Clock;
 use crate::yarn::convert;
 use crate::yarn::ids::AttemptId;
@@ -59,14 +57,6 @@ impl AmProtocol {
     pub fn new(rm: Arc<Rm>) -> AmProtocol {
         AmProtocol { rm }
     }
-}
-
-fn decode<M: Message + Default>(what: &str, bytes: &[u8]) -> Result<M, RpcError> {
-    M::decode(bytes).map_err(|e| RpcError {
-        class: RPC_SERVER_EXCEPTION_CLASS.into(),
-        message: format!("cannot decode {what}: {e}"),
-        detail: RpcErrorCodeProto::ErrorRpcServer,
-    })
 }
 
 fn am(e: AmError) -> RpcError {

@@ -7,9 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use prost::Message;
 use tracing::{info, warn};
 
-use crate::ipc::header::RPC_SERVER_EXCEPTION_CLASS;
-use crate::ipc::server::{CallContext, RpcError, Service};
-use crate::proto::rpc_response_header_proto::RpcErrorCodeProto;
+use crate::ipc::server::{decode_request as decode, CallContext, RpcError, Service};
 use crate::yarn::convert::{self, ConvertError};
 use crate::yarn::records as r;
 use crate::yarn::rm_core::{AppFilter, KillOutcome, RmCore, RmError, ROOT_QUEUE};
@@ -33,14 +31,6 @@ impl ClientProtocol {
         // poisoned lock are still consistent.
         self.core.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
-
-fn decode<M: Message + Default>(what: &str, bytes: &[u8]) -> Result<M, RpcError> {
-    M::decode(bytes).map_err(|e| RpcError {
-        class: RPC_SERVER_EXCEPTION_CLASS.into(),
-        message: format!("cannot decode {what}: {e}"),
-        detail: RpcErrorCodeProto::ErrorRpcServer,
-    })
 }
 
 fn rm(e: RmError) -> RpcError {
