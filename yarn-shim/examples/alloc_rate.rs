@@ -126,7 +126,7 @@ async fn main() {
             loop {
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 round += 1;
-                let (_core, mut scheduler) = rm.lock();
+                let mut scheduler = rm.scheduler();
                 if scheduler.has_demand() {
                     let out = scheduler.offers(offers(agents, round), now_ms());
                     debug_assert!(out.iter().all(|e| !matches!(e, Effect::StartAm { .. })));

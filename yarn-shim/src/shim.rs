@@ -298,7 +298,7 @@ async fn drive(mut framework: Framework, rm: Arc<Rm>, mut effects: mpsc::Unbound
                     v1::event::Kind::Offers(o) => {
                         let offers: Vec<Offer> = o.offers.iter().map(offer_from_proto).collect();
                         debug!(framework_id = %framework.id(), offers = offers.len(), "offers");
-                        let (_core, mut scheduler) = rm.lock();
+                        let mut scheduler = rm.scheduler();
                         scheduler.offers(offers, epoch_ms())
                     }
                     v1::event::Kind::Update(u) => {
@@ -473,7 +473,7 @@ async fn carry_out(framework: &Framework, rm: &Arc<Rm>, settings: &Arc<ShimSetti
                 if let Err(why) = start_am(&rm, &settings, application, &container).await {
                     warn!(application_id = %application, container_id = %container.id, error = %why, "cannot start the ApplicationMaster");
                     let effects = {
-                        let (_core, mut scheduler) = rm.lock();
+                        let mut scheduler = rm.scheduler();
                         scheduler.abort_container(container.id, exit_status::INVALID, &format!("Error launching {}. Got exception: {why}", container.id.attempt))
                     };
                     rm.emit(effects);
@@ -543,7 +543,7 @@ async fn start_am(rm: &Rm, settings: &ShimSettings, application: crate::yarn::id
         }
         // A node manager that ended (its port taken, say) will not answer.
         let still_there = {
-            let (_core, scheduler) = rm.lock();
+            let scheduler = rm.scheduler();
             scheduler.node_manager(&container.agent_id) == Some((container.node.host.clone(), container.node.port as u64))
         };
         if !still_there {

@@ -41,6 +41,13 @@ impl Rm {
         (core, scheduler)
     }
 
+    /// The scheduler alone, for calls that do not touch the RM core
+    /// (offers, aborts, lookups): RM clients are not held up meanwhile.
+    /// Never take the core lock while holding this one.
+    pub fn scheduler(&self) -> MutexGuard<'_, Scheduler> {
+        self.scheduler.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn emit(&self, effects: Vec<Effect>) {
         for e in effects {
             // The shell only goes away when the shim stops.
