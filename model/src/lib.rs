@@ -8,10 +8,12 @@
 //! - subtracting resources that are not contained is an error, never a
 //!   silent saturation.
 
+pub mod clock;
 pub mod ids;
 pub mod resources;
 pub mod task;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{AgentId, ExecutorId, FrameworkId, OfferId, Role, TaskId};
 pub use resources::{Milli, Ranges, ResourceError, Resources, ResourceSet};
 pub use task::TaskState;
