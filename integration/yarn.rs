@@ -14,14 +14,14 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use weir_yarn_shim::ipc::client::{Client, ClientConfig};
-use weir_yarn_shim::ipc::frame::{read_frame, FrameCursor};
-use weir_yarn_shim::ipc::header::{call_frame, request_header};
-use weir_yarn_shim::proto::rpc_response_header_proto::RpcStatusProto;
-use weir_yarn_shim::proto::RpcResponseHeaderProto;
-use weir_yarn_shim::yarn::records as r;
-use weir_yarn_shim::yarn::APPLICATION_CLIENT_PROTOCOL;
-use weir_yarn_shim::Error;
+use weir_yarn_ipc::client::{Client, ClientConfig};
+use weir_yarn_ipc::frame::{read_frame, FrameCursor};
+use weir_yarn_ipc::header::{call_frame, request_header};
+use weir_yarn_ipc::proto::rpc_response_header_proto::RpcStatusProto;
+use weir_yarn_ipc::proto::RpcResponseHeaderProto;
+use weir_yarn_api::records as r;
+use weir_yarn_api::APPLICATION_CLIENT_PROTOCOL;
+use weir_yarn_ipc::Error;
 
 /// No ports: no node manager can start here, so submitted applications
 /// stay ACCEPTED (what the client-protocol test below relies on).

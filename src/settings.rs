@@ -189,7 +189,7 @@ pub fn broker_address(config: &Config, flag: Option<String>) -> Result<String> {
 
 /// The YARN shim's settings. `broker` is where it subscribes; `user` is the
 /// framework user the broker shows.
-pub fn yarn_shim(config: &Config, broker: String) -> Result<weir_yarn_shim::shim::ShimSettings> {
+pub fn yarn_shim(config: &Config, broker: String) -> Result<weir_yarn_rm::shim::ShimSettings> {
     let mut queues = Vec::new();
     for queue in config.get_list("yarn-shim.queues").map_err(problem)? {
         weir_model::ids::validate_id("role", &queue).map_err(|e| problem(format!("yarn-shim.queues: {e}")))?;
@@ -200,11 +200,11 @@ pub fn yarn_shim(config: &Config, broker: String) -> Result<weir_yarn_shim::shim
     }
     let max_frame = config.get_size("yarn-shim.ipc.max.frame.size").map_err(problem)?;
     let completed = config.get_u64("yarn-shim.completed.apps.max").map_err(problem)?;
-    Ok(weir_yarn_shim::shim::ShimSettings {
+    Ok(weir_yarn_rm::shim::ShimSettings {
         broker,
         client_address: socket_addr(config, "yarn-shim.client.address")?,
         queues,
-        ipc: weir_yarn_shim::ipc::server::ServerConfig {
+        ipc: weir_yarn_ipc::server::ServerConfig {
             max_frame_len: usize::try_from(max_frame).unwrap_or(usize::MAX),
             idle_timeout: config.get_duration("yarn-shim.ipc.idle.timeout").map_err(problem)?,
             ..Default::default()
@@ -214,7 +214,7 @@ pub fn yarn_shim(config: &Config, broker: String) -> Result<weir_yarn_shim::shim
         max_completed_applications: usize::try_from(completed).unwrap_or(usize::MAX),
         user: std::env::var("USER").unwrap_or_else(|_| "yarn".to_owned()),
         scheduler_address: socket_addr(config, "yarn-shim.scheduler.address")?,
-        scheduler: weir_yarn_shim::yarn::scheduler::SchedulerConfig {
+        scheduler: weir_yarn_rm::scheduler::SchedulerConfig {
             nm_cpus: non_negative(config, "yarn-shim.nodemanager.cpus")?,
             nm_mem_mb: non_negative(config, "yarn-shim.nodemanager.memory-mb")?,
             locality_delay_ms: millis(config, "yarn-shim.locality.delay")?,

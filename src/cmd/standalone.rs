@@ -87,12 +87,12 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
 
 /// Starts the YARN shim on the broker and writes the Hadoop client
 /// configuration naming it; returns the shim and that directory.
-async fn start_yarn(config: &weir_conf::Config, broker: &str) -> Result<(weir_yarn_shim::shim::Shim, PathBuf)> {
+async fn start_yarn(config: &weir_conf::Config, broker: &str) -> Result<(weir_yarn_rm::shim::Shim, PathBuf)> {
     use anyhow::Context;
     let shim_settings = settings::yarn_shim(config, broker.to_owned())?;
     let conf_dir = config.get_path("weir.work.dir").map_err(|e| settings::ConfigProblem(e.to_string()))?.join("hadoop-conf");
-    let shim = weir_yarn_shim::shim::Shim::start(shim_settings).await.context("starting the YARN shim")?;
-    if let Err(err) = weir_yarn_shim::hadoop_conf::write(&conf_dir, &shim.client_address().to_string(), &shim.scheduler_address().to_string()) {
+    let shim = weir_yarn_rm::shim::Shim::start(shim_settings).await.context("starting the YARN shim")?;
+    if let Err(err) = weir_yarn_rm::hadoop_conf::write(&conf_dir, &shim.client_address().to_string(), &shim.scheduler_address().to_string()) {
         shim.stop();
         return Err(anyhow::Error::new(err).context(format!("writing the Hadoop configuration to {}", conf_dir.display())));
     }

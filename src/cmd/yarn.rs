@@ -30,11 +30,11 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
     settings::apply_flag(&mut config, "yarn-shim.client.address", args.listen)?;
     let broker = settings::broker_address(&config, args.broker)?;
     let shim_settings = settings::yarn_shim(&config, broker.clone())?;
-    let shim = weir_yarn_shim::shim::Shim::start(shim_settings).await.context("starting the YARN shim")?;
+    let shim = weir_yarn_rm::shim::Shim::start(shim_settings).await.context("starting the YARN shim")?;
     let client = shim.client_address();
     println!("weir yarn: ResourceManager client protocol on {client}, scheduler on {} (broker {broker})", shim.scheduler_address());
     if let Some(dir) = args.hadoop_conf_dir {
-        weir_yarn_shim::hadoop_conf::write(&dir, &client.to_string(), &shim.scheduler_address().to_string())
+        weir_yarn_rm::hadoop_conf::write(&dir, &client.to_string(), &shim.scheduler_address().to_string())
             .with_context(|| format!("writing the Hadoop configuration to {}", dir.display()))?;
         println!("  export HADOOP_CONF_DIR={}", dir.display());
     }
@@ -63,21 +63,21 @@ pub struct NodeManagerArgs {
 /// `weir yarn-nodemanager`: serves ContainerManagementProtocol until
 /// stopped. The NM key comes from the environment, never the command line.
 pub async fn nodemanager_main(args: NodeManagerArgs) -> Result<ExitCode> {
-    use weir_yarn_shim::yarn::tokens::{NmKey, NM_KEY_ENV};
+    use weir_yarn_api::tokens::{NmKey, NM_KEY_ENV};
     let key = std::env::var(NM_KEY_ENV).with_context(|| format!("{NM_KEY_ENV} is not set (the YARN shim sets it)"))?;
     let key = NmKey::parse(&key).map_err(|e| anyhow::anyhow!("{NM_KEY_ENV}: {e}"))?;
     let work_dir = match args.work_dir {
         Some(d) => d,
         None => std::env::current_dir().context("finding the working directory")?,
     };
-    let settings = weir_yarn_shim::nm::service::NmSettings {
+    let settings = weir_yarn_nm::service::NmSettings {
         host: args.host,
         port: args.port,
         work_dir,
         hadoop_conf_dir: args.hadoop_conf_dir,
         ipc: Default::default(),
     };
-    let nm = weir_yarn_shim::nm::service::NodeManager::start(key, settings).await.context("starting the node manager")?;
+    let nm = weir_yarn_nm::service::NodeManager::start(key, settings).await.context("starting the node manager")?;
     println!("weir yarn-nodemanager: ContainerManagementProtocol on {}", nm.address());
     super::shutdown_signal().await;
     nm.stop();
@@ -97,5 +97,5 @@ pub struct ContainerArgs {
 /// `weir yarn-container`: holds a container's resources until the AM
 /// starts it, then runs it; exits with the container's exit code.
 pub fn container_main(args: ContainerArgs) -> ExitCode {
-    weir_yarn_shim::nm::container::main(args.nm_port, &args.container_id)
+    weir_yarn_nm::container::main(args.nm_port, &args.container_id)
 }

@@ -9,13 +9,13 @@
 
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
-use weir_yarn_shim::nm::handoff::{self, ToContainer, ToNm};
-use weir_yarn_shim::yarn::am_protocol::asks_from_proto;
-use weir_yarn_shim::yarn::ids::{AttemptId, ContainerId, NodeId};
-use weir_yarn_shim::yarn::records as r;
-use weir_yarn_shim::yarn::rm_core::{Capacity, NodeState, ObservedNode, RmCore, Submission};
-use weir_yarn_shim::yarn::scheduler::{AllocateCall, Offer, Scheduler, SchedulerConfig, TaskEvent};
-use weir_yarn_shim::yarn::tokens;
+use weir_yarn_nm::handoff::{self, ToContainer, ToNm};
+use weir_yarn_rm::am_protocol::asks_from_proto;
+use weir_yarn_api::ids::{AttemptId, ContainerId, NodeId};
+use weir_yarn_api::records as r;
+use weir_yarn_rm::rm_core::{Capacity, NodeState, ObservedNode, RmCore, Submission};
+use weir_yarn_rm::scheduler::{AllocateCall, Offer, Scheduler, SchedulerConfig, TaskEvent};
+use weir_yarn_api::tokens;
 
 fuzz_target!(|data: &[u8]| {
     let _ = handoff::decode::<ToNm>(data);
@@ -69,7 +69,7 @@ fuzz_target!(|data: &[u8]| {
         let now = 10 + i as i64 * 1000;
         if let Ok(req) = r::AllocateRequestProto::decode(chunk) {
             if let Ok(asks) = asks_from_proto(&req.ask) {
-                let releases = req.release.iter().filter_map(tokens::container_from_proto).collect();
+                let releases = req.release.iter().filter_map(convert::container_from_proto).collect();
                 let call = AllocateCall { response_id: req.response_id(), asks, releases, ..Default::default() };
                 let _ = s.allocate(&rm, attempt, call, now);
             }

@@ -5,10 +5,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use weir_yarn_shim::ipc::connection::{AuthPolicy, Connection, Step};
-use weir_yarn_shim::ipc::frame::{frame_len, PREAMBLE_LEN};
-use weir_yarn_shim::security::credentials::Credentials;
-use weir_yarn_shim::security::digest_md5::DigestMd5Server;
+use weir_yarn_ipc::connection::{AuthPolicy, Connection, Step};
+use weir_yarn_ipc::frame::{frame_len, PREAMBLE_LEN};
+use weir_yarn_ipc::security::credentials::Credentials;
+use weir_yarn_ipc::security::digest_md5::DigestMd5Server;
 
 fn lookup(id: &[u8]) -> Option<Vec<u8>> {
     (id == b"ident").then(|| b"pw".to_vec())

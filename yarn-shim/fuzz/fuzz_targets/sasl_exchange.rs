@@ -13,12 +13,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use weir_yarn_shim::ipc::connection::{AuthPolicy, Connection, Step};
-use weir_yarn_shim::ipc::frame::{encode_frame, FrameCursor, RawMessage};
-use weir_yarn_shim::ipc::header::{call_frame, request_header, CONNECTION_CONTEXT_CALL_ID, SASL_CALL_ID};
-use weir_yarn_shim::proto::rpc_sasl_proto::{SaslAuth, SaslState};
-use weir_yarn_shim::proto::{IpcConnectionContextProto, RpcResponseHeaderProto, RpcSaslProto};
-use weir_yarn_shim::security::digest_md5::DigestMd5Client;
+use weir_yarn_ipc::connection::{AuthPolicy, Connection, Step};
+use weir_yarn_ipc::frame::{encode_frame, FrameCursor, RawMessage};
+use weir_yarn_ipc::header::{call_frame, request_header, CONNECTION_CONTEXT_CALL_ID, SASL_CALL_ID};
+use weir_yarn_ipc::proto::rpc_sasl_proto::{SaslAuth, SaslState};
+use weir_yarn_ipc::proto::{IpcConnectionContextProto, RpcResponseHeaderProto, RpcSaslProto};
+use weir_yarn_ipc::security::digest_md5::DigestMd5Client;
 
 const IDENTIFIER: &[u8] = b"\x0a\x04fuzz\x10\x07";
 const PASSWORD: &[u8] = b"right password";

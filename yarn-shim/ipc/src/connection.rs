@@ -1,0 +1,630 @@
+//! The server side of one IPC connection as a synchronous state machine:
+//! bytes of one frame in, one [`Step`] out. No sockets, clocks or
+//! randomness (the SASL nonce is handed in), so every protocol rule is
+//! tested here without a network, and `fuzz/` drives it with garbage.
+//!
+//! Order enforced: preamble → SASL on call id -33 (when the preamble asked
+//! for it, or the port requires tokens) → exactly one connection context on
+//! call id -3 → calls with ids ≥ 0. Pings (-4) are accepted at any point and
+//! never answered. Any violation yields a FATAL frame and the connection is
+//! closed; a closed state machine stays closed.
+
+use crate::error::Error;
+use crate::frame::{encode_frame, AuthProtocol, FrameCursor, Preamble};
+use crate::header::{
+    error_frame, response_header, ACCESS_CONTROL_EXCEPTION_CLASS, AUTHORIZATION_FAILED_CALL_ID,
+    CONNECTION_CONTEXT_CALL_ID, PING_CALL_ID, RPC_SERVER_EXCEPTION_CLASS, SASL_CALL_ID,
+    VERSION_MISMATCH_CLASS,
+};
+use crate::proto::rpc_request_header_proto::OperationProto;
+use crate::proto::rpc_response_header_proto::{RpcErrorCodeProto, RpcStatusProto};
+use crate::proto::rpc_sasl_proto::{SaslAuth, SaslState};
+use crate::proto::{
+    IpcConnectionContextProto, RequestHeaderProto, RpcKindProto, RpcRequestHeaderProto, RpcSaslProto,
+    UserInformationProto,
+};
+use crate::security::digest_md5::{DigestMd5Server, MECHANISM, REALM};
+
+/// SASL method name for token authentication.
+pub const TOKEN_METHOD: &str = "TOKEN";
+
+/// Looks up a token's password by its identifier bytes; None = reject.
+pub type PasswordLookup = dyn Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync;
+
+/// Whether a port lets clients in without a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthPolicy {
+    /// SIMPLE clients (spark-submit, yarn CLI) need no SASL; SASL clients
+    /// still authenticate with their token.
+    SimpleAllowed,
+    /// Every client must authenticate with a token (the AMRM and NM ports).
+    TokenRequired,
+}
+
+/// A call ready for a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingCall {
+    pub call_id: i32,
+    pub client_id: Vec<u8>,
+    pub retry_count: i32,
+    pub protocol: String,
+    pub method: String,
+    pub request: Vec<u8>,
+}
+
+/// What the shell must do after a frame.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing to send (connection context, ping).
+    Nothing,
+    /// Send this frame and keep reading (SASL replies).
+    Reply(Vec<u8>),
+    /// Hand the call to its service.
+    Dispatch(IncomingCall),
+    /// Send the frame, if any, then close the connection.
+    Close(Option<Vec<u8>>),
+}
+
+#[derive(Debug)]
+enum State {
+    AwaitSaslNegotiate,
+    AwaitSaslInitiate(DigestMd5Server),
+    AwaitContext,
+    Ready,
+    Closed,
+}
+
+#[derive(Debug)]
+pub struct Connection {
+    state: State,
+    user: Option<UserInformationProto>,
+    context_protocol: Option<String>,
+    token_identifier: Option<Vec<u8>>,
+    nonce: Option<String>,
+}
+
+fn fatal(call_id: i32, client_id: &[u8], detail: RpcErrorCodeProto, class: &str, message: &str) -> Vec<u8> {
+    error_frame(call_id, client_id, RpcStatusProto::Fatal, detail, class, message)
+}
+
+impl Connection {
+    /// Checks the preamble. On failure the error is returned with the FATAL
+    /// frame to send before closing, if the client can understand one.
+    pub fn start(preamble: &[u8], policy: AuthPolicy, nonce: String) -> Result<Connection, (Error, Option<Vec<u8>>)> {
+        let p = match Preamble::parse(preamble) {
+            Ok(p) => p,
+            Err(e @ Error::UnsupportedVersion(_)) => {
+                let f = fatal(
+                    AUTHORIZATION_FAILED_CALL_ID,
+                    b"",
+                    RpcErrorCodeProto::FatalVersionMismatch,
+                    VERSION_MISMATCH_CLASS,
+                    &e.to_string(),
+                );
+                return Err((e, Some(f)));
+            }
+            Err(e) => return Err((e, None)),
+        };
+        let state = match (p.auth, policy) {
+            (AuthProtocol::None, AuthPolicy::TokenRequired) => {
+                let msg = "SIMPLE authentication is not enabled.  Available:[TOKEN]";
+                let f = fatal(
+                    AUTHORIZATION_FAILED_CALL_ID,
+                    b"",
+                    RpcErrorCodeProto::FatalUnauthorized,
+                    ACCESS_CONTROL_EXCEPTION_CLASS,
+                    msg,
+                );
+                return Err((Error::Auth(msg.into()), Some(f)));
+            }
+            (AuthProtocol::None, AuthPolicy::SimpleAllowed) => State::AwaitContext,
+            (AuthProtocol::Sasl, _) => State::AwaitSaslNegotiate,
+        };
+        Ok(Connection { state, user: None, context_protocol: None, token_identifier: None, nonce: Some(nonce) })
+    }
+
+    /// The user from the connection context, once it arrived.
+    pub fn user(&self) -> Option<&UserInformationProto> {
+        self.user.as_ref()
+    }
+
+    /// The protocol named in the connection context.
+    pub fn context_protocol(&self) -> Option<&str> {
+        self.context_protocol.as_deref()
+    }
+
+    /// The identifier of the token the client authenticated with.
+    pub fn token_identifier(&self) -> Option<&[u8]> {
+        self.token_identifier.as_deref()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed)
+    }
+
+    fn close(&mut self, frame: Vec<u8>) -> Step {
+        self.state = State::Closed;
+        Step::Close(Some(frame))
+    }
+
+    fn fatal(&mut self, call_id: i32, client_id: &[u8], detail: RpcErrorCodeProto, message: &str) -> Step {
+        let f = fatal(call_id, client_id, detail, RPC_SERVER_EXCEPTION_CLASS, message);
+        self.close(f)
+    }
+
+    fn unauthorized(&mut self, message: &str) -> Step {
+        let f = fatal(
+            AUTHORIZATION_FAILED_CALL_ID,
+            b"",
+            RpcErrorCodeProto::FatalUnauthorized,
+            ACCESS_CONTROL_EXCEPTION_CLASS,
+            message,
+        );
+        self.close(f)
+    }
+
+    /// Handles one frame body (without its length prefix).
+    pub fn on_frame(&mut self, body: &[u8], passwords: &PasswordLookup) -> Step {
+        if self.is_closed() {
+            return Step::Close(None);
+        }
+        let mut cursor = FrameCursor::new(body);
+        let header: RpcRequestHeaderProto = match cursor.decode("RPC request header") {
+            Ok(h) => h,
+            Err(e) => {
+                return self.fatal(
+                    AUTHORIZATION_FAILED_CALL_ID,
+                    b"",
+                    RpcErrorCodeProto::FatalInvalidRpcHeader,
+                    &e.to_string(),
+                )
+            }
+        };
+        let call_id = header.call_id;
+        let client_id = header.client_id.clone();
+        if header.rpc_kind.is_some() && header.rpc_kind() != RpcKindProto::RpcProtocolBuffer {
+            let msg = format!(
+                "rpc kind {} is not supported; this server speaks protobuf RPC (2) only",
+                header.rpc_kind.unwrap_or_default()
+            );
+            return self.fatal(call_id, &client_id, RpcErrorCodeProto::FatalInvalidRpcHeader, &msg);
+        }
+        match header.rpc_op.map(|_| header.rpc_op()) {
+            Some(OperationProto::RpcCloseConnection) => {
+                self.state = State::Closed;
+                return Step::Close(None);
+            }
+            Some(OperationProto::RpcContinuationPacket) => {
+                return self.fatal(
+                    call_id,
+                    &client_id,
+                    RpcErrorCodeProto::FatalInvalidRpcHeader,
+                    "continuation packets are not supported",
+                )
+            }
+            _ => {}
+        }
+        if call_id == PING_CALL_ID {
+            return Step::Nothing;
+        }
+        match std::mem::replace(&mut self.state, State::Closed) {
+            State::Closed => Step::Close(None),
+            State::AwaitSaslNegotiate => self.on_sasl_negotiate(call_id, cursor),
+            State::AwaitSaslInitiate(server) => self.on_sasl_initiate(call_id, cursor, server, passwords),
+            State::AwaitContext => self.on_context(call_id, &client_id, cursor),
+            State::Ready => {
+                self.state = State::Ready;
+                self.on_call(header, cursor)
+            }
+        }
+    }
+
+    fn read_sasl(&mut self, call_id: i32, mut cursor: FrameCursor<'_>, expect: SaslState) -> Result<RpcSaslProto, Step> {
+        if call_id != SASL_CALL_ID {
+            return Err(self.unauthorized(&format!(
+                "call id {call_id} before authentication finished; SASL (call id -33) must come first"
+            )));
+        }
+        let msg: RpcSaslProto = match cursor.decode("SASL message") {
+            Ok(m) => m,
+            Err(e) => {
+                return Err(self.fatal(
+                    AUTHORIZATION_FAILED_CALL_ID,
+                    b"",
+                    RpcErrorCodeProto::FatalDeserializingRequest,
+                    &e.to_string(),
+                ))
+            }
+        };
+        if msg.state != expect as i32 {
+            return Err(self.unauthorized(&format!(
+                "SASL message in state {} where {} was expected",
+                SaslState::try_from(msg.state).map(|s| s.as_str_name().to_string()).unwrap_or_else(|_| msg.state.to_string()),
+                expect.as_str_name()
+            )));
+        }
+        Ok(msg)
+    }
+
+    fn on_sasl_negotiate(&mut self, call_id: i32, cursor: FrameCursor<'_>) -> Step {
+        if let Err(step) = self.read_sasl(call_id, cursor, SaslState::Negotiate) {
+            return step;
+        }
+        let server = DigestMd5Server::new(self.nonce.take().unwrap_or_default());
+        let reply = RpcSaslProto {
+            version: None,
+            state: SaslState::Negotiate as i32,
+            token: None,
+            auths: vec![SaslAuth {
+                method: TOKEN_METHOD.into(),
+                mechanism: MECHANISM.into(),
+                protocol: Some(String::new()),
+                server_id: Some(REALM.into()),
+                challenge: Some(server.challenge()),
+            }],
+        };
+        self.state = State::AwaitSaslInitiate(server);
+        let h = response_header(SASL_CALL_ID, b"", RpcStatusProto::Success);
+        Step::Reply(encode_frame(&[&h, &reply]))
+    }
+
+    fn on_sasl_initiate(
+        &mut self,
+        call_id: i32,
+        cursor: FrameCursor<'_>,
+        mut server: DigestMd5Server,
+        passwords: &PasswordLookup,
+    ) -> Step {
+        let msg = match self.read_sasl(call_id, cursor, SaslState::Initiate) {
+            Ok(m) => m,
+            Err(step) => return step,
+        };
+        match msg.auths.first() {
+            Some(a) if a.method == TOKEN_METHOD && a.mechanism == MECHANISM => {}
+            Some(a) => {
+                return self.unauthorized(&format!(
+                    "client chose {}/{}, which this server did not offer (TOKEN/DIGEST-MD5)",
+                    a.method, a.mechanism
+                ))
+            }
+            None => return self.unauthorized("SASL INITIATE names no auth method"),
+        }
+        let token = msg.token.unwrap_or_default();
+        match server.respond(&token, passwords) {
+            Ok(ok) => {
+                self.token_identifier = Some(ok.identifier);
+                self.state = State::AwaitContext;
+                let reply = RpcSaslProto { version: None, state: SaslState::Success as i32, token: Some(ok.rspauth), auths: vec![] };
+                let h = response_header(SASL_CALL_ID, b"", RpcStatusProto::Success);
+                Step::Reply(encode_frame(&[&h, &reply]))
+            }
+            Err(e) => self.unauthorized(&e.to_string()),
+        }
+    }
+
+    fn on_context(&mut self, call_id: i32, client_id: &[u8], mut cursor: FrameCursor<'_>) -> Step {
+        if call_id != CONNECTION_CONTEXT_CALL_ID {
+            let msg = if call_id == SASL_CALL_ID {
+                "SASL message after authentication finished (or without SASL in the preamble)".to_string()
+            } else {
+                format!("call id {call_id} before the connection context; connection context not established")
+            };
+            return self.fatal(call_id, client_id, RpcErrorCodeProto::FatalInvalidRpcHeader, &msg);
+        }
+        match cursor.decode::<IpcConnectionContextProto>("connection context") {
+            Ok(ctx) => {
+                self.user = ctx.user_info;
+                self.context_protocol = ctx.protocol;
+                self.state = State::Ready;
+                Step::Nothing
+            }
+            Err(e) => self.fatal(call_id, client_id, RpcErrorCodeProto::FatalDeserializingRequest, &e.to_string()),
+        }
+    }
+
+    fn on_call(&mut self, header: RpcRequestHeaderProto, mut cursor: FrameCursor<'_>) -> Step {
+        let call_id = header.call_id;
+        if call_id == CONNECTION_CONTEXT_CALL_ID {
+            return self.fatal(
+                call_id,
+                &header.client_id,
+                RpcErrorCodeProto::FatalInvalidRpcHeader,
+                "connection context already processed; a second one is not allowed",
+            );
+        }
+        if call_id < 0 {
+            return self.fatal(
+                call_id,
+                &header.client_id,
+                RpcErrorCodeProto::FatalInvalidRpcHeader,
+                &format!("call id {call_id} is neither a call (>= 0) nor a ping (-4)"),
+            );
+        }
+        let method_header: RequestHeaderProto = match cursor.decode("request header") {
+            Ok(h) => h,
+            Err(e) => {
+                return self.fatal(
+                    call_id,
+                    &header.client_id,
+                    RpcErrorCodeProto::FatalDeserializingRequest,
+                    &e.to_string(),
+                )
+            }
+        };
+        let request = if cursor.is_empty() {
+            Vec::new()
+        } else {
+            match cursor.next_delimited("request payload") {
+                Ok(b) => b.to_vec(),
+                Err(e) => {
+                    return self.fatal(
+                        call_id,
+                        &header.client_id,
+                        RpcErrorCodeProto::FatalDeserializingRequest,
+                        &e.to_string(),
+                    )
+                }
+            }
+        };
+        Step::Dispatch(IncomingCall {
+            call_id,
+            client_id: header.client_id,
+            retry_count: header.retry_count.unwrap_or(-1),
+            protocol: method_header.declaring_class_protocol_name,
+            method: method_header.method_name,
+            request,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::RawMessage;
+    use crate::header::{call_frame, request_header};
+    use crate::proto::RpcResponseHeaderProto;
+    use crate::security::digest_md5::DigestMd5Client;
+
+    const CID: [u8; 16] = [9; 16];
+    const ID: &[u8] = b"ident";
+    const PW: &[u8] = b"pw";
+
+    fn lookup(id: &[u8]) -> Option<Vec<u8>> {
+        (id == ID).then(|| PW.to_vec())
+    }
+
+    fn simple() -> Connection {
+        Connection::start(b"hrpc\x09\x00\x00", AuthPolicy::SimpleAllowed, "n".into()).unwrap()
+    }
+
+    fn body(frame: Vec<u8>) -> Vec<u8> {
+        frame[4..].to_vec()
+    }
+
+    fn context_body(call_id: i32) -> Vec<u8> {
+        let ctx = IpcConnectionContextProto {
+            user_info: Some(UserInformationProto { effective_user: Some("alice".into()), real_user: None }),
+            protocol: Some("test.EchoProtocolPB".into()),
+        };
+        body(encode_frame(&[&request_header(call_id, &CID, -1), &ctx]))
+    }
+
+    fn call_body(call_id: i32) -> Vec<u8> {
+        body(call_frame(&request_header(call_id, &CID, -1), "test.EchoProtocolPB", "echo", b"hi"))
+    }
+
+    fn sasl_body(msg: &RpcSaslProto) -> Vec<u8> {
+        body(encode_frame(&[&request_header(SASL_CALL_ID, b"", -1), msg]))
+    }
+
+    /// Decodes a reply frame: header and optional SASL message.
+    fn reply(frame: &[u8]) -> (RpcResponseHeaderProto, Option<RpcSaslProto>) {
+        let mut c = FrameCursor::new(&frame[4..]);
+        let h: RpcResponseHeaderProto = c.decode("h").unwrap();
+        let m = if c.is_empty() { None } else { Some(c.decode("sasl").unwrap()) };
+        (h, m)
+    }
+
+    fn expect_fatal(step: Step, detail: RpcErrorCodeProto, class: &str, msg_part: &str) -> RpcResponseHeaderProto {
+        let Step::Close(Some(f)) = step else { panic!("expected FATAL close, got {step:?}") };
+        let (h, _) = reply(&f);
+        assert_eq!(h.status(), RpcStatusProto::Fatal);
+        assert_eq!(h.error_detail(), detail);
+        assert_eq!(h.exception_class_name.as_deref(), Some(class));
+        let m = h.error_msg.clone().unwrap_or_default();
+        assert!(m.contains(msg_part), "{m:?} should contain {msg_part:?}");
+        h
+    }
+
+    #[test]
+    fn simple_connection_context_then_calls_and_pings() {
+        let mut c = simple();
+        assert_eq!(c.on_frame(&context_body(-3), &lookup), Step::Nothing);
+        assert_eq!(c.user().and_then(|u| u.effective_user.as_deref()), Some("alice"));
+        assert_eq!(c.context_protocol(), Some("test.EchoProtocolPB"));
+        assert_eq!(c.on_frame(&body(encode_frame(&[&request_header(-4, &CID, -1)])), &lookup), Step::Nothing);
+        let Step::Dispatch(call) = c.on_frame(&call_body(7), &lookup) else { panic!() };
+        assert_eq!(call.call_id, 7);
+        assert_eq!(call.client_id, CID);
+        assert_eq!((call.protocol.as_str(), call.method.as_str(), call.request.as_slice()), ("test.EchoProtocolPB", "echo", &b"hi"[..]));
+    }
+
+    #[test]
+    fn call_before_context_is_fatal() {
+        let mut c = simple();
+        let h = expect_fatal(
+            c.on_frame(&call_body(0), &lookup),
+            RpcErrorCodeProto::FatalInvalidRpcHeader,
+            RPC_SERVER_EXCEPTION_CLASS,
+            "connection context not established",
+        );
+        assert_eq!(h.call_id, 0);
+        assert_eq!(c.on_frame(&context_body(-3), &lookup), Step::Close(None));
+    }
+
+    #[test]
+    fn second_context_is_fatal() {
+        let mut c = simple();
+        c.on_frame(&context_body(-3), &lookup);
+        expect_fatal(
+            c.on_frame(&context_body(-3), &lookup),
+            RpcErrorCodeProto::FatalInvalidRpcHeader,
+            RPC_SERVER_EXCEPTION_CLASS,
+            "already processed",
+        );
+        assert!(c.is_closed());
+    }
+
+    #[test]
+    fn undecodable_headers_are_fatal() {
+        let mut c = simple();
+        expect_fatal(c.on_frame(b"\x05\xff\xff", &lookup), RpcErrorCodeProto::FatalInvalidRpcHeader, RPC_SERVER_EXCEPTION_CLASS, "truncated RPC request header");
+        let mut c = simple();
+        expect_fatal(c.on_frame(b"", &lookup), RpcErrorCodeProto::FatalInvalidRpcHeader, RPC_SERVER_EXCEPTION_CLASS, "RPC request header");
+        let mut c = simple();
+        expect_fatal(c.on_frame(b"\x02\x08\xff", &lookup), RpcErrorCodeProto::FatalInvalidRpcHeader, RPC_SERVER_EXCEPTION_CLASS, "cannot decode");
+        // Bad context payload.
+        let mut c = simple();
+        let f = body(encode_frame(&[&request_header(-3, &CID, -1), &RawMessage(b"\x12\x05ab")]));
+        expect_fatal(c.on_frame(&f, &lookup), RpcErrorCodeProto::FatalDeserializingRequest, RPC_SERVER_EXCEPTION_CLASS, "connection context");
+        // Bad method header.
+        let mut c = simple();
+        c.on_frame(&context_body(-3), &lookup);
+        let f = body(encode_frame(&[&request_header(1, &CID, -1), &RawMessage(b"\x0a\x09x")]));
+        let h = expect_fatal(c.on_frame(&f, &lookup), RpcErrorCodeProto::FatalDeserializingRequest, RPC_SERVER_EXCEPTION_CLASS, "request header");
+        assert_eq!(h.call_id, 1);
+        // Writable RPC kind.
+        let mut c = simple();
+        let mut h = request_header(-3, &CID, -1);
+        h.rpc_kind = Some(1);
+        expect_fatal(c.on_frame(&body(encode_frame(&[&h])), &lookup), RpcErrorCodeProto::FatalInvalidRpcHeader, RPC_SERVER_EXCEPTION_CLASS, "rpc kind 1");
+        // Unknown negative call id after the context.
+        let mut c = simple();
+        c.on_frame(&context_body(-3), &lookup);
+        expect_fatal(c.on_frame(&call_body(-9), &lookup), RpcErrorCodeProto::FatalInvalidRpcHeader, RPC_SERVER_EXCEPTION_CLASS, "call id -9");
+    }
+
+    #[test]
+    fn close_connection_op_closes_silently() {
+        let mut c = simple();
+        let mut h = request_header(0, &CID, -1);
+        h.rpc_op = Some(OperationProto::RpcCloseConnection as i32);
+        assert_eq!(c.on_frame(&body(encode_frame(&[&h])), &lookup), Step::Close(None));
+    }
+
+    #[test]
+    fn preamble_failures_answer_what_clients_understand() {
+        let (e, f) = Connection::start(b"hrpc\x08\x00\x00", AuthPolicy::SimpleAllowed, "n".into()).unwrap_err();
+        assert!(e.to_string().contains("IPC version 8"));
+        let (h, _) = reply(&f.unwrap());
+        assert_eq!(h.error_detail(), RpcErrorCodeProto::FatalVersionMismatch);
+        assert_eq!(h.exception_class_name.as_deref(), Some(VERSION_MISMATCH_CLASS));
+        let (_, f) = Connection::start(b"HTTP/1.", AuthPolicy::SimpleAllowed, "n".into()).unwrap_err();
+        assert!(f.is_none());
+        let (_, f) = Connection::start(b"hrpc\x09\x00\x00", AuthPolicy::TokenRequired, "n".into()).unwrap_err();
+        let (h, _) = reply(&f.unwrap());
+        assert_eq!(h.error_detail(), RpcErrorCodeProto::FatalUnauthorized);
+        assert_eq!(h.exception_class_name.as_deref(), Some(ACCESS_CONTROL_EXCEPTION_CLASS));
+        assert_eq!(h.call_id as i32, -1);
+    }
+
+    fn negotiate(c: &mut Connection) -> Vec<u8> {
+        let step = c.on_frame(&sasl_body(&RpcSaslProto { state: SaslState::Negotiate as i32, ..Default::default() }), &lookup);
+        let Step::Reply(f) = step else { panic!("{step:?}") };
+        let (h, m) = reply(&f);
+        assert_eq!(h.call_id as i32, SASL_CALL_ID);
+        let m = m.unwrap();
+        assert_eq!(m.state(), SaslState::Negotiate);
+        let a = &m.auths[0];
+        assert_eq!((a.method.as_str(), a.mechanism.as_str()), ("TOKEN", "DIGEST-MD5"));
+        assert_eq!((a.protocol.as_deref(), a.server_id.as_deref()), (Some(""), Some("default")));
+        a.challenge.clone().unwrap()
+    }
+
+    fn initiate(token: Vec<u8>) -> Vec<u8> {
+        sasl_body(&RpcSaslProto {
+            state: SaslState::Initiate as i32,
+            token: Some(token),
+            auths: vec![SaslAuth { method: "TOKEN".into(), mechanism: "DIGEST-MD5".into(), protocol: Some(String::new()), server_id: Some("default".into()), challenge: None }],
+            version: None,
+        })
+    }
+
+    fn sasl_conn() -> Connection {
+        Connection::start(b"hrpc\x09\x00\xdf", AuthPolicy::TokenRequired, "the-nonce".into()).unwrap()
+    }
+
+    #[test]
+    fn sasl_token_auth_succeeds_with_the_right_password() {
+        let mut c = sasl_conn();
+        let challenge = negotiate(&mut c);
+        let mut client = DigestMd5Client::new(ID, PW, "cn".into());
+        let step = c.on_frame(&initiate(client.respond(&challenge).unwrap()), &lookup);
+        let Step::Reply(f) = step else { panic!("{step:?}") };
+        let m = reply(&f).1.unwrap();
+        assert_eq!(m.state(), SaslState::Success);
+        client.verify_server(m.token()).unwrap();
+        assert_eq!(c.token_identifier(), Some(ID));
+        assert_eq!(c.on_frame(&context_body(-3), &lookup), Step::Nothing);
+        assert!(matches!(c.on_frame(&call_body(0), &lookup), Step::Dispatch(_)));
+    }
+
+    #[test]
+    fn wrong_password_is_fatal_access_control_on_call_id_minus_one() {
+        let mut c = sasl_conn();
+        let challenge = negotiate(&mut c);
+        let mut client = DigestMd5Client::new(ID, b"bad", "cn".into());
+        let h = expect_fatal(
+            c.on_frame(&initiate(client.respond(&challenge).unwrap()), &lookup),
+            RpcErrorCodeProto::FatalUnauthorized,
+            ACCESS_CONTROL_EXCEPTION_CLASS,
+            "wrong token password",
+        );
+        assert_eq!(h.call_id as i32, AUTHORIZATION_FAILED_CALL_ID);
+        assert_eq!(c.token_identifier(), None);
+    }
+
+    #[test]
+    fn replayed_nonce_is_rejected() {
+        // A response computed for another connection's nonce.
+        let mut other = sasl_conn();
+        let mut c2 = Connection::start(b"hrpc\x09\x00\xdf", AuthPolicy::TokenRequired, "fresh-nonce".into()).unwrap();
+        let old_challenge = negotiate(&mut other);
+        negotiate(&mut c2);
+        let mut client = DigestMd5Client::new(ID, PW, "cn".into());
+        expect_fatal(
+            c2.on_frame(&initiate(client.respond(&old_challenge).unwrap()), &lookup),
+            RpcErrorCodeProto::FatalUnauthorized,
+            ACCESS_CONTROL_EXCEPTION_CLASS,
+            "replayed",
+        );
+    }
+
+    #[test]
+    fn sasl_order_violations_are_fatal() {
+        // Context before SASL.
+        let mut c = sasl_conn();
+        expect_fatal(c.on_frame(&context_body(-3), &lookup), RpcErrorCodeProto::FatalUnauthorized, ACCESS_CONTROL_EXCEPTION_CLASS, "SASL (call id -33) must come first");
+        // INITIATE before NEGOTIATE.
+        let mut c = sasl_conn();
+        expect_fatal(c.on_frame(&initiate(b"x".to_vec()), &lookup), RpcErrorCodeProto::FatalUnauthorized, ACCESS_CONTROL_EXCEPTION_CLASS, "INITIATE where NEGOTIATE");
+        // Unoffered mechanism.
+        let mut c = sasl_conn();
+        negotiate(&mut c);
+        let mut m = RpcSaslProto { state: SaslState::Initiate as i32, ..Default::default() };
+        m.auths.push(SaslAuth { method: "KERBEROS".into(), mechanism: "GSSAPI".into(), ..Default::default() });
+        expect_fatal(c.on_frame(&sasl_body(&m), &lookup), RpcErrorCodeProto::FatalUnauthorized, ACCESS_CONTROL_EXCEPTION_CLASS, "KERBEROS/GSSAPI");
+        // Garbage SASL message.
+        let mut c = sasl_conn();
+        let f = body(encode_frame(&[&request_header(SASL_CALL_ID, b"", -1), &RawMessage(b"\x10")]));
+        expect_fatal(c.on_frame(&f, &lookup), RpcErrorCodeProto::FatalDeserializingRequest, RPC_SERVER_EXCEPTION_CLASS, "SASL message");
+        // SASL on a simple connection.
+        let mut c = simple();
+        expect_fatal(
+            c.on_frame(&sasl_body(&RpcSaslProto { state: 1, ..Default::default() }), &lookup),
+            RpcErrorCodeProto::FatalInvalidRpcHeader,
+            RPC_SERVER_EXCEPTION_CLASS,
+            "SASL message after authentication",
+        );
+    }
+}

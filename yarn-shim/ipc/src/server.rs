@@ -1,0 +1,331 @@
+//! The async shell around [`Connection`]: accepts TCP connections, reads
+//! bounded frames, feeds them to the state machine, runs dispatched calls
+//! concurrently (responses go out as they complete, tagged with their call
+//! id) and closes idle connections.
+//!
+//! Services are registered by protocol name (`declaringClassProtocolName`,
+//! e.g. `org.apache.hadoop.yarn.api.ApplicationClientProtocolPB`) and see
+//! only the method name and the request bytes; they answer bytes or an
+//! [`RpcError`] naming the Java exception class the client will rebuild.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn, Instrument};
+
+use crate::error::Error;
+use crate::connection::{AuthPolicy, Connection, IncomingCall, PasswordLookup, Step};
+use crate::frame::{read_frame, DEFAULT_MAX_FRAME_LEN, PREAMBLE_LEN};
+use crate::header::{
+    error_frame, success_frame, AUTHORIZATION_FAILED_CALL_ID, NO_SUCH_METHOD_CLASS, NO_SUCH_PROTOCOL_CLASS,
+    RPC_SERVER_EXCEPTION_CLASS,
+};
+use crate::proto::rpc_response_header_proto::{RpcErrorCodeProto, RpcStatusProto};
+
+/// What a service call knows about its caller.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    pub peer: SocketAddr,
+    /// `effectiveUser` from the connection context.
+    pub user: Option<String>,
+    /// `realUser` from the connection context (proxy users).
+    pub real_user: Option<String>,
+    /// Identifier bytes of the token the connection authenticated with.
+    pub token_identifier: Option<Vec<u8>>,
+    pub call_id: i32,
+    pub client_id: Vec<u8>,
+    pub retry_count: i32,
+}
+
+/// A Java exception to send back: status ERROR with `detail`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RpcError {
+    pub class: String,
+    pub message: String,
+    pub detail: RpcErrorCodeProto,
+}
+
+impl RpcError {
+    /// An exception thrown by the application (errorDetail ERROR_APPLICATION),
+    /// e.g. `org.apache.hadoop.yarn.exceptions.ApplicationNotFoundException`.
+    pub fn application(class: impl Into<String>, message: impl Into<String>) -> Self {
+        RpcError { class: class.into(), message: message.into(), detail: RpcErrorCodeProto::ErrorApplication }
+    }
+
+    /// What a service answers for a method it does not implement.
+    pub fn no_such_method(protocol: &str, method: &str) -> Self {
+        RpcError {
+            class: NO_SUCH_METHOD_CLASS.into(),
+            message: format!("Unknown method {method} called on {protocol} protocol."),
+            detail: RpcErrorCodeProto::ErrorNoSuchMethod,
+        }
+    }
+}
+
+/// A request message, or the RPC server error a client gets for one that
+/// does not decode (`what` names the message type).
+pub fn decode_request<M: prost::Message + Default>(what: &str, bytes: &[u8]) -> Result<M, RpcError> {
+    M::decode(bytes).map_err(|e| RpcError {
+        class: RPC_SERVER_EXCEPTION_CLASS.into(),
+        message: format!("cannot decode {what}: {e}"),
+        detail: RpcErrorCodeProto::ErrorRpcServer,
+    })
+}
+
+/// One Hadoop protocol's implementation.
+#[async_trait::async_trait]
+pub trait Service: Send + Sync + 'static {
+    async fn call(&self, ctx: &CallContext, method: &str, request: &[u8]) -> Result<Vec<u8>, RpcError>;
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub max_frame_len: usize,
+    /// A connection with no frame and no call in flight for this long is closed.
+    pub idle_timeout: Duration,
+    pub auth: AuthPolicy,
+    /// Calls one connection may have in flight before we stop reading it.
+    pub max_in_flight_per_connection: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_frame_len: DEFAULT_MAX_FRAME_LEN,
+            idle_timeout: Duration::from_secs(10 * 60),
+            auth: AuthPolicy::SimpleAllowed,
+            max_in_flight_per_connection: 256,
+        }
+    }
+}
+
+pub struct Server {
+    config: ServerConfig,
+    services: HashMap<String, Arc<dyn Service>>,
+    passwords: Arc<PasswordLookup>,
+}
+
+/// A running server; dropping it does not stop it, [`ServerHandle::shutdown`] does.
+pub struct ServerHandle {
+    pub local_addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl ServerHandle {
+    /// Stops accepting; open connections end with their tasks.
+    pub fn shutdown(self) {
+        self.task.abort();
+    }
+}
+
+enum Out {
+    Frame(Vec<u8>),
+    /// Write this frame, then close the socket.
+    Last(Vec<u8>),
+}
+
+impl Server {
+    pub fn new(config: ServerConfig) -> Self {
+        Server { config, services: HashMap::new(), passwords: Arc::new(|_: &[u8]| None) }
+    }
+
+    pub fn register(&mut self, protocol: &str, service: Arc<dyn Service>) -> &mut Self {
+        self.services.insert(protocol.to_string(), service);
+        self
+    }
+
+    /// How token passwords are found (a secret manager lookup); without
+    /// one every token is rejected.
+    pub fn set_token_passwords(&mut self, lookup: Arc<PasswordLookup>) -> &mut Self {
+        self.passwords = lookup;
+        self
+    }
+
+    /// Serves on `listener` in a background task.
+    pub fn spawn(self, listener: TcpListener) -> std::io::Result<ServerHandle> {
+        let local_addr = listener.local_addr()?;
+        let server = Arc::new(self);
+        let task = tokio::spawn(async move {
+            info!(%local_addr, "Hadoop IPC server listening");
+            loop {
+                match listener.accept().await {
+                    Ok((stream, peer)) => {
+                        let server = server.clone();
+                        let span = tracing::info_span!("ipc_connection", %peer);
+                        tokio::spawn(server.serve_connection(stream, peer).instrument(span));
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        });
+        Ok(ServerHandle { local_addr, task })
+    }
+
+    async fn serve_connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let (mut rd, mut wr) = stream.into_split();
+        let idle = self.config.idle_timeout;
+        let mut preamble = [0u8; PREAMBLE_LEN];
+        match tokio::time::timeout(idle, rd.read_exact(&mut preamble)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                debug!(error = %e, "connection closed before a full preamble");
+                return;
+            }
+            Err(_) => {
+                debug!("no preamble within the idle timeout");
+                return;
+            }
+        }
+        let mut nonce = [0u8; 16];
+        rand::Rng::fill(&mut rand::rng(), &mut nonce[..]);
+        let nonce = base64::engine::general_purpose::STANDARD.encode(nonce);
+        let mut conn = match Connection::start(&preamble, self.config.auth, nonce) {
+            Ok(c) => c,
+            Err((e, frame)) => {
+                warn!(error = %e, "rejecting connection");
+                if let Some(f) = frame {
+                    let _ = wr.write_all(&f).await;
+                }
+                let _ = wr.shutdown().await;
+                return;
+            }
+        };
+
+        let (tx, mut rx) = mpsc::channel::<Out>(64);
+        let writer = tokio::spawn(async move {
+            while let Some(out) = rx.recv().await {
+                let (bytes, last) = match out {
+                    Out::Frame(b) => (b, false),
+                    Out::Last(b) => (b, true),
+                };
+                if let Err(e) = wr.write_all(&bytes).await {
+                    debug!(error = %e, "write failed; dropping connection");
+                    break;
+                }
+                if last {
+                    break;
+                }
+            }
+            let _ = wr.shutdown().await;
+        });
+
+        let limit = self.config.max_in_flight_per_connection.max(1);
+        let in_flight = Arc::new(Semaphore::new(limit));
+        loop {
+            let frame = match tokio::time::timeout(idle, read_frame(&mut rd, self.config.max_frame_len)).await {
+                Err(_) if in_flight.available_permits() < limit => continue,
+                Err(_) => {
+                    info!(idle_secs = idle.as_secs_f64(), "closing idle connection");
+                    break;
+                }
+                Ok(Ok(Some(f))) => f,
+                Ok(Ok(None)) => {
+                    debug!("peer closed the connection");
+                    break;
+                }
+                Ok(Err(e @ Error::FrameTooLarge { .. })) => {
+                    warn!(error = %e, "rejecting oversized frame");
+                    let f = error_frame(
+                        AUTHORIZATION_FAILED_CALL_ID,
+                        b"",
+                        RpcStatusProto::Fatal,
+                        RpcErrorCodeProto::FatalInvalidRpcHeader,
+                        RPC_SERVER_EXCEPTION_CLASS,
+                        &e.to_string(),
+                    );
+                    let _ = tx.send(Out::Last(f)).await;
+                    break;
+                }
+                Ok(Err(e)) => {
+                    debug!(error = %e, "read failed");
+                    break;
+                }
+            };
+            match conn.on_frame(&frame, self.passwords.as_ref()) {
+                Step::Nothing => {}
+                Step::Reply(f) => {
+                    if tx.send(Out::Frame(f)).await.is_err() {
+                        break;
+                    }
+                }
+                Step::Close(f) => {
+                    if let Some(f) = f {
+                        warn!("closing connection after a FATAL reply");
+                        let _ = tx.send(Out::Last(f)).await;
+                    }
+                    break;
+                }
+                Step::Dispatch(call) => {
+                    let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
+                    let ctx = CallContext {
+                        peer,
+                        user: conn.user().and_then(|u| u.effective_user.clone()),
+                        real_user: conn.user().and_then(|u| u.real_user.clone()),
+                        token_identifier: conn.token_identifier().map(<[u8]>::to_vec),
+                        call_id: call.call_id,
+                        client_id: call.client_id.clone(),
+                        retry_count: call.retry_count,
+                    };
+                    let server = self.clone();
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        let frame = server.run_call(ctx, call).await;
+                        let _ = tx.send(Out::Frame(frame)).await;
+                        drop(permit);
+                    });
+                }
+            }
+        }
+        drop(tx);
+        let _ = writer.await;
+    }
+
+    /// Runs one call to completion and encodes its response frame. A
+    /// panicking service becomes ERROR_RPC_SERVER, not a hung client.
+    async fn run_call(&self, ctx: CallContext, call: IncomingCall) -> Vec<u8> {
+        let IncomingCall { call_id, client_id, protocol, method, request, .. } = call;
+        let Some(service) = self.services.get(&protocol).cloned() else {
+            warn!(call_id, protocol, method, "unknown protocol");
+            return error_frame(
+                call_id,
+                &client_id,
+                RpcStatusProto::Error,
+                RpcErrorCodeProto::ErrorNoSuchProtocol,
+                NO_SUCH_PROTOCOL_CLASS,
+                &format!("Unknown protocol: {protocol}"),
+            );
+        };
+        debug!(call_id, protocol, method, user = ctx.user.as_deref().unwrap_or(""), "call");
+        let m = method.clone();
+        let joined = tokio::spawn(async move { service.call(&ctx, &m, &request).await }).await;
+        match joined {
+            Ok(Ok(response)) => success_frame(call_id, &client_id, &response),
+            Ok(Err(e)) => {
+                debug!(call_id, protocol, method, class = e.class, "call failed");
+                error_frame(call_id, &client_id, RpcStatusProto::Error, e.detail, &e.class, &e.message)
+            }
+            Err(e) => {
+                warn!(call_id, protocol, method, error = %e, "service task failed");
+                error_frame(
+                    call_id,
+                    &client_id,
+                    RpcStatusProto::Error,
+                    RpcErrorCodeProto::ErrorRpcServer,
+                    RPC_SERVER_EXCEPTION_CLASS,
+                    &format!("{protocol}.{method} failed inside the server"),
+                )
+            }
+        }
+    }
+}

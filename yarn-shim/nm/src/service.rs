@@ -1,0 +1,464 @@
+//! The node manager: ContainerManagementProtocol (`startContainers`,
+//! `stopContainers`, `getContainerStatuses`) on its port, NM-token
+//! authenticated, and the handoff socket its containers' tasks wait on.
+//!
+//! `startContainers` checks the container token (signed with the shim's
+//! NM key, not expired, for this node, for the application whose NM token
+//! the caller holds), waits for the container's task to report in,
+//! localizes the launch context's resources into the task's sandbox,
+//! writes the credentials and the launch script, and hands the script to
+//! the task. Failures are per container, in `failed_requests`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prost::Message;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::{mpsc, Notify};
+use tracing::{debug, info, warn};
+
+use super::handoff::{self, ToContainer, ToNm};
+use super::launch::{self, LaunchSpec};
+use super::localize::Localizer;
+use weir_yarn_ipc::Error;
+use weir_yarn_ipc::connection::AuthPolicy;
+use weir_yarn_ipc::server::{decode_request as decode, CallContext, RpcError, Server, ServerConfig, ServerHandle, Service};
+use weir_yarn_ipc::security::credentials::Credentials;
+use weir_yarn_api::convert;
+use weir_yarn_api::ids::ContainerId;
+use weir_yarn_api::records as r;
+use weir_yarn_api::resource::Capacity;
+use weir_yarn_api::tokens::{NmKey, NmTokenHolder};
+use weir_yarn_api::CONTAINER_MANAGEMENT_PROTOCOL;
+
+/// How long `startContainers` waits for the container's task to report in.
+const HELLO_WAIT: Duration = Duration::from_secs(60);
+/// stopContainers: SIGTERM, then SIGKILL after this long
+/// (yarn.nodemanager.sleep-delay-before-sigkill.ms is 250 ms).
+const STOP_GRACE_MS: u64 = 250;
+/// Most bytes unpacked from one archive.
+const MAX_ARCHIVE_BYTES: u64 = 16 << 30;
+
+#[derive(Debug, Clone)]
+pub struct NmSettings {
+    /// The host the node manager is known by (the NodeId's host).
+    pub host: String,
+    pub port: u16,
+    /// Where the node manager keeps its cache.
+    pub work_dir: PathBuf,
+    /// Passed to containers as HADOOP_CONF_DIR, if set.
+    pub hadoop_conf_dir: Option<PathBuf>,
+    pub ipc: ServerConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum SlotState {
+    /// The task reported in and waits.
+    Waiting,
+    /// startContainers is localizing for it.
+    Starting,
+    Running,
+    Done { exit_status: i32, diagnostics: String },
+}
+
+struct Slot {
+    sandbox: PathBuf,
+    to_container: mpsc::UnboundedSender<ToContainer>,
+    state: SlotState,
+    capacity: Capacity,
+}
+
+struct Inner {
+    key: NmKey,
+    settings: NmSettings,
+    localizer: Localizer,
+    java_home: Option<PathBuf>,
+    slots: Mutex<HashMap<ContainerId, Slot>>,
+    arrived: Notify,
+}
+
+pub struct NodeManager {
+    inner: Arc<Inner>,
+    server: ServerHandle,
+    handoff: tokio::task::JoinHandle<()>,
+    address: SocketAddr,
+}
+
+impl NodeManager {
+    /// Binds the protocol port on the address `host` resolves to (so a
+    /// loopback host stays on loopback) and the handoff socket.
+    pub async fn start(key: NmKey, settings: NmSettings) -> Result<NodeManager, Error> {
+        let bind = tokio::net::lookup_host((settings.host.as_str(), settings.port))
+            .await
+            .map_err(|e| Error::Protocol(format!("node manager host {}: {e}", settings.host)))?
+            .next()
+            .ok_or_else(|| Error::Protocol(format!("node manager host {} resolves to nothing", settings.host)))?;
+        let listener = tokio::net::TcpListener::bind(bind)
+            .await
+            .map_err(|e| Error::Protocol(format!("node manager cannot listen on {bind}: {e}")))?;
+        let std_listener = std::os::unix::net::UnixListener::bind_addr(
+            &handoff::address(&handoff::socket_name(settings.port)).map_err(|e| Error::Protocol(e.to_string()))?,
+        )
+        .map_err(|e| Error::Protocol(format!("node manager cannot open its handoff socket: {e}")))?;
+        std_listener.set_nonblocking(true).map_err(|e| Error::Protocol(e.to_string()))?;
+        let unix = tokio::net::UnixListener::from_std(std_listener).map_err(|e| Error::Protocol(e.to_string()))?;
+        let cache = settings.work_dir.join("filecache");
+        std::fs::create_dir_all(&cache).map_err(|e| Error::Protocol(format!("cannot create {}: {e}", cache.display())))?;
+        let inner = Arc::new(Inner {
+            key: key.clone(),
+            localizer: Localizer::new(cache, MAX_ARCHIVE_BYTES),
+            java_home: launch::detect_java_home(),
+            settings: settings.clone(),
+            slots: Mutex::new(HashMap::new()),
+            arrived: Notify::new(),
+        });
+        let mut config = settings.ipc.clone();
+        config.auth = AuthPolicy::TokenRequired;
+        let mut server = Server::new(config);
+        server.register(CONTAINER_MANAGEMENT_PROTOCOL, Arc::new(Cmp { inner: inner.clone() }));
+        let lookup_key = key;
+        server.set_token_passwords(Arc::new(move |identifier: &[u8]| lookup_key.nm_password(identifier)));
+        let server = server.spawn(listener).map_err(|e| Error::Protocol(e.to_string()))?;
+        let address = server.local_addr;
+        let handoff = tokio::spawn(accept_containers(unix, inner.clone()));
+        info!(%address, host = %settings.host, java_home = ?inner.java_home, "node manager listening");
+        Ok(NodeManager { inner, server, handoff, address })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Containers that reported in, and their state, for tests and logs.
+    pub fn containers(&self) -> Vec<(ContainerId, String)> {
+        let slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.iter().map(|(id, s)| (*id, format!("{:?}", s.state))).collect()
+    }
+
+    pub fn stop(self) {
+        self.server.shutdown();
+        self.handoff.abort();
+    }
+}
+
+async fn accept_containers(listener: tokio::net::UnixListener, inner: Arc<Inner>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(serve_container(stream, inner.clone()));
+            }
+            Err(e) => {
+                warn!(error = %e, "handoff socket accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn read_line(reader: &mut BufReader<tokio::net::unix::OwnedReadHalf>) -> Option<Result<ToNm, String>> {
+    let mut line = Vec::new();
+    match reader.take(handoff::MAX_LINE as u64 + 1).read_until(b'\n', &mut line).await {
+        Ok(0) | Err(_) => None,
+        Ok(_) => {
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            Some(handoff::decode(&line))
+        }
+    }
+}
+
+/// One container task's connection: hello, then started/exited reports;
+/// launch and stop orders go the other way.
+async fn serve_container(stream: tokio::net::UnixStream, inner: Arc<Inner>) {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    let (container, sandbox) = match read_line(&mut reader).await {
+        Some(Ok(ToNm::Hello { container, sandbox, pid })) => {
+            debug!(container_id = %container, pid, %sandbox, "container task reported in");
+            (container, sandbox)
+        }
+        Some(Ok(other)) => {
+            warn!(message = ?other, "a container task spoke before saying hello");
+            return;
+        }
+        Some(Err(e)) => {
+            warn!(error = %e, "bad message on the handoff socket");
+            return;
+        }
+        None => return,
+    };
+    let Ok(id) = container.parse::<ContainerId>() else {
+        let _ = write.write_all(&handoff::encode(&ToContainer::Abandon { reason: format!("{container:?} is not a container id") })).await;
+        return;
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    {
+        let mut slots = inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+        match slots.get_mut(&id) {
+            // A task that reconnects (this node manager restarted) keeps
+            // its state; a finished one is not started again.
+            Some(slot) => {
+                slot.to_container = tx;
+                slot.sandbox = PathBuf::from(&sandbox);
+            }
+            None => {
+                slots.insert(
+                    id,
+                    Slot { sandbox: PathBuf::from(&sandbox), to_container: tx, state: SlotState::Waiting, capacity: Capacity::default() },
+                );
+            }
+        }
+    }
+    inner.arrived.notify_waiters();
+    loop {
+        tokio::select! {
+            order = rx.recv() => match order {
+                Some(order) => {
+                    if write.write_all(&handoff::encode(&order)).await.is_err() {
+                        break;
+                    }
+                }
+                None => break,
+            },
+            report = read_line(&mut reader) => match report {
+                Some(Ok(ToNm::Started { pid })) => {
+                    info!(container_id = %id, pid, "container running");
+                    set_state(&inner, id, SlotState::Running);
+                }
+                Some(Ok(ToNm::Exited { code, signal })) => {
+                    let exit_status = code.unwrap_or_else(|| 128 + signal.unwrap_or(0));
+                    let diagnostics = match (code, signal) {
+                        (Some(0), _) => String::new(),
+                        (Some(c), _) => format!("Exception from container-launch. Exit code: {c}"),
+                        (None, Some(s)) => format!("Container killed by signal {s}"),
+                        _ => "Container ended with an unknown status".into(),
+                    };
+                    info!(container_id = %id, exit_status, "container exited");
+                    set_state(&inner, id, SlotState::Done { exit_status, diagnostics });
+                }
+                Some(Ok(ToNm::Hello { .. })) | Some(Err(_)) => {
+                    warn!(container_id = %id, "unexpected message from a container task");
+                }
+                None => break,
+            },
+        }
+    }
+    // The task is gone; if it never said how the container ended, it was
+    // killed with it.
+    let mut slots = inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(slot) = slots.get_mut(&id) {
+        if !matches!(slot.state, SlotState::Done { .. }) {
+            slot.state = SlotState::Done { exit_status: weir_yarn_api::exit_status::ABORTED, diagnostics: "Container's task ended".into() };
+        }
+    }
+}
+
+fn set_state(inner: &Inner, id: ContainerId, state: SlotState) {
+    let mut slots = inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(slot) = slots.get_mut(&id) {
+        slot.state = state;
+    }
+}
+
+struct Cmp {
+    inner: Arc<Inner>,
+}
+
+fn failure(id: Option<&r::ContainerIdProto>, message: String) -> r::ContainerExceptionMapProto {
+    r::ContainerExceptionMapProto {
+        container_id: id.cloned(),
+        exception: Some(r::SerializedExceptionProto {
+            message: Some(message),
+            trace: Some(String::new()),
+            class_name: Some("org.apache.hadoop.yarn.exceptions.YarnException".into()),
+            cause: None,
+        }),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Cmp {
+    fn holder(ctx: &CallContext) -> Result<NmTokenHolder, RpcError> {
+        ctx.token_identifier.as_deref().and_then(NmKey::holder).ok_or_else(|| {
+            RpcError::application("org.apache.hadoop.security.AccessControlException", "the node manager needs an NM token")
+        })
+    }
+
+    async fn start(&self, holder: &NmTokenHolder, req: &r::StartContainerRequestProto) -> Result<ContainerId, String> {
+        let inner = &self.inner;
+        let token = req.container_token.as_ref().ok_or("the request has no container token")?;
+        let grant = inner.key.verify_container_token(token, now_ms())?;
+        let id = grant.container;
+        if id.attempt.app != holder.attempt.app {
+            return Err(format!(
+                "NMToken for application attempt : {} was used for starting container with container token issued for application attempt : {}",
+                holder.attempt, id.attempt
+            ));
+        }
+        let me = format!("{}:{}", inner.settings.host, inner.settings.port);
+        if grant.node != me {
+            return Err(format!("the container token for {id} is for node {}, this is {me}", grant.node));
+        }
+        let ctx = req.container_launch_context.as_ref().ok_or("the request has no container launch context")?;
+        // Wait for the container's task to report in.
+        let deadline = tokio::time::Instant::now() + HELLO_WAIT;
+        let sandbox = loop {
+            let arrived = inner.arrived.notified();
+            {
+                let mut slots = inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(slot) = slots.get_mut(&id) {
+                    if slot.state != SlotState::Waiting {
+                        return Err(format!("Container {id} has already been started on this node"));
+                    }
+                    slot.state = SlotState::Starting;
+                    slot.capacity = grant.capacity;
+                    break slot.sandbox.clone();
+                }
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                return Err(format!("the task for container {id} did not report in within {HELLO_WAIT:?}"));
+            }
+        };
+        match self.prepare(id, &grant.user, ctx, &sandbox).await {
+            Ok(script) => {
+                let slots = inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+                let slot = slots.get(&id).ok_or("the container's task went away")?;
+                slot.to_container
+                    .send(ToContainer::Launch { script: script.display().to_string(), work_dir: sandbox.display().to_string() })
+                    .map_err(|_| "the container's task went away".to_owned())?;
+                info!(container_id = %id, user = %grant.user, "container launched");
+                Ok(id)
+            }
+            Err(e) => {
+                let slots = inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(slot) = slots.get(&id) {
+                    let _ = slot.to_container.send(ToContainer::Abandon { reason: e.clone() });
+                }
+                warn!(container_id = %id, error = %e, "container could not be started");
+                Err(e)
+            }
+        }
+    }
+
+    /// Localizes, writes the credentials and the launch script.
+    async fn prepare(&self, id: ContainerId, user: &str, ctx: &r::ContainerLaunchContextProto, sandbox: &Path) -> Result<PathBuf, String> {
+        let inner = &self.inner;
+        inner.localizer.localize(&ctx.local_resources, sandbox).await.map_err(|e| e.to_string())?;
+        let token_file = sandbox.join("container_tokens");
+        let credentials = match &ctx.tokens {
+            Some(bytes) => bytes.clone(),
+            None => Credentials::default().to_bytes(),
+        };
+        std::fs::write(&token_file, credentials).map_err(|e| format!("cannot write {}: {e}", token_file.display()))?;
+        let local_dir = sandbox.join("local");
+        std::fs::create_dir_all(&local_dir).map_err(|e| format!("cannot create {}: {e}", local_dir.display()))?;
+        let inherited: Vec<(String, String)> = launch::DEFAULT_ENV_WHITELIST
+            .iter()
+            .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+            .collect();
+        let container_id = id.to_string();
+        let local_dirs = [local_dir];
+        let spec = LaunchSpec {
+            container_id: &container_id,
+            user,
+            nm_host: &inner.settings.host,
+            nm_port: inner.settings.port,
+            nm_http_port: inner.settings.port,
+            work_dir: sandbox,
+            log_dir: sandbox,
+            local_dirs: &local_dirs,
+            hadoop_conf_dir: inner.settings.hadoop_conf_dir.as_deref(),
+            token_file: &token_file,
+            java_home: inner.java_home.as_deref(),
+            extra_env: &[],
+            inherited: &inherited,
+        };
+        launch::write_launch_script(ctx, &spec).map_err(|e| e.to_string())
+    }
+}
+
+#[async_trait::async_trait]
+impl Service for Cmp {
+    async fn call(&self, ctx: &CallContext, method: &str, request: &[u8]) -> Result<Vec<u8>, RpcError> {
+        let holder = Self::holder(ctx)?;
+        match method {
+            "startContainers" => {
+                let req: r::StartContainersRequestProto = decode("StartContainersRequestProto", request)?;
+                let mut response = r::StartContainersResponseProto::default();
+                for one in &req.start_container_request {
+                    match self.start(&holder, one).await {
+                        Ok(id) => response.succeeded_requests.push(convert::container_to_proto(id)),
+                        Err(e) => {
+                            let id = one
+                                .container_token
+                                .as_ref()
+                                .and_then(|t| r::ContainerTokenIdentifierProto::decode(&t.identifier[..]).ok())
+                                .and_then(|t| t.container_id);
+                            response.failed_requests.push(failure(id.as_ref(), e));
+                        }
+                    }
+                }
+                Ok(response.encode_to_vec())
+            }
+            "stopContainers" => {
+                let req: r::StopContainersRequestProto = decode("StopContainersRequestProto", request)?;
+                let mut response = r::StopContainersResponseProto::default();
+                let slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+                for raw in &req.container_id {
+                    let Some(id) = convert::container_from_proto(raw) else {
+                        response.failed_requests.push(failure(Some(raw), "an incomplete container id".into()));
+                        continue;
+                    };
+                    match slots.get(&id) {
+                        Some(_) if id.attempt.app != holder.attempt.app => response
+                            .failed_requests
+                            .push(failure(Some(raw), format!("{id} does not belong to {}", holder.attempt.app))),
+                        Some(slot) => {
+                            info!(container_id = %id, "stopping container at the AM's request");
+                            let _ = slot.to_container.send(ToContainer::Stop { grace_ms: STOP_GRACE_MS });
+                            response.succeeded_requests.push(*raw);
+                        }
+                        None => response
+                            .failed_requests
+                            .push(failure(Some(raw), format!("Container {id} is not handled by this NodeManager"))),
+                    }
+                }
+                Ok(response.encode_to_vec())
+            }
+            "getContainerStatuses" => {
+                let req: r::GetContainerStatusesRequestProto = decode("GetContainerStatusesRequestProto", request)?;
+                let mut response = r::GetContainerStatusesResponseProto::default();
+                let slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+                for raw in &req.container_id {
+                    let slot = convert::container_from_proto(raw).filter(|id| id.attempt.app == holder.attempt.app).and_then(|id| slots.get(&id));
+                    let Some(slot) = slot else {
+                        response.failed_requests.push(failure(Some(raw), "Container is not handled by this NodeManager".into()));
+                        continue;
+                    };
+                    let (state, exit, diagnostics) = match &slot.state {
+                        SlotState::Waiting | SlotState::Starting => (r::ContainerStateProto::CNew, -1000, String::new()),
+                        SlotState::Running => (r::ContainerStateProto::CRunning, -1000, String::new()),
+                        SlotState::Done { exit_status, diagnostics } => (r::ContainerStateProto::CComplete, *exit_status, diagnostics.clone()),
+                    };
+                    response.status.push(r::ContainerStatusProto {
+                        container_id: Some(*raw),
+                        state: Some(state as i32),
+                        diagnostics: Some(diagnostics),
+                        exit_status: Some(exit),
+                        capability: Some(convert::capacity_to_proto(slot.capacity)),
+                        execution_type: Some(r::ExecutionTypeProto::Guaranteed as i32),
+                    });
+                }
+                Ok(response.encode_to_vec())
+            }
+            other => Err(RpcError::no_such_method(CONTAINER_MANAGEMENT_PROTOCOL, other)),
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! The node manager over real Hadoop IPC: callers without an NM token are
+//! turned away; forged, foreign and misdirected container tokens fail per
+//! container with the reason while the node manager keeps serving; a good
+//! start reaches the waiting container task as a launch script.
+
+use std::io::{BufRead, BufReader, Write};
+use std::sync::Arc;
+
+use prost::Message;
+use weir_yarn_ipc::client::{Client, ClientConfig};
+use weir_yarn_nm::handoff::{self, ToContainer, ToNm};
+use weir_yarn_nm::service::{NmSettings, NodeManager};
+use weir_yarn_api::ids::{ApplicationId, AttemptId, ContainerId, NodeId};
+use weir_yarn_api::records as r;
+use weir_yarn_api::resource::Capacity;
+use weir_yarn_api::tokens::{ContainerSpec, Issuer, NmKey};
+use weir_yarn_api::CONTAINER_MANAGEMENT_PROTOCOL;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+fn allocated(app: i32, id: i64, node: &NodeId) -> ContainerSpec {
+    ContainerSpec {
+        id: ContainerId { attempt: AttemptId { app: ApplicationId { cluster_timestamp: 7, id: app }, attempt: 1 }, id },
+        node: node.clone(),
+        capacity: Capacity { memory_mb: 256, vcores: 1 },
+        priority: 1,
+        allocation_request_id: 0,
+        user: "alice".into(),
+    }
+}
+
+fn start(token: weir_yarn_ipc::proto::TokenProto) -> r::StartContainersRequestProto {
+    r::StartContainersRequestProto {
+        start_container_request: vec![r::StartContainerRequestProto {
+            container_launch_context: Some(r::ContainerLaunchContextProto { command: vec!["echo".into(), "hi".into()], ..Default::default() }),
+            container_token: Some(token),
+        }],
+    }
+}
+
+#[tokio::test]
+async fn the_node_manager_checks_tokens_and_hands_good_starts_to_the_waiting_task() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = Arc::new(Issuer::new("127.0.0.1:1".into(), 7, now_ms() as u64));
+    let key = NmKey::parse(&issuer.nm_key_env()).unwrap();
+    let settings =
+        NmSettings { host: "127.0.0.1".into(), port, work_dir: dir.path().to_path_buf(), hadoop_conf_dir: None, ipc: Default::default() };
+    let nm = NodeManager::start(key, settings).await.unwrap();
+    let node = NodeId { host: "127.0.0.1".into(), port: port as i32 };
+
+    // No token: the port requires one.
+    let simple = Client::connect(nm.address(), ClientConfig::simple("alice", CONTAINER_MANAGEMENT_PROTOCOL)).await;
+    let refused = match simple {
+        Err(e) => e.to_string(),
+        Ok(c) => c.call(CONTAINER_MANAGEMENT_PROTOCOL, "getContainerStatuses", &[]).await.unwrap_err().to_string(),
+    };
+    assert!(!refused.is_empty());
+
+    // The container's task reports in and waits.
+    let sandbox = dir.path().join("sandbox");
+    std::fs::create_dir_all(&sandbox).unwrap();
+    let good = allocated(1, 2, &node);
+    let mut task = std::os::unix::net::UnixStream::connect_addr(&handoff::address(&handoff::socket_name(port)).unwrap()).unwrap();
+    let hello = ToNm::Hello { container: good.id.to_string(), sandbox: sandbox.display().to_string(), pid: 1 };
+    task.write_all(&handoff::encode(&hello)).unwrap();
+
+    let attempt = good.id.attempt;
+    let config = ClientConfig {
+        user: attempt.to_string(),
+        protocol: CONTAINER_MANAGEMENT_PROTOCOL.into(),
+        token: Some(issuer.nm_token(attempt, &node, "alice")),
+        max_frame_len: 1 << 20,
+    };
+    let client = Client::connect(nm.address(), config).await.unwrap();
+    let call = |req: r::StartContainersRequestProto| {
+        let client = &client;
+        async move {
+            let bytes = client.call(CONTAINER_MANAGEMENT_PROTOCOL, "startContainers", &req.encode_to_vec()).await.unwrap();
+            r::StartContainersResponseProto::decode(&bytes[..]).unwrap()
+        }
+    };
+    let failure = |resp: &r::StartContainersResponseProto| {
+        assert!(resp.succeeded_requests.is_empty());
+        resp.failed_requests[0].exception.as_ref().unwrap().message().to_owned()
+    };
+
+    let mut forged = issuer.container_token(&good, false, now_ms());
+    forged.password[0] ^= 1;
+    assert!(failure(&call(start(forged)).await).contains("password is wrong"));
+    let foreign = allocated(2, 2, &node);
+    let msg = failure(&call(start(issuer.container_token(&foreign, false, now_ms()))).await);
+    assert!(msg.contains("NMToken for application attempt"), "{msg}");
+    let elsewhere = NodeId { host: "127.0.0.1".into(), port: 1 };
+    let mut misdirected = allocated(1, 3, &elsewhere);
+    misdirected.node = elsewhere;
+    let msg = failure(&call(start(issuer.container_token(&misdirected, false, now_ms()))).await);
+    assert!(msg.contains("is for node"), "{msg}");
+    let expired = failure(&call(start(issuer.container_token(&good, false, now_ms() - 700_000))).await);
+    assert!(expired.contains("expired"), "{expired}");
+
+    // Still serving: the good start reaches the waiting task.
+    let ok = call(start(issuer.container_token(&good, false, now_ms()))).await;
+    assert_eq!(ok.succeeded_requests.len(), 1, "{:?}", ok.failed_requests);
+    let mut line = String::new();
+    BufReader::new(task.try_clone().unwrap()).read_line(&mut line).unwrap();
+    match handoff::decode::<ToContainer>(line.trim_end().as_bytes()).unwrap() {
+        ToContainer::Launch { script, work_dir } => {
+            assert_eq!(work_dir, sandbox.display().to_string());
+            let text = std::fs::read_to_string(&script).unwrap();
+            assert!(text.contains("exec /bin/bash -c \"echo hi\""), "{text}");
+            assert!(text.contains(&format!("export CONTAINER_ID=\"{}\"", good.id)), "{text}");
+        }
+        other => panic!("expected a launch, got {other:?}"),
+    }
+    // A second start of the same container is refused.
+    let again = failure(&call(start(issuer.container_token(&good, false, now_ms()))).await);
+    assert!(again.contains("already been started"), "{again}");
+    nm.stop();
+}

@@ -1,0 +1,220 @@
+//! ApplicationMasterProtocol (`ApplicationMasterProtocolPB`, version 1) as
+//! an IPC [`Service`] on the scheduler port. Every connection has
+//! authenticated with an AMRM token (the port requires it), and the token
+//! names the attempt: requests carry no attempt id of their own.
+//!
+//! Decisions are the [`Scheduler`]'s; this layer decodes, calls it under
+//! the lock (RM core first, then scheduler), issues tokens for what it
+//! allocated, encodes, and hands the scheduler's effects to the shell.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use prost::Message;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use weir_yarn_ipc::server::{decode_request as decode, CallContext, RpcError, Service};
+use crate::client_protocol::Clock;
+use crate::convert;
+use weir_yarn_api::ids::AttemptId;
+use weir_yarn_api::records as r;
+use crate::rm_core::RmCore;
+use crate::scheduler::{AllocateCall, AllocateOutcome, AmError, Ask, Effect, Scheduler};
+use weir_yarn_api::tokens::Issuer;
+use weir_yarn_api::APPLICATION_MASTER_PROTOCOL;
+
+/// The RM's state shared by its protocols and the shell.
+pub struct Rm {
+    pub core: Arc<Mutex<RmCore>>,
+    pub scheduler: Mutex<Scheduler>,
+    pub tokens: Issuer,
+    pub effects: mpsc::UnboundedSender<Effect>,
+    pub clock: Clock,
+}
+
+impl Rm {
+    /// Both locks, always in this order. A failed core or scheduler call
+    /// changes nothing, so state behind a poisoned lock is still whole.
+    pub fn lock(&self) -> (MutexGuard<'_, RmCore>, MutexGuard<'_, Scheduler>) {
+        let core = self.core.lock().unwrap_or_else(|p| p.into_inner());
+        let scheduler = self.scheduler.lock().unwrap_or_else(|p| p.into_inner());
+        (core, scheduler)
+    }
+
+    /// The scheduler alone, for calls that do not touch the RM core
+    /// (offers, aborts, lookups): RM clients are not held up meanwhile.
+    /// Never take the core lock while holding this one.
+    pub fn scheduler(&self) -> MutexGuard<'_, Scheduler> {
+        self.scheduler.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn emit(&self, effects: Vec<Effect>) {
+        for e in effects {
+            // The shell only goes away when the shim stops.
+            let _ = self.effects.send(e);
+        }
+    }
+}
+
+pub struct AmProtocol {
+    rm: Arc<Rm>,
+}
+
+impl AmProtocol {
+    pub fn new(rm: Arc<Rm>) -> AmProtocol {
+        AmProtocol { rm }
+    }
+}
+
+fn am(e: AmError) -> RpcError {
+    RpcError::application(e.java_class(), e.to_string())
+}
+
+fn attempt_of(ctx: &CallContext) -> Result<AttemptId, RpcError> {
+    let identifier = ctx.token_identifier.as_deref().ok_or_else(|| {
+        RpcError::application("org.apache.hadoop.security.AccessControlException", "the scheduler port needs an AMRM token")
+    })?;
+    let id = r::AmrmTokenIdentifierProto::decode(identifier)
+        .map_err(|e| RpcError::application("org.apache.hadoop.security.AccessControlException", format!("not an AMRM token: {e}")))?;
+    convert::attempt_from_proto(id.app_attempt_id.as_ref()).ok_or_else(|| {
+        RpcError::application("org.apache.hadoop.security.AccessControlException", "the AMRM token names no application attempt")
+    })
+}
+
+/// The wire asks as the scheduler takes them; bad ones are refused whole.
+pub fn asks_from_proto(asks: &[r::ResourceRequestProto]) -> Result<Vec<Ask>, AmError> {
+    asks.iter()
+        .map(|a| {
+            let capability = a.capability.as_ref().map(convert::capacity_from_proto).ok_or_else(|| {
+                AmError::InvalidRequest(format!("the ask for {} has no capability", a.resource_name()))
+            })?;
+            Ok(Ask {
+                priority: a.priority.as_ref().and_then(|p| p.priority).unwrap_or(0),
+                resource_name: a.resource_name().to_owned(),
+                capability,
+                num_containers: a.num_containers(),
+                relax_locality: a.relax_locality(),
+                allocation_request_id: a.allocation_request_id(),
+            })
+        })
+        .collect()
+}
+
+#[async_trait::async_trait]
+impl Service for AmProtocol {
+    async fn call(&self, ctx: &CallContext, method: &str, request: &[u8]) -> Result<Vec<u8>, RpcError> {
+        let attempt = attempt_of(ctx)?;
+        let now = (self.rm.clock)();
+        match method {
+            "registerApplicationMaster" => {
+                let req: r::RegisterApplicationMasterRequestProto = decode("RegisterApplicationMasterRequestProto", request)?;
+                let (mut core, mut scheduler) = self.rm.lock();
+                let registered = scheduler.register(&mut core, attempt, now).map_err(am)?;
+                info!(attempt_id = %attempt, host = req.host(), rpc_port = req.rpc_port(), tracking_url = req.tracking_url(), "AM registered");
+                Ok(r::RegisterApplicationMasterResponseProto {
+                    maximum_capability: Some(convert::capacity_to_proto(registered.maximum_capability)),
+                    queue: Some(registered.queue),
+                    scheduler_resource_types: vec![r::SchedulerResourceTypes::Memory as i32, r::SchedulerResourceTypes::Cpu as i32],
+                    ..Default::default()
+                }
+                .encode_to_vec())
+            }
+            "allocate" => {
+                let req: r::AllocateRequestProto = decode("AllocateRequestProto", request)?;
+                let asks = asks_from_proto(&req.ask).map_err(am)?;
+                let mut releases = Vec::with_capacity(req.release.len());
+                for c in &req.release {
+                    match convert::container_from_proto(c) {
+                        Some(id) => releases.push(id),
+                        None => return Err(am(AmError::InvalidRequest("a released container id is incomplete".into()))),
+                    }
+                }
+                let blacklist = req.blacklist_request.clone().unwrap_or_default();
+                let call = AllocateCall {
+                    response_id: req.response_id(),
+                    asks,
+                    releases,
+                    blacklist_additions: blacklist.blacklist_additions,
+                    blacklist_removals: blacklist.blacklist_removals,
+                };
+                let (core, mut scheduler) = self.rm.lock();
+                let result = match scheduler.allocate(&core, attempt, call, now).map_err(am)? {
+                    AllocateOutcome::Replay(bytes) => return Ok(bytes),
+                    AllocateOutcome::Fresh(result) => result,
+                };
+                let allocated_containers = result
+                    .allocated
+                    .iter()
+                    .map(|c| r::ContainerProto {
+                        id: Some(convert::container_to_proto(c.id)),
+                        node_id: Some(convert::node_id_to_proto(&c.node)),
+                        node_http_address: Some(c.node.to_string()),
+                        resource: Some(convert::capacity_to_proto(c.capacity)),
+                        priority: Some(r::PriorityProto { priority: Some(c.priority) }),
+                        container_token: Some(self.rm.tokens.container_token(&c.token_spec(), false, now)),
+                        execution_type: Some(r::ExecutionTypeProto::Guaranteed as i32),
+                        allocation_request_id: Some(c.allocation_request_id),
+                        version: Some(0),
+                    })
+                    .collect();
+                let user = result.allocated.first().map(|c| c.user.clone()).unwrap_or_default();
+                let nm_tokens = result
+                    .nm_token_nodes
+                    .iter()
+                    .map(|n| r::NmTokenProto {
+                        node_id: Some(convert::node_id_to_proto(n)),
+                        token: Some(self.rm.tokens.nm_token(attempt, n, &user)),
+                    })
+                    .collect();
+                let completed_container_statuses = result
+                    .completed
+                    .iter()
+                    .map(|c| r::ContainerStatusProto {
+                        container_id: Some(convert::container_to_proto(c.id)),
+                        state: Some(r::ContainerStateProto::CComplete as i32),
+                        diagnostics: Some(c.diagnostics.clone()),
+                        exit_status: Some(c.exit_status),
+                        capability: Some(convert::capacity_to_proto(c.capacity)),
+                        execution_type: Some(r::ExecutionTypeProto::Guaranteed as i32),
+                    })
+                    .collect();
+                let response = r::AllocateResponseProto {
+                    a_m_command: result.shutdown.then_some(r::AmCommandProto::AmShutdown as i32),
+                    response_id: Some(result.response_id),
+                    allocated_containers,
+                    completed_container_statuses,
+                    limit: Some(convert::capacity_to_proto(result.headroom)),
+                    num_cluster_nodes: Some(result.cluster_nodes),
+                    nm_tokens,
+                    ..Default::default()
+                }
+                .encode_to_vec();
+                scheduler.remember_response(attempt, response.clone());
+                drop((core, scheduler));
+                if !result.allocated.is_empty() || !result.completed.is_empty() {
+                    info!(
+                        attempt_id = %attempt,
+                        response_id = result.response_id,
+                        allocated = result.allocated.len(),
+                        completed = result.completed.len(),
+                        "allocate"
+                    );
+                }
+                self.rm.emit(result.effects);
+                Ok(response)
+            }
+            "finishApplicationMaster" => {
+                let req: r::FinishApplicationMasterRequestProto = decode("FinishApplicationMasterRequestProto", request)?;
+                let status = convert::final_status_from_proto(req.final_application_status);
+                let (mut core, mut scheduler) = self.rm.lock();
+                let unregistered = scheduler.finish(&mut core, attempt, status, req.diagnostics(), now).map_err(am)?;
+                info!(attempt_id = %attempt, ?status, diagnostics = req.diagnostics(), "AM finished");
+                Ok(r::FinishApplicationMasterResponseProto { is_unregistered: Some(unregistered) }.encode_to_vec())
+            }
+            other => {
+                warn!(method = other, attempt_id = %attempt, peer = %ctx.peer, "ApplicationMasterProtocol method not implemented");
+                Err(RpcError::no_such_method(APPLICATION_MASTER_PROTOCOL, other))
+            }
+        }
+    }
+}

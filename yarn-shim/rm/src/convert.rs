@@ -1,0 +1,186 @@
+//! Wire records ⇄ the core's types. Decoding validates what the core relies
+//! on (ids present, enums known) and says which field was wrong; encoding
+//! fills every field the Java CLI prints, so it never shows `null`.
+
+pub use weir_yarn_api::convert::*;
+use weir_yarn_api::records as r;
+use weir_yarn_api::resource::Capacity;
+
+use crate::rm_core::{AppState, Application, FinalStatus, Node, NodeState, QueueReport, Submission};
+
+pub fn state_to_proto(s: AppState) -> r::YarnApplicationStateProto {
+    use r::YarnApplicationStateProto as P;
+    match s {
+        AppState::New => P::New,
+        AppState::Submitted => P::Submitted,
+        AppState::Accepted => P::Accepted,
+        AppState::Running => P::Running,
+        AppState::Finished => P::Finished,
+        AppState::Failed => P::Failed,
+        AppState::Killed => P::Killed,
+    }
+}
+
+/// NEW_SAVING is NEW here (nothing is saved); unknown numbers are an error.
+pub fn state_from_proto(raw: i32) -> Result<AppState, ConvertError> {
+    use r::YarnApplicationStateProto as P;
+    Ok(match P::try_from(raw).map_err(|_| bad("application_states", format!("{raw} is not an application state")))? {
+        P::New | P::NewSaving => AppState::New,
+        P::Submitted => AppState::Submitted,
+        P::Accepted => AppState::Accepted,
+        P::Running => AppState::Running,
+        P::Finished => AppState::Finished,
+        P::Failed => AppState::Failed,
+        P::Killed => AppState::Killed,
+    })
+}
+
+fn final_status_to_proto(s: FinalStatus) -> r::FinalApplicationStatusProto {
+    use r::FinalApplicationStatusProto as P;
+    match s {
+        FinalStatus::Undefined => P::AppUndefined,
+        FinalStatus::Succeeded => P::AppSucceeded,
+        FinalStatus::Failed => P::AppFailed,
+        FinalStatus::Killed => P::AppKilled,
+    }
+}
+
+pub fn final_status_from_proto(raw: Option<i32>) -> FinalStatus {
+    use r::FinalApplicationStatusProto as P;
+    match raw.and_then(|v| P::try_from(v).ok()) {
+        Some(P::AppSucceeded) => FinalStatus::Succeeded,
+        Some(P::AppFailed) => FinalStatus::Failed,
+        Some(P::AppKilled) => FinalStatus::Killed,
+        _ => FinalStatus::Undefined,
+    }
+}
+
+/// Node states the core has; the others YARN knows (NEW, DECOMMISSIONED,
+/// …) never occur here, so a filter on them matches nothing.
+pub fn node_states_from_proto(raw: &[i32]) -> Vec<Option<NodeState>> {
+    use r::NodeStateProto as P;
+    raw.iter()
+        .map(|v| match P::try_from(*v) {
+            Ok(P::NsRunning) => Some(NodeState::Running),
+            Ok(P::NsUnhealthy) => Some(NodeState::Unhealthy),
+            Ok(P::NsLost) => Some(NodeState::Lost),
+            _ => None,
+        })
+        .collect()
+}
+
+fn node_state_to_proto(s: NodeState) -> r::NodeStateProto {
+    match s {
+        NodeState::Running => r::NodeStateProto::NsRunning,
+        NodeState::Unhealthy => r::NodeStateProto::NsUnhealthy,
+        NodeState::Lost => r::NodeStateProto::NsLost,
+    }
+}
+
+/// The submission context as the core needs it. `user` is the caller's
+/// effective user from the connection context.
+pub fn submission_from_proto(ctx: &r::ApplicationSubmissionContextProto, user: &str) -> Result<Submission, ConvertError> {
+    let id = app_id_from_proto("application_submission_context.application_id", ctx.application_id.as_ref())?;
+    // The AM size: `resource`, else the first AM resource request (newer
+    // clients send both).
+    let am_resource = ctx
+        .resource
+        .as_ref()
+        .or_else(|| ctx.am_container_resource_request.first().and_then(|rr| rr.capability.as_ref()))
+        .map(capacity_from_proto);
+    let queue = ctx.queue();
+    Ok(Submission {
+        id,
+        name: ctx.application_name().to_owned(),
+        queue: queue.strip_prefix("root.").unwrap_or(queue).to_owned(),
+        user: user.to_owned(),
+        application_type: ctx.application_type().to_owned(),
+        tags: ctx.application_tags.clone(),
+        priority: ctx.priority.as_ref().and_then(|p| p.priority).unwrap_or(0),
+        am_resource,
+        max_attempts: ctx.max_app_attempts(),
+        unmanaged_am: ctx.unmanaged_am(),
+        am_launch: ctx.am_container_spec.clone(),
+    })
+}
+
+pub fn report_to_proto(app: &Application) -> r::ApplicationReportProto {
+    let s = &app.submission;
+    r::ApplicationReportProto {
+        application_id: Some(app_id_to_proto(s.id)),
+        user: Some(s.user.clone()),
+        queue: Some(s.queue.clone()),
+        name: Some(s.name.clone()),
+        host: Some("N/A".into()),
+        rpc_port: Some(-1),
+        yarn_application_state: Some(state_to_proto(app.state) as i32),
+        tracking_url: Some("N/A".into()),
+        diagnostics: Some(app.diagnostics.clone()),
+        start_time: Some(app.submit_ms),
+        submit_time: Some(app.submit_ms),
+        finish_time: Some(app.finish_ms.unwrap_or(0)),
+        final_application_status: Some(final_status_to_proto(app.final_status) as i32),
+        app_resource_usage: Some(r::ApplicationResourceUsageReportProto {
+            num_used_containers: Some(0),
+            num_reserved_containers: Some(0),
+            used_resources: Some(capacity_to_proto(Capacity::default())),
+            reserved_resources: Some(capacity_to_proto(Capacity::default())),
+            needed_resources: Some(capacity_to_proto(Capacity::default())),
+            memory_seconds: Some(0),
+            vcore_seconds: Some(0),
+            queue_usage_percentage: Some(0.0),
+            cluster_usage_percentage: Some(0.0),
+        }),
+        original_tracking_url: Some("N/A".into()),
+        progress: Some(if app.state.is_final() { 1.0 } else { 0.0 }),
+        application_type: Some(s.application_type.clone()),
+        application_tags: s.tags.clone(),
+        unmanaged_application: Some(s.unmanaged_am),
+        priority: Some(r::PriorityProto { priority: Some(s.priority) }),
+        ..Default::default()
+    }
+}
+
+pub fn node_to_proto(n: &Node) -> r::NodeReportProto {
+    let o = &n.observed;
+    r::NodeReportProto {
+        node_id: Some(node_id_to_proto(&o.node_id)),
+        http_address: Some(o.http_address.clone()),
+        rack_name: Some("/default-rack".into()),
+        used: Some(capacity_to_proto(o.used)),
+        capability: Some(capacity_to_proto(o.capability)),
+        num_containers: Some(o.containers),
+        node_state: Some(node_state_to_proto(o.state) as i32),
+        health_report: Some(o.health_report.clone()),
+        last_health_report_time: Some(n.last_report_ms),
+        node_labels: Vec::new(),
+    }
+}
+
+pub fn queue_to_proto(q: &QueueReport) -> r::QueueInfoProto {
+    r::QueueInfoProto {
+        queue_name: Some(q.name.clone()),
+        queue_path: Some(q.path.clone()),
+        capacity: Some(q.capacity),
+        maximum_capacity: Some(q.maximum_capacity),
+        current_capacity: Some(q.current_capacity),
+        state: Some(r::QueueStateProto::QRunning as i32),
+        child_queues: q.children.iter().map(queue_to_proto).collect(),
+        applications: q.applications.iter().map(report_to_proto).collect(),
+        accessible_node_labels: vec!["*".into()],
+        default_node_label_expression: None,
+        queue_statistics: Some(r::QueueStatisticsProto {
+            num_apps_submitted: Some(q.stats.submitted),
+            num_apps_running: Some(q.stats.running),
+            num_apps_pending: Some(q.stats.pending),
+            num_apps_completed: Some(q.stats.completed),
+            num_apps_killed: Some(q.stats.killed),
+            num_apps_failed: Some(q.stats.failed),
+            ..Default::default()
+        }),
+        preemption_disabled: Some(true),
+        intra_queue_preemption_disabled: Some(true),
+        weight: None,
+        scheduler_type: Some("weir".into()),
+    }
+}

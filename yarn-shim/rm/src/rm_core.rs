@@ -1,0 +1,890 @@
+//! The ResourceManager's books as a synchronous, deterministic state
+//! machine: applications with YARN's state machine, queues, and the nodes
+//! the broker reports. No clock and no I/O: every call that needs the time
+//! takes `now_ms` (milliseconds since the epoch, as YARN reports times).
+//!
+//! Invariants (checked by `check_invariants`, which the tests call after
+//! every step):
+//! - an application's `finish_ms` is set exactly when its state is final,
+//!   and its final status is UNDEFINED exactly while it is not;
+//! - every application's queue is a configured queue, except FAILED ones
+//!   that were rejected for naming an unknown queue;
+//! - no application id is above the last id handed out;
+//! - at most `max_completed` applications in a final state are kept.
+//!
+//! A call that fails changes nothing.
+
+use std::collections::{BTreeMap, VecDeque};
+
+pub use weir_yarn_api::resource::Capacity;
+use weir_yarn_api::ids::{ApplicationId, NodeId};
+
+
+/// YARN's application states (YarnApplicationState; NEW_SAVING is not
+/// used: nothing is persisted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AppState {
+    New,
+    Submitted,
+    Accepted,
+    Running,
+    Finished,
+    Failed,
+    Killed,
+}
+
+impl AppState {
+    pub const ALL: [AppState; 7] = [
+        AppState::New,
+        AppState::Submitted,
+        AppState::Accepted,
+        AppState::Running,
+        AppState::Finished,
+        AppState::Failed,
+        AppState::Killed,
+    ];
+
+    pub fn is_final(self) -> bool {
+        matches!(self, AppState::Finished | AppState::Failed | AppState::Killed)
+    }
+
+    /// YARN's transitions, reduced to the ones this RM makes. Any other
+    /// move is a bug in the caller and is refused.
+    fn may_become(self, next: AppState) -> bool {
+        use AppState::*;
+        matches!(
+            (self, next),
+            (New, Submitted)
+                | (Submitted, Accepted)
+                | (Submitted, Failed)
+                | (Accepted, Running)
+                | (Accepted, Failed)
+                | (Running, Finished)
+                | (Running, Failed)
+        ) || (!self.is_final() && next == Killed)
+    }
+}
+
+/// What the application master (or a kill) said the outcome was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinalStatus {
+    Undefined,
+    Succeeded,
+    Failed,
+    Killed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NodeState {
+    Running,
+    Unhealthy,
+    Lost,
+}
+
+/// What a client asked for in submitApplication.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submission {
+    pub id: ApplicationId,
+    pub name: String,
+    pub queue: String,
+    pub user: String,
+    pub application_type: String,
+    pub tags: Vec<String>,
+    pub priority: i32,
+    /// The ApplicationMaster's container size, if the client said.
+    pub am_resource: Option<Capacity>,
+    pub max_attempts: i32,
+    pub unmanaged_am: bool,
+    /// How to start the ApplicationMaster: the client's launch context
+    /// (commands, environment, local resources, tokens).
+    pub am_launch: Option<weir_yarn_api::records::ContainerLaunchContextProto>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Application {
+    pub submission: Submission,
+    pub state: AppState,
+    pub final_status: FinalStatus,
+    pub diagnostics: String,
+    pub submit_ms: i64,
+    pub finish_ms: Option<i64>,
+}
+
+impl Application {
+    pub fn id(&self) -> ApplicationId {
+        self.submission.id
+    }
+}
+
+/// One node as the broker reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservedNode {
+    /// The broker's agent id: stable across address changes.
+    pub agent_id: String,
+    pub node_id: NodeId,
+    pub http_address: String,
+    pub capability: Capacity,
+    pub used: Capacity,
+    pub containers: i32,
+    pub state: NodeState,
+    pub health_report: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub observed: ObservedNode,
+    pub last_report_ms: i64,
+}
+
+/// getApplications' filters; empty lists match everything.
+#[derive(Debug, Clone, Default)]
+pub struct AppFilter {
+    pub states: Vec<AppState>,
+    /// Compared case-insensitively, as Hadoop does.
+    pub types: Vec<String>,
+    pub queues: Vec<String>,
+    pub users: Vec<String>,
+    /// Compared case-insensitively, as Hadoop does.
+    pub tags: Vec<String>,
+    pub name: Option<String>,
+    pub start_range: Option<(i64, i64)>,
+    pub finish_range: Option<(i64, i64)>,
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueStats {
+    pub submitted: i64,
+    pub pending: i64,
+    pub running: i64,
+    pub completed: i64,
+    pub killed: i64,
+    pub failed: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueReport {
+    pub name: String,
+    pub path: String,
+    /// Fraction of the parent (0..=1), as YARN reports it.
+    pub capacity: f32,
+    pub maximum_capacity: f32,
+    pub current_capacity: f32,
+    pub children: Vec<QueueReport>,
+    pub applications: Vec<Application>,
+    pub stats: QueueStats,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClusterMetrics {
+    pub node_managers: i32,
+    pub active: i32,
+    pub lost: i32,
+    pub unhealthy: i32,
+}
+
+/// Errors carry the Java exception class YARN clients expect, and YARN's
+/// own messages where clients or users rely on them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RmError {
+    #[error("Application with id '{0}' doesn't exist in RM. Please check that the job submission was successful.")]
+    ApplicationNotFound(ApplicationId),
+    #[error("Trying to kill an absent application {0}")]
+    KillAbsent(ApplicationId),
+    #[error("Application id {id} was not issued by this ResourceManager (cluster timestamp {ours}, last id {last})")]
+    NotIssued { id: ApplicationId, ours: i64, last: i32 },
+    #[error("Invalid resource request: the ApplicationMaster asks for {asked}, more than the largest node offers, {max}")]
+    ResourceTooLarge { asked: Capacity, max: Capacity },
+    #[error("Invalid resource request: the ApplicationMaster asks for {0}, which has a negative value")]
+    ResourceNegative(Capacity),
+    #[error("java.io.IOException: Unknown queue: {0}")]
+    UnknownQueue(String),
+    #[error("application {id} cannot go from {from:?} to {to:?}")]
+    BadTransition { id: ApplicationId, from: AppState, to: AppState },
+    #[error("application {0}: an ApplicationMaster must finish with SUCCEEDED, FAILED or KILLED, not UNDEFINED")]
+    UndefinedFinalStatus(ApplicationId),
+    #[error("this ResourceManager has handed out every application id it can ({0})")]
+    IdsExhausted(i32),
+    #[error("no queues configured: at least one is needed")]
+    NoQueues,
+    #[error("queue name {0:?} is not valid: use letters, digits, '-' and '_' (and not \"root\")")]
+    BadQueueName(String),
+}
+
+impl RmError {
+    /// The Java exception class the client will rebuild.
+    pub fn java_class(&self) -> &'static str {
+        match self {
+            RmError::ApplicationNotFound(_) | RmError::KillAbsent(_) => {
+                "org.apache.hadoop.yarn.exceptions.ApplicationNotFoundException"
+            }
+            RmError::ResourceTooLarge { .. } | RmError::ResourceNegative(_) => {
+                "org.apache.hadoop.yarn.exceptions.InvalidResourceRequestException"
+            }
+            _ => "org.apache.hadoop.yarn.exceptions.YarnException",
+        }
+    }
+}
+
+/// What forceKillApplication reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillOutcome {
+    /// The application was live and is KILLED now.
+    Killed,
+    /// It had already ended (in any final state); nothing changed.
+    AlreadyFinal(AppState),
+}
+
+pub const ROOT_QUEUE: &str = "root";
+
+pub struct RmCore {
+    cluster_timestamp: i64,
+    last_issued: i32,
+    queues: Vec<String>,
+    apps: BTreeMap<ApplicationId, Application>,
+    /// Final applications, oldest first, for the retention bound.
+    completed: VecDeque<ApplicationId>,
+    max_completed: usize,
+    nodes: BTreeMap<String, Node>,
+}
+
+impl RmCore {
+    /// `cluster_timestamp` is this RM's start time in ms; it is part of
+    /// every application id.
+    pub fn new(cluster_timestamp: i64, queues: &[String], max_completed: usize) -> Result<RmCore, RmError> {
+        if queues.is_empty() {
+            return Err(RmError::NoQueues);
+        }
+        let mut names = Vec::new();
+        for q in queues {
+            let ok = !q.is_empty()
+                && q != ROOT_QUEUE
+                && q.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !ok {
+                return Err(RmError::BadQueueName(q.clone()));
+            }
+            if !names.contains(q) {
+                names.push(q.clone());
+            }
+        }
+        Ok(RmCore {
+            cluster_timestamp,
+            last_issued: 0,
+            queues: names,
+            apps: BTreeMap::new(),
+            completed: VecDeque::new(),
+            max_completed,
+            nodes: BTreeMap::new(),
+        })
+    }
+
+    pub fn cluster_timestamp(&self) -> i64 {
+        self.cluster_timestamp
+    }
+
+    pub fn queues(&self) -> &[String] {
+        &self.queues
+    }
+
+    /// The largest container that could ever be placed: the largest
+    /// memory and the most cores of any RUNNING node (zero without nodes).
+    pub fn maximum_capability(&self) -> Capacity {
+        self.nodes.values().filter(|n| n.observed.state == NodeState::Running).fold(Capacity::default(), |m, n| Capacity {
+            memory_mb: m.memory_mb.max(n.observed.capability.memory_mb),
+            vcores: m.vcores.max(n.observed.capability.vcores),
+        })
+    }
+
+    /// getNewApplication: a fresh id (the application itself exists only
+    /// once submitted, as in YARN).
+    pub fn new_application(&mut self) -> Result<(ApplicationId, Capacity), RmError> {
+        let next = self.last_issued.checked_add(1).ok_or(RmError::IdsExhausted(self.last_issued))?;
+        self.last_issued = next;
+        Ok((ApplicationId { cluster_timestamp: self.cluster_timestamp, id: next }, self.maximum_capability()))
+    }
+
+    /// submitApplication. A repeated submission of the same id succeeds
+    /// and changes nothing (clients retry). An unknown queue is not an
+    /// error of the call: the application is FAILED with YARN's
+    /// diagnostics, which the client then reports.
+    pub fn submit(&mut self, submission: Submission, now_ms: i64) -> Result<AppState, RmError> {
+        let id = submission.id;
+        if let Some(app) = self.apps.get(&id) {
+            return Ok(app.state);
+        }
+        if id.cluster_timestamp != self.cluster_timestamp || id.id < 1 || id.id > self.last_issued {
+            return Err(RmError::NotIssued { id, ours: self.cluster_timestamp, last: self.last_issued });
+        }
+        if let Some(asked) = submission.am_resource {
+            if asked.memory_mb < 0 || asked.vcores < 0 {
+                return Err(RmError::ResourceNegative(asked));
+            }
+            let max = self.maximum_capability();
+            if !submission.unmanaged_am && !asked.fits_in(&max) {
+                return Err(RmError::ResourceTooLarge { asked, max });
+            }
+        }
+        let known_queue = self.queues.contains(&submission.queue);
+        let diagnostics = if known_queue {
+            String::new()
+        } else {
+            format!("Application {id} submitted by user {} to unknown queue: {}", submission.user, submission.queue)
+        };
+        self.apps.insert(
+            id,
+            Application {
+                submission,
+                state: AppState::New,
+                final_status: FinalStatus::Undefined,
+                diagnostics,
+                submit_ms: now_ms,
+                finish_ms: None,
+            },
+        );
+        self.transition(id, AppState::Submitted, now_ms)?;
+        if known_queue {
+            self.transition(id, AppState::Accepted, now_ms)?;
+            if let Some(app) = self.apps.get_mut(&id) {
+                app.diagnostics = "Waiting for an ApplicationMaster container from the pool.".into();
+            }
+        } else {
+            self.transition(id, AppState::Failed, now_ms)?;
+        }
+        Ok(self.apps.get(&id).map_or(AppState::Failed, |a| a.state))
+    }
+
+    pub fn application(&self, id: ApplicationId) -> Result<&Application, RmError> {
+        self.apps.get(&id).ok_or(RmError::ApplicationNotFound(id))
+    }
+
+    /// getApplications, oldest first.
+    pub fn applications(&self, filter: &AppFilter) -> Vec<&Application> {
+        let lower = |v: &[String]| v.iter().map(|s| s.to_lowercase()).collect::<Vec<_>>();
+        let (types, tags) = (lower(&filter.types), lower(&filter.tags));
+        let in_range = |v: Option<i64>, r: Option<(i64, i64)>| match r {
+            None => true,
+            Some((lo, hi)) => v.is_some_and(|v| v >= lo && v <= hi),
+        };
+        self.apps
+            .values()
+            .filter(|a| filter.states.is_empty() || filter.states.contains(&a.state))
+            .filter(|a| types.is_empty() || types.contains(&a.submission.application_type.to_lowercase()))
+            .filter(|a| filter.queues.is_empty() || filter.queues.contains(&a.submission.queue))
+            .filter(|a| filter.users.is_empty() || filter.users.contains(&a.submission.user))
+            .filter(|a| tags.is_empty() || a.submission.tags.iter().any(|t| tags.contains(&t.to_lowercase())))
+            .filter(|a| filter.name.as_ref().is_none_or(|n| *n == a.submission.name))
+            .filter(|a| in_range(Some(a.submit_ms), filter.start_range))
+            .filter(|a| in_range(a.finish_ms, filter.finish_range))
+            .take(filter.limit.unwrap_or(usize::MAX))
+            .collect()
+    }
+
+    /// forceKillApplication; `diagnostics` is the client's reason, if any.
+    pub fn kill(&mut self, id: ApplicationId, diagnostics: Option<&str>, now_ms: i64) -> Result<KillOutcome, RmError> {
+        let app = self.apps.get(&id).ok_or(RmError::KillAbsent(id))?;
+        if app.state.is_final() {
+            return Ok(KillOutcome::AlreadyFinal(app.state));
+        }
+        self.transition(id, AppState::Killed, now_ms)?;
+        if let Some(app) = self.apps.get_mut(&id) {
+            app.diagnostics = match diagnostics.filter(|d| !d.is_empty()) {
+                Some(d) => format!("Application killed by user. Diagnostics: {d}"),
+                None => "Application killed by user.".into(),
+            };
+        }
+        Ok(KillOutcome::Killed)
+    }
+
+    /// The ApplicationMaster registered (ApplicationMasterProtocol).
+    pub fn am_registered(&mut self, id: ApplicationId, now_ms: i64) -> Result<(), RmError> {
+        self.application(id)?;
+        self.transition(id, AppState::Running, now_ms)?;
+        if let Some(app) = self.apps.get_mut(&id) {
+            app.diagnostics.clear();
+        }
+        Ok(())
+    }
+
+    /// The ApplicationMaster unregistered with its outcome.
+    pub fn am_finished(&mut self, id: ApplicationId, status: FinalStatus, diagnostics: &str, now_ms: i64) -> Result<(), RmError> {
+        let state = match status {
+            // A final state always has a final status (see the invariants).
+            FinalStatus::Undefined => return Err(RmError::UndefinedFinalStatus(id)),
+            FinalStatus::Succeeded => AppState::Finished,
+            FinalStatus::Failed => AppState::Failed,
+            FinalStatus::Killed => AppState::Killed,
+        };
+        self.application(id)?;
+        self.transition(id, state, now_ms)?;
+        if let Some(app) = self.apps.get_mut(&id) {
+            app.final_status = status;
+            app.diagnostics = diagnostics.to_owned();
+        }
+        Ok(())
+    }
+
+    /// The application failed outside its AM's control (AM lost, …).
+    pub fn fail(&mut self, id: ApplicationId, diagnostics: &str, now_ms: i64) -> Result<(), RmError> {
+        self.application(id)?;
+        self.transition(id, AppState::Failed, now_ms)?;
+        if let Some(app) = self.apps.get_mut(&id) {
+            app.diagnostics = diagnostics.to_owned();
+        }
+        Ok(())
+    }
+
+    fn transition(&mut self, id: ApplicationId, to: AppState, now_ms: i64) -> Result<(), RmError> {
+        let app = self.apps.get_mut(&id).ok_or(RmError::ApplicationNotFound(id))?;
+        if !app.state.may_become(to) {
+            return Err(RmError::BadTransition { id, from: app.state, to });
+        }
+        tracing::info!(application_id = %id, from = ?app.state, to = ?to, "application state");
+        app.state = to;
+        if to.is_final() {
+            app.finish_ms = Some(now_ms);
+            app.final_status = match to {
+                AppState::Killed => FinalStatus::Killed,
+                AppState::Failed => FinalStatus::Failed,
+                _ => FinalStatus::Succeeded,
+            };
+            self.completed.push_back(id);
+            while self.completed.len() > self.max_completed {
+                if let Some(old) = self.completed.pop_front() {
+                    self.apps.remove(&old);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces the node view with what the broker reports now. Nodes the
+    /// broker no longer lists stay, as LOST, so clients see where they went.
+    pub fn observe_nodes(&mut self, observed: Vec<ObservedNode>, now_ms: i64) {
+        let mut seen = std::collections::BTreeSet::new();
+        for o in observed {
+            seen.insert(o.agent_id.clone());
+            self.nodes.insert(o.agent_id.clone(), Node { observed: o, last_report_ms: now_ms });
+        }
+        for (id, node) in self.nodes.iter_mut() {
+            if !seen.contains(id) && node.observed.state != NodeState::Lost {
+                node.observed.state = NodeState::Lost;
+                node.observed.health_report = "no longer known to the broker".into();
+                node.observed.containers = 0;
+                node.observed.used = Capacity::default();
+                node.last_report_ms = now_ms;
+            }
+        }
+    }
+
+    /// getClusterNodes; an empty filter means every state, as in YARN.
+    pub fn nodes(&self, states: &[NodeState]) -> Vec<&Node> {
+        self.nodes.values().filter(|n| states.is_empty() || states.contains(&n.observed.state)).collect()
+    }
+
+    pub fn cluster_metrics(&self) -> ClusterMetrics {
+        let count = |s: NodeState| self.nodes.values().filter(|n| n.observed.state == s).count() as i32;
+        let lost = count(NodeState::Lost);
+        ClusterMetrics {
+            node_managers: self.nodes.len() as i32 - lost,
+            active: count(NodeState::Running),
+            lost,
+            unhealthy: count(NodeState::Unhealthy),
+        }
+    }
+
+    /// getQueueInfo. `root` is the parent of every configured queue, which
+    /// share it equally (each maps to a broker role; the broker's weights,
+    /// not this book, decide real shares).
+    pub fn queue_info(&self, name: &str, with_apps: bool, with_children: bool, recursive: bool) -> Result<QueueReport, RmError> {
+        if name == ROOT_QUEUE {
+            let children = if with_children || recursive {
+                self.queues.iter().map(|q| self.leaf(q, with_apps)).collect()
+            } else {
+                Vec::new()
+            };
+            let all: Vec<&Application> = self.apps.values().collect();
+            return Ok(QueueReport {
+                name: ROOT_QUEUE.into(),
+                path: ROOT_QUEUE.into(),
+                capacity: 1.0,
+                maximum_capacity: 1.0,
+                current_capacity: 0.0,
+                children,
+                applications: if with_apps { all.iter().map(|a| (*a).clone()).collect() } else { Vec::new() },
+                stats: stats(&all),
+            });
+        }
+        let name = name.strip_prefix("root.").unwrap_or(name);
+        if !self.queues.iter().any(|q| q == name) {
+            return Err(RmError::UnknownQueue(name.to_owned()));
+        }
+        Ok(self.leaf(name, with_apps))
+    }
+
+    fn leaf(&self, queue: &str, with_apps: bool) -> QueueReport {
+        let apps: Vec<&Application> = self.apps.values().filter(|a| a.submission.queue == queue).collect();
+        QueueReport {
+            name: queue.to_owned(),
+            path: format!("{ROOT_QUEUE}.{queue}"),
+            capacity: 1.0 / self.queues.len() as f32,
+            maximum_capacity: 1.0,
+            // Nothing runs in a YARN container yet, so nothing is used.
+            current_capacity: 0.0,
+            children: Vec::new(),
+            applications: if with_apps { apps.iter().map(|a| (*a).clone()).collect() } else { Vec::new() },
+            stats: stats(&apps),
+        }
+    }
+
+    /// Checks the invariants in the module comment.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut finals = 0;
+        for (id, app) in &self.apps {
+            if *id != app.id() {
+                return Err(format!("{id} is filed under another id"));
+            }
+            if app.state.is_final() != app.finish_ms.is_some() {
+                return Err(format!("{id}: state {:?} but finish time {:?}", app.state, app.finish_ms));
+            }
+            if app.state.is_final() == (app.final_status == FinalStatus::Undefined) {
+                return Err(format!("{id}: state {:?} with final status {:?}", app.state, app.final_status));
+            }
+            if !self.queues.contains(&app.submission.queue) && app.state != AppState::Failed {
+                return Err(format!("{id} is {:?} in unknown queue {}", app.state, app.submission.queue));
+            }
+            if id.cluster_timestamp != self.cluster_timestamp || id.id > self.last_issued {
+                return Err(format!("{id} was never issued"));
+            }
+            finals += usize::from(app.state.is_final());
+        }
+        if finals > self.max_completed {
+            return Err(format!("{finals} final applications kept, more than {}", self.max_completed));
+        }
+        Ok(())
+    }
+}
+
+fn stats(apps: &[&Application]) -> QueueStats {
+    let count = |f: &dyn Fn(AppState) -> bool| apps.iter().filter(|a| f(a.state)).count() as i64;
+    QueueStats {
+        submitted: apps.len() as i64,
+        pending: count(&|s| matches!(s, AppState::New | AppState::Submitted | AppState::Accepted)),
+        running: count(&|s| s == AppState::Running),
+        completed: count(&|s| s == AppState::Finished),
+        killed: count(&|s| s == AppState::Killed),
+        failed: count(&|s| s == AppState::Failed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const TS: i64 = 1_700_000_000_000;
+
+    fn core() -> RmCore {
+        let mut c = RmCore::new(TS, &["default".to_string(), "batch".to_string()], 3).unwrap();
+        c.observe_nodes(vec![node("a1", "host1", 4096, 4, NodeState::Running)], 0);
+        c
+    }
+
+    fn node(agent: &str, host: &str, mem: i64, cores: i32, state: NodeState) -> ObservedNode {
+        ObservedNode {
+            agent_id: agent.into(),
+            node_id: NodeId { host: host.into(), port: 5051 },
+            http_address: format!("{host}:5051"),
+            capability: Capacity { memory_mb: mem, vcores: cores },
+            used: Capacity::default(),
+            containers: 0,
+            state,
+            health_report: String::new(),
+        }
+    }
+
+    fn submission(id: ApplicationId, queue: &str) -> Submission {
+        Submission {
+            id,
+            name: "pi".into(),
+            queue: queue.into(),
+            user: "alice".into(),
+            application_type: "SPARK".into(),
+            tags: vec!["Nightly".into()],
+            priority: 0,
+            am_resource: Some(Capacity { memory_mb: 1408, vcores: 1 }),
+            max_attempts: 1,
+            am_launch: None,
+            unmanaged_am: false,
+        }
+    }
+
+    fn submitted(c: &mut RmCore, queue: &str, now: i64) -> ApplicationId {
+        let (id, _) = c.new_application().unwrap();
+        c.submit(submission(id, queue), now).unwrap();
+        id
+    }
+
+    #[test]
+    fn ids_count_up_from_one_under_the_cluster_timestamp() {
+        let mut c = core();
+        let (a, max) = c.new_application().unwrap();
+        let (b, _) = c.new_application().unwrap();
+        assert_eq!(a.to_string(), format!("application_{TS}_0001"));
+        assert_eq!(b.id, 2);
+        assert_eq!(max, Capacity { memory_mb: 4096, vcores: 4 });
+        // An id alone is not an application.
+        assert_eq!(c.application(a), Err(RmError::ApplicationNotFound(a)));
+    }
+
+    #[test]
+    fn a_submission_to_a_known_queue_is_accepted_and_waits() {
+        let mut c = core();
+        let id = submitted(&mut c, "default", 10);
+        let app = c.application(id).unwrap();
+        assert_eq!(app.state, AppState::Accepted);
+        assert_eq!(app.final_status, FinalStatus::Undefined);
+        assert_eq!(app.submit_ms, 10);
+        assert_eq!(app.finish_ms, None);
+        // Resubmitting (a client retry) changes nothing.
+        let before = app.clone();
+        assert_eq!(c.submit(submission(id, "batch"), 99), Ok(AppState::Accepted));
+        assert_eq!(c.application(id).unwrap(), &before);
+        c.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_submission_to_an_unknown_queue_fails_with_yarns_diagnostics() {
+        let mut c = core();
+        let id = submitted(&mut c, "nope", 5);
+        let app = c.application(id).unwrap();
+        assert_eq!(app.state, AppState::Failed);
+        assert_eq!(app.final_status, FinalStatus::Failed);
+        assert_eq!(app.diagnostics, format!("Application {id} submitted by user alice to unknown queue: nope"));
+        assert_eq!(app.finish_ms, Some(5));
+        c.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn submissions_that_cannot_be_valid_are_refused_and_change_nothing() {
+        let mut c = core();
+        let (id, _) = c.new_application().unwrap();
+        let foreign = ApplicationId { cluster_timestamp: TS + 1, id: 1 };
+        assert!(matches!(c.submit(submission(foreign, "default"), 0), Err(RmError::NotIssued { .. })));
+        let future = ApplicationId { cluster_timestamp: TS, id: 2 };
+        assert!(matches!(c.submit(submission(future, "default"), 0), Err(RmError::NotIssued { .. })));
+        let mut big = submission(id, "default");
+        big.am_resource = Some(Capacity { memory_mb: 8192, vcores: 1 });
+        let err = c.submit(big, 0).unwrap_err();
+        assert_eq!(err.java_class(), "org.apache.hadoop.yarn.exceptions.InvalidResourceRequestException");
+        let mut negative = submission(id, "default");
+        negative.am_resource = Some(Capacity { memory_mb: -1, vcores: 1 });
+        assert!(matches!(c.submit(negative, 0), Err(RmError::ResourceNegative(_))));
+        assert!(c.applications(&AppFilter::default()).is_empty());
+        // The id is still usable.
+        assert_eq!(c.submit(submission(id, "default"), 0), Ok(AppState::Accepted));
+    }
+
+    #[test]
+    fn without_running_nodes_nothing_fits() {
+        let mut c = RmCore::new(TS, &["default".to_string()], 10).unwrap();
+        let (id, max) = c.new_application().unwrap();
+        assert_eq!(max, Capacity::default());
+        assert!(matches!(c.submit(submission(id, "default"), 0), Err(RmError::ResourceTooLarge { .. })));
+        c.observe_nodes(vec![node("a", "h", 2048, 2, NodeState::Lost)], 0);
+        assert_eq!(c.maximum_capability(), Capacity::default());
+    }
+
+    #[test]
+    fn kill_ends_a_live_application_and_is_a_no_op_on_an_ended_one() {
+        let mut c = core();
+        let id = submitted(&mut c, "default", 1);
+        assert_eq!(c.kill(id, None, 7), Ok(KillOutcome::Killed));
+        let app = c.application(id).unwrap();
+        assert_eq!((app.state, app.final_status, app.finish_ms), (AppState::Killed, FinalStatus::Killed, Some(7)));
+        assert_eq!(app.diagnostics, "Application killed by user.");
+        assert_eq!(c.kill(id, None, 8), Ok(KillOutcome::AlreadyFinal(AppState::Killed)));
+        assert_eq!(c.application(id).unwrap().finish_ms, Some(7));
+        let absent = ApplicationId { cluster_timestamp: TS, id: 99 };
+        let err = c.kill(absent, None, 9).unwrap_err();
+        assert_eq!(err.to_string(), format!("Trying to kill an absent application {absent}"));
+        assert_eq!(err.java_class(), "org.apache.hadoop.yarn.exceptions.ApplicationNotFoundException");
+        let id2 = submitted(&mut c, "default", 1);
+        c.kill(id2, Some("by the operator"), 2).unwrap();
+        assert_eq!(c.application(id2).unwrap().diagnostics, "Application killed by user. Diagnostics: by the operator");
+    }
+
+    #[test]
+    fn unknown_applications_get_the_rms_own_message() {
+        let c = core();
+        let id = ApplicationId { cluster_timestamp: TS, id: 3 };
+        let err = c.application(id).unwrap_err();
+        assert_eq!(err.java_class(), "org.apache.hadoop.yarn.exceptions.ApplicationNotFoundException");
+        assert_eq!(
+            err.to_string(),
+            format!("Application with id '{id}' doesn't exist in RM. Please check that the job submission was successful.")
+        );
+    }
+
+    #[test]
+    fn the_am_moves_an_application_through_running_to_its_outcome() {
+        let mut c = core();
+        let ok = submitted(&mut c, "default", 0);
+        c.am_registered(ok, 1).unwrap();
+        assert_eq!(c.application(ok).unwrap().state, AppState::Running);
+        c.am_finished(ok, FinalStatus::Succeeded, "", 2).unwrap();
+        assert_eq!(c.application(ok).unwrap().state, AppState::Finished);
+        assert_eq!(c.application(ok).unwrap().final_status, FinalStatus::Succeeded);
+        let bad = submitted(&mut c, "default", 0);
+        c.am_registered(bad, 1).unwrap();
+        c.am_finished(bad, FinalStatus::Failed, "boom", 2).unwrap();
+        assert!(matches!(c.am_finished(bad, FinalStatus::Undefined, "", 2), Err(RmError::UndefinedFinalStatus(_))));
+        assert_eq!((c.application(bad).unwrap().state, c.application(bad).unwrap().diagnostics.as_str()), (AppState::Failed, "boom"));
+        // No way back from a final state, and no registering twice.
+        assert!(matches!(c.am_registered(ok, 3), Err(RmError::BadTransition { .. })));
+        let accepted = submitted(&mut c, "default", 0);
+        assert!(matches!(c.am_finished(accepted, FinalStatus::Succeeded, "", 3), Err(RmError::BadTransition { .. })));
+        assert_eq!(c.application(accepted).unwrap().state, AppState::Accepted);
+        c.fail(accepted, "AM container lost", 4).unwrap();
+        assert_eq!(c.application(accepted).unwrap().state, AppState::Failed);
+    }
+
+    #[test]
+    fn filters_select_by_state_type_queue_user_tag_name_time_and_limit() {
+        let mut c = RmCore::new(TS, &["default".to_string(), "batch".to_string()], 100).unwrap();
+        c.observe_nodes(vec![node("a1", "host1", 4096, 4, NodeState::Running)], 0);
+        let a = submitted(&mut c, "default", 10);
+        let b = submitted(&mut c, "batch", 20);
+        let k = submitted(&mut c, "default", 30);
+        c.kill(k, None, 40).unwrap();
+        let ids = |f: AppFilter| c.applications(&f).iter().map(|a| a.id()).collect::<Vec<_>>();
+        assert_eq!(ids(AppFilter::default()), [a, b, k]);
+        assert_eq!(ids(AppFilter { states: vec![AppState::Accepted], ..Default::default() }), [a, b]);
+        assert_eq!(ids(AppFilter { states: vec![AppState::Killed], ..Default::default() }), [k]);
+        assert_eq!(ids(AppFilter { types: vec!["spark".into()], ..Default::default() }), [a, b, k]);
+        assert!(ids(AppFilter { types: vec!["MAPREDUCE".into()], ..Default::default() }).is_empty());
+        assert_eq!(ids(AppFilter { queues: vec!["batch".into()], ..Default::default() }), [b]);
+        assert!(ids(AppFilter { users: vec!["bob".into()], ..Default::default() }).is_empty());
+        assert_eq!(ids(AppFilter { tags: vec!["nightly".into()], ..Default::default() }).len(), 3);
+        assert_eq!(ids(AppFilter { name: Some("pi".into()), ..Default::default() }).len(), 3);
+        assert_eq!(ids(AppFilter { start_range: Some((15, 35)), ..Default::default() }), [b, k]);
+        assert_eq!(ids(AppFilter { finish_range: Some((0, 100)), ..Default::default() }), [k]);
+        assert_eq!(ids(AppFilter { limit: Some(2), ..Default::default() }), [a, b]);
+    }
+
+    #[test]
+    fn nodes_follow_the_broker_and_vanished_ones_are_lost() {
+        let mut c = core();
+        c.observe_nodes(vec![node("a1", "host1", 4096, 4, NodeState::Running), node("a2", "host2", 8192, 2, NodeState::Running)], 5);
+        assert_eq!(c.maximum_capability(), Capacity { memory_mb: 8192, vcores: 4 });
+        assert_eq!(c.cluster_metrics(), ClusterMetrics { node_managers: 2, active: 2, lost: 0, unhealthy: 0 });
+        c.observe_nodes(vec![node("a1", "host1", 4096, 4, NodeState::Running)], 6);
+        assert_eq!(c.nodes(&[NodeState::Running]).len(), 1);
+        let lost = c.nodes(&[NodeState::Lost]);
+        assert_eq!(lost.len(), 1);
+        assert_eq!(lost[0].observed.node_id.host, "host2");
+        assert_eq!(lost[0].last_report_ms, 6);
+        assert_eq!(c.nodes(&[]).len(), 2);
+        assert_eq!(c.cluster_metrics(), ClusterMetrics { node_managers: 1, active: 1, lost: 1, unhealthy: 0 });
+        assert_eq!(c.maximum_capability(), Capacity { memory_mb: 4096, vcores: 4 });
+    }
+
+    #[test]
+    fn queues_are_children_of_root_with_equal_shares_and_their_own_counts() {
+        let mut c = core();
+        submitted(&mut c, "default", 0);
+        let k = submitted(&mut c, "batch", 0);
+        c.kill(k, None, 1).unwrap();
+        let root = c.queue_info("root", false, true, true).unwrap();
+        assert_eq!(root.children.iter().map(|q| q.name.as_str()).collect::<Vec<_>>(), ["default", "batch"]);
+        assert_eq!(root.children[0].capacity, 0.5);
+        assert_eq!(root.children[0].path, "root.default");
+        assert_eq!(root.stats.submitted, 2);
+        let batch = c.queue_info("root.batch", true, false, false).unwrap();
+        assert_eq!((batch.stats.killed, batch.stats.pending, batch.applications.len()), (1, 0, 1));
+        let err = c.queue_info("nope", false, false, false).unwrap_err();
+        assert_eq!(err.to_string(), "java.io.IOException: Unknown queue: nope");
+        assert!(RmCore::new(TS, &[], 1).is_err());
+        assert!(RmCore::new(TS, &["root".to_string()], 1).is_err());
+        assert!(RmCore::new(TS, &["a.b".to_string()], 1).is_err());
+    }
+
+    #[test]
+    fn only_the_newest_completed_applications_are_kept() {
+        let mut c = core(); // keeps 3
+        let ids: Vec<_> = (0..5).map(|i| submitted(&mut c, "default", i)).collect();
+        for (i, id) in ids.iter().enumerate() {
+            c.kill(*id, None, 10 + i as i64).unwrap();
+        }
+        let kept: Vec<_> = c.applications(&AppFilter::default()).iter().map(|a| a.id()).collect();
+        assert_eq!(kept, ids[2..]);
+        c.check_invariants().unwrap();
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        New,
+        Submit(usize, bool),
+        Kill(usize),
+        Register(usize),
+        Finish(usize, u8),
+        Fail(usize),
+        Nodes(Vec<(u8, i64, i32, bool)>),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            Just(Op::New),
+            (0..8usize, any::<bool>()).prop_map(|(i, q)| Op::Submit(i, q)),
+            (0..8usize).prop_map(Op::Kill),
+            (0..8usize).prop_map(Op::Register),
+            (0..8usize, 0..4u8).prop_map(|(i, s)| Op::Finish(i, s)),
+            (0..8usize).prop_map(Op::Fail),
+            proptest::collection::vec((0..3u8, 0..10_000i64, 0..8i32, any::<bool>()), 0..3).prop_map(Op::Nodes),
+        ]
+    }
+
+    proptest! {
+        /// Any sequence of calls keeps the invariants, failed calls change
+        /// nothing, and final states never change.
+        #[test]
+        fn any_call_sequence_keeps_the_books_consistent(ops in proptest::collection::vec(op(), 1..60)) {
+            let mut c = RmCore::new(TS, &["default".to_string()], 4).unwrap();
+            let mut ids: Vec<ApplicationId> = Vec::new();
+            let pick = |ids: &[ApplicationId], i: usize| ids.get(i).copied().unwrap_or(ApplicationId { cluster_timestamp: TS, id: 1000 + i as i32 });
+            for (now, op) in ops.into_iter().enumerate() {
+                let now = now as i64;
+                let before: Vec<Application> = c.applications(&AppFilter::default()).into_iter().cloned().collect();
+                let failed = match op {
+                    Op::New => { ids.push(c.new_application().unwrap().0); false }
+                    Op::Submit(i, known) => {
+                        let mut s = submission(pick(&ids, i), if known { "default" } else { "other" });
+                        s.am_resource = Some(Capacity { memory_mb: 512, vcores: 1 });
+                        c.submit(s, now).is_err()
+                    }
+                    Op::Kill(i) => c.kill(pick(&ids, i), None, now).is_err(),
+                    Op::Register(i) => c.am_registered(pick(&ids, i), now).is_err(),
+                    Op::Finish(i, s) => {
+                        let s = [FinalStatus::Undefined, FinalStatus::Succeeded, FinalStatus::Failed, FinalStatus::Killed][s as usize];
+                        c.am_finished(pick(&ids, i), s, "done", now).is_err()
+                    }
+                    Op::Fail(i) => c.fail(pick(&ids, i), "lost", now).is_err(),
+                    Op::Nodes(ns) => {
+                        let observed = ns.into_iter().map(|(a, mem, cores, up)| node(&format!("a{a}"), &format!("h{a}"), mem, cores, if up { NodeState::Running } else { NodeState::Lost })).collect();
+                        c.observe_nodes(observed, now);
+                        false
+                    }
+                };
+                prop_assert!(c.check_invariants().is_ok(), "{:?}", c.check_invariants());
+                let after: Vec<Application> = c.applications(&AppFilter::default()).into_iter().cloned().collect();
+                if failed {
+                    prop_assert_eq!(&before, &after);
+                }
+                for old in before.iter().filter(|a| a.state.is_final()) {
+                    if let Some(new) = after.iter().find(|a| a.id() == old.id()) {
+                        prop_assert_eq!(old, new);
+                    }
+                }
+            }
+        }
+    }
+}

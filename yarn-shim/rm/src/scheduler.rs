@@ -1,0 +1,1043 @@
+//! The ResourceManager's scheduler as a deterministic state machine:
+//! application attempts, their asks, the containers placed for them, and
+//! the node manager each agent runs. No I/O and no clock: every call takes
+//! `now_ms`, and what the shell must do comes back as [`Effect`]s.
+//!
+//! How YARN meets the pool:
+//! - the shim is one framework; every offer it gets is matched here against
+//!   the applications of the offer's role (a YARN queue is a broker role),
+//!   first come first served within a queue;
+//! - an application's AM container and every container its AM is given is
+//!   one broker task (`weir yarn-container`), so the broker's books and DRF
+//!   see what YARN really uses; the first container on an agent also
+//!   brings that agent's node manager task (`weir yarn-nodemanager`) with
+//!   a port from the same offer;
+//! - asks are absolute counts per (priority, resource name, size,
+//!   allocation request id), as YARN's `allocate` sends them; a container
+//!   placed on a node lowers the node's, the rack's and the `*` count.
+//!   Node-local first, then rack, then anywhere once the priority has
+//!   waited `locality_delay_ms` (delay scheduling); `relax_locality =
+//!   false` on `*` means only the named nodes will do.
+//!
+//! Invariants (`check_invariants`): finished containers are forgotten;
+//! each node manager counts exactly the live containers of its agent; an
+//! attempt's asks never hold negative counts; the current attempt number
+//! never exceeds the attempts allowed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use weir_yarn_api::ids::{ApplicationId, AttemptId, ContainerId, NodeId};
+use crate::rm_core::{AppFilter, AppState, Capacity, FinalStatus, NodeState, RmCore, RmError};
+
+/// YARN's `ContainerExitStatus` values the shim reports.
+pub use weir_yarn_api::exit_status;
+
+/// YARN's name for the one rack the shim knows.
+pub use weir_yarn_api::DEFAULT_RACK;
+/// The `*` resource name: anywhere.
+pub const ANY: &str = "*";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchedulerConfig {
+    /// What each node manager task takes (besides one port).
+    pub nm_cpus: f64,
+    pub nm_mem_mb: f64,
+    /// How long a priority with node-specific asks waits for those nodes
+    /// before taking any node.
+    pub locality_delay_ms: i64,
+    /// An attempt that has not called `allocate` (or registered) for this
+    /// long has expired (yarn.am.liveness-monitor.expiry-interval-ms).
+    pub am_liveness_ms: i64,
+    /// A node manager with no live container for this long is stopped.
+    pub nm_idle_ms: i64,
+    /// After an AM unregistered, how long its container may take to exit.
+    pub am_exit_grace_ms: i64,
+    /// Attempts when the client asks for 0 (yarn.resourcemanager.am.max-attempts).
+    pub default_max_attempts: i32,
+    /// How long a declined offer stays away while there is unmet demand
+    /// (short: it is needed soon) and while there is none.
+    pub busy_refuse_ms: i64,
+    pub idle_refuse_ms: i64,
+    /// Most containers placed from one offer; the rest of the offer goes
+    /// back at once, so the broker's DRF picks who gets the next slice
+    /// (frameworks taking whole agents per offer is how Mesos hoards).
+    pub max_containers_per_offer: usize,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            nm_cpus: 0.0,
+            nm_mem_mb: 128.0,
+            locality_delay_ms: 3_000,
+            am_liveness_ms: 600_000,
+            nm_idle_ms: 10_000,
+            am_exit_grace_ms: 10_000,
+            default_max_attempts: 2,
+            busy_refuse_ms: 1_000,
+            idle_refuse_ms: 60_000,
+            max_containers_per_offer: 1,
+        }
+    }
+}
+
+/// An offer as the scheduler needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Offer {
+    pub id: String,
+    pub agent_id: String,
+    pub hostname: String,
+    /// The role (YARN queue) the offer is allocated to.
+    pub role: String,
+    pub cpus: f64,
+    pub mem_mb: f64,
+    /// Inclusive port ranges.
+    pub ports: Vec<(u64, u64)>,
+}
+
+/// A broker task to launch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskPlan {
+    NodeManager { task_id: String, host: String, port: u64, cpus: f64, mem_mb: f64 },
+    Container { task_id: String, container: ContainerId, capacity: Capacity, nm_port: u64 },
+}
+
+/// A container handed to (or started for) an ApplicationMaster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Allocated {
+    pub id: ContainerId,
+    /// The node manager's address: where `startContainers` goes.
+    pub node: NodeId,
+    pub agent_id: String,
+    pub capacity: Capacity,
+    pub priority: i32,
+    pub allocation_request_id: i64,
+    pub user: String,
+}
+
+impl Allocated {
+    /// What the container token says of this container.
+    pub fn token_spec(&self) -> weir_yarn_api::tokens::ContainerSpec {
+        weir_yarn_api::tokens::ContainerSpec {
+            id: self.id,
+            node: self.node.clone(),
+            user: self.user.clone(),
+            capacity: self.capacity,
+            priority: self.priority,
+            allocation_request_id: self.allocation_request_id,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completed {
+    pub id: ContainerId,
+    pub exit_status: i32,
+    pub diagnostics: String,
+    pub capacity: Capacity,
+}
+
+/// What the shell must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    Launch { offer_id: String, agent_id: String, tasks: Vec<TaskPlan> },
+    Decline { offer_id: String, refuse_ms: i64 },
+    Kill { task_id: String, agent_id: String },
+    /// Start the AM in its container through the node manager (the shell
+    /// adds the AMRM token to the client's launch context).
+    StartAm { application: ApplicationId, container: Allocated },
+    /// New demand: clear the broker's refusal filters.
+    Revive,
+}
+
+/// How a container's task ended (or that it runs), from its status updates.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskEvent {
+    Running,
+    Exited { code: Option<i32>, signal: Option<i32>, message: String },
+    /// Killed at the shim's request.
+    Killed { message: String },
+    /// Over its memory limit.
+    MemoryLimit { message: String },
+    /// The agent was lost.
+    Lost { message: String },
+    /// Could not be launched at all.
+    Failed { message: String },
+}
+
+impl TaskEvent {
+    fn is_terminal(&self) -> bool {
+        !matches!(self, TaskEvent::Running)
+    }
+}
+
+/// One entry of `allocate`'s asks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ask {
+    pub priority: i32,
+    pub resource_name: String,
+    pub capability: Capacity,
+    pub num_containers: i32,
+    pub relax_locality: bool,
+    pub allocation_request_id: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AllocateCall {
+    pub response_id: i32,
+    pub asks: Vec<Ask>,
+    pub releases: Vec<ContainerId>,
+    pub blacklist_additions: Vec<String>,
+    pub blacklist_removals: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AllocateResult {
+    pub response_id: i32,
+    pub allocated: Vec<Allocated>,
+    pub completed: Vec<Completed>,
+    /// Nodes this attempt needs an NM token for (first container there).
+    pub nm_token_nodes: Vec<NodeId>,
+    pub cluster_nodes: i32,
+    pub headroom: Capacity,
+    /// The application has ended (killed, say): the AM should shut down.
+    pub shutdown: bool,
+    pub effects: Vec<Effect>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AllocateOutcome {
+    /// The AM repeated its last call: send the last response again.
+    Replay(Vec<u8>),
+    Fresh(AllocateResult),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Registered {
+    pub maximum_capability: Capacity,
+    pub queue: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AmError {
+    #[error("Application attempt {0} doesn't exist in ApplicationMasterService cache.")]
+    AttemptNotFound(AttemptId),
+    #[error("AM is not registered for known application attempt: {0} or RM had restarted after AM registered. AM should re-register.")]
+    NotRegistered(AttemptId),
+    #[error("Application Master is already registered : {0}")]
+    AlreadyRegistered(ApplicationId),
+    #[error("Invalid responseId in AllocateRequest from application attempt: {attempt}, expect responseId to be {expected}, but get {got}")]
+    InvalidResponseId { attempt: AttemptId, expected: i32, got: i32 },
+    #[error("Invalid resource request, requested resource {asked} is negative or greater than the maximum allowed allocation {max}")]
+    InvalidResource { asked: Capacity, max: Capacity },
+    #[error("Invalid resource request: {0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    Rm(RmError),
+}
+
+impl AmError {
+    pub fn java_class(&self) -> &'static str {
+        match self {
+            AmError::AttemptNotFound(_) => "org.apache.hadoop.yarn.exceptions.ApplicationAttemptNotFoundException",
+            AmError::NotRegistered(_) => "org.apache.hadoop.yarn.exceptions.ApplicationMasterNotRegisteredException",
+            AmError::AlreadyRegistered(_) | AmError::InvalidResponseId { .. } => {
+                "org.apache.hadoop.yarn.exceptions.InvalidApplicationMasterRequestException"
+            }
+            AmError::InvalidResource { .. } | AmError::InvalidRequest(_) => {
+                "org.apache.hadoop.yarn.exceptions.InvalidResourceRequestException"
+            }
+            AmError::Rm(e) => e.java_class(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for an offer to place the AM container in.
+    WaitingForAm,
+    /// The AM container is placed and being started.
+    Launched,
+    Registered,
+    Unregistered,
+    /// Failed; its containers are being killed.
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct AskKey {
+    priority: i32,
+    allocation_request_id: i64,
+    memory_mb: i64,
+    vcores: i32,
+    resource_name: String,
+}
+
+#[derive(Debug, Clone)]
+struct AskEntry {
+    num: i32,
+    relax_locality: bool,
+}
+
+#[derive(Debug)]
+struct Attempt {
+    id: AttemptId,
+    phase: Phase,
+    last_heard_ms: i64,
+    unregistered_ms: Option<i64>,
+    last_response_id: i32,
+    last_response: Option<Vec<u8>>,
+    asks: BTreeMap<AskKey, AskEntry>,
+    blacklist: BTreeSet<String>,
+    fresh: Vec<ContainerId>,
+    completed: Vec<Completed>,
+    nm_tokens_sent: BTreeSet<NodeId>,
+    next_container: i64,
+    /// Since when each priority has had unmet `*` asks (delay scheduling).
+    waiting_since: BTreeMap<i32, i64>,
+}
+
+impl Attempt {
+    fn new(id: AttemptId, now_ms: i64) -> Attempt {
+        Attempt {
+            id,
+            phase: Phase::WaitingForAm,
+            last_heard_ms: now_ms,
+            unregistered_ms: None,
+            last_response_id: 0,
+            last_response: None,
+            asks: BTreeMap::new(),
+            blacklist: BTreeSet::new(),
+            fresh: Vec::new(),
+            completed: Vec::new(),
+            nm_tokens_sent: BTreeSet::new(),
+            next_container: 1,
+            waiting_since: BTreeMap::new(),
+        }
+    }
+
+    fn wants_containers(&self) -> bool {
+        self.phase == Phase::Registered && self.asks.iter().any(|(k, e)| k.resource_name == ANY && e.num > 0)
+    }
+}
+
+#[derive(Debug)]
+struct App {
+    id: ApplicationId,
+    queue: String,
+    user: String,
+    am_capacity: Capacity,
+    max_attempts: i32,
+    attempt: Attempt,
+    /// Set once the application is final in the RM: its containers go.
+    ending: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ContainerState {
+    Allocated,
+    Running,
+    Done,
+}
+
+#[derive(Debug, Clone)]
+struct Container {
+    allocated: Allocated,
+    is_am: bool,
+    state: ContainerState,
+    /// Why the shim killed it: the exit status and diagnostics to report.
+    killed_for: Option<(i32, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NmState {
+    Launching,
+    Running,
+    Stopping,
+}
+
+#[derive(Debug, Clone)]
+struct NodeManager {
+    task_id: String,
+    host: String,
+    port: u64,
+    state: NmState,
+    live_containers: usize,
+    idle_since_ms: i64,
+}
+
+pub struct Scheduler {
+    config: SchedulerConfig,
+    apps: BTreeMap<ApplicationId, App>,
+    containers: BTreeMap<ContainerId, Container>,
+    /// One node manager per agent.
+    nms: BTreeMap<String, NodeManager>,
+    nm_seq: u64,
+}
+
+/// Resources left in an offer while it is being matched.
+struct Room {
+    cpus: f64,
+    mem_mb: f64,
+    ports: Vec<(u64, u64)>,
+}
+
+impl Room {
+    fn fits(&self, c: Capacity, extra_cpus: f64, extra_mem: f64) -> bool {
+        const EPS: f64 = 1e-9;
+        self.cpus + EPS >= c.vcores as f64 + extra_cpus && self.mem_mb + EPS >= c.memory_mb as f64 + extra_mem
+    }
+
+    fn take(&mut self, c: Capacity) {
+        self.cpus -= c.vcores as f64;
+        self.mem_mb -= c.memory_mb as f64;
+    }
+
+    fn take_port(&mut self) -> Option<u64> {
+        let (i, (b, e)) = self.ports.iter().copied().enumerate().find(|(_, (b, e))| b <= e)?;
+        if b == e {
+            self.ports.remove(i);
+        } else {
+            self.ports[i] = (b + 1, e);
+        }
+        Some(b)
+    }
+}
+
+impl Scheduler {
+    pub fn new(config: SchedulerConfig) -> Scheduler {
+        Scheduler { config, apps: BTreeMap::new(), containers: BTreeMap::new(), nms: BTreeMap::new(), nm_seq: 0 }
+    }
+
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.config
+    }
+
+    /// Whether some application waits for containers.
+    pub fn has_demand(&self) -> bool {
+        self.apps.values().any(|a| !a.ending && (a.attempt.phase == Phase::WaitingForAm || a.attempt.wants_containers()))
+    }
+
+    /// The live containers of an application, for tests and `/state`.
+    pub fn live_containers(&self, app: ApplicationId) -> Vec<ContainerId> {
+        self.containers
+            .iter()
+            .filter(|(id, c)| id.attempt.app == app && c.state != ContainerState::Done)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// The current attempt of an application.
+    pub fn current_attempt(&self, app: ApplicationId) -> Option<AttemptId> {
+        self.apps.get(&app).map(|a| a.attempt.id)
+    }
+
+    /// The node manager (host, port) of an agent, if one runs or starts.
+    pub fn node_manager(&self, agent_id: &str) -> Option<(String, u64)> {
+        self.nms.get(agent_id).filter(|n| n.state != NmState::Stopping).map(|n| (n.host.clone(), n.port))
+    }
+
+    /// Looks at the RM's applications: adopts newly accepted ones, winds
+    /// down ended ones, expires silent attempts, stops idle node managers.
+    pub fn tick(&mut self, rm: &mut RmCore, now_ms: i64) -> Vec<Effect> {
+        let mut out = Vec::new();
+        let live = AppFilter { states: vec![AppState::Accepted, AppState::Running], ..AppFilter::default() };
+        let adopt: Vec<_> = rm
+            .applications(&live)
+            .into_iter()
+            .filter(|a| !self.apps.contains_key(&a.id()))
+            .map(|a| a.submission.clone())
+            .collect();
+        for s in adopt {
+            if s.unmanaged_am {
+                let _ = rm.fail(s.id, "unmanaged ApplicationMasters are not supported by Weir's YARN shim", now_ms);
+                continue;
+            }
+            if s.am_launch.is_none() {
+                let _ = rm.fail(s.id, "the submission has no AM container launch context", now_ms);
+                continue;
+            }
+            let am_capacity = s.am_resource.unwrap_or(Capacity { memory_mb: 1024, vcores: 1 });
+            let max_attempts = if s.max_attempts > 0 { s.max_attempts } else { self.config.default_max_attempts };
+            let attempt = Attempt::new(AttemptId { app: s.id, attempt: 1 }, now_ms);
+            tracing::info!(application_id = %s.id, queue = %s.queue, am = %am_capacity, "application waits for its AM container");
+            self.apps.insert(
+                s.id,
+                App { id: s.id, queue: s.queue, user: s.user, am_capacity, max_attempts: max_attempts.max(1), attempt, ending: false },
+            );
+            out.push(Effect::Revive);
+        }
+
+        let ids: Vec<ApplicationId> = self.apps.keys().copied().collect();
+        for id in ids {
+            let rm_state = rm.application(id).map(|a| (a.state, a.final_status)).ok();
+            let final_now = rm_state.is_none_or(|(s, _)| s.is_final());
+            if final_now {
+                let (code, why) = match rm_state {
+                    Some((AppState::Killed, _)) => (exit_status::KILLED_BY_RESOURCEMANAGER, "Container killed by the ResourceManager: the application was killed"),
+                    _ => (exit_status::KILLED_AFTER_APP_COMPLETION, "Container killed by the ResourceManager: the application has completed"),
+                };
+                let app = self.apps.get_mut(&id).expect("listed above");
+                app.ending = true;
+                app.attempt.asks.clear();
+                let am_grace_over = match app.attempt.unregistered_ms {
+                    Some(at) => now_ms - at >= self.config.am_exit_grace_ms,
+                    None => true,
+                };
+                let victims: Vec<ContainerId> = self
+                    .containers
+                    .iter()
+                    .filter(|(cid, c)| cid.attempt.app == id && c.state != ContainerState::Done && c.killed_for.is_none())
+                    .filter(|(_, c)| !c.is_am || am_grace_over)
+                    .map(|(cid, _)| *cid)
+                    .collect();
+                for cid in victims {
+                    self.kill_container(cid, code, why, &mut out);
+                }
+                if self.live_containers(id).is_empty() {
+                    tracing::debug!(application_id = %id, "application's containers are all gone");
+                    self.apps.remove(&id);
+                }
+                continue;
+            }
+            let app = self.apps.get(&id).expect("listed above");
+            let silent = matches!(app.attempt.phase, Phase::Launched | Phase::Registered)
+                && now_ms - app.attempt.last_heard_ms > self.config.am_liveness_ms;
+            if silent {
+                let why = format!("ApplicationMaster for attempt {} timed out", app.attempt.id);
+                self.fail_attempt(rm, id, &why, now_ms, &mut out);
+            }
+        }
+
+        let idle: Vec<String> = self
+            .nms
+            .iter()
+            .filter(|(_, n)| n.state != NmState::Stopping && n.live_containers == 0 && now_ms - n.idle_since_ms >= self.config.nm_idle_ms)
+            .map(|(a, _)| a.clone())
+            .collect();
+        for agent in idle {
+            let nm = self.nms.get_mut(&agent).expect("listed above");
+            nm.state = NmState::Stopping;
+            tracing::info!(agent_id = %agent, task_id = %nm.task_id, "stopping an idle node manager");
+            out.push(Effect::Kill { task_id: nm.task_id.clone(), agent_id: agent });
+        }
+        out
+    }
+
+    /// Matches offers against the applications of each offer's role.
+    /// Every offer is either used (the rest goes back) or declined.
+    pub fn offers(&mut self, offers: Vec<Offer>, now_ms: i64) -> Vec<Effect> {
+        let mut out = Vec::new();
+        for offer in offers {
+            let tasks = self.place(&offer, now_ms, &mut out);
+            if tasks.is_empty() {
+                let refuse_ms = if self.has_demand() { self.config.busy_refuse_ms } else { self.config.idle_refuse_ms };
+                out.push(Effect::Decline { offer_id: offer.id, refuse_ms });
+            } else {
+                // Launch first: StartAm effects pushed by `place` refer to it.
+                let at = out.iter().position(|e| matches!(e, Effect::StartAm { .. })).unwrap_or(out.len());
+                out.insert(at, Effect::Launch { offer_id: offer.id, agent_id: offer.agent_id, tasks });
+            }
+        }
+        out
+    }
+
+    fn place(&mut self, offer: &Offer, now_ms: i64, out: &mut Vec<Effect>) -> Vec<TaskPlan> {
+        let mut room = Room { cpus: offer.cpus, mem_mb: offer.mem_mb, ports: offer.ports.clone() };
+        let mut tasks = Vec::new();
+        let role = offer.role.as_str();
+        let queue_matches = |q: &str| role.is_empty() || role == "*" || role == q;
+        let ids: Vec<ApplicationId> =
+            self.apps.values().filter(|a| !a.ending && queue_matches(&a.queue)).map(|a| a.id).collect();
+        let max = self.config.max_containers_per_offer.max(1);
+        let placed = |tasks: &Vec<TaskPlan>| tasks.iter().filter(|t| matches!(t, TaskPlan::Container { .. })).count();
+        for id in ids {
+            if placed(&tasks) >= max {
+                break;
+            }
+            // The AM container first.
+            if self.apps[&id].attempt.phase == Phase::WaitingForAm {
+                let cap = self.apps[&id].am_capacity;
+                if let Some(nm_port) = self.room_for(offer, &mut room, cap, &mut tasks, now_ms) {
+                    let app = self.apps.get_mut(&id).expect("listed");
+                    let cid = ContainerId { attempt: app.attempt.id, id: app.attempt.next_container };
+                    app.attempt.next_container += 1;
+                    app.attempt.phase = Phase::Launched;
+                    app.attempt.last_heard_ms = now_ms;
+                    let allocated = Allocated {
+                        id: cid,
+                        node: NodeId { host: offer.hostname.clone(), port: nm_port as i32 },
+                        agent_id: offer.agent_id.clone(),
+                        capacity: cap,
+                        priority: 0,
+                        allocation_request_id: -1,
+                        user: app.user.clone(),
+                    };
+                    tracing::info!(application_id = %id, container_id = %cid, agent_id = %offer.agent_id, "AM container placed");
+                    tasks.push(TaskPlan::Container { task_id: cid.to_string(), container: cid, capacity: cap, nm_port });
+                    self.add_container(allocated.clone(), true);
+                    out.push(Effect::StartAm { application: id, container: allocated });
+                }
+                continue;
+            }
+            if !self.apps[&id].attempt.wants_containers() || self.apps[&id].attempt.blacklist.contains(&offer.hostname) {
+                continue;
+            }
+            // Then the AM's asks, highest priority (lowest number) first.
+            let groups: Vec<AskKey> = self.apps[&id]
+                .attempt
+                .asks
+                .iter()
+                .filter(|(k, e)| k.resource_name == ANY && e.num > 0)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for any_key in groups {
+                while placed(&tasks) < max {
+                    let Some(locality) = self.locality_for(id, &any_key, &offer.hostname, now_ms) else { break };
+                    let cap = Capacity { memory_mb: any_key.memory_mb, vcores: any_key.vcores };
+                    let Some(nm_port) = self.room_for(offer, &mut room, cap, &mut tasks, now_ms) else { break };
+                    let app = self.apps.get_mut(&id).expect("listed");
+                    let cid = ContainerId { attempt: app.attempt.id, id: app.attempt.next_container };
+                    app.attempt.next_container += 1;
+                    for name in [Some(ANY.to_owned()), locality.node.then(|| offer.hostname.clone()), locality.rack.then(|| DEFAULT_RACK.to_owned())]
+                        .into_iter()
+                        .flatten()
+                    {
+                        let key = AskKey { resource_name: name, ..any_key.clone() };
+                        if let Some(e) = app.attempt.asks.get_mut(&key) {
+                            e.num = (e.num - 1).max(0);
+                        }
+                    }
+                    app.attempt.waiting_since.remove(&any_key.priority);
+                    let allocated = Allocated {
+                        id: cid,
+                        node: NodeId { host: offer.hostname.clone(), port: nm_port as i32 },
+                        agent_id: offer.agent_id.clone(),
+                        capacity: cap,
+                        priority: any_key.priority,
+                        allocation_request_id: any_key.allocation_request_id,
+                        user: app.user.clone(),
+                    };
+                    app.attempt.fresh.push(cid);
+                    tracing::debug!(application_id = %id, container_id = %cid, agent_id = %offer.agent_id, node_local = locality.node, "container placed");
+                    tasks.push(TaskPlan::Container { task_id: cid.to_string(), container: cid, capacity: cap, nm_port });
+                    self.add_container(allocated, false);
+                }
+            }
+        }
+        tasks
+    }
+
+    /// Room for a container of `cap` on this offer's agent, starting the
+    /// agent's node manager in the same launch if it has none. Returns the
+    /// node manager's port.
+    fn room_for(&mut self, offer: &Offer, room: &mut Room, cap: Capacity, tasks: &mut Vec<TaskPlan>, now_ms: i64) -> Option<u64> {
+        if let Some(nm) = self.nms.get(&offer.agent_id).filter(|n| n.state != NmState::Stopping) {
+            if !room.fits(cap, 0.0, 0.0) {
+                return None;
+            }
+            room.take(cap);
+            return Some(nm.port);
+        }
+        let (nm_cpus, nm_mem) = (self.config.nm_cpus, self.config.nm_mem_mb);
+        if !room.fits(cap, nm_cpus, nm_mem) {
+            return None;
+        }
+        let port = room.take_port()?;
+        room.take(cap);
+        room.cpus -= nm_cpus;
+        room.mem_mb -= nm_mem;
+        self.nm_seq += 1;
+        let task_id = format!("nodemanager-{}-{}", offer.agent_id, self.nm_seq);
+        tracing::info!(agent_id = %offer.agent_id, %task_id, port, "starting a node manager");
+        tasks.push(TaskPlan::NodeManager { task_id: task_id.clone(), host: offer.hostname.clone(), port, cpus: nm_cpus, mem_mb: nm_mem });
+        // A node manager that ended or is stopping is replaced (its task id
+        // differs); containers it left running still count on this agent.
+        let live_containers = self.containers.values().filter(|c| c.allocated.agent_id == offer.agent_id).count();
+        self.nms.insert(
+            offer.agent_id.clone(),
+            NodeManager { task_id, host: offer.hostname.clone(), port, state: NmState::Launching, live_containers, idle_since_ms: now_ms },
+        );
+        Some(port)
+    }
+
+    fn locality_for(&self, id: ApplicationId, any_key: &AskKey, host: &str, now_ms: i64) -> Option<Locality> {
+        let attempt = &self.apps[&id].attempt;
+        let any = attempt.asks.get(any_key).filter(|e| e.num > 0)?;
+        let wanted = |name: &str| {
+            let key = AskKey { resource_name: name.to_owned(), ..any_key.clone() };
+            attempt.asks.get(&key).is_some_and(|e| e.num > 0)
+        };
+        if wanted(host) {
+            return Some(Locality { node: true, rack: wanted(DEFAULT_RACK) });
+        }
+        if !any.relax_locality {
+            return None;
+        }
+        // Node-specific asks at this priority (other than this node): wait
+        // for them a while before settling for any node.
+        let has_node_asks = attempt.asks.iter().any(|(k, e)| {
+            k.priority == any_key.priority
+                && k.allocation_request_id == any_key.allocation_request_id
+                && k.memory_mb == any_key.memory_mb
+                && k.vcores == any_key.vcores
+                && k.resource_name != ANY
+                && !k.resource_name.starts_with('/')
+                && e.num > 0
+        });
+        if wanted(DEFAULT_RACK) {
+            return Some(Locality { node: false, rack: true });
+        }
+        if has_node_asks {
+            let since = attempt.waiting_since.get(&any_key.priority).copied().unwrap_or(now_ms);
+            if now_ms - since < self.config.locality_delay_ms {
+                return None;
+            }
+        }
+        Some(Locality { node: false, rack: false })
+    }
+
+    fn add_container(&mut self, allocated: Allocated, is_am: bool) {
+        if let Some(nm) = self.nms.get_mut(&allocated.agent_id) {
+            nm.live_containers += 1;
+        }
+        self.containers.insert(allocated.id, Container { allocated, is_am, state: ContainerState::Allocated, killed_for: None });
+    }
+
+    fn kill_container(&mut self, id: ContainerId, code: i32, why: &str, out: &mut Vec<Effect>) {
+        let Some(c) = self.containers.get_mut(&id) else { return };
+        if c.state == ContainerState::Done || c.killed_for.is_some() {
+            return;
+        }
+        c.killed_for = Some((code, why.to_owned()));
+        tracing::info!(container_id = %id, exit_status = code, reason = why, "killing container");
+        out.push(Effect::Kill { task_id: id.to_string(), agent_id: c.allocated.agent_id.clone() });
+    }
+
+    /// Kills a container the shell could not start (its AM launch failed):
+    /// its end is reported with `code` and `why`.
+    pub fn abort_container(&mut self, id: ContainerId, code: i32, why: &str) -> Vec<Effect> {
+        let mut out = Vec::new();
+        self.kill_container(id, code, why, &mut out);
+        out
+    }
+
+    fn fail_attempt(&mut self, rm: &mut RmCore, id: ApplicationId, why: &str, now_ms: i64, out: &mut Vec<Effect>) {
+        let Some(app) = self.apps.get_mut(&id) else { return };
+        let attempt = app.attempt.id;
+        app.attempt.phase = Phase::Failed;
+        tracing::warn!(application_id = %id, attempt_id = %attempt, reason = why, "application attempt failed");
+        let victims: Vec<ContainerId> = self
+            .containers
+            .iter()
+            .filter(|(cid, c)| cid.attempt == attempt && c.state != ContainerState::Done)
+            .map(|(cid, _)| *cid)
+            .collect();
+        for cid in victims {
+            self.kill_container(cid, exit_status::ABORTED, "Container of a failed application attempt", out);
+        }
+        let app = self.apps.get_mut(&id).expect("present above");
+        if attempt.attempt < app.max_attempts {
+            app.attempt = Attempt::new(AttemptId { app: id, attempt: attempt.attempt + 1 }, now_ms);
+            tracing::info!(application_id = %id, attempt_id = %app.attempt.id, "starting a new attempt");
+            out.push(Effect::Revive);
+        } else {
+            let diagnostics = format!(
+                "Application {id} failed {n} times (global limit ={n}; local limit is ={n}) due to {why}. Failing the application.",
+                n = app.max_attempts
+            );
+            if let Err(e) = rm.fail(id, &diagnostics, now_ms) {
+                tracing::warn!(application_id = %id, error = %e, "cannot mark the application failed");
+            }
+            app.ending = true;
+        }
+    }
+
+    /// A status update for one of the shim's tasks (`task_id` is a
+    /// container id or a node manager's task id).
+    pub fn task_update(&mut self, rm: &mut RmCore, task_id: &str, event: TaskEvent, now_ms: i64) -> Vec<Effect> {
+        let mut out = Vec::new();
+        if let Some((agent, nm)) = self.nms.iter_mut().find(|(_, n)| n.task_id == task_id) {
+            match event {
+                TaskEvent::Running => {
+                    if nm.state == NmState::Launching {
+                        nm.state = NmState::Running;
+                    }
+                }
+                ref ended => {
+                    tracing::info!(agent_id = %agent, task_id, event = ?ended, "node manager ended");
+                    let agent = agent.clone();
+                    self.nms.remove(&agent);
+                }
+            }
+            return out;
+        }
+        let Ok(cid) = task_id.parse::<ContainerId>() else {
+            tracing::debug!(task_id, "update for a task the scheduler does not know");
+            return out;
+        };
+        let Some(c) = self.containers.get_mut(&cid) else { return out };
+        if c.state == ContainerState::Done {
+            return out;
+        }
+        if !event.is_terminal() {
+            c.state = ContainerState::Running;
+            return out;
+        }
+        c.state = ContainerState::Done;
+        let (exit, diagnostics) = match (&c.killed_for, &event) {
+            (_, TaskEvent::MemoryLimit { message }) => (
+                exit_status::KILLED_EXCEEDED_PMEM,
+                format!("Container {cid} is running beyond physical memory limits ({}). {message}. Killing container.", c.allocated.capacity),
+            ),
+            (Some((code, why)), _) => (*code, why.clone()),
+            (None, TaskEvent::Exited { code, signal, message }) => match (code, signal) {
+                (Some(code), _) => (*code, if *code == 0 { String::new() } else { format!("Exception from container-launch. Exit code: {code}. {message}") }),
+                (None, Some(sig)) => (128 + sig, format!("Container killed by signal {sig}. {message}")),
+                (None, None) => (exit_status::INVALID, message.clone()),
+            },
+            (None, TaskEvent::Lost { message }) => (exit_status::ABORTED, format!("Container released on a *lost* node: {message}")),
+            (None, TaskEvent::Killed { message }) => (exit_status::KILLED_BY_RESOURCEMANAGER, message.clone()),
+            (None, TaskEvent::Failed { message }) => (exit_status::INVALID, format!("Container could not be launched: {message}")),
+            (None, TaskEvent::Running) => unreachable!("terminal events only"),
+        };
+        let (is_am, agent, capacity) = (c.is_am, c.allocated.agent_id.clone(), c.allocated.capacity);
+        tracing::info!(container_id = %cid, exit_status = exit, %diagnostics, "container completed");
+        if let Some(nm) = self.nms.get_mut(&agent) {
+            nm.live_containers = nm.live_containers.saturating_sub(1);
+            if nm.live_containers == 0 {
+                nm.idle_since_ms = now_ms;
+            }
+        }
+        self.containers.remove(&cid);
+        let app_id = cid.attempt.app;
+        let Some(app) = self.apps.get_mut(&app_id) else { return out };
+        if app.attempt.id != cid.attempt {
+            return out;
+        }
+        if is_am && matches!(app.attempt.phase, Phase::Launched | Phase::Registered) && !app.ending {
+            let why = format!(
+                "AM Container for {} exited with  exitCode: {exit}\nFailing this attempt.Diagnostics: {diagnostics}",
+                cid.attempt
+            );
+            self.fail_attempt(rm, app_id, &why, now_ms, &mut out);
+            return out;
+        }
+        if !is_am && app.attempt.phase == Phase::Registered {
+            app.attempt.fresh.retain(|f| *f != cid);
+            app.attempt.completed.push(Completed { id: cid, exit_status: exit, diagnostics, capacity });
+        }
+        out
+    }
+
+    /// registerApplicationMaster from the attempt the AMRM token names.
+    pub fn register(&mut self, rm: &mut RmCore, attempt: AttemptId, now_ms: i64) -> Result<Registered, AmError> {
+        let app = self.current(attempt)?;
+        match app.attempt.phase {
+            Phase::Registered => return Err(AmError::AlreadyRegistered(attempt.app)),
+            Phase::Launched => {}
+            _ => return Err(AmError::AttemptNotFound(attempt)),
+        }
+        rm.am_registered(attempt.app, now_ms).map_err(AmError::Rm)?;
+        let app = self.apps.get_mut(&attempt.app).expect("found above");
+        app.attempt.phase = Phase::Registered;
+        app.attempt.last_heard_ms = now_ms;
+        app.attempt.last_response_id = 0;
+        tracing::info!(application_id = %attempt.app, attempt_id = %attempt, "ApplicationMaster registered");
+        Ok(Registered { maximum_capability: rm.maximum_capability(), queue: app.queue.clone() })
+    }
+
+    fn current(&self, attempt: AttemptId) -> Result<&App, AmError> {
+        match self.apps.get(&attempt.app) {
+            Some(app) if app.attempt.id == attempt => Ok(app),
+            _ => Err(AmError::AttemptNotFound(attempt)),
+        }
+    }
+
+    /// allocate: new absolute asks, releases and blacklist changes in;
+    /// new containers, completed containers and NM token nodes out.
+    /// After encoding the answer the caller hands it to
+    /// [`Scheduler::remember_response`], so a repeated call can replay it.
+    pub fn allocate(&mut self, rm: &RmCore, attempt: AttemptId, call: AllocateCall, now_ms: i64) -> Result<AllocateOutcome, AmError> {
+        let app = self.current(attempt)?;
+        if app.attempt.phase == Phase::Launched {
+            return Err(AmError::NotRegistered(attempt));
+        }
+        if !matches!(app.attempt.phase, Phase::Registered | Phase::Unregistered) {
+            return Err(AmError::AttemptNotFound(attempt));
+        }
+        let last = app.attempt.last_response_id;
+        if call.response_id.wrapping_add(1) == last {
+            if let Some(bytes) = &app.attempt.last_response {
+                return Ok(AllocateOutcome::Replay(bytes.clone()));
+            }
+        }
+        if call.response_id != last {
+            return Err(AmError::InvalidResponseId { attempt, expected: last, got: call.response_id });
+        }
+        let max = rm.maximum_capability();
+        for ask in &call.asks {
+            let c = ask.capability;
+            if ask.num_containers < 0 {
+                return Err(AmError::InvalidRequest(format!("negative container count {} for {}", ask.num_containers, ask.resource_name)));
+            }
+            if ask.num_containers > 0 && (c.memory_mb < 0 || c.vcores < 0 || !(c.memory_mb <= max.memory_mb && c.vcores <= max.vcores)) {
+                return Err(AmError::InvalidResource { asked: c, max });
+            }
+            if ask.resource_name.is_empty() {
+                return Err(AmError::InvalidRequest("an ask with an empty resource name".into()));
+            }
+        }
+        let mut effects = Vec::new();
+        let app = self.apps.get_mut(&attempt.app).expect("found above");
+        let shutdown = app.ending;
+        let a = &mut app.attempt;
+        a.last_heard_ms = now_ms;
+        let mut more_demand = false;
+        for ask in call.asks {
+            let key = AskKey {
+                priority: ask.priority,
+                allocation_request_id: ask.allocation_request_id,
+                memory_mb: ask.capability.memory_mb,
+                vcores: ask.capability.vcores,
+                resource_name: ask.resource_name,
+            };
+            let before = a.asks.get(&key).map_or(0, |e| e.num);
+            if key.resource_name == ANY {
+                if ask.num_containers > before {
+                    more_demand = true;
+                }
+                if ask.num_containers > 0 {
+                    a.waiting_since.entry(key.priority).or_insert(now_ms);
+                }
+            }
+            if ask.num_containers == 0 {
+                a.asks.remove(&key);
+            } else {
+                a.asks.insert(key, AskEntry { num: ask.num_containers, relax_locality: ask.relax_locality });
+            }
+        }
+        for host in call.blacklist_additions {
+            a.blacklist.insert(host);
+        }
+        for host in &call.blacklist_removals {
+            a.blacklist.remove(host);
+        }
+        if a.phase == Phase::Unregistered {
+            a.asks.clear();
+        }
+        let fresh: Vec<ContainerId> = std::mem::take(&mut a.fresh);
+        let completed = std::mem::take(&mut a.completed);
+        a.last_response_id = last.wrapping_add(1);
+        let response_id = a.last_response_id;
+        let mut releases = Vec::new();
+        for cid in call.releases {
+            if cid.attempt.app != attempt.app {
+                continue;
+            }
+            releases.push(cid);
+        }
+        for cid in releases {
+            self.kill_container(cid, exit_status::ABORTED, "Container released by application", &mut effects);
+        }
+        let app = self.apps.get_mut(&attempt.app).expect("found above");
+        let mut allocated = Vec::new();
+        let mut nm_token_nodes = Vec::new();
+        for cid in fresh {
+            if let Some(c) = self.containers.get(&cid) {
+                if app.attempt.nm_tokens_sent.insert(c.allocated.node.clone()) {
+                    nm_token_nodes.push(c.allocated.node.clone());
+                }
+                allocated.push(c.allocated.clone());
+            }
+        }
+        if more_demand {
+            effects.push(Effect::Revive);
+        }
+        let running = rm.nodes(&[NodeState::Running]);
+        let headroom = running.iter().fold(Capacity::default(), |h, n| Capacity {
+            memory_mb: h.memory_mb + (n.observed.capability.memory_mb - n.observed.used.memory_mb).max(0),
+            vcores: h.vcores + (n.observed.capability.vcores - n.observed.used.vcores).max(0),
+        });
+        Ok(AllocateOutcome::Fresh(AllocateResult {
+            response_id,
+            allocated,
+            completed,
+            nm_token_nodes,
+            cluster_nodes: running.len() as i32,
+            headroom,
+            shutdown,
+            effects,
+        }))
+    }
+
+    /// Keeps the encoded answer to the attempt's latest `allocate`.
+    pub fn remember_response(&mut self, attempt: AttemptId, bytes: Vec<u8>) {
+        if let Some(app) = self.apps.get_mut(&attempt.app).filter(|a| a.attempt.id == attempt) {
+            app.attempt.last_response = Some(bytes);
+        }
+    }
+
+    /// finishApplicationMaster: the application's outcome. Returns whether
+    /// the attempt is now unregistered (always, once accepted).
+    pub fn finish(
+        &mut self,
+        rm: &mut RmCore,
+        attempt: AttemptId,
+        status: FinalStatus,
+        diagnostics: &str,
+        now_ms: i64,
+    ) -> Result<bool, AmError> {
+        let app = self.current(attempt)?;
+        match app.attempt.phase {
+            Phase::Unregistered => return Ok(true),
+            Phase::Registered => {}
+            Phase::Launched => return Err(AmError::NotRegistered(attempt)),
+            _ => return Err(AmError::AttemptNotFound(attempt)),
+        }
+        let already_final = rm.application(attempt.app).map(|a| a.state.is_final()).unwrap_or(true);
+        if !already_final {
+            rm.am_finished(attempt.app, status, diagnostics, now_ms).map_err(AmError::Rm)?;
+        }
+        let app = self.apps.get_mut(&attempt.app).expect("found above");
+        app.attempt.phase = Phase::Unregistered;
+        app.attempt.unregistered_ms = Some(now_ms);
+        app.attempt.asks.clear();
+        tracing::info!(application_id = %attempt.app, attempt_id = %attempt, ?status, "ApplicationMaster unregistered");
+        Ok(true)
+    }
+
+    /// Checks the invariants in the module comment.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        for (id, c) in &self.containers {
+            if c.state == ContainerState::Done {
+                return Err(format!("container {id} is done but still kept"));
+            }
+        }
+        for app in self.apps.values() {
+            if app.attempt.id.attempt > app.max_attempts {
+                return Err(format!("{} is attempt {} of at most {}", app.id, app.attempt.id.attempt, app.max_attempts));
+            }
+            if let Some((k, e)) = app.attempt.asks.iter().find(|(_, e)| e.num < 0) {
+                return Err(format!("{} asks for {} containers at {:?}", app.attempt.id, e.num, k));
+            }
+        }
+        for (agent, nm) in &self.nms {
+            let live = self.containers.values().filter(|c| c.allocated.agent_id == *agent).count();
+            if nm.live_containers != live {
+                return Err(format!("node manager on {agent} counts {} live containers, there are {live}", nm.live_containers));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Locality {
+    node: bool,
+    rack: bool,
+}
+
+#[cfg(test)]
+#[path = "scheduler_tests.rs"]
+mod tests;

@@ -1,0 +1,475 @@
+use super::*;
+use weir_yarn_api::records::ContainerLaunchContextProto;
+use crate::rm_core::{ObservedNode, Submission};
+
+const TS: i64 = 1_700_000_000_000;
+
+/// Defaults, but any number of containers per offer.
+fn cfg() -> SchedulerConfig {
+    SchedulerConfig { max_containers_per_offer: 100, ..SchedulerConfig::default() }
+}
+
+fn node(agent: &str, host: &str) -> ObservedNode {
+    ObservedNode {
+        agent_id: agent.into(),
+        node_id: NodeId { host: host.into(), port: 5051 },
+        http_address: format!("{host}:5051"),
+        capability: Capacity { memory_mb: 8192, vcores: 8 },
+        used: Capacity::default(),
+        containers: 0,
+        state: NodeState::Running,
+        health_report: String::new(),
+    }
+}
+
+fn rm() -> RmCore {
+    let mut c = RmCore::new(TS, &["default".to_string(), "batch".to_string()], 10).unwrap();
+    c.observe_nodes(vec![node("a1", "host1"), node("a2", "host2")], 0);
+    c
+}
+
+fn submit(rm: &mut RmCore, queue: &str, max_attempts: i32) -> ApplicationId {
+    let (id, _) = rm.new_application().unwrap();
+    let s = Submission {
+        id,
+        name: "pi".into(),
+        queue: queue.into(),
+        user: "alice".into(),
+        application_type: "SPARK".into(),
+        tags: vec![],
+        priority: 0,
+        am_resource: Some(Capacity { memory_mb: 1024, vcores: 1 }),
+        max_attempts,
+        unmanaged_am: false,
+        am_launch: Some(ContainerLaunchContextProto::default()),
+    };
+    rm.submit(s, 0).unwrap();
+    id
+}
+
+fn offer(id: &str, agent: &str, host: &str, role: &str, cpus: f64, mem: f64) -> Offer {
+    Offer {
+        id: id.into(),
+        agent_id: agent.into(),
+        hostname: host.into(),
+        role: role.into(),
+        cpus,
+        mem_mb: mem,
+        ports: vec![(31000, 31005)],
+    }
+}
+
+fn any(priority: i32, n: i32, mem: i64) -> Ask {
+    Ask {
+        priority,
+        resource_name: ANY.into(),
+        capability: Capacity { memory_mb: mem, vcores: 1 },
+        num_containers: n,
+        relax_locality: true,
+        allocation_request_id: 0,
+    }
+}
+
+fn launched(effects: &[Effect]) -> Vec<TaskPlan> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Launch { tasks, .. } => Some(tasks.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+fn kills(effects: &[Effect]) -> Vec<String> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Kill { task_id, .. } => Some(task_id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn fresh(outcome: AllocateOutcome) -> AllocateResult {
+    match outcome {
+        AllocateOutcome::Fresh(r) => r,
+        AllocateOutcome::Replay(_) => panic!("expected a fresh answer"),
+    }
+}
+
+/// An application whose AM runs and registered on agent a1.
+fn registered(s: &mut Scheduler, rm: &mut RmCore, now: i64) -> (ApplicationId, AttemptId) {
+    let app = submit(rm, "default", 2);
+    s.tick(rm, now);
+    let effects = s.offers(vec![offer("o-am", "a1", "host1", "default", 4.0, 4096.0)], now);
+    let am = ContainerId { attempt: AttemptId { app, attempt: 1 }, id: 1 };
+    assert!(launched(&effects).iter().any(|t| matches!(t, TaskPlan::Container { container, .. } if *container == am)));
+    s.task_update(rm, &am.to_string(), TaskEvent::Running, now);
+    s.register(rm, am.attempt, now).unwrap();
+    s.check_invariants().unwrap();
+    (app, am.attempt)
+}
+
+#[test]
+fn an_accepted_application_gets_its_am_container_and_the_agent_a_node_manager() {
+    let mut rm = rm();
+    let mut s = Scheduler::new(cfg());
+    assert!(s.offers(vec![offer("o0", "a1", "host1", "default", 4.0, 4096.0)], 0).iter().all(|e| matches!(e, Effect::Decline { refuse_ms: 60_000, .. })));
+    let app = submit(&mut rm, "default", 2);
+    assert_eq!(s.tick(&mut rm, 1), vec![Effect::Revive]);
+    assert!(s.has_demand());
+    let effects = s.offers(vec![offer("o1", "a1", "host1", "default", 4.0, 4096.0)], 2);
+    let tasks = launched(&effects);
+    assert_eq!(tasks.len(), 2, "{effects:?}");
+    assert!(matches!(&tasks[0], TaskPlan::NodeManager { port: 31000, host, .. } if host == "host1"));
+    let am = ContainerId { attempt: AttemptId { app, attempt: 1 }, id: 1 };
+    assert_eq!(tasks[1], TaskPlan::Container { task_id: am.to_string(), container: am, capacity: Capacity { memory_mb: 1024, vcores: 1 }, nm_port: 31000 });
+    let start = effects.iter().position(|e| matches!(e, Effect::StartAm { .. })).unwrap();
+    let launch = effects.iter().position(|e| matches!(e, Effect::Launch { .. })).unwrap();
+    assert!(launch < start, "the launch comes before the AM start");
+    assert!(!s.has_demand());
+    s.check_invariants().unwrap();
+    // The next container on a1 reuses the node manager.
+    assert_eq!(s.node_manager("a1"), Some(("host1".into(), 31000)));
+}
+
+#[test]
+fn one_offer_yields_at_most_the_configured_containers_and_the_rest_goes_back() {
+    let mut rm = rm();
+    let mut s = Scheduler::new(SchedulerConfig { max_containers_per_offer: 1, ..cfg() });
+    let (_, attempt) = registered(&mut s, &mut rm, 0);
+    fresh(s.allocate(&rm, attempt, AllocateCall { response_id: 0, asks: vec![any(1, 3, 256)], ..Default::default() }, 1).unwrap());
+    for i in 0..3 {
+        let tasks = launched(&s.offers(vec![offer(&format!("o{i}"), "a1", "host1", "default", 3.0, 3000.0)], 2 + i));
+        assert_eq!(tasks.len(), 1, "one container per offer: {tasks:?}");
+    }
+    assert!(!s.has_demand());
+}
+
+#[test]
+fn offers_for_another_queue_or_too_small_are_declined_briefly_while_demand_waits() {
+    let mut rm = rm();
+    let mut s = Scheduler::new(cfg());
+    submit(&mut rm, "default", 2);
+    s.tick(&mut rm, 0);
+    let effects = s.offers(
+        vec![offer("o1", "a1", "host1", "batch", 4.0, 4096.0), offer("o2", "a2", "host2", "default", 4.0, 1000.0)],
+        1,
+    );
+    assert_eq!(
+        effects,
+        vec![Effect::Decline { offer_id: "o1".into(), refuse_ms: 1000 }, Effect::Decline { offer_id: "o2".into(), refuse_ms: 1000 }]
+    );
+    // Room for the container but not for the node manager beside it.
+    let tight = s.offers(vec![offer("o3", "a2", "host2", "default", 1.0, 1100.0)], 2);
+    assert!(matches!(tight[..], [Effect::Decline { .. }]), "{tight:?}");
+}
+
+#[test]
+fn asks_become_containers_with_nm_tokens_once_and_responses_follow_response_ids() {
+    let mut rm = rm();
+    let mut s = Scheduler::new(cfg());
+    let (_, attempt) = registered(&mut s, &mut rm, 0);
+    let r = fresh(s.allocate(&rm, attempt, AllocateCall { response_id: 0, asks: vec![any(1, 3, 512)], ..Default::default() }, 10).unwrap());
+    assert_eq!((r.response_id, r.allocated.len()), (1, 0));
+    assert!(r.effects.contains(&Effect::Revive));
+    s.remember_response(attempt, b"first".to_vec());
+    // Room for two 512 MiB containers beside what a1 already runs.
+    let effects = s.offers(vec![offer("o2", "a1", "host1", "default", 2.0, 1100.0)], 20);
+    let tasks = launched(&effects);
+    assert_eq!(tasks.len(), 2);
+    assert!(tasks.iter().all(|t| matches!(t, TaskPlan::Container { nm_port: 31000, .. })), "no second node manager");
+    // The AM repeats call 0: it gets the same answer again.
+    assert_eq!(s.allocate(&rm, attempt, AllocateCall { response_id: 0, ..Default::default() }, 21).unwrap(), AllocateOutcome::Replay(b"first".to_vec()));
+    let r = fresh(s.allocate(&rm, attempt, AllocateCall { response_id: 1, asks: vec![any(1, 1, 512)], ..Default::default() }, 30).unwrap());
+    assert_eq!(r.allocated.len(), 2);
+    assert_eq!(r.nm_token_nodes, vec![NodeId { host: "host1".into(), port: 31000 }]);
+    assert!(r.allocated.iter().all(|c| c.priority == 1 && c.capacity.memory_mb == 512));
+    let err = s.allocate(&rm, attempt, AllocateCall { response_id: 7, ..Default::default() }, 31).unwrap_err();
+    assert!(err.to_string().contains("expect responseId to be 2, but get 7"), "{err}");
+    assert_eq!(err.java_class(), "org.apache.hadoop.yarn.exceptions.InvalidApplicationMasterRequestException");
+    // The third container lands elsewhere, with a token for that node.
+    let effects = s.offers(vec![offer("o3", "a2", "host2", "default", 2.0, 2048.0)], 40);
+    assert_eq!(launched(&effects).len(), 2, "node manager + container");
+    let r = fresh(s.allocate(&rm, attempt, AllocateCall { response_id: 2, ..Default::default() }, 50).unwrap());
+    assert_eq!(r.allocated.len(), 1);
+    assert_eq!(r.nm_token_nodes, vec![NodeId { host: "host2".into(), port: 31000 }]);
+    s.check_invariants().unwrap();
+    // Nothing is asked any more.
+    assert!(!s.has_demand());
+}
+
+#[test]
+fn finished_and_released_containers_are_reported_once_with_yarn_exit_statuses() {
+    let mut rm = rm();
+    let mut s = Scheduler::new(cfg());
+    let (_, attempt) = registered(&mut s, &mut rm, 0);
+    fresh(s.allocate(&rm, attempt, AllocateCall { response_id: 0, asks: vec![any(1, 3, 256)], ..Default::default() }, 1).unwrap());
+    s.offers(vec![offer("o", "a1", "host1", "default", 3.0, 3000.0)], 2);
+    let r = fresh(s.allocate(&rm, attempt, AllocateCall { response_id: 1, ..Default::default() }, 3).unwrap());
+    let ids: Vec<ContainerId> = r.allocated.iter().map(|c| c.id).collect();
+    assert_eq!(ids.len(), 3);
+    for id in &ids {
+        s.task_update(&mut rm, &id.to_string(), TaskEvent::Running, 4);
+    }
+    s.task_update(&mut rm, &ids[0].to_string(), TaskEvent::Exited { code: Some(0), signal: None, message: String::new() }, 5);
+    s.task_update(&mut rm, &ids[1].to_string(), TaskEvent::MemoryLimit { message: "memory limit 256 MiB reached".into() }, 5);
+    let r = fresh(s.allocate(&rm, attempt, AllocateCall { response_id: 2, releases: vec![ids[2]], ..Default::default() }, 6).unwrap());
+    assert_eq!(kills(&r.effects), vec![ids[2].to_string()]);
+    let statuses: Vec<(ContainerId, i32)> = r.completed.iter().map(|c| (c.id, c.exit_status)).collect();
+    assert_eq!(statuses, vec![(ids[0], 0), (ids[1], exit_status::KILLED_EXCEEDED_PMEM)]);
+    assert!(r.completed[1].diagnostics.contains("beyond physical memory limits"));
+    s.task_update(&mut rm, &ids[2].to_string(), TaskEvent::Killed { message: "Task killed".into() }, 7);
+    let r = fresh(s.allocate(&rm, attempt, AllocateCall { response_id: 3, ..Default::default() }, 8).unwrap());
+    assert_eq!(r.completed.len(), 1);
+    assert_eq!((r.completed[0].id, r.completed[0].exit_status), (ids[2], exit_status::ABORTED));
+    assert_eq!(r.completed[0].diagnostics, "Container released by application");
+    let r = fresh(s.allocate(&rm, attempt, AllocateCall { response_id: 4, ..Default::default() }, 9).unwrap());
+    assert!(r.completed.is_empty(), "each completion is delivered once");
+    s.check_invariants().unwrap();
+}
+
+#[test]
+fn an_am_that_dies_is_retried_then_the_application_fails_with_its_exit() {
+    let mut rm = rm();
+    let mut s = Scheduler::new(cfg());
+    let (app, attempt) = registered(&mut s, &mut rm, 0);
+    fresh(s.allocate(&rm, attempt, AllocateCall { response_id: 0, asks: vec![any(1, 1, 256)], ..Default::default() }, 1).unwrap());
+    s.offers(vec![offer("o", "a1", "host1", "default", 3.0, 3000.0)], 2);
+    let executor = ContainerId { attempt, id: 2 };
+    let am = ContainerId { attempt, id: 1 };
+    let effects = s.task_update(&mut rm, &am.to_string(), TaskEvent::Exited { code: Some(13), signal: None, message: String::new() }, 3);
+    assert_eq!(kills(&effects), vec![executor.to_string()], "the failed attempt's containers go");
+    assert!(effects.contains(&Effect::Revive));
+    let second = s.current_attempt(app).unwrap();
+    assert_eq!(second.attempt, 2);
+    assert_eq!(s.allocate(&rm, attempt, AllocateCall::default(), 4).unwrap_err(), AmError::AttemptNotFound(attempt));
+    // The old attempt's container ending later changes nothing.
+    s.task_update(&mut rm, &executor.to_string(), TaskEvent::Killed { message: String::new() }, 5);
+    let effects = s.offers(vec![offer("o2", "a2", "host2", "default", 4.0, 4096.0)], 6);
+    let am2 = ContainerId { attempt: second, id: 1 };
+    assert!(launched(&effects).iter().any(|t| matches!(t, TaskPlan::Container { container, .. } if *container == am2)));
+    assert_eq!(s.allocate(&rm, second, AllocateCall::default(), 7).unwrap_err(), AmError::NotRegistered(second));
+    s.task_update(&mut rm, &am2.to_string(), TaskEvent::Exited { code: Some(1), signal: None, message: "boom".into() }, 8);
+    let report = rm.application(app).unwrap();
+    assert_eq!(report.state, AppState::Failed);
+    assert!(report.diagnostics.contains("failed 2 times"), "{}", report.diagnostics);
+    assert!(report.diagnostics.contains("exitCode: 1"), "{}", report.diagnostics);
+    s.tick(&mut rm, 9);
+    assert!(s.current_attempt(app).is_none(), "a failed application with nothing live is forgotten");
+    s.check_invariants().unwrap();
+}
+
+#[test]
+fn killing_an_application_kills_every_container_and_frees_the_node_manager_later() {
+    let mut rm = rm();
+    let mut s = Scheduler::new(SchedulerConfig { nm_idle_ms: 1000, ..cfg() });
+    let (app, attempt) = registered(&mut s, &mut rm, 0);
+    fresh(s.allocate(&rm, attempt, AllocateCall { response_id: 0, asks: vec![any(1, 2, 256)], ..Default::default() }, 1).unwrap());
+    s.offers(vec![offer("o", "a1", "host1", "default", 3.0, 3000.0)], 2);
+    rm.kill(app, None, 3).unwrap();
+    let effects = s.tick(&mut rm, 3);
+    let mut killed = kills(&effects);
+    killed.sort();
+    let all: Vec<String> = (1..=3).map(|i| ContainerId { attempt, id: i }.to_string()).collect();
+    assert_eq!(killed, all);
+    assert!(kills(&s.tick(&mut rm, 4)).is_empty(), "each kill is asked once");
+    for id in &all {
+        s.task_update(&mut rm, id, TaskEvent::Killed { message: String::new() }, 5);
+    }
+    s.tick(&mut rm, 6);
+    assert!(s.live_containers(app).is_empty());
+    // Idle for the node manager's timeout: it is stopped too.
+    let nm_task = |t: &str| t.starts_with("nodemanager-a1-");
+    assert!(kills(&s.tick(&mut rm, 500)).is_empty());
+    let nm: Vec<Effect> = s.tick(&mut rm, 1005);
+    assert!(kills(&nm).iter().any(|t| nm_task(t)), "{nm:?}");
+    s.check_invariants().unwrap();
+}
+
+#[test]
+fn node_local_asks_wait_for_their_node_until_the_locality_delay() {
+    let mut rm = rm();
+    let mut s = Scheduler::new(SchedulerConfig { locality_delay_ms: 3000, ..cfg() });
+    let (_, attempt) = registered(&mut s, &mut rm, 0);
+    let mut on_host2 = any(1, 1, 256);
+    on_host2.resource_name = "host2".into();
+    let rack = Ask { resource_name: "/default-rack".into(), ..any(1, 1, 256) };
+    let _ = rack;
+    fresh(s.allocate(&rm, attempt, AllocateCall { response_id: 0, asks: vec![any(1, 1, 256), on_host2], ..Default::default() }, 1000).unwrap());
+    assert!(launched(&s.offers(vec![offer("o1", "a1", "host1", "default", 3.0, 3000.0)], 2000)).is_empty(), "host1 is not where it wants to be");
+    let tasks = launched(&s.offers(vec![offer("o2", "a1", "host1", "default", 3.0, 3000.0)], 4001));
+    assert_eq!(tasks.len(), 1, "after the delay any node will do");
+    let r = fresh(s.allocate(&rm, attempt, AllocateCall { response_id: 1, ..Default::default() }, 4002).unwrap());
+    assert_eq!(r.allocated[0].node.host, "host1");
+}
+
+#[test]
+fn a_node_local_ask_is_met_on_its_node_at_once_and_strict_locality_never_relaxes() {
+    let mut rm = rm();
+    let mut s = Scheduler::new(cfg());
+    let (_, attempt) = registered(&mut s, &mut rm, 0);
+    let on_host2 = Ask { resource_name: "host2".into(), ..any(1, 1, 256) };
+    let strict = Ask { relax_locality: false, ..any(1, 1, 256) };
+    fresh(s.allocate(&rm, attempt, AllocateCall { response_id: 0, asks: vec![strict, on_host2], ..Default::default() }, 0).unwrap());
+    assert!(launched(&s.offers(vec![offer("o1", "a1", "host1", "default", 3.0, 3000.0)], 100_000)).is_empty());
+    let tasks = launched(&s.offers(vec![offer("o2", "a2", "host2", "default", 3.0, 3000.0)], 100_001));
+    assert_eq!(tasks.len(), 2, "node manager and the container on host2: {tasks:?}");
+}
+
+#[test]
+fn a_silent_attempt_expires() {
+    let mut rm = rm();
+    let mut s = Scheduler::new(SchedulerConfig { am_liveness_ms: 1000, default_max_attempts: 1, ..cfg() });
+    let (app, attempt) = registered(&mut s, &mut rm, 0);
+    fresh(s.allocate(&rm, attempt, AllocateCall { response_id: 0, ..Default::default() }, 500).unwrap());
+    assert!(kills(&s.tick(&mut rm, 1400)).is_empty());
+    let effects = s.tick(&mut rm, 1600);
+    assert_eq!(kills(&effects), vec![ContainerId { attempt, id: 1 }.to_string()]);
+    assert_eq!(s.current_attempt(app).unwrap().attempt, 2, "the application asked for two attempts");
+    // The second attempt's AM never registers in time either.
+    s.offers(vec![offer("o2", "a2", "host2", "default", 4.0, 4096.0)], 1700);
+    s.tick(&mut rm, 2800);
+    let report = rm.application(app).unwrap();
+    assert_eq!(report.state, AppState::Failed);
+    assert!(report.diagnostics.contains("timed out"), "{}", report.diagnostics);
+}
+
+#[test]
+fn finishing_records_the_outcome_and_clears_remaining_containers() {
+    let mut rm = rm();
+    let mut s = Scheduler::new(SchedulerConfig { am_exit_grace_ms: 100, ..cfg() });
+    let (app, attempt) = registered(&mut s, &mut rm, 0);
+    fresh(s.allocate(&rm, attempt, AllocateCall { response_id: 0, asks: vec![any(1, 1, 256)], ..Default::default() }, 1).unwrap());
+    s.offers(vec![offer("o", "a1", "host1", "default", 3.0, 3000.0)], 2);
+    assert!(s.finish(&mut rm, attempt, FinalStatus::Succeeded, "", 10).unwrap());
+    assert!(s.finish(&mut rm, attempt, FinalStatus::Succeeded, "", 11).unwrap(), "finishing twice is fine");
+    let report = rm.application(app).unwrap();
+    assert_eq!((report.state, report.final_status), (AppState::Finished, FinalStatus::Succeeded));
+    let executor = ContainerId { attempt, id: 2 };
+    assert_eq!(kills(&s.tick(&mut rm, 20)), vec![executor.to_string()], "the AM gets its grace");
+    assert_eq!(kills(&s.tick(&mut rm, 200)), vec![ContainerId { attempt, id: 1 }.to_string()]);
+    // An AM that exits after unregistering does not fail anything.
+    s.task_update(&mut rm, &ContainerId { attempt, id: 1 }.to_string(), TaskEvent::Exited { code: Some(0), signal: None, message: String::new() }, 201);
+    assert_eq!(rm.application(app).unwrap().state, AppState::Finished);
+}
+
+#[test]
+fn asks_larger_than_any_node_or_negative_are_refused() {
+    let mut rm = rm();
+    let mut s = Scheduler::new(cfg());
+    let (_, attempt) = registered(&mut s, &mut rm, 0);
+    let err = s.allocate(&rm, attempt, AllocateCall { response_id: 0, asks: vec![any(1, 1, 100_000)], ..Default::default() }, 1).unwrap_err();
+    assert_eq!(err.java_class(), "org.apache.hadoop.yarn.exceptions.InvalidResourceRequestException");
+    let err = s.allocate(&rm, attempt, AllocateCall { response_id: 0, asks: vec![any(1, -1, 100)], ..Default::default() }, 1).unwrap_err();
+    assert!(err.to_string().contains("negative"));
+    // A refused call changes nothing: response 0 is still expected.
+    fresh(s.allocate(&rm, attempt, AllocateCall { response_id: 0, ..Default::default() }, 2).unwrap());
+}
+
+mod random {
+    use super::{any as ask_any, *};
+    use proptest::prelude::{prop_oneof, proptest, Just, ProptestConfig, Strategy, TestCaseError};
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Submit,
+        Offer { agent: u8, cpus: u8, mem: u16 },
+        Ask { app: u8, n: u8, node: Option<u8> },
+        Release { app: u8, which: u8 },
+        Update { which: u8, kind: u8 },
+        Register { app: u8 },
+        Finish { app: u8 },
+        Kill { app: u8 },
+        Tick { ms: u16 },
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            Just(Step::Submit),
+            (0..3u8, 0..5u8, 0..5000u16).prop_map(|(agent, cpus, mem)| Step::Offer { agent, cpus, mem }),
+            (0..4u8, 0..4u8, proptest::option::of(0..3u8)).prop_map(|(app, n, node)| Step::Ask { app, n, node }),
+            (0..4u8, 0..8u8).prop_map(|(app, which)| Step::Release { app, which }),
+            (0..16u8, 0..5u8).prop_map(|(which, kind)| Step::Update { which, kind }),
+            (0..4u8).prop_map(|app| Step::Register { app }),
+            (0..4u8).prop_map(|app| Step::Finish { app }),
+            (0..4u8).prop_map(|app| Step::Kill { app }),
+            (0..20_000u16).prop_map(|ms| Step::Tick { ms }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+        #[test]
+        fn any_sequence_keeps_the_invariants(steps in proptest::collection::vec(step(), 1..60)) {
+            let mut rm = rm();
+            let mut s = Scheduler::new(SchedulerConfig { am_liveness_ms: 30_000, nm_idle_ms: 5_000, ..cfg() });
+            let mut now = 0i64;
+            let mut apps: Vec<ApplicationId> = Vec::new();
+            let mut tasks: Vec<String> = Vec::new();
+            let mut response: BTreeMap<AttemptId, i32> = BTreeMap::new();
+            let attempt_of = |s: &Scheduler, apps: &[ApplicationId], i: u8| apps.get(i as usize).and_then(|a| s.current_attempt(*a));
+            for st in steps {
+                now += 1;
+                match st {
+                    Step::Submit => apps.push(submit(&mut rm, "default", 2)),
+                    Step::Offer { agent, cpus, mem } => {
+                        let o = offer(&format!("o{now}"), &format!("a{agent}"), &format!("host{agent}"), "default", cpus as f64, mem as f64);
+                        for e in s.offers(vec![o], now) {
+                            if let Effect::Launch { tasks: t, .. } = e {
+                                tasks.extend(t.into_iter().map(|p| match p { TaskPlan::NodeManager { task_id, .. } | TaskPlan::Container { task_id, .. } => task_id }));
+                            }
+                        }
+                    }
+                    Step::Ask { app, n, node } => {
+                        if let Some(a) = attempt_of(&s, &apps, app) {
+                            let r = *response.get(&a).unwrap_or(&0);
+                            let mut asks = vec![ask_any(1, n as i32, 300)];
+                            if let Some(h) = node { asks.push(Ask { resource_name: format!("host{h}"), ..ask_any(1, n as i32, 300) }); }
+                            if let Ok(AllocateOutcome::Fresh(out)) = s.allocate(&rm, a, AllocateCall { response_id: r, asks, ..Default::default() }, now) {
+                                response.insert(a, out.response_id);
+                            }
+                        }
+                    }
+                    Step::Release { app, which } => {
+                        if let Some(a) = attempt_of(&s, &apps, app) {
+                            let r = *response.get(&a).unwrap_or(&0);
+                            let release = vec![ContainerId { attempt: a, id: which as i64 }];
+                            if let Ok(AllocateOutcome::Fresh(out)) = s.allocate(&rm, a, AllocateCall { response_id: r, releases: release, ..Default::default() }, now) {
+                                response.insert(a, out.response_id);
+                            }
+                        }
+                    }
+                    Step::Update { which, kind } => {
+                        if let Some(t) = tasks.get(which as usize).cloned() {
+                            let ev = match kind {
+                                0 => TaskEvent::Running,
+                                1 => TaskEvent::Exited { code: Some(0), signal: None, message: String::new() },
+                                2 => TaskEvent::Exited { code: Some(1), signal: None, message: String::new() },
+                                3 => TaskEvent::Lost { message: String::new() },
+                                _ => TaskEvent::Killed { message: String::new() },
+                            };
+                            s.task_update(&mut rm, &t, ev, now);
+                        }
+                    }
+                    Step::Register { app } => {
+                        if let Some(a) = attempt_of(&s, &apps, app) { let _ = s.register(&mut rm, a, now); }
+                    }
+                    Step::Finish { app } => {
+                        if let Some(a) = attempt_of(&s, &apps, app) { let _ = s.finish(&mut rm, a, FinalStatus::Succeeded, "", now); }
+                    }
+                    Step::Kill { app } => {
+                        if let Some(a) = apps.get(app as usize) { let _ = rm.kill(*a, None, now); }
+                    }
+                    Step::Tick { ms } => {
+                        now += ms as i64;
+                        s.tick(&mut rm, now);
+                    }
+                }
+                s.check_invariants().map_err(TestCaseError::fail)?;
+                rm.check_invariants().map_err(TestCaseError::fail)?;
+            }
+        }
+    }
+}

@@ -1,0 +1,595 @@
+//! The running shim: the RM core and scheduler behind the
+//! ApplicationClientProtocol (clients) and ApplicationMasterProtocol (AMs)
+//! servers, a framework subscribed to the broker (one role per YARN queue)
+//! that turns the scheduler's decisions into launches, kills and declines,
+//! and a poller that turns the broker's agents into YARN nodes.
+//!
+//! Node capacity comes from the broker's state document (the operator
+//! API's `GetState`): each agent's total and used resources, whoever uses
+//! them. Offers would only show what is free for our roles at that moment,
+//! and vanish when declined, so they cannot say what a node *has*.
+//!
+//! Offers are matched by the [`Scheduler`]; an offer nothing fits is
+//! declined at once (briefly while some application waits, for
+//! `offer_refuse` when none does), so the shim never hoards.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prost::Message;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+use weir_proto::v1;
+use weir_proto::v1::operator_client::OperatorClient;
+use weir_sdk::{Framework, FrameworkConfig};
+
+use weir_yarn_ipc::Error;
+use weir_yarn_ipc::client::{Client, ClientConfig};
+use weir_yarn_ipc::connection::AuthPolicy;
+use weir_yarn_ipc::server::{Server, ServerConfig, ServerHandle};
+use weir_yarn_ipc::security::credentials::Credentials;
+use crate::am_protocol::{AmProtocol, Rm};
+use crate::client_protocol::{ClientProtocol, Clock};
+use weir_yarn_api::ids::NodeId;
+use weir_yarn_api::records as r;
+use crate::rm_core::{Capacity, NodeState, ObservedNode, RmCore};
+use crate::scheduler::{exit_status, Allocated, Effect, Offer, Scheduler, SchedulerConfig, TaskEvent, TaskPlan};
+use weir_yarn_api::tokens::{Issuer, NM_KEY_ENV};
+use weir_yarn_api::{APPLICATION_CLIENT_PROTOCOL, APPLICATION_MASTER_PROTOCOL, CONTAINER_MANAGEMENT_PROTOCOL};
+
+#[derive(Debug, Clone)]
+pub struct ShimSettings {
+    /// `host:port` of the broker (not `zk://`: the node poller needs one
+    /// broker's operator API).
+    pub broker: String,
+    /// Where ApplicationClientProtocol is served (port 0: any).
+    pub client_address: SocketAddr,
+    pub queues: Vec<String>,
+    pub ipc: ServerConfig,
+    pub nodes_refresh_interval: Duration,
+    /// How long a declined offer's agent is not offered to us again.
+    pub offer_refuse: Duration,
+    pub max_completed_applications: usize,
+    /// Framework user and name shown by the broker.
+    pub user: String,
+    /// Where ApplicationMasterProtocol is served (port 0: any).
+    pub scheduler_address: SocketAddr,
+    pub scheduler: SchedulerConfig,
+    /// The `weir` program agents run for node managers and containers.
+    pub weir_binary: PathBuf,
+    /// SIGTERM to SIGKILL when a container is killed.
+    pub container_kill_grace: Duration,
+}
+
+pub struct Shim {
+    client_address: SocketAddr,
+    scheduler_address: SocketAddr,
+    servers: Vec<ServerHandle>,
+    tasks: Vec<JoinHandle<()>>,
+    rm: Arc<Rm>,
+}
+
+fn epoch_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Shim {
+    /// Subscribes to the broker, reads the nodes once, then serves clients.
+    /// Fails if the broker cannot be reached or the address is taken.
+    pub async fn start(settings: ShimSettings) -> Result<Shim, Error> {
+        let started = epoch_ms();
+        let core = RmCore::new(started, &settings.queues, settings.max_completed_applications)
+            .map_err(|e| Error::Protocol(format!("YARN shim configuration: {e}")))?;
+        let core = Arc::new(Mutex::new(core));
+
+        let mut config = FrameworkConfig::new(settings.broker.clone(), "yarn-shim");
+        config.roles = settings.queues.clone();
+        config.user = settings.user.clone();
+        let framework = Framework::subscribe(config)
+            .await
+            .map_err(|e| Error::Broker(format!("cannot subscribe to the broker at {}: {e}", settings.broker)))?;
+        info!(framework_id = %framework.id(), roles = ?settings.queues, "YARN shim subscribed to the broker");
+
+        let mut operator = BrokerLink::new(&settings.broker)?;
+        refresh_nodes(&mut operator, &core).await?;
+
+        let listener = TcpListener::bind(settings.client_address)
+            .await
+            .map_err(|e| Error::Broker(format!("cannot listen for YARN clients on {}: {e}", settings.client_address)))?;
+        let am_listener = TcpListener::bind(settings.scheduler_address)
+            .await
+            .map_err(|e| Error::Broker(format!("cannot listen for ApplicationMasters on {}: {e}", settings.scheduler_address)))?;
+        let scheduler_address = am_listener.local_addr().map_err(|e| Error::Broker(e.to_string()))?;
+        let clock: Clock = Arc::new(epoch_ms);
+        let (effects, effects_rx) = mpsc::unbounded_channel();
+        let rm = Arc::new(Rm {
+            core: core.clone(),
+            scheduler: Mutex::new(Scheduler::new(settings.scheduler.clone())),
+            tokens: Issuer::new(scheduler_address.to_string(), started, started as u64),
+            effects,
+            clock: clock.clone(),
+        });
+
+        let mut server = Server::new(settings.ipc.clone());
+        server.register(APPLICATION_CLIENT_PROTOCOL, Arc::new(ClientProtocol::new(core.clone(), clock)));
+        let server = server.spawn(listener)?;
+        let client_address = server.local_addr;
+        info!(%client_address, cluster_timestamp = started, "YARN ApplicationClientProtocol listening");
+
+        let mut am_config = settings.ipc.clone();
+        am_config.auth = AuthPolicy::TokenRequired;
+        let mut am_server = Server::new(am_config);
+        am_server.register(APPLICATION_MASTER_PROTOCOL, Arc::new(AmProtocol::new(rm.clone())));
+        let lookup = rm.clone();
+        am_server.set_token_passwords(Arc::new(move |identifier: &[u8]| lookup.tokens.amrm_password(identifier, epoch_ms() as u64)));
+        let am_server = am_server.spawn(am_listener)?;
+        info!(%scheduler_address, "YARN ApplicationMasterProtocol listening");
+
+        let poller = {
+            let core = core.clone();
+            let every = settings.nodes_refresh_interval.max(Duration::from_millis(100));
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = refresh_nodes(&mut operator, &core).await {
+                        warn!(error = %e, "cannot read the broker's agents; YARN nodes are as last seen");
+                    }
+                }
+            })
+        };
+        let driver = tokio::spawn(drive(framework, rm.clone(), effects_rx, Arc::new(settings)));
+        Ok(Shim { client_address, scheduler_address, servers: vec![server, am_server], tasks: vec![poller, driver], rm })
+    }
+
+    /// Where ApplicationClientProtocol really listens.
+    pub fn client_address(&self) -> SocketAddr {
+        self.client_address
+    }
+
+    /// Where ApplicationMasterProtocol really listens.
+    pub fn scheduler_address(&self) -> SocketAddr {
+        self.scheduler_address
+    }
+
+    /// The core, for tests.
+    pub fn core(&self) -> Arc<Mutex<RmCore>> {
+        self.rm.core.clone()
+    }
+
+    pub fn stop(self) {
+        for s in self.servers {
+            s.shutdown();
+        }
+        for t in self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// The leading broker's operator API: the address itself, or whichever
+/// broker leads behind a `zk://` address (followed across failovers).
+struct BrokerLink {
+    broker: String,
+    leader: Option<tokio::sync::watch::Receiver<Option<weir_ha::LeaderInfo>>>,
+    client: Option<(String, OperatorClient<tonic::transport::Channel>)>,
+}
+
+impl BrokerLink {
+    fn new(broker: &str) -> Result<BrokerLink, Error> {
+        let leader = if weir_ha::ZkAddress::is_zk(broker) {
+            let address = weir_ha::ZkAddress::parse(broker).map_err(|e| Error::Broker(e.to_string()))?;
+            Some(weir_ha::detect(&address))
+        } else {
+            None
+        };
+        Ok(BrokerLink { broker: broker.to_owned(), leader, client: None })
+    }
+
+    async fn address(&mut self) -> Result<String, Error> {
+        let Some(leader) = self.leader.as_mut() else { return Ok(self.broker.clone()) };
+        match weir_ha::current_leader(leader, Duration::from_secs(10)).await {
+            Some(l) => Ok(l.address),
+            None => Err(Error::Broker(format!("no broker leads at {}", self.broker))),
+        }
+    }
+
+    async fn client(&mut self) -> Result<&mut OperatorClient<tonic::transport::Channel>, Error> {
+        let address = self.address().await?;
+        if self.client.as_ref().is_none_or(|(a, _)| *a != address) {
+            let endpoint = tonic::transport::Endpoint::from_shared(weir_sdk::endpoint(&address))
+                .map_err(|e| Error::Broker(format!("broker address {address}: {e}")))?
+                .connect_timeout(Duration::from_secs(5))
+                .timeout(Duration::from_secs(10));
+            let channel =
+                endpoint.connect().await.map_err(|e| Error::Broker(format!("cannot reach the broker at {address}: {e}")))?;
+            self.client = Some((address, OperatorClient::new(channel).max_decoding_message_size(64 << 20)));
+        }
+        Ok(&mut self.client.as_mut().expect("set above").1)
+    }
+}
+
+async fn refresh_nodes(link: &mut BrokerLink, core: &Mutex<RmCore>) -> Result<(), Error> {
+    let result = link.client().await?.get_state(v1::GetStateRequest {}).await;
+    let state = match result {
+        Ok(state) => state.into_inner(),
+        Err(s) => {
+            // Reconnect next time (the broker may have failed over).
+            link.client = None;
+            return Err(Error::Broker(format!("GetState failed: {}", s.message())));
+        }
+    };
+    let nodes = nodes_from_state(&state.state_json)?;
+    debug!(nodes = nodes.len(), "nodes from the broker");
+    core.lock().unwrap_or_else(|p| p.into_inner()).observe_nodes(nodes, epoch_ms());
+    Ok(())
+}
+
+/// Agents in the broker's state document → YARN nodes. Memory is in MiB
+/// on both sides; YARN's vcores are whole, so capacity rounds cpus down
+/// and use rounds them up (a node is never shown roomier than it is).
+pub fn nodes_from_state(json: &str) -> Result<Vec<ObservedNode>, Error> {
+    let doc: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| Error::Broker(format!("the broker's state is not JSON: {e}")))?;
+    let agents = doc["agents"].as_array().ok_or_else(|| Error::Broker("the broker's state has no agents list".into()))?;
+    let mut nodes = Vec::with_capacity(agents.len());
+    for a in agents {
+        let text = |k: &str| a[k].as_str().unwrap_or_default().to_owned();
+        let id = text("id");
+        if id.is_empty() {
+            return Err(Error::Broker("an agent in the broker's state has no id".into()));
+        }
+        let http_address = text("http_address");
+        let port = http_address.rsplit_once(':').and_then(|(_, p)| p.parse::<i32>().ok()).unwrap_or(0);
+        let hostname = match text("hostname") {
+            h if h.is_empty() => http_address.rsplit_once(':').map(|(h, _)| h.to_owned()).unwrap_or_default(),
+            h => h,
+        };
+        let res = |k: &str, round: fn(f64) -> f64| Capacity {
+            memory_mb: a[k]["mem"].as_f64().unwrap_or(0.0).max(0.0) as i64,
+            vcores: round(a[k]["cpus"].as_f64().unwrap_or(0.0).max(0.0)).min(i32::MAX as f64) as i32,
+        };
+        let (reachable, connected) = (a["reachable"].as_bool().unwrap_or(false), a["connected"].as_bool().unwrap_or(false));
+        let (state, health_report) = match (reachable, connected) {
+            (true, true) => (NodeState::Running, String::new()),
+            (true, false) => (NodeState::Unhealthy, "agent disconnected from the broker".to_owned()),
+            (false, _) => (NodeState::Lost, "agent unreachable".to_owned()),
+        };
+        nodes.push(ObservedNode {
+            agent_id: id,
+            node_id: NodeId { host: hostname, port },
+            http_address,
+            capability: res("total", f64::floor),
+            used: res("used", f64::ceil),
+            containers: a["tasks"].as_u64().unwrap_or(0).min(i32::MAX as u64) as i32,
+            state,
+            health_report,
+        });
+    }
+    Ok(nodes)
+}
+
+/// How often the scheduler looks at applications (new, ended, silent).
+const TICK: Duration = Duration::from_millis(200);
+/// How long the shim keeps trying to start an AM through its node manager
+/// (the node manager task may still be starting).
+const AM_START_TRIES_FOR: Duration = Duration::from_secs(60);
+
+/// The framework's event loop: offers and updates go to the scheduler,
+/// its effects come back here (also those of AM calls, via the channel).
+/// Ends when the SDK gives up on the broker.
+async fn drive(mut framework: Framework, rm: Arc<Rm>, mut effects: mpsc::UnboundedReceiver<Effect>, settings: Arc<ShimSettings>) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let todo: Vec<Effect> = tokio::select! {
+            biased;
+            Some(effect) = effects.recv() => vec![effect],
+            _ = tick.tick() => {
+                let (mut core, mut scheduler) = rm.lock();
+                scheduler.tick(&mut core, epoch_ms())
+            }
+            event = framework.next_event() => match event {
+                Ok(Some(v1::Event { kind: Some(kind) })) => match kind {
+                    v1::event::Kind::Offers(o) => {
+                        let offers: Vec<Offer> = o.offers.iter().map(offer_from_proto).collect();
+                        debug!(framework_id = %framework.id(), offers = offers.len(), "offers");
+                        let mut scheduler = rm.scheduler();
+                        scheduler.offers(offers, epoch_ms())
+                    }
+                    v1::event::Kind::Update(u) => {
+                        let mut out = Vec::new();
+                        if let Some(status) = u.status.as_ref() {
+                            if let Some(event) = task_event(status) {
+                                let (mut core, mut scheduler) = rm.lock();
+                                out = scheduler.task_update(&mut core, &status.task_id, event, epoch_ms());
+                            }
+                            if let Err(e) = framework.acknowledge(status).await {
+                                warn!(framework_id = %framework.id(), task_id = %status.task_id, error = %e, "cannot acknowledge an update");
+                            }
+                        }
+                        out
+                    }
+                    v1::event::Kind::Error(e) => {
+                        warn!(framework_id = %framework.id(), message = %e.message, "broker error");
+                        Vec::new()
+                    }
+                    _ => Vec::new(),
+                },
+                Ok(Some(_)) => Vec::new(),
+                Ok(None) => {
+                    warn!(framework_id = %framework.id(), "the broker ended the YARN shim's subscription");
+                    return;
+                }
+                Err(e) => {
+                    warn!(framework_id = %framework.id(), error = %e, "lost the broker");
+                    return;
+                }
+            },
+        };
+        for effect in todo {
+            carry_out(&framework, &rm, &settings, effect).await;
+        }
+    }
+}
+
+fn offer_from_proto(o: &v1::Offer) -> Offer {
+    // Only unreserved resources: reserved ones would need the role in the
+    // task's resources, and the shim does not place on reservations yet.
+    let unreserved = |r: &&v1::Resource| r.role.is_empty() || r.role == "*";
+    let scalar = |name: &str| {
+        o.resources
+            .iter()
+            .filter(unreserved)
+            .filter(|r| r.name == name)
+            .map(|r| match r.value {
+                Some(v1::resource::Value::Scalar(v)) => v,
+                _ => 0.0,
+            })
+            .sum::<f64>()
+    };
+    let ports = o
+        .resources
+        .iter()
+        .filter(unreserved)
+        .filter(|r| r.name == "ports")
+        .flat_map(|r| match &r.value {
+            Some(v1::resource::Value::Ranges(rs)) => rs.range.iter().map(|x| (x.begin, x.end)).collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    Offer {
+        id: o.id.clone(),
+        agent_id: o.agent_id.clone(),
+        hostname: o.hostname.clone(),
+        role: o.role.clone(),
+        cpus: scalar("cpus"),
+        mem_mb: scalar("mem"),
+        ports,
+    }
+}
+
+/// A broker task update as the scheduler reads it; None for steps that
+/// change nothing (staging, starting, killing).
+fn task_event(s: &v1::TaskStatus) -> Option<TaskEvent> {
+    use v1::TaskState as S;
+    let message = s.message.clone();
+    Some(match S::try_from(s.state).ok()? {
+        S::TaskRunning => TaskEvent::Running,
+        S::TaskFinished => TaskEvent::Exited { code: Some(s.exit_code.unwrap_or(0)), signal: None, message },
+        S::TaskFailed if s.reason == "REASON_CONTAINER_LIMITATION_MEMORY" => TaskEvent::MemoryLimit { message },
+        S::TaskFailed if s.exit_code.is_some() || s.signal.is_some() => TaskEvent::Exited { code: s.exit_code, signal: s.signal, message },
+        S::TaskFailed | S::TaskError | S::TaskDropped => TaskEvent::Failed { message },
+        S::TaskKilled => TaskEvent::Killed { message },
+        S::TaskUnreachable | S::TaskGone | S::TaskUnknown => TaskEvent::Lost { message },
+        S::TaskStaging | S::TaskStarting | S::TaskKilling | S::Unspecified => return None,
+    })
+}
+
+fn scalar(name: &str, v: f64) -> v1::Resource {
+    v1::Resource { name: name.into(), value: Some(v1::resource::Value::Scalar(v)), ..Default::default() }
+}
+
+fn task_info(plan: TaskPlan, agent_id: &str, rm: &Rm, settings: &ShimSettings) -> v1::TaskInfo {
+    let weir = settings.weir_binary.display().to_string();
+    match plan {
+        TaskPlan::NodeManager { task_id, host, port, cpus, mem_mb } => {
+            let mut resources = vec![scalar("mem", mem_mb)];
+            if cpus > 0.0 {
+                resources.push(scalar("cpus", cpus));
+            }
+            resources.push(v1::Resource {
+                name: "ports".into(),
+                value: Some(v1::resource::Value::Ranges(v1::Ranges { range: vec![v1::Range { begin: port, end: port }] })),
+                ..Default::default()
+            });
+            let mut environment = std::collections::HashMap::new();
+            environment.insert(NM_KEY_ENV.to_owned(), rm.tokens.nm_key_env());
+            if let Ok(log) = std::env::var("RUST_LOG") {
+                environment.insert("RUST_LOG".to_owned(), log);
+            }
+            v1::TaskInfo {
+                task_id,
+                name: format!("YARN node manager {host}:{port}"),
+                agent_id: agent_id.to_owned(),
+                resources,
+                command: Some(v1::CommandInfo {
+                    shell: false,
+                    value: weir.clone(),
+                    arguments: vec![weir, "yarn-nodemanager".into(), "--host".into(), host, "--port".into(), port.to_string()],
+                    environment: environment.into_iter().collect(),
+                    user: String::new(),
+                }),
+                kill_grace_seconds: 2.0,
+                labels: [("yarn.role".to_owned(), "nodemanager".to_owned())].into_iter().collect(),
+            }
+        }
+        TaskPlan::Container { task_id, container, capacity, nm_port } => v1::TaskInfo {
+            task_id,
+            name: format!("YARN {container}"),
+            agent_id: agent_id.to_owned(),
+            resources: vec![scalar("cpus", capacity.vcores as f64), scalar("mem", capacity.memory_mb as f64)],
+            command: Some(v1::CommandInfo {
+                shell: false,
+                value: weir.clone(),
+                arguments: vec![weir, "yarn-container".into(), "--nm-port".into(), nm_port.to_string(), "--container-id".into(), container.to_string()],
+                environment: Default::default(),
+                user: String::new(),
+            }),
+            kill_grace_seconds: settings.container_kill_grace.as_secs_f64(),
+            labels: [
+                ("yarn.application".to_owned(), container.attempt.app.to_string()),
+                ("yarn.container".to_owned(), container.to_string()),
+            ]
+            .into_iter()
+            .collect(),
+        },
+    }
+}
+
+async fn carry_out(framework: &Framework, rm: &Arc<Rm>, settings: &Arc<ShimSettings>, effect: Effect) {
+    let id = framework.id().clone();
+    debug!(framework_id = %id, ?effect, "carrying out");
+    let result = match effect {
+        Effect::Launch { offer_id, agent_id, tasks } => {
+            let infos: Vec<v1::TaskInfo> = tasks.into_iter().map(|t| task_info(t, &agent_id, rm, settings)).collect();
+            info!(framework_id = %id, %agent_id, tasks = infos.len(), "launching YARN tasks");
+            framework.launch(&[weir_model::OfferId::new(offer_id)], infos, Some(Duration::ZERO)).await
+        }
+        Effect::Decline { offer_id, refuse_ms } => {
+            framework.decline(&[weir_model::OfferId::new(offer_id)], Some(Duration::from_millis(refuse_ms.max(0) as u64))).await
+        }
+        Effect::Kill { task_id, agent_id } => {
+            framework.kill(&weir_model::TaskId::new(task_id), Some(&weir_model::AgentId::new(agent_id))).await
+        }
+        Effect::Revive => framework.revive().await,
+        Effect::StartAm { application, container } => {
+            let (rm, settings) = (rm.clone(), settings.clone());
+            tokio::spawn(async move {
+                if let Err(why) = start_am(&rm, &settings, application, &container).await {
+                    warn!(application_id = %application, container_id = %container.id, error = %why, "cannot start the ApplicationMaster");
+                    let effects = {
+                        let mut scheduler = rm.scheduler();
+                        scheduler.abort_container(container.id, exit_status::INVALID, &format!("Error launching {}. Got exception: {why}", container.id.attempt))
+                    };
+                    rm.emit(effects);
+                }
+            });
+            Ok(())
+        }
+    };
+    if let Err(e) = result {
+        warn!(framework_id = %id, error = %e, "a call to the broker failed");
+    }
+}
+
+/// Starts an attempt's AM in its container, as YARN's AMLauncher does:
+/// the client's launch context plus the AMRM token and the AM's
+/// environment, through the node manager's startContainers.
+async fn start_am(rm: &Rm, settings: &ShimSettings, application: weir_yarn_api::ids::ApplicationId, container: &Allocated) -> Result<(), String> {
+    let now = epoch_ms();
+    let attempt = container.id.attempt;
+    let (mut launch, submit_ms, max_attempts) = {
+        let core = rm.core.lock().unwrap_or_else(|p| p.into_inner());
+        let app = core.application(application).map_err(|e| e.to_string())?;
+        let max = if app.submission.max_attempts > 0 { app.submission.max_attempts } else { settings.scheduler.default_max_attempts };
+        (app.submission.am_launch.clone().unwrap_or_default(), app.submit_ms, max)
+    };
+    let mut credentials = match launch.tokens.as_deref() {
+        Some(bytes) if !bytes.is_empty() => Credentials::from_bytes(bytes).map_err(|e| format!("the application's tokens do not parse: {e}"))?,
+        _ => Credentials::default(),
+    };
+    let amrm = rm.tokens.amrm_token(attempt);
+    credentials.add_token(&amrm.service.clone(), amrm);
+    launch.tokens = Some(credentials.to_bytes());
+    for (k, v) in [
+        ("APP_SUBMIT_TIME_ENV", submit_ms.to_string()),
+        ("MAX_APP_ATTEMPTS", max_attempts.to_string()),
+        ("APPLICATION_WEB_PROXY_BASE", format!("/proxy/{application}")),
+    ] {
+        launch.environment.retain(|e| e.key() != k);
+        launch.environment.push(r::StringStringMapProto { key: Some(k.into()), value: Some(v) });
+    }
+    let request = r::StartContainersRequestProto {
+        start_container_request: vec![r::StartContainerRequestProto {
+            container_launch_context: Some(launch),
+            container_token: Some(rm.tokens.container_token(&container.token_spec(), true, now)),
+        }],
+    };
+    let config = ClientConfig {
+        user: attempt.to_string(),
+        protocol: CONTAINER_MANAGEMENT_PROTOCOL.into(),
+        token: Some(rm.tokens.nm_token(attempt, &container.node, &container.user)),
+        max_frame_len: settings.ipc.max_frame_len,
+    };
+    let deadline = tokio::time::Instant::now() + AM_START_TRIES_FOR;
+    let client = loop {
+        let last = match tokio::net::lookup_host((container.node.host.as_str(), container.node.port as u16)).await {
+            Ok(mut addrs) => match addrs.next() {
+                Some(addr) => match Client::connect(addr, config.clone()).await {
+                    Ok(client) => break client,
+                    Err(e) => e.to_string(),
+                },
+                None => format!("{} resolves to nothing", container.node.host),
+            },
+            Err(e) => format!("cannot resolve {}: {e}", container.node.host),
+        };
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("the node manager at {} did not answer within {AM_START_TRIES_FOR:?}: {last}", container.node));
+        }
+        // A node manager that ended (its port taken, say) will not answer.
+        let still_there = {
+            let scheduler = rm.scheduler();
+            scheduler.node_manager(&container.agent_id) == Some((container.node.host.clone(), container.node.port as u64))
+        };
+        if !still_there {
+            return Err(format!(
+                "the node manager at {} ended before the AM could start (its task's stderr on agent {} says why): {last}",
+                container.node, container.agent_id
+            ));
+        }
+        // The node manager was launched with the AM's task and starts in
+        // milliseconds: poll briskly.
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let answer = client
+        .call(CONTAINER_MANAGEMENT_PROTOCOL, "startContainers", &request.encode_to_vec())
+        .await
+        .map_err(|e| format!("startContainers on {}: {e}", container.node))?;
+    let answer = r::StartContainersResponseProto::decode(&answer[..]).map_err(|e| format!("startContainers answer: {e}"))?;
+    if let Some(failed) = answer.failed_requests.first() {
+        let message = failed.exception.as_ref().map(|e| e.message().to_owned()).unwrap_or_default();
+        return Err(message);
+    }
+    info!(application_id = %application, container_id = %container.id, node = %container.node, "ApplicationMaster started");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agents_become_nodes_with_their_total_and_used_resources() {
+        let json = r#"{"agents":[
+            {"id":"a1","hostname":"box","http_address":"127.0.0.1:5051","reachable":true,"connected":true,
+             "total":{"cpus":2.5,"mem":4096,"disk":0,"gpus":0},"used":{"cpus":0.5,"mem":512,"disk":0,"gpus":0},"tasks":1},
+            {"id":"a2","hostname":"","http_address":"10.0.0.2:6000","reachable":false,"connected":false,
+             "total":{"cpus":1,"mem":1024},"used":{"cpus":0,"mem":0},"tasks":0}]}"#;
+        let nodes = nodes_from_state(json).unwrap();
+        assert_eq!(nodes.len(), 2);
+        assert_eq!(nodes[0].node_id, NodeId { host: "box".into(), port: 5051 });
+        assert_eq!(nodes[0].capability, Capacity { memory_mb: 4096, vcores: 2 });
+        assert_eq!(nodes[0].used, Capacity { memory_mb: 512, vcores: 1 });
+        assert_eq!((nodes[0].state, nodes[0].containers), (NodeState::Running, 1));
+        assert_eq!(nodes[1].node_id, NodeId { host: "10.0.0.2".into(), port: 6000 });
+        assert_eq!(nodes[1].state, NodeState::Lost);
+        assert!(nodes_from_state("{}").is_err());
+        assert!(nodes_from_state("nope").is_err());
+        assert!(nodes_from_state(r#"{"agents":[{"hostname":"x"}]}"#).is_err());
+    }
+}

@@ -1,5 +1,0 @@
-pub mod container;
-pub mod handoff;
-pub mod launch;
-pub mod localize;
-pub mod service;
