@@ -15,7 +15,7 @@ use weir_yarn_api::ids::{AttemptId, ContainerId, NodeId};
 use weir_yarn_api::records as r;
 use weir_yarn_rm::rm_core::{Capacity, NodeState, ObservedNode, RmCore, Submission};
 use weir_yarn_rm::scheduler::{AllocateCall, Offer, Scheduler, SchedulerConfig, TaskEvent};
-use weir_yarn_api::tokens;
+use weir_yarn_api::convert;
 
 fuzz_target!(|data: &[u8]| {
     let _ = handoff::decode::<ToNm>(data);

@@ -10,18 +10,19 @@
 //!
 //! Prints one summary line. Loopback only; every loop is bounded.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use weir_yarn_ipc::client::{Client, ClientConfig};
 use weir_yarn_ipc::connection::AuthPolicy;
 use weir_yarn_ipc::server::{Server, ServerConfig};
 use weir_yarn_rm::am_protocol::{AmProtocol, Rm};
-use weir_yarn_rm::client_protocol::Clock;
 use weir_yarn_api::ids::AttemptId;
 use weir_yarn_api::records as r;
 use weir_yarn_rm::rm_core::{Capacity, NodeState, ObservedNode, RmCore, Submission};
-use weir_yarn_rm::scheduler::{Effect, Offer, Scheduler, SchedulerConfig};
+use weir_yarn_rm::core::{Now, YarnCore};
+use weir_yarn_rm::scheduler::{Offer, Scheduler, SchedulerConfig};
+use weir_model::SystemClock;
 use weir_yarn_api::tokens::Issuer;
 use weir_yarn_api::APPLICATION_MASTER_PROTOCOL;
 
@@ -74,21 +75,13 @@ async fn main() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (effects, mut effects_rx) = tokio::sync::mpsc::unbounded_channel();
-    let clock: Clock = Arc::new(now_ms);
-    let rm = Arc::new(Rm {
-        core: Arc::new(Mutex::new(core)),
-        scheduler: Mutex::new(Scheduler::new(config)),
-        tokens: Issuer::new(addr.to_string(), started, started as u64),
-        effects,
-        clock,
-    });
-    tokio::spawn(async move { while effects_rx.recv().await.is_some() {} });
-    // Applications, each with its AM container placed.
+    let mut core = YarnCore::new(core, Scheduler::new(config));
+    // Applications, each with its AM container placed, before the core's
+    // task takes the core over.
     let mut attempts = Vec::new();
     {
-        let (mut core, mut scheduler) = rm.lock();
         for _ in 0..apps {
-            let (id, _) = core.new_application().unwrap();
+            let (id, _) = core.rm_mut().new_application().unwrap();
             let s = Submission {
                 id,
                 name: "alloc-rate".into(),
@@ -102,16 +95,20 @@ async fn main() {
                 unmanaged_am: false,
                 am_launch: Some(Default::default()),
             };
-            core.submit(s, now_ms()).unwrap();
+            core.rm_mut().submit(s, now_ms()).unwrap();
             attempts.push(AttemptId { app: id, attempt: 1 });
         }
-        scheduler.tick(&mut core, now_ms());
+        core.tick(Now::from(now_ms()));
         let mut round = 0;
-        while scheduler.has_demand() && round < 1000 {
+        while core.scheduler().has_demand() && round < 1000 {
             round += 1;
-            scheduler.offers(offers(agents, round), now_ms());
+            core.offers(offers(agents, round), Now::from(now_ms()));
         }
+        core.take_effects();
     }
+    let (handle, _core_task) = weir_yarn_rm::core::spawn(core, Arc::new(SystemClock::new()), effects);
+    tokio::spawn(async move { while effects_rx.recv().await.is_some() {} });
+    let rm = Arc::new(Rm { core: handle, tokens: Issuer::new(addr.to_string(), started, started as u64) });
     let mut server = Server::new(ServerConfig { auth: AuthPolicy::TokenRequired, ..ServerConfig::default() });
     server.register(APPLICATION_MASTER_PROTOCOL, Arc::new(AmProtocol::new(rm.clone())));
     let lookup = rm.clone();
@@ -126,10 +123,14 @@ async fn main() {
             loop {
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 round += 1;
-                let mut scheduler = rm.scheduler();
-                if scheduler.has_demand() {
-                    let out = scheduler.offers(offers(agents, round), now_ms());
-                    debug_assert!(out.iter().all(|e| !matches!(e, Effect::StartAm { .. })));
+                let batch = offers(agents, round);
+                let more = rm.core.call(move |core, now| {
+                    if core.scheduler().has_demand() {
+                        core.offers(batch, now);
+                    }
+                }).await;
+                if more.is_err() {
+                    return;
                 }
             }
         })

@@ -3,57 +3,32 @@
 //! authenticated with an AMRM token (the port requires it), and the token
 //! names the attempt: requests carry no attempt id of their own.
 //!
-//! Decisions are the [`Scheduler`]'s; this layer decodes, calls it under
-//! the lock (RM core first, then scheduler), issues tokens for what it
-//! allocated, encodes, and hands the scheduler's effects to the shell.
+//! Decisions are the YARN core's; this layer decodes, sends the call to
+//! the core's task, then (outside it) issues tokens for what was
+//! allocated and encodes. A repeated `allocate` gets the core's kept
+//! answer encoded anew: the same bytes, since tokens are signed from the
+//! same fields and time.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use prost::Message;
-use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use weir_yarn_ipc::server::{decode_request as decode, CallContext, RpcError, Service};
-use crate::client_protocol::Clock;
+use crate::client_protocol::stopped;
 use crate::convert;
+use crate::core::CoreHandle;
 use weir_yarn_api::ids::AttemptId;
 use weir_yarn_api::records as r;
-use crate::rm_core::RmCore;
-use crate::scheduler::{AllocateCall, AllocateOutcome, AmError, Ask, Effect, Scheduler};
+use crate::scheduler::{AllocateCall, AllocateOutcome, AllocateResult, AmError, Ask};
 use weir_yarn_api::tokens::Issuer;
 use weir_yarn_api::APPLICATION_MASTER_PROTOCOL;
 
-/// The RM's state shared by its protocols and the shell.
+/// What the RM's protocols and the shell share: the way to the core and
+/// the token issuer (signing happens here, never in the core).
 pub struct Rm {
-    pub core: Arc<Mutex<RmCore>>,
-    pub scheduler: Mutex<Scheduler>,
+    pub core: CoreHandle,
     pub tokens: Issuer,
-    pub effects: mpsc::UnboundedSender<Effect>,
-    pub clock: Clock,
-}
-
-impl Rm {
-    /// Both locks, always in this order. A failed core or scheduler call
-    /// changes nothing, so state behind a poisoned lock is still whole.
-    pub fn lock(&self) -> (MutexGuard<'_, RmCore>, MutexGuard<'_, Scheduler>) {
-        let core = self.core.lock().unwrap_or_else(|p| p.into_inner());
-        let scheduler = self.scheduler.lock().unwrap_or_else(|p| p.into_inner());
-        (core, scheduler)
-    }
-
-    /// The scheduler alone, for calls that do not touch the RM core
-    /// (offers, aborts, lookups): RM clients are not held up meanwhile.
-    /// Never take the core lock while holding this one.
-    pub fn scheduler(&self) -> MutexGuard<'_, Scheduler> {
-        self.scheduler.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn emit(&self, effects: Vec<Effect>) {
-        for e in effects {
-            // The shell only goes away when the shim stops.
-            let _ = self.effects.send(e);
-        }
-    }
 }
 
 pub struct AmProtocol {
@@ -100,16 +75,68 @@ pub fn asks_from_proto(asks: &[r::ResourceRequestProto]) -> Result<Vec<Ask>, AmE
         .collect()
 }
 
+/// The wire answer to `allocate`: containers with their container tokens,
+/// NM tokens for nodes new to the attempt, completed statuses. Signing is
+/// deterministic in the result's fields and `issued_ms`, so a replay
+/// encodes to the same bytes.
+fn encode_allocate(rm: &Rm, attempt: AttemptId, result: &AllocateResult) -> Vec<u8> {
+    let allocated_containers = result
+        .allocated
+        .iter()
+        .map(|c| r::ContainerProto {
+            id: Some(convert::container_to_proto(c.id)),
+            node_id: Some(convert::node_id_to_proto(&c.node)),
+            node_http_address: Some(c.node.to_string()),
+            resource: Some(convert::capacity_to_proto(c.capacity)),
+            priority: Some(r::PriorityProto { priority: Some(c.priority) }),
+            container_token: Some(rm.tokens.container_token(&c.token_spec(), false, result.issued_ms)),
+            execution_type: Some(r::ExecutionTypeProto::Guaranteed as i32),
+            allocation_request_id: Some(c.allocation_request_id),
+            version: Some(0),
+        })
+        .collect();
+    let user = result.allocated.first().map(|c| c.user.clone()).unwrap_or_default();
+    let nm_tokens = result
+        .nm_token_nodes
+        .iter()
+        .map(|n| r::NmTokenProto {
+            node_id: Some(convert::node_id_to_proto(n)),
+            token: Some(rm.tokens.nm_token(attempt, n, &user)),
+        })
+        .collect();
+    let completed_container_statuses = result
+        .completed
+        .iter()
+        .map(|c| r::ContainerStatusProto {
+            container_id: Some(convert::container_to_proto(c.id)),
+            state: Some(r::ContainerStateProto::CComplete as i32),
+            diagnostics: Some(c.diagnostics.clone()),
+            exit_status: Some(c.exit_status),
+            capability: Some(convert::capacity_to_proto(c.capacity)),
+            execution_type: Some(r::ExecutionTypeProto::Guaranteed as i32),
+        })
+        .collect();
+    r::AllocateResponseProto {
+        a_m_command: result.shutdown.then_some(r::AmCommandProto::AmShutdown as i32),
+        response_id: Some(result.response_id),
+        allocated_containers,
+        completed_container_statuses,
+        limit: Some(convert::capacity_to_proto(result.headroom)),
+        num_cluster_nodes: Some(result.cluster_nodes),
+        nm_tokens,
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
 #[async_trait::async_trait]
 impl Service for AmProtocol {
     async fn call(&self, ctx: &CallContext, method: &str, request: &[u8]) -> Result<Vec<u8>, RpcError> {
         let attempt = attempt_of(ctx)?;
-        let now = (self.rm.clock)();
         match method {
             "registerApplicationMaster" => {
                 let req: r::RegisterApplicationMasterRequestProto = decode("RegisterApplicationMasterRequestProto", request)?;
-                let (mut core, mut scheduler) = self.rm.lock();
-                let registered = scheduler.register(&mut core, attempt, now).map_err(am)?;
+                let registered = self.rm.core.call(move |core, now| core.register(attempt, now)).await.map_err(stopped)?.map_err(am)?;
                 info!(attempt_id = %attempt, host = req.host(), rpc_port = req.rpc_port(), tracking_url = req.tracking_url(), "AM registered");
                 Ok(r::RegisterApplicationMasterResponseProto {
                     maximum_capability: Some(convert::capacity_to_proto(registered.maximum_capability)),
@@ -137,60 +164,11 @@ impl Service for AmProtocol {
                     blacklist_additions: blacklist.blacklist_additions,
                     blacklist_removals: blacklist.blacklist_removals,
                 };
-                let (core, mut scheduler) = self.rm.lock();
-                let result = match scheduler.allocate(&core, attempt, call, now).map_err(am)? {
-                    AllocateOutcome::Replay(bytes) => return Ok(bytes),
+                let result = match self.rm.core.call(move |core, now| core.allocate(attempt, call, now)).await.map_err(stopped)?.map_err(am)? {
+                    AllocateOutcome::Replay(last) => return Ok(encode_allocate(&self.rm, attempt, &last)),
                     AllocateOutcome::Fresh(result) => result,
                 };
-                let allocated_containers = result
-                    .allocated
-                    .iter()
-                    .map(|c| r::ContainerProto {
-                        id: Some(convert::container_to_proto(c.id)),
-                        node_id: Some(convert::node_id_to_proto(&c.node)),
-                        node_http_address: Some(c.node.to_string()),
-                        resource: Some(convert::capacity_to_proto(c.capacity)),
-                        priority: Some(r::PriorityProto { priority: Some(c.priority) }),
-                        container_token: Some(self.rm.tokens.container_token(&c.token_spec(), false, now)),
-                        execution_type: Some(r::ExecutionTypeProto::Guaranteed as i32),
-                        allocation_request_id: Some(c.allocation_request_id),
-                        version: Some(0),
-                    })
-                    .collect();
-                let user = result.allocated.first().map(|c| c.user.clone()).unwrap_or_default();
-                let nm_tokens = result
-                    .nm_token_nodes
-                    .iter()
-                    .map(|n| r::NmTokenProto {
-                        node_id: Some(convert::node_id_to_proto(n)),
-                        token: Some(self.rm.tokens.nm_token(attempt, n, &user)),
-                    })
-                    .collect();
-                let completed_container_statuses = result
-                    .completed
-                    .iter()
-                    .map(|c| r::ContainerStatusProto {
-                        container_id: Some(convert::container_to_proto(c.id)),
-                        state: Some(r::ContainerStateProto::CComplete as i32),
-                        diagnostics: Some(c.diagnostics.clone()),
-                        exit_status: Some(c.exit_status),
-                        capability: Some(convert::capacity_to_proto(c.capacity)),
-                        execution_type: Some(r::ExecutionTypeProto::Guaranteed as i32),
-                    })
-                    .collect();
-                let response = r::AllocateResponseProto {
-                    a_m_command: result.shutdown.then_some(r::AmCommandProto::AmShutdown as i32),
-                    response_id: Some(result.response_id),
-                    allocated_containers,
-                    completed_container_statuses,
-                    limit: Some(convert::capacity_to_proto(result.headroom)),
-                    num_cluster_nodes: Some(result.cluster_nodes),
-                    nm_tokens,
-                    ..Default::default()
-                }
-                .encode_to_vec();
-                scheduler.remember_response(attempt, response.clone());
-                drop((core, scheduler));
+                let response = encode_allocate(&self.rm, attempt, &result);
                 if !result.allocated.is_empty() || !result.completed.is_empty() {
                     info!(
                         attempt_id = %attempt,
@@ -200,14 +178,14 @@ impl Service for AmProtocol {
                         "allocate"
                     );
                 }
-                self.rm.emit(result.effects);
                 Ok(response)
             }
             "finishApplicationMaster" => {
                 let req: r::FinishApplicationMasterRequestProto = decode("FinishApplicationMasterRequestProto", request)?;
                 let status = convert::final_status_from_proto(req.final_application_status);
-                let (mut core, mut scheduler) = self.rm.lock();
-                let unregistered = scheduler.finish(&mut core, attempt, status, req.diagnostics(), now).map_err(am)?;
+                let diagnostics = req.diagnostics().to_owned();
+                let unregistered =
+                    self.rm.core.call(move |core, now| core.finish(attempt, status, &diagnostics, now)).await.map_err(stopped)?.map_err(am)?;
                 info!(attempt_id = %attempt, ?status, diagnostics = req.diagnostics(), "AM finished");
                 Ok(r::FinishApplicationMasterResponseProto { is_unregistered: Some(unregistered) }.encode_to_vec())
             }

@@ -1,8 +1,7 @@
 //! ApplicationClientProtocol (`ApplicationClientProtocolPB`, version 1) as
-//! an IPC [`Service`]: decode the request, call the shared [`RmCore`] with
-//! the current time, encode the answer. No decisions are made here.
-
-use std::sync::{Arc, Mutex, MutexGuard};
+//! an IPC [`Service`]: decode the request, ask the YARN core (through its
+//! task: [`CoreHandle`]), encode the answer outside it. No decisions are
+//! made here.
 
 use prost::Message;
 use tracing::{info, warn};
@@ -10,27 +9,27 @@ use tracing::{info, warn};
 use weir_yarn_ipc::server::{decode_request as decode, CallContext, RpcError, Service};
 use crate::convert::{self, ConvertError};
 use weir_yarn_api::records as r;
+use crate::core::{CoreHandle, CoreStopped, Now};
 use crate::rm_core::{AppFilter, KillOutcome, RmCore, RmError, ROOT_QUEUE};
 use weir_yarn_api::APPLICATION_CLIENT_PROTOCOL;
 
-/// Milliseconds since the epoch; the shell's clock, passed to the core.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
-
 pub struct ClientProtocol {
-    core: Arc<Mutex<RmCore>>,
-    clock: Clock,
+    core: CoreHandle,
 }
 
 impl ClientProtocol {
-    pub fn new(core: Arc<Mutex<RmCore>>, clock: Clock) -> ClientProtocol {
-        ClientProtocol { core, clock }
+    pub fn new(core: CoreHandle) -> ClientProtocol {
+        ClientProtocol { core }
     }
 
-    fn core(&self) -> MutexGuard<'_, RmCore> {
-        // A failed core call changes nothing, so the books behind a
-        // poisoned lock are still consistent.
-        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    /// Runs `f` on the RM's books and returns its answer.
+    async fn books<R: Send + 'static>(&self, f: impl FnOnce(&mut RmCore, Now) -> R + Send + 'static) -> Result<R, RpcError> {
+        self.core.call(move |core, now| f(core.rm_mut(), now)).await.map_err(stopped)
     }
+}
+
+pub(crate) fn stopped(e: CoreStopped) -> RpcError {
+    RpcError::application("org.apache.hadoop.yarn.exceptions.YarnException", format!("{e}; the ResourceManager is shutting down"))
 }
 
 fn rm(e: RmError) -> RpcError {
@@ -45,11 +44,10 @@ fn invalid(e: ConvertError) -> RpcError {
 impl Service for ClientProtocol {
     async fn call(&self, ctx: &CallContext, method: &str, request: &[u8]) -> Result<Vec<u8>, RpcError> {
         let user = ctx.user.clone().unwrap_or_else(|| "unknown".into());
-        let now = (self.clock)();
         let response = match method {
             "getNewApplication" => {
                 let _: r::GetNewApplicationRequestProto = decode("GetNewApplicationRequestProto", request)?;
-                let (id, max) = self.core().new_application().map_err(rm)?;
+                let (id, max) = self.books(|rm, _| rm.new_application()).await?.map_err(rm)?;
                 info!(application_id = %id, %user, "new application id");
                 r::GetNewApplicationResponseProto {
                     application_id: Some(convert::app_id_to_proto(id)),
@@ -64,16 +62,15 @@ impl Service for ClientProtocol {
                 })?;
                 let submission = convert::submission_from_proto(&context, &user).map_err(invalid)?;
                 let (id, queue, name) = (submission.id, submission.queue.clone(), submission.name.clone());
-                let state = self.core().submit(submission, now).map_err(rm)?;
+                let state = self.books(move |rm, now| rm.submit(submission, now.unix_ms)).await?.map_err(rm)?;
                 info!(application_id = %id, %user, %queue, %name, ?state, "application submitted");
                 r::SubmitApplicationResponseProto {}.encode_to_vec()
             }
             "getApplicationReport" => {
                 let req: r::GetApplicationReportRequestProto = decode("GetApplicationReportRequestProto", request)?;
                 let id = convert::app_id_from_proto("application_id", req.application_id.as_ref()).map_err(invalid)?;
-                let core = self.core();
-                let app = core.application(id).map_err(rm)?;
-                r::GetApplicationReportResponseProto { application_report: Some(convert::report_to_proto(app)) }.encode_to_vec()
+                let app = self.books(move |rm, _| rm.application(id).cloned()).await?.map_err(rm)?;
+                r::GetApplicationReportResponseProto { application_report: Some(convert::report_to_proto(&app)) }.encode_to_vec()
             }
             "getApplications" => {
                 let req: r::GetApplicationsRequestProto = decode("GetApplicationsRequestProto", request)?;
@@ -93,14 +90,15 @@ impl Service for ClientProtocol {
                     finish_range: range(req.finish_begin, req.finish_end),
                     limit: req.limit.filter(|l| *l > 0).map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
                 };
-                let core = self.core();
-                let applications = core.applications(&filter).into_iter().map(convert::report_to_proto).collect();
+                let found = self.books(move |rm, _| rm.applications(&filter).into_iter().cloned().collect::<Vec<_>>()).await?;
+                let applications = found.iter().map(convert::report_to_proto).collect();
                 r::GetApplicationsResponseProto { applications }.encode_to_vec()
             }
             "forceKillApplication" => {
                 let req: r::KillApplicationRequestProto = decode("KillApplicationRequestProto", request)?;
                 let id = convert::app_id_from_proto("application_id", req.application_id.as_ref()).map_err(invalid)?;
-                let outcome = self.core().kill(id, req.diagnostics.as_deref(), now).map_err(rm)?;
+                let diagnostics = req.diagnostics.clone();
+                let outcome = self.books(move |rm, now| rm.kill(id, diagnostics.as_deref(), now.unix_ms)).await?.map_err(rm)?;
                 match outcome {
                     KillOutcome::Killed => info!(application_id = %id, %user, "application killed"),
                     KillOutcome::AlreadyFinal(state) => info!(application_id = %id, %user, ?state, "kill of an application that had already ended"),
@@ -109,7 +107,7 @@ impl Service for ClientProtocol {
             }
             "getClusterMetrics" => {
                 let _: r::GetClusterMetricsRequestProto = decode("GetClusterMetricsRequestProto", request)?;
-                let m = self.core().cluster_metrics();
+                let m = self.books(|rm, _| rm.cluster_metrics()).await?;
                 r::GetClusterMetricsResponseProto {
                     cluster_metrics: Some(r::YarnClusterMetricsProto {
                         num_node_managers: Some(m.node_managers),
@@ -125,33 +123,35 @@ impl Service for ClientProtocol {
             "getClusterNodes" => {
                 let req: r::GetClusterNodesRequestProto = decode("GetClusterNodesRequestProto", request)?;
                 let wanted = convert::node_states_from_proto(&req.node_states);
-                let core = self.core();
                 // States we never have (NEW, DECOMMISSIONED…) match nothing,
                 // but must not turn the filter into "everything".
-                let nodes = if wanted.is_empty() {
-                    core.nodes(&[])
-                } else {
-                    let states: Vec<_> = wanted.into_iter().flatten().collect();
-                    if states.is_empty() { Vec::new() } else { core.nodes(&states) }
-                };
-                r::GetClusterNodesResponseProto { node_reports: nodes.into_iter().map(convert::node_to_proto).collect() }.encode_to_vec()
+                let nodes = self
+                    .books(move |rm, _| {
+                        let found = if wanted.is_empty() {
+                            rm.nodes(&[])
+                        } else {
+                            let states: Vec<_> = wanted.into_iter().flatten().collect();
+                            if states.is_empty() { Vec::new() } else { rm.nodes(&states) }
+                        };
+                        found.into_iter().cloned().collect::<Vec<_>>()
+                    })
+                    .await?;
+                r::GetClusterNodesResponseProto { node_reports: nodes.iter().map(convert::node_to_proto).collect() }.encode_to_vec()
             }
             "getQueueInfo" => {
                 let req: r::GetQueueInfoRequestProto = decode("GetQueueInfoRequestProto", request)?;
                 let name = req.queue_name.clone().filter(|q| !q.is_empty()).unwrap_or_else(|| ROOT_QUEUE.into());
-                let report = self
-                    .core()
-                    .queue_info(&name, req.include_applications(), req.include_child_queues(), req.recursive())
-                    .map_err(rm)?;
+                let (apps, children, recursive) = (req.include_applications(), req.include_child_queues(), req.recursive());
+                let report = self.books(move |rm, _| rm.queue_info(&name, apps, children, recursive)).await?.map_err(rm)?;
                 r::GetQueueInfoResponseProto { queue_info: Some(convert::queue_to_proto(&report)) }.encode_to_vec()
             }
             "getQueueUserAcls" => {
                 let _: r::GetQueueUserAclsInfoRequestProto = decode("GetQueueUserAclsInfoRequestProto", request)?;
                 // No ACLs: everyone may submit to and administer every queue.
                 let acls = vec![r::QueueAclProto::QaclSubmitApplications as i32, r::QueueAclProto::QaclAdministerQueue as i32];
-                let core = self.core();
+                let queues = self.books(|rm, _| rm.queues().to_vec()).await?;
                 let queue_user_acls = std::iter::once(ROOT_QUEUE.to_owned())
-                    .chain(core.queues().iter().cloned())
+                    .chain(queues)
                     .map(|q| r::QueueUserAclInfoProto { queue_name: Some(q), user_acls: acls.clone() })
                     .collect();
                 r::GetQueueUserAclsInfoResponseProto { queue_user_acls }.encode_to_vec()

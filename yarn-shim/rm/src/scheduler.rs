@@ -1,7 +1,9 @@
 //! The ResourceManager's scheduler as a deterministic state machine:
 //! application attempts, their asks, the containers placed for them, and
 //! the node manager each agent runs. No I/O and no clock: every call takes
-//! `now_ms`, and what the shell must do comes back as [`Effect`]s.
+//! a [`Now`] (monotonic time for its timers, wall-clock time for what
+//! clients see), and what the shell must do comes back as [`Effect`]s.
+//! It lives inside [`crate::core::YarnCore`], beside the RM's books.
 //!
 //! How YARN meets the pool:
 //! - the shim is one framework; every offer it gets is matched here against
@@ -27,6 +29,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use weir_yarn_api::ids::{ApplicationId, AttemptId, ContainerId, NodeId};
+use crate::core::Now;
 use crate::rm_core::{AppFilter, AppState, Capacity, FinalStatus, NodeState, RmCore, RmError};
 
 /// YARN's `ContainerExitStatus` values the shim reports.
@@ -202,13 +205,17 @@ pub struct AllocateResult {
     pub headroom: Capacity,
     /// The application has ended (killed, say): the AM should shut down.
     pub shutdown: bool,
+    /// Wall-clock ms at which the answer's tokens are issued (and expire
+    /// from): kept so a replay signs the very same tokens.
+    pub issued_ms: i64,
     pub effects: Vec<Effect>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum AllocateOutcome {
-    /// The AM repeated its last call: send the last response again.
-    Replay(Vec<u8>),
+    /// The AM repeated its last call: the last answer again (encoded
+    /// anew by the shell, byte for byte the same; no effects this time).
+    Replay(Box<AllocateResult>),
     Fresh(AllocateResult),
 }
 
@@ -286,7 +293,7 @@ struct Attempt {
     last_heard_ms: i64,
     unregistered_ms: Option<i64>,
     last_response_id: i32,
-    last_response: Option<Vec<u8>>,
+    last_response: Option<Box<AllocateResult>>,
     asks: BTreeMap<AskKey, AskEntry>,
     blacklist: BTreeSet<String>,
     fresh: Vec<ContainerId>,
@@ -439,7 +446,9 @@ impl Scheduler {
 
     /// Looks at the RM's applications: adopts newly accepted ones, winds
     /// down ended ones, expires silent attempts, stops idle node managers.
-    pub fn tick(&mut self, rm: &mut RmCore, now_ms: i64) -> Vec<Effect> {
+    pub fn tick(&mut self, rm: &mut RmCore, now: impl Into<Now>) -> Vec<Effect> {
+        let now: Now = now.into();
+        let now_ms = now.mono_ms();
         let mut out = Vec::new();
         let live = AppFilter { states: vec![AppState::Accepted, AppState::Running], ..AppFilter::default() };
         let adopt: Vec<_> = rm
@@ -450,11 +459,11 @@ impl Scheduler {
             .collect();
         for s in adopt {
             if s.unmanaged_am {
-                let _ = rm.fail(s.id, "unmanaged ApplicationMasters are not supported by Weir's YARN shim", now_ms);
+                let _ = rm.fail(s.id, "unmanaged ApplicationMasters are not supported by Weir's YARN shim", now.unix_ms);
                 continue;
             }
             if s.am_launch.is_none() {
-                let _ = rm.fail(s.id, "the submission has no AM container launch context", now_ms);
+                let _ = rm.fail(s.id, "the submission has no AM container launch context", now.unix_ms);
                 continue;
             }
             let am_capacity = s.am_resource.unwrap_or(Capacity { memory_mb: 1024, vcores: 1 });
@@ -505,7 +514,7 @@ impl Scheduler {
                 && now_ms - app.attempt.last_heard_ms > self.config.am_liveness_ms;
             if silent {
                 let why = format!("ApplicationMaster for attempt {} timed out", app.attempt.id);
-                self.fail_attempt(rm, id, &why, now_ms, &mut out);
+                self.fail_attempt(rm, id, &why, now, &mut out);
             }
         }
 
@@ -526,7 +535,9 @@ impl Scheduler {
 
     /// Matches offers against the applications of each offer's role.
     /// Every offer is either used (the rest goes back) or declined.
-    pub fn offers(&mut self, offers: Vec<Offer>, now_ms: i64) -> Vec<Effect> {
+    pub fn offers(&mut self, offers: Vec<Offer>, now: impl Into<Now>) -> Vec<Effect> {
+        let now: Now = now.into();
+        let now_ms = now.mono_ms();
         let mut out = Vec::new();
         for offer in offers {
             let tasks = self.place(&offer, now_ms, &mut out);
@@ -722,7 +733,8 @@ impl Scheduler {
         out
     }
 
-    fn fail_attempt(&mut self, rm: &mut RmCore, id: ApplicationId, why: &str, now_ms: i64, out: &mut Vec<Effect>) {
+    fn fail_attempt(&mut self, rm: &mut RmCore, id: ApplicationId, why: &str, now: Now, out: &mut Vec<Effect>) {
+        let now_ms = now.mono_ms();
         let Some(app) = self.apps.get_mut(&id) else { return };
         let attempt = app.attempt.id;
         app.attempt.phase = Phase::Failed;
@@ -746,7 +758,7 @@ impl Scheduler {
                 "Application {id} failed {n} times (global limit ={n}; local limit is ={n}) due to {why}. Failing the application.",
                 n = app.max_attempts
             );
-            if let Err(e) = rm.fail(id, &diagnostics, now_ms) {
+            if let Err(e) = rm.fail(id, &diagnostics, now.unix_ms) {
                 tracing::warn!(application_id = %id, error = %e, "cannot mark the application failed");
             }
             app.ending = true;
@@ -755,7 +767,9 @@ impl Scheduler {
 
     /// A status update for one of the shim's tasks (`task_id` is a
     /// container id or a node manager's task id).
-    pub fn task_update(&mut self, rm: &mut RmCore, task_id: &str, event: TaskEvent, now_ms: i64) -> Vec<Effect> {
+    pub fn task_update(&mut self, rm: &mut RmCore, task_id: &str, event: TaskEvent, now: impl Into<Now>) -> Vec<Effect> {
+        let now: Now = now.into();
+        let now_ms = now.mono_ms();
         let mut out = Vec::new();
         if let Some((agent, nm)) = self.nms.iter_mut().find(|(_, n)| n.task_id == task_id) {
             match event {
@@ -820,7 +834,7 @@ impl Scheduler {
                 "AM Container for {} exited with  exitCode: {exit}\nFailing this attempt.Diagnostics: {diagnostics}",
                 cid.attempt
             );
-            self.fail_attempt(rm, app_id, &why, now_ms, &mut out);
+            self.fail_attempt(rm, app_id, &why, now, &mut out);
             return out;
         }
         if !is_am && app.attempt.phase == Phase::Registered {
@@ -831,14 +845,16 @@ impl Scheduler {
     }
 
     /// registerApplicationMaster from the attempt the AMRM token names.
-    pub fn register(&mut self, rm: &mut RmCore, attempt: AttemptId, now_ms: i64) -> Result<Registered, AmError> {
+    pub fn register(&mut self, rm: &mut RmCore, attempt: AttemptId, now: impl Into<Now>) -> Result<Registered, AmError> {
+        let now: Now = now.into();
+        let now_ms = now.mono_ms();
         let app = self.current(attempt)?;
         match app.attempt.phase {
             Phase::Registered => return Err(AmError::AlreadyRegistered(attempt.app)),
             Phase::Launched => {}
             _ => return Err(AmError::AttemptNotFound(attempt)),
         }
-        rm.am_registered(attempt.app, now_ms).map_err(AmError::Rm)?;
+        rm.am_registered(attempt.app, now.unix_ms).map_err(AmError::Rm)?;
         let app = self.apps.get_mut(&attempt.app).expect("found above");
         app.attempt.phase = Phase::Registered;
         app.attempt.last_heard_ms = now_ms;
@@ -856,9 +872,11 @@ impl Scheduler {
 
     /// allocate: new absolute asks, releases and blacklist changes in;
     /// new containers, completed containers and NM token nodes out.
-    /// After encoding the answer the caller hands it to
-    /// [`Scheduler::remember_response`], so a repeated call can replay it.
-    pub fn allocate(&mut self, rm: &RmCore, attempt: AttemptId, call: AllocateCall, now_ms: i64) -> Result<AllocateOutcome, AmError> {
+    /// The answer is kept (typed, without its effects) so that a repeated
+    /// call gets it again.
+    pub fn allocate(&mut self, rm: &RmCore, attempt: AttemptId, call: AllocateCall, now: impl Into<Now>) -> Result<AllocateOutcome, AmError> {
+        let now: Now = now.into();
+        let now_ms = now.mono_ms();
         let app = self.current(attempt)?;
         if app.attempt.phase == Phase::Launched {
             return Err(AmError::NotRegistered(attempt));
@@ -868,8 +886,8 @@ impl Scheduler {
         }
         let last = app.attempt.last_response_id;
         if call.response_id.wrapping_add(1) == last {
-            if let Some(bytes) = &app.attempt.last_response {
-                return Ok(AllocateOutcome::Replay(bytes.clone()));
+            if let Some(last) = &app.attempt.last_response {
+                return Ok(AllocateOutcome::Replay(last.clone()));
             }
         }
         if call.response_id != last {
@@ -959,7 +977,7 @@ impl Scheduler {
             memory_mb: h.memory_mb + (n.observed.capability.memory_mb - n.observed.used.memory_mb).max(0),
             vcores: h.vcores + (n.observed.capability.vcores - n.observed.used.vcores).max(0),
         });
-        Ok(AllocateOutcome::Fresh(AllocateResult {
+        let result = AllocateResult {
             response_id,
             allocated,
             completed,
@@ -967,15 +985,13 @@ impl Scheduler {
             cluster_nodes: running.len() as i32,
             headroom,
             shutdown,
-            effects,
-        }))
-    }
-
-    /// Keeps the encoded answer to the attempt's latest `allocate`.
-    pub fn remember_response(&mut self, attempt: AttemptId, bytes: Vec<u8>) {
-        if let Some(app) = self.apps.get_mut(&attempt.app).filter(|a| a.attempt.id == attempt) {
-            app.attempt.last_response = Some(bytes);
+            issued_ms: now.unix_ms,
+            effects: Vec::new(),
+        };
+        if let Some(app) = self.apps.get_mut(&attempt.app) {
+            app.attempt.last_response = Some(Box::new(result.clone()));
         }
+        Ok(AllocateOutcome::Fresh(AllocateResult { effects, ..result }))
     }
 
     /// finishApplicationMaster: the application's outcome. Returns whether
@@ -986,8 +1002,9 @@ impl Scheduler {
         attempt: AttemptId,
         status: FinalStatus,
         diagnostics: &str,
-        now_ms: i64,
+        now: impl Into<Now>,
     ) -> Result<bool, AmError> {
+        let now: Now = now.into();
         let app = self.current(attempt)?;
         match app.attempt.phase {
             Phase::Unregistered => return Ok(true),
@@ -997,11 +1014,11 @@ impl Scheduler {
         }
         let already_final = rm.application(attempt.app).map(|a| a.state.is_final()).unwrap_or(true);
         if !already_final {
-            rm.am_finished(attempt.app, status, diagnostics, now_ms).map_err(AmError::Rm)?;
+            rm.am_finished(attempt.app, status, diagnostics, now.unix_ms).map_err(AmError::Rm)?;
         }
         let app = self.apps.get_mut(&attempt.app).expect("found above");
         app.attempt.phase = Phase::Unregistered;
-        app.attempt.unregistered_ms = Some(now_ms);
+        app.attempt.unregistered_ms = Some(now.mono_ms());
         app.attempt.asks.clear();
         tracing::info!(application_id = %attempt.app, attempt_id = %attempt, ?status, "ApplicationMaster unregistered");
         Ok(true)

@@ -174,14 +174,14 @@ fn asks_become_containers_with_nm_tokens_once_and_responses_follow_response_ids(
     let r = fresh(s.allocate(&rm, attempt, AllocateCall { response_id: 0, asks: vec![any(1, 3, 512)], ..Default::default() }, 10).unwrap());
     assert_eq!((r.response_id, r.allocated.len()), (1, 0));
     assert!(r.effects.contains(&Effect::Revive));
-    s.remember_response(attempt, b"first".to_vec());
+    let first = AllocateResult { effects: Vec::new(), ..r.clone() };
     // Room for two 512 MiB containers beside what a1 already runs.
     let effects = s.offers(vec![offer("o2", "a1", "host1", "default", 2.0, 1100.0)], 20);
     let tasks = launched(&effects);
     assert_eq!(tasks.len(), 2);
     assert!(tasks.iter().all(|t| matches!(t, TaskPlan::Container { nm_port: 31000, .. })), "no second node manager");
     // The AM repeats call 0: it gets the same answer again.
-    assert_eq!(s.allocate(&rm, attempt, AllocateCall { response_id: 0, ..Default::default() }, 21).unwrap(), AllocateOutcome::Replay(b"first".to_vec()));
+    assert_eq!(s.allocate(&rm, attempt, AllocateCall { response_id: 0, ..Default::default() }, 21).unwrap(), AllocateOutcome::Replay(Box::new(first)));
     let r = fresh(s.allocate(&rm, attempt, AllocateCall { response_id: 1, asks: vec![any(1, 1, 512)], ..Default::default() }, 30).unwrap());
     assert_eq!(r.allocated.len(), 2);
     assert_eq!(r.nm_token_nodes, vec![NodeId { host: "host1".into(), port: 31000 }]);

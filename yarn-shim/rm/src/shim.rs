@@ -15,8 +15,8 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 use prost::Message;
 use tokio::net::TcpListener;
@@ -33,11 +33,13 @@ use weir_yarn_ipc::connection::AuthPolicy;
 use weir_yarn_ipc::server::{Server, ServerConfig, ServerHandle};
 use weir_yarn_ipc::security::credentials::Credentials;
 use crate::am_protocol::{AmProtocol, Rm};
-use crate::client_protocol::{ClientProtocol, Clock};
+use crate::client_protocol::ClientProtocol;
+use crate::core::{self as yarn_core, CoreHandle, YarnCore};
 use weir_yarn_api::ids::NodeId;
 use weir_yarn_api::records as r;
 use crate::rm_core::{Capacity, NodeState, ObservedNode, RmCore};
 use crate::scheduler::{exit_status, Allocated, Effect, Offer, Scheduler, SchedulerConfig, TaskEvent, TaskPlan};
+use weir_model::{Clock, SystemClock};
 use weir_yarn_api::tokens::{Issuer, NM_KEY_ENV};
 use weir_yarn_api::{APPLICATION_CLIENT_PROTOCOL, APPLICATION_MASTER_PROTOCOL, CONTAINER_MANAGEMENT_PROTOCOL};
 
@@ -70,21 +72,21 @@ pub struct Shim {
     scheduler_address: SocketAddr,
     servers: Vec<ServerHandle>,
     tasks: Vec<JoinHandle<()>>,
-    rm: Arc<Rm>,
+    core: CoreHandle,
 }
 
-fn epoch_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
 
 impl Shim {
     /// Subscribes to the broker, reads the nodes once, then serves clients.
     /// Fails if the broker cannot be reached or the address is taken.
     pub async fn start(settings: ShimSettings) -> Result<Shim, Error> {
-        let started = epoch_ms();
-        let core = RmCore::new(started, &settings.queues, settings.max_completed_applications)
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
+        let started = clock.unix_millis();
+        let books = RmCore::new(started, &settings.queues, settings.max_completed_applications)
             .map_err(|e| Error::Protocol(format!("YARN shim configuration: {e}")))?;
-        let core = Arc::new(Mutex::new(core));
+        let (effects, effects_rx) = mpsc::unbounded_channel();
+        let (core, core_task) =
+            yarn_core::spawn(YarnCore::new(books, Scheduler::new(settings.scheduler.clone())), clock.clone(), effects);
 
         let mut config = FrameworkConfig::new(settings.broker.clone(), "yarn-shim");
         config.roles = settings.queues.clone();
@@ -104,18 +106,10 @@ impl Shim {
             .await
             .map_err(|e| Error::Broker(format!("cannot listen for ApplicationMasters on {}: {e}", settings.scheduler_address)))?;
         let scheduler_address = am_listener.local_addr().map_err(|e| Error::Broker(e.to_string()))?;
-        let clock: Clock = Arc::new(epoch_ms);
-        let (effects, effects_rx) = mpsc::unbounded_channel();
-        let rm = Arc::new(Rm {
-            core: core.clone(),
-            scheduler: Mutex::new(Scheduler::new(settings.scheduler.clone())),
-            tokens: Issuer::new(scheduler_address.to_string(), started, started as u64),
-            effects,
-            clock: clock.clone(),
-        });
+        let rm = Arc::new(Rm { core: core.clone(), tokens: Issuer::new(scheduler_address.to_string(), started, started as u64) });
 
         let mut server = Server::new(settings.ipc.clone());
-        server.register(APPLICATION_CLIENT_PROTOCOL, Arc::new(ClientProtocol::new(core.clone(), clock)));
+        server.register(APPLICATION_CLIENT_PROTOCOL, Arc::new(ClientProtocol::new(core.clone())));
         let server = server.spawn(listener)?;
         let client_address = server.local_addr;
         info!(%client_address, cluster_timestamp = started, "YARN ApplicationClientProtocol listening");
@@ -124,8 +118,10 @@ impl Shim {
         am_config.auth = AuthPolicy::TokenRequired;
         let mut am_server = Server::new(am_config);
         am_server.register(APPLICATION_MASTER_PROTOCOL, Arc::new(AmProtocol::new(rm.clone())));
-        let lookup = rm.clone();
-        am_server.set_token_passwords(Arc::new(move |identifier: &[u8]| lookup.tokens.amrm_password(identifier, epoch_ms() as u64)));
+        let (lookup, token_clock) = (rm.clone(), clock.clone());
+        am_server.set_token_passwords(Arc::new(move |identifier: &[u8]| {
+            lookup.tokens.amrm_password(identifier, token_clock.unix_millis().max(0) as u64)
+        }));
         let am_server = am_server.spawn(am_listener)?;
         info!(%scheduler_address, "YARN ApplicationMasterProtocol listening");
 
@@ -143,7 +139,7 @@ impl Shim {
             })
         };
         let driver = tokio::spawn(drive(framework, rm.clone(), effects_rx, Arc::new(settings)));
-        Ok(Shim { client_address, scheduler_address, servers: vec![server, am_server], tasks: vec![poller, driver], rm })
+        Ok(Shim { client_address, scheduler_address, servers: vec![server, am_server], tasks: vec![poller, driver, core_task], core })
     }
 
     /// Where ApplicationClientProtocol really listens.
@@ -156,9 +152,9 @@ impl Shim {
         self.scheduler_address
     }
 
-    /// The core, for tests.
-    pub fn core(&self) -> Arc<Mutex<RmCore>> {
-        self.rm.core.clone()
+    /// The way to the YARN core, for tests.
+    pub fn core(&self) -> CoreHandle {
+        self.core.clone()
     }
 
     pub fn stop(self) {
@@ -213,7 +209,7 @@ impl BrokerLink {
     }
 }
 
-async fn refresh_nodes(link: &mut BrokerLink, core: &Mutex<RmCore>) -> Result<(), Error> {
+async fn refresh_nodes(link: &mut BrokerLink, core: &CoreHandle) -> Result<(), Error> {
     let result = link.client().await?.get_state(v1::GetStateRequest {}).await;
     let state = match result {
         Ok(state) => state.into_inner(),
@@ -225,8 +221,8 @@ async fn refresh_nodes(link: &mut BrokerLink, core: &Mutex<RmCore>) -> Result<()
     };
     let nodes = nodes_from_state(&state.state_json)?;
     debug!(nodes = nodes.len(), "nodes from the broker");
-    core.lock().unwrap_or_else(|p| p.into_inner()).observe_nodes(nodes, epoch_ms());
-    Ok(())
+    core.call(move |core, now| core.observe_nodes(nodes, now)).await.map_err(|e| Error::Broker(e.to_string()))
+
 }
 
 /// Agents in the broker's state document → YARN nodes. Memory is in MiB
@@ -285,34 +281,41 @@ const AM_START_TRIES_FOR: Duration = Duration::from_secs(60);
 async fn drive(mut framework: Framework, rm: Arc<Rm>, mut effects: mpsc::UnboundedReceiver<Effect>, settings: Arc<ShimSettings>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Inputs go to the core's task; whatever it decides comes back on
+    // `effects` (also what AM calls decided), carried out in order here.
     loop {
         let todo: Vec<Effect> = tokio::select! {
             biased;
             Some(effect) = effects.recv() => vec![effect],
             _ = tick.tick() => {
-                let (mut core, mut scheduler) = rm.lock();
-                scheduler.tick(&mut core, epoch_ms())
+                if rm.core.call(|core, now| core.tick(now)).await.is_err() {
+                    return;
+                }
+                Vec::new()
             }
             event = framework.next_event() => match event {
                 Ok(Some(v1::Event { kind: Some(kind) })) => match kind {
                     v1::event::Kind::Offers(o) => {
                         let offers: Vec<Offer> = o.offers.iter().map(offer_from_proto).collect();
                         debug!(framework_id = %framework.id(), offers = offers.len(), "offers");
-                        let mut scheduler = rm.scheduler();
-                        scheduler.offers(offers, epoch_ms())
+                        if rm.core.call(move |core, now| core.offers(offers, now)).await.is_err() {
+                            return;
+                        }
+                        Vec::new()
                     }
                     v1::event::Kind::Update(u) => {
-                        let mut out = Vec::new();
                         if let Some(status) = u.status.as_ref() {
                             if let Some(event) = task_event(status) {
-                                let (mut core, mut scheduler) = rm.lock();
-                                out = scheduler.task_update(&mut core, &status.task_id, event, epoch_ms());
+                                let task_id = status.task_id.clone();
+                                if rm.core.call(move |core, now| core.task_update(&task_id, event, now)).await.is_err() {
+                                    return;
+                                }
                             }
                             if let Err(e) = framework.acknowledge(status).await {
                                 warn!(framework_id = %framework.id(), task_id = %status.task_id, error = %e, "cannot acknowledge an update");
                             }
                         }
-                        out
+                        Vec::new()
                     }
                     v1::event::Kind::Error(e) => {
                         warn!(framework_id = %framework.id(), message = %e.message, "broker error");
@@ -472,11 +475,10 @@ async fn carry_out(framework: &Framework, rm: &Arc<Rm>, settings: &Arc<ShimSetti
             tokio::spawn(async move {
                 if let Err(why) = start_am(&rm, &settings, application, &container).await {
                     warn!(application_id = %application, container_id = %container.id, error = %why, "cannot start the ApplicationMaster");
-                    let effects = {
-                        let mut scheduler = rm.scheduler();
-                        scheduler.abort_container(container.id, exit_status::INVALID, &format!("Error launching {}. Got exception: {why}", container.id.attempt))
-                    };
-                    rm.emit(effects);
+                    let why = format!("Error launching {}. Got exception: {why}", container.id.attempt);
+                    let id = container.id;
+                    // Its effects reach the driver through the core's channel.
+                    let _ = rm.core.call(move |core, _| core.abort_container(id, exit_status::INVALID, &why)).await;
                 }
             });
             Ok(())
@@ -491,14 +493,17 @@ async fn carry_out(framework: &Framework, rm: &Arc<Rm>, settings: &Arc<ShimSetti
 /// the client's launch context plus the AMRM token and the AM's
 /// environment, through the node manager's startContainers.
 async fn start_am(rm: &Rm, settings: &ShimSettings, application: weir_yarn_api::ids::ApplicationId, container: &Allocated) -> Result<(), String> {
-    let now = epoch_ms();
     let attempt = container.id.attempt;
-    let (mut launch, submit_ms, max_attempts) = {
-        let core = rm.core.lock().unwrap_or_else(|p| p.into_inner());
-        let app = core.application(application).map_err(|e| e.to_string())?;
-        let max = if app.submission.max_attempts > 0 { app.submission.max_attempts } else { settings.scheduler.default_max_attempts };
-        (app.submission.am_launch.clone().unwrap_or_default(), app.submit_ms, max)
-    };
+    let default_max = settings.scheduler.default_max_attempts;
+    let (mut launch, submit_ms, max_attempts, now) = rm
+        .core
+        .call(move |core, now| {
+            let app = core.rm().application(application).map_err(|e| e.to_string())?;
+            let max = if app.submission.max_attempts > 0 { app.submission.max_attempts } else { default_max };
+            Ok::<_, String>((app.submission.am_launch.clone().unwrap_or_default(), app.submit_ms, max, now.unix_ms))
+        })
+        .await
+        .map_err(|e| e.to_string())??;
     let mut credentials = match launch.tokens.as_deref() {
         Some(bytes) if !bytes.is_empty() => Credentials::from_bytes(bytes).map_err(|e| format!("the application's tokens do not parse: {e}"))?,
         _ => Credentials::default(),
@@ -542,10 +547,8 @@ async fn start_am(rm: &Rm, settings: &ShimSettings, application: weir_yarn_api::
             return Err(format!("the node manager at {} did not answer within {AM_START_TRIES_FOR:?}: {last}", container.node));
         }
         // A node manager that ended (its port taken, say) will not answer.
-        let still_there = {
-            let scheduler = rm.scheduler();
-            scheduler.node_manager(&container.agent_id) == Some((container.node.host.clone(), container.node.port as u64))
-        };
+        let (agent, host, port) = (container.agent_id.clone(), container.node.host.clone(), container.node.port as u64);
+        let still_there = rm.core.call(move |core, _| core.node_manager_is(&agent, &host, port)).await.unwrap_or(false);
         if !still_there {
             return Err(format!(
                 "the node manager at {} ended before the AM could start (its task's stderr on agent {} says why): {last}",

@@ -1,0 +1,264 @@
+//! The one YARN core: the ResourceManager's books (`rm_core`: applications,
+//! queues, nodes) and its scheduler (`scheduler`: attempts, asks,
+//! containers, node managers) as a single deterministic state machine.
+//!
+//! [`YarnCore`] is plain data with no I/O, no clock and no locks: time
+//! comes in as a [`Now`], and what the shell must do (launch, decline,
+//! kill, revive, start an AM) is kept in an outbox that the owner drains
+//! with [`YarnCore::take_effects`] after every input. No wire bytes are
+//! made and nothing is signed in here: the protocol services encode and
+//! sign what the core decided, outside it.
+//!
+//! In the running shim one task owns the core ([`spawn`]); the client
+//! protocol, the AM protocol, the node poller and the framework loop send
+//! it work through a bounded channel ([`CoreHandle::call`]), one job at a
+//! time, in arrival order. The simulation drives the same type directly.
+//!
+//! Invariants (`check_invariants`): those of the books and of the
+//! scheduler, and every effect a call produced reaches the outbox.
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use weir_model::Clock;
+use weir_yarn_api::ids::{ApplicationId, AttemptId, ContainerId};
+
+use crate::rm_core::{FinalStatus, ObservedNode, RmCore};
+use crate::scheduler::{AllocateCall, AllocateOutcome, AmError, Effect, Offer, Registered, Scheduler, TaskEvent};
+
+/// The time of one input, read once by the shell: `mono` (monotonic,
+/// since the shell's clock started) for every deadline and timer;
+/// `unix_ms` (wall clock) only for what clients see (start and finish
+/// times, token dates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    pub mono: Duration,
+    pub unix_ms: i64,
+}
+
+impl Now {
+    pub fn from_clock(clock: &dyn Clock) -> Now {
+        Now { mono: clock.now(), unix_ms: clock.unix_millis() }
+    }
+
+    /// Monotonic time in whole milliseconds, as the scheduler's timers
+    /// count.
+    pub fn mono_ms(&self) -> i64 {
+        i64::try_from(self.mono.as_millis()).unwrap_or(i64::MAX)
+    }
+}
+
+/// The same milliseconds on both clocks: for tests and the simulation,
+/// where the difference does not matter.
+impl From<i64> for Now {
+    fn from(ms: i64) -> Now {
+        Now { mono: Duration::from_millis(ms.max(0) as u64), unix_ms: ms }
+    }
+}
+
+pub struct YarnCore {
+    rm: RmCore,
+    scheduler: Scheduler,
+    outbox: Vec<Effect>,
+}
+
+impl YarnCore {
+    pub fn new(rm: RmCore, scheduler: Scheduler) -> YarnCore {
+        YarnCore { rm, scheduler, outbox: Vec::new() }
+    }
+
+    /// The books, for reading (reports, lookups).
+    pub fn rm(&self) -> &RmCore {
+        &self.rm
+    }
+
+    /// The books, for the client protocol's own calls (new application,
+    /// submit, kill): the scheduler reads them on its next tick.
+    pub fn rm_mut(&mut self) -> &mut RmCore {
+        &mut self.rm
+    }
+
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.scheduler
+    }
+
+    /// What the shell must do, in the order the core decided it.
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    pub fn tick(&mut self, now: Now) {
+        let effects = self.scheduler.tick(&mut self.rm, now);
+        self.outbox.extend(effects);
+    }
+
+    pub fn offers(&mut self, offers: Vec<Offer>, now: Now) {
+        let effects = self.scheduler.offers(offers, now);
+        self.outbox.extend(effects);
+    }
+
+    pub fn task_update(&mut self, task_id: &str, event: TaskEvent, now: Now) {
+        let effects = self.scheduler.task_update(&mut self.rm, task_id, event, now);
+        self.outbox.extend(effects);
+    }
+
+    /// A container that could not be started (its AM, say) ends with
+    /// `code` and `why`.
+    pub fn abort_container(&mut self, id: ContainerId, code: i32, why: &str) {
+        let effects = self.scheduler.abort_container(id, code, why);
+        self.outbox.extend(effects);
+    }
+
+    pub fn observe_nodes(&mut self, nodes: Vec<ObservedNode>, now: Now) {
+        self.rm.observe_nodes(nodes, now.unix_ms);
+    }
+
+    pub fn register(&mut self, attempt: AttemptId, now: Now) -> Result<Registered, AmError> {
+        self.scheduler.register(&mut self.rm, attempt, now)
+    }
+
+    /// allocate; the effects go to the outbox, the answer (fresh or a
+    /// replay) back to the caller to encode.
+    pub fn allocate(&mut self, attempt: AttemptId, call: AllocateCall, now: Now) -> Result<AllocateOutcome, AmError> {
+        let mut outcome = self.scheduler.allocate(&self.rm, attempt, call, now)?;
+        if let AllocateOutcome::Fresh(result) = &mut outcome {
+            self.outbox.append(&mut result.effects);
+        }
+        Ok(outcome)
+    }
+
+    pub fn finish(&mut self, attempt: AttemptId, status: FinalStatus, diagnostics: &str, now: Now) -> Result<bool, AmError> {
+        self.scheduler.finish(&mut self.rm, attempt, status, diagnostics, now)
+    }
+
+    /// Whether the node manager `agent_id` runs is still the one at
+    /// `host:port` (an AM start stops waiting for one that ended).
+    pub fn node_manager_is(&self, agent_id: &str, host: &str, port: u64) -> bool {
+        self.scheduler.node_manager(agent_id).is_some_and(|(h, p)| h == host && p == port)
+    }
+
+    pub fn live_containers(&self, app: ApplicationId) -> Vec<ContainerId> {
+        self.scheduler.live_containers(app)
+    }
+
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.rm.check_invariants()?;
+        self.scheduler.check_invariants()
+    }
+}
+
+/// A job for the core's task: runs with the core and the time it runs at.
+type Job = Box<dyn FnOnce(&mut YarnCore, Now) + Send>;
+
+/// How many jobs may wait for the core: callers beyond that wait for room
+/// (back-pressure), so a burst of clients cannot grow memory without bound.
+const QUEUE: usize = 1024;
+
+/// The way to the core's task. Cheap to clone.
+#[derive(Clone)]
+pub struct CoreHandle {
+    jobs: mpsc::Sender<Job>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the YARN core has stopped")]
+pub struct CoreStopped;
+
+impl CoreHandle {
+    /// Runs `f` on the core, after every job sent before it, and returns
+    /// its result. Effects it produced go to the shell's effect channel
+    /// before this returns.
+    pub async fn call<R: Send + 'static>(&self, f: impl FnOnce(&mut YarnCore, Now) -> R + Send + 'static) -> Result<R, CoreStopped> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |core, now| {
+            // The caller may have gone (its connection closed): the work
+            // is done all the same, only the answer is dropped.
+            let _ = tx.send(f(core, now));
+        });
+        self.jobs.send(job).await.map_err(|_| CoreStopped)?;
+        rx.await.map_err(|_| CoreStopped)
+    }
+}
+
+/// Starts the task that owns `core`: it runs jobs one at a time with the
+/// time read from `clock` just before each, and sends each job's effects
+/// to `effects`. It ends when every handle is dropped.
+pub fn spawn(mut core: YarnCore, clock: std::sync::Arc<dyn Clock>, effects: mpsc::UnboundedSender<Effect>) -> (CoreHandle, tokio::task::JoinHandle<()>) {
+    let (jobs, mut rx) = mpsc::channel::<Job>(QUEUE);
+    let task = tokio::spawn(async move {
+        while let Some(job) = rx.recv().await {
+            job(&mut core, Now::from_clock(clock.as_ref()));
+            for effect in core.take_effects() {
+                // The shell's receiver lives as long as the shim.
+                let _ = effects.send(effect);
+            }
+        }
+    });
+    (CoreHandle { jobs }, task)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::SchedulerConfig;
+    use weir_model::ManualClock;
+
+    fn core() -> YarnCore {
+        YarnCore::new(RmCore::new(1, &["default".to_string()], 10).unwrap(), Scheduler::new(SchedulerConfig::default()))
+    }
+
+    #[tokio::test]
+    async fn jobs_run_in_order_with_the_clock_read_per_job_and_effects_reach_the_shell() {
+        let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
+        clock.advance(Duration::from_millis(5));
+        let (effects_tx, mut effects_rx) = mpsc::unbounded_channel();
+        let (handle, task) = spawn(core(), std::sync::Arc::new(clock.clone()), effects_tx);
+        let node = ObservedNode {
+            agent_id: "a1".into(),
+            node_id: weir_yarn_api::ids::NodeId { host: "h".into(), port: 5051 },
+            http_address: "h:5051".into(),
+            capability: weir_yarn_api::resource::Capacity { memory_mb: 1024, vcores: 2 },
+            used: Default::default(),
+            containers: 0,
+            state: crate::rm_core::NodeState::Running,
+            health_report: String::new(),
+        };
+        handle.call(move |c, now| c.observe_nodes(vec![node], now)).await.unwrap();
+        let (id, _) = handle.call(|c, _| c.rm_mut().new_application()).await.unwrap().unwrap();
+        let seen = handle.call(|_, now| now).await.unwrap();
+        assert_eq!(seen, Now { mono: Duration::from_millis(5), unix_ms: 1_700_000_000_005 });
+        // An app without an AM launch context fails on the next tick; an
+        // offer nobody wants is declined: the decline is an effect.
+        let submission = crate::rm_core::Submission {
+            id,
+            name: "x".into(),
+            queue: "default".into(),
+            user: "u".into(),
+            application_type: "YARN".into(),
+            tags: Vec::new(),
+            priority: 0,
+            am_resource: Some(weir_yarn_api::resource::Capacity { memory_mb: 128, vcores: 1 }),
+            max_attempts: 1,
+            unmanaged_am: false,
+            am_launch: None,
+        };
+        handle.call(move |c, now| c.rm_mut().submit(submission, now.unix_ms)).await.unwrap().unwrap();
+        handle.call(|c, now| c.tick(now)).await.unwrap();
+        let offer = Offer {
+            id: "o1".into(),
+            agent_id: "a1".into(),
+            hostname: "h".into(),
+            role: "default".into(),
+            cpus: 1.0,
+            mem_mb: 64.0,
+            ports: vec![(31000, 31000)],
+        };
+        handle.call(move |c, now| c.offers(vec![offer], now)).await.unwrap();
+        assert!(matches!(effects_rx.try_recv(), Ok(Effect::Decline { .. })));
+        let state = handle.call(move |c, _| c.rm().application(id).map(|a| a.state)).await.unwrap().unwrap();
+        assert!(state.is_final(), "{state:?}");
+        handle.call(|c, _| c.check_invariants()).await.unwrap().unwrap();
+        drop(handle);
+        task.await.unwrap();
+    }
+}
