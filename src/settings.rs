@@ -239,10 +239,9 @@ fn millis(config: &Config, key: &str) -> Result<i64> {
     Ok(i64::try_from(config.get_duration(key).map_err(problem)?.as_millis()).unwrap_or(i64::MAX))
 }
 
-fn non_negative(config: &Config, key: &str) -> Result<f64> {
+/// A quantity of a resource (thousandths, as the pool counts them).
+fn non_negative(config: &Config, key: &str) -> Result<weir_model::Milli> {
     let v = config.get_f64(key).map_err(problem)?;
-    if !(v >= 0.0 && v.is_finite()) {
-        return Err(problem(format!("{key}: {v} must be a finite number of at least 0")));
-    }
-    Ok(v)
+    weir_model::Milli::from_f64(v)
+        .ok_or_else(|| problem(format!("{key}: {v} must be a finite number of at least 0 and at most {}", weir_model::Milli::MAX)))
 }

@@ -52,12 +52,12 @@ fuzz_target!(|data: &[u8]| {
     let mut s = Scheduler::new(SchedulerConfig { max_containers_per_offer: 4, ..SchedulerConfig::default() });
     s.tick(&mut rm, 0);
     let offer = |n: usize| Offer {
-        id: format!("o{n}"),
+        id: format!("o{n}").into(),
         agent_id: "a1".into(),
         hostname: "h1".into(),
         role: "default".into(),
-        cpus: 8.0,
-        mem_mb: 8192.0,
+        cpus: weir_model::Milli::from_units(8),
+        mem_mb: weir_model::Milli::from_units(8192),
         ports: vec![(1, 3)],
     };
     s.offers(vec![offer(0)], 1);
@@ -83,7 +83,7 @@ fuzz_target!(|data: &[u8]| {
             _ => TaskEvent::Lost { message: String::new() },
         };
         let cid = ContainerId { attempt: s.current_attempt(app).unwrap_or(attempt), id: which };
-        s.task_update(&mut rm, &cid.to_string(), event, now + 2);
+        s.task_update(&mut rm, &weir_model::TaskId::new(cid.to_string()), event, now + 2);
         s.tick(&mut rm, now + 3);
         s.check_invariants().unwrap();
         rm.check_invariants().unwrap();

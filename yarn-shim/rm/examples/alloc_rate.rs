@@ -37,12 +37,12 @@ fn arg(i: usize, default: u64) -> u64 {
 fn offers(agents: u64, round: u64) -> Vec<Offer> {
     (0..agents)
         .map(|a| Offer {
-            id: format!("o{round}-{a}"),
-            agent_id: format!("agent-{a}"),
+            id: format!("o{round}-{a}").into(),
+            agent_id: format!("agent-{a}").into(),
             hostname: format!("host{a}"),
             role: "default".into(),
-            cpus: 64.0,
-            mem_mb: 262_144.0,
+            cpus: weir_model::Milli::from_units(64),
+            mem_mb: weir_model::Milli::from_units(262_144),
             ports: vec![(31000, 31010)],
         })
         .collect()

@@ -97,7 +97,7 @@ impl YarnCore {
         self.outbox.extend(effects);
     }
 
-    pub fn task_update(&mut self, task_id: &str, event: TaskEvent, now: Now) {
+    pub fn task_update(&mut self, task_id: &weir_model::TaskId, event: TaskEvent, now: Now) {
         let effects = self.scheduler.task_update(&mut self.rm, task_id, event, now);
         self.outbox.extend(effects);
     }
@@ -133,7 +133,7 @@ impl YarnCore {
 
     /// Whether the node manager `agent_id` runs is still the one at
     /// `host:port` (an AM start stops waiting for one that ended).
-    pub fn node_manager_is(&self, agent_id: &str, host: &str, port: u64) -> bool {
+    pub fn node_manager_is(&self, agent_id: &weir_model::AgentId, host: &str, port: u64) -> bool {
         self.scheduler.node_manager(agent_id).is_some_and(|(h, p)| h == host && p == port)
     }
 
@@ -249,8 +249,8 @@ mod tests {
             agent_id: "a1".into(),
             hostname: "h".into(),
             role: "default".into(),
-            cpus: 1.0,
-            mem_mb: 64.0,
+            cpus: weir_model::Milli::from_units(1),
+            mem_mb: weir_model::Milli::from_units(64),
             ports: vec![(31000, 31000)],
         };
         handle.call(move |c, now| c.offers(vec![offer], now)).await.unwrap();

@@ -28,6 +28,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use weir_model::{AgentId, Milli, OfferId, TaskId};
 use weir_yarn_api::ids::{ApplicationId, AttemptId, ContainerId, NodeId};
 use crate::core::Now;
 use crate::rm_core::{AppFilter, AppState, Capacity, FinalStatus, NodeState, RmCore, RmError};
@@ -43,8 +44,8 @@ pub const ANY: &str = "*";
 #[derive(Debug, Clone, PartialEq)]
 pub struct SchedulerConfig {
     /// What each node manager task takes (besides one port).
-    pub nm_cpus: f64,
-    pub nm_mem_mb: f64,
+    pub nm_cpus: Milli,
+    pub nm_mem_mb: Milli,
     /// How long a priority with node-specific asks waits for those nodes
     /// before taking any node.
     pub locality_delay_ms: i64,
@@ -70,8 +71,8 @@ pub struct SchedulerConfig {
 impl Default for SchedulerConfig {
     fn default() -> Self {
         SchedulerConfig {
-            nm_cpus: 0.0,
-            nm_mem_mb: 128.0,
+            nm_cpus: Milli::ZERO,
+            nm_mem_mb: Milli::from_units(128),
             locality_delay_ms: 3_000,
             am_liveness_ms: 600_000,
             nm_idle_ms: 10_000,
@@ -87,13 +88,13 @@ impl Default for SchedulerConfig {
 /// An offer as the scheduler needs it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Offer {
-    pub id: String,
-    pub agent_id: String,
+    pub id: OfferId,
+    pub agent_id: AgentId,
     pub hostname: String,
     /// The role (YARN queue) the offer is allocated to.
     pub role: String,
-    pub cpus: f64,
-    pub mem_mb: f64,
+    pub cpus: Milli,
+    pub mem_mb: Milli,
     /// Inclusive port ranges.
     pub ports: Vec<(u64, u64)>,
 }
@@ -101,8 +102,8 @@ pub struct Offer {
 /// A broker task to launch.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TaskPlan {
-    NodeManager { task_id: String, host: String, port: u64, cpus: f64, mem_mb: f64 },
-    Container { task_id: String, container: ContainerId, capacity: Capacity, nm_port: u64 },
+    NodeManager { task_id: TaskId, host: String, port: u64, cpus: Milli, mem_mb: Milli },
+    Container { task_id: TaskId, container: ContainerId, capacity: Capacity, nm_port: u64 },
 }
 
 /// A container handed to (or started for) an ApplicationMaster.
@@ -111,7 +112,7 @@ pub struct Allocated {
     pub id: ContainerId,
     /// The node manager's address: where `startContainers` goes.
     pub node: NodeId,
-    pub agent_id: String,
+    pub agent_id: AgentId,
     pub capacity: Capacity,
     pub priority: i32,
     pub allocation_request_id: i64,
@@ -143,9 +144,9 @@ pub struct Completed {
 /// What the shell must do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    Launch { offer_id: String, agent_id: String, tasks: Vec<TaskPlan> },
-    Decline { offer_id: String, refuse_ms: i64 },
-    Kill { task_id: String, agent_id: String },
+    Launch { offer_id: OfferId, agent_id: AgentId, tasks: Vec<TaskPlan> },
+    Decline { offer_id: OfferId, refuse_ms: i64 },
+    Kill { task_id: TaskId, agent_id: AgentId },
     /// Start the AM in its container through the node manager (the shell
     /// adds the AMRM token to the client's launch context).
     StartAm { application: ApplicationId, container: Allocated },
@@ -365,7 +366,7 @@ enum NmState {
 
 #[derive(Debug, Clone)]
 struct NodeManager {
-    task_id: String,
+    task_id: TaskId,
     host: String,
     port: u64,
     state: NmState,
@@ -378,26 +379,41 @@ pub struct Scheduler {
     apps: BTreeMap<ApplicationId, App>,
     containers: BTreeMap<ContainerId, Container>,
     /// One node manager per agent.
-    nms: BTreeMap<String, NodeManager>,
+    nms: BTreeMap<AgentId, NodeManager>,
     nm_seq: u64,
 }
 
 /// Resources left in an offer while it is being matched.
+/// Exact (thousandths), so a container fits exactly when it fits: no
+/// epsilon, no drift after many takes.
 struct Room {
-    cpus: f64,
-    mem_mb: f64,
+    cpus: Milli,
+    mem_mb: Milli,
     ports: Vec<(u64, u64)>,
 }
 
+/// A YARN size in the pool's units; negative sizes never get here
+/// (allocate refuses them), and are read as nothing if they did.
+fn milli_of(c: Capacity) -> (Milli, Milli) {
+    (Milli::from_units(c.vcores.max(0) as u64), Milli::from_units(c.memory_mb.max(0) as u64))
+}
+
 impl Room {
-    fn fits(&self, c: Capacity, extra_cpus: f64, extra_mem: f64) -> bool {
-        const EPS: f64 = 1e-9;
-        self.cpus + EPS >= c.vcores as f64 + extra_cpus && self.mem_mb + EPS >= c.memory_mb as f64 + extra_mem
+    fn fits(&self, c: Capacity, extra_cpus: Milli, extra_mem: Milli) -> bool {
+        let (cpus, mem) = milli_of(c);
+        self.cpus.0 >= cpus.0.saturating_add(extra_cpus.0) && self.mem_mb.0 >= mem.0.saturating_add(extra_mem.0)
     }
 
-    fn take(&mut self, c: Capacity) {
-        self.cpus -= c.vcores as f64;
-        self.mem_mb -= c.memory_mb as f64;
+    /// Takes what `fits` said is there (saturating, so a caller that did
+    /// not ask first cannot wrap around).
+    fn take(&mut self, cpus: Milli, mem: Milli) {
+        self.cpus = Milli(self.cpus.0.saturating_sub(cpus.0));
+        self.mem_mb = Milli(self.mem_mb.0.saturating_sub(mem.0));
+    }
+
+    fn take_capacity(&mut self, c: Capacity) {
+        let (cpus, mem) = milli_of(c);
+        self.take(cpus, mem);
     }
 
     fn take_port(&mut self) -> Option<u64> {
@@ -440,7 +456,7 @@ impl Scheduler {
     }
 
     /// The node manager (host, port) of an agent, if one runs or starts.
-    pub fn node_manager(&self, agent_id: &str) -> Option<(String, u64)> {
+    pub fn node_manager(&self, agent_id: &AgentId) -> Option<(String, u64)> {
         self.nms.get(agent_id).filter(|n| n.state != NmState::Stopping).map(|n| (n.host.clone(), n.port))
     }
 
@@ -518,7 +534,7 @@ impl Scheduler {
             }
         }
 
-        let idle: Vec<String> = self
+        let idle: Vec<AgentId> = self
             .nms
             .iter()
             .filter(|(_, n)| n.state != NmState::Stopping && n.live_containers == 0 && now_ms - n.idle_since_ms >= self.config.nm_idle_ms)
@@ -585,7 +601,7 @@ impl Scheduler {
                         user: app.user.clone(),
                     };
                     tracing::info!(application_id = %id, container_id = %cid, agent_id = %offer.agent_id, "AM container placed");
-                    tasks.push(TaskPlan::Container { task_id: cid.to_string(), container: cid, capacity: cap, nm_port });
+                    tasks.push(TaskPlan::Container { task_id: TaskId::new(cid.to_string()), container: cid, capacity: cap, nm_port });
                     self.add_container(allocated.clone(), true);
                     out.push(Effect::StartAm { application: id, container: allocated });
                 }
@@ -631,7 +647,7 @@ impl Scheduler {
                     };
                     app.attempt.fresh.push(cid);
                     tracing::debug!(application_id = %id, container_id = %cid, agent_id = %offer.agent_id, node_local = locality.node, "container placed");
-                    tasks.push(TaskPlan::Container { task_id: cid.to_string(), container: cid, capacity: cap, nm_port });
+                    tasks.push(TaskPlan::Container { task_id: TaskId::new(cid.to_string()), container: cid, capacity: cap, nm_port });
                     self.add_container(allocated, false);
                 }
             }
@@ -644,10 +660,10 @@ impl Scheduler {
     /// node manager's port.
     fn room_for(&mut self, offer: &Offer, room: &mut Room, cap: Capacity, tasks: &mut Vec<TaskPlan>, now_ms: i64) -> Option<u64> {
         if let Some(nm) = self.nms.get(&offer.agent_id).filter(|n| n.state != NmState::Stopping) {
-            if !room.fits(cap, 0.0, 0.0) {
+            if !room.fits(cap, Milli::ZERO, Milli::ZERO) {
                 return None;
             }
-            room.take(cap);
+            room.take_capacity(cap);
             return Some(nm.port);
         }
         let (nm_cpus, nm_mem) = (self.config.nm_cpus, self.config.nm_mem_mb);
@@ -655,11 +671,10 @@ impl Scheduler {
             return None;
         }
         let port = room.take_port()?;
-        room.take(cap);
-        room.cpus -= nm_cpus;
-        room.mem_mb -= nm_mem;
+        room.take_capacity(cap);
+        room.take(nm_cpus, nm_mem);
         self.nm_seq += 1;
-        let task_id = format!("nodemanager-{}-{}", offer.agent_id, self.nm_seq);
+        let task_id = TaskId::new(format!("nodemanager-{}-{}", offer.agent_id, self.nm_seq));
         tracing::info!(agent_id = %offer.agent_id, %task_id, port, "starting a node manager");
         tasks.push(TaskPlan::NodeManager { task_id: task_id.clone(), host: offer.hostname.clone(), port, cpus: nm_cpus, mem_mb: nm_mem });
         // A node manager that ended or is stopping is replaced (its task id
@@ -722,7 +737,7 @@ impl Scheduler {
         }
         c.killed_for = Some((code, why.to_owned()));
         tracing::info!(container_id = %id, exit_status = code, reason = why, "killing container");
-        out.push(Effect::Kill { task_id: id.to_string(), agent_id: c.allocated.agent_id.clone() });
+        out.push(Effect::Kill { task_id: TaskId::new(id.to_string()), agent_id: c.allocated.agent_id.clone() });
     }
 
     /// Kills a container the shell could not start (its AM launch failed):
@@ -767,11 +782,11 @@ impl Scheduler {
 
     /// A status update for one of the shim's tasks (`task_id` is a
     /// container id or a node manager's task id).
-    pub fn task_update(&mut self, rm: &mut RmCore, task_id: &str, event: TaskEvent, now: impl Into<Now>) -> Vec<Effect> {
+    pub fn task_update(&mut self, rm: &mut RmCore, task_id: &TaskId, event: TaskEvent, now: impl Into<Now>) -> Vec<Effect> {
         let now: Now = now.into();
         let now_ms = now.mono_ms();
         let mut out = Vec::new();
-        if let Some((agent, nm)) = self.nms.iter_mut().find(|(_, n)| n.task_id == task_id) {
+        if let Some((agent, nm)) = self.nms.iter_mut().find(|(_, n)| n.task_id == *task_id) {
             match event {
                 TaskEvent::Running => {
                     if nm.state == NmState::Launching {
@@ -779,15 +794,15 @@ impl Scheduler {
                     }
                 }
                 ref ended => {
-                    tracing::info!(agent_id = %agent, task_id, event = ?ended, "node manager ended");
+                    tracing::info!(agent_id = %agent, %task_id, event = ?ended, "node manager ended");
                     let agent = agent.clone();
                     self.nms.remove(&agent);
                 }
             }
             return out;
         }
-        let Ok(cid) = task_id.parse::<ContainerId>() else {
-            tracing::debug!(task_id, "update for a task the scheduler does not know");
+        let Ok(cid) = task_id.as_str().parse::<ContainerId>() else {
+            tracing::debug!(%task_id, "update for a task the scheduler does not know");
             return out;
         };
         let Some(c) = self.containers.get_mut(&cid) else { return out };

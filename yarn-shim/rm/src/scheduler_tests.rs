@@ -47,14 +47,18 @@ fn submit(rm: &mut RmCore, queue: &str, max_attempts: i32) -> ApplicationId {
     id
 }
 
+fn tid(id: impl ToString) -> TaskId {
+    TaskId::new(id.to_string())
+}
+
 fn offer(id: &str, agent: &str, host: &str, role: &str, cpus: f64, mem: f64) -> Offer {
     Offer {
         id: id.into(),
         agent_id: agent.into(),
         hostname: host.into(),
         role: role.into(),
-        cpus,
-        mem_mb: mem,
+        cpus: Milli::from_f64(cpus).unwrap(),
+        mem_mb: Milli::from_f64(mem).unwrap(),
         ports: vec![(31000, 31005)],
     }
 }
@@ -85,7 +89,7 @@ fn kills(effects: &[Effect]) -> Vec<String> {
     effects
         .iter()
         .filter_map(|e| match e {
-            Effect::Kill { task_id, .. } => Some(task_id.clone()),
+            Effect::Kill { task_id, .. } => Some(task_id.to_string()),
             _ => None,
         })
         .collect()
@@ -105,7 +109,7 @@ fn registered(s: &mut Scheduler, rm: &mut RmCore, now: i64) -> (ApplicationId, A
     let effects = s.offers(vec![offer("o-am", "a1", "host1", "default", 4.0, 4096.0)], now);
     let am = ContainerId { attempt: AttemptId { app, attempt: 1 }, id: 1 };
     assert!(launched(&effects).iter().any(|t| matches!(t, TaskPlan::Container { container, .. } if *container == am)));
-    s.task_update(rm, &am.to_string(), TaskEvent::Running, now);
+    s.task_update(rm, &tid(am), TaskEvent::Running, now);
     s.register(rm, am.attempt, now).unwrap();
     s.check_invariants().unwrap();
     (app, am.attempt)
@@ -124,14 +128,14 @@ fn an_accepted_application_gets_its_am_container_and_the_agent_a_node_manager() 
     assert_eq!(tasks.len(), 2, "{effects:?}");
     assert!(matches!(&tasks[0], TaskPlan::NodeManager { port: 31000, host, .. } if host == "host1"));
     let am = ContainerId { attempt: AttemptId { app, attempt: 1 }, id: 1 };
-    assert_eq!(tasks[1], TaskPlan::Container { task_id: am.to_string(), container: am, capacity: Capacity { memory_mb: 1024, vcores: 1 }, nm_port: 31000 });
+    assert_eq!(tasks[1], TaskPlan::Container { task_id: tid(am), container: am, capacity: Capacity { memory_mb: 1024, vcores: 1 }, nm_port: 31000 });
     let start = effects.iter().position(|e| matches!(e, Effect::StartAm { .. })).unwrap();
     let launch = effects.iter().position(|e| matches!(e, Effect::Launch { .. })).unwrap();
     assert!(launch < start, "the launch comes before the AM start");
     assert!(!s.has_demand());
     s.check_invariants().unwrap();
     // The next container on a1 reuses the node manager.
-    assert_eq!(s.node_manager("a1"), Some(("host1".into(), 31000)));
+    assert_eq!(s.node_manager(&"a1".into()), Some(("host1".into(), 31000)));
 }
 
 #[test]
@@ -211,16 +215,16 @@ fn finished_and_released_containers_are_reported_once_with_yarn_exit_statuses() 
     let ids: Vec<ContainerId> = r.allocated.iter().map(|c| c.id).collect();
     assert_eq!(ids.len(), 3);
     for id in &ids {
-        s.task_update(&mut rm, &id.to_string(), TaskEvent::Running, 4);
+        s.task_update(&mut rm, &tid(id), TaskEvent::Running, 4);
     }
-    s.task_update(&mut rm, &ids[0].to_string(), TaskEvent::Exited { code: Some(0), signal: None, message: String::new() }, 5);
-    s.task_update(&mut rm, &ids[1].to_string(), TaskEvent::MemoryLimit { message: "memory limit 256 MiB reached".into() }, 5);
+    s.task_update(&mut rm, &tid(ids[0]), TaskEvent::Exited { code: Some(0), signal: None, message: String::new() }, 5);
+    s.task_update(&mut rm, &tid(ids[1]), TaskEvent::MemoryLimit { message: "memory limit 256 MiB reached".into() }, 5);
     let r = fresh(s.allocate(&rm, attempt, AllocateCall { response_id: 2, releases: vec![ids[2]], ..Default::default() }, 6).unwrap());
     assert_eq!(kills(&r.effects), vec![ids[2].to_string()]);
     let statuses: Vec<(ContainerId, i32)> = r.completed.iter().map(|c| (c.id, c.exit_status)).collect();
     assert_eq!(statuses, vec![(ids[0], 0), (ids[1], exit_status::KILLED_EXCEEDED_PMEM)]);
     assert!(r.completed[1].diagnostics.contains("beyond physical memory limits"));
-    s.task_update(&mut rm, &ids[2].to_string(), TaskEvent::Killed { message: "Task killed".into() }, 7);
+    s.task_update(&mut rm, &tid(ids[2]), TaskEvent::Killed { message: "Task killed".into() }, 7);
     let r = fresh(s.allocate(&rm, attempt, AllocateCall { response_id: 3, ..Default::default() }, 8).unwrap());
     assert_eq!(r.completed.len(), 1);
     assert_eq!((r.completed[0].id, r.completed[0].exit_status), (ids[2], exit_status::ABORTED));
@@ -239,19 +243,19 @@ fn an_am_that_dies_is_retried_then_the_application_fails_with_its_exit() {
     s.offers(vec![offer("o", "a1", "host1", "default", 3.0, 3000.0)], 2);
     let executor = ContainerId { attempt, id: 2 };
     let am = ContainerId { attempt, id: 1 };
-    let effects = s.task_update(&mut rm, &am.to_string(), TaskEvent::Exited { code: Some(13), signal: None, message: String::new() }, 3);
+    let effects = s.task_update(&mut rm, &tid(am), TaskEvent::Exited { code: Some(13), signal: None, message: String::new() }, 3);
     assert_eq!(kills(&effects), vec![executor.to_string()], "the failed attempt's containers go");
     assert!(effects.contains(&Effect::Revive));
     let second = s.current_attempt(app).unwrap();
     assert_eq!(second.attempt, 2);
     assert_eq!(s.allocate(&rm, attempt, AllocateCall::default(), 4).unwrap_err(), AmError::AttemptNotFound(attempt));
     // The old attempt's container ending later changes nothing.
-    s.task_update(&mut rm, &executor.to_string(), TaskEvent::Killed { message: String::new() }, 5);
+    s.task_update(&mut rm, &tid(executor), TaskEvent::Killed { message: String::new() }, 5);
     let effects = s.offers(vec![offer("o2", "a2", "host2", "default", 4.0, 4096.0)], 6);
     let am2 = ContainerId { attempt: second, id: 1 };
     assert!(launched(&effects).iter().any(|t| matches!(t, TaskPlan::Container { container, .. } if *container == am2)));
     assert_eq!(s.allocate(&rm, second, AllocateCall::default(), 7).unwrap_err(), AmError::NotRegistered(second));
-    s.task_update(&mut rm, &am2.to_string(), TaskEvent::Exited { code: Some(1), signal: None, message: "boom".into() }, 8);
+    s.task_update(&mut rm, &tid(am2), TaskEvent::Exited { code: Some(1), signal: None, message: "boom".into() }, 8);
     let report = rm.application(app).unwrap();
     assert_eq!(report.state, AppState::Failed);
     assert!(report.diagnostics.contains("failed 2 times"), "{}", report.diagnostics);
@@ -276,7 +280,7 @@ fn killing_an_application_kills_every_container_and_frees_the_node_manager_later
     assert_eq!(killed, all);
     assert!(kills(&s.tick(&mut rm, 4)).is_empty(), "each kill is asked once");
     for id in &all {
-        s.task_update(&mut rm, id, TaskEvent::Killed { message: String::new() }, 5);
+        s.task_update(&mut rm, &tid(id), TaskEvent::Killed { message: String::new() }, 5);
     }
     s.tick(&mut rm, 6);
     assert!(s.live_containers(app).is_empty());
@@ -351,7 +355,7 @@ fn finishing_records_the_outcome_and_clears_remaining_containers() {
     assert_eq!(kills(&s.tick(&mut rm, 20)), vec![executor.to_string()], "the AM gets its grace");
     assert_eq!(kills(&s.tick(&mut rm, 200)), vec![ContainerId { attempt, id: 1 }.to_string()]);
     // An AM that exits after unregistering does not fail anything.
-    s.task_update(&mut rm, &ContainerId { attempt, id: 1 }.to_string(), TaskEvent::Exited { code: Some(0), signal: None, message: String::new() }, 201);
+    s.task_update(&mut rm, &tid(ContainerId { attempt, id: 1 }), TaskEvent::Exited { code: Some(0), signal: None, message: String::new() }, 201);
     assert_eq!(rm.application(app).unwrap().state, AppState::Finished);
 }
 
@@ -418,7 +422,7 @@ mod random {
                         let o = offer(&format!("o{now}"), &format!("a{agent}"), &format!("host{agent}"), "default", cpus as f64, mem as f64);
                         for e in s.offers(vec![o], now) {
                             if let Effect::Launch { tasks: t, .. } = e {
-                                tasks.extend(t.into_iter().map(|p| match p { TaskPlan::NodeManager { task_id, .. } | TaskPlan::Container { task_id, .. } => task_id }));
+                                tasks.extend(t.into_iter().map(|p| match p { TaskPlan::NodeManager { task_id, .. } | TaskPlan::Container { task_id, .. } => task_id.to_string() }));
                             }
                         }
                     }
@@ -450,7 +454,7 @@ mod random {
                                 3 => TaskEvent::Lost { message: String::new() },
                                 _ => TaskEvent::Killed { message: String::new() },
                             };
-                            s.task_update(&mut rm, &t, ev, now);
+                            s.task_update(&mut rm, &tid(&t), ev, now);
                         }
                     }
                     Step::Register { app } => {

@@ -296,7 +296,13 @@ async fn drive(mut framework: Framework, rm: Arc<Rm>, mut effects: mpsc::Unbound
             event = framework.next_event() => match event {
                 Ok(Some(v1::Event { kind: Some(kind) })) => match kind {
                     v1::event::Kind::Offers(o) => {
-                        let offers: Vec<Offer> = o.offers.iter().map(offer_from_proto).collect();
+                        let mut offers = Vec::with_capacity(o.offers.len());
+                        for offer in &o.offers {
+                            match offer_from_proto(offer) {
+                                Ok(offer) => offers.push(offer),
+                                Err(e) => warn!(framework_id = %framework.id(), offer_id = %offer.id, error = %e, "an offer the shim cannot read; it times out unused"),
+                            }
+                        }
                         debug!(framework_id = %framework.id(), offers = offers.len(), "offers");
                         if rm.core.call(move |core, now| core.offers(offers, now)).await.is_err() {
                             return;
@@ -306,7 +312,7 @@ async fn drive(mut framework: Framework, rm: Arc<Rm>, mut effects: mpsc::Unbound
                     v1::event::Kind::Update(u) => {
                         if let Some(status) = u.status.as_ref() {
                             if let Some(event) = task_event(status) {
-                                let task_id = status.task_id.clone();
+                                let task_id = weir_model::TaskId::new(status.task_id.clone());
                                 if rm.core.call(move |core, now| core.task_update(&task_id, event, now)).await.is_err() {
                                     return;
                                 }
@@ -340,40 +346,22 @@ async fn drive(mut framework: Framework, rm: Arc<Rm>, mut effects: mpsc::Unbound
     }
 }
 
-fn offer_from_proto(o: &v1::Offer) -> Offer {
-    // Only unreserved resources: reserved ones would need the role in the
-    // task's resources, and the shim does not place on reservations yet.
-    let unreserved = |r: &&v1::Resource| r.role.is_empty() || r.role == "*";
-    let scalar = |name: &str| {
-        o.resources
-            .iter()
-            .filter(unreserved)
-            .filter(|r| r.name == name)
-            .map(|r| match r.value {
-                Some(v1::resource::Value::Scalar(v)) => v,
-                _ => 0.0,
-            })
-            .sum::<f64>()
-    };
-    let ports = o
-        .resources
-        .iter()
-        .filter(unreserved)
-        .filter(|r| r.name == "ports")
-        .flat_map(|r| match &r.value {
-            Some(v1::resource::Value::Ranges(rs)) => rs.range.iter().map(|x| (x.begin, x.end)).collect(),
-            _ => Vec::new(),
-        })
-        .collect();
-    Offer {
-        id: o.id.clone(),
-        agent_id: o.agent_id.clone(),
+/// A broker offer as the scheduler reads it, through the one conversion
+/// layer (`weir_proto::convert`). Only the unreserved part: reserved
+/// resources would need the role in the task's resources, and the shim
+/// does not place on reservations yet.
+fn offer_from_proto(o: &v1::Offer) -> Result<Offer, String> {
+    let set = weir_proto::convert::resources_from_proto("offer.resources", &o.resources).map_err(|e| e.to_string())?;
+    let free = set.unreserved;
+    Ok(Offer {
+        id: weir_proto::convert::id("offer.id", &o.id).map_err(|e| e.to_string())?,
+        agent_id: weir_proto::convert::id("offer.agent_id", &o.agent_id).map_err(|e| e.to_string())?,
         hostname: o.hostname.clone(),
         role: o.role.clone(),
-        cpus: scalar("cpus"),
-        mem_mb: scalar("mem"),
-        ports,
-    }
+        cpus: free.cpus,
+        mem_mb: free.mem,
+        ports: free.ports.iter().collect(),
+    })
 }
 
 /// A broker task update as the scheduler reads it; None for steps that
@@ -393,16 +381,16 @@ fn task_event(s: &v1::TaskStatus) -> Option<TaskEvent> {
     })
 }
 
-fn scalar(name: &str, v: f64) -> v1::Resource {
-    v1::Resource { name: name.into(), value: Some(v1::resource::Value::Scalar(v)), ..Default::default() }
+fn scalar(name: &str, v: weir_model::Milli) -> v1::Resource {
+    v1::Resource { name: name.into(), value: Some(v1::resource::Value::Scalar(v.as_f64())), ..Default::default() }
 }
 
-fn task_info(plan: TaskPlan, agent_id: &str, rm: &Rm, settings: &ShimSettings) -> v1::TaskInfo {
+fn task_info(plan: TaskPlan, agent_id: &weir_model::AgentId, rm: &Rm, settings: &ShimSettings) -> v1::TaskInfo {
     let weir = settings.weir_binary.display().to_string();
     match plan {
         TaskPlan::NodeManager { task_id, host, port, cpus, mem_mb } => {
             let mut resources = vec![scalar("mem", mem_mb)];
-            if cpus > 0.0 {
+            if !cpus.is_zero() {
                 resources.push(scalar("cpus", cpus));
             }
             resources.push(v1::Resource {
@@ -416,9 +404,9 @@ fn task_info(plan: TaskPlan, agent_id: &str, rm: &Rm, settings: &ShimSettings) -
                 environment.insert("RUST_LOG".to_owned(), log);
             }
             v1::TaskInfo {
-                task_id,
+                task_id: task_id.to_string(),
                 name: format!("YARN node manager {host}:{port}"),
-                agent_id: agent_id.to_owned(),
+                agent_id: agent_id.to_string(),
                 resources,
                 command: Some(v1::CommandInfo {
                     shell: false,
@@ -432,10 +420,13 @@ fn task_info(plan: TaskPlan, agent_id: &str, rm: &Rm, settings: &ShimSettings) -
             }
         }
         TaskPlan::Container { task_id, container, capacity, nm_port } => v1::TaskInfo {
-            task_id,
+            task_id: task_id.to_string(),
             name: format!("YARN {container}"),
-            agent_id: agent_id.to_owned(),
-            resources: vec![scalar("cpus", capacity.vcores as f64), scalar("mem", capacity.memory_mb as f64)],
+            agent_id: agent_id.to_string(),
+            resources: vec![
+                scalar("cpus", weir_model::Milli::from_units(capacity.vcores.max(0) as u64)),
+                scalar("mem", weir_model::Milli::from_units(capacity.memory_mb.max(0) as u64)),
+            ],
             command: Some(v1::CommandInfo {
                 shell: false,
                 value: weir.clone(),
@@ -461,13 +452,13 @@ async fn carry_out(framework: &Framework, rm: &Arc<Rm>, settings: &Arc<ShimSetti
         Effect::Launch { offer_id, agent_id, tasks } => {
             let infos: Vec<v1::TaskInfo> = tasks.into_iter().map(|t| task_info(t, &agent_id, rm, settings)).collect();
             info!(framework_id = %id, %agent_id, tasks = infos.len(), "launching YARN tasks");
-            framework.launch(&[weir_model::OfferId::new(offer_id)], infos, Some(Duration::ZERO)).await
+            framework.launch(&[offer_id], infos, Some(Duration::ZERO)).await
         }
         Effect::Decline { offer_id, refuse_ms } => {
-            framework.decline(&[weir_model::OfferId::new(offer_id)], Some(Duration::from_millis(refuse_ms.max(0) as u64))).await
+            framework.decline(&[offer_id], Some(Duration::from_millis(refuse_ms.max(0) as u64))).await
         }
         Effect::Kill { task_id, agent_id } => {
-            framework.kill(&weir_model::TaskId::new(task_id), Some(&weir_model::AgentId::new(agent_id))).await
+            framework.kill(&task_id, Some(&agent_id)).await
         }
         Effect::Revive => framework.revive().await,
         Effect::StartAm { application, container } => {
