@@ -105,6 +105,9 @@ struct Shared {
     checkpoints: Arc<dyn CheckpointStore>,
     /// Why the last checkpoint write failed; `None` once one succeeded.
     checkpoint_error: Mutex<Option<String>>,
+    /// The last checkpoint known to be stored. REGISTER is built from it,
+    /// not from the core, since REGISTER is an effect too.
+    durable: Mutex<v1::AgentCheckpoint>,
     core: Mutex<AgentCore>,
     outbound: Mutex<Option<mpsc::Sender<v1::AgentMessage>>>,
     events: mpsc::UnboundedSender<Input>,
@@ -130,15 +133,22 @@ impl Shared {
         self.checkpoint_error.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// REGISTER for a new stream, from what is stored.
+    fn register_message(&self) -> v1::AgentMessage {
+        let durable = self.durable.lock().unwrap_or_else(|p| p.into_inner());
+        crate::core::register_message_of(&durable, self.info.clone())
+    }
+
     /// Writes the checkpoint; false if that failed. A failure is logged
     /// when it starts or its cause changes (not on every retry) and shown
     /// by `/health` until a write succeeds.
-    fn save(&self, checkpoint: &v1::AgentCheckpoint, held: usize) -> bool {
+    fn save(&self, checkpoint: v1::AgentCheckpoint, held: usize) -> bool {
         let path = self.checkpoints.location();
-        let result = self.checkpoints.write(checkpoint);
+        let result = self.checkpoints.write(&checkpoint);
         let mut failing = self.checkpoint_error();
         match result {
             Ok(()) => {
+                *self.durable.lock().unwrap_or_else(|p| p.into_inner()) = checkpoint;
                 if let Some(cause) = failing.take() {
                     tracing::warn!(path = %path.display(), held, previous_error = %cause, "the checkpoint is written again; carrying out the effects held back");
                 }
@@ -206,7 +216,9 @@ pub async fn run_with(
         },
         nonce,
     );
-    let recovered = match checkpoint::load(&*checkpoints, clock.unix_time().as_secs()) {
+    let stored = checkpoint::load(&*checkpoints, clock.unix_time().as_secs());
+    let durable = stored.clone().unwrap_or_default();
+    let recovered = match stored {
         Some(cp) => {
             let live = core.recover(cp).map_err(|reason| AgentError::Checkpoint { path: checkpoints.location(), reason })?;
             tracing::info!(agent_id = ?core.agent_id().map(|a| a.to_string()), tasks = core.live_tasks(), supervisors = live.len(), "recovered from checkpoint");
@@ -220,6 +232,7 @@ pub async fn run_with(
         launcher,
         checkpoints,
         checkpoint_error: Mutex::new(None),
+        durable: Mutex::new(durable),
         core: Mutex::new(core),
         outbound: Mutex::new(None),
         events: events_tx,
@@ -352,7 +365,7 @@ async fn event_loop(shared: Arc<Shared>, mut events: mpsc::UnboundedReceiver<Inp
                 // so what was promised (an update queued, a task started)
                 // survives a crash.
                 let checkpoint = core.checkpoint();
-                unsaved = !shared.save(&checkpoint, held.len());
+                unsaved = !shared.save(checkpoint, held.len());
             }
             let ready = if unsaved { Vec::new() } else { std::mem::take(&mut held) };
             (ready, core.agent_id().map(|a| a.to_string()).unwrap_or_default())
@@ -509,7 +522,7 @@ async fn attach_once(
         .map_err(|e| format!("{e}: {}", std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default()))?;
     let mut client = AgentClient::new(channel).max_decoding_message_size(64 << 20);
     let (tx, rx) = mpsc::channel(4096);
-    let register = shared.core().register_message(shared.info.clone());
+    let register = shared.register_message();
     tx.send(register).await.map_err(|e| e.to_string())?;
     let mut stream = client.attach(ReceiverStream::new(rx)).await.map_err(|s| s.message().to_owned())?.into_inner();
     *shared.outbound.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx.clone());
