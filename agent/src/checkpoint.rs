@@ -360,6 +360,21 @@ mod tests {
     }
 
     #[test]
+    fn a_file_write_that_cannot_be_done_names_the_path_and_the_cause_and_keeps_the_old_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.pb");
+        let store = FileCheckpointStore::new(path.clone());
+        store.write(&sample()).unwrap();
+        // The temporary file cannot be created where a directory stands.
+        std::fs::create_dir(path.with_extension("tmp")).unwrap();
+        let newer = v1::AgentCheckpoint { update_counter: 8, ..sample() };
+        let err = store.write(&newer).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("checkpoint {}: cannot write: ", path.display())), "{err}");
+        assert!(err.to_lowercase().contains("directory"), "the cause is missing: {err}");
+        assert_eq!(store.read().unwrap(), Some(sample()), "a failed write must leave the old checkpoint whole");
+    }
+
+    #[test]
     fn a_failing_store_refuses_writes_until_switched_off_and_names_its_location() {
         let memory = MemoryCheckpointStore::new();
         let store = FailingCheckpointStore::new(Arc::new(memory.clone()));
