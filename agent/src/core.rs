@@ -129,6 +129,10 @@ impl AgentCore {
     /// and every update not yet acknowledged. Clears the dirty flag.
     pub fn checkpoint(&mut self) -> v1::AgentCheckpoint {
         self.dirty = false;
+        self.snapshot()
+    }
+
+    fn snapshot(&self) -> v1::AgentCheckpoint {
         v1::AgentCheckpoint {
             agent_id: self.agent_id.as_ref().map(|a| a.to_string()).unwrap_or_default(),
             update_counter: self.counter,
@@ -224,20 +228,7 @@ impl AgentCore {
     /// The REGISTER message for a (re)connection: this agent's id, if it has
     /// one, and every task it still knows with its latest status.
     pub fn register_message(&self, info: v1::AgentInfo) -> v1::AgentMessage {
-        let mut info = info;
-        info.id = self.agent_id.as_ref().map(|a| a.to_string()).unwrap_or_default();
-        let tasks = self
-            .tasks
-            .iter()
-            .map(|((framework, _), t)| v1::RunningTask {
-                framework_id: framework.to_string(),
-                task: Some(t.info.clone()),
-                latest: Some(t.latest.clone()),
-            })
-            .collect();
-        v1::AgentMessage {
-            kind: Some(v1::agent_message::Kind::Register(v1::agent_message::Register { agent: Some(info), tasks })),
-        }
+        register_message_of(&self.snapshot(), info)
     }
 
     pub fn tasks(&self) -> Vec<TaskView> {
@@ -537,6 +528,20 @@ impl AgentCore {
             }
         }
     }
+}
+
+/// The REGISTER message that a checkpoint stands for. The shell builds it
+/// from the last checkpoint written, so the broker is never told of a task
+/// or a state that a crash would make the agent forget.
+pub fn register_message_of(checkpoint: &v1::AgentCheckpoint, info: v1::AgentInfo) -> v1::AgentMessage {
+    let mut info = info;
+    info.id = checkpoint.agent_id.clone();
+    let tasks = checkpoint
+        .tasks
+        .iter()
+        .map(|t| v1::RunningTask { framework_id: t.framework_id.clone(), task: t.info.clone(), latest: t.latest.clone() })
+        .collect();
+    v1::AgentMessage { kind: Some(v1::agent_message::Kind::Register(v1::agent_message::Register { agent: Some(info), tasks })) }
 }
 
 fn new_record(info: v1::TaskInfo, framework: &FrameworkId, wall: f64) -> TaskRecord {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use weir_model::{Milli, Ranges, ResourceSet, Resources};
 
-use crate::shell::AgentError;
+use crate::error::AgentError;
 
 const MIB: u64 = 1024 * 1024;
 

@@ -62,6 +62,14 @@ pub fn available() -> Result<(), String> {
     Ok(())
 }
 
+/// This agent's corner of the cgroup tree: stable across restarts and
+/// upgrades (it comes from the work directory, hashed with FNV-1a, whose
+/// value never changes) and distinct for agents sharing a host.
+pub fn scope_of(work_dir: &std::path::Path) -> String {
+    let path = std::fs::canonicalize(work_dir).unwrap_or_else(|_| work_dir.to_owned());
+    format!("agent-{:016x}", crate::fnv::fnv1a(path.to_string_lossy().as_bytes()))
+}
+
 /// The cgroup name of a task; `scope` keeps agents on one host apart.
 pub fn name(scope: &str, framework: &str, task: &str) -> String {
     format!("weir/{scope}/{framework}/{task}")

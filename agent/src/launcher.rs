@@ -1,283 +1,87 @@
-//! Starting and signalling task processes.
+//! The agent's effects on processes, behind one trait: start a task (with
+//! its supervisor and isolation), signal its process group, find out about
+//! a supervisor recorded in the checkpoint, wait for a task's end.
 //!
-//! Each task runs in its own process group (so a kill reaches every child
-//! of a shell command) with its sandbox as working directory and `stdout` /
-//! `stderr` files there. `/bin/sh -c VALUE` when the command is a shell
-//! command, else the program and its argv.
+//! [`process::ProcessLauncher`] is the real one; [`memory::MemoryLauncher`]
+//! runs nothing and lets a test end tasks by hand, so the real shell can be
+//! driven without processes.
+//!
+//! Contract the shell relies on: `spawn` returns once the task runs (or
+//! could not be started) and its [`Launched::exit`] resolves exactly once,
+//! when it has ended; the pid it names is the task's process group, the one
+//! [`Launcher::signal`] reaches.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::pin::Pin;
 
 use weir_model::{FrameworkId, TaskId};
 use weir_proto::v1;
 
-use crate::core::Signal;
+use crate::core::{Input, Signal};
+use crate::isolation::Usage;
 
-/// What the launcher knows of the agent, for the task's environment.
-#[derive(Debug, Clone)]
-pub struct LaunchContext {
-    pub agent_id: String,
-    pub sandboxes: PathBuf,
-    /// The `weir` binary whose `executor` subcommand supervises each task
-    /// (so tasks outlive the agent); `None` runs tasks as direct children.
-    pub supervisor: Option<PathBuf>,
+pub mod memory;
+pub mod process;
+
+/// Resolves when a task has ended, with how it ended.
+pub type ExitFuture = Pin<Box<dyn Future<Output = Exit> + Send + 'static>>;
+
+/// How a task ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Exit {
+    /// Its supervisor could not start the command.
+    NotStarted { error: String },
+    /// `limitation`: a resource limit ended it (e.g. the OOM killer).
+    Ended { code: Option<i32>, signal: Option<i32>, limitation: Option<String> },
 }
 
-/// Where a supervisor records how its task ended.
-pub const STATUS_FILE: &str = ".weir-exit.json";
+impl Exit {
+    /// Killed with SIGKILL (a supervisor that left no record was killed
+    /// along with its task).
+    pub const KILLED: Exit = Exit::Ended { code: None, signal: Some(9), limitation: None };
 
-/// How a supervised task ended, as its supervisor recorded it.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
-pub struct ExitRecord {
-    #[serde(default)]
-    pub code: Option<i32>,
-    #[serde(default)]
-    pub signal: Option<i32>,
-    #[serde(default)]
-    pub error: Option<String>,
-}
-
-/// The supervisor's record for a sandbox, if it wrote one (and it parses).
-pub fn read_exit(sandbox: &Path) -> Option<ExitRecord> {
-    let bytes = std::fs::read(sandbox.join(STATUS_FILE)).ok()?;
-    if bytes.len() > 4096 {
-        return None;
+    /// What the core is told.
+    pub fn into_input(self, framework: FrameworkId, task: TaskId) -> Input {
+        match self {
+            Exit::NotStarted { error } => Input::SpawnFailed { framework, task, error },
+            Exit::Ended { code, signal, limitation } => Input::Exited { framework, task, code, signal, limitation },
+        }
     }
-    serde_json::from_slice(&bytes).ok()
 }
 
-/// Whether `pid` is still the supervisor of `sandbox` (and not a process
-/// that reused its pid).
-pub fn supervisor_alive(pid: u32, sandbox: &Path) -> bool {
-    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
-    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "));
-    let needle = sandbox.join(STATUS_FILE);
-    !zombie && String::from_utf8_lossy(&cmdline).contains(&*needle.to_string_lossy())
-}
-
-/// A started task: its pid, its sandbox, and the handle to wait on.
-pub struct Started {
+/// A started task.
+pub struct Launched {
     pub pid: u32,
     pub sandbox: PathBuf,
-    pub child: tokio::process::Child,
+    pub exit: ExitFuture,
 }
 
-/// Picks a fresh sandbox directory: `<root>/<framework>/<task>`, or
-/// `<task>.<n>` when an earlier run of the same task id left one behind.
-fn sandbox_path(root: &Path, framework: &FrameworkId, task: &TaskId) -> PathBuf {
-    let base = root.join(framework.as_str());
-    let first = base.join(task.as_str());
-    if !first.exists() {
-        return first;
-    }
-    (1u32..)
-        .map(|n| base.join(format!("{}.{n}", task.as_str())))
-        .find(|p| !p.exists())
-        .unwrap_or(first)
+/// What became of a supervisor named in the checkpoint.
+pub enum Recovered {
+    /// Still running: re-attached, and watched until it ends.
+    Running(ExitFuture),
+    /// Ended while the agent was down and recorded how.
+    Ended(Exit),
+    /// Gone without a record.
+    Vanished(Exit),
 }
 
-/// `cgroup_procs`: the task's cgroup files its supervisor joins first
-/// (empty without isolation; only honoured with a supervisor).
-pub fn spawn(
-    ctx: &LaunchContext,
-    framework: &FrameworkId,
-    task: &TaskId,
-    info: &v1::TaskInfo,
-    cgroup_procs: &[PathBuf],
-) -> std::io::Result<Started> {
-    let sandbox = sandbox_path(&ctx.sandboxes, framework, task);
-    std::fs::create_dir_all(&sandbox)?;
-    let stdout = std::fs::File::create(sandbox.join("stdout"))?;
-    let stderr = std::fs::File::create(sandbox.join("stderr"))?;
-    let command = info.command.clone().unwrap_or_default();
-    let argv: Vec<String> = if command.shell {
-        vec!["/bin/sh".to_owned(), "-c".to_owned(), command.value.clone()]
-    } else {
-        let mut argv = if command.arguments.is_empty() { vec![command.value.clone()] } else { command.arguments.clone() };
-        if !command.value.is_empty() {
-            argv[0] = command.value.clone();
-        }
-        argv
-    };
-    let mut cmd = match &ctx.supervisor {
-        Some(weir) => {
-            let mut c = tokio::process::Command::new(weir);
-            c.arg("executor").arg("--status-file").arg(sandbox.join(STATUS_FILE));
-            for procs in cgroup_procs {
-                c.arg("--cgroup-procs").arg(procs);
-            }
-            c.arg("--").args(&argv);
-            c
-        }
-        None => {
-            let mut c = tokio::process::Command::new(&argv[0]);
-            c.args(&argv[1..]);
-            c
-        }
-    };
-    cmd.current_dir(&sandbox)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(stdout))
-        .stderr(Stdio::from(stderr))
-        .process_group(0)
-        .kill_on_drop(false);
-    for (k, v) in &command.environment {
-        cmd.env(k, v);
-    }
-    cmd.env("WEIR_TASK_ID", task.as_str())
-        .env("WEIR_FRAMEWORK_ID", framework.as_str())
-        .env("WEIR_AGENT_ID", &ctx.agent_id)
-        .env("WEIR_SANDBOX", &sandbox)
-        .env("MESOS_SANDBOX", &sandbox);
-    if let Ok(resources) = weir_proto::convert::resources_from_proto("task.resources", &info.resources) {
-        let ports = resources.total().ports;
-        if !ports.is_empty() {
-            let list: Vec<String> = ports.iter().flat_map(|(b, e)| (b..=e).map(|p| p.to_string())).take(1000).collect();
-            for (i, p) in list.iter().enumerate() {
-                cmd.env(format!("PORT{i}"), p);
-            }
-            cmd.env("PORTS", list.join(","));
-        }
-    }
-    let child = cmd.spawn()?;
-    let pid = child.id().ok_or_else(|| std::io::Error::other("the process ended before its pid was read"))?;
-    Ok(Started { pid, sandbox, child })
-}
+pub trait Launcher: Send + Sync + 'static {
+    /// `cgroups` or `none`, for `/state`.
+    fn isolation(&self) -> &'static str;
 
-/// Deletes sandboxes under `root` (`<root>/<framework>/<task>`) that were
-/// last modified before `older_than`, except those in `keep` (live tasks).
-/// Framework directories left empty go too. Returns what was deleted.
-pub fn collect_garbage(root: &Path, keep: &std::collections::HashSet<PathBuf>, older_than: std::time::SystemTime) -> Vec<PathBuf> {
-    let mut deleted = Vec::new();
-    let Ok(frameworks) = std::fs::read_dir(root) else { return deleted };
-    for framework in frameworks.flatten() {
-        let fw_path = framework.path();
-        if !fw_path.is_dir() {
-            continue;
-        }
-        let Ok(tasks) = std::fs::read_dir(&fw_path) else { continue };
-        for task in tasks.flatten() {
-            let path = task.path();
-            if keep.contains(&path) {
-                continue;
-            }
-            let old = task.metadata().and_then(|m| m.modified()).is_ok_and(|m| m < older_than);
-            if old && std::fs::remove_dir_all(&path).is_ok() {
-                deleted.push(path);
-            }
-        }
-        // Only succeeds when empty.
-        let _ = std::fs::remove_dir(&fw_path);
-    }
-    deleted
-}
+    /// Isolates and starts a task in a fresh sandbox. It may block for a
+    /// few milliseconds, so the shell calls it off its event loop. The error
+    /// says why the task could not start.
+    fn spawn(&self, agent_id: &str, framework: &FrameworkId, task: &TaskId, info: &v1::TaskInfo) -> Result<Launched, String>;
 
-/// Signals the task's whole process group.
-pub fn signal(pid: u32, signal: Signal) {
-    let sig = match signal {
-        Signal::Term => nix::sys::signal::Signal::SIGTERM,
-        Signal::Kill => nix::sys::signal::Signal::SIGKILL,
-    };
-    let Ok(pgid) = i32::try_from(pid) else { return };
-    // The group may already be gone; that is fine.
-    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), sig);
-}
+    /// Signals the task's whole process group; one already gone is fine.
+    fn signal(&self, pid: u32, signal: Signal);
 
-/// Exit code or signal of a finished child.
-pub fn exit_of(status: std::process::ExitStatus) -> (Option<i32>, Option<i32>) {
-    use std::os::unix::process::ExitStatusExt;
-    (status.code(), status.signal())
-}
+    /// A task whose supervisor `pid` the checkpoint names.
+    fn recover(&self, framework: &FrameworkId, task: &TaskId, pid: u32, sandbox: &Path) -> Recovered;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    fn shell_task(cmd: &str) -> v1::TaskInfo {
-        v1::TaskInfo {
-            task_id: "t".into(),
-            command: Some(v1::CommandInfo { shell: true, value: cmd.into(), ..Default::default() }),
-            ..Default::default()
-        }
-    }
-
-    fn alive_with(marker: &str) -> usize {
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter(|e| {
-                let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-                let zombie = std::fs::read_to_string(e.path().join("stat")).is_ok_and(|s| s.contains(") Z "));
-                !zombie && String::from_utf8_lossy(&cmd).replace('\0', " ").contains(marker)
-            })
-            .count()
-    }
-
-    #[test]
-    fn garbage_collection_keeps_live_and_recent_sandboxes() {
-        let dir = tempfile::tempdir().unwrap();
-        let mk = |p: &str| {
-            let path = dir.path().join(p);
-            std::fs::create_dir_all(&path).unwrap();
-            std::fs::write(path.join("stdout"), "x").unwrap();
-            path
-        };
-        let (old, live, recent) = (mk("F1/old"), mk("F1/live"), mk("F2/recent"));
-        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
-        for p in [&old, &live] {
-            std::fs::File::open(p).unwrap().set_modified(past).unwrap();
-        }
-        let keep = [live.clone()].into_iter().collect();
-        let cutoff = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
-        assert_eq!(collect_garbage(dir.path(), &keep, cutoff), vec![old.clone()]);
-        assert!(!old.exists() && live.exists() && recent.exists());
-    }
-
-    #[tokio::test]
-    async fn exit_codes_output_and_environment() {
-        let dir = tempfile::tempdir().unwrap();
-        let ctx = LaunchContext { agent_id: "A1".into(), sandboxes: dir.path().to_owned(), supervisor: None };
-        let info = shell_task("echo out $WEIR_TASK_ID; echo err >&2; exit 3");
-        let mut started = spawn(&ctx, &"F1".into(), &"t".into(), &info, &[]).unwrap();
-        let status = started.child.wait().await.unwrap();
-        assert_eq!(exit_of(status), (Some(3), None));
-        assert_eq!(std::fs::read_to_string(started.sandbox.join("stdout")).unwrap(), "out t\n");
-        assert_eq!(std::fs::read_to_string(started.sandbox.join("stderr")).unwrap(), "err\n");
-        // A second run of the same task id gets a fresh sandbox.
-        let again = spawn(&ctx, &"F1".into(), &"t".into(), &info, &[]).unwrap();
-        assert_ne!(again.sandbox, started.sandbox);
-        let missing = v1::TaskInfo {
-            command: Some(v1::CommandInfo { shell: false, value: "/no/such/program".into(), ..Default::default() }),
-            ..shell_task("")
-        };
-        assert!(spawn(&ctx, &"F1".into(), &"u".into(), &missing, &[]).is_err());
-    }
-
-    #[tokio::test]
-    async fn term_reaches_the_whole_group_and_kill_ends_a_stubborn_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let ctx = LaunchContext { agent_id: "A1".into(), sandboxes: dir.path().to_owned(), supervisor: None };
-        let marker = format!("weir-launcher-test-{}", std::process::id());
-        // The shell starts a child; TERM to the group must reach it too.
-        let info = shell_task(&format!("sleep 60 # {marker}-a & wait"));
-        let mut started = spawn(&ctx, &"F1".into(), &"group".into(), &info, &[]).unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(alive_with(&format!("{marker}-a")) >= 1);
-        signal(started.pid, Signal::Term);
-        let status = started.child.wait().await.unwrap();
-        assert_eq!(exit_of(status).1, Some(15));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(alive_with(&format!("{marker}-a")), 0, "the child of the shell survived");
-
-        let info = shell_task(&format!("trap '' TERM; sleep 60 # {marker}-b"));
-        let mut started = spawn(&ctx, &"F1".into(), &"stubborn".into(), &info, &[]).unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        signal(started.pid, Signal::Term);
-        let early = tokio::time::timeout(Duration::from_millis(500), started.child.wait()).await;
-        assert!(early.is_err(), "TERM was ignored, so it must still run");
-        signal(started.pid, Signal::Kill);
-        let status = started.child.wait().await.unwrap();
-        assert_eq!(exit_of(status).1, Some(9));
-    }
+    /// What a running task uses now; `None` without isolation.
+    fn usage(&self, framework: &FrameworkId, task: &TaskId) -> Option<Usage>;
 }

@@ -2,6 +2,15 @@
 //! process exit, a timer) goes through one channel and one loop, so the
 //! core sees them in a single order; the loop carries out the effects.
 //!
+//! - Effects on the world go through [`AgentEffects`]: time from a
+//!   [`Clock`], processes through a [`Launcher`], the checkpoint through a
+//!   [`CheckpointStore`]. The shell reads no clock of its own and starts no
+//!   process itself, so tests run it with fakes.
+//! - Checkpoint before effects: the inputs of one batch are handled, the
+//!   checkpoint is written, and only then are their effects (send, spawn,
+//!   signal) carried out. A failed write holds every effect back; the write
+//!   is retried on each tick and the held effects go, in order, once one
+//!   succeeds. Meanwhile `/health` says unhealthy.
 //! - The broker stream (`weir.v1.Agent/Attach`) is opened by the agent and
 //!   re-opened with capped backoff when it breaks; each new stream starts
 //!   with REGISTER carrying the agent id and its tasks.
@@ -14,7 +23,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -23,30 +32,17 @@ use axum::routing::get;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use weir_ha::{LeaderInfo, ZkAddress};
-use weir_model::{AgentId, FrameworkId, ResourceSet, TaskId};
+use weir_model::{AgentId, Clock, FrameworkId, ResourceSet, SystemClock, TaskId};
 use weir_proto::convert::resources_to_proto;
 use weir_proto::v1;
 use weir_proto::v1::agent_client::AgentClient;
 
+use crate::checkpoint::{self, CheckpointStore, FileCheckpointStore};
 use crate::core::{AgentCore, CoreSettings, Effect, Input};
+use crate::error::AgentError;
 use crate::isolation;
-use crate::launcher::{self, LaunchContext};
-
-#[derive(Debug, thiserror::Error)]
-pub enum AgentError {
-    #[error("cannot detect this machine's resources: {0}")]
-    Detect(String),
-    #[error("agent resources: {0}")]
-    BadResources(String),
-    #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
-    #[error("the broker refused this agent: {0}")]
-    Refused(String),
-    #[error("broker address {addr:?} is not valid: {reason}")]
-    BadBroker { addr: String, reason: String },
-    #[error("checkpoint {path}: {reason}")]
-    Checkpoint { path: PathBuf, reason: String },
-}
+use crate::launcher::process::{self, ProcessLauncher};
+use crate::launcher::{ExitFuture, Launched, Launcher, Recovered};
 
 /// Everything the agent needs, read from configuration by the binary.
 #[derive(Debug, Clone)]
@@ -76,94 +72,25 @@ pub struct AgentSettings {
     pub kill_tasks_on_shutdown: bool,
 }
 
-/// The largest checkpoint read back.
-const MAX_CHECKPOINT_BYTES: u64 = 256 << 20;
-
-fn checkpoint_path(work_dir: &std::path::Path) -> PathBuf {
-    work_dir.join("meta").join("checkpoint.pb")
+/// What the agent acts on the world through, each behind a trait so the
+/// real shell runs in tests without processes, disks or real time.
+#[derive(Clone)]
+pub struct AgentEffects {
+    pub clock: Arc<dyn Clock>,
+    pub launcher: Arc<dyn Launcher>,
+    pub checkpoints: Arc<dyn CheckpointStore>,
 }
 
-/// The checkpoint's framing: magic, payload length, payload, checksum, so a
-/// truncated or corrupted file is told from a valid one (a bare protobuf
-/// cut at a field boundary would decode as a smaller, wrong state).
-const CHECKPOINT_MAGIC: &[u8; 8] = b"WEIRCKP1";
-
-/// FNV-1a 64: enough to catch torn and damaged files (not an adversary),
-/// and stable across releases (it also names cgroup scopes).
-fn checksum(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf29ce484222325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x100000001b3))
-}
-
-fn read_checkpoint(path: &std::path::Path) -> Result<Option<v1::AgentCheckpoint>, AgentError> {
-    use prost::Message;
-    let bad = |reason: String| AgentError::Checkpoint { path: path.to_owned(), reason };
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(bad(e.to_string())),
-    };
-    if meta.len() > MAX_CHECKPOINT_BYTES {
-        return Err(bad(format!("{} bytes is more than the {MAX_CHECKPOINT_BYTES} allowed", meta.len())));
-    }
-    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-    let header = 8 + 8;
-    if bytes.len() < 8 || &bytes[..8] != CHECKPOINT_MAGIC {
-        return Err(bad(format!("not a Weir checkpoint ({} bytes, bad or missing header)", bytes.len())));
-    }
-    if bytes.len() < header + 8 {
-        return Err(bad(format!("truncated or padded: {} bytes is shorter than any checkpoint", bytes.len())));
-    }
-    let len = u64::from_be_bytes(bytes[8..16].try_into().unwrap_or_default()) as usize;
-    if bytes.len() != header + len + 8 {
-        return Err(bad(format!("truncated or padded: header says {len} bytes of state, file holds {}", bytes.len().saturating_sub(header + 8))));
-    }
-    let payload = &bytes[header..header + len];
-    let stored = u64::from_be_bytes(bytes[header + len..].try_into().unwrap_or_default());
-    if stored != checksum(payload) {
-        return Err(bad("checksum mismatch: the file is damaged".to_owned()));
-    }
-    v1::AgentCheckpoint::decode(payload).map(Some).map_err(|e| bad(format!("not a valid checkpoint: {e}")))
-}
-
-/// Reads the checkpoint; a damaged one is moved aside (kept for a person
-/// to look at), reported by name, and the agent starts afresh.
-fn load_checkpoint(path: &std::path::Path) -> Option<v1::AgentCheckpoint> {
-    match read_checkpoint(path) {
-        Ok(cp) => cp,
-        Err(err) => {
-            let aside = path.with_extension(format!("corrupt-{}", SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)));
-            let moved = std::fs::rename(path, &aside);
-            tracing::error!(
-                error = %err,
-                moved_to = %aside.display(),
-                moved = moved.is_ok(),
-                "the agent's checkpoint is unusable; starting afresh as a new agent (tasks it ran are unknown to it)"
-            );
-            None
+impl AgentEffects {
+    /// The machine's: its clocks, processes with the settings' supervisor
+    /// and isolation, and `WORK_DIR/meta/checkpoint.pb`.
+    pub fn real(settings: &AgentSettings) -> AgentEffects {
+        AgentEffects {
+            clock: Arc::new(SystemClock::new()),
+            launcher: Arc::new(ProcessLauncher::new(&settings.work_dir, settings.supervisor.clone(), settings.isolation)),
+            checkpoints: Arc::new(FileCheckpointStore::in_work_dir(&settings.work_dir)),
         }
     }
-}
-
-/// Write, fsync, rename: a crash leaves the old checkpoint or the new one.
-fn write_checkpoint(path: &std::path::Path, checkpoint: &v1::AgentCheckpoint) -> std::io::Result<()> {
-    use prost::Message;
-    use std::io::Write;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    let payload = checkpoint.encode_to_vec();
-    f.write_all(CHECKPOINT_MAGIC)?;
-    f.write_all(&(payload.len() as u64).to_be_bytes())?;
-    f.write_all(&payload)?;
-    f.write_all(&checksum(&payload).to_be_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 /// Refusals in a row, before the first registration, after which the agent
@@ -173,14 +100,17 @@ const MAX_FIRST_REFUSALS: u32 = 3;
 const MAX_READ: u64 = 1 << 20;
 
 struct Shared {
-    /// With cgroup isolation: this agent's part of the cgroup tree.
-    cgroup_scope: Option<String>,
+    clock: Arc<dyn Clock>,
+    launcher: Arc<dyn Launcher>,
+    checkpoints: Arc<dyn CheckpointStore>,
+    /// Why the last checkpoint write failed; `None` once one succeeded.
+    checkpoint_error: Mutex<Option<String>>,
+    /// The last checkpoint known to be stored. REGISTER is built from it,
+    /// not from the core, since REGISTER is an effect too.
+    durable: Mutex<v1::AgentCheckpoint>,
     core: Mutex<AgentCore>,
-    checkpoint: PathBuf,
-    supervisor: Option<PathBuf>,
     outbound: Mutex<Option<mpsc::Sender<v1::AgentMessage>>>,
     events: mpsc::UnboundedSender<Input>,
-    started: Instant,
     sandboxes: PathBuf,
     info: v1::AgentInfo,
 }
@@ -198,15 +128,63 @@ impl Shared {
             let _ = tx.try_send(msg);
         }
     }
-}
 
-fn wall_clock() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    fn checkpoint_error(&self) -> MutexGuard<'_, Option<String>> {
+        self.checkpoint_error.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// REGISTER for a new stream, from what is stored.
+    fn register_message(&self) -> v1::AgentMessage {
+        let durable = self.durable.lock().unwrap_or_else(|p| p.into_inner());
+        crate::core::register_message_of(&durable, self.info.clone())
+    }
+
+    /// Writes the checkpoint; false if that failed. A failure is logged
+    /// when it starts or its cause changes (not on every retry) and shown
+    /// by `/health` until a write succeeds.
+    fn save(&self, checkpoint: v1::AgentCheckpoint, held: usize) -> bool {
+        let path = self.checkpoints.location();
+        let result = self.checkpoints.write(&checkpoint);
+        let mut failing = self.checkpoint_error();
+        match result {
+            Ok(()) => {
+                *self.durable.lock().unwrap_or_else(|p| p.into_inner()) = checkpoint;
+                if let Some(cause) = failing.take() {
+                    tracing::warn!(path = %path.display(), held, previous_error = %cause, "the checkpoint is written again; carrying out the effects held back");
+                }
+                true
+            }
+            Err(err) => {
+                let cause = match err {
+                    AgentError::Checkpoint { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                if failing.as_deref() == Some(cause.as_str()) {
+                    tracing::debug!(path = %path.display(), error = %cause, held, "the checkpoint still cannot be written");
+                } else {
+                    tracing::error!(path = %path.display(), error = %cause, held, "cannot write the checkpoint; no message, launch or kill is carried out until a write succeeds (retried every tick)");
+                }
+                *failing = Some(cause);
+                false
+            }
+        }
+    }
 }
 
 /// Runs the agent until `shutdown` resolves; then kills every task (TERM,
-/// then KILL after the grace period), waits for them and returns.
+/// then KILL after the grace period) if the settings say so, and returns.
 pub async fn run(settings: AgentSettings, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), AgentError> {
+    let effects = AgentEffects::real(&settings);
+    run_with(settings, effects, shutdown).await
+}
+
+/// [`run`] with the given clock, launcher and checkpoint store.
+pub async fn run_with(
+    settings: AgentSettings,
+    effects: AgentEffects,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), AgentError> {
+    let AgentEffects { clock, launcher, checkpoints } = effects;
     let resources = match &settings.resources {
         Some(spec) => ResourceSet::parse(spec).map_err(|e| AgentError::BadResources(e.to_string()))?,
         None => crate::detect::detect_resources(&settings.work_dir)?,
@@ -231,49 +209,33 @@ pub async fn run(settings: AgentSettings, shutdown: impl std::future::Future<Out
     };
     let mut nonce = [0u8; 8];
     nonce.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..8]);
-    let core = AgentCore::new(
+    let mut core = AgentCore::new(
         CoreSettings {
             kill_grace_period: settings.kill_grace_period,
             status_update_retry_interval: settings.status_update_retry_interval,
         },
         nonce,
     );
-    let mut core = core;
-    let checkpoint = checkpoint_path(&settings.work_dir);
-    let recovered = match load_checkpoint(&checkpoint) {
+    let stored = checkpoint::load(&*checkpoints, clock.unix_time().as_secs());
+    let durable = stored.clone().unwrap_or_default();
+    let recovered = match stored {
         Some(cp) => {
-            let live = core.recover(cp).map_err(|reason| AgentError::Checkpoint { path: checkpoint.clone(), reason })?;
+            let live = core.recover(cp).map_err(|reason| AgentError::Checkpoint { path: checkpoints.location(), reason })?;
             tracing::info!(agent_id = ?core.agent_id().map(|a| a.to_string()), tasks = core.live_tasks(), supervisors = live.len(), "recovered from checkpoint");
             live
         }
         None => Vec::new(),
     };
-    let cgroup_scope = match (settings.isolation, &settings.supervisor) {
-        (isolation::Mode::None, _) => {
-            tracing::warn!("agent.isolation = none: tasks run as plain processes with no resource limits");
-            None
-        }
-        (isolation::Mode::Cgroups, None) => {
-            tracing::error!("cgroup isolation needs task supervisors; tasks run as plain processes with NO resource limits");
-            None
-        }
-        (isolation::Mode::Cgroups, Some(_)) => match isolation::available() {
-            Ok(()) => Some(scope_of(&settings.work_dir)),
-            Err(reason) => {
-                tracing::error!(%reason, "cgroups are not available; tasks run as plain processes with NO resource limits");
-                None
-            }
-        },
-    };
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
-        cgroup_scope,
-        checkpoint,
-        supervisor: settings.supervisor.clone(),
+        clock,
+        launcher,
+        checkpoints,
+        checkpoint_error: Mutex::new(None),
+        durable: Mutex::new(durable),
         core: Mutex::new(core),
         outbound: Mutex::new(None),
         events: events_tx,
-        started: Instant::now(),
         sandboxes,
         info,
     });
@@ -291,15 +253,19 @@ pub async fn run(settings: AgentSettings, shutdown: impl std::future::Future<Out
     // ended meanwhile (their supervisor left a record) or they still run
     // and are watched until they do.
     for (framework, task, pid, sandbox) in recovered {
-        if let Some(record) = launcher::read_exit(&sandbox) {
-            tracing::info!(framework_id = %framework, task_id = %task, ?record, "task ended while the agent was down");
-            let _ = shared.events.send(exit_input(shared.cgroup_scope.as_deref(), framework, task, Some(record)));
-        } else if launcher::supervisor_alive(pid, &sandbox) {
-            tracing::info!(framework_id = %framework, task_id = %task, pid, "re-attached to a running task");
-            tokio::spawn(watch_supervisor(shared.clone(), framework, task, pid, sandbox));
-        } else {
-            tracing::warn!(framework_id = %framework, task_id = %task, pid, "task's supervisor is gone and left no exit status");
-            let _ = shared.events.send(exit_input(shared.cgroup_scope.as_deref(), framework, task, None));
+        match shared.launcher.recover(&framework, &task, pid, &sandbox) {
+            Recovered::Ended(exit) => {
+                tracing::info!(framework_id = %framework, task_id = %task, ?exit, "task ended while the agent was down");
+                let _ = shared.events.send(exit.into_input(framework, task));
+            }
+            Recovered::Running(exit) => {
+                tracing::info!(framework_id = %framework, task_id = %task, pid, "re-attached to a running task");
+                tokio::spawn(report_exit(shared.events.clone(), framework, task, exit));
+            }
+            Recovered::Vanished(exit) => {
+                tracing::warn!(framework_id = %framework, task_id = %task, pid, "task's supervisor is gone and left no exit status");
+                let _ = shared.events.send(exit.into_input(framework, task));
+            }
         }
     }
     let event_loop = tokio::spawn(event_loop(shared.clone(), events_rx));
@@ -311,9 +277,11 @@ pub async fn run(settings: AgentSettings, shutdown: impl std::future::Future<Out
             loop {
                 interval.tick().await;
                 let keep = shared.core().live_sandboxes();
-                let cutoff = SystemTime::now().checked_sub(age).unwrap_or(UNIX_EPOCH);
+                // Compared with the sandboxes' modification times, which
+                // are wall-clock times.
+                let cutoff = UNIX_EPOCH + shared.clock.unix_time().saturating_sub(age);
                 let root = shared.sandboxes.clone();
-                let deleted = tokio::task::spawn_blocking(move || launcher::collect_garbage(&root, &keep, cutoff)).await.unwrap_or_default();
+                let deleted = tokio::task::spawn_blocking(move || process::collect_garbage(&root, &keep, cutoff)).await.unwrap_or_default();
                 if !deleted.is_empty() {
                     tracing::info!(count = deleted.len(), "old sandboxes deleted");
                 }
@@ -344,10 +312,12 @@ pub async fn run(settings: AgentSettings, shutdown: impl std::future::Future<Out
     if settings.kill_tasks_on_shutdown {
         // Stop: kill everything, wait (bounded) for the processes to go.
         let _ = shared.events.send(Input::Shutdown);
-        let limit = Instant::now() + settings.kill_grace_period + Duration::from_secs(5);
-        while !shared.core().is_drained() && Instant::now() < limit {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let drained = async {
+            while !shared.core().is_drained() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        let _ = tokio::time::timeout(settings.kill_grace_period + Duration::from_secs(5), drained).await;
         let live = shared.core().live_tasks();
         if live > 0 {
             tracing::warn!(live, "tasks still running at shutdown");
@@ -374,96 +344,88 @@ pub async fn run(settings: AgentSettings, shutdown: impl std::future::Future<Out
 const INPUTS_PER_CHECKPOINT: usize = 1024;
 
 async fn event_loop(shared: Arc<Shared>, mut events: mpsc::UnboundedReceiver<Input>) {
-    let ctx_root = shared.sandboxes.clone();
+    // Effects of inputs whose checkpoint is not on disk yet, oldest first.
+    let mut held: Vec<Effect> = Vec::new();
+    // A write failed: the core holds state the stored checkpoint lacks, so
+    // the next batch writes even if it changed nothing (a tick retries).
+    let mut unsaved = false;
     while let Some(input) = events.recv().await {
-        let (effects, agent_id) = {
+        let (ready, agent_id) = {
             let mut core = shared.core();
-            let mut effects = core.handle(input, shared.started.elapsed(), wall_clock());
+            let earlier = held.len();
+            let effects = core.handle(input, shared.clock.now(), shared.clock.unix_seconds());
+            hold(&mut held, earlier, effects);
             for _ in 1..INPUTS_PER_CHECKPOINT {
                 let Ok(input) = events.try_recv() else { break };
-                effects.extend(core.handle(input, shared.started.elapsed(), wall_clock()));
+                let effects = core.handle(input, shared.clock.now(), shared.clock.unix_seconds());
+                hold(&mut held, earlier, effects);
             }
-            if core.is_dirty() {
-                let checkpoint = core.checkpoint();
+            if core.is_dirty() || unsaved {
                 // Written before any effect of these inputs is carried out,
                 // so what was promised (an update queued, a task started)
                 // survives a crash.
-                if let Err(e) = write_checkpoint(&shared.checkpoint, &checkpoint) {
-                    tracing::error!(path = %shared.checkpoint.display(), error = %e, "cannot write the checkpoint");
-                }
+                let checkpoint = core.checkpoint();
+                unsaved = !shared.save(checkpoint, held.len());
             }
-            (effects, core.agent_id().map(|a| a.to_string()).unwrap_or_default())
+            let ready = if unsaved { Vec::new() } else { std::mem::take(&mut held) };
+            (ready, core.agent_id().map(|a| a.to_string()).unwrap_or_default())
         };
-        for effect in effects {
-            match effect {
-                Effect::Send(msg) => shared.send(msg),
-                Effect::Signal { pid, signal, .. } => launcher::signal(pid, signal),
-                Effect::Spawn { framework, task, info } => {
-                    let ctx = LaunchContext { agent_id: agent_id.clone(), sandboxes: ctx_root.clone(), supervisor: shared.supervisor.clone() };
-                    // Creating cgroups and starting a process take about a
-                    // millisecond each; done here, one after another, they
-                    // would hold every other input back. Each task's own
-                    // inputs still arrive in order (Spawned, then Exited).
-                    let shared = shared.clone();
-                    tokio::task::spawn_blocking(move || start_task(&shared, &ctx, framework, task, &info));
-                }
-            }
+        for effect in ready {
+            carry_out(&shared, effect, &agent_id);
         }
     }
 }
 
-/// Isolates and starts one task, then watches it until it exits; reports
-/// each step to the event loop.
-fn start_task(shared: &Arc<Shared>, ctx: &LaunchContext, framework: FrameworkId, task: TaskId, info: &v1::TaskInfo) {
-    let cgroup = match &shared.cgroup_scope {
-        Some(scope) => {
-            let name = isolation::name(scope, framework.as_str(), task.as_str());
-            let resources = weir_proto::convert::resources_from_proto("task.resources", &info.resources)
-                .map(|r| r.total())
-                .unwrap_or_default();
-            match isolation::create(&name, &resources) {
-                Ok(procs) => procs,
-                Err(e) => {
-                    let _ = shared.events.send(Input::SpawnFailed { framework, task, error: format!("cannot isolate the task: {e}") });
-                    return;
-                }
-            }
+/// Adds a batch's effects to those held. While the disk fails, each tick
+/// resends the unacknowledged updates; a message equal to one held from an
+/// earlier batch adds nothing, so the held list does not grow per tick.
+fn hold(held: &mut Vec<Effect>, earlier: usize, effects: Vec<Effect>) {
+    for effect in effects {
+        if matches!(effect, Effect::Send(_)) && held[..earlier].contains(&effect) {
+            continue;
         }
-        None => Vec::new(),
-    };
-    match launcher::spawn(ctx, &framework, &task, info, &cgroup) {
-        Ok(started) => {
-            let started_sandbox = started.sandbox.clone();
-            let _ = shared.events.send(Input::Spawned {
-                framework: framework.clone(),
-                task: task.clone(),
-                pid: started.pid,
-                sandbox: started.sandbox,
-            });
-            let events = shared.events.clone();
-            let mut child = started.child;
-            let supervised = shared.supervisor.is_some();
-            let sandbox = started_sandbox;
-            let scope = shared.cgroup_scope.clone();
-            tokio::spawn(async move {
-                let status = child.wait().await;
-                let input = if supervised {
-                    // The supervisor's record is the task's status; none
-                    // means it was SIGKILLed too.
-                    let record = launcher::read_exit(&sandbox).or(Some(launcher::ExitRecord { code: None, signal: Some(9), error: None }));
-                    exit_input(scope.as_deref(), framework, task, record)
-                } else {
-                    let (code, signal) = status.map(launcher::exit_of).unwrap_or((None, None));
-                    Input::Exited { framework, task, code, signal, limitation: None }
-                };
-                let _ = events.send(input);
-            });
+        held.push(effect);
+    }
+}
+
+fn carry_out(shared: &Arc<Shared>, effect: Effect, agent_id: &str) {
+    match effect {
+        Effect::Send(msg) => shared.send(msg),
+        Effect::Signal { framework, task, pid, signal } => {
+            tracing::debug!(framework_id = %framework, task_id = %task, pid, ?signal, "signalling task");
+            shared.launcher.signal(pid, signal);
         }
-        Err(e) => {
-            tracing::warn!(framework_id = %framework, task_id = %task, error = %e, "cannot start task");
-            let _ = shared.events.send(Input::SpawnFailed { framework, task, error: e.to_string() });
+        Effect::Spawn { framework, task, info } => {
+            // Creating cgroups and starting a process take about a
+            // millisecond each; done here, one after another, they would
+            // hold every other input back. Each task's own inputs still
+            // arrive in order (Spawned, then its exit).
+            let shared = shared.clone();
+            let agent_id = agent_id.to_owned();
+            tokio::task::spawn_blocking(move || start_task(&shared, &agent_id, framework, task, &info));
         }
     }
+}
+
+/// Starts one task and watches it until it ends; reports each step to the
+/// event loop.
+fn start_task(shared: &Arc<Shared>, agent_id: &str, framework: FrameworkId, task: TaskId, info: &v1::TaskInfo) {
+    match shared.launcher.spawn(agent_id, &framework, &task, info) {
+        Ok(Launched { pid, sandbox, exit }) => {
+            let _ = shared.events.send(Input::Spawned { framework: framework.clone(), task: task.clone(), pid, sandbox });
+            tokio::spawn(report_exit(shared.events.clone(), framework, task, exit));
+        }
+        Err(error) => {
+            tracing::warn!(framework_id = %framework, task_id = %task, %error, "cannot start task");
+            let _ = shared.events.send(Input::SpawnFailed { framework, task, error });
+        }
+    }
+}
+
+/// Waits for a task's end and tells the event loop how it ended.
+async fn report_exit(events: mpsc::UnboundedSender<Input>, framework: FrameworkId, task: TaskId, exit: ExitFuture) {
+    let exit = exit.await;
+    let _ = events.send(exit.into_input(framework, task));
 }
 
 fn endpoint_of(address: &str) -> String {
@@ -560,7 +522,7 @@ async fn attach_once(
         .map_err(|e| format!("{e}: {}", std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default()))?;
     let mut client = AgentClient::new(channel).max_decoding_message_size(64 << 20);
     let (tx, rx) = mpsc::channel(4096);
-    let register = shared.core().register_message(shared.info.clone());
+    let register = shared.register_message();
     tx.send(register).await.map_err(|e| e.to_string())?;
     let mut stream = client.attach(ReceiverStream::new(rx)).await.map_err(|s| s.message().to_owned())?.into_inner();
     *shared.outbound.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx.clone());
@@ -651,15 +613,30 @@ async fn attach_once(
 
 fn router(shared: Arc<Shared>) -> axum::Router {
     axum::Router::new()
-        .route("/health", get(|| async { "ok\n" }))
+        .route("/health", get(health))
         .route("/state", get(state))
         .route("/files/read", get(read_file))
         .with_state(shared)
 }
 
-/// Usage of every running task, read from its cgroup (none without isolation).
+/// Unhealthy while the checkpoint cannot be written: the agent then holds
+/// back every message, launch and kill, so it only looks alive.
+async fn health(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let failing = shared.checkpoint_error().clone();
+    match failing {
+        None => (StatusCode::OK, "ok\n".to_owned()),
+        Some(cause) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "unhealthy: cannot write the checkpoint {}: {cause}; messages, launches and kills are held until it can\n",
+                shared.checkpoints.location().display()
+            ),
+        ),
+    }
+}
+
+/// Usage of every running task (none without isolation).
 fn task_usage(shared: &Shared) -> Vec<(String, String, isolation::Usage)> {
-    let Some(scope) = &shared.cgroup_scope else { return Vec::new() };
     let running: Vec<(String, String)> = shared
         .core()
         .tasks()
@@ -669,9 +646,9 @@ fn task_usage(shared: &Shared) -> Vec<(String, String, isolation::Usage)> {
         .collect();
     running
         .into_iter()
-        .map(|(framework, task)| {
-            let usage = isolation::usage(&isolation::name(scope, &framework, &task));
-            (framework, task, usage)
+        .filter_map(|(framework, task)| {
+            let usage = shared.launcher.usage(&FrameworkId::new(framework.as_str()), &TaskId::new(task.as_str()))?;
+            Some((framework, task, usage))
         })
         .collect()
 }
@@ -698,7 +675,7 @@ async fn state(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         "hostname": shared.info.hostname,
         "http_address": shared.info.http_address,
         "resources": weir_proto::convert::resources_from_proto("resources", &shared.info.resources).map(|r| r.to_string()).unwrap_or_default(),
-        "isolation": if shared.cgroup_scope.is_some() { "cgroups" } else { "none" },
+        "isolation": shared.launcher.isolation(),
         "tasks": tasks,
     });
     axum::Json(doc)
@@ -735,82 +712,5 @@ async fn read_file(State(shared): State<Arc<Shared>>, Query(q): Query<HashMap<St
     match read {
         Ok(bytes) => (StatusCode::OK, bytes),
         Err(e) => (StatusCode::NOT_FOUND, format!("cannot read {file} of task {task:?}: {e}\n").into_bytes()),
-    }
-}
-
-/// The input for a supervised task that ended: its supervisor's record,
-/// and with isolation whether the OOM killer struck (then the cgroup goes).
-fn exit_input(scope: Option<&str>, framework: FrameworkId, task: TaskId, record: Option<launcher::ExitRecord>) -> Input {
-    let limitation = scope.and_then(|scope| {
-        let name = isolation::name(scope, framework.as_str(), task.as_str());
-        let oom = isolation::oom_message(&name);
-        isolation::destroy(&name);
-        oom
-    });
-    match record {
-        Some(launcher::ExitRecord { error: Some(error), .. }) => Input::SpawnFailed { framework, task, error },
-        Some(r) => Input::Exited { framework, task, code: r.code, signal: r.signal, limitation },
-        None => Input::Exited { framework, task, code: None, signal: None, limitation },
-    }
-}
-
-/// This agent's corner of the cgroup tree: stable across restarts (it
-/// comes from the work directory) and distinct for agents sharing a host.
-fn scope_of(work_dir: &std::path::Path) -> String {
-    let path = std::fs::canonicalize(work_dir).unwrap_or_else(|_| work_dir.to_owned());
-    // FNV-1a (`checksum`): stable across releases, unlike std's hasher.
-    format!("agent-{:016x}", checksum(path.to_string_lossy().as_bytes()))
-}
-
-/// Watches a supervisor this agent did not start (found in the checkpoint):
-/// it is not our child, so poll until it is gone, then read its record.
-async fn watch_supervisor(shared: Arc<Shared>, framework: FrameworkId, task: TaskId, pid: u32, sandbox: PathBuf) {
-    while launcher::supervisor_alive(pid, &sandbox) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    // No record: killed with SIGKILL along with its task.
-    let record = launcher::read_exit(&sandbox).or(Some(launcher::ExitRecord { code: None, signal: Some(9), error: None }));
-    let _ = shared.events.send(exit_input(shared.cgroup_scope.as_deref(), framework, task, record));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sample() -> v1::AgentCheckpoint {
-        v1::AgentCheckpoint {
-            agent_id: "A1".into(),
-            update_counter: 7,
-            tasks: vec![v1::CheckpointedTask { framework_id: "F1".into(), sandbox: "/s".into(), supervisor_pid: 42, ..Default::default() }],
-        }
-    }
-
-    #[test]
-    fn checkpoints_round_trip_and_damage_is_detected_and_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("meta/checkpoint.pb");
-        assert!(read_checkpoint(&path).unwrap().is_none(), "no checkpoint yet");
-        write_checkpoint(&path, &sample()).unwrap();
-        assert_eq!(read_checkpoint(&path).unwrap(), Some(sample()));
-        let good = std::fs::read(&path).unwrap();
-
-        let cases: Vec<(Vec<u8>, &str)> = vec![
-            (good[..good.len() - 3].to_vec(), "truncated or padded"),
-            (good[..20].to_vec(), "truncated or padded"),
-            (Vec::new(), "not a Weir checkpoint"),
-            (b"garbage that is long enough to pass".to_vec(), "not a Weir checkpoint"),
-            ({ let mut b = good.clone(); b[20] ^= 0xff; b }, "checksum mismatch"),
-        ];
-        for (bytes, expected) in cases {
-            std::fs::write(&path, &bytes).unwrap();
-            let err = read_checkpoint(&path).unwrap_err().to_string();
-            assert!(err.starts_with(&format!("checkpoint {}: ", path.display())), "{err}");
-            assert!(err.contains(expected), "{err}");
-            // The agent does not stop: the file is moved aside, kept.
-            assert!(load_checkpoint(&path).is_none());
-            assert!(!path.exists());
-            let kept = std::fs::read_dir(path.parent().unwrap()).unwrap().flatten().any(|e| e.file_name().to_string_lossy().contains("corrupt-"));
-            assert!(kept, "the damaged checkpoint was not kept");
-        }
     }
 }

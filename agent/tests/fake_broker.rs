@@ -11,6 +11,12 @@
 //! was given and its live tasks, resending what is still unacknowledged;
 //! a broker that refuses a new agent three times makes `run` fail with its
 //! message.
+//!
+//! `with_fakes` runs the same shell on a fake launcher, an in-memory
+//! checkpoint and a hand-moved clock: no update, launch or kill goes out
+//! before the checkpoint that records it is written, resends and kill
+//! deadlines follow the given clock, and a restarted agent re-attaches to
+//! the tasks its predecessor left running.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -313,4 +319,226 @@ async fn a_broker_whose_epoch_is_older_than_one_seen_is_left_and_not_obeyed() {
     let update = current.update().await;
     assert_eq!(update.task_id, "u");
     agent.abort();
+}
+
+// The same shell with its effects faked: a launcher that runs nothing, a
+// checkpoint in memory (failing on demand) and a clock moved by hand. What
+// the broker sees must be what it sees from a real agent.
+
+mod with_fakes {
+    use std::sync::Arc;
+
+    use weir_agent::checkpoint::{CheckpointStore, FailingCheckpointStore, MemoryCheckpointStore};
+    use weir_agent::core::Signal;
+    use weir_agent::launcher::memory::MemoryLauncher;
+    use weir_agent::launcher::Exit;
+    use weir_agent::AgentEffects;
+    use weir_model::{Clock, FrameworkId, ManualClock, TaskId};
+
+    use super::*;
+
+    const EPOCH: Duration = Duration::from_secs(1_700_000_000);
+
+    fn effects(clock: &ManualClock, launcher: &Arc<MemoryLauncher>, store: Arc<dyn CheckpointStore>) -> AgentEffects {
+        AgentEffects { clock: Arc::new(clock.clone()), launcher: launcher.clone(), checkpoints: store }
+    }
+
+    fn run_task(id: &str) -> Down {
+        Down::RunTask(v1::broker_message::RunTask { framework_id: "F1".into(), task: Some(shell_task(id, "never run")) })
+    }
+
+    fn kill_task(id: &str) -> Down {
+        Down::KillTask(v1::broker_message::KillTask { framework_id: "F1".into(), task_id: id.into() })
+    }
+
+    fn ended(code: i32) -> Exit {
+        Exit::Ended { code: Some(code), signal: None, limitation: None }
+    }
+
+    impl Connection {
+        /// Nothing but heartbeats for `how_long`.
+        async fn expect_nothing_for(&mut self, how_long: Duration) {
+            let until = tokio::time::Instant::now() + how_long;
+            loop {
+                match tokio::time::timeout_at(until, self.from_agent.message()).await {
+                    Err(_) => return,
+                    Ok(Ok(Some(v1::AgentMessage { kind: Some(Up::Heartbeat(_)) }))) => self.heartbeats += 1,
+                    Ok(other) => panic!("expected nothing from the agent, got {other:?}"),
+                }
+            }
+        }
+
+        /// The next update, checked for task and state, then acknowledged.
+        async fn expect_and_ack(&mut self, task: &str, state: v1::TaskState) -> v1::TaskStatus {
+            let status = self.update().await;
+            assert_eq!((status.task_id.as_str(), status.state()), (task, state), "{status:?}");
+            self.ack(&status).await;
+            status
+        }
+    }
+
+    async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+        let waited = tokio::time::timeout(PATIENCE, async {
+            while !done() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        waited.await.unwrap_or_else(|_| panic!("timed out waiting until {what}"));
+    }
+
+    #[tokio::test]
+    async fn tasks_run_end_and_are_killed_on_a_fake_launcher_with_time_from_the_given_clock() {
+        let (broker, mut connections) = start_fake_broker().await;
+        let work = tempfile::tempdir().unwrap();
+        let (clock, launcher, store) = (ManualClock::new(EPOCH), Arc::new(MemoryLauncher::new()), MemoryCheckpointStore::new());
+        let agent = tokio::spawn(weir_agent::run_with(
+            settings(broker, work.path()),
+            effects(&clock, &launcher, Arc::new(store.clone())),
+            std::future::pending(),
+        ));
+        let mut conn = next_connection(&mut connections).await;
+        conn.register().await;
+        conn.registered("A1").await;
+
+        conn.send(run_task("t1")).await;
+        let starting = conn.expect_and_ack("t1", v1::TaskState::TaskStarting).await;
+        assert_eq!(starting.timestamp, clock.unix_seconds(), "the timestamp must come from the given clock");
+        conn.expect_and_ack("t1", v1::TaskState::TaskRunning).await;
+        assert_eq!(launcher.spawned(), vec![(FrameworkId::new("F1"), TaskId::new("t1"))]);
+        let pid = launcher.pid_of("t1").expect("t1 runs");
+        let recorded = store.checkpoint().expect("a checkpoint").tasks;
+        assert_eq!(recorded.iter().map(|t| t.supervisor_pid).collect::<Vec<_>>(), vec![pid], "RUNNING went before its pid was checkpointed");
+
+        // Its end, unacknowledged: resent only once the clock has moved on
+        // by the retry interval, however many ticks pass meanwhile.
+        assert!(launcher.exit("t1", ended(3)));
+        let failed = conn.update().await;
+        assert_eq!((failed.state(), failed.exit_code, failed.message.as_str()), (v1::TaskState::TaskFailed, Some(3), "Command exited with status 3"));
+        conn.expect_nothing_for(RETRY * 3).await;
+        clock.advance(RETRY);
+        let again = conn.update().await;
+        assert_eq!(again.uuid, failed.uuid);
+        conn.ack(&again).await;
+
+        // A process that ignores TERM gets KILL when the clock passes the
+        // grace period, not before.
+        launcher.ignore_term("t2");
+        conn.send(run_task("t2")).await;
+        conn.expect_and_ack("t2", v1::TaskState::TaskStarting).await;
+        conn.expect_and_ack("t2", v1::TaskState::TaskRunning).await;
+        let pid = launcher.pid_of("t2").expect("t2 runs");
+        conn.send(kill_task("t2")).await;
+        wait_until("TERM was sent", || launcher.signals() == vec![(pid, Signal::Term)]).await;
+        conn.expect_nothing_for(RETRY * 2).await;
+        assert_eq!(launcher.signals(), vec![(pid, Signal::Term)], "KILL before the grace period was over");
+        clock.advance(Duration::from_secs(1));
+        conn.expect_and_ack("t2", v1::TaskState::TaskKilled).await;
+        assert_eq!(launcher.signals(), vec![(pid, Signal::Term), (pid, Signal::Kill)]);
+        agent.abort();
+    }
+
+    #[tokio::test]
+    async fn a_failed_checkpoint_write_holds_launches_updates_and_kills_until_a_write_succeeds() {
+        let (broker, mut connections) = start_fake_broker().await;
+        let work = tempfile::tempdir().unwrap();
+        let (clock, launcher, memory) = (ManualClock::new(EPOCH), Arc::new(MemoryLauncher::new()), MemoryCheckpointStore::new());
+        let store = Arc::new(FailingCheckpointStore::new(Arc::new(memory.clone())));
+        let agent = tokio::spawn(weir_agent::run_with(settings(broker, work.path()), effects(&clock, &launcher, store.clone()), std::future::pending()));
+        let mut conn = next_connection(&mut connections).await;
+        let http = conn.register().await.agent.unwrap().http_address;
+        conn.registered("A1").await;
+        wait_until("the registration is checkpointed", || memory.checkpoint().is_some_and(|c| c.agent_id == "A1")).await;
+
+        // The disk fails: the launch is recorded in memory only, so it is
+        // neither started nor reported, and the agent says it is unhealthy.
+        store.set_failing(true);
+        conn.send(run_task("t1")).await;
+        conn.expect_nothing_for(Duration::from_secs(1)).await;
+        assert!(launcher.spawned().is_empty(), "a task was started before its launch was checkpointed");
+        assert!(store.failed_writes() >= 2, "the write was not retried on the tick: {} attempts", store.failed_writes());
+        let health = http_get(&http, "/health").await;
+        assert!(health.starts_with("HTTP/1.1 503"), "{health}");
+        assert!(health.contains("memory:checkpoint") && health.contains("No space left on device"), "{health}");
+
+        // A new stream meanwhile: REGISTER tells only what is stored.
+        drop(conn);
+        let mut conn = next_connection(&mut connections).await;
+        let register = conn.register().await;
+        assert!(register.tasks.is_empty(), "REGISTER named a task that is not checkpointed: {:?}", register.tasks);
+        conn.registered("A1").await;
+
+        // The disk is back: the held effects go, in order, and the task runs.
+        store.set_failing(false);
+        let starting = conn.expect_and_ack("t1", v1::TaskState::TaskStarting).await;
+        let mut running = conn.update().await;
+        if running.uuid == starting.uuid {
+            // Held once and resent on registration: the same update twice.
+            running = conn.update().await;
+        }
+        assert_eq!((running.task_id.as_str(), running.state()), ("t1", v1::TaskState::TaskRunning), "{running:?}");
+        conn.ack(&running).await;
+        assert_eq!(launcher.spawned(), vec![(FrameworkId::new("F1"), TaskId::new("t1"))]);
+        assert!(memory.checkpoint().is_some_and(|c| c.tasks.len() == 1 && c.tasks[0].supervisor_pid != 0));
+        let health = http_get(&http, "/health").await;
+        assert!(health.starts_with("HTTP/1.1 200") && health.trim_end().ends_with("ok"), "{health}");
+
+        // The same for a kill: no signal while the disk fails.
+        let pid = launcher.pid_of("t1").expect("t1 runs");
+        store.set_failing(true);
+        conn.send(kill_task("t1")).await;
+        conn.expect_nothing_for(Duration::from_millis(600)).await;
+        assert!(launcher.signals().is_empty(), "a kill went before it was checkpointed");
+        store.set_failing(false);
+        conn.expect_and_ack("t1", v1::TaskState::TaskKilled).await;
+        assert_eq!(launcher.signals(), vec![(pid, Signal::Term)]);
+        agent.abort();
+    }
+
+    #[tokio::test]
+    async fn a_restarted_agent_reattaches_to_tasks_that_outlived_it_and_reports_those_that_ended_meanwhile() {
+        let (broker, mut connections) = start_fake_broker().await;
+        let work = tempfile::tempdir().unwrap();
+        let (clock, launcher, store) = (ManualClock::new(EPOCH), Arc::new(MemoryLauncher::new()), MemoryCheckpointStore::new());
+        let keep_tasks = AgentSettings { kill_tasks_on_shutdown: false, ..settings(broker, work.path()) };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let first = tokio::spawn(weir_agent::run_with(keep_tasks.clone(), effects(&clock, &launcher, Arc::new(store.clone())), async move {
+            let _ = stopped.await;
+        }));
+        let mut conn = next_connection(&mut connections).await;
+        conn.register().await;
+        conn.registered("A1").await;
+        for task in ["t1", "t2"] {
+            conn.send(run_task(task)).await;
+            conn.expect_and_ack(task, v1::TaskState::TaskStarting).await;
+            conn.expect_and_ack(task, v1::TaskState::TaskRunning).await;
+        }
+        // Stopped once the acknowledgements are on disk, so the restarted
+        // agent has nothing to resend (resending would be right, too).
+        wait_until("the acknowledgements are checkpointed", || store.checkpoint().is_some_and(|c| c.tasks.iter().all(|t| t.pending.is_empty()))).await;
+        let _ = stop.send(());
+        tokio::time::timeout(PATIENCE, first).await.expect("the agent did not stop").unwrap().unwrap();
+        drop(conn);
+
+        // While no agent runs, t2 ends; t1 goes on.
+        assert!(launcher.exit("t2", ended(7)));
+        let _second = tokio::spawn(weir_agent::run_with(keep_tasks, effects(&clock, &launcher, Arc::new(store.clone())), std::future::pending()));
+        let mut conn = loop {
+            // The first agent's stream may still be reported; skip it.
+            let mut conn = next_connection(&mut connections).await;
+            if let Ok(Some(msg)) = conn.from_agent.message().await {
+                if let Some(Up::Register(r)) = msg.kind {
+                    assert_eq!(r.agent.as_ref().map(|a| a.id.as_str()), Some("A1"), "the restarted agent forgot its id");
+                    let t1 = r.tasks.iter().find(|t| t.task.as_ref().is_some_and(|i| i.task_id == "t1")).expect("t1 is not re-registered");
+                    assert_eq!(t1.latest.as_ref().map(|s| s.state()), Some(v1::TaskState::TaskRunning));
+                    break conn;
+                }
+            }
+        };
+        conn.registered("A1").await;
+        let t2 = conn.expect_and_ack("t2", v1::TaskState::TaskFailed).await;
+        assert_eq!(t2.exit_code, Some(7));
+        assert!(launcher.exit("t1", ended(0)));
+        conn.expect_and_ack("t1", v1::TaskState::TaskFinished).await;
+        assert_eq!(launcher.spawned().len(), 2, "a task was started twice");
+    }
 }

@@ -1,0 +1,418 @@
+//! The real launcher: task processes, their supervisors and cgroups.
+//!
+//! Each task runs in its own process group (so a kill reaches every child
+//! of a shell command) with its sandbox as working directory and `stdout` /
+//! `stderr` files there. `/bin/sh -c VALUE` when the command is a shell
+//! command, else the program and its argv. With a supervisor (`weir
+//! executor`) the group's leader is the supervisor: it joins the task's
+//! cgroups before it starts the task, outlives the agent, and records how
+//! the task ended in the sandbox, which is what the agent reports.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use nix::errno::Errno;
+use nix::sys::signal::{self as nix_signal, Signal as NixSignal};
+use nix::unistd::Pid;
+use weir_model::{FrameworkId, TaskId};
+use weir_proto::v1;
+
+use super::{Exit, ExitFuture, Launched, Launcher, Recovered};
+use crate::core::Signal;
+use crate::isolation::{self, Usage};
+
+/// Starts tasks as processes, under a supervisor and in cgroups when the
+/// agent is configured so.
+#[derive(Debug, Clone)]
+pub struct ProcessLauncher {
+    sandboxes: PathBuf,
+    supervisor: Option<PathBuf>,
+    /// With cgroup isolation: this agent's part of the cgroup tree.
+    cgroup_scope: Option<String>,
+}
+
+impl ProcessLauncher {
+    /// Sandboxes go under `WORK_DIR/sandboxes`. Cgroup isolation needs a
+    /// supervisor and a machine that lets the agent create cgroups; without
+    /// either the agent says so loudly and runs plain processes.
+    pub fn new(work_dir: &Path, supervisor: Option<PathBuf>, mode: isolation::Mode) -> ProcessLauncher {
+        let cgroup_scope = match (mode, &supervisor) {
+            (isolation::Mode::None, _) => {
+                tracing::warn!("agent.isolation = none: tasks run as plain processes with no resource limits");
+                None
+            }
+            (isolation::Mode::Cgroups, None) => {
+                tracing::error!("cgroup isolation needs task supervisors; tasks run as plain processes with NO resource limits");
+                None
+            }
+            (isolation::Mode::Cgroups, Some(_)) => match isolation::available() {
+                Ok(()) => Some(isolation::scope_of(work_dir)),
+                Err(reason) => {
+                    tracing::error!(%reason, "cgroups are not available; tasks run as plain processes with NO resource limits");
+                    None
+                }
+            },
+        };
+        ProcessLauncher { sandboxes: work_dir.join("sandboxes"), supervisor, cgroup_scope }
+    }
+
+    fn cgroup(&self, framework: &FrameworkId, task: &TaskId) -> Option<String> {
+        self.cgroup_scope.as_deref().map(|scope| isolation::name(scope, framework.as_str(), task.as_str()))
+    }
+
+    /// How a supervised task ended: its supervisor's record, and with
+    /// isolation whether the OOM killer struck (then the cgroup goes).
+    fn supervised_exit(&self, framework: &FrameworkId, task: &TaskId, record: Option<ExitRecord>) -> Exit {
+        let limitation = self.cgroup(framework, task).and_then(|name| {
+            let oom = isolation::oom_message(&name);
+            isolation::destroy(&name);
+            oom
+        });
+        match record {
+            Some(ExitRecord { error: Some(error), .. }) => Exit::NotStarted { error },
+            Some(r) => Exit::Ended { code: r.code, signal: r.signal, limitation },
+            None => Exit::Ended { code: None, signal: None, limitation },
+        }
+    }
+}
+
+impl Launcher for ProcessLauncher {
+    fn isolation(&self) -> &'static str {
+        if self.cgroup_scope.is_some() { "cgroups" } else { "none" }
+    }
+
+    fn spawn(&self, agent_id: &str, framework: &FrameworkId, task: &TaskId, info: &v1::TaskInfo) -> Result<Launched, String> {
+        let cgroup_procs = match self.cgroup(framework, task) {
+            Some(name) => {
+                let resources = weir_proto::convert::resources_from_proto("task.resources", &info.resources)
+                    .map(|r| r.total())
+                    .unwrap_or_default();
+                isolation::create(&name, &resources).map_err(|e| format!("cannot isolate the task: {e}"))?
+            }
+            None => Vec::new(),
+        };
+        let ctx = LaunchContext { agent_id: agent_id.to_owned(), sandboxes: self.sandboxes.clone(), supervisor: self.supervisor.clone() };
+        let started = spawn(&ctx, framework, task, info, &cgroup_procs).map_err(|e| e.to_string())?;
+        let Started { pid, sandbox, mut child } = started;
+        let exit: ExitFuture = if self.supervisor.is_some() {
+            let this = self.clone();
+            let (framework, task, sandbox) = (framework.clone(), task.clone(), sandbox.clone());
+            Box::pin(async move {
+                let _ = child.wait().await;
+                // The supervisor's record is the task's status; none means
+                // it was SIGKILLed too.
+                let record = read_exit(&sandbox).or(Some(ExitRecord { code: None, signal: Some(9), error: None }));
+                this.supervised_exit(&framework, &task, record)
+            })
+        } else {
+            Box::pin(async move {
+                let (code, signal) = child.wait().await.map(exit_of).unwrap_or((None, None));
+                Exit::Ended { code, signal, limitation: None }
+            })
+        };
+        Ok(Launched { pid, sandbox, exit })
+    }
+
+    fn signal(&self, pid: u32, sig: Signal) {
+        signal(pid, sig)
+    }
+
+    fn recover(&self, framework: &FrameworkId, task: &TaskId, pid: u32, sandbox: &Path) -> Recovered {
+        if let Some(record) = read_exit(sandbox) {
+            return Recovered::Ended(self.supervised_exit(framework, task, Some(record)));
+        }
+        if !supervisor_alive(pid, sandbox) {
+            return Recovered::Vanished(self.supervised_exit(framework, task, None));
+        }
+        // Not our child: poll until it is gone, then read its record.
+        let this = self.clone();
+        let (framework, task, sandbox) = (framework.clone(), task.clone(), sandbox.to_owned());
+        Recovered::Running(Box::pin(async move {
+            while supervisor_alive(pid, &sandbox) {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            // No record: killed with SIGKILL along with its task.
+            let record = read_exit(&sandbox).or(Some(ExitRecord { code: None, signal: Some(9), error: None }));
+            this.supervised_exit(&framework, &task, record)
+        }))
+    }
+
+    fn usage(&self, framework: &FrameworkId, task: &TaskId) -> Option<Usage> {
+        self.cgroup(framework, task).map(|name| isolation::usage(&name))
+    }
+}
+
+/// What the launcher knows of the agent, for the task's environment.
+#[derive(Debug, Clone)]
+pub struct LaunchContext {
+    pub agent_id: String,
+    pub sandboxes: PathBuf,
+    /// The `weir` binary whose `executor` subcommand supervises each task
+    /// (so tasks outlive the agent); `None` runs tasks as direct children.
+    pub supervisor: Option<PathBuf>,
+}
+
+/// Where a supervisor records how its task ended.
+pub const STATUS_FILE: &str = ".weir-exit.json";
+
+/// How a supervised task ended, as its supervisor recorded it.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct ExitRecord {
+    #[serde(default)]
+    pub code: Option<i32>,
+    #[serde(default)]
+    pub signal: Option<i32>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// The supervisor's record for a sandbox, if it wrote one (and it parses).
+pub fn read_exit(sandbox: &Path) -> Option<ExitRecord> {
+    let bytes = std::fs::read(sandbox.join(STATUS_FILE)).ok()?;
+    if bytes.len() > 4096 {
+        return None;
+    }
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Whether `pid` is still the supervisor of `sandbox` (and not a process
+/// that reused its pid).
+pub fn supervisor_alive(pid: u32, sandbox: &Path) -> bool {
+    let Ok(raw) = i32::try_from(pid) else { return false };
+    // Signal 0 only asks whether the pid exists (EPERM: it does, as
+    // another user's process, so the command line decides).
+    if matches!(nix_signal::kill(Pid::from_raw(raw), None), Err(Errno::ESRCH)) {
+        return false;
+    }
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "));
+    let needle = sandbox.join(STATUS_FILE);
+    !zombie && String::from_utf8_lossy(&cmdline).contains(&*needle.to_string_lossy())
+}
+
+/// A started task: its pid, its sandbox, and the handle to wait on.
+pub struct Started {
+    pub pid: u32,
+    pub sandbox: PathBuf,
+    pub child: tokio::process::Child,
+}
+
+/// Picks a fresh sandbox directory: `<root>/<framework>/<task>`, or
+/// `<task>.<n>` when an earlier run of the same task id left one behind.
+fn sandbox_path(root: &Path, framework: &FrameworkId, task: &TaskId) -> PathBuf {
+    let base = root.join(framework.as_str());
+    let first = base.join(task.as_str());
+    if !first.exists() {
+        return first;
+    }
+    (1u32..)
+        .map(|n| base.join(format!("{}.{n}", task.as_str())))
+        .find(|p| !p.exists())
+        .unwrap_or(first)
+}
+
+/// `cgroup_procs`: the task's cgroup files its supervisor joins first
+/// (empty without isolation; only honoured with a supervisor).
+pub fn spawn(
+    ctx: &LaunchContext,
+    framework: &FrameworkId,
+    task: &TaskId,
+    info: &v1::TaskInfo,
+    cgroup_procs: &[PathBuf],
+) -> std::io::Result<Started> {
+    let sandbox = sandbox_path(&ctx.sandboxes, framework, task);
+    std::fs::create_dir_all(&sandbox)?;
+    let stdout = std::fs::File::create(sandbox.join("stdout"))?;
+    let stderr = std::fs::File::create(sandbox.join("stderr"))?;
+    let command = info.command.clone().unwrap_or_default();
+    let argv: Vec<String> = if command.shell {
+        vec!["/bin/sh".to_owned(), "-c".to_owned(), command.value.clone()]
+    } else {
+        let mut argv = if command.arguments.is_empty() { vec![command.value.clone()] } else { command.arguments.clone() };
+        if !command.value.is_empty() {
+            argv[0] = command.value.clone();
+        }
+        argv
+    };
+    let mut cmd = match &ctx.supervisor {
+        Some(weir) => {
+            let mut c = tokio::process::Command::new(weir);
+            c.arg("executor").arg("--status-file").arg(sandbox.join(STATUS_FILE));
+            for procs in cgroup_procs {
+                c.arg("--cgroup-procs").arg(procs);
+            }
+            c.arg("--").args(&argv);
+            c
+        }
+        None => {
+            let mut c = tokio::process::Command::new(&argv[0]);
+            c.args(&argv[1..]);
+            c
+        }
+    };
+    cmd.current_dir(&sandbox)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr))
+        .process_group(0)
+        .kill_on_drop(false);
+    for (k, v) in &command.environment {
+        cmd.env(k, v);
+    }
+    cmd.env("WEIR_TASK_ID", task.as_str())
+        .env("WEIR_FRAMEWORK_ID", framework.as_str())
+        .env("WEIR_AGENT_ID", &ctx.agent_id)
+        .env("WEIR_SANDBOX", &sandbox)
+        .env("MESOS_SANDBOX", &sandbox);
+    if let Ok(resources) = weir_proto::convert::resources_from_proto("task.resources", &info.resources) {
+        let ports = resources.total().ports;
+        if !ports.is_empty() {
+            let list: Vec<String> = ports.iter().flat_map(|(b, e)| (b..=e).map(|p| p.to_string())).take(1000).collect();
+            for (i, p) in list.iter().enumerate() {
+                cmd.env(format!("PORT{i}"), p);
+            }
+            cmd.env("PORTS", list.join(","));
+        }
+    }
+    let child = cmd.spawn()?;
+    let pid = child.id().ok_or_else(|| std::io::Error::other("the process ended before its pid was read"))?;
+    Ok(Started { pid, sandbox, child })
+}
+
+/// Deletes sandboxes under `root` (`<root>/<framework>/<task>`) that were
+/// last modified before `older_than`, except those in `keep` (live tasks).
+/// Framework directories left empty go too. Returns what was deleted.
+pub fn collect_garbage(root: &Path, keep: &std::collections::HashSet<PathBuf>, older_than: std::time::SystemTime) -> Vec<PathBuf> {
+    let mut deleted = Vec::new();
+    let Ok(frameworks) = std::fs::read_dir(root) else { return deleted };
+    for framework in frameworks.flatten() {
+        let fw_path = framework.path();
+        if !fw_path.is_dir() {
+            continue;
+        }
+        let Ok(tasks) = std::fs::read_dir(&fw_path) else { continue };
+        for task in tasks.flatten() {
+            let path = task.path();
+            if keep.contains(&path) {
+                continue;
+            }
+            let old = task.metadata().and_then(|m| m.modified()).is_ok_and(|m| m < older_than);
+            if old && std::fs::remove_dir_all(&path).is_ok() {
+                deleted.push(path);
+            }
+        }
+        // Only succeeds when empty.
+        let _ = std::fs::remove_dir(&fw_path);
+    }
+    deleted
+}
+
+/// Signals the task's whole process group.
+pub fn signal(pid: u32, signal: Signal) {
+    let sig = match signal {
+        Signal::Term => NixSignal::SIGTERM,
+        Signal::Kill => NixSignal::SIGKILL,
+    };
+    let Ok(pgid) = i32::try_from(pid) else { return };
+    // The group may already be gone; that is fine.
+    let _ = nix_signal::killpg(Pid::from_raw(pgid), sig);
+}
+
+/// Exit code or signal of a finished child.
+pub fn exit_of(status: std::process::ExitStatus) -> (Option<i32>, Option<i32>) {
+    use std::os::unix::process::ExitStatusExt;
+    (status.code(), status.signal())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn shell_task(cmd: &str) -> v1::TaskInfo {
+        v1::TaskInfo {
+            task_id: "t".into(),
+            command: Some(v1::CommandInfo { shell: true, value: cmd.into(), ..Default::default() }),
+            ..Default::default()
+        }
+    }
+
+    fn alive_with(marker: &str) -> usize {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+                let zombie = std::fs::read_to_string(e.path().join("stat")).is_ok_and(|s| s.contains(") Z "));
+                !zombie && String::from_utf8_lossy(&cmd).replace('\0', " ").contains(marker)
+            })
+            .count()
+    }
+
+    #[test]
+    fn garbage_collection_keeps_live_and_recent_sandboxes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mk = |p: &str| {
+            let path = dir.path().join(p);
+            std::fs::create_dir_all(&path).unwrap();
+            std::fs::write(path.join("stdout"), "x").unwrap();
+            path
+        };
+        let (old, live, recent) = (mk("F1/old"), mk("F1/live"), mk("F2/recent"));
+        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for p in [&old, &live] {
+            std::fs::File::open(p).unwrap().set_modified(past).unwrap();
+        }
+        let keep = [live.clone()].into_iter().collect();
+        let cutoff = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        assert_eq!(collect_garbage(dir.path(), &keep, cutoff), vec![old.clone()]);
+        assert!(!old.exists() && live.exists() && recent.exists());
+    }
+
+    #[tokio::test]
+    async fn exit_codes_output_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = LaunchContext { agent_id: "A1".into(), sandboxes: dir.path().to_owned(), supervisor: None };
+        let info = shell_task("echo out $WEIR_TASK_ID; echo err >&2; exit 3");
+        let mut started = spawn(&ctx, &"F1".into(), &"t".into(), &info, &[]).unwrap();
+        let status = started.child.wait().await.unwrap();
+        assert_eq!(exit_of(status), (Some(3), None));
+        assert_eq!(std::fs::read_to_string(started.sandbox.join("stdout")).unwrap(), "out t\n");
+        assert_eq!(std::fs::read_to_string(started.sandbox.join("stderr")).unwrap(), "err\n");
+        // A second run of the same task id gets a fresh sandbox.
+        let again = spawn(&ctx, &"F1".into(), &"t".into(), &info, &[]).unwrap();
+        assert_ne!(again.sandbox, started.sandbox);
+        let missing = v1::TaskInfo {
+            command: Some(v1::CommandInfo { shell: false, value: "/no/such/program".into(), ..Default::default() }),
+            ..shell_task("")
+        };
+        assert!(spawn(&ctx, &"F1".into(), &"u".into(), &missing, &[]).is_err());
+    }
+
+    #[tokio::test]
+    async fn term_reaches_the_whole_group_and_kill_ends_a_stubborn_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = LaunchContext { agent_id: "A1".into(), sandboxes: dir.path().to_owned(), supervisor: None };
+        let marker = format!("weir-launcher-test-{}", std::process::id());
+        // The shell starts a child; TERM to the group must reach it too.
+        let info = shell_task(&format!("sleep 60 # {marker}-a & wait"));
+        let mut started = spawn(&ctx, &"F1".into(), &"group".into(), &info, &[]).unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(alive_with(&format!("{marker}-a")) >= 1);
+        signal(started.pid, Signal::Term);
+        let status = started.child.wait().await.unwrap();
+        assert_eq!(exit_of(status).1, Some(15));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(alive_with(&format!("{marker}-a")), 0, "the child of the shell survived");
+
+        let info = shell_task(&format!("trap '' TERM; sleep 60 # {marker}-b"));
+        let mut started = spawn(&ctx, &"F1".into(), &"stubborn".into(), &info, &[]).unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        signal(started.pid, Signal::Term);
+        let early = tokio::time::timeout(Duration::from_millis(500), started.child.wait()).await;
+        assert!(early.is_err(), "TERM was ignored, so it must still run");
+        signal(started.pid, Signal::Kill);
+        let status = started.child.wait().await.unwrap();
+        assert_eq!(exit_of(status).1, Some(9));
+    }
+}
