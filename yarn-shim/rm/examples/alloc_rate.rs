@@ -6,7 +6,7 @@
 //! until it holds them all. Measures containers allocated per second and
 //! the allocate round trip (p50, p99), with one and with many applications.
 //!
-//!   cargo run --release -p weir-yarn-shim --example alloc_rate -- APPS CONTAINERS_PER_APP [AGENTS] [PER_OFFER]
+//!   cargo run --release -p weir-yarn-rm --example alloc_rate -- APPS CONTAINERS_PER_APP [AGENTS] [PER_OFFER]
 //!
 //! Prints one summary line. Loopback only; every loop is bounded.
 
