@@ -185,7 +185,7 @@ impl BrokerCore {
             } else {
                 (TaskState::Gone, "the agent re-registered without this task")
             };
-            let status = broker_status(&framework, &task_id, Some(&id), state, "REASON_AGENT_REREGISTERED", message, now);
+            let status = broker_status(&framework, &task_id, Some(&id), state, "REASON_AGENT_REREGISTERED", message, self.timestamp(now));
             self.record_completed(&framework, &task_id, &task, state, message);
             self.notify_framework(&framework, status, &mut out);
         }
@@ -243,7 +243,7 @@ impl BrokerCore {
                 let mut status = t.latest.clone();
                 status.uuid.clear();
                 status.reason = "REASON_AGENT_REREGISTERED".to_owned();
-                status.timestamp = secs(now);
+                status.timestamp = self.timestamp(now);
                 self.notify_framework(&t.framework, status, &mut out);
             }
         }
@@ -462,7 +462,7 @@ impl BrokerCore {
                 TaskState::Unreachable,
                 "REASON_AGENT_UNREACHABLE",
                 format!("agent {id} has not been heard from for {:?}", self.settings.agent_unreachable_timeout),
-                now,
+                self.timestamp(now),
             );
             if let Some(task) = self.tasks.get_mut(&(framework.clone(), task_id.clone())) {
                 task.state = TaskState::Unreachable;
@@ -503,7 +503,7 @@ impl BrokerCore {
                     f.tasks.remove(task_id);
                 }
                 let message = format!("agent {id} was removed after {timeout:?} without re-registering");
-                let status = broker_status(framework, task_id, Some(&id), TaskState::Gone, "REASON_AGENT_REMOVED", message.clone(), now);
+                let status = broker_status(framework, task_id, Some(&id), TaskState::Gone, "REASON_AGENT_REMOVED", message.clone(), self.timestamp(now));
                 self.record_completed(framework, task_id, &task, TaskState::Gone, &message);
                 self.notify_framework(framework, status, out);
             }
@@ -529,7 +529,7 @@ impl BrokerCore {
         status.uuid.clear();
         status.state = task_state_to_proto(t.state) as i32;
         status.reason = "REASON_RECONCILIATION".to_owned();
-        status.timestamp = secs(now);
+        status.timestamp = self.timestamp(now);
         Some(status)
     }
 

@@ -15,6 +15,9 @@ const AGENT_B: ConnId = 2;
 const FW_1: ConnId = 10;
 const FW_2: ConnId = 11;
 
+/// What the wall clock read when the harness's core started.
+const WALL_START: Duration = Duration::from_secs(1_700_000_000);
+
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
@@ -31,7 +34,7 @@ struct Harness {
 impl Harness {
     fn new() -> Harness {
         let settings = BrokerSettings { agent_unreachable_timeout: Duration::from_secs(5), ..Default::default() };
-        Harness { core: BrokerCore::new(settings, "b", Duration::ZERO), now: Duration::ZERO, log: Vec::new(), live_agents: Vec::new() }
+        Harness { core: BrokerCore::new(settings, "b", Duration::ZERO, WALL_START), now: Duration::ZERO, log: Vec::new(), live_agents: Vec::new() }
     }
 
     fn record(&mut self, out: Vec<Output>) -> Vec<Output> {
@@ -381,6 +384,50 @@ fn silent_agent_becomes_unreachable_and_comes_back() {
     assert_eq!(state.tasks[0].state, "TASK_RUNNING");
     assert!(state.agents[0].reachable);
     assert_eq!(state.agents[0].used.cpus, 1.0);
+}
+
+/// `TaskStatus.timestamp` is seconds since the Unix epoch; the updates the
+/// broker makes itself once carried seconds since the broker started.
+#[test]
+fn updates_the_broker_makes_carry_unix_time() {
+    let mut h = Harness::new();
+    let agent = h.register_agent(AGENT_A, "", "cpus:2;mem:1024", vec![]);
+    h.subscribe(FW_1, "one", &[], 60.0);
+    let offers = Harness::offers_in(&h.advance(ms(100)), FW_1);
+    h.call(FW_1, accept(&[&offers[0]], vec![task("t", "cpus:1;mem:64")]));
+    let unix_now = |h: &Harness| (WALL_START + h.now).as_secs_f64();
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-3;
+
+    // STAGING, from the broker's books, through reconciliation.
+    let out = h.call(FW_1, v1::call::Kind::Reconcile(v1::call::Reconcile { tasks: vec![] }));
+    let staging = &Harness::updates_in(&out, FW_1)[0];
+    assert!(close(staging.timestamp, unix_now(&h)), "reconciliation at {}", staging.timestamp);
+
+    // TASK_UNREACHABLE when the agent falls silent.
+    h.live_agents.clear();
+    let out = h.advance(Duration::from_secs(6));
+    let unreachable = &Harness::updates_in(&out, FW_1)[0];
+    assert_eq!(state_of(unreachable), TaskState::Unreachable);
+    assert!(close(unreachable.timestamp, unix_now(&h)), "unreachable at {}", unreachable.timestamp);
+
+    // TASK_UNREACHABLE again, through reconciliation, later.
+    h.advance(Duration::from_secs(3));
+    let out = h.call(
+        FW_1,
+        v1::call::Kind::Reconcile(v1::call::Reconcile { tasks: vec![v1::call::reconcile::Task { task_id: "t".into(), agent_id: agent }] }),
+    );
+    let reconciled = &Harness::updates_in(&out, FW_1)[0];
+    assert_eq!(state_of(reconciled), TaskState::Unreachable);
+    assert!(close(reconciled.timestamp, unix_now(&h)), "reconciled at {}", reconciled.timestamp);
+
+    // TASK_UNKNOWN for a task the broker never heard of.
+    let out = h.call(
+        FW_1,
+        v1::call::Kind::Reconcile(v1::call::Reconcile { tasks: vec![v1::call::reconcile::Task { task_id: "zz".into(), agent_id: String::new() }] }),
+    );
+    let unknown = &Harness::updates_in(&out, FW_1)[0];
+    assert_eq!(state_of(unknown), TaskState::Unknown);
+    assert!(close(unknown.timestamp, unix_now(&h)), "unknown at {}", unknown.timestamp);
 }
 
 #[test]
