@@ -8,16 +8,14 @@
 
 use std::time::Duration;
 
-use weir_model::ids::validate_id;
 use weir_model::{AgentId, FrameworkId, ResourceSet, Role, TaskId, TaskState};
-use weir_proto::convert::{self, task_state_from_proto, task_state_to_proto, ProtoError};
+use weir_proto::convert::{self, task_state_from_proto, task_state_to_proto, ProtoError, MAX_HOSTNAME};
 use weir_proto::v1;
 
 use super::{agent_message, broker_status, secs, Agent, BrokerCore, ConnId, Framework, Output, Task, REMOVED_AGENTS_KEPT};
 
-/// Bounds on what an agent may claim about itself.
-const MAX_ATTRIBUTES: usize = 64;
-const MAX_HOSTNAME: usize = 255;
+/// Bounds on what an agent may claim about itself (the rest are in
+/// `weir_proto::convert`).
 const MAX_REPORTED_TASKS: usize = 100_000;
 
 /// A validated registration.
@@ -61,21 +59,7 @@ fn parse_registration(msg: &v1::agent_message::Register) -> Result<Registration,
     if total.is_empty() {
         return Err(ProtoError::invalid("register.agent.resources", "an agent must offer some resources"));
     }
-    if info.attributes.len() > MAX_ATTRIBUTES {
-        return Err(ProtoError::invalid(
-            "register.agent.attributes",
-            format!("{} attributes; at most {MAX_ATTRIBUTES} are allowed", info.attributes.len()),
-        ));
-    }
-    let mut attributes = Vec::new();
-    for (i, a) in info.attributes.iter().enumerate() {
-        validate_id("attribute name", &a.name)
-            .map_err(|r| ProtoError::invalid(format!("register.agent.attributes[{i}]"), r))?;
-        if a.value.len() > 1024 {
-            return Err(ProtoError::invalid(format!("register.agent.attributes[{i}]"), "value longer than 1024 bytes"));
-        }
-        attributes.push((a.name.clone(), a.value.clone()));
-    }
+    let attributes = convert::attributes_from_proto("register.agent.attributes", &info.attributes)?;
     if msg.tasks.len() > MAX_REPORTED_TASKS {
         return Err(ProtoError::invalid("register.tasks", format!("more than {MAX_REPORTED_TASKS} tasks")));
     }

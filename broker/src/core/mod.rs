@@ -363,11 +363,7 @@ impl BrokerCore {
                 agent_id: allocation.agent.to_string(),
                 hostname: agent.hostname.clone(),
                 resources: weir_proto::convert::resources_to_proto(&allocation.resources),
-                attributes: agent
-                    .attributes
-                    .iter()
-                    .map(|(name, value)| v1::Attribute { name: name.clone(), value: value.clone() })
-                    .collect(),
+                attributes: weir_proto::convert::attributes_to_proto(&agent.attributes),
                 role: allocation.role.to_string(),
             };
             if let Some(f) = self.frameworks.get_mut(&allocation.framework) {

@@ -430,6 +430,56 @@ fn updates_the_broker_makes_carry_unix_time() {
     assert!(close(unknown.timestamp, unix_now(&h)), "unknown at {}", unknown.timestamp);
 }
 
+/// What `GetStateResponse.agents` carries: each agent's state and its
+/// books as exact resource sets, the same after the wire and back.
+#[test]
+fn agent_summaries_follow_the_books() {
+    use weir_model::{AgentState, AgentSummary};
+    let mut h = Harness::new();
+    let a = h.register_agent(AGENT_A, "", "cpus:4;mem:4096;ports:[31000-31009]", vec![]);
+    let b = h.register_agent(AGENT_B, "", "cpus:2;mem:1024", vec![]);
+    h.subscribe(FW_1, "one", &[], 60.0);
+    let offers = Harness::offers_in(&h.advance(ms(100)), FW_1);
+    let on_a = offers.iter().find(|o| o.agent_id == a).unwrap();
+    h.call(FW_1, accept(&[on_a], vec![task("t", "cpus:1.5;mem:512;ports:[31000-31000]")]));
+    let summary = |h: &Harness, id: &str| -> AgentSummary {
+        h.core.agent_summaries().into_iter().find(|s| s.id.as_str() == id).unwrap()
+    };
+
+    let sa = summary(&h, &a);
+    assert_eq!(sa.state, AgentState::Reachable);
+    assert_eq!((sa.hostname.as_str(), sa.http_address.as_str()), ("host1", "127.0.0.1:5001"));
+    assert_eq!(sa.attributes, vec![("rack".to_owned(), "r1".to_owned())]);
+    assert_eq!(sa.total, ResourceSet::parse("cpus:4;mem:4096;ports:[31000-31009]").unwrap());
+    assert_eq!(sa.used, ResourceSet::parse("cpus:1.5;mem:512;ports:[31000-31000]").unwrap());
+    assert!(sa.offered.is_empty(), "the rest is filtered after the accept: {}", sa.offered);
+    assert_eq!(sa.tasks, 1);
+    let sb = summary(&h, &b);
+    assert_eq!((sb.used.is_empty(), sb.offered.clone()), (true, ResourceSet::parse("cpus:2;mem:1024").unwrap()));
+    let ids: Vec<String> = h.core.agent_summaries().iter().map(|s| s.id.to_string()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted, "ordered by id");
+
+    // Through the one conversion layer and back: nothing lost.
+    let response = v1::GetStateResponse {
+        agents: h.core.agent_summaries().iter().map(weir_proto::convert::agent_summary_to_proto).collect(),
+        ..Default::default()
+    };
+    assert_eq!(weir_proto::convert::agents_from_proto(&response).unwrap(), h.core.agent_summaries());
+
+    // Stream gone: disconnected; silent past the timeout: unreachable,
+    // its task still counted as used.
+    h.core.agent_detached(AGENT_A, h.now);
+    h.live_agents.retain(|c| *c != AGENT_A);
+    assert_eq!(summary(&h, &a).state, AgentState::Disconnected);
+    h.advance(Duration::from_secs(6));
+    let sa = summary(&h, &a);
+    assert_eq!((sa.state, sa.tasks), (AgentState::Unreachable, 1));
+    assert_eq!(sa.used, ResourceSet::parse("cpus:1.5;mem:512;ports:[31000-31000]").unwrap());
+    assert_eq!(summary(&h, &b).state, AgentState::Reachable);
+}
+
 #[test]
 fn reconciliation_explicit_and_implicit() {
     let mut h = Harness::new();
