@@ -16,6 +16,7 @@
 
 mod grpc;
 mod http;
+mod metrics;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -104,6 +105,7 @@ pub(crate) struct Shared {
     clock: Arc<dyn Clock>,
     guard: LeaseGuard,
     writer: Arc<Notify>,
+    metrics: Arc<prometheus_client::registry::Registry>,
 }
 
 impl Shared {
@@ -358,6 +360,7 @@ async fn start(
         lost: lost_tx,
     }));
     let shared = Shared {
+        metrics: Arc::new(metrics::registry(inner.clone(), clock.clone())),
         inner,
         clock,
         guard,
