@@ -17,6 +17,8 @@
 mod grpc;
 mod http;
 mod metrics;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
