@@ -108,10 +108,7 @@ pub fn broker(config: &Config) -> Result<(weir_broker::BrokerSettings, weir_brok
         recovery_timeout: get_duration("broker.recovery.timeout")?,
     };
     let max = config.get_size("broker.max.message.size").map_err(problem)?;
-    let shell = weir_broker::ShellSettings {
-        listen: socket_addr(config, "broker.listen")?,
-        max_message_size: usize::try_from(max).unwrap_or(usize::MAX),
-    };
+    let shell = weir_broker::ShellSettings::new(socket_addr(config, "broker.listen")?, usize::try_from(max).unwrap_or(usize::MAX));
     Ok((settings, shell))
 }
 

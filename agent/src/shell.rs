@@ -452,7 +452,7 @@ async fn connection_loop(shared: Arc<Shared>, settings: AgentSettings, fatal: wa
     // The largest leader epoch seen: a broker with a smaller one is a
     // deposed leader and is never obeyed.
     let mut seen_epoch = 0u64;
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = weir_ha::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let mut refusals = 0u32;
     let mut ever_registered = false;
     loop {
@@ -472,7 +472,7 @@ async fn connection_loop(shared: Arc<Shared>, settings: AgentSettings, fatal: wa
             Ok(Registration::Ended) => {
                 ever_registered = true;
                 refusals = 0;
-                backoff = Duration::from_millis(100);
+                backoff.reset();
             }
             Ok(Registration::Refused(message)) => {
                 refusals += 1;
@@ -482,20 +482,18 @@ async fn connection_loop(shared: Arc<Shared>, settings: AgentSettings, fatal: wa
                     return;
                 }
             }
-            Err(reason) => tracing::warn!(broker = %settings.broker, %reason, backoff = ?backoff, "cannot reach the broker; retrying"),
+            Err(reason) => tracing::warn!(broker = %settings.broker, %reason, backoff = ?backoff.peek(), "cannot reach the broker; retrying"),
         }
         *shared.outbound.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let _ = shared.events.send(Input::Disconnected);
+        let delay = backoff.next_delay();
         match leader.as_mut() {
             // A new leader is tried at once, whatever the backoff.
             Some(leader) => tokio::select! {
-                _ = tokio::time::sleep(backoff) => backoff = (backoff * 2).min(Duration::from_secs(5)),
-                _ = weir_ha::newer_leader(leader, target_epoch) => backoff = Duration::from_millis(100),
+                _ = tokio::time::sleep(delay) => {}
+                _ = weir_ha::newer_leader(leader, target_epoch) => backoff.reset(),
             },
-            None => {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
+            None => tokio::time::sleep(delay).await,
         }
     }
 }

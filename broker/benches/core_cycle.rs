@@ -16,7 +16,7 @@ use weir_proto::v1;
 /// A core with `agents` agents and `frameworks` subscribed frameworks,
 /// nothing offered yet.
 fn cluster(agents: u64, frameworks: u64) -> BrokerCore {
-    let mut core = BrokerCore::new(BrokerSettings::default(), "bench", Duration::ZERO);
+    let mut core = BrokerCore::new(BrokerSettings::default(), "bench", Duration::ZERO, Duration::ZERO);
     // The whole cycle in one tick (the running broker spreads it over
     // several of MAX_OFFERS_PER_CYCLE agents each).
     core.set_max_offers_per_cycle(usize::MAX);

@@ -55,24 +55,12 @@ fn non_empty(s: Option<String>) -> Option<String> {
     s.filter(|s| !s.is_empty())
 }
 
-/// (user name, home directory) of the real user id.
+/// (user name, home directory) of the real user id, from the password
+/// database (getpwuid_r through `nix`).
 #[cfg(unix)]
 fn passwd_entry() -> Option<(String, String)> {
-    use std::ffi::CStr;
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    // SAFETY: all-zero is a valid `passwd` (null pointers, zero ids).
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call and `buf.len()` is the
-    // buffer's real length; getpwuid_r writes only into `pwd` and `buf`.
-    let rc = unsafe { libc::getpwuid_r(libc::getuid(), &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
-    if rc != 0 || result.is_null() || pwd.pw_name.is_null() || pwd.pw_dir.is_null() {
-        return None;
-    }
-    // SAFETY: on success pw_name and pw_dir point to NUL-terminated strings
-    // inside `buf`, which is still alive.
-    let (name, dir) = unsafe { (CStr::from_ptr(pwd.pw_name), CStr::from_ptr(pwd.pw_dir)) };
-    Some((name.to_string_lossy().into_owned(), dir.to_string_lossy().into_owned()))
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::current()).ok()??;
+    Some((user.name, user.dir.to_string_lossy().into_owned()))
 }
 
 #[cfg(not(unix))]
@@ -237,6 +225,19 @@ fn push_bounded(out: &mut String, s: &str) -> Result<(), ExpandError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fallback for containers without $USER/$HOME: the password
+    /// database's entry for this process's real user id.
+    #[cfg(unix)]
+    #[test]
+    fn the_password_database_names_this_user() {
+        let (name, home) = passwd_entry().expect("this user has a passwd entry");
+        assert!(!name.is_empty());
+        assert!(home.starts_with('/'), "{home}");
+        if nix::unistd::Uid::current().is_root() {
+            assert_eq!(name, "root");
+        }
+    }
 
     fn run(values: &[(&str, &str)], key: &str, env: &MapEnvironment) -> Result<String, String> {
         let map: HashMap<String, String> = values.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();

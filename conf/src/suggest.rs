@@ -1,21 +1,5 @@
-//! "Did you mean" suggestions for misspelt keys, by edit distance.
-
-/// Levenshtein distance between `a` and `b`, counted in chars.
-pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    // One row of the dynamic-programming table at a time.
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let substitution = diagonal + usize::from(ca != cb);
-            diagonal = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(diagonal + 1);
-        }
-    }
-    row[b.len()]
-}
+//! "Did you mean" suggestions for misspelt keys, by edit distance
+//! (Levenshtein, counted in chars, from `strsim`).
 
 /// The candidate closest to `key`, if it is close enough to be a likely
 /// typo (at most a third of the key's length, and at least 3 edits
@@ -24,7 +8,7 @@ pub(crate) fn closest<'a>(key: &str, candidates: impl IntoIterator<Item = &'a st
     let limit = (key.chars().count() / 3).max(3);
     candidates
         .into_iter()
-        .map(|c| (edit_distance(key, c), c))
+        .map(|c| (strsim::levenshtein(key, c), c))
         .filter(|(d, _)| *d <= limit)
         .min()
         .map(|(_, c)| c.to_owned())
@@ -33,6 +17,7 @@ pub(crate) fn closest<'a>(key: &str, candidates: impl IntoIterator<Item = &'a st
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strsim::levenshtein as edit_distance;
 
     #[test]
     fn distances() {

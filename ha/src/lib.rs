@@ -15,6 +15,7 @@
 //!   by the leader before it acknowledges the change they describe.
 
 mod address;
+mod backoff;
 pub mod memory;
 pub mod testing;
 pub mod zk;
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 pub use address::ZkAddress;
+pub use backoff::Backoff;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HaError {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use zookeeper_client::{Acls, Client, CreateMode, CreateOptions, SessionState};
 
-use crate::{Contender, HaError, Lease, LeaderElection, LeaderInfo, Leadership, Record, Registry, Write, ZkAddress};
+use crate::{Backoff, Contender, HaError, Lease, LeaderElection, LeaderInfo, Leadership, Record, Registry, Write, ZkAddress};
 
 const ELECTION: &str = "/leader";
 const MEMBER_PREFIX: &str = "member-";
@@ -255,19 +255,18 @@ pub fn detect(address: ZkAddress) -> watch::Receiver<Option<LeaderInfo>> {
 }
 
 async fn follow(address: &ZkAddress, tx: &watch::Sender<Option<LeaderInfo>>) {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         match ZkSession::connect(address, Duration::from_secs(10)).await {
             Ok(session) => {
-                backoff = Duration::from_millis(200);
+                backoff.reset();
                 if let Err(e) = follow_session(&session.client, tx).await {
                     tracing::warn!(zk = %address, error = %e, "leader detection lost ZooKeeper; reconnecting");
                 }
             }
             Err(e) => tracing::warn!(zk = %address, error = %e, "leader detection cannot reach ZooKeeper; retrying"),
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }
 

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use serde_json::Value;
 
 pub const WEIR: &str = env!("CARGO_BIN_EXE_weir");
@@ -29,23 +31,16 @@ impl Proc {
     }
 
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        unsafe {
-            libc_kill(self.pid(), 15);
-        }
+        signal(self.pid(), 15);
         self.child.wait().expect("wait for child")
     }
 }
 
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
-}
-
-/// Sends `sig` to `pid` (negative: a process group).
+/// Sends signal number `sig` to `pid` (negative: a process group). A
+/// process that is already gone is no error here.
 pub fn signal(pid: i32, sig: i32) {
-    unsafe {
-        libc_kill(pid, sig);
-    }
+    let sig = Signal::try_from(sig).expect("a signal number");
+    let _ = kill(Pid::from_raw(pid), sig);
 }
 
 impl Drop for Proc {
@@ -119,10 +114,8 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         let dir = self.dir.path().display().to_string();
         for pid in pids_with(&dir).into_iter().chain(supervisors_in(&dir)).chain(working_in(&dir)) {
-            unsafe {
-                libc_kill(-pid, 9);
-                libc_kill(pid, 9);
-            }
+            signal(-pid, 9);
+            signal(pid, 9);
         }
     }
 }
@@ -317,9 +310,7 @@ pub fn pids_with(marker: &str) -> Vec<i32> {
 
 pub fn kill_marked(marker: &str) {
     for pid in pids_with(marker) {
-        unsafe {
-            libc_kill(pid, 9);
-        }
+        signal(pid, 9);
     }
 }
 

@@ -1,5 +1,6 @@
 //! Weir's domain vocabulary, shared by every crate: typed identifiers,
-//! resources with exact arithmetic, and task states.
+//! resources with exact arithmetic, task and agent states, and the clock
+//! every core takes its time from.
 //!
 //! Invariants kept here so no other crate has to re-check them:
 //! - scalar quantities are fixed-point thousandths ([`Milli`]), so adding and
@@ -8,11 +9,13 @@
 //! - subtracting resources that are not contained is an error, never a
 //!   silent saturation.
 
+pub mod agent;
 pub mod clock;
 pub mod ids;
 pub mod resources;
 pub mod task;
 
+pub use agent::{AgentState, AgentSummary};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{AgentId, ExecutorId, FrameworkId, OfferId, Role, TaskId};
 pub use resources::{Milli, Ranges, ResourceError, Resources, ResourceSet};

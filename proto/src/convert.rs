@@ -7,7 +7,7 @@
 
 use crate::v1;
 use weir_model::ids::validate_id;
-use weir_model::{Milli, Ranges, ResourceSet, Resources, Role, TaskState};
+use weir_model::{AgentId, AgentState, AgentSummary, Milli, Ranges, ResourceSet, Resources, Role, TaskState};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtoError {
@@ -30,6 +30,15 @@ impl ProtoError {
 pub const MAX_RESOURCE_ENTRIES: usize = 1024;
 /// The most ranges accepted in one `ports` entry.
 pub const MAX_RANGES: usize = 4096;
+
+/// The most attributes an agent may have.
+pub const MAX_ATTRIBUTES: usize = 64;
+/// The longest attribute value accepted.
+pub const MAX_ATTRIBUTE_VALUE: usize = 1024;
+/// The longest agent hostname accepted (DNS's limit).
+pub const MAX_HOSTNAME: usize = 255;
+/// The longest `host:port` accepted.
+pub const MAX_ADDRESS: usize = MAX_HOSTNAME + 6;
 
 /// Checks an id from the wire and wraps it in its type.
 pub fn id<T: From<String>>(field: &str, value: &str) -> Result<T, ProtoError> {
@@ -136,6 +145,109 @@ pub fn resources_to_proto(set: &ResourceSet) -> Vec<v1::Resource> {
     out
 }
 
+/// An agent's attributes from the wire: at most [`MAX_ATTRIBUTES`], names
+/// that are valid ids, values of at most [`MAX_ATTRIBUTE_VALUE`] bytes.
+pub fn attributes_from_proto(field: &str, list: &[v1::Attribute]) -> Result<Vec<(String, String)>, ProtoError> {
+    if list.len() > MAX_ATTRIBUTES {
+        return Err(ProtoError::invalid(field, format!("{} attributes; at most {MAX_ATTRIBUTES} are allowed", list.len())));
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for (i, a) in list.iter().enumerate() {
+        validate_id("attribute name", &a.name).map_err(|r| ProtoError::invalid(format!("{field}[{i}]"), r))?;
+        if a.value.len() > MAX_ATTRIBUTE_VALUE {
+            return Err(ProtoError::invalid(format!("{field}[{i}]"), format!("value longer than {MAX_ATTRIBUTE_VALUE} bytes")));
+        }
+        out.push((a.name.clone(), a.value.clone()));
+    }
+    Ok(out)
+}
+
+pub fn attributes_to_proto(list: &[(String, String)]) -> Vec<v1::Attribute> {
+    list.iter().map(|(name, value)| v1::Attribute { name: name.clone(), value: value.clone() }).collect()
+}
+
+pub fn agent_state_to_proto(state: AgentState) -> v1::AgentState {
+    match state {
+        AgentState::Reachable => v1::AgentState::AgentReachable,
+        AgentState::Disconnected => v1::AgentState::AgentDisconnected,
+        AgentState::Unreachable => v1::AgentState::AgentUnreachable,
+    }
+}
+
+pub fn agent_state_from_proto(field: &str, raw: i32) -> Result<AgentState, ProtoError> {
+    let state = v1::AgentState::try_from(raw)
+        .map_err(|_| ProtoError::invalid(field, format!("{raw} is not an agent state")))?;
+    Ok(match state {
+        v1::AgentState::Unspecified => return Err(ProtoError::missing(field)),
+        v1::AgentState::AgentReachable => AgentState::Reachable,
+        v1::AgentState::AgentDisconnected => AgentState::Disconnected,
+        v1::AgentState::AgentUnreachable => AgentState::Unreachable,
+    })
+}
+
+pub fn agent_summary_to_proto(agent: &AgentSummary) -> v1::AgentSummary {
+    v1::AgentSummary {
+        id: agent.id.to_string(),
+        hostname: agent.hostname.clone(),
+        http_address: agent.http_address.clone(),
+        state: agent_state_to_proto(agent.state) as i32,
+        attributes: attributes_to_proto(&agent.attributes),
+        total: resources_to_proto(&agent.total),
+        used: resources_to_proto(&agent.used),
+        offered: resources_to_proto(&agent.offered),
+        tasks: agent.tasks,
+    }
+}
+
+/// One agent of a `GetStateResponse`, checked: a valid id, a hostname of
+/// 1 to [`MAX_HOSTNAME`] bytes, a known state, valid attributes and
+/// resources, and `used + offered` within `total`.
+pub fn agent_summary_from_proto(field: &str, agent: &v1::AgentSummary) -> Result<AgentSummary, ProtoError> {
+    let id = id::<AgentId>(&format!("{field}.id"), &agent.id)?;
+    if agent.hostname.is_empty() || agent.hostname.len() > MAX_HOSTNAME {
+        return Err(ProtoError::invalid(
+            format!("{field}.hostname"),
+            format!("must be 1 to {MAX_HOSTNAME} bytes long, not {}", agent.hostname.len()),
+        ));
+    }
+    if agent.http_address.len() > MAX_ADDRESS {
+        return Err(ProtoError::invalid(format!("{field}.http_address"), format!("longer than {MAX_ADDRESS} bytes")));
+    }
+    let state = agent_state_from_proto(&format!("{field}.state"), agent.state)?;
+    let attributes = attributes_from_proto(&format!("{field}.attributes"), &agent.attributes)?;
+    let total = resources_from_proto(&format!("{field}.total"), &agent.total)?;
+    let used = resources_from_proto(&format!("{field}.used"), &agent.used)?;
+    let offered = resources_from_proto(&format!("{field}.offered"), &agent.offered)?;
+    if !total.contains(&used.add(&offered)) {
+        return Err(ProtoError::invalid(
+            format!("{field}.used"),
+            format!("used ({used}) and offered ({offered}) exceed the agent's total ({total})"),
+        ));
+    }
+    Ok(AgentSummary {
+        id,
+        hostname: agent.hostname.clone(),
+        http_address: agent.http_address.clone(),
+        state,
+        attributes,
+        total,
+        used,
+        offered,
+        tasks: agent.tasks,
+    })
+}
+
+/// Every agent of a `GetStateResponse`; the first bad one is an error
+/// naming it (`get_state.agents[i]…`).
+pub fn agents_from_proto(response: &v1::GetStateResponse) -> Result<Vec<AgentSummary>, ProtoError> {
+    response
+        .agents
+        .iter()
+        .enumerate()
+        .map(|(i, a)| agent_summary_from_proto(&format!("get_state.agents[{i}]"), a))
+        .collect()
+}
+
 pub fn task_state_to_proto(state: TaskState) -> v1::TaskState {
     match state {
         TaskState::Staging => v1::TaskState::TaskStaging,
@@ -206,6 +318,56 @@ mod tests {
         assert!(err(vec![ports]).contains("range 9-3 must have begin <= end <= 65535"));
         assert!(err(vec![v1::Resource { name: "cpus".into(), value: None, role: String::new(), reservation: None }])
             .contains("must have a scalar value"));
+    }
+
+    fn summary() -> AgentSummary {
+        AgentSummary {
+            id: AgentId::new("b-A0001"),
+            hostname: "node1.example".into(),
+            http_address: "node1.example:5051".into(),
+            state: AgentState::Disconnected,
+            attributes: vec![("rack".into(), "r1".into())],
+            total: ResourceSet::parse("cpus:8;mem:16384;ports:[31000-31999];cpus(yarn):2").unwrap(),
+            used: ResourceSet::parse("cpus:1.5;mem:2048;cpus(yarn):1").unwrap(),
+            offered: ResourceSet::parse("cpus:6;ports:[31000-31009]").unwrap(),
+            tasks: 3,
+        }
+    }
+
+    #[test]
+    fn agent_summaries_round_trip() {
+        let agent = summary();
+        let wire = agent_summary_to_proto(&agent);
+        assert_eq!(wire.state, v1::AgentState::AgentDisconnected as i32);
+        assert_eq!(agent_summary_from_proto("a", &wire).unwrap(), agent);
+        let response = v1::GetStateResponse { agents: vec![wire.clone(), wire], ..Default::default() };
+        assert_eq!(agents_from_proto(&response).unwrap(), vec![agent.clone(), agent]);
+        for state in [AgentState::Reachable, AgentState::Disconnected, AgentState::Unreachable] {
+            assert_eq!(agent_state_from_proto("s", agent_state_to_proto(state) as i32).unwrap(), state);
+        }
+    }
+
+    #[test]
+    fn bad_agent_summaries_name_the_field() {
+        let err = |change: fn(&mut v1::AgentSummary)| {
+            let mut wire = agent_summary_to_proto(&summary());
+            change(&mut wire);
+            let response = v1::GetStateResponse { agents: vec![agent_summary_to_proto(&summary()), wire], ..Default::default() };
+            agents_from_proto(&response).unwrap_err().to_string()
+        };
+        assert!(err(|a| a.id = "no spaces allowed".into()).starts_with("get_state.agents[1].id: "));
+        assert_eq!(err(|a| a.id.clear()), "get_state.agents[1].id: get_state.agents[1].id must not be empty");
+        assert_eq!(err(|a| a.state = 0), "get_state.agents[1].state is missing");
+        assert_eq!(err(|a| a.state = 9), "get_state.agents[1].state: 9 is not an agent state");
+        assert_eq!(err(|a| a.hostname.clear()), "get_state.agents[1].hostname: must be 1 to 255 bytes long, not 0");
+        assert!(err(|a| a.attributes[0].name = "bad name".into()).starts_with("get_state.agents[1].attributes[0]: "));
+        assert!(err(|a| a.total[0] = scalar("cpus", f64::INFINITY)).starts_with("get_state.agents[1].total[0] (cpus): "));
+        // More in use than the agent has: the books could not balance.
+        assert_eq!(
+            err(|a| a.used.push(scalar("mem", 20000.0))),
+            "get_state.agents[1].used: used (cpus:1.5;mem:22048;cpus(yarn):1) and offered (cpus:6;ports:[31000-31009]) \
+             exceed the agent's total (cpus:8;mem:16384;ports:[31000-31999];cpus(yarn):2)"
+        );
     }
 
     #[test]

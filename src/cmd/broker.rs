@@ -84,7 +84,7 @@ async fn elected(core: weir_broker::BrokerSettings, mut shell: weir_broker::Shel
     let address = advertised(shell.listen, ha.advertise.clone());
     let signal = super::shutdown_signal();
     tokio::pin!(signal);
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = weir_ha::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         let instance = weir_broker::new_instance_id();
         let session = tokio::select! {
@@ -95,12 +95,11 @@ async fn elected(core: weir_broker::BrokerSettings, mut shell: weir_broker::Shel
             Ok(s) => s,
             Err(err) => {
                 tracing::warn!(zk = %ha.zk, error = %err, "cannot reach ZooKeeper; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                tokio::time::sleep(backoff.next_delay()).await;
                 continue;
             }
         };
-        backoff = Duration::from_millis(200);
+        backoff.reset();
         let me = LeaderInfo { id: instance.clone(), address: address.clone(), epoch: 0 };
         let election = ZkElection::new(session.clone(), me);
         println!("weir broker {instance} standing by at {address} (election at {})", ha.zk);

@@ -30,13 +30,14 @@ pub struct Args {
     command: Vec<String>,
 }
 
-extern "C" fn note_signal(_: libc::c_int) {}
+extern "C" fn note_signal(_: std::ffi::c_int) {}
 
 pub fn main(args: Args) -> Result<ExitCode> {
-    // SAFETY: installing a handler that does nothing is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGTERM, note_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGINT, note_signal as *const () as libc::sighandler_t);
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    for sig in [Signal::SIGTERM, Signal::SIGINT] {
+        // SAFETY: the handler does nothing, so it is async-signal-safe, and
+        // no other code of this process installs handlers.
+        unsafe { signal(sig, SigHandler::Handler(note_signal)) }.with_context(|| format!("catching {sig}"))?;
     }
     // Join the task's cgroups first: the task inherits them and never runs
     // outside its limits.

@@ -13,7 +13,7 @@ use weir_proto::convert::resources_to_proto;
 use weir_proto::v1;
 
 fuzz_target!(|data: &[u8]| {
-    let mut core = BrokerCore::new(BrokerSettings::default(), "fz", Duration::ZERO);
+    let mut core = BrokerCore::new(BrokerSettings::default(), "fz", Duration::ZERO, Duration::ZERO);
     let mut now = Duration::ZERO;
     // A well-formed agent and framework first, so calls reach deep paths.
     let register = v1::agent_message::Register {

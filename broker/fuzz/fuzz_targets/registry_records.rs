@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
         rest = &tail[value_len..];
     }
     let settings = BrokerSettings { recovery_timeout: Duration::from_secs(1), ..Default::default() };
-    let mut core = BrokerCore::new(settings, "fz", Duration::ZERO);
+    let mut core = BrokerCore::new(settings, "fz", Duration::ZERO, Duration::ZERO);
     let report = core.recover(&records, 7, Duration::ZERO);
     assert!(report.agents + report.frameworks + report.weights + report.skipped.len() <= records.len());
     let register = v1::agent_message::Register {

@@ -102,7 +102,7 @@ impl BrokerCore {
                 }
                 for t in &tasks {
                     let task_id = TaskId::new(t.task_id.clone());
-                    let status = broker_status(framework, &task_id, None, TaskState::Dropped, "REASON_INVALID_OFFERS", message.clone(), now);
+                    let status = broker_status(framework, &task_id, None, TaskState::Dropped, "REASON_INVALID_OFFERS", message.clone(), self.timestamp(now));
                     self.notify_framework(framework, status, out);
                 }
                 if tasks.is_empty() {
@@ -137,7 +137,7 @@ impl BrokerCore {
                 Err(message) => {
                     tracing::info!(framework_id = %framework, task_id = %t.task_id, %message, "task refused");
                     self.counters.tasks_errored += 1;
-                    let status = broker_status(framework, &task_id, Some(&agent), TaskState::Error, "REASON_TASK_INVALID", message, now);
+                    let status = broker_status(framework, &task_id, Some(&agent), TaskState::Error, "REASON_TASK_INVALID", message, self.timestamp(now));
                     self.notify_framework(framework, status, out);
                     continue;
                 }
@@ -150,7 +150,7 @@ impl BrokerCore {
                     TaskState::Dropped,
                     "REASON_AGENT_DISCONNECTED",
                     format!("agent {agent} is not connected"),
-                    now,
+                    self.timestamp(now),
                 );
                 self.notify_framework(framework, status, out);
                 continue;
@@ -168,7 +168,7 @@ impl BrokerCore {
                 source: v1::task_status::Source::Broker as i32,
                 agent_id: agent.to_string(),
                 framework_id: framework.to_string(),
-                timestamp: now.as_secs_f64(),
+                timestamp: self.timestamp(now),
                 ..Default::default()
             };
             self.tasks.insert(

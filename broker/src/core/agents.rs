@@ -8,16 +8,14 @@
 
 use std::time::Duration;
 
-use weir_model::ids::validate_id;
 use weir_model::{AgentId, FrameworkId, ResourceSet, Role, TaskId, TaskState};
-use weir_proto::convert::{self, task_state_from_proto, task_state_to_proto, ProtoError};
+use weir_proto::convert::{self, task_state_from_proto, task_state_to_proto, ProtoError, MAX_HOSTNAME};
 use weir_proto::v1;
 
 use super::{agent_message, broker_status, secs, Agent, BrokerCore, ConnId, Framework, Output, Task, REMOVED_AGENTS_KEPT};
 
-/// Bounds on what an agent may claim about itself.
-const MAX_ATTRIBUTES: usize = 64;
-const MAX_HOSTNAME: usize = 255;
+/// Bounds on what an agent may claim about itself (the rest are in
+/// `weir_proto::convert`).
 const MAX_REPORTED_TASKS: usize = 100_000;
 
 /// A validated registration.
@@ -61,21 +59,7 @@ fn parse_registration(msg: &v1::agent_message::Register) -> Result<Registration,
     if total.is_empty() {
         return Err(ProtoError::invalid("register.agent.resources", "an agent must offer some resources"));
     }
-    if info.attributes.len() > MAX_ATTRIBUTES {
-        return Err(ProtoError::invalid(
-            "register.agent.attributes",
-            format!("{} attributes; at most {MAX_ATTRIBUTES} are allowed", info.attributes.len()),
-        ));
-    }
-    let mut attributes = Vec::new();
-    for (i, a) in info.attributes.iter().enumerate() {
-        validate_id("attribute name", &a.name)
-            .map_err(|r| ProtoError::invalid(format!("register.agent.attributes[{i}]"), r))?;
-        if a.value.len() > 1024 {
-            return Err(ProtoError::invalid(format!("register.agent.attributes[{i}]"), "value longer than 1024 bytes"));
-        }
-        attributes.push((a.name.clone(), a.value.clone()));
-    }
+    let attributes = convert::attributes_from_proto("register.agent.attributes", &info.attributes)?;
     if msg.tasks.len() > MAX_REPORTED_TASKS {
         return Err(ProtoError::invalid("register.tasks", format!("more than {MAX_REPORTED_TASKS} tasks")));
     }
@@ -185,7 +169,7 @@ impl BrokerCore {
             } else {
                 (TaskState::Gone, "the agent re-registered without this task")
             };
-            let status = broker_status(&framework, &task_id, Some(&id), state, "REASON_AGENT_REREGISTERED", message, now);
+            let status = broker_status(&framework, &task_id, Some(&id), state, "REASON_AGENT_REREGISTERED", message, self.timestamp(now));
             self.record_completed(&framework, &task_id, &task, state, message);
             self.notify_framework(&framework, status, &mut out);
         }
@@ -243,7 +227,7 @@ impl BrokerCore {
                 let mut status = t.latest.clone();
                 status.uuid.clear();
                 status.reason = "REASON_AGENT_REREGISTERED".to_owned();
-                status.timestamp = secs(now);
+                status.timestamp = self.timestamp(now);
                 self.notify_framework(&t.framework, status, &mut out);
             }
         }
@@ -462,7 +446,7 @@ impl BrokerCore {
                 TaskState::Unreachable,
                 "REASON_AGENT_UNREACHABLE",
                 format!("agent {id} has not been heard from for {:?}", self.settings.agent_unreachable_timeout),
-                now,
+                self.timestamp(now),
             );
             if let Some(task) = self.tasks.get_mut(&(framework.clone(), task_id.clone())) {
                 task.state = TaskState::Unreachable;
@@ -503,7 +487,7 @@ impl BrokerCore {
                     f.tasks.remove(task_id);
                 }
                 let message = format!("agent {id} was removed after {timeout:?} without re-registering");
-                let status = broker_status(framework, task_id, Some(&id), TaskState::Gone, "REASON_AGENT_REMOVED", message.clone(), now);
+                let status = broker_status(framework, task_id, Some(&id), TaskState::Gone, "REASON_AGENT_REMOVED", message.clone(), self.timestamp(now));
                 self.record_completed(framework, task_id, &task, TaskState::Gone, &message);
                 self.notify_framework(framework, status, out);
             }
@@ -529,7 +513,7 @@ impl BrokerCore {
         status.uuid.clear();
         status.state = task_state_to_proto(t.state) as i32;
         status.reason = "REASON_RECONCILIATION".to_owned();
-        status.timestamp = secs(now);
+        status.timestamp = self.timestamp(now);
         Some(status)
     }
 

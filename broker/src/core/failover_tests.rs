@@ -18,6 +18,8 @@ use weir_proto::v1;
 
 use super::*;
 
+/// What the wall clock read when the first broker started.
+const WALL_START: Duration = Duration::from_secs(1_700_000_000);
 const AGENT_RESOURCES: &str = "cpus:4;mem:1024";
 const TASK_RESOURCES: &str = "cpus:1;mem:128";
 
@@ -213,7 +215,7 @@ impl World {
         let election = MemoryElection::new();
         let epoch = election.enter(LeaderInfo { id: "b1".into(), address: "b1:5050".into(), epoch: 0 });
         let registry = MemoryRegistry::new();
-        let mut broker = BrokerCore::new(settings(), "b1", Duration::ZERO);
+        let mut broker = BrokerCore::new(settings(), "b1", Duration::ZERO, WALL_START);
         broker.recover(&registry.load_now(), epoch, Duration::ZERO);
         let mut world = World {
             election,
@@ -295,7 +297,7 @@ impl World {
         let epoch = self.election.enter(LeaderInfo { id: name.clone(), address: format!("{name}:5050"), epoch: 0 });
         assert!(epoch > old);
         self.now += Duration::from_secs(2);
-        self.broker = BrokerCore::new(settings(), name, self.now);
+        self.broker = BrokerCore::new(settings(), name, self.now, WALL_START + self.now);
         self.broker.recover(&self.registry.load_now(), epoch, self.now);
         self.to_agent.clear();
         self.to_framework.clear();
@@ -394,7 +396,7 @@ fn a_leader_change_after_any_single_delivery_loses_and_duplicates_nothing() {
 fn a_new_leader_makes_no_offers_until_agents_are_back_or_the_recovery_timeout_passes() {
     let registry = MemoryRegistry::new();
     // A first term admits two agents and a framework.
-    let mut first = BrokerCore::new(settings(), "b1", Duration::ZERO);
+    let mut first = BrokerCore::new(settings(), "b1", Duration::ZERO, WALL_START);
     first.recover(&[], 1, Duration::ZERO);
     let register = |id: &str| v1::agent_message::Register {
         agent: Some(v1::AgentInfo {
@@ -420,7 +422,7 @@ fn a_new_leader_makes_no_offers_until_agents_are_back_or_the_recovery_timeout_pa
 
     // The next term: one agent comes back, the framework too.
     let t0 = Duration::from_secs(100);
-    let mut next = BrokerCore::new(settings(), "b2", t0);
+    let mut next = BrokerCore::new(settings(), "b2", t0, WALL_START + t0);
     let report = next.recover(&registry.load_now(), 2, t0);
     assert_eq!((report.agents, report.frameworks, report.skipped.len()), (2, 1, 0));
     next.agent_register(11, &register("a1"), t0);
@@ -446,7 +448,7 @@ fn a_new_leader_makes_no_offers_until_agents_are_back_or_the_recovery_timeout_pa
     let mut records = registry.load_now();
     records.push(weir_ha::Record { collection: "agents".into(), key: "bad".into(), value: vec![0xff, 0xff] });
     records.push(weir_ha::Record { collection: "mystery".into(), key: "x".into(), value: vec![] });
-    let mut third = BrokerCore::new(settings(), "b3", t0);
+    let mut third = BrokerCore::new(settings(), "b3", t0, WALL_START + t0);
     let report = third.recover(&records, 3, t0);
     assert_eq!(report.agents, 2);
     assert_eq!(report.skipped.len(), 2, "{:?}", report.skipped);
@@ -456,14 +458,14 @@ fn a_new_leader_makes_no_offers_until_agents_are_back_or_the_recovery_timeout_pa
 #[test]
 fn weights_set_by_an_operator_survive_a_failover() {
     let registry = MemoryRegistry::new();
-    let mut first = BrokerCore::new(settings(), "b1", Duration::ZERO);
+    let mut first = BrokerCore::new(settings(), "b1", Duration::ZERO, WALL_START);
     first.recover(&[], 1, Duration::ZERO);
     for o in first.set_weight(Role::new("analytics"), 3.0).unwrap() {
         if let Output::Registry(w) = o {
             registry.apply_now(vec![w]).unwrap();
         }
     }
-    let mut next = BrokerCore::new(settings(), "b2", Duration::ZERO);
+    let mut next = BrokerCore::new(settings(), "b2", Duration::ZERO, WALL_START);
     next.recover(&registry.load_now(), 2, Duration::ZERO);
     assert!(next.weights().contains(&(Role::new("analytics"), 3.0)), "{:?}", next.weights());
 }

@@ -345,7 +345,7 @@ impl BrokerCore {
         };
         let key = (framework.clone(), task_id.clone());
         let Some(task) = self.tasks.get(&key) else {
-            let status = broker_status(framework, &task_id, None, TaskState::Unknown, "REASON_RECONCILIATION", "no such task", now);
+            let status = broker_status(framework, &task_id, None, TaskState::Unknown, "REASON_RECONCILIATION", "no such task", self.timestamp(now));
             self.notify_framework(framework, status, out);
             return;
         };
@@ -423,7 +423,7 @@ impl BrokerCore {
                             Some(false) => (TaskState::Unreachable, "the task's agent is unreachable"),
                             _ => (TaskState::Unknown, "the broker has no record of this task"),
                         };
-                        broker_status(framework, &task, agent.as_ref(), state, "REASON_RECONCILIATION", message, now)
+                        broker_status(framework, &task, agent.as_ref(), state, "REASON_RECONCILIATION", message, self.timestamp(now))
                     }
                 };
                 statuses.push(status);

@@ -217,6 +217,10 @@ pub struct BrokerCore {
     /// Likewise, no unreachable agent is due for removal before this.
     removal_scan_at: Duration,
     started_at: Duration,
+    /// Wall-clock time since the Unix epoch at `started_at`, read by the
+    /// shell: the core turns its monotonic times into protocol timestamps
+    /// with it (see [`BrokerCore::timestamp`]) and never reads a clock.
+    unix_started_at: Duration,
     counters: Counters,
     /// The leadership term this core acts in (0: no election).
     epoch: u64,
@@ -228,7 +232,9 @@ pub struct BrokerCore {
 }
 
 impl BrokerCore {
-    pub fn new(settings: BrokerSettings, id_prefix: impl Into<String>, now: Duration) -> BrokerCore {
+    /// A core starting at monotonic time `now`, when the wall clock reads
+    /// `unix_now` (since the Unix epoch).
+    pub fn new(settings: BrokerSettings, id_prefix: impl Into<String>, now: Duration, unix_now: Duration) -> BrokerCore {
         let mut allocator = Allocator::new(AllocatorConfig::default());
         for (role, weight) in &settings.weights {
             // Weights were validated when the settings were read.
@@ -257,6 +263,7 @@ impl BrokerCore {
             unreachable_scan_after: Duration::ZERO,
             removal_scan_at: Duration::ZERO,
             started_at: now,
+            unix_started_at: unix_now,
             counters: Counters::default(),
             epoch: 0,
             recovery: None,
@@ -283,6 +290,14 @@ impl BrokerCore {
     /// tick again soon rather than after the allocation interval.
     pub fn allocation_unfinished(&self) -> bool {
         self.allocation_unfinished && self.dirty
+    }
+
+    /// `TaskStatus.timestamp` for the monotonic time `now`: seconds since
+    /// the Unix epoch, as the protocol says. Derived from the wall time at
+    /// start, so a wall-clock step while running does not show (updates
+    /// stay ordered), at the price of slow drift over a long uptime.
+    pub(crate) fn timestamp(&self, now: Duration) -> f64 {
+        (self.unix_started_at + now.saturating_sub(self.started_at)).as_secs_f64()
     }
 
     fn fresh_id(&mut self, kind: &str) -> String {
@@ -348,11 +363,7 @@ impl BrokerCore {
                 agent_id: allocation.agent.to_string(),
                 hostname: agent.hostname.clone(),
                 resources: weir_proto::convert::resources_to_proto(&allocation.resources),
-                attributes: agent
-                    .attributes
-                    .iter()
-                    .map(|(name, value)| v1::Attribute { name: name.clone(), value: value.clone() })
-                    .collect(),
+                attributes: weir_proto::convert::attributes_to_proto(&agent.attributes),
                 role: allocation.role.to_string(),
             };
             if let Some(f) = self.frameworks.get_mut(&allocation.framework) {
@@ -510,7 +521,8 @@ fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
-/// A status update the broker itself generates (no uuid: nothing to acknowledge).
+/// A status update the broker itself generates (no uuid: nothing to
+/// acknowledge); `timestamp` from [`BrokerCore::timestamp`].
 fn broker_status(
     framework: &FrameworkId,
     task: &TaskId,
@@ -518,7 +530,7 @@ fn broker_status(
     state: TaskState,
     reason: &str,
     message: impl Into<String>,
-    now: Duration,
+    timestamp: f64,
 ) -> v1::TaskStatus {
     v1::TaskStatus {
         task_id: task.to_string(),
@@ -528,7 +540,7 @@ fn broker_status(
         source: v1::task_status::Source::Broker as i32,
         agent_id: agent.map(|a| a.to_string()).unwrap_or_default(),
         framework_id: framework.to_string(),
-        timestamp: secs(now),
+        timestamp,
         uuid: Vec::new(),
         exit_code: None,
         signal: None,

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use weir_model::{ResourceSet, Resources};
+use weir_model::{AgentState, AgentSummary, ResourceSet, Resources};
 
-use super::BrokerCore;
+use super::{Agent, BrokerCore};
 
 /// Resources as plain numbers, for people and scripts.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -138,24 +138,57 @@ pub struct TaskDoc {
 }
 
 impl BrokerCore {
+    /// Every agent in the books, ordered by id: what `GetStateResponse.agents`
+    /// carries (programs read this; people read [`BrokerCore::state`]).
+    pub fn agent_summaries(&self) -> Vec<AgentSummary> {
+        self.agents
+            .iter()
+            .map(|(id, a)| {
+                let (used, offered) = self.allocated_on(a);
+                AgentSummary {
+                    id: id.clone(),
+                    hostname: a.hostname.clone(),
+                    http_address: a.http_address.clone(),
+                    state: match (a.reachable, a.conn.is_some()) {
+                        (true, true) => AgentState::Reachable,
+                        (true, false) => AgentState::Disconnected,
+                        (false, _) => AgentState::Unreachable,
+                    },
+                    attributes: a.attributes.clone(),
+                    total: a.total.clone(),
+                    used,
+                    offered,
+                    tasks: u32::try_from(a.tasks.len()).unwrap_or(u32::MAX),
+                }
+            })
+            .collect()
+    }
+
+    /// (used by its tasks, in its outstanding offers) on one agent.
+    fn allocated_on(&self, a: &Agent) -> (ResourceSet, ResourceSet) {
+        let mut used = ResourceSet::default();
+        for key in &a.tasks {
+            if let Some(t) = self.tasks.get(key) {
+                used.add_assign(&t.resources);
+            }
+        }
+        let mut offered = ResourceSet::default();
+        for o in &a.offers {
+            if let Some(o) = self.offers.get(o) {
+                offered.add_assign(&o.resources);
+            }
+        }
+        (used, offered)
+    }
+
     pub fn state(&self, now: Duration) -> StateDoc {
         let mut total = Resources::default();
         let mut used = Resources::default();
         let mut offered = Resources::default();
         let mut agents = Vec::with_capacity(self.agents.len());
         for (id, a) in &self.agents {
-            let mut a_used = Resources::default();
-            for key in &a.tasks {
-                if let Some(t) = self.tasks.get(key) {
-                    a_used.add_assign(&t.resources.total());
-                }
-            }
-            let mut a_offered = Resources::default();
-            for o in &a.offers {
-                if let Some(o) = self.offers.get(o) {
-                    a_offered.add_assign(&o.resources.total());
-                }
-            }
+            let (a_used, a_offered) = self.allocated_on(a);
+            let (a_used, a_offered) = (a_used.total(), a_offered.total());
             let a_total = a.total.total();
             let a_free = self.allocator.free(id).map(|f| f.total()).unwrap_or_default();
             if a.reachable {

@@ -15,6 +15,9 @@ const AGENT_B: ConnId = 2;
 const FW_1: ConnId = 10;
 const FW_2: ConnId = 11;
 
+/// What the wall clock read when the harness's core started.
+const WALL_START: Duration = Duration::from_secs(1_700_000_000);
+
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
@@ -31,7 +34,7 @@ struct Harness {
 impl Harness {
     fn new() -> Harness {
         let settings = BrokerSettings { agent_unreachable_timeout: Duration::from_secs(5), ..Default::default() };
-        Harness { core: BrokerCore::new(settings, "b", Duration::ZERO), now: Duration::ZERO, log: Vec::new(), live_agents: Vec::new() }
+        Harness { core: BrokerCore::new(settings, "b", Duration::ZERO, WALL_START), now: Duration::ZERO, log: Vec::new(), live_agents: Vec::new() }
     }
 
     fn record(&mut self, out: Vec<Output>) -> Vec<Output> {
@@ -381,6 +384,100 @@ fn silent_agent_becomes_unreachable_and_comes_back() {
     assert_eq!(state.tasks[0].state, "TASK_RUNNING");
     assert!(state.agents[0].reachable);
     assert_eq!(state.agents[0].used.cpus, 1.0);
+}
+
+/// `TaskStatus.timestamp` is seconds since the Unix epoch; the updates the
+/// broker makes itself once carried seconds since the broker started.
+#[test]
+fn updates_the_broker_makes_carry_unix_time() {
+    let mut h = Harness::new();
+    let agent = h.register_agent(AGENT_A, "", "cpus:2;mem:1024", vec![]);
+    h.subscribe(FW_1, "one", &[], 60.0);
+    let offers = Harness::offers_in(&h.advance(ms(100)), FW_1);
+    h.call(FW_1, accept(&[&offers[0]], vec![task("t", "cpus:1;mem:64")]));
+    let unix_now = |h: &Harness| (WALL_START + h.now).as_secs_f64();
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-3;
+
+    // STAGING, from the broker's books, through reconciliation.
+    let out = h.call(FW_1, v1::call::Kind::Reconcile(v1::call::Reconcile { tasks: vec![] }));
+    let staging = &Harness::updates_in(&out, FW_1)[0];
+    assert!(close(staging.timestamp, unix_now(&h)), "reconciliation at {}", staging.timestamp);
+
+    // TASK_UNREACHABLE when the agent falls silent.
+    h.live_agents.clear();
+    let out = h.advance(Duration::from_secs(6));
+    let unreachable = &Harness::updates_in(&out, FW_1)[0];
+    assert_eq!(state_of(unreachable), TaskState::Unreachable);
+    assert!(close(unreachable.timestamp, unix_now(&h)), "unreachable at {}", unreachable.timestamp);
+
+    // TASK_UNREACHABLE again, through reconciliation, later.
+    h.advance(Duration::from_secs(3));
+    let out = h.call(
+        FW_1,
+        v1::call::Kind::Reconcile(v1::call::Reconcile { tasks: vec![v1::call::reconcile::Task { task_id: "t".into(), agent_id: agent }] }),
+    );
+    let reconciled = &Harness::updates_in(&out, FW_1)[0];
+    assert_eq!(state_of(reconciled), TaskState::Unreachable);
+    assert!(close(reconciled.timestamp, unix_now(&h)), "reconciled at {}", reconciled.timestamp);
+
+    // TASK_UNKNOWN for a task the broker never heard of.
+    let out = h.call(
+        FW_1,
+        v1::call::Kind::Reconcile(v1::call::Reconcile { tasks: vec![v1::call::reconcile::Task { task_id: "zz".into(), agent_id: String::new() }] }),
+    );
+    let unknown = &Harness::updates_in(&out, FW_1)[0];
+    assert_eq!(state_of(unknown), TaskState::Unknown);
+    assert!(close(unknown.timestamp, unix_now(&h)), "unknown at {}", unknown.timestamp);
+}
+
+/// What `GetStateResponse.agents` carries: each agent's state and its
+/// books as exact resource sets, the same after the wire and back.
+#[test]
+fn agent_summaries_follow_the_books() {
+    use weir_model::{AgentState, AgentSummary};
+    let mut h = Harness::new();
+    let a = h.register_agent(AGENT_A, "", "cpus:4;mem:4096;ports:[31000-31009]", vec![]);
+    let b = h.register_agent(AGENT_B, "", "cpus:2;mem:1024", vec![]);
+    h.subscribe(FW_1, "one", &[], 60.0);
+    let offers = Harness::offers_in(&h.advance(ms(100)), FW_1);
+    let on_a = offers.iter().find(|o| o.agent_id == a).unwrap();
+    h.call(FW_1, accept(&[on_a], vec![task("t", "cpus:1.5;mem:512;ports:[31000-31000]")]));
+    let summary = |h: &Harness, id: &str| -> AgentSummary {
+        h.core.agent_summaries().into_iter().find(|s| s.id.as_str() == id).unwrap()
+    };
+
+    let sa = summary(&h, &a);
+    assert_eq!(sa.state, AgentState::Reachable);
+    assert_eq!((sa.hostname.as_str(), sa.http_address.as_str()), ("host1", "127.0.0.1:5001"));
+    assert_eq!(sa.attributes, vec![("rack".to_owned(), "r1".to_owned())]);
+    assert_eq!(sa.total, ResourceSet::parse("cpus:4;mem:4096;ports:[31000-31009]").unwrap());
+    assert_eq!(sa.used, ResourceSet::parse("cpus:1.5;mem:512;ports:[31000-31000]").unwrap());
+    assert!(sa.offered.is_empty(), "the rest is filtered after the accept: {}", sa.offered);
+    assert_eq!(sa.tasks, 1);
+    let sb = summary(&h, &b);
+    assert_eq!((sb.used.is_empty(), sb.offered.clone()), (true, ResourceSet::parse("cpus:2;mem:1024").unwrap()));
+    let ids: Vec<String> = h.core.agent_summaries().iter().map(|s| s.id.to_string()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted, "ordered by id");
+
+    // Through the one conversion layer and back: nothing lost.
+    let response = v1::GetStateResponse {
+        agents: h.core.agent_summaries().iter().map(weir_proto::convert::agent_summary_to_proto).collect(),
+        ..Default::default()
+    };
+    assert_eq!(weir_proto::convert::agents_from_proto(&response).unwrap(), h.core.agent_summaries());
+
+    // Stream gone: disconnected; silent past the timeout: unreachable,
+    // its task still counted as used.
+    h.core.agent_detached(AGENT_A, h.now);
+    h.live_agents.retain(|c| *c != AGENT_A);
+    assert_eq!(summary(&h, &a).state, AgentState::Disconnected);
+    h.advance(Duration::from_secs(6));
+    let sa = summary(&h, &a);
+    assert_eq!((sa.state, sa.tasks), (AgentState::Unreachable, 1));
+    assert_eq!(sa.used, ResourceSet::parse("cpus:1.5;mem:512;ports:[31000-31000]").unwrap());
+    assert_eq!(summary(&h, &b).state, AgentState::Reachable);
 }
 
 #[test]

@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use weir_model::Role;
-use weir_proto::v1;
+use weir_proto::{convert, v1};
 use weir_proto::v1::agent_server::{Agent, AgentServer};
 use weir_proto::v1::operator_server::{Operator, OperatorServer};
 use weir_proto::v1::scheduler_server::{Scheduler, SchedulerServer};
@@ -108,9 +108,18 @@ struct OperatorService(Shared);
 impl Operator for OperatorService {
     async fn get_state(&self, _: Request<v1::GetStateRequest>) -> Result<Response<v1::GetStateResponse>, Status> {
         let now = self.0.now();
-        let state = self.0.lock().core.state(now);
+        let (state, agents) = {
+            let inner = self.0.lock();
+            (inner.core.state(now), inner.core.agent_summaries())
+        };
         let state_json = serde_json::to_string(&state).map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(v1::GetStateResponse { state_json }))
+        Ok(Response::new(v1::GetStateResponse {
+            agents: agents.iter().map(convert::agent_summary_to_proto).collect(),
+            broker_id: state.broker.id.clone(),
+            leader_epoch: state.broker.leader_epoch,
+            recovering: state.broker.recovering,
+            state_json,
+        }))
     }
 
     async fn get_weights(&self, _: Request<v1::GetWeightsRequest>) -> Result<Response<v1::GetWeightsResponse>, Status> {

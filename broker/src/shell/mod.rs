@@ -16,16 +16,20 @@
 
 mod grpc;
 mod http;
+mod metrics;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 use tonic::Status;
 use weir_ha::{LeaseGuard, Record, Registry, Write};
+use weir_model::{Clock, SystemClock};
 use weir_proto::v1;
 
 use crate::core::{BrokerCore, BrokerSettings, ConnId, Output};
@@ -42,10 +46,26 @@ pub enum BrokerError {
 }
 
 /// How the shell is set up (the core's tunables are in [`BrokerSettings`]).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ShellSettings {
     pub listen: SocketAddr,
     pub max_message_size: usize,
+    /// Where the shell reads time: monotonic `now` for every core call, and
+    /// the wall clock once at start for the timestamps of status updates.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl ShellSettings {
+    /// Settings with the machine's clock.
+    pub fn new(listen: SocketAddr, max_message_size: usize) -> ShellSettings {
+        ShellSettings { listen, max_message_size, clock: Arc::new(SystemClock::new()) }
+    }
+}
+
+impl std::fmt::Debug for ShellSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShellSettings").field("listen", &self.listen).field("max_message_size", &self.max_message_size).finish_non_exhaustive()
+    }
 }
 
 enum Sender {
@@ -84,14 +104,15 @@ struct Inner {
 #[derive(Clone)]
 pub(crate) struct Shared {
     inner: Arc<Mutex<Inner>>,
-    started: Instant,
+    clock: Arc<dyn Clock>,
     guard: LeaseGuard,
     writer: Arc<Notify>,
+    metrics: Arc<prometheus_client::registry::Registry>,
 }
 
 impl Shared {
     fn now(&self) -> Duration {
-        self.started.elapsed()
+        self.clock.now()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -122,11 +143,11 @@ impl Shared {
         if !self.may_act(&inner) {
             return;
         }
-        let began = Instant::now();
+        let began = self.now();
         let outputs = f(&mut inner.core, now);
         let count = outputs.len();
         self.submit(&mut inner, outputs, None);
-        note_if_slow(what, began, count);
+        note_if_slow(what, self.now().saturating_sub(began), count);
     }
 
     /// Like [`apply`], for a caller that must know the outputs' registry
@@ -318,29 +339,32 @@ async fn start(
         .await
         .map_err(|source| BrokerError::Bind { addr: shell.listen, source })?;
     let addr = listener.local_addr().map_err(|source| BrokerError::Bind { addr: shell.listen, source })?;
-    let started = Instant::now();
+    let clock = shell.clock.clone();
+    let now = clock.now();
     let tick_every = settings.allocation_interval.clamp(Duration::from_millis(10), Duration::from_millis(100));
     let heartbeat_every = settings.framework_heartbeat_interval;
-    let mut core = BrokerCore::new(settings, instance.clone(), Duration::ZERO);
+    let mut core = BrokerCore::new(settings, instance.clone(), now, clock.unix_time());
     let (registry, guard) = match leading {
         Some(leading) => {
-            core.recover(&leading.records, leading.epoch, Duration::ZERO);
+            core.recover(&leading.records, leading.epoch, now);
             (Some(leading.registry), leading.guard)
         }
         None => (None, LeaseGuard::always()),
     };
     let (lost_tx, lost_rx) = watch::channel(None);
+    let inner = Arc::new(Mutex::new(Inner {
+        core,
+        conns: HashMap::new(),
+        next_conn: 0,
+        last_allocation_seconds: 0.0,
+        registry: registry.clone(),
+        pending: VecDeque::new(),
+        lost: lost_tx,
+    }));
     let shared = Shared {
-        inner: Arc::new(Mutex::new(Inner {
-            core,
-            conns: HashMap::new(),
-            next_conn: 0,
-            last_allocation_seconds: 0.0,
-            registry: registry.clone(),
-            pending: VecDeque::new(),
-            lost: lost_tx,
-        })),
-        started,
+        metrics: Arc::new(metrics::registry(inner.clone(), clock.clone())),
+        inner,
+        clock,
         guard,
         writer: Arc::new(Notify::new()),
     };
@@ -416,8 +440,7 @@ async fn registry_writer(shared: Shared, registry: Arc<dyn Registry>) {
 /// shows directly in every client's latency: say so in the log.
 const SLOW_CORE_CALL: Duration = Duration::from_millis(100);
 
-fn note_if_slow(what: &'static str, began: Instant, outputs: usize) {
-    let took = began.elapsed();
+fn note_if_slow(what: &'static str, took: Duration, outputs: usize) {
     if took >= SLOW_CORE_CALL {
         tracing::warn!(call = what, millis = took.as_millis() as u64, outputs, "slow core call (every stream waited)");
     } else if tracing::enabled!(tracing::Level::DEBUG) && took >= Duration::from_millis(10) {
@@ -428,7 +451,7 @@ fn note_if_slow(what: &'static str, began: Instant, outputs: usize) {
 async fn tick_loop(shared: Shared, every: Duration, heartbeat_every: Duration) {
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_heartbeat = Instant::now();
+    let mut last_heartbeat = shared.now();
     let mut unfinished = false;
     loop {
         if unfinished {
@@ -445,17 +468,18 @@ async fn tick_loop(shared: Shared, every: Duration, heartbeat_every: Duration) {
             continue;
         }
         let cycles_before = inner.core.counters().allocation_cycles;
-        let began = Instant::now();
+        let began = shared.now();
         let outputs = inner.core.tick(now);
+        let took = shared.now().saturating_sub(began);
         if inner.core.counters().allocation_cycles != cycles_before {
-            inner.last_allocation_seconds = began.elapsed().as_secs_f64();
+            inner.last_allocation_seconds = took.as_secs_f64();
         }
         unfinished = inner.core.allocation_unfinished();
         let count = outputs.len();
         shared.submit(&mut inner, outputs, None);
-        note_if_slow("tick", began, count);
-        if last_heartbeat.elapsed() >= heartbeat_every {
-            last_heartbeat = Instant::now();
+        note_if_slow("tick", took, count);
+        if now.saturating_sub(last_heartbeat) >= heartbeat_every {
+            last_heartbeat = now;
             let heartbeat = v1::Event { kind: Some(v1::event::Kind::Heartbeat(v1::event::Heartbeat {})) };
             let frameworks: Vec<ConnId> = inner
                 .conns

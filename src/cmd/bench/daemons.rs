@@ -10,6 +10,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::{sysconf, Pid, SysconfVar};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -80,9 +83,9 @@ impl Daemon {
 
     /// SIGTERM, then SIGKILL if it has not exited within `grace`.
     pub async fn stop(mut self, grace: Duration) {
-        // SAFETY: kill(2) with a pid this process started and has not reaped.
-        unsafe {
-            libc::kill(self.pid as libc::pid_t, libc::SIGTERM);
+        // The child is not reaped yet, so its pid cannot have been reused.
+        if let Ok(pid) = i32::try_from(self.pid) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
         }
         if tokio::time::timeout(grace, self.child.wait()).await.is_err() {
             eprintln!("weir bench: {} did not stop within {grace:?}; killing it", self.name);
@@ -100,8 +103,7 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
     // utime and stime are fields 14 and 15 of the whole line: 12 and 13 here.
     let ticks: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0)
         + fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let hz = sysconf(SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100).max(1) as f64;
     Ok(ticks as f64 / hz)
 }
 
@@ -123,17 +125,9 @@ pub fn memory(pid: u32) -> Result<(u64, u64)> {
 /// Raises this process's open-file limit to its hard limit (children
 /// inherit it); returns the new soft limit.
 pub fn raise_fd_limit() -> u64 {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit with a valid pointer to a local.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return 0;
-        }
-        limit.rlim_cur = limit.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
-    }
-    limit.rlim_cur
+    let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return 0 };
+    let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    getrlimit(Resource::RLIMIT_NOFILE).map(|(soft, _)| soft).unwrap_or(0)
 }
 
 /// The `p`-th percentile (0–100) of `samples`, nearest-rank; NaN if empty.
