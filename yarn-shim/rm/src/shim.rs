@@ -4,9 +4,9 @@
 //! that turns the scheduler's decisions into launches, kills and declines,
 //! and a poller that turns the broker's agents into YARN nodes.
 //!
-//! Node capacity comes from the broker's state document (the operator
-//! API's `GetState`): each agent's total and used resources, whoever uses
-//! them. Offers would only show what is free for our roles at that moment,
+//! Node capacity comes from the broker's operator API (`GetState`'s typed
+//! `AgentSummary` list, read through `weir_proto::convert`): each agent's
+//! total and used resources, whoever uses them. Offers would only show what is free for our roles at that moment,
 //! and vanish when declined, so they cannot say what a node *has*.
 //!
 //! Offers are matched by the [`Scheduler`]; an offer nothing fits is
@@ -39,7 +39,7 @@ use weir_yarn_api::ids::NodeId;
 use weir_yarn_api::records as r;
 use crate::rm_core::{Capacity, NodeState, ObservedNode, RmCore};
 use crate::scheduler::{exit_status, Allocated, Effect, Offer, Scheduler, SchedulerConfig, TaskEvent, TaskPlan};
-use weir_model::{Clock, SystemClock};
+use weir_model::{AgentState, AgentSummary, Clock, Milli, SystemClock};
 use weir_yarn_api::tokens::{Issuer, NM_KEY_ENV};
 use weir_yarn_api::{APPLICATION_CLIENT_PROTOCOL, APPLICATION_MASTER_PROTOCOL, CONTAINER_MANAGEMENT_PROTOCOL};
 
@@ -219,54 +219,47 @@ async fn refresh_nodes(link: &mut BrokerLink, core: &CoreHandle) -> Result<(), E
             return Err(Error::Broker(format!("GetState failed: {}", s.message())));
         }
     };
-    let nodes = nodes_from_state(&state.state_json)?;
+    let agents = weir_proto::convert::agents_from_proto(&state).map_err(|e| Error::Broker(format!("the broker's agents: {e}")))?;
+    let nodes = nodes_from_agents(&agents);
     debug!(nodes = nodes.len(), "nodes from the broker");
     core.call(move |core, now| core.observe_nodes(nodes, now)).await.map_err(|e| Error::Broker(e.to_string()))
 
 }
 
-/// Agents in the broker's state document → YARN nodes. Memory is in MiB
-/// on both sides; YARN's vcores are whole, so capacity rounds cpus down
-/// and use rounds them up (a node is never shown roomier than it is).
-pub fn nodes_from_state(json: &str) -> Result<Vec<ObservedNode>, Error> {
-    let doc: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| Error::Broker(format!("the broker's state is not JSON: {e}")))?;
-    let agents = doc["agents"].as_array().ok_or_else(|| Error::Broker("the broker's state has no agents list".into()))?;
-    let mut nodes = Vec::with_capacity(agents.len());
-    for a in agents {
-        let text = |k: &str| a[k].as_str().unwrap_or_default().to_owned();
-        let id = text("id");
-        if id.is_empty() {
-            return Err(Error::Broker("an agent in the broker's state has no id".into()));
-        }
-        let http_address = text("http_address");
-        let port = http_address.rsplit_once(':').and_then(|(_, p)| p.parse::<i32>().ok()).unwrap_or(0);
-        let hostname = match text("hostname") {
-            h if h.is_empty() => http_address.rsplit_once(':').map(|(h, _)| h.to_owned()).unwrap_or_default(),
-            h => h,
-        };
-        let res = |k: &str, round: fn(f64) -> f64| Capacity {
-            memory_mb: a[k]["mem"].as_f64().unwrap_or(0.0).max(0.0) as i64,
-            vcores: round(a[k]["cpus"].as_f64().unwrap_or(0.0).max(0.0)).min(i32::MAX as f64) as i32,
-        };
-        let (reachable, connected) = (a["reachable"].as_bool().unwrap_or(false), a["connected"].as_bool().unwrap_or(false));
-        let (state, health_report) = match (reachable, connected) {
-            (true, true) => (NodeState::Running, String::new()),
-            (true, false) => (NodeState::Unhealthy, "agent disconnected from the broker".to_owned()),
-            (false, _) => (NodeState::Lost, "agent unreachable".to_owned()),
-        };
-        nodes.push(ObservedNode {
-            agent_id: id,
-            node_id: NodeId { host: hostname, port },
-            http_address,
-            capability: res("total", f64::floor),
-            used: res("used", f64::ceil),
-            containers: a["tasks"].as_u64().unwrap_or(0).min(i32::MAX as u64) as i32,
-            state,
-            health_report,
-        });
-    }
-    Ok(nodes)
+/// The broker's agents (typed, from `GetState`) → YARN nodes. Memory is
+/// in MiB on both sides; YARN's vcores are whole, so capacity rounds cpus
+/// down and use rounds them up (a node is never shown roomier than it is).
+pub fn nodes_from_agents(agents: &[AgentSummary]) -> Vec<ObservedNode> {
+    let whole = |m: Milli, up: bool| if up { m.0.div_ceil(1000) } else { m.0 / 1000 };
+    let capacity = |r: &weir_model::Resources, up: bool| Capacity {
+        memory_mb: i64::try_from(whole(r.mem, up)).unwrap_or(i64::MAX),
+        vcores: i32::try_from(whole(r.cpus, up)).unwrap_or(i32::MAX),
+    };
+    agents
+        .iter()
+        .map(|a| {
+            let port = a.http_address.rsplit_once(':').and_then(|(_, p)| p.parse::<i32>().ok()).unwrap_or(0);
+            let hostname = match a.hostname.as_str() {
+                "" => a.http_address.rsplit_once(':').map(|(h, _)| h.to_owned()).unwrap_or_default(),
+                h => h.to_owned(),
+            };
+            let (state, health_report) = match a.state {
+                AgentState::Reachable => (NodeState::Running, String::new()),
+                AgentState::Disconnected => (NodeState::Unhealthy, "agent disconnected from the broker".to_owned()),
+                AgentState::Unreachable => (NodeState::Lost, "agent unreachable".to_owned()),
+            };
+            ObservedNode {
+                agent_id: a.id.to_string(),
+                node_id: NodeId { host: hostname, port },
+                http_address: a.http_address.clone(),
+                capability: capacity(&a.total.total(), false),
+                used: capacity(&a.used.total(), true),
+                containers: i32::try_from(a.tasks).unwrap_or(i32::MAX),
+                state,
+                health_report,
+            }
+        })
+        .collect()
 }
 
 /// How often the scheduler looks at applications (new, ended, silent).
@@ -569,21 +562,29 @@ mod tests {
 
     #[test]
     fn agents_become_nodes_with_their_total_and_used_resources() {
-        let json = r#"{"agents":[
-            {"id":"a1","hostname":"box","http_address":"127.0.0.1:5051","reachable":true,"connected":true,
-             "total":{"cpus":2.5,"mem":4096,"disk":0,"gpus":0},"used":{"cpus":0.5,"mem":512,"disk":0,"gpus":0},"tasks":1},
-            {"id":"a2","hostname":"","http_address":"10.0.0.2:6000","reachable":false,"connected":false,
-             "total":{"cpus":1,"mem":1024},"used":{"cpus":0,"mem":0},"tasks":0}]}"#;
-        let nodes = nodes_from_state(json).unwrap();
-        assert_eq!(nodes.len(), 2);
+        let agent = |id: &str, host: &str, http: &str, state, total: &str, used: &str, tasks| AgentSummary {
+            id: id.into(),
+            hostname: host.into(),
+            http_address: http.into(),
+            state,
+            attributes: Vec::new(),
+            total: weir_model::ResourceSet::parse(total).unwrap(),
+            used: weir_model::ResourceSet::parse(used).unwrap(),
+            offered: Default::default(),
+            tasks,
+        };
+        let nodes = nodes_from_agents(&[
+            agent("a1", "box", "127.0.0.1:5051", AgentState::Reachable, "cpus:2.5;mem:4096", "cpus:0.5;mem:512", 1),
+            agent("a2", "", "10.0.0.2:6000", AgentState::Unreachable, "cpus:1;mem:1024", "cpus:0;mem:0", 0),
+            agent("a3", "b3", "b3:5051", AgentState::Disconnected, "cpus:1;mem:1024", "cpus:0;mem:0", 0),
+        ]);
+        assert_eq!(nodes.len(), 3);
         assert_eq!(nodes[0].node_id, NodeId { host: "box".into(), port: 5051 });
         assert_eq!(nodes[0].capability, Capacity { memory_mb: 4096, vcores: 2 });
         assert_eq!(nodes[0].used, Capacity { memory_mb: 512, vcores: 1 });
         assert_eq!((nodes[0].state, nodes[0].containers), (NodeState::Running, 1));
         assert_eq!(nodes[1].node_id, NodeId { host: "10.0.0.2".into(), port: 6000 });
         assert_eq!(nodes[1].state, NodeState::Lost);
-        assert!(nodes_from_state("{}").is_err());
-        assert!(nodes_from_state("nope").is_err());
-        assert!(nodes_from_state(r#"{"agents":[{"hostname":"x"}]}"#).is_err());
+        assert_eq!(nodes[2].state, NodeState::Unhealthy);
     }
 }
