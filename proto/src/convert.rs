@@ -7,7 +7,7 @@
 
 use crate::v1;
 use weir_model::ids::validate_id;
-use weir_model::{AgentId, AgentState, AgentSummary, Milli, Ranges, ResourceSet, Resources, Role, TaskState};
+use weir_model::{AgentId, AgentState, AgentSummary, FrameworkId, Milli, Offer, OfferId, Ranges, ResourceSet, Resources, Role, TaskState};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtoError {
@@ -248,6 +248,43 @@ pub fn agents_from_proto(response: &v1::GetStateResponse) -> Result<Vec<AgentSum
         .collect()
 }
 
+pub fn offer_to_proto(offer: &Offer) -> v1::Offer {
+    v1::Offer {
+        id: offer.id.to_string(),
+        framework_id: offer.framework.to_string(),
+        agent_id: offer.agent.to_string(),
+        hostname: offer.hostname.clone(),
+        resources: resources_to_proto(&offer.resources),
+        attributes: attributes_to_proto(&offer.attributes),
+        role: offer.role.to_string(),
+    }
+}
+
+/// An offer from the broker, checked: valid ids and role, a hostname of 1
+/// to [`MAX_HOSTNAME`] bytes, valid attributes, and some resources.
+pub fn offer_from_proto(field: &str, offer: &v1::Offer) -> Result<Offer, ProtoError> {
+    let hostname = &offer.hostname;
+    if hostname.is_empty() || hostname.len() > MAX_HOSTNAME {
+        return Err(ProtoError::invalid(
+            format!("{field}.hostname"),
+            format!("must be 1 to {MAX_HOSTNAME} bytes long, not {}", hostname.len()),
+        ));
+    }
+    let resources = resources_from_proto(&format!("{field}.resources"), &offer.resources)?;
+    if resources.is_empty() {
+        return Err(ProtoError::invalid(format!("{field}.resources"), "an offer must hold some resources"));
+    }
+    Ok(Offer {
+        id: id::<OfferId>(&format!("{field}.id"), &offer.id)?,
+        framework: id::<FrameworkId>(&format!("{field}.framework_id"), &offer.framework_id)?,
+        agent: id::<AgentId>(&format!("{field}.agent_id"), &offer.agent_id)?,
+        hostname: hostname.clone(),
+        role: id::<Role>(&format!("{field}.role"), &offer.role)?,
+        resources,
+        attributes: attributes_from_proto(&format!("{field}.attributes"), &offer.attributes)?,
+    })
+}
+
 pub fn task_state_to_proto(state: TaskState) -> v1::TaskState {
     match state {
         TaskState::Staging => v1::TaskState::TaskStaging,
@@ -368,6 +405,32 @@ mod tests {
             "get_state.agents[1].used: used (cpus:1.5;mem:22048;cpus(yarn):1) and offered (cpus:6;ports:[31000-31009]) \
              exceed the agent's total (cpus:8;mem:16384;ports:[31000-31999];cpus(yarn):2)"
         );
+    }
+
+    #[test]
+    fn offers_round_trip_and_bad_ones_name_the_field() {
+        let offer = Offer {
+            id: OfferId::new("b-O0007"),
+            framework: FrameworkId::new("b-F0002"),
+            agent: AgentId::new("b-A0001"),
+            hostname: "node1".into(),
+            role: Role::new("analytics"),
+            resources: ResourceSet::parse("cpus:2;mem:1024;ports:[31000-31009]").unwrap(),
+            attributes: vec![("rack".into(), "r1".into())],
+        };
+        let wire = offer_to_proto(&offer);
+        assert_eq!(offer_from_proto("offers[0]", &wire).unwrap(), offer);
+        let err = |change: fn(&mut v1::Offer)| {
+            let mut bad = wire.clone();
+            change(&mut bad);
+            offer_from_proto("offers[3]", &bad).unwrap_err().to_string()
+        };
+        assert_eq!(err(|o| o.id.clear()), "offers[3].id: offers[3].id must not be empty");
+        assert!(err(|o| o.agent_id = "a/b".into()).starts_with("offers[3].agent_id: "));
+        assert!(err(|o| o.role.clear()).starts_with("offers[3].role: "));
+        assert_eq!(err(|o| o.resources.clear()), "offers[3].resources: an offer must hold some resources");
+        assert!(err(|o| o.resources[0] = scalar("cpus", -2.0)).starts_with("offers[3].resources[0] (cpus): "));
+        assert_eq!(err(|o| o.hostname.clear()), "offers[3].hostname: must be 1 to 255 bytes long, not 0");
     }
 
     #[test]

@@ -357,31 +357,32 @@ impl BrokerCore {
             let offer_id = OfferId::new(format!("{}-O{:04}", self.id_prefix, self.next_id));
             let expires = now + self.settings.offer_timeout;
             agent.offers.insert(offer_id.clone());
-            let wire = v1::Offer {
-                id: offer_id.to_string(),
-                framework_id: allocation.framework.to_string(),
-                agent_id: allocation.agent.to_string(),
+            let offer = weir_model::Offer {
+                id: offer_id.clone(),
+                framework: allocation.framework,
+                agent: allocation.agent,
                 hostname: agent.hostname.clone(),
-                resources: weir_proto::convert::resources_to_proto(&allocation.resources),
-                attributes: weir_proto::convert::attributes_to_proto(&agent.attributes),
-                role: allocation.role.to_string(),
+                role: allocation.role,
+                resources: allocation.resources,
+                attributes: agent.attributes.clone(),
             };
-            if let Some(f) = self.frameworks.get_mut(&allocation.framework) {
+            let wire = weir_proto::convert::offer_to_proto(&offer);
+            if let Some(f) = self.frameworks.get_mut(&offer.framework) {
                 f.offers.insert(offer_id.clone());
             }
             self.offer_expiry.insert((expires, offer_id.clone()));
             self.offers.insert(
                 offer_id,
                 Offer {
-                    framework: allocation.framework.clone(),
-                    agent: allocation.agent,
-                    role: allocation.role,
-                    resources: allocation.resources,
+                    framework: offer.framework.clone(),
+                    agent: offer.agent,
+                    role: offer.role,
+                    resources: offer.resources,
                     expires,
                 },
             );
             self.counters.offers_made += 1;
-            by_framework.entry(allocation.framework).or_default().push(wire);
+            by_framework.entry(offer.framework).or_default().push(wire);
         }
         for (framework, offers) in by_framework {
             if let Some(conn) = self.frameworks.get(&framework).and_then(|f| f.conn) {

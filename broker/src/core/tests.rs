@@ -652,6 +652,14 @@ proptest! {
                 }
                 prop_assert!(a.1.total.contains(&on_agent));
             }
+            // What GetState carries passes its own validation (used +
+            // offered within total) and converts back unchanged.
+            let summaries = h.core.agent_summaries();
+            let wire = v1::GetStateResponse {
+                agents: summaries.iter().map(weir_proto::convert::agent_summary_to_proto).collect(),
+                ..Default::default()
+            };
+            prop_assert_eq!(weir_proto::convert::agents_from_proto(&wire), Ok(summaries));
         }
     }
 }

@@ -1,0 +1,19 @@
+//! An offer as a framework receives it: resources on one agent, allocated
+//! to one of the framework's roles until accepted, declined or rescinded.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{AgentId, FrameworkId, OfferId, ResourceSet, Role};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Offer {
+    pub id: OfferId,
+    pub framework: FrameworkId,
+    pub agent: AgentId,
+    pub hostname: String,
+    /// The role the resources are allocated to (a YARN queue, for the shim).
+    pub role: Role,
+    /// Never empty; reservations included.
+    pub resources: ResourceSet,
+    pub attributes: Vec<(String, String)>,
+}
