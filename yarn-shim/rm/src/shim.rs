@@ -344,13 +344,13 @@ async fn drive(mut framework: Framework, rm: Arc<Rm>, mut effects: mpsc::Unbound
 /// resources would need the role in the task's resources, and the shim
 /// does not place on reservations yet.
 fn offer_from_proto(o: &v1::Offer) -> Result<Offer, String> {
-    let set = weir_proto::convert::resources_from_proto("offer.resources", &o.resources).map_err(|e| e.to_string())?;
-    let free = set.unreserved;
+    let offer = weir_proto::convert::offer_from_proto("offer", o).map_err(|e| e.to_string())?;
+    let free = offer.resources.unreserved;
     Ok(Offer {
-        id: weir_proto::convert::id("offer.id", &o.id).map_err(|e| e.to_string())?,
-        agent_id: weir_proto::convert::id("offer.agent_id", &o.agent_id).map_err(|e| e.to_string())?,
-        hostname: o.hostname.clone(),
-        role: o.role.clone(),
+        id: offer.id,
+        agent_id: offer.agent,
+        hostname: offer.hostname,
+        role: offer.role.to_string(),
         cpus: free.cpus,
         mem_mb: free.mem,
         ports: free.ports.iter().collect(),
