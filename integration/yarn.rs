@@ -565,7 +565,9 @@ fn two_spark_applications_and_a_native_framework_share_the_pool_by_weighted_drf(
     let weir = std::env::var("CARGO_BIN_EXE_weir").unwrap();
     let mut native = Command::new(&weir)
         .args(["run", "--broker", &sa.broker, "--role", "native", "--name", "steady", "--instances", "2", "--cpus", "1", "--mem", "64"])
-        .args(["--", "sleep 55"])
+        // Long enough to outlast two Spark AMs starting on a loaded machine;
+        // the test ends it with SIGINT below.
+        .args(["--", "sleep 600"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
