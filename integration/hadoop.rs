@@ -257,6 +257,23 @@ impl Pool {
         out
     }
 
+    /// The last lines of every container's logs, for failure messages:
+    /// the containers' sandboxes go with the pool.
+    fn container_logs(&self) -> String {
+        let mut out = String::new();
+        for name in ["stderr", "syslog", "AppMaster.stderr"] {
+            let mut files = self.files_named(name);
+            files.sort();
+            for f in files {
+                let text = std::fs::read_to_string(&f).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().filter(|l| !l.trim_start().starts_with("at ")).collect();
+                let tail = lines[lines.len().saturating_sub(25)..].join("\n");
+                out.push_str(&format!("--- {} (last lines)\n{tail}\n", f.display()));
+            }
+        }
+        out
+    }
+
     fn logs_named(&self, name: &str) -> String {
         self.files_named(name).iter().filter_map(|f| std::fs::read_to_string(f).ok()).collect::<Vec<_>>().join("\n")
     }
@@ -294,7 +311,7 @@ fn mapreduce_pi_estimates_what_hadoops_own_yarn_does() {
     let t0 = Instant::now();
     let (code, text) = h.run(&pool.conf_dir, "yarn", &["jar", &h.jar("examples"), "pi", "2", "10"], 5 * MINUTES);
     eprintln!("pi 2 10 on Weir: {:.1} s", t0.elapsed().as_secs_f64());
-    assert_eq!(code, Some(0), "pi failed:\n{text}");
+    assert_eq!(code, Some(0), "pi failed:\n{text}\n{}", pool.container_logs());
     assert!(text.contains("completed successfully"), "{text}");
     // QuasiMonteCarlo uses a Halton sequence: the estimate is exact.
     assert!(text.contains("Estimated value of Pi is 3.80000000000000000000"), "{text}");
@@ -352,7 +369,7 @@ fn mapreduce_wordcount_with_two_reducers_counts_every_word() {
     let (code, out) =
         h.run(&pool.conf_dir, "yarn", &["jar", &h.jar("examples"), "wordcount", "-D", "mapreduce.job.reduces=2", &input, &output], 8 * MINUTES);
     eprintln!("wordcount (2 reducers) on Weir: {:.1} s", t0.elapsed().as_secs_f64());
-    assert_eq!(code, Some(0), "wordcount failed:\n{out}");
+    assert_eq!(code, Some(0), "wordcount failed:\n{out}\n{}", pool.container_logs());
     assert!(out.contains("completed successfully") && out.contains("Launched reduce tasks=2"), "{out}");
 
     let (code, listing) = h.run(&pool.conf_dir, "hdfs", &["dfs", "-ls", &output], 2 * MINUTES);
@@ -385,7 +402,7 @@ fn distributed_shell_runs_two_containers_and_succeeds() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let pool = pool(&h);
     let (code, out) = distributed_shell(&h, &pool, &["-shell_command", "echo hi-from-weir", "-num_containers", "2"]);
-    assert_eq!(code, Some(0), "DistributedShell failed:\n{out}");
+    assert_eq!(code, Some(0), "DistributedShell failed:\n{out}\n{}", pool.container_logs());
     assert!(out.contains("yarnAppState=FINISHED, distributedFinalState=SUCCEEDED"), "{out}");
     assert!(out.contains("Application completed successfully"), "{out}");
     // Both shell containers ran the command (their stdout is in their sandboxes).
@@ -402,7 +419,7 @@ fn distributed_shell_failing_command_ends_failed_with_its_exit_code() {
     let (code, out) = distributed_shell(&h, &pool, &["-shell_command", "exit 3", "-num_containers", "1"]);
     // Hadoop's own YARN: the client exits 2 with "Application failed to
     // complete successfully" and the report says FINISHED/FAILED.
-    assert_eq!(code, Some(2), "{out}");
+    assert_eq!(code, Some(2), "{out}\n{}", pool.container_logs());
     assert!(out.contains("yarnAppState=FINISHED, distributedFinalState=FAILED"), "{out}");
     assert!(out.contains("Application failed to complete successfully"), "{out}");
     assert!(out.contains("failed = 1"), "the diagnostics count the failed container:\n{out}");
