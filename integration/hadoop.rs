@@ -1,0 +1,464 @@
+//! Real Hadoop 3.2.1 applications on `weir standalone` (issue 15): the
+//! MapReduce examples (`pi`, `wordcount` with two reducers) and
+//! DistributedShell, submitted with Hadoop's own `yarn jar`, unchanged, as
+//! a Hadoop user would, with their data in a real HDFS. Each test asserts
+//! what the same command gives on Hadoop's own ResourceManager and
+//! NodeManager (measured with the peer of /work/shared/tools/hadoop-peer.sh:
+//! pi 2 10 estimates 3.8; wordcount's counts are the input's; DistributedShell
+//! ends FINISHED/SUCCEEDED, or FAILED with the container's exit status).
+//!
+//! The tests need a Hadoop distribution and an HDFS, and skip (print
+//! `SKIPPED: …` and pass) unless both are named:
+//!
+//! ```console
+//! $ WEIR_HADOOP_HOME=/tmp/hadoop/hadoop-3.2.1 WEIR_TEST_HDFS=hdfs://127.0.0.1:9000 \
+//!     cargo test -p weir --test hadoop -- --ignored --test-threads 1
+//! ```
+//!
+//! (`--ignored` runs the ones that cannot pass yet; see their reasons.)
+//! Java comes from `JAVA_HOME`, else from `java` on PATH; on Java 17 the
+//! JVMs get the `--add-opens` flags Hadoop 3.2 needs.
+//!
+//! Where Hadoop's NodeManager hands its containers HADOOP_COMMON_HOME,
+//! HADOOP_HDFS_HOME, HADOOP_YARN_HOME and HADOOP_CONF_DIR from the
+//! environment the `yarn` script gives it (yarn.nodemanager.env-whitelist),
+//! Weir's node manager inherits them from the agent's environment: the
+//! tests start `weir standalone` with them set, as an operator would.
+//!
+//! What fails on Weir today (2026-12-06, found by hand with the same
+//! setup; the `#[ignore]` reasons say which step stops each test):
+//!
+//! 1. Without HADOOP_*_HOME in the agent's environment the MR AM's
+//!    CLASSPATH (`$HADOOP_COMMON_HOME/share/...`) is empty: "Could not find
+//!    or load main class org.apache.hadoop.mapreduce.v2.app.MRAppMaster".
+//!    No Weir setting provides them (the NM task's environment is
+//!    `NM_KEY_ENV` and RUST_LOG only, yarn-shim/rm/src/shim.rs task_info).
+//! 2. MR AM exits 1: the launch script passes `-Djava.io.tmpdir=$PWD/tmp`
+//!    but Weir's node manager creates only `local/` in the sandbox
+//!    (yarn-shim/nm/src/service.rs, `prepare`), where Hadoop's creates
+//!    `tmp/` too. Jetty: "Parent for temp dir not configured correctly:
+//!    writeable=false", the AM's web app is null, registration NPEs on
+//!    `webApp.port()`. (Worked around with -Djava.io.tmpdir=/tmp in the
+//!    java opts to see the next step.)
+//! 3. Every map container fails to launch: "Invalid shuffle port number -1":
+//!    startContainers answers no `services_meta_data` for
+//!    `mapreduce_shuffle` (yarn-shim/nm/src/service.rs, "startContainers"),
+//!    and there is no ShuffleHandler to serve map output to reducers.
+//! 4. Uber mode (mapreduce.job.ubertask.enable=true, which needs no
+//!    shuffle) runs the maps and the reduce, then never commits: the allocate
+//!    response has no `application_priority` (yarn-shim/rm/src/am_protocol.rs,
+//!    the AllocateResponseProto), LocalContainerAllocator.heartbeat NPEs on
+//!    it every second, so the AM never has a successful RM heartbeat within
+//!    the commit window and answers every "commit go/no-go" with no.
+//! 5. The application report always has host "N/A" and rpc_port -1
+//!    (yarn-shim/rm/src/convert.rs, report_to_proto), though the AM
+//!    registered them: the MR client logs "the host is unknown" and cannot
+//!    ask the AM for progress or counters.
+//! 6. DistributedShell's client: `getResourceTypeInfo` is not implemented
+//!    (yarn-shim/rm/src/client_protocol.rs answers RpcNoSuchMethodException);
+//!    its Client.run then calls `getResourceProfiles`, for which Hadoop's RM
+//!    answers YARNFeatureNotEnabledException (Client.java:699 catches only
+//!    that).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// One Hadoop test at a time: each starts a pool and several JVMs.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// What `hadoop-peer.sh` gives the JVMs of Hadoop 3.2 on Java 17.
+const ADD_OPENS: &str = "--add-opens=java.base/java.lang=ALL-UNNAMED --add-opens=java.base/java.lang.reflect=ALL-UNNAMED \
+--add-opens=java.base/java.util=ALL-UNNAMED --add-opens=java.base/java.nio=ALL-UNNAMED --add-opens=java.base/sun.nio.ch=ALL-UNNAMED \
+--add-opens=java.base/java.net=ALL-UNNAMED --add-opens=java.base/java.io=ALL-UNNAMED --add-opens=java.base/java.util.concurrent=ALL-UNNAMED";
+
+/// The agent: room for an MR AM (1.5 GiB) and a few 1 GiB tasks, and one
+/// port for its node manager (`{ports}`, a free one per test).
+const SPEC: &str = "cpus:4;mem:8192;disk:10000;{ports}";
+
+/// The Hadoop distribution and HDFS the tests use.
+struct Hadoop {
+    home: PathBuf,
+    hdfs: String,
+    java_home: PathBuf,
+}
+
+/// `None` (after printing why) unless WEIR_HADOOP_HOME and WEIR_TEST_HDFS
+/// are both set.
+fn hadoop(test: &str) -> Option<Hadoop> {
+    let (Some(home), Some(hdfs)) = (std::env::var_os("WEIR_HADOOP_HOME"), std::env::var("WEIR_TEST_HDFS").ok()) else {
+        println!("SKIPPED: {test}: set WEIR_HADOOP_HOME (a Hadoop 3.2 home) and WEIR_TEST_HDFS (hdfs://host:port) to run it");
+        return None;
+    };
+    let home = PathBuf::from(home);
+    assert!(home.join("bin/yarn").is_file(), "WEIR_HADOOP_HOME={} has no bin/yarn", home.display());
+    assert!(hdfs.starts_with("hdfs://"), "WEIR_TEST_HDFS={hdfs} is not an hdfs:// URI");
+    Some(Hadoop { home, hdfs: hdfs.trim_end_matches('/').to_owned(), java_home: java_home() })
+}
+
+/// JAVA_HOME, else the JDK of the first `java` on PATH.
+fn java_home() -> PathBuf {
+    if let Some(h) = std::env::var_os("JAVA_HOME").map(PathBuf::from).filter(|h| h.join("bin/java").exists()) {
+        return h;
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join("java"))
+        .find(|j| j.is_file())
+        .and_then(|j| j.canonicalize().ok())
+        .and_then(|j| j.parent()?.parent().map(Path::to_path_buf))
+        .expect("these tests run Hadoop and need Java (JAVA_HOME or java on PATH)")
+}
+
+impl Hadoop {
+    fn jar(&self, name: &str) -> String {
+        let jar = match name {
+            "examples" => "share/hadoop/mapreduce/hadoop-mapreduce-examples-3.2.1.jar",
+            "distributedshell" => "share/hadoop/yarn/hadoop-yarn-applications-distributedshell-3.2.1.jar",
+            other => panic!("unknown jar {other}"),
+        };
+        let path = self.home.join(jar);
+        assert!(path.is_file(), "{} is missing", path.display());
+        path.display().to_string()
+    }
+
+    /// The environment of Hadoop's launcher scripts (and of Weir, whose
+    /// node managers pass the whitelisted part on to containers).
+    fn env(&self, conf_dir: &Path) -> Vec<(&'static str, String)> {
+        let home = self.home.display().to_string();
+        vec![
+            ("JAVA_HOME", self.java_home.display().to_string()),
+            ("HADOOP_HOME", home.clone()),
+            ("HADOOP_COMMON_HOME", home.clone()),
+            ("HADOOP_HDFS_HOME", home.clone()),
+            ("HADOOP_YARN_HOME", home.clone()),
+            ("HADOOP_MAPRED_HOME", home),
+            ("HADOOP_CONF_DIR", conf_dir.display().to_string()),
+        ]
+    }
+
+    /// Runs `bin/<tool> ARGS…` with the client configuration in `conf_dir`,
+    /// killing it after `limit`. Returns its exit code (None if killed)
+    /// and its output (stdout then stderr).
+    fn run(&self, conf_dir: &Path, tool: &str, args: &[&str], limit: Duration) -> (Option<i32>, String) {
+        let out_dir = tempfile::tempdir().unwrap();
+        let (out, err) = (out_dir.path().join("out"), out_dir.path().join("err"));
+        let mut child = Command::new(self.home.join("bin").join(tool))
+            .args(args)
+            .envs(self.env(conf_dir))
+            .env("HADOOP_OPTS", format!("-Djava.net.preferIPv4Stack=true {ADD_OPENS}"))
+            .env("HADOOP_LOG_DIR", out_dir.path())
+            .current_dir(out_dir.path())
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            // Its own process group, so a timeout kills the JVM too.
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {tool}: {e}"));
+        let deadline = Instant::now() + limit;
+        let code = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status.code();
+            }
+            if Instant::now() > deadline {
+                support::signal(-(child.id() as i32), 9);
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let mut text = String::new();
+        for f in [out, err] {
+            let _ = std::fs::File::open(f).and_then(|mut f| f.read_to_string(&mut text));
+        }
+        eprintln!("[{tool} {}] exit {code:?}\n{text}", args.join(" "));
+        (code, text)
+    }
+}
+
+/// `weir standalone` with the YARN shim, and a Hadoop client
+/// configuration: Weir's yarn-site.xml, and the HDFS and MapReduce settings
+/// a Hadoop user keeps next to it.
+struct Pool {
+    proc: support::Proc,
+    dir: tempfile::TempDir,
+    conf_dir: PathBuf,
+}
+
+impl Drop for Pool {
+    /// SIGTERM, so standalone stops its agent, which kills its tasks; then
+    /// whatever still works in the pool's directory.
+    fn drop(&mut self) {
+        self.proc.terminate();
+        let dir = self.dir.path().display().to_string();
+        for pid in support::supervisors_in(&dir).into_iter().chain(support::working_in(&dir)) {
+            support::signal(-pid, 9);
+            support::signal(pid, 9);
+        }
+    }
+}
+
+fn property(name: &str, value: &str) -> String {
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    format!("  <property><name>{}</name><value>{}</value></property>\n", esc(name), esc(value))
+}
+
+fn site(properties: &[(&str, String)]) -> String {
+    let body: String = properties.iter().map(|(n, v)| property(n, v)).collect();
+    format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<configuration>\n{body}</configuration>\n")
+}
+
+fn pool(h: &Hadoop) -> Pool {
+    let dir = tempfile::tempdir().unwrap();
+    let conf_dir = dir.path().join("client-conf");
+    std::fs::create_dir_all(&conf_dir).unwrap();
+    let port = support::free_port();
+    let spec = SPEC.replace("{ports}", &format!("ports:[{port}-{port}]"));
+    let work = dir.path().join("weir");
+    let args = [
+        "standalone",
+        "--work-dir",
+        work.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--resources",
+        &spec,
+        "-D",
+        "agent.listen=127.0.0.1:0",
+        "-D",
+        "agent.hostname=127.0.0.1",
+        "-D",
+        "yarn-shim.client.address=127.0.0.1:0",
+        "-D",
+        "yarn-shim.scheduler.address=127.0.0.1:0",
+    ];
+    let env = h.env(&conf_dir);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (proc, _) = support::spawn_weir_env("standalone", &args, "weir standalone: broker", &env);
+
+    // Weir's yarn-site.xml names the shim; the rest is what the cluster's
+    // users have in their own configuration (what hadoop-peer.sh writes).
+    let yarn_site = std::fs::read_to_string(work.join("hadoop-conf/yarn-site.xml")).expect("standalone wrote hadoop-conf/yarn-site.xml");
+    std::fs::write(conf_dir.join("yarn-site.xml"), yarn_site).unwrap();
+    std::fs::write(conf_dir.join("core-site.xml"), site(&[("fs.defaultFS", h.hdfs.clone())])).unwrap();
+    std::fs::write(conf_dir.join("hdfs-site.xml"), site(&[("dfs.replication", "1".into())])).unwrap();
+    let home = h.home.display();
+    let mapred_env = format!("HADOOP_MAPRED_HOME={home}");
+    std::fs::write(
+        conf_dir.join("mapred-site.xml"),
+        site(&[
+            ("mapreduce.framework.name", "yarn".into()),
+            ("yarn.app.mapreduce.am.env", mapred_env.clone()),
+            ("mapreduce.map.env", mapred_env.clone()),
+            ("mapreduce.reduce.env", mapred_env),
+            ("mapreduce.application.classpath", format!("{home}/share/hadoop/mapreduce/*,{home}/share/hadoop/mapreduce/lib/*")),
+            ("yarn.app.mapreduce.am.command-opts", format!("-Xmx1024m {ADD_OPENS}")),
+            ("mapreduce.map.java.opts", ADD_OPENS.into()),
+            ("mapreduce.reduce.java.opts", ADD_OPENS.into()),
+        ]),
+    )
+    .unwrap();
+    let log4j = h.home.join("etc/hadoop/log4j.properties");
+    if log4j.is_file() {
+        std::fs::copy(&log4j, conf_dir.join("log4j.properties")).unwrap();
+    }
+    Pool { proc, dir, conf_dir }
+}
+
+impl Pool {
+    /// Files named `name` anywhere under the pool's directory (the
+    /// containers' sandboxes are their log directories).
+    fn files_named(&self, name: &str) -> Vec<PathBuf> {
+        fn walk(dir: &Path, name: &str, out: &mut Vec<PathBuf>) {
+            let Ok(entries) = std::fs::read_dir(dir) else { return };
+            for e in entries.flatten() {
+                let Ok(kind) = e.file_type() else { continue };
+                if kind.is_dir() {
+                    walk(&e.path(), name, out);
+                } else if kind.is_file() && e.file_name() == name {
+                    out.push(e.path());
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(self.dir.path(), name, &mut out);
+        out
+    }
+
+    /// The last lines of every container's logs, for failure messages:
+    /// the containers' sandboxes go with the pool.
+    fn container_logs(&self) -> String {
+        let mut out = String::new();
+        for name in ["stderr", "syslog", "AppMaster.stderr"] {
+            let mut files = self.files_named(name);
+            files.sort();
+            for f in files {
+                let text = std::fs::read_to_string(&f).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().filter(|l| !l.trim_start().starts_with("at ")).collect();
+                let tail = lines[lines.len().saturating_sub(25)..].join("\n");
+                out.push_str(&format!("--- {} (last lines)\n{tail}\n", f.display()));
+            }
+        }
+        out
+    }
+
+    fn logs_named(&self, name: &str) -> String {
+        self.files_named(name).iter().filter_map(|f| std::fs::read_to_string(f).ok()).collect::<Vec<_>>().join("\n")
+    }
+}
+
+/// A fresh HDFS directory for one test run.
+fn hdfs_dir(h: &Hadoop, test: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{}/tmp/weir-it/{test}-{}-{nanos}", h.hdfs, std::process::id())
+}
+
+const MINUTES: Duration = Duration::from_secs(60);
+
+#[test]
+fn hadoop_home_and_hdfs_are_usable() {
+    let Some(h) = hadoop("hadoop_home_and_hdfs_are_usable") else { return };
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let conf = tempfile::tempdir().unwrap();
+    std::fs::write(conf.path().join("core-site.xml"), site(&[("fs.defaultFS", h.hdfs.clone())])).unwrap();
+    std::fs::write(conf.path().join("hdfs-site.xml"), site(&[("dfs.replication", "1".into())])).unwrap();
+    let dir = hdfs_dir(&h, "smoke");
+    let (code, text) = h.run(conf.path(), "hdfs", &["dfs", "-mkdir", "-p", &dir], 2 * MINUTES);
+    assert_eq!(code, Some(0), "cannot write to {}:\n{text}", h.hdfs);
+    let (code, text) = h.run(conf.path(), "hdfs", &["dfs", "-ls", &dir], 2 * MINUTES);
+    assert_eq!(code, Some(0), "{text}");
+    h.run(conf.path(), "hdfs", &["dfs", "-rm", "-r", "-f", &dir], 2 * MINUTES);
+}
+
+#[test]
+#[ignore = "issue 15: the MR ApplicationMaster cannot run on Weir yet: its container has no $PWD/tmp (java.io.tmpdir), so the AM's web app fails and it exits 1 on register (NPE on webApp.port()); past that, Weir's node manager returns no mapreduce_shuffle service metadata from startContainers (\"Invalid shuffle port number -1\") and runs no ShuffleHandler"]
+fn mapreduce_pi_estimates_what_hadoops_own_yarn_does() {
+    let Some(h) = hadoop("mapreduce_pi_estimates_what_hadoops_own_yarn_does") else { return };
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let pool = pool(&h);
+    let t0 = Instant::now();
+    let (code, text) = h.run(&pool.conf_dir, "yarn", &["jar", &h.jar("examples"), "pi", "2", "10"], 5 * MINUTES);
+    eprintln!("pi 2 10 on Weir: {:.1} s", t0.elapsed().as_secs_f64());
+    assert_eq!(code, Some(0), "pi failed:\n{text}\n{}", pool.container_logs());
+    assert!(text.contains("completed successfully"), "{text}");
+    // QuasiMonteCarlo uses a Halton sequence: the estimate is exact.
+    assert!(text.contains("Estimated value of Pi is 3.80000000000000000000"), "{text}");
+}
+
+/// Deterministic text of about `bytes` bytes, and how often each word
+/// occurs in it.
+fn text_and_counts(bytes: usize) -> (String, BTreeMap<String, u64>) {
+    const WORDS: [&str; 16] = [
+        "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu", "weir", "yarn", "hdfs", "pool",
+    ];
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let (mut text, mut counts) = (String::with_capacity(bytes + 64), BTreeMap::new());
+    let mut line = 0u64;
+    while text.len() < bytes {
+        for i in 0..(2 + line % 7) {
+            let w = WORDS[(next() % WORDS.len() as u64) as usize];
+            // A few rare words, so both reducers get skewed, odd keys too.
+            let w = if next() % 1000 == 0 { format!("{w}{}", line % 97) } else { w.to_owned() };
+            if i > 0 {
+                text.push(' ');
+            }
+            text.push_str(&w);
+            *counts.entry(w).or_insert(0) += 1;
+        }
+        text.push('\n');
+        line += 1;
+    }
+    (text, counts)
+}
+
+#[test]
+#[ignore = "issue 15: the MR ApplicationMaster cannot run on Weir yet (no $PWD/tmp in its container, so it exits 1 on register); past that, map containers fail to launch: Weir's node manager has no mapreduce_shuffle auxiliary service (startContainers returns no services_meta_data: \"Invalid shuffle port number -1\"), so no reducer can fetch map output"]
+fn mapreduce_wordcount_with_two_reducers_counts_every_word() {
+    let Some(h) = hadoop("mapreduce_wordcount_with_two_reducers_counts_every_word") else { return };
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let pool = pool(&h);
+    let (text, expected) = text_and_counts(4 << 20);
+    let local = pool.dir.path().join("words.txt");
+    std::fs::write(&local, &text).unwrap();
+    let dir = hdfs_dir(&h, "wordcount");
+    let (input, output) = (format!("{dir}/in"), format!("{dir}/out"));
+    let (code, out) = h.run(&pool.conf_dir, "hdfs", &["dfs", "-mkdir", "-p", &input], 2 * MINUTES);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = h.run(&pool.conf_dir, "hdfs", &["dfs", "-put", local.to_str().unwrap(), &input], 2 * MINUTES);
+    assert_eq!(code, Some(0), "{out}");
+
+    let t0 = Instant::now();
+    let (code, out) =
+        h.run(&pool.conf_dir, "yarn", &["jar", &h.jar("examples"), "wordcount", "-D", "mapreduce.job.reduces=2", &input, &output], 8 * MINUTES);
+    eprintln!("wordcount (2 reducers) on Weir: {:.1} s", t0.elapsed().as_secs_f64());
+    assert_eq!(code, Some(0), "wordcount failed:\n{out}\n{}", pool.container_logs());
+    assert!(out.contains("completed successfully") && out.contains("Launched reduce tasks=2"), "{out}");
+
+    let (code, listing) = h.run(&pool.conf_dir, "hdfs", &["dfs", "-ls", &output], 2 * MINUTES);
+    assert_eq!(code, Some(0), "{listing}");
+    let parts = listing.lines().filter(|l| l.contains("/part-r-")).count();
+    assert_eq!(parts, 2, "one output file per reducer:\n{listing}");
+    let (code, counted) = h.run(&pool.conf_dir, "hdfs", &["dfs", "-cat", &format!("{output}/part-r-*")], 2 * MINUTES);
+    assert_eq!(code, Some(0), "{counted}");
+    let got: BTreeMap<String, u64> = counted
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(w, n)| (w.to_owned(), n.trim().parse().unwrap_or_else(|_| panic!("bad count {n:?} for {w:?}"))))
+        .collect();
+    assert_eq!(got, expected, "wordcount's counts differ from the input's");
+    h.run(&pool.conf_dir, "hdfs", &["dfs", "-rm", "-r", "-f", &dir], 2 * MINUTES);
+}
+
+/// `yarn jar distributedshell.jar -jar <same> ARGS…`.
+fn distributed_shell(h: &Hadoop, pool: &Pool, args: &[&str]) -> (Option<i32>, String) {
+    let jar = h.jar("distributedshell");
+    let mut all = vec!["jar", jar.as_str(), "-jar", jar.as_str()];
+    all.extend_from_slice(args);
+    h.run(&pool.conf_dir, "yarn", &all, 4 * MINUTES)
+}
+
+#[test]
+#[ignore = "issue 15: DistributedShell's client stops at YarnClient.start(): Weir's ApplicationClientProtocol does not implement getResourceTypeInfo (RpcNoSuchMethodException; DistributedShell forces yarn.client.load.resource-types.from-server=true), and it will next call getResourceProfiles, which must fail with YARNFeatureNotEnabledException"]
+fn distributed_shell_runs_two_containers_and_succeeds() {
+    let Some(h) = hadoop("distributed_shell_runs_two_containers_and_succeeds") else { return };
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let pool = pool(&h);
+    let (code, out) = distributed_shell(&h, &pool, &["-shell_command", "echo hi-from-weir", "-num_containers", "2"]);
+    assert_eq!(code, Some(0), "DistributedShell failed:\n{out}\n{}", pool.container_logs());
+    assert!(out.contains("yarnAppState=FINISHED, distributedFinalState=SUCCEEDED"), "{out}");
+    assert!(out.contains("Application completed successfully"), "{out}");
+    // Both shell containers ran the command (their stdout is in their sandboxes).
+    let said = pool.files_named("stdout").iter().filter(|f| std::fs::read_to_string(f).is_ok_and(|t| t.contains("hi-from-weir"))).count();
+    assert_eq!(said, 2, "two containers print the line");
+}
+
+#[test]
+#[ignore = "issue 15: DistributedShell's client stops at YarnClient.start(): Weir's ApplicationClientProtocol does not implement getResourceTypeInfo (then getResourceProfiles, which must answer YARNFeatureNotEnabledException)"]
+fn distributed_shell_failing_command_ends_failed_with_its_exit_code() {
+    let Some(h) = hadoop("distributed_shell_failing_command_ends_failed_with_its_exit_code") else { return };
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let pool = pool(&h);
+    let (code, out) = distributed_shell(&h, &pool, &["-shell_command", "exit 3", "-num_containers", "1"]);
+    // Hadoop's own YARN: the client exits 2 with "Application failed to
+    // complete successfully" and the report says FINISHED/FAILED.
+    assert_eq!(code, Some(2), "{out}\n{}", pool.container_logs());
+    assert!(out.contains("yarnAppState=FINISHED, distributedFinalState=FAILED"), "{out}");
+    assert!(out.contains("Application failed to complete successfully"), "{out}");
+    assert!(out.contains("failed = 1"), "the diagnostics count the failed container:\n{out}");
+    // The AM saw the container's real exit status.
+    let am_log = pool.logs_named("AppMaster.stderr");
+    assert!(am_log.contains("exitStatus=3"), "the AM's log shows the container's exit status 3:\n{am_log}");
+}
