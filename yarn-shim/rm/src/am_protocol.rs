@@ -20,6 +20,7 @@ use crate::convert;
 use crate::core::CoreHandle;
 use weir_yarn_api::ids::AttemptId;
 use weir_yarn_api::records as r;
+use crate::rm_core::AmEndpoint;
 use crate::scheduler::{AllocateCall, AllocateOutcome, AllocateResult, AmError, Ask};
 use weir_yarn_api::tokens::Issuer;
 use weir_yarn_api::APPLICATION_MASTER_PROTOCOL;
@@ -124,6 +125,9 @@ fn encode_allocate(rm: &Rm, attempt: AttemptId, result: &AllocateResult) -> Vec<
         limit: Some(convert::capacity_to_proto(result.headroom)),
         num_cluster_nodes: Some(result.cluster_nodes),
         nm_tokens,
+        // MapReduce's LocalContainerAllocator (uber jobs) reads it on every
+        // heartbeat and fails without it.
+        application_priority: Some(r::PriorityProto { priority: Some(result.priority) }),
         ..Default::default()
     }
     .encode_to_vec()
@@ -136,7 +140,9 @@ impl Service for AmProtocol {
         match method {
             "registerApplicationMaster" => {
                 let req: r::RegisterApplicationMasterRequestProto = decode("RegisterApplicationMasterRequestProto", request)?;
-                let registered = self.rm.core.call(move |core, now| core.register(attempt, now)).await.map_err(stopped)?.map_err(am)?;
+                let endpoint = AmEndpoint { host: req.host().to_owned(), rpc_port: req.rpc_port(), tracking_url: req.tracking_url().to_owned() };
+                let registered =
+                    self.rm.core.call(move |core, now| core.register(attempt, endpoint, now)).await.map_err(stopped)?.map_err(am)?;
                 info!(attempt_id = %attempt, host = req.host(), rpc_port = req.rpc_port(), tracking_url = req.tracking_url(), "AM registered");
                 Ok(r::RegisterApplicationMasterResponseProto {
                     maximum_capability: Some(convert::capacity_to_proto(registered.maximum_capability)),

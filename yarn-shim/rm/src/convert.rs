@@ -106,15 +106,25 @@ pub fn submission_from_proto(ctx: &r::ApplicationSubmissionContextProto, user: &
 
 pub fn report_to_proto(app: &Application) -> r::ApplicationReportProto {
     let s = &app.submission;
+    // Until an AM registers YARN reports "N/A" and -1; the tracking URL is
+    // the AM's own (no web proxy).
+    let (host, rpc_port, tracking_url) = match &app.am {
+        Some(am) => (
+            am.host.clone(),
+            am.rpc_port,
+            if am.tracking_url.is_empty() { "N/A".to_owned() } else { am.tracking_url.clone() },
+        ),
+        None => ("N/A".to_owned(), -1, "N/A".to_owned()),
+    };
     r::ApplicationReportProto {
         application_id: Some(app_id_to_proto(s.id)),
         user: Some(s.user.clone()),
         queue: Some(s.queue.clone()),
         name: Some(s.name.clone()),
-        host: Some("N/A".into()),
-        rpc_port: Some(-1),
+        host: Some(host),
+        rpc_port: Some(rpc_port),
         yarn_application_state: Some(state_to_proto(app.state) as i32),
-        tracking_url: Some("N/A".into()),
+        tracking_url: Some(tracking_url.clone()),
         diagnostics: Some(app.diagnostics.clone()),
         start_time: Some(app.submit_ms),
         submit_time: Some(app.submit_ms),
@@ -131,7 +141,7 @@ pub fn report_to_proto(app: &Application) -> r::ApplicationReportProto {
             queue_usage_percentage: Some(0.0),
             cluster_usage_percentage: Some(0.0),
         }),
-        original_tracking_url: Some("N/A".into()),
+        original_tracking_url: Some(tracking_url),
         progress: Some(if app.state.is_final() { 1.0 } else { 0.0 }),
         application_type: Some(s.application_type.clone()),
         application_tags: s.tags.clone(),

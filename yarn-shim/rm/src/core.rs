@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use weir_model::Clock;
 use weir_yarn_api::ids::{ApplicationId, AttemptId, ContainerId};
 
-use crate::rm_core::{FinalStatus, ObservedNode, RmCore};
+use crate::rm_core::{AmEndpoint, FinalStatus, ObservedNode, RmCore};
 use crate::scheduler::{AllocateCall, AllocateOutcome, AmError, Effect, Offer, Registered, Scheduler, TaskEvent};
 
 /// The time of one input, read once by the shell: `mono` (monotonic,
@@ -113,8 +113,12 @@ impl YarnCore {
         self.rm.observe_nodes(nodes, now.unix_ms);
     }
 
-    pub fn register(&mut self, attempt: AttemptId, now: Now) -> Result<Registered, AmError> {
-        self.scheduler.register(&mut self.rm, attempt, now)
+    /// registerApplicationMaster: the attempt runs, and the application
+    /// report shows where its AM listens.
+    pub fn register(&mut self, attempt: AttemptId, endpoint: AmEndpoint, now: Now) -> Result<Registered, AmError> {
+        let registered = self.scheduler.register(&mut self.rm, attempt, now)?;
+        self.rm.set_am_endpoint(attempt.app, Some(endpoint)).map_err(AmError::Rm)?;
+        Ok(registered)
     }
 
     /// allocate; the effects go to the outbox, the answer (fresh or a
@@ -260,5 +264,60 @@ mod tests {
         handle.call(|c, _| c.check_invariants()).await.unwrap().unwrap();
         drop(handle);
         task.await.unwrap();
+    }
+
+    #[test]
+    fn a_registered_am_shows_in_the_report_and_allocate_answers_carry_the_priority() {
+        let mut c = core();
+        let node = ObservedNode {
+            agent_id: "a1".into(),
+            node_id: weir_yarn_api::ids::NodeId { host: "h".into(), port: 5051 },
+            http_address: "h:5051".into(),
+            capability: weir_yarn_api::resource::Capacity { memory_mb: 4096, vcores: 4 },
+            used: Default::default(),
+            containers: 0,
+            state: crate::rm_core::NodeState::Running,
+            health_report: String::new(),
+        };
+        c.observe_nodes(vec![node], Now::from(0));
+        let (id, _) = c.rm_mut().new_application().unwrap();
+        let submission = crate::rm_core::Submission {
+            id,
+            name: "mr".into(),
+            queue: "default".into(),
+            user: "u".into(),
+            application_type: "MAPREDUCE".into(),
+            tags: Vec::new(),
+            priority: 3,
+            am_resource: Some(weir_yarn_api::resource::Capacity { memory_mb: 512, vcores: 1 }),
+            max_attempts: 1,
+            unmanaged_am: false,
+            am_launch: Some(Default::default()),
+        };
+        c.rm_mut().submit(submission, 1).unwrap();
+        c.tick(Now::from(2));
+        let offer = Offer {
+            id: "o1".into(),
+            agent_id: "a1".into(),
+            hostname: "h".into(),
+            role: "default".into(),
+            cpus: weir_model::Milli::from_units(4),
+            mem_mb: weir_model::Milli::from_units(4096),
+            ports: vec![(31000, 31000)],
+        };
+        c.offers(vec![offer], Now::from(3));
+        let am = ContainerId { attempt: AttemptId { app: id, attempt: 1 }, id: 1 };
+        c.task_update(&weir_model::TaskId::new(am.to_string()), TaskEvent::Running, Now::from(4));
+        let report = crate::convert::report_to_proto(c.rm().application(id).unwrap());
+        assert_eq!((report.host(), report.rpc_port()), ("N/A", -1), "no AM has registered yet");
+        let endpoint = AmEndpoint { host: "box".into(), rpc_port: 41000, tracking_url: "http://box:8088/".into() };
+        c.register(am.attempt, endpoint, Now::from(5)).unwrap();
+        let report = crate::convert::report_to_proto(c.rm().application(id).unwrap());
+        assert_eq!((report.host(), report.rpc_port(), report.tracking_url()), ("box", 41000, "http://box:8088/"));
+        let answer = match c.allocate(am.attempt, AllocateCall::default(), Now::from(6)).unwrap() {
+            AllocateOutcome::Fresh(r) => r,
+            AllocateOutcome::Replay(_) => panic!("a first call is fresh"),
+        };
+        assert_eq!(answer.priority, 3);
     }
 }

@@ -108,6 +108,19 @@ pub struct Application {
     pub diagnostics: String,
     pub submit_ms: i64,
     pub finish_ms: Option<i64>,
+    /// Where the current attempt's AM said it listens (registration), as
+    /// the application report shows it: MapReduce's client asks its AM
+    /// for progress there.
+    pub am: Option<AmEndpoint>,
+}
+
+/// What an ApplicationMaster registered: its host, RPC port and tracking
+/// URL.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AmEndpoint {
+    pub host: String,
+    pub rpc_port: i32,
+    pub tracking_url: String,
 }
 
 impl Application {
@@ -339,6 +352,7 @@ impl RmCore {
                 diagnostics,
                 submit_ms: now_ms,
                 finish_ms: None,
+                am: None,
             },
         );
         self.transition(id, AppState::Submitted, now_ms)?;
@@ -402,6 +416,14 @@ impl RmCore {
         if let Some(app) = self.apps.get_mut(&id) {
             app.diagnostics.clear();
         }
+        Ok(())
+    }
+
+    /// The AM of the current attempt registered at `endpoint`; a new
+    /// attempt's AM replaces it, a failed attempt's leaves the report.
+    pub fn set_am_endpoint(&mut self, id: ApplicationId, endpoint: Option<AmEndpoint>) -> Result<(), RmError> {
+        let app = self.apps.get_mut(&id).ok_or(RmError::ApplicationNotFound(id))?;
+        app.am = endpoint;
         Ok(())
     }
 

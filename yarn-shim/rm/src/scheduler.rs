@@ -206,6 +206,9 @@ pub struct AllocateResult {
     pub headroom: Capacity,
     /// The application has ended (killed, say): the AM should shut down.
     pub shutdown: bool,
+    /// The application's priority (as submitted), which YARN repeats in
+    /// every allocate answer.
+    pub priority: i32,
     /// Wall-clock ms at which the answer's tokens are issued (and expire
     /// from): kept so a replay signs the very same tokens.
     pub issued_ms: i64,
@@ -767,6 +770,8 @@ impl Scheduler {
         if attempt.attempt < app.max_attempts {
             app.attempt = Attempt::new(AttemptId { app: id, attempt: attempt.attempt + 1 }, now_ms);
             tracing::info!(application_id = %id, attempt_id = %app.attempt.id, "starting a new attempt");
+            // The report shows no AM until the new one registers, as YARN's.
+            let _ = rm.set_am_endpoint(id, None);
             out.push(Effect::Revive);
         } else {
             let diagnostics = format!(
@@ -1000,6 +1005,7 @@ impl Scheduler {
             cluster_nodes: running.len() as i32,
             headroom,
             shutdown,
+            priority: rm.application(attempt.app).map_or(0, |a| a.submission.priority),
             issued_ms: now.unix_ms,
             effects: Vec::new(),
         };
