@@ -12,6 +12,7 @@ pub mod am_protocol;
 pub mod client_protocol;
 pub mod convert;
 pub mod core;
+pub mod framework;
 pub mod hadoop_conf;
 pub mod rm_core;
 pub mod scheduler;

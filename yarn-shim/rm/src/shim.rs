@@ -35,10 +35,11 @@ use weir_yarn_ipc::security::credentials::Credentials;
 use crate::am_protocol::{AmProtocol, Rm};
 use crate::client_protocol::ClientProtocol;
 use crate::core::{self as yarn_core, CoreHandle, YarnCore};
+use crate::framework::{offer_from_proto, task_event};
 use weir_yarn_api::ids::NodeId;
 use weir_yarn_api::records as r;
 use crate::rm_core::{Capacity, NodeState, ObservedNode, RmCore};
-use crate::scheduler::{exit_status, Allocated, Effect, Offer, Scheduler, SchedulerConfig, TaskEvent, TaskPlan};
+use crate::scheduler::{exit_status, Allocated, Effect, Scheduler, SchedulerConfig, TaskPlan};
 use weir_model::{AgentState, AgentSummary, Clock, Milli, SystemClock};
 use weir_yarn_api::tokens::{Issuer, NM_KEY_ENV};
 use weir_yarn_api::{APPLICATION_CLIENT_PROTOCOL, APPLICATION_MASTER_PROTOCOL, CONTAINER_MANAGEMENT_PROTOCOL};
@@ -339,40 +340,7 @@ async fn drive(mut framework: Framework, rm: Arc<Rm>, mut effects: mpsc::Unbound
     }
 }
 
-/// A broker offer as the scheduler reads it, through the one conversion
-/// layer (`weir_proto::convert`). Only the unreserved part: reserved
-/// resources would need the role in the task's resources, and the shim
-/// does not place on reservations yet.
-fn offer_from_proto(o: &v1::Offer) -> Result<Offer, String> {
-    let offer = weir_proto::convert::offer_from_proto("offer", o).map_err(|e| e.to_string())?;
-    let free = offer.resources.unreserved;
-    Ok(Offer {
-        id: offer.id,
-        agent_id: offer.agent,
-        hostname: offer.hostname,
-        role: offer.role.to_string(),
-        cpus: free.cpus,
-        mem_mb: free.mem,
-        ports: free.ports.iter().collect(),
-    })
-}
 
-/// A broker task update as the scheduler reads it; None for steps that
-/// change nothing (staging, starting, killing).
-fn task_event(s: &v1::TaskStatus) -> Option<TaskEvent> {
-    use v1::TaskState as S;
-    let message = s.message.clone();
-    Some(match S::try_from(s.state).ok()? {
-        S::TaskRunning => TaskEvent::Running,
-        S::TaskFinished => TaskEvent::Exited { code: Some(s.exit_code.unwrap_or(0)), signal: None, message },
-        S::TaskFailed if s.reason == "REASON_CONTAINER_LIMITATION_MEMORY" => TaskEvent::MemoryLimit { message },
-        S::TaskFailed if s.exit_code.is_some() || s.signal.is_some() => TaskEvent::Exited { code: s.exit_code, signal: s.signal, message },
-        S::TaskFailed | S::TaskError | S::TaskDropped => TaskEvent::Failed { message },
-        S::TaskKilled => TaskEvent::Killed { message },
-        S::TaskUnreachable | S::TaskGone | S::TaskUnknown => TaskEvent::Lost { message },
-        S::TaskStaging | S::TaskStarting | S::TaskKilling | S::Unspecified => return None,
-    })
-}
 
 fn scalar(name: &str, v: weir_model::Milli) -> v1::Resource {
     v1::Resource { name: name.into(), value: Some(v1::resource::Value::Scalar(v.as_f64())), ..Default::default() }
