@@ -17,6 +17,7 @@
 mod accept;
 mod agents;
 mod frameworks;
+mod invariants;
 mod recovery;
 pub mod state;
 pub use recovery::RecoveryReport;

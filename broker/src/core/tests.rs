@@ -546,6 +546,7 @@ proptest! {
                 let mem = agent.used.mem + agent.offered.mem + agent.free.mem;
                 prop_assert!((mem - agent.total.mem).abs() < 1e-9);
             }
+            prop_assert!(h.core.check_invariants().is_ok(), "{:?}", h.core.check_invariants());
             // No offer id appears in two live offers; no resource offered twice.
             let live: Vec<_> = h.core.offers.values().collect();
             for a in &h.core.agents {
