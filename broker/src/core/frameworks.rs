@@ -418,6 +418,12 @@ impl BrokerCore {
                 let agent = if t.agent_id.is_empty() { None } else { Some(AgentId::new(t.agent_id.clone())) };
                 let status = match self.reconciliation_status(framework, &task, now) {
                     Some(status) => status,
+                    // A new leader still waiting for the named agent cannot
+                    // know: the agent may report the task any moment. A
+                    // TASK_UNKNOWN (terminal) now would be a lie the agent's
+                    // return never corrects; say nothing, as Mesos does for
+                    // agents it recovered but has not heard from.
+                    None if agent.as_ref().is_some_and(|a| self.awaiting_agent(a)) => continue,
                     None => {
                         let (state, message) = match agent.as_ref().and_then(|a| self.agent_reachable(a)) {
                             Some(false) => (TaskState::Unreachable, "the task's agent is unreachable"),
