@@ -133,6 +133,24 @@ impl BrokerCore {
                 self.doomed_tasks.insert((t.framework, t.task));
             }
         }
+        // Tasks of frameworks removed while this agent was away (the kill
+        // could not reach it): they must not run on under a placeholder.
+        let (orphaned, kept): (Vec<ReportedTask>, Vec<ReportedTask>) =
+            std::mem::take(&mut reg.tasks).into_iter().partition(|t| self.removed_frameworks.contains(&t.framework));
+        reg.tasks = kept;
+        for t in orphaned {
+            tracing::info!(agent_id = %id, framework_id = %t.framework, task_id = %t.task, "task of a removed framework; killing it");
+            if !t.state.is_terminal() {
+                out.push(Output::Agent(
+                    conn,
+                    agent_message(v1::broker_message::Kind::KillTask(v1::broker_message::KillTask {
+                        framework_id: t.framework.to_string(),
+                        task_id: t.task.to_string(),
+                    })),
+                ));
+            }
+            self.doomed_tasks.insert((t.framework, t.task));
+        }
         let reregistering = self.agents.contains_key(&id);
         if reregistering {
             self.drop_agent_from_allocator(&id, &mut out);

@@ -131,6 +131,9 @@ impl BrokerCore {
             Some(id) => id,
             None => FrameworkId::new(self.fresh_id("F")),
         };
+        // Subscribing again under a removed id starts afresh: what it
+        // launches from now on is its own again.
+        self.removed_frameworks.retain(|f| f != &id);
         if let Some(existing) = self.frameworks.get_mut(&id) {
             // Failover: the new stream takes over from the old one.
             if let Some(old) = existing.conn.take() {
@@ -269,6 +272,10 @@ impl BrokerCore {
         }
         self.frameworks.remove(id);
         self.forget_framework(id, out);
+        self.removed_frameworks.push_back(id.clone());
+        while self.removed_frameworks.len() > super::REMOVED_FRAMEWORKS_KEPT {
+            self.removed_frameworks.pop_front();
+        }
         if let Some(conn) = framework.conn {
             self.framework_conns.remove(&conn);
             out.push(Output::Close(conn));
