@@ -72,3 +72,59 @@ fn seed_32_tasks_of_a_framework_removed_before_a_failover_are_killed() {
 fn seed_123_a_removed_agents_final_updates_reach_frameworks_that_never_heard_gone() {
     assert_passes(123);
 }
+
+/// The hook a YARN participant will use: any `SimFramework` joins the run,
+/// gets the same network, faults and checks. Here, one that only declines.
+#[test]
+fn another_kind_of_framework_plugs_in() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    use std::time::Duration;
+    use weir_proto::v1;
+    use weir_sim::{FrameworkCtx, SimFramework, World};
+
+    struct Decliner {
+        id: String,
+        offers: Rc<Cell<u32>>,
+    }
+    impl SimFramework for Decliner {
+        fn label(&self) -> &str {
+            "decliner"
+        }
+        fn failover_timeout(&self) -> Duration {
+            Duration::from_secs(30)
+        }
+        fn subscribe(&mut self, _ctx: &mut FrameworkCtx) -> v1::Call {
+            let framework = v1::FrameworkInfo { id: self.id.clone(), name: "decliner".into(), failover_timeout_seconds: 30.0, ..Default::default() };
+            v1::Call { framework_id: self.id.clone(), kind: Some(v1::call::Kind::Subscribe(v1::call::Subscribe { framework: Some(framework) })) }
+        }
+        fn on_event(&mut self, event: &v1::Event, _ctx: &mut FrameworkCtx) -> Vec<v1::Call> {
+            match &event.kind {
+                Some(v1::event::Kind::Subscribed(s)) => {
+                    self.id = s.framework_id.clone();
+                    Vec::new()
+                }
+                Some(v1::event::Kind::Offers(o)) => {
+                    self.offers.set(self.offers.get() + o.offers.len() as u32);
+                    let decline = v1::call::Decline { offer_ids: o.offers.iter().map(|o| o.id.clone()).collect(), filters: None };
+                    vec![v1::Call { framework_id: self.id.clone(), kind: Some(v1::call::Kind::Decline(decline)) }]
+                }
+                _ => Vec::new(),
+            }
+        }
+        fn tick(&mut self, _ctx: &mut FrameworkCtx) -> Vec<v1::Call> {
+            Vec::new()
+        }
+        fn on_disconnected(&mut self, _now: Duration) {}
+        fn quiesce(&mut self, _ctx: &mut FrameworkCtx) -> Vec<v1::Call> {
+            Vec::new()
+        }
+    }
+
+    let offers = Rc::new(Cell::new(0));
+    let mut world = World::new(SimConfig::new(7));
+    world.add_framework(Box::new(Decliner { id: String::new(), offers: offers.clone() }));
+    let outcome = world.run();
+    assert!(outcome.passed(), "{:?}", outcome.violations);
+    assert!(offers.get() > 0, "the plugged-in framework was offered nothing");
+}
