@@ -101,7 +101,7 @@ struct Stream {
     last_up: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Ev {
     BrokerTick,
     DeliverDown(StreamId),
