@@ -518,6 +518,23 @@ impl AgentCore {
         for key in due {
             self.send_head(&key, now, out);
         }
+        // A kill under way when the agent restarted: its deadline died with
+        // the old process (and the TERM may never have been sent), so a task
+        // that ignores TERM would run on forever. Start the kill over.
+        let unfinished: Vec<_> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.kill_requested && t.pid.is_some() && t.kill_deadline.is_none() && !t.state.is_terminal())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in unfinished {
+            let grace = self.grace(&key);
+            let Some(t) = self.tasks.get_mut(&key) else { continue };
+            let Some(pid) = t.pid else { continue };
+            tracing::info!(framework_id = %key.0, task_id = %key.1, pid, "kill interrupted by a restart; SIGTERM again");
+            t.kill_deadline = Some(now + grace);
+            out.push(Effect::Signal { framework: key.0.clone(), task: key.1.clone(), pid, signal: Signal::Term });
+        }
         for (key, t) in self.tasks.iter_mut() {
             if let (Some(deadline), Some(pid)) = (t.kill_deadline, t.pid) {
                 if now >= deadline && !t.killed_hard {
@@ -695,6 +712,25 @@ mod tests {
         assert!(!out.iter().any(|e| matches!(e, Effect::Signal { .. })));
         c.handle(Input::Exited { framework: fw(), task: "t".into(), code: None, signal: Some(9), limitation: None }, t0 + GRACE, 0.0);
         assert_eq!(c.tasks()[0].state, "TASK_KILLED");
+    }
+
+    #[test]
+    fn a_kill_interrupted_by_a_restart_starts_over_after_recovery() {
+        let mut c = core();
+        let t0 = Duration::from_secs(10);
+        c.handle(Input::RunTask { framework: "F1".into(), task: task("t") }, t0, 0.0);
+        c.handle(Input::Spawned { framework: fw(), task: "t".into(), pid: 42, sandbox: "/s".into() }, t0, 0.0);
+        c.handle(Input::KillTask { framework: "F1".into(), task: "t".into() }, t0, 0.0);
+        // The agent dies before the grace period is over; the task ignores
+        // TERM and keeps running under its supervisor.
+        let mut restarted = AgentCore::new(CoreSettings { kill_grace_period: GRACE, status_update_retry_interval: RETRY }, [8; 8]);
+        let live = restarted.recover(c.checkpoint()).unwrap();
+        assert_eq!(live.len(), 1);
+        restarted.handle(Input::Registered { agent_id: AgentId::new("A1") }, Duration::ZERO, 0.0);
+        let signals = |out: &[Effect]| out.iter().filter_map(|e| match e { Effect::Signal { signal, .. } => Some(*signal), _ => None }).collect::<Vec<_>>();
+        assert_eq!(signals(&restarted.handle(Input::Tick, Duration::ZERO, 0.0)), vec![Signal::Term], "the kill starts over");
+        assert!(signals(&restarted.handle(Input::Tick, Duration::from_millis(1), 0.0)).is_empty(), "once");
+        assert_eq!(signals(&restarted.handle(Input::Tick, GRACE, 0.0)), vec![Signal::Kill], "then KILL at the deadline");
     }
 
     #[test]

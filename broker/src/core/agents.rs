@@ -117,6 +117,24 @@ impl BrokerCore {
                 self.doomed_tasks.insert((t.framework, t.task));
             }
         }
+        // Tasks of frameworks removed while this agent was away (the kill
+        // could not reach it): they must not run on under a placeholder.
+        let (orphaned, kept): (Vec<ReportedTask>, Vec<ReportedTask>) =
+            std::mem::take(&mut reg.tasks).into_iter().partition(|t| self.removed_frameworks.contains(&t.framework));
+        reg.tasks = kept;
+        for t in orphaned {
+            tracing::info!(agent_id = %id, framework_id = %t.framework, task_id = %t.task, "task of a removed framework; killing it");
+            if !t.state.is_terminal() {
+                out.push(Output::Agent(
+                    conn,
+                    agent_message(v1::broker_message::Kind::KillTask(v1::broker_message::KillTask {
+                        framework_id: t.framework.to_string(),
+                        task_id: t.task.to_string(),
+                    })),
+                ));
+            }
+            self.doomed_tasks.insert((t.framework, t.task));
+        }
         let reregistering = self.agents.contains_key(&id);
         if reregistering {
             self.drop_agent_from_allocator(&id, &mut out);
@@ -139,6 +157,19 @@ impl BrokerCore {
             .map(|a| a.tasks.iter().filter(|k| !reported.contains(*k)).cloned().collect())
             .unwrap_or_default();
 
+        // What the books will place on the agent: the tasks it runs, and
+        // those it reports ended that the books still hold until their
+        // final update arrives. Not the others it reports ended: listing
+        // them would later report them UNREACHABLE or GONE after their end.
+        let held: std::collections::BTreeSet<(FrameworkId, TaskId)> = reg
+            .tasks
+            .iter()
+            .filter(|t| {
+                !t.state.is_terminal()
+                    || self.tasks.get(&(t.framework.clone(), t.task.clone())).is_some_and(|task| task.agent == id)
+            })
+            .map(|t| (t.framework.clone(), t.task.clone()))
+            .collect();
         let agent = Agent {
             hostname: reg.hostname.clone(),
             attributes: reg.attributes.clone(),
@@ -149,7 +180,7 @@ impl BrokerCore {
             reachable: true,
             unreachable_since: None,
             registered_at: self.agents.get(&id).map_or(now, |a| a.registered_at),
-            tasks: reported.clone(),
+            tasks: held,
             offers: Default::default(),
         };
         self.agents.insert(id.clone(), agent);
@@ -177,8 +208,14 @@ impl BrokerCore {
         let mut used = Vec::new();
         for t in &reg.tasks {
             if t.state.is_terminal() {
-                // Ended, update not yet acknowledged: it will arrive as an
-                // update; its resources are free already.
+                // Ended, update not yet acknowledged: it arrives next as an
+                // update, which retires the task. Until then a task the
+                // books still hold keeps its resources in the allocator too,
+                // or books and allocator disagree (and the retirement would
+                // hand back resources the allocator never held).
+                if let Some(task) = self.tasks.get(&(t.framework.clone(), t.task.clone())).filter(|task| task.agent == id) {
+                    used.push((t.framework.clone(), task.role.clone(), task.resources.clone()));
+                }
                 continue;
             }
             if !self.frameworks.contains_key(&t.framework) {

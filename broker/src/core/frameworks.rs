@@ -131,6 +131,9 @@ impl BrokerCore {
             Some(id) => id,
             None => FrameworkId::new(self.fresh_id("F")),
         };
+        // Subscribing again under a removed id starts afresh: what it
+        // launches from now on is its own again.
+        self.removed_frameworks.retain(|f| f != &id);
         if let Some(existing) = self.frameworks.get_mut(&id) {
             // Failover: the new stream takes over from the old one.
             if let Some(old) = existing.conn.take() {
@@ -269,6 +272,10 @@ impl BrokerCore {
         }
         self.frameworks.remove(id);
         self.forget_framework(id, out);
+        self.removed_frameworks.push_back(id.clone());
+        while self.removed_frameworks.len() > super::REMOVED_FRAMEWORKS_KEPT {
+            self.removed_frameworks.pop_front();
+        }
         if let Some(conn) = framework.conn {
             self.framework_conns.remove(&conn);
             out.push(Output::Close(conn));
@@ -345,8 +352,11 @@ impl BrokerCore {
         };
         let key = (framework.clone(), task_id.clone());
         let Some(task) = self.tasks.get(&key) else {
-            let status = broker_status(framework, &task_id, None, TaskState::Unknown, "REASON_RECONCILIATION", "no such task", self.timestamp(now));
-            self.notify_framework(framework, status, out);
+            let agent = (!kill.agent_id.is_empty()).then(|| AgentId::new(kill.agent_id.clone()));
+            match self.unknown_task_status(framework, &task_id, agent.as_ref(), now) {
+                Some(status) => self.notify_framework(framework, status, out),
+                None => tracing::info!(framework_id = %framework, task_id = %task_id, "kill of a task on an agent not yet re-registered; ignored"),
+            }
             return;
         };
         let agent = task.agent.clone();
@@ -369,6 +379,23 @@ impl BrokerCore {
                 }
             }
         }
+    }
+
+    /// What to tell a framework that asks about (reconciles or kills) a
+    /// task the books do not hold, on the agent it names, as Mesos does:
+    /// nothing while a new leader still awaits that agent (it may come back
+    /// with the task), TASK_UNREACHABLE while the agent is unreachable (the
+    /// task may run there), else TASK_UNKNOWN. A terminal answer for a task
+    /// that turns up later is never corrected, so it must not be guessed.
+    fn unknown_task_status(&self, framework: &FrameworkId, task: &TaskId, agent: Option<&AgentId>, now: Duration) -> Option<v1::TaskStatus> {
+        if agent.is_some_and(|a| self.awaiting_agent(a)) {
+            return None;
+        }
+        let (state, message) = match agent.and_then(|a| self.agent_reachable(a)) {
+            Some(false) => (TaskState::Unreachable, "the task's agent is unreachable"),
+            _ => (TaskState::Unknown, "the broker has no record of this task"),
+        };
+        Some(broker_status(framework, task, agent, state, "REASON_RECONCILIATION", message, self.timestamp(now)))
     }
 
     fn acknowledge(&mut self, conn: ConnId, framework: &FrameworkId, ack: &v1::call::Acknowledge, out: &mut Vec<Output>) {
@@ -418,13 +445,10 @@ impl BrokerCore {
                 let agent = if t.agent_id.is_empty() { None } else { Some(AgentId::new(t.agent_id.clone())) };
                 let status = match self.reconciliation_status(framework, &task, now) {
                     Some(status) => status,
-                    None => {
-                        let (state, message) = match agent.as_ref().and_then(|a| self.agent_reachable(a)) {
-                            Some(false) => (TaskState::Unreachable, "the task's agent is unreachable"),
-                            _ => (TaskState::Unknown, "the broker has no record of this task"),
-                        };
-                        broker_status(framework, &task, agent.as_ref(), state, "REASON_RECONCILIATION", message, self.timestamp(now))
-                    }
+                    None => match self.unknown_task_status(framework, &task, agent.as_ref(), now) {
+                        Some(status) => status,
+                        None => continue,
+                    },
                 };
                 statuses.push(status);
             }

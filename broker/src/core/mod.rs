@@ -17,6 +17,7 @@
 mod accept;
 mod agents;
 mod frameworks;
+mod invariants;
 mod recovery;
 pub mod state;
 pub use recovery::RecoveryReport;
@@ -89,6 +90,9 @@ pub const MAX_OFFERS_PER_CYCLE: usize = 2_000;
 /// How many removed agents are remembered (to tell them to kill their
 /// tasks if they come back).
 const REMOVED_AGENTS_KEPT: usize = 10_000;
+/// How many removed frameworks are remembered (to kill their tasks on
+/// agents that were away when they were removed).
+const REMOVED_FRAMEWORKS_KEPT: usize = 10_000;
 /// How many finished tasks `/state` remembers.
 const COMPLETED_TASKS_KEPT: usize = 1000;
 /// Filters longer than this are clamped (a framework cannot hide an agent forever).
@@ -196,6 +200,9 @@ pub struct BrokerCore {
     completed: VecDeque<CompletedTask>,
     /// Agents removed after their re-register timeout, oldest first.
     removed_agents: VecDeque<AgentId>,
+    /// Frameworks removed (failover timeout passed, or torn down), oldest
+    /// first: an agent that returns with their tasks is told to kill them.
+    removed_frameworks: VecDeque<FrameworkId>,
     /// Tasks of removed agents that were told to die: their last updates
     /// are acknowledged here (the framework already heard TASK_GONE).
     doomed_tasks: BTreeSet<(FrameworkId, TaskId)>,
@@ -254,6 +261,7 @@ impl BrokerCore {
             tasks: BTreeMap::new(),
             completed: VecDeque::new(),
             removed_agents: VecDeque::new(),
+            removed_frameworks: VecDeque::new(),
             doomed_tasks: BTreeSet::new(),
             dirty: false,
             last_allocation: None,

@@ -198,6 +198,11 @@ impl BrokerCore {
         tracing::info!(epoch = self.epoch, missing = missing.len(), "recovery complete; offers resume");
     }
 
+    /// True while this new leader waits for `id` to re-register.
+    pub(super) fn awaiting_agent(&self, id: &AgentId) -> bool {
+        self.recovery.as_ref().is_some_and(|r| r.expected.contains(id))
+    }
+
     pub(super) fn agent_recovered(&mut self, id: &AgentId) {
         if let Some(recovery) = &mut self.recovery {
             recovery.expected.remove(id);

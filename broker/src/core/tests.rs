@@ -643,6 +643,7 @@ proptest! {
                 let mem = agent.used.mem + agent.offered.mem + agent.free.mem;
                 prop_assert!((mem - agent.total.mem).abs() < 1e-9);
             }
+            prop_assert!(h.core.check_invariants().is_ok(), "{:?}", h.core.check_invariants());
             // No offer id appears in two live offers; no resource offered twice.
             let live: Vec<_> = h.core.offers.values().collect();
             for a in &h.core.agents {
@@ -762,4 +763,40 @@ fn agents_falling_silent_at_different_times_are_each_found_on_time() {
     assert!(!out.contains(&Output::Close(AGENT_B)), "B silent exactly 5 s is not yet unreachable");
     let out = h.advance(ms(1));
     assert!(out.contains(&Output::Close(AGENT_B)), "B silent 5.001 s");
+}
+
+#[test]
+fn a_task_reported_ended_on_reregistration_keeps_its_resources_until_its_update_and_is_never_reported_again() {
+    let mut h = Harness::new();
+    let agent = h.register_agent(AGENT_A, "", "cpus:2;mem:1024", vec![]);
+    let fw = h.subscribe(FW_1, "one", &[], 60.0);
+    let offers = Harness::offers_in(&h.advance(ms(100)), FW_1);
+    let launched = h.call(FW_1, accept(&[&offers[0]], vec![task("t", "cpus:1;mem:64")]));
+    let info = Harness::run_tasks_in(&launched, AGENT_A)[0].clone();
+    h.agent_update(AGENT_A, &fw, "t", TaskState::Running, 1);
+
+    // The stream drops; the task finishes meanwhile; the agent comes back
+    // reporting it ended, its FINISHED update not yet acknowledged.
+    h.core.agent_detached(AGENT_A, h.now);
+    h.live_agents.clear();
+    let finished = v1::RunningTask {
+        framework_id: fw.clone(),
+        task: Some(info),
+        latest: Some(v1::TaskStatus { task_id: "t".into(), state: task_state_to_proto(TaskState::Finished) as i32, framework_id: fw.clone(), ..Default::default() }),
+    };
+    h.register_agent(AGENT_B, &agent, "cpus:2;mem:1024", vec![finished]);
+    assert_eq!(h.core.check_invariants(), Ok(()));
+    assert_eq!(h.core.state(h.now).agents[0].used.cpus, 1.0, "held until the update retires it");
+
+    let out = h.agent_update(AGENT_B, &fw, "t", TaskState::Finished, 2);
+    assert_eq!(state_of(&Harness::updates_in(&out, FW_1)[0]), TaskState::Finished);
+    assert_eq!(h.core.check_invariants(), Ok(()));
+    assert_eq!(h.core.state(h.now).agents[0].used.cpus, 0.0);
+
+    // The agent falls silent: nothing is reported UNREACHABLE for the
+    // task that already finished.
+    h.live_agents.clear();
+    let out = h.advance(Duration::from_secs(6));
+    assert!(Harness::updates_in(&out, FW_1).is_empty(), "{:?}", Harness::updates_in(&out, FW_1));
+    assert_eq!(h.core.check_invariants(), Ok(()));
 }

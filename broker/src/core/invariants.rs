@@ -1,0 +1,119 @@
+//! The books' invariants as one check, for tests and the cluster
+//! simulation (`weir-sim`) to call after every step.
+//!
+//! What it checks (the promises listed at the top of `core/mod.rs`):
+//! - on every agent, what the allocator holds free plus every live offer
+//!   plus every task in the books is exactly the agent's total;
+//! - offers, tasks and connections are indexed consistently: an offer is in
+//!   its agent's and its framework's sets and in the expiry queue; a task
+//!   in its agent's and framework's sets; a connection binds one id whose
+//!   record names that connection;
+//! - every agent the books hold is known to the allocator.
+//!
+//! It walks all the books, so it is for tests, not for the shell's loop.
+
+use weir_model::ResourceSet;
+
+use super::BrokerCore;
+
+impl BrokerCore {
+    /// Checks the books against each other; says what is out of step.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        for (id, a) in &self.agents {
+            let Some(free) = self.allocator.free(id) else {
+                return Err(format!("agent {id} is in the books but not in the allocator"));
+            };
+            let mut sum = free.clone();
+            let mut offered = ResourceSet::default();
+            for offer_id in &a.offers {
+                let Some(o) = self.offers.get(offer_id) else {
+                    return Err(format!("agent {id} lists offer {offer_id}, which does not exist"));
+                };
+                if &o.agent != id {
+                    return Err(format!("agent {id} lists offer {offer_id}, which is on agent {}", o.agent));
+                }
+                offered.add_assign(&o.resources);
+            }
+            sum.add_assign(&offered);
+            let mut used = ResourceSet::default();
+            for key in &a.tasks {
+                let Some(t) = self.tasks.get(key) else {
+                    return Err(format!("agent {id} lists task {}/{}, which is not in the books", key.0, key.1));
+                };
+                if &t.agent != id {
+                    return Err(format!("agent {id} lists task {}/{}, which the books place on {}", key.0, key.1, t.agent));
+                }
+                used.add_assign(&t.resources);
+            }
+            sum.add_assign(&used);
+            if sum != a.total {
+                return Err(format!(
+                    "agent {id}: free {free} + offered {offered} + used {used} = {sum}, but its total is {}",
+                    a.total
+                ));
+            }
+        }
+        for (offer_id, o) in &self.offers {
+            if !self.agents.get(&o.agent).is_some_and(|a| a.offers.contains(offer_id)) {
+                return Err(format!("offer {offer_id} is not listed by its agent {}", o.agent));
+            }
+            if !self.frameworks.get(&o.framework).is_some_and(|f| f.offers.contains(offer_id)) {
+                return Err(format!("offer {offer_id} is not listed by its framework {}", o.framework));
+            }
+            if !self.offer_expiry.contains(&(o.expires, offer_id.clone())) {
+                return Err(format!("offer {offer_id} never expires: it is not in the expiry queue"));
+            }
+        }
+        if self.offer_expiry.len() != self.offers.len() {
+            return Err(format!("{} offers but {} expiry entries", self.offers.len(), self.offer_expiry.len()));
+        }
+        for ((framework, task_id), t) in &self.tasks {
+            if t.state.is_terminal() {
+                return Err(format!("task {framework}/{task_id} is {} but still in the live books", t.state));
+            }
+            if !self.agents.get(&t.agent).is_some_and(|a| a.tasks.contains(&(framework.clone(), task_id.clone()))) {
+                return Err(format!("task {framework}/{task_id} is not listed by its agent {}", t.agent));
+            }
+            if !self.frameworks.get(framework).is_some_and(|f| f.tasks.contains(task_id)) {
+                return Err(format!("task {framework}/{task_id} is not listed by its framework"));
+            }
+        }
+        for (id, f) in &self.frameworks {
+            for task_id in &f.tasks {
+                if !self.tasks.contains_key(&(id.clone(), task_id.clone())) {
+                    return Err(format!("framework {id} lists task {task_id}, which is not in the books"));
+                }
+            }
+            for offer_id in &f.offers {
+                if self.offers.get(offer_id).is_none_or(|o| &o.framework != id) {
+                    return Err(format!("framework {id} lists offer {offer_id}, which is not its own"));
+                }
+            }
+        }
+        for (conn, id) in &self.agent_conns {
+            if self.agents.get(id).and_then(|a| a.conn) != Some(*conn) {
+                return Err(format!("connection {conn} is bound to agent {id}, whose record names another"));
+            }
+        }
+        for (id, a) in &self.agents {
+            if let Some(conn) = a.conn {
+                if self.agent_conns.get(&conn) != Some(id) {
+                    return Err(format!("agent {id} names connection {conn}, which is not bound to it"));
+                }
+            }
+        }
+        for (conn, id) in &self.framework_conns {
+            if self.frameworks.get(id).and_then(|f| f.conn) != Some(*conn) {
+                return Err(format!("connection {conn} is bound to framework {id}, whose record names another"));
+            }
+        }
+        for (id, f) in &self.frameworks {
+            if let Some(conn) = f.conn {
+                if self.framework_conns.get(&conn) != Some(id) {
+                    return Err(format!("framework {id} names connection {conn}, which is not bound to it"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
