@@ -24,6 +24,8 @@ pub struct FrameworkCtx<'a> {
     pub now: Duration,
     /// The run's one random stream: draw from it, never from elsewhere.
     pub rng: &'a mut SimRng,
+    /// The broker's agents as its operator API shows them now.
+    pub pool: &'a [weir_model::AgentSummary],
 }
 
 /// A participant that talks to the broker as a framework.
@@ -46,6 +48,16 @@ pub trait SimFramework {
     /// The final, fault-free phase begins: stop starting new work, give
     /// back what is held and reconcile, so every task reaches an answer.
     fn quiesce(&mut self, ctx: &mut FrameworkCtx) -> Vec<v1::Call>;
+    /// The participant's own books, checked after every event (a YARN
+    /// core's invariants, say).
+    fn check_step(&self) -> Result<(), String> {
+        Ok(())
+    }
+    /// At the end of the quiet phase, given the broker's live tasks of this
+    /// framework: whatever does not match the participant's own books.
+    fn check_final(&self, _live_broker_tasks: &std::collections::BTreeSet<String>) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 pub const FRAMEWORK_TICK: Duration = Duration::from_millis(500);

@@ -15,12 +15,14 @@ pub mod framework;
 pub mod history;
 pub mod rng;
 mod world;
+pub mod yarn;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub use framework::{FrameworkCtx, ScriptedFramework, SimFramework};
-pub use world::{broker_settings, World};
+pub use world::{broker_settings, World, UNIX_ORIGIN};
+pub use yarn::YarnParticipant;
 
 /// What one run looks like.
 #[derive(Debug, Clone)]
@@ -83,6 +85,9 @@ pub enum ViolationKind {
     Orphan,
     /// The cluster did not come back together in the quiet phase.
     Liveness,
+    /// A participant's own books (the YARN core's invariants, or YARN's
+    /// containers against the broker's tasks).
+    FrameworkBooks,
 }
 
 #[derive(Debug, Clone)]

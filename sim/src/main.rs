@@ -3,6 +3,7 @@
 //!
 //!   cargo run --release -p weir-sim -- --seeds 0..10000
 //!   cargo run --release -p weir-sim -- --seeds 1234 --trace
+//!   cargo run --release -p weir-sim -- --seeds 0..1000 --yarn   (with the YARN core)
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -28,6 +29,10 @@ struct Args {
     /// Let agent crashes orphan a launch under way (a known finding).
     #[arg(long)]
     orphan_launches: bool,
+    /// Add the YARN participant (the real YARN core, scripted clients and
+    /// ApplicationMasters) beside the scripted frameworks.
+    #[arg(long)]
+    yarn: bool,
     /// Print every violation of a failing seed, not just the first.
     #[arg(long)]
     verbose: bool,
@@ -59,7 +64,13 @@ fn main() -> anyhow::Result<()> {
         config.agents = args.agents;
         config.frameworks = args.frameworks;
         config.orphan_launches = args.orphan_launches;
-        let outcome = run(config);
+        let outcome = if args.yarn {
+            let mut world = weir_sim::World::new(config);
+            world.add_framework(Box::new(weir_sim::YarnParticipant::new("yarn")));
+            world.run()
+        } else {
+            run(config)
+        };
         runs += 1;
         launched += outcome.stats.tasks_launched;
         failovers += outcome.stats.broker_failovers;

@@ -210,7 +210,8 @@ impl World {
             .map(|i| {
                 let cpus = 2 + rng.below(7);
                 let mem = 1024 * (1 + rng.below(8));
-                let resources = ResourceSet::parse(&format!("cpus:{cpus};mem:{mem}")).unwrap_or_default();
+                // Ports too: the YARN participant gives each node manager one.
+                let resources = ResourceSet::parse(&format!("cpus:{cpus};mem:{mem};ports:[31000-31009]")).unwrap_or_default();
                 SimAgent {
                     info: v1::AgentInfo {
                         id: String::new(),
@@ -777,7 +778,10 @@ impl World {
     // ---- frameworks -----------------------------------------------------
 
     fn with_framework<T>(&mut self, i: usize, f: impl FnOnce(&mut dyn SimFramework, &mut FrameworkCtx) -> T) -> T {
-        let mut ctx = FrameworkCtx { now: self.now, rng: &mut self.rng };
+        // What a framework could read from the broker's operator API
+        // (`GetState`) right now, as the YARN shim polls it for its nodes.
+        let pool = self.broker.core.agent_summaries();
+        let mut ctx = FrameworkCtx { now: self.now, rng: &mut self.rng, pool: &pool };
         f(self.frameworks[i].framework.as_mut(), &mut ctx)
     }
 
@@ -949,6 +953,10 @@ impl World {
         if let Err(e) = self.broker.core.check_invariants() {
             self.violation(ViolationKind::Books, e);
         }
+        let broken: Vec<String> = self.frameworks.iter().filter_map(|f| f.framework.check_step().err()).collect();
+        for e in broken {
+            self.violation(ViolationKind::FrameworkBooks, e);
+        }
     }
 
     fn check_final(&mut self) {
@@ -1021,6 +1029,21 @@ impl World {
         for (key, (agent, st)) in &broker_tasks {
             if !agent_live.contains_key(key) {
                 found.push((ViolationKind::Books, format!("{}/{}: the broker holds it {st} on {agent}, but no agent runs it", key.0, key.1)));
+            }
+        }
+        for f in &self.frameworks {
+            if f.abandoned || f.id.is_empty() {
+                continue;
+            }
+            let live: std::collections::BTreeSet<String> = state
+                .tasks
+                .iter()
+                .filter(|t| t.framework_id == f.id)
+                .filter(|t| !["TASK_FINISHED", "TASK_FAILED", "TASK_KILLED", "TASK_ERROR", "TASK_GONE", "TASK_DROPPED", "TASK_UNKNOWN"].contains(&t.state.as_str()))
+                .map(|t| t.id.clone())
+                .collect();
+            for problem in f.framework.check_final(&live) {
+                found.push((ViolationKind::FrameworkBooks, problem));
             }
         }
         for problem in self.history.check_order() {

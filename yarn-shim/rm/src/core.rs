@@ -17,6 +17,7 @@
 //! Invariants (`check_invariants`): those of the books and of the
 //! scheduler, and every effect a call produced reaches the outbox.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -60,11 +61,20 @@ pub struct YarnCore {
     rm: RmCore,
     scheduler: Scheduler,
     outbox: Vec<Effect>,
+    /// Tasks last heard TASK_UNREACHABLE: the scheduler has given them up
+    /// (their containers are lost), but whether they still run is open
+    /// until a terminal update says so. Reconciled with the live ones every
+    /// [`RECONCILE_EVERY`]; one that turns up running is killed.
+    unsettled: BTreeMap<weir_model::TaskId, weir_model::AgentId>,
+    last_reconcile: Duration,
 }
+
+/// How often tasks last heard unreachable are reconciled.
+pub const RECONCILE_EVERY: Duration = Duration::from_secs(10);
 
 impl YarnCore {
     pub fn new(rm: RmCore, scheduler: Scheduler) -> YarnCore {
-        YarnCore { rm, scheduler, outbox: Vec::new() }
+        YarnCore { rm, scheduler, outbox: Vec::new(), unsettled: BTreeMap::new(), last_reconcile: Duration::ZERO }
     }
 
     /// The books, for reading (reports, lookups).
@@ -90,6 +100,35 @@ impl YarnCore {
     pub fn tick(&mut self, now: Now) {
         let effects = self.scheduler.tick(&mut self.rm, now);
         self.outbox.extend(effects);
+        if now.mono.saturating_sub(self.last_reconcile) >= RECONCILE_EVERY {
+            self.reconcile(now);
+        }
+    }
+
+    /// Asks the broker about every task the core counts as live or last
+    /// heard unreachable (explicit reconciliation, as Mesos advises after
+    /// every (re)subscription and periodically): a launch lost on a broken
+    /// stream comes back TASK_UNKNOWN and its container ends as lost; one
+    /// that runs although given up is killed (see `task_update`).
+    pub fn reconcile(&mut self, now: Now) {
+        self.last_reconcile = now.mono;
+        let mut tasks: BTreeMap<weir_model::TaskId, weir_model::AgentId> = self.unsettled.clone();
+        tasks.extend(self.scheduler.live_tasks());
+        if !tasks.is_empty() {
+            self.outbox.push(Effect::Reconcile { tasks: tasks.into_iter().collect() });
+        }
+    }
+
+    /// The broker reported `task_id` TASK_UNREACHABLE (besides the
+    /// `TaskEvent::Lost` that ends its container): keep asking until its
+    /// fate is known.
+    pub fn unreachable(&mut self, task_id: &weir_model::TaskId, agent_id: &weir_model::AgentId) {
+        self.unsettled.insert(task_id.clone(), agent_id.clone());
+    }
+
+    /// Tasks whose fate is still open (for `/state` and tests).
+    pub fn unsettled(&self) -> impl Iterator<Item = &weir_model::TaskId> {
+        self.unsettled.keys()
     }
 
     pub fn offers(&mut self, offers: Vec<Offer>, now: Now) {
@@ -97,7 +136,22 @@ impl YarnCore {
         self.outbox.extend(effects);
     }
 
-    pub fn task_update(&mut self, task_id: &weir_model::TaskId, event: TaskEvent, now: Now) {
+    /// A broker update about one of our tasks on `agent_id`. A task that
+    /// runs although the scheduler has given it up (it was lost when its
+    /// agent became unreachable, then the agent came back with it; or a
+    /// kill never reached it) is killed, as YARN's RM kills the containers
+    /// a returning node manager reports but the RM no longer knows.
+    pub fn task_update(&mut self, task_id: &weir_model::TaskId, agent_id: &weir_model::AgentId, event: TaskEvent, now: Now) {
+        if event != TaskEvent::Running {
+            // Any end settles it, unless this very update is the
+            // unreachable one (the shell then calls `unreachable`).
+            self.unsettled.remove(task_id);
+        }
+        if event == TaskEvent::Running && !self.scheduler.knows_task(task_id) {
+            tracing::info!(%task_id, %agent_id, "a task the YARN scheduler no longer counts runs; killing it");
+            self.outbox.push(Effect::Kill { task_id: task_id.clone(), agent_id: agent_id.clone() });
+            return;
+        }
         let effects = self.scheduler.task_update(&mut self.rm, task_id, event, now);
         self.outbox.extend(effects);
     }
@@ -307,7 +361,7 @@ mod tests {
         };
         c.offers(vec![offer], Now::from(3));
         let am = ContainerId { attempt: AttemptId { app: id, attempt: 1 }, id: 1 };
-        c.task_update(&weir_model::TaskId::new(am.to_string()), TaskEvent::Running, Now::from(4));
+        c.task_update(&weir_model::TaskId::new(am.to_string()), &"a1".into(), TaskEvent::Running, Now::from(4));
         let report = crate::convert::report_to_proto(c.rm().application(id).unwrap());
         assert_eq!((report.host(), report.rpc_port()), ("N/A", -1), "no AM has registered yet");
         let endpoint = AmEndpoint { host: "box".into(), rpc_port: 41000, tracking_url: "http://box:8088/".into() };

@@ -40,3 +40,9 @@ pub fn task_event(s: &v1::TaskStatus) -> Option<TaskEvent> {
         S::TaskStaging | S::TaskStarting | S::TaskKilling | S::Unspecified => return None,
     })
 }
+
+/// Whether an update says the task's agent is unreachable: not an end, so
+/// the core keeps asking about the task (`YarnCore::unreachable`).
+pub fn is_unreachable(s: &v1::TaskStatus) -> bool {
+    s.state == v1::TaskState::TaskUnreachable as i32
+}

@@ -147,6 +147,8 @@ pub enum Effect {
     Launch { offer_id: OfferId, agent_id: AgentId, tasks: Vec<TaskPlan> },
     Decline { offer_id: OfferId, refuse_ms: i64 },
     Kill { task_id: TaskId, agent_id: AgentId },
+    /// Ask the broker for the fate of tasks last heard unreachable.
+    Reconcile { tasks: Vec<(TaskId, AgentId)> },
     /// Start the AM in its container through the node manager (the shell
     /// adds the AMRM token to the client's launch context).
     StartAm { application: ApplicationId, container: Allocated },
@@ -459,6 +461,23 @@ impl Scheduler {
     }
 
     /// The node manager (host, port) of an agent, if one runs or starts.
+    /// Every broker task the scheduler counts as live, with its agent:
+    /// containers not yet done and node managers not yet ended (a
+    /// stopping one still runs). A simulation compares it with the
+    /// broker's books.
+    pub fn live_tasks(&self) -> Vec<(TaskId, AgentId)> {
+        let containers = self.containers.values().map(|c| (TaskId::new(c.allocated.id.to_string()), c.allocated.agent_id.clone()));
+        let nms = self.nms.iter().map(|(agent, nm)| (nm.task_id.clone(), agent.clone()));
+        containers.chain(nms).collect()
+    }
+
+    /// Whether `task_id` is a container or node manager the scheduler
+    /// counts as live.
+    pub fn knows_task(&self, task_id: &TaskId) -> bool {
+        self.nms.values().any(|nm| nm.task_id == *task_id)
+            || task_id.as_str().parse::<ContainerId>().is_ok_and(|cid| self.containers.contains_key(&cid))
+    }
+
     pub fn node_manager(&self, agent_id: &AgentId) -> Option<(String, u64)> {
         self.nms.get(agent_id).filter(|n| n.state != NmState::Stopping).map(|n| (n.host.clone(), n.port))
     }

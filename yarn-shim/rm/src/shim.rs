@@ -35,7 +35,7 @@ use weir_yarn_ipc::security::credentials::Credentials;
 use crate::am_protocol::{AmProtocol, Rm};
 use crate::client_protocol::ClientProtocol;
 use crate::core::{self as yarn_core, CoreHandle, YarnCore};
-use crate::framework::{offer_from_proto, task_event};
+use crate::framework::{is_unreachable, offer_from_proto, task_event};
 use weir_yarn_api::ids::NodeId;
 use weir_yarn_api::records as r;
 use crate::rm_core::{Capacity, NodeState, ObservedNode, RmCore};
@@ -307,13 +307,29 @@ async fn drive(mut framework: Framework, rm: Arc<Rm>, mut effects: mpsc::Unbound
                         if let Some(status) = u.status.as_ref() {
                             if let Some(event) = task_event(status) {
                                 let task_id = weir_model::TaskId::new(status.task_id.clone());
-                                if rm.core.call(move |core, now| core.task_update(&task_id, event, now)).await.is_err() {
+                                let agent_id = weir_model::AgentId::new(status.agent_id.clone());
+                                let unreachable = is_unreachable(status);
+                                let update = move |core: &mut YarnCore, now| {
+                                    core.task_update(&task_id, &agent_id, event, now);
+                                    if unreachable {
+                                        core.unreachable(&task_id, &agent_id);
+                                    }
+                                };
+                                if rm.core.call(update).await.is_err() {
                                     return;
                                 }
                             }
                             if let Err(e) = framework.acknowledge(status).await {
                                 warn!(framework_id = %framework.id(), task_id = %status.task_id, error = %e, "cannot acknowledge an update");
                             }
+                        }
+                        Vec::new()
+                    }
+                    v1::event::Kind::Subscribed(_) => {
+                        // (Re-)subscribed, perhaps to a new leader: launches
+                        // and kills sent on the old stream may be lost.
+                        if rm.core.call(|core, now| core.reconcile(now)).await.is_err() {
+                            return;
                         }
                         Vec::new()
                     }
@@ -422,6 +438,10 @@ async fn carry_out(framework: &Framework, rm: &Arc<Rm>, settings: &Arc<ShimSetti
             framework.kill(&task_id, Some(&agent_id)).await
         }
         Effect::Revive => framework.revive().await,
+        Effect::Reconcile { tasks } => {
+            debug!(framework_id = %id, tasks = tasks.len(), "reconciling tasks last heard unreachable");
+            framework.reconcile(tasks.into_iter().map(|(t, a)| (t, Some(a))).collect()).await
+        }
         Effect::StartAm { application, container } => {
             let (rm, settings) = (rm.clone(), settings.clone());
             tokio::spawn(async move {
