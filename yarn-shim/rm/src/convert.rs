@@ -184,3 +184,70 @@ pub fn queue_to_proto(q: &QueueReport) -> r::QueueInfoProto {
         scheduler_type: Some("weir".into()),
     }
 }
+
+/// YARN's attempt state on the wire.
+pub fn attempt_state_to_proto(s: crate::core::AttemptState) -> r::YarnApplicationAttemptStateProto {
+    use crate::core::AttemptState as A;
+    use r::YarnApplicationAttemptStateProto as P;
+    match s {
+        A::Scheduled => P::AppAttemptScheduled,
+        A::Launched => P::AppAttemptLaunched,
+        A::Running => P::AppAttemptRunning,
+        A::Finished => P::AppAttemptFinished,
+        A::Failed => P::AppAttemptFailed,
+        A::Killed => P::AppAttemptKilled,
+    }
+}
+
+/// An attempt as RMAppAttemptImpl.createApplicationAttemptReport gives it
+/// (no AM host or RPC port is known: "N/A" and -1, as YARN before
+/// registration).
+pub fn attempt_report_to_proto(a: &crate::core::AttemptReport) -> r::ApplicationAttemptReportProto {
+    r::ApplicationAttemptReportProto {
+        application_attempt_id: Some(weir_yarn_api::convert::attempt_to_proto(a.id)),
+        host: Some("N/A".into()),
+        rpc_port: Some(-1),
+        tracking_url: Some("N/A".into()),
+        diagnostics: Some(a.diagnostics.clone()),
+        yarn_application_attempt_state: Some(attempt_state_to_proto(a.state) as i32),
+        am_container_id: a.am_container.as_ref().map(|c| weir_yarn_api::convert::container_to_proto(c.id)),
+        original_tracking_url: Some("N/A".into()),
+        start_time: Some(a.start_ms),
+        finish_time: Some(a.finish_ms),
+    }
+}
+
+/// A live container as RMContainerImpl.createContainerReport gives it;
+/// `node_http` is the node's web address (`host:port`), when known.
+pub fn container_report_to_proto(c: &crate::core::ContainerReport, node_http: Option<&str>) -> r::ContainerReportProto {
+    let a = &c.container;
+    let http = node_http.map(|h| format!("http://{h}"));
+    r::ContainerReportProto {
+        container_id: Some(weir_yarn_api::convert::container_to_proto(a.id)),
+        resource: Some(capacity_to_proto(a.capacity)),
+        node_id: Some(node_id_to_proto(&a.node)),
+        priority: Some(r::PriorityProto { priority: Some(a.priority) }),
+        creation_time: Some(c.created_ms),
+        finish_time: Some(0),
+        diagnostics_info: Some(String::new()),
+        log_url: http.as_ref().map(|h| format!("{h}/node/containerlogs/{}/{}", a.id, a.user)),
+        container_exit_status: Some(0),
+        container_state: Some(r::ContainerStateProto::CRunning as i32),
+        node_http_address: http,
+        execution_type: Some(r::ExecutionTypeProto::Guaranteed as i32),
+        exposed_ports: None,
+    }
+}
+
+/// getResourceTypeInfo: the two resource types YARN always has, as
+/// ResourceUtils reports them without a resource-types.xml.
+pub fn resource_types_to_proto() -> Vec<r::ResourceTypeInfoProto> {
+    [("memory-mb", "Mi"), ("vcores", "")]
+        .into_iter()
+        .map(|(name, units)| r::ResourceTypeInfoProto {
+            name: name.into(),
+            units: Some(units.into()),
+            r#type: Some(r::ResourceTypesProto::Countable as i32),
+        })
+        .collect()
+}

@@ -44,6 +44,25 @@ impl AppState {
         AppState::Killed,
     ];
 
+    /// RMAppState's name, as YARN's messages print it.
+    pub fn java_name(self) -> &'static str {
+        match self {
+            AppState::New => "NEW",
+            AppState::Submitted => "SUBMITTED",
+            AppState::Accepted => "ACCEPTED",
+            AppState::Running => "RUNNING",
+            AppState::Finished => "FINISHED",
+            AppState::Failed => "FAILED",
+            AppState::Killed => "KILLED",
+        }
+    }
+
+    /// Whether the scheduler tracks the application (ClientRMService's
+    /// ACTIVE_APP_STATES): only then may it move or change priority.
+    pub fn is_active(self) -> bool {
+        matches!(self, AppState::Accepted | AppState::Running)
+    }
+
     pub fn is_final(self) -> bool {
         matches!(self, AppState::Finished | AppState::Failed | AppState::Killed)
     }
@@ -207,6 +226,9 @@ pub enum RmError {
     IdsExhausted(i32),
     #[error("no queues configured: at least one is needed")]
     NoQueues,
+    /// A refusal YARN words itself (thrown as a plain YarnException).
+    #[error("{0}")]
+    Refused(String),
     #[error("queue name {0:?} is not valid: use letters, digits, '-' and '_' (and not \"root\")")]
     BadQueueName(String),
 }
@@ -236,6 +258,10 @@ pub enum KillOutcome {
 }
 
 pub const ROOT_QUEUE: &str = "root";
+
+/// `yarn.cluster.max-application-priority`'s default: YARN caps every
+/// application priority at it, so with the default all priorities are 0.
+pub const MAX_APPLICATION_PRIORITY: i32 = 0;
 
 pub struct RmCore {
     cluster_timestamp: i64,
@@ -393,6 +419,41 @@ impl RmCore {
             };
         }
         Ok(KillOutcome::Killed)
+    }
+
+    /// moveApplicationAcrossQueues, with YARN's refusals: only ACCEPTED or
+    /// RUNNING applications move, and only to a configured queue (`root.`
+    /// prefix allowed). Returns the queue it left. The books change; the
+    /// scheduler keeps serving the application from the queue it adopted
+    /// it in until its next attempt.
+    pub fn move_to_queue(&mut self, id: ApplicationId, target: &str) -> Result<String, RmError> {
+        let app = self.application(id)?;
+        if !app.state.is_active() {
+            return Err(RmError::Refused(format!("App in {} state cannot be moved.", app.state.java_name())));
+        }
+        let name = target.strip_prefix("root.").unwrap_or(target);
+        if !self.queues.iter().any(|q| q == name) {
+            return Err(RmError::Refused(format!("Target queue {target} not found or is not a leaf queue.")));
+        }
+        let app = self.apps.get_mut(&id).ok_or(RmError::ApplicationNotFound(id))?;
+        Ok(std::mem::replace(&mut app.submission.queue, name.to_owned()))
+    }
+
+    /// updateApplicationPriority as YARN answers it: an ended application
+    /// keeps (and reports) its priority; one the scheduler does not track
+    /// yet is refused; otherwise the priority becomes the asked one capped
+    /// at [`MAX_APPLICATION_PRIORITY`]. Returns the priority now in force.
+    pub fn update_priority(&mut self, id: ApplicationId, wanted: i32) -> Result<i32, RmError> {
+        let app = self.application(id)?;
+        if app.state.is_final() {
+            return Ok(app.submission.priority);
+        }
+        if !app.state.is_active() {
+            return Err(RmError::Refused(format!("Application in {} state cannot update priority.", app.state.java_name())));
+        }
+        let app = self.apps.get_mut(&id).ok_or(RmError::ApplicationNotFound(id))?;
+        app.submission.priority = wanted.min(MAX_APPLICATION_PRIORITY);
+        Ok(app.submission.priority)
     }
 
     /// The ApplicationMaster registered (ApplicationMasterProtocol).
