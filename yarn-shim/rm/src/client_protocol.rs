@@ -337,8 +337,15 @@ impl Service for ClientProtocol {
             "getApplicationReport" => {
                 let req: r::GetApplicationReportRequestProto = decode("GetApplicationReportRequestProto", request)?;
                 let id = convert::app_id_from_proto("application_id", req.application_id.as_ref()).map_err(invalid)?;
-                let app = self.books(move |rm, _| rm.application(id).cloned()).await?.map_err(rm)?;
-                r::GetApplicationReportResponseProto { application_report: Some(convert::report_to_proto(&app)) }.encode_to_vec()
+                let report = self
+                    .yarn(move |core, _| {
+                        let mut report = convert::report_to_proto(core.rm().application(id)?);
+                        convert::add_usage(&mut report, &core.app_usage(id));
+                        Ok::<_, RmError>(report)
+                    })
+                    .await?
+                    .map_err(rm)?;
+                r::GetApplicationReportResponseProto { application_report: Some(report) }.encode_to_vec()
             }
             "getApplications" => {
                 let req: r::GetApplicationsRequestProto = decode("GetApplicationsRequestProto", request)?;
@@ -358,8 +365,19 @@ impl Service for ClientProtocol {
                     finish_range: range(req.finish_begin, req.finish_end),
                     limit: req.limit.filter(|l| *l > 0).map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
                 };
-                let found = self.books(move |rm, _| rm.applications(&filter).into_iter().cloned().collect::<Vec<_>>()).await?;
-                let applications = found.iter().map(convert::report_to_proto).collect();
+                let applications = self
+                    .yarn(move |core, _| {
+                        let found = core.rm().applications(&filter);
+                        found
+                            .into_iter()
+                            .map(|app| {
+                                let mut report = convert::report_to_proto(app);
+                                convert::add_usage(&mut report, &core.app_usage(app.id()));
+                                report
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                    .await?;
                 r::GetApplicationsResponseProto { applications }.encode_to_vec()
             }
             "forceKillApplication" => {
@@ -768,6 +786,14 @@ mod tests {
         let e = err(call::<_, r::GetApplicationAttemptsResponseProto>(&rig.protocol, "alice", "getApplicationAttempts", &req).await);
         assert_eq!(e.0, "org.apache.hadoop.yarn.exceptions.ApplicationNotFoundException");
         assert_eq!(e.1, "Application with id 'application_1_0009' doesn't exist in RM. Please check that the job submission was successful.");
+
+        // The application report names the current attempt (yarn top needs it) and what runs.
+        let req = r::GetApplicationReportRequestProto { application_id: Some(app_proto(rig.app)) };
+        let rsp: r::GetApplicationReportResponseProto = call(&rig.protocol, "alice", "getApplicationReport", &req).await.unwrap();
+        let report = rsp.application_report.unwrap();
+        assert_eq!(convert::attempt_from_proto(report.current_application_attempt_id.as_ref()), Some(rig.attempt));
+        let usage = report.app_resource_usage.unwrap();
+        assert_eq!((usage.num_used_containers(), usage.used_resources.map(|r| r.memory())), (1, Some(512)));
 
         let req = r::GetContainersRequestProto { application_attempt_id: Some(convert::attempt_to_proto(rig.attempt)) };
         let rsp: r::GetContainersResponseProto = call(&rig.protocol, "alice", "getContainers", &req).await.unwrap();

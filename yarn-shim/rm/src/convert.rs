@@ -251,3 +251,14 @@ pub fn resource_types_to_proto() -> Vec<r::ResourceTypeInfoProto> {
         })
         .collect()
 }
+
+/// Adds what only the scheduler knows to an application report: the
+/// current attempt (`yarn top` needs it) and the live containers' usage.
+pub fn add_usage(report: &mut r::ApplicationReportProto, usage: &crate::core::AppUsage) {
+    report.current_application_attempt_id = usage.current_attempt.map(weir_yarn_api::convert::attempt_to_proto);
+    if let Some(u) = report.app_resource_usage.as_mut() {
+        u.num_used_containers = Some(usage.containers);
+        u.used_resources = Some(capacity_to_proto(usage.used));
+        u.needed_resources = Some(capacity_to_proto(usage.used));
+    }
+}

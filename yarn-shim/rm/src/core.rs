@@ -95,6 +95,14 @@ pub struct ContainerReport {
     pub created_ms: i64,
 }
 
+/// What an application report needs from the scheduler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AppUsage {
+    pub current_attempt: Option<AttemptId>,
+    pub containers: i32,
+    pub used: weir_yarn_api::resource::Capacity,
+}
+
 #[derive(Debug, Clone)]
 struct SeenAttempt {
     am_container: Allocated,
@@ -219,6 +227,19 @@ impl YarnCore {
             });
         }
         Ok(reports)
+    }
+
+    /// The current attempt of `app` and what its live containers hold
+    /// (for application reports and `yarn top`).
+    pub fn app_usage(&self, app: ApplicationId) -> AppUsage {
+        let live = self.scheduler.live_containers(app);
+        let mut usage = AppUsage { current_attempt: self.scheduler.current_attempt(app), ..AppUsage::default() };
+        for c in live.iter().filter_map(|id| self.seen.containers.get(id)) {
+            usage.containers += 1;
+            usage.used.memory_mb += c.container.capacity.memory_mb;
+            usage.used.vcores += c.container.capacity.vcores;
+        }
+        usage
     }
 
     /// getApplicationAttemptReport.
