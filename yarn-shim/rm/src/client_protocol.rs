@@ -296,6 +296,53 @@ fn container_id(field: &'static str, p: Option<&r::ContainerIdProto>) -> Result<
     p.and_then(convert::container_from_proto).ok_or_else(|| missing(field))
 }
 
+/// Fills a queue's (and its children's) resource statistics from the live
+/// containers, as `yarn top` and `queue -status` read them: allocated is
+/// what the queue's applications hold, available what the running nodes
+/// have left; nothing is pending or reserved in YARN's sense here.
+fn add_queue_usage(core: &YarnCore, q: &mut r::QueueInfoProto) {
+    use crate::rm_core::{AppState, NodeState};
+    let total = core.rm().nodes(&[NodeState::Running]).iter().fold((0i64, 0i64), |(m, v), n| {
+        (m + n.observed.capability.memory_mb, v + i64::from(n.observed.capability.vcores))
+    });
+    let all = AppFilter { states: vec![AppState::Accepted, AppState::Running], ..AppFilter::default() };
+    let used_all = core.rm().applications(&all).iter().map(|a| core.app_usage(a.id())).fold((0i64, 0i64), |(m, v), u| {
+        (m + u.used.memory_mb, v + i64::from(u.used.vcores))
+    });
+    fn fill(core: &YarnCore, q: &mut r::QueueInfoProto, available: (i64, i64)) {
+        let name = q.queue_name.clone().unwrap_or_default();
+        let queues = if name == ROOT_QUEUE { Vec::new() } else { vec![name] };
+        let filter = AppFilter { states: vec![crate::rm_core::AppState::Running], queues, ..AppFilter::default() };
+        let running = core.rm().applications(&filter);
+        let mut users: Vec<&str> = running.iter().map(|a| a.submission.user.as_str()).collect();
+        users.sort_unstable();
+        users.dedup();
+        let (mut memory, mut vcores, mut containers) = (0i64, 0i64, 0i64);
+        for u in running.iter().map(|a| core.app_usage(a.id())) {
+            memory += u.used.memory_mb;
+            vcores += i64::from(u.used.vcores);
+            containers += i64::from(u.containers);
+        }
+        if let Some(s) = q.queue_statistics.as_mut() {
+            s.num_active_users = Some(users.len() as i64);
+            s.available_memory_mb = Some(available.0);
+            s.allocated_memory_mb = Some(memory);
+            s.available_v_cores = Some(available.1);
+            s.allocated_v_cores = Some(vcores);
+            s.allocated_containers = Some(containers);
+            for zero in [&mut s.pending_memory_mb, &mut s.reserved_memory_mb, &mut s.pending_v_cores, &mut s.reserved_v_cores] {
+                *zero = Some(0);
+            }
+            s.pending_containers = Some(0);
+            s.reserved_containers = Some(0);
+        }
+        for child in &mut q.child_queues {
+            fill(core, child, available);
+        }
+    }
+    fill(core, q, ((total.0 - used_all.0).max(0), (total.1 - used_all.1).max(0)));
+}
+
 /// Container reports with their nodes' web addresses (from the books).
 fn container_protos(core: &YarnCore, reports: &[crate::core::ContainerReport]) -> Vec<r::ContainerReportProto> {
     let nodes = core.rm().nodes(&[]);
@@ -428,8 +475,15 @@ impl Service for ClientProtocol {
                 let req: r::GetQueueInfoRequestProto = decode("GetQueueInfoRequestProto", request)?;
                 let name = req.queue_name.clone().filter(|q| !q.is_empty()).unwrap_or_else(|| ROOT_QUEUE.into());
                 let (apps, children, recursive) = (req.include_applications(), req.include_child_queues(), req.recursive());
-                let report = self.books(move |rm, _| rm.queue_info(&name, apps, children, recursive)).await?.map_err(rm)?;
-                r::GetQueueInfoResponseProto { queue_info: Some(convert::queue_to_proto(&report)) }.encode_to_vec()
+                let info = self
+                    .yarn(move |core, _| {
+                        let mut info = convert::queue_to_proto(&core.rm().queue_info(&name, apps, children, recursive)?);
+                        add_queue_usage(core, &mut info);
+                        Ok::<_, RmError>(info)
+                    })
+                    .await?
+                    .map_err(rm)?;
+                r::GetQueueInfoResponseProto { queue_info: Some(info) }.encode_to_vec()
             }
             "getQueueUserAcls" => {
                 let _: r::GetQueueUserAclsInfoRequestProto = decode("GetQueueUserAclsInfoRequestProto", request)?;
@@ -786,6 +840,13 @@ mod tests {
         let e = err(call::<_, r::GetApplicationAttemptsResponseProto>(&rig.protocol, "alice", "getApplicationAttempts", &req).await);
         assert_eq!(e.0, "org.apache.hadoop.yarn.exceptions.ApplicationNotFoundException");
         assert_eq!(e.1, "Application with id 'application_1_0009' doesn't exist in RM. Please check that the job submission was successful.");
+
+        // Queue statistics count what runs (yarn top's header).
+        let req = r::GetQueueInfoRequestProto { queue_name: Some("root".into()), ..Default::default() };
+        let rsp: r::GetQueueInfoResponseProto = call(&rig.protocol, "alice", "getQueueInfo", &req).await.unwrap();
+        let stats = rsp.queue_info.and_then(|q| q.queue_statistics).unwrap();
+        assert_eq!((stats.num_active_users(), stats.allocated_memory_mb(), stats.available_memory_mb()), (1, 512, 8192 - 512));
+        assert_eq!((stats.allocated_v_cores(), stats.available_v_cores(), stats.allocated_containers()), (1, 7, 1));
 
         // The application report names the current attempt (yarn top needs it) and what runs.
         let req = r::GetApplicationReportRequestProto { application_id: Some(app_proto(rig.app)) };
