@@ -385,9 +385,11 @@ impl Service for ClientProtocol {
                 let req: r::GetApplicationReportRequestProto = decode("GetApplicationReportRequestProto", request)?;
                 let id = convert::app_id_from_proto("application_id", req.application_id.as_ref()).map_err(invalid)?;
                 let report = self
-                    .yarn(move |core, _| {
-                        let mut report = convert::report_to_proto(core.rm().application(id)?);
+                    .yarn(move |core, now| {
+                        let app = core.rm().application(id)?;
+                        let mut report = convert::report_to_proto(app);
                         convert::add_usage(&mut report, &core.app_usage(id));
+                        convert::add_remaining_lifetime(&mut report, app, now.unix_ms);
                         Ok::<_, RmError>(report)
                     })
                     .await?
@@ -413,13 +415,14 @@ impl Service for ClientProtocol {
                     limit: req.limit.filter(|l| *l > 0).map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
                 };
                 let applications = self
-                    .yarn(move |core, _| {
+                    .yarn(move |core, now| {
                         let found = core.rm().applications(&filter);
                         found
                             .into_iter()
                             .map(|app| {
                                 let mut report = convert::report_to_proto(app);
                                 convert::add_usage(&mut report, &core.app_usage(app.id()));
+                                convert::add_remaining_lifetime(&mut report, app, now.unix_ms);
                                 report
                             })
                             .collect::<Vec<_>>()
@@ -589,21 +592,35 @@ impl Service for ClientProtocol {
                         "At least one ApplicationTimeoutType should be configured for updating timeouts.",
                     ));
                 }
-                let state = self.books(move |rm, _| rm.application(id).map(|a| a.state)).await?.map_err(rm)?;
-                if !state.is_final() && !matches!(state, crate::rm_core::AppState::Submitted) && !state.is_active() {
-                    return Err(RpcError::application(
-                        YARN_EXCEPTION,
-                        format!("Application is in {} state can not update timeout.", state.java_name()),
-                    ));
+                let mut expiries = Vec::new();
+                for t in &req.application_timeouts {
+                    let text = t.expire_time.clone().unwrap_or_default();
+                    let ms = crate::rm_core::parse_iso8601(&text).ok_or_else(|| {
+                        RpcError::application(
+                            YARN_EXCEPTION,
+                            format!(
+                                "Expire time is not in ISO8601 format. ISO8601 supported format is yyyy-MM-dd'T'HH:mm:ss.SSSZ. \
+                                 Configured timeout value is {text}"
+                            ),
+                        )
+                    })?;
+                    expiries.push(ms);
                 }
-                if !state.is_final() {
-                    // Lifetimes are not enforced by this RM: refuse rather than
-                    // accept a deadline nobody keeps.
-                    return Err(RpcError::application(
-                        YARN_EXCEPTION,
-                        format!("Application {id}: application lifetimes are not supported by Weir's ResourceManager"),
-                    ));
-                }
+                let outcome = self
+                    .books(move |rm, now| {
+                        let state = rm.application(id)?.state;
+                        if state == crate::rm_core::AppState::New {
+                            return Err(RmError::Refused(format!("Application is in {} state can not update timeout.", state.java_name())));
+                        }
+                        // LIFETIME is YARN's only timeout type: the earliest asked expiry wins.
+                        match expiries.iter().min() {
+                            Some(ms) => rm.update_lifetime(id, *ms, now.unix_ms),
+                            None => Ok(()),
+                        }
+                    })
+                    .await?;
+                outcome.map_err(rm)?;
+                info!(application_id = %id, %user, "application lifetime updated");
                 r::UpdateApplicationTimeoutsResponseProto { application_timeouts: req.application_timeouts }.encode_to_vec()
             }
             "getDelegationToken" => {
@@ -919,6 +936,39 @@ mod tests {
         let absent = ApplicationId { cluster_timestamp: 1, id: 7 };
         let e = err(call::<_, r::UpdateApplicationPriorityResponseProto>(&rig.protocol, "alice", "updateApplicationPriority", &prio(1, absent)).await);
         assert_eq!(e.0, "org.apache.hadoop.yarn.exceptions.ApplicationNotFoundException");
+    }
+
+    /// `yarn application -updateLifetime`: the expiry is kept, reported,
+    /// and the application is killed when it passes, with YARN's words.
+    #[tokio::test]
+    async fn lifetimes_are_set_reported_and_enforced() {
+        let rig = rig().await;
+        let at = |text: &str| r::UpdateApplicationTimeoutsRequestProto {
+            application_id: app_proto(rig.app),
+            application_timeouts: vec![r::ApplicationUpdateTimeoutMapProto {
+                application_timeout_type: Some(r::ApplicationTimeoutTypeProto::AppTimeoutLifetime as i32),
+                expire_time: Some(text.into()),
+            }],
+        };
+        let e = err(call::<_, r::UpdateApplicationTimeoutsResponseProto>(&rig.protocol, "alice", "updateApplicationTimeouts", &at("tomorrow")).await);
+        assert_eq!(e.1, "Expire time is not in ISO8601 format. ISO8601 supported format is yyyy-MM-dd'T'HH:mm:ss.SSSZ. Configured timeout value is tomorrow");
+        let e = err(call::<_, r::UpdateApplicationTimeoutsResponseProto>(&rig.protocol, "alice", "updateApplicationTimeouts", &at("2000-01-01T00:00:00.000+0000")).await);
+        assert_eq!(e.1, "Expire time is less than current time, current-time=2023-11-14T22:13:20.000+0000 expire-time=2000-01-01T00:00:00.000+0000");
+        let rsp: r::UpdateApplicationTimeoutsResponseProto =
+            call(&rig.protocol, "alice", "updateApplicationTimeouts", &at("2023-11-14T22:13:30.000+0000")).await.unwrap();
+        assert_eq!(rsp.application_timeouts.len(), 1);
+        async fn report(p: &ClientProtocol, app: ApplicationId) -> r::ApplicationReportProto {
+            let req = r::GetApplicationReportRequestProto { application_id: Some(app_proto(app)) };
+            let rsp: r::GetApplicationReportResponseProto = call(p, "alice", "getApplicationReport", &req).await.unwrap();
+            rsp.application_report.unwrap()
+        }
+        let t = report(&rig.protocol, rig.app).await.app_timeouts[0].application_timeout.clone().unwrap();
+        assert_eq!((t.expire_time(), t.remaining_time()), ("2023-11-14T22:13:30.000+0000", 10));
+        rig.clock.advance(Duration::from_secs(11));
+        rig.core.call(|c, now| c.tick(now)).await.unwrap();
+        let r = report(&rig.protocol, rig.app).await;
+        assert_eq!(r.yarn_application_state(), r::YarnApplicationStateProto::Killed);
+        assert_eq!(r.diagnostics(), "Application is killed by ResourceManager as it has exceeded the lifetime period.");
     }
 
     #[tokio::test]

@@ -137,7 +137,27 @@ pub fn report_to_proto(app: &Application) -> r::ApplicationReportProto {
         application_tags: s.tags.clone(),
         unmanaged_application: Some(s.unmanaged_am),
         priority: Some(r::PriorityProto { priority: Some(s.priority) }),
+        app_timeouts: vec![lifetime_to_proto(app.lifetime_expiry_ms, app.finish_ms)],
         ..Default::default()
+    }
+}
+
+/// The LIFETIME timeout as YARN reports it: "UNLIMITED" and -1 without
+/// one; otherwise the expiry in ISO 8601 and the seconds left (measured
+/// from the finish for an ended application, 0 once passed).
+fn lifetime_to_proto(expiry_ms: Option<i64>, finish_ms: Option<i64>) -> r::AppTimeoutsMapProto {
+    let lifetime = r::ApplicationTimeoutTypeProto::AppTimeoutLifetime as i32;
+    let (expire_time, remaining_time) = match expiry_ms {
+        None => ("UNLIMITED".to_owned(), -1),
+        Some(e) => (crate::rm_core::format_iso8601(e), finish_ms.map_or(-1, |f| ((e - f) / 1000).max(0))),
+    };
+    r::AppTimeoutsMapProto {
+        application_timeout_type: Some(lifetime),
+        application_timeout: Some(r::ApplicationTimeoutProto {
+            application_timeout_type: lifetime,
+            expire_time: Some(expire_time),
+            remaining_time: Some(remaining_time),
+        }),
     }
 }
 
@@ -260,5 +280,15 @@ pub fn add_usage(report: &mut r::ApplicationReportProto, usage: &crate::core::Ap
         u.num_used_containers = Some(usage.containers);
         u.used_resources = Some(capacity_to_proto(usage.used));
         u.needed_resources = Some(capacity_to_proto(usage.used));
+    }
+}
+
+/// A live application's seconds left before its lifetime expires, as of
+/// `now_ms` (the report itself has no clock).
+pub fn add_remaining_lifetime(report: &mut r::ApplicationReportProto, app: &Application, now_ms: i64) {
+    if let (Some(expiry), None) = (app.lifetime_expiry_ms, app.finish_ms) {
+        for t in report.app_timeouts.iter_mut().filter_map(|t| t.application_timeout.as_mut()) {
+            t.remaining_time = Some(((expiry - now_ms) / 1000).max(0));
+        }
     }
 }

@@ -314,6 +314,7 @@ impl YarnCore {
     }
 
     pub fn tick(&mut self, now: Now) {
+        self.rm.expire_lifetimes(now.unix_ms);
         let from = self.outbox.len();
         let effects = self.scheduler.tick(&mut self.rm, now);
         self.outbox.extend(effects);
