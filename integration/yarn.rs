@@ -298,7 +298,8 @@ async fn malformed_clients_are_turned_away_and_others_keep_being_served() {
     assert_eq!(headers[0].status, RpcStatusProto::Fatal as i32, "{headers:?}");
 
     // An unknown method is an error on that call only; the connection lives.
-    match good.call(APPLICATION_CLIENT_PROTOCOL, "getResourceProfile", &[]).await {
+    // (ApplicationClientProtocol has no getClusterNodeStatistics.)
+    match good.call(APPLICATION_CLIENT_PROTOCOL, "getClusterNodeStatistics", &[]).await {
         Err(Error::Remote { class, fatal: false, .. }) => assert_eq!(class, "org.apache.hadoop.ipc.RpcNoSuchMethodException"),
         other => panic!("expected RpcNoSuchMethodException, got {other:?}"),
     }
