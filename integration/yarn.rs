@@ -298,7 +298,8 @@ async fn malformed_clients_are_turned_away_and_others_keep_being_served() {
     assert_eq!(headers[0].status, RpcStatusProto::Fatal as i32, "{headers:?}");
 
     // An unknown method is an error on that call only; the connection lives.
-    match good.call(APPLICATION_CLIENT_PROTOCOL, "getResourceProfile", &[]).await {
+    // (ApplicationClientProtocol has no getClusterNodeStatistics.)
+    match good.call(APPLICATION_CLIENT_PROTOCOL, "getClusterNodeStatistics", &[]).await {
         Err(Error::Remote { class, fatal: false, .. }) => assert_eq!(class, "org.apache.hadoop.ipc.RpcNoSuchMethodException"),
         other => panic!("expected RpcNoSuchMethodException, got {other:?}"),
     }
@@ -615,5 +616,97 @@ fn two_spark_applications_and_a_native_framework_share_the_pool_by_weighted_drf(
     for app in &apps {
         let _ = clients.applications(&sa.conf_dir, &["-kill", app]);
     }
+    wait_until_all_free(&sa, Duration::from_secs(60));
+}
+
+/// The `yarn` CLI's commands beyond Spark's own calls (issue 15), against a
+/// running Spark application: attempts, containers, nodes, queues, moves,
+/// priorities, signals, `top`, and the switched-off features' answers.
+#[test]
+fn yarn_cli_reports_attempts_containers_and_acts_on_a_running_application() {
+    let clients = clients();
+    let sa = standalone_with(SPARK_SPEC, &[]);
+    let conf = sa.conf_dir.as_path();
+    let hold = sa.dir.path().join("hold.py");
+    std::fs::write(&hold, HOLD_PY).unwrap();
+    let (out, text) = clients.spark_submit(&sa, "cluster", &["--conf", "spark.yarn.submit.waitAppCompletion=false"], &hold, &["300", "2"]);
+    assert!(out.status.success(), "{text}");
+    let app = app_id_in(&text);
+    let attempt = format!("appattempt_{}_000001", app.trim_start_matches("application_"));
+    let am = format!("container_{}_01_000001", app.trim_start_matches("application_"));
+    // Wait for the AM and both executors.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let containers = loop {
+        let (_, text) = clients.applications(conf, &["-status", &app]);
+        let (_, listing) = clients.yarn(conf, "org.apache.hadoop.yarn.client.cli.ApplicationCLI", &["container", "-list", &attempt]);
+        if text.contains("State : RUNNING") && listing.contains("Total number of containers :3") {
+            break listing;
+        }
+        assert!(std::time::Instant::now() < deadline, "the application never ran with its executors:\n{text}\n{listing}");
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    let am_row = line_of(&containers, &am);
+    assert!(am_row.contains("RUNNING") && am_row.contains("/node/containerlogs/"), "{am_row}");
+    let executor = containers
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .find(|id| id.starts_with("container_") && *id != am)
+        .expect("an executor container is listed")
+        .to_owned();
+
+    let cli = |args: &[&str]| clients.yarn(conf, "org.apache.hadoop.yarn.client.cli.ApplicationCLI", args).1;
+    let text = cli(&["applicationattempt", "-list", &app]);
+    assert!(text.contains("Total number of application attempts :1"), "{text}");
+    let row = line_of(&text, &attempt);
+    assert!(row.contains("RUNNING") && row.contains(&am), "{row}");
+
+    let (out, text) = clients.yarn(conf, "org.apache.hadoop.yarn.client.cli.NodeCLI", &["-list", "-all"]);
+    assert!(out.status.success() && text.contains("Total Nodes:1"), "{text}");
+    let (out, text) = clients.yarn(conf, "org.apache.hadoop.yarn.client.cli.QueueCLI", &["queue", "-status", "default"]);
+    assert!(out.status.success() && text.contains("Queue Name : default") && text.contains("State : RUNNING"), "{text}");
+
+    // Moves: to a queue that exists (the only one: a second queue's role
+    // gets no offers on standalone yet), and YARN's refusal for one that
+    // does not.
+    let text = cli(&["application", "-movetoqueue", &app, "-queue", "root.default"]);
+    assert!(text.contains("Successfully completed move."), "{text}");
+    let text = cli(&["application", "-status", &app]);
+    assert!(text.contains("Queue : default"), "{text}");
+    let text = cli(&["application", "-movetoqueue", &app, "-queue", "nope"]);
+    assert!(text.contains("YarnException: Target queue nope not found or is not a leaf queue."), "{text}");
+    // Priorities are capped at the cluster maximum (0 by default), as YARN does.
+    let text = cli(&["application", "-appId", &app, "-updatePriority", "5"]);
+    assert!(text.contains("to cluster max priority OR keeping old priority"), "{text}");
+
+    // `yarn top` draws its screen (it needs each report's current attempt).
+    let cp = format!("{}:{}/jars/*", conf.display(), clients.spark_home.display());
+    let top = Command::new("timeout")
+        .args(["8", clients.java.to_str().unwrap(), "-cp", &cp, "org.apache.hadoop.yarn.client.cli.TopCLI", "-delay", "2", "-cols", "200", "-rows", "30"])
+        .env("HADOOP_CONF_DIR", conf)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&top.stdout).to_string() + &String::from_utf8_lossy(&top.stderr);
+    assert!(!text.contains("NullPointerException"), "{text}");
+    assert!(text.contains(&app), "top lists the application:\n{text}");
+
+    // container -signal: an unknown container is YARN's "absent container";
+    // a forceful shutdown kills the executor.
+    let absent = format!("container_{}_01_000099", app.trim_start_matches("application_"));
+    let text = cli(&["container", "-signal", &absent, "FORCEFUL_SHUTDOWN"]);
+    assert!(text.contains(&format!("Trying to signal an absent container {absent}")), "{text}");
+    let text = cli(&["container", "-signal", &executor, "FORCEFUL_SHUTDOWN"]);
+    assert!(text.contains(&format!("Signalling container {executor}")), "{text}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let listing = cli(&["container", "-list", &attempt]);
+        if !listing.contains(&executor) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{executor} still runs after FORCEFUL_SHUTDOWN:\n{listing}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let text = cli(&["application", "-kill", &app]);
+    assert!(text.contains(&format!("Killing application {app}")), "{text}");
     wait_until_all_free(&sa, Duration::from_secs(60));
 }

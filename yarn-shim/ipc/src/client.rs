@@ -1,4 +1,5 @@
-//! A Hadoop IPC v9 client: preamble, optional SASL TOKEN/DIGEST-MD5,
+//! A Hadoop IPC v9 client: preamble, optional SASL (TOKEN/DIGEST-MD5, or
+//! SIMPLE when the server offers it and there is no token for it),
 //! connection context, then pipelined calls. Responses are matched to calls
 //! by call id by one reader task, so many calls may be outstanding on one
 //! connection. Used by tests and, later, by shim parts that call out.
@@ -16,7 +17,7 @@ use tokio::sync::{oneshot, Mutex as AsyncMutex};
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
-use crate::connection::TOKEN_METHOD;
+use crate::connection::{SIMPLE_METHOD, TOKEN_METHOD};
 use crate::frame::{encode_frame, read_frame, AuthProtocol, FrameCursor, Preamble, DEFAULT_MAX_FRAME_LEN};
 use crate::header::{
     call_frame, request_header, response_call_id, CONNECTION_CONTEXT_CALL_ID, PING_CALL_ID, SASL_CALL_ID,
@@ -32,15 +33,38 @@ pub struct ClientConfig {
     pub user: String,
     /// The protocol named in the connection context.
     pub protocol: String,
-    /// Authenticate with this token (SASL DIGEST-MD5); None = SIMPLE.
+    /// The token for this server (SASL TOKEN/DIGEST-MD5); None = SIMPLE
+    /// (see [`Client::connect_holding_other_tokens`]).
     pub token: Option<TokenProto>,
     pub max_frame_len: usize,
 }
 
 impl ClientConfig {
     pub fn simple(user: &str, protocol: &str) -> Self {
-        ClientConfig { user: user.into(), protocol: protocol.into(), token: None, max_frame_len: DEFAULT_MAX_FRAME_LEN }
+        ClientConfig {
+            user: user.into(),
+            protocol: protocol.into(),
+            token: None,
+            max_frame_len: DEFAULT_MAX_FRAME_LEN,
+        }
     }
+}
+
+/// What Hadoop's `SaslRpcClient.selectSaslClient` picks from a NEGOTIATE:
+/// the first auth it knows whose mechanism matches and for which it has
+/// credentials (TOKEN needs a token; SIMPLE needs nothing).
+fn select_auth<'a>(auths: &'a [SaslAuth], token: Option<&TokenProto>) -> Result<&'a SaslAuth> {
+    auths
+        .iter()
+        .find(|a| match a.method.as_str() {
+            TOKEN_METHOD => a.mechanism == MECHANISM && token.is_some(),
+            SIMPLE_METHOD => a.mechanism.is_empty(),
+            _ => false,
+        })
+        .ok_or_else(|| {
+            let methods: Vec<&str> = auths.iter().map(|a| a.method.as_str()).collect();
+            Error::Auth(format!("Client cannot authenticate via:[{}]", methods.join(", ")))
+        })
 }
 
 type Pending = Arc<Mutex<Option<HashMap<i32, oneshot::Sender<Result<Vec<u8>>>>>>>;
@@ -80,48 +104,77 @@ async fn read_sasl_reply(rd: &mut OwnedReadHalf, max: usize) -> Result<RpcSaslPr
     c.decode("SASL message")
 }
 
+/// SaslRpcClient's exchange: NEGOTIATE; a SUCCESS reply means SIMPLE;
+/// otherwise INITIATE with the selected auth (SIMPLE: no reply awaited;
+/// TOKEN: DIGEST-MD5 and the server's rspauth checked).
+async fn sasl_connect(rd: &mut OwnedReadHalf, wr: &mut OwnedWriteHalf, token: Option<&TokenProto>, max: usize) -> Result<()> {
+    let sasl_header = request_header(SASL_CALL_ID, b"", -1);
+    let negotiate = RpcSaslProto { state: SaslState::Negotiate as i32, ..Default::default() };
+    let frame = encode_frame(&[&sasl_header, &negotiate]);
+    wr.write_all(&frame).await?;
+    let offer = read_sasl_reply(rd, max).await?;
+    match offer.state() {
+        SaslState::Success => return Ok(()),
+        SaslState::Negotiate => {}
+        other => return Err(Error::Auth(format!("server answered NEGOTIATE with SASL {}", other.as_str_name()))),
+    }
+    let chosen = select_auth(&offer.auths, token)?;
+    let (Some(token), TOKEN_METHOD) = (token, chosen.method.as_str()) else {
+        let initiate = RpcSaslProto {
+            version: None,
+            state: SaslState::Initiate as i32,
+            token: Some(Vec::new()),
+            auths: vec![chosen.clone()],
+        };
+        let frame = encode_frame(&[&sasl_header, &initiate]);
+        wr.write_all(&frame).await?;
+        return Ok(());
+    };
+    let mut cnonce = [0u8; 16];
+    rand::Rng::fill(&mut rand::rng(), &mut cnonce[..]);
+    let mut digest =
+        DigestMd5Client::new(&token.identifier, &token.password, base64::engine::general_purpose::STANDARD.encode(cnonce));
+    let response = digest.respond(chosen.challenge())?;
+    let initiate = RpcSaslProto {
+        version: None,
+        state: SaslState::Initiate as i32,
+        token: Some(response),
+        auths: vec![SaslAuth { challenge: None, ..chosen.clone() }],
+    };
+    let frame = encode_frame(&[&sasl_header, &initiate]);
+    wr.write_all(&frame).await?;
+    let done = read_sasl_reply(rd, max).await?;
+    if done.state() != SaslState::Success {
+        return Err(Error::Auth(format!("server answered SASL {} instead of SUCCESS", done.state().as_str_name())));
+    }
+    digest.verify_server(done.token())
+}
+
 impl Client {
+    /// Connects; SASL when `config.token` is set, SIMPLE otherwise.
     pub async fn connect(addr: SocketAddr, config: ClientConfig) -> Result<Client> {
+        let sasl = config.token.is_some();
+        Client::open(addr, config, sasl).await
+    }
+
+    /// Connects as a Hadoop client whose user holds tokens, maybe none for
+    /// this server (a process inside a container): it always speaks SASL,
+    /// and the server's NEGOTIATE decides (SIMPLE when it offers it and
+    /// `config.token` is None).
+    pub async fn connect_holding_other_tokens(addr: SocketAddr, config: ClientConfig) -> Result<Client> {
+        Client::open(addr, config, true).await
+    }
+
+    async fn open(addr: SocketAddr, config: ClientConfig, sasl: bool) -> Result<Client> {
         let stream = TcpStream::connect(addr).await?;
         let _ = stream.set_nodelay(true);
         let (mut rd, mut wr) = stream.into_split();
         let mut client_id = [0u8; 16];
         rand::Rng::fill(&mut rand::rng(), &mut client_id[..]);
-        let auth = if config.token.is_some() { AuthProtocol::Sasl } else { AuthProtocol::None };
+        let auth = if sasl { AuthProtocol::Sasl } else { AuthProtocol::None };
         wr.write_all(&Preamble { service_class: 0, auth }.encode()).await?;
-
-        if let Some(token) = &config.token {
-            let sasl_header = request_header(SASL_CALL_ID, b"", -1);
-            let negotiate = RpcSaslProto { state: SaslState::Negotiate as i32, ..Default::default() };
-            let frame = encode_frame(&[&sasl_header, &negotiate]);
-            wr.write_all(&frame).await?;
-            let offer = read_sasl_reply(&mut rd, config.max_frame_len).await?;
-            let chosen = offer
-                .auths
-                .iter()
-                .find(|a| a.method == TOKEN_METHOD && a.mechanism == MECHANISM)
-                .ok_or_else(|| Error::Auth("server offers no TOKEN/DIGEST-MD5 authentication".into()))?;
-            let mut cnonce = [0u8; 16];
-            rand::Rng::fill(&mut rand::rng(), &mut cnonce[..]);
-            let mut digest = DigestMd5Client::new(
-                &token.identifier,
-                &token.password,
-                base64::engine::general_purpose::STANDARD.encode(cnonce),
-            );
-            let response = digest.respond(chosen.challenge())?;
-            let initiate = RpcSaslProto {
-                version: None,
-                state: SaslState::Initiate as i32,
-                token: Some(response),
-                auths: vec![SaslAuth { challenge: None, ..chosen.clone() }],
-            };
-            let frame = encode_frame(&[&sasl_header, &initiate]);
-            wr.write_all(&frame).await?;
-            let done = read_sasl_reply(&mut rd, config.max_frame_len).await?;
-            if done.state() != SaslState::Success {
-                return Err(Error::Auth(format!("server answered SASL {} instead of SUCCESS", done.state().as_str_name())));
-            }
-            digest.verify_server(done.token())?;
+        if sasl {
+            sasl_connect(&mut rd, &mut wr, config.token.as_ref(), config.max_frame_len).await?;
         }
 
         let context = IpcConnectionContextProto {

@@ -8,11 +8,17 @@
 //! call id -3 → calls with ids ≥ 0. Pings (-4) are accepted at any point and
 //! never answered. Any violation yields a FATAL frame and the connection is
 //! closed; a closed state machine stays closed.
+//!
+//! SASL negotiation is Hadoop's `Server` with security off: the port's
+//! [`AuthMethods`] are TOKEN (where a secret manager exists) and SIMPLE
+//! (unless tokens are required). A SIMPLE-only port answers NEGOTIATE with
+//! SUCCESS; otherwise the reply lists the auths and a client without a
+//! token for this port picks SIMPLE in its INITIATE and gets no reply.
 
 use crate::error::Error;
 use crate::frame::{encode_frame, AuthProtocol, FrameCursor, Preamble};
 use crate::header::{
-    error_frame, response_header, ACCESS_CONTROL_EXCEPTION_CLASS, AUTHORIZATION_FAILED_CALL_ID,
+    error_frame, response_header, ACCESS_CONTROL_EXCEPTION_CLASS, SASL_EXCEPTION_CLASS, AUTHORIZATION_FAILED_CALL_ID,
     CONNECTION_CONTEXT_CALL_ID, PING_CALL_ID, RPC_SERVER_EXCEPTION_CLASS, SASL_CALL_ID,
     VERSION_MISMATCH_CLASS,
 };
@@ -27,6 +33,8 @@ use crate::security::digest_md5::{DigestMd5Server, MECHANISM, REALM};
 
 /// SASL method name for token authentication.
 pub const TOKEN_METHOD: &str = "TOKEN";
+/// SASL method name for SIMPLE (no SASL mechanism; its mechanism name is "").
+pub const SIMPLE_METHOD: &str = "SIMPLE";
 
 /// Looks up a token's password by its identifier bytes; None = reject.
 pub type PasswordLookup = dyn Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync;
@@ -35,10 +43,68 @@ pub type PasswordLookup = dyn Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthPolicy {
     /// SIMPLE clients (spark-submit, yarn CLI) need no SASL; SASL clients
-    /// still authenticate with their token.
+    /// authenticate with a token when the port has a secret manager, or
+    /// fall back to SIMPLE (a container holding tokens for other services).
     SimpleAllowed,
     /// Every client must authenticate with a token (the AMRM and NM ports).
     TokenRequired,
+}
+
+impl AuthPolicy {
+    /// The methods a port accepts, as Hadoop's `Server.getAuthMethods`
+    /// computes them with security off: TOKEN first when a secret manager
+    /// exists, then SIMPLE unless the port requires tokens.
+    pub fn methods(self, has_secret_manager: bool) -> AuthMethods {
+        match self {
+            AuthPolicy::SimpleAllowed => AuthMethods { token: has_secret_manager, simple: true },
+            AuthPolicy::TokenRequired => AuthMethods { token: true, simple: false },
+        }
+    }
+}
+
+/// The authentication methods one port accepts (Hadoop's
+/// `enabledAuthMethods`), in Hadoop's order: TOKEN, SIMPLE. At least one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthMethods {
+    token: bool,
+    simple: bool,
+}
+
+/// A policy as if the port had a secret manager (what the AMRM and NM
+/// ports have, and what the fuzz targets drive).
+impl From<AuthPolicy> for AuthMethods {
+    fn from(policy: AuthPolicy) -> AuthMethods {
+        policy.methods(true)
+    }
+}
+
+impl AuthMethods {
+    /// The auths offered in a NEGOTIATE reply, without the challenge, as
+    /// Hadoop's `buildNegotiateResponse` builds them: TOKEN/DIGEST-MD5 with
+    /// protocol "" and server id "default"; SIMPLE with mechanism "" and
+    /// neither protocol nor server id.
+    fn offered(self) -> Vec<SaslAuth> {
+        let mut auths = Vec::new();
+        if self.token {
+            auths.push(SaslAuth {
+                method: TOKEN_METHOD.into(),
+                mechanism: MECHANISM.into(),
+                protocol: Some(String::new()),
+                server_id: Some(REALM.into()),
+                challenge: None,
+            });
+        }
+        if self.simple {
+            auths.push(SaslAuth { method: SIMPLE_METHOD.into(), mechanism: String::new(), protocol: None, server_id: None, challenge: None });
+        }
+        auths
+    }
+
+    /// Java's `List.toString` of the enabled methods, as Hadoop's messages print it.
+    fn list(self) -> String {
+        let names: Vec<&str> = self.offered().iter().map(|a| if a.method == TOKEN_METHOD { TOKEN_METHOD } else { SIMPLE_METHOD }).collect();
+        format!("[{}]", names.join(", "))
+    }
 }
 
 /// A call ready for a service.
@@ -77,6 +143,7 @@ enum State {
 #[derive(Debug)]
 pub struct Connection {
     state: State,
+    methods: AuthMethods,
     user: Option<UserInformationProto>,
     context_protocol: Option<String>,
     token_identifier: Option<Vec<u8>>,
@@ -90,7 +157,14 @@ fn fatal(call_id: i32, client_id: &[u8], detail: RpcErrorCodeProto, class: &str,
 impl Connection {
     /// Checks the preamble. On failure the error is returned with the FATAL
     /// frame to send before closing, if the client can understand one.
-    pub fn start(preamble: &[u8], policy: AuthPolicy, nonce: String) -> Result<Connection, (Error, Option<Vec<u8>>)> {
+    /// `methods` is an [`AuthMethods`] or an [`AuthPolicy`] (read as
+    /// having a secret manager).
+    pub fn start(
+        preamble: &[u8],
+        methods: impl Into<AuthMethods>,
+        nonce: String,
+    ) -> Result<Connection, (Error, Option<Vec<u8>>)> {
+        let methods = methods.into();
         let p = match Preamble::parse(preamble) {
             Ok(p) => p,
             Err(e @ Error::UnsupportedVersion(_)) => {
@@ -105,22 +179,22 @@ impl Connection {
             }
             Err(e) => return Err((e, None)),
         };
-        let state = match (p.auth, policy) {
-            (AuthProtocol::None, AuthPolicy::TokenRequired) => {
-                let msg = "SIMPLE authentication is not enabled.  Available:[TOKEN]";
+        let state = match p.auth {
+            AuthProtocol::None if !methods.simple => {
+                let msg = format!("SIMPLE authentication is not enabled.  Available:{}", methods.list());
                 let f = fatal(
                     AUTHORIZATION_FAILED_CALL_ID,
                     b"",
                     RpcErrorCodeProto::FatalUnauthorized,
                     ACCESS_CONTROL_EXCEPTION_CLASS,
-                    msg,
+                    &msg,
                 );
-                return Err((Error::Auth(msg.into()), Some(f)));
+                return Err((Error::Auth(msg), Some(f)));
             }
-            (AuthProtocol::None, AuthPolicy::SimpleAllowed) => State::AwaitContext,
-            (AuthProtocol::Sasl, _) => State::AwaitSaslNegotiate,
+            AuthProtocol::None => State::AwaitContext,
+            AuthProtocol::Sasl => State::AwaitSaslNegotiate,
         };
-        Ok(Connection { state, user: None, context_protocol: None, token_identifier: None, nonce: Some(nonce) })
+        Ok(Connection { state, methods, user: None, context_protocol: None, token_identifier: None, nonce: Some(nonce) })
     }
 
     /// The user from the connection context, once it arrived.
@@ -246,28 +320,32 @@ impl Connection {
         Ok(msg)
     }
 
+    /// Hadoop's `buildSaslNegotiateResponse`: a SIMPLE-only port answers
+    /// SUCCESS (the client switches to SIMPLE); otherwise NEGOTIATE with the
+    /// enabled auths, TOKEN first carrying the first DIGEST-MD5 challenge.
     fn on_sasl_negotiate(&mut self, call_id: i32, cursor: FrameCursor<'_>) -> Step {
         if let Err(step) = self.read_sasl(call_id, cursor, SaslState::Negotiate) {
             return step;
         }
-        let server = DigestMd5Server::new(self.nonce.take().unwrap_or_default());
-        let reply = RpcSaslProto {
-            version: None,
-            state: SaslState::Negotiate as i32,
-            token: None,
-            auths: vec![SaslAuth {
-                method: TOKEN_METHOD.into(),
-                mechanism: MECHANISM.into(),
-                protocol: Some(String::new()),
-                server_id: Some(REALM.into()),
-                challenge: Some(server.challenge()),
-            }],
-        };
-        self.state = State::AwaitSaslInitiate(server);
         let h = response_header(SASL_CALL_ID, b"", RpcStatusProto::Success);
+        if !self.methods.token {
+            self.state = State::AwaitContext;
+            let reply = RpcSaslProto { version: None, state: SaslState::Success as i32, token: None, auths: vec![] };
+            return Step::Reply(encode_frame(&[&h, &reply]));
+        }
+        let server = DigestMd5Server::new(self.nonce.take().unwrap_or_default());
+        let mut auths = self.methods.offered();
+        if let Some(token) = auths.first_mut() {
+            token.challenge = Some(server.challenge());
+        }
+        let reply = RpcSaslProto { version: None, state: SaslState::Negotiate as i32, token: None, auths };
+        self.state = State::AwaitSaslInitiate(server);
         Step::Reply(encode_frame(&[&h, &reply]))
     }
 
+    /// The client's choice must be one of the offered auths exactly (as
+    /// Hadoop compares them); SIMPLE ends SASL with no reply, TOKEN runs
+    /// DIGEST-MD5.
     fn on_sasl_initiate(
         &mut self,
         call_id: i32,
@@ -279,15 +357,26 @@ impl Connection {
             Ok(m) => m,
             Err(step) => return step,
         };
-        match msg.auths.first() {
-            Some(a) if a.method == TOKEN_METHOD && a.mechanism == MECHANISM => {}
-            Some(a) => {
-                return self.unauthorized(&format!(
-                    "client chose {}/{}, which this server did not offer (TOKEN/DIGEST-MD5)",
-                    a.method, a.mechanism
-                ))
-            }
-            None => return self.unauthorized("SASL INITIATE names no auth method"),
+        let [chosen] = msg.auths.as_slice() else {
+            let f = fatal(
+                AUTHORIZATION_FAILED_CALL_ID,
+                b"",
+                RpcErrorCodeProto::FatalUnauthorized,
+                SASL_EXCEPTION_CLASS,
+                "Client mechanism is malformed",
+            );
+            return self.close(f);
+        };
+        if !self.methods.offered().contains(chosen) {
+            return self.unauthorized(&format!(
+                "{} authentication is not enabled.  Available:{}",
+                chosen.method,
+                self.methods.list()
+            ));
+        }
+        if chosen.method == SIMPLE_METHOD {
+            self.state = State::AwaitContext;
+            return Step::Nothing;
         }
         let token = msg.token.unwrap_or_default();
         match server.respond(&token, passwords) {
@@ -613,7 +702,12 @@ mod tests {
         negotiate(&mut c);
         let mut m = RpcSaslProto { state: SaslState::Initiate as i32, ..Default::default() };
         m.auths.push(SaslAuth { method: "KERBEROS".into(), mechanism: "GSSAPI".into(), ..Default::default() });
-        expect_fatal(c.on_frame(&sasl_body(&m), &lookup), RpcErrorCodeProto::FatalUnauthorized, ACCESS_CONTROL_EXCEPTION_CLASS, "KERBEROS/GSSAPI");
+        expect_fatal(
+            c.on_frame(&sasl_body(&m), &lookup),
+            RpcErrorCodeProto::FatalUnauthorized,
+            ACCESS_CONTROL_EXCEPTION_CLASS,
+            "KERBEROS authentication is not enabled.  Available:[TOKEN]",
+        );
         // Garbage SASL message.
         let mut c = sasl_conn();
         let f = body(encode_frame(&[&request_header(SASL_CALL_ID, b"", -1), &RawMessage(b"\x10")]));
@@ -625,6 +719,95 @@ mod tests {
             RpcErrorCodeProto::FatalInvalidRpcHeader,
             RPC_SERVER_EXCEPTION_CLASS,
             "SASL message after authentication",
+        );
+    }
+
+    fn negotiate_reply(c: &mut Connection) -> RpcSaslProto {
+        let step = c.on_frame(&sasl_body(&RpcSaslProto { state: SaslState::Negotiate as i32, ..Default::default() }), &lookup);
+        let Step::Reply(f) = step else { panic!("{step:?}") };
+        reply(&f).1.unwrap()
+    }
+
+    fn simple_auth() -> SaslAuth {
+        SaslAuth { method: "SIMPLE".into(), mechanism: String::new(), protocol: None, server_id: None, challenge: None }
+    }
+
+    fn initiate_with(auths: Vec<SaslAuth>) -> Vec<u8> {
+        sasl_body(&RpcSaslProto { state: SaslState::Initiate as i32, token: Some(vec![]), auths, version: None })
+    }
+
+    /// The client port with a secret manager, as Hadoop's server with
+    /// security off: TOKEN (with the first challenge) then SIMPLE, and a
+    /// client without a token for it (Skein's AM) goes on as SIMPLE.
+    #[test]
+    fn simple_allowed_port_offers_token_then_simple_and_accepts_simple() {
+        let mut c = Connection::start(b"hrpc\x09\x00\xdf", AuthPolicy::SimpleAllowed.methods(true), "n".into()).unwrap();
+        let m = negotiate_reply(&mut c);
+        assert_eq!(m.state(), SaslState::Negotiate);
+        let methods: Vec<(&str, &str)> = m.auths.iter().map(|a| (a.method.as_str(), a.mechanism.as_str())).collect();
+        assert_eq!(methods, [("TOKEN", "DIGEST-MD5"), ("SIMPLE", "")]);
+        assert!(m.auths[0].challenge.is_some());
+        assert_eq!(m.auths[1], simple_auth());
+        // Hadoop's client sends INITIATE naming SIMPLE and does not wait.
+        assert_eq!(c.on_frame(&initiate_with(vec![simple_auth()]), &lookup), Step::Nothing);
+        assert_eq!(c.on_frame(&context_body(-3), &lookup), Step::Nothing);
+        assert_eq!(c.user().and_then(|u| u.effective_user.as_deref()), Some("alice"));
+        assert_eq!(c.token_identifier(), None);
+        assert!(matches!(c.on_frame(&call_body(0), &lookup), Step::Dispatch(_)));
+    }
+
+    #[test]
+    fn simple_allowed_port_still_authenticates_tokens() {
+        let mut c = Connection::start(b"hrpc\x09\x00\xdf", AuthPolicy::SimpleAllowed.methods(true), "n".into()).unwrap();
+        let m = negotiate_reply(&mut c);
+        let mut client = DigestMd5Client::new(ID, PW, "cn".into());
+        let step = c.on_frame(&initiate(client.respond(m.auths[0].challenge()).unwrap()), &lookup);
+        let Step::Reply(f) = step else { panic!("{step:?}") };
+        assert_eq!(reply(&f).1.unwrap().state(), SaslState::Success);
+        assert_eq!(c.token_identifier(), Some(ID));
+    }
+
+    /// No secret manager: Hadoop's SIMPLE-only server answers NEGOTIATE
+    /// with SUCCESS, which the client reads as "switch to SIMPLE".
+    #[test]
+    fn simple_only_port_answers_negotiate_with_success() {
+        let mut c = Connection::start(b"hrpc\x09\x00\xdf", AuthPolicy::SimpleAllowed.methods(false), "n".into()).unwrap();
+        let m = negotiate_reply(&mut c);
+        assert_eq!(m.state(), SaslState::Success);
+        assert!(m.auths.is_empty());
+        assert_eq!(c.on_frame(&context_body(-3), &lookup), Step::Nothing);
+        assert!(matches!(c.on_frame(&call_body(0), &lookup), Step::Dispatch(_)));
+    }
+
+    #[test]
+    fn token_required_port_refuses_simple_as_hadoop_words_it() {
+        let mut c = sasl_conn();
+        let m = negotiate_reply(&mut c);
+        assert_eq!(m.auths.len(), 1);
+        expect_fatal(
+            c.on_frame(&initiate_with(vec![simple_auth()]), &lookup),
+            RpcErrorCodeProto::FatalUnauthorized,
+            ACCESS_CONTROL_EXCEPTION_CLASS,
+            "SIMPLE authentication is not enabled.  Available:[TOKEN]",
+        );
+        // Two auths in one INITIATE.
+        let mut c = Connection::start(b"hrpc\x09\x00\xdf", AuthPolicy::SimpleAllowed, "n".into()).unwrap();
+        negotiate_reply(&mut c);
+        expect_fatal(
+            c.on_frame(&initiate_with(vec![simple_auth(), simple_auth()]), &lookup),
+            RpcErrorCodeProto::FatalUnauthorized,
+            SASL_EXCEPTION_CLASS,
+            "Client mechanism is malformed",
+        );
+        // An auth that differs from the offer (SIMPLE with a server id).
+        let mut c = Connection::start(b"hrpc\x09\x00\xdf", AuthPolicy::SimpleAllowed, "n".into()).unwrap();
+        negotiate_reply(&mut c);
+        let odd = SaslAuth { server_id: Some("default".into()), ..simple_auth() };
+        expect_fatal(
+            c.on_frame(&initiate_with(vec![odd]), &lookup),
+            RpcErrorCodeProto::FatalUnauthorized,
+            ACCESS_CONTROL_EXCEPTION_CLASS,
+            "SIMPLE authentication is not enabled.  Available:[TOKEN, SIMPLE]",
         );
     }
 }

@@ -24,6 +24,7 @@ pub const NO_SUCH_METHOD_CLASS: &str = "org.apache.hadoop.ipc.RpcNoSuchMethodExc
 pub const RPC_SERVER_EXCEPTION_CLASS: &str = "org.apache.hadoop.ipc.RpcServerException";
 pub const VERSION_MISMATCH_CLASS: &str = "org.apache.hadoop.ipc.RPC$VersionMismatch";
 pub const ACCESS_CONTROL_EXCEPTION_CLASS: &str = "org.apache.hadoop.security.AccessControlException";
+pub const SASL_EXCEPTION_CLASS: &str = "javax.security.sasl.SaslException";
 
 /// The header of one client→server message.
 pub fn request_header(call_id: i32, client_id: &[u8], retry_count: i32) -> RpcRequestHeaderProto {

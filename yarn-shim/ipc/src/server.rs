@@ -109,7 +109,9 @@ impl Default for ServerConfig {
 pub struct Server {
     config: ServerConfig,
     services: HashMap<String, Arc<dyn Service>>,
-    passwords: Arc<PasswordLookup>,
+    /// The secret manager's lookup; None = the port has none (and so a
+    /// SIMPLE-allowed port offers only SIMPLE, as Hadoop does).
+    passwords: Option<Arc<PasswordLookup>>,
 }
 
 /// A running server; dropping it does not stop it, [`ServerHandle::shutdown`] does.
@@ -133,7 +135,7 @@ enum Out {
 
 impl Server {
     pub fn new(config: ServerConfig) -> Self {
-        Server { config, services: HashMap::new(), passwords: Arc::new(|_: &[u8]| None) }
+        Server { config, services: HashMap::new(), passwords: None }
     }
 
     pub fn register(&mut self, protocol: &str, service: Arc<dyn Service>) -> &mut Self {
@@ -141,10 +143,11 @@ impl Server {
         self
     }
 
-    /// How token passwords are found (a secret manager lookup); without
-    /// one every token is rejected.
+    /// How token passwords are found (a secret manager lookup). With one,
+    /// SASL NEGOTIATE offers TOKEN; without one a SIMPLE-allowed port offers
+    /// only SIMPLE and a token-required port rejects every token.
     pub fn set_token_passwords(&mut self, lookup: Arc<PasswordLookup>) -> &mut Self {
-        self.passwords = lookup;
+        self.passwords = Some(lookup);
         self
     }
 
@@ -190,7 +193,8 @@ impl Server {
         let mut nonce = [0u8; 16];
         rand::Rng::fill(&mut rand::rng(), &mut nonce[..]);
         let nonce = base64::engine::general_purpose::STANDARD.encode(nonce);
-        let mut conn = match Connection::start(&preamble, self.config.auth, nonce) {
+        let methods = self.config.auth.methods(self.passwords.is_some());
+        let mut conn = match Connection::start(&preamble, methods, nonce) {
             Ok(c) => c,
             Err((e, frame)) => {
                 warn!(error = %e, "rejecting connection");
@@ -252,7 +256,12 @@ impl Server {
                     break;
                 }
             };
-            match conn.on_frame(&frame, self.passwords.as_ref()) {
+            let no_tokens = |_: &[u8]| None;
+            let passwords: &PasswordLookup = match &self.passwords {
+                Some(p) => p.as_ref(),
+                None => &no_tokens,
+            };
+            match conn.on_frame(&frame, passwords) {
                 Step::Nothing => {}
                 Step::Reply(f) => {
                     if tx.send(Out::Frame(f)).await.is_err() {

@@ -185,6 +185,40 @@ async fn token_auth_identifies_the_caller_and_rejects_bad_tokens() {
     server.shutdown();
 }
 
+/// A client inside a container holds tokens for other services and so
+/// speaks SASL to every port (Hadoop's `trySasl`); on a SIMPLE-allowed port
+/// it goes on as SIMPLE when it has no token for it (Skein's AM calling
+/// the client port), and as TOKEN when it has one.
+#[tokio::test]
+async fn sasl_client_without_a_token_falls_back_to_simple_where_offered() {
+    let secrets = secrets();
+    let server = start(ServerConfig::default(), secrets.clone()).await;
+    let c = Client::connect_holding_other_tokens(server.local_addr, ClientConfig::simple("skein", ECHO)).await.unwrap();
+    assert_eq!(c.call(ECHO, "whoami", b"").await.unwrap(), b"skein|");
+
+    let mut cfg = ClientConfig::simple("am", ECHO);
+    cfg.token = Some(issue(&secrets, "delegated"));
+    let c = Client::connect_holding_other_tokens(server.local_addr, cfg).await.unwrap();
+    let who = c.call(ECHO, "whoami", b"").await.unwrap();
+    assert!(who.ends_with(b"delegated"), "{}", String::from_utf8_lossy(&who));
+    server.shutdown();
+
+    // A port with no secret manager answers NEGOTIATE with SUCCESS.
+    let mut bare = Server::new(ServerConfig::default());
+    bare.register(ECHO, Arc::new(Echo));
+    let bare = bare.spawn(TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap();
+    let c = Client::connect_holding_other_tokens(bare.local_addr, ClientConfig::simple("skein", ECHO)).await.unwrap();
+    assert_eq!(c.call(ECHO, "whoami", b"").await.unwrap(), b"skein|");
+    bare.shutdown();
+
+    // A token-required port offers only TOKEN: the client gives up as
+    // Hadoop's does, with Hadoop's words.
+    let strict = start(ServerConfig { auth: AuthPolicy::TokenRequired, ..Default::default() }, secrets).await;
+    let err = Client::connect_holding_other_tokens(strict.local_addr, ClientConfig::simple("skein", ECHO)).await.err().unwrap();
+    assert!(matches!(&err, Error::Auth(m) if m == "Client cannot authenticate via:[TOKEN]"), "{err}");
+    strict.shutdown();
+}
+
 async fn raw(addr: SocketAddr, bytes: &[u8]) -> Option<RpcResponseHeaderProto> {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(bytes).await.unwrap();

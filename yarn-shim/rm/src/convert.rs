@@ -147,7 +147,27 @@ pub fn report_to_proto(app: &Application) -> r::ApplicationReportProto {
         application_tags: s.tags.clone(),
         unmanaged_application: Some(s.unmanaged_am),
         priority: Some(r::PriorityProto { priority: Some(s.priority) }),
+        app_timeouts: vec![lifetime_to_proto(app.lifetime_expiry_ms, app.finish_ms)],
         ..Default::default()
+    }
+}
+
+/// The LIFETIME timeout as YARN reports it: "UNLIMITED" and -1 without
+/// one; otherwise the expiry in ISO 8601 and the seconds left (measured
+/// from the finish for an ended application, 0 once passed).
+fn lifetime_to_proto(expiry_ms: Option<i64>, finish_ms: Option<i64>) -> r::AppTimeoutsMapProto {
+    let lifetime = r::ApplicationTimeoutTypeProto::AppTimeoutLifetime as i32;
+    let (expire_time, remaining_time) = match expiry_ms {
+        None => ("UNLIMITED".to_owned(), -1),
+        Some(e) => (crate::rm_core::format_iso8601(e), finish_ms.map_or(-1, |f| ((e - f) / 1000).max(0))),
+    };
+    r::AppTimeoutsMapProto {
+        application_timeout_type: Some(lifetime),
+        application_timeout: Some(r::ApplicationTimeoutProto {
+            application_timeout_type: lifetime,
+            expire_time: Some(expire_time),
+            remaining_time: Some(remaining_time),
+        }),
     }
 }
 
@@ -192,5 +212,93 @@ pub fn queue_to_proto(q: &QueueReport) -> r::QueueInfoProto {
         intra_queue_preemption_disabled: Some(true),
         weight: None,
         scheduler_type: Some("weir".into()),
+    }
+}
+
+/// YARN's attempt state on the wire.
+pub fn attempt_state_to_proto(s: crate::core::AttemptState) -> r::YarnApplicationAttemptStateProto {
+    use crate::core::AttemptState as A;
+    use r::YarnApplicationAttemptStateProto as P;
+    match s {
+        A::Scheduled => P::AppAttemptScheduled,
+        A::Launched => P::AppAttemptLaunched,
+        A::Running => P::AppAttemptRunning,
+        A::Finished => P::AppAttemptFinished,
+        A::Failed => P::AppAttemptFailed,
+        A::Killed => P::AppAttemptKilled,
+    }
+}
+
+/// An attempt as RMAppAttemptImpl.createApplicationAttemptReport gives it
+/// (no AM host or RPC port is known: "N/A" and -1, as YARN before
+/// registration).
+pub fn attempt_report_to_proto(a: &crate::core::AttemptReport) -> r::ApplicationAttemptReportProto {
+    r::ApplicationAttemptReportProto {
+        application_attempt_id: Some(weir_yarn_api::convert::attempt_to_proto(a.id)),
+        host: Some("N/A".into()),
+        rpc_port: Some(-1),
+        tracking_url: Some("N/A".into()),
+        diagnostics: Some(a.diagnostics.clone()),
+        yarn_application_attempt_state: Some(attempt_state_to_proto(a.state) as i32),
+        am_container_id: a.am_container.as_ref().map(|c| weir_yarn_api::convert::container_to_proto(c.id)),
+        original_tracking_url: Some("N/A".into()),
+        start_time: Some(a.start_ms),
+        finish_time: Some(a.finish_ms),
+    }
+}
+
+/// A live container as RMContainerImpl.createContainerReport gives it;
+/// `node_http` is the node's web address (`host:port`), when known.
+pub fn container_report_to_proto(c: &crate::core::ContainerReport, node_http: Option<&str>) -> r::ContainerReportProto {
+    let a = &c.container;
+    let http = node_http.map(|h| format!("http://{h}"));
+    r::ContainerReportProto {
+        container_id: Some(weir_yarn_api::convert::container_to_proto(a.id)),
+        resource: Some(capacity_to_proto(a.capacity)),
+        node_id: Some(node_id_to_proto(&a.node)),
+        priority: Some(r::PriorityProto { priority: Some(a.priority) }),
+        creation_time: Some(c.created_ms),
+        finish_time: Some(0),
+        diagnostics_info: Some(String::new()),
+        log_url: http.as_ref().map(|h| format!("{h}/node/containerlogs/{}/{}", a.id, a.user)),
+        container_exit_status: Some(0),
+        container_state: Some(r::ContainerStateProto::CRunning as i32),
+        node_http_address: http,
+        execution_type: Some(r::ExecutionTypeProto::Guaranteed as i32),
+        exposed_ports: None,
+    }
+}
+
+/// getResourceTypeInfo: the two resource types YARN always has, as
+/// ResourceUtils reports them without a resource-types.xml.
+pub fn resource_types_to_proto() -> Vec<r::ResourceTypeInfoProto> {
+    [("memory-mb", "Mi"), ("vcores", "")]
+        .into_iter()
+        .map(|(name, units)| r::ResourceTypeInfoProto {
+            name: name.into(),
+            units: Some(units.into()),
+            r#type: Some(r::ResourceTypesProto::Countable as i32),
+        })
+        .collect()
+}
+
+/// Adds what only the scheduler knows to an application report: the
+/// current attempt (`yarn top` needs it) and the live containers' usage.
+pub fn add_usage(report: &mut r::ApplicationReportProto, usage: &crate::core::AppUsage) {
+    report.current_application_attempt_id = usage.current_attempt.map(weir_yarn_api::convert::attempt_to_proto);
+    if let Some(u) = report.app_resource_usage.as_mut() {
+        u.num_used_containers = Some(usage.containers);
+        u.used_resources = Some(capacity_to_proto(usage.used));
+        u.needed_resources = Some(capacity_to_proto(usage.used));
+    }
+}
+
+/// A live application's seconds left before its lifetime expires, as of
+/// `now_ms` (the report itself has no clock).
+pub fn add_remaining_lifetime(report: &mut r::ApplicationReportProto, app: &Application, now_ms: i64) {
+    if let (Some(expiry), None) = (app.lifetime_expiry_ms, app.finish_ms) {
+        for t in report.app_timeouts.iter_mut().filter_map(|t| t.application_timeout.as_mut()) {
+            t.remaining_time = Some(((expiry - now_ms) / 1000).max(0));
+        }
     }
 }

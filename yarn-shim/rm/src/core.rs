@@ -16,6 +16,11 @@
 //!
 //! Invariants (`check_invariants`): those of the books and of the
 //! scheduler, and every effect a call produced reaches the outbox.
+//!
+//! For the client protocol's attempt and container reports the core also
+//! keeps a small [`Seen`] ledger, written only from what passes through it
+//! (AM starts, allocations, registrations, aborts) and pruned on every
+//! tick to the live containers and the applications the books still hold.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -24,8 +29,8 @@ use tokio::sync::{mpsc, oneshot};
 use weir_model::Clock;
 use weir_yarn_api::ids::{ApplicationId, AttemptId, ContainerId};
 
-use crate::rm_core::{AmEndpoint, FinalStatus, ObservedNode, RmCore};
-use crate::scheduler::{AllocateCall, AllocateOutcome, AmError, Effect, Offer, Registered, Scheduler, TaskEvent};
+use crate::rm_core::{AmEndpoint, AppState, FinalStatus, ObservedNode, RmCore};
+use crate::scheduler::{AllocateCall, AllocateOutcome, Allocated, AmError, Effect, Offer, Registered, Scheduler, TaskEvent};
 
 /// The time of one input, read once by the shell: `mono` (monotonic,
 /// since the shell's clock started) for every deadline and timer;
@@ -57,6 +62,86 @@ impl From<i64> for Now {
     }
 }
 
+/// YARN's attempt states, as far as this RM can tell them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptState {
+    /// Waiting for its AM container.
+    Scheduled,
+    /// The AM container is being started; its AM has not registered.
+    Launched,
+    Running,
+    Finished,
+    Failed,
+    Killed,
+}
+
+/// One attempt, for getApplicationAttempt(s) and the CLI.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptReport {
+    pub id: AttemptId,
+    pub state: AttemptState,
+    pub am_container: Option<Allocated>,
+    pub start_ms: i64,
+    /// 0 while the attempt runs, as YARN reports it.
+    pub finish_ms: i64,
+    pub diagnostics: String,
+}
+
+/// One live container, for getContainer(s) and the CLI.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerReport {
+    pub container: Allocated,
+    pub is_am: bool,
+    pub created_ms: i64,
+}
+
+/// What an application report needs from the scheduler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AppUsage {
+    pub current_attempt: Option<AttemptId>,
+    pub containers: i32,
+    pub used: weir_yarn_api::resource::Capacity,
+}
+
+#[derive(Debug, Clone)]
+struct SeenAttempt {
+    am_container: Allocated,
+    start_ms: i64,
+    registered: bool,
+}
+
+/// What the core saw of attempts and containers (see the module comment).
+#[derive(Debug, Default)]
+struct Seen {
+    attempts: BTreeMap<AttemptId, SeenAttempt>,
+    containers: BTreeMap<ContainerId, ContainerReport>,
+}
+
+/// Why an attempt or container report cannot be given: YARN's exceptions.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReportError {
+    #[error("{0}")]
+    App(#[from] crate::rm_core::RmError),
+    #[error("ApplicationAttempt with id '{0}' doesn't exist in RM.")]
+    AttemptNotFound(AttemptId),
+    #[error("Container with id '{0}' doesn't exist in RM.")]
+    ContainerNotFound(ContainerId),
+    /// signalToContainer's answer for a container the RM does not know.
+    #[error("Trying to signal an absent container {0}")]
+    SignalAbsent(ContainerId),
+}
+
+impl ReportError {
+    pub fn java_class(&self) -> &'static str {
+        match self {
+            ReportError::App(e) => e.java_class(),
+            ReportError::AttemptNotFound(_) => "org.apache.hadoop.yarn.exceptions.ApplicationAttemptNotFoundException",
+            ReportError::ContainerNotFound(_) => "org.apache.hadoop.yarn.exceptions.ContainerNotFoundException",
+            ReportError::SignalAbsent(_) => "org.apache.hadoop.yarn.exceptions.YarnException",
+        }
+    }
+}
+
 pub struct YarnCore {
     rm: RmCore,
     scheduler: Scheduler,
@@ -67,6 +152,7 @@ pub struct YarnCore {
     /// [`RECONCILE_EVERY`]; one that turns up running is killed.
     unsettled: BTreeMap<weir_model::TaskId, weir_model::AgentId>,
     last_reconcile: Duration,
+    seen: Seen,
 }
 
 /// How often tasks last heard unreachable are reconciled.
@@ -74,7 +160,146 @@ pub const RECONCILE_EVERY: Duration = Duration::from_secs(10);
 
 impl YarnCore {
     pub fn new(rm: RmCore, scheduler: Scheduler) -> YarnCore {
-        YarnCore { rm, scheduler, outbox: Vec::new(), unsettled: BTreeMap::new(), last_reconcile: Duration::ZERO }
+        YarnCore { rm, scheduler, outbox: Vec::new(), unsettled: BTreeMap::new(), last_reconcile: Duration::ZERO, seen: Seen::default() }
+    }
+
+    /// Records what the effects from `from` on say about attempts and
+    /// containers (an AM start opens an attempt).
+    fn see_effects(&mut self, from: usize, now: Now) {
+        for effect in &self.outbox[from..] {
+            if let Effect::StartAm { container, .. } = effect {
+                self.seen.attempts.insert(
+                    container.id.attempt,
+                    SeenAttempt { am_container: container.clone(), start_ms: now.unix_ms, registered: false },
+                );
+                self.seen
+                    .containers
+                    .insert(container.id, ContainerReport { container: container.clone(), is_am: true, created_ms: now.unix_ms });
+            }
+        }
+    }
+
+    /// Forgets containers that are no longer live and attempts of
+    /// applications the books no longer hold: the ledger stays bounded.
+    fn prune_seen(&mut self) {
+        let (rm, scheduler) = (&self.rm, &self.scheduler);
+        let mut live: BTreeMap<ApplicationId, Vec<ContainerId>> = BTreeMap::new();
+        self.seen.containers.retain(|id, _| {
+            live.entry(id.attempt.app).or_insert_with(|| scheduler.live_containers(id.attempt.app)).contains(id)
+        });
+        self.seen.attempts.retain(|id, _| rm.application(id.app).is_ok());
+    }
+
+    /// getApplicationAttempts: every attempt of `app` this RM knows, oldest
+    /// first, the current one last (SCHEDULED while it waits for its AM).
+    pub fn attempt_reports(&self, app: ApplicationId) -> Result<Vec<AttemptReport>, ReportError> {
+        let application = self.rm.application(app)?;
+        let current = self.scheduler.current_attempt(app);
+        let final_state = match application.state {
+            AppState::Finished => Some(AttemptState::Finished),
+            AppState::Failed => Some(AttemptState::Failed),
+            AppState::Killed => Some(AttemptState::Killed),
+            _ => None,
+        };
+        let finish_ms = application.finish_ms.unwrap_or(0);
+        let mut reports: Vec<AttemptReport> = self
+            .seen
+            .attempts
+            .range(AttemptId { app, attempt: 0 }..=AttemptId { app, attempt: i32::MAX })
+            .map(|(id, a)| {
+                let is_current = current == Some(*id);
+                let state = match (final_state, is_current, a.registered) {
+                    (Some(s), true, _) => s,
+                    (Some(_), false, _) | (None, false, _) => AttemptState::Failed,
+                    (None, true, true) => AttemptState::Running,
+                    (None, true, false) => AttemptState::Launched,
+                };
+                let ended = !matches!(state, AttemptState::Running | AttemptState::Launched);
+                AttemptReport {
+                    id: *id,
+                    state,
+                    am_container: Some(a.am_container.clone()),
+                    start_ms: a.start_ms,
+                    finish_ms: if ended && is_current { finish_ms } else { 0 },
+                    diagnostics: if is_current { application.diagnostics.clone() } else { String::new() },
+                }
+            })
+            .collect();
+        if let Some(id) = current.filter(|id| !self.seen.attempts.contains_key(id)) {
+            reports.push(AttemptReport {
+                id,
+                state: final_state.unwrap_or(AttemptState::Scheduled),
+                am_container: None,
+                start_ms: application.submit_ms,
+                finish_ms,
+                diagnostics: application.diagnostics.clone(),
+            });
+        }
+        Ok(reports)
+    }
+
+    /// The current attempt of `app` and what its live containers hold
+    /// (for application reports and `yarn top`).
+    pub fn app_usage(&self, app: ApplicationId) -> AppUsage {
+        let live = self.scheduler.live_containers(app);
+        let mut usage = AppUsage { current_attempt: self.scheduler.current_attempt(app), ..AppUsage::default() };
+        for c in live.iter().filter_map(|id| self.seen.containers.get(id)) {
+            usage.containers += 1;
+            usage.used.memory_mb += c.container.capacity.memory_mb;
+            usage.used.vcores += c.container.capacity.vcores;
+        }
+        usage
+    }
+
+    /// getApplicationAttemptReport.
+    pub fn attempt_report(&self, attempt: AttemptId) -> Result<AttemptReport, ReportError> {
+        self.attempt_reports(attempt.app)?
+            .into_iter()
+            .find(|a| a.id == attempt)
+            .ok_or(ReportError::AttemptNotFound(attempt))
+    }
+
+    /// getContainers: the live containers of an attempt (as YARN's
+    /// scheduler reports them: completed ones are gone).
+    pub fn container_reports(&self, attempt: AttemptId) -> Result<Vec<ContainerReport>, ReportError> {
+        self.attempt_report(attempt)?;
+        let live = self.scheduler.live_containers(attempt.app);
+        Ok(self.seen.containers.values().filter(|c| c.container.id.attempt == attempt && live.contains(&c.container.id)).cloned().collect())
+    }
+
+    /// getContainerReport: a live container.
+    pub fn container_report(&self, id: ContainerId) -> Result<ContainerReport, ReportError> {
+        self.attempt_report(id.attempt)?;
+        let live = self.scheduler.live_containers(id.attempt.app).contains(&id);
+        self.seen.containers.get(&id).filter(|_| live).cloned().ok_or(ReportError::ContainerNotFound(id))
+    }
+
+    /// signalToContainer with a shutdown command: the container is killed
+    /// (its AM sees it complete with `code`). Unknown or ended containers
+    /// are YARN's "absent container".
+    pub fn signal_shutdown(&mut self, id: ContainerId, code: i32, why: &str) -> Result<(), ReportError> {
+        self.rm.application(id.attempt.app).map_err(|_| ReportError::SignalAbsent(id))?;
+        if !self.scheduler.live_containers(id.attempt.app).contains(&id) {
+            return Err(ReportError::SignalAbsent(id));
+        }
+        self.abort_container(id, code, why);
+        Ok(())
+    }
+
+    /// failApplicationAttempt: the attempt's AM container is killed, so the
+    /// attempt fails as it would if its AM died (a new attempt follows
+    /// while attempts remain). Ok(false): nothing to do (the application
+    /// has ended, or the attempt has no live AM container yet).
+    pub fn fail_attempt(&mut self, attempt: AttemptId, why: &str) -> Result<bool, ReportError> {
+        let report = self.attempt_report(attempt)?;
+        if self.rm.application(attempt.app)?.state.is_final() {
+            return Ok(false);
+        }
+        let Some(am) = report.am_container.filter(|c| self.scheduler.live_containers(attempt.app).contains(&c.id)) else {
+            return Ok(false);
+        };
+        self.abort_container(am.id, weir_yarn_api::exit_status::KILLED_BY_RESOURCEMANAGER, why);
+        Ok(true)
     }
 
     /// The books, for reading (reports, lookups).
@@ -98,8 +323,12 @@ impl YarnCore {
     }
 
     pub fn tick(&mut self, now: Now) {
+        self.rm.expire_lifetimes(now.unix_ms);
+        let from = self.outbox.len();
         let effects = self.scheduler.tick(&mut self.rm, now);
         self.outbox.extend(effects);
+        self.see_effects(from, now);
+        self.prune_seen();
         if now.mono.saturating_sub(self.last_reconcile) >= RECONCILE_EVERY {
             self.reconcile(now);
         }
@@ -132,8 +361,10 @@ impl YarnCore {
     }
 
     pub fn offers(&mut self, offers: Vec<Offer>, now: Now) {
+        let from = self.outbox.len();
         let effects = self.scheduler.offers(offers, now);
         self.outbox.extend(effects);
+        self.see_effects(from, now);
     }
 
     /// A broker update about one of our tasks on `agent_id`. A task that
@@ -147,6 +378,7 @@ impl YarnCore {
             // unreachable one (the shell then calls `unreachable`).
             self.unsettled.remove(task_id);
         }
+        let from = self.outbox.len();
         if event == TaskEvent::Running && !self.scheduler.knows_task(task_id) {
             tracing::info!(%task_id, %agent_id, "a task the YARN scheduler no longer counts runs; killing it");
             self.outbox.push(Effect::Kill { task_id: task_id.clone(), agent_id: agent_id.clone() });
@@ -154,6 +386,7 @@ impl YarnCore {
         }
         let effects = self.scheduler.task_update(&mut self.rm, task_id, event, now);
         self.outbox.extend(effects);
+        self.see_effects(from, now);
     }
 
     /// A container that could not be started (its AM, say) ends with
@@ -172,6 +405,9 @@ impl YarnCore {
     pub fn register(&mut self, attempt: AttemptId, endpoint: AmEndpoint, now: Now) -> Result<Registered, AmError> {
         let registered = self.scheduler.register(&mut self.rm, attempt, now)?;
         self.rm.set_am_endpoint(attempt.app, Some(endpoint)).map_err(AmError::Rm)?;
+        if let Some(a) = self.seen.attempts.get_mut(&attempt) {
+            a.registered = true;
+        }
         Ok(registered)
     }
 
@@ -180,7 +416,12 @@ impl YarnCore {
     pub fn allocate(&mut self, attempt: AttemptId, call: AllocateCall, now: Now) -> Result<AllocateOutcome, AmError> {
         let mut outcome = self.scheduler.allocate(&self.rm, attempt, call, now)?;
         if let AllocateOutcome::Fresh(result) = &mut outcome {
+            let from = self.outbox.len();
             self.outbox.append(&mut result.effects);
+            self.see_effects(from, now);
+            for c in &result.allocated {
+                self.seen.containers.insert(c.id, ContainerReport { container: c.clone(), is_am: false, created_ms: now.unix_ms });
+            }
         }
         Ok(outcome)
     }

@@ -44,6 +44,25 @@ impl AppState {
         AppState::Killed,
     ];
 
+    /// RMAppState's name, as YARN's messages print it.
+    pub fn java_name(self) -> &'static str {
+        match self {
+            AppState::New => "NEW",
+            AppState::Submitted => "SUBMITTED",
+            AppState::Accepted => "ACCEPTED",
+            AppState::Running => "RUNNING",
+            AppState::Finished => "FINISHED",
+            AppState::Failed => "FAILED",
+            AppState::Killed => "KILLED",
+        }
+    }
+
+    /// Whether the scheduler tracks the application (ClientRMService's
+    /// ACTIVE_APP_STATES): only then may it move or change priority.
+    pub fn is_active(self) -> bool {
+        matches!(self, AppState::Accepted | AppState::Running)
+    }
+
     pub fn is_final(self) -> bool {
         matches!(self, AppState::Finished | AppState::Failed | AppState::Killed)
     }
@@ -108,6 +127,9 @@ pub struct Application {
     pub diagnostics: String,
     pub submit_ms: i64,
     pub finish_ms: Option<i64>,
+    /// The LIFETIME timeout's expiry (wall-clock ms), set through
+    /// updateApplicationTimeouts; the application is killed when it passes.
+    pub lifetime_expiry_ms: Option<i64>,
     /// Where the current attempt's AM said it listens (registration), as
     /// the application report shows it: MapReduce's client asks its AM
     /// for progress there.
@@ -220,6 +242,9 @@ pub enum RmError {
     IdsExhausted(i32),
     #[error("no queues configured: at least one is needed")]
     NoQueues,
+    /// A refusal YARN words itself (thrown as a plain YarnException).
+    #[error("{0}")]
+    Refused(String),
     #[error("queue name {0:?} is not valid: use letters, digits, '-' and '_' (and not \"root\")")]
     BadQueueName(String),
 }
@@ -249,6 +274,10 @@ pub enum KillOutcome {
 }
 
 pub const ROOT_QUEUE: &str = "root";
+
+/// `yarn.cluster.max-application-priority`'s default: YARN caps every
+/// application priority at it, so with the default all priorities are 0.
+pub const MAX_APPLICATION_PRIORITY: i32 = 0;
 
 pub struct RmCore {
     cluster_timestamp: i64,
@@ -353,6 +382,7 @@ impl RmCore {
                 submit_ms: now_ms,
                 finish_ms: None,
                 am: None,
+                lifetime_expiry_ms: None,
             },
         );
         self.transition(id, AppState::Submitted, now_ms)?;
@@ -407,6 +437,80 @@ impl RmCore {
             };
         }
         Ok(KillOutcome::Killed)
+    }
+
+    /// moveApplicationAcrossQueues, with YARN's refusals: only ACCEPTED or
+    /// RUNNING applications move, and only to a configured queue (`root.`
+    /// prefix allowed). Returns the queue it left. The books change; the
+    /// scheduler keeps serving the application from the queue it adopted
+    /// it in until its next attempt.
+    pub fn move_to_queue(&mut self, id: ApplicationId, target: &str) -> Result<String, RmError> {
+        let app = self.application(id)?;
+        if !app.state.is_active() {
+            return Err(RmError::Refused(format!("App in {} state cannot be moved.", app.state.java_name())));
+        }
+        let name = target.strip_prefix("root.").unwrap_or(target);
+        if !self.queues.iter().any(|q| q == name) {
+            return Err(RmError::Refused(format!("Target queue {target} not found or is not a leaf queue.")));
+        }
+        let app = self.apps.get_mut(&id).ok_or(RmError::ApplicationNotFound(id))?;
+        Ok(std::mem::replace(&mut app.submission.queue, name.to_owned()))
+    }
+
+    /// updateApplicationPriority as YARN answers it: an ended application
+    /// keeps (and reports) its priority; one the scheduler does not track
+    /// yet is refused; otherwise the priority becomes the asked one capped
+    /// at [`MAX_APPLICATION_PRIORITY`]. Returns the priority now in force.
+    pub fn update_priority(&mut self, id: ApplicationId, wanted: i32) -> Result<i32, RmError> {
+        let app = self.application(id)?;
+        if app.state.is_final() {
+            return Ok(app.submission.priority);
+        }
+        if !app.state.is_active() {
+            return Err(RmError::Refused(format!("Application in {} state cannot update priority.", app.state.java_name())));
+        }
+        let app = self.apps.get_mut(&id).ok_or(RmError::ApplicationNotFound(id))?;
+        app.submission.priority = wanted.min(MAX_APPLICATION_PRIORITY);
+        Ok(app.submission.priority)
+    }
+
+    /// updateApplicationTimeouts (LIFETIME): YARN's rules after the
+    /// protocol checked the state: an expiry in the past is refused. An
+    /// ended application keeps what it had.
+    pub fn update_lifetime(&mut self, id: ApplicationId, expiry_ms: i64, now_ms: i64) -> Result<(), RmError> {
+        let app = self.apps.get_mut(&id).ok_or(RmError::ApplicationNotFound(id))?;
+        if app.state.is_final() {
+            return Ok(());
+        }
+        if expiry_ms < now_ms {
+            return Err(RmError::Refused(format!(
+                "Expire time is less than current time, current-time={} expire-time={}",
+                format_iso8601(now_ms),
+                format_iso8601(expiry_ms)
+            )));
+        }
+        app.lifetime_expiry_ms = Some(expiry_ms);
+        Ok(())
+    }
+
+    /// Kills the live applications whose lifetime has passed (YARN's
+    /// RMAppLifetimeMonitor); returns them.
+    pub fn expire_lifetimes(&mut self, now_ms: i64) -> Vec<ApplicationId> {
+        let due: Vec<ApplicationId> = self
+            .apps
+            .values()
+            .filter(|a| !a.state.is_final() && a.lifetime_expiry_ms.is_some_and(|e| e <= now_ms))
+            .map(Application::id)
+            .collect();
+        for id in &due {
+            if self.transition(*id, AppState::Killed, now_ms).is_ok() {
+                if let Some(app) = self.apps.get_mut(id) {
+                    app.diagnostics = "Application is killed by ResourceManager as it has exceeded the lifetime period.".into();
+                }
+                tracing::info!(application_id = %id, "application killed: its lifetime passed");
+            }
+        }
+        due
     }
 
     /// The ApplicationMaster registered (ApplicationMasterProtocol).
@@ -907,6 +1011,79 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Hadoop's `Times.formatISO8601` (`yyyy-MM-dd'T'HH:mm:ss.SSSZ`), in UTC.
+pub fn format_iso8601(ms: i64) -> String {
+    let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}+0000", rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000)
+}
+
+/// Hadoop's `Times.parseISO8601ToLocalTimeInMillis`: `yyyy-MM-dd'T'HH:mm:ss.SSSZ`
+/// with a `+HHMM`/`-HHMM` zone; None if the text is not in that form.
+pub fn parse_iso8601(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() != 28 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'.' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let s = text.get(r)?;
+        s.bytes().all(|c| c.is_ascii_digit()).then(|| s.parse().ok()).flatten()
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, s, ms) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..23)?);
+    let sign = match b[23] {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let (zh, zm) = (num(24..26)?, num(26..28)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 || zm > 59 {
+        return None;
+    }
+    let days = days_from_civil(y, mo, d);
+    let local = (((days * 24 + h) * 60 + mi) * 60 + s) * 1000 + ms;
+    Some(local - sign * (zh * 60 + zm) * 60_000)
+}
+
+/// Howard Hinnant's civil_from_days / days_from_civil.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod iso8601_tests {
+    use super::*;
+
+    #[test]
+    fn iso8601_round_trips_and_honours_the_zone() {
+        assert_eq!(format_iso8601(1_700_000_000_123), "2023-11-14T22:13:20.123+0000");
+        assert_eq!(parse_iso8601("2023-11-14T22:13:20.123+0000"), Some(1_700_000_000_123));
+        assert_eq!(parse_iso8601("2023-11-15T00:13:20.123+0200"), Some(1_700_000_000_123));
+        assert_eq!(parse_iso8601("2000-02-29T00:00:00.000-0100"), Some(951_786_000_000));
+        for bad in ["", "2023-11-14 22:13:20.123+0000", "2023-13-14T22:13:20.123+0000", "2023-11-14T22:13:20+0000", "x023-11-14T22:13:20.123+0000"] {
+            assert_eq!(parse_iso8601(bad), None, "{bad}");
         }
     }
 }

@@ -110,7 +110,12 @@ impl Shim {
         let rm = Arc::new(Rm { core: core.clone(), tokens: Issuer::new(scheduler_address.to_string(), started, started as u64) });
 
         let mut server = Server::new(settings.ipc.clone());
-        server.register(APPLICATION_CLIENT_PROTOCOL, Arc::new(ClientProtocol::new(core.clone())));
+        let client_protocol = Arc::new(ClientProtocol::new(core.clone()));
+        // Delegation tokens this RM issued authenticate on the client port;
+        // with a secret manager there it offers TOKEN, then SIMPLE, as
+        // Hadoop's RM does with security off.
+        server.set_token_passwords(client_protocol.delegation_token_passwords(clock.clone()));
+        server.register(APPLICATION_CLIENT_PROTOCOL, client_protocol);
         let server = server.spawn(listener)?;
         let client_address = server.local_addr;
         info!(%client_address, cluster_timestamp = started, "YARN ApplicationClientProtocol listening");
