@@ -10,7 +10,10 @@
 //! ResourceManager.
 
 pub mod container;
+pub mod error;
 pub mod handoff;
 pub mod launch;
+pub mod layout;
 pub mod localize;
 pub mod service;
+pub mod shuffle;

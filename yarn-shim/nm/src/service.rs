@@ -22,7 +22,9 @@ use tracing::{debug, info, warn};
 
 use super::handoff::{self, ToContainer, ToNm};
 use super::launch::{self, LaunchSpec};
+use super::layout::Layout;
 use super::localize::Localizer;
+use base64::Engine as _;
 use weir_yarn_ipc::Error;
 use weir_yarn_ipc::connection::AuthPolicy;
 use weir_yarn_ipc::server::{decode_request as decode, CallContext, RpcError, Server, ServerConfig, ServerHandle, Service};
@@ -47,11 +49,48 @@ pub struct NmSettings {
     /// The host the node manager is known by (the NodeId's host).
     pub host: String,
     pub port: u16,
-    /// Where the node manager keeps its cache.
+    /// Where the node manager keeps its cache, the applications' local
+    /// dirs and the containers' logs (see [`crate::layout`]).
     pub work_dir: PathBuf,
     /// Passed to containers as HADOOP_CONF_DIR, if set.
     pub hadoop_conf_dir: Option<PathBuf>,
     pub ipc: ServerConfig,
+    /// The web port (container logs), NM_HTTP_PORT; 0 takes a free one.
+    pub http_port: u16,
+    /// yarn.nodemanager.aux-services; only `mapreduce_shuffle` is known.
+    pub aux_services: Vec<String>,
+    /// The shuffle's port (mapreduce.shuffle.port); 0 takes a free one.
+    pub shuffle_port: u16,
+    /// yarn.nodemanager.env-whitelist.
+    pub env_whitelist: Vec<String>,
+    /// yarn.nodemanager.admin-env, unparsed (`NAME=value,…`).
+    pub admin_env: String,
+    /// yarn.nodemanager.user-home-dir: HOME in containers.
+    pub user_home_dir: String,
+    /// Variables the node manager's configuration gives it (JAVA_HOME,
+    /// HADOOP_*_HOME): containers inherit them through the whitelist as
+    /// they would the node manager's own environment, which they override.
+    pub node_env: Vec<(String, String)>,
+}
+
+impl NmSettings {
+    /// Hadoop's defaults for everything but where the node manager is.
+    pub fn new(host: String, port: u16, work_dir: PathBuf) -> NmSettings {
+        NmSettings {
+            host,
+            port,
+            work_dir,
+            hadoop_conf_dir: None,
+            ipc: ServerConfig::default(),
+            http_port: 0,
+            aux_services: vec![crate::shuffle::SERVICE_NAME.to_owned()],
+            shuffle_port: 0,
+            env_whitelist: launch::DEFAULT_ENV_WHITELIST.iter().map(|s| (*s).to_owned()).collect(),
+            admin_env: launch::DEFAULT_ADMIN_ENV.to_owned(),
+            user_home_dir: "/home/".to_owned(),
+            node_env: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -76,6 +115,11 @@ struct Inner {
     settings: NmSettings,
     localizer: Localizer,
     java_home: Option<PathBuf>,
+    layout: Layout,
+    /// The port containers are told in NM_HTTP_PORT.
+    http_port: u16,
+    /// (service name, meta data) of each auxiliary service running here.
+    aux_meta: Vec<(String, Vec<u8>)>,
     slots: Mutex<HashMap<ContainerId, Slot>>,
     arrived: Notify,
 }
@@ -110,7 +154,15 @@ impl NodeManager {
         let inner = Arc::new(Inner {
             key: key.clone(),
             localizer: Localizer::new(cache, MAX_ARCHIVE_BYTES),
-            java_home: launch::detect_java_home(),
+            java_home: settings
+                .node_env
+                .iter()
+                .find(|(k, _)| k == "JAVA_HOME")
+                .map(|(_, v)| PathBuf::from(v))
+                .or_else(launch::detect_java_home),
+            layout: Layout::new(settings.work_dir.clone()),
+            http_port: settings.http_port,
+            aux_meta: Vec::new(),
             settings: settings.clone(),
             slots: Mutex::new(HashMap::new()),
             arrived: Notify::new(),
@@ -357,28 +409,48 @@ impl Cmp {
             None => Credentials::default().to_bytes(),
         };
         std::fs::write(&token_file, credentials).map_err(|e| format!("cannot write {}: {e}", token_file.display()))?;
-        let local_dir = sandbox.join("local");
-        std::fs::create_dir_all(&local_dir).map_err(|e| format!("cannot create {}: {e}", local_dir.display()))?;
-        let inherited: Vec<(String, String)> = launch::DEFAULT_ENV_WHITELIST
+        let settings = &inner.settings;
+        let (user_dir, app_dir, log_dir) = inner.layout.prepare_container(user, id).map_err(|e| e.to_string())?;
+        // MapReduce points java.io.tmpdir at $PWD/tmp and refuses to start
+        // without it; Hadoop's container executors create it.
+        let tmp = sandbox.join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+        let inherited: Vec<(String, String)> = settings
+            .env_whitelist
             .iter()
-            .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+            .filter_map(|k| {
+                let configured = settings.node_env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+                configured.or_else(|| std::env::var(k).ok()).map(|v| (k.clone(), v))
+            })
             .collect();
+        // Each auxiliary service's meta data, as Hadoop's
+        // AuxiliaryServiceHelper puts it: NM_AUX_SERVICE_<name>=base64.
+        let extra_env: Vec<(String, String)> = inner
+            .aux_meta
+            .iter()
+            .map(|(name, data)| (format!("NM_AUX_SERVICE_{name}"), base64::engine::general_purpose::STANDARD.encode(data)))
+            .collect();
+        let admin_env = launch::parse_admin_env(&settings.admin_env);
         let container_id = id.to_string();
-        let local_dirs = [local_dir];
+        let local_dirs = [app_dir];
+        let user_local_dirs = [user_dir];
         let spec = LaunchSpec {
             container_id: &container_id,
             user,
             nm_host: &inner.settings.host,
             nm_port: inner.settings.port,
-            nm_http_port: inner.settings.port,
+            nm_http_port: inner.http_port,
             work_dir: sandbox,
-            log_dir: sandbox,
+            log_dir: &log_dir,
             local_dirs: &local_dirs,
-            hadoop_conf_dir: inner.settings.hadoop_conf_dir.as_deref(),
+            user_local_dirs: &user_local_dirs,
+            home: &settings.user_home_dir,
+            hadoop_conf_dir: settings.hadoop_conf_dir.as_deref(),
             token_file: &token_file,
             java_home: inner.java_home.as_deref(),
-            extra_env: &[],
+            extra_env: &extra_env,
             inherited: &inherited,
+            admin_env: &admin_env,
         };
         launch::write_launch_script(ctx, &spec).map_err(|e| e.to_string())
     }

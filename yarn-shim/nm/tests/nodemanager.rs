@@ -47,7 +47,7 @@ async fn the_node_manager_checks_tokens_and_hands_good_starts_to_the_waiting_tas
     let issuer = Arc::new(Issuer::new("127.0.0.1:1".into(), 7, now_ms() as u64));
     let key = NmKey::parse(&issuer.nm_key_env()).unwrap();
     let settings =
-        NmSettings { host: "127.0.0.1".into(), port, work_dir: dir.path().to_path_buf(), hadoop_conf_dir: None, ipc: Default::default() };
+        NmSettings::new("127.0.0.1".into(), port, dir.path().to_path_buf());
     let nm = NodeManager::start(key, settings).await.unwrap();
     let node = NodeId { host: "127.0.0.1".into(), port: port as i32 };
 
@@ -112,6 +112,16 @@ async fn the_node_manager_checks_tokens_and_hands_good_starts_to_the_waiting_tas
             let text = std::fs::read_to_string(&script).unwrap();
             assert!(text.contains("exec /bin/bash -c \"echo hi\""), "{text}");
             assert!(text.contains(&format!("export CONTAINER_ID=\"{}\"", good.id)), "{text}");
+            // YARN's layout: the application's dir under usercache, logs
+            // per container, and tmp/ in the working directory.
+            let app_dir = dir.path().join("usercache/alice/appcache").join(good.id.attempt.app.to_string());
+            let log_dir = dir.path().join("logs").join(good.id.attempt.app.to_string()).join(good.id.to_string());
+            assert!(text.contains(&format!("export LOCAL_DIRS=\"{}\"", app_dir.display())), "{text}");
+            assert!(text.contains(&format!("export LOG_DIRS=\"{}\"", log_dir.display())), "{text}");
+            assert!(text.contains(&format!("export LOCAL_USER_DIRS=\"{}\"", dir.path().join("usercache/alice").display())), "{text}");
+            assert!(text.contains("export HOME=\"/home/\""), "{text}");
+            assert!(text.contains("export USER=\"alice\""), "{text}");
+            assert!(sandbox.join("tmp").is_dir() && app_dir.is_dir() && log_dir.is_dir());
         }
         other => panic!("expected a launch, got {other:?}"),
     }
