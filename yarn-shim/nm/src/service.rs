@@ -24,6 +24,7 @@ use super::handoff::{self, ToContainer, ToNm};
 use super::launch::{self, LaunchSpec};
 use super::layout::Layout;
 use super::localize::Localizer;
+use super::shuffle::{self, ShuffleService};
 use base64::Engine as _;
 use weir_yarn_ipc::Error;
 use weir_yarn_ipc::connection::AuthPolicy;
@@ -120,6 +121,7 @@ struct Inner {
     http_port: u16,
     /// (service name, meta data) of each auxiliary service running here.
     aux_meta: Vec<(String, Vec<u8>)>,
+    shuffle: Option<ShuffleService>,
     slots: Mutex<HashMap<ContainerId, Slot>>,
     arrived: Notify,
 }
@@ -151,6 +153,23 @@ impl NodeManager {
         let unix = tokio::net::UnixListener::from_std(std_listener).map_err(|e| Error::Protocol(e.to_string()))?;
         let cache = settings.work_dir.join("filecache");
         std::fs::create_dir_all(&cache).map_err(|e| Error::Protocol(format!("cannot create {}: {e}", cache.display())))?;
+        let layout = Layout::new(settings.work_dir.clone());
+        let mut shuffle = None;
+        let mut aux_meta = Vec::new();
+        for name in &settings.aux_services {
+            if name == shuffle::SERVICE_NAME {
+                let service = ShuffleService::start(SocketAddr::new(bind.ip(), settings.shuffle_port), layout.clone())
+                    .await
+                    .map_err(|e| Error::Protocol(format!("starting {name}: {e}")))?;
+                aux_meta.push((name.clone(), shuffle::meta_data(service.port())));
+                shuffle = Some(service);
+            } else {
+                // Hadoop would fail to find the service's class; a node
+                // manager that does not start would take every container
+                // of this agent down with it, so only say so.
+                warn!(service = %name, "unknown auxiliary service in yarn-shim.nodemanager.aux-services; not started");
+            }
+        }
         let inner = Arc::new(Inner {
             key: key.clone(),
             localizer: Localizer::new(cache, MAX_ARCHIVE_BYTES),
@@ -160,9 +179,10 @@ impl NodeManager {
                 .find(|(k, _)| k == "JAVA_HOME")
                 .map(|(_, v)| PathBuf::from(v))
                 .or_else(launch::detect_java_home),
-            layout: Layout::new(settings.work_dir.clone()),
+            layout,
             http_port: settings.http_port,
-            aux_meta: Vec::new(),
+            aux_meta,
+            shuffle,
             settings: settings.clone(),
             slots: Mutex::new(HashMap::new()),
             arrived: Notify::new(),
@@ -190,7 +210,15 @@ impl NodeManager {
         slots.iter().map(|(id, s)| (*id, format!("{:?}", s.state))).collect()
     }
 
+    /// The shuffle's address, if `mapreduce_shuffle` runs here.
+    pub fn shuffle_address(&self) -> Option<SocketAddr> {
+        self.inner.shuffle.as_ref().map(ShuffleService::address)
+    }
+
     pub fn stop(self) {
+        if let Some(shuffle) = &self.inner.shuffle {
+            shuffle.stop();
+        }
         self.server.shutdown();
         self.handoff.abort();
     }
@@ -359,6 +387,20 @@ impl Cmp {
             return Err(format!("the container token for {id} is for node {}, this is {me}", grant.node));
         }
         let ctx = req.container_launch_context.as_ref().ok_or("the request has no container launch context")?;
+        // ContainerManagerImpl: service data for a service not running here
+        // fails the start, before anything is localized.
+        for entry in &ctx.service_data {
+            if !inner.aux_meta.iter().any(|(name, _)| name == entry.key()) {
+                return Err(format!("The auxService:{} does not exist", entry.key()));
+            }
+        }
+        if let Some(shuffle) = &inner.shuffle {
+            if let Some(entry) = ctx.service_data.iter().find(|e| e.key() == shuffle::SERVICE_NAME) {
+                shuffle
+                    .register(id.attempt.app, &grant.user, entry.value())
+                    .map_err(|e| format!("{}: {e}", shuffle::SERVICE_NAME))?;
+            }
+        }
         // Wait for the container's task to report in.
         let deadline = tokio::time::Instant::now() + HELLO_WAIT;
         let sandbox = loop {
@@ -464,6 +506,13 @@ impl Service for Cmp {
             "startContainers" => {
                 let req: r::StartContainersRequestProto = decode("StartContainersRequestProto", request)?;
                 let mut response = r::StartContainersResponseProto::default();
+                // Hadoop answers every start with all services' meta data.
+                response.services_meta_data = self
+                    .inner
+                    .aux_meta
+                    .iter()
+                    .map(|(name, data)| r::StringBytesMapProto { key: Some(name.clone()), value: Some(data.clone()) })
+                    .collect();
                 for one in &req.start_container_request {
                     match self.start(&holder, one).await {
                         Ok(id) => response.succeeded_requests.push(convert::container_to_proto(id)),

@@ -102,8 +102,20 @@ async fn the_node_manager_checks_tokens_and_hands_good_starts_to_the_waiting_tas
     assert!(expired.contains("expired"), "{expired}");
 
     // Still serving: the good start reaches the waiting task.
+    // Service data for an auxiliary service not running here fails the start.
+    let mut unknown = start(issuer.container_token(&good, false, now_ms()));
+    unknown.start_container_request[0].container_launch_context.as_mut().unwrap().service_data =
+        vec![r::StringBytesMapProto { key: Some("spark_shuffle".into()), value: Some(vec![1]) }];
+    let msg = failure(&call(unknown).await);
+    assert_eq!(msg, "The auxService:spark_shuffle does not exist");
+
     let ok = call(start(issuer.container_token(&good, false, now_ms()))).await;
     assert_eq!(ok.succeeded_requests.len(), 1, "{:?}", ok.failed_requests);
+    // The shuffle's port, as ShuffleHandler.serializeMetaData writes it.
+    let shuffle_port = nm.shuffle_address().unwrap().port();
+    assert_eq!(ok.services_meta_data.len(), 1);
+    assert_eq!(ok.services_meta_data[0].key(), "mapreduce_shuffle");
+    assert_eq!(ok.services_meta_data[0].value(), (shuffle_port as i32).to_be_bytes());
     let mut line = String::new();
     BufReader::new(task.try_clone().unwrap()).read_line(&mut line).unwrap();
     match handoff::decode::<ToContainer>(line.trim_end().as_bytes()).unwrap() {
