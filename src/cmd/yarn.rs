@@ -83,7 +83,10 @@ pub async fn nodemanager_main(options: &Options, args: NodeManagerArgs) -> Resul
     settings.hadoop_conf_dir = args.hadoop_conf_dir;
     nodemanager_settings(&config, &mut settings)?;
     let nm = weir_yarn_nm::service::NodeManager::start(key, settings).await.context("starting the node manager")?;
-    println!("weir yarn-nodemanager: ContainerManagementProtocol on {}", nm.address());
+    println!("weir yarn-nodemanager: ContainerManagementProtocol on {}, web (container logs) on {}", nm.address(), nm.http_address());
+    if let Some(shuffle) = nm.shuffle_address() {
+        println!("  mapreduce_shuffle on {shuffle}");
+    }
     super::shutdown_signal().await;
     nm.stop();
     Ok(ExitCode::SUCCESS)

@@ -9,6 +9,7 @@
 //! Depends on `weir-yarn-api` and `weir-yarn-ipc`, never on the
 //! ResourceManager.
 
+pub mod body;
 pub mod container;
 pub mod error;
 pub mod handoff;
@@ -17,3 +18,4 @@ pub mod layout;
 pub mod localize;
 pub mod service;
 pub mod shuffle;
+pub mod web;

@@ -25,6 +25,7 @@ use super::launch::{self, LaunchSpec};
 use super::layout::Layout;
 use super::localize::Localizer;
 use super::shuffle::{self, ShuffleService};
+use super::web::WebServer;
 use base64::Engine as _;
 use weir_yarn_ipc::Error;
 use weir_yarn_ipc::connection::AuthPolicy;
@@ -131,6 +132,7 @@ pub struct NodeManager {
     server: ServerHandle,
     handoff: tokio::task::JoinHandle<()>,
     address: SocketAddr,
+    web: WebServer,
 }
 
 impl NodeManager {
@@ -170,6 +172,9 @@ impl NodeManager {
                 warn!(service = %name, "unknown auxiliary service in yarn-shim.nodemanager.aux-services; not started");
             }
         }
+        let web = WebServer::start(SocketAddr::new(bind.ip(), settings.http_port), layout.clone())
+            .await
+            .map_err(|e| Error::Protocol(format!("starting the web server: {e}")))?;
         let inner = Arc::new(Inner {
             key: key.clone(),
             localizer: Localizer::new(cache, MAX_ARCHIVE_BYTES),
@@ -180,7 +185,7 @@ impl NodeManager {
                 .map(|(_, v)| PathBuf::from(v))
                 .or_else(launch::detect_java_home),
             layout,
-            http_port: settings.http_port,
+            http_port: web.address().port(),
             aux_meta,
             shuffle,
             settings: settings.clone(),
@@ -197,7 +202,7 @@ impl NodeManager {
         let address = server.local_addr;
         let handoff = tokio::spawn(accept_containers(unix, inner.clone()));
         info!(%address, host = %settings.host, java_home = ?inner.java_home, "node manager listening");
-        Ok(NodeManager { inner, server, handoff, address })
+        Ok(NodeManager { inner, server, handoff, address, web })
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -210,6 +215,11 @@ impl NodeManager {
         slots.iter().map(|(id, s)| (*id, format!("{:?}", s.state))).collect()
     }
 
+    /// The web server's address (container logs); its port is NM_HTTP_PORT.
+    pub fn http_address(&self) -> SocketAddr {
+        self.web.address()
+    }
+
     /// The shuffle's address, if `mapreduce_shuffle` runs here.
     pub fn shuffle_address(&self) -> Option<SocketAddr> {
         self.inner.shuffle.as_ref().map(ShuffleService::address)
@@ -219,6 +229,7 @@ impl NodeManager {
         if let Some(shuffle) = &self.inner.shuffle {
             shuffle.stop();
         }
+        self.web.stop();
         self.server.shutdown();
         self.handoff.abort();
     }

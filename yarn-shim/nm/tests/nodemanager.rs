@@ -133,6 +133,13 @@ async fn the_node_manager_checks_tokens_and_hands_good_starts_to_the_waiting_tas
             assert!(text.contains(&format!("export LOCAL_USER_DIRS=\"{}\"", dir.path().join("usercache/alice").display())), "{text}");
             assert!(text.contains("export HOME=\"/home/\""), "{text}");
             assert!(text.contains("export USER=\"alice\""), "{text}");
+            // The web port serves this container's logs; the shuffle's port
+            // is there as Hadoop's AuxiliaryServiceHelper puts it.
+            assert!(text.contains(&format!("export NM_HTTP_PORT=\"{}\"", nm.http_address().port())), "{text}");
+            let port = (nm.shuffle_address().unwrap().port() as i32).to_be_bytes();
+            use base64::Engine as _;
+            let meta = base64::engine::general_purpose::STANDARD.encode(port);
+            assert!(text.contains(&format!("export NM_AUX_SERVICE_mapreduce_shuffle=\"{meta}\"")), "{text}");
             assert!(sandbox.join("tmp").is_dir() && app_dir.is_dir() && log_dir.is_dir());
         }
         other => panic!("expected a launch, got {other:?}"),

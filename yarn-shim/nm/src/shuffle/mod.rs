@@ -25,17 +25,15 @@ pub mod writable;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tracing::{debug, info, warn};
 use weir_yarn_api::ids::ApplicationId;
 
+use crate::body::{Segment, Source};
 use crate::error::NmError;
 use crate::layout::Layout;
 use request::{Refusal, HEADER_NAME, HEADER_REPLY_HASH, HEADER_URL_HASH, HEADER_VERSION};
@@ -44,8 +42,6 @@ use writable::JobToken;
 /// The service's name in yarn.nodemanager.aux-services and in
 /// `service_data` / `services_meta_data`.
 pub const SERVICE_NAME: &str = "mapreduce_shuffle";
-/// Bytes read from a map output per chunk sent.
-const CHUNK: usize = 256 << 10;
 
 /// `ShuffleHandler.serializeMetaData`: the port as a 4-byte big-endian int.
 pub fn meta_data(port: u16) -> Vec<u8> {
@@ -145,14 +141,6 @@ fn error_response(refusal: Refusal) -> Response {
     response
 }
 
-/// One map's part of a reply.
-struct Segment {
-    header: Vec<u8>,
-    data: PathBuf,
-    offset: u64,
-    length: u64,
-}
-
 async fn serve(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     // The body is never read (a GET has none) and is not Sync: keep only
     // the head across awaits.
@@ -207,44 +195,16 @@ async fn answer(shared: &Shared, req: &axum::http::request::Parts, target: &str)
             .map_err(internal)?;
         let header = writable::shuffle_header(map, record.part_length as i64, record.raw_length, parsed.reduce);
         total = total.saturating_add(header.len() as u64).saturating_add(record.part_length);
-        segments.push(Segment { header, data, offset: record.start_offset, length: record.part_length });
+        segments.push(Segment {
+            prefix: header.into(),
+            source: Source::Path(data),
+            offset: record.start_offset,
+            length: record.part_length,
+        });
     }
     debug!(application_id = %app, reduce = parsed.reduce, maps = segments.len(), bytes = total, "shuffle reply");
 
-    let body = Body::from_stream(futures::stream::unfold(
-        (segments.into_iter(), None::<(tokio::fs::File, u64)>),
-        |(mut segments, mut open)| async move {
-            loop {
-                if let Some((file, left)) = open.as_mut() {
-                    if *left == 0 {
-                        open = None;
-                        continue;
-                    }
-                    let want = (*left).min(CHUNK as u64) as usize;
-                    let mut buf = vec![0u8; want];
-                    return match file.read_exact(&mut buf).await {
-                        Ok(_) => {
-                            *left -= want as u64;
-                            Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), (segments, open)))
-                        }
-                        // Ends the body short; hyper then drops the
-                        // connection, which a Fetcher counts as a failure.
-                        Err(e) => Some((Err(e), (segments, None))),
-                    };
-                }
-                let segment = segments.next()?;
-                let opened = async {
-                    let mut f = tokio::fs::File::open(&segment.data).await?;
-                    f.seek(std::io::SeekFrom::Start(segment.offset)).await?;
-                    Ok::<_, std::io::Error>(f)
-                };
-                return match opened.await {
-                    Ok(f) => Some((Ok(bytes::Bytes::from(segment.header)), (segments, Some((f, segment.length))))),
-                    Err(e) => Some((Err(e), (segments, None))),
-                };
-            }
-        },
-    ));
+    let body = crate::body::segments(segments);
     let mut response = Response::new(body);
     let h = response.headers_mut();
     let value = |s: &str| HeaderValue::from_str(s).map_err(|e| Refusal { status: 500, message: e.to_string() });
