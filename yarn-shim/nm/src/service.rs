@@ -516,14 +516,16 @@ impl Service for Cmp {
         match method {
             "startContainers" => {
                 let req: r::StartContainersRequestProto = decode("StartContainersRequestProto", request)?;
-                let mut response = r::StartContainersResponseProto::default();
                 // Hadoop answers every start with all services' meta data.
-                response.services_meta_data = self
-                    .inner
-                    .aux_meta
-                    .iter()
-                    .map(|(name, data)| r::StringBytesMapProto { key: Some(name.clone()), value: Some(data.clone()) })
-                    .collect();
+                let mut response = r::StartContainersResponseProto {
+                    services_meta_data: self
+                        .inner
+                        .aux_meta
+                        .iter()
+                        .map(|(name, data)| r::StringBytesMapProto { key: Some(name.clone()), value: Some(data.clone()) })
+                        .collect(),
+                    ..Default::default()
+                };
                 for one in &req.start_container_request {
                     match self.start(&holder, one).await {
                         Ok(id) => response.succeeded_requests.push(convert::container_to_proto(id)),

@@ -89,9 +89,10 @@ fn refuse(status: StatusCode, message: String) -> Response {
 }
 
 /// The container's log dir, if the names are well formed.
-fn log_dir(layout: &Layout, container: &str, user: &str) -> Result<(ContainerId, std::path::PathBuf), Response> {
-    let id: ContainerId = container.parse().map_err(|e| refuse(StatusCode::BAD_REQUEST, format!("{e}")))?;
-    layout::user(user).map_err(|e| refuse(StatusCode::BAD_REQUEST, e.to_string()))?;
+fn log_dir(layout: &Layout, container: &str, user: &str) -> Result<(ContainerId, std::path::PathBuf), Box<Response>> {
+    let bad = |m: String| Box::new(refuse(StatusCode::BAD_REQUEST, m));
+    let id: ContainerId = container.parse().map_err(|e| bad(format!("{e}")))?;
+    layout::user(user).map_err(|e| bad(e.to_string()))?;
     Ok((id, layout.container_log_dir(id)))
 }
 
@@ -102,7 +103,7 @@ fn escape(s: &str) -> String {
 async fn listing(State(layout): State<Arc<Layout>>, UrlPath((container, user)): UrlPath<(String, String)>) -> Response {
     let (id, dir) = match log_dir(&layout, &container, &user) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let entries = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<(String, u64)>> {
         let mut files = Vec::new();
@@ -167,7 +168,7 @@ async fn file(
 ) -> Response {
     let (id, dir) = match log_dir(&layout, &container, &user) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Err(e) = layout::component("log file", &name) {
         return refuse(StatusCode::BAD_REQUEST, e.to_string());
