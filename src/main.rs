@@ -92,7 +92,7 @@ fn main() -> ExitCode {
             Command::Conf(args) => cmd::conf::main(&options, args),
             Command::Yarn(args) => cmd::yarn::main(&options, args).await,
             Command::Bench(args) => cmd::bench::main(&options, args).await,
-            Command::YarnNodemanager(args) => cmd::yarn::nodemanager_main(args).await,
+            Command::YarnNodemanager(args) => cmd::yarn::nodemanager_main(&options, args).await,
             Command::Executor(_) | Command::YarnContainer(_) => unreachable!("handled before the runtime starts"),
         }
     });

@@ -58,30 +58,71 @@ pub struct NodeManagerArgs {
     /// Given to containers as HADOOP_CONF_DIR.
     #[arg(long, value_name = "DIR")]
     hadoop_conf_dir: Option<PathBuf>,
+    /// Web port for container logs (yarn-shim.nodemanager.webapp.port).
+    #[arg(long)]
+    http_port: Option<u16>,
+    /// mapreduce_shuffle's port (yarn-shim.nodemanager.shuffle.port).
+    #[arg(long)]
+    shuffle_port: Option<u16>,
 }
 
 /// `weir yarn-nodemanager`: serves ContainerManagementProtocol until
 /// stopped. The NM key comes from the environment, never the command line.
-pub async fn nodemanager_main(args: NodeManagerArgs) -> Result<ExitCode> {
+pub async fn nodemanager_main(options: &Options, args: NodeManagerArgs) -> Result<ExitCode> {
     use weir_yarn_api::tokens::{NmKey, NM_KEY_ENV};
+    let mut config = settings::load(options, &[Daemon::YarnShim], "")?;
+    settings::apply_flag(&mut config, "yarn-shim.nodemanager.webapp.port", args.http_port)?;
+    settings::apply_flag(&mut config, "yarn-shim.nodemanager.shuffle.port", args.shuffle_port)?;
     let key = std::env::var(NM_KEY_ENV).with_context(|| format!("{NM_KEY_ENV} is not set (the YARN shim sets it)"))?;
     let key = NmKey::parse(&key).map_err(|e| anyhow::anyhow!("{NM_KEY_ENV}: {e}"))?;
     let work_dir = match args.work_dir {
         Some(d) => d,
         None => std::env::current_dir().context("finding the working directory")?,
     };
-    let settings = weir_yarn_nm::service::NmSettings {
-        host: args.host,
-        port: args.port,
-        work_dir,
-        hadoop_conf_dir: args.hadoop_conf_dir,
-        ipc: Default::default(),
-    };
+    let mut settings = weir_yarn_nm::service::NmSettings::new(args.host, args.port, work_dir);
+    settings.hadoop_conf_dir = args.hadoop_conf_dir;
+    nodemanager_settings(&config, &mut settings)?;
     let nm = weir_yarn_nm::service::NodeManager::start(key, settings).await.context("starting the node manager")?;
-    println!("weir yarn-nodemanager: ContainerManagementProtocol on {}", nm.address());
+    println!("weir yarn-nodemanager: ContainerManagementProtocol on {}, web (container logs) on {}", nm.address(), nm.http_address());
+    if let Some(shuffle) = nm.shuffle_address() {
+        println!("  mapreduce_shuffle on {shuffle}");
+    }
     super::shutdown_signal().await;
     nm.stop();
     Ok(ExitCode::SUCCESS)
+}
+
+/// The node manager's keys (yarn-shim.nodemanager.*) into its settings.
+fn nodemanager_settings(config: &weir_conf::Config, s: &mut weir_yarn_nm::service::NmSettings) -> Result<()> {
+    let problem = |e: weir_conf::ConfError| anyhow::Error::new(settings::ConfigProblem(e.to_string()));
+    let list = |key: &str| -> Result<Vec<String>> {
+        Ok(config.get_list(key).map_err(problem)?.into_iter().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).collect())
+    };
+    s.http_port = config.get_u16("yarn-shim.nodemanager.webapp.port").map_err(problem)?;
+    s.shuffle_port = config.get_u16("yarn-shim.nodemanager.shuffle.port").map_err(problem)?;
+    s.aux_services = list("yarn-shim.nodemanager.aux-services")?;
+    // Empty (the default) reads as unset: the built-in list stays.
+    let whitelist = config.get_list("yarn-shim.nodemanager.env-whitelist").unwrap_or_default();
+    let whitelist: Vec<String> = whitelist.into_iter().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).collect();
+    if !whitelist.is_empty() {
+        s.env_whitelist = whitelist;
+    }
+    s.admin_env = config.get_str("yarn-shim.nodemanager.admin-env").map_err(problem)?;
+    s.user_home_dir = config.get_str("yarn-shim.nodemanager.user-home-dir").map_err(problem)?;
+    // An empty value reads as unset, which is what these two default to.
+    let java_home = config.get_str("yarn-shim.nodemanager.java.home").unwrap_or_default();
+    if !java_home.trim().is_empty() {
+        s.node_env.push(("JAVA_HOME".into(), java_home.trim().to_owned()));
+    }
+    let hadoop_home = config.get_str("yarn-shim.nodemanager.hadoop.home").unwrap_or_default();
+    if !hadoop_home.trim().is_empty() {
+        // One installation holds common, hdfs, yarn and mapreduce, as a
+        // Hadoop tarball lays them out.
+        for name in ["HADOOP_HOME", "HADOOP_COMMON_HOME", "HADOOP_HDFS_HOME", "HADOOP_YARN_HOME", "HADOOP_MAPRED_HOME"] {
+            s.node_env.push((name.into(), hadoop_home.trim().to_owned()));
+        }
+    }
+    Ok(())
 }
 
 #[derive(clap::Args, Debug)]

@@ -38,11 +38,17 @@ pub const DEFAULT_ENV_WHITELIST: &[&str] = &[
     "HADOOP_CONF_DIR",
     "CLASSPATH_PREPEND_DISTCACHE",
     "HADOOP_YARN_HOME",
+    // Not in Hadoop 3.2's list, but MapReduce's default class path needs it
+    // and Hadoop's own setup guide tells administrators to add it.
+    "HADOOP_MAPRED_HOME",
     "HADOOP_HOME",
     "PATH",
     "LANG",
     "TZ",
 ];
+
+/// yarn.nodemanager.admin-env's default in Hadoop.
+pub const DEFAULT_ADMIN_ENV: &str = "MALLOC_ARENA_MAX=$MALLOC_ARENA_MAX";
 
 /// Most environment entries a launch context may carry.
 pub const MAX_ENV_ENTRIES: usize = 10_000;
@@ -63,7 +69,13 @@ pub struct LaunchSpec<'a> {
     /// The container's PWD; the script is written here.
     pub work_dir: &'a Path,
     pub log_dir: &'a Path,
+    /// The application's dirs (`…/usercache/<user>/appcache/<app>`).
     pub local_dirs: &'a [PathBuf],
+    /// The user's dirs (`…/usercache/<user>`), YARN's LOCAL_USER_DIRS.
+    pub user_local_dirs: &'a [PathBuf],
+    /// HOME in the container: yarn.nodemanager.user-home-dir (Hadoop's
+    /// default is `/home/`), not the node manager's own home.
+    pub home: &'a str,
     pub hadoop_conf_dir: Option<&'a Path>,
     /// The caller writes the credentials there.
     pub token_file: &'a Path,
@@ -74,6 +86,45 @@ pub struct LaunchSpec<'a> {
     /// Variables the container inherits from the NM's own environment
     /// unless it sets them (YARN's yarn.nodemanager.env-whitelist).
     pub inherited: &'a [(String, String)],
+    /// yarn.nodemanager.admin-env, parsed by [`parse_admin_env`]: forced
+    /// in, appended (with `:`) to a value the container or the node
+    /// manager already set, as Hadoop's `Apps.setEnvFromInputString` does.
+    pub admin_env: &'a [(String, String)],
+}
+
+/// Parses yarn.nodemanager.admin-env (`NAME=value,NAME2=value2`); entries
+/// without `=` or with a bad name are skipped, as Hadoop skips them.
+pub fn parse_admin_env(spec: &str) -> Vec<(String, String)> {
+    spec.split(',')
+        .filter_map(|entry| entry.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
+        .filter(|(k, _)| valid_name(k))
+        .collect()
+}
+
+/// Replaces `$NAME` in an admin-env value by the value `lookup` gives (an
+/// unset variable becomes empty), as Hadoop does at the node manager, before
+/// the script is written.
+fn substitute(value: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
+    let b = value.as_bytes();
+    let mut out = String::with_capacity(value.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'$' && b.get(i + 1).is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') {
+            let start = i + 1;
+            let mut end = start;
+            while end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'_') {
+                end += 1;
+            }
+            out.push_str(&lookup(&value[start..end]).unwrap_or_default());
+            i = end;
+        } else {
+            let c = value[i..].chars().next().unwrap_or('\0');
+            out.push(c);
+            i += c.len_utf8().max(1);
+        }
+    }
+    out
 }
 
 /// A launch context the node manager cannot turn into a script.
@@ -156,25 +207,23 @@ pub fn environment(
     }
 
     // The node manager's variables, in Hadoop's order.
-    let home = std::env::var("HOME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| format!("/home/{}", spec.user));
-    let local_dirs: Vec<String> = spec
-        .local_dirs
-        .iter()
-        .map(|d| d.display().to_string())
-        .collect();
+    let join = |dirs: &[PathBuf]| {
+        dirs.iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     let mut nm: Vec<(String, String)> = vec![
         ("CONTAINER_ID".into(), spec.container_id.into()),
         ("NM_PORT".into(), spec.nm_port.to_string()),
         ("NM_HOST".into(), spec.nm_host.into()),
         ("NM_HTTP_PORT".into(), spec.nm_http_port.to_string()),
-        ("LOCAL_DIRS".into(), local_dirs.join(",")),
+        ("LOCAL_DIRS".into(), join(spec.local_dirs)),
+        ("LOCAL_USER_DIRS".into(), join(spec.user_local_dirs)),
         ("LOG_DIRS".into(), spec.log_dir.display().to_string()),
         ("USER".into(), spec.user.into()),
         ("LOGNAME".into(), spec.user.into()),
-        ("HOME".into(), home),
+        ("HOME".into(), spec.home.into()),
         ("PWD".into(), spec.work_dir.display().to_string()),
         (
             "HADOOP_TOKEN_FILE_LOCATION".into(),
@@ -195,6 +244,27 @@ pub fn environment(
     for (k, v) in spec.extra_env {
         check_name(k, "node manager's")?;
         set(&mut nm, k, v.clone());
+    }
+    for (k, raw) in spec.admin_env {
+        check_name(k, "admin")?;
+        let value = substitute(raw, |name| {
+            nm.iter()
+                .chain(own.iter())
+                .chain(spec.inherited.iter())
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+                .or_else(|| std::env::var(name).ok())
+        });
+        let before = nm
+            .iter()
+            .find(|(n, _)| n == k)
+            .or_else(|| own.iter().find(|(n, _)| n == k))
+            .map(|(_, v)| v.clone());
+        let value = match before {
+            Some(b) => format!("{b}:{value}"),
+            None => value,
+        };
+        set(&mut nm, k, value);
     }
 
     let mut env = Vec::with_capacity(spec.inherited.len() + nm.len() + own.len());
@@ -444,11 +514,14 @@ mod tests {
             work_dir: &d.work,
             log_dir: &d.logs,
             local_dirs: &d.local,
+            user_local_dirs: &d.local[..1],
+            home: "/home/",
             hadoop_conf_dir: None,
             token_file: &d.tokens,
             java_home: None,
             extra_env: &[],
             inherited,
+            admin_env: &[],
         }
     }
 
@@ -580,6 +653,45 @@ mod tests {
         let env = environment(&own, &s).unwrap();
         assert_eq!(get(&env, "JAVA_HOME"), Some("/app/jdk"));
         assert_eq!(get(&env, "HADOOP_CONF_DIR"), Some("/app/conf"));
+    }
+
+    #[test]
+    fn home_and_local_user_dirs_are_yarns() {
+        let d = dirs();
+        let c = ctx(&[("HOME", "/app/home")], &["true"]);
+        let env = environment(&c, &spec(&d, &[])).unwrap();
+        // yarn.nodemanager.user-home-dir wins over the container's HOME.
+        assert_eq!(get(&env, "HOME"), Some("/home/"));
+        assert_eq!(get(&env, "LOCAL_USER_DIRS"), Some(d.local[0].to_str().unwrap()));
+    }
+
+    #[test]
+    fn admin_env_is_forced_in_and_appended_to_what_is_set() {
+        assert_eq!(
+            parse_admin_env("MALLOC_ARENA_MAX=$MALLOC_ARENA_MAX,bad name=x,NOEQ,X=a=b"),
+            pairs(&[("MALLOC_ARENA_MAX", "$MALLOC_ARENA_MAX"), ("X", "a=b")])
+        );
+        let d = dirs();
+        let inherited = pairs(&[("PATH", "/nm/bin")]);
+        let admin = pairs(&[
+            ("MALLOC_ARENA_MAX", "$WEIR_TEST_SURELY_UNSET_VAR"),
+            ("LD_LIBRARY_PATH", "/native"),
+            ("OPTS", "$USER-x"),
+            ("PATH", "$PATH:/admin/bin"),
+        ]);
+        let s = LaunchSpec {
+            admin_env: &admin,
+            ..spec(&d, &inherited)
+        };
+        let c = ctx(&[("LD_LIBRARY_PATH", "/app/lib")], &["true"]);
+        let env = environment(&c, &s).unwrap();
+        // Substituted at the node manager; unset becomes empty.
+        assert_eq!(get(&env, "MALLOC_ARENA_MAX"), Some(""));
+        assert_eq!(get(&env, "LD_LIBRARY_PATH"), Some("/app/lib:/native"));
+        assert_eq!(get(&env, "OPTS"), Some("alice-x"));
+        assert_eq!(get(&env, "PATH"), Some("/nm/bin:/admin/bin"));
+        assert_eq!(env.iter().filter(|(k, _)| k == "LD_LIBRARY_PATH").count(), 1);
+        assert_eq!(env.iter().filter(|(k, _)| k == "PATH").count(), 1);
     }
 
     #[test]

@@ -9,8 +9,13 @@
 //! Depends on `weir-yarn-api` and `weir-yarn-ipc`, never on the
 //! ResourceManager.
 
+pub mod body;
 pub mod container;
+pub mod error;
 pub mod handoff;
 pub mod launch;
+pub mod layout;
 pub mod localize;
 pub mod service;
+pub mod shuffle;
+pub mod web;

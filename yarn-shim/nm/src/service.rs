@@ -22,7 +22,11 @@ use tracing::{debug, info, warn};
 
 use super::handoff::{self, ToContainer, ToNm};
 use super::launch::{self, LaunchSpec};
+use super::layout::Layout;
 use super::localize::Localizer;
+use super::shuffle::{self, ShuffleService};
+use super::web::WebServer;
+use base64::Engine as _;
 use weir_yarn_ipc::Error;
 use weir_yarn_ipc::connection::AuthPolicy;
 use weir_yarn_ipc::server::{decode_request as decode, CallContext, RpcError, Server, ServerConfig, ServerHandle, Service};
@@ -47,11 +51,48 @@ pub struct NmSettings {
     /// The host the node manager is known by (the NodeId's host).
     pub host: String,
     pub port: u16,
-    /// Where the node manager keeps its cache.
+    /// Where the node manager keeps its cache, the applications' local
+    /// dirs and the containers' logs (see [`crate::layout`]).
     pub work_dir: PathBuf,
     /// Passed to containers as HADOOP_CONF_DIR, if set.
     pub hadoop_conf_dir: Option<PathBuf>,
     pub ipc: ServerConfig,
+    /// The web port (container logs), NM_HTTP_PORT; 0 takes a free one.
+    pub http_port: u16,
+    /// yarn.nodemanager.aux-services; only `mapreduce_shuffle` is known.
+    pub aux_services: Vec<String>,
+    /// The shuffle's port (mapreduce.shuffle.port); 0 takes a free one.
+    pub shuffle_port: u16,
+    /// yarn.nodemanager.env-whitelist.
+    pub env_whitelist: Vec<String>,
+    /// yarn.nodemanager.admin-env, unparsed (`NAME=value,…`).
+    pub admin_env: String,
+    /// yarn.nodemanager.user-home-dir: HOME in containers.
+    pub user_home_dir: String,
+    /// Variables the node manager's configuration gives it (JAVA_HOME,
+    /// HADOOP_*_HOME): containers inherit them through the whitelist as
+    /// they would the node manager's own environment, which they override.
+    pub node_env: Vec<(String, String)>,
+}
+
+impl NmSettings {
+    /// Hadoop's defaults for everything but where the node manager is.
+    pub fn new(host: String, port: u16, work_dir: PathBuf) -> NmSettings {
+        NmSettings {
+            host,
+            port,
+            work_dir,
+            hadoop_conf_dir: None,
+            ipc: ServerConfig::default(),
+            http_port: 0,
+            aux_services: vec![crate::shuffle::SERVICE_NAME.to_owned()],
+            shuffle_port: 0,
+            env_whitelist: launch::DEFAULT_ENV_WHITELIST.iter().map(|s| (*s).to_owned()).collect(),
+            admin_env: launch::DEFAULT_ADMIN_ENV.to_owned(),
+            user_home_dir: "/home/".to_owned(),
+            node_env: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -76,6 +117,12 @@ struct Inner {
     settings: NmSettings,
     localizer: Localizer,
     java_home: Option<PathBuf>,
+    layout: Layout,
+    /// The port containers are told in NM_HTTP_PORT.
+    http_port: u16,
+    /// (service name, meta data) of each auxiliary service running here.
+    aux_meta: Vec<(String, Vec<u8>)>,
+    shuffle: Option<ShuffleService>,
     slots: Mutex<HashMap<ContainerId, Slot>>,
     arrived: Notify,
 }
@@ -85,6 +132,7 @@ pub struct NodeManager {
     server: ServerHandle,
     handoff: tokio::task::JoinHandle<()>,
     address: SocketAddr,
+    web: WebServer,
 }
 
 impl NodeManager {
@@ -107,10 +155,39 @@ impl NodeManager {
         let unix = tokio::net::UnixListener::from_std(std_listener).map_err(|e| Error::Protocol(e.to_string()))?;
         let cache = settings.work_dir.join("filecache");
         std::fs::create_dir_all(&cache).map_err(|e| Error::Protocol(format!("cannot create {}: {e}", cache.display())))?;
+        let layout = Layout::new(settings.work_dir.clone());
+        let mut shuffle = None;
+        let mut aux_meta = Vec::new();
+        for name in &settings.aux_services {
+            if name == shuffle::SERVICE_NAME {
+                let service = ShuffleService::start(SocketAddr::new(bind.ip(), settings.shuffle_port), layout.clone())
+                    .await
+                    .map_err(|e| Error::Protocol(format!("starting {name}: {e}")))?;
+                aux_meta.push((name.clone(), shuffle::meta_data(service.port())));
+                shuffle = Some(service);
+            } else {
+                // Hadoop would fail to find the service's class; a node
+                // manager that does not start would take every container
+                // of this agent down with it, so only say so.
+                warn!(service = %name, "unknown auxiliary service in yarn-shim.nodemanager.aux-services; not started");
+            }
+        }
+        let web = WebServer::start(SocketAddr::new(bind.ip(), settings.http_port), layout.clone())
+            .await
+            .map_err(|e| Error::Protocol(format!("starting the web server: {e}")))?;
         let inner = Arc::new(Inner {
             key: key.clone(),
             localizer: Localizer::new(cache, MAX_ARCHIVE_BYTES),
-            java_home: launch::detect_java_home(),
+            java_home: settings
+                .node_env
+                .iter()
+                .find(|(k, _)| k == "JAVA_HOME")
+                .map(|(_, v)| PathBuf::from(v))
+                .or_else(launch::detect_java_home),
+            layout,
+            http_port: web.address().port(),
+            aux_meta,
+            shuffle,
             settings: settings.clone(),
             slots: Mutex::new(HashMap::new()),
             arrived: Notify::new(),
@@ -125,7 +202,7 @@ impl NodeManager {
         let address = server.local_addr;
         let handoff = tokio::spawn(accept_containers(unix, inner.clone()));
         info!(%address, host = %settings.host, java_home = ?inner.java_home, "node manager listening");
-        Ok(NodeManager { inner, server, handoff, address })
+        Ok(NodeManager { inner, server, handoff, address, web })
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -138,7 +215,21 @@ impl NodeManager {
         slots.iter().map(|(id, s)| (*id, format!("{:?}", s.state))).collect()
     }
 
+    /// The web server's address (container logs); its port is NM_HTTP_PORT.
+    pub fn http_address(&self) -> SocketAddr {
+        self.web.address()
+    }
+
+    /// The shuffle's address, if `mapreduce_shuffle` runs here.
+    pub fn shuffle_address(&self) -> Option<SocketAddr> {
+        self.inner.shuffle.as_ref().map(ShuffleService::address)
+    }
+
     pub fn stop(self) {
+        if let Some(shuffle) = &self.inner.shuffle {
+            shuffle.stop();
+        }
+        self.web.stop();
         self.server.shutdown();
         self.handoff.abort();
     }
@@ -307,6 +398,20 @@ impl Cmp {
             return Err(format!("the container token for {id} is for node {}, this is {me}", grant.node));
         }
         let ctx = req.container_launch_context.as_ref().ok_or("the request has no container launch context")?;
+        // ContainerManagerImpl: service data for a service not running here
+        // fails the start, before anything is localized.
+        for entry in &ctx.service_data {
+            if !inner.aux_meta.iter().any(|(name, _)| name == entry.key()) {
+                return Err(format!("The auxService:{} does not exist", entry.key()));
+            }
+        }
+        if let Some(shuffle) = &inner.shuffle {
+            if let Some(entry) = ctx.service_data.iter().find(|e| e.key() == shuffle::SERVICE_NAME) {
+                shuffle
+                    .register(id.attempt.app, &grant.user, entry.value())
+                    .map_err(|e| format!("{}: {e}", shuffle::SERVICE_NAME))?;
+            }
+        }
         // Wait for the container's task to report in.
         let deadline = tokio::time::Instant::now() + HELLO_WAIT;
         let sandbox = loop {
@@ -357,28 +462,48 @@ impl Cmp {
             None => Credentials::default().to_bytes(),
         };
         std::fs::write(&token_file, credentials).map_err(|e| format!("cannot write {}: {e}", token_file.display()))?;
-        let local_dir = sandbox.join("local");
-        std::fs::create_dir_all(&local_dir).map_err(|e| format!("cannot create {}: {e}", local_dir.display()))?;
-        let inherited: Vec<(String, String)> = launch::DEFAULT_ENV_WHITELIST
+        let settings = &inner.settings;
+        let (user_dir, app_dir, log_dir) = inner.layout.prepare_container(user, id).map_err(|e| e.to_string())?;
+        // MapReduce points java.io.tmpdir at $PWD/tmp and refuses to start
+        // without it; Hadoop's container executors create it.
+        let tmp = sandbox.join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+        let inherited: Vec<(String, String)> = settings
+            .env_whitelist
             .iter()
-            .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+            .filter_map(|k| {
+                let configured = settings.node_env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+                configured.or_else(|| std::env::var(k).ok()).map(|v| (k.clone(), v))
+            })
             .collect();
+        // Each auxiliary service's meta data, as Hadoop's
+        // AuxiliaryServiceHelper puts it: NM_AUX_SERVICE_<name>=base64.
+        let extra_env: Vec<(String, String)> = inner
+            .aux_meta
+            .iter()
+            .map(|(name, data)| (format!("NM_AUX_SERVICE_{name}"), base64::engine::general_purpose::STANDARD.encode(data)))
+            .collect();
+        let admin_env = launch::parse_admin_env(&settings.admin_env);
         let container_id = id.to_string();
-        let local_dirs = [local_dir];
+        let local_dirs = [app_dir];
+        let user_local_dirs = [user_dir];
         let spec = LaunchSpec {
             container_id: &container_id,
             user,
             nm_host: &inner.settings.host,
             nm_port: inner.settings.port,
-            nm_http_port: inner.settings.port,
+            nm_http_port: inner.http_port,
             work_dir: sandbox,
-            log_dir: sandbox,
+            log_dir: &log_dir,
             local_dirs: &local_dirs,
-            hadoop_conf_dir: inner.settings.hadoop_conf_dir.as_deref(),
+            user_local_dirs: &user_local_dirs,
+            home: &settings.user_home_dir,
+            hadoop_conf_dir: settings.hadoop_conf_dir.as_deref(),
             token_file: &token_file,
             java_home: inner.java_home.as_deref(),
-            extra_env: &[],
+            extra_env: &extra_env,
             inherited: &inherited,
+            admin_env: &admin_env,
         };
         launch::write_launch_script(ctx, &spec).map_err(|e| e.to_string())
     }
@@ -391,7 +516,16 @@ impl Service for Cmp {
         match method {
             "startContainers" => {
                 let req: r::StartContainersRequestProto = decode("StartContainersRequestProto", request)?;
-                let mut response = r::StartContainersResponseProto::default();
+                // Hadoop answers every start with all services' meta data.
+                let mut response = r::StartContainersResponseProto {
+                    services_meta_data: self
+                        .inner
+                        .aux_meta
+                        .iter()
+                        .map(|(name, data)| r::StringBytesMapProto { key: Some(name.clone()), value: Some(data.clone()) })
+                        .collect(),
+                    ..Default::default()
+                };
                 for one in &req.start_container_request {
                     match self.start(&holder, one).await {
                         Ok(id) => response.succeeded_requests.push(convert::container_to_proto(id)),

@@ -47,7 +47,7 @@ async fn the_node_manager_checks_tokens_and_hands_good_starts_to_the_waiting_tas
     let issuer = Arc::new(Issuer::new("127.0.0.1:1".into(), 7, now_ms() as u64));
     let key = NmKey::parse(&issuer.nm_key_env()).unwrap();
     let settings =
-        NmSettings { host: "127.0.0.1".into(), port, work_dir: dir.path().to_path_buf(), hadoop_conf_dir: None, ipc: Default::default() };
+        NmSettings::new("127.0.0.1".into(), port, dir.path().to_path_buf());
     let nm = NodeManager::start(key, settings).await.unwrap();
     let node = NodeId { host: "127.0.0.1".into(), port: port as i32 };
 
@@ -102,8 +102,20 @@ async fn the_node_manager_checks_tokens_and_hands_good_starts_to_the_waiting_tas
     assert!(expired.contains("expired"), "{expired}");
 
     // Still serving: the good start reaches the waiting task.
+    // Service data for an auxiliary service not running here fails the start.
+    let mut unknown = start(issuer.container_token(&good, false, now_ms()));
+    unknown.start_container_request[0].container_launch_context.as_mut().unwrap().service_data =
+        vec![r::StringBytesMapProto { key: Some("spark_shuffle".into()), value: Some(vec![1]) }];
+    let msg = failure(&call(unknown).await);
+    assert_eq!(msg, "The auxService:spark_shuffle does not exist");
+
     let ok = call(start(issuer.container_token(&good, false, now_ms()))).await;
     assert_eq!(ok.succeeded_requests.len(), 1, "{:?}", ok.failed_requests);
+    // The shuffle's port, as ShuffleHandler.serializeMetaData writes it.
+    let shuffle_port = nm.shuffle_address().unwrap().port();
+    assert_eq!(ok.services_meta_data.len(), 1);
+    assert_eq!(ok.services_meta_data[0].key(), "mapreduce_shuffle");
+    assert_eq!(ok.services_meta_data[0].value(), (shuffle_port as i32).to_be_bytes());
     let mut line = String::new();
     BufReader::new(task.try_clone().unwrap()).read_line(&mut line).unwrap();
     match handoff::decode::<ToContainer>(line.trim_end().as_bytes()).unwrap() {
@@ -112,6 +124,23 @@ async fn the_node_manager_checks_tokens_and_hands_good_starts_to_the_waiting_tas
             let text = std::fs::read_to_string(&script).unwrap();
             assert!(text.contains("exec /bin/bash -c \"echo hi\""), "{text}");
             assert!(text.contains(&format!("export CONTAINER_ID=\"{}\"", good.id)), "{text}");
+            // YARN's layout: the application's dir under usercache, logs
+            // per container, and tmp/ in the working directory.
+            let app_dir = dir.path().join("usercache/alice/appcache").join(good.id.attempt.app.to_string());
+            let log_dir = dir.path().join("logs").join(good.id.attempt.app.to_string()).join(good.id.to_string());
+            assert!(text.contains(&format!("export LOCAL_DIRS=\"{}\"", app_dir.display())), "{text}");
+            assert!(text.contains(&format!("export LOG_DIRS=\"{}\"", log_dir.display())), "{text}");
+            assert!(text.contains(&format!("export LOCAL_USER_DIRS=\"{}\"", dir.path().join("usercache/alice").display())), "{text}");
+            assert!(text.contains("export HOME=\"/home/\""), "{text}");
+            assert!(text.contains("export USER=\"alice\""), "{text}");
+            // The web port serves this container's logs; the shuffle's port
+            // is there as Hadoop's AuxiliaryServiceHelper puts it.
+            assert!(text.contains(&format!("export NM_HTTP_PORT=\"{}\"", nm.http_address().port())), "{text}");
+            let port = (nm.shuffle_address().unwrap().port() as i32).to_be_bytes();
+            use base64::Engine as _;
+            let meta = base64::engine::general_purpose::STANDARD.encode(port);
+            assert!(text.contains(&format!("export NM_AUX_SERVICE_mapreduce_shuffle=\"{meta}\"")), "{text}");
+            assert!(sandbox.join("tmp").is_dir() && app_dir.is_dir() && log_dir.is_dir());
         }
         other => panic!("expected a launch, got {other:?}"),
     }

@@ -1,0 +1,72 @@
+//! Container logs over HTTP as YARN's NodeManager serves them: a listing
+//! and each file with `?start=`; nothing outside the container's log dir
+//! can be named, whether by `..`, an encoded slash, or a symlink the
+//! container left there.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+
+use weir_yarn_api::ids::{ApplicationId, AttemptId, ContainerId};
+use weir_yarn_nm::layout::Layout;
+use weir_yarn_nm::web::WebServer;
+
+fn get(addr: SocketAddr, target: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, body.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_listed_and_served_and_nothing_else_is() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = Layout::new(tmp.path().join("nm"));
+    let id = ContainerId { attempt: AttemptId { app: ApplicationId { cluster_timestamp: 1700, id: 1 }, attempt: 1 }, id: 2 };
+    let (_, _, dir) = layout.prepare_container("alice", id).unwrap();
+    let stdout: String = (0..5000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    std::fs::write(dir.join("stdout"), &stdout).unwrap();
+    std::fs::write(dir.join("stderr"), "oops\n").unwrap();
+    let secret = tmp.path().join("secret");
+    std::fs::write(&secret, "do not serve").unwrap();
+    std::os::unix::fs::symlink(&secret, dir.join("link")).unwrap();
+    std::fs::create_dir(dir.join("sub")).unwrap();
+
+    let web = WebServer::start("127.0.0.1:0".parse().unwrap(), layout).await.unwrap();
+    let addr = web.address();
+    let fetch = move |t: String| tokio::task::spawn_blocking(move || get(addr, &t));
+    let base = format!("/node/containerlogs/{id}/alice");
+
+    let (status, page) = fetch(base.clone()).await.unwrap();
+    assert_eq!(status, 200);
+    assert!(page.contains(&format!("href=\"{base}/stdout/?start=-4096\"")), "{page}");
+    assert!(page.contains("stderr") && page.contains("Total file length is 5000 bytes"), "{page}");
+    assert!(!page.contains("link") && !page.contains("sub"), "{page}");
+
+    assert_eq!(fetch(format!("{base}/stdout")).await.unwrap(), (200, stdout[5000 - 4096..].to_owned()));
+    assert_eq!(fetch(format!("{base}/stdout/?start=0")).await.unwrap(), (200, stdout.clone()));
+    assert_eq!(fetch(format!("{base}/stdout?start=-10")).await.unwrap(), (200, stdout[4990..].to_owned()));
+    assert_eq!(fetch(format!("{base}/stdout?start=3&end=7")).await.unwrap(), (200, stdout[3..7].to_owned()));
+    assert_eq!(fetch(format!("{base}/stderr")).await.unwrap(), (200, "oops\n".to_owned()));
+    assert_eq!(fetch(format!("{base}/stdout?start=9&end=2")).await.unwrap().0, 400);
+
+    // Nothing outside the log dir.
+    for target in [
+        format!("{base}/link"),
+        format!("{base}/sub"),
+        format!("{base}/nothing"),
+        format!("/node/containerlogs/{id}/alice/%2e%2e"),
+        format!("/node/containerlogs/{id}/alice/%2E%2E%2F%2E%2E%2Fsecret"),
+        format!("/node/containerlogs/{id}/..%2F..%2F..%2Fx/stdout"),
+        format!("/node/containerlogs/..%2F{id}/alice/stdout"),
+        "/node/containerlogs/container_1700_0001_01_000003/alice/stdout".to_owned(),
+        "/node/containerlogs/container_x/alice".to_owned(),
+    ] {
+        let (status, body) = fetch(target.clone()).await.unwrap();
+        assert!([400, 404].contains(&status), "{target}: {status}");
+        assert!(!body.contains("do not serve"), "{target}");
+    }
+}
