@@ -23,7 +23,7 @@ const CONNECT_FOR: Duration = Duration::from_secs(120);
 
 static TERMINATE: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn note_terminate(_: libc::c_int) {
+extern "C" fn note_terminate(_: nix::libc::c_int) {
     TERMINATE.store(true, Ordering::SeqCst);
 }
 
@@ -42,10 +42,12 @@ fn exit_code(code: Option<i32>, signal: Option<i32>) -> ExitCode {
 }
 
 pub fn main(nm_port: u16, container: &str) -> ExitCode {
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGTERM, note_terminate as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGINT, note_terminate as *const () as libc::sighandler_t);
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    for s in [Signal::SIGTERM, Signal::SIGINT] {
+        // SAFETY: the handler only stores to an atomic, which is
+        // async-signal-safe. Failing to install it only costs the
+        // graceful stop, so the error is not fatal.
+        let _ = unsafe { signal(s, SigHandler::Handler(note_terminate)) };
     }
     let sandbox = std::env::var("WEIR_SANDBOX")
         .ok()
@@ -112,8 +114,7 @@ pub fn main(nm_port: u16, container: &str) -> ExitCode {
             Ok(Ok(ToContainer::Stop { grace_ms })) if stop_at.is_none() => {
                 // Our group: the container's processes, this process and
                 // the agent's supervisor (both only note SIGTERM).
-                // SAFETY: plain syscall.
-                unsafe { libc::killpg(0, libc::SIGTERM) };
+                let _ = nix::sys::signal::killpg(nix::unistd::getpgrp(), nix::sys::signal::Signal::SIGTERM);
                 stop_at = Some(Instant::now() + Duration::from_millis(grace_ms));
             }
             _ => {}
@@ -131,8 +132,8 @@ pub fn main(nm_port: u16, container: &str) -> ExitCode {
 /// SIGKILLs every process of our process group except this one and its
 /// parent (the agent's supervisor, which must record the exit).
 fn kill_group_but_us() {
-    // SAFETY: plain syscalls.
-    let (me, parent, group) = unsafe { (libc::getpid(), libc::getppid(), libc::getpgrp()) };
+    use nix::unistd::{getpgrp, getpid, getppid};
+    let (me, parent, group) = (getpid().as_raw(), getppid().as_raw(), getpgrp().as_raw());
     let Ok(entries) = std::fs::read_dir("/proc") else { return };
     for entry in entries.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else { continue };
@@ -144,8 +145,7 @@ fn kill_group_but_us() {
         let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
         let pgrp = rest.split_whitespace().nth(2).and_then(|g| g.parse::<i32>().ok());
         if pgrp == Some(group) {
-            // SAFETY: plain syscall.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
     }
 }

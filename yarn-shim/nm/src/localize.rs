@@ -308,23 +308,10 @@ fn source_of(u: &r::UrlProto) -> Result<Source, String> {
     }
 }
 
+/// `%XX` escapes in a URL's path, as Hadoop's `URL` → `Path` conversion
+/// undoes them; bytes that are not UTF-8 are replaced, never fatal.
 fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = |c: u8| (c as char).to_digit(16);
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
 fn kind_of(resource: &r::LocalResourceProto) -> Result<Kind, String> {

@@ -195,7 +195,7 @@ async fn file(
 /// Opens a log without following a symlink and checks, through the same
 /// descriptor, that it is a regular file; returns it and its length.
 fn open_log(path: &Path) -> std::io::Result<(std::fs::File, u64)> {
-    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path)?;
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK).open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(std::io::Error::other("not a regular file"));
