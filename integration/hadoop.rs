@@ -12,10 +12,9 @@
 //!
 //! ```console
 //! $ WEIR_HADOOP_HOME=/tmp/hadoop/hadoop-3.2.1 WEIR_TEST_HDFS=hdfs://127.0.0.1:9000 \
-//!     cargo test -p weir --test hadoop -- --ignored --test-threads 1
+//!     cargo test -p weir --test hadoop -- --test-threads 1
 //! ```
 //!
-//! (`--ignored` runs the ones that cannot pass yet; see their reasons.)
 //! Java comes from `JAVA_HOME`, else from `java` on PATH; on Java 17 the
 //! JVMs get the `--add-opens` flags Hadoop 3.2 needs.
 //!
@@ -25,40 +24,20 @@
 //! Weir's node manager inherits them from the agent's environment: the
 //! tests start `weir standalone` with them set, as an operator would.
 //!
-//! What fails on Weir today (2026-12-06, found by hand with the same
-//! setup; the `#[ignore]` reasons say which step stops each test):
-//!
-//! 1. Without HADOOP_*_HOME in the agent's environment the MR AM's
-//!    CLASSPATH (`$HADOOP_COMMON_HOME/share/...`) is empty: "Could not find
-//!    or load main class org.apache.hadoop.mapreduce.v2.app.MRAppMaster".
-//!    No Weir setting provides them (the NM task's environment is
-//!    `NM_KEY_ENV` and RUST_LOG only, yarn-shim/rm/src/shim.rs task_info).
-//! 2. MR AM exits 1: the launch script passes `-Djava.io.tmpdir=$PWD/tmp`
-//!    but Weir's node manager creates only `local/` in the sandbox
-//!    (yarn-shim/nm/src/service.rs, `prepare`), where Hadoop's creates
-//!    `tmp/` too. Jetty: "Parent for temp dir not configured correctly:
-//!    writeable=false", the AM's web app is null, registration NPEs on
-//!    `webApp.port()`. (Worked around with -Djava.io.tmpdir=/tmp in the
-//!    java opts to see the next step.)
-//! 3. Every map container fails to launch: "Invalid shuffle port number -1":
-//!    startContainers answers no `services_meta_data` for
-//!    `mapreduce_shuffle` (yarn-shim/nm/src/service.rs, "startContainers"),
-//!    and there is no ShuffleHandler to serve map output to reducers.
-//! 4. Uber mode (mapreduce.job.ubertask.enable=true, which needs no
-//!    shuffle) runs the maps and the reduce, then never commits: the allocate
-//!    response has no `application_priority` (yarn-shim/rm/src/am_protocol.rs,
-//!    the AllocateResponseProto), LocalContainerAllocator.heartbeat NPEs on
-//!    it every second, so the AM never has a successful RM heartbeat within
-//!    the commit window and answers every "commit go/no-go" with no.
-//! 5. The application report always has host "N/A" and rpc_port -1
-//!    (yarn-shim/rm/src/convert.rs, report_to_proto), though the AM
-//!    registered them: the MR client logs "the host is unknown" and cannot
-//!    ask the AM for progress or counters.
-//! 6. DistributedShell's client: `getResourceTypeInfo` is not implemented
-//!    (yarn-shim/rm/src/client_protocol.rs answers RpcNoSuchMethodException);
-//!    its Client.run then calls `getResourceProfiles`, for which Hadoop's RM
-//!    answers YARNFeatureNotEnabledException (Client.java:699 catches only
-//!    that).
+//! All five pass on Weir (2026-12-07, Hadoop 3.2.1 from the macHadoop
+//! snapshot, HDFS from hadoop-peer.sh): 5 passed in 70 s. What it took,
+//! found with these tests (each was a failure before): the container's
+//! `tmp/` and YARN's local-dir layout and environment (yarn-shim/nm,
+//! layout.rs, launch.rs); `mapreduce_shuffle` in the node manager with its
+//! port in `services_meta_data` (nm/shuffle); `application_priority` in
+//! allocate answers and the AM's host and port in application reports
+//! (rm/am_protocol.rs, rm/convert.rs); `getResourceTypeInfo` and
+//! `getResourceProfiles` (rm/client_protocol.rs); `resource_types` in the
+//! register answer (DistributedShell's AM rebuilds its resource types from
+//! it); and an AM that unregisters ending its application FINISHED with
+//! its final status, as YARN's RMAppImpl does (rm/rm_core.rs).
+//! HADOOP_*_HOME still reach containers only through the agent's
+//! environment (or the node manager's `yarn-shim.nodemanager.*` keys).
 
 mod support;
 
@@ -338,7 +317,6 @@ fn hadoop_home_and_hdfs_are_usable() {
 }
 
 #[test]
-#[ignore = "issue 15: the MR ApplicationMaster cannot run on Weir yet: its container has no $PWD/tmp (java.io.tmpdir), so the AM's web app fails and it exits 1 on register (NPE on webApp.port()); past that, Weir's node manager returns no mapreduce_shuffle service metadata from startContainers (\"Invalid shuffle port number -1\") and runs no ShuffleHandler"]
 fn mapreduce_pi_estimates_what_hadoops_own_yarn_does() {
     let Some(h) = hadoop("mapreduce_pi_estimates_what_hadoops_own_yarn_does") else { return };
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
@@ -385,7 +363,6 @@ fn text_and_counts(bytes: usize) -> (String, BTreeMap<String, u64>) {
 }
 
 #[test]
-#[ignore = "issue 15: the MR ApplicationMaster cannot run on Weir yet (no $PWD/tmp in its container, so it exits 1 on register); past that, map containers fail to launch: Weir's node manager has no mapreduce_shuffle auxiliary service (startContainers returns no services_meta_data: \"Invalid shuffle port number -1\"), so no reducer can fetch map output"]
 fn mapreduce_wordcount_with_two_reducers_counts_every_word() {
     let Some(h) = hadoop("mapreduce_wordcount_with_two_reducers_counts_every_word") else { return };
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
@@ -431,7 +408,6 @@ fn distributed_shell(h: &Hadoop, pool: &Pool, args: &[&str]) -> (Option<i32>, St
 }
 
 #[test]
-#[ignore = "issue 15: DistributedShell's client stops at YarnClient.start(): Weir's ApplicationClientProtocol does not implement getResourceTypeInfo (RpcNoSuchMethodException; DistributedShell forces yarn.client.load.resource-types.from-server=true), and it will next call getResourceProfiles, which must fail with YARNFeatureNotEnabledException"]
 fn distributed_shell_runs_two_containers_and_succeeds() {
     let Some(h) = hadoop("distributed_shell_runs_two_containers_and_succeeds") else { return };
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
@@ -446,7 +422,6 @@ fn distributed_shell_runs_two_containers_and_succeeds() {
 }
 
 #[test]
-#[ignore = "issue 15: DistributedShell's client stops at YarnClient.start(): Weir's ApplicationClientProtocol does not implement getResourceTypeInfo (then getResourceProfiles, which must answer YARNFeatureNotEnabledException)"]
 fn distributed_shell_failing_command_ends_failed_with_its_exit_code() {
     let Some(h) = hadoop("distributed_shell_failing_command_ends_failed_with_its_exit_code") else { return };
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());

@@ -148,6 +148,9 @@ impl Service for AmProtocol {
                     maximum_capability: Some(convert::capacity_to_proto(registered.maximum_capability)),
                     queue: Some(registered.queue),
                     scheduler_resource_types: vec![r::SchedulerResourceTypes::Memory as i32, r::SchedulerResourceTypes::Cpu as i32],
+                    // The AM rebuilds its resource types from these
+                    // (DistributedShell's ResourceUtils fails on none).
+                    resource_types: convert::resource_types_to_proto(),
                     ..Default::default()
                 }
                 .encode_to_vec())

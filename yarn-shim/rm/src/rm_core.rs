@@ -533,13 +533,15 @@ impl RmCore {
 
     /// The ApplicationMaster unregistered with its outcome.
     pub fn am_finished(&mut self, id: ApplicationId, status: FinalStatus, diagnostics: &str, now_ms: i64) -> Result<(), RmError> {
-        let state = match status {
-            // A final state always has a final status (see the invariants).
-            FinalStatus::Undefined => return Err(RmError::UndefinedFinalStatus(id)),
-            FinalStatus::Succeeded => AppState::Finished,
-            FinalStatus::Failed => AppState::Failed,
-            FinalStatus::Killed => AppState::Killed,
-        };
+        // An AM that unregisters ends its application FINISHED, whatever
+        // the final status it reports, as YARN's RMAppImpl does (FAILED and
+        // KILLED states are for applications whose attempts failed or that
+        // were killed); clients read the outcome from the final status.
+        // A final state always has a final status (see the invariants).
+        if status == FinalStatus::Undefined {
+            return Err(RmError::UndefinedFinalStatus(id));
+        }
+        let state = AppState::Finished;
         self.application(id)?;
         self.transition(id, state, now_ms)?;
         if let Some(app) = self.apps.get_mut(&id) {
@@ -864,7 +866,10 @@ mod tests {
         c.am_registered(bad, 1).unwrap();
         c.am_finished(bad, FinalStatus::Failed, "boom", 2).unwrap();
         assert!(matches!(c.am_finished(bad, FinalStatus::Undefined, "", 2), Err(RmError::UndefinedFinalStatus(_))));
-        assert_eq!((c.application(bad).unwrap().state, c.application(bad).unwrap().diagnostics.as_str()), (AppState::Failed, "boom"));
+        // FINISHED with final status FAILED, as YARN reports an AM that
+        // unregistered with FAILED (DistributedShell's client checks both).
+        assert_eq!((c.application(bad).unwrap().state, c.application(bad).unwrap().diagnostics.as_str()), (AppState::Finished, "boom"));
+        assert_eq!(c.application(bad).unwrap().final_status, FinalStatus::Failed);
         // No way back from a final state, and no registering twice.
         assert!(matches!(c.am_registered(ok, 3), Err(RmError::BadTransition { .. })));
         let accepted = submitted(&mut c, "default", 0);
