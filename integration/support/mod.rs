@@ -56,43 +56,11 @@ impl Drop for Proc {
 /// returns the process and that line. Output after that goes to the test's
 /// stderr, prefixed with `name`.
 pub fn spawn_weir(name: &str, args: &[&str], ready: &str) -> (Proc, String) {
-    let mut child = Command::new(WEIR)
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {WEIR}: {e}"));
-    let stdout = child.stdout.take().expect("stdout");
-    let stderr = child.stderr.take().expect("stderr");
-    let tag = name.to_owned();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[{tag}] {line}");
-        }
-    });
-    let (tx, rx) = std::sync::mpsc::channel();
-    let ready = ready.to_owned();
-    let tag = name.to_owned();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            eprintln!("[{tag}:out] {line}");
-            if !sent && line.contains(&ready) {
-                let _ = tx.send(line);
-                sent = true;
-            }
-        }
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| panic!("{name} did not print {:?} within 60 s", "ready line"));
-    (Proc { child, name: name.to_owned() }, line)
+    spawn_weir_env(name, args, ready, &[])
 }
 
-/// Like `spawn_weir`, with more environment variables for the process
-/// (and so for the tasks its agent starts, which inherit them).
+/// `spawn_weir` with more environment variables for the process (and so
+/// for the tasks its agent starts, which inherit them).
 pub fn spawn_weir_env(name: &str, args: &[&str], ready: &str, envs: &[(&str, &str)]) -> (Proc, String) {
     let mut child = Command::new(WEIR)
         .args(args)
