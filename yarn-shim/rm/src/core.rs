@@ -152,6 +152,16 @@ pub struct YarnCore {
     /// [`RECONCILE_EVERY`]; one that turns up running is killed.
     unsettled: BTreeMap<weir_model::TaskId, weir_model::AgentId>,
     last_reconcile: Duration,
+    /// Kills asked of the broker and not yet answered by an end, with when
+    /// each was last sent. A kill can be lost (the agent was away, the
+    /// stream broke, the scheduler replaced a stopping node manager), so a
+    /// task here that is reported running is killed again, at most once
+    /// per [`RECONCILE_EVERY`] (the broker answers a kill it cannot forward
+    /// at once with the task's state, which must not start a loop).
+    killing: BTreeMap<weir_model::TaskId, (weir_model::AgentId, Duration)>,
+    /// The latest monotonic time any input carried: when the effects it
+    /// produced were decided.
+    last_now: Duration,
     seen: Seen,
 }
 
@@ -160,7 +170,7 @@ pub const RECONCILE_EVERY: Duration = Duration::from_secs(10);
 
 impl YarnCore {
     pub fn new(rm: RmCore, scheduler: Scheduler) -> YarnCore {
-        YarnCore { rm, scheduler, outbox: Vec::new(), unsettled: BTreeMap::new(), last_reconcile: Duration::ZERO, seen: Seen::default() }
+        YarnCore { rm, scheduler, outbox: Vec::new(), unsettled: BTreeMap::new(), last_reconcile: Duration::ZERO, killing: BTreeMap::new(), last_now: Duration::ZERO, seen: Seen::default() }
     }
 
     /// Records what the effects from `from` on say about attempts and
@@ -319,10 +329,16 @@ impl YarnCore {
 
     /// What the shell must do, in the order the core decided it.
     pub fn take_effects(&mut self) -> Vec<Effect> {
+        for effect in &self.outbox {
+            if let Effect::Kill { task_id, agent_id } = effect {
+                self.killing.insert(task_id.clone(), (agent_id.clone(), self.last_now));
+            }
+        }
         std::mem::take(&mut self.outbox)
     }
 
     pub fn tick(&mut self, now: Now) {
+        self.last_now = self.last_now.max(now.mono);
         self.rm.expire_lifetimes(now.unix_ms);
         let from = self.outbox.len();
         let effects = self.scheduler.tick(&mut self.rm, now);
@@ -342,6 +358,7 @@ impl YarnCore {
     pub fn reconcile(&mut self, now: Now) {
         self.last_reconcile = now.mono;
         let mut tasks: BTreeMap<weir_model::TaskId, weir_model::AgentId> = self.unsettled.clone();
+        tasks.extend(self.killing.iter().map(|(t, (a, _))| (t.clone(), a.clone())));
         tasks.extend(self.scheduler.live_tasks());
         if !tasks.is_empty() {
             self.outbox.push(Effect::Reconcile { tasks: tasks.into_iter().collect() });
@@ -361,6 +378,7 @@ impl YarnCore {
     }
 
     pub fn offers(&mut self, offers: Vec<Offer>, now: Now) {
+        self.last_now = self.last_now.max(now.mono);
         let from = self.outbox.len();
         let effects = self.scheduler.offers(offers, now);
         self.outbox.extend(effects);
@@ -373,16 +391,27 @@ impl YarnCore {
     /// kill never reached it) is killed, as YARN's RM kills the containers
     /// a returning node manager reports but the RM no longer knows.
     pub fn task_update(&mut self, task_id: &weir_model::TaskId, agent_id: &weir_model::AgentId, event: TaskEvent, now: Now) {
+        self.last_now = self.last_now.max(now.mono);
         if event != TaskEvent::Running {
             // Any end settles it, unless this very update is the
             // unreachable one (the shell then calls `unreachable`).
             self.unsettled.remove(task_id);
+            self.killing.remove(task_id);
         }
         let from = self.outbox.len();
-        if event == TaskEvent::Running && !self.scheduler.knows_task(task_id) {
-            tracing::info!(%task_id, %agent_id, "a task the YARN scheduler no longer counts runs; killing it");
-            self.outbox.push(Effect::Kill { task_id: task_id.clone(), agent_id: agent_id.clone() });
-            return;
+        if event == TaskEvent::Running {
+            let again = match self.killing.get(task_id) {
+                Some((_, sent)) => now.mono.saturating_sub(*sent) >= RECONCILE_EVERY,
+                None => !self.scheduler.knows_task(task_id),
+            };
+            if again {
+                tracing::info!(%task_id, %agent_id, "a task the YARN scheduler gave up or is killing still runs; killing it");
+                self.outbox.push(Effect::Kill { task_id: task_id.clone(), agent_id: agent_id.clone() });
+                return;
+            }
+            if self.killing.contains_key(task_id) {
+                return;
+            }
         }
         let effects = self.scheduler.task_update(&mut self.rm, task_id, event, now);
         self.outbox.extend(effects);
