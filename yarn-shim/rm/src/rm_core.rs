@@ -1055,7 +1055,7 @@ pub fn parse_iso8601(text: &str) -> Option<i64> {
 }
 
 /// Howard Hinnant's civil_from_days / days_from_civil.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
+pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
