@@ -12,7 +12,7 @@ use weir_model::{AgentId, FrameworkId, ResourceSet, Role, TaskId, TaskState};
 use weir_proto::convert::{self, task_state_from_proto, task_state_to_proto, ProtoError, MAX_HOSTNAME};
 use weir_proto::v1;
 
-use super::{agent_message, broker_status, secs, Agent, BrokerCore, ConnId, Framework, Output, Task, REMOVED_AGENTS_KEPT};
+use super::{agent_message, kill_task_message, broker_status, secs, Agent, BrokerCore, ConnId, Framework, Output, Task, REMOVED_AGENTS_KEPT};
 
 /// Bounds on what an agent may claim about itself (the rest are in
 /// `weir_proto::convert`).
@@ -109,10 +109,7 @@ impl BrokerCore {
                 tracing::info!(agent_id = %id, framework_id = %t.framework, task_id = %t.task, "removed agent returned; killing its task");
                 out.push(Output::Agent(
                     conn,
-                    agent_message(v1::broker_message::Kind::KillTask(v1::broker_message::KillTask {
-                        framework_id: t.framework.to_string(),
-                        task_id: t.task.to_string(),
-                    })),
+                    kill_task_message(&t.framework, &t.task),
                 ));
                 self.doomed_tasks.insert((t.framework, t.task));
             }
@@ -127,10 +124,7 @@ impl BrokerCore {
             if !t.state.is_terminal() {
                 out.push(Output::Agent(
                     conn,
-                    agent_message(v1::broker_message::Kind::KillTask(v1::broker_message::KillTask {
-                        framework_id: t.framework.to_string(),
-                        task_id: t.task.to_string(),
-                    })),
+                    kill_task_message(&t.framework, &t.task),
                 ));
             }
             self.doomed_tasks.insert((t.framework, t.task));

@@ -13,7 +13,7 @@ use weir_model::{AgentId, FrameworkId, Role, TaskId, TaskState};
 use weir_proto::convert::{self, ProtoError};
 use weir_proto::v1;
 
-use super::{agent_message, broker_status, event, refuse_duration, secs, BrokerCore, ConnId, Framework, Output};
+use super::{agent_message, kill_task_message, broker_status, event, refuse_duration, secs, BrokerCore, ConnId, Framework, Output};
 
 const MAX_ROLES: usize = 64;
 const MAX_NAME: usize = 256;
@@ -256,10 +256,7 @@ impl BrokerCore {
                 if let Some(conn) = self.agent_conn(&task.agent) {
                     out.push(Output::Agent(
                         conn,
-                        agent_message(v1::broker_message::Kind::KillTask(v1::broker_message::KillTask {
-                            framework_id: id.to_string(),
-                            task_id: task_id.to_string(),
-                        })),
+                        kill_task_message(id, task_id),
                     ));
                 }
                 if let Some(agent) = self.agents.get_mut(&task.agent) {
@@ -365,10 +362,7 @@ impl BrokerCore {
                 tracing::info!(framework_id = %framework, task_id = %task_id, agent_id = %agent, "killing task");
                 out.push(Output::Agent(
                     agent_conn,
-                    agent_message(v1::broker_message::Kind::KillTask(v1::broker_message::KillTask {
-                        framework_id: framework.to_string(),
-                        task_id: task_id.to_string(),
-                    })),
+                    kill_task_message(framework, &task_id),
                 ));
             }
             None => {

@@ -526,6 +526,14 @@ fn agent_message(kind: v1::broker_message::Kind) -> v1::BrokerMessage {
     v1::BrokerMessage { kind: Some(kind) }
 }
 
+/// KILL of one task, to its agent.
+fn kill_task_message(framework: &FrameworkId, task: &TaskId) -> v1::BrokerMessage {
+    agent_message(v1::broker_message::Kind::KillTask(v1::broker_message::KillTask {
+        framework_id: framework.to_string(),
+        task_id: task.to_string(),
+    }))
+}
+
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
