@@ -535,52 +535,70 @@ mod tests {
         YarnCore::new(RmCore::new(1, &["default".to_string()], 10).unwrap(), Scheduler::new(SchedulerConfig::default()))
     }
 
-    #[tokio::test]
-    async fn jobs_run_in_order_with_the_clock_read_per_job_and_effects_reach_the_shell() {
-        let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
-        clock.advance(Duration::from_millis(5));
-        let (effects_tx, mut effects_rx) = mpsc::unbounded_channel();
-        let (handle, task) = spawn(core(), std::sync::Arc::new(clock.clone()), effects_tx);
-        let node = ObservedNode {
+    fn capacity(memory_mb: i64, vcores: i32) -> weir_yarn_api::resource::Capacity {
+        weir_yarn_api::resource::Capacity { memory_mb, vcores }
+    }
+
+    /// Agent a1 as a running node on host h.
+    fn node(memory_mb: i64, vcores: i32) -> ObservedNode {
+        ObservedNode {
             agent_id: "a1".into(),
             node_id: weir_yarn_api::ids::NodeId { host: "h".into(), port: 5051 },
             http_address: "h:5051".into(),
-            capability: weir_yarn_api::resource::Capacity { memory_mb: 1024, vcores: 2 },
+            capability: capacity(memory_mb, vcores),
             used: Default::default(),
             containers: 0,
             state: crate::rm_core::NodeState::Running,
             health_report: String::new(),
-        };
-        handle.call(move |c, now| c.observe_nodes(vec![node], now)).await.unwrap();
-        let (id, _) = handle.call(|c, _| c.rm_mut().new_application()).await.unwrap().unwrap();
-        let seen = handle.call(|_, now| now).await.unwrap();
-        assert_eq!(seen, Now { mono: Duration::from_millis(5), unix_ms: 1_700_000_000_005 });
-        // An app without an AM launch context fails on the next tick; an
-        // offer nobody wants is declined: the decline is an effect.
-        let submission = crate::rm_core::Submission {
+        }
+    }
+
+    /// An offer "o1" of agent a1 to the default queue, with one port.
+    fn offer(cpus: u64, mem_mb: u64) -> Offer {
+        Offer {
+            id: "o1".into(),
+            agent_id: "a1".into(),
+            hostname: "h".into(),
+            role: "default".into(),
+            cpus: weir_model::Milli::from_units(cpus),
+            mem_mb: weir_model::Milli::from_units(mem_mb),
+            ports: vec![(31000, 31000)],
+        }
+    }
+
+    fn submission(id: ApplicationId, priority: i32, am: weir_yarn_api::resource::Capacity, launch: bool) -> crate::rm_core::Submission {
+        crate::rm_core::Submission {
             id,
             name: "x".into(),
             queue: "default".into(),
             user: "u".into(),
             application_type: "YARN".into(),
             tags: Vec::new(),
-            priority: 0,
-            am_resource: Some(weir_yarn_api::resource::Capacity { memory_mb: 128, vcores: 1 }),
+            priority,
+            am_resource: Some(am),
             max_attempts: 1,
             unmanaged_am: false,
-            am_launch: None,
-        };
+            am_launch: launch.then(Default::default),
+        }
+    }
+
+    #[tokio::test]
+    async fn jobs_run_in_order_with_the_clock_read_per_job_and_effects_reach_the_shell() {
+        let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
+        clock.advance(Duration::from_millis(5));
+        let (effects_tx, mut effects_rx) = mpsc::unbounded_channel();
+        let (handle, task) = spawn(core(), std::sync::Arc::new(clock.clone()), effects_tx);
+        let node = node(1024, 2);
+        handle.call(move |c, now| c.observe_nodes(vec![node], now)).await.unwrap();
+        let (id, _) = handle.call(|c, _| c.rm_mut().new_application()).await.unwrap().unwrap();
+        let seen = handle.call(|_, now| now).await.unwrap();
+        assert_eq!(seen, Now { mono: Duration::from_millis(5), unix_ms: 1_700_000_000_005 });
+        // An app without an AM launch context fails on the next tick; an
+        // offer nobody wants is declined: the decline is an effect.
+        let submission = submission(id, 0, capacity(128, 1), false);
         handle.call(move |c, now| c.rm_mut().submit(submission, now.unix_ms)).await.unwrap().unwrap();
         handle.call(|c, now| c.tick(now)).await.unwrap();
-        let offer = Offer {
-            id: "o1".into(),
-            agent_id: "a1".into(),
-            hostname: "h".into(),
-            role: "default".into(),
-            cpus: weir_model::Milli::from_units(1),
-            mem_mb: weir_model::Milli::from_units(64),
-            ports: vec![(31000, 31000)],
-        };
+        let offer = offer(1, 64);
         handle.call(move |c, now| c.offers(vec![offer], now)).await.unwrap();
         assert!(matches!(effects_rx.try_recv(), Ok(Effect::Decline { .. })));
         let state = handle.call(move |c, _| c.rm().application(id).map(|a| a.state)).await.unwrap().unwrap();
@@ -593,42 +611,13 @@ mod tests {
     #[test]
     fn a_registered_am_shows_in_the_report_and_allocate_answers_carry_the_priority() {
         let mut c = core();
-        let node = ObservedNode {
-            agent_id: "a1".into(),
-            node_id: weir_yarn_api::ids::NodeId { host: "h".into(), port: 5051 },
-            http_address: "h:5051".into(),
-            capability: weir_yarn_api::resource::Capacity { memory_mb: 4096, vcores: 4 },
-            used: Default::default(),
-            containers: 0,
-            state: crate::rm_core::NodeState::Running,
-            health_report: String::new(),
-        };
+        let node = node(4096, 4);
         c.observe_nodes(vec![node], Now::from(0));
         let (id, _) = c.rm_mut().new_application().unwrap();
-        let submission = crate::rm_core::Submission {
-            id,
-            name: "mr".into(),
-            queue: "default".into(),
-            user: "u".into(),
-            application_type: "MAPREDUCE".into(),
-            tags: Vec::new(),
-            priority: 3,
-            am_resource: Some(weir_yarn_api::resource::Capacity { memory_mb: 512, vcores: 1 }),
-            max_attempts: 1,
-            unmanaged_am: false,
-            am_launch: Some(Default::default()),
-        };
+        let submission = submission(id, 3, capacity(512, 1), true);
         c.rm_mut().submit(submission, 1).unwrap();
         c.tick(Now::from(2));
-        let offer = Offer {
-            id: "o1".into(),
-            agent_id: "a1".into(),
-            hostname: "h".into(),
-            role: "default".into(),
-            cpus: weir_model::Milli::from_units(4),
-            mem_mb: weir_model::Milli::from_units(4096),
-            ports: vec![(31000, 31000)],
-        };
+        let offer = offer(4, 4096);
         c.offers(vec![offer], Now::from(3));
         let am = ContainerId { attempt: AttemptId { app: id, attempt: 1 }, id: 1 };
         c.task_update(&weir_model::TaskId::new(am.to_string()), &"a1".into(), TaskEvent::Running, Now::from(4));
