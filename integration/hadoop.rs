@@ -198,26 +198,9 @@ fn pool(h: &Hadoop) -> Pool {
     let dir = tempfile::tempdir().unwrap();
     let conf_dir = dir.path().join("client-conf");
     std::fs::create_dir_all(&conf_dir).unwrap();
-    let port = support::free_port();
-    let spec = SPEC.replace("{ports}", &format!("ports:[{port}-{port}]"));
+    let spec = support::spec_with_free_port(SPEC);
     let work = dir.path().join("weir");
-    let args = [
-        "standalone",
-        "--work-dir",
-        work.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--resources",
-        &spec,
-        "-D",
-        "agent.listen=127.0.0.1:0",
-        "-D",
-        "agent.hostname=127.0.0.1",
-        "-D",
-        "yarn-shim.client.address=127.0.0.1:0",
-        "-D",
-        "yarn-shim.scheduler.address=127.0.0.1:0",
-    ];
+    let args = support::loopback_standalone_args(work.to_str().unwrap(), &spec);
     let env = h.env(&conf_dir);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let (proc, _) = support::spawn_weir_env("standalone", &args, "weir standalone: broker", &env);

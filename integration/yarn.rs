@@ -56,28 +56,8 @@ fn standalone() -> Standalone {
 /// The agent is known as 127.0.0.1, so node managers stay on loopback.
 fn standalone_with(spec: &str, defines: &[&str]) -> Standalone {
     let dir = tempfile::tempdir().unwrap();
-    // Tests run side by side: each agent gets a port of its own for its
-    // node manager (`{ports}` in the spec).
-    let port = support::free_port();
-    let spec = spec.replace("{ports}", &format!("ports:[{port}-{port}]"));
-    let spec = spec.as_str();
-    let mut args = vec![
-        "standalone",
-        "--work-dir",
-        dir.path().to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--resources",
-        spec,
-        "-D",
-        "agent.listen=127.0.0.1:0",
-        "-D",
-        "agent.hostname=127.0.0.1",
-        "-D",
-        "yarn-shim.client.address=127.0.0.1:0",
-        "-D",
-        "yarn-shim.scheduler.address=127.0.0.1:0",
-    ];
+    let spec = support::spec_with_free_port(spec);
+    let mut args = support::loopback_standalone_args(dir.path().to_str().unwrap(), &spec);
     for d in defines {
         args.extend(["-D", d]);
     }

@@ -59,6 +59,36 @@ pub fn spawn_weir(name: &str, args: &[&str], ready: &str) -> (Proc, String) {
     spawn_weir_env(name, args, ready, &[])
 }
 
+/// `weir standalone` on loopback for the YARN tests: every listener on
+/// port 0, the agent known as 127.0.0.1 (so node managers stay on
+/// loopback), the agent offering `spec`. Callers add their own `-D`s.
+pub fn loopback_standalone_args<'a>(work_dir: &'a str, spec: &'a str) -> Vec<&'a str> {
+    vec![
+        "standalone",
+        "--work-dir",
+        work_dir,
+        "--listen",
+        "127.0.0.1:0",
+        "--resources",
+        spec,
+        "-D",
+        "agent.listen=127.0.0.1:0",
+        "-D",
+        "agent.hostname=127.0.0.1",
+        "-D",
+        "yarn-shim.client.address=127.0.0.1:0",
+        "-D",
+        "yarn-shim.scheduler.address=127.0.0.1:0",
+    ]
+}
+
+/// `spec` with `{ports}` replaced by one free port: tests run side by side,
+/// and each agent needs a port of its own for its node manager.
+pub fn spec_with_free_port(spec: &str) -> String {
+    let port = free_port();
+    spec.replace("{ports}", &format!("ports:[{port}-{port}]"))
+}
+
 /// `spawn_weir` with more environment variables for the process (and so
 /// for the tasks its agent starts, which inherit them).
 pub fn spawn_weir_env(name: &str, args: &[&str], ready: &str, envs: &[(&str, &str)]) -> (Proc, String) {
