@@ -36,8 +36,10 @@
 //! register answer (DistributedShell's AM rebuilds its resource types from
 //! it); and an AM that unregisters ending its application FINISHED with
 //! its final status, as YARN's RMAppImpl does (rm/rm_core.rs).
-//! HADOOP_*_HOME still reach containers only through the agent's
-//! environment (or the node manager's `yarn-shim.nodemanager.*` keys).
+//! HADOOP_*_HOME reach containers through the agent's environment (or the
+//! node manager's `yarn-shim.nodemanager.hadoop.home`); HADOOP_CONF_DIR is
+//! the client configuration Weir writes, merged with the administrator's
+//! (`yarn-shim.client.hadoop.conf.dir`).
 
 mod support;
 
@@ -162,9 +164,12 @@ impl Hadoop {
     }
 }
 
-/// `weir standalone` with the YARN shim, and a Hadoop client
-/// configuration: Weir's yarn-site.xml, and the HDFS and MapReduce settings
-/// a Hadoop user keeps next to it.
+/// `weir standalone` with the YARN shim, started as an administrator
+/// with an existing Hadoop configuration would: that configuration (HDFS
+/// as the default file system, MapReduce's settings) is named by
+/// `yarn-shim.client.hadoop.conf.dir`, and clients use the directory Weir
+/// writes (`conf_dir`), which merges it with the shim's addresses. The node
+/// managers hand the same directory to containers.
 struct Pool {
     proc: support::Proc,
     dir: tempfile::TempDir,
@@ -194,27 +199,17 @@ fn site(properties: &[(&str, String)]) -> String {
     format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<configuration>\n{body}</configuration>\n")
 }
 
-fn pool(h: &Hadoop) -> Pool {
-    let dir = tempfile::tempdir().unwrap();
-    let conf_dir = dir.path().join("client-conf");
-    std::fs::create_dir_all(&conf_dir).unwrap();
-    let spec = support::spec_with_free_port(SPEC);
-    let work = dir.path().join("weir");
-    let args = support::loopback_standalone_args(work.to_str().unwrap(), &spec);
-    let env = h.env(&conf_dir);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (proc, _) = support::spawn_weir_env("standalone", &args, "weir standalone: broker", &env);
-
-    // Weir's yarn-site.xml names the shim; the rest is what the cluster's
-    // users have in their own configuration (what hadoop-peer.sh writes).
-    let yarn_site = std::fs::read_to_string(work.join("hadoop-conf/yarn-site.xml")).expect("standalone wrote hadoop-conf/yarn-site.xml");
-    std::fs::write(conf_dir.join("yarn-site.xml"), yarn_site).unwrap();
-    std::fs::write(conf_dir.join("core-site.xml"), site(&[("fs.defaultFS", h.hdfs.clone())])).unwrap();
-    std::fs::write(conf_dir.join("hdfs-site.xml"), site(&[("dfs.replication", "1".into())])).unwrap();
+/// The cluster's own Hadoop configuration (what hadoop-peer.sh writes),
+/// naming some other ResourceManager that Weir must replace.
+fn admin_conf(h: &Hadoop, dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("core-site.xml"), site(&[("fs.defaultFS", h.hdfs.clone())])).unwrap();
+    std::fs::write(dir.join("hdfs-site.xml"), site(&[("dfs.replication", "1".into())])).unwrap();
+    std::fs::write(dir.join("yarn-site.xml"), site(&[("yarn.resourcemanager.address", "192.0.2.1:8032".into())])).unwrap();
     let home = h.home.display();
     let mapred_env = format!("HADOOP_MAPRED_HOME={home}");
     std::fs::write(
-        conf_dir.join("mapred-site.xml"),
+        dir.join("mapred-site.xml"),
         site(&[
             ("mapreduce.framework.name", "yarn".into()),
             ("yarn.app.mapreduce.am.env", mapred_env.clone()),
@@ -227,6 +222,26 @@ fn pool(h: &Hadoop) -> Pool {
         ]),
     )
     .unwrap();
+}
+
+fn pool(h: &Hadoop) -> Pool {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = dir.path().join("admin-conf");
+    admin_conf(h, &admin);
+    let spec = support::spec_with_free_port(SPEC);
+    let work = dir.path().join("weir");
+    let merge = format!("yarn-shim.client.hadoop.conf.dir={}", admin.display());
+    let mut args = support::loopback_standalone_args(work.to_str().unwrap(), &spec);
+    args.extend(["-D", &merge]);
+    let env = h.env(&admin);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (proc, _) = support::spawn_weir_env("standalone", &args, "weir standalone: broker", &env);
+    let conf_dir = work.join("hadoop-conf");
+    let core_site = std::fs::read_to_string(conf_dir.join("core-site.xml")).expect("standalone wrote hadoop-conf/core-site.xml");
+    assert!(core_site.contains(&h.hdfs), "the merged fs.defaultFS is missing:\n{core_site}");
+    let yarn_site = std::fs::read_to_string(conf_dir.join("yarn-site.xml")).unwrap();
+    assert!(!yarn_site.contains("192.0.2.1"), "the admin's ResourceManager survived the merge:\n{yarn_site}");
+    assert!(conf_dir.join("mapred-site.xml").is_file(), "mapred-site.xml was not merged");
     let log4j = h.home.join("etc/hadoop/log4j.properties");
     if log4j.is_file() {
         std::fs::copy(&log4j, conf_dir.join("log4j.properties")).unwrap();

@@ -690,3 +690,171 @@ fn yarn_cli_reports_attempts_containers_and_acts_on_a_running_application() {
     assert!(text.contains(&format!("Killing application {app}")), "{text}");
     wait_until_all_free(&sa, Duration::from_secs(60));
 }
+
+/// Skein (from PyPI) as its users run it: its Python client and `skein`
+/// command start Skein's Java driver with `yarn classpath --glob`, which
+/// here is the Hadoop client jars pyspark ships; its own Java
+/// ApplicationMaster then runs in a container with `yarn.application.classpath`
+/// from the administrator's configuration, merged in by
+/// `yarn-shim.client.hadoop.conf.dir`.
+struct Skein {
+    /// HOME for Skein's driver and keys (`~/.skein`), and `bin/yarn`.
+    home: tempfile::TempDir,
+    conf_dir: PathBuf,
+    path: String,
+    python: String,
+}
+
+impl Skein {
+    fn new(clients: &Clients, conf_dir: &Path) -> Skein {
+        let python = python();
+        let found = Command::new(&python).args(["-c", "import skein"]).status().is_ok_and(|s| s.success());
+        assert!(found, "this test needs skein (pip install skein; scripts/test.sh installs it)");
+        let home = tempfile::tempdir().unwrap();
+        let bin = home.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let cp = format!("{}:{}/jars/*", conf_dir.display(), clients.spark_home.display());
+        // What Hadoop's `yarn` script does for the two uses Skein has.
+        let script = format!(
+            "#!/bin/sh\ncase \"$1\" in\n  classpath) echo '{cp}'; exit 0;;\nesac\nexec '{}' -cp '{cp}' org.apache.hadoop.yarn.client.cli.ApplicationCLI \"$@\"\n",
+            clients.java.display()
+        );
+        let yarn = bin.join("yarn");
+        std::fs::write(&yarn, script).unwrap();
+        std::fs::set_permissions(&yarn, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+        Skein { home, conf_dir: conf_dir.to_owned(), path, python }
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env("HOME", self.home.path())
+            .env("PATH", &self.path)
+            .env("HADOOP_CONF_DIR", &self.conf_dir)
+            .env("SKEIN_DRIVER_JAVA_OPTIONS", "-Xshare:auto -XX:TieredStopAtLevel=1")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs a Python snippet with Skein; returns its output.
+    fn python(&self, code: &str) -> (Output, String) {
+        let out = self.command(&self.python).args(["-c", code]).output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        eprintln!("[skein python]\n{text}");
+        (out, text)
+    }
+
+    /// The `skein` command line.
+    fn cli(&self, args: &[&str]) -> (Output, String) {
+        let out = self.command(&self.python).args(["-m", "skein.cli"]).args(args).output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        eprintln!("[skein {}]\n{text}", args.join(" "));
+        (out, text)
+    }
+}
+
+impl Drop for Skein {
+    fn drop(&mut self) {
+        let _ = self.cli(&["driver", "stop"]);
+    }
+}
+
+/// Submits an application of two services, waits for it to end, prints
+/// `FINAL <state> <final status>` and each service's container states.
+const SKEIN_TWO_SERVICES: &str = r#"
+import sys, time, skein
+spec = skein.ApplicationSpec(
+    name="weir-skein-two",
+    queue="default",
+    master=skein.Master(resources=skein.Resources(memory="512 MiB", vcores=1)),
+    services={
+        "alpha": skein.Service(resources=skein.Resources(memory="128 MiB", vcores=1), script="echo alpha-ran; sleep 2"),
+        "beta": skein.Service(resources=skein.Resources(memory="128 MiB", vcores=1), instances=1, script="echo beta-ran"),
+    },
+)
+client = skein.Client.from_global_driver()
+app_id = client.submit(spec)
+print("SUBMITTED", app_id, flush=True)
+deadline = time.time() + 240
+while True:
+    report = client.application_report(app_id)
+    if str(report.state) in ("FINISHED", "FAILED", "KILLED"):
+        break
+    if time.time() > deadline:
+        print("TIMEOUT", report.state, flush=True)
+        sys.exit(3)
+    time.sleep(0.5)
+print("FINAL", report.state, report.final_status, report.diagnostics.replace("\n", " "), flush=True)
+"#;
+
+/// Submits an application whose service runs until killed; prints its id
+/// once the service's container runs.
+const SKEIN_FOREVER: &str = r#"
+import sys, time, skein
+spec = skein.ApplicationSpec(
+    name="weir-skein-forever",
+    queue="default",
+    master=skein.Master(resources=skein.Resources(memory="512 MiB", vcores=1)),
+    services={"sleeper": skein.Service(resources=skein.Resources(memory="128 MiB", vcores=1), script="sleep 600")},
+)
+client = skein.Client.from_global_driver()
+app = client.submit_and_connect(spec)
+deadline = time.time() + 240
+while not [c for c in app.get_containers() if str(c.state) == "RUNNING"]:
+    if time.time() > deadline:
+        sys.exit(3)
+    time.sleep(0.5)
+print("RUNNING", app.id, flush=True)
+"#;
+
+#[test]
+fn skein_runs_two_services_to_success_and_its_cli_lists_and_kills() {
+    let clients = clients();
+    // The administrator's configuration: where the Hadoop jars are on the
+    // nodes (pyspark's, here), for ApplicationMasters that ship only their own.
+    let admin = tempfile::tempdir().unwrap();
+    let classpath = format!("$HADOOP_CONF_DIR,{}/jars/*", clients.spark_home.display());
+    std::fs::write(
+        admin.path().join("yarn-site.xml"),
+        format!("<configuration><property><name>yarn.application.classpath</name><value>{classpath}</value></property></configuration>"),
+    )
+    .unwrap();
+    let merge = format!("yarn-shim.client.hadoop.conf.dir={}", admin.path().display());
+    let sa = standalone_with(SPARK_SPEC, &[&merge, "yarn-shim.nodemanager.idle.timeout=2s"]);
+    let yarn_site = std::fs::read_to_string(sa.conf_dir.join("yarn-site.xml")).unwrap();
+    assert!(yarn_site.contains("yarn.application.classpath"), "the admin's key was not merged:\n{yarn_site}");
+    let skein = Skein::new(&clients, &sa.conf_dir);
+    let (out, text) = skein.cli(&["driver", "start"]);
+    assert!(out.status.success(), "skein driver start failed:\n{text}");
+
+    let (out, text) = skein.python(SKEIN_TWO_SERVICES);
+    assert!(out.status.success(), "the Skein application did not end in time:\n{text}");
+    let app_id = app_id_in(&text);
+    assert!(text.contains("FINAL FINISHED SUCCEEDED"), "{text}");
+    // Both services really ran: their containers' stdout says so.
+    for service in ["alpha", "beta"] {
+        let ran = files_named(sa.dir.path(), "stdout")
+            .into_iter()
+            .chain(files_named(sa.dir.path(), format!("{service}.log").as_str()))
+            .any(|f| std::fs::read_to_string(f).unwrap_or_default().contains(&format!("{service}-ran")));
+        assert!(ran, "no container log of service {service} says it ran");
+    }
+    // The same application as YARN's own CLI reports it.
+    let (_, status) = clients.applications(&sa.conf_dir, &["-status", &app_id]);
+    assert!(status.contains("State : FINISHED") && status.contains("Final-State : SUCCEEDED"), "{status}");
+
+    // `skein application ls` lists a running application, `kill` kills it.
+    let (out, text) = skein.python(SKEIN_FOREVER);
+    assert!(out.status.success(), "the long-running Skein application did not start:\n{text}");
+    let running = app_id_in(&text);
+    let (out, listing) = skein.cli(&["application", "ls"]);
+    assert!(out.status.success(), "{listing}");
+    let line = line_of(&listing, &running);
+    assert!(line.contains("RUNNING") && line.contains("weir-skein-forever"), "{listing}");
+    let (out, text) = skein.cli(&["application", "kill", &running]);
+    assert!(out.status.success(), "skein application kill failed:\n{text}");
+    let (_, listing) = skein.cli(&["application", "ls", "--all"]);
+    let line = line_of(&listing, &running);
+    assert!(line.contains("KILLED"), "{listing}");
+    wait_until_all_free(&sa, Duration::from_secs(60));
+}

@@ -33,10 +33,13 @@ if command -v python3 >/dev/null 2>&1 && ! python3 -c "import puresasl" 2>/dev/n
     python3 -m pip install --quiet pure-sasl
 fi
 # pyspark brings spark-submit and the Hadoop YARN client jars the yarn
-# integration test runs against the shim (it also needs Java 17+).
-if command -v python3 >/dev/null 2>&1 && ! python3 -c "import pyspark" 2>/dev/null; then
-    python3 -m pip install --quiet pyspark
-fi
+# integration test runs against the shim (it also needs Java 17+); skein is
+# a YARN framework with its own Java ApplicationMaster, run unchanged.
+for module in pyspark skein; do
+    if command -v python3 >/dev/null 2>&1 && ! python3 -c "import $module" 2>/dev/null; then
+        python3 -m pip install --quiet "$module"
+    fi
+done
 
 echo "== cargo build (target dir: $CARGO_TARGET_DIR)"
 cargo build --workspace --all-targets --locked

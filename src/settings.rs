@@ -229,7 +229,39 @@ pub fn yarn_shim(config: &Config, broker: String) -> Result<weir_yarn_rm::shim::
             _ => std::env::current_exe().map_err(|e| problem(format!("cannot find this program's path: {e}")))?,
         },
         container_kill_grace: config.get_duration("yarn-shim.container.kill.grace").map_err(problem)?,
+        nm_hadoop_conf_dir: None,
     })
+}
+
+/// The Hadoop client configuration naming the shim at `client` and
+/// `scheduler`, with the configured default file system and the merged
+/// site files of `yarn-shim.client.hadoop.conf.dir`, if any.
+pub fn client_conf(config: &Config, client: String, scheduler: String) -> Result<weir_yarn_rm::hadoop_conf::ClientConf> {
+    let default_fs = config.get_str("yarn-shim.client.default.fs").unwrap_or_default();
+    let default_fs = Some(default_fs.trim().to_owned()).filter(|fs| !fs.is_empty());
+    if let Some(fs) = &default_fs {
+        if !fs.contains("://") {
+            return Err(problem(format!("yarn-shim.client.default.fs: {fs:?} is not a file system URI (such as hdfs://namenode:9000 or file:///)")));
+        }
+    }
+    let mut merged = std::collections::BTreeMap::new();
+    let dir = config.get_str("yarn-shim.client.hadoop.conf.dir").unwrap_or_default();
+    let dir = dir.trim();
+    if !dir.is_empty() {
+        let dir = std::path::Path::new(dir);
+        if !dir.is_dir() {
+            return Err(problem(format!("yarn-shim.client.hadoop.conf.dir: {} is not a directory", dir.display())));
+        }
+        for name in weir_yarn_rm::hadoop_conf::SITE_FILES {
+            let file = dir.join(name);
+            if !file.exists() {
+                continue;
+            }
+            let props = weir_conf::parse_hadoop_file(&file).map_err(|e| problem(format!("yarn-shim.client.hadoop.conf.dir: {e}")))?;
+            merged.insert(name.to_owned(), props.into_iter().map(|p| (p.name, p.value)).collect());
+        }
+    }
+    Ok(weir_yarn_rm::hadoop_conf::ClientConf { client, scheduler, default_fs, merged })
 }
 
 fn millis(config: &Config, key: &str) -> Result<i64> {

@@ -82,11 +82,11 @@ pub fn loopback_standalone_args<'a>(work_dir: &'a str, spec: &'a str) -> Vec<&'a
     ]
 }
 
-/// `spec` with `{ports}` replaced by one free port: tests run side by side,
-/// and each agent needs a port of its own for its node manager.
+/// `spec` with `{ports}` replaced by two free ports: tests run side by
+/// side, and each agent's node manager needs ports of its own (IPC, web).
 pub fn spec_with_free_port(spec: &str) -> String {
-    let port = free_port();
-    spec.replace("{ports}", &format!("ports:[{port}-{port}]"))
+    let (ipc, web) = (free_port(), free_port());
+    spec.replace("{ports}", &format!("ports:[{ipc}-{ipc},{web}-{web}]"))
 }
 
 /// `spawn_weir` with more environment variables for the process (and so

@@ -60,9 +60,9 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
     println!("  status:   weir status            state: http://{broker_addr}/state");
     println!("  run:      weir run -- echo hello");
     match &yarn {
-        Ok((shim, conf_dir)) => {
+        Ok((shim, conf_dir, default_fs)) => {
             println!("  yarn:     ResourceManager client protocol on {}, scheduler on {}", shim.client_address(), shim.scheduler_address());
-            println!("  export HADOOP_CONF_DIR={}", conf_dir.display());
+            println!("  export HADOOP_CONF_DIR={}   (fs.defaultFS {default_fs})", conf_dir.display());
         }
         Err(err) => println!("  yarn:     not started: {err:#}"),
     }
@@ -74,7 +74,7 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
             agent_task.await
         }
     };
-    if let Ok((shim, _)) = yarn {
+    if let Ok((shim, _, _)) = yarn {
         shim.stop();
     }
     broker.stop().await?;
@@ -86,15 +86,26 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
 }
 
 /// Starts the YARN shim on the broker and writes the Hadoop client
-/// configuration naming it; returns the shim and that directory.
-async fn start_yarn(config: &weir_conf::Config, broker: &str) -> Result<(weir_yarn_rm::shim::Shim, PathBuf)> {
+/// configuration naming it; returns the shim, that directory and the
+/// default file system it names.
+async fn start_yarn(config: &weir_conf::Config, broker: &str) -> Result<(weir_yarn_rm::shim::Shim, PathBuf, String)> {
     use anyhow::Context;
-    let shim_settings = settings::yarn_shim(config, broker.to_owned())?;
+    let mut shim_settings = settings::yarn_shim(config, broker.to_owned())?;
     let conf_dir = config.get_path("weir.work.dir").map_err(|e| settings::ConfigProblem(e.to_string()))?.join("hadoop-conf");
+    // Containers get the same configuration (one machine: same path).
+    shim_settings.nm_hadoop_conf_dir = Some(conf_dir.clone());
+    // Checked before the shim starts: a bad key stops nothing half-started.
+    settings::client_conf(config, String::new(), String::new())?;
     let shim = weir_yarn_rm::shim::Shim::start(shim_settings).await.context("starting the YARN shim")?;
-    if let Err(err) = weir_yarn_rm::hadoop_conf::write(&conf_dir, &shim.client_address().to_string(), &shim.scheduler_address().to_string()) {
-        shim.stop();
-        return Err(anyhow::Error::new(err).context(format!("writing the Hadoop configuration to {}", conf_dir.display())));
+    let written = settings::client_conf(config, shim.client_address().to_string(), shim.scheduler_address().to_string()).and_then(|conf| {
+        conf.write(&conf_dir).map_err(anyhow::Error::new)?;
+        Ok(conf.effective_default_fs())
+    });
+    match written {
+        Ok(default_fs) => Ok((shim, conf_dir, default_fs)),
+        Err(err) => {
+            shim.stop();
+            Err(err.context(format!("writing the Hadoop configuration to {}", conf_dir.display())))
+        }
     }
-    Ok((shim, conf_dir))
 }

@@ -29,14 +29,18 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
     let mut config = settings::load(options, &[Daemon::YarnShim, Daemon::Broker], "")?;
     settings::apply_flag(&mut config, "yarn-shim.client.address", args.listen)?;
     let broker = settings::broker_address(&config, args.broker)?;
-    let shim_settings = settings::yarn_shim(&config, broker.clone())?;
+    let mut shim_settings = settings::yarn_shim(&config, broker.clone())?;
+    settings::client_conf(&config, String::new(), String::new())?;
+    // Node managers give containers the written configuration: it names
+    // this shim's scheduler port, which ApplicationMasters need.
+    shim_settings.nm_hadoop_conf_dir = args.hadoop_conf_dir.clone();
     let shim = weir_yarn_rm::shim::Shim::start(shim_settings).await.context("starting the YARN shim")?;
     let client = shim.client_address();
     println!("weir yarn: ResourceManager client protocol on {client}, scheduler on {} (broker {broker})", shim.scheduler_address());
     if let Some(dir) = args.hadoop_conf_dir {
-        weir_yarn_rm::hadoop_conf::write(&dir, &client.to_string(), &shim.scheduler_address().to_string())
-            .with_context(|| format!("writing the Hadoop configuration to {}", dir.display()))?;
-        println!("  export HADOOP_CONF_DIR={}", dir.display());
+        let conf = settings::client_conf(&config, client.to_string(), shim.scheduler_address().to_string())?;
+        conf.write(&dir).with_context(|| format!("writing the Hadoop configuration to {}", dir.display()))?;
+        println!("  export HADOOP_CONF_DIR={}   (fs.defaultFS {})", dir.display(), conf.effective_default_fs());
     }
     super::shutdown_signal().await;
     shim.stop();

@@ -87,7 +87,7 @@ fn encode_allocate(rm: &Rm, attempt: AttemptId, result: &AllocateResult) -> Vec<
         .map(|c| r::ContainerProto {
             id: Some(convert::container_to_proto(c.id)),
             node_id: Some(convert::node_id_to_proto(&c.node)),
-            node_http_address: Some(c.node.to_string()),
+            node_http_address: Some(c.node_http_address()),
             resource: Some(convert::capacity_to_proto(c.capacity)),
             priority: Some(r::PriorityProto { priority: Some(c.priority) }),
             container_token: Some(rm.tokens.container_token(&c.token_spec(), false, result.issued_ms)),

@@ -334,16 +334,10 @@ fn add_queue_usage(core: &YarnCore, q: &mut r::QueueInfoProto) {
     fill(core, q, ((total.0 - used_all.0).max(0), (total.1 - used_all.1).max(0)));
 }
 
-/// Container reports with their nodes' web addresses (from the books).
-fn container_protos(core: &YarnCore, reports: &[crate::core::ContainerReport]) -> Vec<r::ContainerReportProto> {
-    let nodes = core.rm().nodes(&[]);
-    reports
-        .iter()
-        .map(|c| {
-            let http = nodes.iter().find(|n| n.observed.agent_id == c.container.agent_id.as_str()).map(|n| n.observed.http_address.as_str());
-            convert::container_report_to_proto(c, http)
-        })
-        .collect()
+/// Container reports with their node managers' web addresses, where
+/// container logs are served.
+fn container_protos(reports: &[crate::core::ContainerReport]) -> Vec<r::ContainerReportProto> {
+    reports.iter().map(|c| convert::container_report_to_proto(c, Some(&c.container.node_http_address()))).collect()
 }
 
 #[async_trait::async_trait]
@@ -519,13 +513,13 @@ impl Service for ClientProtocol {
             "getContainerReport" => {
                 let req: r::GetContainerReportRequestProto = decode("GetContainerReportRequestProto", request)?;
                 let id = container_id("container_id", req.container_id.as_ref())?;
-                let found = self.yarn(move |core, _| core.container_report(id).map(|c| container_protos(core, &[c]))).await?.map_err(report)?;
+                let found = self.yarn(move |core, _| core.container_report(id).map(|c| container_protos(&[c]))).await?.map_err(report)?;
                 r::GetContainerReportResponseProto { container_report: found.into_iter().next() }.encode_to_vec()
             }
             "getContainers" => {
                 let req: r::GetContainersRequestProto = decode("GetContainersRequestProto", request)?;
                 let id = attempt_id("application_attempt_id", req.application_attempt_id.as_ref())?;
-                let containers = self.yarn(move |core, _| core.container_reports(id).map(|c| container_protos(core, &c))).await?.map_err(report)?;
+                let containers = self.yarn(move |core, _| core.container_reports(id).map(|c| container_protos(&c))).await?.map_err(report)?;
                 r::GetContainersResponseProto { containers }.encode_to_vec()
             }
             "failApplicationAttempt" => {

@@ -102,7 +102,9 @@ pub struct Offer {
 /// A broker task to launch.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TaskPlan {
-    NodeManager { task_id: TaskId, host: String, port: u64, cpus: Milli, mem_mb: Milli },
+    /// `http_port` 0: the offer had no second port; the node manager's web
+    /// server takes any free one.
+    NodeManager { task_id: TaskId, host: String, port: u64, http_port: u64, cpus: Milli, mem_mb: Milli },
     Container { task_id: TaskId, container: ContainerId, capacity: Capacity, nm_port: u64 },
 }
 
@@ -112,6 +114,9 @@ pub struct Allocated {
     pub id: ContainerId,
     /// The node manager's address: where `startContainers` goes.
     pub node: NodeId,
+    /// The node manager's web port (container logs); 0 when the offer had
+    /// no port to spare for it, and only the node manager knows it.
+    pub http_port: u64,
     pub agent_id: AgentId,
     pub capacity: Capacity,
     pub priority: i32,
@@ -120,6 +125,15 @@ pub struct Allocated {
 }
 
 impl Allocated {
+    /// `host:port` of the node manager's web server, as YARN's
+    /// `Container.nodeHttpAddress` (the IPC address when it is unknown).
+    pub fn node_http_address(&self) -> String {
+        match self.http_port {
+            0 => self.node.to_string(),
+            port => format!("{}:{port}", self.node.host),
+        }
+    }
+
     /// What the container token says of this container.
     pub fn token_spec(&self) -> weir_yarn_api::tokens::ContainerSpec {
         weir_yarn_api::tokens::ContainerSpec {
@@ -374,6 +388,7 @@ struct NodeManager {
     task_id: TaskId,
     host: String,
     port: u64,
+    http_port: u64,
     state: NmState,
     live_containers: usize,
     idle_since_ms: i64,
@@ -607,7 +622,7 @@ impl Scheduler {
             // The AM container first.
             if self.apps[&id].attempt.phase == Phase::WaitingForAm {
                 let cap = self.apps[&id].am_capacity;
-                if let Some(nm_port) = self.room_for(offer, &mut room, cap, &mut tasks, now_ms) {
+                if let Some((nm_port, http_port)) = self.room_for(offer, &mut room, cap, &mut tasks, now_ms) {
                     let app = self.apps.get_mut(&id).expect("listed");
                     let cid = ContainerId { attempt: app.attempt.id, id: app.attempt.next_container };
                     app.attempt.next_container += 1;
@@ -616,6 +631,7 @@ impl Scheduler {
                     let allocated = Allocated {
                         id: cid,
                         node: NodeId { host: offer.hostname.clone(), port: nm_port as i32 },
+                        http_port,
                         agent_id: offer.agent_id.clone(),
                         capacity: cap,
                         priority: 0,
@@ -644,7 +660,7 @@ impl Scheduler {
                 while placed(&tasks) < max {
                     let Some(locality) = self.locality_for(id, &any_key, &offer.hostname, now_ms) else { break };
                     let cap = Capacity { memory_mb: any_key.memory_mb, vcores: any_key.vcores };
-                    let Some(nm_port) = self.room_for(offer, &mut room, cap, &mut tasks, now_ms) else { break };
+                    let Some((nm_port, http_port)) = self.room_for(offer, &mut room, cap, &mut tasks, now_ms) else { break };
                     let app = self.apps.get_mut(&id).expect("listed");
                     let cid = ContainerId { attempt: app.attempt.id, id: app.attempt.next_container };
                     app.attempt.next_container += 1;
@@ -661,6 +677,7 @@ impl Scheduler {
                     let allocated = Allocated {
                         id: cid,
                         node: NodeId { host: offer.hostname.clone(), port: nm_port as i32 },
+                        http_port,
                         agent_id: offer.agent_id.clone(),
                         capacity: cap,
                         priority: any_key.priority,
@@ -679,34 +696,37 @@ impl Scheduler {
 
     /// Room for a container of `cap` on this offer's agent, starting the
     /// agent's node manager in the same launch if it has none. Returns the
-    /// node manager's port.
-    fn room_for(&mut self, offer: &Offer, room: &mut Room, cap: Capacity, tasks: &mut Vec<TaskPlan>, now_ms: i64) -> Option<u64> {
+    /// node manager's IPC and web ports.
+    fn room_for(&mut self, offer: &Offer, room: &mut Room, cap: Capacity, tasks: &mut Vec<TaskPlan>, now_ms: i64) -> Option<(u64, u64)> {
         if let Some(nm) = self.nms.get(&offer.agent_id).filter(|n| n.state != NmState::Stopping) {
             if !room.fits(cap, Milli::ZERO, Milli::ZERO) {
                 return None;
             }
             room.take_capacity(cap);
-            return Some(nm.port);
+            return Some((nm.port, nm.http_port));
         }
         let (nm_cpus, nm_mem) = (self.config.nm_cpus, self.config.nm_mem_mb);
         if !room.fits(cap, nm_cpus, nm_mem) {
             return None;
         }
         let port = room.take_port()?;
+        // Its web server gets a port of the offer too, when there is one,
+        // so that container log links name a port the pool gave out.
+        let http_port = room.take_port().unwrap_or(0);
         room.take_capacity(cap);
         room.take(nm_cpus, nm_mem);
         self.nm_seq += 1;
         let task_id = TaskId::new(format!("nodemanager-{}-{}", offer.agent_id, self.nm_seq));
-        tracing::info!(agent_id = %offer.agent_id, %task_id, port, "starting a node manager");
-        tasks.push(TaskPlan::NodeManager { task_id: task_id.clone(), host: offer.hostname.clone(), port, cpus: nm_cpus, mem_mb: nm_mem });
+        tracing::info!(agent_id = %offer.agent_id, %task_id, port, http_port, "starting a node manager");
+        tasks.push(TaskPlan::NodeManager { task_id: task_id.clone(), host: offer.hostname.clone(), port, http_port, cpus: nm_cpus, mem_mb: nm_mem });
         // A node manager that ended or is stopping is replaced (its task id
         // differs); containers it left running still count on this agent.
         let live_containers = self.containers.values().filter(|c| c.allocated.agent_id == offer.agent_id).count();
         self.nms.insert(
             offer.agent_id.clone(),
-            NodeManager { task_id, host: offer.hostname.clone(), port, state: NmState::Launching, live_containers, idle_since_ms: now_ms },
+            NodeManager { task_id, host: offer.hostname.clone(), port, http_port, state: NmState::Launching, live_containers, idle_since_ms: now_ms },
         );
-        Some(port)
+        Some((port, http_port))
     }
 
     fn locality_for(&self, id: ApplicationId, any_key: &AskKey, host: &str, now_ms: i64) -> Option<Locality> {

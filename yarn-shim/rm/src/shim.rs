@@ -66,6 +66,10 @@ pub struct ShimSettings {
     pub weir_binary: PathBuf,
     /// SIGTERM to SIGKILL when a container is killed.
     pub container_kill_grace: Duration,
+    /// Given to node managers (`--hadoop-conf-dir`), which give it to
+    /// containers as HADOOP_CONF_DIR: the client configuration naming
+    /// this shim, where every agent can read it.
+    pub nm_hadoop_conf_dir: Option<PathBuf>,
 }
 
 pub struct Shim {
@@ -370,14 +374,18 @@ fn scalar(name: &str, v: weir_model::Milli) -> v1::Resource {
 fn task_info(plan: TaskPlan, agent_id: &weir_model::AgentId, rm: &Rm, settings: &ShimSettings) -> v1::TaskInfo {
     let weir = settings.weir_binary.display().to_string();
     match plan {
-        TaskPlan::NodeManager { task_id, host, port, cpus, mem_mb } => {
+        TaskPlan::NodeManager { task_id, host, port, http_port, cpus, mem_mb } => {
             let mut resources = vec![scalar("mem", mem_mb)];
             if !cpus.is_zero() {
                 resources.push(scalar("cpus", cpus));
             }
+            let mut ports = vec![v1::Range { begin: port, end: port }];
+            if http_port != 0 {
+                ports.push(v1::Range { begin: http_port, end: http_port });
+            }
             resources.push(v1::Resource {
                 name: "ports".into(),
-                value: Some(v1::resource::Value::Ranges(v1::Ranges { range: vec![v1::Range { begin: port, end: port }] })),
+                value: Some(v1::resource::Value::Ranges(v1::Ranges { range: ports })),
                 ..Default::default()
             });
             let mut environment = std::collections::HashMap::new();
@@ -393,7 +401,16 @@ fn task_info(plan: TaskPlan, agent_id: &weir_model::AgentId, rm: &Rm, settings: 
                 command: Some(v1::CommandInfo {
                     shell: false,
                     value: weir.clone(),
-                    arguments: vec![weir, "yarn-nodemanager".into(), "--host".into(), host, "--port".into(), port.to_string()],
+                    arguments: {
+                        let mut args = vec![weir, "yarn-nodemanager".into(), "--host".into(), host, "--port".into(), port.to_string()];
+                        if http_port != 0 {
+                            args.extend(["--http-port".into(), http_port.to_string()]);
+                        }
+                        if let Some(dir) = &settings.nm_hadoop_conf_dir {
+                            args.extend(["--hadoop-conf-dir".into(), dir.display().to_string()]);
+                        }
+                        args
+                    },
                     environment: environment.into_iter().collect(),
                     user: String::new(),
                 }),
