@@ -19,6 +19,8 @@ pub enum Source {
     Path(PathBuf),
     /// Already open (and checked through this very descriptor).
     File(std::fs::File),
+    /// No file: the segment is its prefix alone (a trailer).
+    Nothing,
 }
 
 /// `prefix`, then `length` bytes of `source` from `offset`.
@@ -33,6 +35,7 @@ async fn open(source: Source, offset: u64) -> std::io::Result<tokio::fs::File> {
     let mut file = match source {
         Source::Path(p) => tokio::fs::File::open(p).await?,
         Source::File(f) => tokio::fs::File::from_std(f),
+        Source::Nothing => unreachable!("segments() never opens Nothing"),
     };
     file.seek(std::io::SeekFrom::Start(offset)).await?;
     Ok(file)
@@ -58,6 +61,9 @@ pub fn segments(segments: Vec<Segment>) -> Body {
                 };
             }
             let segment = rest.next()?;
+            if matches!(segment.source, Source::Nothing) {
+                return Some((Ok(segment.prefix), (rest, None)));
+            }
             return match open(segment.source, segment.offset).await {
                 Ok(f) => Some((Ok(segment.prefix), (rest, Some((f, segment.length))))),
                 Err(e) => Some((Err(e), (rest, None))),

@@ -172,7 +172,7 @@ impl NodeManager {
                 warn!(service = %name, "unknown auxiliary service in yarn-shim.nodemanager.aux-services; not started");
             }
         }
-        let web = WebServer::start(SocketAddr::new(bind.ip(), settings.http_port), layout.clone())
+        let web = WebServer::start(SocketAddr::new(bind.ip(), settings.http_port), layout.clone(), format!("{}:{}", settings.host, settings.port))
             .await
             .map_err(|e| Error::Protocol(format!("starting the web server: {e}")))?;
         let inner = Arc::new(Inner {

@@ -7,6 +7,13 @@
 //! - `/node/containerlogs/<container>/<user>/<file>?start=&end=`: the
 //!   file's bytes from `start` to `end` as plain text; negative values
 //!   count from the end, and `start` defaults to -4096 as in YARN's page.
+//! - `/ws/v1/node/containers/<container>/logs`: the NodeManager web
+//!   service `yarn logs -applicationId` asks for a running application's
+//!   log files (JSON `containerLogsInfo`, aggregation type `LOCAL`).
+//! - `/ws/v1/node/containers/<container>/logs/<file>?size=N` (and the
+//!   older `/ws/v1/node/containerlogs/<container>/<file>`): one file with
+//!   the header lines `yarn logs` prints (`LogType:`, `LogLength:`, ...);
+//!   `size` > 0 takes the first N bytes, < 0 the last N, absent all.
 //!
 //! Invariants: a container id must parse (typed, digits only) and only
 //! picks `logs/<app>/<container>` under the node manager's root; a user or
@@ -38,18 +45,26 @@ pub const DEFAULT_START: i64 = -4096;
 /// Most files listed for one container.
 const MAX_LISTED: usize = 1000;
 
+/// What the handlers need: where logs are, and the node's id.
+struct Web {
+    layout: Layout,
+    /// `host:port` of the node manager (YARN's NodeId).
+    node_id: String,
+}
+
 pub struct WebServer {
     address: SocketAddr,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl WebServer {
-    pub async fn start(bind: SocketAddr, layout: Layout) -> Result<WebServer, NmError> {
+    /// Serves on `bind`; `node_id` is the node manager's `host:port`.
+    pub async fn start(bind: SocketAddr, layout: Layout, node_id: String) -> Result<WebServer, NmError> {
         let listener = tokio::net::TcpListener::bind(bind)
             .await
             .map_err(|source| NmError::Listen { address: bind.to_string(), source })?;
         let address = listener.local_addr().map_err(|source| NmError::Listen { address: bind.to_string(), source })?;
-        let app = router(Arc::new(layout));
+        let app = router(layout, node_id);
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 warn!(error = %e, "the node manager's web server stopped");
@@ -74,13 +89,24 @@ impl Drop for WebServer {
     }
 }
 
-pub fn router(layout: Arc<Layout>) -> axum::Router {
+pub fn router(layout: Layout, node_id: String) -> axum::Router {
     axum::Router::new()
         .route("/node/containerlogs/{container}/{user}", get(listing))
         .route("/node/containerlogs/{container}/{user}/", get(listing))
         .route("/node/containerlogs/{container}/{user}/{file}", get(file))
         .route("/node/containerlogs/{container}/{user}/{file}/", get(file))
-        .with_state(layout)
+        // Hadoop's web clients (AuthenticatedURL) first send OPTIONS to
+        // learn whether the server wants Kerberos; 200 without a
+        // WWW-Authenticate challenge means "simple".
+        .route("/ws/v1/node/containers/{container}/logs", get(ws_logs).options(allow_get))
+        .route("/ws/v1/node/containers/{container}/logs/{file}", get(ws_log_file).options(allow_get))
+        .route("/ws/v1/node/containerlogs/{container}/{file}", get(ws_log_file).options(allow_get))
+        .fallback(|| async { refuse(StatusCode::NOT_FOUND, "no such page on this node manager".into()) })
+        .with_state(Arc::new(Web { layout, node_id }))
+}
+
+async fn allow_get() -> Response {
+    ([(header::ALLOW, "GET, OPTIONS")], "").into_response()
 }
 
 fn refuse(status: StatusCode, message: String) -> Response {
@@ -100,12 +126,17 @@ fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-async fn listing(State(layout): State<Arc<Layout>>, UrlPath((container, user)): UrlPath<(String, String)>) -> Response {
-    let (id, dir) = match log_dir(&layout, &container, &user) {
-        Ok(d) => d,
-        Err(r) => return *r,
-    };
-    let entries = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<(String, u64)>> {
+/// A log file: name, length, last modified.
+struct LogFile {
+    name: String,
+    len: u64,
+    modified: std::time::SystemTime,
+}
+
+/// The regular files of a container's log dir, by name; an error response
+/// when the dir is missing or unreadable.
+async fn log_files(id: ContainerId, dir: std::path::PathBuf) -> Result<Vec<LogFile>, Response> {
+    let entries = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<LogFile>> {
         let mut files = Vec::new();
         for entry in std::fs::read_dir(&dir)?.take(MAX_LISTED) {
             let entry = entry?;
@@ -114,24 +145,36 @@ async fn listing(State(layout): State<Arc<Layout>>, UrlPath((container, user)): 
             // not follow links).
             if meta.is_file() {
                 if let Some(name) = entry.file_name().to_str() {
-                    files.push((name.to_owned(), meta.len()));
+                    let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+                    files.push(LogFile { name: name.to_owned(), len: meta.len(), modified });
                 }
             }
         }
-        files.sort();
+        files.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(files)
     })
     .await;
-    let files = match entries {
-        Ok(Ok(files)) => files,
+    match entries {
+        Ok(Ok(files)) => Ok(files),
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-            return refuse(StatusCode::NOT_FOUND, format!("Container does not exist or has no logs on this node: {id}"))
+            Err(refuse(StatusCode::NOT_FOUND, format!("Container does not exist or has no logs on this node: {id}")))
         }
-        Ok(Err(e)) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot list the logs of {id}: {e}")),
-        Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Ok(Err(e)) => Err(refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot list the logs of {id}: {e}"))),
+        Err(e) => Err(refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+async fn listing(State(web): State<Arc<Web>>, UrlPath((container, user)): UrlPath<(String, String)>) -> Response {
+    let (id, dir) = match log_dir(&web.layout, &container, &user) {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
+    let files = match log_files(id, dir).await {
+        Ok(files) => files,
+        Err(response) => return response,
     };
     let mut page = format!("<!DOCTYPE html>\n<html><head><title>Logs for {id}</title></head><body>\n<h1>Logs for {id}</h1>\n<ul>\n");
-    for (name, len) in files {
+    for LogFile { name, len, .. } in files {
         let name = escape(&name);
         page.push_str(&format!(
             "<li><a href=\"/node/containerlogs/{id}/{user}/{name}/?start={DEFAULT_START}\">{name}</a> : Total file length is {len} bytes.</li>\n",
@@ -162,11 +205,11 @@ pub fn range(start: Option<&str>, end: Option<&str>, len: u64) -> Result<(u64, u
 }
 
 async fn file(
-    State(layout): State<Arc<Layout>>,
+    State(web): State<Arc<Web>>,
     UrlPath((container, user, name)): UrlPath<(String, String, String)>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let (id, dir) = match log_dir(&layout, &container, &user) {
+    let (id, dir) = match log_dir(&web.layout, &container, &user) {
         Ok(d) => d,
         Err(r) => return *r,
     };
@@ -189,6 +232,107 @@ async fn file(
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=UTF-8"));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
+    response
+}
+
+/// The container's id and log dir, for the web services (no user in
+/// their paths).
+fn ws_log_dir(layout: &Layout, container: &str) -> Result<(ContainerId, std::path::PathBuf), Box<Response>> {
+    let id: ContainerId = container.parse().map_err(|e| Box::new(refuse(StatusCode::BAD_REQUEST, format!("{e}"))))?;
+    Ok((id, layout.container_log_dir(id)))
+}
+
+/// `GET /ws/v1/node/containers/{id}/logs`: the container's log files as
+/// YARN's NMWebServices lists them.
+async fn ws_logs(State(web): State<Arc<Web>>, UrlPath(container): UrlPath<String>) -> Response {
+    let (id, dir) = match ws_log_dir(&web.layout, &container) {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
+    let files = match log_files(id, dir).await {
+        Ok(files) => files,
+        Err(response) => return response,
+    };
+    let infos: Vec<serde_json::Value> = files
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "fileName": f.name,
+                "fileSize": f.len.to_string(),
+                "lastModifiedTime": httpdate::fmt_http_date(f.modified),
+            })
+        })
+        .collect();
+    let body = serde_json::json!({
+        "containerLogsInfo": {
+            "containerLogInfo": infos,
+            "logAggregationType": "LOCAL",
+            "containerId": id.to_string(),
+            "nodeId": web.node_id,
+        }
+    });
+    axum::Json(body).into_response()
+}
+
+/// `size` as YARN's log web service reads it: the byte range of a file of
+/// `len` bytes: > 0 the first N, < 0 the last N, 0 none, absent all.
+pub fn size_range(size: Option<&str>, len: u64) -> Result<(u64, u64), String> {
+    let size = match size.map(str::trim).filter(|v| !v.is_empty()) {
+        None => return Ok((0, len)),
+        Some(v) => v.parse::<i64>().map_err(|_| format!("Invalid log size value: {v}"))?,
+    };
+    Ok(match size {
+        0 => (0, 0),
+        n if n > 0 => (0, len.min(n.unsigned_abs())),
+        n => (len.saturating_sub(n.unsigned_abs()), len),
+    })
+}
+
+/// `GET /ws/v1/node/containers/{id}/logs/{file}?size=`: the file framed
+/// by the header and footer lines `yarn logs` prints for each log.
+async fn ws_log_file(
+    State(web): State<Arc<Web>>,
+    UrlPath((container, name)): UrlPath<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let (id, dir) = match ws_log_dir(&web.layout, &container) {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
+    if let Err(e) = layout::component("log file", &name) {
+        return refuse(StatusCode::BAD_REQUEST, e.to_string());
+    }
+    let path = dir.join(&name);
+    let opened = tokio::task::spawn_blocking(move || {
+        let (file, len) = open_log(&path)?;
+        let modified = file.metadata()?.modified().unwrap_or(std::time::UNIX_EPOCH);
+        Ok::<_, std::io::Error>((file, len, modified))
+    })
+    .await;
+    let (file, len, modified) = match opened {
+        Ok(Ok(f)) => f,
+        Ok(Err(e)) => return refuse(StatusCode::NOT_FOUND, format!("Cannot find this log on the local disk: {name} of {id} ({e})")),
+        Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let (start, end) = match size_range(query.get("size").map(String::as_str), len) {
+        Ok(r) => r,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
+    };
+    let header = format!(
+        "LogAggregationType: LOCAL\n{rule}\nLogType:{name}\nLogLastModifiedTime:{modified}\nLogLength:{len}\nLogContents:\n",
+        rule = "=".repeat(name.len() + 9),
+        modified = httpdate::fmt_http_date(modified),
+    );
+    let footer = format!("\nEnd of LogType:{name}\n{}\n\n", "*".repeat(name.len() + 16));
+    let total = header.len() as u64 + (end - start) + footer.len() as u64;
+    let body = crate::body::segments(vec![
+        Segment { prefix: header.into_bytes().into(), source: Source::File(file), offset: start, length: end - start },
+        Segment { prefix: footer.into_bytes().into(), source: Source::Nothing, offset: 0, length: 0 },
+    ]);
+    let mut response = Response::new(body);
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=UTF-8"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(total));
     response
 }
 

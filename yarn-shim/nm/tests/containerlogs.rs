@@ -35,7 +35,7 @@ async fn logs_are_listed_and_served_and_nothing_else_is() {
     std::os::unix::fs::symlink(&secret, dir.join("link")).unwrap();
     std::fs::create_dir(dir.join("sub")).unwrap();
 
-    let web = WebServer::start("127.0.0.1:0".parse().unwrap(), layout).await.unwrap();
+    let web = WebServer::start("127.0.0.1:0".parse().unwrap(), layout, "node1:4545".into()).await.unwrap();
     let addr = web.address();
     let fetch = move |t: String| tokio::task::spawn_blocking(move || get(addr, &t));
     let base = format!("/node/containerlogs/{id}/alice");
@@ -64,6 +64,74 @@ async fn logs_are_listed_and_served_and_nothing_else_is() {
         format!("/node/containerlogs/..%2F{id}/alice/stdout"),
         "/node/containerlogs/container_1700_0001_01_000003/alice/stdout".to_owned(),
         "/node/containerlogs/container_x/alice".to_owned(),
+    ] {
+        let (status, body) = fetch(target.clone()).await.unwrap();
+        assert!([400, 404].contains(&status), "{target}: {status}");
+        assert!(!body.contains("do not serve"), "{target}");
+    }
+}
+
+/// What `yarn logs -applicationId` asks a node manager for while the
+/// application runs: the web service's list of log files, then each file
+/// with `size`; nothing outside the container's log dir.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_web_service_lists_and_serves_what_yarn_logs_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = Layout::new(tmp.path().join("nm"));
+    let id = ContainerId { attempt: AttemptId { app: ApplicationId { cluster_timestamp: 1700, id: 1 }, attempt: 1 }, id: 2 };
+    let (_, _, dir) = layout.prepare_container("alice", id).unwrap();
+    std::fs::write(dir.join("stdout"), "0123456789").unwrap();
+    std::fs::write(dir.join("stderr"), "").unwrap();
+    let secret = tmp.path().join("secret");
+    std::fs::write(&secret, "do not serve").unwrap();
+    std::os::unix::fs::symlink(&secret, dir.join("link")).unwrap();
+
+    let web = WebServer::start("127.0.0.1:0".parse().unwrap(), layout, "node1:4545".into()).await.unwrap();
+    let addr = web.address();
+    let fetch = move |t: String| tokio::task::spawn_blocking(move || get(addr, &t));
+
+    // Hadoop's AuthenticatedURL asks with OPTIONS first.
+    let options = move |t: String| {
+        tokio::task::spawn_blocking(move || {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.write_all(format!("OPTIONS {t} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+            let mut raw = String::new();
+            s.read_to_string(&mut raw).unwrap();
+            raw
+        })
+    };
+    let reply = options(format!("/ws/v1/node/containers/{id}/logs?user.name=alice")).await.unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200") && !reply.to_ascii_lowercase().contains("www-authenticate"), "{reply}");
+
+    let (status, body) = fetch(format!("/ws/v1/node/containers/{id}/logs")).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let info = &json["containerLogsInfo"];
+    assert_eq!(info["logAggregationType"], "LOCAL");
+    assert_eq!(info["containerId"], id.to_string());
+    assert_eq!(info["nodeId"], "node1:4545");
+    let files: Vec<(&str, &str)> =
+        info["containerLogInfo"].as_array().unwrap().iter().map(|f| (f["fileName"].as_str().unwrap(), f["fileSize"].as_str().unwrap())).collect();
+    assert_eq!(files, [("stderr", "0"), ("stdout", "10")]);
+
+    let (status, body) = fetch(format!("/ws/v1/node/containers/{id}/logs/stdout")).await.unwrap();
+    assert_eq!(status, 200);
+    assert!(body.starts_with("LogAggregationType: LOCAL\n"), "{body}");
+    assert!(body.contains("LogType:stdout\n") && body.contains("LogLength:10\n"), "{body}");
+    assert!(body.contains("LogContents:\n0123456789\nEnd of LogType:stdout\n"), "{body}");
+    let (_, body) = fetch(format!("/ws/v1/node/containers/{id}/logs/stdout?size=-3")).await.unwrap();
+    assert!(body.contains("LogContents:\n789\nEnd"), "{body}");
+    let (_, body) = fetch(format!("/ws/v1/node/containerlogs/{id}/stdout?size=4")).await.unwrap();
+    assert!(body.contains("LogContents:\n0123\nEnd"), "{body}");
+    assert_eq!(fetch(format!("/ws/v1/node/containers/{id}/logs/stdout?size=x")).await.unwrap().0, 400);
+
+    for target in [
+        format!("/ws/v1/node/containers/{id}/logs/link"),
+        format!("/ws/v1/node/containers/{id}/logs/nothing"),
+        format!("/ws/v1/node/containers/{id}/logs/%2E%2E%2F%2E%2E%2Fsecret"),
+        "/ws/v1/node/containers/container_1700_0001_01_000009/logs".to_owned(),
+        "/ws/v1/node/containers/container_x/logs".to_owned(),
+        "/ws/v1/node/nothing".to_owned(),
     ] {
         let (status, body) = fetch(target.clone()).await.unwrap();
         assert!([400, 404].contains(&status), "{target}: {status}");
