@@ -1,7 +1,9 @@
 //! Real Hadoop 3.2.1 applications on `weir standalone` (issue 15): the
 //! MapReduce examples (`pi`, `wordcount` with two reducers) and
 //! DistributedShell, submitted with Hadoop's own `yarn jar`, unchanged, as
-//! a Hadoop user would, with their data in a real HDFS. Each test asserts
+//! a Hadoop user would, with their data in a real HDFS; and Skein from PyPI
+//! (two services to SUCCEEDED, `skein application ls` and `kill`, and
+//! Hadoop's `yarn logs` reading the running application's logs). Each test asserts
 //! what the same command gives on Hadoop's own ResourceManager and
 //! NodeManager (measured with the peer of /work/shared/tools/hadoop-peer.sh:
 //! pi 2 10 estimates 3.8; wordcount's counts are the input's; DistributedShell
@@ -24,7 +26,7 @@
 //! Weir's node manager inherits them from the agent's environment: the
 //! tests start `weir standalone` with them set, as an operator would.
 //!
-//! All five pass on Weir (2026-12-07, Hadoop 3.2.1 from the macHadoop
+//! The first five passed on Weir (2026-12-07, Hadoop 3.2.1 from the macHadoop
 //! snapshot, HDFS from hadoop-peer.sh): 5 passed in 70 s. What it took,
 //! found with these tests (each was a failure before): the container's
 //! `tmp/` and YARN's local-dir layout and environment (yarn-shim/nm,
@@ -434,4 +436,161 @@ fn distributed_shell_failing_command_ends_failed_with_its_exit_code() {
     // The AM saw the container's real exit status.
     let am_log = pool.logs_named("AppMaster.stderr");
     assert!(am_log.contains("exitStatus=3"), "the AM's log shows the container's exit status 3:\n{am_log}");
+}
+
+/// Skein (from PyPI) as its users run it. Its Python client and `skein`
+/// command start Skein's Java driver with the classpath `yarn classpath
+/// --glob` prints, here the Hadoop client jars pyspark ships; its own Java
+/// ApplicationMaster runs in a container on the Hadoop distribution's
+/// jars (yarn.application.classpath's default, through HADOOP_*_HOME).
+/// Skein needs HDFS: its driver compares file systems by host and fails on
+/// `file:///` (on Hadoop's own YARN too).
+struct Skein {
+    /// HOME for Skein's driver and keys (`~/.skein`), and `bin/yarn`.
+    home: tempfile::TempDir,
+    conf_dir: PathBuf,
+    path: String,
+    python: String,
+}
+
+impl Skein {
+    fn new(conf_dir: &Path) -> Skein {
+        let out = Command::new("python3").args(["-c", "import sys, os, skein, pyspark; print(sys.executable); print(os.path.dirname(pyspark.__file__))"]).output().unwrap();
+        assert!(out.status.success(), "this test needs skein and pyspark (pip install skein pyspark; scripts/test.sh installs them)");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut lines = text.lines();
+        let (python, spark_home) = (lines.next().unwrap().to_owned(), lines.next().unwrap().to_owned());
+        let home = tempfile::tempdir().unwrap();
+        let bin = home.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let cp = format!("{}:{spark_home}/jars/*", conf_dir.display());
+        // The one thing Skein asks of Hadoop's `yarn` script.
+        let script = format!("#!/bin/sh\ncase \"$1\" in\n  classpath) echo '{cp}'; exit 0;;\nesac\necho \"this yarn only answers classpath\" >&2; exit 1\n");
+        let yarn = bin.join("yarn");
+        std::fs::write(&yarn, script).unwrap();
+        std::fs::set_permissions(&yarn, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+        Skein { home, conf_dir: conf_dir.to_owned(), path, python }
+    }
+
+    fn run(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(&self.python)
+            .args(args)
+            .env("HOME", self.home.path())
+            .env("PATH", &self.path)
+            .env("HADOOP_CONF_DIR", &self.conf_dir)
+            .env("SKEIN_DRIVER_JAVA_OPTIONS", "-Xshare:auto -XX:TieredStopAtLevel=1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        eprintln!("[skein {}]\n{text}", args.last().map_or("", |a| if a.len() > 40 { "python" } else { a }));
+        (out.status.success(), text)
+    }
+
+    /// The `skein` command line.
+    fn cli(&self, args: &[&str]) -> (bool, String) {
+        let mut all = vec!["-m", "skein.cli"];
+        all.extend_from_slice(args);
+        self.run(&all)
+    }
+}
+
+impl Drop for Skein {
+    fn drop(&mut self) {
+        let _ = self.cli(&["driver", "stop"]);
+    }
+}
+
+/// Submits an application of two services, waits for it to end, prints
+/// `FINAL <state> <final status>`.
+const SKEIN_TWO_SERVICES: &str = r#"
+import sys, time, skein
+spec = skein.ApplicationSpec(
+    name="weir-skein-two",
+    queue="default",
+    master=skein.Master(resources=skein.Resources(memory="512 MiB", vcores=1)),
+    services={
+        "alpha": skein.Service(resources=skein.Resources(memory="128 MiB", vcores=1), script="echo alpha-ran; sleep 2"),
+        "beta": skein.Service(resources=skein.Resources(memory="128 MiB", vcores=1), script="echo beta-ran"),
+    },
+)
+client = skein.Client.from_global_driver()
+app_id = client.submit(spec)
+print("SUBMITTED", app_id, flush=True)
+deadline = time.time() + 240
+while True:
+    report = client.application_report(app_id)
+    if str(report.state) in ("FINISHED", "FAILED", "KILLED"):
+        break
+    if time.time() > deadline:
+        print("TIMEOUT", report.state, flush=True)
+        sys.exit(3)
+    time.sleep(0.5)
+print("FINAL", report.state, report.final_status, flush=True)
+"#;
+
+/// Submits an application whose service runs until killed; prints its id
+/// once the service's container runs.
+const SKEIN_FOREVER: &str = r#"
+import sys, time, skein
+spec = skein.ApplicationSpec(
+    name="weir-skein-forever",
+    queue="default",
+    master=skein.Master(resources=skein.Resources(memory="512 MiB", vcores=1)),
+    services={"sleeper": skein.Service(resources=skein.Resources(memory="128 MiB", vcores=1), script="echo sleeper-started; sleep 600")},
+)
+client = skein.Client.from_global_driver()
+app = client.submit_and_connect(spec)
+deadline = time.time() + 240
+while not [c for c in app.get_containers() if str(c.state) == "RUNNING"]:
+    if time.time() > deadline:
+        sys.exit(3)
+    time.sleep(0.5)
+print("RUNNING", app.id, flush=True)
+"#;
+
+fn app_id_in(text: &str) -> String {
+    text.split_whitespace().find(|w| w.starts_with("application_")).unwrap_or_else(|| panic!("no application id in:\n{text}")).to_owned()
+}
+
+#[test]
+fn skein_runs_two_services_and_its_cli_lists_and_kills_and_yarn_logs_reads_them() {
+    let Some(h) = hadoop("skein_runs_two_services_and_its_cli_lists_and_kills_and_yarn_logs_reads_them") else { return };
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let pool = pool(&h);
+    let skein = Skein::new(&pool.conf_dir);
+    let (ok, text) = skein.cli(&["driver", "start"]);
+    assert!(ok, "skein driver start failed:\n{text}");
+
+    let (ok, text) = skein.run(&["-c", SKEIN_TWO_SERVICES]);
+    assert!(ok, "the Skein application did not end in time:\n{text}\n{}", pool.container_logs());
+    let app_id = app_id_in(&text);
+    assert!(text.contains("FINAL FINISHED SUCCEEDED"), "{text}\n{}", pool.container_logs());
+    for service in ["alpha", "beta"] {
+        let said = pool.logs_named(&format!("{service}.log"));
+        assert!(said.contains(&format!("{service}-ran")), "service {service} did not run: {said:?}");
+    }
+    // YARN's own CLI sees the same ending.
+    let (code, status) = h.run(&pool.conf_dir, "yarn", &["application", "-status", &app_id], 2 * MINUTES);
+    assert_eq!(code, Some(0), "{status}");
+    assert!(status.contains("State : FINISHED") && status.contains("Final-State : SUCCEEDED"), "{status}");
+
+    // A running application: listed by `skein application ls`, its logs
+    // read by `yarn logs`, killed by `skein application kill`.
+    let (ok, text) = skein.run(&["-c", SKEIN_FOREVER]);
+    assert!(ok, "the long-running Skein application did not start:\n{text}\n{}", pool.container_logs());
+    let running = app_id_in(&text);
+    let (ok, listing) = skein.cli(&["application", "ls"]);
+    assert!(ok, "{listing}");
+    let line = listing.lines().find(|l| l.contains(&running)).unwrap_or_else(|| panic!("{running} not listed:\n{listing}"));
+    assert!(line.contains("RUNNING") && line.contains("weir-skein-forever"), "{listing}");
+    let (code, logs) = h.run(&pool.conf_dir, "yarn", &["logs", "-applicationId", &running], 2 * MINUTES);
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(logs.contains("LogType:application.master.log") && logs.contains("RUNNING: sleeper_0"), "{logs}");
+    let (ok, text) = skein.cli(&["application", "kill", &running]);
+    assert!(ok, "skein application kill failed:\n{text}");
+    let (_, listing) = skein.cli(&["application", "ls", "--all"]);
+    let line = listing.lines().find(|l| l.contains(&running)).unwrap_or_else(|| panic!("{running} not listed:\n{listing}"));
+    assert!(line.contains("KILLED"), "{listing}");
 }
