@@ -555,7 +555,7 @@ impl Service for ClientProtocol {
                 let req: r::MoveApplicationAcrossQueuesRequestProto = decode("MoveApplicationAcrossQueuesRequestProto", request)?;
                 let id = convert::app_id_from_proto("application_id", Some(&req.application_id)).map_err(invalid)?;
                 let target = req.target_queue.clone();
-                let from = self.books(move |rm, _| rm.move_to_queue(id, &target)).await?.map_err(rm)?;
+                let from = self.yarn(move |core, _| core.move_to_queue(id, &target)).await?.map_err(rm)?;
                 info!(application_id = %id, %user, from, to = req.target_queue, "application moved");
                 r::MoveApplicationAcrossQueuesResponseProto {}.encode_to_vec()
             }

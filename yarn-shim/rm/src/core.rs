@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use weir_model::Clock;
 use weir_yarn_api::ids::{ApplicationId, AttemptId, ContainerId};
 
-use crate::rm_core::{AmEndpoint, AppState, FinalStatus, ObservedNode, RmCore};
+use crate::rm_core::{AmEndpoint, AppState, FinalStatus, ObservedNode, RmCore, RmError};
 use crate::scheduler::{AllocateCall, AllocateOutcome, Allocated, AmError, Effect, Offer, Registered, Scheduler, TaskEvent};
 
 /// The time of one input, read once by the shell: `mono` (monotonic,
@@ -310,6 +310,17 @@ impl YarnCore {
         };
         self.abort_container(am.id, weir_yarn_api::exit_status::KILLED_BY_RESOURCEMANAGER, why);
         Ok(true)
+    }
+
+    /// moveApplicationAcrossQueues: the books and the scheduler both, so
+    /// the application's next containers come from offers of its new
+    /// queue's role (running ones stay where they were placed, charged to
+    /// the role they were launched in). Returns the queue it left.
+    pub fn move_to_queue(&mut self, id: ApplicationId, target: &str) -> Result<String, RmError> {
+        let from = self.rm.move_to_queue(id, target)?;
+        let to = self.rm.application(id)?.submission.queue.clone();
+        self.scheduler.set_queue(id, &to);
+        Ok(from)
     }
 
     /// The books, for reading (reports, lookups).
@@ -632,5 +643,24 @@ mod tests {
             AllocateOutcome::Replay(_) => panic!("a first call is fresh"),
         };
         assert_eq!(answer.priority, 3);
+    }
+
+    #[test]
+    fn a_moved_application_takes_its_containers_from_its_new_queues_offers() {
+        let mut c = YarnCore::new(RmCore::new(1, &["default".to_string(), "batch".to_string()], 10).unwrap(), Scheduler::new(SchedulerConfig::default()));
+        c.observe_nodes(vec![node(4096, 4)], Now::from(0));
+        let (id, _) = c.rm_mut().new_application().unwrap();
+        c.rm_mut().submit(submission(id, 0, capacity(512, 1), true), 1).unwrap();
+        c.tick(Now::from(2));
+        assert_eq!(c.move_to_queue(id, "root.batch").unwrap(), "default");
+        assert_eq!(c.rm().application(id).unwrap().submission.queue, "batch");
+        // The old queue's offer is not for it any more.
+        c.offers(vec![offer(4, 4096)], Now::from(3));
+        assert!(c.take_effects().iter().all(|e| !matches!(e, Effect::StartAm { .. })), "placed from the old queue's offer");
+        // The new queue's is.
+        c.offers(vec![Offer { id: "o2".into(), role: "batch".into(), ..offer(4, 4096) }], Now::from(4));
+        assert!(c.take_effects().iter().any(|e| matches!(e, Effect::StartAm { application, .. } if *application == id)));
+        assert!(c.move_to_queue(id, "nope").is_err());
+        c.check_invariants().unwrap();
     }
 }

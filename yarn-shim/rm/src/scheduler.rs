@@ -493,6 +493,15 @@ impl Scheduler {
             || task_id.as_str().parse::<ContainerId>().is_ok_and(|cid| self.containers.contains_key(&cid))
     }
 
+    /// The application now belongs to `queue` (a move): its next
+    /// containers come from that role's offers.
+    pub fn set_queue(&mut self, id: ApplicationId, queue: &str) {
+        if let Some(app) = self.apps.get_mut(&id) {
+            tracing::info!(application_id = %id, from = %app.queue, to = %queue, "application moved to another queue");
+            app.queue = queue.to_owned();
+        }
+    }
+
     pub fn node_manager(&self, agent_id: &AgentId) -> Option<(String, u64)> {
         self.nms.get(agent_id).filter(|n| n.state != NmState::Stopping).map(|n| (n.host.clone(), n.port))
     }
