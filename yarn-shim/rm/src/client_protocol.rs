@@ -866,8 +866,9 @@ mod tests {
         let c = &rsp.containers[0];
         assert_eq!(c.container_id.as_ref().and_then(convert::container_from_proto), Some(rig.am));
         assert_eq!(c.container_state(), r::ContainerStateProto::CRunning);
-        assert_eq!(c.node_http_address(), "http://host1:8042");
-        assert_eq!(c.log_url(), format!("http://host1:8042/node/containerlogs/{}/alice", rig.am));
+        // The node manager took the offer's first two ports: IPC, then web.
+        assert_eq!(c.node_http_address(), "http://host1:31001");
+        assert_eq!(c.log_url(), format!("http://host1:31001/node/containerlogs/{}/alice", rig.am));
         assert_eq!(c.resource.as_ref().map(|r| (r.memory(), r.virtual_cores())), Some((512, 1)));
 
         let other = ContainerId { attempt: rig.attempt, id: 99 };

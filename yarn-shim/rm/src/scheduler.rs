@@ -392,6 +392,10 @@ struct NodeManager {
     state: NmState,
     live_containers: usize,
     idle_since_ms: i64,
+    /// Applications that ran containers here and have not ended: their
+    /// map outputs (mapreduce_shuffle) and logs are served from here, so
+    /// the node manager is not idle until they end.
+    serves: std::collections::BTreeSet<ApplicationId>,
 }
 
 pub struct Scheduler {
@@ -580,10 +584,20 @@ impl Scheduler {
             }
         }
 
+        let apps = &self.apps;
+        for nm in self.nms.values_mut() {
+            let before = nm.serves.len();
+            nm.serves.retain(|id| apps.get(id).is_some_and(|a| !a.ending));
+            if nm.serves.len() < before && nm.serves.is_empty() && nm.live_containers == 0 {
+                nm.idle_since_ms = now_ms;
+            }
+        }
         let idle: Vec<AgentId> = self
             .nms
             .iter()
-            .filter(|(_, n)| n.state != NmState::Stopping && n.live_containers == 0 && now_ms - n.idle_since_ms >= self.config.nm_idle_ms)
+            .filter(|(_, n)| {
+                n.state != NmState::Stopping && n.live_containers == 0 && n.serves.is_empty() && now_ms - n.idle_since_ms >= self.config.nm_idle_ms
+            })
             .map(|(a, _)| a.clone())
             .collect();
         for agent in idle {
@@ -733,7 +747,16 @@ impl Scheduler {
         let live_containers = self.containers.values().filter(|c| c.allocated.agent_id == offer.agent_id).count();
         self.nms.insert(
             offer.agent_id.clone(),
-            NodeManager { task_id, host: offer.hostname.clone(), port, http_port, state: NmState::Launching, live_containers, idle_since_ms: now_ms },
+            NodeManager {
+                task_id,
+                host: offer.hostname.clone(),
+                port,
+                http_port,
+                state: NmState::Launching,
+                live_containers,
+                idle_since_ms: now_ms,
+                serves: Default::default(),
+            },
         );
         Some((port, http_port))
     }
@@ -777,6 +800,7 @@ impl Scheduler {
     fn add_container(&mut self, allocated: Allocated, is_am: bool) {
         if let Some(nm) = self.nms.get_mut(&allocated.agent_id) {
             nm.live_containers += 1;
+            nm.serves.insert(allocated.id.attempt.app);
         }
         self.containers.insert(allocated.id, Container { allocated, is_am, state: ContainerState::Allocated, killed_for: None });
     }

@@ -292,6 +292,32 @@ fn killing_an_application_kills_every_container_and_frees_the_node_manager_later
     s.check_invariants().unwrap();
 }
 
+/// A node manager whose containers have all ended still serves their
+/// application (MapReduce reducers fetch map outputs from it): it is idle
+/// only once that application has ended.
+#[test]
+fn a_node_manager_is_kept_while_an_application_that_ran_there_is_running() {
+    let mut rm = rm();
+    let mut s = Scheduler::new(SchedulerConfig { nm_idle_ms: 1000, ..cfg() });
+    let (app, attempt) = registered(&mut s, &mut rm, 0);
+    fresh(s.allocate(&rm, attempt, AllocateCall { response_id: 0, asks: vec![any(1, 1, 256)], ..Default::default() }, 1).unwrap());
+    let tasks = launched(&s.offers(vec![offer("o2", "a2", "host2", "default", 3.0, 3000.0)], 2));
+    assert_eq!(tasks.len(), 2, "a node manager and the container on a2: {tasks:?}");
+    let map = ContainerId { attempt, id: 2 };
+    s.task_update(&mut rm, &tid(map), TaskEvent::Running, 3);
+    s.task_update(&mut rm, &tid(map), TaskEvent::Exited { code: Some(0), signal: None, message: String::new() }, 4);
+    let on_a2 = |effects: &[Effect]| kills(effects).iter().any(|t| t.starts_with("nodemanager-a2-"));
+    assert!(!on_a2(&s.tick(&mut rm, 10_000)), "a2's node manager stopped while its application runs");
+    // The application ends: a2's node manager is idle from then on.
+    rm.kill(app, None, 20_000).unwrap();
+    s.tick(&mut rm, 20_000);
+    let am = ContainerId { attempt, id: 1 };
+    s.task_update(&mut rm, &tid(am), TaskEvent::Killed { message: String::new() }, 20_001);
+    assert!(!on_a2(&s.tick(&mut rm, 20_500)));
+    assert!(on_a2(&s.tick(&mut rm, 21_100)), "idle for nm_idle_ms after its application ended");
+    s.check_invariants().unwrap();
+}
+
 #[test]
 fn node_local_asks_wait_for_their_node_until_the_locality_delay() {
     let mut rm = rm();
