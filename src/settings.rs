@@ -230,6 +230,7 @@ pub fn yarn_shim(config: &Config, broker: String) -> Result<weir_yarn_rm::shim::
         },
         container_kill_grace: config.get_duration("yarn-shim.container.kill.grace").map_err(problem)?,
         nm_hadoop_conf_dir: None,
+        failover_timeout: config.get_duration("yarn-shim.framework.failover.timeout").map_err(problem)?,
     })
 }
 

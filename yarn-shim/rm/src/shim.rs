@@ -70,6 +70,9 @@ pub struct ShimSettings {
     /// containers as HADOOP_CONF_DIR: the client configuration naming
     /// this shim, where every agent can read it.
     pub nm_hadoop_conf_dir: Option<PathBuf>,
+    /// How long the broker keeps the shim's tasks (every YARN container)
+    /// while its stream is broken, before it tears the framework down.
+    pub failover_timeout: Duration,
 }
 
 pub struct Shim {
@@ -96,6 +99,7 @@ impl Shim {
         let mut config = FrameworkConfig::new(settings.broker.clone(), "yarn-shim");
         config.roles = settings.queues.clone();
         config.user = settings.user.clone();
+        config.failover_timeout = settings.failover_timeout;
         let framework = Framework::subscribe(config)
             .await
             .map_err(|e| Error::Broker(format!("cannot subscribe to the broker at {}: {e}", settings.broker)))?;
