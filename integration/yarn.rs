@@ -691,3 +691,92 @@ fn yarn_cli_reports_attempts_containers_and_acts_on_a_running_application() {
     assert!(text.contains(&format!("Killing application {app}")), "{text}");
     wait_until_all_free(&sa, Duration::from_secs(60));
 }
+
+/// yarn-api-client (PyPI), as Jupyter Enterprise Gateway drives it, on the
+/// shim's ResourceManager REST API: finds the active RM, reads the cluster,
+/// nodes and an application, and kills it.
+const YARN_API_CLIENT: &str = r#"
+import json, sys
+from yarn_api_client.resource_manager import ResourceManager
+url, app_id = sys.argv[1], sys.argv[2]
+rm = ResourceManager(service_endpoints=[url])
+out = {}
+out["info"] = rm.cluster_information().data["clusterInfo"]
+out["metrics"] = rm.cluster_metrics().data["clusterMetrics"]
+out["nodes"] = rm.cluster_nodes().data["nodes"]["node"]
+out["accepted"] = [a["id"] for a in rm.cluster_applications(states=["ACCEPTED"]).data["apps"]["app"]]
+out["running"] = rm.cluster_applications(states=["RUNNING"]).data["apps"]
+out["app"] = rm.cluster_application(app_id).data["app"]
+out["state"] = rm.cluster_application_state(app_id).data["state"]
+kill = rm.cluster_application_kill(app_id)
+out["kill"] = kill.data
+out["after"] = rm.cluster_application_state(app_id).data["state"]
+out["attempts"] = rm.cluster_application_attempts(app_id).data["appAttempts"]["appAttempt"]
+try:
+    rm.cluster_application("application_1_0001")
+    out["unknown"] = "no error"
+except Exception as e:
+    out["unknown"] = str(e)
+print("RESULT " + json.dumps(out))
+"#;
+
+#[test]
+fn yarn_api_client_reads_and_kills_through_the_rest_api() {
+    let clients = clients();
+    let sa = standalone();
+    let yarn_site = std::fs::read_to_string(sa.conf_dir.join("yarn-site.xml")).unwrap();
+    let web = yarn_site
+        .split("<name>yarn.resourcemanager.webapp.address</name>")
+        .nth(1)
+        .and_then(|rest| rest.split("<value>").nth(1))
+        .and_then(|v| v.split("</value>").next())
+        .expect("yarn-site.xml names the REST API")
+        .to_owned();
+    // An application that stays ACCEPTED (the agent has no ports for a node manager).
+    let app_py = sa.dir.path().join("app.py");
+    std::fs::write(&app_py, "print('never runs')\n").unwrap();
+    let out = Command::new(clients.spark_home.join("bin/spark-submit"))
+        .args(["--master", "yarn", "--deploy-mode", "cluster", "--name", "weir-rest"])
+        .args(["--conf", "spark.yarn.submit.waitAppCompletion=false"])
+        .args(["--conf", &format!("spark.yarn.jars=local:{}/jars/*", clients.spark_home.display())])
+        .args(["--conf", &format!("spark.yarn.stagingDir=file://{}", sa.dir.path().join("staging").display())])
+        .arg(&app_py)
+        .env("SPARK_HOME", &clients.spark_home)
+        .env("HADOOP_CONF_DIR", &sa.conf_dir)
+        .env("SPARK_LOCAL_IP", "127.0.0.1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "spark-submit failed:\n{text}");
+    let app = app_id_in(&text);
+
+    let out = Command::new(python()).args(["-c", YARN_API_CLIENT, &format!("http://{web}"), &app]).stdin(Stdio::null()).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    eprintln!("[yarn-api-client]\n{text}");
+    assert!(out.status.success(), "yarn-api-client failed (pip install yarn-api-client; scripts/test.sh installs it):\n{text}");
+    let result: serde_json::Value =
+        serde_json::from_str(text.lines().find_map(|l| l.strip_prefix("RESULT ")).expect("a RESULT line")).unwrap();
+    assert_eq!(result["info"]["haState"], "ACTIVE");
+    assert!(result["info"]["startedOn"].as_i64().unwrap() > 1_600_000_000_000);
+    assert!(result["info"]["resourceManagerVersion"].as_str().unwrap().starts_with("3."));
+    assert_eq!(result["metrics"]["totalMB"], 4096);
+    assert_eq!(result["metrics"]["activeNodes"], 1);
+    assert_eq!(result["metrics"]["appsPending"], 1);
+    assert_eq!(result["nodes"][0]["state"], "RUNNING");
+    assert_eq!(result["accepted"], serde_json::json!([app]));
+    assert_eq!(result["running"], serde_json::Value::Null, "no application runs: YARN's `apps: null`");
+    let a = &result["app"];
+    assert_eq!((a["id"].as_str(), a["name"].as_str(), a["state"].as_str()), (Some(app.as_str()), Some("weir-rest"), Some("ACCEPTED")));
+    assert_eq!((a["queue"].as_str(), a["applicationType"].as_str(), a["finalStatus"].as_str()), (Some("default"), Some("SPARK"), Some("UNDEFINED")));
+    assert!(a["startedTime"].as_i64().unwrap() > 0 && a["finishedTime"] == 0, "{a}");
+    assert_eq!(result["state"], "ACCEPTED");
+    assert_eq!(result["kill"]["state"], "KILLED");
+    assert_eq!(result["after"], "KILLED");
+    assert!(result["attempts"].is_array());
+    let unknown = result["unknown"].as_str().unwrap();
+    assert!(unknown.contains("404") || unknown.contains("not found"), "{unknown}");
+    // The CLI sees the kill too.
+    let (_, status) = clients.applications(&sa.conf_dir, &["-status", &app]);
+    assert!(status.contains("State : KILLED"), "{status}");
+}

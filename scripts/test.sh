@@ -35,9 +35,10 @@ fi
 # pyspark brings spark-submit and the Hadoop YARN client jars the yarn
 # integration test runs against the shim (it also needs Java 17+); skein is
 # a YARN framework with its own Java ApplicationMaster, run unchanged.
-for module in pyspark skein; do
-    if command -v python3 >/dev/null 2>&1 && ! python3 -c "import $module" 2>/dev/null; then
-        python3 -m pip install --quiet "$module"
+# yarn-api-client reads the shim's REST API as Jupyter Enterprise Gateway does.
+for module in pyspark:pyspark skein:skein yarn_api_client:yarn-api-client; do
+    if command -v python3 >/dev/null 2>&1 && ! python3 -c "import ${module%%:*}" 2>/dev/null; then
+        python3 -m pip install --quiet "${module#*:}"
     fi
 done
 

@@ -231,13 +231,17 @@ pub fn yarn_shim(config: &Config, broker: String) -> Result<weir_yarn_rm::shim::
         container_kill_grace: config.get_duration("yarn-shim.container.kill.grace").map_err(problem)?,
         nm_hadoop_conf_dir: None,
         failover_timeout: config.get_duration("yarn-shim.framework.failover.timeout").map_err(problem)?,
+        web_address: match config.get_str("yarn-shim.webapp.address").unwrap_or_default().trim() {
+            "" => None,
+            _ => Some(socket_addr(config, "yarn-shim.webapp.address")?),
+        },
     })
 }
 
 /// The Hadoop client configuration naming the shim at `client` and
 /// `scheduler`, with the configured default file system and the merged
 /// site files of `yarn-shim.client.hadoop.conf.dir`, if any.
-pub fn client_conf(config: &Config, client: String, scheduler: String) -> Result<weir_yarn_rm::hadoop_conf::ClientConf> {
+pub fn client_conf(config: &Config, client: String, scheduler: String, web: Option<String>) -> Result<weir_yarn_rm::hadoop_conf::ClientConf> {
     let default_fs = config.get_str("yarn-shim.client.default.fs").unwrap_or_default();
     let default_fs = Some(default_fs.trim().to_owned()).filter(|fs| !fs.is_empty());
     if let Some(fs) = &default_fs {
@@ -262,7 +266,7 @@ pub fn client_conf(config: &Config, client: String, scheduler: String) -> Result
             merged.insert(name.to_owned(), props.into_iter().map(|p| (p.name, p.value)).collect());
         }
     }
-    Ok(weir_yarn_rm::hadoop_conf::ClientConf { client, scheduler, default_fs, merged })
+    Ok(weir_yarn_rm::hadoop_conf::ClientConf { client, scheduler, web, default_fs, merged })
 }
 
 fn millis(config: &Config, key: &str) -> Result<i64> {

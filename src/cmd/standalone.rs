@@ -62,6 +62,9 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
     match &yarn {
         Ok((shim, conf_dir, default_fs)) => {
             println!("  yarn:     ResourceManager client protocol on {}, scheduler on {}", shim.client_address(), shim.scheduler_address());
+            if let Some(web) = shim.web_address() {
+                println!("  yarn:     ResourceManager REST API: http://{web}/ws/v1/cluster/info");
+            }
             println!("  export HADOOP_CONF_DIR={}   (fs.defaultFS {default_fs})", conf_dir.display());
         }
         Err(err) => println!("  yarn:     not started: {err:#}"),
@@ -95,9 +98,9 @@ async fn start_yarn(config: &weir_conf::Config, broker: &str) -> Result<(weir_ya
     // Containers get the same configuration (one machine: same path).
     shim_settings.nm_hadoop_conf_dir = Some(conf_dir.clone());
     // Checked before the shim starts: a bad key stops nothing half-started.
-    settings::client_conf(config, String::new(), String::new())?;
+    settings::client_conf(config, String::new(), String::new(), None)?;
     let shim = weir_yarn_rm::shim::Shim::start(shim_settings).await.context("starting the YARN shim")?;
-    let written = settings::client_conf(config, shim.client_address().to_string(), shim.scheduler_address().to_string()).and_then(|conf| {
+    let written = settings::client_conf(config, shim.client_address().to_string(), shim.scheduler_address().to_string(), shim.web_address().map(|a| a.to_string())).and_then(|conf| {
         conf.write(&conf_dir).map_err(anyhow::Error::new)?;
         Ok(conf.effective_default_fs())
     });

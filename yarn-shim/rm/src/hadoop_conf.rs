@@ -23,6 +23,8 @@ pub struct ClientConf {
     pub client: String,
     /// Where ApplicationMasters find ApplicationMasterProtocol.
     pub scheduler: String,
+    /// Where the REST API is (`yarn.resourcemanager.webapp.address`).
+    pub web: Option<String>,
     /// `fs.defaultFS`; `None`: the merged configuration's, else `file:///`.
     pub default_fs: Option<String>,
     /// Properties of an existing Hadoop configuration, by site file name
@@ -82,17 +84,18 @@ impl ClientConf {
                         .filter(|(n, _)| !(n.starts_with("yarn.resourcemanager.") && (n.contains("address") || n.contains("hostname") || n.contains(".ha."))))
                         .cloned()
                         .collect();
-                    overlay(
-                        &base,
-                        &[
-                            ("yarn.resourcemanager.hostname", host),
-                            ("yarn.resourcemanager.address", &self.client),
-                            ("yarn.resourcemanager.scheduler.address", &self.scheduler),
-                            ("yarn.resourcemanager.ha.enabled", "false"),
-                            // No timeline server: clients must not wait for one.
-                            ("yarn.timeline-service.enabled", "false"),
-                        ],
-                    )
+                    let mut ours = vec![
+                        ("yarn.resourcemanager.hostname", host),
+                        ("yarn.resourcemanager.address", self.client.as_str()),
+                        ("yarn.resourcemanager.scheduler.address", self.scheduler.as_str()),
+                        ("yarn.resourcemanager.ha.enabled", "false"),
+                        // No timeline server: clients must not wait for one.
+                        ("yarn.timeline-service.enabled", "false"),
+                    ];
+                    if let Some(web) = &self.web {
+                        ours.push(("yarn.resourcemanager.webapp.address", web.as_str()));
+                    }
+                    overlay(&base, &ours)
                 }
                 "core-site.xml" => overlay(base, &[("fs.defaultFS", &default_fs)]),
                 _ if base.is_empty() => continue,
@@ -169,13 +172,14 @@ mod tests {
                 ("yarn.nodemanager.remote-app-log-dir", "/logs"),
             ]),
         );
-        let conf = ClientConf { client: "h:1".into(), scheduler: "h:2".into(), default_fs: None, merged };
+        let conf = ClientConf { client: "h:1".into(), scheduler: "h:2".into(), web: Some("h:3".into()), default_fs: None, merged };
         assert_eq!(conf.effective_default_fs(), "hdfs://nn:9000");
         let files: BTreeMap<_, _> = conf.render().into_iter().collect();
         assert_eq!(files.keys().copied().collect::<Vec<_>>(), ["core-site.xml", "hdfs-site.xml", "yarn-site.xml"]);
         let yarn = &files["yarn-site.xml"];
         assert!(!yarn.contains("old-rm") && !yarn.contains("rm1"), "{yarn}");
         assert!(yarn.contains("<value>/logs</value>") && yarn.contains("<value>h:1</value>"));
+        assert!(yarn.contains("<name>yarn.resourcemanager.webapp.address</name>\n    <value>h:3</value>"), "{yarn}");
         assert!(files["core-site.xml"].contains("<value>131072</value>"));
         assert!(files["hdfs-site.xml"].contains("dfs.replication"));
 
@@ -190,7 +194,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut merged = BTreeMap::new();
         merged.insert("hdfs-site.xml".to_owned(), props(&[("dfs.replication", "1")]));
-        let conf = ClientConf { client: "h:1".into(), scheduler: "h:2".into(), default_fs: None, merged };
+        let conf = ClientConf { client: "h:1".into(), scheduler: "h:2".into(), web: None, default_fs: None, merged };
         conf.write(dir.path()).unwrap();
         assert!(dir.path().join("hdfs-site.xml").exists());
         write(dir.path(), "h:1", "h:2").unwrap();

@@ -16,4 +16,5 @@ pub mod framework;
 pub mod hadoop_conf;
 pub mod rm_core;
 pub mod scheduler;
+pub mod rest;
 pub mod shim;

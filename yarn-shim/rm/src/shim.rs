@@ -73,11 +73,15 @@ pub struct ShimSettings {
     /// How long the broker keeps the shim's tasks (every YARN container)
     /// while its stream is broken, before it tears the framework down.
     pub failover_timeout: Duration,
+    /// Where the ResourceManager REST API (`/ws/v1/cluster`) is served;
+    /// None: not served.
+    pub web_address: Option<SocketAddr>,
 }
 
 pub struct Shim {
     client_address: SocketAddr,
     scheduler_address: SocketAddr,
+    web_address: Option<SocketAddr>,
     servers: Vec<ServerHandle>,
     tasks: Vec<JoinHandle<()>>,
     core: CoreHandle,
@@ -152,8 +156,26 @@ impl Shim {
                 }
             })
         };
-        let driver = tokio::spawn(drive(framework, rm.clone(), effects_rx, Arc::new(settings)));
-        Ok(Shim { client_address, scheduler_address, servers: vec![server, am_server], tasks: vec![poller, driver, core_task], core })
+        let mut tasks = vec![poller, core_task];
+        let web_address = match settings.web_address {
+            None => None,
+            Some(bind) => {
+                let listener = TcpListener::bind(bind)
+                    .await
+                    .map_err(|e| Error::Broker(format!("cannot serve the ResourceManager REST API on {bind}: {e}")))?;
+                let address = listener.local_addr().map_err(|e| Error::Broker(e.to_string()))?;
+                let app = crate::rest::router(core.clone(), crate::rest::RestInfo { started_on_ms: started });
+                tasks.push(tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, app).await {
+                        warn!(error = %e, "the ResourceManager REST API stopped");
+                    }
+                }));
+                info!(%address, "YARN ResourceManager REST API listening");
+                Some(address)
+            }
+        };
+        tasks.push(tokio::spawn(drive(framework, rm.clone(), effects_rx, Arc::new(settings))));
+        Ok(Shim { client_address, scheduler_address, web_address, servers: vec![server, am_server], tasks, core })
     }
 
     /// Where ApplicationClientProtocol really listens.
@@ -164,6 +186,11 @@ impl Shim {
     /// Where ApplicationMasterProtocol really listens.
     pub fn scheduler_address(&self) -> SocketAddr {
         self.scheduler_address
+    }
+
+    /// Where the REST API really listens, if it is served.
+    pub fn web_address(&self) -> Option<SocketAddr> {
+        self.web_address
     }
 
     /// The way to the YARN core, for tests.

@@ -1,0 +1,698 @@
+//! The ResourceManager REST API (`/ws/v1/cluster/...`) at the shim's web
+//! address, as tools built on YARN's REST read it (`yarn-api-client`,
+//! Jupyter Enterprise Gateway, monitoring that reads `/info`):
+//!
+//! - `/ws/v1/cluster`, `/ws/v1/cluster/info`: `clusterInfo` with
+//!   `startedOn`, `haState`, `resourceManagerVersion`.
+//! - `/ws/v1/cluster/metrics`: `clusterMetrics`.
+//! - `/ws/v1/cluster/apps` with YARN's filters (`states`, `user`, `queue`,
+//!   `limit`, `startedTimeBegin`/`End`, `finishedTimeBegin`/`End`,
+//!   `applicationTypes`, `applicationTags`), `/apps/{id}`,
+//!   `/apps/{id}/state` (GET, and PUT `{"state":"KILLED"}` to kill),
+//!   `/apps/{id}/appattempts`, `/apps/{id}/appattempts/{attempt}/containers`.
+//! - `/ws/v1/cluster/nodes`, `/ws/v1/cluster/nodes/{id}`.
+//!
+//! JSON only, field names and types as YARN's (`RMWebServices`); errors
+//! are YARN's `RemoteException` bodies (`exception`, `message`,
+//! `javaClassName`) with its status codes. Every answer is built from the
+//! same reports the client protocol returns, so the two never disagree.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{json, Value};
+use tracing::info;
+use weir_yarn_api::ids::{ApplicationId, AttemptId, NodeId};
+use weir_yarn_api::records as r;
+
+use crate::convert;
+use crate::core::CoreHandle;
+use crate::rm_core::{AppFilter, AppState, KillOutcome};
+
+/// What `/info` says besides the books.
+#[derive(Debug, Clone)]
+pub struct RestInfo {
+    /// When the shim started (ms since the epoch): `startedOn`, and the
+    /// cluster timestamp in application ids.
+    pub started_on_ms: i64,
+}
+
+struct Rest {
+    core: CoreHandle,
+    info: RestInfo,
+}
+
+/// The Hadoop version clients see (the protocols are Hadoop 3's).
+pub const RESOURCE_MANAGER_VERSION: &str = "3.2.1-weir";
+
+/// Longest query value accepted (YARN has no limit; a huge one is an
+/// attack, not a filter).
+const MAX_QUERY_VALUE: usize = 4096;
+
+pub fn router(core: CoreHandle, info: RestInfo) -> axum::Router {
+    axum::Router::new()
+        // YARN's web UI lives at /cluster; tools probe it to find the
+        // active ResourceManager. A page naming the REST API stands in
+        // until Weir has a web UI.
+        .route("/cluster", get(cluster_page))
+        .route("/ws/v1/cluster", get(cluster_info))
+        .route("/ws/v1/cluster/info", get(cluster_info))
+        .route("/ws/v1/cluster/metrics", get(cluster_metrics))
+        .route("/ws/v1/cluster/apps", get(apps))
+        .route("/ws/v1/cluster/apps/{id}", get(app))
+        .route("/ws/v1/cluster/apps/{id}/state", get(app_state).put(put_app_state))
+        .route("/ws/v1/cluster/apps/{id}/appattempts", get(app_attempts))
+        .route("/ws/v1/cluster/apps/{id}/appattempts/{attempt}/containers", get(attempt_containers))
+        .route("/ws/v1/cluster/nodes", get(nodes))
+        .route("/ws/v1/cluster/nodes/{id}", get(node))
+        .fallback(|| async { remote_exception(StatusCode::NOT_FOUND, "NotFoundException", "org.apache.hadoop.yarn.webapp.NotFoundException", "no such resource") })
+        .with_state(Arc::new(Rest { core, info }))
+}
+
+/// YARN's error body.
+fn remote_exception(status: StatusCode, exception: &str, class: &str, message: &str) -> Response {
+    let body = json!({ "RemoteException": { "exception": exception, "message": message, "javaClassName": class } });
+    (status, axum::Json(body)).into_response()
+}
+
+fn not_found(message: String) -> Response {
+    remote_exception(StatusCode::NOT_FOUND, "NotFoundException", "org.apache.hadoop.yarn.webapp.NotFoundException", &message)
+}
+
+fn bad_request(message: String) -> Response {
+    remote_exception(StatusCode::BAD_REQUEST, "BadRequestException", "org.apache.hadoop.yarn.webapp.BadRequestException", &message)
+}
+
+fn unavailable() -> Response {
+    remote_exception(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "YarnException",
+        "org.apache.hadoop.yarn.exceptions.YarnException",
+        "the ResourceManager is shutting down",
+    )
+}
+
+fn app_id_text(report: &r::ApplicationReportProto) -> String {
+    convert::app_id_from_proto("application_id", report.application_id.as_ref()).map(|id| id.to_string()).unwrap_or_default()
+}
+
+/// `appattempt_<cluster timestamp>_<app>_<attempt>`, as YARN prints it.
+fn attempt_id(raw: &str) -> Option<AttemptId> {
+    let rest = raw.strip_prefix("appattempt_")?;
+    let (app, attempt) = rest.rsplit_once('_')?;
+    let app: ApplicationId = format!("application_{app}").parse().ok()?;
+    let attempt = attempt.parse::<i32>().ok().filter(|a| *a > 0)?;
+    Some(AttemptId { app, attempt })
+}
+
+fn app_id(raw: &str) -> Result<ApplicationId, Response> {
+    raw.parse().map_err(|_| bad_request(format!("Invalid ApplicationId: {raw}")))
+}
+
+async fn cluster_page() -> Response {
+    axum::response::Html(
+        "<!DOCTYPE html>\n<html><head><title>Weir: YARN ResourceManager</title></head><body>\n<h1>Weir's YARN ResourceManager</h1>\n<p>REST API: <a href=\"/ws/v1/cluster/info\">/ws/v1/cluster/info</a>, <a href=\"/ws/v1/cluster/apps\">/ws/v1/cluster/apps</a>, <a href=\"/ws/v1/cluster/nodes\">/ws/v1/cluster/nodes</a>.</p>\n</body></html>\n",
+    )
+    .into_response()
+}
+
+async fn cluster_info(State(rest): State<Arc<Rest>>) -> Response {
+    let started = rest.info.started_on_ms;
+    axum::Json(json!({
+        "clusterInfo": {
+            "id": started,
+            "startedOn": started,
+            "state": "STARTED",
+            "haState": "ACTIVE",
+            "rmStateStoreName": "none (Weir keeps YARN's books in the shim)",
+            "resourceManagerVersion": RESOURCE_MANAGER_VERSION,
+            "resourceManagerBuildVersion": format!("{RESOURCE_MANAGER_VERSION} from weir {}", env!("CARGO_PKG_VERSION")),
+            "resourceManagerVersionBuiltOn": "",
+            "hadoopVersion": RESOURCE_MANAGER_VERSION,
+            "hadoopBuildVersion": format!("{RESOURCE_MANAGER_VERSION} from weir {}", env!("CARGO_PKG_VERSION")),
+            "hadoopVersionBuiltOn": "",
+            "haZooKeeperConnectionState": "ResourceManager HA is not enabled.",
+        }
+    }))
+    .into_response()
+}
+
+fn mb(c: Option<&r::ResourceProto>) -> i64 {
+    c.and_then(|c| c.memory).unwrap_or(0)
+}
+
+fn vcores(c: Option<&r::ResourceProto>) -> i64 {
+    i64::from(c.and_then(|c| c.virtual_cores).unwrap_or(0))
+}
+
+async fn cluster_metrics(State(rest): State<Arc<Rest>>) -> Response {
+    let found = rest
+        .core
+        .call(|core, _| {
+            let rm = core.rm();
+            let apps: Vec<AppState> = rm.applications(&AppFilter::default()).iter().map(|a| a.state).collect();
+            let nodes: Vec<r::NodeReportProto> = rm.nodes(&[]).into_iter().map(convert::node_to_proto).collect();
+            (apps, nodes, rm.cluster_metrics())
+        })
+        .await;
+    let Ok((apps, nodes, m)) = found else { return unavailable() };
+    let count = |f: fn(&AppState) -> bool| apps.iter().filter(|s| f(s)).count();
+    let total_mb: i64 = nodes.iter().map(|n| mb(n.capability.as_ref())).sum();
+    let used_mb: i64 = nodes.iter().map(|n| mb(n.used.as_ref())).sum();
+    let total_vc: i64 = nodes.iter().map(|n| vcores(n.capability.as_ref())).sum();
+    let used_vc: i64 = nodes.iter().map(|n| vcores(n.used.as_ref())).sum();
+    let containers: i64 = nodes.iter().map(|n| i64::from(n.num_containers.unwrap_or(0))).sum();
+    axum::Json(json!({
+        "clusterMetrics": {
+            "appsSubmitted": apps.len(),
+            "appsCompleted": count(|s| matches!(s, AppState::Finished | AppState::Failed | AppState::Killed)),
+            "appsPending": count(|s| matches!(s, AppState::New | AppState::Submitted | AppState::Accepted)),
+            "appsRunning": count(|s| matches!(s, AppState::Running)),
+            "appsFailed": count(|s| matches!(s, AppState::Failed)),
+            "appsKilled": count(|s| matches!(s, AppState::Killed)),
+            "reservedMB": 0,
+            "availableMB": (total_mb - used_mb).max(0),
+            "allocatedMB": used_mb,
+            "totalMB": total_mb,
+            "reservedVirtualCores": 0,
+            "availableVirtualCores": (total_vc - used_vc).max(0),
+            "allocatedVirtualCores": used_vc,
+            "totalVirtualCores": total_vc,
+            "containersAllocated": containers,
+            "containersReserved": 0,
+            "containersPending": 0,
+            "totalNodes": m.node_managers,
+            "activeNodes": m.active,
+            "lostNodes": m.lost,
+            "unhealthyNodes": m.unhealthy,
+            "decommissioningNodes": 0,
+            "decommissionedNodes": 0,
+            "rebootedNodes": 0,
+            "shutdownNodes": 0,
+        }
+    }))
+    .into_response()
+}
+
+/// The JSON YARN's `AppInfo` has, from the client protocol's report.
+fn app_json(report: &r::ApplicationReportProto, cluster_id: i64, am: Option<&r::ContainerReportProto>) -> Value {
+    let id = app_id_text(report);
+    let state = r::YarnApplicationStateProto::try_from(report.yarn_application_state.unwrap_or(0))
+        .map(|s| s.as_str_name().trim_start_matches("APP_").to_owned())
+        .unwrap_or_default();
+    let final_status = r::FinalApplicationStatusProto::try_from(report.final_application_status.unwrap_or(0))
+        .map(|s| s.as_str_name().trim_start_matches("APP_").to_owned())
+        .unwrap_or_default();
+    let usage = report.app_resource_usage.clone().unwrap_or_default();
+    let start = report.start_time.unwrap_or(0);
+    let finish = report.finish_time.unwrap_or(0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let elapsed = if start <= 0 { 0 } else if finish > 0 { finish - start } else { now - start };
+    let tracking = report.tracking_url.clone().filter(|u| u != "N/A");
+    let (am_host_http, am_logs) = match am {
+        Some(c) => {
+            let http = c.node_http_address.clone().unwrap_or_default();
+            (http.trim_start_matches("http://").to_owned(), c.log_url.clone().unwrap_or_default())
+        }
+        None => (String::new(), String::new()),
+    };
+    let am_rpc = match (report.host.as_deref(), report.rpc_port) {
+        (Some(h), Some(p)) if h != "N/A" && p >= 0 => format!("{h}:{p}"),
+        _ => "N/A".to_owned(),
+    };
+    json!({
+        "id": id,
+        "user": report.user.clone().unwrap_or_default(),
+        "name": report.name.clone().unwrap_or_default(),
+        "queue": report.queue.clone().unwrap_or_default(),
+        "state": state,
+        "finalStatus": final_status,
+        "progress": f64::from(report.progress.unwrap_or(0.0)) * 100.0,
+        "trackingUI": if tracking.is_some() { if finish > 0 { "History" } else { "ApplicationMaster" } } else { "UNASSIGNED" },
+        "trackingUrl": tracking.unwrap_or_default(),
+        "diagnostics": report.diagnostics.clone().unwrap_or_default(),
+        "clusterId": cluster_id,
+        "applicationType": report.application_type.clone().unwrap_or_default(),
+        "applicationTags": report.application_tags.join(","),
+        "priority": report.priority.as_ref().and_then(|p| p.priority).unwrap_or(0),
+        "startedTime": start,
+        "launchTime": report.launch_time.unwrap_or(start),
+        "finishedTime": finish,
+        "elapsedTime": elapsed,
+        "amContainerLogs": am_logs,
+        "amHostHttpAddress": am_host_http,
+        "amRPCAddress": am_rpc,
+        "allocatedMB": mb(usage.used_resources.as_ref()),
+        "allocatedVCores": vcores(usage.used_resources.as_ref()),
+        "reservedMB": mb(usage.reserved_resources.as_ref()),
+        "reservedVCores": vcores(usage.reserved_resources.as_ref()),
+        "runningContainers": usage.num_used_containers.unwrap_or(0),
+        "memorySeconds": usage.memory_seconds.unwrap_or(0),
+        "vcoreSeconds": usage.vcore_seconds.unwrap_or(0),
+        "queueUsagePercentage": usage.queue_usage_percentage.unwrap_or(0.0),
+        "clusterUsagePercentage": usage.cluster_usage_percentage.unwrap_or(0.0),
+        "preemptedResourceMB": 0,
+        "preemptedResourceVCores": 0,
+        "numNonAMContainerPreempted": 0,
+        "numAMContainerPreempted": 0,
+        "preemptedMemorySeconds": 0,
+        "preemptedVcoreSeconds": 0,
+        "logAggregationStatus": "DISABLED",
+        "unmanagedApplication": report.unmanaged_application.unwrap_or(false),
+        "amNodeLabelExpression": "",
+    })
+}
+
+/// Reports of the applications `filter` picks, with their usage and the
+/// AM container's report (for its log link), and the cluster id.
+async fn reports(rest: &Rest, filter: AppFilter) -> Result<(Vec<(r::ApplicationReportProto, Option<r::ContainerReportProto>)>, i64), Response> {
+    let found = rest
+        .core
+        .call(move |core, now| {
+            let apps = core.rm().applications(&filter);
+            let out = apps
+                .into_iter()
+                .map(|app| {
+                    let mut report = convert::report_to_proto(app);
+                    convert::add_usage(&mut report, &core.app_usage(app.id()));
+                    convert::add_remaining_lifetime(&mut report, app, now.unix_ms);
+                    let am = core
+                        .attempt_reports(app.id())
+                        .ok()
+                        .and_then(|attempts| attempts.into_iter().last())
+                        .and_then(|a| a.am_container)
+                        .and_then(|c| core.container_report(c.id).ok())
+                        .map(|c| convert::container_report_to_proto(&c, Some(&c.container.node_http_address())));
+                    (report, am)
+                })
+                .collect::<Vec<_>>();
+            (out, core.rm().cluster_timestamp())
+        })
+        .await;
+    found.map_err(|_| unavailable())
+}
+
+fn query_value<'a>(q: &'a HashMap<String, String>, key: &str) -> Result<Option<&'a str>, Response> {
+    match q.get(key).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        Some(v) if v.len() > MAX_QUERY_VALUE => Err(bad_request(format!("{key}: a value of {} bytes is longer than {MAX_QUERY_VALUE}", v.len()))),
+        v => Ok(v),
+    }
+}
+
+fn list(q: &HashMap<String, String>, key: &str) -> Result<Vec<String>, Response> {
+    Ok(query_value(q, key)?.map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()).unwrap_or_default())
+}
+
+fn time(q: &HashMap<String, String>, key: &str) -> Result<Option<i64>, Response> {
+    match query_value(q, key)? {
+        None => Ok(None),
+        Some(v) => match v.parse::<i64>() {
+            Ok(t) if t >= 0 => Ok(Some(t)),
+            _ => Err(bad_request(format!("{key} must be greater than 0"))),
+        },
+    }
+}
+
+/// YARN's `/apps` query parameters as an [`AppFilter`].
+fn filter_from_query(q: &HashMap<String, String>) -> Result<AppFilter, Response> {
+    let mut states = Vec::new();
+    for s in list(q, "states")?.into_iter().chain(query_value(q, "state")?.map(str::to_owned)) {
+        let state = match s.to_ascii_uppercase().as_str() {
+            "NEW" => AppState::New,
+            "NEW_SAVING" => AppState::New,
+            "SUBMITTED" => AppState::Submitted,
+            "ACCEPTED" => AppState::Accepted,
+            "RUNNING" => AppState::Running,
+            "FINISHED" => AppState::Finished,
+            "FAILED" => AppState::Failed,
+            "KILLED" => AppState::Killed,
+            _ => {
+                return Err(bad_request(format!(
+                    "Invalid application-state {s} specified. It should be one of NEW, NEW_SAVING, SUBMITTED, ACCEPTED, RUNNING, FINISHED, FAILED, KILLED"
+                )))
+            }
+        };
+        states.push(state);
+    }
+    let range = |b: Option<i64>, e: Option<i64>| -> Result<Option<(i64, i64)>, Response> {
+        match (b, e) {
+            (None, None) => Ok(None),
+            (b, e) => {
+                let (b, e) = (b.unwrap_or(0), e.unwrap_or(i64::MAX));
+                if b > e {
+                    return Err(bad_request("the begin time must not be after the end time".into()));
+                }
+                Ok(Some((b, e)))
+            }
+        }
+    };
+    let limit = match query_value(q, "limit")? {
+        None => None,
+        Some(v) => match v.parse::<i64>() {
+            Ok(l) if l > 0 => Some(usize::try_from(l).unwrap_or(usize::MAX)),
+            _ => return Err(bad_request("limit value must be greater then 0".into())),
+        },
+    };
+    Ok(AppFilter {
+        states,
+        types: list(q, "applicationTypes")?,
+        queues: list(q, "queue")?.into_iter().map(|q| q.strip_prefix("root.").map(str::to_owned).unwrap_or(q)).collect(),
+        users: list(q, "user")?,
+        tags: list(q, "applicationTags")?,
+        name: query_value(q, "name")?.map(str::to_owned),
+        start_range: range(time(q, "startedTimeBegin")?, time(q, "startedTimeEnd")?)?,
+        finish_range: range(time(q, "finishedTimeBegin")?, time(q, "finishedTimeEnd")?)?,
+        limit,
+    })
+}
+
+async fn apps(State(rest): State<Arc<Rest>>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let filter = match filter_from_query(&q) {
+        Ok(f) => f,
+        Err(e) => return e,
+    };
+    let final_status = match query_value(&q, "finalStatus") {
+        Ok(v) => v.map(str::to_ascii_uppercase),
+        Err(e) => return e,
+    };
+    let (found, cluster) = match reports(&rest, filter).await {
+        Ok(f) => f,
+        Err(e) => return e,
+    };
+    let apps: Vec<Value> = found
+        .iter()
+        .map(|(report, am)| app_json(report, cluster, am.as_ref()))
+        .filter(|app| final_status.as_deref().is_none_or(|f| app["finalStatus"] == f))
+        .collect();
+    // YARN answers `"apps": null` when none match.
+    let body = if apps.is_empty() { json!({ "apps": null }) } else { json!({ "apps": { "app": apps } }) };
+    axum::Json(body).into_response()
+}
+
+/// One application's report, or YARN's 404.
+async fn one(rest: &Rest, raw: &str) -> Result<(r::ApplicationReportProto, Option<r::ContainerReportProto>, i64), Response> {
+    let id = app_id(raw)?;
+    let exists = rest.core.call(move |core, _| core.rm().application(id).is_ok()).await.map_err(|_| unavailable())?;
+    if !exists {
+        return Err(not_found(format!("app with id: {raw} not found")));
+    }
+    let filter = AppFilter::default();
+    let (found, cluster) = reports(rest, filter).await?;
+    let (report, am) = found
+        .into_iter()
+        .find(|(report, _)| app_id_text(report) == raw)
+        .ok_or_else(|| not_found(format!("app with id: {raw} not found")))?;
+    Ok((report, am, cluster))
+}
+
+async fn app(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> Response {
+    match one(&rest, &id).await {
+        Ok((report, am, cluster)) => axum::Json(json!({ "app": app_json(&report, cluster, am.as_ref()) })).into_response(),
+        Err(e) => e,
+    }
+}
+
+fn state_name(report: &r::ApplicationReportProto) -> String {
+    r::YarnApplicationStateProto::try_from(report.yarn_application_state.unwrap_or(0))
+        .map(|s| s.as_str_name().trim_start_matches("APP_").to_owned())
+        .unwrap_or_default()
+}
+
+async fn app_state(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> Response {
+    match one(&rest, &id).await {
+        Ok((report, _, _)) => axum::Json(json!({ "state": state_name(&report) })).into_response(),
+        Err(e) => e,
+    }
+}
+
+/// PUT `{"state":"KILLED"}`: kills the application (202 while it was
+/// live, 200 when it had already ended, as YARN answers).
+async fn put_app_state(State(rest): State<Arc<Rest>>, Path(raw): Path<String>, body: axum::body::Bytes) -> Response {
+    let id = match app_id(&raw) {
+        Ok(id) => id,
+        Err(e) => return e,
+    };
+    let wanted: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return bad_request(format!("the body is not a JSON application state: {e}")),
+    };
+    match wanted.get("state").and_then(Value::as_str) {
+        Some("KILLED") => {}
+        Some(other) => return bad_request(format!("Only 'KILLED' is allowed as a target state, not {other}")),
+        None => return bad_request("the body names no \"state\"".into()),
+    }
+    let outcome = rest.core.call(move |core, now| core.rm_mut().kill(id, Some("Application killed by a REST call"), now.unix_ms)).await;
+    match outcome {
+        Err(_) => unavailable(),
+        Ok(Err(_)) => not_found(format!("app with id: {raw} not found")),
+        Ok(Ok(KillOutcome::Killed)) => {
+            info!(application_id = %id, "application killed over REST");
+            (StatusCode::ACCEPTED, axum::Json(json!({ "state": "KILLED" }))).into_response()
+        }
+        Ok(Ok(KillOutcome::AlreadyFinal(state))) => {
+            let name = format!("{state:?}").to_ascii_uppercase();
+            axum::Json(json!({ "state": name })).into_response()
+        }
+    }
+}
+
+async fn app_attempts(State(rest): State<Arc<Rest>>, Path(raw): Path<String>) -> Response {
+    let id = match app_id(&raw) {
+        Ok(id) => id,
+        Err(e) => return e,
+    };
+    let found = rest
+        .core
+        .call(move |core, _| {
+            core.attempt_reports(id).map(|attempts| {
+                attempts
+                    .into_iter()
+                    .map(|a| {
+                        let proto = convert::attempt_report_to_proto(&a);
+                        let am = a.am_container.and_then(|c| core.container_report(c.id).ok());
+                        (proto, am.map(|c| convert::container_report_to_proto(&c, Some(&c.container.node_http_address()))))
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .await;
+    let attempts = match found {
+        Err(_) => return unavailable(),
+        Ok(Err(_)) => return not_found(format!("app with id: {raw} not found")),
+        Ok(Ok(a)) => a,
+    };
+    let json_attempts: Vec<Value> = attempts
+        .iter()
+        .map(|(a, am)| {
+            let attempt_id = a.application_attempt_id.as_ref().and_then(|p| convert::attempt_from_proto(Some(p)));
+            let state = r::YarnApplicationAttemptStateProto::try_from(a.yarn_application_attempt_state.unwrap_or(0))
+                .map(|s| s.as_str_name().trim_start_matches("APP_ATTEMPT_").to_owned())
+                .unwrap_or_default();
+            let (node_http, node_id, logs) = match am {
+                Some(c) => (
+                    c.node_http_address.clone().unwrap_or_default().trim_start_matches("http://").to_owned(),
+                    c.node_id.as_ref().map(|n| format!("{}:{}", n.host.clone().unwrap_or_default(), n.port.unwrap_or(0))).unwrap_or_default(),
+                    c.log_url.clone().unwrap_or_default(),
+                ),
+                None => (String::new(), String::new(), String::new()),
+            };
+            json!({
+                "id": attempt_id.map_or(0, |a| a.attempt),
+                "startTime": a.start_time.unwrap_or(0),
+                "finishedTime": a.finish_time.unwrap_or(0),
+                "containerId": am.as_ref().and_then(|c| c.container_id.as_ref()).and_then(convert::container_from_proto).map(|c| c.to_string()).unwrap_or_default(),
+                "nodeHttpAddress": node_http,
+                "nodeId": node_id,
+                "logsLink": logs,
+                "blacklistedNodes": "",
+                "nodesBlacklistedBySystem": "",
+                "appAttemptId": attempt_id.map(|a| a.to_string()).unwrap_or_default(),
+                "appAttemptState": state,
+            })
+        })
+        .collect();
+    axum::Json(json!({ "appAttempts": { "appAttempt": json_attempts } })).into_response()
+}
+
+async fn attempt_containers(State(rest): State<Arc<Rest>>, Path((raw, attempt)): Path<(String, String)>) -> Response {
+    let id = match app_id(&raw) {
+        Ok(id) => id,
+        Err(e) => return e,
+    };
+    let Some(attempt) = attempt_id(&attempt) else {
+        return bad_request(format!("Invalid AppAttemptId: {attempt}"));
+    };
+    if attempt.app != id {
+        return bad_request(format!("{attempt} is not an attempt of {raw}"));
+    }
+    let found = rest.core.call(move |core, _| core.container_reports(attempt)).await;
+    let containers = match found {
+        Err(_) => return unavailable(),
+        Ok(Err(_)) => return not_found(format!("Application attempt {attempt} not found")),
+        Ok(Ok(c)) => c,
+    };
+    let json_containers: Vec<Value> = containers
+        .iter()
+        .map(|c| {
+            let p = convert::container_report_to_proto(c, Some(&c.container.node_http_address()));
+            let state = r::ContainerStateProto::try_from(p.container_state.unwrap_or(0))
+                .map(|s| s.as_str_name().trim_start_matches("C_").to_owned())
+                .unwrap_or_default();
+            json!({
+                "containerId": c.container.id.to_string(),
+                "allocatedMB": c.container.capacity.memory_mb,
+                "allocatedVCores": c.container.capacity.vcores,
+                "assignedNodeId": c.container.node.to_string(),
+                "priority": c.container.priority,
+                "startedTime": p.creation_time.unwrap_or(0),
+                "finishedTime": p.finish_time.unwrap_or(0),
+                "elapsedTime": p.finish_time.unwrap_or(0).saturating_sub(p.creation_time.unwrap_or(0)).max(0),
+                "logUrl": p.log_url.clone().unwrap_or_default(),
+                "containerExitStatus": p.container_exit_status.unwrap_or(0),
+                "containerState": state,
+                "nodeHttpAddress": p.node_http_address.clone().unwrap_or_default(),
+                "nodeId": c.container.node.to_string(),
+                "diagnosticsInfo": p.diagnostics_info.clone().unwrap_or_default(),
+            })
+        })
+        .collect();
+    axum::Json(json!({ "containers": { "container": json_containers } })).into_response()
+}
+
+fn node_json(n: &r::NodeReportProto) -> Value {
+    let id = n.node_id.as_ref().map(|i| format!("{}:{}", i.host.clone().unwrap_or_default(), i.port.unwrap_or(0))).unwrap_or_default();
+    let host = n.node_id.as_ref().and_then(|i| i.host.clone()).unwrap_or_default();
+    let state = r::NodeStateProto::try_from(n.node_state.unwrap_or(0)).map(|s| s.as_str_name().trim_start_matches("NS_").to_owned()).unwrap_or_default();
+    let (total_mb, used_mb) = (mb(n.capability.as_ref()), mb(n.used.as_ref()));
+    let (total_vc, used_vc) = (vcores(n.capability.as_ref()), vcores(n.used.as_ref()));
+    json!({
+        "rack": n.rack_name.clone().unwrap_or_default(),
+        "state": state,
+        "id": id,
+        "nodeHostName": host,
+        "nodeHTTPAddress": n.http_address.clone().unwrap_or_default(),
+        "lastHealthUpdate": n.last_health_report_time.unwrap_or(0),
+        "version": RESOURCE_MANAGER_VERSION,
+        "healthReport": n.health_report.clone().unwrap_or_default(),
+        "numContainers": n.num_containers.unwrap_or(0),
+        "usedMemoryMB": used_mb,
+        "availMemoryMB": (total_mb - used_mb).max(0),
+        "usedVirtualCores": used_vc,
+        "availableVirtualCores": (total_vc - used_vc).max(0),
+    })
+}
+
+async fn all_nodes(rest: &Rest) -> Result<Vec<r::NodeReportProto>, Response> {
+    rest.core.call(|core, _| core.rm().nodes(&[]).into_iter().map(convert::node_to_proto).collect()).await.map_err(|_| unavailable())
+}
+
+async fn nodes(State(rest): State<Arc<Rest>>) -> Response {
+    match all_nodes(&rest).await {
+        Ok(nodes) if nodes.is_empty() => axum::Json(json!({ "nodes": null })).into_response(),
+        Ok(nodes) => axum::Json(json!({ "nodes": { "node": nodes.iter().map(node_json).collect::<Vec<_>>() } })).into_response(),
+        Err(e) => e,
+    }
+}
+
+async fn node(State(rest): State<Arc<Rest>>, Path(raw): Path<String>) -> Response {
+    let wanted = match raw.rsplit_once(':').and_then(|(h, p)| Some(NodeId { host: h.to_owned(), port: p.parse().ok()? })) {
+        Some(n) => n,
+        None => return bad_request(format!("Invalid NodeId [{raw}]. Expected host:port")),
+    };
+    match all_nodes(&rest).await {
+        Ok(nodes) => {
+            let found = nodes.iter().find(|n| {
+                n.node_id.as_ref().is_some_and(|i| i.host.as_deref() == Some(wanted.host.as_str()) && i.port == Some(wanted.port))
+            });
+            match found {
+                Some(n) => axum::Json(json!({ "node": node_json(n) })).into_response(),
+                None => not_found(format!("nodeId, {raw}, is not found")),
+            }
+        }
+        Err(e) => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rm_core::RmCore;
+    use crate::scheduler::{Scheduler, SchedulerConfig};
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    async fn ask(app: &axum::Router, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
+        let request = Request::builder().method(method).uri(uri).body(Body::from(body.to_owned())).unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    #[tokio::test]
+    async fn bad_requests_get_yarns_remote_exceptions_and_nothing_else_happens() {
+        let books = RmCore::new(1_700_000_000_000, &["default".to_string()], 10).unwrap();
+        let (effects, _effects_rx) = tokio::sync::mpsc::unbounded_channel();
+        let clock: Arc<dyn weir_model::Clock> = Arc::new(weir_model::SystemClock::new());
+        let (core, _task) = crate::core::spawn(crate::core::YarnCore::new(books, Scheduler::new(SchedulerConfig::default())), clock, effects);
+        let id = core
+            .call(|c, now| {
+                let (id, _) = c.rm_mut().new_application().unwrap();
+                let submission = crate::rm_core::Submission {
+                    id,
+                    name: "x".into(),
+                    queue: "default".into(),
+                    user: "u".into(),
+                    application_type: "YARN".into(),
+                    tags: Vec::new(),
+                    priority: 0,
+                    am_resource: None,
+                    max_attempts: 1,
+                    unmanaged_am: false,
+                    am_launch: Some(Default::default()),
+                };
+                c.rm_mut().submit(submission, now.unix_ms).unwrap();
+                id
+            })
+            .await
+            .unwrap();
+        let app = router(core.clone(), RestInfo { started_on_ms: 1_700_000_000_000 });
+
+        let class = |v: &Value| v["RemoteException"]["javaClassName"].as_str().unwrap_or_default().to_owned();
+        let (status, body) = ask(&app, "GET", "/ws/v1/cluster/apps/application_1700000000000_0042", "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(class(&body), "org.apache.hadoop.yarn.webapp.NotFoundException");
+        assert_eq!(body["RemoteException"]["message"], "app with id: application_1700000000000_0042 not found");
+        let (status, body) = ask(&app, "GET", "/ws/v1/cluster/apps/not-an-id", "").await;
+        assert_eq!((status, class(&body).as_str()), (StatusCode::BAD_REQUEST, "org.apache.hadoop.yarn.webapp.BadRequestException"));
+        let (status, body) = ask(&app, "GET", "/ws/v1/cluster/apps?states=SLEEPING", "").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body["RemoteException"]["message"].as_str().unwrap().starts_with("Invalid application-state SLEEPING"));
+        let huge = "x".repeat(MAX_QUERY_VALUE + 1);
+        assert_eq!(ask(&app, "GET", &format!("/ws/v1/cluster/apps?user={huge}"), "").await.0, StatusCode::BAD_REQUEST);
+        assert_eq!(ask(&app, "GET", "/ws/v1/cluster/apps?limit=-3", "").await.0, StatusCode::BAD_REQUEST);
+        assert_eq!(ask(&app, "GET", "/ws/v1/cluster/apps?startedTimeBegin=9&startedTimeEnd=3", "").await.0, StatusCode::BAD_REQUEST);
+        assert_eq!(ask(&app, "GET", "/ws/v1/cluster/../../etc/passwd", "").await.0, StatusCode::NOT_FOUND);
+        assert_eq!(ask(&app, "GET", "/ws/v1/cluster/nodes/nohost", "").await.0, StatusCode::BAD_REQUEST);
+        assert_eq!(ask(&app, "GET", "/ws/v1/cluster/apps/application_1700000000000_0001/appattempts/appattempt_x/containers", "").await.0, StatusCode::BAD_REQUEST);
+
+        // Bad kill bodies change nothing.
+        let state_uri = format!("/ws/v1/cluster/apps/{id}/state");
+        for body in ["", "{", "{\"state\": \"RUNNING\"}", "{\"nostate\": 1}", "[1,2]"] {
+            let (status, reply) = ask(&app, "PUT", &state_uri, body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {reply}");
+        }
+        let state = core.call(move |c, _| c.rm().application(id).map(|a| a.state)).await.unwrap().unwrap();
+        assert!(!state.is_final(), "{state:?}");
+        let (status, reply) = ask(&app, "PUT", &state_uri, "{\"state\": \"KILLED\"}").await;
+        assert_eq!((status, reply["state"].as_str()), (StatusCode::ACCEPTED, Some("KILLED")));
+        let (status, reply) = ask(&app, "PUT", &state_uri, "{\"state\": \"KILLED\"}").await;
+        assert_eq!((status, reply["state"].as_str()), (StatusCode::OK, Some("KILLED")), "killing twice says it is already KILLED");
+        assert_eq!(ask(&app, "GET", "/ws/v1/cluster/apps?states=KILLED", "").await.1["apps"]["app"][0]["id"], id.to_string());
+    }
+}
