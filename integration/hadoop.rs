@@ -588,6 +588,13 @@ fn skein_runs_two_services_and_its_cli_lists_and_kills_and_yarn_logs_reads_them(
     let (code, logs) = h.run(&pool.conf_dir, "yarn", &["logs", "-applicationId", &running], 2 * MINUTES);
     assert_eq!(code, Some(0), "{logs}");
     assert!(logs.contains("LogType:application.master.log") && logs.contains("RUNNING: sleeper_0"), "{logs}");
+    // `yarn top` reads the RM's start time from the REST API, then draws
+    // the running application (it runs until killed: 10 s here).
+    let (_, top) = h.run(&pool.conf_dir, "yarn", &["top", "-delay", "2", "-cols", "200", "-rows", "30"], Duration::from_secs(10));
+    // (Its keyboard thread dies on the closed stdin: NoSuchElementException,
+    // on Hadoop's own YARN too.)
+    assert!(!top.contains("Could not fetch RM start time") && top.contains(", up 0d, "), "{top}");
+    assert!(top.contains(&running), "yarn top lists the application:\n{top}");
     let (ok, text) = skein.cli(&["application", "kill", &running]);
     assert!(ok, "skein application kill failed:\n{text}");
     let (_, listing) = skein.cli(&["application", "ls", "--all"]);

@@ -660,10 +660,23 @@ fn yarn_cli_reports_attempts_containers_and_acts_on_a_running_application() {
     assert!(text.contains("to cluster max priority OR keeping old priority"), "{text}");
 
     // `yarn top` draws its screen (it needs each report's current attempt).
-    let cp = format!("{}:{}/jars/*", conf.display(), clients.spark_home.display());
+    // It reads the RM's start time from the REST API with the shaded
+    // jettison of a Hadoop distribution, which pyspark's client jars lack
+    // (NoClassDefFoundError once the REST API answers): here it runs with a
+    // configuration that names no REST API, as before there was one; the
+    // Hadoop tests run the real `yarn top` against the REST API.
+    let top_conf = sa.dir.path().join("top-conf");
+    std::fs::create_dir_all(&top_conf).unwrap();
+    let yarn_site = std::fs::read_to_string(conf.join("yarn-site.xml")).unwrap();
+    let name = yarn_site.find("<name>yarn.resourcemanager.webapp.address</name>").expect("yarn-site.xml names the REST API");
+    let start = yarn_site[..name].rfind("<property>").unwrap();
+    let end = name + yarn_site[name..].find("</property>").unwrap() + "</property>".len();
+    let without_web = format!("{}{}", &yarn_site[..start], &yarn_site[end..]);
+    std::fs::write(top_conf.join("yarn-site.xml"), without_web).unwrap();
+    let cp = format!("{}:{}/jars/*", top_conf.display(), clients.spark_home.display());
     let top = Command::new("timeout")
         .args(["8", clients.java.to_str().unwrap(), "-cp", &cp, "org.apache.hadoop.yarn.client.cli.TopCLI", "-delay", "2", "-cols", "200", "-rows", "30"])
-        .env("HADOOP_CONF_DIR", conf)
+        .env("HADOOP_CONF_DIR", &top_conf)
         .stdin(Stdio::null())
         .output()
         .unwrap();

@@ -10,7 +10,12 @@
 //!   `applicationTypes`, `applicationTags`), `/apps/{id}`,
 //!   `/apps/{id}/state` (GET, and PUT `{"state":"KILLED"}` to kill),
 //!   `/apps/{id}/appattempts`, `/apps/{id}/appattempts/{attempt}/containers`.
+//! - `/ws/v1/cluster/apps/{id}/queue` and `/priority` (GET, PUT),
+//!   `/ws/v1/cluster/apps/new-application` (POST), `/ws/v1/cluster/scheduler`.
 //! - `/ws/v1/cluster/nodes`, `/ws/v1/cluster/nodes/{id}`.
+//!
+//! Not yet: submission over REST (POST `/apps`), XML answers, the web
+//! proxy to ApplicationMasters' UIs (`/proxy/{id}/`).
 //!
 //! JSON only, field names and types as YARN's (`RMWebServices`); errors
 //! are YARN's `RemoteException` bodies (`exception`, `message`,
@@ -65,12 +70,27 @@ pub fn router(core: CoreHandle, info: RestInfo) -> axum::Router {
         .route("/ws/v1/cluster/apps", get(apps))
         .route("/ws/v1/cluster/apps/{id}", get(app))
         .route("/ws/v1/cluster/apps/{id}/state", get(app_state).put(put_app_state))
+        .route("/ws/v1/cluster/apps/new-application", axum::routing::post(new_application))
+        .route("/ws/v1/cluster/apps/{id}/queue", get(app_queue).put(put_app_queue))
+        .route("/ws/v1/cluster/apps/{id}/priority", get(app_priority).put(put_app_priority))
+        .route("/ws/v1/cluster/scheduler", get(scheduler))
         .route("/ws/v1/cluster/apps/{id}/appattempts", get(app_attempts))
         .route("/ws/v1/cluster/apps/{id}/appattempts/{attempt}/containers", get(attempt_containers))
         .route("/ws/v1/cluster/nodes", get(nodes))
         .route("/ws/v1/cluster/nodes/{id}", get(node))
         .fallback(|| async { remote_exception(StatusCode::NOT_FOUND, "NotFoundException", "org.apache.hadoop.yarn.webapp.NotFoundException", "no such resource") })
         .with_state(Arc::new(Rest { core, info }))
+        .layer(axum::middleware::from_fn(options_probe))
+}
+
+/// Hadoop's web clients (AuthenticatedURL: `yarn top`, `yarn logs`) first
+/// send OPTIONS to learn whether the server wants Kerberos; 200 without a
+/// WWW-Authenticate challenge means "simple", on every path.
+async fn options_probe(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if request.method() == axum::http::Method::OPTIONS {
+        return ([(axum::http::header::ALLOW, "GET, PUT, POST, OPTIONS")], "").into_response();
+    }
+    next.run(request).await
 }
 
 /// YARN's error body.
@@ -563,6 +583,127 @@ async fn attempt_containers(State(rest): State<Arc<Rest>>, Path((raw, attempt)):
     axum::Json(json!({ "containers": { "container": json_containers } })).into_response()
 }
 
+/// The JSON body of a PUT, or YARN's 400.
+fn body_json(body: &[u8]) -> Result<Value, Response> {
+    serde_json::from_slice(body).map_err(|e| bad_request(format!("the body is not JSON: {e}")))
+}
+
+async fn app_queue(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> Response {
+    match one(&rest, &id).await {
+        Ok((report, _, _)) => axum::Json(json!({ "queue": report.queue.clone().unwrap_or_default() })).into_response(),
+        Err(e) => e,
+    }
+}
+
+/// PUT `{"queue": "batch"}`: moveApplicationAcrossQueues.
+async fn put_app_queue(State(rest): State<Arc<Rest>>, Path(raw): Path<String>, body: axum::body::Bytes) -> Response {
+    let id = match app_id(&raw) {
+        Ok(id) => id,
+        Err(e) => return e,
+    };
+    let target = match body_json(&body).map(|v| v.get("queue").and_then(Value::as_str).map(str::to_owned)) {
+        Ok(Some(q)) => q,
+        Ok(None) => return bad_request("the body names no \"queue\"".into()),
+        Err(e) => return e,
+    };
+    let moved = rest.core.call(move |core, _| core.move_to_queue(id, &target).map(|_| core.rm().application(id).map(|a| a.submission.queue.clone()))).await;
+    match moved {
+        Err(_) => unavailable(),
+        Ok(Err(crate::rm_core::RmError::ApplicationNotFound(_))) => not_found(format!("app with id: {raw} not found")),
+        Ok(Err(e)) => bad_request(e.to_string()),
+        Ok(Ok(Ok(queue))) => axum::Json(json!({ "queue": queue })).into_response(),
+        Ok(Ok(Err(_))) => not_found(format!("app with id: {raw} not found")),
+    }
+}
+
+async fn app_priority(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> Response {
+    match one(&rest, &id).await {
+        Ok((report, _, _)) => axum::Json(json!({ "priority": report.priority.as_ref().and_then(|p| p.priority).unwrap_or(0) })).into_response(),
+        Err(e) => e,
+    }
+}
+
+/// PUT `{"priority": N}`: updateApplicationPriority (capped as YARN caps it).
+async fn put_app_priority(State(rest): State<Arc<Rest>>, Path(raw): Path<String>, body: axum::body::Bytes) -> Response {
+    let id = match app_id(&raw) {
+        Ok(id) => id,
+        Err(e) => return e,
+    };
+    let wanted = match body_json(&body).map(|v| v.get("priority").and_then(Value::as_i64)) {
+        Ok(Some(p)) => i32::try_from(p).unwrap_or(if p < 0 { i32::MIN } else { i32::MAX }),
+        Ok(None) => return bad_request("the body names no numeric \"priority\"".into()),
+        Err(e) => return e,
+    };
+    match rest.core.call(move |core, _| core.rm_mut().update_priority(id, wanted)).await {
+        Err(_) => unavailable(),
+        Ok(Err(crate::rm_core::RmError::ApplicationNotFound(_))) => not_found(format!("app with id: {raw} not found")),
+        Ok(Err(e)) => bad_request(e.to_string()),
+        Ok(Ok(now)) => axum::Json(json!({ "priority": now })).into_response(),
+    }
+}
+
+/// POST: a new application id and the largest container, as
+/// getNewApplication answers.
+async fn new_application(State(rest): State<Arc<Rest>>) -> Response {
+    match rest.core.call(|core, _| core.rm_mut().new_application()).await {
+        Err(_) => unavailable(),
+        Ok(Err(e)) => remote_exception(StatusCode::SERVICE_UNAVAILABLE, "YarnException", "org.apache.hadoop.yarn.exceptions.YarnException", &e.to_string()),
+        Ok(Ok((id, max))) => axum::Json(json!({
+            "application-id": id.to_string(),
+            "maximum-resource-capability": { "memory": max.memory_mb, "vCores": max.vcores },
+        }))
+        .into_response(),
+    }
+}
+
+/// The queues as the capacity scheduler's REST view lays them out (the
+/// fields tools read: name, capacities, used, applications).
+async fn scheduler(State(rest): State<Arc<Rest>>) -> Response {
+    let found = rest
+        .core
+        .call(|core, _| {
+            core.rm()
+                .queues()
+                .to_vec()
+                .into_iter()
+                .filter_map(|q| core.rm().queue_info(&q, false, false, false).ok().map(|info| convert::queue_to_proto(&info)))
+                .collect::<Vec<_>>()
+        })
+        .await;
+    let Ok(queues) = found else { return unavailable() };
+    let queue: Vec<Value> = queues
+        .iter()
+        .map(|q| {
+            let name = q.queue_name.clone().unwrap_or_default();
+            json!({
+                "type": "capacitySchedulerLeafQueueInfo",
+                "queueName": name,
+                "queuePath": format!("root.{name}"),
+                "capacity": q.capacity.unwrap_or(0.0) * 100.0,
+                "maxCapacity": q.maximum_capacity.unwrap_or(0.0) * 100.0,
+                "usedCapacity": q.current_capacity.unwrap_or(0.0) * 100.0,
+                "absoluteCapacity": q.capacity.unwrap_or(0.0) * 100.0,
+                "absoluteMaxCapacity": q.maximum_capacity.unwrap_or(0.0) * 100.0,
+                "numApplications": q.applications.len(),
+                "state": "RUNNING",
+            })
+        })
+        .collect();
+    axum::Json(json!({
+        "scheduler": {
+            "schedulerInfo": {
+                "type": "capacityScheduler",
+                "queueName": "root",
+                "capacity": 100.0,
+                "maxCapacity": 100.0,
+                "usedCapacity": 0.0,
+                "queues": { "queue": queue },
+            }
+        }
+    }))
+    .into_response()
+}
+
 fn node_json(n: &r::NodeReportProto) -> Value {
     let id = n.node_id.as_ref().map(|i| format!("{}:{}", i.host.clone().unwrap_or_default(), i.port.unwrap_or(0))).unwrap_or_default();
     let host = n.node_id.as_ref().and_then(|i| i.host.clone()).unwrap_or_default();
@@ -673,6 +814,8 @@ mod tests {
         let (status, body) = ask(&app, "GET", "/ws/v1/cluster/apps?states=SLEEPING", "").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(body["RemoteException"]["message"].as_str().unwrap().starts_with("Invalid application-state SLEEPING"));
+        let (status, _) = ask(&app, "OPTIONS", "/ws/v1/cluster/info?user.name=u", "").await;
+        assert_eq!(status, StatusCode::OK, "Hadoop's AuthenticatedURL probes with OPTIONS");
         let huge = "x".repeat(MAX_QUERY_VALUE + 1);
         assert_eq!(ask(&app, "GET", &format!("/ws/v1/cluster/apps?user={huge}"), "").await.0, StatusCode::BAD_REQUEST);
         assert_eq!(ask(&app, "GET", "/ws/v1/cluster/apps?limit=-3", "").await.0, StatusCode::BAD_REQUEST);
@@ -694,5 +837,56 @@ mod tests {
         let (status, reply) = ask(&app, "PUT", &state_uri, "{\"state\": \"KILLED\"}").await;
         assert_eq!((status, reply["state"].as_str()), (StatusCode::OK, Some("KILLED")), "killing twice says it is already KILLED");
         assert_eq!(ask(&app, "GET", "/ws/v1/cluster/apps?states=KILLED", "").await.1["apps"]["app"][0]["id"], id.to_string());
+    }
+
+    #[tokio::test]
+    async fn queue_priority_new_application_and_scheduler_answer_as_yarn() {
+        let books = RmCore::new(1_700_000_000_000, &["default".to_string(), "batch".to_string()], 10).unwrap();
+        let (effects, _effects_rx) = tokio::sync::mpsc::unbounded_channel();
+        let clock: Arc<dyn weir_model::Clock> = Arc::new(weir_model::SystemClock::new());
+        let (core, _task) = crate::core::spawn(crate::core::YarnCore::new(books, Scheduler::new(SchedulerConfig::default())), clock, effects);
+        let app = router(core.clone(), RestInfo { started_on_ms: 1_700_000_000_000 });
+
+        let (status, fresh) = ask(&app, "POST", "/ws/v1/cluster/apps/new-application", "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(fresh["application-id"], "application_1700000000000_0001");
+        assert!(fresh["maximum-resource-capability"]["memory"].is_i64());
+        let id: ApplicationId = "application_1700000000000_0001".parse().unwrap();
+        core.call(move |c, now| {
+            let submission = crate::rm_core::Submission {
+                id,
+                name: "x".into(),
+                queue: "default".into(),
+                user: "u".into(),
+                application_type: "YARN".into(),
+                tags: Vec::new(),
+                priority: 0,
+                am_resource: None,
+                max_attempts: 1,
+                unmanaged_am: false,
+                am_launch: Some(Default::default()),
+            };
+            c.rm_mut().submit(submission, now.unix_ms).unwrap();
+            c.tick(now);
+        })
+        .await
+        .unwrap();
+        let queue_uri = format!("/ws/v1/cluster/apps/{id}/queue");
+        assert_eq!(ask(&app, "GET", &queue_uri, "").await.1["queue"], "default");
+        assert_eq!(ask(&app, "PUT", &queue_uri, "{\"queue\": \"root.batch\"}").await, (StatusCode::OK, json!({ "queue": "batch" })));
+        let (status, body) = ask(&app, "PUT", &queue_uri, "{\"queue\": \"nope\"}").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["RemoteException"]["message"], "Target queue nope not found or is not a leaf queue.");
+        assert_eq!(ask(&app, "PUT", &queue_uri, "{}").await.0, StatusCode::BAD_REQUEST);
+        let priority_uri = format!("/ws/v1/cluster/apps/{id}/priority");
+        assert_eq!(ask(&app, "GET", &priority_uri, "").await.1["priority"], 0);
+        // yarn.cluster.max-application-priority is 0: YARN caps at it.
+        assert_eq!(ask(&app, "PUT", &priority_uri, "{\"priority\": 5}").await, (StatusCode::OK, json!({ "priority": 0 })));
+        assert_eq!(ask(&app, "PUT", &priority_uri, "{\"priority\": \"high\"}").await.0, StatusCode::BAD_REQUEST);
+        assert_eq!(ask(&app, "GET", "/ws/v1/cluster/apps/application_1700000000000_0009/queue", "").await.0, StatusCode::NOT_FOUND);
+        let (status, scheduler) = ask(&app, "GET", "/ws/v1/cluster/scheduler", "").await;
+        assert_eq!(status, StatusCode::OK);
+        let names: Vec<&str> = scheduler["scheduler"]["schedulerInfo"]["queues"]["queue"].as_array().unwrap().iter().map(|q| q["queueName"].as_str().unwrap()).collect();
+        assert_eq!(names, ["default", "batch"]);
     }
 }
