@@ -14,10 +14,11 @@
 //!   `/ws/v1/cluster/apps/new-application` (POST), `/ws/v1/cluster/scheduler`.
 //! - `/ws/v1/cluster/nodes`, `/ws/v1/cluster/nodes/{id}`.
 //!
-//! Not yet: submission over REST (POST `/apps`), XML answers, the web
-//! proxy to ApplicationMasters' UIs (`/proxy/{id}/`).
+//! Not yet: submission over REST (POST `/apps`), the web proxy to
+//! ApplicationMasters' UIs (`/proxy/{id}/`).
 //!
-//! JSON only, field names and types as YARN's (`RMWebServices`); errors
+//! JSON, or XML for `Accept: application/xml`; field names and types as
+//! YARN's (`RMWebServices`); errors
 //! are YARN's `RemoteException` bodies (`exception`, `message`,
 //! `javaClassName`) with its status codes. Every answer is built from the
 //! same reports the client protocol returns, so the two never disagree.
@@ -80,7 +81,54 @@ pub fn router(core: CoreHandle, info: RestInfo) -> axum::Router {
         .route("/ws/v1/cluster/nodes/{id}", get(node))
         .fallback(|| async { remote_exception(StatusCode::NOT_FOUND, "NotFoundException", "org.apache.hadoop.yarn.webapp.NotFoundException", "no such resource") })
         .with_state(Arc::new(Rest { core, info }))
+        .layer(axum::middleware::from_fn(xml_when_asked))
         .layer(axum::middleware::from_fn(options_probe))
+}
+
+/// `Accept: application/xml` (and not JSON): the JSON answer rewritten as
+/// YARN's XML (the top key is the root element, arrays repeat their
+/// element, `null` is an empty element).
+async fn xml_when_asked(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let accept = request.headers().get(axum::http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    let wants_xml = accept.contains("xml") && !accept.contains("json");
+    let response = next.run(request).await;
+    if !wants_xml {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let json_body = parts.headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|c| c.contains("json"));
+    let Ok(bytes) = axum::body::to_bytes(body, 64 << 20).await else {
+        return remote_exception(StatusCode::INTERNAL_SERVER_ERROR, "WebApplicationException", "javax.ws.rs.WebApplicationException", "answer too large");
+    };
+    let Some(value) = json_body.then(|| serde_json::from_slice::<Value>(&bytes).ok()).flatten() else {
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
+    };
+    let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>");
+    if let Value::Object(map) = &value {
+        for (name, inner) in map {
+            to_xml(name, inner, &mut xml);
+        }
+    }
+    parts.headers.insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/xml"));
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(xml))
+}
+
+fn to_xml(name: &str, value: &Value, out: &mut String) {
+    let escape = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    match value {
+        Value::Array(items) => items.iter().for_each(|item| to_xml(name, item, out)),
+        Value::Null => out.push_str(&format!("<{name}/>")),
+        Value::Object(map) => {
+            out.push_str(&format!("<{name}>"));
+            for (k, v) in map {
+                to_xml(k, v, out);
+            }
+            out.push_str(&format!("</{name}>"));
+        }
+        Value::String(s) => out.push_str(&format!("<{name}>{}</{name}>", escape(s))),
+        other => out.push_str(&format!("<{name}>{other}</{name}>")),
+    }
 }
 
 /// Hadoop's web clients (AuthenticatedURL: `yarn top`, `yarn logs`) first
@@ -814,6 +862,16 @@ mod tests {
         let (status, body) = ask(&app, "GET", "/ws/v1/cluster/apps?states=SLEEPING", "").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(body["RemoteException"]["message"].as_str().unwrap().starts_with("Invalid application-state SLEEPING"));
+        let request = Request::builder().uri("/ws/v1/cluster/apps/nope").header("Accept", "application/xml").body(Body::empty()).unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let xml = String::from_utf8(axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+        assert!(xml.starts_with("<?xml") && xml.contains("<RemoteException><exception>BadRequestException</exception>"), "{xml}");
+        assert!(xml.contains("<message>Invalid ApplicationId: nope</message>") && xml.ends_with("</RemoteException>"), "{xml}");
+        let request = Request::builder().uri(format!("/ws/v1/cluster/apps/{id}")).header("Accept", "application/xml").body(Body::empty()).unwrap();
+        let xml = app.clone().oneshot(request).await.unwrap().into_body();
+        let xml = String::from_utf8(axum::body::to_bytes(xml, 1 << 20).await.unwrap().to_vec()).unwrap();
+        assert!(xml.contains(&format!("<app><id>{id}</id>")) || xml.contains(&format!("<id>{id}</id>")), "{xml}");
         let (status, _) = ask(&app, "OPTIONS", "/ws/v1/cluster/info?user.name=u", "").await;
         assert_eq!(status, StatusCode::OK, "Hadoop's AuthenticatedURL probes with OPTIONS");
         let huge = "x".repeat(MAX_QUERY_VALUE + 1);
