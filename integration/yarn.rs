@@ -70,18 +70,50 @@ fn standalone_with(spec: &str, defines: &[&str]) -> Standalone {
     let core_site = std::fs::read_to_string(conf_dir.join("core-site.xml")).expect("core-site.xml written");
     let configured = defines.iter().find_map(|d| d.strip_prefix("yarn-shim.client.default.fs=")).unwrap_or("file:///");
     assert!(core_site.contains(&format!("<name>fs.defaultFS</name>\n    <value>{configured}</value>")), "{core_site}");
-    let yarn_addr = yarn_site
-        .split("<name>yarn.resourcemanager.address</name>")
-        .nth(1)
-        .and_then(|rest| rest.split("<value>").nth(1))
-        .and_then(|v| v.split("</value>").next())
-        .expect("yarn.resourcemanager.address in yarn-site.xml")
-        .to_owned();
+    let yarn_addr = site_value(&yarn_site, "yarn.resourcemanager.address").expect("yarn.resourcemanager.address in yarn-site.xml");
     assert_ne!(yarn_addr, "127.0.0.1:0", "yarn-site.xml must name the port the shim really bound");
     let state = support::http_get(&format!("http://{broker}/state")).expect("broker /state");
     let state: serde_json::Value = serde_json::from_str(&state).unwrap();
     let agent_http = state["agents"][0]["http_address"].as_str().expect("the agent registered").to_owned();
     Standalone { _proc: proc, conf_dir, yarn_addr, agent_http, dir, broker }
+}
+
+/// The value of property `name` in a site file Weir wrote.
+fn site_value(xml: &str, name: &str) -> Option<String> {
+    let rest = xml.split(&format!("<name>{name}</name>")).nth(1)?;
+    Some(rest.split("<value>").nth(1)?.split("</value>").next()?.to_owned())
+}
+
+/// `spark-submit --deploy-mode cluster` of an application that never has
+/// to run, without waiting for it: its id and spark-submit's output.
+fn submit_without_waiting(clients: &Clients, sa: &Standalone, name: &str) -> (String, String) {
+    let app_py = sa.dir.path().join("app.py");
+    std::fs::write(&app_py, "print('never runs yet')\n").unwrap();
+    let staging = sa.dir.path().join("staging");
+    let out = Command::new(clients.spark_home.join("bin/spark-submit"))
+        .args(["--master", "yarn", "--deploy-mode", "cluster", "--name", name])
+        .args(["--conf", "spark.yarn.submit.waitAppCompletion=false"])
+        // Spark's own jars are on this machine: do not zip and upload them.
+        .args(["--conf", &format!("spark.yarn.jars=local:{}/jars/*", clients.spark_home.display())])
+        .args(["--conf", &format!("spark.yarn.stagingDir=file://{}", staging.display())])
+        .arg(&app_py)
+        .env("SPARK_HOME", &clients.spark_home)
+        .env("HADOOP_CONF_DIR", &sa.conf_dir)
+        .env("SPARK_LOCAL_IP", "127.0.0.1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    eprintln!("[spark-submit]\n{text}");
+    assert!(out.status.success(), "spark-submit failed:\n{text}");
+    let app = text
+        .split_whitespace()
+        .skip_while(|w| *w != "assigned:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("spark-submit printed no application id:\n{text}"))
+        .to_owned();
+    assert!(app.starts_with("application_"), "{app}");
+    (app, text)
 }
 
 /// Java and Spark as the user has them; a missing one fails the test.
@@ -154,32 +186,7 @@ fn real_yarn_clients_see_nodes_submit_list_and_kill() {
     assert!(text.contains("Configured Resources : <memory:4096, vCores:2>"), "{text}");
 
     // spark-submit --master yarn gets an id; the application waits ACCEPTED.
-    let app_py = sa.dir.path().join("app.py");
-    std::fs::write(&app_py, "print('never runs yet')\n").unwrap();
-    let staging = sa.dir.path().join("staging");
-    let out = Command::new(clients.spark_home.join("bin/spark-submit"))
-        .args(["--master", "yarn", "--deploy-mode", "cluster", "--name", "weir-it"])
-        .args(["--conf", "spark.yarn.submit.waitAppCompletion=false"])
-        // Spark's own jars are on this machine: do not zip and upload them.
-        .args(["--conf", &format!("spark.yarn.jars=local:{}/jars/*", clients.spark_home.display())])
-        .args(["--conf", &format!("spark.yarn.stagingDir=file://{}", staging.display())])
-        .arg(&app_py)
-        .env("SPARK_HOME", &clients.spark_home)
-        .env("HADOOP_CONF_DIR", conf)
-        .env("SPARK_LOCAL_IP", "127.0.0.1")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    eprintln!("[spark-submit]\n{text}");
-    assert!(out.status.success(), "spark-submit failed:\n{text}");
-    let app = text
-        .split_whitespace()
-        .skip_while(|w| *w != "assigned:")
-        .nth(1)
-        .unwrap_or_else(|| panic!("spark-submit printed no application id:\n{text}"))
-        .to_owned();
-    assert!(app.starts_with("application_"), "{app}");
+    let (app, text) = submit_without_waiting(&clients, &sa, "weir-it");
     assert!(text.contains(&format!("Application report for {app} (state: ACCEPTED)")), "{text}");
 
     // yarn application -list (default states) shows it ACCEPTED.
@@ -738,31 +745,9 @@ fn yarn_api_client_reads_and_kills_through_the_rest_api() {
     let clients = clients();
     let sa = standalone();
     let yarn_site = std::fs::read_to_string(sa.conf_dir.join("yarn-site.xml")).unwrap();
-    let web = yarn_site
-        .split("<name>yarn.resourcemanager.webapp.address</name>")
-        .nth(1)
-        .and_then(|rest| rest.split("<value>").nth(1))
-        .and_then(|v| v.split("</value>").next())
-        .expect("yarn-site.xml names the REST API")
-        .to_owned();
+    let web = site_value(&yarn_site, "yarn.resourcemanager.webapp.address").expect("yarn-site.xml names the REST API");
     // An application that stays ACCEPTED (the agent has no ports for a node manager).
-    let app_py = sa.dir.path().join("app.py");
-    std::fs::write(&app_py, "print('never runs')\n").unwrap();
-    let out = Command::new(clients.spark_home.join("bin/spark-submit"))
-        .args(["--master", "yarn", "--deploy-mode", "cluster", "--name", "weir-rest"])
-        .args(["--conf", "spark.yarn.submit.waitAppCompletion=false"])
-        .args(["--conf", &format!("spark.yarn.jars=local:{}/jars/*", clients.spark_home.display())])
-        .args(["--conf", &format!("spark.yarn.stagingDir=file://{}", sa.dir.path().join("staging").display())])
-        .arg(&app_py)
-        .env("SPARK_HOME", &clients.spark_home)
-        .env("HADOOP_CONF_DIR", &sa.conf_dir)
-        .env("SPARK_LOCAL_IP", "127.0.0.1")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "spark-submit failed:\n{text}");
-    let app = app_id_in(&text);
+    let (app, _) = submit_without_waiting(&clients, &sa, "weir-rest");
 
     let out = Command::new(python()).args(["-c", YARN_API_CLIENT, &format!("http://{web}"), &app]).stdin(Stdio::null()).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

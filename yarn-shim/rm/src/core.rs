@@ -579,17 +579,10 @@ mod tests {
 
     fn submission(id: ApplicationId, priority: i32, am: weir_yarn_api::resource::Capacity, launch: bool) -> crate::rm_core::Submission {
         crate::rm_core::Submission {
-            id,
-            name: "x".into(),
-            queue: "default".into(),
-            user: "u".into(),
-            application_type: "YARN".into(),
-            tags: Vec::new(),
             priority,
             am_resource: Some(am),
-            max_attempts: 1,
-            unmanaged_am: false,
             am_launch: launch.then(Default::default),
+            ..crate::rm_core::Submission::for_test(id)
         }
     }
 

@@ -832,20 +832,7 @@ mod tests {
         let id = core
             .call(|c, now| {
                 let (id, _) = c.rm_mut().new_application().unwrap();
-                let submission = crate::rm_core::Submission {
-                    id,
-                    name: "x".into(),
-                    queue: "default".into(),
-                    user: "u".into(),
-                    application_type: "YARN".into(),
-                    tags: Vec::new(),
-                    priority: 0,
-                    am_resource: None,
-                    max_attempts: 1,
-                    unmanaged_am: false,
-                    am_launch: Some(Default::default()),
-                };
-                c.rm_mut().submit(submission, now.unix_ms).unwrap();
+                c.rm_mut().submit(crate::rm_core::Submission::for_test(id), now.unix_ms).unwrap();
                 id
             })
             .await
@@ -911,20 +898,7 @@ mod tests {
         assert!(fresh["maximum-resource-capability"]["memory"].is_i64());
         let id: ApplicationId = "application_1700000000000_0001".parse().unwrap();
         core.call(move |c, now| {
-            let submission = crate::rm_core::Submission {
-                id,
-                name: "x".into(),
-                queue: "default".into(),
-                user: "u".into(),
-                application_type: "YARN".into(),
-                tags: Vec::new(),
-                priority: 0,
-                am_resource: None,
-                max_attempts: 1,
-                unmanaged_am: false,
-                am_launch: Some(Default::default()),
-            };
-            c.rm_mut().submit(submission, now.unix_ms).unwrap();
+            c.rm_mut().submit(crate::rm_core::Submission::for_test(id), now.unix_ms).unwrap();
             c.tick(now);
         })
         .await

@@ -119,6 +119,27 @@ pub struct Submission {
     pub am_launch: Option<weir_yarn_api::records::ContainerLaunchContextProto>,
 }
 
+impl Submission {
+    /// A submission for tests: application `x` of user `u` in the default
+    /// queue, one attempt, with an (empty) AM launch context.
+    #[cfg(test)]
+    pub(crate) fn for_test(id: ApplicationId) -> Submission {
+        Submission {
+            id,
+            name: "x".into(),
+            queue: "default".into(),
+            user: "u".into(),
+            application_type: "YARN".into(),
+            tags: Vec::new(),
+            priority: 0,
+            am_resource: None,
+            max_attempts: 1,
+            unmanaged_am: false,
+            am_launch: Some(Default::default()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Application {
     pub submission: Submission,
