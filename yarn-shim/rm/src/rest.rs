@@ -14,8 +14,10 @@
 //!   `/ws/v1/cluster/apps/new-application` (POST), `/ws/v1/cluster/scheduler`.
 //! - `/ws/v1/cluster/nodes`, `/ws/v1/cluster/nodes/{id}`.
 //!
-//! Not yet: submission over REST (POST `/apps`), the web proxy to
-//! ApplicationMasters' UIs (`/proxy/{id}/`).
+//! - `/proxy/{id}/...`: YARN's web proxy to the application master's UI
+//!   (its registered tracking URL; GET only, answers up to 16 MiB).
+//!
+//! Not yet: submission over REST (POST `/apps`).
 //!
 //! JSON, or XML for `Accept: application/xml`; field names and types as
 //! YARN's (`RMWebServices`); errors
@@ -50,6 +52,8 @@ pub struct RestInfo {
 struct Rest {
     core: CoreHandle,
     info: RestInfo,
+    /// For the web proxy to ApplicationMasters' UIs.
+    http: reqwest::Client,
 }
 
 /// The Hadoop version clients see (the protocols are Hadoop 3's).
@@ -80,7 +84,10 @@ pub fn router(core: CoreHandle, info: RestInfo) -> axum::Router {
         .route("/ws/v1/cluster/nodes", get(nodes))
         .route("/ws/v1/cluster/nodes/{id}", get(node))
         .fallback(|| async { remote_exception(StatusCode::NOT_FOUND, "NotFoundException", "org.apache.hadoop.yarn.webapp.NotFoundException", "no such resource") })
-        .with_state(Arc::new(Rest { core, info }))
+        .route("/proxy/{id}", get(proxy_root))
+        .route("/proxy/{id}/", get(proxy))
+        .route("/proxy/{id}/{*rest}", get(proxy))
+        .with_state(Arc::new(Rest { core, info, http: proxy_client() }))
         .layer(axum::middleware::from_fn(xml_when_asked))
         .layer(axum::middleware::from_fn(options_probe))
 }
@@ -752,6 +759,96 @@ async fn scheduler(State(rest): State<Arc<Rest>>) -> Response {
     .into_response()
 }
 
+/// Largest AM page the proxy passes on.
+const MAX_PROXIED_BYTES: usize = 16 << 20;
+
+fn proxy_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .connect_timeout(std::time::Duration::from_secs(5))
+        // Redirects go back to the browser, rewritten to the proxy.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a plain HTTP client builds")
+}
+
+async fn proxy_root(Path(id): Path<String>) -> Response {
+    (StatusCode::FOUND, [(axum::http::header::LOCATION, format!("/proxy/{id}/"))]).into_response()
+}
+
+/// The page an application master serves at `rest` of its tracking URL,
+/// fetched on the browser's behalf (the AM may be on a host the browser
+/// cannot reach, as with YARN's proxy). Only a running application's
+/// registered http(s) tracking URL is followed.
+async fn proxy(
+    State(rest): State<Arc<Rest>>,
+    Path(params): Path<HashMap<String, String>>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let raw = params.get("id").cloned().unwrap_or_default();
+    let path = params.get("rest").cloned().unwrap_or_default();
+    let id = match app_id(&raw) {
+        Ok(id) => id,
+        Err(e) => return e,
+    };
+    let found = rest
+        .core
+        .call(move |core, _| core.rm().application(id).map(|a| (a.state, a.am.as_ref().map(|am| am.tracking_url.clone()))))
+        .await;
+    let (state, tracking) = match found {
+        Err(_) => return unavailable(),
+        Ok(Err(_)) => return not_found(format!("app with id: {raw} not found")),
+        Ok(Ok(found)) => found,
+    };
+    if state.is_final() {
+        return not_found(format!("Application {raw} has ended: its ApplicationMaster's UI is gone (no history server)"));
+    }
+    let base = match tracking.filter(|u| u.starts_with("http://") || u.starts_with("https://")) {
+        Some(u) => u.trim_end_matches('/').to_owned(),
+        None => return not_found(format!("Application {raw} has not registered a tracking URL")),
+    };
+    if path.split('/').any(|c| c == "..") {
+        return bad_request("a proxied path may not contain ..".into());
+    }
+    let target = match query {
+        Some(q) => format!("{base}/{path}?{q}"),
+        None => format!("{base}/{path}"),
+    };
+    let response = match rest.http.get(&target).send().await {
+        Ok(r) => r,
+        Err(e) => {
+            return remote_exception(StatusCode::BAD_GATEWAY, "IOException", "java.io.IOException", &format!("cannot reach the ApplicationMaster of {raw} at {base}: {e}"))
+        }
+    };
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut headers = axum::http::HeaderMap::new();
+    for name in [axum::http::header::CONTENT_TYPE, axum::http::header::CACHE_CONTROL, axum::http::header::LAST_MODIFIED] {
+        if let Some(v) = response.headers().get(name.as_str()).and_then(|v| axum::http::HeaderValue::from_bytes(v.as_bytes()).ok()) {
+            headers.insert(name, v);
+        }
+    }
+    // A redirect inside the AM's UI stays inside the proxy.
+    if let Some(location) = response.headers().get("location").and_then(|v| v.to_str().ok()) {
+        let rewritten = match location.strip_prefix(&base) {
+            Some(rest_of) => format!("/proxy/{raw}{rest_of}"),
+            None if location.starts_with('/') => format!("/proxy/{raw}{location}"),
+            None => location.to_owned(),
+        };
+        if let Ok(v) = axum::http::HeaderValue::from_str(&rewritten) {
+            headers.insert(axum::http::header::LOCATION, v);
+        }
+    }
+    if response.content_length().is_some_and(|l| l > MAX_PROXIED_BYTES as u64) {
+        return remote_exception(StatusCode::BAD_GATEWAY, "IOException", "java.io.IOException", "the ApplicationMaster's answer is larger than the proxy passes on");
+    }
+    let body = match response.bytes().await {
+        Ok(b) if b.len() <= MAX_PROXIED_BYTES => b,
+        Ok(_) => return remote_exception(StatusCode::BAD_GATEWAY, "IOException", "java.io.IOException", "the ApplicationMaster's answer is larger than the proxy passes on"),
+        Err(e) => return remote_exception(StatusCode::BAD_GATEWAY, "IOException", "java.io.IOException", &format!("reading the ApplicationMaster's answer: {e}")),
+    };
+    (status, headers, body).into_response()
+}
+
 fn node_json(n: &r::NodeReportProto) -> Value {
     let id = n.node_id.as_ref().map(|i| format!("{}:{}", i.host.clone().unwrap_or_default(), i.port.unwrap_or(0))).unwrap_or_default();
     let host = n.node_id.as_ref().and_then(|i| i.host.clone()).unwrap_or_default();
@@ -882,6 +979,54 @@ mod tests {
         let (status, reply) = ask(&app, "PUT", &state_uri, "{\"state\": \"KILLED\"}").await;
         assert_eq!((status, reply["state"].as_str()), (StatusCode::OK, Some("KILLED")), "killing twice says it is already KILLED");
         assert_eq!(ask(&app, "GET", "/ws/v1/cluster/apps?states=KILLED", "").await.1["apps"]["app"][0]["id"], id.to_string());
+    }
+
+    /// The proxy fetches the AM's page from its tracking URL, keeps its
+    /// redirects inside the proxy, and refuses what is not a running AM.
+    #[tokio::test]
+    async fn the_proxy_passes_on_the_application_masters_ui() {
+        let am_ui = axum::Router::new()
+            .route("/jobs/", get(|axum::extract::RawQuery(q): axum::extract::RawQuery| async move { format!("jobs page {}", q.unwrap_or_default()) }))
+            .route("/", get(|| async { (StatusCode::FOUND, [(axum::http::header::LOCATION, "/jobs/")]) }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let am_address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, am_ui).await.unwrap() });
+
+        let books = RmCore::new(1_700_000_000_000, &["default".to_string()], 10).unwrap();
+        let (effects, _effects_rx) = tokio::sync::mpsc::unbounded_channel();
+        let clock: Arc<dyn weir_model::Clock> = Arc::new(weir_model::SystemClock::new());
+        let (core, _task) = crate::core::spawn(crate::core::YarnCore::new(books, Scheduler::new(SchedulerConfig::default())), clock, effects);
+        let id = core
+            .call(move |c, now| {
+                let (id, _) = c.rm_mut().new_application().unwrap();
+                c.rm_mut().submit(crate::rm_core::Submission::for_test(id), now.unix_ms).unwrap();
+                let am = crate::rm_core::AmEndpoint { host: "127.0.0.1".into(), rpc_port: 1, tracking_url: format!("http://{am_address}/") };
+                c.rm_mut().set_am_endpoint(id, Some(am)).unwrap();
+                id
+            })
+            .await
+            .unwrap();
+        let app = router(core.clone(), RestInfo { started_on_ms: 1_700_000_000_000 });
+        let get_raw = |uri: String| {
+            let app = app.clone();
+            async move {
+                let response = app.oneshot(Request::builder().uri(uri).body(Body::empty()).unwrap()).await.unwrap();
+                let status = response.status();
+                let location = response.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
+                let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+                (status, location, String::from_utf8_lossy(&body).into_owned())
+            }
+        };
+        let (status, _, body) = get_raw(format!("/proxy/{id}/jobs/?id=3")).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "jobs page id=3"));
+        let (status, location, _) = get_raw(format!("/proxy/{id}/")).await;
+        assert_eq!((status, location), (StatusCode::FOUND, Some(format!("/proxy/{id}/jobs/"))));
+        assert_eq!(get_raw(format!("/proxy/{id}")).await.1, Some(format!("/proxy/{id}/")));
+        assert_eq!(get_raw("/proxy/application_1700000000000_0077/".into()).await.0, StatusCode::NOT_FOUND);
+        assert_eq!(get_raw(format!("/proxy/{id}/a/%2e%2e/b")).await.0, StatusCode::BAD_REQUEST);
+        core.call(move |c, now| c.rm_mut().kill(id, None, now.unix_ms)).await.unwrap().unwrap();
+        let (status, _, body) = get_raw(format!("/proxy/{id}/jobs/")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     }
 
     #[tokio::test]
