@@ -707,6 +707,62 @@ impl Allocator {
         Ok(())
     }
 
+    /// Changes the reservation of resources on `agent` without changing
+    /// their amounts (RESERVE: unreserved → reserved for a role; UNRESERVE:
+    /// back). `holder` names the (framework, role) they are allocated to
+    /// (an accepted offer's); `None` means they are free. The agent's total
+    /// changes with them; shares do not (the same amounts stay where they
+    /// were). Refused, changing nothing, unless `from` and `to` hold the
+    /// same amounts and `from` is all there.
+    pub fn convert(
+        &mut self,
+        agent: &AgentId,
+        holder: Option<(&FrameworkId, &Role)>,
+        from: &ResourceSet,
+        to: &ResourceSet,
+    ) -> Result<(), AllocatorError> {
+        let a = self.agent_slot(agent)?;
+        let bad = |reason: &str| AllocatorError::BadConversion {
+            agent: agent.clone(),
+            from: Box::new(from.clone()),
+            to: Box::new(to.clone()),
+            reason: reason.to_owned(),
+        };
+        if from.total() != to.total() {
+            return Err(bad("a conversion must keep the amounts"));
+        }
+        let client = match holder {
+            None => None,
+            Some((framework, role)) => {
+                let f = self.framework_slot(framework)?;
+                Some(self.client_of(f, role).ok_or_else(|| bad("nothing is allocated to that framework in that role"))?)
+            }
+        };
+        let new_total = self.agent(a).total.checked_sub(from).map_err(|_| bad("not on the agent"))?.add(to);
+        let slot = self.agent_mut(a);
+        match client {
+            None => {
+                let free = slot.free.checked_sub(from).map_err(|_| bad("not free"))?;
+                slot.free = free;
+                slot.add_free(to);
+                slot.free_ports = Ports::of(&slot.free.unreserved.ports);
+            }
+            Some(c) => {
+                let pos = slot
+                    .allocations
+                    .iter()
+                    .position(|(owner, _)| *owner == c)
+                    .ok_or_else(|| bad("nothing is allocated to that framework in that role on this agent"))?;
+                let mut held = slot.allocations[pos].1.checked_sub(from).map_err(|_| bad("not allocated to that framework"))?;
+                held.add(to);
+                slot.allocations[pos].1 = held;
+            }
+        }
+        slot.total = new_total;
+        self.touch_candidate(a);
+        Ok(())
+    }
+
     // ----- the cycle -----
 
     /// One allocation cycle: every candidate agent's free resources are

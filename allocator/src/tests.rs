@@ -771,3 +771,47 @@ fn a_bounded_cycle_offers_every_agent_once_over_several_calls() {
     assert!(alloc.allocate_at_most(secs(2), 64, &mut out), "nothing left to offer");
     assert!(out.is_empty());
 }
+
+/// RESERVE and UNRESERVE change where resources belong, not how much there
+/// is: held or free, the books still add up, and the reserved part then goes
+/// only to its role.
+#[test]
+fn convert_moves_resources_between_reservations_without_changing_amounts() {
+    let mut alloc = Allocator::new(AllocatorConfig::default());
+    alloc.add_agent(agent(0), res("cpus:4;mem:4096;disk:1000"), vec![]).unwrap();
+    alloc.add_framework(fw(0), vec![role("db")]).unwrap();
+    alloc.add_framework(fw(1), vec![role("web")]).unwrap();
+    let offers = alloc.allocate(secs(0));
+    assert_eq!(offers.len(), 1);
+    let offer = &offers[0];
+    let (holder_fw, holder_role) = (offer.framework.clone(), offer.role.clone());
+    // The winner reserves part of what it holds for its own role.
+    let from = res("cpus:1;disk:500");
+    let mut to = ResourceSet::default();
+    to.reserved.insert(holder_role.clone(), from.unreserved.clone());
+    alloc.convert(&agent(0), Some((&holder_fw, &holder_role)), &from, &to).unwrap();
+    alloc.check_invariants();
+    // Refused, changing nothing: more than is held, or amounts that differ.
+    let too_much = res("cpus:9");
+    let mut too_much_to = ResourceSet::default();
+    too_much_to.reserved.insert(holder_role.clone(), too_much.unreserved.clone());
+    assert!(matches!(
+        alloc.convert(&agent(0), Some((&holder_fw, &holder_role)), &too_much, &too_much_to),
+        Err(AllocatorError::BadConversion { .. })
+    ));
+    assert!(alloc.convert(&agent(0), None, &res("cpus:1"), &res("cpus:2")).is_err());
+    alloc.check_invariants();
+    // Everything comes back; the reserved part is offered only to its role.
+    let mut back = offer.resources.checked_sub(&from).unwrap();
+    back.add_assign(&to);
+    alloc.recover(&agent(0), &holder_fw, &holder_role, &back).unwrap();
+    alloc.add_filter(&holder_fw, &agent(0), FOREVER).unwrap();
+    let offers = alloc.allocate(secs(1));
+    assert_eq!(offers.len(), 1);
+    assert_ne!(offers[0].framework, holder_fw);
+    assert!(offers[0].resources.reserved.is_empty(), "another role got {}", offers[0].resources);
+    // Free resources convert too (an operator's UNRESERVE).
+    alloc.convert(&agent(0), None, &to, &from).unwrap();
+    alloc.check_invariants();
+    assert_eq!(alloc.free(&agent(0)).unwrap(), res("cpus:1;disk:500"));
+}
