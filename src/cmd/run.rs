@@ -184,6 +184,8 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
             Some(v1::event::Kind::Error(e)) => bail!("the broker reported an error: {}", e.message),
             Some(v1::event::Kind::Rescind(_)) | Some(v1::event::Kind::Heartbeat(_)) | Some(v1::event::Kind::Subscribed(_)) => {}
             Some(v1::event::Kind::Failure(f)) => eprintln!("weir run: agent {} failed: {}", f.agent_id, f.message),
+            // `weir run` makes no resource operations.
+            Some(v1::event::Kind::OperationStatus(_)) => {}
             None => {}
         }
     }

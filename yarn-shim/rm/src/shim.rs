@@ -399,6 +399,7 @@ fn task_info(plan: TaskPlan, agent_id: &weir_model::AgentId, rm: &Rm, settings: 
                 }),
                 kill_grace_seconds: 2.0,
                 labels: [("yarn.role".to_owned(), "nodemanager".to_owned())].into_iter().collect(),
+                volumes: Vec::new(),
             }
         }
         TaskPlan::Container { task_id, container, capacity, nm_port } => v1::TaskInfo {
@@ -423,6 +424,7 @@ fn task_info(plan: TaskPlan, agent_id: &weir_model::AgentId, rm: &Rm, settings: 
             ]
             .into_iter()
             .collect(),
+            volumes: Vec::new(),
         },
     }
 }
