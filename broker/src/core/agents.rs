@@ -264,14 +264,22 @@ impl BrokerCore {
                 }
             }
             let previous = self.tasks.get(&(t.framework.clone(), t.task.clone())).map(|task| task.state);
-            // The volume disk it carries: each mounted volume's, once per
-            // volume (a shared one is counted by its first user only).
+            // The volume disk it carries: a mounted volume's size once per
+            // volume, by a task whose resources hold it (of a shared
+            // volume's users only the one launched first took its disk,
+            // and the agent reports them in no particular order).
             let mut volume_disk = Milli::ZERO;
+            let reserved_disk = t.resources.reserved.get(&t.role).map_or(Milli::ZERO, |r| r.disk);
             for m in &t.mounts {
-                let first = !counted_volumes.contains(&(t.role.clone(), m.clone()));
-                if let Some(v) = reg.volumes.get(&(t.role.clone(), m.clone())).filter(|_| first) {
-                    volume_disk = Milli(volume_disk.0 + v.size.0);
-                    counted_volumes.insert((t.role.clone(), m.clone()));
+                let key = (t.role.clone(), m.clone());
+                if counted_volumes.contains(&key) {
+                    continue;
+                }
+                if let Some(v) = reg.volumes.get(&key) {
+                    if volume_disk.0 + v.size.0 <= reserved_disk.0 {
+                        volume_disk = Milli(volume_disk.0 + v.size.0);
+                        counted_volumes.insert(key);
+                    }
                 }
             }
             if let Some(f) = self.frameworks.get_mut(&t.framework) {
