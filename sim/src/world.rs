@@ -211,7 +211,8 @@ impl World {
                 let cpus = 2 + rng.below(7);
                 let mem = 1024 * (1 + rng.below(8));
                 // Ports too: the YARN participant gives each node manager one.
-                let resources = ResourceSet::parse(&format!("cpus:{cpus};mem:{mem};ports:[31000-31009]")).unwrap_or_default();
+                let disk = if config.agent_disk_mib > 0 { format!(";disk:{}", config.agent_disk_mib) } else { String::new() };
+                let resources = ResourceSet::parse(&format!("cpus:{cpus};mem:{mem};ports:[31000-31009]{disk}")).unwrap_or_default();
                 SimAgent {
                     info: v1::AgentInfo {
                         id: String::new(),
