@@ -70,9 +70,10 @@ fn a_volume_keeps_its_data_across_tasks_agent_and_broker_restarts() {
     let out = cluster.weir(&["unreserve", "--agent", &agent, "--role", "db", "r1"]);
     assert_eq!(text(&out).1, format!("UNRESERVE on {agent}: OPERATION_FAILED: reservation r1 still holds volumes vol1; destroy them first\n"));
 
-    // The volume lives outside the sandboxes.
+    // The volume lives outside the sandboxes (the agent makes it once it
+    // has checkpointed the broker's word).
     let volume_dir = cluster.agent_dir(0).join("volumes/roles/db/vol1");
-    assert!(volume_dir.is_dir(), "{} missing", volume_dir.display());
+    support_wait(|| volume_dir.is_dir(), "the volume's directory on the agent");
 
     // A task writes into it and ends; the next task reads the data back.
     run_on_volume(&cluster, "echo persisted-$$ > data/file && ls -la data/ >&2");
@@ -136,5 +137,160 @@ fn support_wait(mut pred: impl FnMut() -> bool, what: &str) {
     while !pred() {
         assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+mod sdk_driven {
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::support::Cluster;
+    use super::SPEC;
+    use weir_model::{OfferId, ReservationId, ResourceSet, Resources, VolumeId};
+    use weir_proto::convert::resources_to_proto;
+    use weir_proto::v1;
+    use weir_sdk::operations::{create_volume, destroy_volume, finished, launch, mount, reserve};
+    use weir_sdk::{Framework, FrameworkConfig};
+
+    async fn subscribe(cluster: &Cluster, name: &str) -> Framework {
+        let mut config = FrameworkConfig::new(cluster.broker_addr.clone(), name);
+        config.roles = vec!["db".into()];
+        config.failover_timeout = Duration::from_secs(60);
+        config.reconnect = false;
+        Framework::subscribe(config).await.expect("subscribe")
+    }
+
+    /// The next event, updates acknowledged on the way.
+    async fn next(fw: &mut Framework, deadline: Instant) -> v1::Event {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let event = tokio::time::timeout(left, fw.next_event()).await.expect("timed out").expect("stream").expect("open");
+        if let Some(v1::event::Kind::Update(u)) = &event.kind {
+            fw.acknowledge(u.status.as_ref().unwrap()).await.unwrap();
+        }
+        event
+    }
+
+    async fn next_offer(fw: &mut Framework, want_volume: bool) -> v1::Offer {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(v1::event::Kind::Offers(offers)) = next(fw, deadline).await.kind {
+                for offer in offers.offers {
+                    if !want_volume || !offer.volumes.is_empty() {
+                        return offer;
+                    }
+                    fw.decline(&[OfferId::new(offer.id)], Some(Duration::ZERO)).await.unwrap();
+                }
+            }
+        }
+    }
+
+    async fn wait_task(fw: &mut Framework, task: &str, state: v1::TaskState) -> v1::TaskStatus {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(v1::event::Kind::Update(u)) = next(fw, deadline).await.kind {
+                let status = u.status.unwrap();
+                if status.task_id == task && status.state == state as i32 {
+                    return status;
+                }
+            }
+        }
+    }
+
+    async fn wait_statuses(fw: &mut Framework, n: usize) -> Vec<v1::OperationStatus> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut got = Vec::new();
+        while got.len() < n {
+            if let Some(v1::event::Kind::OperationStatus(s)) = next(fw, deadline).await.kind {
+                got.push(s);
+            }
+        }
+        got
+    }
+
+    fn task(id: &str, cmd: &str, volume: &VolumeId) -> v1::TaskInfo {
+        let mut t = v1::TaskInfo {
+            task_id: id.into(),
+            name: id.into(),
+            resources: resources_to_proto(&ResourceSet::parse("cpus(db):0.2;mem(db):32").unwrap()),
+            command: Some(v1::CommandInfo { shell: true, value: cmd.into(), ..Default::default() }),
+            ..Default::default()
+        };
+        mount(&mut t, volume, "", false);
+        t
+    }
+
+    /// A framework's volume is offered to it alone, keeps its data across
+    /// tasks (the writer is killed) and goes with DESTROY. Another
+    /// framework of the same role is offered the reservation, never the
+    /// volume.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_frameworks_volume_is_its_own_and_outlives_a_killed_task() {
+        let cluster = Cluster::start(1, SPEC, &[]);
+        let mut owner = subscribe(&cluster, "owner").await;
+        let mut other = subscribe(&cluster, "other").await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (saw_volume, saw_reservation) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU32::new(0)));
+        let watcher = tokio::spawn({
+            let (stop, saw_volume, saw_reservation) = (stop.clone(), saw_volume.clone(), saw_reservation.clone());
+            async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(Ok(Some(event))) = tokio::time::timeout(Duration::from_millis(200), other.next_event()).await else { continue };
+                    if let Some(v1::event::Kind::Offers(offers)) = event.kind {
+                        for offer in offers.offers {
+                            saw_volume.fetch_or(!offer.volumes.is_empty(), Ordering::Relaxed);
+                            if !offer.reservations.is_empty() {
+                                saw_reservation.fetch_add(1, Ordering::Relaxed);
+                            }
+                            other.decline(&[OfferId::new(offer.id)], Some(Duration::from_millis(300))).await.unwrap();
+                        }
+                    }
+                }
+            }
+        });
+
+        let (reservation, volume) = (ReservationId::new("r1"), VolumeId::new("vol"));
+        let offer = next_offer(&mut owner, false).await;
+        let ops = vec![
+            reserve("op-r", &reservation, &Resources::parse("cpus:1;mem:256;disk:1024").unwrap(), "owner"),
+            create_volume("op-c", &volume, &reservation, 512.0, "data", false),
+            launch(vec![task("writer", "echo from-the-writer > data/f && sleep 600", &volume)]),
+        ];
+        owner.accept(&[OfferId::new(offer.id)], ops, Some(Duration::ZERO)).await.unwrap();
+        let statuses = wait_statuses(&mut owner, 2).await;
+        assert!(statuses.iter().all(finished), "{statuses:?}");
+        wait_task(&mut owner, "writer", v1::TaskState::TaskRunning).await;
+        let file = cluster.agent_dir(0).join("volumes/roles/db/vol/f");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !file.exists() {
+            assert!(Instant::now() < deadline, "the writer never wrote");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        owner.kill(&weir_model::TaskId::new("writer"), None).await.unwrap();
+        wait_task(&mut owner, "writer", v1::TaskState::TaskKilled).await;
+
+        // A new task of the same framework reads the data back.
+        let offer = next_offer(&mut owner, true).await;
+        assert_eq!(offer.volumes[0].id, "vol");
+        owner.accept(&[OfferId::new(offer.id)], vec![launch(vec![task("reader", "cat data/f", &volume)])], Some(Duration::ZERO)).await.unwrap();
+        wait_task(&mut owner, "reader", v1::TaskState::TaskFinished).await;
+        let stdout = cluster.agent_dir(0).join(format!("sandboxes/{}/reader/stdout", owner.id()));
+        assert_eq!(std::fs::read_to_string(&stdout).unwrap(), "from-the-writer\n");
+
+        // DESTROY removes the data.
+        let offer = next_offer(&mut owner, true).await;
+        owner.accept(&[OfferId::new(offer.id)], vec![destroy_volume("op-d", &volume)], Some(Duration::ZERO)).await.unwrap();
+        let statuses = wait_statuses(&mut owner, 1).await;
+        assert!(finished(&statuses[0]), "{statuses:?}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while file.parent().unwrap().exists() {
+            assert!(Instant::now() < deadline, "the destroyed volume's data is still there");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        stop.store(true, Ordering::Relaxed);
+        watcher.await.unwrap();
+        assert!(!saw_volume.load(Ordering::Relaxed), "another framework of the role was offered the owner's volume");
+        assert!(saw_reservation.load(Ordering::Relaxed) > 0, "the other framework of the role was never offered the reservation");
     }
 }
