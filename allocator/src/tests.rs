@@ -815,3 +815,30 @@ fn convert_moves_resources_between_reservations_without_changing_amounts() {
     alloc.check_invariants();
     assert_eq!(alloc.free(&agent(0)).unwrap(), res("cpus:1;disk:500"));
 }
+
+/// A role's reservations count towards its share even while nobody holds
+/// them (as in Mesos): a role that reserved half the cluster is not also
+/// first in line for the other half.
+#[test]
+fn unallocated_reservations_count_towards_their_roles_share() {
+    let mut alloc = Allocator::new(AllocatorConfig::default());
+    alloc.add_agent(agent(0), res("cpus(a):4;mem(a):4096"), vec![]).unwrap();
+    alloc.add_agent(agent(1), res("cpus:4;mem:4096"), vec![]).unwrap();
+    alloc.add_framework(fw(0), vec![role("a")]).unwrap();
+    alloc.add_framework(fw(1), vec![role("b")]).unwrap();
+    // fa does not want its reservation now: it stays free, and still counts.
+    alloc.add_filter(&fw(0), &agent(0), FOREVER).unwrap();
+    let offers = alloc.allocate(secs(0));
+    alloc.check_invariants();
+    assert_eq!(offers.len(), 1);
+    assert_eq!((offers[0].agent.clone(), offers[0].framework.clone()), (agent(1), fw(1)), "role a sorted ahead despite its reservation");
+    let shares = alloc.role_shares();
+    let a = shares.iter().find(|s| s.role == role("a")).unwrap();
+    assert_eq!(a.dominant_share, 0.5);
+    assert!(a.allocated.is_empty());
+    // Held or free, the reservation counts the same.
+    alloc.recover(&agent(1), &fw(1), &role("b"), &offers[0].resources).unwrap();
+    alloc.remove_agent(&agent(0)).unwrap();
+    alloc.check_invariants();
+    assert_eq!(alloc.role_shares().iter().find(|s| s.role == role("a")).unwrap().dominant_share, 0.0);
+}
