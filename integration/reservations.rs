@@ -294,3 +294,106 @@ mod sdk_driven {
         assert!(saw_reservation.load(Ordering::Relaxed) > 0, "the other framework of the role was never offered the reservation");
     }
 }
+
+/// Broker failover with ZooKeeper: the new leader learns the reservation
+/// and the volume from the agent's re-registration, and a task after the
+/// failover reads what one before it wrote.
+#[test]
+fn a_volume_survives_a_zookeeper_failover() {
+    use support::{spawn_weir, supervisors_in, working_in, signal};
+    let server = weir_ha::testing::ZkServer::start();
+    let zk = server.url("/weir/volumes");
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..2).map(|_| support::free_port()).collect();
+    let mut brokers: Vec<support::Proc> = (0..2)
+        .map(|i| {
+            let work = dir.path().join(format!("broker{i}"));
+            spawn_weir(
+                &format!("broker{i}"),
+                &[
+                    "broker",
+                    "--zk",
+                    &zk,
+                    "--listen",
+                    &format!("127.0.0.1:{}", ports[i]),
+                    "--work-dir",
+                    work.to_str().unwrap(),
+                    "-D",
+                    "broker.zk.session.timeout=2s",
+                    "-D",
+                    "broker.recovery.timeout=20s",
+                ],
+                "standing by",
+            )
+            .0
+        })
+        .collect();
+    let agent_dir = dir.path().join("agent0");
+    let (_agent, _) = spawn_weir(
+        "agent0",
+        &["agent", "--broker", &zk, "--listen", "127.0.0.1:0", "--resources", SPEC, "--work-dir", agent_dir.to_str().unwrap(), "--hostname", "agent0.test"],
+        "agent",
+    );
+    let weir = |args: &[&str]| {
+        let out = Command::new(WEIR).args(args).args(["--broker", &zk]).output().unwrap();
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "weir {args:?}\nstdout: {stdout}\nstderr: {stderr}");
+        stdout
+    };
+    let agent = {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = Command::new(WEIR).args(["status", "--json", "--broker", &zk]).output().unwrap();
+            let state: Option<serde_json::Value> = serde_json::from_slice(&out.stdout).ok();
+            if let Some(id) = state.as_ref().and_then(|s| s["agents"][0]["id"].as_str()) {
+                break id.to_owned();
+            }
+            assert!(std::time::Instant::now() < deadline, "the agent never registered");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    weir(&["reserve", "--agent", &agent, "--role", "db", "--id", "r1", "cpus:1;mem:256;disk:1024"]);
+    weir(&["volume", "create", "--agent", &agent, "--role", "db", "--reservation", "r1", "--size", "256", "--path", "data", "vol1"]);
+    let run = |cmd: &str| {
+        let out = Command::new(WEIR)
+            .args(["run", "--broker", &zk, "--role", "db", "--volume", "vol1", "--cpus", "0.2", "--mem", "32", "--", cmd])
+            .output()
+            .unwrap();
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {stderr}");
+        stdout
+    };
+    run("echo before-failover > data/f");
+
+    // Kill whichever broker leads; the other takes over.
+    let contenders = |zk: &str| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(weir_ha::zk::contenders(&weir_ha::ZkAddress::parse(zk).unwrap(), Duration::from_secs(5))).unwrap_or_default()
+    };
+    let leader = contenders(&zk).into_iter().find(|c| c.leading).expect("a leader");
+    let i = ports.iter().position(|p| leader.info.address.ends_with(&format!(":{p}"))).unwrap();
+    brokers[i].kill9();
+    support_wait_long(
+        || {
+            let out = Command::new(WEIR).args(["volume", "list", "--broker", &zk]).output().unwrap();
+            let now = contenders(&zk).into_iter().find(|c| c.leading).map(|c| c.info.epoch);
+            now.is_some_and(|e| e > leader.info.epoch) && text(&out).0.contains("vol1")
+        },
+        "a new leader that knows the volume",
+    );
+    assert_eq!(run("cat data/f"), "before-failover\n");
+    drop(brokers);
+    let d = dir.path().display().to_string();
+    for pid in supervisors_in(&d).into_iter().chain(working_in(&d)) {
+        signal(-pid, 9);
+        signal(pid, 9);
+    }
+}
+
+fn support_wait_long(mut pred: impl FnMut() -> bool, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !pred() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}

@@ -123,6 +123,10 @@ pub struct AgentCore {
     /// The broker's last CHECKPOINT_RESOURCES (validated).
     reservations: Vec<v1::ReservationInfo>,
     volumes: Vec<v1::VolumeInfo>,
+    /// Volumes the broker destroyed while a task still mounted them: their
+    /// data is deleted once no task does (not checkpointed: after a crash
+    /// the directory is left behind, never deleted on a guess).
+    destroy_when_unmounted: std::collections::BTreeSet<(Role, VolumeId)>,
 }
 
 impl AgentCore {
@@ -139,6 +143,7 @@ impl AgentCore {
             dirty: false,
             reservations: Vec::new(),
             volumes: Vec::new(),
+            destroy_when_unmounted: Default::default(),
         }
     }
 
@@ -271,6 +276,21 @@ impl AgentCore {
             .collect()
     }
 
+    /// Deletes the volumes destroyed while in use that no task mounts now.
+    fn destroy_unmounted(&mut self, out: &mut Vec<Effect>) {
+        if self.destroy_when_unmounted.is_empty() {
+            return;
+        }
+        let mounted = self.mounted();
+        let free: Vec<_> = self.destroy_when_unmounted.iter().filter(|v| !mounted.contains(*v)).cloned().collect();
+        for v in &free {
+            self.destroy_when_unmounted.remove(v);
+        }
+        if !free.is_empty() {
+            out.push(Effect::DestroyVolumes(free));
+        }
+    }
+
     fn checkpoint_resources(&mut self, msg: v1::broker_message::CheckpointResources, out: &mut Vec<Effect>) {
         if let Err(e) = convert::reservations_and_volumes_from_proto("checkpoint_resources", &msg.reservations, &msg.volumes) {
             tracing::error!(error = %e, "the broker sent reservations and volumes that do not add up; kept the old ones");
@@ -280,20 +300,21 @@ impl AgentCore {
         let old: std::collections::BTreeSet<_> = self.volumes.iter().map(key).collect();
         let new: std::collections::BTreeSet<_> = msg.volumes.iter().map(key).collect();
         let mounted = self.mounted();
-        let mut volumes = msg.volumes;
+        let volumes = msg.volumes;
         let mut destroyed = Vec::new();
         for gone in old.difference(&new) {
             if mounted.contains(gone) {
-                // The broker never destroys a volume in use; if its books
-                // say otherwise, the data stays until no task needs it.
-                tracing::error!(role = %gone.0, volume_id = %gone.1, "asked to destroy a volume a task still mounts; kept");
-                if let Some(v) = self.volumes.iter().find(|v| key(v) == *gone) {
-                    volumes.push(v.clone());
-                }
+                // A task still uses it (its framework was torn down and the
+                // kill is under way, say): the broker's list is the truth,
+                // but the data goes only once the task has ended.
+                tracing::warn!(role = %gone.0, volume_id = %gone.1, "volume destroyed while a task mounts it; its data goes when the task ends");
+                self.destroy_when_unmounted.insert(gone.clone());
             } else {
                 destroyed.push(gone.clone());
             }
         }
+        // Created again before it was deleted: it stays.
+        self.destroy_when_unmounted.retain(|v| !new.contains(v));
         let created: Vec<_> = new.difference(&old).cloned().collect();
         tracing::info!(reservations = msg.reservations.len(), volumes = volumes.len(), created = created.len(), destroyed = destroyed.len(), "reservations and volumes checkpointed");
         self.reservations = msg.reservations;
@@ -390,6 +411,7 @@ impl AgentCore {
                 };
                 let (exit_code, sig) = if killed { (None, None) } else { (code, signal) };
                 self.update(&key, state, reason, &message, exit_code, sig, now, wall, &mut out);
+                self.destroy_unmounted(&mut out);
             }
             Input::Tick => self.tick(now, &mut out),
             Input::Shutdown => {
@@ -936,16 +958,15 @@ mod tests {
         t.volumes[0].volume_id = "data".into();
         let out = c.handle(Input::RunTask { framework: "F1".into(), task: t }, t0, 0.0);
         assert!(out.iter().any(|e| matches!(e, Effect::Spawn { .. })));
-        // Destroyed while a task mounts it (the broker never does this):
-        // the data stays.
+        // Destroyed while a task mounts it (a torn-down framework's task
+        // still being killed): the list follows the broker, the data stays
+        // until the task has ended.
         let out = c.handle(Input::CheckpointResources(resources_message(&[])), t0, 0.0);
         assert!(!out.iter().any(|e| matches!(e, Effect::DestroyVolumes(_))));
-        assert_eq!(c.reservations().1.len(), 1);
-        // Once the task has ended, a DESTROY deletes it.
+        assert!(c.reservations().1.is_empty());
         c.handle(Input::Spawned { framework: fw(), task: "uses2".into(), pid: 9, sandbox: "/s".into() }, t0, 0.0);
-        c.handle(Input::Exited { framework: fw(), task: "uses2".into(), code: Some(0), signal: None, limitation: None }, t0, 0.0);
-        let out = c.handle(Input::CheckpointResources(resources_message(&[])), t0, 0.0);
-        assert_eq!(out, vec![Effect::DestroyVolumes(vec![(Role::new("db"), VolumeId::new("data"))])]);
+        let out = c.handle(Input::Exited { framework: fw(), task: "uses2".into(), code: Some(0), signal: None, limitation: None }, t0, 0.0);
+        assert!(out.contains(&Effect::DestroyVolumes(vec![(Role::new("db"), VolumeId::new("data"))])), "{out:?}");
         // Books that do not add up are refused whole.
         let out = c.handle(Input::CheckpointResources(resources_message(&[("big", 500.0)])), t0, 0.0);
         assert!(out.is_empty());
