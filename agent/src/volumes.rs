@@ -79,8 +79,11 @@ mod tests {
         };
         link_mounts(&root, &sandbox, &info).unwrap();
         std::fs::write(sandbox.join("var/db/file"), b"kept").unwrap();
-        // Sandbox garbage collection deletes the link, not the data.
-        std::fs::remove_dir_all(dir.path().join("sandboxes")).unwrap();
+        // A sandbox garbage-collection pass deletes the link, not the data.
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+        let deleted = crate::launcher::process::collect_garbage(&dir.path().join("sandboxes"), &Default::default(), later);
+        assert_eq!(deleted, vec![sandbox.clone()]);
+        assert!(!sandbox.exists());
         assert_eq!(std::fs::read(vol.join("file")).unwrap(), b"kept");
         destroy(&root, &role, &id).unwrap();
         assert!(!vol.exists());
