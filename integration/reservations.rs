@@ -397,3 +397,21 @@ fn support_wait_long(mut pred: impl FnMut() -> bool, what: &str) {
         std::thread::sleep(Duration::from_millis(250));
     }
 }
+
+/// A task that fills its volume past the volume's size is stopped and
+/// told why.
+#[test]
+fn a_task_that_overfills_its_volume_fails_with_the_reason() {
+    let cluster = Cluster::start(1, SPEC, &[]);
+    let agent = agent_id(&cluster);
+    let out = cluster.weir(&["reserve", "--agent", &agent, "--role", "db", "--id", "r1", "cpus:1;mem:256;disk:64"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
+    let out = cluster.weir(&["volume", "create", "--agent", &agent, "--role", "db", "--reservation", "r1", "--size", "1", "--path", "data", "small"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
+    let started = std::time::Instant::now();
+    let out = cluster.weir(&["run", "--role", "db", "--volume", "small", "--cpus", "0.2", "--mem", "32", "--", "head -c 3145728 /dev/zero > data/big; sleep 60"]);
+    let (_, stderr) = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("TASK_FAILED: volume small uses 3.0 MiB of its 1 MiB"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(40), "the task was not stopped in time");
+}

@@ -56,6 +56,8 @@ pub enum Input {
     Exited { framework: FrameworkId, task: TaskId, code: Option<i32>, signal: Option<i32>, limitation: Option<String> },
     /// The broker's whole list of this agent's reservations and volumes.
     CheckpointResources(v1::broker_message::CheckpointResources),
+    /// A volume's measured disk use (the shell measures every few seconds).
+    VolumeUsage { role: Role, volume: VolumeId, used_mib: f64 },
     Disconnected,
     Tick,
     Shutdown,
@@ -92,6 +94,9 @@ struct TaskRecord {
     kill_requested: bool,
     kill_deadline: Option<Duration>,
     killed_hard: bool,
+    /// Why the agent is killing it (a volume past its size): it then ends
+    /// TASK_FAILED with this message, not TASK_KILLED.
+    limitation: Option<String>,
 }
 
 /// A task as `/state` shows it.
@@ -224,6 +229,7 @@ impl AgentCore {
                     kill_requested: t.kill_requested,
                     kill_deadline: None,
                     killed_hard: false,
+                    limitation: None,
                 },
             );
         }
@@ -274,6 +280,34 @@ impl AgentCore {
                 t.info.volumes.iter().filter_map(move |m| role.clone().map(|r| (r, VolumeId::new(m.volume_id.clone()))))
             })
             .collect()
+    }
+
+    /// A volume measured past its size: every live task that mounts it is
+    /// killed and ends TASK_FAILED (REASON_CONTAINER_LIMITATION_DISK), as
+    /// Mesos' disk isolator does when it enforces quotas.
+    fn volume_usage(&mut self, role: &Role, volume: &VolumeId, used_mib: f64, now: Duration, out: &mut Vec<Effect>) {
+        let Some(size) = self.volumes.iter().find(|v| v.role == role.as_str() && v.id == volume.as_str()).map(|v| v.size) else {
+            return;
+        };
+        if used_mib <= size {
+            return;
+        }
+        let users: Vec<_> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| !t.state.is_terminal() && t.limitation.is_none())
+            .filter(|(_, t)| task_role(&t.info).as_ref() == Some(role) && t.info.volumes.iter().any(|m| m.volume_id == volume.as_str()))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in users {
+            let message = format!("volume {volume} uses {used_mib:.1} MiB of its {size} MiB");
+            tracing::warn!(framework_id = %key.0, task_id = %key.1, %message, "killing a task whose volume is past its size");
+            if let Some(t) = self.tasks.get_mut(&key) {
+                t.limitation = Some(message);
+            }
+            self.dirty = true;
+            self.start_kill(&key, now, out);
+        }
     }
 
     /// Deletes the volumes destroyed while in use that no task mounts now.
@@ -351,7 +385,7 @@ impl AgentCore {
 
     pub fn handle(&mut self, input: Input, now: Duration, wall: f64) -> Vec<Effect> {
         let mut out = Vec::new();
-        if !matches!(input, Input::Tick | Input::Disconnected) {
+        if !matches!(input, Input::Tick | Input::Disconnected | Input::VolumeUsage { .. }) {
             self.dirty = true;
         }
         match input {
@@ -367,6 +401,7 @@ impl AgentCore {
             }
             Input::Disconnected => self.registered = false,
             Input::CheckpointResources(msg) => self.checkpoint_resources(msg, &mut out),
+            Input::VolumeUsage { role, volume, used_mib } => self.volume_usage(&role, &volume, used_mib, now, &mut out),
             Input::RunTask { framework, task } => self.run_task(&framework, *task, now, wall, &mut out),
             Input::KillTask { framework, task } => self.kill_task(&framework, &task, now, wall, &mut out),
             Input::Acknowledge { framework, task, uuid } => self.acknowledge(&framework, &task, &uuid, now, &mut out),
@@ -396,8 +431,12 @@ impl AgentCore {
                 t.pid = None;
                 t.kill_deadline = None;
                 let killed = t.kill_requested;
+                let over_disk = t.limitation.clone();
                 tracing::info!(framework_id = %framework, task_id = %task, ?code, ?signal, "task exited");
                 let (state, reason, message) = match (code, signal) {
+                    _ if over_disk.is_some() => {
+                        (TaskState::Failed, "REASON_CONTAINER_LIMITATION_DISK", over_disk.clone().unwrap_or_default())
+                    }
                     _ if killed => (TaskState::Killed, "REASON_TASK_KILLED", "Task killed".to_owned()),
                     _ if limitation.is_some() => (
                         TaskState::Failed,
@@ -409,7 +448,7 @@ impl AgentCore {
                     (None, Some(s)) => (TaskState::Failed, "REASON_COMMAND_EXITED", format!("Command terminated by signal {s}")),
                     (None, None) => (TaskState::Failed, "REASON_EXECUTOR_TERMINATED", "Command ended with an unknown status".to_owned()),
                 };
-                let (exit_code, sig) = if killed { (None, None) } else { (code, signal) };
+                let (exit_code, sig) = if killed || over_disk.is_some() { (None, None) } else { (code, signal) };
                 self.update(&key, state, reason, &message, exit_code, sig, now, wall, &mut out);
                 self.destroy_unmounted(&mut out);
             }
@@ -705,6 +744,7 @@ fn new_record(info: v1::TaskInfo, framework: &FrameworkId, wall: f64) -> TaskRec
         kill_requested: false,
         kill_deadline: None,
         killed_hard: false,
+        limitation: None,
     }
 }
 
@@ -971,5 +1011,29 @@ mod tests {
         let out = c.handle(Input::CheckpointResources(resources_message(&[("big", 500.0)])), t0, 0.0);
         assert!(out.is_empty());
         assert!(c.reservations().1.is_empty());
+    }
+
+    #[test]
+    fn a_task_whose_volume_grows_past_its_size_fails_with_the_reason() {
+        let mut c = core();
+        let t0 = Duration::ZERO;
+        c.handle(Input::CheckpointResources(resources_message(&[("data", 50.0)])), t0, 0.0);
+        let mut t = task("writer");
+        t.resources = convert::resources_to_proto(&weir_model::ResourceSet::parse("cpus(db):1;disk(db):50").unwrap());
+        t.volumes.push(v1::VolumeMount { volume_id: "data".into(), container_path: "d".into(), read_only: false });
+        c.handle(Input::RunTask { framework: "F1".into(), task: t }, t0, 0.0);
+        c.handle(Input::Spawned { framework: fw(), task: "writer".into(), pid: 9, sandbox: "/s".into() }, t0, 0.0);
+        let usage = |used| Input::VolumeUsage { role: Role::new("db"), volume: VolumeId::new("data"), used_mib: used };
+        c.checkpoint();
+        assert!(c.handle(usage(50.0), t0, 0.0).is_empty(), "within its size: nothing happens");
+        assert!(!c.is_dirty(), "a measurement alone is not worth a checkpoint write");
+        let out = c.handle(usage(64.5), t0, 0.0);
+        assert!(out.contains(&Effect::Signal { framework: fw(), task: "writer".into(), pid: 9, signal: Signal::Term }), "{out:?}");
+        assert!(c.handle(usage(70.0), t0, 0.0).is_empty(), "killed once");
+        c.handle(Input::Exited { framework: fw(), task: "writer".into(), code: None, signal: Some(15), limitation: None }, t0, 0.0);
+        let latest = &c.tasks[&(fw(), TaskId::new("writer"))].latest;
+        assert_eq!(latest.state, task_state_to_proto(TaskState::Failed) as i32);
+        assert_eq!(latest.reason, "REASON_CONTAINER_LIMITATION_DISK");
+        assert_eq!(latest.message, "volume data uses 64.5 MiB of its 50 MiB");
     }
 }

@@ -299,6 +299,45 @@ pub async fn run_with(
             }
         }
     });
+    // Volumes past their size get their tasks killed (the core decides).
+    let volume_meter = tokio::spawn({
+        let shared = shared.clone();
+        async move {
+            let mut interval = tokio::time::interval(VOLUME_USAGE_INTERVAL);
+            loop {
+                interval.tick().await;
+                let (root, volumes) = {
+                    let core = shared.core();
+                    let list: Vec<(weir_model::Role, weir_model::VolumeId)> = core
+                        .reservations()
+                        .1
+                        .iter()
+                        .map(|v| (weir_model::Role::new(v.role.clone()), weir_model::VolumeId::new(v.id.clone())))
+                        .collect();
+                    (shared.volumes.clone(), list)
+                };
+                if volumes.is_empty() {
+                    continue;
+                }
+                let measured = tokio::task::spawn_blocking(move || {
+                    volumes
+                        .into_iter()
+                        .map(|(role, id)| {
+                            let bytes = volumes::disk_usage(&volumes::volume_dir(&root, &role, &id));
+                            (role, id, bytes as f64 / (1024.0 * 1024.0))
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .await
+                .unwrap_or_default();
+                for (role, volume, used_mib) in measured {
+                    if shared.events.send(Input::VolumeUsage { role, volume, used_mib }).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
     let ticker = tokio::spawn({
         let events = shared.events.clone();
         let every = settings.status_update_retry_interval.min(Duration::from_millis(250)).max(Duration::from_millis(20));
@@ -339,6 +378,7 @@ pub async fn run_with(
     }
     connection.abort();
     gc.abort();
+    volume_meter.abort();
     ticker.abort();
     http.abort();
     event_loop.abort();
@@ -433,6 +473,9 @@ fn carry_out(shared: &Arc<Shared>, effect: Effect, agent_id: &str) {
         }
     }
 }
+
+/// How often the agent measures the disk its volumes use.
+const VOLUME_USAGE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Refuses to start with `--resources` that no longer hold the checkpointed
 /// reservations: the broker would refuse the agent, and starting afresh

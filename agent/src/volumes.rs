@@ -35,6 +35,25 @@ pub fn destroy(root: &Path, role: &Role, id: &VolumeId) -> std::io::Result<()> {
     }
 }
 
+/// Bytes of the files under `dir` (symbolic links are not followed, so a
+/// link cannot make a volume look bigger or smaller than it is).
+pub fn disk_usage(dir: &Path) -> u64 {
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let Ok(meta) = std::fs::symlink_metadata(e.path()) else { continue };
+            if meta.is_dir() {
+                stack.push(e.path());
+            } else {
+                total = total.saturating_add(meta.len());
+            }
+        }
+    }
+    total
+}
+
 /// Links every volume a task mounts into its sandbox. The task's role is
 /// the one its resources are reserved for.
 pub fn link_mounts(root: &Path, sandbox: &Path, info: &v1::TaskInfo) -> Result<(), String> {
@@ -85,6 +104,10 @@ mod tests {
         assert_eq!(deleted, vec![sandbox.clone()]);
         assert!(!sandbox.exists());
         assert_eq!(std::fs::read(vol.join("file")).unwrap(), b"kept");
+        std::fs::create_dir_all(vol.join("sub")).unwrap();
+        std::fs::write(vol.join("sub/more"), vec![0u8; 3000]).unwrap();
+        std::os::unix::fs::symlink("/etc", vol.join("link")).unwrap();
+        assert_eq!(disk_usage(&vol), 4 + 3000 + "/etc".len() as u64);
         destroy(&root, &role, &id).unwrap();
         assert!(!vol.exists());
         destroy(&root, &role, &id).unwrap();
