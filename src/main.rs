@@ -43,6 +43,12 @@ enum Command {
     Status(cmd::status::Args),
     /// Print a task's output (stdout, or stderr with --stderr).
     Logs(cmd::logs::Args),
+    /// Reserve an agent's free resources for a role (dynamic reservation).
+    Reserve(cmd::reserve::ReserveArgs),
+    /// Give a dynamic reservation's resources back to every role.
+    Unreserve(cmd::reserve::UnreserveArgs),
+    /// Persistent volumes: create, destroy, grow, shrink, list.
+    Volume(cmd::reserve::VolumeArgs),
     /// Show the effective configuration.
     Conf(cmd::conf::Args),
     /// Run the YARN shim: serves YARN clients, subscribed to a broker.
@@ -89,6 +95,9 @@ fn main() -> ExitCode {
             Command::Run(args) => cmd::run::main(&options, args).await,
             Command::Status(args) => cmd::status::main(&options, args).await,
             Command::Logs(args) => cmd::logs::main(&options, args).await,
+            Command::Reserve(args) => cmd::reserve::reserve_main(&options, args).await,
+            Command::Unreserve(args) => cmd::reserve::unreserve_main(&options, args).await,
+            Command::Volume(args) => cmd::reserve::volume_main(&options, args).await,
             Command::Conf(args) => cmd::conf::main(&options, args),
             Command::Yarn(args) => cmd::yarn::main(&options, args).await,
             Command::Bench(args) => cmd::bench::main(&options, args).await,

@@ -277,6 +277,8 @@ mod tests {
             agent_id: "A1".into(),
             update_counter: 7,
             tasks: vec![v1::CheckpointedTask { framework_id: "F1".into(), sandbox: "/s".into(), supervisor_pid: 42, ..Default::default() }],
+            reservations: vec![v1::ReservationInfo { id: "r1".into(), role: "db".into(), ..Default::default() }],
+            volumes: vec![v1::VolumeInfo { id: "data".into(), role: "db".into(), reservation_id: "r1".into(), size: 10.0, ..Default::default() }],
         }
     }
 

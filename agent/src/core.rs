@@ -15,6 +15,12 @@
 //! - a kill is SIGTERM to the task's process group, then SIGKILL at the
 //!   grace deadline, and the task reports TASK_KILLED.
 //!
+//! Reservations and volumes are the broker's to decide: the core keeps the
+//! last list the broker sent (CHECKPOINT_RESOURCES), checkpoints it, reports
+//! it on every registration, and asks the shell to create the directories
+//! of new volumes and delete those of destroyed ones. A task may mount only
+//! a volume the list holds; a volume a live task mounts is never deleted.
+//!
 //! Update uuids are `nonce ‖ counter`: the shell picks the nonce at start
 //! (random), so the core stays deterministic and uuids stay unique across
 //! agent restarts.
@@ -23,7 +29,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use weir_model::{AgentId, FrameworkId, TaskId, TaskState};
+use weir_model::{AgentId, FrameworkId, Role, TaskId, TaskState, VolumeId};
 use weir_proto::convert::{self, task_state_to_proto};
 use weir_proto::v1;
 
@@ -48,6 +54,10 @@ pub enum Input {
     /// `limitation`: the task hit a resource limit (e.g. the OOM killer);
     /// the message says which.
     Exited { framework: FrameworkId, task: TaskId, code: Option<i32>, signal: Option<i32>, limitation: Option<String> },
+    /// The broker's whole list of this agent's reservations and volumes.
+    CheckpointResources(v1::broker_message::CheckpointResources),
+    /// A volume's measured disk use (the shell measures every few seconds).
+    VolumeUsage { role: Role, volume: VolumeId, used_mib: f64 },
     Disconnected,
     Tick,
     Shutdown,
@@ -59,6 +69,10 @@ pub enum Effect {
     Send(v1::AgentMessage),
     Spawn { framework: FrameworkId, task: TaskId, info: Box<v1::TaskInfo> },
     Signal { framework: FrameworkId, task: TaskId, pid: u32, signal: Signal },
+    /// Create the directories of these volumes (kept if they exist).
+    CreateVolumes(Vec<(Role, VolumeId)>),
+    /// Delete these volumes and their data.
+    DestroyVolumes(Vec<(Role, VolumeId)>),
 }
 
 #[derive(Debug, Clone)]
@@ -80,6 +94,9 @@ struct TaskRecord {
     kill_requested: bool,
     kill_deadline: Option<Duration>,
     killed_hard: bool,
+    /// Why the agent is killing it (a volume past its size): it then ends
+    /// TASK_FAILED with this message, not TASK_KILLED.
+    limitation: Option<String>,
 }
 
 /// A task as `/state` shows it.
@@ -108,6 +125,13 @@ pub struct AgentCore {
     completed: VecDeque<TaskView>,
     /// Something the checkpoint holds has changed since it was last taken.
     dirty: bool,
+    /// The broker's last CHECKPOINT_RESOURCES (validated).
+    reservations: Vec<v1::ReservationInfo>,
+    volumes: Vec<v1::VolumeInfo>,
+    /// Volumes the broker destroyed while a task still mounted them: their
+    /// data is deleted once no task does (not checkpointed: after a crash
+    /// the directory is left behind, never deleted on a guess).
+    destroy_when_unmounted: std::collections::BTreeSet<(Role, VolumeId)>,
 }
 
 impl AgentCore {
@@ -122,6 +146,9 @@ impl AgentCore {
             tasks: BTreeMap::new(),
             completed: VecDeque::new(),
             dirty: false,
+            reservations: Vec::new(),
+            volumes: Vec::new(),
+            destroy_when_unmounted: Default::default(),
         }
     }
 
@@ -136,6 +163,8 @@ impl AgentCore {
         v1::AgentCheckpoint {
             agent_id: self.agent_id.as_ref().map(|a| a.to_string()).unwrap_or_default(),
             update_counter: self.counter,
+            reservations: self.reservations.clone(),
+            volumes: self.volumes.clone(),
             tasks: self
                 .tasks
                 .iter()
@@ -165,6 +194,10 @@ impl AgentCore {
             self.agent_id = Some(AgentId::new(checkpoint.agent_id));
         }
         self.counter = self.counter.max(checkpoint.update_counter);
+        convert::reservations_and_volumes_from_proto("checkpoint", &checkpoint.reservations, &checkpoint.volumes)
+            .map_err(|e| e.to_string())?;
+        self.reservations = checkpoint.reservations;
+        self.volumes = checkpoint.volumes;
         let mut live = Vec::new();
         let mut orphans = Vec::new();
         for (i, t) in checkpoint.tasks.into_iter().enumerate() {
@@ -196,6 +229,7 @@ impl AgentCore {
                     kill_requested: t.kill_requested,
                     kill_deadline: None,
                     killed_hard: false,
+                    limitation: None,
                 },
             );
         }
@@ -231,6 +265,102 @@ impl AgentCore {
         register_message_of(&self.snapshot(), info)
     }
 
+    /// The reservations and volumes this agent holds (validated).
+    pub fn reservations(&self) -> (&[v1::ReservationInfo], &[v1::VolumeInfo]) {
+        (&self.reservations, &self.volumes)
+    }
+
+    /// Volumes a live task mounts, as (role, id).
+    fn mounted(&self) -> std::collections::BTreeSet<(Role, VolumeId)> {
+        self.tasks
+            .values()
+            .filter(|t| !t.state.is_terminal() || t.pid.is_some())
+            .flat_map(|t| {
+                let role = task_role(&t.info);
+                t.info.volumes.iter().filter_map(move |m| role.clone().map(|r| (r, VolumeId::new(m.volume_id.clone()))))
+            })
+            .collect()
+    }
+
+    /// A volume measured past its size: every live task that mounts it is
+    /// killed and ends TASK_FAILED (REASON_CONTAINER_LIMITATION_DISK), as
+    /// Mesos' disk isolator does when it enforces quotas.
+    fn volume_usage(&mut self, role: &Role, volume: &VolumeId, used_mib: f64, now: Duration, out: &mut Vec<Effect>) {
+        let Some(size) = self.volumes.iter().find(|v| v.role == role.as_str() && v.id == volume.as_str()).map(|v| v.size) else {
+            return;
+        };
+        if used_mib <= size {
+            return;
+        }
+        let users: Vec<_> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| !t.state.is_terminal() && t.limitation.is_none())
+            .filter(|(_, t)| task_role(&t.info).as_ref() == Some(role) && t.info.volumes.iter().any(|m| m.volume_id == volume.as_str()))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in users {
+            let message = format!("volume {volume} uses {used_mib:.1} MiB of its {size} MiB");
+            tracing::warn!(framework_id = %key.0, task_id = %key.1, %message, "killing a task whose volume is past its size");
+            if let Some(t) = self.tasks.get_mut(&key) {
+                t.limitation = Some(message);
+            }
+            self.dirty = true;
+            self.start_kill(&key, now, out);
+        }
+    }
+
+    /// Deletes the volumes destroyed while in use that no task mounts now.
+    fn destroy_unmounted(&mut self, out: &mut Vec<Effect>) {
+        if self.destroy_when_unmounted.is_empty() {
+            return;
+        }
+        let mounted = self.mounted();
+        let free: Vec<_> = self.destroy_when_unmounted.iter().filter(|v| !mounted.contains(*v)).cloned().collect();
+        for v in &free {
+            self.destroy_when_unmounted.remove(v);
+        }
+        if !free.is_empty() {
+            out.push(Effect::DestroyVolumes(free));
+        }
+    }
+
+    fn checkpoint_resources(&mut self, msg: v1::broker_message::CheckpointResources, out: &mut Vec<Effect>) {
+        if let Err(e) = convert::reservations_and_volumes_from_proto("checkpoint_resources", &msg.reservations, &msg.volumes) {
+            tracing::error!(error = %e, "the broker sent reservations and volumes that do not add up; kept the old ones");
+            return;
+        }
+        let key = |v: &v1::VolumeInfo| (Role::new(v.role.clone()), VolumeId::new(v.id.clone()));
+        let old: std::collections::BTreeSet<_> = self.volumes.iter().map(key).collect();
+        let new: std::collections::BTreeSet<_> = msg.volumes.iter().map(key).collect();
+        let mounted = self.mounted();
+        let volumes = msg.volumes;
+        let mut destroyed = Vec::new();
+        for gone in old.difference(&new) {
+            if mounted.contains(gone) {
+                // A task still uses it (its framework was torn down and the
+                // kill is under way, say): the broker's list is the truth,
+                // but the data goes only once the task has ended.
+                tracing::warn!(role = %gone.0, volume_id = %gone.1, "volume destroyed while a task mounts it; its data goes when the task ends");
+                self.destroy_when_unmounted.insert(gone.clone());
+            } else {
+                destroyed.push(gone.clone());
+            }
+        }
+        // Created again before it was deleted: it stays.
+        self.destroy_when_unmounted.retain(|v| !new.contains(v));
+        let created: Vec<_> = new.difference(&old).cloned().collect();
+        tracing::info!(reservations = msg.reservations.len(), volumes = volumes.len(), created = created.len(), destroyed = destroyed.len(), "reservations and volumes checkpointed");
+        self.reservations = msg.reservations;
+        self.volumes = volumes;
+        if !created.is_empty() {
+            out.push(Effect::CreateVolumes(created));
+        }
+        if !destroyed.is_empty() {
+            out.push(Effect::DestroyVolumes(destroyed));
+        }
+    }
+
     pub fn tasks(&self) -> Vec<TaskView> {
         self.tasks.iter().map(|((f, t), r)| view(f, t, r)).chain(self.completed.iter().cloned()).collect()
     }
@@ -255,7 +385,7 @@ impl AgentCore {
 
     pub fn handle(&mut self, input: Input, now: Duration, wall: f64) -> Vec<Effect> {
         let mut out = Vec::new();
-        if !matches!(input, Input::Tick | Input::Disconnected) {
+        if !matches!(input, Input::Tick | Input::Disconnected | Input::VolumeUsage { .. }) {
             self.dirty = true;
         }
         match input {
@@ -270,6 +400,8 @@ impl AgentCore {
                 }
             }
             Input::Disconnected => self.registered = false,
+            Input::CheckpointResources(msg) => self.checkpoint_resources(msg, &mut out),
+            Input::VolumeUsage { role, volume, used_mib } => self.volume_usage(&role, &volume, used_mib, now, &mut out),
             Input::RunTask { framework, task } => self.run_task(&framework, *task, now, wall, &mut out),
             Input::KillTask { framework, task } => self.kill_task(&framework, &task, now, wall, &mut out),
             Input::Acknowledge { framework, task, uuid } => self.acknowledge(&framework, &task, &uuid, now, &mut out),
@@ -299,8 +431,12 @@ impl AgentCore {
                 t.pid = None;
                 t.kill_deadline = None;
                 let killed = t.kill_requested;
+                let over_disk = t.limitation.clone();
                 tracing::info!(framework_id = %framework, task_id = %task, ?code, ?signal, "task exited");
                 let (state, reason, message) = match (code, signal) {
+                    _ if over_disk.is_some() => {
+                        (TaskState::Failed, "REASON_CONTAINER_LIMITATION_DISK", over_disk.clone().unwrap_or_default())
+                    }
                     _ if killed => (TaskState::Killed, "REASON_TASK_KILLED", "Task killed".to_owned()),
                     _ if limitation.is_some() => (
                         TaskState::Failed,
@@ -312,8 +448,9 @@ impl AgentCore {
                     (None, Some(s)) => (TaskState::Failed, "REASON_COMMAND_EXITED", format!("Command terminated by signal {s}")),
                     (None, None) => (TaskState::Failed, "REASON_EXECUTOR_TERMINATED", "Command ended with an unknown status".to_owned()),
                 };
-                let (exit_code, sig) = if killed { (None, None) } else { (code, signal) };
+                let (exit_code, sig) = if killed || over_disk.is_some() { (None, None) } else { (code, signal) };
                 self.update(&key, state, reason, &message, exit_code, sig, now, wall, &mut out);
+                self.destroy_unmounted(&mut out);
             }
             Input::Tick => self.tick(now, &mut out),
             Input::Shutdown => {
@@ -377,6 +514,23 @@ impl AgentCore {
         }
         if let Err(e) = convert::resources_from_proto("task.resources", &info.resources) {
             return Some(e.to_string());
+        }
+        match convert::mounts_from_proto("task.volumes", &info.volumes) {
+            Err(e) => return Some(e.to_string()),
+            Ok(mounts) => {
+                let role = task_role(info);
+                for m in mounts {
+                    if m.container_path.is_empty() {
+                        return Some(format!("task mounts volume {} with no container_path", m.volume));
+                    }
+                    let held = role.as_ref().is_some_and(|r| {
+                        self.volumes.iter().any(|v| v.role == r.as_str() && v.id == m.volume.as_str())
+                    });
+                    if !held {
+                        return Some(format!("task mounts volume {}, which this agent does not hold for the task's role", m.volume));
+                    }
+                }
+            }
         }
         None
     }
@@ -547,6 +701,11 @@ impl AgentCore {
     }
 }
 
+/// The role a task's resources are reserved for, if any.
+fn task_role(info: &v1::TaskInfo) -> Option<Role> {
+    info.resources.iter().find(|r| !r.role.is_empty() && r.role != "*").map(|r| Role::new(r.role.clone()))
+}
+
 /// The REGISTER message that a checkpoint stands for. The shell builds it
 /// from the last checkpoint written, so the broker is never told of a task
 /// or a state that a crash would make the agent forget.
@@ -558,7 +717,12 @@ pub fn register_message_of(checkpoint: &v1::AgentCheckpoint, info: v1::AgentInfo
         .iter()
         .map(|t| v1::RunningTask { framework_id: t.framework_id.clone(), task: t.info.clone(), latest: t.latest.clone() })
         .collect();
-    v1::AgentMessage { kind: Some(v1::agent_message::Kind::Register(v1::agent_message::Register { agent: Some(info), tasks })) }
+    v1::AgentMessage { kind: Some(v1::agent_message::Kind::Register(v1::agent_message::Register {
+        agent: Some(info),
+        tasks,
+        reservations: checkpoint.reservations.clone(),
+        volumes: checkpoint.volumes.clone(),
+    })) }
 }
 
 fn new_record(info: v1::TaskInfo, framework: &FrameworkId, wall: f64) -> TaskRecord {
@@ -580,6 +744,7 @@ fn new_record(info: v1::TaskInfo, framework: &FrameworkId, wall: f64) -> TaskRec
         kill_requested: false,
         kill_deadline: None,
         killed_hard: false,
+        limitation: None,
     }
 }
 
@@ -785,5 +950,90 @@ mod tests {
             c.handle(Input::Exited { framework: fw(), task: t.into(), code: None, signal: Some(15), limitation: None }, Duration::ZERO, 0.0);
         }
         assert!(c.is_drained());
+    }
+
+    fn resources_message(volumes: &[(&str, f64)]) -> v1::broker_message::CheckpointResources {
+        v1::broker_message::CheckpointResources {
+            reservations: vec![v1::ReservationInfo {
+                id: "r1".into(),
+                role: "db".into(),
+                resources: convert::resources_to_proto(&weir_model::ResourceSet::parse("cpus:1;disk:100").unwrap()),
+                ..Default::default()
+            }],
+            volumes: volumes
+                .iter()
+                .map(|(id, size)| v1::VolumeInfo {
+                    id: (*id).into(),
+                    role: "db".into(),
+                    reservation_id: "r1".into(),
+                    size: *size,
+                    container_path: "data".into(),
+                    ..Default::default()
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn volumes_are_checkpointed_reported_and_never_deleted_under_a_task() {
+        let mut c = core();
+        let t0 = Duration::ZERO;
+        let out = c.handle(Input::CheckpointResources(resources_message(&[("data", 50.0)])), t0, 0.0);
+        assert_eq!(out, vec![Effect::CreateVolumes(vec![(Role::new("db"), VolumeId::new("data"))])]);
+        assert!(c.is_dirty());
+        let checkpoint = c.checkpoint();
+        assert_eq!(checkpoint.volumes.len(), 1);
+        // A restarted agent reports them when it registers.
+        let mut restarted = AgentCore::new(CoreSettings { kill_grace_period: GRACE, status_update_retry_interval: RETRY }, [8; 8]);
+        restarted.recover(checkpoint.clone()).unwrap();
+        let Some(v1::agent_message::Kind::Register(reg)) = restarted.register_message(v1::AgentInfo::default()).kind else { panic!() };
+        assert_eq!((reg.reservations.len(), reg.volumes.len()), (1, 1));
+        // A task may mount only what the agent holds.
+        let mut t = task("uses");
+        t.resources = convert::resources_to_proto(&weir_model::ResourceSet::parse("cpus(db):1;disk(db):50").unwrap());
+        t.volumes.push(v1::VolumeMount { volume_id: "other".into(), container_path: "d".into(), read_only: false });
+        let out = c.handle(Input::RunTask { framework: "F1".into(), task: t.clone() }, t0, 0.0);
+        assert_eq!(sent(&out)[0].1, TaskState::Error);
+        t.task_id = "uses2".into();
+        t.volumes[0].volume_id = "data".into();
+        let out = c.handle(Input::RunTask { framework: "F1".into(), task: t }, t0, 0.0);
+        assert!(out.iter().any(|e| matches!(e, Effect::Spawn { .. })));
+        // Destroyed while a task mounts it (a torn-down framework's task
+        // still being killed): the list follows the broker, the data stays
+        // until the task has ended.
+        let out = c.handle(Input::CheckpointResources(resources_message(&[])), t0, 0.0);
+        assert!(!out.iter().any(|e| matches!(e, Effect::DestroyVolumes(_))));
+        assert!(c.reservations().1.is_empty());
+        c.handle(Input::Spawned { framework: fw(), task: "uses2".into(), pid: 9, sandbox: "/s".into() }, t0, 0.0);
+        let out = c.handle(Input::Exited { framework: fw(), task: "uses2".into(), code: Some(0), signal: None, limitation: None }, t0, 0.0);
+        assert!(out.contains(&Effect::DestroyVolumes(vec![(Role::new("db"), VolumeId::new("data"))])), "{out:?}");
+        // Books that do not add up are refused whole.
+        let out = c.handle(Input::CheckpointResources(resources_message(&[("big", 500.0)])), t0, 0.0);
+        assert!(out.is_empty());
+        assert!(c.reservations().1.is_empty());
+    }
+
+    #[test]
+    fn a_task_whose_volume_grows_past_its_size_fails_with_the_reason() {
+        let mut c = core();
+        let t0 = Duration::ZERO;
+        c.handle(Input::CheckpointResources(resources_message(&[("data", 50.0)])), t0, 0.0);
+        let mut t = task("writer");
+        t.resources = convert::resources_to_proto(&weir_model::ResourceSet::parse("cpus(db):1;disk(db):50").unwrap());
+        t.volumes.push(v1::VolumeMount { volume_id: "data".into(), container_path: "d".into(), read_only: false });
+        c.handle(Input::RunTask { framework: "F1".into(), task: t }, t0, 0.0);
+        c.handle(Input::Spawned { framework: fw(), task: "writer".into(), pid: 9, sandbox: "/s".into() }, t0, 0.0);
+        let usage = |used| Input::VolumeUsage { role: Role::new("db"), volume: VolumeId::new("data"), used_mib: used };
+        c.checkpoint();
+        assert!(c.handle(usage(50.0), t0, 0.0).is_empty(), "within its size: nothing happens");
+        assert!(!c.is_dirty(), "a measurement alone is not worth a checkpoint write");
+        let out = c.handle(usage(64.5), t0, 0.0);
+        assert!(out.contains(&Effect::Signal { framework: fw(), task: "writer".into(), pid: 9, signal: Signal::Term }), "{out:?}");
+        assert!(c.handle(usage(70.0), t0, 0.0).is_empty(), "killed once");
+        c.handle(Input::Exited { framework: fw(), task: "writer".into(), code: None, signal: Some(15), limitation: None }, t0, 0.0);
+        let latest = &c.tasks[&(fw(), TaskId::new("writer"))].latest;
+        assert_eq!(latest.state, task_state_to_proto(TaskState::Failed) as i32);
+        assert_eq!(latest.reason, "REASON_CONTAINER_LIMITATION_DISK");
+        assert_eq!(latest.message, "volume data uses 64.5 MiB of its 50 MiB");
     }
 }

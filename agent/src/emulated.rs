@@ -93,6 +93,7 @@ pub async fn run(
                 http_address: String::new(),
             }),
             tasks: Vec::new(),
+            ..Default::default()
         })),
     };
     tx.send(register).await.map_err(|_| "stream closed before REGISTER".to_owned())?;
@@ -208,6 +209,8 @@ pub async fn run(
                         stats.kills.fetch_add(1, Ordering::Relaxed);
                         let _ = kill;
                     }
+                    // Nothing is stored: an emulated agent holds no volumes.
+                    Some(v1::broker_message::Kind::CheckpointResources(_)) => {}
                     None => {}
                 }
             }

@@ -18,6 +18,7 @@ mod fnv;
 pub mod isolation;
 pub mod launcher;
 pub mod shell;
+pub mod volumes;
 
 pub use detect::detect_resources;
 pub use error::AgentError;

@@ -41,6 +41,7 @@ use crate::checkpoint::{self, CheckpointStore, FileCheckpointStore};
 use crate::core::{AgentCore, CoreSettings, Effect, Input};
 use crate::error::AgentError;
 use crate::isolation;
+use crate::volumes;
 use crate::launcher::process::{self, ProcessLauncher};
 use crate::launcher::{ExitFuture, Launched, Launcher, Recovered};
 
@@ -112,6 +113,8 @@ struct Shared {
     outbound: Mutex<Option<mpsc::Sender<v1::AgentMessage>>>,
     events: mpsc::UnboundedSender<Input>,
     sandboxes: PathBuf,
+    /// `WORK_DIR/volumes`: persistent volumes, never garbage-collected.
+    volumes: PathBuf,
     info: v1::AgentInfo,
 }
 
@@ -226,6 +229,13 @@ pub async fn run_with(
         }
         None => Vec::new(),
     };
+    let volumes_root = settings.work_dir.join("volumes");
+    check_reservations_fit(&resources, &core)?;
+    for v in core.reservations().1 {
+        let (role, id) = (weir_model::Role::new(v.role.clone()), weir_model::VolumeId::new(v.id.clone()));
+        volumes::create(&volumes_root, &role, &id)
+            .map_err(|e| AgentError::Detect(format!("cannot create volume {} under {}: {e}", v.id, volumes_root.display())))?;
+    }
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         clock,
@@ -237,6 +247,7 @@ pub async fn run_with(
         outbound: Mutex::new(None),
         events: events_tx,
         sandboxes,
+        volumes: volumes_root,
         info,
     });
     tracing::info!(%hostname, %http_addr, resources = %resources, broker = %settings.broker, "agent starting");
@@ -288,6 +299,45 @@ pub async fn run_with(
             }
         }
     });
+    // Volumes past their size get their tasks killed (the core decides).
+    let volume_meter = tokio::spawn({
+        let shared = shared.clone();
+        async move {
+            let mut interval = tokio::time::interval(VOLUME_USAGE_INTERVAL);
+            loop {
+                interval.tick().await;
+                let (root, volumes) = {
+                    let core = shared.core();
+                    let list: Vec<(weir_model::Role, weir_model::VolumeId)> = core
+                        .reservations()
+                        .1
+                        .iter()
+                        .map(|v| (weir_model::Role::new(v.role.clone()), weir_model::VolumeId::new(v.id.clone())))
+                        .collect();
+                    (shared.volumes.clone(), list)
+                };
+                if volumes.is_empty() {
+                    continue;
+                }
+                let measured = tokio::task::spawn_blocking(move || {
+                    volumes
+                        .into_iter()
+                        .map(|(role, id)| {
+                            let bytes = volumes::disk_usage(&volumes::volume_dir(&root, &role, &id));
+                            (role, id, bytes as f64 / (1024.0 * 1024.0))
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .await
+                .unwrap_or_default();
+                for (role, volume, used_mib) in measured {
+                    if shared.events.send(Input::VolumeUsage { role, volume, used_mib }).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
     let ticker = tokio::spawn({
         let events = shared.events.clone();
         let every = settings.status_update_retry_interval.min(Duration::from_millis(250)).max(Duration::from_millis(20));
@@ -328,6 +378,7 @@ pub async fn run_with(
     }
     connection.abort();
     gc.abort();
+    volume_meter.abort();
     ticker.abort();
     http.abort();
     event_loop.abort();
@@ -395,6 +446,22 @@ fn carry_out(shared: &Arc<Shared>, effect: Effect, agent_id: &str) {
             tracing::debug!(framework_id = %framework, task_id = %task, pid, ?signal, "signalling task");
             shared.launcher.signal(pid, signal);
         }
+        Effect::CreateVolumes(list) => {
+            for (role, id) in list {
+                match volumes::create(&shared.volumes, &role, &id) {
+                    Ok(dir) => tracing::info!(role = %role, volume_id = %id, path = %dir.display(), "volume created"),
+                    Err(e) => tracing::error!(role = %role, volume_id = %id, error = %e, "cannot create the volume's directory"),
+                }
+            }
+        }
+        Effect::DestroyVolumes(list) => {
+            for (role, id) in list {
+                match volumes::destroy(&shared.volumes, &role, &id) {
+                    Ok(()) => tracing::info!(role = %role, volume_id = %id, "volume destroyed; its data is deleted"),
+                    Err(e) => tracing::error!(role = %role, volume_id = %id, error = %e, "cannot delete the volume's directory"),
+                }
+            }
+        }
         Effect::Spawn { framework, task, info } => {
             // Creating cgroups and starting a process take about a
             // millisecond each; done here, one after another, they would
@@ -405,6 +472,37 @@ fn carry_out(shared: &Arc<Shared>, effect: Effect, agent_id: &str) {
             tokio::task::spawn_blocking(move || start_task(&shared, &agent_id, framework, task, &info));
         }
     }
+}
+
+/// How often the agent measures the disk its volumes use.
+const VOLUME_USAGE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Refuses to start with `--resources` that no longer hold the checkpointed
+/// reservations: the broker would refuse the agent, and starting afresh
+/// would lose them and their volumes. The message names what would be lost.
+fn check_reservations_fit(resources: &ResourceSet, core: &AgentCore) -> Result<(), AgentError> {
+    let (reservations, volumes) = core.reservations();
+    let mut left = resources.unreserved.clone();
+    let mut lost = Vec::new();
+    for r in reservations {
+        let Ok(wanted) = weir_proto::convert::unreserved_from_proto("reservation", &r.resources) else { continue };
+        match left.checked_sub(&wanted) {
+            Ok(rest) => left = rest,
+            Err(_) => {
+                let on_it: Vec<&str> = volumes.iter().filter(|v| v.reservation_id == r.id).map(|v| v.id.as_str()).collect();
+                let with = if on_it.is_empty() { String::new() } else { format!(" with volume(s) {}", on_it.join(", ")) };
+                lost.push(format!("{} ({wanted} for role {}){with}", r.id, r.role));
+            }
+        }
+    }
+    if lost.is_empty() {
+        return Ok(());
+    }
+    Err(AgentError::BadResources(format!(
+        "{resources} does not hold the checkpointed reservations {}; starting would lose them. \
+         Give the agent resources that hold them, or unreserve them first",
+        lost.join(", ")
+    )))
 }
 
 /// Starts one task and watches it until it ends; reports each step to the
@@ -593,6 +691,7 @@ async fn attach_once(
                 None => continue,
             },
             Some(v1::broker_message::Kind::KillTask(k)) => Input::KillTask { framework: k.framework_id, task: k.task_id },
+            Some(v1::broker_message::Kind::CheckpointResources(c)) => Input::CheckpointResources(c),
             Some(v1::broker_message::Kind::Acknowledge(a)) => {
                 Input::Acknowledge { framework: a.framework_id, task: a.task_id, uuid: a.uuid }
             }

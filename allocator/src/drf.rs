@@ -6,6 +6,9 @@
 //!   record is non-empty;
 //! - a client's (framework, role) `allocated` is the sum of its records on
 //!   all agents, and a role's `allocated` the sum of its clients';
+//! - a role's `reserved_free` is the sum of its reserved bundles that are
+//!   free on all agents: the role is sorted by `allocated + reserved_free`,
+//!   so reserving does not let a role grow past its share (as Mesos does);
 //! - unless `order_dirty`, a client sits in its role's `order` exactly when
 //!   it is offerable (framework active, role subscribed, not suppressed),
 //!   under the key of its current share, and a role sits in `role_order`
@@ -57,7 +60,8 @@ pub struct RoleShare {
     pub weight: f64,
     /// Scalars only: ports are not summed across agents.
     pub allocated: Resources,
-    /// Dominant share of `allocated` against the total of active agents.
+    /// Dominant share of `allocated` plus the role's reservations nobody
+    /// holds, against the total of active agents.
     pub dominant_share: f64,
     /// `dominant_share / weight`, the quantity roles are ordered by.
     pub weighted_share: f64,
@@ -104,6 +108,10 @@ struct RoleState {
     rank: u32,
     weight: f64,
     allocated: Scalars,
+    /// Its reservations that nobody holds (free on their agents). They
+    /// count towards the role's share: a role cannot grow past its share
+    /// by reserving.
+    reserved_free: Scalars,
     /// Key under which the role sits in `role_order`, if it does.
     key: Option<Key>,
     /// Client slots of this role (offerable or not).
@@ -123,6 +131,16 @@ struct Client {
     subscribed: bool,
     suppressed: bool,
     key: Option<Key>,
+}
+
+impl RoleState {
+    /// What the role is sorted by: what it holds plus its reservations
+    /// nobody holds.
+    fn usage(&self) -> Scalars {
+        let mut u = self.allocated;
+        u.add(&self.reserved_free);
+        u
+    }
 }
 
 impl Agent {
@@ -259,6 +277,7 @@ impl Allocator {
             rank: 0,
             weight: 1.0,
             allocated: Scalars::default(),
+            reserved_free: Scalars::default(),
             key: None,
             clients: Vec::new(),
             order: BTreeSet::new(),
@@ -327,8 +346,7 @@ impl Allocator {
             return;
         }
         let role = &self.roles[r as usize];
-        let new = (!role.order.is_empty())
-            .then(|| share_key(role.allocated.dominant_share(&self.total) / role.weight, role.rank, r));
+        let new = (!role.order.is_empty()).then(|| share_key(role.usage().dominant_share(&self.total) / role.weight, role.rank, r));
         if new != role.key {
             if let Some(k) = role.key {
                 self.role_order.remove(&k);
@@ -366,7 +384,7 @@ impl Allocator {
         }
         for (r, role) in self.roles.iter_mut().enumerate() {
             if !role.order.is_empty() {
-                let k = share_key(role.allocated.dominant_share(&self.total) / role.weight, role.rank, r as u32);
+                let k = share_key(role.usage().dominant_share(&self.total) / role.weight, role.rank, r as u32);
                 role.key = Some(k);
                 self.role_order.insert(k);
             }
@@ -387,6 +405,22 @@ impl Allocator {
         let agent = self.agent(a);
         let on = agent.active && self.has_offerable(&agent.free);
         self.candidates.set(a, on);
+    }
+
+    /// Reserved bundles of `set` became free (`add`) or stopped being free:
+    /// their roles' `reserved_free` follows, and the roles are re-filed.
+    fn account_reserved_free(&mut self, set: &ResourceSet, add: bool) {
+        for (role, bundle) in &set.reserved {
+            let r = self.role_slot_or_create(role);
+            let amount = Scalars::of(bundle);
+            let state = &mut self.roles[r as usize];
+            if add {
+                state.reserved_free.add(&amount);
+            } else {
+                state.reserved_free.sub(&amount);
+            }
+            self.refresh_role(r);
+        }
     }
 
     /// Adds (or with `sign == false`, removes) `amount` to a client's and its
@@ -438,6 +472,8 @@ impl Allocator {
             },
         );
         self.agent_ix.insert(agent, a);
+        let free_now = self.agent(a).free.clone();
+        self.account_reserved_free(&free_now, true);
         for (framework, role, resources) in used {
             if resources.is_empty() {
                 continue;
@@ -474,6 +510,7 @@ impl Allocator {
         for (c, held) in &removed.allocations {
             self.account(*c, &held.scalars(), false);
         }
+        self.account_reserved_free(&removed.free, false);
         // The slot will be reused: filters naming it must not outlive it.
         for fw in self.frameworks.iter_mut().flatten() {
             if let Some(filters) = &mut fw.filters {
@@ -557,6 +594,7 @@ impl Allocator {
         self.framework_ix.remove(framework);
         self.free_framework_slots.push(f);
         let mut touched = Vec::new();
+        let mut freed = ResourceSet::default();
         // A scan of all agents: removal is rare, and keeping a per-client
         // agent list would cost every grant in the cycle.
         for (a, slot) in self.agents.iter_mut().enumerate() {
@@ -567,7 +605,9 @@ impl Allocator {
             let mut kept = Vec::with_capacity(agent.allocations.len());
             for (c, held) in mem::take(&mut agent.allocations) {
                 if fw.clients.contains(&c) {
-                    agent.add_free(&held.to_set());
+                    let set = held.to_set();
+                    agent.add_free(&set);
+                    freed.add_assign(&set);
                 } else {
                     kept.push((c, held));
                 }
@@ -578,6 +618,7 @@ impl Allocator {
         for a in touched {
             self.touch_candidate(a);
         }
+        self.account_reserved_free(&freed, true);
         for &c in &fw.clients {
             let client = self.clients[c as usize].take().expect("client slot in use");
             let role = &mut self.roles[client.role as usize];
@@ -703,6 +744,68 @@ impl Allocator {
         }
         slot.add_free(resources);
         self.account(c, &Scalars::of_set(resources), false);
+        self.account_reserved_free(resources, true);
+        self.touch_candidate(a);
+        Ok(())
+    }
+
+    /// Changes the reservation of resources on `agent` without changing
+    /// their amounts (RESERVE: unreserved → reserved for a role; UNRESERVE:
+    /// back). `holder` names the (framework, role) they are allocated to
+    /// (an accepted offer's); `None` means they are free. The agent's total
+    /// changes with them; shares do not (the same amounts stay where they
+    /// were). Refused, changing nothing, unless `from` and `to` hold the
+    /// same amounts and `from` is all there.
+    pub fn convert(
+        &mut self,
+        agent: &AgentId,
+        holder: Option<(&FrameworkId, &Role)>,
+        from: &ResourceSet,
+        to: &ResourceSet,
+    ) -> Result<(), AllocatorError> {
+        let a = self.agent_slot(agent)?;
+        let bad = |reason: &str| AllocatorError::BadConversion {
+            agent: agent.clone(),
+            from: Box::new(from.clone()),
+            to: Box::new(to.clone()),
+            reason: reason.to_owned(),
+        };
+        if from.total() != to.total() {
+            return Err(bad("a conversion must keep the amounts"));
+        }
+        let client = match holder {
+            None => None,
+            Some((framework, role)) => {
+                let f = self.framework_slot(framework)?;
+                Some(self.client_of(f, role).ok_or_else(|| bad("nothing is allocated to that framework in that role"))?)
+            }
+        };
+        let new_total = self.agent(a).total.checked_sub(from).map_err(|_| bad("not on the agent"))?.add(to);
+        let slot = self.agent_mut(a);
+        match client {
+            None => {
+                let free = slot.free.checked_sub(from).map_err(|_| bad("not free"))?;
+                slot.free = free;
+                slot.add_free(to);
+                slot.free_ports = Ports::of(&slot.free.unreserved.ports);
+                slot.total = new_total;
+                self.account_reserved_free(from, false);
+                self.account_reserved_free(to, true);
+                self.touch_candidate(a);
+                return Ok(());
+            }
+            Some(c) => {
+                let pos = slot
+                    .allocations
+                    .iter()
+                    .position(|(owner, _)| *owner == c)
+                    .ok_or_else(|| bad("nothing is allocated to that framework in that role on this agent"))?;
+                let mut held = slot.allocations[pos].1.checked_sub(from).map_err(|_| bad("not allocated to that framework"))?;
+                held.add(to);
+                slot.allocations[pos].1 = held;
+            }
+        }
+        slot.total = new_total;
         self.touch_candidate(a);
         Ok(())
     }
@@ -850,6 +953,9 @@ impl Allocator {
                 let Some(c) = self.pick_in_role(r, a, now, expired) else { continue };
                 let bundle = self.agent_mut(a).free.reserved.remove(&role).expect("reserved bundle present");
                 self.account(c, &Scalars::of(&bundle), true);
+                let state = &mut self.roles[r as usize];
+                state.reserved_free.sub(&Scalars::of(&bundle));
+                self.refresh_role(r);
                 let mut set = ResourceSet::default();
                 set.reserved.insert(role, bundle);
                 grants.push((c, set));
@@ -902,7 +1008,7 @@ impl Allocator {
             .values()
             .map(|&r| {
                 let role = &self.roles[r as usize];
-                let share = role.allocated.dominant_share(&self.total);
+                let share = role.usage().dominant_share(&self.total);
                 let mut frameworks: Vec<FrameworkId> =
                     role.clients.iter().map(|&c| self.framework(self.client(c).framework).id.clone()).collect();
                 frameworks.sort();
@@ -986,6 +1092,15 @@ impl Allocator {
                     assert_eq!(k.0, share_key(client.allocated.dominant_share(&self.total), 0, 0).0);
                 }
             }
+        }
+        let mut reserved_free: BTreeMap<Role, Scalars> = BTreeMap::new();
+        for agent in self.agents.iter().flatten() {
+            for (role, bundle) in &agent.free.reserved {
+                reserved_free.entry(role.clone()).or_default().add(&Scalars::of(bundle));
+            }
+        }
+        for role in &self.roles {
+            assert_eq!(role.reserved_free, reserved_free.get(&role.name).copied().unwrap_or_default(), "reserved_free of {}", role.name);
         }
         for (r, role) in self.roles.iter().enumerate() {
             assert_eq!(role.allocated, role_sums.get(&(r as u32)).copied().unwrap_or_default());

@@ -30,4 +30,6 @@ pub enum AllocatorError {
         wanted: Box<ResourceSet>,
         allocated: Box<ResourceSet>,
     },
+    #[error("cannot convert {from} into {to} on agent {agent}: {reason}")]
+    BadConversion { agent: AgentId, from: Box<ResourceSet>, to: Box<ResourceSet>, reason: String },
 }

@@ -771,3 +771,74 @@ fn a_bounded_cycle_offers_every_agent_once_over_several_calls() {
     assert!(alloc.allocate_at_most(secs(2), 64, &mut out), "nothing left to offer");
     assert!(out.is_empty());
 }
+
+/// RESERVE and UNRESERVE change where resources belong, not how much there
+/// is: held or free, the books still add up, and the reserved part then goes
+/// only to its role.
+#[test]
+fn convert_moves_resources_between_reservations_without_changing_amounts() {
+    let mut alloc = Allocator::new(AllocatorConfig::default());
+    alloc.add_agent(agent(0), res("cpus:4;mem:4096;disk:1000"), vec![]).unwrap();
+    alloc.add_framework(fw(0), vec![role("db")]).unwrap();
+    alloc.add_framework(fw(1), vec![role("web")]).unwrap();
+    let offers = alloc.allocate(secs(0));
+    assert_eq!(offers.len(), 1);
+    let offer = &offers[0];
+    let (holder_fw, holder_role) = (offer.framework.clone(), offer.role.clone());
+    // The winner reserves part of what it holds for its own role.
+    let from = res("cpus:1;disk:500");
+    let mut to = ResourceSet::default();
+    to.reserved.insert(holder_role.clone(), from.unreserved.clone());
+    alloc.convert(&agent(0), Some((&holder_fw, &holder_role)), &from, &to).unwrap();
+    alloc.check_invariants();
+    // Refused, changing nothing: more than is held, or amounts that differ.
+    let too_much = res("cpus:9");
+    let mut too_much_to = ResourceSet::default();
+    too_much_to.reserved.insert(holder_role.clone(), too_much.unreserved.clone());
+    assert!(matches!(
+        alloc.convert(&agent(0), Some((&holder_fw, &holder_role)), &too_much, &too_much_to),
+        Err(AllocatorError::BadConversion { .. })
+    ));
+    assert!(alloc.convert(&agent(0), None, &res("cpus:1"), &res("cpus:2")).is_err());
+    alloc.check_invariants();
+    // Everything comes back; the reserved part is offered only to its role.
+    let mut back = offer.resources.checked_sub(&from).unwrap();
+    back.add_assign(&to);
+    alloc.recover(&agent(0), &holder_fw, &holder_role, &back).unwrap();
+    alloc.add_filter(&holder_fw, &agent(0), FOREVER).unwrap();
+    let offers = alloc.allocate(secs(1));
+    assert_eq!(offers.len(), 1);
+    assert_ne!(offers[0].framework, holder_fw);
+    assert!(offers[0].resources.reserved.is_empty(), "another role got {}", offers[0].resources);
+    // Free resources convert too (an operator's UNRESERVE).
+    alloc.convert(&agent(0), None, &to, &from).unwrap();
+    alloc.check_invariants();
+    assert_eq!(alloc.free(&agent(0)).unwrap(), res("cpus:1;disk:500"));
+}
+
+/// A role's reservations count towards its share even while nobody holds
+/// them (as in Mesos): a role that reserved half the cluster is not also
+/// first in line for the other half.
+#[test]
+fn unallocated_reservations_count_towards_their_roles_share() {
+    let mut alloc = Allocator::new(AllocatorConfig::default());
+    alloc.add_agent(agent(0), res("cpus(a):4;mem(a):4096"), vec![]).unwrap();
+    alloc.add_agent(agent(1), res("cpus:4;mem:4096"), vec![]).unwrap();
+    alloc.add_framework(fw(0), vec![role("a")]).unwrap();
+    alloc.add_framework(fw(1), vec![role("b")]).unwrap();
+    // fa does not want its reservation now: it stays free, and still counts.
+    alloc.add_filter(&fw(0), &agent(0), FOREVER).unwrap();
+    let offers = alloc.allocate(secs(0));
+    alloc.check_invariants();
+    assert_eq!(offers.len(), 1);
+    assert_eq!((offers[0].agent.clone(), offers[0].framework.clone()), (agent(1), fw(1)), "role a sorted ahead despite its reservation");
+    let shares = alloc.role_shares();
+    let a = shares.iter().find(|s| s.role == role("a")).unwrap();
+    assert_eq!(a.dominant_share, 0.5);
+    assert!(a.allocated.is_empty());
+    // Held or free, the reservation counts the same.
+    alloc.recover(&agent(1), &fw(1), &role("b"), &offers[0].resources).unwrap();
+    alloc.remove_agent(&agent(0)).unwrap();
+    alloc.check_invariants();
+    assert_eq!(alloc.role_shares().iter().find(|s| s.role == role("a")).unwrap().dominant_share, 0.0);
+}

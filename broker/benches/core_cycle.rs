@@ -31,6 +31,7 @@ fn cluster(agents: u64, frameworks: u64) -> BrokerCore {
                 http_address: String::new(),
             }),
             tasks: vec![],
+            ..Default::default()
         };
         core.agent_register(1_000_000 + a, &register, Duration::ZERO);
     }

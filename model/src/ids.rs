@@ -65,6 +65,16 @@ string_id!(
     Role
 );
 
+string_id!(
+    /// A dynamic reservation on one agent, chosen by whoever made it (or by
+    /// the broker): the same id twice is one reservation.
+    ReservationId
+);
+string_id!(
+    /// A persistent volume, unique per (agent, role); chosen by its creator.
+    VolumeId
+);
+
 impl Role {
     /// The role every framework falls back to when it names none.
     pub fn default_role() -> Self {

@@ -13,12 +13,14 @@ pub mod agent;
 pub mod clock;
 pub mod ids;
 pub mod offer;
+pub mod reservation;
 pub mod resources;
 pub mod task;
 
 pub use agent::{AgentState, AgentSummary};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use ids::{AgentId, ExecutorId, FrameworkId, OfferId, Role, TaskId};
+pub use ids::{AgentId, ExecutorId, FrameworkId, OfferId, ReservationId, Role, TaskId, VolumeId};
+pub use reservation::{Reservation, Volume, VolumeMount};
 pub use offer::Offer;
 pub use resources::{Milli, Ranges, ResourceError, Resources, ResourceSet};
 pub use task::TaskState;

@@ -7,7 +7,11 @@
 
 use crate::v1;
 use weir_model::ids::validate_id;
-use weir_model::{AgentId, AgentState, AgentSummary, FrameworkId, Milli, Offer, OfferId, Ranges, ResourceSet, Resources, Role, TaskState};
+use weir_model::reservation::{validate_container_path, validate_labels};
+use weir_model::{
+    AgentId, AgentState, AgentSummary, FrameworkId, Milli, Offer, OfferId, Ranges, Reservation, ReservationId, ResourceSet,
+    Resources, Role, TaskState, Volume, VolumeId, VolumeMount,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtoError {
@@ -196,6 +200,8 @@ pub fn agent_summary_to_proto(agent: &AgentSummary) -> v1::AgentSummary {
         used: resources_to_proto(&agent.used),
         offered: resources_to_proto(&agent.offered),
         tasks: agent.tasks,
+        reservations: Vec::new(),
+        volumes: Vec::new(),
     }
 }
 
@@ -257,6 +263,8 @@ pub fn offer_to_proto(offer: &Offer) -> v1::Offer {
         resources: resources_to_proto(&offer.resources),
         attributes: attributes_to_proto(&offer.attributes),
         role: offer.role.to_string(),
+        reservations: Vec::new(),
+        volumes: Vec::new(),
     }
 }
 
@@ -283,6 +291,175 @@ pub fn offer_from_proto(field: &str, offer: &v1::Offer) -> Result<Offer, ProtoEr
         resources,
         attributes: attributes_from_proto(&format!("{field}.attributes"), &offer.attributes)?,
     })
+}
+
+/// The most reservations or volumes accepted in one message field.
+pub const MAX_RESERVATIONS: usize = 10_000;
+/// The most volumes one task may mount.
+pub const MAX_MOUNTS: usize = 64;
+
+/// A size in MiB from the wire: finite, positive, within [`Milli::MAX`].
+pub fn size_from_proto(field: &str, value: f64) -> Result<Milli, ProtoError> {
+    match Milli::from_f64(value) {
+        Some(m) if !m.is_zero() => Ok(m),
+        _ => Err(ProtoError::invalid(field, format!("size {value} must be a finite number of MiB above 0"))),
+    }
+}
+
+/// Unreserved resources from the wire (a reservation's bundle): a role on
+/// any entry is refused, so nothing can be reserved twice over.
+pub fn unreserved_from_proto(field: &str, list: &[v1::Resource]) -> Result<Resources, ProtoError> {
+    let set = resources_from_proto(field, list)?;
+    if !set.reserved.is_empty() {
+        return Err(ProtoError::invalid(field, "must be unreserved resources (no role)"));
+    }
+    Ok(set.unreserved)
+}
+
+pub fn reservation_to_proto(r: &Reservation) -> v1::ReservationInfo {
+    v1::ReservationInfo {
+        id: r.id.to_string(),
+        role: r.role.to_string(),
+        principal: r.principal.clone(),
+        labels: r.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        resources: resources_to_proto(&ResourceSet::unreserved(r.resources.clone())),
+        framework_id: r.framework.as_ref().map(|f| f.to_string()).unwrap_or_default(),
+    }
+}
+
+/// A reservation from an agent or the registry: valid ids and role (not
+/// `*`), bounded labels and principal, some unreserved-form resources.
+pub fn reservation_from_proto(field: &str, r: &v1::ReservationInfo) -> Result<Reservation, ProtoError> {
+    let role = id::<Role>(&format!("{field}.role"), &r.role)?;
+    if role == Role::default_role() {
+        return Err(ProtoError::invalid(format!("{field}.role"), "cannot reserve for the default role \"*\""));
+    }
+    let labels = r.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    validate_labels(&labels).map_err(|e| ProtoError::invalid(format!("{field}.labels"), e))?;
+    if r.principal.len() > weir_model::ids::MAX_ID_LEN {
+        return Err(ProtoError::invalid(format!("{field}.principal"), "longer than 256 bytes"));
+    }
+    let resources = unreserved_from_proto(&format!("{field}.resources"), &r.resources)?;
+    if resources.is_empty() {
+        return Err(ProtoError::invalid(format!("{field}.resources"), "a reservation must hold some resources"));
+    }
+    Ok(Reservation {
+        id: id::<ReservationId>(&format!("{field}.id"), &r.id)?,
+        role,
+        principal: r.principal.clone(),
+        labels,
+        resources,
+        framework: if r.framework_id.is_empty() {
+            None
+        } else {
+            Some(id::<FrameworkId>(&format!("{field}.framework_id"), &r.framework_id)?)
+        },
+    })
+}
+
+pub fn volume_to_proto(v: &Volume) -> v1::VolumeInfo {
+    v1::VolumeInfo {
+        id: v.id.to_string(),
+        role: v.role.to_string(),
+        reservation_id: v.reservation.to_string(),
+        size: v.size.as_f64(),
+        container_path: v.container_path.clone(),
+        owner_framework_id: v.owner.as_ref().map(|f| f.to_string()).unwrap_or_default(),
+        shared: v.shared,
+        principal: v.principal.clone(),
+    }
+}
+
+pub fn volume_from_proto(field: &str, v: &v1::VolumeInfo) -> Result<Volume, ProtoError> {
+    validate_container_path(&v.container_path).map_err(|e| ProtoError::invalid(format!("{field}.container_path"), e))?;
+    if v.principal.len() > weir_model::ids::MAX_ID_LEN {
+        return Err(ProtoError::invalid(format!("{field}.principal"), "longer than 256 bytes"));
+    }
+    Ok(Volume {
+        id: id::<VolumeId>(&format!("{field}.id"), &v.id)?,
+        role: id::<Role>(&format!("{field}.role"), &v.role)?,
+        reservation: id::<ReservationId>(&format!("{field}.reservation_id"), &v.reservation_id)?,
+        size: size_from_proto(&format!("{field}.size"), v.size)?,
+        container_path: v.container_path.clone(),
+        owner: if v.owner_framework_id.is_empty() {
+            None
+        } else {
+            Some(id::<FrameworkId>(&format!("{field}.owner_framework_id"), &v.owner_framework_id)?)
+        },
+        shared: v.shared,
+        principal: v.principal.clone(),
+    })
+}
+
+/// Reservations and volumes as an agent reports or is told them: each
+/// valid, ids unique (volumes per role), every volume on a reservation of
+/// its role, and the volumes on a reservation within its disk.
+pub fn reservations_and_volumes_from_proto(
+    field: &str,
+    reservations: &[v1::ReservationInfo],
+    volumes: &[v1::VolumeInfo],
+) -> Result<(Vec<Reservation>, Vec<Volume>), ProtoError> {
+    if reservations.len() > MAX_RESERVATIONS || volumes.len() > MAX_RESERVATIONS {
+        return Err(ProtoError::invalid(field, format!("more than {MAX_RESERVATIONS} reservations or volumes")));
+    }
+    let mut by_id = std::collections::BTreeMap::new();
+    for (i, r) in reservations.iter().enumerate() {
+        let r = reservation_from_proto(&format!("{field}.reservations[{i}]"), r)?;
+        if by_id.insert(r.id.clone(), r.clone()).is_some() {
+            return Err(ProtoError::invalid(format!("{field}.reservations[{i}].id"), format!("reservation {} is listed twice", r.id)));
+        }
+    }
+    let mut used: std::collections::BTreeMap<ReservationId, Milli> = std::collections::BTreeMap::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::with_capacity(volumes.len());
+    for (i, v) in volumes.iter().enumerate() {
+        let at = format!("{field}.volumes[{i}]");
+        let v = volume_from_proto(&at, v)?;
+        if !seen.insert((v.role.clone(), v.id.clone())) {
+            return Err(ProtoError::invalid(format!("{at}.id"), format!("volume {} of role {} is listed twice", v.id, v.role)));
+        }
+        let Some(r) = by_id.get(&v.reservation).filter(|r| r.role == v.role) else {
+            return Err(ProtoError::invalid(
+                format!("{at}.reservation_id"),
+                format!("volume {} names reservation {}, which is not a reservation of role {}", v.id, v.reservation, v.role),
+            ));
+        };
+        let total = used.entry(v.reservation.clone()).or_default();
+        *total = Milli(total.0.saturating_add(v.size.0));
+        if *total > r.resources.disk {
+            return Err(ProtoError::invalid(
+                format!("{at}.size"),
+                format!("volumes on reservation {} need {} MiB of disk; it holds {}", r.id, total, r.resources.disk),
+            ));
+        }
+        out.push(v);
+    }
+    Ok((by_id.into_values().collect(), out))
+}
+
+pub fn mount_to_proto(m: &VolumeMount) -> v1::VolumeMount {
+    v1::VolumeMount { volume_id: m.volume.to_string(), container_path: m.container_path.clone(), read_only: m.read_only }
+}
+
+/// A task's mounts: at most [`MAX_MOUNTS`], valid ids and paths, no volume
+/// or path twice. An empty path is kept empty (the volume's own applies).
+pub fn mounts_from_proto(field: &str, list: &[v1::VolumeMount]) -> Result<Vec<VolumeMount>, ProtoError> {
+    if list.len() > MAX_MOUNTS {
+        return Err(ProtoError::invalid(field, format!("{} volumes; at most {MAX_MOUNTS} are allowed", list.len())));
+    }
+    let mut out: Vec<VolumeMount> = Vec::with_capacity(list.len());
+    for (i, m) in list.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        let volume = id::<VolumeId>(&format!("{at}.volume_id"), &m.volume_id)?;
+        if !m.container_path.is_empty() {
+            validate_container_path(&m.container_path).map_err(|e| ProtoError::invalid(format!("{at}.container_path"), e))?;
+        }
+        if out.iter().any(|o| o.volume == volume) {
+            return Err(ProtoError::invalid(&at, format!("volume {volume} is mounted twice")));
+        }
+        out.push(VolumeMount { volume, container_path: m.container_path.clone(), read_only: m.read_only });
+    }
+    Ok(out)
 }
 
 pub fn task_state_to_proto(state: TaskState) -> v1::TaskState {
@@ -431,6 +608,64 @@ mod tests {
         assert_eq!(err(|o| o.resources.clear()), "offers[3].resources: an offer must hold some resources");
         assert!(err(|o| o.resources[0] = scalar("cpus", -2.0)).starts_with("offers[3].resources[0] (cpus): "));
         assert_eq!(err(|o| o.hostname.clear()), "offers[3].hostname: must be 1 to 255 bytes long, not 0");
+    }
+
+    #[test]
+    fn reservations_and_volumes_are_checked_together() {
+        let r = |id: &str, role: &str, spec: &str| v1::ReservationInfo {
+            id: id.into(),
+            role: role.into(),
+            resources: resources_to_proto(&ResourceSet::parse(spec).unwrap()),
+            ..Default::default()
+        };
+        let v = |id: &str, role: &str, on: &str, size: f64, path: &str| v1::VolumeInfo {
+            id: id.into(),
+            role: role.into(),
+            reservation_id: on.into(),
+            size,
+            container_path: path.into(),
+            ..Default::default()
+        };
+        let check = |rs: Vec<v1::ReservationInfo>, vs: Vec<v1::VolumeInfo>| {
+            reservations_and_volumes_from_proto("reg", &rs, &vs).map(|_| ()).map_err(|e| e.to_string())
+        };
+        let good = r("r1", "db", "cpus:1;disk:100");
+        assert_eq!(check(vec![good.clone()], vec![v("a", "db", "r1", 60.0, "x"), v("b", "db", "r1", 40.0, "y")]), Ok(()));
+        let back = reservation_from_proto("r", &good).unwrap();
+        assert_eq!(reservation_to_proto(&back), good);
+        assert_eq!(
+            check(vec![good.clone()], vec![v("a", "db", "r1", 60.0, "x"), v("b", "db", "r1", 41.0, "y")]),
+            Err("reg.volumes[1].size: volumes on reservation r1 need 101 MiB of disk; it holds 100".into())
+        );
+        assert_eq!(
+            check(vec![good.clone()], vec![v("a", "web", "r1", 1.0, "x")]),
+            Err("reg.volumes[0].reservation_id: volume a names reservation r1, which is not a reservation of role web".into())
+        );
+        assert_eq!(
+            check(vec![good.clone(), good.clone()], vec![]),
+            Err("reg.reservations[1].id: reservation r1 is listed twice".into())
+        );
+        assert_eq!(
+            check(vec![good.clone()], vec![v("a", "db", "r1", 1.0, "x"), v("a", "db", "r1", 1.0, "y")]),
+            Err("reg.volumes[1].id: volume a of role db is listed twice".into())
+        );
+        assert_eq!(check(vec![r("r2", "*", "cpus:1")], vec![]), Err("reg.reservations[0].role: cannot reserve for the default role \"*\"".into()));
+        assert_eq!(check(vec![r("r2", "db", "cpus(db):1")], vec![]), Err("reg.reservations[0].resources: must be unreserved resources (no role)".into()));
+        assert_eq!(check(vec![r("r2", "db", "")], vec![]), Err("reg.reservations[0].resources: a reservation must hold some resources".into()));
+        assert_eq!(
+            check(vec![good.clone()], vec![v("a", "db", "r1", 1.0, "../up")]),
+            Err("reg.volumes[0].container_path: container_path \"../up\" may not hold empty, '.' or '..' components".into())
+        );
+        assert_eq!(
+            check(vec![good], vec![v("a", "db", "r1", -1.0, "x")]),
+            Err("reg.volumes[0].size: size -1 must be a finite number of MiB above 0".into())
+        );
+        let mounts = vec![
+            v1::VolumeMount { volume_id: "a".into(), container_path: String::new(), read_only: true },
+            v1::VolumeMount { volume_id: "a".into(), container_path: "z".into(), read_only: false },
+        ];
+        assert_eq!(mounts_from_proto("t.volumes", &mounts).unwrap_err().to_string(), "t.volumes[1]: volume a is mounted twice");
+        assert_eq!(mounts_from_proto("t.volumes", &mounts[..1]).unwrap()[0].container_path, "");
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! it drops the old stream and re-subscribes to the new leader. A broker
 //! whose epoch is smaller than one already seen is never followed.
 
+pub mod operations;
+
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -199,7 +201,18 @@ impl Framework {
     pub async fn launch(&self, offers: &[OfferId], tasks: Vec<v1::TaskInfo>, refuse: Option<Duration>) -> Result<(), SdkError> {
         self.call(v1::call::Kind::Accept(v1::call::Accept {
             offer_ids: offers.iter().map(|o| o.to_string()).collect(),
-            operations: vec![v1::Operation { kind: Some(v1::operation::Kind::Launch(v1::operation::Launch { tasks })) }],
+            operations: vec![v1::Operation { kind: Some(v1::operation::Kind::Launch(v1::operation::Launch { tasks })), ..Default::default() }],
+            filters: refuse.map(|r| v1::Filters { refuse_seconds: Some(r.as_secs_f64()) }),
+        }))
+        .await
+    }
+
+    /// ACCEPT with operations applied in order (see [`operations`]); each
+    /// one but LAUNCH is answered by an `OperationStatus` event.
+    pub async fn accept(&self, offers: &[OfferId], operations: Vec<v1::Operation>, refuse: Option<Duration>) -> Result<(), SdkError> {
+        self.call(v1::call::Kind::Accept(v1::call::Accept {
+            offer_ids: offers.iter().map(|o| o.to_string()).collect(),
+            operations,
             filters: refuse.map(|r| v1::Filters { refuse_seconds: Some(r.as_secs_f64()) }),
         }))
         .await
@@ -252,10 +265,22 @@ impl Framework {
         self.call(v1::call::Kind::Suppress(v1::call::Suppress { roles: vec![] })).await
     }
 
-    /// Ends the framework: the broker kills its tasks and forgets it.
-    pub async fn teardown(mut self) -> Result<(), SdkError> {
+    /// Ends the framework: the broker kills its tasks and forgets it. Its
+    /// reservations and volumes stay for the next framework of its role
+    /// (see [`Framework::teardown_releasing`]).
+    pub async fn teardown(self) -> Result<(), SdkError> {
+        self.teardown_with(false).await
+    }
+
+    /// Ends the framework and unreserves what it reserved and destroys its
+    /// volumes (their data is deleted).
+    pub async fn teardown_releasing(self) -> Result<(), SdkError> {
+        self.teardown_with(true).await
+    }
+
+    async fn teardown_with(mut self, release_reservations: bool) -> Result<(), SdkError> {
         self.config.reconnect = false;
-        self.call(v1::call::Kind::Teardown(v1::call::Teardown {})).await?;
+        self.call(v1::call::Kind::Teardown(v1::call::Teardown { release_reservations })).await?;
         // Wait for the broker to close the stream, so the teardown is done
         // when this returns.
         while let Ok(Some(_)) = self.next_event().await {}

@@ -190,7 +190,7 @@ impl ScriptedFramework {
         let refuse = ctx.rng.below(1000) as f64 / 1000.0;
         self.call(v1::call::Kind::Accept(v1::call::Accept {
             offer_ids: vec![offer.id.clone()],
-            operations: vec![v1::Operation { kind: Some(v1::operation::Kind::Launch(v1::operation::Launch { tasks })) }],
+            operations: vec![v1::Operation { kind: Some(v1::operation::Kind::Launch(v1::operation::Launch { tasks })), ..Default::default() }],
             filters: Some(v1::Filters { refuse_seconds: Some(refuse) }),
         }))
     }

@@ -14,6 +14,7 @@
 pub mod framework;
 pub mod history;
 pub mod rng;
+pub mod stateful;
 mod world;
 pub mod yarn;
 
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 pub use framework::{FrameworkCtx, ScriptedFramework, SimFramework};
 pub use world::{broker_settings, World, UNIX_ORIGIN};
+pub use stateful::StatefulFramework;
 pub use yarn::YarnParticipant;
 
 /// What one run looks like.
@@ -42,6 +44,9 @@ pub struct SimConfig {
     pub orphan_launches: bool,
     /// Print every event.
     pub trace: bool,
+    /// Disk per agent, MiB (0: none, as before volumes existed; runs of
+    /// the other participants stay what they were).
+    pub agent_disk_mib: u64,
 }
 
 impl SimConfig {
@@ -56,6 +61,7 @@ impl SimConfig {
             fault_interval_ms: 1500,
             orphan_launches: false,
             trace: false,
+            agent_disk_mib: 0,
         }
     }
 }

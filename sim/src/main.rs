@@ -4,6 +4,7 @@
 //!   cargo run --release -p weir-sim -- --seeds 0..10000
 //!   cargo run --release -p weir-sim -- --seeds 1234 --trace
 //!   cargo run --release -p weir-sim -- --seeds 0..1000 --yarn   (with the YARN core)
+//!   cargo run --release -p weir-sim -- --seeds 0..1000 --reservations   (with a stateful framework)
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -33,6 +34,10 @@ struct Args {
     /// ApplicationMasters) beside the scripted frameworks.
     #[arg(long)]
     yarn: bool,
+    /// Add a stateful framework that reserves, creates volumes and runs
+    /// tasks on them (dynamic reservations and persistent volumes).
+    #[arg(long)]
+    reservations: bool,
     /// Print every violation of a failing seed, not just the first.
     #[arg(long)]
     verbose: bool,
@@ -64,9 +69,17 @@ fn main() -> anyhow::Result<()> {
         config.agents = args.agents;
         config.frameworks = args.frameworks;
         config.orphan_launches = args.orphan_launches;
-        let outcome = if args.yarn {
+        if args.reservations {
+            config.agent_disk_mib = 8192;
+        }
+        let outcome = if args.yarn || args.reservations {
             let mut world = weir_sim::World::new(config);
-            world.add_framework(Box::new(weir_sim::YarnParticipant::new("yarn")));
+            if args.yarn {
+                world.add_framework(Box::new(weir_sim::YarnParticipant::new("yarn")));
+            }
+            if args.reservations {
+                world.add_framework(Box::new(weir_sim::StatefulFramework::new("db", "db")));
+            }
             world.run()
         } else {
             run(config)

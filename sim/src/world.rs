@@ -211,7 +211,8 @@ impl World {
                 let cpus = 2 + rng.below(7);
                 let mem = 1024 * (1 + rng.below(8));
                 // Ports too: the YARN participant gives each node manager one.
-                let resources = ResourceSet::parse(&format!("cpus:{cpus};mem:{mem};ports:[31000-31009]")).unwrap_or_default();
+                let disk = if config.agent_disk_mib > 0 { format!(";disk:{}", config.agent_disk_mib) } else { String::new() };
+                let resources = ResourceSet::parse(&format!("cpus:{cpus};mem:{mem};ports:[31000-31009]{disk}")).unwrap_or_default();
                 SimAgent {
                     info: v1::AgentInfo {
                         id: String::new(),
@@ -669,6 +670,7 @@ impl World {
             Some(v1::broker_message::Kind::Acknowledge(a)) => {
                 Input::Acknowledge { framework: a.framework_id, task: a.task_id, uuid: a.uuid }
             }
+            Some(v1::broker_message::Kind::CheckpointResources(c)) => Input::CheckpointResources(c),
             None => return,
         };
         self.agent_input(i, input);
@@ -705,6 +707,9 @@ impl World {
                 }
                 Effect::Spawn { framework, task, info } => self.spawn(i, framework, task, &info),
                 Effect::Signal { pid, signal, .. } => self.signal(pid, signal),
+                // Volume directories are the real shell's; the books are
+                // in the checkpoint the core keeps.
+                Effect::CreateVolumes(_) | Effect::DestroyVolumes(_) => {}
             }
         }
     }
@@ -1093,6 +1098,7 @@ fn describe_broker_message(m: &v1::BrokerMessage) -> String {
         Some(Kind::RunTask(r)) => format!("RUN {}/{}", r.framework_id, r.task.as_ref().map_or("", |t| t.task_id.as_str())),
         Some(Kind::KillTask(k)) => format!("KILL {}/{}", k.framework_id, k.task_id),
         Some(Kind::Acknowledge(a)) => format!("ACK {}/{} {}", a.framework_id, a.task_id, crate::history::hex(&a.uuid[a.uuid.len().saturating_sub(3)..])),
+        Some(Kind::CheckpointResources(c)) => format!("CHECKPOINT {} reservations {} volumes", c.reservations.len(), c.volumes.len()),
         None => "EMPTY".to_owned(),
     }
 }
@@ -1107,11 +1113,21 @@ fn describe_call(c: &v1::Call) -> String {
                 .iter()
                 .filter_map(|o| match &o.kind {
                     Some(v1::operation::Kind::Launch(l)) => Some(l.tasks.iter().map(|t| t.task_id.as_str())),
-                    None => None,
+                    _ => None,
                 })
                 .flatten()
                 .collect();
-            format!("ACCEPT {:?} {tasks:?}", a.offer_ids)
+            let ops: Vec<String> = a
+                .operations
+                .iter()
+                .filter(|o| !matches!(o.kind, Some(v1::operation::Kind::Launch(_))))
+                .map(|o| format!("{:?}", o.kind))
+                .collect();
+            if ops.is_empty() {
+                format!("ACCEPT {:?} {tasks:?}", a.offer_ids)
+            } else {
+                format!("ACCEPT {:?} {ops:?} {tasks:?}", a.offer_ids)
+            }
         }
         Some(Kind::Decline(d)) => format!("DECLINE {:?}", d.offer_ids),
         Some(Kind::Revive(_)) => "REVIVE".to_owned(),
@@ -1135,6 +1151,7 @@ fn describe_event(e: &v1::Event) -> String {
         Some(Kind::Failure(f)) => format!("FAILURE {}", f.agent_id),
         Some(Kind::Error(e)) => format!("ERROR {}", e.message),
         Some(Kind::Heartbeat(_)) => "HEARTBEAT".to_owned(),
+        Some(Kind::OperationStatus(o)) => format!("OPERATION {} {} {}", o.operation_id, o.state, o.message),
         None => "EMPTY".to_owned(),
     }
 }

@@ -138,7 +138,7 @@ impl YarnParticipant {
                     let tasks = tasks.into_iter().map(|t| task_info(t, agent_id.as_str())).collect();
                     v1::call::Kind::Accept(v1::call::Accept {
                         offer_ids: vec![offer_id.to_string()],
-                        operations: vec![v1::Operation { kind: Some(v1::operation::Kind::Launch(v1::operation::Launch { tasks })) }],
+                        operations: vec![v1::Operation { kind: Some(v1::operation::Kind::Launch(v1::operation::Launch { tasks })), ..Default::default() }],
                         filters: Some(v1::Filters { refuse_seconds: Some(0.0) }),
                     })
                 }

@@ -6,6 +6,7 @@ pub mod broker;
 pub mod conf;
 pub mod executor;
 pub mod logs;
+pub mod reserve;
 pub mod run;
 pub mod sandbox;
 pub mod standalone;

@@ -37,6 +37,14 @@ pub struct Args {
     /// Role to run in (default: the default role "*").
     #[arg(long)]
     role: Option<String>,
+    /// Mount this persistent volume of the role (see `weir volume`) into
+    /// each task at its container path; the task then uses the role's
+    /// reserved cpus and mem.
+    #[arg(long, value_name = "VOLUME_ID", requires = "role")]
+    volume: Option<String>,
+    /// Where the volume appears in the sandbox (default: the volume's path).
+    #[arg(long, value_name = "PATH", requires = "volume")]
+    volume_path: Option<String>,
     /// Framework name shown in `weir status`.
     #[arg(long, default_value = "weir-run")]
     name: String,
@@ -67,9 +75,13 @@ fn outcome(status: &v1::TaskStatus, state: TaskState) -> Outcome {
 pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
     let config = settings::load(options, &[Daemon::Broker], "warn")?;
     let broker = settings::broker_address(&config, args.broker.clone())?;
-    let wanted = ResourceSet::parse(&format!("cpus:{};mem:{}", args.cpus, args.mem))
+    let reserved_for = match (&args.volume, &args.role) {
+        (Some(_), Some(role)) => format!("({role})"),
+        _ => String::new(),
+    };
+    let wanted = ResourceSet::parse(&format!("cpus{reserved_for}:{};mem{reserved_for}:{}", args.cpus, args.mem))
         .map_err(|e| settings::ConfigProblem(format!("--cpus/--mem: {e}")))?;
-    if wanted.unreserved.cpus.is_zero() && wanted.unreserved.mem.is_zero() {
+    if wanted.total().cpus.is_zero() && wanted.total().mem.is_zero() {
         return Err(settings::ConfigProblem("--cpus and --mem cannot both be 0".into()).into());
     }
     let command = if args.command.len() == 1 {
@@ -146,6 +158,15 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
                             agent_id: offer.agent_id.clone(),
                             resources: resources_to_proto(&wanted),
                             command: Some(command.clone()),
+                            volumes: args
+                                .volume
+                                .iter()
+                                .map(|v| v1::VolumeMount {
+                                    volume_id: v.clone(),
+                                    container_path: args.volume_path.clone().unwrap_or_default(),
+                                    read_only: false,
+                                })
+                                .collect(),
                             ..Default::default()
                         });
                         agents_of.insert(id, AgentId::new(offer.agent_id.clone()));
@@ -184,6 +205,8 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
             Some(v1::event::Kind::Error(e)) => bail!("the broker reported an error: {}", e.message),
             Some(v1::event::Kind::Rescind(_)) | Some(v1::event::Kind::Heartbeat(_)) | Some(v1::event::Kind::Subscribed(_)) => {}
             Some(v1::event::Kind::Failure(f)) => eprintln!("weir run: agent {} failed: {}", f.agent_id, f.message),
+            // `weir run` makes no resource operations.
+            Some(v1::event::Kind::OperationStatus(_)) => {}
             None => {}
         }
     }

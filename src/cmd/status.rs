@@ -185,6 +185,9 @@ pub fn render(broker: &str, doc: &StateDoc) -> String {
         }
         out.push_str(&format!("\n{roles}\n"));
     }
+    if doc.agents.iter().any(|a| !a.reservations.is_empty() || !a.volumes.is_empty()) {
+        out.push_str(&render_reservations(doc));
+    }
     if !doc.tasks.is_empty() {
         let mut tasks = table(&["TASK", "FRAMEWORK", "AGENT", "STATE", "CPUS", "MEM", "CPU TIME", "MEM USED"]);
         for task in &doc.tasks {
@@ -200,6 +203,47 @@ pub fn render(broker: &str, doc: &StateDoc) -> String {
             ]);
         }
         out.push_str(&format!("\n{tasks}\n"));
+    }
+    out
+}
+
+/// Dynamic reservations and persistent volumes per agent and role.
+pub fn render_reservations(doc: &StateDoc) -> String {
+    let mut reservations = table(&["AGENT", "ROLE", "RESERVATION", "RESOURCES", "PRINCIPAL", "BY"]);
+    let mut volumes = table(&["AGENT", "ROLE", "VOLUME", "RESERVATION", "SIZE", "PATH", "OWNER", "SHARED", "USED BY"]);
+    let (mut nr, mut nv) = (0, 0);
+    for a in &doc.agents {
+        for r in &a.reservations {
+            nr += 1;
+            let by = if r.framework_id.is_empty() { "operator".to_owned() } else { r.framework_id.clone() };
+            reservations.add_row(vec![a.id.clone(), r.role.clone(), r.id.clone(), r.resources.clone(), r.principal.clone(), by]);
+        }
+        for v in &a.volumes {
+            nv += 1;
+            let owner = if v.owner_framework_id.is_empty() { "-".to_owned() } else { v.owner_framework_id.clone() };
+            let used = if v.used_by.is_empty() { "-".to_owned() } else { v.used_by.join(",") };
+            volumes.add_row(vec![
+                a.id.clone(),
+                v.role.clone(),
+                v.id.clone(),
+                v.reservation_id.clone(),
+                format!("{} MiB", trim(v.size_mib)),
+                v.container_path.clone(),
+                owner,
+                if v.shared { "yes" } else { "no" }.to_owned(),
+                used,
+            ]);
+        }
+    }
+    let mut out = String::new();
+    if nr == 0 && nv == 0 {
+        return "no reservations or volumes\n".to_owned();
+    }
+    if nr > 0 {
+        out.push_str(&format!("\n{reservations}\n"));
+    }
+    if nv > 0 {
+        out.push_str(&format!("\n{volumes}\n"));
     }
     out
 }

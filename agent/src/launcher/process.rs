@@ -26,6 +26,7 @@ use crate::isolation::{self, Usage};
 #[derive(Debug, Clone)]
 pub struct ProcessLauncher {
     sandboxes: PathBuf,
+    volumes: PathBuf,
     supervisor: Option<PathBuf>,
     /// With cgroup isolation: this agent's part of the cgroup tree.
     cgroup_scope: Option<String>,
@@ -53,7 +54,7 @@ impl ProcessLauncher {
                 }
             },
         };
-        ProcessLauncher { sandboxes: work_dir.join("sandboxes"), supervisor, cgroup_scope }
+        ProcessLauncher { sandboxes: work_dir.join("sandboxes"), volumes: work_dir.join("volumes"), supervisor, cgroup_scope }
     }
 
     fn cgroup(&self, framework: &FrameworkId, task: &TaskId) -> Option<String> {
@@ -91,7 +92,12 @@ impl Launcher for ProcessLauncher {
             }
             None => Vec::new(),
         };
-        let ctx = LaunchContext { agent_id: agent_id.to_owned(), sandboxes: self.sandboxes.clone(), supervisor: self.supervisor.clone() };
+        let ctx = LaunchContext {
+            agent_id: agent_id.to_owned(),
+            sandboxes: self.sandboxes.clone(),
+            volumes: self.volumes.clone(),
+            supervisor: self.supervisor.clone(),
+        };
         let started = spawn(&ctx, framework, task, info, &cgroup_procs).map_err(|e| e.to_string())?;
         let Started { pid, sandbox, mut child } = started;
         let exit: ExitFuture = if self.supervisor.is_some() {
@@ -147,6 +153,8 @@ impl Launcher for ProcessLauncher {
 pub struct LaunchContext {
     pub agent_id: String,
     pub sandboxes: PathBuf,
+    /// `WORK_DIR/volumes`: where the volumes a task mounts live.
+    pub volumes: PathBuf,
     /// The `weir` binary whose `executor` subcommand supervises each task
     /// (so tasks outlive the agent); `None` runs tasks as direct children.
     pub supervisor: Option<PathBuf>,
@@ -222,6 +230,7 @@ pub fn spawn(
 ) -> std::io::Result<Started> {
     let sandbox = sandbox_path(&ctx.sandboxes, framework, task);
     std::fs::create_dir_all(&sandbox)?;
+    crate::volumes::link_mounts(&ctx.volumes, &sandbox, info).map_err(std::io::Error::other)?;
     let stdout = std::fs::File::create(sandbox.join("stdout"))?;
     let stderr = std::fs::File::create(sandbox.join("stderr"))?;
     let command = info.command.clone().unwrap_or_default();
@@ -372,7 +381,7 @@ mod tests {
     #[tokio::test]
     async fn exit_codes_output_and_environment() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = LaunchContext { agent_id: "A1".into(), sandboxes: dir.path().to_owned(), supervisor: None };
+        let ctx = LaunchContext { agent_id: "A1".into(), sandboxes: dir.path().to_owned(), volumes: dir.path().join("volumes"), supervisor: None };
         let info = shell_task("echo out $WEIR_TASK_ID; echo err >&2; exit 3");
         let mut started = spawn(&ctx, &"F1".into(), &"t".into(), &info, &[]).unwrap();
         let status = started.child.wait().await.unwrap();
@@ -392,7 +401,7 @@ mod tests {
     #[tokio::test]
     async fn term_reaches_the_whole_group_and_kill_ends_a_stubborn_one() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = LaunchContext { agent_id: "A1".into(), sandboxes: dir.path().to_owned(), supervisor: None };
+        let ctx = LaunchContext { agent_id: "A1".into(), sandboxes: dir.path().to_owned(), volumes: dir.path().join("volumes"), supervisor: None };
         let marker = format!("weir-launcher-test-{}", std::process::id());
         // The shell starts a child; TERM to the group must reach it too.
         let info = shell_task(&format!("sleep 60 # {marker}-a & wait"));

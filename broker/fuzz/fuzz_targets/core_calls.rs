@@ -23,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
             ..Default::default()
         }),
         tasks: vec![],
+        ..Default::default()
     };
     core.agent_register(1, &register, now);
     let subscribe = v1::Call {

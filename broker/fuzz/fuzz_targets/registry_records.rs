@@ -42,6 +42,7 @@ fuzz_target!(|data: &[u8]| {
             ..Default::default()
         }),
         tasks: vec![],
+        ..Default::default()
     };
     core.agent_register(1, &register, Duration::ZERO);
     let subscribe = v1::Call {

@@ -8,6 +8,11 @@
 //!   what is left of the offers. A bad task gets TASK_ERROR and takes
 //!   nothing; the good ones run.
 //!
+//! Resource operations (RESERVE, UNRESERVE, CREATE, DESTROY, GROW, SHRINK;
+//! see `reservations.rs`) are applied in order with the launches: a task
+//! after a CREATE can mount the new volume. Each gets an OperationStatus;
+//! with bad offers they all fail.
+//!
 //! Whatever the launched tasks do not use goes back to the allocator, with a
 //! filter for the accept's `refuse_seconds` (Mesos applies it to accepts too,
 //! so a framework is not immediately re-offered the crumbs it left).
@@ -15,13 +20,24 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use weir_model::{AgentId, FrameworkId, OfferId, ResourceSet, Role, TaskId, TaskState};
+use weir_model::{AgentId, FrameworkId, Milli, OfferId, ResourceSet, Role, TaskId, TaskState, VolumeId};
 use weir_proto::convert::{self, task_state_to_proto};
 use weir_proto::v1;
 
+use super::reservations::Actor;
 use super::{agent_message, broker_status, refuse_duration, BrokerCore, ConnId, Output, Task};
 
 const MAX_TASKS_PER_ACCEPT: usize = 10_000;
+/// The most operations (of every kind) in one ACCEPT or operator call.
+pub(super) const MAX_OPERATIONS_PER_ACCEPT: usize = 1_000;
+
+/// A task that passed its checks: what it takes and which volumes it mounts.
+struct CheckedTask {
+    resources: ResourceSet,
+    volumes: Vec<VolumeId>,
+    volume_disk: Milli,
+    info: v1::TaskInfo,
+}
 const MAX_COMMAND_BYTES: usize = 1 << 20;
 
 impl BrokerCore {
@@ -38,7 +54,7 @@ impl BrokerCore {
             .iter()
             .flat_map(|op| match &op.kind {
                 Some(v1::operation::Kind::Launch(launch)) => launch.tasks.iter().collect::<Vec<_>>(),
-                None => Vec::new(),
+                _ => Vec::new(),
             })
             .collect();
         let refuse = match refuse_duration(accept.filters.as_ref(), self.settings.refuse_default) {
@@ -52,6 +68,11 @@ impl BrokerCore {
             self.call_error(conn, &format!("ACCEPT refused: more than {MAX_TASKS_PER_ACCEPT} tasks"), out);
             return;
         }
+        if accept.operations.len() > MAX_OPERATIONS_PER_ACCEPT {
+            self.call_error(conn, &format!("ACCEPT refused: more than {MAX_OPERATIONS_PER_ACCEPT} operations"), out);
+            return;
+        }
+        let resource_ops = accept.operations.iter().filter(|op| !matches!(op.kind, Some(v1::operation::Kind::Launch(_))));
 
         // Layer 1: the offers.
         let mut offer_error: Option<String> = None;
@@ -105,7 +126,13 @@ impl BrokerCore {
                     let status = broker_status(framework, &task_id, None, TaskState::Dropped, "REASON_INVALID_OFFERS", message.clone(), self.timestamp(now));
                     self.notify_framework(framework, status, out);
                 }
-                if tasks.is_empty() {
+                let mut answered = false;
+                for op in resource_ops {
+                    let agent = AgentId::new(String::new());
+                    self.operation_status(&agent, Some(framework), op, Err(message.clone()), now, out);
+                    answered = true;
+                }
+                if tasks.is_empty() && !answered {
                     self.call_error(conn, &format!("ACCEPT refused: {message}"), out);
                 }
                 return;
@@ -125,81 +152,22 @@ impl BrokerCore {
             }
         }
         self.counters.offers_accepted += valid.len() as u64;
-        let agent_conn = self.agent_conn(&agent);
 
-        // Layer 2: each task.
+        // Layer 2: each operation in order; for a LAUNCH, each task.
         let mut launched_ids = BTreeSet::new();
-        for t in tasks {
-            let task_id = TaskId::new(t.task_id.clone());
-            let checked = self.check_task(framework, &agent, &role, t, &available, &launched_ids);
-            let resources = match checked {
-                Ok(resources) => resources,
-                Err(message) => {
-                    tracing::info!(framework_id = %framework, task_id = %t.task_id, %message, "task refused");
-                    self.counters.tasks_errored += 1;
-                    let status = broker_status(framework, &task_id, Some(&agent), TaskState::Error, "REASON_TASK_INVALID", message, self.timestamp(now));
-                    self.notify_framework(framework, status, out);
+        for op in &accept.operations {
+            let launch = match &op.kind {
+                Some(v1::operation::Kind::Launch(launch)) => launch,
+                _ => {
+                    let result = self.apply_operation(&agent, Actor::Framework { id: framework, role: &role }, op, &mut available, out);
+                    self.operation_status(&agent, Some(framework), op, result, now, out);
                     continue;
                 }
             };
-            let Some(agent_conn) = agent_conn else {
-                let status = broker_status(
-                    framework,
-                    &task_id,
-                    Some(&agent),
-                    TaskState::Dropped,
-                    "REASON_AGENT_DISCONNECTED",
-                    format!("agent {agent} is not connected"),
-                    self.timestamp(now),
-                );
-                self.notify_framework(framework, status, out);
-                continue;
-            };
-            available = match available.checked_sub(&resources) {
-                Ok(rest) => rest,
-                Err(_) => continue, // check_task proved containment
-            };
-            launched_ids.insert(task_id.clone());
-            let mut info = t.clone();
-            info.agent_id = agent.to_string();
-            let status = v1::TaskStatus {
-                task_id: task_id.to_string(),
-                state: task_state_to_proto(TaskState::Staging) as i32,
-                source: v1::task_status::Source::Broker as i32,
-                agent_id: agent.to_string(),
-                framework_id: framework.to_string(),
-                timestamp: self.timestamp(now),
-                ..Default::default()
-            };
-            self.tasks.insert(
-                (framework.clone(), task_id.clone()),
-                Task {
-                    agent: agent.clone(),
-                    role: role.clone(),
-                    name: t.name.clone(),
-                    resources,
-                    state: TaskState::Staging,
-                    latest: status,
-                    usage: None,
-                },
-            );
-            if let Some(a) = self.agents.get_mut(&agent) {
-                a.tasks.insert((framework.clone(), task_id.clone()));
+            for t in &launch.tasks {
+                self.launch_one(framework, &agent, &role, t, &mut available, &mut launched_ids, now, out);
             }
-            if let Some(f) = self.frameworks.get_mut(framework) {
-                f.tasks.insert(task_id.clone());
-            }
-            self.counters.tasks_launched += 1;
-            tracing::info!(framework_id = %framework, task_id = %task_id, agent_id = %agent, "launching task");
-            out.push(Output::Agent(
-                agent_conn,
-                agent_message(v1::broker_message::Kind::RunTask(v1::broker_message::RunTask {
-                    framework_id: framework.to_string(),
-                    task: Some(info),
-                })),
-            ));
         }
-
         if !available.is_empty() {
             if let Err(err) = self.allocator.recover(&agent, framework, &role, &available) {
                 tracing::error!(framework_id = %framework, error = %err, "books out of step: unused offer resources were not allocated");
@@ -209,7 +177,94 @@ impl BrokerCore {
         }
     }
 
-    /// Checks one task of an ACCEPT; returns the resources it takes.
+    /// Checks and launches one task of an ACCEPT, or tells the framework
+    /// why not.
+    #[allow(clippy::too_many_arguments)]
+    fn launch_one(
+        &mut self,
+        framework: &FrameworkId,
+        agent: &AgentId,
+        role: &Role,
+        t: &v1::TaskInfo,
+        available: &mut ResourceSet,
+        launched_ids: &mut BTreeSet<TaskId>,
+        now: Duration,
+        out: &mut Vec<Output>,
+    ) {
+        let task_id = TaskId::new(t.task_id.clone());
+        let checked = match self.check_task(framework, agent, role, t, available, launched_ids) {
+            Ok(checked) => checked,
+            Err(message) => {
+                tracing::info!(framework_id = %framework, task_id = %t.task_id, %message, "task refused");
+                self.counters.tasks_errored += 1;
+                let status = broker_status(framework, &task_id, Some(agent), TaskState::Error, "REASON_TASK_INVALID", message, self.timestamp(now));
+                self.notify_framework(framework, status, out);
+                return;
+            }
+        };
+        let Some(agent_conn) = self.agent_conn(agent) else {
+            let status = broker_status(
+                framework,
+                &task_id,
+                Some(agent),
+                TaskState::Dropped,
+                "REASON_AGENT_DISCONNECTED",
+                format!("agent {agent} is not connected"),
+                self.timestamp(now),
+            );
+            self.notify_framework(framework, status, out);
+            return;
+        };
+        *available = match available.checked_sub(&checked.resources) {
+            Ok(rest) => rest,
+            Err(_) => return, // check_task proved containment
+        };
+        launched_ids.insert(task_id.clone());
+        let mut info = checked.info;
+        info.agent_id = agent.to_string();
+        let status = v1::TaskStatus {
+            task_id: task_id.to_string(),
+            state: task_state_to_proto(TaskState::Staging) as i32,
+            source: v1::task_status::Source::Broker as i32,
+            agent_id: agent.to_string(),
+            framework_id: framework.to_string(),
+            timestamp: self.timestamp(now),
+            ..Default::default()
+        };
+        self.tasks.insert(
+            (framework.clone(), task_id.clone()),
+            Task {
+                agent: agent.clone(),
+                role: role.clone(),
+                name: t.name.clone(),
+                resources: checked.resources,
+                state: TaskState::Staging,
+                latest: status,
+                usage: None,
+                volumes: checked.volumes,
+                volume_disk: checked.volume_disk,
+            },
+        );
+        if let Some(a) = self.agents.get_mut(agent) {
+            a.tasks.insert((framework.clone(), task_id.clone()));
+        }
+        if let Some(f) = self.frameworks.get_mut(framework) {
+            f.tasks.insert(task_id.clone());
+        }
+        self.counters.tasks_launched += 1;
+        tracing::info!(framework_id = %framework, task_id = %task_id, agent_id = %agent, "launching task");
+        out.push(Output::Agent(
+            agent_conn,
+            agent_message(v1::broker_message::Kind::RunTask(v1::broker_message::RunTask {
+                framework_id: framework.to_string(),
+                task: Some(info),
+            })),
+        ));
+    }
+
+    /// Checks one task of an ACCEPT; returns what it takes, with the
+    /// volumes it mounts resolved (their disk added to its resources, their
+    /// paths filled in for the agent).
     fn check_task(
         &self,
         framework: &FrameworkId,
@@ -218,7 +273,7 @@ impl BrokerCore {
         t: &v1::TaskInfo,
         available: &ResourceSet,
         launched: &BTreeSet<TaskId>,
-    ) -> Result<ResourceSet, String> {
+    ) -> Result<CheckedTask, String> {
         let task_id: TaskId = convert::id("task_id", &t.task_id).map_err(|e| e.to_string())?;
         if launched.contains(&task_id) || self.tasks.contains_key(&(framework.clone(), task_id.clone())) {
             return Err(format!("task id {task_id} is already in use by this framework"));
@@ -240,7 +295,7 @@ impl BrokerCore {
         if !t.kill_grace_seconds.is_finite() || t.kill_grace_seconds < 0.0 {
             return Err(format!("kill_grace_seconds {} must be a finite number >= 0", t.kill_grace_seconds));
         }
-        let resources = convert::resources_from_proto("task.resources", &t.resources).map_err(|e| e.to_string())?;
+        let mut resources = convert::resources_from_proto("task.resources", &t.resources).map_err(|e| e.to_string())?;
         if resources.reserved.keys().any(|r| r != role) {
             return Err(format!("task resources are reserved for a role other than the offer's role {role}"));
         }
@@ -248,9 +303,45 @@ impl BrokerCore {
         if total.cpus.is_zero() && total.mem.is_zero() {
             return Err("task must use some cpus or mem".to_owned());
         }
+        let mounts = convert::mounts_from_proto("task.volumes", &t.volumes).map_err(|e| e.to_string())?;
+        let mut info = t.clone();
+        let mut volumes = Vec::new();
+        let mut volume_disk = Milli::ZERO;
+        for (i, m) in mounts.iter().enumerate() {
+            let Some(volume) = self.agents.get(agent).and_then(|a| a.volumes.get(&(role.clone(), m.volume.clone()))) else {
+                return Err(format!("task mounts volume {}, which role {role} does not have on agent {agent}", m.volume));
+            };
+            if !volume.visible_to(framework) {
+                return Err(format!("task mounts volume {}, which belongs to another framework", m.volume));
+            }
+            let users = self.volume_users(agent, role, &m.volume);
+            if !volume.shared {
+                if let Some((f, task)) = users.first() {
+                    return Err(format!("volume {} is in use by task {f}/{task}", m.volume));
+                }
+            }
+            if m.container_path.is_empty() {
+                info.volumes[i].container_path = volume.container_path.clone();
+            }
+            // A shared volume in use already has its disk counted.
+            if users.is_empty() {
+                volume_disk = Milli(volume_disk.0 + volume.size.0);
+            }
+            volumes.push(m.volume.clone());
+        }
+        let scratch = resources.reserved.get(role).map_or(Milli::ZERO, |r| r.disk);
+        if !volume_disk.is_zero() {
+            resources.reserved.entry(role.clone()).or_default().disk = Milli(scratch.0 + volume_disk.0);
+        }
         if !available.contains(&resources) {
             return Err(format!("task needs {resources} but only {available} is left in the offers"));
         }
-        Ok(resources)
+        if !scratch.is_zero() {
+            self.check_role_disk(agent, role, scratch)?;
+        }
+        // The agent gets the resources as booked, volume disk included, so
+        // what it reports after a failover books the same.
+        info.resources = convert::resources_to_proto(&resources);
+        Ok(CheckedTask { resources, volumes, volume_disk, info })
     }
 }

@@ -8,7 +8,9 @@
 
 use std::time::Duration;
 
-use weir_model::{AgentId, FrameworkId, ResourceSet, Role, TaskId, TaskState};
+use std::collections::BTreeMap;
+
+use weir_model::{AgentId, FrameworkId, Milli, Reservation, ReservationId, ResourceSet, Role, TaskId, TaskState, Volume, VolumeId};
 use weir_proto::convert::{self, task_state_from_proto, task_state_to_proto, ProtoError, MAX_HOSTNAME};
 use weir_proto::v1;
 
@@ -26,6 +28,10 @@ struct Registration {
     attributes: Vec<(String, String)>,
     http_address: String,
     tasks: Vec<ReportedTask>,
+    /// What the agent reported (`total` is this with the reservations).
+    configured: ResourceSet,
+    reservations: BTreeMap<ReservationId, Reservation>,
+    volumes: BTreeMap<(Role, VolumeId), Volume>,
 }
 
 struct ReportedTask {
@@ -36,6 +42,7 @@ struct ReportedTask {
     role: Role,
     latest: v1::TaskStatus,
     state: TaskState,
+    mounts: Vec<VolumeId>,
 }
 
 /// Tells an agent why it is refused, then closes its stream.
@@ -55,9 +62,22 @@ fn parse_registration(msg: &v1::agent_message::Register) -> Result<Registration,
             format!("must be 1 to {MAX_HOSTNAME} bytes long, not {}", info.hostname.len()),
         ));
     }
-    let total = convert::resources_from_proto("register.agent.resources", &info.resources)?;
-    if total.is_empty() {
+    let configured = convert::resources_from_proto("register.agent.resources", &info.resources)?;
+    if configured.is_empty() {
         return Err(ProtoError::invalid("register.agent.resources", "an agent must offer some resources"));
+    }
+    let (reservations, volumes) = convert::reservations_and_volumes_from_proto("register", &msg.reservations, &msg.volumes)?;
+    // Each dynamic reservation comes out of the unreserved resources.
+    let mut total = configured.clone();
+    for r in &reservations {
+        let from = ResourceSet::unreserved(r.resources.clone());
+        total = total.checked_sub(&from).map_err(|_| {
+            ProtoError::invalid(
+                "register.reservations",
+                format!("reservation {} ({} for role {}) does not fit in the agent's unreserved resources", r.id, r.resources, r.role),
+            )
+        })?;
+        total.reserved.entry(r.role.clone()).or_default().add_assign(&r.resources);
     }
     let attributes = convert::attributes_from_proto("register.agent.attributes", &info.attributes)?;
     if msg.tasks.len() > MAX_REPORTED_TASKS {
@@ -73,7 +93,8 @@ fn parse_registration(msg: &v1::agent_message::Register) -> Result<Registration,
         let latest = t.latest.clone().ok_or_else(|| ProtoError::missing(format!("{field}.latest")))?;
         let state = task_state_from_proto(&format!("{field}.latest.state"), latest.state)?;
         let role = resources.reserved.keys().next().cloned().unwrap_or_else(Role::default_role);
-        tasks.push(ReportedTask { framework, task, name: info.name.clone(), resources, role, latest, state });
+        let mounts = convert::mounts_from_proto(&format!("{field}.task.volumes"), &info.volumes)?.into_iter().map(|m| m.volume).collect();
+        tasks.push(ReportedTask { framework, task, name: info.name.clone(), resources, role, latest, state, mounts });
     }
     Ok(Registration {
         id,
@@ -82,6 +103,9 @@ fn parse_registration(msg: &v1::agent_message::Register) -> Result<Registration,
         attributes,
         http_address: info.http_address.clone(),
         tasks,
+        configured,
+        reservations: reservations.into_iter().map(|r| (r.id.clone(), r)).collect(),
+        volumes: volumes.into_iter().map(|v| ((v.role.clone(), v.id.clone()), v)).collect(),
     })
 }
 
@@ -168,7 +192,10 @@ impl BrokerCore {
             hostname: reg.hostname.clone(),
             attributes: reg.attributes.clone(),
             http_address: reg.http_address.clone(),
+            configured: reg.configured.clone(),
             total: reg.total.clone(),
+            reservations: reg.reservations.clone(),
+            volumes: reg.volumes.clone(),
             conn: Some(conn),
             last_seen: now,
             reachable: true,
@@ -200,6 +227,7 @@ impl BrokerCore {
         }
 
         let mut used = Vec::new();
+        let mut counted_volumes = std::collections::BTreeSet::new();
         for t in &reg.tasks {
             if t.state.is_terminal() {
                 // Ended, update not yet acknowledged: it arrives next as an
@@ -236,6 +264,24 @@ impl BrokerCore {
                 }
             }
             let previous = self.tasks.get(&(t.framework.clone(), t.task.clone())).map(|task| task.state);
+            // The volume disk it carries: a mounted volume's size once per
+            // volume, by a task whose resources hold it (of a shared
+            // volume's users only the one launched first took its disk,
+            // and the agent reports them in no particular order).
+            let mut volume_disk = Milli::ZERO;
+            let reserved_disk = t.resources.reserved.get(&t.role).map_or(Milli::ZERO, |r| r.disk);
+            for m in &t.mounts {
+                let key = (t.role.clone(), m.clone());
+                if counted_volumes.contains(&key) {
+                    continue;
+                }
+                if let Some(v) = reg.volumes.get(&key) {
+                    if volume_disk.0 + v.size.0 <= reserved_disk.0 {
+                        volume_disk = Milli(volume_disk.0 + v.size.0);
+                        counted_volumes.insert(key);
+                    }
+                }
+            }
             if let Some(f) = self.frameworks.get_mut(&t.framework) {
                 f.tasks.insert(t.task.clone());
             }
@@ -249,6 +295,8 @@ impl BrokerCore {
                     state: t.state,
                     latest: t.latest.clone(),
                     usage: None,
+                    volumes: t.mounts.clone(),
+                    volume_disk,
                 },
             );
             used.push((t.framework.clone(), t.role.clone(), t.resources.clone()));

@@ -52,6 +52,7 @@ impl FakeAgent {
                     latest: Some(latest.clone()),
                 })
                 .collect(),
+            ..Default::default()
         }
     }
 
@@ -156,6 +157,7 @@ impl FakeFramework {
                             offer_ids: vec![offer.id],
                             operations: vec![v1::Operation {
                                 kind: Some(v1::operation::Kind::Launch(v1::operation::Launch { tasks: vec![task] })),
+                                ..Default::default()
                             }],
                             filters: Some(v1::Filters { refuse_seconds: Some(0.0) }),
                         })));
@@ -406,6 +408,7 @@ fn a_new_leader_makes_no_offers_until_agents_are_back_or_the_recovery_timeout_pa
             ..Default::default()
         }),
         tasks: Vec::new(),
+        ..Default::default()
     };
     let mut writes = Vec::new();
     for (conn, id) in [(1, "a1"), (2, "a2")] {

@@ -54,9 +54,12 @@ impl BrokerCore {
                     Some(v1::call::Kind::Kill(kill)) => self.kill(conn, &framework, kill, now, &mut out),
                     Some(v1::call::Kind::Acknowledge(ack)) => self.acknowledge(conn, &framework, ack, &mut out),
                     Some(v1::call::Kind::Reconcile(rec)) => self.reconcile(conn, &framework, rec, now, &mut out),
-                    Some(v1::call::Kind::Teardown(_)) => {
-                        tracing::info!(framework_id = %framework, "framework asked to be torn down");
+                    Some(v1::call::Kind::Teardown(teardown)) => {
+                        tracing::info!(framework_id = %framework, release = teardown.release_reservations, "framework asked to be torn down");
                         self.remove_framework(&framework, now, &mut out);
+                        if teardown.release_reservations {
+                            self.release_framework_resources(&framework, &mut out);
+                        }
                     }
                     Some(v1::call::Kind::Subscribe(_)) => unreachable!("matched above"),
                     None => self.call_error(conn, "call has no kind", &mut out),

@@ -8,11 +8,19 @@
 //!   its agent's and its framework's sets and in the expiry queue; a task
 //!   in its agent's and framework's sets; a connection binds one id whose
 //!   record names that connection;
-//! - every agent the books hold is known to the allocator.
+//! - every agent the books hold is known to the allocator;
+//! - reservations and volumes (see `reservations.rs`): the total is the
+//!   reported resources with each reservation moved to its role; every
+//!   volume lies on a reservation of its role with room for it; a role's
+//!   volumes plus its tasks' scratch disk fit in its reserved disk; a
+//!   volume that is not shared has at most one live user, and every mount
+//!   names a volume that exists.
 //!
 //! It walks all the books, so it is for tests, not for the shell's loop.
 
-use weir_model::ResourceSet;
+use std::collections::BTreeMap;
+
+use weir_model::{Milli, ResourceSet, Role};
 
 use super::BrokerCore;
 
@@ -53,6 +61,7 @@ impl BrokerCore {
                 ));
             }
         }
+        self.check_reservation_books()?;
         for (offer_id, o) in &self.offers {
             if !self.agents.get(&o.agent).is_some_and(|a| a.offers.contains(offer_id)) {
                 return Err(format!("offer {offer_id} is not listed by its agent {}", o.agent));
@@ -111,6 +120,70 @@ impl BrokerCore {
             if let Some(conn) = f.conn {
                 if self.framework_conns.get(&conn) != Some(id) {
                     return Err(format!("framework {id} names connection {conn}, which is not bound to it"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_reservation_books(&self) -> Result<(), String> {
+        for (id, a) in &self.agents {
+            let mut expected = a.configured.clone();
+            for (rid, r) in &a.reservations {
+                if &r.id != rid {
+                    return Err(format!("agent {id}: reservation filed as {rid} is named {}", r.id));
+                }
+                let from = ResourceSet::unreserved(r.resources.clone());
+                expected = match expected.checked_sub(&from) {
+                    Ok(rest) => rest,
+                    Err(_) => return Err(format!("agent {id}: reservation {rid} ({}) is not in its unreserved resources", r.resources)),
+                };
+                expected.reserved.entry(r.role.clone()).or_default().add_assign(&r.resources);
+            }
+            if expected != a.total {
+                return Err(format!("agent {id}: reported {} with its reservations is {expected}, but its total is {}", a.configured, a.total));
+            }
+            let mut on_reservation: BTreeMap<_, Milli> = BTreeMap::new();
+            let mut by_role: BTreeMap<Role, Milli> = BTreeMap::new();
+            for ((role, vid), v) in &a.volumes {
+                if &v.role != role || &v.id != vid {
+                    return Err(format!("agent {id}: volume filed as {role}/{vid} is {}/{}", v.role, v.id));
+                }
+                let Some(r) = a.reservations.get(&v.reservation).filter(|r| &r.role == role) else {
+                    return Err(format!("agent {id}: volume {vid} lies on {}, not a reservation of role {role}", v.reservation));
+                };
+                let sum = on_reservation.entry(v.reservation.clone()).or_default();
+                *sum = Milli(sum.0 + v.size.0);
+                if *sum > r.resources.disk {
+                    return Err(format!("agent {id}: volumes on reservation {} need {sum} MiB; it holds {}", r.id, r.resources.disk));
+                }
+                let role_sum = by_role.entry(role.clone()).or_default();
+                *role_sum = Milli(role_sum.0 + v.size.0);
+            }
+            let mut users: BTreeMap<(Role, weir_model::VolumeId), usize> = BTreeMap::new();
+            for key in &a.tasks {
+                let Some(t) = self.tasks.get(key) else { continue };
+                let disk = t.resources.reserved.get(&t.role).map_or(Milli::ZERO, |r| r.disk);
+                if t.volume_disk > disk {
+                    return Err(format!("task {}/{}: volume disk {} exceeds its reserved disk {disk}", key.0, key.1, t.volume_disk));
+                }
+                let role_sum = by_role.entry(t.role.clone()).or_default();
+                *role_sum = Milli(role_sum.0 + disk.0 - t.volume_disk.0);
+                for m in &t.volumes {
+                    let Some(v) = a.volumes.get(&(t.role.clone(), m.clone())) else {
+                        return Err(format!("task {}/{} mounts volume {m}, which agent {id} does not hold", key.0, key.1));
+                    };
+                    let n = users.entry((t.role.clone(), m.clone())).or_default();
+                    *n += 1;
+                    if *n > 1 && !v.shared {
+                        return Err(format!("agent {id}: volume {m} is not shared but has {n} live users"));
+                    }
+                }
+            }
+            for (role, claimed) in by_role {
+                let disk = a.total.reserved.get(&role).map_or(Milli::ZERO, |r| r.disk);
+                if claimed > disk {
+                    return Err(format!("agent {id}: role {role} has {disk} MiB of reserved disk but volumes and scratch claim {claimed}"));
                 }
             }
         }

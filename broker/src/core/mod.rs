@@ -19,18 +19,21 @@ mod agents;
 mod frameworks;
 mod invariants;
 mod recovery;
+mod reservations;
 pub mod state;
 pub use recovery::RecoveryReport;
 #[cfg(test)]
 mod failover_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod reservation_tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use weir_allocator::{Allocator, AllocatorConfig};
-use weir_model::{AgentId, FrameworkId, OfferId, ResourceSet, Role, TaskId, TaskState};
+use weir_model::{AgentId, FrameworkId, Milli, OfferId, Reservation, ReservationId, ResourceSet, Role, TaskId, TaskState, Volume, VolumeId};
 use weir_proto::convert::task_state_to_proto;
 use weir_proto::v1;
 
@@ -103,7 +106,13 @@ struct Agent {
     hostname: String,
     attributes: Vec<(String, String)>,
     http_address: String,
+    /// What the agent reported: its configured resources, static
+    /// reservations included, dynamic ones not.
+    configured: ResourceSet,
+    /// `configured` with each dynamic reservation moved to its role.
     total: ResourceSet,
+    reservations: BTreeMap<ReservationId, Reservation>,
+    volumes: BTreeMap<(Role, VolumeId), Volume>,
     conn: Option<ConnId>,
     last_seen: Duration,
     reachable: bool,
@@ -150,6 +159,10 @@ struct Task {
     latest: v1::TaskStatus,
     /// The latest usage its agent measured (with isolation).
     usage: Option<v1::TaskUsage>,
+    /// Volumes (of `role`, on `agent`) it mounts.
+    volumes: Vec<VolumeId>,
+    /// Disk in `resources` that is volumes' rather than scratch space.
+    volume_disk: Milli,
 }
 
 #[derive(Debug, Clone)]
@@ -181,6 +194,8 @@ pub struct Counters {
     pub agents_reregistered: u64,
     pub agents_unreachable: u64,
     pub bad_calls: u64,
+    pub operations_finished: u64,
+    pub operations_failed: u64,
 }
 
 pub struct BrokerCore {
@@ -236,6 +251,8 @@ pub struct BrokerCore {
     /// What the registry holds, so only changes are written.
     registered_agents: BTreeMap<AgentId, v1::AgentInfo>,
     registered_frameworks: BTreeMap<FrameworkId, v1::FrameworkInfo>,
+    /// The latest resource operations' statuses, oldest first (for `/state`).
+    operations: VecDeque<v1::OperationStatus>,
 }
 
 impl BrokerCore {
@@ -277,6 +294,7 @@ impl BrokerCore {
             recovery: None,
             registered_agents: BTreeMap::new(),
             registered_frameworks: BTreeMap::new(),
+            operations: VecDeque::new(),
         }
     }
 
@@ -374,7 +392,8 @@ impl BrokerCore {
                 resources: allocation.resources,
                 attributes: agent.attributes.clone(),
             };
-            let wire = weir_proto::convert::offer_to_proto(&offer);
+            let mut wire = weir_proto::convert::offer_to_proto(&offer);
+            (wire.reservations, wire.volumes) = self.offer_annotations(&offer.agent, &offer.framework, &offer.role);
             if let Some(f) = self.frameworks.get_mut(&offer.framework) {
                 f.offers.insert(offer_id.clone());
             }

@@ -183,7 +183,11 @@ impl BrokerCore {
                     hostname: info.hostname.clone(),
                     attributes: info.attributes.iter().map(|a| (a.name.clone(), a.value.clone())).collect(),
                     http_address: info.http_address.clone(),
+                    // Reservations come back when the agent re-registers.
+                    configured: total.clone(),
                     total,
+                    reservations: Default::default(),
+                    volumes: Default::default(),
                     conn: None,
                     last_seen: now,
                     reachable: false,

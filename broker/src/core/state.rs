@@ -4,7 +4,10 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use weir_model::{AgentState, AgentSummary, ResourceSet, Resources};
+use std::collections::BTreeMap;
+
+use weir_model::{AgentState, AgentSummary, Milli, ResourceSet, Resources, Role};
+use weir_proto::v1;
 
 use super::{Agent, BrokerCore};
 
@@ -47,6 +50,53 @@ pub struct StateDoc {
     pub roles: Vec<RoleDoc>,
     pub tasks: Vec<TaskDoc>,
     pub completed_tasks: Vec<TaskDoc>,
+    /// The latest resource operations (RESERVE, CREATE…), newest first.
+    #[serde(default)]
+    pub operations: Vec<OperationDoc>,
+}
+
+/// A dynamic reservation on an agent.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReservationDoc {
+    pub id: String,
+    pub role: String,
+    pub principal: String,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// In the agent's `--resources` form, e.g. `cpus:1;disk:1024`.
+    pub resources: String,
+    /// The framework that made it; empty for an operator's.
+    #[serde(default)]
+    pub framework_id: String,
+}
+
+/// A persistent volume on an agent.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VolumeDoc {
+    pub id: String,
+    pub role: String,
+    pub reservation_id: String,
+    pub size_mib: f64,
+    pub container_path: String,
+    /// The framework that created it; empty for an operator's.
+    #[serde(default)]
+    pub owner_framework_id: String,
+    pub shared: bool,
+    /// Live tasks mounting it, as `framework/task`.
+    #[serde(default)]
+    pub used_by: Vec<String>,
+}
+
+/// One operation's outcome.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OperationDoc {
+    pub id: String,
+    pub kind: String,
+    pub state: String,
+    pub message: String,
+    pub agent_id: String,
+    #[serde(default)]
+    pub framework_id: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,6 +136,10 @@ pub struct AgentDoc {
     pub free: ResourcesDoc,
     pub tasks: usize,
     pub registered_seconds_ago: f64,
+    #[serde(default)]
+    pub reservations: Vec<ReservationDoc>,
+    #[serde(default)]
+    pub volumes: Vec<VolumeDoc>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -114,6 +168,14 @@ pub struct RoleDoc {
     pub weighted_share: f64,
     pub allocated: ResourcesDoc,
     pub frameworks: usize,
+    /// Reserved for the role on reachable agents, static and dynamic.
+    #[serde(default)]
+    pub reserved: ResourcesDoc,
+    /// Its persistent volumes and their total size.
+    #[serde(default)]
+    pub volumes: usize,
+    #[serde(default)]
+    pub volume_mib: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -210,6 +272,32 @@ impl BrokerCore {
                 free: (&a_free).into(),
                 tasks: a.tasks.len(),
                 registered_seconds_ago: now.saturating_sub(a.registered_at).as_secs_f64(),
+                reservations: a
+                    .reservations
+                    .values()
+                    .map(|r| ReservationDoc {
+                        id: r.id.to_string(),
+                        role: r.role.to_string(),
+                        principal: r.principal.clone(),
+                        labels: r.labels.clone(),
+                        resources: r.resources.to_string(),
+                        framework_id: r.framework.as_ref().map(|f| f.to_string()).unwrap_or_default(),
+                    })
+                    .collect(),
+                volumes: a
+                    .volumes
+                    .values()
+                    .map(|v| VolumeDoc {
+                        id: v.id.to_string(),
+                        role: v.role.to_string(),
+                        reservation_id: v.reservation.to_string(),
+                        size_mib: v.size.as_f64(),
+                        container_path: v.container_path.clone(),
+                        owner_framework_id: v.owner.as_ref().map(|f| f.to_string()).unwrap_or_default(),
+                        shared: v.shared,
+                        used_by: self.volume_users(id, &v.role, &v.id).iter().map(|(f, t)| format!("{f}/{t}")).collect(),
+                    })
+                    .collect(),
             });
         }
         let free = self
@@ -258,17 +346,34 @@ impl BrokerCore {
             })
             .collect();
 
+        let mut reserved: BTreeMap<Role, (Resources, usize, u64)> = BTreeMap::new();
+        for a in self.agents.values().filter(|a| a.reachable) {
+            for (role, r) in &a.total.reserved {
+                reserved.entry(role.clone()).or_default().0.add_assign(r);
+            }
+            for v in a.volumes.values() {
+                let entry = reserved.entry(v.role.clone()).or_default();
+                entry.1 += 1;
+                entry.2 += v.size.0;
+            }
+        }
         let roles = self
             .allocator
             .role_shares()
             .into_iter()
-            .map(|r| RoleDoc {
-                role: r.role.to_string(),
-                weight: r.weight,
-                dominant_share: r.dominant_share,
-                weighted_share: r.weighted_share,
-                allocated: (&r.allocated).into(),
-                frameworks: r.frameworks.len(),
+            .map(|r| {
+                let (res, volumes, volume_milli) = reserved.get(&r.role).cloned().unwrap_or_default();
+                RoleDoc {
+                    role: r.role.to_string(),
+                    weight: r.weight,
+                    dominant_share: r.dominant_share,
+                    weighted_share: r.weighted_share,
+                    allocated: (&r.allocated).into(),
+                    frameworks: r.frameworks.len(),
+                    reserved: (&res).into(),
+                    volumes,
+                    volume_mib: Milli(volume_milli).as_f64(),
+                }
             })
             .collect();
 
@@ -328,6 +433,19 @@ impl BrokerCore {
             roles,
             tasks,
             completed_tasks,
+            operations: self
+                .operations
+                .iter()
+                .rev()
+                .map(|o| OperationDoc {
+                    id: o.operation_id.clone(),
+                    kind: o.kind.clone(),
+                    state: v1::OperationState::try_from(o.state).map(|s| s.as_str_name().to_owned()).unwrap_or_default(),
+                    message: o.message.clone(),
+                    agent_id: o.agent_id.clone(),
+                    framework_id: o.framework_id.clone(),
+                })
+                .collect(),
         }
     }
 }

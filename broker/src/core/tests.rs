@@ -10,39 +10,39 @@ use weir_proto::v1;
 
 use super::*;
 
-const AGENT_A: ConnId = 1;
-const AGENT_B: ConnId = 2;
-const FW_1: ConnId = 10;
-const FW_2: ConnId = 11;
+pub(super) const AGENT_A: ConnId = 1;
+pub(super) const AGENT_B: ConnId = 2;
+pub(super) const FW_1: ConnId = 10;
+pub(super) const FW_2: ConnId = 11;
 
 /// What the wall clock read when the harness's core started.
 const WALL_START: Duration = Duration::from_secs(1_700_000_000);
 
-fn ms(n: u64) -> Duration {
+pub(super) fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-struct Harness {
-    core: BrokerCore,
-    now: Duration,
+pub(super) struct Harness {
+    pub(super) core: BrokerCore,
+    pub(super) now: Duration,
     /// Everything the core has sent, in order.
-    log: Vec<Output>,
+    pub(super) log: Vec<Output>,
     /// Agent streams that heartbeat whenever time advances.
-    live_agents: Vec<ConnId>,
+    pub(super) live_agents: Vec<ConnId>,
 }
 
 impl Harness {
-    fn new() -> Harness {
+    pub(super) fn new() -> Harness {
         let settings = BrokerSettings { agent_unreachable_timeout: Duration::from_secs(5), ..Default::default() };
         Harness { core: BrokerCore::new(settings, "b", Duration::ZERO, WALL_START), now: Duration::ZERO, log: Vec::new(), live_agents: Vec::new() }
     }
 
-    fn record(&mut self, out: Vec<Output>) -> Vec<Output> {
+    pub(super) fn record(&mut self, out: Vec<Output>) -> Vec<Output> {
         self.log.extend(out.iter().cloned());
         out
     }
 
-    fn advance(&mut self, d: Duration) -> Vec<Output> {
+    pub(super) fn advance(&mut self, d: Duration) -> Vec<Output> {
         self.now += d;
         let heartbeat = v1::AgentMessage { kind: Some(v1::agent_message::Kind::Heartbeat(v1::agent_message::Heartbeat::default())) };
         for conn in self.live_agents.clone() {
@@ -53,7 +53,7 @@ impl Harness {
         self.record(out)
     }
 
-    fn register_agent(&mut self, conn: ConnId, id: &str, spec: &str, tasks: Vec<v1::RunningTask>) -> String {
+    pub(super) fn register_agent(&mut self, conn: ConnId, id: &str, spec: &str, tasks: Vec<v1::RunningTask>) -> String {
         let msg = v1::agent_message::Register {
             agent: Some(v1::AgentInfo {
                 id: id.to_owned(),
@@ -63,6 +63,7 @@ impl Harness {
                 http_address: format!("127.0.0.1:{}", 5000 + conn),
             }),
             tasks,
+            ..Default::default()
         };
         let out = self.core.agent_register(conn, &msg, self.now);
         let out = self.record(out);
@@ -76,17 +77,17 @@ impl Harness {
         }
     }
 
-    fn call(&mut self, conn: ConnId, kind: v1::call::Kind) -> Vec<Output> {
+    pub(super) fn call(&mut self, conn: ConnId, kind: v1::call::Kind) -> Vec<Output> {
         let call = v1::Call { framework_id: String::new(), kind: Some(kind) };
         let out = self.core.framework_call(conn, &call, self.now);
         self.record(out)
     }
 
-    fn subscribe(&mut self, conn: ConnId, name: &str, roles: &[&str], failover: f64) -> String {
+    pub(super) fn subscribe(&mut self, conn: ConnId, name: &str, roles: &[&str], failover: f64) -> String {
         self.subscribe_as(conn, "", name, roles, failover)
     }
 
-    fn subscribe_as(&mut self, conn: ConnId, id: &str, name: &str, roles: &[&str], failover: f64) -> String {
+    pub(super) fn subscribe_as(&mut self, conn: ConnId, id: &str, name: &str, roles: &[&str], failover: f64) -> String {
         let out = self.call(
             conn,
             v1::call::Kind::Subscribe(v1::call::Subscribe {
@@ -109,7 +110,7 @@ impl Harness {
     }
 
     /// Offers the framework on `conn` received in `out`.
-    fn offers_in(out: &[Output], conn: ConnId) -> Vec<v1::Offer> {
+    pub(super) fn offers_in(out: &[Output], conn: ConnId) -> Vec<v1::Offer> {
         out.iter()
             .filter_map(|o| match o {
                 Output::Framework(c, v1::Event { kind: Some(v1::event::Kind::Offers(offers)) }) if *c == conn => {
@@ -121,7 +122,7 @@ impl Harness {
             .collect()
     }
 
-    fn updates_in(out: &[Output], conn: ConnId) -> Vec<v1::TaskStatus> {
+    pub(super) fn updates_in(out: &[Output], conn: ConnId) -> Vec<v1::TaskStatus> {
         out.iter()
             .filter_map(|o| match o {
                 Output::Framework(c, v1::Event { kind: Some(v1::event::Kind::Update(u)) }) if *c == conn => u.status.clone(),
@@ -130,7 +131,7 @@ impl Harness {
             .collect()
     }
 
-    fn errors_in(out: &[Output], conn: ConnId) -> Vec<String> {
+    pub(super) fn errors_in(out: &[Output], conn: ConnId) -> Vec<String> {
         out.iter()
             .filter_map(|o| match o {
                 Output::Framework(c, v1::Event { kind: Some(v1::event::Kind::Error(e)) }) if *c == conn => Some(e.message.clone()),
@@ -139,7 +140,7 @@ impl Harness {
             .collect()
     }
 
-    fn run_tasks_in(out: &[Output], conn: ConnId) -> Vec<v1::TaskInfo> {
+    pub(super) fn run_tasks_in(out: &[Output], conn: ConnId) -> Vec<v1::TaskInfo> {
         out.iter()
             .filter_map(|o| match o {
                 Output::Agent(c, v1::BrokerMessage { kind: Some(v1::broker_message::Kind::RunTask(r)) }) if *c == conn => r.task.clone(),
@@ -148,7 +149,7 @@ impl Harness {
             .collect()
     }
 
-    fn agent_update(&mut self, conn: ConnId, framework: &str, task: &str, state: TaskState, uuid: u8) -> Vec<Output> {
+    pub(super) fn agent_update(&mut self, conn: ConnId, framework: &str, task: &str, state: TaskState, uuid: u8) -> Vec<Output> {
         let msg = v1::AgentMessage {
             kind: Some(v1::agent_message::Kind::StatusUpdate(v1::agent_message::StatusUpdate {
                 status: Some(v1::TaskStatus {
@@ -166,7 +167,7 @@ impl Harness {
     }
 }
 
-fn task(id: &str, spec: &str) -> v1::TaskInfo {
+pub(super) fn task(id: &str, spec: &str) -> v1::TaskInfo {
     v1::TaskInfo {
         task_id: id.into(),
         name: id.into(),
@@ -176,15 +177,15 @@ fn task(id: &str, spec: &str) -> v1::TaskInfo {
     }
 }
 
-fn accept(offers: &[&v1::Offer], tasks: Vec<v1::TaskInfo>) -> v1::call::Kind {
+pub(super) fn accept(offers: &[&v1::Offer], tasks: Vec<v1::TaskInfo>) -> v1::call::Kind {
     v1::call::Kind::Accept(v1::call::Accept {
         offer_ids: offers.iter().map(|o| o.id.clone()).collect(),
-        operations: vec![v1::Operation { kind: Some(v1::operation::Kind::Launch(v1::operation::Launch { tasks })) }],
+        operations: vec![v1::Operation { kind: Some(v1::operation::Kind::Launch(v1::operation::Launch { tasks })), ..Default::default() }],
         filters: None,
     })
 }
 
-fn state_of(s: &v1::TaskStatus) -> TaskState {
+pub(super) fn state_of(s: &v1::TaskStatus) -> TaskState {
     task_state_from_proto("state", s.state).unwrap()
 }
 
@@ -513,10 +514,10 @@ fn framework_failover_and_teardown() {
     assert_eq!(Harness::offers_in(&h.advance(Duration::from_secs(6)), FW_2).len(), 1);
 
     // Calls before SUBSCRIBE are refused.
-    let out = h.call(99, v1::call::Kind::Teardown(v1::call::Teardown {}));
+    let out = h.call(99, v1::call::Kind::Teardown(v1::call::Teardown::default()));
     assert_eq!(Harness::errors_in(&out, 99), vec!["the first call on a stream must be SUBSCRIBE"]);
 
-    let out = h.call(FW_2, v1::call::Kind::Teardown(v1::call::Teardown {}));
+    let out = h.call(FW_2, v1::call::Kind::Teardown(v1::call::Teardown::default()));
     assert!(out.iter().any(|o| matches!(o, Output::Agent(AGENT_A, v1::BrokerMessage { kind: Some(v1::broker_message::Kind::KillTask(k)) }) if k.task_id == "t")));
     assert!(out.contains(&Output::Close(FW_2)));
     let state = h.core.state(h.now);
@@ -542,6 +543,7 @@ fn bad_registrations_are_refused_with_the_reason() {
     let msg = v1::agent_message::Register {
         agent: Some(v1::AgentInfo { hostname: "h".into(), resources: vec![], ..Default::default() }),
         tasks: vec![],
+        ..Default::default()
     };
     let out = h.core.agent_register(AGENT_A, &msg, h.now);
     assert_eq!(

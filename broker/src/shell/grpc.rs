@@ -6,7 +6,7 @@ use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
-use weir_model::Role;
+use weir_model::{AgentId, Role};
 use weir_proto::{convert, v1};
 use weir_proto::v1::agent_server::{Agent, AgentServer};
 use weir_proto::v1::operator_server::{Operator, OperatorServer};
@@ -106,15 +106,46 @@ struct OperatorService(Shared);
 
 #[tonic::async_trait]
 impl Operator for OperatorService {
+    async fn apply_operations(
+        &self,
+        request: Request<v1::ApplyOperationsRequest>,
+    ) -> Result<Response<v1::ApplyOperationsResponse>, Status> {
+        let request = request.into_inner();
+        let agent: AgentId = convert::id("agent_id", &request.agent_id).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if let Some(i) = request.operations.iter().position(|op| matches!(op.kind, Some(v1::operation::Kind::Launch(_)))) {
+            return Err(Status::invalid_argument(format!("operations[{i}]: LAUNCH is for frameworks, not operators")));
+        }
+        let mut statuses = Vec::new();
+        self.0
+            .apply_durably(|core, now| {
+                let (answered, outputs) = core.operator_operations(&agent, &request.operations, now);
+                statuses = answered;
+                Ok(outputs)
+            })
+            .await
+            .map_err(Status::unavailable)?;
+        Ok(Response::new(v1::ApplyOperationsResponse { statuses }))
+    }
+
     async fn get_state(&self, _: Request<v1::GetStateRequest>) -> Result<Response<v1::GetStateResponse>, Status> {
         let now = self.0.now();
         let (state, agents) = {
             let inner = self.0.lock();
-            (inner.core.state(now), inner.core.agent_summaries())
+            let agents: Vec<v1::AgentSummary> = inner
+                .core
+                .agent_summaries()
+                .iter()
+                .map(|a| {
+                    let mut wire = convert::agent_summary_to_proto(a);
+                    (wire.reservations, wire.volumes) = inner.core.reservations_of(&a.id);
+                    wire
+                })
+                .collect();
+            (inner.core.state(now), agents)
         };
         let state_json = serde_json::to_string(&state).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(v1::GetStateResponse {
-            agents: agents.iter().map(convert::agent_summary_to_proto).collect(),
+            agents,
             broker_id: state.broker.id.clone(),
             leader_epoch: state.broker.leader_epoch,
             recovering: state.broker.recovering,

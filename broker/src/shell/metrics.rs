@@ -267,6 +267,7 @@ mod tests {
                 http_address: "127.0.0.1:5051".into(),
             }),
             tasks: Vec::new(),
+            ..Default::default()
         };
         core.agent_register(1, &register, Duration::ZERO);
         // A role name may hold a quote: it must come out escaped.

@@ -46,6 +46,7 @@ async fn clients_see_epoch_timestamps_typed_agents_and_metrics() {
             http_address: "node1:5051".into(),
         }),
         tasks: Vec::new(),
+        ..Default::default()
     };
     agent_tx.send(v1::AgentMessage { kind: Some(v1::agent_message::Kind::Register(register)) }).await.unwrap();
     let mut agent = AgentClient::connect(endpoint.clone()).await.unwrap();

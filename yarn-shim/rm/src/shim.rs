@@ -35,7 +35,7 @@ use weir_yarn_ipc::security::credentials::Credentials;
 use crate::am_protocol::{AmProtocol, Rm};
 use crate::client_protocol::ClientProtocol;
 use crate::core::{self as yarn_core, CoreHandle, YarnCore};
-use crate::framework::{is_unreachable, offer_from_proto, task_event};
+use crate::framework::{is_unreachable, offer_from_proto, reserved_of, take_resources, task_event};
 use weir_yarn_api::ids::NodeId;
 use weir_yarn_api::records as r;
 use crate::rm_core::{Capacity, NodeState, ObservedNode, RmCore};
@@ -314,6 +314,9 @@ const AM_START_TRIES_FOR: Duration = Duration::from_secs(60);
 /// Ends when the SDK gives up on the broker.
 async fn drive(mut framework: Framework, rm: Arc<Rm>, mut effects: mpsc::UnboundedReceiver<Effect>, settings: Arc<ShimSettings>) {
     let mut tick = tokio::time::interval(TICK);
+    // Offers with a reservation for the shim's role: (role, reserved part),
+    // until the offer is launched on, declined or rescinded.
+    let mut reservations: std::collections::HashMap<weir_model::OfferId, (String, weir_model::Resources)> = Default::default();
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Inputs go to the core's task; whatever it decides comes back on
     // `effects` (also what AM calls decided), carried out in order here.
@@ -333,7 +336,13 @@ async fn drive(mut framework: Framework, rm: Arc<Rm>, mut effects: mpsc::Unbound
                         let mut offers = Vec::with_capacity(o.offers.len());
                         for offer in &o.offers {
                             match offer_from_proto(offer) {
-                                Ok(offer) => offers.push(offer),
+                                Ok(parsed) => {
+                                    let reserved = reserved_of(offer);
+                                    if !reserved.is_empty() {
+                                        reservations.insert(parsed.id.clone(), (parsed.role.clone(), reserved));
+                                    }
+                                    offers.push(parsed)
+                                }
                                 Err(e) => warn!(framework_id = %framework.id(), offer_id = %offer.id, error = %e, "an offer the shim cannot read; it times out unused"),
                             }
                         }
@@ -377,6 +386,10 @@ async fn drive(mut framework: Framework, rm: Arc<Rm>, mut effects: mpsc::Unbound
                         warn!(framework_id = %framework.id(), message = %e.message, "broker error");
                         Vec::new()
                     }
+                    v1::event::Kind::Rescind(r) => {
+                        reservations.remove(&weir_model::OfferId::new(r.offer_id));
+                        Vec::new()
+                    }
                     _ => Vec::new(),
                 },
                 Ok(Some(_)) => Vec::new(),
@@ -391,25 +404,33 @@ async fn drive(mut framework: Framework, rm: Arc<Rm>, mut effects: mpsc::Unbound
             },
         };
         for effect in todo {
-            carry_out(&framework, &rm, &settings, effect).await;
+            // What is left of a launch's offer's reservation, used first.
+            let reserved = match &effect {
+                Effect::Launch { offer_id, .. } | Effect::Decline { offer_id, .. } => reservations.remove(offer_id),
+                _ => None,
+            };
+            carry_out(&framework, &rm, &settings, effect, reserved).await;
         }
     }
 }
 
 
 
-fn scalar(name: &str, v: weir_model::Milli) -> v1::Resource {
-    v1::Resource { name: name.into(), value: Some(v1::resource::Value::Scalar(v.as_f64())), ..Default::default() }
-}
 
-fn task_info(plan: TaskPlan, agent_id: &weir_model::AgentId, rm: &Rm, settings: &ShimSettings) -> v1::TaskInfo {
+/// `reserved`: what is left of the offer's reservation for `role`, which
+/// the task's cpus and mem come from first.
+fn task_info(
+    plan: TaskPlan,
+    agent_id: &weir_model::AgentId,
+    rm: &Rm,
+    settings: &ShimSettings,
+    role: &str,
+    reserved: &mut weir_model::Resources,
+) -> v1::TaskInfo {
     let weir = settings.weir_binary.display().to_string();
     match plan {
         TaskPlan::NodeManager { task_id, host, port, http_port, cpus, mem_mb } => {
-            let mut resources = vec![scalar("mem", mem_mb)];
-            if !cpus.is_zero() {
-                resources.push(scalar("cpus", cpus));
-            }
+            let mut resources = take_resources(reserved, role, cpus, mem_mb);
             let mut ports = vec![v1::Range { begin: port, end: port }];
             if http_port != 0 {
                 ports.push(v1::Range { begin: http_port, end: http_port });
@@ -447,16 +468,19 @@ fn task_info(plan: TaskPlan, agent_id: &weir_model::AgentId, rm: &Rm, settings: 
                 }),
                 kill_grace_seconds: 2.0,
                 labels: [("yarn.role".to_owned(), "nodemanager".to_owned())].into_iter().collect(),
+                volumes: Vec::new(),
             }
         }
         TaskPlan::Container { task_id, container, capacity, nm_port } => v1::TaskInfo {
             task_id: task_id.to_string(),
             name: format!("YARN {container}"),
             agent_id: agent_id.to_string(),
-            resources: vec![
-                scalar("cpus", weir_model::Milli::from_units(capacity.vcores.max(0) as u64)),
-                scalar("mem", weir_model::Milli::from_units(capacity.memory_mb.max(0) as u64)),
-            ],
+            resources: take_resources(
+                reserved,
+                role,
+                weir_model::Milli::from_units(capacity.vcores.max(0) as u64),
+                weir_model::Milli::from_units(capacity.memory_mb.max(0) as u64),
+            ),
             command: Some(v1::CommandInfo {
                 shell: false,
                 value: weir.clone(),
@@ -471,16 +495,18 @@ fn task_info(plan: TaskPlan, agent_id: &weir_model::AgentId, rm: &Rm, settings: 
             ]
             .into_iter()
             .collect(),
+            volumes: Vec::new(),
         },
     }
 }
 
-async fn carry_out(framework: &Framework, rm: &Arc<Rm>, settings: &Arc<ShimSettings>, effect: Effect) {
+async fn carry_out(framework: &Framework, rm: &Arc<Rm>, settings: &Arc<ShimSettings>, effect: Effect, reserved: Option<(String, weir_model::Resources)>) {
     let id = framework.id().clone();
     debug!(framework_id = %id, ?effect, "carrying out");
     let result = match effect {
         Effect::Launch { offer_id, agent_id, tasks } => {
-            let infos: Vec<v1::TaskInfo> = tasks.into_iter().map(|t| task_info(t, &agent_id, rm, settings)).collect();
+            let (role, mut budget) = reserved.unwrap_or_default();
+            let infos: Vec<v1::TaskInfo> = tasks.into_iter().map(|t| task_info(t, &agent_id, rm, settings, &role, &mut budget)).collect();
             info!(framework_id = %id, %agent_id, tasks = infos.len(), "launching YARN tasks");
             framework.launch(&[offer_id], infos, Some(Duration::ZERO)).await
         }
