@@ -226,11 +226,20 @@ pub fn format_time(ms: i64) -> String {
 pub struct ClientProtocol {
     core: CoreHandle,
     tokens: Arc<Mutex<DelegationTokens>>,
+    /// The web proxy (`host:port`) that tracking URLs go through, if any.
+    proxy: Option<Arc<str>>,
 }
 
 impl ClientProtocol {
     pub fn new(core: CoreHandle) -> ClientProtocol {
-        ClientProtocol { core, tokens: Arc::new(Mutex::new(DelegationTokens::new(SecretManager::random_secret(), 0))) }
+        ClientProtocol { core, tokens: Arc::new(Mutex::new(DelegationTokens::new(SecretManager::random_secret(), 0))), proxy: None }
+    }
+
+    /// Reports name running applications' UIs through the web proxy at
+    /// `proxy` (`host:port`), as YARN's RM does.
+    pub fn with_proxy(mut self, proxy: Option<String>) -> ClientProtocol {
+        self.proxy = proxy.map(Arc::from);
+        self
     }
 
     /// The client port's secret manager lookup (RM delegation tokens), for
@@ -379,6 +388,8 @@ impl Service for ClientProtocol {
                     })
                     .await?
                     .map_err(rm)?;
+                let mut report = report;
+                convert::through_proxy(&mut report, self.proxy.as_deref());
                 r::GetApplicationReportResponseProto { application_report: Some(report) }.encode_to_vec()
             }
             "getApplications" => {
@@ -413,6 +424,8 @@ impl Service for ClientProtocol {
                             .collect::<Vec<_>>()
                     })
                     .await?;
+                let mut applications = applications;
+                applications.iter_mut().for_each(|report| convert::through_proxy(report, self.proxy.as_deref()));
                 r::GetApplicationsResponseProto { applications }.encode_to_vec()
             }
             "forceKillApplication" => {

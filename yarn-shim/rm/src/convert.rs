@@ -152,6 +152,24 @@ pub fn report_to_proto(app: &Application) -> r::ApplicationReportProto {
     }
 }
 
+/// YARN's proxy rewrite: while an application runs with a registered
+/// tracking URL, clients are given the web proxy's address for it
+/// (`http://<proxy>/proxy/<id>/`) and the AM's own stays in
+/// `original_tracking_url`. `proxy` is the REST address (`host:port`).
+pub fn through_proxy(report: &mut r::ApplicationReportProto, proxy: Option<&str>) {
+    let Some(proxy) = proxy else { return };
+    let live = report.yarn_application_state.is_some_and(|s| {
+        !matches!(
+            r::YarnApplicationStateProto::try_from(s),
+            Ok(r::YarnApplicationStateProto::Finished | r::YarnApplicationStateProto::Failed | r::YarnApplicationStateProto::Killed)
+        )
+    });
+    let registered = report.original_tracking_url.as_deref().is_some_and(|u| u.starts_with("http://") || u.starts_with("https://"));
+    if let (true, true, Ok(id)) = (live, registered, app_id_from_proto("application_id", report.application_id.as_ref())) {
+        report.tracking_url = Some(format!("http://{proxy}/proxy/{id}/"));
+    }
+}
+
 /// The LIFETIME timeout as YARN reports it: "UNLIMITED" and -1 without
 /// one; otherwise the expiry in ISO 8601 and the seconds left (measured
 /// from the finish for an ended application, 0 once passed).
@@ -300,5 +318,34 @@ pub fn add_remaining_lifetime(report: &mut r::ApplicationReportProto, app: &Appl
         for t in report.app_timeouts.iter_mut().filter_map(|t| t.application_timeout.as_mut()) {
             t.remaining_time = Some(((expiry - now_ms) / 1000).max(0));
         }
+    }
+}
+
+#[cfg(test)]
+mod proxy_tests {
+    use super::*;
+
+    #[test]
+    fn a_running_applications_tracking_url_goes_through_the_proxy_and_an_ended_ones_does_not() {
+        let id = weir_yarn_api::ids::ApplicationId { cluster_timestamp: 17, id: 3 };
+        let report = |state: r::YarnApplicationStateProto, url: &str| r::ApplicationReportProto {
+            application_id: Some(app_id_to_proto(id)),
+            yarn_application_state: Some(state as i32),
+            tracking_url: Some(url.into()),
+            original_tracking_url: Some(url.into()),
+            ..Default::default()
+        };
+        let mut running = report(r::YarnApplicationStateProto::Running, "http://am:4040/");
+        through_proxy(&mut running, Some("rm:8088"));
+        assert_eq!(running.tracking_url(), "http://rm:8088/proxy/application_17_0003/");
+        assert_eq!(running.original_tracking_url(), "http://am:4040/");
+        for (state, url) in [(r::YarnApplicationStateProto::Finished, "http://am:4040/"), (r::YarnApplicationStateProto::Running, "N/A")] {
+            let mut r = report(state, url);
+            through_proxy(&mut r, Some("rm:8088"));
+            assert_eq!(r.tracking_url(), url);
+        }
+        let mut no_proxy = report(r::YarnApplicationStateProto::Running, "http://am:4040/");
+        through_proxy(&mut no_proxy, None);
+        assert_eq!(no_proxy.tracking_url(), "http://am:4040/");
     }
 }

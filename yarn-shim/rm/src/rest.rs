@@ -47,6 +47,9 @@ pub struct RestInfo {
     /// When the shim started (ms since the epoch): `startedOn`, and the
     /// cluster timestamp in application ids.
     pub started_on_ms: i64,
+    /// This server's own `host:port`: running applications' `trackingUrl`
+    /// goes through its proxy.
+    pub proxy: Option<String>,
 }
 
 struct Rest {
@@ -345,6 +348,7 @@ fn app_json(report: &r::ApplicationReportProto, cluster_id: i64, am: Option<&r::
 /// Reports of the applications `filter` picks, with their usage and the
 /// AM container's report (for its log link), and the cluster id.
 async fn reports(rest: &Rest, filter: AppFilter) -> Result<(Vec<(r::ApplicationReportProto, Option<r::ContainerReportProto>)>, i64), Response> {
+    let proxy = rest.info.proxy.clone();
     let found = rest
         .core
         .call(move |core, now| {
@@ -353,6 +357,7 @@ async fn reports(rest: &Rest, filter: AppFilter) -> Result<(Vec<(r::ApplicationR
                 .into_iter()
                 .map(|app| {
                     let mut report = convert::report_to_proto(app);
+                    convert::through_proxy(&mut report, proxy.as_deref());
                     convert::add_usage(&mut report, &core.app_usage(app.id()));
                     convert::add_remaining_lifetime(&mut report, app, now.unix_ms);
                     let am = core
@@ -934,7 +939,7 @@ mod tests {
             })
             .await
             .unwrap();
-        let app = router(core.clone(), RestInfo { started_on_ms: 1_700_000_000_000 });
+        let app = router(core.clone(), RestInfo { started_on_ms: 1_700_000_000_000, proxy: None });
 
         let class = |v: &Value| v["RemoteException"]["javaClassName"].as_str().unwrap_or_default().to_owned();
         let (status, body) = ask(&app, "GET", "/ws/v1/cluster/apps/application_1700000000000_0042", "").await;
@@ -1006,7 +1011,7 @@ mod tests {
             })
             .await
             .unwrap();
-        let app = router(core.clone(), RestInfo { started_on_ms: 1_700_000_000_000 });
+        let app = router(core.clone(), RestInfo { started_on_ms: 1_700_000_000_000, proxy: None });
         let get_raw = |uri: String| {
             let app = app.clone();
             async move {
@@ -1035,7 +1040,7 @@ mod tests {
         let (effects, _effects_rx) = tokio::sync::mpsc::unbounded_channel();
         let clock: Arc<dyn weir_model::Clock> = Arc::new(weir_model::SystemClock::new());
         let (core, _task) = crate::core::spawn(crate::core::YarnCore::new(books, Scheduler::new(SchedulerConfig::default())), clock, effects);
-        let app = router(core.clone(), RestInfo { started_on_ms: 1_700_000_000_000 });
+        let app = router(core.clone(), RestInfo { started_on_ms: 1_700_000_000_000, proxy: None });
 
         let (status, fresh) = ask(&app, "POST", "/ws/v1/cluster/apps/new-application", "").await;
         assert_eq!(status, StatusCode::OK);

@@ -121,8 +121,22 @@ impl Shim {
         let scheduler_address = am_listener.local_addr().map_err(|e| Error::Broker(e.to_string()))?;
         let rm = Arc::new(Rm { core: core.clone(), tokens: Issuer::new(scheduler_address.to_string(), started, started as u64) });
 
+        let web_listener = match settings.web_address {
+            None => None,
+            Some(bind) => Some(
+                TcpListener::bind(bind)
+                    .await
+                    .map_err(|e| Error::Broker(format!("cannot serve the ResourceManager REST API on {bind}: {e}")))?,
+            ),
+        };
+        let web_address = match &web_listener {
+            Some(l) => Some(l.local_addr().map_err(|e| Error::Broker(e.to_string()))?),
+            None => None,
+        };
+        let proxy = web_address.map(|a| a.to_string());
+
         let mut server = Server::new(settings.ipc.clone());
-        let client_protocol = Arc::new(ClientProtocol::new(core.clone()));
+        let client_protocol = Arc::new(ClientProtocol::new(core.clone()).with_proxy(proxy.clone()));
         // Delegation tokens this RM issued authenticate on the client port;
         // with a secret manager there it offers TOKEN, then SIMPLE, as
         // Hadoop's RM does with security off.
@@ -157,23 +171,15 @@ impl Shim {
             })
         };
         let mut tasks = vec![poller, core_task];
-        let web_address = match settings.web_address {
-            None => None,
-            Some(bind) => {
-                let listener = TcpListener::bind(bind)
-                    .await
-                    .map_err(|e| Error::Broker(format!("cannot serve the ResourceManager REST API on {bind}: {e}")))?;
-                let address = listener.local_addr().map_err(|e| Error::Broker(e.to_string()))?;
-                let app = crate::rest::router(core.clone(), crate::rest::RestInfo { started_on_ms: started });
-                tasks.push(tokio::spawn(async move {
-                    if let Err(e) = axum::serve(listener, app).await {
-                        warn!(error = %e, "the ResourceManager REST API stopped");
-                    }
-                }));
-                info!(%address, "YARN ResourceManager REST API listening");
-                Some(address)
-            }
-        };
+        if let (Some(listener), Some(address)) = (web_listener, web_address) {
+            let app = crate::rest::router(core.clone(), crate::rest::RestInfo { started_on_ms: started, proxy });
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    warn!(error = %e, "the ResourceManager REST API stopped");
+                }
+            }));
+            info!(%address, "YARN ResourceManager REST API listening");
+        }
         tasks.push(tokio::spawn(drive(framework, rm.clone(), effects_rx, Arc::new(settings))));
         Ok(Shim { client_address, scheduler_address, web_address, servers: vec![server, am_server], tasks, core })
     }
