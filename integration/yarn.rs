@@ -617,7 +617,14 @@ fn yarn_cli_reports_attempts_containers_and_acts_on_a_running_application() {
     let conf = sa.conf_dir.as_path();
     let hold = sa.dir.path().join("hold.py");
     std::fs::write(&hold, HOLD_PY).unwrap();
-    let (out, text) = clients.spark_submit(&sa, "cluster", &["--conf", "spark.yarn.submit.waitAppCompletion=false"], &hold, &["300", "2"]);
+    // Spark's UI on, to be reached through the RM's web proxy below.
+    let (out, text) = clients.spark_submit(
+        &sa,
+        "cluster",
+        &["--conf", "spark.yarn.submit.waitAppCompletion=false", "--conf", "spark.ui.enabled=true", "--conf", "spark.ui.port=0"],
+        &hold,
+        &["300", "2"],
+    );
     assert!(out.status.success(), "{text}");
     let app = app_id_in(&text);
     let attempt = format!("appattempt_{}_000001", app.trim_start_matches("application_"));
@@ -643,6 +650,16 @@ fn yarn_cli_reports_attempts_containers_and_acts_on_a_running_application() {
         .to_owned();
 
     let cli = |args: &[&str]| clients.yarn(conf, "org.apache.hadoop.yarn.client.cli.ApplicationCLI", args).1;
+    // The report's tracking URL is the web proxy's (the CLI prints the
+    // AM's original one), and Spark's UI answers through it while the job
+    // runs.
+    let yarn_site = std::fs::read_to_string(conf.join("yarn-site.xml")).unwrap();
+    let web = site_value(&yarn_site, "yarn.resourcemanager.webapp.address").expect("yarn-site.xml names the REST API");
+    let report: serde_json::Value = serde_json::from_str(&support::http_get(&format!("http://{web}/ws/v1/cluster/apps/{app}")).unwrap()).unwrap();
+    let tracking = report["app"]["trackingUrl"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(tracking, format!("http://{web}/proxy/{app}/"), "{report}");
+    let page = support::http_get(&format!("{tracking}jobs/")).unwrap_or_else(|e| panic!("{tracking}jobs/: {e}"));
+    assert!(page.contains("Spark Jobs"), "Spark's jobs page through the proxy:\n{page}");
     let text = cli(&["applicationattempt", "-list", &app]);
     assert!(text.contains("Total number of application attempts :1"), "{text}");
     let row = line_of(&text, &attempt);

@@ -164,7 +164,8 @@ pub fn through_proxy(report: &mut r::ApplicationReportProto, proxy: Option<&str>
             Ok(r::YarnApplicationStateProto::Finished | r::YarnApplicationStateProto::Failed | r::YarnApplicationStateProto::Killed)
         )
     });
-    let registered = report.original_tracking_url.as_deref().is_some_and(|u| u.starts_with("http://") || u.starts_with("https://"));
+    // AMs may register `host:port` without a scheme (YARN adds http://).
+    let registered = report.original_tracking_url.as_deref().is_some_and(|u| !u.trim().is_empty() && u != "N/A");
     if let (true, true, Ok(id)) = (live, registered, app_id_from_proto("application_id", report.application_id.as_ref())) {
         report.tracking_url = Some(format!("http://{proxy}/proxy/{id}/"));
     }
@@ -339,6 +340,9 @@ mod proxy_tests {
         through_proxy(&mut running, Some("rm:8088"));
         assert_eq!(running.tracking_url(), "http://rm:8088/proxy/application_17_0003/");
         assert_eq!(running.original_tracking_url(), "http://am:4040/");
+        let mut bare = report(r::YarnApplicationStateProto::Running, "am:4040");
+        through_proxy(&mut bare, Some("rm:8088"));
+        assert_eq!(bare.tracking_url(), "http://rm:8088/proxy/application_17_0003/");
         for (state, url) in [(r::YarnApplicationStateProto::Finished, "http://am:4040/"), (r::YarnApplicationStateProto::Running, "N/A")] {
             let mut r = report(state, url);
             through_proxy(&mut r, Some("rm:8088"));

@@ -808,9 +808,11 @@ async fn proxy(
     if state.is_final() {
         return not_found(format!("Application {raw} has ended: its ApplicationMaster's UI is gone (no history server)"));
     }
-    let base = match tracking.filter(|u| u.starts_with("http://") || u.starts_with("https://")) {
-        Some(u) => u.trim_end_matches('/').to_owned(),
-        None => return not_found(format!("Application {raw} has not registered a tracking URL")),
+    let base = match tracking.map(|u| u.trim().to_owned()).filter(|u| !u.is_empty() && u != "N/A") {
+        // An AM may register `host:port`: YARN reads it as http.
+        Some(u) if u.starts_with("http://") || u.starts_with("https://") => u.trim_end_matches('/').to_owned(),
+        Some(u) if !u.contains("://") => format!("http://{}", u.trim_end_matches('/')),
+        _ => return not_found(format!("Application {raw} has not registered an http tracking URL")),
     };
     if path.split('/').any(|c| c == "..") {
         return bad_request("a proxied path may not contain ..".into());
