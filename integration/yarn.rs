@@ -642,6 +642,18 @@ fn yarn_cli_reports_attempts_containers_and_acts_on_a_running_application() {
     };
     let am_row = line_of(&containers, &am);
     assert!(am_row.contains("RUNNING") && am_row.contains("/node/containerlogs/"), "{am_row}");
+    // The node manager's own REST API, at the web address in the log link.
+    let nm_web = am_row.split("http://").nth(1).and_then(|rest| rest.split(|c: char| c == '/' || c.is_whitespace()).next()).expect("a log link").to_owned();
+    let listed = support::http_get(&format!("http://{nm_web}/ws/v1/node/containers")).unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let running: Vec<&str> = listed["containers"]["container"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["state"] == "RUNNING")
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert!(running.contains(&am.as_str()), "{listed}");
     let executor = containers
         .lines()
         .filter_map(|l| l.split_whitespace().next())

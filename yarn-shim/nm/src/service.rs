@@ -112,6 +112,19 @@ struct Slot {
     capacity: Capacity,
 }
 
+impl Slot {
+    /// What the node manager's REST API shows of it (YARN's NM states).
+    fn view(&self, id: ContainerId) -> crate::web::ContainerView {
+        let (state, exit_code, diagnostics) = match &self.state {
+            SlotState::Waiting => ("NEW", None, String::new()),
+            SlotState::Starting => ("LOCALIZING", None, String::new()),
+            SlotState::Running => ("RUNNING", None, String::new()),
+            SlotState::Done { exit_status, diagnostics } => ("DONE", Some(*exit_status), diagnostics.clone()),
+        };
+        crate::web::ContainerView { id, state, exit_code, diagnostics, memory_mb: self.capacity.memory_mb, vcores: self.capacity.vcores }
+    }
+}
+
 struct Inner {
     key: NmKey,
     settings: NmSettings,
@@ -123,7 +136,8 @@ struct Inner {
     /// (service name, meta data) of each auxiliary service running here.
     aux_meta: Vec<(String, Vec<u8>)>,
     shuffle: Option<ShuffleService>,
-    slots: Mutex<HashMap<ContainerId, Slot>>,
+    /// Shared with the web server's container listing.
+    slots: Arc<Mutex<HashMap<ContainerId, Slot>>>,
     arrived: Notify,
 }
 
@@ -172,7 +186,15 @@ impl NodeManager {
                 warn!(service = %name, "unknown auxiliary service in yarn-shim.nodemanager.aux-services; not started");
             }
         }
-        let web = WebServer::start(SocketAddr::new(bind.ip(), settings.http_port), layout.clone(), format!("{}:{}", settings.host, settings.port))
+        let slots: Arc<Mutex<HashMap<ContainerId, Slot>>> = Arc::new(Mutex::new(HashMap::new()));
+        let view = {
+            let slots = slots.clone();
+            Arc::new(move || {
+                let slots = slots.lock().unwrap_or_else(|p| p.into_inner());
+                slots.iter().map(|(id, s)| s.view(*id)).collect::<Vec<_>>()
+            })
+        };
+        let web = WebServer::start(SocketAddr::new(bind.ip(), settings.http_port), layout.clone(), format!("{}:{}", settings.host, settings.port), view)
             .await
             .map_err(|e| Error::Protocol(format!("starting the web server: {e}")))?;
         let inner = Arc::new(Inner {
@@ -189,7 +211,7 @@ impl NodeManager {
             aux_meta,
             shuffle,
             settings: settings.clone(),
-            slots: Mutex::new(HashMap::new()),
+            slots,
             arrived: Notify::new(),
         });
         let mut config = settings.ipc.clone();

@@ -10,6 +10,8 @@
 //! - `/ws/v1/node/containers/<container>/logs`: the NodeManager web
 //!   service `yarn logs -applicationId` asks for a running application's
 //!   log files (JSON `containerLogsInfo`, aggregation type `LOCAL`).
+//! - `/ws/v1/node/info`, `/ws/v1/node/apps[/<app>]`,
+//!   `/ws/v1/node/containers[/<container>]`: the NodeManager REST API.
 //! - `/ws/v1/node/containers/<container>/logs/<file>?size=N` (and the
 //!   older `/ws/v1/node/containerlogs/<container>/<file>`): one file with
 //!   the header lines `yarn logs` prints (`LogType:`, `LogLength:`, ...);
@@ -45,11 +47,28 @@ pub const DEFAULT_START: i64 = -4096;
 /// Most files listed for one container.
 const MAX_LISTED: usize = 1000;
 
-/// What the handlers need: where logs are, and the node's id.
+/// A container as the node manager's REST API shows it.
+#[derive(Debug, Clone)]
+pub struct ContainerView {
+    pub id: ContainerId,
+    /// YARN's NM container state: NEW, LOCALIZING, RUNNING, DONE.
+    pub state: &'static str,
+    pub exit_code: Option<i32>,
+    pub diagnostics: String,
+    pub memory_mb: i64,
+    pub vcores: i32,
+}
+
+/// The containers the node manager holds now.
+pub type Containers = Arc<dyn Fn() -> Vec<ContainerView> + Send + Sync>;
+
+/// What the handlers need: where logs are, the node's id, its containers.
 struct Web {
     layout: Layout,
     /// `host:port` of the node manager (YARN's NodeId).
     node_id: String,
+    containers: Containers,
+    started_ms: i64,
 }
 
 pub struct WebServer {
@@ -59,12 +78,12 @@ pub struct WebServer {
 
 impl WebServer {
     /// Serves on `bind`; `node_id` is the node manager's `host:port`.
-    pub async fn start(bind: SocketAddr, layout: Layout, node_id: String) -> Result<WebServer, NmError> {
+    pub async fn start(bind: SocketAddr, layout: Layout, node_id: String, containers: Containers) -> Result<WebServer, NmError> {
         let listener = tokio::net::TcpListener::bind(bind)
             .await
             .map_err(|source| NmError::Listen { address: bind.to_string(), source })?;
         let address = listener.local_addr().map_err(|source| NmError::Listen { address: bind.to_string(), source })?;
-        let app = router(layout, node_id);
+        let app = router(layout, node_id, containers);
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 warn!(error = %e, "the node manager's web server stopped");
@@ -89,8 +108,15 @@ impl Drop for WebServer {
     }
 }
 
-pub fn router(layout: Layout, node_id: String) -> axum::Router {
+pub fn router(layout: Layout, node_id: String, containers: Containers) -> axum::Router {
+    let started_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     axum::Router::new()
+        .route("/ws/v1/node", get(ws_node_info))
+        .route("/ws/v1/node/info", get(ws_node_info))
+        .route("/ws/v1/node/apps", get(ws_apps))
+        .route("/ws/v1/node/apps/{app}", get(ws_app))
+        .route("/ws/v1/node/containers", get(ws_containers))
+        .route("/ws/v1/node/containers/{container}", get(ws_container))
         .route("/node/containerlogs/{container}/{user}", get(listing))
         .route("/node/containerlogs/{container}/{user}/", get(listing))
         .route("/node/containerlogs/{container}/{user}/{file}", get(file))
@@ -102,7 +128,7 @@ pub fn router(layout: Layout, node_id: String) -> axum::Router {
         .route("/ws/v1/node/containers/{container}/logs/{file}", get(ws_log_file).options(allow_get))
         .route("/ws/v1/node/containerlogs/{container}/{file}", get(ws_log_file).options(allow_get))
         .fallback(|| async { refuse(StatusCode::NOT_FOUND, "no such page on this node manager".into()) })
-        .with_state(Arc::new(Web { layout, node_id }))
+        .with_state(Arc::new(Web { layout, node_id, containers, started_ms }))
 }
 
 async fn allow_get() -> Response {
@@ -334,6 +360,104 @@ async fn ws_log_file(
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=UTF-8"));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(total));
     response
+}
+
+fn not_found_json(message: String) -> Response {
+    warn!(reason = %message, "node manager REST request refused");
+    let body = serde_json::json!({ "RemoteException": { "exception": "NotFoundException", "message": message, "javaClassName": "org.apache.hadoop.yarn.webapp.NotFoundException" } });
+    (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
+}
+
+fn bad_json(message: String) -> Response {
+    let body = serde_json::json!({ "RemoteException": { "exception": "BadRequestException", "message": message, "javaClassName": "org.apache.hadoop.yarn.webapp.BadRequestException" } });
+    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+}
+
+/// `GET /ws/v1/node/info`: YARN's `nodeInfo`.
+async fn ws_node_info(State(web): State<Arc<Web>>) -> Response {
+    let containers = (web.containers)();
+    let live = containers.iter().filter(|c| c.state != "DONE");
+    let (mem, vcores) = live.fold((0i64, 0i64), |(m, v), c| (m + c.memory_mb, v + i64::from(c.vcores)));
+    let host = web.node_id.rsplit_once(':').map_or(web.node_id.as_str(), |(h, _)| h);
+    axum::Json(serde_json::json!({
+        "nodeInfo": {
+            "id": web.node_id,
+            "nodeHostName": host,
+            "healthReport": "",
+            "nodeHealthy": true,
+            "lastNodeUpdateTime": web.started_ms,
+            "nmStartupTime": web.started_ms,
+            "totalPmemAllocatedContainersMB": mem,
+            "totalVmemAllocatedContainersMB": mem,
+            "totalVCoresAllocatedContainers": vcores,
+            "vmemCheckEnabled": false,
+            "pmemCheckEnabled": true,
+            "nodeManagerVersion": "3.2.1-weir",
+            "hadoopVersion": "3.2.1-weir",
+        }
+    }))
+    .into_response()
+}
+
+fn container_json(web: &Web, c: &ContainerView) -> serde_json::Value {
+    serde_json::json!({
+        "id": c.id.to_string(),
+        "state": c.state,
+        "exitCode": c.exit_code.unwrap_or(-1000),
+        "diagnostics": c.diagnostics,
+        "totalMemoryNeededMB": c.memory_mb,
+        "totalVCoresNeeded": c.vcores,
+        "nodeId": web.node_id,
+        "containerLogsDir": web.layout.container_log_dir(c.id).display().to_string(),
+        "containerLogFiles": [],
+    })
+}
+
+async fn ws_containers(State(web): State<Arc<Web>>) -> Response {
+    let mut containers = (web.containers)();
+    containers.sort_by_key(|c| c.id);
+    if containers.is_empty() {
+        return axum::Json(serde_json::json!({ "containers": null })).into_response();
+    }
+    let list: Vec<_> = containers.iter().map(|c| container_json(&web, c)).collect();
+    axum::Json(serde_json::json!({ "containers": { "container": list } })).into_response()
+}
+
+async fn ws_container(State(web): State<Arc<Web>>, UrlPath(raw): UrlPath<String>) -> Response {
+    let Ok(id) = raw.parse::<ContainerId>() else { return bad_json(format!("invalid container id, {raw}")) };
+    match (web.containers)().into_iter().find(|c| c.id == id) {
+        Some(c) => axum::Json(serde_json::json!({ "container": container_json(&web, &c) })).into_response(),
+        None => not_found_json(format!("container with id, {raw}, not found")),
+    }
+}
+
+/// The applications with containers here, each with its containers' ids.
+fn apps_of(containers: &[ContainerView]) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut apps: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for c in containers {
+        apps.entry(c.id.attempt.app.to_string()).or_default().push(c.id.to_string());
+    }
+    apps.values_mut().for_each(|ids| ids.sort());
+    apps
+}
+
+async fn ws_apps(State(web): State<Arc<Web>>) -> Response {
+    let apps = apps_of(&(web.containers)());
+    if apps.is_empty() {
+        return axum::Json(serde_json::json!({ "apps": null })).into_response();
+    }
+    let list: Vec<_> = apps.into_iter().map(|(id, ids)| serde_json::json!({ "id": id, "state": "RUNNING", "containerids": ids })).collect();
+    axum::Json(serde_json::json!({ "apps": { "app": list } })).into_response()
+}
+
+async fn ws_app(State(web): State<Arc<Web>>, UrlPath(raw): UrlPath<String>) -> Response {
+    if raw.parse::<weir_yarn_api::ids::ApplicationId>().is_err() {
+        return bad_json(format!("Invalid ApplicationId: {raw}"));
+    }
+    match apps_of(&(web.containers)()).remove(&raw) {
+        Some(ids) => axum::Json(serde_json::json!({ "app": { "id": raw, "state": "RUNNING", "containerids": ids } })).into_response(),
+        None => not_found_json(format!("app with id {raw} not found")),
+    }
 }
 
 /// Opens a log without following a symlink and checks, through the same

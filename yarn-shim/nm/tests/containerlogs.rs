@@ -35,7 +35,7 @@ async fn logs_are_listed_and_served_and_nothing_else_is() {
     std::os::unix::fs::symlink(&secret, dir.join("link")).unwrap();
     std::fs::create_dir(dir.join("sub")).unwrap();
 
-    let web = WebServer::start("127.0.0.1:0".parse().unwrap(), layout, "node1:4545".into()).await.unwrap();
+    let web = WebServer::start("127.0.0.1:0".parse().unwrap(), layout, "node1:4545".into(), std::sync::Arc::new(Vec::new)).await.unwrap();
     let addr = web.address();
     let fetch = move |t: String| tokio::task::spawn_blocking(move || get(addr, &t));
     let base = format!("/node/containerlogs/{id}/alice");
@@ -86,7 +86,7 @@ async fn the_log_web_service_lists_and_serves_what_yarn_logs_reads() {
     std::fs::write(&secret, "do not serve").unwrap();
     std::os::unix::fs::symlink(&secret, dir.join("link")).unwrap();
 
-    let web = WebServer::start("127.0.0.1:0".parse().unwrap(), layout, "node1:4545".into()).await.unwrap();
+    let web = WebServer::start("127.0.0.1:0".parse().unwrap(), layout, "node1:4545".into(), std::sync::Arc::new(Vec::new)).await.unwrap();
     let addr = web.address();
     let fetch = move |t: String| tokio::task::spawn_blocking(move || get(addr, &t));
 
@@ -137,4 +137,43 @@ async fn the_log_web_service_lists_and_serves_what_yarn_logs_reads() {
         assert!([400, 404].contains(&status), "{target}: {status}");
         assert!(!body.contains("do not serve"), "{target}");
     }
+}
+
+/// The NodeManager REST API: node info, applications and containers as
+/// YARN's NM lists them; unknown and malformed ids are YARN's errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_rest_api_lists_the_node_its_applications_and_containers() {
+    use weir_yarn_nm::web::ContainerView;
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = Layout::new(tmp.path().join("nm"));
+    let app = ApplicationId { cluster_timestamp: 1700, id: 1 };
+    let id = |n| ContainerId { attempt: AttemptId { app, attempt: 1 }, id: n };
+    let views = vec![
+        ContainerView { id: id(1), state: "RUNNING", exit_code: None, diagnostics: String::new(), memory_mb: 1024, vcores: 1 },
+        ContainerView { id: id(2), state: "DONE", exit_code: Some(3), diagnostics: "exited 3".into(), memory_mb: 512, vcores: 1 },
+    ];
+    let web = WebServer::start("127.0.0.1:0".parse().unwrap(), layout, "node1:4545".into(), std::sync::Arc::new(move || views.clone())).await.unwrap();
+    let addr = web.address();
+    let fetch = move |t: String| tokio::task::spawn_blocking(move || get(addr, &t));
+    let json = |body: &str| serde_json::from_str::<serde_json::Value>(body).unwrap();
+
+    let (status, body) = fetch("/ws/v1/node/info".into()).await.unwrap();
+    assert_eq!(status, 200);
+    let info = &json(&body)["nodeInfo"];
+    assert_eq!((info["id"].as_str(), info["nodeHostName"].as_str()), (Some("node1:4545"), Some("node1")));
+    assert_eq!(info["totalPmemAllocatedContainersMB"], 1024, "only live containers count");
+    let (_, body) = fetch("/ws/v1/node/apps".into()).await.unwrap();
+    let apps = &json(&body)["apps"]["app"];
+    assert_eq!(apps[0]["id"], app.to_string());
+    assert_eq!(apps[0]["containerids"].as_array().unwrap().len(), 2);
+    let (_, body) = fetch("/ws/v1/node/containers".into()).await.unwrap();
+    let list = json(&body)["containers"]["container"].as_array().unwrap().clone();
+    assert_eq!((list[0]["state"].as_str(), list[1]["state"].as_str(), list[1]["exitCode"].as_i64()), (Some("RUNNING"), Some("DONE"), Some(3)));
+    let (status, body) = fetch(format!("/ws/v1/node/containers/{}", id(2))).await.unwrap();
+    assert_eq!((status, json(&body)["container"]["diagnostics"].as_str()), (200, Some("exited 3")));
+    let (status, body) = fetch(format!("/ws/v1/node/containers/{}", id(9))).await.unwrap();
+    assert_eq!((status, json(&body)["RemoteException"]["exception"].as_str()), (404, Some("NotFoundException")));
+    assert_eq!(fetch("/ws/v1/node/containers/container_x".into()).await.unwrap().0, 400);
+    assert_eq!(fetch("/ws/v1/node/apps/application_1700_0002".into()).await.unwrap().0, 404);
+    assert_eq!(fetch("/ws/v1/node/apps/nope".into()).await.unwrap().0, 400);
 }
