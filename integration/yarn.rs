@@ -766,6 +766,18 @@ try:
     out["unknown"] = "no error"
 except Exception as e:
     out["unknown"] = str(e)
+# Submission over REST: a new id, then YARN's JSON submission context.
+new_id = rm.cluster_new_application().data["application-id"]
+rm.cluster_submit_application({
+    "application-id": new_id,
+    "application-name": "weir-rest-submitted",
+    "am-container-spec": {"commands": {"command": "sleep 1"}},
+    "resource": {"memory": 256, "vCores": 1},
+    "application-type": "YARN",
+    "max-app-attempts": 1,
+})
+submitted = rm.cluster_application(new_id).data["app"]
+out["submitted"] = {"id": new_id, "name": submitted["name"], "state": submitted["state"]}
 print("RESULT " + json.dumps(out))
 "#;
 
@@ -803,7 +815,12 @@ fn yarn_api_client_reads_and_kills_through_the_rest_api() {
     assert!(result["attempts"].is_array());
     let unknown = result["unknown"].as_str().unwrap();
     assert!(unknown.contains("404") || unknown.contains("not found"), "{unknown}");
-    // The CLI sees the kill too.
+    assert_eq!(result["submitted"]["name"], "weir-rest-submitted");
+    assert_eq!(result["submitted"]["state"], "ACCEPTED", "{}", result["submitted"]);
+    // The CLI sees the kill and the REST submission too.
+    let submitted = result["submitted"]["id"].as_str().unwrap();
+    let (_, listing) = clients.applications(&sa.conf_dir, &["-list"]);
+    assert!(line_of(&listing, submitted).contains("weir-rest-submitted"), "{listing}");
     let (_, status) = clients.applications(&sa.conf_dir, &["-status", &app]);
     assert!(status.contains("State : KILLED"), "{status}");
 }

@@ -16,8 +16,8 @@
 //!
 //! - `/proxy/{id}/...`: YARN's web proxy to the application master's UI
 //!   (its registered tracking URL; GET only, answers up to 16 MiB).
-//!
-//! Not yet: submission over REST (POST `/apps`).
+//! - POST `/ws/v1/cluster/apps`: submission over REST (YARN's JSON
+//!   `application-submission-context`), as the user of `?user.name=`.
 //!
 //! JSON, or XML for `Accept: application/xml`; field names and types as
 //! YARN's (`RMWebServices`); errors
@@ -75,7 +75,7 @@ pub fn router(core: CoreHandle, info: RestInfo) -> axum::Router {
         .route("/ws/v1/cluster", get(cluster_info))
         .route("/ws/v1/cluster/info", get(cluster_info))
         .route("/ws/v1/cluster/metrics", get(cluster_metrics))
-        .route("/ws/v1/cluster/apps", get(apps))
+        .route("/ws/v1/cluster/apps", get(apps).post(submit))
         .route("/ws/v1/cluster/apps/{id}", get(app))
         .route("/ws/v1/cluster/apps/{id}/state", get(app_state).put(put_app_state))
         .route("/ws/v1/cluster/apps/new-application", axum::routing::post(new_application))
@@ -643,6 +643,143 @@ async fn attempt_containers(State(rest): State<Arc<Rest>>, Path((raw, attempt)):
     axum::Json(json!({ "containers": { "container": json_containers } })).into_response()
 }
 
+/// YARN's JSON map shapes: `{"entry": [{"key":…,"value":…}]}`, a single
+/// entry object, or nothing.
+fn entries(v: Option<&Value>) -> Vec<&serde_json::Map<String, Value>> {
+    match v.and_then(|m| m.get("entry")) {
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_object).collect(),
+        Some(Value::Object(one)) => vec![one],
+        _ => Vec::new(),
+    }
+}
+
+/// `scheme://[user@]host[:port]/file` as YARN's URL record.
+fn url_proto(raw: &str) -> Result<r::UrlProto, String> {
+    let (scheme, rest) = raw.split_once("://").ok_or_else(|| format!("resource {raw:?} is not a URL (scheme://…)"))?;
+    let (authority, file) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let (user_info, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u.to_owned()), h),
+        None => (None, authority),
+    };
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p.parse::<i32>().map_err(|_| format!("resource {raw:?} has a bad port"))?)),
+        None => (hostport, None),
+    };
+    Ok(r::UrlProto {
+        scheme: Some(scheme.to_owned()),
+        host: (!host.is_empty()).then(|| host.to_owned()),
+        port,
+        file: Some(file.to_owned()),
+        user_info,
+    })
+}
+
+/// YARN's JSON `application-submission-context` as the protocol's record.
+pub fn submission_context_from_json(v: &Value) -> Result<r::ApplicationSubmissionContextProto, String> {
+    let obj = v.as_object().ok_or("the body is not a JSON object")?;
+    let text = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_owned);
+    let raw_id = text("application-id").ok_or("application-id is missing")?;
+    let id: ApplicationId = raw_id.parse().map_err(|_| format!("Invalid ApplicationId: {raw_id}"))?;
+    let spec = obj.get("am-container-spec");
+    let mut launch = r::ContainerLaunchContextProto::default();
+    for e in entries(spec.and_then(|s| s.get("local-resources"))) {
+        let key = e.get("key").and_then(Value::as_str).ok_or("a local resource has no key")?;
+        let value = e.get("value").and_then(Value::as_object).ok_or_else(|| format!("local resource {key} has no value"))?;
+        let resource = value.get("resource").and_then(Value::as_str).ok_or_else(|| format!("local resource {key} names no resource"))?;
+        let kind = match value.get("type").and_then(Value::as_str).unwrap_or("FILE") {
+            "ARCHIVE" => r::LocalResourceTypeProto::Archive,
+            "PATTERN" => r::LocalResourceTypeProto::Pattern,
+            "FILE" => r::LocalResourceTypeProto::File,
+            other => return Err(format!("local resource {key}: unknown type {other}")),
+        };
+        let visibility = match value.get("visibility").and_then(Value::as_str).unwrap_or("APPLICATION") {
+            "PUBLIC" => r::LocalResourceVisibilityProto::Public,
+            "PRIVATE" => r::LocalResourceVisibilityProto::Private,
+            "APPLICATION" => r::LocalResourceVisibilityProto::Application,
+            other => return Err(format!("local resource {key}: unknown visibility {other}")),
+        };
+        launch.local_resources.push(r::StringLocalResourceMapProto {
+            key: Some(key.to_owned()),
+            value: Some(r::LocalResourceProto {
+                resource: Some(url_proto(resource)?),
+                size: value.get("size").and_then(Value::as_i64),
+                timestamp: value.get("timestamp").and_then(Value::as_i64),
+                r#type: Some(kind as i32),
+                visibility: Some(visibility as i32),
+                pattern: value.get("pattern").and_then(Value::as_str).map(str::to_owned),
+            }),
+        });
+    }
+    for e in entries(spec.and_then(|s| s.get("environment"))) {
+        let key = e.get("key").and_then(Value::as_str).ok_or("an environment entry has no key")?;
+        let value = e.get("value").and_then(Value::as_str).unwrap_or_default();
+        launch.environment.push(r::StringStringMapProto { key: Some(key.to_owned()), value: Some(value.to_owned()) });
+    }
+    match spec.and_then(|s| s.get("commands")).and_then(|c| c.get("command")) {
+        Some(Value::String(c)) => launch.command.push(c.clone()),
+        Some(Value::Array(cs)) => launch.command.extend(cs.iter().filter_map(Value::as_str).map(str::to_owned)),
+        _ => return Err("am-container-spec.commands.command is missing".into()),
+    }
+    let resource = obj.get("resource").map(|res| r::ResourceProto {
+        memory: res.get("memory").and_then(Value::as_i64),
+        virtual_cores: res.get("vCores").and_then(Value::as_i64).and_then(|v| i32::try_from(v).ok()),
+        ..Default::default()
+    });
+    let tags = match obj.get("application-tags").and_then(|t| t.get("tag")) {
+        Some(Value::String(t)) => vec![t.clone()],
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+        _ => Vec::new(),
+    };
+    Ok(r::ApplicationSubmissionContextProto {
+        application_id: Some(convert::app_id_to_proto(id)),
+        application_name: text("application-name"),
+        queue: text("queue"),
+        priority: obj.get("priority").and_then(Value::as_i64).map(|p| r::PriorityProto { priority: i32::try_from(p).ok() }),
+        am_container_spec: Some(launch),
+        unmanaged_am: obj.get("unmanaged-AM").and_then(Value::as_bool),
+        max_app_attempts: obj.get("max-app-attempts").and_then(Value::as_i64).and_then(|v| i32::try_from(v).ok()),
+        resource,
+        application_type: text("application-type"),
+        keep_containers_across_application_attempts: obj.get("keep-containers-across-application-attempts").and_then(Value::as_bool),
+        application_tags: tags,
+        ..Default::default()
+    })
+}
+
+/// POST `/ws/v1/cluster/apps`: submitApplication from YARN's JSON; 202
+/// with the application's location, as YARN answers.
+async fn submit(State(rest): State<Arc<Rest>>, Query(q): Query<HashMap<String, String>>, body: axum::body::Bytes) -> Response {
+    let user = match query_value(&q, "user.name") {
+        Ok(Some(u)) => u.to_owned(),
+        Ok(None) => std::env::var("USER").unwrap_or_else(|_| "dr.who".into()),
+        Err(e) => return e,
+    };
+    let value = match body_json(&body) {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    let context = match submission_context_from_json(&value) {
+        Ok(c) => c,
+        Err(e) => return bad_request(e),
+    };
+    let submission = match convert::submission_from_proto(&context, &user) {
+        Ok(s) => s,
+        Err(e) => return bad_request(e.to_string()),
+    };
+    let id = submission.id;
+    match rest.core.call(move |core, now| core.rm_mut().submit(submission, now.unix_ms)).await {
+        Err(_) => unavailable(),
+        Ok(Err(e)) => bad_request(e.to_string()),
+        Ok(Ok(state)) => {
+            info!(application_id = %id, %user, ?state, "application submitted over REST");
+            (StatusCode::ACCEPTED, [(axum::http::header::LOCATION, format!("/ws/v1/cluster/apps/{id}"))]).into_response()
+        }
+    }
+}
+
 /// The JSON body of a PUT, or YARN's 400.
 fn body_json(body: &[u8]) -> Result<Value, Response> {
     serde_json::from_slice(body).map_err(|e| bad_request(format!("the body is not JSON: {e}")))
@@ -1034,6 +1171,70 @@ mod tests {
         core.call(move |c, now| c.rm_mut().kill(id, None, now.unix_ms)).await.unwrap().unwrap();
         let (status, _, body) = get_raw(format!("/proxy/{id}/jobs/")).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    }
+
+    /// YARN's documented REST submission (its example, shortened).
+    #[tokio::test]
+    async fn submission_over_rest_takes_yarns_json_and_refuses_bad_bodies() {
+        let books = RmCore::new(1_700_000_000_000, &["default".to_string()], 10).unwrap();
+        let (effects, _effects_rx) = tokio::sync::mpsc::unbounded_channel();
+        let clock: Arc<dyn weir_model::Clock> = Arc::new(weir_model::SystemClock::new());
+        let (core, _task) = crate::core::spawn(crate::core::YarnCore::new(books, Scheduler::new(SchedulerConfig::default())), clock, effects);
+        let node = crate::rm_core::ObservedNode {
+            agent_id: "a1".into(),
+            node_id: NodeId { host: "h".into(), port: 1 },
+            http_address: "h:2".into(),
+            capability: weir_yarn_api::resource::Capacity { memory_mb: 4096, vcores: 4 },
+            used: Default::default(),
+            containers: 0,
+            state: crate::rm_core::NodeState::Running,
+            health_report: String::new(),
+        };
+        core.call(move |c, now| c.observe_nodes(vec![node], now)).await.unwrap();
+        let app = router(core.clone(), RestInfo { started_on_ms: 1_700_000_000_000, proxy: None });
+        let (_, fresh) = ask(&app, "POST", "/ws/v1/cluster/apps/new-application", "").await;
+        let id = fresh["application-id"].as_str().unwrap().to_owned();
+        let body = json!({
+            "application-id": id,
+            "application-name": "test",
+            "am-container-spec": {
+                "local-resources": { "entry": [{ "key": "AppMaster.jar", "value": {
+                    "resource": "hdfs://hdfs-namenode:9000/user/testuser/DistributedShell/demo-app/AppMaster.jar",
+                    "type": "FILE", "visibility": "APPLICATION", "size": 43004, "timestamp": 1405452071209_i64 } }] },
+                "commands": { "command": "{{JAVA_HOME}}/bin/java -Xmx10m org.apache.hadoop.yarn.applications.distributedshell.ApplicationMaster 1><LOG_DIR>/AppMaster.stdout 2><LOG_DIR>/AppMaster.stderr" },
+                "environment": { "entry": [{ "key": "DISTRIBUTEDSHELLSCRIPTTIMESTAMP", "value": "1405459400754" }] },
+            },
+            "unmanaged-AM": false,
+            "max-app-attempts": 2,
+            "resource": { "memory": 1024, "vCores": 1 },
+            "application-type": "YARN",
+            "keep-containers-across-application-attempts": false,
+            "application-tags": { "tag": ["weir", "rest"] },
+        });
+        let (status, reply) = ask(&app, "POST", "/ws/v1/cluster/apps?user.name=alice", &body.to_string()).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
+        let (_, got) = ask(&app, "GET", &format!("/ws/v1/cluster/apps/{id}"), "").await;
+        let a = &got["app"];
+        assert_eq!((a["name"].as_str(), a["user"].as_str(), a["applicationTags"].as_str()), (Some("test"), Some("alice"), Some("weir,rest")), "{got}");
+        let id_typed: ApplicationId = id.parse().unwrap();
+        let launch = core.call(move |c, _| c.rm().application(id_typed).unwrap().submission.clone()).await.unwrap();
+        let am = launch.am_launch.unwrap();
+        assert_eq!(am.local_resources[0].value.as_ref().unwrap().resource.as_ref().unwrap().host.as_deref(), Some("hdfs-namenode"));
+        assert_eq!(am.local_resources[0].value.as_ref().unwrap().resource.as_ref().unwrap().port, Some(9000));
+        assert!(am.command[0].starts_with("{{JAVA_HOME}}/bin/java"));
+        assert_eq!(launch.am_resource.map(|c| c.memory_mb), Some(1024));
+
+        for bad in [
+            "".to_owned(),
+            "[]".to_owned(),
+            json!({ "application-id": "nope" }).to_string(),
+            json!({ "application-id": "application_1700000000000_0009", "am-container-spec": {} }).to_string(),
+            json!({ "application-id": "application_1700000000000_0009", "am-container-spec": { "commands": { "command": "x" },
+                "local-resources": { "entry": { "key": "a", "value": { "resource": "not a url" } } } } }).to_string(),
+        ] {
+            let (status, reply) = ask(&app, "POST", "/ws/v1/cluster/apps", &bad).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {reply}");
+        }
     }
 
     #[tokio::test]
