@@ -406,7 +406,18 @@ impl BrokerCore {
                 break;
             }
             tracing::info!(offer_id = %id, "offer timed out; rescinding");
+            let holder = self.offers.get(&id).map(|o| (o.framework.clone(), o.agent.clone()));
             self.rescind_offer(&id, out);
+            // A framework that lets offers time out goes behind everyone
+            // else in line for that agent for a while (it still gets it if
+            // nobody else wants it): otherwise a silent framework that wins
+            // the tie wins it again each time and starves the others.
+            if let Some((framework, agent)) = holder {
+                let until = now + self.settings.refuse_default.max(Duration::from_secs(1));
+                if let Err(err) = self.allocator.add_yield(&framework, &agent, until) {
+                    tracing::error!(framework_id = %framework, agent_id = %agent, error = %err, "could not put a timed-out framework behind the others");
+                }
+            }
         }
     }
 

@@ -349,6 +349,32 @@ fn offers_time_out_and_are_rescinded() {
 }
 
 #[test]
+fn a_framework_that_never_answers_does_not_starve_a_newcomer() {
+    // FW_1 subscribes first and never answers; FW_2 comes later in the same
+    // role. Once FW_1's offer times out the agent goes to FW_2 in the same
+    // tick (it used to go back to FW_1, tie after tie, for minutes).
+    let mut h = Harness::new();
+    h.core.settings.offer_timeout = Duration::from_secs(10);
+    h.register_agent(AGENT_A, "", "cpus:2;mem:1024", vec![]);
+    h.subscribe(FW_1, "silent", &[], 0.0);
+    assert_eq!(Harness::offers_in(&h.advance(ms(100)), FW_1).len(), 1);
+    h.subscribe(FW_2, "newcomer", &[], 0.0);
+    assert!(Harness::offers_in(&h.advance(ms(100)), FW_2).is_empty(), "everything is offered to FW_1");
+    let out = h.advance(Duration::from_secs(10));
+    assert!(Harness::offers_in(&out, FW_1).is_empty());
+    let to_newcomer = Harness::offers_in(&out, FW_2);
+    assert_eq!(to_newcomer.len(), 1, "within one offer timeout plus one allocation cycle");
+    // FW_2 declines for a short while: with nobody else in line the agent
+    // goes back to FW_1 even though it yielded it.
+    h.call(
+        FW_2,
+        v1::call::Kind::Decline(v1::call::Decline { offer_ids: vec![to_newcomer[0].id.clone()], filters: Some(v1::Filters { refuse_seconds: Some(60.0) }) }),
+    );
+    assert_eq!(Harness::offers_in(&h.advance(ms(100)), FW_1).len(), 1);
+    h.core.check_invariants().unwrap();
+}
+
+#[test]
 fn silent_agent_becomes_unreachable_and_comes_back() {
     let mut h = Harness::new();
     let agent = h.register_agent(AGENT_A, "", "cpus:2;mem:1024", vec![]);
