@@ -329,3 +329,51 @@ async fn grpc_limits_answer_with_a_status_and_a_big_reconcile_streams() {
     };
     assert_eq!(last, "last");
 }
+
+/// Item 3: a framework that subscribes and never answers its offers does
+/// not starve a newcomer in the same role: once its offer times out, the
+/// newcomer (`weir run`) is offered the agent and its task runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_framework_does_not_starve_a_newcomer() {
+    let s = standalone(&["broker.offer.timeout=2s"]);
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(subscribe_call("silent".into())).await.unwrap();
+    let mut client = SchedulerClient::connect(format!("http://{}", s.broker)).await.unwrap();
+    let mut events = client.subscribe(ReceiverStream::new(rx)).await.unwrap().into_inner();
+    // Wait until the silent framework holds the whole agent in an offer.
+    for _ in 0..100 {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.message()).await.unwrap().unwrap().unwrap();
+        if matches!(event.kind, Some(v1::event::Kind::Offers(_))) {
+            break;
+        }
+    }
+    let started = Instant::now();
+    let mut run = Command::new(support::WEIR)
+        .args(["run", "--broker", &s.broker, "--cpus", "1", "--mem", "64", "--", "echo", "fed"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Keep reading (never answering) so the silent framework's stream stays healthy.
+    let reader = tokio::spawn(async move {
+        while let Ok(Some(_)) = events.message().await {}
+    });
+    let mut finished = None;
+    for _ in 0..300 {
+        if let Some(status) = run.try_wait().unwrap() {
+            finished = Some(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if finished.is_none() {
+        let _ = run.kill();
+    }
+    let out = run.wait_with_output().unwrap();
+    eprintln!("weir run finished after {:?} next to a silent framework", started.elapsed());
+    assert!(finished.is_some_and(|s| s.success()), "weir run starved for 30 s: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("fed"));
+    reader.abort();
+    drop(tx);
+}
