@@ -377,3 +377,58 @@ async fn a_silent_framework_does_not_starve_a_newcomer() {
     reader.abort();
     drop(tx);
 }
+
+/// Item 4: the piles a client can grow are bounded with a clear error:
+/// frameworks kept (connected or waiting to fail over) and roles; a year's
+/// failover timeout is cut to the maximum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frameworks_and_roles_are_bounded_with_a_clear_error() {
+    // The YARN shim is one framework already.
+    let s = standalone(&["broker.frameworks.max=3", "broker.roles.max=4", "broker.framework.failover.timeout.max=1h"]);
+    let endpoint = format!("http://{}", s.broker);
+    let mut client = SchedulerClient::connect(endpoint.clone()).await.unwrap();
+    let mut year = subscribe_call("away-for-a-year".into());
+    if let Some(v1::call::Kind::Subscribe(sub)) = &mut year.kind {
+        sub.framework.as_mut().unwrap().failover_timeout_seconds = 365.0 * 24.0 * 3600.0;
+    }
+    // Two frameworks subscribe with a year's failover timeout and leave.
+    for _ in 0..2 {
+        let (tx, rx) = mpsc::channel(4);
+        tx.send(year.clone()).await.unwrap();
+        let mut events = client.subscribe(ReceiverStream::new(rx)).await.unwrap().into_inner();
+        let first = tokio::time::timeout(Duration::from_secs(10), events.message()).await.unwrap().unwrap().unwrap();
+        assert!(matches!(first.kind, Some(v1::event::Kind::Subscribed(_))), "{first:?}");
+    }
+    // Wait for the shim's own subscription too: three frameworks held.
+    let mut state = String::new();
+    for _ in 0..100 {
+        state = support::http_get(&format!("http://{}/state", s.broker)).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&state).unwrap();
+        if doc["frameworks"].as_array().map_or(0, |f| f.len()) == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(state.contains("\"failover_timeout_seconds\": 3600.0"), "a year cut to an hour:\n{state}");
+    // A fourth is refused, and says why.
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(subscribe_call("one-too-many".into())).await.unwrap();
+    let mut events = client.subscribe(ReceiverStream::new(rx)).await.unwrap().into_inner();
+    let refusal = tokio::time::timeout(Duration::from_secs(10), events.message()).await.unwrap().unwrap().unwrap();
+    let Some(v1::event::Kind::Error(error)) = refusal.kind else { panic!("{refusal:?}") };
+    assert_eq!(
+        error.message,
+        "subscription refused: the broker already holds its limit of 3 frameworks, connected or waiting to fail over (broker.frameworks.max)"
+    );
+    assert!(tokio::time::timeout(Duration::from_secs(10), events.message()).await.unwrap().unwrap().is_none(), "then the stream ends");
+    drop(tx);
+
+    // Roles: "*" and the shim's "default" exist; three new ones do not fit in 4.
+    let mut operator = v1::operator_client::OperatorClient::connect(endpoint).await.unwrap();
+    let weights = ["r1", "r2", "r3"].map(|r| v1::RoleWeight { role: r.into(), weight: 2.0 }).to_vec();
+    let refused = operator.update_weights(v1::UpdateWeightsRequest { weights }).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert_eq!(refused.message(), "role r1 is new and 3 new role(s) would take the broker past its limit of 4 roles (broker.roles.max)");
+    let known = operator.get_weights(v1::GetWeightsRequest {}).await.unwrap().into_inner().weights;
+    assert!(!known.iter().any(|w| w.role == "r1"), "all or nothing: {known:?}");
+}

@@ -969,6 +969,15 @@ impl Allocator {
 
     // ----- observations -----
 
+    /// Roles the allocator knows (weighted, subscribed to, or held in).
+    pub fn role_count(&self) -> usize {
+        self.roles.len()
+    }
+
+    pub fn has_role(&self, role: &Role) -> bool {
+        self.role_ix.contains_key(role)
+    }
+
     /// Every known role, by name, with its allocation and shares.
     pub fn role_shares(&self) -> Vec<RoleShare> {
         self.role_ix

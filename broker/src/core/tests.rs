@@ -375,6 +375,36 @@ fn a_framework_that_never_answers_does_not_starve_a_newcomer() {
 }
 
 #[test]
+fn piles_are_bounded_frameworks_roles_and_failover_timeouts() {
+    let mut h = Harness::new();
+    h.core.settings.max_frameworks = 2;
+    h.core.settings.max_roles = 3;
+    h.core.settings.max_failover_timeout = Duration::from_secs(60);
+    // A year asked, a minute kept: the framework is gone a minute after it left.
+    let one = h.subscribe(FW_1, "one", &[], 365.0 * 24.0 * 3600.0);
+    h.core.framework_detached(FW_1, h.now);
+    h.subscribe(FW_2, "two", &["a"], 0.0);
+    // Two frameworks held (one waiting to fail over): a third is refused.
+    let out = h.call(30, v1::call::Kind::Subscribe(v1::call::Subscribe {
+        framework: Some(v1::FrameworkInfo { name: "three".into(), ..Default::default() }),
+    }));
+    assert_eq!(
+        Harness::errors_in(&out, 30),
+        vec!["subscription refused: the broker already holds its limit of 2 frameworks, connected or waiting to fail over (broker.frameworks.max)"]
+    );
+    assert!(out.iter().any(|o| matches!(o, Output::Close(30))));
+    // Roles: "*" and "a" exist; one more fits, two do not; none was added.
+    assert_eq!(
+        h.core.set_weight(Role::new("b"), 2.0).map(|_| ()).and_then(|_| h.core.set_weight(Role::new("c"), 2.0).map(|_| ())),
+        Err("role c is new and 1 new role(s) would take the broker past its limit of 3 roles (broker.roles.max)".to_owned())
+    );
+    assert!(h.core.set_weight(Role::new("b"), 3.0).is_ok(), "a known role can always be reweighted");
+    h.advance(Duration::from_secs(61));
+    assert!(!h.core.state(h.now).frameworks.iter().any(|f| f.id == one), "removed after the capped failover timeout");
+    h.core.check_invariants().unwrap();
+}
+
+#[test]
 fn silent_agent_becomes_unreachable_and_comes_back() {
     let mut h = Harness::new();
     let agent = h.register_agent(AGENT_A, "", "cpus:2;mem:1024", vec![]);

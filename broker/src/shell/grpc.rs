@@ -170,6 +170,8 @@ impl Operator for OperatorService {
                 )));
             }
         }
+        let roles: Vec<Role> = weights.iter().map(|w| Role::new(w.role.clone())).collect();
+        self.0.lock().core.room_for_roles(&roles).map_err(Status::invalid_argument)?;
         self.0
             .apply_durably(|core, _| {
                 let mut outputs = Vec::new();
