@@ -387,7 +387,8 @@ async fn frameworks_and_roles_are_bounded_with_a_clear_error() {
     let s = standalone(&["broker.frameworks.max=3", "broker.roles.max=4", "broker.framework.failover.timeout.max=1h"]);
     let endpoint = format!("http://{}", s.broker);
     let mut client = SchedulerClient::connect(endpoint.clone()).await.unwrap();
-    let mut year = subscribe_call("away-for-a-year".into());
+    // Named with a terminal escape, which `weir status` must not print raw.
+    let mut year = subscribe_call("away\x1b[2Jfor-a-year".into());
     if let Some(v1::call::Kind::Subscribe(sub)) = &mut year.kind {
         sub.framework.as_mut().unwrap().failover_timeout_seconds = 365.0 * 24.0 * 3600.0;
     }
@@ -410,6 +411,9 @@ async fn frameworks_and_roles_are_bounded_with_a_clear_error() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(state.contains("\"failover_timeout_seconds\": 3600.0"), "a year cut to an hour:\n{state}");
+    let status = weir(&["status", "--broker", &s.broker]);
+    let shown = String::from_utf8_lossy(&status.stdout);
+    assert!(!shown.contains('\x1b') && shown.contains("away\\u{1b}[2Jfor-a-year"), "{shown}");
     // A fourth is refused, and says why.
     let (tx, rx) = mpsc::channel(4);
     tx.send(subscribe_call("one-too-many".into())).await.unwrap();

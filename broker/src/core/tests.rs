@@ -405,6 +405,43 @@ fn piles_are_bounded_frameworks_roles_and_failover_timeouts() {
 }
 
 #[test]
+fn an_agent_whose_stream_closed_is_not_offered_until_it_is_back() {
+    let mut h = Harness::new();
+    let agent = h.register_agent(AGENT_A, "", "cpus:2;mem:1024", vec![]);
+    h.subscribe(FW_1, "one", &[], 0.0);
+    let offers = Harness::offers_in(&h.advance(ms(100)), FW_1);
+    assert_eq!(offers.len(), 1);
+    h.live_agents.clear();
+    let out = h.core.agent_detached(AGENT_A, h.now);
+    assert!(
+        out.iter().any(|o| matches!(o, Output::Framework(FW_1, v1::Event { kind: Some(v1::event::Kind::Rescind(r)) }) if r.offer_id == offers[0].id)),
+        "rescinded at once, not at the unreachable timeout: {out:?}"
+    );
+    assert!(Harness::offers_in(&h.advance(ms(1000)), FW_1).is_empty(), "not offered while it has no stream");
+    h.register_agent(AGENT_B, &agent, "cpus:2;mem:1024", vec![]);
+    assert_eq!(Harness::offers_in(&h.advance(ms(100)), FW_1).len(), 1, "offered again once back");
+    h.core.check_invariants().unwrap();
+}
+
+#[test]
+fn an_update_from_an_agent_the_task_was_not_placed_on_is_dropped() {
+    let mut h = Harness::new();
+    h.register_agent(AGENT_A, "", "cpus:2;mem:1024", vec![]);
+    let fw = h.subscribe(FW_1, "one", &[], 60.0);
+    let offers = Harness::offers_in(&h.advance(ms(100)), FW_1);
+    let launched = h.call(FW_1, accept(&[&offers[0]], vec![task("t", "cpus:1;mem:64")]));
+    assert_eq!(Harness::run_tasks_in(&launched, AGENT_A).len(), 1);
+    assert_eq!(Harness::updates_in(&h.agent_update(AGENT_A, &fw, "t", TaskState::Running, 1), FW_1).len(), 1);
+    // A second agent claims the task failed: the framework hears nothing.
+    h.register_agent(AGENT_B, "", "cpus:1;mem:512", vec![]);
+    let forged = h.agent_update(AGENT_B, &fw, "t", TaskState::Failed, 2);
+    assert!(Harness::updates_in(&forged, FW_1).is_empty(), "{forged:?}");
+    let state = h.core.state(h.now);
+    assert_eq!(state.tasks.iter().find(|t| t.id == "t").map(|t| t.state.as_str()), Some("TASK_RUNNING"));
+    h.core.check_invariants().unwrap();
+}
+
+#[test]
 fn silent_agent_becomes_unreachable_and_comes_back() {
     let mut h = Harness::new();
     let agent = h.register_agent(AGENT_A, "", "cpus:2;mem:1024", vec![]);
