@@ -4,9 +4,9 @@
 //!
 //! Invariants: a frame length is checked against the configured maximum
 //! before anything is allocated for it, and even an accepted length is
-//! never allocated up front: the body grows in [`READ_CHUNK`] steps as
-//! bytes arrive, so a peer that declares 127 MiB and sends nothing costs
-//! one chunk, not 127 MiB. Parsing is total (returns an error, never
+//! never allocated up front: the body grows with the bytes that arrive
+//! (doubling from 4 KiB, in steps of at most [`READ_CHUNK`]), so a peer
+//! that declares 127 MiB and sends a byte costs 4 KiB, not 127 MiB. Parsing is total (returns an error, never
 //! panics) on every input, which `fuzz/` exercises.
 
 use prost::Message;
@@ -24,8 +24,11 @@ pub const DEFAULT_MAX_FRAME_LEN: usize = 128 * 1024 * 1024;
 /// messages and the connection context are a few hundred bytes (a
 /// DIGEST-MD5 response with a token is under 1 KiB), so 64 KiB is ample.
 pub const DEFAULT_HANDSHAKE_MAX_FRAME_LEN: usize = 64 * 1024;
-/// How much of a frame body is allocated ahead of the bytes that arrive.
+/// The most of a frame body allocated ahead of the bytes that arrive.
 pub const READ_CHUNK: usize = 64 * 1024;
+/// What a frame body's first read may fill; each later read at most what
+/// has arrived so far, up to [`READ_CHUNK`].
+const FIRST_READ: usize = 4096;
 
 /// How the client means to authenticate, from the last preamble byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,8 +104,8 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<O
 
 /// [`read_frame`] into the caller's buffer (cleared first); `Ok(false)` is
 /// a clean close. The buffer holds at most twice the bytes received plus
-/// [`READ_CHUNK`], whatever length was declared; cancelled, it holds the
-/// bytes received so far.
+/// 4 KiB, whatever length was declared; cancelled, it holds the bytes
+/// received so far.
 pub async fn read_frame_into<R: AsyncRead + Unpin>(r: &mut R, max: usize, body: &mut Vec<u8>) -> Result<bool> {
     body.clear();
     let mut prefix = [0u8; 4];
@@ -121,10 +124,10 @@ pub async fn read_frame_into<R: AsyncRead + Unpin>(r: &mut R, max: usize, body: 
     // Grow with what arrives, never by what was declared, and write into
     // spare capacity rather than zero-filling it first: a connection that
     // declared much and sent little holds little resident memory.
-    body.reserve(len.min(READ_CHUNK));
     while body.len() < len {
         let filled = body.len();
-        let want = (len - filled).min(READ_CHUNK);
+        // At most what has arrived so far (doubling), 4 KiB to start.
+        let want = (len - filled).min(READ_CHUNK).min(filled.max(FIRST_READ));
         body.reserve(want);
         let n = r.read_buf(&mut bytes::BufMut::limit(&mut *body, want)).await?;
         if n == 0 {
@@ -318,7 +321,7 @@ mod tests {
         let timed = tokio::time::timeout(std::time::Duration::from_millis(20), read).await;
         assert!(timed.is_err(), "a stalled frame must wait, not finish");
         assert_eq!(&body[..], b"0123456789");
-        assert!(body.capacity() <= 2 * READ_CHUNK, "{} bytes reserved for 10 received", body.capacity());
+        assert!(body.capacity() <= 2 * FIRST_READ, "{} bytes reserved for 10 received", body.capacity());
         // And a body that does arrive in pieces is read whole.
         let mut body = 200_000u32.to_be_bytes().to_vec();
         body.extend(std::iter::repeat_n(7u8, 200_000));
