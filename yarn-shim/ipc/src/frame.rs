@@ -103,9 +103,10 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<O
 }
 
 /// [`read_frame`] into the caller's buffer (cleared first); `Ok(false)` is
-/// a clean close. The buffer holds at most twice the bytes received plus
-/// 4 KiB, whatever length was declared; cancelled, it holds the bytes
-/// received so far.
+/// a clean close. The buffer grows with the bytes received (each read asks
+/// for at most as much as has arrived, 4 KiB to start; the Vec doubles),
+/// so it stays within a small multiple of them plus a few KiB, whatever
+/// length was declared; cancelled, it holds the bytes received so far.
 pub async fn read_frame_into<R: AsyncRead + Unpin>(r: &mut R, max: usize, body: &mut Vec<u8>) -> Result<bool> {
     body.clear();
     let mut prefix = [0u8; 4];
