@@ -18,8 +18,11 @@ fuzz_target!(|data: &[u8]| {
     let mut cx = Context::from_waker(Waker::noop());
     for _ in 0..64 {
         let before = reader.len();
-        let mut read = std::pin::pin!(read_frame_into(&mut reader, 128 << 20, &mut body));
-        let Poll::Ready(result) = read.as_mut().poll(&mut cx) else { panic!("an in-memory read waited") };
+        let result = {
+            let mut read = std::pin::pin!(read_frame_into(&mut reader, 128 << 20, &mut body));
+            let Poll::Ready(result) = read.as_mut().poll(&mut cx) else { panic!("an in-memory read waited") };
+            result
+        };
         let consumed = before - reader.len();
         assert!(body.capacity() <= 4 * consumed + 8192, "{} reserved for {consumed} read", body.capacity());
         match result {
