@@ -79,6 +79,11 @@ fn main() -> ExitCode {
     if let Command::YarnContainer(args) = cli.command {
         return cmd::yarn::container_main(args);
     }
+    // Every connection is a descriptor: a daemon left at a soft limit of
+    // 1,024 would run out long before its connection caps matter.
+    if let Err(err) = weir_net::rlimit::raise_open_file_limit() {
+        eprintln!("weir: cannot raise the open-file limit to its hard limit: {err}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {

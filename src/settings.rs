@@ -106,9 +106,15 @@ pub fn broker(config: &Config) -> Result<(weir_broker::BrokerSettings, weir_brok
         refuse_default: get_duration("broker.filter.refuse.default")?,
         weights,
         recovery_timeout: get_duration("broker.recovery.timeout")?,
+        max_failover_timeout: get_duration("broker.framework.failover.timeout.max")?,
+        max_frameworks: usize::try_from(config.get_u64("broker.frameworks.max").map_err(problem)?.max(1)).unwrap_or(usize::MAX),
+        max_roles: usize::try_from(config.get_u64("broker.roles.max").map_err(problem)?.max(1)).unwrap_or(usize::MAX),
     };
     let max = config.get_size("broker.max.message.size").map_err(problem)?;
-    let shell = weir_broker::ShellSettings::new(socket_addr(config, "broker.listen")?, usize::try_from(max).unwrap_or(usize::MAX));
+    let mut shell = weir_broker::ShellSettings::new(socket_addr(config, "broker.listen")?, usize::try_from(max).unwrap_or(usize::MAX));
+    shell.http = http_limits(config, "broker")?;
+    let queue = config.get_u64("broker.stream.queue.max").map_err(problem)?;
+    shell.stream_queue_max = usize::try_from(queue.max(1)).unwrap_or(usize::MAX);
     Ok((settings, shell))
 }
 
@@ -172,6 +178,45 @@ pub fn agent(config: &Config, kill_tasks_on_shutdown: bool) -> Result<weir_agent
         // This very binary supervises tasks (`weir executor`).
         supervisor: Some(std::env::current_exe().context("finding the weir binary to supervise tasks")?),
         kill_tasks_on_shutdown,
+        http: http_limits(config, "agent")?,
+    })
+}
+
+/// `PREFIX.connections.max` and `PREFIX.connections.per.peer.max`.
+fn connection_limits(config: &Config, prefix: &str) -> Result<weir_net::ConnectionLimits> {
+    let count = |key: String| -> Result<usize> {
+        let n = config.get_u64(&key).map_err(problem)?;
+        if n == 0 {
+            return Err(problem(format!("{key}: must be at least 1")));
+        }
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    };
+    Ok(weir_net::ConnectionLimits {
+        max_connections: count(format!("{prefix}.connections.max"))?,
+        max_per_peer: count(format!("{prefix}.connections.per.peer.max"))?,
+    })
+}
+
+/// A component's HTTP port: `PREFIX.connections.*` and `PREFIX.http.*`.
+fn http_limits(config: &Config, prefix: &str) -> Result<weir_net::http::HttpLimits> {
+    Ok(weir_net::http::HttpLimits {
+        connections: connection_limits(config, prefix)?,
+        header_read_timeout: config.get_duration(&format!("{prefix}.http.header.read.timeout")).map_err(problem)?,
+        request_timeout: config.get_duration(&format!("{prefix}.http.request.timeout")).map_err(problem)?,
+    })
+}
+
+/// A Hadoop IPC port's limits (`yarn-shim.ipc.*`) with `max_frame_key` as
+/// the frame limit after the handshake.
+pub fn ipc_server(config: &Config, max_frame_key: &str) -> Result<weir_yarn_ipc::server::ServerConfig> {
+    let size = |key: &str| -> Result<usize> { Ok(usize::try_from(config.get_size(key).map_err(problem)?).unwrap_or(usize::MAX)) };
+    Ok(weir_yarn_ipc::server::ServerConfig {
+        max_frame_len: size(max_frame_key)?,
+        handshake_max_frame_len: size("yarn-shim.ipc.handshake.max.frame.size")?,
+        handshake_timeout: config.get_duration("yarn-shim.ipc.handshake.timeout").map_err(problem)?,
+        idle_timeout: config.get_duration("yarn-shim.ipc.idle.timeout").map_err(problem)?,
+        connections: connection_limits(config, "yarn-shim.ipc")?,
+        ..Default::default()
     })
 }
 
@@ -195,17 +240,12 @@ pub fn yarn_shim(config: &Config, broker: String) -> Result<weir_yarn_rm::shim::
     if queues.is_empty() {
         return Err(problem("yarn-shim.queues: at least one queue is needed"));
     }
-    let max_frame = config.get_size("yarn-shim.ipc.max.frame.size").map_err(problem)?;
     let completed = config.get_u64("yarn-shim.completed.apps.max").map_err(problem)?;
     Ok(weir_yarn_rm::shim::ShimSettings {
         broker,
         client_address: socket_addr(config, "yarn-shim.client.address")?,
         queues,
-        ipc: weir_yarn_ipc::server::ServerConfig {
-            max_frame_len: usize::try_from(max_frame).unwrap_or(usize::MAX),
-            idle_timeout: config.get_duration("yarn-shim.ipc.idle.timeout").map_err(problem)?,
-            ..Default::default()
-        },
+        ipc: ipc_server(config, "yarn-shim.ipc.max.frame.size")?,
         nodes_refresh_interval: config.get_duration("yarn-shim.nodes.refresh.interval").map_err(problem)?,
         offer_refuse: config.get_duration("yarn-shim.offer.refuse").map_err(problem)?,
         max_completed_applications: usize::try_from(completed).unwrap_or(usize::MAX),

@@ -78,6 +78,9 @@ pub fn name(scope: &str, framework: &str, task: &str) -> String {
 /// Creates a task's cgroup with its limits; returns the `cgroup.procs`
 /// files its supervisor must join.
 pub fn create(name: &str, resources: &Resources) -> Result<Vec<PathBuf>, String> {
+    // Held while the tree is built, so `destroy` cannot remove the
+    // framework's directory between its creation and the task's.
+    let _tree = TREE.lock().unwrap_or_else(|p| p.into_inner());
     let mem_bytes = (resources.mem.0 / 1000).saturating_mul(1024 * 1024);
     let cpus = resources.cpus.as_f64();
     let mut builder = CgroupBuilder::new(name);
@@ -152,11 +155,69 @@ pub fn oom_message(name: &str) -> Option<String> {
     ))
 }
 
-/// Removes the task's cgroup (once its processes are gone).
+/// Serialises changes to this agent's cgroup tree: `create` builds
+/// `weir/<scope>/<framework>/<task>` and `destroy` removes the framework
+/// level when it empties; without the lock one could remove the
+/// framework's directory just as the other created it for a new task.
+static TREE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Removes the task's cgroup (once its processes are gone), and the
+/// framework's directory above it if that is now empty.
 pub fn destroy(name: &str) {
-    if let Err(e) = load(name).delete() {
+    let _tree = TREE.lock().unwrap_or_else(|p| p.into_inner());
+    let cg = load(name);
+    let parents: Vec<PathBuf> = cg
+        .subsystems()
+        .iter()
+        .filter_map(|s| s.to_controller().path().parent().map(PathBuf::from))
+        .collect();
+    if let Err(e) = cg.delete() {
         tracing::warn!(cgroup = name, error = %e, "cannot delete a task's cgroup");
+        return;
     }
-    // The framework-level parent stays: removing it when it looks empty
-    // races with a sibling task's cgroup being created under it.
+    // Empty framework directories used to pile up, one per framework ever
+    // run. rmdir on a cgroup with children or processes fails (EBUSY),
+    // which is the answer wanted: a sibling task still runs there.
+    for parent in dedup(parents) {
+        match std::fs::remove_dir(&parent) {
+            Ok(()) => tracing::debug!(cgroup = %parent.display(), "removed an empty framework cgroup"),
+            Err(e) => tracing::debug!(cgroup = %parent.display(), error = %e, "framework cgroup kept (a task still runs in it)"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tree_tests {
+    use super::*;
+
+    #[test]
+    fn the_framework_directory_goes_with_its_last_task() {
+        if let Err(why) = available() {
+            println!("SKIPPED: cgroups are not usable here: {why}");
+            return;
+        }
+        let scope = format!("test-{}", std::process::id());
+        let resources = Resources::parse("cpus:0.1;mem:16").unwrap();
+        let (one, two) = (name(&scope, "fw", "t1"), name(&scope, "fw", "t2"));
+        let procs = match create(&one, &resources) {
+            Ok(p) => p,
+            Err(why) => {
+                println!("SKIPPED: cannot create a cgroup here: {why}");
+                return;
+            }
+        };
+        create(&two, &resources).unwrap();
+        // .../weir/<scope>/fw/t1/cgroup.procs → .../weir/<scope>/fw
+        let framework_dirs: Vec<PathBuf> = procs.iter().filter_map(|p| p.parent()?.parent().map(PathBuf::from)).collect();
+        destroy(&one);
+        assert!(framework_dirs.iter().all(|d| d.exists()), "t2 still lives there");
+        destroy(&two);
+        assert!(framework_dirs.iter().all(|d| !d.exists()), "empty framework cgroups are removed: {framework_dirs:?}");
+        // The scope directory is this test's own: tidy it.
+        for d in &framework_dirs {
+            if let Some(scope_dir) = d.parent() {
+                let _ = std::fs::remove_dir(scope_dir);
+            }
+        }
+    }
 }

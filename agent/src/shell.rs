@@ -71,6 +71,8 @@ pub struct AgentSettings {
     /// Kill every task when the agent stops (standalone); otherwise they
     /// keep running and a restarted agent re-attaches to them.
     pub kill_tasks_on_shutdown: bool,
+    /// Connection caps and timeouts of the HTTP port.
+    pub http: weir_net::http::HttpLimits,
 }
 
 /// What the agent acts on the world through, each behind a trait so the
@@ -254,8 +256,10 @@ pub async fn run_with(
 
     let http = tokio::spawn({
         let router = router(shared.clone());
+        let listener = weir_net::AdmittingListener::new(listener, settings.http.connections, "agent http");
+        let limits = settings.http;
         async move {
-            if let Err(e) = axum::serve(listener, router).await {
+            if let Err(e) = weir_net::http::serve(listener, router, limits, std::future::pending()).await {
                 tracing::error!(error = %e, "agent HTTP server failed");
             }
         }

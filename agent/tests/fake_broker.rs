@@ -87,6 +87,7 @@ fn settings(broker: SocketAddr, work_dir: &std::path::Path) -> AgentSettings {
         isolation: weir_agent::isolation::Mode::None,
         sandbox_gc_age: Duration::from_secs(3600),
         kill_tasks_on_shutdown: true,
+        http: Default::default(),
     }
 }
 

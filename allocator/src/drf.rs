@@ -69,9 +69,12 @@ pub struct RoleShare {
     pub frameworks: Vec<FrameworkId>,
 }
 
-/// Sort key in the ordered sets: (share as IEEE bits, rank by id, slot).
-/// Shares are never negative, so their bit patterns order like the values.
-type Key = (u64, u32, u32);
+/// Sort key in the ordered sets: (share as IEEE bits, last grant, rank by
+/// id, slot). Shares are never negative, so their bit patterns order like
+/// the values. At equal shares the client granted least recently comes
+/// first (never granted: 0), so a framework that lets its offers time out
+/// cannot keep winning ties against one still waiting; ids break the rest.
+type Key = (u64, u64, u32, u32);
 
 #[derive(Clone, Debug)]
 struct Agent {
@@ -100,6 +103,10 @@ struct Framework {
     /// Refused agents (slot → until). `None` when empty, so an unfiltered
     /// framework costs one branch in the cycle.
     filters: Option<BTreeMap<u32, Duration>>,
+    /// Agents the framework yields until a time (slot → until): it let an
+    /// offer of them time out, so anyone else eligible goes first; with
+    /// nobody else it still gets them. `None` when empty.
+    yields: Option<BTreeMap<u32, Duration>>,
 }
 
 #[derive(Clone, Debug)]
@@ -130,6 +137,8 @@ struct Client {
     /// is not, or no longer, subscribed to).
     subscribed: bool,
     suppressed: bool,
+    /// Grant sequence number of the client's last grant (0: never).
+    last_granted: u64,
     key: Option<Key>,
 }
 
@@ -177,6 +186,10 @@ pub struct Allocator {
     /// the ordered sets are rebuilt once, at the next cycle.
     order_dirty: bool,
     cycles: u64,
+    /// Grants made so far: the clock of `Client::last_granted`.
+    grants: u64,
+    /// Frameworks with at least one yield; 0 skips the second pick.
+    yielding_frameworks: usize,
     /// Scratch buffer for the candidate list, kept to avoid reallocating.
     scratch: Vec<u32>,
 }
@@ -184,10 +197,10 @@ pub struct Allocator {
 /// How many agents ahead of the one being offered `prefetch_agent` looks.
 const PREFETCH_DISTANCE: usize = 8;
 
-fn share_key(share: f64, rank: u32, slot: u32) -> Key {
+fn share_key(share: f64, last_granted: u64, rank: u32, slot: u32) -> Key {
     debug_assert!(share >= 0.0 && share.is_finite());
     // `+ 0.0` turns a -0.0 into +0.0 so the bits order correctly.
-    ((share + 0.0).to_bits(), rank, slot)
+    ((share + 0.0).to_bits(), last_granted, rank, slot)
 }
 
 /// SplitMix64: a fixed, well-mixed function of the cycle number, so the
@@ -231,6 +244,8 @@ impl Allocator {
             role_order: BTreeSet::new(),
             order_dirty: false,
             cycles: 0,
+            grants: 0,
+            yielding_frameworks: 0,
             scratch: Vec::new(),
         }
     }
@@ -293,7 +308,7 @@ impl Allocator {
         }
         let r = self.role_slot_or_create(role);
         let client =
-            Client { framework: f, role: r, allocated: Scalars::default(), subscribed: false, suppressed: false, key: None };
+            Client { framework: f, role: r, allocated: Scalars::default(), subscribed: false, suppressed: false, last_granted: 0, key: None };
         let c = take_slot(&mut self.clients, &mut self.free_client_slots, client);
         self.roles[r as usize].clients.push(c);
         self.framework_mut(f).clients.push(c);
@@ -302,7 +317,7 @@ impl Allocator {
     }
 
     fn new_framework(&mut self, id: &FrameworkId, subscribed: bool) -> u32 {
-        let fw = Framework { id: id.clone(), rank: 0, active: subscribed, subscribed, clients: Vec::new(), filters: None };
+        let fw = Framework { id: id.clone(), rank: 0, active: subscribed, subscribed, clients: Vec::new(), filters: None, yields: None };
         let f = take_slot(&mut self.frameworks, &mut self.free_framework_slots, fw);
         self.framework_ix.insert(id.clone(), f);
         self.order_dirty = true;
@@ -326,7 +341,7 @@ impl Allocator {
         let (r, old) = (client.role, client.key);
         let new = self.offerable(c).then(|| {
             let client = self.client(c);
-            share_key(client.allocated.dominant_share(&self.total), self.framework(client.framework).rank, c)
+            share_key(client.allocated.dominant_share(&self.total), client.last_granted, self.framework(client.framework).rank, c)
         });
         if new != old {
             let order = &mut self.roles[r as usize].order;
@@ -346,7 +361,8 @@ impl Allocator {
             return;
         }
         let role = &self.roles[r as usize];
-        let new = (!role.order.is_empty()).then(|| share_key(role.usage().dominant_share(&self.total) / role.weight, role.rank, r));
+        let new = (!role.order.is_empty())
+            .then(|| share_key(role.usage().dominant_share(&self.total) / role.weight, 0, role.rank, r));
         if new != role.key {
             if let Some(k) = role.key {
                 self.role_order.remove(&k);
@@ -374,7 +390,7 @@ impl Allocator {
         for c in 0..self.clients.len() as u32 {
             let Some(client) = &self.clients[c as usize] else { continue };
             let key = self.offerable(c).then(|| {
-                share_key(client.allocated.dominant_share(&self.total), self.framework(client.framework).rank, c)
+                share_key(client.allocated.dominant_share(&self.total), client.last_granted, self.framework(client.framework).rank, c)
             });
             let r = client.role;
             if let Some(k) = key {
@@ -384,7 +400,7 @@ impl Allocator {
         }
         for (r, role) in self.roles.iter_mut().enumerate() {
             if !role.order.is_empty() {
-                let k = share_key(role.usage().dominant_share(&self.total) / role.weight, role.rank, r as u32);
+                let k = share_key(role.usage().dominant_share(&self.total) / role.weight, 0, role.rank, r as u32);
                 role.key = Some(k);
                 self.role_order.insert(k);
             }
@@ -425,6 +441,13 @@ impl Allocator {
 
     /// Adds (or with `sign == false`, removes) `amount` to a client's and its
     /// role's books and re-files both.
+    /// Stamps a grant on client `c`; `account` then re-files it.
+    fn note_grant(&mut self, c: u32) {
+        self.grants += 1;
+        let seq = self.grants;
+        self.client_mut(c).last_granted = seq;
+    }
+
     fn account(&mut self, c: u32, amount: &Scalars, add: bool) {
         let client = self.client_mut(c);
         let r = client.role;
@@ -517,6 +540,12 @@ impl Allocator {
                 filters.remove(&a);
                 if filters.is_empty() {
                     fw.filters = None;
+                }
+            }
+            if let Some(yields) = &mut fw.yields {
+                yields.remove(&a);
+                if yields.is_empty() {
+                    fw.yields = None;
                 }
             }
         }
@@ -675,7 +704,9 @@ impl Allocator {
     pub fn revive(&mut self, framework: &FrameworkId, roles: Option<&[Role]>) -> Result<(), AllocatorError> {
         let f = self.framework_slot(framework)?;
         let clients = self.clients_in(f, roles)?;
-        self.framework_mut(f).filters = None;
+        let fw = self.framework_mut(f);
+        fw.filters = None;
+        fw.yields = None;
         for c in clients {
             self.client_mut(c).suppressed = false;
             self.refresh_client(c);
@@ -691,6 +722,19 @@ impl Allocator {
         let f = self.framework_slot(framework)?;
         let a = self.agent_slot(agent)?;
         self.framework_mut(f).filters.get_or_insert_with(BTreeMap::new).insert(a, until);
+        Ok(())
+    }
+
+    /// Puts `framework` behind every other eligible client for `agent`
+    /// until `until`: what the broker does when an offer times out, so a
+    /// framework that never answers cannot keep an agent from the others
+    /// in line. Unlike a filter, the agent still goes to it when nobody
+    /// else wants it. A REVIVE drops it.
+    pub fn add_yield(&mut self, framework: &FrameworkId, agent: &AgentId, until: Duration) -> Result<(), AllocatorError> {
+        let f = self.framework_slot(framework)?;
+        let a = self.agent_slot(agent)?;
+        self.framework_mut(f).yields.get_or_insert_with(BTreeMap::new).insert(a, until);
+        self.yielding_frameworks = self.frameworks.iter().flatten().filter(|fw| fw.yields.is_some()).count();
         Ok(())
     }
 
@@ -879,6 +923,17 @@ impl Allocator {
             }
         }
         self.scratch = list;
+        if self.yielding_frameworks > 0 {
+            for fw in self.frameworks.iter_mut().flatten() {
+                if let Some(yields) = &mut fw.yields {
+                    yields.retain(|_, until| *until > now);
+                    if yields.is_empty() {
+                        fw.yields = None;
+                    }
+                }
+            }
+            self.yielding_frameworks = self.frameworks.iter().flatten().filter(|fw| fw.yields.is_some()).count();
+        }
         for (f, a) in expired {
             let fw = self.framework_mut(f);
             if let Some(filters) = &mut fw.filters {
@@ -930,13 +985,27 @@ impl Allocator {
         }
     }
 
-    /// The lowest-share offerable client of role `r` not refusing agent `a`.
-    fn pick_in_role(&self, r: u32, a: u32, now: Duration, expired: &mut Vec<(u32, u32)>) -> Option<u32> {
-        self.roles[r as usize]
-            .order
-            .iter()
-            .map(|&(_, _, c)| c)
-            .find(|&c| !self.filtered(self.client(c).framework, a, now, expired))
+    /// Whether `framework` yields `agent` at `now`.
+    fn yielding(&self, f: u32, a: u32, now: Duration) -> bool {
+        self.framework(f).yields.as_ref().and_then(|y| y.get(&a)).is_some_and(|until| *until > now)
+    }
+
+    /// The lowest-share offerable client of role `r` not refusing agent `a`
+    /// (and, with `honour_yields`, not yielding it).
+    fn pick_in_role(&self, r: u32, a: u32, now: Duration, expired: &mut Vec<(u32, u32)>, honour_yields: bool) -> Option<u32> {
+        self.roles[r as usize].order.iter().map(|&(_, _, _, c)| c).find(|&c| {
+            let f = self.client(c).framework;
+            !self.filtered(f, a, now, expired) && !(honour_yields && self.yielding(f, a, now))
+        })
+    }
+
+    /// `pick_in_role` for everyone not yielding `a`, else for anyone.
+    fn pick_in_role_yielding_last(&self, r: u32, a: u32, now: Duration, expired: &mut Vec<(u32, u32)>) -> Option<u32> {
+        let first = self.pick_in_role(r, a, now, expired, true);
+        if first.is_some() || self.yielding_frameworks == 0 {
+            return first;
+        }
+        self.pick_in_role(r, a, now, expired, false)
     }
 
     /// Offers agent `a`'s free resources, pushing (client, resources) grants
@@ -950,8 +1019,9 @@ impl Allocator {
             let reserved_roles: Vec<Role> = self.agent(a).free.reserved.keys().cloned().collect();
             for role in reserved_roles {
                 let Some(&r) = self.role_ix.get(&role) else { continue };
-                let Some(c) = self.pick_in_role(r, a, now, expired) else { continue };
+                let Some(c) = self.pick_in_role_yielding_last(r, a, now, expired) else { continue };
                 let bundle = self.agent_mut(a).free.reserved.remove(&role).expect("reserved bundle present");
+                self.note_grant(c);
                 self.account(c, &Scalars::of(&bundle), true);
                 let state = &mut self.roles[r as usize];
                 state.reserved_free.sub(&Scalars::of(&bundle));
@@ -963,11 +1033,15 @@ impl Allocator {
         }
         let mut unreserved_ports = None;
         if self.allocatable(&self.agent(a).free.unreserved) {
-            let winner = self.role_order.iter().find_map(|&(_, _, r)| self.pick_in_role(r, a, now, expired));
+            let mut winner = self.role_order.iter().find_map(|&(_, _, _, r)| self.pick_in_role(r, a, now, expired, true));
+            if winner.is_none() && self.yielding_frameworks > 0 {
+                winner = self.role_order.iter().find_map(|&(_, _, _, r)| self.pick_in_role(r, a, now, expired, false));
+            }
             if let Some(c) = winner {
                 let agent = self.agent_mut(a);
                 let bundle = mem::take(&mut agent.free.unreserved);
                 unreserved_ports = Some((c, mem::replace(&mut agent.free_ports, Ports::EMPTY)));
+                self.note_grant(c);
                 self.account(c, &Scalars::of(&bundle), true);
                 match grants.iter_mut().find(|(owner, _)| *owner == c) {
                     Some((_, set)) => set.unreserved = bundle,
@@ -1001,6 +1075,15 @@ impl Allocator {
     }
 
     // ----- observations -----
+
+    /// Roles the allocator knows (weighted, subscribed to, or held in).
+    pub fn role_count(&self) -> usize {
+        self.roles.len()
+    }
+
+    pub fn has_role(&self, role: &Role) -> bool {
+        self.role_ix.contains_key(role)
+    }
 
     /// Every known role, by name, with its allocation and shares.
     pub fn role_shares(&self) -> Vec<RoleShare> {
@@ -1089,7 +1172,7 @@ impl Allocator {
                 assert_eq!(client.key.is_some(), self.offerable(c as u32));
                 if let Some(k) = client.key {
                     assert!(self.roles[client.role as usize].order.contains(&k));
-                    assert_eq!(k.0, share_key(client.allocated.dominant_share(&self.total), 0, 0).0);
+                    assert_eq!(k.0, share_key(client.allocated.dominant_share(&self.total), 0, 0, 0).0);
                 }
             }
         }

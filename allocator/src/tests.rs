@@ -184,6 +184,27 @@ fn filters_suppression_and_revive() {
 }
 
 #[test]
+fn at_equal_shares_the_client_granted_least_recently_goes_first() {
+    // fw-0 never answers: each time its offer is taken back (timed out or
+    // rescinded, no filter) it is back at share 0, tied with fw-1 which
+    // waits. Ties used to break on framework id, so fw-0 won every cycle
+    // and fw-1 starved; now the one granted least recently wins.
+    let mut alloc = Allocator::new(AllocatorConfig::default());
+    alloc.add_agent(agent(0), res("cpus:2;mem:1024"), vec![]).unwrap();
+    alloc.add_framework(fw(0), vec![star()]).unwrap();
+    alloc.add_framework(fw(1), vec![star()]).unwrap();
+    let mut winners = Vec::new();
+    for cycle in 0..4 {
+        let offers = alloc.allocate(secs(cycle));
+        assert_eq!(offers.len(), 1);
+        winners.push(offers[0].framework.clone());
+        alloc.recover(&offers[0].agent, &offers[0].framework, &offers[0].role, &offers[0].resources).unwrap();
+        alloc.check_invariants();
+    }
+    assert_eq!(winners, [fw(0), fw(1), fw(0), fw(1)]);
+}
+
+#[test]
 fn inactive_agents_and_frameworks_get_no_offers_but_keep_counting() {
     let mut alloc = Allocator::new(AllocatorConfig::default());
     alloc.add_agent(agent(0), res("cpus:2;mem:2048"), vec![(fw(9), star(), res("cpus:1;mem:1024"))]).unwrap();

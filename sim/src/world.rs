@@ -66,6 +66,9 @@ pub fn broker_settings() -> BrokerSettings {
         refuse_default: Duration::from_secs(1),
         weights: Vec::new(),
         recovery_timeout: Duration::from_secs(5),
+        max_failover_timeout: Duration::from_secs(7 * 24 * 3600),
+        max_frameworks: 1000,
+        max_roles: 1000,
     }
 }
 

@@ -50,11 +50,11 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
         [one] => *one,
         many => {
             let frameworks: Vec<_> = many.iter().map(|(t, _)| t.framework_id.as_str()).collect();
-            bail!("task id {:?} is used by several frameworks ({}); pick one with --framework", args.task_id, frameworks.join(", "))
+            bail!("task id {:?} is used by several frameworks ({}); pick one with --framework", args.task_id, super::printable(&frameworks.join(", ")))
         }
     };
     let Some(agent) = state.agents.iter().find(|a| a.id == task.agent_id) else {
-        bail!("the agent {} of task {} is no longer known to the broker", task.agent_id, task.id)
+        bail!("the agent {} of task {} is no longer known to the broker", super::printable(&task.agent_id), super::printable(&task.id))
     };
     let stream = if args.stderr { Stream::Stderr } else { Stream::Stdout };
     let (done_tx, done_rx) = watch::channel(!(args.follow && live));
@@ -79,6 +79,6 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
     }
     copy_output(&agent.http_address, &framework, &task_id, &[stream], done_rx)
         .await
-        .map_err(|e| anyhow::anyhow!("reading the output of {task_id}: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("reading the output of {task_id}: {}", super::printable(&e.to_string())))?;
     Ok(ExitCode::SUCCESS)
 }

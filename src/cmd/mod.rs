@@ -37,3 +37,31 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
         tracing::info!("stop requested");
     }
 }
+
+/// `s` with control characters escaped (`\u{1b}`, `\n`…), for printing
+/// names and messages that clients and agents supply: raw, an escape
+/// sequence in a framework's name could rewrite the operator's terminal.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod printable_tests {
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_kept() {
+        assert_eq!(super::printable("plain name ü"), "plain name ü");
+        assert_eq!(super::printable("evil\x1b]0;pwned\x07\nname\r"), "evil\\u{1b}]0;pwned\\u{7}\\nname\\r");
+        assert_eq!(super::printable("\u{9b}31m"), "\\u{9b}31m");
+    }
+}

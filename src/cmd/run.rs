@@ -188,7 +188,7 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
                 framework.acknowledge(&status).await?;
                 let state = task_state_from_proto("status.state", status.state).context("broker sent a bad update")?;
                 let task = TaskId::new(status.task_id.clone());
-                eprintln!("weir run: {task} {state}{}", if status.message.is_empty() { String::new() } else { format!(": {}", status.message) });
+                eprintln!("weir run: {task} {state}{}", if status.message.is_empty() { String::new() } else { format!(": {}", super::printable(&status.message)) });
                 if state == TaskState::Running && !streams.contains_key(&task) {
                     let (tx, rx) = watch::channel(false);
                     streams.insert(task.clone(), tx);
@@ -204,7 +204,7 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
             }
             Some(v1::event::Kind::Error(e)) => bail!("the broker reported an error: {}", e.message),
             Some(v1::event::Kind::Rescind(_)) | Some(v1::event::Kind::Heartbeat(_)) | Some(v1::event::Kind::Subscribed(_)) => {}
-            Some(v1::event::Kind::Failure(f)) => eprintln!("weir run: agent {} failed: {}", f.agent_id, f.message),
+            Some(v1::event::Kind::Failure(f)) => eprintln!("weir run: agent {} failed: {}", super::printable(&f.agent_id), super::printable(&f.message)),
             // `weir run` makes no resource operations.
             Some(v1::event::Kind::OperationStatus(_)) => {}
             None => {}
@@ -224,7 +224,7 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
     match first_failure {
         None => Ok(ExitCode::SUCCESS),
         Some((task, o)) => {
-            eprintln!("weir run: {task} ended {}{} (exit code {})", o.state, if o.message.is_empty() { String::new() } else { format!(": {}", o.message) }, o.code);
+            eprintln!("weir run: {task} ended {}{} (exit code {})", o.state, if o.message.is_empty() { String::new() } else { format!(": {}", super::printable(&o.message)) }, o.code);
             Ok(ExitCode::from(o.code))
         }
     }

@@ -85,9 +85,14 @@ pub fn render_brokers(brokers: &[weir_ha::Contender]) -> String {
     let mut t = table(&["BROKER", "ADDRESS", "ROLE", "EPOCH"]);
     for b in brokers {
         let role = if b.leading { "leader" } else { "standby" };
-        t.add_row(vec![b.info.id.clone(), b.info.address.clone(), role.to_owned(), b.info.epoch.to_string()]);
+        t.add_row(vec![p(&b.info.id), p(&b.info.address), role.to_owned(), b.info.epoch.to_string()]);
     }
     format!("{t}\n\n")
+}
+
+/// A cell from the state document, control characters escaped.
+fn p(s: &str) -> String {
+    super::printable(s).into_owned()
 }
 
 fn used_of(used: f64, total: f64) -> String {
@@ -111,12 +116,13 @@ fn share(v: f64) -> String {
 }
 
 pub fn render(broker: &str, doc: &StateDoc) -> String {
+    let broker = p(broker);
     let t = &doc.totals;
     let reachable = doc.agents.iter().filter(|a| a.reachable).count();
     let mut out = format!(
         "broker {} at {broker}{}, up {:.0}s\nagents {reachable}/{} reachable, {} frameworks, {} tasks, {} offers\n\
          cpus {} used, {} offered of {}; mem {} MiB used, {} offered of {}\n",
-        doc.broker.id,
+        p(&doc.broker.id),
         match (doc.broker.leader_epoch, doc.broker.recovering) {
             (0, _) => String::new(),
             (epoch, false) => format!(" (leader, epoch {epoch})"),
@@ -144,8 +150,8 @@ pub fn render(broker: &str, doc: &StateDoc) -> String {
             _ => "UNREACHABLE",
         };
         agents.add_row(vec![
-            a.id.clone(),
-            a.hostname.clone(),
+            p(&a.id),
+            p(&a.hostname),
             state.to_owned(),
             used_of(a.used.cpus, a.total.cpus),
             used_of(a.used.mem, a.total.mem),
@@ -159,9 +165,9 @@ pub fn render(broker: &str, doc: &StateDoc) -> String {
         let mut fws = table(&["FRAMEWORK", "NAME", "ROLES", "ACTIVE", "SHARE", "TASKS", "OFFERS"]);
         for f in &doc.frameworks {
             fws.add_row(vec![
-                f.id.clone(),
-                f.name.clone(),
-                f.roles.join(","),
+                p(&f.id),
+                p(&f.name),
+                p(&f.roles.join(",")),
                 if f.active { "yes" } else { "no" }.to_owned(),
                 share(f.dominant_share),
                 f.tasks.to_string(),
@@ -174,7 +180,7 @@ pub fn render(broker: &str, doc: &StateDoc) -> String {
         let mut roles = table(&["ROLE", "WEIGHT", "SHARE", "WEIGHTED", "CPUS", "MEM", "FRAMEWORKS"]);
         for r in &doc.roles {
             roles.add_row(vec![
-                r.role.clone(),
+                p(&r.role),
                 trim(r.weight),
                 share(r.dominant_share),
                 share(r.weighted_share),
@@ -192,10 +198,10 @@ pub fn render(broker: &str, doc: &StateDoc) -> String {
         let mut tasks = table(&["TASK", "FRAMEWORK", "AGENT", "STATE", "CPUS", "MEM", "CPU TIME", "MEM USED"]);
         for task in &doc.tasks {
             tasks.add_row(vec![
-                task.id.clone(),
-                task.framework_id.clone(),
-                task.agent_id.clone(),
-                task.state.clone(),
+                p(&task.id),
+                p(&task.framework_id),
+                p(&task.agent_id),
+                p(&task.state),
                 trim(task.resources.cpus),
                 trim(task.resources.mem),
                 task.cpu_seconds.map(|s| format!("{s:.1}s")).unwrap_or_else(|| "-".into()),

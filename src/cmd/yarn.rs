@@ -102,6 +102,7 @@ fn nodemanager_settings(config: &weir_conf::Config, s: &mut weir_yarn_nm::servic
     let list = |key: &str| -> Result<Vec<String>> {
         Ok(config.get_list(key).map_err(problem)?.into_iter().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).collect())
     };
+    s.ipc = settings::ipc_server(config, "yarn-shim.nodemanager.ipc.max.frame.size")?;
     s.http_port = config.get_u16("yarn-shim.nodemanager.webapp.port").map_err(problem)?;
     s.shuffle_port = config.get_u16("yarn-shim.nodemanager.shuffle.port").map_err(problem)?;
     s.aux_services = list("yarn-shim.nodemanager.aux-services")?;

@@ -422,6 +422,17 @@ impl BrokerCore {
                 }
                 self.notify_framework(&framework, status, out);
             }
+            Some(task) => {
+                // Only the agent a task was placed on speaks for it: an
+                // update from any other is forged or confused, and passing
+                // it on could end a framework's task that still runs.
+                tracing::warn!(agent_id = %agent_id, framework_id = %framework, task_id = %task_id, placed_on = %task.agent, state = %state, "dropping a status update from an agent the task was not placed on");
+                self.counters.bad_calls += 1;
+            }
+            _ if self.completed.iter().any(|c| c.framework == framework && c.task == task_id && &c.agent != agent_id) => {
+                tracing::warn!(agent_id = %agent_id, framework_id = %framework, task_id = %task_id, state = %state, "dropping a status update for an ended task that ran on another agent");
+                self.counters.bad_calls += 1;
+            }
             _ if self.doomed_tasks.contains(&key) => {
                 // A task of a removed agent: the framework already heard
                 // TASK_GONE; acknowledge so the agent can forget it.
@@ -462,15 +473,21 @@ impl BrokerCore {
     /// The agent's stream ended. The agent keeps its place until it is silent
     /// for the unreachable timeout; it may well reconnect before then.
     pub fn agent_detached(&mut self, conn: ConnId, _now: Duration) -> Vec<Output> {
+        let mut out = Vec::new();
         if let Some(id) = self.agent_conns.remove(&conn) {
-            if let Some(agent) = self.agents.get_mut(&id) {
-                if agent.conn == Some(conn) {
-                    agent.conn = None;
-                    tracing::info!(agent_id = %id, "agent stream closed");
-                }
+            let current = self.agents.get_mut(&id).filter(|agent| agent.conn == Some(conn));
+            if let Some(agent) = current {
+                agent.conn = None;
+                tracing::info!(agent_id = %id, "agent stream closed; its offers are rescinded until it is back");
+                // Launches on an agent without a stream would be lost: take
+                // its offers back now and offer it again once it
+                // re-registers (a re-registration re-adds it), rather than
+                // at the unreachable timeout.
+                self.rescind_agent_offers(&id, &mut out);
+                let _ = self.allocator.set_agent_active(&id, false);
             }
         }
-        Vec::new()
+        out
     }
 
     pub(super) fn detect_unreachable_agents(&mut self, now: Duration, out: &mut Vec<Output>) {

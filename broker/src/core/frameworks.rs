@@ -18,8 +18,6 @@ use super::{agent_message, kill_task_message, broker_status, event, refuse_durat
 const MAX_ROLES: usize = 64;
 const MAX_NAME: usize = 256;
 const MAX_RECONCILE: usize = 100_000;
-/// A year: longer failover timeouts are clamped.
-const MAX_FAILOVER: f64 = 365.0 * 24.0 * 3600.0;
 
 impl BrokerCore {
     /// A call arriving on a framework's stream.
@@ -119,7 +117,11 @@ impl BrokerCore {
                     format!("{timeout} must be a finite number >= 0"),
                 ));
             }
-            Ok((id, info.name.clone(), roles, Duration::from_secs_f64(timeout.min(MAX_FAILOVER))))
+            let max = self.settings.max_failover_timeout;
+            if timeout > max.as_secs_f64() {
+                tracing::info!(asked_secs = timeout, max_secs = max.as_secs_f64(), "failover timeout cut to broker.framework.failover.timeout.max");
+            }
+            Ok((id, info.name.clone(), roles, Duration::from_secs_f64(timeout.min(max.as_secs_f64()))))
         })();
         let (id, name, roles, failover_timeout) = match parsed {
             Ok(p) => p,
@@ -130,6 +132,11 @@ impl BrokerCore {
             }
         };
         let info = sub.framework.clone().unwrap_or_default();
+        if let Some(refusal) = self.over_limits(id.as_ref(), &roles) {
+            self.call_error(conn, &format!("subscription refused: {refusal}"), out);
+            out.push(Output::Close(conn));
+            return;
+        }
         let id = match id {
             Some(id) => id,
             None => FrameworkId::new(self.fresh_id("F")),
@@ -160,7 +167,9 @@ impl BrokerCore {
                 }
             }
             existing.conn = Some(conn);
-            existing.disconnected_at = None;
+            if let Some(at) = existing.disconnected_at.take() {
+                self.failover_deadlines.remove(&(at.saturating_add(existing.failover_timeout), id.clone()));
+            }
             existing.name = name.clone();
             existing.user = info.user.clone();
             existing.hostname = info.hostname.clone();
@@ -216,6 +225,9 @@ impl BrokerCore {
         framework.conn = None;
         framework.disconnected_at = Some(now);
         let timeout = framework.failover_timeout;
+        if !framework.recovered {
+            self.failover_deadlines.insert((now.saturating_add(timeout), id.clone()));
+        }
         let offers: Vec<_> = framework.offers.iter().cloned().collect();
         for offer in offers {
             self.remove_offer(&offer);
@@ -230,27 +242,46 @@ impl BrokerCore {
         out
     }
 
+    /// Removes frameworks whose failover deadline has passed. Looks at the
+    /// deadlines due only (a framework recovered from the registry gets the
+    /// recovery period on top of its timeout, so its deadline may lie ahead).
     pub(super) fn expire_disconnected_frameworks(&mut self, now: Duration, out: &mut Vec<Output>) {
-        let expired: Vec<FrameworkId> = self
-            .frameworks
-            .iter()
-            .filter(|(_, f)| {
-                // `at` may lie ahead: a framework recovered from the
-                // registry gets the recovery period on top of its timeout.
-                f.disconnected_at.is_some_and(|at| !f.recovered && now >= at + f.failover_timeout)
-            })
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in expired {
-            tracing::info!(framework_id = %id, "framework failover timeout passed; removing it");
-            self.remove_framework(&id, now, out);
+        while let Some((due, id)) = self.failover_deadlines.first().cloned() {
+            if due > now {
+                break;
+            }
+            self.failover_deadlines.remove(&(due, id.clone()));
+            let still_due = self
+                .frameworks
+                .get(&id)
+                .is_some_and(|f| f.conn.is_none() && !f.recovered && f.disconnected_at.is_some());
+            if still_due {
+                tracing::info!(framework_id = %id, "framework failover timeout passed; removing it");
+                self.remove_framework(&id, now, out);
+            }
         }
+    }
+
+    /// Why a SUBSCRIBE would take the broker past its limits, if it would:
+    /// a new framework past `max_frameworks`, or new roles past `max_roles`.
+    fn over_limits(&self, id: Option<&FrameworkId>, roles: &[Role]) -> Option<String> {
+        let known = id.is_some_and(|id| self.frameworks.contains_key(id));
+        if !known && self.frameworks.len() >= self.settings.max_frameworks {
+            return Some(format!(
+                "the broker already holds its limit of {} frameworks, connected or waiting to fail over (broker.frameworks.max)",
+                self.settings.max_frameworks
+            ));
+        }
+        self.room_for_roles(roles).err()
     }
 
     /// Removes a framework: its offers go back, its tasks are killed and
     /// dropped from the books, its stream (if any) is closed.
     pub(super) fn remove_framework(&mut self, id: &FrameworkId, _now: Duration, out: &mut Vec<Output>) {
         let Some(framework) = self.frameworks.get(id).cloned() else { return };
+        if let Some(at) = framework.disconnected_at {
+            self.failover_deadlines.remove(&(at.saturating_add(framework.failover_timeout), id.clone()));
+        }
         for offer in &framework.offers {
             self.remove_offer(offer);
         }

@@ -67,6 +67,14 @@ pub struct BrokerSettings {
     /// After a failover, how long the new leader waits for the agents in
     /// the registry to re-register before it makes offers without them.
     pub recovery_timeout: Duration,
+    /// Longer failover timeouts asked for at SUBSCRIBE are cut to this.
+    pub max_failover_timeout: Duration,
+    /// Frameworks the broker keeps (connected or waiting to fail over); a
+    /// new one past this is refused with the reason.
+    pub max_frameworks: usize,
+    /// Roles the broker keeps (weighted or subscribed to); a new one past
+    /// this is refused with the reason.
+    pub max_roles: usize,
 }
 
 impl Default for BrokerSettings {
@@ -81,6 +89,9 @@ impl Default for BrokerSettings {
             refuse_default: Duration::from_secs(5),
             weights: Vec::new(),
             recovery_timeout: Duration::from_secs(30),
+            max_failover_timeout: Duration::from_secs(7 * 24 * 3600),
+            max_frameworks: 1000,
+            max_roles: 1000,
         }
     }
 }
@@ -211,6 +222,10 @@ pub struct BrokerCore {
     offers: BTreeMap<OfferId, Offer>,
     /// Offers by expiry, so a tick looks only at the ones due.
     offer_expiry: BTreeSet<(Duration, OfferId)>,
+    /// (removal time, framework) of every disconnected framework that has
+    /// a failover deadline: the tick looks at the first entry only, so its
+    /// cost does not grow with frameworks waiting to fail over.
+    failover_deadlines: BTreeSet<(Duration, FrameworkId)>,
     tasks: BTreeMap<(FrameworkId, TaskId), Task>,
     completed: VecDeque<CompletedTask>,
     /// Agents removed after their re-register timeout, oldest first.
@@ -275,6 +290,7 @@ impl BrokerCore {
             framework_conns: HashMap::new(),
             offers: BTreeMap::new(),
             offer_expiry: BTreeSet::new(),
+            failover_deadlines: BTreeSet::new(),
             tasks: BTreeMap::new(),
             completed: VecDeque::new(),
             removed_agents: VecDeque::new(),
@@ -425,7 +441,18 @@ impl BrokerCore {
                 break;
             }
             tracing::info!(offer_id = %id, "offer timed out; rescinding");
+            let holder = self.offers.get(&id).map(|o| (o.framework.clone(), o.agent.clone()));
             self.rescind_offer(&id, out);
+            // A framework that lets offers time out goes behind everyone
+            // else in line for that agent for a while (it still gets it if
+            // nobody else wants it): otherwise a silent framework that wins
+            // the tie wins it again each time and starves the others.
+            if let Some((framework, agent)) = holder {
+                let until = now + self.settings.refuse_default.max(Duration::from_secs(1));
+                if let Err(err) = self.allocator.add_yield(&framework, &agent, until) {
+                    tracing::error!(framework_id = %framework, agent_id = %agent, error = %err, "could not put a timed-out framework behind the others");
+                }
+            }
         }
     }
 
@@ -522,6 +549,21 @@ impl BrokerCore {
         }
     }
 
+    /// Whether `roles` fit under `broker.roles.max`; the error names the
+    /// first new role and the limit.
+    pub fn room_for_roles(&self, roles: &[Role]) -> Result<(), String> {
+        let mut new: Vec<&Role> = roles.iter().filter(|r| !self.allocator.has_role(r)).collect();
+        new.dedup();
+        match new.first() {
+            Some(first) if self.allocator.role_count() + new.len() > self.settings.max_roles => Err(format!(
+                "role {first} is new and {} new role(s) would take the broker past its limit of {} roles (broker.roles.max)",
+                new.len(),
+                self.settings.max_roles
+            )),
+            _ => Ok(()),
+        }
+    }
+
     pub fn weights(&self) -> Vec<(Role, f64)> {
         self.allocator.role_shares().into_iter().map(|r| (r.role, r.weight)).collect()
     }
@@ -530,6 +572,7 @@ impl BrokerCore {
     /// land before the change is acknowledged.
     pub fn set_weight(&mut self, role: Role, weight: f64) -> Result<Vec<Output>, String> {
         weir_model::ids::validate_id("role", role.as_str())?;
+        self.room_for_roles(std::slice::from_ref(&role))?;
         self.allocator.set_weight(role.clone(), weight).map_err(|e| e.to_string())?;
         self.dirty = true;
         let record = v1::RoleWeight { role: role.to_string(), weight };

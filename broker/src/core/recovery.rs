@@ -131,6 +131,8 @@ impl BrokerCore {
         }
         self.allocator.add_framework(id.clone(), roles.clone()).map_err(|e| e.to_string())?;
         let _ = self.allocator.set_framework_active(&id, false);
+        let failover_timeout = Duration::from_secs_f64(timeout.min(self.settings.max_failover_timeout.as_secs_f64()));
+        self.failover_deadlines.insert(((now + self.settings.recovery_timeout).saturating_add(failover_timeout), id.clone()));
         self.frameworks.insert(
             id.clone(),
             Framework {
@@ -138,7 +140,7 @@ impl BrokerCore {
                 roles,
                 user: info.user.clone(),
                 hostname: info.hostname.clone(),
-                failover_timeout: Duration::from_secs_f64(timeout.min(365.0 * 24.0 * 3600.0)),
+                failover_timeout,
                 conn: None,
                 disconnected_at: Some(now + self.settings.recovery_timeout),
                 recovered: false,

@@ -350,6 +350,99 @@ fn offers_time_out_and_are_rescinded() {
 }
 
 #[test]
+fn a_framework_that_never_answers_does_not_starve_a_newcomer() {
+    // FW_1 subscribes first and never answers; FW_2 comes later in the same
+    // role. Once FW_1's offer times out the agent goes to FW_2 in the same
+    // tick (it used to go back to FW_1, tie after tie, for minutes).
+    let mut h = Harness::new();
+    h.core.settings.offer_timeout = Duration::from_secs(10);
+    h.register_agent(AGENT_A, "", "cpus:2;mem:1024", vec![]);
+    h.subscribe(FW_1, "silent", &[], 0.0);
+    assert_eq!(Harness::offers_in(&h.advance(ms(100)), FW_1).len(), 1);
+    h.subscribe(FW_2, "newcomer", &[], 0.0);
+    assert!(Harness::offers_in(&h.advance(ms(100)), FW_2).is_empty(), "everything is offered to FW_1");
+    let out = h.advance(Duration::from_secs(10));
+    assert!(Harness::offers_in(&out, FW_1).is_empty());
+    let to_newcomer = Harness::offers_in(&out, FW_2);
+    assert_eq!(to_newcomer.len(), 1, "within one offer timeout plus one allocation cycle");
+    // FW_2 declines for a short while: with nobody else in line the agent
+    // goes back to FW_1 even though it yielded it.
+    h.call(
+        FW_2,
+        v1::call::Kind::Decline(v1::call::Decline { offer_ids: vec![to_newcomer[0].id.clone()], filters: Some(v1::Filters { refuse_seconds: Some(60.0) }) }),
+    );
+    assert_eq!(Harness::offers_in(&h.advance(ms(100)), FW_1).len(), 1);
+    h.core.check_invariants().unwrap();
+}
+
+#[test]
+fn piles_are_bounded_frameworks_roles_and_failover_timeouts() {
+    let mut h = Harness::new();
+    h.core.settings.max_frameworks = 2;
+    h.core.settings.max_roles = 3;
+    h.core.settings.max_failover_timeout = Duration::from_secs(60);
+    // A year asked, a minute kept: the framework is gone a minute after it left.
+    let one = h.subscribe(FW_1, "one", &[], 365.0 * 24.0 * 3600.0);
+    h.core.framework_detached(FW_1, h.now);
+    h.subscribe(FW_2, "two", &["a"], 0.0);
+    // Two frameworks held (one waiting to fail over): a third is refused.
+    let out = h.call(30, v1::call::Kind::Subscribe(v1::call::Subscribe {
+        framework: Some(v1::FrameworkInfo { name: "three".into(), ..Default::default() }),
+    }));
+    assert_eq!(
+        Harness::errors_in(&out, 30),
+        vec!["subscription refused: the broker already holds its limit of 2 frameworks, connected or waiting to fail over (broker.frameworks.max)"]
+    );
+    assert!(out.iter().any(|o| matches!(o, Output::Close(30))));
+    // Roles: "*" and "a" exist; one more fits, two do not; none was added.
+    assert_eq!(
+        h.core.set_weight(Role::new("b"), 2.0).map(|_| ()).and_then(|_| h.core.set_weight(Role::new("c"), 2.0).map(|_| ())),
+        Err("role c is new and 1 new role(s) would take the broker past its limit of 3 roles (broker.roles.max)".to_owned())
+    );
+    assert!(h.core.set_weight(Role::new("b"), 3.0).is_ok(), "a known role can always be reweighted");
+    h.advance(Duration::from_secs(61));
+    assert!(!h.core.state(h.now).frameworks.iter().any(|f| f.id == one), "removed after the capped failover timeout");
+    h.core.check_invariants().unwrap();
+}
+
+#[test]
+fn an_agent_whose_stream_closed_is_not_offered_until_it_is_back() {
+    let mut h = Harness::new();
+    let agent = h.register_agent(AGENT_A, "", "cpus:2;mem:1024", vec![]);
+    h.subscribe(FW_1, "one", &[], 0.0);
+    let offers = Harness::offers_in(&h.advance(ms(100)), FW_1);
+    assert_eq!(offers.len(), 1);
+    h.live_agents.clear();
+    let out = h.core.agent_detached(AGENT_A, h.now);
+    assert!(
+        out.iter().any(|o| matches!(o, Output::Framework(FW_1, v1::Event { kind: Some(v1::event::Kind::Rescind(r)) }) if r.offer_id == offers[0].id)),
+        "rescinded at once, not at the unreachable timeout: {out:?}"
+    );
+    assert!(Harness::offers_in(&h.advance(ms(1000)), FW_1).is_empty(), "not offered while it has no stream");
+    h.register_agent(AGENT_B, &agent, "cpus:2;mem:1024", vec![]);
+    assert_eq!(Harness::offers_in(&h.advance(ms(100)), FW_1).len(), 1, "offered again once back");
+    h.core.check_invariants().unwrap();
+}
+
+#[test]
+fn an_update_from_an_agent_the_task_was_not_placed_on_is_dropped() {
+    let mut h = Harness::new();
+    h.register_agent(AGENT_A, "", "cpus:2;mem:1024", vec![]);
+    let fw = h.subscribe(FW_1, "one", &[], 60.0);
+    let offers = Harness::offers_in(&h.advance(ms(100)), FW_1);
+    let launched = h.call(FW_1, accept(&[&offers[0]], vec![task("t", "cpus:1;mem:64")]));
+    assert_eq!(Harness::run_tasks_in(&launched, AGENT_A).len(), 1);
+    assert_eq!(Harness::updates_in(&h.agent_update(AGENT_A, &fw, "t", TaskState::Running, 1), FW_1).len(), 1);
+    // A second agent claims the task failed: the framework hears nothing.
+    h.register_agent(AGENT_B, "", "cpus:1;mem:512", vec![]);
+    let forged = h.agent_update(AGENT_B, &fw, "t", TaskState::Failed, 2);
+    assert!(Harness::updates_in(&forged, FW_1).is_empty(), "{forged:?}");
+    let state = h.core.state(h.now);
+    assert_eq!(state.tasks.iter().find(|t| t.id == "t").map(|t| t.state.as_str()), Some("TASK_RUNNING"));
+    h.core.check_invariants().unwrap();
+}
+
+#[test]
 fn silent_agent_becomes_unreachable_and_comes_back() {
     let mut h = Harness::new();
     let agent = h.register_agent(AGENT_A, "", "cpus:2;mem:1024", vec![]);

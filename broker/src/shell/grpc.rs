@@ -1,10 +1,6 @@
 //! The gRPC services: each only converts a stream into core calls.
 
-use std::pin::Pin;
-
-use futures::{Stream, StreamExt};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 use weir_model::{AgentId, Role};
 use weir_proto::{convert, v1};
@@ -12,23 +8,38 @@ use weir_proto::v1::agent_server::{Agent, AgentServer};
 use weir_proto::v1::operator_server::{Operator, OperatorServer};
 use weir_proto::v1::scheduler_server::{Scheduler, SchedulerServer};
 
-use super::{Sender, Shared, STREAM_BUFFER};
+use super::stream::{OutStream, StreamSender};
+use super::{Sender, Shared};
 
-type EventStream = Pin<Box<dyn Stream<Item = Result<v1::Event, Status>> + Send>>;
-type BrokerStream = Pin<Box<dyn Stream<Item = Result<v1::BrokerMessage, Status>> + Send>>;
+type EventStream = OutStream<v1::Event>;
+type BrokerStream = OutStream<v1::BrokerMessage>;
 
 pub(super) fn router(shared: Shared, max_message_size: usize) -> axum::Router {
     tonic::service::Routes::new(
-        SchedulerServer::new(SchedulerService(shared.clone()))
+        SchedulerServer::new(SchedulerService(shared.clone(), max_message_size))
             .max_decoding_message_size(max_message_size)
             .max_encoding_message_size(usize::MAX),
     )
-    .add_service(AgentServer::new(AgentService(shared.clone())).max_decoding_message_size(max_message_size))
+    .add_service(AgentServer::new(AgentService(shared.clone(), max_message_size)).max_decoding_message_size(max_message_size))
     .add_service(OperatorServer::new(OperatorService(shared)).max_decoding_message_size(max_message_size))
     .into_axum_router()
 }
 
-struct SchedulerService(Shared);
+/// What ends a stream whose inbound half broke: tonic reports a message
+/// over the decoding limit as OUT_OF_RANGE inside the inbound stream, and
+/// dropping the stream then would end it with OK; the client is told
+/// RESOURCE_EXHAUSTED with the limit instead.
+fn inbound_error(status: &Status, max_message_size: usize) -> Option<Status> {
+    let too_large = status.code() == tonic::Code::OutOfRange && status.message().contains("too large");
+    too_large.then(|| {
+        Status::resource_exhausted(format!(
+            "message larger than the broker's limit of {max_message_size} bytes (broker.max.message.size): {}",
+            status.message()
+        ))
+    })
+}
+
+struct SchedulerService(Shared, usize);
 
 #[tonic::async_trait]
 impl Scheduler for SchedulerService {
@@ -37,8 +48,9 @@ impl Scheduler for SchedulerService {
     async fn subscribe(&self, request: Request<Streaming<v1::Call>>) -> Result<Response<Self::SubscribeStream>, Status> {
         let peer = request.remote_addr();
         let mut calls = request.into_inner();
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let shared = self.0.clone();
+        let max_message_size = self.1;
+        let (tx, rx) = StreamSender::new(shared.lock().stream_queue_max);
         let conn = shared.register(Sender::Framework(tx));
         tracing::debug!(conn, ?peer, "framework stream opened");
         tokio::spawn(async move {
@@ -47,6 +59,11 @@ impl Scheduler for SchedulerService {
                     Ok(call) => shared.apply("framework_call", |core, now| core.framework_call(conn, &call, now)),
                     Err(status) => {
                         tracing::info!(conn, error = %status, "framework stream broke");
+                        if let Some(answer) = inbound_error(&status, max_message_size) {
+                            if let Some(Sender::Framework(tx)) = shared.lock().conns.get(&conn) {
+                                tx.close_with(answer);
+                            }
+                        }
                         break;
                     }
                 }
@@ -58,11 +75,11 @@ impl Scheduler for SchedulerService {
             shared.apply("framework_detached", |core, now| core.framework_detached(conn, now));
             shared.lock().conns.remove(&conn);
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(rx))
     }
 }
 
-struct AgentService(Shared);
+struct AgentService(Shared, usize);
 
 #[tonic::async_trait]
 impl Agent for AgentService {
@@ -71,8 +88,9 @@ impl Agent for AgentService {
     async fn attach(&self, request: Request<Streaming<v1::AgentMessage>>) -> Result<Response<Self::AttachStream>, Status> {
         let peer = request.remote_addr();
         let mut messages = request.into_inner();
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let shared = self.0.clone();
+        let max_message_size = self.1;
+        let (tx, rx) = StreamSender::new(shared.lock().stream_queue_max);
         let conn = shared.register(Sender::Agent(tx));
         tracing::debug!(conn, ?peer, "agent stream opened");
         tokio::spawn(async move {
@@ -87,6 +105,11 @@ impl Agent for AgentService {
                     },
                     Err(status) => {
                         tracing::info!(conn, error = %status, "agent stream broke");
+                        if let Some(answer) = inbound_error(&status, max_message_size) {
+                            if let Some(Sender::Agent(tx)) = shared.lock().conns.get(&conn) {
+                                tx.close_with(answer);
+                            }
+                        }
                         break;
                     }
                 }
@@ -98,7 +121,7 @@ impl Agent for AgentService {
             shared.apply("agent_detached", |core, now| core.agent_detached(conn, now));
             shared.lock().conns.remove(&conn);
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(rx))
     }
 }
 
@@ -178,6 +201,8 @@ impl Operator for OperatorService {
                 )));
             }
         }
+        let roles: Vec<Role> = weights.iter().map(|w| Role::new(w.role.clone())).collect();
+        self.0.lock().core.room_for_roles(&roles).map_err(Status::invalid_argument)?;
         self.0
             .apply_durably(|core, _| {
                 let mut outputs = Vec::new();

@@ -1,5 +1,6 @@
 //! HTTP on the broker's port: `/state` (JSON), `/metrics` (OpenMetrics
-//! text, see `metrics.rs`), `/health`.
+//! text, see `metrics.rs`), `/health`. Any other path is 404 for HTTP
+//! clients and UNIMPLEMENTED for gRPC ones (told apart by content type).
 
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -7,6 +8,22 @@ use axum::routing::get;
 use axum::Router;
 
 use super::{metrics, Shared};
+
+/// What a path no route knows answers. Set on the merged router, after the
+/// gRPC routes (whose own fallback answers every request 200 with a gRPC
+/// status, which confuses HTTP clients and monitors).
+pub(super) async fn unknown_path(request: axum::extract::Request) -> axum::response::Response {
+    let grpc = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    if grpc {
+        return tonic::Status::unimplemented(format!("no gRPC method {}", request.uri().path())).into_http();
+    }
+    (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain")], format!("no such path: {}\n", request.uri().path()))
+        .into_response()
+}
 
 pub(super) fn router(shared: Shared) -> Router {
     Router::new()

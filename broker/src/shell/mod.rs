@@ -17,6 +17,7 @@
 mod grpc;
 mod http;
 mod metrics;
+mod stream;
 #[cfg(test)]
 mod tests;
 
@@ -25,7 +26,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 use tonic::Status;
 use weir_ha::{LeaseGuard, Record, Registry, Write};
@@ -33,9 +34,9 @@ use weir_model::{Clock, SystemClock};
 use weir_proto::v1;
 
 use crate::core::{BrokerCore, BrokerSettings, ConnId, Output};
+use stream::StreamSender;
 
 /// Messages queued for one stream before the broker gives up on its reader.
-const STREAM_BUFFER: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -50,6 +51,11 @@ pub enum BrokerError {
 pub struct ShellSettings {
     pub listen: SocketAddr,
     pub max_message_size: usize,
+    /// Connection caps and HTTP timeouts of the one port (gRPC and HTTP).
+    pub http: weir_net::http::HttpLimits,
+    /// Messages one agent or framework stream may have waiting for its
+    /// reader before the stream is closed (RESOURCE_EXHAUSTED).
+    pub stream_queue_max: usize,
     /// Where the shell reads time: monotonic `now` for every core call, and
     /// the wall clock once at start for the timestamps of status updates.
     pub clock: Arc<dyn Clock>,
@@ -58,7 +64,13 @@ pub struct ShellSettings {
 impl ShellSettings {
     /// Settings with the machine's clock.
     pub fn new(listen: SocketAddr, max_message_size: usize) -> ShellSettings {
-        ShellSettings { listen, max_message_size, clock: Arc::new(SystemClock::new()) }
+        ShellSettings {
+            listen,
+            max_message_size,
+            http: weir_net::http::HttpLimits::default(),
+            stream_queue_max: DEFAULT_STREAM_QUEUE_MAX,
+            clock: Arc::new(SystemClock::new()),
+        }
     }
 }
 
@@ -68,9 +80,12 @@ impl std::fmt::Debug for ShellSettings {
     }
 }
 
+/// Room for a RECONCILE of every task of a large framework.
+pub const DEFAULT_STREAM_QUEUE_MAX: usize = 100_000;
+
 enum Sender {
-    Agent(mpsc::Sender<Result<v1::BrokerMessage, Status>>),
-    Framework(mpsc::Sender<Result<v1::Event, Status>>),
+    Agent(StreamSender<v1::BrokerMessage>),
+    Framework(StreamSender<v1::Event>),
 }
 
 /// Outputs waiting for registry writes (and everything queued after them).
@@ -98,6 +113,8 @@ struct Inner {
     pending: VecDeque<Batch>,
     /// Why this broker stopped leading, once it has.
     lost: watch::Sender<Option<String>>,
+    /// Messages one stream may have waiting for its reader.
+    stream_queue_max: usize,
 }
 
 /// What every handler shares.
@@ -204,14 +221,14 @@ impl Inner {
             match output {
                 Output::Agent(conn, msg) => {
                     if let Some(Sender::Agent(tx)) = self.conns.get(&conn) {
-                        if tx.try_send(Ok(msg)).is_err() {
+                        if tx.try_send(msg).is_err() {
                             overflowed.push(conn);
                         }
                     }
                 }
                 Output::Framework(conn, msg) => {
                     if let Some(Sender::Framework(tx)) = self.conns.get(&conn) {
-                        if tx.try_send(Ok(msg)).is_err() {
+                        if tx.try_send(msg).is_err() {
                             overflowed.push(conn);
                         }
                     }
@@ -228,10 +245,13 @@ impl Inner {
         for conn in overflowed {
             if let Some(sender) = self.conns.remove(&conn) {
                 tracing::warn!(conn, "stream reader too slow or gone; closing it");
-                let status = Status::resource_exhausted("the broker closed this stream: its reader fell too far behind");
+                let status = Status::resource_exhausted(format!(
+                    "the broker closed this stream: its reader fell {} messages behind (broker.stream.queue.max)",
+                    self.stream_queue_max
+                ));
                 match sender {
-                    Sender::Agent(tx) => drop(tx.try_send(Err(status))),
-                    Sender::Framework(tx) => drop(tx.try_send(Err(status))),
+                    Sender::Agent(tx) => tx.close_with(status),
+                    Sender::Framework(tx) => tx.close_with(status),
                 }
             }
         }
@@ -360,6 +380,7 @@ async fn start(
         registry: registry.clone(),
         pending: VecDeque::new(),
         lost: lost_tx,
+        stream_queue_max: shell.stream_queue_max,
     }));
     let shared = Shared {
         metrics: Arc::new(metrics::registry(inner.clone(), clock.clone())),
@@ -371,7 +392,9 @@ async fn start(
     tracing::info!(broker_id = %instance, %addr, "broker listening (gRPC and HTTP)");
     let writer = registry.map(|registry| tokio::spawn(registry_writer(shared.clone(), registry)));
 
-    let router = grpc::router(shared.clone(), shell.max_message_size).merge(http::router(shared.clone()));
+    let router = grpc::router(shared.clone(), shell.max_message_size)
+        .merge(http::router(shared.clone()))
+        .fallback(http::unknown_path);
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let ticker = tokio::spawn(tick_loop(shared.clone(), tick_every, heartbeat_every));
     let closer = shared.clone();
@@ -381,8 +404,8 @@ async fn start(
             // End every stream so the graceful shutdown can finish.
             closer.lock().conns.clear();
         };
-        let served = axum::serve(listener, router).with_graceful_shutdown(shutdown);
-        let result = served.await.map_err(BrokerError::Serve);
+        let listener = weir_net::AdmittingListener::new(listener, shell.http.connections, "broker");
+        let result = weir_net::http::serve(listener, router, shell.http, shutdown).await.map_err(BrokerError::Serve);
         ticker.abort();
         if let Some(writer) = writer {
             writer.abort();

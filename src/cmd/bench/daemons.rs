@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use nix::sys::resource::{getrlimit, setrlimit, Resource};
+use nix::sys::resource::{getrlimit, Resource};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{sysconf, Pid, SysconfVar};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -125,8 +125,7 @@ pub fn memory(pid: u32) -> Result<(u64, u64)> {
 /// Raises this process's open-file limit to its hard limit (children
 /// inherit it); returns the new soft limit.
 pub fn raise_fd_limit() -> u64 {
-    let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return 0 };
-    let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    let _ = weir_net::rlimit::raise_open_file_limit();
     getrlimit(Resource::RLIMIT_NOFILE).map(|(soft, _)| soft).unwrap_or(0)
 }
 

@@ -8,11 +8,15 @@
 //!   [`agents`].
 //! - `weir bench launch`: real `true` tasks through one real `weir agent`,
 //!   end to end; see [`launch`].
+//! - `weir bench flood`: hostile connections against `weir standalone`
+//!   (memory under declared frames, the broker under a held flood); see
+//!   [`flood`].
 //!
 //! docs/BENCHMARKS.md holds the measured figures and how to read them.
 
 mod agents;
 mod daemons;
+mod flood;
 mod launch;
 
 use std::process::ExitCode;
@@ -33,11 +37,14 @@ enum Bench {
     Agents(agents::Args),
     /// Real `true` tasks through one real agent, end to end.
     Launch(launch::Args),
+    /// Hostile connections against a standalone (issue 24).
+    Flood(flood::Args),
 }
 
 pub async fn main(_options: &Options, args: Args) -> Result<ExitCode> {
     match args.bench {
         Bench::Agents(args) => agents::main(args).await,
         Bench::Launch(args) => launch::main(args).await,
+        Bench::Flood(args) => flood::main(args).await,
     }
 }

@@ -1,8 +1,9 @@
 //! The YARN side's map, checked: `rm` and `nm` build on `api` and `ipc`
 //! and never on each other, and `api` and `ipc` on neither (so the
 //! security boundary and the shared records stay free of either side's
-//! logic). Read from the manifests, so a new dependency that breaks the
-//! map fails here, not in review.
+//! logic); `ipc`'s one Weir dependency is `weir-net` (listener caps), a
+//! leaf that builds on no Weir crate. Read from the manifests, so a new
+//! dependency that breaks the map fails here, not in review.
 
 use std::path::Path;
 
@@ -43,5 +44,7 @@ fn api_and_ipc_depend_on_neither_side() {
     let api = dependencies("api");
     let ipc = dependencies("ipc");
     assert_eq!(api, vec!["weir-yarn-ipc".to_owned()]);
-    assert!(ipc.is_empty(), "ipc depends on {ipc:?}");
+    assert_eq!(ipc, vec!["weir-net".to_owned()], "ipc depends on {ipc:?}");
+    let net = dependencies("../net");
+    assert!(net.is_empty(), "weir-net must stay a leaf; it depends on {net:?}");
 }

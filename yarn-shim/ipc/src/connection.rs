@@ -212,6 +212,12 @@ impl Connection {
         self.token_identifier.as_deref()
     }
 
+    /// Past the handshake: authenticated as the port demands and the
+    /// connection context read, so calls (and big frames) are legal.
+    pub fn is_established(&self) -> bool {
+        matches!(self.state, State::Ready)
+    }
+
     pub fn is_closed(&self) -> bool {
         matches!(self.state, State::Closed)
     }

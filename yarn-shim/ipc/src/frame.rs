@@ -3,8 +3,11 @@
 //! frame.
 //!
 //! Invariants: a frame length is checked against the configured maximum
-//! before anything is allocated for it; parsing is total (returns an error,
-//! never panics) on every input, which `fuzz/` exercises.
+//! before anything is allocated for it, and even an accepted length is
+//! never allocated up front: the body grows with the bytes that arrive
+//! (doubling from 4 KiB, in steps of at most [`READ_CHUNK`]), so a peer
+//! that declares 127 MiB and sends a byte costs 4 KiB, not 127 MiB. Parsing is total (returns an error, never
+//! panics) on every input, which `fuzz/` exercises.
 
 use prost::Message;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -17,6 +20,15 @@ pub const IPC_VERSION: u8 = 9;
 pub const PREAMBLE_LEN: usize = 7;
 /// Hadoop's default `ipc.maximum.data.length`.
 pub const DEFAULT_MAX_FRAME_LEN: usize = 128 * 1024 * 1024;
+/// Largest frame legal before a connection has authenticated: the SASL
+/// messages and the connection context are a few hundred bytes (a
+/// DIGEST-MD5 response with a token is under 1 KiB), so 64 KiB is ample.
+pub const DEFAULT_HANDSHAKE_MAX_FRAME_LEN: usize = 64 * 1024;
+/// The most of a frame body allocated ahead of the bytes that arrive.
+pub const READ_CHUNK: usize = 64 * 1024;
+/// What a frame body's first read may fill; each later read at most what
+/// has arrived so far, up to [`READ_CHUNK`].
+const FIRST_READ: usize = 4096;
 
 /// How the client means to authenticate, from the last preamble byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,29 +98,44 @@ pub fn frame_len(prefix: [u8; 4], max: usize) -> Result<usize> {
 /// Reads one frame body. `Ok(None)` means the peer closed cleanly between
 /// frames; a close inside a frame is an error.
 pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<Option<Vec<u8>>> {
+    let mut body = Vec::new();
+    Ok(read_frame_into(r, max, &mut body).await?.then_some(body))
+}
+
+/// [`read_frame`] into the caller's buffer (cleared first); `Ok(false)` is
+/// a clean close. The buffer grows with the bytes received (each read asks
+/// for at most as much as has arrived, 4 KiB to start; the Vec doubles),
+/// so it stays within a small multiple of them plus a few KiB, whatever
+/// length was declared; cancelled, it holds the bytes received so far.
+pub async fn read_frame_into<R: AsyncRead + Unpin>(r: &mut R, max: usize, body: &mut Vec<u8>) -> Result<bool> {
+    body.clear();
     let mut prefix = [0u8; 4];
     let mut got = 0;
     while got < 4 {
         let n = r.read(&mut prefix[got..]).await?;
         if n == 0 {
             if got == 0 {
-                return Ok(None);
+                return Ok(false);
             }
             return Err(Error::Truncated { what: "frame length", needed: 4, available: got });
         }
         got += n;
     }
     let len = frame_len(prefix, max)?;
-    let mut body = vec![0u8; len];
-    let mut filled = 0;
-    while filled < len {
-        let n = r.read(&mut body[filled..]).await?;
+    // Grow with what arrives, never by what was declared, and write into
+    // spare capacity rather than zero-filling it first: a connection that
+    // declared much and sent little holds little resident memory.
+    while body.len() < len {
+        let filled = body.len();
+        // At most what has arrived so far (doubling), 4 KiB to start.
+        let want = (len - filled).min(READ_CHUNK).min(filled.max(FIRST_READ));
+        body.reserve(want);
+        let n = r.read_buf(&mut bytes::BufMut::limit(&mut *body, want)).await?;
         if n == 0 {
             return Err(Error::Truncated { what: "frame body", needed: len, available: filled });
         }
-        filled += n;
     }
-    Ok(Some(body))
+    Ok(true)
 }
 
 /// Encodes `messages` as one frame: length prefix, then each message
@@ -260,6 +287,47 @@ mod tests {
         assert!(e.contains("exceeds the limit"), "{e}");
         let mut ok: &[u8] = b"\x00\x00\x00\x03abc";
         assert_eq!(read_frame(&mut ok, 3).await.unwrap().unwrap(), b"abc");
+    }
+
+    /// A reader that yields `prefix` and then waits forever, like a peer
+    /// that declared a length and sent nothing more.
+    struct Stalled(Vec<u8>);
+
+    impl AsyncRead for Stalled {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            if self.0.is_empty() {
+                return std::task::Poll::Pending;
+            }
+            let n = self.0.len().min(buf.remaining());
+            buf.put_slice(&self.0[..n]);
+            self.0.drain(..n);
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_is_not_allocated_before_its_bytes_arrive() {
+        // 127 MiB declared, 10 bytes sent: the read waits holding one
+        // chunk at most (it used to allocate all 127 MiB at once).
+        let declared: u32 = 127 << 20;
+        let mut input = declared.to_be_bytes().to_vec();
+        input.extend_from_slice(b"0123456789");
+        let mut r = Stalled(input);
+        let mut body = Vec::new();
+        let read = read_frame_into(&mut r, DEFAULT_MAX_FRAME_LEN, &mut body);
+        let timed = tokio::time::timeout(std::time::Duration::from_millis(20), read).await;
+        assert!(timed.is_err(), "a stalled frame must wait, not finish");
+        assert_eq!(&body[..], b"0123456789");
+        assert!(body.capacity() <= 2 * FIRST_READ, "{} bytes reserved for 10 received", body.capacity());
+        // And a body that does arrive in pieces is read whole.
+        let mut body = 200_000u32.to_be_bytes().to_vec();
+        body.extend(std::iter::repeat_n(7u8, 200_000));
+        let mut r: &[u8] = &body;
+        assert_eq!(read_frame(&mut r, DEFAULT_MAX_FRAME_LEN).await.unwrap().unwrap().len(), 200_000);
     }
 
     #[test]

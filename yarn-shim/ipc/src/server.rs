@@ -3,6 +3,14 @@
 //! concurrently (responses go out as they complete, tagged with their call
 //! id) and closes idle connections.
 //!
+//! Bounded under hostile load: connections are admitted within per-listener
+//! and per-peer caps (`weir_net`); until a connection has finished its
+//! handshake (preamble, SASL, connection context) only frames up to
+//! `handshake_max_frame_len` are legal and the whole handshake must end
+//! within `handshake_timeout`; only then does `max_frame_len` apply, and
+//! even then a frame's memory grows with the bytes that arrive, not with
+//! the length declared.
+//!
 //! Services are registered by protocol name (`declaringClassProtocolName`,
 //! e.g. `org.apache.hadoop.yarn.api.ApplicationClientProtocolPB`) and see
 //! only the method name and the request bytes; they answer bytes or an
@@ -16,13 +24,14 @@ use std::time::Duration;
 use base64::Engine;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use weir_net::{Admitted, AdmittingListener, ConnectionLimits};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::error::Error;
 use crate::connection::{AuthPolicy, Connection, IncomingCall, PasswordLookup, Step};
-use crate::frame::{read_frame, DEFAULT_MAX_FRAME_LEN, PREAMBLE_LEN};
+use crate::frame::{read_frame, DEFAULT_HANDSHAKE_MAX_FRAME_LEN, DEFAULT_MAX_FRAME_LEN, PREAMBLE_LEN};
 use crate::header::{
     error_frame, success_frame, AUTHORIZATION_FAILED_CALL_ID, NO_SUCH_METHOD_CLASS, NO_SUCH_PROTOCOL_CLASS,
     RPC_SERVER_EXCEPTION_CLASS,
@@ -87,9 +96,16 @@ pub trait Service: Send + Sync + 'static {
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
+    /// Largest frame once the connection has authenticated.
     pub max_frame_len: usize,
+    /// Largest frame before that (SASL messages, connection context).
+    pub handshake_max_frame_len: usize,
+    /// Preamble, SASL and connection context must all arrive within this.
+    pub handshake_timeout: Duration,
     /// A connection with no frame and no call in flight for this long is closed.
     pub idle_timeout: Duration,
+    /// Open connections per listener and per peer address.
+    pub connections: ConnectionLimits,
     pub auth: AuthPolicy,
     /// Calls one connection may have in flight before we stop reading it.
     pub max_in_flight_per_connection: usize,
@@ -99,7 +115,12 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
-            idle_timeout: Duration::from_secs(10 * 60),
+            handshake_max_frame_len: DEFAULT_HANDSHAKE_MAX_FRAME_LEN,
+            handshake_timeout: Duration::from_secs(10),
+            // Hadoop clients close their own connections after 10 s without
+            // calls and ping every minute while a call is out.
+            idle_timeout: Duration::from_secs(60),
+            connections: ConnectionLimits::DEFAULT,
             auth: AuthPolicy::SimpleAllowed,
             max_in_flight_per_connection: 256,
         }
@@ -154,39 +175,36 @@ impl Server {
     /// Serves on `listener` in a background task.
     pub fn spawn(self, listener: TcpListener) -> std::io::Result<ServerHandle> {
         let local_addr = listener.local_addr()?;
+        let mut listener = AdmittingListener::new(listener, self.config.connections, "hadoop ipc");
         let server = Arc::new(self);
         let task = tokio::spawn(async move {
             info!(%local_addr, "Hadoop IPC server listening");
             loop {
-                match listener.accept().await {
-                    Ok((stream, peer)) => {
-                        let server = server.clone();
-                        let span = tracing::info_span!("ipc_connection", %peer);
-                        tokio::spawn(server.serve_connection(stream, peer).instrument(span));
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
+                // Errors (EMFILE) are backed off inside, logged once a run.
+                let (stream, peer) = listener.accept().await;
+                let server = server.clone();
+                let span = tracing::info_span!("ipc_connection", %peer);
+                tokio::spawn(server.serve_connection(stream, peer).instrument(span));
             }
         });
         Ok(ServerHandle { local_addr, task })
     }
 
-    async fn serve_connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
-        let _ = stream.set_nodelay(true);
+    async fn serve_connection(self: Arc<Self>, stream: Admitted<TcpStream>, peer: SocketAddr) {
+        let _ = stream.get_ref().set_nodelay(true);
         let (mut rd, mut wr) = stream.into_split();
         let idle = self.config.idle_timeout;
+        let handshake_ends = tokio::time::Instant::now() + self.config.handshake_timeout;
         let mut preamble = [0u8; PREAMBLE_LEN];
-        match tokio::time::timeout(idle, rd.read_exact(&mut preamble)).await {
+        let first_deadline = handshake_ends.min(tokio::time::Instant::now() + idle);
+        match tokio::time::timeout_at(first_deadline, rd.read_exact(&mut preamble)).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
                 debug!(error = %e, "connection closed before a full preamble");
                 return;
             }
             Err(_) => {
-                debug!("no preamble within the idle timeout");
+                debug!("no preamble within the handshake timeout");
                 return;
             }
         }
@@ -227,7 +245,18 @@ impl Server {
         let limit = self.config.max_in_flight_per_connection.max(1);
         let in_flight = Arc::new(Semaphore::new(limit));
         loop {
-            let frame = match tokio::time::timeout(idle, read_frame(&mut rd, self.config.max_frame_len)).await {
+            let established = conn.is_established();
+            let idle_ends = tokio::time::Instant::now() + idle;
+            let (deadline, max) = if established {
+                (idle_ends, self.config.max_frame_len)
+            } else {
+                (handshake_ends.min(idle_ends), self.config.handshake_max_frame_len.min(self.config.max_frame_len))
+            };
+            let frame = match tokio::time::timeout_at(deadline, read_frame(&mut rd, max)).await {
+                Err(_) if !established => {
+                    debug!(timeout_secs = self.config.handshake_timeout.as_secs_f64(), "closing a connection that did not finish its handshake in time");
+                    break;
+                }
                 Err(_) if in_flight.available_permits() < limit => continue,
                 Err(_) => {
                     info!(idle_secs = idle.as_secs_f64(), "closing idle connection");
@@ -239,14 +268,20 @@ impl Server {
                     break;
                 }
                 Ok(Err(e @ Error::FrameTooLarge { .. })) => {
-                    warn!(error = %e, "rejecting oversized frame");
+                    // Before authentication this is what a flood looks like: not worth a warning each.
+                    let e = if established { e.to_string() } else { format!("{e} before authentication") };
+                    if established {
+                        warn!(error = %e, "rejecting oversized frame");
+                    } else {
+                        debug!(error = %e, "rejecting oversized frame");
+                    }
                     let f = error_frame(
                         AUTHORIZATION_FAILED_CALL_ID,
                         b"",
                         RpcStatusProto::Fatal,
                         RpcErrorCodeProto::FatalInvalidRpcHeader,
                         RPC_SERVER_EXCEPTION_CLASS,
-                        &e.to_string(),
+                        &e,
                     );
                     let _ = tx.send(Out::Last(f)).await;
                     break;

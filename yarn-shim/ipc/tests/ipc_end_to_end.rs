@@ -241,7 +241,7 @@ async fn malformed_input_on_the_wire_gets_fatal_replies() {
 
     let h = raw(addr, b"hrpc\x09\x00\x00\x7f\xff\xff\xff").await.unwrap();
     assert_eq!(h.status(), RpcStatusProto::Fatal);
-    assert_eq!(h.error_msg.as_deref(), Some("frame of 2147483647 bytes exceeds the limit of 1024"));
+    assert_eq!(h.error_msg.as_deref(), Some("frame of 2147483647 bytes exceeds the limit of 1024 before authentication"));
 
     let h = raw(addr, b"hrpc\x07\x00\x00").await.unwrap();
     assert_eq!(h.error_detail(), RpcErrorCodeProto::FatalVersionMismatch);
@@ -268,6 +268,102 @@ async fn malformed_input_on_the_wire_gets_fatal_replies() {
 
     // A truncated frame then EOF: the server just closes.
     assert!(raw(addr, b"hrpc\x09\x00\x00\x00\x00\x00\x10abc").await.is_none());
+    server.shutdown();
+}
+
+/// Writes `bytes` then reads until the server closes (or 5 s pass):
+/// everything the server sent.
+async fn send_and_read_to_close(s: &mut TcpStream, bytes: &[u8]) -> Vec<u8> {
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await.expect("server closes").unwrap_or(0);
+    out
+}
+
+async fn fatal_message(reply: &[u8]) -> String {
+    let mut r: &[u8] = reply;
+    let body = read_frame(&mut r, 1 << 20).await.unwrap().expect("a FATAL reply");
+    let h: RpcResponseHeaderProto = FrameCursor::new(&body).decode("response header").unwrap();
+    assert_eq!(h.status(), RpcStatusProto::Fatal);
+    h.error_msg.unwrap_or_default()
+}
+
+#[tokio::test]
+async fn before_authentication_only_handshake_sized_frames_are_legal() {
+    let server = start(ServerConfig::default(), secrets()).await;
+    let addr = server.local_addr;
+    // SASL preamble, then a 127 MiB frame instead of NEGOTIATE.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut bytes = b"hrpc\x09\x00\xdf".to_vec();
+    bytes.extend_from_slice(&(127u32 << 20).to_be_bytes());
+    let reply = send_and_read_to_close(&mut s, &bytes).await;
+    assert_eq!(fatal_message(&reply).await, "frame of 133169152 bytes exceeds the limit of 65536 before authentication");
+    // SIMPLE preamble, no context yet: the same.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut bytes = b"hrpc\x09\x00\x00".to_vec();
+    bytes.extend_from_slice(&(65537u32).to_be_bytes());
+    let reply = send_and_read_to_close(&mut s, &bytes).await;
+    assert_eq!(fatal_message(&reply).await, "frame of 65537 bytes exceeds the limit of 65536 before authentication");
+    // After the handshake the configured limit applies: a client still works.
+    let c = Client::connect(addr, ClientConfig::simple("alice", ECHO)).await.unwrap();
+    let big = vec![7u8; 200_000];
+    assert_eq!(c.call(ECHO, "echo", &big).await.unwrap(), big);
+    server.shutdown();
+}
+
+#[tokio::test]
+async fn a_handshake_that_dawdles_is_cut_off_even_while_bytes_trickle() {
+    let config = ServerConfig { handshake_timeout: Duration::from_millis(500), ..Default::default() };
+    let server = start(config, secrets()).await;
+    let mut s = TcpStream::connect(server.local_addr).await.unwrap();
+    s.write_all(b"hrpc\x09\x00\xdf").await.unwrap();
+    let started = std::time::Instant::now();
+    // Pings are legal before SASL; one every 100 ms keeps the idle timer
+    // happy but not the handshake deadline.
+    let ping = weir_yarn_ipc::header::call_frame(&weir_yarn_ipc::header::request_header(-4, &[0; 16], -1), ECHO, "", b"");
+    let mut closed = false;
+    for _ in 0..100 {
+        if s.write_all(&ping).await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 64];
+        if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_millis(100), s.read(&mut buf)).await {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "the server kept a connection that never finished its handshake");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    server.shutdown();
+}
+
+#[tokio::test]
+async fn connections_over_the_per_peer_cap_are_closed_and_others_still_served() {
+    let config = ServerConfig {
+        connections: weir_net::ConnectionLimits { max_connections: 100, max_per_peer: 3 },
+        ..Default::default()
+    };
+    let server = start(config, secrets()).await;
+    let addr = server.local_addr;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(Client::connect(addr, ClientConfig::simple("alice", ECHO)).await.unwrap());
+    }
+    let refused = Client::connect(addr, ClientConfig::simple("alice", ECHO)).await;
+    let calls = match refused {
+        Err(_) => true,
+        Ok(c) => c.call(ECHO, "echo", b"x").await.is_err(),
+    };
+    assert!(calls, "a fourth connection from one address must be closed");
+    // From another loopback address the listener still has room.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut other = sock.connect(addr).await.unwrap();
+    other.write_all(b"hrpc\x09\x00\xdf").await.unwrap();
+    let mut buf = [0u8; 1];
+    assert!(tokio::time::timeout(Duration::from_millis(300), other.read(&mut buf)).await.is_err(), "held open");
+    assert_eq!(held[0].call(ECHO, "echo", b"still").await.unwrap(), b"still");
     server.shutdown();
 }
 

@@ -83,7 +83,8 @@ impl NmSettings {
             port,
             work_dir,
             hadoop_conf_dir: None,
-            ipc: ServerConfig::default(),
+            // Well under the node manager task's own memory (128 MiB by default).
+            ipc: ServerConfig { max_frame_len: 16 << 20, ..ServerConfig::default() },
             http_port: 0,
             aux_services: vec![crate::shuffle::SERVICE_NAME.to_owned()],
             shuffle_port: 0,

@@ -84,8 +84,12 @@ impl WebServer {
             .map_err(|source| NmError::Listen { address: bind.to_string(), source })?;
         let address = listener.local_addr().map_err(|source| NmError::Listen { address: bind.to_string(), source })?;
         let app = router(layout, node_id, containers);
+        // The default caps and timeouts: the node manager runs in a small
+        // cgroup and must not be held open by idle or trickling clients.
+        let limits = weir_net::http::HttpLimits::default();
+        let listener = weir_net::AdmittingListener::new(listener, limits.connections, "node manager web");
         let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
+            if let Err(e) = weir_net::http::serve(listener, app, limits, std::future::pending()).await {
                 warn!(error = %e, "the node manager's web server stopped");
             }
         });

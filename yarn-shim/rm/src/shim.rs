@@ -173,8 +173,11 @@ impl Shim {
         let mut tasks = vec![poller, core_task];
         if let (Some(listener), Some(address)) = (web_listener, web_address) {
             let app = crate::rest::router(core.clone(), crate::rest::RestInfo { started_on_ms: started, proxy });
+            // Capped and timed out like every other listener (docs/limits.md).
+            let limits = weir_net::http::HttpLimits::default();
+            let listener = weir_net::AdmittingListener::new(listener, limits.connections, "YARN REST API");
             tasks.push(tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, app).await {
+                if let Err(e) = weir_net::http::serve(listener, app, limits, std::future::pending()).await {
                     warn!(error = %e, "the ResourceManager REST API stopped");
                 }
             }));

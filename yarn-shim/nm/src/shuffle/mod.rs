@@ -75,8 +75,11 @@ impl ShuffleService {
         let address = listener.local_addr().map_err(|source| NmError::Listen { address: bind.to_string(), source })?;
         let shared = Arc::new(Shared { layout, port: address.port(), jobs: Mutex::new(HashMap::new()) });
         let app = axum::Router::new().fallback(serve).with_state(shared.clone());
+        // weir-net's server gives each request its ConnectInfo<SocketAddr>.
+        let limits = weir_net::http::HttpLimits::default();
+        let listener = weir_net::AdmittingListener::new(listener, limits.connections, "mapreduce_shuffle");
         let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await {
+            if let Err(e) = weir_net::http::serve(listener, app, limits, std::future::pending()).await {
                 warn!(error = %e, "the shuffle server stopped");
             }
         });
