@@ -633,7 +633,8 @@ enum Step {
     Shrink { id: u8, by: u16 },
     Launch { task: u8, volume: Option<u8>, disk: u16 },
     Finish { task: u8 },
-    Failover,
+    /// `lost`: the last CHECKPOINT_RESOURCES never reached the agent.
+    Failover { lost: bool },
     Teardown { release: bool },
 }
 
@@ -647,7 +648,7 @@ fn arb_step() -> impl Strategy<Value = Step> {
         (0..4u8, 0..1000u16).prop_map(|(id, by)| Step::Shrink { id, by }),
         (0..6u8, proptest::option::of(0..4u8), 0..1500u16).prop_map(|(task, volume, disk)| Step::Launch { task, volume, disk }),
         (0..6u8).prop_map(|task| Step::Finish { task }),
-        Just(Step::Failover),
+        any::<bool>().prop_map(|lost| Step::Failover { lost }),
         any::<bool>().prop_map(|release| Step::Teardown { release }),
     ]
 }
@@ -656,8 +657,10 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
     /// Over random operations, launches, task ends, teardowns and broker
-    /// failovers (the new core learns the books from the agent's last
-    /// checkpoint), the books stay consistent: reserved + unreserved is
+    /// failovers (the new core recovers from the registry the old one
+    /// wrote, and the agent re-registers with its last checkpoint or, when
+    /// that was lost in flight, the one before), the books after the
+    /// failover are the ones before it, and they stay consistent: reserved + unreserved is
     /// the agent's total, no volume without its reservation, no volume disk
     /// handed out twice; a failed operation changes nothing.
     #[test]
@@ -665,6 +668,9 @@ proptest! {
         let (mut h, agent, mut fw, _) = setup();
         let agent_id = AgentId::new(agent.clone());
         let mut checkpoint = v1::broker_message::CheckpointResources::default();
+        let mut previous = checkpoint.clone();
+        let registry = weir_ha::memory::MemoryRegistry::new();
+        let mut epoch = 1;
         let mut running: Vec<(String, u8)> = Vec::new();
         let mut uuid = 0u8;
         for step in steps {
@@ -700,7 +706,14 @@ proptest! {
                         h.agent_update(AGENT_A, &fw, &id, TaskState::Finished, uuid);
                     }
                 }
-                Step::Failover => {
+                Step::Failover { lost } => {
+                    for o in &h.log {
+                        if let Output::Registry(w) = o {
+                            registry.apply_now(vec![w.clone()]).unwrap();
+                        }
+                    }
+                    let books = (h.core.agents[&agent_id].reservations.clone(), h.core.agents[&agent_id].volumes.clone());
+                    let reported = if lost { previous.clone() } else { checkpoint.clone() };
                     let running_tasks: Vec<v1::RunningTask> = h.core.tasks.iter().map(|((f, _), t)| v1::RunningTask {
                         framework_id: f.to_string(),
                         task: Some(v1::TaskInfo {
@@ -713,15 +726,25 @@ proptest! {
                         latest: Some(v1::TaskStatus { state: weir_proto::convert::task_state_to_proto(TaskState::Running) as i32, ..t.latest.clone() }),
                     }).collect();
                     let mut fresh = Harness::new();
+                    epoch += 1;
+                    let report = fresh.core.recover(&registry.load_now(), epoch, fresh.now);
+                    prop_assert!(report.skipped.is_empty(), "{:?}", report.skipped);
                     let msg = v1::agent_message::Register {
                         agent: Some(v1::AgentInfo { id: agent.clone(), hostname: "host1".into(), resources: unreserved("cpus:4;mem:4096;disk:10000"), ..Default::default() }),
                         tasks: running_tasks,
-                        reservations: checkpoint.reservations.clone(),
-                        volumes: checkpoint.volumes.clone(),
+                        reservations: reported.reservations.clone(),
+                        volumes: reported.volumes.clone(),
                         ..Default::default()
                     };
                     let out = fresh.core.agent_register(AGENT_A, &msg, fresh.now);
                     prop_assert!(out.iter().any(|o| matches!(o, Output::Agent(_, v1::BrokerMessage { kind: Some(v1::broker_message::Kind::Registered(_)) }))), "{out:?}");
+                    let a = &fresh.core.agents[&agent_id];
+                    prop_assert_eq!(&(a.reservations.clone(), a.volumes.clone()), &books, "the books after the failover are not the ones before it");
+                    // The agent is sent the list iff its report differed.
+                    let resent = checkpoints_in(&out, AGENT_A).pop();
+                    prop_assert_eq!(resent.is_some(), reported != checkpoint);
+                    if let Some(c) = resent { previous = c.clone(); checkpoint = c; } else { previous = checkpoint.clone(); }
+                    fresh.record(out);
                     fresh.live_agents.push(AGENT_A);
                     fresh.subscribe_as(FW_1, &fw, "db", &["db"], 60.0);
                     h = fresh;
@@ -730,7 +753,9 @@ proptest! {
                 }
                 Step::Teardown { release } => {
                     h.call(FW_1, v1::call::Kind::Teardown(v1::call::Teardown { release_reservations: release }));
-                    if let Some(c) = checkpoints_in(&h.log, AGENT_A).pop() { checkpoint = c; }
+                    if let Some(c) = checkpoints_in(&h.log, AGENT_A).pop() {
+                        if c != checkpoint { previous = std::mem::replace(&mut checkpoint, c); }
+                    }
                     running.clear();
                     fw = h.subscribe(FW_1, "db", &["db"], 60.0);
                     check(&h);
@@ -747,7 +772,7 @@ proptest! {
                     prop_assert_eq!(&(a.total.clone(), a.reservations.clone(), a.volumes.clone()), &books_before, "{}", statuses[0].2);
                     prop_assert!(checkpoints_in(&out, AGENT_A).is_empty());
                 }
-                if let Some(c) = checkpoints_in(&out, AGENT_A).pop() { checkpoint = c; }
+                if let Some(c) = checkpoints_in(&out, AGENT_A).pop() { previous = std::mem::replace(&mut checkpoint, c); }
             }
             if let Err(e) = h.core.check_invariants() {
                 prop_assert!(false, "after {:?}: {}", step, e);
