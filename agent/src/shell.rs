@@ -68,6 +68,8 @@ pub struct AgentSettings {
     pub isolation: isolation::Mode,
     /// Sandboxes of ended tasks untouched this long are deleted.
     pub sandbox_gc_age: Duration,
+    /// How often the disk each volume uses is measured (above zero).
+    pub volume_usage_interval: Duration,
     /// Kill every task when the agent stops (standalone); otherwise they
     /// keep running and a restarted agent re-attaches to them.
     pub kill_tasks_on_shutdown: bool,
@@ -302,8 +304,9 @@ pub async fn run_with(
     // Volumes past their size get their tasks killed (the core decides).
     let volume_meter = tokio::spawn({
         let shared = shared.clone();
+        let every = settings.volume_usage_interval.max(Duration::from_millis(10));
         async move {
-            let mut interval = tokio::time::interval(VOLUME_USAGE_INTERVAL);
+            let mut interval = tokio::time::interval(every);
             loop {
                 interval.tick().await;
                 let (root, volumes) = {
@@ -474,8 +477,6 @@ fn carry_out(shared: &Arc<Shared>, effect: Effect, agent_id: &str) {
     }
 }
 
-/// How often the agent measures the disk its volumes use.
-const VOLUME_USAGE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Refuses to start with `--resources` that no longer hold the checkpointed
 /// reservations: the broker would refuse the agent, and starting afresh
