@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -269,14 +269,16 @@ pub async fn run_with(
         match shared.launcher.recover(&framework, &task, pid, &sandbox) {
             Recovered::Ended(exit) => {
                 tracing::info!(framework_id = %framework, task_id = %task, ?exit, "task ended while the agent was down");
+                unmount_task_volumes(&sandbox).await;
                 let _ = shared.events.send(exit.into_input(framework, task));
             }
             Recovered::Running(exit) => {
                 tracing::info!(framework_id = %framework, task_id = %task, pid, "re-attached to a running task");
-                tokio::spawn(report_exit(shared.events.clone(), framework, task, exit));
+                tokio::spawn(report_exit(shared.events.clone(), framework, task, exit, sandbox));
             }
             Recovered::Vanished(exit) => {
                 tracing::warn!(framework_id = %framework, task_id = %task, pid, "task's supervisor is gone and left no exit status");
+                unmount_task_volumes(&sandbox).await;
                 let _ = shared.events.send(exit.into_input(framework, task));
             }
         }
@@ -510,9 +512,10 @@ fn check_reservations_fit(resources: &ResourceSet, core: &AgentCore) -> Result<(
 /// event loop.
 fn start_task(shared: &Arc<Shared>, agent_id: &str, framework: FrameworkId, task: TaskId, info: &v1::TaskInfo) {
     match shared.launcher.spawn(agent_id, &framework, &task, info) {
-        Ok(Launched { pid, sandbox, exit }) => {
-            let _ = shared.events.send(Input::Spawned { framework: framework.clone(), task: task.clone(), pid, sandbox });
-            tokio::spawn(report_exit(shared.events.clone(), framework, task, exit));
+        Ok(Launched { pid, sandbox, exit, notes }) => {
+            let message = notes.join("; ");
+            let _ = shared.events.send(Input::Spawned { framework: framework.clone(), task: task.clone(), pid, sandbox: sandbox.clone(), message });
+            tokio::spawn(report_exit(shared.events.clone(), framework, task, exit, sandbox));
         }
         Err(error) => {
             tracing::warn!(framework_id = %framework, task_id = %task, %error, "cannot start task");
@@ -521,10 +524,22 @@ fn start_task(shared: &Arc<Shared>, agent_id: &str, framework: FrameworkId, task
     }
 }
 
-/// Waits for a task's end and tells the event loop how it ended.
-async fn report_exit(events: mpsc::UnboundedSender<Input>, framework: FrameworkId, task: TaskId, exit: ExitFuture) {
+/// Waits for a task's end, undoes its volume mounts, and tells the event
+/// loop how it ended.
+async fn report_exit(events: mpsc::UnboundedSender<Input>, framework: FrameworkId, task: TaskId, exit: ExitFuture, sandbox: PathBuf) {
     let exit = exit.await;
+    unmount_task_volumes(&sandbox).await;
     let _ = events.send(exit.into_input(framework, task));
+}
+
+/// Unmounts whatever is mounted inside an ended task's sandbox (its
+/// volumes), off the event loop.
+async fn unmount_task_volumes(sandbox: &Path) {
+    let sandbox = sandbox.to_path_buf();
+    let failed = tokio::task::spawn_blocking(move || volumes::unmount_under(&sandbox)).await.unwrap_or_default();
+    if !failed.is_empty() {
+        tracing::warn!(?failed, "cannot unmount an ended task's volumes");
+    }
 }
 
 fn endpoint_of(address: &str) -> String {
