@@ -415,3 +415,111 @@ fn a_task_that_overfills_its_volume_fails_with_the_reason() {
     assert!(stderr.contains("TASK_FAILED: volume small uses 3.0 MiB of its 1 MiB"), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(40), "the task was not stopped in time");
 }
+
+/// The registry holds reservations and volumes: with the agent down, the
+/// leader is killed; the new leader shows the agent's reservation and
+/// volume in `/state` (as a missing agent's) before the agent is back, and
+/// once it re-registers they are its again and its volume is offered to
+/// role db (a task mounts it).
+#[test]
+fn a_new_leader_knows_reservations_from_the_registry_before_the_agent_returns() {
+    use support::{spawn_weir, supervisors_in, working_in, signal};
+    let server = weir_ha::testing::ZkServer::start();
+    let zk = server.url("/weir/registry-volumes");
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..2).map(|_| support::free_port()).collect();
+    let mut brokers: Vec<support::Proc> = (0..2)
+        .map(|i| {
+            let work = dir.path().join(format!("broker{i}"));
+            spawn_weir(
+                &format!("broker{i}"),
+                &[
+                    "broker", "--zk", &zk, "--listen", &format!("127.0.0.1:{}", ports[i]), "--work-dir", work.to_str().unwrap(),
+                    "-D", "broker.zk.session.timeout=2s", "-D", "broker.recovery.timeout=120s",
+                ],
+                "standing by",
+            )
+            .0
+        })
+        .collect();
+    let agent_dir = dir.path().join("agent0");
+    let agent_args = ["agent", "--broker", &zk, "--listen", "127.0.0.1:0", "--resources", SPEC, "--work-dir", agent_dir.to_str().unwrap(), "--hostname", "agent0.test"];
+    let (mut agent_proc, _) = spawn_weir("agent0", &agent_args, "agent");
+    let weir = |args: &[&str]| {
+        let out = Command::new(WEIR).args(args).args(["--broker", &zk]).output().unwrap();
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "weir {args:?}\nstdout: {stdout}\nstderr: {stderr}");
+        stdout
+    };
+    let status = || -> Option<serde_json::Value> {
+        let out = Command::new(WEIR).args(["status", "--json", "--broker", &zk]).output().ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    };
+    let mut agent = String::new();
+    support_wait_long(
+        || {
+            agent = status().and_then(|s| s["agents"][0]["id"].as_str().map(str::to_owned)).unwrap_or_default();
+            !agent.is_empty()
+        },
+        "the agent to register",
+    );
+    weir(&["reserve", "--agent", &agent, "--role", "db", "--id", "r1", "cpus:1;mem:256;disk:1024"]);
+    weir(&["volume", "create", "--agent", &agent, "--role", "db", "--reservation", "r1", "--size", "256", "--path", "data", "vol1"]);
+
+    // The agent goes down first, then the leader.
+    agent_proc.kill9();
+    let contenders = |zk: &str| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(weir_ha::zk::contenders(&weir_ha::ZkAddress::parse(zk).unwrap(), Duration::from_secs(5))).unwrap_or_default()
+    };
+    let leader = contenders(&zk).into_iter().find(|c| c.leading).expect("a leader");
+    let i = ports.iter().position(|p| leader.info.address.ends_with(&format!(":{p}"))).unwrap();
+    brokers[i].kill9();
+    let new_port = ports[1 - i];
+    let state = || -> serde_json::Value {
+        support::http_get(&format!("http://127.0.0.1:{new_port}/state")).ok().and_then(|b| serde_json::from_str(&b).ok()).unwrap_or_default()
+    };
+    // Before the agent is back: the new leader, still recovering, shows
+    // the reservation and the volume as the awaited agent's.
+    let mut seen = serde_json::Value::Null;
+    support_wait_long(
+        || {
+            seen = state();
+            seen["missing_agents"][0]["id"] == agent.as_str()
+        },
+        "the new leader to show the missing agent's reservations",
+    );
+    assert_eq!(seen["broker"]["recovering"], true, "{seen}");
+    assert_eq!(seen["missing_agents"][0]["status"], "awaited", "{seen}");
+    assert_eq!(seen["missing_agents"][0]["reservations"][0]["id"], "r1", "{seen}");
+    assert_eq!(seen["missing_agents"][0]["reservations"][0]["role"], "db", "{seen}");
+    assert_eq!(seen["missing_agents"][0]["volumes"][0]["id"], "vol1", "{seen}");
+    assert_eq!(seen["agents"].as_array().map(Vec::len), Some(0), "{seen}");
+
+    // The agent returns: the books are its again, recovery ends, and the
+    // volume is offered to role db.
+    let (_agent_proc, _) = spawn_weir("agent0-again", &agent_args, "agent");
+    support_wait_long(
+        || {
+            seen = state();
+            seen["agents"][0]["connected"] == true && seen["broker"]["recovering"] == false
+        },
+        "the agent to re-register with the new leader",
+    );
+    assert_eq!(seen["agents"][0]["reservations"][0]["id"], "r1", "{seen}");
+    assert_eq!(seen["agents"][0]["volumes"][0]["id"], "vol1", "{seen}");
+    assert_eq!(seen["missing_agents"].as_array().map(Vec::len), Some(0), "{seen}");
+    let out = Command::new(WEIR)
+        .args(["run", "--broker", &zk, "--role", "db", "--volume", "vol1", "--cpus", "0.2", "--mem", "32", "--", "echo ok > data/f && cat data/f"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    assert_eq!(stdout, "ok\n");
+    drop(brokers);
+    let d = dir.path().display().to_string();
+    for pid in supervisors_in(&d).into_iter().chain(working_in(&d)) {
+        signal(-pid, 9);
+        signal(pid, 9);
+    }
+}

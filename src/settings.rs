@@ -174,6 +174,10 @@ pub fn agent(config: &Config, kill_tasks_on_shutdown: bool) -> Result<weir_agent
         kill_grace_period: config.get_duration("agent.kill.grace.period").map_err(problem)?,
         status_update_retry_interval: config.get_duration("agent.status.update.retry.interval").map_err(problem)?,
         sandbox_gc_age: config.get_duration("agent.sandbox.gc.age").map_err(problem)?,
+        volume_usage_interval: match config.get_duration("agent.volume.usage.interval").map_err(problem)? {
+            d if d.is_zero() => return Err(problem("agent.volume.usage.interval must be above zero").into()),
+            d => d,
+        },
         isolation: weir_agent::isolation::Mode::parse(&config.get_str("agent.isolation").map_err(problem)?).map_err(problem)?,
         // This very binary supervises tasks (`weir executor`).
         supervisor: Some(std::env::current_exe().context("finding the weir binary to supervise tasks")?),

@@ -49,7 +49,8 @@ pub enum Input {
     RunTask { framework: String, task: Box<v1::TaskInfo> },
     KillTask { framework: String, task: String },
     Acknowledge { framework: String, task: String, uuid: Vec<u8> },
-    Spawned { framework: FrameworkId, task: TaskId, pid: u32, sandbox: PathBuf },
+    /// `message`: for the RUNNING update (empty normally).
+    Spawned { framework: FrameworkId, task: TaskId, pid: u32, sandbox: PathBuf, message: String },
     SpawnFailed { framework: FrameworkId, task: TaskId, error: String },
     /// `limitation`: the task hit a resource limit (e.g. the OOM killer);
     /// the message says which.
@@ -405,7 +406,7 @@ impl AgentCore {
             Input::RunTask { framework, task } => self.run_task(&framework, *task, now, wall, &mut out),
             Input::KillTask { framework, task } => self.kill_task(&framework, &task, now, wall, &mut out),
             Input::Acknowledge { framework, task, uuid } => self.acknowledge(&framework, &task, &uuid, now, &mut out),
-            Input::Spawned { framework, task, pid, sandbox } => {
+            Input::Spawned { framework, task, pid, sandbox, message } => {
                 let key = (framework.clone(), task.clone());
                 let grace = self.grace(&key);
                 let Some(t) = self.tasks.get_mut(&key) else { return out };
@@ -417,7 +418,7 @@ impl AgentCore {
                     t.kill_deadline = Some(now + grace);
                     out.push(Effect::Signal { framework, task, pid, signal: Signal::Term });
                 } else {
-                    self.update(&key, TaskState::Running, "", "", None, None, now, wall, &mut out);
+                    self.update(&key, TaskState::Running, "", &message, None, None, now, wall, &mut out);
                 }
             }
             Input::SpawnFailed { framework, task, error } => {
@@ -818,7 +819,7 @@ mod tests {
 
         // RUNNING and FINISHED happen before STARTING is acknowledged: they
         // wait their turn.
-        let out = c.handle(Input::Spawned { framework: fw(), task: "t".into(), pid: 42, sandbox: "/s".into() }, t0, 0.0);
+        let out = c.handle(Input::Spawned { framework: fw(), task: "t".into(), pid: 42, sandbox: "/s".into(), message: String::new() }, t0, 0.0);
         assert!(sent(&out).is_empty());
         let out = c.handle(Input::Exited { framework: fw(), task: "t".into(), code: Some(0), signal: None, limitation: None }, t0, 0.0);
         assert!(sent(&out).is_empty());
@@ -852,7 +853,7 @@ mod tests {
         ] {
             let mut c = core();
             c.handle(Input::RunTask { framework: "F1".into(), task: task("t") }, Duration::ZERO, 0.0);
-            c.handle(Input::Spawned { framework: fw(), task: "t".into(), pid: 1, sandbox: "/s".into() }, Duration::ZERO, 0.0);
+            c.handle(Input::Spawned { framework: fw(), task: "t".into(), pid: 1, sandbox: "/s".into(), message: String::new() }, Duration::ZERO, 0.0);
             c.handle(Input::Exited { framework: fw(), task: "t".into(), code, signal, limitation: None }, Duration::ZERO, 0.0);
             let view = &c.tasks()[0];
             assert_eq!((view.state.as_str(), view.message.as_str()), (state.name(), message));
@@ -865,7 +866,7 @@ mod tests {
         let mut c = core();
         let t0 = Duration::from_secs(100);
         c.handle(Input::RunTask { framework: "F1".into(), task: task("t") }, t0, 0.0);
-        c.handle(Input::Spawned { framework: fw(), task: "t".into(), pid: 42, sandbox: "/s".into() }, t0, 0.0);
+        c.handle(Input::Spawned { framework: fw(), task: "t".into(), pid: 42, sandbox: "/s".into(), message: String::new() }, t0, 0.0);
         let out = c.handle(Input::KillTask { framework: "F1".into(), task: "t".into() }, t0, 0.0);
         assert_eq!(out, vec![Effect::Signal { framework: fw(), task: "t".into(), pid: 42, signal: Signal::Term }]);
         let out = c.handle(Input::Tick, t0 + GRACE - Duration::from_millis(1), 0.0);
@@ -884,7 +885,7 @@ mod tests {
         let mut c = core();
         let t0 = Duration::from_secs(10);
         c.handle(Input::RunTask { framework: "F1".into(), task: task("t") }, t0, 0.0);
-        c.handle(Input::Spawned { framework: fw(), task: "t".into(), pid: 42, sandbox: "/s".into() }, t0, 0.0);
+        c.handle(Input::Spawned { framework: fw(), task: "t".into(), pid: 42, sandbox: "/s".into(), message: String::new() }, t0, 0.0);
         c.handle(Input::KillTask { framework: "F1".into(), task: "t".into() }, t0, 0.0);
         // The agent dies before the grace period is over; the task ignores
         // TERM and keeps running under its supervisor.
@@ -939,7 +940,7 @@ mod tests {
         let mut c = core();
         for t in ["a", "b"] {
             c.handle(Input::RunTask { framework: "F1".into(), task: task(t) }, Duration::ZERO, 0.0);
-            c.handle(Input::Spawned { framework: fw(), task: t.into(), pid: 10, sandbox: "/s".into() }, Duration::ZERO, 0.0);
+            c.handle(Input::Spawned { framework: fw(), task: t.into(), pid: 10, sandbox: "/s".into(), message: String::new() }, Duration::ZERO, 0.0);
         }
         let out = c.handle(Input::Shutdown, Duration::ZERO, 0.0);
         assert_eq!(out.iter().filter(|e| matches!(e, Effect::Signal { signal: Signal::Term, .. })).count(), 2);
@@ -1004,7 +1005,7 @@ mod tests {
         let out = c.handle(Input::CheckpointResources(resources_message(&[])), t0, 0.0);
         assert!(!out.iter().any(|e| matches!(e, Effect::DestroyVolumes(_))));
         assert!(c.reservations().1.is_empty());
-        c.handle(Input::Spawned { framework: fw(), task: "uses2".into(), pid: 9, sandbox: "/s".into() }, t0, 0.0);
+        c.handle(Input::Spawned { framework: fw(), task: "uses2".into(), pid: 9, sandbox: "/s".into(), message: String::new() }, t0, 0.0);
         let out = c.handle(Input::Exited { framework: fw(), task: "uses2".into(), code: Some(0), signal: None, limitation: None }, t0, 0.0);
         assert!(out.contains(&Effect::DestroyVolumes(vec![(Role::new("db"), VolumeId::new("data"))])), "{out:?}");
         // Books that do not add up are refused whole.
@@ -1022,7 +1023,7 @@ mod tests {
         t.resources = convert::resources_to_proto(&weir_model::ResourceSet::parse("cpus(db):1;disk(db):50").unwrap());
         t.volumes.push(v1::VolumeMount { volume_id: "data".into(), container_path: "d".into(), read_only: false });
         c.handle(Input::RunTask { framework: "F1".into(), task: t }, t0, 0.0);
-        c.handle(Input::Spawned { framework: fw(), task: "writer".into(), pid: 9, sandbox: "/s".into() }, t0, 0.0);
+        c.handle(Input::Spawned { framework: fw(), task: "writer".into(), pid: 9, sandbox: "/s".into(), message: String::new() }, t0, 0.0);
         let usage = |used| Input::VolumeUsage { role: Role::new("db"), volume: VolumeId::new("data"), used_mib: used };
         c.checkpoint();
         assert!(c.handle(usage(50.0), t0, 0.0).is_empty(), "within its size: nothing happens");

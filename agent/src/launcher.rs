@@ -55,6 +55,9 @@ pub struct Launched {
     pub pid: u32,
     pub sandbox: PathBuf,
     pub exit: ExitFuture,
+    /// For the RUNNING update's message (e.g. a volume that could only be
+    /// linked, not bind-mounted); empty normally.
+    pub notes: Vec<String>,
 }
 
 /// What became of a supervisor named in the checkpoint.

@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -68,6 +68,8 @@ pub struct AgentSettings {
     pub isolation: isolation::Mode,
     /// Sandboxes of ended tasks untouched this long are deleted.
     pub sandbox_gc_age: Duration,
+    /// How often the disk each volume uses is measured (above zero).
+    pub volume_usage_interval: Duration,
     /// Kill every task when the agent stops (standalone); otherwise they
     /// keep running and a restarted agent re-attaches to them.
     pub kill_tasks_on_shutdown: bool,
@@ -271,14 +273,16 @@ pub async fn run_with(
         match shared.launcher.recover(&framework, &task, pid, &sandbox) {
             Recovered::Ended(exit) => {
                 tracing::info!(framework_id = %framework, task_id = %task, ?exit, "task ended while the agent was down");
+                unmount_task_volumes(&sandbox).await;
                 let _ = shared.events.send(exit.into_input(framework, task));
             }
             Recovered::Running(exit) => {
                 tracing::info!(framework_id = %framework, task_id = %task, pid, "re-attached to a running task");
-                tokio::spawn(report_exit(shared.events.clone(), framework, task, exit));
+                tokio::spawn(report_exit(shared.events.clone(), framework, task, exit, sandbox));
             }
             Recovered::Vanished(exit) => {
                 tracing::warn!(framework_id = %framework, task_id = %task, pid, "task's supervisor is gone and left no exit status");
+                unmount_task_volumes(&sandbox).await;
                 let _ = shared.events.send(exit.into_input(framework, task));
             }
         }
@@ -306,8 +310,9 @@ pub async fn run_with(
     // Volumes past their size get their tasks killed (the core decides).
     let volume_meter = tokio::spawn({
         let shared = shared.clone();
+        let every = settings.volume_usage_interval.max(Duration::from_millis(10));
         async move {
-            let mut interval = tokio::time::interval(VOLUME_USAGE_INTERVAL);
+            let mut interval = tokio::time::interval(every);
             loop {
                 interval.tick().await;
                 let (root, volumes) = {
@@ -478,8 +483,6 @@ fn carry_out(shared: &Arc<Shared>, effect: Effect, agent_id: &str) {
     }
 }
 
-/// How often the agent measures the disk its volumes use.
-const VOLUME_USAGE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Refuses to start with `--resources` that no longer hold the checkpointed
 /// reservations: the broker would refuse the agent, and starting afresh
@@ -513,9 +516,10 @@ fn check_reservations_fit(resources: &ResourceSet, core: &AgentCore) -> Result<(
 /// event loop.
 fn start_task(shared: &Arc<Shared>, agent_id: &str, framework: FrameworkId, task: TaskId, info: &v1::TaskInfo) {
     match shared.launcher.spawn(agent_id, &framework, &task, info) {
-        Ok(Launched { pid, sandbox, exit }) => {
-            let _ = shared.events.send(Input::Spawned { framework: framework.clone(), task: task.clone(), pid, sandbox });
-            tokio::spawn(report_exit(shared.events.clone(), framework, task, exit));
+        Ok(Launched { pid, sandbox, exit, notes }) => {
+            let message = notes.join("; ");
+            let _ = shared.events.send(Input::Spawned { framework: framework.clone(), task: task.clone(), pid, sandbox: sandbox.clone(), message });
+            tokio::spawn(report_exit(shared.events.clone(), framework, task, exit, sandbox));
         }
         Err(error) => {
             tracing::warn!(framework_id = %framework, task_id = %task, %error, "cannot start task");
@@ -524,10 +528,22 @@ fn start_task(shared: &Arc<Shared>, agent_id: &str, framework: FrameworkId, task
     }
 }
 
-/// Waits for a task's end and tells the event loop how it ended.
-async fn report_exit(events: mpsc::UnboundedSender<Input>, framework: FrameworkId, task: TaskId, exit: ExitFuture) {
+/// Waits for a task's end, undoes its volume mounts, and tells the event
+/// loop how it ended.
+async fn report_exit(events: mpsc::UnboundedSender<Input>, framework: FrameworkId, task: TaskId, exit: ExitFuture, sandbox: PathBuf) {
     let exit = exit.await;
+    unmount_task_volumes(&sandbox).await;
     let _ = events.send(exit.into_input(framework, task));
+}
+
+/// Unmounts whatever is mounted inside an ended task's sandbox (its
+/// volumes), off the event loop.
+async fn unmount_task_volumes(sandbox: &Path) {
+    let sandbox = sandbox.to_path_buf();
+    let failed = tokio::task::spawn_blocking(move || volumes::unmount_under(&sandbox)).await.unwrap_or_default();
+    if !failed.is_empty() {
+        tracing::warn!(?failed, "cannot unmount an ended task's volumes");
+    }
 }
 
 fn endpoint_of(address: &str) -> String {

@@ -86,6 +86,7 @@ fn settings(broker: SocketAddr, work_dir: &std::path::Path) -> AgentSettings {
         supervisor: None,
         isolation: weir_agent::isolation::Mode::None,
         sandbox_gc_age: Duration::from_secs(3600),
+        volume_usage_interval: Duration::from_secs(5),
         kill_tasks_on_shutdown: true,
         http: Default::default(),
     }

@@ -748,7 +748,7 @@ impl World {
         }
         if self.agents[i].incarnation == watcher {
             let sandbox = format!("/sim/agent{i}/{framework}/{task}").into();
-            self.agent_input(i, Input::Spawned { framework, task, pid, sandbox });
+            self.agent_input(i, Input::Spawned { framework, task, pid, sandbox, message: String::new() });
         }
     }
 

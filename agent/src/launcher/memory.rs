@@ -121,7 +121,7 @@ impl Launcher for MemoryLauncher {
         table.processes.insert(pid, Process { framework: framework.clone(), task: task.clone(), ended });
         table.spawned.push((framework.clone(), task.clone()));
         let sandbox = PathBuf::from("/memory/sandboxes").join(framework.as_str()).join(format!("{}.{pid}", task.as_str()));
-        Ok(Launched { pid, sandbox, exit })
+        Ok(Launched { pid, sandbox, exit, notes: Vec::new() })
     }
 
     fn signal(&self, pid: u32, signal: Signal) {

@@ -99,7 +99,7 @@ impl Launcher for ProcessLauncher {
             supervisor: self.supervisor.clone(),
         };
         let started = spawn(&ctx, framework, task, info, &cgroup_procs).map_err(|e| e.to_string())?;
-        let Started { pid, sandbox, mut child } = started;
+        let Started { pid, sandbox, mut child, notes } = started;
         let exit: ExitFuture = if self.supervisor.is_some() {
             let this = self.clone();
             let (framework, task, sandbox) = (framework.clone(), task.clone(), sandbox.clone());
@@ -116,7 +116,7 @@ impl Launcher for ProcessLauncher {
                 Exit::Ended { code, signal, limitation: None }
             })
         };
-        Ok(Launched { pid, sandbox, exit })
+        Ok(Launched { pid, sandbox, exit, notes })
     }
 
     fn signal(&self, pid: u32, sig: Signal) {
@@ -203,6 +203,8 @@ pub struct Started {
     pub pid: u32,
     pub sandbox: PathBuf,
     pub child: tokio::process::Child,
+    /// Said in the RUNNING update (a volume linked, not mounted).
+    pub notes: Vec<String>,
 }
 
 /// Picks a fresh sandbox directory: `<root>/<framework>/<task>`, or
@@ -230,7 +232,7 @@ pub fn spawn(
 ) -> std::io::Result<Started> {
     let sandbox = sandbox_path(&ctx.sandboxes, framework, task);
     std::fs::create_dir_all(&sandbox)?;
-    crate::volumes::link_mounts(&ctx.volumes, &sandbox, info).map_err(std::io::Error::other)?;
+    let notes = crate::volumes::mount_volumes(&ctx.volumes, &sandbox, info).map_err(std::io::Error::other)?;
     let stdout = std::fs::File::create(sandbox.join("stdout"))?;
     let stderr = std::fs::File::create(sandbox.join("stderr"))?;
     let command = info.command.clone().unwrap_or_default();
@@ -283,9 +285,15 @@ pub fn spawn(
             cmd.env("PORTS", list.join(","));
         }
     }
-    let child = cmd.spawn()?;
+    let child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            crate::volumes::unmount_under(&sandbox);
+            return Err(e);
+        }
+    };
     let pid = child.id().ok_or_else(|| std::io::Error::other("the process ended before its pid was read"))?;
-    Ok(Started { pid, sandbox, child })
+    Ok(Started { pid, sandbox, child, notes })
 }
 
 /// Deletes sandboxes under `root` (`<root>/<framework>/<task>`) that were
@@ -306,7 +314,9 @@ pub fn collect_garbage(root: &Path, keep: &std::collections::HashSet<PathBuf>, o
                 continue;
             }
             let old = task.metadata().and_then(|m| m.modified()).is_ok_and(|m| m < older_than);
-            if old && std::fs::remove_dir_all(&path).is_ok() {
+            // Never `remove_dir_all`: it would follow a live bind mount into
+            // a volume's data.
+            if old && crate::volumes::remove_sandbox(&path).is_ok() {
                 deleted.push(path);
             }
         }

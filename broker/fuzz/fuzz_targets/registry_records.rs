@@ -14,7 +14,7 @@ use weir_model::ResourceSet;
 use weir_proto::convert::resources_to_proto;
 use weir_proto::v1;
 
-const COLLECTIONS: [&str; 4] = ["agents", "frameworks", "weights", "other"];
+const COLLECTIONS: [&str; 5] = ["agents", "frameworks", "weights", "resources", "other"];
 
 fuzz_target!(|data: &[u8]| {
     // Each record: collection selector, key length, key, value length, value.
@@ -33,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
     let settings = BrokerSettings { recovery_timeout: Duration::from_secs(1), ..Default::default() };
     let mut core = BrokerCore::new(settings, "fz", Duration::ZERO, Duration::ZERO);
     let report = core.recover(&records, 7, Duration::ZERO);
-    assert!(report.agents + report.frameworks + report.weights + report.skipped.len() <= records.len());
+    assert!(report.agents + report.frameworks + report.weights + report.resources + report.skipped.len() <= records.len());
     let register = v1::agent_message::Register {
         agent: Some(v1::AgentInfo {
             id: records.first().map(|r| r.key.clone()).unwrap_or_default(),

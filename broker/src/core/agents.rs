@@ -67,18 +67,9 @@ fn parse_registration(msg: &v1::agent_message::Register) -> Result<Registration,
         return Err(ProtoError::invalid("register.agent.resources", "an agent must offer some resources"));
     }
     let (reservations, volumes) = convert::reservations_and_volumes_from_proto("register", &msg.reservations, &msg.volumes)?;
+    let reservations: BTreeMap<ReservationId, Reservation> = reservations.into_iter().map(|r| (r.id.clone(), r)).collect();
     // Each dynamic reservation comes out of the unreserved resources.
-    let mut total = configured.clone();
-    for r in &reservations {
-        let from = ResourceSet::unreserved(r.resources.clone());
-        total = total.checked_sub(&from).map_err(|_| {
-            ProtoError::invalid(
-                "register.reservations",
-                format!("reservation {} ({} for role {}) does not fit in the agent's unreserved resources", r.id, r.resources, r.role),
-            )
-        })?;
-        total.reserved.entry(r.role.clone()).or_default().add_assign(&r.resources);
-    }
+    let total = super::recovery::total_with(&configured, &reservations).map_err(|m| ProtoError::invalid("register.reservations", m))?;
     let attributes = convert::attributes_from_proto("register.agent.attributes", &info.attributes)?;
     if msg.tasks.len() > MAX_REPORTED_TASKS {
         return Err(ProtoError::invalid("register.tasks", format!("more than {MAX_REPORTED_TASKS} tasks")));
@@ -104,7 +95,7 @@ fn parse_registration(msg: &v1::agent_message::Register) -> Result<Registration,
         http_address: info.http_address.clone(),
         tasks,
         configured,
-        reservations: reservations.into_iter().map(|r| (r.id.clone(), r)).collect(),
+        reservations,
         volumes: volumes.into_iter().map(|v| ((v.role.clone(), v.id.clone()), v)).collect(),
     })
 }
@@ -188,6 +179,18 @@ impl BrokerCore {
             })
             .map(|t| (t.framework.clone(), t.task.clone()))
             .collect();
+        // The registry's reservations and volumes win over the report
+        // (see `recovery::reconcile_resources`).
+        let used = reg
+            .tasks
+            .iter()
+            .filter(|t| held.contains(&(t.framework.clone(), t.task.clone())))
+            .fold(ResourceSet::default(), |acc, t| acc.add(&t.resources));
+        let reported = (std::mem::take(&mut reg.reservations), std::mem::take(&mut reg.volumes));
+        let ((reservations, volumes), resend) = self.reconcile_resources(&id, &reg.configured, reported, &used);
+        reg.total = super::recovery::total_with(&reg.configured, &reservations).expect("checked by parse or reconcile");
+        reg.reservations = reservations;
+        reg.volumes = volumes;
         let agent = Agent {
             hostname: reg.hostname.clone(),
             attributes: reg.attributes.clone(),
@@ -323,6 +326,7 @@ impl BrokerCore {
         self.dirty = true;
         self.agent_recovered(&id);
         self.record_agent(&id, msg, &mut out);
+        self.record_resources(&id, &mut out);
         if reregistering || reg.id.is_some() {
             self.counters.agents_reregistered += 1;
             tracing::info!(agent_id = %id, hostname = %reg.hostname, resources = %reg.total, tasks = reg.tasks.len(), "agent re-registered");
@@ -338,6 +342,9 @@ impl BrokerCore {
                 leader_epoch: self.epoch,
             })),
         ));
+        if resend {
+            self.checkpoint_resources(&id, &mut out);
+        }
         out
     }
 
@@ -588,6 +595,7 @@ impl BrokerCore {
                 self.notify_framework(framework, status, out);
             }
             self.forget_agent(&id, out);
+            self.forget_resources(&id, out);
             self.removed_agents.push_back(id);
             while self.removed_agents.len() > REMOVED_AGENTS_KEPT {
                 self.removed_agents.pop_front();

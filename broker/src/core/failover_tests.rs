@@ -421,7 +421,7 @@ fn a_new_leader_makes_no_offers_until_agents_are_back_or_the_recovery_timeout_pa
             registry.apply_now(vec![w]).unwrap();
         }
     }
-    assert_eq!(registry.load_now().len(), 3, "two agents and a framework are recorded");
+    assert_eq!(registry.load_now().len(), 5, "two agents (each with its empty list of reservations) and a framework are recorded");
 
     // The next term: one agent comes back, the framework too.
     let t0 = Duration::from_secs(100);

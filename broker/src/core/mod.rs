@@ -266,6 +266,10 @@ pub struct BrokerCore {
     /// What the registry holds, so only changes are written.
     registered_agents: BTreeMap<AgentId, v1::AgentInfo>,
     registered_frameworks: BTreeMap<FrameworkId, v1::FrameworkInfo>,
+    /// Each agent's reservations and volumes as the registry holds them
+    /// (kept for agents that are away or were removed: `/state` shows them
+    /// as a missing agent's until it returns).
+    registered_resources: BTreeMap<AgentId, v1::broker_message::CheckpointResources>,
     /// The latest resource operations' statuses, oldest first (for `/state`).
     operations: VecDeque<v1::OperationStatus>,
 }
@@ -310,6 +314,7 @@ impl BrokerCore {
             recovery: None,
             registered_agents: BTreeMap::new(),
             registered_frameworks: BTreeMap::new(),
+            registered_resources: BTreeMap::new(),
             operations: VecDeque::new(),
         }
     }

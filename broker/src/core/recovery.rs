@@ -1,24 +1,36 @@
 //! What survives a broker failover: the registry.
 //!
 //! The leader writes a record for every admitted agent, every subscribed
-//! framework (with its failover timeout) and every role weight an operator
-//! set, and the shell lands each write before the acknowledgement that
-//! follows it. A new leader starts from these records: frameworks are known
+//! framework (with its failover timeout), every role weight an operator
+//! set and every agent's reservations and volumes (`resources`, one
+//! `CheckpointResources` per agent), and the shell lands each write before
+//! the acknowledgement that follows it (an operation's status, the
+//! CHECKPOINT_RESOURCES to the agent). A new leader starts from these records: frameworks are known
 //! (disconnected, with their failover timeout plus the recovery period to
 //! come back), and the agents are expected. Tasks are not recorded: agents
 //! report them when they re-register, as after a plain broker restart.
 //!
 //! Until every expected agent has re-registered, or the recovery timeout
 //! has passed, the core makes no offers. Agents still missing then are
-//! entered as unreachable; they have the usual re-register timeout to
-//! come back before they are removed.
+//! entered as unreachable, with the reservations and volumes the registry
+//! holds for them (counted against their roles, offered to nobody while
+//! the agent is away); they have the usual re-register timeout to come
+//! back before they are removed. A removed agent's reservations and
+//! volumes stay in the registry and in `/state` (`missing_agents`): the
+//! broker never forgets data it acknowledged because a machine is away.
+//!
+//! When an agent re-registers, the registry's reservations and volumes
+//! win over the agent's report (see `reconcile_resources`): they are
+//! exactly what was acknowledged, and they differ from the agent's only
+//! when a CHECKPOINT_RESOURCES was lost with a leader that died after its
+//! write landed. The agent is sent the registry's list at once.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use prost::Message;
 use weir_ha::{Record, Write};
-use weir_model::{AgentId, FrameworkId, Role};
+use weir_model::{AgentId, FrameworkId, Reservation, ReservationId, ResourceSet, Role, Volume, VolumeId};
 use weir_proto::convert;
 use weir_proto::v1;
 
@@ -27,6 +39,43 @@ use super::{Agent, BrokerCore, Framework, Output};
 pub(super) const AGENTS: &str = "agents";
 pub(super) const FRAMEWORKS: &str = "frameworks";
 pub(super) const WEIGHTS: &str = "weights";
+/// An agent's reservations and volumes (`CheckpointResources`), by agent id.
+pub(super) const RESOURCES: &str = "resources";
+
+/// One agent's reservations and volumes, as the books key them.
+pub(super) type Books = (BTreeMap<ReservationId, Reservation>, BTreeMap<(Role, VolumeId), Volume>);
+
+/// Reads a `CheckpointResources` into books, checking it as an agent's
+/// report is checked.
+pub(super) fn books_from_proto(field: &str, c: &v1::broker_message::CheckpointResources) -> Result<Books, String> {
+    let (reservations, volumes) =
+        convert::reservations_and_volumes_from_proto(field, &c.reservations, &c.volumes).map_err(|e| e.to_string())?;
+    Ok((
+        reservations.into_iter().map(|r| (r.id.clone(), r)).collect(),
+        volumes.into_iter().map(|v| ((v.role.clone(), v.id.clone()), v)).collect(),
+    ))
+}
+
+pub(super) fn books_to_proto(reservations: &BTreeMap<ReservationId, Reservation>, volumes: &BTreeMap<(Role, VolumeId), Volume>) -> v1::broker_message::CheckpointResources {
+    v1::broker_message::CheckpointResources {
+        reservations: reservations.values().map(convert::reservation_to_proto).collect(),
+        volumes: volumes.values().map(convert::volume_to_proto).collect(),
+    }
+}
+
+/// `configured` with each reservation's resources moved from unreserved to
+/// its role; `Err` names the first that does not fit.
+pub(super) fn total_with(configured: &ResourceSet, reservations: &BTreeMap<ReservationId, Reservation>) -> Result<ResourceSet, String> {
+    let mut total = configured.clone();
+    for r in reservations.values() {
+        let from = ResourceSet::unreserved(r.resources.clone());
+        total = total.checked_sub(&from).map_err(|_| {
+            format!("reservation {} ({} for role {}) does not fit in the agent's unreserved resources", r.id, r.resources, r.role)
+        })?;
+        total.reserved.entry(r.role.clone()).or_default().add_assign(&r.resources);
+    }
+    Ok(total)
+}
 
 pub(super) fn put(collection: &str, key: &str, value: &impl Message) -> Write {
     Write::Put(Record { collection: collection.to_owned(), key: key.to_owned(), value: value.encode_to_vec() })
@@ -48,6 +97,8 @@ pub struct RecoveryReport {
     pub agents: usize,
     pub frameworks: usize,
     pub weights: usize,
+    /// Agents whose reservations and volumes the registry holds.
+    pub resources: usize,
     /// Records that could not be used, each with the reason.
     pub skipped: Vec<String>,
 }
@@ -80,6 +131,7 @@ impl BrokerCore {
                 }),
                 FRAMEWORKS => self.recover_framework(record, now).map(|()| report.frameworks += 1),
                 WEIGHTS => self.recover_weight(record).map(|()| report.weights += 1),
+                RESOURCES => self.recover_resources(record).map(|()| report.resources += 1),
                 other => Err(format!("unknown collection {other:?}")),
             };
             if let Err(reason) = result {
@@ -92,6 +144,7 @@ impl BrokerCore {
             agents = report.agents,
             frameworks = report.frameworks,
             weights = report.weights,
+            resources = report.resources,
             skipped = report.skipped.len(),
             "recovered the registry; waiting for agents to re-register"
         );
@@ -162,6 +215,15 @@ impl BrokerCore {
         self.allocator.set_weight(Role::new(w.role), w.weight).map_err(|e| e.to_string())
     }
 
+    fn recover_resources(&mut self, record: &Record) -> Result<(), String> {
+        let c = v1::broker_message::CheckpointResources::decode(record.value.as_slice())
+            .map_err(|e| format!("not a CheckpointResources: {e}"))?;
+        let id = convert::id::<AgentId>("agent id", &record.key).map_err(|e| e.to_string())?;
+        books_from_proto("resources", &c)?;
+        self.registered_resources.insert(id, c);
+        Ok(())
+    }
+
     /// Ends recovery once every expected agent is back or time is up.
     pub(super) fn check_recovery(&mut self, now: Duration, _out: &mut [Output]) {
         let Some(recovery) = &self.recovery else { return };
@@ -173,7 +235,24 @@ impl BrokerCore {
         self.dirty = true;
         for id in &missing {
             let Some(info) = self.registered_agents.get(id).cloned() else { continue };
-            let Ok(total) = convert::resources_from_proto("resources", &info.resources) else { continue };
+            let Ok(configured) = convert::resources_from_proto("resources", &info.resources) else { continue };
+            // Its reservations and volumes as the registry holds them: they
+            // count against their roles while the agent is away.
+            let (reservations, volumes) = match self.registered_books(id) {
+                Some(Ok(books)) => books,
+                Some(Err(reason)) => {
+                    tracing::error!(agent_id = %id, %reason, "the registry's reservations for this agent are unusable; waiting for its report");
+                    Default::default()
+                }
+                None => Default::default(),
+            };
+            let (total, reservations, volumes) = match total_with(&configured, &reservations) {
+                Ok(total) => (total, reservations, volumes),
+                Err(reason) => {
+                    tracing::error!(agent_id = %id, %reason, "the registry's reservations do not fit the agent; waiting for its report");
+                    (configured.clone(), Default::default(), Default::default())
+                }
+            };
             if self.allocator.add_agent(id.clone(), total.clone(), Vec::new()).is_err() {
                 continue;
             }
@@ -185,11 +264,10 @@ impl BrokerCore {
                     hostname: info.hostname.clone(),
                     attributes: info.attributes.iter().map(|a| (a.name.clone(), a.value.clone())).collect(),
                     http_address: info.http_address.clone(),
-                    // Reservations come back when the agent re-registers.
-                    configured: total.clone(),
+                    configured,
                     total,
-                    reservations: Default::default(),
-                    volumes: Default::default(),
+                    reservations,
+                    volumes,
                     conn: None,
                     last_seen: now,
                     reachable: false,
@@ -213,6 +291,82 @@ impl BrokerCore {
         if let Some(recovery) = &mut self.recovery {
             recovery.expected.remove(id);
         }
+    }
+
+    /// The registry's reservations and volumes for an agent, if it holds any.
+    pub(super) fn registered_books(&self, id: &AgentId) -> Option<Result<Books, String>> {
+        self.registered_resources.get(id).map(|c| books_from_proto("resources", c))
+    }
+
+    /// Writes an agent's reservations and volumes to the registry if they
+    /// changed. Must come before anything that acknowledges the change. An
+    /// agent with none still has a record: it tells a later leader that
+    /// the registry, not the agent's report, knows the agent's list.
+    pub(super) fn record_resources(&mut self, id: &AgentId, out: &mut Vec<Output>) {
+        let Some(a) = self.agents.get(id) else { return };
+        let now = books_to_proto(&a.reservations, &a.volumes);
+        if self.registered_resources.get(id) != Some(&now) {
+            out.push(Output::Registry(put(RESOURCES, id.as_str(), &now)));
+            self.registered_resources.insert(id.clone(), now);
+        }
+    }
+
+    /// A removed agent's record goes only if it holds nothing: the
+    /// reservations and volumes of a machine that is away are kept.
+    pub(super) fn forget_resources(&mut self, id: &AgentId, out: &mut Vec<Output>) {
+        if self.registered_resources.get(id).is_some_and(|c| c.reservations.is_empty() && c.volumes.is_empty()) {
+            self.registered_resources.remove(id);
+            out.push(Output::Registry(delete(RESOURCES, id.as_str())));
+        }
+    }
+
+    /// What a re-registering agent's books become: the registry's
+    /// reservations and volumes when it holds a record for the agent and
+    /// they fit the agent's resources and the tasks it reports (`used`),
+    /// else the agent's report (first registration, or a registry written
+    /// before reservations were recorded). The flag says the agent must be
+    /// sent the list because it differs from what it reported.
+    pub(super) fn reconcile_resources(
+        &self,
+        id: &AgentId,
+        configured: &ResourceSet,
+        reported: Books,
+        used: &ResourceSet,
+    ) -> (Books, bool) {
+        let registered = match self.registered_books(id) {
+            None => return (reported, false),
+            Some(Err(reason)) => {
+                tracing::error!(agent_id = %id, %reason, "the registry's reservations for this agent are unusable; keeping the agent's");
+                return (reported, false);
+            }
+            Some(Ok(books)) => books,
+        };
+        if registered == reported {
+            return (reported, false);
+        }
+        let fits = total_with(configured, &registered.0).and_then(|total| {
+            if total.contains(used) {
+                Ok(())
+            } else {
+                Err(format!("the agent's tasks ({used}) do not fit in {total}"))
+            }
+        });
+        if let Err(reason) = fits {
+            tracing::error!(agent_id = %id, %reason, "the registry's reservations no longer fit the agent; keeping the agent's and rewriting the registry");
+            return (reported, false);
+        }
+        let names = |b: &Books| -> String {
+            let mut v: Vec<String> = b.0.keys().map(|r| format!("reservation {r}")).collect();
+            v.extend(b.1.keys().map(|(role, vol)| format!("volume {vol} of {role}")));
+            v.join(", ")
+        };
+        tracing::warn!(
+            agent_id = %id,
+            registry = %names(&registered),
+            agent = %names(&reported),
+            "the agent's reservations differ from the registry's (a checkpoint was lost in a failover); sending it the registry's"
+        );
+        (registered, true)
     }
 
     /// Records an admitted agent (its identity and resources, not its tasks).

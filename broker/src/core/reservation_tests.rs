@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use prost::Message;
 use proptest::prelude::*;
 use weir_model::{ResourceSet, TaskState};
 use weir_proto::convert::resources_to_proto;
@@ -468,6 +469,160 @@ fn a_new_leader_rebuilds_reservations_from_the_agent_and_offers_them_only_to_the
     );
 }
 
+/// The registry as a leader's writes left it (in order).
+fn registry_of(log: &[Output]) -> weir_ha::memory::MemoryRegistry {
+    let registry = weir_ha::memory::MemoryRegistry::new();
+    for o in log {
+        if let Output::Registry(w) = o {
+            registry.apply_now(vec![w.clone()]).unwrap();
+        }
+    }
+    registry
+}
+
+fn register_msg(agent: &str, c: &v1::broker_message::CheckpointResources) -> v1::agent_message::Register {
+    v1::agent_message::Register {
+        agent: Some(v1::AgentInfo { id: agent.to_owned(), hostname: "host1".into(), resources: unreserved("cpus:4;mem:4096;disk:10000"), ..Default::default() }),
+        tasks: vec![],
+        reservations: c.reservations.clone(),
+        volumes: c.volumes.clone(),
+    }
+}
+
+/// A fresh core that leads term 2 from `registry`.
+fn new_leader(registry: &weir_ha::memory::MemoryRegistry) -> (Harness, RecoveryReport) {
+    let mut h = Harness::new();
+    let report = h.core.recover(&registry.load_now(), 2, h.now);
+    (h, report)
+}
+
+#[test]
+fn reservations_and_volumes_are_written_to_the_registry_before_anything_acknowledges_them() {
+    let (mut h, agent, _fw, offer) = setup();
+    let out = h.call(FW_1, accept_ops(&offer, vec![op("a", reserve("r1", "cpus:1;disk:2000")), op("b", create("v1", "r1", 1000.0, "data", false))]));
+    // Each operation: the registry write, then the agent's checkpoint, then the status.
+    let order: Vec<&str> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Registry(weir_ha::Write::Put(r)) if r.collection == "resources" => Some("registry"),
+            Output::Agent(_, v1::BrokerMessage { kind: Some(v1::broker_message::Kind::CheckpointResources(_)) }) => Some("checkpoint"),
+            Output::Framework(_, v1::Event { kind: Some(v1::event::Kind::OperationStatus(_)) }) => Some("status"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order, ["registry", "checkpoint", "status", "registry", "checkpoint", "status"]);
+    let registry = registry_of(&h.log);
+    let record = registry.load_now().into_iter().find(|r| r.collection == "resources").unwrap();
+    assert_eq!(record.key, agent);
+    let c = v1::broker_message::CheckpointResources::decode(record.value.as_slice()).unwrap();
+    assert_eq!(c, checkpoints_in(&out, AGENT_A).pop().unwrap());
+    // An operator's operation is recorded the same way, down to an empty
+    // list (which still says the registry knows this agent's list).
+    for (id, kind) in [("c", destroy("v1")), ("d", unreserve("r1"))] {
+        let (statuses, out) = h.core.operator_operations(&AgentId::new(agent.clone()), &[v1::Operation { role: "db".into(), ..op(id, kind) }], h.now);
+        assert_eq!(statuses[0].state, v1::OperationState::OperationFinished as i32, "{}", statuses[0].message);
+        assert!(matches!(out.first(), Some(Output::Registry(weir_ha::Write::Put(r))) if r.collection == "resources"));
+        h.record(out);
+    }
+    let record = registry_of(&h.log).load_now().into_iter().find(|r| r.collection == "resources").unwrap();
+    assert_eq!(v1::broker_message::CheckpointResources::decode(record.value.as_slice()).unwrap(), Default::default());
+}
+
+#[test]
+fn a_new_leader_knows_reservations_from_the_registry_and_resends_a_lost_checkpoint() {
+    let (mut h, agent, fw, offer) = setup();
+    h.call(FW_1, accept_ops(&offer, vec![op("a", reserve("r1", "cpus:1;disk:2000")), op("b", create("v1", "r1", 1000.0, "data", false))]));
+    let registry = registry_of(&h.log);
+    let (mut h2, report) = new_leader(&registry);
+    assert_eq!((report.agents, report.frameworks, report.resources, report.skipped.len()), (1, 1, 1, 0));
+    // Before the agent is back, /state shows what the registry holds for it.
+    let state = h2.core.state(h2.now);
+    assert!(state.agents.is_empty());
+    assert_eq!(state.missing_agents.len(), 1);
+    let missing = &state.missing_agents[0];
+    assert_eq!((missing.id.as_str(), missing.hostname.as_str(), missing.status.as_str()), (agent.as_str(), "host1", "awaited"));
+    assert_eq!(missing.reservations[0].id, "r1");
+    assert_eq!(missing.volumes[0].id, "v1");
+    // The agent re-registers without them: the CHECKPOINT_RESOURCES never
+    // reached it before the old leader died. The registry's list wins and
+    // is sent to it after REGISTERED.
+    let out = h2.core.agent_register(AGENT_A, &register_msg(&agent, &Default::default()), h2.now);
+    let kinds: Vec<&str> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Agent(_, v1::BrokerMessage { kind: Some(v1::broker_message::Kind::Registered(_)) }) => Some("registered"),
+            Output::Agent(_, v1::BrokerMessage { kind: Some(v1::broker_message::Kind::CheckpointResources(_)) }) => Some("checkpoint"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, ["registered", "checkpoint"]);
+    let sent = checkpoints_in(&out, AGENT_A).pop().unwrap();
+    assert_eq!((sent.reservations[0].id.as_str(), sent.volumes[0].id.as_str()), ("r1", "v1"));
+    h2.record(out);
+    h2.live_agents.push(AGENT_A);
+    check(&h2);
+    assert!(h2.core.state(h2.now).missing_agents.is_empty());
+    // Offered again only to their role, the volume only to its owner.
+    h2.subscribe(FW_2, "web", &["web"], 60.0);
+    let out = h2.advance(ms(100));
+    let web = Harness::offers_in(&out, FW_2).remove(0);
+    assert!(web.resources.iter().all(|r| r.role.is_empty()), "role web got a reservation of db");
+    assert!(web.volumes.is_empty() && web.reservations.is_empty());
+    h2.subscribe_as(FW_1, &fw, "db", &["db"], 60.0);
+    let offer = next_offer(&mut h2, FW_1).unwrap();
+    assert_eq!(offer.volumes[0].id, "v1");
+    assert_eq!(offer.reservations[0].id, "r1");
+}
+
+#[test]
+fn an_acknowledged_unreserve_wins_over_an_agent_that_never_heard_of_it() {
+    let (mut h, agent, _fw, offer) = setup();
+    let out = h.call(FW_1, accept_ops(&offer, vec![op("a", reserve("r1", "cpus:1;disk:2000"))]));
+    let old = checkpoints_in(&out, AGENT_A).pop().unwrap();
+    let (statuses, out) = h.core.operator_operations(&AgentId::new(agent.clone()), &[v1::Operation { role: "db".into(), ..op("b", unreserve("r1")) }], h.now);
+    assert_eq!(statuses[0].state, v1::OperationState::OperationFinished as i32, "{}", statuses[0].message);
+    h.record(out);
+    // The registry's (empty) list wins over the agent's stale report of r1.
+    let registry = registry_of(&h.log);
+    let (mut h2, report) = new_leader(&registry);
+    assert_eq!(report.resources, 1);
+    let out = h2.core.agent_register(AGENT_A, &register_msg(&agent, &old), h2.now);
+    let id = AgentId::new(agent.clone());
+    assert!(h2.core.agents[&id].reservations.is_empty(), "{:?}", h2.core.agents[&id].reservations);
+    let sent = checkpoints_in(&out, AGENT_A).pop().expect("the agent is told r1 is gone");
+    assert!(sent.reservations.is_empty());
+    check(&h2);
+}
+
+#[test]
+fn an_agent_that_never_returns_keeps_its_reservations_in_the_books_and_in_state() {
+    let (mut h, _agent, _fw, offer) = setup();
+    h.call(FW_1, accept_ops(&offer, vec![op("a", reserve("r1", "cpus:1;disk:2000")), op("b", create("v1", "r1", 1000.0, "data", false))]));
+    let registry = registry_of(&h.log);
+    let (mut h2, _) = new_leader(&registry);
+    // Recovery times out: the agent is unreachable, with its reservation
+    // and volume in the books (offered to nobody while it is away).
+    h2.advance(Duration::from_secs(31));
+    assert!(!h2.core.recovering());
+    check(&h2);
+    let state = h2.core.state(h2.now);
+    let a = &state.agents[0];
+    assert!(!a.reachable);
+    assert_eq!((a.reservations[0].id.as_str(), a.volumes[0].id.as_str()), ("r1", "v1"));
+    assert_eq!(a.resources, "cpus:3;mem:4096;disk:8000;cpus(db):1;disk(db):2000");
+    // Removed after the re-register timeout: still listed, as removed.
+    h2.advance(Duration::from_secs(601));
+    let state = h2.core.state(h2.now);
+    assert!(state.agents.is_empty());
+    assert_eq!(state.missing_agents[0].status, "removed");
+    assert_eq!(state.missing_agents[0].reservations[0].id, "r1");
+    // And it survives the next failover too.
+    let registry = registry_of(&[h.log.clone(), h2.log.clone()].concat());
+    let (h3, report) = new_leader(&registry);
+    assert_eq!((report.agents, report.resources), (0, 1));
+    assert_eq!(h3.core.state(h3.now).missing_agents[0].volumes[0].id, "v1");
+}
+
 #[derive(Debug, Clone)]
 enum Step {
     Reserve { id: u8, cpus: u8, disk: u16 },
@@ -478,7 +633,8 @@ enum Step {
     Shrink { id: u8, by: u16 },
     Launch { task: u8, volume: Option<u8>, disk: u16 },
     Finish { task: u8 },
-    Failover,
+    /// `lost`: the last CHECKPOINT_RESOURCES never reached the agent.
+    Failover { lost: bool },
     Teardown { release: bool },
 }
 
@@ -492,7 +648,7 @@ fn arb_step() -> impl Strategy<Value = Step> {
         (0..4u8, 0..1000u16).prop_map(|(id, by)| Step::Shrink { id, by }),
         (0..6u8, proptest::option::of(0..4u8), 0..1500u16).prop_map(|(task, volume, disk)| Step::Launch { task, volume, disk }),
         (0..6u8).prop_map(|task| Step::Finish { task }),
-        Just(Step::Failover),
+        any::<bool>().prop_map(|lost| Step::Failover { lost }),
         any::<bool>().prop_map(|release| Step::Teardown { release }),
     ]
 }
@@ -501,8 +657,10 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
     /// Over random operations, launches, task ends, teardowns and broker
-    /// failovers (the new core learns the books from the agent's last
-    /// checkpoint), the books stay consistent: reserved + unreserved is
+    /// failovers (the new core recovers from the registry the old one
+    /// wrote, and the agent re-registers with its last checkpoint or, when
+    /// that was lost in flight, the one before), the books after the
+    /// failover are the ones before it, and they stay consistent: reserved + unreserved is
     /// the agent's total, no volume without its reservation, no volume disk
     /// handed out twice; a failed operation changes nothing.
     #[test]
@@ -510,6 +668,9 @@ proptest! {
         let (mut h, agent, mut fw, _) = setup();
         let agent_id = AgentId::new(agent.clone());
         let mut checkpoint = v1::broker_message::CheckpointResources::default();
+        let mut previous = checkpoint.clone();
+        let registry = weir_ha::memory::MemoryRegistry::new();
+        let mut epoch = 1;
         let mut running: Vec<(String, u8)> = Vec::new();
         let mut uuid = 0u8;
         for step in steps {
@@ -545,7 +706,14 @@ proptest! {
                         h.agent_update(AGENT_A, &fw, &id, TaskState::Finished, uuid);
                     }
                 }
-                Step::Failover => {
+                Step::Failover { lost } => {
+                    for o in &h.log {
+                        if let Output::Registry(w) = o {
+                            registry.apply_now(vec![w.clone()]).unwrap();
+                        }
+                    }
+                    let books = (h.core.agents[&agent_id].reservations.clone(), h.core.agents[&agent_id].volumes.clone());
+                    let reported = if lost { previous.clone() } else { checkpoint.clone() };
                     let running_tasks: Vec<v1::RunningTask> = h.core.tasks.iter().map(|((f, _), t)| v1::RunningTask {
                         framework_id: f.to_string(),
                         task: Some(v1::TaskInfo {
@@ -558,15 +726,25 @@ proptest! {
                         latest: Some(v1::TaskStatus { state: weir_proto::convert::task_state_to_proto(TaskState::Running) as i32, ..t.latest.clone() }),
                     }).collect();
                     let mut fresh = Harness::new();
+                    epoch += 1;
+                    let report = fresh.core.recover(&registry.load_now(), epoch, fresh.now);
+                    prop_assert!(report.skipped.is_empty(), "{:?}", report.skipped);
                     let msg = v1::agent_message::Register {
                         agent: Some(v1::AgentInfo { id: agent.clone(), hostname: "host1".into(), resources: unreserved("cpus:4;mem:4096;disk:10000"), ..Default::default() }),
                         tasks: running_tasks,
-                        reservations: checkpoint.reservations.clone(),
-                        volumes: checkpoint.volumes.clone(),
+                        reservations: reported.reservations.clone(),
+                        volumes: reported.volumes.clone(),
                         ..Default::default()
                     };
                     let out = fresh.core.agent_register(AGENT_A, &msg, fresh.now);
                     prop_assert!(out.iter().any(|o| matches!(o, Output::Agent(_, v1::BrokerMessage { kind: Some(v1::broker_message::Kind::Registered(_)) }))), "{out:?}");
+                    let a = &fresh.core.agents[&agent_id];
+                    prop_assert_eq!(&(a.reservations.clone(), a.volumes.clone()), &books, "the books after the failover are not the ones before it");
+                    // The agent is sent the list iff its report differed.
+                    let resent = checkpoints_in(&out, AGENT_A).pop();
+                    prop_assert_eq!(resent.is_some(), reported != checkpoint);
+                    if let Some(c) = resent { previous = c.clone(); checkpoint = c; } else { previous = checkpoint.clone(); }
+                    fresh.record(out);
                     fresh.live_agents.push(AGENT_A);
                     fresh.subscribe_as(FW_1, &fw, "db", &["db"], 60.0);
                     h = fresh;
@@ -575,7 +753,9 @@ proptest! {
                 }
                 Step::Teardown { release } => {
                     h.call(FW_1, v1::call::Kind::Teardown(v1::call::Teardown { release_reservations: release }));
-                    if let Some(c) = checkpoints_in(&h.log, AGENT_A).pop() { checkpoint = c; }
+                    if let Some(c) = checkpoints_in(&h.log, AGENT_A).pop() {
+                        if c != checkpoint { previous = std::mem::replace(&mut checkpoint, c); }
+                    }
                     running.clear();
                     fw = h.subscribe(FW_1, "db", &["db"], 60.0);
                     check(&h);
@@ -592,7 +772,7 @@ proptest! {
                     prop_assert_eq!(&(a.total.clone(), a.reservations.clone(), a.volumes.clone()), &books_before, "{}", statuses[0].2);
                     prop_assert!(checkpoints_in(&out, AGENT_A).is_empty());
                 }
-                if let Some(c) = checkpoints_in(&out, AGENT_A).pop() { checkpoint = c; }
+                if let Some(c) = checkpoints_in(&out, AGENT_A).pop() { previous = std::mem::replace(&mut checkpoint, c); }
             }
             if let Err(e) = h.core.check_invariants() {
                 prop_assert!(false, "after {:?}: {}", step, e);

@@ -21,8 +21,12 @@
 //!
 //! The agent is told the whole list after every change
 //! (CHECKPOINT_RESOURCES, before any task that follows on its stream), and
-//! reports what it checkpointed when it re-registers: that report is what a
-//! new leader rebuilds these books from (Mesos' design).
+//! reports what it checkpointed when it re-registers. The list is also in
+//! the registry (collection `resources`, written before the agent or the
+//! caller hears of the change), so a new leader knows every acknowledged
+//! reservation and volume even for agents that never come back, and sends
+//! an agent that re-registers without one its list again (see
+//! `recovery.rs`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -427,8 +431,12 @@ impl BrokerCore {
             .collect()
     }
 
-    /// Tells the agent every reservation and volume it holds.
-    pub(super) fn checkpoint_resources(&self, agent: &AgentId, out: &mut Vec<Output>) {
+    /// Records every reservation and volume an agent holds in the registry,
+    /// then tells the agent. The registry write comes first, so the shell
+    /// holds this message and everything after it (the operation's status)
+    /// until the write has landed: a new leader knows all it acknowledged.
+    pub(super) fn checkpoint_resources(&mut self, agent: &AgentId, out: &mut Vec<Output>) {
+        self.record_resources(agent, out);
         let Some(conn) = self.agent_conn(agent) else { return };
         let a = &self.agents[agent];
         out.push(Output::Agent(

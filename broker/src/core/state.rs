@@ -53,6 +53,34 @@ pub struct StateDoc {
     /// The latest resource operations (RESERVE, CREATE…), newest first.
     #[serde(default)]
     pub operations: Vec<OperationDoc>,
+    /// Reservations and volumes the registry holds for agents the books do
+    /// not (yet) hold: awaited after a failover or restart, or removed
+    /// after their re-register timeout. Their data is on those machines.
+    #[serde(default)]
+    pub missing_agents: Vec<MissingAgentDoc>,
+}
+
+/// An agent known only from the registry's `resources` record.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MissingAgentDoc {
+    pub id: String,
+    /// From the registry's agent record; empty if it holds none (removed).
+    pub hostname: String,
+    /// `awaited` (a new leader waits for it to re-register) or `removed`.
+    pub status: String,
+    pub reservations: Vec<ReservationDoc>,
+    pub volumes: Vec<VolumeDoc>,
+}
+
+fn reservation_doc(r: &weir_model::Reservation) -> ReservationDoc {
+    ReservationDoc {
+        id: r.id.to_string(),
+        role: r.role.to_string(),
+        principal: r.principal.clone(),
+        labels: r.labels.clone(),
+        resources: r.resources.to_string(),
+        framework_id: r.framework.as_ref().map(|f| f.to_string()).unwrap_or_default(),
+    }
 }
 
 /// A dynamic reservation on an agent.
@@ -272,18 +300,7 @@ impl BrokerCore {
                 free: (&a_free).into(),
                 tasks: a.tasks.len(),
                 registered_seconds_ago: now.saturating_sub(a.registered_at).as_secs_f64(),
-                reservations: a
-                    .reservations
-                    .values()
-                    .map(|r| ReservationDoc {
-                        id: r.id.to_string(),
-                        role: r.role.to_string(),
-                        principal: r.principal.clone(),
-                        labels: r.labels.clone(),
-                        resources: r.resources.to_string(),
-                        framework_id: r.framework.as_ref().map(|f| f.to_string()).unwrap_or_default(),
-                    })
-                    .collect(),
+                reservations: a.reservations.values().map(reservation_doc).collect(),
                 volumes: a
                     .volumes
                     .values()
@@ -446,6 +463,37 @@ impl BrokerCore {
                     framework_id: o.framework_id.clone(),
                 })
                 .collect(),
+            missing_agents: self.missing_agents(),
         }
+    }
+
+    fn missing_agents(&self) -> Vec<MissingAgentDoc> {
+        let mut missing = Vec::new();
+        for id in self.registered_resources.keys().filter(|id| !self.agents.contains_key(*id)) {
+            let Some(Ok((reservations, volumes))) = self.registered_books(id) else { continue };
+            if reservations.is_empty() && volumes.is_empty() {
+                continue;
+            }
+            missing.push(MissingAgentDoc {
+                id: id.to_string(),
+                hostname: self.registered_agents.get(id).map(|a| a.hostname.clone()).unwrap_or_default(),
+                status: if self.awaiting_agent(id) { "awaited" } else { "removed" }.to_owned(),
+                reservations: reservations.values().map(reservation_doc).collect(),
+                volumes: volumes
+                    .values()
+                    .map(|v| VolumeDoc {
+                        id: v.id.to_string(),
+                        role: v.role.to_string(),
+                        reservation_id: v.reservation.to_string(),
+                        size_mib: v.size.as_f64(),
+                        container_path: v.container_path.clone(),
+                        owner_framework_id: v.owner.as_ref().map(|f| f.to_string()).unwrap_or_default(),
+                        shared: v.shared,
+                        used_by: Vec::new(),
+                    })
+                    .collect(),
+            });
+        }
+        missing
     }
 }
