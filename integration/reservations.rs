@@ -235,7 +235,12 @@ mod sdk_driven {
             let (stop, saw_volume, saw_reservation) = (stop.clone(), saw_volume.clone(), saw_reservation.clone());
             async move {
                 while !stop.load(Ordering::Relaxed) {
-                    let Ok(Ok(Some(event))) = tokio::time::timeout(Duration::from_millis(200), other.next_event()).await else { continue };
+                    let event = match tokio::time::timeout(Duration::from_millis(200), other.next_event()).await {
+                        Ok(Ok(Some(event))) => event,
+                        Err(_) => continue,
+                        // The stream ended: stop rather than spin on it.
+                        Ok(_) => break,
+                    };
                     if let Some(v1::event::Kind::Offers(offers)) = event.kind {
                         for offer in offers.offers {
                             saw_volume.fetch_or(!offer.volumes.is_empty(), Ordering::Relaxed);

@@ -414,7 +414,12 @@ impl BrokerCore {
                 attributes: agent.attributes.clone(),
             };
             let mut wire = weir_proto::convert::offer_to_proto(&offer);
-            (wire.reservations, wire.volumes) = self.offer_annotations(&offer.agent, &offer.framework, &offer.role);
+            // Reservations and volumes only with the reserved resources
+            // they stand on: an offer of the unreserved part alone does not
+            // let a task use a volume.
+            if offer.resources.reserved.get(&offer.role).is_some_and(|r| !r.is_empty()) {
+                (wire.reservations, wire.volumes) = self.offer_annotations(&offer.agent, &offer.framework, &offer.role);
+            }
             if let Some(f) = self.frameworks.get_mut(&offer.framework) {
                 f.offers.insert(offer_id.clone());
             }
