@@ -300,6 +300,27 @@ mod sdk_driven {
     }
 }
 
+/// Two brokers on free ports electing through ZooKeeper at `zk`, with a
+/// short session and the given recovery timeout; each working under `dir`.
+/// Returns them and their ports.
+fn zk_brokers(zk: &str, dir: &std::path::Path, recovery_timeout: &str) -> (Vec<support::Proc>, Vec<u16>) {
+    let recovery = format!("broker.recovery.timeout={recovery_timeout}");
+    let ports: Vec<u16> = (0..2).map(|_| support::free_port()).collect();
+    let brokers = (0..2)
+        .map(|i| {
+            let work = dir.join(format!("broker{i}"));
+            let listen = format!("127.0.0.1:{}", ports[i]);
+            support::spawn_weir(
+                &format!("broker{i}"),
+                &["broker", "--zk", zk, "--listen", &listen, "--work-dir", work.to_str().unwrap(), "-D", "broker.zk.session.timeout=2s", "-D", &recovery],
+                "standing by",
+            )
+            .0
+        })
+        .collect();
+    (brokers, ports)
+}
+
 /// Broker failover with ZooKeeper: the new leader learns the reservation
 /// and the volume from the agent's re-registration, and a task after the
 /// failover reads what one before it wrote.
@@ -309,30 +330,7 @@ fn a_volume_survives_a_zookeeper_failover() {
     let server = weir_ha::testing::ZkServer::start();
     let zk = server.url("/weir/volumes");
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<u16> = (0..2).map(|_| support::free_port()).collect();
-    let mut brokers: Vec<support::Proc> = (0..2)
-        .map(|i| {
-            let work = dir.path().join(format!("broker{i}"));
-            spawn_weir(
-                &format!("broker{i}"),
-                &[
-                    "broker",
-                    "--zk",
-                    &zk,
-                    "--listen",
-                    &format!("127.0.0.1:{}", ports[i]),
-                    "--work-dir",
-                    work.to_str().unwrap(),
-                    "-D",
-                    "broker.zk.session.timeout=2s",
-                    "-D",
-                    "broker.recovery.timeout=20s",
-                ],
-                "standing by",
-            )
-            .0
-        })
-        .collect();
+    let (mut brokers, ports) = zk_brokers(&zk, dir.path(), "20s");
     let agent_dir = dir.path().join("agent0");
     let (_agent, _) = spawn_weir(
         "agent0",
@@ -432,21 +430,7 @@ fn a_new_leader_knows_reservations_from_the_registry_before_the_agent_returns() 
     let server = weir_ha::testing::ZkServer::start();
     let zk = server.url("/weir/registry-volumes");
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<u16> = (0..2).map(|_| support::free_port()).collect();
-    let mut brokers: Vec<support::Proc> = (0..2)
-        .map(|i| {
-            let work = dir.path().join(format!("broker{i}"));
-            spawn_weir(
-                &format!("broker{i}"),
-                &[
-                    "broker", "--zk", &zk, "--listen", &format!("127.0.0.1:{}", ports[i]), "--work-dir", work.to_str().unwrap(),
-                    "-D", "broker.zk.session.timeout=2s", "-D", "broker.recovery.timeout=120s",
-                ],
-                "standing by",
-            )
-            .0
-        })
-        .collect();
+    let (mut brokers, ports) = zk_brokers(&zk, dir.path(), "120s");
     let agent_dir = dir.path().join("agent0");
     let agent_args = ["agent", "--broker", &zk, "--listen", "127.0.0.1:0", "--resources", SPEC, "--work-dir", agent_dir.to_str().unwrap(), "--hostname", "agent0.test"];
     let (mut agent_proc, _) = spawn_weir("agent0", &agent_args, "agent");

@@ -196,6 +196,20 @@ impl ScriptedFramework {
     }
 }
 
+/// SUBSCRIBE for a simulated framework: `id` empty the first time, its
+/// own id when it fails over.
+pub(crate) fn subscribe_call(id: &str, label: &str, roles: Vec<String>, failover_timeout: Duration) -> v1::Call {
+    let info = v1::FrameworkInfo {
+        id: id.to_owned(),
+        name: label.to_owned(),
+        roles,
+        failover_timeout_seconds: failover_timeout.as_secs_f64(),
+        user: "sim".into(),
+        hostname: "sim".into(),
+    };
+    v1::Call { framework_id: id.to_owned(), kind: Some(v1::call::Kind::Subscribe(v1::call::Subscribe { framework: Some(info) })) }
+}
+
 impl SimFramework for ScriptedFramework {
     fn label(&self) -> &str {
         &self.label
@@ -206,16 +220,7 @@ impl SimFramework for ScriptedFramework {
     }
 
     fn subscribe(&mut self, _ctx: &mut FrameworkCtx) -> v1::Call {
-        self.call(v1::call::Kind::Subscribe(v1::call::Subscribe {
-            framework: Some(v1::FrameworkInfo {
-                id: self.id.clone(),
-                name: self.label.clone(),
-                roles: Vec::new(),
-                failover_timeout_seconds: self.failover_timeout.as_secs_f64(),
-                user: "sim".into(),
-                hostname: "sim".into(),
-            }),
-        }))
+        subscribe_call(&self.id, &self.label, Vec::new(), self.failover_timeout)
     }
 
     fn on_event(&mut self, event: &v1::Event, ctx: &mut FrameworkCtx) -> Vec<v1::Call> {

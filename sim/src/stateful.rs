@@ -217,16 +217,7 @@ impl SimFramework for StatefulFramework {
     }
 
     fn subscribe(&mut self, _ctx: &mut FrameworkCtx) -> v1::Call {
-        self.call(v1::call::Kind::Subscribe(v1::call::Subscribe {
-            framework: Some(v1::FrameworkInfo {
-                id: self.id.clone(),
-                name: self.label.clone(),
-                roles: vec![self.role.clone()],
-                failover_timeout_seconds: self.failover_timeout.as_secs_f64(),
-                user: "sim".into(),
-                hostname: "sim".into(),
-            }),
-        }))
+        crate::framework::subscribe_call(&self.id, &self.label, vec![self.role.clone()], self.failover_timeout)
     }
 
     fn on_event(&mut self, event: &v1::Event, ctx: &mut FrameworkCtx) -> Vec<v1::Call> {

@@ -83,6 +83,20 @@ fn reservation_doc(r: &weir_model::Reservation) -> ReservationDoc {
     }
 }
 
+/// A volume as `/state` shows it; `used_by` lists `framework/task`.
+fn volume_doc(v: &weir_model::Volume, used_by: Vec<String>) -> VolumeDoc {
+    VolumeDoc {
+        id: v.id.to_string(),
+        role: v.role.to_string(),
+        reservation_id: v.reservation.to_string(),
+        size_mib: v.size.as_f64(),
+        container_path: v.container_path.clone(),
+        owner_framework_id: v.owner.as_ref().map(|f| f.to_string()).unwrap_or_default(),
+        shared: v.shared,
+        used_by,
+    }
+}
+
 /// A dynamic reservation on an agent.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ReservationDoc {
@@ -304,16 +318,7 @@ impl BrokerCore {
                 volumes: a
                     .volumes
                     .values()
-                    .map(|v| VolumeDoc {
-                        id: v.id.to_string(),
-                        role: v.role.to_string(),
-                        reservation_id: v.reservation.to_string(),
-                        size_mib: v.size.as_f64(),
-                        container_path: v.container_path.clone(),
-                        owner_framework_id: v.owner.as_ref().map(|f| f.to_string()).unwrap_or_default(),
-                        shared: v.shared,
-                        used_by: self.volume_users(id, &v.role, &v.id).iter().map(|(f, t)| format!("{f}/{t}")).collect(),
-                    })
+                    .map(|v| volume_doc(v, self.volume_users(id, &v.role, &v.id).iter().map(|(f, t)| format!("{f}/{t}")).collect()))
                     .collect(),
             });
         }
@@ -479,19 +484,7 @@ impl BrokerCore {
                 hostname: self.registered_agents.get(id).map(|a| a.hostname.clone()).unwrap_or_default(),
                 status: if self.awaiting_agent(id) { "awaited" } else { "removed" }.to_owned(),
                 reservations: reservations.values().map(reservation_doc).collect(),
-                volumes: volumes
-                    .values()
-                    .map(|v| VolumeDoc {
-                        id: v.id.to_string(),
-                        role: v.role.to_string(),
-                        reservation_id: v.reservation.to_string(),
-                        size_mib: v.size.as_f64(),
-                        container_path: v.container_path.clone(),
-                        owner_framework_id: v.owner.as_ref().map(|f| f.to_string()).unwrap_or_default(),
-                        shared: v.shared,
-                        used_by: Vec::new(),
-                    })
-                    .collect(),
+                volumes: volumes.values().map(|v| volume_doc(v, Vec::new())).collect(),
             });
         }
         missing

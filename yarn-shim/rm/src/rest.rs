@@ -1056,6 +1056,17 @@ mod tests {
     use axum::http::Request;
     use tower::ServiceExt;
 
+    /// A YARN core with `queues`, run by its task, and the effects it
+    /// sends (kept so the core can send them).
+    fn running_core(queues: &[&str]) -> (CoreHandle, tokio::sync::mpsc::UnboundedReceiver<crate::scheduler::Effect>) {
+        let queues: Vec<String> = queues.iter().map(|q| (*q).to_owned()).collect();
+        let books = RmCore::new(1_700_000_000_000, &queues, 10).unwrap();
+        let (effects, effects_rx) = tokio::sync::mpsc::unbounded_channel();
+        let clock: Arc<dyn weir_model::Clock> = Arc::new(weir_model::SystemClock::new());
+        let (core, _task) = crate::core::spawn(crate::core::YarnCore::new(books, Scheduler::new(SchedulerConfig::default())), clock, effects);
+        (core, effects_rx)
+    }
+
     async fn ask(app: &axum::Router, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
         let request = Request::builder().method(method).uri(uri).body(Body::from(body.to_owned())).unwrap();
         let response = app.clone().oneshot(request).await.unwrap();
@@ -1066,10 +1077,7 @@ mod tests {
 
     #[tokio::test]
     async fn bad_requests_get_yarns_remote_exceptions_and_nothing_else_happens() {
-        let books = RmCore::new(1_700_000_000_000, &["default".to_string()], 10).unwrap();
-        let (effects, _effects_rx) = tokio::sync::mpsc::unbounded_channel();
-        let clock: Arc<dyn weir_model::Clock> = Arc::new(weir_model::SystemClock::new());
-        let (core, _task) = crate::core::spawn(crate::core::YarnCore::new(books, Scheduler::new(SchedulerConfig::default())), clock, effects);
+        let (core, _effects) = running_core(&["default"]);
         let id = core
             .call(|c, now| {
                 let (id, _) = c.rm_mut().new_application().unwrap();
@@ -1136,10 +1144,7 @@ mod tests {
         let am_address = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, am_ui).await.unwrap() });
 
-        let books = RmCore::new(1_700_000_000_000, &["default".to_string()], 10).unwrap();
-        let (effects, _effects_rx) = tokio::sync::mpsc::unbounded_channel();
-        let clock: Arc<dyn weir_model::Clock> = Arc::new(weir_model::SystemClock::new());
-        let (core, _task) = crate::core::spawn(crate::core::YarnCore::new(books, Scheduler::new(SchedulerConfig::default())), clock, effects);
+        let (core, _effects) = running_core(&["default"]);
         let id = core
             .call(move |c, now| {
                 let (id, _) = c.rm_mut().new_application().unwrap();
@@ -1176,10 +1181,7 @@ mod tests {
     /// YARN's documented REST submission (its example, shortened).
     #[tokio::test]
     async fn submission_over_rest_takes_yarns_json_and_refuses_bad_bodies() {
-        let books = RmCore::new(1_700_000_000_000, &["default".to_string()], 10).unwrap();
-        let (effects, _effects_rx) = tokio::sync::mpsc::unbounded_channel();
-        let clock: Arc<dyn weir_model::Clock> = Arc::new(weir_model::SystemClock::new());
-        let (core, _task) = crate::core::spawn(crate::core::YarnCore::new(books, Scheduler::new(SchedulerConfig::default())), clock, effects);
+        let (core, _effects) = running_core(&["default"]);
         let node = crate::rm_core::ObservedNode {
             agent_id: "a1".into(),
             node_id: NodeId { host: "h".into(), port: 1 },
@@ -1239,10 +1241,7 @@ mod tests {
 
     #[tokio::test]
     async fn queue_priority_new_application_and_scheduler_answer_as_yarn() {
-        let books = RmCore::new(1_700_000_000_000, &["default".to_string(), "batch".to_string()], 10).unwrap();
-        let (effects, _effects_rx) = tokio::sync::mpsc::unbounded_channel();
-        let clock: Arc<dyn weir_model::Clock> = Arc::new(weir_model::SystemClock::new());
-        let (core, _task) = crate::core::spawn(crate::core::YarnCore::new(books, Scheduler::new(SchedulerConfig::default())), clock, effects);
+        let (core, _effects) = running_core(&["default", "batch"]);
         let app = router(core.clone(), RestInfo { started_on_ms: 1_700_000_000_000, proxy: None });
 
         let (status, fresh) = ask(&app, "POST", "/ws/v1/cluster/apps/new-application", "").await;
