@@ -282,10 +282,11 @@ pub fn yarn_shim(config: &Config, broker: String) -> Result<weir_yarn_rm::shim::
     })
 }
 
-/// The Hadoop client configuration naming the shim at `client` and
-/// `scheduler`, with the configured default file system and the merged
-/// site files of `yarn-shim.client.hadoop.conf.dir`, if any.
-pub fn client_conf(config: &Config, client: String, scheduler: String, web: Option<String>) -> Result<weir_yarn_rm::hadoop_conf::ClientConf> {
+/// The Hadoop client configuration: the configured default file system
+/// and the merged site files of `yarn-shim.client.hadoop.conf.dir`, if
+/// any. Read (and so checked) before the shim starts; the shim's addresses
+/// are named once it listens (`ClientConf::name_shim`).
+pub fn client_conf(config: &Config) -> Result<weir_yarn_rm::hadoop_conf::ClientConf> {
     let default_fs = config.get_str("yarn-shim.client.default.fs").unwrap_or_default();
     let default_fs = Some(default_fs.trim().to_owned()).filter(|fs| !fs.is_empty());
     if let Some(fs) = &default_fs {
@@ -310,7 +311,7 @@ pub fn client_conf(config: &Config, client: String, scheduler: String, web: Opti
             merged.insert(name.to_owned(), props.into_iter().map(|p| (p.name, p.value)).collect());
         }
     }
-    Ok(weir_yarn_rm::hadoop_conf::ClientConf { client, scheduler, web, default_fs, merged })
+    Ok(weir_yarn_rm::hadoop_conf::ClientConf { default_fs, merged, ..Default::default() })
 }
 
 fn millis(config: &Config, key: &str) -> Result<i64> {

@@ -97,13 +97,11 @@ async fn start_yarn(config: &weir_conf::Config, broker: &str) -> Result<(weir_ya
     let conf_dir = config.get_path("weir.work.dir").map_err(|e| settings::ConfigProblem(e.to_string()))?.join("hadoop-conf");
     // Containers get the same configuration (one machine: same path).
     shim_settings.nm_hadoop_conf_dir = Some(conf_dir.clone());
-    // Checked before the shim starts: a bad key stops nothing half-started.
-    settings::client_conf(config, String::new(), String::new(), None)?;
+    // Read before the shim starts: a bad key stops nothing half-started.
+    let mut client_conf = settings::client_conf(config)?;
     let shim = weir_yarn_rm::shim::Shim::start(shim_settings).await.context("starting the YARN shim")?;
-    let written = settings::client_conf(config, shim.client_address().to_string(), shim.scheduler_address().to_string(), shim.web_address().map(|a| a.to_string())).and_then(|conf| {
-        conf.write(&conf_dir).map_err(anyhow::Error::new)?;
-        Ok(conf.effective_default_fs())
-    });
+    client_conf.name_shim(shim.client_address(), shim.scheduler_address(), shim.web_address());
+    let written = client_conf.write(&conf_dir).map(|()| client_conf.effective_default_fs()).map_err(anyhow::Error::new);
     match written {
         Ok(default_fs) => Ok((shim, conf_dir, default_fs)),
         Err(err) => {

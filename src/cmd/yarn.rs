@@ -30,7 +30,7 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
     settings::apply_flag(&mut config, "yarn-shim.client.address", args.listen)?;
     let broker = settings::broker_address(&config, args.broker)?;
     let mut shim_settings = settings::yarn_shim(&config, broker.clone())?;
-    settings::client_conf(&config, String::new(), String::new(), None)?;
+    let mut client_conf = settings::client_conf(&config)?;
     // Node managers give containers the written configuration: it names
     // this shim's scheduler port, which ApplicationMasters need.
     shim_settings.nm_hadoop_conf_dir = args.hadoop_conf_dir.clone();
@@ -38,9 +38,9 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
     let client = shim.client_address();
     println!("weir yarn: ResourceManager client protocol on {client}, scheduler on {} (broker {broker})", shim.scheduler_address());
     if let Some(dir) = args.hadoop_conf_dir {
-        let conf = settings::client_conf(&config, client.to_string(), shim.scheduler_address().to_string(), shim.web_address().map(|a| a.to_string()))?;
-        conf.write(&dir).with_context(|| format!("writing the Hadoop configuration to {}", dir.display()))?;
-        println!("  export HADOOP_CONF_DIR={}   (fs.defaultFS {})", dir.display(), conf.effective_default_fs());
+        client_conf.name_shim(client, shim.scheduler_address(), shim.web_address());
+        client_conf.write(&dir).with_context(|| format!("writing the Hadoop configuration to {}", dir.display()))?;
+        println!("  export HADOOP_CONF_DIR={}   (fs.defaultFS {})", dir.display(), client_conf.effective_default_fs());
     }
     super::shutdown_signal().await;
     shim.stop();

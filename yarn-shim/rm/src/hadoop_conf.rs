@@ -54,6 +54,14 @@ fn overlay(base: &[(String, String)], ours: &[(&str, &str)]) -> Vec<(String, Str
 }
 
 impl ClientConf {
+    /// Names the shim's ports: where clients, ApplicationMasters and REST
+    /// tools find it.
+    pub fn name_shim(&mut self, client: std::net::SocketAddr, scheduler: std::net::SocketAddr, web: Option<std::net::SocketAddr>) {
+        self.client = client.to_string();
+        self.scheduler = scheduler.to_string();
+        self.web = web.map(|w| w.to_string());
+    }
+
     /// The default file system the clients will use.
     pub fn effective_default_fs(&self) -> String {
         if let Some(fs) = self.default_fs.as_deref().map(str::trim).filter(|fs| !fs.is_empty()) {
@@ -129,12 +137,6 @@ impl ClientConf {
     }
 }
 
-/// Writes `yarn-site.xml` and `core-site.xml` naming the shim at `client`
-/// and `scheduler`, with the local file system as the default.
-pub fn write(dir: &Path, client: &str, scheduler: &str) -> std::io::Result<()> {
-    ClientConf { client: client.to_owned(), scheduler: scheduler.to_owned(), ..Default::default() }.write(dir)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,7 +148,9 @@ mod tests {
     #[test]
     fn the_files_name_the_shim_and_the_local_file_system() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "127.0.0.1:18032", "127.0.0.1:18030").unwrap();
+        let mut conf = ClientConf::default();
+        conf.name_shim("127.0.0.1:18032".parse().unwrap(), "127.0.0.1:18030".parse().unwrap(), None);
+        conf.write(dir.path()).unwrap();
         let yarn = std::fs::read_to_string(dir.path().join("yarn-site.xml")).unwrap();
         assert!(yarn.contains("<name>yarn.resourcemanager.address</name>\n    <value>127.0.0.1:18032</value>"), "{yarn}");
         assert!(yarn.contains("<name>yarn.resourcemanager.scheduler.address</name>\n    <value>127.0.0.1:18030</value>"));
@@ -197,7 +201,7 @@ mod tests {
         let conf = ClientConf { client: "h:1".into(), scheduler: "h:2".into(), web: None, default_fs: None, merged };
         conf.write(dir.path()).unwrap();
         assert!(dir.path().join("hdfs-site.xml").exists());
-        write(dir.path(), "h:1", "h:2").unwrap();
+        ClientConf { merged: BTreeMap::new(), ..conf }.write(dir.path()).unwrap();
         assert!(!dir.path().join("hdfs-site.xml").exists());
     }
 }

@@ -279,9 +279,7 @@ async fn cluster_metrics(State(rest): State<Arc<Rest>>) -> Response {
 /// The JSON YARN's `AppInfo` has, from the client protocol's report.
 fn app_json(report: &r::ApplicationReportProto, cluster_id: i64, am: Option<&r::ContainerReportProto>) -> Value {
     let id = app_id_text(report);
-    let state = r::YarnApplicationStateProto::try_from(report.yarn_application_state.unwrap_or(0))
-        .map(|s| s.as_str_name().trim_start_matches("APP_").to_owned())
-        .unwrap_or_default();
+    let state = state_name(report);
     let final_status = r::FinalApplicationStatusProto::try_from(report.final_application_status.unwrap_or(0))
         .map(|s| s.as_str_name().trim_start_matches("APP_").to_owned())
         .unwrap_or_default();
@@ -347,12 +345,20 @@ fn app_json(report: &r::ApplicationReportProto, cluster_id: i64, am: Option<&r::
 
 /// Reports of the applications `filter` picks, with their usage and the
 /// AM container's report (for its log link), and the cluster id.
-async fn reports(rest: &Rest, filter: AppFilter) -> Result<(Vec<(r::ApplicationReportProto, Option<r::ContainerReportProto>)>, i64), Response> {
+/// `only`: that one application (none if it is unknown), not `filter`.
+async fn reports(
+    rest: &Rest,
+    filter: AppFilter,
+    only: Option<ApplicationId>,
+) -> Result<(Vec<(r::ApplicationReportProto, Option<r::ContainerReportProto>)>, i64), Response> {
     let proxy = rest.info.proxy.clone();
     let found = rest
         .core
         .call(move |core, now| {
-            let apps = core.rm().applications(&filter);
+            let apps = match only {
+                Some(id) => core.rm().application(id).ok().into_iter().collect(),
+                None => core.rm().applications(&filter),
+            };
             let out = apps
                 .into_iter()
                 .map(|app| {
@@ -459,7 +465,7 @@ async fn apps(State(rest): State<Arc<Rest>>, Query(q): Query<HashMap<String, Str
         Ok(v) => v.map(str::to_ascii_uppercase),
         Err(e) => return e,
     };
-    let (found, cluster) = match reports(&rest, filter).await {
+    let (found, cluster) = match reports(&rest, filter, None).await {
         Ok(f) => f,
         Err(e) => return e,
     };
@@ -476,16 +482,8 @@ async fn apps(State(rest): State<Arc<Rest>>, Query(q): Query<HashMap<String, Str
 /// One application's report, or YARN's 404.
 async fn one(rest: &Rest, raw: &str) -> Result<(r::ApplicationReportProto, Option<r::ContainerReportProto>, i64), Response> {
     let id = app_id(raw)?;
-    let exists = rest.core.call(move |core, _| core.rm().application(id).is_ok()).await.map_err(|_| unavailable())?;
-    if !exists {
-        return Err(not_found(format!("app with id: {raw} not found")));
-    }
-    let filter = AppFilter::default();
-    let (found, cluster) = reports(rest, filter).await?;
-    let (report, am) = found
-        .into_iter()
-        .find(|(report, _)| app_id_text(report) == raw)
-        .ok_or_else(|| not_found(format!("app with id: {raw} not found")))?;
+    let (found, cluster) = reports(rest, AppFilter::default(), Some(id)).await?;
+    let (report, am) = found.into_iter().next().ok_or_else(|| not_found(format!("app with id: {raw} not found")))?;
     Ok((report, am, cluster))
 }
 
