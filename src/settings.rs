@@ -324,3 +324,32 @@ fn non_negative(config: &Config, key: &str) -> Result<weir_model::Milli> {
     weir_model::Milli::from_f64(v)
         .ok_or_else(|| problem(format!("{key}: {v} must be a finite number of at least 0 and at most {}", weir_model::Milli::MAX)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Config {
+        let mut c = Config::defaults(&[Daemon::YarnShim]);
+        for (k, v) in pairs {
+            c.set(k, v).unwrap();
+        }
+        c
+    }
+
+    #[test]
+    fn the_client_configuration_refuses_a_missing_directory_a_bad_site_file_and_a_bare_file_system_name() {
+        let err = client_conf(&config(&[("yarn-shim.client.hadoop.conf.dir", "/nonexistent/hadoop")])).unwrap_err().to_string();
+        assert_eq!(err, "yarn-shim.client.hadoop.conf.dir: /nonexistent/hadoop is not a directory");
+        let err = client_conf(&config(&[("yarn-shim.client.default.fs", "namenode:9000")])).unwrap_err().to_string();
+        assert!(err.starts_with("yarn-shim.client.default.fs: \"namenode:9000\" is not a file system URI"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("core-site.xml"), "<configuration><property><name>fs.defaultFS</name>").unwrap();
+        let err = client_conf(&config(&[("yarn-shim.client.hadoop.conf.dir", dir.path().to_str().unwrap())])).unwrap_err().to_string();
+        assert!(err.starts_with("yarn-shim.client.hadoop.conf.dir: ") && err.contains("core-site.xml"), "{err}");
+        // A good one: merged, its default file system taken.
+        std::fs::write(dir.path().join("core-site.xml"), "<configuration><property><name>fs.defaultFS</name><value>hdfs://nn:9000</value></property></configuration>").unwrap();
+        let conf = client_conf(&config(&[("yarn-shim.client.hadoop.conf.dir", dir.path().to_str().unwrap())])).unwrap();
+        assert_eq!(conf.effective_default_fs(), "hdfs://nn:9000");
+    }
+}
