@@ -14,7 +14,11 @@
 //!   under the key of its current share, and a role sits in `role_order`
 //!   exactly when its `order` is non-empty, under its current weighted share;
 //! - an agent is a candidate exactly when it is active and its free
-//!   resources could make an offer.
+//!   resources could make an offer;
+//! - a role is known (in `role_ix`) while it has a client, reserved
+//!   resources free on an agent, or a weight other than the default; the
+//!   moment it has none of these it is forgotten and its slot reused, so
+//!   roles that come and go cannot pile up.
 //!
 //! Ids are mapped to dense `u32` slots once, at the edge; the cycle itself
 //! works on slots, integer keys and pre-summed scalars.
@@ -175,8 +179,10 @@ pub struct Allocator {
     frameworks: Vec<Option<Framework>>,
     free_framework_slots: Vec<u32>,
     framework_ix: BTreeMap<FrameworkId, u32>,
-    /// Roles are few and operator-chosen; they are never forgotten.
+    /// Role slots; those in `free_role_slots` hold a forgotten role and
+    /// are in no index.
     roles: Vec<RoleState>,
+    free_role_slots: Vec<u32>,
     role_ix: BTreeMap<Role, u32>,
     clients: Vec<Option<Client>>,
     free_client_slots: Vec<u32>,
@@ -193,6 +199,9 @@ pub struct Allocator {
     /// Scratch buffer for the candidate list, kept to avoid reallocating.
     scratch: Vec<u32>,
 }
+
+/// A role's weight until an operator sets another.
+pub const DEFAULT_WEIGHT: f64 = 1.0;
 
 /// How many agents ahead of the one being offered `prefetch_agent` looks.
 const PREFETCH_DISTANCE: usize = 8;
@@ -238,6 +247,7 @@ impl Allocator {
             free_framework_slots: Vec::new(),
             framework_ix: BTreeMap::new(),
             roles: Vec::new(),
+            free_role_slots: Vec::new(),
             role_ix: BTreeMap::new(),
             clients: Vec::new(),
             free_client_slots: Vec::new(),
@@ -286,20 +296,53 @@ impl Allocator {
         if let Some(&r) = self.role_ix.get(role) {
             return r;
         }
-        let r = self.roles.len() as u32;
-        self.roles.push(RoleState {
+        let state = RoleState {
             name: role.clone(),
             rank: 0,
-            weight: 1.0,
+            weight: DEFAULT_WEIGHT,
             allocated: Scalars::default(),
             reserved_free: Scalars::default(),
             key: None,
             clients: Vec::new(),
             order: BTreeSet::new(),
-        });
+        };
+        let r = match self.free_role_slots.pop() {
+            Some(r) => {
+                self.roles[r as usize] = state;
+                r
+            }
+            None => {
+                self.roles.push(state);
+                (self.roles.len() - 1) as u32
+            }
+        };
         self.role_ix.insert(role.clone(), r);
         self.order_dirty = true;
         r
+    }
+
+    /// Forgets role `r` if nothing keeps it: no client (so nothing
+    /// allocated), no reservation free on any agent, the default weight.
+    /// A role only subscribed to, reserved for or weighted comes back as
+    /// new the next time it is named; nothing about it is lost.
+    fn forget_role_if_unused(&mut self, r: u32) {
+        let role = &self.roles[r as usize];
+        if !role.clients.is_empty() || role.reserved_free != Scalars::default() || role.weight != DEFAULT_WEIGHT {
+            return;
+        }
+        debug_assert!(role.allocated == Scalars::default());
+        if let Some(k) = role.key {
+            self.role_order.remove(&k);
+        }
+        let name = role.name.clone();
+        if self.role_ix.get(&name) == Some(&r) {
+            self.role_ix.remove(&name);
+            let role = &mut self.roles[r as usize];
+            role.key = None;
+            // Stale keys of removed clients, when a rebuild is pending.
+            role.order.clear();
+            self.free_role_slots.push(r);
+        }
     }
 
     fn client_or_create(&mut self, f: u32, role: &Role) -> u32 {
@@ -436,6 +479,9 @@ impl Allocator {
                 state.reserved_free.sub(&amount);
             }
             self.refresh_role(r);
+            if !add {
+                self.forget_role_if_unused(r);
+            }
         }
     }
 
@@ -613,7 +659,34 @@ impl Allocator {
             let c = self.client_or_create(f, role);
             self.client_mut(c).subscribed = true;
         }
+        // A role left with nothing held there is let go of at once, so a
+        // framework moving through many roles does not keep them all.
+        for c in self.framework(f).clients.clone() {
+            if !self.client(c).subscribed && self.client(c).allocated == Scalars::default() && !self.holds_anywhere(c) {
+                self.drop_client(f, c);
+            }
+        }
         Ok(())
+    }
+
+    /// Whether client `c` has an allocation record on any agent (ports
+    /// alone hold no scalars). A scan: only framework updates ask.
+    fn holds_anywhere(&self, c: u32) -> bool {
+        self.agents.iter().flatten().any(|agent| agent.allocations.iter().any(|(owner, _)| *owner == c))
+    }
+
+    /// Removes client `c` of framework `f`, which holds nothing.
+    fn drop_client(&mut self, f: u32, c: u32) {
+        let client = self.clients[c as usize].take().expect("client slot in use");
+        self.free_client_slots.push(c);
+        self.framework_mut(f).clients.retain(|&x| x != c);
+        let role = &mut self.roles[client.role as usize];
+        if let Some(k) = client.key {
+            role.order.remove(&k);
+        }
+        role.clients.retain(|&x| x != c);
+        self.refresh_role(client.role);
+        self.forget_role_if_unused(client.role);
     }
 
     /// Unsubscribes a framework; everything allocated to it is freed.
@@ -654,6 +727,7 @@ impl Allocator {
             role.allocated.sub(&client.allocated);
             role.clients.retain(|&x| x != c);
             self.free_client_slots.push(c);
+            self.forget_role_if_unused(client.role);
         }
         self.order_dirty = true;
         Ok(())
@@ -747,6 +821,9 @@ impl Allocator {
         let r = self.role_slot_or_create(&role);
         self.roles[r as usize].weight = weight;
         self.refresh_role(r);
+        // Back to the default, a role nobody uses is forgotten: weighting
+        // is also how an operator removes a role.
+        self.forget_role_if_unused(r);
         Ok(())
     }
 
@@ -1076,9 +1153,10 @@ impl Allocator {
 
     // ----- observations -----
 
-    /// Roles the allocator knows (weighted, subscribed to, or held in).
+    /// Roles the allocator knows (weighted, subscribed to, held in or
+    /// reserved for).
     pub fn role_count(&self) -> usize {
-        self.roles.len()
+        self.role_ix.len()
     }
 
     pub fn has_role(&self, role: &Role) -> bool {
@@ -1137,6 +1215,12 @@ impl Allocator {
         self.total.to_resources()
     }
 
+    /// Role slots allocated, in use or free; for tests.
+    #[cfg(test)]
+    pub(crate) fn role_slots(&self) -> usize {
+        self.roles.len()
+    }
+
     /// Checks every invariant listed at the top of this module; for tests.
     #[cfg(test)]
     pub(crate) fn check_invariants(&self) {
@@ -1167,6 +1251,7 @@ impl Allocator {
         for (c, slot) in self.clients.iter().enumerate() {
             let Some(client) = slot else { continue };
             assert_eq!(client.allocated, client_sums.get(&(c as u32)).copied().unwrap_or_default());
+            assert_eq!(self.role_ix.get(&self.roles[client.role as usize].name), Some(&client.role), "client {c} in a forgotten role");
             role_sums.entry(client.role).or_default().add(&client.allocated);
             if !self.order_dirty {
                 assert_eq!(client.key.is_some(), self.offerable(c as u32));
@@ -1182,10 +1267,26 @@ impl Allocator {
                 reserved_free.entry(role.clone()).or_default().add(&Scalars::of(bundle));
             }
         }
-        for role in &self.roles {
+        for (name, &r) in &self.role_ix {
+            let role = &self.roles[r as usize];
+            assert_eq!(&role.name, name);
             assert_eq!(role.reserved_free, reserved_free.get(&role.name).copied().unwrap_or_default(), "reserved_free of {}", role.name);
+            assert!(
+                !role.clients.is_empty() || role.reserved_free != Scalars::default() || role.weight != DEFAULT_WEIGHT,
+                "role {} is kept with nothing to keep it",
+                role.name
+            );
+            assert!(!self.free_role_slots.contains(&r), "role {} is in use and free", role.name);
         }
+        for (role, amount) in &reserved_free {
+            assert!(*amount == Scalars::default() || self.role_ix.contains_key(role), "role {role} has free reservations but is forgotten");
+        }
+        assert_eq!(self.role_ix.len() + self.free_role_slots.len(), self.roles.len());
         for (r, role) in self.roles.iter().enumerate() {
+            if self.free_role_slots.contains(&(r as u32)) {
+                assert!(role.key.is_none() && role.clients.is_empty());
+                continue;
+            }
             assert_eq!(role.allocated, role_sums.get(&(r as u32)).copied().unwrap_or_default());
             if !self.order_dirty {
                 assert_eq!(role.key.is_some(), !role.order.is_empty());

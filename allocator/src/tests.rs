@@ -308,7 +308,7 @@ fn arb_op() -> impl Strategy<Value = Op> {
         1 => (id.clone(), any::<bool>()).prop_map(|(f, b)| Op::SetFrameworkActive(f, b)),
         1 => (id.clone(), prop::option::of(0usize..3)).prop_map(|(f, r)| Op::Suppress(f, r)),
         1 => (id.clone(), prop::option::of(0usize..3)).prop_map(|(f, r)| Op::Revive(f, r)),
-        1 => (0usize..3, prop_oneof![Just(0.0), Just(-1.0), Just(f64::NAN), Just(f64::INFINITY), 0.1f64..10.0])
+        1 => (0usize..3, prop_oneof![Just(0.0), Just(-1.0), Just(f64::NAN), Just(f64::INFINITY), Just(crate::DEFAULT_WEIGHT), 0.1f64..10.0])
             .prop_map(|(r, w)| Op::SetWeight(r, w)),
         1 => (id.clone(), id.clone(), 0u64..20).prop_map(|(framework, agent, secs)| Op::AddFilter { framework, agent, secs }),
         4 => (any::<usize>(), 0u8..3).prop_map(|(pick, how)| Op::Recover { pick, how }),
@@ -862,4 +862,61 @@ fn unallocated_reservations_count_towards_their_roles_share() {
     alloc.remove_agent(&agent(0)).unwrap();
     alloc.check_invariants();
     assert_eq!(alloc.role_shares().iter().find(|s| s.role == role("a")).unwrap().dominant_share, 0.0);
+}
+
+#[test]
+fn roles_nobody_uses_are_forgotten_and_their_slots_reused() {
+    let mut alloc = Allocator::new(AllocatorConfig::default());
+    alloc.add_agent(agent(0), res("cpus:4;mem:4096"), vec![]).unwrap();
+    // Weighted, a role is kept; back to the default weight it goes.
+    for round in 0..3 {
+        for i in 0..1000 {
+            alloc.set_weight(role(&format!("r{i}")), 2.0).unwrap();
+        }
+        assert_eq!(alloc.role_count(), 1000, "round {round}");
+        for i in 0..1000 {
+            alloc.set_weight(role(&format!("r{i}")), crate::DEFAULT_WEIGHT).unwrap();
+        }
+        assert_eq!(alloc.role_count(), 0, "round {round}");
+        alloc.check_invariants();
+    }
+    assert!(alloc.role_slots() <= 1000, "slots are reused: {}", alloc.role_slots());
+
+    // A framework's roles go with it, unless something else keeps them.
+    alloc.set_weight(role("weighted"), 3.0).unwrap();
+    alloc.add_framework(fw(0), vec![role("weighted"), role("plain")]).unwrap();
+    assert_eq!(alloc.role_count(), 2);
+    let offers = alloc.allocate(secs(1));
+    assert_eq!(offers.len(), 1);
+    alloc.remove_framework(&fw(0)).unwrap();
+    alloc.check_invariants();
+    assert!(alloc.has_role(&role("weighted")) && !alloc.has_role(&role("plain")));
+
+    // Reserved for, a role is kept until its reservation goes.
+    alloc.convert(&agent(0), None, &res("cpus:1"), &res("cpus(ops):1")).unwrap();
+    assert!(alloc.has_role(&role("ops")));
+    alloc.convert(&agent(0), None, &res("cpus(ops):1"), &res("cpus:1")).unwrap();
+    assert!(!alloc.has_role(&role("ops")));
+    alloc.check_invariants();
+}
+
+#[test]
+fn a_framework_moving_through_roles_keeps_only_those_it_holds_in() {
+    let mut alloc = Allocator::new(AllocatorConfig::default());
+    alloc.add_agent(agent(0), res("cpus:4;mem:4096"), vec![]).unwrap();
+    alloc.add_framework(fw(0), vec![role("a")]).unwrap();
+    let offers = alloc.allocate(secs(1));
+    assert_eq!(offers.len(), 1);
+    // It leaves role a holding the offer: a stays until that comes back.
+    alloc.update_framework(&fw(0), vec![role("b")]).unwrap();
+    for i in 0..500 {
+        alloc.update_framework(&fw(0), vec![role(&format!("x{i}"))]).unwrap();
+    }
+    alloc.check_invariants();
+    assert_eq!(alloc.role_count(), 2, "a (held) and x499 (subscribed)");
+    alloc.recover(&offers[0].agent, &offers[0].framework, &offers[0].role, &offers[0].resources).unwrap();
+    alloc.update_framework(&fw(0), vec![role("c")]).unwrap();
+    alloc.check_invariants();
+    assert_eq!(alloc.role_count(), 1);
+    assert!(alloc.has_role(&role("c")));
 }

@@ -579,14 +579,24 @@ impl BrokerCore {
     }
 
     /// Sets a role's weight. The outputs hold the registry write that must
-    /// land before the change is acknowledged.
+    /// land before the change is acknowledged. The default weight removes
+    /// the record: a role nothing else keeps (no framework, allocation or
+    /// reservation) is then forgotten, which is how an operator removes a
+    /// role.
     pub fn set_weight(&mut self, role: Role, weight: f64) -> Result<Vec<Output>, String> {
         weir_model::ids::validate_id("role", role.as_str())?;
-        self.room_for_roles(std::slice::from_ref(&role))?;
+        let default = weight == weir_allocator::DEFAULT_WEIGHT;
+        if !default {
+            self.room_for_roles(std::slice::from_ref(&role))?;
+        }
         self.allocator.set_weight(role.clone(), weight).map_err(|e| e.to_string())?;
         self.dirty = true;
-        let record = v1::RoleWeight { role: role.to_string(), weight };
-        Ok(vec![Output::Registry(recovery::put(recovery::WEIGHTS, role.as_str(), &record))])
+        let write = if default {
+            recovery::delete(recovery::WEIGHTS, role.as_str())
+        } else {
+            recovery::put(recovery::WEIGHTS, role.as_str(), &v1::RoleWeight { role: role.to_string(), weight })
+        };
+        Ok(vec![Output::Registry(write)])
     }
 }
 
