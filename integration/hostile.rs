@@ -264,7 +264,7 @@ fn slow_http_clients_are_cut_off_and_unknown_paths_are_404() {
 
 fn subscribe_call(name: String) -> v1::Call {
     let framework = v1::FrameworkInfo { name, user: "mallory".into(), hostname: "h".into(), ..Default::default() };
-    v1::Call { framework_id: String::new(), kind: Some(v1::call::Kind::Subscribe(v1::call::Subscribe { framework: Some(framework) })) }
+    v1::Call { framework_id: String::new(), kind: Some(v1::call::Kind::Subscribe(v1::call::Subscribe { framework: Some(framework), data: None })) }
 }
 
 /// Item 5: a call over the message limit is answered RESOURCE_EXHAUSTED

@@ -111,6 +111,7 @@ impl FakeFramework {
         v1::Call {
             framework_id: self.id.clone(),
             kind: Some(v1::call::Kind::Subscribe(v1::call::Subscribe {
+        data: None,
                 framework: Some(v1::FrameworkInfo {
                     id: self.id.clone(),
                     name: "sim".into(),

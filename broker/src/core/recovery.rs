@@ -200,6 +200,7 @@ impl BrokerCore {
                 registered_at: now,
                 offers: Default::default(),
                 tasks: Default::default(),
+                data: None,
             },
         );
         self.registered_frameworks.insert(id, info);
