@@ -884,7 +884,10 @@ impl Allocator {
                 acc
             });
         let fw = self.framework_mut(f);
-        fw.wants = (!agents.is_empty()).then(|| Box::new(Wants { agents, waiting_since: None, last_grant: 0 }));
+        // A framework restating its data (as its pending tasks change) keeps
+        // the wait it is in: otherwise stating often would wait forever.
+        let (waiting_since, last_grant) = fw.wants.as_ref().map_or((None, 0), |w| (w.waiting_since, w.last_grant));
+        fw.wants = (!agents.is_empty()).then(|| Box::new(Wants { agents, waiting_since, last_grant }));
         Ok(())
     }
 

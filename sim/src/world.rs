@@ -69,6 +69,7 @@ pub fn broker_settings() -> BrokerSettings {
         max_failover_timeout: Duration::from_secs(7 * 24 * 3600),
         max_frameworks: 1000,
         max_roles: 1000,
+        locality_delay: weir_allocator::DEFAULT_LOCALITY_DELAY,
     }
 }
 

@@ -79,6 +79,9 @@ pub struct BrokerSettings {
     /// Roles the broker keeps (weighted or subscribed to); a new one past
     /// this is refused with the reason.
     pub max_roles: usize,
+    /// Delay scheduling: how long a framework that said where its data is
+    /// passes over agents without it (zero: locality off).
+    pub locality_delay: Duration,
 }
 
 impl Default for BrokerSettings {
@@ -96,6 +99,7 @@ impl Default for BrokerSettings {
             max_failover_timeout: Duration::from_secs(7 * 24 * 3600),
             max_frameworks: 1000,
             max_roles: 1000,
+            locality_delay: weir_allocator::DEFAULT_LOCALITY_DELAY,
         }
     }
 }
@@ -289,7 +293,8 @@ impl BrokerCore {
     /// A core starting at monotonic time `now`, when the wall clock reads
     /// `unix_now` (since the Unix epoch).
     pub fn new(settings: BrokerSettings, id_prefix: impl Into<String>, now: Duration, unix_now: Duration) -> BrokerCore {
-        let mut allocator = Allocator::new(AllocatorConfig::default());
+        let mut allocator =
+            Allocator::new(AllocatorConfig { locality_delay: settings.locality_delay, ..AllocatorConfig::default() });
         for (role, weight) in &settings.weights {
             // Weights were validated when the settings were read.
             let _ = allocator.set_weight(role.clone(), *weight);
