@@ -58,6 +58,11 @@ pub struct FrameworkConfig {
     pub reconnect: bool,
     /// Attempts before giving up; the wait doubles from 100 ms to 5 s.
     pub max_reconnect_attempts: u32,
+    /// Where the data its tasks read is (hosts' bytes, HDFS files,
+    /// volumes): the broker offers the agents holding it first. Sent with
+    /// every SUBSCRIBE, so it survives a reconnection; change it with
+    /// [`Framework::revive_for_data`].
+    pub data: Option<v1::DataLocality>,
 }
 
 impl FrameworkConfig {
@@ -72,6 +77,7 @@ impl FrameworkConfig {
             hostname: String::new(),
             reconnect: true,
             max_reconnect_attempts: 20,
+            data: None,
         }
     }
 }
@@ -261,6 +267,13 @@ impl Framework {
         self.call(v1::call::Kind::Revive(v1::call::Revive { roles: vec![], data: None })).await
     }
 
+    /// REVIVE stating where the data the framework's tasks will read is
+    /// (an empty one: no preference). Remembered for re-subscriptions.
+    pub async fn revive_for_data(&mut self, data: v1::DataLocality) -> Result<(), SdkError> {
+        self.config.data = Some(data.clone());
+        self.call(v1::call::Kind::Revive(v1::call::Revive { roles: vec![], data: Some(data) })).await
+    }
+
     pub async fn suppress(&self) -> Result<(), SdkError> {
         self.call(v1::call::Kind::Suppress(v1::call::Suppress { roles: vec![] })).await
     }
@@ -317,7 +330,7 @@ async fn open(
     let subscribe = v1::Call {
         framework_id: id.map(|i| i.to_string()).unwrap_or_default(),
         kind: Some(v1::call::Kind::Subscribe(v1::call::Subscribe {
-        data: None,
+            data: config.data.clone(),
             framework: Some(v1::FrameworkInfo {
                 id: id.map(|i| i.to_string()).unwrap_or_default(),
                 name: config.name.clone(),
