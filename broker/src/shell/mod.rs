@@ -21,8 +21,10 @@ mod metrics;
 mod stream;
 #[cfg(test)]
 mod tests;
+mod standby;
 mod ui;
 
+pub use standby::{serve_standby, Standby};
 pub use ui::UiSettings;
 
 use std::collections::{HashMap, VecDeque};

@@ -88,10 +88,11 @@ impl History {
         let x = |i: usize| i as f64 * W / (n - 1) as f64;
         let y = |share: f64| H - share.clamp(0.0, 1.0) * H;
         html! {
-            svg.chart width="600" height="140" viewBox="0 -10 600 140" role="img" aria-label=(if frameworks { "framework shares over time" } else { "role shares over time" }) {
-                line x1="0" y1=(y(1.0)) x2=(W) y2=(y(1.0)) class="grid" {}
-                line x1="0" y1=(y(0.5)) x2=(W) y2=(y(0.5)) class="grid" {}
-                line x1="0" y1=(y(0.0)) x2=(W) y2=(y(0.0)) class="grid" {}
+            svg.chart width="650" height="140" viewBox="0 -10 650 140" role="img" aria-label=(if frameworks { "framework shares over time" } else { "role shares over time" }) {
+                @for level in [1.0, 0.5, 0.0] {
+                    line x1="0" y1=(y(level)) x2=(W) y2=(y(level)) class="grid" {}
+                    text x=(W + 6.0) y=(y(level) + 4.0) font-size="11" fill="#777" { (percent(level)) }
+                }
                 @for (k, (name, points)) in series.iter().enumerate() {
                     polyline fill="none" stroke=(PALETTE[k % PALETTE.len()]) stroke-width="2"
                         points=(points.iter().enumerate().map(|(i, s)| format!("{:.1},{:.1}", x(i), y(s.unwrap_or(0.0)))).collect::<Vec<_>>().join(" ")) {
