@@ -104,6 +104,14 @@ pub(super) enum UiError {
     Upstream(String),
 }
 
+impl std::fmt::Display for UiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UiError::BadRequest(m) | UiError::NotFound(m) | UiError::Forbidden(m) | UiError::Upstream(m) => f.write_str(m),
+        }
+    }
+}
+
 impl IntoResponse for UiError {
     fn into_response(self) -> Response {
         let (status, message) = match self {

@@ -372,7 +372,7 @@ pub(super) fn framework(ctx: &Ctx, doc: &StateDoc, f: &FrameworkDoc, apps: Optio
                         }
                     }
                 }
-                Err(e) => { p.warn { "The framework's web UI did not list YARN applications: " (format!("{e:?}")) } }
+                Err(e) => { p.warn { "The framework's web UI did not list YARN applications: " (e) } }
             }
         }
         h2 { "Tasks (" (tasks.len()) ")" }
@@ -478,7 +478,7 @@ pub(super) fn task(ctx: &Ctx, t: &TaskDoc, live: bool, path: &str, listing: Resu
                 }
                 @if listing.get("truncated").and_then(|t| t.as_bool()).unwrap_or(false) { p.warn { "Only the first entries are listed." } }
             }
-            Err(e) => { p.warn { "The sandbox cannot be listed: " (format!("{e:?}")) } }
+            Err(e) => { p.warn { "The sandbox cannot be listed: " (e) } }
         }
     })
 }
