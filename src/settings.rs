@@ -116,6 +116,15 @@ pub fn broker(config: &Config) -> Result<(weir_broker::BrokerSettings, weir_brok
     shell.http = http_limits(config, "broker")?;
     let queue = config.get_u64("broker.stream.queue.max").map_err(problem)?;
     shell.stream_queue_max = usize::try_from(queue.max(1)).unwrap_or(usize::MAX);
+    let history_interval = get_duration("broker.ui.history.interval")?;
+    if history_interval.is_zero() {
+        return Err(problem("broker.ui.history.interval must be longer than zero"));
+    }
+    shell.ui = weir_broker::UiSettings {
+        actions_enabled: config.get_bool("broker.ui.actions.enabled").map_err(problem)?,
+        history_interval,
+        history_samples: usize::try_from(config.get_u64("broker.ui.history.samples").map_err(problem)?.clamp(2, 100_000)).unwrap_or(2),
+    };
     Ok((settings, shell))
 }
 

@@ -54,6 +54,9 @@ pub struct FrameworkConfig {
     pub framework_id: Option<FrameworkId>,
     pub user: String,
     pub hostname: String,
+    /// The framework's web UI (`http://host:port`), which the broker's UI
+    /// links to; empty when it has none.
+    pub webui_url: String,
     /// Re-subscribe when the stream breaks (false: `next_event` ends).
     pub reconnect: bool,
     /// Attempts before giving up; the wait doubles from 100 ms to 5 s.
@@ -75,6 +78,7 @@ impl FrameworkConfig {
             framework_id: None,
             user: std::env::var("USER").unwrap_or_default(),
             hostname: String::new(),
+            webui_url: String::new(),
             reconnect: true,
             max_reconnect_attempts: 20,
             data: None,
@@ -338,6 +342,7 @@ async fn open(
                 failover_timeout_seconds: config.failover_timeout.as_secs_f64(),
                 user: config.user.clone(),
                 hostname: config.hostname.clone(),
+                webui_url: config.webui_url.clone(),
             }),
         })),
     };

@@ -253,6 +253,7 @@ impl BrokerCore {
                     roles: vec![t.role.clone()],
                     user: String::new(),
                     hostname: String::new(),
+                    webui_url: String::new(),
                     failover_timeout: Duration::MAX,
                     conn: None,
                     disconnected_at: Some(now),

@@ -147,6 +147,8 @@ struct Framework {
     roles: Vec<Role>,
     user: String,
     hostname: String,
+    /// The framework's own web UI, as it announced it (for the broker UI).
+    webui_url: String,
     failover_timeout: Duration,
     conn: Option<ConnId>,
     /// Set while the framework has no stream; it is removed once

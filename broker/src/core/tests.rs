@@ -898,6 +898,32 @@ fn a_task_reported_ended_on_reregistration_keeps_its_resources_until_its_update_
     assert_eq!(h.core.check_invariants(), Ok(()));
 }
 
+#[test]
+fn an_operator_kills_a_task_and_tears_a_framework_down() {
+    let mut h = Harness::new();
+    h.register_agent(AGENT_A, "", "cpus:2;mem:1024", vec![]);
+    let fw = h.subscribe(FW_1, "one", &[], 30.0);
+    let offers = Harness::offers_in(&h.advance(ms(100)), FW_1);
+    h.call(FW_1, accept(&[&offers[0]], vec![task("t", "cpus:1;mem:64"), task("u", "cpus:1;mem:64")]));
+    let before = h.core.state(h.now).tasks.len();
+
+    let (f, t) = (FrameworkId::new(fw.clone()), TaskId::new("t"));
+    let out = h.core.operator_kill(&f, &t).unwrap();
+    assert!(matches!(&out[..], [Output::Agent(AGENT_A, v1::BrokerMessage { kind: Some(v1::broker_message::Kind::KillTask(k)) })] if k.task_id == "t"));
+    assert_eq!(h.core.state(h.now).tasks.len(), before, "the books change when the agent reports the kill");
+    assert!(h.core.operator_kill(&f, &TaskId::new("nope")).unwrap_err().contains("no live task nope"));
+    assert!(h.core.operator_teardown(&FrameworkId::new("nope"), h.now).is_err());
+
+    let out = h.core.operator_teardown(&f, h.now).unwrap();
+    assert_eq!(Harness::errors_in(&out, FW_1), vec!["framework torn down by an operator"]);
+    assert!(out.contains(&Output::Close(FW_1)));
+    let kills = out.iter().filter(|o| matches!(o, Output::Agent(AGENT_A, v1::BrokerMessage { kind: Some(v1::broker_message::Kind::KillTask(_)) }))).count();
+    assert_eq!(kills, 2);
+    let state = h.core.state(h.now);
+    assert!(state.frameworks.is_empty() && state.tasks.is_empty());
+    h.core.check_invariants().unwrap();
+}
+
 fn revive_with(data: v1::DataLocality) -> v1::call::Kind {
     v1::call::Kind::Revive(v1::call::Revive { roles: vec![], data: Some(data) })
 }

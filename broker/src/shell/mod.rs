@@ -1,5 +1,6 @@
 //! The broker's async shell: one port serving gRPC (scheduler, agent and
-//! operator APIs) and HTTP (`/state`, `/metrics`, `/health`), a timer that
+//! operator APIs) and HTTP (`/state`, `/metrics`, `/health`, the web UI
+//! under `/ui/`), a timer that
 //! ticks the core, and the map from connection ids to outbound channels.
 //!
 //! The shell holds no books. Every stream handler converts what arrives
@@ -21,6 +22,11 @@ mod metrics;
 mod stream;
 #[cfg(test)]
 mod tests;
+mod standby;
+mod ui;
+
+pub use standby::{serve_standby, Standby};
+pub use ui::UiSettings;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -60,6 +66,8 @@ pub struct ShellSettings {
     /// Where the shell reads time: monotonic `now` for every core call, and
     /// the wall clock once at start for the timestamps of status updates.
     pub clock: Arc<dyn Clock>,
+    /// The web UI (`broker.ui.*`).
+    pub ui: UiSettings,
 }
 
 impl ShellSettings {
@@ -71,6 +79,7 @@ impl ShellSettings {
             http: weir_net::http::HttpLimits::default(),
             stream_queue_max: DEFAULT_STREAM_QUEUE_MAX,
             clock: Arc::new(SystemClock::new()),
+            ui: UiSettings::default(),
         }
     }
 }
@@ -128,6 +137,7 @@ pub(crate) struct Shared {
     guard: LeaseGuard,
     writer: Arc<Notify>,
     metrics: Arc<prometheus_client::registry::Registry>,
+    ui: Arc<ui::Ui>,
 }
 
 impl Shared {
@@ -394,6 +404,7 @@ async fn start(
     }));
     let shared = Shared {
         metrics: Arc::new(metrics::registry(inner.clone(), clock.clone())),
+        ui: Arc::new(ui::Ui::new(shell.ui.clone())),
         inner,
         clock,
         guard,
@@ -510,6 +521,7 @@ async fn tick_loop(shared: Shared, every: Duration, heartbeat_every: Duration) {
             inner.last_allocation_seconds = took.as_secs_f64();
         }
         unfinished = inner.core.allocation_unfinished();
+        shared.ui.sample(now, shared.clock.unix_time(), || inner.core.dominant_shares());
         let count = outputs.len();
         shared.submit(&mut inner, outputs, None);
         note_if_slow("tick", took, count);
