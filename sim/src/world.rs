@@ -712,7 +712,7 @@ impl World {
                 Effect::Signal { pid, signal, .. } => self.signal(pid, signal),
                 // Volume directories are the real shell's; the books are
                 // in the checkpoint the core keeps.
-                Effect::CreateVolumes(_) | Effect::DestroyVolumes(_) => {}
+                Effect::CreateVolumes(_) | Effect::DestroyVolumes(_) | Effect::SyncVolume(_) => {}
             }
         }
     }

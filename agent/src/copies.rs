@@ -1,0 +1,219 @@
+//! The agent's side of backed volumes: each volume with a backing
+//! (`hdfs://…`) has a durable copy there, kept by `weir_hdfs_volumes::backing`.
+//!
+//! - A backed volume is usable only once this agent holds a copy it may
+//!   sync: restored from the backing (which takes the backing over at a new
+//!   generation, fencing any older copy elsewhere) or attached to an empty
+//!   one. Tasks that mount it wait for that; if it fails, they fail with
+//!   the reason (an unreachable NameNode, a path that belongs to another
+//!   volume…).
+//! - Syncs: when a task that mounts it ends, every
+//!   `agent.volume.sync.interval` while tasks mount it, and on SYNC. One at
+//!   a time per volume. Each is reported to the broker (VOLUME_SYNC).
+//! - What a copy last synced (its generation and files) is kept in
+//!   `WORK_DIR/volumes/backing/<role>/<id>.json`; its presence means "this
+//!   agent holds a copy". A copy whose backing moved on (the volume was
+//!   created on another agent meanwhile) is stale: its syncs are refused
+//!   and logged as errors, and the backing keeps the newer copy.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+use weir_hdfs_volumes::backing::{Backing, LocalState, SyncReport};
+use weir_hdfs_volumes::StoreSettings;
+use weir_model::{Role, VolumeId};
+
+use crate::volumes;
+
+#[derive(Clone, Debug, PartialEq)]
+enum Readiness {
+    /// Not prepared yet on this agent (no copy).
+    Unprepared,
+    Preparing,
+    Ready,
+    Failed(String),
+}
+
+struct Copy {
+    backing: String,
+    /// One restore or sync at a time.
+    busy: tokio::sync::Mutex<()>,
+    ready: watch::Sender<Readiness>,
+    /// Live tasks that mount it.
+    users: AtomicUsize,
+}
+
+/// Every backed volume's copy on this agent.
+pub struct Copies {
+    /// `WORK_DIR/volumes`.
+    root: PathBuf,
+    settings: StoreSettings,
+    copies: Mutex<HashMap<(Role, VolumeId), Arc<Copy>>>,
+}
+
+/// How a restore or sync went, for the broker and the log.
+pub struct Done {
+    /// create (attached to an empty backing), restore, sync, task-ended, interval.
+    pub trigger: &'static str,
+    pub backing: String,
+    pub result: Result<SyncReport, String>,
+}
+
+impl Copies {
+    pub fn new(root: PathBuf, settings: StoreSettings) -> Copies {
+        Copies { root, settings, copies: Mutex::new(HashMap::new()) }
+    }
+
+    fn state_path(&self, role: &Role, id: &VolumeId) -> PathBuf {
+        self.root.join("backing").join(role.as_str()).join(format!("{id}.json"))
+    }
+
+    fn copy(&self, role: &Role, id: &VolumeId, backing: &str) -> Arc<Copy> {
+        let mut copies = self.copies.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = copies.entry((role.clone(), id.clone()));
+        let existing = match entry {
+            std::collections::hash_map::Entry::Occupied(e) if e.get().backing == backing => return e.get().clone(),
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                return v.insert(self.new_copy(role, id, backing)).clone();
+            }
+        };
+        // Destroyed and created again with another backing.
+        *existing = self.new_copy(role, id, backing);
+        existing.clone()
+    }
+
+    fn new_copy(&self, role: &Role, id: &VolumeId, backing: &str) -> Arc<Copy> {
+        let held = self.state_path(role, id).exists();
+        let (ready, _) = watch::channel(if held { Readiness::Ready } else { Readiness::Unprepared });
+        Arc::new(Copy { backing: backing.to_owned(), busy: tokio::sync::Mutex::new(()), ready, users: AtomicUsize::new(0) })
+    }
+
+    async fn open(&self, copy: &Copy, id: &VolumeId) -> Result<Backing, String> {
+        let store = weir_hdfs_volumes::open(&copy.backing, &self.settings).map_err(|e| e.to_string())?;
+        Backing::attach(store, id.as_str()).await.map_err(|e| e.to_string())
+    }
+
+    /// Makes the volume usable here: nothing if this agent holds its copy;
+    /// else restores the backing's copy (an empty one attaches) and takes
+    /// the backing over for `agent`.
+    pub async fn prepare(&self, role: &Role, id: &VolumeId, backing: &str, agent: &str) -> Done {
+        let copy = self.copy(role, id, backing);
+        let _busy = copy.busy.lock().await;
+        let state_path = self.state_path(role, id);
+        if *copy.ready.borrow() == Readiness::Ready {
+            let result = LocalState::load(&state_path)
+                .map(|s| SyncReport { generation: s.generation, ..SyncReport::default() })
+                .map_err(|e| e.to_string());
+            return Done { trigger: "create", backing: copy.backing.clone(), result };
+        }
+        copy.ready.send_replace(Readiness::Preparing);
+        let (trigger, result) = match self.restore(&copy, role, id, agent, &state_path).await {
+            Ok((trigger, report)) => {
+                copy.ready.send_replace(Readiness::Ready);
+                (trigger, Ok(report))
+            }
+            Err(e) => {
+                copy.ready.send_replace(Readiness::Failed(e.clone()));
+                ("create", Err(e))
+            }
+        };
+        Done { trigger, backing: copy.backing.clone(), result }
+    }
+
+    async fn restore(
+        &self,
+        copy: &Copy,
+        role: &Role,
+        id: &VolumeId,
+        agent: &str,
+        state_path: &Path,
+    ) -> Result<(&'static str, SyncReport), String> {
+        let backing = self.open(copy, id).await?;
+        let had_copy = backing.current().await.map_err(|e| e.to_string())?.is_some();
+        let dir = volumes::volume_dir(&self.root, role, id);
+        let (report, state) = backing.restore(&dir, agent).await.map_err(|e| e.to_string())?;
+        state.save(state_path).map_err(|e| e.to_string())?;
+        Ok((if had_copy { "restore" } else { "create" }, report))
+    }
+
+    /// Waits until the volume is usable; prepares it if nobody has.
+    pub async fn ensure(&self, role: &Role, id: &VolumeId, backing: &str, agent: &str) -> Result<(), String> {
+        let copy = self.copy(role, id, backing);
+        let mut ready = copy.ready.subscribe();
+        loop {
+            let now = ready.borrow_and_update().clone();
+            match now {
+                Readiness::Ready => return Ok(()),
+                Readiness::Failed(e) => return Err(format!("volume {id} cannot be restored from {backing}: {e}")),
+                Readiness::Unprepared => {
+                    let done = self.prepare(role, id, backing, agent).await;
+                    return done.result.map(|_| ()).map_err(|e| format!("volume {id} cannot be restored from {backing}: {e}"));
+                }
+                Readiness::Preparing => {
+                    if ready.changed().await.is_err() {
+                        return Err(format!("volume {id}: its preparation was abandoned"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Copies what changed to the backing as a new generation.
+    pub async fn sync(&self, role: &Role, id: &VolumeId, backing: &str, agent: &str, trigger: &'static str) -> Done {
+        let copy = self.copy(role, id, backing);
+        let _busy = copy.busy.lock().await;
+        let result = self.sync_locked(&copy, role, id, agent).await;
+        if let Err(e) = &result {
+            tracing::error!(role = %role, volume_id = %id, backing = %copy.backing, trigger, error = %e, "volume not synced");
+        }
+        Done { trigger, backing: copy.backing.clone(), result }
+    }
+
+    async fn sync_locked(&self, copy: &Copy, role: &Role, id: &VolumeId, agent: &str) -> Result<SyncReport, String> {
+        if *copy.ready.borrow() != Readiness::Ready {
+            return Err(format!("volume {id} holds no copy of {} yet (it was not restored here)", copy.backing));
+        }
+        let state_path = self.state_path(role, id);
+        let state = LocalState::load(&state_path).map_err(|e| e.to_string())?;
+        let backing = self.open(copy, id).await?;
+        let dir = volumes::volume_dir(&self.root, role, id);
+        let (report, state) = backing.sync(&dir, &state, agent).await.map_err(|e| e.to_string())?;
+        state.save(&state_path).map_err(|e| e.to_string())?;
+        Ok(report)
+    }
+
+    pub fn task_started(&self, role: &Role, id: &VolumeId, backing: &str) {
+        self.copy(role, id, backing).users.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn task_ended(&self, role: &Role, id: &VolumeId, backing: &str) {
+        let copy = self.copy(role, id, backing);
+        let _ = copy.users.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| Some(n.saturating_sub(1)));
+    }
+
+    /// Backed volumes that live tasks mount: the interval syncs them.
+    pub fn in_use(&self) -> Vec<(Role, VolumeId, String)> {
+        let copies = self.copies.lock().unwrap_or_else(|p| p.into_inner());
+        copies
+            .iter()
+            .filter(|(_, c)| c.users.load(Ordering::SeqCst) > 0)
+            .map(|((role, id), c)| (role.clone(), id.clone(), c.backing.clone()))
+            .collect()
+    }
+
+    /// A destroyed volume: its local copy's record goes with its data (the
+    /// backing keeps its copy).
+    pub fn forget(&self, role: &Role, id: &VolumeId) {
+        self.copies.lock().unwrap_or_else(|p| p.into_inner()).remove(&(role.clone(), id.clone()));
+        match std::fs::remove_file(self.state_path(role, id)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(role = %role, volume_id = %id, error = %e, "cannot delete the volume's sync record")
+            }
+            _ => {}
+        }
+    }
+}
