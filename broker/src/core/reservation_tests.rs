@@ -918,7 +918,7 @@ fn backed_volumes_refuse_bad_backings_and_a_failed_attach_undoes_the_create() {
     let state = h.core.state(h.now);
     let done = &state.operations[0];
     assert_eq!((done.id.as_str(), done.state.as_str()), ("c4", "OPERATION_FAILED"));
-    assert_eq!(done.message, format!("volume other: {error}; the volume is not created"));
+    assert_eq!(done.message, format!("{error}; volume other is not created"));
     assert!(state.agents.iter().all(|a| a.volumes.iter().all(|v| v.id != "other")));
     let unbacked = op("s2", v1::operation::Kind::Sync(v1::operation::Sync { volume_id: "plain".into() }));
     let mut plain = operator_op("p", create("plain", "r1", 100.0, "p", false));

@@ -486,9 +486,10 @@ impl BrokerCore {
                 }
                 self.checkpoint_resources(agent, out);
                 self.dirty = true;
-                Err(format!("volume {id}: {error}; the volume is not created"))
+                Err(format!("{error}; volume {id} is not created"))
             } else {
-                Err(format!("volume {id}: {error}"))
+                // The agent's errors name the volume and the backing.
+                Err(error)
             }
         } else if report.trigger == "restore" {
             Ok(Outcome::Finished(format!(
