@@ -171,3 +171,48 @@ fn moves_and_fences(uri: &str) {
     assert!(volume_of(&state, "agent0.test")["last_sync"]["error"].as_str().unwrap().contains("stale copy"));
     assert_eq!(backing_now(uri).0, Some((b_generation, b.clone())));
 }
+
+#[test]
+fn a_backing_that_cannot_be_used_fails_the_create_naming_it() {
+    let mut cluster = Cluster::start(0, SPEC, &[]);
+    cluster.add_agent_with(0, SPEC, &["agent.volume.backing.timeout=3s"]);
+    let state = cluster.wait_for(Duration::from_secs(30), |s| agent_named(s, "agent0.test").is_some());
+    let a = agent_named(&state, "agent0.test").unwrap()["id"].as_str().unwrap().to_owned();
+    let out = cluster.weir(&["reserve", "--agent", &a, "--role", "db", "--id", "r1", "cpus:1;mem:256;disk:1024"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let create = |id: &str, backing: &str| {
+        let out = cluster.weir(&["volume", "create", "--agent", &a, "--role", "db", "--reservation", "r1", "--size", "100", "--path", id, "--backing", backing, id]);
+        let (stdout, stderr) = text(&out);
+        (out.status.code(), stdout, stderr)
+    };
+    let dir = tempfile::tempdir().unwrap();
+
+    // A backing that another volume used: it keeps its owner after a DESTROY.
+    let taken = format!("file://{}/taken", dir.path().display());
+    assert_eq!(create("v1", &taken).0, Some(0));
+    let out = cluster.weir(&["volume", "destroy", "--agent", &a, "--role", "db", "v1"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let (code, _, stderr) = create("v2", &taken);
+    assert_eq!(code, Some(1));
+    assert!(stderr.ends_with(&format!("CREATE on {a}: OPERATION_FAILED: backing {taken} belongs to volume v1, not to v2; volume v2 is not created\n")), "{stderr}");
+
+    // A path that holds something else.
+    std::fs::create_dir_all(dir.path().join("busy")).unwrap();
+    std::fs::write(dir.path().join("busy/report.csv"), "a,b\n").unwrap();
+    let busy = format!("file://{}/busy", dir.path().display());
+    let (code, _, stderr) = create("v3", &busy);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains(&format!("OPERATION_FAILED: backing {busy} exists and is not a Weir volume backing (it holds report.csv)")), "{stderr}");
+
+    // A NameNode nobody runs: refused within agent.volume.backing.timeout.
+    let started = Instant::now();
+    let (code, _, stderr) = create("v4", "hdfs://127.0.0.1:1/weir/v4");
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("OPERATION_FAILED: hdfs://127.0.0.1:1/weir/v4 is unreachable"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+
+    // None of them is left in the books; the agent's list agrees.
+    let state = cluster.wait_for(Duration::from_secs(10), |s| agent_named(s, "agent0.test").is_some_and(|a| a["volumes"].as_array().is_some_and(|v| v.is_empty())));
+    assert_eq!(state["operations"][0]["state"], "OPERATION_FAILED");
+    assert!(!cluster.agent_dir(0).join("volumes/roles/db/v4").exists(), "the failed volume's directory stayed");
+}
