@@ -14,7 +14,10 @@
 //!   `WORK_DIR/volumes/backing/<role>/<id>.json`; its presence means "this
 //!   agent holds a copy". A copy whose backing moved on (the volume was
 //!   created on another agent meanwhile) is stale: its syncs are refused
-//!   and logged as errors, and the backing keeps the newer copy.
+//!   and logged as errors, the backing keeps the newer copy, and tasks
+//!   that would mount it fail instead of reading old data (checked before
+//!   each task starts; if the backing cannot be reached then, the task
+//!   starts on the local copy, with a warning).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -141,15 +144,16 @@ impl Copies {
     }
 
     /// Waits until the volume is usable; prepares it if nobody has.
+    /// Refuses a copy the backing has moved on from.
     pub async fn ensure(&self, role: &Role, id: &VolumeId, backing: &str, agent: &str) -> Result<(), String> {
         let copy = self.copy(role, id, backing);
         let mut ready = copy.ready.subscribe();
         loop {
             let now = ready.borrow_and_update().clone();
             match now {
-                Readiness::Ready => return Ok(()),
-                Readiness::Failed(e) => return Err(format!("volume {id} cannot be restored from {backing}: {e}")),
-                Readiness::Unprepared => {
+                Readiness::Ready => return self.check_fresh(&copy, role, id).await,
+                // A failure may have passed (a NameNode back up): try again.
+                Readiness::Failed(_) | Readiness::Unprepared => {
                     let done = self.prepare(role, id, backing, agent).await;
                     return done.result.map(|_| ()).map_err(|e| format!("volume {id} cannot be restored from {backing}: {e}"));
                 }
@@ -158,6 +162,27 @@ impl Copies {
                         return Err(format!("volume {id}: its preparation was abandoned"));
                     }
                 }
+            }
+        }
+    }
+
+    /// Whether the backing still holds this copy's generation (or has not
+    /// moved past it): a copy the volume moved away from is not mounted.
+    async fn check_fresh(&self, copy: &Copy, role: &Role, id: &VolumeId) -> Result<(), String> {
+        let state = LocalState::load(&self.state_path(role, id)).map_err(|e| e.to_string())?;
+        let current = match self.open(copy, id).await {
+            Ok(backing) => backing.current().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        match current {
+            Ok(Some(pointer)) if pointer.generation > state.generation => Err(format!(
+                "volume {id} here is a stale copy (generation {}); {} holds generation {} of agent {}",
+                state.generation, copy.backing, pointer.generation, pointer.owner
+            )),
+            Ok(_) => Ok(()),
+            Err(error) => {
+                tracing::warn!(role = %role, volume_id = %id, backing = %copy.backing, %error, "cannot check the backing; the task uses the local copy");
+                Ok(())
             }
         }
     }
@@ -215,5 +240,73 @@ impl Copies {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copies(root: &Path) -> Copies {
+        Copies::new(root.join("volumes"), StoreSettings::default())
+    }
+
+    fn dir(root: &Path) -> PathBuf {
+        volumes::volume_dir(&root.join("volumes"), &Role::new("db"), &VolumeId::new("pgdata"))
+    }
+
+    #[tokio::test]
+    async fn a_copy_moves_and_the_old_one_is_neither_synced_nor_mounted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let backing = format!("file://{}/backing", tmp.path().display());
+        let (a_root, b_root) = (tmp.path().join("a"), tmp.path().join("b"));
+        let (a, b) = (copies(&a_root), copies(&b_root));
+        let (role, id) = (Role::new("db"), VolumeId::new("pgdata"));
+
+        // A attaches to the empty backing and syncs what a task wrote.
+        let done = a.prepare(&role, &id, &backing, "A").await;
+        assert_eq!((done.trigger, done.result.unwrap().generation), ("create", 1));
+        std::fs::write(dir(&a_root).join("note"), "from A").unwrap();
+        a.task_started(&role, &id, &backing);
+        assert_eq!(a.in_use(), vec![(role.clone(), id.clone(), backing.clone())]);
+        a.task_ended(&role, &id, &backing);
+        assert!(a.in_use().is_empty());
+        let done = a.sync(&role, &id, &backing, "A", "task-ended").await;
+        let report = done.result.unwrap();
+        assert_eq!((report.generation, report.files_copied, report.bytes_copied), (2, 1, 6));
+        a.ensure(&role, &id, &backing, "A").await.unwrap();
+
+        // B has no copy: a task's ensure restores it first.
+        b.ensure(&role, &id, &backing, "B").await.unwrap();
+        assert_eq!(std::fs::read_to_string(dir(&b_root).join("note")).unwrap(), "from A");
+
+        // A's copy is stale now: not synced, not mounted, and it says why.
+        let err = a.sync(&role, &id, &backing, "A", "interval").await.result.unwrap_err();
+        assert!(err.contains("this copy is at generation 2") && err.contains("of agent B"), "{err}");
+        let err = a.ensure(&role, &id, &backing, "A").await.unwrap_err();
+        assert_eq!(err, format!("volume pgdata here is a stale copy (generation 2); {backing} holds generation 3 of agent B"));
+
+        // A fresh agent restarted from its files is ready at once (its
+        // record survives), and DESTROY forgets it.
+        let b_again = copies(&b_root);
+        assert_eq!(b_again.prepare(&role, &id, &backing, "B").await.result.unwrap().generation, 3);
+        b_again.forget(&role, &id);
+        assert!(!b_root.join("volumes/backing/db/pgdata.json").exists());
+    }
+
+    #[tokio::test]
+    async fn a_backing_that_cannot_be_attached_fails_every_task_that_waits_for_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("busy")).unwrap();
+        std::fs::write(tmp.path().join("busy/other"), "x").unwrap();
+        let backing = format!("file://{}/busy", tmp.path().display());
+        let c = copies(tmp.path());
+        let (role, id) = (Role::new("db"), VolumeId::new("pgdata"));
+        let err = c.ensure(&role, &id, &backing, "A").await.unwrap_err();
+        assert!(err.starts_with(&format!("volume pgdata cannot be restored from {backing}: backing {backing} exists and is not a Weir volume backing")), "{err}");
+        let err = c.ensure(&role, &id, &backing, "A").await.unwrap_err();
+        assert!(err.contains("is not a Weir volume backing"), "{err}");
+        let err = c.sync(&role, &id, &backing, "A", "sync").await.result.unwrap_err();
+        assert!(err.contains("holds no copy"), "{err}");
     }
 }
