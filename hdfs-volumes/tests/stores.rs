@@ -368,3 +368,53 @@ async fn backing_survives_an_interrupted_sync(store: Arc<dyn VolumeStore>, tmp: 
     assert_eq!(std::fs::read(reader.join("f3")).unwrap(), b"generation two, file 3, longer");
     assert_eq!(store.list("tmp").await.unwrap(), vec![], "uploads of the cut-off sync were left in tmp/");
 }
+
+/// An HA name service from a Hadoop configuration directory: two
+/// NameNodes, the first of which nobody runs, so every call fails over to
+/// the real one; and `hdfs:///path`, which takes the name service from
+/// `fs.defaultFS`.
+#[tokio::test]
+async fn an_ha_name_service_from_a_configuration_directory() {
+    let Ok(base) = std::env::var("WEIR_TEST_HDFS") else {
+        eprintln!("WEIR_TEST_HDFS is not set: HA name services are not tested");
+        return;
+    };
+    let namenode = base.trim_start_matches("hdfs://").trim_end_matches('/');
+    let conf = tempfile::tempdir().unwrap();
+    std::fs::write(
+        conf.path().join("core-site.xml"),
+        "<configuration><property><name>fs.defaultFS</name><value>hdfs://weirns</value></property></configuration>",
+    )
+    .unwrap();
+    let property = |k: &str, v: &str| format!("<property><name>{k}</name><value>{v}</value></property>");
+    std::fs::write(
+        conf.path().join("hdfs-site.xml"),
+        format!(
+            "<configuration>{}{}{}{}{}</configuration>",
+            property("dfs.nameservices", "weirns"),
+            property("dfs.ha.namenodes.weirns", "dead,live"),
+            property("dfs.namenode.rpc-address.weirns.dead", "127.0.0.1:1"),
+            property("dfs.namenode.rpc-address.weirns.live", namenode),
+            property(
+                "dfs.client.failover.proxy.provider.weirns",
+                "org.apache.hadoop.hdfs.server.namenode.ha.ConfiguredFailoverProxyProvider"
+            ),
+        ),
+    )
+    .unwrap();
+    let settings = StoreSettings {
+        hadoop_conf_dir: Some(conf.path().display().to_string()),
+        op_timeout: Duration::from_secs(30),
+    };
+    let id = uuid::Uuid::new_v4();
+    let store = open(&format!("hdfs://weirns/weir-test/ha-{id}"), &settings).unwrap();
+    assert_eq!(store.uri(), format!("hdfs://weirns/weir-test/ha-{id}"));
+    let meta = put(store.as_ref(), "through-ha", b"via the name service", PutMode::CreateNew).await.unwrap();
+    // The same file through fs.defaultFS, and through the NameNode itself.
+    let default_fs = open(&format!("hdfs:///weir-test/ha-{id}"), &settings).unwrap();
+    assert_eq!(get(default_fs.as_ref(), "through-ha", 100).await.unwrap(), (b"via the name service".to_vec(), meta));
+    let direct = open(&format!("{}/weir-test/ha-{id}", base.trim_end_matches('/')), &StoreSettings::default()).unwrap();
+    assert_eq!(get(direct.as_ref(), "through-ha", 100).await.unwrap().1, meta);
+    store_list_rename_delete(store.as_ref()).await;
+    cleanup(&store).await;
+}
