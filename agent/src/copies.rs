@@ -42,6 +42,9 @@ enum Readiness {
 
 struct Copy {
     backing: String,
+    /// The store's client, made once (an HDFS client keeps its NameNode
+    /// connection between syncs).
+    store: std::sync::OnceLock<Arc<dyn weir_hdfs_volumes::VolumeStore>>,
     /// One restore or sync at a time.
     busy: tokio::sync::Mutex<()>,
     ready: watch::Sender<Readiness>,
@@ -92,11 +95,23 @@ impl Copies {
     fn new_copy(&self, role: &Role, id: &VolumeId, backing: &str) -> Arc<Copy> {
         let held = self.state_path(role, id).exists();
         let (ready, _) = watch::channel(if held { Readiness::Ready } else { Readiness::Unprepared });
-        Arc::new(Copy { backing: backing.to_owned(), busy: tokio::sync::Mutex::new(()), ready, users: AtomicUsize::new(0) })
+        Arc::new(Copy {
+            backing: backing.to_owned(),
+            store: std::sync::OnceLock::new(),
+            busy: tokio::sync::Mutex::new(()),
+            ready,
+            users: AtomicUsize::new(0),
+        })
     }
 
     async fn open(&self, copy: &Copy, id: &VolumeId) -> Result<Backing, String> {
-        let store = weir_hdfs_volumes::open(&copy.backing, &self.settings).map_err(|e| e.to_string())?;
+        let store = match copy.store.get() {
+            Some(store) => store.clone(),
+            None => {
+                let store = weir_hdfs_volumes::open(&copy.backing, &self.settings).map_err(|e| e.to_string())?;
+                copy.store.get_or_init(|| store).clone()
+            }
+        };
         Backing::attach(store, id.as_str()).await.map_err(|e| e.to_string())
     }
 
