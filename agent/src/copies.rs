@@ -166,7 +166,7 @@ impl Copies {
         loop {
             let now = ready.borrow_and_update().clone();
             match now {
-                Readiness::Ready => return self.check_fresh(&copy, role, id).await,
+                Readiness::Ready => return self.check_fresh(&copy, role, id, agent).await,
                 // A failure may have passed (a NameNode back up): try again.
                 Readiness::Failed(_) | Readiness::Unprepared => {
                     let done = self.prepare(role, id, backing, agent).await;
@@ -183,18 +183,18 @@ impl Copies {
 
     /// Whether the backing still holds this copy's generation (or has not
     /// moved past it): a copy the volume moved away from is not mounted.
-    async fn check_fresh(&self, copy: &Copy, role: &Role, id: &VolumeId) -> Result<(), String> {
+    async fn check_fresh(&self, copy: &Copy, role: &Role, id: &VolumeId, agent: &str) -> Result<(), String> {
         let state = LocalState::load(&self.state_path(role, id)).map_err(|e| e.to_string())?;
-        let current = match self.open(copy, id).await {
-            Ok(backing) => backing.current().await.map_err(|e| e.to_string()),
+        let moved = match self.open(copy, id).await {
+            Ok(backing) => backing.moved_past(state.generation, agent).await.map_err(|e| e.to_string()),
             Err(e) => Err(e),
         };
-        match current {
-            Ok(Some(pointer)) if pointer.generation > state.generation => Err(format!(
+        match moved {
+            Ok(Some(pointer)) => Err(format!(
                 "volume {id} here is a stale copy (generation {}); {} holds generation {} of agent {}",
                 state.generation, copy.backing, pointer.generation, pointer.owner
             )),
-            Ok(_) => Ok(()),
+            Ok(None) => Ok(()),
             Err(error) => {
                 tracing::warn!(role = %role, volume_id = %id, backing = %copy.backing, %error, "cannot check the backing; the task uses the local copy");
                 Ok(())

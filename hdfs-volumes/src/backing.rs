@@ -328,7 +328,11 @@ impl Backing {
         let started = Instant::now();
         let current = self.current().await?;
         let at = current.as_ref().map_or(0, |p| p.generation);
-        if at != state.generation {
+        // This copy's own last sync switched CURRENT but died before the
+        // caller saved its state: build on it (the copy's files are the
+        // truth; what the manifest lacks is uploaded again).
+        let own_next = current.as_ref().is_some_and(|p| p.owner == agent && p.generation == state.generation + 1);
+        if at != state.generation && !own_next {
             let owner = current.map(|p| p.owner).unwrap_or_else(|| "(none: the backing is empty)".to_owned());
             return Err(self.stale(state.generation, at, owner));
         }
@@ -336,7 +340,7 @@ impl Backing {
             return Err(self.stale(state.generation, generation, owner));
         }
         let next = at + 1;
-        self.claim(next, agent, state.generation).await?;
+        self.claim(next, agent, at).await?;
         let previous = if at == 0 { None } else { Some(self.manifest(at).await?) };
         let in_backing: BTreeSet<String> =
             previous.iter().flat_map(|m| m.files.iter().map(|f| f.sha256.clone())).collect();
@@ -374,6 +378,14 @@ impl Backing {
         self.collect_garbage(next, at).await;
         report.millis = started.elapsed().as_millis() as u64;
         Ok((report, new_state))
+    }
+
+    /// Whether a copy at `generation` of `agent` is behind the backing (the
+    /// volume moved on elsewhere): `Some(pointer)` if so.
+    pub async fn moved_past(&self, generation: u64, agent: &str) -> Result<Option<Pointer>> {
+        Ok(self.current().await?.filter(|p| {
+            p.generation > generation && !(p.owner == agent && p.generation == generation + 1)
+        }))
     }
 
     /// Switches `CURRENT` from `from` to `next`, after checking nobody moved

@@ -364,6 +364,14 @@ async fn backing_survives_an_interrupted_sync(store: Arc<dyn VolumeStore>, tmp: 
     // The same agent, restarted, finishes the sync over its own claim.
     let (report, _) = fresh.sync(&a, &state, "A").await.unwrap();
     assert_eq!((report.generation, report.files_copied), (2, 6));
+
+    // Its new state was not kept (as if killed between the switch and
+    // saving it): the same copy goes on from its own generation, another
+    // agent with that old state is refused.
+    write(&a, "f5", b"after a lost state");
+    let (report, _) = fresh.sync(&a, &state, "A").await.unwrap();
+    assert_eq!(report.generation, 3);
+    assert!(matches!(fresh.sync(&a, &state, "Z").await, Err(BackingError::Stale { have: 1, current: 3, .. })));
     fresh.restore(&reader, "B").await.unwrap();
     assert_eq!(std::fs::read(reader.join("f3")).unwrap(), b"generation two, file 3, longer");
     assert_eq!(store.list("tmp").await.unwrap(), vec![], "uploads of the cut-off sync were left in tmp/");
