@@ -159,7 +159,10 @@ fn moves_and_fences(uri: &str) {
     // A returns with its stale copy: its sync is refused and says so, and
     // the backing keeps B's generation.
     cluster.add_agent(0, SPEC);
-    cluster.wait_for(Duration::from_secs(30), |s| agent_named(s, "agent0.test").is_some_and(|a| a["connected"] == true));
+    // It says so as soon as it is back.
+    let state = cluster.wait_for(Duration::from_secs(30), |s| volume_of(s, "agent0.test")["last_sync"]["trigger"] == "registered");
+    let said = volume_of(&state, "agent0.test")["last_sync"]["error"].as_str().unwrap().to_owned();
+    assert!(said.starts_with("volume pgdata here is a stale copy (generation ") && said.ends_with(&format!("{uri} holds generation {b_generation} of agent {b}")), "{said}");
     let (code, _, stderr) = weir(&cluster, &["volume", "sync", "--agent", &a, "--role", "db", "pgdata"]);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(

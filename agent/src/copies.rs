@@ -181,6 +181,16 @@ impl Copies {
         }
     }
 
+    /// Why this agent's copy of a volume is stale, if it holds one and the
+    /// backing moved past it (a backing that cannot be read says nothing).
+    pub async fn stale(&self, role: &Role, id: &VolumeId, backing: &str, agent: &str) -> Option<String> {
+        let copy = self.copy(role, id, backing);
+        if *copy.ready.borrow() != Readiness::Ready {
+            return None;
+        }
+        self.check_fresh(&copy, role, id, agent).await.err()
+    }
+
     /// Whether the backing still holds this copy's generation (or has not
     /// moved past it): a copy the volume moved away from is not mounted.
     async fn check_fresh(&self, copy: &Copy, role: &Role, id: &VolumeId, agent: &str) -> Result<(), String> {

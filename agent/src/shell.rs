@@ -556,6 +556,25 @@ fn backed_mounts(shared: &Shared, info: &v1::TaskInfo) -> Vec<(weir_model::Role,
         .collect()
 }
 
+/// Checks every backed volume this agent holds a copy of against its
+/// backing; a stale one is reported (and logged as an error).
+async fn check_copies(shared: Arc<Shared>, agent_id: String) {
+    let backed: Vec<(weir_model::Role, weir_model::VolumeId, String)> = shared
+        .core()
+        .reservations()
+        .1
+        .iter()
+        .filter(|v| !v.backing.is_empty())
+        .map(|v| (weir_model::Role::new(v.role.clone()), weir_model::VolumeId::new(v.id.clone()), v.backing.clone()))
+        .collect();
+    for (role, id, backing) in backed {
+        if let Some(stale) = shared.copies.stale(&role, &id, &backing, &agent_id).await {
+            let done = Done { trigger: "registered", backing: backing.clone(), result: Err(stale) };
+            report_sync(&shared, &role, &id, done, "", "");
+        }
+    }
+}
+
 /// The broker's SYNC, or the preparation of a backed volume just created.
 async fn sync_volume(shared: &Arc<Shared>, agent_id: &str, msg: v1::broker_message::SyncVolume) {
     let (role, id) = (weir_model::Role::new(msg.role.clone()), weir_model::VolumeId::new(msg.volume_id.clone()));
@@ -854,6 +873,9 @@ async fn attach_once(
                 stream_epoch = r.leader_epoch;
                 registered = true;
                 tracing::info!(agent_id = %r.agent_id, epoch = r.leader_epoch, "registered with the broker");
+                // A copy the backing moved past while this agent was away
+                // is told at once, not at its next sync.
+                tokio::spawn(check_copies(shared.clone(), r.agent_id.clone()));
                 Input::Registered { agent_id: AgentId::new(r.agent_id) }
             }
             Some(v1::broker_message::Kind::Refused(r)) => break Ok(Registration::Refused(r.message)),
