@@ -161,6 +161,7 @@ fn moves_and_fences(uri: &str) {
     cluster.add_agent(0, SPEC);
     // It says so as soon as it is back.
     let state = cluster.wait_for(Duration::from_secs(30), |s| volume_of(s, "agent0.test")["last_sync"]["trigger"] == "registered");
+    assert_eq!(volume_of(&state, "agent0.test")["last_sync"]["stale"], true, "the broker must offer the stale copy to nobody");
     let said = volume_of(&state, "agent0.test")["last_sync"]["error"].as_str().unwrap().to_owned();
     assert!(said.starts_with("volume pgdata here is a stale copy (generation ") && said.ends_with(&format!("{uri} holds generation {b_generation} of agent {b}")), "{said}");
     let (code, _, stderr) = weir(&cluster, &["volume", "sync", "--agent", &a, "--role", "db", "pgdata"]);

@@ -50,6 +50,8 @@ struct Copy {
     ready: watch::Sender<Readiness>,
     /// Live tasks that mount it.
     users: AtomicUsize,
+    /// The backing moved past this copy (found by a sync or a check).
+    fenced: std::sync::atomic::AtomicBool,
 }
 
 /// Every backed volume's copy on this agent.
@@ -66,6 +68,8 @@ pub struct Done {
     pub trigger: &'static str,
     pub backing: String,
     pub result: Result<SyncReport, String>,
+    /// The copy is stale: the backing moved past it.
+    pub stale: bool,
 }
 
 impl Copies {
@@ -101,6 +105,7 @@ impl Copies {
             busy: tokio::sync::Mutex::new(()),
             ready,
             users: AtomicUsize::new(0),
+            fenced: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -126,11 +131,12 @@ impl Copies {
             let result = LocalState::load(&state_path)
                 .map(|s| SyncReport { generation: s.generation, ..SyncReport::default() })
                 .map_err(|e| e.to_string());
-            return Done { trigger: "create", backing: copy.backing.clone(), result };
+            return Done { trigger: "create", backing: copy.backing.clone(), result, stale: copy.fenced.load(Ordering::SeqCst) };
         }
         copy.ready.send_replace(Readiness::Preparing);
         let (trigger, result) = match self.restore(&copy, role, id, agent, &state_path).await {
             Ok((trigger, report)) => {
+                copy.fenced.store(false, Ordering::SeqCst);
                 copy.ready.send_replace(Readiness::Ready);
                 (trigger, Ok(report))
             }
@@ -139,7 +145,7 @@ impl Copies {
                 ("create", Err(e))
             }
         };
-        Done { trigger, backing: copy.backing.clone(), result }
+        Done { trigger, backing: copy.backing.clone(), result, stale: false }
     }
 
     async fn restore(
@@ -200,10 +206,13 @@ impl Copies {
             Err(e) => Err(e),
         };
         match moved {
-            Ok(Some(pointer)) => Err(format!(
-                "volume {id} here is a stale copy (generation {}); {} holds generation {} of agent {}",
-                state.generation, copy.backing, pointer.generation, pointer.owner
-            )),
+            Ok(Some(pointer)) => {
+                copy.fenced.store(true, Ordering::SeqCst);
+                Err(format!(
+                    "volume {id} here is a stale copy (generation {}); {} holds generation {} of agent {}",
+                    state.generation, copy.backing, pointer.generation, pointer.owner
+                ))
+            }
             Ok(None) => Ok(()),
             Err(error) => {
                 tracing::warn!(role = %role, volume_id = %id, backing = %copy.backing, %error, "cannot check the backing; the task uses the local copy");
@@ -220,7 +229,7 @@ impl Copies {
         if let Err(e) = &result {
             tracing::error!(role = %role, volume_id = %id, backing = %copy.backing, trigger, error = %e, "volume not synced");
         }
-        Done { trigger, backing: copy.backing.clone(), result }
+        Done { trigger, backing: copy.backing.clone(), result, stale: copy.fenced.load(Ordering::SeqCst) }
     }
 
     async fn sync_locked(&self, copy: &Copy, role: &Role, id: &VolumeId, agent: &str) -> Result<SyncReport, String> {
@@ -231,7 +240,12 @@ impl Copies {
         let state = LocalState::load(&state_path).map_err(|e| e.to_string())?;
         let backing = self.open(copy, id).await?;
         let dir = volumes::volume_dir(&self.root, role, id);
-        let (report, state) = backing.sync(&dir, &state, agent).await.map_err(|e| e.to_string())?;
+        let (report, state) = backing.sync(&dir, &state, agent).await.map_err(|e| {
+            if matches!(e, weir_hdfs_volumes::backing::BackingError::Stale { .. }) {
+                copy.fenced.store(true, Ordering::SeqCst);
+            }
+            e.to_string()
+        })?;
         state.save(&state_path).map_err(|e| e.to_string())?;
         Ok(report)
     }

@@ -569,7 +569,7 @@ async fn check_copies(shared: Arc<Shared>, agent_id: String) {
         .collect();
     for (role, id, backing) in backed {
         if let Some(stale) = shared.copies.stale(&role, &id, &backing, &agent_id).await {
-            let done = Done { trigger: "registered", backing: backing.clone(), result: Err(stale) };
+            let done = Done { trigger: "registered", backing: backing.clone(), result: Err(stale), stale: true };
             report_sync(&shared, &role, &id, done, "", "");
         }
     }
@@ -591,6 +591,7 @@ async fn sync_volume(shared: &Arc<Shared>, agent_id: &str, msg: v1::broker_messa
             trigger: if msg.create { "create" } else { "sync" },
             backing: String::new(),
             result: Err(format!("volume {id} of role {role} has no backing on this agent")),
+            stale: false,
         },
     };
     report_sync(shared, &role, &id, done, &msg.operation_id, &msg.framework_id);
@@ -598,6 +599,7 @@ async fn sync_volume(shared: &Arc<Shared>, agent_id: &str, msg: v1::broker_messa
 
 /// Tells the broker (and the log) how a restore or sync went.
 fn report_sync(shared: &Shared, role: &weir_model::Role, id: &weir_model::VolumeId, done: Done, operation_id: &str, framework_id: &str) {
+    let stale = done.stale;
     let (error, report) = match done.result {
         Ok(report) => {
             tracing::info!(role = %role, volume_id = %id, backing = %done.backing, trigger = done.trigger, generation = report.generation, files = report.files_total, files_copied = report.files_copied, bytes_copied = report.bytes_copied, millis = report.millis, "volume copy done");
@@ -623,6 +625,7 @@ fn report_sync(shared: &Shared, role: &weir_model::Role, id: &weir_model::Volume
             bytes_total: report.bytes_total,
             bytes_copied: report.bytes_copied,
             millis: report.millis,
+            stale,
         })),
     });
 }

@@ -929,3 +929,35 @@ fn backed_volumes_refuse_bad_backings_and_a_failed_attach_undoes_the_create() {
     assert_eq!(message(&mut h, &b, unbacked), "volume plain has no backing to sync to");
     check(&h);
 }
+
+#[test]
+fn a_stale_copy_is_offered_to_nobody_and_mounted_by_no_task() {
+    let mut h = Harness::new();
+    let agent = AgentId::new(h.register_agent(AGENT_A, "", "cpus:4;mem:4096;disk:10000", vec![]));
+    let backing = "hdfs://nn:9000/weir/pgdata";
+    h.core.operator_operations(&agent, &[operator_op("o1", reserve("r1", "cpus:2;mem:1024;disk:2000")), operator_op("o2", backed("pgdata", "r1", backing))], h.now);
+    h.core.agent_message(AGENT_A, &volume_sync("o2", "pgdata", "create", "", 1), h.now);
+    let fw = h.subscribe(FW_1, "db", &["db"], 60.0);
+    let offer = Harness::offers_in(&h.advance(ms(100)), FW_1).remove(0);
+    assert_eq!(offer.volumes[0].id, "pgdata");
+    // The agent finds the backing moved on (the volume lives elsewhere now).
+    let mut stale = volume_sync("", "pgdata", "registered", "volume pgdata here is a stale copy (generation 1); … holds generation 3 of agent X", 0);
+    if let Some(v1::agent_message::Kind::VolumeSync(v)) = stale.kind.as_mut() {
+        v.stale = true;
+    }
+    h.core.agent_message(AGENT_A, &stale, h.now);
+    let t = mounting(task("db-1", "cpus(db):1;mem(db):128"), "pgdata", "");
+    let out = h.call(FW_1, accept_ops(&offer, vec![launch(vec![t])]));
+    let update = Harness::updates_in(&out, FW_1).remove(0);
+    assert_eq!(state_of(&update), TaskState::Error);
+    assert!(update.message.contains(&format!("task mounts volume pgdata, whose copy on agent {agent} is stale: volume pgdata here is a stale copy")), "{}", update.message);
+    let offer = next_offer(&mut h, FW_1).unwrap();
+    assert!(offer.volumes.is_empty(), "a stale copy was offered: {:?}", offer.volumes);
+    assert_eq!(offer.reservations[0].id, "r1");
+    assert!(h.core.state(h.now).agents[0].volumes[0].last_sync.as_ref().unwrap().stale);
+    // A DESTROY clears it; the reservation stays.
+    let out = h.call(FW_1, accept_ops(&offer, vec![op("d", destroy("pgdata"))]));
+    assert_eq!(statuses_in(&out, FW_1), vec![finished("d", "destroyed volume pgdata (500 MiB); its data is deleted")]);
+    check(&h);
+    let _ = fw;
+}

@@ -425,6 +425,15 @@ impl BrokerCore {
         Ok(())
     }
 
+    /// Why a volume's copy on `agent` may not be used, if its agent found
+    /// the backing moved past it.
+    pub(super) fn stale_copy(&self, agent: &AgentId, role: &Role, id: &VolumeId) -> Option<&str> {
+        self.volume_syncs
+            .get(&(agent.clone(), role.clone(), id.clone()))
+            .filter(|s| s.stale)
+            .map(|s| s.error.as_str())
+    }
+
     /// What an agent reports of a backed volume's copy: kept for `/state`,
     /// and, for a SYNC or a backed CREATE, the operation's final status. A
     /// CREATE whose backing could not be attached is undone (the volume
@@ -447,6 +456,7 @@ impl BrokerCore {
         let doc = VolumeSyncDoc {
             trigger: report.trigger.chars().take(32).collect(),
             error: error.clone(),
+            stale: report.stale,
             generation: report.generation,
             files_total: report.files_total,
             files_copied: report.files_copied,
@@ -527,6 +537,7 @@ impl BrokerCore {
     fn destroy_volume(&mut self, agent: &AgentId, actor: Actor<'_>, role: &Role, raw: &str) -> Result<String, String> {
         let volume = self.own_volume(agent, actor, role, raw, "destroy.volume_id")?;
         tracing::info!(agent_id = %agent, volume_id = %volume.id, role = %role, "volume destroyed");
+        self.volume_syncs.remove(&(agent.clone(), role.clone(), volume.id.clone()));
         self.agents.get_mut(agent).expect("checked above").volumes.remove(&(role.clone(), volume.id.clone()));
         Ok(format!("destroyed volume {} ({} MiB); its data is deleted", volume.id, volume.size))
     }
@@ -767,6 +778,7 @@ impl BrokerCore {
             .volumes
             .values()
             .filter(|v| &v.role == role && v.visible_to(framework))
+            .filter(|v| self.stale_copy(agent, role, &v.id).is_none())
             .filter(|v| v.shared || self.volume_users(agent, role, &v.id).is_empty())
             .map(convert::volume_to_proto)
             .collect();

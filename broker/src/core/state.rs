@@ -146,6 +146,10 @@ pub struct VolumeSyncDoc {
     /// Empty when it worked; else why not (a stale copy says so).
     #[serde(default)]
     pub error: String,
+    /// The backing moved past this copy: offered to nobody, mounted by no
+    /// task, until the volume is destroyed or a restore replaces it.
+    #[serde(default)]
+    pub stale: bool,
     /// The generation the backing holds after it.
     pub generation: u64,
     pub files_total: u64,
