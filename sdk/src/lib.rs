@@ -258,7 +258,7 @@ impl Framework {
     }
 
     pub async fn revive(&self) -> Result<(), SdkError> {
-        self.call(v1::call::Kind::Revive(v1::call::Revive { roles: vec![] })).await
+        self.call(v1::call::Kind::Revive(v1::call::Revive { roles: vec![], data: None })).await
     }
 
     pub async fn suppress(&self) -> Result<(), SdkError> {
@@ -317,6 +317,7 @@ async fn open(
     let subscribe = v1::Call {
         framework_id: id.map(|i| i.to_string()).unwrap_or_default(),
         kind: Some(v1::call::Kind::Subscribe(v1::call::Subscribe {
+        data: None,
             framework: Some(v1::FrameworkInfo {
                 id: id.map(|i| i.to_string()).unwrap_or_default(),
                 name: config.name.clone(),

@@ -531,6 +531,8 @@ impl World {
                 Output::Agent(conn, msg) => self.send_down(conn, Down::Agent(msg)),
                 Output::Framework(conn, event) => self.send_down(conn, Down::Framework(event)),
                 Output::Close(conn) => self.send_down(conn, Down::Close),
+                // No simulated framework names HDFS files; nothing to locate.
+                Output::LocateHdfs { .. } => {}
             }
         }
         if dies {

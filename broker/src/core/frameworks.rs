@@ -45,7 +45,12 @@ impl BrokerCore {
                 match kind {
                     Some(v1::call::Kind::Accept(accept)) => self.accept(conn, &framework, accept, now, &mut out),
                     Some(v1::call::Kind::Decline(decline)) => self.decline(conn, &framework, decline, now, &mut out),
-                    Some(v1::call::Kind::Revive(revive)) => self.revive(conn, &framework, &revive.roles, &mut out),
+                    Some(v1::call::Kind::Revive(revive)) => {
+                        if let Some(data) = &revive.data {
+                            self.set_data(conn, &framework, data, &mut out);
+                        }
+                        self.revive(conn, &framework, &revive.roles, &mut out)
+                    }
                     Some(v1::call::Kind::Suppress(suppress)) => {
                         self.suppress(conn, &framework, &suppress.roles, &mut out)
                     }
@@ -197,12 +202,16 @@ impl BrokerCore {
                     registered_at: now,
                     offers: Default::default(),
                     tasks: Default::default(),
+                    data: None,
                 },
             );
             tracing::info!(framework_id = %id, name = %name, roles = ?roles, "framework subscribed");
         }
         self.framework_conns.insert(conn, id.clone());
         self.dirty = true;
+        if let Some(data) = &sub.data {
+            self.set_data(conn, &id, data, out);
+        }
         self.record_framework(&id, out);
         out.push(Output::Framework(
             conn,

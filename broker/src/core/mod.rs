@@ -18,6 +18,7 @@ mod accept;
 mod agents;
 mod frameworks;
 mod invariants;
+mod locality;
 mod recovery;
 mod reservations;
 pub mod state;
@@ -50,6 +51,9 @@ pub enum Output {
     /// Write this to the durable registry before carrying out anything
     /// that comes after it (the acknowledgement it describes).
     Registry(weir_ha::Write),
+    /// Ask the NameNodes where the blocks of these HDFS files are, and
+    /// hand the answer to [`BrokerCore::hdfs_located`].
+    LocateHdfs { framework: FrameworkId, paths: Vec<String> },
 }
 
 /// The broker's tunables, read from configuration by the binary.
@@ -149,6 +153,8 @@ struct Framework {
     registered_at: Duration,
     offers: BTreeSet<OfferId>,
     tasks: BTreeSet<TaskId>,
+    /// What it said its tasks read (DataLocality).
+    data: Option<locality::DataWanted>,
 }
 
 #[derive(Debug, Clone)]
@@ -244,6 +250,11 @@ pub struct BrokerCore {
     /// A cycle was cut short at `max_offers_per_cycle`: the next tick goes
     /// on with it without waiting for the allocation interval.
     allocation_unfinished: bool,
+    /// When a framework waiting for agents with its data stops waiting
+    /// (the allocator's `locality_deadline` after the last cycle).
+    locality_deadline: Option<Duration>,
+    /// Agents or volumes changed since frameworks' data was last placed.
+    wants_stale: bool,
     /// Agents offered per allocation call: the core holds the shell's lock
     /// while it books offers, so one huge cycle would stall every stream.
     max_offers_per_cycle: usize,
@@ -306,6 +317,8 @@ impl BrokerCore {
             last_allocation: None,
             next_filter_expiry: None,
             allocation_unfinished: false,
+            locality_deadline: None,
+            wants_stale: false,
             max_offers_per_cycle: MAX_OFFERS_PER_CYCLE,
             unreachable_scan_after: Duration::ZERO,
             removal_scan_at: Duration::ZERO,
@@ -360,6 +373,13 @@ impl BrokerCore {
     pub fn tick(&mut self, now: Duration) -> Vec<Output> {
         let mut out = Vec::new();
         self.check_recovery(now, &mut out);
+        if self.wants_stale {
+            self.refresh_all_wants();
+        }
+        if self.locality_deadline.is_some_and(|t| t <= now) {
+            self.locality_deadline = None;
+            self.dirty = true;
+        }
         self.expire_offers(now, &mut out);
         self.detect_unreachable_agents(now, &mut out);
         self.remove_lost_agents(now, &mut out);
@@ -387,6 +407,7 @@ impl BrokerCore {
         let complete = self.allocator.allocate_at_most(now, self.max_offers_per_cycle, &mut allocations);
         self.allocation_unfinished = !complete;
         self.dirty = !complete;
+        self.locality_deadline = self.allocator.locality_deadline();
         let mut by_framework: BTreeMap<FrameworkId, Vec<v1::Offer>> = BTreeMap::new();
         for allocation in allocations {
             if self.frameworks.get(&allocation.framework).and_then(|f| f.conn).is_none() {
@@ -415,6 +436,7 @@ impl BrokerCore {
                 role: allocation.role,
                 resources: allocation.resources,
                 attributes: agent.attributes.clone(),
+                data_bytes: allocation.data_bytes,
             };
             let mut wire = weir_proto::convert::offer_to_proto(&offer);
             // Reservations and volumes only with the reserved resources
@@ -582,14 +604,24 @@ impl BrokerCore {
     }
 
     /// Sets a role's weight. The outputs hold the registry write that must
-    /// land before the change is acknowledged.
+    /// land before the change is acknowledged. The default weight removes
+    /// the record: a role nothing else keeps (no framework, allocation or
+    /// reservation) is then forgotten, which is how an operator removes a
+    /// role.
     pub fn set_weight(&mut self, role: Role, weight: f64) -> Result<Vec<Output>, String> {
         weir_model::ids::validate_id("role", role.as_str())?;
-        self.room_for_roles(std::slice::from_ref(&role))?;
+        let default = weight == weir_allocator::DEFAULT_WEIGHT;
+        if !default {
+            self.room_for_roles(std::slice::from_ref(&role))?;
+        }
         self.allocator.set_weight(role.clone(), weight).map_err(|e| e.to_string())?;
         self.dirty = true;
-        let record = v1::RoleWeight { role: role.to_string(), weight };
-        Ok(vec![Output::Registry(recovery::put(recovery::WEIGHTS, role.as_str(), &record))])
+        let write = if default {
+            recovery::delete(recovery::WEIGHTS, role.as_str())
+        } else {
+            recovery::put(recovery::WEIGHTS, role.as_str(), &v1::RoleWeight { role: role.to_string(), weight })
+        };
+        Ok(vec![Output::Registry(write)])
     }
 }
 

@@ -81,7 +81,7 @@ pub(super) fn put(collection: &str, key: &str, value: &impl Message) -> Write {
     Write::Put(Record { collection: collection.to_owned(), key: key.to_owned(), value: value.encode_to_vec() })
 }
 
-fn delete(collection: &str, key: &str) -> Write {
+pub(super) fn delete(collection: &str, key: &str) -> Write {
     Write::Delete { collection: collection.to_owned(), key: key.to_owned() }
 }
 
@@ -200,6 +200,7 @@ impl BrokerCore {
                 registered_at: now,
                 offers: Default::default(),
                 tasks: Default::default(),
+                data: None,
             },
         );
         self.registered_frameworks.insert(id, info);

@@ -394,6 +394,7 @@ impl BrokerCore {
         tracing::info!(agent_id = %agent, volume_id = %id, role = %role, size = %size, backing = ?volume.backing, "volume created");
         let backing = volume.backing.clone();
         self.agents.get_mut(agent).expect("checked above").volumes.insert((role.clone(), id.clone()), volume);
+        self.wants_stale = true;
         let created = format!("created volume {id} of {size} MiB on reservation {reservation_id}");
         Ok(match backing {
             None => Outcome::Finished(created),
@@ -494,6 +495,7 @@ impl BrokerCore {
                 if let Some(a) = self.agents.get_mut(agent) {
                     a.volumes.remove(&(role.clone(), id.clone()));
                 }
+                self.wants_stale = true;
                 self.checkpoint_resources(agent, out);
                 self.dirty = true;
                 Err(format!("{error}; volume {id} is not created"))
@@ -539,6 +541,7 @@ impl BrokerCore {
         tracing::info!(agent_id = %agent, volume_id = %volume.id, role = %role, "volume destroyed");
         self.volume_syncs.remove(&(agent.clone(), role.clone(), volume.id.clone()));
         self.agents.get_mut(agent).expect("checked above").volumes.remove(&(role.clone(), volume.id.clone()));
+        self.wants_stale = true;
         Ok(format!("destroyed volume {} ({} MiB); its data is deleted", volume.id, volume.size))
     }
 
@@ -733,6 +736,7 @@ impl BrokerCore {
             for (role, id) in volumes {
                 if self.volume_users(&agent, &role, &id).is_empty() {
                     self.agents.get_mut(&agent).expect("listed").volumes.remove(&(role, id));
+                    self.wants_stale = true;
                     changed = true;
                 }
             }

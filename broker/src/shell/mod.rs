@@ -15,6 +15,7 @@
 //!   broker reports itself lost and is stopped by its owner.
 
 mod grpc;
+pub mod hdfs;
 mod http;
 mod metrics;
 mod stream;
@@ -26,11 +27,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::{oneshot, watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 use tonic::Status;
 use weir_ha::{LeaseGuard, Record, Registry, Write};
-use weir_model::{Clock, SystemClock};
+use weir_model::{Clock, FrameworkId, SystemClock};
 use weir_proto::v1;
 
 use crate::core::{BrokerCore, BrokerSettings, ConnId, Output};
@@ -115,6 +116,8 @@ struct Inner {
     lost: watch::Sender<Option<String>>,
     /// Messages one stream may have waiting for its reader.
     stream_queue_max: usize,
+    /// Asks for HDFS block locations, to the locator task.
+    locate: mpsc::Sender<(FrameworkId, Vec<String>)>,
 }
 
 /// What every handler shares.
@@ -240,6 +243,11 @@ impl Inner {
                 }
                 // `Shared::submit` takes these out first.
                 Output::Registry(_) => {}
+                Output::LocateHdfs { framework, paths } => {
+                    if self.locate.try_send((framework.clone(), paths)).is_err() {
+                        tracing::warn!(framework_id = %framework, "too many HDFS location asks waiting; this one is dropped (the framework's next REVIVE asks again)");
+                    }
+                }
             }
         }
         for conn in overflowed {
@@ -372,6 +380,7 @@ async fn start(
         None => (None, LeaseGuard::always()),
     };
     let (lost_tx, lost_rx) = watch::channel(None);
+    let (locate_tx, locate_rx) = mpsc::channel(hdfs::QUEUE);
     let inner = Arc::new(Mutex::new(Inner {
         core,
         conns: HashMap::new(),
@@ -381,6 +390,7 @@ async fn start(
         pending: VecDeque::new(),
         lost: lost_tx,
         stream_queue_max: shell.stream_queue_max,
+        locate: locate_tx,
     }));
     let shared = Shared {
         metrics: Arc::new(metrics::registry(inner.clone(), clock.clone())),
@@ -397,6 +407,7 @@ async fn start(
         .fallback(http::unknown_path);
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let ticker = tokio::spawn(tick_loop(shared.clone(), tick_every, heartbeat_every));
+    let locator = tokio::spawn(hdfs::locator(shared.clone(), locate_rx));
     let closer = shared.clone();
     let task = tokio::spawn(async move {
         let shutdown = async move {
@@ -407,6 +418,7 @@ async fn start(
         let listener = weir_net::AdmittingListener::new(listener, shell.http.connections, "broker");
         let result = weir_net::http::serve(listener, router, shell.http, shutdown).await.map_err(BrokerError::Serve);
         ticker.abort();
+        locator.abort();
         if let Some(writer) = writer {
             writer.abort();
         }
