@@ -289,6 +289,8 @@ pub struct BrokerCore {
     registered_resources: BTreeMap<AgentId, v1::broker_message::CheckpointResources>,
     /// The latest resource operations' statuses, oldest first (for `/state`).
     operations: VecDeque<v1::OperationStatus>,
+    /// Each backed volume's last restore or sync as its agent reported it.
+    volume_syncs: BTreeMap<(AgentId, weir_model::Role, weir_model::VolumeId), state::VolumeSyncDoc>,
 }
 
 impl BrokerCore {
@@ -336,6 +338,7 @@ impl BrokerCore {
             registered_frameworks: BTreeMap::new(),
             registered_resources: BTreeMap::new(),
             operations: VecDeque::new(),
+            volume_syncs: BTreeMap::new(),
         }
     }
 
