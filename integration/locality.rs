@@ -55,10 +55,15 @@ async fn a_framework_is_offered_the_agent_with_its_data_first_and_others_after_t
     assert_eq!(other.1, 0);
     assert!(other.2 >= 2.5, "agent0 offered after {:.1}s, before the locality delay: {seen:?}", other.2);
 
-    // A framework with no preference is not held back by the reader's wait.
-    let mut plain = subscribe(&cluster, "plain", None).await;
-    let theirs = offers_for(&mut plain, Duration::from_secs(2), Instant::now()).await;
-    assert!(theirs.iter().any(|o| o.0 == "agent0.test" && o.1 == 0), "{theirs:?}");
+    // While a reader waits for its data, the agents it passes over go to a
+    // framework with no preference rather than standing idle.
+    drop(reader);
+    let data = v1::DataLocality { host_bytes: [("agent1.test".to_owned(), 1 << 20)].into_iter().collect(), ..Default::default() };
+    let (mut second, mut plain) = (subscribe(&cluster, "reader-2", Some(data)).await, subscribe(&cluster, "plain", None).await);
+    let now = Instant::now();
+    let (mine, theirs) = tokio::join!(offers_for(&mut second, Duration::from_secs(2), now), offers_for(&mut plain, Duration::from_secs(2), now));
+    assert!(theirs.iter().any(|o| o.0 == "agent0.test" && o.1 == 0), "plain: {theirs:?}; reader: {mine:?}");
+    assert!(mine.iter().all(|o| o.0 == "agent1.test" && o.1 == 1 << 20), "within the delay the reader sees only its data's agent: {mine:?}");
 }
 
 /// With a real HDFS: a file's blocks are on the DataNode (127.0.0.1 here),
