@@ -109,6 +109,7 @@ pub fn broker(config: &Config) -> Result<(weir_broker::BrokerSettings, weir_brok
         max_failover_timeout: get_duration("broker.framework.failover.timeout.max")?,
         max_frameworks: usize::try_from(config.get_u64("broker.frameworks.max").map_err(problem)?.max(1)).unwrap_or(usize::MAX),
         max_roles: usize::try_from(config.get_u64("broker.roles.max").map_err(problem)?.max(1)).unwrap_or(usize::MAX),
+        drain_grace_default: get_duration("broker.agent.drain.grace.default")?.min(weir_broker::core::MAX_DRAIN_GRACE),
     };
     let max = config.get_size("broker.max.message.size").map_err(problem)?;
     let mut shell = weir_broker::ShellSettings::new(socket_addr(config, "broker.listen")?, usize::try_from(max).unwrap_or(usize::MAX));

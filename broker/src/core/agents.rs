@@ -116,6 +116,13 @@ impl BrokerCore {
             Some(id) => id,
             None => AgentId::new(self.fresh_id("A")),
         };
+        if self.is_gone(&id) {
+            tracing::warn!(agent_id = %id, "refusing an agent that was marked gone");
+            return refuse(
+                conn,
+                format!("agent {id} was marked gone by an operator; start the agent with a fresh work directory to rejoin"),
+            );
+        }
         let mut reg = reg;
         if let Some(pos) = self.removed_agents.iter().position(|a| a == &id) {
             // Its tasks were reported GONE: they must not come back to life.
@@ -323,6 +330,7 @@ impl BrokerCore {
             out.extend(refuse(conn, format!("registration refused: {err}")));
             return out;
         }
+        self.drain_agent_reregistered(&id);
         self.dirty = true;
         self.agent_recovered(&id);
         self.record_agent(&id, msg, &mut out);
@@ -350,7 +358,7 @@ impl BrokerCore {
 
     /// Removes an agent from the allocator and rescinds its offers, keeping
     /// its books (it is about to be re-added or is going away).
-    fn drop_agent_from_allocator(&mut self, id: &AgentId, out: &mut Vec<Output>) {
+    pub(super) fn drop_agent_from_allocator(&mut self, id: &AgentId, out: &mut Vec<Output>) {
         self.rescind_agent_offers(id, out);
         if let Err(err) = self.allocator.remove_agent(id) {
             tracing::error!(agent_id = %id, error = %err, "books out of step: agent unknown to the allocator");
@@ -520,7 +528,7 @@ impl BrokerCore {
     }
 
     /// Takes back every outstanding offer of an agent.
-    fn rescind_agent_offers(&mut self, id: &AgentId, out: &mut Vec<Output>) {
+    pub(super) fn rescind_agent_offers(&mut self, id: &AgentId, out: &mut Vec<Output>) {
         let offers: Vec<_> = self.agents.get(id).map(|a| a.offers.iter().cloned().collect()).unwrap_or_default();
         for offer in offers {
             self.rescind_offer(&offer, out);

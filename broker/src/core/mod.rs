@@ -18,6 +18,8 @@ mod accept;
 mod agents;
 mod frameworks;
 mod invariants;
+mod maintenance;
+pub use maintenance::MAX_DRAIN_GRACE;
 mod recovery;
 mod reservations;
 pub mod state;
@@ -28,6 +30,8 @@ mod failover_tests;
 mod tests;
 #[cfg(test)]
 mod reservation_tests;
+#[cfg(test)]
+mod maintenance_tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
@@ -75,6 +79,9 @@ pub struct BrokerSettings {
     /// Roles the broker keeps (weighted or subscribed to); a new one past
     /// this is refused with the reason.
     pub max_roles: usize,
+    /// How long a drained agent's tasks may run on when the operator
+    /// names no grace period.
+    pub drain_grace_default: Duration,
 }
 
 impl Default for BrokerSettings {
@@ -92,6 +99,7 @@ impl Default for BrokerSettings {
             max_failover_timeout: Duration::from_secs(7 * 24 * 3600),
             max_frameworks: 1000,
             max_roles: 1000,
+            drain_grace_default: Duration::from_secs(300),
         }
     }
 }
@@ -272,6 +280,10 @@ pub struct BrokerCore {
     registered_resources: BTreeMap<AgentId, v1::broker_message::CheckpointResources>,
     /// The latest resource operations' statuses, oldest first (for `/state`).
     operations: VecDeque<v1::OperationStatus>,
+    /// Agents under maintenance (DRAINING or DRAINED), see `maintenance.rs`.
+    drains: BTreeMap<AgentId, maintenance::Drain>,
+    /// Agents an operator marked gone: refused if they re-register.
+    gone_agents: BTreeSet<AgentId>,
 }
 
 impl BrokerCore {
@@ -316,6 +328,8 @@ impl BrokerCore {
             registered_frameworks: BTreeMap::new(),
             registered_resources: BTreeMap::new(),
             operations: VecDeque::new(),
+            drains: BTreeMap::new(),
+            gone_agents: BTreeSet::new(),
         }
     }
 
@@ -361,6 +375,7 @@ impl BrokerCore {
         self.detect_unreachable_agents(now, &mut out);
         self.remove_lost_agents(now, &mut out);
         self.expire_disconnected_frameworks(now, &mut out);
+        self.check_drains(now, &mut out);
         if self.next_filter_expiry.is_some_and(|t| t <= now) {
             self.next_filter_expiry = None;
             self.dirty = true;

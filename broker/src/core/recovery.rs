@@ -81,7 +81,7 @@ pub(super) fn put(collection: &str, key: &str, value: &impl Message) -> Write {
     Write::Put(Record { collection: collection.to_owned(), key: key.to_owned(), value: value.encode_to_vec() })
 }
 
-fn delete(collection: &str, key: &str) -> Write {
+pub(super) fn delete(collection: &str, key: &str) -> Write {
     Write::Delete { collection: collection.to_owned(), key: key.to_owned() }
 }
 
@@ -99,6 +99,8 @@ pub struct RecoveryReport {
     pub weights: usize,
     /// Agents whose reservations and volumes the registry holds.
     pub resources: usize,
+    /// Agents under maintenance (draining, drained or gone).
+    pub maintenance: usize,
     /// Records that could not be used, each with the reason.
     pub skipped: Vec<String>,
 }
@@ -132,6 +134,7 @@ impl BrokerCore {
                 FRAMEWORKS => self.recover_framework(record, now).map(|()| report.frameworks += 1),
                 WEIGHTS => self.recover_weight(record).map(|()| report.weights += 1),
                 RESOURCES => self.recover_resources(record).map(|()| report.resources += 1),
+                super::maintenance::MAINTENANCE => self.recover_drain(record).map(|()| report.maintenance += 1),
                 other => Err(format!("unknown collection {other:?}")),
             };
             if let Err(reason) = result {

@@ -58,6 +58,9 @@ pub struct StateDoc {
     /// after their re-register timeout. Their data is on those machines.
     #[serde(default)]
     pub missing_agents: Vec<MissingAgentDoc>,
+    /// Agents an operator marked gone (refused if they re-register).
+    #[serde(default)]
+    pub gone_agents: Vec<String>,
 }
 
 /// An agent known only from the registry's `resources` record.
@@ -182,6 +185,12 @@ pub struct AgentDoc {
     pub reservations: Vec<ReservationDoc>,
     #[serde(default)]
     pub volumes: Vec<VolumeDoc>,
+    /// Maintenance: `active`, `draining` or `drained`.
+    #[serde(default)]
+    pub drain: String,
+    /// While draining: when its tasks are killed (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_deadline: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -263,6 +272,7 @@ impl BrokerCore {
                     used,
                     offered,
                     tasks: u32::try_from(a.tasks.len()).unwrap_or(u32::MAX),
+                    drain: self.drain_state(id),
                 }
             })
             .collect()
@@ -314,6 +324,11 @@ impl BrokerCore {
                 free: (&a_free).into(),
                 tasks: a.tasks.len(),
                 registered_seconds_ago: now.saturating_sub(a.registered_at).as_secs_f64(),
+                drain: self.drain_state(id).name().to_owned(),
+                drain_deadline: match self.drain_state(id) {
+                    weir_model::DrainState::Draining { deadline } => Some(deadline.as_secs_f64()),
+                    _ => None,
+                },
                 reservations: a.reservations.values().map(reservation_doc).collect(),
                 volumes: a
                     .volumes
@@ -469,6 +484,7 @@ impl BrokerCore {
                 })
                 .collect(),
             missing_agents: self.missing_agents(),
+            gone_agents: self.gone_agents.iter().map(|a| a.to_string()).collect(),
         }
     }
 

@@ -694,7 +694,7 @@ proptest! {
     /// Random calls, good and bad, never break the books: nothing offered
     /// twice, no agent over-committed, totals consistent.
     #[test]
-    fn books_stay_consistent(ops in prop::collection::vec((0u8..8, 0u8..4, 1u64..4000), 1..80)) {
+    fn books_stay_consistent(ops in prop::collection::vec((0u8..10, 0u8..4, 1u64..4000), 1..80)) {
         let mut h = Harness::new();
         h.register_agent(AGENT_A, "", "cpus:4;mem:4096", vec![]);
         h.register_agent(AGENT_B, "", "cpus:2;mem:8192", vec![]);
@@ -729,6 +729,18 @@ proptest! {
                 }
                 5 => { h.call(conn, v1::call::Kind::Suppress(v1::call::Suppress { roles: vec![] })); }
                 6 => { h.call(conn, v1::call::Kind::Revive(v1::call::Revive { roles: vec![] })); }
+                8 => {
+                    // Drain (or reactivate) one agent; its tasks die at the deadline.
+                    let agent = AgentId::new(h.core.state(h.now).agents[(who / 2) as usize % 2].id.clone());
+                    if n % 3 == 0 {
+                        let (_, out) = h.core.reactivate_agent(&agent).unwrap();
+                        h.record(out);
+                    } else {
+                        let (_, _, out) = h.core.drain_agent(&agent, Some(ms(n)), false, h.now).unwrap();
+                        h.record(out);
+                        prop_assert!(h.core.agents[&agent].offers.is_empty());
+                    }
+                }
                 _ => { h.call(conn, accept(&[&v1::Offer { id: format!("bogus{n}"), ..Default::default() }], vec![task("z", "cpus:1")])); }
             }
             let state = h.core.state(h.now);

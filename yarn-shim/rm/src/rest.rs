@@ -1189,6 +1189,7 @@ mod tests {
             containers: 0,
             state: crate::rm_core::NodeState::Running,
             health_report: String::new(),
+            decommission_deadline_ms: None,
         };
         core.call(move |c, now| c.observe_nodes(vec![node], now)).await.unwrap();
         let app = router(core.clone(), RestInfo { started_on_ms: 1_700_000_000_000, proxy: None });

@@ -40,7 +40,7 @@ use weir_yarn_api::ids::NodeId;
 use weir_yarn_api::records as r;
 use crate::rm_core::{Capacity, NodeState, ObservedNode, RmCore};
 use crate::scheduler::{exit_status, Allocated, Effect, Scheduler, SchedulerConfig, TaskPlan};
-use weir_model::{AgentState, AgentSummary, Clock, Milli, SystemClock};
+use weir_model::{AgentState, AgentSummary, Clock, DrainState, Milli, SystemClock};
 use weir_yarn_api::tokens::{Issuer, NM_KEY_ENV};
 use weir_yarn_api::{APPLICATION_CLIENT_PROTOCOL, APPLICATION_MASTER_PROTOCOL, CONTAINER_MANAGEMENT_PROTOCOL};
 
@@ -293,10 +293,18 @@ pub fn nodes_from_agents(agents: &[AgentSummary]) -> Vec<ObservedNode> {
                 "" => a.http_address.rsplit_once(':').map(|(h, _)| h.to_owned()).unwrap_or_default(),
                 h => h.to_owned(),
             };
-            let (state, health_report) = match a.state {
-                AgentState::Reachable => (NodeState::Running, String::new()),
-                AgentState::Disconnected => (NodeState::Unhealthy, "agent disconnected from the broker".to_owned()),
-                AgentState::Unreachable => (NodeState::Lost, "agent unreachable".to_owned()),
+            // An operator's drain says more than the connection does: YARN
+            // shows a decommissioning node whether or not it is healthy.
+            let (state, health_report) = match (a.drain, a.state) {
+                (DrainState::Draining { .. }, _) => (NodeState::Decommissioning, "agent draining".to_owned()),
+                (DrainState::Drained, _) => (NodeState::Decommissioned, "agent drained".to_owned()),
+                (DrainState::Active, AgentState::Reachable) => (NodeState::Running, String::new()),
+                (DrainState::Active, AgentState::Disconnected) => (NodeState::Unhealthy, "agent disconnected from the broker".to_owned()),
+                (DrainState::Active, AgentState::Unreachable) => (NodeState::Lost, "agent unreachable".to_owned()),
+            };
+            let decommission_deadline_ms = match a.drain {
+                DrainState::Draining { deadline } => Some(i64::try_from(deadline.as_millis()).unwrap_or(i64::MAX)),
+                _ => None,
             };
             ObservedNode {
                 agent_id: a.id.to_string(),
@@ -307,6 +315,7 @@ pub fn nodes_from_agents(agents: &[AgentSummary]) -> Vec<ObservedNode> {
                 containers: i32::try_from(a.tasks).unwrap_or(i32::MAX),
                 state,
                 health_report,
+                decommission_deadline_ms,
             }
         })
         .collect()
@@ -648,13 +657,23 @@ mod tests {
             used: weir_model::ResourceSet::parse(used).unwrap(),
             offered: Default::default(),
             tasks,
+            drain: DrainState::Active,
         };
+        let deadline = Duration::from_millis(1_700_000_123_456);
         let nodes = nodes_from_agents(&[
             agent("a1", "box", "127.0.0.1:5051", AgentState::Reachable, "cpus:2.5;mem:4096", "cpus:0.5;mem:512", 1),
             agent("a2", "", "10.0.0.2:6000", AgentState::Unreachable, "cpus:1;mem:1024", "cpus:0;mem:0", 0),
             agent("a3", "b3", "b3:5051", AgentState::Disconnected, "cpus:1;mem:1024", "cpus:0;mem:0", 0),
+            AgentSummary {
+                drain: DrainState::Draining { deadline },
+                ..agent("a4", "b4", "b4:5051", AgentState::Unreachable, "cpus:1;mem:1024", "cpus:0;mem:0", 0)
+            },
+            AgentSummary { drain: DrainState::Drained, ..agent("a5", "b5", "b5:5051", AgentState::Reachable, "cpus:1;mem:1024", "cpus:0;mem:0", 0) },
         ]);
-        assert_eq!(nodes.len(), 3);
+        assert_eq!(nodes.len(), 5);
+        assert_eq!((nodes[3].state, nodes[3].decommission_deadline_ms), (NodeState::Decommissioning, Some(1_700_000_123_456)));
+        assert_eq!((nodes[4].state, nodes[4].decommission_deadline_ms), (NodeState::Decommissioned, None));
+        assert_eq!(nodes[0].decommission_deadline_ms, None);
         assert_eq!(nodes[0].node_id, NodeId { host: "box".into(), port: 5051 });
         assert_eq!(nodes[0].capability, Capacity { memory_mb: 4096, vcores: 2 });
         assert_eq!(nodes[0].used, Capacity { memory_mb: 512, vcores: 1 });
