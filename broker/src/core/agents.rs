@@ -14,7 +14,7 @@ use weir_model::{AgentId, FrameworkId, Milli, Reservation, ReservationId, Resour
 use weir_proto::convert::{self, task_state_from_proto, task_state_to_proto, ProtoError, MAX_HOSTNAME};
 use weir_proto::v1;
 
-use super::{agent_message, kill_task_message, broker_status, secs, Agent, BrokerCore, ConnId, Framework, Output, Task, REMOVED_AGENTS_KEPT};
+use super::{agent_message, kill_task_message, broker_status, secs, Agent, BrokerCore, ConnId, Framework, Output, Task, MAX_LAUNCH_LATENCIES, REMOVED_AGENTS_KEPT};
 
 /// Bounds on what an agent may claim about itself (the rest are in
 /// `weir_proto::convert`).
@@ -307,6 +307,7 @@ impl BrokerCore {
                     usage: None,
                     volumes: t.mounts.clone(),
                     volume_disk,
+                    launched_at: None,
                 },
             );
             used.push((t.framework.clone(), t.role.clone(), t.resources.clone()));
@@ -402,7 +403,7 @@ impl BrokerCore {
         &mut self,
         agent_id: &AgentId,
         update: &v1::agent_message::StatusUpdate,
-        _now: Duration,
+        now: Duration,
         out: &mut Vec<Output>,
     ) {
         let parsed = (|| -> Result<(v1::TaskStatus, FrameworkId, TaskId, TaskState), ProtoError> {
@@ -429,6 +430,14 @@ impl BrokerCore {
         match self.tasks.get_mut(&key) {
             Some(task) if &task.agent == agent_id => {
                 tracing::debug!(agent_id = %agent_id, framework_id = %framework, task_id = %task_id, state = %state, "status update");
+                // Launch latency: from the LAUNCH to its first RUNNING.
+                if state == TaskState::Running {
+                    if let Some(launched) = task.launched_at.take() {
+                        if self.launch_latencies.len() < MAX_LAUNCH_LATENCIES {
+                            self.launch_latencies.push(now.saturating_sub(launched));
+                        }
+                    }
+                }
                 task.state = state;
                 task.latest = status.clone();
                 if state.is_terminal() {

@@ -115,6 +115,9 @@ const REMOVED_AGENTS_KEPT: usize = 10_000;
 /// How many removed frameworks are remembered (to kill their tasks on
 /// agents that were away when they were removed).
 const REMOVED_FRAMEWORKS_KEPT: usize = 10_000;
+/// Launch latencies kept between two `take_launch_latencies` (the shell
+/// takes them after every call; the bound only matters if it stops).
+pub(super) const MAX_LAUNCH_LATENCIES: usize = 100_000;
 /// How many finished tasks `/state` remembers.
 const COMPLETED_TASKS_KEPT: usize = 1000;
 /// Filters longer than this are clamped (a framework cannot hide an agent forever).
@@ -182,6 +185,9 @@ struct Task {
     volumes: Vec<VolumeId>,
     /// Disk in `resources` that is volumes' rather than scratch space.
     volume_disk: Milli,
+    /// When this broker sent its LAUNCH, until its first RUNNING (for the
+    /// launch latency); unknown for tasks an agent reported.
+    launched_at: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -284,6 +290,8 @@ pub struct BrokerCore {
     drains: BTreeMap<AgentId, maintenance::Drain>,
     /// Agents an operator marked gone: refused if they re-register.
     gone_agents: BTreeSet<AgentId>,
+    /// Launch latencies (LAUNCH to first RUNNING) not yet taken by the shell.
+    launch_latencies: Vec<Duration>,
 }
 
 impl BrokerCore {
@@ -330,6 +338,7 @@ impl BrokerCore {
             operations: VecDeque::new(),
             drains: BTreeMap::new(),
             gone_agents: BTreeSet::new(),
+            launch_latencies: Vec::new(),
         }
     }
 
@@ -339,6 +348,21 @@ impl BrokerCore {
 
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// Launch latencies measured since the last call (LAUNCH sent to the
+    /// task's first RUNNING, in the core's time), for the shell's histogram.
+    pub fn take_launch_latencies(&mut self) -> Vec<Duration> {
+        std::mem::take(&mut self.launch_latencies)
+    }
+
+    /// Resources in outstanding offers, by the role they are offered to.
+    pub fn offered_by_role(&self) -> BTreeMap<Role, weir_model::Resources> {
+        let mut by_role: BTreeMap<Role, weir_model::Resources> = BTreeMap::new();
+        for o in self.offers.values() {
+            by_role.entry(o.role.clone()).or_default().add_assign(&o.resources.total());
+        }
+        by_role
     }
 
     /// Sets how many agents one allocation call offers (at least 1); the

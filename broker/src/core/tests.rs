@@ -907,3 +907,21 @@ fn a_task_reported_ended_on_reregistration_keeps_its_resources_until_its_update_
     assert!(Harness::updates_in(&out, FW_1).is_empty(), "{:?}", Harness::updates_in(&out, FW_1));
     assert_eq!(h.core.check_invariants(), Ok(()));
 }
+
+#[test]
+fn launch_latency_runs_from_the_launch_to_the_first_running() {
+    let mut h = Harness::new();
+    h.register_agent(AGENT_A, "", "cpus:4;mem:4096", vec![]);
+    let fw = h.subscribe(FW_1, "latency", &[], 0.0);
+    let out = h.advance(ms(100));
+    let offers = Harness::offers_in(&out, FW_1);
+    h.call(FW_1, accept(&[&offers[0]], vec![task("t1", "cpus:1;mem:128")]));
+    assert!(h.core.take_launch_latencies().is_empty(), "nothing runs yet");
+    h.advance(ms(250));
+    h.agent_update(AGENT_A, &fw, "t1", TaskState::Starting, 1);
+    h.advance(ms(50));
+    h.agent_update(AGENT_A, &fw, "t1", TaskState::Running, 2);
+    h.agent_update(AGENT_A, &fw, "t1", TaskState::Running, 3);
+    assert_eq!(h.core.take_launch_latencies(), vec![ms(300)], "once, from the LAUNCH to the first RUNNING");
+    assert!(h.core.take_launch_latencies().is_empty());
+}
