@@ -14,6 +14,7 @@ pub mod convert;
 pub mod core;
 pub mod framework;
 pub mod hadoop_conf;
+pub mod metrics;
 pub mod rm_core;
 pub mod scheduler;
 pub mod rest;

@@ -474,6 +474,17 @@ impl Scheduler {
         self.apps.values().any(|a| !a.ending && (a.attempt.phase == Phase::WaitingForAm || a.attempt.wants_containers()))
     }
 
+    /// Containers the scheduler holds, by state (YARN's names: ALLOCATED,
+    /// RUNNING, COMPLETE), for metrics.
+    pub fn container_counts(&self) -> [(&'static str, usize); 3] {
+        let count = |s: ContainerState| self.containers.values().filter(|c| c.state == s).count();
+        [
+            ("ALLOCATED", count(ContainerState::Allocated)),
+            ("RUNNING", count(ContainerState::Running)),
+            ("COMPLETE", count(ContainerState::Done)),
+        ]
+    }
+
     /// The live containers of an application, for tests and `/state`.
     pub fn live_containers(&self, app: ApplicationId) -> Vec<ContainerId> {
         self.containers
