@@ -2,7 +2,8 @@
 //! `prometheus_client` (its strict OpenMetrics parser; scripts/test.sh
 //! installs it). Every family must parse, the names the Grafana dashboard
 //! (docs/grafana-dashboard.json) is built on must be there, and the launch
-//! latency histogram must move when tasks run.
+//! latency histogram must move when tasks run. The YARN shim's `/metrics`
+//! parses too, and shows a drained agent's node DECOMMISSIONED.
 
 mod support;
 
@@ -27,7 +28,11 @@ print(json.dumps(out))
 type Families = BTreeMap<String, serde_json::Value>;
 
 fn scrape(cluster: &Cluster) -> (String, Families) {
-    let text = support::http_get(&format!("http://{}/metrics", cluster.broker_addr)).expect("GET /metrics");
+    scrape_url(&format!("http://{}/metrics", cluster.broker_addr))
+}
+
+fn scrape_url(url: &str) -> (String, Families) {
+    let text = support::http_get(url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let mut python = Command::new("python3")
         .args(["-c", PARSER])
         .stdin(Stdio::piped())
@@ -98,4 +103,59 @@ fn metrics_parse_with_prometheus_client_and_the_launch_histogram_moves() {
     assert!(sample(&after, "weir_broker_tasks_launched", "weir_broker_tasks_launched_total", &[]) >= 3.0);
     assert!(sample(&after, "weir_broker_allocation_cycle_seconds", "weir_broker_allocation_cycle_seconds_count", &[]) >= 1.0);
     assert_eq!(sample(&after, "weir_broker_tasks", "weir_broker_tasks", &[("state", "TASK_RUNNING")]), 0.0);
+}
+
+#[test]
+fn the_shims_metrics_parse_and_a_drained_agent_is_a_decommissioned_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = support::spec_with_free_port("cpus:2;mem:2048;disk:1000;{ports}");
+    let args = support::loopback_standalone_args(dir.path().to_str().unwrap(), &spec);
+    let (_standalone, line) = support::spawn_weir("standalone", &args, "weir standalone: broker");
+    let broker = support::addr_in(&line);
+    let yarn_site = std::fs::read_to_string(dir.path().join("hadoop-conf/yarn-site.xml")).expect("yarn-site.xml");
+    let web = yarn_site
+        .split("<name>yarn.resourcemanager.webapp.address</name>")
+        .nth(1)
+        .and_then(|rest| rest.split("<value>").nth(1))
+        .and_then(|rest| rest.split("</value>").next())
+        .expect("yarn-site.xml names the web address")
+        .to_owned();
+    let url = format!("http://{web}/metrics");
+    let nodes = |f: &Families, state: &str| sample(f, "weir_yarn_nodes", "weir_yarn_nodes", &[("state", state)]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let families = loop {
+        let (_, f) = scrape_url(&url);
+        if nodes(&f, "RUNNING") == 1.0 {
+            break f;
+        }
+        assert!(std::time::Instant::now() < deadline, "the shim never saw the agent's node: {f:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for (family, kind) in [
+        ("weir_yarn_applications", "gauge"),
+        ("weir_yarn_containers", "gauge"),
+        ("weir_yarn_nodes", "gauge"),
+        ("weir_yarn_ipc_calls", "counter"),
+    ] {
+        assert_eq!(families.get(family).map(|f| f["type"].as_str().unwrap()), Some(kind), "{family}");
+    }
+    assert_eq!(sample(&families, "weir_yarn_applications", "weir_yarn_applications", &[("state", "RUNNING")]), 0.0);
+
+    let state: serde_json::Value = serde_json::from_str(&support::http_get(&format!("http://{broker}/state")).unwrap()).unwrap();
+    let agent = state["agents"][0]["id"].as_str().expect("the agent").to_owned();
+    let out = Command::new(support::WEIR).args(["agent", "drain", &agent, "--broker", &broker]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Nothing ran there: drained at once; YARN shows it DECOMMISSIONED.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, f) = scrape_url(&url);
+        if nodes(&f, "DECOMMISSIONED") == 1.0 {
+            assert_eq!(nodes(&f, "RUNNING"), 0.0);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the node never showed DECOMMISSIONED: {f:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let reported = support::http_get(&format!("http://{web}/ws/v1/cluster/nodes?states=DECOMMISSIONED")).unwrap();
+    assert!(reported.contains("\"state\":\"DECOMMISSIONED\""), "{reported}");
 }
