@@ -156,6 +156,34 @@ fn the_shims_metrics_parse_and_a_drained_agent_is_a_decommissioned_node() {
         assert!(std::time::Instant::now() < deadline, "the node never showed DECOMMISSIONED: {f:?}");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The dashboard in docs/ is built on exactly the names exported: each
+    // `weir_…` it queries is a sample name of the broker's or the shim's.
+    let (_, broker_families) = scrape_url(&format!("http://{broker}/metrics"));
+    let (_, shim_families) = scrape_url(&url);
+    let exported: std::collections::BTreeSet<String> = broker_families
+        .values()
+        .chain(shim_families.values())
+        .flat_map(|f| f["samples"].as_array().unwrap().iter().map(|s| s[0].as_str().unwrap().to_owned()).collect::<Vec<_>>())
+        .chain(broker_families.keys().chain(shim_families.keys()).cloned())
+        // A counter with no sample yet (no ZooKeeper here) still has its name.
+        .chain(broker_families.iter().chain(shim_families.iter()).filter(|(_, f)| f["type"] == "counter").map(|(n, _)| format!("{n}_total")))
+        .collect();
+    let dashboard = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/grafana-dashboard.json")).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    let mut queried = std::collections::BTreeSet::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for (i, _) in expr.match_indices("weir_") {
+                let name: String = expr[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                queried.insert(name);
+            }
+        }
+    }
+    assert!(queried.len() >= 20, "{queried:?}");
+    let missing: Vec<_> = queried.iter().filter(|n| !exported.contains(*n)).collect();
+    assert!(missing.is_empty(), "the dashboard queries names nobody exports: {missing:?}");
+
     let reported = support::http_get(&format!("http://{web}/ws/v1/cluster/nodes?states=DECOMMISSIONED")).unwrap();
     assert!(reported.contains("\"state\":\"DECOMMISSIONED\""), "{reported}");
 }
