@@ -280,6 +280,14 @@ pub fn yarn_shim(config: &Config, broker: String) -> Result<weir_yarn_rm::shim::
             "" => None,
             _ => Some(socket_addr(config, "yarn-shim.webapp.address")?),
         },
+        admin_address: match config.get_str("yarn-shim.admin.address").unwrap_or_default().trim() {
+            "" => None,
+            _ => Some(socket_addr(config, "yarn-shim.admin.address")?),
+        },
+        nodes_exclude_path: match config.get_str("yarn-shim.nodes.exclude.path").unwrap_or_default().trim() {
+            "" => None,
+            path => Some(std::path::PathBuf::from(path)),
+        },
     })
 }
 

@@ -8,6 +8,7 @@
 //! Depends on `weir-yarn-api` (records, ids, tokens) and `weir-yarn-ipc`
 //! (the IPC server and client), never on the node manager.
 
+pub mod admin_protocol;
 pub mod am_protocol;
 pub mod client_protocol;
 pub mod convert;

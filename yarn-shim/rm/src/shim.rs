@@ -76,9 +76,14 @@ pub struct ShimSettings {
     /// Where the ResourceManager REST API (`/ws/v1/cluster`) is served;
     /// None: not served.
     pub web_address: Option<SocketAddr>,
+    /// Where the admin protocols (`yarn rmadmin`) are served; None: not served.
+    pub admin_address: Option<SocketAddr>,
+    /// The hosts `refreshNodes` drains (YARN's exclude file).
+    pub nodes_exclude_path: Option<PathBuf>,
 }
 
 pub struct Shim {
+    admin_address: Option<SocketAddr>,
     client_address: SocketAddr,
     scheduler_address: SocketAddr,
     web_address: Option<SocketAddr>,
@@ -157,6 +162,23 @@ impl Shim {
         let am_server = am_server.spawn(am_listener)?;
         info!(%scheduler_address, "YARN ApplicationMasterProtocol listening");
 
+        let mut servers = vec![server, am_server];
+        let mut admin_address = None;
+        if let Some(bind) = settings.admin_address {
+            let listener = TcpListener::bind(bind)
+                .await
+                .map_err(|e| Error::Broker(format!("cannot serve the admin protocols (yarn rmadmin) on {bind}: {e}")))?;
+            let admin = Arc::new(crate::admin_protocol::AdminProtocol::new(core.clone(), BrokerLink::new(&settings.broker)?, settings.nodes_exclude_path.clone()));
+            let mut admin_server = Server::new(settings.ipc.clone());
+            admin_server.register(weir_yarn_api::RESOURCE_MANAGER_ADMINISTRATION_PROTOCOL, admin.clone());
+            admin_server.register(weir_yarn_api::GET_USER_MAPPINGS_PROTOCOL, admin);
+            admin_server.register(weir_yarn_api::HA_SERVICE_PROTOCOL, Arc::new(crate::admin_protocol::HaStatus));
+            let admin_server = admin_server.spawn(listener)?;
+            admin_address = Some(admin_server.local_addr);
+            info!(address = %admin_server.local_addr, "YARN admin protocols (yarn rmadmin) listening");
+            servers.push(admin_server);
+        }
+
         let poller = {
             let core = core.clone();
             let every = settings.nodes_refresh_interval.max(Duration::from_millis(100));
@@ -184,7 +206,12 @@ impl Shim {
             info!(%address, "YARN ResourceManager REST API listening");
         }
         tasks.push(tokio::spawn(drive(framework, rm.clone(), effects_rx, Arc::new(settings))));
-        Ok(Shim { client_address, scheduler_address, web_address, servers: vec![server, am_server], tasks, core })
+        Ok(Shim { admin_address, client_address, scheduler_address, web_address, servers, tasks, core })
+    }
+
+    /// Where the admin protocols really listen, if served.
+    pub fn admin_address(&self) -> Option<SocketAddr> {
+        self.admin_address
     }
 
     /// Where ApplicationClientProtocol really listens.
@@ -219,14 +246,14 @@ impl Shim {
 
 /// The leading broker's operator API: the address itself, or whichever
 /// broker leads behind a `zk://` address (followed across failovers).
-struct BrokerLink {
+pub(crate) struct BrokerLink {
     broker: String,
     leader: Option<tokio::sync::watch::Receiver<Option<weir_ha::LeaderInfo>>>,
     client: Option<(String, OperatorClient<tonic::transport::Channel>)>,
 }
 
 impl BrokerLink {
-    fn new(broker: &str) -> Result<BrokerLink, Error> {
+    pub(crate) fn new(broker: &str) -> Result<BrokerLink, Error> {
         let leader = if weir_ha::ZkAddress::is_zk(broker) {
             let address = weir_ha::ZkAddress::parse(broker).map_err(|e| Error::Broker(e.to_string()))?;
             Some(weir_ha::detect(&address))
@@ -244,7 +271,7 @@ impl BrokerLink {
         }
     }
 
-    async fn client(&mut self) -> Result<&mut OperatorClient<tonic::transport::Channel>, Error> {
+    pub(crate) async fn client(&mut self) -> Result<&mut OperatorClient<tonic::transport::Channel>, Error> {
         let address = self.address().await?;
         if self.client.as_ref().is_none_or(|(a, _)| *a != address) {
             let endpoint = tonic::transport::Endpoint::from_shared(weir_sdk::endpoint(&address))
