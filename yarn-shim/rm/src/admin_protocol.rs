@@ -103,7 +103,11 @@ impl AdminProtocol {
                 return Err(RpcError::application(YARN_EXCEPTION, format!("agent {} on {}: {}", agent.id, agent.hostname, status.message())));
             }
         }
-        Ok(())
+        // As in YARN, the answer comes once the nodes show the change: the
+        // CLI's tracking asks for decommissioning nodes right after.
+        crate::shim::refresh_nodes(&mut link, &self.core)
+            .await
+            .map_err(|e| RpcError::application(YARN_EXCEPTION, format!("the nodes could not be re-read: {e}")))
     }
 }
 

@@ -286,7 +286,7 @@ impl BrokerLink {
     }
 }
 
-async fn refresh_nodes(link: &mut BrokerLink, core: &CoreHandle) -> Result<(), Error> {
+pub(crate) async fn refresh_nodes(link: &mut BrokerLink, core: &CoreHandle) -> Result<(), Error> {
     let result = link.client().await?.get_state(v1::GetStateRequest {}).await;
     let state = match result {
         Ok(state) => state.into_inner(),
