@@ -225,8 +225,8 @@ impl BrokerCore {
         if d.drained {
             return;
         }
-        let tasks: Vec<_> = self.agents.get(id).map(|a| a.tasks.iter().cloned().collect()).unwrap_or_default();
-        if tasks.is_empty() {
+        let no_task_left = self.agents.get(id).is_none_or(|a| a.tasks.is_empty());
+        if no_task_left {
             tracing::info!(agent_id = %id, "agent drained");
             if let Some(d) = self.drains.get_mut(id) {
                 d.drained = true;
@@ -241,6 +241,7 @@ impl BrokerCore {
         if d.kills_sent || now < d.deadline {
             return;
         }
+        let tasks: Vec<_> = self.agents.get(id).map(|a| a.tasks.iter().cloned().collect()).unwrap_or_default();
         // Kills go only on a live stream; without one they go when the
         // agent re-registers (which clears `kills_sent`).
         let Some(conn) = self.agent_conn(id) else { return };
