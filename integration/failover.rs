@@ -415,3 +415,45 @@ fn leader_session_expires_it_steps_down_and_the_pool_follows_the_new_one() {
     let times = run(&[Failure::SessionExpiry, Failure::Kill]);
     report("session expiry, then kill -9", &times);
 }
+
+/// (status line, Location header) of a GET.
+fn head_of(port: u16, path: &str) -> Option<(String, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.lines().next()?.to_owned();
+    let location = text.lines().find_map(|l| l.strip_prefix("location: ").or_else(|| l.strip_prefix("Location: "))).unwrap_or_default().to_owned();
+    Some((status, location))
+}
+
+/// A bookmarked UI address of any broker leads to the leader's page.
+#[test]
+fn a_standby_redirects_the_web_ui_to_the_leader() {
+    let server = ZkServer::start();
+    let mut pool = Pool {
+        zk: ZkAddress::parse(&server.url("/weir/ui")).unwrap(),
+        dir: tempfile::tempdir().unwrap(),
+        ports: (0..2).map(|_| support::free_port()).collect(),
+        brokers: vec![None, None],
+        agents: Vec::new(),
+        rt: tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap(),
+    };
+    pool.start_broker(0);
+    pool.start_broker(1);
+    let (leader, _) = pool.wait_leader(None, Duration::from_secs(30));
+    let standby = 1 - leader;
+    let path = "/ui/tasks?q=a%20b&page=2";
+    let mut last = None;
+    wait_until("the standby to redirect", Duration::from_secs(20), || {
+        last = head_of(pool.ports[standby], path);
+        last.as_ref().is_some_and(|(status, _)| status.contains(" 307 "))
+    });
+    let (_, location) = last.unwrap();
+    assert_eq!(location, format!("http://127.0.0.1:{}{path}", pool.ports[leader]));
+    let (status, _) = head_of(pool.ports[leader], path).unwrap();
+    assert!(status.contains(" 200 "), "the leader serves the page: {status}");
+}

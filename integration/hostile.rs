@@ -264,7 +264,7 @@ fn slow_http_clients_are_cut_off_and_unknown_paths_are_404() {
 
 fn subscribe_call(name: String) -> v1::Call {
     let framework = v1::FrameworkInfo { name, user: "mallory".into(), hostname: "h".into(), ..Default::default() };
-    v1::Call { framework_id: String::new(), kind: Some(v1::call::Kind::Subscribe(v1::call::Subscribe { framework: Some(framework) })) }
+    v1::Call { framework_id: String::new(), kind: Some(v1::call::Kind::Subscribe(v1::call::Subscribe { framework: Some(framework), data: None })) }
 }
 
 /// Item 5: a call over the message limit is answered RESOURCE_EXHAUSTED
@@ -435,4 +435,15 @@ async fn frameworks_and_roles_are_bounded_with_a_clear_error() {
     assert_eq!(refused.message(), "role r1 is new and 3 new role(s) would take the broker past its limit of 4 roles (broker.roles.max)");
     let known = operator.get_weights(v1::GetWeightsRequest {}).await.unwrap().into_inner().weights;
     assert!(!known.iter().any(|w| w.role == "r1"), "all or nothing: {known:?}");
+
+    // Two fit; weighted back to the default, they are removed and make room again.
+    let weights = ["r1", "r2"].map(|r| v1::RoleWeight { role: r.into(), weight: 2.0 }).to_vec();
+    operator.update_weights(v1::UpdateWeightsRequest { weights }).await.unwrap();
+    let full = operator.update_weights(v1::UpdateWeightsRequest { weights: vec![v1::RoleWeight { role: "r3".into(), weight: 2.0 }] });
+    assert_eq!(full.await.unwrap_err().code(), tonic::Code::InvalidArgument);
+    let weights = ["r1", "r2"].map(|r| v1::RoleWeight { role: r.into(), weight: 1.0 }).to_vec();
+    operator.update_weights(v1::UpdateWeightsRequest { weights }).await.unwrap();
+    let known = operator.get_weights(v1::GetWeightsRequest {}).await.unwrap().into_inner().weights;
+    assert!(!known.iter().any(|w| w.role == "r1" || w.role == "r2"), "removed: {known:?}");
+    operator.update_weights(v1::UpdateWeightsRequest { weights: vec![v1::RoleWeight { role: "r3".into(), weight: 2.0 }] }).await.unwrap();
 }

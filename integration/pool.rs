@@ -80,8 +80,8 @@ fn status_shows_agents_frameworks_and_json() {
     assert!(metrics.contains("weir_broker_agents{state=\"reachable\"} 2"), "{metrics}");
     assert_eq!(support::http_get(&format!("http://{}/health", cluster.broker_addr)).unwrap(), "ok\n");
 
-    // The agent's file endpoint names no path: only stdout/stderr of a
-    // sandbox the agent itself recorded.
+    // The agent's file endpoints name no path outside a sandbox the agent
+    // itself recorded.
     let agent = doc["agents"][0]["http_address"].as_str().unwrap().to_owned();
     let err = support::http_get(&format!("http://{agent}/files/read?framework_id=x&task_id=y&file=../../etc/passwd")).unwrap_err();
     assert!(err.contains("400"), "{err}");

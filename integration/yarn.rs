@@ -420,6 +420,74 @@ fn wait_until_all_free(sa: &Standalone, within: Duration) {
     }
 }
 
+/// The `app` object of YARN's "Cluster Application API"
+/// (hadoop-yarn-site ResourceManagerRest.md, "Elements of the app
+/// (Application) object"): every field with its documented type.
+const YARN_APP_SCHEMA: &[(&str, &str)] = &[
+    ("id", "string"),
+    ("user", "string"),
+    ("name", "string"),
+    ("applicationType", "string"),
+    ("queue", "string"),
+    ("state", "string"),
+    ("finalStatus", "string"),
+    ("progress", "float"),
+    ("trackingUI", "string"),
+    ("trackingUrl", "string"),
+    ("diagnostics", "string"),
+    ("clusterId", "long"),
+    ("startedTime", "long"),
+    ("finishedTime", "long"),
+    ("elapsedTime", "long"),
+    ("amContainerLogs", "string"),
+    ("amHostHttpAddress", "string"),
+    ("allocatedMB", "int"),
+    ("allocatedVCores", "int"),
+    ("runningContainers", "int"),
+    ("memorySeconds", "long"),
+    ("vcoreSeconds", "long"),
+    ("unmanagedApplication", "boolean"),
+    ("applicationPriority", "int"),
+    ("appNodeLabelExpression", "string"),
+    ("amNodeLabelExpression", "string"),
+];
+
+/// `/ws/v1/cluster/apps/{app}` of a finished, successful Spark job has
+/// every documented field with its documented JSON type, and values that
+/// agree with each other.
+fn finished_app_matches_yarns_schema(sa: &Standalone, app: &str) {
+    let yarn_site = std::fs::read_to_string(sa.conf_dir.join("yarn-site.xml")).unwrap();
+    let web = site_value(&yarn_site, "yarn.resourcemanager.webapp.address").expect("yarn-site.xml names the REST API");
+    let body = support::http_get(&format!("http://{web}/ws/v1/cluster/apps/{app}")).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let a = doc["app"].as_object().unwrap_or_else(|| panic!("no app object: {doc}"));
+    let mut wrong = Vec::new();
+    for (field, kind) in YARN_APP_SCHEMA {
+        let fits = match (a.get(*field), *kind) {
+            (None, _) => false,
+            (Some(v), "string") => v.is_string(),
+            (Some(v), "int" | "long") => v.is_i64() || v.is_u64(),
+            (Some(v), "float") => v.is_number(),
+            (Some(v), "boolean") => v.is_boolean(),
+            (Some(_), other) => unreachable!("type {other}"),
+        };
+        if !fits {
+            wrong.push(format!("{field}: documented {kind}, got {:?}", a.get(*field)));
+        }
+    }
+    assert!(wrong.is_empty(), "fields that differ from YARN's schema:\n{}\n{doc:#}", wrong.join("\n"));
+    let long = |k: &str| a[k].as_i64().unwrap();
+    assert_eq!((a["id"].as_str(), a["state"].as_str(), a["finalStatus"].as_str()), (Some(app), Some("FINISHED"), Some("SUCCEEDED")), "{doc}");
+    // (Spark's UI is off in these jobs, so there is no tracking URL.)
+    assert_eq!((a["applicationType"].as_str(), a["queue"].as_str(), a["trackingUI"].as_str()), (Some("SPARK"), Some("default"), Some("UNASSIGNED")), "{doc}");
+    assert_eq!(a["progress"].as_f64(), Some(100.0), "{doc}");
+    assert!(long("startedTime") > 1_600_000_000_000 && long("finishedTime") >= long("startedTime"), "{doc}");
+    assert_eq!(long("elapsedTime"), long("finishedTime") - long("startedTime"), "{doc}");
+    assert_eq!((long("allocatedMB"), long("runningContainers")), (0, 0), "a finished application holds nothing: {doc}");
+    assert!(a["amContainerLogs"].as_str().unwrap().contains("/node/containerlogs/container_"), "{doc}");
+    assert_eq!(app.strip_prefix("application_").and_then(|r| r.split('_').next()).and_then(|t| t.parse::<i64>().ok()), Some(long("clusterId")), "{doc}");
+}
+
 #[test]
 fn spark_pi_succeeds_in_cluster_and_client_mode_and_frees_everything() {
     let clients = clients();
@@ -434,6 +502,7 @@ fn spark_pi_succeeds_in_cluster_and_client_mode_and_frees_everything() {
     let app = app_id_in(&text);
     let (_, report) = clients.applications(&sa.conf_dir, &["-status", &app]);
     assert!(report.contains("State : FINISHED") && report.contains("Final-State : SUCCEEDED"), "{report}");
+    finished_app_matches_yarns_schema(&sa, &app);
     // The driver's output is the AM container's stdout, in its sandbox.
     let outputs: Vec<String> = files_named(sa.dir.path(), "stdout")
         .into_iter()

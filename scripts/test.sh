@@ -18,6 +18,9 @@ command -v pkill >/dev/null 2>&1 || need_apt+=(procps)
 # A real ZooKeeper server (and its Java) for the failover tests; the tests
 # start it themselves on a loopback port.
 [ -f /usr/share/java/zookeeper.jar ] || need_apt+=(zookeeper)
+# Headless Chromium and its WebDriver for the web UI's browser test.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
@@ -36,8 +39,9 @@ fi
 # integration test runs against the shim (it also needs Java 17+); skein is
 # a YARN framework with its own Java ApplicationMaster, run unchanged.
 # yarn-api-client reads the shim's REST API as Jupyter Enterprise Gateway does.
-# prometheus_client's parser reads /metrics as a Prometheus scraper would.
-for module in pyspark:pyspark skein:skein yarn_api_client:yarn-api-client prometheus_client:prometheus_client; do
+# prometheus_client's parser reads /metrics as a Prometheus scraper would;
+# selenium drives Chromium in the web UI's browser test.
+for module in pyspark:pyspark skein:skein yarn_api_client:yarn-api-client prometheus_client:prometheus_client selenium:selenium; do
     if command -v python3 >/dev/null 2>&1 && ! python3 -c "import ${module%%:*}" 2>/dev/null; then
         python3 -m pip install --quiet "${module#*:}"
     fi

@@ -110,12 +110,22 @@ pub fn broker(config: &Config) -> Result<(weir_broker::BrokerSettings, weir_brok
         max_frameworks: usize::try_from(config.get_u64("broker.frameworks.max").map_err(problem)?.max(1)).unwrap_or(usize::MAX),
         max_roles: usize::try_from(config.get_u64("broker.roles.max").map_err(problem)?.max(1)).unwrap_or(usize::MAX),
         drain_grace_default: get_duration("broker.agent.drain.grace.default")?.min(weir_broker::core::MAX_DRAIN_GRACE),
+        locality_delay: get_duration("broker.locality.delay")?,
     };
     let max = config.get_size("broker.max.message.size").map_err(problem)?;
     let mut shell = weir_broker::ShellSettings::new(socket_addr(config, "broker.listen")?, usize::try_from(max).unwrap_or(usize::MAX));
     shell.http = http_limits(config, "broker")?;
     let queue = config.get_u64("broker.stream.queue.max").map_err(problem)?;
     shell.stream_queue_max = usize::try_from(queue.max(1)).unwrap_or(usize::MAX);
+    let history_interval = get_duration("broker.ui.history.interval")?;
+    if history_interval.is_zero() {
+        return Err(problem("broker.ui.history.interval must be longer than zero"));
+    }
+    shell.ui = weir_broker::UiSettings {
+        actions_enabled: config.get_bool("broker.ui.actions.enabled").map_err(problem)?,
+        history_interval,
+        history_samples: usize::try_from(config.get_u64("broker.ui.history.samples").map_err(problem)?.clamp(2, 100_000)).unwrap_or(2),
+    };
     Ok((settings, shell))
 }
 

@@ -17,6 +17,10 @@ pub enum AgentError {
     Refused(String),
     #[error("broker address {addr:?} is not valid: {reason}")]
     BadBroker { addr: String, reason: String },
+    #[error("path {path:?} {reason}")]
+    BadPath { path: String, reason: String },
+    #[error("not found: {0}")]
+    NotFound(String),
     #[error("checkpoint {path}: {reason}")]
     Checkpoint { path: PathBuf, reason: String },
 }

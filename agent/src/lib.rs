@@ -6,6 +6,7 @@
 //! through [`launcher`] (processes: [`launcher::process`], or
 //! [`launcher::memory`] for tests), [`checkpoint`] (what survives a restart)
 //! and a [`weir_model::Clock`]. [`isolation`] puts tasks in cgroups.
+//! [`sandbox_files`] serves sandboxes without letting a path out of one.
 //! [`detect`] finds the machine's resources. [`emulated`] are agents that
 //! run nothing, for the scale harness. [`error`] is the one error type.
 
@@ -17,6 +18,7 @@ pub mod error;
 mod fnv;
 pub mod isolation;
 pub mod launcher;
+pub mod sandbox_files;
 pub mod shell;
 pub mod volumes;
 

@@ -14,9 +14,10 @@
 //! - The broker stream (`weir.v1.Agent/Attach`) is opened by the agent and
 //!   re-opened with capped backoff when it breaks; each new stream starts
 //!   with REGISTER carrying the agent id and its tasks.
-//! - HTTP on `listen`: `/health`, `/state`, and `/files/read` (bytes of a
-//!   task's `stdout` or `stderr`, by offset and length; nothing outside a
-//!   sandbox can be named).
+//! - HTTP on `listen`: `/health`, `/state`, `/files/browse` (a sandbox
+//!   directory as JSON) and `/files/read` (bytes of a sandbox file, by
+//!   offset and length); nothing outside a sandbox can be named
+//!   (`sandbox_files.rs`).
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -733,6 +734,7 @@ fn router(shared: Arc<Shared>) -> axum::Router {
         .route("/health", get(health))
         .route("/state", get(state))
         .route("/files/read", get(read_file))
+        .route("/files/browse", get(browse))
         .with_state(shared)
 }
 
@@ -798,12 +800,45 @@ async fn state(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     axum::Json(doc)
 }
 
-async fn read_file(State(shared): State<Arc<Shared>>, Query(q): Query<HashMap<String, String>>) -> impl IntoResponse {
-    let param = |name: &str| q.get(name).cloned().unwrap_or_default();
-    let (framework, task, file) = (param("framework_id"), param("task_id"), param("file"));
-    if file != "stdout" && file != "stderr" {
-        return (StatusCode::BAD_REQUEST, format!("file must be stdout or stderr, not {file:?}\n").into_bytes());
+/// The status a sandbox path error answers with.
+fn path_status(err: &AgentError) -> StatusCode {
+    match err {
+        AgentError::NotFound(_) => StatusCode::NOT_FOUND,
+        _ => StatusCode::BAD_REQUEST,
     }
+}
+
+/// The sandbox of the task the query names, from the agent's own records.
+fn query_sandbox(shared: &Shared, q: &HashMap<String, String>) -> Result<PathBuf, (StatusCode, String)> {
+    let param = |name: &str| q.get(name).map(String::as_str).unwrap_or_default();
+    let (framework, task) = (param("framework_id"), param("task_id"));
+    shared
+        .core()
+        .sandbox(framework, task)
+        .ok_or_else(|| (StatusCode::NOT_FOUND, format!("no sandbox for task {task:?} of framework {framework:?}\n")))
+}
+
+/// A sandbox directory (`path`, relative; empty for the sandbox) as JSON.
+async fn browse(State(shared): State<Arc<Shared>>, Query(q): Query<HashMap<String, String>>) -> axum::response::Response {
+    let path = q.get("path").cloned().unwrap_or_default();
+    if let Err(e) = crate::sandbox_files::check_relative(&path) {
+        return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
+    }
+    let sandbox = match query_sandbox(&shared, &q) {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    match tokio::task::spawn_blocking(move || crate::sandbox_files::list(&sandbox, &path)).await {
+        Ok(Ok(listing)) => axum::Json(listing).into_response(),
+        Ok(Err(e)) => (path_status(&e), format!("{e}\n")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("listing failed: {e}\n")).into_response(),
+    }
+}
+
+/// Bytes of one sandbox file: `file` (or `path`) relative to the sandbox,
+/// `offset`, `length` (at most 1 MiB).
+async fn read_file(State(shared): State<Arc<Shared>>, Query(q): Query<HashMap<String, String>>) -> impl IntoResponse {
+    let file = q.get("path").or_else(|| q.get("file")).cloned().unwrap_or_default();
     let number = |name: &str, default: u64| -> Result<u64, String> {
         match q.get(name) {
             None => Ok(default),
@@ -814,20 +849,29 @@ async fn read_file(State(shared): State<Arc<Shared>>, Query(q): Query<HashMap<St
         (Ok(o), Ok(l)) => (o, l.min(MAX_READ)),
         (Err(e), _) | (_, Err(e)) => return (StatusCode::BAD_REQUEST, e.into_bytes()),
     };
-    // The sandbox comes from the agent's own records, never from the
-    // request, so no path outside a sandbox can be named.
-    let Some(sandbox) = shared.core().sandbox(&framework, &task) else {
-        return (StatusCode::NOT_FOUND, format!("no sandbox for task {task:?} of framework {framework:?}\n").into_bytes());
+    if let Err(e) = crate::sandbox_files::check_relative(&file) {
+        return (StatusCode::BAD_REQUEST, format!("{e}\n").into_bytes());
+    }
+    let sandbox = match query_sandbox(&shared, &q) {
+        Ok(s) => s,
+        Err((status, e)) => return (status, e.into_bytes()),
     };
-    let read = (|| -> std::io::Result<Vec<u8>> {
-        let mut f = std::fs::File::open(sandbox.join(&file))?;
-        f.seek(SeekFrom::Start(offset))?;
+    let read = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, AgentError> {
+        let path = crate::sandbox_files::resolve(&sandbox, &file)?;
+        let io = |e: std::io::Error| AgentError::NotFound(format!("cannot read {file:?}: {e}"));
+        let mut f = std::fs::File::open(&path).map_err(io)?;
+        if f.metadata().map_err(io)?.is_dir() {
+            return Err(AgentError::BadPath { path: file.clone(), reason: "is a directory".to_owned() });
+        }
+        f.seek(SeekFrom::Start(offset)).map_err(io)?;
         let mut buf = Vec::new();
-        f.take(length).read_to_end(&mut buf)?;
+        f.take(length).read_to_end(&mut buf).map_err(io)?;
         Ok(buf)
-    })();
+    })
+    .await;
     match read {
-        Ok(bytes) => (StatusCode::OK, bytes),
-        Err(e) => (StatusCode::NOT_FOUND, format!("cannot read {file} of task {task:?}: {e}\n").into_bytes()),
+        Ok(Ok(bytes)) => (StatusCode::OK, bytes),
+        Ok(Err(e)) => (path_status(&e), format!("{e}\n").into_bytes()),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("read failed: {e}\n").into_bytes()),
     }
 }

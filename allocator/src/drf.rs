@@ -14,7 +14,11 @@
 //!   under the key of its current share, and a role sits in `role_order`
 //!   exactly when its `order` is non-empty, under its current weighted share;
 //! - an agent is a candidate exactly when it is active and its free
-//!   resources could make an offer.
+//!   resources could make an offer;
+//! - a role is known (in `role_ix`) while it has a client, reserved
+//!   resources free on an agent, or a weight other than the default; the
+//!   moment it has none of these it is forgotten and its slot reused, so
+//!   roles that come and go cannot pile up.
 //!
 //! Ids are mapped to dense `u32` slots once, at the edge; the cycle itself
 //! works on slots, integer keys and pre-summed scalars.
@@ -35,14 +39,27 @@ use crate::scalars::Scalars;
 pub struct AllocatorConfig {
     pub min_allocatable_cpus: Milli,
     pub min_allocatable_mem: Milli,
+    /// Delay scheduling: how long a framework that wants data on some
+    /// agents passes over the others (which go to the next in line) before
+    /// it takes one of them. Zero turns locality off.
+    pub locality_delay: Duration,
 }
 
 impl Default for AllocatorConfig {
     /// Mesos' defaults: 0.01 cpus or 32 MiB of memory.
     fn default() -> Self {
-        AllocatorConfig { min_allocatable_cpus: Milli(10), min_allocatable_mem: Milli::from_units(32) }
+        AllocatorConfig {
+            min_allocatable_cpus: Milli(10),
+            min_allocatable_mem: Milli::from_units(32),
+            locality_delay: DEFAULT_LOCALITY_DELAY,
+        }
     }
 }
+
+/// How long a framework waits for an agent holding its data by default:
+/// a few allocation cycles, about what YARN's node-locality delay (one
+/// scheduling opportunity per node of a rack) comes to.
+pub const DEFAULT_LOCALITY_DELAY: Duration = Duration::from_secs(3);
 
 /// Resources on one agent allocated (offered) to one framework in one role.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,6 +68,32 @@ pub struct Allocation {
     pub framework: FrameworkId,
     pub role: Role,
     pub resources: ResourceSet,
+    /// Bytes of the data the framework wants that the agent holds (0 when
+    /// it stated none, or none is there).
+    pub data_bytes: u64,
+}
+
+/// Where the data a framework's tasks will read is: bytes per agent.
+#[derive(Clone, Debug, Default)]
+struct Wants {
+    /// Agent slot → bytes of the wanted data there.
+    agents: BTreeMap<u32, u64>,
+    /// When the framework first passed over an agent without its data
+    /// since its last grant; its wait for a local agent ends `locality_delay`
+    /// later.
+    waiting_since: Option<Duration>,
+    /// Grant sequence number of its last grant (`Allocator::grants`).
+    last_grant: u64,
+}
+
+/// What a cycle learns while it only reads the books, applied at its end.
+#[derive(Default)]
+struct CycleNotes {
+    /// (framework, agent) filters found expired.
+    expired: Vec<(u32, u32)>,
+    /// Frameworks that passed over an agent for want of their data, with
+    /// the grant count at that moment: a grant after it ends that wait.
+    waiting: Vec<(u32, u64)>,
 }
 
 /// A role as the fairness policy sees it.
@@ -107,6 +150,9 @@ struct Framework {
     /// offer of them time out, so anyone else eligible goes first; with
     /// nobody else it still gets them. `None` when empty.
     yields: Option<BTreeMap<u32, Duration>>,
+    /// The agents holding the data its tasks will read. `None`: no
+    /// preference, any agent will do.
+    wants: Option<Box<Wants>>,
 }
 
 #[derive(Clone, Debug)]
@@ -175,8 +221,10 @@ pub struct Allocator {
     frameworks: Vec<Option<Framework>>,
     free_framework_slots: Vec<u32>,
     framework_ix: BTreeMap<FrameworkId, u32>,
-    /// Roles are few and operator-chosen; they are never forgotten.
+    /// Role slots; those in `free_role_slots` hold a forgotten role and
+    /// are in no index.
     roles: Vec<RoleState>,
+    free_role_slots: Vec<u32>,
     role_ix: BTreeMap<Role, u32>,
     clients: Vec<Option<Client>>,
     free_client_slots: Vec<u32>,
@@ -193,6 +241,9 @@ pub struct Allocator {
     /// Scratch buffer for the candidate list, kept to avoid reallocating.
     scratch: Vec<u32>,
 }
+
+/// A role's weight until an operator sets another.
+pub const DEFAULT_WEIGHT: f64 = 1.0;
 
 /// How many agents ahead of the one being offered `prefetch_agent` looks.
 const PREFETCH_DISTANCE: usize = 8;
@@ -238,6 +289,7 @@ impl Allocator {
             free_framework_slots: Vec::new(),
             framework_ix: BTreeMap::new(),
             roles: Vec::new(),
+            free_role_slots: Vec::new(),
             role_ix: BTreeMap::new(),
             clients: Vec::new(),
             free_client_slots: Vec::new(),
@@ -286,20 +338,53 @@ impl Allocator {
         if let Some(&r) = self.role_ix.get(role) {
             return r;
         }
-        let r = self.roles.len() as u32;
-        self.roles.push(RoleState {
+        let state = RoleState {
             name: role.clone(),
             rank: 0,
-            weight: 1.0,
+            weight: DEFAULT_WEIGHT,
             allocated: Scalars::default(),
             reserved_free: Scalars::default(),
             key: None,
             clients: Vec::new(),
             order: BTreeSet::new(),
-        });
+        };
+        let r = match self.free_role_slots.pop() {
+            Some(r) => {
+                self.roles[r as usize] = state;
+                r
+            }
+            None => {
+                self.roles.push(state);
+                (self.roles.len() - 1) as u32
+            }
+        };
         self.role_ix.insert(role.clone(), r);
         self.order_dirty = true;
         r
+    }
+
+    /// Forgets role `r` if nothing keeps it: no client (so nothing
+    /// allocated), no reservation free on any agent, the default weight.
+    /// A role only subscribed to, reserved for or weighted comes back as
+    /// new the next time it is named; nothing about it is lost.
+    fn forget_role_if_unused(&mut self, r: u32) {
+        let role = &self.roles[r as usize];
+        if !role.clients.is_empty() || role.reserved_free != Scalars::default() || role.weight != DEFAULT_WEIGHT {
+            return;
+        }
+        debug_assert!(role.allocated == Scalars::default());
+        if let Some(k) = role.key {
+            self.role_order.remove(&k);
+        }
+        let name = role.name.clone();
+        if self.role_ix.get(&name) == Some(&r) {
+            self.role_ix.remove(&name);
+            let role = &mut self.roles[r as usize];
+            role.key = None;
+            // Stale keys of removed clients, when a rebuild is pending.
+            role.order.clear();
+            self.free_role_slots.push(r);
+        }
     }
 
     fn client_or_create(&mut self, f: u32, role: &Role) -> u32 {
@@ -317,7 +402,7 @@ impl Allocator {
     }
 
     fn new_framework(&mut self, id: &FrameworkId, subscribed: bool) -> u32 {
-        let fw = Framework { id: id.clone(), rank: 0, active: subscribed, subscribed, clients: Vec::new(), filters: None, yields: None };
+        let fw = Framework { id: id.clone(), rank: 0, active: subscribed, subscribed, clients: Vec::new(), filters: None, yields: None, wants: None };
         let f = take_slot(&mut self.frameworks, &mut self.free_framework_slots, fw);
         self.framework_ix.insert(id.clone(), f);
         self.order_dirty = true;
@@ -436,6 +521,9 @@ impl Allocator {
                 state.reserved_free.sub(&amount);
             }
             self.refresh_role(r);
+            if !add {
+                self.forget_role_if_unused(r);
+            }
         }
     }
 
@@ -446,6 +534,12 @@ impl Allocator {
         self.grants += 1;
         let seq = self.grants;
         self.client_mut(c).last_granted = seq;
+        // A grant ends a wait for data: the next pass-over starts another.
+        let f = self.client(c).framework;
+        if let Some(wants) = &mut self.framework_mut(f).wants {
+            wants.waiting_since = None;
+            wants.last_grant = seq;
+        }
     }
 
     fn account(&mut self, c: u32, amount: &Scalars, add: bool) {
@@ -548,6 +642,12 @@ impl Allocator {
                     fw.yields = None;
                 }
             }
+            if let Some(wants) = &mut fw.wants {
+                wants.agents.remove(&a);
+                if wants.agents.is_empty() {
+                    fw.wants = None;
+                }
+            }
         }
         Ok(())
     }
@@ -613,7 +713,34 @@ impl Allocator {
             let c = self.client_or_create(f, role);
             self.client_mut(c).subscribed = true;
         }
+        // A role left with nothing held there is let go of at once, so a
+        // framework moving through many roles does not keep them all.
+        for c in self.framework(f).clients.clone() {
+            if !self.client(c).subscribed && self.client(c).allocated == Scalars::default() && !self.holds_anywhere(c) {
+                self.drop_client(f, c);
+            }
+        }
         Ok(())
+    }
+
+    /// Whether client `c` has an allocation record on any agent (ports
+    /// alone hold no scalars). A scan: only framework updates ask.
+    fn holds_anywhere(&self, c: u32) -> bool {
+        self.agents.iter().flatten().any(|agent| agent.allocations.iter().any(|(owner, _)| *owner == c))
+    }
+
+    /// Removes client `c` of framework `f`, which holds nothing.
+    fn drop_client(&mut self, f: u32, c: u32) {
+        let client = self.clients[c as usize].take().expect("client slot in use");
+        self.free_client_slots.push(c);
+        self.framework_mut(f).clients.retain(|&x| x != c);
+        let role = &mut self.roles[client.role as usize];
+        if let Some(k) = client.key {
+            role.order.remove(&k);
+        }
+        role.clients.retain(|&x| x != c);
+        self.refresh_role(client.role);
+        self.forget_role_if_unused(client.role);
     }
 
     /// Unsubscribes a framework; everything allocated to it is freed.
@@ -654,6 +781,7 @@ impl Allocator {
             role.allocated.sub(&client.allocated);
             role.clients.retain(|&x| x != c);
             self.free_client_slots.push(c);
+            self.forget_role_if_unused(client.role);
         }
         self.order_dirty = true;
         Ok(())
@@ -738,6 +866,51 @@ impl Allocator {
         Ok(())
     }
 
+    /// States where the data `framework`'s tasks will read is (bytes per
+    /// agent; unknown agents are skipped, as data on no agent of the pool
+    /// cannot be brought closer), replacing what it stated before. Until
+    /// it is granted an agent with its data, or has waited
+    /// `locality_delay`, the framework passes over agents without it,
+    /// which go to the next in line; its place in line (its share) does
+    /// not change. Empty: no preference.
+    pub fn set_wants(&mut self, framework: &FrameworkId, data: &[(AgentId, u64)]) -> Result<(), AllocatorError> {
+        let f = self.framework_slot(framework)?;
+        let agents: BTreeMap<u32, u64> = data
+            .iter()
+            .filter(|(_, bytes)| *bytes > 0)
+            .filter_map(|(agent, bytes)| Some((*self.agent_ix.get(agent)?, *bytes)))
+            .fold(BTreeMap::new(), |mut acc, (a, bytes)| {
+                *acc.entry(a).or_insert(0) += bytes;
+                acc
+            });
+        let fw = self.framework_mut(f);
+        // A framework restating its data (as its pending tasks change) keeps
+        // the wait it is in: otherwise stating often would wait forever.
+        let (waiting_since, last_grant) = fw.wants.as_ref().map_or((None, 0), |w| (w.waiting_since, w.last_grant));
+        fw.wants = (!agents.is_empty()).then(|| Box::new(Wants { agents, waiting_since, last_grant }));
+        Ok(())
+    }
+
+    /// When the first framework now waiting for agents with its data will
+    /// have waited `locality_delay` (and takes any agent): the caller runs
+    /// a cycle then, even if nothing else changed.
+    pub fn locality_deadline(&self) -> Option<Duration> {
+        self.frameworks
+            .iter()
+            .flatten()
+            .filter_map(|fw| fw.wants.as_ref()?.waiting_since)
+            .min()
+            .map(|since| since + self.config.locality_delay)
+    }
+
+    /// Bytes of `framework`'s wanted data on each agent, as the allocator
+    /// holds them (agents it knows only).
+    pub fn wants(&self, framework: &FrameworkId) -> Vec<(AgentId, u64)> {
+        let Some(&f) = self.framework_ix.get(framework) else { return Vec::new() };
+        let Some(wants) = &self.framework(f).wants else { return Vec::new() };
+        wants.agents.iter().map(|(&a, &bytes)| (self.agent(a).id.clone(), bytes)).collect()
+    }
+
     // ----- roles -----
 
     pub fn set_weight(&mut self, role: Role, weight: f64) -> Result<(), AllocatorError> {
@@ -747,6 +920,9 @@ impl Allocator {
         let r = self.role_slot_or_create(&role);
         self.roles[r as usize].weight = weight;
         self.refresh_role(r);
+        // Back to the default, a role nobody uses is forgotten: weighting
+        // is also how an operator removes a role.
+        self.forget_role_if_unused(r);
         Ok(())
     }
 
@@ -897,7 +1073,7 @@ impl Allocator {
         // Usually one offer per candidate agent: reserve once rather than
         // reallocating a 50,000-entry vector some sixteen times.
         out.reserve(list.len().min(max_agents));
-        let mut expired = Vec::new();
+        let mut notes = CycleNotes::default();
         let mut grants: Vec<(u32, ResourceSet)> = Vec::new();
         let mut granted = 0usize;
         let mut complete = true;
@@ -909,7 +1085,7 @@ impl Allocator {
             if let Some(&ahead) = list.get(i + PREFETCH_DISTANCE) {
                 self.prefetch_agent(ahead);
             }
-            self.offer_agent(a, now, &mut grants, &mut expired);
+            self.offer_agent(a, now, &mut grants, &mut notes);
             if grants.is_empty() {
                 continue;
             }
@@ -917,9 +1093,11 @@ impl Allocator {
             let agent_id = self.agent(a).id.clone();
             for (c, resources) in grants.drain(..) {
                 let client = self.client(c);
-                let framework = self.framework(client.framework).id.clone();
+                let fw = self.framework(client.framework);
+                let data_bytes = fw.wants.as_ref().and_then(|w| w.agents.get(&a)).copied().unwrap_or(0);
+                let framework = fw.id.clone();
                 let role = self.roles[client.role as usize].name.clone();
-                out.push(Allocation { agent: agent_id.clone(), framework, role, resources });
+                out.push(Allocation { agent: agent_id.clone(), framework, role, resources, data_bytes });
             }
         }
         self.scratch = list;
@@ -934,7 +1112,14 @@ impl Allocator {
             }
             self.yielding_frameworks = self.frameworks.iter().flatten().filter(|fw| fw.yields.is_some()).count();
         }
-        for (f, a) in expired {
+        for (f, grants_then) in notes.waiting {
+            if let Some(wants) = &mut self.framework_mut(f).wants {
+                if wants.last_grant <= grants_then {
+                    wants.waiting_since.get_or_insert(now);
+                }
+            }
+        }
+        for (f, a) in notes.expired {
             let fw = self.framework_mut(f);
             if let Some(filters) = &mut fw.filters {
                 if filters.get(&a).is_some_and(|until| *until <= now) {
@@ -973,12 +1158,12 @@ impl Allocator {
 
     /// Whether `framework` refuses `agent` at `now`; an expired filter is
     /// noted for removal after the cycle.
-    fn filtered(&self, f: u32, a: u32, now: Duration, expired: &mut Vec<(u32, u32)>) -> bool {
+    fn filtered(&self, f: u32, a: u32, now: Duration, notes: &mut CycleNotes) -> bool {
         let Some(filters) = &self.framework(f).filters else { return false };
         match filters.get(&a) {
             Some(until) if *until > now => true,
             Some(_) => {
-                expired.push((f, a));
+                notes.expired.push((f, a));
                 false
             }
             None => false,
@@ -990,27 +1175,48 @@ impl Allocator {
         self.framework(f).yields.as_ref().and_then(|y| y.get(&a)).is_some_and(|until| *until > now)
     }
 
+    /// Whether framework `f` waits for agents with its data rather than
+    /// take agent `a` (delay scheduling): it wants data, `a` holds none of
+    /// it, and it has not yet waited `locality_delay` since it first passed
+    /// an agent over. Passing `a` over starts that wait.
+    fn waits_for_data(&self, f: u32, a: u32, now: Duration, notes: &mut CycleNotes) -> bool {
+        let Some(wants) = &self.framework(f).wants else { return false };
+        if wants.agents.contains_key(&a) || self.config.locality_delay.is_zero() {
+            return false;
+        }
+        match wants.waiting_since {
+            Some(since) => now.saturating_sub(since) < self.config.locality_delay,
+            None => {
+                notes.waiting.push((f, self.grants));
+                true
+            }
+        }
+    }
+
     /// The lowest-share offerable client of role `r` not refusing agent `a`
-    /// (and, with `honour_yields`, not yielding it).
-    fn pick_in_role(&self, r: u32, a: u32, now: Duration, expired: &mut Vec<(u32, u32)>, honour_yields: bool) -> Option<u32> {
+    /// (and, with `honour_yields`, not yielding it), nor waiting for agents
+    /// with its data.
+    fn pick_in_role(&self, r: u32, a: u32, now: Duration, notes: &mut CycleNotes, honour_yields: bool) -> Option<u32> {
         self.roles[r as usize].order.iter().map(|&(_, _, _, c)| c).find(|&c| {
             let f = self.client(c).framework;
-            !self.filtered(f, a, now, expired) && !(honour_yields && self.yielding(f, a, now))
+            !self.filtered(f, a, now, notes)
+                && !(honour_yields && self.yielding(f, a, now))
+                && !self.waits_for_data(f, a, now, notes)
         })
     }
 
     /// `pick_in_role` for everyone not yielding `a`, else for anyone.
-    fn pick_in_role_yielding_last(&self, r: u32, a: u32, now: Duration, expired: &mut Vec<(u32, u32)>) -> Option<u32> {
-        let first = self.pick_in_role(r, a, now, expired, true);
+    fn pick_in_role_yielding_last(&self, r: u32, a: u32, now: Duration, notes: &mut CycleNotes) -> Option<u32> {
+        let first = self.pick_in_role(r, a, now, notes, true);
         if first.is_some() || self.yielding_frameworks == 0 {
             return first;
         }
-        self.pick_in_role(r, a, now, expired, false)
+        self.pick_in_role(r, a, now, notes, false)
     }
 
     /// Offers agent `a`'s free resources, pushing (client, resources) grants
     /// (at most one per client) and recording them on the agent.
-    fn offer_agent(&mut self, a: u32, now: Duration, grants: &mut Vec<(u32, ResourceSet)>, expired: &mut Vec<(u32, u32)>) {
+    fn offer_agent(&mut self, a: u32, now: Duration, grants: &mut Vec<(u32, ResourceSet)>, notes: &mut CycleNotes) {
         if !self.agent(a).active {
             self.candidates.set(a, false);
             return;
@@ -1019,7 +1225,7 @@ impl Allocator {
             let reserved_roles: Vec<Role> = self.agent(a).free.reserved.keys().cloned().collect();
             for role in reserved_roles {
                 let Some(&r) = self.role_ix.get(&role) else { continue };
-                let Some(c) = self.pick_in_role_yielding_last(r, a, now, expired) else { continue };
+                let Some(c) = self.pick_in_role_yielding_last(r, a, now, notes) else { continue };
                 let bundle = self.agent_mut(a).free.reserved.remove(&role).expect("reserved bundle present");
                 self.note_grant(c);
                 self.account(c, &Scalars::of(&bundle), true);
@@ -1033,9 +1239,9 @@ impl Allocator {
         }
         let mut unreserved_ports = None;
         if self.allocatable(&self.agent(a).free.unreserved) {
-            let mut winner = self.role_order.iter().find_map(|&(_, _, _, r)| self.pick_in_role(r, a, now, expired, true));
+            let mut winner = self.role_order.iter().find_map(|&(_, _, _, r)| self.pick_in_role(r, a, now, notes, true));
             if winner.is_none() && self.yielding_frameworks > 0 {
-                winner = self.role_order.iter().find_map(|&(_, _, _, r)| self.pick_in_role(r, a, now, expired, false));
+                winner = self.role_order.iter().find_map(|&(_, _, _, r)| self.pick_in_role(r, a, now, notes, false));
             }
             if let Some(c) = winner {
                 let agent = self.agent_mut(a);
@@ -1076,9 +1282,10 @@ impl Allocator {
 
     // ----- observations -----
 
-    /// Roles the allocator knows (weighted, subscribed to, or held in).
+    /// Roles the allocator knows (weighted, subscribed to, held in or
+    /// reserved for).
     pub fn role_count(&self) -> usize {
-        self.roles.len()
+        self.role_ix.len()
     }
 
     pub fn has_role(&self, role: &Role) -> bool {
@@ -1137,6 +1344,12 @@ impl Allocator {
         self.total.to_resources()
     }
 
+    /// Role slots allocated, in use or free; for tests.
+    #[cfg(test)]
+    pub(crate) fn role_slots(&self) -> usize {
+        self.roles.len()
+    }
+
     /// Checks every invariant listed at the top of this module; for tests.
     #[cfg(test)]
     pub(crate) fn check_invariants(&self) {
@@ -1167,6 +1380,7 @@ impl Allocator {
         for (c, slot) in self.clients.iter().enumerate() {
             let Some(client) = slot else { continue };
             assert_eq!(client.allocated, client_sums.get(&(c as u32)).copied().unwrap_or_default());
+            assert_eq!(self.role_ix.get(&self.roles[client.role as usize].name), Some(&client.role), "client {c} in a forgotten role");
             role_sums.entry(client.role).or_default().add(&client.allocated);
             if !self.order_dirty {
                 assert_eq!(client.key.is_some(), self.offerable(c as u32));
@@ -1182,10 +1396,26 @@ impl Allocator {
                 reserved_free.entry(role.clone()).or_default().add(&Scalars::of(bundle));
             }
         }
-        for role in &self.roles {
+        for (name, &r) in &self.role_ix {
+            let role = &self.roles[r as usize];
+            assert_eq!(&role.name, name);
             assert_eq!(role.reserved_free, reserved_free.get(&role.name).copied().unwrap_or_default(), "reserved_free of {}", role.name);
+            assert!(
+                !role.clients.is_empty() || role.reserved_free != Scalars::default() || role.weight != DEFAULT_WEIGHT,
+                "role {} is kept with nothing to keep it",
+                role.name
+            );
+            assert!(!self.free_role_slots.contains(&r), "role {} is in use and free", role.name);
         }
+        for (role, amount) in &reserved_free {
+            assert!(*amount == Scalars::default() || self.role_ix.contains_key(role), "role {role} has free reservations but is forgotten");
+        }
+        assert_eq!(self.role_ix.len() + self.free_role_slots.len(), self.roles.len());
         for (r, role) in self.roles.iter().enumerate() {
+            if self.free_role_slots.contains(&(r as u32)) {
+                assert!(role.key.is_none() && role.clients.is_empty());
+                continue;
+            }
             assert_eq!(role.allocated, role_sums.get(&(r as u32)).copied().unwrap_or_default());
             if !self.order_dirty {
                 assert_eq!(role.key.is_some(), !role.order.is_empty());

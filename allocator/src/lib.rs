@@ -19,5 +19,5 @@ mod scalars;
 #[cfg(test)]
 mod tests;
 
-pub use drf::{Allocation, Allocator, AllocatorConfig, RoleShare};
+pub use drf::{Allocation, Allocator, AllocatorConfig, RoleShare, DEFAULT_LOCALITY_DELAY, DEFAULT_WEIGHT};
 pub use error::AllocatorError;

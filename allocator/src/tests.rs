@@ -308,7 +308,7 @@ fn arb_op() -> impl Strategy<Value = Op> {
         1 => (id.clone(), any::<bool>()).prop_map(|(f, b)| Op::SetFrameworkActive(f, b)),
         1 => (id.clone(), prop::option::of(0usize..3)).prop_map(|(f, r)| Op::Suppress(f, r)),
         1 => (id.clone(), prop::option::of(0usize..3)).prop_map(|(f, r)| Op::Revive(f, r)),
-        1 => (0usize..3, prop_oneof![Just(0.0), Just(-1.0), Just(f64::NAN), Just(f64::INFINITY), 0.1f64..10.0])
+        1 => (0usize..3, prop_oneof![Just(0.0), Just(-1.0), Just(f64::NAN), Just(f64::INFINITY), Just(crate::DEFAULT_WEIGHT), 0.1f64..10.0])
             .prop_map(|(r, w)| Op::SetWeight(r, w)),
         1 => (id.clone(), id.clone(), 0u64..20).prop_map(|(framework, agent, secs)| Op::AddFilter { framework, agent, secs }),
         4 => (any::<usize>(), 0u8..3).prop_map(|(pick, how)| Op::Recover { pick, how }),
@@ -862,4 +862,133 @@ fn unallocated_reservations_count_towards_their_roles_share() {
     alloc.remove_agent(&agent(0)).unwrap();
     alloc.check_invariants();
     assert_eq!(alloc.role_shares().iter().find(|s| s.role == role("a")).unwrap().dominant_share, 0.0);
+}
+
+#[test]
+fn roles_nobody_uses_are_forgotten_and_their_slots_reused() {
+    let mut alloc = Allocator::new(AllocatorConfig::default());
+    alloc.add_agent(agent(0), res("cpus:4;mem:4096"), vec![]).unwrap();
+    // Weighted, a role is kept; back to the default weight it goes.
+    for round in 0..3 {
+        for i in 0..1000 {
+            alloc.set_weight(role(&format!("r{i}")), 2.0).unwrap();
+        }
+        assert_eq!(alloc.role_count(), 1000, "round {round}");
+        for i in 0..1000 {
+            alloc.set_weight(role(&format!("r{i}")), crate::DEFAULT_WEIGHT).unwrap();
+        }
+        assert_eq!(alloc.role_count(), 0, "round {round}");
+        alloc.check_invariants();
+    }
+    assert!(alloc.role_slots() <= 1000, "slots are reused: {}", alloc.role_slots());
+
+    // A framework's roles go with it, unless something else keeps them.
+    alloc.set_weight(role("weighted"), 3.0).unwrap();
+    alloc.add_framework(fw(0), vec![role("weighted"), role("plain")]).unwrap();
+    assert_eq!(alloc.role_count(), 2);
+    let offers = alloc.allocate(secs(1));
+    assert_eq!(offers.len(), 1);
+    alloc.remove_framework(&fw(0)).unwrap();
+    alloc.check_invariants();
+    assert!(alloc.has_role(&role("weighted")) && !alloc.has_role(&role("plain")));
+
+    // Reserved for, a role is kept until its reservation goes.
+    alloc.convert(&agent(0), None, &res("cpus:1"), &res("cpus(ops):1")).unwrap();
+    assert!(alloc.has_role(&role("ops")));
+    alloc.convert(&agent(0), None, &res("cpus(ops):1"), &res("cpus:1")).unwrap();
+    assert!(!alloc.has_role(&role("ops")));
+    alloc.check_invariants();
+}
+
+#[test]
+fn a_framework_moving_through_roles_keeps_only_those_it_holds_in() {
+    let mut alloc = Allocator::new(AllocatorConfig::default());
+    alloc.add_agent(agent(0), res("cpus:4;mem:4096"), vec![]).unwrap();
+    alloc.add_framework(fw(0), vec![role("a")]).unwrap();
+    let offers = alloc.allocate(secs(1));
+    assert_eq!(offers.len(), 1);
+    // It leaves role a holding the offer: a stays until that comes back.
+    alloc.update_framework(&fw(0), vec![role("b")]).unwrap();
+    for i in 0..500 {
+        alloc.update_framework(&fw(0), vec![role(&format!("x{i}"))]).unwrap();
+    }
+    alloc.check_invariants();
+    assert_eq!(alloc.role_count(), 2, "a (held) and x499 (subscribed)");
+    alloc.recover(&offers[0].agent, &offers[0].framework, &offers[0].role, &offers[0].resources).unwrap();
+    alloc.update_framework(&fw(0), vec![role("c")]).unwrap();
+    alloc.check_invariants();
+    assert_eq!(alloc.role_count(), 1);
+    assert!(alloc.has_role(&role("c")));
+}
+
+/// Two agents, two frameworks in one role; fw-0 (first in line) wants the
+/// data on agent-1.
+fn locality_pair(delay: Duration) -> Allocator {
+    let mut alloc = Allocator::new(AllocatorConfig { locality_delay: delay, ..AllocatorConfig::default() });
+    for i in 0..2 {
+        alloc.add_agent(agent(i), res("cpus:4;mem:4096"), vec![]).unwrap();
+    }
+    alloc.add_framework(fw(0), vec![star()]).unwrap();
+    alloc.add_framework(fw(1), vec![star()]).unwrap();
+    alloc.set_wants(&fw(0), &[(agent(1), 128 << 20), (AgentId::new("not-in-the-pool"), 1)]).unwrap();
+    alloc
+}
+
+#[test]
+fn a_framework_waiting_for_its_data_gets_the_agent_that_holds_it() {
+    let mut alloc = locality_pair(secs(3));
+    assert_eq!(alloc.wants(&fw(0)), vec![(agent(1), 128 << 20)], "agents outside the pool are skipped");
+    let offers = alloc.allocate(secs(0));
+    let got: BTreeMap<AgentId, (FrameworkId, u64)> =
+        offers.iter().map(|o| (o.agent.clone(), (o.framework.clone(), o.data_bytes))).collect();
+    assert_eq!(got[&agent(1)], (fw(0), 128 << 20), "{offers:?}");
+    assert_eq!(got[&agent(0)], (fw(1), 0), "the agent without the data goes to the next in line: {offers:?}");
+    alloc.check_invariants();
+
+    // Without locality, fw-0 takes whichever agent the cycle visits first.
+    let mut plain = locality_pair(Duration::ZERO);
+    let first = plain.allocate(secs(0));
+    assert_eq!(first.len(), 2);
+    assert!(first.iter().all(|o| o.framework != fw(0) || o.data_bytes == 0 || o.agent == agent(1)));
+}
+
+#[test]
+fn the_wait_for_data_is_bounded_by_the_locality_delay() {
+    let mut alloc = locality_pair(secs(3));
+    alloc.remove_framework(&fw(1)).unwrap();
+    // agent-1 (the data) is busy: fw-0 holds it, and wants more.
+    let offers = alloc.allocate(secs(0));
+    assert_eq!(offers.len(), 1, "{offers:?}");
+    assert_eq!(offers[0].agent, agent(1));
+    // agent-0 stays free while fw-0 waits (from its first pass-over after
+    // the grant: at 0 s if the cycle saw agent-0 after agent-1, else 1 s)...
+    assert!(alloc.allocate(secs(1)).is_empty());
+    assert!(alloc.allocate(secs(2)).is_empty());
+    // ...until the delay has passed since that pass-over.
+    let late = alloc.allocate(secs(4));
+    assert_eq!(late.len(), 1);
+    assert_eq!((late[0].agent.clone(), late[0].data_bytes), (agent(0), 0));
+    alloc.check_invariants();
+}
+
+#[test]
+fn locality_does_not_change_who_is_next_in_line() {
+    // fw-0 holds agent-3 and has no preference; fw-1, first in line by
+    // share, wants the data on agent-1.
+    let mut alloc = Allocator::new(AllocatorConfig::default());
+    for i in 0..3 {
+        alloc.add_agent(agent(i), res("cpus:4;mem:4096"), vec![]).unwrap();
+    }
+    alloc.add_framework(fw(0), vec![star()]).unwrap();
+    alloc.add_framework(fw(1), vec![star()]).unwrap();
+    alloc.add_agent(agent(3), res("cpus:4;mem:4096"), vec![(fw(0), star(), res("cpus:4;mem:4096"))]).unwrap();
+    alloc.set_wants(&fw(1), &[(agent(1), 1)]).unwrap();
+    let offers = alloc.allocate(secs(0));
+    let by_agent: BTreeMap<AgentId, FrameworkId> = offers.iter().map(|o| (o.agent.clone(), o.framework.clone())).collect();
+    // fw-1 passes over the others while it waits; fw-0 takes them.
+    assert_eq!(by_agent, BTreeMap::from([(agent(0), fw(0)), (agent(1), fw(1)), (agent(2), fw(0))]), "{offers:?}");
+    // A removed agent leaves the wants; with none left, no preference.
+    alloc.remove_agent(&agent(1)).unwrap();
+    assert!(alloc.wants(&fw(1)).is_empty());
+    alloc.check_invariants();
 }

@@ -39,6 +39,7 @@ fn cluster(agents: u64, frameworks: u64) -> BrokerCore {
         let call = v1::Call {
             framework_id: String::new(),
             kind: Some(v1::call::Kind::Subscribe(v1::call::Subscribe {
+        data: None,
                 framework: Some(v1::FrameworkInfo { name: format!("fw{f}"), ..Default::default() }),
             })),
         };

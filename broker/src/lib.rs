@@ -6,4 +6,4 @@ pub mod core;
 pub mod shell;
 
 pub use crate::core::{BrokerCore, BrokerSettings, ConnId, Output};
-pub use crate::shell::{new_instance_id, run, run_leader, BrokerError, Leading, RunningBroker, ShellSettings};
+pub use crate::shell::{new_instance_id, run, run_leader, serve_standby, BrokerError, Leading, RunningBroker, ShellSettings, Standby, UiSettings};

@@ -16,4 +16,7 @@ pub struct Offer {
     /// Never empty; reservations included.
     pub resources: ResourceSet,
     pub attributes: Vec<(String, String)>,
+    /// Bytes of the data the framework said its tasks read that this
+    /// agent holds (0: none, or it said nothing).
+    pub data_bytes: u64,
 }

@@ -301,6 +301,7 @@ pub fn offer_to_proto(offer: &Offer) -> v1::Offer {
         role: offer.role.to_string(),
         reservations: Vec::new(),
         volumes: Vec::new(),
+        data_bytes: offer.data_bytes,
     }
 }
 
@@ -326,6 +327,7 @@ pub fn offer_from_proto(field: &str, offer: &v1::Offer) -> Result<Offer, ProtoEr
         role: id::<Role>(&format!("{field}.role"), &offer.role)?,
         resources,
         attributes: attributes_from_proto(&format!("{field}.attributes"), &offer.attributes)?,
+        data_bytes: offer.data_bytes,
     })
 }
 
@@ -640,6 +642,7 @@ mod tests {
             role: Role::new("analytics"),
             resources: ResourceSet::parse("cpus:2;mem:1024;ports:[31000-31009]").unwrap(),
             attributes: vec![("rack".into(), "r1".into())],
+            data_bytes: 128 << 20,
         };
         let wire = offer_to_proto(&offer);
         assert_eq!(offer_from_proto("offers[0]", &wire).unwrap(), offer);

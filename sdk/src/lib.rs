@@ -54,10 +54,18 @@ pub struct FrameworkConfig {
     pub framework_id: Option<FrameworkId>,
     pub user: String,
     pub hostname: String,
+    /// The framework's web UI (`http://host:port`), which the broker's UI
+    /// links to; empty when it has none.
+    pub webui_url: String,
     /// Re-subscribe when the stream breaks (false: `next_event` ends).
     pub reconnect: bool,
     /// Attempts before giving up; the wait doubles from 100 ms to 5 s.
     pub max_reconnect_attempts: u32,
+    /// Where the data its tasks read is (hosts' bytes, HDFS files,
+    /// volumes): the broker offers the agents holding it first. Sent with
+    /// every SUBSCRIBE, so it survives a reconnection; change it with
+    /// [`Framework::revive_for_data`].
+    pub data: Option<v1::DataLocality>,
 }
 
 impl FrameworkConfig {
@@ -70,8 +78,10 @@ impl FrameworkConfig {
             framework_id: None,
             user: std::env::var("USER").unwrap_or_default(),
             hostname: String::new(),
+            webui_url: String::new(),
             reconnect: true,
             max_reconnect_attempts: 20,
+            data: None,
         }
     }
 }
@@ -258,7 +268,14 @@ impl Framework {
     }
 
     pub async fn revive(&self) -> Result<(), SdkError> {
-        self.call(v1::call::Kind::Revive(v1::call::Revive { roles: vec![] })).await
+        self.call(v1::call::Kind::Revive(v1::call::Revive { roles: vec![], data: None })).await
+    }
+
+    /// REVIVE stating where the data the framework's tasks will read is
+    /// (an empty one: no preference). Remembered for re-subscriptions.
+    pub async fn revive_for_data(&mut self, data: v1::DataLocality) -> Result<(), SdkError> {
+        self.config.data = Some(data.clone());
+        self.call(v1::call::Kind::Revive(v1::call::Revive { roles: vec![], data: Some(data) })).await
     }
 
     pub async fn suppress(&self) -> Result<(), SdkError> {
@@ -317,6 +334,7 @@ async fn open(
     let subscribe = v1::Call {
         framework_id: id.map(|i| i.to_string()).unwrap_or_default(),
         kind: Some(v1::call::Kind::Subscribe(v1::call::Subscribe {
+            data: config.data.clone(),
             framework: Some(v1::FrameworkInfo {
                 id: id.map(|i| i.to_string()).unwrap_or_default(),
                 name: config.name.clone(),
@@ -324,6 +342,7 @@ async fn open(
                 failover_timeout_seconds: config.failover_timeout.as_secs_f64(),
                 user: config.user.clone(),
                 hostname: config.hostname.clone(),
+                webui_url: config.webui_url.clone(),
             }),
         })),
     };

@@ -206,8 +206,9 @@ pub(crate) fn subscribe_call(id: &str, label: &str, roles: Vec<String>, failover
         failover_timeout_seconds: failover_timeout.as_secs_f64(),
         user: "sim".into(),
         hostname: "sim".into(),
+        webui_url: String::new(),
     };
-    v1::Call { framework_id: id.to_owned(), kind: Some(v1::call::Kind::Subscribe(v1::call::Subscribe { framework: Some(info) })) }
+    v1::Call { framework_id: id.to_owned(), kind: Some(v1::call::Kind::Subscribe(v1::call::Subscribe { framework: Some(info), data: None })) }
 }
 
 impl SimFramework for ScriptedFramework {
@@ -303,7 +304,7 @@ impl SimFramework for ScriptedFramework {
             });
         }
         if !self.quiescing && ctx.rng.chance(0.02) {
-            calls.push(self.call(v1::call::Kind::Revive(v1::call::Revive { roles: Vec::new() })));
+            calls.push(self.call(v1::call::Kind::Revive(v1::call::Revive { roles: Vec::new(), data: None })));
         }
         calls
     }

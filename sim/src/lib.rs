@@ -13,6 +13,7 @@
 
 pub mod framework;
 pub mod history;
+pub mod locality;
 pub mod rng;
 pub mod stateful;
 mod world;

@@ -70,6 +70,7 @@ pub fn broker_settings() -> BrokerSettings {
         max_frameworks: 1000,
         max_roles: 1000,
         drain_grace_default: Duration::from_secs(10),
+        locality_delay: weir_allocator::DEFAULT_LOCALITY_DELAY,
     }
 }
 
@@ -532,6 +533,8 @@ impl World {
                 Output::Agent(conn, msg) => self.send_down(conn, Down::Agent(msg)),
                 Output::Framework(conn, event) => self.send_down(conn, Down::Framework(event)),
                 Output::Close(conn) => self.send_down(conn, Down::Close),
+                // No simulated framework names HDFS files; nothing to locate.
+                Output::LocateHdfs { .. } => {}
             }
         }
         if dies {

@@ -149,7 +149,7 @@ impl YarnParticipant {
                 Effect::Kill { task_id, agent_id } => {
                     v1::call::Kind::Kill(v1::call::Kill { task_id: task_id.to_string(), agent_id: agent_id.to_string() })
                 }
-                Effect::Revive => v1::call::Kind::Revive(v1::call::Revive { roles: vec![] }),
+                Effect::Revive => v1::call::Kind::Revive(v1::call::Revive { roles: vec![], data: None }),
                 Effect::Reconcile { tasks } => v1::call::Kind::Reconcile(v1::call::Reconcile {
                     tasks: tasks
                         .into_iter()
@@ -300,6 +300,7 @@ impl SimFramework for YarnParticipant {
 
     fn subscribe(&mut self, _ctx: &mut FrameworkCtx) -> v1::Call {
         self.call(v1::call::Kind::Subscribe(v1::call::Subscribe {
+        data: None,
             framework: Some(v1::FrameworkInfo {
                 id: self.id.clone(),
                 name: self.label.clone(),

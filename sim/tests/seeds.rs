@@ -98,7 +98,7 @@ fn another_kind_of_framework_plugs_in() {
         }
         fn subscribe(&mut self, _ctx: &mut FrameworkCtx) -> v1::Call {
             let framework = v1::FrameworkInfo { id: self.id.clone(), name: "decliner".into(), failover_timeout_seconds: 30.0, ..Default::default() };
-            v1::Call { framework_id: self.id.clone(), kind: Some(v1::call::Kind::Subscribe(v1::call::Subscribe { framework: Some(framework) })) }
+            v1::Call { framework_id: self.id.clone(), kind: Some(v1::call::Kind::Subscribe(v1::call::Subscribe { framework: Some(framework), data: None })) }
         }
         fn on_event(&mut self, event: &v1::Event, _ctx: &mut FrameworkCtx) -> Vec<v1::Call> {
             match &event.kind {

@@ -1,7 +1,8 @@
 //! `weir broker`: the broker daemon in the foreground.
 //!
 //! Alone (no `--zk`), it serves at once. With `--zk` (or `broker.zk`) it
-//! campaigns in ZooKeeper: while another broker leads it stands by; when
+//! campaigns in ZooKeeper: while another broker leads it stands by (its
+//! port redirects HTTP requests to the leader); when
 //! elected it recovers from the registry and serves; when it loses the
 //! leadership (session expired, lease not renewed, registry write failed)
 //! it stops serving at once, closes every stream, and campaigns again as a
@@ -85,6 +86,8 @@ async fn elected(core: weir_broker::BrokerSettings, mut shell: weir_broker::Shel
     let signal = super::shutdown_signal();
     tokio::pin!(signal);
     let mut backoff = weir_ha::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    // Who leads, for the redirects this broker serves while it stands by.
+    let leader = weir_ha::detect(&ha.zk);
     loop {
         let instance = weir_broker::new_instance_id();
         let session = tokio::select! {
@@ -103,10 +106,21 @@ async fn elected(core: weir_broker::BrokerSettings, mut shell: weir_broker::Shel
         let me = LeaderInfo { id: instance.clone(), address: address.clone(), epoch: 0 };
         let election = ZkElection::new(session.clone(), me);
         println!("weir broker {instance} standing by at {address} (election at {})", ha.zk);
+        // Meanwhile its port sends browsers and scripts to the leader.
+        let standby = match weir_broker::serve_standby(shell.listen, address.clone(), leader.clone(), shell.http).await {
+            Ok(s) => Some(s),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot redirect to the leader while standing by");
+                None
+            }
+        };
         let leadership = tokio::select! {
             l = election.campaign() => l,
             _ = &mut signal => return Ok(ExitCode::SUCCESS),
         };
+        if let Some(standby) = standby {
+            standby.stop().await;
+        }
         let leadership = match leadership {
             Ok(l) => l,
             Err(err) => {

@@ -215,6 +215,7 @@ impl BrokerCore {
             offers: Default::default(),
         };
         self.agents.insert(id.clone(), agent);
+        self.wants_stale = true;
         self.agent_conns.insert(conn, id.clone());
         let silent_at = now.saturating_add(self.settings.agent_unreachable_timeout);
         self.unreachable_scan_after = self.unreachable_scan_after.min(silent_at);
@@ -259,6 +260,7 @@ impl BrokerCore {
                     roles: vec![t.role.clone()],
                     user: String::new(),
                     hostname: String::new(),
+                    webui_url: String::new(),
                     failover_timeout: Duration::MAX,
                     conn: None,
                     disconnected_at: Some(now),
@@ -266,6 +268,7 @@ impl BrokerCore {
                     registered_at: now,
                     offers: Default::default(),
                     tasks: Default::default(),
+                    data: None,
                 };
                 if self.allocator.add_framework(t.framework.clone(), fw.roles.clone()).is_ok() {
                     let _ = self.allocator.set_framework_active(&t.framework, false);
@@ -327,6 +330,7 @@ impl BrokerCore {
             // than keep books that disagree.
             tracing::error!(agent_id = %id, error = %err, "allocator refused the agent");
             self.agents.remove(&id);
+            self.wants_stale = true;
             self.agent_conns.remove(&conn);
             out.extend(refuse(conn, format!("registration refused: {err}")));
             return out;
@@ -600,6 +604,7 @@ impl BrokerCore {
         for id in lost {
             self.drop_agent_from_allocator(&id, out);
             let Some(agent) = self.agents.remove(&id) else { continue };
+            self.wants_stale = true;
             tracing::warn!(agent_id = %id, tasks = agent.tasks.len(), "agent did not come back in time; removed");
             for (framework, task_id) in &agent.tasks {
                 let Some(task) = self.tasks.remove(&(framework.clone(), task_id.clone())) else { continue };

@@ -111,6 +111,7 @@ impl FakeFramework {
         v1::Call {
             framework_id: self.id.clone(),
             kind: Some(v1::call::Kind::Subscribe(v1::call::Subscribe {
+        data: None,
                 framework: Some(v1::FrameworkInfo {
                     id: self.id.clone(),
                     name: "sim".into(),
@@ -471,4 +472,40 @@ fn weights_set_by_an_operator_survive_a_failover() {
     let mut next = BrokerCore::new(settings(), "b2", Duration::ZERO, WALL_START);
     next.recover(&registry.load_now(), 2, Duration::ZERO);
     assert!(next.weights().contains(&(Role::new("analytics"), 3.0)), "{:?}", next.weights());
+}
+
+#[test]
+fn a_role_weighted_back_to_the_default_is_removed_everywhere() {
+    let registry = MemoryRegistry::new();
+    let mut first = BrokerCore::new(settings(), "b1", Duration::ZERO, WALL_START);
+    first.recover(&[], 1, Duration::ZERO);
+    let apply = |outputs: Vec<Output>| {
+        for o in outputs {
+            if let Output::Registry(w) = o {
+                registry.apply_now(vec![w]).unwrap();
+            }
+        }
+    };
+    apply(first.set_weight(Role::new("analytics"), 3.0).unwrap());
+    apply(first.set_weight(Role::new("batch"), 2.0).unwrap());
+    apply(first.set_weight(Role::new("analytics"), 1.0).unwrap());
+    assert_eq!(first.weights(), vec![(Role::new("batch"), 2.0)]);
+    let mut next = BrokerCore::new(settings(), "b2", Duration::ZERO, WALL_START);
+    next.recover(&registry.load_now(), 2, Duration::ZERO);
+    assert_eq!(next.weights(), vec![(Role::new("batch"), 2.0)]);
+}
+
+#[test]
+fn removing_roles_makes_room_under_the_role_limit() {
+    let mut core = BrokerCore::new(BrokerSettings { max_roles: 2, ..settings() }, "b1", Duration::ZERO, WALL_START);
+    core.recover(&[], 1, Duration::ZERO);
+    core.set_weight(Role::new("a"), 2.0).unwrap();
+    core.set_weight(Role::new("b"), 2.0).unwrap();
+    let full = core.set_weight(Role::new("c"), 2.0).unwrap_err();
+    assert!(full.contains("broker.roles.max"), "{full}");
+    // The default weight for an unknown role asks for no room.
+    core.set_weight(Role::new("d"), 1.0).unwrap();
+    core.set_weight(Role::new("a"), 1.0).unwrap();
+    core.set_weight(Role::new("c"), 2.0).unwrap();
+    assert_eq!(core.weights(), vec![(Role::new("b"), 2.0), (Role::new("c"), 2.0)]);
 }

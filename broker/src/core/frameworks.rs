@@ -45,7 +45,12 @@ impl BrokerCore {
                 match kind {
                     Some(v1::call::Kind::Accept(accept)) => self.accept(conn, &framework, accept, now, &mut out),
                     Some(v1::call::Kind::Decline(decline)) => self.decline(conn, &framework, decline, now, &mut out),
-                    Some(v1::call::Kind::Revive(revive)) => self.revive(conn, &framework, &revive.roles, &mut out),
+                    Some(v1::call::Kind::Revive(revive)) => {
+                        if let Some(data) = &revive.data {
+                            self.set_data(conn, &framework, data, &mut out);
+                        }
+                        self.revive(conn, &framework, &revive.roles, &mut out)
+                    }
                     Some(v1::call::Kind::Suppress(suppress)) => {
                         self.suppress(conn, &framework, &suppress.roles, &mut out)
                     }
@@ -65,6 +70,40 @@ impl BrokerCore {
             }
         }
         out
+    }
+
+    /// An operator kills one task (the broker UI's action). The agent kills
+    /// it and its framework hears TASK_KILLED as for its own KILL; a task
+    /// whose agent is not connected cannot be killed now, and the operator
+    /// is told so rather than left waiting.
+    pub fn operator_kill(&mut self, framework: &FrameworkId, task: &TaskId) -> Result<Vec<Output>, String> {
+        let Some(t) = self.tasks.get(&(framework.clone(), task.clone())) else {
+            return Err(format!("no live task {task} of framework {framework}"));
+        };
+        let Some(conn) = self.agent_conn(&t.agent) else {
+            return Err(format!("the agent {} of task {task} is not connected; it cannot be killed now", t.agent));
+        };
+        tracing::info!(framework_id = %framework, task_id = %task, agent_id = %t.agent, "operator kills task");
+        Ok(vec![Output::Agent(conn, kill_task_message(framework, task))])
+    }
+
+    /// An operator tears a framework down (the broker UI's action): as its
+    /// own TEARDOWN without releasing reservations, after an ERROR that
+    /// tells it why its stream closes.
+    pub fn operator_teardown(&mut self, framework: &FrameworkId, now: Duration) -> Result<Vec<Output>, String> {
+        let Some(f) = self.frameworks.get(framework) else {
+            return Err(format!("no framework {framework}"));
+        };
+        let mut out = Vec::new();
+        if let Some(conn) = f.conn {
+            out.push(Output::Framework(
+                conn,
+                event(v1::event::Kind::Error(v1::event::Error { message: "framework torn down by an operator".to_owned() })),
+            ));
+        }
+        tracing::info!(framework_id = %framework, "operator tears framework down");
+        self.remove_framework(framework, now, &mut out);
+        Ok(out)
     }
 
     pub(super) fn call_error(&mut self, conn: ConnId, message: &str, out: &mut Vec<Output>) {
@@ -173,6 +212,7 @@ impl BrokerCore {
             existing.name = name.clone();
             existing.user = info.user.clone();
             existing.hostname = info.hostname.clone();
+            existing.webui_url = info.webui_url.clone();
             existing.failover_timeout = failover_timeout;
             existing.recovered = false;
             let _ = self.allocator.set_framework_active(&id, true);
@@ -190,6 +230,7 @@ impl BrokerCore {
                     roles: roles.clone(),
                     user: info.user.clone(),
                     hostname: info.hostname.clone(),
+                    webui_url: info.webui_url.clone(),
                     failover_timeout,
                     conn: Some(conn),
                     disconnected_at: None,
@@ -197,12 +238,16 @@ impl BrokerCore {
                     registered_at: now,
                     offers: Default::default(),
                     tasks: Default::default(),
+                    data: None,
                 },
             );
             tracing::info!(framework_id = %id, name = %name, roles = ?roles, "framework subscribed");
         }
         self.framework_conns.insert(conn, id.clone());
         self.dirty = true;
+        if let Some(data) = &sub.data {
+            self.set_data(conn, &id, data, out);
+        }
         self.record_framework(&id, out);
         out.push(Output::Framework(
             conn,

@@ -288,6 +288,7 @@ fn a_drain_and_a_gone_agent_survive_a_failover() {
         framework_id: fw.clone(),
         kind: Some(v1::call::Kind::Subscribe(v1::call::Subscribe {
             framework: Some(v1::FrameworkInfo { id: fw.clone(), name: "batch".into(), failover_timeout_seconds: 60.0, ..Default::default() }),
+            ..Default::default()
         })),
     };
     let out = core.framework_call(FW_1, &subscribe, t0);

@@ -20,6 +20,7 @@ mod frameworks;
 mod invariants;
 mod maintenance;
 pub use maintenance::MAX_DRAIN_GRACE;
+mod locality;
 mod recovery;
 mod reservations;
 pub mod state;
@@ -54,6 +55,9 @@ pub enum Output {
     /// Write this to the durable registry before carrying out anything
     /// that comes after it (the acknowledgement it describes).
     Registry(weir_ha::Write),
+    /// Ask the NameNodes where the blocks of these HDFS files are, and
+    /// hand the answer to [`BrokerCore::hdfs_located`].
+    LocateHdfs { framework: FrameworkId, paths: Vec<String> },
 }
 
 /// The broker's tunables, read from configuration by the binary.
@@ -82,6 +86,9 @@ pub struct BrokerSettings {
     /// How long a drained agent's tasks may run on when the operator
     /// names no grace period.
     pub drain_grace_default: Duration,
+    /// Delay scheduling: how long a framework that said where its data is
+    /// passes over agents without it (zero: locality off).
+    pub locality_delay: Duration,
 }
 
 impl Default for BrokerSettings {
@@ -100,6 +107,7 @@ impl Default for BrokerSettings {
             max_frameworks: 1000,
             max_roles: 1000,
             drain_grace_default: Duration::from_secs(300),
+            locality_delay: weir_allocator::DEFAULT_LOCALITY_DELAY,
         }
     }
 }
@@ -150,6 +158,8 @@ struct Framework {
     roles: Vec<Role>,
     user: String,
     hostname: String,
+    /// The framework's own web UI, as it announced it (for the broker UI).
+    webui_url: String,
     failover_timeout: Duration,
     conn: Option<ConnId>,
     /// Set while the framework has no stream; it is removed once
@@ -160,6 +170,8 @@ struct Framework {
     registered_at: Duration,
     offers: BTreeSet<OfferId>,
     tasks: BTreeSet<TaskId>,
+    /// What it said its tasks read (DataLocality).
+    data: Option<locality::DataWanted>,
 }
 
 #[derive(Debug, Clone)]
@@ -258,6 +270,11 @@ pub struct BrokerCore {
     /// A cycle was cut short at `max_offers_per_cycle`: the next tick goes
     /// on with it without waiting for the allocation interval.
     allocation_unfinished: bool,
+    /// When a framework waiting for agents with its data stops waiting
+    /// (the allocator's `locality_deadline` after the last cycle).
+    locality_deadline: Option<Duration>,
+    /// Agents or volumes changed since frameworks' data was last placed.
+    wants_stale: bool,
     /// Agents offered per allocation call: the core holds the shell's lock
     /// while it books offers, so one huge cycle would stall every stream.
     max_offers_per_cycle: usize,
@@ -298,7 +315,8 @@ impl BrokerCore {
     /// A core starting at monotonic time `now`, when the wall clock reads
     /// `unix_now` (since the Unix epoch).
     pub fn new(settings: BrokerSettings, id_prefix: impl Into<String>, now: Duration, unix_now: Duration) -> BrokerCore {
-        let mut allocator = Allocator::new(AllocatorConfig::default());
+        let mut allocator =
+            Allocator::new(AllocatorConfig { locality_delay: settings.locality_delay, ..AllocatorConfig::default() });
         for (role, weight) in &settings.weights {
             // Weights were validated when the settings were read.
             let _ = allocator.set_weight(role.clone(), *weight);
@@ -324,6 +342,8 @@ impl BrokerCore {
             last_allocation: None,
             next_filter_expiry: None,
             allocation_unfinished: false,
+            locality_deadline: None,
+            wants_stale: false,
             max_offers_per_cycle: MAX_OFFERS_PER_CYCLE,
             unreachable_scan_after: Duration::ZERO,
             removal_scan_at: Duration::ZERO,
@@ -395,6 +415,13 @@ impl BrokerCore {
     pub fn tick(&mut self, now: Duration) -> Vec<Output> {
         let mut out = Vec::new();
         self.check_recovery(now, &mut out);
+        if self.wants_stale {
+            self.refresh_all_wants();
+        }
+        if self.locality_deadline.is_some_and(|t| t <= now) {
+            self.locality_deadline = None;
+            self.dirty = true;
+        }
         self.expire_offers(now, &mut out);
         self.detect_unreachable_agents(now, &mut out);
         self.remove_lost_agents(now, &mut out);
@@ -423,6 +450,7 @@ impl BrokerCore {
         let complete = self.allocator.allocate_at_most(now, self.max_offers_per_cycle, &mut allocations);
         self.allocation_unfinished = !complete;
         self.dirty = !complete;
+        self.locality_deadline = self.allocator.locality_deadline();
         let mut by_framework: BTreeMap<FrameworkId, Vec<v1::Offer>> = BTreeMap::new();
         for allocation in allocations {
             if self.frameworks.get(&allocation.framework).and_then(|f| f.conn).is_none() {
@@ -451,6 +479,7 @@ impl BrokerCore {
                 role: allocation.role,
                 resources: allocation.resources,
                 attributes: agent.attributes.clone(),
+                data_bytes: allocation.data_bytes,
             };
             let mut wire = weir_proto::convert::offer_to_proto(&offer);
             // Reservations and volumes only with the reserved resources
@@ -618,14 +647,24 @@ impl BrokerCore {
     }
 
     /// Sets a role's weight. The outputs hold the registry write that must
-    /// land before the change is acknowledged.
+    /// land before the change is acknowledged. The default weight removes
+    /// the record: a role nothing else keeps (no framework, allocation or
+    /// reservation) is then forgotten, which is how an operator removes a
+    /// role.
     pub fn set_weight(&mut self, role: Role, weight: f64) -> Result<Vec<Output>, String> {
         weir_model::ids::validate_id("role", role.as_str())?;
-        self.room_for_roles(std::slice::from_ref(&role))?;
+        let default = weight == weir_allocator::DEFAULT_WEIGHT;
+        if !default {
+            self.room_for_roles(std::slice::from_ref(&role))?;
+        }
         self.allocator.set_weight(role.clone(), weight).map_err(|e| e.to_string())?;
         self.dirty = true;
-        let record = v1::RoleWeight { role: role.to_string(), weight };
-        Ok(vec![Output::Registry(recovery::put(recovery::WEIGHTS, role.as_str(), &record))])
+        let write = if default {
+            recovery::delete(recovery::WEIGHTS, role.as_str())
+        } else {
+            recovery::put(recovery::WEIGHTS, role.as_str(), &v1::RoleWeight { role: role.to_string(), weight })
+        };
+        Ok(vec![Output::Registry(write)])
     }
 }
 

@@ -196,6 +196,7 @@ impl BrokerCore {
                 roles,
                 user: info.user.clone(),
                 hostname: info.hostname.clone(),
+                webui_url: info.webui_url.clone(),
                 failover_timeout,
                 conn: None,
                 disconnected_at: Some(now + self.settings.recovery_timeout),
@@ -203,6 +204,7 @@ impl BrokerCore {
                 registered_at: now,
                 offers: Default::default(),
                 tasks: Default::default(),
+                data: None,
             },
         );
         self.registered_frameworks.insert(id, info);
@@ -397,6 +399,7 @@ impl BrokerCore {
             failover_timeout_seconds: f.failover_timeout.as_secs_f64(),
             user: f.user.clone(),
             hostname: f.hostname.clone(),
+            webui_url: f.webui_url.clone(),
         };
         if self.registered_frameworks.get(id) != Some(&info) {
             out.push(Output::Registry(put(FRAMEWORKS, id.as_str(), &info)));

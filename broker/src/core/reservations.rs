@@ -307,6 +307,7 @@ impl BrokerCore {
         self.check_role_disk(agent, role, size)?;
         tracing::info!(agent_id = %agent, volume_id = %id, role = %role, size = %size, "volume created");
         self.agents.get_mut(agent).expect("checked above").volumes.insert((role.clone(), id.clone()), volume);
+        self.wants_stale = true;
         Ok(format!("created volume {id} of {size} MiB on reservation {reservation_id}"))
     }
 
@@ -331,6 +332,7 @@ impl BrokerCore {
         let volume = self.own_volume(agent, actor, role, raw, "destroy.volume_id")?;
         tracing::info!(agent_id = %agent, volume_id = %volume.id, role = %role, "volume destroyed");
         self.agents.get_mut(agent).expect("checked above").volumes.remove(&(role.clone(), volume.id.clone()));
+        self.wants_stale = true;
         Ok(format!("destroyed volume {} ({} MiB); its data is deleted", volume.id, volume.size))
     }
 
@@ -524,6 +526,7 @@ impl BrokerCore {
             for (role, id) in volumes {
                 if self.volume_users(&agent, &role, &id).is_empty() {
                     self.agents.get_mut(&agent).expect("listed").volumes.remove(&(role, id));
+                    self.wants_stale = true;
                     changed = true;
                 }
             }

@@ -61,6 +61,22 @@ pub struct StateDoc {
     /// Agents an operator marked gone (refused if they re-register).
     #[serde(default)]
     pub gone_agents: Vec<String>,
+    /// Offers outstanding, by id.
+    #[serde(default)]
+    pub offers: Vec<OfferDoc>,
+}
+
+/// An offer made and not yet accepted, declined, rescinded or expired.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OfferDoc {
+    pub id: String,
+    pub framework_id: String,
+    pub agent_id: String,
+    pub role: String,
+    /// In the agent's `--resources` form.
+    pub resources: String,
+    /// Until it is rescinded (`broker.offer.timeout`).
+    pub expires_in_seconds: f64,
 }
 
 /// An agent known only from the registry's `resources` record.
@@ -181,6 +197,10 @@ pub struct AgentDoc {
     pub free: ResourcesDoc,
     pub tasks: usize,
     pub registered_seconds_ago: f64,
+    /// Since its last message (heartbeats come every
+    /// `broker.agent.heartbeat.interval`).
+    #[serde(default)]
+    pub last_seen_seconds_ago: f64,
     #[serde(default)]
     pub reservations: Vec<ReservationDoc>,
     #[serde(default)]
@@ -200,6 +220,9 @@ pub struct FrameworkDoc {
     pub roles: Vec<String>,
     pub user: String,
     pub hostname: String,
+    /// The framework's own web UI, as it announced it; empty if none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub webui_url: String,
     pub active: bool,
     pub recovered: bool,
     pub failover_timeout_seconds: f64,
@@ -278,6 +301,19 @@ impl BrokerCore {
             .collect()
     }
 
+    /// Each role's and each framework's dominant share now, as
+    /// (name, share): what the UI's share history samples. Frameworks are
+    /// named `name (id)`.
+    pub fn dominant_shares(&self) -> (Vec<(String, f64)>, Vec<(String, f64)>) {
+        let roles = self.allocator.role_shares().into_iter().map(|r| (r.role.to_string(), r.dominant_share)).collect();
+        let frameworks = self
+            .frameworks
+            .iter()
+            .map(|(id, f)| (format!("{} ({id})", f.name), self.allocator.framework_share(id).unwrap_or(0.0)))
+            .collect();
+        (roles, frameworks)
+    }
+
     /// (used by its tasks, in its outstanding offers) on one agent.
     fn allocated_on(&self, a: &Agent) -> (ResourceSet, ResourceSet) {
         let mut used = ResourceSet::default();
@@ -329,6 +365,7 @@ impl BrokerCore {
                     weir_model::DrainState::Draining { deadline } => Some(deadline.as_secs_f64()),
                     _ => None,
                 },
+                last_seen_seconds_ago: now.saturating_sub(a.last_seen).as_secs_f64(),
                 reservations: a.reservations.values().map(reservation_doc).collect(),
                 volumes: a
                     .volumes
@@ -366,6 +403,7 @@ impl BrokerCore {
                     roles: f.roles.iter().map(|r| r.to_string()).collect(),
                     user: f.user.clone(),
                     hostname: f.hostname.clone(),
+                    webui_url: f.webui_url.clone(),
                     active: f.conn.is_some(),
                     recovered: f.recovered,
                     failover_timeout_seconds: if f.failover_timeout == Duration::MAX {
@@ -485,6 +523,18 @@ impl BrokerCore {
                 .collect(),
             missing_agents: self.missing_agents(),
             gone_agents: self.gone_agents.iter().map(|a| a.to_string()).collect(),
+            offers: self
+                .offers
+                .iter()
+                .map(|(id, o)| OfferDoc {
+                    id: id.to_string(),
+                    framework_id: o.framework.to_string(),
+                    agent_id: o.agent.to_string(),
+                    role: o.role.to_string(),
+                    resources: o.resources.to_string(),
+                    expires_in_seconds: o.expires.saturating_sub(now).as_secs_f64(),
+                })
+                .collect(),
         }
     }
 

@@ -91,6 +91,7 @@ impl Harness {
         let out = self.call(
             conn,
             v1::call::Kind::Subscribe(v1::call::Subscribe {
+        data: None,
                 framework: Some(v1::FrameworkInfo {
                     id: id.to_owned(),
                     name: name.to_owned(),
@@ -322,10 +323,10 @@ fn decline_filters_and_suppress_revive() {
         v1::call::Kind::Decline(v1::call::Decline { offer_ids: vec![last.id], filters: Some(v1::Filters { refuse_seconds: Some(0.0) }) }),
     );
     assert!(Harness::offers_in(&h.advance(ms(1000)), FW_1).is_empty(), "suppressed framework gets nothing");
-    h.call(FW_1, v1::call::Kind::Revive(v1::call::Revive { roles: vec![] }));
+    h.call(FW_1, v1::call::Kind::Revive(v1::call::Revive { roles: vec![], data: None }));
     assert_eq!(Harness::offers_in(&h.advance(ms(100)), FW_1).len(), 1);
 
-    let out = h.call(FW_1, v1::call::Kind::Revive(v1::call::Revive { roles: vec!["other".into()] }));
+    let out = h.call(FW_1, v1::call::Kind::Revive(v1::call::Revive { roles: vec!["other".into()], data: None }));
     assert_eq!(Harness::errors_in(&out, FW_1), vec!["REVIVE refused: role \"other\" is not one of this framework's roles"]);
     let out = h.call(
         FW_1,
@@ -387,6 +388,7 @@ fn piles_are_bounded_frameworks_roles_and_failover_timeouts() {
     h.subscribe(FW_2, "two", &["a"], 0.0);
     // Two frameworks held (one waiting to fail over): a third is refused.
     let out = h.call(30, v1::call::Kind::Subscribe(v1::call::Subscribe {
+        data: None,
         framework: Some(v1::FrameworkInfo { name: "three".into(), ..Default::default() }),
     }));
     assert_eq!(
@@ -728,7 +730,7 @@ proptest! {
                     }
                 }
                 5 => { h.call(conn, v1::call::Kind::Suppress(v1::call::Suppress { roles: vec![] })); }
-                6 => { h.call(conn, v1::call::Kind::Revive(v1::call::Revive { roles: vec![] })); }
+                6 => { h.call(conn, v1::call::Kind::Revive(v1::call::Revive { roles: vec![], data: None })); }
                 8 => {
                     // Drain (or reactivate) one agent; its tasks die at the deadline.
                     let agent = AgentId::new(h.core.state(h.now).agents[(who / 2) as usize % 2].id.clone());
@@ -924,4 +926,107 @@ fn launch_latency_runs_from_the_launch_to_the_first_running() {
     h.agent_update(AGENT_A, &fw, "t1", TaskState::Running, 3);
     assert_eq!(h.core.take_launch_latencies(), vec![ms(300)], "once, from the LAUNCH to the first RUNNING");
     assert!(h.core.take_launch_latencies().is_empty());
+}
+
+#[test]
+fn an_operator_kills_a_task_and_tears_a_framework_down() {
+    let mut h = Harness::new();
+    h.register_agent(AGENT_A, "", "cpus:2;mem:1024", vec![]);
+    let fw = h.subscribe(FW_1, "one", &[], 30.0);
+    let offers = Harness::offers_in(&h.advance(ms(100)), FW_1);
+    h.call(FW_1, accept(&[&offers[0]], vec![task("t", "cpus:1;mem:64"), task("u", "cpus:1;mem:64")]));
+    let before = h.core.state(h.now).tasks.len();
+
+    let (f, t) = (FrameworkId::new(fw.clone()), TaskId::new("t"));
+    let out = h.core.operator_kill(&f, &t).unwrap();
+    assert!(matches!(&out[..], [Output::Agent(AGENT_A, v1::BrokerMessage { kind: Some(v1::broker_message::Kind::KillTask(k)) })] if k.task_id == "t"));
+    assert_eq!(h.core.state(h.now).tasks.len(), before, "the books change when the agent reports the kill");
+    assert!(h.core.operator_kill(&f, &TaskId::new("nope")).unwrap_err().contains("no live task nope"));
+    assert!(h.core.operator_teardown(&FrameworkId::new("nope"), h.now).is_err());
+
+    let out = h.core.operator_teardown(&f, h.now).unwrap();
+    assert_eq!(Harness::errors_in(&out, FW_1), vec!["framework torn down by an operator"]);
+    assert!(out.contains(&Output::Close(FW_1)));
+    let kills = out.iter().filter(|o| matches!(o, Output::Agent(AGENT_A, v1::BrokerMessage { kind: Some(v1::broker_message::Kind::KillTask(_)) }))).count();
+    assert_eq!(kills, 2);
+    let state = h.core.state(h.now);
+    assert!(state.frameworks.is_empty() && state.tasks.is_empty());
+    h.core.check_invariants().unwrap();
+}
+
+fn revive_with(data: v1::DataLocality) -> v1::call::Kind {
+    v1::call::Kind::Revive(v1::call::Revive { roles: vec![], data: Some(data) })
+}
+
+#[test]
+fn offers_go_to_the_framework_whose_data_the_agent_holds_and_say_how_much() {
+    let mut h = Harness::new();
+    // host21 and host22; FW_1 (first in line) reads data on host22.
+    h.register_agent(21, "", "cpus:4;mem:4096", vec![]);
+    h.register_agent(22, "", "cpus:4;mem:4096", vec![]);
+    h.subscribe(FW_1, "reader", &["*"], 0.0);
+    h.subscribe(FW_2, "other", &["*"], 0.0);
+    let data = v1::DataLocality { host_bytes: [("host22".to_owned(), 256 << 20), ("elsewhere".to_owned(), 1)].into(), ..Default::default() };
+    let out = h.call(FW_1, revive_with(data.clone()));
+    assert!(Harness::errors_in(&out, FW_1).is_empty(), "{out:?}");
+    let out = h.advance(Duration::from_secs(1));
+    let mine = Harness::offers_in(&out, FW_1);
+    let theirs = Harness::offers_in(&out, FW_2);
+    assert_eq!(mine.iter().map(|o| (o.hostname.as_str(), o.data_bytes)).collect::<Vec<_>>(), vec![("host22", 256 << 20)], "{out:?}");
+    assert_eq!(theirs.iter().map(|o| (o.hostname.as_str(), o.data_bytes)).collect::<Vec<_>>(), vec![("host21", 0)]);
+    assert!(h.core.check_invariants().is_ok());
+
+    // An empty DataLocality clears it.
+    let out = h.call(FW_1, revive_with(v1::DataLocality::default()));
+    assert!(Harness::errors_in(&out, FW_1).is_empty());
+    assert!(h.core.allocator.wants(&FrameworkId::new(h.core.frameworks.keys().next().unwrap().to_string())).is_empty());
+}
+
+#[test]
+fn a_framework_waiting_for_its_data_gets_another_agent_after_the_locality_delay() {
+    let mut h = Harness::new();
+    h.register_agent(21, "", "cpus:4;mem:4096", vec![]);
+    h.subscribe(FW_1, "reader", &["*"], 0.0);
+    // Its data is on a host that joins later; until then it waits, then
+    // takes host21 once the delay has passed, with nothing else changing.
+    let data = v1::DataLocality { host_bytes: [("host22".to_owned(), 64 << 20)].into(), ..Default::default() };
+    h.call(FW_1, revive_with(data));
+    let out = h.advance(Duration::from_secs(1));
+    assert!(Harness::offers_in(&out, FW_1).is_empty() || Harness::offers_in(&out, FW_1)[0].data_bytes == 0);
+    let mut got = Harness::offers_in(&out, FW_1);
+    let mut waited = Duration::from_secs(1);
+    while got.is_empty() && waited < Duration::from_secs(10) {
+        let out = h.advance(Duration::from_millis(500));
+        waited += Duration::from_millis(500);
+        got = Harness::offers_in(&out, FW_1);
+    }
+    assert_eq!(got.len(), 1, "offered after {waited:?}");
+    assert!(waited <= Duration::from_secs(1) + weir_allocator::DEFAULT_LOCALITY_DELAY + Duration::from_secs(1), "{waited:?}");
+    // The agent with the data joins: the framework's next offer there says so.
+    h.register_agent(22, "", "cpus:4;mem:4096", vec![]);
+    let out = h.advance(Duration::from_secs(1));
+    assert_eq!(Harness::offers_in(&out, FW_1).iter().map(|o| (o.hostname.as_str(), o.data_bytes)).collect::<Vec<_>>(), vec![("host22", 64 << 20)]);
+}
+
+#[test]
+fn bad_data_locality_is_refused_with_the_field_named() {
+    let mut h = Harness::new();
+    h.subscribe(FW_1, "reader", &["*"], 0.0);
+    let cases = [
+        (v1::DataLocality { host_bytes: [(String::new(), 1)].into(), ..Default::default() }, "data.host_bytes"),
+        (v1::DataLocality { hdfs_paths: vec!["/no/scheme".into()], ..Default::default() }, "must be an hdfs:// URI"),
+        (v1::DataLocality { volume_ids: vec!["bad/id".into()], ..Default::default() }, "data.volume_ids[0]"),
+        (
+            v1::DataLocality { hdfs_paths: (0..=super::locality::MAX_DATA_PATHS).map(|i| format!("hdfs://nn:1/{i}")).collect(), ..Default::default() },
+            "at most 1000",
+        ),
+    ];
+    for (data, says) in cases {
+        let out = h.call(FW_1, revive_with(data));
+        let errors = Harness::errors_in(&out, FW_1);
+        assert!(errors.len() == 1 && errors[0].starts_with("data locality refused") && errors[0].contains(says), "{errors:?}");
+    }
+    // HDFS files go to the shell to be located.
+    let out = h.call(FW_1, revive_with(v1::DataLocality { hdfs_paths: vec!["hdfs://127.0.0.1:9000/d/a".into()], ..Default::default() }));
+    assert!(out.iter().any(|o| matches!(o, Output::LocateHdfs { paths, .. } if paths == &vec!["hdfs://127.0.0.1:9000/d/a".to_owned()])), "{out:?}");
 }

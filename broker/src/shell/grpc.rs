@@ -236,7 +236,9 @@ impl Operator for OperatorService {
                 )));
             }
         }
-        let roles: Vec<Role> = weights.iter().map(|w| Role::new(w.role.clone())).collect();
+        // The default weight adds no role (it removes one nothing else keeps).
+        let roles: Vec<Role> =
+            weights.iter().filter(|w| w.weight != weir_allocator::DEFAULT_WEIGHT).map(|w| Role::new(w.role.clone())).collect();
         self.0.lock().core.room_for_roles(&roles).map_err(Status::invalid_argument)?;
         self.0
             .apply_durably(|core, _| {

@@ -1,5 +1,6 @@
 //! HTTP on the broker's port: `/state` (JSON), `/metrics` (OpenMetrics
-//! text, see `metrics.rs`), `/health`. Any other path is 404 for HTTP
+//! text, see `metrics.rs`), `/health`, and the web UI (`ui/`, under `/ui/`;
+//! `/` leads there). Any other path is 404 for HTTP
 //! clients and UNIMPLEMENTED for gRPC ones (told apart by content type).
 
 use axum::http::{header, StatusCode};
@@ -30,6 +31,7 @@ pub(super) fn router(shared: Shared) -> Router {
         .route("/health", get(|| async { "ok\n" }))
         .route("/state", get(state))
         .route("/metrics", get(serve_metrics))
+        .merge(super::ui::router())
         .with_state(shared)
 }
 

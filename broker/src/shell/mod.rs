@@ -1,5 +1,6 @@
 //! The broker's async shell: one port serving gRPC (scheduler, agent and
-//! operator APIs) and HTTP (`/state`, `/metrics`, `/health`), a timer that
+//! operator APIs) and HTTP (`/state`, `/metrics`, `/health`, the web UI
+//! under `/ui/`), a timer that
 //! ticks the core, and the map from connection ids to outbound channels.
 //!
 //! The shell holds no books. Every stream handler converts what arrives
@@ -15,22 +16,28 @@
 //!   broker reports itself lost and is stopped by its owner.
 
 mod grpc;
+pub mod hdfs;
 mod http;
 mod metrics;
 mod stream;
 #[cfg(test)]
 mod tests;
+mod standby;
+mod ui;
+
+pub use standby::{serve_standby, Standby};
+pub use ui::UiSettings;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::{oneshot, watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 use tonic::Status;
 use weir_ha::{LeaseGuard, Record, Registry, Write};
-use weir_model::{Clock, SystemClock};
+use weir_model::{Clock, FrameworkId, SystemClock};
 use weir_proto::v1;
 
 use crate::core::{BrokerCore, BrokerSettings, ConnId, Output};
@@ -59,6 +66,8 @@ pub struct ShellSettings {
     /// Where the shell reads time: monotonic `now` for every core call, and
     /// the wall clock once at start for the timestamps of status updates.
     pub clock: Arc<dyn Clock>,
+    /// The web UI (`broker.ui.*`).
+    pub ui: UiSettings,
 }
 
 impl ShellSettings {
@@ -70,6 +79,7 @@ impl ShellSettings {
             http: weir_net::http::HttpLimits::default(),
             stream_queue_max: DEFAULT_STREAM_QUEUE_MAX,
             clock: Arc::new(SystemClock::new()),
+            ui: UiSettings::default(),
         }
     }
 }
@@ -115,6 +125,8 @@ struct Inner {
     lost: watch::Sender<Option<String>>,
     /// Messages one stream may have waiting for its reader.
     stream_queue_max: usize,
+    /// Asks for HDFS block locations, to the locator task.
+    locate: mpsc::Sender<(FrameworkId, Vec<String>)>,
 }
 
 /// What every handler shares.
@@ -127,6 +139,7 @@ pub(crate) struct Shared {
     metrics: Arc<prometheus_client::registry::Registry>,
     /// The histograms in `metrics` the shell observes into.
     measured: metrics::ShellMetrics,
+    ui: Arc<ui::Ui>,
 }
 
 impl Shared {
@@ -245,6 +258,11 @@ impl Inner {
                 }
                 // `Shared::submit` takes these out first.
                 Output::Registry(_) => {}
+                Output::LocateHdfs { framework, paths } => {
+                    if self.locate.try_send((framework.clone(), paths)).is_err() {
+                        tracing::warn!(framework_id = %framework, "too many HDFS location asks waiting; this one is dropped (the framework's next REVIVE asks again)");
+                    }
+                }
             }
         }
         for conn in overflowed {
@@ -377,6 +395,7 @@ async fn start(
         None => (None, LeaseGuard::always()),
     };
     let (lost_tx, lost_rx) = watch::channel(None);
+    let (locate_tx, locate_rx) = mpsc::channel(hdfs::QUEUE);
     let inner = Arc::new(Mutex::new(Inner {
         core,
         conns: HashMap::new(),
@@ -386,11 +405,13 @@ async fn start(
         pending: VecDeque::new(),
         lost: lost_tx,
         stream_queue_max: shell.stream_queue_max,
+        locate: locate_tx,
     }));
     let measured = metrics::ShellMetrics::new();
     let shared = Shared {
         metrics: Arc::new(metrics::registry(inner.clone(), clock.clone(), &measured)),
         measured,
+        ui: Arc::new(ui::Ui::new(shell.ui.clone())),
         inner,
         clock,
         guard,
@@ -404,6 +425,7 @@ async fn start(
         .fallback(http::unknown_path);
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let ticker = tokio::spawn(tick_loop(shared.clone(), tick_every, heartbeat_every));
+    let locator = tokio::spawn(hdfs::locator(shared.clone(), locate_rx));
     let closer = shared.clone();
     let task = tokio::spawn(async move {
         let shutdown = async move {
@@ -414,6 +436,7 @@ async fn start(
         let listener = weir_net::AdmittingListener::new(listener, shell.http.connections, "broker");
         let result = weir_net::http::serve(listener, router, shell.http, shutdown).await.map_err(BrokerError::Serve);
         ticker.abort();
+        locator.abort();
         if let Some(writer) = writer {
             writer.abort();
         }
@@ -506,6 +529,7 @@ async fn tick_loop(shared: Shared, every: Duration, heartbeat_every: Duration) {
             shared.measured.allocation_cycle.observe(took.as_secs_f64());
         }
         unfinished = inner.core.allocation_unfinished();
+        shared.ui.sample(now, shared.clock.unix_time(), || inner.core.dominant_shares());
         let count = outputs.len();
         shared.submit(&mut inner, outputs, None);
         note_if_slow("tick", took, count);

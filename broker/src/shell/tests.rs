@@ -58,6 +58,7 @@ async fn clients_see_epoch_timestamps_typed_agents_and_metrics() {
     // the broker makes itself carries the wall clock's time.
     let (call_tx, call_rx) = mpsc::channel(8);
     let subscribe = v1::call::Subscribe {
+        data: None,
         framework: Some(v1::FrameworkInfo { name: "probe".into(), user: "u".into(), hostname: "h".into(), ..Default::default() }),
     };
     call_tx.send(v1::Call { framework_id: String::new(), kind: Some(v1::call::Kind::Subscribe(subscribe)) }).await.unwrap();

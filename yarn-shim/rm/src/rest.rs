@@ -324,6 +324,9 @@ fn app_json(report: &r::ApplicationReportProto, cluster_id: i64, am: Option<&r::
         "applicationType": report.application_type.clone().unwrap_or_default(),
         "applicationTags": report.application_tags.join(","),
         "priority": report.priority.as_ref().and_then(|p| p.priority).unwrap_or(0),
+        // YARN's documented name for the same value (ResourceManagerRest,
+        // "Cluster Application API"); the RM's JSON carries both.
+        "applicationPriority": report.priority.as_ref().and_then(|p| p.priority).unwrap_or(0),
         "startedTime": start,
         "launchTime": report.launch_time.unwrap_or(start),
         "finishedTime": finish,
@@ -348,6 +351,7 @@ fn app_json(report: &r::ApplicationReportProto, cluster_id: i64, am: Option<&r::
         "preemptedVcoreSeconds": 0,
         "logAggregationStatus": "DISABLED",
         "unmanagedApplication": report.unmanaged_application.unwrap_or(false),
+        "appNodeLabelExpression": "",
         "amNodeLabelExpression": "",
     })
 }
@@ -379,8 +383,11 @@ async fn reports(
                         .attempt_reports(app.id())
                         .ok()
                         .and_then(|attempts| attempts.into_iter().last())
-                        .and_then(|a| a.am_container)
-                        .and_then(|c| core.container_report(c.id).ok())
+                        .and_then(|a| a.am_container.map(|c| (c, a.start_ms)))
+                        // An ended AM container is no longer in the ledger;
+                        // its attempt still names it, and its logs stay on
+                        // the node (YARN reports the link then too).
+                        .map(|(c, started)| core.container_report(c.id).unwrap_or(crate::core::ContainerReport { container: c, is_am: true, created_ms: started }))
                         .map(|c| convert::container_report_to_proto(&c, Some(&c.container.node_http_address())));
                     (report, am)
                 })
@@ -1138,6 +1145,63 @@ mod tests {
         let (status, reply) = ask(&app, "PUT", &state_uri, "{\"state\": \"KILLED\"}").await;
         assert_eq!((status, reply["state"].as_str()), (StatusCode::OK, Some("KILLED")), "killing twice says it is already KILLED");
         assert_eq!(ask(&app, "GET", "/ws/v1/cluster/apps?states=KILLED", "").await.1["apps"]["app"][0]["id"], id.to_string());
+    }
+
+    /// Hostile requests of every kind: each gets a 4xx with YARN's
+    /// RemoteException body (on the REST API) and none changes the books.
+    #[tokio::test]
+    async fn hostile_requests_get_a_clear_4xx_and_change_nothing() {
+        let (core, _effects) = running_core(&["default"]);
+        let id = core
+            .call(|c, now| {
+                let (id, _) = c.rm_mut().new_application().unwrap();
+                c.rm_mut().submit(crate::rm_core::Submission::for_test(id), now.unix_ms).unwrap();
+                id
+            })
+            .await
+            .unwrap();
+        let app = router(core.clone(), RestInfo { started_on_ms: 1_700_000_000_000, proxy: None });
+        let long_id = format!("application_{}_1", "9".repeat(5000));
+        let cases: Vec<(&str, String, &str)> = vec![
+            ("GET", "/ws/v1/cluster/apps?limit=99999999999999999999999999".into(), ""),
+            ("GET", "/ws/v1/cluster/apps?startedTimeBegin=-99999999999999999999".into(), ""),
+            ("GET", "/ws/v1/cluster/apps?states=RUNNING,%00,../../".into(), ""),
+            ("GET", format!("/ws/v1/cluster/apps?queue={}", "q".repeat(10_000)), ""),
+            ("GET", format!("/ws/v1/cluster/apps/{long_id}"), ""),
+            ("GET", "/ws/v1/cluster/apps/application_1700000000000_99999999999999999999".into(), ""),
+            ("GET", "/ws/v1/cluster/apps/application_1700000000000_0001%2F..%2F..%2Fetc%2Fpasswd".into(), ""),
+            ("GET", "/ws/v1/cluster/apps/application_1700000000000_0777/appattempts".into(), ""),
+            ("GET", "/ws/v1/cluster/apps/application_1700000000000_0001/appattempts/appattempt_1700000000000_0001_000009/containers".into(), ""),
+            ("GET", "/ws/v1/cluster/nodes/..%2F..%2Fetc:1".into(), ""),
+            ("PUT", format!("/ws/v1/cluster/apps/{id}/queue"), "{\"queue\": "),
+            ("PUT", format!("/ws/v1/cluster/apps/{id}/queue"), "{\"queue\": 7}"),
+            ("PUT", format!("/ws/v1/cluster/apps/{id}/priority"), "{\"priority\": \"high\"}"),
+            ("PUT", format!("/ws/v1/cluster/apps/{id}/priority"), "{\"priority\": 99999999999999999999}"),
+            ("PUT", format!("/ws/v1/cluster/apps/{id}/state"), "\u{0}\u{1}binary"),
+            ("PUT", "/ws/v1/cluster/apps/application_1700000000000_0777/state".into(), "{\"state\": \"KILLED\"}"),
+            ("POST", "/ws/v1/cluster/apps".into(), "{\"application-id\": \"application_1700000000000_0777\", \"am-container-spec\": 5}"),
+            ("POST", "/ws/v1/cluster/apps".into(), "not json at all"),
+        ];
+        for (method, uri, body) in &cases {
+            let (status, reply) = ask(&app, method, uri, body).await;
+            assert!(status.is_client_error(), "{method} {}: {status} {reply}", &uri[..uri.len().min(120)]);
+            let exception = &reply["RemoteException"];
+            assert!(exception["exception"].is_string() && exception["message"].is_string() && exception["javaClassName"].is_string(), "{method} {}: {reply}", &uri[..uri.len().min(120)]);
+        }
+        // The proxy takes no path out of an application's AM: an unknown or
+        // malformed id is refused before anything is fetched.
+        for uri in ["/proxy/application_1700000000000_0777/", "/proxy/..%2F..%2Fetc%2Fpasswd/", "/proxy/application_1/../../ws/v1/cluster/info"] {
+            let (status, _) = ask(&app, "GET", uri, "").await;
+            assert!(status.is_client_error(), "{uri}: {status}");
+        }
+        let (apps, state, queue) = core
+            .call(move |c, _| {
+                let a = c.rm().application(id).unwrap();
+                (c.rm().applications(&Default::default()).len(), a.state, a.submission.queue.clone())
+            })
+            .await
+            .unwrap();
+        assert_eq!((apps, state.is_final(), queue.as_str()), (1, false, "default"));
     }
 
     /// The proxy fetches the AM's page from its tracking URL, keeps its

@@ -105,10 +105,26 @@ impl Shim {
         let (core, core_task) =
             yarn_core::spawn(YarnCore::new(books, Scheduler::new(settings.scheduler.clone())), clock.clone(), effects);
 
+        // The REST API's address is bound first so that the subscription
+        // can name it as the framework's web UI (the broker's UI links there).
+        let web_listener = match settings.web_address {
+            None => None,
+            Some(bind) => Some(
+                TcpListener::bind(bind)
+                    .await
+                    .map_err(|e| Error::Broker(format!("cannot serve the ResourceManager REST API on {bind}: {e}")))?,
+            ),
+        };
+        let web_address = match &web_listener {
+            Some(l) => Some(l.local_addr().map_err(|e| Error::Broker(e.to_string()))?),
+            None => None,
+        };
+        let proxy = web_address.map(|a| a.to_string());
         let mut config = FrameworkConfig::new(settings.broker.clone(), "yarn-shim");
         config.roles = settings.queues.clone();
         config.user = settings.user.clone();
         config.failover_timeout = settings.failover_timeout;
+        config.webui_url = web_address.map(|a| format!("http://{a}")).unwrap_or_default();
         let framework = Framework::subscribe(config)
             .await
             .map_err(|e| Error::Broker(format!("cannot subscribe to the broker at {}: {e}", settings.broker)))?;
@@ -126,19 +142,6 @@ impl Shim {
         let scheduler_address = am_listener.local_addr().map_err(|e| Error::Broker(e.to_string()))?;
         let rm = Arc::new(Rm { core: core.clone(), tokens: Issuer::new(scheduler_address.to_string(), started, started as u64) });
 
-        let web_listener = match settings.web_address {
-            None => None,
-            Some(bind) => Some(
-                TcpListener::bind(bind)
-                    .await
-                    .map_err(|e| Error::Broker(format!("cannot serve the ResourceManager REST API on {bind}: {e}")))?,
-            ),
-        };
-        let web_address = match &web_listener {
-            Some(l) => Some(l.local_addr().map_err(|e| Error::Broker(e.to_string()))?),
-            None => None,
-        };
-        let proxy = web_address.map(|a| a.to_string());
 
         let mut server = Server::new(settings.ipc.clone());
         let client_protocol = Arc::new(ClientProtocol::new(core.clone()).with_proxy(proxy.clone()));
