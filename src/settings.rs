@@ -189,6 +189,17 @@ pub fn agent(config: &Config, kill_tasks_on_shutdown: bool) -> Result<weir_agent
             d if d.is_zero() => return Err(problem("agent.volume.usage.interval must be above zero").into()),
             d => d,
         },
+        volume_sync_interval: match config.get_duration("agent.volume.sync.interval").map_err(problem)? {
+            d if d.is_zero() => return Err(problem("agent.volume.sync.interval must be above zero").into()),
+            d => d,
+        },
+        volume_store: weir_hdfs_volumes::StoreSettings {
+            hadoop_conf_dir: optional("agent.volume.hadoop.conf.dir")?,
+            op_timeout: match config.get_duration("agent.volume.backing.timeout").map_err(problem)? {
+                d if d.is_zero() => return Err(problem("agent.volume.backing.timeout must be above zero").into()),
+                d => d,
+            },
+        },
         isolation: weir_agent::isolation::Mode::parse(&config.get_str("agent.isolation").map_err(problem)?).map_err(problem)?,
         // This very binary supervises tasks (`weir executor`).
         supervisor: Some(std::env::current_exe().context("finding the weir binary to supervise tasks")?),

@@ -59,6 +59,9 @@ pub enum Input {
     CheckpointResources(v1::broker_message::CheckpointResources),
     /// A volume's measured disk use (the shell measures every few seconds).
     VolumeUsage { role: Role, volume: VolumeId, used_mib: f64 },
+    /// The broker asks for a backed volume's copy to be prepared or synced;
+    /// passed on as an effect so it follows the CHECKPOINT_RESOURCES before it.
+    SyncVolume(v1::broker_message::SyncVolume),
     Disconnected,
     Tick,
     Shutdown,
@@ -74,6 +77,8 @@ pub enum Effect {
     CreateVolumes(Vec<(Role, VolumeId)>),
     /// Delete these volumes and their data.
     DestroyVolumes(Vec<(Role, VolumeId)>),
+    /// Prepare (restore) or sync a backed volume's copy (`copies.rs`).
+    SyncVolume(v1::broker_message::SyncVolume),
 }
 
 #[derive(Debug, Clone)]
@@ -242,6 +247,11 @@ impl AgentCore {
         Ok(live)
     }
 
+    /// What a task the agent holds was launched with.
+    pub fn task_info(&self, framework: &FrameworkId, task: &TaskId) -> Option<v1::TaskInfo> {
+        self.tasks.get(&(framework.clone(), task.clone())).map(|t| t.info.clone())
+    }
+
     pub fn agent_id(&self) -> Option<&AgentId> {
         self.agent_id.as_ref()
     }
@@ -386,7 +396,7 @@ impl AgentCore {
 
     pub fn handle(&mut self, input: Input, now: Duration, wall: f64) -> Vec<Effect> {
         let mut out = Vec::new();
-        if !matches!(input, Input::Tick | Input::Disconnected | Input::VolumeUsage { .. }) {
+        if !matches!(input, Input::Tick | Input::Disconnected | Input::VolumeUsage { .. } | Input::SyncVolume(_)) {
             self.dirty = true;
         }
         match input {
@@ -403,6 +413,7 @@ impl AgentCore {
             Input::Disconnected => self.registered = false,
             Input::CheckpointResources(msg) => self.checkpoint_resources(msg, &mut out),
             Input::VolumeUsage { role, volume, used_mib } => self.volume_usage(&role, &volume, used_mib, now, &mut out),
+            Input::SyncVolume(msg) => out.push(Effect::SyncVolume(msg)),
             Input::RunTask { framework, task } => self.run_task(&framework, *task, now, wall, &mut out),
             Input::KillTask { framework, task } => self.kill_task(&framework, &task, now, wall, &mut out),
             Input::Acknowledge { framework, task, uuid } => self.acknowledge(&framework, &task, &uuid, now, &mut out),

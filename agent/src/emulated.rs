@@ -210,7 +210,7 @@ pub async fn run(
                         let _ = kill;
                     }
                     // Nothing is stored: an emulated agent holds no volumes.
-                    Some(v1::broker_message::Kind::CheckpointResources(_)) => {}
+                    Some(v1::broker_message::Kind::CheckpointResources(_)) | Some(v1::broker_message::Kind::SyncVolume(_)) => {}
                     None => {}
                 }
             }

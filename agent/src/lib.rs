@@ -7,10 +7,12 @@
 //! [`launcher::memory`] for tests), [`checkpoint`] (what survives a restart)
 //! and a [`weir_model::Clock`]. [`isolation`] puts tasks in cgroups.
 //! [`sandbox_files`] serves sandboxes without letting a path out of one.
+//! [`copies`] keeps backed volumes' copies in their backing (HDFS).
 //! [`detect`] finds the machine's resources. [`emulated`] are agents that
 //! run nothing, for the scale harness. [`error`] is the one error type.
 
 pub mod checkpoint;
+pub mod copies;
 pub mod core;
 pub mod detect;
 pub mod emulated;

@@ -39,6 +39,7 @@ use weir_proto::v1;
 use weir_proto::v1::agent_client::AgentClient;
 
 use crate::checkpoint::{self, CheckpointStore, FileCheckpointStore};
+use crate::copies::{Copies, Done};
 use crate::core::{AgentCore, CoreSettings, Effect, Input};
 use crate::error::AgentError;
 use crate::isolation;
@@ -71,6 +72,10 @@ pub struct AgentSettings {
     pub sandbox_gc_age: Duration,
     /// How often the disk each volume uses is measured (above zero).
     pub volume_usage_interval: Duration,
+    /// How often backed volumes that tasks mount are synced (above zero).
+    pub volume_sync_interval: Duration,
+    /// How backings are reached (Hadoop configuration, time bound).
+    pub volume_store: weir_hdfs_volumes::StoreSettings,
     /// Kill every task when the agent stops (standalone); otherwise they
     /// keep running and a restarted agent re-attaches to them.
     pub kill_tasks_on_shutdown: bool,
@@ -120,6 +125,8 @@ struct Shared {
     sandboxes: PathBuf,
     /// `WORK_DIR/volumes`: persistent volumes, never garbage-collected.
     volumes: PathBuf,
+    /// Backed volumes' copies.
+    copies: Copies,
     info: v1::AgentInfo,
 }
 
@@ -252,6 +259,7 @@ pub async fn run_with(
         outbound: Mutex::new(None),
         events: events_tx,
         sandboxes,
+        copies: Copies::new(volumes_root.clone(), settings.volume_store.clone()),
         volumes: volumes_root,
         info,
     });
@@ -279,7 +287,12 @@ pub async fn run_with(
             }
             Recovered::Running(exit) => {
                 tracing::info!(framework_id = %framework, task_id = %task, pid, "re-attached to a running task");
-                tokio::spawn(report_exit(shared.events.clone(), framework, task, exit, sandbox));
+                let info = shared.core().task_info(&framework, &task);
+                let backed = info.map(|info| backed_mounts(&shared, &info)).unwrap_or_default();
+                for (role, id, backing) in &backed {
+                    shared.copies.task_started(role, id, backing);
+                }
+                tokio::spawn(report_exit(shared.clone(), framework, task, exit, sandbox, backed));
             }
             Recovered::Vanished(exit) => {
                 tracing::warn!(framework_id = %framework, task_id = %task, pid, "task's supervisor is gone and left no exit status");
@@ -348,6 +361,24 @@ pub async fn run_with(
             }
         }
     });
+    // Backed volumes that tasks mount are synced on a timer as well as
+    // when each task ends.
+    let volume_syncer = tokio::spawn({
+        let shared = shared.clone();
+        let every = settings.volume_sync_interval.max(Duration::from_millis(10));
+        async move {
+            let mut interval = tokio::time::interval(every);
+            interval.tick().await;
+            loop {
+                interval.tick().await;
+                for (role, id, backing) in shared.copies.in_use() {
+                    let agent = shared.core().agent_id().map(|a| a.to_string()).unwrap_or_default();
+                    let done = shared.copies.sync(&role, &id, &backing, &agent, "interval").await;
+                    report_sync(&shared, &role, &id, done, "", "");
+                }
+            }
+        }
+    });
     let ticker = tokio::spawn({
         let events = shared.events.clone();
         let every = settings.status_update_retry_interval.min(Duration::from_millis(250)).max(Duration::from_millis(20));
@@ -389,6 +420,7 @@ pub async fn run_with(
     connection.abort();
     gc.abort();
     volume_meter.abort();
+    volume_syncer.abort();
     ticker.abort();
     http.abort();
     event_loop.abort();
@@ -466,6 +498,7 @@ fn carry_out(shared: &Arc<Shared>, effect: Effect, agent_id: &str) {
         }
         Effect::DestroyVolumes(list) => {
             for (role, id) in list {
+                shared.copies.forget(&role, &id);
                 match volumes::destroy(&shared.volumes, &role, &id) {
                     Ok(()) => tracing::info!(role = %role, volume_id = %id, "volume destroyed; its data is deleted"),
                     Err(e) => tracing::error!(role = %role, volume_id = %id, error = %e, "cannot delete the volume's directory"),
@@ -479,9 +512,123 @@ fn carry_out(shared: &Arc<Shared>, effect: Effect, agent_id: &str) {
             // arrive in order (Spawned, then its exit).
             let shared = shared.clone();
             let agent_id = agent_id.to_owned();
-            tokio::task::spawn_blocking(move || start_task(&shared, &agent_id, framework, task, &info));
+            let backed = backed_mounts(&shared, &info);
+            if backed.is_empty() {
+                tokio::task::spawn_blocking(move || start_task(&shared, &agent_id, framework, task, &info, Vec::new()));
+                return;
+            }
+            // A backed volume must hold its restored copy before the task
+            // sees it.
+            tokio::spawn(async move {
+                for (role, id, backing) in &backed {
+                    if let Err(error) = shared.copies.ensure(role, id, backing, &agent_id).await {
+                        tracing::error!(framework_id = %framework, task_id = %task, %error, "task not started");
+                        let _ = shared.events.send(Input::SpawnFailed { framework, task, error });
+                        return;
+                    }
+                }
+                for (role, id, backing) in &backed {
+                    shared.copies.task_started(role, id, backing);
+                }
+                let _ = tokio::task::spawn_blocking(move || start_task(&shared, &agent_id, framework, task, &info, backed)).await;
+            });
+        }
+        Effect::SyncVolume(msg) => {
+            let shared = shared.clone();
+            let agent_id = agent_id.to_owned();
+            tokio::spawn(async move { sync_volume(&shared, &agent_id, msg).await });
         }
     }
+}
+
+/// Backed volumes a task mounts: (role, id, backing).
+fn backed_mounts(shared: &Shared, info: &v1::TaskInfo) -> Vec<(weir_model::Role, weir_model::VolumeId, String)> {
+    if info.volumes.is_empty() {
+        return Vec::new();
+    }
+    let Ok(resources) = weir_proto::convert::resources_from_proto("task.resources", &info.resources) else { return Vec::new() };
+    let Some(role) = resources.reserved.keys().next().cloned() else { return Vec::new() };
+    let core = shared.core();
+    let known = core.reservations().1;
+    info.volumes
+        .iter()
+        .filter_map(|m| known.iter().find(|v| v.role == role.as_str() && v.id == m.volume_id && !v.backing.is_empty()))
+        .map(|v| (role.clone(), weir_model::VolumeId::new(v.id.clone()), v.backing.clone()))
+        .collect()
+}
+
+/// Checks every backed volume this agent holds a copy of against its
+/// backing; a stale one is reported (and logged as an error).
+async fn check_copies(shared: Arc<Shared>, agent_id: String) {
+    let backed: Vec<(weir_model::Role, weir_model::VolumeId, String)> = shared
+        .core()
+        .reservations()
+        .1
+        .iter()
+        .filter(|v| !v.backing.is_empty())
+        .map(|v| (weir_model::Role::new(v.role.clone()), weir_model::VolumeId::new(v.id.clone()), v.backing.clone()))
+        .collect();
+    for (role, id, backing) in backed {
+        if let Some(stale) = shared.copies.stale(&role, &id, &backing, &agent_id).await {
+            let done = Done { trigger: "registered", backing: backing.clone(), result: Err(stale), stale: true };
+            report_sync(&shared, &role, &id, done, "", "");
+        }
+    }
+}
+
+/// The broker's SYNC, or the preparation of a backed volume just created.
+async fn sync_volume(shared: &Arc<Shared>, agent_id: &str, msg: v1::broker_message::SyncVolume) {
+    let (role, id) = (weir_model::Role::new(msg.role.clone()), weir_model::VolumeId::new(msg.volume_id.clone()));
+    let backing = shared.core().reservations().1.iter().find(|v| v.role == msg.role && v.id == msg.volume_id).map(|v| v.backing.clone());
+    let done = match backing {
+        Some(backing) if !backing.is_empty() => {
+            if msg.create {
+                shared.copies.prepare(&role, &id, &backing, agent_id).await
+            } else {
+                shared.copies.sync(&role, &id, &backing, agent_id, "sync").await
+            }
+        }
+        _ => Done {
+            trigger: if msg.create { "create" } else { "sync" },
+            backing: String::new(),
+            result: Err(format!("volume {id} of role {role} has no backing on this agent")),
+            stale: false,
+        },
+    };
+    report_sync(shared, &role, &id, done, &msg.operation_id, &msg.framework_id);
+}
+
+/// Tells the broker (and the log) how a restore or sync went.
+fn report_sync(shared: &Shared, role: &weir_model::Role, id: &weir_model::VolumeId, done: Done, operation_id: &str, framework_id: &str) {
+    let stale = done.stale;
+    let (error, report) = match done.result {
+        Ok(report) => {
+            tracing::info!(role = %role, volume_id = %id, backing = %done.backing, trigger = done.trigger, generation = report.generation, files = report.files_total, files_copied = report.files_copied, bytes_copied = report.bytes_copied, millis = report.millis, "volume copy done");
+            (String::new(), report)
+        }
+        Err(error) => {
+            tracing::error!(role = %role, volume_id = %id, backing = %done.backing, trigger = done.trigger, %error, "volume copy failed");
+            (error, Default::default())
+        }
+    };
+    shared.send(v1::AgentMessage {
+        kind: Some(v1::agent_message::Kind::VolumeSync(v1::agent_message::VolumeSync {
+            operation_id: operation_id.to_owned(),
+            framework_id: framework_id.to_owned(),
+            role: role.to_string(),
+            volume_id: id.to_string(),
+            backing: done.backing,
+            trigger: done.trigger.to_owned(),
+            error,
+            generation: report.generation,
+            files_total: report.files_total,
+            files_copied: report.files_copied,
+            bytes_total: report.bytes_total,
+            bytes_copied: report.bytes_copied,
+            millis: report.millis,
+            stale,
+        })),
+    });
 }
 
 
@@ -515,26 +662,52 @@ fn check_reservations_fit(resources: &ResourceSet, core: &AgentCore) -> Result<(
 
 /// Starts one task and watches it until it ends; reports each step to the
 /// event loop.
-fn start_task(shared: &Arc<Shared>, agent_id: &str, framework: FrameworkId, task: TaskId, info: &v1::TaskInfo) {
+/// `backed`: the backed volumes it mounts (counted as used already).
+fn start_task(
+    shared: &Arc<Shared>,
+    agent_id: &str,
+    framework: FrameworkId,
+    task: TaskId,
+    info: &v1::TaskInfo,
+    backed: Vec<(weir_model::Role, weir_model::VolumeId, String)>,
+) {
     match shared.launcher.spawn(agent_id, &framework, &task, info) {
         Ok(Launched { pid, sandbox, exit, notes }) => {
             let message = notes.join("; ");
             let _ = shared.events.send(Input::Spawned { framework: framework.clone(), task: task.clone(), pid, sandbox: sandbox.clone(), message });
-            tokio::spawn(report_exit(shared.events.clone(), framework, task, exit, sandbox));
+            tokio::spawn(report_exit(shared.clone(), framework, task, exit, sandbox, backed));
         }
         Err(error) => {
             tracing::warn!(framework_id = %framework, task_id = %task, %error, "cannot start task");
+            for (role, id, backing) in &backed {
+                shared.copies.task_ended(role, id, backing);
+            }
             let _ = shared.events.send(Input::SpawnFailed { framework, task, error });
         }
     }
 }
 
-/// Waits for a task's end, undoes its volume mounts, and tells the event
-/// loop how it ended.
-async fn report_exit(events: mpsc::UnboundedSender<Input>, framework: FrameworkId, task: TaskId, exit: ExitFuture, sandbox: PathBuf) {
+/// Waits for a task's end, undoes its volume mounts, syncs the backed
+/// volumes it mounted, and tells the event loop how it ended.
+async fn report_exit(
+    shared: Arc<Shared>,
+    framework: FrameworkId,
+    task: TaskId,
+    exit: ExitFuture,
+    sandbox: PathBuf,
+    backed: Vec<(weir_model::Role, weir_model::VolumeId, String)>,
+) {
     let exit = exit.await;
     unmount_task_volumes(&sandbox).await;
-    let _ = events.send(exit.into_input(framework, task));
+    // Synced before the end is reported, so a framework that hears the
+    // task ended finds its writes in the backing.
+    for (role, id, backing) in &backed {
+        shared.copies.task_ended(role, id, backing);
+        let agent = shared.core().agent_id().map(|a| a.to_string()).unwrap_or_default();
+        let done = shared.copies.sync(role, id, backing, &agent, "task-ended").await;
+        report_sync(&shared, role, id, done, "", "");
+    }
+    let _ = shared.events.send(exit.into_input(framework, task));
 }
 
 /// Unmounts whatever is mounted inside an ended task's sandbox (its
@@ -704,6 +877,9 @@ async fn attach_once(
                 stream_epoch = r.leader_epoch;
                 registered = true;
                 tracing::info!(agent_id = %r.agent_id, epoch = r.leader_epoch, "registered with the broker");
+                // A copy the backing moved past while this agent was away
+                // is told at once, not at its next sync.
+                tokio::spawn(check_copies(shared.clone(), r.agent_id.clone()));
                 Input::Registered { agent_id: AgentId::new(r.agent_id) }
             }
             Some(v1::broker_message::Kind::Refused(r)) => break Ok(Registration::Refused(r.message)),
@@ -713,6 +889,7 @@ async fn attach_once(
             },
             Some(v1::broker_message::Kind::KillTask(k)) => Input::KillTask { framework: k.framework_id, task: k.task_id },
             Some(v1::broker_message::Kind::CheckpointResources(c)) => Input::CheckpointResources(c),
+            Some(v1::broker_message::Kind::SyncVolume(s)) => Input::SyncVolume(s),
             Some(v1::broker_message::Kind::Acknowledge(a)) => {
                 Input::Acknowledge { framework: a.framework_id, task: a.task_id, uuid: a.uuid }
             }

@@ -87,6 +87,8 @@ fn settings(broker: SocketAddr, work_dir: &std::path::Path) -> AgentSettings {
         isolation: weir_agent::isolation::Mode::None,
         sandbox_gc_age: Duration::from_secs(3600),
         volume_usage_interval: Duration::from_secs(5),
+        volume_sync_interval: Duration::from_secs(60),
+        volume_store: Default::default(),
         kill_tasks_on_shutdown: true,
         http: Default::default(),
     }

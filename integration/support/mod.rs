@@ -241,28 +241,35 @@ impl Cluster {
     }
 
     pub fn add_agent(&mut self, i: usize, spec: &str) {
+        self.add_agent_with(i, spec, &[]);
+    }
+
+    /// Like `add_agent`, with `-D KEY=VALUE` settings of its own.
+    pub fn add_agent_with(&mut self, i: usize, spec: &str, defines: &[&str]) {
         let work = self.agent_dir(i);
-        let (agent, _) = spawn_weir(
-            &format!("agent{i}"),
-            &[
-                "agent",
-                "--broker",
-                &self.broker_addr,
-                "--listen",
-                "127.0.0.1:0",
-                "--resources",
-                spec,
-                "--work-dir",
-                work.to_str().unwrap(),
-                "--hostname",
-                &format!("agent{i}.test"),
-                "-D",
-                "agent.kill.grace.period=1s",
-                "-D",
-                "agent.status.update.retry.interval=500ms",
-            ],
+        let hostname = format!("agent{i}.test");
+        let mut args = vec![
             "agent",
-        );
+            "--broker",
+            &self.broker_addr,
+            "--listen",
+            "127.0.0.1:0",
+            "--resources",
+            spec,
+            "--work-dir",
+            work.to_str().unwrap(),
+            "--hostname",
+            &hostname,
+            "-D",
+            "agent.kill.grace.period=1s",
+            "-D",
+            "agent.status.update.retry.interval=500ms",
+        ];
+        for d in defines {
+            args.push("-D");
+            args.push(d);
+        }
+        let (agent, _) = spawn_weir(&format!("agent{i}"), &args, "agent");
         if self.agents.len() > i {
             self.agents[i] = agent;
         } else {

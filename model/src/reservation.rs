@@ -56,6 +56,10 @@ pub struct Volume {
     /// Offered to every framework of the role, not only its owner.
     pub shared: bool,
     pub principal: String,
+    /// Where the agent keeps a durable copy (`hdfs://…` or `file:///…`),
+    /// checked by [`validate_backing`]; with one the volume can move to
+    /// another agent.
+    pub backing: Option<String>,
 }
 
 impl Volume {
@@ -98,6 +102,38 @@ pub fn validate_container_path(path: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The longest backing URI accepted.
+pub const MAX_BACKING_LEN: usize = 1024;
+
+/// Checks the form of a volume's backing URI: `hdfs://[authority]/path` or
+/// `file:///path`, a path below the root without empty, `.` or `..`
+/// components, printable, bounded. Whether it can be reached is the agent's
+/// to find out.
+pub fn validate_backing(uri: &str) -> Result<(), String> {
+    if uri.len() > MAX_BACKING_LEN {
+        return Err(format!("backing is {} bytes long; at most {MAX_BACKING_LEN} are allowed", uri.len()));
+    }
+    if let Some(bad) = uri.chars().find(|c| c.is_control() || c.is_whitespace()) {
+        return Err(format!("backing {uri:?} contains {bad:?}"));
+    }
+    let path = if let Some(rest) = uri.strip_prefix("hdfs://") {
+        rest.find('/').map(|i| &rest[i..])
+    } else {
+        uri.strip_prefix("file://").filter(|p| p.starts_with('/'))
+    };
+    let Some(path) = path else {
+        return Err(format!("backing {uri:?} must be hdfs://[namenode]/path or file:///path"));
+    };
+    let path = path.trim_end_matches('/');
+    if path.is_empty() {
+        return Err(format!("backing {uri:?} names the root of a file system; give a directory for the volume"));
+    }
+    if path[1..].split('/').any(|p| p.is_empty() || p == "." || p == "..") {
+        return Err(format!("backing {uri:?} may not hold empty, '.' or '..' path components"));
+    }
+    Ok(())
+}
+
 /// Checks a reservation's labels: at most [`MAX_LABELS`], keys non-empty,
 /// keys and values at most [`MAX_LABEL_LEN`] bytes.
 pub fn validate_labels(labels: &BTreeMap<String, String>) -> Result<(), String> {
@@ -133,6 +169,20 @@ mod tests {
     }
 
     #[test]
+    fn backings_are_hdfs_or_file_uris_below_a_root() {
+        for good in ["hdfs://nn:9000/weir/v1", "hdfs://ns1/v", "hdfs:///weir/v", "file:///tmp/b/", "hdfs://nn/a/b.c"] {
+            assert_eq!(validate_backing(good), Ok(()), "{good}");
+        }
+        assert!(validate_backing("s3://b/v").unwrap_err().contains("must be hdfs://"));
+        assert!(validate_backing("hdfs://nn:9000").unwrap_err().contains("must be hdfs://"));
+        assert!(validate_backing("file://rel/v").unwrap_err().contains("must be hdfs://"));
+        assert!(validate_backing("hdfs://nn:9000/").unwrap_err().contains("root of a file system"));
+        assert!(validate_backing("hdfs://nn/a/../b").unwrap_err().contains("'..'"));
+        assert!(validate_backing("hdfs://nn/a b").unwrap_err().contains("' '"));
+        assert!(validate_backing(&format!("hdfs://nn/{}", "x".repeat(1100))).unwrap_err().contains("at most 1024"));
+    }
+
+    #[test]
     fn volumes_are_seen_by_their_owner_unless_shared() {
         let mut v = Volume {
             id: VolumeId::new("v"),
@@ -143,6 +193,7 @@ mod tests {
             owner: Some(FrameworkId::new("f1")),
             shared: false,
             principal: String::new(),
+            backing: None,
         };
         assert!(v.visible_to(&FrameworkId::new("f1")));
         assert!(!v.visible_to(&FrameworkId::new("f2")));

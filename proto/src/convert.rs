@@ -7,7 +7,7 @@
 
 use crate::v1;
 use weir_model::ids::validate_id;
-use weir_model::reservation::{validate_container_path, validate_labels};
+use weir_model::reservation::{validate_backing, validate_container_path, validate_labels};
 use weir_model::{
     AgentId, AgentState, AgentSummary, DrainState, FrameworkId, Milli, Offer, OfferId, Ranges, Reservation, ReservationId, ResourceSet,
     Resources, Role, TaskState, Volume, VolumeId, VolumeMount,
@@ -405,6 +405,7 @@ pub fn volume_to_proto(v: &Volume) -> v1::VolumeInfo {
         owner_framework_id: v.owner.as_ref().map(|f| f.to_string()).unwrap_or_default(),
         shared: v.shared,
         principal: v.principal.clone(),
+        backing: v.backing.clone().unwrap_or_default(),
     }
 }
 
@@ -426,6 +427,12 @@ pub fn volume_from_proto(field: &str, v: &v1::VolumeInfo) -> Result<Volume, Prot
         },
         shared: v.shared,
         principal: v.principal.clone(),
+        backing: if v.backing.is_empty() {
+            None
+        } else {
+            validate_backing(&v.backing).map_err(|e| ProtoError::invalid(format!("{field}.backing"), e))?;
+            Some(v.backing.clone())
+        },
     })
 }
 

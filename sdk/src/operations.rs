@@ -1,5 +1,5 @@
 //! Typed builders for the resource operations of an ACCEPT: RESERVE,
-//! UNRESERVE, CREATE, DESTROY, GROW, SHRINK (and LAUNCH), each with the
+//! UNRESERVE, CREATE, DESTROY, GROW, SHRINK, SYNC (and LAUNCH), each with the
 //! caller's id so a retry is recognised, and each answered by an
 //! `OperationStatus` event on the stream.
 
@@ -46,8 +46,43 @@ pub fn create_volume(
             container_path: container_path.to_owned(),
             shared,
             principal: String::new(),
+            backing: String::new(),
         }),
     )
+}
+
+/// CREATE a volume like [`create_volume`] whose copy is kept at `backing`
+/// (`hdfs://…`). If the backing already holds this volume's copy (it lived
+/// on another agent that is gone), the agent restores it before any task
+/// that mounts it starts. Answered OPERATION_PENDING, then FINISHED or
+/// FAILED (an unreachable NameNode, a backing of another volume) once the
+/// agent has attached it.
+pub fn create_backed_volume(
+    op_id: &str,
+    volume: &VolumeId,
+    reservation: &ReservationId,
+    size_mib: f64,
+    container_path: &str,
+    backing: &str,
+) -> v1::Operation {
+    with_id(
+        op_id,
+        v1::operation::Kind::Create(v1::operation::Create {
+            volume_id: volume.to_string(),
+            reservation_id: reservation.to_string(),
+            size: size_mib,
+            container_path: container_path.to_owned(),
+            shared: false,
+            principal: String::new(),
+            backing: backing.to_owned(),
+        }),
+    )
+}
+
+/// SYNC a backed volume to its backing now (PENDING, then FINISHED with
+/// the bytes and files copied, or FAILED).
+pub fn sync_volume(op_id: &str, volume: &VolumeId) -> v1::Operation {
+    with_id(op_id, v1::operation::Kind::Sync(v1::operation::Sync { volume_id: volume.to_string() }))
 }
 
 pub fn destroy_volume(op_id: &str, volume: &VolumeId) -> v1::Operation {

@@ -147,6 +147,7 @@ impl StatefulFramework {
                 container_path: "data".into(),
                 shared: ctx.rng.chance(0.3),
                 principal: self.label.clone(),
+                backing: String::new(),
             }));
             self.last_op = Some(create.clone());
             ops.push(reserve);

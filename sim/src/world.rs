@@ -678,6 +678,8 @@ impl World {
                 Input::Acknowledge { framework: a.framework_id, task: a.task_id, uuid: a.uuid }
             }
             Some(v1::broker_message::Kind::CheckpointResources(c)) => Input::CheckpointResources(c),
+            // The simulation's volumes have no backing.
+            Some(v1::broker_message::Kind::SyncVolume(v)) => Input::SyncVolume(v),
             None => return,
         };
         self.agent_input(i, input);
@@ -716,7 +718,7 @@ impl World {
                 Effect::Signal { pid, signal, .. } => self.signal(pid, signal),
                 // Volume directories are the real shell's; the books are
                 // in the checkpoint the core keeps.
-                Effect::CreateVolumes(_) | Effect::DestroyVolumes(_) => {}
+                Effect::CreateVolumes(_) | Effect::DestroyVolumes(_) | Effect::SyncVolume(_) => {}
             }
         }
     }
@@ -1093,6 +1095,7 @@ fn describe_agent_message(m: &v1::AgentMessage) -> String {
         }
         Some(Kind::Heartbeat(_)) => "HEARTBEAT".to_owned(),
         Some(Kind::StatusUpdate(u)) => format!("UPDATE {}", u.status.as_ref().map(describe_task_status).unwrap_or_default()),
+        Some(Kind::VolumeSync(v)) => format!("VOLUME_SYNC {}/{} {} {}", v.role, v.volume_id, v.trigger, v.error),
         None => "EMPTY".to_owned(),
     }
 }
@@ -1106,6 +1109,7 @@ fn describe_broker_message(m: &v1::BrokerMessage) -> String {
         Some(Kind::KillTask(k)) => format!("KILL {}/{}", k.framework_id, k.task_id),
         Some(Kind::Acknowledge(a)) => format!("ACK {}/{} {}", a.framework_id, a.task_id, crate::history::hex(&a.uuid[a.uuid.len().saturating_sub(3)..])),
         Some(Kind::CheckpointResources(c)) => format!("CHECKPOINT {} reservations {} volumes", c.reservations.len(), c.volumes.len()),
+        Some(Kind::SyncVolume(v)) => format!("SYNC_VOLUME {}/{} create {}", v.role, v.volume_id, v.create),
         None => "EMPTY".to_owned(),
     }
 }

@@ -4,9 +4,13 @@
 //!
 //! Each operation is answered with its status; the command prints one line
 //! per operation and exits 1 if any failed (the reason on stderr). Ids are
-//! the operator's: running the same command twice does it once.
+//! the operator's: running the same command twice does it once. An
+//! operation the agent carries out (SYNC, CREATE with a backing) is
+//! answered OPERATION_PENDING first: the command then waits, reading the
+//! broker's `/state`, for its final status.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use weir_conf::Daemon;
@@ -82,7 +86,17 @@ enum VolumeCommand {
         /// Offer it to every framework of the role.
         #[arg(long)]
         shared: bool,
+        /// Keep a durable copy there (hdfs://NAMENODE/PATH, or file:///PATH);
+        /// a volume id that already has a copy there is restored from it.
+        #[arg(long, value_name = "URI")]
+        backing: Option<String>,
         /// The volume's id (unique per agent and role).
+        id: String,
+    },
+    /// Copy a backed volume to its backing now.
+    Sync {
+        #[command(flatten)]
+        target: Target,
         id: String,
     },
     /// Destroy a volume; its data is deleted.
@@ -138,7 +152,7 @@ pub async fn unreserve_main(options: &Options, args: UnreserveArgs) -> Result<Ex
 
 pub async fn volume_main(options: &Options, args: VolumeArgs) -> Result<ExitCode> {
     let (target, kind) = match args.command {
-        VolumeCommand::Create { target, reservation, size, path, shared, id } => (
+        VolumeCommand::Create { target, reservation, size, path, shared, backing, id } => (
             target,
             v1::operation::Kind::Create(v1::operation::Create {
                 volume_id: id,
@@ -147,8 +161,10 @@ pub async fn volume_main(options: &Options, args: VolumeArgs) -> Result<ExitCode
                 container_path: path,
                 shared,
                 principal: "operator".to_owned(),
+                backing: backing.unwrap_or_default(),
             }),
         ),
+        VolumeCommand::Sync { target, id } => (target, v1::operation::Kind::Sync(v1::operation::Sync { volume_id: id })),
         VolumeCommand::Destroy { target, id } => (target, v1::operation::Kind::Destroy(v1::operation::Destroy { volume_id: id })),
         VolumeCommand::Grow { target, by, id } => (target, v1::operation::Kind::Grow(v1::operation::Grow { volume_id: id, size: by })),
         VolumeCommand::Shrink { target, by, id } => {
@@ -166,15 +182,28 @@ async fn apply(options: &Options, target: &Target, kind: v1::operation::Kind) ->
     let mut client = OperatorClient::connect(weir_sdk::endpoint(&address))
         .await
         .with_context(|| format!("cannot reach the broker at {address} (is `weir standalone` or `weir broker` running?)"))?;
+    // An id of its own, so the final status of a pending operation can be
+    // told from any other in `/state`.
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let id = format!("cli-{}-{nanos}", std::process::id());
     let request = v1::ApplyOperationsRequest {
         agent_id: target.agent.clone(),
-        operations: vec![v1::Operation { role: target.role.clone(), kind: Some(kind), ..Default::default() }],
+        operations: vec![v1::Operation { id: id.clone(), role: target.role.clone(), kind: Some(kind) }],
     };
     let response = client.apply_operations(request).await.map_err(|s| anyhow::anyhow!("the broker refused: {}", s.message()))?;
     let mut code = ExitCode::SUCCESS;
     for s in response.into_inner().statuses {
         let state = v1::OperationState::try_from(s.state).map(|s| s.as_str_name()).unwrap_or("OPERATION_STATE_UNSPECIFIED");
-        if s.state == v1::OperationState::OperationFinished as i32 {
+        if s.state == v1::OperationState::OperationPending as i32 {
+            println!("{} on {}: {state}: {}", s.kind, s.agent_id, s.message);
+            let (kind, state, message) = wait_for_final(&address, &id).await?;
+            if state == "OPERATION_FINISHED" {
+                println!("{kind} on {}: {state}: {message}", s.agent_id);
+            } else {
+                eprintln!("{kind} on {}: {state}: {message}", s.agent_id);
+                code = ExitCode::FAILURE;
+            }
+        } else if s.state == v1::OperationState::OperationFinished as i32 {
             println!("{} on {}: {state}: {}", s.kind, s.agent_id, s.message);
         } else {
             eprintln!("{} on {}: {state}: {}", s.kind, s.agent_id, s.message);
@@ -182,6 +211,24 @@ async fn apply(options: &Options, target: &Target, kind: v1::operation::Kind) ->
         }
     }
     Ok(code)
+}
+
+/// How long the command waits for a pending operation's final status: a
+/// restore of a large volume takes as long as its bytes take to copy.
+const PENDING_WAIT: Duration = Duration::from_secs(3600);
+
+/// Reads `/state` until the operation `id` has a final status: (kind,
+/// state, message).
+async fn wait_for_final(broker: &str, id: &str) -> Result<(String, String, String)> {
+    let deadline = std::time::Instant::now() + PENDING_WAIT;
+    while std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (_, doc) = fetch_state(broker).await?;
+        if let Some(op) = doc.operations.iter().find(|o| o.id == id && o.state != "OPERATION_PENDING") {
+            return Ok((op.kind.clone(), op.state.clone(), op.message.clone()));
+        }
+    }
+    anyhow::bail!("operation {id} is still pending after {PENDING_WAIT:?}; `weir volume list` shows its last sync")
 }
 
 async fn list(options: &Options, broker: Option<String>) -> Result<ExitCode> {

@@ -216,7 +216,7 @@ pub fn render(broker: &str, doc: &StateDoc) -> String {
 /// Dynamic reservations and persistent volumes per agent and role.
 pub fn render_reservations(doc: &StateDoc) -> String {
     let mut reservations = table(&["AGENT", "ROLE", "RESERVATION", "RESOURCES", "PRINCIPAL", "BY"]);
-    let mut volumes = table(&["AGENT", "ROLE", "VOLUME", "RESERVATION", "SIZE", "PATH", "OWNER", "SHARED", "USED BY"]);
+    let mut volumes = table(&["AGENT", "ROLE", "VOLUME", "RESERVATION", "SIZE", "PATH", "OWNER", "SHARED", "USED BY", "BACKING", "LAST SYNC"]);
     let (mut nr, mut nv) = (0, 0);
     for a in &doc.agents {
         for r in &a.reservations {
@@ -238,6 +238,12 @@ pub fn render_reservations(doc: &StateDoc) -> String {
                 owner,
                 if v.shared { "yes" } else { "no" }.to_owned(),
                 used,
+                if v.backing.is_empty() { "-".to_owned() } else { v.backing.clone() },
+                match &v.last_sync {
+                    None => "-".to_owned(),
+                    Some(s) if s.error.is_empty() => format!("{} generation {}, {} B copied", s.trigger, s.generation, s.bytes_copied),
+                    Some(s) => format!("{} FAILED", s.trigger),
+                },
             ]);
         }
     }

@@ -40,6 +40,7 @@ fn op(b: &[u8]) -> v1::Operation {
             container_path: PATHS[usize::from(at(4)) % 6].into(),
             shared: at(5) % 2 == 0,
             principal: String::new(),
+            backing: String::new(),
         }),
         3 => v1::operation::Kind::Destroy(v1::operation::Destroy { volume_id: id(1) }),
         4 => v1::operation::Kind::Grow(v1::operation::Grow { volume_id: id(1), size: SIZES[usize::from(at(2)) % 6] }),

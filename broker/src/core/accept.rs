@@ -315,6 +315,9 @@ impl BrokerCore {
             if !volume.visible_to(framework) {
                 return Err(format!("task mounts volume {}, which belongs to another framework", m.volume));
             }
+            if let Some(why) = self.stale_copy(agent, role, &m.volume) {
+                return Err(format!("task mounts volume {}, whose copy on agent {agent} is stale: {why}", m.volume));
+            }
             let users = self.volume_users(agent, role, &m.volume);
             if !volume.shared {
                 if let Some((f, task)) = users.first() {

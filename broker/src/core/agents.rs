@@ -392,6 +392,9 @@ impl BrokerCore {
             Some(v1::agent_message::Kind::StatusUpdate(update)) => {
                 self.status_update(&agent_id, update, now, &mut out);
             }
+            Some(v1::agent_message::Kind::VolumeSync(report)) => {
+                self.volume_sync_report(&agent_id, report, now, &mut out);
+            }
             Some(v1::agent_message::Kind::Register(reg)) => {
                 return self.agent_register(conn, reg, now);
             }

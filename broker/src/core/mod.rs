@@ -309,6 +309,8 @@ pub struct BrokerCore {
     gone_agents: BTreeSet<AgentId>,
     /// Launch latencies (LAUNCH to first RUNNING) not yet taken by the shell.
     launch_latencies: Vec<Duration>,
+    /// Each backed volume's last restore or sync as its agent reported it.
+    volume_syncs: BTreeMap<(AgentId, weir_model::Role, weir_model::VolumeId), state::VolumeSyncDoc>,
 }
 
 impl BrokerCore {
@@ -359,6 +361,7 @@ impl BrokerCore {
             drains: BTreeMap::new(),
             gone_agents: BTreeSet::new(),
             launch_latencies: Vec::new(),
+            volume_syncs: BTreeMap::new(),
         }
     }
 

@@ -11,7 +11,7 @@ use weir_model::{ResourceSet, TaskState};
 use weir_proto::convert::resources_to_proto;
 use weir_proto::v1;
 
-use super::tests::{ms, state_of, task, Harness, AGENT_A, FW_1, FW_2};
+use super::tests::{ms, state_of, task, Harness, AGENT_A, AGENT_B, FW_1, FW_2};
 use super::*;
 
 fn unreserved(spec: &str) -> Vec<v1::Resource> {
@@ -43,6 +43,7 @@ fn create(volume: &str, reservation: &str, size: f64, path: &str, shared: bool) 
         container_path: path.into(),
         shared,
         principal: "db-admin".into(),
+        backing: String::new(),
     })
 }
 
@@ -779,4 +780,184 @@ proptest! {
             }
         }
     }
+}
+
+fn backed(volume: &str, reservation: &str, backing: &str) -> v1::operation::Kind {
+    v1::operation::Kind::Create(v1::operation::Create {
+        volume_id: volume.into(),
+        reservation_id: reservation.into(),
+        size: 500.0,
+        container_path: "data".into(),
+        backing: backing.into(),
+        ..Default::default()
+    })
+}
+
+fn operator_op(id: &str, kind: v1::operation::Kind) -> v1::Operation {
+    v1::Operation { id: id.into(), role: "db".into(), kind: Some(kind) }
+}
+
+fn sync_volumes_in(out: &[Output], conn: ConnId) -> Vec<v1::broker_message::SyncVolume> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Agent(c, v1::BrokerMessage { kind: Some(v1::broker_message::Kind::SyncVolume(s)) }) if *c == conn => Some(s.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn state_name(s: &v1::OperationStatus) -> &'static str {
+    v1::OperationState::try_from(s.state).unwrap().as_str_name()
+}
+
+fn volume_sync(operation: &str, volume: &str, trigger: &str, error: &str, generation: u64) -> v1::AgentMessage {
+    v1::AgentMessage {
+        kind: Some(v1::agent_message::Kind::VolumeSync(v1::agent_message::VolumeSync {
+            operation_id: operation.into(),
+            role: "db".into(),
+            volume_id: volume.into(),
+            trigger: trigger.into(),
+            error: error.into(),
+            generation,
+            files_total: 3,
+            files_copied: 1,
+            bytes_total: 300,
+            bytes_copied: 12,
+            millis: 15,
+            ..Default::default()
+        })),
+    }
+}
+
+#[test]
+fn a_backed_volume_is_pending_until_its_agent_has_attached_it_and_syncs_are_reported() {
+    let mut h = Harness::new();
+    let agent = AgentId::new(h.register_agent(AGENT_A, "", "cpus:4;mem:4096;disk:10000", vec![]));
+    let backing = "hdfs://127.0.0.1:9000/weir/volumes/pgdata";
+    let (statuses, out) = h.core.operator_operations(
+        &agent,
+        &[operator_op("o1", reserve("r1", "cpus:1;disk:2000")), operator_op("o2", backed("pgdata", "r1", backing))],
+        h.now,
+    );
+    assert_eq!(state_name(&statuses[1]), "OPERATION_PENDING", "{statuses:?}");
+    assert!(statuses[1].message.contains(backing), "{}", statuses[1].message);
+    // The agent hears of the volume, then is asked to attach it.
+    let last_checkpoint = out.iter().rposition(|o| matches!(o, Output::Agent(_, v1::BrokerMessage { kind: Some(v1::broker_message::Kind::CheckpointResources(_)) })));
+    let sync = out.iter().position(|o| matches!(o, Output::Agent(_, v1::BrokerMessage { kind: Some(v1::broker_message::Kind::SyncVolume(_)) })));
+    assert!(last_checkpoint.unwrap() < sync.unwrap());
+    assert_eq!(checkpoints_in(&out, AGENT_A).pop().unwrap().volumes[0].backing, backing);
+    let asked = sync_volumes_in(&out, AGENT_A).remove(0);
+    assert_eq!((asked.operation_id.as_str(), asked.volume_id.as_str(), asked.create), ("o2", "pgdata", true));
+
+    h.core.agent_message(AGENT_A, &volume_sync("o2", "pgdata", "restore", "", 4), h.now);
+    let state = h.core.state(h.now);
+    let done = &state.operations[0];
+    assert_eq!((done.id.as_str(), done.kind.as_str(), done.state.as_str()), ("o2", "CREATE", "OPERATION_FINISHED"));
+    assert_eq!(done.message, format!("restored volume pgdata from {backing}: generation 4, 3 files, 300 bytes in 15 ms"));
+
+    // SYNC: pending, then the agent's numbers.
+    let (statuses, out) = h.core.operator_operations(&agent, &[operator_op("o3", v1::operation::Kind::Sync(v1::operation::Sync { volume_id: "pgdata".into() }))], h.now);
+    assert_eq!(state_name(&statuses[0]), "OPERATION_PENDING");
+    assert!(checkpoints_in(&out, AGENT_A).is_empty(), "a SYNC changes no books");
+    assert_eq!(sync_volumes_in(&out, AGENT_A)[0].create, false);
+    h.core.agent_message(AGENT_A, &volume_sync("o3", "pgdata", "sync", "", 5), h.now);
+    let state = h.core.state(h.now);
+    assert_eq!(
+        state.operations[0].message,
+        format!("synced volume pgdata to {backing}: generation 5, 3 files (1 copied), 12 of 300 bytes copied in 15 ms")
+    );
+    let volume = &state.agents[0].volumes[0];
+    assert_eq!(volume.backing, backing);
+    let last = volume.last_sync.as_ref().unwrap();
+    assert_eq!((last.trigger.as_str(), last.generation, last.bytes_copied, last.millis), ("sync", 5, 12, 15));
+
+    // A stale copy's refusal is shown on the volume; no operation asked for it.
+    h.core.agent_message(AGENT_A, &volume_sync("", "pgdata", "interval", "volume pgdata: this copy is at generation 3 but …", 0), h.now);
+    let state = h.core.state(h.now);
+    assert!(state.agents[0].volumes[0].last_sync.as_ref().unwrap().error.contains("generation 3"));
+    // o1, o2 and o3 pending and final: the agent's own syncs are not operations.
+    assert_eq!(state.operations.len(), 5);
+    check(&h);
+}
+
+#[test]
+fn backed_volumes_refuse_bad_backings_and_a_failed_attach_undoes_the_create() {
+    let mut h = Harness::new();
+    let agent = AgentId::new(h.register_agent(AGENT_A, "", "cpus:4;mem:4096;disk:10000", vec![]));
+    let b = AgentId::new(h.register_agent(AGENT_B, "", "cpus:4;mem:4096;disk:10000", vec![]));
+    let uri = "hdfs://nn:9000/weir/v";
+    let (statuses, _) = h.core.operator_operations(&agent, &[operator_op("r", reserve("r1", "cpus:1;disk:2000"))], h.now);
+    assert_eq!(state_name(&statuses[0]), "OPERATION_FINISHED");
+    h.core.operator_operations(&b, &[operator_op("r", reserve("r1", "cpus:1;disk:2000"))], h.now);
+    let message = |h: &mut Harness, on: &AgentId, op: v1::Operation| h.core.operator_operations(on, &[op], h.now).0.remove(0).message;
+
+    assert_eq!(message(&mut h, &agent, operator_op("x", backed("v", "r1", "s3://bucket/v"))), "create.backing: backing \"s3://bucket/v\" must be hdfs://[namenode]/path or file:///path");
+    assert_eq!(
+        message(&mut h, &agent, operator_op("", backed("v", "r1", uri))),
+        "CREATE with a backing needs an operation id: its final status comes from the agent and carries it"
+    );
+    let (statuses, _) = h.core.operator_operations(&agent, &[operator_op("c1", backed("v", "r1", uri))], h.now);
+    assert_eq!(state_name(&statuses[0]), "OPERATION_PENDING");
+    h.core.agent_message(AGENT_A, &volume_sync("c1", "v", "create", "", 1), h.now);
+    // One backing, one volume.
+    assert_eq!(message(&mut h, &agent, operator_op("c2", backed("w", "r1", uri))), format!("backing {uri} already backs volume v of role db on agent {agent}"));
+    // The same volume elsewhere only once its agent is gone.
+    assert_eq!(
+        message(&mut h, &b, operator_op("c3", backed("v", "r1", uri))),
+        format!("volume v with backing {uri} is still on agent {agent} (reachable); it can move only once that agent is removed")
+    );
+    assert_eq!(message(&mut h, &agent, operator_op("s", v1::operation::Kind::Sync(v1::operation::Sync { volume_id: "nope".into() }))), format!("volume nope of role db does not exist on agent {agent}"));
+
+    // The agent cannot attach: the CREATE fails with its reason and the
+    // volume leaves the books (and the agent's list).
+    let (statuses, _) = h.core.operator_operations(&b, &[operator_op("c4", backed("other", "r1", "hdfs://nn:9000/weir/taken"))], h.now);
+    assert_eq!(state_name(&statuses[0]), "OPERATION_PENDING");
+    let error = "backing hdfs://nn:9000/weir/taken belongs to volume someone, not to other";
+    let out = h.core.agent_message(AGENT_B, &volume_sync("c4", "other", "create", error, 0), h.now);
+    assert!(checkpoints_in(&out, AGENT_B).pop().unwrap().volumes.is_empty());
+    let state = h.core.state(h.now);
+    let done = &state.operations[0];
+    assert_eq!((done.id.as_str(), done.state.as_str()), ("c4", "OPERATION_FAILED"));
+    assert_eq!(done.message, format!("{error}; volume other is not created"));
+    assert!(state.agents.iter().all(|a| a.volumes.iter().all(|v| v.id != "other")));
+    let unbacked = op("s2", v1::operation::Kind::Sync(v1::operation::Sync { volume_id: "plain".into() }));
+    let mut plain = operator_op("p", create("plain", "r1", 100.0, "p", false));
+    plain.role = "db".into();
+    h.core.operator_operations(&b, &[plain], h.now);
+    let mut unbacked = unbacked;
+    unbacked.role = "db".into();
+    assert_eq!(message(&mut h, &b, unbacked), "volume plain has no backing to sync to");
+    check(&h);
+}
+
+#[test]
+fn a_stale_copy_is_offered_to_nobody_and_mounted_by_no_task() {
+    let mut h = Harness::new();
+    let agent = AgentId::new(h.register_agent(AGENT_A, "", "cpus:4;mem:4096;disk:10000", vec![]));
+    let backing = "hdfs://nn:9000/weir/pgdata";
+    h.core.operator_operations(&agent, &[operator_op("o1", reserve("r1", "cpus:2;mem:1024;disk:2000")), operator_op("o2", backed("pgdata", "r1", backing))], h.now);
+    h.core.agent_message(AGENT_A, &volume_sync("o2", "pgdata", "create", "", 1), h.now);
+    let fw = h.subscribe(FW_1, "db", &["db"], 60.0);
+    let offer = Harness::offers_in(&h.advance(ms(100)), FW_1).remove(0);
+    assert_eq!(offer.volumes[0].id, "pgdata");
+    // The agent finds the backing moved on (the volume lives elsewhere now).
+    let mut stale = volume_sync("", "pgdata", "registered", "volume pgdata here is a stale copy (generation 1); … holds generation 3 of agent X", 0);
+    if let Some(v1::agent_message::Kind::VolumeSync(v)) = stale.kind.as_mut() {
+        v.stale = true;
+    }
+    h.core.agent_message(AGENT_A, &stale, h.now);
+    let t = mounting(task("db-1", "cpus(db):1;mem(db):128"), "pgdata", "");
+    let out = h.call(FW_1, accept_ops(&offer, vec![launch(vec![t])]));
+    let update = Harness::updates_in(&out, FW_1).remove(0);
+    assert_eq!(state_of(&update), TaskState::Error);
+    assert!(update.message.contains(&format!("task mounts volume pgdata, whose copy on agent {agent} is stale: volume pgdata here is a stale copy")), "{}", update.message);
+    let offer = next_offer(&mut h, FW_1).unwrap();
+    assert!(offer.volumes.is_empty(), "a stale copy was offered: {:?}", offer.volumes);
+    assert_eq!(offer.reservations[0].id, "r1");
+    assert!(h.core.state(h.now).agents[0].volumes[0].last_sync.as_ref().unwrap().stale);
+    // A DESTROY clears it; the reservation stays.
+    let out = h.call(FW_1, accept_ops(&offer, vec![op("d", destroy("pgdata"))]));
+    assert_eq!(statuses_in(&out, FW_1), vec![finished("d", "destroyed volume pgdata (500 MiB); its data is deleted")]);
+    check(&h);
+    let _ = fw;
 }

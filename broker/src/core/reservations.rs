@@ -31,16 +31,32 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use weir_model::reservation::{validate_container_path, validate_labels};
+use weir_model::reservation::{validate_backing, validate_container_path, validate_labels};
 use weir_model::{AgentId, FrameworkId, Milli, Reservation, ReservationId, ResourceSet, Resources, Role, VolumeId};
 use weir_model::Volume;
 use weir_proto::convert::{self, ProtoError};
 use weir_proto::v1;
 
+use super::state::VolumeSyncDoc;
 use super::{agent_message, event, BrokerCore, Output};
+
+/// Bytes of an agent's sync error kept.
+const MAX_SYNC_ERROR: usize = 2048;
+/// Sync reports kept for `/state` before those of vanished volumes go.
+const MAX_SYNC_REPORTS: usize = 10_000;
 
 /// How many operation statuses `/state` remembers.
 pub(super) const OPERATIONS_KEPT: usize = 1000;
+
+/// How an operation that passed its checks stands.
+#[derive(Debug)]
+pub(super) enum Outcome {
+    /// Done; the message says what was done.
+    Finished(String),
+    /// In the books; the agent carries out the rest (a SYNC, or restoring
+    /// a backed volume) and its VOLUME_SYNC report ends it.
+    Pending(String),
+}
 
 /// Who asks for an operation, and on what.
 #[derive(Clone, Copy)]
@@ -71,6 +87,7 @@ pub(super) fn operation_kind(op: &v1::Operation) -> &'static str {
         Some(v1::operation::Kind::Destroy(_)) => "DESTROY",
         Some(v1::operation::Kind::Grow(_)) => "GROW",
         Some(v1::operation::Kind::Shrink(_)) => "SHRINK",
+        Some(v1::operation::Kind::Sync(_)) => "SYNC",
         None => "UNKNOWN",
     }
 }
@@ -100,7 +117,7 @@ impl BrokerCore {
         op: &v1::Operation,
         pool: &mut ResourceSet,
         out: &mut Vec<Output>,
-    ) -> Result<String, String> {
+    ) -> Result<Outcome, String> {
         if !self.agents.contains_key(agent) {
             return Err(format!("agent {agent} is not known"));
         }
@@ -129,19 +146,73 @@ impl BrokerCore {
         if self.agent_conn(agent).is_none() {
             return Err(format!("agent {agent} is not connected; it must checkpoint the change"));
         }
-        let message = match &op.kind {
-            Some(v1::operation::Kind::Reserve(r)) => self.reserve(agent, actor, &role, r, pool)?,
-            Some(v1::operation::Kind::Unreserve(u)) => self.unreserve(agent, actor, &role, u, pool)?,
-            Some(v1::operation::Kind::Create(c)) => self.create_volume(agent, actor, &role, c, pool)?,
-            Some(v1::operation::Kind::Destroy(d)) => self.destroy_volume(agent, actor, &role, &d.volume_id)?,
-            Some(v1::operation::Kind::Grow(g)) => self.resize_volume(agent, actor, &role, &g.volume_id, g.size, true, pool)?,
-            Some(v1::operation::Kind::Shrink(s)) => self.resize_volume(agent, actor, &role, &s.volume_id, s.size, false, pool)?,
+        let outcome = match &op.kind {
+            Some(v1::operation::Kind::Reserve(r)) => Outcome::Finished(self.reserve(agent, actor, &role, r, pool)?),
+            Some(v1::operation::Kind::Unreserve(u)) => Outcome::Finished(self.unreserve(agent, actor, &role, u, pool)?),
+            Some(v1::operation::Kind::Create(c)) => self.create_volume(agent, actor, &role, op, c, pool)?,
+            Some(v1::operation::Kind::Destroy(d)) => Outcome::Finished(self.destroy_volume(agent, actor, &role, &d.volume_id)?),
+            Some(v1::operation::Kind::Grow(g)) => {
+                Outcome::Finished(self.resize_volume(agent, actor, &role, &g.volume_id, g.size, true, pool)?)
+            }
+            Some(v1::operation::Kind::Shrink(s)) => {
+                Outcome::Finished(self.resize_volume(agent, actor, &role, &s.volume_id, s.size, false, pool)?)
+            }
+            // Changes nothing in the books: no CHECKPOINT_RESOURCES.
+            Some(v1::operation::Kind::Sync(s)) => return self.sync_volume(agent, actor, &role, op, &s.volume_id, out),
             Some(v1::operation::Kind::Launch(_)) => return Err("LAUNCH is not a resource operation".to_owned()),
             None => return Err("operation has no kind".to_owned()),
         };
         self.checkpoint_resources(agent, out);
+        if let (Outcome::Pending(_), Some(v1::operation::Kind::Create(c))) = (&outcome, &op.kind) {
+            // After CHECKPOINT_RESOURCES on the stream, before any task.
+            self.send_sync_volume(agent, actor, &role, &op.id, &c.volume_id, true, out);
+        }
         self.dirty = true;
-        Ok(message)
+        Ok(outcome)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn send_sync_volume(&self, agent: &AgentId, actor: Actor<'_>, role: &Role, operation: &str, volume: &str, create: bool, out: &mut Vec<Output>) {
+        let Some(conn) = self.agent_conn(agent) else { return };
+        out.push(Output::Agent(
+            conn,
+            agent_message(v1::broker_message::Kind::SyncVolume(v1::broker_message::SyncVolume {
+                operation_id: operation.to_owned(),
+                framework_id: actor.framework().map(|f| f.to_string()).unwrap_or_default(),
+                role: role.to_string(),
+                volume_id: volume.to_owned(),
+                create,
+            })),
+        ));
+    }
+
+    /// SYNC: asks the agent to copy a backed volume to its backing now.
+    fn sync_volume(
+        &mut self,
+        agent: &AgentId,
+        actor: Actor<'_>,
+        role: &Role,
+        op: &v1::Operation,
+        raw: &str,
+        out: &mut Vec<Output>,
+    ) -> Result<Outcome, String> {
+        let id = convert::id::<VolumeId>("sync.volume_id", raw).map_err(err)?;
+        let Some(volume) = self.agents[agent].volumes.get(&(role.clone(), id.clone())) else {
+            return Err(format!("volume {id} of role {role} does not exist on agent {agent}"));
+        };
+        if let Some(framework) = actor.framework() {
+            if !volume.visible_to(framework) {
+                return Err(format!("volume {id} belongs to another framework than {framework}"));
+            }
+        }
+        let Some(backing) = volume.backing.clone() else {
+            return Err(format!("volume {id} has no backing to sync to"));
+        };
+        if op.id.is_empty() {
+            return Err("SYNC needs an operation id: its final status comes later and carries it".to_owned());
+        }
+        self.send_sync_volume(agent, actor, role, &op.id, id.as_str(), false, out);
+        Ok(Outcome::Pending(format!("agent {agent} is syncing volume {id} to {backing}")))
     }
 
     fn reserve(
@@ -253,10 +324,20 @@ impl BrokerCore {
         agent: &AgentId,
         actor: Actor<'_>,
         role: &Role,
+        op: &v1::Operation,
         c: &v1::operation::Create,
         pool: &ResourceSet,
-    ) -> Result<String, String> {
+    ) -> Result<Outcome, String> {
         let id = convert::id::<VolumeId>("create.volume_id", &c.volume_id).map_err(err)?;
+        let backing = if c.backing.is_empty() {
+            None
+        } else {
+            validate_backing(&c.backing).map_err(|e| format!("create.backing: {e}"))?;
+            if op.id.is_empty() {
+                return Err("CREATE with a backing needs an operation id: its final status comes from the agent and carries it".to_owned());
+            }
+            Some(c.backing.clone())
+        };
         let reservation_id = convert::id::<ReservationId>("create.reservation_id", &c.reservation_id).map_err(err)?;
         let size = convert::size_from_proto("create.size", c.size).map_err(err)?;
         validate_container_path(&c.container_path)?;
@@ -272,6 +353,7 @@ impl BrokerCore {
             owner: actor.framework().cloned(),
             shared: c.shared,
             principal: c.principal.clone(),
+            backing,
         };
         let a = &self.agents[agent];
         if let Some(existing) = a.volumes.get(&(role.clone(), id.clone())) {
@@ -279,9 +361,10 @@ impl BrokerCore {
                 && existing.size == volume.size
                 && existing.container_path == volume.container_path
                 && existing.shared == volume.shared
-                && existing.owner == volume.owner;
+                && existing.owner == volume.owner
+                && existing.backing == volume.backing;
             if same {
-                return Ok(format!("volume {id} already exists; nothing done"));
+                return Ok(Outcome::Finished(format!("volume {id} already exists; nothing done")));
             }
             return Err(format!("volume {id} of role {role} already exists on agent {agent} with other settings"));
         }
@@ -305,10 +388,135 @@ impl BrokerCore {
             return Err(format!("volume {id} needs {size} MiB of role {role}'s disk {whose}; only {in_pool} is"));
         }
         self.check_role_disk(agent, role, size)?;
-        tracing::info!(agent_id = %agent, volume_id = %id, role = %role, size = %size, "volume created");
+        if let Some(uri) = &volume.backing {
+            self.check_backing_free(agent, role, &id, uri)?;
+        }
+        tracing::info!(agent_id = %agent, volume_id = %id, role = %role, size = %size, backing = ?volume.backing, "volume created");
+        let backing = volume.backing.clone();
         self.agents.get_mut(agent).expect("checked above").volumes.insert((role.clone(), id.clone()), volume);
         self.wants_stale = true;
-        Ok(format!("created volume {id} of {size} MiB on reservation {reservation_id}"))
+        let created = format!("created volume {id} of {size} MiB on reservation {reservation_id}");
+        Ok(match backing {
+            None => Outcome::Finished(created),
+            Some(uri) => Outcome::Pending(format!("{created}; agent {agent} attaches it to {uri} (restoring the copy there, if any)")),
+        })
+    }
+
+    /// A backing holds one volume: refuses a backing that another volume
+    /// uses, or that this volume uses on an agent still in the books (it
+    /// moves only once that agent is removed; the generation fence in the
+    /// backing keeps the old copy from writing after that).
+    fn check_backing_free(&self, agent: &AgentId, role: &Role, id: &VolumeId, uri: &str) -> Result<(), String> {
+        for (other, a) in &self.agents {
+            for v in a.volumes.values() {
+                if v.backing.as_deref() != Some(uri) {
+                    continue;
+                }
+                if &v.role != role || &v.id != id {
+                    return Err(format!("backing {uri} already backs volume {} of role {} on agent {other}", v.id, v.role));
+                }
+                if other != agent {
+                    let state = if a.reachable { "reachable" } else { "unreachable" };
+                    return Err(format!(
+                        "volume {id} with backing {uri} is still on agent {other} ({state}); it can move only once that agent is removed"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Why a volume's copy on `agent` may not be used, if its agent found
+    /// the backing moved past it.
+    pub(super) fn stale_copy(&self, agent: &AgentId, role: &Role, id: &VolumeId) -> Option<&str> {
+        self.volume_syncs
+            .get(&(agent.clone(), role.clone(), id.clone()))
+            .filter(|s| s.stale)
+            .map(|s| s.error.as_str())
+    }
+
+    /// What an agent reports of a backed volume's copy: kept for `/state`,
+    /// and, for a SYNC or a backed CREATE, the operation's final status. A
+    /// CREATE whose backing could not be attached is undone (the volume
+    /// leaves the books unless a task already holds it).
+    pub(super) fn volume_sync_report(&mut self, agent: &AgentId, report: &v1::agent_message::VolumeSync, now: Duration, out: &mut Vec<Output>) {
+        let (Ok(role), Ok(id)) = (
+            convert::id::<Role>("volume_sync.role", &report.role),
+            convert::id::<VolumeId>("volume_sync.volume_id", &report.volume_id),
+        ) else {
+            tracing::warn!(agent_id = %agent, "agent sent a VOLUME_SYNC with bad ids");
+            self.counters.bad_calls += 1;
+            return;
+        };
+        let Some(volume) = self.agents.get(agent).and_then(|a| a.volumes.get(&(role.clone(), id.clone()))).cloned() else {
+            tracing::info!(agent_id = %agent, volume_id = %id, "VOLUME_SYNC for a volume the books do not hold; ignored");
+            return;
+        };
+        let backing = volume.backing.clone().unwrap_or_default();
+        let error: String = report.error.chars().take(MAX_SYNC_ERROR).collect();
+        let doc = VolumeSyncDoc {
+            trigger: report.trigger.chars().take(32).collect(),
+            error: error.clone(),
+            stale: report.stale,
+            generation: report.generation,
+            files_total: report.files_total,
+            files_copied: report.files_copied,
+            bytes_total: report.bytes_total,
+            bytes_copied: report.bytes_copied,
+            millis: report.millis,
+            timestamp: self.timestamp(now),
+        };
+        if error.is_empty() {
+            tracing::info!(agent_id = %agent, volume_id = %id, trigger = %doc.trigger, generation = doc.generation, files_copied = doc.files_copied, bytes_copied = doc.bytes_copied, millis = doc.millis, "volume synced");
+        } else {
+            tracing::warn!(agent_id = %agent, volume_id = %id, trigger = %doc.trigger, %error, "volume sync failed");
+        }
+        self.volume_syncs.insert((agent.clone(), role.clone(), id.clone()), doc.clone());
+        if self.volume_syncs.len() > MAX_SYNC_REPORTS {
+            let agents = &self.agents;
+            self.volume_syncs.retain(|(a, r, v), _| agents.get(a).is_some_and(|a| a.volumes.contains_key(&(r.clone(), v.clone()))));
+        }
+        if report.operation_id.is_empty() {
+            return;
+        }
+        let framework = convert::id::<FrameworkId>("volume_sync.framework_id", &report.framework_id).ok();
+        let create = report.trigger == "create" || report.trigger == "restore";
+        let op = v1::Operation {
+            id: report.operation_id.chars().take(weir_model::ids::MAX_ID_LEN).collect(),
+            role: role.to_string(),
+            kind: Some(if create {
+                v1::operation::Kind::Create(v1::operation::Create { volume_id: id.to_string(), ..Default::default() })
+            } else {
+                v1::operation::Kind::Sync(v1::operation::Sync { volume_id: id.to_string() })
+            }),
+        };
+        let result = if !error.is_empty() {
+            if create && self.volume_users(agent, &role, &id).is_empty() {
+                if let Some(a) = self.agents.get_mut(agent) {
+                    a.volumes.remove(&(role.clone(), id.clone()));
+                }
+                self.wants_stale = true;
+                self.checkpoint_resources(agent, out);
+                self.dirty = true;
+                Err(format!("{error}; volume {id} is not created"))
+            } else {
+                // The agent's errors name the volume and the backing.
+                Err(error)
+            }
+        } else if report.trigger == "restore" {
+            Ok(Outcome::Finished(format!(
+                "restored volume {id} from {backing}: generation {}, {} files, {} bytes in {} ms",
+                doc.generation, doc.files_total, doc.bytes_total, doc.millis
+            )))
+        } else if create {
+            Ok(Outcome::Finished(format!("volume {id} is backed by {backing} (empty; generation {})", doc.generation)))
+        } else {
+            Ok(Outcome::Finished(format!(
+                "synced volume {id} to {backing}: generation {}, {} files ({} copied), {} of {} bytes copied in {} ms",
+                doc.generation, doc.files_total, doc.files_copied, doc.bytes_copied, doc.bytes_total, doc.millis
+            )))
+        };
+        self.operation_status(agent, framework.as_ref(), &op, result, now, out);
     }
 
     /// The volume an operation names, if the actor may change it.
@@ -331,6 +539,7 @@ impl BrokerCore {
     fn destroy_volume(&mut self, agent: &AgentId, actor: Actor<'_>, role: &Role, raw: &str) -> Result<String, String> {
         let volume = self.own_volume(agent, actor, role, raw, "destroy.volume_id")?;
         tracing::info!(agent_id = %agent, volume_id = %volume.id, role = %role, "volume destroyed");
+        self.volume_syncs.remove(&(agent.clone(), role.clone(), volume.id.clone()));
         self.agents.get_mut(agent).expect("checked above").volumes.remove(&(role.clone(), volume.id.clone()));
         self.wants_stale = true;
         Ok(format!("destroyed volume {} ({} MiB); its data is deleted", volume.id, volume.size))
@@ -457,13 +666,14 @@ impl BrokerCore {
         agent: &AgentId,
         framework: Option<&FrameworkId>,
         op: &v1::Operation,
-        result: Result<String, String>,
+        result: Result<Outcome, String>,
         now: Duration,
         out: &mut Vec<Output>,
     ) -> v1::OperationStatus {
         let kind = operation_kind(op);
         let (state, message, reason) = match result {
-            Ok(m) => (v1::OperationState::OperationFinished, m, String::new()),
+            Ok(Outcome::Finished(m)) => (v1::OperationState::OperationFinished, m, String::new()),
+            Ok(Outcome::Pending(m)) => (v1::OperationState::OperationPending, m, String::new()),
             Err(m) => {
                 self.counters.operations_failed += 1;
                 tracing::info!(agent_id = %agent, kind, operation_id = %op.id, message = %m, "operation failed");
@@ -572,6 +782,7 @@ impl BrokerCore {
             .volumes
             .values()
             .filter(|v| &v.role == role && v.visible_to(framework))
+            .filter(|v| self.stale_copy(agent, role, &v.id).is_none())
             .filter(|v| v.shared || self.volume_users(agent, role, &v.id).is_empty())
             .map(convert::volume_to_proto)
             .collect();

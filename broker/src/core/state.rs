@@ -103,7 +103,7 @@ fn reservation_doc(r: &weir_model::Reservation) -> ReservationDoc {
 }
 
 /// A volume as `/state` shows it; `used_by` lists `framework/task`.
-fn volume_doc(v: &weir_model::Volume, used_by: Vec<String>) -> VolumeDoc {
+fn volume_doc(v: &weir_model::Volume, used_by: Vec<String>, last_sync: Option<VolumeSyncDoc>) -> VolumeDoc {
     VolumeDoc {
         id: v.id.to_string(),
         role: v.role.to_string(),
@@ -113,6 +113,8 @@ fn volume_doc(v: &weir_model::Volume, used_by: Vec<String>) -> VolumeDoc {
         owner_framework_id: v.owner.as_ref().map(|f| f.to_string()).unwrap_or_default(),
         shared: v.shared,
         used_by,
+        backing: v.backing.clone().unwrap_or_default(),
+        last_sync,
     }
 }
 
@@ -146,6 +148,36 @@ pub struct VolumeDoc {
     /// Live tasks mounting it, as `framework/task`.
     #[serde(default)]
     pub used_by: Vec<String>,
+    /// Where its durable copy is (`hdfs://…`); empty: none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub backing: String,
+    /// Its agent's last restore or sync of that copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync: Option<VolumeSyncDoc>,
+}
+
+/// One restore or sync of a backed volume, as its agent reported it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VolumeSyncDoc {
+    /// create, restore, sync (an operator's or framework's SYNC),
+    /// task-ended, interval.
+    pub trigger: String,
+    /// Empty when it worked; else why not (a stale copy says so).
+    #[serde(default)]
+    pub error: String,
+    /// The backing moved past this copy: offered to nobody, mounted by no
+    /// task, until the volume is destroyed or a restore replaces it.
+    #[serde(default)]
+    pub stale: bool,
+    /// The generation the backing holds after it.
+    pub generation: u64,
+    pub files_total: u64,
+    pub files_copied: u64,
+    pub bytes_total: u64,
+    pub bytes_copied: u64,
+    pub millis: u64,
+    /// Seconds since the Unix epoch, when the broker heard of it.
+    pub timestamp: f64,
 }
 
 /// One operation's outcome.
@@ -370,7 +402,11 @@ impl BrokerCore {
                 volumes: a
                     .volumes
                     .values()
-                    .map(|v| volume_doc(v, self.volume_users(id, &v.role, &v.id).iter().map(|(f, t)| format!("{f}/{t}")).collect()))
+                    .map(|v| {
+                        let users = self.volume_users(id, &v.role, &v.id).iter().map(|(f, t)| format!("{f}/{t}")).collect();
+                        let last_sync = self.volume_syncs.get(&(id.clone(), v.role.clone(), v.id.clone())).cloned();
+                        volume_doc(v, users, last_sync)
+                    })
                     .collect(),
             });
         }
@@ -550,7 +586,7 @@ impl BrokerCore {
                 hostname: self.registered_agents.get(id).map(|a| a.hostname.clone()).unwrap_or_default(),
                 status: if self.awaiting_agent(id) { "awaited" } else { "removed" }.to_owned(),
                 reservations: reservations.values().map(reservation_doc).collect(),
-                volumes: volumes.values().map(|v| volume_doc(v, Vec::new())).collect(),
+                volumes: volumes.values().map(|v| volume_doc(v, Vec::new(), None)).collect(),
             });
         }
         missing
