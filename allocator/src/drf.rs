@@ -79,11 +79,9 @@ struct Wants {
     /// Agent slot → bytes of the wanted data there.
     agents: BTreeMap<u32, u64>,
     /// When the framework first passed over an agent without its data
-    /// since its last grant; its wait for a local agent ends `locality_delay`
-    /// later.
+    /// since it last launched a task on an agent with its data; its wait
+    /// for a local agent ends `locality_delay` later.
     waiting_since: Option<Duration>,
-    /// Grant sequence number of its last grant (`Allocator::grants`).
-    last_grant: u64,
 }
 
 /// What a cycle learns while it only reads the books, applied at its end.
@@ -91,9 +89,8 @@ struct Wants {
 struct CycleNotes {
     /// (framework, agent) filters found expired.
     expired: Vec<(u32, u32)>,
-    /// Frameworks that passed over an agent for want of their data, with
-    /// the grant count at that moment: a grant after it ends that wait.
-    waiting: Vec<(u32, u64)>,
+    /// Frameworks that passed over an agent for want of their data.
+    waiting: Vec<u32>,
 }
 
 /// A role as the fairness policy sees it.
@@ -534,12 +531,6 @@ impl Allocator {
         self.grants += 1;
         let seq = self.grants;
         self.client_mut(c).last_granted = seq;
-        // A grant ends a wait for data: the next pass-over starts another.
-        let f = self.client(c).framework;
-        if let Some(wants) = &mut self.framework_mut(f).wants {
-            wants.waiting_since = None;
-            wants.last_grant = seq;
-        }
     }
 
     fn account(&mut self, c: u32, amount: &Scalars, add: bool) {
@@ -886,9 +877,23 @@ impl Allocator {
         let fw = self.framework_mut(f);
         // A framework restating its data (as its pending tasks change) keeps
         // the wait it is in: otherwise stating often would wait forever.
-        let (waiting_since, last_grant) = fw.wants.as_ref().map_or((None, 0), |w| (w.waiting_since, w.last_grant));
-        fw.wants = (!agents.is_empty()).then(|| Box::new(Wants { agents, waiting_since, last_grant }));
+        let waiting_since = fw.wants.as_ref().and_then(|w| w.waiting_since);
+        fw.wants = (!agents.is_empty()).then(|| Box::new(Wants { agents, waiting_since }));
         Ok(())
+    }
+
+    /// `framework` launched a task on `agent`: if the agent holds its data,
+    /// its wait for data ends (the next pass-over starts another), as
+    /// delay scheduling resets on a local launch. Being offered a local
+    /// agent is not enough: a framework that declines it (its tasks do not
+    /// fit there) still reaches the end of its wait and gets others.
+    pub fn note_launch(&mut self, framework: &FrameworkId, agent: &AgentId) {
+        let (Some(&f), Some(&a)) = (self.framework_ix.get(framework), self.agent_ix.get(agent)) else { return };
+        if let Some(wants) = &mut self.framework_mut(f).wants {
+            if wants.agents.contains_key(&a) {
+                wants.waiting_since = None;
+            }
+        }
     }
 
     /// When the first framework now waiting for agents with its data will
@@ -1112,11 +1117,9 @@ impl Allocator {
             }
             self.yielding_frameworks = self.frameworks.iter().flatten().filter(|fw| fw.yields.is_some()).count();
         }
-        for (f, grants_then) in notes.waiting {
+        for f in notes.waiting {
             if let Some(wants) = &mut self.framework_mut(f).wants {
-                if wants.last_grant <= grants_then {
-                    wants.waiting_since.get_or_insert(now);
-                }
+                wants.waiting_since.get_or_insert(now);
             }
         }
         for (f, a) in notes.expired {
@@ -1187,7 +1190,7 @@ impl Allocator {
         match wants.waiting_since {
             Some(since) => now.saturating_sub(since) < self.config.locality_delay,
             None => {
-                notes.waiting.push((f, self.grants));
+                notes.waiting.push(f);
                 true
             }
         }

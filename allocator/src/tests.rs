@@ -960,8 +960,9 @@ fn the_wait_for_data_is_bounded_by_the_locality_delay() {
     let offers = alloc.allocate(secs(0));
     assert_eq!(offers.len(), 1, "{offers:?}");
     assert_eq!(offers[0].agent, agent(1));
-    // agent-0 stays free while fw-0 waits (from its first pass-over after
-    // the grant: at 0 s if the cycle saw agent-0 after agent-1, else 1 s)...
+    // agent-0 stays free while fw-0 waits (from its first pass-over, at
+    // 0 s; being granted agent-1 does not end the wait, only a launch
+    // there would)...
     assert!(alloc.allocate(secs(1)).is_empty());
     assert!(alloc.allocate(secs(2)).is_empty());
     // ...until the delay has passed since that pass-over.
@@ -969,6 +970,13 @@ fn the_wait_for_data_is_bounded_by_the_locality_delay() {
     assert_eq!(late.len(), 1);
     assert_eq!((late[0].agent.clone(), late[0].data_bytes), (agent(0), 0));
     alloc.check_invariants();
+
+    // A launch on agent-1 ends a wait: agent-0, free again, waits anew.
+    alloc.recover(&late[0].agent, &late[0].framework, &late[0].role, &late[0].resources).unwrap();
+    alloc.note_launch(&fw(0), &agent(1));
+    assert!(alloc.allocate(secs(5)).is_empty());
+    assert!(alloc.allocate(secs(7)).is_empty());
+    assert_eq!(alloc.allocate(secs(8)).len(), 1);
 }
 
 #[test]

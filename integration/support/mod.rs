@@ -246,8 +246,12 @@ impl Cluster {
 
     /// Like `add_agent`, with `-D KEY=VALUE` settings of its own.
     pub fn add_agent_with(&mut self, i: usize, spec: &str, defines: &[&str]) {
+        self.add_agent_on(i, spec, &format!("agent{i}.test"), defines);
+    }
+
+    /// Like `add_agent_with`, registering under `hostname`.
+    pub fn add_agent_on(&mut self, i: usize, spec: &str, hostname: &str, defines: &[&str]) {
         let work = self.agent_dir(i);
-        let hostname = format!("agent{i}.test");
         let mut args = vec![
             "agent",
             "--broker",
@@ -259,7 +263,7 @@ impl Cluster {
             "--work-dir",
             work.to_str().unwrap(),
             "--hostname",
-            &hostname,
+            hostname,
             "-D",
             "agent.kill.grace.period=1s",
             "-D",

@@ -96,6 +96,8 @@ pub struct Framework {
     epoch: u64,
     calls: Option<mpsc::Sender<v1::Call>>,
     events: Option<Streaming<v1::Event>>,
+    /// The data locality last stated, sent again with every re-SUBSCRIBE.
+    data: std::sync::Mutex<Option<v1::DataLocality>>,
 }
 
 pub fn endpoint(addr: &str) -> String {
@@ -116,9 +118,10 @@ impl Framework {
         } else {
             None
         };
-        let (id, calls, events, epoch) = open(&config, config.framework_id.as_ref(), leader.as_mut(), 0).await?;
+        let (id, calls, events, epoch) = open(&config, config.framework_id.as_ref(), leader.as_mut(), 0, config.data.clone()).await?;
         tracing::info!(framework_id = %id, broker = %config.broker, epoch, "subscribed");
-        Ok(Framework { config, id, leader, epoch, calls: Some(calls), events: Some(events) })
+        let data = std::sync::Mutex::new(config.data.clone());
+        Ok(Framework { config, id, leader, epoch, calls: Some(calls), events: Some(events), data })
     }
 
     /// The epoch of the broker this framework follows (0 without ZooKeeper).
@@ -174,7 +177,8 @@ impl Framework {
                 },
                 None => tokio::time::sleep(wait).await,
             }
-            match open(&self.config, Some(&self.id), self.leader.as_mut(), self.epoch).await {
+            let data = self.data.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            match open(&self.config, Some(&self.id), self.leader.as_mut(), self.epoch, data).await {
                 Ok((id, calls, events, epoch)) => {
                     tracing::info!(framework_id = %id, attempt, epoch, "re-subscribed");
                     self.id = id.clone();
@@ -273,8 +277,8 @@ impl Framework {
 
     /// REVIVE stating where the data the framework's tasks will read is
     /// (an empty one: no preference). Remembered for re-subscriptions.
-    pub async fn revive_for_data(&mut self, data: v1::DataLocality) -> Result<(), SdkError> {
-        self.config.data = Some(data.clone());
+    pub async fn revive_for_data(&self, data: v1::DataLocality) -> Result<(), SdkError> {
+        *self.data.lock().unwrap_or_else(|p| p.into_inner()) = Some(data.clone());
         self.call(v1::call::Kind::Revive(v1::call::Revive { roles: vec![], data: Some(data) })).await
     }
 
@@ -320,6 +324,7 @@ async fn open(
     id: Option<&FrameworkId>,
     leader: Option<&mut watch::Receiver<Option<LeaderInfo>>>,
     seen_epoch: u64,
+    data: Option<v1::DataLocality>,
 ) -> Result<(FrameworkId, mpsc::Sender<v1::Call>, Streaming<v1::Event>, u64), SdkError> {
     let broker = broker_address(config, leader).await?;
     let addr = endpoint(&broker);
@@ -334,7 +339,7 @@ async fn open(
     let subscribe = v1::Call {
         framework_id: id.map(|i| i.to_string()).unwrap_or_default(),
         kind: Some(v1::call::Kind::Subscribe(v1::call::Subscribe {
-            data: config.data.clone(),
+            data,
             framework: Some(v1::FrameworkInfo {
                 id: id.map(|i| i.to_string()).unwrap_or_default(),
                 name: config.name.clone(),

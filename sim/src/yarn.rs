@@ -150,6 +150,10 @@ impl YarnParticipant {
                     v1::call::Kind::Kill(v1::call::Kill { task_id: task_id.to_string(), agent_id: agent_id.to_string() })
                 }
                 Effect::Revive => v1::call::Kind::Revive(v1::call::Revive { roles: vec![], data: None }),
+                Effect::Data { host_bytes } => v1::call::Kind::Revive(v1::call::Revive {
+                    roles: vec![],
+                    data: Some(v1::DataLocality { host_bytes: host_bytes.into_iter().collect(), ..Default::default() }),
+                }),
                 Effect::Reconcile { tasks } => v1::call::Kind::Reconcile(v1::call::Reconcile {
                     tasks: tasks
                         .into_iter()

@@ -253,6 +253,7 @@ impl BrokerCore {
             f.tasks.insert(task_id.clone());
         }
         self.counters.tasks_launched += 1;
+        self.allocator.note_launch(framework, agent);
         tracing::info!(framework_id = %framework, task_id = %task_id, agent_id = %agent, "launching task");
         out.push(Output::Agent(
             agent_conn,

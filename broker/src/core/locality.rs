@@ -130,8 +130,9 @@ impl BrokerCore {
                 bytes = bytes.saturating_add(hosts.get(&agent.hostname).copied().unwrap_or(0));
             }
             if !data.volumes.is_empty() {
-                for ((_, volume), v) in &agent.volumes {
-                    if data.volumes.contains(volume) {
+                for ((role, volume), v) in &agent.volumes {
+                    // A stale copy does not hold the data: its backing has newer.
+                    if data.volumes.contains(volume) && self.stale_copy(id, role, volume).is_none() {
                         bytes = bytes.saturating_add((v.size.0 / 1000).saturating_mul(1 << 20));
                     }
                 }

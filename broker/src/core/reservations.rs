@@ -472,6 +472,7 @@ impl BrokerCore {
             tracing::warn!(agent_id = %agent, volume_id = %id, trigger = %doc.trigger, %error, "volume sync failed");
         }
         self.volume_syncs.insert((agent.clone(), role.clone(), id.clone()), doc.clone());
+        self.wants_stale = true;
         if self.volume_syncs.len() > MAX_SYNC_REPORTS {
             let agents = &self.agents;
             self.volume_syncs.retain(|(a, r, v), _| agents.get(a).is_some_and(|a| a.volumes.contains_key(&(r.clone(), v.clone()))));

@@ -168,6 +168,10 @@ pub enum Effect {
     StartAm { application: ApplicationId, container: Allocated },
     /// New demand: clear the broker's refusal filters.
     Revive,
+    /// Tell the broker where the containers asked for by node are wanted
+    /// (bytes per host: containers × their memory), so that it offers
+    /// those agents to the shim first (DataLocality). Empty: none.
+    Data { host_bytes: BTreeMap<String, u64> },
 }
 
 /// How a container's task ended (or that it runs), from its status updates.
@@ -414,6 +418,8 @@ pub struct Scheduler {
     /// One node manager per agent.
     nms: BTreeMap<AgentId, NodeManager>,
     nm_seq: u64,
+    /// The hosts last stated to the broker (`Effect::Data`).
+    stated_hosts: BTreeMap<String, u64>,
 }
 
 /// Resources left in an offer while it is being matched.
@@ -462,7 +468,14 @@ impl Room {
 
 impl Scheduler {
     pub fn new(config: SchedulerConfig) -> Scheduler {
-        Scheduler { config, apps: BTreeMap::new(), containers: BTreeMap::new(), nms: BTreeMap::new(), nm_seq: 0 }
+        Scheduler {
+            config,
+            apps: BTreeMap::new(),
+            containers: BTreeMap::new(),
+            nms: BTreeMap::new(),
+            nm_seq: 0,
+            stated_hosts: BTreeMap::new(),
+        }
     }
 
     pub fn config(&self) -> &SchedulerConfig {
@@ -626,7 +639,28 @@ impl Scheduler {
             tracing::info!(agent_id = %agent, task_id = %nm.task_id, "stopping an idle node manager");
             out.push(Effect::Kill { task_id: nm.task_id.clone(), agent_id: agent });
         }
+        let wanted = self.wanted_hosts();
+        if wanted != self.stated_hosts {
+            self.stated_hosts = wanted.clone();
+            out.push(Effect::Data { host_bytes: wanted });
+        }
         out
+    }
+
+    /// Where the live attempts' node-level asks want containers: bytes
+    /// per host (containers × memory), what the broker's delay
+    /// scheduling weighs. Rack and `*` asks name no host.
+    fn wanted_hosts(&self) -> BTreeMap<String, u64> {
+        let mut hosts = BTreeMap::new();
+        for app in self.apps.values() {
+            for (key, entry) in &app.attempt.asks {
+                if entry.num > 0 && key.resource_name != ANY && !key.resource_name.starts_with('/') {
+                    let bytes = (entry.num as u64).saturating_mul(key.memory_mb.max(0) as u64).saturating_mul(1 << 20);
+                    *hosts.entry(key.resource_name.clone()).or_insert(0u64) += bytes;
+                }
+            }
+        }
+        hosts
     }
 
     /// Matches offers against the applications of each offer's role.

@@ -536,3 +536,32 @@ fn an_am_hears_of_a_node_turning_decommissioning_then_decommissioned_once_each()
         Some(weir_yarn_api::records::NodeUpdateTypeProto::NodeUnusable as i32)
     );
 }
+
+#[test]
+fn node_local_asks_are_stated_to_the_broker_as_data_locality_and_cleared_when_met() {
+    let mut rm = rm();
+    let mut s = Scheduler::new(cfg());
+    let (_, attempt) = registered(&mut s, &mut rm, 0);
+    let data = |effects: Vec<Effect>| -> Vec<BTreeMap<String, u64>> {
+        effects.into_iter().filter_map(|e| if let Effect::Data { host_bytes } = e { Some(host_bytes) } else { None }).collect()
+    };
+    // Two containers of 256 MB wanted on host2, one of 512 on host3, and
+    // rack and `*` asks, which name no host.
+    let asks = vec![
+        Ask { resource_name: "host2".into(), ..any(1, 2, 256) },
+        Ask { resource_name: "host3".into(), ..any(2, 1, 512) },
+        Ask { resource_name: "/default-rack".into(), ..any(1, 2, 256) },
+        any(1, 2, 256),
+        any(2, 1, 512),
+    ];
+    fresh(s.allocate(&rm, attempt, AllocateCall { response_id: 0, asks, ..Default::default() }, 10).unwrap());
+    assert_eq!(
+        data(s.tick(&mut rm, 20)),
+        vec![BTreeMap::from([("host2".to_owned(), 512u64 << 20), ("host3".to_owned(), 512u64 << 20)])]
+    );
+    assert!(data(s.tick(&mut rm, 30)).is_empty(), "stated once, until it changes");
+    // The AM withdraws its node-level asks: the broker hears an empty set.
+    let withdrawn = vec![Ask { resource_name: "host2".into(), ..any(1, 0, 256) }, Ask { resource_name: "host3".into(), ..any(2, 0, 512) }];
+    fresh(s.allocate(&rm, attempt, AllocateCall { response_id: 1, asks: withdrawn, ..Default::default() }, 40).unwrap());
+    assert_eq!(data(s.tick(&mut rm, 50)), vec![BTreeMap::new()]);
+}

@@ -565,6 +565,10 @@ async fn carry_out(framework: &Framework, rm: &Arc<Rm>, settings: &Arc<ShimSetti
             framework.kill(&task_id, Some(&agent_id)).await
         }
         Effect::Revive => framework.revive().await,
+        Effect::Data { host_bytes } => {
+            debug!(framework_id = %id, hosts = host_bytes.len(), "stating where node-local containers are wanted");
+            framework.revive_for_data(v1::DataLocality { host_bytes: host_bytes.into_iter().collect(), ..Default::default() }).await
+        }
         Effect::Reconcile { tasks } => {
             debug!(framework_id = %id, tasks = tasks.len(), "reconciling tasks last heard unreachable");
             framework.reconcile(tasks.into_iter().map(|(t, a)| (t, Some(a))).collect()).await
