@@ -893,3 +893,91 @@ fn yarn_api_client_reads_and_kills_through_the_rest_api() {
     let (_, status) = clients.applications(&sa.conf_dir, &["-status", &app]);
     assert!(status.contains("State : KILLED"), "{status}");
 }
+
+/// `yarn rmadmin` (Hadoop's RMAdminCLI from pyspark's jars) against the
+/// shim's admin port: `-refreshNodes -g` decommissions the excluded host
+/// gracefully (its task is killed at the timeout, the CLI's client-side
+/// tracking sees the node go from DECOMMISSIONING to DECOMMISSIONED), a
+/// refresh without it recommissions the node, `-getGroups` answers from
+/// the account files, `-getServiceState` says active, and `-refreshQueues`
+/// is refused with the reason.
+#[test]
+fn rmadmin_decommissions_gracefully_recommissions_and_answers_groups_and_state() {
+    let clients = clients();
+    let work = tempfile::tempdir().unwrap();
+    let exclude = work.path().join("exclude");
+    std::fs::write(&exclude, "# nothing excluded yet\n").unwrap();
+    let define = format!("yarn-shim.nodes.exclude.path={}", exclude.display());
+    let sa = standalone_with(SPEC, &[&define]);
+    let conf = sa.conf_dir.clone();
+    let admin = |args: &[&str]| clients.yarn(&conf, "org.apache.hadoop.yarn.client.cli.RMAdminCLI", args);
+    let nodes = || clients.yarn(&conf, "org.apache.hadoop.yarn.client.cli.NodeCLI", &["-list", "-all"]).1;
+
+    let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap().trim().to_owned();
+    let primary = String::from_utf8(Command::new("id").arg("-gn").output().unwrap().stdout).unwrap().trim().to_owned();
+    let (out, text) = admin(&["-getGroups", &user]);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(&format!("{user} : {primary}")), "{text}");
+
+    let (out, text) = admin(&["-refreshQueues"]);
+    assert!(!out.status.success() && text.contains("yarn-shim.queues"), "{text}");
+    let (out, text) = admin(&["-refreshSuperUserGroupsConfiguration"]);
+    assert!(out.status.success(), "{text}");
+
+    // A task runs on the node; its host goes into the exclude file.
+    let mut task = Command::new(support::WEIR)
+        .args(["run", "--broker", &sa.broker, "--cpus", "0.5", "--mem", "64", "--", "sleep 300"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !nodes().contains("RUNNING\t  ") || !nodes().contains("\t                           1") {
+        assert!(std::time::Instant::now() < deadline, "the task never ran: {}", nodes());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::fs::write(&exclude, "127.0.0.1   # the only agent\n").unwrap();
+    let began = std::time::Instant::now();
+    let (out, text) = admin(&["-refreshNodes", "-g", "6", "-client"]);
+    let took = began.elapsed();
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("still decommissioning") && text.contains("Graceful decommissioning completed"), "{text}");
+    assert!(took >= Duration::from_secs(5), "decommissioned after {took:?}, before its 6 s");
+    let listed = nodes();
+    assert!(listed.contains("DECOMMISSIONED"), "{listed}");
+    let status = task.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(task.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success() && stderr.contains("is draining") && stderr.contains("TASK_KILLED"), "{stderr}");
+
+    // Out of the exclude file: back in service.
+    std::fs::write(&exclude, "").unwrap();
+    let (out, text) = admin(&["-refreshNodes"]);
+    assert!(out.status.success(), "{text}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !nodes().contains("RUNNING") {
+        assert!(std::time::Instant::now() < deadline, "the node never came back: {}", nodes());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // -getServiceState needs an HA client configuration naming the shim.
+    let ha = work.path().join("ha-conf");
+    std::fs::create_dir_all(&ha).unwrap();
+    let yarn_site = std::fs::read_to_string(conf.join("yarn-site.xml")).unwrap();
+    let admin_address = site_value(&yarn_site, "yarn.resourcemanager.admin.address").expect("yarn-site.xml names the admin port");
+    let ha_site = yarn_site
+        .replace("<name>yarn.resourcemanager.ha.enabled</name>\n    <value>false</value>", "<name>yarn.resourcemanager.ha.enabled</name>\n    <value>true</value>")
+        .replace(
+            "</configuration>",
+            &format!(
+                "  <property><name>yarn.resourcemanager.ha.rm-ids</name><value>rm1</value></property>\n  \
+                 <property><name>yarn.resourcemanager.admin.address.rm1</name><value>{admin_address}</value></property>\n  \
+                 <property><name>yarn.resourcemanager.hostname.rm1</name><value>127.0.0.1</value></property>\n</configuration>"
+            ),
+        );
+    std::fs::write(ha.join("yarn-site.xml"), ha_site).unwrap();
+    std::fs::copy(conf.join("core-site.xml"), ha.join("core-site.xml")).unwrap();
+    let (out, text) = clients.yarn(&ha, "org.apache.hadoop.yarn.client.cli.RMAdminCLI", &["-getServiceState", "rm1"]);
+    assert!(out.status.success(), "{text}");
+    assert!(text.lines().any(|l| l.trim() == "active"), "{text}");
+}

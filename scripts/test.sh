@@ -39,8 +39,9 @@ fi
 # integration test runs against the shim (it also needs Java 17+); skein is
 # a YARN framework with its own Java ApplicationMaster, run unchanged.
 # yarn-api-client reads the shim's REST API as Jupyter Enterprise Gateway does.
+# prometheus_client's parser reads /metrics as a Prometheus scraper would;
 # selenium drives Chromium in the web UI's browser test.
-for module in pyspark:pyspark skein:skein yarn_api_client:yarn-api-client selenium:selenium; do
+for module in pyspark:pyspark skein:skein yarn_api_client:yarn-api-client prometheus_client:prometheus_client selenium:selenium; do
     if command -v python3 >/dev/null 2>&1 && ! python3 -c "import ${module%%:*}" 2>/dev/null; then
         python3 -m pip install --quiet "${module#*:}"
     fi

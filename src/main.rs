@@ -33,7 +33,7 @@ struct Cli {
 enum Command {
     /// Run the broker: offers agents' resources to frameworks.
     Broker(cmd::broker::Args),
-    /// Run an agent: reports this machine's resources and runs tasks.
+    /// Run an agent (reports this machine's resources, runs tasks); or list, drain, reactivate agents.
     Agent(cmd::agent::Args),
     /// Run a broker and one agent in the foreground, on embedded defaults.
     Standalone(cmd::standalone::Args),

@@ -109,6 +109,7 @@ pub fn broker(config: &Config) -> Result<(weir_broker::BrokerSettings, weir_brok
         max_failover_timeout: get_duration("broker.framework.failover.timeout.max")?,
         max_frameworks: usize::try_from(config.get_u64("broker.frameworks.max").map_err(problem)?.max(1)).unwrap_or(usize::MAX),
         max_roles: usize::try_from(config.get_u64("broker.roles.max").map_err(problem)?.max(1)).unwrap_or(usize::MAX),
+        drain_grace_default: get_duration("broker.agent.drain.grace.default")?.min(weir_broker::core::MAX_DRAIN_GRACE),
         locality_delay: get_duration("broker.locality.delay")?,
     };
     let max = config.get_size("broker.max.message.size").map_err(problem)?;
@@ -299,6 +300,14 @@ pub fn yarn_shim(config: &Config, broker: String) -> Result<weir_yarn_rm::shim::
         web_address: match config.get_str("yarn-shim.webapp.address").unwrap_or_default().trim() {
             "" => None,
             _ => Some(socket_addr(config, "yarn-shim.webapp.address")?),
+        },
+        admin_address: match config.get_str("yarn-shim.admin.address").unwrap_or_default().trim() {
+            "" => None,
+            _ => Some(socket_addr(config, "yarn-shim.admin.address")?),
+        },
+        nodes_exclude_path: match config.get_str("yarn-shim.nodes.exclude.path").unwrap_or_default().trim() {
+            "" => None,
+            path => Some(std::path::PathBuf::from(path)),
         },
     })
 }

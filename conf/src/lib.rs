@@ -28,6 +28,8 @@ mod values;
 pub use config::{declared_keys, is_declared, Config, Daemon, Entry, LoadOptions, Source};
 pub use error::ConfError;
 pub use expand::{Environment, MapEnvironment, SystemEnvironment};
+/// A duration as configuration values write it (`300ms`, `10s`, `5m`…), for flags that take one.
+pub use values::parse_duration;
 pub use hadoop_xml::{
     parse_hadoop_bytes, parse_hadoop_file, FsIncludes, IncludeReader, NoIncludes, Property, MAX_FILE_BYTES,
     MAX_INCLUDE_DEPTH, MAX_TOTAL_BYTES, MAX_VALUE_BYTES,

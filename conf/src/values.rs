@@ -56,7 +56,7 @@ fn number_and_unit(s: &str) -> Option<(u64, String)> {
     Some((number, s[digits..].to_ascii_lowercase()))
 }
 
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || String::from(DURATION);
     let (n, unit) = number_and_unit(s).ok_or_else(bad)?;
     let secs = |mult: u64| n.checked_mul(mult).map(Duration::from_secs);

@@ -35,6 +35,32 @@ pub struct ZkSession {
     address: ZkAddress,
 }
 
+/// How many times each session event happened in this process (every
+/// session's: `connected`, `connect_failed`, `disconnected`,
+/// `sync_connected`, `expired`, `closed`, `auth_failed`), for metrics.
+static SESSION_EVENTS: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+fn note_session_event(event: &'static str) {
+    *SESSION_EVENTS.lock().unwrap_or_else(|p| p.into_inner()).entry(event).or_default() += 1;
+}
+
+fn session_event_name(state: SessionState) -> &'static str {
+    match state {
+        SessionState::Disconnected => "disconnected",
+        SessionState::SyncConnected => "sync_connected",
+        SessionState::AuthFailed => "auth_failed",
+        SessionState::Expired => "expired",
+        SessionState::Closed => "closed",
+        SessionState::ConnectedReadOnly => "connected_read_only",
+    }
+}
+
+/// The session events counted so far (see `SESSION_EVENTS`), by name.
+pub fn session_events() -> Vec<(&'static str, u64)> {
+    SESSION_EVENTS.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (*k, *v)).collect()
+}
+
 impl ZkSession {
     /// Connects, creates the base path if needed, and roots the client there.
     pub async fn connect(address: &ZkAddress, session_timeout: Duration) -> Result<ZkSession, HaError> {
@@ -42,7 +68,22 @@ impl ZkSession {
             .with_session_timeout(session_timeout)
             .connect(&address.hosts)
             .await
-            .map_err(|e| HaError::zk(format!("connect to {}", address.hosts), e))?;
+            .map_err(|e| {
+                note_session_event("connect_failed");
+                HaError::zk(format!("connect to {}", address.hosts), e)
+            })?;
+        note_session_event("connected");
+        // Every later state change of this session, until it ends.
+        let mut states = client.state_watcher();
+        tokio::spawn(async move {
+            loop {
+                let state = states.changed().await;
+                note_session_event(session_event_name(state));
+                if state.is_terminated() {
+                    return;
+                }
+            }
+        });
         client
             .mkdir(&format!("{}{ELECTION}", address.path), &persistent())
             .await

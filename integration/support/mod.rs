@@ -81,6 +81,8 @@ pub fn loopback_standalone_args<'a>(work_dir: &'a str, spec: &'a str) -> Vec<&'a
         "yarn-shim.scheduler.address=127.0.0.1:0",
         "-D",
         "yarn-shim.webapp.address=127.0.0.1:0",
+        "-D",
+        "yarn-shim.admin.address=127.0.0.1:0",
     ]
 }
 

@@ -36,6 +36,36 @@ impl fmt::Display for AgentState {
     }
 }
 
+/// Where an agent is in an operator's maintenance, independent of
+/// [`AgentState`] (a draining agent may also be unreachable).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DrainState {
+    /// Offered and launched on.
+    Active,
+    /// Offered to nobody; its tasks are killed at `deadline` (since the
+    /// Unix epoch) if they have not ended by then.
+    Draining { deadline: std::time::Duration },
+    /// No task left: waits to be reactivated or marked gone.
+    Drained,
+}
+
+impl DrainState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            DrainState::Active => "active",
+            DrainState::Draining { .. } => "draining",
+            DrainState::Drained => "drained",
+        }
+    }
+}
+
+impl fmt::Display for DrainState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentSummary {
     pub id: AgentId,
@@ -52,4 +82,6 @@ pub struct AgentSummary {
     pub offered: ResourceSet,
     /// How many of its tasks have not ended.
     pub tasks: u32,
+    /// Its maintenance: active, draining or drained.
+    pub drain: DrainState,
 }

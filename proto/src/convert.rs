@@ -9,7 +9,7 @@ use crate::v1;
 use weir_model::ids::validate_id;
 use weir_model::reservation::{validate_backing, validate_container_path, validate_labels};
 use weir_model::{
-    AgentId, AgentState, AgentSummary, FrameworkId, Milli, Offer, OfferId, Ranges, Reservation, ReservationId, ResourceSet,
+    AgentId, AgentState, AgentSummary, DrainState, FrameworkId, Milli, Offer, OfferId, Ranges, Reservation, ReservationId, ResourceSet,
     Resources, Role, TaskState, Volume, VolumeId, VolumeMount,
 };
 
@@ -189,8 +189,42 @@ pub fn agent_state_from_proto(field: &str, raw: i32) -> Result<AgentState, Proto
     })
 }
 
+/// A drain state as the wire carries it: the state and, while draining,
+/// its deadline in Unix seconds (0 otherwise).
+pub fn drain_state_to_proto(drain: DrainState) -> (v1::DrainState, f64) {
+    match drain {
+        DrainState::Active => (v1::DrainState::DrainActive, 0.0),
+        DrainState::Draining { deadline } => (v1::DrainState::DrainDraining, deadline.as_secs_f64()),
+        DrainState::Drained => (v1::DrainState::DrainDrained, 0.0),
+    }
+}
+
+/// Reads a drain state; a DRAINING one needs a finite deadline >= 0
+/// (read to the millisecond).
+pub fn drain_state_from_proto(field: &str, raw: i32, deadline: f64) -> Result<DrainState, ProtoError> {
+    let state = v1::DrainState::try_from(raw).map_err(|_| ProtoError::invalid(field, format!("{raw} is not a drain state")))?;
+    Ok(match state {
+        v1::DrainState::DrainActive => DrainState::Active,
+        v1::DrainState::DrainDrained => DrainState::Drained,
+        v1::DrainState::DrainDraining => {
+            if !deadline.is_finite() || !(0.0..=MAX_UNIX_SECONDS).contains(&deadline) {
+                return Err(ProtoError::invalid(field, format!("drain deadline {deadline} is not a time since the Unix epoch")));
+            }
+            // Whole milliseconds, as the broker makes them: a double holds
+            // those exactly, so a deadline reads back as it was written.
+            DrainState::Draining { deadline: std::time::Duration::from_millis((deadline * 1000.0).round() as u64) }
+        }
+    })
+}
+
+/// Unix times past this (the year 5138) are not believed.
+const MAX_UNIX_SECONDS: f64 = 1e11;
+
 pub fn agent_summary_to_proto(agent: &AgentSummary) -> v1::AgentSummary {
+    let (drain, drain_deadline) = drain_state_to_proto(agent.drain);
     v1::AgentSummary {
+        drain: drain as i32,
+        drain_deadline,
         id: agent.id.to_string(),
         hostname: agent.hostname.clone(),
         http_address: agent.http_address.clone(),
@@ -220,6 +254,7 @@ pub fn agent_summary_from_proto(field: &str, agent: &v1::AgentSummary) -> Result
         return Err(ProtoError::invalid(format!("{field}.http_address"), format!("longer than {MAX_ADDRESS} bytes")));
     }
     let state = agent_state_from_proto(&format!("{field}.state"), agent.state)?;
+    let drain = drain_state_from_proto(&format!("{field}.drain"), agent.drain, agent.drain_deadline)?;
     let attributes = attributes_from_proto(&format!("{field}.attributes"), &agent.attributes)?;
     let total = resources_from_proto(&format!("{field}.total"), &agent.total)?;
     let used = resources_from_proto(&format!("{field}.used"), &agent.used)?;
@@ -240,6 +275,7 @@ pub fn agent_summary_from_proto(field: &str, agent: &v1::AgentSummary) -> Result
         used,
         offered,
         tasks: agent.tasks,
+        drain,
     })
 }
 
@@ -554,6 +590,7 @@ mod tests {
             used: ResourceSet::parse("cpus:1.5;mem:2048;cpus(yarn):1").unwrap(),
             offered: ResourceSet::parse("cpus:6;ports:[31000-31009]").unwrap(),
             tasks: 3,
+            drain: DrainState::Draining { deadline: std::time::Duration::from_secs(1_800_000_000) },
         }
     }
 
@@ -567,6 +604,10 @@ mod tests {
         assert_eq!(agents_from_proto(&response).unwrap(), vec![agent.clone(), agent]);
         for state in [AgentState::Reachable, AgentState::Disconnected, AgentState::Unreachable] {
             assert_eq!(agent_state_from_proto("s", agent_state_to_proto(state) as i32).unwrap(), state);
+        }
+        for drain in [DrainState::Active, DrainState::Drained, DrainState::Draining { deadline: std::time::Duration::from_millis(1_700_000_000_250) }] {
+            let (raw, deadline) = drain_state_to_proto(drain);
+            assert_eq!(drain_state_from_proto("d", raw as i32, deadline).unwrap(), drain);
         }
     }
 
@@ -582,6 +623,11 @@ mod tests {
         assert_eq!(err(|a| a.id.clear()), "get_state.agents[1].id: get_state.agents[1].id must not be empty");
         assert_eq!(err(|a| a.state = 0), "get_state.agents[1].state is missing");
         assert_eq!(err(|a| a.state = 9), "get_state.agents[1].state: 9 is not an agent state");
+        assert_eq!(err(|a| a.drain = 7), "get_state.agents[1].drain: 7 is not a drain state");
+        assert_eq!(
+            err(|a| a.drain_deadline = f64::NAN),
+            "get_state.agents[1].drain: drain deadline NaN is not a time since the Unix epoch"
+        );
         assert_eq!(err(|a| a.hostname.clear()), "get_state.agents[1].hostname: must be 1 to 255 bytes long, not 0");
         assert!(err(|a| a.attributes[0].name = "bad name".into()).starts_with("get_state.agents[1].attributes[0]: "));
         assert!(err(|a| a.total[0] = scalar("cpus", f64::INFINITY)).starts_with("get_state.agents[1].total[0] (cpus): "));

@@ -69,6 +69,7 @@ pub fn broker_settings() -> BrokerSettings {
         max_failover_timeout: Duration::from_secs(7 * 24 * 3600),
         max_frameworks: 1000,
         max_roles: 1000,
+        drain_grace_default: Duration::from_secs(10),
         locality_delay: weir_allocator::DEFAULT_LOCALITY_DELAY,
     }
 }
@@ -1162,6 +1163,7 @@ fn describe_event(e: &v1::Event) -> String {
         Some(Kind::Error(e)) => format!("ERROR {}", e.message),
         Some(Kind::Heartbeat(_)) => "HEARTBEAT".to_owned(),
         Some(Kind::OperationStatus(o)) => format!("OPERATION {} {} {}", o.operation_id, o.state, o.message),
+        Some(Kind::AgentDraining(d)) => format!("DRAINING {} until {}", d.agent_id, d.deadline),
         None => "EMPTY".to_owned(),
     }
 }

@@ -207,6 +207,12 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
             Some(v1::event::Kind::Failure(f)) => eprintln!("weir run: agent {} failed: {}", super::printable(&f.agent_id), super::printable(&f.message)),
             // `weir run` makes no resource operations.
             Some(v1::event::Kind::OperationStatus(_)) => {}
+            // Its tasks cannot move: they run until the drain kills them.
+            Some(v1::event::Kind::AgentDraining(d)) => eprintln!(
+                "weir run: agent {} ({}) is draining; tasks there will be killed at its deadline",
+                super::printable(&d.agent_id),
+                super::printable(&d.hostname)
+            ),
             None => {}
         }
     }

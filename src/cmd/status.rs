@@ -91,11 +91,11 @@ pub fn render_brokers(brokers: &[weir_ha::Contender]) -> String {
 }
 
 /// A cell from the state document, control characters escaped.
-fn p(s: &str) -> String {
+pub(crate) fn p(s: &str) -> String {
     super::printable(s).into_owned()
 }
 
-fn used_of(used: f64, total: f64) -> String {
+pub(crate) fn used_of(used: f64, total: f64) -> String {
     format!("{}/{}", trim(used), trim(total))
 }
 
@@ -104,7 +104,7 @@ fn trim(v: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
-fn table(header: &[&str]) -> Table {
+pub(crate) fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(presets::NOTHING);
     t.set_header(header.iter().map(|h| h.to_string()).collect::<Vec<_>>());

@@ -39,6 +39,7 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
     println!("weir yarn: ResourceManager client protocol on {client}, scheduler on {} (broker {broker})", shim.scheduler_address());
     if let Some(dir) = args.hadoop_conf_dir {
         client_conf.name_shim(client, shim.scheduler_address(), shim.web_address());
+        client_conf.name_admin(shim.admin_address());
         client_conf.write(&dir).with_context(|| format!("writing the Hadoop configuration to {}", dir.display()))?;
         println!("  export HADOOP_CONF_DIR={}   (fs.defaultFS {})", dir.display(), client_conf.effective_default_fs());
     }

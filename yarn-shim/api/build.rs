@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/yarn/yarn_service_protos.proto",
         "proto/yarn/yarn_security_token.proto",
         "proto/yarn/applicationclient_protocol.proto",
+        "proto/yarn/server/yarn_server_resourcemanager_service_protos.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");

@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/hadoop/ProtobufRpcEngine2.proto",
         "proto/hadoop/IpcConnectionContext.proto",
         "proto/hadoop/Security.proto",
+        "proto/hadoop/HAServiceProtocol.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");

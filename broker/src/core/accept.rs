@@ -243,6 +243,7 @@ impl BrokerCore {
                 usage: None,
                 volumes: checked.volumes,
                 volume_disk: checked.volume_disk,
+                launched_at: Some(now),
             },
         );
         if let Some(a) = self.agents.get_mut(agent) {

@@ -14,7 +14,7 @@ use weir_model::{AgentId, FrameworkId, Milli, Reservation, ReservationId, Resour
 use weir_proto::convert::{self, task_state_from_proto, task_state_to_proto, ProtoError, MAX_HOSTNAME};
 use weir_proto::v1;
 
-use super::{agent_message, kill_task_message, broker_status, secs, Agent, BrokerCore, ConnId, Framework, Output, Task, REMOVED_AGENTS_KEPT};
+use super::{agent_message, kill_task_message, broker_status, secs, Agent, BrokerCore, ConnId, Framework, Output, Task, MAX_LAUNCH_LATENCIES, REMOVED_AGENTS_KEPT};
 
 /// Bounds on what an agent may claim about itself (the rest are in
 /// `weir_proto::convert`).
@@ -116,6 +116,13 @@ impl BrokerCore {
             Some(id) => id,
             None => AgentId::new(self.fresh_id("A")),
         };
+        if self.is_gone(&id) {
+            tracing::warn!(agent_id = %id, "refusing an agent that was marked gone");
+            return refuse(
+                conn,
+                format!("agent {id} was marked gone by an operator; start the agent with a fresh work directory to rejoin"),
+            );
+        }
         let mut reg = reg;
         if let Some(pos) = self.removed_agents.iter().position(|a| a == &id) {
             // Its tasks were reported GONE: they must not come back to life.
@@ -303,6 +310,7 @@ impl BrokerCore {
                     usage: None,
                     volumes: t.mounts.clone(),
                     volume_disk,
+                    launched_at: None,
                 },
             );
             used.push((t.framework.clone(), t.role.clone(), t.resources.clone()));
@@ -327,6 +335,7 @@ impl BrokerCore {
             out.extend(refuse(conn, format!("registration refused: {err}")));
             return out;
         }
+        self.drain_agent_reregistered(&id);
         self.dirty = true;
         self.agent_recovered(&id);
         self.record_agent(&id, msg, &mut out);
@@ -354,7 +363,7 @@ impl BrokerCore {
 
     /// Removes an agent from the allocator and rescinds its offers, keeping
     /// its books (it is about to be re-added or is going away).
-    fn drop_agent_from_allocator(&mut self, id: &AgentId, out: &mut Vec<Output>) {
+    pub(super) fn drop_agent_from_allocator(&mut self, id: &AgentId, out: &mut Vec<Output>) {
         self.rescind_agent_offers(id, out);
         if let Err(err) = self.allocator.remove_agent(id) {
             tracing::error!(agent_id = %id, error = %err, "books out of step: agent unknown to the allocator");
@@ -401,7 +410,7 @@ impl BrokerCore {
         &mut self,
         agent_id: &AgentId,
         update: &v1::agent_message::StatusUpdate,
-        _now: Duration,
+        now: Duration,
         out: &mut Vec<Output>,
     ) {
         let parsed = (|| -> Result<(v1::TaskStatus, FrameworkId, TaskId, TaskState), ProtoError> {
@@ -428,6 +437,14 @@ impl BrokerCore {
         match self.tasks.get_mut(&key) {
             Some(task) if &task.agent == agent_id => {
                 tracing::debug!(agent_id = %agent_id, framework_id = %framework, task_id = %task_id, state = %state, "status update");
+                // Launch latency: from the LAUNCH to its first RUNNING.
+                if state == TaskState::Running {
+                    if let Some(launched) = task.launched_at.take() {
+                        if self.launch_latencies.len() < MAX_LAUNCH_LATENCIES {
+                            self.launch_latencies.push(now.saturating_sub(launched));
+                        }
+                    }
+                }
                 task.state = state;
                 task.latest = status.clone();
                 if state.is_terminal() {
@@ -527,7 +544,7 @@ impl BrokerCore {
     }
 
     /// Takes back every outstanding offer of an agent.
-    fn rescind_agent_offers(&mut self, id: &AgentId, out: &mut Vec<Output>) {
+    pub(super) fn rescind_agent_offers(&mut self, id: &AgentId, out: &mut Vec<Output>) {
         let offers: Vec<_> = self.agents.get(id).map(|a| a.offers.iter().cloned().collect()).unwrap_or_default();
         for offer in offers {
             self.rescind_offer(&offer, out);

@@ -257,6 +257,7 @@ impl BrokerCore {
                 leader_epoch: self.epoch,
             })),
         ));
+        self.tell_drains_to(&id, out);
     }
 
     /// The framework's stream ended.

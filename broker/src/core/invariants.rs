@@ -8,7 +8,8 @@
 //!   its agent's and its framework's sets and in the expiry queue; a task
 //!   in its agent's and framework's sets; a connection binds one id whose
 //!   record names that connection;
-//! - every agent the books hold is known to the allocator;
+//! - every agent the books hold is known to the allocator; none under
+//!   maintenance holds an offer, and none is one marked gone;
 //! - reservations and volumes (see `reservations.rs`): the total is the
 //!   reported resources with each reservation moved to its role; every
 //!   volume lies on a reservation of its role with room for it; a role's
@@ -31,6 +32,12 @@ impl BrokerCore {
             let Some(free) = self.allocator.free(id) else {
                 return Err(format!("agent {id} is in the books but not in the allocator"));
             };
+            if self.is_draining(id) && !a.offers.is_empty() {
+                return Err(format!("agent {id} is under maintenance ({}) but has {} offer(s)", self.drain_state(id), a.offers.len()));
+            }
+            if self.is_gone(id) {
+                return Err(format!("agent {id} was marked gone but is in the books"));
+            }
             let mut sum = free.clone();
             let mut offered = ResourceSet::default();
             for offer_id in &a.offers {

@@ -18,6 +18,8 @@ mod accept;
 mod agents;
 mod frameworks;
 mod invariants;
+mod maintenance;
+pub use maintenance::MAX_DRAIN_GRACE;
 mod locality;
 mod recovery;
 mod reservations;
@@ -29,6 +31,8 @@ mod failover_tests;
 mod tests;
 #[cfg(test)]
 mod reservation_tests;
+#[cfg(test)]
+mod maintenance_tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
@@ -79,6 +83,9 @@ pub struct BrokerSettings {
     /// Roles the broker keeps (weighted or subscribed to); a new one past
     /// this is refused with the reason.
     pub max_roles: usize,
+    /// How long a drained agent's tasks may run on when the operator
+    /// names no grace period.
+    pub drain_grace_default: Duration,
     /// Delay scheduling: how long a framework that said where its data is
     /// passes over agents without it (zero: locality off).
     pub locality_delay: Duration,
@@ -99,6 +106,7 @@ impl Default for BrokerSettings {
             max_failover_timeout: Duration::from_secs(7 * 24 * 3600),
             max_frameworks: 1000,
             max_roles: 1000,
+            drain_grace_default: Duration::from_secs(300),
             locality_delay: weir_allocator::DEFAULT_LOCALITY_DELAY,
         }
     }
@@ -115,6 +123,9 @@ const REMOVED_AGENTS_KEPT: usize = 10_000;
 /// How many removed frameworks are remembered (to kill their tasks on
 /// agents that were away when they were removed).
 const REMOVED_FRAMEWORKS_KEPT: usize = 10_000;
+/// Launch latencies kept between two `take_launch_latencies` (the shell
+/// takes them after every call; the bound only matters if it stops).
+pub(super) const MAX_LAUNCH_LATENCIES: usize = 100_000;
 /// How many finished tasks `/state` remembers.
 const COMPLETED_TASKS_KEPT: usize = 1000;
 /// Filters longer than this are clamped (a framework cannot hide an agent forever).
@@ -186,6 +197,9 @@ struct Task {
     volumes: Vec<VolumeId>,
     /// Disk in `resources` that is volumes' rather than scratch space.
     volume_disk: Milli,
+    /// When this broker sent its LAUNCH, until its first RUNNING (for the
+    /// launch latency); unknown for tasks an agent reported.
+    launched_at: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -289,6 +303,12 @@ pub struct BrokerCore {
     registered_resources: BTreeMap<AgentId, v1::broker_message::CheckpointResources>,
     /// The latest resource operations' statuses, oldest first (for `/state`).
     operations: VecDeque<v1::OperationStatus>,
+    /// Agents under maintenance (DRAINING or DRAINED), see `maintenance.rs`.
+    drains: BTreeMap<AgentId, maintenance::Drain>,
+    /// Agents an operator marked gone: refused if they re-register.
+    gone_agents: BTreeSet<AgentId>,
+    /// Launch latencies (LAUNCH to first RUNNING) not yet taken by the shell.
+    launch_latencies: Vec<Duration>,
     /// Each backed volume's last restore or sync as its agent reported it.
     volume_syncs: BTreeMap<(AgentId, weir_model::Role, weir_model::VolumeId), state::VolumeSyncDoc>,
 }
@@ -338,6 +358,9 @@ impl BrokerCore {
             registered_frameworks: BTreeMap::new(),
             registered_resources: BTreeMap::new(),
             operations: VecDeque::new(),
+            drains: BTreeMap::new(),
+            gone_agents: BTreeSet::new(),
+            launch_latencies: Vec::new(),
             volume_syncs: BTreeMap::new(),
         }
     }
@@ -348,6 +371,21 @@ impl BrokerCore {
 
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// Launch latencies measured since the last call (LAUNCH sent to the
+    /// task's first RUNNING, in the core's time), for the shell's histogram.
+    pub fn take_launch_latencies(&mut self) -> Vec<Duration> {
+        std::mem::take(&mut self.launch_latencies)
+    }
+
+    /// Resources in outstanding offers, by the role they are offered to.
+    pub fn offered_by_role(&self) -> BTreeMap<Role, weir_model::Resources> {
+        let mut by_role: BTreeMap<Role, weir_model::Resources> = BTreeMap::new();
+        for o in self.offers.values() {
+            by_role.entry(o.role.clone()).or_default().add_assign(&o.resources.total());
+        }
+        by_role
     }
 
     /// Sets how many agents one allocation call offers (at least 1); the
@@ -391,6 +429,7 @@ impl BrokerCore {
         self.detect_unreachable_agents(now, &mut out);
         self.remove_lost_agents(now, &mut out);
         self.expire_disconnected_frameworks(now, &mut out);
+        self.check_drains(now, &mut out);
         if self.next_filter_expiry.is_some_and(|t| t <= now) {
             self.next_filter_expiry = None;
             self.dirty = true;

@@ -99,6 +99,8 @@ pub struct RecoveryReport {
     pub weights: usize,
     /// Agents whose reservations and volumes the registry holds.
     pub resources: usize,
+    /// Agents under maintenance (draining, drained or gone).
+    pub maintenance: usize,
     /// Records that could not be used, each with the reason.
     pub skipped: Vec<String>,
 }
@@ -132,6 +134,7 @@ impl BrokerCore {
                 FRAMEWORKS => self.recover_framework(record, now).map(|()| report.frameworks += 1),
                 WEIGHTS => self.recover_weight(record).map(|()| report.weights += 1),
                 RESOURCES => self.recover_resources(record).map(|()| report.resources += 1),
+                super::maintenance::MAINTENANCE => self.recover_drain(record).map(|()| report.maintenance += 1),
                 other => Err(format!("unknown collection {other:?}")),
             };
             if let Err(reason) = result {

@@ -58,6 +58,9 @@ pub struct StateDoc {
     /// after their re-register timeout. Their data is on those machines.
     #[serde(default)]
     pub missing_agents: Vec<MissingAgentDoc>,
+    /// Agents an operator marked gone (refused if they re-register).
+    #[serde(default)]
+    pub gone_agents: Vec<String>,
     /// Offers outstanding, by id.
     #[serde(default)]
     pub offers: Vec<OfferDoc>,
@@ -234,6 +237,12 @@ pub struct AgentDoc {
     pub reservations: Vec<ReservationDoc>,
     #[serde(default)]
     pub volumes: Vec<VolumeDoc>,
+    /// Maintenance: `active`, `draining` or `drained`.
+    #[serde(default)]
+    pub drain: String,
+    /// While draining: when its tasks are killed (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_deadline: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -318,6 +327,7 @@ impl BrokerCore {
                     used,
                     offered,
                     tasks: u32::try_from(a.tasks.len()).unwrap_or(u32::MAX),
+                    drain: self.drain_state(id),
                 }
             })
             .collect()
@@ -382,6 +392,11 @@ impl BrokerCore {
                 free: (&a_free).into(),
                 tasks: a.tasks.len(),
                 registered_seconds_ago: now.saturating_sub(a.registered_at).as_secs_f64(),
+                drain: self.drain_state(id).name().to_owned(),
+                drain_deadline: match self.drain_state(id) {
+                    weir_model::DrainState::Draining { deadline } => Some(deadline.as_secs_f64()),
+                    _ => None,
+                },
                 last_seen_seconds_ago: now.saturating_sub(a.last_seen).as_secs_f64(),
                 reservations: a.reservations.values().map(reservation_doc).collect(),
                 volumes: a
@@ -543,6 +558,7 @@ impl BrokerCore {
                 })
                 .collect(),
             missing_agents: self.missing_agents(),
+            gone_agents: self.gone_agents.iter().map(|a| a.to_string()).collect(),
             offers: self
                 .offers
                 .iter()

@@ -696,7 +696,7 @@ proptest! {
     /// Random calls, good and bad, never break the books: nothing offered
     /// twice, no agent over-committed, totals consistent.
     #[test]
-    fn books_stay_consistent(ops in prop::collection::vec((0u8..8, 0u8..4, 1u64..4000), 1..80)) {
+    fn books_stay_consistent(ops in prop::collection::vec((0u8..10, 0u8..4, 1u64..4000), 1..80)) {
         let mut h = Harness::new();
         h.register_agent(AGENT_A, "", "cpus:4;mem:4096", vec![]);
         h.register_agent(AGENT_B, "", "cpus:2;mem:8192", vec![]);
@@ -731,6 +731,18 @@ proptest! {
                 }
                 5 => { h.call(conn, v1::call::Kind::Suppress(v1::call::Suppress { roles: vec![] })); }
                 6 => { h.call(conn, v1::call::Kind::Revive(v1::call::Revive { roles: vec![], data: None })); }
+                8 => {
+                    // Drain (or reactivate) one agent; its tasks die at the deadline.
+                    let agent = AgentId::new(h.core.state(h.now).agents[(who / 2) as usize % 2].id.clone());
+                    if n % 3 == 0 {
+                        let (_, out) = h.core.reactivate_agent(&agent).unwrap();
+                        h.record(out);
+                    } else {
+                        let (_, _, out) = h.core.drain_agent(&agent, Some(ms(n)), false, h.now).unwrap();
+                        h.record(out);
+                        prop_assert!(h.core.agents[&agent].offers.is_empty());
+                    }
+                }
                 _ => { h.call(conn, accept(&[&v1::Offer { id: format!("bogus{n}"), ..Default::default() }], vec![task("z", "cpus:1")])); }
             }
             let state = h.core.state(h.now);
@@ -896,6 +908,24 @@ fn a_task_reported_ended_on_reregistration_keeps_its_resources_until_its_update_
     let out = h.advance(Duration::from_secs(6));
     assert!(Harness::updates_in(&out, FW_1).is_empty(), "{:?}", Harness::updates_in(&out, FW_1));
     assert_eq!(h.core.check_invariants(), Ok(()));
+}
+
+#[test]
+fn launch_latency_runs_from_the_launch_to_the_first_running() {
+    let mut h = Harness::new();
+    h.register_agent(AGENT_A, "", "cpus:4;mem:4096", vec![]);
+    let fw = h.subscribe(FW_1, "latency", &[], 0.0);
+    let out = h.advance(ms(100));
+    let offers = Harness::offers_in(&out, FW_1);
+    h.call(FW_1, accept(&[&offers[0]], vec![task("t1", "cpus:1;mem:128")]));
+    assert!(h.core.take_launch_latencies().is_empty(), "nothing runs yet");
+    h.advance(ms(250));
+    h.agent_update(AGENT_A, &fw, "t1", TaskState::Starting, 1);
+    h.advance(ms(50));
+    h.agent_update(AGENT_A, &fw, "t1", TaskState::Running, 2);
+    h.agent_update(AGENT_A, &fw, "t1", TaskState::Running, 3);
+    assert_eq!(h.core.take_launch_latencies(), vec![ms(300)], "once, from the LAUNCH to the first RUNNING");
+    assert!(h.core.take_launch_latencies().is_empty());
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! The gRPC services: each only converts a stream into core calls.
 
+use std::time::Duration;
+
 use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 use weir_model::{AgentId, Role};
@@ -9,6 +11,7 @@ use weir_proto::v1::operator_server::{Operator, OperatorServer};
 use weir_proto::v1::scheduler_server::{Scheduler, SchedulerServer};
 
 use super::stream::{OutStream, StreamSender};
+use crate::core::MAX_DRAIN_GRACE;
 use super::{Sender, Shared};
 
 type EventStream = OutStream<v1::Event>;
@@ -150,6 +153,38 @@ impl Operator for OperatorService {
         Ok(Response::new(v1::ApplyOperationsResponse { statuses }))
     }
 
+    async fn drain_agent(&self, request: Request<v1::DrainAgentRequest>) -> Result<Response<v1::DrainAgentResponse>, Status> {
+        let request = request.into_inner();
+        let agent: AgentId = convert::id("agent_id", &request.agent_id).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let grace = match request.grace_seconds {
+            None => None,
+            Some(s) if s.is_finite() && s >= 0.0 => Some(Duration::from_secs_f64(s.min(MAX_DRAIN_GRACE.as_secs_f64()))),
+            Some(s) => return Err(Status::invalid_argument(format!("grace_seconds {s} must be a finite number >= 0"))),
+        };
+        let (state, message) = maintenance(&self.0, |core, now| {
+            let (state, message, outputs) = core.drain_agent(&agent, grace, request.mark_gone, now)?;
+            Ok(((state, message), outputs))
+        })
+        .await?;
+        let (state, deadline) = convert::drain_state_to_proto(state);
+        tracing::info!(agent_id = %agent, %message, "drain requested");
+        Ok(Response::new(v1::DrainAgentResponse { state: state as i32, deadline, message }))
+    }
+
+    async fn reactivate_agent(&self, request: Request<v1::ReactivateAgentRequest>) -> Result<Response<v1::ReactivateAgentResponse>, Status> {
+        let agent: AgentId = convert::id("agent_id", &request.into_inner().agent_id).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let message = maintenance(&self.0, |core, _| core.reactivate_agent(&agent)).await?;
+        tracing::info!(agent_id = %agent, %message, "reactivation requested");
+        Ok(Response::new(v1::ReactivateAgentResponse { message }))
+    }
+
+    async fn mark_agent_gone(&self, request: Request<v1::MarkAgentGoneRequest>) -> Result<Response<v1::MarkAgentGoneResponse>, Status> {
+        let agent: AgentId = convert::id("agent_id", &request.into_inner().agent_id).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let message = maintenance(&self.0, |core, _| core.mark_agent_gone(&agent)).await?;
+        tracing::info!(agent_id = %agent, %message, "mark-gone requested");
+        Ok(Response::new(v1::MarkAgentGoneResponse { message }))
+    }
+
     async fn get_state(&self, _: Request<v1::GetStateRequest>) -> Result<Response<v1::GetStateResponse>, Status> {
         let now = self.0.now();
         let (state, agents) = {
@@ -217,5 +252,34 @@ impl Operator for OperatorService {
             .await
             .map_err(Status::unavailable)?;
         Ok(Response::new(v1::UpdateWeightsResponse {}))
+    }
+}
+
+/// Runs an operator's maintenance call and waits for its registry writes:
+/// a refusal is NOT_FOUND (unknown agent) or FAILED_PRECONDITION with the
+/// core's reason; a broker that cannot record the change is UNAVAILABLE.
+async fn maintenance<T>(
+    shared: &Shared,
+    f: impl FnOnce(&mut crate::core::BrokerCore, Duration) -> Result<(T, Vec<crate::core::Output>), String>,
+) -> Result<T, Status> {
+    let mut answer = None;
+    shared
+        .apply_durably(|core, now| match f(core, now) {
+            Ok((value, outputs)) => {
+                answer = Some(Ok(value));
+                Ok(outputs)
+            }
+            Err(reason) => {
+                answer = Some(Err(reason));
+                Ok(Vec::new())
+            }
+        })
+        .await
+        .map_err(Status::unavailable)?;
+    match answer {
+        Some(Ok(value)) => Ok(value),
+        Some(Err(reason)) if reason.contains("is not known to the broker") => Err(Status::not_found(reason)),
+        Some(Err(reason)) => Err(Status::failed_precondition(reason)),
+        None => Err(Status::unavailable("this broker no longer leads")),
     }
 }

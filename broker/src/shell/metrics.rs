@@ -7,6 +7,7 @@
 //! labels are the broker's public interface (dashboards, tests, docs):
 //! every metric is `weir_broker_*`; counters end in `_total`.
 
+use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::sync::{Arc, Mutex};
 
@@ -14,9 +15,10 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelValue, EncodeMetric, LabelValueEncoder};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
-use weir_model::Clock;
+use weir_model::{Clock, Resources};
 
 use super::Inner;
 use crate::core::state::{ResourcesDoc, StateDoc};
@@ -25,9 +27,45 @@ use crate::core::Counters;
 /// What `/metrics` answers with: OpenMetrics text.
 pub(super) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// The broker's registry: one collector that reads the books on each scrape.
-pub(super) fn registry(inner: Arc<Mutex<Inner>>, clock: Arc<dyn Clock>) -> Registry {
+/// Task states a live task can be in: each is always exported (0 when no
+/// task is in it), so a dashboard's series do not come and go.
+const LIVE_TASK_STATES: [&str; 5] = ["TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_KILLING", "TASK_UNREACHABLE"];
+
+/// What the shell measures itself (the books do not know wall time):
+/// histograms, observed as things happen.
+#[derive(Clone, Debug)]
+pub(super) struct ShellMetrics {
+    /// Wall time of each tick that ran (part of) an allocation cycle.
+    pub allocation_cycle: Histogram,
+    /// From a task's LAUNCH to its first TASK_RUNNING (core time).
+    pub launch_latency: Histogram,
+}
+
+impl ShellMetrics {
+    pub fn new() -> ShellMetrics {
+        ShellMetrics {
+            // 100 µs to about 26 s.
+            allocation_cycle: Histogram::new(exponential_buckets(0.0001, 4.0, 10)),
+            // 5 ms to about 41 s.
+            launch_latency: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
+        }
+    }
+}
+
+/// The broker's registry: the shell's histograms and one collector that
+/// reads the books on each scrape.
+pub(super) fn registry(inner: Arc<Mutex<Inner>>, clock: Arc<dyn Clock>, shell: &ShellMetrics) -> Registry {
     let mut registry = Registry::with_prefix("weir_broker");
+    registry.register(
+        "allocation_cycle_seconds",
+        "Wall time of each tick that ran an allocation cycle (or a part of a cut-short one).",
+        shell.allocation_cycle.clone(),
+    );
+    registry.register(
+        "launch_latency_seconds",
+        "Time from a task's LAUNCH to its first TASK_RUNNING.",
+        shell.launch_latency.clone(),
+    );
     registry.register_collector(Box::new(BooksCollector { inner, clock }));
     registry
 }
@@ -55,10 +93,14 @@ impl Collector for BooksCollector {
         let now = self.clock.now();
         let snapshot = {
             let inner = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let leading = inner.lost.borrow().is_none();
             Snapshot {
                 doc: inner.core.state(now),
                 counters: inner.core.counters().clone(),
+                offered_by_role: inner.core.offered_by_role().into_iter().map(|(r, res)| (r.to_string(), res)).collect(),
                 last_allocation_seconds: inner.last_allocation_seconds,
+                leading,
+                zk_session_events: weir_ha::zk::session_events(),
             }
         };
         snapshot.encode(encoder)
@@ -70,19 +112,36 @@ impl Collector for BooksCollector {
 pub(super) struct Snapshot {
     pub doc: StateDoc,
     pub counters: Counters,
+    pub offered_by_role: BTreeMap<String, Resources>,
     pub last_allocation_seconds: f64,
+    /// False once this broker has lost its leadership (it stops serving soon).
+    pub leading: bool,
+    pub zk_session_events: Vec<(&'static str, u64)>,
 }
 
 impl Collector for Snapshot {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
         let doc = &self.doc;
-        let reachable = count(doc.agents.iter().filter(|a| a.reachable).count());
-        let agents = [("reachable", reachable), ("unreachable", count(doc.agents.len()) - reachable)];
-        gauges(&mut encoder, "agents", "Agents known to the broker.", "state", &agents)?;
+        let connected = |reachable: bool, connected: bool| count(doc.agents.iter().filter(|a| a.reachable == reachable && (!reachable || a.connected == connected)).count());
+        let agents = [("reachable", connected(true, true)), ("disconnected", connected(true, false)), ("unreachable", connected(false, false))];
+        gauges(&mut encoder, "agents", "Agents known to the broker, by connection state.", "state", &agents)?;
+        let drain = |name: &str| count(doc.agents.iter().filter(|a| a.drain == name || (name == "active" && a.drain.is_empty())).count());
+        let maintenance = [
+            ("active", drain("active")),
+            ("draining", drain("draining")),
+            ("drained", drain("drained")),
+            ("gone", count(doc.gone_agents.len())),
+        ];
+        gauges(&mut encoder, "agents_maintenance", "Agents by maintenance state (weir agent drain).", "state", &maintenance)?;
         let active = count(doc.frameworks.iter().filter(|f| f.active).count());
         let frameworks = [("active", active), ("inactive", count(doc.frameworks.len()) - active)];
         gauges(&mut encoder, "frameworks", "Frameworks known to the broker.", "state", &frameworks)?;
-        gauge(&mut encoder, "tasks", "Tasks not yet in a terminal state.", count(doc.tasks.len()))?;
+        let mut tasks: BTreeMap<&str, i64> = LIVE_TASK_STATES.iter().map(|s| (*s, 0)).collect();
+        for t in &doc.tasks {
+            *tasks.entry(t.state.as_str()).or_default() += 1;
+        }
+        let tasks: Vec<(&str, i64)> = tasks.into_iter().collect();
+        gauges(&mut encoder, "tasks", "Tasks not yet in a terminal state, by state.", "state", &tasks)?;
         gauge(&mut encoder, "offers", "Outstanding offers.", count(doc.totals.offers))?;
         for (name, help, r) in [
             ("resources_total", "Resources of reachable agents.", &doc.totals.total),
@@ -92,6 +151,22 @@ impl Collector for Snapshot {
         ] {
             gauges(&mut encoder, name, help, "resource", &scalars(r))?;
         }
+        let mut family = encoder.encode_descriptor(
+            "role_resources",
+            "Resources by role: used by its tasks, reserved for it (static and dynamic, on reachable agents), in offers to it.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for r in &doc.roles {
+            let offered = self.offered_by_role.get(&r.role).map(ResourcesDoc::from).unwrap_or_default();
+            for (kind, res) in [("used", &r.allocated), ("reserved", &r.reserved), ("offered", &offered)] {
+                for (resource, value) in scalars(res) {
+                    let labels = [("role", Escaped(&r.role)), ("kind", Escaped(kind)), ("resource", Escaped(resource))];
+                    ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+                }
+            }
+        }
+        drop(family);
         let shares: Vec<(&str, f64)> = doc.roles.iter().map(|r| (r.role.as_str(), r.dominant_share)).collect();
         if !shares.is_empty() {
             gauges(&mut encoder, "role_dominant_share", "Dominant share of each role.", "role", &shares)?;
@@ -100,7 +175,7 @@ impl Collector for Snapshot {
         for (name, help, value) in [
             ("offers_made", "Offers sent to frameworks.", c.offers_made),
             ("offers_declined", "Offers declined.", c.offers_declined),
-            ("offers_rescinded", "Offers rescinded (timed out, agent lost).", c.offers_rescinded),
+            ("offers_rescinded", "Offers rescinded (timed out, agent lost or drained).", c.offers_rescinded),
             ("offers_accepted", "Offers accepted.", c.offers_accepted),
             ("tasks_launched", "Tasks sent to agents.", c.tasks_launched),
             ("tasks_finished", "Tasks that finished.", c.tasks_finished),
@@ -118,6 +193,17 @@ impl Collector for Snapshot {
             let metric = ConstCounter::new(value);
             metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
         }
+        let mut family = encoder.encode_descriptor(
+            "zk_session_events",
+            "ZooKeeper session events in this process (connected, connect_failed, disconnected, sync_connected, expired, closed, auth_failed).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (event, n) in &self.zk_session_events {
+            ConstCounter::new(*n).encode(family.encode_family(&[("event", Escaped(event))])?)?;
+        }
+        drop(family);
+        gauge(&mut encoder, "leader", "1 while this broker leads (or runs without an election); 0 once it lost its term.", i64::from(self.leading))?;
         let epoch = i64::try_from(doc.broker.leader_epoch).unwrap_or(i64::MAX);
         gauge(&mut encoder, "leader_epoch", "Leadership term this broker serves (0: no election).", epoch)?;
         let recovering = i64::from(doc.broker.recovering);
@@ -273,7 +359,14 @@ mod tests {
         // A role name may hold a quote: it must come out escaped.
         core.set_weight(Role::new("odd\"role"), 2.0).unwrap();
         core.tick(Duration::from_secs(1));
-        Snapshot { doc: core.state(Duration::from_secs(1)), counters: core.counters().clone(), last_allocation_seconds: 0.25 }
+        Snapshot {
+            doc: core.state(Duration::from_secs(1)),
+            counters: core.counters().clone(),
+            offered_by_role: core.offered_by_role().into_iter().map(|(r, res)| (r.to_string(), res)).collect(),
+            last_allocation_seconds: 0.25,
+            leading: true,
+            zk_session_events: vec![("connected", 2), ("expired", 1)],
+        }
     }
 
     #[test]
@@ -289,10 +382,17 @@ mod tests {
 
         assert_eq!(value("weir_broker_agents", &[("state", "reachable")]), 1.0);
         assert_eq!(value("weir_broker_agents", &[("state", "unreachable")]), 0.0);
+        assert_eq!(value("weir_broker_agents", &[("state", "disconnected")]), 0.0);
+        assert_eq!(value("weir_broker_agents_maintenance", &[("state", "active")]), 1.0);
+        for state in ["draining", "drained", "gone"] {
+            assert_eq!(value("weir_broker_agents_maintenance", &[("state", state)]), 0.0);
+        }
         assert!(text.contains("weir_broker_agents{state=\"reachable\"} 1\n"), "counts print as integers:\n{text}");
         assert_eq!(value("weir_broker_frameworks", &[("state", "active")]), 0.0);
         assert_eq!(value("weir_broker_frameworks", &[("state", "inactive")]), 0.0);
-        assert_eq!(value("weir_broker_tasks", &[]), 0.0);
+        for state in LIVE_TASK_STATES {
+            assert_eq!(value("weir_broker_tasks", &[("state", state)]), 0.0);
+        }
         assert_eq!(value("weir_broker_offers", &[]), 0.0);
         for family in ["resources_total", "resources_used", "resources_offered", "resources_free"] {
             for resource in ["cpus", "mem", "disk", "gpus"] {
@@ -302,6 +402,14 @@ mod tests {
         assert_eq!(value("weir_broker_resources_total", &[("resource", "cpus")]), 4.0);
         assert_eq!(value("weir_broker_resources_free", &[("resource", "mem")]), 2048.0);
         value("weir_broker_role_dominant_share", &[("role", "odd\"role")]);
+        // Nobody subscribed: the whole agent sits unoffered, so every role shows 0.
+        for kind in ["used", "reserved", "offered"] {
+            assert_eq!(value("weir_broker_role_resources", &[("role", "odd\"role"), ("kind", kind), ("resource", "cpus")]), 0.0);
+        }
+        assert_eq!(types.get("weir_broker_zk_session_events").map(String::as_str), Some("counter"));
+        assert_eq!(value("weir_broker_zk_session_events_total", &[("event", "connected")]), 2.0);
+        assert_eq!(value("weir_broker_zk_session_events_total", &[("event", "expired")]), 1.0);
+        assert_eq!(value("weir_broker_leader", &[]), 1.0);
         for counter in [
             "offers_made", "offers_declined", "offers_rescinded", "offers_accepted", "tasks_launched", "tasks_finished",
             "tasks_failed", "tasks_killed", "tasks_errored", "status_updates", "allocation_cycles", "agents_registered",
@@ -315,6 +423,6 @@ mod tests {
         assert_eq!(value("weir_broker_recovering", &[]), 0.0);
         assert_eq!(value("weir_broker_last_allocation_seconds", &[]), 0.25);
         let gauges = types.iter().filter(|(_, kind)| *kind == "gauge").count();
-        assert_eq!((gauges, types.len()), (12, 27), "{types:?}");
+        assert_eq!((gauges, types.len()), (15, 31), "{types:?}");
     }
 }

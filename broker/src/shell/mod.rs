@@ -137,6 +137,8 @@ pub(crate) struct Shared {
     guard: LeaseGuard,
     writer: Arc<Notify>,
     metrics: Arc<prometheus_client::registry::Registry>,
+    /// The histograms in `metrics` the shell observes into.
+    measured: metrics::ShellMetrics,
     ui: Arc<ui::Ui>,
 }
 
@@ -199,6 +201,9 @@ impl Shared {
 
     /// Sends outputs now, or queues them behind registry writes.
     fn submit(&self, inner: &mut Inner, outputs: Vec<Output>, done: Option<oneshot::Sender<Result<(), String>>>) {
+        for latency in inner.core.take_launch_latencies() {
+            self.measured.launch_latency.observe(latency.as_secs_f64());
+        }
         let mut writes = Vec::new();
         let mut rest = Vec::with_capacity(outputs.len());
         for output in outputs {
@@ -402,8 +407,10 @@ async fn start(
         stream_queue_max: shell.stream_queue_max,
         locate: locate_tx,
     }));
+    let measured = metrics::ShellMetrics::new();
     let shared = Shared {
-        metrics: Arc::new(metrics::registry(inner.clone(), clock.clone())),
+        metrics: Arc::new(metrics::registry(inner.clone(), clock.clone(), &measured)),
+        measured,
         ui: Arc::new(ui::Ui::new(shell.ui.clone())),
         inner,
         clock,
@@ -519,6 +526,7 @@ async fn tick_loop(shared: Shared, every: Duration, heartbeat_every: Duration) {
         let took = shared.now().saturating_sub(began);
         if inner.core.counters().allocation_cycles != cycles_before {
             inner.last_allocation_seconds = took.as_secs_f64();
+            shared.measured.allocation_cycle.observe(took.as_secs_f64());
         }
         unfinished = inner.core.allocation_unfinished();
         shared.ui.sample(now, shared.clock.unix_time(), || inner.core.dominant_shares());

@@ -26,5 +26,11 @@ pub const APPLICATION_CLIENT_PROTOCOL: &str = "org.apache.hadoop.yarn.api.Applic
 pub const APPLICATION_MASTER_PROTOCOL: &str = "org.apache.hadoop.yarn.api.ApplicationMasterProtocolPB";
 /// `declaringClassProtocolName` of the node managers' protocol.
 pub const CONTAINER_MANAGEMENT_PROTOCOL: &str = "org.apache.hadoop.yarn.api.ContainerManagementProtocolPB";
+/// `declaringClassProtocolName` of the RM's admin protocol (port 8033, `yarn rmadmin`).
+pub const RESOURCE_MANAGER_ADMINISTRATION_PROTOCOL: &str = "org.apache.hadoop.yarn.server.api.ResourceManagerAdministrationProtocolPB";
+/// `declaringClassProtocolName` of the HA status protocol (`yarn rmadmin -getServiceState`; its `@ProtocolInfo` name).
+pub const HA_SERVICE_PROTOCOL: &str = "org.apache.hadoop.ha.HAServiceProtocol";
+/// `declaringClassProtocolName` of the group lookup protocol (its `@ProtocolInfo` name).
+pub const GET_USER_MAPPINGS_PROTOCOL: &str = "org.apache.hadoop.tools.GetUserMappingsProtocol";
 /// YARN's name for the one rack the shim knows.
 pub const DEFAULT_RACK: &str = "/default-rack";

@@ -31,6 +31,7 @@ fuzz_target!(|data: &[u8]| {
             containers: 0,
             state: NodeState::Running,
             health_report: String::new(),
+            decommission_deadline_ms: None,
         }],
         0,
     );

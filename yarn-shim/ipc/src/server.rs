@@ -341,6 +341,7 @@ impl Server {
         let IncomingCall { call_id, client_id, protocol, method, request, .. } = call;
         let Some(service) = self.services.get(&protocol).cloned() else {
             warn!(call_id, protocol, method, "unknown protocol");
+            calls::note("-", "-", calls::NO_SUCH_PROTOCOL);
             return error_frame(
                 call_id,
                 &client_id,
@@ -353,6 +354,14 @@ impl Server {
         debug!(call_id, protocol, method, user = ctx.user.as_deref().unwrap_or(""), "call");
         let m = method.clone();
         let joined = tokio::spawn(async move { service.call(&ctx, &m, &request).await }).await;
+        match &joined {
+            Ok(Ok(_)) => calls::note(&protocol, &method, calls::SUCCESS),
+            // A method the service does not know is the client's word only:
+            // it is not a label (clients could make up any number).
+            Ok(Err(e)) if e.detail == RpcErrorCodeProto::ErrorNoSuchMethod => calls::note(&protocol, "-", calls::NO_SUCH_METHOD),
+            Ok(Err(e)) if e.detail == RpcErrorCodeProto::ErrorApplication => calls::note(&protocol, &method, calls::ERROR),
+            Ok(Err(_)) | Err(_) => calls::note(&protocol, &method, calls::SERVER_ERROR),
+        }
         match joined {
             Ok(Ok(response)) => success_frame(call_id, &client_id, &response),
             Ok(Err(e)) => {
@@ -371,5 +380,41 @@ impl Server {
                 )
             }
         }
+    }
+}
+
+/// Calls served, by protocol, method and result, for the shim's metrics.
+/// Protocols are the server's own; methods are counted under their name
+/// only once a service answered them (an unknown method counts as `-`),
+/// and at most [`calls::MAX_SERIES`] series are kept.
+pub mod calls {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    pub const SUCCESS: &str = "success";
+    /// The service threw an application exception (ERROR_APPLICATION).
+    pub const ERROR: &str = "error";
+    /// The service failed inside the server, or refused the request's bytes.
+    pub const SERVER_ERROR: &str = "server_error";
+    pub const NO_SUCH_METHOD: &str = "no_such_method";
+    pub const NO_SUCH_PROTOCOL: &str = "no_such_protocol";
+    pub const MAX_SERIES: usize = 1000;
+
+    type Key = (String, String, &'static str);
+    static CALLS: Mutex<BTreeMap<Key, u64>> = Mutex::new(BTreeMap::new());
+
+    pub(crate) fn note(protocol: &str, method: &str, result: &'static str) {
+        let mut calls = CALLS.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (protocol.to_owned(), method.to_owned(), result);
+        if let Some(n) = calls.get_mut(&key) {
+            *n += 1;
+        } else if calls.len() < MAX_SERIES {
+            calls.insert(key, 1);
+        }
+    }
+
+    /// Every (protocol, method, result) counted so far in this process.
+    pub fn counts() -> Vec<(Key, u64)> {
+        CALLS.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 }

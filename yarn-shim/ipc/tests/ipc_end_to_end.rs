@@ -105,6 +105,20 @@ async fn simple_calls_errors_and_pings() {
 
     // ERROR responses leave the connection usable.
     assert_eq!(c.call(ECHO, "echo", b"still here").await.unwrap(), b"still here");
+
+    // Each call is counted by protocol, method and result (other tests of
+    // this process count theirs too, hence `>=`); a made-up method or
+    // protocol name is not kept as a label.
+    let counts = weir_yarn_ipc::server::calls::counts();
+    let calls = |method: &str, result: &str| -> u64 {
+        counts.iter().filter(|((p, m, r), _)| p == ECHO && m == method && *r == result).map(|(_, n)| *n).sum()
+    };
+    assert!(calls("echo", "success") >= 3, "{counts:?}");
+    assert!(calls("fail", "error") >= 1, "{counts:?}");
+    assert!(calls("panic", "server_error") >= 1, "{counts:?}");
+    assert!(calls("-", "no_such_method") >= 1, "{counts:?}");
+    assert!(counts.iter().any(|((p, m, r), _)| p == "-" && m == "-" && *r == "no_such_protocol"), "{counts:?}");
+    assert!(!counts.iter().any(|((p, m, _), _)| m == "nope" || p == "org.example.Other"), "{counts:?}");
     server.shutdown();
 }
 

@@ -67,6 +67,7 @@ async fn main() {
                 containers: 0,
                 state: NodeState::Running,
                 health_report: String::new(),
+                decommission_deadline_ms: None,
             })
             .collect(),
         started,

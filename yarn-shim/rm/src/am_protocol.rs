@@ -124,6 +124,7 @@ fn encode_allocate(rm: &Rm, attempt: AttemptId, result: &AllocateResult) -> Vec<
         completed_container_statuses,
         limit: Some(convert::capacity_to_proto(result.headroom)),
         num_cluster_nodes: Some(result.cluster_nodes),
+        updated_nodes: result.updated_nodes.iter().map(convert::node_to_proto).collect(),
         nm_tokens,
         // MapReduce's LocalContainerAllocator (uber jobs) reads it on every
         // heartbeat and fails without it.

@@ -445,7 +445,7 @@ impl Service for ClientProtocol {
                 r::GetClusterMetricsResponseProto {
                     cluster_metrics: Some(r::YarnClusterMetricsProto {
                         num_node_managers: Some(m.node_managers),
-                        num_decommissioned_nms: Some(0),
+                        num_decommissioned_nms: Some(m.decommissioned),
                         num_active_nms: Some(m.active),
                         num_lost_nms: Some(m.lost),
                         num_unhealthy_nms: Some(m.unhealthy),
@@ -763,6 +763,7 @@ mod tests {
             containers: 0,
             state: NodeState::Running,
             health_report: String::new(),
+            decommission_deadline_ms: None,
         };
         core.call(move |c, now| c.observe_nodes(vec![node], now)).await.unwrap();
         let (app, _) = core.call(|c, _| c.rm_mut().new_application()).await.unwrap().unwrap();

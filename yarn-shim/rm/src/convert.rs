@@ -55,8 +55,8 @@ pub fn final_status_from_proto(raw: Option<i32>) -> FinalStatus {
     }
 }
 
-/// Node states the core has; the others YARN knows (NEW, DECOMMISSIONED,
-/// …) never occur here, so a filter on them matches nothing.
+/// Node states the core has; the others YARN knows (NEW, REBOOTED,
+/// SHUTDOWN) never occur here, so a filter on them matches nothing.
 pub fn node_states_from_proto(raw: &[i32]) -> Vec<Option<NodeState>> {
     use r::NodeStateProto as P;
     raw.iter()
@@ -64,6 +64,8 @@ pub fn node_states_from_proto(raw: &[i32]) -> Vec<Option<NodeState>> {
             Ok(P::NsRunning) => Some(NodeState::Running),
             Ok(P::NsUnhealthy) => Some(NodeState::Unhealthy),
             Ok(P::NsLost) => Some(NodeState::Lost),
+            Ok(P::NsDecommissioning) => Some(NodeState::Decommissioning),
+            Ok(P::NsDecommissioned) => Some(NodeState::Decommissioned),
             _ => None,
         })
         .collect()
@@ -74,6 +76,17 @@ fn node_state_to_proto(s: NodeState) -> r::NodeStateProto {
         NodeState::Running => r::NodeStateProto::NsRunning,
         NodeState::Unhealthy => r::NodeStateProto::NsUnhealthy,
         NodeState::Lost => r::NodeStateProto::NsLost,
+        NodeState::Decommissioning => r::NodeStateProto::NsDecommissioning,
+        NodeState::Decommissioned => r::NodeStateProto::NsDecommissioned,
+    }
+}
+
+/// How an AM should read a node that changed (`updated_nodes`).
+fn node_update_type(s: NodeState) -> r::NodeUpdateTypeProto {
+    match s {
+        NodeState::Running => r::NodeUpdateTypeProto::NodeUsable,
+        NodeState::Decommissioning => r::NodeUpdateTypeProto::NodeDecommissioning,
+        NodeState::Unhealthy | NodeState::Lost | NodeState::Decommissioned => r::NodeUpdateTypeProto::NodeUnusable,
     }
 }
 
@@ -203,6 +216,11 @@ pub fn node_to_proto(n: &Node) -> r::NodeReportProto {
         health_report: Some(o.health_report.clone()),
         last_health_report_time: Some(n.last_report_ms),
         node_labels: Vec::new(),
+        // Seconds left at the last report, as YARN's RM gives them.
+        decommissioning_timeout: o
+            .decommission_deadline_ms
+            .map(|d| u32::try_from(d.saturating_sub(n.last_report_ms).max(0) / 1000).unwrap_or(u32::MAX)),
+        node_update_type: Some(node_update_type(o.state) as i32),
     }
 }
 

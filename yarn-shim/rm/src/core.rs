@@ -561,6 +561,7 @@ mod tests {
             containers: 0,
             state: crate::rm_core::NodeState::Running,
             health_report: String::new(),
+            decommission_deadline_ms: None,
         }
     }
 

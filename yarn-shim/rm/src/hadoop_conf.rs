@@ -25,6 +25,9 @@ pub struct ClientConf {
     pub scheduler: String,
     /// Where the REST API is (`yarn.resourcemanager.webapp.address`).
     pub web: Option<String>,
+    /// Where `yarn rmadmin` finds the admin protocols
+    /// (`yarn.resourcemanager.admin.address`).
+    pub admin: Option<String>,
     /// `fs.defaultFS`; `None`: the merged configuration's, else `file:///`.
     pub default_fs: Option<String>,
     /// Properties of an existing Hadoop configuration, by site file name
@@ -60,6 +63,11 @@ impl ClientConf {
         self.client = client.to_string();
         self.scheduler = scheduler.to_string();
         self.web = web.map(|w| w.to_string());
+    }
+
+    /// Names the shim's admin port.
+    pub fn name_admin(&mut self, admin: Option<std::net::SocketAddr>) {
+        self.admin = admin.map(|a| a.to_string());
     }
 
     /// The default file system the clients will use.
@@ -102,6 +110,9 @@ impl ClientConf {
                     ];
                     if let Some(web) = &self.web {
                         ours.push(("yarn.resourcemanager.webapp.address", web.as_str()));
+                    }
+                    if let Some(admin) = &self.admin {
+                        ours.push(("yarn.resourcemanager.admin.address", admin.as_str()));
                     }
                     overlay(&base, &ours)
                 }
@@ -176,7 +187,7 @@ mod tests {
                 ("yarn.nodemanager.remote-app-log-dir", "/logs"),
             ]),
         );
-        let conf = ClientConf { client: "h:1".into(), scheduler: "h:2".into(), web: Some("h:3".into()), default_fs: None, merged };
+        let conf = ClientConf { client: "h:1".into(), scheduler: "h:2".into(), web: Some("h:3".into()), admin: None, default_fs: None, merged };
         assert_eq!(conf.effective_default_fs(), "hdfs://nn:9000");
         let files: BTreeMap<_, _> = conf.render().into_iter().collect();
         assert_eq!(files.keys().copied().collect::<Vec<_>>(), ["core-site.xml", "hdfs-site.xml", "yarn-site.xml"]);
@@ -198,7 +209,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut merged = BTreeMap::new();
         merged.insert("hdfs-site.xml".to_owned(), props(&[("dfs.replication", "1")]));
-        let conf = ClientConf { client: "h:1".into(), scheduler: "h:2".into(), web: None, default_fs: None, merged };
+        let conf = ClientConf { client: "h:1".into(), scheduler: "h:2".into(), web: None, admin: None, default_fs: None, merged };
         conf.write(dir.path()).unwrap();
         assert!(dir.path().join("hdfs-site.xml").exists());
         ClientConf { merged: BTreeMap::new(), ..conf }.write(dir.path()).unwrap();

@@ -8,12 +8,14 @@
 //! Depends on `weir-yarn-api` (records, ids, tokens) and `weir-yarn-ipc`
 //! (the IPC server and client), never on the node manager.
 
+pub mod admin_protocol;
 pub mod am_protocol;
 pub mod client_protocol;
 pub mod convert;
 pub mod core;
 pub mod framework;
 pub mod hadoop_conf;
+pub mod metrics;
 pub mod rm_core;
 pub mod scheduler;
 pub mod rest;

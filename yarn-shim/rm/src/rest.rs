@@ -75,6 +75,7 @@ pub fn router(core: CoreHandle, info: RestInfo) -> axum::Router {
         .route("/ws/v1/cluster", get(cluster_info))
         .route("/ws/v1/cluster/info", get(cluster_info))
         .route("/ws/v1/cluster/metrics", get(cluster_metrics))
+        .route("/metrics", get(prometheus_metrics))
         .route("/ws/v1/cluster/apps", get(apps).post(submit))
         .route("/ws/v1/cluster/apps/{id}", get(app))
         .route("/ws/v1/cluster/apps/{id}/state", get(app_state).put(put_app_state))
@@ -225,6 +226,14 @@ fn mb(c: Option<&r::ResourceProto>) -> i64 {
 
 fn vcores(c: Option<&r::ResourceProto>) -> i64 {
     i64::from(c.and_then(|c| c.virtual_cores).unwrap_or(0))
+}
+
+/// `/metrics`: the shim's Prometheus metrics (see `metrics.rs`).
+async fn prometheus_metrics(State(rest): State<Arc<Rest>>) -> Response {
+    match crate::metrics::scrape(&rest.core).await {
+        Ok(text) => ([(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
+        Err(_) => unavailable(),
+    }
 }
 
 async fn cluster_metrics(State(rest): State<Arc<Rest>>) -> Response {
@@ -1253,6 +1262,7 @@ mod tests {
             containers: 0,
             state: crate::rm_core::NodeState::Running,
             health_report: String::new(),
+            decommission_deadline_ms: None,
         };
         core.call(move |c, now| c.observe_nodes(vec![node], now)).await.unwrap();
         let app = router(core.clone(), RestInfo { started_on_ms: 1_700_000_000_000, proxy: None });

@@ -98,6 +98,11 @@ pub enum NodeState {
     Running,
     Unhealthy,
     Lost,
+    /// Its agent is draining: no new containers; those there are killed at
+    /// the drain's deadline.
+    Decommissioning,
+    /// Its agent is drained (no container left).
+    Decommissioned,
 }
 
 /// What a client asked for in submitApplication.
@@ -184,6 +189,8 @@ pub struct ObservedNode {
     pub containers: i32,
     pub state: NodeState,
     pub health_report: String,
+    /// While decommissioning: when its containers are killed (Unix ms).
+    pub decommission_deadline_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -237,6 +244,8 @@ pub struct ClusterMetrics {
     pub active: i32,
     pub lost: i32,
     pub unhealthy: i32,
+    pub decommissioning: i32,
+    pub decommissioned: i32,
 }
 
 /// Errors carry the Java exception class YARN clients expect, and YARN's
@@ -309,6 +318,9 @@ pub struct RmCore {
     completed: VecDeque<ApplicationId>,
     max_completed: usize,
     nodes: BTreeMap<String, Node>,
+    /// Grows whenever a node appears or changes state, so an AM's
+    /// allocate looks for `updated_nodes` only when there can be some.
+    node_generation: u64,
 }
 
 impl RmCore {
@@ -338,6 +350,7 @@ impl RmCore {
             completed: VecDeque::new(),
             max_completed,
             nodes: BTreeMap::new(),
+            node_generation: 0,
         })
     }
 
@@ -612,10 +625,13 @@ impl RmCore {
         let mut seen = std::collections::BTreeSet::new();
         for o in observed {
             seen.insert(o.agent_id.clone());
+            let changed = self.nodes.get(&o.agent_id).is_none_or(|n| n.observed.state != o.state);
+            self.node_generation += u64::from(changed);
             self.nodes.insert(o.agent_id.clone(), Node { observed: o, last_report_ms: now_ms });
         }
         for (id, node) in self.nodes.iter_mut() {
             if !seen.contains(id) && node.observed.state != NodeState::Lost {
+                self.node_generation += 1;
                 node.observed.state = NodeState::Lost;
                 node.observed.health_report = "no longer known to the broker".into();
                 node.observed.containers = 0;
@@ -625,6 +641,11 @@ impl RmCore {
         }
     }
 
+    /// Changes with every node that appears or changes state.
+    pub fn node_generation(&self) -> u64 {
+        self.node_generation
+    }
+
     /// getClusterNodes; an empty filter means every state, as in YARN.
     pub fn nodes(&self, states: &[NodeState]) -> Vec<&Node> {
         self.nodes.values().filter(|n| states.is_empty() || states.contains(&n.observed.state)).collect()
@@ -632,12 +653,16 @@ impl RmCore {
 
     pub fn cluster_metrics(&self) -> ClusterMetrics {
         let count = |s: NodeState| self.nodes.values().filter(|n| n.observed.state == s).count() as i32;
-        let lost = count(NodeState::Lost);
+        let (lost, decommissioned) = (count(NodeState::Lost), count(NodeState::Decommissioned));
         ClusterMetrics {
-            node_managers: self.nodes.len() as i32 - lost,
+            // As YARN counts them: lost and decommissioned nodes are not
+            // node managers any more.
+            node_managers: self.nodes.len() as i32 - lost - decommissioned,
             active: count(NodeState::Running),
             lost,
             unhealthy: count(NodeState::Unhealthy),
+            decommissioning: count(NodeState::Decommissioning),
+            decommissioned,
         }
     }
 
@@ -748,6 +773,7 @@ mod tests {
             containers: 0,
             state,
             health_report: String::new(),
+            decommission_deadline_ms: None,
         }
     }
 
@@ -928,7 +954,7 @@ mod tests {
         let mut c = core();
         c.observe_nodes(vec![node("a1", "host1", 4096, 4, NodeState::Running), node("a2", "host2", 8192, 2, NodeState::Running)], 5);
         assert_eq!(c.maximum_capability(), Capacity { memory_mb: 8192, vcores: 4 });
-        assert_eq!(c.cluster_metrics(), ClusterMetrics { node_managers: 2, active: 2, lost: 0, unhealthy: 0 });
+        assert_eq!(c.cluster_metrics(), ClusterMetrics { node_managers: 2, active: 2, lost: 0, unhealthy: 0, decommissioning: 0, decommissioned: 0 });
         c.observe_nodes(vec![node("a1", "host1", 4096, 4, NodeState::Running)], 6);
         assert_eq!(c.nodes(&[NodeState::Running]).len(), 1);
         let lost = c.nodes(&[NodeState::Lost]);
@@ -936,7 +962,7 @@ mod tests {
         assert_eq!(lost[0].observed.node_id.host, "host2");
         assert_eq!(lost[0].last_report_ms, 6);
         assert_eq!(c.nodes(&[]).len(), 2);
-        assert_eq!(c.cluster_metrics(), ClusterMetrics { node_managers: 1, active: 1, lost: 1, unhealthy: 0 });
+        assert_eq!(c.cluster_metrics(), ClusterMetrics { node_managers: 1, active: 1, lost: 1, unhealthy: 0, decommissioning: 0, decommissioned: 0 });
         assert_eq!(c.maximum_capability(), Capacity { memory_mb: 4096, vcores: 4 });
     }
 

@@ -222,6 +222,9 @@ pub struct AllocateResult {
     pub completed: Vec<Completed>,
     /// Nodes this attempt needs an NM token for (first container there).
     pub nm_token_nodes: Vec<NodeId>,
+    /// Nodes that appeared or changed state since this attempt last heard
+    /// (a draining agent's node turns DECOMMISSIONING here first).
+    pub updated_nodes: Vec<crate::rm_core::Node>,
     pub cluster_nodes: i32,
     pub headroom: Capacity,
     /// The application has ended (killed, say): the AM should shut down.
@@ -323,6 +326,10 @@ struct Attempt {
     fresh: Vec<ContainerId>,
     completed: Vec<Completed>,
     nm_tokens_sent: BTreeSet<NodeId>,
+    /// Each node's state as this attempt was last told it, and the node
+    /// generation it was told at (`updated_nodes`).
+    nodes_seen: BTreeMap<String, NodeState>,
+    nodes_seen_generation: u64,
     next_container: i64,
     /// Since when each priority has had unmet `*` asks (delay scheduling).
     waiting_since: BTreeMap<i32, i64>,
@@ -342,6 +349,8 @@ impl Attempt {
             fresh: Vec::new(),
             completed: Vec::new(),
             nm_tokens_sent: BTreeSet::new(),
+            nodes_seen: BTreeMap::new(),
+            nodes_seen_generation: 0,
             next_container: 1,
             waiting_since: BTreeMap::new(),
         }
@@ -476,6 +485,17 @@ impl Scheduler {
     /// Whether some application waits for containers.
     pub fn has_demand(&self) -> bool {
         self.apps.values().any(|a| !a.ending && (a.attempt.phase == Phase::WaitingForAm || a.attempt.wants_containers()))
+    }
+
+    /// Containers the scheduler holds, by state (YARN's names: ALLOCATED,
+    /// RUNNING, COMPLETE), for metrics.
+    pub fn container_counts(&self) -> [(&'static str, usize); 3] {
+        let count = |s: ContainerState| self.containers.values().filter(|c| c.state == s).count();
+        [
+            ("ALLOCATED", count(ContainerState::Allocated)),
+            ("RUNNING", count(ContainerState::Running)),
+            ("COMPLETE", count(ContainerState::Done)),
+        ]
     }
 
     /// The live containers of an application, for tests and `/state`.
@@ -984,6 +1004,9 @@ impl Scheduler {
         let app = self.apps.get_mut(&attempt.app).expect("found above");
         app.attempt.phase = Phase::Registered;
         app.attempt.last_heard_ms = now_ms;
+        // Node changes are news from here on, as in YARN.
+        app.attempt.nodes_seen = rm.nodes(&[]).iter().map(|n| (n.observed.agent_id.clone(), n.observed.state)).collect();
+        app.attempt.nodes_seen_generation = rm.node_generation();
         app.attempt.last_response_id = 0;
         tracing::info!(application_id = %attempt.app, attempt_id = %attempt, "ApplicationMaster registered");
         Ok(Registered { maximum_capability: rm.maximum_capability(), queue: app.queue.clone() })
@@ -1098,6 +1121,17 @@ impl Scheduler {
         if more_demand {
             effects.push(Effect::Revive);
         }
+        let mut updated_nodes = Vec::new();
+        let a = &mut self.apps.get_mut(&attempt.app).expect("found above").attempt;
+        if a.nodes_seen_generation != rm.node_generation() {
+            a.nodes_seen_generation = rm.node_generation();
+            for n in rm.nodes(&[]) {
+                if a.nodes_seen.get(&n.observed.agent_id) != Some(&n.observed.state) {
+                    a.nodes_seen.insert(n.observed.agent_id.clone(), n.observed.state);
+                    updated_nodes.push(n.clone());
+                }
+            }
+        }
         let running = rm.nodes(&[NodeState::Running]);
         let headroom = running.iter().fold(Capacity::default(), |h, n| Capacity {
             memory_mb: h.memory_mb + (n.observed.capability.memory_mb - n.observed.used.memory_mb).max(0),
@@ -1108,6 +1142,7 @@ impl Scheduler {
             allocated,
             completed,
             nm_token_nodes,
+            updated_nodes,
             cluster_nodes: running.len() as i32,
             headroom,
             shutdown,

@@ -19,6 +19,7 @@ fn node(agent: &str, host: &str) -> ObservedNode {
         containers: 0,
         state: NodeState::Running,
         health_report: String::new(),
+        decommission_deadline_ms: None,
     }
 }
 
@@ -502,6 +503,38 @@ mod random {
             }
         }
     }
+}
+
+#[test]
+fn an_am_hears_of_a_node_turning_decommissioning_then_decommissioned_once_each() {
+    let mut rm = rm();
+    let mut s = Scheduler::new(cfg());
+    let (_, attempt) = registered(&mut s, &mut rm, 0);
+    let call = |id| AllocateCall { response_id: id, ..Default::default() };
+    // Nodes that were there at registration are no news.
+    assert!(fresh(s.allocate(&rm, attempt, call(0), 1).unwrap()).updated_nodes.is_empty());
+
+    let draining = ObservedNode { state: NodeState::Decommissioning, decommission_deadline_ms: Some(TS + 60_000), ..node("a2", "host2") };
+    rm.observe_nodes(vec![node("a1", "host1"), draining], TS);
+    let r = fresh(s.allocate(&rm, attempt, call(1), 2).unwrap());
+    let states: Vec<_> = r.updated_nodes.iter().map(|n| (n.observed.agent_id.as_str(), n.observed.state)).collect();
+    assert_eq!(states, vec![("a2", NodeState::Decommissioning)]);
+    let wire = crate::convert::node_to_proto(&r.updated_nodes[0]);
+    assert_eq!(wire.decommissioning_timeout, Some(60));
+    assert_eq!(wire.node_update_type, Some(weir_yarn_api::records::NodeUpdateTypeProto::NodeDecommissioning as i32));
+    // A replay repeats it; the next answer does not.
+    assert_eq!(s.allocate(&rm, attempt, call(1), 3).unwrap(), AllocateOutcome::Replay(Box::new(AllocateResult { effects: Vec::new(), ..r })));
+    rm.observe_nodes(vec![node("a1", "host1"), ObservedNode { state: NodeState::Decommissioning, ..node("a2", "host2") }], TS + 1000);
+    assert!(fresh(s.allocate(&rm, attempt, call(2), 4).unwrap()).updated_nodes.is_empty());
+
+    rm.observe_nodes(vec![node("a1", "host1"), ObservedNode { state: NodeState::Decommissioned, ..node("a2", "host2") }], TS + 2000);
+    let r = fresh(s.allocate(&rm, attempt, call(3), 5).unwrap());
+    assert_eq!(r.updated_nodes.iter().map(|n| n.observed.state).collect::<Vec<_>>(), vec![NodeState::Decommissioned]);
+    assert_eq!(r.cluster_nodes, 1, "only a1 runs");
+    assert_eq!(
+        crate::convert::node_to_proto(&r.updated_nodes[0]).node_update_type,
+        Some(weir_yarn_api::records::NodeUpdateTypeProto::NodeUnusable as i32)
+    );
 }
 
 #[test]

@@ -40,7 +40,7 @@ use weir_yarn_api::ids::NodeId;
 use weir_yarn_api::records as r;
 use crate::rm_core::{Capacity, NodeState, ObservedNode, RmCore};
 use crate::scheduler::{exit_status, Allocated, Effect, Scheduler, SchedulerConfig, TaskPlan};
-use weir_model::{AgentState, AgentSummary, Clock, Milli, SystemClock};
+use weir_model::{AgentState, AgentSummary, Clock, DrainState, Milli, SystemClock};
 use weir_yarn_api::tokens::{Issuer, NM_KEY_ENV};
 use weir_yarn_api::{APPLICATION_CLIENT_PROTOCOL, APPLICATION_MASTER_PROTOCOL, CONTAINER_MANAGEMENT_PROTOCOL};
 
@@ -76,9 +76,14 @@ pub struct ShimSettings {
     /// Where the ResourceManager REST API (`/ws/v1/cluster`) is served;
     /// None: not served.
     pub web_address: Option<SocketAddr>,
+    /// Where the admin protocols (`yarn rmadmin`) are served; None: not served.
+    pub admin_address: Option<SocketAddr>,
+    /// The hosts `refreshNodes` drains (YARN's exclude file).
+    pub nodes_exclude_path: Option<PathBuf>,
 }
 
 pub struct Shim {
+    admin_address: Option<SocketAddr>,
     client_address: SocketAddr,
     scheduler_address: SocketAddr,
     web_address: Option<SocketAddr>,
@@ -160,6 +165,23 @@ impl Shim {
         let am_server = am_server.spawn(am_listener)?;
         info!(%scheduler_address, "YARN ApplicationMasterProtocol listening");
 
+        let mut servers = vec![server, am_server];
+        let mut admin_address = None;
+        if let Some(bind) = settings.admin_address {
+            let listener = TcpListener::bind(bind)
+                .await
+                .map_err(|e| Error::Broker(format!("cannot serve the admin protocols (yarn rmadmin) on {bind}: {e}")))?;
+            let admin = Arc::new(crate::admin_protocol::AdminProtocol::new(core.clone(), BrokerLink::new(&settings.broker)?, settings.nodes_exclude_path.clone()));
+            let mut admin_server = Server::new(settings.ipc.clone());
+            admin_server.register(weir_yarn_api::RESOURCE_MANAGER_ADMINISTRATION_PROTOCOL, admin.clone());
+            admin_server.register(weir_yarn_api::GET_USER_MAPPINGS_PROTOCOL, admin);
+            admin_server.register(weir_yarn_api::HA_SERVICE_PROTOCOL, Arc::new(crate::admin_protocol::HaStatus));
+            let admin_server = admin_server.spawn(listener)?;
+            admin_address = Some(admin_server.local_addr);
+            info!(address = %admin_server.local_addr, "YARN admin protocols (yarn rmadmin) listening");
+            servers.push(admin_server);
+        }
+
         let poller = {
             let core = core.clone();
             let every = settings.nodes_refresh_interval.max(Duration::from_millis(100));
@@ -187,7 +209,12 @@ impl Shim {
             info!(%address, "YARN ResourceManager REST API listening");
         }
         tasks.push(tokio::spawn(drive(framework, rm.clone(), effects_rx, Arc::new(settings))));
-        Ok(Shim { client_address, scheduler_address, web_address, servers: vec![server, am_server], tasks, core })
+        Ok(Shim { admin_address, client_address, scheduler_address, web_address, servers, tasks, core })
+    }
+
+    /// Where the admin protocols really listen, if served.
+    pub fn admin_address(&self) -> Option<SocketAddr> {
+        self.admin_address
     }
 
     /// Where ApplicationClientProtocol really listens.
@@ -222,14 +249,14 @@ impl Shim {
 
 /// The leading broker's operator API: the address itself, or whichever
 /// broker leads behind a `zk://` address (followed across failovers).
-struct BrokerLink {
+pub(crate) struct BrokerLink {
     broker: String,
     leader: Option<tokio::sync::watch::Receiver<Option<weir_ha::LeaderInfo>>>,
     client: Option<(String, OperatorClient<tonic::transport::Channel>)>,
 }
 
 impl BrokerLink {
-    fn new(broker: &str) -> Result<BrokerLink, Error> {
+    pub(crate) fn new(broker: &str) -> Result<BrokerLink, Error> {
         let leader = if weir_ha::ZkAddress::is_zk(broker) {
             let address = weir_ha::ZkAddress::parse(broker).map_err(|e| Error::Broker(e.to_string()))?;
             Some(weir_ha::detect(&address))
@@ -247,7 +274,7 @@ impl BrokerLink {
         }
     }
 
-    async fn client(&mut self) -> Result<&mut OperatorClient<tonic::transport::Channel>, Error> {
+    pub(crate) async fn client(&mut self) -> Result<&mut OperatorClient<tonic::transport::Channel>, Error> {
         let address = self.address().await?;
         if self.client.as_ref().is_none_or(|(a, _)| *a != address) {
             let endpoint = tonic::transport::Endpoint::from_shared(weir_sdk::endpoint(&address))
@@ -262,7 +289,7 @@ impl BrokerLink {
     }
 }
 
-async fn refresh_nodes(link: &mut BrokerLink, core: &CoreHandle) -> Result<(), Error> {
+pub(crate) async fn refresh_nodes(link: &mut BrokerLink, core: &CoreHandle) -> Result<(), Error> {
     let result = link.client().await?.get_state(v1::GetStateRequest {}).await;
     let state = match result {
         Ok(state) => state.into_inner(),
@@ -296,10 +323,18 @@ pub fn nodes_from_agents(agents: &[AgentSummary]) -> Vec<ObservedNode> {
                 "" => a.http_address.rsplit_once(':').map(|(h, _)| h.to_owned()).unwrap_or_default(),
                 h => h.to_owned(),
             };
-            let (state, health_report) = match a.state {
-                AgentState::Reachable => (NodeState::Running, String::new()),
-                AgentState::Disconnected => (NodeState::Unhealthy, "agent disconnected from the broker".to_owned()),
-                AgentState::Unreachable => (NodeState::Lost, "agent unreachable".to_owned()),
+            // An operator's drain says more than the connection does: YARN
+            // shows a decommissioning node whether or not it is healthy.
+            let (state, health_report) = match (a.drain, a.state) {
+                (DrainState::Draining { .. }, _) => (NodeState::Decommissioning, "agent draining".to_owned()),
+                (DrainState::Drained, _) => (NodeState::Decommissioned, "agent drained".to_owned()),
+                (DrainState::Active, AgentState::Reachable) => (NodeState::Running, String::new()),
+                (DrainState::Active, AgentState::Disconnected) => (NodeState::Unhealthy, "agent disconnected from the broker".to_owned()),
+                (DrainState::Active, AgentState::Unreachable) => (NodeState::Lost, "agent unreachable".to_owned()),
+            };
+            let decommission_deadline_ms = match a.drain {
+                DrainState::Draining { deadline } => Some(i64::try_from(deadline.as_millis()).unwrap_or(i64::MAX)),
+                _ => None,
             };
             ObservedNode {
                 agent_id: a.id.to_string(),
@@ -310,6 +345,7 @@ pub fn nodes_from_agents(agents: &[AgentSummary]) -> Vec<ObservedNode> {
                 containers: i32::try_from(a.tasks).unwrap_or(i32::MAX),
                 state,
                 health_report,
+                decommission_deadline_ms,
             }
         })
         .collect()
@@ -655,13 +691,23 @@ mod tests {
             used: weir_model::ResourceSet::parse(used).unwrap(),
             offered: Default::default(),
             tasks,
+            drain: DrainState::Active,
         };
+        let deadline = Duration::from_millis(1_700_000_123_456);
         let nodes = nodes_from_agents(&[
             agent("a1", "box", "127.0.0.1:5051", AgentState::Reachable, "cpus:2.5;mem:4096", "cpus:0.5;mem:512", 1),
             agent("a2", "", "10.0.0.2:6000", AgentState::Unreachable, "cpus:1;mem:1024", "cpus:0;mem:0", 0),
             agent("a3", "b3", "b3:5051", AgentState::Disconnected, "cpus:1;mem:1024", "cpus:0;mem:0", 0),
+            AgentSummary {
+                drain: DrainState::Draining { deadline },
+                ..agent("a4", "b4", "b4:5051", AgentState::Unreachable, "cpus:1;mem:1024", "cpus:0;mem:0", 0)
+            },
+            AgentSummary { drain: DrainState::Drained, ..agent("a5", "b5", "b5:5051", AgentState::Reachable, "cpus:1;mem:1024", "cpus:0;mem:0", 0) },
         ]);
-        assert_eq!(nodes.len(), 3);
+        assert_eq!(nodes.len(), 5);
+        assert_eq!((nodes[3].state, nodes[3].decommission_deadline_ms), (NodeState::Decommissioning, Some(1_700_000_123_456)));
+        assert_eq!((nodes[4].state, nodes[4].decommission_deadline_ms), (NodeState::Decommissioned, None));
+        assert_eq!(nodes[0].decommission_deadline_ms, None);
         assert_eq!(nodes[0].node_id, NodeId { host: "box".into(), port: 5051 });
         assert_eq!(nodes[0].capability, Capacity { memory_mb: 4096, vcores: 2 });
         assert_eq!(nodes[0].used, Capacity { memory_mb: 512, vcores: 1 });
