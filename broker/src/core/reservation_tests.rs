@@ -958,7 +958,7 @@ fn a_stale_copy_is_offered_to_nobody_and_mounted_by_no_task() {
     // Nor does it count as holding the volume's data for placement.
     let data = v1::DataLocality { volume_ids: vec!["pgdata".into()], ..Default::default() };
     h.call(FW_1, v1::call::Kind::Revive(v1::call::Revive { roles: vec![], data: Some(data) }));
-    let fw = FrameworkId::new(offer.framework_id.clone());
+    let fw = FrameworkId::new(fw);
     assert!(h.core.data_on_agents(&fw).is_empty(), "{:?}", h.core.data_on_agents(&fw));
     // A DESTROY clears it; the reservation stays.
     let out = h.call(FW_1, accept_ops(&offer, vec![op("d", destroy("pgdata"))]));
