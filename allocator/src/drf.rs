@@ -235,6 +235,9 @@ pub struct Allocator {
     grants: u64,
     /// Frameworks with at least one yield; 0 skips the second pick.
     yielding_frameworks: usize,
+    /// Some framework stated where its data is (set at each cycle's
+    /// start): without one, the cycle skips every locality check.
+    wants_active: bool,
     /// Scratch buffer for the candidate list, kept to avoid reallocating.
     scratch: Vec<u32>,
 }
@@ -295,6 +298,7 @@ impl Allocator {
             cycles: 0,
             grants: 0,
             yielding_frameworks: 0,
+            wants_active: false,
             scratch: Vec::new(),
         }
     }
@@ -1078,6 +1082,7 @@ impl Allocator {
         // Usually one offer per candidate agent: reserve once rather than
         // reallocating a 50,000-entry vector some sixteen times.
         out.reserve(list.len().min(max_agents));
+        self.wants_active = self.frameworks.iter().flatten().any(|fw| fw.wants.is_some());
         let mut notes = CycleNotes::default();
         let mut grants: Vec<(u32, ResourceSet)> = Vec::new();
         let mut granted = 0usize;
@@ -1099,7 +1104,8 @@ impl Allocator {
             for (c, resources) in grants.drain(..) {
                 let client = self.client(c);
                 let fw = self.framework(client.framework);
-                let data_bytes = fw.wants.as_ref().and_then(|w| w.agents.get(&a)).copied().unwrap_or(0);
+                let data_bytes =
+                    if self.wants_active { fw.wants.as_ref().and_then(|w| w.agents.get(&a)).copied().unwrap_or(0) } else { 0 };
                 let framework = fw.id.clone();
                 let role = self.roles[client.role as usize].name.clone();
                 out.push(Allocation { agent: agent_id.clone(), framework, role, resources, data_bytes });
@@ -1183,6 +1189,9 @@ impl Allocator {
     /// it, and it has not yet waited `locality_delay` since it first passed
     /// an agent over. Passing `a` over starts that wait.
     fn waits_for_data(&self, f: u32, a: u32, now: Duration, notes: &mut CycleNotes) -> bool {
+        if !self.wants_active {
+            return false;
+        }
         let Some(wants) = &self.framework(f).wants else { return false };
         if wants.agents.contains_key(&a) || self.config.locality_delay.is_zero() {
             return false;
