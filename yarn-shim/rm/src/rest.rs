@@ -1081,6 +1081,21 @@ mod tests {
         (core, effects_rx)
     }
 
+    /// A core with one application submitted to `default`, and its REST router.
+    async fn core_with_one_app() -> (CoreHandle, tokio::sync::mpsc::UnboundedReceiver<crate::scheduler::Effect>, ApplicationId, axum::Router) {
+        let (core, effects) = running_core(&["default"]);
+        let id = core
+            .call(|c, now| {
+                let (id, _) = c.rm_mut().new_application().unwrap();
+                c.rm_mut().submit(crate::rm_core::Submission::for_test(id), now.unix_ms).unwrap();
+                id
+            })
+            .await
+            .unwrap();
+        let app = router(core.clone(), RestInfo { started_on_ms: 1_700_000_000_000, proxy: None });
+        (core, effects, id, app)
+    }
+
     async fn ask(app: &axum::Router, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
         let request = Request::builder().method(method).uri(uri).body(Body::from(body.to_owned())).unwrap();
         let response = app.clone().oneshot(request).await.unwrap();
@@ -1091,16 +1106,7 @@ mod tests {
 
     #[tokio::test]
     async fn bad_requests_get_yarns_remote_exceptions_and_nothing_else_happens() {
-        let (core, _effects) = running_core(&["default"]);
-        let id = core
-            .call(|c, now| {
-                let (id, _) = c.rm_mut().new_application().unwrap();
-                c.rm_mut().submit(crate::rm_core::Submission::for_test(id), now.unix_ms).unwrap();
-                id
-            })
-            .await
-            .unwrap();
-        let app = router(core.clone(), RestInfo { started_on_ms: 1_700_000_000_000, proxy: None });
+        let (core, _effects, id, app) = core_with_one_app().await;
 
         let class = |v: &Value| v["RemoteException"]["javaClassName"].as_str().unwrap_or_default().to_owned();
         let (status, body) = ask(&app, "GET", "/ws/v1/cluster/apps/application_1700000000000_0042", "").await;
@@ -1151,16 +1157,7 @@ mod tests {
     /// RemoteException body (on the REST API) and none changes the books.
     #[tokio::test]
     async fn hostile_requests_get_a_clear_4xx_and_change_nothing() {
-        let (core, _effects) = running_core(&["default"]);
-        let id = core
-            .call(|c, now| {
-                let (id, _) = c.rm_mut().new_application().unwrap();
-                c.rm_mut().submit(crate::rm_core::Submission::for_test(id), now.unix_ms).unwrap();
-                id
-            })
-            .await
-            .unwrap();
-        let app = router(core.clone(), RestInfo { started_on_ms: 1_700_000_000_000, proxy: None });
+        let (core, _effects, id, app) = core_with_one_app().await;
         let long_id = format!("application_{}_1", "9".repeat(5000));
         let cases: Vec<(&str, String, &str)> = vec![
             ("GET", "/ws/v1/cluster/apps?limit=99999999999999999999999999".into(), ""),
