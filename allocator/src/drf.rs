@@ -186,6 +186,12 @@ struct Client {
 }
 
 impl RoleState {
+    /// Nothing keeps the role: no client (so nothing allocated), no
+    /// reservation free on any agent, the default weight.
+    fn unused(&self) -> bool {
+        self.clients.is_empty() && self.reserved_free == Scalars::default() && self.weight == DEFAULT_WEIGHT
+    }
+
     /// What the role is sorted by: what it holds plus its reservations
     /// nobody holds.
     fn usage(&self) -> Scalars {
@@ -364,13 +370,12 @@ impl Allocator {
         r
     }
 
-    /// Forgets role `r` if nothing keeps it: no client (so nothing
-    /// allocated), no reservation free on any agent, the default weight.
-    /// A role only subscribed to, reserved for or weighted comes back as
-    /// new the next time it is named; nothing about it is lost.
+    /// Forgets role `r` if nothing keeps it ([`RoleState::unused`]). A
+    /// role only subscribed to, reserved for or weighted comes back as new
+    /// the next time it is named; nothing about it is lost.
     fn forget_role_if_unused(&mut self, r: u32) {
         let role = &self.roles[r as usize];
-        if !role.clients.is_empty() || role.reserved_free != Scalars::default() || role.weight != DEFAULT_WEIGHT {
+        if !role.unused() {
             return;
         }
         debug_assert!(role.allocated == Scalars::default());
@@ -528,8 +533,6 @@ impl Allocator {
         }
     }
 
-    /// Adds (or with `sign == false`, removes) `amount` to a client's and its
-    /// role's books and re-files both.
     /// Stamps a grant on client `c`; `account` then re-files it.
     fn note_grant(&mut self, c: u32) {
         self.grants += 1;
@@ -537,6 +540,8 @@ impl Allocator {
         self.client_mut(c).last_granted = seq;
     }
 
+    /// Adds (or with `add == false`, removes) `amount` to a client's and
+    /// its role's books and re-files both.
     fn account(&mut self, c: u32, amount: &Scalars, add: bool) {
         let client = self.client_mut(c);
         let r = client.role;
@@ -863,11 +868,12 @@ impl Allocator {
 
     /// States where the data `framework`'s tasks will read is (bytes per
     /// agent; unknown agents are skipped, as data on no agent of the pool
-    /// cannot be brought closer), replacing what it stated before. Until
-    /// it is granted an agent with its data, or has waited
-    /// `locality_delay`, the framework passes over agents without it,
-    /// which go to the next in line; its place in line (its share) does
-    /// not change. Empty: no preference.
+    /// cannot be brought closer), replacing what it stated before (a wait
+    /// it is in goes on). Until it launches on an agent with its data
+    /// ([`Allocator::note_launch`]) or has waited `locality_delay`, the
+    /// framework passes over agents without it, which go to the next in
+    /// line; its place in line (its share) does not change. Empty: no
+    /// preference.
     pub fn set_wants(&mut self, framework: &FrameworkId, data: &[(AgentId, u64)]) -> Result<(), AllocatorError> {
         let f = self.framework_slot(framework)?;
         let agents: BTreeMap<u32, u64> = data
@@ -904,6 +910,10 @@ impl Allocator {
     /// have waited `locality_delay` (and takes any agent): the caller runs
     /// a cycle then, even if nothing else changed.
     pub fn locality_deadline(&self) -> Option<Duration> {
+        // A wait starts only in a cycle that saw some framework's data.
+        if !self.wants_active {
+            return None;
+        }
         self.frameworks
             .iter()
             .flatten()
@@ -1412,11 +1422,7 @@ impl Allocator {
             let role = &self.roles[r as usize];
             assert_eq!(&role.name, name);
             assert_eq!(role.reserved_free, reserved_free.get(&role.name).copied().unwrap_or_default(), "reserved_free of {}", role.name);
-            assert!(
-                !role.clients.is_empty() || role.reserved_free != Scalars::default() || role.weight != DEFAULT_WEIGHT,
-                "role {} is kept with nothing to keep it",
-                role.name
-            );
+            assert!(!role.unused(), "role {} is kept with nothing to keep it", role.name);
             assert!(!self.free_role_slots.contains(&r), "role {} is in use and free", role.name);
         }
         for (role, amount) in &reserved_free {

@@ -37,18 +37,7 @@ pub fn create_volume(
     container_path: &str,
     shared: bool,
 ) -> v1::Operation {
-    with_id(
-        op_id,
-        v1::operation::Kind::Create(v1::operation::Create {
-            volume_id: volume.to_string(),
-            reservation_id: reservation.to_string(),
-            size: size_mib,
-            container_path: container_path.to_owned(),
-            shared,
-            principal: String::new(),
-            backing: String::new(),
-        }),
-    )
+    create(op_id, volume, reservation, size_mib, container_path, shared, "")
 }
 
 /// CREATE a volume like [`create_volume`] whose copy is kept at `backing`
@@ -65,6 +54,19 @@ pub fn create_backed_volume(
     container_path: &str,
     backing: &str,
 ) -> v1::Operation {
+    create(op_id, volume, reservation, size_mib, container_path, false, backing)
+}
+
+/// The CREATE both of the above make (`backing` empty: none).
+fn create(
+    op_id: &str,
+    volume: &VolumeId,
+    reservation: &ReservationId,
+    size_mib: f64,
+    container_path: &str,
+    shared: bool,
+    backing: &str,
+) -> v1::Operation {
     with_id(
         op_id,
         v1::operation::Kind::Create(v1::operation::Create {
@@ -72,7 +74,7 @@ pub fn create_backed_volume(
             reservation_id: reservation.to_string(),
             size: size_mib,
             container_path: container_path.to_owned(),
-            shared: false,
+            shared,
             principal: String::new(),
             backing: backing.to_owned(),
         }),
