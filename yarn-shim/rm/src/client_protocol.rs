@@ -300,16 +300,16 @@ fn container_id(field: &'static str, p: Option<&r::ContainerIdProto>) -> Result<
 /// containers, as `yarn top` and `queue -status` read them: allocated is
 /// what the queue's applications hold, available what the running nodes
 /// have left; nothing is pending or reserved in YARN's sense here.
-fn add_queue_usage(core: &YarnCore, q: &mut r::QueueInfoProto) {
+fn add_queue_usage(core: &YarnCore, q: &mut r::QueueInfoProto, now_ms: i64) {
     use crate::rm_core::{AppState, NodeState};
     let total = core.rm().nodes(&[NodeState::Running]).iter().fold((0i64, 0i64), |(m, v), n| {
         (m + n.observed.capability.memory_mb, v + i64::from(n.observed.capability.vcores))
     });
     let all = AppFilter { states: vec![AppState::Accepted, AppState::Running], ..AppFilter::default() };
-    let used_all = core.rm().applications(&all).iter().map(|a| core.app_usage(a.id())).fold((0i64, 0i64), |(m, v), u| {
+    let used_all = core.rm().applications(&all).iter().map(|a| core.app_usage(a.id(), now_ms)).fold((0i64, 0i64), |(m, v), u| {
         (m + u.used.memory_mb, v + i64::from(u.used.vcores))
     });
-    fn fill(core: &YarnCore, q: &mut r::QueueInfoProto, available: (i64, i64)) {
+    fn fill(core: &YarnCore, q: &mut r::QueueInfoProto, available: (i64, i64), now_ms: i64) {
         let name = q.queue_name.clone().unwrap_or_default();
         let queues = if name == ROOT_QUEUE { Vec::new() } else { vec![name] };
         let filter = AppFilter { states: vec![crate::rm_core::AppState::Running], queues, ..AppFilter::default() };
@@ -318,7 +318,7 @@ fn add_queue_usage(core: &YarnCore, q: &mut r::QueueInfoProto) {
         users.sort_unstable();
         users.dedup();
         let (mut memory, mut vcores, mut containers) = (0i64, 0i64, 0i64);
-        for u in running.iter().map(|a| core.app_usage(a.id())) {
+        for u in running.iter().map(|a| core.app_usage(a.id(), now_ms)) {
             memory += u.used.memory_mb;
             vcores += i64::from(u.used.vcores);
             containers += i64::from(u.containers);
@@ -337,10 +337,10 @@ fn add_queue_usage(core: &YarnCore, q: &mut r::QueueInfoProto) {
             s.reserved_containers = Some(0);
         }
         for child in &mut q.child_queues {
-            fill(core, child, available);
+            fill(core, child, available, now_ms);
         }
     }
-    fill(core, q, ((total.0 - used_all.0).max(0), (total.1 - used_all.1).max(0)));
+    fill(core, q, ((total.0 - used_all.0).max(0), (total.1 - used_all.1).max(0)), now_ms);
 }
 
 /// Container reports with their node managers' web addresses, where
@@ -382,7 +382,7 @@ impl Service for ClientProtocol {
                     .yarn(move |core, now| {
                         let app = core.rm().application(id)?;
                         let mut report = convert::report_to_proto(app);
-                        convert::add_usage(&mut report, &core.app_usage(id));
+                        convert::add_usage(&mut report, &core.app_usage(id, now.unix_ms));
                         convert::add_remaining_lifetime(&mut report, app, now.unix_ms);
                         Ok::<_, RmError>(report)
                     })
@@ -417,7 +417,7 @@ impl Service for ClientProtocol {
                             .into_iter()
                             .map(|app| {
                                 let mut report = convert::report_to_proto(app);
-                                convert::add_usage(&mut report, &core.app_usage(app.id()));
+                                convert::add_usage(&mut report, &core.app_usage(app.id(), now.unix_ms));
                                 convert::add_remaining_lifetime(&mut report, app, now.unix_ms);
                                 report
                             })
@@ -477,9 +477,9 @@ impl Service for ClientProtocol {
                 let name = req.queue_name.clone().filter(|q| !q.is_empty()).unwrap_or_else(|| ROOT_QUEUE.into());
                 let (apps, children, recursive) = (req.include_applications(), req.include_child_queues(), req.recursive());
                 let info = self
-                    .yarn(move |core, _| {
+                    .yarn(move |core, now| {
                         let mut info = convert::queue_to_proto(&core.rm().queue_info(&name, apps, children, recursive)?);
-                        add_queue_usage(core, &mut info);
+                        add_queue_usage(core, &mut info, now.unix_ms);
                         Ok::<_, RmError>(info)
                     })
                     .await?

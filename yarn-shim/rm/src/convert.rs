@@ -327,6 +327,8 @@ pub fn add_usage(report: &mut r::ApplicationReportProto, usage: &crate::core::Ap
         u.num_used_containers = Some(usage.containers);
         u.used_resources = Some(capacity_to_proto(usage.used));
         u.needed_resources = Some(capacity_to_proto(usage.used));
+        u.memory_seconds = Some(usage.memory_seconds);
+        u.vcore_seconds = Some(usage.vcore_seconds);
     }
 }
 

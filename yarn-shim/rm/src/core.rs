@@ -101,6 +101,26 @@ pub struct AppUsage {
     pub current_attempt: Option<AttemptId>,
     pub containers: i32,
     pub used: weir_yarn_api::resource::Capacity,
+    /// MB × seconds and vcores × seconds its containers held, ended ones
+    /// and live ones up to now (YARN's aggregate resource allocation).
+    pub memory_seconds: i64,
+    pub vcore_seconds: i64,
+}
+
+/// Resources × time an application's ended containers held, in
+/// milliseconds (rounded down to seconds only when reported).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct HeldMillis {
+    memory_mb_ms: i64,
+    vcore_ms: i64,
+}
+
+impl HeldMillis {
+    fn add(&mut self, c: &ContainerReport, until_ms: i64) {
+        let ms = until_ms.saturating_sub(c.created_ms).max(0);
+        self.memory_mb_ms = self.memory_mb_ms.saturating_add(c.container.capacity.memory_mb.saturating_mul(ms));
+        self.vcore_ms = self.vcore_ms.saturating_add(i64::from(c.container.capacity.vcores).saturating_mul(ms));
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -115,6 +135,9 @@ struct SeenAttempt {
 struct Seen {
     attempts: BTreeMap<AttemptId, SeenAttempt>,
     containers: BTreeMap<ContainerId, ContainerReport>,
+    /// What each application's ended containers held, counted as they
+    /// leave `containers`.
+    held: BTreeMap<ApplicationId, HeldMillis>,
 }
 
 /// Why an attempt or container report cannot be given: YARN's exceptions.
@@ -191,13 +214,21 @@ impl YarnCore {
 
     /// Forgets containers that are no longer live and attempts of
     /// applications the books no longer hold: the ledger stays bounded.
-    fn prune_seen(&mut self) {
+    /// An ended container's time is counted to `now` (so to within one
+    /// tick of its end).
+    fn prune_seen(&mut self, now: Now) {
         let (rm, scheduler) = (&self.rm, &self.scheduler);
         let mut live: BTreeMap<ApplicationId, Vec<ContainerId>> = BTreeMap::new();
-        self.seen.containers.retain(|id, _| {
-            live.entry(id.attempt.app).or_insert_with(|| scheduler.live_containers(id.attempt.app)).contains(id)
+        let held = &mut self.seen.held;
+        self.seen.containers.retain(|id, c| {
+            let alive = live.entry(id.attempt.app).or_insert_with(|| scheduler.live_containers(id.attempt.app)).contains(id);
+            if !alive {
+                held.entry(id.attempt.app).or_default().add(c, now.unix_ms);
+            }
+            alive
         });
         self.seen.attempts.retain(|id, _| rm.application(id.app).is_ok());
+        held.retain(|app, _| rm.application(*app).is_ok());
     }
 
     /// getApplicationAttempts: every attempt of `app` this RM knows, oldest
@@ -250,14 +281,18 @@ impl YarnCore {
 
     /// The current attempt of `app` and what its live containers hold
     /// (for application reports and `yarn top`).
-    pub fn app_usage(&self, app: ApplicationId) -> AppUsage {
+    pub fn app_usage(&self, app: ApplicationId, now_ms: i64) -> AppUsage {
         let live = self.scheduler.live_containers(app);
         let mut usage = AppUsage { current_attempt: self.scheduler.current_attempt(app), ..AppUsage::default() };
+        let mut held = self.seen.held.get(&app).copied().unwrap_or_default();
         for c in live.iter().filter_map(|id| self.seen.containers.get(id)) {
             usage.containers += 1;
             usage.used.memory_mb += c.container.capacity.memory_mb;
             usage.used.vcores += c.container.capacity.vcores;
+            held.add(c, now_ms);
         }
+        usage.memory_seconds = held.memory_mb_ms / 1000;
+        usage.vcore_seconds = held.vcore_ms / 1000;
         usage
     }
 
@@ -355,7 +390,7 @@ impl YarnCore {
         let effects = self.scheduler.tick(&mut self.rm, now);
         self.outbox.extend(effects);
         self.see_effects(from, now);
-        self.prune_seen();
+        self.prune_seen(now);
         if now.mono.saturating_sub(self.last_reconcile) >= RECONCILE_EVERY {
             self.reconcile(now);
         }
@@ -637,6 +672,30 @@ mod tests {
             AllocateOutcome::Replay(_) => panic!("a first call is fresh"),
         };
         assert_eq!(answer.priority, 3);
+    }
+
+    #[test]
+    fn memory_and_vcore_seconds_count_live_containers_to_now_and_ended_ones_to_their_end() {
+        let mut c = core();
+        c.observe_nodes(vec![node(4096, 4)], Now::from(0));
+        let (id, _) = c.rm_mut().new_application().unwrap();
+        c.rm_mut().submit(submission(id, 0, capacity(512, 2), true), 1).unwrap();
+        c.tick(Now::from(2));
+        c.offers(vec![offer(4, 4096)], Now::from(1_000));
+        let am = ContainerId { attempt: AttemptId { app: id, attempt: 1 }, id: 1 };
+        c.task_update(&weir_model::TaskId::new(am.to_string()), &"a1".into(), TaskEvent::Running, Now::from(1_100));
+        assert_eq!(c.app_usage(id, 1_000).memory_seconds, 0);
+        let usage = c.app_usage(id, 11_000);
+        assert_eq!((usage.memory_seconds, usage.vcore_seconds), (512 * 10, 2 * 10));
+        // The AM container ends at 21 s: counted to the tick that sees it go.
+        c.task_update(&weir_model::TaskId::new(am.to_string()), &"a1".into(), TaskEvent::Exited { code: Some(0), signal: None, message: String::new() }, Now::from(21_000));
+        c.tick(Now::from(21_000));
+        let later = c.app_usage(id, 99_000);
+        assert_eq!((later.containers, later.memory_seconds, later.vcore_seconds), (0, 512 * 20, 2 * 20));
+        let mut report = crate::convert::report_to_proto(c.rm().application(id).unwrap());
+        crate::convert::add_usage(&mut report, &later);
+        let usage = report.app_resource_usage.unwrap();
+        assert_eq!((usage.memory_seconds(), usage.vcore_seconds()), (10_240, 40));
     }
 
     #[test]

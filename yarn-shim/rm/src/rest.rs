@@ -377,7 +377,7 @@ async fn reports(
                 .map(|app| {
                     let mut report = convert::report_to_proto(app);
                     convert::through_proxy(&mut report, proxy.as_deref());
-                    convert::add_usage(&mut report, &core.app_usage(app.id()));
+                    convert::add_usage(&mut report, &core.app_usage(app.id(), now.unix_ms));
                     convert::add_remaining_lifetime(&mut report, app, now.unix_ms);
                     let am = core
                         .attempt_reports(app.id())
