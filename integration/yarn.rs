@@ -981,3 +981,156 @@ fn rmadmin_decommissions_gracefully_recommissions_and_answers_groups_and_state()
     assert!(out.status.success(), "{text}");
     assert!(text.lines().any(|l| l.trim() == "active"), "{text}");
 }
+
+/// A Spark job whose slices each sleep: long enough to drain an agent
+/// under it. Each slice touches a file in `marks` as it starts (executors
+/// run on this machine), so a test can tell the job's tasks are running.
+/// Prints the exact sum of its input.
+const SLOW_SUM_PY: &str = r#"
+import os, sys, time
+from pyspark.sql import SparkSession
+slices = int(sys.argv[1])
+pause = float(sys.argv[2])
+marks = sys.argv[3]
+spark = SparkSession.builder.appName("weir-drain").getOrCreate()
+def slow(part):
+    part = list(part)
+    open(os.path.join(marks, "%d-%d" % (part[0], os.getpid())), "w").close()
+    for x in part:
+        time.sleep(pause)
+        yield x
+total = spark.sparkContext.parallelize(range(slices * 10), slices).mapPartitions(slow).sum()
+print("SUM=%d" % total)
+spark.stop()
+"#;
+
+/// The agents the shim's containers run on, from /state: (container task
+/// id, agent id), live tasks only.
+fn containers_by_agent(broker: &str) -> Vec<(String, String)> {
+    let s: serde_json::Value = serde_json::from_str(&support::http_get(&format!("http://{broker}/state")).unwrap()).unwrap();
+    s["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["id"].as_str().is_some_and(|id| id.starts_with("container_")))
+        .map(|t| (t["id"].as_str().unwrap().to_owned(), t["agent_id"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+/// A drain under a running Spark job on two agents: the agent without the
+/// ApplicationMaster is drained with a 3 s grace (`weir agent drain`) once
+/// the job's slices run on three executors. Its executors are killed at
+/// the deadline (Spark reads exit status -106, not the application's
+/// fault), no container is started there afterwards, the job finishes on
+/// the executor left with the exact sum, the agent ends DRAINED and YARN
+/// clients list its node DECOMMISSIONED.
+#[test]
+fn draining_an_agent_under_a_spark_job_moves_its_work_and_the_job_ends_exact() {
+    let clients = clients();
+    // Each agent fits two 896 MB containers (512 MB + Spark's 384 MB
+    // overhead): the AM and three executors fill both.
+    let spec = "cpus:2;mem:2048;disk:1000;{ports}";
+    let sa = standalone_with(spec, &["yarn-shim.nodemanager.memory-mb=64"]);
+    let second = sa.dir.path().join("agent2");
+    let spec2 = support::spec_with_free_port(spec);
+    let (_agent2, _) = support::spawn_weir(
+        "agent2",
+        &[
+            "agent",
+            "--broker",
+            &sa.broker,
+            "--listen",
+            "127.0.0.1:0",
+            "--resources",
+            &spec2,
+            "--work-dir",
+            second.to_str().unwrap(),
+            "--hostname",
+            "127.0.0.1",
+            "-D",
+            "agent.kill.grace.period=1s",
+        ],
+        "agent",
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while state(&sa)["agents"].as_array().unwrap().len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "the second agent never registered");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let script = sa.dir.path().join("slow_sum.py");
+    std::fs::write(&script, SLOW_SUM_PY).unwrap();
+
+    // Drains from another thread once the AM and three executors run.
+    let marks = sa.dir.path().join("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    let broker = sa.broker.clone();
+    let watched = marks.clone();
+    let watcher = {
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(180);
+            // Three executors each running a slice of the job.
+            let pids = || -> std::collections::BTreeSet<String> {
+                std::fs::read_dir(&watched).unwrap().flatten().filter_map(|e| e.file_name().to_str()?.split('-').nth(1).map(str::to_owned)).collect()
+            };
+            while pids().len() < 3 {
+                assert!(std::time::Instant::now() < deadline, "the job's slices never ran on three executors");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            let (drained, victims) = loop {
+                let running = containers_by_agent(&broker);
+                let am = running.iter().find(|(id, _)| id.ends_with("_000001")).map(|(_, a)| a.clone());
+                if let (Some(am_agent), 4..) = (am, running.len()) {
+                    let other: Vec<String> = running.iter().filter(|(_, a)| *a != am_agent).map(|(id, _)| id.clone()).collect();
+                    let agent = running.iter().find(|(_, a)| *a != am_agent).map(|(_, a)| a.clone()).unwrap();
+                    break (agent, other);
+                }
+                assert!(std::time::Instant::now() < deadline, "the job never ran its AM and three executors: {running:?}");
+                std::thread::sleep(Duration::from_millis(300));
+            };
+            let out = Command::new(support::WEIR).args(["agent", "drain", "--broker", &broker, "--grace", "3s", &drained]).output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let began = std::time::Instant::now();
+            // Its executors end within the grace plus the agent's kill grace.
+            loop {
+                let left: Vec<_> = containers_by_agent(&broker).into_iter().filter(|(_, a)| *a == drained).collect();
+                if left.is_empty() {
+                    break;
+                }
+                assert!(began.elapsed() < Duration::from_secs(10), "containers still on the drained agent after {:?}: {left:?}", began.elapsed());
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            let ended = began.elapsed();
+            (drained, victims, ended)
+        })
+    };
+    let (out, text) = clients.spark_submit(
+        &sa,
+        "client",
+        &["--conf", "spark.executor.instances=3", "--conf", "spark.task.maxFailures=8"],
+        &script,
+        &["12", "0.2", marks.to_str().unwrap()],
+    );
+    let (drained, victims, ended) = watcher.join().unwrap();
+    assert!(out.status.success(), "spark-submit failed after the drain:\n{text}");
+    assert!(text.contains(&format!("SUM={}", (0..120).sum::<u64>())), "{text}");
+    eprintln!("drained {drained}: {} container(s) there ended {ended:?} after the drain", victims.len());
+    assert!(!victims.is_empty());
+    assert!(ended >= Duration::from_secs(2), "killed before the grace ended: {ended:?}");
+
+    // No container was started on the drained agent after the drain, and
+    // the agent is DRAINED once the job is over.
+    let s = state(&sa);
+    let on_drained: Vec<&str> = s["completed_tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(s["tasks"].as_array().unwrap())
+        .filter(|t| t["agent_id"] == drained.as_str() && t["id"].as_str().is_some_and(|id| id.starts_with("container_")))
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert!(on_drained.iter().all(|id| victims.iter().any(|v| v == id)), "started on the drained agent: {on_drained:?} (before: {victims:?})");
+    let agent = s["agents"].as_array().unwrap().iter().find(|a| a["id"] == drained.as_str()).unwrap().clone();
+    assert_eq!(agent["drain"], "drained", "{agent}");
+    let (_, nodes) = clients.yarn(&sa.conf_dir, "org.apache.hadoop.yarn.client.cli.NodeCLI", &["-list", "-all"]);
+    assert!(nodes.contains("DECOMMISSIONED"), "{nodes}");
+}
