@@ -414,3 +414,136 @@ fn mark_gone_refuses_the_agent_and_bad_requests_say_why() {
 fn row_state(row: &[String]) -> &str {
     row.get(3).map(String::as_str).unwrap_or_default()
 }
+
+/// A maintenance window as offers and notices carry it: (start, duration).
+type Window = Option<(f64, f64)>;
+
+/// What the maintenance-window framework saw.
+#[derive(Default)]
+struct WindowBooks {
+    /// (agent, the window the offer carried, when).
+    offers: Vec<(String, Window, Instant)>,
+    /// (agent, deadline, window) of every AGENT_DRAINING notice.
+    notices: Vec<(String, f64, Window)>,
+    /// task id → (agent, states).
+    tasks: BTreeMap<String, (String, Vec<(TaskState, Instant)>)>,
+}
+
+/// One `sleep 600` per agent, on its first offer; every other offer is
+/// declined for 300 ms, so offers keep coming and each can be read.
+async fn window_framework(broker: String, books: Arc<Mutex<WindowBooks>>) {
+    let mut fw = Framework::subscribe(FrameworkConfig::new(broker, "window-test")).await.expect("subscribe");
+    let size = ResourceSet::parse("cpus:0.5;mem:32").unwrap();
+    while let Ok(Some(event)) = fw.next_event().await {
+        match event.kind {
+            Some(v1::event::Kind::Offers(offers)) => {
+                for offer in offers.offers {
+                    let window = offer.unavailability.map(|u| (u.start, u.duration));
+                    let id = format!("w-{}", offer.agent_id);
+                    let first = {
+                        let mut b = books.lock().unwrap();
+                        b.offers.push((offer.agent_id.clone(), window, Instant::now()));
+                        let first = !b.tasks.values().any(|(agent, _)| *agent == offer.agent_id);
+                        if first {
+                            b.tasks.insert(id.clone(), (offer.agent_id.clone(), Vec::new()));
+                        }
+                        first
+                    };
+                    let offer_id = weir_model::OfferId::new(offer.id.clone());
+                    let _ = if first {
+                        let task = v1::TaskInfo {
+                            task_id: id.clone(),
+                            name: id,
+                            agent_id: offer.agent_id.clone(),
+                            resources: resources_to_proto(&size),
+                            command: Some(v1::CommandInfo { shell: true, value: "sleep 600".into(), ..Default::default() }),
+                            ..Default::default()
+                        };
+                        fw.launch(&[offer_id], vec![task], Some(Duration::from_millis(300))).await
+                    } else {
+                        fw.decline(&[offer_id], Some(Duration::from_millis(300))).await
+                    };
+                }
+            }
+            Some(v1::event::Kind::Update(update)) => {
+                let status = update.status.unwrap();
+                let state = task_state_from_proto("state", status.state).unwrap();
+                if let Some((_, states)) = books.lock().unwrap().tasks.get_mut(&status.task_id) {
+                    states.push((state, Instant::now()));
+                }
+                let _ = fw.acknowledge(&status).await;
+            }
+            Some(v1::event::Kind::AgentDraining(d)) => {
+                books.lock().unwrap().notices.push((d.agent_id, d.deadline, d.unavailability.map(|u| (u.start, u.duration))));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A maintenance window scheduled ahead with `weir agent maintain`, on
+/// real processes: until its start the agent is offered with the window
+/// on every offer (the other agent's offers carry none) and the
+/// framework with a task there is told; at the start the task is killed
+/// and the agent is offered to nobody; when the window ends it is offered
+/// again, without a window. `weir agent list` shows the window throughout.
+#[test]
+fn a_maintenance_window_is_on_offers_drains_at_its_start_and_ends_by_itself() {
+    let cluster = support::Cluster::start(2, "cpus:2;mem:512", &["broker.agent.heartbeat.interval=1s"]);
+    let books = Arc::new(Mutex::new(WindowBooks::default()));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.spawn(window_framework(cluster.broker_addr.clone(), books.clone()));
+    let running = |books: &WindowBooks| -> Vec<String> {
+        books.tasks.values().filter(|(_, s)| s.last().is_some_and(|(st, _)| *st == TaskState::Running)).map(|(a, _)| a.clone()).collect()
+    };
+    wait_until("a task running on each agent", Duration::from_secs(30), || running(&books.lock().unwrap()).len() == 2);
+    let state = cluster.state();
+    let agents: Vec<String> = state["agents"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_owned()).collect();
+    let (a, b) = (agents[0].clone(), agents[1].clone());
+
+    let out = cluster.weir(&["agent", "maintain", "--start", "+6s", "--duration", "8s", &a]);
+    let scheduled_at = Instant::now();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(&format!("agent {a} goes into maintenance in")) && text.contains("for 8s"), "{text}");
+    let listed = String::from_utf8_lossy(&cluster.weir(&["agent", "list"]).stdout).to_string();
+    let row = listed.lines().find(|l| l.contains(&a)).unwrap_or_default().to_owned();
+    assert!(row.contains("ACTIVE") && row.contains("in ") && row.contains("for 8s"), "{listed}");
+
+    // Before the start: the notice, and offers from A that carry the window.
+    std::thread::sleep(Duration::from_secs(4));
+    {
+        let books = books.lock().unwrap();
+        let notice = books.notices.iter().find(|n| n.0 == a).unwrap_or_else(|| panic!("no AGENT_DRAINING for {a}: {:?}", books.notices));
+        let window = notice.2.expect("the notice carries the window");
+        assert_eq!((notice.1, window.1), (window.0, 8.0), "the deadline is the window's start");
+        let since: Vec<_> = books.offers.iter().filter(|o| o.2 > scheduled_at).collect();
+        let from_a: Vec<_> = since.iter().filter(|o| o.0 == a).collect();
+        assert!(!from_a.is_empty(), "A was not offered before its window: {since:?}");
+        assert!(from_a.iter().all(|o| o.1 == Some(window)), "{from_a:?}");
+        assert!(since.iter().filter(|o| o.0 == b).all(|o| o.1.is_none()), "B's offers named a window");
+        assert_eq!(running(&books).len(), 2, "a task ended before the window");
+    }
+
+    // The start: A's task is killed, B's runs on, A is not offered.
+    wait_until("the task on A to end", Duration::from_secs(8), || !running(&books.lock().unwrap()).contains(&a));
+    let ended = scheduled_at.elapsed();
+    assert!(ended >= Duration::from_millis(5500), "killed {ended:?} after scheduling, before the start");
+    let row = String::from_utf8_lossy(&cluster.weir(&["agent", "list"]).stdout).lines().find(|l| l.contains(&a)).unwrap_or_default().to_owned();
+    assert!(row.contains("DRAIN") && row.contains("ends in"), "{row}");
+    let during = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    {
+        let books = books.lock().unwrap();
+        assert!(!books.offers.iter().any(|o| o.0 == a && o.2 > during), "A was offered during its window");
+        assert!(running(&books).contains(&b));
+    }
+
+    // The end (14 s after scheduling): A is offered again, with no window.
+    wait_until("an offer from A after its window", Duration::from_secs(15), || {
+        books.lock().unwrap().offers.iter().any(|o| o.0 == a && o.2 > scheduled_at + Duration::from_secs(14) && o.1.is_none())
+    });
+    let row = String::from_utf8_lossy(&cluster.weir(&["agent", "list"]).stdout).lines().find(|l| l.contains(&a)).unwrap_or_default().to_owned();
+    assert!(row.contains("ACTIVE") && !row.contains("ends in"), "{row}");
+    rt.shutdown_background();
+}

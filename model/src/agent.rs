@@ -60,6 +60,24 @@ impl DrainState {
     }
 }
 
+/// A maintenance window scheduled ahead (Mesos' maintenance schedule):
+/// the machine goes away at `start` (since the Unix epoch) for
+/// `duration`. Until then it is offered as usual, its offers saying so;
+/// at `start` its tasks still there are killed and it is offered to nobody
+/// until the window ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Unavailability {
+    pub start: std::time::Duration,
+    pub duration: std::time::Duration,
+}
+
+impl Unavailability {
+    /// When the machine is back (since the Unix epoch).
+    pub fn end(&self) -> std::time::Duration {
+        self.start.saturating_add(self.duration)
+    }
+}
+
 impl fmt::Display for DrainState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -84,4 +102,6 @@ pub struct AgentSummary {
     pub tasks: u32,
     /// Its maintenance: active, draining or drained.
     pub drain: DrainState,
+    /// Its maintenance window, if one is scheduled or under way.
+    pub unavailability: Option<Unavailability>,
 }

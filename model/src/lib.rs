@@ -17,7 +17,7 @@ pub mod reservation;
 pub mod resources;
 pub mod task;
 
-pub use agent::{AgentState, AgentSummary, DrainState};
+pub use agent::{AgentState, AgentSummary, DrainState, Unavailability};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{AgentId, ExecutorId, FrameworkId, OfferId, ReservationId, Role, TaskId, VolumeId};
 pub use reservation::{Reservation, Volume, VolumeMount};

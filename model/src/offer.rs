@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AgentId, FrameworkId, OfferId, ResourceSet, Role};
+use crate::{AgentId, FrameworkId, OfferId, ResourceSet, Role, Unavailability};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Offer {
@@ -19,4 +19,7 @@ pub struct Offer {
     /// Bytes of the data the framework said its tasks read that this
     /// agent holds (0: none, or it said nothing).
     pub data_bytes: u64,
+    /// The agent's maintenance window, when one is scheduled: tasks
+    /// launched here are killed at its start.
+    pub unavailability: Option<Unavailability>,
 }

@@ -10,7 +10,7 @@ use weir_model::ids::validate_id;
 use weir_model::reservation::{validate_backing, validate_container_path, validate_labels};
 use weir_model::{
     AgentId, AgentState, AgentSummary, DrainState, FrameworkId, Milli, Offer, OfferId, Ranges, Reservation, ReservationId, ResourceSet,
-    Resources, Role, TaskState, Volume, VolumeId, VolumeMount,
+    Resources, Role, TaskState, Unavailability, Volume, VolumeId, VolumeMount,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -220,11 +220,36 @@ pub fn drain_state_from_proto(field: &str, raw: i32, deadline: f64) -> Result<Dr
 /// Unix times past this (the year 5138) are not believed.
 const MAX_UNIX_SECONDS: f64 = 1e11;
 
+/// Maintenance windows longer than this (about ten years) are refused.
+pub const MAX_WINDOW_SECONDS: f64 = 3.2e8;
+
+pub fn unavailability_to_proto(u: &Unavailability) -> v1::Unavailability {
+    v1::Unavailability { start: u.start.as_secs_f64(), duration: u.duration.as_secs_f64() }
+}
+
+/// Reads a maintenance window: a start since the Unix epoch and a
+/// duration of at most [`MAX_WINDOW_SECONDS`], both finite and read to the
+/// millisecond.
+pub fn unavailability_from_proto(field: &str, u: &v1::Unavailability) -> Result<Unavailability, ProtoError> {
+    if !u.start.is_finite() || !(0.0..=MAX_UNIX_SECONDS).contains(&u.start) {
+        return Err(ProtoError::invalid(format!("{field}.start"), format!("{} is not a time since the Unix epoch", u.start)));
+    }
+    if !u.duration.is_finite() || !(0.0..=MAX_WINDOW_SECONDS).contains(&u.duration) {
+        return Err(ProtoError::invalid(
+            format!("{field}.duration"),
+            format!("{} is not a duration of 0 to {MAX_WINDOW_SECONDS} seconds", u.duration),
+        ));
+    }
+    let millis = |s: f64| std::time::Duration::from_millis((s * 1000.0).round() as u64);
+    Ok(Unavailability { start: millis(u.start), duration: millis(u.duration) })
+}
+
 pub fn agent_summary_to_proto(agent: &AgentSummary) -> v1::AgentSummary {
     let (drain, drain_deadline) = drain_state_to_proto(agent.drain);
     v1::AgentSummary {
         drain: drain as i32,
         drain_deadline,
+        unavailability: agent.unavailability.as_ref().map(unavailability_to_proto),
         id: agent.id.to_string(),
         hostname: agent.hostname.clone(),
         http_address: agent.http_address.clone(),
@@ -255,6 +280,8 @@ pub fn agent_summary_from_proto(field: &str, agent: &v1::AgentSummary) -> Result
     }
     let state = agent_state_from_proto(&format!("{field}.state"), agent.state)?;
     let drain = drain_state_from_proto(&format!("{field}.drain"), agent.drain, agent.drain_deadline)?;
+    let unavailability =
+        agent.unavailability.as_ref().map(|u| unavailability_from_proto(&format!("{field}.unavailability"), u)).transpose()?;
     let attributes = attributes_from_proto(&format!("{field}.attributes"), &agent.attributes)?;
     let total = resources_from_proto(&format!("{field}.total"), &agent.total)?;
     let used = resources_from_proto(&format!("{field}.used"), &agent.used)?;
@@ -276,6 +303,7 @@ pub fn agent_summary_from_proto(field: &str, agent: &v1::AgentSummary) -> Result
         offered,
         tasks: agent.tasks,
         drain,
+        unavailability,
     })
 }
 
@@ -302,6 +330,7 @@ pub fn offer_to_proto(offer: &Offer) -> v1::Offer {
         reservations: Vec::new(),
         volumes: Vec::new(),
         data_bytes: offer.data_bytes,
+        unavailability: offer.unavailability.as_ref().map(unavailability_to_proto),
     }
 }
 
@@ -328,6 +357,7 @@ pub fn offer_from_proto(field: &str, offer: &v1::Offer) -> Result<Offer, ProtoEr
         resources,
         attributes: attributes_from_proto(&format!("{field}.attributes"), &offer.attributes)?,
         data_bytes: offer.data_bytes,
+        unavailability: offer.unavailability.as_ref().map(|u| unavailability_from_proto(&format!("{field}.unavailability"), u)).transpose()?,
     })
 }
 
@@ -591,6 +621,10 @@ mod tests {
             offered: ResourceSet::parse("cpus:6;ports:[31000-31009]").unwrap(),
             tasks: 3,
             drain: DrainState::Draining { deadline: std::time::Duration::from_secs(1_800_000_000) },
+            unavailability: Some(Unavailability {
+                start: std::time::Duration::from_millis(1_800_000_000_250),
+                duration: std::time::Duration::from_secs(7200),
+            }),
         }
     }
 
@@ -628,6 +662,14 @@ mod tests {
             err(|a| a.drain_deadline = f64::NAN),
             "get_state.agents[1].drain: drain deadline NaN is not a time since the Unix epoch"
         );
+        assert_eq!(
+            err(|a| a.unavailability.as_mut().unwrap().start = -1.0),
+            "get_state.agents[1].unavailability.start: -1 is not a time since the Unix epoch"
+        );
+        assert_eq!(
+            err(|a| a.unavailability.as_mut().unwrap().duration = f64::INFINITY),
+            "get_state.agents[1].unavailability.duration: inf is not a duration of 0 to 320000000 seconds"
+        );
         assert_eq!(err(|a| a.hostname.clear()), "get_state.agents[1].hostname: must be 1 to 255 bytes long, not 0");
         assert!(err(|a| a.attributes[0].name = "bad name".into()).starts_with("get_state.agents[1].attributes[0]: "));
         assert!(err(|a| a.total[0] = scalar("cpus", f64::INFINITY)).starts_with("get_state.agents[1].total[0] (cpus): "));
@@ -650,6 +692,7 @@ mod tests {
             resources: ResourceSet::parse("cpus:2;mem:1024;ports:[31000-31009]").unwrap(),
             attributes: vec![("rack".into(), "r1".into())],
             data_bytes: 128 << 20,
+            unavailability: Some(Unavailability { start: std::time::Duration::from_secs(1_900_000_000), duration: std::time::Duration::from_secs(60) }),
         };
         let wire = offer_to_proto(&offer);
         assert_eq!(offer_from_proto("offers[0]", &wire).unwrap(), offer);
@@ -664,6 +707,10 @@ mod tests {
         assert_eq!(err(|o| o.resources.clear()), "offers[3].resources: an offer must hold some resources");
         assert!(err(|o| o.resources[0] = scalar("cpus", -2.0)).starts_with("offers[3].resources[0] (cpus): "));
         assert_eq!(err(|o| o.hostname.clear()), "offers[3].hostname: must be 1 to 255 bytes long, not 0");
+        assert_eq!(
+            err(|o| o.unavailability.as_mut().unwrap().duration = -5.0),
+            "offers[3].unavailability.duration: -5 is not a duration of 0 to 320000000 seconds"
+        );
     }
 
     #[test]

@@ -18,7 +18,16 @@
 //! - GONE: removed from the books and the registry's agent records; it
 //!   may not re-register under its id (its work directory must go).
 //!
-//! Every state but ACTIVE is a registry record (`maintenance`, keyed by
+//! A maintenance window scheduled ahead (Mesos' maintenance schedule,
+//! `weir agent maintain`) keeps the agent ACTIVE and offered until its
+//! start, but every offer from it carries the window (`unavailability`)
+//! and frameworks with tasks there hear `AGENT_DRAINING` with the start as
+//! the deadline, so they can place short work there and move long work
+//! away. At the start the agent drains with the start as its deadline
+//! (its tasks still there are killed at once), and when the window ends
+//! it is reactivated by itself.
+//!
+//! Every state but ACTIVE, and every window, is a registry record (`maintenance`, keyed by
 //! agent id; the deadline in Unix time, since a new leader's monotonic
 //! clock is another), written before the operator is answered, so a
 //! drain survives a failover: the new leader keeps the agent unoffered and
@@ -28,7 +37,7 @@ use std::time::Duration;
 
 use prost::Message;
 use weir_ha::Record;
-use weir_model::{AgentId, DrainState, FrameworkId};
+use weir_model::{AgentId, DrainState, FrameworkId, Unavailability};
 use weir_proto::convert;
 use weir_proto::v1;
 
@@ -52,6 +61,10 @@ pub(super) struct Drain {
     /// The kills went out on the stream it had at the deadline; cleared
     /// when it re-registers, so they go again on the new one.
     kills_sent: bool,
+    /// A maintenance window's drain: reactivated when the window ends;
+    /// its `deadline` is the window's start. In Unix time, as recorded: a
+    /// new leader's monotonic clock is another.
+    window: Option<Unavailability>,
 }
 
 impl BrokerCore {
@@ -70,6 +83,11 @@ impl BrokerCore {
         }
         let grace = grace.unwrap_or(self.settings.drain_grace_default).min(MAX_DRAIN_GRACE);
         let mut out = Vec::new();
+        // An operator's drain replaces a window: it ends when the operator
+        // says so, not when the window would have.
+        if self.windows.remove(id).is_some() {
+            tracing::info!(agent_id = %id, "maintenance window replaced by a drain");
+        }
         match self.drains.get_mut(id) {
             Some(drain) if drain.drained => {
                 if mark_gone {
@@ -81,10 +99,11 @@ impl BrokerCore {
             Some(drain) => {
                 drain.deadline = now + grace;
                 drain.mark_gone = mark_gone;
+                drain.window = None;
                 tracing::info!(agent_id = %id, grace = ?grace, mark_gone, "agent drain changed");
             }
             None => {
-                self.drains.insert(id.clone(), Drain { deadline: now + grace, mark_gone, drained: false, kills_sent: false });
+                self.drains.insert(id.clone(), Drain { deadline: now + grace, mark_gone, drained: false, kills_sent: false, window: None });
                 tracing::info!(agent_id = %id, grace = ?grace, mark_gone, "draining agent");
             }
         }
@@ -93,9 +112,7 @@ impl BrokerCore {
         if self.agents.contains_key(id) {
             let _ = self.allocator.set_agent_active(id, false);
         }
-        let frameworks: std::collections::BTreeSet<FrameworkId> =
-            self.agents.get(id).map(|a| a.tasks.iter().map(|(f, _)| f.clone()).collect()).unwrap_or_default();
-        for framework in frameworks {
+        for framework in self.frameworks_with_tasks_on(id) {
             self.tell_draining(&framework, id, &mut out);
         }
         self.check_drain(id, now, &mut out);
@@ -115,6 +132,14 @@ impl BrokerCore {
         if self.gone_agents.contains(id) {
             return Err(format!("agent {id} was marked gone; start it with a fresh work directory to bring the machine back"));
         }
+        if self.windows.remove(id).is_some() {
+            let mut out = vec![Output::Registry(delete(MAINTENANCE, id.as_str()))];
+            // Its outstanding offers still name the window.
+            self.rescind_agent_offers(id, &mut out);
+            self.dirty = true;
+            tracing::info!(agent_id = %id, "maintenance window cancelled");
+            return Ok((format!("agent {id}'s maintenance window is cancelled"), out));
+        }
         if self.drains.remove(id).is_none() {
             if self.agents.contains_key(id) || self.awaiting_agent(id) {
                 return Ok((format!("agent {id} is active; nothing to do"), Vec::new()));
@@ -127,6 +152,103 @@ impl BrokerCore {
         self.dirty = true;
         tracing::info!(agent_id = %id, "agent reactivated");
         Ok((format!("agent {id} is active again"), vec![Output::Registry(delete(MAINTENANCE, id.as_str()))]))
+    }
+
+    /// Schedules a maintenance window (`window` in Unix time): the agent
+    /// stays offered, its offers carrying the window, until the start;
+    /// then it drains with the start as its deadline; when the window
+    /// ends it is active again. Scheduling again replaces the window (a
+    /// window under way starts over: a drain at once, if its start has
+    /// passed). Refused for an agent an operator drained, an unknown or
+    /// gone one, an empty window or one that has ended. The outputs start
+    /// with the registry write the answer must wait for.
+    pub fn schedule_maintenance(&mut self, id: &AgentId, window: Unavailability, now: Duration) -> Result<(String, Vec<Output>), String> {
+        if self.gone_agents.contains(id) {
+            return Err(format!("agent {id} was marked gone; it cannot be scheduled for maintenance"));
+        }
+        if !self.agents.contains_key(id) && !self.awaiting_agent(id) && !self.drains.contains_key(id) {
+            return Err(format!("agent {id} is not known to the broker"));
+        }
+        if self.drains.get(id).is_some_and(|d| d.window.is_none()) {
+            return Err(format!(
+                "agent {id} is {} by an operator's drain; reactivate it before scheduling a window",
+                self.drain_state(id)
+            ));
+        }
+        if window.duration.is_zero() {
+            return Err("a maintenance window needs a duration > 0".to_owned());
+        }
+        let start = self.monotonic_time(window.start);
+        if self.monotonic_time(window.end()) <= now {
+            return Err(format!("the window ends at {:.3} (Unix seconds), which has passed", window.end().as_secs_f64()));
+        }
+        let mut out = Vec::new();
+        if self.drains.remove(id).is_some() {
+            // A window under way starts over with the new one.
+            if self.agent_conn(id).is_some() {
+                let _ = self.allocator.set_agent_active(id, true);
+            }
+        }
+        self.windows.insert(id.clone(), window);
+        tracing::info!(agent_id = %id, start = window.start.as_secs_f64(), duration = ?window.duration, "maintenance window scheduled");
+        self.record_drain(id, &mut out);
+        // Offers out now do not carry the window; new ones will.
+        self.rescind_agent_offers(id, &mut out);
+        self.dirty = true;
+        for framework in self.frameworks_with_tasks_on(id) {
+            self.tell_draining(&framework, id, &mut out);
+        }
+        self.check_windows(now, &mut out);
+        let message = if now >= start {
+            format!("agent {id}'s maintenance window has begun: it is draining until {:.0} (Unix seconds)", window.end().as_secs_f64())
+        } else {
+            format!(
+                "agent {id} goes into maintenance in {:.0}s for {:.0}s; its offers say so until then",
+                (start - now).as_secs_f64().ceil(),
+                window.duration.as_secs_f64()
+            )
+        };
+        Ok((message, out))
+    }
+
+    /// The agent's maintenance window (Unix time), scheduled or under way.
+    pub fn unavailability(&self, id: &AgentId) -> Option<Unavailability> {
+        self.windows.get(id).copied().or_else(|| self.drains.get(id).and_then(|d| d.window))
+    }
+
+    fn frameworks_with_tasks_on(&self, id: &AgentId) -> std::collections::BTreeSet<FrameworkId> {
+        self.agents.get(id).map(|a| a.tasks.iter().map(|(f, _)| f.clone()).collect()).unwrap_or_default()
+    }
+
+    /// Timer work for windows: a window that starts drains its agent; a
+    /// window that ends reactivates it.
+    pub(super) fn check_windows(&mut self, now: Duration, out: &mut Vec<Output>) {
+        let starting: Vec<(AgentId, Unavailability)> =
+            self.windows.iter().filter(|(_, w)| self.monotonic_time(w.start) <= now).map(|(id, w)| (id.clone(), *w)).collect();
+        for (id, window) in starting {
+            self.windows.remove(&id);
+            tracing::info!(agent_id = %id, "maintenance window begins; draining the agent");
+            let deadline = self.monotonic_time(window.start);
+            self.drains.insert(id.clone(), Drain { deadline, mark_gone: false, drained: false, kills_sent: false, window: Some(window) });
+            self.record_drain(&id, out);
+            self.rescind_agent_offers(&id, out);
+            if self.agents.contains_key(&id) {
+                let _ = self.allocator.set_agent_active(&id, false);
+            }
+            self.check_drain(&id, now, out);
+        }
+        let ending: Vec<AgentId> = self
+            .drains
+            .iter()
+            .filter(|(_, d)| d.window.is_some_and(|w| self.monotonic_time(w.end()) <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ending {
+            tracing::info!(agent_id = %id, "maintenance window ended");
+            if let Ok((_, more)) = self.reactivate_agent(&id) {
+                out.extend(more);
+            }
+        }
     }
 
     /// Removes a DRAINED agent for good.
@@ -180,27 +302,35 @@ impl BrokerCore {
         }
     }
 
-    /// A re-subscribed framework hears of the drains its tasks are under.
+    /// A re-subscribed framework hears of the drains and windows its
+    /// tasks are under.
     pub(super) fn tell_drains_to(&self, framework: &FrameworkId, out: &mut Vec<Output>) {
-        for (id, d) in &self.drains {
+        let draining = self.drains.iter().filter(|(_, d)| !d.drained).map(|(id, _)| id);
+        for id in draining.chain(self.windows.keys()) {
             let has_tasks = self.agents.get(id).is_some_and(|a| a.tasks.iter().any(|(f, _)| f == framework));
-            if !d.drained && has_tasks {
+            if has_tasks {
                 self.tell_draining(framework, id, out);
             }
         }
     }
 
+    /// AGENT_DRAINING to one framework: the drain's deadline, or for a
+    /// window not begun its start.
     fn tell_draining(&self, framework: &FrameworkId, id: &AgentId, out: &mut Vec<Output>) {
-        let (Some(conn), true) = (self.frameworks.get(framework).and_then(|f| f.conn), self.drains.contains_key(id)) else { return };
+        let Some(conn) = self.frameworks.get(framework).and_then(|f| f.conn) else { return };
+        let unavailability = self.unavailability(id);
+        let deadline = match (self.drain_state(id), unavailability) {
+            (DrainState::Draining { deadline }, _) => deadline.as_secs_f64(),
+            (DrainState::Active, Some(window)) => window.start.as_secs_f64(),
+            _ => return,
+        };
         out.push(Output::Framework(
             conn,
             event(v1::event::Kind::AgentDraining(v1::event::AgentDraining {
                 agent_id: id.to_string(),
                 hostname: self.agents.get(id).map(|a| a.hostname.clone()).unwrap_or_default(),
-                deadline: match self.drain_state(id) {
-                    DrainState::Draining { deadline } => deadline.as_secs_f64(),
-                    _ => 0.0,
-                },
+                deadline,
+                unavailability: unavailability.as_ref().map(convert::unavailability_to_proto),
             })),
         ));
     }
@@ -259,6 +389,7 @@ impl BrokerCore {
     /// Removes a drained agent from the books and the registry for good.
     fn mark_agent_gone_now(&mut self, id: &AgentId, out: &mut Vec<Output>) {
         self.drains.remove(id);
+        self.windows.remove(id);
         self.gone_agents.insert(id.clone());
         let record = v1::AgentMaintenance { agent_id: id.to_string(), drain: v1::DrainState::DrainDrained as i32, gone: true, ..Default::default() };
         out.push(Output::Registry(put(MAINTENANCE, id.as_str(), &record)));
@@ -287,9 +418,14 @@ impl BrokerCore {
     }
 
     fn record_drain(&self, id: &AgentId, out: &mut Vec<Output>) {
-        let Some(d) = self.drains.get(id) else { return };
+        let mark_gone = match (self.drains.get(id), self.windows.contains_key(id)) {
+            (Some(d), _) => d.mark_gone,
+            (None, true) => false,
+            (None, false) => return,
+        };
         let (drain, deadline) = convert::drain_state_to_proto(self.drain_state(id));
-        let record = v1::AgentMaintenance { agent_id: id.to_string(), drain: drain as i32, deadline, mark_gone: d.mark_gone, gone: false };
+        let window = self.unavailability(id).as_ref().map(convert::unavailability_to_proto);
+        let record = v1::AgentMaintenance { agent_id: id.to_string(), drain: drain as i32, deadline, mark_gone, gone: false, window };
         out.push(Output::Registry(put(MAINTENANCE, id.as_str(), &record)));
     }
 
@@ -305,11 +441,20 @@ impl BrokerCore {
             return Ok(());
         }
         let state = convert::drain_state_from_proto("drain", m.drain, m.deadline).map_err(|e| e.to_string())?;
-        let drain = match state {
-            DrainState::Active => return Err("an ACTIVE agent has no maintenance record".to_owned()),
-            DrainState::Drained => Drain { deadline: Duration::ZERO, mark_gone: m.mark_gone, drained: true, kills_sent: false },
-            DrainState::Draining { deadline } => {
-                Drain { deadline: self.monotonic_time(deadline), mark_gone: m.mark_gone, drained: false, kills_sent: false }
+        let window = m.window.as_ref().map(|w| convert::unavailability_from_proto("window", w)).transpose().map_err(|e| e.to_string())?;
+        let drain = match (state, window) {
+            (DrainState::Active, None) => return Err("an ACTIVE agent without a window has no maintenance record".to_owned()),
+            (DrainState::Active, Some(w)) => {
+                self.windows.insert(id, w);
+                return Ok(());
+            }
+            // A window's drain is recorded with its start as the deadline.
+            (DrainState::Drained, Some(w)) => {
+                Drain { deadline: self.monotonic_time(w.start), mark_gone: m.mark_gone, drained: true, kills_sent: false, window }
+            }
+            (DrainState::Drained, None) => Drain { deadline: Duration::ZERO, mark_gone: m.mark_gone, drained: true, kills_sent: false, window },
+            (DrainState::Draining { deadline }, _) => {
+                Drain { deadline: self.monotonic_time(deadline), mark_gone: m.mark_gone, drained: false, kills_sent: false, window }
             }
         };
         self.drains.insert(id, drain);

@@ -378,3 +378,154 @@ fn a_draining_agent_that_was_away_at_the_deadline_is_told_to_kill_when_it_return
     assert!(!offered_agents(&later, FW_1).contains(&a.to_string()));
     h.core.check_invariants().unwrap();
 }
+
+fn window(start: Duration, duration: Duration) -> weir_model::Unavailability {
+    weir_model::Unavailability { start, duration }
+}
+
+/// Offers on `agent` in `out`, with the window each carries (start, duration).
+fn windows_on(out: &[Output], agent: &AgentId) -> Vec<Option<(f64, f64)>> {
+    Harness::offers_in(out, FW_1)
+        .into_iter()
+        .filter(|o| o.agent_id == agent.as_str())
+        .map(|o| o.unavailability.map(|u| (u.start, u.duration)))
+        .collect()
+}
+
+#[test]
+fn a_window_scheduled_ahead_is_on_offers_then_drains_at_its_start_and_ends_by_itself() {
+    let (mut h, a, b, fw) = two_agents_with_tasks();
+    let (on_a, on_b) = (task_on(&h, &a), task_on(&h, &b));
+    h.advance(secs(6));
+    let start = WALL_START + h.now + secs(20);
+    let (message, out) = h.core.schedule_maintenance(&a, window(start, secs(30)), h.now).unwrap();
+    let out = h.record(out);
+    assert_eq!(message, format!("agent {a} goes into maintenance in 20s for 30s; its offers say so until then"));
+    let Some(Output::Registry(Write::Put(record))) = out.first() else { panic!("no registry write first: {out:?}") };
+    let record = v1::AgentMaintenance::decode(record.value.as_slice()).unwrap();
+    assert_eq!(record.drain, v1::DrainState::DrainActive as i32);
+    assert_eq!(record.window.map(|w| (w.start, w.duration)), Some((start.as_secs_f64(), 30.0)));
+    // The offer out on A without the window is taken back; the framework
+    // with a task there hears the window, the start as its deadline.
+    assert_eq!(rescinds_in(&out, FW_1).len(), 1);
+    let notices = drain_notices_in(&out, FW_1);
+    assert_eq!(notices.len(), 1);
+    assert_eq!((notices[0].deadline, notices[0].unavailability.map(|u| u.duration)), (start.as_secs_f64(), Some(30.0)));
+    assert_eq!(h.core.drain_state(&a), DrainState::Active);
+
+    // Until the start A is offered, saying when it goes; B's offers say nothing.
+    let mut before = Vec::new();
+    for _ in 0..19 {
+        before.extend(h.advance(secs(1)));
+    }
+    assert!(kills_in(&before, AGENT_A).is_empty(), "killed before the window");
+    assert!(!windows_on(&before, &a).is_empty(), "A was not offered before its window");
+    assert!(windows_on(&before, &a).iter().all(|w| *w == Some((start.as_secs_f64(), 30.0))));
+    assert!(windows_on(&before, &b).iter().all(Option::is_none));
+    let doc = h.core.state(h.now);
+    let listed = doc.agents.iter().find(|d| d.id == a.as_str()).unwrap();
+    assert_eq!((listed.drain.as_str(), listed.maintenance.map(|w| w.end)), ("active", Some((start + secs(30)).as_secs_f64())));
+    // A task launched in the offer is accepted: the framework knows.
+    let offer = Harness::offers_in(&h.log, FW_1).into_iter().rfind(|o| o.agent_id == a.as_str()).unwrap();
+    let out = h.call(FW_1, accept(&[&offer], vec![task("short", "cpus:1;mem:64")]));
+    assert_eq!(Harness::run_tasks_in(&out, AGENT_A).len(), 1);
+    h.agent_update(AGENT_A, &fw, "short", TaskState::Running, 20);
+
+    // The start: both tasks on A are killed, A's offers end, B runs on.
+    let out = h.advance(secs(1));
+    let mut killed = kills_in(&out, AGENT_A);
+    killed.sort();
+    let mut expected = vec![format!("{fw}/{on_a}"), format!("{fw}/short")];
+    expected.sort();
+    assert_eq!(killed, expected);
+    assert_eq!(h.core.drain_state(&a), DrainState::Draining { deadline: start });
+    assert!(!h.core.offers.values().any(|o| o.agent == a));
+    h.agent_update(AGENT_A, &fw, &on_a, TaskState::Killed, 21);
+    h.agent_update(AGENT_A, &fw, "short", TaskState::Killed, 22);
+    let mut during = h.advance(ms(100));
+    assert_eq!(h.core.drain_state(&a), DrainState::Drained);
+    for _ in 0..28 {
+        during.extend(h.advance(secs(1)));
+    }
+    assert!(windows_on(&during, &a).is_empty(), "offered during its window");
+    assert!(h.core.state(h.now).tasks.iter().any(|t| t.id == on_b));
+    h.core.check_invariants().unwrap();
+
+    // The end: active again, the record gone, offered without a window.
+    let mut after = Vec::new();
+    for _ in 0..3 {
+        after.extend(h.advance(secs(1)));
+    }
+    assert_eq!(h.core.drain_state(&a), DrainState::Active);
+    assert!(after.iter().any(|o| matches!(o, Output::Registry(Write::Delete { collection, key }) if collection == "maintenance" && key == a.as_str())));
+    after.extend(h.advance(secs(6)));
+    assert_eq!(windows_on(&after, &a), vec![None], "offered again, without the window");
+    assert!(h.core.unavailability(&a).is_none());
+    h.core.check_invariants().unwrap();
+}
+
+#[test]
+fn windows_refuse_what_cannot_be_and_reactivate_cancels_one() {
+    let (mut h, a, b, _fw) = two_agents_with_tasks();
+    let now = WALL_START + h.now;
+    let err = |h: &mut Harness, id: &AgentId, w| h.core.schedule_maintenance(id, w, h.now).unwrap_err();
+    assert_eq!(err(&mut h, &a, window(now + secs(5), Duration::ZERO)), "a maintenance window needs a duration > 0");
+    assert!(err(&mut h, &a, window(now - secs(100), secs(50))).contains("which has passed"));
+    assert_eq!(err(&mut h, &AgentId::new("nobody"), window(now, secs(5))), "agent nobody is not known to the broker");
+    let (_, _, out) = h.core.drain_agent(&b, Some(secs(60)), false, h.now).unwrap();
+    h.record(out);
+    assert_eq!(
+        err(&mut h, &b, window(now + secs(5), secs(5))),
+        format!("agent {b} is draining by an operator's drain; reactivate it before scheduling a window")
+    );
+
+    let (_, out) = h.core.schedule_maintenance(&a, window(now + secs(60), secs(60)), h.now).unwrap();
+    h.record(out);
+    let (message, out) = h.core.reactivate_agent(&a).unwrap();
+    assert_eq!(message, format!("agent {a}'s maintenance window is cancelled"));
+    assert!(matches!(out.first(), Some(Output::Registry(Write::Delete { collection, .. })) if collection == "maintenance"));
+    h.record(out);
+    assert!(h.core.unavailability(&a).is_none());
+    let later = h.advance(secs(6));
+    assert!(windows_on(&later, &a).iter().all(Option::is_none));
+
+    // An operator's drain takes a window over: it does not end by itself.
+    let (_, out) = h.core.schedule_maintenance(&a, window(now, secs(10)), h.now).unwrap();
+    h.record(out);
+    assert!(matches!(h.core.drain_state(&a), DrainState::Draining { .. }), "a window whose start has passed drains at once");
+    let (_, _, out) = h.core.drain_agent(&a, Some(secs(1)), false, h.now).unwrap();
+    h.record(out);
+    assert!(h.core.unavailability(&a).is_none());
+    h.advance(secs(30));
+    assert_ne!(h.core.drain_state(&a), DrainState::Active, "an operator's drain ended with the window it replaced");
+    h.core.check_invariants().unwrap();
+}
+
+#[test]
+fn windows_survive_a_failover_before_and_during_them() {
+    let (mut h, a, b, _fw) = two_agents_with_tasks();
+    let mut registry = BTreeMap::new();
+    apply_writes(&mut registry, &h.log);
+    let now = WALL_START + h.now;
+    let (_, out) = h.core.schedule_maintenance(&a, window(now + secs(30), secs(60)), h.now).unwrap();
+    apply_writes(&mut registry, &out);
+    let (_, out) = h.core.schedule_maintenance(&b, window(now, secs(60)), h.now).unwrap();
+    apply_writes(&mut registry, &out);
+    assert!(matches!(h.core.drain_state(&b), DrainState::Draining { .. }));
+    let expected = (h.core.unavailability(&a), h.core.unavailability(&b));
+
+    // A new leader with other clocks, 10 s later.
+    let t0 = secs(500);
+    let mut core = BrokerCore::new(BrokerSettings::default(), "c", t0, now + secs(10));
+    let report = core.recover(&records(&registry), 2, t0);
+    assert_eq!((report.maintenance, report.skipped.len()), (2, 0), "{report:?}");
+    assert_eq!((core.unavailability(&a), core.unavailability(&b)), expected);
+    assert_eq!(core.drain_state(&a), DrainState::Active);
+    assert!(matches!(core.drain_state(&b), DrainState::Draining { .. }));
+    // A's window begins 20 s into this leader's time; B's ends at 50 s.
+    core.tick(t0 + secs(21));
+    assert!(matches!(core.drain_state(&a), DrainState::Draining { .. }));
+    core.tick(t0 + secs(51));
+    assert_eq!(core.drain_state(&b), DrainState::Active);
+    assert!(core.unavailability(&b).is_none());
+}

@@ -305,6 +305,8 @@ pub struct BrokerCore {
     operations: VecDeque<v1::OperationStatus>,
     /// Agents under maintenance (DRAINING or DRAINED), see `maintenance.rs`.
     drains: BTreeMap<AgentId, maintenance::Drain>,
+    /// Maintenance windows not yet begun (their agents still offered).
+    windows: BTreeMap<AgentId, weir_model::Unavailability>,
     /// Agents an operator marked gone: refused if they re-register.
     gone_agents: BTreeSet<AgentId>,
     /// Launch latencies (LAUNCH to first RUNNING) not yet taken by the shell.
@@ -359,6 +361,7 @@ impl BrokerCore {
             registered_resources: BTreeMap::new(),
             operations: VecDeque::new(),
             drains: BTreeMap::new(),
+            windows: BTreeMap::new(),
             gone_agents: BTreeSet::new(),
             launch_latencies: Vec::new(),
             volume_syncs: BTreeMap::new(),
@@ -429,6 +432,7 @@ impl BrokerCore {
         self.detect_unreachable_agents(now, &mut out);
         self.remove_lost_agents(now, &mut out);
         self.expire_disconnected_frameworks(now, &mut out);
+        self.check_windows(now, &mut out);
         self.check_drains(now, &mut out);
         if self.next_filter_expiry.is_some_and(|t| t <= now) {
             self.next_filter_expiry = None;
@@ -467,6 +471,8 @@ impl BrokerCore {
                 );
                 continue;
             }
+            // Only a window not begun: a draining agent is not offered.
+            let unavailability = if self.windows.is_empty() { None } else { self.unavailability(&allocation.agent) };
             let Some(agent) = self.agents.get_mut(&allocation.agent) else {
                 continue;
             };
@@ -483,6 +489,7 @@ impl BrokerCore {
                 resources: allocation.resources,
                 attributes: agent.attributes.clone(),
                 data_bytes: allocation.data_bytes,
+                unavailability,
             };
             let mut wire = weir_proto::convert::offer_to_proto(&offer);
             // Reservations and volumes only with the reserved resources

@@ -243,6 +243,15 @@ pub struct AgentDoc {
     /// While draining: when its tasks are killed (Unix seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_deadline: Option<f64>,
+    /// Its maintenance window, scheduled or under way (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<WindowDoc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WindowDoc {
+    pub start: f64,
+    pub end: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -328,6 +337,7 @@ impl BrokerCore {
                     offered,
                     tasks: u32::try_from(a.tasks.len()).unwrap_or(u32::MAX),
                     drain: self.drain_state(id),
+                    unavailability: self.unavailability(id),
                 }
             })
             .collect()
@@ -397,6 +407,7 @@ impl BrokerCore {
                     weir_model::DrainState::Draining { deadline } => Some(deadline.as_secs_f64()),
                     _ => None,
                 },
+                maintenance: self.unavailability(id).map(|w| WindowDoc { start: w.start.as_secs_f64(), end: w.end().as_secs_f64() }),
                 last_seen_seconds_ago: now.saturating_sub(a.last_seen).as_secs_f64(),
                 reservations: a.reservations.values().map(reservation_doc).collect(),
                 volumes: a

@@ -171,6 +171,19 @@ impl Operator for OperatorService {
         Ok(Response::new(v1::DrainAgentResponse { state: state as i32, deadline, message }))
     }
 
+    async fn schedule_maintenance(
+        &self,
+        request: Request<v1::ScheduleMaintenanceRequest>,
+    ) -> Result<Response<v1::ScheduleMaintenanceResponse>, Status> {
+        let request = request.into_inner();
+        let agent: AgentId = convert::id("agent_id", &request.agent_id).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let window = request.window.as_ref().ok_or_else(|| Status::invalid_argument("window is missing"))?;
+        let window = convert::unavailability_from_proto("window", window).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let message = maintenance(&self.0, |core, now| core.schedule_maintenance(&agent, window, now)).await?;
+        tracing::info!(agent_id = %agent, %message, "maintenance window requested");
+        Ok(Response::new(v1::ScheduleMaintenanceResponse { message }))
+    }
+
     async fn reactivate_agent(&self, request: Request<v1::ReactivateAgentRequest>) -> Result<Response<v1::ReactivateAgentResponse>, Status> {
         let agent: AgentId = convert::id("agent_id", &request.into_inner().agent_id).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let message = maintenance(&self.0, |core, _| core.reactivate_agent(&agent)).await?;

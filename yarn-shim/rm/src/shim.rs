@@ -692,6 +692,7 @@ mod tests {
             offered: Default::default(),
             tasks,
             drain: DrainState::Active,
+            unavailability: None,
         };
         let deadline = Duration::from_millis(1_700_000_123_456);
         let nodes = nodes_from_agents(&[

@@ -155,6 +155,16 @@ fn framework_link(id: &str) -> Markup {
     html! { a href={ "/ui/frameworks/" (enc(id)) } { (id) } }
 }
 
+/// An agent's maintenance: its drain state, and its window if one is
+/// set (Unix seconds, as `/state` has it).
+fn maintenance(a: &AgentDoc) -> String {
+    let drain = if a.drain.is_empty() { "active" } else { a.drain.as_str() };
+    match a.maintenance {
+        Some(w) => format!("{drain}; window {:.0}–{:.0} (Unix s)", w.start, w.end),
+        None => drain.to_owned(),
+    }
+}
+
 fn agent_state(a: &AgentDoc) -> &'static str {
     match (a.reachable, a.connected) {
         (true, true) => "reachable",
@@ -236,10 +246,10 @@ pub(super) fn agents(ctx: &Ctx, doc: &StateDoc, params: &ListParams) -> Markup {
         (search("/ui/agents", params, "id, hostname or state"))
         (pager("/ui/agents", params, &paged))
         table {
-            tr { th { "agent" } th { "hostname" } th { "state" } th.num { "cpus used/total" } th.num { "mem used/total (MiB)" } th.num { "disk total (MiB)" } th { "free" } th.num { "tasks" } th { "last heartbeat" } }
+            tr { th { "agent" } th { "hostname" } th { "state" } th { "maintenance" } th.num { "cpus used/total" } th.num { "mem used/total (MiB)" } th.num { "disk total (MiB)" } th { "free" } th.num { "tasks" } th { "last heartbeat" } }
             @for a in &paged.items {
                 tr {
-                    td { (agent_link(&a.id)) } td { (a.hostname) } td { (agent_state(a)) }
+                    td { (agent_link(&a.id)) } td { (a.hostname) } td { (agent_state(a)) } td { (maintenance(a)) }
                     td.num { (num(a.used.cpus)) "/" (num(a.total.cpus)) } td.num { (num(a.used.mem)) "/" (num(a.total.mem)) }
                     td.num { (num(a.total.disk)) } td { (resources(&a.free)) }
                     td.num { a href={ "/ui/tasks?" (query_string(&[("agent", &a.id)])) } { (a.tasks) } }
@@ -274,6 +284,7 @@ pub(super) fn agent(ctx: &Ctx, doc: &StateDoc, a: &AgentDoc) -> Markup {
         dl.fields {
             dt { "hostname" } dd { (a.hostname) }
             dt { "state" } dd { (agent_state(a)) }
+            dt { "maintenance" } dd { (maintenance(a)) }
             dt { "HTTP" } dd { a href={ "http://" (a.http_address) "/state" } { (a.http_address) } }
             dt { "resources" } dd { (a.resources) }
             dt { "used" } dd { (resources(&a.used)) }
