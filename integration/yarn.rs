@@ -484,6 +484,11 @@ fn finished_app_matches_yarns_schema(sa: &Standalone, app: &str) {
     assert!(long("startedTime") > 1_600_000_000_000 && long("finishedTime") >= long("startedTime"), "{doc}");
     assert_eq!(long("elapsedTime"), long("finishedTime") - long("startedTime"), "{doc}");
     assert_eq!((long("allocatedMB"), long("runningContainers")), (0, 0), "a finished application holds nothing: {doc}");
+    // Its containers' MB × seconds: each held >= 512 MB per vcore, and no
+    // more than the whole agent (SPARK_SPEC's 6144 MB) for the whole run.
+    let (memory_seconds, vcore_seconds) = (long("memorySeconds"), long("vcoreSeconds"));
+    assert!(vcore_seconds > 0 && memory_seconds >= vcore_seconds * 512, "{doc}");
+    assert!(memory_seconds <= (long("elapsedTime") / 1000 + 2) * 6144, "{doc}");
     assert!(a["amContainerLogs"].as_str().unwrap().contains("/node/containerlogs/container_"), "{doc}");
     assert_eq!(app.strip_prefix("application_").and_then(|r| r.split('_').next()).and_then(|t| t.parse::<i64>().ok()), Some(long("clusterId")), "{doc}");
 }
