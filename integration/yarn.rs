@@ -1139,3 +1139,118 @@ fn draining_an_agent_under_a_spark_job_moves_its_work_and_the_job_ends_exact() {
     let (_, nodes) = clients.yarn(&sa.conf_dir, "org.apache.hadoop.yarn.client.cli.NodeCLI", &["-list", "-all"]);
     assert!(nodes.contains("DECOMMISSIONED"), "{nodes}");
 }
+
+/// A capacity-scheduler.xml with nested queues: prod 60 %, eng 40 %
+/// (analytics 75 % of it, adhoc 25 %, `adhoc_state`), the current user
+/// mapped to analytics, and a key Weir does not act on.
+fn capacity_scheduler_xml(user: &str, analytics: u32, adhoc_state: &str, extra_queue: bool) -> String {
+    let p = |k: &str, v: &str| format!("  <property>\n    <name>yarn.scheduler.capacity.{k}</name>\n    <value>{v}</value>\n  </property>\n");
+    let mut body = String::new();
+    body += &p("root.queues", if extra_queue { "prod,eng,more" } else { "prod,eng" });
+    body += &p("root.prod.capacity", if extra_queue { "50" } else { "60" });
+    body += &p("root.eng.capacity", "40");
+    if extra_queue {
+        body += &p("root.more.capacity", "10");
+    }
+    body += &p("root.eng.maximum-capacity", "50");
+    body += &p("root.eng.queues", "analytics,adhoc");
+    body += &p("root.eng.analytics.capacity", &analytics.to_string());
+    body += &p("root.eng.adhoc.capacity", &(100 - analytics).to_string());
+    body += &p("root.eng.adhoc.state", adhoc_state);
+    body += &p("queue-mappings", &format!("u:{user}:analytics"));
+    body += &p("node-locality-delay", "40");
+    format!("<?xml version=\"1.0\"?>\n<configuration>\n{body}</configuration>\n")
+}
+
+/// The broker's role weights, by role.
+fn weights(sa: &Standalone) -> std::collections::BTreeMap<String, f64> {
+    state(sa)["roles"].as_array().unwrap().iter().map(|r| (r["role"].as_str().unwrap().to_owned(), r["weight"].as_f64().unwrap())).collect()
+}
+
+/// Queues from an administrator's capacity-scheduler.xml, with the real
+/// `yarn` CLI and spark-submit: the leaves are the queues (weighted at the
+/// broker by absolute capacity), `yarn queue -status` shows the figures
+/// and states, a STOPPED queue refuses applications with YARN's message,
+/// the user's mapping sends an application for `default` to analytics,
+/// and `yarn rmadmin -refreshQueues` reloads capacities and states (a new
+/// queue is refused with the reason). With WEIR_HADOOP_HOME, Hadoop's own
+/// etc/hadoop/capacity-scheduler.xml loads too.
+#[test]
+fn capacity_scheduler_xml_gives_the_queues_and_refresh_queues_reloads_it() {
+    let clients = clients();
+    let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap().trim().to_owned();
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("capacity-scheduler.xml");
+    std::fs::write(&file, capacity_scheduler_xml(&user, 75, "STOPPED", false)).unwrap();
+    let define = format!("yarn-shim.capacity-scheduler.path={}", file.display());
+    let sa = standalone_with(SPEC, &[&define]);
+    let conf = sa.conf_dir.clone();
+    let queue = |name: &str| clients.yarn(&conf, "org.apache.hadoop.yarn.client.cli.QueueCLI", &["queue", "-status", name]).1;
+
+    let w = weights(&sa);
+    assert_eq!((w.get("prod"), w.get("analytics"), w.get("adhoc")), (Some(&60.0), Some(&30.0), Some(&10.0)), "{w:?}");
+    let text = queue("analytics");
+    assert!(text.contains("Queue Name : analytics") && text.contains("State : RUNNING") && text.contains("Capacity : 75.00%"), "{text}");
+    let text = queue("adhoc");
+    assert!(text.contains("State : STOPPED") && text.contains("Capacity : 25.00%"), "{text}");
+    let text = queue("eng");
+    assert!(text.contains("Capacity : 40.00%") && text.contains("Maximum Capacity : 50.00%"), "{text}");
+
+    // A STOPPED queue turns the application away, in YARN's words.
+    let submit = |queue: &str| {
+        let app_py = sa.dir.path().join("app.py");
+        std::fs::write(&app_py, "print('never runs yet')\n").unwrap();
+        let out = Command::new(clients.spark_home.join("bin/spark-submit"))
+            .args(["--master", "yarn", "--deploy-mode", "cluster", "--queue", queue])
+            .args(["--conf", "spark.yarn.submit.waitAppCompletion=false"])
+            .args(["--conf", &format!("spark.yarn.jars=local:{}/jars/*", clients.spark_home.display())])
+            .args(["--conf", &format!("spark.yarn.stagingDir=file://{}", sa.dir.path().join("staging").display())])
+            .arg(&app_py)
+            .env("SPARK_HOME", &clients.spark_home)
+            .env("HADOOP_CONF_DIR", &sa.conf_dir)
+            .env("SPARK_LOCAL_IP", "127.0.0.1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        eprintln!("[spark-submit --queue {queue}]\n{text}");
+        (app_id_in(&text), text)
+    };
+    let (stopped, _) = submit("adhoc");
+    let (_, status) = clients.applications(&conf, &["-status", &stopped]);
+    assert!(status.contains("State : FAILED") && status.contains("Queue root.eng.adhoc is STOPPED. Cannot accept submission of application"), "{status}");
+    // The mapping: sent to default, it lands in analytics.
+    let (mapped, _) = submit("default");
+    let (_, status) = clients.applications(&conf, &["-status", &mapped]);
+    assert!(status.contains("Queue : analytics"), "{status}");
+
+    // -refreshQueues: adhoc runs, the capacities change, and so do the weights.
+    std::fs::write(&file, capacity_scheduler_xml(&user, 50, "RUNNING", false)).unwrap();
+    let admin = |args: &[&str]| clients.yarn(&conf, "org.apache.hadoop.yarn.client.cli.RMAdminCLI", args);
+    let (out, text) = admin(&["-refreshQueues"]);
+    assert!(out.status.success(), "{text}");
+    let w = weights(&sa);
+    assert_eq!((w.get("analytics"), w.get("adhoc")), (Some(&20.0), Some(&20.0)), "{w:?}");
+    assert!(queue("adhoc").contains("State : RUNNING"));
+    // A queue more: refused with the reason; nothing changes.
+    std::fs::write(&file, capacity_scheduler_xml(&user, 50, "RUNNING", true)).unwrap();
+    let (out, text) = admin(&["-refreshQueues"]);
+    assert!(!out.status.success() && text.contains("adding or removing queues needs a restart") && text.contains("more"), "{text}");
+    assert_eq!(weights(&sa).get("prod"), Some(&60.0));
+    // A broken file: the line and the key.
+    std::fs::write(&file, capacity_scheduler_xml(&user, 50, "PAUSED", false)).unwrap();
+    let (out, text) = admin(&["-refreshQueues"]);
+    assert!(!out.status.success() && text.contains("yarn.scheduler.capacity.root.eng.adhoc.state: \"PAUSED\" is neither RUNNING nor STOPPED"), "{text}");
+
+    // Hadoop's own file, when a Hadoop distribution is at hand.
+    if let Ok(home) = std::env::var("WEIR_HADOOP_HOME") {
+        let stock = Path::new(&home).join("etc/hadoop/capacity-scheduler.xml");
+        let define = format!("yarn-shim.capacity-scheduler.path={}", stock.display());
+        let sa = standalone_with(SPEC, &[&define]);
+        assert_eq!(weights(&sa).get("default"), Some(&100.0));
+        let text = clients.yarn(&sa.conf_dir, "org.apache.hadoop.yarn.client.cli.QueueCLI", &["queue", "-status", "default"]).1;
+        assert!(text.contains("State : RUNNING") && text.contains("Capacity : 100.00%"), "{text}");
+    } else {
+        eprintln!("WEIR_HADOOP_HOME is not set: Hadoop's own capacity-scheduler.xml was not tried");
+    }
+}

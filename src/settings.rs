@@ -263,6 +263,23 @@ pub fn yarn_shim(config: &Config, broker: String) -> Result<weir_yarn_rm::shim::
         weir_model::ids::validate_id("role", &queue).map_err(|e| problem(format!("yarn-shim.queues: {e}")))?;
         queues.push(queue);
     }
+    // A capacity-scheduler.xml names the queues instead: its leaves.
+    let capacity_scheduler = match config.get_str("yarn-shim.capacity-scheduler.path").unwrap_or_default().trim() {
+        "" => None,
+        path => {
+            let path = std::path::PathBuf::from(path);
+            let conf = weir_yarn_rm::capacity_scheduler::CapacityScheduler::load(&path)
+                .map_err(|e| problem(format!("yarn-shim.capacity-scheduler.path: {e}")))?;
+            for unsupported in &conf.unsupported {
+                tracing::warn!(%unsupported, "capacity-scheduler.xml");
+            }
+            queues = conf.leaves().map(|q| q.name.clone()).collect();
+            for queue in &queues {
+                weir_model::ids::validate_id("role", queue).map_err(|e| problem(format!("{}: {e}", path.display())))?;
+            }
+            Some((path, conf))
+        }
+    };
     if queues.is_empty() {
         return Err(problem("yarn-shim.queues: at least one queue is needed"));
     }
@@ -309,6 +326,7 @@ pub fn yarn_shim(config: &Config, broker: String) -> Result<weir_yarn_rm::shim::
             "" => None,
             path => Some(std::path::PathBuf::from(path)),
         },
+        capacity_scheduler,
     })
 }
 

@@ -31,6 +31,7 @@ use weir_yarn_api::records as r;
 use weir_yarn_ipc::proto as common;
 use weir_yarn_ipc::server::{decode_request as decode, CallContext, RpcError, Service};
 
+use crate::capacity_scheduler::CapacityScheduler;
 use crate::core::CoreHandle;
 use crate::rm_core::NodeState;
 use crate::shim::BrokerLink;
@@ -48,11 +49,39 @@ pub struct AdminProtocol {
     core: CoreHandle,
     broker: Mutex<BrokerLink>,
     exclude_path: Option<PathBuf>,
+    capacity_scheduler: Option<PathBuf>,
 }
 
 impl AdminProtocol {
-    pub(crate) fn new(core: CoreHandle, broker: BrokerLink, exclude_path: Option<PathBuf>) -> AdminProtocol {
-        AdminProtocol { core, broker: Mutex::new(broker), exclude_path }
+    pub(crate) fn new(core: CoreHandle, broker: BrokerLink, exclude_path: Option<PathBuf>, capacity_scheduler: Option<PathBuf>) -> AdminProtocol {
+        AdminProtocol { core, broker: Mutex::new(broker), exclude_path, capacity_scheduler }
+    }
+
+    /// Re-reads capacity-scheduler.xml: states, limits, capacities and
+    /// mappings take effect at once, the capacities as the broker's role
+    /// weights; the queue list itself is fixed until a restart.
+    async fn refresh_queues(&self) -> Result<(), RpcError> {
+        let Some(path) = self.capacity_scheduler.clone() else {
+            return Err(RpcError::application(
+                YARN_EXCEPTION,
+                "no capacity-scheduler.xml is configured (yarn-shim.capacity-scheduler.path): the queues are yarn-shim.queues, read at start, and their weights the broker's (broker.roles.weights, UpdateWeights)",
+            ));
+        };
+        let conf = tokio::task::spawn_blocking(move || CapacityScheduler::load(&path))
+            .await
+            .map_err(|e| RpcError::application(YARN_EXCEPTION, e.to_string()))?
+            .map_err(|e| RpcError::application(YARN_EXCEPTION, e.to_string()))?;
+        for unsupported in &conf.unsupported {
+            warn!(%unsupported, "capacity-scheduler.xml");
+        }
+        let applied = conf.clone();
+        self.core
+            .call(move |core, _| core.rm_mut().set_queue_conf(applied))
+            .await
+            .map_err(|_| RpcError::application(YARN_EXCEPTION, "the ResourceManager is shutting down"))?
+            .map_err(|e| RpcError::application(YARN_EXCEPTION, e.to_string()))?;
+        let mut link = self.broker.lock().await;
+        crate::shim::push_queue_weights(&mut link, &conf).await.map_err(|e| RpcError::application(YARN_EXCEPTION, e.to_string()))
     }
 
     async fn refresh_nodes(&self, request: r::RefreshNodesRequestProto) -> Result<(), RpcError> {
@@ -154,7 +183,7 @@ pub fn groups_of(user: &str, passwd: &str, group: &str) -> Vec<String> {
     groups
 }
 
-async fn groups_for(user: &str) -> Result<Vec<String>, RpcError> {
+pub(crate) async fn groups_for(user: &str) -> Result<Vec<String>, RpcError> {
     let passwd = read_bounded(std::path::Path::new("/etc/passwd"), MAX_ACCOUNT_FILE_BYTES).await;
     let group = read_bounded(std::path::Path::new("/etc/group"), MAX_ACCOUNT_FILE_BYTES).await;
     match (passwd, group) {
@@ -189,10 +218,9 @@ impl Service for AdminProtocol {
             }
             "refreshQueues" => {
                 let _: r::RefreshQueuesRequestProto = decode("RefreshQueuesRequestProto", request)?;
-                Err(RpcError::application(
-                    YARN_EXCEPTION,
-                    "the shim's queues are read at start (yarn-shim.queues) and their weights are the broker's (weir's broker.roles.weights, UpdateWeights): restart the shim to change the queue list",
-                ))
+                info!(user = caller, "refreshQueues");
+                self.refresh_queues().await?;
+                Ok(r::RefreshQueuesResponseProto {}.encode_to_vec())
             }
             "refreshSuperUserGroupsConfiguration" | "refreshUserToGroupsMappings" | "refreshAdminAcls" | "refreshServiceAcls" => {
                 // Nothing of these is kept (no proxy users, no ACLs, group

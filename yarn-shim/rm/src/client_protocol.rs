@@ -369,9 +369,20 @@ impl Service for ClientProtocol {
                 let context = req.application_submission_context.ok_or_else(|| {
                     invalid(ConvertError { field: "application_submission_context", reason: "missing".into() })
                 })?;
-                let submission = convert::submission_from_proto(&context, &user).map_err(invalid)?;
-                let (id, queue, name) = (submission.id, submission.queue.clone(), submission.name.clone());
-                let state = self.books(move |rm, now| rm.submit(submission, now.unix_ms)).await?.map_err(rm)?;
+                let mut submission = convert::submission_from_proto(&context, &user).map_err(invalid)?;
+                // capacity-scheduler.xml's queue mappings: g: rules need the
+                // user's groups, read only when there are mappings.
+                let mapped = self.books(|rm, _| rm.queue_conf().is_some_and(|c| !c.mappings.is_empty())).await?;
+                let groups = if mapped { crate::admin_protocol::groups_for(&user).await? } else { Vec::new() };
+                let (id, name) = (submission.id, submission.name.clone());
+                let (state, queue) = self
+                    .books(move |rm, now| {
+                        submission.queue = rm.mapped_queue(&submission.user, &groups, &submission.queue);
+                        let queue = submission.queue.clone();
+                        rm.submit(submission, now.unix_ms).map(|state| (state, queue))
+                    })
+                    .await?
+                    .map_err(rm)?;
                 info!(application_id = %id, %user, %queue, %name, ?state, "application submitted");
                 r::SubmitApplicationResponseProto {}.encode_to_vec()
             }

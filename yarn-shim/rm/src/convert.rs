@@ -231,7 +231,7 @@ pub fn queue_to_proto(q: &QueueReport) -> r::QueueInfoProto {
         capacity: Some(q.capacity),
         maximum_capacity: Some(q.maximum_capacity),
         current_capacity: Some(q.current_capacity),
-        state: Some(r::QueueStateProto::QRunning as i32),
+        state: Some(if q.stopped { r::QueueStateProto::QStopped } else { r::QueueStateProto::QRunning } as i32),
         child_queues: q.children.iter().map(queue_to_proto).collect(),
         applications: q.applications.iter().map(report_to_proto).collect(),
         accessible_node_labels: vec!["*".into()],

@@ -19,6 +19,8 @@ use std::collections::{BTreeMap, VecDeque};
 pub use weir_yarn_api::resource::Capacity;
 use weir_yarn_api::ids::{ApplicationId, NodeId};
 
+use crate::capacity_scheduler::{CapacityScheduler, QueueState};
+
 
 /// YARN's application states (YarnApplicationState; NEW_SAVING is not
 /// used: nothing is persisted).
@@ -236,6 +238,8 @@ pub struct QueueReport {
     pub children: Vec<QueueReport>,
     pub applications: Vec<Application>,
     pub stats: QueueStats,
+    /// STOPPED: takes no new applications.
+    pub stopped: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -321,6 +325,9 @@ pub struct RmCore {
     /// Grows whenever a node appears or changes state, so an AM's
     /// allocate looks for `updated_nodes` only when there can be some.
     node_generation: u64,
+    /// The queue tree of a capacity-scheduler.xml, when the queues come
+    /// from one: states, application limits, capacities, mappings.
+    queue_conf: Option<CapacityScheduler>,
 }
 
 impl RmCore {
@@ -351,7 +358,54 @@ impl RmCore {
             max_completed,
             nodes: BTreeMap::new(),
             node_generation: 0,
+            queue_conf: None,
         })
+    }
+
+    /// Takes the queue tree of a capacity-scheduler.xml (at start and on
+    /// `refreshQueues`). Its leaves must be this RM's queues: adding or
+    /// removing queues needs a restart (the shim's roles are fixed when it
+    /// subscribes), and the refusal says which.
+    pub fn set_queue_conf(&mut self, conf: CapacityScheduler) -> Result<(), RmError> {
+        let leaves: Vec<String> = conf.leaves().map(|q| q.name.clone()).collect();
+        let added: Vec<&String> = leaves.iter().filter(|q| !self.queues.contains(q)).collect();
+        let removed: Vec<&String> = self.queues.iter().filter(|q| !leaves.contains(q)).collect();
+        if !added.is_empty() || !removed.is_empty() {
+            return Err(RmError::Refused(format!(
+                "adding or removing queues needs a restart of the shim (added: {added:?}, removed: {removed:?}); capacities, states, limits and mappings are reloaded"
+            )));
+        }
+        self.queue_conf = Some(conf);
+        Ok(())
+    }
+
+    pub fn queue_conf(&self) -> Option<&CapacityScheduler> {
+        self.queue_conf.as_ref()
+    }
+
+    /// The queue a submission goes to: the queue mappings apply to
+    /// applications sent to `default` (Hadoop's rule without
+    /// queue-mappings-override), others go where they asked.
+    pub fn mapped_queue(&self, user: &str, groups: &[String], asked: &str) -> String {
+        let asked = asked.strip_prefix("root.").unwrap_or(asked);
+        match &self.queue_conf {
+            Some(conf) if asked.is_empty() || asked == "default" => conf.mapped_queue(user, groups, if asked.is_empty() { "default" } else { asked }),
+            _ => asked.to_owned(),
+        }
+    }
+
+    /// Why a queue turns a new application away (STOPPED, or full), in
+    /// YARN's words.
+    fn refusal(&self, queue: &str, id: ApplicationId) -> Option<String> {
+        let q = self.queue_conf.as_ref()?.queue(queue)?;
+        if q.state == QueueState::Stopped {
+            return Some(format!("Queue {} is STOPPED. Cannot accept submission of application: {id}", q.path));
+        }
+        let held = self.apps.values().filter(|a| a.submission.queue == queue && !a.state.is_final()).count();
+        if held >= q.maximum_applications as usize {
+            return Some(format!("Queue {} already has {held} applications, cannot accept submission of application: {id}", q.path));
+        }
+        None
     }
 
     pub fn cluster_timestamp(&self) -> i64 {
@@ -400,12 +454,13 @@ impl RmCore {
                 return Err(RmError::ResourceTooLarge { asked, max });
             }
         }
-        let known_queue = self.queues.contains(&submission.queue);
-        let diagnostics = if known_queue {
-            String::new()
+        let refusal = if self.queues.contains(&submission.queue) {
+            self.refusal(&submission.queue, id)
         } else {
-            format!("Application {id} submitted by user {} to unknown queue: {}", submission.user, submission.queue)
+            Some(format!("Application {id} submitted by user {} to unknown queue: {}", submission.user, submission.queue))
         };
+        let known_queue = refusal.is_none();
+        let diagnostics = refusal.unwrap_or_default();
         self.apps.insert(
             id,
             Application {
@@ -670,6 +725,9 @@ impl RmCore {
     /// share it equally (each maps to a broker role; the broker's weights,
     /// not this book, decide real shares).
     pub fn queue_info(&self, name: &str, with_apps: bool, with_children: bool, recursive: bool) -> Result<QueueReport, RmError> {
+        if let Some(conf) = &self.queue_conf {
+            return self.conf_queue_info(conf, name, with_apps, with_children, recursive);
+        }
         if name == ROOT_QUEUE {
             let children = if with_children || recursive {
                 self.queues.iter().map(|q| self.leaf(q, with_apps)).collect()
@@ -686,6 +744,7 @@ impl RmCore {
                 children,
                 applications: if with_apps { all.iter().map(|a| (*a).clone()).collect() } else { Vec::new() },
                 stats: stats(&all),
+                stopped: false,
             });
         }
         let name = name.strip_prefix("root.").unwrap_or(name);
@@ -693,6 +752,34 @@ impl RmCore {
             return Err(RmError::UnknownQueue(name.to_owned()));
         }
         Ok(self.leaf(name, with_apps))
+    }
+
+    /// getQueueInfo from a capacity-scheduler.xml's tree: any queue by
+    /// path or leaf name, its figures as the file says, applications and
+    /// counts over the leaves below it.
+    fn conf_queue_info(&self, conf: &CapacityScheduler, name: &str, with_apps: bool, with_children: bool, recursive: bool) -> Result<QueueReport, RmError> {
+        let q = conf.queue(name).or_else(|| conf.queue(&format!("{ROOT_QUEUE}.{name}"))).ok_or_else(|| RmError::UnknownQueue(name.to_owned()))?;
+        let leaves: Vec<&str> = conf.leaves().filter(|l| l.path == q.path || l.path.starts_with(&format!("{}.", q.path))).map(|l| l.name.as_str()).collect();
+        let apps: Vec<&Application> = self.apps.values().filter(|a| leaves.contains(&a.submission.queue.as_str())).collect();
+        let children = if with_children || recursive {
+            q.children
+                .iter()
+                .map(|c| self.conf_queue_info(conf, c, with_apps && recursive, recursive, recursive))
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            Vec::new()
+        };
+        Ok(QueueReport {
+            name: q.name.clone(),
+            path: q.path.clone(),
+            capacity: q.capacity as f32,
+            maximum_capacity: q.maximum_capacity as f32,
+            current_capacity: 0.0,
+            children,
+            applications: if with_apps { apps.iter().map(|a| (*a).clone()).collect() } else { Vec::new() },
+            stats: stats(&apps),
+            stopped: q.state == QueueState::Stopped,
+        })
     }
 
     fn leaf(&self, queue: &str, with_apps: bool) -> QueueReport {
@@ -707,6 +794,7 @@ impl RmCore {
             children: Vec::new(),
             applications: if with_apps { apps.iter().map(|a| (*a).clone()).collect() } else { Vec::new() },
             stats: stats(&apps),
+            stopped: false,
         }
     }
 

@@ -38,6 +38,7 @@ use crate::core::{self as yarn_core, CoreHandle, YarnCore};
 use crate::framework::{is_unreachable, offer_from_proto, reserved_of, take_resources, task_event};
 use weir_yarn_api::ids::NodeId;
 use weir_yarn_api::records as r;
+use crate::capacity_scheduler::CapacityScheduler;
 use crate::rm_core::{Capacity, NodeState, ObservedNode, RmCore};
 use crate::scheduler::{exit_status, Allocated, Effect, Scheduler, SchedulerConfig, TaskPlan};
 use weir_model::{AgentState, AgentSummary, Clock, DrainState, Milli, SystemClock};
@@ -80,6 +81,9 @@ pub struct ShimSettings {
     pub admin_address: Option<SocketAddr>,
     /// The hosts `refreshNodes` drains (YARN's exclude file).
     pub nodes_exclude_path: Option<PathBuf>,
+    /// A capacity-scheduler.xml the queues come from (its leaves are
+    /// `queues`), re-read by `refreshQueues`, with what was read at start.
+    pub capacity_scheduler: Option<(PathBuf, CapacityScheduler)>,
 }
 
 pub struct Shim {
@@ -99,8 +103,11 @@ impl Shim {
     pub async fn start(settings: ShimSettings) -> Result<Shim, Error> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
         let started = clock.unix_millis();
-        let books = RmCore::new(started, &settings.queues, settings.max_completed_applications)
+        let mut books = RmCore::new(started, &settings.queues, settings.max_completed_applications)
             .map_err(|e| Error::Protocol(format!("YARN shim configuration: {e}")))?;
+        if let Some((path, conf)) = &settings.capacity_scheduler {
+            books.set_queue_conf(conf.clone()).map_err(|e| Error::Protocol(format!("{}: {e}", path.display())))?;
+        }
         let (effects, effects_rx) = mpsc::unbounded_channel();
         let (core, core_task) =
             yarn_core::spawn(YarnCore::new(books, Scheduler::new(settings.scheduler.clone())), clock.clone(), effects);
@@ -131,6 +138,9 @@ impl Shim {
         info!(framework_id = %framework.id(), roles = ?settings.queues, "YARN shim subscribed to the broker");
 
         let mut operator = BrokerLink::new(&settings.broker)?;
+        if let Some((path, conf)) = &settings.capacity_scheduler {
+            push_queue_weights(&mut operator, conf).await.map_err(|e| Error::Broker(format!("{}: {e}", path.display())))?;
+        }
         refresh_nodes(&mut operator, &core).await?;
 
         let listener = TcpListener::bind(settings.client_address)
@@ -171,7 +181,12 @@ impl Shim {
             let listener = TcpListener::bind(bind)
                 .await
                 .map_err(|e| Error::Broker(format!("cannot serve the admin protocols (yarn rmadmin) on {bind}: {e}")))?;
-            let admin = Arc::new(crate::admin_protocol::AdminProtocol::new(core.clone(), BrokerLink::new(&settings.broker)?, settings.nodes_exclude_path.clone()));
+            let admin = Arc::new(crate::admin_protocol::AdminProtocol::new(
+                core.clone(),
+                BrokerLink::new(&settings.broker)?,
+                settings.nodes_exclude_path.clone(),
+                settings.capacity_scheduler.as_ref().map(|(path, _)| path.clone()),
+            ));
             let mut admin_server = Server::new(settings.ipc.clone());
             admin_server.register(weir_yarn_api::RESOURCE_MANAGER_ADMINISTRATION_PROTOCOL, admin.clone());
             admin_server.register(weir_yarn_api::GET_USER_MAPPINGS_PROTOCOL, admin);
@@ -245,6 +260,20 @@ impl Shim {
             t.abort();
         }
     }
+}
+
+/// Sets each leaf queue's role weight at the broker to its absolute
+/// capacity (UpdateWeights), so that DRF shares the pool as the
+/// capacities say.
+pub(crate) async fn push_queue_weights(link: &mut BrokerLink, conf: &CapacityScheduler) -> Result<(), Error> {
+    let weights: Vec<v1::RoleWeight> = conf.weights().into_iter().map(|(role, weight)| v1::RoleWeight { role, weight }).collect();
+    info!(weights = ?conf.weights(), "queue weights from capacity-scheduler.xml");
+    let client = link.client().await?;
+    client
+        .update_weights(v1::UpdateWeightsRequest { weights })
+        .await
+        .map_err(|e| Error::Broker(format!("the broker refused the queues' weights: {}", e.message())))?;
+    Ok(())
 }
 
 /// The leading broker's operator API: the address itself, or whichever

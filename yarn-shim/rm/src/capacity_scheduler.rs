@@ -1,0 +1,457 @@
+//! Queues from a Hadoop administrator's `capacity-scheduler.xml`.
+//!
+//! The file's queue tree (`yarn.scheduler.capacity.<path>.queues`) becomes
+//! the shim's queues: its leaves are the queues applications are submitted
+//! to (YARN's leaf names are unique, and so are ours), each a broker role
+//! weighted by its absolute capacity (the product of the capacities on its
+//! path), so that weighted DRF shares the pool as the capacities say.
+//!
+//! Read per queue: `capacity`, `maximum-capacity`, `state` (a child of a
+//! STOPPED queue is stopped), `user-limit-factor`, `maximum-applications`,
+//! `maximum-am-resource-percent`, `acl_submit_applications`,
+//! `acl_administer_queue`; and the global `maximum-applications`,
+//! `maximum-am-resource-percent` and `queue-mappings` (`u:` and `g:`
+//! rules). Hadoop's checks are kept: siblings' capacities add up to 100,
+//! a maximum is at least the capacity, leaf names are unique. Every other
+//! key is reported by name with its file and line (`unsupported`), never
+//! silently ignored.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use weir_conf::hadoop_xml::Property;
+
+pub const PREFIX: &str = "yarn.scheduler.capacity.";
+pub const ROOT: &str = "root";
+/// Hadoop's default for `maximum-applications`.
+const DEFAULT_MAX_APPLICATIONS: u32 = 10_000;
+const DEFAULT_MAX_AM_PERCENT: f64 = 0.1;
+/// The most queues one file may declare.
+pub const MAX_QUEUES: usize = 1_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueState {
+    Running,
+    Stopped,
+}
+
+/// One queue of the tree, its figures as fractions (Hadoop writes
+/// percentages).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueConf {
+    /// `root.eng.analytics`.
+    pub path: String,
+    /// The last part of the path.
+    pub name: String,
+    /// Share of the parent (0..=1).
+    pub capacity: f64,
+    pub maximum_capacity: f64,
+    /// Share of the whole cluster: the capacities multiplied down the path.
+    pub absolute_capacity: f64,
+    pub absolute_maximum_capacity: f64,
+    /// Its own state, or STOPPED if a queue above it is.
+    pub state: QueueState,
+    pub user_limit_factor: f64,
+    /// Applications it holds at once (running and waiting).
+    pub maximum_applications: u32,
+    pub maximum_am_resource_percent: f64,
+    pub acl_submit_applications: String,
+    pub acl_administer_queue: String,
+    /// Child paths; empty for a leaf.
+    pub children: Vec<String>,
+}
+
+impl QueueConf {
+    pub fn is_leaf(&self) -> bool {
+        self.children.is_empty()
+    }
+}
+
+/// `u:user:queue` / `g:group:queue` (`%user` and `%primary_group` allowed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueMapping {
+    pub group: bool,
+    pub source: String,
+    pub queue: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapacityScheduler {
+    /// Every queue, root first, parents before their children.
+    pub queues: Vec<QueueConf>,
+    pub mappings: Vec<QueueMapping>,
+    /// Keys read but not acted on, as `file:line: key (why)`.
+    pub unsupported: Vec<String>,
+}
+
+/// The file's keys, and those read so far (the rest are reported).
+struct Keys<'a> {
+    keys: BTreeMap<&'a str, &'a Property>,
+    used: Vec<&'a str>,
+}
+
+impl<'a> Keys<'a> {
+    fn read(&mut self, key: &str) -> Option<&'a Property> {
+        let p = self.keys.get(key).copied()?;
+        self.used.push(p.name.as_str());
+        Some(p)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CapacityError {
+    #[error("{0}")]
+    Conf(String),
+    #[error("{at}: {key}: {message}")]
+    Value { at: String, key: String, message: String },
+    #[error("{0}")]
+    Tree(String),
+}
+
+impl CapacityScheduler {
+    /// Reads a `capacity-scheduler.xml` (with its includes).
+    pub fn load(path: &Path) -> Result<CapacityScheduler, CapacityError> {
+        let props = weir_conf::hadoop_xml::parse_hadoop_file(path).map_err(|e| CapacityError::Conf(e.to_string()))?;
+        CapacityScheduler::from_properties(&props)
+    }
+
+    pub fn from_properties(props: &[Property]) -> Result<CapacityScheduler, CapacityError> {
+        // The last definition of a key wins, as in Hadoop.
+        let mut k = Keys { keys: BTreeMap::new(), used: Vec::new() };
+        for p in props {
+            k.keys.insert(p.name.as_str(), p);
+        }
+        let at = |p: &Property| format!("{}:{}", p.file.display(), p.line);
+        let number = |p: &Property, lo: f64, hi: f64| -> Result<f64, CapacityError> {
+            let v: f64 = p.value.trim().parse().map_err(|_| CapacityError::Value {
+                at: at(p),
+                key: p.name.clone(),
+                message: format!("{:?} is not a number", p.value.trim()),
+            })?;
+            if !v.is_finite() || v < lo || v > hi {
+                return Err(CapacityError::Value { at: at(p), key: p.name.clone(), message: format!("{v} is not within {lo}..={hi}") });
+            }
+            Ok(v)
+        };
+
+        let global_max_apps = match k.read(&format!("{PREFIX}maximum-applications")) {
+            Some(p) => number(p, 0.0, f64::from(u32::MAX))? as u32,
+            None => DEFAULT_MAX_APPLICATIONS,
+        };
+        let global_am = match k.read(&format!("{PREFIX}maximum-am-resource-percent")) {
+            Some(p) => number(p, 0.0, 1.0)?,
+            None => DEFAULT_MAX_AM_PERCENT,
+        };
+
+        let mut queues: Vec<QueueConf> = Vec::new();
+        // (path, parent's absolute capacity and maximum, parent stopped)
+        let mut todo: Vec<(String, f64, f64, bool)> = vec![(ROOT.to_owned(), 1.0, 1.0, false)];
+        while let Some((path, parent_abs, parent_abs_max, parent_stopped)) = todo.pop() {
+            if queues.len() >= MAX_QUEUES {
+                return Err(CapacityError::Tree(format!("more than {MAX_QUEUES} queues")));
+            }
+            let key = |attr: &str| format!("{PREFIX}{path}.{attr}");
+            let children: Vec<String> = match k.read(&key("queues")) {
+                Some(p) => {
+                    let mut names = Vec::new();
+                    for name in p.value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                        let ok = name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                        if !ok || name == ROOT {
+                            return Err(CapacityError::Value { at: at(p), key: p.name.clone(), message: format!("{name:?} is not a queue name") });
+                        }
+                        if names.iter().any(|n| n == name) {
+                            return Err(CapacityError::Value { at: at(p), key: p.name.clone(), message: format!("queue {name:?} is listed twice") });
+                        }
+                        names.push(name.to_owned());
+                    }
+                    names.into_iter().map(|n| format!("{path}.{n}")).collect()
+                }
+                None => Vec::new(),
+            };
+            let is_root = path == ROOT;
+            let capacity = match k.read(&key("capacity")) {
+                Some(p) => number(p, 0.0, 100.0)? / 100.0,
+                None if is_root => 1.0,
+                None => return Err(CapacityError::Tree(format!("queue {path} has no capacity ({})", key("capacity")))),
+            };
+            let maximum_capacity = match k.read(&key("maximum-capacity")) {
+                // Hadoop's -1: no maximum below the parent's.
+                Some(p) if p.value.trim() == "-1" => 1.0,
+                Some(p) => {
+                    let m = number(p, 0.0, 100.0)? / 100.0;
+                    if m + 1e-9 < capacity {
+                        return Err(CapacityError::Value {
+                            at: at(p),
+                            key: p.name.clone(),
+                            message: format!("maximum {} is below the capacity {}", m * 100.0, capacity * 100.0),
+                        });
+                    }
+                    m
+                }
+                None => 1.0,
+            };
+            let state = match k.read(&key("state")) {
+                Some(p) => match p.value.trim() {
+                    "RUNNING" => QueueState::Running,
+                    "STOPPED" => QueueState::Stopped,
+                    other => {
+                        return Err(CapacityError::Value { at: at(p), key: p.name.clone(), message: format!("{other:?} is neither RUNNING nor STOPPED") })
+                    }
+                },
+                None => QueueState::Running,
+            };
+            let state = if parent_stopped { QueueState::Stopped } else { state };
+            let user_limit_factor = match k.read(&key("user-limit-factor")) {
+                Some(p) => number(p, 0.0, 1e6)?,
+                None => 1.0,
+            };
+            let absolute_capacity = if is_root { 1.0 } else { parent_abs * capacity };
+            let maximum_applications = match k.read(&key("maximum-applications")) {
+                Some(p) => number(p, 0.0, f64::from(u32::MAX))? as u32,
+                // Hadoop: the global figure times the queue's absolute capacity.
+                None => (f64::from(global_max_apps) * absolute_capacity) as u32,
+            };
+            let maximum_am_resource_percent = match k.read(&key("maximum-am-resource-percent")) {
+                Some(p) => number(p, 0.0, 1.0)?,
+                None => global_am,
+            };
+            // Hadoop's defaults: everyone at the root, no one else below it.
+            let acl = |p: Option<&Property>| p.map(|p| p.value.trim().to_owned()).unwrap_or_else(|| if is_root { "*".to_owned() } else { " ".to_owned() });
+            let acl_submit_applications = acl(k.read(&key("acl_submit_applications")));
+            let acl_administer_queue = acl(k.read(&key("acl_administer_queue")));
+            let name = path.rsplit('.').next().unwrap_or(&path).to_owned();
+            let absolute_maximum_capacity = if is_root { 1.0 } else { parent_abs_max * maximum_capacity };
+            for child in children.iter().rev() {
+                todo.push((child.clone(), absolute_capacity, absolute_maximum_capacity, state == QueueState::Stopped));
+            }
+            queues.push(QueueConf {
+                path,
+                name,
+                capacity,
+                maximum_capacity,
+                absolute_capacity,
+                absolute_maximum_capacity,
+                state,
+                user_limit_factor,
+                maximum_applications,
+                maximum_am_resource_percent,
+                acl_submit_applications,
+                acl_administer_queue,
+                children,
+            });
+        }
+
+        // Hadoop's checks on the tree.
+        for parent in queues.iter().filter(|q| !q.is_leaf()) {
+            let sum: f64 = queues.iter().filter(|q| parent.children.contains(&q.path)).map(|q| q.capacity * 100.0).sum();
+            if (sum - 100.0).abs() > 1e-3 && sum > 0.0 {
+                return Err(CapacityError::Tree(format!("the capacities of {}'s children add up to {sum}, not 100", parent.path)));
+            }
+        }
+        let mut leaves: BTreeMap<&str, &str> = BTreeMap::new();
+        for leaf in queues.iter().filter(|q| q.is_leaf()) {
+            if let Some(other) = leaves.insert(&leaf.name, &leaf.path) {
+                return Err(CapacityError::Tree(format!("leaf queue name {} is used twice ({other} and {})", leaf.name, leaf.path)));
+            }
+        }
+        if queues.len() == 1 {
+            return Err(CapacityError::Tree(format!("root has no queues ({PREFIX}root.queues)")));
+        }
+
+        let mut mappings = Vec::new();
+        if let Some(p) = k.read(&format!("{PREFIX}queue-mappings")) {
+            for rule in p.value.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+                let parts: Vec<&str> = rule.split(':').collect();
+                let bad = |why: &str| CapacityError::Value { at: at(p), key: p.name.clone(), message: format!("{rule:?}: {why}") };
+                let [kind, source, queue] = parts[..] else { return Err(bad("a mapping is u:USER:QUEUE or g:GROUP:QUEUE")) };
+                let group = match kind {
+                    "u" => false,
+                    "g" => true,
+                    _ => return Err(bad("a mapping is u:USER:QUEUE or g:GROUP:QUEUE")),
+                };
+                let queue = queue.rsplit('.').next().unwrap_or(queue);
+                let known = matches!(queue, "%user" | "%primary_group") || leaves.contains_key(queue);
+                if !known {
+                    return Err(bad(&format!("{queue} is not a leaf queue")));
+                }
+                mappings.push(QueueMapping { group, source: source.to_owned(), queue: queue.to_owned() });
+            }
+        }
+
+        let mut unsupported = Vec::new();
+        for p in props {
+            if !k.used.contains(&p.name.as_str()) {
+                let why = if p.name.starts_with(PREFIX) { "not supported by Weir; ignored" } else { "not a capacity-scheduler key; ignored" };
+                unsupported.push(format!("{}: {} ({why})", at(p), p.name));
+            }
+        }
+        Ok(CapacityScheduler { queues, mappings, unsupported })
+    }
+
+    pub fn leaves(&self) -> impl Iterator<Item = &QueueConf> {
+        self.queues.iter().filter(|q| q.is_leaf())
+    }
+
+    pub fn queue(&self, path_or_name: &str) -> Option<&QueueConf> {
+        self.queues.iter().find(|q| q.path == path_or_name || (q.is_leaf() && q.name == path_or_name))
+    }
+
+    /// The leaf a submission lands in: the first mapping that matches the
+    /// user or one of `groups` (the primary group first), if any; else the
+    /// queue asked for.
+    pub fn mapped_queue(&self, user: &str, groups: &[String], asked: &str) -> String {
+        for m in &self.mappings {
+            let matches = if m.group { groups.iter().any(|g| *g == m.source) } else { m.source == user || m.source == "%user" };
+            if matches {
+                return match m.queue.as_str() {
+                    "%user" => user.to_owned(),
+                    "%primary_group" => groups.first().cloned().unwrap_or_else(|| asked.to_owned()),
+                    q => q.to_owned(),
+                };
+            }
+        }
+        asked.to_owned()
+    }
+
+    /// Each leaf's broker role weight: its absolute capacity in percent
+    /// (a leaf of capacity 0 weighs the least a role may).
+    pub fn weights(&self) -> Vec<(String, f64)> {
+        // To a millionth: 0.4 × 0.75 should weigh 30, not 30.000000000000004.
+        self.leaves().map(|q| (q.name.clone(), ((q.absolute_capacity * 100.0 * 1e6).round() / 1e6).max(0.01))).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(pairs: &[(&str, &str)]) -> Vec<Property> {
+        pairs
+            .iter()
+            .enumerate()
+            .map(|(i, (k, v))| Property {
+                name: if k.starts_with("yarn.") { (*k).to_owned() } else { format!("{PREFIX}{k}") },
+                value: (*v).to_owned(),
+                is_final: false,
+                file: "capacity-scheduler.xml".into(),
+                line: i as u64 + 1,
+            })
+            .collect()
+    }
+
+    /// Hadoop 3.2.1's `etc/hadoop/capacity-scheduler.xml`, key by key.
+    fn stock() -> Vec<Property> {
+        props(&[
+            ("maximum-applications", "10000"),
+            ("maximum-am-resource-percent", "0.1"),
+            ("resource-calculator", "org.apache.hadoop.yarn.util.resource.DefaultResourceCalculator"),
+            ("root.queues", "default"),
+            ("root.default.capacity", "100"),
+            ("root.default.user-limit-factor", "1"),
+            ("root.default.maximum-capacity", "100"),
+            ("root.default.state", "RUNNING"),
+            ("root.default.acl_submit_applications", "*"),
+            ("root.default.acl_administer_queue", "*"),
+            ("root.default.acl_application_max_priority", "*"),
+            ("root.default.maximum-application-lifetime", "-1"),
+            ("root.default.default-application-lifetime", "-1"),
+            ("node-locality-delay", "40"),
+            ("rack-locality-additional-delay", "-1"),
+            ("queue-mappings", ""),
+            ("queue-mappings-override.enable", "false"),
+            ("per-node-heartbeat.maximum-offswitch-assignments", "1"),
+            ("application.fail-fast", "false"),
+        ])
+    }
+
+    #[test]
+    fn hadoops_stock_file_is_one_default_queue_and_its_other_keys_are_named() {
+        let cs = CapacityScheduler::from_properties(&stock()).unwrap();
+        let leaves: Vec<_> = cs.leaves().map(|q| q.path.as_str()).collect();
+        assert_eq!(leaves, ["root.default"]);
+        let d = cs.queue("default").unwrap();
+        assert_eq!((d.capacity, d.absolute_capacity, d.maximum_capacity, d.state), (1.0, 1.0, 1.0, QueueState::Running));
+        assert_eq!((d.maximum_applications, d.maximum_am_resource_percent, d.acl_submit_applications.as_str()), (10_000, 0.1, "*"));
+        assert_eq!(cs.weights(), vec![("default".to_owned(), 100.0)]);
+        let named: Vec<&str> = cs.unsupported.iter().map(|u| u.split(": ").nth(1).unwrap().split(' ').next().unwrap()).collect();
+        assert_eq!(
+            named,
+            [
+                "yarn.scheduler.capacity.resource-calculator",
+                "yarn.scheduler.capacity.root.default.acl_application_max_priority",
+                "yarn.scheduler.capacity.root.default.maximum-application-lifetime",
+                "yarn.scheduler.capacity.root.default.default-application-lifetime",
+                "yarn.scheduler.capacity.node-locality-delay",
+                "yarn.scheduler.capacity.rack-locality-additional-delay",
+                "yarn.scheduler.capacity.queue-mappings-override.enable",
+                "yarn.scheduler.capacity.per-node-heartbeat.maximum-offswitch-assignments",
+                "yarn.scheduler.capacity.application.fail-fast",
+            ]
+        );
+        assert_eq!(cs.unsupported[0], "capacity-scheduler.xml:3: yarn.scheduler.capacity.resource-calculator (not supported by Weir; ignored)");
+    }
+
+    fn nested() -> Vec<Property> {
+        props(&[
+            ("root.queues", "prod,eng"),
+            ("root.prod.capacity", "60"),
+            ("root.prod.maximum-capacity", "100"),
+            ("root.eng.capacity", "40"),
+            ("root.eng.maximum-capacity", "50"),
+            ("root.eng.queues", "analytics,adhoc"),
+            ("root.eng.analytics.capacity", "75"),
+            ("root.eng.adhoc.capacity", "25"),
+            ("root.eng.adhoc.state", "RUNNING"),
+            ("root.eng.adhoc.maximum-applications", "3"),
+            ("root.eng.state", "STOPPED"),
+            ("queue-mappings", "u:alice:analytics,g:ops:prod,u:%user:%user"),
+        ])
+    }
+
+    #[test]
+    fn nested_queues_multiply_their_capacities_and_a_stopped_parent_stops_its_children() {
+        let cs = CapacityScheduler::from_properties(&nested()).unwrap();
+        let paths: Vec<_> = cs.queues.iter().map(|q| q.path.as_str()).collect();
+        assert_eq!(paths, ["root", "root.prod", "root.eng", "root.eng.analytics", "root.eng.adhoc"]);
+        let analytics = cs.queue("analytics").unwrap();
+        assert!((analytics.absolute_capacity - 0.3).abs() < 1e-9);
+        assert!((analytics.absolute_maximum_capacity - 0.5).abs() < 1e-9);
+        assert_eq!(analytics.maximum_applications, 3000);
+        assert_eq!(cs.queue("adhoc").unwrap().maximum_applications, 3);
+        assert_eq!(cs.queue("adhoc").unwrap().state, QueueState::Stopped, "its parent is stopped");
+        assert_eq!(cs.queue("prod").unwrap().state, QueueState::Running);
+        let weights: BTreeMap<String, f64> = cs.weights().into_iter().collect();
+        assert_eq!(weights.len(), 3);
+        assert_eq!((weights["prod"], weights["analytics"], weights["adhoc"]), (60.0, 30.0, 10.0));
+        assert!(cs.unsupported.is_empty(), "{:?}", cs.unsupported);
+        let groups = |g: &[&str]| g.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(cs.mapped_queue("alice", &groups(&["staff"]), "default"), "analytics");
+        assert_eq!(cs.mapped_queue("bob", &groups(&["staff", "ops"]), "default"), "prod");
+        assert_eq!(cs.mapped_queue("carol", &groups(&["staff"]), "default"), "carol");
+    }
+
+    #[test]
+    fn bad_files_say_which_key_and_line_and_why() {
+        let err = |pairs: &[(&str, &str)]| CapacityScheduler::from_properties(&props(pairs)).unwrap_err().to_string();
+        assert_eq!(err(&[("root.queues", "a,b"), ("root.a.capacity", "50"), ("root.b.capacity", "40")]), "the capacities of root's children add up to 90, not 100");
+        assert_eq!(err(&[("root.queues", "a"), ("root.a.capacity", "lots")]), "capacity-scheduler.xml:2: yarn.scheduler.capacity.root.a.capacity: \"lots\" is not a number");
+        assert_eq!(err(&[("root.queues", "a"), ("root.a.capacity", "100"), ("root.a.maximum-capacity", "50")]), "capacity-scheduler.xml:3: yarn.scheduler.capacity.root.a.maximum-capacity: maximum 50 is below the capacity 100");
+        assert_eq!(err(&[("root.queues", "a")]), "queue root.a has no capacity (yarn.scheduler.capacity.root.a.capacity)");
+        assert_eq!(err(&[("root.queues", "a"), ("root.a.capacity", "100"), ("root.a.state", "PAUSED")]), "capacity-scheduler.xml:3: yarn.scheduler.capacity.root.a.state: \"PAUSED\" is neither RUNNING nor STOPPED");
+        assert_eq!(err(&[("root.queues", "a/b")]), "capacity-scheduler.xml:1: yarn.scheduler.capacity.root.queues: \"a/b\" is not a queue name");
+        assert_eq!(
+            err(&[("root.queues", "x,y"), ("root.x.capacity", "50"), ("root.y.capacity", "50"), ("root.x.queues", "q"), ("root.y.queues", "q"), ("root.x.q.capacity", "100"), ("root.y.q.capacity", "100")]),
+            "leaf queue name q is used twice (root.x.q and root.y.q)"
+        );
+        assert_eq!(err(&[("maximum-applications", "10")]), "root has no queues (yarn.scheduler.capacity.root.queues)");
+        assert!(err(&[("root.queues", "a"), ("root.a.capacity", "100"), ("queue-mappings", "u:bob")]).contains("a mapping is u:USER:QUEUE"));
+        assert!(err(&[("root.queues", "a"), ("root.a.capacity", "100"), ("queue-mappings", "u:bob:nowhere")]).contains("nowhere is not a leaf queue"));
+        // A cycle cannot be written (children are named under their parent),
+        // but a huge tree is cut off.
+        let many: Vec<(String, String)> = std::iter::once(("root.queues".to_owned(), (0..1200).map(|i| format!("q{i}")).collect::<Vec<_>>().join(",")))
+            .chain((0..1200).map(|i| (format!("root.q{i}.capacity"), "0".to_owned())))
+            .collect();
+        let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(err(&many), "more than 1000 queues");
+    }
+}
