@@ -430,6 +430,37 @@ mod tests {
         assert_eq!(cs.mapped_queue("carol", &groups(&["staff"]), "default"), "carol");
     }
 
+    proptest::proptest! {
+        /// Any mix of capacity keys over a few queue paths, with values
+        /// good and bad: an answer, never a panic; and a tree it accepts
+        /// keeps Hadoop's rules.
+        #[test]
+        fn any_file_is_read_or_refused_and_accepted_trees_add_up(
+            entries in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec!["root", "root.a", "root.b", "root.a.x", "root.a.y", "root.c"]),
+                    proptest::sample::select(vec!["queues", "capacity", "maximum-capacity", "state", "maximum-applications", "user-limit-factor", "bogus"]),
+                    proptest::sample::select(vec!["a,b", "x,y", "c", "a", "", "50", "100", "0", "-1", "75", "25", "RUNNING", "STOPPED", "x", "1e309", "NaN", "-5"]),
+                ),
+                0..24,
+            )
+        ) {
+            let props: Vec<(String, String)> = entries.iter().map(|(q, k, v)| (format!("{q}.{k}"), v.to_string())).collect();
+            let props: Vec<(&str, &str)> = props.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            if let Ok(cs) = CapacityScheduler::from_properties(&super::tests::props(&props)) {
+                proptest::prop_assert!(cs.leaves().count() >= 1);
+                for parent in cs.queues.iter().filter(|q| !q.is_leaf()) {
+                    let sum: f64 = cs.queues.iter().filter(|q| parent.children.contains(&q.path)).map(|q| q.capacity).sum();
+                    proptest::prop_assert!(sum == 0.0 || (sum - 1.0).abs() < 1e-5, "{} children sum {sum}", parent.path);
+                }
+                for q in &cs.queues {
+                    proptest::prop_assert!((0.0..=1.0 + 1e-9).contains(&q.absolute_capacity) && q.maximum_capacity + 1e-9 >= q.capacity);
+                }
+                proptest::prop_assert!(cs.weights().iter().all(|(_, w)| w.is_finite() && *w > 0.0));
+            }
+        }
+    }
+
     #[test]
     fn bad_files_say_which_key_and_line_and_why() {
         let err = |pairs: &[(&str, &str)]| CapacityScheduler::from_properties(&props(pairs)).unwrap_err().to_string();
