@@ -34,7 +34,8 @@ use crate::candidates::AgentBitset;
 use crate::error::AllocatorError;
 use crate::held::{Held, Ports};
 use crate::policy::{self, ClientView, Policy, RoleView};
-use crate::quota::{Limits, Quota};
+use crate::quota::{limit_scalars, limits_of};
+use weir_model::Quota;
 use crate::scalars::Scalars;
 
 /// Limits below which free resources are not worth offering.
@@ -1185,19 +1186,75 @@ impl Allocator {
         Ok(())
     }
 
-    /// [`Allocator::set_quota`] without the check against the cluster's
-    /// total: for a new leader restoring acknowledged quotas before its
-    /// agents have re-registered.
-    pub fn restore_quota(&mut self, role: Role, quota: Quota) -> Result<(), AllocatorError> {
-        self.check_quota(&role, &quota, false)?;
+    /// Sets a role's quota without any check: for a new leader restoring
+    /// acknowledged quotas before its agents have re-registered, and for
+    /// a caller changing several roles at once that then calls
+    /// [`Allocator::check_quotas`] on the result (and puts the old quotas
+    /// back if it fails).
+    pub fn restore_quota(&mut self, role: Role, quota: Quota) {
         self.apply_quota(role, quota);
-        Ok(())
+    }
+
+    /// Checks every role's quota as [`Allocator::set_quota`] checks one
+    /// (the cluster's total only with `against_cluster`); the error names
+    /// the first role at fault, with the figures.
+    pub fn check_quotas(&self, against_cluster: bool) -> Result<(), AllocatorError> {
+        for (name, &r) in &self.role_ix {
+            let role = &self.roles[r as usize];
+            if let Some((kind, g, l)) = crate::quota::first_excess(&role.guarantee, &role.limit) {
+                return Err(AllocatorError::BadQuota {
+                    role: name.clone(),
+                    reason: format!("its guarantee of {kind} {g} is more than its limit of {kind} {l}"),
+                });
+            }
+        }
+        let guarantees: BTreeMap<Role, Scalars> = self
+            .role_ix
+            .iter()
+            .map(|(name, &r)| (name.clone(), self.roles[r as usize].guarantee))
+            .filter(|(_, g)| *g != Scalars::default())
+            .collect();
+        crate::quota::check_guarantees(&guarantees, against_cluster.then_some(&self.total)).map_err(|reason| {
+            // Name the role whose guarantee is at fault: the one the
+            // message names as "below R", else the first guaranteed role.
+            let role = guarantees
+                .keys()
+                .find(|r| reason.contains(&format!("below {r} ")))
+                .or_else(|| guarantees.keys().next())
+                .cloned()
+                .unwrap_or_else(Role::default_role);
+            AllocatorError::BadQuota { role, reason }
+        })
+    }
+
+    /// Sum of the guarantees of the topmost guaranteed roles (what the
+    /// cluster must hold for every guarantee to be kept).
+    pub fn guaranteed_total(&self) -> Resources {
+        let mut sum = Scalars::default();
+        for &r in self.role_ix.values() {
+            if self.roles[r as usize].guarantee != Scalars::default() && !self.guarantee_above(r) {
+                sum.add(&self.roles[r as usize].guarantee);
+            }
+        }
+        sum.to_resources()
+    }
+
+    /// Whether some role above `r` has a guarantee (which covers `r`'s).
+    fn guarantee_above(&self, r: u32) -> bool {
+        let mut up = self.roles[r as usize].parent;
+        while let Some(p) = up {
+            if self.roles[p as usize].guarantee != Scalars::default() {
+                return true;
+            }
+            up = self.roles[p as usize].parent;
+        }
+        false
     }
 
     fn check_quota(&self, role: &Role, quota: &Quota, against_cluster: bool) -> Result<(), AllocatorError> {
         let bad = |reason: String| AllocatorError::BadQuota { role: role.clone(), reason };
         let guarantee = Scalars::of(&quota.guarantee);
-        let limit = quota.limit.to_scalars();
+        let limit = limit_scalars(&quota.limit);
         if let Some((kind, g, l)) = crate::quota::first_excess(&guarantee, &limit) {
             return Err(bad(format!("its guarantee of {kind} {g} is more than its limit of {kind} {l}")));
         }
@@ -1218,7 +1275,7 @@ impl Allocator {
         let had = self.roles[r as usize].has_quota();
         let state = &mut self.roles[r as usize];
         state.guarantee = Scalars::of(&quota.guarantee);
-        state.limit = quota.limit.to_scalars();
+        state.limit = limit_scalars(&quota.limit);
         let has = state.has_quota();
         match (had, has) {
             (false, true) => self.quota_roles += 1,
@@ -1234,7 +1291,7 @@ impl Allocator {
     pub fn quota(&self, role: &Role) -> Quota {
         let Some(&r) = self.role_ix.get(role) else { return Quota::default() };
         let state = &self.roles[r as usize];
-        Quota { guarantee: state.guarantee.to_resources(), limit: Limits::from_scalars(&state.limit) }
+        Quota { guarantee: state.guarantee.to_resources(), limit: limits_of(&state.limit) }
     }
 
     /// Per kind, what the guaranteed roles lack now (what is held back
@@ -1242,14 +1299,8 @@ impl Allocator {
     pub fn guarantee_shortfall(&self) -> Resources {
         let mut lack = Scalars::default();
         for &r in self.role_ix.values() {
-            let role = &self.roles[r as usize];
-            let mut up = role.parent;
-            let mut covered = false;
-            while let Some(p) = up {
-                covered |= self.roles[p as usize].guarantee != Scalars::default();
-                up = self.roles[p as usize].parent;
-            }
-            if !covered {
+            if !self.guarantee_above(r) {
+                let role = &self.roles[r as usize];
                 lack.add(&role.guarantee.saturating_sub(&role.subtree));
             }
         }
@@ -1637,16 +1688,7 @@ impl Allocator {
             .role_ix
             .values()
             .copied()
-            .filter(|&r| {
-                let role = &self.roles[r as usize];
-                let mut up = role.parent;
-                let mut covered = false;
-                while let Some(p) = up {
-                    covered |= self.roles[p as usize].guarantee != Scalars::default();
-                    up = self.roles[p as usize].parent;
-                }
-                role.guarantee != Scalars::default() && !covered
-            })
+            .filter(|&r| self.roles[r as usize].guarantee != Scalars::default() && !self.guarantee_above(r))
             .collect();
         if !tops.iter().any(|&t| self.roles[t as usize].below_guarantee()) {
             return;
@@ -1832,7 +1874,7 @@ impl Allocator {
                     weighted_share: share / role.weight,
                     frameworks,
                     priority: role.priority,
-                    quota: Quota { guarantee: role.guarantee.to_resources(), limit: Limits::from_scalars(&role.limit) },
+                    quota: Quota { guarantee: role.guarantee.to_resources(), limit: limits_of(&role.limit) },
                     subtree: role.subtree.to_resources(),
                     parent: role.parent.map(|p| self.roles[p as usize].name.clone()),
                 }

@@ -27,4 +27,4 @@ mod tests;
 pub use drf::{Allocation, Allocator, AllocatorConfig, RoleShare, DEFAULT_LOCALITY_DELAY, DEFAULT_WEIGHT};
 pub use error::AllocatorError;
 pub use policy::Policy;
-pub use quota::{Limits, Quota};
+pub use weir_model::{Limits, Quota};

@@ -14,56 +14,20 @@
 //!   guaranteed roles together may not exceed the cluster.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
-use weir_model::{Milli, Resources, Role};
+use weir_model::quota::Limits;
+use weir_model::{Milli, Role};
 
 use crate::scalars::{Scalars, KINDS};
 
-/// Per-kind limits; `None` is unlimited.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Limits {
-    pub cpus: Option<Milli>,
-    pub mem: Option<Milli>,
-    pub disk: Option<Milli>,
-    pub gpus: Option<Milli>,
+pub(crate) fn limit_scalars(l: &Limits) -> Scalars {
+    let v = |m: Option<Milli>| m.map_or(u64::MAX, |m| m.0);
+    Scalars([v(l.cpus), v(l.mem), v(l.disk), v(l.gpus)])
 }
 
-/// A role's guarantee and limit.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Quota {
-    /// Scalars only (ports are ignored).
-    pub guarantee: Resources,
-    pub limit: Limits,
-}
-
-impl Limits {
-    pub(crate) fn to_scalars(&self) -> Scalars {
-        let v = |m: Option<Milli>| m.map_or(u64::MAX, |m| m.0);
-        Scalars([v(self.cpus), v(self.mem), v(self.disk), v(self.gpus)])
-    }
-
-    pub(crate) fn from_scalars(s: &Scalars) -> Limits {
-        let v = |x: u64| (x != u64::MAX).then_some(Milli(x));
-        Limits { cpus: v(s.0[0]), mem: v(s.0[1]), disk: v(s.0[2]), gpus: v(s.0[3]) }
-    }
-
-    pub fn is_unlimited(&self) -> bool {
-        *self == Limits::default()
-    }
-}
-
-impl fmt::Display for Limits {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = self.to_scalars();
-        let parts: Vec<String> =
-            KINDS.iter().zip(s.0).filter(|(_, v)| *v != u64::MAX).map(|(k, v)| format!("{k}:{}", Milli(v))).collect();
-        if parts.is_empty() {
-            f.write_str("none")
-        } else {
-            f.write_str(&parts.join(";"))
-        }
-    }
+pub(crate) fn limits_of(s: &Scalars) -> Limits {
+    let v = |x: u64| (x != u64::MAX).then_some(Milli(x));
+    Limits { cpus: v(s.0[0]), mem: v(s.0[1]), disk: v(s.0[2]), gpus: v(s.0[3]) }
 }
 
 /// The first kind where `a` exceeds `b`, as (kind, a, b).
@@ -152,10 +116,8 @@ mod tests {
     }
 
     #[test]
-    fn limits_round_trip_and_print() {
+    fn limits_round_trip() {
         let l = Limits { cpus: Some(Milli(2500)), gpus: Some(Milli(0)), ..Limits::default() };
-        assert_eq!(Limits::from_scalars(&l.to_scalars()), l);
-        assert_eq!(l.to_string(), "cpus:2.5;gpus:0");
-        assert_eq!(Limits::default().to_string(), "none");
+        assert_eq!(limits_of(&limit_scalars(&l)), l);
     }
 }

@@ -183,8 +183,15 @@ fn guarantees_are_checked_with_the_figures_and_a_refusal_changes_nothing() {
     assert!(!alloc.has_role(&role("batch")) && !alloc.has_role(&role("prod/web")));
     // A new leader restores what was acknowledged before its agents return.
     let mut empty = Allocator::new(AllocatorConfig::default());
-    empty.restore_quota(role("prod"), guarantee("cpus:10")).unwrap();
+    empty.restore_quota(role("prod"), guarantee("cpus:10"));
     assert_eq!(empty.quota(&role("prod")), guarantee("cpus:10"));
+    assert!(empty.check_quotas(false).is_ok());
+    let err = empty.check_quotas(true).unwrap_err().to_string();
+    assert!(err.contains("more than the cluster's cpus 0"), "{err}");
+    empty.restore_quota(role("prod/a"), guarantee("cpus:11"));
+    let err = empty.check_quotas(false).unwrap_err();
+    assert!(matches!(&err, AllocatorError::BadQuota { role, .. } if role.as_str() == "prod"), "{err}");
+    assert_eq!(empty.guaranteed_total().cpus, cpus(10));
     alloc.check_invariants();
 }
 

@@ -23,6 +23,7 @@ pub use maintenance::MAX_DRAIN_GRACE;
 mod locality;
 mod recovery;
 mod reservations;
+pub mod roles;
 pub mod state;
 pub use recovery::RecoveryReport;
 #[cfg(test)]
@@ -33,6 +34,8 @@ mod tests;
 mod reservation_tests;
 #[cfg(test)]
 mod maintenance_tests;
+#[cfg(test)]
+mod roles_tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
@@ -89,6 +92,8 @@ pub struct BrokerSettings {
     /// Delay scheduling: how long a framework that said where its data is
     /// passes over agents without it (zero: locality off).
     pub locality_delay: Duration,
+    /// `broker.allocator.policy`: the name of a `weir_allocator::policy`.
+    pub allocator_policy: String,
 }
 
 impl Default for BrokerSettings {
@@ -108,6 +113,7 @@ impl Default for BrokerSettings {
             max_roles: 1000,
             drain_grace_default: Duration::from_secs(300),
             locality_delay: weir_allocator::DEFAULT_LOCALITY_DELAY,
+            allocator_policy: weir_allocator::policy::default_policy().name().to_owned(),
         }
     }
 }
@@ -319,6 +325,11 @@ impl BrokerCore {
     pub fn new(settings: BrokerSettings, id_prefix: impl Into<String>, now: Duration, unix_now: Duration) -> BrokerCore {
         let mut allocator =
             Allocator::new(AllocatorConfig { locality_delay: settings.locality_delay, ..AllocatorConfig::default() });
+        match weir_allocator::policy::by_name(&settings.allocator_policy) {
+            Some(policy) => allocator.set_policy(policy),
+            // The binary checks the name when it reads the configuration.
+            None => tracing::error!(policy = %settings.allocator_policy, "unknown allocation policy; using drf"),
+        }
         for (role, weight) in &settings.weights {
             // Weights were validated when the settings were read.
             let _ = allocator.set_weight(role.clone(), *weight);
@@ -655,7 +666,7 @@ impl BrokerCore {
     /// reservation) is then forgotten, which is how an operator removes a
     /// role.
     pub fn set_weight(&mut self, role: Role, weight: f64) -> Result<Vec<Output>, String> {
-        weir_model::ids::validate_id("role", role.as_str())?;
+        weir_model::ids::validate_role(role.as_str())?;
         let default = weight == weir_allocator::DEFAULT_WEIGHT;
         if !default {
             self.room_for_roles(std::slice::from_ref(&role))?;
