@@ -1294,6 +1294,40 @@ impl Allocator {
         Quota { guarantee: state.guarantee.to_resources(), limit: limits_of(&state.limit) }
     }
 
+    /// The topmost guaranteed roles that lack part of their guarantee
+    /// and have a framework asking (offerable) below them, with what
+    /// they lack: whom revocation works for.
+    pub fn starved_guarantees(&self) -> Vec<(Role, Resources)> {
+        self.role_ix
+            .iter()
+            .filter(|(_, &r)| {
+                let role = &self.roles[r as usize];
+                role.guarantee != Scalars::default() && !self.guarantee_above(r) && role.below_guarantee() && self.asks(r)
+            })
+            .map(|(name, &r)| {
+                let role = &self.roles[r as usize];
+                (name.clone(), role.guarantee.saturating_sub(&role.subtree).to_resources())
+            })
+            .collect()
+    }
+
+    /// Whether some client in role `r`'s subtree is offerable (subscribed,
+    /// active, not suppressed). Reads the books, not the ordered sets, so
+    /// it holds while a rebuild is pending.
+    fn asks(&self, r: u32) -> bool {
+        let role = &self.roles[r as usize];
+        role.clients.iter().any(|&c| self.offerable(c)) || role.children.iter().any(|&child| self.asks(child))
+    }
+
+    /// Unreserved free scalars of active agents (a scan of every agent).
+    pub fn free_unreserved_total(&self) -> Resources {
+        let mut free = Scalars::default();
+        for agent in self.agents.iter().flatten().filter(|agent| agent.active) {
+            free.add(&Scalars::of(&agent.free.unreserved));
+        }
+        free.to_resources()
+    }
+
     /// Per kind, what the guaranteed roles lack now (what is held back
     /// from everyone else while agents have it free).
     pub fn guarantee_shortfall(&self) -> Resources {

@@ -1164,6 +1164,7 @@ fn describe_event(e: &v1::Event) -> String {
         Some(Kind::Heartbeat(_)) => "HEARTBEAT".to_owned(),
         Some(Kind::OperationStatus(o)) => format!("OPERATION {} {} {}", o.operation_id, o.state, o.message),
         Some(Kind::AgentDraining(d)) => format!("DRAINING {} until {}", d.agent_id, d.deadline),
+        Some(Kind::Revocation(r)) => format!("REVOKE {:?} for {} until {}", r.tasks.iter().map(|t| &t.task_id).collect::<Vec<_>>(), r.for_role, r.deadline),
         None => "EMPTY".to_owned(),
     }
 }

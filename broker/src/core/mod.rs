@@ -23,6 +23,7 @@ pub use maintenance::MAX_DRAIN_GRACE;
 mod locality;
 mod recovery;
 mod reservations;
+mod revocation;
 pub mod roles;
 pub mod state;
 pub use recovery::RecoveryReport;
@@ -94,6 +95,9 @@ pub struct BrokerSettings {
     pub locality_delay: Duration,
     /// `broker.allocator.policy`: the name of a `weir_allocator::policy`.
     pub allocator_policy: String,
+    /// How long a framework has to give up a task revoked for a
+    /// guaranteed role before the broker kills it.
+    pub revocation_grace: Duration,
 }
 
 impl Default for BrokerSettings {
@@ -114,6 +118,7 @@ impl Default for BrokerSettings {
             drain_grace_default: Duration::from_secs(300),
             locality_delay: weir_allocator::DEFAULT_LOCALITY_DELAY,
             allocator_policy: weir_allocator::policy::default_policy().name().to_owned(),
+            revocation_grace: Duration::from_secs(10),
         }
     }
 }
@@ -206,6 +211,9 @@ struct Task {
     /// When this broker sent its LAUNCH, until its first RUNNING (for the
     /// launch latency); unknown for tasks an agent reported.
     launched_at: Option<Duration>,
+    /// When the books took it in (launched, or reported by a
+    /// re-registering agent): revocation takes the newest first.
+    placed_at: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -315,6 +323,8 @@ pub struct BrokerCore {
     gone_agents: BTreeSet<AgentId>,
     /// Launch latencies (LAUNCH to first RUNNING) not yet taken by the shell.
     launch_latencies: Vec<Duration>,
+    /// Tasks being revoked for a guaranteed role, until they end.
+    revocations: BTreeMap<(FrameworkId, TaskId), revocation::Revocation>,
     /// Each backed volume's last restore or sync as its agent reported it.
     volume_syncs: BTreeMap<(AgentId, weir_model::Role, weir_model::VolumeId), state::VolumeSyncDoc>,
 }
@@ -373,6 +383,7 @@ impl BrokerCore {
             gone_agents: BTreeSet::new(),
             launch_latencies: Vec::new(),
             volume_syncs: BTreeMap::new(),
+            revocations: BTreeMap::new(),
         }
     }
 
@@ -451,7 +462,11 @@ impl BrokerCore {
         // an agent that has not re-registered yet is already running.
         if self.dirty && (interval_passed || self.allocation_unfinished) && self.recovery.is_none() {
             self.allocate(now, &mut out);
+            if !self.allocation_unfinished {
+                self.plan_revocations(now, &mut out);
+            }
         }
+        self.enforce_revocations(now, &mut out);
         out
     }
 

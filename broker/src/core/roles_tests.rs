@@ -9,7 +9,8 @@ use weir_model::{Limits, Milli, Quota, Resources, Role};
 use weir_proto::v1;
 
 use super::roles::RolePolicy;
-use super::tests::{ms, Harness, AGENT_A, AGENT_B, FW_1, FW_2};
+use super::tests::{accept, ms, task, Harness, AGENT_A, AGENT_B, FW_1, FW_2};
+use weir_model::TaskState;
 use super::*;
 
 fn policy(role: &str, weight: f64, priority: u32, guarantee: &str, limit_cpus: Option<u64>) -> RolePolicy {
@@ -134,4 +135,107 @@ fn role_policies_survive_a_failover_and_defaults_remove_their_records() {
     write(next.set_role_policies(vec![RolePolicy::default_for(Role::new("eng/web")), RolePolicy::default_for(Role::new("ops"))], false).unwrap());
     assert!(registry.load_now().iter().all(|r| r.collection != "quotas" && r.collection != "weights"), "{:?}", registry.load_now());
     assert!(next.role_policies().is_empty());
+}
+
+/// Two agents of 8 cpus, filled by analytics with four 4-cpu tasks: a0
+/// and a1 on the first agent offered, then (a later cycle) a2 and a3 on
+/// the other, which are the newest.
+fn full_of_analytics() -> (Harness, String) {
+    let mut h = two_agents();
+    let fw = h.subscribe(FW_1, "analytics", &["analytics"], 0.0);
+    let out = h.advance(ms(200));
+    let offers = Harness::offers_in(&out, FW_1);
+    assert_eq!(offers.len(), 2);
+    h.call(FW_1, accept(&[&offers[0]], vec![task("a0", "cpus:4;mem:4096"), task("a1", "cpus:4;mem:4096")]));
+    let decline = v1::call::Decline { offer_ids: vec![offers[1].id.clone()], filters: Some(v1::Filters { refuse_seconds: Some(0.0) }) };
+    h.call(FW_1, v1::call::Kind::Decline(decline));
+    let out = h.advance(ms(200));
+    let offers = Harness::offers_in(&out, FW_1);
+    assert_eq!(offers.len(), 1);
+    h.call(FW_1, accept(&[&offers[0]], vec![task("a2", "cpus:4;mem:4096"), task("a3", "cpus:4;mem:4096")]));
+    (h, fw)
+}
+
+fn revocations_in(out: &[Output], conn: ConnId) -> Vec<v1::event::Revocation> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Framework(c, v1::Event { kind: Some(v1::event::Kind::Revocation(r)) }) if *c == conn => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn kills_in(out: &[Output]) -> Vec<(ConnId, String)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Agent(c, v1::BrokerMessage { kind: Some(v1::broker_message::Kind::KillTask(k)) }) => Some((*c, k.task_id.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_starved_guarantee_revokes_the_newest_tasks_never_below_another_guarantee_and_kills_at_the_deadline() {
+    let (mut h, analytics) = full_of_analytics();
+    // analytics keeps 6 cpus whatever happens; prod is owed 10.
+    h.core
+        .set_role_policies(vec![policy("analytics", 1.0, 0, "cpus:6", None), policy("prod", 1.0, 0, "cpus:10", None)], false)
+        .unwrap();
+    h.subscribe(FW_2, "prod", &["prod"], 0.0);
+    let out = h.advance(ms(200));
+    let notices = revocations_in(&out, FW_1);
+    assert_eq!(notices.len(), 1, "{out:?}");
+    let mut revoked: Vec<String> = notices[0].tasks.iter().map(|t| t.task_id.clone()).collect();
+    revoked.sort();
+    // Three tasks would give prod its 10 but leave analytics 4 < 6: two
+    // go, the newest (launched second).
+    assert_eq!(revoked.len(), 2, "{notices:?}");
+    assert_eq!(revoked, ["a2", "a3"], "the newest go");
+    assert_eq!(h.core.state(h.now).allocation.revocations.len(), 2);
+    assert_eq!(notices[0].for_role, "prod");
+    assert!(notices[0].deadline > 1_700_000_000.0);
+    // Nothing more is revoked while these are under way.
+    let out = h.advance(ms(200));
+    assert!(revocations_in(&out, FW_1).is_empty());
+    // The framework gives one back itself before the deadline.
+    let (released, kept) = (revoked[0].clone(), revoked[1].clone());
+    let agent_of = |h: &Harness, t: &str| h.core.state(h.now).tasks.iter().find(|x| x.id == t).map(|x| x.agent_id.clone()).unwrap();
+    let conn_of = |h: &Harness, t: &str| if agent_of(h, t) == h.core.state(h.now).agents[0].id { AGENT_A } else { AGENT_B };
+    let released_conn = conn_of(&h, &released);
+    let out = h.agent_update(released_conn, &analytics, &released, TaskState::Killed, 7);
+    let update = &Harness::updates_in(&out, FW_1)[0];
+    assert_ne!(update.reason, "REASON_CONTAINER_PREEMPTED", "released by its framework, not killed by the broker");
+    // prod gets what was released.
+    let out = h.advance(ms(200));
+    assert!(offered_cpus(&Harness::offers_in(&out, FW_2)) >= 4.0);
+    // At the deadline the other is killed, once, and reported as revoked.
+    let out = h.advance(Duration::from_secs(10));
+    let kept_conn = conn_of(&h, &kept);
+    assert_eq!(kills_in(&out), vec![(kept_conn, kept.clone())]);
+    let out = h.advance(ms(200));
+    assert!(kills_in(&out).is_empty());
+    let out = h.agent_update(kept_conn, &analytics, &kept, TaskState::Killed, 8);
+    let update = &Harness::updates_in(&out, FW_1)[0];
+    assert_eq!(update.reason, "REASON_CONTAINER_PREEMPTED");
+    assert!(update.message.starts_with("revoked for role prod"), "{}", update.message);
+    assert!(h.core.state(h.now).allocation.revocations.is_empty());
+    // analytics kept its guarantee: nothing more is revoked, ever.
+    for _ in 0..5 {
+        let out = h.advance(Duration::from_secs(1));
+        assert!(revocations_in(&out, FW_1).is_empty());
+    }
+    let state = h.core.state(h.now);
+    assert_eq!(state.roles.iter().find(|r| r.role == "analytics").unwrap().consumed.cpus, 8.0);
+}
+
+#[test]
+fn no_revocation_while_the_guaranteed_role_asks_for_nothing() {
+    let (mut h, _) = full_of_analytics();
+    h.core.set_role_policies(vec![policy("prod", 1.0, 0, "cpus:8", None)], false).unwrap();
+    let out = h.advance(ms(200));
+    assert!(revocations_in(&out, FW_1).is_empty(), "no prod framework: nothing to revoke for");
+    h.subscribe(FW_2, "prod", &["prod"], 0.0);
+    h.call(FW_2, v1::call::Kind::Suppress(v1::call::Suppress { roles: vec![] }));
+    let out = h.advance(ms(200));
+    assert!(revocations_in(&out, FW_1).is_empty(), "prod suppressed: it asks for nothing");
 }

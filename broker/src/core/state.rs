@@ -315,6 +315,20 @@ pub struct AllocationDoc {
     /// False when the cluster's reachable agents no longer hold every
     /// guarantee (agents lost since the guarantees were set).
     pub guarantees_fit: bool,
+    /// Tasks being revoked for guaranteed roles, until they end.
+    #[serde(default)]
+    pub revocations: Vec<RevocationDoc>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RevocationDoc {
+    pub framework_id: String,
+    pub task_id: String,
+    pub for_role: String,
+    /// Until the broker kills it (0 once due).
+    pub seconds_left: f64,
+    /// The kill has been sent.
+    pub killed: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -589,6 +603,7 @@ impl BrokerCore {
                 guaranteed: (&self.allocator.guaranteed_total()).into(),
                 guarantee_shortfall: (&self.allocator.guarantee_shortfall()).into(),
                 guarantees_fit: self.allocator.check_quotas(true).is_ok(),
+                revocations: self.revocations_doc(now),
             },
             tasks,
             completed_tasks,
