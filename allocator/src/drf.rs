@@ -37,6 +37,7 @@ use crate::policy::{self, ClientView, Policy, RoleView};
 use crate::quota::{limit_scalars, limits_of};
 use weir_model::Quota;
 use crate::scalars::Scalars;
+use crate::sorted::SortedVec;
 
 /// Limits below which free resources are not worth offering.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -129,11 +130,18 @@ pub struct RoleShare {
 /// cannot keep winning ties against one still waiting; ids break the rest.
 type Key = (u64, u64, u32, u32);
 
-/// A role's sort key among its siblings: (0 while below its guarantee,
-/// else 1; the policy's two fields; rank by name; slot). A role under
-/// its guarantee goes before every sibling that is not, whatever the
-/// policy: guarantees come first, as Mesos' quota stage does.
-type RoleKey = (u8, u64, u64, u32, u32);
+/// A role's sort key among its siblings: (the policy's first field, with
+/// its top bit set unless the role is below its guarantee; the policy's
+/// second field; rank by name; slot). A role under its guarantee goes
+/// before every sibling that is not, whatever the policy: guarantees come
+/// first, as Mesos' quota stage does. The same shape as a client's `Key`,
+/// so re-filing a role costs what it did before quotas.
+type RoleKey = Key;
+
+/// The top bit of a role key's first field: set while the role is not
+/// below its guarantee. Policies' first fields are below it (shares are
+/// non-negative floats, bands and arrivals are small).
+const NOT_BELOW_GUARANTEE: u64 = 1 << 63;
 
 /// The slot of a role's own clients in its `child_order`, when it has
 /// child roles too (Mesos' "virtual leaf"): they compete with the
@@ -202,7 +210,9 @@ struct RoleState {
     /// Children with something offerable below them, plus `OWN_CLIENTS`
     /// when the role has children and offerable clients of its own.
     /// Empty for a role without children (the cycle then reads `order`).
-    child_order: BTreeSet<RoleKey>,
+    child_order: SortedVec<RoleKey>,
+    /// The key of the `OWN_CLIENTS` entry in `child_order`, if there is one.
+    own_key: Option<RoleKey>,
     /// `usage()` of this role and every role below it.
     subtree: Scalars,
     priority: u32,
@@ -296,6 +306,10 @@ pub struct Allocator {
     /// policy's key.
     role_order: BTreeSet<RoleKey>,
     policy: Arc<dyn Policy>,
+    /// `policy.orders_roles_by_first_member()`, asked once.
+    first_member_needed: bool,
+    /// The policy is DRF: keys are computed without the trait's calls.
+    drf: bool,
     /// Roles with a guarantee or a limit: 0 keeps the cycle on its path
     /// without quota arithmetic.
     quota_roles: usize,
@@ -388,6 +402,8 @@ impl Allocator {
             free_client_slots: Vec::new(),
             role_order: BTreeSet::new(),
             policy: policy::default_policy(),
+            first_member_needed: false,
+            drf: true,
             quota_roles: 0,
             arrivals: 0,
             order_dirty: false,
@@ -450,7 +466,8 @@ impl Allocator {
             order: BTreeSet::new(),
             parent,
             children: Vec::new(),
-            child_order: BTreeSet::new(),
+            child_order: SortedVec::default(),
+            own_key: None,
             subtree: Scalars::default(),
             priority: 0,
             guarantee: Scalars::default(),
@@ -474,19 +491,34 @@ impl Allocator {
         r
     }
 
-    /// The ordered set role `r` sits in: its parent's `child_order`, or
-    /// `role_order` at the top.
-    fn sibling_order(&mut self, r: u32) -> &mut BTreeSet<RoleKey> {
+    /// Files role `r` under key `k` among its siblings: its parent's
+    /// `child_order`, or `role_order` at the top.
+    fn sibling_insert(&mut self, r: u32, k: RoleKey) {
         match self.roles[r as usize].parent {
-            Some(p) => &mut self.roles[p as usize].child_order,
-            None => &mut self.role_order,
-        }
+            Some(p) => self.roles[p as usize].child_order.insert(k),
+            None => self.role_order.insert(k),
+        };
+    }
+
+    /// Takes key `k` of role `r` out of its siblings' order.
+    fn sibling_remove(&mut self, r: u32, k: &RoleKey) {
+        match self.roles[r as usize].parent {
+            Some(p) => self.roles[p as usize].child_order.remove(k),
+            None => self.role_order.remove(k),
+        };
     }
 
     /// Adds (or removes) `amount` to the subtree usage of role `r` and of
     /// every role above it.
+    #[inline]
     fn add_subtree(&mut self, r: u32, amount: &Scalars, add: bool) {
-        let mut at = Some(r);
+        let role = &mut self.roles[r as usize];
+        if add {
+            role.subtree.add(amount);
+        } else {
+            role.subtree.sub(amount);
+        }
+        let mut at = role.parent;
         while let Some(x) = at {
             let role = &mut self.roles[x as usize];
             if add {
@@ -512,7 +544,7 @@ impl Allocator {
             return;
         }
         if let Some(k) = role.key {
-            self.sibling_order(r).remove(&k);
+            self.sibling_remove(r, &k);
         }
         self.role_ix.remove(&name);
         let role = &mut self.roles[r as usize];
@@ -520,6 +552,7 @@ impl Allocator {
         // Stale keys of removed clients, when a rebuild is pending.
         role.order.clear();
         role.child_order.clear();
+        role.own_key = None;
         let parent = role.parent.take();
         self.free_role_slots.push(r);
         // A parent kept only for this child goes with it.
@@ -593,21 +626,47 @@ impl Allocator {
     }
 
     /// Client `c`'s key in its role's `order`.
+    #[inline(always)]
     fn client_key(&self, c: u32) -> Key {
         let client = self.client(c);
         let fw = self.framework(client.framework);
-        let view = ClientView { share: client.allocated.dominant_share(&self.total), arrival: fw.arrival };
-        (self.policy.client_key(&view), client.last_granted, fw.rank, c)
+        let share = client.allocated.dominant_share(&self.total);
+        // DRF's key written out: the call through the trait costs the
+        // default policy's cycle a few per cent (measured with callgrind).
+        let first = if self.drf { policy::share_bits(share) } else { self.policy_client_key(share, fw.arrival) };
+        (first, client.last_granted, fw.rank, c)
+    }
+
+    #[inline(never)]
+    fn policy_client_key(&self, share: f64, arrival: u64) -> u64 {
+        self.policy.client_key(&ClientView { share, arrival })
     }
 
     /// Role `r`'s key among its siblings.
+    #[inline(always)]
     fn role_key(&self, r: u32) -> RoleKey {
         let role = &self.roles[r as usize];
-        let first_member = match (role.order.first(), role.child_order.first()) {
-            (Some(c), Some(k)) => c.0.min(k.1),
-            (Some(c), None) => c.0,
-            (None, Some(k)) => k.1,
-            (None, None) => u64::MAX,
+        if self.drf && self.quota_roles == 0 {
+            // DRF's key written out (see `client_key`).
+            let share = role.subtree.dominant_share(&self.total) / role.weight;
+            return (NOT_BELOW_GUARANTEE | policy::share_bits(share), 0, role.rank, r);
+        }
+        self.policy_role_key(r)
+    }
+
+    /// `role_key` through the policy, with guarantees.
+    #[inline(never)]
+    fn policy_role_key(&self, r: u32) -> RoleKey {
+        let role = &self.roles[r as usize];
+        let first_member = if !self.first_member_needed {
+            0
+        } else {
+            match (role.order.first(), role.child_order.first()) {
+                (Some(c), Some(k)) => c.0.min(k.0 & !NOT_BELOW_GUARANTEE),
+                (Some(c), None) => c.0,
+                (None, Some(k)) => k.0 & !NOT_BELOW_GUARANTEE,
+                (None, None) => u64::MAX,
+            }
         };
         let view = RoleView {
             weighted_share: role.subtree.dominant_share(&self.total) / role.weight,
@@ -615,7 +674,9 @@ impl Allocator {
             first_member,
         };
         let (a, b) = self.policy.role_key(&view);
-        (u8::from(!role.below_guarantee()), a, b, role.rank, r)
+        let below = self.quota_roles > 0 && role.below_guarantee();
+        let flag = if below { 0 } else { NOT_BELOW_GUARANTEE };
+        (flag | a.min(NOT_BELOW_GUARANTEE - 1), b, role.rank, r)
     }
 
     /// The key of role `r`'s own clients among its children: they count
@@ -626,10 +687,10 @@ impl Allocator {
         let view = RoleView {
             weighted_share: role.usage().dominant_share(&self.total),
             priority: role.priority,
-            first_member: role.order.first().map_or(u64::MAX, |c| c.0),
+            first_member: if self.first_member_needed { role.order.first().map_or(u64::MAX, |c| c.0) } else { 0 },
         };
         let (a, b) = self.policy.role_key(&view);
-        (1, a, b, role.rank, OWN_CLIENTS)
+        (NOT_BELOW_GUARANTEE | a.min(NOT_BELOW_GUARANTEE - 1), b, role.rank, OWN_CLIENTS)
     }
 
     /// Re-files role `r` after its books or its offerable members changed,
@@ -639,6 +700,25 @@ impl Allocator {
         if self.order_dirty {
             return;
         }
+        let role = &self.roles[r as usize];
+        if role.parent.is_none() && role.children.is_empty() {
+            // A role with none above or below: one re-file in
+            // `role_order`, as before nested roles.
+            let new = role.has_offerable().then(|| self.role_key(r));
+            let old = role.key;
+            if new != old {
+                if let Some(k) = old {
+                    self.role_order.remove(&k);
+                }
+                if let Some(k) = new {
+                    self.role_order.insert(k);
+                }
+                self.roles[r as usize].key = new;
+            }
+            if self.roles[r as usize].own_key.is_none() {
+                return;
+            }
+        }
         let mut at = Some(r);
         while let Some(x) = at {
             self.refresh_own_clients_entry(x);
@@ -646,12 +726,16 @@ impl Allocator {
             let new = role.has_offerable().then(|| self.role_key(x));
             let old = role.key;
             if new != old {
-                let siblings = self.sibling_order(x);
-                if let Some(k) = old {
-                    siblings.remove(&k);
-                }
-                if let Some(k) = new {
-                    siblings.insert(k);
+                match (old, new, self.roles[x as usize].parent) {
+                    (Some(o), Some(n), Some(p)) => self.roles[p as usize].child_order.replace(&o, n),
+                    _ => {
+                        if let Some(k) = old {
+                            self.sibling_remove(x, &k);
+                        }
+                        if let Some(k) = new {
+                            self.sibling_insert(x, k);
+                        }
+                    }
                 }
                 self.roles[x as usize].key = new;
             }
@@ -663,17 +747,26 @@ impl Allocator {
     /// present while `r` has children and offerable clients of its own.
     fn refresh_own_clients_entry(&mut self, r: u32) {
         let role = &self.roles[r as usize];
+        let old = role.own_key;
+        if role.children.is_empty() && old.is_none() {
+            return;
+        }
         let wanted = !role.children.is_empty() && !role.order.is_empty();
-        let old = role.child_order.iter().find(|k| k.4 == OWN_CLIENTS).copied();
         let new = wanted.then(|| self.own_clients_key(r));
         if old != new {
             let role = &mut self.roles[r as usize];
-            if let Some(k) = old {
-                role.child_order.remove(&k);
+            match (old, new) {
+                (Some(o), Some(n)) => role.child_order.replace(&o, n),
+                _ => {
+                    if let Some(k) = old {
+                        role.child_order.remove(&k);
+                    }
+                    if let Some(k) = new {
+                        role.child_order.insert(k);
+                    }
+                }
             }
-            if let Some(k) = new {
-                role.child_order.insert(k);
-            }
+            role.own_key = new;
         }
     }
 
@@ -688,6 +781,7 @@ impl Allocator {
             role.rank = rank as u32;
             role.order.clear();
             role.child_order.clear();
+            role.own_key = None;
             role.key = None;
         }
         self.role_order.clear();
@@ -708,11 +802,12 @@ impl Allocator {
             if !self.roles[r as usize].children.is_empty() && !self.roles[r as usize].order.is_empty() {
                 let k = self.own_clients_key(r);
                 self.roles[r as usize].child_order.insert(k);
+                self.roles[r as usize].own_key = Some(k);
             }
             if self.roles[r as usize].has_offerable() {
                 let k = self.role_key(r);
                 self.roles[r as usize].key = Some(k);
-                self.sibling_order(r).insert(k);
+                self.sibling_insert(r, k);
             }
         }
         self.order_dirty = false;
@@ -1157,6 +1252,8 @@ impl Allocator {
     /// Switches the allocation policy; every key is recomputed before the
     /// next cycle.
     pub fn set_policy(&mut self, policy: Arc<dyn Policy>) {
+        self.first_member_needed = policy.orders_roles_by_first_member();
+        self.drf = policy.name() == policy::Drf.name();
         self.policy = policy;
         self.order_dirty = true;
     }
@@ -1642,12 +1739,13 @@ impl Allocator {
     /// The first client in role `r`'s subtree, walking each role's
     /// `child_order` (its own clients at their `OWN_CLIENTS` place), that
     /// `pick_in_role` would take.
+    #[inline]
     fn pick_in_tree(&self, r: u32, a: u32, now: Duration, notes: &mut CycleNotes, honour_yields: bool) -> Option<u32> {
         let role = &self.roles[r as usize];
         if role.children.is_empty() {
             return self.pick_in_role(r, a, now, notes, honour_yields);
         }
-        role.child_order.iter().find_map(|k| match k.4 {
+        role.child_order.iter().find_map(|k| match k.3 {
             OWN_CLIENTS => self.pick_in_role(r, a, now, notes, honour_yields),
             child => self.pick_in_tree(child, a, now, notes, honour_yields),
         })
@@ -1694,7 +1792,7 @@ impl Allocator {
         if role.children.is_empty() {
             return own(notes);
         }
-        role.child_order.iter().find_map(|k| match k.4 {
+        role.child_order.iter().find_map(|k| match k.3 {
             OWN_CLIENTS => own(notes),
             child => self.pick_capped(child, a, now, notes, honour_yields, cap, slack, free, covered),
         })
@@ -1737,34 +1835,41 @@ impl Allocator {
     /// Offers agent `a`'s unreserved free resources under quotas: each
     /// grant is cut to what the winner's limits and the headroom allow,
     /// and what is left goes to the next in line (a few times at most).
+    /// Returns the winner of the whole bundle, if one took it, with its
+    /// ports (the record is then made from them, as on the path without
+    /// quotas).
     fn offer_unreserved_with_quotas(
         &mut self,
         a: u32,
         now: Duration,
         grants: &mut Vec<(u32, ResourceSet)>,
         notes: &mut CycleNotes,
-    ) {
+    ) -> Option<(u32, Ports)> {
+        let mut whole = None;
         for _ in 0..MAX_GRANTS_PER_AGENT {
             if !self.allocatable(&self.agent(a).free.unreserved) {
-                return;
+                break;
             }
             let free = Scalars::of(&self.agent(a).free.unreserved);
             let slack = self.headroom_slack();
             let mut winner = self
                 .role_order
                 .iter()
-                .find_map(|k| self.pick_capped(k.4, a, now, notes, true, Scalars::UNLIMITED, &slack, &free, false));
+                .find_map(|k| self.pick_capped(k.3, a, now, notes, true, Scalars::UNLIMITED, &slack, &free, false));
             if winner.is_none() && self.yielding_frameworks > 0 {
                 winner = self
                     .role_order
                     .iter()
-                    .find_map(|k| self.pick_capped(k.4, a, now, notes, false, Scalars::UNLIMITED, &slack, &free, false));
+                    .find_map(|k| self.pick_capped(k.3, a, now, notes, false, Scalars::UNLIMITED, &slack, &free, false));
             }
-            let Some((c, cap)) = winner else { return };
+            let Some((c, cap)) = winner else { break };
             let give = free.min(&cap);
             let agent = self.agent_mut(a);
             let bundle = if give == free {
-                agent.free_ports = Ports::EMPTY;
+                let ports = mem::replace(&mut agent.free_ports, Ports::EMPTY);
+                if !grants.iter().any(|(owner, _)| *owner == c) {
+                    whole = Some((c, ports));
+                }
                 mem::take(&mut agent.free.unreserved)
             } else {
                 // The ports go with the first grant: quotas do not count them.
@@ -1785,6 +1890,7 @@ impl Allocator {
                 None => grants.push((c, ResourceSet::unreserved(bundle))),
             }
         }
+        whole
     }
 
     /// Whether `give`, cut from an agent's unreserved `free`, is worth an
@@ -1835,11 +1941,11 @@ impl Allocator {
         }
         let mut unreserved_ports = None;
         if self.quota_roles > 0 {
-            self.offer_unreserved_with_quotas(a, now, grants, notes);
+            unreserved_ports = self.offer_unreserved_with_quotas(a, now, grants, notes);
         } else if self.allocatable(&self.agent(a).free.unreserved) {
-            let mut winner = self.role_order.iter().find_map(|k| self.pick_in_tree(k.4, a, now, notes, true));
+            let mut winner = self.role_order.iter().find_map(|k| self.pick_in_tree(k.3, a, now, notes, true));
             if winner.is_none() && self.yielding_frameworks > 0 {
-                winner = self.role_order.iter().find_map(|k| self.pick_in_tree(k.4, a, now, notes, false));
+                winner = self.role_order.iter().find_map(|k| self.pick_in_tree(k.3, a, now, notes, false));
             }
             if let Some(c) = winner {
                 let agent = self.agent_mut(a);
@@ -2033,24 +2139,25 @@ impl Allocator {
                 assert_eq!(role.key.is_some(), role.has_offerable(), "key of role {}", role.name);
                 if let Some(k) = role.key {
                     assert_eq!(k, self.role_key(r), "key of role {}", role.name);
-                    let siblings = match role.parent {
-                        Some(p) => &self.roles[p as usize].child_order,
-                        None => &self.role_order,
+                    let filed = match role.parent {
+                        Some(p) => self.roles[p as usize].child_order.contains(&k),
+                        None => self.role_order.contains(&k),
                     };
-                    assert!(siblings.contains(&k), "role {} missing from its siblings' order", role.name);
+                    assert!(filed, "role {} missing from its siblings' order", role.name);
                 }
-                let own = role.child_order.iter().find(|k| k.4 == OWN_CLIENTS);
+                let own = role.child_order.iter().find(|k| k.3 == OWN_CLIENTS);
                 let wanted = (!role.children.is_empty() && !role.order.is_empty()).then(|| self.own_clients_key(r));
                 assert_eq!(own.copied(), wanted, "own clients of {}", role.name);
-                for k in role.child_order.iter().filter(|k| k.4 != OWN_CLIENTS) {
-                    assert_eq!(self.roles[k.4 as usize].key, Some(*k), "child entry of {}", role.name);
+                assert_eq!(role.own_key, wanted, "own key of {}", role.name);
+                for k in role.child_order.iter().filter(|k| k.3 != OWN_CLIENTS) {
+                    assert_eq!(self.roles[k.3 as usize].key, Some(*k), "child entry of {}", role.name);
                 }
             }
         }
         if !self.order_dirty {
             for k in &self.role_order {
-                assert_eq!(self.roles[k.4 as usize].parent, None);
-                assert_eq!(self.roles[k.4 as usize].key, Some(*k));
+                assert_eq!(self.roles[k.3 as usize].parent, None);
+                assert_eq!(self.roles[k.3 as usize].key, Some(*k));
             }
         }
         let with_quota = self.role_ix.values().filter(|&&r| self.roles[r as usize].has_quota()).count();

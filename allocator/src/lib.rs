@@ -18,6 +18,7 @@ mod held;
 pub mod policy;
 mod quota;
 mod scalars;
+mod sorted;
 
 #[cfg(test)]
 mod quota_tests;

@@ -21,6 +21,10 @@ impl Policy for Fifo {
     fn role_key(&self, role: &RoleView) -> (u64, u64) {
         (role.first_member, 0)
     }
+
+    fn orders_roles_by_first_member(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

@@ -45,7 +45,8 @@ pub struct RoleView {
     /// The role's priority band (higher goes first under strict priority).
     pub priority: u32,
     /// The smallest client key among the role's offerable clients and
-    /// child roles (for policies that order roles by their best member).
+    /// child roles (for policies that order roles by their best member;
+    /// 0 unless the policy's `orders_roles_by_first_member`).
     pub first_member: u64,
 }
 
@@ -59,6 +60,12 @@ pub trait Policy: Debug + Send + Sync {
 
     /// The two leading fields of a role's key among its siblings.
     fn role_key(&self, role: &RoleView) -> (u64, u64);
+
+    /// Whether `role_key` reads `RoleView::first_member` (it costs two
+    /// lookups per re-file, so the allocator fills it in only when asked).
+    fn orders_roles_by_first_member(&self) -> bool {
+        false
+    }
 }
 
 /// Every policy, by name. The first is the default.
