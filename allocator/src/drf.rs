@@ -1,5 +1,6 @@
-//! The allocator state machine: hierarchical weighted DRF over roles, then
-//! frameworks within a role.
+//! The allocator state machine: hierarchical weighted DRF (or another
+//! `Policy`) over a tree of roles, then frameworks within a role, with
+//! quotas (limits cut grants; guarantees keep headroom).
 //!
 //! Invariants (checked by `check_invariants` in tests):
 //! - for every agent, `free + Σ allocations == total`, and every allocation
@@ -15,10 +16,17 @@
 //!   exactly when its `order` is non-empty, under its current weighted share;
 //! - an agent is a candidate exactly when it is active and its free
 //!   resources could make an offer;
-//! - a role is known (in `role_ix`) while it has a client, reserved
-//!   resources free on an agent, or a weight other than the default; the
-//!   moment it has none of these it is forgotten and its slot reused, so
-//!   roles that come and go cannot pile up.
+//! - a role is known (in `role_ix`) while it has a client, a child role,
+//!   reserved resources free on an agent, or a weight, band or quota other
+//!   than the default; the moment it has none of these it is forgotten and
+//!   its slot reused, so roles that come and go cannot pile up;
+//! - roles form a tree by name (`a/b` under `a`); a role's `subtree` is
+//!   its usage plus its children's subtrees; unless `order_dirty`, a role
+//!   sits in its parent's `child_order` (or `role_order` at the top)
+//!   exactly when something below it is offerable, under the key of its
+//!   current numbers, and a role with children and offerable clients of
+//!   its own has its `OWN_CLIENTS` entry there;
+//! - `quota_roles` counts the roles with a guarantee or a limit.
 //!
 //! Ids are mapped to dense `u32` slots once, at the edge; the cycle itself
 //! works on slots, integer keys and pre-summed scalars.

@@ -71,6 +71,8 @@ pub fn broker_settings() -> BrokerSettings {
         max_roles: 1000,
         drain_grace_default: Duration::from_secs(10),
         locality_delay: weir_allocator::DEFAULT_LOCALITY_DELAY,
+        allocator_policy: "drf".to_owned(),
+        revocation_grace: Duration::from_secs(10),
     }
 }
 
