@@ -251,6 +251,7 @@ mod tests {
             duration: Duration::from_secs(30),
         };
         let report = run(&config);
+        eprintln!("{report:?}");
         let took = report.prod_reached_guarantee_after.unwrap_or_else(|| panic!("prod never reached its guarantee: {report:?}"));
         assert!(took <= config.grace + Duration::from_secs(1), "{took:?}: {report:?}");
         assert!(took >= config.grace, "nothing is killed before the grace period ends: {report:?}");
