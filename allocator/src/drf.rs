@@ -1821,7 +1821,7 @@ impl Allocator {
 
     /// Sets up this call's headroom books: the topmost guaranteed roles
     /// and, if any of them lacks something, the unreserved free resources
-    /// of active agents (one scan, only with guarantees).
+    /// of active agents.
     fn start_headroom(&mut self) {
         self.headroom = None;
         let tops: Vec<u32> = self
@@ -1833,9 +1833,18 @@ impl Allocator {
         if !tops.iter().any(|&t| self.roles[t as usize].below_guarantee()) {
             return;
         }
-        let mut free = Scalars::default();
-        for agent in self.agents.iter().flatten().filter(|agent| agent.active) {
-            free.add(&Scalars::of(&agent.free.unreserved));
+        // The unreserved free resources of active agents, from the books
+        // rather than a scan of every agent (a tenth of the quota'd cycle
+        // at 10,000 agents): the active total less what every role holds
+        // or has reserved. Exact, except that what is held on inactive
+        // agents is subtracted too, which only makes the headroom more
+        // careful.
+        let mut free = self.total;
+        for &r in self.role_ix.values() {
+            let role = &self.roles[r as usize];
+            if role.parent.is_none() {
+                free = free.saturating_sub(&role.subtree);
+            }
         }
         self.headroom = Some(Headroom { free, tops });
     }
