@@ -659,8 +659,19 @@ impl BrokerCore {
     /// Whether `roles` fit under `broker.roles.max`; the error names the
     /// first new role and the limit.
     pub fn room_for_roles(&self, roles: &[Role]) -> Result<(), String> {
-        let mut new: Vec<&Role> = roles.iter().filter(|r| !self.allocator.has_role(r)).collect();
-        new.dedup();
+        // A nested role brings the roles above it that are not known yet.
+        let mut named: Vec<Role> = Vec::new();
+        for role in roles {
+            let mut at = Some(role.as_str());
+            while let Some(name) = at {
+                let r = Role::new(name);
+                if !named.contains(&r) {
+                    named.push(r);
+                }
+                at = name.rfind('/').map(|i| &name[..i]);
+            }
+        }
+        let new: Vec<&Role> = named.iter().filter(|r| !self.allocator.has_role(r)).collect();
         match new.first() {
             Some(first) if self.allocator.role_count() + new.len() > self.settings.max_roles => Err(format!(
                 "role {first} is new and {} new role(s) would take the broker past its limit of {} roles (broker.roles.max)",

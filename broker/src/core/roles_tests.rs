@@ -239,3 +239,13 @@ fn no_revocation_while_the_guaranteed_role_asks_for_nothing() {
     let out = h.advance(ms(200));
     assert!(revocations_in(&out, FW_1).is_empty(), "prod suppressed: it asks for nothing");
 }
+
+#[test]
+fn the_roles_above_a_nested_role_count_against_the_limit_of_roles() {
+    let mut h = Harness::new();
+    h.core = BrokerCore::new(BrokerSettings { max_roles: 2, ..Default::default() }, "b", Duration::ZERO, Duration::from_secs(1_700_000_000));
+    let err = h.core.set_role_policies(vec![policy("eng/web/api", 2.0, 0, "", None)], false).unwrap_err();
+    assert!(err.contains("3 new role(s) would take the broker past its limit of 2 roles"), "{err}");
+    h.core.set_role_policies(vec![policy("eng/web", 2.0, 0, "", None)], false).unwrap();
+    assert_eq!(h.core.role_policies().len(), 2);
+}
