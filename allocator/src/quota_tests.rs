@@ -359,7 +359,7 @@ proptest! {
                     alloc.check_invariants();
                     check_bands(&alloc, &offers, &asking)?;
                     for (n, o) in offers.into_iter().enumerate() {
-                        if (n + keep as usize) % 3 == 0 {
+                        if (n + keep as usize).is_multiple_of(3) {
                             alloc.recover(&o.agent, &o.framework, &o.role, &o.resources).unwrap();
                         } else {
                             kept.push(o);

@@ -208,7 +208,7 @@ pub fn run(config: &GuaranteeConfig) -> GuaranteeReport {
         }
         let heartbeat = v1::AgentMessage { kind: Some(v1::agent_message::Kind::Heartbeat(v1::agent_message::Heartbeat::default())) };
         let mut outputs: VecDeque<Output> = VecDeque::new();
-        if now.as_millis() % 1000 == 0 {
+        if now.as_millis().is_multiple_of(1000) {
             for a in 0..config.agents {
                 outputs.extend(sim.core.agent_message(AGENT_CONN_BASE + a as u64, &heartbeat, now));
             }
@@ -227,7 +227,7 @@ pub fn run(config: &GuaranteeConfig) -> GuaranteeReport {
         if sim.report.prod_reached_guarantee_after.is_none() && prod_running >= 4 * config.agents as u64 {
             sim.report.prod_reached_guarantee_after = Some(now.saturating_sub(config.prod_arrives));
         }
-        if now.as_millis() % 1000 == 0 {
+        if now.as_millis().is_multiple_of(1000) {
             if let Err(broken) = sim.core.check_invariants() {
                 panic!("broker invariants broken at {now:?}: {broken}");
             }
