@@ -49,6 +49,9 @@ enum Command {
     Unreserve(cmd::reserve::UnreserveArgs),
     /// Persistent volumes: create, destroy, grow, shrink, list.
     Volume(cmd::reserve::VolumeArgs),
+    /// Role policies: weight, priority band, guarantee and limit (list, set, reset).
+    #[command(alias = "quota")]
+    Role(cmd::role::Args),
     /// Show the effective configuration.
     Conf(cmd::conf::Args),
     /// Run the YARN shim: serves YARN clients, subscribed to a broker.
@@ -103,6 +106,7 @@ fn main() -> ExitCode {
             Command::Reserve(args) => cmd::reserve::reserve_main(&options, args).await,
             Command::Unreserve(args) => cmd::reserve::unreserve_main(&options, args).await,
             Command::Volume(args) => cmd::reserve::volume_main(&options, args).await,
+            Command::Role(args) => cmd::role::main(&options, args).await,
             Command::Conf(args) => cmd::conf::main(&options, args),
             Command::Yarn(args) => cmd::yarn::main(&options, args).await,
             Command::Bench(args) => cmd::bench::main(&options, args).await,

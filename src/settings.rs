@@ -86,7 +86,7 @@ pub fn broker(config: &Config) -> Result<(weir_broker::BrokerSettings, weir_brok
         let (role, weight) = entry
             .split_once('=')
             .ok_or_else(|| problem(format!("broker.roles.weights: {entry:?} is not of the form role=weight")))?;
-        weir_model::ids::validate_id("role", role.trim())
+        weir_model::ids::validate_role(role.trim())
             .map_err(|e| problem(format!("broker.roles.weights: {e}")))?;
         let weight: f64 = weight
             .trim()
@@ -111,6 +111,17 @@ pub fn broker(config: &Config) -> Result<(weir_broker::BrokerSettings, weir_brok
         max_roles: usize::try_from(config.get_u64("broker.roles.max").map_err(problem)?.max(1)).unwrap_or(usize::MAX),
         drain_grace_default: get_duration("broker.agent.drain.grace.default")?.min(weir_broker::core::MAX_DRAIN_GRACE),
         locality_delay: get_duration("broker.locality.delay")?,
+        allocator_policy: {
+            let name = config.get_str("broker.allocator.policy").map_err(problem)?;
+            if weir_allocator::policy::by_name(&name).is_none() {
+                return Err(problem(format!(
+                    "broker.allocator.policy: {name:?} is not a policy; the policies are {}",
+                    weir_allocator::policy::names().join(", ")
+                )));
+            }
+            name
+        },
+        revocation_grace: get_duration("broker.revocation.grace")?,
     };
     let max = config.get_size("broker.max.message.size").map_err(problem)?;
     let mut shell = weir_broker::ShellSettings::new(socket_addr(config, "broker.listen")?, usize::try_from(max).unwrap_or(usize::MAX));

@@ -9,14 +9,21 @@
 //! cycles are outside the timed part; the first (ranking) cycle is run in
 //! setup too, so each timed cycle starts from the same books.
 //!
+//! `quota_cycle` runs the same full cycle with roles three levels deep
+//! (5 organisations × 4 teams × 5 projects = 100 leaf roles, frameworks
+//! round-robin over the leaves) and quotas on every organisation
+//! (guarantee 10 % and limit 30 % of the cluster), so every grant pays the
+//! tree walk, the limit caps and the guarantee headroom, beside the flat
+//! figure (`full_cycle/10000_agents_x_1000_frameworks_in_100_roles`).
+//!
 //! Run: `cargo bench -p weir-allocator --bench allocation_cycle`
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use weir_allocator::{Allocation, Allocator, AllocatorConfig};
-use weir_model::{AgentId, FrameworkId, ResourceSet, Role};
+use weir_allocator::{Allocation, Allocator, AllocatorConfig, Limits, Quota};
+use weir_model::{AgentId, FrameworkId, Milli, ResourceSet, Resources, Role};
 
 fn cluster(agents: usize, frameworks: usize, roles: usize) -> Allocator {
     let mut alloc = Allocator::new(AllocatorConfig::default());
@@ -153,5 +160,61 @@ fn agent_joins_then_allocate(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, full_cycle, full_cycle_reused_buffer, recover_then_allocate, agent_joins_then_allocate);
+/// The three-level, quota'd cluster of `quota_cycle`.
+fn quota_cluster(agents: usize, frameworks: usize) -> Allocator {
+    let mut alloc = Allocator::new(AllocatorConfig::default());
+    let total = ResourceSet::parse("cpus:32;mem:131072;disk:500000;ports:[31000-32000]").expect("spec parses");
+    for a in 0..agents {
+        alloc.add_agent(AgentId::new(format!("agent-{a:06}")), total.clone(), vec![]).expect("new agent");
+    }
+    let share = |pct: u64| Resources {
+        cpus: Milli::from_units(32 * agents as u64 * pct / 100),
+        mem: Milli::from_units(131_072 * agents as u64 * pct / 100),
+        ..Resources::default()
+    };
+    for org in 0..5 {
+        let limit = share(30);
+        let quota = Quota { guarantee: share(10), limit: Limits { cpus: Some(limit.cpus), mem: Some(limit.mem), ..Limits::default() } };
+        alloc.set_quota(Role::new(format!("org-{org}")), quota).expect("quotas fit");
+    }
+    for f in 0..frameworks {
+        let leaf = f % 100;
+        let role = Role::new(format!("org-{}/team-{}/project-{}", leaf / 20, (leaf / 5) % 4, leaf % 5));
+        alloc.add_framework(FrameworkId::new(format!("framework-{f:05}")), vec![role]).expect("new framework");
+    }
+    let offers = alloc.allocate(Duration::ZERO);
+    assert_eq!(offered_cpus(&offers), 32_000 * agents as u64, "every agent is offered in full");
+    recover_all(&mut alloc, &offers);
+    alloc
+}
+
+fn offered_cpus(offers: &[Allocation]) -> u64 {
+    offers.iter().map(|o| o.resources.total().cpus.0).sum()
+}
+
+/// Full cycles of the three-level, quota'd cluster (see the header).
+fn quota_cycle(c: &mut Criterion) {
+    let mut group = c.benchmark_group("quota_cycle");
+    group.sample_size(20);
+    let (agents, frameworks) = (10_000, 1_000);
+    let mut alloc = quota_cluster(agents, frameworks);
+    let mut now = Duration::ZERO;
+    group.bench_function(format!("{agents}_agents_x_{frameworks}_frameworks_in_3_levels_with_quotas"), |b| {
+        b.iter_custom(|iters| {
+            let mut timed = Duration::ZERO;
+            for _ in 0..iters {
+                now += Duration::from_secs(1);
+                let start = Instant::now();
+                let offers = alloc.allocate(black_box(now));
+                timed += start.elapsed();
+                assert_eq!(offered_cpus(&offers), 32_000 * agents as u64);
+                recover_all(&mut alloc, &offers);
+            }
+            timed
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, quota_cycle, full_cycle, full_cycle_reused_buffer, recover_then_allocate, agent_joins_then_allocate);
 criterion_main!(benches);

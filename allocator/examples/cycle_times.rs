@@ -6,28 +6,48 @@
 //! Run: `cargo run --release -p weir-allocator --example cycle_times -- 10000 300`
 //! (agents, cycles; frameworks = agents / 10 in frameworks / 10 roles); a
 //! third argument `reuse` runs `allocate_into` with one buffer kept across
-//! cycles.
+//! cycles; `quotas` runs the cluster of the bench's `quota_cycle` instead
+//! (roles three levels deep: 5 organisations × 4 teams × 5 projects, each
+//! organisation guaranteed 10 % and limited to 30 % of the cluster).
 
 use std::time::{Duration, Instant};
 
-use weir_allocator::{Allocator, AllocatorConfig};
-use weir_model::{AgentId, FrameworkId, ResourceSet, Role};
+use weir_allocator::{Allocator, AllocatorConfig, Limits, Quota};
+use weir_model::{AgentId, FrameworkId, Milli, ResourceSet, Resources, Role};
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let agents: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(10_000);
     let cycles: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(100).max(1);
-    let reuse = args.next().is_some_and(|s| s == "reuse");
+    let mode = args.next().unwrap_or_default();
+    let (reuse, quotas) = (mode == "reuse", mode == "quotas");
     let frameworks = (agents / 10).max(1);
     let roles = (frameworks / 10).max(1);
     let mut alloc = Allocator::new(AllocatorConfig::default());
     let total = ResourceSet::parse("cpus:32;mem:131072;disk:500000;ports:[31000-32000]").expect("spec parses");
-    for f in 0..frameworks {
-        let role = Role::new(format!("role-{}", f % roles));
-        alloc.add_framework(FrameworkId::new(format!("framework-{f:05}")), vec![role]).expect("new framework");
-    }
     for a in 0..agents {
         alloc.add_agent(AgentId::new(format!("agent-{a:06}")), total.clone(), vec![]).expect("new agent");
+    }
+    if quotas {
+        let share = |pct: u64| Resources {
+            cpus: Milli::from_units(32 * agents as u64 * pct / 100),
+            mem: Milli::from_units(131_072 * agents as u64 * pct / 100),
+            ..Resources::default()
+        };
+        for org in 0..5 {
+            let limit = share(30);
+            let quota = Quota { guarantee: share(10), limit: Limits { cpus: Some(limit.cpus), mem: Some(limit.mem), ..Limits::default() } };
+            alloc.set_quota(Role::new(format!("org-{org}")), quota).expect("quotas fit");
+        }
+    }
+    for f in 0..frameworks {
+        let role = if quotas {
+            let leaf = f % 100;
+            Role::new(format!("org-{}/team-{}/project-{}", leaf / 20, (leaf / 5) % 4, leaf % 5))
+        } else {
+            Role::new(format!("role-{}", f % roles))
+        };
+        alloc.add_framework(FrameworkId::new(format!("framework-{f:05}")), vec![role]).expect("new framework");
     }
     let mut times = Vec::with_capacity(cycles);
     let mut offers = Vec::new();
@@ -52,9 +72,10 @@ fn main() {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let mean = times.iter().sum::<Duration>() / times.len() as u32;
     println!(
-        "{}{agents} agents x {frameworks} frameworks in {roles} roles, {cycles} cycles: \
+        "{}{agents} agents x {frameworks} frameworks in {}, {cycles} cycles: \
          min {:.2} ms, p25 {:.2} ms, median {:.2} ms, mean {:.2} ms, max {:.2} ms",
         if reuse { "allocate_into, " } else { "" },
+        if quotas { "100 roles 3 levels deep with quotas".to_owned() } else { format!("{roles} roles") },
         ms(times[0]),
         ms(times[times.len() / 4]),
         ms(times[times.len() / 2]),

@@ -1,5 +1,6 @@
-//! The allocator state machine: hierarchical weighted DRF over roles, then
-//! frameworks within a role.
+//! The allocator state machine: hierarchical weighted DRF (or another
+//! `Policy`) over a tree of roles, then frameworks within a role, with
+//! quotas (limits cut grants; guarantees keep headroom).
 //!
 //! Invariants (checked by `check_invariants` in tests):
 //! - for every agent, `free + Σ allocations == total`, and every allocation
@@ -15,16 +16,24 @@
 //!   exactly when its `order` is non-empty, under its current weighted share;
 //! - an agent is a candidate exactly when it is active and its free
 //!   resources could make an offer;
-//! - a role is known (in `role_ix`) while it has a client, reserved
-//!   resources free on an agent, or a weight other than the default; the
-//!   moment it has none of these it is forgotten and its slot reused, so
-//!   roles that come and go cannot pile up.
+//! - a role is known (in `role_ix`) while it has a client, a child role,
+//!   reserved resources free on an agent, or a weight, band or quota other
+//!   than the default; the moment it has none of these it is forgotten and
+//!   its slot reused, so roles that come and go cannot pile up;
+//! - roles form a tree by name (`a/b` under `a`); a role's `subtree` is
+//!   its usage plus its children's subtrees; unless `order_dirty`, a role
+//!   sits in its parent's `child_order` (or `role_order` at the top)
+//!   exactly when something below it is offerable, under the key of its
+//!   current numbers, and a role with children and offerable clients of
+//!   its own has its `OWN_CLIENTS` entry there;
+//! - `quota_roles` counts the roles with a guarantee or a limit.
 //!
 //! Ids are mapped to dense `u32` slots once, at the edge; the cycle itself
 //! works on slots, integer keys and pre-summed scalars.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::mem;
+use std::sync::Arc;
 use std::time::Duration;
 
 use weir_model::{AgentId, FrameworkId, Milli, ResourceSet, Resources, Role};
@@ -32,7 +41,11 @@ use weir_model::{AgentId, FrameworkId, Milli, ResourceSet, Resources, Role};
 use crate::candidates::AgentBitset;
 use crate::error::AllocatorError;
 use crate::held::{Held, Ports};
+use crate::policy::{self, ClientView, Policy, RoleView};
+use crate::quota::{limit_scalars, limits_of};
+use weir_model::Quota;
 use crate::scalars::Scalars;
+use crate::sorted::SortedVec;
 
 /// Limits below which free resources are not worth offering.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -107,6 +120,15 @@ pub struct RoleShare {
     pub weighted_share: f64,
     /// Frameworks with a (framework, role) pair in this role, by id.
     pub frameworks: Vec<FrameworkId>,
+    /// The role's priority band (strict-priority policy; 0 by default).
+    pub priority: u32,
+    /// Its guarantee and limit (for the role's whole subtree).
+    pub quota: Quota,
+    /// Scalars held in the role and every role below it, plus their
+    /// reservations nobody holds: what its quota and share are measured on.
+    pub subtree: Resources,
+    /// The role above it (`eng` for `eng/analytics`), if any.
+    pub parent: Option<Role>,
 }
 
 /// Sort key in the ordered sets: (share as IEEE bits, last grant, rank by
@@ -115,6 +137,24 @@ pub struct RoleShare {
 /// first (never granted: 0), so a framework that lets its offers time out
 /// cannot keep winning ties against one still waiting; ids break the rest.
 type Key = (u64, u64, u32, u32);
+
+/// A role's sort key among its siblings: (the policy's first field, with
+/// its top bit set unless the role is below its guarantee; the policy's
+/// second field; rank by name; slot). A role under its guarantee goes
+/// before every sibling that is not, whatever the policy: guarantees come
+/// first, as Mesos' quota stage does. The same shape as a client's `Key`,
+/// so re-filing a role costs what it did before quotas.
+type RoleKey = Key;
+
+/// The top bit of a role key's first field: set while the role is not
+/// below its guarantee. Policies' first fields are below it (shares are
+/// non-negative floats, bands and arrivals are small).
+const NOT_BELOW_GUARANTEE: u64 = 1 << 63;
+
+/// The slot of a role's own clients in its `child_order`, when it has
+/// child roles too (Mesos' "virtual leaf"): they compete with the
+/// children as one more child.
+const OWN_CLIENTS: u32 = u32::MAX;
 
 #[derive(Clone, Debug)]
 struct Agent {
@@ -140,6 +180,8 @@ struct Framework {
     subscribed: bool,
     /// Client slots, one per role the framework has or had resources in.
     clients: Vec<u32>,
+    /// Subscription order (lower is older): the FIFO policy's key.
+    arrival: u64,
     /// Refused agents (slot → until). `None` when empty, so an unfiltered
     /// framework costs one branch in the cycle.
     filters: Option<BTreeMap<u32, Duration>>,
@@ -162,12 +204,29 @@ struct RoleState {
     /// count towards the role's share: a role cannot grow past its share
     /// by reserving.
     reserved_free: Scalars,
-    /// Key under which the role sits in `role_order`, if it does.
-    key: Option<Key>,
+    /// Key under which the role sits in its parent's `child_order` (or
+    /// `role_order` at the top), if it does.
+    key: Option<RoleKey>,
     /// Client slots of this role (offerable or not).
     clients: Vec<u32>,
     /// Offerable clients by (share, framework rank).
     order: BTreeSet<Key>,
+    /// The role above (`eng` for `eng/analytics`).
+    parent: Option<u32>,
+    /// Roles directly below.
+    children: Vec<u32>,
+    /// Children with something offerable below them, plus `OWN_CLIENTS`
+    /// when the role has children and offerable clients of its own.
+    /// Empty for a role without children (the cycle then reads `order`).
+    child_order: SortedVec<RoleKey>,
+    /// The key of the `OWN_CLIENTS` entry in `child_order`, if there is one.
+    own_key: Option<RoleKey>,
+    /// `usage()` of this role and every role below it.
+    subtree: Scalars,
+    priority: u32,
+    guarantee: Scalars,
+    /// Per scalar; `u64::MAX` where unlimited.
+    limit: Scalars,
 }
 
 /// One (framework, role) pair: the unit DRF accounts for within a role.
@@ -189,7 +248,27 @@ impl RoleState {
     /// Nothing keeps the role: no client (so nothing allocated), no
     /// reservation free on any agent, the default weight.
     fn unused(&self) -> bool {
-        self.clients.is_empty() && self.reserved_free == Scalars::default() && self.weight == DEFAULT_WEIGHT
+        self.clients.is_empty()
+            && self.children.is_empty()
+            && self.reserved_free == Scalars::default()
+            && self.weight == DEFAULT_WEIGHT
+            && self.priority == 0
+            && !self.has_quota()
+    }
+
+    fn has_quota(&self) -> bool {
+        self.guarantee != Scalars::default() || self.limit != Scalars::UNLIMITED
+    }
+
+    /// Whether the subtree holds less than the guarantee of some kind.
+    fn below_guarantee(&self) -> bool {
+        self.guarantee.0.iter().zip(self.subtree.0).any(|(g, u)| u < *g)
+    }
+
+    /// Whether something below this role (its own clients included) is
+    /// offerable.
+    fn has_offerable(&self) -> bool {
+        !self.order.is_empty() || !self.child_order.is_empty()
     }
 
     /// What the role is sorted by: what it holds plus its reservations
@@ -231,8 +310,19 @@ pub struct Allocator {
     role_ix: BTreeMap<Role, u32>,
     clients: Vec<Option<Client>>,
     free_client_slots: Vec<u32>,
-    /// Roles with at least one offerable client, by weighted share.
-    role_order: BTreeSet<Key>,
+    /// Top-level roles with something offerable below them, by the
+    /// policy's key.
+    role_order: BTreeSet<RoleKey>,
+    policy: Arc<dyn Policy>,
+    /// `policy.orders_roles_by_first_member()`, asked once.
+    first_member_needed: bool,
+    /// The policy is DRF: keys are computed without the trait's calls.
+    drf: bool,
+    /// Roles with a guarantee or a limit: 0 keeps the cycle on its path
+    /// without quota arithmetic.
+    quota_roles: usize,
+    /// Subscriptions so far: the clock of `Framework::arrival`.
+    arrivals: u64,
     /// Totals, ranks or membership changed in bulk: every key is stale and
     /// the ordered sets are rebuilt once, at the next cycle.
     order_dirty: bool,
@@ -246,6 +336,30 @@ pub struct Allocator {
     wants_active: bool,
     /// Scratch buffer for the candidate list, kept to avoid reallocating.
     scratch: Vec<u32>,
+    /// Set at the start of an allocation call while guarantees need
+    /// headroom.
+    headroom: Option<Headroom>,
+}
+
+/// At most this many grants split one agent's unreserved resources in a
+/// cycle under quotas (each cut to a limit or the headroom): bounds the
+/// work per agent; what is left waits for the next cycle.
+const MAX_GRANTS_PER_AGENT: usize = 8;
+
+/// `r`'s scalars less `give` (ports dropped: they went with the grant).
+fn give_back(r: &Resources, give: &Scalars) -> Resources {
+    let mut rest = Scalars::of(r).saturating_sub(give).to_resources();
+    rest.ports = Default::default();
+    rest
+}
+
+/// The guarantee headroom books of one allocation call.
+#[derive(Clone, Debug)]
+struct Headroom {
+    /// Unreserved free scalars of active agents, kept current by grants.
+    free: Scalars,
+    /// Roles with a guarantee and no guaranteed role above them.
+    tops: Vec<u32>,
 }
 
 /// A role's weight until an operator sets another.
@@ -254,11 +368,6 @@ pub const DEFAULT_WEIGHT: f64 = 1.0;
 /// How many agents ahead of the one being offered `prefetch_agent` looks.
 const PREFETCH_DISTANCE: usize = 8;
 
-fn share_key(share: f64, last_granted: u64, rank: u32, slot: u32) -> Key {
-    debug_assert!(share >= 0.0 && share.is_finite());
-    // `+ 0.0` turns a -0.0 into +0.0 so the bits order correctly.
-    ((share + 0.0).to_bits(), last_granted, rank, slot)
-}
 
 /// SplitMix64: a fixed, well-mixed function of the cycle number, so the
 /// start agent moves around the cluster but the run is reproducible.
@@ -300,12 +409,18 @@ impl Allocator {
             clients: Vec::new(),
             free_client_slots: Vec::new(),
             role_order: BTreeSet::new(),
+            policy: policy::default_policy(),
+            first_member_needed: false,
+            drf: true,
+            quota_roles: 0,
+            arrivals: 0,
             order_dirty: false,
             cycles: 0,
             grants: 0,
             yielding_frameworks: 0,
             wants_active: false,
             scratch: Vec::new(),
+            headroom: None,
         }
     }
 
@@ -341,10 +456,13 @@ impl Allocator {
         self.framework(f).clients.iter().copied().find(|&c| self.client(c).role == r)
     }
 
+    /// The slot of `role`, created (with every role above it: `eng` for
+    /// `eng/analytics`) if it is new.
     fn role_slot_or_create(&mut self, role: &Role) -> u32 {
         if let Some(&r) = self.role_ix.get(role) {
             return r;
         }
+        let parent = role.as_str().rfind('/').map(|i| self.role_slot_or_create(&Role::new(&role.as_str()[..i])));
         let state = RoleState {
             name: role.clone(),
             rank: 0,
@@ -354,6 +472,14 @@ impl Allocator {
             key: None,
             clients: Vec::new(),
             order: BTreeSet::new(),
+            parent,
+            children: Vec::new(),
+            child_order: SortedVec::default(),
+            own_key: None,
+            subtree: Scalars::default(),
+            priority: 0,
+            guarantee: Scalars::default(),
+            limit: Scalars::UNLIMITED,
         };
         let r = match self.free_role_slots.pop() {
             Some(r) => {
@@ -366,8 +492,50 @@ impl Allocator {
             }
         };
         self.role_ix.insert(role.clone(), r);
+        if let Some(p) = parent {
+            self.roles[p as usize].children.push(r);
+        }
         self.order_dirty = true;
         r
+    }
+
+    /// Files role `r` under key `k` among its siblings: its parent's
+    /// `child_order`, or `role_order` at the top.
+    fn sibling_insert(&mut self, r: u32, k: RoleKey) {
+        match self.roles[r as usize].parent {
+            Some(p) => self.roles[p as usize].child_order.insert(k),
+            None => self.role_order.insert(k),
+        };
+    }
+
+    /// Takes key `k` of role `r` out of its siblings' order.
+    fn sibling_remove(&mut self, r: u32, k: &RoleKey) {
+        match self.roles[r as usize].parent {
+            Some(p) => self.roles[p as usize].child_order.remove(k),
+            None => self.role_order.remove(k),
+        };
+    }
+
+    /// Adds (or removes) `amount` to the subtree usage of role `r` and of
+    /// every role above it.
+    #[inline]
+    fn add_subtree(&mut self, r: u32, amount: &Scalars, add: bool) {
+        let role = &mut self.roles[r as usize];
+        if add {
+            role.subtree.add(amount);
+        } else {
+            role.subtree.sub(amount);
+        }
+        let mut at = role.parent;
+        while let Some(x) = at {
+            let role = &mut self.roles[x as usize];
+            if add {
+                role.subtree.add(amount);
+            } else {
+                role.subtree.sub(amount);
+            }
+            at = role.parent;
+        }
     }
 
     /// Forgets role `r` if nothing keeps it ([`RoleState::unused`]). A
@@ -379,17 +547,27 @@ impl Allocator {
             return;
         }
         debug_assert!(role.allocated == Scalars::default());
-        if let Some(k) = role.key {
-            self.role_order.remove(&k);
-        }
         let name = role.name.clone();
-        if self.role_ix.get(&name) == Some(&r) {
-            self.role_ix.remove(&name);
-            let role = &mut self.roles[r as usize];
-            role.key = None;
-            // Stale keys of removed clients, when a rebuild is pending.
-            role.order.clear();
-            self.free_role_slots.push(r);
+        if self.role_ix.get(&name) != Some(&r) {
+            return;
+        }
+        if let Some(k) = role.key {
+            self.sibling_remove(r, &k);
+        }
+        self.role_ix.remove(&name);
+        let role = &mut self.roles[r as usize];
+        role.key = None;
+        // Stale keys of removed clients, when a rebuild is pending.
+        role.order.clear();
+        role.child_order.clear();
+        role.own_key = None;
+        let parent = role.parent.take();
+        self.free_role_slots.push(r);
+        // A parent kept only for this child goes with it.
+        if let Some(p) = parent {
+            self.roles[p as usize].children.retain(|&x| x != r);
+            self.refresh_role(p);
+            self.forget_role_if_unused(p);
         }
     }
 
@@ -408,7 +586,18 @@ impl Allocator {
     }
 
     fn new_framework(&mut self, id: &FrameworkId, subscribed: bool) -> u32 {
-        let fw = Framework { id: id.clone(), rank: 0, active: subscribed, subscribed, clients: Vec::new(), filters: None, yields: None, wants: None };
+        self.arrivals += 1;
+        let fw = Framework {
+            id: id.clone(),
+            rank: 0,
+            arrival: self.arrivals,
+            active: subscribed,
+            subscribed,
+            clients: Vec::new(),
+            filters: None,
+            yields: None,
+            wants: None,
+        };
         let f = take_slot(&mut self.frameworks, &mut self.free_framework_slots, fw);
         self.framework_ix.insert(id.clone(), f);
         self.order_dirty = true;
@@ -430,10 +619,7 @@ impl Allocator {
         }
         let client = self.client(c);
         let (r, old) = (client.role, client.key);
-        let new = self.offerable(c).then(|| {
-            let client = self.client(c);
-            share_key(client.allocated.dominant_share(&self.total), client.last_granted, self.framework(client.framework).rank, c)
-        });
+        let new = self.offerable(c).then(|| self.client_key(c));
         if new != old {
             let order = &mut self.roles[r as usize].order;
             if let Some(k) = old {
@@ -447,21 +633,148 @@ impl Allocator {
         self.refresh_role(r);
     }
 
+    /// Client `c`'s key in its role's `order`.
+    #[inline(always)]
+    fn client_key(&self, c: u32) -> Key {
+        let client = self.client(c);
+        let fw = self.framework(client.framework);
+        let share = client.allocated.dominant_share(&self.total);
+        // DRF's key written out: the call through the trait costs the
+        // default policy's cycle a few per cent (measured with callgrind).
+        let first = if self.drf { policy::share_bits(share) } else { self.policy_client_key(share, fw.arrival) };
+        (first, client.last_granted, fw.rank, c)
+    }
+
+    #[inline(never)]
+    fn policy_client_key(&self, share: f64, arrival: u64) -> u64 {
+        self.policy.client_key(&ClientView { share, arrival })
+    }
+
+    /// Role `r`'s key among its siblings.
+    #[inline(always)]
+    fn role_key(&self, r: u32) -> RoleKey {
+        let role = &self.roles[r as usize];
+        if self.drf && self.quota_roles == 0 {
+            // DRF's key written out (see `client_key`).
+            let share = role.subtree.dominant_share(&self.total) / role.weight;
+            return (NOT_BELOW_GUARANTEE | policy::share_bits(share), 0, role.rank, r);
+        }
+        self.policy_role_key(r)
+    }
+
+    /// `role_key` through the policy, with guarantees.
+    #[inline(never)]
+    fn policy_role_key(&self, r: u32) -> RoleKey {
+        let role = &self.roles[r as usize];
+        let first_member = if !self.first_member_needed {
+            0
+        } else {
+            match (role.order.first(), role.child_order.first()) {
+                (Some(c), Some(k)) => c.0.min(k.0 & !NOT_BELOW_GUARANTEE),
+                (Some(c), None) => c.0,
+                (None, Some(k)) => k.0 & !NOT_BELOW_GUARANTEE,
+                (None, None) => u64::MAX,
+            }
+        };
+        let view = RoleView {
+            weighted_share: role.subtree.dominant_share(&self.total) / role.weight,
+            priority: role.priority,
+            first_member,
+        };
+        let (a, b) = self.policy.role_key(&view);
+        let below = self.quota_roles > 0 && role.below_guarantee();
+        let flag = if below { 0 } else { NOT_BELOW_GUARANTEE };
+        (flag | a.min(NOT_BELOW_GUARANTEE - 1), b, role.rank, r)
+    }
+
+    /// The key of role `r`'s own clients among its children: they count
+    /// as one child of the default weight holding what the role holds
+    /// itself, never under a guarantee (guarantees are the role's).
+    fn own_clients_key(&self, r: u32) -> RoleKey {
+        let role = &self.roles[r as usize];
+        let view = RoleView {
+            weighted_share: role.usage().dominant_share(&self.total),
+            priority: role.priority,
+            first_member: if self.first_member_needed { role.order.first().map_or(u64::MAX, |c| c.0) } else { 0 },
+        };
+        let (a, b) = self.policy.role_key(&view);
+        (NOT_BELOW_GUARANTEE | a.min(NOT_BELOW_GUARANTEE - 1), b, role.rank, OWN_CLIENTS)
+    }
+
+    /// Re-files role `r` after its books or its offerable members changed,
+    /// and then every role above it (their subtrees changed too). O(depth
+    /// × log siblings); a no-op while a rebuild is pending.
     fn refresh_role(&mut self, r: u32) {
         if self.order_dirty {
             return;
         }
         let role = &self.roles[r as usize];
-        let new = (!role.order.is_empty())
-            .then(|| share_key(role.usage().dominant_share(&self.total) / role.weight, 0, role.rank, r));
-        if new != role.key {
-            if let Some(k) = role.key {
-                self.role_order.remove(&k);
+        if role.parent.is_none() && role.children.is_empty() {
+            // A role with none above or below: one re-file in
+            // `role_order`, as before nested roles.
+            let new = role.has_offerable().then(|| self.role_key(r));
+            let old = role.key;
+            if new != old {
+                if let Some(k) = old {
+                    self.role_order.remove(&k);
+                }
+                if let Some(k) = new {
+                    self.role_order.insert(k);
+                }
+                self.roles[r as usize].key = new;
             }
-            if let Some(k) = new {
-                self.role_order.insert(k);
+            if self.roles[r as usize].own_key.is_none() {
+                return;
             }
-            self.roles[r as usize].key = new;
+        }
+        let mut at = Some(r);
+        while let Some(x) = at {
+            self.refresh_own_clients_entry(x);
+            let role = &self.roles[x as usize];
+            let new = role.has_offerable().then(|| self.role_key(x));
+            let old = role.key;
+            if new != old {
+                match (old, new, self.roles[x as usize].parent) {
+                    (Some(o), Some(n), Some(p)) => self.roles[p as usize].child_order.replace(&o, n),
+                    _ => {
+                        if let Some(k) = old {
+                            self.sibling_remove(x, &k);
+                        }
+                        if let Some(k) = new {
+                            self.sibling_insert(x, k);
+                        }
+                    }
+                }
+                self.roles[x as usize].key = new;
+            }
+            at = self.roles[x as usize].parent;
+        }
+    }
+
+    /// Keeps the `OWN_CLIENTS` entry of role `r`'s `child_order` in step:
+    /// present while `r` has children and offerable clients of its own.
+    fn refresh_own_clients_entry(&mut self, r: u32) {
+        let role = &self.roles[r as usize];
+        let old = role.own_key;
+        if role.children.is_empty() && old.is_none() {
+            return;
+        }
+        let wanted = !role.children.is_empty() && !role.order.is_empty();
+        let new = wanted.then(|| self.own_clients_key(r));
+        if old != new {
+            let role = &mut self.roles[r as usize];
+            match (old, new) {
+                (Some(o), Some(n)) => role.child_order.replace(&o, n),
+                _ => {
+                    if let Some(k) = old {
+                        role.child_order.remove(&k);
+                    }
+                    if let Some(k) = new {
+                        role.child_order.insert(k);
+                    }
+                }
+            }
+            role.own_key = new;
         }
     }
 
@@ -475,25 +788,34 @@ impl Allocator {
             let role = &mut self.roles[r as usize];
             role.rank = rank as u32;
             role.order.clear();
+            role.child_order.clear();
+            role.own_key = None;
             role.key = None;
         }
         self.role_order.clear();
         for c in 0..self.clients.len() as u32 {
             let Some(client) = &self.clients[c as usize] else { continue };
-            let key = self.offerable(c).then(|| {
-                share_key(client.allocated.dominant_share(&self.total), client.last_granted, self.framework(client.framework).rank, c)
-            });
             let r = client.role;
+            let key = self.offerable(c).then(|| self.client_key(c));
             if let Some(k) = key {
                 self.roles[r as usize].order.insert(k);
             }
             self.client_mut(c).key = key;
         }
-        for (r, role) in self.roles.iter_mut().enumerate() {
-            if !role.order.is_empty() {
-                let k = share_key(role.usage().dominant_share(&self.total) / role.weight, 0, role.rank, r as u32);
-                role.key = Some(k);
-                self.role_order.insert(k);
+        // Deepest roles first: a role's key depends on its children's.
+        let mut by_depth: Vec<(usize, u32)> =
+            self.role_ix.iter().map(|(name, &r)| (name.as_str().matches('/').count(), r)).collect();
+        by_depth.sort_unstable_by(|a, b| b.cmp(a));
+        for (_, r) in by_depth {
+            if !self.roles[r as usize].children.is_empty() && !self.roles[r as usize].order.is_empty() {
+                let k = self.own_clients_key(r);
+                self.roles[r as usize].child_order.insert(k);
+                self.roles[r as usize].own_key = Some(k);
+            }
+            if self.roles[r as usize].has_offerable() {
+                let k = self.role_key(r);
+                self.roles[r as usize].key = Some(k);
+                self.sibling_insert(r, k);
             }
         }
         self.order_dirty = false;
@@ -526,6 +848,7 @@ impl Allocator {
             } else {
                 state.reserved_free.sub(&amount);
             }
+            self.add_subtree(r, &amount, add);
             self.refresh_role(r);
             if !add {
                 self.forget_role_if_unused(r);
@@ -552,6 +875,7 @@ impl Allocator {
             client.allocated.sub(amount);
             self.roles[r as usize].allocated.sub(amount);
         }
+        self.add_subtree(r, amount, add);
         self.refresh_client(c);
     }
 
@@ -780,6 +1104,7 @@ impl Allocator {
             let role = &mut self.roles[client.role as usize];
             role.allocated.sub(&client.allocated);
             role.clients.retain(|&x| x != c);
+            self.add_subtree(client.role, &client.allocated, false);
             self.free_client_slots.push(c);
             self.forget_role_if_unused(client.role);
         }
@@ -931,6 +1256,195 @@ impl Allocator {
     }
 
     // ----- roles -----
+
+    /// Switches the allocation policy; every key is recomputed before the
+    /// next cycle.
+    pub fn set_policy(&mut self, policy: Arc<dyn Policy>) {
+        self.first_member_needed = policy.orders_roles_by_first_member();
+        self.drf = policy.name() == policy::Drf.name();
+        self.policy = policy;
+        self.order_dirty = true;
+    }
+
+    pub fn policy(&self) -> &dyn Policy {
+        self.policy.as_ref()
+    }
+
+    /// Sets a role's priority band (used by the strict-priority policy;
+    /// higher goes first). 0, the default, with nothing else keeping the
+    /// role, forgets it.
+    pub fn set_priority(&mut self, role: Role, priority: u32) {
+        let r = self.role_slot_or_create(&role);
+        self.roles[r as usize].priority = priority;
+        self.refresh_role(r);
+        self.forget_role_if_unused(r);
+    }
+
+    /// Sets a role's quota, checked: each limit at least the guarantee of
+    /// its kind, the guarantees of the roles below within this one's (and
+    /// this one within any guaranteed role above), and the guarantees of
+    /// the topmost guaranteed roles together within the cluster's active
+    /// total. Refused with the figures, changing nothing.
+    pub fn set_quota(&mut self, role: Role, quota: Quota) -> Result<(), AllocatorError> {
+        self.check_quota(&role, &quota, true)?;
+        self.apply_quota(role, quota);
+        Ok(())
+    }
+
+    /// Sets a role's quota without any check: for a new leader restoring
+    /// acknowledged quotas before its agents have re-registered, and for
+    /// a caller changing several roles at once that then calls
+    /// [`Allocator::check_quotas`] on the result (and puts the old quotas
+    /// back if it fails).
+    pub fn restore_quota(&mut self, role: Role, quota: Quota) {
+        self.apply_quota(role, quota);
+    }
+
+    /// Checks every role's quota as [`Allocator::set_quota`] checks one
+    /// (the cluster's total only with `against_cluster`); the error names
+    /// the first role at fault, with the figures.
+    pub fn check_quotas(&self, against_cluster: bool) -> Result<(), AllocatorError> {
+        for (name, &r) in &self.role_ix {
+            let role = &self.roles[r as usize];
+            if let Some((kind, g, l)) = crate::quota::first_excess(&role.guarantee, &role.limit) {
+                return Err(AllocatorError::BadQuota {
+                    role: name.clone(),
+                    reason: format!("its guarantee of {kind} {g} is more than its limit of {kind} {l}"),
+                });
+            }
+        }
+        let guarantees: BTreeMap<Role, Scalars> = self
+            .role_ix
+            .iter()
+            .map(|(name, &r)| (name.clone(), self.roles[r as usize].guarantee))
+            .filter(|(_, g)| *g != Scalars::default())
+            .collect();
+        crate::quota::check_guarantees(&guarantees, against_cluster.then_some(&self.total)).map_err(|reason| {
+            // Name the role whose guarantee is at fault: the one the
+            // message names as "below R", else the first guaranteed role.
+            let role = guarantees
+                .keys()
+                .find(|r| reason.contains(&format!("below {r} ")))
+                .or_else(|| guarantees.keys().next())
+                .cloned()
+                .unwrap_or_else(Role::default_role);
+            AllocatorError::BadQuota { role, reason }
+        })
+    }
+
+    /// Sum of the guarantees of the topmost guaranteed roles (what the
+    /// cluster must hold for every guarantee to be kept).
+    pub fn guaranteed_total(&self) -> Resources {
+        let mut sum = Scalars::default();
+        for &r in self.role_ix.values() {
+            if self.roles[r as usize].guarantee != Scalars::default() && !self.guarantee_above(r) {
+                sum.add(&self.roles[r as usize].guarantee);
+            }
+        }
+        sum.to_resources()
+    }
+
+    /// Whether some role above `r` has a guarantee (which covers `r`'s).
+    fn guarantee_above(&self, r: u32) -> bool {
+        let mut up = self.roles[r as usize].parent;
+        while let Some(p) = up {
+            if self.roles[p as usize].guarantee != Scalars::default() {
+                return true;
+            }
+            up = self.roles[p as usize].parent;
+        }
+        false
+    }
+
+    fn check_quota(&self, role: &Role, quota: &Quota, against_cluster: bool) -> Result<(), AllocatorError> {
+        let bad = |reason: String| AllocatorError::BadQuota { role: role.clone(), reason };
+        let guarantee = Scalars::of(&quota.guarantee);
+        let limit = limit_scalars(&quota.limit);
+        if let Some((kind, g, l)) = crate::quota::first_excess(&guarantee, &limit) {
+            return Err(bad(format!("its guarantee of {kind} {g} is more than its limit of {kind} {l}")));
+        }
+        let mut guarantees: BTreeMap<Role, Scalars> = self
+            .role_ix
+            .iter()
+            .map(|(name, &r)| (name.clone(), self.roles[r as usize].guarantee))
+            .filter(|(name, g)| name != role && *g != Scalars::default())
+            .collect();
+        if guarantee != Scalars::default() {
+            guarantees.insert(role.clone(), guarantee);
+        }
+        crate::quota::check_guarantees(&guarantees, against_cluster.then_some(&self.total)).map_err(bad)
+    }
+
+    fn apply_quota(&mut self, role: Role, quota: Quota) {
+        let r = self.role_slot_or_create(&role);
+        let had = self.roles[r as usize].has_quota();
+        let state = &mut self.roles[r as usize];
+        state.guarantee = Scalars::of(&quota.guarantee);
+        state.limit = limit_scalars(&quota.limit);
+        let has = state.has_quota();
+        match (had, has) {
+            (false, true) => self.quota_roles += 1,
+            (true, false) => self.quota_roles -= 1,
+            _ => {}
+        }
+        self.refresh_role(r);
+        self.forget_role_if_unused(r);
+    }
+
+    /// `role`'s quota (the default, nothing guaranteed and no limit, for a
+    /// role the allocator does not know).
+    pub fn quota(&self, role: &Role) -> Quota {
+        let Some(&r) = self.role_ix.get(role) else { return Quota::default() };
+        let state = &self.roles[r as usize];
+        Quota { guarantee: state.guarantee.to_resources(), limit: limits_of(&state.limit) }
+    }
+
+    /// The topmost guaranteed roles that lack part of their guarantee
+    /// and have a framework asking (offerable) below them, with what
+    /// they lack: whom revocation works for.
+    pub fn starved_guarantees(&self) -> Vec<(Role, Resources)> {
+        self.role_ix
+            .iter()
+            .filter(|(_, &r)| {
+                let role = &self.roles[r as usize];
+                role.guarantee != Scalars::default() && !self.guarantee_above(r) && role.below_guarantee() && self.asks(r)
+            })
+            .map(|(name, &r)| {
+                let role = &self.roles[r as usize];
+                (name.clone(), role.guarantee.saturating_sub(&role.subtree).to_resources())
+            })
+            .collect()
+    }
+
+    /// Whether some client in role `r`'s subtree is offerable (subscribed,
+    /// active, not suppressed). Reads the books, not the ordered sets, so
+    /// it holds while a rebuild is pending.
+    fn asks(&self, r: u32) -> bool {
+        let role = &self.roles[r as usize];
+        role.clients.iter().any(|&c| self.offerable(c)) || role.children.iter().any(|&child| self.asks(child))
+    }
+
+    /// Unreserved free scalars of active agents (a scan of every agent).
+    pub fn free_unreserved_total(&self) -> Resources {
+        let mut free = Scalars::default();
+        for agent in self.agents.iter().flatten().filter(|agent| agent.active) {
+            free.add(&Scalars::of(&agent.free.unreserved));
+        }
+        free.to_resources()
+    }
+
+    /// Per kind, what the guaranteed roles lack now (what is held back
+    /// from everyone else while agents have it free).
+    pub fn guarantee_shortfall(&self) -> Resources {
+        let mut lack = Scalars::default();
+        for &r in self.role_ix.values() {
+            if !self.guarantee_above(r) {
+                let role = &self.roles[r as usize];
+                lack.add(&role.guarantee.saturating_sub(&role.subtree));
+            }
+        }
+        lack.to_resources()
+    }
 
     pub fn set_weight(&mut self, role: Role, weight: f64) -> Result<(), AllocatorError> {
         if !(weight.is_finite() && weight > 0.0) {
@@ -1093,6 +1607,9 @@ impl Allocator {
         // reallocating a 50,000-entry vector some sixteen times.
         out.reserve(list.len().min(max_agents));
         self.wants_active = self.frameworks.iter().flatten().any(|fw| fw.wants.is_some());
+        if self.quota_roles > 0 {
+            self.start_headroom();
+        }
         let mut notes = CycleNotes::default();
         let mut grants: Vec<(u32, ResourceSet)> = Vec::new();
         let mut granted = 0usize;
@@ -1227,6 +1744,185 @@ impl Allocator {
         })
     }
 
+    /// The first client in role `r`'s subtree, walking each role's
+    /// `child_order` (its own clients at their `OWN_CLIENTS` place), that
+    /// `pick_in_role` would take.
+    #[inline]
+    fn pick_in_tree(&self, r: u32, a: u32, now: Duration, notes: &mut CycleNotes, honour_yields: bool) -> Option<u32> {
+        let role = &self.roles[r as usize];
+        if role.children.is_empty() {
+            return self.pick_in_role(r, a, now, notes, honour_yields);
+        }
+        role.child_order.iter().find_map(|k| match k.3 {
+            OWN_CLIENTS => self.pick_in_role(r, a, now, notes, honour_yields),
+            child => self.pick_in_tree(child, a, now, notes, honour_yields),
+        })
+    }
+
+    /// `pick_in_tree` with quotas: the first client (and how much of
+    /// `free` it may be given) whose role and every role above it leave
+    /// room under their limits, and whose grant keeps the guarantee
+    /// headroom (`slack` is what may be given beyond it; a role under
+    /// its guarantee may also have its shortfall). `covered`: a role
+    /// above has a guarantee, which already bounded `cap`.
+    #[allow(clippy::too_many_arguments)]
+    fn pick_capped(
+        &self,
+        r: u32,
+        a: u32,
+        now: Duration,
+        notes: &mut CycleNotes,
+        honour_yields: bool,
+        cap: Scalars,
+        slack: &Scalars,
+        free: &Scalars,
+        covered: bool,
+    ) -> Option<(u32, Scalars)> {
+        let role = &self.roles[r as usize];
+        let mut cap = cap.min(&role.limit.saturating_sub(&role.subtree));
+        let mut covered = covered;
+        if !covered && role.guarantee != Scalars::default() {
+            let mut room = role.guarantee.saturating_sub(&role.subtree);
+            room.add(slack);
+            cap = cap.min(&room);
+            covered = true;
+        }
+        if !self.worth_giving(free, &free.min(&cap)) {
+            return None;
+        }
+        let own = |notes: &mut CycleNotes| {
+            let cap = if covered { cap } else { cap.min(slack) };
+            if !self.worth_giving(free, &free.min(&cap)) {
+                return None;
+            }
+            self.pick_in_role(r, a, now, notes, honour_yields).map(|c| (c, cap))
+        };
+        if role.children.is_empty() {
+            return own(notes);
+        }
+        role.child_order.iter().find_map(|k| match k.3 {
+            OWN_CLIENTS => own(notes),
+            child => self.pick_capped(child, a, now, notes, honour_yields, cap, slack, free, covered),
+        })
+    }
+
+    /// What may still be given beyond the guarantee headroom this cycle:
+    /// unreserved free resources of active agents minus what the
+    /// guaranteed roles still lack (unlimited when none lacks anything).
+    fn headroom_slack(&self) -> Scalars {
+        let Some(h) = &self.headroom else { return Scalars::UNLIMITED };
+        let mut required = Scalars::default();
+        for &t in &h.tops {
+            let role = &self.roles[t as usize];
+            required.add(&role.guarantee.saturating_sub(&role.subtree));
+        }
+        h.free.saturating_sub(&required)
+    }
+
+    /// Sets up this call's headroom books: the topmost guaranteed roles
+    /// and, if any of them lacks something, the unreserved free resources
+    /// of active agents.
+    fn start_headroom(&mut self) {
+        self.headroom = None;
+        let tops: Vec<u32> = self
+            .role_ix
+            .values()
+            .copied()
+            .filter(|&r| self.roles[r as usize].guarantee != Scalars::default() && !self.guarantee_above(r))
+            .collect();
+        if !tops.iter().any(|&t| self.roles[t as usize].below_guarantee()) {
+            return;
+        }
+        // The unreserved free resources of active agents, from the books
+        // rather than a scan of every agent (a tenth of the quota'd cycle
+        // at 10,000 agents): the active total less what every role holds
+        // or has reserved. Exact, except that what is held on inactive
+        // agents is subtracted too, which only makes the headroom more
+        // careful.
+        let mut free = self.total;
+        for &r in self.role_ix.values() {
+            let role = &self.roles[r as usize];
+            if role.parent.is_none() {
+                free = free.saturating_sub(&role.subtree);
+            }
+        }
+        self.headroom = Some(Headroom { free, tops });
+    }
+
+    /// Offers agent `a`'s unreserved free resources under quotas: each
+    /// grant is cut to what the winner's limits and the headroom allow,
+    /// and what is left goes to the next in line (a few times at most).
+    /// Returns the winner of the whole bundle, if one took it, with its
+    /// ports (the record is then made from them, as on the path without
+    /// quotas).
+    fn offer_unreserved_with_quotas(
+        &mut self,
+        a: u32,
+        now: Duration,
+        grants: &mut Vec<(u32, ResourceSet)>,
+        notes: &mut CycleNotes,
+    ) -> Option<(u32, Ports)> {
+        let mut whole = None;
+        for _ in 0..MAX_GRANTS_PER_AGENT {
+            if !self.allocatable(&self.agent(a).free.unreserved) {
+                break;
+            }
+            let free = Scalars::of(&self.agent(a).free.unreserved);
+            let slack = self.headroom_slack();
+            let mut winner = self
+                .role_order
+                .iter()
+                .find_map(|k| self.pick_capped(k.3, a, now, notes, true, Scalars::UNLIMITED, &slack, &free, false));
+            if winner.is_none() && self.yielding_frameworks > 0 {
+                winner = self
+                    .role_order
+                    .iter()
+                    .find_map(|k| self.pick_capped(k.3, a, now, notes, false, Scalars::UNLIMITED, &slack, &free, false));
+            }
+            let Some((c, cap)) = winner else { break };
+            let give = free.min(&cap);
+            let agent = self.agent_mut(a);
+            let bundle = if give == free {
+                let ports = mem::replace(&mut agent.free_ports, Ports::EMPTY);
+                if !grants.iter().any(|(owner, _)| *owner == c) {
+                    whole = Some((c, ports));
+                }
+                mem::take(&mut agent.free.unreserved)
+            } else {
+                // The ports go with the first grant: quotas do not count them.
+                let mut cut = give.to_resources();
+                cut.ports = mem::take(&mut agent.free.unreserved.ports);
+                agent.free_ports = Ports::EMPTY;
+                let rest = give_back(&agent.free.unreserved, &give);
+                agent.free.unreserved = rest;
+                cut
+            };
+            self.note_grant(c);
+            self.account(c, &give, true);
+            if let Some(h) = &mut self.headroom {
+                h.free.sub(&give);
+            }
+            match grants.iter_mut().find(|(owner, _)| *owner == c) {
+                Some((_, set)) => set.unreserved.add_assign(&bundle),
+                None => grants.push((c, ResourceSet::unreserved(bundle))),
+            }
+        }
+        whole
+    }
+
+    /// Whether `give`, cut from an agent's unreserved `free`, is worth an
+    /// offer: not empty, and with at least the minimum of cpus and of
+    /// memory wherever the agent has that much free. A quota that leaves
+    /// no cpus (or no memory) to give does not hand out the rest of the
+    /// agent alone: nobody could run a task with it, and it would strand
+    /// the guaranteed role's share of that agent.
+    fn worth_giving(&self, free: &Scalars, give: &Scalars) -> bool {
+        let (min_cpus, min_mem) = (self.config.min_allocatable_cpus.0, self.config.min_allocatable_mem.0);
+        *give != Scalars::default()
+            && (give.0[0] >= min_cpus || free.0[0] < min_cpus)
+            && (give.0[1] >= min_mem || free.0[1] < min_mem)
+    }
+
     /// `pick_in_role` for everyone not yielding `a`, else for anyone.
     fn pick_in_role_yielding_last(&self, r: u32, a: u32, now: Duration, notes: &mut CycleNotes) -> Option<u32> {
         let first = self.pick_in_role(r, a, now, notes, true);
@@ -1253,6 +1949,7 @@ impl Allocator {
                 self.account(c, &Scalars::of(&bundle), true);
                 let state = &mut self.roles[r as usize];
                 state.reserved_free.sub(&Scalars::of(&bundle));
+                self.add_subtree(r, &Scalars::of(&bundle), false);
                 self.refresh_role(r);
                 let mut set = ResourceSet::default();
                 set.reserved.insert(role, bundle);
@@ -1260,10 +1957,12 @@ impl Allocator {
             }
         }
         let mut unreserved_ports = None;
-        if self.allocatable(&self.agent(a).free.unreserved) {
-            let mut winner = self.role_order.iter().find_map(|&(_, _, _, r)| self.pick_in_role(r, a, now, notes, true));
+        if self.quota_roles > 0 {
+            unreserved_ports = self.offer_unreserved_with_quotas(a, now, grants, notes);
+        } else if self.allocatable(&self.agent(a).free.unreserved) {
+            let mut winner = self.role_order.iter().find_map(|k| self.pick_in_tree(k.3, a, now, notes, true));
             if winner.is_none() && self.yielding_frameworks > 0 {
-                winner = self.role_order.iter().find_map(|&(_, _, _, r)| self.pick_in_role(r, a, now, notes, false));
+                winner = self.role_order.iter().find_map(|k| self.pick_in_tree(k.3, a, now, notes, false));
             }
             if let Some(c) = winner {
                 let agent = self.agent_mut(a);
@@ -1320,7 +2019,7 @@ impl Allocator {
             .values()
             .map(|&r| {
                 let role = &self.roles[r as usize];
-                let share = role.usage().dominant_share(&self.total);
+                let share = role.subtree.dominant_share(&self.total);
                 let mut frameworks: Vec<FrameworkId> =
                     role.clients.iter().map(|&c| self.framework(self.client(c).framework).id.clone()).collect();
                 frameworks.sort();
@@ -1331,6 +2030,10 @@ impl Allocator {
                     dominant_share: share,
                     weighted_share: share / role.weight,
                     frameworks,
+                    priority: role.priority,
+                    quota: Quota { guarantee: role.guarantee.to_resources(), limit: limits_of(&role.limit) },
+                    subtree: role.subtree.to_resources(),
+                    parent: role.parent.map(|p| self.roles[p as usize].name.clone()),
                 }
             })
             .collect()
@@ -1408,7 +2111,7 @@ impl Allocator {
                 assert_eq!(client.key.is_some(), self.offerable(c as u32));
                 if let Some(k) = client.key {
                     assert!(self.roles[client.role as usize].order.contains(&k));
-                    assert_eq!(k.0, share_key(client.allocated.dominant_share(&self.total), 0, 0, 0).0);
+                    assert_eq!(k, self.client_key(c as u32), "key of client {c}");
                 }
             }
         }
@@ -1435,12 +2138,46 @@ impl Allocator {
                 continue;
             }
             assert_eq!(role.allocated, role_sums.get(&(r as u32)).copied().unwrap_or_default());
+            let mut subtree = role.usage();
+            for &child in &role.children {
+                let c = &self.roles[child as usize];
+                assert_eq!(c.parent, Some(r as u32), "parent of {}", c.name);
+                assert!(crate::quota::is_below(c.name.as_str(), role.name.as_str()), "{} under {}", c.name, role.name);
+                assert_eq!(c.name.as_str().matches('/').count(), role.name.as_str().matches('/').count() + 1);
+                subtree.add(&c.subtree);
+            }
+            assert_eq!(role.subtree, subtree, "subtree of {}", role.name);
+            match role.parent {
+                Some(p) => assert!(self.roles[p as usize].children.contains(&(r as u32)), "{} missing from its parent", role.name),
+                None => assert!(!role.name.as_str().contains('/'), "{} has no parent", role.name),
+            }
             if !self.order_dirty {
-                assert_eq!(role.key.is_some(), !role.order.is_empty());
+                let r = r as u32;
+                assert_eq!(role.key.is_some(), role.has_offerable(), "key of role {}", role.name);
                 if let Some(k) = role.key {
-                    assert!(self.role_order.contains(&k));
+                    assert_eq!(k, self.role_key(r), "key of role {}", role.name);
+                    let filed = match role.parent {
+                        Some(p) => self.roles[p as usize].child_order.contains(&k),
+                        None => self.role_order.contains(&k),
+                    };
+                    assert!(filed, "role {} missing from its siblings' order", role.name);
+                }
+                let own = role.child_order.iter().find(|k| k.3 == OWN_CLIENTS);
+                let wanted = (!role.children.is_empty() && !role.order.is_empty()).then(|| self.own_clients_key(r));
+                assert_eq!(own.copied(), wanted, "own clients of {}", role.name);
+                assert_eq!(role.own_key, wanted, "own key of {}", role.name);
+                for k in role.child_order.iter().filter(|k| k.3 != OWN_CLIENTS) {
+                    assert_eq!(self.roles[k.3 as usize].key, Some(*k), "child entry of {}", role.name);
                 }
             }
         }
+        if !self.order_dirty {
+            for k in &self.role_order {
+                assert_eq!(self.roles[k.3 as usize].parent, None);
+                assert_eq!(self.roles[k.3 as usize].key, Some(*k));
+            }
+        }
+        let with_quota = self.role_ix.values().filter(|&&r| self.roles[r as usize].has_quota()).count();
+        assert_eq!(self.quota_roles, with_quota, "count of roles with quotas");
     }
 }

@@ -30,6 +30,10 @@ pub enum AllocatorError {
         wanted: Box<ResourceSet>,
         allocated: Box<ResourceSet>,
     },
+    #[error("quota for role {role} refused: {reason}")]
+    BadQuota { role: Role, reason: String },
+    #[error("role {role} refused: {reason}")]
+    BadRole { role: Role, reason: String },
     #[error("cannot convert {from} into {to} on agent {agent}: {reason}")]
     BadConversion { agent: AgentId, from: Box<ResourceSet>, to: Box<ResourceSet>, reason: String },
 }

@@ -1,4 +1,5 @@
-//! Weir's allocator: hierarchical weighted Dominant Resource Fairness as a
+//! Weir's allocator: hierarchical weighted Dominant Resource Fairness (or
+//! another [`Policy`]: strict priority, FIFO), with quotas, as a
 //! deterministic, synchronous state machine with no I/O and no clock.
 //!
 //! The broker core feeds it agents, frameworks, weights, filters and
@@ -14,10 +15,17 @@ mod candidates;
 mod drf;
 mod error;
 mod held;
+pub mod policy;
+mod quota;
 mod scalars;
+mod sorted;
 
+#[cfg(test)]
+mod quota_tests;
 #[cfg(test)]
 mod tests;
 
 pub use drf::{Allocation, Allocator, AllocatorConfig, RoleShare, DEFAULT_LOCALITY_DELAY, DEFAULT_WEIGHT};
 pub use error::AllocatorError;
+pub use policy::Policy;
+pub use weir_model::{Limits, Quota};

@@ -10,7 +10,31 @@ use weir_model::{Milli, ResourceSet, Resources};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Scalars(pub(crate) [u64; 4]);
 
+/// The names of the four kinds, in `Scalars` order.
+pub(crate) const KINDS: [&str; 4] = ["cpus", "mem", "disk", "gpus"];
+
 impl Scalars {
+    /// No limit on any kind.
+    pub(crate) const UNLIMITED: Scalars = Scalars([u64::MAX; 4]);
+
+    /// Per kind, the smaller of the two.
+    pub(crate) fn min(&self, other: &Scalars) -> Scalars {
+        let mut out = *self;
+        for (a, b) in out.0.iter_mut().zip(other.0) {
+            *a = (*a).min(b);
+        }
+        out
+    }
+
+    /// Per kind, `self - other`, or 0 where `other` is larger.
+    pub(crate) fn saturating_sub(&self, other: &Scalars) -> Scalars {
+        let mut out = *self;
+        for (a, b) in out.0.iter_mut().zip(other.0) {
+            *a = a.saturating_sub(b);
+        }
+        out
+    }
+
     pub(crate) fn of(r: &Resources) -> Scalars {
         Scalars([r.cpus.0, r.mem.0, r.disk.0, r.gpus.0])
     }

@@ -104,9 +104,50 @@ pub fn validate_id(kind: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The deepest a role may nest (`a/b/c/d/e`).
+pub const MAX_ROLE_DEPTH: usize = 8;
+
+/// Checks a role name from outside the process. Roles nest with `/`
+/// (`eng/analytics/adhoc`: `eng/analytics` and `eng` are the roles above
+/// it); each part is checked as an id (no `.` or `..`, whitespace,
+/// control characters or backslash), so no part is empty and the name
+/// neither starts nor ends with `/`.
+pub fn validate_role(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err("role must not be empty".to_owned());
+    }
+    if value.len() > MAX_ID_LEN {
+        return Err(format!("role is {} bytes long; at most {MAX_ID_LEN} are allowed", value.len()));
+    }
+    let parts: Vec<&str> = value.split('/').collect();
+    if parts.len() > MAX_ROLE_DEPTH {
+        return Err(format!("role {value:?} nests {} deep; at most {MAX_ROLE_DEPTH} levels are allowed", parts.len()));
+    }
+    for part in parts {
+        if part.is_empty() {
+            return Err(format!("role {value:?} has an empty part; parts are separated by single '/' and the name may not start or end with one"));
+        }
+        validate_id("role part", part).map_err(|e| format!("role {value:?}: {e}"))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn roles_nest_with_slashes_and_each_part_is_an_id() {
+        assert!(validate_role("eng/analytics/adhoc").is_ok());
+        assert!(validate_role("*").is_ok());
+        assert!(validate_role("eng//a").unwrap_err().contains("empty part"));
+        assert!(validate_role("/eng").unwrap_err().contains("empty part"));
+        assert!(validate_role("eng/").unwrap_err().contains("empty part"));
+        assert!(validate_role("eng/..").unwrap_err().contains("not allowed"));
+        assert!(validate_role("eng/a b").unwrap_err().contains("whitespace"));
+        assert!(validate_role(&format!("{}z", "a/".repeat(8))).unwrap_err().contains("at most 8 levels"));
+        assert_eq!(validate_role("").unwrap_err(), "role must not be empty");
+    }
 
     #[test]
     fn ids_are_checked() {

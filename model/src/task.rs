@@ -64,3 +64,8 @@ impl fmt::Display for TaskState {
         f.write_str(self.name())
     }
 }
+
+/// The reason a task's end carries when the broker killed it at the end of
+/// a revocation's grace period (issue 19): Mesos' name for a container
+/// ended to make room, which the YARN shim maps to PREEMPTED (-102).
+pub const REVOKED_REASON: &str = "REASON_CONTAINER_PREEMPTED";

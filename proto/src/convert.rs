@@ -9,8 +9,8 @@ use crate::v1;
 use weir_model::ids::validate_id;
 use weir_model::reservation::{validate_backing, validate_container_path, validate_labels};
 use weir_model::{
-    AgentId, AgentState, AgentSummary, DrainState, FrameworkId, Milli, Offer, OfferId, Ranges, Reservation, ReservationId, ResourceSet,
-    Resources, Role, TaskState, Unavailability, Volume, VolumeId, VolumeMount,
+    AgentId, AgentState, AgentSummary, DrainState, FrameworkId, Limits, Milli, Offer, OfferId, Ranges, Reservation, ReservationId,
+    ResourceSet, Quota, Resources, Role, TaskState, Unavailability, Volume, VolumeId, VolumeMount,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -374,6 +374,54 @@ pub fn size_from_proto(field: &str, value: f64) -> Result<Milli, ProtoError> {
     }
 }
 
+/// A quota from the wire: the guarantee as unreserved scalars (no ports),
+/// the limit as scalars each named once (a kind not named is unlimited;
+/// a limit of 0 is kept).
+pub fn quota_from_proto(field: &str, guarantee: &[v1::Resource], limit: &[v1::Resource]) -> Result<Quota, ProtoError> {
+    let guarantee = unreserved_from_proto(&format!("{field}.guarantee"), guarantee)?;
+    if !guarantee.ports.is_empty() {
+        return Err(ProtoError::invalid(format!("{field}.guarantee"), "ports cannot be guaranteed (quotas are scalars: cpus, mem, disk, gpus)"));
+    }
+    let mut limits = Limits::default();
+    for (i, r) in limit.iter().enumerate() {
+        let at = format!("{field}.limit[{i}] ({})", r.name);
+        if !(r.role.is_empty() || r.role == "*") {
+            return Err(ProtoError::invalid(&at, "must be unreserved (no role)"));
+        }
+        let Some(v1::resource::Value::Scalar(value)) = &r.value else {
+            return Err(ProtoError::invalid(&at, "must have a scalar value (quotas are scalars: cpus, mem, disk, gpus)"));
+        };
+        let milli = Milli::from_f64(*value).ok_or_else(|| {
+            ProtoError::invalid(&at, format!("{value} is not a finite number between 0 and {}", Milli::MAX.0 / 1000))
+        })?;
+        let slot = limits.get_mut(&r.name).ok_or_else(|| {
+            ProtoError::invalid(&at, format!("unknown resource {:?}; limits are for cpus, mem, disk and gpus", r.name))
+        })?;
+        if slot.replace(milli).is_some() {
+            return Err(ProtoError::invalid(&at, "named twice"));
+        }
+    }
+    Ok(Quota { guarantee, limit: limits })
+}
+
+/// A quota to the wire: (guarantee, limit); limits of 0 are sent.
+pub fn quota_to_proto(quota: &Quota) -> (Vec<v1::Resource>, Vec<v1::Resource>) {
+    let guarantee = resources_to_proto(&ResourceSet::unreserved(quota.guarantee.clone()));
+    let limit = weir_model::resources::SCALAR_NAMES
+        .iter()
+        .zip(quota.limit.by_kind())
+        .filter_map(|(name, v)| {
+            Some(v1::Resource {
+                name: (*name).to_owned(),
+                value: Some(v1::resource::Value::Scalar(v?.as_f64())),
+                role: String::new(),
+                reservation: None,
+            })
+        })
+        .collect();
+    (guarantee, limit)
+}
+
 /// Unreserved resources from the wire (a reservation's bundle): a role on
 /// any entry is refused, so nothing can be reserved twice over.
 pub fn unreserved_from_proto(field: &str, list: &[v1::Resource]) -> Result<Resources, ProtoError> {
@@ -577,6 +625,24 @@ pub fn task_state_from_proto(field: &str, raw: i32) -> Result<TaskState, ProtoEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quotas_round_trip_and_bad_ones_are_named() {
+        let quota = Quota {
+            guarantee: Resources::parse("cpus:4;mem:2048").unwrap(),
+            limit: Limits { cpus: Some(Milli::from_units(8)), gpus: Some(Milli(0)), ..Limits::default() },
+        };
+        let (g, l) = quota_to_proto(&quota);
+        assert_eq!(l.len(), 2, "a limit of 0 is sent");
+        assert_eq!(quota_from_proto("q", &g, &l).unwrap(), quota);
+        let scalar = |name: &str, v: f64| v1::Resource { name: name.into(), value: Some(v1::resource::Value::Scalar(v)), role: String::new(), reservation: None };
+        let err = quota_from_proto("q", &[], &[scalar("cpus", 1.0), scalar("cpus", 2.0)]).unwrap_err();
+        assert_eq!(err.to_string(), "q.limit[1] (cpus): named twice");
+        let err = quota_from_proto("q", &[], &[scalar("ports", 1.0)]).unwrap_err();
+        assert!(err.to_string().contains("unknown resource \"ports\""), "{err}");
+        assert!(quota_from_proto("q", &[scalar("cpus", -1.0)], &[]).is_err());
+        assert!(quota_from_proto("q", &[], &[scalar("mem", f64::NAN)]).is_err());
+    }
 
     fn scalar(name: &str, v: f64) -> v1::Resource {
         v1::Resource { name: name.into(), value: Some(v1::resource::Value::Scalar(v)), role: String::new(), reservation: None }

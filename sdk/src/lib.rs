@@ -100,6 +100,45 @@ pub struct Framework {
     data: std::sync::Mutex<Option<v1::DataLocality>>,
 }
 
+pub use weir_model::task::REVOKED_REASON;
+
+/// A revocation notice (issue 19): these tasks of the framework are taken
+/// back for a role below its guarantee; those still running at `deadline`
+/// are killed. Ending them sooner (with [`Framework::kill`]) after saving
+/// their work is the framework's chance to lose less.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RevocationNotice {
+    pub tasks: Vec<(TaskId, AgentId)>,
+    pub deadline: std::time::SystemTime,
+    pub for_role: String,
+    pub message: String,
+}
+
+/// The revocation notice in `event`, if it is one. Entries with bad ids
+/// are left out, and a deadline that is not a time is taken as now.
+pub fn revocation(event: &v1::Event) -> Option<RevocationNotice> {
+    let Some(v1::event::Kind::Revocation(r)) = &event.kind else { return None };
+    let tasks = r
+        .tasks
+        .iter()
+        .filter_map(|t| {
+            let task = weir_proto::convert::id::<TaskId>("task_id", &t.task_id).ok()?;
+            let agent = weir_proto::convert::id::<AgentId>("agent_id", &t.agent_id).ok()?;
+            Some((task, agent))
+        })
+        .collect();
+    let deadline = Duration::try_from_secs_f64(r.deadline)
+        .ok()
+        .and_then(|d| std::time::UNIX_EPOCH.checked_add(d))
+        .unwrap_or_else(std::time::SystemTime::now);
+    Some(RevocationNotice { tasks, deadline, for_role: r.for_role.clone(), message: r.message.clone() })
+}
+
+/// Whether a task's status says the broker ended it by revocation.
+pub fn revoked(status: &v1::TaskStatus) -> bool {
+    status.reason == REVOKED_REASON
+}
+
 pub fn endpoint(addr: &str) -> String {
     if addr.starts_with("http://") || addr.starts_with("https://") {
         addr.to_owned()
@@ -379,4 +418,32 @@ fn source_chain(err: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod revocation_tests {
+    use super::*;
+
+    #[test]
+    fn a_revocation_notice_is_read_and_bad_entries_left_out() {
+        let event = v1::Event {
+            kind: Some(v1::event::Kind::Revocation(v1::event::Revocation {
+                tasks: vec![
+                    v1::event::RevokedTask { task_id: "t1".into(), agent_id: "a1".into(), ..Default::default() },
+                    v1::event::RevokedTask { task_id: "../x".into(), agent_id: "a1".into(), ..Default::default() },
+                ],
+                deadline: 1_700_000_010.5,
+                for_role: "prod".into(),
+                message: "m".into(),
+            })),
+        };
+        let notice = revocation(&event).unwrap();
+        assert_eq!(notice.tasks, vec![(TaskId::new("t1"), AgentId::new("a1"))]);
+        assert_eq!(notice.deadline, std::time::UNIX_EPOCH + Duration::from_secs_f64(1_700_000_010.5));
+        assert_eq!(notice.for_role, "prod");
+        assert!(revocation(&v1::Event { kind: Some(v1::event::Kind::Heartbeat(v1::event::Heartbeat {})) }).is_none());
+        let bad = v1::Event { kind: Some(v1::event::Kind::Revocation(v1::event::Revocation { deadline: f64::NAN, ..Default::default() })) };
+        assert!(revocation(&bad).is_some(), "a bad deadline is not a panic");
+        assert!(revoked(&v1::TaskStatus { reason: REVOKED_REASON.into(), ..Default::default() }));
+    }
 }

@@ -12,6 +12,7 @@
 //! in another participant (the YARN shim).
 
 pub mod framework;
+pub mod guarantee;
 pub mod history;
 pub mod locality;
 pub mod rng;

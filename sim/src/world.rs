@@ -71,6 +71,8 @@ pub fn broker_settings() -> BrokerSettings {
         max_roles: 1000,
         drain_grace_default: Duration::from_secs(10),
         locality_delay: weir_allocator::DEFAULT_LOCALITY_DELAY,
+        allocator_policy: "drf".to_owned(),
+        revocation_grace: Duration::from_secs(10),
     }
 }
 
@@ -1164,6 +1166,7 @@ fn describe_event(e: &v1::Event) -> String {
         Some(Kind::Heartbeat(_)) => "HEARTBEAT".to_owned(),
         Some(Kind::OperationStatus(o)) => format!("OPERATION {} {} {}", o.operation_id, o.state, o.message),
         Some(Kind::AgentDraining(d)) => format!("DRAINING {} until {}", d.agent_id, d.deadline),
+        Some(Kind::Revocation(r)) => format!("REVOKE {:?} for {} until {}", r.tasks.iter().map(|t| &t.task_id).collect::<Vec<_>>(), r.for_role, r.deadline),
         None => "EMPTY".to_owned(),
     }
 }

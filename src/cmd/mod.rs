@@ -7,6 +7,7 @@ pub mod conf;
 pub mod executor;
 pub mod logs;
 pub mod reserve;
+pub mod role;
 pub mod run;
 pub mod sandbox;
 pub mod standalone;

@@ -207,6 +207,12 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
             Some(v1::event::Kind::Failure(f)) => eprintln!("weir run: agent {} failed: {}", super::printable(&f.agent_id), super::printable(&f.message)),
             // `weir run` makes no resource operations.
             Some(v1::event::Kind::OperationStatus(_)) => {}
+            // Its task cannot move or checkpoint: it runs until the deadline.
+            Some(v1::event::Kind::Revocation(r)) => eprintln!(
+                "weir run: {} task(s) revoked for role {} (below its guarantee); killed at the deadline",
+                r.tasks.len(),
+                super::printable(&r.for_role)
+            ),
             // Its tasks cannot move: they run until the drain kills them.
             Some(v1::event::Kind::AgentDraining(d)) => eprintln!(
                 "weir run: agent {} ({}) is draining; tasks there will be killed at its deadline",

@@ -244,6 +244,7 @@ impl BrokerCore {
                 volumes: checked.volumes,
                 volume_disk: checked.volume_disk,
                 launched_at: Some(now),
+                placed_at: now,
             },
         );
         if let Some(a) = self.agents.get_mut(agent) {

@@ -311,6 +311,7 @@ impl BrokerCore {
                     volumes: t.mounts.clone(),
                     volume_disk,
                     launched_at: None,
+                    placed_at: now,
                 },
             );
             used.push((t.framework.clone(), t.role.clone(), t.resources.clone()));
@@ -442,6 +443,17 @@ impl BrokerCore {
                     if let Some(launched) = task.launched_at.take() {
                         if self.launch_latencies.len() < MAX_LAUNCH_LATENCIES {
                             self.launch_latencies.push(now.saturating_sub(launched));
+                        }
+                    }
+                }
+                if state.is_terminal() {
+                    if let Some(r) = self.revocations.remove(&key) {
+                        if r.killed {
+                            // Ended by its revocation: said so in a way a
+                            // framework (and the YARN shim, as PREEMPTED)
+                            // can tell from a failure.
+                            status.reason = super::revocation::REVOKED_REASON.to_owned();
+                            status.message = format!("revoked for role {} (below its guarantee): {}", r.for_role, status.message);
                         }
                     }
                 }

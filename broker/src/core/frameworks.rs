@@ -8,7 +8,6 @@
 
 use std::time::Duration;
 
-use weir_model::ids::validate_id;
 use weir_model::{AgentId, FrameworkId, Role, TaskId, TaskState};
 use weir_proto::convert::{self, ProtoError};
 use weir_proto::v1;
@@ -140,7 +139,7 @@ impl BrokerCore {
             }
             let mut roles = Vec::new();
             for role in &info.roles {
-                validate_id("role", role).map_err(|r| ProtoError::invalid("subscribe.framework.roles", r))?;
+                weir_model::ids::validate_role(role).map_err(|r| ProtoError::invalid("subscribe.framework.roles", r))?;
                 let role = Role::new(role.clone());
                 if !roles.contains(&role) {
                     roles.push(role);

@@ -23,6 +23,8 @@ pub use maintenance::MAX_DRAIN_GRACE;
 mod locality;
 mod recovery;
 mod reservations;
+mod revocation;
+pub mod roles;
 pub mod state;
 pub use recovery::RecoveryReport;
 #[cfg(test)]
@@ -33,6 +35,8 @@ mod tests;
 mod reservation_tests;
 #[cfg(test)]
 mod maintenance_tests;
+#[cfg(test)]
+mod roles_tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
@@ -89,6 +93,11 @@ pub struct BrokerSettings {
     /// Delay scheduling: how long a framework that said where its data is
     /// passes over agents without it (zero: locality off).
     pub locality_delay: Duration,
+    /// `broker.allocator.policy`: the name of a `weir_allocator::policy`.
+    pub allocator_policy: String,
+    /// How long a framework has to give up a task revoked for a
+    /// guaranteed role before the broker kills it.
+    pub revocation_grace: Duration,
 }
 
 impl Default for BrokerSettings {
@@ -108,6 +117,8 @@ impl Default for BrokerSettings {
             max_roles: 1000,
             drain_grace_default: Duration::from_secs(300),
             locality_delay: weir_allocator::DEFAULT_LOCALITY_DELAY,
+            allocator_policy: weir_allocator::policy::default_policy().name().to_owned(),
+            revocation_grace: Duration::from_secs(10),
         }
     }
 }
@@ -200,6 +211,9 @@ struct Task {
     /// When this broker sent its LAUNCH, until its first RUNNING (for the
     /// launch latency); unknown for tasks an agent reported.
     launched_at: Option<Duration>,
+    /// When the books took it in (launched, or reported by a
+    /// re-registering agent): revocation takes the newest first.
+    placed_at: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -311,6 +325,8 @@ pub struct BrokerCore {
     gone_agents: BTreeSet<AgentId>,
     /// Launch latencies (LAUNCH to first RUNNING) not yet taken by the shell.
     launch_latencies: Vec<Duration>,
+    /// Tasks being revoked for a guaranteed role, until they end.
+    revocations: BTreeMap<(FrameworkId, TaskId), revocation::Revocation>,
     /// Each backed volume's last restore or sync as its agent reported it.
     volume_syncs: BTreeMap<(AgentId, weir_model::Role, weir_model::VolumeId), state::VolumeSyncDoc>,
 }
@@ -321,6 +337,11 @@ impl BrokerCore {
     pub fn new(settings: BrokerSettings, id_prefix: impl Into<String>, now: Duration, unix_now: Duration) -> BrokerCore {
         let mut allocator =
             Allocator::new(AllocatorConfig { locality_delay: settings.locality_delay, ..AllocatorConfig::default() });
+        match weir_allocator::policy::by_name(&settings.allocator_policy) {
+            Some(policy) => allocator.set_policy(policy),
+            // The binary checks the name when it reads the configuration.
+            None => tracing::error!(policy = %settings.allocator_policy, "unknown allocation policy; using drf"),
+        }
         for (role, weight) in &settings.weights {
             // Weights were validated when the settings were read.
             let _ = allocator.set_weight(role.clone(), *weight);
@@ -365,6 +386,7 @@ impl BrokerCore {
             gone_agents: BTreeSet::new(),
             launch_latencies: Vec::new(),
             volume_syncs: BTreeMap::new(),
+            revocations: BTreeMap::new(),
         }
     }
 
@@ -444,7 +466,11 @@ impl BrokerCore {
         // an agent that has not re-registered yet is already running.
         if self.dirty && (interval_passed || self.allocation_unfinished) && self.recovery.is_none() {
             self.allocate(now, &mut out);
+            if !self.allocation_unfinished {
+                self.plan_revocations(now, &mut out);
+            }
         }
+        self.enforce_revocations(now, &mut out);
         out
     }
 
@@ -640,8 +666,19 @@ impl BrokerCore {
     /// Whether `roles` fit under `broker.roles.max`; the error names the
     /// first new role and the limit.
     pub fn room_for_roles(&self, roles: &[Role]) -> Result<(), String> {
-        let mut new: Vec<&Role> = roles.iter().filter(|r| !self.allocator.has_role(r)).collect();
-        new.dedup();
+        // A nested role brings the roles above it that are not known yet.
+        let mut named: Vec<Role> = Vec::new();
+        for role in roles {
+            let mut at = Some(role.as_str());
+            while let Some(name) = at {
+                let r = Role::new(name);
+                if !named.contains(&r) {
+                    named.push(r);
+                }
+                at = name.rfind('/').map(|i| &name[..i]);
+            }
+        }
+        let new: Vec<&Role> = named.iter().filter(|r| !self.allocator.has_role(r)).collect();
         match new.first() {
             Some(first) if self.allocator.role_count() + new.len() > self.settings.max_roles => Err(format!(
                 "role {first} is new and {} new role(s) would take the broker past its limit of {} roles (broker.roles.max)",
@@ -662,7 +699,7 @@ impl BrokerCore {
     /// reservation) is then forgotten, which is how an operator removes a
     /// role.
     pub fn set_weight(&mut self, role: Role, weight: f64) -> Result<Vec<Output>, String> {
-        weir_model::ids::validate_id("role", role.as_str())?;
+        weir_model::ids::validate_role(role.as_str())?;
         let default = weight == weir_allocator::DEFAULT_WEIGHT;
         if !default {
             self.room_for_roles(std::slice::from_ref(&role))?;

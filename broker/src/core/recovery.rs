@@ -39,6 +39,8 @@ use super::{Agent, BrokerCore, Framework, Output};
 pub(super) const AGENTS: &str = "agents";
 pub(super) const FRAMEWORKS: &str = "frameworks";
 pub(super) const WEIGHTS: &str = "weights";
+/// A role's priority band and quota (`RolePolicy`, weight 0), by role.
+pub(super) const QUOTAS: &str = "quotas";
 /// An agent's reservations and volumes (`CheckpointResources`), by agent id.
 pub(super) const RESOURCES: &str = "resources";
 
@@ -97,6 +99,8 @@ pub struct RecoveryReport {
     pub agents: usize,
     pub frameworks: usize,
     pub weights: usize,
+    /// Roles with a priority band or a quota.
+    pub quotas: usize,
     /// Agents whose reservations and volumes the registry holds.
     pub resources: usize,
     /// Agents under maintenance (draining, drained or gone).
@@ -133,6 +137,7 @@ impl BrokerCore {
                 }),
                 FRAMEWORKS => self.recover_framework(record, now).map(|()| report.frameworks += 1),
                 WEIGHTS => self.recover_weight(record).map(|()| report.weights += 1),
+                QUOTAS => self.recover_quota(record).map(|()| report.quotas += 1),
                 RESOURCES => self.recover_resources(record).map(|()| report.resources += 1),
                 super::maintenance::MAINTENANCE => self.recover_drain(record).map(|()| report.maintenance += 1),
                 other => Err(format!("unknown collection {other:?}")),
@@ -147,6 +152,7 @@ impl BrokerCore {
             agents = report.agents,
             frameworks = report.frameworks,
             weights = report.weights,
+            quotas = report.quotas,
             resources = report.resources,
             skipped = report.skipped.len(),
             "recovered the registry; waiting for agents to re-register"
@@ -175,7 +181,7 @@ impl BrokerCore {
         }
         let mut roles = Vec::new();
         for role in &info.roles {
-            weir_model::ids::validate_id("role", role)?;
+            weir_model::ids::validate_role(role)?;
             roles.push(Role::new(role.clone()));
         }
         if roles.is_empty() {
@@ -216,8 +222,21 @@ impl BrokerCore {
         if w.role != record.key {
             return Err(format!("record names role {:?}", w.role));
         }
-        weir_model::ids::validate_id("role", &w.role)?;
+        weir_model::ids::validate_role(&w.role)?;
         self.allocator.set_weight(Role::new(w.role), w.weight).map_err(|e| e.to_string())
+    }
+
+    /// A role's band and quota, as acknowledged: restored unchecked (the
+    /// agents whose total they were checked against are not back yet).
+    fn recover_quota(&mut self, record: &Record) -> Result<(), String> {
+        let p = v1::RolePolicy::decode(record.value.as_slice()).map_err(|e| format!("not a RolePolicy: {e}"))?;
+        if p.role != record.key {
+            return Err(format!("record names role {:?}", p.role));
+        }
+        let p = super::roles::role_policy_from_proto("quota", &p)?;
+        self.allocator.restore_quota(p.role.clone(), p.quota);
+        self.allocator.set_priority(p.role, p.priority);
+        Ok(())
     }
 
     fn recover_resources(&mut self, record: &Record) -> Result<(), String> {

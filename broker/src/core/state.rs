@@ -48,6 +48,9 @@ pub struct StateDoc {
     pub agents: Vec<AgentDoc>,
     pub frameworks: Vec<FrameworkDoc>,
     pub roles: Vec<RoleDoc>,
+    /// The allocation policy and the guarantees' standing.
+    #[serde(default)]
+    pub allocation: AllocationDoc,
     pub tasks: Vec<TaskDoc>,
     pub completed_tasks: Vec<TaskDoc>,
     /// The latest resource operations (RESERVE, CREATE…), newest first.
@@ -291,6 +294,50 @@ pub struct RoleDoc {
     pub volumes: usize,
     #[serde(default)]
     pub volume_mib: f64,
+    /// Its priority band (strict-priority policy).
+    #[serde(default)]
+    pub priority: u32,
+    /// Its guarantee, for its whole subtree.
+    #[serde(default)]
+    pub guarantee: ResourcesDoc,
+    /// Its limit per kind, for its whole subtree; a kind not listed is
+    /// unlimited.
+    #[serde(default)]
+    pub limit: BTreeMap<String, f64>,
+    /// What its quota is measured on: what it and the roles below it
+    /// hold, plus their reservations nobody holds.
+    #[serde(default)]
+    pub consumed: ResourcesDoc,
+    /// The role above it (`eng` for `eng/analytics`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AllocationDoc {
+    /// `broker.allocator.policy`: drf, strict-priority or fifo.
+    pub policy: String,
+    /// The sum of the guarantees (of the topmost guaranteed roles).
+    pub guaranteed: ResourcesDoc,
+    /// What guaranteed roles lack now; held back from everyone else.
+    pub guarantee_shortfall: ResourcesDoc,
+    /// False when the cluster's reachable agents no longer hold every
+    /// guarantee (agents lost since the guarantees were set).
+    pub guarantees_fit: bool,
+    /// Tasks being revoked for guaranteed roles, until they end.
+    #[serde(default)]
+    pub revocations: Vec<RevocationDoc>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RevocationDoc {
+    pub framework_id: String,
+    pub task_id: String,
+    pub for_role: String,
+    /// Until the broker kills it (0 once due).
+    pub seconds_left: f64,
+    /// The kill has been sent.
+    pub killed: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -495,6 +542,15 @@ impl BrokerCore {
                     reserved: (&res).into(),
                     volumes,
                     volume_mib: Milli(volume_milli).as_f64(),
+                    priority: r.priority,
+                    guarantee: (&r.quota.guarantee).into(),
+                    limit: weir_model::resources::SCALAR_NAMES
+                        .iter()
+                        .zip(r.quota.limit.by_kind())
+                        .filter_map(|(k, v)| Some(((*k).to_owned(), v?.as_f64())))
+                        .collect(),
+                    consumed: (&r.subtree).into(),
+                    parent: r.parent.map(|p| p.to_string()),
                 }
             })
             .collect();
@@ -553,6 +609,13 @@ impl BrokerCore {
             agents,
             frameworks,
             roles,
+            allocation: AllocationDoc {
+                policy: self.allocation_policy().to_owned(),
+                guaranteed: (&self.allocator.guaranteed_total()).into(),
+                guarantee_shortfall: (&self.allocator.guarantee_shortfall()).into(),
+                guarantees_fit: self.allocator.check_quotas(true).is_ok(),
+                revocations: self.revocations_doc(now),
+            },
             tasks,
             completed_tasks,
             operations: self

@@ -240,7 +240,7 @@ impl Operator for OperatorService {
         let weights = request.into_inner().weights;
         // All or nothing: check every entry before changing any.
         for (i, w) in weights.iter().enumerate() {
-            weir_model::ids::validate_id("role", &w.role)
+            weir_model::ids::validate_role(&w.role)
                 .map_err(|e| Status::invalid_argument(format!("weights[{i}]: {e}")))?;
             if !w.weight.is_finite() || w.weight <= 0.0 {
                 return Err(Status::invalid_argument(format!(
@@ -265,6 +265,58 @@ impl Operator for OperatorService {
             .await
             .map_err(Status::unavailable)?;
         Ok(Response::new(v1::UpdateWeightsResponse {}))
+    }
+
+    async fn get_role_policies(&self, _: Request<v1::GetRolePoliciesRequest>) -> Result<Response<v1::GetRolePoliciesResponse>, Status> {
+        let inner = self.0.lock();
+        let core = &inner.core;
+        let shares: std::collections::BTreeMap<Role, weir_allocator::RoleShare> =
+            core.role_shares().into_iter().map(|s| (s.role.clone(), s)).collect();
+        let roles = core
+            .role_policies()
+            .iter()
+            .map(|p| {
+                let share = shares.get(&p.role);
+                v1::RolePolicy {
+                    consumed: share.map(|s| convert::resources_to_proto(&weir_model::ResourceSet::unreserved(s.subtree.clone()))).unwrap_or_default(),
+                    dominant_share: share.map_or(0.0, |s| s.dominant_share),
+                    parent: share.and_then(|s| s.parent.as_ref()).map(|p| p.to_string()).unwrap_or_default(),
+                    ..crate::core::roles::role_policy_to_proto(p)
+                }
+            })
+            .collect();
+        Ok(Response::new(v1::GetRolePoliciesResponse {
+            policy: core.allocation_policy().to_owned(),
+            roles,
+            guarantee_shortfall: convert::resources_to_proto(&weir_model::ResourceSet::unreserved(core.guarantee_shortfall())),
+        }))
+    }
+
+    async fn set_role_policies(&self, request: Request<v1::SetRolePoliciesRequest>) -> Result<Response<v1::SetRolePoliciesResponse>, Status> {
+        let request = request.into_inner();
+        // Everything on the wire is checked before anything changes.
+        let policies = request
+            .roles
+            .iter()
+            .enumerate()
+            .map(|(i, p)| crate::core::roles::role_policy_from_proto(&format!("roles[{i}]"), p))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Status::invalid_argument)?;
+        let mut refused = None;
+        self.0
+            .apply_durably(|core, _| match core.set_role_policies(policies, request.force) {
+                Ok(outputs) => Ok(outputs),
+                Err(reason) => {
+                    refused = Some(reason);
+                    Ok(Vec::new())
+                }
+            })
+            .await
+            .map_err(Status::unavailable)?;
+        match refused {
+            Some(reason) => Err(Status::failed_precondition(reason)),
+            None => Ok(Response::new(v1::SetRolePoliciesResponse {})),
+        }
     }
 }
 

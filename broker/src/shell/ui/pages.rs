@@ -571,27 +571,55 @@ pub(super) fn policy(ctx: &Ctx, doc: &StateDoc, s: &BrokerSettings) -> Markup {
     let secs = |d: std::time::Duration| format!("{} s", num(d.as_secs_f64()));
     layout(ctx, "Allocation policy", "Allocation policy", html! {
         p {
-            "Hierarchical weighted Dominant Resource Fairness: each allocation cycle offers free resources first to the role with the lowest weighted dominant share, then within it to the framework with the lowest dominant share. "
+            "Each allocation cycle offers every agent's free resources down the tree of roles (eng, then eng/analytics…): among siblings, a role below its guarantee first, then by the policy ("
+            (doc.allocation.policy) ", broker.allocator.policy: drf orders by weighted dominant share, strict-priority by band and then share, fifo by arrival), then within the role to its frameworks. "
+            "Limits cut offers to fit; guarantees keep free resources nobody else may take, and past that are reclaimed by revocation. "
             "Reserved resources go only to their role."
         }
         dl.fields {
             dt { "allocation interval" } dd { (secs(s.allocation_interval)) " (broker.allocation.interval)" }
             dt { "offer timeout" } dd { (secs(s.offer_timeout)) " (broker.offer.timeout)" }
+            dt { "revocation grace" } dd { (secs(s.revocation_grace)) " (broker.revocation.grace)" }
             dt { "default decline filter" } dd { (secs(s.refuse_default)) " (broker.filter.refuse.default)" }
             dt { "agent unreachable after" } dd { (secs(s.agent_unreachable_timeout)) }
             dt { "agent removed after" } dd { (secs(s.agent_reregister_timeout)) }
             dt { "recovery wait after a failover" } dd { (secs(s.recovery_timeout)) }
             dt { "limits" } dd { (s.max_frameworks) " frameworks, " (s.max_roles) " roles" }
         }
-        h2 { "Role weights and shares" }
+        h2 { "Roles: weights, bands, quotas and shares" }
+        p { "Policy: " (doc.allocation.policy) "; guarantees add up to " (resources(&doc.allocation.guaranteed))
+            @if !doc.allocation.guarantees_fit { strong { " — more than the reachable agents hold" } }
+            "; guaranteed roles lack " (resources(&doc.allocation.guarantee_shortfall)) "." }
         table {
-            tr { th { "role" } th.num { "weight" } th.num { "dominant share" } th.num { "weighted share" } th { "reserved" } th.num { "volumes" } }
+            tr { th { "role" } th.num { "weight" } th.num { "band" } th { "guarantee" } th { "limit" } th { "consumed" } th.num { "dominant share" } th.num { "weighted share" } th { "reserved" } th.num { "volumes" } }
             @for r in &doc.roles {
-                tr { td { (r.role) } td.num { (num(r.weight)) } td.num { (percent(r.dominant_share)) } td.num { (percent(r.weighted_share)) } td { (resources(&r.reserved)) } td.num { (r.volumes) } }
+                tr {
+                    td { (r.role) } td.num { (num(r.weight)) } td.num { (r.priority) } td { (resources(&r.guarantee)) }
+                    td { (limits(&r.limit)) } td { (resources(&r.consumed)) }
+                    td.num { (percent(r.dominant_share)) } td.num { (percent(r.weighted_share)) } td { (resources(&r.reserved)) } td.num { (r.volumes) }
+                }
             }
         }
-        p.muted { "Weights come from broker.roles.weights and the operator API; roles without one weigh 1." }
+        @if !doc.allocation.revocations.is_empty() {
+            h2 { "Revocations under way" }
+            table {
+                tr { th { "framework" } th { "task" } th { "for role" } th.num { "killed in" } }
+                @for v in &doc.allocation.revocations {
+                    tr { td { (framework_link(&v.framework_id)) } td { (v.task_id) } td { (v.for_role) }
+                         td.num { @if v.killed { "killed" } @else { (num(v.seconds_left)) " s" } } }
+                }
+            }
+        }
+        p.muted { "Weights, bands and quotas come from broker.roles.weights and the operator API (weir role set); roles without one weigh 1, sit in band 0 and have no quota." }
     })
+}
+
+/// A role's limits, `cpus:3;mem:1024`, or `none`.
+fn limits(l: &std::collections::BTreeMap<String, f64>) -> String {
+    if l.is_empty() {
+        return "none".to_owned();
+    }
+    l.iter().map(|(k, v)| format!("{k}:{}", num(*v))).collect::<Vec<_>>().join(";")
 }
 
 #[cfg(test)]
@@ -612,6 +640,27 @@ mod tests {
             cpu_seconds: None,
             mem_used_mib: None,
         }
+    }
+
+    #[test]
+    fn the_policy_page_shows_bands_quotas_and_the_policy_with_role_names_escaped() {
+        use crate::core::roles::RolePolicy;
+        let settings = BrokerSettings { allocator_policy: "strict-priority".into(), ..Default::default() };
+        let mut core = crate::core::BrokerCore::new(settings.clone(), "b", std::time::Duration::ZERO, std::time::Duration::ZERO);
+        let quota = weir_model::Quota {
+            guarantee: weir_model::Resources::parse("cpus:4").unwrap(),
+            limit: weir_model::Limits { cpus: Some(weir_model::Milli::from_units(6)), ..Default::default() },
+        };
+        let role = weir_model::Role::new("<i>x");
+        core.set_role_policies(vec![RolePolicy { role, weight: 2.0, priority: 3, quota }], true).unwrap();
+        let doc = core.state(std::time::Duration::ZERO);
+        let page = policy(&Ctx { actions_enabled: false }, &doc, &settings).into_string();
+        assert!(!page.contains("<i>x"), "role names are escaped");
+        assert!(page.contains("&lt;i&gt;x"));
+        assert!(page.contains("strict-priority"));
+        assert!(page.contains("<td>cpus:6</td>"), "{page}");
+        assert!(page.contains("<td>cpus 4, mem 0 MiB</td>"), "{page}");
+        assert!(page.contains("more than the reachable agents hold"), "no agents: the guarantee does not fit");
     }
 
     #[test]
