@@ -113,9 +113,15 @@ fn a_limit_cuts_offers_to_fit_and_the_rest_goes_to_the_next_in_line() {
     assert_eq!(cpus_by_role(&offers)["capped"], 8 + 2, "{offers:?}");
     // Nothing more, however often it asks.
     assert!(alloc.allocate(Duration::from_secs(1)).is_empty());
-    // What the limit left on the cut agent goes to the next in line.
+    // What the limit left on the cut agent (6 cpus, no memory) fits no
+    // task: it is offered to nobody.
     alloc.add_framework(fw("o"), vec![role("other")]).unwrap();
-    let offers = alloc.allocate(Duration::from_secs(2));
+    assert!(alloc.allocate(Duration::from_secs(2)).is_empty());
+    // With memory back on that agent, the next in line gets it all.
+    let capped = offers.iter().find(|o| o.resources.total().cpus == cpus(2)).unwrap();
+    let mem_only = ResourceSet::unreserved(Resources { mem: capped.resources.total().mem, ..Resources::default() });
+    alloc.recover(&capped.agent, &capped.framework, &capped.role, &mem_only).unwrap();
+    let offers = alloc.allocate(Duration::from_secs(3));
     alloc.check_invariants();
     assert_eq!(cpus_by_role(&offers), BTreeMap::from([("other".into(), 6)]), "{offers:?}");
     assert_eq!(alloc.role_shares().iter().find(|s| s.role == role("capped")).unwrap().subtree.cpus, cpus(10));
