@@ -1254,3 +1254,56 @@ fn capacity_scheduler_xml_gives_the_queues_and_refresh_queues_reloads_it() {
         eprintln!("WEIR_HADOOP_HOME is not set: Hadoop's own capacity-scheduler.xml was not tried");
     }
 }
+
+/// YARN preemption from a guarantee (issue 19): a Spark job fills the
+/// agent; then `prod` is guaranteed a cpu and a native framework asks for
+/// one there. The broker revokes the newest executor; the shim names it
+/// in the AM's PreemptionMessage and, when the broker kills it at the
+/// grace deadline, reports it PREEMPTED (-102), which Spark does not count
+/// as a failure. prod's task runs, and the job finishes with the exact sum
+/// on the executor left (and a new one once prod is done).
+#[test]
+fn a_guarantee_takes_an_executor_back_from_a_spark_job_by_preemption() {
+    let clients = clients();
+    // The AM and two executors take the three cpus.
+    let sa = standalone_with("cpus:3;mem:6144;disk:1000;{ports}", &["broker.revocation.grace=3s", "yarn-shim.nodemanager.memory-mb=64"]);
+    let script = sa.dir.path().join("slow_sum.py");
+    std::fs::write(&script, SLOW_SUM_PY).unwrap();
+    let marks = sa.dir.path().join("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    let (broker, watched) = (sa.broker.clone(), marks.clone());
+    let claimant = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(180);
+        let pids = || -> std::collections::BTreeSet<String> {
+            std::fs::read_dir(&watched).unwrap().flatten().filter_map(|e| e.file_name().to_str()?.split('-').nth(1).map(str::to_owned)).collect()
+        };
+        while pids().len() < 2 {
+            assert!(std::time::Instant::now() < deadline, "the job's slices never ran on two executors");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let set = Command::new(support::WEIR).args(["role", "set", "prod", "--guarantee", "cpus:1", "--broker", &broker]).output().unwrap();
+        assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
+        let began = std::time::Instant::now();
+        let run = Command::new(support::WEIR)
+            .args(["run", "--broker", &broker, "--role", "prod", "--cpus", "1", "--mem", "64", "--", "sleep 1"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (run, began.elapsed())
+    });
+    let (out, text) = clients.spark_submit(
+        &sa,
+        "client",
+        &["--conf", "spark.executor.instances=2", "--conf", "spark.yarn.am.cores=1"],
+        &script,
+        &["16", "0.2", marks.to_str().unwrap()],
+    );
+    let (run, waited) = claimant.join().unwrap();
+    let run_err = String::from_utf8_lossy(&run.stderr).to_string();
+    assert!(run.status.success(), "prod's task did not run: {run_err}");
+    eprintln!("prod's task ran and ended {waited:?} after its guarantee was set");
+    assert!(waited >= Duration::from_secs(2), "prod ran before the grace period: {waited:?}");
+    assert!(out.status.success(), "spark-submit failed after the preemption:\n{text}");
+    assert!(text.contains(&format!("SUM={}", (0..160).sum::<u64>())), "{text}");
+    assert!(text.contains("was preempted"), "Spark did not see a PREEMPTED container:\n{text}");
+}

@@ -5,6 +5,9 @@
 pub const SUCCESS: i32 = 0;
 pub const INVALID: i32 = -1000;
 pub const ABORTED: i32 = -100;
+/// Taken back by the scheduler for another queue: not the application's
+/// fault (Spark and MapReduce do not count it as a failure).
+pub const PREEMPTED: i32 = -102;
 pub const KILLED_EXCEEDED_PMEM: i32 = -104;
 pub const KILLED_BY_APPMASTER: i32 = -105;
 pub const KILLED_BY_RESOURCEMANAGER: i32 = -106;

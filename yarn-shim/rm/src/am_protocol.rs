@@ -125,6 +125,7 @@ fn encode_allocate(rm: &Rm, attempt: AttemptId, result: &AllocateResult) -> Vec<
         limit: Some(convert::capacity_to_proto(result.headroom)),
         num_cluster_nodes: Some(result.cluster_nodes),
         updated_nodes: result.updated_nodes.iter().map(convert::node_to_proto).collect(),
+        preempt: preemption_message(&result.preempt),
         nm_tokens,
         // MapReduce's LocalContainerAllocator (uber jobs) reads it on every
         // heartbeat and fails without it.
@@ -132,6 +133,34 @@ fn encode_allocate(rm: &Rm, attempt: AttemptId, result: &AllocateResult) -> Vec<
         ..Default::default()
     }
     .encode_to_vec()
+}
+
+/// YARN's PreemptionMessage for containers taken back: the strict
+/// contract names them (they will be killed), the negotiable one names
+/// them too, with the resources they hold as requests, as YARN's capacity
+/// scheduler sends both. None when nothing is preempted.
+fn preemption_message(preempt: &[crate::scheduler::Allocated]) -> Option<r::PreemptionMessageProto> {
+    if preempt.is_empty() {
+        return None;
+    }
+    let containers: Vec<r::PreemptionContainerProto> =
+        preempt.iter().map(|c| r::PreemptionContainerProto { id: Some(convert::container_to_proto(c.id)) }).collect();
+    let resource = preempt
+        .iter()
+        .map(|c| r::PreemptionResourceRequestProto {
+            resource: Some(r::ResourceRequestProto {
+                priority: Some(r::PriorityProto { priority: Some(c.priority) }),
+                resource_name: Some("*".to_owned()),
+                capability: Some(convert::capacity_to_proto(c.capacity)),
+                num_containers: Some(1),
+                ..Default::default()
+            }),
+        })
+        .collect();
+    Some(r::PreemptionMessageProto {
+        strict_contract: Some(r::StrictPreemptionContractProto { container: containers.clone() }),
+        contract: Some(r::PreemptionContractProto { resource, container: containers }),
+    })
 }
 
 #[async_trait::async_trait]

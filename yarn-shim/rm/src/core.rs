@@ -436,6 +436,12 @@ impl YarnCore {
     /// agent became unreachable, then the agent came back with it; or a
     /// kill never reached it) is killed, as YARN's RM kills the containers
     /// a returning node manager reports but the RM no longer knows.
+    /// The broker revoked these tasks (issue 19's revocation): see
+    /// [`Scheduler::preempt`].
+    pub fn preempt(&mut self, tasks: &[weir_model::TaskId]) -> usize {
+        self.scheduler.preempt(tasks)
+    }
+
     pub fn task_update(&mut self, task_id: &weir_model::TaskId, agent_id: &weir_model::AgentId, event: TaskEvent, now: Now) {
         self.last_now = self.last_now.max(now.mono);
         if event != TaskEvent::Running {

@@ -69,6 +69,7 @@ pub fn task_event(s: &v1::TaskStatus) -> Option<TaskEvent> {
         S::TaskFailed if s.reason == "REASON_CONTAINER_LIMITATION_MEMORY" => TaskEvent::MemoryLimit { message },
         S::TaskFailed if s.exit_code.is_some() || s.signal.is_some() => TaskEvent::Exited { code: s.exit_code, signal: s.signal, message },
         S::TaskFailed | S::TaskError | S::TaskDropped => TaskEvent::Failed { message },
+        S::TaskKilled if s.reason == weir_model::task::REVOKED_REASON => TaskEvent::Preempted { message },
         S::TaskKilled => TaskEvent::Killed { message },
         S::TaskUnreachable | S::TaskGone | S::TaskUnknown => TaskEvent::Lost { message },
         S::TaskStaging | S::TaskStarting | S::TaskKilling | S::Unspecified => return None,
@@ -84,6 +85,18 @@ pub fn is_unreachable(s: &v1::TaskStatus) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_revoked_task_reads_as_preempted_and_another_kill_as_killed() {
+        let status = |reason: &str| v1::TaskStatus {
+            state: v1::TaskState::TaskKilled as i32,
+            reason: reason.into(),
+            message: "m".into(),
+            ..Default::default()
+        };
+        assert_eq!(task_event(&status(weir_model::task::REVOKED_REASON)), Some(TaskEvent::Preempted { message: "m".into() }));
+        assert_eq!(task_event(&status("")), Some(TaskEvent::Killed { message: "m".into() }));
+    }
     use weir_model::ResourceSet;
     use weir_proto::convert::{resources_from_proto, resources_to_proto};
 

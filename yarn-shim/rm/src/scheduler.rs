@@ -185,6 +185,8 @@ pub enum TaskEvent {
     MemoryLimit { message: String },
     /// The agent was lost.
     Lost { message: String },
+    /// Revoked by the broker for a guaranteed role (YARN's preemption).
+    Preempted { message: String },
     /// Could not be launched at all.
     Failed { message: String },
 }
@@ -227,6 +229,9 @@ pub struct AllocateResult {
     pub updated_nodes: Vec<crate::rm_core::Node>,
     pub cluster_nodes: i32,
     pub headroom: Capacity,
+    /// Live containers the scheduler takes back (YARN's strict preemption
+    /// contract): the AM may save their work before they are killed.
+    pub preempt: Vec<Allocated>,
     /// The application has ended (killed, say): the AM should shut down.
     pub shutdown: bool,
     /// The application's priority (as submitted), which YARN repeats in
@@ -333,6 +338,9 @@ struct Attempt {
     next_container: i64,
     /// Since when each priority has had unmet `*` asks (delay scheduling).
     waiting_since: BTreeMap<i32, i64>,
+    /// Containers the broker revoked: named in every allocate answer's
+    /// PreemptionMessage until they end.
+    to_preempt: BTreeSet<ContainerId>,
 }
 
 impl Attempt {
@@ -353,6 +361,7 @@ impl Attempt {
             nodes_seen_generation: 0,
             next_container: 1,
             waiting_since: BTreeMap::new(),
+            to_preempt: BTreeSet::new(),
         }
     }
 
@@ -913,6 +922,25 @@ impl Scheduler {
 
     /// A status update for one of the shim's tasks (`task_id` is a
     /// container id or a node manager's task id).
+    /// The broker revoked these tasks: those that are live containers of
+    /// an application's current attempt are named in its next allocate
+    /// answers (PreemptionMessage) until they end, killed by the broker at
+    /// its deadline unless the AM releases them first. Returns how many
+    /// containers that was.
+    pub fn preempt(&mut self, tasks: &[TaskId]) -> usize {
+        let mut named = 0;
+        for task in tasks {
+            let Ok(cid) = task.as_str().parse::<ContainerId>() else { continue };
+            let live = self.containers.get(&cid).is_some_and(|c| c.state != ContainerState::Done);
+            let Some(app) = self.apps.get_mut(&cid.attempt.app) else { continue };
+            if live && app.attempt.id == cid.attempt && app.attempt.to_preempt.insert(cid) {
+                tracing::info!(container_id = %cid, "container to be preempted");
+                named += 1;
+            }
+        }
+        named
+    }
+
     pub fn task_update(&mut self, rm: &mut RmCore, task_id: &TaskId, event: TaskEvent, now: impl Into<Now>) -> Vec<Effect> {
         let now: Now = now.into();
         let now_ms = now.mono_ms();
@@ -958,6 +986,7 @@ impl Scheduler {
             },
             (None, TaskEvent::Lost { message }) => (exit_status::ABORTED, format!("Container released on a *lost* node: {message}")),
             (None, TaskEvent::Killed { message }) => (exit_status::KILLED_BY_RESOURCEMANAGER, message.clone()),
+            (None, TaskEvent::Preempted { message }) => (exit_status::PREEMPTED, format!("Container preempted by scheduler. {message}")),
             (None, TaskEvent::Failed { message }) => (exit_status::INVALID, format!("Container could not be launched: {message}")),
             (None, TaskEvent::Running) => unreachable!("terminal events only"),
         };
@@ -1132,6 +1161,9 @@ impl Scheduler {
                 }
             }
         }
+        let containers = &self.containers;
+        a.to_preempt.retain(|cid| containers.get(cid).is_some_and(|c| c.state != ContainerState::Done));
+        let preempt: Vec<Allocated> = a.to_preempt.iter().filter_map(|cid| containers.get(cid)).map(|c| c.allocated.clone()).collect();
         let running = rm.nodes(&[NodeState::Running]);
         let headroom = running.iter().fold(Capacity::default(), |h, n| Capacity {
             memory_mb: h.memory_mb + (n.observed.capability.memory_mb - n.observed.used.memory_mb).max(0),
@@ -1145,6 +1177,7 @@ impl Scheduler {
             updated_nodes,
             cluster_nodes: running.len() as i32,
             headroom,
+            preempt,
             shutdown,
             priority: rm.application(attempt.app).map_or(0, |a| a.submission.priority),
             issued_ms: now.unix_ms,

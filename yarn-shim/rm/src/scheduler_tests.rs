@@ -236,6 +236,37 @@ fn finished_and_released_containers_are_reported_once_with_yarn_exit_statuses() 
 }
 
 #[test]
+fn revoked_containers_are_named_for_preemption_until_they_end_preempted() {
+    let mut rm = rm();
+    let mut s = Scheduler::new(cfg());
+    let (_, attempt) = registered(&mut s, &mut rm, 0);
+    fresh(s.allocate(&rm, attempt, AllocateCall { response_id: 0, asks: vec![any(1, 2, 256)], ..Default::default() }, 1).unwrap());
+    s.offers(vec![offer("o", "a1", "host1", "default", 3.0, 3000.0)], 2);
+    let r = fresh(s.allocate(&rm, attempt, AllocateCall { response_id: 1, ..Default::default() }, 3).unwrap());
+    let ids: Vec<ContainerId> = r.allocated.iter().map(|c| c.id).collect();
+    assert_eq!(ids.len(), 2);
+    for id in &ids {
+        s.task_update(&mut rm, &tid(id), TaskEvent::Running, 4);
+    }
+    // The broker revokes one container (and names a task that is no
+    // container, and one that is not ours): only ours is named.
+    assert_eq!(s.preempt(&[tid(ids[1]), tid("nm-a1"), tid("container_1_0099_01_000002")]), 1);
+    assert_eq!(s.preempt(&[tid(ids[1])]), 0, "named once");
+    for response_id in 2..4 {
+        let r = fresh(s.allocate(&rm, attempt, AllocateCall { response_id, ..Default::default() }, 5).unwrap());
+        assert_eq!(r.preempt.iter().map(|c| c.id).collect::<Vec<_>>(), vec![ids[1]], "in every answer until it ends");
+    }
+    // The broker kills it at the deadline: it ends PREEMPTED, not as the
+    // application's failure, and is no longer named.
+    s.task_update(&mut rm, &tid(ids[1]), TaskEvent::Preempted { message: "revoked for role prod".into() }, 6);
+    let r = fresh(s.allocate(&rm, attempt, AllocateCall { response_id: 4, ..Default::default() }, 7).unwrap());
+    assert!(r.preempt.is_empty());
+    assert_eq!((r.completed[0].id, r.completed[0].exit_status), (ids[1], exit_status::PREEMPTED));
+    assert!(r.completed[0].diagnostics.starts_with("Container preempted by scheduler."), "{}", r.completed[0].diagnostics);
+    s.check_invariants().unwrap();
+}
+
+#[test]
 fn an_am_that_dies_is_retried_then_the_application_fails_with_its_exit() {
     let mut rm = rm();
     let mut s = Scheduler::new(cfg());

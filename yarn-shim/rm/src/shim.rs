@@ -467,6 +467,16 @@ async fn drive(mut framework: Framework, rm: Arc<Rm>, mut effects: mpsc::Unbound
                         reservations.remove(&weir_model::OfferId::new(r.offer_id));
                         Vec::new()
                     }
+                    v1::event::Kind::Revocation(r) => {
+                        // Named to their AMs now; the broker kills them at
+                        // the deadline, and they end PREEMPTED.
+                        let tasks: Vec<weir_model::TaskId> = r.tasks.iter().map(|t| weir_model::TaskId::new(t.task_id.clone())).collect();
+                        info!(framework_id = %framework.id(), tasks = tasks.len(), for_role = %r.for_role, deadline = r.deadline, "revocation");
+                        if rm.core.call(move |core, _| core.preempt(&tasks)).await.is_err() {
+                            return;
+                        }
+                        Vec::new()
+                    }
                     _ => Vec::new(),
                 },
                 Ok(Some(_)) => Vec::new(),
