@@ -87,11 +87,26 @@ fn site_value(xml: &str, name: &str) -> Option<String> {
 /// `spark-submit --deploy-mode cluster` of an application that never has
 /// to run, without waiting for it: its id and spark-submit's output.
 fn submit_without_waiting(clients: &Clients, sa: &Standalone, name: &str) -> (String, String) {
+    let (out, text) = submit_detached(clients, sa, name, "default");
+    assert!(out.status.success(), "spark-submit failed:\n{text}");
+    let app = text
+        .split_whitespace()
+        .skip_while(|w| *w != "assigned:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("spark-submit printed no application id:\n{text}"))
+        .to_owned();
+    assert!(app.starts_with("application_"), "{app}");
+    (app, text)
+}
+
+/// `spark-submit --deploy-mode cluster --queue QUEUE` of an application
+/// that never has to run, without waiting for it: what it printed.
+fn submit_detached(clients: &Clients, sa: &Standalone, name: &str, queue: &str) -> (Output, String) {
     let app_py = sa.dir.path().join("app.py");
     std::fs::write(&app_py, "print('never runs yet')\n").unwrap();
     let staging = sa.dir.path().join("staging");
     let out = Command::new(clients.spark_home.join("bin/spark-submit"))
-        .args(["--master", "yarn", "--deploy-mode", "cluster", "--name", name])
+        .args(["--master", "yarn", "--deploy-mode", "cluster", "--name", name, "--queue", queue])
         .args(["--conf", "spark.yarn.submit.waitAppCompletion=false"])
         // Spark's own jars are on this machine: do not zip and upload them.
         .args(["--conf", &format!("spark.yarn.jars=local:{}/jars/*", clients.spark_home.display())])
@@ -104,16 +119,8 @@ fn submit_without_waiting(clients: &Clients, sa: &Standalone, name: &str) -> (St
         .output()
         .unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    eprintln!("[spark-submit]\n{text}");
-    assert!(out.status.success(), "spark-submit failed:\n{text}");
-    let app = text
-        .split_whitespace()
-        .skip_while(|w| *w != "assigned:")
-        .nth(1)
-        .unwrap_or_else(|| panic!("spark-submit printed no application id:\n{text}"))
-        .to_owned();
-    assert!(app.starts_with("application_"), "{app}");
-    (app, text)
+    eprintln!("[spark-submit --queue {queue}]\n{text}");
+    (out, text)
 }
 
 /// Java and Spark as the user has them; a missing one fails the test.
@@ -1198,22 +1205,7 @@ fn capacity_scheduler_xml_gives_the_queues_and_refresh_queues_reloads_it() {
 
     // A STOPPED queue turns the application away, in YARN's words.
     let submit = |queue: &str| {
-        let app_py = sa.dir.path().join("app.py");
-        std::fs::write(&app_py, "print('never runs yet')\n").unwrap();
-        let out = Command::new(clients.spark_home.join("bin/spark-submit"))
-            .args(["--master", "yarn", "--deploy-mode", "cluster", "--queue", queue])
-            .args(["--conf", "spark.yarn.submit.waitAppCompletion=false"])
-            .args(["--conf", &format!("spark.yarn.jars=local:{}/jars/*", clients.spark_home.display())])
-            .args(["--conf", &format!("spark.yarn.stagingDir=file://{}", sa.dir.path().join("staging").display())])
-            .arg(&app_py)
-            .env("SPARK_HOME", &clients.spark_home)
-            .env("HADOOP_CONF_DIR", &sa.conf_dir)
-            .env("SPARK_LOCAL_IP", "127.0.0.1")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        eprintln!("[spark-submit --queue {queue}]\n{text}");
+        let (_, text) = submit_detached(&clients, &sa, "weir-queues", queue);
         (app_id_in(&text), text)
     };
     let (stopped, _) = submit("adhoc");

@@ -6,13 +6,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use weir_conf::Daemon;
 use weir_proto::v1;
-use weir_proto::v1::operator_client::OperatorClient;
 
 use weir_broker::core::state::StateDoc;
-use crate::cmd::status::{fetch_state, leader_address, p, table, used_of};
+use crate::cmd::status::{fetch_state, operator, p, refused, table, used_of, BrokerArg};
 use crate::settings::{self, Options};
 
 #[derive(clap::Args, Debug)]
@@ -45,14 +44,6 @@ struct DaemonArgs {
     /// Attributes, e.g. "rack:r1;zone:a" (agent.attributes).
     #[arg(long, value_name = "SPEC")]
     attributes: Option<String>,
-}
-
-/// Where the broker is, for the maintenance commands.
-#[derive(clap::Args, Debug)]
-struct BrokerArg {
-    /// Broker address, or zk://HOST:PORT,.../PATH to find the leader.
-    #[arg(long, value_name = "HOST:PORT|zk://...")]
-    broker: Option<String>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -191,19 +182,6 @@ fn parse_when(text: &str) -> Result<When, String> {
         Ok(t) if t.timestamp() >= 0 => Ok(When::At(Duration::from_millis(u64::try_from(t.timestamp_millis()).unwrap_or(0)))),
         _ => Err(format!("{text:?} is not `now`, `+DURATION`, an RFC 3339 time (2026-12-24T06:00:00Z) or Unix seconds")),
     }
-}
-
-fn refused(status: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("the broker refused: {}", status.message())
-}
-
-async fn operator(options: &Options, broker: BrokerArg) -> Result<OperatorClient<tonic::transport::Channel>> {
-    let config = settings::load(options, &[Daemon::Broker], "warn")?;
-    let broker = settings::broker_address(&config, broker.broker)?;
-    let address = leader_address(&broker).await?;
-    OperatorClient::connect(weir_sdk::endpoint(&address))
-        .await
-        .with_context(|| format!("cannot reach the broker at {address} (is `weir standalone` or `weir broker` running?)"))
 }
 
 async fn list(options: &Options, broker: BrokerArg) -> Result<ExitCode> {

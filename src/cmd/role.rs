@@ -7,26 +7,16 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use weir_broker::core::roles::{role_policy_from_proto, role_policy_to_proto, RolePolicy};
-use weir_conf::Daemon;
 use weir_model::{Limits, Milli, Resources, Role};
-use weir_proto::v1::operator_client::OperatorClient;
 use weir_proto::{convert, v1};
 
-use crate::cmd::status::{leader_address, p, table};
-use crate::settings::{self, Options};
+use crate::cmd::status::{operator, p, refused, table, BrokerArg};
+use crate::settings::Options;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(subcommand)]
     command: RoleCommand,
-}
-
-/// Where the broker is.
-#[derive(clap::Args, Debug)]
-struct BrokerArg {
-    /// Broker address, or zk://HOST:PORT,.../PATH to find the leader.
-    #[arg(long, value_name = "HOST:PORT|zk://...")]
-    broker: Option<String>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -179,19 +169,6 @@ pub fn render_list(response: &v1::GetRolePoliciesResponse) -> Result<String> {
     }
     out.push_str(&format!("{t}\n"));
     Ok(out)
-}
-
-fn refused(status: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("the broker refused: {}", status.message())
-}
-
-async fn operator(options: &Options, broker: BrokerArg) -> Result<OperatorClient<tonic::transport::Channel>> {
-    let config = settings::load(options, &[Daemon::Broker], "warn")?;
-    let broker = settings::broker_address(&config, broker.broker)?;
-    let address = leader_address(&broker).await?;
-    OperatorClient::connect(weir_sdk::endpoint(&address))
-        .await
-        .with_context(|| format!("cannot reach the broker at {address} (is `weir standalone` or `weir broker` running?)"))
 }
 
 #[cfg(test)]

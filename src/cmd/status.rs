@@ -46,6 +46,29 @@ pub async fn leader_address(broker: &str) -> Result<String> {
     }
 }
 
+/// Where the broker is, for the operator commands (`weir agent`, `weir role`).
+#[derive(clap::Args, Debug)]
+pub struct BrokerArg {
+    /// Broker address, or zk://HOST:PORT,.../PATH to find the leader.
+    #[arg(long, value_name = "HOST:PORT|zk://...")]
+    pub broker: Option<String>,
+}
+
+/// The leading broker's Operator API.
+pub async fn operator(options: &Options, broker: BrokerArg) -> Result<weir_proto::v1::operator_client::OperatorClient<tonic::transport::Channel>> {
+    let config = settings::load(options, &[Daemon::Broker], "warn")?;
+    let broker = settings::broker_address(&config, broker.broker)?;
+    let address = leader_address(&broker).await?;
+    weir_proto::v1::operator_client::OperatorClient::connect(weir_sdk::endpoint(&address))
+        .await
+        .with_context(|| format!("cannot reach the broker at {address} (is `weir standalone` or `weir broker` running?)"))
+}
+
+/// An Operator API refusal, as the commands print it.
+pub fn refused(status: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("the broker refused: {}", status.message())
+}
+
 pub async fn fetch_state(broker: &str) -> Result<(String, StateDoc)> {
     let broker = &leader_address(broker).await?;
     let url = format!("{}/state", weir_sdk::endpoint(broker));
