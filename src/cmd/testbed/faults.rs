@@ -155,6 +155,14 @@ fn apply(fault: &Fault) -> Result<()> {
             if a.is_empty() || b.is_empty() {
                 bail!("a partition needs two non-empty groups");
             }
+            // A stopped node has no address and a frozen one takes no
+            // commands: the cut is made between the running ones (a node
+            // started later is not cut off).
+            let running = |g: &[String]| -> Vec<String> { g.iter().filter(|n| docker::state(n).is_ok_and(|s| s == "running")).cloned().collect() };
+            let (a, b) = (&running(a), &running(b));
+            if a.is_empty() || b.is_empty() {
+                bail!("a partition needs a running node on each side");
+            }
             let ips = |g: &[String]| -> Result<Vec<String>> { g.iter().map(|n| docker::ip(n)).collect() };
             let (ia, ib) = (ips(a)?, ips(b)?);
             let mut problems = Vec::new();
