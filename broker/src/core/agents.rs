@@ -446,9 +446,6 @@ impl BrokerCore {
         self.counters.status_updates += 1;
         status.agent_id = agent_id.to_string();
         let key = (framework.clone(), task_id.clone());
-        if state.is_terminal() && self.ended_unacked.get(&key).is_some_and(|(a, _)| a == agent_id) {
-            self.ended_unacked.remove(&key);
-        }
         match self.tasks.get_mut(&key) {
             Some(task) if &task.agent == agent_id => {
                 tracing::debug!(agent_id = %agent_id, framework_id = %framework, task_id = %task_id, state = %state, "status update");

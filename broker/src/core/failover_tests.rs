@@ -554,12 +554,17 @@ fn a_task_reported_ended_with_its_update_pending_reconciles_to_that_end_not_unkn
     agent.tasks.insert("t1".into(), (info, finished.clone()));
     agent.unacked.push_back(finished.clone());
 
-    // The next leader: the agent re-registers first, then the framework
-    // re-subscribes and reconciles t1 before the update is resent.
+    // The next leader: the agent re-registers and at once resends the
+    // update, before the framework is back (so it reaches nobody); then the
+    // framework re-subscribes and reconciles t1 before the next retry.
     let t0 = Duration::from_secs(30);
     let mut next = BrokerCore::new(settings(), "b2", t0, WALL_START + t0);
     next.recover(&registry.load_now(), 2, t0);
     next.agent_register(11, &agent.register(), t0);
+    let resent = v1::AgentMessage {
+        kind: Some(v1::agent_message::Kind::StatusUpdate(v1::agent_message::StatusUpdate { status: Some(finished.clone()) })),
+    };
+    next.agent_message(11, &resent, t0);
     let framework = FakeFramework { id: fw_id.clone(), ..Default::default() };
     next.framework_call(13, &framework.subscribe(), t0);
     let reconcile = v1::Call {
@@ -579,10 +584,12 @@ fn a_task_reported_ended_with_its_update_pending_reconciles_to_that_end_not_unkn
             .collect()
     };
     assert_eq!(heard(next.framework_call(13, &reconcile, t0)), vec![TaskState::Finished], "reconciliation tells the reported end");
-    // The resent update: the same end, which retires the entry.
-    let resent = v1::AgentMessage {
-        kind: Some(v1::agent_message::Kind::StatusUpdate(v1::agent_message::StatusUpdate { status: Some(finished) })),
-    };
+    // The next retry of the update: the same end, acknowledged.
     assert_eq!(heard(next.agent_message(11, &resent, t0)), vec![TaskState::Finished]);
-    assert!(next.ended_unacked.is_empty(), "the final update arrived: nothing is pending");
+    let ack = v1::Call {
+        framework_id: fw_id.clone(),
+        kind: Some(v1::call::Kind::Acknowledge(v1::call::Acknowledge { agent_id: "a1".into(), task_id: "t1".into(), uuid: finished.uuid.clone() })),
+    };
+    next.framework_call(13, &ack, t0);
+    assert!(next.ended_unacked.is_empty(), "the framework acknowledged the end: nothing is pending");
 }

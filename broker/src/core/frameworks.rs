@@ -496,6 +496,12 @@ impl BrokerCore {
         if ack.uuid.is_empty() || ack.uuid.len() > 64 {
             return self.call_error(conn, "ACKNOWLEDGE refused: acknowledge.uuid must be 1 to 64 bytes", out);
         }
+        // The framework has heard the end of a task reported ended at a
+        // re-registration: reconciliation need not tell it any more.
+        let key = (framework.clone(), task.clone());
+        if self.ended_unacked.get(&key).is_some_and(|(on, latest)| on == &agent && (latest.uuid.is_empty() || latest.uuid == ack.uuid)) {
+            self.ended_unacked.remove(&key);
+        }
         // Forwarded without checking the books: the agent holds the update
         // stream and ignores an acknowledgement that does not match.
         if let Some(agent_conn) = self.agents.get(&agent).and_then(|a| a.conn) {

@@ -255,6 +255,15 @@ pub async fn wait_healthy(agents: usize, timeout: Duration) -> Result<Health> {
             println!("weir testbed: waiting: {now}");
             last_said = now;
         }
+        // A daemon that exited will not come back by waiting.
+        for s in docker::services().unwrap_or_default() {
+            if docker::state(&s).is_ok_and(|st| st == "exited") {
+                let id = docker::container(&s).ok().flatten().unwrap_or_default();
+                let logs = std::process::Command::new("docker").args(["logs", "--tail", "5", &id]).output();
+                let tail = logs.map(|o| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))).unwrap_or_default();
+                bail!("node {s} exited while the testbed was starting; its last lines:\n{}", tail.trim_end());
+            }
+        }
         if Instant::now() > deadline {
             bail!(
                 "the testbed is not healthy after {:.0} s: {} (want one leader, {agents} agents, {agents} YARN nodes; `docker-compose -p {} logs` tells more)",
