@@ -82,10 +82,8 @@ pub fn check(run: &Run) -> Report {
     let mut updates: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
     for e in &run.events {
         match e {
-            Event::Launch { task, at_ms, .. } => {
-                if launched.insert(task, *at_ms).is_some() {
-                    v.push(format!("{task}: launched twice (task ids must be unique)"));
-                }
+            Event::Launch { task, at_ms, .. } if launched.insert(task, *at_ms).is_some() => {
+                v.push(format!("{task}: launched twice (task ids must be unique)"));
             }
             Event::Update { task, .. } => updates.entry(task).or_default().push(e),
             _ => {}

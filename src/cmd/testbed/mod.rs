@@ -19,6 +19,7 @@
 
 mod docker;
 mod faults;
+mod measure;
 mod scenario;
 mod workload;
 
@@ -51,6 +52,8 @@ enum TestbedCommand {
     Fault(faults::FaultArgs),
     /// Run the workload under a seeded fault schedule, then check it.
     Scenario(scenario::ScenarioArgs),
+    /// Time failover, partition detection and recovery (for docs/BENCHMARKS.md).
+    Measure(measure::MeasureArgs),
     /// Check a saved scenario run again.
     Check {
         /// The run's folder (as `scenario` printed it).
@@ -104,6 +107,7 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
         TestbedCommand::Status => status().await,
         TestbedCommand::Fault(a) => faults::main(a).await,
         TestbedCommand::Scenario(a) => scenario::main(a).await,
+        TestbedCommand::Measure(a) => measure::main(a).await,
         TestbedCommand::Workload(_) | TestbedCommand::Books | TestbedCommand::Check { .. } => unreachable!(),
     }
 }

@@ -103,7 +103,7 @@ pub async fn main(args: ScenarioArgs) -> Result<ExitCode> {
         fault::schedule(args.seed, args.duration, 4, &kinds)
     };
     let fault_time = episodes.last().map_or(Duration::ZERO, |e| e.start + e.lasts);
-    let run_id = format!("{}-{}{}", compact_time(weir_testbed::now_ms()), if args.ci { "ci-" } else { "" }, format!("seed{}", args.seed));
+    let run_id = format!("{}-{}seed{}", compact_time(weir_testbed::now_ms()), if args.ci { "ci-" } else { "" }, args.seed);
     let out = args.out.clone().unwrap_or_else(|| docker::cache_dir().join("runs").join(&run_id));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     println!("weir testbed scenario {run_id}: {} fault episodes over {:.0} s; run folder {}", episodes.len(), fault_time.as_secs_f64(), out.display());

@@ -151,10 +151,7 @@ pub async fn main(args: WorkloadArgs) -> Result<ExitCode> {
                     let offer_id = OfferId::new(offer.id.clone());
                     let mut tasks = Vec::new();
                     if launching {
-                        let mut available = match resources_from_proto("offer", &offer.resources) {
-                            Ok(r) => r,
-                            Err(_) => ResourceSet::default(),
-                        };
+                        let mut available = resources_from_proto("offer", &offer.resources).unwrap_or_default();
                         while open.len() + tasks.len() < args.concurrency {
                             let Ok(rest) = available.checked_sub(&wanted) else { break };
                             available = rest;
