@@ -31,7 +31,10 @@ say() { echo "testbed build: $*"; }
 die() { echo "testbed build: $*" >&2; exit 1; }
 hash_of() { sha256sum | cut -c1-16; }
 have_image() { docker image inspect "$1" >/dev/null 2>&1; }
-# Removes this build's images of `repo` other than tag `keep`.
+# Removes this build's images of `repo` other than tag `keep` (called after
+# `current` moved to `keep`, so an older image loses its last tag here and
+# goes, unless a container still uses it: then the end of the build or the
+# next one removes it).
 prune() {
     local repo="$1" keep="$2" tag
     for tag in $(docker image ls "$repo" --format '{{.Tag}}'); do
@@ -78,8 +81,8 @@ else
     say "docker import $tarball as $base"
     docker import --change 'CMD ["/bin/bash"]' "$tarball" "$base" >/dev/null
 fi
-prune weir-testbed-base "$base_hash"
 docker tag "$base" weir-testbed-base:current
+prune weir-testbed-base "$base_hash"
 
 # ---------------------------------------------------------------- weir
 if [ -n "${WEIR_BINARY:-}" ]; then
@@ -130,8 +133,8 @@ else
     say "docker build $weir (JRE, ZooKeeper and tools from the Debian mirror; weir; $(ls "$ctx/hadoop-jars" | wc -l) Hadoop client jars)"
     docker build --quiet --build-arg BASE="$base" -t "$weir" -f "$ctx/Dockerfile" "$ctx" >/dev/null || die "docker build of $weir failed"
 fi
-prune weir-testbed "$weir_hash"
 docker tag "$weir" weir-testbed:current
+prune weir-testbed "$weir_hash"
 
 client_hash="$(printf 'client v1 %s %s %s\n' "$weir" "$spark_name" "$(sha256sum "$ctx/Dockerfile.client" | cut -d' ' -f1)" | hash_of)"
 client="weir-testbed-client:$client_hash"
@@ -143,8 +146,8 @@ else
     say "docker build $client ($spark_name's Spark for spark-submit)"
     docker build --quiet --build-arg BASE="$weir" -t "$client" -f "$ctx/Dockerfile.client" "$ctx" >/dev/null || die "docker build of $client failed"
 fi
-prune weir-testbed-client "$client_hash"
 docker tag "$client" weir-testbed-client:current
+prune weir-testbed-client "$client_hash"
 rm -rf "$ctx"
 # Intermediate images a rebuild left without a tag.
 dangling="$(docker image ls --filter dangling=true --filter label=weir.testbed -q)"
