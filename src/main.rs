@@ -56,6 +56,8 @@ enum Command {
     Conf(cmd::conf::Args),
     /// Run the YARN shim: serves YARN clients, subscribed to a broker.
     Yarn(cmd::yarn::Args),
+    /// A real multi-machine cluster in Docker containers, with faults injected.
+    Testbed(cmd::testbed::Args),
     /// Scale benchmarks: emulated agents, real launch throughput.
     Bench(cmd::bench::Args),
     /// Supervise one task (started by the agent, not by people).
@@ -110,6 +112,7 @@ fn main() -> ExitCode {
             Command::Conf(args) => cmd::conf::main(&options, args),
             Command::Yarn(args) => cmd::yarn::main(&options, args).await,
             Command::Bench(args) => cmd::bench::main(&options, args).await,
+            Command::Testbed(args) => cmd::testbed::main(&options, args).await,
             Command::YarnNodemanager(args) => cmd::yarn::nodemanager_main(&options, args).await,
             Command::Executor(_) | Command::YarnContainer(_) => unreachable!("handled before the runtime starts"),
         }

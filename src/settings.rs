@@ -257,12 +257,17 @@ pub fn ipc_server(config: &Config, max_frame_key: &str) -> Result<weir_yarn_ipc:
     })
 }
 
-/// The broker a client command talks to: `--broker`, else `broker.listen`
-/// (where a local `weir standalone` or `weir broker` listens by default).
+/// The broker a client command talks to: `--broker`, else `$WEIR_BROKER`
+/// (a host:port or zk:// address; the testbed's client sets it), else
+/// `broker.listen` (where a local `weir standalone` or `weir broker`
+/// listens by default).
 pub fn broker_address(config: &Config, flag: Option<String>) -> Result<String> {
-    match flag {
-        Some(addr) => Ok(addr),
-        None => config.get_str("broker.listen").map_err(problem).context("finding the broker"),
+    if let Some(addr) = flag {
+        return Ok(addr);
+    }
+    match std::env::var("WEIR_BROKER") {
+        Ok(addr) if !addr.trim().is_empty() => Ok(addr.trim().to_owned()),
+        _ => config.get_str("broker.listen").map_err(problem).context("finding the broker"),
     }
 }
 

@@ -45,8 +45,27 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
+/// The address others should use to reach a socket bound to `bound`: an
+/// unspecified IP (0.0.0.0, ::) is replaced by `hostname`, the name the
+/// machine is known by; a concrete IP is kept.
+pub fn advertised(bound: std::net::SocketAddr, hostname: &str) -> String {
+    if bound.ip().is_unspecified() {
+        format!("{hostname}:{}", bound.port())
+    } else {
+        bound.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_unspecified_address_is_advertised_by_host_name() {
+        assert_eq!(super::advertised("0.0.0.0:5051".parse().unwrap(), "agent3"), "agent3:5051");
+        assert_eq!(super::advertised("[::]:8032".parse().unwrap(), "yarn"), "yarn:8032");
+        assert_eq!(super::advertised("10.1.2.3:5051".parse().unwrap(), "agent3"), "10.1.2.3:5051");
+        assert_eq!(super::advertised("127.0.0.1:5051".parse().unwrap(), "agent3"), "127.0.0.1:5051");
+    }
+
     #[test]
     fn detects_something_on_this_machine() {
         let dir = tempfile::tempdir().unwrap();

@@ -220,7 +220,9 @@ pub async fn run_with(
         hostname: hostname.clone(),
         resources: resources_to_proto(&resources),
         attributes: settings.attributes.iter().map(|(n, v)| v1::Attribute { name: n.clone(), value: v.clone() }).collect(),
-        http_address: http_addr.to_string(),
+        // Listening on every address (0.0.0.0), it is reached by name:
+        // the broker, `weir logs` and the YARN shim use this address.
+        http_address: crate::detect::advertised(http_addr, &hostname),
     };
     let mut nonce = [0u8; 8];
     nonce.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..8]);

@@ -546,3 +546,26 @@ mod with_fakes {
         assert_eq!(launcher.spawned().len(), 2, "a task was started twice");
     }
 }
+
+/// Found by the testbed: an agent listening on every address (0.0.0.0, as
+/// on a machine of a real cluster) reported `0.0.0.0:PORT` as its HTTP
+/// address, which the broker then handed to `weir logs`, `weir run` and
+/// the YARN shim. It must report the name it is known by.
+#[tokio::test]
+async fn an_agent_listening_on_every_address_reports_its_host_name_as_its_http_address() {
+    let (broker, mut connections) = start_fake_broker().await;
+    let work = tempfile::tempdir().unwrap();
+    let mut s = settings(broker, work.path());
+    s.listen = "0.0.0.0:0".parse().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let agent = tokio::spawn(weir_agent::run(s, async move {
+        let _ = stop_rx.await;
+    }));
+    let mut conn = next_connection(&mut connections).await;
+    let info = conn.register().await.agent.expect("REGISTER without AgentInfo");
+    let (host, port) = info.http_address.rsplit_once(':').expect("host:port");
+    assert_eq!(host, "fake-host", "{}", info.http_address);
+    assert_ne!(port, "0");
+    let _ = stop_tx.send(());
+    let _ = agent.await;
+}

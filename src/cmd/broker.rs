@@ -64,13 +64,7 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
 /// The address others should use: configured, or the listen address with
 /// an unspecified IP replaced by this host's name.
 fn advertised(listen: SocketAddr, configured: Option<String>) -> String {
-    if let Some(a) = configured {
-        return a;
-    }
-    if listen.ip().is_unspecified() {
-        return format!("{}:{}", weir_agent::detect::hostname(), listen.port());
-    }
-    listen.to_string()
+    configured.unwrap_or_else(|| weir_agent::detect::advertised(listen, &weir_agent::detect::hostname()))
 }
 
 /// Campaign, lead, lose, campaign again: until a signal.

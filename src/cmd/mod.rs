@@ -12,6 +12,7 @@ pub mod run;
 pub mod sandbox;
 pub mod standalone;
 pub mod status;
+pub mod testbed;
 pub mod yarn;
 
 /// Resolves when the process is asked to stop (Ctrl-C/SIGINT or SIGTERM).

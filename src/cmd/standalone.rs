@@ -100,8 +100,9 @@ async fn start_yarn(config: &weir_conf::Config, broker: &str) -> Result<(weir_ya
     // Read before the shim starts: a bad key stops nothing half-started.
     let mut client_conf = settings::client_conf(config)?;
     let shim = weir_yarn_rm::shim::Shim::start(shim_settings).await.context("starting the YARN shim")?;
-    client_conf.name_shim(shim.client_address(), shim.scheduler_address(), shim.web_address());
-    client_conf.name_admin(shim.admin_address());
+    let named = |a: std::net::SocketAddr| a.to_string();
+    client_conf.name_shim(named(shim.client_address()), named(shim.scheduler_address()), shim.web_address().map(named));
+    client_conf.name_admin(shim.admin_address().map(named));
     let written = client_conf.write(&conf_dir).map(|()| client_conf.effective_default_fs()).map_err(anyhow::Error::new);
     match written {
         Ok(default_fs) => Ok((shim, conf_dir, default_fs)),

@@ -38,8 +38,12 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
     let client = shim.client_address();
     println!("weir yarn: ResourceManager client protocol on {client}, scheduler on {} (broker {broker})", shim.scheduler_address());
     if let Some(dir) = args.hadoop_conf_dir {
-        client_conf.name_shim(client, shim.scheduler_address(), shim.web_address());
-        client_conf.name_admin(shim.admin_address());
+        // Clients and node managers on other machines reach a shim that
+        // listens on 0.0.0.0 by this host's name.
+        let host = weir_agent::detect::hostname();
+        let named = |a: std::net::SocketAddr| weir_agent::detect::advertised(a, &host);
+        client_conf.name_shim(named(client), named(shim.scheduler_address()), shim.web_address().map(named));
+        client_conf.name_admin(shim.admin_address().map(named));
         client_conf.write(&dir).with_context(|| format!("writing the Hadoop configuration to {}", dir.display()))?;
         println!("  export HADOOP_CONF_DIR={}   (fs.defaultFS {})", dir.display(), client_conf.effective_default_fs());
     }

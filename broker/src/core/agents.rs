@@ -186,6 +186,18 @@ impl BrokerCore {
             })
             .map(|t| (t.framework.clone(), t.task.clone()))
             .collect();
+        // Tasks it reports ended that the books do not hold: their final
+        // update comes next (it is resent after registering), and a
+        // framework reconciling them meanwhile must hear that end, not
+        // TASK_UNKNOWN, or it hears two ends of one task (found by the
+        // testbed: a leader killed while tasks were finishing).
+        self.ended_unacked.retain(|_, (agent, _)| agent != &id);
+        for t in reg.tasks.iter().filter(|t| t.state.is_terminal()) {
+            let key = (t.framework.clone(), t.task.clone());
+            if !held.contains(&key) {
+                self.ended_unacked.insert(key, (id.clone(), t.latest.clone()));
+            }
+        }
         // The registry's reservations and volumes win over the report
         // (see `recovery::reconcile_resources`).
         let used = reg
@@ -633,6 +645,7 @@ impl BrokerCore {
             }
             self.forget_agent(&id, out);
             self.forget_resources(&id, out);
+            self.ended_unacked.retain(|_, (agent, _)| agent != &id);
             self.removed_agents.push_back(id);
             while self.removed_agents.len() > REMOVED_AGENTS_KEPT {
                 self.removed_agents.pop_front();

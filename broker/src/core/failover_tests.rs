@@ -509,3 +509,87 @@ fn removing_roles_makes_room_under_the_role_limit() {
     core.set_weight(Role::new("c"), 2.0).unwrap();
     assert_eq!(core.weights(), vec![(Role::new("b"), 2.0), (Role::new("c"), 2.0)]);
 }
+
+/// Found by the testbed (docker/, `weir testbed scenario --ci`): the
+/// leader was killed while tasks were finishing. Their agents re-registered
+/// with the new leader reporting them ended, the final updates not yet
+/// acknowledged; the framework re-subscribed and reconciled them before
+/// those updates were resent, and heard TASK_UNKNOWN — then TASK_FINISHED:
+/// two ends of one task. The new leader must answer with the reported end.
+#[test]
+fn a_task_reported_ended_with_its_update_pending_reconciles_to_that_end_not_unknown() {
+    let registry = MemoryRegistry::new();
+    let mut first = BrokerCore::new(settings(), "b1", Duration::ZERO, WALL_START);
+    first.recover(&[], 1, Duration::ZERO);
+    let mut agent = FakeAgent { id: "a1".into(), tasks: BTreeMap::new(), unacked: VecDeque::new(), seen_epoch: 0, next_uuid: 0 };
+    let mut writes = first.agent_register(1, &agent.register(), Duration::ZERO);
+    writes.extend(first.framework_call(3, &FakeFramework::default().subscribe(), Duration::ZERO));
+    for w in writes {
+        if let Output::Registry(w) = w {
+            registry.apply_now(vec![w]).unwrap();
+        }
+    }
+    let fw_id = registry.load_now().iter().find(|r| r.collection == "frameworks").unwrap().key.clone();
+    // Under the first leader the task ran and finished; the FINISHED update
+    // was lost with that leader, unacknowledged.
+    let info = v1::TaskInfo {
+        task_id: "t1".into(),
+        name: "t1".into(),
+        agent_id: "a1".into(),
+        resources: resources_to_proto(&ResourceSet::parse(TASK_RESOURCES).unwrap()),
+        ..Default::default()
+    };
+    let finished = v1::TaskStatus {
+        task_id: "t1".into(),
+        state: task_state_to_proto(TaskState::Finished) as i32,
+        message: "Command exited with status 0".into(),
+        reason: "REASON_COMMAND_EXITED".into(),
+        source: v1::task_status::Source::Agent as i32,
+        agent_id: "a1".into(),
+        framework_id: fw_id.clone(),
+        uuid: vec![7; 16],
+        exit_code: Some(0),
+        ..Default::default()
+    };
+    agent.tasks.insert("t1".into(), (info, finished.clone()));
+    agent.unacked.push_back(finished.clone());
+
+    // The next leader: the agent re-registers and at once resends the
+    // update, before the framework is back (so it reaches nobody); then the
+    // framework re-subscribes and reconciles t1 before the next retry.
+    let t0 = Duration::from_secs(30);
+    let mut next = BrokerCore::new(settings(), "b2", t0, WALL_START + t0);
+    next.recover(&registry.load_now(), 2, t0);
+    next.agent_register(11, &agent.register(), t0);
+    let resent = v1::AgentMessage {
+        kind: Some(v1::agent_message::Kind::StatusUpdate(v1::agent_message::StatusUpdate { status: Some(finished.clone()) })),
+    };
+    next.agent_message(11, &resent, t0);
+    let framework = FakeFramework { id: fw_id.clone(), ..Default::default() };
+    next.framework_call(13, &framework.subscribe(), t0);
+    let reconcile = v1::Call {
+        framework_id: fw_id.clone(),
+        kind: Some(v1::call::Kind::Reconcile(v1::call::Reconcile {
+            tasks: vec![v1::call::reconcile::Task { task_id: "t1".into(), agent_id: "a1".into() }],
+        })),
+    };
+    let heard = |out: Vec<Output>| -> Vec<TaskState> {
+        out.into_iter()
+            .filter_map(|o| match o {
+                Output::Framework(13, v1::Event { kind: Some(v1::event::Kind::Update(u)) }) => {
+                    Some(task_state_from_proto("state", u.status.unwrap().state).unwrap())
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(heard(next.framework_call(13, &reconcile, t0)), vec![TaskState::Finished], "reconciliation tells the reported end");
+    // The next retry of the update: the same end, acknowledged.
+    assert_eq!(heard(next.agent_message(11, &resent, t0)), vec![TaskState::Finished]);
+    let ack = v1::Call {
+        framework_id: fw_id.clone(),
+        kind: Some(v1::call::Kind::Acknowledge(v1::call::Acknowledge { agent_id: "a1".into(), task_id: "t1".into(), uuid: finished.uuid.clone() })),
+    };
+    next.framework_call(13, &ack, t0);
+    assert!(next.ended_unacked.is_empty(), "the framework acknowledged the end: nothing is pending");
+}

@@ -459,8 +459,22 @@ impl BrokerCore {
     /// nothing while a new leader still awaits that agent (it may come back
     /// with the task), TASK_UNREACHABLE while the agent is unreachable (the
     /// task may run there), else TASK_UNKNOWN. A terminal answer for a task
-    /// that turns up later is never corrected, so it must not be guessed.
+    /// that turns up later is never corrected, so it must not be guessed;
+    /// and a task its agent reported ended, with the final update still on
+    /// its way, is answered with that end.
     fn unknown_task_status(&self, framework: &FrameworkId, task: &TaskId, agent: Option<&AgentId>, now: Duration) -> Option<v1::TaskStatus> {
+        if let Some((on, latest)) = self.ended_unacked.get(&(framework.clone(), task.clone())) {
+            if agent.is_none_or(|a| a == on) {
+                let mut status = latest.clone();
+                status.uuid.clear();
+                status.agent_id = on.to_string();
+                status.framework_id = framework.to_string();
+                status.source = v1::task_status::Source::Broker as i32;
+                status.reason = "REASON_RECONCILIATION".to_owned();
+                status.timestamp = self.timestamp(now);
+                return Some(status);
+            }
+        }
         if agent.is_some_and(|a| self.awaiting_agent(a)) {
             return None;
         }
@@ -480,6 +494,12 @@ impl BrokerCore {
         };
         if ack.uuid.is_empty() || ack.uuid.len() > 64 {
             return self.call_error(conn, "ACKNOWLEDGE refused: acknowledge.uuid must be 1 to 64 bytes", out);
+        }
+        // The framework has heard the end of a task reported ended at a
+        // re-registration: reconciliation need not tell it any more.
+        let key = (framework.clone(), task.clone());
+        if self.ended_unacked.get(&key).is_some_and(|(on, latest)| on == &agent && (latest.uuid.is_empty() || latest.uuid == ack.uuid)) {
+            self.ended_unacked.remove(&key);
         }
         // Forwarded without checking the books: the agent holds the update
         // stream and ignores an acknowledgement that does not match.

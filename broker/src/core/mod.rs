@@ -276,6 +276,11 @@ pub struct BrokerCore {
     /// Tasks of removed agents that were told to die: their last updates
     /// are acknowledged here (the framework already heard TASK_GONE).
     doomed_tasks: BTreeSet<(FrameworkId, TaskId)>,
+    /// Tasks an agent reported ended, with their final update not yet
+    /// acknowledged, that the books do not hold (a new leader never saw
+    /// them run): the update is on its way. Until it arrives,
+    /// reconciliation answers with that end, never TASK_UNKNOWN.
+    ended_unacked: BTreeMap<(FrameworkId, TaskId), (AgentId, v1::TaskStatus)>,
     /// Something changed that an allocation cycle could act on.
     dirty: bool,
     last_allocation: Option<Duration>,
@@ -363,6 +368,7 @@ impl BrokerCore {
             removed_agents: VecDeque::new(),
             removed_frameworks: VecDeque::new(),
             doomed_tasks: BTreeSet::new(),
+            ended_unacked: BTreeMap::new(),
             dirty: false,
             last_allocation: None,
             next_filter_expiry: None,

@@ -58,16 +58,17 @@ fn overlay(base: &[(String, String)], ours: &[(&str, &str)]) -> Vec<(String, Str
 
 impl ClientConf {
     /// Names the shim's ports: where clients, ApplicationMasters and REST
-    /// tools find it.
-    pub fn name_shim(&mut self, client: std::net::SocketAddr, scheduler: std::net::SocketAddr, web: Option<std::net::SocketAddr>) {
-        self.client = client.to_string();
-        self.scheduler = scheduler.to_string();
-        self.web = web.map(|w| w.to_string());
+    /// tools find it, as `host:port` they can reach (a shim listening on
+    /// 0.0.0.0 is named by its host name, never by the wildcard).
+    pub fn name_shim(&mut self, client: String, scheduler: String, web: Option<String>) {
+        self.client = client;
+        self.scheduler = scheduler;
+        self.web = web;
     }
 
     /// Names the shim's admin port.
-    pub fn name_admin(&mut self, admin: Option<std::net::SocketAddr>) {
-        self.admin = admin.map(|a| a.to_string());
+    pub fn name_admin(&mut self, admin: Option<String>) {
+        self.admin = admin;
     }
 
     /// The default file system the clients will use.
@@ -160,7 +161,7 @@ mod tests {
     fn the_files_name_the_shim_and_the_local_file_system() {
         let dir = tempfile::tempdir().unwrap();
         let mut conf = ClientConf::default();
-        conf.name_shim("127.0.0.1:18032".parse().unwrap(), "127.0.0.1:18030".parse().unwrap(), None);
+        conf.name_shim("127.0.0.1:18032".into(), "127.0.0.1:18030".into(), None);
         conf.write(dir.path()).unwrap();
         let yarn = std::fs::read_to_string(dir.path().join("yarn-site.xml")).unwrap();
         assert!(yarn.contains("<name>yarn.resourcemanager.address</name>\n    <value>127.0.0.1:18032</value>"), "{yarn}");

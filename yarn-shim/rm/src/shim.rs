@@ -132,9 +132,21 @@ impl Shim {
         config.user = settings.user.clone();
         config.failover_timeout = settings.failover_timeout;
         config.webui_url = web_address.map(|a| format!("http://{a}")).unwrap_or_default();
-        let framework = Framework::subscribe(config)
-            .await
-            .map_err(|e| Error::Broker(format!("cannot subscribe to the broker at {}: {e}", settings.broker)))?;
+        // A cluster starts in any order: behind ZooKeeper, the elected
+        // broker may not serve yet (its standby port answers 503) when the
+        // shim starts. Keep trying for a minute before giving up.
+        let patience = if weir_ha::ZkAddress::is_zk(&settings.broker) { Duration::from_secs(60) } else { Duration::ZERO };
+        let give_up = std::time::Instant::now() + patience;
+        let framework = loop {
+            match Framework::subscribe(config.clone()).await {
+                Ok(f) => break f,
+                Err(e @ (weir_sdk::SdkError::Connect { .. } | weir_sdk::SdkError::NoLeader { .. })) if std::time::Instant::now() < give_up => {
+                    info!(error = %e, "cannot subscribe to the broker yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(Error::Broker(format!("cannot subscribe to the broker at {}: {e}", settings.broker))),
+            }
+        };
         info!(framework_id = %framework.id(), roles = ?settings.queues, "YARN shim subscribed to the broker");
 
         let mut operator = BrokerLink::new(&settings.broker)?;
