@@ -621,14 +621,18 @@ spark.stop()
 "#;
 
 #[test]
-fn two_spark_applications_and_a_native_framework_share_the_pool_by_weighted_drf() {
+fn two_spark_applications_in_two_queues_and_a_native_framework_share_the_pool_as_configured() {
     let clients = clients();
-    // Two queues (roles) for YARN, one role for the native framework;
-    // batch weighs twice as much. CPU is every role's dominant resource.
-    let sa = standalone_with(
-        "cpus:12;mem:20480;disk:1000;{ports}",
-        &["yarn-shim.queues=default,batch", "broker.roles.weights=batch=2", "yarn-shim.nodemanager.idle.timeout=2s"],
-    );
+    // Two queues (roles) for YARN from the administrator's
+    // capacity-scheduler.xml, batch with twice default's capacity; one role
+    // for the native framework. CPU is every role's dominant resource.
+    let queues = tempfile::tempdir().unwrap();
+    let file = queues.path().join("capacity-scheduler.xml");
+    let p = |k: &str, v: &str| format!("<property><name>yarn.scheduler.capacity.{k}</name><value>{v}</value></property>\n");
+    let xml = p("root.queues", "default,batch") + &p("root.default.capacity", "33.3333") + &p("root.batch.capacity", "66.6667");
+    std::fs::write(&file, format!("<configuration>\n{xml}</configuration>\n")).unwrap();
+    let define = format!("yarn-shim.capacity-scheduler.path={}", file.display());
+    let sa = standalone_with("cpus:12;mem:20480;disk:1000;{ports}", &[&define, "yarn-shim.nodemanager.idle.timeout=2s"]);
     let hold = sa.dir.path().join("hold.py");
     std::fs::write(&hold, HOLD_PY).unwrap();
     // The native framework first: two long tasks of one CPU (1/6 of the pool).
@@ -677,7 +681,8 @@ fn two_spark_applications_and_a_native_framework_share_the_pool_by_weighted_drf(
     let (d, b, n) = (share(&settled, "default"), share(&settled, "batch"), share(&settled, "native"));
     eprintln!("[shares] settled: default={d:.3} batch={b:.3} native={n:.3}");
     // Native keeps what it holds (no preemption) and wants no more; of the
-    // rest, batch (weight 2) gets about twice default's share.
+    // rest, batch (twice the capacity, so twice the weight) gets about
+    // twice default's share.
     assert!((n - 2.0 / 12.0).abs() < 1e-6, "native holds its two CPUs: {n:.3}");
     assert!(b >= 1.4 * d && b <= 2.6 * d, "batch ≈ 2 × default: default={d:.3} batch={b:.3}");
     support::signal(native.id() as i32, 2);
