@@ -460,20 +460,14 @@ impl BrokerCore {
     /// with the task), TASK_UNREACHABLE while the agent is unreachable (the
     /// task may run there), else TASK_UNKNOWN. A terminal answer for a task
     /// that turns up later is never corrected, so it must not be guessed;
-    /// and a task its agent reported ended, with the final update still on
-    /// its way, is answered with that end.
+    /// and nothing for a task its agent reported ended with its updates
+    /// still on their way (they arrive next, in order).
     fn unknown_task_status(&self, framework: &FrameworkId, task: &TaskId, agent: Option<&AgentId>, now: Duration) -> Option<v1::TaskStatus> {
-        if let Some((on, latest)) = self.ended_unacked.get(&(framework.clone(), task.clone())) {
-            if agent.is_none_or(|a| a == on) {
-                let mut status = latest.clone();
-                status.uuid.clear();
-                status.agent_id = on.to_string();
-                status.framework_id = framework.to_string();
-                status.source = v1::task_status::Source::Broker as i32;
-                status.reason = "REASON_RECONCILIATION".to_owned();
-                status.timestamp = self.timestamp(now);
-                return Some(status);
-            }
+        // Reported ended, its updates still on their way: they tell it, in
+        // order. An answer here would overtake them (the long testbed run
+        // heard FINISHED by reconciliation, then the queued RUNNING).
+        if self.ended_unacked.get(&(framework.clone(), task.clone())).is_some_and(|(on, _)| agent.is_none_or(|a| a == on)) {
+            return None;
         }
         if agent.is_some_and(|a| self.awaiting_agent(a)) {
             return None;
