@@ -6,6 +6,11 @@
 //! time still learns the task's true exit status. It outlives the agent:
 //! nothing ties it to the agent's process.
 //!
+//! Its own exit status mirrors the task's (the code, or 128 + the signal),
+//! and it exits so even when the status file cannot be written (a full
+//! disk): the agent then reads the task's end from the supervisor's status
+//! instead of taking the missing record for a SIGKILL.
+//!
 //! SIGTERM and SIGINT sent to the group reach the task; the supervisor
 //! itself only notes them (a no-op handler, reset to default in the task by
 //! exec), so it stays to record the outcome.
@@ -66,7 +71,10 @@ pub fn main(args: Args) -> Result<ExitCode> {
     };
     use std::os::unix::process::ExitStatusExt;
     let record = serde_json::json!({ "code": status.code(), "signal": status.signal() });
-    record_status(&args.status_file, &record)?;
+    if let Err(e) = record_status(&args.status_file, &record) {
+        // The task has ended all the same: say so through our own status.
+        eprintln!("weir executor: cannot record the task's exit status: {e:#}");
+    }
     Ok(match (status.code(), status.signal()) {
         (Some(code), _) => ExitCode::from(code.clamp(0, 255) as u8),
         (None, Some(sig)) => ExitCode::from((128 + sig).clamp(0, 255) as u8),
@@ -81,4 +89,26 @@ fn record_status(path: &Path, record: &serde_json::Value) -> Result<()> {
     f.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A full disk (here: a status file that cannot be created) does not
+    /// turn a task that succeeded into a failure: the supervisor's own
+    /// status still says how the task ended.
+    #[test]
+    fn an_unwritable_status_file_still_ends_with_the_tasks_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let status_file = dir.path().join("no-such-dir").join("exit.json");
+        let run = |cmd: &str| {
+            let args = Args { status_file: status_file.clone(), cgroup_procs: Vec::new(), command: vec!["/bin/sh".into(), "-c".into(), cmd.into()] };
+            main(args).unwrap()
+        };
+        assert_eq!(run("exit 0"), ExitCode::from(0));
+        assert_eq!(run("exit 3"), ExitCode::from(3));
+        assert_eq!(run("kill -9 $$"), ExitCode::from(137));
+        assert!(!status_file.exists());
+    }
 }

@@ -104,10 +104,8 @@ impl Launcher for ProcessLauncher {
             let this = self.clone();
             let (framework, task, sandbox) = (framework.clone(), task.clone(), sandbox.clone());
             Box::pin(async move {
-                let _ = child.wait().await;
-                // The supervisor's record is the task's status; none means
-                // it was SIGKILLed too.
-                let record = read_exit(&sandbox).or(Some(ExitRecord { code: None, signal: Some(9), error: None }));
+                let supervisor = child.wait().await.ok().map(exit_of);
+                let record = read_exit(&sandbox).or(Some(without_record(supervisor)));
                 this.supervised_exit(&framework, &task, record)
             })
         } else {
@@ -181,6 +179,18 @@ pub fn read_exit(sandbox: &Path) -> Option<ExitRecord> {
         return None;
     }
     serde_json::from_slice(&bytes).ok()
+}
+
+/// A task's end when its supervisor left no record: the supervisor's own
+/// exit code mirrors the task's (it exits so when the record cannot be
+/// written, a full disk); killed by a signal, it took the task with it
+/// (SIGKILL to the group, say), and so did an end we could not read.
+pub fn without_record(supervisor: Option<(Option<i32>, Option<i32>)>) -> ExitRecord {
+    match supervisor {
+        Some((Some(code), _)) => ExitRecord { code: Some(code), signal: None, error: None },
+        Some((None, Some(signal))) => ExitRecord { code: None, signal: Some(signal), error: None },
+        _ => ExitRecord { code: None, signal: Some(9), error: None },
+    }
 }
 
 /// Whether `pid` is still the supervisor of `sandbox` (and not a process
@@ -347,6 +357,15 @@ pub fn exit_of(status: std::process::ExitStatus) -> (Option<i32>, Option<i32>) {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_missing_record_is_read_from_the_supervisors_own_status() {
+        let ended = |code, signal| ExitRecord { code, signal, error: None };
+        assert_eq!(without_record(Some((Some(0), None))), ended(Some(0), None), "a task that succeeded on a full disk");
+        assert_eq!(without_record(Some((Some(3), None))), ended(Some(3), None));
+        assert_eq!(without_record(Some((None, Some(9)))), ended(None, Some(9)));
+        assert_eq!(without_record(None), ended(None, Some(9)));
+    }
 
     fn shell_task(cmd: &str) -> v1::TaskInfo {
         v1::TaskInfo {
