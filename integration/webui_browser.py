@@ -15,6 +15,8 @@ from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException, NoSuchElementException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 
 args = json.loads(sys.argv[1])
 base = "http://" + args["broker"]
@@ -47,6 +49,15 @@ def check_page(what):
         failures.append(f"{what}: no heading")
 
 
+def click_and_wait(element):
+    """Click, then wait until the page it leads to has replaced this one
+    (a click returns before the navigation ends; a loaded machine shows it)."""
+    page = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(driver, 20).until(expected_conditions.staleness_of(page))
+    WebDriverWait(driver, 20).until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
 def visit(path, what, shot=None):
     driver.get(base + path)
     check_page(what)
@@ -56,7 +67,7 @@ def visit(path, what, shot=None):
 
 def click_link(text, what):
     try:
-        driver.find_element(By.LINK_TEXT, text).click()
+        click_and_wait(driver.find_element(By.LINK_TEXT, text))
     except NoSuchElementException:
         failures.append(f"{what}: no link {text!r} on {driver.current_url}")
         return False
@@ -120,7 +131,7 @@ try:
 
     # Kill: the form posts, the page comes back, the task ends KILLED.
     visit("/ui/tasks/" + args["framework"] + "/" + args["task"], "task page before kill")
-    driver.find_element(By.ID, "kill").click()
+    click_and_wait(driver.find_element(By.ID, "kill"))
     check_page("after kill")
     deadline = time.time() + 30
     while "TASK_KILLED" not in body_text() and time.time() < deadline:
