@@ -343,6 +343,7 @@ pub fn yarn_shim(config: &Config, broker: String) -> Result<weir_yarn_rm::shim::
             path => Some(std::path::PathBuf::from(path)),
         },
         capacity_scheduler,
+        advertised_host: Some(weir_agent::detect::hostname()),
     })
 }
 

@@ -84,6 +84,9 @@ pub struct ShimSettings {
     /// A capacity-scheduler.xml the queues come from (its leaves are
     /// `queues`), re-read by `refreshQueues`, with what was read at start.
     pub capacity_scheduler: Option<(PathBuf, CapacityScheduler)>,
+    /// This host's name, for addresses others must reach when the shim
+    /// listens on every address (the web UI link the broker shows).
+    pub advertised_host: Option<String>,
 }
 
 pub struct Shim {
@@ -131,7 +134,7 @@ impl Shim {
         config.roles = settings.queues.clone();
         config.user = settings.user.clone();
         config.failover_timeout = settings.failover_timeout;
-        config.webui_url = web_address.map(|a| format!("http://{a}")).unwrap_or_default();
+        config.webui_url = web_address.map(|a| web_ui_url(a, settings.advertised_host.as_deref())).unwrap_or_default();
         // A cluster starts in any order: behind ZooKeeper, the elected
         // broker may not serve yet (its standby port answers 503) when the
         // shim starts. Keep trying for a minute before giving up.
@@ -271,6 +274,15 @@ impl Shim {
         for t in self.tasks {
             t.abort();
         }
+    }
+}
+
+/// The web UI address the broker shows for the shim: by this host's name
+/// when the shim listens on every address (0.0.0.0 reaches nobody).
+fn web_ui_url(bound: SocketAddr, host: Option<&str>) -> String {
+    match host {
+        Some(host) if bound.ip().is_unspecified() => format!("http://{host}:{}", bound.port()),
+        _ => format!("http://{bound}"),
     }
 }
 
@@ -729,6 +741,15 @@ async fn start_am(rm: &Rm, settings: &ShimSettings, application: weir_yarn_api::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_web_ui_is_announced_by_host_name_when_bound_to_every_address() {
+        let any: SocketAddr = "0.0.0.0:8088".parse().unwrap();
+        let one: SocketAddr = "127.0.0.1:8088".parse().unwrap();
+        assert_eq!(web_ui_url(any, Some("yarn")), "http://yarn:8088");
+        assert_eq!(web_ui_url(one, Some("yarn")), "http://127.0.0.1:8088");
+        assert_eq!(web_ui_url(any, None), "http://0.0.0.0:8088");
+    }
 
     #[test]
     fn agents_become_nodes_with_their_total_and_used_resources() {
