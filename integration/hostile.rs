@@ -43,12 +43,7 @@ impl Drop for Standalone {
 
 fn standalone(defines: &[&str]) -> Standalone {
     let dir = tempfile::tempdir().unwrap();
-    let mut args = support::loopback_standalone_args(dir.path().to_str().unwrap(), SPEC);
-    for d in defines {
-        args.extend(["-D", d]);
-    }
-    let (proc, line) = support::spawn_weir("standalone", &args, "weir standalone: broker");
-    let broker = support::addr_in(&line);
+    let (proc, broker) = support::spawn_loopback_standalone(dir.path().to_str().unwrap(), SPEC, defines);
     let yarn = yarn_address(&dir.path().join("hadoop-conf"));
     Standalone { proc, broker, yarn, _dir: dir }
 }

@@ -109,9 +109,7 @@ fn metrics_parse_with_prometheus_client_and_the_launch_histogram_moves() {
 fn the_shims_metrics_parse_and_a_drained_agent_is_a_decommissioned_node() {
     let dir = tempfile::tempdir().unwrap();
     let spec = support::spec_with_free_port("cpus:2;mem:2048;disk:1000;{ports}");
-    let args = support::loopback_standalone_args(dir.path().to_str().unwrap(), &spec);
-    let (_standalone, line) = support::spawn_weir("standalone", &args, "weir standalone: broker");
-    let broker = support::addr_in(&line);
+    let (_standalone, broker) = support::spawn_loopback_standalone(dir.path().to_str().unwrap(), &spec, &[]);
     let yarn_site = std::fs::read_to_string(dir.path().join("hadoop-conf/yarn-site.xml")).expect("yarn-site.xml");
     let web = yarn_site
         .split("<name>yarn.resourcemanager.webapp.address</name>")
@@ -141,7 +139,7 @@ fn the_shims_metrics_parse_and_a_drained_agent_is_a_decommissioned_node() {
     }
     assert_eq!(sample(&families, "weir_yarn_applications", "weir_yarn_applications", &[("state", "RUNNING")]), 0.0);
 
-    let state: serde_json::Value = serde_json::from_str(&support::http_get(&format!("http://{broker}/state")).unwrap()).unwrap();
+    let state = support::state_of(&broker);
     let agent = state["agents"][0]["id"].as_str().expect("the agent").to_owned();
     let out = Command::new(support::WEIR).args(["agent", "drain", &agent, "--broker", &broker]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -488,7 +488,7 @@ async fn a_cpu_hog_gets_its_share_and_its_usage_is_reported() {
     // The rate, from the agent's own live readings two seconds apart.
     let agent = state["agents"][0]["http_address"].as_str().unwrap().to_owned();
     let read = || -> (Instant, f64) {
-        let doc: serde_json::Value = serde_json::from_str(&support::http_get(&format!("http://{agent}/state")).unwrap()).unwrap();
+        let doc = support::state_of(&agent);
         (Instant::now(), doc["tasks"][0]["usage"]["cpu_seconds"].as_f64().unwrap())
     };
     let (t0, c0) = tokio::task::block_in_place(read);
@@ -502,7 +502,7 @@ async fn a_cpu_hog_gets_its_share_and_its_usage_is_reported() {
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(text.contains("CPU TIME") && text.contains("MEM USED"), "{text}");
     let agent = state["agents"][0]["http_address"].as_str().unwrap().to_owned();
-    let agent_state: serde_json::Value = serde_json::from_str(&support::http_get(&format!("http://{agent}/state")).unwrap()).unwrap();
+    let agent_state = support::state_of(&agent);
     assert_eq!(agent_state["isolation"], "cgroups");
     assert!(agent_state["tasks"][0]["usage"]["mem_limit_bytes"].as_u64() == Some(64 * 1024 * 1024));
     fw.fw.teardown().await.unwrap();

@@ -44,19 +44,14 @@ impl Drop for Standalone {
 fn standalone(defines: &[&str]) -> Standalone {
     let dir = tempfile::tempdir().unwrap();
     let spec = support::spec_with_free_port(SPEC);
-    let mut args = support::loopback_standalone_args(dir.path().to_str().unwrap(), &spec);
-    for d in defines {
-        args.extend(["-D", d]);
-    }
-    let (proc, line) = support::spawn_weir("standalone", &args, "weir standalone: broker");
-    let broker = support::addr_in(&line);
+    let (proc, broker) = support::spawn_loopback_standalone(dir.path().to_str().unwrap(), &spec, defines);
     let conf_dir = dir.path().join("hadoop-conf");
     Standalone { proc, broker, conf_dir, dir }
 }
 
 impl Standalone {
     fn state(&self) -> Value {
-        serde_json::from_str(&support::http_get(&format!("http://{}/state", self.broker)).unwrap()).unwrap()
+        support::state_of(&self.broker)
     }
 
     fn wait_for(&self, within: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Value {

@@ -57,12 +57,7 @@ fn standalone() -> Standalone {
 fn standalone_with(spec: &str, defines: &[&str]) -> Standalone {
     let dir = tempfile::tempdir().unwrap();
     let spec = support::spec_with_free_port(spec);
-    let mut args = support::loopback_standalone_args(dir.path().to_str().unwrap(), &spec);
-    for d in defines {
-        args.extend(["-D", d]);
-    }
-    let (proc, line) = support::spawn_weir("standalone", &args, "weir standalone: broker");
-    let broker = support::addr_in(&line);
+    let (proc, broker) = support::spawn_loopback_standalone(dir.path().to_str().unwrap(), &spec, defines);
     // Written before standalone prints its endpoints.
     let conf_dir = dir.path().join("hadoop-conf");
     let yarn_site = std::fs::read_to_string(conf_dir.join("yarn-site.xml"))
@@ -72,8 +67,7 @@ fn standalone_with(spec: &str, defines: &[&str]) -> Standalone {
     assert!(core_site.contains(&format!("<name>fs.defaultFS</name>\n    <value>{configured}</value>")), "{core_site}");
     let yarn_addr = site_value(&yarn_site, "yarn.resourcemanager.address").expect("yarn.resourcemanager.address in yarn-site.xml");
     assert_ne!(yarn_addr, "127.0.0.1:0", "yarn-site.xml must name the port the shim really bound");
-    let state = support::http_get(&format!("http://{broker}/state")).expect("broker /state");
-    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    let state = support::state_of(&broker);
     let agent_http = state["agents"][0]["http_address"].as_str().expect("the agent registered").to_owned();
     Standalone { _proc: proc, conf_dir, yarn_addr, agent_http, dir, broker }
 }
@@ -409,7 +403,7 @@ fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
 
 /// The broker's /state.
 fn state(sa: &Standalone) -> serde_json::Value {
-    serde_json::from_str(&support::http_get(&format!("http://{}/state", sa.broker)).unwrap()).unwrap()
+    support::state_of(&sa.broker)
 }
 
 /// Waits until the pool is idle again: no task of any framework, nothing used.
@@ -1021,10 +1015,22 @@ print("SUM=%d" % total)
 spark.stop()
 "#;
 
+/// Waits until SLOW_SUM_PY's slices have run in `executors` different
+/// executor processes (each slice marks `marks` with its pid).
+fn wait_for_executors(marks: &Path, executors: usize, deadline: std::time::Instant) {
+    let pids = || -> std::collections::BTreeSet<String> {
+        std::fs::read_dir(marks).unwrap().flatten().filter_map(|e| e.file_name().to_str()?.split('-').nth(1).map(str::to_owned)).collect()
+    };
+    while pids().len() < executors {
+        assert!(std::time::Instant::now() < deadline, "the job's slices never ran on {executors} executors");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// The agents the shim's containers run on, from /state: (container task
 /// id, agent id), live tasks only.
 fn containers_by_agent(broker: &str) -> Vec<(String, String)> {
-    let s: serde_json::Value = serde_json::from_str(&support::http_get(&format!("http://{broker}/state")).unwrap()).unwrap();
+    let s = support::state_of(broker);
     s["tasks"]
         .as_array()
         .unwrap()
@@ -1085,14 +1091,7 @@ fn draining_an_agent_under_a_spark_job_moves_its_work_and_the_job_ends_exact() {
     let watcher = {
         std::thread::spawn(move || {
             let deadline = std::time::Instant::now() + Duration::from_secs(180);
-            // Three executors each running a slice of the job.
-            let pids = || -> std::collections::BTreeSet<String> {
-                std::fs::read_dir(&watched).unwrap().flatten().filter_map(|e| e.file_name().to_str()?.split('-').nth(1).map(str::to_owned)).collect()
-            };
-            while pids().len() < 3 {
-                assert!(std::time::Instant::now() < deadline, "the job's slices never ran on three executors");
-                std::thread::sleep(Duration::from_millis(200));
-            }
+            wait_for_executors(&watched, 3, deadline);
             let (drained, victims) = loop {
                 let running = containers_by_agent(&broker);
                 let am = running.iter().find(|(id, _)| id.ends_with("_000001")).map(|(_, a)| a.clone());
@@ -1270,14 +1269,7 @@ fn a_guarantee_takes_an_executor_back_from_a_spark_job_by_preemption() {
     std::fs::create_dir_all(&marks).unwrap();
     let (broker, watched) = (sa.broker.clone(), marks.clone());
     let claimant = std::thread::spawn(move || {
-        let deadline = std::time::Instant::now() + Duration::from_secs(180);
-        let pids = || -> std::collections::BTreeSet<String> {
-            std::fs::read_dir(&watched).unwrap().flatten().filter_map(|e| e.file_name().to_str()?.split('-').nth(1).map(str::to_owned)).collect()
-        };
-        while pids().len() < 2 {
-            assert!(std::time::Instant::now() < deadline, "the job's slices never ran on two executors");
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_for_executors(&watched, 2, std::time::Instant::now() + Duration::from_secs(180));
         let set = Command::new(support::WEIR).args(["role", "set", "prod", "--guarantee", "cpus:1", "--broker", &broker]).output().unwrap();
         assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
         let began = std::time::Instant::now();

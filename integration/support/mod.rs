@@ -86,6 +86,26 @@ pub fn loopback_standalone_args<'a>(work_dir: &'a str, spec: &'a str) -> Vec<&'a
     ]
 }
 
+/// `weir standalone` on loopback (see [`loopback_standalone_args`]) in
+/// `work_dir`, offering `spec`, with more `-D KEY=VALUE` settings: the
+/// process and the broker's address.
+pub fn spawn_loopback_standalone(work_dir: &str, spec: &str, defines: &[&str]) -> (Proc, String) {
+    let mut args = loopback_standalone_args(work_dir, spec);
+    for d in defines {
+        args.extend(["-D", d]);
+    }
+    let (proc, line) = spawn_weir("standalone", &args, "weir standalone: broker");
+    let broker = addr_in(&line);
+    (proc, broker)
+}
+
+/// The `/state` document of a broker or agent at `address` (`host:port`).
+pub fn state_of(address: &str) -> Value {
+    let url = format!("http://{address}/state");
+    let body = http_get(&url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))
+}
+
 /// `spec` with `{ports}` replaced by two free ports: tests run side by
 /// side, and each agent's node manager needs ports of its own (IPC, web).
 pub fn spec_with_free_port(spec: &str) -> String {
@@ -282,9 +302,7 @@ impl Cluster {
     }
 
     pub fn state(&self) -> Value {
-        let url = format!("http://{}/state", self.broker_addr);
-        let body = http_get(&url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
-        serde_json::from_str(&body).expect("state is JSON")
+        state_of(&self.broker_addr)
     }
 
     /// Polls `/state` until `pred` holds or the timeout passes (then panics

@@ -136,7 +136,7 @@ impl Launcher for ProcessLauncher {
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
             // No record: killed with SIGKILL along with its task.
-            let record = read_exit(&sandbox).or(Some(ExitRecord { code: None, signal: Some(9), error: None }));
+            let record = read_exit(&sandbox).or(Some(without_record(None)));
             this.supervised_exit(&framework, &task, record)
         }))
     }

@@ -389,7 +389,7 @@ impl RmCore {
     pub fn mapped_queue(&self, user: &str, groups: &[String], asked: &str) -> String {
         let asked = asked.strip_prefix("root.").unwrap_or(asked);
         match &self.queue_conf {
-            Some(conf) if asked.is_empty() || asked == "default" => conf.mapped_queue(user, groups, if asked.is_empty() { "default" } else { asked }),
+            Some(conf) if asked.is_empty() || asked == "default" => conf.mapped_queue(user, groups, "default"),
             _ => asked.to_owned(),
         }
     }

@@ -291,7 +291,7 @@ fn web_ui_url(bound: SocketAddr, host: Option<&str>) -> String {
 /// capacities say.
 pub(crate) async fn push_queue_weights(link: &mut BrokerLink, conf: &CapacityScheduler) -> Result<(), Error> {
     let weights: Vec<v1::RoleWeight> = conf.weights().into_iter().map(|(role, weight)| v1::RoleWeight { role, weight }).collect();
-    info!(weights = ?conf.weights(), "queue weights from capacity-scheduler.xml");
+    info!(?weights, "queue weights from capacity-scheduler.xml");
     let client = link.client().await?;
     client
         .update_weights(v1::UpdateWeightsRequest { weights })
