@@ -84,6 +84,11 @@ pub struct Allocation {
     /// Bytes of the data the framework wants that the agent holds (0 when
     /// it stated none, or none is there).
     pub data_bytes: u64,
+    /// Revocable: part of the guarantee headroom, lent to a framework that
+    /// accepts revocable resources while the guaranteed roles do not ask
+    /// for it; the first thing revoked when they do. Given back with
+    /// [`Allocator::recover_revocable`].
+    pub revocable: bool,
 }
 
 /// Where the data a framework's tasks will read is: bytes per agent.
@@ -124,6 +129,9 @@ pub struct RoleShare {
     pub priority: u32,
     /// Its guarantee and limit (for the role's whole subtree).
     pub quota: Quota,
+    /// Revocable resources held in the role's subtree (part of `subtree`
+    /// and of the limit's measure, never of the guarantee's).
+    pub revocable: Resources,
     /// Scalars held in the role and every role below it, plus their
     /// reservations nobody holds: what its quota and share are measured on.
     pub subtree: Resources,
@@ -167,6 +175,9 @@ struct Agent {
     active: bool,
     /// By client slot; short (one entry per framework with something here).
     allocations: Vec<(u32, Held)>,
+    /// By client slot: the part of its record here that is revocable
+    /// (empty on almost every agent).
+    revocable: Vec<(u32, Scalars)>,
 }
 
 #[derive(Clone, Debug)]
@@ -192,6 +203,8 @@ struct Framework {
     /// The agents holding the data its tasks will read. `None`: no
     /// preference, any agent will do.
     wants: Option<Box<Wants>>,
+    /// It accepts revocable resources (REVOCABLE_RESOURCES capability).
+    takes_revocable: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -223,6 +236,9 @@ struct RoleState {
     own_key: Option<RoleKey>,
     /// `usage()` of this role and every role below it.
     subtree: Scalars,
+    /// The revocable part of `subtree`: counted by limits and shares, not
+    /// towards the guarantee.
+    revocable: Scalars,
     priority: u32,
     guarantee: Scalars,
     /// Per scalar; `u64::MAX` where unlimited.
@@ -235,6 +251,8 @@ struct Client {
     framework: u32,
     role: u32,
     allocated: Scalars,
+    /// The revocable part of `allocated`.
+    revocable: Scalars,
     /// The framework asked for this role (it may hold resources in a role it
     /// is not, or no longer, subscribed to).
     subscribed: bool,
@@ -260,9 +278,21 @@ impl RoleState {
         self.guarantee != Scalars::default() || self.limit != Scalars::UNLIMITED
     }
 
-    /// Whether the subtree holds less than the guarantee of some kind.
+    /// Whether the subtree holds less than the guarantee of some kind
+    /// (revocable holdings do not count: they can be taken back).
     fn below_guarantee(&self) -> bool {
-        self.guarantee.0.iter().zip(self.subtree.0).any(|(g, u)| u < *g)
+        self.guarantee.0.iter().zip(self.guaranteed_use().0).any(|(g, u)| u < *g)
+    }
+
+    /// What counts towards the guarantee: the subtree less its revocable
+    /// holdings.
+    fn guaranteed_use(&self) -> Scalars {
+        self.subtree.saturating_sub(&self.revocable)
+    }
+
+    /// What the subtree lacks of its guarantee.
+    fn shortfall(&self) -> Scalars {
+        self.guarantee.saturating_sub(&self.guaranteed_use())
     }
 
     /// Whether something below this role (its own clients included) is
@@ -339,6 +369,12 @@ pub struct Allocator {
     /// Set at the start of an allocation call while guarantees need
     /// headroom.
     headroom: Option<Headroom>,
+    /// Frameworks that take revocable resources: 0 skips the revocable
+    /// pass.
+    revocable_frameworks: usize,
+    /// Set while a cycle picks a client for revocable resources: only
+    /// frameworks that take them are eligible.
+    revocable_pass: bool,
 }
 
 /// At most this many grants split one agent's unreserved resources in a
@@ -358,6 +394,9 @@ fn give_back(r: &Resources, give: &Scalars) -> Resources {
 struct Headroom {
     /// Unreserved free scalars of active agents, kept current by grants.
     free: Scalars,
+    /// Revocable resources lent out: part of the headroom (revocation
+    /// takes them back first), kept current by revocable grants.
+    lent: Scalars,
     /// Roles with a guarantee and no guaranteed role above them.
     tops: Vec<u32>,
 }
@@ -421,6 +460,8 @@ impl Allocator {
             wants_active: false,
             scratch: Vec::new(),
             headroom: None,
+            revocable_frameworks: 0,
+            revocable_pass: false,
         }
     }
 
@@ -477,6 +518,7 @@ impl Allocator {
             child_order: SortedVec::default(),
             own_key: None,
             subtree: Scalars::default(),
+            revocable: Scalars::default(),
             priority: 0,
             guarantee: Scalars::default(),
             limit: Scalars::UNLIMITED,
@@ -577,7 +619,16 @@ impl Allocator {
         }
         let r = self.role_slot_or_create(role);
         let client =
-            Client { framework: f, role: r, allocated: Scalars::default(), subscribed: false, suppressed: false, last_granted: 0, key: None };
+            Client {
+                framework: f,
+                role: r,
+                allocated: Scalars::default(),
+                revocable: Scalars::default(),
+                subscribed: false,
+                suppressed: false,
+                last_granted: 0,
+                key: None,
+            };
         let c = take_slot(&mut self.clients, &mut self.free_client_slots, client);
         self.roles[r as usize].clients.push(c);
         self.framework_mut(f).clients.push(c);
@@ -597,6 +648,7 @@ impl Allocator {
             filters: None,
             yields: None,
             wants: None,
+            takes_revocable: false,
         };
         let f = take_slot(&mut self.frameworks, &mut self.free_framework_slots, fw);
         self.framework_ix.insert(id.clone(), f);
@@ -910,6 +962,7 @@ impl Allocator {
                 free,
                 active: true,
                 allocations: Vec::new(),
+                revocable: Vec::new(),
             },
         );
         self.agent_ix.insert(agent, a);
@@ -947,6 +1000,9 @@ impl Allocator {
         if removed.active {
             self.total.sub(&Scalars::of_set(&removed.total));
             self.order_dirty = true;
+        }
+        for (c, lent) in &removed.revocable {
+            self.add_revocable(*c, lent, false);
         }
         for (c, held) in &removed.allocations {
             self.account(*c, &held.scalars(), false);
@@ -1071,6 +1127,9 @@ impl Allocator {
     pub fn remove_framework(&mut self, framework: &FrameworkId) -> Result<(), AllocatorError> {
         let f = self.framework_slot(framework)?;
         let fw = self.frameworks[f as usize].take().expect("framework slot in use");
+        if fw.takes_revocable {
+            self.revocable_frameworks -= 1;
+        }
         self.framework_ix.remove(framework);
         self.free_framework_slots.push(f);
         let mut touched = Vec::new();
@@ -1093,6 +1152,7 @@ impl Allocator {
                 }
             }
             agent.allocations = kept;
+            agent.revocable.retain(|(c, _)| !fw.clients.contains(c));
             touched.push(a as u32);
         }
         for a in touched {
@@ -1100,6 +1160,10 @@ impl Allocator {
         }
         self.account_reserved_free(&freed, true);
         for &c in &fw.clients {
+            if self.client(c).revocable != Scalars::default() {
+                let lent = self.client(c).revocable;
+                self.add_revocable(c, &lent, false);
+            }
             let client = self.clients[c as usize].take().expect("client slot in use");
             let role = &mut self.roles[client.role as usize];
             role.allocated.sub(&client.allocated);
@@ -1109,6 +1173,23 @@ impl Allocator {
             self.forget_role_if_unused(client.role);
         }
         self.order_dirty = true;
+        Ok(())
+    }
+
+    /// Whether `framework` takes revocable resources (the headroom held
+    /// for guaranteed roles that do not ask for it, lent until they do).
+    /// Revocable resources it holds stay revocable either way.
+    pub fn set_takes_revocable(&mut self, framework: &FrameworkId, takes: bool) -> Result<(), AllocatorError> {
+        let f = self.framework_slot(framework)?;
+        let fw = self.framework_mut(f);
+        if fw.takes_revocable != takes {
+            fw.takes_revocable = takes;
+            if takes {
+                self.revocable_frameworks += 1;
+            } else {
+                self.revocable_frameworks -= 1;
+            }
+        }
         Ok(())
     }
 
@@ -1411,7 +1492,7 @@ impl Allocator {
             })
             .map(|(name, &r)| {
                 let role = &self.roles[r as usize];
-                (name.clone(), role.guarantee.saturating_sub(&role.subtree).to_resources())
+                (name.clone(), role.shortfall().to_resources())
             })
             .collect()
     }
@@ -1440,7 +1521,7 @@ impl Allocator {
         for &r in self.role_ix.values() {
             if !self.guarantee_above(r) {
                 let role = &self.roles[r as usize];
-                lack.add(&role.guarantee.saturating_sub(&role.subtree));
+                lack.add(&role.shortfall());
             }
         }
         lack.to_resources()
@@ -1471,6 +1552,31 @@ impl Allocator {
         role: &Role,
         resources: &ResourceSet,
     ) -> Result<(), AllocatorError> {
+        self.recover_inner(agent, framework, role, resources, false)
+    }
+
+    /// [`Allocator::recover`] for revocable resources (a revocable offer
+    /// or a task launched on one). Refused, changing nothing, unless they
+    /// are all allocated to that pair on that agent and revocable there
+    /// (unreserved scalars; ports are not lent apart from the rest).
+    pub fn recover_revocable(
+        &mut self,
+        agent: &AgentId,
+        framework: &FrameworkId,
+        role: &Role,
+        resources: &ResourceSet,
+    ) -> Result<(), AllocatorError> {
+        self.recover_inner(agent, framework, role, resources, true)
+    }
+
+    fn recover_inner(
+        &mut self,
+        agent: &AgentId,
+        framework: &FrameworkId,
+        role: &Role,
+        resources: &ResourceSet,
+        revocable: bool,
+    ) -> Result<(), AllocatorError> {
         let a = self.agent_slot(agent)?;
         let f = self.framework_slot(framework)?;
         let not_allocated = |allocated: ResourceSet| AllocatorError::NotAllocated {
@@ -1490,13 +1596,40 @@ impl Allocator {
             Ok(left) => left,
             Err(_) => return Err(not_allocated(held.to_set())),
         };
+        let amount = Scalars::of_set(resources);
+        let lent_at = slot.revocable.iter().position(|(owner, _)| *owner == c);
+        let lent = lent_at.map(|i| slot.revocable[i].1).unwrap_or_default();
+        // Revocable resources come back as such, and the rest never out
+        // of what is lent: the books of both stay exact.
+        let fits = if revocable {
+            resources.reserved.is_empty() && crate::quota::first_excess(&amount, &lent).is_none()
+        } else {
+            crate::quota::first_excess(&lent, &left.unreserved_scalars()).is_none()
+        };
+        if !fits {
+            return Err(AllocatorError::RevocableMismatch {
+                agent: agent.clone(),
+                framework: framework.clone(),
+                role: role.clone(),
+                wanted: Box::new(resources.clone()),
+                revocable_asked: revocable,
+                lent: Box::new(ResourceSet::unreserved(lent.to_resources())),
+            });
+        }
         if left.is_empty() {
             slot.allocations.swap_remove(pos);
         } else {
             slot.allocations[pos].1 = left;
         }
         slot.add_free(resources);
-        self.account(c, &Scalars::of_set(resources), false);
+        if let (true, Some(i)) = (revocable, lent_at) {
+            slot.revocable[i].1.sub(&amount);
+            if slot.revocable[i].1 == Scalars::default() {
+                slot.revocable.swap_remove(i);
+            }
+            self.add_revocable(c, &amount, false);
+        }
+        self.account(c, &amount, false);
         self.account_reserved_free(resources, true);
         self.touch_candidate(a);
         Ok(())
@@ -1612,6 +1745,7 @@ impl Allocator {
         }
         let mut notes = CycleNotes::default();
         let mut grants: Vec<(u32, ResourceSet)> = Vec::new();
+        let mut revocable: Vec<(u32, ResourceSet)> = Vec::new();
         let mut granted = 0usize;
         let mut complete = true;
         for (i, &a) in list.iter().enumerate() {
@@ -1622,20 +1756,22 @@ impl Allocator {
             if let Some(&ahead) = list.get(i + PREFETCH_DISTANCE) {
                 self.prefetch_agent(ahead);
             }
-            self.offer_agent(a, now, &mut grants, &mut notes);
-            if grants.is_empty() {
+            self.offer_agent(a, now, &mut grants, &mut revocable, &mut notes);
+            if grants.is_empty() && revocable.is_empty() {
                 continue;
             }
             granted += 1;
             let agent_id = self.agent(a).id.clone();
-            for (c, resources) in grants.drain(..) {
+            let normal = grants.len();
+            for (i, (c, resources)) in grants.drain(..).chain(revocable.drain(..)).enumerate() {
+                let revocable = i >= normal;
                 let client = self.client(c);
                 let fw = self.framework(client.framework);
                 let data_bytes =
                     if self.wants_active { fw.wants.as_ref().and_then(|w| w.agents.get(&a)).copied().unwrap_or(0) } else { 0 };
                 let framework = fw.id.clone();
                 let role = self.roles[client.role as usize].name.clone();
-                out.push(Allocation { agent: agent_id.clone(), framework, role, resources, data_bytes });
+                out.push(Allocation { agent: agent_id.clone(), framework, role, resources, data_bytes, revocable });
             }
         }
         self.scratch = list;
@@ -1738,7 +1874,8 @@ impl Allocator {
     fn pick_in_role(&self, r: u32, a: u32, now: Duration, notes: &mut CycleNotes, honour_yields: bool) -> Option<u32> {
         self.roles[r as usize].order.iter().map(|&(_, _, _, c)| c).find(|&c| {
             let f = self.client(c).framework;
-            !self.filtered(f, a, now, notes)
+            !(self.revocable_pass && !self.framework(f).takes_revocable)
+                && !self.filtered(f, a, now, notes)
                 && !(honour_yields && self.yielding(f, a, now))
                 && !self.waits_for_data(f, a, now, notes)
         })
@@ -1782,7 +1919,7 @@ impl Allocator {
         let mut cap = cap.min(&role.limit.saturating_sub(&role.subtree));
         let mut covered = covered;
         if !covered && role.guarantee != Scalars::default() {
-            let mut room = role.guarantee.saturating_sub(&role.subtree);
+            let mut room = role.shortfall();
             room.add(slack);
             cap = cap.min(&room);
             covered = true;
@@ -1814,9 +1951,11 @@ impl Allocator {
         let mut required = Scalars::default();
         for &t in &h.tops {
             let role = &self.roles[t as usize];
-            required.add(&role.guarantee.saturating_sub(&role.subtree));
+            required.add(&role.shortfall());
         }
-        h.free.saturating_sub(&required)
+        let mut have = h.free;
+        have.add(&h.lent);
+        have.saturating_sub(&required)
     }
 
     /// Sets up this call's headroom books: the topmost guaranteed roles
@@ -1840,13 +1979,15 @@ impl Allocator {
         // agents is subtracted too, which only makes the headroom more
         // careful.
         let mut free = self.total;
+        let mut lent = Scalars::default();
         for &r in self.role_ix.values() {
             let role = &self.roles[r as usize];
             if role.parent.is_none() {
                 free = free.saturating_sub(&role.subtree);
+                lent.add(&role.revocable);
             }
         }
-        self.headroom = Some(Headroom { free, tops });
+        self.headroom = Some(Headroom { free, lent, tops });
     }
 
     /// Offers agent `a`'s unreserved free resources under quotas: each
@@ -1910,6 +2051,71 @@ impl Allocator {
         whole
     }
 
+    /// Lends what the headroom kept of agent `a`'s unreserved free
+    /// resources to frameworks that take revocable resources: one grant
+    /// at most, cut to the winner's limits (limits count revocable
+    /// holdings), picked in the policy's order among those frameworks.
+    /// Only while some guaranteed role lacks (`headroom` is set): what
+    /// nobody holds back is offered as usual.
+    fn offer_revocable(&mut self, a: u32, now: Duration, revocable: &mut Vec<(u32, ResourceSet)>, notes: &mut CycleNotes) {
+        if self.headroom.is_none() || !self.allocatable(&self.agent(a).free.unreserved) {
+            return;
+        }
+        let free = Scalars::of(&self.agent(a).free.unreserved);
+        self.revocable_pass = true;
+        let mut winner = self
+            .role_order
+            .iter()
+            .find_map(|k| self.pick_capped(k.3, a, now, notes, true, Scalars::UNLIMITED, &Scalars::UNLIMITED, &free, false));
+        if winner.is_none() && self.yielding_frameworks > 0 {
+            winner = self.role_order.iter().find_map(|k| {
+                self.pick_capped(k.3, a, now, notes, false, Scalars::UNLIMITED, &Scalars::UNLIMITED, &free, false)
+            });
+        }
+        self.revocable_pass = false;
+        let Some((c, cap)) = winner else { return };
+        let give = free.min(&cap);
+        let agent = self.agent_mut(a);
+        let mut bundle = give.to_resources();
+        bundle.ports = mem::take(&mut agent.free.unreserved.ports);
+        agent.free_ports = Ports::EMPTY;
+        agent.free.unreserved = give_back(&agent.free.unreserved, &give);
+        match agent.revocable.iter_mut().find(|(owner, _)| *owner == c) {
+            Some((_, lent)) => lent.add(&give),
+            None => agent.revocable.push((c, give)),
+        }
+        self.note_grant(c);
+        self.add_revocable(c, &give, true);
+        self.account(c, &give, true);
+        if let Some(h) = &mut self.headroom {
+            h.free.sub(&give);
+            h.lent.add(&give);
+        }
+        revocable.push((c, ResourceSet::unreserved(bundle)));
+    }
+
+    /// Adds (or removes) `amount` to the revocable books of client `c`
+    /// and of its role and every role above it. Call before `account`,
+    /// which re-files them.
+    fn add_revocable(&mut self, c: u32, amount: &Scalars, add: bool) {
+        let client = self.client_mut(c);
+        if add {
+            client.revocable.add(amount);
+        } else {
+            client.revocable.sub(amount);
+        }
+        let mut at = Some(client.role);
+        while let Some(x) = at {
+            let role = &mut self.roles[x as usize];
+            if add {
+                role.revocable.add(amount);
+            } else {
+                role.revocable.sub(amount);
+            }
+            at = role.parent;
+        }
+    }
+
     /// Whether `give`, from agent `a`'s unreserved free resources, is
     /// worth an offer under quotas: not empty, and with at least the
     /// minimum of cpus and of memory wherever the agent has that much at
@@ -1937,7 +2143,14 @@ impl Allocator {
 
     /// Offers agent `a`'s free resources, pushing (client, resources) grants
     /// (at most one per client) and recording them on the agent.
-    fn offer_agent(&mut self, a: u32, now: Duration, grants: &mut Vec<(u32, ResourceSet)>, notes: &mut CycleNotes) {
+    fn offer_agent(
+        &mut self,
+        a: u32,
+        now: Duration,
+        grants: &mut Vec<(u32, ResourceSet)>,
+        revocable: &mut Vec<(u32, ResourceSet)>,
+        notes: &mut CycleNotes,
+    ) {
         if !self.agent(a).active {
             self.candidates.set(a, false);
             return;
@@ -1962,6 +2175,9 @@ impl Allocator {
         let mut unreserved_ports = None;
         if self.quota_roles > 0 {
             unreserved_ports = self.offer_unreserved_with_quotas(a, now, grants, notes);
+            if self.revocable_frameworks > 0 {
+                self.offer_revocable(a, now, revocable, notes);
+            }
         } else if self.allocatable(&self.agent(a).free.unreserved) {
             let mut winner = self.role_order.iter().find_map(|k| self.pick_in_tree(k.3, a, now, notes, true));
             if winner.is_none() && self.yielding_frameworks > 0 {
@@ -1980,7 +2196,7 @@ impl Allocator {
             }
         }
         let agent = self.agents[a as usize].as_mut().expect("agent slot in use");
-        for (c, resources) in grants.iter() {
+        for (c, resources) in grants.iter().chain(revocable.iter()) {
             match agent.allocations.iter_mut().find(|(owner, _)| owner == c) {
                 Some((_, held)) => held.add(resources),
                 None => {
@@ -2036,6 +2252,7 @@ impl Allocator {
                     priority: role.priority,
                     quota: Quota { guarantee: role.guarantee.to_resources(), limit: limits_of(&role.limit) },
                     subtree: role.subtree.to_resources(),
+                    revocable: role.revocable.to_resources(),
                     parent: role.parent.map(|p| self.roles[p as usize].name.clone()),
                 }
             })
@@ -2104,6 +2321,38 @@ impl Allocator {
             );
         }
         assert_eq!(total, self.total);
+        let mut lent_sums: BTreeMap<u32, Scalars> = BTreeMap::new();
+        for agent in self.agents.iter().flatten() {
+            for (c, lent) in &agent.revocable {
+                assert!(*lent != Scalars::default(), "empty revocable record on {}", agent.id);
+                let held = agent.allocations.iter().find(|(owner, _)| owner == c).map(|(_, h)| h.unreserved_scalars());
+                assert!(
+                    held.is_some_and(|h| crate::quota::first_excess(lent, &h).is_none()),
+                    "revocable record of client {c} on {} beyond what it holds",
+                    agent.id
+                );
+                lent_sums.entry(*c).or_default().add(lent);
+            }
+        }
+        let mut role_lent: BTreeMap<u32, Scalars> = BTreeMap::new();
+        for (c, slot) in self.clients.iter().enumerate() {
+            let Some(client) = slot else { continue };
+            assert_eq!(client.revocable, lent_sums.get(&(c as u32)).copied().unwrap_or_default(), "revocable of client {c}");
+            let mut at = Some(client.role);
+            while let Some(r) = at {
+                role_lent.entry(r).or_default().add(&client.revocable);
+                at = self.roles[r as usize].parent;
+            }
+        }
+        for &r in self.role_ix.values() {
+            let role = &self.roles[r as usize];
+            assert_eq!(role.revocable, role_lent.get(&r).copied().unwrap_or_default(), "revocable of role {}", role.name);
+        }
+        assert_eq!(
+            self.revocable_frameworks,
+            self.frameworks.iter().flatten().filter(|fw| fw.takes_revocable).count(),
+            "count of frameworks taking revocable resources"
+        );
         let mut role_sums: BTreeMap<u32, Scalars> = BTreeMap::new();
         for (c, slot) in self.clients.iter().enumerate() {
             let Some(client) = slot else { continue };

@@ -30,6 +30,19 @@ pub enum AllocatorError {
         wanted: Box<ResourceSet>,
         allocated: Box<ResourceSet>,
     },
+    #[error(
+        "cannot recover {wanted} on agent {agent} for framework {framework} in role {role} as {}: \
+         {lent} of what it holds there is revocable",
+        if *revocable_asked { "revocable" } else { "not revocable" }
+    )]
+    RevocableMismatch {
+        agent: AgentId,
+        framework: FrameworkId,
+        role: Role,
+        wanted: Box<ResourceSet>,
+        revocable_asked: bool,
+        lent: Box<ResourceSet>,
+    },
     #[error("quota for role {role} refused: {reason}")]
     BadQuota { role: Role, reason: String },
     #[error("role {role} refused: {reason}")]

@@ -101,6 +101,11 @@ impl Held {
             && self.reserved.is_empty()
     }
 
+    /// The unreserved scalars (what revocable resources are lent from).
+    pub(crate) fn unreserved_scalars(&self) -> Scalars {
+        self.unreserved
+    }
+
     pub(crate) fn scalars(&self) -> Scalars {
         let mut s = self.unreserved;
         for r in self.reserved.values() {

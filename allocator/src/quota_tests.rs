@@ -168,6 +168,136 @@ fn a_role_under_its_guarantee_goes_first_whatever_its_weight() {
     assert_eq!(by, BTreeMap::from([("big".into(), 16), ("small".into(), 16)]));
 }
 
+/// Offered cpus per role in one cycle, (normal, revocable).
+fn cpus_by_role_and_kind(offers: &[Allocation]) -> BTreeMap<String, (u64, u64)> {
+    let mut by: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for o in offers {
+        let e = by.entry(o.role.to_string()).or_default();
+        let n = o.resources.total().cpus.0 / 1000;
+        if o.revocable {
+            e.1 += n;
+        } else {
+            e.0 += n;
+        }
+    }
+    by
+}
+
+#[test]
+fn the_headroom_is_lent_as_revocable_resources_and_comes_back_for_the_guarantee() {
+    let mut alloc = cluster(4);
+    alloc.set_quota(role("prod"), guarantee("cpus:16")).unwrap();
+    alloc.add_framework(fw("an"), vec![role("analytics")]).unwrap();
+    alloc.set_takes_revocable(&fw("an"), true).unwrap();
+    let offers = alloc.allocate(Duration::ZERO);
+    alloc.check_invariants();
+    assert_eq!(cpus_by_role_and_kind(&offers)["analytics"], (16, 16), "{offers:?}");
+    assert!(offers.iter().filter(|o| o.revocable).all(|o| o.resources.reserved.is_empty()));
+    // Lent, not given: the guarantee still lacks all of it, and the
+    // revocable part counts for the share and the books, not the guarantee.
+    assert_eq!(alloc.guarantee_shortfall().cpus, cpus(16));
+    let an = alloc.role_shares().into_iter().find(|s| s.role == role("analytics")).unwrap();
+    assert_eq!((an.subtree.cpus, an.revocable.cpus), (cpus(32), cpus(16)));
+    // Production asks: nothing is free, so it is starved (revocation's
+    // cue) until the revocable resources come back; then it gets them.
+    alloc.add_framework(fw("p"), vec![role("prod")]).unwrap();
+    assert!(alloc.allocate(Duration::from_secs(1)).is_empty());
+    assert_eq!(alloc.starved_guarantees(), vec![(role("prod"), Resources { cpus: cpus(16), ..Resources::default() })]);
+    for o in offers.iter().filter(|o| o.revocable) {
+        alloc.recover_revocable(&o.agent, &o.framework, &o.role, &o.resources).unwrap();
+    }
+    alloc.check_invariants();
+    let offers = alloc.allocate(Duration::from_secs(2));
+    alloc.check_invariants();
+    assert_eq!(cpus_by_role_and_kind(&offers), BTreeMap::from([("prod".into(), (16, 0))]), "{offers:?}");
+    assert!(alloc.starved_guarantees().is_empty());
+}
+
+#[test]
+fn frameworks_without_the_capability_are_never_offered_revocable_resources() {
+    let mut alloc = cluster(4);
+    alloc.set_quota(role("prod"), guarantee("cpus:16")).unwrap();
+    alloc.add_framework(fw("plain"), vec![role("analytics")]).unwrap();
+    let offers = alloc.allocate(Duration::ZERO);
+    alloc.check_invariants();
+    assert_eq!(cpus_by_role_and_kind(&offers)["analytics"], (16, 0));
+    assert!(alloc.allocate(Duration::from_secs(1)).is_empty());
+    // A framework with the capability joins: it gets the held-back half as
+    // revocable; the other still gets nothing more.
+    alloc.add_framework(fw("rev"), vec![role("batch")]).unwrap();
+    alloc.set_takes_revocable(&fw("rev"), true).unwrap();
+    let offers = alloc.allocate(Duration::from_secs(2));
+    alloc.check_invariants();
+    assert!(offers.iter().all(|o| o.revocable && o.framework == fw("rev")), "{offers:?}");
+    assert_eq!(cpus_by_role_and_kind(&offers)["batch"], (0, 16));
+    // Revoking the capability stops new revocable offers; what is held stays.
+    alloc.set_takes_revocable(&fw("rev"), false).unwrap();
+    for o in &offers {
+        alloc.recover_revocable(&o.agent, &o.framework, &o.role, &o.resources).unwrap();
+    }
+    assert!(alloc.allocate(Duration::from_secs(3)).is_empty());
+    alloc.check_invariants();
+}
+
+#[test]
+fn limits_cut_revocable_grants_too() {
+    let mut alloc = cluster(4);
+    alloc.set_quota(role("prod"), guarantee("cpus:16")).unwrap();
+    alloc.set_quota(role("analytics"), limit_cpus(20)).unwrap();
+    alloc.add_framework(fw("an"), vec![role("analytics")]).unwrap();
+    alloc.set_takes_revocable(&fw("an"), true).unwrap();
+    let offers = alloc.allocate(Duration::ZERO);
+    alloc.check_invariants();
+    assert_eq!(cpus_by_role_and_kind(&offers)["analytics"], (16, 4), "{offers:?}");
+    let an = alloc.role_shares().into_iter().find(|s| s.role == role("analytics")).unwrap();
+    assert_eq!(an.subtree.cpus, cpus(20));
+}
+
+#[test]
+fn revocable_holdings_do_not_count_towards_a_guarantee() {
+    // prod (16 guaranteed) takes revocable resources from web's headroom.
+    let mut alloc = cluster(4);
+    alloc.set_quota(role("prod"), guarantee("cpus:8")).unwrap();
+    alloc.set_quota(role("web"), guarantee("cpus:16")).unwrap();
+    alloc.add_framework(fw("p"), vec![role("prod")]).unwrap();
+    alloc.set_takes_revocable(&fw("p"), true).unwrap();
+    let offers = alloc.allocate(Duration::ZERO);
+    alloc.check_invariants();
+    // Its guarantee and the slack (32 - 8 - 16) as its own, web's 16 lent.
+    assert_eq!(cpus_by_role_and_kind(&offers)["prod"], (16, 16), "{offers:?}");
+    alloc.add_framework(fw("w"), vec![role("web")]).unwrap();
+    assert_eq!(alloc.starved_guarantees(), vec![(role("web"), Resources { cpus: cpus(16), ..Resources::default() })]);
+    // Giving back a revocable offer as if it were not is refused, changing nothing.
+    let lent = offers.iter().find(|o| o.revocable).unwrap();
+    let before = alloc.role_shares();
+    let err = alloc.recover(&lent.agent, &lent.framework, &lent.role, &lent.resources).unwrap_err();
+    assert!(matches!(err, AllocatorError::RevocableMismatch { .. }), "{err}");
+    let normal = offers.iter().find(|o| !o.revocable).unwrap();
+    let err = alloc.recover_revocable(&normal.agent, &normal.framework, &normal.role, &normal.resources).unwrap_err();
+    assert!(matches!(err, AllocatorError::RevocableMismatch { .. }), "{err}");
+    assert_eq!(before, alloc.role_shares());
+    alloc.check_invariants();
+}
+
+#[test]
+fn revocable_books_follow_removed_agents_and_frameworks() {
+    let mut alloc = cluster(2);
+    alloc.set_quota(role("prod"), guarantee("cpus:8")).unwrap();
+    alloc.add_framework(fw("an"), vec![role("eng/analytics")]).unwrap();
+    alloc.set_takes_revocable(&fw("an"), true).unwrap();
+    let offers = alloc.allocate(Duration::ZERO);
+    assert_eq!(cpus_by_role_and_kind(&offers)["eng/analytics"], (8, 8));
+    let lent_on = offers.iter().find(|o| o.revocable).unwrap().agent.clone();
+    alloc.remove_agent(&lent_on).unwrap();
+    alloc.check_invariants();
+    alloc.add_agent(agent(9), res("cpus:8;mem:32768"), vec![]).unwrap();
+    alloc.allocate(Duration::from_secs(1));
+    alloc.check_invariants();
+    alloc.remove_framework(&fw("an")).unwrap();
+    alloc.check_invariants();
+    assert!(alloc.role_shares().iter().all(|s| s.revocable.is_empty()));
+}
+
 #[test]
 fn guarantees_are_checked_with_the_figures_and_a_refusal_changes_nothing() {
     let mut alloc = cluster(2); // 16 cpus
@@ -220,8 +350,9 @@ struct Setup {
     agents: Vec<(u64, u64)>,
     /// Per role of `TREE`: (weight, priority, guarantee cpus, limit cpus).
     roles: Vec<(f64, u32, u64, Option<u64>)>,
-    /// Role of each framework (index into `TREE`).
-    frameworks: Vec<usize>,
+    /// Role of each framework (index into `TREE`), and whether it takes
+    /// revocable resources.
+    frameworks: Vec<(usize, bool)>,
     policy: usize,
 }
 
@@ -229,7 +360,7 @@ fn arb_setup() -> impl Strategy<Value = Setup> {
     (
         prop::collection::vec((1u64..16, 1u64..64), 1..8),
         prop::collection::vec((0.5f64..4.0, 0u32..3, prop_oneof![3 => Just(0u64), 1 => 1u64..12], prop::option::weighted(0.4, 0u64..40)), 6),
-        prop::collection::vec(0usize..6, 1..6),
+        prop::collection::vec((0usize..6, any::<bool>()), 1..6),
         0usize..3,
     )
         .prop_map(|(agents, roles, frameworks, policy)| Setup { agents, roles, frameworks, policy })
@@ -278,8 +409,17 @@ fn check_quotas(alloc: &Allocator, free_unreserved: &Resources) -> Result<(), Te
             prop_assert!(share.subtree.cpus <= limit, "{} holds {} cpus over its limit {}", share.role, share.subtree.cpus, limit);
         }
     }
+    // The headroom: what is free plus what is lent as revocable (which
+    // revocation takes back first) covers what the guarantees lack.
     let lack = alloc.guarantee_shortfall();
-    prop_assert!(lack.cpus <= free_unreserved.cpus, "headroom broken: guarantees lack {} cpus, {} free", lack.cpus, free_unreserved.cpus);
+    let lent = alloc.role_shares().iter().filter(|s| s.parent.is_none()).fold(Milli(0), |acc, s| Milli(acc.0 + s.revocable.cpus.0));
+    prop_assert!(
+        lack.cpus.0 <= free_unreserved.cpus.0 + lent.0,
+        "headroom broken: guarantees lack {} cpus, {} free, {} lent",
+        lack.cpus,
+        free_unreserved.cpus,
+        lent
+    );
     Ok(())
 }
 
@@ -319,6 +459,15 @@ fn check_bands(alloc: &Allocator, offers: &[Allocation], asking: &BTreeMap<Role,
     Ok(())
 }
 
+/// Gives an offer back as what it is (revocable or not).
+fn give_back(alloc: &mut Allocator, o: &Allocation) {
+    if o.revocable {
+        alloc.recover_revocable(&o.agent, &o.framework, &o.role, &o.resources).unwrap();
+    } else {
+        alloc.recover(&o.agent, &o.framework, &o.role, &o.resources).unwrap();
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
@@ -336,7 +485,8 @@ proptest! {
                 Step::Subscribe(i) => {
                     let i = i % frameworks.len();
                     if !subscribed[i] {
-                        alloc.add_framework(frameworks[i].clone(), vec![role(TREE[setup.frameworks[i]])]).unwrap();
+                        alloc.add_framework(frameworks[i].clone(), vec![role(TREE[setup.frameworks[i].0])]).unwrap();
+                        alloc.set_takes_revocable(&frameworks[i], setup.frameworks[i].1).unwrap();
                         subscribed[i] = true;
                     }
                 }
@@ -350,23 +500,29 @@ proptest! {
                 Step::Finish(pick) => {
                     if !kept.is_empty() {
                         let o = kept.swap_remove(pick % kept.len());
-                        alloc.recover(&o.agent, &o.framework, &o.role, &o.resources).unwrap();
+                        give_back(&mut alloc, &o);
                     }
                 }
                 Step::Allocate { keep } => {
                     now += Duration::from_secs(1);
                     let mut asking: BTreeMap<Role, bool> = BTreeMap::new();
-                    for (i, f) in setup.frameworks.iter().enumerate() {
+                    for (i, (f, _)) in setup.frameworks.iter().enumerate() {
                         let on = subscribed[i] && !suppressed[i];
                         let e = asking.entry(role(TREE[*f])).or_default();
                         *e |= on;
                     }
+                    let lacking = !alloc.guarantee_shortfall().is_empty();
                     let offers = alloc.allocate(now);
                     alloc.check_invariants();
                     check_bands(&alloc, &offers, &asking)?;
+                    for o in offers.iter().filter(|o| o.revocable) {
+                        let i = frameworks.iter().position(|f| *f == o.framework).unwrap();
+                        prop_assert!(setup.frameworks[i].1, "{} does not take revocable resources and was offered {}", o.framework, o.resources);
+                        prop_assert!(lacking, "revocable resources offered while no guarantee lacked anything");
+                    }
                     for (n, o) in offers.into_iter().enumerate() {
                         if (n + keep as usize).is_multiple_of(3) {
-                            alloc.recover(&o.agent, &o.framework, &o.role, &o.resources).unwrap();
+                            give_back(&mut alloc, &o);
                         } else {
                             kept.push(o);
                         }
