@@ -122,6 +122,7 @@ pub fn broker(config: &Config) -> Result<(weir_broker::BrokerSettings, weir_brok
             name
         },
         revocation_grace: get_duration("broker.revocation.grace")?,
+        revocable_grace: get_duration("broker.revocation.revocable-grace")?,
     };
     let max = config.get_size("broker.max.message.size").map_err(problem)?;
     let mut shell = weir_broker::ShellSettings::new(socket_addr(config, "broker.listen")?, usize::try_from(max).unwrap_or(usize::MAX));

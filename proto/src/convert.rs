@@ -125,6 +125,7 @@ fn bundle_to_proto(r: &Resources, role: &str, out: &mut Vec<v1::Resource>) {
                 value: Some(v1::resource::Value::Scalar(value.as_f64())),
                 role: role.to_owned(),
                 reservation: None,
+                revocable: false,
             });
         }
     }
@@ -136,6 +137,7 @@ fn bundle_to_proto(r: &Resources, role: &str, out: &mut Vec<v1::Resource>) {
             })),
             role: role.to_owned(),
             reservation: None,
+                revocable: false,
         });
     }
 }
@@ -416,6 +418,7 @@ pub fn quota_to_proto(quota: &Quota) -> (Vec<v1::Resource>, Vec<v1::Resource>) {
                 value: Some(v1::resource::Value::Scalar(v?.as_f64())),
                 role: String::new(),
                 reservation: None,
+                revocable: false,
             })
         })
         .collect();
@@ -635,7 +638,7 @@ mod tests {
         let (g, l) = quota_to_proto(&quota);
         assert_eq!(l.len(), 2, "a limit of 0 is sent");
         assert_eq!(quota_from_proto("q", &g, &l).unwrap(), quota);
-        let scalar = |name: &str, v: f64| v1::Resource { name: name.into(), value: Some(v1::resource::Value::Scalar(v)), role: String::new(), reservation: None };
+        let scalar = |name: &str, v: f64| v1::Resource { name: name.into(), value: Some(v1::resource::Value::Scalar(v)), role: String::new(), reservation: None, revocable: false };
         let err = quota_from_proto("q", &[], &[scalar("cpus", 1.0), scalar("cpus", 2.0)]).unwrap_err();
         assert_eq!(err.to_string(), "q.limit[1] (cpus): named twice");
         let err = quota_from_proto("q", &[], &[scalar("ports", 1.0)]).unwrap_err();
@@ -645,7 +648,7 @@ mod tests {
     }
 
     fn scalar(name: &str, v: f64) -> v1::Resource {
-        v1::Resource { name: name.into(), value: Some(v1::resource::Value::Scalar(v)), role: String::new(), reservation: None }
+        v1::Resource { name: name.into(), value: Some(v1::resource::Value::Scalar(v)), role: String::new(), reservation: None, revocable: false }
     }
 
     #[test]
@@ -669,9 +672,10 @@ mod tests {
             value: Some(v1::resource::Value::Ranges(v1::Ranges { range: vec![v1::Range { begin: 9, end: 3 }] })),
             role: String::new(),
             reservation: None,
+                revocable: false,
         };
         assert!(err(vec![ports]).contains("range 9-3 must have begin <= end <= 65535"));
-        assert!(err(vec![v1::Resource { name: "cpus".into(), value: None, role: String::new(), reservation: None }])
+        assert!(err(vec![v1::Resource { name: "cpus".into(), value: None, role: String::new(), reservation: None, revocable: false }])
             .contains("must have a scalar value"));
     }
 

@@ -73,6 +73,7 @@ pub fn broker_settings() -> BrokerSettings {
         locality_delay: weir_allocator::DEFAULT_LOCALITY_DELAY,
         allocator_policy: "drf".to_owned(),
         revocation_grace: Duration::from_secs(10),
+        revocable_grace: Duration::ZERO,
     }
 }
 

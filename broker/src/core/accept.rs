@@ -98,6 +98,9 @@ impl BrokerCore {
             offer_error = Some("ACCEPT names no offers".to_owned());
         }
         let agent: Option<(AgentId, Role)> = valid.first().and_then(|id| self.offers.get(id)).map(|o| (o.agent.clone(), o.role.clone()));
+        // Revocable offers are accepted on their own: a task is revocable
+        // or not as a whole, and lent headroom is never reserved.
+        let revocable = valid.first().and_then(|id| self.offers.get(id)).is_some_and(|o| o.revocable);
         if let Some((agent, role)) = &agent {
             for id in &valid {
                 let o = &self.offers[id];
@@ -105,7 +108,12 @@ impl BrokerCore {
                     offer_error.get_or_insert("offers on different agents cannot be combined".to_owned());
                 } else if &o.role != role {
                     offer_error.get_or_insert("offers for different roles cannot be combined".to_owned());
+                } else if o.revocable != revocable {
+                    offer_error.get_or_insert("revocable and non-revocable offers cannot be combined".to_owned());
                 }
+            }
+            if revocable && resource_ops.clone().next().is_some() {
+                offer_error.get_or_insert("resource operations cannot use revocable offers".to_owned());
             }
         }
         let mut available = ResourceSet::default();
@@ -165,11 +173,11 @@ impl BrokerCore {
                 }
             };
             for t in &launch.tasks {
-                self.launch_one(framework, &agent, &role, t, &mut available, &mut launched_ids, now, out);
+                self.launch_one(framework, &agent, &role, revocable, t, &mut available, &mut launched_ids, now, out);
             }
         }
         if !available.is_empty() {
-            if let Err(err) = self.allocator.recover(&agent, framework, &role, &available) {
+            if let Err(err) = self.give_back_resources(&agent, framework, &role, &available, revocable) {
                 tracing::error!(framework_id = %framework, error = %err, "books out of step: unused offer resources were not allocated");
             }
             self.add_filter(framework, &agent, refuse, now);
@@ -185,6 +193,7 @@ impl BrokerCore {
         framework: &FrameworkId,
         agent: &AgentId,
         role: &Role,
+        revocable: bool,
         t: &v1::TaskInfo,
         available: &mut ResourceSet,
         launched_ids: &mut BTreeSet<TaskId>,
@@ -245,6 +254,7 @@ impl BrokerCore {
                 volume_disk: checked.volume_disk,
                 launched_at: Some(now),
                 placed_at: now,
+                revocable,
             },
         );
         if let Some(a) = self.agents.get_mut(agent) {

@@ -281,6 +281,7 @@ impl BrokerCore {
                     offers: Default::default(),
                     tasks: Default::default(),
                     data: None,
+                    takes_revocable: false,
                 };
                 if self.allocator.add_framework(t.framework.clone(), fw.roles.clone()).is_ok() {
                     let _ = self.allocator.set_framework_active(&t.framework, false);
@@ -324,6 +325,7 @@ impl BrokerCore {
                     volume_disk,
                     launched_at: None,
                     placed_at: now,
+                    revocable: false,
                 },
             );
             used.push((t.framework.clone(), t.role.clone(), t.resources.clone()));

@@ -15,6 +15,11 @@ use weir_proto::v1;
 use super::{agent_message, kill_task_message, broker_status, event, refuse_duration, secs, BrokerCore, ConnId, Framework, Output};
 
 const MAX_ROLES: usize = 64;
+
+/// Whether a SUBSCRIBE states the REVOCABLE_RESOURCES capability.
+fn takes_revocable(info: &v1::FrameworkInfo) -> bool {
+    info.capabilities.contains(&(v1::framework_info::Capability::RevocableResources as i32))
+}
 const MAX_NAME: usize = 256;
 const MAX_RECONCILE: usize = 100_000;
 
@@ -214,7 +219,9 @@ impl BrokerCore {
             existing.webui_url = info.webui_url.clone();
             existing.failover_timeout = failover_timeout;
             existing.recovered = false;
+            existing.takes_revocable = takes_revocable(&info);
             let _ = self.allocator.set_framework_active(&id, true);
+            let _ = self.allocator.set_takes_revocable(&id, takes_revocable(&info));
             tracing::info!(framework_id = %id, name = %name, "framework re-subscribed");
         } else {
             if let Err(err) = self.allocator.add_framework(id.clone(), roles.clone()) {
@@ -238,9 +245,11 @@ impl BrokerCore {
                     offers: Default::default(),
                     tasks: Default::default(),
                     data: None,
+                    takes_revocable: takes_revocable(&info),
                 },
             );
-            tracing::info!(framework_id = %id, name = %name, roles = ?roles, "framework subscribed");
+            let _ = self.allocator.set_takes_revocable(&id, takes_revocable(&info));
+            tracing::info!(framework_id = %id, name = %name, roles = ?roles, revocable = takes_revocable(&info), "framework subscribed");
         }
         self.framework_conns.insert(conn, id.clone());
         self.dirty = true;

@@ -37,6 +37,8 @@ mod reservation_tests;
 mod maintenance_tests;
 #[cfg(test)]
 mod roles_tests;
+#[cfg(test)]
+mod revocable_tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
@@ -98,6 +100,9 @@ pub struct BrokerSettings {
     /// How long a framework has to give up a task revoked for a
     /// guaranteed role before the broker kills it.
     pub revocation_grace: Duration,
+    /// The same for a task running on revocable resources (lent headroom,
+    /// taken back first): zero by default, as Mesos revokes them at once.
+    pub revocable_grace: Duration,
 }
 
 impl Default for BrokerSettings {
@@ -119,6 +124,7 @@ impl Default for BrokerSettings {
             locality_delay: weir_allocator::DEFAULT_LOCALITY_DELAY,
             allocator_policy: weir_allocator::policy::default_policy().name().to_owned(),
             revocation_grace: Duration::from_secs(10),
+            revocable_grace: Duration::ZERO,
         }
     }
 }
@@ -183,6 +189,8 @@ struct Framework {
     tasks: BTreeSet<TaskId>,
     /// What it said its tasks read (DataLocality).
     data: Option<locality::DataWanted>,
+    /// It stated the REVOCABLE_RESOURCES capability at its last SUBSCRIBE.
+    takes_revocable: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -192,6 +200,9 @@ struct Offer {
     role: Role,
     resources: ResourceSet,
     expires: Duration,
+    /// Lent headroom (`Resource.revocable` on the wire): given back with
+    /// `recover_revocable`, and rescinded first for a starved guarantee.
+    revocable: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -214,6 +225,11 @@ struct Task {
     /// When the books took it in (launched, or reported by a
     /// re-registering agent): revocation takes the newest first.
     placed_at: Duration,
+    /// Launched on revocable offers: its resources are lent headroom, the
+    /// first revoked for a guaranteed role. A task a re-registering agent
+    /// reports is not (the agent does not know; a new leader counts it
+    /// as plain use).
+    revocable: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -495,11 +511,12 @@ impl BrokerCore {
             if self.frameworks.get(&allocation.framework).and_then(|f| f.conn).is_none() {
                 // The allocator offers only active frameworks; if the books
                 // disagree, give the resources straight back.
-                let _ = self.allocator.recover(
+                let _ = self.give_back_resources(
                     &allocation.agent,
                     &allocation.framework,
                     &allocation.role,
                     &allocation.resources,
+                    allocation.revocable,
                 );
                 continue;
             }
@@ -524,6 +541,11 @@ impl BrokerCore {
                 unavailability,
             };
             let mut wire = weir_proto::convert::offer_to_proto(&offer);
+            if allocation.revocable {
+                for r in &mut wire.resources {
+                    r.revocable = true;
+                }
+            }
             // Reservations and volumes only with the reserved resources
             // they stand on: an offer of the unreserved part alone does not
             // let a task use a volume.
@@ -542,6 +564,7 @@ impl BrokerCore {
                     role: offer.role,
                     resources: offer.resources,
                     expires,
+                    revocable: allocation.revocable,
                 },
             );
             self.counters.offers_made += 1;
@@ -600,11 +623,28 @@ impl BrokerCore {
         if let Some(f) = self.frameworks.get_mut(&offer.framework) {
             f.offers.remove(id);
         }
-        if let Err(err) = self.allocator.recover(&offer.agent, &offer.framework, &offer.role, &offer.resources) {
+        if let Err(err) = self.give_back_resources(&offer.agent, &offer.framework, &offer.role, &offer.resources, offer.revocable) {
             tracing::error!(offer_id = %id, error = %err, "books out of step: offer resources were not allocated");
         }
         self.dirty = true;
         Some(offer)
+    }
+
+    /// Gives resources back to the allocator as what they are: revocable
+    /// (lent headroom) or not.
+    fn give_back_resources(
+        &mut self,
+        agent: &AgentId,
+        framework: &FrameworkId,
+        role: &Role,
+        resources: &ResourceSet,
+        revocable: bool,
+    ) -> Result<(), weir_allocator::AllocatorError> {
+        if revocable {
+            self.allocator.recover_revocable(agent, framework, role, resources)
+        } else {
+            self.allocator.recover(agent, framework, role, resources)
+        }
     }
 
     fn add_filter(&mut self, framework: &FrameworkId, agent: &AgentId, refuse: Duration, now: Duration) {
@@ -630,7 +670,7 @@ impl BrokerCore {
         if let Some(f) = self.frameworks.get_mut(framework) {
             f.tasks.remove(task_id);
         }
-        if let Err(err) = self.allocator.recover(&task.agent, framework, &task.role, &task.resources) {
+        if let Err(err) = self.give_back_resources(&task.agent, framework, &task.role, &task.resources, task.revocable) {
             tracing::error!(task_id = %task_id, error = %err, "books out of step: task resources were not allocated");
         }
         match task.state {

@@ -211,6 +211,7 @@ impl BrokerCore {
                 offers: Default::default(),
                 tasks: Default::default(),
                 data: None,
+                takes_revocable: false,
             },
         );
         self.registered_frameworks.insert(id, info);
@@ -419,6 +420,9 @@ impl BrokerCore {
             user: f.user.clone(),
             hostname: f.hostname.clone(),
             webui_url: f.webui_url.clone(),
+            // Stated afresh at each SUBSCRIBE; a framework waiting to
+            // re-subscribe gets no offers anyway.
+            capabilities: Vec::new(),
         };
         if self.registered_frameworks.get(id) != Some(&info) {
             out.push(Output::Registry(put(FRAMEWORKS, id.as_str(), &info)));

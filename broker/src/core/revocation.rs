@@ -6,20 +6,28 @@
 //!
 //! After each complete allocation cycle: when topmost guaranteed roles
 //! that have a framework asking lack more than the unreserved free
-//! resources and the revocations under way will give, the broker picks
-//! tasks to revoke:
+//! resources and the revocations under way will give, the broker takes
+//! back, in this order:
+//! 1. revocable offers (lent headroom nobody launched on yet), rescinded
+//!    at once, newest first;
+//! 2. tasks on revocable resources, newest first, with
+//!    `broker.revocation.revocable-grace` (0 s by default: lent resources
+//!    come back at once, as Mesos revokes them);
+//! 3. other tasks, newest first, with `broker.revocation.grace`.
+//!
+//! Whatever it takes:
 //! - never in a starved role or below it;
-//! - newest first (the least work lost), each taken only if it gives some
-//!   of a kind still lacking (so no task is revoked for nothing, and few
-//!   are);
-//! - never one whose removal would take any role above it (its own
-//!   included) below that role's guarantee;
+//! - each only if it gives some of a kind still lacking (so nothing is
+//!   revoked for nothing, and few are);
+//! - never a plain task whose removal would take any role above it (its
+//!   own included) below that role's guarantee (revocable holdings never
+//!   count towards a guarantee, so they are always fair game);
 //! - only unreserved resources count (a reservation cannot go to another
 //!   role).
 //!
 //! Each framework hears `Event.Revocation` (its tasks, the deadline, the
-//! role they go to); at the deadline (`broker.revocation.grace` later) the
-//! broker kills those still running, and their end carries the reason
+//! role they go to; one event per grace); at the deadline the broker
+//! kills those still running, and their end carries the reason
 //! `REASON_CONTAINER_PREEMPTED`. The freed resources then sit in the
 //! headroom, which only the starved role may take. Revocations are not
 //! recorded in the registry: a new leader plans afresh.
@@ -27,7 +35,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use weir_model::{FrameworkId, Resources, Role, TaskId};
+use weir_model::{FrameworkId, OfferId, Resources, Role, TaskId};
 use weir_proto::{convert, v1};
 
 use super::{event, kill_task_message, BrokerCore, Output};
@@ -96,17 +104,41 @@ impl BrokerCore {
             }
             roles
         };
+        // Plain tasks being taken from each role (revocable ones never
+        // counted towards a guarantee in the first place).
         let mut taken: BTreeMap<Role, Resources> = BTreeMap::new();
         for key in self.revocations.keys() {
             if let Some(t) = self.tasks.get(key) {
                 needed = minus(&needed, &t.resources.unreserved);
-                for r in path(&t.role) {
-                    taken.entry(r).or_default().add_assign(&t.resources.unreserved);
+                if !t.revocable {
+                    for r in path(&t.role) {
+                        taken.entry(r).or_default().add_assign(&t.resources.unreserved);
+                    }
                 }
             }
         }
         if !helps(&needed, &needed) {
             return;
+        }
+        // Lent headroom nobody runs on yet comes back first, at once.
+        let lent: Vec<OfferId> = self
+            .offers
+            .iter()
+            .rev()
+            .filter(|(_, o)| o.revocable && !starved.iter().any(|(role, _)| within(&o.role, role)))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in lent {
+            let Some(offer) = self.offers.get(&id) else { continue };
+            if !helps(&offer.resources.unreserved, &needed) {
+                continue;
+            }
+            needed = minus(&needed, &offer.resources.unreserved);
+            tracing::info!(offer_id = %id, framework_id = %offer.framework, agent_id = %offer.agent, "rescinding a revocable offer for a guaranteed role");
+            self.rescind_offer(&id, out);
+            if !helps(&needed, &needed) {
+                return;
+            }
         }
         let mut candidates: Vec<(&(FrameworkId, TaskId), &super::Task)> = self
             .tasks
@@ -118,26 +150,33 @@ impl BrokerCore {
                     && !starved.iter().any(|(role, _)| within(&t.role, role))
             })
             .collect();
-        candidates.sort_by(|a, b| b.1.placed_at.cmp(&a.1.placed_at).then_with(|| a.0.cmp(b.0)));
+        // Revocable tasks first, then the newest.
+        candidates.sort_by(|a, b| {
+            b.1.revocable.cmp(&a.1.revocable).then_with(|| b.1.placed_at.cmp(&a.1.placed_at)).then_with(|| a.0.cmp(b.0))
+        });
         let mut victims: Vec<(FrameworkId, TaskId)> = Vec::new();
         for (key, t) in candidates {
             if !helps(&t.resources.unreserved, &needed) {
                 continue;
             }
             let roles = path(&t.role);
-            let keeps_guarantees = roles.iter().all(|r| {
-                let Some(share) = shares.get(r) else { return true };
-                let left = minus(&minus(&share.subtree, taken.get(r).unwrap_or(&Resources::default())), &t.resources.unreserved);
-                weir_model::resources::SCALAR_NAMES.iter().all(|n| {
-                    let g = share.quota.guarantee.scalar(n).unwrap_or_default();
-                    g.is_zero() || left.scalar(n).unwrap_or_default() >= g
-                })
-            });
+            let keeps_guarantees = t.revocable
+                || roles.iter().all(|r| {
+                    let Some(share) = shares.get(r) else { return true };
+                    let held = minus(&share.subtree, &share.revocable);
+                    let left = minus(&minus(&held, taken.get(r).unwrap_or(&Resources::default())), &t.resources.unreserved);
+                    weir_model::resources::SCALAR_NAMES.iter().all(|n| {
+                        let g = share.quota.guarantee.scalar(n).unwrap_or_default();
+                        g.is_zero() || left.scalar(n).unwrap_or_default() >= g
+                    })
+                });
             if !keeps_guarantees {
                 continue;
             }
-            for r in roles {
-                taken.entry(r).or_default().add_assign(&t.resources.unreserved);
+            if !t.revocable {
+                for r in roles {
+                    taken.entry(r).or_default().add_assign(&t.resources.unreserved);
+                }
             }
             needed = minus(&needed, &t.resources.unreserved);
             victims.push(key.clone());
@@ -149,25 +188,32 @@ impl BrokerCore {
             return;
         }
         let for_role = starved.iter().map(|(r, _)| r.to_string()).collect::<Vec<_>>().join(",");
-        let deadline = now + self.settings.revocation_grace;
-        let mut by_framework: BTreeMap<FrameworkId, Vec<v1::event::RevokedTask>> = BTreeMap::new();
+        let (plain_grace, lent_grace) = (self.settings.revocation_grace, self.settings.revocable_grace);
+        let grace = move |revocable: bool| if revocable { lent_grace } else { plain_grace };
+        // One event per framework and grace: a notice has one deadline.
+        let mut by_framework: BTreeMap<(FrameworkId, bool), Vec<v1::event::RevokedTask>> = BTreeMap::new();
         for key in victims {
             let Some(t) = self.tasks.get(&key) else { continue };
-            tracing::info!(framework_id = %key.0, task_id = %key.1, role = %t.role, for_role = %for_role, grace_seconds = self.settings.revocation_grace.as_secs_f64(), "revoking a task for a guaranteed role");
-            by_framework.entry(key.0.clone()).or_default().push(v1::event::RevokedTask {
+            let grace = grace(t.revocable);
+            tracing::info!(framework_id = %key.0, task_id = %key.1, role = %t.role, for_role = %for_role, revocable = t.revocable, grace_seconds = grace.as_secs_f64(), "revoking a task for a guaranteed role");
+            by_framework.entry((key.0.clone(), t.revocable)).or_default().push(v1::event::RevokedTask {
                 task_id: key.1.to_string(),
                 agent_id: t.agent.to_string(),
                 role: t.role.to_string(),
                 resources: convert::resources_to_proto(&t.resources),
+                revocable: t.revocable,
             });
-            self.revocations.insert(key, Revocation { for_role: Role::new(for_role.clone()), deadline, killed: false });
+            self.revocations.insert(key, Revocation { for_role: Role::new(for_role.clone()), deadline: now + grace, killed: false });
         }
-        for (framework, tasks) in by_framework {
+        for ((framework, revocable), tasks) in by_framework {
+            let grace = grace(revocable);
+            let deadline = now + grace;
             if let Some(conn) = self.frameworks.get(&framework).and_then(|f| f.conn) {
                 let message = format!(
-                    "{} task(s) revoked for role {for_role}, which is below its guarantee; they are killed in {}s unless ended sooner",
+                    "{} {}task(s) revoked for role {for_role}, which is below its guarantee; they are killed in {}s unless ended sooner",
                     tasks.len(),
-                    self.settings.revocation_grace.as_secs_f64()
+                    if revocable { "revocable " } else { "" },
+                    grace.as_secs_f64()
                 );
                 out.push(Output::Framework(
                     conn,

@@ -80,6 +80,9 @@ pub struct OfferDoc {
     pub resources: String,
     /// Until it is rescinded (`broker.offer.timeout`).
     pub expires_in_seconds: f64,
+    /// Lent guarantee headroom (`Resource.revocable`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub revocable: bool,
 }
 
 /// An agent known only from the registry's `resources` record.
@@ -276,6 +279,12 @@ pub struct FrameworkDoc {
     pub offers: usize,
     pub tasks: usize,
     pub registered_seconds_ago: f64,
+    /// It subscribed with the REVOCABLE_RESOURCES capability.
+    #[serde(default)]
+    pub takes_revocable: bool,
+    /// The revocable part of `used` and `offered`.
+    #[serde(default)]
+    pub revocable: ResourcesDoc,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -308,6 +317,10 @@ pub struct RoleDoc {
     /// hold, plus their reservations nobody holds.
     #[serde(default)]
     pub consumed: ResourcesDoc,
+    /// The revocable part of `consumed` (lent headroom): counted by the
+    /// limit and the share, never towards the guarantee.
+    #[serde(default)]
+    pub revocable: ResourcesDoc,
     /// The role above it (`eng` for `eng/analytics`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
@@ -359,6 +372,10 @@ pub struct TaskDoc {
     /// Memory in use now, MiB (with isolation on its agent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mem_used_mib: Option<f64>,
+    /// It runs on revocable resources (revoked first, with
+    /// `broker.revocation.revocable-grace`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub revocable: bool,
 }
 
 impl BrokerCore {
@@ -480,15 +497,22 @@ impl BrokerCore {
             .iter()
             .map(|(id, f)| {
                 let mut f_used = Resources::default();
+                let mut f_revocable = Resources::default();
                 for t in &f.tasks {
                     if let Some(t) = self.tasks.get(&(id.clone(), t.clone())) {
                         f_used.add_assign(&t.resources.total());
+                        if t.revocable {
+                            f_revocable.add_assign(&t.resources.total());
+                        }
                     }
                 }
                 let mut f_offered = Resources::default();
                 for o in &f.offers {
                     if let Some(o) = self.offers.get(o) {
                         f_offered.add_assign(&o.resources.total());
+                        if o.revocable {
+                            f_revocable.add_assign(&o.resources.total());
+                        }
                     }
                 }
                 FrameworkDoc {
@@ -511,6 +535,8 @@ impl BrokerCore {
                     offers: f.offers.len(),
                     tasks: f.tasks.len(),
                     registered_seconds_ago: now.saturating_sub(f.registered_at).as_secs_f64(),
+                    takes_revocable: f.takes_revocable,
+                    revocable: (&f_revocable).into(),
                 }
             })
             .collect();
@@ -550,6 +576,7 @@ impl BrokerCore {
                         .filter_map(|(k, v)| Some(((*k).to_owned(), v?.as_f64())))
                         .collect(),
                     consumed: (&r.subtree).into(),
+                    revocable: (&r.revocable).into(),
                     parent: r.parent.map(|p| p.to_string()),
                 }
             })
@@ -570,6 +597,7 @@ impl BrokerCore {
                 exit_code: t.latest.exit_code,
                 cpu_seconds: t.usage.as_ref().map(|u| u.cpu_seconds),
                 mem_used_mib: t.usage.as_ref().map(|u| u.mem_bytes as f64 / (1024.0 * 1024.0)),
+                revocable: t.revocable,
             })
             .collect();
         let completed_tasks = self
@@ -588,6 +616,7 @@ impl BrokerCore {
                 exit_code: c.exit_code,
                 cpu_seconds: None,
                 mem_used_mib: None,
+                revocable: false,
             })
             .collect();
 
@@ -643,6 +672,7 @@ impl BrokerCore {
                     role: o.role.to_string(),
                     resources: o.resources.to_string(),
                     expires_in_seconds: o.expires.saturating_sub(now).as_secs_f64(),
+                    revocable: o.revocable,
                 })
                 .collect(),
         }

@@ -280,6 +280,9 @@ impl Operator for OperatorService {
                 v1::RolePolicy {
                     consumed: share.map(|s| convert::resources_to_proto(&weir_model::ResourceSet::unreserved(s.subtree.clone()))).unwrap_or_default(),
                     dominant_share: share.map_or(0.0, |s| s.dominant_share),
+                    revocable: share
+                        .map(|s| convert::resources_to_proto(&weir_model::ResourceSet::unreserved(s.revocable.clone())))
+                        .unwrap_or_default(),
                     parent: share.and_then(|s| s.parent.as_ref()).map(|p| p.to_string()).unwrap_or_default(),
                     ..crate::core::roles::role_policy_to_proto(p)
                 }

@@ -580,6 +580,7 @@ pub(super) fn policy(ctx: &Ctx, doc: &StateDoc, s: &BrokerSettings) -> Markup {
             dt { "allocation interval" } dd { (secs(s.allocation_interval)) " (broker.allocation.interval)" }
             dt { "offer timeout" } dd { (secs(s.offer_timeout)) " (broker.offer.timeout)" }
             dt { "revocation grace" } dd { (secs(s.revocation_grace)) " (broker.revocation.grace)" }
+            dt { "revocable resources' grace" } dd { (secs(s.revocable_grace)) " (broker.revocation.revocable-grace)" }
             dt { "default decline filter" } dd { (secs(s.refuse_default)) " (broker.filter.refuse.default)" }
             dt { "agent unreachable after" } dd { (secs(s.agent_unreachable_timeout)) }
             dt { "agent removed after" } dd { (secs(s.agent_reregister_timeout)) }
@@ -639,6 +640,7 @@ mod tests {
             exit_code: None,
             cpu_seconds: None,
             mem_used_mib: None,
+            revocable: false,
         }
     }
 
