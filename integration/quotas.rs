@@ -8,6 +8,11 @@
 //! like one that cannot checkpoint, waits), kills them at the grace
 //! period's end with REASON_CONTAINER_PREEMPTED, and prod reaches its
 //! guarantee while analytics keeps the rest. `weir quota list` shows it.
+//!
+//! Revocable resources: analytics, subscribed with REVOCABLE_RESOURCES,
+//! runs tasks on prod's idle headroom from revocable offers; when prod
+//! arrives those (and only those) are revoked and killed at once, long
+//! before the plain grace period, and prod reaches its guarantee.
 
 mod support;
 
@@ -29,6 +34,8 @@ struct Books {
     tasks: BTreeMap<String, Vec<(TaskState, String)>>,
     revocations: Vec<weir_sdk::RevocationNotice>,
     errors: Vec<String>,
+    /// Tasks launched on revocable offers.
+    revocable: Vec<String>,
 }
 
 impl Books {
@@ -40,8 +47,14 @@ impl Books {
 /// A framework in `role` that fills every offer with `sleep 600` tasks of
 /// cpus:1;mem:64 and records what happens to them.
 async fn framework(broker: String, name: &'static str, role: &'static str, books: Arc<Mutex<Books>>) {
+    run_framework(broker, name, role, false, books).await
+}
+
+/// [`framework`], taking revocable offers when `revocable`.
+async fn run_framework(broker: String, name: &'static str, role: &'static str, revocable: bool, books: Arc<Mutex<Books>>) {
     let mut config = FrameworkConfig::new(broker, name);
     config.roles = vec![role.to_owned()];
+    config.revocable_resources = revocable;
     let mut fw = match Framework::subscribe(config).await {
         Ok(fw) => fw,
         Err(e) => {
@@ -74,6 +87,9 @@ async fn framework(broker: String, name: &'static str, role: &'static str, books
                         next += 1;
                         let id = format!("{name}-{next}");
                         books.lock().unwrap().tasks.insert(id.clone(), Vec::new());
+                        if weir_sdk::offer_is_revocable(&offer) {
+                            books.lock().unwrap().revocable.push(id.clone());
+                        }
                         tasks.push(v1::TaskInfo {
                             task_id: id.clone(),
                             name: id,
@@ -186,5 +202,52 @@ fn a_limit_holds_and_a_guarantee_is_reclaimed_by_revocation_with_real_processes(
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(analytics.lock().unwrap().revocations.len(), 1);
     assert_eq!(analytics.lock().unwrap().running(), 2);
+    rt.shutdown_timeout(Duration::from_secs(1));
+}
+
+#[test]
+fn idle_headroom_runs_revocable_tasks_that_are_revoked_first_and_at_once_with_real_processes() {
+    // A plain grace far longer than the test waits: only revocable tasks
+    // (grace 0 s by default) can make room in time.
+    let cluster = Cluster::start(1, "cpus:4;mem:1024", &["broker.allocation.interval=50ms", "broker.revocation.grace=60s"]);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    weir_ok(&cluster, &["quota", "set", "prod", "--guarantee", "cpus:2;mem:128"]);
+
+    // analytics takes revocable offers: two plain tasks, two on prod's headroom.
+    let analytics = Arc::new(Mutex::new(Books::default()));
+    rt.spawn(run_framework(cluster.broker_addr.clone(), "analytics", "analytics", true, analytics.clone()));
+    wait_until("analytics fills the agent", Duration::from_secs(30), || analytics.lock().unwrap().running() == 4);
+    let lent = analytics.lock().unwrap().revocable.clone();
+    assert_eq!(lent.len(), 2, "two tasks on revocable offers: {lent:?}");
+    let doc = cluster.state();
+    let role = doc["roles"].as_array().unwrap().iter().find(|r| r["role"] == "analytics").unwrap().clone();
+    assert_eq!((role["consumed"]["cpus"].as_f64(), role["revocable"]["cpus"].as_f64()), (Some(4.0), Some(2.0)), "{role:#}");
+    let mut marked: Vec<String> =
+        doc["tasks"].as_array().unwrap().iter().filter(|t| t["revocable"] == true).map(|t| t["id"].as_str().unwrap().to_owned()).collect();
+    marked.sort();
+    let mut expected = lent.clone();
+    expected.sort();
+    assert_eq!(marked, expected);
+    assert_eq!(doc["allocation"]["guarantee_shortfall"]["cpus"], 2.0, "lent, not given");
+
+    // prod arrives: the revocable tasks go, at once; the plain ones stay.
+    let prod = Arc::new(Mutex::new(Books::default()));
+    let arrived = Instant::now();
+    rt.spawn(framework(cluster.broker_addr.clone(), "prod", "prod", prod.clone()));
+    wait_until("prod reaches its guarantee", Duration::from_secs(15), || prod.lock().unwrap().running() == 2);
+    let took = arrived.elapsed();
+    eprintln!("prod reached its guarantee {took:?} after it arrived (revocable grace 0s, plain grace 60s)");
+    let books = analytics.lock().unwrap();
+    assert_eq!(books.revocations.len(), 1, "{:?}", books.revocations);
+    let mut named: Vec<String> = books.revocations[0].tasks.iter().map(|(t, _)| t.to_string()).collect();
+    named.sort();
+    assert_eq!(named, expected, "only the revocable tasks are revoked");
+    for task in &lent {
+        let (state, reason) = books.tasks[task].last().unwrap().clone();
+        assert_eq!((state, reason.as_str()), (TaskState::Killed, weir_sdk::REVOKED_REASON), "{task}");
+    }
+    assert_eq!(books.running(), 2);
+    assert!(books.errors.is_empty() && prod.lock().unwrap().errors.is_empty(), "{:?}", books.errors);
+    drop(books);
     rt.shutdown_timeout(Duration::from_secs(1));
 }

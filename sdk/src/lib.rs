@@ -66,6 +66,17 @@ pub struct FrameworkConfig {
     /// every SUBSCRIBE, so it survives a reconnection; change it with
     /// [`Framework::revive_for_data`].
     pub data: Option<v1::DataLocality>,
+    /// Take revocable offers (the REVOCABLE_RESOURCES capability): the
+    /// headroom held for guaranteed roles that do not use it, lent until
+    /// they ask, when tasks on it are the first revoked (see
+    /// [`offer_is_revocable`]).
+    pub revocable_resources: bool,
+}
+
+/// Whether an offer is revocable (its resources are marked so; an offer
+/// is revocable as a whole).
+pub fn offer_is_revocable(offer: &v1::Offer) -> bool {
+    offer.resources.iter().any(|r| r.revocable)
 }
 
 impl FrameworkConfig {
@@ -82,6 +93,7 @@ impl FrameworkConfig {
             reconnect: true,
             max_reconnect_attempts: 20,
             data: None,
+            revocable_resources: false,
         }
     }
 }
@@ -387,6 +399,11 @@ async fn open(
                 user: config.user.clone(),
                 hostname: config.hostname.clone(),
                 webui_url: config.webui_url.clone(),
+                capabilities: if config.revocable_resources {
+                    vec![v1::framework_info::Capability::RevocableResources as i32]
+                } else {
+                    Vec::new()
+                },
             }),
         })),
     };

@@ -74,6 +74,8 @@ pub fn broker_settings() -> BrokerSettings {
         allocator_policy: "drf".to_owned(),
         revocation_grace: Duration::from_secs(10),
         revocable_grace: Duration::ZERO,
+        decline_backoff_after: 8,
+        decline_backoff_max: Duration::from_secs(60),
     }
 }
 

@@ -160,6 +160,9 @@ impl BrokerCore {
             }
         }
         self.counters.offers_accepted += valid.len() as u64;
+        if !accept.operations.is_empty() {
+            self.reset_declines(framework, Some(std::slice::from_ref(&role)));
+        }
 
         // Layer 2: each operation in order; for a LAUNCH, each task.
         let mut launched_ids = BTreeSet::new();

@@ -282,6 +282,7 @@ impl BrokerCore {
                     tasks: Default::default(),
                     data: None,
                     takes_revocable: false,
+                declines: Default::default(),
                 };
                 if self.allocator.add_framework(t.framework.clone(), fw.roles.clone()).is_ok() {
                     let _ = self.allocator.set_framework_active(&t.framework, false);

@@ -246,6 +246,7 @@ impl BrokerCore {
                     tasks: Default::default(),
                     data: None,
                     takes_revocable: takes_revocable(&info),
+                    declines: Default::default(),
                 },
             );
             let _ = self.allocator.set_takes_revocable(&id, takes_revocable(&info));
@@ -378,8 +379,9 @@ impl BrokerCore {
             let id = weir_model::OfferId::new(raw.clone());
             match self.offers.get(&id) {
                 Some(offer) if &offer.framework == framework => {
-                    let agent = offer.agent.clone();
+                    let (agent, role) = (offer.agent.clone(), offer.role.clone());
                     self.remove_offer(&id);
+                    let refuse = self.backed_off_refuse(framework, &role, refuse);
                     self.add_filter(framework, &agent, refuse, now);
                     self.counters.offers_declined += 1;
                 }
@@ -413,6 +415,7 @@ impl BrokerCore {
                 if let Err(err) = self.allocator.revive(framework, roles.as_deref()) {
                     return self.call_error(conn, &format!("REVIVE refused: {err}"), out);
                 }
+                self.reset_declines(framework, roles.as_deref());
                 self.dirty = true;
             }
             Err(message) => self.call_error(conn, &format!("REVIVE refused: {message}"), out),

@@ -16,6 +16,7 @@
 
 mod accept;
 mod agents;
+mod backoff;
 mod frameworks;
 mod invariants;
 mod maintenance;
@@ -39,6 +40,8 @@ mod maintenance_tests;
 mod roles_tests;
 #[cfg(test)]
 mod revocable_tests;
+#[cfg(test)]
+mod guarantee_props;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
@@ -103,6 +106,11 @@ pub struct BrokerSettings {
     /// The same for a task running on revocable resources (lent headroom,
     /// taken back first): zero by default, as Mesos revokes them at once.
     pub revocable_grace: Duration,
+    /// Decline backoff (see `core/backoff.rs`): from this many offers
+    /// declined in a row on, a decline's filter doubles per decline...
+    pub decline_backoff_after: u32,
+    /// ... up to this (zero: no backoff).
+    pub decline_backoff_max: Duration,
 }
 
 impl Default for BrokerSettings {
@@ -125,6 +133,8 @@ impl Default for BrokerSettings {
             allocator_policy: weir_allocator::policy::default_policy().name().to_owned(),
             revocation_grace: Duration::from_secs(10),
             revocable_grace: Duration::ZERO,
+            decline_backoff_after: 8,
+            decline_backoff_max: Duration::from_secs(60),
         }
     }
 }
@@ -191,6 +201,8 @@ struct Framework {
     data: Option<locality::DataWanted>,
     /// It stated the REVOCABLE_RESOURCES capability at its last SUBSCRIBE.
     takes_revocable: bool,
+    /// Offers declined in a row, per role (see `backoff.rs`).
+    declines: BTreeMap<Role, u32>,
 }
 
 #[derive(Debug, Clone)]

@@ -212,6 +212,7 @@ impl BrokerCore {
                 tasks: Default::default(),
                 data: None,
                 takes_revocable: false,
+                declines: Default::default(),
             },
         );
         self.registered_frameworks.insert(id, info);

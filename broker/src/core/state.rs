@@ -285,6 +285,12 @@ pub struct FrameworkDoc {
     /// The revocable part of `used` and `offered`.
     #[serde(default)]
     pub revocable: ResourcesDoc,
+    /// Offers declined in a row, per role with a run going.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub declines_in_a_row: BTreeMap<String, u32>,
+    /// The least filter its next decline gets (decline backoff; 0: none).
+    #[serde(default)]
+    pub decline_backoff_seconds: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -537,6 +543,10 @@ impl BrokerCore {
                     registered_seconds_ago: now.saturating_sub(f.registered_at).as_secs_f64(),
                     takes_revocable: f.takes_revocable,
                     revocable: (&f_revocable).into(),
+                    declines_in_a_row: f.declines.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
+                    decline_backoff_seconds: self
+                        .next_decline_backoff(f.declines.values().copied().max().unwrap_or(0))
+                        .as_secs_f64(),
                 }
             })
             .collect();
