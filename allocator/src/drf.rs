@@ -56,6 +56,13 @@ pub struct AllocatorConfig {
     /// agents passes over the others (which go to the next in line) before
     /// it takes one of them. Zero turns locality off.
     pub locality_delay: Duration,
+    /// Offers bounded by fair share (no offer hoarding), under DRF: while
+    /// more than one top-level role asks, a role whose weighted share
+    /// (held plus offered) has reached its fair share of the pool (its
+    /// weight over the asking roles' weights) gets no more offers; what it
+    /// cannot take waits for the others. One role asking still gets
+    /// everything. Off by default.
+    pub fair_share_bound: bool,
 }
 
 impl Default for AllocatorConfig {
@@ -65,6 +72,7 @@ impl Default for AllocatorConfig {
             min_allocatable_cpus: Milli(10),
             min_allocatable_mem: Milli::from_units(32),
             locality_delay: DEFAULT_LOCALITY_DELAY,
+            fair_share_bound: false,
         }
     }
 }
@@ -372,6 +380,11 @@ pub struct Allocator {
     /// Frameworks that take revocable resources: 0 skips the revocable
     /// pass.
     revocable_frameworks: usize,
+    /// This call's fair-share bound (`AllocatorConfig::fair_share_bound`):
+    /// the share bits of `1 / Σ weights` of the asking top-level roles; a
+    /// top-level role whose weighted share is at or above it (and that is
+    /// not below its guarantee) is passed over. `None`: no bound.
+    fair_bound: Option<u64>,
     /// Set while a cycle picks a client for revocable resources: only
     /// frameworks that take them are eligible.
     revocable_pass: bool,
@@ -462,6 +475,7 @@ impl Allocator {
             headroom: None,
             revocable_frameworks: 0,
             revocable_pass: false,
+            fair_bound: None,
         }
     }
 
@@ -1743,6 +1757,7 @@ impl Allocator {
         if self.quota_roles > 0 {
             self.start_headroom();
         }
+        self.fair_bound = self.fair_share_bound();
         let mut notes = CycleNotes::default();
         let mut grants: Vec<(u32, ResourceSet)> = Vec::new();
         let mut revocable: Vec<(u32, ResourceSet)> = Vec::new();
@@ -2010,14 +2025,11 @@ impl Allocator {
             }
             let free = Scalars::of(&self.agent(a).free.unreserved);
             let slack = self.headroom_slack();
-            let mut winner = self
-                .role_order
-                .iter()
-                .find_map(|k| self.pick_capped(k.3, a, now, notes, true, Scalars::UNLIMITED, &slack, &free, false));
+            let mut winner =
+                self.top_roles().find_map(|k| self.pick_capped(k.3, a, now, notes, true, Scalars::UNLIMITED, &slack, &free, false));
             if winner.is_none() && self.yielding_frameworks > 0 {
                 winner = self
-                    .role_order
-                    .iter()
+                    .top_roles()
                     .find_map(|k| self.pick_capped(k.3, a, now, notes, false, Scalars::UNLIMITED, &slack, &free, false));
             }
             let Some((c, cap)) = winner else { break };
@@ -2049,6 +2061,27 @@ impl Allocator {
             }
         }
         whole
+    }
+
+    /// The top-level roles in order, up to the fair-share bound: keys sort
+    /// by weighted share, so the roles past the bound are a suffix.
+    #[inline]
+    fn top_roles(&self) -> impl Iterator<Item = &RoleKey> {
+        let bound = self.fair_bound;
+        self.role_order.iter().take_while(move |k| match bound {
+            None => true,
+            Some(b) => k.0 & NOT_BELOW_GUARANTEE == 0 || (k.0 & !NOT_BELOW_GUARANTEE) < b,
+        })
+    }
+
+    /// This call's fair-share bound (see `fair_bound`), or `None` when it
+    /// is off, the policy is not DRF, or at most one top-level role asks.
+    fn fair_share_bound(&self) -> Option<u64> {
+        if !self.config.fair_share_bound || !self.drf || self.role_order.len() < 2 {
+            return None;
+        }
+        let weights: f64 = self.role_order.iter().map(|k| self.roles[k.3 as usize].weight).sum();
+        Some(policy::share_bits(1.0 / weights))
     }
 
     /// Lends what the headroom kept of agent `a`'s unreserved free
@@ -2179,9 +2212,9 @@ impl Allocator {
                 self.offer_revocable(a, now, revocable, notes);
             }
         } else if self.allocatable(&self.agent(a).free.unreserved) {
-            let mut winner = self.role_order.iter().find_map(|k| self.pick_in_tree(k.3, a, now, notes, true));
+            let mut winner = self.top_roles().find_map(|k| self.pick_in_tree(k.3, a, now, notes, true));
             if winner.is_none() && self.yielding_frameworks > 0 {
-                winner = self.role_order.iter().find_map(|k| self.pick_in_tree(k.3, a, now, notes, false));
+                winner = self.top_roles().find_map(|k| self.pick_in_tree(k.3, a, now, notes, false));
             }
             if let Some(c) = winner {
                 let agent = self.agent_mut(a);

@@ -1002,3 +1002,72 @@ fn locality_does_not_change_who_is_next_in_line() {
     assert!(alloc.wants(&fw(1)).is_empty());
     alloc.check_invariants();
 }
+
+// ----- offers bounded by fair share -----
+
+/// `n` agents of 8 cpus, the fair-share bound on.
+fn bounded(n: usize) -> Allocator {
+    let mut alloc = Allocator::new(AllocatorConfig { fair_share_bound: true, ..AllocatorConfig::default() });
+    for i in 0..n {
+        alloc.add_agent(agent(i), res("cpus:8;mem:8192"), vec![]).unwrap();
+    }
+    alloc
+}
+
+fn agents_by_framework(offers: &[Allocation]) -> BTreeMap<FrameworkId, usize> {
+    let mut by = BTreeMap::new();
+    for o in offers {
+        *by.entry(o.framework.clone()).or_default() += 1;
+    }
+    by
+}
+
+#[test]
+fn one_role_asking_still_gets_everything_under_the_fair_share_bound() {
+    let mut alloc = bounded(4);
+    alloc.add_framework(fw(0), vec![role("a")]).unwrap();
+    alloc.add_framework(fw(1), vec![role("a")]).unwrap();
+    let offers = alloc.allocate(secs(0));
+    assert_eq!(offers.len(), 4);
+    alloc.check_invariants();
+}
+
+#[test]
+fn a_role_at_its_fair_share_is_not_offered_more_while_another_role_asks() {
+    // b asks but refuses every agent for now: without the bound a takes
+    // the whole pool; with it, its half (weights 1 and 1).
+    for (on, expected) in [(false, 4), (true, 2)] {
+        let mut alloc = Allocator::new(AllocatorConfig { fair_share_bound: on, ..AllocatorConfig::default() });
+        for i in 0..4 {
+            alloc.add_agent(agent(i), res("cpus:8;mem:8192"), vec![]).unwrap();
+        }
+        alloc.add_framework(fw(0), vec![role("a")]).unwrap();
+        alloc.add_framework(fw(1), vec![role("b")]).unwrap();
+        for i in 0..4 {
+            alloc.add_filter(&fw(1), &agent(i), secs(10)).unwrap();
+        }
+        let offers = alloc.allocate(secs(0));
+        assert_eq!(agents_by_framework(&offers).get(&fw(0)), Some(&expected), "bound {on}: {offers:?}");
+        alloc.check_invariants();
+        // Once b's filters lapse it gets what a left.
+        let offers = alloc.allocate(secs(11));
+        assert_eq!(agents_by_framework(&offers).get(&fw(1)).copied().unwrap_or(0), 4 - expected);
+    }
+}
+
+#[test]
+fn the_fair_share_bound_follows_weights_and_lapses_when_the_other_role_stops_asking() {
+    let mut alloc = bounded(4);
+    alloc.set_weight(role("a"), 3.0).unwrap();
+    alloc.add_framework(fw(0), vec![role("a")]).unwrap();
+    alloc.add_framework(fw(1), vec![role("b")]).unwrap();
+    for i in 0..4 {
+        alloc.add_filter(&fw(1), &agent(i), secs(10)).unwrap();
+    }
+    // a's fair share is 3/4 of the pool.
+    assert_eq!(agents_by_framework(&alloc.allocate(secs(0))).get(&fw(0)), Some(&3));
+    // b suppresses: a is the only role asking and gets the rest.
+    alloc.suppress(&fw(1), None).unwrap();
+    assert_eq!(agents_by_framework(&alloc.allocate(secs(1))).get(&fw(0)), Some(&1));
+    alloc.check_invariants();
+}
