@@ -125,6 +125,7 @@ pub fn broker(config: &Config) -> Result<(weir_broker::BrokerSettings, weir_brok
         revocable_grace: get_duration("broker.revocation.revocable-grace")?,
         decline_backoff_after: u32::try_from(config.get_u64("broker.offer.decline-backoff.after").map_err(problem)?).unwrap_or(u32::MAX),
         decline_backoff_max: get_duration("broker.offer.decline-backoff.max")?,
+        fair_share_bound: config.get_bool("broker.offer.fair-share-bound").map_err(problem)?,
     };
     let max = config.get_size("broker.max.message.size").map_err(problem)?;
     let mut shell = weir_broker::ShellSettings::new(socket_addr(config, "broker.listen")?, usize::try_from(max).unwrap_or(usize::MAX));

@@ -76,6 +76,7 @@ pub fn broker_settings() -> BrokerSettings {
         revocable_grace: Duration::ZERO,
         decline_backoff_after: 8,
         decline_backoff_max: Duration::from_secs(60),
+        fair_share_bound: true,
     }
 }
 

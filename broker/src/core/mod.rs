@@ -111,6 +111,9 @@ pub struct BrokerSettings {
     pub decline_backoff_after: u32,
     /// ... up to this (zero: no backoff).
     pub decline_backoff_max: Duration,
+    /// Offers bounded by fair share (`broker.offer.fair-share-bound`): see
+    /// `weir_allocator::AllocatorConfig::fair_share_bound`.
+    pub fair_share_bound: bool,
 }
 
 impl Default for BrokerSettings {
@@ -135,6 +138,7 @@ impl Default for BrokerSettings {
             revocable_grace: Duration::ZERO,
             decline_backoff_after: 8,
             decline_backoff_max: Duration::from_secs(60),
+            fair_share_bound: true,
         }
     }
 }
@@ -369,7 +373,11 @@ impl BrokerCore {
     /// `unix_now` (since the Unix epoch).
     pub fn new(settings: BrokerSettings, id_prefix: impl Into<String>, now: Duration, unix_now: Duration) -> BrokerCore {
         let mut allocator =
-            Allocator::new(AllocatorConfig { locality_delay: settings.locality_delay, ..AllocatorConfig::default() });
+            Allocator::new(AllocatorConfig {
+                locality_delay: settings.locality_delay,
+                fair_share_bound: settings.fair_share_bound,
+                ..AllocatorConfig::default()
+            });
         match weir_allocator::policy::by_name(&settings.allocator_policy) {
             Some(policy) => allocator.set_policy(policy),
             // The binary checks the name when it reads the configuration.

@@ -242,6 +242,33 @@ fn no_revocation_while_the_guaranteed_role_asks_for_nothing() {
 }
 
 #[test]
+fn offers_are_bounded_by_fair_share_while_another_role_asks() {
+    // batch refuses both agents for a minute; web takes what it is
+    // offered. Without the bound web would hold the whole pool; with it
+    // (the default), its half, and batch gets the other when its filter
+    // lapses.
+    let mut h = two_agents();
+    h.live_agents.extend([AGENT_A, AGENT_B]);
+    h.subscribe(FW_2, "batch", &["batch"], 0.0);
+    let out = h.advance(ms(200));
+    let offers = Harness::offers_in(&out, FW_2);
+    assert_eq!(offers.len(), 2, "batch alone asks: it is offered everything");
+    let decline = v1::call::Decline { offer_ids: offers.iter().map(|o| o.id.clone()).collect(), filters: Some(v1::Filters { refuse_seconds: Some(60.0) }) };
+    h.call(FW_2, v1::call::Kind::Decline(decline));
+    h.subscribe(FW_1, "web", &["web"], 0.0);
+    let out = h.advance(ms(200));
+    let offers = Harness::offers_in(&out, FW_1);
+    assert_eq!(offered_cpus(&offers), 8.0, "{offers:?}");
+    h.call(FW_1, accept(&[&offers[0]], vec![task("w0", "cpus:8;mem:8192")]));
+    for _ in 0..5 {
+        let out = h.advance(Duration::from_secs(1));
+        assert!(Harness::offers_in(&out, FW_1).is_empty(), "web is at its fair share while batch asks");
+    }
+    let out = h.advance(Duration::from_secs(60));
+    assert_eq!(offered_cpus(&Harness::offers_in(&out, FW_2)), 8.0);
+}
+
+#[test]
 fn the_roles_above_a_nested_role_count_against_the_limit_of_roles() {
     let mut h = Harness::new();
     h.core = BrokerCore::new(BrokerSettings { max_roles: 2, ..Default::default() }, "b", Duration::ZERO, Duration::from_secs(1_700_000_000));
