@@ -8,7 +8,9 @@
 //! third argument `reuse` runs `allocate_into` with one buffer kept across
 //! cycles; `quotas` runs the cluster of the bench's `quota_cycle` instead
 //! (roles three levels deep: 5 organisations × 4 teams × 5 projects, each
-//! organisation guaranteed 10 % and limited to 30 % of the cluster).
+//! organisation guaranteed 10 % and limited to 30 % of the cluster);
+//! `fair` (alone or in `quotas+fair`) turns the fair-share bound on, as
+//! the broker runs it by default.
 
 use std::time::{Duration, Instant};
 
@@ -20,10 +22,10 @@ fn main() {
     let agents: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(10_000);
     let cycles: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(100).max(1);
     let mode = args.next().unwrap_or_default();
-    let (reuse, quotas) = (mode == "reuse", mode == "quotas");
+    let (reuse, quotas, fair) = (mode == "reuse", mode.starts_with("quotas"), mode.ends_with("fair"));
     let frameworks = (agents / 10).max(1);
     let roles = (frameworks / 10).max(1);
-    let mut alloc = Allocator::new(AllocatorConfig::default());
+    let mut alloc = Allocator::new(AllocatorConfig { fair_share_bound: fair, ..AllocatorConfig::default() });
     let total = ResourceSet::parse("cpus:32;mem:131072;disk:500000;ports:[31000-32000]").expect("spec parses");
     for a in 0..agents {
         alloc.add_agent(AgentId::new(format!("agent-{a:06}")), total.clone(), vec![]).expect("new agent");
@@ -60,6 +62,10 @@ fn main() {
         } else {
             offers = alloc.allocate(now);
         }
+        // Every agent is offered in every cycle, the bound included (the
+        // roles reach their fair shares together); quota'd cycles may cut
+        // an agent into several offers.
+        assert!(quotas || offers.len() == agents, "cycle {i} offered {} agents of {agents}", offers.len());
         // Cycle 0 ranks everything once (the lazy re-sort); not counted.
         if i > 0 {
             times.push(start.elapsed());
@@ -72,9 +78,10 @@ fn main() {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let mean = times.iter().sum::<Duration>() / times.len() as u32;
     println!(
-        "{}{agents} agents x {frameworks} frameworks in {}, {cycles} cycles: \
+        "{}{}{agents} agents x {frameworks} frameworks in {}, {cycles} cycles: \
          min {:.2} ms, p25 {:.2} ms, median {:.2} ms, mean {:.2} ms, max {:.2} ms",
         if reuse { "allocate_into, " } else { "" },
+        if fair { "fair-share bound, " } else { "" },
         if quotas { "100 roles 3 levels deep with quotas".to_owned() } else { format!("{roles} roles") },
         ms(times[0]),
         ms(times[times.len() / 4]),

@@ -26,7 +26,12 @@
 //!   exactly when something below it is offerable, under the key of its
 //!   current numbers, and a role with children and offerable clients of
 //!   its own has its `OWN_CLIENTS` entry there;
-//! - `quota_roles` counts the roles with a guarantee or a limit.
+//! - `quota_roles` counts the roles with a guarantee or a limit;
+//! - revocable books: an agent's `revocable` record of a client is
+//!   non-empty and within the unreserved part of its allocation record
+//!   there; a client's `revocable` is the sum of its records, a role's the
+//!   sum of its subtree's clients'; `revocable_frameworks` counts the
+//!   frameworks that take revocable resources.
 //!
 //! Ids are mapped to dense `u32` slots once, at the edge; the cycle itself
 //! works on slots, integer keys and pre-summed scalars.
