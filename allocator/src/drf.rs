@@ -1782,16 +1782,11 @@ impl Allocator {
             }
             granted += 1;
             let agent_id = self.agent(a).id.clone();
-            let normal = grants.len();
-            for (i, (c, resources)) in grants.drain(..).chain(revocable.drain(..)).enumerate() {
-                let revocable = i >= normal;
-                let client = self.client(c);
-                let fw = self.framework(client.framework);
-                let data_bytes =
-                    if self.wants_active { fw.wants.as_ref().and_then(|w| w.agents.get(&a)).copied().unwrap_or(0) } else { 0 };
-                let framework = fw.id.clone();
-                let role = self.roles[client.role as usize].name.clone();
-                out.push(Allocation { agent: agent_id.clone(), framework, role, resources, data_bytes, revocable });
+            for (c, resources) in grants.drain(..) {
+                out.push(self.allocation(a, &agent_id, c, resources, false));
+            }
+            for (c, resources) in revocable.drain(..) {
+                out.push(self.allocation(a, &agent_id, c, resources, true));
             }
         }
         self.scratch = list;
@@ -1823,6 +1818,17 @@ impl Allocator {
             }
         }
         complete
+    }
+
+    /// The `Allocation` of a grant of `resources` on agent `a` to client `c`.
+    #[inline]
+    fn allocation(&self, a: u32, agent_id: &AgentId, c: u32, resources: ResourceSet, revocable: bool) -> Allocation {
+        let client = self.client(c);
+        let fw = self.framework(client.framework);
+        let data_bytes = if self.wants_active { fw.wants.as_ref().and_then(|w| w.agents.get(&a)).copied().unwrap_or(0) } else { 0 };
+        let framework = fw.id.clone();
+        let role = self.roles[client.role as usize].name.clone();
+        Allocation { agent: agent_id.clone(), framework, role, resources, data_bytes, revocable }
     }
 
     /// Asks the CPU to start loading what the cycle will read of agent `a`
@@ -2234,7 +2240,13 @@ impl Allocator {
             }
         }
         let agent = self.agents[a as usize].as_mut().expect("agent slot in use");
-        for (c, resources) in grants.iter().chain(revocable.iter()) {
+        for (c, resources) in revocable.iter() {
+            match agent.allocations.iter_mut().find(|(owner, _)| owner == c) {
+                Some((_, held)) => held.add(resources),
+                None => agent.allocations.push((*c, Held::of(resources))),
+            }
+        }
+        for (c, resources) in grants.iter() {
             match agent.allocations.iter_mut().find(|(owner, _)| owner == c) {
                 Some((_, held)) => held.add(resources),
                 None => {
