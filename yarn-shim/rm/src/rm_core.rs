@@ -412,6 +412,11 @@ impl RmCore {
         self.cluster_timestamp
     }
 
+    /// Whether an application not yet ended is in `queue`.
+    pub fn has_unfinished_applications(&self, queue: &str) -> bool {
+        self.apps.values().any(|a| a.submission.queue == queue && !a.state.is_final())
+    }
+
     pub fn queues(&self) -> &[String] {
         &self.queues
     }
