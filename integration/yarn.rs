@@ -1196,8 +1196,8 @@ fn role_doc(sa: &Standalone, role: &str) -> serde_json::Value {
 /// siblings, eng's maximum-capacity a limit on eng), `yarn queue -status` shows the figures
 /// and states, a STOPPED queue refuses applications with YARN's message,
 /// the user's mapping sends an application for `default` to analytics,
-/// and `yarn rmadmin -refreshQueues` reloads capacities and states (a new
-/// queue is refused with the reason). With WEIR_HADOOP_HOME, Hadoop's own
+/// and `yarn rmadmin -refreshQueues` reloads capacities and states and
+/// adds and removes queues. With WEIR_HADOOP_HOME, Hadoop's own
 /// etc/hadoop/capacity-scheduler.xml loads too.
 #[test]
 fn capacity_scheduler_xml_gives_the_queues_and_refresh_queues_reloads_it() {
@@ -1249,11 +1249,35 @@ fn capacity_scheduler_xml_gives_the_queues_and_refresh_queues_reloads_it() {
     let w = weights(&sa);
     assert_eq!(figures(&w, &["eng/analytics", "eng/adhoc"]), [Some(50.0), Some(50.0)], "{w:?}");
     assert!(queue("adhoc").contains("State : RUNNING"));
-    // A queue more: refused with the reason; nothing changes.
+    // A queue more: there at once, with its role at the broker, where the
+    // shim now subscribes in it too; then gone again (nothing is in it).
     std::fs::write(&file, capacity_scheduler_xml(&user, 50, "RUNNING", true)).unwrap();
     let (out, text) = admin(&["-refreshQueues"]);
-    assert!(!out.status.success() && text.contains("adding or removing queues needs a restart") && text.contains("more"), "{text}");
-    assert_eq!(weights(&sa).get("prod"), Some(&60.0));
+    assert!(out.status.success(), "{text}");
+    let w = weights(&sa);
+    assert_eq!(figures(&w, &["prod", "more"]), [Some(50.0), Some(10.0)], "{w:?}");
+    assert!(queue("more").contains("State : RUNNING"));
+    let shim_roles = |sa: &Standalone| -> Vec<String> {
+        let s = state(sa);
+        let shim = s["frameworks"].as_array().unwrap().iter().find(|f| f["name"] == "yarn-shim").cloned().expect("the shim's framework");
+        shim["roles"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_owned()).collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !shim_roles(&sa).contains(&"more".to_owned()) {
+        assert!(std::time::Instant::now() < deadline, "the shim did not subscribe in more: {:?}", shim_roles(&sa));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::fs::write(&file, capacity_scheduler_xml(&user, 50, "RUNNING", false)).unwrap();
+    let (out, text) = admin(&["-refreshQueues"]);
+    assert!(out.status.success(), "{text}");
+    let w = weights(&sa);
+    assert_eq!(w.get("prod"), Some(&60.0), "{w:?}");
+    assert!(w.get("more").is_none_or(|w| *w == 1.0), "more is back to the default weight: {w:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while shim_roles(&sa).contains(&"more".to_owned()) {
+        assert!(std::time::Instant::now() < deadline, "the shim is still in more: {:?}", shim_roles(&sa));
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // A broken file: the line and the key.
     std::fs::write(&file, capacity_scheduler_xml(&user, 50, "PAUSED", false)).unwrap();
     let (out, text) = admin(&["-refreshQueues"]);

@@ -65,9 +65,9 @@ impl AdminProtocol {
         AdminProtocol { core, broker: Mutex::new(broker), exclude_path, capacity_scheduler, policies }
     }
 
-    /// Re-reads capacity-scheduler.xml: states, limits, capacities and
-    /// mappings take effect at once, the capacities as the broker's role
-    /// weights; the queue list itself is fixed until a restart.
+    /// Re-reads the queue file: queues added or removed, states, limits,
+    /// capacities and mappings take effect at once, the capacities as the
+    /// broker's role weights and quotas.
     async fn refresh_queues(&self) -> Result<(), RpcError> {
         let Some(path) = self.capacity_scheduler.clone() else {
             return Err(RpcError::application(
@@ -84,7 +84,7 @@ impl AdminProtocol {
         }
         let applied = conf.clone();
         self.core
-            .call(move |core, _| core.rm_mut().set_queue_conf(applied))
+            .call(move |core, _| core.set_queue_conf(applied))
             .await
             .map_err(|_| RpcError::application(YARN_EXCEPTION, "the ResourceManager is shutting down"))?
             .map_err(|e| RpcError::application(YARN_EXCEPTION, e.to_string()))?;

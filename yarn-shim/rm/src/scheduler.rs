@@ -172,6 +172,9 @@ pub enum Effect {
     /// (bytes per host: containers × their memory), so that it offers
     /// those agents to the shim first (DataLocality). Empty: none.
     Data { host_bytes: BTreeMap<String, u64> },
+    /// The queues changed (`refreshQueues`): subscribe in these roles
+    /// instead, one per leaf queue.
+    Roles { roles: Vec<String> },
 }
 
 /// How a container's task ended (or that it runs), from its status updates.

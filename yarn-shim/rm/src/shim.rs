@@ -344,9 +344,13 @@ impl QueuePolicies {
                 .map(|(name, m)| v1::Resource { name: name.into(), value: Some(v1::resource::Value::Scalar(m.as_f64())), ..Default::default() })
                 .to_vec(),
         };
+        // Roles of queues removed since are set back to the defaults
+        // (weight 1, no quota): a removed queue keeps no guarantee.
+        let gone = last.iter().filter(|old| !policies.iter().any(|p| p.role == old.role));
         let roles: Vec<v1::RolePolicy> = policies
             .iter()
             .map(|p| v1::RolePolicy { role: p.role.clone(), weight: p.weight, guarantee: amounts(p.guarantee), limit: amounts(p.limit), ..Default::default() })
+            .chain(gone.map(|old| v1::RolePolicy { role: old.role.clone(), weight: 1.0, ..Default::default() }))
             .collect();
         info!(?policies, cpus = %cluster.cpus, mem_mb = %cluster.mem, "queue roles from the queue file");
         let client = link.client().await?;
@@ -588,7 +592,7 @@ async fn drive(mut framework: Framework, rm: Arc<Rm>, mut effects: mpsc::Unbound
                 Effect::Launch { offer_id, .. } | Effect::Decline { offer_id, .. } => reservations.remove(offer_id),
                 _ => None,
             };
-            carry_out(&framework, &rm, &settings, effect, reserved).await;
+            carry_out(&mut framework, &rm, &settings, effect, reserved).await;
         }
     }
 }
@@ -679,7 +683,7 @@ fn task_info(
     }
 }
 
-async fn carry_out(framework: &Framework, rm: &Arc<Rm>, settings: &Arc<ShimSettings>, effect: Effect, reserved: Option<(String, weir_model::Resources)>) {
+async fn carry_out(framework: &mut Framework, rm: &Arc<Rm>, settings: &Arc<ShimSettings>, effect: Effect, reserved: Option<(String, weir_model::Resources)>) {
     let id = framework.id().clone();
     debug!(framework_id = %id, ?effect, "carrying out");
     let result = match effect {
@@ -696,6 +700,10 @@ async fn carry_out(framework: &Framework, rm: &Arc<Rm>, settings: &Arc<ShimSetti
             framework.kill(&task_id, Some(&agent_id)).await
         }
         Effect::Revive => framework.revive().await,
+        Effect::Roles { roles } => {
+            info!(framework_id = %framework.id(), ?roles, "the queues changed; subscribing in their roles");
+            framework.update_roles(roles).await
+        }
         Effect::Data { host_bytes } => {
             debug!(framework_id = %id, hosts = host_bytes.len(), "stating where node-local containers are wanted");
             framework.revive_for_data(v1::DataLocality { host_bytes: host_bytes.into_iter().collect(), ..Default::default() }).await
