@@ -1214,11 +1214,12 @@ fn capacity_scheduler_xml_gives_the_queues_and_refresh_queues_reloads_it() {
     let w = weights(&sa);
     let figures = |w: &std::collections::BTreeMap<String, f64>, roles: &[&str]| roles.iter().map(|r| w.get(*r).copied()).collect::<Vec<_>>();
     assert_eq!(figures(&w, &["prod", "eng", "eng/analytics", "eng/adhoc"]), [Some(60.0), Some(40.0), Some(75.0), Some(25.0)], "{w:?}");
-    // eng's maximum-capacity of 50 %: a limit of half the agent (2 cpus,
-    // 4096 MiB) on eng and what is below it; no guarantees without
-    // yarn-shim.preemption.enabled.
+    // eng's maximum-capacity of 50 %: a limit of half the agent's memory
+    // (4096 MiB; Hadoop's default resource calculator measures memory
+    // alone, so cpus are not limited) on eng and what is below it; no
+    // guarantees without yarn-shim.preemption.enabled.
     let eng = role_doc(&sa, "eng");
-    assert_eq!((eng["limit"]["cpus"].as_f64(), eng["limit"]["mem"].as_f64()), (Some(1.0), Some(2048.0)), "{eng}");
+    assert_eq!((eng["limit"]["cpus"].as_f64(), eng["limit"]["mem"].as_f64()), (None, Some(2048.0)), "{eng}");
     assert_eq!(role_doc(&sa, "eng/analytics")["parent"], "eng");
     assert!(role_doc(&sa, "prod")["limit"].as_object().is_none_or(|l| l.is_empty()));
     let text = queue("analytics");
@@ -1298,11 +1299,13 @@ fn capacity_scheduler_xml_gives_the_queues_and_refresh_queues_reloads_it() {
 
 /// Capacities as guarantees (issue 19, `yarn-shim.preemption.enabled`),
 /// with three levels of queues (root, eng, eng.analytics): a Spark job in
-/// analytics takes the whole agent, twice its capacity, while prod is idle
-/// (an idle queue's capacity is for the others, as in YARN). Then a Spark
-/// job comes to prod: prod's capacity becomes its guarantee, the broker
-/// revokes analytics' newest executors, the shim preempts them, prod's job
-/// runs, and both end with the exact sum.
+/// analytics takes most of the agent's memory (what queues are measured
+/// in, Hadoop's default resource calculator), far over its capacity, while
+/// prod is idle (an idle queue's capacity is for the others, as in YARN).
+/// Then a Spark job comes to prod: prod's capacity becomes its guarantee,
+/// the broker revokes analytics' newest executor (never below analytics'
+/// own guarantee, never the node manager), the shim preempts it, prod's
+/// job runs, and both end with the exact sum.
 #[test]
 fn a_queue_takes_its_capacity_back_from_another_queues_spark_job_by_preemption() {
     let clients = clients();
@@ -1317,7 +1320,7 @@ fn a_queue_takes_its_capacity_back_from_another_queues_spark_job_by_preemption()
     std::fs::write(&file, format!("<configuration>\n{xml}</configuration>\n")).unwrap();
     let define = format!("yarn-shim.capacity-scheduler.path={}", file.display());
     let sa = standalone_with(
-        "cpus:4;mem:6144;disk:1000;{ports}",
+        "cpus:8;mem:6144;disk:1000;{ports}",
         &[&define, "yarn-shim.preemption.enabled=true", "broker.revocation.grace=3s", "yarn-shim.nodemanager.memory-mb=64", "yarn-shim.nodes.refresh.interval=500ms"],
     );
     let script = sa.dir.path().join("slow_sum.py");
@@ -1331,7 +1334,8 @@ fn a_queue_takes_its_capacity_back_from_another_queues_spark_job_by_preemption()
     let am_and = |executors: &str| ["--conf", "spark.yarn.am.cores=1", "--conf", &format!("spark.executor.instances={executors}")].map(str::to_owned);
     let ((analytics_out, analytics_text), (prod_out, prod_text)) = std::thread::scope(|scope| {
         let prod = scope.spawn(|| {
-            // When analytics' AM and three executors hold the 4 cpus.
+            // When analytics' AM (896 MiB) and three executors (1408 MiB
+            // each) hold 5120 of the 6144 MiB.
             wait_for_executors(&analytics_marks, 3, std::time::Instant::now() + Duration::from_secs(180));
             let s = state(&sa);
             assert!(role_doc(&sa, "prod")["guarantee"]["cpus"].as_f64().unwrap_or(0.0) == 0.0, "idle prod holds no guarantee: {}", s["roles"]);
@@ -1339,7 +1343,7 @@ fn a_queue_takes_its_capacity_back_from_another_queues_spark_job_by_preemption()
             let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
             clients.spark_submit(&sa, "client", &extra, &script, &["4", "0.1", prod_marks.to_str().unwrap()])
         });
-        let extra: Vec<String> = ["--queue".to_owned(), "analytics".to_owned()].into_iter().chain(am_and("3")).collect();
+        let extra: Vec<String> = ["--queue", "analytics", "--conf", "spark.executor.memory=1g"].map(str::to_owned).into_iter().chain(am_and("3")).collect();
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         let analytics = clients.spark_submit(&sa, "client", &extra, &script, &["40", "0.25", analytics_marks.to_str().unwrap()]);
         (analytics, prod.join().unwrap())

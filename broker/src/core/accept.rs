@@ -245,6 +245,7 @@ impl BrokerCore {
                 volume_disk: checked.volume_disk,
                 launched_at: Some(now),
                 placed_at: now,
+                exempt: weir_model::task::exempt_from_revocation(&t.labels),
             },
         );
         if let Some(a) = self.agents.get_mut(agent) {

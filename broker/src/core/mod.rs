@@ -214,6 +214,8 @@ struct Task {
     /// When the books took it in (launched, or reported by a
     /// re-registering agent): revocation takes the newest first.
     placed_at: Duration,
+    /// Labelled `weir.revocation.exempt=true`: never revoked.
+    exempt: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -8,7 +8,8 @@
 //! that have a framework asking lack more than the unreserved free
 //! resources and the revocations under way will give, the broker picks
 //! tasks to revoke:
-//! - never in a starved role or below it;
+//! - never in a starved role or below it, nor one its framework labelled
+//!   `weir.revocation.exempt=true` (a task others depend on);
 //! - newest first (the least work lost), each taken only if it gives some
 //!   of a kind still lacking (so no task is revoked for nothing, and few
 //!   are);
@@ -113,6 +114,7 @@ impl BrokerCore {
             .iter()
             .filter(|(key, t)| {
                 !t.state.is_terminal()
+                    && !t.exempt
                     && !self.revocations.contains_key(*key)
                     && !t.resources.unreserved.is_empty()
                     && !starved.iter().any(|(role, _)| within(&t.role, role))

@@ -123,6 +123,11 @@ pub struct CapacityScheduler {
     /// Keys read but not acted on, as `file:line: key (why)`.
     pub unsupported: Vec<String>,
     pub source: Source,
+    /// How queues are measured (`resource-calculator`): memory only
+    /// (Hadoop's DefaultResourceCalculator, the default) or memory and
+    /// cpus (DominantResourceCalculator). A fair-scheduler.xml's bounds
+    /// name their kinds themselves.
+    pub memory_only: bool,
 }
 
 /// The file's keys, and those read so far (the rest are reported).
@@ -327,6 +332,21 @@ impl CapacityScheduler {
             }
         }
 
+        let memory_only = match k.read(&format!("{PREFIX}resource-calculator")) {
+            None => true,
+            Some(p) => match p.value.trim().rsplit('.').next().unwrap_or_default() {
+                "DefaultResourceCalculator" => true,
+                "DominantResourceCalculator" => false,
+                other => {
+                    return Err(CapacityError::Value {
+                        at: at(p),
+                        key: p.name.clone(),
+                        message: format!("{other:?} is neither DefaultResourceCalculator nor DominantResourceCalculator"),
+                    })
+                }
+            },
+        };
+
         let mut unsupported = Vec::new();
         for p in props {
             if !k.used.contains(&p.name.as_str()) {
@@ -334,7 +354,7 @@ impl CapacityScheduler {
                 unsupported.push(format!("{}: {} ({why})", at(p), p.name));
             }
         }
-        Ok(CapacityScheduler { queues, mappings, unsupported, source: Source::Capacity })
+        Ok(CapacityScheduler { queues, mappings, unsupported, source: Source::Capacity, memory_only })
     }
 
     pub fn leaves(&self) -> impl Iterator<Item = &QueueConf> {
@@ -408,6 +428,7 @@ impl CapacityScheduler {
                     weight: ((q.capacity * 100.0 * 1e6).round() / 1e6).max(0.01),
                     guarantee: (preemption && guarantee != Amounts::default() && busy_below(q)).then_some(guarantee),
                     limit,
+                    memory_only: self.memory_only,
                 });
             }
         }
@@ -454,6 +475,9 @@ pub struct QueuePolicy {
     pub weight: f64,
     pub guarantee: Option<Amounts>,
     pub limit: Option<Amounts>,
+    /// The quota is on memory alone (YARN's DefaultResourceCalculator):
+    /// its cpus are neither guaranteed nor limited.
+    pub memory_only: bool,
 }
 
 #[cfg(test)]
@@ -508,13 +532,15 @@ mod tests {
         assert_eq!((d.capacity, d.absolute_capacity, d.maximum_capacity, d.state), (1.0, 1.0, 1.0, QueueState::Running));
         assert_eq!((d.maximum_applications, d.maximum_am_resource_percent, d.acl_submit_applications.as_str()), (10_000, 0.1, "*"));
         let cluster = Amounts { cpus: Milli(8000), mem: Milli(16_384_000) };
-        assert_eq!(cs.policies(cluster, true, &|_| true), vec![QueuePolicy { role: "default".into(), weight: 100.0, guarantee: Some(cluster), limit: None }]);
+        assert_eq!(
+            cs.policies(cluster, true, &|_| true),
+            vec![QueuePolicy { role: "default".into(), weight: 100.0, guarantee: Some(cluster), limit: None, memory_only: true }]
+        );
         assert_eq!(cs.roles(), ["default"]);
         let named: Vec<&str> = cs.unsupported.iter().map(|u| u.split(": ").nth(1).unwrap().split(' ').next().unwrap()).collect();
         assert_eq!(
             named,
             [
-                "yarn.scheduler.capacity.resource-calculator",
                 "yarn.scheduler.capacity.root.default.acl_application_max_priority",
                 "yarn.scheduler.capacity.root.default.maximum-application-lifetime",
                 "yarn.scheduler.capacity.root.default.default-application-lifetime",
@@ -525,7 +551,12 @@ mod tests {
                 "yarn.scheduler.capacity.application.fail-fast",
             ]
         );
-        assert_eq!(cs.unsupported[0], "capacity-scheduler.xml:3: yarn.scheduler.capacity.resource-calculator (not supported by Weir; ignored)");
+        assert_eq!(cs.unsupported[0], "capacity-scheduler.xml:11: yarn.scheduler.capacity.root.default.acl_application_max_priority (not supported by Weir; ignored)");
+        assert!(cs.memory_only, "DefaultResourceCalculator measures memory only");
+        let dominant = props(&[("root.queues", "a"), ("root.a.capacity", "100"), ("resource-calculator", "org.apache.hadoop.yarn.util.resource.DominantResourceCalculator")]);
+        assert!(!CapacityScheduler::from_properties(&dominant).unwrap().memory_only);
+        let bad = props(&[("root.queues", "a"), ("root.a.capacity", "100"), ("resource-calculator", "x.Lottery")]);
+        assert!(CapacityScheduler::from_properties(&bad).unwrap_err().to_string().contains("\"Lottery\" is neither DefaultResourceCalculator nor DominantResourceCalculator"));
     }
 
     fn nested() -> Vec<Property> {

@@ -269,7 +269,7 @@ impl Reading<'_> {
                 return Err(CapacityError::Tree(format!("leaf queue name {} is used twice ({other} and {})", leaf.name, leaf.path)));
             }
         }
-        Ok(CapacityScheduler { queues: self.queues, mappings: Vec::new(), unsupported: self.unsupported, source: Source::Fair })
+        Ok(CapacityScheduler { queues: self.queues, mappings: Vec::new(), unsupported: self.unsupported, source: Source::Fair, memory_only: false })
     }
 
     fn name_of(&self, e: &Element) -> Result<String, CapacityError> {

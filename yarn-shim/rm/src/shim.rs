@@ -338,18 +338,26 @@ impl QueuePolicies {
         if !always && *last == policies {
             return Ok(());
         }
-        let amounts = |a: Option<Amounts>| match a {
+        let amounts = |a: Option<Amounts>, memory_only: bool| match a {
             None => Vec::new(),
             Some(a) => [("cpus", a.cpus), ("mem", a.mem)]
+                .into_iter()
+                .filter(|(name, _)| !memory_only || *name == "mem")
                 .map(|(name, m)| v1::Resource { name: name.into(), value: Some(v1::resource::Value::Scalar(m.as_f64())), ..Default::default() })
-                .to_vec(),
+                .collect(),
         };
         // Roles of queues removed since are set back to the defaults
         // (weight 1, no quota): a removed queue keeps no guarantee.
         let gone = last.iter().filter(|old| !policies.iter().any(|p| p.role == old.role));
         let roles: Vec<v1::RolePolicy> = policies
             .iter()
-            .map(|p| v1::RolePolicy { role: p.role.clone(), weight: p.weight, guarantee: amounts(p.guarantee), limit: amounts(p.limit), ..Default::default() })
+            .map(|p| v1::RolePolicy {
+                role: p.role.clone(),
+                weight: p.weight,
+                guarantee: amounts(p.guarantee, p.memory_only),
+                limit: amounts(p.limit, p.memory_only),
+                ..Default::default()
+            })
             .chain(gone.map(|old| v1::RolePolicy { role: old.role.clone(), weight: 1.0, ..Default::default() }))
             .collect();
         info!(?policies, cpus = %cluster.cpus, mem_mb = %cluster.mem, "queue roles from the queue file");
@@ -650,7 +658,11 @@ fn task_info(
                     user: String::new(),
                 }),
                 kill_grace_seconds: 2.0,
-                labels: [("yarn.role".to_owned(), "nodemanager".to_owned())].into_iter().collect(),
+                // Every container on the node ends with its node manager:
+                // revocation (YARN preemption) takes containers instead.
+                labels: [("yarn.role".to_owned(), "nodemanager".to_owned()), (weir_model::task::REVOCATION_EXEMPT_LABEL.to_owned(), "true".to_owned())]
+                    .into_iter()
+                    .collect(),
                 volumes: Vec::new(),
             }
         }
