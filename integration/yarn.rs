@@ -617,13 +617,20 @@ spark.stop()
 #[test]
 fn two_spark_applications_in_two_queues_and_a_native_framework_share_the_pool_as_configured() {
     let clients = clients();
-    // Two queues (roles) for YARN from the administrator's
-    // capacity-scheduler.xml, batch with twice default's capacity; one role
-    // for the native framework. CPU is every role's dominant resource.
+    // Queues for YARN from the administrator's capacity-scheduler.xml, three
+    // levels deep: eng (twice default's capacity) holds batch and spare, so
+    // batch (eng/batch at the broker) has eng's share while spare is idle;
+    // one role for the native framework. CPU is every role's dominant
+    // resource.
     let queues = tempfile::tempdir().unwrap();
     let file = queues.path().join("capacity-scheduler.xml");
     let p = |k: &str, v: &str| format!("<property><name>yarn.scheduler.capacity.{k}</name><value>{v}</value></property>\n");
-    let xml = p("root.queues", "default,batch") + &p("root.default.capacity", "33.3333") + &p("root.batch.capacity", "66.6667");
+    let xml = p("root.queues", "default,eng")
+        + &p("root.default.capacity", "33.3333")
+        + &p("root.eng.capacity", "66.6667")
+        + &p("root.eng.queues", "batch,spare")
+        + &p("root.eng.batch.capacity", "50")
+        + &p("root.eng.spare.capacity", "50");
     std::fs::write(&file, format!("<configuration>\n{xml}</configuration>\n")).unwrap();
     let define = format!("yarn-shim.capacity-scheduler.path={}", file.display());
     let sa = standalone_with("cpus:12;mem:20480;disk:1000;{ports}", &[&define, "yarn-shim.nodemanager.idle.timeout=2s"]);
@@ -662,7 +669,7 @@ fn two_spark_applications_in_two_queues_and_a_native_framework_share_the_pool_as
     let settled = loop {
         let s = state(&sa);
         let used = s["agents"][0]["used"]["cpus"].as_f64().unwrap_or(0.0);
-        let (d, b, n) = (share(&s, "default"), share(&s, "batch"), share(&s, "native"));
+        let (d, b, n) = (share(&s, "default"), share(&s, "eng/batch"), share(&s, "native"));
         eprintln!("[shares] t={:>4.1}s used={used} default={d:.3} batch={b:.3} native={n:.3}", start.elapsed().as_secs_f64());
         if used >= 12.0 {
             // Let a late offer or two land, then read once more.
@@ -672,7 +679,7 @@ fn two_spark_applications_in_two_queues_and_a_native_framework_share_the_pool_as
         assert!(start.elapsed() < Duration::from_secs(60), "the pool never filled: {}", s["roles"]);
         std::thread::sleep(Duration::from_millis(500));
     };
-    let (d, b, n) = (share(&settled, "default"), share(&settled, "batch"), share(&settled, "native"));
+    let (d, b, n) = (share(&settled, "default"), share(&settled, "eng/batch"), share(&settled, "native"));
     eprintln!("[shares] settled: default={d:.3} batch={b:.3} native={n:.3}");
     // Native keeps what it holds (no preemption) and wants no more; of the
     // rest, batch (twice the capacity, so twice the weight) gets about
@@ -1178,13 +1185,19 @@ fn weights(sa: &Standalone) -> std::collections::BTreeMap<String, f64> {
     state(sa)["roles"].as_array().unwrap().iter().map(|r| (r["role"].as_str().unwrap().to_owned(), r["weight"].as_f64().unwrap())).collect()
 }
 
+/// The broker's view of one role (`/state`'s roles entry).
+fn role_doc(sa: &Standalone, role: &str) -> serde_json::Value {
+    state(sa)["roles"].as_array().unwrap().iter().find(|r| r["role"] == role).cloned().unwrap_or_else(|| panic!("no role {role} at the broker"))
+}
+
 /// Queues from an administrator's capacity-scheduler.xml, with the real
-/// `yarn` CLI and spark-submit: the leaves are the queues (weighted at the
-/// broker by absolute capacity), `yarn queue -status` shows the figures
+/// `yarn` CLI and spark-submit: the leaves are the queues, the tree is the
+/// broker's role tree (each role weighted by its capacity among its
+/// siblings, eng's maximum-capacity a limit on eng), `yarn queue -status` shows the figures
 /// and states, a STOPPED queue refuses applications with YARN's message,
 /// the user's mapping sends an application for `default` to analytics,
-/// and `yarn rmadmin -refreshQueues` reloads capacities and states (a new
-/// queue is refused with the reason). With WEIR_HADOOP_HOME, Hadoop's own
+/// and `yarn rmadmin -refreshQueues` reloads capacities and states and
+/// adds and removes queues. With WEIR_HADOOP_HOME, Hadoop's own
 /// etc/hadoop/capacity-scheduler.xml loads too.
 #[test]
 fn capacity_scheduler_xml_gives_the_queues_and_refresh_queues_reloads_it() {
@@ -1199,7 +1212,16 @@ fn capacity_scheduler_xml_gives_the_queues_and_refresh_queues_reloads_it() {
     let queue = |name: &str| clients.yarn(&conf, "org.apache.hadoop.yarn.client.cli.QueueCLI", &["queue", "-status", name]).1;
 
     let w = weights(&sa);
-    assert_eq!((w.get("prod"), w.get("analytics"), w.get("adhoc")), (Some(&60.0), Some(&30.0), Some(&10.0)), "{w:?}");
+    let figures = |w: &std::collections::BTreeMap<String, f64>, roles: &[&str]| roles.iter().map(|r| w.get(*r).copied()).collect::<Vec<_>>();
+    assert_eq!(figures(&w, &["prod", "eng", "eng/analytics", "eng/adhoc"]), [Some(60.0), Some(40.0), Some(75.0), Some(25.0)], "{w:?}");
+    // eng's maximum-capacity of 50 %: a limit of half the agent's memory
+    // (4096 MiB; Hadoop's default resource calculator measures memory
+    // alone, so cpus are not limited) on eng and what is below it; no
+    // guarantees without yarn-shim.preemption.enabled.
+    let eng = role_doc(&sa, "eng");
+    assert_eq!((eng["limit"]["cpus"].as_f64(), eng["limit"]["mem"].as_f64()), (None, Some(2048.0)), "{eng}");
+    assert_eq!(role_doc(&sa, "eng/analytics")["parent"], "eng");
+    assert!(role_doc(&sa, "prod")["limit"].as_object().is_none_or(|l| l.is_empty()));
     let text = queue("analytics");
     assert!(text.contains("Queue Name : analytics") && text.contains("State : RUNNING") && text.contains("Capacity : 75.00%"), "{text}");
     let text = queue("adhoc");
@@ -1226,13 +1248,37 @@ fn capacity_scheduler_xml_gives_the_queues_and_refresh_queues_reloads_it() {
     let (out, text) = admin(&["-refreshQueues"]);
     assert!(out.status.success(), "{text}");
     let w = weights(&sa);
-    assert_eq!((w.get("analytics"), w.get("adhoc")), (Some(&20.0), Some(&20.0)), "{w:?}");
+    assert_eq!(figures(&w, &["eng/analytics", "eng/adhoc"]), [Some(50.0), Some(50.0)], "{w:?}");
     assert!(queue("adhoc").contains("State : RUNNING"));
-    // A queue more: refused with the reason; nothing changes.
+    // A queue more: there at once, with its role at the broker, where the
+    // shim now subscribes in it too; then gone again (nothing is in it).
     std::fs::write(&file, capacity_scheduler_xml(&user, 50, "RUNNING", true)).unwrap();
     let (out, text) = admin(&["-refreshQueues"]);
-    assert!(!out.status.success() && text.contains("adding or removing queues needs a restart") && text.contains("more"), "{text}");
-    assert_eq!(weights(&sa).get("prod"), Some(&60.0));
+    assert!(out.status.success(), "{text}");
+    let w = weights(&sa);
+    assert_eq!(figures(&w, &["prod", "more"]), [Some(50.0), Some(10.0)], "{w:?}");
+    assert!(queue("more").contains("State : RUNNING"));
+    let shim_roles = |sa: &Standalone| -> Vec<String> {
+        let s = state(sa);
+        let shim = s["frameworks"].as_array().unwrap().iter().find(|f| f["name"] == "yarn-shim").cloned().expect("the shim's framework");
+        shim["roles"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_owned()).collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !shim_roles(&sa).contains(&"more".to_owned()) {
+        assert!(std::time::Instant::now() < deadline, "the shim did not subscribe in more: {:?}", shim_roles(&sa));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::fs::write(&file, capacity_scheduler_xml(&user, 50, "RUNNING", false)).unwrap();
+    let (out, text) = admin(&["-refreshQueues"]);
+    assert!(out.status.success(), "{text}");
+    let w = weights(&sa);
+    assert_eq!(w.get("prod"), Some(&60.0), "{w:?}");
+    assert!(w.get("more").is_none_or(|w| *w == 1.0), "more is back to the default weight: {w:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while shim_roles(&sa).contains(&"more".to_owned()) {
+        assert!(std::time::Instant::now() < deadline, "the shim is still in more: {:?}", shim_roles(&sa));
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // A broken file: the line and the key.
     std::fs::write(&file, capacity_scheduler_xml(&user, 50, "PAUSED", false)).unwrap();
     let (out, text) = admin(&["-refreshQueues"]);
@@ -1249,6 +1295,65 @@ fn capacity_scheduler_xml_gives_the_queues_and_refresh_queues_reloads_it() {
     } else {
         eprintln!("WEIR_HADOOP_HOME is not set: Hadoop's own capacity-scheduler.xml was not tried");
     }
+}
+
+/// Capacities as guarantees (issue 19, `yarn-shim.preemption.enabled`),
+/// with three levels of queues (root, eng, eng.analytics): a Spark job in
+/// analytics takes most of the agent's memory (what queues are measured
+/// in, Hadoop's default resource calculator), far over its capacity, while
+/// prod is idle (an idle queue's capacity is for the others, as in YARN).
+/// Then a Spark job comes to prod: prod's capacity becomes its guarantee,
+/// the broker revokes analytics' newest executor (never below analytics'
+/// own guarantee, never the node manager), the shim preempts it, prod's
+/// job runs, and both end with the exact sum.
+#[test]
+fn a_queue_takes_its_capacity_back_from_another_queues_spark_job_by_preemption() {
+    let clients = clients();
+    let queues = tempfile::tempdir().unwrap();
+    let file = queues.path().join("capacity-scheduler.xml");
+    let p = |k: &str, v: &str| format!("<property><name>yarn.scheduler.capacity.{k}</name><value>{v}</value></property>\n");
+    let xml = p("root.queues", "prod,eng")
+        + &p("root.prod.capacity", "50")
+        + &p("root.eng.capacity", "50")
+        + &p("root.eng.queues", "analytics")
+        + &p("root.eng.analytics.capacity", "100");
+    std::fs::write(&file, format!("<configuration>\n{xml}</configuration>\n")).unwrap();
+    let define = format!("yarn-shim.capacity-scheduler.path={}", file.display());
+    let sa = standalone_with(
+        "cpus:8;mem:6144;disk:1000;{ports}",
+        &[&define, "yarn-shim.preemption.enabled=true", "broker.revocation.grace=3s", "yarn-shim.nodemanager.memory-mb=64", "yarn-shim.nodes.refresh.interval=500ms"],
+    );
+    let script = sa.dir.path().join("slow_sum.py");
+    std::fs::write(&script, SLOW_SUM_PY).unwrap();
+    let marks = |name: &str| {
+        let dir = sa.dir.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    };
+    let (analytics_marks, prod_marks) = (marks("analytics"), marks("prod"));
+    let am_and = |executors: &str| ["--conf", "spark.yarn.am.cores=1", "--conf", &format!("spark.executor.instances={executors}")].map(str::to_owned);
+    let ((analytics_out, analytics_text), (prod_out, prod_text)) = std::thread::scope(|scope| {
+        let prod = scope.spawn(|| {
+            // When analytics' AM (896 MiB) and three executors (1408 MiB
+            // each) hold 5120 of the 6144 MiB.
+            wait_for_executors(&analytics_marks, 3, std::time::Instant::now() + Duration::from_secs(180));
+            let s = state(&sa);
+            assert!(role_doc(&sa, "prod")["guarantee"]["cpus"].as_f64().unwrap_or(0.0) == 0.0, "idle prod holds no guarantee: {}", s["roles"]);
+            let extra: Vec<String> = ["--queue".to_owned(), "prod".to_owned()].into_iter().chain(am_and("1")).collect();
+            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+            clients.spark_submit(&sa, "client", &extra, &script, &["4", "0.1", prod_marks.to_str().unwrap()])
+        });
+        let extra: Vec<String> = ["--queue", "analytics", "--conf", "spark.executor.memory=1g"].map(str::to_owned).into_iter().chain(am_and("3")).collect();
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let analytics = clients.spark_submit(&sa, "client", &extra, &script, &["40", "0.25", analytics_marks.to_str().unwrap()]);
+        (analytics, prod.join().unwrap())
+    });
+    assert!(prod_out.status.success(), "prod's job failed:\n{prod_text}");
+    assert!(prod_text.contains(&format!("SUM={}", (0..40).sum::<u64>())), "{prod_text}");
+    assert!(analytics_out.status.success(), "analytics' job failed after the preemption:\n{analytics_text}");
+    assert!(analytics_text.contains(&format!("SUM={}", (0..400).sum::<u64>())), "{analytics_text}");
+    assert!(analytics_text.contains("was preempted"), "Spark did not see a PREEMPTED container in analytics:\n{analytics_text}");
+    wait_until_all_free(&sa, Duration::from_secs(60));
 }
 
 /// YARN preemption from a guarantee (issue 19): a Spark job fills the

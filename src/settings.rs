@@ -283,19 +283,35 @@ pub fn yarn_shim(config: &Config, broker: String) -> Result<weir_yarn_rm::shim::
         weir_model::ids::validate_id("role", &queue).map_err(|e| problem(format!("yarn-shim.queues: {e}")))?;
         queues.push(queue);
     }
-    // A capacity-scheduler.xml names the queues instead: its leaves.
-    let capacity_scheduler = match config.get_str("yarn-shim.capacity-scheduler.path").unwrap_or_default().trim() {
+    // A capacity-scheduler.xml or a fair-scheduler.xml names the queues
+    // instead: its leaves.
+    use weir_yarn_rm::capacity_scheduler::{CapacityScheduler, Source};
+    let capacity_path = config.get_str("yarn-shim.capacity-scheduler.path").unwrap_or_default().trim().to_owned();
+    let fair_path = config.get_str("yarn-shim.fair-scheduler.path").unwrap_or_default().trim().to_owned();
+    let (key, path, source) = match (capacity_path.as_str(), fair_path.as_str()) {
+        ("", "") => ("", String::new(), Source::Capacity),
+        (c, "") => ("yarn-shim.capacity-scheduler.path", c.to_owned(), Source::Capacity),
+        ("", f) => ("yarn-shim.fair-scheduler.path", f.to_owned(), Source::Fair),
+        _ => return Err(problem("yarn-shim.capacity-scheduler.path and yarn-shim.fair-scheduler.path are both set: the queues come from one file")),
+    };
+    let capacity_scheduler = match path.as_str() {
         "" => None,
         path => {
             let path = std::path::PathBuf::from(path);
-            let conf = weir_yarn_rm::capacity_scheduler::CapacityScheduler::load(&path)
-                .map_err(|e| problem(format!("yarn-shim.capacity-scheduler.path: {e}")))?;
+            let conf = CapacityScheduler::load(&path).map_err(|e| problem(format!("{key}: {e}")))?;
+            if conf.source != source {
+                let (is, other) = match conf.source {
+                    Source::Fair => ("a fair-scheduler allocation file", "yarn-shim.fair-scheduler.path"),
+                    Source::Capacity => ("a capacity-scheduler.xml", "yarn-shim.capacity-scheduler.path"),
+                };
+                return Err(problem(format!("{key}: {} is {is}: name it in {other}", path.display())));
+            }
             for unsupported in &conf.unsupported {
-                tracing::warn!(%unsupported, "capacity-scheduler.xml");
+                tracing::warn!(%unsupported, file = %path.display(), "a queue-file key Weir does not act on");
             }
             queues = conf.leaves().map(|q| q.name.clone()).collect();
-            for queue in &queues {
-                weir_model::ids::validate_id("role", queue).map_err(|e| problem(format!("{}: {e}", path.display())))?;
+            for role in conf.roles() {
+                weir_model::ids::validate_role(&role).map_err(|e| problem(format!("{}: queue role {role}: {e}", path.display())))?;
             }
             Some((path, conf))
         }
@@ -332,6 +348,7 @@ pub fn yarn_shim(config: &Config, broker: String) -> Result<weir_yarn_rm::shim::
             _ => std::env::current_exe().map_err(|e| problem(format!("cannot find this program's path: {e}")))?,
         },
         container_kill_grace: config.get_duration("yarn-shim.container.kill.grace").map_err(problem)?,
+        preemption: config.get_bool("yarn-shim.preemption.enabled").map_err(problem)?,
         nm_hadoop_conf_dir: None,
         failover_timeout: config.get_duration("yarn-shim.framework.failover.timeout").map_err(problem)?,
         web_address: match config.get_str("yarn-shim.webapp.address").unwrap_or_default().trim() {

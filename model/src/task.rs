@@ -69,3 +69,14 @@ impl fmt::Display for TaskState {
 /// a revocation's grace period (issue 19): Mesos' name for a container
 /// ended to make room, which the YARN shim maps to PREEMPTED (-102).
 pub const REVOKED_REASON: &str = "REASON_CONTAINER_PREEMPTED";
+
+/// The task label (`TaskInfo.labels`) by which a framework exempts a task
+/// from revocation: `weir.revocation.exempt=true` (issue 19). For tasks
+/// others depend on, such as the YARN shim's node managers, whose end ends
+/// every container on them: revocation takes other tasks instead.
+pub const REVOCATION_EXEMPT_LABEL: &str = "weir.revocation.exempt";
+
+/// Whether labels exempt a task from revocation.
+pub fn exempt_from_revocation(labels: &std::collections::HashMap<String, String>) -> bool {
+    labels.get(REVOCATION_EXEMPT_LABEL).is_some_and(|v| v.trim() == "true")
+}

@@ -50,6 +50,13 @@ pub fn id<T: From<String>>(field: &str, value: &str) -> Result<T, ProtoError> {
     Ok(T::from(value.to_owned()))
 }
 
+/// A role from the wire: nested roles (`eng/analytics`) allowed, each
+/// part checked as an id ([`weir_model::ids::validate_role`]).
+pub fn role(field: &str, value: &str) -> Result<Role, ProtoError> {
+    weir_model::ids::validate_role(value).map_err(|reason| ProtoError::invalid(field, reason))?;
+    Ok(Role::new(value.to_owned()))
+}
+
 pub fn resources_from_proto(field: &str, list: &[v1::Resource]) -> Result<ResourceSet, ProtoError> {
     if list.len() > MAX_RESOURCE_ENTRIES {
         return Err(ProtoError::invalid(
@@ -63,8 +70,7 @@ pub fn resources_from_proto(field: &str, list: &[v1::Resource]) -> Result<Resour
         let bundle = if r.role.is_empty() || r.role == "*" {
             &mut out.unreserved
         } else {
-            validate_id("role", &r.role).map_err(|reason| ProtoError::invalid(&at, reason))?;
-            out.reserved.entry(Role::new(r.role.clone())).or_default()
+            out.reserved.entry(role(&at, &r.role)?).or_default()
         };
         match (r.name.as_str(), &r.value) {
             ("ports", Some(v1::resource::Value::Ranges(ranges))) => {
@@ -355,7 +361,7 @@ pub fn offer_from_proto(field: &str, offer: &v1::Offer) -> Result<Offer, ProtoEr
         framework: id::<FrameworkId>(&format!("{field}.framework_id"), &offer.framework_id)?,
         agent: id::<AgentId>(&format!("{field}.agent_id"), &offer.agent_id)?,
         hostname: hostname.clone(),
-        role: id::<Role>(&format!("{field}.role"), &offer.role)?,
+        role: role(&format!("{field}.role"), &offer.role)?,
         resources,
         attributes: attributes_from_proto(&format!("{field}.attributes"), &offer.attributes)?,
         data_bytes: offer.data_bytes,
@@ -649,6 +655,20 @@ mod tests {
 
     fn scalar(name: &str, v: f64) -> v1::Resource {
         v1::Resource { name: name.into(), value: Some(v1::resource::Value::Scalar(v)), role: String::new(), reservation: None, revocable: false }
+    }
+
+    #[test]
+    fn nested_roles_are_read_and_paths_out_of_them_refused() {
+        let mut nested = scalar("cpus", 1.0);
+        nested.role = "eng/analytics".into();
+        let set = resources_from_proto("r", &[nested.clone()]).unwrap();
+        assert!(set.reserved.contains_key(&Role::new("eng/analytics")));
+        for bad in ["eng/../x", "/eng", "eng/", "eng//a"] {
+            nested.role = bad.into();
+            assert!(resources_from_proto("r", &[nested.clone()]).is_err(), "{bad}");
+            assert!(role("offer.role", bad).is_err(), "{bad}");
+        }
+        assert_eq!(role("offer.role", "eng/analytics").unwrap(), Role::new("eng/analytics"));
     }
 
     #[test]

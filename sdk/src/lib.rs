@@ -254,6 +254,24 @@ impl Framework {
         Err(SdkError::GaveUp { addr: self.config.broker.clone(), attempts: self.config.max_reconnect_attempts, last })
     }
 
+    /// Changes the framework's roles (Mesos' UPDATE_FRAMEWORK), as a
+    /// re-subscription under the same id: the broker offers in the new
+    /// roles from then on; tasks keep running, charged to the role they
+    /// were launched in. The next event is the broker's SUBSCRIBED.
+    pub async fn update_roles(&mut self, roles: Vec<String>) -> Result<(), SdkError> {
+        let mut config = self.config.clone();
+        config.roles = roles;
+        let data = self.data.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let (id, calls, events, epoch) = open(&config, Some(&self.id), self.leader.as_mut(), self.epoch, data).await?;
+        tracing::info!(framework_id = %id, roles = ?config.roles, "re-subscribed in new roles");
+        self.config = config;
+        self.id = id;
+        self.epoch = epoch;
+        self.calls = Some(calls);
+        self.events = Some(events);
+        Ok(())
+    }
+
     /// Sends a raw call on the current stream.
     pub async fn call(&self, kind: v1::call::Kind) -> Result<(), SdkError> {
         let calls = self.calls.as_ref().ok_or(SdkError::Disconnected)?;

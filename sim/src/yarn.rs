@@ -160,6 +160,8 @@ impl YarnParticipant {
                         .map(|(t, a)| v1::call::reconcile::Task { task_id: t.to_string(), agent_id: a.to_string() })
                         .collect(),
                 }),
+                // The simulated shim's queues are fixed: no refreshQueues.
+                Effect::Roles { .. } => continue,
                 Effect::StartAm { application, container } => {
                     // The node manager's startContainers, as if it answered
                     // at once: the AM will register on a later tick.

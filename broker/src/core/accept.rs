@@ -258,6 +258,7 @@ impl BrokerCore {
                 launched_at: Some(now),
                 placed_at: now,
                 revocable,
+                exempt: weir_model::task::exempt_from_revocation(&t.labels),
             },
         );
         if let Some(a) = self.agents.get_mut(agent) {

@@ -43,6 +43,7 @@ struct ReportedTask {
     latest: v1::TaskStatus,
     state: TaskState,
     mounts: Vec<VolumeId>,
+    exempt: bool,
 }
 
 /// Tells an agent why it is refused, then closes its stream.
@@ -85,7 +86,8 @@ fn parse_registration(msg: &v1::agent_message::Register) -> Result<Registration,
         let state = task_state_from_proto(&format!("{field}.latest.state"), latest.state)?;
         let role = resources.reserved.keys().next().cloned().unwrap_or_else(Role::default_role);
         let mounts = convert::mounts_from_proto(&format!("{field}.task.volumes"), &info.volumes)?.into_iter().map(|m| m.volume).collect();
-        tasks.push(ReportedTask { framework, task, name: info.name.clone(), resources, role, latest, state, mounts });
+        let exempt = weir_model::task::exempt_from_revocation(&info.labels);
+        tasks.push(ReportedTask { framework, task, name: info.name.clone(), resources, role, latest, state, mounts, exempt });
     }
     Ok(Registration {
         id,
@@ -327,6 +329,7 @@ impl BrokerCore {
                     launched_at: None,
                     placed_at: now,
                     revocable: false,
+                    exempt: t.exempt,
                 },
             );
             used.push((t.framework.clone(), t.role.clone(), t.resources.clone()));

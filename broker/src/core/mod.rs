@@ -246,6 +246,8 @@ struct Task {
     /// reports is not (the agent does not know; a new leader counts it
     /// as plain use).
     revocable: bool,
+    /// Labelled `weir.revocation.exempt=true`: never revoked.
+    exempt: bool,
 }
 
 #[derive(Debug, Clone)]

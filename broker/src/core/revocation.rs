@@ -16,7 +16,8 @@
 //! 3. other tasks, newest first, with `broker.revocation.grace`.
 //!
 //! Whatever it takes:
-//! - never in a starved role or below it;
+//! - never in a starved role or below it, nor one its framework labelled
+//!   `weir.revocation.exempt=true` (a task others depend on);
 //! - each only if it gives some of a kind still lacking (so nothing is
 //!   revoked for nothing, and few are);
 //! - never a plain task whose removal would take any role above it (its
@@ -145,6 +146,7 @@ impl BrokerCore {
             .iter()
             .filter(|(key, t)| {
                 !t.state.is_terminal()
+                    && !t.exempt
                     && !self.revocations.contains_key(*key)
                     && !t.resources.unreserved.is_empty()
                     && !starved.iter().any(|(role, _)| within(&t.role, role))

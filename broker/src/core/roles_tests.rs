@@ -229,6 +229,33 @@ fn a_starved_guarantee_revokes_the_newest_tasks_never_below_another_guarantee_an
     assert_eq!(state.roles.iter().find(|r| r.role == "analytics").unwrap().consumed.cpus, 8.0);
 }
 
+/// A task labelled `weir.revocation.exempt=true` (the YARN shim's node managers)
+/// is never revoked: the next newest go instead.
+#[test]
+fn a_task_exempt_from_revocation_is_passed_over() {
+    let mut h = two_agents();
+    h.subscribe(FW_1, "analytics", &["analytics"], 0.0);
+    let out = h.advance(ms(200));
+    let offers = Harness::offers_in(&out, FW_1);
+    let mut keeper = task("keeper", "cpus:4;mem:4096");
+    keeper.labels.insert(weir_model::task::REVOCATION_EXEMPT_LABEL.to_owned(), "true".to_owned());
+    h.call(FW_1, accept(&[&offers[0]], vec![task("a0", "cpus:4;mem:4096"), task("a1", "cpus:4;mem:4096")]));
+    let decline = v1::call::Decline { offer_ids: vec![offers[1].id.clone()], filters: Some(v1::Filters { refuse_seconds: Some(0.0) }) };
+    h.call(FW_1, v1::call::Kind::Decline(decline));
+    let out = h.advance(ms(200));
+    let offers = Harness::offers_in(&out, FW_1);
+    h.call(FW_1, accept(&[&offers[0]], vec![task("a2", "cpus:4;mem:4096"), keeper]));
+    h.core.set_role_policies(vec![policy("prod", 1.0, 0, "cpus:8", None)], false).unwrap();
+    h.subscribe(FW_2, "prod", &["prod"], 0.0);
+    let out = h.advance(ms(200));
+    let notices = revocations_in(&out, FW_1);
+    let mut revoked: Vec<String> = notices.iter().flat_map(|n| n.tasks.iter().map(|t| t.task_id.clone())).collect();
+    revoked.sort();
+    assert_eq!(revoked.len(), 2, "{notices:?}");
+    assert!(!revoked.contains(&"keeper".to_owned()), "{revoked:?}");
+    assert!(revoked.contains(&"a2".to_owned()), "the newest one not exempt goes first: {revoked:?}");
+}
+
 #[test]
 fn no_revocation_while_the_guaranteed_role_asks_for_nothing() {
     let (mut h, _) = full_of_analytics();

@@ -34,7 +34,8 @@ use weir_yarn_ipc::server::{decode_request as decode, CallContext, RpcError, Ser
 use crate::capacity_scheduler::CapacityScheduler;
 use crate::core::CoreHandle;
 use crate::rm_core::NodeState;
-use crate::shim::BrokerLink;
+use crate::shim::{BrokerLink, QueuePolicies};
+use weir_yarn_ipc::Error;
 
 const YARN_EXCEPTION: &str = "org.apache.hadoop.yarn.exceptions.YarnException";
 /// Exclude and account files larger than this are refused, not read.
@@ -50,16 +51,23 @@ pub struct AdminProtocol {
     broker: Mutex<BrokerLink>,
     exclude_path: Option<PathBuf>,
     capacity_scheduler: Option<PathBuf>,
+    policies: QueuePolicies,
 }
 
 impl AdminProtocol {
-    pub(crate) fn new(core: CoreHandle, broker: BrokerLink, exclude_path: Option<PathBuf>, capacity_scheduler: Option<PathBuf>) -> AdminProtocol {
-        AdminProtocol { core, broker: Mutex::new(broker), exclude_path, capacity_scheduler }
+    pub(crate) fn new(
+        core: CoreHandle,
+        broker: BrokerLink,
+        exclude_path: Option<PathBuf>,
+        capacity_scheduler: Option<PathBuf>,
+        policies: QueuePolicies,
+    ) -> AdminProtocol {
+        AdminProtocol { core, broker: Mutex::new(broker), exclude_path, capacity_scheduler, policies }
     }
 
-    /// Re-reads capacity-scheduler.xml: states, limits, capacities and
-    /// mappings take effect at once, the capacities as the broker's role
-    /// weights; the queue list itself is fixed until a restart.
+    /// Re-reads the queue file: queues added or removed, states, limits,
+    /// capacities and mappings take effect at once, the capacities as the
+    /// broker's role weights and quotas.
     async fn refresh_queues(&self) -> Result<(), RpcError> {
         let Some(path) = self.capacity_scheduler.clone() else {
             return Err(RpcError::application(
@@ -72,16 +80,18 @@ impl AdminProtocol {
             .map_err(|e| RpcError::application(YARN_EXCEPTION, e.to_string()))?
             .map_err(|e| RpcError::application(YARN_EXCEPTION, e.to_string()))?;
         for unsupported in &conf.unsupported {
-            warn!(%unsupported, "capacity-scheduler.xml");
+            warn!(%unsupported, "a queue-file key Weir does not act on");
         }
         let applied = conf.clone();
         self.core
-            .call(move |core, _| core.rm_mut().set_queue_conf(applied))
+            .call(move |core, _| core.set_queue_conf(applied))
             .await
             .map_err(|_| RpcError::application(YARN_EXCEPTION, "the ResourceManager is shutting down"))?
             .map_err(|e| RpcError::application(YARN_EXCEPTION, e.to_string()))?;
         let mut link = self.broker.lock().await;
-        crate::shim::push_queue_weights(&mut link, &conf).await.map_err(|e| RpcError::application(YARN_EXCEPTION, e.to_string()))
+        let failed = |e: Error| RpcError::application(YARN_EXCEPTION, e.to_string());
+        let cluster = crate::shim::refresh_nodes(&mut link, &self.core).await.map_err(failed)?;
+        self.policies.push(&mut link, &self.core, cluster, true).await.map_err(failed)
     }
 
     async fn refresh_nodes(&self, request: r::RefreshNodesRequestProto) -> Result<(), RpcError> {
@@ -136,6 +146,7 @@ impl AdminProtocol {
         // CLI's tracking asks for decommissioning nodes right after.
         crate::shim::refresh_nodes(&mut link, &self.core)
             .await
+            .map(|_cluster| ())
             .map_err(|e| RpcError::application(YARN_EXCEPTION, format!("the nodes could not be re-read: {e}")))
     }
 }

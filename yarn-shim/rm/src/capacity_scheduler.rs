@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use weir_conf::hadoop_xml::Property;
+use weir_model::Milli;
 
 pub const PREFIX: &str = "yarn.scheduler.capacity.";
 pub const ROOT: &str = "root";
@@ -59,6 +60,45 @@ pub struct QueueConf {
     pub acl_administer_queue: String,
     /// Child paths; empty for a leaf.
     pub children: Vec<String>,
+    /// A fair-scheduler.xml's `minResources` and `maxResources` (None in a
+    /// capacity-scheduler.xml, whose capacities say it instead).
+    pub min_resources: Option<Bound>,
+    pub max_resources: Option<Bound>,
+}
+
+/// Resources of a queue, as amounts or as shares of the cluster.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Bound {
+    Absolute(Amounts),
+    Share { cpus: f64, mem: f64 },
+}
+
+impl Bound {
+    /// What it comes to in a cluster of `cluster`, at most the cluster.
+    /// `zero_is_unbounded`: a kind given as 0 is the whole cluster (a
+    /// maximum of `90000 mb, 0 vcores`, as Hadoop's own example writes, is
+    /// no limit on cpus).
+    pub fn of(self, cluster: Amounts, zero_is_unbounded: bool) -> Amounts {
+        let pick = |m: Milli, total: Milli| if zero_is_unbounded && m.is_zero() { total } else { m.min(total) };
+        match self {
+            Bound::Absolute(a) => Amounts { cpus: pick(a.cpus, cluster.cpus), mem: pick(a.mem, cluster.mem) },
+            Bound::Share { cpus, mem } => {
+                let a = Amounts { cpus: cluster.scaled(cpus).cpus, mem: cluster.scaled(mem).mem };
+                Amounts { cpus: pick(a.cpus, cluster.cpus), mem: pick(a.mem, cluster.mem) }
+            }
+        }
+    }
+}
+
+/// Which file a queue tree came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A capacity-scheduler.xml: capacities are shares, guarantees and
+    /// limits.
+    Capacity,
+    /// A fair-scheduler.xml: weights are shares, minResources guarantees
+    /// and maxResources limits.
+    Fair,
 }
 
 impl QueueConf {
@@ -82,6 +122,12 @@ pub struct CapacityScheduler {
     pub mappings: Vec<QueueMapping>,
     /// Keys read but not acted on, as `file:line: key (why)`.
     pub unsupported: Vec<String>,
+    pub source: Source,
+    /// How queues are measured (`resource-calculator`): memory only
+    /// (Hadoop's DefaultResourceCalculator, the default) or memory and
+    /// cpus (DominantResourceCalculator). A fair-scheduler.xml's bounds
+    /// name their kinds themselves.
+    pub memory_only: bool,
 }
 
 /// The file's keys, and those read so far (the rest are reported).
@@ -109,8 +155,14 @@ pub enum CapacityError {
 }
 
 impl CapacityScheduler {
-    /// Reads a `capacity-scheduler.xml` (with its includes).
+    /// Reads a `capacity-scheduler.xml` (with its includes), or a
+    /// `fair-scheduler.xml` (an `<allocations>` file, see
+    /// [`crate::fair_scheduler`]).
     pub fn load(path: &Path) -> Result<CapacityScheduler, CapacityError> {
+        let bytes = crate::fair_scheduler::read_bounded(path)?;
+        if crate::fair_scheduler::is_allocation_file(&bytes) {
+            return crate::fair_scheduler::parse(&bytes, path);
+        }
         let props = weir_conf::hadoop_xml::parse_hadoop_file(path).map_err(|e| CapacityError::Conf(e.to_string()))?;
         CapacityScheduler::from_properties(&props)
     }
@@ -238,6 +290,8 @@ impl CapacityScheduler {
                 acl_submit_applications,
                 acl_administer_queue,
                 children,
+                min_resources: None,
+                max_resources: None,
             });
         }
 
@@ -278,6 +332,21 @@ impl CapacityScheduler {
             }
         }
 
+        let memory_only = match k.read(&format!("{PREFIX}resource-calculator")) {
+            None => true,
+            Some(p) => match p.value.trim().rsplit('.').next().unwrap_or_default() {
+                "DefaultResourceCalculator" => true,
+                "DominantResourceCalculator" => false,
+                other => {
+                    return Err(CapacityError::Value {
+                        at: at(p),
+                        key: p.name.clone(),
+                        message: format!("{other:?} is neither DefaultResourceCalculator nor DominantResourceCalculator"),
+                    })
+                }
+            },
+        };
+
         let mut unsupported = Vec::new();
         for p in props {
             if !k.used.contains(&p.name.as_str()) {
@@ -285,7 +354,7 @@ impl CapacityScheduler {
                 unsupported.push(format!("{}: {} ({why})", at(p), p.name));
             }
         }
-        Ok(CapacityScheduler { queues, mappings, unsupported })
+        Ok(CapacityScheduler { queues, mappings, unsupported, source: Source::Capacity, memory_only })
     }
 
     pub fn leaves(&self) -> impl Iterator<Item = &QueueConf> {
@@ -313,12 +382,102 @@ impl CapacityScheduler {
         asked.to_owned()
     }
 
-    /// Each leaf's broker role weight: its absolute capacity in percent
-    /// (a leaf of capacity 0 weighs the least a role may).
-    pub fn weights(&self) -> Vec<(String, f64)> {
-        // To a millionth: 0.4 × 0.75 should weigh 30, not 30.000000000000004.
-        self.leaves().map(|q| (q.name.clone(), ((q.absolute_capacity * 100.0 * 1e6).round() / 1e6).max(0.01))).collect()
+    /// The broker roles the shim subscribes in: one per leaf queue.
+    pub fn roles(&self) -> Vec<String> {
+        self.leaves().map(|q| role_of(&q.path)).collect()
     }
+
+    /// What the shim asks the broker for every queue's role below root,
+    /// parents first, for a cluster of `cluster` (the reachable agents'
+    /// total):
+    ///
+    /// - weight: the queue's capacity, in percent of its parent, so that
+    ///   DRF among siblings at each level of the role tree shares as the
+    ///   capacities say (a queue of capacity 0 weighs the least a role may);
+    /// - limit: its absolute maximum capacity of the cluster, when below
+    ///   the whole (YARN's hard `maximum-capacity`), or a fair-scheduler's
+    ///   `maxResources`;
+    /// - guarantee (only with `preemption`, as YARN enforces capacities
+    ///   only when its preemption monitor is on, and only for a queue with
+    ///   an application in it or below it, `busy`: an idle queue's
+    ///   capacity is for the others to use, as in YARN, and the broker
+    ///   would otherwise keep it free): its capacity of its parent's
+    ///   guarantee, the root's being the cluster. Taken down the tree,
+    ///   rounded down, so that siblings never add up to more than their
+    ///   parent. From a fair-scheduler.xml: its `minResources`.
+    pub fn policies(&self, cluster: Amounts, preemption: bool, busy: &dyn Fn(&str) -> bool) -> Vec<QueuePolicy> {
+        let busy_below = |q: &QueueConf| self.leaves().any(|leaf| (leaf.path == q.path || leaf.path.starts_with(&format!("{}.", q.path))) && busy(&leaf.name));
+        let mut guarantees: BTreeMap<&str, Amounts> = BTreeMap::from([(ROOT, cluster)]);
+        let mut out = Vec::new();
+        for parent in &self.queues {
+            let siblings: Vec<&QueueConf> = self.queues.iter().filter(|q| parent.children.contains(&q.path)).collect();
+            let sum: f64 = siblings.iter().map(|q| q.capacity).sum::<f64>().max(1.0);
+            let above = guarantees.get(parent.path.as_str()).copied().unwrap_or_default();
+            for q in siblings {
+                let guarantee = match self.source {
+                    Source::Capacity => above.scaled(q.capacity / sum),
+                    Source::Fair => q.min_resources.map(|b| b.of(cluster, false)).unwrap_or_default(),
+                };
+                guarantees.insert(&q.path, guarantee);
+                let limit = match self.source {
+                    Source::Capacity => (q.absolute_maximum_capacity < 1.0 - 1e-9).then(|| cluster.scaled(q.absolute_maximum_capacity)),
+                    Source::Fair => q.max_resources.map(|b| b.of(cluster, true)),
+                };
+                out.push(QueuePolicy {
+                    role: role_of(&q.path),
+                    weight: ((q.capacity * 100.0 * 1e6).round() / 1e6).max(0.01),
+                    guarantee: (preemption && guarantee != Amounts::default() && busy_below(q)).then_some(guarantee),
+                    limit,
+                    memory_only: self.memory_only,
+                });
+            }
+        }
+        // Parents first: the order the queue list keeps.
+        let order: BTreeMap<String, usize> = self.queues.iter().enumerate().map(|(i, q)| (role_of(&q.path), i)).collect();
+        out.sort_by_key(|p| order.get(&p.role).copied().unwrap_or(usize::MAX));
+        out
+    }
+}
+
+/// A queue's broker role: its path below root with `/` between the parts
+/// (`root.eng.analytics` → `eng/analytics`), so that the queue tree is the
+/// broker's role tree.
+pub fn role_of(path: &str) -> String {
+    path.strip_prefix("root.").unwrap_or(path).replace('.', "/")
+}
+
+/// The queue a broker role stands for: its last part (leaf names are
+/// unique, so `eng/analytics` is the queue `analytics`).
+pub fn queue_of(role: &str) -> &str {
+    role.rsplit('/').next().unwrap_or(role)
+}
+
+/// Cpus and memory (MiB), the two kinds a YARN queue is measured in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Amounts {
+    pub cpus: Milli,
+    pub mem: Milli,
+}
+
+impl Amounts {
+    /// `fraction` of these, rounded down to a thousandth.
+    pub fn scaled(self, fraction: f64) -> Amounts {
+        let f = fraction.clamp(0.0, 1.0);
+        let scale = |m: Milli| Milli(((m.0 as f64) * f).floor() as u64).min(m);
+        Amounts { cpus: scale(self.cpus), mem: scale(self.mem) }
+    }
+}
+
+/// One queue's role at the broker: weight, and quota from the capacities.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuePolicy {
+    pub role: String,
+    pub weight: f64,
+    pub guarantee: Option<Amounts>,
+    pub limit: Option<Amounts>,
+    /// The quota is on memory alone (YARN's DefaultResourceCalculator):
+    /// its cpus are neither guaranteed nor limited.
+    pub memory_only: bool,
 }
 
 #[cfg(test)]
@@ -372,12 +531,16 @@ mod tests {
         let d = cs.queue("default").unwrap();
         assert_eq!((d.capacity, d.absolute_capacity, d.maximum_capacity, d.state), (1.0, 1.0, 1.0, QueueState::Running));
         assert_eq!((d.maximum_applications, d.maximum_am_resource_percent, d.acl_submit_applications.as_str()), (10_000, 0.1, "*"));
-        assert_eq!(cs.weights(), vec![("default".to_owned(), 100.0)]);
+        let cluster = Amounts { cpus: Milli(8000), mem: Milli(16_384_000) };
+        assert_eq!(
+            cs.policies(cluster, true, &|_| true),
+            vec![QueuePolicy { role: "default".into(), weight: 100.0, guarantee: Some(cluster), limit: None, memory_only: true }]
+        );
+        assert_eq!(cs.roles(), ["default"]);
         let named: Vec<&str> = cs.unsupported.iter().map(|u| u.split(": ").nth(1).unwrap().split(' ').next().unwrap()).collect();
         assert_eq!(
             named,
             [
-                "yarn.scheduler.capacity.resource-calculator",
                 "yarn.scheduler.capacity.root.default.acl_application_max_priority",
                 "yarn.scheduler.capacity.root.default.maximum-application-lifetime",
                 "yarn.scheduler.capacity.root.default.default-application-lifetime",
@@ -388,7 +551,12 @@ mod tests {
                 "yarn.scheduler.capacity.application.fail-fast",
             ]
         );
-        assert_eq!(cs.unsupported[0], "capacity-scheduler.xml:3: yarn.scheduler.capacity.resource-calculator (not supported by Weir; ignored)");
+        assert_eq!(cs.unsupported[0], "capacity-scheduler.xml:11: yarn.scheduler.capacity.root.default.acl_application_max_priority (not supported by Weir; ignored)");
+        assert!(cs.memory_only, "DefaultResourceCalculator measures memory only");
+        let dominant = props(&[("root.queues", "a"), ("root.a.capacity", "100"), ("resource-calculator", "org.apache.hadoop.yarn.util.resource.DominantResourceCalculator")]);
+        assert!(!CapacityScheduler::from_properties(&dominant).unwrap().memory_only);
+        let bad = props(&[("root.queues", "a"), ("root.a.capacity", "100"), ("resource-calculator", "x.Lottery")]);
+        assert!(CapacityScheduler::from_properties(&bad).unwrap_err().to_string().contains("\"Lottery\" is neither DefaultResourceCalculator nor DominantResourceCalculator"));
     }
 
     fn nested() -> Vec<Property> {
@@ -420,9 +588,31 @@ mod tests {
         assert_eq!(cs.queue("adhoc").unwrap().maximum_applications, 3);
         assert_eq!(cs.queue("adhoc").unwrap().state, QueueState::Stopped, "its parent is stopped");
         assert_eq!(cs.queue("prod").unwrap().state, QueueState::Running);
-        let weights: BTreeMap<String, f64> = cs.weights().into_iter().collect();
-        assert_eq!(weights.len(), 3);
-        assert_eq!((weights["prod"], weights["analytics"], weights["adhoc"]), (60.0, 30.0, 10.0));
+        assert_eq!(cs.roles(), ["prod", "eng/analytics", "eng/adhoc"]);
+        assert_eq!(queue_of("eng/analytics"), "analytics");
+        // Weights of the parent at each level; eng's maximum of 50 % is a
+        // limit on eng and everything below it; guarantees only with
+        // preemption, taken down the tree.
+        let cluster = Amounts { cpus: Milli(10_000), mem: Milli(10_240_000) };
+        let policies = cs.policies(cluster, false, &|_| true);
+        let by_role: BTreeMap<&str, &QueuePolicy> = policies.iter().map(|p| (p.role.as_str(), p)).collect();
+        let roles: Vec<&str> = policies.iter().map(|p| p.role.as_str()).collect();
+        assert_eq!(roles, ["prod", "eng", "eng/analytics", "eng/adhoc"]);
+        assert_eq!((by_role["prod"].weight, by_role["eng"].weight, by_role["eng/analytics"].weight, by_role["eng/adhoc"].weight), (60.0, 40.0, 75.0, 25.0));
+        let half = Amounts { cpus: Milli(5_000), mem: Milli(5_120_000) };
+        assert_eq!((by_role["eng"].limit, by_role["eng/analytics"].limit, by_role["prod"].limit), (Some(half), Some(half), None));
+        assert!(policies.iter().all(|p| p.guarantee.is_none()));
+        let policies = cs.policies(cluster, true, &|_| true);
+        let g: BTreeMap<&str, Amounts> = policies.iter().map(|p| (p.role.as_str(), p.guarantee.unwrap())).collect();
+        assert_eq!(g["prod"], Amounts { cpus: Milli(6_000), mem: Milli(6_144_000) });
+        assert_eq!(g["eng"], Amounts { cpus: Milli(4_000), mem: Milli(4_096_000) });
+        assert_eq!(g["eng/analytics"], Amounts { cpus: Milli(3_000), mem: Milli(3_072_000) });
+        assert_eq!(g["eng/adhoc"], Amounts { cpus: Milli(1_000), mem: Milli(1_024_000) });
+        // Only queues with applications (and those above them) hold a
+        // guarantee: an idle queue's capacity is for the others.
+        let policies = cs.policies(cluster, true, &|q| q == "analytics");
+        let held: Vec<&str> = policies.iter().filter(|p| p.guarantee.is_some()).map(|p| p.role.as_str()).collect();
+        assert_eq!(held, ["eng", "eng/analytics"]);
         assert!(cs.unsupported.is_empty(), "{:?}", cs.unsupported);
         let groups = |g: &[&str]| g.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(cs.mapped_queue("alice", &groups(&["staff"]), "default"), "analytics");
@@ -456,7 +646,24 @@ mod tests {
                 for q in &cs.queues {
                     proptest::prop_assert!((0.0..=1.0 + 1e-9).contains(&q.absolute_capacity) && q.maximum_capacity + 1e-9 >= q.capacity);
                 }
-                proptest::prop_assert!(cs.weights().iter().all(|(_, w)| w.is_finite() && *w > 0.0));
+                let cluster = Amounts { cpus: Milli(7_001), mem: Milli(12_345_678) };
+                let policies = cs.policies(cluster, true, &|q| q.len() % 2 == 1);
+                proptest::prop_assert!(policies.iter().all(|p| p.weight.is_finite() && p.weight > 0.0));
+                // Guarantees nest: siblings never add up to more than their
+                // parent (the broker refuses such a set), nor the top to more
+                // than the cluster; a limit is never below the guarantee.
+                let guarantee = |role: &str| policies.iter().find(|p| p.role == role).and_then(|p| p.guarantee).unwrap_or_default();
+                for parent in &cs.queues {
+                    let above = if parent.path == ROOT { cluster } else { guarantee(&role_of(&parent.path)) };
+                    let kids = parent.children.iter().map(|c| guarantee(&role_of(c)));
+                    let (cpus, mem) = kids.fold((0, 0), |(c, m), g| (c + g.cpus.0, m + g.mem.0));
+                    proptest::prop_assert!(cpus <= above.cpus.0 && mem <= above.mem.0, "below {}: {cpus} {mem} > {above:?}", parent.path);
+                }
+                for p in &policies {
+                    if let (Some(l), Some(g)) = (p.limit, p.guarantee) {
+                        proptest::prop_assert!(l.cpus >= g.cpus && l.mem >= g.mem, "{p:?}");
+                    }
+                }
             }
         }
     }

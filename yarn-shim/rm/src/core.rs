@@ -359,6 +359,16 @@ impl YarnCore {
     }
 
     /// The books, for reading (reports, lookups).
+    /// Takes a reloaded queue tree ([`RmCore::set_queue_conf`]); when its
+    /// leaves differ, the shell is told to change the framework's roles.
+    pub fn set_queue_conf(&mut self, conf: crate::capacity_scheduler::CapacityScheduler) -> Result<(), RmError> {
+        let roles = conf.roles();
+        if self.rm.set_queue_conf(conf)? {
+            self.outbox.push(Effect::Roles { roles });
+        }
+        Ok(())
+    }
+
     pub fn rm(&self) -> &RmCore {
         &self.rm
     }

@@ -14,6 +14,7 @@ pub mod am_protocol;
 pub mod client_protocol;
 pub mod convert;
 pub mod core;
+pub mod fair_scheduler;
 pub mod framework;
 pub mod hadoop_conf;
 pub mod metrics;

@@ -779,12 +779,23 @@ async fn submit(State(rest): State<Arc<Rest>>, Query(q): Query<HashMap<String, S
         Ok(c) => c,
         Err(e) => return bad_request(e),
     };
-    let submission = match convert::submission_from_proto(&context, &user) {
+    let mut submission = match convert::submission_from_proto(&context, &user) {
         Ok(s) => s,
         Err(e) => return bad_request(e.to_string()),
     };
     let id = submission.id;
-    match rest.core.call(move |core, now| core.rm_mut().submit(submission, now.unix_ms)).await {
+    // The queue mappings apply as on the client protocol (g: rules need
+    // the user's groups, read only when there are mappings).
+    let mapped = rest.core.call(|core, _| core.rm().queue_conf().is_some_and(|c| !c.mappings.is_empty())).await.unwrap_or(false);
+    let groups = if mapped { crate::admin_protocol::groups_for(&user).await.unwrap_or_default() } else { Vec::new() };
+    match rest
+        .core
+        .call(move |core, now| {
+            submission.queue = core.rm().mapped_queue(&submission.user, &groups, &submission.queue);
+            core.rm_mut().submit(submission, now.unix_ms)
+        })
+        .await
+    {
         Err(_) => unavailable(),
         Ok(Err(e)) => bad_request(e.to_string()),
         Ok(Ok(state)) => {
@@ -1249,7 +1260,27 @@ mod tests {
     /// YARN's documented REST submission (its example, shortened).
     #[tokio::test]
     async fn submission_over_rest_takes_yarns_json_and_refuses_bad_bodies() {
-        let (core, _effects) = running_core(&["default"]);
+        let (core, _effects) = running_core(&["default", "batch"]);
+        // capacity-scheduler.xml's mappings apply over REST as over IPC:
+        // alice's application for default lands in batch.
+        let props: Vec<weir_conf::hadoop_xml::Property> = [
+            ("root.queues", "default,batch"),
+            ("root.default.capacity", "50"),
+            ("root.batch.capacity", "50"),
+            ("queue-mappings", "u:alice:batch"),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| weir_conf::hadoop_xml::Property {
+            name: format!("yarn.scheduler.capacity.{k}"),
+            value: (*v).to_owned(),
+            is_final: false,
+            file: "cs.xml".into(),
+            line: i as u64 + 1,
+        })
+        .collect();
+        let tree = crate::capacity_scheduler::CapacityScheduler::from_properties(&props).unwrap();
+        core.call(move |c, _| c.set_queue_conf(tree)).await.unwrap().unwrap();
         let node = crate::rm_core::ObservedNode {
             agent_id: "a1".into(),
             node_id: NodeId { host: "h".into(), port: 1 },
@@ -1287,6 +1318,7 @@ mod tests {
         let (_, got) = ask(&app, "GET", &format!("/ws/v1/cluster/apps/{id}"), "").await;
         let a = &got["app"];
         assert_eq!((a["name"].as_str(), a["user"].as_str(), a["applicationTags"].as_str()), (Some("test"), Some("alice"), Some("weir,rest")), "{got}");
+        assert_eq!(a["queue"], "batch", "the mapping u:alice:batch: {got}");
         let id_typed: ApplicationId = id.parse().unwrap();
         let launch = core.call(move |c, _| c.rm().application(id_typed).unwrap().submission.clone()).await.unwrap();
         let am = launch.am_launch.unwrap();

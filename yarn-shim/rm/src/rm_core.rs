@@ -7,8 +7,9 @@
 //! every step):
 //! - an application's `finish_ms` is set exactly when its state is final,
 //!   and its final status is UNDEFINED exactly while it is not;
-//! - every application's queue is a configured queue, except FAILED ones
-//!   that were rejected for naming an unknown queue;
+//! - every unfinished application's queue is a configured queue (a FAILED
+//!   one may have been rejected for naming an unknown queue, an ended one
+//!   may be in a queue removed since);
 //! - no application id is above the last id handed out;
 //! - at most `max_completed` applications in a final state are kept.
 //!
@@ -362,21 +363,29 @@ impl RmCore {
         })
     }
 
-    /// Takes the queue tree of a capacity-scheduler.xml (at start and on
-    /// `refreshQueues`). Its leaves must be this RM's queues: adding or
-    /// removing queues needs a restart (the shim's roles are fixed when it
-    /// subscribes), and the refusal says which.
-    pub fn set_queue_conf(&mut self, conf: CapacityScheduler) -> Result<(), RmError> {
+    /// Takes the queue tree of a capacity-scheduler.xml or fair-scheduler.xml
+    /// (at start and on `refreshQueues`); its leaves become this RM's
+    /// queues. A queue may be added at any time; one may be removed only
+    /// when no application in it is unfinished (the refusal names them), as
+    /// YARN removes only queues without running applications. Returns
+    /// whether the queues changed (the shim then changes its roles).
+    pub fn set_queue_conf(&mut self, conf: CapacityScheduler) -> Result<bool, RmError> {
         let leaves: Vec<String> = conf.leaves().map(|q| q.name.clone()).collect();
-        let added: Vec<&String> = leaves.iter().filter(|q| !self.queues.contains(q)).collect();
         let removed: Vec<&String> = self.queues.iter().filter(|q| !leaves.contains(q)).collect();
-        if !added.is_empty() || !removed.is_empty() {
-            return Err(RmError::Refused(format!(
-                "adding or removing queues needs a restart of the shim (added: {added:?}, removed: {removed:?}); capacities, states, limits and mappings are reloaded"
-            )));
+        for queue in removed {
+            let busy: Vec<String> =
+                self.apps.values().filter(|a| a.submission.queue == *queue && !a.state.is_final()).map(|a| a.submission.id.to_string()).collect();
+            if !busy.is_empty() {
+                return Err(RmError::Refused(format!(
+                    "queue {queue} cannot be removed while it has unfinished applications ({}); stop it (state STOPPED) and let them end first",
+                    busy.join(", ")
+                )));
+            }
         }
+        let changed = leaves != self.queues;
+        self.queues = leaves;
         self.queue_conf = Some(conf);
-        Ok(())
+        Ok(changed)
     }
 
     pub fn queue_conf(&self) -> Option<&CapacityScheduler> {
@@ -410,6 +419,11 @@ impl RmCore {
 
     pub fn cluster_timestamp(&self) -> i64 {
         self.cluster_timestamp
+    }
+
+    /// Whether an application not yet ended is in `queue`.
+    pub fn has_unfinished_applications(&self, queue: &str) -> bool {
+        self.apps.values().any(|a| a.submission.queue == queue && !a.state.is_final())
     }
 
     pub fn queues(&self) -> &[String] {
@@ -811,7 +825,7 @@ impl RmCore {
             if app.state.is_final() == (app.final_status == FinalStatus::Undefined) {
                 return Err(format!("{id}: state {:?} with final status {:?}", app.state, app.final_status));
             }
-            if !self.queues.contains(&app.submission.queue) && app.state != AppState::Failed {
+            if !self.queues.contains(&app.submission.queue) && !app.state.is_final() {
                 return Err(format!("{id} is {:?} in unknown queue {}", app.state, app.submission.queue));
             }
             if id.cluster_timestamp != self.cluster_timestamp || id.id > self.last_issued {
@@ -897,6 +911,40 @@ mod tests {
         assert_eq!(max, Capacity { memory_mb: 4096, vcores: 4 });
         // An id alone is not an application.
         assert_eq!(c.application(a), Err(RmError::ApplicationNotFound(a)));
+    }
+
+    /// A flat capacity-scheduler.xml of these leaves, equal capacities.
+    fn flat_tree(leaves: &[&str]) -> CapacityScheduler {
+        let share = format!("{}", 100.0 / leaves.len() as f64);
+        let mut pairs = vec![("yarn.scheduler.capacity.root.queues".to_owned(), leaves.join(","))];
+        pairs.extend(leaves.iter().map(|l| (format!("yarn.scheduler.capacity.root.{l}.capacity"), share.clone())));
+        let props: Vec<weir_conf::hadoop_xml::Property> = pairs
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, value))| weir_conf::hadoop_xml::Property { name, value, is_final: false, file: "cs.xml".into(), line: i as u64 + 1 })
+            .collect();
+        CapacityScheduler::from_properties(&props).unwrap()
+    }
+
+    #[test]
+    fn a_reloaded_tree_adds_queues_and_removes_only_those_without_unfinished_applications() {
+        let mut c = core();
+        assert_eq!(c.set_queue_conf(flat_tree(&["default", "batch"])), Ok(false), "the same queues");
+        assert_eq!(c.set_queue_conf(flat_tree(&["default", "batch", "more"])), Ok(true));
+        assert_eq!(c.queues(), ["default", "batch", "more"]);
+        let waiting = submitted(&mut c, "more", 10);
+        let err = c.set_queue_conf(flat_tree(&["default", "batch"])).unwrap_err().to_string();
+        assert!(err.contains(&format!("queue more cannot be removed while it has unfinished applications ({waiting})")), "{err}");
+        assert_eq!(c.queues(), ["default", "batch", "more"], "a refused reload changes nothing");
+        c.kill(waiting, None, 20).unwrap();
+        assert_eq!(c.set_queue_conf(flat_tree(&["default", "batch"])), Ok(true));
+        // The ended application stays listed, in the queue it ran in.
+        assert_eq!(c.application(waiting).unwrap().submission.queue, "more");
+        c.check_invariants().unwrap();
+        // A submission to the removed queue is refused as unknown.
+        let late = submitted(&mut c, "more", 30);
+        assert_eq!(c.application(late).unwrap().state, AppState::Failed);
+        c.check_invariants().unwrap();
     }
 
     #[test]

@@ -172,6 +172,9 @@ pub enum Effect {
     /// (bytes per host: containers × their memory), so that it offers
     /// those agents to the shim first (DataLocality). Empty: none.
     Data { host_bytes: BTreeMap<String, u64> },
+    /// The queues changed (`refreshQueues`): subscribe in these roles
+    /// instead, one per leaf queue.
+    Roles { roles: Vec<String> },
 }
 
 /// How a container's task ended (or that it runs), from its status updates.
@@ -696,7 +699,9 @@ impl Scheduler {
         let mut room = Room { cpus: offer.cpus, mem_mb: offer.mem_mb, ports: offer.ports.clone() };
         let mut tasks = Vec::new();
         let role = offer.role.as_str();
-        let queue_matches = |q: &str| role.is_empty() || role == "*" || role == q;
+        // A nested queue's role is its path (`eng/analytics`); leaf names
+        // are unique.
+        let queue_matches = |q: &str| role.is_empty() || role == "*" || crate::capacity_scheduler::queue_of(role) == q;
         let ids: Vec<ApplicationId> =
             self.apps.values().filter(|a| !a.ending && queue_matches(&a.queue)).map(|a| a.id).collect();
         let max = self.config.max_containers_per_offer.max(1);

@@ -38,7 +38,7 @@ use crate::core::{self as yarn_core, CoreHandle, YarnCore};
 use crate::framework::{is_unreachable, offer_from_proto, reserved_of, take_resources, task_event};
 use weir_yarn_api::ids::NodeId;
 use weir_yarn_api::records as r;
-use crate::capacity_scheduler::CapacityScheduler;
+use crate::capacity_scheduler::{Amounts, CapacityScheduler, QueuePolicy};
 use crate::rm_core::{Capacity, NodeState, ObservedNode, RmCore};
 use crate::scheduler::{exit_status, Allocated, Effect, Scheduler, SchedulerConfig, TaskPlan};
 use weir_model::{AgentState, AgentSummary, Clock, DrainState, Milli, SystemClock};
@@ -84,6 +84,11 @@ pub struct ShimSettings {
     /// A capacity-scheduler.xml the queues come from (its leaves are
     /// `queues`), re-read by `refreshQueues`, with what was read at start.
     pub capacity_scheduler: Option<(PathBuf, CapacityScheduler)>,
+    /// Whether queues get their capacities as guarantees at the broker,
+    /// taken back by preemption (YARN's
+    /// `yarn.resourcemanager.scheduler.monitor.enable`); without it a
+    /// capacity is a weight only.
+    pub preemption: bool,
     /// This host's name, for addresses others must reach when the shim
     /// listens on every address (the web UI link the broker shows).
     pub advertised_host: Option<String>,
@@ -131,7 +136,12 @@ impl Shim {
         };
         let proxy = web_address.map(|a| a.to_string());
         let mut config = FrameworkConfig::new(settings.broker.clone(), "yarn-shim");
-        config.roles = settings.queues.clone();
+        // One role per leaf queue: the queue tree's path below root when a
+        // capacity-scheduler.xml gives one (`eng/analytics`).
+        config.roles = match &settings.capacity_scheduler {
+            Some((_, conf)) => conf.roles(),
+            None => settings.queues.clone(),
+        };
         config.user = settings.user.clone();
         config.failover_timeout = settings.failover_timeout;
         config.webui_url = web_address.map(|a| web_ui_url(a, settings.advertised_host.as_deref())).unwrap_or_default();
@@ -150,13 +160,14 @@ impl Shim {
                 Err(e) => return Err(Error::Broker(format!("cannot subscribe to the broker at {}: {e}", settings.broker))),
             }
         };
-        info!(framework_id = %framework.id(), roles = ?settings.queues, "YARN shim subscribed to the broker");
+        info!(framework_id = %framework.id(), roles = ?config.roles, "YARN shim subscribed to the broker");
 
         let mut operator = BrokerLink::new(&settings.broker)?;
-        if let Some((path, conf)) = &settings.capacity_scheduler {
-            push_queue_weights(&mut operator, conf).await.map_err(|e| Error::Broker(format!("{}: {e}", path.display())))?;
+        let policies = QueuePolicies::new(settings.preemption);
+        let cluster = refresh_nodes(&mut operator, &core).await?;
+        if let Some((path, _)) = &settings.capacity_scheduler {
+            policies.push(&mut operator, &core, cluster, true).await.map_err(|e| Error::Broker(format!("{}: {e}", path.display())))?;
         }
-        refresh_nodes(&mut operator, &core).await?;
 
         let listener = TcpListener::bind(settings.client_address)
             .await
@@ -201,6 +212,7 @@ impl Shim {
                 BrokerLink::new(&settings.broker)?,
                 settings.nodes_exclude_path.clone(),
                 settings.capacity_scheduler.as_ref().map(|(path, _)| path.clone()),
+                policies.clone(),
             ));
             let mut admin_server = Server::new(settings.ipc.clone());
             admin_server.register(weir_yarn_api::RESOURCE_MANAGER_ADMINISTRATION_PROTOCOL, admin.clone());
@@ -215,12 +227,21 @@ impl Shim {
         let poller = {
             let core = core.clone();
             let every = settings.nodes_refresh_interval.max(Duration::from_millis(100));
+            let from_file = settings.capacity_scheduler.is_some();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(every);
                 loop {
                     tick.tick().await;
-                    if let Err(e) = refresh_nodes(&mut operator, &core).await {
-                        warn!(error = %e, "cannot read the broker's agents; YARN nodes are as last seen");
+                    match refresh_nodes(&mut operator, &core).await {
+                        // Quotas follow the cluster's size: pushed again
+                        // when agents come or go.
+                        Ok(cluster) if from_file => {
+                            if let Err(e) = policies.push(&mut operator, &core, cluster, false).await {
+                                warn!(error = %e, "cannot set the queues' roles at the broker; trying again");
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => warn!(error = %e, "cannot read the broker's agents; YARN nodes are as last seen"),
                     }
                 }
             })
@@ -286,18 +307,68 @@ fn web_ui_url(bound: SocketAddr, host: Option<&str>) -> String {
     }
 }
 
-/// Sets each leaf queue's role weight at the broker to its absolute
-/// capacity (UpdateWeights), so that DRF shares the pool as the
-/// capacities say.
-pub(crate) async fn push_queue_weights(link: &mut BrokerLink, conf: &CapacityScheduler) -> Result<(), Error> {
-    let weights: Vec<v1::RoleWeight> = conf.weights().into_iter().map(|(role, weight)| v1::RoleWeight { role, weight }).collect();
-    info!(?weights, "queue weights from capacity-scheduler.xml");
-    let client = link.client().await?;
-    client
-        .update_weights(v1::UpdateWeightsRequest { weights })
-        .await
-        .map_err(|e| Error::Broker(format!("the broker refused the queues' weights: {}", e.message())))?;
-    Ok(())
+/// The queues' roles at the broker (weights, and quotas from the
+/// capacities; see [`CapacityScheduler::policies`]), as last set: set
+/// again when the queue file is reloaded or the cluster's size changes.
+#[derive(Clone)]
+pub(crate) struct QueuePolicies {
+    preemption: bool,
+    last: Arc<tokio::sync::Mutex<Vec<QueuePolicy>>>,
+}
+
+impl QueuePolicies {
+    pub(crate) fn new(preemption: bool) -> QueuePolicies {
+        QueuePolicies { preemption, last: Default::default() }
+    }
+
+    /// Sets the roles of the core's queue tree for a cluster of `cluster`
+    /// (all or nothing, SetRolePolicies), unless they are what was last
+    /// set and `always` is false.
+    pub(crate) async fn push(&self, link: &mut BrokerLink, core: &CoreHandle, cluster: Amounts, always: bool) -> Result<(), Error> {
+        let preemption = self.preemption;
+        let policies = core
+            .call(move |core, _| {
+                let rm = core.rm();
+                rm.queue_conf().map(|conf| conf.policies(cluster, preemption, &|queue| rm.has_unfinished_applications(queue)))
+            })
+            .await
+            .map_err(|e| Error::Broker(e.to_string()))?;
+        let Some(policies) = policies else { return Ok(()) };
+        let mut last = self.last.lock().await;
+        if !always && *last == policies {
+            return Ok(());
+        }
+        let amounts = |a: Option<Amounts>, memory_only: bool| match a {
+            None => Vec::new(),
+            Some(a) => [("cpus", a.cpus), ("mem", a.mem)]
+                .into_iter()
+                .filter(|(name, _)| !memory_only || *name == "mem")
+                .map(|(name, m)| v1::Resource { name: name.into(), value: Some(v1::resource::Value::Scalar(m.as_f64())), ..Default::default() })
+                .collect(),
+        };
+        // Roles of queues removed since are set back to the defaults
+        // (weight 1, no quota): a removed queue keeps no guarantee.
+        let gone = last.iter().filter(|old| !policies.iter().any(|p| p.role == old.role));
+        let roles: Vec<v1::RolePolicy> = policies
+            .iter()
+            .map(|p| v1::RolePolicy {
+                role: p.role.clone(),
+                weight: p.weight,
+                guarantee: amounts(p.guarantee, p.memory_only),
+                limit: amounts(p.limit, p.memory_only),
+                ..Default::default()
+            })
+            .chain(gone.map(|old| v1::RolePolicy { role: old.role.clone(), weight: 1.0, ..Default::default() }))
+            .collect();
+        info!(?policies, cpus = %cluster.cpus, mem_mb = %cluster.mem, "queue roles from the queue file");
+        let client = link.client().await?;
+        client
+            .set_role_policies(v1::SetRolePoliciesRequest { roles, force: false })
+            .await
+            .map_err(|e| Error::Broker(format!("the broker refused the queues' roles: {}", e.message())))?;
+        *last = policies;
+        Ok(())
+    }
 }
 
 /// The leading broker's operator API: the address itself, or whichever
@@ -342,7 +413,9 @@ impl BrokerLink {
     }
 }
 
-pub(crate) async fn refresh_nodes(link: &mut BrokerLink, core: &CoreHandle) -> Result<(), Error> {
+/// Reads the broker's agents into the core's nodes; returns the total of
+/// the reachable agents not drained (what the cluster's quotas divide).
+pub(crate) async fn refresh_nodes(link: &mut BrokerLink, core: &CoreHandle) -> Result<Amounts, Error> {
     let result = link.client().await?.get_state(v1::GetStateRequest {}).await;
     let state = match result {
         Ok(state) => state.into_inner(),
@@ -354,8 +427,15 @@ pub(crate) async fn refresh_nodes(link: &mut BrokerLink, core: &CoreHandle) -> R
     };
     let agents = weir_proto::convert::agents_from_proto(&state).map_err(|e| Error::Broker(format!("the broker's agents: {e}")))?;
     let nodes = nodes_from_agents(&agents);
+    let mut cluster = Amounts::default();
+    for a in agents.iter().filter(|a| a.state == AgentState::Reachable && matches!(a.drain, DrainState::Active)) {
+        let total = a.total.total();
+        cluster.cpus = Milli(cluster.cpus.0 + total.cpus.0);
+        cluster.mem = Milli(cluster.mem.0 + total.mem.0);
+    }
     debug!(nodes = nodes.len(), "nodes from the broker");
-    core.call(move |core, now| core.observe_nodes(nodes, now)).await.map_err(|e| Error::Broker(e.to_string()))
+    core.call(move |core, now| core.observe_nodes(nodes, now)).await.map_err(|e| Error::Broker(e.to_string()))?;
+    Ok(cluster)
 
 }
 
@@ -520,7 +600,7 @@ async fn drive(mut framework: Framework, rm: Arc<Rm>, mut effects: mpsc::Unbound
                 Effect::Launch { offer_id, .. } | Effect::Decline { offer_id, .. } => reservations.remove(offer_id),
                 _ => None,
             };
-            carry_out(&framework, &rm, &settings, effect, reserved).await;
+            carry_out(&mut framework, &rm, &settings, effect, reserved).await;
         }
     }
 }
@@ -578,7 +658,11 @@ fn task_info(
                     user: String::new(),
                 }),
                 kill_grace_seconds: 2.0,
-                labels: [("yarn.role".to_owned(), "nodemanager".to_owned())].into_iter().collect(),
+                // Every container on the node ends with its node manager:
+                // revocation (YARN preemption) takes containers instead.
+                labels: [("yarn.role".to_owned(), "nodemanager".to_owned()), (weir_model::task::REVOCATION_EXEMPT_LABEL.to_owned(), "true".to_owned())]
+                    .into_iter()
+                    .collect(),
                 volumes: Vec::new(),
             }
         }
@@ -611,7 +695,7 @@ fn task_info(
     }
 }
 
-async fn carry_out(framework: &Framework, rm: &Arc<Rm>, settings: &Arc<ShimSettings>, effect: Effect, reserved: Option<(String, weir_model::Resources)>) {
+async fn carry_out(framework: &mut Framework, rm: &Arc<Rm>, settings: &Arc<ShimSettings>, effect: Effect, reserved: Option<(String, weir_model::Resources)>) {
     let id = framework.id().clone();
     debug!(framework_id = %id, ?effect, "carrying out");
     let result = match effect {
@@ -628,6 +712,10 @@ async fn carry_out(framework: &Framework, rm: &Arc<Rm>, settings: &Arc<ShimSetti
             framework.kill(&task_id, Some(&agent_id)).await
         }
         Effect::Revive => framework.revive().await,
+        Effect::Roles { roles } => {
+            info!(framework_id = %framework.id(), ?roles, "the queues changed; subscribing in their roles");
+            framework.update_roles(roles).await
+        }
         Effect::Data { host_bytes } => {
             debug!(framework_id = %id, hosts = host_bytes.len(), "stating where node-local containers are wanted");
             framework.revive_for_data(v1::DataLocality { host_bytes: host_bytes.into_iter().collect(), ..Default::default() }).await
