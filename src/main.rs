@@ -3,7 +3,9 @@
 //! `-D KEY=VALUE` flags, accepted before or after the subcommand.
 //!
 //! Exit codes: 0 success; 1 an error (its cause chain is printed); 2 bad
-//! usage or configuration; `weir run` exits with its task's code.
+//! usage or configuration; `weir run` exits with its task's code. A tool
+//! (not a daemon) whose output pipe closes dies by SIGPIPE, as Unix tools
+//! do: `weir status | head` ends quietly (141 in a shell).
 
 mod cmd;
 mod settings;
