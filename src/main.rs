@@ -120,7 +120,9 @@ fn main() -> ExitCode {
     // The supervisor needs no runtime (and there is one per task).
     if let Command::Executor(args) = cli.command {
         return cmd::executor::main(args).unwrap_or_else(|err| {
-            eprintln!("weir executor: {err:#}");
+            // Its stderr may be on a full disk: never panic saying so.
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "weir executor: {err:#}");
             ExitCode::from(1)
         });
     }
