@@ -1,4 +1,5 @@
-//! The `weir` command line as a shell pipeline uses it.
+//! The `weir` binary as a process: how it ends when what it writes to
+//! goes away or fills up.
 
 mod support;
 
@@ -25,4 +26,29 @@ fn a_tool_whose_reader_went_away_ends_quietly_by_sigpipe() {
     assert!(stderr.is_empty(), "weir said something on stderr: {stderr}");
     let sigpipe = nix::sys::signal::Signal::SIGPIPE as i32;
     assert_eq!(out.status.signal(), Some(sigpipe), "weir ended with {} (want: killed by SIGPIPE)", out.status);
+}
+
+/// The testbed's long run (`fill-disk`): the supervisor of a task that
+/// exited 0 could neither write its status file nor its stderr (both on
+/// the full sandbox disk), panicked in eprintln! and exited 101, which the
+/// agent reported as TASK_FAILED "Command exited with status 101". Its
+/// exit status must stay the task's, with stderr on a full device.
+#[test]
+fn a_supervisor_on_a_full_disk_exits_with_its_tasks_status() {
+    let dir = tempfile::tempdir().unwrap();
+    // A status file that cannot be created, as on a full disk.
+    let status_file = dir.path().join("no-such-dir").join("exit.json");
+    for (task, want) in [("exit 0", 0), ("exit 3", 3)] {
+        let out = Command::new(support::WEIR)
+            .arg("executor")
+            .arg("--status-file")
+            .arg(&status_file)
+            .args(["--", "/bin/sh", "-c", task])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full"))
+            .output()
+            .expect("weir executor runs");
+        assert_eq!(out.status.code(), Some(want), "the supervisor of `{task}` ended with {}", out.status);
+    }
 }
