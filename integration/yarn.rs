@@ -10,7 +10,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -1400,4 +1400,61 @@ fn a_guarantee_takes_an_executor_back_from_a_spark_job_by_preemption() {
     assert!(out.status.success(), "spark-submit failed after the preemption:\n{text}");
     assert!(text.contains(&format!("SUM={}", (0..160).sum::<u64>())), "{text}");
     assert!(text.contains("was preempted"), "Spark did not see a PREEMPTED container:\n{text}");
+}
+
+/// A cluster starts in any order: the testbed's shim came up while no
+/// broker served yet and gave up. A shim following ZooKeeper before any
+/// broker is elected keeps trying, and subscribes (and starts serving
+/// YARN clients) once one leads.
+#[test]
+fn a_shim_started_before_any_broker_subscribes_once_one_leads() {
+    let zk = weir_ha::testing::ZkServer::start();
+    let election = zk.url("/weir/shim-first");
+    let dir = tempfile::tempdir().unwrap();
+    let shim_election = election.clone();
+    let shim = std::thread::spawn(move || {
+        let args = [
+            "yarn",
+            "--broker",
+            &shim_election,
+            "--listen",
+            "127.0.0.1:0",
+            "-D",
+            "yarn-shim.scheduler.address=127.0.0.1:0",
+            "-D",
+            "yarn-shim.webapp.address=127.0.0.1:0",
+            "-D",
+            "yarn-shim.admin.address=127.0.0.1:0",
+        ];
+        let (proc, line) = support::spawn_weir("yarn", &args, "weir yarn: ResourceManager client protocol on");
+        (proc, line, Instant::now())
+    });
+    // Several of its attempts (every 500 ms) find no leader.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!shim.is_finished(), "the shim gave up (or served) before any broker existed");
+
+    let broker_started = Instant::now();
+    let port = support::free_port();
+    let work = dir.path().join("broker");
+    let (_broker, _) = support::spawn_weir(
+        "broker",
+        &["broker", "--zk", &election, "--listen", &format!("127.0.0.1:{port}"), "--work-dir", work.to_str().unwrap()],
+        "standing by",
+    );
+    let (_shim, line, served) = shim.join().expect("the shim subscribes once a broker leads");
+    assert!(served > broker_started, "the shim answered before the broker started: {line}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        // A broker answers 503 until it leads and has recovered.
+        let doc: serde_json::Value = support::http_get(&format!("http://127.0.0.1:{port}/state"))
+            .ok()
+            .and_then(|body| serde_json::from_str(&body).ok())
+            .unwrap_or_default();
+        let shims: Vec<_> = doc["frameworks"].as_array().into_iter().flatten().filter(|f| f["name"] == "yarn-shim").collect();
+        if shims.len() == 1 && shims[0]["active"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the broker does not list the shim as an active framework: {}", doc["frameworks"]);
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

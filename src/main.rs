@@ -3,7 +3,9 @@
 //! `-D KEY=VALUE` flags, accepted before or after the subcommand.
 //!
 //! Exit codes: 0 success; 1 an error (its cause chain is printed); 2 bad
-//! usage or configuration; `weir run` exits with its task's code.
+//! usage or configuration; `weir run` exits with its task's code. A tool
+//! (not a daemon) whose output pipe closes dies by SIGPIPE, as Unix tools
+//! do: `weir status | head` ends quietly (141 in a shell).
 
 mod cmd;
 mod settings;
@@ -71,12 +73,56 @@ enum Command {
     YarnContainer(cmd::yarn::ContainerArgs),
 }
 
+impl Command {
+    /// Daemons and the processes they start write to sockets and to their
+    /// children's pipes, where a reader that went away is an error to log
+    /// and survive; they keep Rust's ignored SIGPIPE. Everything else is a
+    /// tool whose output people pipe into `head` or `grep -q`.
+    fn is_daemon(&self) -> bool {
+        match self {
+            Command::Broker(_)
+            | Command::Standalone(_)
+            | Command::Yarn(_)
+            | Command::Bench(_)
+            | Command::Executor(_)
+            | Command::YarnNodemanager(_)
+            | Command::YarnContainer(_) => true,
+            Command::Agent(args) => args.is_daemon(),
+            Command::Testbed(args) => args.is_daemon(),
+            Command::Run(_)
+            | Command::Status(_)
+            | Command::Logs(_)
+            | Command::Reserve(_)
+            | Command::Unreserve(_)
+            | Command::Volume(_)
+            | Command::Role(_)
+            | Command::Conf(_) => false,
+        }
+    }
+}
+
+/// A tool whose reader went away (`weir status | head`) ends as Unix tools
+/// do, killed by SIGPIPE (a shell reports 141) without a word, instead of
+/// panicking in println! because Rust ignores SIGPIPE.
+fn die_quietly_on_a_closed_pipe() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: called before any thread starts; SIG_DFL installs no handler.
+    if let Err(err) = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) } {
+        eprintln!("weir: cannot restore the default SIGPIPE action: {err}");
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !cli.command.is_daemon() {
+        die_quietly_on_a_closed_pipe();
+    }
     // The supervisor needs no runtime (and there is one per task).
     if let Command::Executor(args) = cli.command {
         return cmd::executor::main(args).unwrap_or_else(|err| {
-            eprintln!("weir executor: {err:#}");
+            // Its stderr may be on a full disk: never panic saying so.
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "weir executor: {err:#}");
             ExitCode::from(1)
         });
     }

@@ -65,6 +65,9 @@ pub enum Input {
     Disconnected,
     Tick,
     Shutdown,
+    /// The shell's marker in its input queue: once the shell sees it
+    /// handled, so is every input queued before it. Nothing for the core.
+    Barrier,
 }
 
 /// What the core asks the shell to do.
@@ -465,6 +468,7 @@ impl AgentCore {
                 self.destroy_unmounted(&mut out);
             }
             Input::Tick => self.tick(now, &mut out),
+            Input::Barrier => {}
             Input::Shutdown => {
                 self.shutting_down = true;
                 let keys: Vec<_> = self.tasks.keys().cloned().collect();

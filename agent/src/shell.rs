@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -122,6 +123,10 @@ struct Shared {
     core: Mutex<AgentCore>,
     outbound: Mutex<Option<mpsc::Sender<v1::AgentMessage>>>,
     events: mpsc::UnboundedSender<Input>,
+    /// Barriers sent into `events`, and those the event loop has handled
+    /// (see [`Shared::settle`]).
+    barriers_sent: AtomicU64,
+    barriers_passed: watch::Sender<u64>,
     sandboxes: PathBuf,
     /// `WORK_DIR/volumes`: persistent volumes, never garbage-collected.
     volumes: PathBuf,
@@ -146,6 +151,23 @@ impl Shared {
 
     fn checkpoint_error(&self) -> MutexGuard<'_, Option<String>> {
         self.checkpoint_error.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until the event loop has handled (and tried to checkpoint)
+    /// every input queued so far, or 5 s. The last stream's RUN_TASKs may
+    /// still wait in the queue when it ends: the next REGISTER must name
+    /// them, or the broker takes them for gone while they start anyway
+    /// (the testbed saw TASK_GONE, then STARTING, RUNNING, FINISHED, after
+    /// an agent was paused with launches in flight).
+    async fn settle(&self) {
+        let target = self.barriers_sent.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut passed = self.barriers_passed.subscribe();
+        if self.events.send(Input::Barrier).is_err() {
+            return;
+        }
+        if tokio::time::timeout(Duration::from_secs(5), passed.wait_for(|n| *n >= target)).await.is_err() {
+            tracing::warn!("inputs still queued after 5 s; registering with what is stored");
+        }
     }
 
     /// REGISTER for a new stream, from what is stored.
@@ -260,6 +282,8 @@ pub async fn run_with(
         core: Mutex::new(core),
         outbound: Mutex::new(None),
         events: events_tx,
+        barriers_sent: AtomicU64::new(0),
+        barriers_passed: watch::Sender::new(0),
         sandboxes,
         copies: Copies::new(volumes_root.clone(), settings.volume_store.clone()),
         volumes: volumes_root,
@@ -445,6 +469,7 @@ async fn event_loop(shared: Arc<Shared>, mut events: mpsc::UnboundedReceiver<Inp
     // the next batch writes even if it changed nothing (a tick retries).
     let mut unsaved = false;
     while let Some(input) = events.recv().await {
+        let mut barriers = u64::from(matches!(input, Input::Barrier));
         let (ready, agent_id) = {
             let mut core = shared.core();
             let earlier = held.len();
@@ -452,6 +477,7 @@ async fn event_loop(shared: Arc<Shared>, mut events: mpsc::UnboundedReceiver<Inp
             hold(&mut held, earlier, effects);
             for _ in 1..INPUTS_PER_CHECKPOINT {
                 let Ok(input) = events.try_recv() else { break };
+                barriers += u64::from(matches!(input, Input::Barrier));
                 let effects = core.handle(input, shared.clock.now(), shared.clock.unix_seconds());
                 hold(&mut held, earlier, effects);
             }
@@ -465,6 +491,9 @@ async fn event_loop(shared: Arc<Shared>, mut events: mpsc::UnboundedReceiver<Inp
             let ready = if unsaved { Vec::new() } else { std::mem::take(&mut held) };
             (ready, core.agent_id().map(|a| a.to_string()).unwrap_or_default())
         };
+        if barriers > 0 {
+            shared.barriers_passed.send_modify(|n| *n += barriers);
+        }
         for effect in ready {
             carry_out(&shared, effect, &agent_id);
         }
@@ -814,6 +843,7 @@ async fn attach_once(
         .map_err(|e| format!("{e}: {}", std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default()))?;
     let mut client = AgentClient::new(channel).max_decoding_message_size(64 << 20);
     let (tx, rx) = mpsc::channel(4096);
+    shared.settle().await;
     let register = shared.register_message();
     tx.send(register).await.map_err(|e| e.to_string())?;
     let mut stream = client.attach(ReceiverStream::new(rx)).await.map_err(|s| s.message().to_owned())?.into_inner();

@@ -545,6 +545,60 @@ mod with_fakes {
         conn.expect_and_ack("t1", v1::TaskState::TaskFinished).await;
         assert_eq!(launcher.spawned().len(), 2, "a task was started twice");
     }
+
+    /// A store whose writes take `delay` (a slow disk), switched on by the test.
+    struct SlowCheckpointStore {
+        inner: MemoryCheckpointStore,
+        delay: std::sync::Mutex<Duration>,
+    }
+
+    impl CheckpointStore for SlowCheckpointStore {
+        fn location(&self) -> std::path::PathBuf {
+            self.inner.location()
+        }
+
+        fn read(&self) -> Result<Option<v1::AgentCheckpoint>, weir_agent::AgentError> {
+            self.inner.read()
+        }
+
+        fn write(&self, checkpoint: &v1::AgentCheckpoint) -> Result<(), weir_agent::AgentError> {
+            let delay = *self.delay.lock().unwrap();
+            std::thread::sleep(delay);
+            self.inner.write(checkpoint)
+        }
+
+        fn set_aside(&self, stamp: u64) -> Result<std::path::PathBuf, String> {
+            self.inner.set_aside(stamp)
+        }
+    }
+
+    /// The testbed's long run: an agent paused with launches in flight
+    /// read them, then the end of its stream, and re-registered before it
+    /// had handled them; the broker took the tasks it did not name for
+    /// gone (TASK_GONE) and they ran anyway. A REGISTER names every task
+    /// whose RUN_TASK came before it, even when the checkpoint is slow.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_launch_read_just_before_the_stream_ended_is_named_in_the_next_register() {
+        let (broker, mut connections) = start_fake_broker().await;
+        let work = tempfile::tempdir().unwrap();
+        let (clock, launcher, memory) = (ManualClock::new(EPOCH), Arc::new(MemoryLauncher::new()), MemoryCheckpointStore::new());
+        let store = Arc::new(SlowCheckpointStore { inner: memory.clone(), delay: std::sync::Mutex::new(Duration::ZERO) });
+        let agent = tokio::spawn(weir_agent::run_with(settings(broker, work.path()), effects(&clock, &launcher, store.clone()), std::future::pending()));
+        let mut conn = next_connection(&mut connections).await;
+        conn.register().await;
+        conn.registered("A1").await;
+        wait_until("the registration is checkpointed", || memory.checkpoint().is_some_and(|c| c.agent_id == "A1")).await;
+
+        // Each write now takes longer than the agent's reconnection.
+        *store.delay.lock().unwrap() = Duration::from_millis(800);
+        conn.send(run_task("t1")).await;
+        drop(conn);
+        let mut conn = next_connection(&mut connections).await;
+        let register = conn.register().await;
+        let named: Vec<&str> = register.tasks.iter().filter_map(|t| t.task.as_ref()).map(|t| t.task_id.as_str()).collect();
+        assert_eq!(named, vec!["t1"], "REGISTER left out the task launched just before the stream ended");
+        agent.abort();
+    }
 }
 
 /// Found by the testbed: an agent listening on every address (0.0.0.0, as

@@ -98,6 +98,13 @@ enum AgentCommand {
     },
 }
 
+impl Args {
+    /// `weir agent` runs the agent; `weir agent list|drain|…` are tools.
+    pub fn is_daemon(&self) -> bool {
+        self.command.is_none()
+    }
+}
+
 pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
     match args.command {
         None => run_daemon(options, args.daemon).await,

@@ -9,7 +9,8 @@
 //! Its own exit status mirrors the task's (the code, or 128 + the signal),
 //! and it exits so even when the status file cannot be written (a full
 //! disk): the agent then reads the task's end from the supervisor's status
-//! instead of taking the missing record for a SIGKILL.
+//! instead of taking the missing record for a SIGKILL. Nothing it says on
+//! stderr (a file on that same full disk) may panic.
 //!
 //! SIGTERM and SIGINT sent to the group reach the task; the supervisor
 //! itself only notes them (a no-op handler, reset to default in the task by
@@ -73,7 +74,10 @@ pub fn main(args: Args) -> Result<ExitCode> {
     let record = serde_json::json!({ "code": status.code(), "signal": status.signal() });
     if let Err(e) = record_status(&args.status_file, &record) {
         // The task has ended all the same: say so through our own status.
-        eprintln!("weir executor: cannot record the task's exit status: {e:#}");
+        // Our stderr is a file in the sandbox, on the disk that is full:
+        // eprintln! would panic there and exit 101 in place of the task's
+        // status (the testbed's long run saw exactly that).
+        let _ = writeln!(std::io::stderr(), "weir executor: cannot record the task's exit status: {e:#}");
     }
     Ok(match (status.code(), status.signal()) {
         (Some(code), _) => ExitCode::from(code.clamp(0, 255) as u8),

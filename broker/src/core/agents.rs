@@ -480,6 +480,13 @@ impl BrokerCore {
                 if state.is_terminal() {
                     tracing::info!(framework_id = %framework, task_id = %task_id, state = %state, message = %status.message, "task ended");
                     self.retire_task(&framework, &task_id);
+                    // Until the framework acknowledges this end, a
+                    // reconciliation of the task is left to the update
+                    // stream (the agent resends it): TASK_UNKNOWN would be
+                    // a second end (the testbed's long run heard FINISHED,
+                    // then UNKNOWN for a reconciliation sent before the
+                    // FINISHED was read).
+                    self.ended_unacked.insert(key.clone(), (agent_id.clone(), status.clone()));
                 }
                 self.notify_framework(&framework, status, out);
             }

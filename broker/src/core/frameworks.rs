@@ -358,6 +358,8 @@ impl BrokerCore {
         }
         self.frameworks.remove(id);
         self.forget_framework(id, out);
+        // Nobody will acknowledge its ends any more.
+        self.ended_unacked.retain(|(framework, _), _| framework != id);
         self.removed_frameworks.push_back(id.clone());
         while self.removed_frameworks.len() > super::REMOVED_FRAMEWORKS_KEPT {
             self.removed_frameworks.pop_front();
@@ -443,7 +445,7 @@ impl BrokerCore {
             let agent = (!kill.agent_id.is_empty()).then(|| AgentId::new(kill.agent_id.clone()));
             match self.unknown_task_status(framework, &task_id, agent.as_ref(), now) {
                 Some(status) => self.notify_framework(framework, status, out),
-                None => tracing::info!(framework_id = %framework, task_id = %task_id, "kill of a task on an agent not yet re-registered; ignored"),
+                None => tracing::info!(framework_id = %framework, task_id = %task_id, "kill of a task whose end is on its way, or on an agent not yet re-registered; ignored"),
             }
             return;
         };

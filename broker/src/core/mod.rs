@@ -310,10 +310,12 @@ pub struct BrokerCore {
     /// Tasks of removed agents that were told to die: their last updates
     /// are acknowledged here (the framework already heard TASK_GONE).
     doomed_tasks: BTreeSet<(FrameworkId, TaskId)>,
-    /// Tasks an agent reported ended, with their final update not yet
-    /// acknowledged, that the books do not hold (a new leader never saw
-    /// them run): the update is on its way. Until it arrives,
-    /// reconciliation answers with that end, never TASK_UNKNOWN.
+    /// Tasks whose end the framework has not acknowledged yet, and which
+    /// the books no longer hold: reported ended at a re-registration (a new
+    /// leader never saw them run), or retired when their final update came
+    /// in. The update is on its way (the agent resends it until it is
+    /// acknowledged); until then reconciliation answers nothing for them,
+    /// never TASK_UNKNOWN.
     ended_unacked: BTreeMap<(FrameworkId, TaskId), (AgentId, v1::TaskStatus)>,
     /// Something changed that an allocation cycle could act on.
     dirty: bool,

@@ -594,6 +594,35 @@ fn reconciliation_explicit_and_implicit() {
     assert_eq!((s.task_id.as_str(), state_of(s), s.uuid.is_empty()), ("zz", TaskState::Unknown, true));
 }
 
+/// The testbed's long run: a framework reconciled a task whose end the
+/// broker had just passed on, before reading and acknowledging it, and
+/// heard TASK_UNKNOWN after TASK_FINISHED: two ends of one task. Until
+/// the end is acknowledged, reconciliation leaves the task to the update
+/// stream, which the agent resends until then.
+#[test]
+fn a_task_reconciled_between_its_end_and_the_acknowledgement_hears_no_second_end() {
+    let mut h = Harness::new();
+    let agent = h.register_agent(AGENT_A, "", "cpus:2;mem:1024", vec![]);
+    let fw = h.subscribe(FW_1, "one", &[], 0.0);
+    let offers = Harness::offers_in(&h.advance(ms(100)), FW_1);
+    h.call(FW_1, accept(&[&offers[0]], vec![task("t1", "cpus:0.5")]));
+    let heard = |out: &[Output]| Harness::updates_in(out, FW_1).iter().map(state_of).collect::<Vec<_>>();
+    let out = h.agent_update(AGENT_A, &fw, "t1", TaskState::Finished, 2);
+    assert_eq!(heard(&out), vec![TaskState::Finished]);
+    let reconcile = |agent_id: &str| {
+        v1::call::Kind::Reconcile(v1::call::Reconcile { tasks: vec![v1::call::reconcile::Task { task_id: "t1".into(), agent_id: agent_id.to_owned() }] })
+    };
+    for agent_id in [agent.as_str(), ""] {
+        let out = h.call(FW_1, reconcile(agent_id));
+        assert_eq!(heard(&out), Vec::<TaskState>::new(), "a second end for a task whose FINISHED is unacknowledged");
+    }
+    // The agent's retry tells the end again; its acknowledgement settles it.
+    let out = h.agent_update(AGENT_A, &fw, "t1", TaskState::Finished, 2);
+    assert_eq!(heard(&out), vec![TaskState::Finished]);
+    h.call(FW_1, v1::call::Kind::Acknowledge(v1::call::Acknowledge { agent_id: agent.clone(), task_id: "t1".into(), uuid: vec![2; 16] }));
+    assert!(h.core.ended_unacked.is_empty(), "the framework acknowledged the end: nothing is pending");
+}
+
 #[test]
 fn framework_failover_and_teardown() {
     let mut h = Harness::new();

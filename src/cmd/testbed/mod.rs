@@ -80,6 +80,14 @@ pub struct UpArgs {
     timeout: Duration,
 }
 
+impl Args {
+    /// The workload is a framework that runs for the whole scenario; the
+    /// rest are tools.
+    pub fn is_daemon(&self) -> bool {
+        matches!(self.command, TestbedCommand::Workload(_))
+    }
+}
+
 pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
     let _ = options;
     match args.command {
