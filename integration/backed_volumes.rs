@@ -218,5 +218,12 @@ fn a_backing_that_cannot_be_used_fails_the_create_naming_it() {
     // None of them is left in the books; the agent's list agrees.
     let state = cluster.wait_for(Duration::from_secs(10), |s| agent_named(s, "agent0.test").is_some_and(|a| a["volumes"].as_array().is_some_and(|v| v.is_empty())));
     assert_eq!(state["operations"][0]["state"], "OPERATION_FAILED");
-    assert!(!cluster.agent_dir(0).join("volumes/roles/db/v4").exists(), "the failed volume's directory stayed");
+    // The agent removes the directory when the broker's DESTROY reaches it,
+    // just after the books drop the volume: give it a moment.
+    let dir = cluster.agent_dir(0).join("volumes/roles/db/v4");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dir.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!dir.exists(), "the failed volume's directory stayed");
 }

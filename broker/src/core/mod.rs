@@ -138,7 +138,7 @@ impl Default for BrokerSettings {
             revocable_grace: Duration::ZERO,
             decline_backoff_after: 8,
             decline_backoff_max: Duration::from_secs(60),
-            fair_share_bound: true,
+            fair_share_bound: false,
         }
     }
 }

@@ -272,9 +272,13 @@ fn no_revocation_while_the_guaranteed_role_asks_for_nothing() {
 fn offers_are_bounded_by_fair_share_while_another_role_asks() {
     // batch refuses both agents for a minute; web takes what it is
     // offered. Without the bound web would hold the whole pool; with it
-    // (the default), its half, and batch gets the other when its filter
-    // lapses.
-    let mut h = two_agents();
+    // (broker.offer.fair-share-bound), its half, and batch gets the other
+    // when its filter lapses.
+    let mut h = Harness::new();
+    let settings = BrokerSettings { agent_unreachable_timeout: Duration::from_secs(5), fair_share_bound: true, ..Default::default() };
+    h.core = BrokerCore::new(settings, "b", Duration::ZERO, Duration::from_secs(1_700_000_000));
+    h.register_agent(AGENT_A, "", "cpus:8;mem:8192", vec![]);
+    h.register_agent(AGENT_B, "", "cpus:8;mem:8192", vec![]);
     h.live_agents.extend([AGENT_A, AGENT_B]);
     h.subscribe(FW_2, "batch", &["batch"], 0.0);
     let out = h.advance(ms(200));
