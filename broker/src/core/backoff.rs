@@ -105,6 +105,7 @@ mod tests {
     #[test]
     fn a_framework_that_declines_everything_is_offered_less_and_less_until_it_accepts_or_revives() {
         let mut h = Harness::new();
+        h.core.settings.decline_backoff_after = 8;
         h.live_agents.push(AGENT_A);
         h.register_agent(AGENT_A, "", "cpus:4;mem:4096", vec![]);
         h.subscribe(FW_1, "picky", &["batch"], 0.0);

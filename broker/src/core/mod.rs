@@ -136,7 +136,7 @@ impl Default for BrokerSettings {
             allocator_policy: weir_allocator::policy::default_policy().name().to_owned(),
             revocation_grace: Duration::from_secs(10),
             revocable_grace: Duration::ZERO,
-            decline_backoff_after: 8,
+            decline_backoff_after: 0,
             decline_backoff_max: Duration::from_secs(60),
             fair_share_bound: false,
         }
