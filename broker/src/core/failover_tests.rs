@@ -597,3 +597,49 @@ fn a_task_reported_ended_with_its_update_pending_reconciles_to_that_end_not_unkn
     next.framework_call(13, &ack, t0);
     assert!(next.ended_unacked.is_empty(), "the framework acknowledged the end: nothing is pending");
 }
+
+/// Found by the merged failover tests: a framework re-subscribed to a new
+/// leader and reconciled its running task without naming the agent, while
+/// that agent had not re-registered yet; it heard TASK_UNKNOWN for a task
+/// that kept running. The new leader answers nothing until its agents are
+/// back (or given up on); then a task it still does not know is UNKNOWN.
+#[test]
+fn a_task_reconciled_without_its_agent_while_agents_re_register_hears_nothing_yet() {
+    let registry = MemoryRegistry::new();
+    let mut first = BrokerCore::new(settings(), "b1", Duration::ZERO, WALL_START);
+    first.recover(&[], 1, Duration::ZERO);
+    let agent = FakeAgent { id: "a1".into(), tasks: BTreeMap::new(), unacked: VecDeque::new(), seen_epoch: 0, next_uuid: 0 };
+    let mut writes = first.agent_register(1, &agent.register(), Duration::ZERO);
+    writes.extend(first.framework_call(3, &FakeFramework::default().subscribe(), Duration::ZERO));
+    for w in writes {
+        if let Output::Registry(w) = w {
+            registry.apply_now(vec![w]).unwrap();
+        }
+    }
+    let fw_id = registry.load_now().iter().find(|r| r.collection == "frameworks").unwrap().key.clone();
+    let t0 = Duration::from_secs(30);
+    let mut next = BrokerCore::new(settings(), "b2", t0, WALL_START + t0);
+    next.recover(&registry.load_now(), 2, t0);
+    assert!(next.recovering());
+    let framework = FakeFramework { id: fw_id.clone(), ..Default::default() };
+    next.framework_call(13, &framework.subscribe(), t0);
+    let reconcile = v1::Call {
+        framework_id: fw_id.clone(),
+        kind: Some(v1::call::Kind::Reconcile(v1::call::Reconcile { tasks: vec![v1::call::reconcile::Task { task_id: "long-0".into(), agent_id: String::new() }] })),
+    };
+    let heard = |out: Vec<Output>| -> Vec<TaskState> {
+        out.into_iter()
+            .filter_map(|o| match o {
+                Output::Framework(13, v1::Event { kind: Some(v1::event::Kind::Update(u)) }) => {
+                    Some(task_state_from_proto("state", u.status.unwrap().state).unwrap())
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(heard(next.framework_call(13, &reconcile, t0)), Vec::<TaskState>::new(), "a1 is not back yet");
+    // a1 is back without the task: now it is unknown.
+    next.agent_register(11, &agent.register(), t0);
+    assert!(!next.recovering());
+    assert_eq!(heard(next.framework_call(13, &reconcile, t0)), vec![TaskState::Unknown]);
+}
