@@ -491,7 +491,7 @@ impl BrokerCore {
         // agent's report, or a later reconciliation, tells); TASK_UNKNOWN
         // would end a task that is running (the failover tests heard it
         // once agents took a moment longer to re-register).
-        if agent.is_none() && self.recovering() {
+        if agent.is_none() && self.recovery.as_ref().is_some_and(|r| !r.expected.is_empty()) {
             return None;
         }
         let (state, message) = match agent.and_then(|a| self.agent_reachable(a)) {
