@@ -486,14 +486,6 @@ impl BrokerCore {
         if agent.is_some_and(|a| self.awaiting_agent(a)) {
             return None;
         }
-        // A new leader still waiting for agents to re-register: a task
-        // named without its agent may be on one of them. No answer yet (the
-        // agent's report, or a later reconciliation, tells); TASK_UNKNOWN
-        // would end a task that is running (the failover tests heard it
-        // once agents took a moment longer to re-register).
-        if agent.is_none() && self.recovery.as_ref().is_some_and(|r| !r.expected.is_empty()) {
-            return None;
-        }
         let (state, message) = match agent.and_then(|a| self.agent_reachable(a)) {
             Some(false) => (TaskState::Unreachable, "the task's agent is unreachable"),
             _ => (TaskState::Unknown, "the broker has no record of this task"),
