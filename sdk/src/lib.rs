@@ -232,10 +232,7 @@ impl Framework {
             match open(&self.config, Some(&self.id), self.leader.as_mut(), self.epoch, data).await {
                 Ok((id, calls, events, epoch)) => {
                     tracing::info!(framework_id = %id, attempt, epoch, "re-subscribed");
-                    self.id = id.clone();
-                    self.epoch = epoch;
-                    self.calls = Some(calls);
-                    self.events = Some(events);
+                    self.adopt(id.clone(), calls, events, epoch);
                     return Ok(Some(v1::Event {
                         kind: Some(v1::event::Kind::Subscribed(v1::event::Subscribed {
                             framework_id: id.to_string(),
@@ -265,11 +262,16 @@ impl Framework {
         let (id, calls, events, epoch) = open(&config, Some(&self.id), self.leader.as_mut(), self.epoch, data).await?;
         tracing::info!(framework_id = %id, roles = ?config.roles, "re-subscribed in new roles");
         self.config = config;
+        self.adopt(id, calls, events, epoch);
+        Ok(())
+    }
+
+    /// Takes a new subscription's stream as the current one.
+    fn adopt(&mut self, id: FrameworkId, calls: mpsc::Sender<v1::Call>, events: Streaming<v1::Event>, epoch: u64) {
         self.id = id;
         self.epoch = epoch;
         self.calls = Some(calls);
         self.events = Some(events);
-        Ok(())
     }
 
     /// Sends a raw call on the current stream.

@@ -481,10 +481,12 @@ pub struct QueuePolicy {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn props(pairs: &[(&str, &str)]) -> Vec<Property> {
+    /// Properties of a capacity-scheduler.xml, one per line in order
+    /// (`yarn.scheduler.capacity.` added unless the key starts with `yarn.`).
+    pub(crate) fn props(pairs: &[(&str, &str)]) -> Vec<Property> {
         pairs
             .iter()
             .enumerate()

@@ -1263,22 +1263,12 @@ mod tests {
         let (core, _effects) = running_core(&["default", "batch"]);
         // capacity-scheduler.xml's mappings apply over REST as over IPC:
         // alice's application for default lands in batch.
-        let props: Vec<weir_conf::hadoop_xml::Property> = [
+        let props = crate::capacity_scheduler::tests::props(&[
             ("root.queues", "default,batch"),
             ("root.default.capacity", "50"),
             ("root.batch.capacity", "50"),
             ("queue-mappings", "u:alice:batch"),
-        ]
-        .iter()
-        .enumerate()
-        .map(|(i, (k, v))| weir_conf::hadoop_xml::Property {
-            name: format!("yarn.scheduler.capacity.{k}"),
-            value: (*v).to_owned(),
-            is_final: false,
-            file: "cs.xml".into(),
-            line: i as u64 + 1,
-        })
-        .collect();
+        ]);
         let tree = crate::capacity_scheduler::CapacityScheduler::from_properties(&props).unwrap();
         core.call(move |c, _| c.set_queue_conf(tree)).await.unwrap().unwrap();
         let node = crate::rm_core::ObservedNode {

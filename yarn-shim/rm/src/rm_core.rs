@@ -916,14 +916,11 @@ mod tests {
     /// A flat capacity-scheduler.xml of these leaves, equal capacities.
     fn flat_tree(leaves: &[&str]) -> CapacityScheduler {
         let share = format!("{}", 100.0 / leaves.len() as f64);
-        let mut pairs = vec![("yarn.scheduler.capacity.root.queues".to_owned(), leaves.join(","))];
-        pairs.extend(leaves.iter().map(|l| (format!("yarn.scheduler.capacity.root.{l}.capacity"), share.clone())));
-        let props: Vec<weir_conf::hadoop_xml::Property> = pairs
-            .into_iter()
-            .enumerate()
-            .map(|(i, (name, value))| weir_conf::hadoop_xml::Property { name, value, is_final: false, file: "cs.xml".into(), line: i as u64 + 1 })
-            .collect();
-        CapacityScheduler::from_properties(&props).unwrap()
+        let capacities: Vec<String> = leaves.iter().map(|l| format!("root.{l}.capacity")).collect();
+        let joined = leaves.join(",");
+        let mut pairs = vec![("root.queues", joined.as_str())];
+        pairs.extend(capacities.iter().map(|k| (k.as_str(), share.as_str())));
+        CapacityScheduler::from_properties(&crate::capacity_scheduler::tests::props(&pairs)).unwrap()
     }
 
     #[test]
