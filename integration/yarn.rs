@@ -625,7 +625,6 @@ fn two_spark_applications_in_two_queues_and_a_native_framework_share_the_pool_as
     let queues = tempfile::tempdir().unwrap();
     let file = queues.path().join("capacity-scheduler.xml");
     let p = |k: &str, v: &str| format!("<property><name>yarn.scheduler.capacity.{k}</name><value>{v}</value></property>\n");
-    // (No idle queue: see the ignored test below for why.)
     let xml = p("root.queues", "default,eng")
         + &p("root.default.capacity", "33.3333")
         + &p("root.eng.capacity", "66.6667")
@@ -1307,7 +1306,6 @@ fn capacity_scheduler_xml_gives_the_queues_and_refresh_queues_reloads_it() {
 /// own guarantee, never the node manager), the shim preempts it, prod's
 /// job runs, and both end with the exact sum.
 #[test]
-#[ignore = "known bug: while prod is idle the broker offers the agent to the shim in prod first (lowest share); the shim declines, and the decline's filter (per framework and agent) keeps analytics' executors off the agent too, so analytics never reaches its third executor; the shim must suppress idle queues' roles"]
 fn a_queue_takes_its_capacity_back_from_another_queues_spark_job_by_preemption() {
     let clients = clients();
     let queues = tempfile::tempdir().unwrap();

@@ -118,7 +118,7 @@ struct Wants {
 /// What a cycle learns while it only reads the books, applied at its end.
 #[derive(Default)]
 struct CycleNotes {
-    /// (framework, agent) filters found expired.
+    /// (client, agent) filters found expired.
     expired: Vec<(u32, u32)>,
     /// Frameworks that passed over an agent for want of their data.
     waiting: Vec<u32>,
@@ -206,9 +206,6 @@ struct Framework {
     clients: Vec<u32>,
     /// Subscription order (lower is older): the FIFO policy's key.
     arrival: u64,
-    /// Refused agents (slot → until). `None` when empty, so an unfiltered
-    /// framework costs one branch in the cycle.
-    filters: Option<BTreeMap<u32, Duration>>,
     /// Agents the framework yields until a time (slot → until): it let an
     /// offer of them time out, so anyone else eligible goes first; with
     /// nobody else it still gets them. `None` when empty.
@@ -270,6 +267,12 @@ struct Client {
     /// is not, or no longer, subscribed to).
     subscribed: bool,
     suppressed: bool,
+    /// Agents refused in this role (slot → until), as Mesos keeps decline
+    /// filters per (framework, role, agent): declining an offer made in
+    /// one role does not keep the agent from the framework's other roles.
+    /// `None` when empty, so an unfiltered client costs one branch in the
+    /// cycle.
+    filters: Option<BTreeMap<u32, Duration>>,
     /// Grant sequence number of the client's last grant (0: never).
     last_granted: u64,
     key: Option<Key>,
@@ -645,6 +648,7 @@ impl Allocator {
                 revocable: Scalars::default(),
                 subscribed: false,
                 suppressed: false,
+                filters: None,
                 last_granted: 0,
                 key: None,
             };
@@ -664,7 +668,6 @@ impl Allocator {
             active: subscribed,
             subscribed,
             clients: Vec::new(),
-            filters: None,
             yields: None,
             wants: None,
             takes_revocable: false,
@@ -1028,13 +1031,15 @@ impl Allocator {
         }
         self.account_reserved_free(&removed.free, false);
         // The slot will be reused: filters naming it must not outlive it.
-        for fw in self.frameworks.iter_mut().flatten() {
-            if let Some(filters) = &mut fw.filters {
+        for client in self.clients.iter_mut().flatten() {
+            if let Some(filters) = &mut client.filters {
                 filters.remove(&a);
                 if filters.is_empty() {
-                    fw.filters = None;
+                    client.filters = None;
                 }
             }
+        }
+        for fw in self.frameworks.iter_mut().flatten() {
             if let Some(yields) = &mut fw.yields {
                 yields.remove(&a);
                 if yields.is_empty() {
@@ -1104,6 +1109,10 @@ impl Allocator {
             if keep && !client.subscribed {
                 // Joined afresh: a suppression from an earlier membership lapses.
                 client.suppressed = false;
+            }
+            if !keep {
+                // Its filters are a subscription's: they go with it.
+                client.filters = None;
             }
             client.subscribed = keep;
             self.refresh_client(c);
@@ -1253,15 +1262,15 @@ impl Allocator {
     }
 
     /// Resumes offers to `framework` in `roles` (all when `None`) and drops
-    /// all of the framework's filters, as a REVIVE does in Mesos.
+    /// its filters in those roles, as a REVIVE does in Mesos.
     pub fn revive(&mut self, framework: &FrameworkId, roles: Option<&[Role]>) -> Result<(), AllocatorError> {
         let f = self.framework_slot(framework)?;
         let clients = self.clients_in(f, roles)?;
-        let fw = self.framework_mut(f);
-        fw.filters = None;
-        fw.yields = None;
+        self.framework_mut(f).yields = None;
         for c in clients {
-            self.client_mut(c).suppressed = false;
+            let client = self.client_mut(c);
+            client.suppressed = false;
+            client.filters = None;
             self.refresh_client(c);
         }
         // Agents passed over only because of a filter kept their free
@@ -1269,12 +1278,16 @@ impl Allocator {
         Ok(())
     }
 
-    /// Refuses `agent` to `framework` until the time `until` (a DECLINE
-    /// with `refuse_seconds`); a later filter for the same pair replaces it.
-    pub fn add_filter(&mut self, framework: &FrameworkId, agent: &AgentId, until: Duration) -> Result<(), AllocatorError> {
+    /// Refuses `agent` to `framework` in `role` until the time `until` (a
+    /// DECLINE with `refuse_seconds` of an offer made in `role`); a later
+    /// filter for the same triple replaces it. The framework's other roles
+    /// still get the agent: one queue of the YARN shim turning an agent
+    /// down must not starve its other queues.
+    pub fn add_filter(&mut self, framework: &FrameworkId, role: &Role, agent: &AgentId, until: Duration) -> Result<(), AllocatorError> {
         let f = self.framework_slot(framework)?;
         let a = self.agent_slot(agent)?;
-        self.framework_mut(f).filters.get_or_insert_with(BTreeMap::new).insert(a, until);
+        let [c] = self.clients_in(f, Some(std::slice::from_ref(role)))?[..] else { unreachable!("one role, one client") };
+        self.client_mut(c).filters.get_or_insert_with(BTreeMap::new).insert(a, until);
         Ok(())
     }
 
@@ -1806,14 +1819,14 @@ impl Allocator {
                 wants.waiting_since.get_or_insert(now);
             }
         }
-        for (f, a) in notes.expired {
-            let fw = self.framework_mut(f);
-            if let Some(filters) = &mut fw.filters {
+        for (c, a) in notes.expired {
+            let client = self.client_mut(c);
+            if let Some(filters) = &mut client.filters {
                 if filters.get(&a).is_some_and(|until| *until <= now) {
                     filters.remove(&a);
                 }
                 if filters.is_empty() {
-                    fw.filters = None;
+                    client.filters = None;
                 }
             }
         }
@@ -1854,14 +1867,14 @@ impl Allocator {
         let _ = a;
     }
 
-    /// Whether `framework` refuses `agent` at `now`; an expired filter is
+    /// Whether client `c` refuses `agent` at `now`; an expired filter is
     /// noted for removal after the cycle.
-    fn filtered(&self, f: u32, a: u32, now: Duration, notes: &mut CycleNotes) -> bool {
-        let Some(filters) = &self.framework(f).filters else { return false };
+    fn filtered(&self, c: u32, a: u32, now: Duration, notes: &mut CycleNotes) -> bool {
+        let Some(filters) = &self.client(c).filters else { return false };
         match filters.get(&a) {
             Some(until) if *until > now => true,
             Some(_) => {
-                notes.expired.push((f, a));
+                notes.expired.push((c, a));
                 false
             }
             None => false,
@@ -1901,7 +1914,7 @@ impl Allocator {
         self.roles[r as usize].order.iter().map(|&(_, _, _, c)| c).find(|&c| {
             let f = self.client(c).framework;
             !(self.revocable_pass && !self.framework(f).takes_revocable)
-                && !self.filtered(f, a, now, notes)
+                && !self.filtered(c, a, now, notes)
                 && !(honour_yields && self.yielding(f, a, now))
                 && !self.waits_for_data(f, a, now, notes)
         })

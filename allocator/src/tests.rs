@@ -44,7 +44,7 @@ fn answer_one_task(alloc: &mut Allocator, offer: &Allocation, task: &Resources) 
         true
     } else {
         alloc.recover(&offer.agent, &offer.framework, &offer.role, &offer.resources).expect("offer was offered");
-        alloc.add_filter(&offer.framework, &offer.agent, FOREVER).expect("known ids");
+        alloc.add_filter(&offer.framework, &offer.role, &offer.agent, FOREVER).expect("known ids");
         false
     }
 }
@@ -171,15 +171,44 @@ fn filters_suppression_and_revive() {
     let mut alloc = Allocator::new(AllocatorConfig::default());
     alloc.add_agent(agent(0), res("cpus:1;mem:1024"), vec![]).unwrap();
     alloc.add_framework(fw(0), vec![star()]).unwrap();
-    alloc.add_filter(&fw(0), &agent(0), secs(10)).unwrap();
+    alloc.add_filter(&fw(0), &star(), &agent(0), secs(10)).unwrap();
     assert!(alloc.allocate(secs(5)).is_empty());
     assert_eq!(alloc.allocate(secs(10)).len(), 1, "a filter ends at its `until`");
     alloc.recover(&agent(0), &fw(0), &star(), &res("cpus:1;mem:1024")).unwrap();
     alloc.suppress(&fw(0), None).unwrap();
     assert!(alloc.allocate(secs(11)).is_empty());
-    alloc.add_filter(&fw(0), &agent(0), secs(100)).unwrap();
+    alloc.add_filter(&fw(0), &star(), &agent(0), secs(100)).unwrap();
     alloc.revive(&fw(0), None).unwrap();
     assert_eq!(alloc.allocate(secs(12)).len(), 1, "revive clears filters too");
+    alloc.check_invariants();
+}
+
+#[test]
+fn a_decline_in_one_role_leaves_the_agent_to_the_frameworks_other_roles() {
+    // The YARN shim holds one role per queue; its idle queue's role is the
+    // lowest share and gets the agent first. Declining it there must not
+    // keep the agent from the busy queue's role (Mesos filters by
+    // framework, role and agent).
+    let mut alloc = Allocator::new(AllocatorConfig::default());
+    alloc.add_agent(agent(0), res("cpus:4;mem:4096"), vec![]).unwrap();
+    alloc.add_framework(fw(0), vec![role("idle"), role("busy")]).unwrap();
+    let offers = alloc.allocate(secs(0));
+    assert_eq!(offers.len(), 1);
+    let first = offers[0].role.clone();
+    let other = if first == role("idle") { role("busy") } else { role("idle") };
+    alloc.recover(&agent(0), &fw(0), &first, &offers[0].resources).unwrap();
+    alloc.add_filter(&fw(0), &first, &agent(0), secs(60)).unwrap();
+    let offers = alloc.allocate(secs(1));
+    assert_eq!(offers.iter().map(|o| o.role.clone()).collect::<Vec<_>>(), vec![other.clone()], "{offers:?}");
+    alloc.recover(&agent(0), &fw(0), &other, &offers[0].resources).unwrap();
+    alloc.add_filter(&fw(0), &other, &agent(0), secs(60)).unwrap();
+    assert!(alloc.allocate(secs(2)).is_empty(), "filtered in both roles");
+    // A revive naming one role lifts that role's filter only.
+    alloc.revive(&fw(0), Some(&[other.clone()])).unwrap();
+    let offers = alloc.allocate(secs(3));
+    assert_eq!(offers.iter().map(|o| o.role.clone()).collect::<Vec<_>>(), vec![other], "{offers:?}");
+    // A filter names a role the framework is in.
+    assert!(matches!(alloc.add_filter(&fw(0), &role("elsewhere"), &agent(0), secs(9)), Err(AllocatorError::NotInRole { .. })));
     alloc.check_invariants();
 }
 
@@ -234,7 +263,7 @@ fn a_removed_agents_filters_do_not_pass_to_its_slot() {
     let mut alloc = Allocator::new(AllocatorConfig::default());
     alloc.add_agent(agent(0), res("cpus:1;mem:1024"), vec![]).unwrap();
     alloc.add_framework(fw(0), vec![star()]).unwrap();
-    alloc.add_filter(&fw(0), &agent(0), FOREVER).unwrap();
+    alloc.add_filter(&fw(0), &star(), &agent(0), FOREVER).unwrap();
     alloc.remove_agent(&agent(0)).unwrap();
     alloc.add_agent(agent(1), res("cpus:1;mem:1024"), vec![]).unwrap();
     assert_eq!(alloc.allocate(secs(0)).len(), 1);
@@ -284,7 +313,7 @@ enum Op {
     Suppress(usize, Option<usize>),
     Revive(usize, Option<usize>),
     SetWeight(usize, f64),
-    AddFilter { framework: usize, agent: usize, secs: u64 },
+    AddFilter { framework: usize, role: usize, agent: usize, secs: u64 },
     /// Gives back the `pick`-th outstanding allocation: all of it, half of
     /// its cpus, or (invalid) more than it holds.
     Recover { pick: usize, how: u8 },
@@ -312,7 +341,7 @@ fn arb_op() -> impl Strategy<Value = Op> {
         1 => (id.clone(), prop::option::of(0usize..3)).prop_map(|(f, r)| Op::Revive(f, r)),
         1 => (0usize..3, prop_oneof![Just(0.0), Just(-1.0), Just(f64::NAN), Just(f64::INFINITY), Just(crate::DEFAULT_WEIGHT), 0.1f64..10.0])
             .prop_map(|(r, w)| Op::SetWeight(r, w)),
-        1 => (id.clone(), id.clone(), 0u64..20).prop_map(|(framework, agent, secs)| Op::AddFilter { framework, agent, secs }),
+        1 => (id.clone(), 0usize..3, id.clone(), 0u64..20).prop_map(|(framework, role, agent, secs)| Op::AddFilter { framework, role, agent, secs }),
         4 => (any::<usize>(), 0u8..3).prop_map(|(pick, how)| Op::Recover { pick, how }),
         1 => (id.clone(), id.clone(), 0usize..3).prop_map(|(agent, framework, role)| Op::RecoverUnknown { agent, framework, role }),
         3 => (0u64..10).prop_map(|advance| Op::Allocate { advance }),
@@ -335,7 +364,8 @@ struct ModelFramework {
     subscribed: bool,
     active: bool,
     suppressed: BTreeSet<Role>,
-    filters: BTreeMap<AgentId, Duration>,
+    /// Decline filters by (role, agent), subscribed roles only.
+    filters: BTreeMap<(Role, AgentId), Duration>,
 }
 
 /// Everything a caller can observe, to compare before and after a refused call.
@@ -399,7 +429,7 @@ impl Model {
                 if valid {
                     self.outstanding.retain(|(a, _, _), _| *a != agent(i));
                     for m in self.frameworks.values_mut() {
-                        m.filters.remove(&agent(i));
+                        m.filters.retain(|(_, a), _| *a != agent(i));
                     }
                 }
                 let r = alloc.remove_agent(&agent(i));
@@ -448,6 +478,8 @@ impl Model {
                     let new: BTreeSet<Role> = roles.iter().cloned().collect();
                     // A role joined afresh starts unsuppressed; one kept keeps its state.
                     m.suppressed.retain(|r| new.contains(r) && m.roles.contains(r));
+                    // Filters go with the role they were made in.
+                    m.filters.retain(|(r, _), _| new.contains(r));
                     m.roles = new;
                 }
                 let r = alloc.update_framework(&fw(i), roles);
@@ -485,10 +517,8 @@ impl Model {
                                     m.suppressed.insert(t);
                                 } else {
                                     m.suppressed.remove(&t);
+                                    m.filters.retain(|(r, _), _| *r != t);
                                 }
-                            }
-                            if !suppress {
-                                m.filters.clear();
                             }
                         }
                         ok
@@ -504,13 +534,15 @@ impl Model {
                 prop_assert_eq!(valid, res.is_ok());
                 res
             }
-            Op::AddFilter { framework, agent: a, secs } => {
+            Op::AddFilter { framework, role: ri, agent: a, secs } => {
                 let until = self.now + Duration::from_secs(secs);
-                let valid = self.frameworks.contains_key(&fw(framework)) && self.agents.contains_key(&agent(a));
+                let r0 = role(ROLES[ri]);
+                let valid = self.agents.contains_key(&agent(a))
+                    && self.frameworks.get(&fw(framework)).is_some_and(|m| m.subscribed && m.roles.contains(&r0));
                 if valid {
-                    self.frameworks.get_mut(&fw(framework)).unwrap().filters.insert(agent(a), until);
+                    self.frameworks.get_mut(&fw(framework)).unwrap().filters.insert((r0.clone(), agent(a)), until);
                 }
-                let r = alloc.add_filter(&fw(framework), &agent(a), until);
+                let r = alloc.add_filter(&fw(framework), &r0, &agent(a), until);
                 prop_assert_eq!(valid, r.is_ok());
                 r
             }
@@ -568,7 +600,7 @@ impl Model {
                     prop_assert!(m.roles.contains(&o.role), "offer in an unsubscribed role");
                     prop_assert!(!m.suppressed.contains(&o.role), "offer to suppressed {} in {}", o.framework, o.role);
                     prop_assert!(
-                        m.filters.get(&o.agent).is_none_or(|until| *until <= self.now),
+                        m.filters.get(&(o.role.clone(), o.agent.clone())).is_none_or(|until| *until <= self.now),
                         "offer to {} on filtered {}",
                         o.framework,
                         o.agent
@@ -590,8 +622,11 @@ impl Model {
                         self.frameworks.values().any(|m| {
                             m.subscribed
                                 && m.active
-                                && m.filters.get(a).is_none_or(|until| *until <= self.now)
-                                && m.roles.iter().any(|ro| !m.suppressed.contains(ro) && r.is_none_or(|r| r == ro))
+                                && m.roles.iter().any(|ro| {
+                                    !m.suppressed.contains(ro)
+                                        && r.is_none_or(|r| r == ro)
+                                        && m.filters.get(&(ro.clone(), a.clone())).is_none_or(|until| *until <= self.now)
+                                })
                         })
                     };
                     let unreserved = &free.unreserved;
@@ -828,7 +863,7 @@ fn convert_moves_resources_between_reservations_without_changing_amounts() {
     let mut back = offer.resources.checked_sub(&from).unwrap();
     back.add_assign(&to);
     alloc.recover(&agent(0), &holder_fw, &holder_role, &back).unwrap();
-    alloc.add_filter(&holder_fw, &agent(0), FOREVER).unwrap();
+    alloc.add_filter(&holder_fw, &holder_role, &agent(0), FOREVER).unwrap();
     let offers = alloc.allocate(secs(1));
     assert_eq!(offers.len(), 1);
     assert_ne!(offers[0].framework, holder_fw);
@@ -850,7 +885,7 @@ fn unallocated_reservations_count_towards_their_roles_share() {
     alloc.add_framework(fw(0), vec![role("a")]).unwrap();
     alloc.add_framework(fw(1), vec![role("b")]).unwrap();
     // fa does not want its reservation now: it stays free, and still counts.
-    alloc.add_filter(&fw(0), &agent(0), FOREVER).unwrap();
+    alloc.add_filter(&fw(0), &role("a"), &agent(0), FOREVER).unwrap();
     let offers = alloc.allocate(secs(0));
     alloc.check_invariants();
     assert_eq!(offers.len(), 1);
@@ -1044,7 +1079,7 @@ fn a_role_at_its_fair_share_is_not_offered_more_while_another_role_asks() {
         alloc.add_framework(fw(0), vec![role("a")]).unwrap();
         alloc.add_framework(fw(1), vec![role("b")]).unwrap();
         for i in 0..4 {
-            alloc.add_filter(&fw(1), &agent(i), secs(10)).unwrap();
+            alloc.add_filter(&fw(1), &role("b"), &agent(i), secs(10)).unwrap();
         }
         let offers = alloc.allocate(secs(0));
         assert_eq!(agents_by_framework(&offers).get(&fw(0)), Some(&expected), "bound {on}: {offers:?}");
@@ -1062,7 +1097,7 @@ fn the_fair_share_bound_follows_weights_and_lapses_when_the_other_role_stops_ask
     alloc.add_framework(fw(0), vec![role("a")]).unwrap();
     alloc.add_framework(fw(1), vec![role("b")]).unwrap();
     for i in 0..4 {
-        alloc.add_filter(&fw(1), &agent(i), secs(10)).unwrap();
+        alloc.add_filter(&fw(1), &role("b"), &agent(i), secs(10)).unwrap();
     }
     // a's fair share is 3/4 of the pool.
     assert_eq!(agents_by_framework(&alloc.allocate(secs(0))).get(&fw(0)), Some(&3));

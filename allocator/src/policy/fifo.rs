@@ -60,7 +60,7 @@ mod tests {
         // It declines one agent for good: that one goes to the next.
         let o = &offers[0];
         alloc.recover(&o.agent, &o.framework, &o.role, &o.resources).unwrap();
-        alloc.add_filter(&first, &o.agent, Duration::from_secs(1 << 40)).unwrap();
+        alloc.add_filter(&first, &o.role, &o.agent, Duration::from_secs(1 << 40)).unwrap();
         let next = alloc.allocate(Duration::from_secs(1));
         assert!(next.len() == 1 && next[0].framework == second && next[0].agent == o.agent, "{next:?}");
         alloc.check_invariants();

@@ -384,7 +384,7 @@ impl BrokerCore {
                     let (agent, role) = (offer.agent.clone(), offer.role.clone());
                     self.remove_offer(&id);
                     let refuse = self.backed_off_refuse(framework, &role, refuse);
-                    self.add_filter(framework, &agent, refuse, now);
+                    self.add_filter(framework, &role, &agent, refuse, now);
                     self.counters.offers_declined += 1;
                 }
                 // Mesos ignores declines of offers that are gone (rescinded

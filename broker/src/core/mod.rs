@@ -671,12 +671,12 @@ impl BrokerCore {
         }
     }
 
-    fn add_filter(&mut self, framework: &FrameworkId, agent: &AgentId, refuse: Duration, now: Duration) {
+    fn add_filter(&mut self, framework: &FrameworkId, role: &Role, agent: &AgentId, refuse: Duration, now: Duration) {
         if refuse.is_zero() {
             return;
         }
         let until = now + refuse.min(MAX_REFUSE);
-        if let Err(err) = self.allocator.add_filter(framework, agent, until) {
+        if let Err(err) = self.allocator.add_filter(framework, role, agent, until) {
             tracing::error!(framework_id = %framework, agent_id = %agent, error = %err, "could not add a decline filter");
             return;
         }

@@ -355,6 +355,8 @@ impl YarnCore {
         let from = self.rm.move_to_queue(id, target)?;
         let to = self.rm.application(id)?.submission.queue.clone();
         self.scheduler.set_queue(id, &to);
+        // Its new queue's role may have turned agents down while idle.
+        self.outbox.push(Effect::Revive);
         Ok(from)
     }
 

@@ -385,6 +385,13 @@ struct App {
     ending: bool,
 }
 
+impl App {
+    /// It waits for its AM container or for containers it asked for.
+    fn wants(&self) -> bool {
+        !self.ending && (self.attempt.phase == Phase::WaitingForAm || self.attempt.wants_containers())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ContainerState {
     Allocated,
@@ -496,7 +503,17 @@ impl Scheduler {
 
     /// Whether some application waits for containers.
     pub fn has_demand(&self) -> bool {
-        self.apps.values().any(|a| !a.ending && (a.attempt.phase == Phase::WaitingForAm || a.attempt.wants_containers()))
+        self.apps.values().any(App::wants)
+    }
+
+    /// Whether an application of the queue whose role is `role` waits for
+    /// a container (any queue's for the catch-all role, `*` or none).
+    fn has_demand_in(&self, role: &str) -> bool {
+        if role.is_empty() || role == "*" {
+            return self.has_demand();
+        }
+        let queue = crate::capacity_scheduler::queue_of(role);
+        self.apps.values().any(|a| a.queue == queue && a.wants())
     }
 
     /// Containers the scheduler holds, by state (YARN's names: ALLOCATED,
@@ -684,7 +701,12 @@ impl Scheduler {
         for offer in offers {
             let tasks = self.place(&offer, now_ms, &mut out);
             if tasks.is_empty() {
-                let refuse_ms = if self.has_demand() { self.config.busy_refuse_ms } else { self.config.idle_refuse_ms };
+                // The broker filters per role: a queue with nothing to run
+                // turns the agent down for long (new demand revives), one
+                // with demand only briefly (the offer was too small or
+                // badly placed; the next may fit).
+                let refuse_ms =
+                    if self.has_demand_in(&offer.role) { self.config.busy_refuse_ms } else { self.config.idle_refuse_ms };
                 out.push(Effect::Decline { offer_id: offer.id, refuse_ms });
             } else {
                 // Launch first: StartAm effects pushed by `place` refer to it.

@@ -153,7 +153,7 @@ fn one_offer_yields_at_most_the_configured_containers_and_the_rest_goes_back() {
 }
 
 #[test]
-fn offers_for_another_queue_or_too_small_are_declined_briefly_while_demand_waits() {
+fn offers_for_an_idle_queue_are_declined_for_long_and_too_small_ones_briefly() {
     let mut rm = rm();
     let mut s = Scheduler::new(cfg());
     submit(&mut rm, "default", 2);
@@ -164,7 +164,7 @@ fn offers_for_another_queue_or_too_small_are_declined_briefly_while_demand_waits
     );
     assert_eq!(
         effects,
-        vec![Effect::Decline { offer_id: "o1".into(), refuse_ms: 1000 }, Effect::Decline { offer_id: "o2".into(), refuse_ms: 1000 }]
+        vec![Effect::Decline { offer_id: "o1".into(), refuse_ms: 60_000 }, Effect::Decline { offer_id: "o2".into(), refuse_ms: 1000 }]
     );
     // Room for the container but not for the node manager beside it.
     let tight = s.offers(vec![offer("o3", "a2", "host2", "default", 1.0, 1100.0)], 2);
