@@ -96,6 +96,12 @@ fn submit_without_waiting(clients: &Clients, sa: &Standalone, name: &str) -> (St
 /// `spark-submit --deploy-mode cluster --queue QUEUE` of an application
 /// that never has to run, without waiting for it: what it printed.
 fn submit_detached(clients: &Clients, sa: &Standalone, name: &str, queue: &str) -> (Output, String) {
+    let me = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap().trim().to_owned();
+    submit_detached_as(clients, sa, name, queue, &me)
+}
+
+/// `submit_detached` as `user` (Hadoop's SIMPLE identity: HADOOP_USER_NAME).
+fn submit_detached_as(clients: &Clients, sa: &Standalone, name: &str, queue: &str, user: &str) -> (Output, String) {
     let app_py = sa.dir.path().join("app.py");
     std::fs::write(&app_py, "print('never runs yet')\n").unwrap();
     let staging = sa.dir.path().join("staging");
@@ -108,12 +114,13 @@ fn submit_detached(clients: &Clients, sa: &Standalone, name: &str, queue: &str) 
         .arg(&app_py)
         .env("SPARK_HOME", &clients.spark_home)
         .env("HADOOP_CONF_DIR", &sa.conf_dir)
+        .env("HADOOP_USER_NAME", user)
         .env("SPARK_LOCAL_IP", "127.0.0.1")
         .stdin(Stdio::null())
         .output()
         .unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    eprintln!("[spark-submit --queue {queue}]\n{text}");
+    eprintln!("[spark-submit --queue {queue} as {user}]\n{text}");
     (out, text)
 }
 
@@ -147,16 +154,21 @@ fn clients() -> Clients {
 impl Clients {
     /// A Hadoop CLI class, the way the `yarn` script runs it.
     fn yarn(&self, conf_dir: &Path, class: &str, args: &[&str]) -> (Output, String) {
+        self.yarn_as(None, conf_dir, class, args)
+    }
+
+    /// The same as `user` (SIMPLE authentication: HADOOP_USER_NAME), or as
+    /// the process's own user.
+    fn yarn_as(&self, user: Option<&str>, conf_dir: &Path, class: &str, args: &[&str]) -> (Output, String) {
         let cp = format!("{}:{}/jars/*", conf_dir.display(), self.spark_home.display());
-        let out = Command::new(&self.java)
-            .args(["-Xshare:auto", "-XX:TieredStopAtLevel=1", "-cp", &cp, class])
-            .args(args)
-            .env("HADOOP_CONF_DIR", conf_dir)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let mut cmd = Command::new(&self.java);
+        cmd.args(["-Xshare:auto", "-XX:TieredStopAtLevel=1", "-cp", &cp, class]).args(args).env("HADOOP_CONF_DIR", conf_dir);
+        if let Some(user) = user {
+            cmd.env("HADOOP_USER_NAME", user);
+        }
+        let out = cmd.stdin(Stdio::null()).output().unwrap();
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        eprintln!("[{class} {}]\n{text}", args.join(" "));
+        eprintln!("[{class} {} as {}]\n{text}", args.join(" "), user.unwrap_or("me"));
         (out, text)
     }
 
@@ -1456,4 +1468,110 @@ fn a_shim_started_before_any_broker_subscribes_once_one_leads() {
         assert!(Instant::now() < deadline, "the broker does not list the shim as an active framework: {}", doc["frameworks"]);
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// An HTTP request with a body by Python's standard library: its status
+/// and body (the tests' own HTTP helper only GETs).
+fn http(method: &str, url: &str, body: &str) -> (u16, String) {
+    let script = "import sys, urllib.request, urllib.error\n\
+r = urllib.request.Request(sys.argv[2], data=sys.argv[3].encode(), method=sys.argv[1], headers={'Content-Type': 'application/json'})\n\
+try:\n    resp = urllib.request.urlopen(r, timeout=30); print(resp.status); print(resp.read().decode())\n\
+except urllib.error.HTTPError as e:\n    print(e.code); print(e.read().decode())\n";
+    let out = Command::new("python3").args(["-c", script, method, url, body]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (status, rest) = text.split_once('\n').unwrap_or_else(|| panic!("{method} {url}: {text}{}", String::from_utf8_lossy(&out.stderr)));
+    (status.trim().parse().unwrap(), rest.to_owned())
+}
+
+#[test]
+fn yarn_acls_let_owners_queue_admins_and_admins_act_and_refuse_everyone_else() {
+    // YARN's ACLs as an administrator writes them: nobody may submit to
+    // or administer root's queues unless named below; anyone submits to
+    // default, which carol administers; only alice submits to restricted.
+    let clients = clients();
+    let queues = tempfile::tempdir().unwrap();
+    let file = queues.path().join("capacity-scheduler.xml");
+    let p = |k: &str, v: &str| format!("<property><name>yarn.scheduler.capacity.{k}</name><value>{v}</value></property>\n");
+    let xml = p("root.queues", "default,restricted")
+        + &p("root.default.capacity", "50")
+        + &p("root.restricted.capacity", "50")
+        + &p("root.acl_submit_applications", " ")
+        + &p("root.acl_administer_queue", " ")
+        + &p("root.default.acl_submit_applications", "*")
+        + &p("root.default.acl_administer_queue", "carol")
+        + &p("root.restricted.acl_submit_applications", "alice");
+    std::fs::write(&file, format!("<configuration>\n{xml}</configuration>\n")).unwrap();
+    let define = format!("yarn-shim.capacity-scheduler.path={}", file.display());
+    let sa = standalone_with(SPEC, &[&define, "yarn-shim.acl.enable=true", "yarn-shim.admin.acl=yarnadmin"]);
+    let conf = sa.conf_dir.as_path();
+    let cli = |user: &str, args: &[&str]| {
+        let all: Vec<&str> = std::iter::once("application").chain(args.iter().copied()).collect();
+        clients.yarn_as(Some(user), conf, "org.apache.hadoop.yarn.client.cli.ApplicationCLI", &all)
+    };
+    let state_of = |app: &str| {
+        let (_, text) = cli("alice", &["-status", app]);
+        text.lines().find(|l| l.trim_start().starts_with("State :")).unwrap_or_default().trim().to_owned()
+    };
+
+    // Submissions: the queue ACLs decide, with Hadoop's refusal.
+    let (out, text) = submit_detached_as(&clients, &sa, "bobs", "restricted", "bob");
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("AccessControlException: User bob does not have permission to submit application_") && text.contains("to queue restricted"),
+        "{text}"
+    );
+    let (out, text) = submit_detached_as(&clients, &sa, "alices", "restricted", "alice");
+    assert!(out.status.success(), "{text}");
+    let restricted = app_id_in(&text);
+    let (out, text) = submit_detached_as(&clients, &sa, "alices-default", "default", "alice");
+    assert!(out.status.success(), "{text}");
+    let app = app_id_in(&text);
+
+    // bob may neither kill nor move alice's applications, by the CLI or REST.
+    let (out, text) = cli("bob", &["-kill", &app]);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains(&format!("User bob cannot perform operation MODIFY_APP on {app}")), "{text}");
+    let (_, text) = cli("bob", &["-movetoqueue", &app, "-queue", "restricted"]);
+    assert!(text.contains(&format!("User bob cannot perform operation MODIFY_APP on {app}")), "{text}");
+    let yarn_site = std::fs::read_to_string(conf.join("yarn-site.xml")).unwrap();
+    let web = site_value(&yarn_site, "yarn.resourcemanager.webapp.address").expect("yarn-site.xml names the REST API");
+    let kill_uri = |user: Option<&str>| match user {
+        Some(u) => format!("http://{web}/ws/v1/cluster/apps/{app}/state?user.name={u}"),
+        None => format!("http://{web}/ws/v1/cluster/apps/{app}/state"),
+    };
+    let (status, body) = http("PUT", &kill_uri(Some("bob")), r#"{"state":"KILLED"}"#);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("User bob cannot perform operation MODIFY_APP"), "{body}");
+    let (status, body) = http("PUT", &kill_uri(None), r#"{"state":"KILLED"}"#);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("Unable to obtain user name"), "{body}");
+    // bob sees that it exists, not where its AM is or what it said.
+    let (_, text) = cli("bob", &["-status", &app]);
+    assert!(text.contains("Tracking-URL : N/A") && text.contains("Diagnostics : N/A"), "{text}");
+    let report = support::http_get(&format!("http://{web}/ws/v1/cluster/apps/{app}?user.name=bob")).unwrap();
+    assert!(report.contains("\"diagnostics\":\"N/A\"") && report.contains("\"amRPCAddress\":\"N/A\""), "{report}");
+    let own = support::http_get(&format!("http://{web}/ws/v1/cluster/apps/{app}?user.name=alice")).unwrap();
+    assert!(!own.contains("\"diagnostics\":\"N/A\""), "the owner sees it all: {own}");
+    // Nothing changed.
+    assert_eq!(state_of(&app), "State : ACCEPTED");
+    // bob is no admin of the shim either.
+    let (out, text) = clients.yarn_as(Some("bob"), conf, "org.apache.hadoop.yarn.client.cli.RMAdminCLI", &["-refreshQueues"]);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("User bob doesn't have permission to call 'refreshQueues'"), "{text}");
+    // bob still lists applications (with ACLs, YARN lists everyone's).
+    let (out, text) = cli("bob", &["-list"]);
+    assert!(out.status.success() && text.contains(&app), "{text}");
+
+    // carol administers default: she may kill alice's application there;
+    // alice kills her own; the admin may do anything.
+    let (out, text) = cli("carol", &["-kill", &app]);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(state_of(&app), "State : KILLED");
+    let (out, text) = cli("carol", &["-kill", &restricted]);
+    assert!(!out.status.success() && text.contains("cannot perform operation MODIFY_APP"), "{text}");
+    let (out, text) = cli("alice", &["-movetoqueue", &restricted, "-queue", "default"]);
+    assert!(out.status.success(), "{text}");
+    let (status, body) = http("PUT", &format!("http://{web}/ws/v1/cluster/apps/{restricted}/state?user.name=yarnadmin"), r#"{"state":"KILLED"}"#);
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(state_of(&restricted), "State : KILLED");
 }

@@ -349,6 +349,11 @@ pub fn yarn_shim(config: &Config, broker: String) -> Result<weir_yarn_rm::shim::
         },
         container_kill_grace: config.get_duration("yarn-shim.container.kill.grace").map_err(problem)?,
         preemption: config.get_bool("yarn-shim.preemption.enabled").map_err(problem)?,
+        acls: weir_yarn_rm::acl::AclPolicy {
+            enabled: config.get_bool("yarn-shim.acl.enable").map_err(problem)?,
+            // Untrimmed: a leading space makes the rest groups. Blank: nobody.
+            admin: weir_yarn_rm::acl::Acl::parse(&config.get("yarn-shim.admin.acl").map_err(problem)?.unwrap_or_default()),
+        },
         nm_hadoop_conf_dir: None,
         failover_timeout: config.get_duration("yarn-shim.framework.failover.timeout").map_err(problem)?,
         web_address: match config.get_str("yarn-shim.webapp.address").unwrap_or_default().trim() {

@@ -203,10 +203,33 @@ pub(crate) async fn groups_for(user: &str) -> Result<Vec<String>, RpcError> {
     }
 }
 
+impl AdminProtocol {
+    /// The admin ACL (`yarn-shim.admin.acl`), or YARN's refusal.
+    async fn check_admin(&self, user: &str, method: &str) -> Result<(), RpcError> {
+        let admin = self.core.call(|core, _| core.rm().acls().admin.clone()).await.map_err(crate::client_protocol::stopped)?;
+        let everyone = admin == crate::acl::Acl::everyone();
+        let groups = if everyone { Vec::new() } else { groups_for(crate::acl::short_name(user)).await? };
+        let caller = crate::acl::Caller::new(user, groups);
+        if everyone || admin.allows(&caller) {
+            return Ok(());
+        }
+        warn!(user = %caller.user, method, "admin call refused by yarn-shim.admin.acl");
+        Err(RpcError::application(
+            YARN_EXCEPTION,
+            format!("org.apache.hadoop.security.AccessControlException: User {} doesn't have permission to call '{method}'", caller.user),
+        ))
+    }
+}
+
 #[async_trait::async_trait]
 impl Service for AdminProtocol {
     async fn call(&self, ctx: &CallContext, method: &str, request: &[u8]) -> Result<Vec<u8>, RpcError> {
         let caller = ctx.user.as_deref().unwrap_or("");
+        // yarn.admin.acl guards every admin call but the read-only ones any
+        // user may make (their groups, the HA state), as YARN's AdminService.
+        if !matches!(method, "getGroupsForUser" | "getServiceStatus" | "monitorHealth") {
+            self.check_admin(caller, method).await?;
+        }
         match method {
             "refreshNodes" => {
                 let req: r::RefreshNodesRequestProto = decode("RefreshNodesRequestProto", request)?;

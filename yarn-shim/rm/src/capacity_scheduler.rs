@@ -268,7 +268,9 @@ impl CapacityScheduler {
                 None => global_am,
             };
             // Hadoop's defaults: everyone at the root, no one else below it.
-            let acl = |p: Option<&Property>| p.map(|p| p.value.trim().to_owned()).unwrap_or_else(|| if is_root { "*".to_owned() } else { " ".to_owned() });
+            // Untrimmed, as Hadoop reads ACLs: a leading space makes the
+            // rest a group list.
+            let acl = |p: Option<&Property>| p.map(|p| p.value.clone()).unwrap_or_else(|| if is_root { "*".to_owned() } else { " ".to_owned() });
             let acl_submit_applications = acl(k.read(&key("acl_submit_applications")));
             let acl_administer_queue = acl(k.read(&key("acl_administer_queue")));
             let name = path.rsplit('.').next().unwrap_or(&path).to_owned();

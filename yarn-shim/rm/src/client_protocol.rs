@@ -26,6 +26,7 @@ use weir_yarn_ipc::server::{decode_request as decode, CallContext, RpcError, Ser
 use crate::convert::{self, ConvertError};
 use weir_yarn_api::records as r;
 use crate::core::{CoreHandle, CoreStopped, Now, ReportError, YarnCore};
+use crate::acl::{self, short_name, AppAccess, Caller, QueueAccess};
 use crate::rm_core::{AppFilter, KillOutcome, RmCore, RmError, ROOT_QUEUE};
 use weir_yarn_api::APPLICATION_CLIENT_PROTOCOL;
 
@@ -95,11 +96,6 @@ fn describe(id: &r::YarnDelegationTokenIdentifierProto) -> String {
     )
 }
 
-/// Hadoop's short name of a user (`HadoopKerberosName` with the default
-/// rules): the part before the first `/` or `@`.
-fn short_name(user: &str) -> &str {
-    user.split(['/', '@']).next().unwrap_or(user)
-}
 
 impl DelegationTokens {
     pub fn new(secret: Vec<u8>, now_ms: i64) -> DelegationTokens {
@@ -266,6 +262,38 @@ impl ClientProtocol {
     async fn books<R: Send + 'static>(&self, f: impl FnOnce(&mut RmCore, Now) -> R + Send + 'static) -> Result<R, RpcError> {
         self.core.call(move |core, now| f(core.rm_mut(), now)).await.map_err(stopped)
     }
+
+    /// The connection's user (SIMPLE: from its connection context), with
+    /// their groups when ACLs are on (group ACLs need them).
+    async fn caller(&self, user: &str) -> Result<Caller, RpcError> {
+        let enabled = self.books(|rm, _| rm.acls().enabled).await?;
+        let groups = if enabled { crate::admin_protocol::groups_for(short_name(user)).await? } else { Vec::new() };
+        Ok(Caller::new(user, groups))
+    }
+
+    /// MODIFY_APP on `app`, or YARN's refusal.
+    async fn may_modify(&self, user: &str, app: weir_yarn_api::ids::ApplicationId) -> Result<(), RpcError> {
+        let caller = self.caller(user).await?;
+        self.books(move |rm, _| rm.checked(&caller, app, AppAccess::Modify).map(|_| ())).await?.map_err(rm)
+    }
+
+    /// VIEW_APP on `app` for its attempts and containers, which YARN
+    /// refuses outright (reports are redacted instead). `what` names the
+    /// thing asked for, as YARN's refusal does.
+    async fn may_see(&self, user: &str, app: weir_yarn_api::ids::ApplicationId, what: &str) -> Result<(), RpcError> {
+        let caller = self.caller(user).await?;
+        let what = what.to_owned();
+        self.books(move |rm, _| match rm.application(app) {
+            Ok(a) if !rm.may_view(&caller, a) => {
+                warn!(application_id = %app, user = %caller.user, "report refused by the application's ACLs");
+                Err(RmError::Refused(format!("User {} does not have privilege to see this {what}", caller.user)))
+            }
+            // Unknown ones are answered as such by the report itself.
+            _ => Ok(()),
+        })
+        .await?
+        .map_err(rm)
+    }
 }
 
 pub(crate) fn stopped(e: CoreStopped) -> RpcError {
@@ -372,13 +400,21 @@ impl Service for ClientProtocol {
                 let mut submission = convert::submission_from_proto(&context, &user).map_err(invalid)?;
                 // capacity-scheduler.xml's queue mappings: g: rules need the
                 // user's groups, read only when there are mappings.
-                let mapped = self.books(|rm, _| rm.queue_conf().is_some_and(|c| !c.mappings.is_empty())).await?;
-                let groups = if mapped { crate::admin_protocol::groups_for(&user).await? } else { Vec::new() };
+                let (mapped, acls) = self.books(|rm, _| (rm.queue_conf().is_some_and(|c| !c.mappings.is_empty()), rm.acls().enabled)).await?;
+                let groups = if mapped || acls { crate::admin_protocol::groups_for(&user).await? } else { Vec::new() };
                 let (id, name) = (submission.id, submission.name.clone());
+                let caller = Caller::new(&user, groups.clone());
                 let (state, queue) = self
                     .books(move |rm, now| {
                         submission.queue = rm.mapped_queue(&submission.user, &groups, &submission.queue);
                         let queue = submission.queue.clone();
+                        if !rm.may_submit(&caller, &queue) {
+                            warn!(application_id = %submission.id, user = %caller.user, %queue, "submission refused by the queue's ACLs");
+                            return Err(RmError::AccessDenied(format!(
+                                "User {} does not have permission to submit {} to queue {queue}",
+                                caller.user, submission.id
+                            )));
+                        }
                         rm.submit(submission, now.unix_ms).map(|state| (state, queue))
                     })
                     .await?
@@ -389,12 +425,16 @@ impl Service for ClientProtocol {
             "getApplicationReport" => {
                 let req: r::GetApplicationReportRequestProto = decode("GetApplicationReportRequestProto", request)?;
                 let id = convert::app_id_from_proto("application_id", req.application_id.as_ref()).map_err(invalid)?;
+                let caller = self.caller(&user).await?;
                 let report = self
                     .yarn(move |core, now| {
                         let app = core.rm().application(id)?;
                         let mut report = convert::report_to_proto(app);
                         convert::add_usage(&mut report, &core.app_usage(id, now.unix_ms));
                         convert::add_remaining_lifetime(&mut report, app, now.unix_ms);
+                        if !core.rm().may_view(&caller, app) {
+                            acl::redact(&mut report);
+                        }
                         Ok::<_, RmError>(report)
                     })
                     .await?
@@ -421,6 +461,7 @@ impl Service for ClientProtocol {
                     finish_range: range(req.finish_begin, req.finish_end),
                     limit: req.limit.filter(|l| *l > 0).map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
                 };
+                let caller = self.caller(&user).await?;
                 let applications = self
                     .yarn(move |core, now| {
                         let found = core.rm().applications(&filter);
@@ -430,6 +471,9 @@ impl Service for ClientProtocol {
                                 let mut report = convert::report_to_proto(app);
                                 convert::add_usage(&mut report, &core.app_usage(app.id(), now.unix_ms));
                                 convert::add_remaining_lifetime(&mut report, app, now.unix_ms);
+                                if !core.rm().may_view(&caller, app) {
+                                    acl::redact(&mut report);
+                                }
                                 report
                             })
                             .collect::<Vec<_>>()
@@ -443,7 +487,14 @@ impl Service for ClientProtocol {
                 let req: r::KillApplicationRequestProto = decode("KillApplicationRequestProto", request)?;
                 let id = convert::app_id_from_proto("application_id", req.application_id.as_ref()).map_err(invalid)?;
                 let diagnostics = req.diagnostics.clone();
-                let outcome = self.books(move |rm, now| rm.kill(id, diagnostics.as_deref(), now.unix_ms)).await?.map_err(rm)?;
+                let caller = self.caller(&user).await?;
+                let outcome = self
+                    .books(move |rm, now| {
+                        rm.checked(&caller, id, AppAccess::Modify)?;
+                        rm.kill(id, diagnostics.as_deref(), now.unix_ms)
+                    })
+                    .await?
+                    .map_err(rm)?;
                 match outcome {
                     KillOutcome::Killed => info!(application_id = %id, %user, "application killed"),
                     KillOutcome::AlreadyFinal(state) => info!(application_id = %id, %user, ?state, "kill of an application that had already ended"),
@@ -499,12 +550,20 @@ impl Service for ClientProtocol {
             }
             "getQueueUserAcls" => {
                 let _: r::GetQueueUserAclsInfoRequestProto = decode("GetQueueUserAclsInfoRequestProto", request)?;
-                // No ACLs: everyone may submit to and administer every queue.
-                let acls = vec![r::QueueAclProto::QaclSubmitApplications as i32, r::QueueAclProto::QaclAdministerQueue as i32];
-                let queues = self.books(|rm, _| rm.queues().to_vec()).await?;
-                let queue_user_acls = std::iter::once(ROOT_QUEUE.to_owned())
-                    .chain(queues)
-                    .map(|q| r::QueueUserAclInfoProto { queue_name: Some(q), user_acls: acls.clone() })
+                let caller = self.caller(&user).await?;
+                let granted = self.books(move |rm, _| rm.queue_acls(&caller)).await?;
+                let queue_user_acls = granted
+                    .into_iter()
+                    .map(|(q, acls)| r::QueueUserAclInfoProto {
+                        queue_name: Some(q),
+                        user_acls: acls
+                            .into_iter()
+                            .map(|a| match a {
+                                QueueAccess::SubmitApplications => r::QueueAclProto::QaclSubmitApplications as i32,
+                                QueueAccess::AdministerQueue => r::QueueAclProto::QaclAdministerQueue as i32,
+                            })
+                            .collect(),
+                    })
                     .collect();
                 r::GetQueueUserAclsInfoResponseProto { queue_user_acls }.encode_to_vec()
             }
@@ -523,6 +582,7 @@ impl Service for ClientProtocol {
             "getApplicationAttemptReport" => {
                 let req: r::GetApplicationAttemptReportRequestProto = decode("GetApplicationAttemptReportRequestProto", request)?;
                 let id = attempt_id("application_attempt_id", req.application_attempt_id.as_ref())?;
+                self.may_see(&user, id.app, &format!("attempt {id}")).await?;
                 let a = self.yarn(move |core, _| core.attempt_report(id)).await?.map_err(report)?;
                 r::GetApplicationAttemptReportResponseProto { application_attempt_report: Some(convert::attempt_report_to_proto(&a)) }
                     .encode_to_vec()
@@ -530,6 +590,7 @@ impl Service for ClientProtocol {
             "getApplicationAttempts" => {
                 let req: r::GetApplicationAttemptsRequestProto = decode("GetApplicationAttemptsRequestProto", request)?;
                 let id = convert::app_id_from_proto("application_id", req.application_id.as_ref()).map_err(invalid)?;
+                self.may_see(&user, id, &format!("application {id}")).await?;
                 let attempts = self.yarn(move |core, _| core.attempt_reports(id)).await?.map_err(report)?;
                 r::GetApplicationAttemptsResponseProto { application_attempts: attempts.iter().map(convert::attempt_report_to_proto).collect() }
                     .encode_to_vec()
@@ -537,18 +598,21 @@ impl Service for ClientProtocol {
             "getContainerReport" => {
                 let req: r::GetContainerReportRequestProto = decode("GetContainerReportRequestProto", request)?;
                 let id = container_id("container_id", req.container_id.as_ref())?;
+                self.may_see(&user, id.attempt.app, &format!("application {}", id.attempt.app)).await?;
                 let found = self.yarn(move |core, _| core.container_report(id).map(|c| container_protos(&[c]))).await?.map_err(report)?;
                 r::GetContainerReportResponseProto { container_report: found.into_iter().next() }.encode_to_vec()
             }
             "getContainers" => {
                 let req: r::GetContainersRequestProto = decode("GetContainersRequestProto", request)?;
                 let id = attempt_id("application_attempt_id", req.application_attempt_id.as_ref())?;
+                self.may_see(&user, id.app, &format!("application {}", id.app)).await?;
                 let containers = self.yarn(move |core, _| core.container_reports(id).map(|c| container_protos(&c))).await?.map_err(report)?;
                 r::GetContainersResponseProto { containers }.encode_to_vec()
             }
             "failApplicationAttempt" => {
                 let req: r::FailApplicationAttemptRequestProto = decode("FailApplicationAttemptRequestProto", request)?;
                 let id = attempt_id("application_attempt_id", req.application_attempt_id.as_ref())?;
+                self.may_modify(&user, id.app).await?;
                 let failed = self.yarn(move |core, _| core.fail_attempt(id, "Attempt failed by user.")).await?.map_err(report)?;
                 info!(attempt_id = %id, %user, failed, "failApplicationAttempt");
                 r::FailApplicationAttemptResponseProto {}.encode_to_vec()
@@ -570,6 +634,7 @@ impl Service for ClientProtocol {
                         ));
                     }
                 };
+                self.may_modify(&user, id.attempt.app).await?;
                 let why = format!("Container signalled with {} by user {user}", command.as_str_name());
                 self.yarn(move |core, _| core.signal_shutdown(id, code, &why)).await?.map_err(report)?;
                 info!(container_id = %id, %user, command = command.as_str_name(), "container signalled");
@@ -579,7 +644,20 @@ impl Service for ClientProtocol {
                 let req: r::MoveApplicationAcrossQueuesRequestProto = decode("MoveApplicationAcrossQueuesRequestProto", request)?;
                 let id = convert::app_id_from_proto("application_id", Some(&req.application_id)).map_err(invalid)?;
                 let target = req.target_queue.clone();
-                let from = self.yarn(move |core, _| core.move_to_queue(id, &target)).await?.map_err(rm)?;
+                let caller = self.caller(&user).await?;
+                let from = self
+                    .yarn(move |core, _| {
+                        core.rm().checked(&caller, id, AppAccess::Modify)?;
+                        if !core.rm().may_submit(&caller, &target) {
+                            return Err(RmError::AccessDenied(format!(
+                                "User {} does not have permission to submit {id} to queue {target}",
+                                caller.user
+                            )));
+                        }
+                        core.move_to_queue(id, &target)
+                    })
+                    .await?
+                    .map_err(rm)?;
                 info!(application_id = %id, %user, from, to = req.target_queue, "application moved");
                 r::MoveApplicationAcrossQueuesResponseProto {}.encode_to_vec()
             }
@@ -587,6 +665,7 @@ impl Service for ClientProtocol {
                 let req: r::UpdateApplicationPriorityRequestProto = decode("UpdateApplicationPriorityRequestProto", request)?;
                 let id = convert::app_id_from_proto("applicationId", Some(&req.application_id)).map_err(invalid)?;
                 let wanted = req.application_priority.priority.unwrap_or(0);
+                self.may_modify(&user, id).await?;
                 let now = self.books(move |rm, _| rm.update_priority(id, wanted)).await?.map_err(rm)?;
                 info!(application_id = %id, %user, wanted, priority = now, "application priority updated");
                 r::UpdateApplicationPriorityResponseProto { application_priority: Some(r::PriorityProto { priority: Some(now) }) }
@@ -615,6 +694,7 @@ impl Service for ClientProtocol {
                     })?;
                     expiries.push(ms);
                 }
+                self.may_modify(&user, id).await?;
                 let outcome = self
                     .books(move |rm, now| {
                         let state = rm.application(id)?.state;

@@ -8,6 +8,7 @@
 //! Depends on `weir-yarn-api` (records, ids, tokens) and `weir-yarn-ipc`
 //! (the IPC server and client), never on the node manager.
 
+pub mod acl;
 pub mod admin_protocol;
 pub mod capacity_scheduler;
 pub mod am_protocol;

@@ -39,6 +39,7 @@ use weir_yarn_api::records as r;
 
 use crate::convert;
 use crate::core::CoreHandle;
+use crate::acl::{self, AppAccess, Caller};
 use crate::rm_core::{AppFilter, AppState, KillOutcome};
 
 /// What `/info` says besides the books.
@@ -363,6 +364,7 @@ async fn reports(
     rest: &Rest,
     filter: AppFilter,
     only: Option<ApplicationId>,
+    viewer: Caller,
 ) -> Result<(Vec<(r::ApplicationReportProto, Option<r::ContainerReportProto>)>, i64), Response> {
     let proxy = rest.info.proxy.clone();
     let found = rest
@@ -389,7 +391,12 @@ async fn reports(
                         // the node (YARN reports the link then too).
                         .map(|(c, started)| core.container_report(c.id).unwrap_or(crate::core::ContainerReport { container: c, is_am: true, created_ms: started }))
                         .map(|c| convert::container_report_to_proto(&c, Some(&c.container.node_http_address())));
-                    (report, am)
+                    if core.rm().may_view(&viewer, app) {
+                        (report, am)
+                    } else {
+                        acl::redact(&mut report);
+                        (report, None)
+                    }
                 })
                 .collect::<Vec<_>>();
             (out, core.rm().cluster_timestamp())
@@ -402,6 +409,57 @@ fn query_value<'a>(q: &'a HashMap<String, String>, key: &str) -> Result<Option<&
     match q.get(key).map(|v| v.trim()).filter(|v| !v.is_empty()) {
         Some(v) if v.len() > MAX_QUERY_VALUE => Err(bad_request(format!("{key}: a value of {} bytes is longer than {MAX_QUERY_VALUE}", v.len()))),
         v => Ok(v),
+    }
+}
+
+/// Who a request without `?user.name=` is (Hadoop's static web user).
+const ANONYMOUS: &str = "dr.who";
+
+/// Whether the shim enforces ACLs.
+async fn acls_on(rest: &Rest) -> Result<bool, Response> {
+    rest.core.call(|core, _| core.rm().acls().enabled).await.map_err(|_| unavailable())
+}
+
+/// The user a request names with `?user.name=` (Hadoop's pseudo
+/// authentication), with their groups when ACLs are on; `None` when it
+/// names nobody.
+async fn named_caller(rest: &Rest, q: &HashMap<String, String>) -> Result<Option<Caller>, Response> {
+    let Some(user) = query_value(q, "user.name")? else { return Ok(None) };
+    let groups = if acls_on(rest).await? {
+        crate::admin_protocol::groups_for(acl::short_name(user)).await.unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    Ok(Some(Caller::new(user, groups)))
+}
+
+/// Who reads: the named user, else the anonymous web user (who, with
+/// ACLs on, sees applications only as someone without VIEW_APP does).
+async fn viewer(rest: &Rest, q: &HashMap<String, String>) -> Result<Caller, Response> {
+    Ok(named_caller(rest, q).await?.unwrap_or_else(|| Caller::new(ANONYMOUS, Vec::new())))
+}
+
+/// Who changes something: with ACLs on the request must name a user
+/// (YARN's 403 otherwise); with them off anyone may, as the anonymous user.
+async fn changer(rest: &Rest, q: &HashMap<String, String>) -> Result<Caller, Response> {
+    match named_caller(rest, q).await? {
+        Some(c) => Ok(c),
+        None if acls_on(rest).await? => Err(forbidden("Unable to obtain user name, user not authenticated")),
+        None => Ok(Caller::new(ANONYMOUS, Vec::new())),
+    }
+}
+
+fn forbidden(message: &str) -> Response {
+    remote_exception(StatusCode::FORBIDDEN, "AuthorizationException", "org.apache.hadoop.security.authorize.AuthorizationException", message)
+}
+
+/// An application change refused by an ACL is YARN's 403; other refusals
+/// its 400 (and an unknown application its 404).
+fn change_refused(raw: &str, e: crate::rm_core::RmError) -> Response {
+    match e {
+        crate::rm_core::RmError::ApplicationNotFound(_) => not_found(format!("app with id: {raw} not found")),
+        crate::rm_core::RmError::AccessDenied(_) => forbidden(&e.to_string()),
+        e => bad_request(e.to_string()),
     }
 }
 
@@ -481,7 +539,11 @@ async fn apps(State(rest): State<Arc<Rest>>, Query(q): Query<HashMap<String, Str
         Ok(v) => v.map(str::to_ascii_uppercase),
         Err(e) => return e,
     };
-    let (found, cluster) = match reports(&rest, filter, None).await {
+    let viewer = match viewer(&rest, &q).await {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    let (found, cluster) = match reports(&rest, filter, None, viewer).await {
         Ok(f) => f,
         Err(e) => return e,
     };
@@ -495,16 +557,20 @@ async fn apps(State(rest): State<Arc<Rest>>, Query(q): Query<HashMap<String, Str
     axum::Json(body).into_response()
 }
 
-/// One application's report, or YARN's 404.
-async fn one(rest: &Rest, raw: &str) -> Result<(r::ApplicationReportProto, Option<r::ContainerReportProto>, i64), Response> {
+/// One application's report as `viewer` may see it, or YARN's 404.
+async fn one(rest: &Rest, raw: &str, viewer: Caller) -> Result<(r::ApplicationReportProto, Option<r::ContainerReportProto>, i64), Response> {
     let id = app_id(raw)?;
-    let (found, cluster) = reports(rest, AppFilter::default(), Some(id)).await?;
+    let (found, cluster) = reports(rest, AppFilter::default(), Some(id), viewer).await?;
     let (report, am) = found.into_iter().next().ok_or_else(|| not_found(format!("app with id: {raw} not found")))?;
     Ok((report, am, cluster))
 }
 
-async fn app(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> Response {
-    match one(&rest, &id).await {
+async fn app(State(rest): State<Arc<Rest>>, Path(id): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let viewer = match viewer(&rest, &q).await {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    match one(&rest, &id, viewer).await {
         Ok((report, am, cluster)) => axum::Json(json!({ "app": app_json(&report, cluster, am.as_ref()) })).into_response(),
         Err(e) => e,
     }
@@ -517,7 +583,7 @@ fn state_name(report: &r::ApplicationReportProto) -> String {
 }
 
 async fn app_state(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> Response {
-    match one(&rest, &id).await {
+    match one(&rest, &id, Caller::new(ANONYMOUS, Vec::new())).await {
         Ok((report, _, _)) => axum::Json(json!({ "state": state_name(&report) })).into_response(),
         Err(e) => e,
     }
@@ -525,9 +591,18 @@ async fn app_state(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> Res
 
 /// PUT `{"state":"KILLED"}`: kills the application (202 while it was
 /// live, 200 when it had already ended, as YARN answers).
-async fn put_app_state(State(rest): State<Arc<Rest>>, Path(raw): Path<String>, body: axum::body::Bytes) -> Response {
+async fn put_app_state(
+    State(rest): State<Arc<Rest>>,
+    Path(raw): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    body: axum::body::Bytes,
+) -> Response {
     let id = match app_id(&raw) {
         Ok(id) => id,
+        Err(e) => return e,
+    };
+    let caller = match changer(&rest, &q).await {
+        Ok(c) => c,
         Err(e) => return e,
     };
     let wanted: Value = match serde_json::from_slice(&body) {
@@ -539,12 +614,19 @@ async fn put_app_state(State(rest): State<Arc<Rest>>, Path(raw): Path<String>, b
         Some(other) => return bad_request(format!("Only 'KILLED' is allowed as a target state, not {other}")),
         None => return bad_request("the body names no \"state\"".into()),
     }
-    let outcome = rest.core.call(move |core, now| core.rm_mut().kill(id, Some("Application killed by a REST call"), now.unix_ms)).await;
+    let user = caller.user.clone();
+    let outcome = rest
+        .core
+        .call(move |core, now| {
+            core.rm().checked(&caller, id, AppAccess::Modify)?;
+            core.rm_mut().kill(id, Some("Application killed by a REST call"), now.unix_ms)
+        })
+        .await;
     match outcome {
         Err(_) => unavailable(),
-        Ok(Err(_)) => not_found(format!("app with id: {raw} not found")),
+        Ok(Err(e)) => change_refused(&raw, e),
         Ok(Ok(KillOutcome::Killed)) => {
-            info!(application_id = %id, "application killed over REST");
+            info!(application_id = %id, %user, "application killed over REST");
             (StatusCode::ACCEPTED, axum::Json(json!({ "state": "KILLED" }))).into_response()
         }
         Ok(Ok(KillOutcome::AlreadyFinal(state))) => {
@@ -768,7 +850,12 @@ pub fn submission_context_from_json(v: &Value) -> Result<r::ApplicationSubmissio
 async fn submit(State(rest): State<Arc<Rest>>, Query(q): Query<HashMap<String, String>>, body: axum::body::Bytes) -> Response {
     let user = match query_value(&q, "user.name") {
         Ok(Some(u)) => u.to_owned(),
-        Ok(None) => std::env::var("USER").unwrap_or_else(|_| "dr.who".into()),
+        // With ACLs on, nobody submits without saying who they are.
+        Ok(None) => match acls_on(&rest).await {
+            Ok(true) => return forbidden("Unable to obtain user name, user not authenticated"),
+            Ok(false) => std::env::var("USER").unwrap_or_else(|_| ANONYMOUS.into()),
+            Err(e) => return e,
+        },
         Err(e) => return e,
     };
     let value = match body_json(&body) {
@@ -787,16 +874,28 @@ async fn submit(State(rest): State<Arc<Rest>>, Query(q): Query<HashMap<String, S
     // The queue mappings apply as on the client protocol (g: rules need
     // the user's groups, read only when there are mappings).
     let mapped = rest.core.call(|core, _| core.rm().queue_conf().is_some_and(|c| !c.mappings.is_empty())).await.unwrap_or(false);
-    let groups = if mapped { crate::admin_protocol::groups_for(&user).await.unwrap_or_default() } else { Vec::new() };
+    let acls = match acls_on(&rest).await {
+        Ok(on) => on,
+        Err(e) => return e,
+    };
+    let groups = if mapped || acls { crate::admin_protocol::groups_for(acl::short_name(&user)).await.unwrap_or_default() } else { Vec::new() };
+    let caller = Caller::new(&user, groups.clone());
     match rest
         .core
         .call(move |core, now| {
             submission.queue = core.rm().mapped_queue(&submission.user, &groups, &submission.queue);
+            if !core.rm().may_submit(&caller, &submission.queue) {
+                return Err(crate::rm_core::RmError::AccessDenied(format!(
+                    "User {} does not have permission to submit {} to queue {}",
+                    caller.user, submission.id, submission.queue
+                )));
+            }
             core.rm_mut().submit(submission, now.unix_ms)
         })
         .await
     {
         Err(_) => unavailable(),
+        Ok(Err(e @ crate::rm_core::RmError::AccessDenied(_))) => forbidden(&e.to_string()),
         Ok(Err(e)) => bad_request(e.to_string()),
         Ok(Ok(state)) => {
             info!(application_id = %id, %user, ?state, "application submitted over REST");
@@ -811,16 +910,25 @@ fn body_json(body: &[u8]) -> Result<Value, Response> {
 }
 
 async fn app_queue(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> Response {
-    match one(&rest, &id).await {
+    match one(&rest, &id, Caller::new(ANONYMOUS, Vec::new())).await {
         Ok((report, _, _)) => axum::Json(json!({ "queue": report.queue.clone().unwrap_or_default() })).into_response(),
         Err(e) => e,
     }
 }
 
 /// PUT `{"queue": "batch"}`: moveApplicationAcrossQueues.
-async fn put_app_queue(State(rest): State<Arc<Rest>>, Path(raw): Path<String>, body: axum::body::Bytes) -> Response {
+async fn put_app_queue(
+    State(rest): State<Arc<Rest>>,
+    Path(raw): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    body: axum::body::Bytes,
+) -> Response {
     let id = match app_id(&raw) {
         Ok(id) => id,
+        Err(e) => return e,
+    };
+    let caller = match changer(&rest, &q).await {
+        Ok(c) => c,
         Err(e) => return e,
     };
     let target = match body_json(&body).map(|v| v.get("queue").and_then(Value::as_str).map(str::to_owned)) {
@@ -828,27 +936,47 @@ async fn put_app_queue(State(rest): State<Arc<Rest>>, Path(raw): Path<String>, b
         Ok(None) => return bad_request("the body names no \"queue\"".into()),
         Err(e) => return e,
     };
-    let moved = rest.core.call(move |core, _| core.move_to_queue(id, &target).map(|_| core.rm().application(id).map(|a| a.submission.queue.clone()))).await;
+    let moved = rest
+        .core
+        .call(move |core, _| {
+            core.rm().checked(&caller, id, AppAccess::Modify)?;
+            if !core.rm().may_submit(&caller, &target) {
+                return Err(crate::rm_core::RmError::AccessDenied(format!(
+                    "User {} does not have permission to submit {id} to queue {target}",
+                    caller.user
+                )));
+            }
+            core.move_to_queue(id, &target).map(|_| core.rm().application(id).map(|a| a.submission.queue.clone()))
+        })
+        .await;
     match moved {
         Err(_) => unavailable(),
-        Ok(Err(crate::rm_core::RmError::ApplicationNotFound(_))) => not_found(format!("app with id: {raw} not found")),
-        Ok(Err(e)) => bad_request(e.to_string()),
+        Ok(Err(e)) => change_refused(&raw, e),
         Ok(Ok(Ok(queue))) => axum::Json(json!({ "queue": queue })).into_response(),
         Ok(Ok(Err(_))) => not_found(format!("app with id: {raw} not found")),
     }
 }
 
 async fn app_priority(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> Response {
-    match one(&rest, &id).await {
+    match one(&rest, &id, Caller::new(ANONYMOUS, Vec::new())).await {
         Ok((report, _, _)) => axum::Json(json!({ "priority": report.priority.as_ref().and_then(|p| p.priority).unwrap_or(0) })).into_response(),
         Err(e) => e,
     }
 }
 
 /// PUT `{"priority": N}`: updateApplicationPriority (capped as YARN caps it).
-async fn put_app_priority(State(rest): State<Arc<Rest>>, Path(raw): Path<String>, body: axum::body::Bytes) -> Response {
+async fn put_app_priority(
+    State(rest): State<Arc<Rest>>,
+    Path(raw): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    body: axum::body::Bytes,
+) -> Response {
     let id = match app_id(&raw) {
         Ok(id) => id,
+        Err(e) => return e,
+    };
+    let caller = match changer(&rest, &q).await {
+        Ok(c) => c,
         Err(e) => return e,
     };
     let wanted = match body_json(&body).map(|v| v.get("priority").and_then(Value::as_i64)) {
@@ -856,10 +984,16 @@ async fn put_app_priority(State(rest): State<Arc<Rest>>, Path(raw): Path<String>
         Ok(None) => return bad_request("the body names no numeric \"priority\"".into()),
         Err(e) => return e,
     };
-    match rest.core.call(move |core, _| core.rm_mut().update_priority(id, wanted)).await {
+    let changed = rest
+        .core
+        .call(move |core, _| {
+            core.rm().checked(&caller, id, AppAccess::Modify)?;
+            core.rm_mut().update_priority(id, wanted)
+        })
+        .await;
+    match changed {
         Err(_) => unavailable(),
-        Ok(Err(crate::rm_core::RmError::ApplicationNotFound(_))) => not_found(format!("app with id: {raw} not found")),
-        Ok(Err(e)) => bad_request(e.to_string()),
+        Ok(Err(e)) => change_refused(&raw, e),
         Ok(Ok(now)) => axum::Json(json!({ "priority": now })).into_response(),
     }
 }

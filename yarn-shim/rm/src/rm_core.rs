@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, VecDeque};
 pub use weir_yarn_api::resource::Capacity;
 use weir_yarn_api::ids::{ApplicationId, NodeId};
 
+use crate::acl::{AclPolicy, AppAccess, Caller, QueueAccess};
 use crate::capacity_scheduler::{CapacityScheduler, QueueState};
 
 
@@ -282,6 +283,10 @@ pub enum RmError {
     Refused(String),
     #[error("queue name {0:?} is not valid: use letters, digits, '-' and '_' (and not \"root\")")]
     BadQueueName(String),
+    /// An ACL refused the caller (YARN wraps an AccessControlException in
+    /// a YarnException, and clients print both).
+    #[error("org.apache.hadoop.security.AccessControlException: {0}")]
+    AccessDenied(String),
 }
 
 impl RmError {
@@ -329,6 +334,8 @@ pub struct RmCore {
     /// The queue tree of a capacity-scheduler.xml, when the queues come
     /// from one: states, application limits, capacities, mappings.
     queue_conf: Option<CapacityScheduler>,
+    /// `yarn-shim.acl.enable` and the admin ACL (see `acl`).
+    acls: AclPolicy,
 }
 
 impl RmCore {
@@ -360,6 +367,7 @@ impl RmCore {
             nodes: BTreeMap::new(),
             node_generation: 0,
             queue_conf: None,
+            acls: AclPolicy::default(),
         })
     }
 
@@ -390,6 +398,54 @@ impl RmCore {
 
     pub fn queue_conf(&self) -> Option<&CapacityScheduler> {
         self.queue_conf.as_ref()
+    }
+
+    pub fn set_acls(&mut self, acls: AclPolicy) {
+        self.acls = acls;
+    }
+
+    pub fn acls(&self) -> &AclPolicy {
+        &self.acls
+    }
+
+    /// The application, if `caller` may have `access` to it; else YARN's
+    /// refusal.
+    pub fn checked(&self, caller: &Caller, id: ApplicationId, access: AppAccess) -> Result<&Application, RmError> {
+        let app = self.application(id)?;
+        if self.acls.app_access(self.queue_conf.as_ref(), caller, app, access) {
+            Ok(app)
+        } else {
+            tracing::warn!(application_id = %id, user = %caller.user, access = access.java_name(), "refused by the application's ACLs");
+            Err(RmError::AccessDenied(crate::acl::app_refusal(caller, access, app)))
+        }
+    }
+
+    /// Whether `caller` may see all of `app`'s report.
+    pub fn may_view(&self, caller: &Caller, app: &Application) -> bool {
+        self.acls.app_access(self.queue_conf.as_ref(), caller, app, AppAccess::View)
+    }
+
+    /// Whether `caller` may submit to (or move an application into) `queue`.
+    pub fn may_submit(&self, caller: &Caller, queue: &str) -> bool {
+        self.acls.queue_access(self.queue_conf.as_ref(), caller, queue, QueueAccess::SubmitApplications)
+    }
+
+    /// getQueueUserAcls: what `caller` may do in each queue (root first).
+    pub fn queue_acls(&self, caller: &Caller) -> Vec<(String, Vec<QueueAccess>)> {
+        let names: Vec<String> = match &self.queue_conf {
+            Some(tree) => tree.queues.iter().map(|q| q.path.clone()).collect(),
+            None => std::iter::once(ROOT_QUEUE.to_owned()).chain(self.queues.iter().cloned()).collect(),
+        };
+        names
+            .into_iter()
+            .map(|q| {
+                let granted = [QueueAccess::SubmitApplications, QueueAccess::AdministerQueue]
+                    .into_iter()
+                    .filter(|a| self.acls.queue_access(self.queue_conf.as_ref(), caller, &q, *a))
+                    .collect();
+                (q.rsplit('.').next().unwrap_or(&q).to_owned(), granted)
+            })
+            .collect()
     }
 
     /// The queue a submission goes to: the queue mappings apply to

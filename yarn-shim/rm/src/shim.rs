@@ -89,6 +89,9 @@ pub struct ShimSettings {
     /// `yarn.resourcemanager.scheduler.monitor.enable`); without it a
     /// capacity is a weight only.
     pub preemption: bool,
+    /// Queue, application and admin ACLs (`yarn-shim.acl.enable`,
+    /// `yarn-shim.admin.acl`; see `acl`).
+    pub acls: crate::acl::AclPolicy,
     /// This host's name, for addresses others must reach when the shim
     /// listens on every address (the web UI link the broker shows).
     pub advertised_host: Option<String>,
@@ -113,6 +116,7 @@ impl Shim {
         let started = clock.unix_millis();
         let mut books = RmCore::new(started, &settings.queues, settings.max_completed_applications)
             .map_err(|e| Error::Protocol(format!("YARN shim configuration: {e}")))?;
+        books.set_acls(settings.acls.clone());
         if let Some((path, conf)) = &settings.capacity_scheduler {
             books.set_queue_conf(conf.clone()).map_err(|e| Error::Protocol(format!("{}: {e}", path.display())))?;
         }
