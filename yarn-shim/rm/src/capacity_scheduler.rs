@@ -441,6 +441,21 @@ impl CapacityScheduler {
     }
 }
 
+impl CapacityScheduler {
+    /// Each leaf's AM limit in MB for a cluster of `cluster`: its
+    /// `maximum-am-resource-percent` (`maxAMShare`) of its absolute
+    /// capacity's memory, as YARN's LeafQueue computes it for a busy
+    /// cluster (YARN lets it grow with the queue's use beyond its capacity;
+    /// this one does not). A negative share (the Fair Scheduler's -1) is
+    /// no limit.
+    pub fn am_limits(&self, cluster: Amounts) -> BTreeMap<String, i64> {
+        self.leaves()
+            .filter(|q| q.maximum_am_resource_percent >= 0.0)
+            .map(|q| (q.name.clone(), (cluster.mem.as_f64() * q.absolute_capacity * q.maximum_am_resource_percent).floor() as i64))
+            .collect()
+    }
+}
+
 /// A queue's broker role: its path below root with `/` between the parts
 /// (`root.eng.analytics` → `eng/analytics`), so that the queue tree is the
 /// broker's role tree.
@@ -525,6 +540,20 @@ pub(crate) mod tests {
             ("per-node-heartbeat.maximum-offswitch-assignments", "1"),
             ("application.fail-fast", "false"),
         ])
+    }
+
+    #[test]
+    fn am_limits_are_the_am_percent_of_each_leafs_capacity() {
+        let cs = CapacityScheduler::from_properties(&props(&[
+            ("root.queues", "a,b"),
+            ("root.a.capacity", "25"),
+            ("root.b.capacity", "75"),
+            ("root.b.maximum-am-resource-percent", "0.5"),
+        ]))
+        .unwrap();
+        let cluster = Amounts { cpus: Milli::from_units(8), mem: Milli::from_units(8192) };
+        // a: 25 % of 8 GiB, 10 % of that (the default); b: 75 %, half.
+        assert_eq!(cs.am_limits(cluster), BTreeMap::from([("a".to_owned(), 204), ("b".to_owned(), 3072)]));
     }
 
     #[test]

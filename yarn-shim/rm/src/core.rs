@@ -371,6 +371,11 @@ impl YarnCore {
         Ok(())
     }
 
+    /// Each queue's AM limit (MB), as the cluster's size makes it.
+    pub fn set_am_limits(&mut self, limits: BTreeMap<String, i64>) {
+        self.scheduler.set_am_limits(limits);
+    }
+
     pub fn rm(&self) -> &RmCore {
         &self.rm
     }

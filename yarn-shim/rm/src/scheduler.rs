@@ -383,6 +383,8 @@ struct App {
     attempt: Attempt,
     /// Set once the application is final in the RM: its containers go.
     ending: bool,
+    /// Its AM was held back by its queue's AM limit (logged once).
+    am_held: bool,
 }
 
 impl App {
@@ -439,6 +441,10 @@ pub struct Scheduler {
     nm_seq: u64,
     /// The hosts last stated to the broker (`Effect::Data`).
     stated_hosts: BTreeMap<String, u64>,
+    /// Memory (MB) the AMs of each queue may hold together (YARN's
+    /// `maximum-am-resource-percent` of the queue); queues not named have
+    /// no limit. One AM always runs, whatever its size.
+    am_limits: BTreeMap<String, i64>,
 }
 
 /// Resources left in an offer while it is being matched.
@@ -494,7 +500,28 @@ impl Scheduler {
             nms: BTreeMap::new(),
             nm_seq: 0,
             stated_hosts: BTreeMap::new(),
+            am_limits: BTreeMap::new(),
         }
+    }
+
+    /// Each queue's AM limit in MB (see `CapacityScheduler::am_limits`),
+    /// replacing the last.
+    pub fn set_am_limits(&mut self, limits: BTreeMap<String, i64>) {
+        self.am_limits = limits;
+    }
+
+    /// Whether `app`'s AM fits its queue's AM limit beside the AMs its
+    /// queue already holds (always, when the queue holds none: YARN lets
+    /// one application run however small the limit).
+    fn am_fits(&self, app: &App) -> bool {
+        let Some(limit) = self.am_limits.get(&app.queue) else { return true };
+        let held: i64 = self
+            .apps
+            .values()
+            .filter(|a| a.queue == app.queue && !a.ending && a.attempt.phase != Phase::WaitingForAm)
+            .map(|a| i64::from(a.am_capacity.memory_mb.max(0)))
+            .sum();
+        held == 0 || held + i64::from(app.am_capacity.memory_mb.max(0)) <= *limit
     }
 
     pub fn config(&self) -> &SchedulerConfig {
@@ -600,7 +627,7 @@ impl Scheduler {
             tracing::info!(application_id = %s.id, queue = %s.queue, am = %am_capacity, "application waits for its AM container");
             self.apps.insert(
                 s.id,
-                App { id: s.id, queue: s.queue, user: s.user, am_capacity, max_attempts: max_attempts.max(1), attempt, ending: false },
+                App { id: s.id, queue: s.queue, user: s.user, am_capacity, max_attempts: max_attempts.max(1), attempt, ending: false, am_held: false },
             );
             out.push(Effect::Revive);
         }
@@ -734,6 +761,14 @@ impl Scheduler {
             }
             // The AM container first.
             if self.apps[&id].attempt.phase == Phase::WaitingForAm {
+                if !self.am_fits(&self.apps[&id]) {
+                    let app = self.apps.get_mut(&id).expect("listed");
+                    if !app.am_held {
+                        app.am_held = true;
+                        tracing::info!(application_id = %id, queue = %app.queue, "application waits: its queue's AM resource limit (maximum-am-resource-percent) is reached");
+                    }
+                    continue;
+                }
                 let cap = self.apps[&id].am_capacity;
                 if let Some((nm_port, http_port)) = self.room_for(offer, &mut room, cap, &mut tasks, now_ms) {
                     let app = self.apps.get_mut(&id).expect("listed");

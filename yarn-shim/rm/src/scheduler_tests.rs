@@ -596,3 +596,27 @@ fn node_local_asks_are_stated_to_the_broker_as_data_locality_and_cleared_when_me
     fresh(s.allocate(&rm, attempt, AllocateCall { response_id: 1, asks: withdrawn, ..Default::default() }, 40).unwrap());
     assert_eq!(data(s.tick(&mut rm, 50)), vec![BTreeMap::new()]);
 }
+
+#[test]
+fn a_queues_ams_stay_within_its_am_limit_but_one_always_runs() {
+    let mut rm = rm();
+    let mut s = Scheduler::new(cfg());
+    // 1.5 AMs' worth for default; batch has no limit.
+    s.set_am_limits(BTreeMap::from([("default".to_owned(), 1536)]));
+    let (first, second, third) = (submit(&mut rm, "default", 1), submit(&mut rm, "default", 1), submit(&mut rm, "batch", 1));
+    s.tick(&mut rm, 0);
+    let ams = |effects: &[Effect]| {
+        effects.iter().filter_map(|e| if let Effect::StartAm { application, .. } = e { Some(*application) } else { None }).collect::<Vec<_>>()
+    };
+    let effects = s.offers(vec![offer("o1", "a1", "host1", "default", 8.0, 8192.0)], 1);
+    assert_eq!(ams(&effects), vec![first], "the second AM would pass the limit: {effects:?}");
+    // Another queue's AM is not held by default's limit.
+    let effects = s.offers(vec![offer("o2", "a2", "host2", "batch", 8.0, 8192.0)], 2);
+    assert_eq!(ams(&effects), vec![third]);
+    // A limit smaller than one AM still lets one run: the first ends, the second starts.
+    s.set_am_limits(BTreeMap::from([("default".to_owned(), 100)]));
+    let _ = rm.kill(first, None, 3);
+    s.tick(&mut rm, 3);
+    let effects = s.offers(vec![offer("o3", "a1", "host1", "default", 8.0, 8192.0)], 4);
+    assert_eq!(ams(&effects), vec![second], "{effects:?}");
+}

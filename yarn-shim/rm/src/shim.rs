@@ -332,6 +332,10 @@ impl QueuePolicies {
         let preemption = self.preemption;
         let policies = core
             .call(move |core, _| {
+                // The AM limits follow the cluster's size as the roles do.
+                if let Some(limits) = core.rm().queue_conf().map(|conf| conf.am_limits(cluster)) {
+                    core.set_am_limits(limits);
+                }
                 let rm = core.rm();
                 rm.queue_conf().map(|conf| conf.policies(cluster, preemption, &|queue| rm.has_unfinished_applications(queue)))
             })
