@@ -525,3 +525,37 @@ fn weir_logs_follow_prints_output_as_it_comes_until_the_task_ends() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "line1\nline2\nline3\n");
     assert_eq!(run.wait().unwrap().code(), Some(0));
 }
+
+#[test]
+fn with_switch_user_tasks_run_as_their_user_and_system_banned_or_unknown_users_are_refused() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED: switching users needs the agent to run as root (CI runs as root)");
+        return;
+    }
+    let mut cluster = Cluster::start(0, SPEC, &[]);
+    cluster.add_agent_with(0, SPEC, &["agent.tasks.switch-user=true"]);
+    cluster.wait_for(Duration::from_secs(30), |s| s["agents"].as_array().is_some_and(|a| a.len() == 1));
+    let run = |user: &str, script: &str| {
+        let out = cluster.weir(&["run", "--user", user, "--cpus", "0.1", "--mem", "32", "--", script]);
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // As `nobody`: its name, its uid, a sandbox it owns; root's files stay out of reach.
+    let escape = format!("/root/weir-escape-{}", std::process::id());
+    let (code, stdout, stderr) =
+        run("nobody", &format!("id -un; id -u; stat -c %U .; echo x > mine && stat -c %U mine; echo $USER; touch {escape} || echo refused"));
+    assert_eq!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    let uid = nix::unistd::User::from_name("nobody").unwrap().expect("Debian has nobody").uid.as_raw();
+    assert_eq!(stdout, format!("nobody\n{uid}\nnobody\nnobody\nnobody\nrefused\n"), "stderr: {stderr}");
+    assert!(!std::path::Path::new(&escape).exists(), "the task wrote as root");
+    // Refused before anything runs, each saying why.
+    for (user, why) in [
+        ("root", "user root has uid 0, below agent.tasks.min-uid 1000"),
+        ("yarn", "user yarn is banned from running tasks"),
+        ("no-such-user-weir", "user no-such-user-weir does not exist on this agent"),
+    ] {
+        let (code, stdout, stderr) = run(user, "echo ran");
+        assert_ne!(code, Some(0), "{user}: {stdout}{stderr}");
+        assert!(!stdout.contains("ran"), "{user} ran: {stdout}");
+        assert!(stderr.contains(why), "{user}: {stderr}");
+    }
+}

@@ -216,6 +216,11 @@ pub fn agent(config: &Config, kill_tasks_on_shutdown: bool) -> Result<weir_agent
             },
         },
         isolation: weir_agent::isolation::Mode::parse(&config.get_str("agent.isolation").map_err(problem)?).map_err(problem)?,
+        task_users: weir_agent::users::UserPolicy {
+            switch: config.get_bool("agent.tasks.switch-user").map_err(problem)?,
+            min_uid: config.get_u32("agent.tasks.min-uid").map_err(problem)?,
+            banned: config.get_list("agent.tasks.banned-users").map_err(problem)?,
+        },
         // This very binary supervises tasks (`weir executor`).
         supervisor: Some(std::env::current_exe().context("finding the weir binary to supervise tasks")?),
         kill_tasks_on_shutdown,

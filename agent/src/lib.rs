@@ -22,6 +22,7 @@ pub mod isolation;
 pub mod launcher;
 pub mod sandbox_files;
 pub mod shell;
+pub mod users;
 pub mod volumes;
 
 pub use detect::detect_resources;

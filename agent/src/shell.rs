@@ -69,6 +69,8 @@ pub struct AgentSettings {
     /// `cgroups` (falls back to plain processes, loudly, where cgroups
     /// cannot be used) or `none`.
     pub isolation: isolation::Mode,
+    /// Whose name tasks run under (`agent.tasks.switch-user` and limits).
+    pub task_users: crate::users::UserPolicy,
     /// Sandboxes of ended tasks untouched this long are deleted.
     pub sandbox_gc_age: Duration,
     /// How often the disk each volume uses is measured (above zero).
@@ -99,7 +101,9 @@ impl AgentEffects {
     pub fn real(settings: &AgentSettings) -> AgentEffects {
         AgentEffects {
             clock: Arc::new(SystemClock::new()),
-            launcher: Arc::new(ProcessLauncher::new(&settings.work_dir, settings.supervisor.clone(), settings.isolation)),
+            launcher: Arc::new(
+                ProcessLauncher::new(&settings.work_dir, settings.supervisor.clone(), settings.isolation).with_users(settings.task_users.clone()),
+            ),
             checkpoints: Arc::new(FileCheckpointStore::in_work_dir(&settings.work_dir)),
         }
     }

@@ -85,6 +85,7 @@ fn settings(broker: SocketAddr, work_dir: &std::path::Path) -> AgentSettings {
         status_update_retry_interval: RETRY,
         supervisor: None,
         isolation: weir_agent::isolation::Mode::None,
+        task_users: weir_agent::users::UserPolicy::default(),
         sandbox_gc_age: Duration::from_secs(3600),
         volume_usage_interval: Duration::from_secs(5),
         volume_sync_interval: Duration::from_secs(60),

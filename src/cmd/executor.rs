@@ -31,6 +31,15 @@ pub struct Args {
     /// (repeatable; one per controller on cgroup v1).
     #[arg(long = "cgroup-procs", value_name = "FILE")]
     cgroup_procs: Vec<PathBuf>,
+    /// Run the task as this uid (with --gid and --groups), the supervisor
+    /// staying root to join cgroups and record the exit.
+    #[arg(long, requires = "gid")]
+    uid: Option<u32>,
+    #[arg(long, requires = "uid")]
+    gid: Option<u32>,
+    /// Supplementary groups of the task's user, comma-separated gids.
+    #[arg(long, value_delimiter = ',', requires = "uid")]
+    groups: Vec<u32>,
     /// The task's program and arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<String>,
@@ -54,7 +63,18 @@ pub fn main(args: Args) -> Result<ExitCode> {
             return Ok(ExitCode::from(126));
         }
     }
-    let spawned = std::process::Command::new(&args.command[0]).args(&args.command[1..]).spawn();
+    let mut command = std::process::Command::new(&args.command[0]);
+    command.args(&args.command[1..]);
+    if let (Some(uid), Some(gid)) = (args.uid, args.gid) {
+        let groups = args.groups.clone();
+        use std::os::unix::process::CommandExt;
+        // SAFETY: between fork and exec only setgroups, setgid and setuid
+        // run, which are async-signal-safe.
+        unsafe {
+            command.pre_exec(move || weir_agent::users::become_user(uid, gid, &groups));
+        }
+    }
+    let spawned = command.spawn();
     let mut child = match spawned {
         Ok(child) => child,
         Err(e) => {

@@ -48,6 +48,10 @@ pub struct Args {
     /// Framework name shown in `weir status`.
     #[arg(long, default_value = "weir-run")]
     name: String,
+    /// The user the tasks run as on agents that switch users
+    /// (agent.tasks.switch-user); default: $USER.
+    #[arg(long)]
+    user: Option<String>,
     /// The command; a single word with spaces or shell syntax runs under /bin/sh -c.
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<String>,
@@ -91,6 +95,9 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
     };
     let mut fw_config = FrameworkConfig::new(broker.clone(), args.name.clone());
     fw_config.roles = args.role.iter().cloned().collect();
+    if let Some(user) = &args.user {
+        fw_config.user = user.clone();
+    }
     // Behind ZooKeeper, brokers fail over: follow the new leader, and give
     // it time to hear from us again before it kills what we started.
     if weir_ha::ZkAddress::is_zk(&broker) {

@@ -30,6 +30,8 @@ pub struct ProcessLauncher {
     supervisor: Option<PathBuf>,
     /// With cgroup isolation: this agent's part of the cgroup tree.
     cgroup_scope: Option<String>,
+    /// Whose name tasks run under (see `users`).
+    users: crate::users::UserPolicy,
 }
 
 impl ProcessLauncher {
@@ -54,7 +56,22 @@ impl ProcessLauncher {
                 }
             },
         };
-        ProcessLauncher { sandboxes: work_dir.join("sandboxes"), volumes: work_dir.join("volumes"), supervisor, cgroup_scope }
+        ProcessLauncher {
+            sandboxes: work_dir.join("sandboxes"),
+            volumes: work_dir.join("volumes"),
+            supervisor,
+            cgroup_scope,
+            users: crate::users::UserPolicy::default(),
+        }
+    }
+
+    /// Tasks run as their users under `policy` (`agent.tasks.*`).
+    pub fn with_users(mut self, policy: crate::users::UserPolicy) -> ProcessLauncher {
+        if policy.switch && !nix::unistd::geteuid().is_root() {
+            tracing::error!("agent.tasks.switch-user is on but the agent does not run as root: tasks of any other user will be refused");
+        }
+        self.users = policy;
+        self
     }
 
     fn cgroup(&self, framework: &FrameworkId, task: &TaskId) -> Option<String> {
@@ -83,6 +100,9 @@ impl Launcher for ProcessLauncher {
     }
 
     fn spawn(&self, agent_id: &str, framework: &FrameworkId, task: &TaskId, info: &v1::TaskInfo) -> Result<Launched, String> {
+        // Who it runs as is settled before anything is made for it.
+        let requested = info.command.as_ref().map(|c| c.user.as_str()).unwrap_or_default();
+        let user = crate::users::resolve(&self.users, requested)?;
         let cgroup_procs = match self.cgroup(framework, task) {
             Some(name) => {
                 let resources = weir_proto::convert::resources_from_proto("task.resources", &info.resources)
@@ -97,6 +117,7 @@ impl Launcher for ProcessLauncher {
             sandboxes: self.sandboxes.clone(),
             volumes: self.volumes.clone(),
             supervisor: self.supervisor.clone(),
+            user,
         };
         let started = spawn(&ctx, framework, task, info, &cgroup_procs).map_err(|e| e.to_string())?;
         let Started { pid, sandbox, mut child, notes } = started;
@@ -156,6 +177,8 @@ pub struct LaunchContext {
     /// The `weir` binary whose `executor` subcommand supervises each task
     /// (so tasks outlive the agent); `None` runs tasks as direct children.
     pub supervisor: Option<PathBuf>,
+    /// Who the task runs as; `None`: the agent's own user.
+    pub user: Option<crate::users::TaskUser>,
 }
 
 /// Where a supervisor records how its task ended.
@@ -245,6 +268,14 @@ pub fn spawn(
     let notes = crate::volumes::mount_volumes(&ctx.volumes, &sandbox, info).map_err(std::io::Error::other)?;
     let stdout = std::fs::File::create(sandbox.join("stdout"))?;
     let stderr = std::fs::File::create(sandbox.join("stderr"))?;
+    // The task's user owns its sandbox (and writes there); the supervisor's
+    // status file is the agent's to write, as root.
+    if let Some(u) = &ctx.user {
+        let (uid, gid) = (Some(nix::unistd::Uid::from_raw(u.uid)), Some(nix::unistd::Gid::from_raw(u.gid)));
+        for path in [sandbox.clone(), sandbox.join("stdout"), sandbox.join("stderr")] {
+            nix::unistd::chown(&path, uid, gid).map_err(|e| std::io::Error::other(format!("cannot give {} to user {}: {e}", path.display(), u.name)))?;
+        }
+    }
     let command = info.command.clone().unwrap_or_default();
     let argv: Vec<String> = if command.shell {
         vec!["/bin/sh".to_owned(), "-c".to_owned(), command.value.clone()]
@@ -262,12 +293,23 @@ pub fn spawn(
             for procs in cgroup_procs {
                 c.arg("--cgroup-procs").arg(procs);
             }
+            if let Some(u) = &ctx.user {
+                let groups: Vec<String> = u.groups.iter().map(u32::to_string).collect();
+                c.arg("--uid").arg(u.uid.to_string()).arg("--gid").arg(u.gid.to_string()).arg("--groups").arg(groups.join(","));
+            }
             c.arg("--").args(&argv);
             c
         }
         None => {
             let mut c = tokio::process::Command::new(&argv[0]);
             c.args(&argv[1..]);
+            if let Some(u) = ctx.user.clone() {
+                // SAFETY: between fork and exec only setgroups, setgid and
+                // setuid run, which are async-signal-safe.
+                unsafe {
+                    c.pre_exec(move || crate::users::become_user(u.uid, u.gid, &u.groups));
+                }
+            }
             c
         }
     };
@@ -285,6 +327,9 @@ pub fn spawn(
         .env("WEIR_AGENT_ID", &ctx.agent_id)
         .env("WEIR_SANDBOX", &sandbox)
         .env("MESOS_SANDBOX", &sandbox);
+    if let Some(u) = &ctx.user {
+        cmd.env("USER", &u.name).env("LOGNAME", &u.name).env("HOME", &u.home);
+    }
     if let Ok(resources) = weir_proto::convert::resources_from_proto("task.resources", &info.resources) {
         let ports = resources.total().ports;
         if !ports.is_empty() {
@@ -410,7 +455,7 @@ mod tests {
     #[tokio::test]
     async fn exit_codes_output_and_environment() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = LaunchContext { agent_id: "A1".into(), sandboxes: dir.path().to_owned(), volumes: dir.path().join("volumes"), supervisor: None };
+        let ctx = LaunchContext { agent_id: "A1".into(), sandboxes: dir.path().to_owned(), volumes: dir.path().join("volumes"), supervisor: None, user: None };
         let info = shell_task("echo out $WEIR_TASK_ID; echo err >&2; exit 3");
         let mut started = spawn(&ctx, &"F1".into(), &"t".into(), &info, &[]).unwrap();
         let status = started.child.wait().await.unwrap();
@@ -430,7 +475,7 @@ mod tests {
     #[tokio::test]
     async fn term_reaches_the_whole_group_and_kill_ends_a_stubborn_one() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = LaunchContext { agent_id: "A1".into(), sandboxes: dir.path().to_owned(), volumes: dir.path().join("volumes"), supervisor: None };
+        let ctx = LaunchContext { agent_id: "A1".into(), sandboxes: dir.path().to_owned(), volumes: dir.path().join("volumes"), supervisor: None, user: None };
         let marker = format!("weir-launcher-test-{}", std::process::id());
         // The shell starts a child; TERM to the group must reach it too.
         let info = shell_task(&format!("sleep 60 # {marker}-a & wait"));

@@ -234,6 +234,13 @@ impl BrokerCore {
         launched_ids.insert(task_id.clone());
         let mut info = checked.info;
         info.agent_id = agent.to_string();
+        // A task runs as its command's user, else its framework's (Mesos'
+        // rule); agents that switch users need the name.
+        if let Some(command) = info.command.as_mut().filter(|c| c.user.is_empty()) {
+            if let Some(f) = self.frameworks.get(framework) {
+                command.user = f.user.clone();
+            }
+        }
         let status = v1::TaskStatus {
             task_id: task_id.to_string(),
             state: task_state_to_proto(TaskState::Staging) as i32,
