@@ -457,3 +457,41 @@ fn a_standby_redirects_the_web_ui_to_the_leader() {
     let (status, _) = head_of(pool.ports[leader], path).unwrap();
     assert!(status.contains(" 200 "), "the leader serves the page: {status}");
 }
+
+#[test]
+fn a_broker_with_zookeeper_credentials_leads_and_nobody_else_writes_its_znodes() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = ZkServer::start();
+    let url = server.url("/weir/secured");
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("zk-auth");
+    std::fs::write(&secret, "weir:s3cret\n").unwrap();
+    let define = format!("broker.zk.auth.file={}", secret.display());
+    let work = dir.path().join("broker");
+    let args = ["broker", "--zk", &url, "--listen", "127.0.0.1:0", "--work-dir", work.to_str().unwrap(), "-D", &define];
+    // A credentials file others may read is refused at start, saying so.
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = std::process::Command::new(support::WEIR).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("broker.zk.auth.file") && stderr.contains("chmod 600"), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "the secret was printed: {stderr}");
+
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (_broker, _) = spawn_weir("secured-broker", &args, "standing by");
+    let plain = ZkAddress::parse(&url).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    // Found without credentials, as agents and frameworks find it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !rt.block_on(weir_ha::zk::contenders(&plain, Duration::from_secs(5))).unwrap_or_default().iter().any(|c| c.leading) {
+        assert!(Instant::now() < deadline, "the broker never led");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // But without them nothing of the broker's can be written.
+    let write = rt.block_on(async {
+        let session = weir_ha::zk::ZkSession::connect(&plain, Duration::from_secs(4)).await?;
+        let record = weir_ha::Record { collection: "weights".into(), key: "mine".into(), value: b"100".to_vec() };
+        weir_ha::Registry::apply(&weir_ha::zk::ZkRegistry::new(session), vec![weir_ha::Write::Put(record)]).await
+    });
+    let err = write.expect_err("an unauthenticated client wrote to the broker's registry").to_string();
+    assert!(err.to_lowercase().contains("auth"), "{err}");
+}

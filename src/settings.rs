@@ -157,7 +157,11 @@ pub fn broker_ha(config: &Config) -> Result<Option<BrokerHa>> {
     if zk.trim().is_empty() {
         return Ok(None);
     }
-    let zk = weir_ha::ZkAddress::parse(zk.trim()).map_err(|e| problem(format!("broker.zk: {e}")))?;
+    let mut zk = weir_ha::ZkAddress::parse(zk.trim()).map_err(|e| problem(format!("broker.zk: {e}")))?;
+    if let Some(file) = config.get("broker.zk.auth.file").map_err(problem)?.filter(|f| !f.trim().is_empty()) {
+        let digest = weir_ha::ZkDigest::read(std::path::Path::new(file.trim())).map_err(|e| problem(format!("broker.zk.auth.file: {e}")))?;
+        zk.digest = Some(digest);
+    }
     let session_timeout = config.get_duration("broker.zk.session.timeout").map_err(problem)?;
     if session_timeout < std::time::Duration::from_millis(500) || session_timeout > std::time::Duration::from_secs(600) {
         return Err(problem(format!("broker.zk.session.timeout: {session_timeout:?} must be between 500ms and 10m")));

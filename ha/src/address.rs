@@ -9,6 +9,56 @@ pub struct ZkAddress {
     pub hosts: String,
     /// Absolute, without a trailing slash, never just `/`.
     pub path: String,
+    /// Digest credentials (`user:password`) the session authenticates
+    /// with; the nodes it creates are then writable by that identity only
+    /// and readable by all. Never part of the address's text.
+    pub digest: Option<ZkDigest>,
+}
+
+/// `user:password` for ZooKeeper's digest scheme. Its `Debug` hides it,
+/// so no log line or error shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ZkDigest(String);
+
+impl std::fmt::Debug for ZkDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let user = self.0.split(':').next().unwrap_or_default();
+        write!(f, "ZkDigest({user}:***)")
+    }
+}
+
+impl ZkDigest {
+    /// Reads `user:password` from `path`: a file of at most 4 KiB that only
+    /// its owner may read (refused otherwise, as a key file should be).
+    pub fn read(path: &std::path::Path) -> Result<ZkDigest, HaError> {
+        use std::os::unix::fs::PermissionsExt;
+        let bad = |reason: String| HaError::BadAddress { address: path.display().to_string(), reason };
+        let meta = std::fs::metadata(path).map_err(|e| bad(format!("cannot read the ZooKeeper credentials: {e}")))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(bad(format!(
+                "the ZooKeeper credentials file is readable or writable by others (mode {:o}); chmod 600 it",
+                meta.permissions().mode() & 0o777
+            )));
+        }
+        if meta.len() > 4096 {
+            return Err(bad(format!("{} bytes is too long for user:password", meta.len())));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read the ZooKeeper credentials: {e}")))?;
+        ZkDigest::new(text.trim()).map_err(bad)
+    }
+
+    /// `user:password`, both non-empty.
+    pub fn new(text: &str) -> Result<ZkDigest, String> {
+        match text.split_once(':') {
+            Some((user, password)) if !user.is_empty() && !password.is_empty() && !text.contains('\n') => Ok(ZkDigest(text.to_owned())),
+            _ => Err("the ZooKeeper credentials must be one line user:password".to_owned()),
+        }
+    }
+
+    /// The secret itself, for the session's auth packet only.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
 }
 
 impl ZkAddress {
@@ -43,7 +93,7 @@ impl ZkAddress {
         for part in path[1..].split('/') {
             crate::validate_name("path component", part).map_err(|r| bad(&r))?;
         }
-        Ok(ZkAddress { hosts: hosts.to_owned(), path: path.to_owned() })
+        Ok(ZkAddress { hosts: hosts.to_owned(), path: path.to_owned(), digest: None })
     }
 }
 

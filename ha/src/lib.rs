@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-pub use address::ZkAddress;
+pub use address::{ZkAddress, ZkDigest};
 pub use backoff::Backoff;
 
 #[derive(Debug, thiserror::Error)]

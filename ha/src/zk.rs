@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
-use zookeeper_client::{Acls, Client, CreateMode, CreateOptions, SessionState};
+use zookeeper_client::{Acl, Acls, Client, CreateMode, CreateOptions, Permission, SessionState};
 
 use crate::{Backoff, Contender, HaError, Lease, LeaderElection, LeaderInfo, Leadership, Record, Registry, Write, ZkAddress};
 
@@ -24,8 +24,22 @@ const MAX_RECORD: usize = 512 * 1024;
 /// Writes per ZooKeeper multi request.
 const MULTI_CHUNK: usize = 256;
 
-fn persistent() -> CreateOptions<'static> {
-    CreateMode::Persistent.with_acls(Acls::anyone_all())
+/// Nodes of a session with credentials: its identity may do anything,
+/// everyone else only read (agents and frameworks find the leader
+/// without credentials), as Mesos sets them.
+static CREATOR_ALL_ANYONE_READ: [Acl; 2] =
+    [Acl::new_const(Permission::ALL, "auth", ""), Acl::new_const(Permission::READ, "world", "anyone")];
+
+fn acls(secured: bool) -> Acls<'static> {
+    if secured {
+        Acls::new(&CREATOR_ALL_ANYONE_READ)
+    } else {
+        Acls::anyone_all()
+    }
+}
+
+fn persistent(secured: bool) -> CreateOptions<'static> {
+    CreateMode::Persistent.with_acls(acls(secured))
 }
 
 /// One ZooKeeper session, rooted at the address's path.
@@ -64,8 +78,13 @@ pub fn session_events() -> Vec<(&'static str, u64)> {
 impl ZkSession {
     /// Connects, creates the base path if needed, and roots the client there.
     pub async fn connect(address: &ZkAddress, session_timeout: Duration) -> Result<ZkSession, HaError> {
-        let client = Client::connector()
-            .with_session_timeout(session_timeout)
+        let mut connector = Client::connector();
+        connector = connector.with_session_timeout(session_timeout);
+        if let Some(digest) = &address.digest {
+            connector = connector.with_auth("digest", digest.expose().as_bytes());
+        }
+        let secured = address.digest.is_some();
+        let client = connector
             .connect(&address.hosts)
             .await
             .map_err(|e| {
@@ -84,14 +103,16 @@ impl ZkSession {
                 }
             }
         });
-        client
-            .mkdir(&format!("{}{ELECTION}", address.path), &persistent())
-            .await
-            .map_err(|e| HaError::zk(format!("create {}{ELECTION}", address.path), e))?;
-        client
-            .mkdir(&format!("{}{REGISTRY}", address.path), &persistent())
-            .await
-            .map_err(|e| HaError::zk(format!("create {}{REGISTRY}", address.path), e))?;
+        for dir in [ELECTION, REGISTRY] {
+            let path = format!("{}{dir}", address.path);
+            // Made only when missing: ZooKeeper checks the parent's ACL
+            // before existence, so a session without the brokers'
+            // credentials (an agent finding the leader) may not even try.
+            let exists = client.check_stat(&path).await.map_err(|e| HaError::zk(format!("read {path}"), e))?.is_some();
+            if !exists {
+                client.mkdir(&path, &persistent(secured)).await.map_err(|e| HaError::zk(format!("create {path}"), e))?;
+            }
+        }
         let client = client
             .chroot(address.path.clone())
             .map_err(|_| HaError::zk("chroot", format!("{} is not a usable path", address.path)))?;
@@ -170,7 +191,7 @@ impl LeaderElection for ZkElection {
             .create(
                 &format!("{ELECTION}/{MEMBER_PREFIX}"),
                 &data,
-                &CreateMode::EphemeralSequential.with_acls(Acls::anyone_all()),
+                &CreateMode::EphemeralSequential.with_acls(acls(self.session.address.digest.is_some())),
             )
             .await
             .map_err(|e| HaError::zk("enter the election", e))?;
@@ -408,7 +429,7 @@ impl Registry for ZkRegistry {
                 let known = self.collections.lock().unwrap_or_else(|p| p.into_inner()).contains(collection);
                 if !known {
                     let dir = format!("{REGISTRY}/{collection}");
-                    match client.create(&dir, &[], &persistent()).await {
+                    match client.create(&dir, &[], &persistent(self.session.address.digest.is_some())).await {
                         Ok(_) | Err(zookeeper_client::Error::NodeExists) => {}
                         Err(e) => return Err(HaError::zk(format!("create {dir}"), e)),
                     }
@@ -425,7 +446,7 @@ impl Registry for ZkRegistry {
                     Write::Put(r) => {
                         let path = format!("{REGISTRY}/{}/{}", r.collection, crate::encode_key(&r.key));
                         if existing.insert((r.collection.clone(), r.key.clone())) {
-                            multi.add_create(&path, &r.value, &persistent())
+                            multi.add_create(&path, &r.value, &persistent(self.session.address.digest.is_some()))
                         } else {
                             multi.add_set_data(&path, &r.value, None)
                         }

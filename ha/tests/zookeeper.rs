@@ -108,3 +108,41 @@ async fn the_registry_round_trips_and_batches() {
         assert!(again.iter().any(|r| r.collection == "weights" && r.key == k && r.value == k.as_bytes()), "{k} lost");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_credentials_only_the_brokers_identity_writes_and_everyone_reads() {
+    let zk = ZkServer::start();
+    let plain = ZkAddress::parse(&zk.url("/weir/secured")).unwrap();
+    let secured = ZkAddress { digest: Some(weir_ha::ZkDigest::new("weir:s3cret").unwrap()), ..plain.clone() };
+    assert!(!format!("{secured:?}").contains("s3cret"), "the password must not show in logs: {secured:?}");
+    let session = ZkSession::connect(&secured, Duration::from_secs(4)).await.unwrap();
+    let registry = ZkRegistry::new(session.clone());
+    let record = Record { collection: "weights".into(), key: "analytics".into(), value: b"2".to_vec() };
+    registry.apply(vec![Write::Put(record.clone())]).await.unwrap();
+    let lead = ZkElection::new(session.clone(), info("broker")).campaign().await.unwrap();
+    // Agents and frameworks find the leader without credentials.
+    let mut detected = weir_ha::detect(&plain);
+    assert_eq!(wait_leader(&mut detected, "broker").await.epoch, lead.epoch());
+
+    // Anyone else, without credentials or with wrong ones, reads but cannot change a thing.
+    let node = "/weir/secured/registry/weights/analytics";
+    for (who, auth) in [("anonymous", None), ("wrong password", Some("weir:guess"))] {
+        let mut connector = zookeeper_client::Client::connector();
+        if let Some(auth) = auth {
+            connector = connector.with_auth("digest", auth.as_bytes());
+        }
+        let other = connector.connect(&zk.hosts()).await.unwrap();
+        let (data, _) = other.get_data(node).await.unwrap_or_else(|e| panic!("{who} reads: {e}"));
+        assert_eq!(data, b"2");
+        let no_auth = |r: Result<(), zookeeper_client::Error>| matches!(r, Err(zookeeper_client::Error::NoAuth));
+        assert!(no_auth(other.set_data(node, b"100", None).await.map(|_| ())), "{who} overwrote a record");
+        assert!(no_auth(other.delete(node, None).await), "{who} deleted a record");
+        let create = zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
+        assert!(
+            no_auth(other.create("/weir/secured/leader/member-", b"{}", &create).await.map(|_| ())),
+            "{who} entered the election"
+        );
+    }
+    let again = ZkRegistry::new(ZkSession::connect(&secured, Duration::from_secs(4)).await.unwrap()).load().await.unwrap();
+    assert_eq!(again, vec![record], "nothing changed");
+}
