@@ -127,7 +127,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let status_file = dir.path().join("no-such-dir").join("exit.json");
         let run = |cmd: &str| {
-            let args = Args { status_file: status_file.clone(), cgroup_procs: Vec::new(), command: vec!["/bin/sh".into(), "-c".into(), cmd.into()] };
+            let args = Args { status_file: status_file.clone(), cgroup_procs: Vec::new(), uid: None, gid: None, groups: Vec::new(), command: vec!["/bin/sh".into(), "-c".into(), cmd.into()] };
             main(args).unwrap()
         };
         assert_eq!(run("exit 0"), ExitCode::from(0));
