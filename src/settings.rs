@@ -16,6 +16,21 @@ pub struct Options {
     pub defines: Vec<String>,
 }
 
+static TOKEN: std::sync::OnceLock<Option<weir_sdk::Token>> = std::sync::OnceLock::new();
+
+/// Reads the caller's bearer token once, at start (`--token-file`,
+/// `WEIR_TOKEN_FILE`, `WEIR_TOKEN`).
+pub fn set_token(file: Option<&std::path::Path>) -> Result<()> {
+    let token = weir_sdk::Token::from_file_or_env(file).map_err(|e| problem(format!("--token-file: {e}")))?;
+    let _ = TOKEN.set(token);
+    Ok(())
+}
+
+/// The token every client of this process sends, if any.
+pub fn token() -> Option<weir_sdk::Token> {
+    TOKEN.get().cloned().flatten()
+}
+
 /// Marks errors that come from configuration or flags (exit code 2).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -126,6 +141,13 @@ pub fn broker(config: &Config) -> Result<(weir_broker::BrokerSettings, weir_brok
         decline_backoff_after: u32::try_from(config.get_u64("broker.offer.decline-backoff.after").map_err(problem)?).unwrap_or(u32::MAX),
         decline_backoff_max: get_duration("broker.offer.decline-backoff.max")?,
         fair_share_bound: config.get_bool("broker.offer.fair-share-bound").map_err(problem)?,
+        acls: {
+            let mut lists = Vec::new();
+            for action in weir_broker::acl::Action::ALL {
+                lists.push((action, config.get(&action.key()).map_err(problem)?.unwrap_or_default()));
+            }
+            weir_broker::acl::Acls::from_lists(lists.iter().map(|(a, t)| (*a, t.as_str()))).map_err(problem)?
+        },
     };
     let max = config.get_size("broker.max.message.size").map_err(problem)?;
     let mut shell = weir_broker::ShellSettings::new(socket_addr(config, "broker.listen")?, usize::try_from(max).unwrap_or(usize::MAX));
@@ -136,6 +158,14 @@ pub fn broker(config: &Config) -> Result<(weir_broker::BrokerSettings, weir_brok
     if history_interval.is_zero() {
         return Err(problem("broker.ui.history.interval must be longer than zero"));
     }
+    let file = |key: &str| -> Result<Option<std::path::PathBuf>> {
+        Ok(config.get(key).map_err(problem)?.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).map(std::path::PathBuf::from))
+    };
+    shell.auth = weir_broker::shell::auth::AuthSettings {
+        tokens_file: file("broker.auth.tokens.file")?,
+        agent_secret_file: file("broker.auth.agent.secret.file")?,
+        reload_interval: get_duration("broker.auth.tokens.reload.interval")?,
+    };
     shell.ui = weir_broker::UiSettings {
         actions_enabled: config.get_bool("broker.ui.actions.enabled").map_err(problem)?,
         history_interval,
@@ -220,6 +250,12 @@ pub fn agent(config: &Config, kill_tasks_on_shutdown: bool) -> Result<weir_agent
         supervisor: Some(std::env::current_exe().context("finding the weir binary to supervise tasks")?),
         kill_tasks_on_shutdown,
         http: http_limits(config, "agent")?,
+        registration_secret: match optional("agent.auth.secret.file")? {
+            None => None,
+            Some(path) => Some(weir_net::secret::Secret::new(
+                weir_net::secret::read_secret_value(std::path::Path::new(path.trim())).map_err(|e| problem(format!("agent.auth.secret.file: {e}")))?,
+            )),
+        },
     })
 }
 

@@ -48,6 +48,10 @@ use crate::volumes;
 use crate::launcher::process::{self, ProcessLauncher};
 use crate::launcher::{ExitFuture, Launched, Launcher, Recovered};
 
+/// The header that carries the registration secret (the broker's
+/// `shell::auth::AGENT_SECRET_HEADER`).
+pub const AGENT_SECRET_HEADER: &str = "x-weir-agent-secret";
+
 /// Everything the agent needs, read from configuration by the binary.
 #[derive(Debug, Clone)]
 pub struct AgentSettings {
@@ -82,6 +86,9 @@ pub struct AgentSettings {
     pub kill_tasks_on_shutdown: bool,
     /// Connection caps and timeouts of the HTTP port.
     pub http: weir_net::http::HttpLimits,
+    /// The broker's agent registration secret (`agent.auth.secret.file`),
+    /// sent when the agent attaches; None: sent nothing.
+    pub registration_secret: Option<weir_net::secret::Secret>,
 }
 
 /// What the agent acts on the world through, each behind a trait so the
@@ -846,7 +853,15 @@ async fn attach_once(
     shared.settle().await;
     let register = shared.register_message();
     tx.send(register).await.map_err(|e| e.to_string())?;
-    let mut stream = client.attach(ReceiverStream::new(rx)).await.map_err(|s| s.message().to_owned())?.into_inner();
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    if let Some(secret) = &settings.registration_secret {
+        let value = secret.expose().parse().map_err(|_| "the registration secret is not a valid header value (printable ASCII)".to_owned())?;
+        request.metadata_mut().insert(AGENT_SECRET_HEADER, value);
+    }
+    let mut stream = client.attach(request).await.map_err(|s| match s.code() {
+        tonic::Code::Unauthenticated => format!("the broker refused the agent: {} (agent.auth.secret.file)", s.message()),
+        _ => s.message().to_owned(),
+    })?.into_inner();
     *shared.outbound.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx.clone());
     let heartbeat = {
         let tx = tx.clone();

@@ -90,6 +90,7 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
         v1::CommandInfo { shell: false, value: args.command[0].clone(), arguments: args.command.clone(), ..Default::default() }
     };
     let mut fw_config = FrameworkConfig::new(broker.clone(), args.name.clone());
+    fw_config.token = settings::token();
     fw_config.roles = args.role.iter().cloned().collect();
     // Behind ZooKeeper, brokers fail over: follow the new leader, and give
     // it time to hear from us again before it kills what we started.

@@ -54,14 +54,26 @@ pub struct BrokerArg {
     pub broker: Option<String>,
 }
 
+/// An Operator API client that sends this process's token.
+pub type OperatorClient =
+    weir_proto::v1::operator_client::OperatorClient<tonic::service::interceptor::InterceptedService<tonic::transport::Channel, weir_sdk::BearerToken>>;
+
 /// The leading broker's Operator API.
-pub async fn operator(options: &Options, broker: BrokerArg) -> Result<weir_proto::v1::operator_client::OperatorClient<tonic::transport::Channel>> {
+pub async fn operator(options: &Options, broker: BrokerArg) -> Result<OperatorClient> {
     let config = settings::load(options, &[Daemon::Broker], "warn")?;
     let broker = settings::broker_address(&config, broker.broker)?;
     let address = leader_address(&broker).await?;
-    weir_proto::v1::operator_client::OperatorClient::connect(weir_sdk::endpoint(&address))
+    operator_at(&address).await
+}
+
+/// The Operator API of the broker at `address`.
+pub async fn operator_at(address: &str) -> Result<OperatorClient> {
+    let channel = tonic::transport::Endpoint::from_shared(weir_sdk::endpoint(address))
+        .with_context(|| format!("{address} is not a broker address"))?
+        .connect()
         .await
-        .with_context(|| format!("cannot reach the broker at {address} (is `weir standalone` or `weir broker` running?)"))
+        .with_context(|| format!("cannot reach the broker at {address} (is `weir standalone` or `weir broker` running?)"))?;
+    Ok(weir_proto::v1::operator_client::OperatorClient::with_interceptor(channel, weir_sdk::BearerToken::new(settings::token())))
 }
 
 /// An Operator API refusal, as the commands print it.
@@ -73,11 +85,21 @@ pub async fn fetch_state(broker: &str) -> Result<(String, StateDoc)> {
     let broker = &leader_address(broker).await?;
     let url = format!("{}/state", weir_sdk::endpoint(broker));
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
-    let body = client
-        .get(&url)
+    let mut request = client.get(&url);
+    if let Some(token) = settings::token() {
+        request = request.bearer_auth(token.expose());
+    }
+    let response = request
         .send()
         .await
-        .and_then(|r| r.error_for_status())
+        .with_context(|| format!("cannot reach the broker at {broker} (is `weir standalone` or `weir broker` running?)"))?;
+    if response.status() == reqwest::StatusCode::UNAUTHORIZED || response.status() == reqwest::StatusCode::FORBIDDEN {
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        anyhow::bail!("the broker at {broker} refused to show its state ({status}): {} (give a token with --token-file or WEIR_TOKEN)", text.trim());
+    }
+    let body = response
+        .error_for_status()
         .with_context(|| format!("cannot reach the broker at {broker} (is `weir standalone` or `weir broker` running?)"))?
         .text()
         .await
@@ -185,11 +207,12 @@ pub fn render(broker: &str, doc: &StateDoc) -> String {
     out.push_str(&format!("\n{agents}\n"));
 
     if !doc.frameworks.is_empty() {
-        let mut fws = table(&["FRAMEWORK", "NAME", "ROLES", "ACTIVE", "SHARE", "TASKS", "OFFERS"]);
+        let mut fws = table(&["FRAMEWORK", "NAME", "PRINCIPAL", "ROLES", "ACTIVE", "SHARE", "TASKS", "OFFERS"]);
         for f in &doc.frameworks {
             fws.add_row(vec![
                 p(&f.id),
                 p(&f.name),
+                if f.principal.is_empty() { "-".to_owned() } else { p(&f.principal) },
                 p(&f.roles.join(",")),
                 if f.active { "yes" } else { "no" }.to_owned(),
                 share(f.dominant_share),

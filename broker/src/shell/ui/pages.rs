@@ -632,6 +632,7 @@ mod tests {
             id: "t\"><script>alert(1)</script>".into(),
             name: "<img src=x onerror=alert(2)>".into(),
             framework_id: "F</td>".into(),
+            principal: "<i>p</i>".into(),
             agent_id: "A&1".into(),
             state: "TASK_RUNNING".into(),
             role: "*".into(),
