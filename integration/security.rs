@@ -519,3 +519,91 @@ fn a_broker_without_authentication_says_so_loudly() {
     let line = line.expect("the broker warns that authentication is off");
     assert!(line.contains("WARN"), "{line}");
 }
+
+/// `weir standalone --secure` in `dir`: the process, the broker's
+/// address, and the CA and admin token files it made.
+fn secure_standalone(dir: &Path) -> (support::Proc, String, PathBuf, PathBuf) {
+    let args = [
+        "standalone",
+        "--secure",
+        "--work-dir",
+        dir.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--resources",
+        SPEC,
+        "-D",
+        "agent.listen=127.0.0.1:0",
+    ];
+    let (proc, line) = support::spawn_weir("secure", &args, "weir standalone: broker");
+    assert!(line.contains("over TLS, tokens required"), "{line}");
+    let addr = support::addr_in(&line);
+    (proc, addr, dir.join("secure/ca.pem"), dir.join("secure/admin.token"))
+}
+
+#[test]
+fn standalone_secure_serves_tls_with_tokens_and_plain_text_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut proc, addr, ca, admin) = secure_standalone(dir.path());
+    let key_mode = std::fs::metadata(dir.path().join("secure/broker-key.pem")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(key_mode, 0o600, "the private key is the owner's only");
+    let weir = |args: &[&str], with_ca: bool, with_token: bool| {
+        let mut cmd = Command::new(support::WEIR);
+        cmd.args(args).env_remove("WEIR_TOKEN").env_remove("WEIR_TOKEN_FILE").env_remove("WEIR_CA_FILE").stdin(Stdio::null());
+        if with_ca {
+            cmd.env("WEIR_CA_FILE", &ca);
+        }
+        if with_token {
+            cmd.env("WEIR_TOKEN_FILE", &admin);
+        }
+        cmd.output().unwrap()
+    };
+    // The documented way in: CA and token. The agent attached over TLS
+    // with the registration secret.
+    let out = weir(&["status", "--json", "--broker", &addr], true, true);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let before: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(before["agents"].as_array().unwrap().len(), 1, "the agent registered over TLS");
+
+    // Plain HTTP to the TLS port: told so, in plain HTTP.
+    let (status, body) = http(&addr, "GET", "/state", Some("whatever-token-00000000"));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("this port speaks TLS"), "{body}");
+    // The CLI over plain text: a clear error naming the fix.
+    let out = weir(&["status", "--broker", &addr], false, true);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("speaks TLS") && stderr.contains("--ca-file"), "{stderr}");
+    // A plain gRPC framework: no stream, nothing registered.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let plain = rt.block_on(async {
+        let mut client = SchedulerClient::connect(format!("http://{addr}")).await.map_err(|e| e.to_string())?;
+        let (tx, rx) = mpsc::channel(1);
+        tx.send(v1::Call::default()).await.unwrap();
+        client.subscribe(ReceiverStream::new(rx)).await.map(|_| ()).map_err(|s| s.to_string())
+    });
+    assert!(plain.is_err(), "a plain-text gRPC client got a stream from a TLS port");
+    // TLS without a token: 401 / UNAUTHENTICATED.
+    let out = weir(&["status", "--broker", &addr], true, false);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"), "{}", String::from_utf8_lossy(&out.stderr));
+    // A client that does not trust this CA refuses the broker.
+    let other_ca = dir.path().join("other-ca.pem");
+    std::fs::write(&other_ca, std::fs::read_to_string(dir.path().join("secure/broker.pem")).unwrap()).unwrap();
+    let out = Command::new(support::WEIR)
+        .args(["status", "--broker", &addr])
+        .env("WEIR_CA_FILE", &other_ca)
+        .env("WEIR_TOKEN_FILE", &admin)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a certificate that is not the CA must not be trusted as one");
+
+    let out = weir(&["status", "--json", "--broker", &addr], true, true);
+    let after: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(books(&after), books(&before), "the refused calls changed nothing");
+    // And a task runs end to end over TLS with the token.
+    let out = weir(&["run", "--broker", &addr, "--cpus", "0.1", "--mem", "32", "--", "echo", "over-tls"], true, true);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("over-tls"));
+    proc.terminate();
+}

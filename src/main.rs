@@ -32,6 +32,11 @@ struct Cli {
     #[arg(long, global = true, value_name = "FILE", env = "WEIR_TOKEN_FILE")]
     token_file: Option<PathBuf>,
 
+    /// PEM file of the CA that signed the broker's certificate: set, the
+    /// tools speak TLS to the broker and trust only that CA.
+    #[arg(long, global = true, value_name = "FILE", env = "WEIR_CA_FILE")]
+    ca_file: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -147,7 +152,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Err(err) = settings::set_token(cli.token_file.as_deref()) {
+    if let Err(err) = settings::set_credentials(cli.token_file.as_deref(), cli.ca_file.as_deref()) {
         eprintln!("weir: {err:#}");
         return ExitCode::from(2);
     }

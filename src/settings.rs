@@ -17,18 +17,36 @@ pub struct Options {
 }
 
 static TOKEN: std::sync::OnceLock<Option<weir_sdk::Token>> = std::sync::OnceLock::new();
+static CA: std::sync::OnceLock<Option<Vec<u8>>> = std::sync::OnceLock::new();
 
-/// Reads the caller's bearer token once, at start (`--token-file`,
-/// `WEIR_TOKEN_FILE`, `WEIR_TOKEN`).
-pub fn set_token(file: Option<&std::path::Path>) -> Result<()> {
-    let token = weir_sdk::Token::from_file_or_env(file).map_err(|e| problem(format!("--token-file: {e}")))?;
+/// Reads the caller's bearer token (`--token-file`, `WEIR_TOKEN_FILE`,
+/// `WEIR_TOKEN`) and the broker's CA (`--ca-file`, `WEIR_CA_FILE`) once,
+/// at start.
+pub fn set_credentials(token_file: Option<&std::path::Path>, ca_file: Option<&std::path::Path>) -> Result<()> {
+    let token = weir_sdk::Token::from_file_or_env(token_file).map_err(|e| problem(format!("--token-file: {e}")))?;
+    let ca = match ca_file {
+        None => None,
+        Some(path) => Some(read_ca(path).map_err(|e| problem(format!("--ca-file: {e}")))?),
+    };
     let _ = TOKEN.set(token);
+    let _ = CA.set(ca);
     Ok(())
+}
+
+/// A CA certificate file's PEM, checked to hold a certificate.
+pub fn read_ca(path: &std::path::Path) -> Result<Vec<u8>> {
+    weir_net::tls::certificates(path)?;
+    Ok(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
 }
 
 /// The token every client of this process sends, if any.
 pub fn token() -> Option<weir_sdk::Token> {
     TOKEN.get().cloned().flatten()
+}
+
+/// The CA the tools trust for the broker's TLS, if any.
+pub fn tls_ca() -> Option<Vec<u8>> {
+    CA.get().cloned().flatten()
 }
 
 /// Marks errors that come from configuration or flags (exit code 2).
@@ -166,6 +184,11 @@ pub fn broker(config: &Config) -> Result<(weir_broker::BrokerSettings, weir_brok
         agent_secret_file: file("broker.auth.agent.secret.file")?,
         reload_interval: get_duration("broker.auth.tokens.reload.interval")?,
     };
+    shell.tls = match (file("broker.tls.cert.file")?, file("broker.tls.key.file")?) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some(weir_net::http::Tls::new(weir_net::tls::server_config(&cert, &key).map_err(problem)?)),
+        _ => return Err(problem("broker.tls.cert.file and broker.tls.key.file go together: set both or neither")),
+    };
     shell.ui = weir_broker::UiSettings {
         actions_enabled: config.get_bool("broker.ui.actions.enabled").map_err(problem)?,
         history_interval,
@@ -250,6 +273,10 @@ pub fn agent(config: &Config, kill_tasks_on_shutdown: bool) -> Result<weir_agent
         supervisor: Some(std::env::current_exe().context("finding the weir binary to supervise tasks")?),
         kill_tasks_on_shutdown,
         http: http_limits(config, "agent")?,
+        broker_ca: match optional("agent.tls.ca.file")? {
+            None => None,
+            Some(path) => Some(read_ca(std::path::Path::new(path.trim())).map_err(|e| problem(format!("agent.tls.ca.file: {e:#}")))?),
+        },
         registration_secret: match optional("agent.auth.secret.file")? {
             None => None,
             Some(path) => Some(weir_net::secret::Secret::new(

@@ -89,6 +89,9 @@ pub struct AgentSettings {
     /// The broker's agent registration secret (`agent.auth.secret.file`),
     /// sent when the agent attaches; None: sent nothing.
     pub registration_secret: Option<weir_net::secret::Secret>,
+    /// PEM of the CA that signed the broker's certificate
+    /// (`agent.tls.ca.file`): set, the agent attaches over TLS.
+    pub broker_ca: Option<Vec<u8>>,
 }
 
 /// What the agent acts on the world through, each behind a trait so the
@@ -842,8 +845,15 @@ async fn attach_once(
     target_epoch: u64,
     seen_epoch: &mut u64,
 ) -> Result<Registration, String> {
-    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
-        .map_err(|e| e.to_string())?
+    let mut channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned()).map_err(|e| e.to_string())?;
+    if let Some(ca) = &settings.broker_ca {
+        let https = format!("https://{}", endpoint.trim_start_matches("http://").trim_start_matches("https://"));
+        channel = tonic::transport::Endpoint::from_shared(https)
+            .map_err(|e| e.to_string())?
+            .tls_config(tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(ca)))
+            .map_err(|e| format!("TLS configuration: {e}"))?;
+    }
+    let channel = channel
         .connect_timeout(Duration::from_secs(5))
         .connect()
         .await

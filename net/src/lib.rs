@@ -20,6 +20,8 @@ pub mod http;
 pub mod listener;
 pub mod rlimit;
 pub mod secret;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use admission::{Admission, ConnectionLimits, Permit, Refusal};
 pub use listener::{Admitted, AdmittingListener};

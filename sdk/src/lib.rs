@@ -77,6 +77,9 @@ pub struct FrameworkConfig {
     /// Sent as `authorization: Bearer …` to a broker with authentication
     /// on; the broker then records the token's principal on the framework.
     pub token: Option<Token>,
+    /// PEM of the CA that signed the broker's certificate: set, the SDK
+    /// speaks TLS to the broker (`broker.tls.*`) and trusts only that CA.
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 /// Whether an offer is revocable (its resources are marked so; an offer
@@ -101,6 +104,7 @@ impl FrameworkConfig {
             data: None,
             revocable_resources: false,
             token: None,
+            tls_ca: None,
         }
     }
 }
@@ -163,6 +167,22 @@ pub fn endpoint(addr: &str) -> String {
         addr.to_owned()
     } else {
         format!("http://{addr}")
+    }
+}
+
+/// A gRPC endpoint for `addr`: over TLS trusting only `ca` (PEM) when it
+/// is given, plain otherwise.
+pub fn grpc_endpoint(addr: &str, ca: Option<&[u8]>) -> Result<tonic::transport::Endpoint, String> {
+    let url = match ca {
+        Some(_) => format!("https://{}", addr.trim_start_matches("http://").trim_start_matches("https://")),
+        None => endpoint(addr),
+    };
+    let endpoint = tonic::transport::Endpoint::from_shared(url).map_err(|e| e.to_string())?;
+    match ca {
+        None => Ok(endpoint),
+        Some(ca) => endpoint
+            .tls_config(tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(ca)))
+            .map_err(|e| format!("TLS configuration: {e}")),
     }
 }
 
@@ -406,8 +426,8 @@ async fn open(
 ) -> Result<(FrameworkId, mpsc::Sender<v1::Call>, Streaming<v1::Event>, u64), SdkError> {
     let broker = broker_address(config, leader).await?;
     let addr = endpoint(&broker);
-    let channel = tonic::transport::Endpoint::from_shared(addr.clone())
-        .map_err(|e| SdkError::BadAddress { addr: config.broker.clone(), reason: e.to_string() })?
+    let channel = grpc_endpoint(&addr, config.tls_ca.as_deref())
+        .map_err(|reason| SdkError::BadAddress { addr: config.broker.clone(), reason })?
         .connect_timeout(Duration::from_secs(5))
         .connect()
         .await

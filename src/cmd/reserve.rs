@@ -187,7 +187,7 @@ async fn apply(options: &Options, target: &Target, kind: v1::operation::Kind) ->
         agent_id: target.agent.clone(),
         operations: vec![v1::Operation { id: id.clone(), role: target.role.clone(), kind: Some(kind) }],
     };
-    let response = client.apply_operations(request).await.map_err(|s| anyhow::anyhow!("the broker refused: {}", s.message()))?;
+    let response = client.apply_operations(request).await.map_err(super::status::refused)?;
     let mut code = ExitCode::SUCCESS;
     for s in response.into_inner().statuses {
         let state = v1::OperationState::try_from(s.state).map(|s| s.as_str_name()).unwrap_or("OPERATION_STATE_UNSPECIFIED");

@@ -91,6 +91,7 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
     };
     let mut fw_config = FrameworkConfig::new(broker.clone(), args.name.clone());
     fw_config.token = settings::token();
+    fw_config.tls_ca = settings::tls_ca();
     fw_config.roles = args.role.iter().cloned().collect();
     // Behind ZooKeeper, brokers fail over: follow the new leader, and give
     // it time to hear from us again before it kills what we started.

@@ -68,8 +68,8 @@ pub async fn operator(options: &Options, broker: BrokerArg) -> Result<OperatorCl
 
 /// The Operator API of the broker at `address`.
 pub async fn operator_at(address: &str) -> Result<OperatorClient> {
-    let channel = tonic::transport::Endpoint::from_shared(weir_sdk::endpoint(address))
-        .with_context(|| format!("{address} is not a broker address"))?
+    let channel = weir_sdk::grpc_endpoint(address, settings::tls_ca().as_deref())
+        .map_err(|e| anyhow::anyhow!("{address}: {e}"))?
         .connect()
         .await
         .with_context(|| format!("cannot reach the broker at {address} (is `weir standalone` or `weir broker` running?)"))?;
@@ -78,13 +78,26 @@ pub async fn operator_at(address: &str) -> Result<OperatorClient> {
 
 /// An Operator API refusal, as the commands print it.
 pub fn refused(status: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("the broker refused: {}", status.message())
+    // A plain-text client on a TLS port sees only its connection closed.
+    let hint = if status.code() == tonic::Code::Unknown && status.message().contains("transport error") && settings::tls_ca().is_none() {
+        " (if the broker serves TLS, give its CA with --ca-file or WEIR_CA_FILE)"
+    } else {
+        ""
+    };
+    anyhow::anyhow!("the broker refused: {}{hint}", status.message())
 }
 
 pub async fn fetch_state(broker: &str) -> Result<(String, StateDoc)> {
     let broker = &leader_address(broker).await?;
-    let url = format!("{}/state", weir_sdk::endpoint(broker));
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+    let mut client = reqwest::Client::builder().timeout(Duration::from_secs(10));
+    let url = match settings::tls_ca() {
+        None => format!("{}/state", weir_sdk::endpoint(broker)),
+        Some(ca) => {
+            client = client.tls_built_in_root_certs(false).add_root_certificate(reqwest::Certificate::from_pem(&ca)?);
+            format!("https://{}/state", broker.trim_start_matches("http://").trim_start_matches("https://"))
+        }
+    };
+    let client = client.build()?;
     let mut request = client.get(&url);
     if let Some(token) = settings::token() {
         request = request.bearer_auth(token.expose());
@@ -93,10 +106,16 @@ pub async fn fetch_state(broker: &str) -> Result<(String, StateDoc)> {
         .send()
         .await
         .with_context(|| format!("cannot reach the broker at {broker} (is `weir standalone` or `weir broker` running?)"))?;
-    if response.status() == reqwest::StatusCode::UNAUTHORIZED || response.status() == reqwest::StatusCode::FORBIDDEN {
+    if !response.status().is_success() {
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
-        anyhow::bail!("the broker at {broker} refused to show its state ({status}): {} (give a token with --token-file or WEIR_TOKEN)", text.trim());
+        let text: String = text.trim().chars().take(300).collect();
+        let hint = match status {
+            reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN => " (give a token with --token-file or WEIR_TOKEN)",
+            _ if text.contains("speaks TLS") => " (give the broker's CA with --ca-file or WEIR_CA_FILE)",
+            _ => "",
+        };
+        anyhow::bail!("the broker at {broker} refused to show its state ({status}): {text}{hint}");
     }
     let body = response
         .error_for_status()

@@ -73,6 +73,8 @@ pub struct ShellSettings {
     pub ui: UiSettings,
     /// Token file and agent registration secret (`broker.auth.*`).
     pub auth: auth::AuthSettings,
+    /// TLS on the port (`broker.tls.*`); None: plain text.
+    pub tls: Option<weir_net::http::Tls>,
 }
 
 impl ShellSettings {
@@ -86,6 +88,7 @@ impl ShellSettings {
             clock: Arc::new(SystemClock::new()),
             ui: UiSettings::default(),
             auth: auth::AuthSettings::default(),
+            tls: None,
         }
     }
 }
@@ -428,7 +431,13 @@ async fn start(
         writer: Arc::new(Notify::new()),
         acls: acls.clone(),
     };
-    tracing::info!(broker_id = %instance, %addr, "broker listening (gRPC and HTTP)");
+    match &shell.tls {
+        Some(_) => tracing::info!(broker_id = %instance, %addr, "broker listening (gRPC and HTTP over TLS)"),
+        None => tracing::info!(broker_id = %instance, %addr, "broker listening (gRPC and HTTP)"),
+    }
+    if shell.tls.is_none() {
+        tracing::warn!("TLS IS OFF: tokens, the agent secret and all traffic cross the network in clear text (broker.tls.cert.file, docs/SECURITY.md)");
+    }
     authenticator.announce();
     if acls.any_set() {
         tracing::info!("ACLs are set: what no broker.acl.* rule allows is denied");
@@ -451,7 +460,7 @@ async fn start(
             closer.lock().conns.clear();
         };
         let listener = weir_net::AdmittingListener::new(listener, shell.http.connections, "broker");
-        let result = weir_net::http::serve(listener, router, shell.http, shutdown).await.map_err(BrokerError::Serve);
+        let result = weir_net::http::serve_tls(listener, router, shell.http, shell.tls, shutdown).await.map_err(BrokerError::Serve);
         ticker.abort();
         locator.abort();
         watcher.abort();
