@@ -43,6 +43,8 @@ mod roles_tests;
 mod revocable_tests;
 #[cfg(test)]
 mod guarantee_props;
+#[cfg(test)]
+mod security_tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
