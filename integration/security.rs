@@ -522,7 +522,7 @@ fn a_broker_without_authentication_says_so_loudly() {
 
 /// `weir standalone --secure` in `dir`: the process, the broker's
 /// address, and the CA and admin token files it made.
-fn secure_standalone(dir: &Path) -> (support::Proc, String, PathBuf, PathBuf) {
+fn secure_standalone(dir: &Path) -> (support::Proc, String, String, PathBuf, PathBuf) {
     let args = [
         "standalone",
         "--secure",
@@ -538,13 +538,14 @@ fn secure_standalone(dir: &Path) -> (support::Proc, String, PathBuf, PathBuf) {
     let (proc, line) = support::spawn_weir("secure", &args, "weir standalone: broker");
     assert!(line.contains("over TLS, tokens required"), "{line}");
     let addr = support::addr_in(&line);
-    (proc, addr, dir.join("secure/ca.pem"), dir.join("secure/admin.token"))
+    let agent = line.split_whitespace().filter(|w| w.starts_with("127.0.0.1:")).nth(1).expect("the agent's address").trim_end_matches(',').to_owned();
+    (proc, addr, agent, dir.join("secure/ca.pem"), dir.join("secure/admin.token"))
 }
 
 #[test]
 fn standalone_secure_serves_tls_with_tokens_and_plain_text_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut proc, addr, ca, admin) = secure_standalone(dir.path());
+    let (mut proc, addr, agent, ca, admin) = secure_standalone(dir.path());
     let key_mode = std::fs::metadata(dir.path().join("secure/broker-key.pem")).unwrap().permissions().mode() & 0o777;
     assert_eq!(key_mode, 0o600, "the private key is the owner's only");
     let weir = |args: &[&str], with_ca: bool, with_token: bool| {
@@ -567,6 +568,10 @@ fn standalone_secure_serves_tls_with_tokens_and_plain_text_is_refused() {
 
     // Plain HTTP to the TLS port: told so, in plain HTTP.
     let (status, body) = http(&addr, "GET", "/state", Some("whatever-token-00000000"));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("this port speaks TLS"), "{body}");
+    // The agent's port too (sandbox files).
+    let (status, body) = http(&agent, "GET", "/state", None);
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("this port speaks TLS"), "{body}");
     // The CLI over plain text: a clear error naming the fix.
@@ -601,7 +606,8 @@ fn standalone_secure_serves_tls_with_tokens_and_plain_text_is_refused() {
     let out = weir(&["status", "--json", "--broker", &addr], true, true);
     let after: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(books(&after), books(&before), "the refused calls changed nothing");
-    // And a task runs end to end over TLS with the token.
+    // And a task runs end to end over TLS with the token (its output
+    // read from the agent's TLS port).
     let out = weir(&["run", "--broker", &addr, "--cpus", "0.1", "--mem", "32", "--", "echo", "over-tls"], true, true);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("over-tls"));

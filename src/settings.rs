@@ -189,7 +189,12 @@ pub fn broker(config: &Config) -> Result<(weir_broker::BrokerSettings, weir_brok
         (Some(cert), Some(key)) => Some(weir_net::http::Tls::new(weir_net::tls::server_config(&cert, &key).map_err(problem)?)),
         _ => return Err(problem("broker.tls.cert.file and broker.tls.key.file go together: set both or neither")),
     };
+    let agents_ca = match file("broker.tls.agents.ca.file")? {
+        None => None,
+        Some(path) => Some(read_ca(&path).map_err(|e| problem(format!("broker.tls.agents.ca.file: {e:#}")))?),
+    };
     shell.ui = weir_broker::UiSettings {
+        agents_ca,
         actions_enabled: config.get_bool("broker.ui.actions.enabled").map_err(problem)?,
         history_interval,
         history_samples: usize::try_from(config.get_u64("broker.ui.history.samples").map_err(problem)?.clamp(2, 100_000)).unwrap_or(2),
@@ -273,6 +278,13 @@ pub fn agent(config: &Config, kill_tasks_on_shutdown: bool) -> Result<weir_agent
         supervisor: Some(std::env::current_exe().context("finding the weir binary to supervise tasks")?),
         kill_tasks_on_shutdown,
         http: http_limits(config, "agent")?,
+        http_tls: match (optional("agent.tls.cert.file")?, optional("agent.tls.key.file")?) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(weir_net::http::Tls::new(
+                weir_net::tls::server_config(std::path::Path::new(cert.trim()), std::path::Path::new(key.trim())).map_err(problem)?,
+            )),
+            _ => return Err(problem("agent.tls.cert.file and agent.tls.key.file go together: set both or neither")),
+        },
         broker_ca: match optional("agent.tls.ca.file")? {
             None => None,
             Some(path) => Some(read_ca(std::path::Path::new(path.trim())).map_err(|e| problem(format!("agent.tls.ca.file: {e:#}")))?),

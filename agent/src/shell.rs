@@ -92,6 +92,9 @@ pub struct AgentSettings {
     /// PEM of the CA that signed the broker's certificate
     /// (`agent.tls.ca.file`): set, the agent attaches over TLS.
     pub broker_ca: Option<Vec<u8>>,
+    /// TLS on the agent's HTTP port (`agent.tls.cert.file`,
+    /// `agent.tls.key.file`); None: plain text.
+    pub http_tls: Option<weir_net::http::Tls>,
 }
 
 /// What the agent acts on the world through, each behind a trait so the
@@ -305,8 +308,9 @@ pub async fn run_with(
         let router = router(shared.clone());
         let listener = weir_net::AdmittingListener::new(listener, settings.http.connections, "agent http");
         let limits = settings.http;
+        let tls = settings.http_tls.clone();
         async move {
-            if let Err(e) = weir_net::http::serve(listener, router, limits, std::future::pending()).await {
+            if let Err(e) = weir_net::http::serve_tls(listener, router, limits, tls, std::future::pending()).await {
                 tracing::error!(error = %e, "agent HTTP server failed");
             }
         }

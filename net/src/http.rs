@@ -124,6 +124,12 @@ where
 #[derive(Clone)]
 pub struct Tls(#[cfg(feature = "tls")] tokio_rustls::TlsAcceptor, #[cfg(not(feature = "tls"))] std::convert::Infallible);
 
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls(..)")
+    }
+}
+
 #[cfg(feature = "tls")]
 impl Tls {
     pub fn new(config: std::sync::Arc<rustls::ServerConfig>) -> Tls {

@@ -48,6 +48,11 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
             ("broker.auth.agent.secret.file", &files.agent_secret),
             ("agent.auth.secret.file", &files.agent_secret),
             ("agent.tls.ca.file", &files.ca),
+            // One machine: the agent serves with the broker's certificate
+            // (same names), and the broker's UI trusts the same CA.
+            ("agent.tls.cert.file", &files.cert),
+            ("agent.tls.key.file", &files.key),
+            ("broker.tls.agents.ca.file", &files.ca),
         ] {
             settings::apply_flag(&mut config, key, Some(path.display()))?;
         }

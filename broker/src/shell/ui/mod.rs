@@ -43,11 +43,15 @@ pub struct UiSettings {
     pub history_interval: Duration,
     /// Samples kept (`broker.ui.history.samples`).
     pub history_samples: usize,
+    /// PEM of the CA that signed the agents' certificates
+    /// (`broker.tls.agents.ca.file`): set, sandboxes are read from agents
+    /// over https, trusting only it.
+    pub agents_ca: Option<Vec<u8>>,
 }
 
 impl Default for UiSettings {
     fn default() -> Self {
-        UiSettings { actions_enabled: false, history_interval: Duration::from_secs(10), history_samples: 360 }
+        UiSettings { actions_enabled: false, history_interval: Duration::from_secs(10), history_samples: 360, agents_ca: None }
     }
 }
 
@@ -67,15 +71,26 @@ pub(crate) struct Ui {
     settings: UiSettings,
     history: Mutex<History>,
     http: reqwest::Client,
+    /// How agents' HTTP ports are reached: "https" with an agents' CA.
+    agent_scheme: &'static str,
 }
 
 impl Ui {
     pub(crate) fn new(settings: UiSettings) -> Ui {
-        let http = reqwest::Client::builder().timeout(UPSTREAM_TIMEOUT).no_proxy().build().unwrap_or_else(|e| {
+        let mut builder = reqwest::Client::builder().timeout(UPSTREAM_TIMEOUT).no_proxy();
+        if let Some(ca) = &settings.agents_ca {
+            match reqwest::Certificate::from_pem(ca) {
+                Ok(cert) => builder = builder.tls_built_in_root_certs(false).add_root_certificate(cert),
+                Err(e) => tracing::error!(error = %e, "broker.tls.agents.ca.file holds no usable certificate; agents' sandboxes will not be readable"),
+            }
+        }
+        let agent_scheme = if settings.agents_ca.is_some() { "https" } else { "http" };
+        let http = builder.build().unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cannot build the UI's HTTP client with timeouts; using the default one");
             reqwest::Client::new()
         });
         Ui {
+            agent_scheme,
             history: Mutex::new(History::new(settings.history_samples, settings.history_interval)),
             settings,
             http,
@@ -384,7 +399,7 @@ async fn task(State(shared): State<Shared>, Extension(caller): Extension<Caller>
     let listing = match agent_address(&doc, &found.agent_id) {
         Some(agent) => {
             let q = query_string(&[("framework_id", &framework), ("task_id", &task), ("path", &path)]);
-            agent_get(&shared.ui.http, agent, &format!("/files/browse?{q}"))
+            agent_get(&shared.ui, agent, &format!("/files/browse?{q}"))
                 .await
                 .and_then(|body| serde_json::from_slice::<serde_json::Value>(&body).map_err(|e| UiError::Upstream(format!("the agent's listing is not JSON: {e}"))))
         }
@@ -461,7 +476,7 @@ async fn read_sandbox_file(
     let offset_s = offset.to_string();
     let length_s = length.to_string();
     let q = query_string(&[("framework_id", framework), ("task_id", task), ("path", &path), ("offset", &offset_s), ("length", &length_s)]);
-    let bytes = agent_get(&shared.ui.http, agent, &format!("/files/read?{q}")).await?;
+    let bytes = agent_get(&shared.ui, agent, &format!("/files/read?{q}")).await?;
     Ok((path, offset, bytes))
 }
 
@@ -561,8 +576,8 @@ async fn get_capped(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, UiErro
     })
 }
 
-async fn agent_get(http: &reqwest::Client, agent: &str, path_and_query: &str) -> Result<Vec<u8>, UiError> {
-    get_capped(http, &format!("http://{agent}{path_and_query}")).await
+async fn agent_get(ui: &Ui, agent: &str, path_and_query: &str) -> Result<Vec<u8>, UiError> {
+    get_capped(&ui.http, &format!("{}://{agent}{path_and_query}", ui.agent_scheme)).await
 }
 
 async fn fetch_json(http: &reqwest::Client, url: &str) -> Result<serde_json::Value, UiError> {
