@@ -27,6 +27,16 @@ struct Cli {
     #[arg(short = 'D', global = true, value_name = "KEY=VALUE", action = clap::ArgAction::Append)]
     define: Vec<String>,
 
+    /// File holding the bearer token sent to a broker with authentication
+    /// on (not readable by group or others); else $WEIR_TOKEN, if set.
+    #[arg(long, global = true, value_name = "FILE", env = "WEIR_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+
+    /// PEM file of the CA that signed the broker's certificate: set, the
+    /// tools speak TLS to the broker and trust only that CA.
+    #[arg(long, global = true, value_name = "FILE", env = "WEIR_CA_FILE")]
+    ca_file: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -142,6 +152,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Err(err) = settings::set_credentials(cli.token_file.as_deref(), cli.ca_file.as_deref()) {
+        eprintln!("weir: {err:#}");
+        return ExitCode::from(2);
+    }
     let options = settings::Options { conf_dir: cli.conf_dir, defines: cli.define };
     let result = runtime.block_on(async move {
         match cli.command {

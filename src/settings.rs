@@ -16,6 +16,39 @@ pub struct Options {
     pub defines: Vec<String>,
 }
 
+static TOKEN: std::sync::OnceLock<Option<weir_sdk::Token>> = std::sync::OnceLock::new();
+static CA: std::sync::OnceLock<Option<Vec<u8>>> = std::sync::OnceLock::new();
+
+/// Reads the caller's bearer token (`--token-file`, `WEIR_TOKEN_FILE`,
+/// `WEIR_TOKEN`) and the broker's CA (`--ca-file`, `WEIR_CA_FILE`) once,
+/// at start.
+pub fn set_credentials(token_file: Option<&std::path::Path>, ca_file: Option<&std::path::Path>) -> Result<()> {
+    let token = weir_sdk::Token::from_file_or_env(token_file).map_err(|e| problem(format!("--token-file: {e}")))?;
+    let ca = match ca_file {
+        None => None,
+        Some(path) => Some(read_ca(path).map_err(|e| problem(format!("--ca-file: {e}")))?),
+    };
+    let _ = TOKEN.set(token);
+    let _ = CA.set(ca);
+    Ok(())
+}
+
+/// A CA certificate file's PEM, checked to hold a certificate.
+pub fn read_ca(path: &std::path::Path) -> Result<Vec<u8>> {
+    weir_net::tls::certificates(path)?;
+    Ok(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
+}
+
+/// The token every client of this process sends, if any.
+pub fn token() -> Option<weir_sdk::Token> {
+    TOKEN.get().cloned().flatten()
+}
+
+/// The CA the tools trust for the broker's TLS, if any.
+pub fn tls_ca() -> Option<Vec<u8>> {
+    CA.get().cloned().flatten()
+}
+
 /// Marks errors that come from configuration or flags (exit code 2).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -126,6 +159,13 @@ pub fn broker(config: &Config) -> Result<(weir_broker::BrokerSettings, weir_brok
         decline_backoff_after: u32::try_from(config.get_u64("broker.offer.decline-backoff.after").map_err(problem)?).unwrap_or(u32::MAX),
         decline_backoff_max: get_duration("broker.offer.decline-backoff.max")?,
         fair_share_bound: config.get_bool("broker.offer.fair-share-bound").map_err(problem)?,
+        acls: {
+            let mut lists = Vec::new();
+            for action in weir_broker::acl::Action::ALL {
+                lists.push((action, config.get(&action.key()).map_err(problem)?.unwrap_or_default()));
+            }
+            weir_broker::acl::Acls::from_lists(lists.iter().map(|(a, t)| (*a, t.as_str()))).map_err(problem)?
+        },
     };
     let max = config.get_size("broker.max.message.size").map_err(problem)?;
     let mut shell = weir_broker::ShellSettings::new(socket_addr(config, "broker.listen")?, usize::try_from(max).unwrap_or(usize::MAX));
@@ -136,7 +176,25 @@ pub fn broker(config: &Config) -> Result<(weir_broker::BrokerSettings, weir_brok
     if history_interval.is_zero() {
         return Err(problem("broker.ui.history.interval must be longer than zero"));
     }
+    let file = |key: &str| -> Result<Option<std::path::PathBuf>> {
+        Ok(config.get(key).map_err(problem)?.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).map(std::path::PathBuf::from))
+    };
+    shell.auth = weir_broker::shell::auth::AuthSettings {
+        tokens_file: file("broker.auth.tokens.file")?,
+        agent_secret_file: file("broker.auth.agent.secret.file")?,
+        reload_interval: get_duration("broker.auth.tokens.reload.interval")?,
+    };
+    shell.tls = match (file("broker.tls.cert.file")?, file("broker.tls.key.file")?) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some(weir_net::http::Tls::new(weir_net::tls::server_config(&cert, &key).map_err(problem)?)),
+        _ => return Err(problem("broker.tls.cert.file and broker.tls.key.file go together: set both or neither")),
+    };
+    let agents_ca = match file("broker.tls.agents.ca.file")? {
+        None => None,
+        Some(path) => Some(read_ca(&path).map_err(|e| problem(format!("broker.tls.agents.ca.file: {e:#}")))?),
+    };
     shell.ui = weir_broker::UiSettings {
+        agents_ca,
         actions_enabled: config.get_bool("broker.ui.actions.enabled").map_err(problem)?,
         history_interval,
         history_samples: usize::try_from(config.get_u64("broker.ui.history.samples").map_err(problem)?.clamp(2, 100_000)).unwrap_or(2),
@@ -229,6 +287,23 @@ pub fn agent(config: &Config, kill_tasks_on_shutdown: bool) -> Result<weir_agent
         supervisor: Some(std::env::current_exe().context("finding the weir binary to supervise tasks")?),
         kill_tasks_on_shutdown,
         http: http_limits(config, "agent")?,
+        http_tls: match (optional("agent.tls.cert.file")?, optional("agent.tls.key.file")?) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(weir_net::http::Tls::new(
+                weir_net::tls::server_config(std::path::Path::new(cert.trim()), std::path::Path::new(key.trim())).map_err(problem)?,
+            )),
+            _ => return Err(problem("agent.tls.cert.file and agent.tls.key.file go together: set both or neither")),
+        },
+        broker_ca: match optional("agent.tls.ca.file")? {
+            None => None,
+            Some(path) => Some(read_ca(std::path::Path::new(path.trim())).map_err(|e| problem(format!("agent.tls.ca.file: {e:#}")))?),
+        },
+        registration_secret: match optional("agent.auth.secret.file")? {
+            None => None,
+            Some(path) => Some(weir_net::secret::Secret::new(
+                weir_net::secret::read_secret_value(std::path::Path::new(path.trim())).map_err(|e| problem(format!("agent.auth.secret.file: {e}")))?,
+            )),
+        },
     })
 }
 

@@ -48,6 +48,10 @@ use crate::volumes;
 use crate::launcher::process::{self, ProcessLauncher};
 use crate::launcher::{ExitFuture, Launched, Launcher, Recovered};
 
+/// The header that carries the registration secret (the broker's
+/// `shell::auth::AGENT_SECRET_HEADER`).
+pub const AGENT_SECRET_HEADER: &str = "x-weir-agent-secret";
+
 /// Everything the agent needs, read from configuration by the binary.
 #[derive(Debug, Clone)]
 pub struct AgentSettings {
@@ -84,6 +88,15 @@ pub struct AgentSettings {
     pub kill_tasks_on_shutdown: bool,
     /// Connection caps and timeouts of the HTTP port.
     pub http: weir_net::http::HttpLimits,
+    /// The broker's agent registration secret (`agent.auth.secret.file`),
+    /// sent when the agent attaches; None: sent nothing.
+    pub registration_secret: Option<weir_net::secret::Secret>,
+    /// PEM of the CA that signed the broker's certificate
+    /// (`agent.tls.ca.file`): set, the agent attaches over TLS.
+    pub broker_ca: Option<Vec<u8>>,
+    /// TLS on the agent's HTTP port (`agent.tls.cert.file`,
+    /// `agent.tls.key.file`); None: plain text.
+    pub http_tls: Option<weir_net::http::Tls>,
 }
 
 /// What the agent acts on the world through, each behind a trait so the
@@ -299,8 +312,9 @@ pub async fn run_with(
         let router = router(shared.clone());
         let listener = weir_net::AdmittingListener::new(listener, settings.http.connections, "agent http");
         let limits = settings.http;
+        let tls = settings.http_tls.clone();
         async move {
-            if let Err(e) = weir_net::http::serve(listener, router, limits, std::future::pending()).await {
+            if let Err(e) = weir_net::http::serve_tls(listener, router, limits, tls, std::future::pending()).await {
                 tracing::error!(error = %e, "agent HTTP server failed");
             }
         }
@@ -839,8 +853,15 @@ async fn attach_once(
     target_epoch: u64,
     seen_epoch: &mut u64,
 ) -> Result<Registration, String> {
-    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
-        .map_err(|e| e.to_string())?
+    let mut channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned()).map_err(|e| e.to_string())?;
+    if let Some(ca) = &settings.broker_ca {
+        let https = format!("https://{}", endpoint.trim_start_matches("http://").trim_start_matches("https://"));
+        channel = tonic::transport::Endpoint::from_shared(https)
+            .map_err(|e| e.to_string())?
+            .tls_config(tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(ca)))
+            .map_err(|e| format!("TLS configuration: {e}"))?;
+    }
+    let channel = channel
         .connect_timeout(Duration::from_secs(5))
         .connect()
         .await
@@ -850,7 +871,15 @@ async fn attach_once(
     shared.settle().await;
     let register = shared.register_message();
     tx.send(register).await.map_err(|e| e.to_string())?;
-    let mut stream = client.attach(ReceiverStream::new(rx)).await.map_err(|s| s.message().to_owned())?.into_inner();
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    if let Some(secret) = &settings.registration_secret {
+        let value = secret.expose().parse().map_err(|_| "the registration secret is not a valid header value (printable ASCII)".to_owned())?;
+        request.metadata_mut().insert(AGENT_SECRET_HEADER, value);
+    }
+    let mut stream = client.attach(request).await.map_err(|s| match s.code() {
+        tonic::Code::Unauthenticated => format!("the broker refused the agent: {} (agent.auth.secret.file)", s.message()),
+        _ => s.message().to_owned(),
+    })?.into_inner();
     *shared.outbound.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx.clone());
     let heartbeat = {
         let tx = tx.clone();

@@ -74,6 +74,9 @@ async fn start_fake_broker() -> (SocketAddr, mpsc::UnboundedReceiver<Connection>
 
 fn settings(broker: SocketAddr, work_dir: &std::path::Path) -> AgentSettings {
     AgentSettings {
+        registration_secret: None,
+        broker_ca: None,
+        http_tls: None,
         broker: broker.to_string(),
         listen: "127.0.0.1:0".parse().unwrap(),
         work_dir: work_dir.to_owned(),

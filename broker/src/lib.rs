@@ -2,6 +2,7 @@
 //! machine that keeps the books (agents, frameworks, offers, tasks) and
 //! drives the allocator; [`shell`] wires it to gRPC streams, HTTP and timers.
 
+pub mod acl;
 pub mod core;
 pub mod shell;
 

@@ -48,7 +48,22 @@ impl Default for HttpLimits {
 
 /// Serves until `shutdown` resolves, then lets open connections finish
 /// (HTTP/2 peers get GOAWAY) and returns.
-pub async fn serve<F>(mut listener: AdmittingListener, router: axum::Router, limits: HttpLimits, shutdown: F) -> io::Result<()>
+pub async fn serve<F>(listener: AdmittingListener, router: axum::Router, limits: HttpLimits, shutdown: F) -> io::Result<()>
+where
+    F: Future<Output = ()> + Send,
+{
+    serve_tls(listener, router, limits, None, shutdown).await
+}
+
+/// Like [`serve`], over TLS when `tls` is given (feature `tls`): the
+/// handshake must finish within the header-read timeout.
+pub async fn serve_tls<F>(
+    mut listener: AdmittingListener,
+    router: axum::Router,
+    limits: HttpLimits,
+    tls: Option<Tls>,
+    shutdown: F,
+) -> io::Result<()>
 where
     F: Future<Output = ()> + Send,
 {
@@ -69,13 +84,33 @@ where
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                     answer(router.clone(), peer, timeout, req)
                 });
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        debug!(%peer, error = %e, "HTTP connection ended with an error");
+                match &tls {
+                    None => {
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
+                        let conn = graceful.watch(conn);
+                        tokio::spawn(async move {
+                            if let Err(e) = conn.await {
+                                debug!(%peer, error = %e, "HTTP connection ended with an error");
+                            }
+                        });
                     }
-                });
+                    #[cfg(feature = "tls")]
+                    Some(tls) => {
+                        let acceptor = tls.0.clone();
+                        let builder = builder.clone();
+                        let watcher = graceful.watcher();
+                        let handshake_timeout = limits.header_read_timeout;
+                        tokio::spawn(async move {
+                            let Some(stream) = tls_handshake(io, peer, &acceptor, handshake_timeout).await else { return };
+                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                            if let Err(e) = watcher.watch(conn).await {
+                                debug!(%peer, error = %e, "HTTPS connection ended with an error");
+                            }
+                        });
+                    }
+                    #[cfg(not(feature = "tls"))]
+                    Some(never) => match never.0 {},
+                }
             }
             _ = &mut shutdown => break,
         }
@@ -83,6 +118,68 @@ where
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// A TLS acceptor for [`serve_tls`].
+#[derive(Clone)]
+pub struct Tls(#[cfg(feature = "tls")] tokio_rustls::TlsAcceptor, #[cfg(not(feature = "tls"))] std::convert::Infallible);
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls(..)")
+    }
+}
+
+#[cfg(feature = "tls")]
+impl Tls {
+    pub fn new(config: std::sync::Arc<rustls::ServerConfig>) -> Tls {
+        Tls(tokio_rustls::TlsAcceptor::from(config))
+    }
+}
+
+/// Looks at the first bytes: a TLS handshake goes on; a plain HTTP/1
+/// request is told in plain text that this port speaks TLS; anything else
+/// (a plain gRPC client, a scanner) is closed.
+#[cfg(feature = "tls")]
+async fn tls_handshake(
+    io: crate::Admitted<tokio::net::TcpStream>,
+    peer: SocketAddr,
+    acceptor: &tokio_rustls::TlsAcceptor,
+    timeout: Duration,
+) -> Option<tokio_rustls::server::TlsStream<crate::Admitted<tokio::net::TcpStream>>> {
+    use crate::tls::{opening, Opening, PLAIN_TO_TLS};
+    use tokio::io::AsyncWriteExt;
+    let mut first = [0u8; 4];
+    let peeked = tokio::time::timeout(timeout, io.get_ref().peek(&mut first)).await;
+    let n = match peeked {
+        Ok(Ok(n)) => n,
+        _ => return None,
+    };
+    match opening(&first[..n]) {
+        Opening::Tls => {}
+        Opening::PlainHttp1 => {
+            debug!(%peer, "plain HTTP on a TLS port; told so");
+            let mut io = io;
+            let _ = tokio::time::timeout(timeout, io.write_all(PLAIN_TO_TLS)).await;
+            let _ = io.shutdown().await;
+            return None;
+        }
+        Opening::Other => {
+            debug!(%peer, "neither TLS nor HTTP/1 on a TLS port; closed");
+            return None;
+        }
+    }
+    match tokio::time::timeout(timeout, acceptor.accept(io)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) => {
+            debug!(%peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            debug!(%peer, "TLS handshake not finished in time");
+            None
+        }
+    }
 }
 
 async fn answer(

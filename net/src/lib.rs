@@ -8,7 +8,8 @@
 //! on accept errors (EMFILE) instead of a log line per failed accept.
 //! [`rlimit::raise_open_file_limit`] lifts the soft open-file limit to the
 //! hard one at start; [`http::serve`] (feature `http`) serves an axum
-//! router with header-read and request timeouts.
+//! router with header-read and request timeouts; [`secret`] reads token
+//! and key files, refusing ones others may read.
 //!
 //! Invariant: a connection counts against its caps from accept until its
 //! [`Admitted`] stream is dropped, never longer.
@@ -18,6 +19,9 @@ pub mod admission;
 pub mod http;
 pub mod listener;
 pub mod rlimit;
+pub mod secret;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use admission::{Admission, ConnectionLimits, Permit, Refusal};
 pub use listener::{Admitted, AdmittingListener};

@@ -11,7 +11,10 @@
 //! it drops the old stream and re-subscribes to the new leader. A broker
 //! whose epoch is smaller than one already seen is never followed.
 
+pub mod auth;
 pub mod operations;
+
+pub use auth::{BearerToken, Token};
 
 use std::time::Duration;
 
@@ -71,6 +74,12 @@ pub struct FrameworkConfig {
     /// they ask, when tasks on it are the first revoked (see
     /// [`offer_is_revocable`]).
     pub revocable_resources: bool,
+    /// Sent as `authorization: Bearer …` to a broker with authentication
+    /// on; the broker then records the token's principal on the framework.
+    pub token: Option<Token>,
+    /// PEM of the CA that signed the broker's certificate: set, the SDK
+    /// speaks TLS to the broker (`broker.tls.*`) and trusts only that CA.
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 /// Whether an offer is revocable (its resources are marked so; an offer
@@ -94,6 +103,8 @@ impl FrameworkConfig {
             max_reconnect_attempts: 20,
             data: None,
             revocable_resources: false,
+            token: None,
+            tls_ca: None,
         }
     }
 }
@@ -156,6 +167,22 @@ pub fn endpoint(addr: &str) -> String {
         addr.to_owned()
     } else {
         format!("http://{addr}")
+    }
+}
+
+/// A gRPC endpoint for `addr`: over TLS trusting only `ca` (PEM) when it
+/// is given, plain otherwise.
+pub fn grpc_endpoint(addr: &str, ca: Option<&[u8]>) -> Result<tonic::transport::Endpoint, String> {
+    let url = match ca {
+        Some(_) => format!("https://{}", addr.trim_start_matches("http://").trim_start_matches("https://")),
+        None => endpoint(addr),
+    };
+    let endpoint = tonic::transport::Endpoint::from_shared(url).map_err(|e| e.to_string())?;
+    match ca {
+        None => Ok(endpoint),
+        Some(ca) => endpoint
+            .tls_config(tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(ca)))
+            .map_err(|e| format!("TLS configuration: {e}")),
     }
 }
 
@@ -399,8 +426,8 @@ async fn open(
 ) -> Result<(FrameworkId, mpsc::Sender<v1::Call>, Streaming<v1::Event>, u64), SdkError> {
     let broker = broker_address(config, leader).await?;
     let addr = endpoint(&broker);
-    let channel = tonic::transport::Endpoint::from_shared(addr.clone())
-        .map_err(|e| SdkError::BadAddress { addr: config.broker.clone(), reason: e.to_string() })?
+    let channel = grpc_endpoint(&addr, config.tls_ca.as_deref())
+        .map_err(|reason| SdkError::BadAddress { addr: config.broker.clone(), reason })?
         .connect_timeout(Duration::from_secs(5))
         .connect()
         .await
@@ -419,6 +446,8 @@ async fn open(
                 user: config.user.clone(),
                 hostname: config.hostname.clone(),
                 webui_url: config.webui_url.clone(),
+                // The broker fills it in from the token.
+                principal: String::new(),
                 capabilities: if config.revocable_resources {
                     vec![v1::framework_info::Capability::RevocableResources as i32]
                 } else {
@@ -428,10 +457,12 @@ async fn open(
         })),
     };
     tx.send(subscribe).await.map_err(|_| SdkError::Disconnected)?;
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    BearerToken::new(config.token.clone()).apply(&mut request);
     let mut events = client
-        .subscribe(ReceiverStream::new(rx))
+        .subscribe(request)
         .await
-        .map_err(|s| SdkError::Connect { addr: config.broker.clone(), reason: s.message().to_owned() })?
+        .map_err(|s| refused_or_unreachable(config, s))?
         .into_inner();
     match events.message().await {
         Ok(Some(v1::Event { kind: Some(v1::event::Kind::Subscribed(s)) })) if s.leader_epoch < seen_epoch => {
@@ -442,7 +473,18 @@ async fn open(
         }
         Ok(Some(v1::Event { kind: Some(v1::event::Kind::Error(e)) })) => Err(SdkError::Refused(e.message)),
         Ok(_) => Err(SdkError::Refused("the broker closed the stream before SUBSCRIBED".to_owned())),
-        Err(s) => Err(SdkError::Connect { addr: config.broker.clone(), reason: s.message().to_owned() }),
+        Err(s) => Err(refused_or_unreachable(config, s)),
+    }
+}
+
+/// A status that ends a subscription: a refusal to authenticate or
+/// authorize is final (`Refused`, no reconnecting with the same
+/// credentials); anything else may be a broker going away.
+fn refused_or_unreachable(config: &FrameworkConfig, status: tonic::Status) -> SdkError {
+    match status.code() {
+        tonic::Code::Unauthenticated => SdkError::Refused(format!("unauthenticated: {}", status.message())),
+        tonic::Code::PermissionDenied => SdkError::Refused(status.message().to_owned()),
+        _ => SdkError::Connect { addr: config.broker.clone(), reason: status.message().to_owned() },
     }
 }
 

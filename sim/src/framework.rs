@@ -207,6 +207,7 @@ pub(crate) fn subscribe_call(id: &str, label: &str, roles: Vec<String>, failover
         user: "sim".into(),
         hostname: "sim".into(),
         webui_url: String::new(),
+        principal: String::new(),
         capabilities: Vec::new(),
     };
     v1::Call { framework_id: id.to_owned(), kind: Some(v1::call::Kind::Subscribe(v1::call::Subscribe { framework: Some(info), data: None })) }

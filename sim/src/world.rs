@@ -77,6 +77,7 @@ pub fn broker_settings() -> BrokerSettings {
         decline_backoff_after: 8,
         decline_backoff_max: Duration::from_secs(60),
         fair_share_bound: true,
+        acls: weir_broker::acl::Acls::open(),
     }
 }
 

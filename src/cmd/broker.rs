@@ -101,7 +101,7 @@ async fn elected(core: weir_broker::BrokerSettings, mut shell: weir_broker::Shel
         let election = ZkElection::new(session.clone(), me);
         println!("weir broker {instance} standing by at {address} (election at {})", ha.zk);
         // Meanwhile its port sends browsers and scripts to the leader.
-        let standby = match weir_broker::serve_standby(shell.listen, address.clone(), leader.clone(), shell.http).await {
+        let standby = match weir_broker::serve_standby(shell.listen, address.clone(), leader.clone(), shell.http, shell.tls.clone()).await {
             Ok(s) => Some(s),
             Err(err) => {
                 tracing::warn!(error = %err, "cannot redirect to the leader while standing by");

@@ -12,12 +12,11 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use weir_conf::Daemon;
 use weir_model::ResourceSet;
 use weir_proto::convert::resources_to_proto;
 use weir_proto::v1;
-use weir_proto::v1::operator_client::OperatorClient;
 
 use crate::cmd::status::{fetch_state, leader_address};
 use crate::settings::{self, Options};
@@ -179,9 +178,7 @@ async fn apply(options: &Options, target: &Target, kind: v1::operation::Kind) ->
     let config = settings::load(options, &[Daemon::Broker], "warn")?;
     let broker = settings::broker_address(&config, target.broker.clone())?;
     let address = leader_address(&broker).await?;
-    let mut client = OperatorClient::connect(weir_sdk::endpoint(&address))
-        .await
-        .with_context(|| format!("cannot reach the broker at {address} (is `weir standalone` or `weir broker` running?)"))?;
+    let mut client = super::status::operator_at(&address).await?;
     // An id of its own, so the final status of a pending operation can be
     // told from any other in `/state`.
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
@@ -190,7 +187,7 @@ async fn apply(options: &Options, target: &Target, kind: v1::operation::Kind) ->
         agent_id: target.agent.clone(),
         operations: vec![v1::Operation { id: id.clone(), role: target.role.clone(), kind: Some(kind) }],
     };
-    let response = client.apply_operations(request).await.map_err(|s| anyhow::anyhow!("the broker refused: {}", s.message()))?;
+    let response = client.apply_operations(request).await.map_err(super::status::refused)?;
     let mut code = ExitCode::SUCCESS;
     for s in response.into_inner().statuses {
         let state = v1::OperationState::try_from(s.state).map(|s| s.as_str_name()).unwrap_or("OPERATION_STATE_UNSPECIFIED");

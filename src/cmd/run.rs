@@ -94,6 +94,8 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
         v1::CommandInfo { shell: false, value: args.command[0].clone(), arguments: args.command.clone(), ..Default::default() }
     };
     let mut fw_config = FrameworkConfig::new(broker.clone(), args.name.clone());
+    fw_config.token = settings::token();
+    fw_config.tls_ca = settings::tls_ca();
     fw_config.roles = args.role.iter().cloned().collect();
     if let Some(user) = &args.user {
         fw_config.user = user.clone();

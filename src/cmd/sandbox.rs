@@ -46,8 +46,17 @@ pub async fn copy_output(
     streams: &[Stream],
     mut done: watch::Receiver<bool>,
 ) -> Result<(), String> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(|e| e.to_string())?;
-    let url = format!("http://{agent_http}/files/read");
+    let mut client = reqwest::Client::builder().timeout(Duration::from_secs(10));
+    // One CA for the cluster: with --ca-file the agents speak TLS too.
+    let url = match crate::settings::tls_ca() {
+        None => format!("http://{agent_http}/files/read"),
+        Some(ca) => {
+            let cert = reqwest::Certificate::from_pem(&ca).map_err(|e| format!("--ca-file: {e}"))?;
+            client = client.tls_built_in_root_certs(false).add_root_certificate(cert);
+            format!("https://{agent_http}/files/read")
+        }
+    };
+    let client = client.build().map_err(|e| e.to_string())?;
     let mut offsets = vec![0u64; streams.len()];
     let mut first = true;
     loop {

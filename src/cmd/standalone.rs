@@ -25,6 +25,11 @@ pub struct Args {
     /// Broker address (broker.listen).
     #[arg(long, value_name = "HOST:PORT")]
     listen: Option<String>,
+    /// Turn security on for a one-machine trial: make a local CA, the
+    /// broker's certificate, an operator token and the agent registration
+    /// secret in WORK_DIR/secure/, and serve TLS with authentication.
+    #[arg(long)]
+    secure: bool,
 }
 
 pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
@@ -32,6 +37,29 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
     settings::apply_flag(&mut config, "weir.work.dir", args.work_dir.map(|p| p.display().to_string()))?;
     settings::apply_flag(&mut config, "agent.resources", args.resources)?;
     settings::apply_flag(&mut config, "broker.listen", args.listen)?;
+    let secure = if args.secure {
+        let dir = config.get_path("weir.work.dir").map_err(|e| settings::ConfigProblem(e.to_string()))?.join("secure");
+        let listen_host = config.get_host_port("broker.listen").map(|(h, _)| h).unwrap_or_default();
+        let files = secure::make(&dir, &listen_host)?;
+        for (key, path) in [
+            ("broker.tls.cert.file", &files.cert),
+            ("broker.tls.key.file", &files.key),
+            ("broker.auth.tokens.file", &files.tokens),
+            ("broker.auth.agent.secret.file", &files.agent_secret),
+            ("agent.auth.secret.file", &files.agent_secret),
+            ("agent.tls.ca.file", &files.ca),
+            // One machine: the agent serves with the broker's certificate
+            // (same names), and the broker's UI trusts the same CA.
+            ("agent.tls.cert.file", &files.cert),
+            ("agent.tls.key.file", &files.key),
+            ("broker.tls.agents.ca.file", &files.ca),
+        ] {
+            settings::apply_flag(&mut config, key, Some(path.display()))?;
+        }
+        Some(files)
+    } else {
+        None
+    };
     let (core, shell) = settings::broker(&config)?;
     let broker = weir_broker::run(core, shell).await?;
     let broker_addr = broker.local_addr();
@@ -55,9 +83,24 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let yarn = start_yarn(&config, &broker_addr.to_string()).await;
-    println!("weir standalone: broker {broker_addr} (gRPC + HTTP), {agent_line}");
-    println!("  status:   weir status            state: http://{broker_addr}/state");
+    // The YARN shim subscribes as a plain, unauthenticated framework: in
+    // a secure trial it would be refused, so it is left out.
+    let yarn = match &secure {
+        None => start_yarn(&config, &broker_addr.to_string()).await,
+        Some(_) => Err(anyhow::anyhow!("left out with --secure (the shim does not yet speak TLS and tokens to the broker)")),
+    };
+    match &secure {
+        None => {
+            println!("weir standalone: broker {broker_addr} (gRPC + HTTP), {agent_line}");
+            println!("  status:   weir status            state: http://{broker_addr}/state");
+        }
+        Some(files) => {
+            println!("weir standalone: broker {broker_addr} (gRPC + HTTP over TLS, tokens required), {agent_line}");
+            println!("  connect:  export WEIR_CA_FILE={} WEIR_TOKEN_FILE={}", files.ca.display(), files.admin_token.display());
+            println!("  status:   weir status            state: curl --cacert $WEIR_CA_FILE -H \"Authorization: Bearer $(cat $WEIR_TOKEN_FILE)\" https://{broker_addr}/state");
+            println!("  tokens:   {} (principal admin; add lines \"PRINCIPAL TOKEN\" for more)", files.tokens.display());
+        }
+    }
     println!("  run:      weir run -- echo hello");
     match &yarn {
         Ok((shim, conf_dir, default_fs)) => {
@@ -85,6 +128,92 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
         Ok(Ok(())) => Ok(ExitCode::SUCCESS),
         Ok(Err(err)) => Err(anyhow::Error::new(err).context("the agent stopped")),
         Err(join) => Err(anyhow::anyhow!("the agent crashed: {join}")),
+    }
+}
+
+/// The files `--secure` makes (see [`secure::make`]).
+mod secure {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    use std::path::{Path, PathBuf};
+
+    use anyhow::{Context, Result};
+
+    pub struct Files {
+        pub ca: PathBuf,
+        pub cert: PathBuf,
+        pub key: PathBuf,
+        pub tokens: PathBuf,
+        pub admin_token: PathBuf,
+        pub agent_secret: PathBuf,
+    }
+
+    /// A fresh random secret, hex (256 bits from the kernel).
+    fn random_hex() -> Result<String> {
+        let mut bytes = [0u8; 32];
+        std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes)).context("reading /dev/urandom")?;
+        Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// Writes `text` to a file only its owner may read (0600 from the start).
+    fn write_private(path: &Path, text: &str) -> Result<()> {
+        let _ = std::fs::remove_file(path);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        f.write_all(text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+        Ok(())
+    }
+
+    /// Makes, in `dir` (kept from one run to the next): a CA (`ca.pem`), a
+    /// broker certificate it signed for localhost, 127.0.0.1 and
+    /// `listen_host` (`broker.pem`, `broker-key.pem`), a token file with
+    /// one principal `admin` (`tokens`, and the token alone in
+    /// `admin.token`), and the agent registration secret (`agent-secret`).
+    /// Files that exist are kept, so clients set up once keep working.
+    pub fn make(dir: &Path, listen_host: &str) -> Result<Files> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).with_context(|| format!("restricting {}", dir.display()))?;
+        let files = Files {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("broker.pem"),
+            key: dir.join("broker-key.pem"),
+            tokens: dir.join("tokens"),
+            admin_token: dir.join("admin.token"),
+            agent_secret: dir.join("agent-secret"),
+        };
+        if !(files.ca.exists() && files.cert.exists() && files.key.exists()) {
+            let ca_key = rcgen::KeyPair::generate().context("making the CA key")?;
+            let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).context("CA parameters")?;
+            ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            ca_params.distinguished_name.push(rcgen::DnType::CommonName, "weir standalone CA");
+            ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+            let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).context("making the CA certificate")?;
+            let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+            let host = listen_host.trim_start_matches('[').trim_end_matches(']');
+            if !host.is_empty() && !names.iter().any(|n| n == host) && host != "0.0.0.0" && host != "::" {
+                names.push(host.to_owned());
+            }
+            let key = rcgen::KeyPair::generate().context("making the broker key")?;
+            let mut params = rcgen::CertificateParams::new(names).context("broker certificate parameters")?;
+            params.distinguished_name.push(rcgen::DnType::CommonName, "weir broker");
+            let cert = params.signed_by(&key, &ca).context("signing the broker certificate")?;
+            write_private(&files.key, &key.serialize_pem())?;
+            std::fs::write(&files.cert, cert.pem()).with_context(|| format!("writing {}", files.cert.display()))?;
+            std::fs::write(&files.ca, ca.pem()).with_context(|| format!("writing {}", files.ca.display()))?;
+        }
+        if !(files.tokens.exists() && files.admin_token.exists()) {
+            let token = random_hex()?;
+            write_private(&files.tokens, &format!("# PRINCIPAL TOKEN, one per line (re-read when it changes)\nadmin {token}\n"))?;
+            write_private(&files.admin_token, &format!("{token}\n"))?;
+        }
+        if !files.agent_secret.exists() {
+            write_private(&files.agent_secret, &format!("{}\n", random_hex()?))?;
+        }
+        Ok(files)
     }
 }
 

@@ -54,30 +54,71 @@ pub struct BrokerArg {
     pub broker: Option<String>,
 }
 
+/// An Operator API client that sends this process's token.
+pub type OperatorClient =
+    weir_proto::v1::operator_client::OperatorClient<tonic::service::interceptor::InterceptedService<tonic::transport::Channel, weir_sdk::BearerToken>>;
+
 /// The leading broker's Operator API.
-pub async fn operator(options: &Options, broker: BrokerArg) -> Result<weir_proto::v1::operator_client::OperatorClient<tonic::transport::Channel>> {
+pub async fn operator(options: &Options, broker: BrokerArg) -> Result<OperatorClient> {
     let config = settings::load(options, &[Daemon::Broker], "warn")?;
     let broker = settings::broker_address(&config, broker.broker)?;
     let address = leader_address(&broker).await?;
-    weir_proto::v1::operator_client::OperatorClient::connect(weir_sdk::endpoint(&address))
+    operator_at(&address).await
+}
+
+/// The Operator API of the broker at `address`.
+pub async fn operator_at(address: &str) -> Result<OperatorClient> {
+    let channel = weir_sdk::grpc_endpoint(address, settings::tls_ca().as_deref())
+        .map_err(|e| anyhow::anyhow!("{address}: {e}"))?
+        .connect()
         .await
-        .with_context(|| format!("cannot reach the broker at {address} (is `weir standalone` or `weir broker` running?)"))
+        .with_context(|| format!("cannot reach the broker at {address} (is `weir standalone` or `weir broker` running?)"))?;
+    Ok(weir_proto::v1::operator_client::OperatorClient::with_interceptor(channel, weir_sdk::BearerToken::new(settings::token())))
 }
 
 /// An Operator API refusal, as the commands print it.
 pub fn refused(status: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("the broker refused: {}", status.message())
+    // A plain-text client on a TLS port sees only its connection closed.
+    let hint = if status.code() == tonic::Code::Unknown && status.message().contains("transport error") && settings::tls_ca().is_none() {
+        " (if the broker serves TLS, give its CA with --ca-file or WEIR_CA_FILE)"
+    } else {
+        ""
+    };
+    anyhow::anyhow!("the broker refused: {}{hint}", status.message())
 }
 
 pub async fn fetch_state(broker: &str) -> Result<(String, StateDoc)> {
     let broker = &leader_address(broker).await?;
-    let url = format!("{}/state", weir_sdk::endpoint(broker));
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
-    let body = client
-        .get(&url)
+    let mut client = reqwest::Client::builder().timeout(Duration::from_secs(10));
+    let url = match settings::tls_ca() {
+        None => format!("{}/state", weir_sdk::endpoint(broker)),
+        Some(ca) => {
+            client = client.tls_built_in_root_certs(false).add_root_certificate(reqwest::Certificate::from_pem(&ca)?);
+            format!("https://{}/state", broker.trim_start_matches("http://").trim_start_matches("https://"))
+        }
+    };
+    let client = client.build()?;
+    let mut request = client.get(&url);
+    if let Some(token) = settings::token() {
+        request = request.bearer_auth(token.expose());
+    }
+    let response = request
         .send()
         .await
-        .and_then(|r| r.error_for_status())
+        .with_context(|| format!("cannot reach the broker at {broker} (is `weir standalone` or `weir broker` running?)"))?;
+    if !response.status().is_success() {
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let text: String = text.trim().chars().take(300).collect();
+        let hint = match status {
+            reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN => " (give a token with --token-file or WEIR_TOKEN)",
+            _ if text.contains("speaks TLS") => " (give the broker's CA with --ca-file or WEIR_CA_FILE)",
+            _ => "",
+        };
+        anyhow::bail!("the broker at {broker} refused to show its state ({status}): {text}{hint}");
+    }
+    let body = response
+        .error_for_status()
         .with_context(|| format!("cannot reach the broker at {broker} (is `weir standalone` or `weir broker` running?)"))?
         .text()
         .await
@@ -185,11 +226,12 @@ pub fn render(broker: &str, doc: &StateDoc) -> String {
     out.push_str(&format!("\n{agents}\n"));
 
     if !doc.frameworks.is_empty() {
-        let mut fws = table(&["FRAMEWORK", "NAME", "ROLES", "ACTIVE", "SHARE", "TASKS", "OFFERS"]);
+        let mut fws = table(&["FRAMEWORK", "NAME", "PRINCIPAL", "ROLES", "ACTIVE", "SHARE", "TASKS", "OFFERS"]);
         for f in &doc.frameworks {
             fws.add_row(vec![
                 p(&f.id),
                 p(&f.name),
+                if f.principal.is_empty() { "-".to_owned() } else { p(&f.principal) },
                 p(&f.roles.join(",")),
                 if f.active { "yes" } else { "no" }.to_owned(),
                 share(f.dominant_share),

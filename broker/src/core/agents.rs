@@ -271,6 +271,8 @@ impl BrokerCore {
                 // framework re-subscribes.
                 let fw = Framework {
                     name: String::new(),
+                    // Unknown until it re-subscribes (see `subscribe`).
+                    principal: String::new(),
                     roles: vec![t.role.clone()],
                     user: String::new(),
                     hostname: String::new(),

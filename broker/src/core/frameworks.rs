@@ -110,6 +110,11 @@ impl BrokerCore {
         Ok(out)
     }
 
+    /// The principal a framework belongs to (empty: unknown or anonymous).
+    pub fn framework_principal(&self, framework: &FrameworkId) -> Option<&str> {
+        self.frameworks.get(framework).map(|f| f.principal.as_str())
+    }
+
     pub(super) fn call_error(&mut self, conn: ConnId, message: &str, out: &mut Vec<Output>) {
         self.counters.bad_calls += 1;
         tracing::warn!(conn, message, "bad framework call");
@@ -180,6 +185,31 @@ impl BrokerCore {
             out.push(Output::Close(conn));
             return;
         }
+        if info.principal.len() > weir_model::ids::MAX_ID_LEN {
+            self.call_error(conn, "subscription refused: subscribe.framework.principal is longer than 256 bytes", out);
+            out.push(Output::Close(conn));
+            return;
+        }
+        // A framework belongs to the principal that subscribed it: another
+        // one re-subscribing under its id would take over its tasks and
+        // could tear it down. A placeholder kept for tasks an agent
+        // reported (principal unknown) goes to the first to claim it.
+        if let Some(existing) = id.as_ref().and_then(|id| self.frameworks.get(id)) {
+            if !existing.principal.is_empty() && existing.principal != info.principal {
+                let id = id.as_ref().map(|i| i.to_string()).unwrap_or_default();
+                tracing::warn!(framework_id = %id, owner = %existing.principal, principal = %info.principal, "subscription refused: framework belongs to another principal");
+                self.call_error(
+                    conn,
+                    &format!(
+                        "subscription refused: permission denied: framework {id} belongs to principal {:?}, not {:?}",
+                        existing.principal, info.principal
+                    ),
+                    out,
+                );
+                out.push(Output::Close(conn));
+                return;
+            }
+        }
         let id = match id {
             Some(id) => id,
             None => FrameworkId::new(self.fresh_id("F")),
@@ -214,6 +244,7 @@ impl BrokerCore {
                 self.failover_deadlines.remove(&(at.saturating_add(existing.failover_timeout), id.clone()));
             }
             existing.name = name.clone();
+            existing.principal = info.principal.clone();
             existing.user = info.user.clone();
             existing.hostname = info.hostname.clone();
             existing.webui_url = info.webui_url.clone();
@@ -233,6 +264,7 @@ impl BrokerCore {
                 id.clone(),
                 Framework {
                     name: name.clone(),
+                    principal: info.principal.clone(),
                     roles: roles.clone(),
                     user: info.user.clone(),
                     hostname: info.hostname.clone(),

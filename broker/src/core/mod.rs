@@ -24,6 +24,7 @@ pub use maintenance::MAX_DRAIN_GRACE;
 mod locality;
 mod recovery;
 mod reservations;
+pub(crate) use reservations::{operation_action, operator_operation_role};
 mod revocation;
 pub mod roles;
 pub mod state;
@@ -42,6 +43,8 @@ mod roles_tests;
 mod revocable_tests;
 #[cfg(test)]
 mod guarantee_props;
+#[cfg(test)]
+mod security_tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
@@ -114,6 +117,8 @@ pub struct BrokerSettings {
     /// Offers bounded by fair share (`broker.offer.fair-share-bound`): see
     /// `weir_allocator::AllocatorConfig::fair_share_bound`.
     pub fair_share_bound: bool,
+    /// Who may do what (`broker.acl.*`); open by default.
+    pub acls: crate::acl::Acls,
 }
 
 impl Default for BrokerSettings {
@@ -139,6 +144,7 @@ impl Default for BrokerSettings {
             decline_backoff_after: 0,
             decline_backoff_max: Duration::from_secs(60),
             fair_share_bound: false,
+            acls: crate::acl::Acls::open(),
         }
     }
 }
@@ -186,6 +192,10 @@ struct Agent {
 #[derive(Debug, Clone)]
 struct Framework {
     name: String,
+    /// Who subscribed it (FrameworkInfo.principal, set by the shell from
+    /// the caller's token with authentication on). Only that principal
+    /// may re-subscribe under its id.
+    principal: String,
     roles: Vec<Role>,
     user: String,
     hostname: String,

@@ -199,6 +199,7 @@ impl BrokerCore {
             id.clone(),
             Framework {
                 name: info.name.clone(),
+                principal: info.principal.clone(),
                 roles,
                 user: info.user.clone(),
                 hostname: info.hostname.clone(),
@@ -421,6 +422,7 @@ impl BrokerCore {
             user: f.user.clone(),
             hostname: f.hostname.clone(),
             webui_url: f.webui_url.clone(),
+            principal: f.principal.clone(),
             // Stated afresh at each SUBSCRIBE; a framework waiting to
             // re-subscribe gets no offers anyway.
             capabilities: Vec::new(),

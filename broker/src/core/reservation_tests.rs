@@ -405,7 +405,7 @@ fn operators_work_on_free_resources() {
     r.role = "db".into();
     let mut c = op("o2", create("ops-v", "ops-r", 3000.0, "data", false));
     c.role = "db".into();
-    let (statuses, out) = h.core.operator_operations(&agent_id, &[r, c], h.now);
+    let (statuses, out) = h.core.operator_operations("", &agent_id, &[r, c], h.now);
     assert!(statuses.iter().all(|s| s.state == v1::OperationState::OperationFinished as i32), "{statuses:?}");
     assert_eq!(checkpoints_in(&out, AGENT_A).len(), 2);
     check(&h);
@@ -416,13 +416,13 @@ fn operators_work_on_free_resources() {
     // Held in an offer now: an operator cannot take it back.
     let mut u = op("o3", unreserve("ops-r"));
     u.role = "db".into();
-    let (statuses, _) = h.core.operator_operations(&agent_id, &[u.clone()], h.now);
+    let (statuses, _) = h.core.operator_operations("", &agent_id, &[u.clone()], h.now);
     assert_eq!(statuses[0].message, "reservation ops-r still holds volumes ops-v; destroy them first");
-    let (statuses, _) = h.core.operator_operations(&AgentId::new("nope"), &[u], h.now);
+    let (statuses, _) = h.core.operator_operations("", &AgentId::new("nope"), &[u], h.now);
     assert_eq!(statuses[0].message, "agent nope is not known");
     let mut w = op("o4", reserve("x", "cpus:1"));
     w.role = "*".into();
-    let (statuses, _) = h.core.operator_operations(&agent_id, &[w], h.now);
+    let (statuses, _) = h.core.operator_operations("", &agent_id, &[w], h.now);
     assert_eq!(statuses[0].message, "reservations and volumes need a role other than \"*\"");
     check(&h);
 }
@@ -520,7 +520,7 @@ fn reservations_and_volumes_are_written_to_the_registry_before_anything_acknowle
     // An operator's operation is recorded the same way, down to an empty
     // list (which still says the registry knows this agent's list).
     for (id, kind) in [("c", destroy("v1")), ("d", unreserve("r1"))] {
-        let (statuses, out) = h.core.operator_operations(&AgentId::new(agent.clone()), &[v1::Operation { role: "db".into(), ..op(id, kind) }], h.now);
+        let (statuses, out) = h.core.operator_operations("", &AgentId::new(agent.clone()), &[v1::Operation { role: "db".into(), ..op(id, kind) }], h.now);
         assert_eq!(statuses[0].state, v1::OperationState::OperationFinished as i32, "{}", statuses[0].message);
         assert!(matches!(out.first(), Some(Output::Registry(weir_ha::Write::Put(r))) if r.collection == "resources"));
         h.record(out);
@@ -580,7 +580,7 @@ fn an_acknowledged_unreserve_wins_over_an_agent_that_never_heard_of_it() {
     let (mut h, agent, _fw, offer) = setup();
     let out = h.call(FW_1, accept_ops(&offer, vec![op("a", reserve("r1", "cpus:1;disk:2000"))]));
     let old = checkpoints_in(&out, AGENT_A).pop().unwrap();
-    let (statuses, out) = h.core.operator_operations(&AgentId::new(agent.clone()), &[v1::Operation { role: "db".into(), ..op("b", unreserve("r1")) }], h.now);
+    let (statuses, out) = h.core.operator_operations("", &AgentId::new(agent.clone()), &[v1::Operation { role: "db".into(), ..op("b", unreserve("r1")) }], h.now);
     assert_eq!(statuses[0].state, v1::OperationState::OperationFinished as i32, "{}", statuses[0].message);
     h.record(out);
     // The registry's (empty) list wins over the agent's stale report of r1.
@@ -834,7 +834,7 @@ fn a_backed_volume_is_pending_until_its_agent_has_attached_it_and_syncs_are_repo
     let mut h = Harness::new();
     let agent = AgentId::new(h.register_agent(AGENT_A, "", "cpus:4;mem:4096;disk:10000", vec![]));
     let backing = "hdfs://127.0.0.1:9000/weir/volumes/pgdata";
-    let (statuses, out) = h.core.operator_operations(
+    let (statuses, out) = h.core.operator_operations("", 
         &agent,
         &[operator_op("o1", reserve("r1", "cpus:1;disk:2000")), operator_op("o2", backed("pgdata", "r1", backing))],
         h.now,
@@ -856,7 +856,7 @@ fn a_backed_volume_is_pending_until_its_agent_has_attached_it_and_syncs_are_repo
     assert_eq!(done.message, format!("restored volume pgdata from {backing}: generation 4, 3 files, 300 bytes in 15 ms"));
 
     // SYNC: pending, then the agent's numbers.
-    let (statuses, out) = h.core.operator_operations(&agent, &[operator_op("o3", v1::operation::Kind::Sync(v1::operation::Sync { volume_id: "pgdata".into() }))], h.now);
+    let (statuses, out) = h.core.operator_operations("", &agent, &[operator_op("o3", v1::operation::Kind::Sync(v1::operation::Sync { volume_id: "pgdata".into() }))], h.now);
     assert_eq!(state_name(&statuses[0]), "OPERATION_PENDING");
     assert!(checkpoints_in(&out, AGENT_A).is_empty(), "a SYNC changes no books");
     assert_eq!(sync_volumes_in(&out, AGENT_A)[0].create, false);
@@ -886,17 +886,17 @@ fn backed_volumes_refuse_bad_backings_and_a_failed_attach_undoes_the_create() {
     let agent = AgentId::new(h.register_agent(AGENT_A, "", "cpus:4;mem:4096;disk:10000", vec![]));
     let b = AgentId::new(h.register_agent(AGENT_B, "", "cpus:4;mem:4096;disk:10000", vec![]));
     let uri = "hdfs://nn:9000/weir/v";
-    let (statuses, _) = h.core.operator_operations(&agent, &[operator_op("r", reserve("r1", "cpus:1;disk:2000"))], h.now);
+    let (statuses, _) = h.core.operator_operations("", &agent, &[operator_op("r", reserve("r1", "cpus:1;disk:2000"))], h.now);
     assert_eq!(state_name(&statuses[0]), "OPERATION_FINISHED");
-    h.core.operator_operations(&b, &[operator_op("r", reserve("r1", "cpus:1;disk:2000"))], h.now);
-    let message = |h: &mut Harness, on: &AgentId, op: v1::Operation| h.core.operator_operations(on, &[op], h.now).0.remove(0).message;
+    h.core.operator_operations("", &b, &[operator_op("r", reserve("r1", "cpus:1;disk:2000"))], h.now);
+    let message = |h: &mut Harness, on: &AgentId, op: v1::Operation| h.core.operator_operations("", on, &[op], h.now).0.remove(0).message;
 
     assert_eq!(message(&mut h, &agent, operator_op("x", backed("v", "r1", "s3://bucket/v"))), "create.backing: backing \"s3://bucket/v\" must be hdfs://[namenode]/path or file:///path");
     assert_eq!(
         message(&mut h, &agent, operator_op("", backed("v", "r1", uri))),
         "CREATE with a backing needs an operation id: its final status comes from the agent and carries it"
     );
-    let (statuses, _) = h.core.operator_operations(&agent, &[operator_op("c1", backed("v", "r1", uri))], h.now);
+    let (statuses, _) = h.core.operator_operations("", &agent, &[operator_op("c1", backed("v", "r1", uri))], h.now);
     assert_eq!(state_name(&statuses[0]), "OPERATION_PENDING");
     h.core.agent_message(AGENT_A, &volume_sync("c1", "v", "create", "", 1), h.now);
     // One backing, one volume.
@@ -910,7 +910,7 @@ fn backed_volumes_refuse_bad_backings_and_a_failed_attach_undoes_the_create() {
 
     // The agent cannot attach: the CREATE fails with its reason and the
     // volume leaves the books (and the agent's list).
-    let (statuses, _) = h.core.operator_operations(&b, &[operator_op("c4", backed("other", "r1", "hdfs://nn:9000/weir/taken"))], h.now);
+    let (statuses, _) = h.core.operator_operations("", &b, &[operator_op("c4", backed("other", "r1", "hdfs://nn:9000/weir/taken"))], h.now);
     assert_eq!(state_name(&statuses[0]), "OPERATION_PENDING");
     let error = "backing hdfs://nn:9000/weir/taken belongs to volume someone, not to other";
     let out = h.core.agent_message(AGENT_B, &volume_sync("c4", "other", "create", error, 0), h.now);
@@ -923,7 +923,7 @@ fn backed_volumes_refuse_bad_backings_and_a_failed_attach_undoes_the_create() {
     let unbacked = op("s2", v1::operation::Kind::Sync(v1::operation::Sync { volume_id: "plain".into() }));
     let mut plain = operator_op("p", create("plain", "r1", 100.0, "p", false));
     plain.role = "db".into();
-    h.core.operator_operations(&b, &[plain], h.now);
+    h.core.operator_operations("", &b, &[plain], h.now);
     let mut unbacked = unbacked;
     unbacked.role = "db".into();
     assert_eq!(message(&mut h, &b, unbacked), "volume plain has no backing to sync to");
@@ -935,7 +935,7 @@ fn a_stale_copy_is_offered_to_nobody_and_mounted_by_no_task() {
     let mut h = Harness::new();
     let agent = AgentId::new(h.register_agent(AGENT_A, "", "cpus:4;mem:4096;disk:10000", vec![]));
     let backing = "hdfs://nn:9000/weir/pgdata";
-    h.core.operator_operations(&agent, &[operator_op("o1", reserve("r1", "cpus:2;mem:1024;disk:2000")), operator_op("o2", backed("pgdata", "r1", backing))], h.now);
+    h.core.operator_operations("", &agent, &[operator_op("o1", reserve("r1", "cpus:2;mem:1024;disk:2000")), operator_op("o2", backed("pgdata", "r1", backing))], h.now);
     h.core.agent_message(AGENT_A, &volume_sync("o2", "pgdata", "create", "", 1), h.now);
     let fw = h.subscribe(FW_1, "db", &["db"], 60.0);
     let offer = Harness::offers_in(&h.advance(ms(100)), FW_1).remove(0);

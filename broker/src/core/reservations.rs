@@ -37,6 +37,7 @@ use weir_model::Volume;
 use weir_proto::convert::{self, ProtoError};
 use weir_proto::v1;
 
+use crate::acl::{authorize, Action};
 use super::state::VolumeSyncDoc;
 use super::{agent_message, event, BrokerCore, Output};
 
@@ -64,15 +65,16 @@ pub(super) enum Actor<'a> {
     /// A framework, on the resources of its accepted offers, allocated to
     /// it in `role`.
     Framework { id: &'a FrameworkId, role: &'a Role },
-    /// An operator, on the agent's free resources.
-    Operator,
+    /// An operator (its principal; empty: anonymous), on the agent's free
+    /// resources.
+    Operator { principal: &'a str },
 }
 
 impl Actor<'_> {
     fn framework(&self) -> Option<&FrameworkId> {
         match self {
             Actor::Framework { id, .. } => Some(id),
-            Actor::Operator => None,
+            Actor::Operator { .. } => None,
         }
     }
 }
@@ -92,6 +94,27 @@ pub(super) fn operation_kind(op: &v1::Operation) -> &'static str {
     }
 }
 
+/// The ACL action an operation needs, on the role it acts in.
+pub(crate) fn operation_action(op: &v1::Operation) -> Option<Action> {
+    match &op.kind {
+        Some(v1::operation::Kind::Reserve(_)) => Some(Action::Reserve),
+        Some(v1::operation::Kind::Unreserve(_)) => Some(Action::Unreserve),
+        Some(v1::operation::Kind::Create(_) | v1::operation::Kind::Grow(_) | v1::operation::Kind::Shrink(_) | v1::operation::Kind::Sync(_)) => {
+            Some(Action::CreateVolume)
+        }
+        Some(v1::operation::Kind::Destroy(_)) => Some(Action::DestroyVolume),
+        Some(v1::operation::Kind::Launch(_)) | None => None,
+    }
+}
+
+/// The role an operator's operation acts in, as written (checked later).
+pub(crate) fn operator_operation_role(op: &v1::Operation) -> &str {
+    match &op.kind {
+        Some(v1::operation::Kind::Reserve(r)) if op.role.is_empty() => r.role.as_str(),
+        _ => op.role.as_str(),
+    }
+}
+
 fn err(e: ProtoError) -> String {
     e.to_string()
 }
@@ -105,6 +128,28 @@ fn reserved_for(role: &Role, r: &Resources) -> ResourceSet {
 }
 
 impl BrokerCore {
+    /// Who acts: the framework's principal, or the operator's.
+    fn actor_principal(&self, actor: Actor<'_>) -> String {
+        match actor {
+            Actor::Framework { id, .. } => self.frameworks.get(id).map(|f| f.principal.clone()).unwrap_or_default(),
+            Actor::Operator { principal } => principal.to_owned(),
+        }
+    }
+
+    /// The principal a reservation or volume records: the actor's when it
+    /// has one (a different one named in the operation is refused, so
+    /// nobody makes a record in another's name), else the one named.
+    fn recorded_principal(&self, actor: Actor<'_>, field: &str, named: &str) -> Result<String, String> {
+        let acting = self.actor_principal(actor);
+        if acting.is_empty() {
+            return Ok(named.to_owned());
+        }
+        if !named.is_empty() && named != acting {
+            return Err(format!("permission denied: {field} {named:?} is not the caller's principal {acting:?}"));
+        }
+        Ok(acting)
+    }
+
     /// Applies one non-LAUNCH operation on `agent`. `pool` is what the
     /// operation may draw on: the accepted offers' resources (allocated to
     /// the framework), or for an operator the agent's free resources. On
@@ -132,16 +177,19 @@ impl BrokerCore {
                 }
                 role.clone()
             }
-            Actor::Operator => {
-                let raw = match &op.kind {
-                    Some(v1::operation::Kind::Reserve(r)) if op.role.is_empty() => r.role.as_str(),
-                    _ => op.role.as_str(),
-                };
-                convert::id::<Role>("operation.role", raw).map_err(err)?
+            Actor::Operator { .. } => {
+                convert::id::<Role>("operation.role", operator_operation_role(op)).map_err(err)?
             }
         };
         if role == Role::default_role() {
             return Err("reservations and volumes need a role other than \"*\"".to_owned());
+        }
+        if let Some(action) = operation_action(op) {
+            let principal = self.actor_principal(actor);
+            if let Err(refusal) = authorize(&self.settings.acls, &principal, action, role.as_str()) {
+                tracing::warn!(%principal, framework_id = ?actor.framework().map(|f| f.to_string()), %agent, action = action.name(), %role, %refusal, "operation refused by ACL");
+                return Err(refusal.to_string());
+            }
         }
         if self.agent_conn(agent).is_none() {
             return Err(format!("agent {agent} is not connected; it must checkpoint the change"));
@@ -235,6 +283,7 @@ impl BrokerCore {
         if r.principal.len() > weir_model::ids::MAX_ID_LEN {
             return Err("reserve.principal is longer than 256 bytes".to_owned());
         }
+        let principal = self.recorded_principal(actor, "reserve.principal", &r.principal)?;
         let id = if r.reservation_id.is_empty() {
             ReservationId::new(self.fresh_id("R"))
         } else {
@@ -252,7 +301,7 @@ impl BrokerCore {
         if !pool.unreserved.contains(&resources) {
             let whose = match actor {
                 Actor::Framework { .. } => "the offers hold",
-                Actor::Operator => "are free on the agent",
+                Actor::Operator { .. } => "are free on the agent",
             };
             return Err(format!("RESERVE of {resources} needs more than {whose}: only {} unreserved", pool.unreserved));
         }
@@ -263,7 +312,7 @@ impl BrokerCore {
         let reservation = Reservation {
             id: id.clone(),
             role: role.clone(),
-            principal: r.principal.clone(),
+            principal,
             labels,
             resources: resources.clone(),
             framework: actor.framework().cloned(),
@@ -299,7 +348,7 @@ impl BrokerCore {
         if !pool.contains(&from) {
             let whose = match actor {
                 Actor::Framework { .. } => "in the offers",
-                Actor::Operator => "free",
+                Actor::Operator { .. } => "free",
             };
             return Err(format!("reservation {id} ({}) is not all {whose}; it is in use or offered elsewhere", reservation.resources));
         }
@@ -344,6 +393,7 @@ impl BrokerCore {
         if c.principal.len() > weir_model::ids::MAX_ID_LEN {
             return Err("create.principal is longer than 256 bytes".to_owned());
         }
+        let principal = self.recorded_principal(actor, "create.principal", &c.principal)?;
         let volume = Volume {
             id: id.clone(),
             role: role.clone(),
@@ -352,7 +402,7 @@ impl BrokerCore {
             container_path: c.container_path.clone(),
             owner: actor.framework().cloned(),
             shared: c.shared,
-            principal: c.principal.clone(),
+            principal,
             backing,
         };
         let a = &self.agents[agent];
@@ -383,7 +433,7 @@ impl BrokerCore {
         if in_pool < size {
             let whose = match actor {
                 Actor::Framework { .. } => "in the offers",
-                Actor::Operator => "free",
+                Actor::Operator { .. } => "free",
             };
             return Err(format!("volume {id} needs {size} MiB of role {role}'s disk {whose}; only {in_pool} is"));
         }
@@ -594,7 +644,7 @@ impl BrokerCore {
     fn convert_resources(&mut self, agent: &AgentId, actor: Actor<'_>, role: &Role, from: &ResourceSet, to: &ResourceSet) -> Result<(), String> {
         let holder = match actor {
             Actor::Framework { id, .. } => Some((id, role)),
-            Actor::Operator => None,
+            Actor::Operator { .. } => None,
         };
         self.allocator.convert(agent, holder, from, to).map_err(|e| e.to_string())?;
         let a = self.agents.get_mut(agent).expect("checked by the caller");
@@ -706,14 +756,14 @@ impl BrokerCore {
 
     /// An operator's operations on an agent's free resources, in order.
     /// Returns each one's status and the outputs to carry out.
-    pub fn operator_operations(&mut self, agent: &AgentId, ops: &[v1::Operation], now: Duration) -> (Vec<v1::OperationStatus>, Vec<Output>) {
+    pub fn operator_operations(&mut self, principal: &str, agent: &AgentId, ops: &[v1::Operation], now: Duration) -> (Vec<v1::OperationStatus>, Vec<Output>) {
         let mut out = Vec::new();
         let mut statuses = Vec::new();
         for op in ops.iter().take(super::accept::MAX_OPERATIONS_PER_ACCEPT) {
             let result = match self.allocator.free(agent) {
                 None => Err(format!("agent {agent} is not known")),
                 Some(_) if self.recovery.is_some() => Err("the broker is recovering; try again once agents have re-registered".to_owned()),
-                Some(mut free) => self.apply_operation(agent, Actor::Operator, op, &mut free, &mut out),
+                Some(mut free) => self.apply_operation(agent, Actor::Operator { principal }, op, &mut free, &mut out),
             };
             statuses.push(self.operation_status(agent, None, op, result, now, &mut out));
         }
@@ -750,7 +800,7 @@ impl BrokerCore {
             for r in reservations {
                 let mut free = self.allocator.free(&agent).unwrap_or_default();
                 let unreserve = v1::operation::Unreserve { reservation_id: r.id.to_string() };
-                match self.unreserve(&agent, Actor::Operator, &r.role, &unreserve, &mut free) {
+                match self.unreserve(&agent, Actor::Operator { principal: "" }, &r.role, &unreserve, &mut free) {
                     Ok(_) => changed = true,
                     Err(reason) => {
                         tracing::info!(agent_id = %agent, reservation_id = %r.id, %reason, "reservation kept at teardown")

@@ -69,6 +69,24 @@ pub struct StateDoc {
     pub offers: Vec<OfferDoc>,
 }
 
+impl StateDoc {
+    /// Leaves out the frameworks whose principal `may_view` refuses, with
+    /// their tasks, offers and operations (the `view-framework` ACL). The
+    /// pool itself (agents, roles, totals) stays: it names no framework.
+    pub fn retain_viewable(&mut self, may_view: impl Fn(&str) -> bool) {
+        let hidden: std::collections::HashSet<String> =
+            self.frameworks.iter().filter(|f| !may_view(&f.principal)).map(|f| f.id.clone()).collect();
+        if hidden.is_empty() {
+            return;
+        }
+        self.frameworks.retain(|f| !hidden.contains(&f.id));
+        self.tasks.retain(|t| !hidden.contains(&t.framework_id));
+        self.completed_tasks.retain(|t| !hidden.contains(&t.framework_id) && may_view(&t.principal));
+        self.offers.retain(|o| !hidden.contains(&o.framework_id));
+        self.operations.retain(|o| !hidden.contains(&o.framework_id));
+    }
+}
+
 /// An offer made and not yet accepted, declined, rescinded or expired.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct OfferDoc {
@@ -264,6 +282,10 @@ pub struct WindowDoc {
 pub struct FrameworkDoc {
     pub id: String,
     pub name: String,
+    /// Who it belongs to (the authenticated principal that subscribed
+    /// it); empty without authentication unless it named one.
+    #[serde(default)]
+    pub principal: String,
     pub roles: Vec<String>,
     pub user: String,
     pub hostname: String,
@@ -364,6 +386,9 @@ pub struct TaskDoc {
     pub id: String,
     pub name: String,
     pub framework_id: String,
+    /// The principal its framework belongs to (while the framework is known).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub principal: String,
     pub agent_id: String,
     pub state: String,
     pub role: String,
@@ -528,6 +553,7 @@ impl BrokerCore {
                     user: f.user.clone(),
                     hostname: f.hostname.clone(),
                     webui_url: f.webui_url.clone(),
+                    principal: f.principal.clone(),
                     active: f.conn.is_some(),
                     recovered: f.recovered,
                     failover_timeout_seconds: if f.failover_timeout == Duration::MAX {
@@ -599,6 +625,7 @@ impl BrokerCore {
                 id: id.to_string(),
                 name: t.name.clone(),
                 framework_id: framework.to_string(),
+                principal: self.frameworks.get(framework).map(|f| f.principal.clone()).unwrap_or_default(),
                 agent_id: t.agent.to_string(),
                 state: t.state.name().to_owned(),
                 role: t.role.to_string(),
@@ -618,6 +645,7 @@ impl BrokerCore {
                 id: c.task.to_string(),
                 name: c.name.clone(),
                 framework_id: c.framework.to_string(),
+                principal: self.frameworks.get(&c.framework).map(|f| f.principal.clone()).unwrap_or_default(),
                 agent_id: c.agent.to_string(),
                 state: c.state.name().to_owned(),
                 role: String::new(),

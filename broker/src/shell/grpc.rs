@@ -10,7 +10,9 @@ use weir_proto::v1::agent_server::{Agent, AgentServer};
 use weir_proto::v1::operator_server::{Operator, OperatorServer};
 use weir_proto::v1::scheduler_server::{Scheduler, SchedulerServer};
 
+use super::auth::Caller;
 use super::stream::{OutStream, StreamSender};
+use crate::acl::{authorize, Action};
 use crate::core::MAX_DRAIN_GRACE;
 use super::{Sender, Shared};
 
@@ -42,6 +44,45 @@ fn inbound_error(status: &Status, max_message_size: usize) -> Option<Status> {
     })
 }
 
+/// Who sent a request (set by the authentication middleware).
+fn caller<T>(request: &Request<T>) -> Caller {
+    request.extensions().get::<Caller>().cloned().unwrap_or_else(Caller::anonymous)
+}
+
+/// The ACL check, as a gRPC answer: PERMISSION_DENIED naming the rule,
+/// logged with the principal.
+pub(super) fn permit(shared: &Shared, principal: &str, action: Action, object: &str) -> Result<(), Status> {
+    authorize(&shared.acls, principal, action, object).map_err(|refusal| {
+        tracing::warn!(%principal, action = action.name(), object, %refusal, "refused by ACL");
+        Status::permission_denied(refusal.to_string())
+    })
+}
+
+/// Checks a stream's SUBSCRIBE before the core sees it: with
+/// authentication on, the framework's principal is the token's (a
+/// different one named is refused); the principal must be allowed to
+/// register in every role it names.
+fn admit_subscription(shared: &Shared, caller: &Caller, call: &mut v1::Call) -> Result<(), Status> {
+    let Some(v1::call::Kind::Subscribe(sub)) = call.kind.as_mut() else { return Ok(()) };
+    let Some(info) = sub.framework.as_mut() else { return Ok(()) };
+    if caller.authenticated {
+        if !info.principal.is_empty() && info.principal != caller.principal {
+            tracing::warn!(principal = %caller.principal, named = %info.principal, "subscription refused: principal named is not the token's");
+            return Err(Status::permission_denied(format!(
+                "subscribe.framework.principal {:?} is not the principal of the token sent ({:?})",
+                info.principal, caller.principal
+            )));
+        }
+        info.principal = caller.principal.clone();
+    }
+    let default_role = [Role::default_role().to_string()];
+    let roles = if info.roles.is_empty() { &default_role[..] } else { &info.roles[..] };
+    for role in roles {
+        permit(shared, &info.principal, Action::RegisterFramework, role)?;
+    }
+    Ok(())
+}
+
 struct SchedulerService(Shared, usize);
 
 #[tonic::async_trait]
@@ -50,6 +91,7 @@ impl Scheduler for SchedulerService {
 
     async fn subscribe(&self, request: Request<Streaming<v1::Call>>) -> Result<Response<Self::SubscribeStream>, Status> {
         let peer = request.remote_addr();
+        let caller = caller(&request);
         let mut calls = request.into_inner();
         let shared = self.0.clone();
         let max_message_size = self.1;
@@ -57,9 +99,20 @@ impl Scheduler for SchedulerService {
         let conn = shared.register(Sender::Framework(tx));
         tracing::debug!(conn, ?peer, "framework stream opened");
         tokio::spawn(async move {
+            let mut first = true;
             while let Some(call) = calls.next().await {
                 match call {
-                    Ok(call) => shared.apply("framework_call", |core, now| core.framework_call(conn, &call, now)),
+                    Ok(mut call) => {
+                        if std::mem::take(&mut first) {
+                            if let Err(status) = admit_subscription(&shared, &caller, &mut call) {
+                                if let Some(Sender::Framework(tx)) = shared.lock().conns.remove(&conn) {
+                                    tx.close_with(status);
+                                }
+                                break;
+                            }
+                        }
+                        shared.apply("framework_call", |core, now| core.framework_call(conn, &call, now))
+                    }
                     Err(status) => {
                         tracing::info!(conn, error = %status, "framework stream broke");
                         if let Some(answer) = inbound_error(&status, max_message_size) {
@@ -136,15 +189,23 @@ impl Operator for OperatorService {
         &self,
         request: Request<v1::ApplyOperationsRequest>,
     ) -> Result<Response<v1::ApplyOperationsResponse>, Status> {
+        let principal = caller(&request).principal;
         let request = request.into_inner();
         let agent: AgentId = convert::id("agent_id", &request.agent_id).map_err(|e| Status::invalid_argument(e.to_string()))?;
         if let Some(i) = request.operations.iter().position(|op| matches!(op.kind, Some(v1::operation::Kind::Launch(_)))) {
             return Err(Status::invalid_argument(format!("operations[{i}]: LAUNCH is for frameworks, not operators")));
         }
+        // Refused as a whole, before anything is applied: the core checks
+        // again per operation (frameworks' ACCEPTs go only through it).
+        for op in &request.operations {
+            if let Some(action) = crate::core::operation_action(op) {
+                permit(&self.0, &principal, action, crate::core::operator_operation_role(op))?;
+            }
+        }
         let mut statuses = Vec::new();
         self.0
             .apply_durably(|core, now| {
-                let (answered, outputs) = core.operator_operations(&agent, &request.operations, now);
+                let (answered, outputs) = core.operator_operations(&principal, &agent, &request.operations, now);
                 statuses = answered;
                 Ok(outputs)
             })
@@ -154,8 +215,10 @@ impl Operator for OperatorService {
     }
 
     async fn drain_agent(&self, request: Request<v1::DrainAgentRequest>) -> Result<Response<v1::DrainAgentResponse>, Status> {
+        let principal = caller(&request).principal;
         let request = request.into_inner();
         let agent: AgentId = convert::id("agent_id", &request.agent_id).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        permit(&self.0, &principal, Action::DrainAgent, agent.as_str())?;
         let grace = match request.grace_seconds {
             None => None,
             Some(s) if s.is_finite() && s >= 0.0 => Some(Duration::from_secs_f64(s.min(MAX_DRAIN_GRACE.as_secs_f64()))),
@@ -175,8 +238,10 @@ impl Operator for OperatorService {
         &self,
         request: Request<v1::ScheduleMaintenanceRequest>,
     ) -> Result<Response<v1::ScheduleMaintenanceResponse>, Status> {
+        let principal = caller(&request).principal;
         let request = request.into_inner();
         let agent: AgentId = convert::id("agent_id", &request.agent_id).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        permit(&self.0, &principal, Action::DrainAgent, agent.as_str())?;
         let window = request.window.as_ref().ok_or_else(|| Status::invalid_argument("window is missing"))?;
         let window = convert::unavailability_from_proto("window", window).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let message = maintenance(&self.0, |core, now| core.schedule_maintenance(&agent, window, now)).await?;
@@ -185,20 +250,25 @@ impl Operator for OperatorService {
     }
 
     async fn reactivate_agent(&self, request: Request<v1::ReactivateAgentRequest>) -> Result<Response<v1::ReactivateAgentResponse>, Status> {
+        let principal = caller(&request).principal;
         let agent: AgentId = convert::id("agent_id", &request.into_inner().agent_id).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        permit(&self.0, &principal, Action::DrainAgent, agent.as_str())?;
         let message = maintenance(&self.0, |core, _| core.reactivate_agent(&agent)).await?;
         tracing::info!(agent_id = %agent, %message, "reactivation requested");
         Ok(Response::new(v1::ReactivateAgentResponse { message }))
     }
 
     async fn mark_agent_gone(&self, request: Request<v1::MarkAgentGoneRequest>) -> Result<Response<v1::MarkAgentGoneResponse>, Status> {
+        let principal = caller(&request).principal;
         let agent: AgentId = convert::id("agent_id", &request.into_inner().agent_id).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        permit(&self.0, &principal, Action::DrainAgent, agent.as_str())?;
         let message = maintenance(&self.0, |core, _| core.mark_agent_gone(&agent)).await?;
         tracing::info!(agent_id = %agent, %message, "mark-gone requested");
         Ok(Response::new(v1::MarkAgentGoneResponse { message }))
     }
 
-    async fn get_state(&self, _: Request<v1::GetStateRequest>) -> Result<Response<v1::GetStateResponse>, Status> {
+    async fn get_state(&self, request: Request<v1::GetStateRequest>) -> Result<Response<v1::GetStateResponse>, Status> {
+        let principal = caller(&request).principal;
         let now = self.0.now();
         let (state, agents) = {
             let inner = self.0.lock();
@@ -214,6 +284,8 @@ impl Operator for OperatorService {
                 .collect();
             (inner.core.state(now), agents)
         };
+        let mut state = state;
+        state.retain_viewable(|owner| authorize(&self.0.acls, &principal, Action::ViewFramework, owner).is_ok());
         let state_json = serde_json::to_string(&state).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(v1::GetStateResponse {
             agents,
@@ -237,11 +309,13 @@ impl Operator for OperatorService {
     }
 
     async fn update_weights(&self, request: Request<v1::UpdateWeightsRequest>) -> Result<Response<v1::UpdateWeightsResponse>, Status> {
+        let principal = caller(&request).principal;
         let weights = request.into_inner().weights;
         // All or nothing: check every entry before changing any.
         for (i, w) in weights.iter().enumerate() {
             weir_model::ids::validate_role(&w.role)
                 .map_err(|e| Status::invalid_argument(format!("weights[{i}]: {e}")))?;
+            permit(&self.0, &principal, Action::UpdateWeight, &w.role)?;
             if !w.weight.is_finite() || w.weight <= 0.0 {
                 return Err(Status::invalid_argument(format!(
                     "weights[{i}]: weight {} for role {} must be a finite number > 0",
@@ -296,7 +370,11 @@ impl Operator for OperatorService {
     }
 
     async fn set_role_policies(&self, request: Request<v1::SetRolePoliciesRequest>) -> Result<Response<v1::SetRolePoliciesResponse>, Status> {
+        let principal = caller(&request).principal;
         let request = request.into_inner();
+        for p in &request.roles {
+            permit(&self.0, &principal, Action::UpdateQuota, &p.role)?;
+        }
         // Everything on the wire is checked before anything changes.
         let policies = request
             .roles

@@ -35,9 +35,13 @@ pub(super) fn router(shared: Shared) -> Router {
         .with_state(shared)
 }
 
-async fn state(axum::extract::State(shared): axum::extract::State<Shared>) -> impl IntoResponse {
+async fn state(
+    axum::extract::State(shared): axum::extract::State<Shared>,
+    axum::extract::Extension(caller): axum::extract::Extension<super::auth::Caller>,
+) -> impl IntoResponse {
     let now = shared.now();
-    let doc = shared.lock().core.state(now);
+    let mut doc = shared.lock().core.state(now);
+    doc.retain_viewable(|owner| crate::acl::authorize(&shared.acls, &caller.principal, crate::acl::Action::ViewFramework, owner).is_ok());
     match serde_json::to_string_pretty(&doc) {
         Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/plain")], e.to_string()),

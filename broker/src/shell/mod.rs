@@ -15,6 +15,7 @@
 //! - nothing reaches the core once the leadership lease is not fresh: the
 //!   broker reports itself lost and is stopped by its owner.
 
+pub mod auth;
 mod grpc;
 pub mod hdfs;
 mod http;
@@ -51,6 +52,8 @@ pub enum BrokerError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("broker server failed: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
 }
 
 /// How the shell is set up (the core's tunables are in [`BrokerSettings`]).
@@ -68,6 +71,10 @@ pub struct ShellSettings {
     pub clock: Arc<dyn Clock>,
     /// The web UI (`broker.ui.*`).
     pub ui: UiSettings,
+    /// Token file and agent registration secret (`broker.auth.*`).
+    pub auth: auth::AuthSettings,
+    /// TLS on the port (`broker.tls.*`); None: plain text.
+    pub tls: Option<weir_net::http::Tls>,
 }
 
 impl ShellSettings {
@@ -80,6 +87,8 @@ impl ShellSettings {
             stream_queue_max: DEFAULT_STREAM_QUEUE_MAX,
             clock: Arc::new(SystemClock::new()),
             ui: UiSettings::default(),
+            auth: auth::AuthSettings::default(),
+            tls: None,
         }
     }
 }
@@ -140,6 +149,8 @@ pub(crate) struct Shared {
     /// The histograms in `metrics` the shell observes into.
     measured: metrics::ShellMetrics,
     ui: Arc<ui::Ui>,
+    /// `broker.acl.*`, for the checks the shell makes (operators, views).
+    acls: Arc<crate::acl::Acls>,
 }
 
 impl Shared {
@@ -378,6 +389,7 @@ async fn start(
     instance: String,
     leading: Option<Leading>,
 ) -> Result<RunningBroker, BrokerError> {
+    let authenticator = Arc::new(auth::Authenticator::load(&shell.auth)?);
     let listener = tokio::net::TcpListener::bind(shell.listen)
         .await
         .map_err(|source| BrokerError::Bind { addr: shell.listen, source })?;
@@ -386,6 +398,7 @@ async fn start(
     let now = clock.now();
     let tick_every = settings.allocation_interval.clamp(Duration::from_millis(10), Duration::from_millis(100));
     let heartbeat_every = settings.framework_heartbeat_interval;
+    let acls = Arc::new(settings.acls.clone());
     let mut core = BrokerCore::new(settings, instance.clone(), now, clock.unix_time());
     let (registry, guard) = match leading {
         Some(leading) => {
@@ -416,13 +429,26 @@ async fn start(
         clock,
         guard,
         writer: Arc::new(Notify::new()),
+        acls: acls.clone(),
     };
-    tracing::info!(broker_id = %instance, %addr, "broker listening (gRPC and HTTP)");
+    match &shell.tls {
+        Some(_) => tracing::info!(broker_id = %instance, %addr, "broker listening (gRPC and HTTP over TLS)"),
+        None => tracing::info!(broker_id = %instance, %addr, "broker listening (gRPC and HTTP)"),
+    }
+    if shell.tls.is_none() {
+        tracing::warn!("TLS IS OFF: tokens, the agent secret and all traffic cross the network in clear text (broker.tls.cert.file, docs/SECURITY.md)");
+    }
+    authenticator.announce();
+    if acls.any_set() {
+        tracing::info!("ACLs are set: what no broker.acl.* rule allows is denied");
+    }
+    let watcher = tokio::spawn(authenticator.clone().watch());
     let writer = registry.map(|registry| tokio::spawn(registry_writer(shared.clone(), registry)));
 
     let router = grpc::router(shared.clone(), shell.max_message_size)
         .merge(http::router(shared.clone()))
-        .fallback(http::unknown_path);
+        .fallback(http::unknown_path)
+        .layer(axum::middleware::from_fn_with_state(authenticator, auth::authenticate));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let ticker = tokio::spawn(tick_loop(shared.clone(), tick_every, heartbeat_every));
     let locator = tokio::spawn(hdfs::locator(shared.clone(), locate_rx));
@@ -434,9 +460,10 @@ async fn start(
             closer.lock().conns.clear();
         };
         let listener = weir_net::AdmittingListener::new(listener, shell.http.connections, "broker");
-        let result = weir_net::http::serve(listener, router, shell.http, shutdown).await.map_err(BrokerError::Serve);
+        let result = weir_net::http::serve_tls(listener, router, shell.http, shell.tls, shutdown).await.map_err(BrokerError::Serve);
         ticker.abort();
         locator.abort();
+        watcher.abort();
         if let Some(writer) = writer {
             writer.abort();
         }

@@ -41,21 +41,28 @@ struct Redirect {
     /// This broker's own published address: never redirected to.
     own: String,
     leader: watch::Receiver<Option<LeaderInfo>>,
+    /// "https" when the brokers serve TLS, else "http".
+    scheme: &'static str,
 }
 
-/// Serves redirects to whichever broker `leader` names, on `listen`.
+/// Serves redirects to whichever broker `leader` names, on `listen`, over
+/// TLS when `tls` is given (the port never speaks plain text when the
+/// broker is configured for TLS, standing by or not). Redirects carry no
+/// secret, so they need no token.
 pub async fn serve_standby(
     listen: SocketAddr,
     own: String,
     leader: watch::Receiver<Option<LeaderInfo>>,
     limits: weir_net::http::HttpLimits,
+    tls: Option<weir_net::http::Tls>,
 ) -> Result<Standby, BrokerError> {
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|source| BrokerError::Bind { addr: listen, source })?;
     let addr = listener.local_addr().map_err(|source| BrokerError::Bind { addr: listen, source })?;
-    let router = axum::Router::new().fallback(redirect).with_state(Redirect { own, leader });
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let router = axum::Router::new().fallback(redirect).with_state(Redirect { own, leader, scheme });
     let listener = weir_net::AdmittingListener::new(listener, limits.connections, "standby broker");
     let task = tokio::spawn(async move {
-        if let Err(e) = weir_net::http::serve(listener, router, limits, std::future::pending()).await {
+        if let Err(e) = weir_net::http::serve_tls(listener, router, limits, tls, std::future::pending()).await {
             tracing::warn!(error = %e, "the standby's redirecting server stopped");
         }
     });
@@ -67,7 +74,7 @@ async fn redirect(State(r): State<Redirect>, request: Request) -> Response {
     let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
     match leader {
         Some(l) if l.address != r.own => {
-            (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, format!("http://{}{target}", l.address))], format!("this broker stands by; broker {} at {} leads\n", l.id, l.address))
+            (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, format!("{}://{}{target}", r.scheme, l.address))], format!("this broker stands by; broker {} at {} leads\n", l.id, l.address))
                 .into_response()
         }
         _ => (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")], "this broker stands by and no leader is known yet\n").into_response(),
@@ -90,7 +97,7 @@ mod tests {
     #[tokio::test]
     async fn a_standby_sends_every_page_to_the_leader() {
         let (tx, rx) = watch::channel(None);
-        let standby = serve_standby("127.0.0.1:0".parse().unwrap(), "127.0.0.1:1".into(), rx, Default::default()).await.unwrap();
+        let standby = serve_standby("127.0.0.1:0".parse().unwrap(), "127.0.0.1:1".into(), rx, Default::default(), None).await.unwrap();
         let addr = standby.local_addr();
         let none = get(addr, "/ui/").await;
         assert!(none.starts_with("HTTP/1.1 503") && none.contains("no leader is known"), "{none}");

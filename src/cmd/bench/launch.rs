@@ -88,6 +88,8 @@ pub async fn main(args: Args) -> Result<ExitCode> {
 
 async fn run(args: &Args, addr: &str, agent_port: u16, broker_pid: u32, agent_pid: u32) -> Result<String> {
     let mut config = FrameworkConfig::new(addr.to_owned(), "weir-bench-launch");
+    config.token = crate::settings::token();
+    config.tls_ca = crate::settings::tls_ca();
     config.reconnect = false;
     let mut framework = Framework::subscribe(config).await.context("subscribing")?;
     let per_task = ResourceSet::parse("cpus:0.01;mem:4").map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -22,14 +22,16 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use weir_model::{FrameworkId, TaskId};
 
+use super::auth::Caller;
 use super::Shared;
+use crate::acl::{authorize, Action};
 pub use history::History;
 
 /// How the UI behaves (`broker.ui.*`).
@@ -41,11 +43,15 @@ pub struct UiSettings {
     pub history_interval: Duration,
     /// Samples kept (`broker.ui.history.samples`).
     pub history_samples: usize,
+    /// PEM of the CA that signed the agents' certificates
+    /// (`broker.tls.agents.ca.file`): set, sandboxes are read from agents
+    /// over https, trusting only it.
+    pub agents_ca: Option<Vec<u8>>,
 }
 
 impl Default for UiSettings {
     fn default() -> Self {
-        UiSettings { actions_enabled: false, history_interval: Duration::from_secs(10), history_samples: 360 }
+        UiSettings { actions_enabled: false, history_interval: Duration::from_secs(10), history_samples: 360, agents_ca: None }
     }
 }
 
@@ -65,15 +71,26 @@ pub(crate) struct Ui {
     settings: UiSettings,
     history: Mutex<History>,
     http: reqwest::Client,
+    /// How agents' HTTP ports are reached: "https" with an agents' CA.
+    agent_scheme: &'static str,
 }
 
 impl Ui {
     pub(crate) fn new(settings: UiSettings) -> Ui {
-        let http = reqwest::Client::builder().timeout(UPSTREAM_TIMEOUT).no_proxy().build().unwrap_or_else(|e| {
+        let mut builder = reqwest::Client::builder().timeout(UPSTREAM_TIMEOUT).no_proxy();
+        if let Some(ca) = &settings.agents_ca {
+            match reqwest::Certificate::from_pem(ca) {
+                Ok(cert) => builder = builder.tls_built_in_root_certs(false).add_root_certificate(cert),
+                Err(e) => tracing::error!(error = %e, "broker.tls.agents.ca.file holds no usable certificate; agents' sandboxes will not be readable"),
+            }
+        }
+        let agent_scheme = if settings.agents_ca.is_some() { "https" } else { "http" };
+        let http = builder.build().unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cannot build the UI's HTTP client with timeouts; using the default one");
             reqwest::Client::new()
         });
         Ui {
+            agent_scheme,
             history: Mutex::new(History::new(settings.history_samples, settings.history_interval)),
             settings,
             http,
@@ -261,41 +278,44 @@ pub(super) fn router() -> Router<Shared> {
         .route("/ui/policy", get(policy))
 }
 
-fn state(shared: &Shared) -> super::super::core::state::StateDoc {
+/// The books as this caller may see them (the `view-framework` ACL).
+fn state(shared: &Shared, caller: &Caller) -> super::super::core::state::StateDoc {
     let now = shared.now();
-    shared.lock().core.state(now)
+    let mut doc = shared.lock().core.state(now);
+    doc.retain_viewable(|owner| authorize(&shared.acls, &caller.principal, Action::ViewFramework, owner).is_ok());
+    doc
 }
 
 fn ctx(shared: &Shared) -> pages::Ctx {
     pages::Ctx { actions_enabled: shared.ui.settings.actions_enabled }
 }
 
-async fn overview(State(shared): State<Shared>) -> Page {
-    let doc = state(&shared);
+async fn overview(State(shared): State<Shared>, Extension(caller): Extension<Caller>) -> Page {
+    let doc = state(&shared, &caller);
     let history = shared.ui.history();
     Ok(Html(pages::overview(&ctx(&shared), &doc, &history).into_string()))
 }
 
-async fn agents(State(shared): State<Shared>, Query(query): Query<HashMap<String, String>>) -> Page {
+async fn agents(State(shared): State<Shared>, Extension(caller): Extension<Caller>, Query(query): Query<HashMap<String, String>>) -> Page {
     let params = ListParams::parse(&query)?;
-    Ok(Html(pages::agents(&ctx(&shared), &state(&shared), &params).into_string()))
+    Ok(Html(pages::agents(&ctx(&shared), &state(&shared, &caller), &params).into_string()))
 }
 
-async fn agent(State(shared): State<Shared>, Path(id): Path<String>) -> Page {
-    let doc = state(&shared);
+async fn agent(State(shared): State<Shared>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Page {
+    let doc = state(&shared, &caller);
     let Some(agent) = doc.agents.iter().find(|a| a.id == id) else {
         return Err(UiError::NotFound(format!("no agent {:?}", clip(&id))));
     };
     Ok(Html(pages::agent(&ctx(&shared), &doc, agent).into_string()))
 }
 
-async fn frameworks(State(shared): State<Shared>, Query(query): Query<HashMap<String, String>>) -> Page {
+async fn frameworks(State(shared): State<Shared>, Extension(caller): Extension<Caller>, Query(query): Query<HashMap<String, String>>) -> Page {
     let params = ListParams::parse(&query)?;
-    Ok(Html(pages::frameworks(&ctx(&shared), &state(&shared), &params).into_string()))
+    Ok(Html(pages::frameworks(&ctx(&shared), &state(&shared, &caller), &params).into_string()))
 }
 
-async fn framework(State(shared): State<Shared>, Path(id): Path<String>) -> Page {
-    let doc = state(&shared);
+async fn framework(State(shared): State<Shared>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Page {
+    let doc = state(&shared, &caller);
     let Some(framework) = doc.frameworks.iter().find(|f| f.id == id) else {
         return Err(UiError::NotFound(format!("no framework {:?}", clip(&id))));
     };
@@ -331,8 +351,8 @@ pub(super) fn container_of(task: &str, ts: &str, seq: &str) -> bool {
     rest.strip_prefix(ts).and_then(|r| r.strip_prefix('_')).and_then(|r| r.strip_prefix(seq)).is_some_and(|r| r.starts_with('_'))
 }
 
-async fn application(State(shared): State<Shared>, Path((id, app)): Path<(String, String)>) -> Page {
-    let doc = state(&shared);
+async fn application(State(shared): State<Shared>, Extension(caller): Extension<Caller>, Path((id, app)): Path<(String, String)>) -> Page {
+    let doc = state(&shared, &caller);
     let Some(framework) = doc.frameworks.iter().find(|f| f.id == id) else {
         return Err(UiError::NotFound(format!("no framework {:?}", clip(&id))));
     };
@@ -358,9 +378,9 @@ async fn application(State(shared): State<Shared>, Path((id, app)): Path<(String
     Ok(Html(pages::application(&ctx(&shared), framework, &app, &report, &containers).into_string()))
 }
 
-async fn tasks(State(shared): State<Shared>, Query(query): Query<HashMap<String, String>>) -> Page {
+async fn tasks(State(shared): State<Shared>, Extension(caller): Extension<Caller>, Query(query): Query<HashMap<String, String>>) -> Page {
     let params = ListParams::parse(&query)?;
-    Ok(Html(pages::tasks(&ctx(&shared), &state(&shared), &params).into_string()))
+    Ok(Html(pages::tasks(&ctx(&shared), &state(&shared, &caller), &params).into_string()))
 }
 
 /// A task's sandbox path from the query (empty: the sandbox).
@@ -372,14 +392,14 @@ fn sandbox_path(query: &HashMap<String, String>) -> Result<String, UiError> {
     Ok(path)
 }
 
-async fn task(State(shared): State<Shared>, Path((framework, task)): Path<(String, String)>, Query(query): Query<HashMap<String, String>>) -> Page {
+async fn task(State(shared): State<Shared>, Extension(caller): Extension<Caller>, Path((framework, task)): Path<(String, String)>, Query(query): Query<HashMap<String, String>>) -> Page {
     let path = sandbox_path(&query)?;
-    let doc = state(&shared);
+    let doc = state(&shared, &caller);
     let (found, live) = find_task(&doc, &framework, &task)?;
     let listing = match agent_address(&doc, &found.agent_id) {
         Some(agent) => {
             let q = query_string(&[("framework_id", &framework), ("task_id", &task), ("path", &path)]);
-            agent_get(&shared.ui.http, agent, &format!("/files/browse?{q}"))
+            agent_get(&shared.ui, agent, &format!("/files/browse?{q}"))
                 .await
                 .and_then(|body| serde_json::from_slice::<serde_json::Value>(&body).map_err(|e| UiError::Upstream(format!("the agent's listing is not JSON: {e}"))))
         }
@@ -434,6 +454,7 @@ fn agent_address<'a>(doc: &'a super::super::core::state::StateDoc, agent: &str) 
 /// Reads `offset`/`length`-bounded bytes of a sandbox file from the agent.
 async fn read_sandbox_file(
     shared: &Shared,
+    caller: &Caller,
     framework: &str,
     task: &str,
     query: &HashMap<String, String>,
@@ -447,7 +468,7 @@ async fn read_sandbox_file(
         None | Some("") => 0,
         Some(v) => v.parse::<u64>().map_err(|_| UiError::BadRequest(format!("offset must be a whole number, not {:?}", clip(v))))?,
     };
-    let doc = state(shared);
+    let doc = state(shared, caller);
     let (found, _) = find_task(&doc, framework, task)?;
     let Some(agent) = agent_address(&doc, &found.agent_id) else {
         return Err(UiError::NotFound(format!("the agent {} is not in the books", found.agent_id)));
@@ -455,18 +476,18 @@ async fn read_sandbox_file(
     let offset_s = offset.to_string();
     let length_s = length.to_string();
     let q = query_string(&[("framework_id", framework), ("task_id", task), ("path", &path), ("offset", &offset_s), ("length", &length_s)]);
-    let bytes = agent_get(&shared.ui.http, agent, &format!("/files/read?{q}")).await?;
+    let bytes = agent_get(&shared.ui, agent, &format!("/files/read?{q}")).await?;
     Ok((path, offset, bytes))
 }
 
-async fn file(State(shared): State<Shared>, Path((framework, task)): Path<(String, String)>, Query(query): Query<HashMap<String, String>>) -> Page {
-    let (path, offset, bytes) = read_sandbox_file(&shared, &framework, &task, &query, FILE_PAGE).await?;
+async fn file(State(shared): State<Shared>, Extension(caller): Extension<Caller>, Path((framework, task)): Path<(String, String)>, Query(query): Query<HashMap<String, String>>) -> Page {
+    let (path, offset, bytes) = read_sandbox_file(&shared, &caller, &framework, &task, &query, FILE_PAGE).await?;
     Ok(Html(pages::file(&ctx(&shared), &framework, &task, &path, offset, FILE_PAGE, &bytes).into_string()))
 }
 
 /// The bytes themselves, as text the browser must not interpret.
-async fn raw(State(shared): State<Shared>, Path((framework, task)): Path<(String, String)>, Query(query): Query<HashMap<String, String>>) -> Result<Response, UiError> {
-    let (_, _, bytes) = read_sandbox_file(&shared, &framework, &task, &query, 1 << 20).await?;
+async fn raw(State(shared): State<Shared>, Extension(caller): Extension<Caller>, Path((framework, task)): Path<(String, String)>, Query(query): Query<HashMap<String, String>>) -> Result<Response, UiError> {
+    let (_, _, bytes) = read_sandbox_file(&shared, &caller, &framework, &task, &query, 1 << 20).await?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::X_CONTENT_TYPE_OPTIONS, "nosniff")],
         bytes,
@@ -474,17 +495,17 @@ async fn raw(State(shared): State<Shared>, Path((framework, task)): Path<(String
         .into_response())
 }
 
-async fn reservations(State(shared): State<Shared>) -> Page {
-    Ok(Html(pages::reservations(&ctx(&shared), &state(&shared)).into_string()))
+async fn reservations(State(shared): State<Shared>, Extension(caller): Extension<Caller>) -> Page {
+    Ok(Html(pages::reservations(&ctx(&shared), &state(&shared, &caller)).into_string()))
 }
 
-async fn offers(State(shared): State<Shared>, Query(query): Query<HashMap<String, String>>) -> Page {
+async fn offers(State(shared): State<Shared>, Extension(caller): Extension<Caller>, Query(query): Query<HashMap<String, String>>) -> Page {
     let params = ListParams::parse(&query)?;
-    Ok(Html(pages::offers(&ctx(&shared), &state(&shared), &params).into_string()))
+    Ok(Html(pages::offers(&ctx(&shared), &state(&shared, &caller), &params).into_string()))
 }
 
-async fn policy(State(shared): State<Shared>) -> Page {
-    let doc = state(&shared);
+async fn policy(State(shared): State<Shared>, Extension(caller): Extension<Caller>) -> Page {
+    let doc = state(&shared, &caller);
     let settings = shared.lock().core.settings().clone();
     Ok(Html(pages::policy(&ctx(&shared), &doc, &settings).into_string()))
 }
@@ -493,7 +514,7 @@ async fn policy(State(shared): State<Shared>) -> Page {
 /// this UI (a page elsewhere cannot make a visitor's browser post it).
 fn may_act(shared: &Shared, headers: &HeaderMap) -> Result<(), UiError> {
     if !shared.ui.settings.actions_enabled {
-        return Err(UiError::Forbidden("actions are off: set broker.ui.actions.enabled to true to allow them (there is no operator authentication yet)".to_owned()));
+        return Err(UiError::Forbidden("actions are off: set broker.ui.actions.enabled to true to allow them (with broker.auth.tokens.file set, only callers with a token reach them, and broker.acl.teardown-framework decides)".to_owned()));
     }
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
     if let Some(origin) = headers.get(header::ORIGIN) {
@@ -506,16 +527,29 @@ fn may_act(shared: &Shared, headers: &HeaderMap) -> Result<(), UiError> {
     Ok(())
 }
 
-async fn kill(State(shared): State<Shared>, headers: HeaderMap, Path((framework, task)): Path<(String, String)>) -> Result<Redirect, UiError> {
+/// Killing a framework's task or tearing it down from the UI needs the
+/// `teardown-framework` ACL on the principal the framework belongs to.
+fn may_teardown(shared: &Shared, caller: &Caller, framework: &FrameworkId) -> Result<(), UiError> {
+    let owner = shared.lock().core.framework_principal(framework).map(str::to_owned);
+    let Some(owner) = owner else { return Ok(()) };
+    authorize(&shared.acls, &caller.principal, Action::TeardownFramework, &owner).map_err(|refusal| {
+        tracing::warn!(principal = %caller.principal, framework_id = %framework, %refusal, "UI action refused by ACL");
+        UiError::Forbidden(refusal.to_string())
+    })
+}
+
+async fn kill(State(shared): State<Shared>, Extension(caller): Extension<Caller>, headers: HeaderMap, Path((framework, task)): Path<(String, String)>) -> Result<Redirect, UiError> {
     may_act(&shared, &headers)?;
     let (f, t) = (FrameworkId::new(framework.clone()), TaskId::new(task.clone()));
+    may_teardown(&shared, &caller, &f)?;
     shared.apply_durably(|core, _| core.operator_kill(&f, &t)).await.map_err(UiError::NotFound)?;
     Ok(Redirect::to(&task_href(&framework, &task)))
 }
 
-async fn teardown(State(shared): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Result<Redirect, UiError> {
+async fn teardown(State(shared): State<Shared>, Extension(caller): Extension<Caller>, headers: HeaderMap, Path(id): Path<String>) -> Result<Redirect, UiError> {
     may_act(&shared, &headers)?;
     let f = FrameworkId::new(id.clone());
+    may_teardown(&shared, &caller, &f)?;
     shared.apply_durably(|core, now| core.operator_teardown(&f, now)).await.map_err(UiError::NotFound)?;
     Ok(Redirect::to("/ui/frameworks"))
 }
@@ -542,8 +576,8 @@ async fn get_capped(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, UiErro
     })
 }
 
-async fn agent_get(http: &reqwest::Client, agent: &str, path_and_query: &str) -> Result<Vec<u8>, UiError> {
-    get_capped(http, &format!("http://{agent}{path_and_query}")).await
+async fn agent_get(ui: &Ui, agent: &str, path_and_query: &str) -> Result<Vec<u8>, UiError> {
+    get_capped(&ui.http, &format!("{}://{agent}{path_and_query}", ui.agent_scheme)).await
 }
 
 async fn fetch_json(http: &reqwest::Client, url: &str) -> Result<serde_json::Value, UiError> {

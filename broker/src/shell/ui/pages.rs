@@ -317,10 +317,10 @@ pub(super) fn frameworks(ctx: &Ctx, doc: &StateDoc, params: &ListParams) -> Mark
         (search("/ui/frameworks", params, "id, name, user or role"))
         (pager("/ui/frameworks", params, &paged))
         table {
-            tr { th { "framework" } th { "name" } th { "roles" } th { "user" } th { "active" } th.num { "dominant share" } th.num { "tasks" } th.num { "offers" } th { "used" } th { "web UI" } }
+            tr { th { "framework" } th { "name" } th { "principal" } th { "roles" } th { "user" } th { "active" } th.num { "dominant share" } th.num { "tasks" } th.num { "offers" } th { "used" } th { "web UI" } }
             @for f in &paged.items {
                 tr {
-                    td { (framework_link(&f.id)) } td { (f.name) } td { (f.roles.join(", ")) } td { (f.user) }
+                    td { (framework_link(&f.id)) } td { (f.name) } td { (f.principal) } td { (f.roles.join(", ")) } td { (f.user) }
                     td { @if f.active { "yes" } @else { "no" } }
                     td.num { (percent(f.dominant_share)) } td.num { (f.tasks) } td.num { (f.offers) } td { (resources(&f.used)) }
                     td { @if let Some(url) = web_link(&f.webui_url) { a href=(url) { (url) } } }
@@ -632,6 +632,7 @@ mod tests {
             id: "t\"><script>alert(1)</script>".into(),
             name: "<img src=x onerror=alert(2)>".into(),
             framework_id: "F</td>".into(),
+            principal: "<i>p</i>".into(),
             agent_id: "A&1".into(),
             state: "TASK_RUNNING".into(),
             role: "*".into(),
