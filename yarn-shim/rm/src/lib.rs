@@ -9,6 +9,7 @@
 //! (the IPC server and client), never on the node manager.
 
 pub mod admin_protocol;
+pub mod alloc_rate;
 pub mod capacity_scheduler;
 pub mod am_protocol;
 pub mod client_protocol;
