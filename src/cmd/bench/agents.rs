@@ -69,7 +69,25 @@ fn held_offers(rate: f64, refuse: Duration) -> usize {
     (rate * (refuse.as_secs_f64() + 2.0)).ceil().max(8.0) as usize
 }
 
+/// What one run measured.
+pub(super) struct AgentsReport {
+    /// The broker's resident memory at the end of the window, bytes.
+    pub broker_rss: u64,
+    /// ACCEPT → TASK_RUNNING of the window's probe tasks, seconds.
+    pub running_p50: f64,
+    pub running_p99: f64,
+    /// The one-line summary `weir bench agents` prints.
+    pub summary: String,
+}
+
 pub async fn main(args: Args) -> Result<ExitCode> {
+    let report = measure(args).await?;
+    println!("{}", report.summary);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the broker, the agents and the probe, measures, stops them.
+pub(super) async fn measure(args: Args) -> Result<AgentsReport> {
     if !(args.probe_rate > 0.0 && args.probe_rate <= 1000.0) {
         bail!("--probe-rate must be in (0, 1000]");
     }
@@ -88,12 +106,10 @@ pub async fn main(args: Args) -> Result<ExitCode> {
     eprintln!("weir bench: broker pid {} on {addr} (log {}); fd limit {fds}", broker.pid, broker.log.display());
     let result = run(&args, &addr, broker.pid, &resources).await;
     broker.stop(Duration::from_secs(10)).await;
-    let summary = result?;
-    println!("{summary}");
-    Ok(ExitCode::SUCCESS)
+    result
 }
 
-async fn run(args: &Args, addr: &str, broker_pid: u32, resources: &ResourceSet) -> Result<String> {
+async fn run(args: &Args, addr: &str, broker_pid: u32, resources: &ResourceSet) -> Result<AgentsReport> {
     let n = args.count;
     let stats = Arc::new(EmulatorStats::default());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -188,7 +204,8 @@ async fn run(args: &Args, addr: &str, broker_pid: u32, resources: &ResourceSet) 
     let mut finished = report.finished;
     let mut to_agent = report.to_agent;
     let ms = |s: f64| s * 1000.0;
-    Ok(format!(
+    let (running_p50, running_p99) = (percentile(&mut running, 50.0), percentile(&mut running, 99.0));
+    let summary = format!(
         "bench agents: agents={n} connections={connections} registered_in={:.2}s broker_cpu={:.0}% broker_rss={:.0}MiB broker_rss_peak={:.0}MiB \
          offers_per_s={:.0} heartbeats_per_s={:.0} probe_launches={} probe_running_p50={:.1}ms probe_running_p99={:.1}ms \
          probe_finished_p50={:.1}ms probe_finished_p99={:.1}ms probe_to_agent_p50={:.1}ms probe_to_agent_p99={:.1}ms probe_lost={} probe_no_offer={} agents_connected_at_end={still_registered} generator_cpu={:.0}%",
@@ -199,8 +216,8 @@ async fn run(args: &Args, addr: &str, broker_pid: u32, resources: &ResourceSet) 
         report.offers as f64 / window.as_secs_f64(),
         heartbeats,
         finished.len(),
-        ms(percentile(&mut running, 50.0)),
-        ms(percentile(&mut running, 99.0)),
+        ms(running_p50),
+        ms(running_p99),
         ms(percentile(&mut finished, 50.0)),
         ms(percentile(&mut finished, 99.0)),
         ms(percentile(&mut to_agent, 50.0)),
@@ -208,7 +225,8 @@ async fn run(args: &Args, addr: &str, broker_pid: u32, resources: &ResourceSet) 
         report.lost,
         report.no_offer,
         gen_cpu * 100.0,
-    ))
+    );
+    Ok(AgentsReport { broker_rss: rss, running_p50, running_p99, summary })
 }
 
 struct ProbeReport {

@@ -42,7 +42,23 @@ pub struct Args {
     defines: Vec<String>,
 }
 
+/// What one run measured.
+pub(super) struct LaunchReport {
+    /// The isolation the agent actually used (its `/state`).
+    pub isolation: String,
+    pub tasks_per_second: f64,
+    /// The one-line summary `weir bench launch` prints.
+    pub summary: String,
+}
+
 pub async fn main(args: Args) -> Result<ExitCode> {
+    let report = measure(args).await?;
+    println!("{}", report.summary);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the broker and the agent, runs the tasks, stops both.
+pub(super) async fn measure(args: Args) -> Result<LaunchReport> {
     if args.isolation != "cgroups" && args.isolation != "none" {
         bail!("--isolation must be cgroups or none, not {:?}", args.isolation);
     }
@@ -82,11 +98,10 @@ pub async fn main(args: Args) -> Result<ExitCode> {
     let result = run(&args, &addr, agent_port, broker.pid, agent.pid).await;
     agent.stop(Duration::from_secs(10)).await;
     broker.stop(Duration::from_secs(10)).await;
-    println!("{}", result?);
-    Ok(ExitCode::SUCCESS)
+    result
 }
 
-async fn run(args: &Args, addr: &str, agent_port: u16, broker_pid: u32, agent_pid: u32) -> Result<String> {
+async fn run(args: &Args, addr: &str, agent_port: u16, broker_pid: u32, agent_pid: u32) -> Result<LaunchReport> {
     let mut config = FrameworkConfig::new(addr.to_owned(), "weir-bench-launch");
     config.token = crate::settings::token();
     config.tls_ca = crate::settings::tls_ca();
@@ -178,17 +193,18 @@ async fn run(args: &Args, addr: &str, agent_port: u16, broker_pid: u32, agent_pi
     if let Some(f) = &first_failure {
         eprintln!("weir bench: first failure: {f}");
     }
-    Ok(format!(
-        "bench launch: isolation={isolation} tasks={} finished={finished} failed={failed} elapsed={elapsed:.2}s tasks_per_s={:.0} \
+    let tasks_per_second = (finished + failed) as f64 / elapsed;
+    let summary = format!(
+        "bench launch: isolation={isolation} tasks={} finished={finished} failed={failed} elapsed={elapsed:.2}s tasks_per_s={tasks_per_second:.0} \
          finished_p50={:.1}ms finished_p99={:.1}ms in_flight={} broker_cpu={:.0}% agent_cpu={:.0}%",
         args.tasks,
-        (finished + failed) as f64 / elapsed,
         percentile(&mut latencies, 50.0) * 1000.0,
         percentile(&mut latencies, 99.0) * 1000.0,
         args.in_flight,
         broker_cpu * 100.0,
         agent_cpu * 100.0,
-    ))
+    );
+    Ok(LaunchReport { isolation, tasks_per_second, summary })
 }
 
 /// How many bundles of `each` fit in `available` (scalars only).

@@ -8,6 +8,8 @@
 //!   [`agents`].
 //! - `weir bench launch`: real `true` tasks through one real `weir agent`,
 //!   end to end; see [`launch`].
+//! - `weir bench all`: every row of issue 22's table that runs here, in
+//!   a few minutes, as one table with the targets; see [`all`].
 //! - `weir bench flood`: hostile connections against `weir standalone`
 //!   (memory under declared frames, the broker under a held flood); see
 //!   [`flood`].
@@ -15,6 +17,8 @@
 //! docs/BENCHMARKS.md holds the measured figures and how to read them.
 
 mod agents;
+mod all;
+mod cycles;
 mod daemons;
 mod flood;
 mod launch;
@@ -39,6 +43,8 @@ enum Bench {
     Launch(launch::Args),
     /// Hostile connections against a standalone (issue 24).
     Flood(flood::Args),
+    /// Every speed figure of issue 22 that runs here, as one table with its target.
+    All(all::Args),
 }
 
 pub async fn main(_options: &Options, args: Args) -> Result<ExitCode> {
@@ -46,5 +52,6 @@ pub async fn main(_options: &Options, args: Args) -> Result<ExitCode> {
         Bench::Agents(args) => agents::main(args).await,
         Bench::Launch(args) => launch::main(args).await,
         Bench::Flood(args) => flood::main(args).await,
+        Bench::All(args) => all::main(args).await,
     }
 }

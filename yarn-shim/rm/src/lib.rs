@@ -10,6 +10,7 @@
 
 pub mod acl;
 pub mod admin_protocol;
+pub mod alloc_rate;
 pub mod capacity_scheduler;
 pub mod am_protocol;
 pub mod client_protocol;
