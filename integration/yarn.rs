@@ -1550,6 +1550,9 @@ fn yarn_acls_let_owners_queue_admins_and_admins_act_and_refuse_everyone_else() {
     assert!(text.contains("Tracking-URL : N/A") && text.contains("Diagnostics : N/A"), "{text}");
     let report = support::http_get(&format!("http://{web}/ws/v1/cluster/apps/{app}?user.name=bob")).unwrap();
     assert!(report.contains("\"diagnostics\":\"N/A\"") && report.contains("\"amRPCAddress\":\"N/A\""), "{report}");
+    let (status, body) = http("GET", &format!("http://{web}/proxy/{app}/?user.name=bob"), "");
+    assert_eq!(status, 403, "the AM's UI through the proxy: {body}");
+    assert!(body.contains("User bob is not authorized to view application"), "{body}");
     let own = support::http_get(&format!("http://{web}/ws/v1/cluster/apps/{app}?user.name=alice")).unwrap();
     assert!(!own.contains("\"diagnostics\":\"N/A\""), "the owner sees it all: {own}");
     // Nothing changed.

@@ -1084,6 +1084,7 @@ async fn proxy_root(Path(id): Path<String>) -> Response {
 async fn proxy(
     State(rest): State<Arc<Rest>>,
     Path(params): Path<HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Response {
     let raw = params.get("id").cloned().unwrap_or_default();
@@ -1092,15 +1093,29 @@ async fn proxy(
         Ok(id) => id,
         Err(e) => return e,
     };
+    // The AM's UI shows what its report hides from those without VIEW_APP.
+    let viewer = match viewer(&rest, &q).await {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    let user = viewer.user.clone();
     let found = rest
         .core
-        .call(move |core, _| core.rm().application(id).map(|a| (a.state, a.am.as_ref().map(|am| am.tracking_url.clone()))))
+        .call(move |core, _| {
+            core.rm()
+                .application(id)
+                .map(|a| (core.rm().may_view(&viewer, a), a.state, a.am.as_ref().map(|am| am.tracking_url.clone())))
+        })
         .await;
-    let (state, tracking) = match found {
+    let (allowed, state, tracking) = match found {
         Err(_) => return unavailable(),
         Ok(Err(_)) => return not_found(format!("app with id: {raw} not found")),
         Ok(Ok(found)) => found,
     };
+    if !allowed {
+        info!(application_id = %id, %user, "web proxy refused by the application's ACLs");
+        return forbidden(&format!("User {user} is not authorized to view application {raw}"));
+    }
     if state.is_final() {
         return not_found(format!("Application {raw} has ended: its ApplicationMaster's UI is gone (no history server)"));
     }
