@@ -181,7 +181,10 @@ pub async fn run(config: AllocRateConfig) -> Result<AllocRate, AllocRateError> {
     let (handle, core_task) = crate::core::spawn(core, Arc::new(SystemClock::new()), effects);
     let drain = tokio::spawn(async move { while effects_rx.recv().await.is_some() {} });
     let rm = Arc::new(Rm { core: handle, tokens: Issuer::new(addr.to_string(), started, started as u64) });
-    let mut server = Server::new(ServerConfig { auth: AuthPolicy::TokenRequired, ..ServerConfig::default() });
+    // Every AM connects from 127.0.0.1: room for all of them from one peer
+    // (the default per-peer cap, 512, would refuse half of 1,000 AMs).
+    let connections = weir_net::admission::ConnectionLimits { max_connections: 4096, max_per_peer: 2048 };
+    let mut server = Server::new(ServerConfig { auth: AuthPolicy::TokenRequired, connections, ..ServerConfig::default() });
     server.register(APPLICATION_MASTER_PROTOCOL, Arc::new(AmProtocol::new(rm.clone())));
     let lookup = rm.clone();
     server.set_token_passwords(Arc::new(move |identifier: &[u8]| lookup.tokens.amrm_password(identifier, now_ms() as u64)));
