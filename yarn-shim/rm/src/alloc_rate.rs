@@ -254,7 +254,21 @@ pub async fn run(config: AllocRateConfig) -> Result<AllocRate, AllocRateError> {
 /// One emulated AM: register, ask once, `allocate` until it holds
 /// `per_app` containers or 300 s have passed.
 async fn am(addr: std::net::SocketAddr, config: ClientConfig, per_app: u64) -> Result<(u64, Vec<Duration>), String> {
-    let client = Client::connect(addr, config).await.map_err(|e| format!("connect: {e}"))?;
+    // A thousand AMs connecting at once can overflow the listener's accept
+    // queue (the kernel then resets the connection): retry a few times
+    // rather than lose the row; a real AM's client retries too.
+    let mut attempt = 0;
+    let client = loop {
+        match Client::connect(addr, config.clone()).await {
+            Ok(client) => break client,
+            Err(e) if attempt < 5 => {
+                attempt += 1;
+                tracing::debug!(error = %e, attempt, "alloc_rate: connect failed; retrying");
+                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+            }
+            Err(e) => return Err(format!("connect (after {attempt} retries): {e}")),
+        }
+    };
     let _: r::RegisterApplicationMasterResponseProto = client
         .call_message(APPLICATION_MASTER_PROTOCOL, "registerApplicationMaster", &r::RegisterApplicationMasterRequestProto::default())
         .await
