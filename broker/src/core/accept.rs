@@ -20,7 +20,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use weir_model::{AgentId, FrameworkId, Milli, OfferId, ResourceSet, Role, TaskId, TaskState, VolumeId};
+use weir_model::{AgentId, FrameworkId, Milli, ResourceSet, Role, TaskId, TaskState, VolumeId};
 use weir_proto::convert::{self, task_state_to_proto};
 use weir_proto::v1;
 
@@ -76,22 +76,22 @@ impl BrokerCore {
 
         // Layer 1: the offers.
         let mut offer_error: Option<String> = None;
-        let mut valid: Vec<OfferId> = Vec::new();
+        let mut valid: Vec<super::OfferKey> = Vec::new();
         let mut seen = BTreeSet::new();
         for raw in &accept.offer_ids {
-            let id = OfferId::new(raw.clone());
-            if !seen.insert(id.clone()) {
+            if !seen.insert(raw.as_str()) {
                 offer_error.get_or_insert(format!("offer {raw} is named twice"));
                 continue;
             }
-            match self.offers.get(&id) {
+            let key = self.offer_key(raw);
+            match key.and_then(|k| self.offers.get(&k)) {
                 None => {
                     offer_error.get_or_insert(format!("offer {raw} is no longer valid (used, declined, rescinded or timed out)"));
                 }
                 Some(offer) if &offer.framework != framework => {
                     offer_error.get_or_insert(format!("offer {raw} belongs to another framework"));
                 }
-                Some(_) => valid.push(id),
+                Some(_) => valid.extend(key),
             }
         }
         if accept.offer_ids.is_empty() {
@@ -126,8 +126,8 @@ impl BrokerCore {
                 let message = error.unwrap_or_else(|| "no valid offer".to_owned());
                 self.counters.bad_calls += 1;
                 tracing::warn!(framework_id = %framework, %message, "ACCEPT with bad offers; dropping its tasks");
-                for id in &valid {
-                    self.remove_offer(id);
+                for &key in &valid {
+                    self.remove_offer(key);
                 }
                 for t in &tasks {
                     let task_id = TaskId::new(t.task_id.clone());
@@ -150,7 +150,7 @@ impl BrokerCore {
         // resources stay allocated to the framework until given back below.
         for id in &valid {
             if let Some(offer) = self.offers.remove(id) {
-                self.offer_expiry.remove(&(offer.expires, id.clone()));
+                self.offer_expiry.remove(&(offer.expires, *id));
             }
             if let Some(a) = self.agents.get_mut(&agent) {
                 a.offers.remove(id);

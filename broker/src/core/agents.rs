@@ -584,9 +584,9 @@ impl BrokerCore {
 
     /// Takes back every outstanding offer of an agent.
     pub(super) fn rescind_agent_offers(&mut self, id: &AgentId, out: &mut Vec<Output>) {
-        let offers: Vec<_> = self.agents.get(id).map(|a| a.offers.iter().cloned().collect()).unwrap_or_default();
+        let offers: Vec<_> = self.agents.get(id).map(|a| a.offers.iter().copied().collect()).unwrap_or_default();
         for offer in offers {
-            self.rescind_offer(&offer, out);
+            self.rescind_offer(offer, out);
         }
     }
 

@@ -315,9 +315,9 @@ impl BrokerCore {
         if !framework.recovered {
             self.failover_deadlines.insert((now.saturating_add(timeout), id.clone()));
         }
-        let offers: Vec<_> = framework.offers.iter().cloned().collect();
+        let offers: Vec<_> = framework.offers.iter().copied().collect();
         for offer in offers {
-            self.remove_offer(&offer);
+            self.remove_offer(offer);
         }
         let _ = self.allocator.set_framework_active(&id, false);
         if timeout.is_zero() {
@@ -369,7 +369,7 @@ impl BrokerCore {
         if let Some(at) = framework.disconnected_at {
             self.failover_deadlines.remove(&(at.saturating_add(framework.failover_timeout), id.clone()));
         }
-        for offer in &framework.offers {
+        for &offer in &framework.offers {
             self.remove_offer(offer);
         }
         for task_id in &framework.tasks {
@@ -410,11 +410,11 @@ impl BrokerCore {
             Err(message) => return self.call_error(conn, &format!("DECLINE refused: {message}"), out),
         };
         for raw in &decline.offer_ids {
-            let id = weir_model::OfferId::new(raw.clone());
-            match self.offers.get(&id) {
-                Some(offer) if &offer.framework == framework => {
+            let key = self.offer_key(raw);
+            match key.and_then(|k| self.offers.get(&k).map(|o| (k, o))) {
+                Some((key, offer)) if &offer.framework == framework => {
                     let (agent, role) = (offer.agent.clone(), offer.role.clone());
-                    self.remove_offer(&id);
+                    self.remove_offer(key);
                     let refuse = self.backed_off_refuse(framework, &role, refuse);
                     self.add_filter(framework, &role, &agent, refuse, now);
                     self.counters.offers_declined += 1;

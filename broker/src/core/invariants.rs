@@ -69,14 +69,18 @@ impl BrokerCore {
             }
         }
         self.check_reservation_books()?;
-        for (offer_id, o) in &self.offers {
-            if !self.agents.get(&o.agent).is_some_and(|a| a.offers.contains(offer_id)) {
+        for (key, o) in &self.offers {
+            let offer_id = &o.id;
+            if self.offer_key(offer_id.as_str()) != Some(*key) {
+                return Err(format!("offer {offer_id} is filed under key {key}"));
+            }
+            if !self.agents.get(&o.agent).is_some_and(|a| a.offers.contains(key)) {
                 return Err(format!("offer {offer_id} is not listed by its agent {}", o.agent));
             }
-            if !self.frameworks.get(&o.framework).is_some_and(|f| f.offers.contains(offer_id)) {
+            if !self.frameworks.get(&o.framework).is_some_and(|f| f.offers.contains(key)) {
                 return Err(format!("offer {offer_id} is not listed by its framework {}", o.framework));
             }
-            if !self.offer_expiry.contains(&(o.expires, offer_id.clone())) {
+            if !self.offer_expiry.contains(&(o.expires, *key)) {
                 return Err(format!("offer {offer_id} never expires: it is not in the expiry queue"));
             }
         }

@@ -186,7 +186,7 @@ struct Agent {
     unreachable_since: Option<Duration>,
     registered_at: Duration,
     tasks: BTreeSet<(FrameworkId, TaskId)>,
-    offers: BTreeSet<OfferId>,
+    offers: BTreeSet<OfferKey>,
 }
 
 #[derive(Debug, Clone)]
@@ -209,7 +209,7 @@ struct Framework {
     /// Known only from tasks an agent reported; never subscribed to this broker.
     recovered: bool,
     registered_at: Duration,
-    offers: BTreeSet<OfferId>,
+    offers: BTreeSet<OfferKey>,
     tasks: BTreeSet<TaskId>,
     /// What it said its tasks read (DataLocality).
     data: Option<locality::DataWanted>,
@@ -219,8 +219,14 @@ struct Framework {
     declines: BTreeMap<Role, u32>,
 }
 
+/// An offer's key in the books: the number in its id (`{id_prefix}-O{n}`).
+/// The books index offers by it rather than by the id's text, whose long
+/// common prefix made every B-tree step a string comparison.
+type OfferKey = u64;
+
 #[derive(Debug, Clone)]
 struct Offer {
+    id: OfferId,
     framework: FrameworkId,
     agent: AgentId,
     role: Role,
@@ -303,9 +309,9 @@ pub struct BrokerCore {
     agent_conns: HashMap<ConnId, AgentId>,
     frameworks: BTreeMap<FrameworkId, Framework>,
     framework_conns: HashMap<ConnId, FrameworkId>,
-    offers: BTreeMap<OfferId, Offer>,
+    offers: BTreeMap<OfferKey, Offer>,
     /// Offers by expiry, so a tick looks only at the ones due.
-    offer_expiry: BTreeSet<(Duration, OfferId)>,
+    offer_expiry: BTreeSet<(Duration, OfferKey)>,
     /// (removal time, framework) of every disconnected framework that has
     /// a failover deadline: the tick looks at the first entry only, so its
     /// cost does not grow with frameworks waiting to fail over.
@@ -560,9 +566,10 @@ impl BrokerCore {
                 continue;
             };
             self.next_id += 1;
-            let offer_id = OfferId::new(format!("{}-O{:04}", self.id_prefix, self.next_id));
+            let key = self.next_id;
+            let offer_id = OfferId::new(format!("{}-O{:04}", self.id_prefix, key));
             let expires = now + self.settings.offer_timeout;
-            agent.offers.insert(offer_id.clone());
+            agent.offers.insert(key);
             let offer = weir_model::Offer {
                 id: offer_id.clone(),
                 framework: allocation.framework,
@@ -587,12 +594,13 @@ impl BrokerCore {
                 (wire.reservations, wire.volumes) = self.offer_annotations(&offer.agent, &offer.framework, &offer.role);
             }
             if let Some(f) = self.frameworks.get_mut(&offer.framework) {
-                f.offers.insert(offer_id.clone());
+                f.offers.insert(key);
             }
-            self.offer_expiry.insert((expires, offer_id.clone()));
+            self.offer_expiry.insert((expires, key));
             self.offers.insert(
-                offer_id,
+                key,
                 Offer {
+                    id: offer_id,
                     framework: offer.framework.clone(),
                     agent: offer.agent,
                     role: offer.role,
@@ -613,13 +621,15 @@ impl BrokerCore {
     }
 
     fn expire_offers(&mut self, now: Duration, out: &mut Vec<Output>) {
-        while let Some((expires, id)) = self.offer_expiry.first().cloned() {
+        while let Some(&(expires, key)) = self.offer_expiry.first() {
             if expires > now {
                 break;
             }
-            tracing::info!(offer_id = %id, "offer timed out; rescinding");
-            let holder = self.offers.get(&id).map(|o| (o.framework.clone(), o.agent.clone()));
-            self.rescind_offer(&id, out);
+            let holder = self.offers.get(&key).map(|o| (o.framework.clone(), o.agent.clone()));
+            if let Some(o) = self.offers.get(&key) {
+                tracing::info!(offer_id = %o.id, "offer timed out; rescinding");
+            }
+            self.rescind_offer(key, out);
             // A framework that lets offers time out goes behind everyone
             // else in line for that agent for a while (it still gets it if
             // nobody else wants it): otherwise a silent framework that wins
@@ -634,13 +644,13 @@ impl BrokerCore {
     }
 
     /// Takes an offer back: tells its framework and returns the resources.
-    fn rescind_offer(&mut self, id: &OfferId, out: &mut Vec<Output>) {
-        if let Some(offer) = self.remove_offer(id) {
+    fn rescind_offer(&mut self, key: OfferKey, out: &mut Vec<Output>) {
+        if let Some(offer) = self.remove_offer(key) {
             self.counters.offers_rescinded += 1;
             if let Some(conn) = self.frameworks.get(&offer.framework).and_then(|f| f.conn) {
                 out.push(Output::Framework(
                     conn,
-                    event(v1::event::Kind::Rescind(v1::event::Rescind { offer_id: id.to_string() })),
+                    event(v1::event::Kind::Rescind(v1::event::Rescind { offer_id: offer.id.to_string() })),
                 ));
             }
         }
@@ -648,20 +658,32 @@ impl BrokerCore {
 
     /// Removes an offer from every index and gives its resources back to the
     /// allocator. The caller decides what the framework is told.
-    fn remove_offer(&mut self, id: &OfferId) -> Option<Offer> {
-        let offer = self.offers.remove(id)?;
-        self.offer_expiry.remove(&(offer.expires, id.clone()));
+    fn remove_offer(&mut self, key: OfferKey) -> Option<Offer> {
+        let offer = self.offers.remove(&key)?;
+        self.offer_expiry.remove(&(offer.expires, key));
         if let Some(agent) = self.agents.get_mut(&offer.agent) {
-            agent.offers.remove(id);
+            agent.offers.remove(&key);
         }
         if let Some(f) = self.frameworks.get_mut(&offer.framework) {
-            f.offers.remove(id);
+            f.offers.remove(&key);
         }
         if let Err(err) = self.give_back_resources(&offer.agent, &offer.framework, &offer.role, &offer.resources, offer.revocable) {
-            tracing::error!(offer_id = %id, error = %err, "books out of step: offer resources were not allocated");
+            tracing::error!(offer_id = %offer.id, error = %err, "books out of step: offer resources were not allocated");
         }
         self.dirty = true;
         Some(offer)
+    }
+
+    /// The key of the outstanding offer whose id is `raw`, if there is one.
+    /// Only the exact id this broker sent matches (not another rendering
+    /// of the same number, nor another broker's prefix).
+    fn offer_key(&self, raw: &str) -> Option<OfferKey> {
+        let number = raw.strip_prefix(self.id_prefix.as_str())?.strip_prefix("-O")?;
+        if !number.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let key: OfferKey = number.parse().ok()?;
+        self.offers.get(&key).is_some_and(|o| o.id.as_str() == raw).then_some(key)
     }
 
     /// Gives resources back to the allocator as what they are: revocable

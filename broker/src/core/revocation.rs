@@ -36,7 +36,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use weir_model::{FrameworkId, OfferId, Resources, Role, TaskId};
+use weir_model::{FrameworkId, Resources, Role, TaskId};
 use weir_proto::{convert, v1};
 
 use super::{event, kill_task_message, BrokerCore, Output};
@@ -122,21 +122,21 @@ impl BrokerCore {
             return;
         }
         // Lent headroom nobody runs on yet comes back first, at once.
-        let lent: Vec<OfferId> = self
+        let lent: Vec<super::OfferKey> = self
             .offers
             .iter()
             .rev()
             .filter(|(_, o)| o.revocable && !starved.iter().any(|(role, _)| within(&o.role, role)))
-            .map(|(id, _)| id.clone())
+            .map(|(&key, _)| key)
             .collect();
-        for id in lent {
-            let Some(offer) = self.offers.get(&id) else { continue };
+        for key in lent {
+            let Some(offer) = self.offers.get(&key) else { continue };
             if !helps(&offer.resources.unreserved, &needed) {
                 continue;
             }
             needed = minus(&needed, &offer.resources.unreserved);
-            tracing::info!(offer_id = %id, framework_id = %offer.framework, agent_id = %offer.agent, "rescinding a revocable offer for a guaranteed role");
-            self.rescind_offer(&id, out);
+            tracing::info!(offer_id = %offer.id, framework_id = %offer.framework, agent_id = %offer.agent, "rescinding a revocable offer for a guaranteed role");
+            self.rescind_offer(key, out);
             if !helps(&needed, &needed) {
                 return;
             }

@@ -703,8 +703,8 @@ impl BrokerCore {
             offers: self
                 .offers
                 .iter()
-                .map(|(id, o)| OfferDoc {
-                    id: id.to_string(),
+                .map(|(_, o)| OfferDoc {
+                    id: o.id.to_string(),
                     framework_id: o.framework.to_string(),
                     agent_id: o.agent.to_string(),
                     role: o.role.to_string(),

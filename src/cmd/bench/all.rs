@@ -166,6 +166,7 @@ pub async fn main(args: Args) -> Result<ExitCode> {
                     agents_rss = Some(report.as_ref().map(|r| r.broker_rss).map_err(|e| e.clone()));
                 }
                 match report {
+                    Ok(r) if r.running_p99.is_nan() => Outcome::Failed(format!("no probe task reached RUNNING in the window: {}", r.summary)),
                     Ok(r) => Outcome::Measured(
                         format!("{:.0} ms (p50 {:.1} ms)", r.running_p99 * 1e3, r.running_p50 * 1e3),
                         r.running_p99 <= target,

@@ -181,7 +181,10 @@ pub async fn run(config: AllocRateConfig) -> Result<AllocRate, AllocRateError> {
     let (handle, core_task) = crate::core::spawn(core, Arc::new(SystemClock::new()), effects);
     let drain = tokio::spawn(async move { while effects_rx.recv().await.is_some() {} });
     let rm = Arc::new(Rm { core: handle, tokens: Issuer::new(addr.to_string(), started, started as u64) });
-    let mut server = Server::new(ServerConfig { auth: AuthPolicy::TokenRequired, ..ServerConfig::default() });
+    // Every AM connects from 127.0.0.1: room for all of them from one peer
+    // (the default per-peer cap, 512, would refuse half of 1,000 AMs).
+    let connections = weir_net::admission::ConnectionLimits { max_connections: 4096, max_per_peer: 2048 };
+    let mut server = Server::new(ServerConfig { auth: AuthPolicy::TokenRequired, connections, ..ServerConfig::default() });
     server.register(APPLICATION_MASTER_PROTOCOL, Arc::new(AmProtocol::new(rm.clone())));
     let lookup = rm.clone();
     server.set_token_passwords(Arc::new(move |identifier: &[u8]| lookup.tokens.amrm_password(identifier, now_ms() as u64)));
@@ -251,7 +254,21 @@ pub async fn run(config: AllocRateConfig) -> Result<AllocRate, AllocRateError> {
 /// One emulated AM: register, ask once, `allocate` until it holds
 /// `per_app` containers or 300 s have passed.
 async fn am(addr: std::net::SocketAddr, config: ClientConfig, per_app: u64) -> Result<(u64, Vec<Duration>), String> {
-    let client = Client::connect(addr, config).await.map_err(|e| format!("connect: {e}"))?;
+    // A thousand AMs connecting at once can overflow the listener's accept
+    // queue (the kernel then resets the connection): retry a few times
+    // rather than lose the row; a real AM's client retries too.
+    let mut attempt = 0;
+    let client = loop {
+        match Client::connect(addr, config.clone()).await {
+            Ok(client) => break client,
+            Err(e) if attempt < 5 => {
+                attempt += 1;
+                tracing::debug!(error = %e, attempt, "alloc_rate: connect failed; retrying");
+                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+            }
+            Err(e) => return Err(format!("connect (after {attempt} retries): {e}")),
+        }
+    };
     let _: r::RegisterApplicationMasterResponseProto = client
         .call_message(APPLICATION_MASTER_PROTOCOL, "registerApplicationMaster", &r::RegisterApplicationMasterRequestProto::default())
         .await
