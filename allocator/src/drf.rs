@@ -1291,6 +1291,11 @@ impl Allocator {
         Ok(())
     }
 
+    /// When the earliest filter still in force after `now` lapses.
+    pub fn next_filter_expiry(&self, now: Duration) -> Option<Duration> {
+        self.clients.iter().flatten().filter_map(|c| c.filters.as_ref()).flat_map(|f| f.values().copied()).filter(|t| *t > now).min()
+    }
+
     /// Puts `framework` behind every other eligible client for `agent`
     /// until `until`: what the broker does when an offer times out, so a
     /// framework that never answers cannot keep an agent from the others

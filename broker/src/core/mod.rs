@@ -519,7 +519,10 @@ impl BrokerCore {
         self.check_windows(now, &mut out);
         self.check_drains(now, &mut out);
         if self.next_filter_expiry.is_some_and(|t| t <= now) {
-            self.next_filter_expiry = None;
+            // Only the earliest filter was tracked: the next one to lapse
+            // must wake the allocator too, or an agent refused in several
+            // roles for different times waits for some other event.
+            self.next_filter_expiry = self.allocator.next_filter_expiry(now);
             self.dirty = true;
         }
         let interval_passed =

@@ -1059,3 +1059,29 @@ fn bad_data_locality_is_refused_with_the_field_named() {
     let out = h.call(FW_1, revive_with(v1::DataLocality { hdfs_paths: vec!["hdfs://127.0.0.1:9000/d/a".into()], ..Default::default() }));
     assert!(out.iter().any(|o| matches!(o, Output::LocateHdfs { paths, .. } if paths == &vec!["hdfs://127.0.0.1:9000/d/a".to_owned()])), "{out:?}");
 }
+
+#[test]
+fn every_lapsing_filter_wakes_the_allocator_not_only_the_earliest() {
+    let mut h = Harness::new();
+    h.register_agent(AGENT_A, "", "cpus:2;mem:1024", vec![]);
+    h.register_agent(AGENT_B, "", "cpus:2;mem:1024", vec![]);
+    h.subscribe(FW_1, "one", &[], 0.0);
+    let offers = Harness::offers_in(&h.advance(ms(100)), FW_1);
+    assert_eq!(offers.len(), 2);
+    // One agent refused for 1 s, the other for 3 s.
+    for (offer, secs) in offers.iter().zip([1.0, 3.0]) {
+        h.call(
+            FW_1,
+            v1::call::Kind::Decline(v1::call::Decline {
+                offer_ids: vec![offer.id.clone()],
+                filters: Some(v1::Filters { refuse_seconds: Some(secs) }),
+            }),
+        );
+    }
+    let first = Harness::offers_in(&h.advance(ms(1100)), FW_1);
+    assert_eq!(first.iter().map(|o| o.agent_id.clone()).collect::<Vec<_>>(), vec![offers[0].agent_id.clone()]);
+    // Nothing else happens (the new offer is held); the 3 s filter lapses
+    // and the other agent is offered without any other event.
+    let second = Harness::offers_in(&h.advance(ms(2100)), FW_1);
+    assert_eq!(second.iter().map(|o| o.agent_id.clone()).collect::<Vec<_>>(), vec![offers[1].agent_id.clone()], "{second:?}");
+}
