@@ -146,7 +146,7 @@ impl Secured {
         if status != 200 {
             return Err(status);
         }
-        let body = if body.contains("\r\n") && !body.trim_start().starts_with('{') { dechunk(&body) } else { body };
+        let body = if body.contains("\r\n") && !body.trim_start().starts_with('{') { support::dechunk(&body) } else { body };
         Ok(serde_json::from_str(&body).unwrap_or_else(|e| panic!("/state is not JSON: {e}: {body}")))
     }
 
@@ -248,19 +248,6 @@ impl Secured {
             }
         })
     }
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 /// What an attack must leave alone: agents, frameworks (id, principal,

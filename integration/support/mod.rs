@@ -353,7 +353,8 @@ pub fn http_get(url: &str) -> Result<String, String> {
     Ok(body.to_owned())
 }
 
-fn dechunk(mut body: &str) -> String {
+/// The body of a chunked HTTP/1.1 response, its chunks joined.
+pub fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = body.split_once("\r\n") {
         let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
