@@ -873,7 +873,7 @@ async fn submit(State(rest): State<Arc<Rest>>, Query(q): Query<HashMap<String, S
     let id = submission.id;
     // The queue mappings apply as on the client protocol (g: rules need
     // the user's groups, read only when there are mappings).
-    let mapped = rest.core.call(|core, _| core.rm().queue_conf().is_some_and(|c| !c.mappings.is_empty())).await.unwrap_or(false);
+    let mapped = rest.core.call(|core, _| core.rm().queue_conf().is_some_and(|c| c.needs_groups())).await.unwrap_or(false);
     let acls = match acls_on(&rest).await {
         Ok(on) => on,
         Err(e) => return e,
@@ -883,7 +883,10 @@ async fn submit(State(rest): State<Arc<Rest>>, Query(q): Query<HashMap<String, S
     match rest
         .core
         .call(move |core, now| {
-            submission.queue = core.rm().mapped_queue(&submission.user, &groups, &submission.queue);
+            submission.queue = match core.place(&submission.user, &groups, &submission.queue) {
+                Ok(queue) => queue,
+                Err(why) => return core.rm_mut().submit_rejected(submission, why, now.unix_ms),
+            };
             if !core.rm().may_submit(&caller, &submission.queue) {
                 return Err(crate::rm_core::RmError::AccessDenied(format!(
                     "User {} does not have permission to submit {} to queue {}",

@@ -332,9 +332,10 @@ impl QueuePolicies {
         let preemption = self.preemption;
         let policies = core
             .call(move |core, _| {
-                // The AM limits follow the cluster's size as the roles do.
-                if let Some(limits) = core.rm().queue_conf().map(|conf| conf.am_limits(cluster)) {
-                    core.set_am_limits(limits);
+                // The queues' AM and user limits follow the cluster's size
+                // as the roles do.
+                if let Some(rules) = core.rm().queue_conf().map(|conf| conf.leaf_rules(cluster)) {
+                    core.set_leaf_rules(rules);
                 }
                 let rm = core.rm();
                 rm.queue_conf().map(|conf| conf.policies(cluster, preemption, &|queue| rm.has_unfinished_applications(queue)))
