@@ -356,6 +356,12 @@ impl Clients {
     /// `spark-submit --master yarn` with small containers and Spark's jars
     /// taken from this machine (no upload), as an admin would set it up.
     fn spark_submit(&self, sa: &Standalone, mode: &str, extra: &[&str], app: &Path, app_args: &[&str]) -> (Output, String) {
+        self.spark_submit_as(None, sa, mode, extra, app, app_args)
+    }
+
+    /// The same as `user` (SIMPLE authentication: HADOOP_USER_NAME), or as
+    /// the process's own user.
+    fn spark_submit_as(&self, user: Option<&str>, sa: &Standalone, mode: &str, extra: &[&str], app: &Path, app_args: &[&str]) -> (Output, String) {
         let staging = sa.dir.path().join("staging");
         let python = python();
         let mut cmd = Command::new(self.spark_home.join("bin/spark-submit"));
@@ -378,6 +384,9 @@ impl Clients {
             .env("SPARK_LOCAL_IP", "127.0.0.1")
             .env("PYSPARK_PYTHON", &python)
             .stdin(Stdio::null());
+        if let Some(user) = user {
+            cmd.env("HADOOP_USER_NAME", user);
+        }
         let out = cmd.output().unwrap();
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         eprintln!("[spark-submit {mode}]\n{text}");
@@ -1179,7 +1188,7 @@ fn draining_an_agent_under_a_spark_job_moves_its_work_and_the_job_ends_exact() {
     );
     let (drained, victims, ended) = watcher.join().unwrap();
     assert!(out.status.success(), "spark-submit failed after the drain:\n{text}");
-    assert!(text.contains(&format!("SUM={}", (0..120).sum::<u64>())), "{text}");
+    assert!(text.contains(&format!("SUM={}", (0..240).sum::<u64>())), "{text}");
     eprintln!("drained {drained}: {} container(s) there ended {ended:?} after the drain", victims.len());
     assert!(!victims.is_empty());
     assert!(ended >= Duration::from_secs(2), "killed before the grace ended: {ended:?}");
@@ -1427,26 +1436,27 @@ fn a_user_limit_holds_a_spark_job_to_its_queues_capacity() {
     let (out, text) = std::thread::scope(|scope| {
         let job = scope.spawn(|| {
             let extra = ["--queue", "default", "--conf", "spark.executor.instances=4", "--conf", "spark.yarn.am.cores=1"];
-            clients.spark_submit(&sa, "client", &extra, &script, &["12", "0.4", marks.to_str().unwrap()])
+            clients.spark_submit(&sa, "client", &extra, &script, &["24", "0.5", marks.to_str().unwrap()])
         });
         wait_for_executors(&marks, 3, std::time::Instant::now() + Duration::from_secs(180));
         // Held at three: the AM and three executors, and no fourth while
         // the job runs (the pool has room for it).
-        let mut report = String::new();
-        for _ in 0..8 {
-            let live = containers_by_agent(&sa.broker).len();
-            assert_eq!(live, 4, "the AM and three executors, no more: {}", state(&sa)["roles"]);
-            let apps = clients.applications(&sa.conf_dir, &["-list"]).1;
-            if let Some(app) = apps.split_whitespace().find(|w| w.starts_with("application_")) {
-                report = clients.applications(&sa.conf_dir, &["-status", app]).1;
-            }
+        let mut app = String::new();
+        for _ in 0..6 {
+            let live = containers_by_agent(&sa.broker);
+            assert_eq!(live.len(), 4, "the AM and three executors, no more: {live:?} {}", state(&sa)["roles"]);
+            // container_<cluster>_<app>_<attempt>_<n>
+            let parts: Vec<&str> = live[0].0.split('_').collect();
+            app = format!("application_{}_{}", parts[1], parts[2]);
             std::thread::sleep(Duration::from_millis(500));
         }
+        let report = clients.applications(&sa.conf_dir, &["-status", &app]).1;
+        assert!(report.contains("State : RUNNING"), "the job still runs:\n{report}");
         assert!(report.contains("User capacity has reached its maximum limit"), "the report says why it waits:\n{report}");
         job.join().unwrap()
     });
     assert!(out.status.success(), "{text}");
-    assert!(text.contains(&format!("SUM={}", (0..120).sum::<u64>())), "{text}");
+    assert!(text.contains(&format!("SUM={}", (0..240).sum::<u64>())), "{text}");
     let executors: std::collections::BTreeSet<String> =
         std::fs::read_dir(&marks).unwrap().flatten().filter_map(|e| e.file_name().to_str()?.split('-').nth(1).map(str::to_owned)).collect();
     assert_eq!(executors.len(), 3, "slices ran in three executors: {executors:?}");
@@ -1480,22 +1490,21 @@ fn a_placement_policy_puts_an_application_in_its_users_new_queue() {
     let define = format!("yarn-shim.fair-scheduler.path={}", file.display());
     let sa = standalone_with(SPARK_SPEC, &[&define]);
     let conf = sa.conf_dir.as_path();
+    let status = |app: &str| clients.applications(conf, &["-status", app]).1;
+    // bob names prod: there it goes (its AM never starts Spark: it only
+    // shows where it was placed).
     let (out, text) = submit_detached_as(&clients, &sa, "to-prod", "prod", "bob");
     assert!(out.status.success(), "{text}");
     let to_prod = app_id_in(&text);
-    let (out, text) = submit_detached_as(&clients, &sa, "placed", "default", "alice");
+    assert!(status(&to_prod).contains("Queue : prod"), "{}", status(&to_prod));
+    // alice names none: her own queue is made, and π runs there.
+    let pi = sa.dir.path().join("pi.py");
+    std::fs::write(&pi, PI_PY).unwrap();
+    let (out, text) = clients.spark_submit_as(Some("alice"), &sa, "cluster", &["--conf", "spark.executor.instances=1"], &pi, &["4"]);
     assert!(out.status.success(), "{text}");
     let placed = app_id_in(&text);
-    let status = |app: &str| clients.applications(conf, &["-status", app]).1;
-    assert!(status(&to_prod).contains("Queue : prod"), "{}", status(&to_prod));
-    assert!(status(&placed).contains("Queue : alice"), "{}", status(&placed));
-    let deadline = std::time::Instant::now() + Duration::from_secs(180);
-    for app in [&to_prod, &placed] {
-        while !status(app).contains("Final-State : SUCCEEDED") {
-            assert!(std::time::Instant::now() < deadline, "{app} never succeeded: {}", status(app));
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    }
+    let report = status(&placed);
+    assert!(report.contains("Queue : alice") && report.contains("Final-State : SUCCEEDED"), "{report}");
     // The new queue is a role of its own at the broker, weighed 1 to
     // prod's 2, where alice's application ran.
     let w = weights(&sa);

@@ -213,6 +213,36 @@ fn a_decline_in_one_role_leaves_the_agent_to_the_frameworks_other_roles() {
 }
 
 #[test]
+fn a_filter_keeps_back_only_what_was_refused_and_freed_resources_lift_it() {
+    // Mesos' refused-offer filter: the YARN shim declines an agent's
+    // memory while its cpus are all taken (nothing fits); when a task
+    // there ends and frees cpus, the agent is offered again at once, not
+    // after the filter: otherwise the queue that happened to be filtered
+    // waits while the other takes every freed cpu.
+    let mut alloc = Allocator::new(AllocatorConfig::default());
+    alloc.add_agent(agent(0), res("cpus:4;mem:4096"), vec![(fw(1), star(), res("cpus:4;mem:512"))]).unwrap();
+    alloc.add_framework(fw(0), vec![star()]).unwrap();
+    let offers = alloc.allocate(secs(0));
+    assert_eq!(offers.len(), 1);
+    assert_eq!(offers[0].resources, res("mem:3584"));
+    alloc.recover(&agent(0), &fw(0), &star(), &offers[0].resources).unwrap();
+    alloc.add_filter_refusing(&fw(0), &star(), &agent(0), secs(60), &offers[0].resources).unwrap();
+    assert!(alloc.allocate(secs(1)).is_empty(), "the same memory stays refused");
+    // A cpu comes free there: more than was refused.
+    alloc.recover(&agent(0), &fw(1), &star(), &res("cpus:1")).unwrap();
+    let offers = alloc.allocate(secs(2));
+    assert_eq!(offers.len(), 1, "offered again before the filter lapses");
+    assert_eq!(offers[0].framework, fw(0));
+    assert_eq!(offers[0].resources, res("cpus:1;mem:3584"));
+    // Refusing that keeps it back again, until the filter ends.
+    alloc.recover(&agent(0), &fw(0), &star(), &offers[0].resources).unwrap();
+    alloc.add_filter_refusing(&fw(0), &star(), &agent(0), secs(60), &offers[0].resources).unwrap();
+    assert!(alloc.allocate(secs(3)).is_empty());
+    assert_eq!(alloc.allocate(secs(60)).len(), 1);
+    alloc.check_invariants();
+}
+
+#[test]
 fn at_equal_shares_the_client_granted_least_recently_goes_first() {
     // fw-0 never answers: each time its offer is taken back (timed out or
     // rescinded, no filter) it is back at share 0, tied with fw-1 which

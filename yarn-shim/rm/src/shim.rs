@@ -646,6 +646,7 @@ fn task_info(
                 environment.insert("RUST_LOG".to_owned(), log);
             }
             v1::TaskInfo {
+                allocation_role: String::new(),
                 task_id: task_id.to_string(),
                 name: format!("YARN node manager {host}:{port}"),
                 agent_id: agent_id.to_string(),
@@ -676,6 +677,7 @@ fn task_info(
             }
         }
         TaskPlan::Container { task_id, container, capacity, nm_port } => v1::TaskInfo {
+            allocation_role: String::new(),
             task_id: task_id.to_string(),
             name: format!("YARN {container}"),
             agent_id: agent_id.to_string(),
