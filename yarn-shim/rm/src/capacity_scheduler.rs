@@ -7,7 +7,8 @@
 //! path), so that weighted DRF shares the pool as the capacities say.
 //!
 //! Read per queue: `capacity`, `maximum-capacity`, `state` (a child of a
-//! STOPPED queue is stopped), `user-limit-factor`, `maximum-applications`,
+//! STOPPED queue is stopped), `user-limit-factor`,
+//! `minimum-user-limit-percent`, `ordering-policy`, `maximum-applications`,
 //! `maximum-am-resource-percent`, `acl_submit_applications`,
 //! `acl_administer_queue`; and the global `maximum-applications`,
 //! `maximum-am-resource-percent` and `queue-mappings` (`u:` and `g:`
