@@ -431,6 +431,36 @@ fn a_revoked_token_stops_working_after_the_file_is_reread() {
 }
 
 #[test]
+fn a_token_past_its_expiry_is_refused_as_expired() {
+    let s = secured();
+    // bob's line gets an expiry a few seconds from now (Unix seconds).
+    let soon = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 4;
+    write_private(&s.tokens, &format!("alice {ALICE}\nbob {BOB} {soon}\nops {OPS}\n"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Re-read: it works until the expiry, then is refused.
+    let mut worked = false;
+    loop {
+        match s.state_as(BOB) {
+            Ok(_) => worked = true,
+            Err(status) => {
+                assert_eq!(status, 401);
+                if worked {
+                    break;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "bob's token never worked and then expired");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, body) = http(&s.addr, "GET", "/state", Some(BOB));
+    assert!(status == 401 && body.contains("expired"), "{status} {body}");
+    let (answer, _) = s.subscribe(Some(BOB), "", &["batch"], "");
+    let refusal = answer.unwrap_err();
+    assert!(refusal.0 == tonic::Code::Unauthenticated && refusal.1.contains("expired"), "{refusal:?}");
+    assert!(s.state_as(ALICE).is_ok());
+}
+
+#[test]
 fn the_cli_sends_its_token_and_secrets_stay_out_of_state_and_tasks() {
     let s = secured();
     let token_file = s.dir.path().join("alice.token");
