@@ -667,8 +667,12 @@ fn two_spark_applications_in_two_queues_and_a_native_framework_share_the_pool_as
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // A role's share of the pool's 12 cpus held by its tasks (the broker's
+    // dominant_share counts outstanding offers too: read while one is out,
+    // an offer of all free memory reads as 1.0).
     let share = |s: &serde_json::Value, role: &str| -> f64 {
-        s["roles"].as_array().unwrap().iter().find(|r| r["role"] == role).map_or(0.0, |r| r["dominant_share"].as_f64().unwrap_or(0.0))
+        let held: f64 = s["tasks"].as_array().unwrap().iter().filter(|t| t["role"] == role).map(|t| t["resources"]["cpus"].as_f64().unwrap_or(0.0)).sum();
+        held / 12.0
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while share(&state(&sa), "native") < 0.16 {
@@ -715,16 +719,29 @@ fn two_spark_applications_in_two_queues_and_a_native_framework_share_the_pool_as
             std::thread::sleep(Duration::from_secs(1));
         }
     }
+    // And until both ask for their executors (an AM asks at its first
+    // allocate after registering, late on a loaded machine): the cluster's
+    // containersPending counts the two applications' twelve.
+    let yarn_site = std::fs::read_to_string(sa.conf_dir.join("yarn-site.xml")).unwrap();
+    let web = site_value(&yarn_site, "yarn.resourcemanager.webapp.address").expect("yarn-site.xml names the REST API");
+    let pending = || -> i64 {
+        let body = support::http_get(&format!("http://{web}/ws/v1/cluster/metrics")).unwrap_or_default();
+        serde_json::from_str::<serde_json::Value>(&body).ok().and_then(|m| m["clusterMetrics"]["containersPending"].as_i64()).unwrap_or(0)
+    };
+    while pending() < 12 {
+        assert!(std::time::Instant::now() < registered, "both applications never asked for their executors: {} pending", pending());
+        std::thread::sleep(Duration::from_millis(250));
+    }
     support::signal(blocker.id() as i32, 2);
     let _ = blocker.wait();
     // Wait until the pool is full, then read the shares.
     let start = std::time::Instant::now();
     let settled = loop {
         let s = state(&sa);
-        let used = s["agents"][0]["used"]["cpus"].as_f64().unwrap_or(0.0);
         let (d, b, n) = (share(&s, "default"), share(&s, "eng/batch"), share(&s, "native"));
+        let used = (d + b + n) * 12.0;
         eprintln!("[shares] t={:>4.1}s used={used} default={d:.3} batch={b:.3} native={n:.3}", start.elapsed().as_secs_f64());
-        if used >= 12.0 {
+        if used >= 12.0 - 1e-6 {
             // Let a late offer or two land, then read once more.
             std::thread::sleep(Duration::from_secs(2));
             break state(&sa);

@@ -1136,3 +1136,53 @@ fn the_fair_share_bound_follows_weights_and_lapses_when_the_other_role_stops_ask
     assert_eq!(agents_by_framework(&alloc.allocate(secs(1))).get(&fw(0)), Some(&1));
     alloc.check_invariants();
 }
+
+/// The two-queue YARN case: one framework in `default` (33) and
+/// `eng/batch` (eng 67), each holding one cpu, others holding the rest;
+/// when 8 cpus come free, one cpu per offer (the rest back), batch must get
+/// about twice default's share.
+#[test]
+fn nested_weights_split_freed_cpus_between_one_frameworks_two_roles() {
+    let mut alloc = Allocator::new(AllocatorConfig::default());
+    alloc.set_weight(role("default"), 33.3333).unwrap();
+    alloc.set_weight(role("eng"), 66.6667).unwrap();
+    alloc.set_weight(role("eng/batch"), 100.0).unwrap();
+    let used = vec![
+        (fw(0), role("default"), res("cpus:1;mem:896")),
+        (fw(0), role("eng/batch"), res("cpus:1;mem:896")),
+        (fw(1), role("native"), res("cpus:2;mem:128")),
+        (fw(2), role("placeholder"), res("cpus:8;mem:64")),
+    ];
+    alloc.add_agent(agent(0), res("cpus:12;mem:20480"), used).unwrap();
+    alloc.add_framework(fw(0), vec![role("default"), role("eng/batch")]).unwrap();
+    alloc.add_framework(fw(1), vec![role("native")]).unwrap();
+    alloc.suppress(&fw(1), None).unwrap();
+    alloc.add_framework(fw(2), vec![role("placeholder")]).unwrap();
+    alloc.suppress(&fw(2), None).unwrap();
+    // Memory-only offers while the cpus are held: declined (with filters).
+    let mut t = 0;
+    for o in alloc.allocate(secs(t)) {
+        alloc.recover(&o.agent, &o.framework, &o.role, &o.resources).unwrap();
+        alloc.add_filter_refusing(&o.framework, &o.role, &o.agent, secs(t + 1), &o.resources).unwrap();
+    }
+    t += 1;
+    alloc.recover(&agent(0), &fw(2), &role("placeholder"), &res("cpus:8;mem:64")).unwrap();
+    let mut got = BTreeMap::new();
+    for _ in 0..20 {
+        let offers = alloc.allocate(secs(t));
+        let Some(o) = offers.into_iter().next() else { break };
+        if o.framework != fw(0) {
+            alloc.recover(&o.agent, &o.framework, &o.role, &o.resources).unwrap();
+            continue;
+        }
+        let take = res("cpus:1;mem:896");
+        if o.resources.total().cpus < Milli::from_units(1) {
+            alloc.recover(&o.agent, &o.framework, &o.role, &o.resources).unwrap();
+            break;
+        }
+        *got.entry(o.role.to_string()).or_insert(0) += 1;
+        alloc.recover(&o.agent, &o.framework, &o.role, &o.resources.checked_sub(&take).unwrap()).unwrap();
+    }
+    eprintln!("{got:?}");
+    assert!(got["eng/batch"] >= 5, "{got:?}");
+}

@@ -244,10 +244,10 @@ async fn cluster_metrics(State(rest): State<Arc<Rest>>) -> Response {
             let rm = core.rm();
             let apps: Vec<AppState> = rm.applications(&AppFilter::default()).iter().map(|a| a.state).collect();
             let nodes: Vec<r::NodeReportProto> = rm.nodes(&[]).into_iter().map(convert::node_to_proto).collect();
-            (apps, nodes, rm.cluster_metrics())
+            (apps, nodes, rm.cluster_metrics(), core.scheduler().pending())
         })
         .await;
-    let Ok((apps, nodes, m)) = found else { return unavailable() };
+    let Ok((apps, nodes, m, (pending, pending_mb, pending_vc))) = found else { return unavailable() };
     let count = |f: fn(&AppState) -> bool| apps.iter().filter(|s| f(s)).count();
     let total_mb: i64 = nodes.iter().map(|n| mb(n.capability.as_ref())).sum();
     let used_mb: i64 = nodes.iter().map(|n| mb(n.used.as_ref())).sum();
@@ -263,16 +263,18 @@ async fn cluster_metrics(State(rest): State<Arc<Rest>>) -> Response {
             "appsFailed": count(|s| matches!(s, AppState::Failed)),
             "appsKilled": count(|s| matches!(s, AppState::Killed)),
             "reservedMB": 0,
+            "pendingMB": pending_mb,
             "availableMB": (total_mb - used_mb).max(0),
             "allocatedMB": used_mb,
             "totalMB": total_mb,
             "reservedVirtualCores": 0,
+            "pendingVirtualCores": pending_vc,
             "availableVirtualCores": (total_vc - used_vc).max(0),
             "allocatedVirtualCores": used_vc,
             "totalVirtualCores": total_vc,
             "containersAllocated": containers,
             "containersReserved": 0,
-            "containersPending": 0,
+            "containersPending": pending,
             "totalNodes": m.node_managers,
             "activeNodes": m.active,
             "lostNodes": m.lost,

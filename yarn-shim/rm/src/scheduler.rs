@@ -627,6 +627,29 @@ impl Scheduler {
         self.apps.values().any(|a| a.queue == queue && a.wants())
     }
 
+    /// What the live applications wait for: containers (their `*` asks,
+    /// and each AM not yet placed), memory (MB) and vcores, as YARN's
+    /// `containersPending`, `pendingMB` and `pendingVirtualCores`.
+    pub fn pending(&self) -> (i64, i64, i64) {
+        let mut total = (0i64, 0i64, 0i64);
+        for app in self.apps.values().filter(|a| !a.ending) {
+            if app.attempt.phase == Phase::WaitingForAm {
+                total.0 += 1;
+                total.1 += i64::from(app.am_capacity.memory_mb.max(0));
+                total.2 += i64::from(app.am_capacity.vcores.max(0));
+            }
+            if app.attempt.phase == Phase::Registered {
+                for (key, entry) in app.attempt.asks.iter().filter(|(k, e)| k.resource_name == ANY && e.num > 0) {
+                    let n = i64::from(entry.num);
+                    total.0 += n;
+                    total.1 += n * i64::from(key.memory_mb.max(0));
+                    total.2 += n * i64::from(key.vcores.max(0));
+                }
+            }
+        }
+        total
+    }
+
     /// Containers the scheduler holds, by state (YARN's names: ALLOCATED,
     /// RUNNING, COMPLETE), for metrics.
     pub fn container_counts(&self) -> [(&'static str, usize); 3] {

@@ -696,6 +696,8 @@ fn one_user_stays_within_the_queues_user_limit_and_a_second_user_still_gets_cont
     s.set_leaf_rules(BTreeMap::from([("default".to_owned(), memory_rules(4096.0, 4096.0, 100.0))]));
     let ids = running(&mut s, &mut rm, &[("default", "alice", 10), ("default", "bob", 2), ("batch", "carol", 10)], 1);
     let (alice, bob, carol) = (ids[0], ids[1], ids[2]);
+    // YARN's containersPending, pendingMB, pendingVirtualCores: every ask.
+    assert_eq!(s.pending(), (22, 22 * 1024, 22));
     let effects = s.offers(vec![offer("o1", "a2", "host2", "default", 16.0, 16384.0)], 2);
     // Alice: AM + 3 = 4 GiB, not over, so one more (YARN lets the last
     // container go past the limit): 5 GiB, then nothing while she is over.
@@ -706,6 +708,8 @@ fn one_user_stays_within_the_queues_user_limit_and_a_second_user_still_gets_cont
     assert!(waits.iter().any(|(id, why)| *id == alice && why.as_deref().is_some_and(|w| w.contains("User capacity has reached its maximum limit"))), "{waits:?}");
     let effects = s.offers(vec![offer("o2", "a2", "host2", "default", 16.0, 16384.0)], 3);
     assert!(launched(&effects).is_empty(), "{effects:?}");
+    // Alice's six still wait (held), carol's ten too.
+    assert_eq!(s.pending().0, 16);
     // In a queue without rules: all ten.
     s.offers(vec![offer("o3", "a2", "host2", "batch", 16.0, 16384.0)], 4);
     assert_eq!(memory_held_by(&s, carol), 11264);
