@@ -167,7 +167,7 @@ fn a_limit_holds_and_a_guarantee_is_reclaimed_by_revocation_with_real_processes(
     eprintln!("weir quota list:\n{table}");
     assert!(table.starts_with("policy: drf; guaranteed roles lack cpus:2;mem:128 (held back from the others)\n"), "{table}");
     let row: Vec<&str> = table.lines().find(|l| l.trim_start().starts_with("prod ")).expect("prod listed").split_whitespace().collect();
-    assert_eq!(row, ["prod", "1", "0", "cpus:2;mem:128", "none", "-", "0.0%"]);
+    assert_eq!(row, ["prod", "1", "0", "cpus:2;mem:128", "none", "-", "-", "0.0%"]);
 
     // prod arrives on the full cluster: two of analytics' tasks are revoked.
     let prod = Arc::new(Mutex::new(Books::default()));

@@ -431,6 +431,36 @@ fn a_revoked_token_stops_working_after_the_file_is_reread() {
 }
 
 #[test]
+fn a_token_past_its_expiry_is_refused_as_expired() {
+    let s = secured();
+    // bob's line gets an expiry a few seconds from now (Unix seconds).
+    let soon = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 4;
+    write_private(&s.tokens, &format!("alice {ALICE}\nbob {BOB} {soon}\nops {OPS}\n"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Re-read: it works until the expiry, then is refused.
+    let mut worked = false;
+    loop {
+        match s.state_as(BOB) {
+            Ok(_) => worked = true,
+            Err(status) => {
+                assert_eq!(status, 401);
+                if worked {
+                    break;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "bob's token never worked and then expired");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, body) = http(&s.addr, "GET", "/state", Some(BOB));
+    assert!(status == 401 && body.contains("expired"), "{status} {body}");
+    let (answer, _) = s.subscribe(Some(BOB), "", &["batch"], "");
+    let refusal = answer.unwrap_err();
+    assert!(refusal.0 == tonic::Code::Unauthenticated && refusal.1.contains("expired"), "{refusal:?}");
+    assert!(s.state_as(ALICE).is_ok());
+}
+
+#[test]
 fn the_cli_sends_its_token_and_secrets_stay_out_of_state_and_tasks() {
     let s = secured();
     let token_file = s.dir.path().join("alice.token");
@@ -508,8 +538,11 @@ fn a_broker_without_authentication_says_so_loudly() {
 }
 
 /// `weir standalone --secure` in `dir`: the process, the broker's
-/// address, and the CA and admin token files it made.
-fn secure_standalone(dir: &Path) -> (support::Proc, String, String, PathBuf, PathBuf) {
+/// address, the agent's, the CA and admin token files it made, and the
+/// YARN shim's REST address.
+fn secure_standalone(dir: &Path) -> (support::Proc, String, String, PathBuf, PathBuf, String) {
+    let rest = format!("127.0.0.1:{}", support::free_port());
+    let web = format!("yarn-shim.webapp.address={rest}");
     let args = [
         "standalone",
         "--secure",
@@ -521,18 +554,20 @@ fn secure_standalone(dir: &Path) -> (support::Proc, String, String, PathBuf, Pat
         SPEC,
         "-D",
         "agent.listen=127.0.0.1:0",
+        "-D",
+        &web,
     ];
     let (proc, line) = support::spawn_weir("secure", &args, "weir standalone: broker");
     assert!(line.contains("over TLS, tokens required"), "{line}");
     let addr = support::addr_in(&line);
     let agent = line.split_whitespace().filter(|w| w.starts_with("127.0.0.1:")).nth(1).expect("the agent's address").trim_end_matches(',').to_owned();
-    (proc, addr, agent, dir.join("secure/ca.pem"), dir.join("secure/admin.token"))
+    (proc, addr, agent, dir.join("secure/ca.pem"), dir.join("secure/admin.token"), rest)
 }
 
 #[test]
 fn standalone_secure_serves_tls_with_tokens_and_plain_text_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut proc, addr, agent, ca, admin) = secure_standalone(dir.path());
+    let (mut proc, addr, agent, ca, admin, rest) = secure_standalone(dir.path());
     let key_mode = std::fs::metadata(dir.path().join("secure/broker-key.pem")).unwrap().permissions().mode() & 0o777;
     assert_eq!(key_mode, 0o600, "the private key is the owner's only");
     let weir = |args: &[&str], with_ca: bool, with_token: bool| {
@@ -593,6 +628,21 @@ fn standalone_secure_serves_tls_with_tokens_and_plain_text_is_refused() {
     let out = weir(&["status", "--json", "--broker", &addr], true, true);
     let after: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(books(&after), books(&before), "the refused calls changed nothing");
+    // The YARN shim came up too: subscribed over TLS with the admin token
+    // (yarn-shim.broker.token.file, .tls.ca.file), and its node list read
+    // from the broker's operator API, so YARN clients see the agent.
+    let frameworks = after["frameworks"].as_array().unwrap();
+    let shim = frameworks.iter().find(|f| f["name"] == "yarn-shim").unwrap_or_else(|| panic!("no yarn-shim among {frameworks:?}"));
+    assert_eq!(shim["principal"], "admin", "{shim}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let nodes = support::http_get(&format!("http://{rest}/ws/v1/cluster/nodes")).unwrap_or_default();
+        if nodes.contains("RUNNING") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the shim never listed the agent as a node: {nodes}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
     // And a task runs end to end over TLS with the token (its output
     // read from the agent's TLS port).
     let out = weir(&["run", "--broker", &addr, "--cpus", "0.1", "--mem", "32", "--", "echo", "over-tls"], true, true);

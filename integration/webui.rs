@@ -123,7 +123,15 @@ fn hostile_requests_to_the_ui_get_a_clear_4xx_and_no_file_outside_the_sandbox() 
         assert!(Instant::now() < deadline, "the task's stdout never showed its output");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let (status, listing) = page(&task_path);
+    // The task makes its links and directory just after its output: wait
+    // for them too.
+    let (status, listing) = loop {
+        let (status, listing) = page(&task_path);
+        if status != 200 || (listing.contains(">sub/</a>") && listing.contains(">leak</a>")) || Instant::now() > deadline {
+            break (status, listing);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert_eq!(status, 200, "{listing}");
     assert!(listing.contains("&lt;img src=x onerror=alert(1)&gt;") && !listing.contains(HOSTILE), "{listing}");
     assert!(listing.contains(">sub/</a>") && listing.contains(">leak</a>"), "{listing}");

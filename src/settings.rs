@@ -438,6 +438,17 @@ pub fn yarn_shim(config: &Config, broker: String) -> Result<weir_yarn_rm::shim::
             // Untrimmed: a leading space makes the rest groups. Blank: nobody.
             admin: weir_yarn_rm::acl::Acl::parse(&config.get("yarn-shim.admin.acl").map_err(problem)?.unwrap_or_default()),
         },
+        broker_auth: weir_yarn_rm::shim::BrokerAuth {
+            token: match config.get_str("yarn-shim.broker.token.file").unwrap_or_default().trim() {
+                "" => None,
+                path => weir_sdk::Token::from_file_or_env(Some(std::path::Path::new(path)))
+                    .map_err(|e| problem(format!("yarn-shim.broker.token.file: {e}")))?,
+            },
+            tls_ca: match config.get_str("yarn-shim.broker.tls.ca.file").unwrap_or_default().trim() {
+                "" => None,
+                path => Some(std::fs::read(path).map_err(|e| problem(format!("yarn-shim.broker.tls.ca.file: {path}: {e}")))?),
+            },
+        },
         nm_hadoop_conf_dir: None,
         failover_timeout: config.get_duration("yarn-shim.framework.failover.timeout").map_err(problem)?,
         web_address: match config.get_str("yarn-shim.webapp.address").unwrap_or_default().trim() {

@@ -255,6 +255,16 @@ struct RoleState {
     limit: Scalars,
 }
 
+/// A decline filter: until when, and (as Mesos' refused-offer filter)
+/// what was refused: it keeps back only offers that fit within that, so
+/// resources freed on the agent since (a task ended) are offered at once.
+/// `refused: None` refuses anything.
+#[derive(Debug, Clone, Copy)]
+struct Filter {
+    until: Duration,
+    refused: Option<Scalars>,
+}
+
 /// One (framework, role) pair: the unit DRF accounts for within a role.
 #[derive(Clone, Debug)]
 struct Client {
@@ -267,12 +277,12 @@ struct Client {
     /// is not, or no longer, subscribed to).
     subscribed: bool,
     suppressed: bool,
-    /// Agents refused in this role (slot → until), as Mesos keeps decline
+    /// Agents refused in this role (slot → filter), as Mesos keeps decline
     /// filters per (framework, role, agent): declining an offer made in
     /// one role does not keep the agent from the framework's other roles.
     /// `None` when empty, so an unfiltered client costs one branch in the
     /// cycle.
-    filters: Option<BTreeMap<u32, Duration>>,
+    filters: Option<BTreeMap<u32, Filter>>,
     /// Grant sequence number of the client's last grant (0: never).
     last_granted: u64,
     key: Option<Key>,
@@ -1012,6 +1022,43 @@ impl Allocator {
         Ok(())
     }
 
+    /// Marks `resources`, held by `framework` in `role` on `agent`, as
+    /// lent (revocable): what a task launched on a revocable offer holds,
+    /// as its agent reports it when it re-registers (with a new leader
+    /// too, whose books start from [`Allocator::add_agent`]). Refused,
+    /// changing nothing, unless that pair holds them there.
+    pub fn mark_lent(&mut self, agent: &AgentId, framework: &FrameworkId, role: &Role, resources: &ResourceSet) -> Result<(), AllocatorError> {
+        let a = self.agent_slot(agent)?;
+        let f = self.framework_slot(framework)?;
+        let not_allocated = |allocated: ResourceSet| AllocatorError::NotAllocated {
+            agent: agent.clone(),
+            framework: framework.clone(),
+            role: role.clone(),
+            wanted: Box::new(resources.clone()),
+            allocated: Box::new(allocated),
+        };
+        let Some(c) = self.client_of(f, role) else { return Err(not_allocated(ResourceSet::default())) };
+        let amount = Scalars::of_set(resources);
+        let slot = self.agent_mut(a);
+        let Some((_, held)) = slot.allocations.iter().find(|(owner, _)| *owner == c) else {
+            return Err(not_allocated(ResourceSet::default()));
+        };
+        let lent = slot.revocable.iter().find(|(owner, _)| *owner == c).map(|(_, l)| *l).unwrap_or_default();
+        let mut wanted = lent;
+        wanted.add(&amount);
+        if held.scalars().min(&wanted) != wanted {
+            return Err(not_allocated(held.to_set()));
+        }
+        match slot.revocable.iter_mut().find(|(owner, _)| *owner == c) {
+            Some((_, l)) => l.add(&amount),
+            None => slot.revocable.push((c, amount)),
+        }
+        self.add_revocable(c, &amount, true);
+        self.refresh_client(c);
+        self.order_dirty = true;
+        Ok(())
+    }
+
     /// Forgets an agent; whatever was allocated on it is gone with it.
     pub fn remove_agent(&mut self, agent: &AgentId) -> Result<(), AllocatorError> {
         let a = self.agent_slot(agent)?;
@@ -1287,13 +1334,33 @@ impl Allocator {
         let f = self.framework_slot(framework)?;
         let a = self.agent_slot(agent)?;
         let [c] = self.clients_in(f, Some(std::slice::from_ref(role)))?[..] else { unreachable!("one role, one client") };
-        self.client_mut(c).filters.get_or_insert_with(BTreeMap::new).insert(a, until);
+        self.client_mut(c).filters.get_or_insert_with(BTreeMap::new).insert(a, Filter { until, refused: None });
+        Ok(())
+    }
+
+    /// [`Allocator::add_filter`] for the `refused` resources only, as Mesos
+    /// filters a declined offer: until `until` the agent is not offered to
+    /// the framework in `role` again unless it has more of some kind free
+    /// than was refused (a task there ended, say).
+    pub fn add_filter_refusing(
+        &mut self,
+        framework: &FrameworkId,
+        role: &Role,
+        agent: &AgentId,
+        until: Duration,
+        refused: &ResourceSet,
+    ) -> Result<(), AllocatorError> {
+        let f = self.framework_slot(framework)?;
+        let a = self.agent_slot(agent)?;
+        let [c] = self.clients_in(f, Some(std::slice::from_ref(role)))?[..] else { unreachable!("one role, one client") };
+        let refused = Some(Scalars::of_set(refused));
+        self.client_mut(c).filters.get_or_insert_with(BTreeMap::new).insert(a, Filter { until, refused });
         Ok(())
     }
 
     /// When the earliest filter still in force after `now` lapses.
     pub fn next_filter_expiry(&self, now: Duration) -> Option<Duration> {
-        self.clients.iter().flatten().filter_map(|c| c.filters.as_ref()).flat_map(|f| f.values().copied()).filter(|t| *t > now).min()
+        self.clients.iter().flatten().filter_map(|c| c.filters.as_ref()).flat_map(|f| f.values().map(|f| f.until)).filter(|t| *t > now).min()
     }
 
     /// Puts `framework` behind every other eligible client for `agent`
@@ -1827,7 +1894,7 @@ impl Allocator {
         for (c, a) in notes.expired {
             let client = self.client_mut(c);
             if let Some(filters) = &mut client.filters {
-                if filters.get(&a).is_some_and(|until| *until <= now) {
+                if filters.get(&a).is_some_and(|f| f.until <= now) {
                     filters.remove(&a);
                 }
                 if filters.is_empty() {
@@ -1875,9 +1942,21 @@ impl Allocator {
     /// Whether client `c` refuses `agent` at `now`; an expired filter is
     /// noted for removal after the cycle.
     fn filtered(&self, c: u32, a: u32, now: Duration, notes: &mut CycleNotes) -> bool {
-        let Some(filters) = &self.client(c).filters else { return false };
+        let client = self.client(c);
+        let Some(filters) = &client.filters else { return false };
         match filters.get(&a) {
-            Some(until) if *until > now => true,
+            Some(Filter { until, refused: None }) if *until > now => true,
+            Some(Filter { until, refused: Some(refused) }) if *until > now => {
+                // What the role could be offered there now: the unreserved
+                // and its own reserved resources. More of any kind than was
+                // refused lifts the filter.
+                let free = &self.agent(a).free;
+                let mut offerable = Scalars::of(&free.unreserved);
+                if let Some(own) = free.reserved.get(&self.roles[client.role as usize].name) {
+                    offerable.add(&Scalars::of(own));
+                }
+                offerable.min(refused) == offerable
+            }
             Some(_) => {
                 notes.expired.push((c, a));
                 false

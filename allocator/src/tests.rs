@@ -213,6 +213,36 @@ fn a_decline_in_one_role_leaves_the_agent_to_the_frameworks_other_roles() {
 }
 
 #[test]
+fn a_filter_keeps_back_only_what_was_refused_and_freed_resources_lift_it() {
+    // Mesos' refused-offer filter: the YARN shim declines an agent's
+    // memory while its cpus are all taken (nothing fits); when a task
+    // there ends and frees cpus, the agent is offered again at once, not
+    // after the filter: otherwise the queue that happened to be filtered
+    // waits while the other takes every freed cpu.
+    let mut alloc = Allocator::new(AllocatorConfig::default());
+    alloc.add_agent(agent(0), res("cpus:4;mem:4096"), vec![(fw(1), star(), res("cpus:4;mem:512"))]).unwrap();
+    alloc.add_framework(fw(0), vec![star()]).unwrap();
+    let offers = alloc.allocate(secs(0));
+    assert_eq!(offers.len(), 1);
+    assert_eq!(offers[0].resources, res("mem:3584"));
+    alloc.recover(&agent(0), &fw(0), &star(), &offers[0].resources).unwrap();
+    alloc.add_filter_refusing(&fw(0), &star(), &agent(0), secs(60), &offers[0].resources).unwrap();
+    assert!(alloc.allocate(secs(1)).is_empty(), "the same memory stays refused");
+    // A cpu comes free there: more than was refused.
+    alloc.recover(&agent(0), &fw(1), &star(), &res("cpus:1")).unwrap();
+    let offers = alloc.allocate(secs(2));
+    assert_eq!(offers.len(), 1, "offered again before the filter lapses");
+    assert_eq!(offers[0].framework, fw(0));
+    assert_eq!(offers[0].resources, res("cpus:1;mem:3584"));
+    // Refusing that keeps it back again, until the filter ends.
+    alloc.recover(&agent(0), &fw(0), &star(), &offers[0].resources).unwrap();
+    alloc.add_filter_refusing(&fw(0), &star(), &agent(0), secs(60), &offers[0].resources).unwrap();
+    assert!(alloc.allocate(secs(3)).is_empty());
+    assert_eq!(alloc.allocate(secs(60)).len(), 1);
+    alloc.check_invariants();
+}
+
+#[test]
 fn at_equal_shares_the_client_granted_least_recently_goes_first() {
     // fw-0 never answers: each time its offer is taken back (timed out or
     // rescinded, no filter) it is back at share 0, tied with fw-1 which
@@ -1105,4 +1135,54 @@ fn the_fair_share_bound_follows_weights_and_lapses_when_the_other_role_stops_ask
     alloc.suppress(&fw(1), None).unwrap();
     assert_eq!(agents_by_framework(&alloc.allocate(secs(1))).get(&fw(0)), Some(&1));
     alloc.check_invariants();
+}
+
+/// The two-queue YARN case: one framework in `default` (33) and
+/// `eng/batch` (eng 67), each holding one cpu, others holding the rest;
+/// when 8 cpus come free, one cpu per offer (the rest back), batch must get
+/// about twice default's share.
+#[test]
+fn nested_weights_split_freed_cpus_between_one_frameworks_two_roles() {
+    let mut alloc = Allocator::new(AllocatorConfig::default());
+    alloc.set_weight(role("default"), 33.3333).unwrap();
+    alloc.set_weight(role("eng"), 66.6667).unwrap();
+    alloc.set_weight(role("eng/batch"), 100.0).unwrap();
+    let used = vec![
+        (fw(0), role("default"), res("cpus:1;mem:896")),
+        (fw(0), role("eng/batch"), res("cpus:1;mem:896")),
+        (fw(1), role("native"), res("cpus:2;mem:128")),
+        (fw(2), role("placeholder"), res("cpus:8;mem:64")),
+    ];
+    alloc.add_agent(agent(0), res("cpus:12;mem:20480"), used).unwrap();
+    alloc.add_framework(fw(0), vec![role("default"), role("eng/batch")]).unwrap();
+    alloc.add_framework(fw(1), vec![role("native")]).unwrap();
+    alloc.suppress(&fw(1), None).unwrap();
+    alloc.add_framework(fw(2), vec![role("placeholder")]).unwrap();
+    alloc.suppress(&fw(2), None).unwrap();
+    // Memory-only offers while the cpus are held: declined (with filters).
+    let mut t = 0;
+    for o in alloc.allocate(secs(t)) {
+        alloc.recover(&o.agent, &o.framework, &o.role, &o.resources).unwrap();
+        alloc.add_filter_refusing(&o.framework, &o.role, &o.agent, secs(t + 1), &o.resources).unwrap();
+    }
+    t += 1;
+    alloc.recover(&agent(0), &fw(2), &role("placeholder"), &res("cpus:8;mem:64")).unwrap();
+    let mut got = BTreeMap::new();
+    for _ in 0..20 {
+        let offers = alloc.allocate(secs(t));
+        let Some(o) = offers.into_iter().next() else { break };
+        if o.framework != fw(0) {
+            alloc.recover(&o.agent, &o.framework, &o.role, &o.resources).unwrap();
+            continue;
+        }
+        let take = res("cpus:1;mem:896");
+        if o.resources.total().cpus < Milli::from_units(1) {
+            alloc.recover(&o.agent, &o.framework, &o.role, &o.resources).unwrap();
+            break;
+        }
+        *got.entry(o.role.to_string()).or_insert(0) += 1;
+        alloc.recover(&o.agent, &o.framework, &o.role, &o.resources.checked_sub(&take).unwrap()).unwrap();
+    }
+    eprintln!("{got:?}");
+    assert!(got["eng/batch"] >= 5, "{got:?}");
 }

@@ -153,10 +153,12 @@ pub fn render_list(response: &v1::GetRolePoliciesResponse) -> Result<String> {
         out.push_str(&format!("; guaranteed roles lack {lack} (held back from the others)"));
     }
     out.push('\n');
-    let mut t = table(&["ROLE", "WEIGHT", "BAND", "GUARANTEE", "LIMIT", "CONSUMED", "SHARE"]);
+    let mut t = table(&["ROLE", "WEIGHT", "BAND", "GUARANTEE", "LIMIT", "CONSUMED", "REVOCABLE", "SHARE"]);
     for wire in &response.roles {
         let policy = role_policy_from_proto("roles", wire).map_err(anyhow::Error::msg)?;
         let consumed = convert::unreserved_from_proto("consumed", &wire.consumed)?;
+        // The lent part of what it consumes: revoked first.
+        let revocable = convert::unreserved_from_proto("revocable", &wire.revocable)?;
         t.add_row(vec![
             p(&wire.role),
             format!("{}", policy.weight),
@@ -164,6 +166,7 @@ pub fn render_list(response: &v1::GetRolePoliciesResponse) -> Result<String> {
             guarantee_text(&policy.quota.guarantee),
             policy.quota.limit.to_string(),
             guarantee_text(&consumed).replace("none", "-"),
+            guarantee_text(&revocable).replace("none", "-"),
             format!("{:.1}%", wire.dominant_share * 100.0),
         ]);
     }
@@ -196,6 +199,7 @@ mod tests {
         };
         let mut wire = role_policy_to_proto(&policy);
         wire.consumed = convert::resources_to_proto(&weir_model::ResourceSet::unreserved(Resources::parse("cpus:3;mem:512").unwrap()));
+        wire.revocable = convert::resources_to_proto(&weir_model::ResourceSet::unreserved(Resources::parse("cpus:2").unwrap()));
         wire.dominant_share = 0.25;
         let response = v1::GetRolePoliciesResponse {
             policy: "drf".into(),
@@ -205,8 +209,10 @@ mod tests {
         let text = render_list(&response).unwrap();
         assert!(text.starts_with("policy: drf; guaranteed roles lack cpus:1 (held back from the others)\n"), "{text}");
         let row = text.lines().find(|l| l.contains("eng/web")).unwrap();
-        for cell in ["2", "1", "cpus:4", "cpus:10", "cpus:3;mem:512", "25.0%"] {
+        for cell in ["2", "1", "cpus:4", "cpus:10", "cpus:3;mem:512", "cpus:2", "25.0%"] {
             assert!(row.contains(cell), "{cell} in {row}");
         }
+        let header = text.lines().nth(1).unwrap();
+        assert!(header.contains("CONSUMED") && header.contains("REVOCABLE"), "{header}");
     }
 }

@@ -53,6 +53,9 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
             ("agent.tls.cert.file", &files.cert),
             ("agent.tls.key.file", &files.key),
             ("broker.tls.agents.ca.file", &files.ca),
+            // The YARN shim subscribes as admin, over TLS.
+            ("yarn-shim.broker.token.file", &files.admin_token),
+            ("yarn-shim.broker.tls.ca.file", &files.ca),
         ] {
             settings::apply_flag(&mut config, key, Some(path.display()))?;
         }
@@ -83,12 +86,9 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    // The YARN shim subscribes as a plain, unauthenticated framework: in
-    // a secure trial it would be refused, so it is left out.
-    let yarn = match &secure {
-        None => start_yarn(&config, &broker_addr.to_string()).await,
-        Some(_) => Err(anyhow::anyhow!("left out with --secure (the shim does not yet speak TLS and tokens to the broker)")),
-    };
+    // With --secure the YARN shim speaks TLS with the admin token to the
+    // broker (its own ports stay Hadoop's SIMPLE).
+    let yarn = start_yarn(&config, &broker_addr.to_string()).await;
     match &secure {
         None => {
             println!("weir standalone: broker {broker_addr} (gRPC + HTTP), {agent_line}");

@@ -183,7 +183,7 @@ impl BrokerCore {
             if let Err(err) = self.give_back_resources(&agent, framework, &role, &available, revocable) {
                 tracing::error!(framework_id = %framework, error = %err, "books out of step: unused offer resources were not allocated");
             }
-            self.add_filter(framework, &role, &agent, refuse, now);
+            self.add_filter(framework, &role, &agent, &available, refuse, now);
             self.dirty = true;
         }
     }
@@ -234,6 +234,15 @@ impl BrokerCore {
         launched_ids.insert(task_id.clone());
         let mut info = checked.info;
         info.agent_id = agent.to_string();
+        info.allocation_role = role.to_string();
+        // The agent keeps the task as sent and reports it when it
+        // re-registers, to this leader or the next: its resources say it
+        // runs on lent resources, as Mesos marks them.
+        if revocable {
+            for r in &mut info.resources {
+                r.revocable = true;
+            }
+        }
         // A task runs as its command's user, else its framework's (Mesos'
         // rule); agents that switch users need the name.
         if let Some(command) = info.command.as_mut().filter(|c| c.user.is_empty()) {

@@ -44,6 +44,9 @@ struct ReportedTask {
     state: TaskState,
     mounts: Vec<VolumeId>,
     exempt: bool,
+    /// Launched on a revocable offer: its resources carry the marker the
+    /// broker set when it sent the task (`Resource.revocable`).
+    revocable: bool,
 }
 
 /// Tells an agent why it is refused, then closes its stream.
@@ -84,10 +87,17 @@ fn parse_registration(msg: &v1::agent_message::Register) -> Result<Registration,
         let resources = convert::resources_from_proto(&format!("{field}.task.resources"), &info.resources)?;
         let latest = t.latest.clone().ok_or_else(|| ProtoError::missing(format!("{field}.latest")))?;
         let state = task_state_from_proto(&format!("{field}.latest.state"), latest.state)?;
-        let role = resources.reserved.keys().next().cloned().unwrap_or_else(Role::default_role);
+        // Reserved resources name their role; unreserved ones were
+        // allocated to the role the broker stamped on the task it sent.
+        let role = match resources.reserved.keys().next() {
+            Some(role) => role.clone(),
+            None if !info.allocation_role.is_empty() => convert::role(&format!("{field}.task.allocation_role"), &info.allocation_role)?,
+            None => Role::default_role(),
+        };
         let mounts = convert::mounts_from_proto(&format!("{field}.task.volumes"), &info.volumes)?.into_iter().map(|m| m.volume).collect();
         let exempt = weir_model::task::exempt_from_revocation(&info.labels);
-        tasks.push(ReportedTask { framework, task, name: info.name.clone(), resources, role, latest, state, mounts, exempt });
+        let revocable = info.resources.iter().any(|r| r.revocable);
+        tasks.push(ReportedTask { framework, task, name: info.name.clone(), resources, role, latest, state, mounts, exempt, revocable });
     }
     Ok(Registration {
         id,
@@ -252,6 +262,8 @@ impl BrokerCore {
         }
 
         let mut used = Vec::new();
+        // Of those, what runs on lent resources (revocable tasks).
+        let mut lent = Vec::new();
         let mut counted_volumes = std::collections::BTreeSet::new();
         for t in &reg.tasks {
             if t.state.is_terminal() {
@@ -262,6 +274,9 @@ impl BrokerCore {
                 // hand back resources the allocator never held).
                 if let Some(task) = self.tasks.get(&(t.framework.clone(), t.task.clone())).filter(|task| task.agent == id) {
                     used.push((t.framework.clone(), task.role.clone(), task.resources.clone()));
+                    if task.revocable {
+                        lent.push((t.framework.clone(), task.role.clone(), task.resources.clone()));
+                    }
                 }
                 continue;
             }
@@ -330,11 +345,14 @@ impl BrokerCore {
                     volume_disk,
                     launched_at: None,
                     placed_at: now,
-                    revocable: false,
+                    revocable: t.revocable,
                     exempt: t.exempt,
                 },
             );
             used.push((t.framework.clone(), t.role.clone(), t.resources.clone()));
+            if t.revocable {
+                lent.push((t.framework.clone(), t.role.clone(), t.resources.clone()));
+            }
             if previous == Some(TaskState::Unreachable) {
                 // The framework was told the task was unreachable; tell it
                 // the task is back.
@@ -355,6 +373,13 @@ impl BrokerCore {
             self.agent_conns.remove(&conn);
             out.extend(refuse(conn, format!("registration refused: {err}")));
             return out;
+        }
+        // Revocable tasks stay revocable (lent, revoked first) across
+        // re-registrations and leaders.
+        for (framework, role, resources) in lent {
+            if let Err(err) = self.allocator.mark_lent(&id, &framework, &role, &resources) {
+                tracing::warn!(agent_id = %id, framework_id = %framework, error = %err, "a revocable task's resources could not be marked lent; they count as plain");
+            }
         }
         self.drain_agent_reregistered(&id);
         self.dirty = true;

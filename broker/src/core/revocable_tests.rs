@@ -243,3 +243,46 @@ fn kills_in(out: &[Output]) -> Vec<(ConnId, String)> {
         })
         .collect()
 }
+
+#[test]
+fn a_revocable_task_stays_revocable_when_its_agent_re_registers() {
+    let mut h = with_idle_guarantee();
+    let (analytics, plain, lent) = analytics_offered(&mut h);
+    let lent_conn = conn_of(&h, &lent.agent_id);
+    let out = h.call(FW_1, accept(&[&lent], vec![task("r0", "cpus:8;mem:8192")]));
+    // The agent is told the task runs on lent resources.
+    let sent = Harness::run_tasks_in(&out, lent_conn);
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].resources.iter().all(|r| r.revocable), "{:?}", sent[0].resources);
+    h.call(FW_1, accept(&[&plain], vec![task("p0", "cpus:8;mem:8192")]));
+    h.agent_update(lent_conn, &analytics, "r0", TaskState::Running, 1);
+    // The agent re-registers (a broken connection, or a new leader: the
+    // same path), reporting the task as it was sent.
+    let running = v1::RunningTask {
+        framework_id: analytics.clone(),
+        task: Some(sent[0].clone()),
+        latest: Some(v1::TaskStatus {
+            task_id: "r0".into(),
+            framework_id: analytics.clone(),
+            agent_id: lent.agent_id.clone(),
+            state: weir_proto::convert::task_state_to_proto(TaskState::Running) as i32,
+            ..Default::default()
+        }),
+    };
+    h.register_agent(lent_conn, &lent.agent_id, "cpus:8;mem:8192", vec![running]);
+    let state = h.core.state(h.now);
+    let flags: Vec<(&str, bool)> = state.tasks.iter().map(|t| (t.id.as_str(), t.revocable)).collect();
+    assert_eq!(flags, [("p0", false), ("r0", true)]);
+    // Booked to the role it was allocated to (unreserved resources name
+    // none: the task as sent to the agent does), and still lent.
+    let role = state.roles.iter().find(|r| r.role == "analytics").unwrap();
+    assert_eq!((role.consumed.cpus, role.revocable.cpus), (16.0, 8.0), "{:?}", state.roles);
+    assert!(state.roles.iter().all(|r| r.role == "analytics" || r.role == "prod" || r.consumed.cpus == 0.0), "{:?}", state.roles);
+    // And it is still what goes first, at once, when prod asks.
+    h.subscribe(FW_2, "prod", &["prod"], 0.0);
+    let out = h.advance(ms(200));
+    let notices = revocations_in(&out, FW_1);
+    assert_eq!(notices.len(), 1, "{out:?}");
+    assert_eq!(notices[0].tasks.iter().map(|t| (t.task_id.as_str(), t.revocable)).collect::<Vec<_>>(), [("r0", true)]);
+    assert_eq!(kills_in(&out), vec![(lent_conn, "r0".to_owned())]);
+}

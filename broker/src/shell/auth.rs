@@ -5,8 +5,9 @@
 //!   `/metrics`, the UI) send `authorization: Bearer TOKEN` (or HTTP Basic
 //!   with the principal as user and the token as password, for browsers).
 //!   Tokens come from the token file (`broker.auth.tokens.file`), one
-//!   `PRINCIPAL TOKEN` per line; the file is re-read when it changes, so
-//!   removing a line revokes that token.
+//!   `PRINCIPAL TOKEN [EXPIRES]` per line (EXPIRES: RFC 3339 or Unix
+//!   seconds; after it the token is refused as expired); the file is
+//!   re-read when it changes, so removing a line revokes that token.
 //! - Agents (Agent gRPC) send the shared registration secret
 //!   (`broker.auth.agent.secret.file`) in `x-weir-agent-secret`.
 //!
@@ -60,15 +61,35 @@ impl Caller {
     }
 }
 
-/// The principals and digests of the token file.
-type Digests = HashMap<[u8; 32], String>;
+/// One line of the token file: whose token, and until when (Unix
+/// seconds) it is good, if it expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenEntry {
+    pub principal: String,
+    pub expires: Option<i64>,
+}
+
+/// The tokens' digests and what each stands for.
+type Digests = HashMap<[u8; 32], TokenEntry>;
+
+/// An expiry as the token file writes it: RFC 3339 or Unix seconds.
+fn parse_expiry(text: &str) -> Option<i64> {
+    if let Ok(secs) = text.parse::<i64>() {
+        return (secs > 0).then_some(secs);
+    }
+    chrono::DateTime::parse_from_rfc3339(text).ok().map(|t| t.timestamp())
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
 
 fn digest(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
-/// Reads a token file: `PRINCIPAL TOKEN` per line, `#` comments and blank
-/// lines ignored. Errors name the line, never the token.
+/// Reads a token file: `PRINCIPAL TOKEN [EXPIRES]` per line, `#` comments
+/// and blank lines ignored. Errors name the line, never the token.
 pub fn parse_tokens(text: &str) -> Result<Digests, String> {
     let mut out = Digests::new();
     for (i, line) in text.lines().enumerate() {
@@ -77,8 +98,14 @@ pub fn parse_tokens(text: &str) -> Result<Digests, String> {
             continue;
         }
         let mut words = line.split_whitespace();
-        let (Some(principal), Some(token), None) = (words.next(), words.next(), words.next()) else {
-            return Err(format!("line {}: expected PRINCIPAL TOKEN (two words)", i + 1));
+        let (Some(principal), Some(token), expiry, None) = (words.next(), words.next(), words.next(), words.next()) else {
+            return Err(format!("line {}: expected PRINCIPAL TOKEN [EXPIRES] (two or three words)", i + 1));
+        };
+        let expires = match expiry {
+            None => None,
+            Some(text) => Some(parse_expiry(text).ok_or_else(|| {
+                format!("line {}: the expiry of {principal}'s token, {:?}, is neither RFC 3339 (2027-01-31T00:00:00Z) nor Unix seconds", i + 1, text.chars().take(40).collect::<String>())
+            })?),
         };
         if principal.len() > MAX_PRINCIPAL || !principal.chars().all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c)) {
             return Err(format!(
@@ -90,7 +117,7 @@ pub fn parse_tokens(text: &str) -> Result<Digests, String> {
         if token.len() < MIN_TOKEN_LEN {
             return Err(format!("line {}: the token of {principal} is shorter than {MIN_TOKEN_LEN} characters", i + 1));
         }
-        if out.insert(digest(token), principal.to_owned()).is_some() {
+        if out.insert(digest(token), TokenEntry { principal: principal.to_owned(), expires }).is_some() {
             return Err(format!("line {}: the token of {principal} is also given to another line", i + 1));
         }
     }
@@ -148,7 +175,7 @@ impl TokenFile {
         }
     }
 
-    fn principal(&self, token: &str) -> Option<String> {
+    fn entry(&self, token: &str) -> Option<TokenEntry> {
         let digests = self.digests.read().unwrap_or_else(|p| p.into_inner()).clone();
         digests.get(&digest(token)).cloned()
     }
@@ -230,8 +257,13 @@ impl Authenticator {
         } else {
             return Err("the authorization header is neither `Bearer TOKEN` nor HTTP Basic");
         };
-        match tokens.principal(&token) {
-            Some(principal) if claimed.as_ref().is_none_or(|c| c == &principal) => Ok(Caller { principal, authenticated: true }),
+        match tokens.entry(&token) {
+            Some(entry) if claimed.as_ref().is_none_or(|c| c == &entry.principal) => {
+                if entry.expires.is_some_and(|at| at <= unix_now()) {
+                    return Err("the token has expired (its line in the token file gives an expiry that has passed)");
+                }
+                Ok(Caller { principal: entry.principal, authenticated: true })
+            }
             _ => Err("the token is not valid (unknown, revoked, or not that principal's)"),
         }
     }
@@ -303,13 +335,18 @@ mod tests {
     #[test]
     fn token_files_are_read_and_bad_lines_named_without_the_token() {
         let tokens = parse_tokens("# who\nalice  aaaaaaaaaaaaaaaa1\n\nbob bbbbbbbbbbbbbbbb2\n").unwrap();
-        assert_eq!(tokens.get(&digest("aaaaaaaaaaaaaaaa1")).map(String::as_str), Some("alice"));
+        assert_eq!(tokens.get(&digest("aaaaaaaaaaaaaaaa1")).map(|e| e.principal.as_str()), Some("alice"));
         assert_eq!(tokens.len(), 2);
+        let dated = parse_tokens("carol cccccccccccccccc3 2027-01-31T00:00:00Z\ndave dddddddddddddddd4 1700000000").unwrap();
+        assert_eq!(dated[&digest("cccccccccccccccc3")].expires, Some(1_801_353_600));
+        assert_eq!(dated[&digest("dddddddddddddddd4")].expires, Some(1_700_000_000));
+        let err = parse_tokens("carol cccccccccccccccc3 tomorrow").unwrap_err();
+        assert!(err.contains("line 1") && err.contains("neither RFC 3339") && !err.contains("cccc"), "{err}");
         let err = parse_tokens("alice short-token").unwrap_err();
         assert!(err.contains("line 1") && err.contains("shorter than 16") && !err.contains("short-token"), "{err}");
         let err = parse_tokens("alice aaaaaaaaaaaaaaaa1\nbob aaaaaaaaaaaaaaaa1").unwrap_err();
         assert!(err.contains("line 2") && !err.contains("aaaa"), "{err}");
-        assert!(parse_tokens("al ice xxxxxxxxxxxxxxxxxx").unwrap_err().contains("two words"));
+        assert!(parse_tokens("al ice xxxxxxxxxxxxxxxxxx 1 2").unwrap_err().contains("two or three words"));
         assert!(parse_tokens("al/ice xxxxxxxxxxxxxxxxxx").unwrap_err().contains("may hold only"));
     }
 
@@ -323,7 +360,7 @@ mod tests {
 
     #[test]
     fn bearer_and_basic_credentials_name_the_principal_and_wrong_ones_are_refused() {
-        let digests = parse_tokens("alice aaaaaaaaaaaaaaaa1").unwrap();
+        let digests = parse_tokens("alice aaaaaaaaaaaaaaaa1\nold oooooooooooooooo1 1700000000\nnew nnnnnnnnnnnnnnnn1 4102444800").unwrap();
         let file = TokenFile { path: PathBuf::from("/nonexistent"), digests: RwLock::new(Arc::new(digests)), seen: Default::default() };
         let auth = Authenticator { tokens: Some(file), agent_secret: Some(digest("agent-secret")), reload_interval: Duration::from_secs(1) };
         let alice = Caller { principal: "alice".into(), authenticated: true };
@@ -333,6 +370,9 @@ mod tests {
         let as_bob = base64::engine::general_purpose::STANDARD.encode("bob:aaaaaaaaaaaaaaaa1");
         assert!(auth.caller(&headers(&[("authorization", &format!("Basic {as_bob}"))])).is_err());
         assert!(auth.caller(&headers(&[("authorization", "Bearer wrongwrongwrongwrong")])).is_err());
+        // A token past its expiry is refused as such; one before it works.
+        assert_eq!(auth.caller(&headers(&[("authorization", "Bearer oooooooooooooooo1")])).unwrap_err(), "the token has expired (its line in the token file gives an expiry that has passed)");
+        assert_eq!(auth.caller(&headers(&[("authorization", "Bearer nnnnnnnnnnnnnnnn1")])).unwrap().principal, "new");
         assert!(auth.caller(&headers(&[])).is_err());
         assert!(auth.agent_ok(&headers(&[(AGENT_SECRET_HEADER, "agent-secret")])).is_ok());
         assert!(auth.agent_ok(&headers(&[(AGENT_SECRET_HEADER, "agent-secreT")])).is_err());

@@ -7,7 +7,8 @@
 //! path), so that weighted DRF shares the pool as the capacities say.
 //!
 //! Read per queue: `capacity`, `maximum-capacity`, `state` (a child of a
-//! STOPPED queue is stopped), `user-limit-factor`, `maximum-applications`,
+//! STOPPED queue is stopped), `user-limit-factor`,
+//! `minimum-user-limit-percent`, `ordering-policy`, `maximum-applications`,
 //! `maximum-am-resource-percent`, `acl_submit_applications`,
 //! `acl_administer_queue`; and the global `maximum-applications`,
 //! `maximum-am-resource-percent` and `queue-mappings` (`u:` and `g:`
@@ -52,7 +53,18 @@ pub struct QueueConf {
     pub absolute_maximum_capacity: f64,
     /// Its own state, or STOPPED if a queue above it is.
     pub state: QueueState,
-    pub user_limit_factor: f64,
+    /// How far one user may go beyond the queue's capacity
+    /// (`user-limit-factor`: 1 is the capacity; None: no user limit, as in
+    /// a fair-scheduler.xml).
+    pub user_limit_factor: Option<f64>,
+    /// The least share each of the queue's active users is held to
+    /// (`minimum-user-limit-percent`, 1..=100: 25 lets four users share
+    /// the queue evenly before a fifth waits).
+    pub minimum_user_limit_percent: f64,
+    /// Serve the leaf's applications by least use first (`ordering-policy`
+    /// `fair`, the Fair Scheduler's `fair` and `drf`) rather than in
+    /// submission order (`fifo`).
+    pub fair_ordering: bool,
     /// Applications it holds at once (running and waiting).
     pub maximum_applications: u32,
     pub maximum_am_resource_percent: f64,
@@ -120,6 +132,12 @@ pub struct CapacityScheduler {
     /// Every queue, root first, parents before their children.
     pub queues: Vec<QueueConf>,
     pub mappings: Vec<QueueMapping>,
+    /// A fair-scheduler.xml's `queuePlacementPolicy` (empty: the queue the
+    /// application names, else `default`).
+    pub placement: Vec<PlacementRule>,
+    /// A fair-scheduler.xml's queue weights, by path (parents too), so
+    /// that a queue placement creates can be weighed in beside them.
+    pub weights: BTreeMap<String, f64>,
     /// Keys read but not acted on, as `file:line: key (why)`.
     pub unsupported: Vec<String>,
     pub source: Source,
@@ -257,6 +275,18 @@ impl CapacityScheduler {
                 Some(p) => number(p, 0.0, 1e6)?,
                 None => 1.0,
             };
+            let minimum_user_limit_percent = match k.read(&key("minimum-user-limit-percent")) {
+                Some(p) => number(p, 1.0, 100.0)?,
+                None => 100.0,
+            };
+            let fair_ordering = match k.read(&key("ordering-policy")) {
+                Some(p) => match p.value.trim() {
+                    "fifo" => false,
+                    "fair" => true,
+                    other => return Err(CapacityError::Value { at: at(p), key: p.name.clone(), message: format!("{other:?} is neither fifo nor fair") }),
+                },
+                None => false,
+            };
             let absolute_capacity = if is_root { 1.0 } else { parent_abs * capacity };
             let maximum_applications = match k.read(&key("maximum-applications")) {
                 Some(p) => number(p, 0.0, f64::from(u32::MAX))? as u32,
@@ -286,7 +316,9 @@ impl CapacityScheduler {
                 absolute_capacity,
                 absolute_maximum_capacity,
                 state,
-                user_limit_factor,
+                user_limit_factor: Some(user_limit_factor),
+                minimum_user_limit_percent,
+                fair_ordering,
                 maximum_applications,
                 maximum_am_resource_percent,
                 acl_submit_applications,
@@ -356,7 +388,7 @@ impl CapacityScheduler {
                 unsupported.push(format!("{}: {} ({why})", at(p), p.name));
             }
         }
-        Ok(CapacityScheduler { queues, mappings, unsupported, source: Source::Capacity, memory_only })
+        Ok(CapacityScheduler { queues, mappings, placement: Vec::new(), weights: BTreeMap::new(), unsupported, source: Source::Capacity, memory_only })
     }
 
     pub fn leaves(&self) -> impl Iterator<Item = &QueueConf> {
@@ -442,17 +474,326 @@ impl CapacityScheduler {
 }
 
 impl CapacityScheduler {
-    /// Each leaf's AM limit in MB for a cluster of `cluster`: its
-    /// `maximum-am-resource-percent` (`maxAMShare`) of its absolute
-    /// capacity's memory, as YARN's LeafQueue computes it for a busy
-    /// cluster (YARN lets it grow with the queue's use beyond its capacity;
-    /// this one does not). A negative share (the Fair Scheduler's -1) is
-    /// no limit.
-    pub fn am_limits(&self, cluster: Amounts) -> BTreeMap<String, i64> {
+    /// What the scheduler holds each leaf's applications to in a cluster
+    /// of `cluster` ([`LeafRules`]): the AM limit, the users' limit and the
+    /// order applications are served in.
+    pub fn leaf_rules(&self, cluster: Amounts) -> BTreeMap<String, LeafRules> {
         self.leaves()
-            .filter(|q| q.maximum_am_resource_percent >= 0.0)
-            .map(|q| (q.name.clone(), (cluster.mem.as_f64() * q.absolute_capacity * q.maximum_am_resource_percent).floor() as i64))
+            .map(|q| {
+                // YARN's LeafQueue for a busy cluster: the AMs' share of
+                // the queue's capacity (YARN lets it grow with the queue's
+                // use beyond its capacity; this one does not). A negative
+                // share (the Fair Scheduler's -1) is no limit.
+                let am_mb = (q.maximum_am_resource_percent >= 0.0)
+                    .then(|| (cluster.mem.as_f64() * q.absolute_capacity * q.maximum_am_resource_percent).floor() as i64);
+                let users = q.user_limit_factor.map(|factor| {
+                    let capacity = cluster.scaled(q.absolute_capacity);
+                    let maximum = cluster.scaled(q.absolute_maximum_capacity);
+                    let by_factor = capacity.times(factor);
+                    UserLimit {
+                        capacity,
+                        ceiling: Amounts { cpus: by_factor.cpus.min(maximum.cpus), mem: by_factor.mem.min(maximum.mem) },
+                        minimum_percent: q.minimum_user_limit_percent,
+                        cluster,
+                        memory_only: self.memory_only,
+                    }
+                });
+                (q.name.clone(), LeafRules { am_mb, users, fair_ordering: q.fair_ordering })
+            })
             .collect()
+    }
+}
+
+/// What one leaf queue's applications are held to, for a cluster of a
+/// given size.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LeafRules {
+    /// Memory (MB) the queue's AMs may hold together
+    /// (`maximum-am-resource-percent` of its capacity); None: no limit.
+    /// One AM always runs, whatever its size.
+    pub am_mb: Option<i64>,
+    /// The most one user may hold in the queue; None: no limit.
+    pub users: Option<UserLimit>,
+    /// Least use first (`fair`) rather than submission order (`fifo`).
+    pub fair_ordering: bool,
+}
+
+/// One user's limit in a leaf queue, as YARN's capacity scheduler works
+/// it out (`UsersManager.computeUserLimit`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UserLimit {
+    /// The queue's capacity in the cluster's figures.
+    pub capacity: Amounts,
+    /// The most any user may hold: the capacity times
+    /// `user-limit-factor`, at most the queue's maximum capacity.
+    pub ceiling: Amounts,
+    /// `minimum-user-limit-percent`.
+    pub minimum_percent: f64,
+    pub cluster: Amounts,
+    /// How amounts compare: memory alone, or by dominant share.
+    pub memory_only: bool,
+}
+
+impl UserLimit {
+    /// Each user's limit while the queue holds `queue_used` and a user
+    /// asks for `required` more, `active_users` of them asking: the
+    /// queue's current capacity (its capacity while it is within it, else
+    /// what it holds plus the ask) shared evenly among the active users
+    /// but never below `minimum-user-limit-percent` of it, and never above
+    /// the ceiling. Worked out kind by kind.
+    pub fn limit(&self, queue_used: Amounts, required: Amounts, active_users: usize) -> Amounts {
+        let current = if self.less(queue_used, self.capacity) {
+            self.capacity
+        } else {
+            queue_used.plus(required)
+        };
+        let users = active_users.max(1) as u64;
+        let even = Amounts { cpus: Milli(current.cpus.0.div_ceil(users)), mem: Milli(current.mem.0.div_ceil(users)) };
+        let least = current.times(self.minimum_percent / 100.0);
+        Amounts { cpus: even.cpus.max(least.cpus).min(self.ceiling.cpus), mem: even.mem.max(least.mem).min(self.ceiling.mem) }
+    }
+
+    /// Whether `used` is over `limit` as the queue's resource calculator
+    /// compares: memory alone, or the dominant shares of the cluster. A
+    /// user may take a container while not over (so the last may go past
+    /// the limit by up to one container), as in YARN.
+    pub fn over(&self, used: Amounts, limit: Amounts) -> bool {
+        if self.memory_only {
+            used.mem > limit.mem
+        } else {
+            self.dominant(used) > self.dominant(limit) + 1e-12
+        }
+    }
+
+    fn less(&self, a: Amounts, b: Amounts) -> bool {
+        if self.memory_only {
+            a.mem < b.mem
+        } else {
+            self.dominant(a) + 1e-12 < self.dominant(b)
+        }
+    }
+
+    fn dominant(&self, a: Amounts) -> f64 {
+        let share = |x: Milli, total: Milli| if total.is_zero() { 0.0 } else { x.as_f64() / total.as_f64() };
+        share(a.cpus, self.cluster.cpus).max(share(a.mem, self.cluster.mem))
+    }
+}
+
+/// One rule of a Fair Scheduler `queuePlacementPolicy`, tried in order
+/// until one places the application (Hadoop 3.2's rules).
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlacementRule {
+    /// The queue the application names (not `default`).
+    Specified { create: bool },
+    /// `root.<user>`.
+    User { create: bool },
+    /// `root.<primary group>`.
+    PrimaryGroup { create: bool },
+    /// `root.<group>` for the first secondary group with such a queue.
+    SecondaryGroupExistingQueue,
+    /// `<the inner rule's queue>.<user>`.
+    NestedUserQueue { parent: Box<PlacementRule>, create: bool },
+    /// The rule's `queue` (`root.default` if none).
+    Default { queue: String, create: bool },
+    Reject,
+}
+
+impl PlacementRule {
+    /// Whether the rule places every application (nothing after it is
+    /// ever tried).
+    pub fn is_terminal(&self) -> bool {
+        match self {
+            PlacementRule::User { create } | PlacementRule::PrimaryGroup { create } => *create,
+            PlacementRule::Default { .. } | PlacementRule::Reject => true,
+            // The parent it names may be a leaf, which holds no queues.
+            PlacementRule::NestedUserQueue { .. } | PlacementRule::Specified { .. } | PlacementRule::SecondaryGroupExistingQueue => false,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            PlacementRule::Specified { .. } => "specified",
+            PlacementRule::User { .. } => "user",
+            PlacementRule::PrimaryGroup { .. } => "primaryGroup",
+            PlacementRule::SecondaryGroupExistingQueue => "secondaryGroupExistingQueue",
+            PlacementRule::NestedUserQueue { .. } => "nestedUserQueue",
+            PlacementRule::Default { .. } => "default",
+            PlacementRule::Reject => "reject",
+        }
+    }
+}
+
+/// Where a submission goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Placed {
+    /// An existing leaf, by name.
+    Queue(String),
+    /// A leaf to create first (a placement rule with `create`): its path.
+    Create(String),
+}
+
+/// A name as the Fair Scheduler puts it in a queue path: dots would be
+/// levels, so they become `_dot_`.
+fn queue_part(name: &str) -> String {
+    name.trim().replace('.', "_dot_")
+}
+
+impl CapacityScheduler {
+    /// Where a submission by `user` (of `groups`, primary first) naming
+    /// `asked` goes: by the placement policy when the file has one, else
+    /// by the queue mappings (applications sent to `default`). Err: the
+    /// policy rejects it (Hadoop's words).
+    pub fn place(&self, user: &str, groups: &[String], asked: &str) -> Result<Placed, String> {
+        let asked = asked.trim();
+        let asked = asked.strip_prefix("root.").unwrap_or(asked);
+        if self.placement.is_empty() {
+            let queue = if asked.is_empty() || asked == "default" { self.mapped_queue(user, groups, "default") } else { asked.to_owned() };
+            return Ok(Placed::Queue(queue));
+        }
+        for rule in &self.placement {
+            if matches!(rule, PlacementRule::Reject) {
+                break;
+            }
+            if let Some(placed) = self.apply(rule, user, groups, asked) {
+                return Ok(placed);
+            }
+        }
+        Err(format!("Application rejected by queue placement policy: no rule placed the application of user {user} (queue asked: {})", if asked.is_empty() { "none" } else { asked }))
+    }
+
+    /// What one rule makes of a submission: a queue, or None (the next
+    /// rule is tried).
+    fn apply(&self, rule: &PlacementRule, user: &str, groups: &[String], asked: &str) -> Option<Placed> {
+        let at = |path: String, create: bool| self.leaf_or_create(&path, create);
+        match rule {
+            PlacementRule::Specified { create } => {
+                if asked.is_empty() || asked == "default" {
+                    return None;
+                }
+                // A leaf's own name will do, as everywhere in Weir (leaf
+                // names are unique); else a path below root.
+                match self.queue(asked) {
+                    Some(q) if q.is_leaf() => Some(Placed::Queue(q.name.clone())),
+                    _ => at(format!("{ROOT}.{asked}"), *create),
+                }
+            }
+            PlacementRule::User { create } => at(format!("{ROOT}.{}", queue_part(user)), *create),
+            PlacementRule::PrimaryGroup { create } => at(format!("{ROOT}.{}", queue_part(groups.first()?)), *create),
+            PlacementRule::SecondaryGroupExistingQueue => {
+                groups.iter().skip(1).find_map(|g| self.leaf_or_create(&format!("{ROOT}.{}", queue_part(g)), false))
+            }
+            PlacementRule::NestedUserQueue { parent, create } => {
+                // The inner rule names the parent: an existing parent
+                // queue, or (with its own create) a new one; a leaf holds
+                // no queues.
+                let parent_path = self.apply_parent(parent, user, groups, asked)?;
+                if self.queues.iter().any(|q| q.path == parent_path && q.is_leaf()) {
+                    return None;
+                }
+                at(format!("{parent_path}.{}", queue_part(user)), *create)
+            }
+            PlacementRule::Default { queue, create } => {
+                let q = queue.strip_prefix("root.").unwrap_or(queue);
+                at(format!("{ROOT}.{q}"), *create)
+            }
+            PlacementRule::Reject => None,
+        }
+    }
+
+    /// The path the inner rule of a nestedUserQueue names as the parent
+    /// (it must exist or be creatable by that rule).
+    fn apply_parent(&self, rule: &PlacementRule, user: &str, groups: &[String], asked: &str) -> Option<String> {
+        let (path, create) = match rule {
+            PlacementRule::Specified { create } if !asked.is_empty() && asked != "default" => (format!("{ROOT}.{asked}"), *create),
+            PlacementRule::User { create } => (format!("{ROOT}.{}", queue_part(user)), *create),
+            PlacementRule::PrimaryGroup { create } => (format!("{ROOT}.{}", queue_part(groups.first()?)), *create),
+            PlacementRule::SecondaryGroupExistingQueue => {
+                return groups.iter().skip(1).map(|g| format!("{ROOT}.{}", queue_part(g))).find(|p| self.queues.iter().any(|q| q.path == *p));
+            }
+            PlacementRule::Default { queue, create } => (format!("{ROOT}.{}", queue.strip_prefix("root.").unwrap_or(queue)), *create),
+            _ => return None,
+        };
+        (self.queues.iter().any(|q| q.path == path) || create).then_some(path)
+    }
+
+    /// `path` if it is a leaf; a leaf to create if it does not exist and
+    /// `create` allows (and its parent, if it exists, is not a leaf with
+    /// applications' name); None otherwise (a parent queue takes no
+    /// applications).
+    fn leaf_or_create(&self, path: &str, create: bool) -> Option<Placed> {
+        match self.queues.iter().find(|q| q.path == path) {
+            Some(q) if q.is_leaf() => Some(Placed::Queue(q.name.clone())),
+            Some(_) => None,
+            None => {
+                let name = path.rsplit('.').next().unwrap_or(path);
+                let valid = !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                (create && valid && self.queue(name).is_none()).then(|| Placed::Create(path.to_owned()))
+            }
+        }
+    }
+
+    /// Whether placing submissions needs the user's groups.
+    pub fn needs_groups(&self) -> bool {
+        !self.mappings.is_empty() || !self.placement.is_empty()
+    }
+
+    /// This tree with a new leaf at `path` (and any parents it needs),
+    /// weighted 1 beside its siblings as the Fair Scheduler weighs the
+    /// queues it creates; the siblings' shares are worked out anew.
+    pub fn with_leaf(&self, path: &str) -> Result<CapacityScheduler, CapacityError> {
+        if self.queues.len() + path.matches('.').count() > MAX_QUEUES {
+            return Err(CapacityError::Tree(format!("more than {MAX_QUEUES} queues")));
+        }
+        let mut next = self.clone();
+        let parts: Vec<&str> = path.split('.').collect();
+        if parts.first() != Some(&ROOT) || parts.len() < 2 {
+            return Err(CapacityError::Tree(format!("{path} is not a queue path below root")));
+        }
+        let mut made: Option<String> = None;
+        for depth in 2..=parts.len() {
+            let (here, parent) = (parts[..depth].join("."), parts[..depth - 1].join("."));
+            if next.queues.iter().any(|q| q.path == here) {
+                continue;
+            }
+            let Some(p) = next.queues.iter().position(|q| q.path == parent) else { unreachable!("parents are made first") };
+            let new_parent = made.as_deref() == Some(parent.as_str());
+            if next.queues[p].is_leaf() && next.queues[p].path != ROOT && !new_parent {
+                return Err(CapacityError::Tree(format!("{parent} is a leaf queue: it cannot hold {here}")));
+            }
+            let mut leaf = next.queues[p].clone();
+            leaf.name = parts[depth - 1].to_owned();
+            leaf.path = here.clone();
+            leaf.children = Vec::new();
+            leaf.min_resources = None;
+            leaf.max_resources = None;
+            next.queues[p].children.push(here.clone());
+            // After its parent's other descendants: parents stay before children.
+            let at = next.queues.iter().rposition(|q| q.path == parent || q.path.starts_with(&format!("{parent}."))).map_or(next.queues.len(), |i| i + 1);
+            next.queues.insert(at, leaf);
+            next.weights.insert(here.clone(), 1.0);
+            made = Some(here);
+        }
+        next.reshare();
+        Ok(next)
+    }
+
+    /// Each queue's share of its parent from the weights (a queue with no
+    /// weight recorded keeps its share as its weight), and the absolute
+    /// shares down the tree.
+    fn reshare(&mut self) {
+        let weight_of = |q: &QueueConf, weights: &BTreeMap<String, f64>| weights.get(&q.path).copied().unwrap_or(q.capacity);
+        let mut absolute: BTreeMap<String, f64> = BTreeMap::from([(ROOT.to_owned(), 1.0)]);
+        for i in 0..self.queues.len() {
+            let children = self.queues[i].children.clone();
+            let sum: f64 = self.queues.iter().filter(|q| children.contains(&q.path)).map(|q| weight_of(q, &self.weights)).sum();
+            let above = absolute.get(&self.queues[i].path).copied().unwrap_or(1.0);
+            let weights = self.weights.clone();
+            for q in self.queues.iter_mut().filter(|q| children.contains(&q.path)) {
+                q.capacity = if sum > 0.0 { weight_of(q, &weights) / sum } else { 0.0 };
+                q.absolute_capacity = above * q.capacity;
+                absolute.insert(q.path.clone(), q.absolute_capacity);
+            }
+        }
     }
 }
 
@@ -482,6 +823,17 @@ impl Amounts {
         let f = fraction.clamp(0.0, 1.0);
         let scale = |m: Milli| Milli(((m.0 as f64) * f).floor() as u64).min(m);
         Amounts { cpus: scale(self.cpus), mem: scale(self.mem) }
+    }
+
+    /// Times `factor`, which may be above 1 (rounded down).
+    pub fn times(self, factor: f64) -> Amounts {
+        let f = if factor.is_finite() { factor.max(0.0) } else { 0.0 };
+        let scale = |m: Milli| Milli(((m.0 as f64) * f).floor().min(u64::MAX as f64) as u64);
+        Amounts { cpus: scale(self.cpus), mem: scale(self.mem) }
+    }
+
+    pub fn plus(self, other: Amounts) -> Amounts {
+        Amounts { cpus: Milli(self.cpus.0.saturating_add(other.cpus.0)), mem: Milli(self.mem.0.saturating_add(other.mem.0)) }
     }
 }
 
@@ -543,17 +895,32 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn am_limits_are_the_am_percent_of_each_leafs_capacity() {
+    fn leaf_rules_are_the_am_percent_user_limits_and_order_of_each_leaf() {
         let cs = CapacityScheduler::from_properties(&props(&[
             ("root.queues", "a,b"),
             ("root.a.capacity", "25"),
+            ("root.a.maximum-capacity", "50"),
+            ("root.a.user-limit-factor", "4"),
+            ("root.a.minimum-user-limit-percent", "25"),
+            ("root.a.ordering-policy", "fair"),
             ("root.b.capacity", "75"),
             ("root.b.maximum-am-resource-percent", "0.5"),
         ]))
         .unwrap();
+        assert!(cs.unsupported.is_empty(), "{:?}", cs.unsupported);
         let cluster = Amounts { cpus: Milli::from_units(8), mem: Milli::from_units(8192) };
+        let rules = cs.leaf_rules(cluster);
         // a: 25 % of 8 GiB, 10 % of that (the default); b: 75 %, half.
-        assert_eq!(cs.am_limits(cluster), BTreeMap::from([("a".to_owned(), 204), ("b".to_owned(), 3072)]));
+        assert_eq!((rules["a"].am_mb, rules["b"].am_mb), (Some(204), Some(3072)));
+        assert_eq!((rules["a"].fair_ordering, rules["b"].fair_ordering), (true, false));
+        // a's users: 4 × its capacity, but no more than its maximum (50 %).
+        let a = rules["a"].users.unwrap();
+        assert_eq!((a.capacity.mem, a.ceiling.mem, a.ceiling.cpus, a.minimum_percent), (Milli::from_units(2048), Milli::from_units(4096), Milli::from_units(4), 25.0));
+        // b's: Hadoop's defaults, factor 1 (its capacity).
+        let b = rules["b"].users.unwrap();
+        assert_eq!((b.ceiling.mem, b.minimum_percent, b.memory_only), (Milli::from_units(6144), 100.0, true));
+        let bad = CapacityScheduler::from_properties(&props(&[("root.queues", "a"), ("root.a.capacity", "100"), ("root.a.ordering-policy", "lottery")]));
+        assert!(bad.unwrap_err().to_string().contains("\"lottery\" is neither fifo nor fair"));
     }
 
     #[test]

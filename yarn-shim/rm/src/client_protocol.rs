@@ -398,16 +398,26 @@ impl Service for ClientProtocol {
                     invalid(ConvertError { field: "application_submission_context", reason: "missing".into() })
                 })?;
                 let mut submission = convert::submission_from_proto(&context, &user).map_err(invalid)?;
-                // capacity-scheduler.xml's queue mappings: g: rules need the
-                // user's groups, read only when there are mappings.
-                let (mapped, acls) = self.books(|rm, _| (rm.queue_conf().is_some_and(|c| !c.mappings.is_empty()), rm.acls().enabled)).await?;
+                // capacity-scheduler.xml's queue mappings and
+                // fair-scheduler.xml's placement rules need the user's
+                // groups, read only when there are some.
+                let (mapped, acls) = self.books(|rm, _| (rm.queue_conf().is_some_and(|c| c.needs_groups()), rm.acls().enabled)).await?;
                 let groups = if mapped || acls { crate::admin_protocol::groups_for(&user).await? } else { Vec::new() };
                 let (id, name) = (submission.id, submission.name.clone());
                 let caller = Caller::new(&user, groups.clone());
                 let (state, queue) = self
-                    .books(move |rm, now| {
-                        submission.queue = rm.mapped_queue(&submission.user, &groups, &submission.queue);
+                    .core
+                    .call(move |core, now| {
+                        submission.queue = match core.place(&submission.user, &groups, &submission.queue) {
+                            Ok(queue) => queue,
+                            Err(why) => {
+                                warn!(application_id = %submission.id, user = %caller.user, reason = %why, "submission rejected by the queue placement policy");
+                                let queue = submission.queue.clone();
+                                return core.rm_mut().submit_rejected(submission, why, now.unix_ms).map(|state| (state, queue));
+                            }
+                        };
                         let queue = submission.queue.clone();
+                        let rm = core.rm_mut();
                         if !rm.may_submit(&caller, &queue) {
                             warn!(application_id = %submission.id, user = %caller.user, %queue, "submission refused by the queue's ACLs");
                             return Err(RmError::AccessDenied(format!(
@@ -417,7 +427,8 @@ impl Service for ClientProtocol {
                         }
                         rm.submit(submission, now.unix_ms).map(|state| (state, queue))
                     })
-                    .await?
+                    .await
+                    .map_err(stopped)?
                     .map_err(rm)?;
                 info!(application_id = %id, %user, %queue, %name, ?state, "application submitted");
                 r::SubmitApplicationResponseProto {}.encode_to_vec()

@@ -371,9 +371,32 @@ impl YarnCore {
         Ok(())
     }
 
-    /// Each queue's AM limit (MB), as the cluster's size makes it.
-    pub fn set_am_limits(&mut self, limits: BTreeMap<String, i64>) {
-        self.scheduler.set_am_limits(limits);
+    /// The queue a submission by `user` (of `groups`) naming `asked` goes
+    /// to: the fair-scheduler.xml's placement policy or the
+    /// capacity-scheduler.xml's mappings ([`CapacityScheduler::place`]);
+    /// a leaf a placement rule creates is added to the tree first (and its
+    /// role subscribed, `Effect::Roles`). Err: the policy rejects the
+    /// application, with the diagnostics to record.
+    ///
+    /// [`CapacityScheduler::place`]: crate::capacity_scheduler::CapacityScheduler::place
+    pub fn place(&mut self, user: &str, groups: &[String], asked: &str) -> Result<String, String> {
+        use crate::capacity_scheduler::Placed;
+        let Some(conf) = self.rm.queue_conf() else { return Ok(asked.strip_prefix("root.").unwrap_or(asked).to_owned()) };
+        match conf.place(user, groups, asked)? {
+            Placed::Queue(queue) => Ok(queue),
+            Placed::Create(path) => {
+                let next = conf.with_leaf(&path).map_err(|e| format!("Application rejected: queue {path} cannot be created: {e}"))?;
+                self.set_queue_conf(next).map_err(|e| format!("Application rejected: queue {path} cannot be created: {e}"))?;
+                tracing::info!(queue = %path, %user, "queue created by the placement policy");
+                Ok(path.rsplit('.').next().unwrap_or(&path).to_owned())
+            }
+        }
+    }
+
+    /// Each leaf queue's rules (AM and users' limits, order), as the
+    /// cluster's size makes them.
+    pub fn set_leaf_rules(&mut self, rules: BTreeMap<String, crate::capacity_scheduler::LeafRules>) {
+        self.scheduler.set_leaf_rules(rules);
     }
 
     pub fn rm(&self) -> &RmCore {
@@ -446,6 +469,10 @@ impl YarnCore {
         let effects = self.scheduler.offers(offers, now);
         self.outbox.extend(effects);
         self.see_effects(from, now);
+        // Applications a queue's limits hold back say why in their reports.
+        for (id, why) in self.scheduler.take_waits() {
+            self.rm.set_waiting_diagnostics(id, why);
+        }
     }
 
     /// A broker update about one of our tasks on `agent_id`. A task that

@@ -8,18 +8,23 @@
 //! `minResources` (a guarantee, with `yarn-shim.preemption.enabled`, as
 //! the Fair Scheduler's min share is enforced by preemption),
 //! `maxResources` (a limit), `maxRunningApps`, `maxAMShare`,
-//! `schedulingPolicy` (`fair` and `drf` between a parent's children are
-//! the broker's weighted DRF; `fifo` is how Weir serves the applications
-//! of one queue anyway), `aclSubmitApps`, `aclAdministerApps`; at the top
+//! `schedulingPolicy` (between a parent's children the broker's weighted
+//! DRF, whatever it names; in a leaf, how its applications are served:
+//! `fair` and `drf` least use first, the default, `fifo` in submission
+//! order), `aclSubmitApps`, `aclAdministerApps`; at the top
 //! `queueMaxAppsDefault`, `queueMaxAMShareDefault`,
 //! `queueMaxResourcesDefault` and `defaultQueueSchedulingPolicy`. Resources
 //! are written as Hadoop does: `1024 mb, 2 vcores`, `memory-mb=1024,
 //! vcores=2`, or shares of the cluster (`50%`, `50% memory, 25% cpu`,
 //! `memory-mb=50%, vcores=25%`). `root.default` exists whether declared or
-//! not, as in the Fair Scheduler. Everything else (users' limits, the
-//! placement policy, preemption timeouts and thresholds, reservations) is
-//! reported by name with its file and line, never silently ignored; an
-//! application goes to the queue it names (`specified`), `default` if none.
+//! not, as in the Fair Scheduler. The `queuePlacementPolicy` places
+//! submissions (Hadoop 3.2's rules: `specified`, `user`, `primaryGroup`,
+//! `secondaryGroupExistingQueue`, `nestedUserQueue`, `default`, `reject`,
+//! with `create`: a queue a rule creates becomes a new leaf weighted 1, and
+//! a new broker role); without one an application goes to the queue it
+//! names, `default` if none. Everything else (users' limits, preemption
+//! timeouts and thresholds, reservations) is reported by name with its
+//! file and line, never silently ignored.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -28,7 +33,7 @@ use quick_xml::events::Event;
 use quick_xml::reader::Reader;
 use weir_model::Milli;
 
-use crate::capacity_scheduler::{Amounts, Bound, CapacityError, CapacityScheduler, QueueConf, QueueState, Source, MAX_QUEUES, ROOT};
+use crate::capacity_scheduler::{Amounts, Bound, CapacityError, CapacityScheduler, PlacementRule, QueueConf, QueueState, Source, MAX_QUEUES, ROOT};
 
 /// The largest allocation file read.
 pub const MAX_FILE_BYTES: usize = 4 * 1024 * 1024;
@@ -88,7 +93,7 @@ pub(crate) fn read_bounded(path: &Path) -> Result<Vec<u8>, CapacityError> {
 /// Parses an allocation file's bytes; `file` names it in messages.
 pub fn parse(bytes: &[u8], file: &Path) -> Result<CapacityScheduler, CapacityError> {
     let root = document(bytes, file)?;
-    Reading { file, unsupported: Vec::new(), queues: Vec::new() }.allocations(&root)
+    Reading { file, unsupported: Vec::new(), queues: Vec::new(), weights: BTreeMap::new(), placement: Vec::new() }.allocations(&root)
 }
 
 fn document(bytes: &[u8], file: &Path) -> Result<Element, CapacityError> {
@@ -187,12 +192,16 @@ struct Defaults {
     max_apps: u32,
     max_am_share: f64,
     max_resources: Option<Bound>,
+    /// `defaultQueueSchedulingPolicy` is not fifo.
+    fair_ordering: bool,
 }
 
 struct Reading<'a> {
     file: &'a Path,
     unsupported: Vec<String>,
     queues: Vec<QueueConf>,
+    weights: BTreeMap<String, f64>,
+    placement: Vec<PlacementRule>,
 }
 
 /// A queue as written, before its share of its parent is known.
@@ -224,7 +233,7 @@ impl Reading<'_> {
     }
 
     fn allocations(mut self, root: &Element) -> Result<CapacityScheduler, CapacityError> {
-        let mut defaults = Defaults { max_apps: u32::MAX, max_am_share: DEFAULT_MAX_AM_SHARE, max_resources: None };
+        let mut defaults = Defaults { max_apps: u32::MAX, max_am_share: DEFAULT_MAX_AM_SHARE, max_resources: None, fair_ordering: true };
         let mut top: Vec<&Element> = Vec::new();
         for e in &root.children {
             match e.name.as_str() {
@@ -232,9 +241,8 @@ impl Reading<'_> {
                 "queueMaxAppsDefault" => defaults.max_apps = self.number(e, 0.0, f64::from(u32::MAX))? as u32,
                 "queueMaxAMShareDefault" => defaults.max_am_share = self.am_share(e)?,
                 "queueMaxResourcesDefault" => defaults.max_resources = Some(self.bound(e)?),
-                "defaultQueueSchedulingPolicy" => {
-                    self.policy(e)?;
-                }
+                "defaultQueueSchedulingPolicy" => defaults.fair_ordering = self.policy(e)? != "fifo",
+                "queuePlacementPolicy" => self.placement = self.placement_policy(e)?,
                 _ => self.report(e, "not supported by Weir; ignored"),
             }
         }
@@ -269,7 +277,72 @@ impl Reading<'_> {
                 return Err(CapacityError::Tree(format!("leaf queue name {} is used twice ({other} and {})", leaf.name, leaf.path)));
             }
         }
-        Ok(CapacityScheduler { queues: self.queues, mappings: Vec::new(), unsupported: self.unsupported, source: Source::Fair, memory_only: false })
+        Ok(CapacityScheduler {
+            queues: self.queues,
+            mappings: Vec::new(),
+            placement: self.placement,
+            weights: self.weights,
+            unsupported: self.unsupported,
+            source: Source::Fair,
+            memory_only: false,
+        })
+    }
+
+    /// A `queuePlacementPolicy`: its rules in order; the last must place
+    /// every application, and none may come after one that does (Hadoop's
+    /// checks).
+    fn placement_policy(&mut self, e: &Element) -> Result<Vec<PlacementRule>, CapacityError> {
+        let mut rules = Vec::new();
+        for c in &e.children {
+            if c.name != "rule" {
+                self.report(c, "not a placement rule; ignored");
+                continue;
+            }
+            if let Some(last) = rules.last().filter(|r: &&PlacementRule| r.is_terminal()) {
+                return Err(self.value_error(c, format!("rules after rule {} in the queue placement policy can never be reached", last.name())));
+            }
+            rules.push(self.rule(c, false)?);
+        }
+        match rules.last() {
+            None => Err(self.value_error(e, "a queue placement policy without rules".into())),
+            Some(last) if !last.is_terminal() => {
+                Err(self.value_error(e, format!("an application could get past the last rule ({}) without a queue: end with one that always places (default, reject, or user/primaryGroup with create)", last.name())))
+            }
+            Some(_) => Ok(rules),
+        }
+    }
+
+    fn rule(&mut self, e: &Element, nested: bool) -> Result<PlacementRule, CapacityError> {
+        let create = match e.attr("create") {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(other) => return Err(self.value_error(e, format!("create={other:?} is neither true nor false"))),
+        };
+        let name = e.attr("name").unwrap_or_default();
+        let rule = match name {
+            "specified" => PlacementRule::Specified { create },
+            "user" => PlacementRule::User { create },
+            "primaryGroup" => PlacementRule::PrimaryGroup { create },
+            "secondaryGroupExistingQueue" => PlacementRule::SecondaryGroupExistingQueue,
+            "nestedUserQueue" if !nested => {
+                let inner: Vec<&Element> = e.children.iter().filter(|c| c.name == "rule").collect();
+                let [inner] = inner[..] else { return Err(self.value_error(e, "nestedUserQueue holds exactly one rule, the parent's".into())) };
+                PlacementRule::NestedUserQueue { parent: Box::new(self.rule(inner, true)?), create }
+            }
+            "default" => {
+                let queue = e.attr("queue").unwrap_or("root.default").trim();
+                let ok = !queue.is_empty()
+                    && queue.len() <= 256
+                    && queue.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+                if !ok {
+                    return Err(self.value_error(e, format!("{queue:?} is not a queue name")));
+                }
+                PlacementRule::Default { queue: queue.to_owned(), create }
+            }
+            "reject" if !nested => PlacementRule::Reject,
+            other => return Err(self.value_error(e, format!("{other:?} is not a placement rule Weir knows (specified, user, primaryGroup, secondaryGroupExistingQueue, nestedUserQueue, default, reject)"))),
+        };
+        Ok(rule)
     }
 
     fn name_of(&self, e: &Element) -> Result<String, CapacityError> {
@@ -303,7 +376,7 @@ impl Reading<'_> {
                 "maxResources" => conf.max_resources = Some(self.bound(c)?),
                 "maxRunningApps" => conf.maximum_applications = self.number(c, 0.0, f64::from(u32::MAX))? as u32,
                 "maxAMShare" => conf.maximum_am_resource_percent = self.am_share(c)?,
-                "schedulingPolicy" => leaf_policy = Some((self.policy(c)?, c)),
+                "schedulingPolicy" => leaf_policy = Some(self.policy(c)?),
                 "aclSubmitApps" => conf.acl_submit_applications = c.text.trim().to_owned(),
                 "aclAdministerApps" => conf.acl_administer_queue = c.text.trim().to_owned(),
                 _ => self.report(c, "not supported by Weir; ignored"),
@@ -319,12 +392,11 @@ impl Reading<'_> {
                 }
             }
         }
-        // Between applications of one queue Weir serves in submission
-        // order: a leaf's fair or drf is not what it does.
-        if let Some((policy, c)) = leaf_policy {
-            if children.is_empty() && policy != "fifo" {
-                self.report(c, "a leaf's applications are served in submission order (fifo) by Weir; fair and drf apply between queues");
-            }
+        // A leaf's policy orders its applications: fifo in submission
+        // order, fair and drf least use first. A parent's is DRF between
+        // its children, whatever it names.
+        if let Some(policy) = leaf_policy {
+            conf.fair_ordering = policy != "fifo";
         }
         Ok(Parsed { conf, weight, children })
     }
@@ -332,7 +404,8 @@ impl Reading<'_> {
     /// Pushes `p` and its subtree into `queues`, parents first, with its
     /// share of its parent (its weight over its siblings').
     fn flatten(&mut self, p: Parsed, parent_abs: f64, share: f64) -> Result<(), CapacityError> {
-        let Parsed { mut conf, children, .. } = p;
+        let Parsed { mut conf, children, weight } = p;
+        self.weights.insert(conf.path.clone(), weight);
         let is_root = conf.path == ROOT;
         conf.capacity = if is_root { 1.0 } else { share };
         conf.absolute_capacity = if is_root { 1.0 } else { parent_abs * share };
@@ -382,7 +455,9 @@ fn blank(path: String, d: Defaults) -> QueueConf {
         absolute_capacity: 1.0,
         absolute_maximum_capacity: 1.0,
         state: QueueState::Running,
-        user_limit_factor: 1.0,
+        user_limit_factor: None,
+        minimum_user_limit_percent: 100.0,
+        fair_ordering: d.fair_ordering,
         maximum_applications: d.max_apps,
         maximum_am_resource_percent: d.max_am_share,
         // The Fair Scheduler's default: everyone may submit and administer.
@@ -456,7 +531,7 @@ pub fn parse_resources(text: &str) -> Result<Bound, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capacity_scheduler::QueuePolicy;
+    use crate::capacity_scheduler::{Placed, QueuePolicy};
 
     fn parse_str(xml: &str) -> Result<CapacityScheduler, CapacityError> {
         parse(xml.as_bytes(), Path::new("fair-scheduler.xml"))
@@ -527,10 +602,61 @@ mod tests {
 
         let reported: Vec<&str> = fs.unsupported.iter().map(|u| u.split(": ").nth(1).unwrap_or("")).collect();
         // sample_queue's `fair` is between its children: what the broker does.
-        for key in ["reservation (", "user (", "userMaxAppsDefault (", "queuePlacementPolicy ("] {
+        for key in ["reservation (", "user (", "userMaxAppsDefault ("] {
             assert!(reported.iter().any(|r| r.starts_with(key)), "{key} not reported: {:?}", fs.unsupported);
         }
-        assert!(fs.unsupported.iter().any(|u| u.starts_with("fair-scheduler.xml:24: queuePlacementPolicy")), "{:?}", fs.unsupported);
+        // Its placement policy is read, and places as Hadoop's would.
+        assert!(!reported.iter().any(|r| r.starts_with("queuePlacementPolicy")), "{:?}", fs.unsupported);
+        assert_eq!(fs.placement.len(), 4);
+        let groups = |g: &[&str]| g.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // specified: an existing leaf, or one to create.
+        assert_eq!(fs.place("alice", &groups(&["staff"]), "sample_sub_queue"), Ok(Placed::Queue("sample_sub_queue".into())));
+        assert_eq!(fs.place("alice", &groups(&["staff"]), "adhoc"), Ok(Placed::Create("root.adhoc".into())));
+        assert_eq!(fs.place("alice", &groups(&["staff"]), "root.sample_queue.sample_sub_queue"), Ok(Placed::Queue("sample_sub_queue".into())));
+        // Not named (default): primaryGroup without create needs an
+        // existing queue, so sample_queue (a parent) does not take it;
+        // nestedUserQueue needs a secondary group's existing queue; the
+        // default rule sends it to sample_queue, a parent: rejected.
+        assert!(fs.place("alice", &groups(&["staff"]), "default").is_err());
+        // A secondary group whose queue exists (sample_queue, a parent):
+        // the nested user queue below it, created.
+        assert_eq!(fs.place("alice", &groups(&["staff", "sample_queue"]), ""), Ok(Placed::Create("root.sample_queue.alice".into())));
+        assert_eq!(fs.place("bob", &groups(&["default"]), ""), Ok(Placed::Queue("default".into())));
+    }
+
+    #[test]
+    fn placement_rules_place_create_and_reject_as_hadoops_do() {
+        let file = |rules: &str| {
+            format!("<allocations><queue name=\"eng\"><weight>3</weight><queue name=\"batch\"/></queue><queue name=\"ops\"/><queuePlacementPolicy>{rules}</queuePlacementPolicy></allocations>")
+        };
+        let groups = |g: &[&str]| g.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let fs = parse_str(&file(r#"<rule name="specified" create="false"/><rule name="primaryGroup" create="false"/><rule name="secondaryGroupExistingQueue"/><rule name="nestedUserQueue"><rule name="default" queue="eng"/></rule><rule name="reject"/>"#)).unwrap();
+        assert_eq!(fs.place("ann", &groups(&["x"]), "batch"), Ok(Placed::Queue("batch".into())));
+        assert_eq!(fs.place("ann", &groups(&["ops"]), ""), Ok(Placed::Queue("ops".into())));
+        assert_eq!(fs.place("ann", &groups(&["x", "y", "ops"]), "default"), Ok(Placed::Queue("ops".into())));
+        // Nothing else: a queue for ann below eng, created (dots in names
+        // become _dot_).
+        assert_eq!(fs.place("ann.lee", &groups(&["x"]), "nope"), Ok(Placed::Create("root.eng.ann_dot_lee".into())));
+        // The new leaf is weighed 1 beside batch (1): half of eng's 3/5.
+        let grown = fs.with_leaf("root.eng.ann_dot_lee").unwrap();
+        assert!((grown.queue("ann_dot_lee").unwrap().absolute_capacity - 0.6 * 0.5).abs() < 1e-9);
+        assert!((grown.queue("batch").unwrap().absolute_capacity - 0.6 * 0.5).abs() < 1e-9);
+        assert_eq!(grown.roles(), ["eng/batch", "eng/ann_dot_lee", "ops", "default"]);
+        // A user queue at the top, with its own new parent.
+        let fs = parse_str(&file(r#"<rule name="nestedUserQueue"><rule name="primaryGroup"/></rule><rule name="reject"/>"#)).unwrap();
+        assert_eq!(fs.place("ann", &groups(&["dev"]), ""), Ok(Placed::Create("root.dev.ann".into())));
+        let grown = fs.with_leaf("root.dev.ann").unwrap();
+        assert!(grown.queue("root.dev").is_some_and(|q| !q.is_leaf()));
+        assert!((grown.queue("ann").unwrap().absolute_capacity - 1.0 / 6.0).abs() < 1e-9, "dev weighs 1 beside eng 3, ops 1, default 1");
+        // A leaf cannot be a parent; nothing else places: rejected.
+        assert!(fs.place("ann", &groups(&["ops"]), "").unwrap_err().contains("rejected by queue placement policy"));
+        // Hadoop's checks on the policy itself.
+        let err = |rules: &str| parse_str(&file(rules)).unwrap_err().to_string();
+        assert!(err(r#"<rule name="specified"/>"#).contains("could get past the last rule (specified)"));
+        assert!(err(r#"<rule name="default"/><rule name="user"/>"#).contains("rules after rule default"));
+        assert!(err(r#"<rule name="lottery"/>"#).contains("is not a placement rule"));
+        assert!(err(r#"<rule name="user" create="maybe"/>"#).contains("neither true nor false"));
+        assert!(err(r#"<rule name="default" queue="a..b"/>"#).contains("is not a queue name"));
     }
 
     #[test]
@@ -569,8 +695,9 @@ mod tests {
     #[test]
     fn a_declared_root_holds_the_queues_and_default_is_always_there() {
         let fs = parse_str("<allocations><queue name=\"root\"><queue name=\"prod\"><weight>3</weight><schedulingPolicy>drf</schedulingPolicy></queue><queue name=\"default\"/></queue></allocations>").unwrap();
-        // prod is a leaf: its applications are served in submission order.
-        assert!(fs.unsupported.iter().any(|u| u.contains("schedulingPolicy (a leaf's applications are served in submission order")), "{:?}", fs.unsupported);
+        // prod is a leaf: drf serves its applications least use first.
+        assert!(fs.unsupported.is_empty(), "{:?}", fs.unsupported);
+        assert!(fs.queue("prod").unwrap().fair_ordering);
         let paths: Vec<&str> = fs.queues.iter().map(|q| q.path.as_str()).collect();
         assert_eq!(paths, ["root", "root.prod", "root.default"]);
         assert!((fs.queue("prod").unwrap().capacity - 0.75).abs() < 1e-9);

@@ -244,10 +244,10 @@ async fn cluster_metrics(State(rest): State<Arc<Rest>>) -> Response {
             let rm = core.rm();
             let apps: Vec<AppState> = rm.applications(&AppFilter::default()).iter().map(|a| a.state).collect();
             let nodes: Vec<r::NodeReportProto> = rm.nodes(&[]).into_iter().map(convert::node_to_proto).collect();
-            (apps, nodes, rm.cluster_metrics())
+            (apps, nodes, rm.cluster_metrics(), core.scheduler().pending())
         })
         .await;
-    let Ok((apps, nodes, m)) = found else { return unavailable() };
+    let Ok((apps, nodes, m, (pending, pending_mb, pending_vc))) = found else { return unavailable() };
     let count = |f: fn(&AppState) -> bool| apps.iter().filter(|s| f(s)).count();
     let total_mb: i64 = nodes.iter().map(|n| mb(n.capability.as_ref())).sum();
     let used_mb: i64 = nodes.iter().map(|n| mb(n.used.as_ref())).sum();
@@ -263,16 +263,18 @@ async fn cluster_metrics(State(rest): State<Arc<Rest>>) -> Response {
             "appsFailed": count(|s| matches!(s, AppState::Failed)),
             "appsKilled": count(|s| matches!(s, AppState::Killed)),
             "reservedMB": 0,
+            "pendingMB": pending_mb,
             "availableMB": (total_mb - used_mb).max(0),
             "allocatedMB": used_mb,
             "totalMB": total_mb,
             "reservedVirtualCores": 0,
+            "pendingVirtualCores": pending_vc,
             "availableVirtualCores": (total_vc - used_vc).max(0),
             "allocatedVirtualCores": used_vc,
             "totalVirtualCores": total_vc,
             "containersAllocated": containers,
             "containersReserved": 0,
-            "containersPending": 0,
+            "containersPending": pending,
             "totalNodes": m.node_managers,
             "activeNodes": m.active,
             "lostNodes": m.lost,
@@ -873,7 +875,7 @@ async fn submit(State(rest): State<Arc<Rest>>, Query(q): Query<HashMap<String, S
     let id = submission.id;
     // The queue mappings apply as on the client protocol (g: rules need
     // the user's groups, read only when there are mappings).
-    let mapped = rest.core.call(|core, _| core.rm().queue_conf().is_some_and(|c| !c.mappings.is_empty())).await.unwrap_or(false);
+    let mapped = rest.core.call(|core, _| core.rm().queue_conf().is_some_and(|c| c.needs_groups())).await.unwrap_or(false);
     let acls = match acls_on(&rest).await {
         Ok(on) => on,
         Err(e) => return e,
@@ -883,7 +885,10 @@ async fn submit(State(rest): State<Arc<Rest>>, Query(q): Query<HashMap<String, S
     match rest
         .core
         .call(move |core, now| {
-            submission.queue = core.rm().mapped_queue(&submission.user, &groups, &submission.queue);
+            submission.queue = match core.place(&submission.user, &groups, &submission.queue) {
+                Ok(queue) => queue,
+                Err(why) => return core.rm_mut().submit_rejected(submission, why, now.unix_ms),
+            };
             if !core.rm().may_submit(&caller, &submission.queue) {
                 return Err(crate::rm_core::RmError::AccessDenied(format!(
                     "User {} does not have permission to submit {} to queue {}",

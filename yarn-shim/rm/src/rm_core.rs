@@ -448,17 +448,6 @@ impl RmCore {
             .collect()
     }
 
-    /// The queue a submission goes to: the queue mappings apply to
-    /// applications sent to `default` (Hadoop's rule without
-    /// queue-mappings-override), others go where they asked.
-    pub fn mapped_queue(&self, user: &str, groups: &[String], asked: &str) -> String {
-        let asked = asked.strip_prefix("root.").unwrap_or(asked);
-        match &self.queue_conf {
-            Some(conf) if asked.is_empty() || asked == "default" => conf.mapped_queue(user, groups, "default"),
-            _ => asked.to_owned(),
-        }
-    }
-
     /// Why a queue turns a new application away (STOPPED, or full), in
     /// YARN's words.
     fn refusal(&self, queue: &str, id: ApplicationId) -> Option<String> {
@@ -508,6 +497,17 @@ impl RmCore {
     /// error of the call: the application is FAILED with YARN's
     /// diagnostics, which the client then reports.
     pub fn submit(&mut self, submission: Submission, now_ms: i64) -> Result<AppState, RmError> {
+        self.admit(submission, None, now_ms)
+    }
+
+    /// Takes a submission the queue placement policy rejected: the
+    /// application is recorded FAILED with `why` as its diagnostics, as
+    /// YARN rejects it after the call.
+    pub fn submit_rejected(&mut self, submission: Submission, why: String, now_ms: i64) -> Result<AppState, RmError> {
+        self.admit(submission, Some(why), now_ms)
+    }
+
+    fn admit(&mut self, submission: Submission, rejected: Option<String>, now_ms: i64) -> Result<AppState, RmError> {
         let id = submission.id;
         if let Some(app) = self.apps.get(&id) {
             return Ok(app.state);
@@ -524,7 +524,9 @@ impl RmCore {
                 return Err(RmError::ResourceTooLarge { asked, max });
             }
         }
-        let refusal = if self.queues.contains(&submission.queue) {
+        let refusal = if rejected.is_some() {
+            rejected
+        } else if self.queues.contains(&submission.queue) {
             self.refusal(&submission.queue, id)
         } else {
             Some(format!("Application {id} submitted by user {} to unknown queue: {}", submission.user, submission.queue))
@@ -580,6 +582,19 @@ impl RmCore {
             .filter(|a| in_range(a.finish_ms, filter.finish_range))
             .take(filter.limit.unwrap_or(usize::MAX))
             .collect()
+    }
+
+    /// Why an unfinished application waits although the pool offered (a
+    /// queue's AM or user limit, in YARN's words), or None once it no
+    /// longer does: then an application whose AM was held says its AM is
+    /// starting, a running one says nothing, as YARN's reports do.
+    pub fn set_waiting_diagnostics(&mut self, id: ApplicationId, why: Option<String>) {
+        let Some(app) = self.apps.get_mut(&id).filter(|a| !a.state.is_final()) else { return };
+        app.diagnostics = match why {
+            Some(why) => why,
+            None if app.state == AppState::Accepted => "AM container is launched, waiting for AM container to Register with RM".into(),
+            None => String::new(),
+        };
     }
 
     /// forceKillApplication; `diagnostics` is the client's reason, if any.

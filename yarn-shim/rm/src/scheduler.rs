@@ -30,6 +30,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use weir_model::{AgentId, Milli, OfferId, TaskId};
 use weir_yarn_api::ids::{ApplicationId, AttemptId, ContainerId, NodeId};
+use crate::capacity_scheduler::{Amounts, LeafRules};
 use crate::core::Now;
 use crate::rm_core::{AppFilter, AppState, Capacity, FinalStatus, NodeState, RmCore, RmError};
 
@@ -383,8 +384,9 @@ struct App {
     attempt: Attempt,
     /// Set once the application is final in the RM: its containers go.
     ending: bool,
-    /// Its AM was held back by its queue's AM limit (logged once).
-    am_held: bool,
+    /// Why it waits although offers came (a limit held it back), as last
+    /// told to the core; logged once per reason.
+    held: Option<String>,
 }
 
 impl App {
@@ -441,10 +443,29 @@ pub struct Scheduler {
     nm_seq: u64,
     /// The hosts last stated to the broker (`Effect::Data`).
     stated_hosts: BTreeMap<String, u64>,
-    /// Memory (MB) the AMs of each queue may hold together (YARN's
-    /// `maximum-am-resource-percent` of the queue); queues not named have
-    /// no limit. One AM always runs, whatever its size.
-    am_limits: BTreeMap<String, i64>,
+    /// What each leaf queue's applications are held to (AM limit, users'
+    /// limit, order); queues not named have no limits and are served in
+    /// submission order.
+    rules: BTreeMap<String, LeafRules>,
+    /// Applications whose wait for a container changed reason since the
+    /// core last asked ([`Scheduler::take_waits`]): held by a limit (the
+    /// reason, in YARN's words), or no longer (None).
+    waits: Vec<(ApplicationId, Option<String>)>,
+}
+
+/// What a queue's live containers hold, in total and per user, while an
+/// offer is matched.
+#[derive(Debug, Default)]
+struct QueueUse {
+    total: Amounts,
+    by_user: BTreeMap<String, Amounts>,
+    /// Users with an application that waits for a container.
+    active_users: usize,
+}
+
+fn amounts_of(c: Capacity) -> Amounts {
+    let (cpus, mem) = milli_of(c);
+    Amounts { cpus, mem }
 }
 
 /// Resources left in an offer while it is being matched.
@@ -500,28 +521,91 @@ impl Scheduler {
             nms: BTreeMap::new(),
             nm_seq: 0,
             stated_hosts: BTreeMap::new(),
-            am_limits: BTreeMap::new(),
+            rules: BTreeMap::new(),
+            waits: Vec::new(),
         }
     }
 
-    /// Each queue's AM limit in MB (see `CapacityScheduler::am_limits`),
+    /// Each leaf queue's rules (see `CapacityScheduler::leaf_rules`),
     /// replacing the last.
-    pub fn set_am_limits(&mut self, limits: BTreeMap<String, i64>) {
-        self.am_limits = limits;
+    pub fn set_leaf_rules(&mut self, rules: BTreeMap<String, LeafRules>) {
+        self.rules = rules;
     }
 
-    /// Whether `app`'s AM fits its queue's AM limit beside the AMs its
-    /// queue already holds (always, when the queue holds none: YARN lets
-    /// one application run however small the limit).
-    fn am_fits(&self, app: &App) -> bool {
-        let Some(limit) = self.am_limits.get(&app.queue) else { return true };
+    /// Why `app`'s AM may not start now, in YARN's words: its queue's AM
+    /// limit is reached beside the AMs the queue already holds (never when
+    /// it holds none: YARN lets one application run however small the
+    /// limit).
+    fn am_refusal(&self, app: &App) -> Option<String> {
+        let limit = self.rules.get(&app.queue)?.am_mb?;
         let held: i64 = self
             .apps
             .values()
             .filter(|a| a.queue == app.queue && !a.ending && a.attempt.phase != Phase::WaitingForAm)
             .map(|a| i64::from(a.am_capacity.memory_mb.max(0)))
             .sum();
-        held == 0 || held + i64::from(app.am_capacity.memory_mb.max(0)) <= *limit
+        let asked = i64::from(app.am_capacity.memory_mb.max(0));
+        (held > 0 && held + asked > limit).then(|| {
+            format!(
+                "Application is added to the scheduler and is not yet activated. Queue's AM resource limit exceeded.  Details : AM Resource Request = <memory:{asked}, vCores:{}>; Queue Resource Limit for AM = <memory:{limit}>; Queue AM Resource Usage = <memory:{held}>; (queue {}, maximum-am-resource-percent)",
+                app.am_capacity.vcores, app.queue
+            )
+        })
+    }
+
+    /// What the live containers of `queue` hold, and its active users.
+    fn queue_use(&self, queue: &str) -> QueueUse {
+        let mut usage = QueueUse::default();
+        for c in self.containers.values() {
+            if self.apps.get(&c.allocated.id.attempt.app).is_some_and(|a| a.queue == queue) {
+                let cap = amounts_of(c.allocated.capacity);
+                usage.total = usage.total.plus(cap);
+                let user = usage.by_user.entry(c.allocated.user.clone()).or_default();
+                *user = user.plus(cap);
+            }
+        }
+        let active: BTreeSet<&str> = self.apps.values().filter(|a| a.queue == queue && a.wants()).map(|a| a.user.as_str()).collect();
+        usage.active_users = active.len();
+        usage
+    }
+
+    /// Why `user` may not take a container of `cap` in `queue` now, in
+    /// YARN's words: they are over their limit there (see
+    /// [`crate::capacity_scheduler::UserLimit::limit`]).
+    fn user_refusal(&self, queue: &str, usage: &QueueUse, user: &str, cap: Capacity) -> Option<String> {
+        let limits = self.rules.get(queue)?.users?;
+        let used = usage.by_user.get(user).copied().unwrap_or_default();
+        let limit = limits.limit(usage.total, amounts_of(cap), usage.active_users);
+        limits.over(used, limit).then(|| {
+            format!(
+                "User capacity has reached its maximum limit: user {user} holds <memory:{}, vCores:{}> in queue {queue}, its limit is <memory:{}, vCores:{}> (user-limit-factor, minimum-user-limit-percent)",
+                used.mem.as_f64() as i64,
+                used.cpus.as_f64(),
+                limit.mem.as_f64() as i64,
+                limit.cpus.as_f64()
+            )
+        })
+    }
+
+    /// Records why `id` waits (or that it no longer waits for a limit),
+    /// logging each new reason once.
+    fn set_held(&mut self, id: ApplicationId, why: Option<String>) {
+        let Some(app) = self.apps.get_mut(&id) else { return };
+        if app.held == why {
+            return;
+        }
+        if let Some(why) = &why {
+            tracing::info!(application_id = %id, queue = %app.queue, user = %app.user, reason = %why, "application waits for its queue's limits");
+        }
+        app.held = why.clone();
+        self.waits.push((id, why));
+    }
+
+    /// The applications whose reason to wait changed since the last call
+    /// (held by a limit: the reason; free again: None), for the RM's
+    /// diagnostics.
+    pub fn take_waits(&mut self) -> Vec<(ApplicationId, Option<String>)> {
+        std::mem::take(&mut self.waits)
     }
 
     pub fn config(&self) -> &SchedulerConfig {
@@ -541,6 +625,29 @@ impl Scheduler {
         }
         let queue = crate::capacity_scheduler::queue_of(role);
         self.apps.values().any(|a| a.queue == queue && a.wants())
+    }
+
+    /// What the live applications wait for: containers (their `*` asks,
+    /// and each AM not yet placed), memory (MB) and vcores, as YARN's
+    /// `containersPending`, `pendingMB` and `pendingVirtualCores`.
+    pub fn pending(&self) -> (i64, i64, i64) {
+        let mut total = (0i64, 0i64, 0i64);
+        for app in self.apps.values().filter(|a| !a.ending) {
+            if app.attempt.phase == Phase::WaitingForAm {
+                total.0 += 1;
+                total.1 += i64::from(app.am_capacity.memory_mb.max(0));
+                total.2 += i64::from(app.am_capacity.vcores.max(0));
+            }
+            if app.attempt.phase == Phase::Registered {
+                for (key, entry) in app.attempt.asks.iter().filter(|(k, e)| k.resource_name == ANY && e.num > 0) {
+                    let n = i64::from(entry.num);
+                    total.0 += n;
+                    total.1 += n * i64::from(key.memory_mb.max(0));
+                    total.2 += n * i64::from(key.vcores.max(0));
+                }
+            }
+        }
+        total
     }
 
     /// Containers the scheduler holds, by state (YARN's names: ALLOCATED,
@@ -627,7 +734,7 @@ impl Scheduler {
             tracing::info!(application_id = %s.id, queue = %s.queue, am = %am_capacity, "application waits for its AM container");
             self.apps.insert(
                 s.id,
-                App { id: s.id, queue: s.queue, user: s.user, am_capacity, max_attempts: max_attempts.max(1), attempt, ending: false, am_held: false },
+                App { id: s.id, queue: s.queue, user: s.user, am_capacity, max_attempts: max_attempts.max(1), attempt, ending: false, held: None },
             );
             out.push(Effect::Revive);
         }
@@ -751,25 +858,39 @@ impl Scheduler {
         // A nested queue's role is its path (`eng/analytics`); leaf names
         // are unique.
         let queue_matches = |q: &str| role.is_empty() || role == "*" || crate::capacity_scheduler::queue_of(role) == q;
-        let ids: Vec<ApplicationId> =
+        let mut ids: Vec<ApplicationId> =
             self.apps.values().filter(|a| !a.ending && queue_matches(&a.queue)).map(|a| a.id).collect();
+        // What the queues with rules hold, kept up to date below as
+        // containers are placed.
+        let queues: BTreeSet<String> = ids.iter().map(|id| self.apps[id].queue.clone()).filter(|q| self.rules.contains_key(q)).collect();
+        let mut uses: BTreeMap<String, QueueUse> = queues.into_iter().map(|q| (q.clone(), self.queue_use(&q))).collect();
+        // A fair queue serves the application holding the least memory
+        // first (YARN's FairOrderingPolicy), ties in submission order.
+        if ids.iter().any(|id| self.rules.get(&self.apps[id].queue).is_some_and(|r| r.fair_ordering)) {
+            let mut held: BTreeMap<ApplicationId, i64> = BTreeMap::new();
+            for c in self.containers.values() {
+                *held.entry(c.allocated.id.attempt.app).or_default() += i64::from(c.allocated.capacity.memory_mb.max(0));
+            }
+            let fair = |id: &ApplicationId| self.rules.get(&self.apps[id].queue).is_some_and(|r| r.fair_ordering);
+            ids.sort_by_key(|id| (if fair(id) { held.get(id).copied().unwrap_or(0) } else { 0 }, *id));
+        }
         let max = self.config.max_containers_per_offer.max(1);
         let placed = |tasks: &Vec<TaskPlan>| tasks.iter().filter(|t| matches!(t, TaskPlan::Container { .. })).count();
-        for id in ids {
+        'apps: for id in ids {
             if placed(&tasks) >= max {
                 break;
             }
+            let (queue, user) = (self.apps[&id].queue.clone(), self.apps[&id].user.clone());
             // The AM container first.
             if self.apps[&id].attempt.phase == Phase::WaitingForAm {
-                if !self.am_fits(&self.apps[&id]) {
-                    let app = self.apps.get_mut(&id).expect("listed");
-                    if !app.am_held {
-                        app.am_held = true;
-                        tracing::info!(application_id = %id, queue = %app.queue, "application waits: its queue's AM resource limit (maximum-am-resource-percent) is reached");
-                    }
+                let cap = self.apps[&id].am_capacity;
+                let refusal = self
+                    .am_refusal(&self.apps[&id])
+                    .or_else(|| uses.get(&queue).and_then(|usage| self.user_refusal(&queue, usage, &user, cap)));
+                if let Some(why) = refusal {
+                    self.set_held(id, Some(why));
                     continue;
                 }
-                let cap = self.apps[&id].am_capacity;
                 if let Some((nm_port, http_port)) = self.room_for(offer, &mut room, cap, &mut tasks, now_ms) {
                     let app = self.apps.get_mut(&id).expect("listed");
                     let cid = ContainerId { attempt: app.attempt.id, id: app.attempt.next_container };
@@ -789,6 +910,8 @@ impl Scheduler {
                     tracing::info!(application_id = %id, container_id = %cid, agent_id = %offer.agent_id, "AM container placed");
                     tasks.push(TaskPlan::Container { task_id: TaskId::new(cid.to_string()), container: cid, capacity: cap, nm_port });
                     self.add_container(allocated.clone(), true);
+                    Self::count_use(&mut uses, &queue, &user, cap);
+                    self.set_held(id, None);
                     out.push(Effect::StartAm { application: id, container: allocated });
                 }
                 continue;
@@ -808,6 +931,10 @@ impl Scheduler {
                 while placed(&tasks) < max {
                     let Some(locality) = self.locality_for(id, &any_key, &offer.hostname, now_ms) else { break };
                     let cap = Capacity { memory_mb: any_key.memory_mb, vcores: any_key.vcores };
+                    if let Some(why) = uses.get(&queue).and_then(|usage| self.user_refusal(&queue, usage, &user, cap)) {
+                        self.set_held(id, Some(why));
+                        continue 'apps;
+                    }
                     let Some((nm_port, http_port)) = self.room_for(offer, &mut room, cap, &mut tasks, now_ms) else { break };
                     let app = self.apps.get_mut(&id).expect("listed");
                     let cid = ContainerId { attempt: app.attempt.id, id: app.attempt.next_container };
@@ -836,10 +963,22 @@ impl Scheduler {
                     tracing::debug!(application_id = %id, container_id = %cid, agent_id = %offer.agent_id, node_local = locality.node, "container placed");
                     tasks.push(TaskPlan::Container { task_id: TaskId::new(cid.to_string()), container: cid, capacity: cap, nm_port });
                     self.add_container(allocated, false);
+                    Self::count_use(&mut uses, &queue, &user, cap);
+                    self.set_held(id, None);
                 }
             }
         }
         tasks
+    }
+
+    /// Adds a container just placed to its queue's use, if the queue has
+    /// rules.
+    fn count_use(uses: &mut BTreeMap<String, QueueUse>, queue: &str, user: &str, cap: Capacity) {
+        if let Some(usage) = uses.get_mut(queue) {
+            usage.total = usage.total.plus(amounts_of(cap));
+            let held = usage.by_user.entry(user.to_owned()).or_default();
+            *held = held.plus(amounts_of(cap));
+        }
     }
 
     /// Room for a container of `cap` on this offer's agent, starting the

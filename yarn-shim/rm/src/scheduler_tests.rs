@@ -602,7 +602,7 @@ fn a_queues_ams_stay_within_its_am_limit_but_one_always_runs() {
     let mut rm = rm();
     let mut s = Scheduler::new(cfg());
     // 1.5 AMs' worth for default; batch has no limit.
-    s.set_am_limits(BTreeMap::from([("default".to_owned(), 1536)]));
+    s.set_leaf_rules(BTreeMap::from([("default".to_owned(), LeafRules { am_mb: Some(1536), ..LeafRules::default() })]));
     let (first, second, third) = (submit(&mut rm, "default", 1), submit(&mut rm, "default", 1), submit(&mut rm, "batch", 1));
     s.tick(&mut rm, 0);
     let ams = |effects: &[Effect]| {
@@ -610,13 +610,157 @@ fn a_queues_ams_stay_within_its_am_limit_but_one_always_runs() {
     };
     let effects = s.offers(vec![offer("o1", "a1", "host1", "default", 8.0, 8192.0)], 1);
     assert_eq!(ams(&effects), vec![first], "the second AM would pass the limit: {effects:?}");
+    // The held application says why, in YARN's words; the first says nothing new.
+    let waits = s.take_waits();
+    assert_eq!(waits.len(), 1, "{waits:?}");
+    assert_eq!(waits[0].0, second);
+    assert!(waits[0].1.as_deref().unwrap().contains("Queue's AM resource limit exceeded"), "{waits:?}");
     // Another queue's AM is not held by default's limit.
     let effects = s.offers(vec![offer("o2", "a2", "host2", "batch", 8.0, 8192.0)], 2);
     assert_eq!(ams(&effects), vec![third]);
     // A limit smaller than one AM still lets one run: the first ends, the second starts.
-    s.set_am_limits(BTreeMap::from([("default".to_owned(), 100)]));
+    s.set_leaf_rules(BTreeMap::from([("default".to_owned(), LeafRules { am_mb: Some(100), ..LeafRules::default() })]));
     let _ = rm.kill(first, None, 3);
     s.tick(&mut rm, 3);
     let effects = s.offers(vec![offer("o3", "a1", "host1", "default", 8.0, 8192.0)], 4);
     assert_eq!(ams(&effects), vec![second], "{effects:?}");
+    // Started at last, it is no longer held.
+    assert_eq!(s.take_waits(), vec![(second, None)]);
+}
+
+fn submit_as(rm: &mut RmCore, queue: &str, user: &str) -> ApplicationId {
+    let (id, _) = rm.new_application().unwrap();
+    let s = Submission {
+        id,
+        name: "pi".into(),
+        queue: queue.into(),
+        user: user.into(),
+        application_type: "SPARK".into(),
+        tags: vec![],
+        priority: 0,
+        am_resource: Some(Capacity { memory_mb: 1024, vcores: 1 }),
+        max_attempts: 1,
+        unmanaged_am: false,
+        am_launch: Some(ContainerLaunchContextProto::default()),
+    };
+    rm.submit(s, 0).unwrap();
+    id
+}
+
+/// Applications (queue, user, containers of 1 GiB to ask for), their AMs
+/// started on a1 and registered, then asking.
+fn running(s: &mut Scheduler, rm: &mut RmCore, apps: &[(&str, &str, i32)], now: i64) -> Vec<ApplicationId> {
+    let ids: Vec<ApplicationId> = apps.iter().map(|(queue, user, _)| submit_as(rm, queue, user)).collect();
+    s.tick(rm, now);
+    // AMs only: nobody has registered, so nobody asks for more yet.
+    for round in 0..apps.len() {
+        for (queue, _, _) in apps {
+            s.offers(vec![offer(&format!("o-am-{queue}-{round}"), "a1", "host1", queue, 8.0, 8192.0)], now);
+        }
+    }
+    for (app, (_, _, n)) in ids.iter().zip(apps) {
+        let am = ContainerId { attempt: AttemptId { app: *app, attempt: 1 }, id: 1 };
+        s.task_update(rm, &tid(am), TaskEvent::Running, now);
+        s.register(rm, am.attempt, now).unwrap();
+        fresh(s.allocate(rm, am.attempt, AllocateCall { response_id: 0, asks: vec![any(1, *n, 1024)], ..Default::default() }, now).unwrap());
+    }
+    let _ = s.take_waits();
+    ids
+}
+
+fn memory_rules(capacity_mb: f64, ceiling_mb: f64, minimum_percent: f64) -> LeafRules {
+    let amounts = |mem: f64| Amounts { cpus: Milli::from_units(16), mem: Milli::from_f64(mem).unwrap() };
+    LeafRules {
+        am_mb: None,
+        users: Some(crate::capacity_scheduler::UserLimit {
+            capacity: amounts(capacity_mb),
+            ceiling: amounts(ceiling_mb),
+            minimum_percent,
+            cluster: amounts(16384.0),
+            memory_only: true,
+        }),
+        fair_ordering: false,
+    }
+}
+
+fn memory_held_by(s: &Scheduler, app: ApplicationId) -> i64 {
+    s.containers.values().filter(|c| c.allocated.id.attempt.app == app).map(|c| c.allocated.capacity.memory_mb).sum()
+}
+
+#[test]
+fn one_user_stays_within_the_queues_user_limit_and_a_second_user_still_gets_containers() {
+    let mut rm = rm();
+    let mut s = Scheduler::new(cfg());
+    // default's capacity is 4 GiB of 16, user-limit-factor 1: one user's
+    // limit is the capacity; batch has no rules.
+    s.set_leaf_rules(BTreeMap::from([("default".to_owned(), memory_rules(4096.0, 4096.0, 100.0))]));
+    let ids = running(&mut s, &mut rm, &[("default", "alice", 10), ("default", "bob", 2), ("batch", "carol", 10)], 1);
+    let (alice, bob, carol) = (ids[0], ids[1], ids[2]);
+    // YARN's containersPending, pendingMB, pendingVirtualCores: every ask.
+    assert_eq!(s.pending(), (22, 22 * 1024, 22));
+    let effects = s.offers(vec![offer("o1", "a2", "host2", "default", 16.0, 16384.0)], 2);
+    // Alice: AM + 3 = 4 GiB, not over, so one more (YARN lets the last
+    // container go past the limit): 5 GiB, then nothing while she is over.
+    assert_eq!(memory_held_by(&s, alice), 5120, "{effects:?}");
+    // Bob, a second user of the queue, is not held by her use.
+    assert_eq!(memory_held_by(&s, bob), 3072, "{effects:?}");
+    let waits = s.take_waits();
+    assert!(waits.iter().any(|(id, why)| *id == alice && why.as_deref().is_some_and(|w| w.contains("User capacity has reached its maximum limit"))), "{waits:?}");
+    let effects = s.offers(vec![offer("o2", "a2", "host2", "default", 16.0, 16384.0)], 3);
+    assert!(launched(&effects).is_empty(), "{effects:?}");
+    // Alice's six still wait (held), carol's ten too.
+    assert_eq!(s.pending().0, 16);
+    // In a queue without rules: all ten.
+    s.offers(vec![offer("o3", "a2", "host2", "batch", 16.0, 16384.0)], 4);
+    assert_eq!(memory_held_by(&s, carol), 11264);
+    s.check_invariants().unwrap();
+}
+
+#[test]
+fn a_user_limit_factor_above_one_lets_one_user_go_past_the_capacity() {
+    let mut rm = rm();
+    let mut s = Scheduler::new(cfg());
+    s.set_leaf_rules(BTreeMap::from([("default".to_owned(), memory_rules(4096.0, 8192.0, 100.0))]));
+    let alice = running(&mut s, &mut rm, &[("default", "alice", 10)], 1)[0];
+    s.offers(vec![offer("o1", "a2", "host2", "default", 16.0, 16384.0)], 2);
+    assert_eq!(memory_held_by(&s, alice), 9216);
+}
+
+#[test]
+fn user_limits_share_the_queue_among_its_active_users() {
+    let limits = memory_rules(4096.0, 8192.0, 25.0).users.unwrap();
+    let mem = |mb: f64| Amounts { cpus: Milli::ZERO, mem: Milli::from_f64(mb).unwrap() };
+    // Within its capacity the queue's capacity is shared: evenly among
+    // four, but never below 25 % each.
+    assert_eq!(limits.limit(mem(1024.0), mem(1024.0), 1).mem, Milli::from_units(4096));
+    assert_eq!(limits.limit(mem(1024.0), mem(1024.0), 2).mem, Milli::from_units(2048));
+    assert_eq!(limits.limit(mem(1024.0), mem(1024.0), 8).mem, Milli::from_units(1024));
+    // Over its capacity, what it holds plus the ask, up to the ceiling.
+    assert_eq!(limits.limit(mem(6144.0), mem(1024.0), 1).mem, Milli::from_units(7168));
+    assert_eq!(limits.limit(mem(12288.0), mem(1024.0), 1).mem, Milli::from_units(8192));
+    assert!(limits.over(mem(8193.0), mem(8192.0)) && !limits.over(mem(8192.0), mem(8192.0)));
+    // By dominant share: 4 of 16 cpus is over 2 GiB of 16.
+    let drf = crate::capacity_scheduler::UserLimit { memory_only: false, ..limits };
+    let both = |cpus: u64, mb: u64| Amounts { cpus: Milli::from_units(cpus), mem: Milli::from_units(mb) };
+    assert!(drf.over(both(4, 1024), both(1, 2048)));
+    assert!(!limits.over(both(4, 1024), both(1, 2048)));
+}
+
+#[test]
+fn a_fair_queue_serves_the_application_holding_least_first() {
+    for fair in [false, true] {
+        let mut rm = rm();
+        let mut s = Scheduler::new(SchedulerConfig { max_containers_per_offer: 1, ..SchedulerConfig::default() });
+        s.set_leaf_rules(BTreeMap::from([("default".to_owned(), LeafRules { fair_ordering: fair, ..LeafRules::default() })]));
+        let ids = running(&mut s, &mut rm, &[("default", "alice", 10), ("default", "bob", 10)], 1);
+        for i in 0..4 {
+            s.offers(vec![offer(&format!("o{i}"), "a2", "host2", "default", 1.0, 1024.0 + if i == 0 { 128.0 } else { 0.0 })], 3 + i);
+        }
+        let (a, b) = (memory_held_by(&s, ids[0]), memory_held_by(&s, ids[1]));
+        if fair {
+            assert_eq!((a, b), (3072, 3072), "fair: two each");
+        } else {
+            assert_eq!((a, b), (5120, 1024), "fifo: all to the first");
+        }
+    }
 }

@@ -95,6 +95,17 @@ pub struct ShimSettings {
     /// This host's name, for addresses others must reach when the shim
     /// listens on every address (the web UI link the broker shows).
     pub advertised_host: Option<String>,
+    /// How the shim proves itself to a broker with security on.
+    pub broker_auth: BrokerAuth,
+}
+
+/// The shim's credentials for the broker (`yarn-shim.broker.token.file`,
+/// `yarn-shim.broker.tls.ca.file`): its bearer token, and the CA its TLS
+/// certificate is checked against. None: plain, unauthenticated.
+#[derive(Debug, Clone, Default)]
+pub struct BrokerAuth {
+    pub token: Option<weir_sdk::Token>,
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 pub struct Shim {
@@ -147,6 +158,8 @@ impl Shim {
             None => settings.queues.clone(),
         };
         config.user = settings.user.clone();
+        config.token = settings.broker_auth.token.clone();
+        config.tls_ca = settings.broker_auth.tls_ca.clone();
         config.failover_timeout = settings.failover_timeout;
         config.webui_url = web_address.map(|a| web_ui_url(a, settings.advertised_host.as_deref())).unwrap_or_default();
         // A cluster starts in any order: behind ZooKeeper, the elected
@@ -166,7 +179,7 @@ impl Shim {
         };
         info!(framework_id = %framework.id(), roles = ?config.roles, "YARN shim subscribed to the broker");
 
-        let mut operator = BrokerLink::new(&settings.broker)?;
+        let mut operator = BrokerLink::new(&settings.broker, &settings.broker_auth)?;
         let policies = QueuePolicies::new(settings.preemption);
         let cluster = refresh_nodes(&mut operator, &core).await?;
         if let Some((path, _)) = &settings.capacity_scheduler {
@@ -213,7 +226,7 @@ impl Shim {
                 .map_err(|e| Error::Broker(format!("cannot serve the admin protocols (yarn rmadmin) on {bind}: {e}")))?;
             let admin = Arc::new(crate::admin_protocol::AdminProtocol::new(
                 core.clone(),
-                BrokerLink::new(&settings.broker)?,
+                BrokerLink::new(&settings.broker, &settings.broker_auth)?,
                 settings.nodes_exclude_path.clone(),
                 settings.capacity_scheduler.as_ref().map(|(path, _)| path.clone()),
                 policies.clone(),
@@ -332,9 +345,10 @@ impl QueuePolicies {
         let preemption = self.preemption;
         let policies = core
             .call(move |core, _| {
-                // The AM limits follow the cluster's size as the roles do.
-                if let Some(limits) = core.rm().queue_conf().map(|conf| conf.am_limits(cluster)) {
-                    core.set_am_limits(limits);
+                // The queues' AM and user limits follow the cluster's size
+                // as the roles do.
+                if let Some(rules) = core.rm().queue_conf().map(|conf| conf.leaf_rules(cluster)) {
+                    core.set_leaf_rules(rules);
                 }
                 let rm = core.rm();
                 rm.queue_conf().map(|conf| conf.policies(cluster, preemption, &|queue| rm.has_unfinished_applications(queue)))
@@ -383,19 +397,23 @@ impl QueuePolicies {
 /// broker leads behind a `zk://` address (followed across failovers).
 pub(crate) struct BrokerLink {
     broker: String,
+    auth: BrokerAuth,
     leader: Option<tokio::sync::watch::Receiver<Option<weir_ha::LeaderInfo>>>,
-    client: Option<(String, OperatorClient<tonic::transport::Channel>)>,
+    client: Option<(String, OperatorLink)>,
 }
 
+/// The operator API's client, with the shim's token on every call.
+type OperatorLink = OperatorClient<tonic::service::interceptor::InterceptedService<tonic::transport::Channel, weir_sdk::BearerToken>>;
+
 impl BrokerLink {
-    pub(crate) fn new(broker: &str) -> Result<BrokerLink, Error> {
+    pub(crate) fn new(broker: &str, auth: &BrokerAuth) -> Result<BrokerLink, Error> {
         let leader = if weir_ha::ZkAddress::is_zk(broker) {
             let address = weir_ha::ZkAddress::parse(broker).map_err(|e| Error::Broker(e.to_string()))?;
             Some(weir_ha::detect(&address))
         } else {
             None
         };
-        Ok(BrokerLink { broker: broker.to_owned(), leader, client: None })
+        Ok(BrokerLink { broker: broker.to_owned(), auth: auth.clone(), leader, client: None })
     }
 
     async fn address(&mut self) -> Result<String, Error> {
@@ -406,16 +424,17 @@ impl BrokerLink {
         }
     }
 
-    pub(crate) async fn client(&mut self) -> Result<&mut OperatorClient<tonic::transport::Channel>, Error> {
+    pub(crate) async fn client(&mut self) -> Result<&mut OperatorLink, Error> {
         let address = self.address().await?;
         if self.client.as_ref().is_none_or(|(a, _)| *a != address) {
-            let endpoint = tonic::transport::Endpoint::from_shared(weir_sdk::endpoint(&address))
+            let endpoint = weir_sdk::grpc_endpoint(&address, self.auth.tls_ca.as_deref())
                 .map_err(|e| Error::Broker(format!("broker address {address}: {e}")))?
                 .connect_timeout(Duration::from_secs(5))
                 .timeout(Duration::from_secs(10));
             let channel =
                 endpoint.connect().await.map_err(|e| Error::Broker(format!("cannot reach the broker at {address}: {e}")))?;
-            self.client = Some((address, OperatorClient::new(channel).max_decoding_message_size(64 << 20)));
+            let client = OperatorClient::with_interceptor(channel, weir_sdk::BearerToken::new(self.auth.token.clone()));
+            self.client = Some((address, client.max_decoding_message_size(64 << 20)));
         }
         Ok(&mut self.client.as_mut().expect("set above").1)
     }
@@ -645,6 +664,7 @@ fn task_info(
                 environment.insert("RUST_LOG".to_owned(), log);
             }
             v1::TaskInfo {
+                allocation_role: String::new(),
                 task_id: task_id.to_string(),
                 name: format!("YARN node manager {host}:{port}"),
                 agent_id: agent_id.to_string(),
@@ -675,6 +695,7 @@ fn task_info(
             }
         }
         TaskPlan::Container { task_id, container, capacity, nm_port } => v1::TaskInfo {
+            allocation_role: String::new(),
             task_id: task_id.to_string(),
             name: format!("YARN {container}"),
             agent_id: agent_id.to_string(),
