@@ -255,6 +255,18 @@ struct RoleState {
     limit: Scalars,
 }
 
+/// The refusal of a recover or mark that names resources the pair does
+/// not hold there.
+fn not_allocated(agent: &AgentId, framework: &FrameworkId, role: &Role, wanted: &ResourceSet, allocated: ResourceSet) -> AllocatorError {
+    AllocatorError::NotAllocated {
+        agent: agent.clone(),
+        framework: framework.clone(),
+        role: role.clone(),
+        wanted: Box::new(wanted.clone()),
+        allocated: Box::new(allocated),
+    }
+}
+
 /// A decline filter: until when, and (as Mesos' refused-offer filter)
 /// what was refused: it keeps back only offers that fit within that, so
 /// resources freed on the agent since (a task ended) are offered at once.
@@ -1022,22 +1034,24 @@ impl Allocator {
         Ok(())
     }
 
+    /// The agent's slot and the (framework, role) client that `resources`
+    /// on it are said to be held by; NotAllocated when there is no such
+    /// client.
+    fn holder(&self, agent: &AgentId, framework: &FrameworkId, role: &Role, resources: &ResourceSet) -> Result<(u32, u32), AllocatorError> {
+        let a = self.agent_slot(agent)?;
+        let f = self.framework_slot(framework)?;
+        let c = self.client_of(f, role).ok_or_else(|| not_allocated(agent, framework, role, resources, ResourceSet::default()))?;
+        Ok((a, c))
+    }
+
     /// Marks `resources`, held by `framework` in `role` on `agent`, as
     /// lent (revocable): what a task launched on a revocable offer holds,
     /// as its agent reports it when it re-registers (with a new leader
     /// too, whose books start from [`Allocator::add_agent`]). Refused,
     /// changing nothing, unless that pair holds them there.
     pub fn mark_lent(&mut self, agent: &AgentId, framework: &FrameworkId, role: &Role, resources: &ResourceSet) -> Result<(), AllocatorError> {
-        let a = self.agent_slot(agent)?;
-        let f = self.framework_slot(framework)?;
-        let not_allocated = |allocated: ResourceSet| AllocatorError::NotAllocated {
-            agent: agent.clone(),
-            framework: framework.clone(),
-            role: role.clone(),
-            wanted: Box::new(resources.clone()),
-            allocated: Box::new(allocated),
-        };
-        let Some(c) = self.client_of(f, role) else { return Err(not_allocated(ResourceSet::default())) };
+        let not_allocated = |allocated: ResourceSet| not_allocated(agent, framework, role, resources, allocated);
+        let (a, c) = self.holder(agent, framework, role, resources)?;
         let amount = Scalars::of_set(resources);
         let slot = self.agent_mut(a);
         let Some((_, held)) = slot.allocations.iter().find(|(owner, _)| *owner == c) else {
@@ -1681,16 +1695,8 @@ impl Allocator {
         resources: &ResourceSet,
         revocable: bool,
     ) -> Result<(), AllocatorError> {
-        let a = self.agent_slot(agent)?;
-        let f = self.framework_slot(framework)?;
-        let not_allocated = |allocated: ResourceSet| AllocatorError::NotAllocated {
-            agent: agent.clone(),
-            framework: framework.clone(),
-            role: role.clone(),
-            wanted: Box::new(resources.clone()),
-            allocated: Box::new(allocated),
-        };
-        let Some(c) = self.client_of(f, role) else { return Err(not_allocated(ResourceSet::default())) };
+        let not_allocated = |allocated: ResourceSet| not_allocated(agent, framework, role, resources, allocated);
+        let (a, c) = self.holder(agent, framework, role, resources)?;
         let slot = self.agent_mut(a);
         let Some(pos) = slot.allocations.iter().position(|(owner, _)| *owner == c) else {
             return Err(not_allocated(ResourceSet::default()));
