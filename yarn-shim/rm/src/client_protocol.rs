@@ -19,7 +19,7 @@ use prost::Message;
 use tracing::{info, warn};
 
 use weir_model::Clock;
-use weir_yarn_ipc::connection::PasswordLookup;
+use weir_yarn_ipc::connection::{Authentication, PasswordLookup};
 use weir_yarn_ipc::proto as common;
 use weir_yarn_ipc::security::secret_manager::{compute_password, SecretManager};
 use weir_yarn_ipc::server::{decode_request as decode, CallContext, RpcError, Service};
@@ -224,11 +224,29 @@ pub struct ClientProtocol {
     tokens: Arc<Mutex<DelegationTokens>>,
     /// The web proxy (`host:port`) that tracking URLs go through, if any.
     proxy: Option<Arc<str>>,
+    /// Kerberos is on (Hadoop's security on): delegation tokens are only
+    /// issued, renewed and cancelled over Kerberos-authenticated connections.
+    kerberos: bool,
 }
 
 impl ClientProtocol {
     pub fn new(core: CoreHandle) -> ClientProtocol {
-        ClientProtocol { core, tokens: Arc::new(Mutex::new(DelegationTokens::new(SecretManager::random_secret(), 0))), proxy: None }
+        ClientProtocol { core, tokens: Arc::new(Mutex::new(DelegationTokens::new(SecretManager::random_secret(), 0))), proxy: None, kerberos: false }
+    }
+
+    /// With Kerberos on, as Hadoop's `isAllowedDelegationTokenOp`.
+    pub fn with_kerberos(mut self, on: bool) -> ClientProtocol {
+        self.kerberos = on;
+        self
+    }
+
+    /// Hadoop's refusal of a token operation over a connection that did not
+    /// authenticate with Kerberos while security is on (`what`: "issued").
+    fn token_op_allowed(&self, ctx: &CallContext, what: &str) -> Result<(), RpcError> {
+        if self.kerberos && !matches!(ctx.authentication, Authentication::Kerberos { .. }) {
+            return Err(RpcError::application("java.io.IOException", format!("Delegation Token can be {what} only with kerberos authentication")));
+        }
+        Ok(())
     }
 
     /// Reports name running applications' UIs through the web proxy at
@@ -380,7 +398,15 @@ fn container_protos(reports: &[crate::core::ContainerReport]) -> Vec<r::Containe
 #[async_trait::async_trait]
 impl Service for ClientProtocol {
     async fn call(&self, ctx: &CallContext, method: &str, request: &[u8]) -> Result<Vec<u8>, RpcError> {
-        let user = ctx.user.clone().unwrap_or_else(|| "unknown".into());
+        // A token connection is its token's owner (Hadoop's client sends no
+        // user in the context then); others are who the connection says.
+        let user = match (&ctx.authentication, ctx.token_identifier.as_deref()) {
+            (Authentication::Token, Some(identifier)) => match DelegationTokens::decode(identifier) {
+                Ok(id) if !id.owner().is_empty() => id.owner().to_owned(),
+                _ => return Err(RpcError::application(ACCESS_CONTROL, "the RM delegation token names no owner")),
+            },
+            _ => ctx.user.clone().unwrap_or_else(|| "unknown".into()),
+        };
         let response = match method {
             "getNewApplication" => {
                 let _: r::GetNewApplicationRequestProto = decode("GetNewApplicationRequestProto", request)?;
@@ -714,6 +740,7 @@ impl Service for ClientProtocol {
             }
             "getDelegationToken" => {
                 let req: common::GetDelegationTokenRequestProto = decode("GetDelegationTokenRequestProto", request)?;
+                self.token_op_allowed(ctx, "issued")?;
                 let now = self.yarn(|_, now| now).await?;
                 let real = ctx.real_user.clone();
                 let token = self.with_tokens(|t| t.issue(&user, real.as_deref(), &req.renewer, now.unix_ms));
@@ -722,6 +749,7 @@ impl Service for ClientProtocol {
             }
             "renewDelegationToken" => {
                 let req: common::RenewDelegationTokenRequestProto = decode("RenewDelegationTokenRequestProto", request)?;
+                self.token_op_allowed(ctx, "renewed")?;
                 let now = self.yarn(|_, now| now).await?;
                 let renewer = short_name(&user).to_owned();
                 let expiry = self.with_tokens(|t| t.renew(&req.token, &renewer, now.unix_ms)).map_err(|e| {
@@ -732,6 +760,7 @@ impl Service for ClientProtocol {
             }
             "cancelDelegationToken" => {
                 let req: common::CancelDelegationTokenRequestProto = decode("CancelDelegationTokenRequestProto", request)?;
+                self.token_op_allowed(ctx, "cancelled")?;
                 self.with_tokens(|t| t.cancel(&req.token, &user)).map_err(|e| {
                     warn!(%user, error = e.message, "RM delegation token cancellation refused");
                     e.to_rpc()
@@ -805,6 +834,7 @@ mod tests {
         CallContext {
             peer: "127.0.0.1:1".parse().unwrap(),
             user: Some(user.into()),
+            authentication: Authentication::Simple,
             real_user: None,
             token_identifier: None,
             call_id: 0,

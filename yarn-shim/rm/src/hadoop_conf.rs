@@ -33,6 +33,18 @@ pub struct ClientConf {
     /// Properties of an existing Hadoop configuration, by site file name
     /// (one of [`SITE_FILES`]), in their order.
     pub merged: BTreeMap<String, Vec<(String, String)>>,
+    /// Kerberos on the shim's ports: clients must use it too.
+    pub kerberos: Option<ClientKerberos>,
+}
+
+/// What Hadoop clients need to speak Kerberos to the shim.
+#[derive(Debug, Clone, Default)]
+pub struct ClientKerberos {
+    /// The shim's service principal (`yarn.resourcemanager.principal`):
+    /// Hadoop's client checks the server's offer against it.
+    pub principal: String,
+    /// `hadoop.security.auth_to_local`, so clients name users as the shim does.
+    pub auth_to_local: String,
 }
 
 fn escape(s: &str) -> String {
@@ -115,9 +127,19 @@ impl ClientConf {
                     if let Some(admin) = &self.admin {
                         ours.push(("yarn.resourcemanager.admin.address", admin.as_str()));
                     }
+                    if let Some(k) = &self.kerberos {
+                        ours.push(("yarn.resourcemanager.principal", k.principal.as_str()));
+                    }
                     overlay(&base, &ours)
                 }
-                "core-site.xml" => overlay(base, &[("fs.defaultFS", &default_fs)]),
+                "core-site.xml" => {
+                    let mut ours = vec![("fs.defaultFS", default_fs.as_str())];
+                    if let Some(k) = &self.kerberos {
+                        ours.push(("hadoop.security.authentication", "kerberos"));
+                        ours.push(("hadoop.security.auth_to_local", k.auth_to_local.as_str()));
+                    }
+                    overlay(base, &ours)
+                }
                 _ if base.is_empty() => continue,
                 _ => base.clone(),
             };

@@ -95,6 +95,11 @@ pub struct ShimSettings {
     /// This host's name, for addresses others must reach when the shim
     /// listens on every address (the web UI link the broker shows).
     pub advertised_host: Option<String>,
+    /// Kerberos on the client and admin ports
+    /// (`yarn-shim.security.authentication=kerberos`): SASL GSSAPI with
+    /// the service principal's keytab; SIMPLE refused. The scheduler and
+    /// node manager ports take tokens only, with or without it.
+    pub kerberos: Option<weir_yarn_ipc::security::sasl_gssapi::KerberosAcceptor>,
 }
 
 pub struct Shim {
@@ -184,7 +189,11 @@ impl Shim {
 
 
         let mut server = Server::new(settings.ipc.clone());
-        let client_protocol = Arc::new(ClientProtocol::new(core.clone()).with_proxy(proxy.clone()));
+        let client_protocol = Arc::new(ClientProtocol::new(core.clone()).with_proxy(proxy.clone()).with_kerberos(settings.kerberos.is_some()));
+        if let Some(kerberos) = &settings.kerberos {
+            server.set_kerberos(kerberos.clone());
+            info!(principal = kerberos.principal(), "Kerberos on: the client and admin ports take KERBEROS (and TOKEN on the client port), never SIMPLE");
+        }
         // Delegation tokens this RM issued authenticate on the client port;
         // with a secret manager there it offers TOKEN, then SIMPLE, as
         // Hadoop's RM does with security off.
@@ -219,6 +228,9 @@ impl Shim {
                 policies.clone(),
             ));
             let mut admin_server = Server::new(settings.ipc.clone());
+            if let Some(kerberos) = &settings.kerberos {
+                admin_server.set_kerberos(kerberos.clone());
+            }
             admin_server.register(weir_yarn_api::RESOURCE_MANAGER_ADMINISTRATION_PROTOCOL, admin.clone());
             admin_server.register(weir_yarn_api::GET_USER_MAPPINGS_PROTOCOL, admin);
             admin_server.register(weir_yarn_api::HA_SERVICE_PROTOCOL, Arc::new(crate::admin_protocol::HaStatus));
