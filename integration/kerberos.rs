@@ -60,6 +60,9 @@ fn realm() -> Option<Realm> {
 struct Shim {
     proc: support::Proc,
     dir: tempfile::TempDir,
+    /// The configuration standalone wrote, with the ResourceManager
+    /// connection retries shortened: a Hadoop client retries a refused
+    /// connection for 15 minutes by default (YARN-4288 retries IOExceptions).
     conf_dir: PathBuf,
 }
 
@@ -91,12 +94,18 @@ fn kerberized_standalone(realm: &Realm, spec: &str) -> Shim {
     let rcache = realm.kdc.dir().display().to_string();
     let (proc, _) =
         support::spawn_weir_env("standalone", &args, "weir standalone: broker", &[("KRB5_CONFIG", &krb5_conf), ("KRB5RCACHEDIR", &rcache)]);
-    let conf_dir = dir.path().join("hadoop-conf");
-    let core_site = std::fs::read_to_string(conf_dir.join("core-site.xml")).unwrap();
-    let yarn_site = std::fs::read_to_string(conf_dir.join("yarn-site.xml")).unwrap();
+    let written = dir.path().join("hadoop-conf");
+    let core_site = std::fs::read_to_string(written.join("core-site.xml")).unwrap();
+    let yarn_site = std::fs::read_to_string(written.join("yarn-site.xml")).unwrap();
     assert!(core_site.contains("<name>hadoop.security.authentication</name>\n    <value>kerberos</value>"), "{core_site}");
     assert!(yarn_site.contains(&format!("<name>yarn.resourcemanager.principal</name>\n    <value>rm/localhost@{REALM}</value>")), "{yarn_site}");
-    Shim { proc, dir, conf_dir }
+    let client_conf = dir.path().join("client-conf");
+    std::fs::create_dir_all(&client_conf).unwrap();
+    std::fs::write(client_conf.join("core-site.xml"), core_site).unwrap();
+    let quick = "  <property><name>yarn.resourcemanager.connect.max-wait.ms</name><value>3000</value></property>\n  \
+                 <property><name>yarn.resourcemanager.connect.retry-interval.ms</name><value>500</value></property>\n</configuration>";
+    std::fs::write(client_conf.join("yarn-site.xml"), yarn_site.replace("</configuration>", quick)).unwrap();
+    Shim { proc, dir, conf_dir: client_conf }
 }
 
 /// Java and pyspark's Spark, as integration/yarn.rs finds them.
