@@ -1116,6 +1116,51 @@ mod tests {
         assert!(kills(&mut rig.effects).is_empty());
     }
 
+    /// With Kerberos on, tokens come only over Kerberos connections (as
+    /// Hadoop's `isAllowedDelegationTokenOp`); a token connection is its
+    /// token's owner, whatever name its context claims.
+    #[tokio::test]
+    async fn delegation_tokens_need_kerberos_when_it_is_on_and_token_callers_are_their_owners() {
+        let rig = rig().await;
+        let on = ClientProtocol::new(rig.core.clone()).with_kerberos(true);
+        let as_ctx = |authentication: Authentication, user: Option<&str>, identifier: Option<Vec<u8>>| CallContext {
+            authentication,
+            user: user.map(Into::into),
+            token_identifier: identifier,
+            ..ctx("x")
+        };
+        let get = common::GetDelegationTokenRequestProto { renewer: "alice".into() }.encode_to_vec();
+        let kerberos = as_ctx(Authentication::Kerberos { principal: "alice@EXAMPLE.COM".into() }, Some("alice"), None);
+        let rsp = common::GetDelegationTokenResponseProto::decode(on.call(&kerberos, "getDelegationToken", &get).await.unwrap().as_slice()).unwrap();
+        let token = rsp.token.unwrap();
+        assert_eq!(r::YarnDelegationTokenIdentifierProto::decode(token.identifier.as_slice()).unwrap().owner(), "alice");
+        let over_token = as_ctx(Authentication::Token, None, Some(token.identifier.clone()));
+        let e = on.call(&over_token, "getDelegationToken", &get).await.unwrap_err();
+        assert_eq!((e.class.as_str(), e.message.as_str()), ("java.io.IOException", "Delegation Token can be issued only with kerberos authentication"));
+        let renew = common::RenewDelegationTokenRequestProto { token: token.clone() }.encode_to_vec();
+        let e = on.call(&as_ctx(Authentication::Simple, Some("alice"), None), "renewDelegationToken", &renew).await.unwrap_err();
+        assert_eq!(e.message, "Delegation Token can be renewed only with kerberos authentication");
+        let cancel = common::CancelDelegationTokenRequestProto { token: token.clone() }.encode_to_vec();
+        let e = on.call(&over_token, "cancelDelegationToken", &cancel).await.unwrap_err();
+        assert_eq!(e.message, "Delegation Token can be cancelled only with kerberos authentication");
+        on.call(&kerberos, "renewDelegationToken", &renew).await.unwrap();
+
+        // Kerberos off: a token connection claiming mallory acts as alice,
+        // the owner, who may cancel her token (mallory could not).
+        let off = &rig.protocol;
+        let get = common::GetDelegationTokenRequestProto { renewer: "bob".into() };
+        let token: common::GetDelegationTokenResponseProto = call(off, "alice", "getDelegationToken", &get).await.unwrap();
+        let token = token.token.unwrap();
+        let cancel = common::CancelDelegationTokenRequestProto { token: token.clone() }.encode_to_vec();
+        assert!(off.call(&ctx("mallory"), "cancelDelegationToken", &cancel).await.is_err(), "mallory is neither owner nor renewer");
+        let claims_mallory = as_ctx(Authentication::Token, Some("mallory"), Some(token.identifier.clone()));
+        off.call(&claims_mallory, "cancelDelegationToken", &cancel).await.unwrap();
+        // A token connection whose identifier is not an RM token's.
+        let junk = as_ctx(Authentication::Token, Some("mallory"), Some(b"\xff\xff".to_vec()));
+        let e = off.call(&junk, "getNewApplication", &r::GetNewApplicationRequestProto {}.encode_to_vec()).await.unwrap_err();
+        assert_eq!(e.class, ACCESS_CONTROL);
+    }
+
     #[tokio::test]
     async fn delegation_tokens_issue_renew_and_cancel_as_hadoop_does() {
         let rig = rig().await;

@@ -264,7 +264,7 @@ impl Shim {
         };
         let mut tasks = vec![poller, core_task];
         if let (Some(listener), Some(address)) = (web_listener, web_address) {
-            let app = crate::rest::router(core.clone(), crate::rest::RestInfo { started_on_ms: started, proxy });
+            let app = crate::rest::router(core.clone(), crate::rest::RestInfo { started_on_ms: started, proxy, kerberos: settings.kerberos.is_some() });
             // Capped and timed out like every other listener (docs/limits.md).
             let limits = weir_net::http::HttpLimits::default();
             let listener = weir_net::AdmittingListener::new(listener, limits.connections, "YARN REST API");
