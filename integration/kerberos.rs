@@ -76,7 +76,7 @@ impl Drop for Shim {
 /// service principal written as Hadoop configurations do (`rm/_HOST@…`).
 /// The shim gets the realm's krb5.conf, never alice's ticket cache: its
 /// containers must get by with tokens.
-fn kerberized_standalone(realm: &Realm, spec: &str) -> Shim {
+fn kerberized_standalone(realm: &Realm, spec: &str, extra: &[&str]) -> Shim {
     let dir = tempfile::tempdir().unwrap();
     let spec = support::spec_with_free_port(spec);
     let work = dir.path().to_str().unwrap().to_owned();
@@ -87,8 +87,8 @@ fn kerberized_standalone(realm: &Realm, spec: &str) -> Shim {
         format!("yarn-shim.resourcemanager.keytab={}", realm.rm.1.display()),
         "yarn-shim.nodemanager.idle.timeout=2s".to_owned(),
     ];
-    for d in &defines {
-        args.extend(["-D", d.as_str()]);
+    for d in defines.iter().map(String::as_str).chain(extra.iter().copied()) {
+        args.extend(["-D", d]);
     }
     let krb5_conf = realm.kdc.krb5_conf().display().to_string();
     let rcache = realm.kdc.dir().display().to_string();
@@ -140,19 +140,27 @@ impl Clients {
     /// `yarn application ARGS` (the CLI's class, as the `yarn` script runs
     /// it) with the realm's krb5.conf and the test's ticket cache.
     fn applications(&self, realm: &Realm, conf_dir: &Path, args: &[&str]) -> (Output, String) {
+        let mut all = vec!["application"];
+        all.extend_from_slice(args);
+        self.cli(realm, conf_dir, "org.apache.hadoop.yarn.client.cli.ApplicationCLI", &all)
+    }
+
+    /// A Hadoop CLI class as the `yarn` script runs it. HADOOP_USER_NAME
+    /// says bob: with Kerberos, Hadoop's client must ignore it.
+    fn cli(&self, realm: &Realm, conf_dir: &Path, class: &str, args: &[&str]) -> (Output, String) {
         let cp = format!("{}:{}/jars/*", conf_dir.display(), self.spark_home.display());
         let krb5 = format!("-Djava.security.krb5.conf={}", realm.kdc.krb5_conf().display());
         let out = Command::new(&self.java)
-            .args(["-Xshare:auto", "-XX:TieredStopAtLevel=1", &krb5, "-cp", &cp, "org.apache.hadoop.yarn.client.cli.ApplicationCLI", "application"])
+            .args(["-Xshare:auto", "-XX:TieredStopAtLevel=1", &krb5, "-cp", &cp, class])
             .args(args)
             .env("HADOOP_CONF_DIR", conf_dir)
             .env("KRB5CCNAME", realm.kdc.ccache())
-            .env_remove("HADOOP_USER_NAME")
+            .env("HADOOP_USER_NAME", "bob")
             .stdin(Stdio::null())
             .output()
             .unwrap();
         let text = text_of(&out);
-        eprintln!("[yarn application {}]\n{text}", args.join(" "));
+        eprintln!("[{class} {}]\n{text}", args.join(" "));
         (out, text)
     }
 
@@ -187,7 +195,8 @@ impl Clients {
             .env("PYSPARK_PYTHON", &python)
             .env("SPARK_SUBMIT_OPTS", &krb5)
             .env("KRB5CCNAME", realm.kdc.ccache())
-            .env_remove("HADOOP_USER_NAME")
+            // Ignored with Kerberos: the ticket says who submits.
+            .env("HADOOP_USER_NAME", "bob")
             .stdin(Stdio::null())
             .output()
             .unwrap();
@@ -220,12 +229,18 @@ fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
 fn yarn_cli_lists_with_a_ticket_and_is_refused_without_one() {
     let Some(realm) = realm() else { return };
     let clients = clients();
-    let shim = kerberized_standalone(&realm, "cpus:2;mem:4096;disk:1000");
+    // bob administers; alice's ticket makes her alice whatever she claims.
+    let shim = kerberized_standalone(&realm, "cpus:2;mem:4096;disk:1000", &["yarn-shim.admin.acl=bob"]);
 
     realm.kdc.kinit(&realm.alice.0, &realm.alice.1).unwrap();
     let (out, text) = clients.applications(&realm, &shim.conf_dir, &["-list", "-appStates", "ALL"]);
     assert!(out.status.success(), "yarn application -list with alice's ticket failed:\n{text}");
     assert!(text.contains("Total number of applications"), "{text}");
+    // The admin port speaks Kerberos too, and its ACL sees alice, not the
+    // bob of HADOOP_USER_NAME.
+    let (out, text) = clients.cli(&realm, &shim.conf_dir, "org.apache.hadoop.yarn.client.cli.RMAdminCLI", &["-refreshAdminAcls"]);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("User alice doesn't have permission to call 'refreshAdminAcls'"), "{text}");
 
     realm.kdc.kdestroy().unwrap();
     let (out, text) = clients.applications(&realm, &shim.conf_dir, &["-list"]);
@@ -250,7 +265,7 @@ fn yarn_cli_lists_with_a_ticket_and_is_refused_without_one() {
 fn spark_pi_runs_on_a_kerberized_shim_and_is_refused_without_a_ticket() {
     let Some(realm) = realm() else { return };
     let clients = clients();
-    let shim = kerberized_standalone(&realm, SPARK_SPEC);
+    let shim = kerberized_standalone(&realm, SPARK_SPEC, &[]);
     let pi_py = shim.dir.path().join("pi.py");
     std::fs::write(&pi_py, PI_PY).unwrap();
 
@@ -394,6 +409,18 @@ async fn ipc_server_accepts_mits_initiator_and_maps_the_principal() {
     assert_eq!(h.status(), RpcStatusProto::Fatal, "{h:?}");
     assert_eq!(h.exception_class_name(), "javax.security.sasl.SaslException");
     assert!(h.error_msg().starts_with("GSS accept failed"), "{}", h.error_msg());
+
+    // Junk where the Kerberos AP-REQ belongs, to the real acceptor.
+    for junk in [&b""[..], b"\x00", b"\x60\x80", b"\x60\x03\x06\x01\x00", &[0xffu8; 300][..], &[0x60u8; 4000][..]] {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"hrpc\x09\x00\xdf").await.unwrap();
+        send_sasl(&mut s, &RpcSaslProto { state: SaslState::Negotiate as i32, ..Default::default() }).await;
+        read(&mut s).await;
+        send_sasl(&mut s, &RpcSaslProto { state: SaslState::Initiate as i32, token: Some(junk.to_vec()), auths: vec![kerberos.clone()], version: None }).await;
+        let (h, _) = read(&mut s).await;
+        assert_eq!(h.status(), RpcStatusProto::Fatal, "{junk:?}: {h:?}");
+        assert!(h.error_msg().starts_with("GSS accept failed"), "{junk:?}: {}", h.error_msg());
+    }
 
     // SIMPLE in the preamble: Hadoop's refusal.
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();

@@ -103,7 +103,7 @@ fn regex(text: &str) -> Result<Regex, AuthToLocalError> {
 }
 
 /// Takes `prefix` off `s`, and what follows up to (not including) `end`.
-fn between<'a>(s: &'a str, prefix: char, end: char) -> Option<(&'a str, &'a str)> {
+fn between(s: &str, prefix: char, end: char) -> Option<(&str, &str)> {
     let rest = s.strip_prefix(prefix)?;
     let at = rest.find(end)?;
     Some((&rest[..at], &rest[at + end.len_utf8()..]))

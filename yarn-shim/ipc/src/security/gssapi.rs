@@ -278,6 +278,12 @@ pub struct Credential {
 // borrow it for one call; MIT's credentials are safe to move between threads.
 unsafe impl Send for Credential {}
 
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential").field("principal", &self.principal).finish()
+    }
+}
+
 impl Credential {
     fn acquire(principal: &str, store: &[(&str, &Path)], usage: c_int) -> Result<Credential, GssError> {
         let api = api()?;
@@ -542,7 +548,7 @@ mod tests {
     }
 
     #[test]
-    fn oversized_and_junk_tokens_are_refused_without_panics() {
+    fn a_keytab_without_the_principal_is_refused_at_acquisition() {
         if available().is_err() {
             eprintln!("SKIPPED: {LIBRARY} is not installed");
             return;
@@ -551,17 +557,9 @@ mod tests {
         let keytab = dir.path().join("empty.keytab");
         // An empty keytab file of the right version (0x0502) and no keys.
         std::fs::write(&keytab, [0x05, 0x02]).unwrap();
-        let Ok(cred) = Credential::acceptor("rm/localhost@EXAMPLE.COM", &keytab) else { return };
-        let mut ctx = SecurityContext::acceptor(cred);
-        let e = ctx.step(&vec![0u8; MAX_TOKEN_LEN + 1]).unwrap_err();
-        assert!(e.0.contains("exceeds the limit"), "{e}");
-        for junk in [&b""[..], b"\x00", b"\x60\x80", b"\x60\x03\x06\x01\x00", &[0xffu8; 300][..]] {
-            let Ok(cred) = Credential::acceptor("rm/localhost@EXAMPLE.COM", &keytab) else { return };
-            let mut ctx = SecurityContext::acceptor(cred);
-            let e = ctx.step(junk).unwrap_err();
-            assert!(e.0.starts_with("GSS accept failed"), "{junk:?}: {e}");
-            assert!(ctx.wrap(b"x").is_err());
-            assert!(ctx.unwrap(b"x").is_err());
-        }
+        // MIT checks at acquisition that the keytab holds the principal.
+        let e = Credential::acceptor("rm/localhost@EXAMPLE.COM", &keytab).unwrap_err();
+        assert!(e.0.starts_with("cannot get credentials for rm/localhost@EXAMPLE.COM from keytab"), "{e}");
+        eprintln!("{e}");
     }
 }

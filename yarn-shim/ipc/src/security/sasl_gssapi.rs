@@ -175,6 +175,11 @@ impl GssapiServer {
     pub fn respond(&mut self, token: &[u8]) -> Result<Outcome, GssError> {
         match self.stage {
             Stage::Accepting => {
+                // A Kerberos token is never empty (the library would take
+                // an empty one as "nothing yet" and keep going).
+                if token.is_empty() {
+                    return Err(GssError("GSS accept failed: the client sent no Kerberos token".into()));
+                }
                 let step = self.ctx.step(token)?;
                 if !step.complete {
                     return Ok(Outcome::Challenge(step.token));
@@ -280,6 +285,20 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_keytab_others_may_read_or_that_is_missing_stops_the_start() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let keytab = dir.path().join("rm.keytab");
+        std::fs::write(&keytab, [0x05, 0x02]).unwrap();
+        std::fs::set_permissions(&keytab, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let rules = || AuthToLocal::parse("DEFAULT", "EXAMPLE.COM").unwrap();
+        let e = KerberosAcceptor::from_keytab("rm/localhost@EXAMPLE.COM", &keytab, rules()).unwrap_err();
+        assert!(e.0.contains("mode 0644") && e.0.contains("chmod 600"), "{e}");
+        let e = KerberosAcceptor::from_keytab("rm/localhost@EXAMPLE.COM", &dir.path().join("none"), rules()).unwrap_err();
+        assert!(e.0.starts_with("cannot read keytab"), "{e}");
+    }
+
+    #[test]
     fn full_exchange_with_a_mutual_auth_token() {
         let mut s = acceptor(2, b"ap-rep", "alice@EXAMPLE.COM").server().unwrap();
         assert_eq!(s.respond(b"ok").unwrap(), Outcome::Challenge(b"more".to_vec()));
@@ -316,6 +335,8 @@ pub(crate) mod tests {
         assert!(e.0.contains("at least 4"), "{e}");
         let e = ready().respond(b"unwrapped").unwrap_err();
         assert!(e.0.starts_with("GSS unwrap failed"), "{e}");
+        let e = acceptor(1, b"", "x").server().unwrap().respond(b"").unwrap_err();
+        assert_eq!(e.0, "GSS accept failed: the client sent no Kerberos token");
         let e = acceptor(1, b"", "x").server().unwrap().respond(b"junk").unwrap_err();
         assert!(e.0.starts_with("GSS accept failed"), "{e}");
         let mut s = acceptor(1, b"last", "alice@EXAMPLE.COM").server().unwrap();
