@@ -568,6 +568,32 @@ mod tests {
     }
 
     #[test]
+    fn kerberos_settings_substitute_host_and_refuse_what_is_missing() {
+        assert!(kerberos(&config(&[])).unwrap().is_none());
+        let err = |pairs: &[(&str, &str)]| kerberos(&config(pairs)).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err(&[("yarn-shim.security.authentication", "ldap")]).contains("neither simple nor kerberos"));
+        let on = ("yarn-shim.security.authentication", "kerberos");
+        assert!(err(&[on]).starts_with("yarn-shim.resourcemanager.principal: needed"));
+        assert!(err(&[on, ("yarn-shim.resourcemanager.principal", "rm/_HOST")]).contains("names no realm"));
+        let principal = ("yarn-shim.resourcemanager.principal", "rm/_HOST@EXAMPLE.COM");
+        assert!(err(&[on, principal]).starts_with("yarn-shim.resourcemanager.keytab: needed"));
+        let k = kerberos(&config(&[on, principal, ("yarn-shim.resourcemanager.keytab", "/k"), ("yarn-shim.client.address", "127.0.0.1:0")]))
+            .unwrap()
+            .unwrap();
+        assert_eq!((k.principal.as_str(), k.realm.as_str(), k.auth_to_local.as_str()), ("rm/localhost@EXAMPLE.COM", "EXAMPLE.COM", "DEFAULT"));
+        let k = kerberos(&config(&[on, principal, ("yarn-shim.resourcemanager.keytab", "/k"), ("yarn-shim.client.address", "0.0.0.0:8032")]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(k.principal, format!("rm/{}@EXAMPLE.COM", weir_agent::detect::hostname().to_lowercase()));
+        // The shim will not start on a keytab it cannot use.
+        let e = yarn_shim(&config(&[on, principal, ("yarn-shim.resourcemanager.keytab", "/nonexistent/rm.keytab")]), "b:1".into())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.starts_with("yarn-shim.resourcemanager.keytab: cannot read keytab /nonexistent/rm.keytab"), "{e}");
+    }
+
+    #[test]
     fn the_client_configuration_refuses_a_missing_directory_a_bad_site_file_and_a_bare_file_system_name() {
         let err = client_conf(&config(&[("yarn-shim.client.hadoop.conf.dir", "/nonexistent/hadoop")])).unwrap_err().to_string();
         assert_eq!(err, "yarn-shim.client.hadoop.conf.dir: /nonexistent/hadoop is not a directory");
