@@ -294,19 +294,108 @@ fn spark_pi_runs_on_a_kerberized_shim_and_is_refused_without_a_ticket() {
     assert!(text.contains("Total number of applications (application-types: [], states: [NEW, NEW_SAVING, SUBMITTED, ACCEPTED, RUNNING, FINISHED, FAILED, KILLED] and tags: []):1"), "{text}");
 }
 
-/// The shim's IPC server against MIT's own GSS-API initiator (not Java):
-/// the SASL GSSAPI rounds, the security-layer negotiation with real
-/// wrap/unwrap, the principal's short name as the call's user; a ticket
-/// for a service whose key the server lacks is refused.
-#[tokio::test]
-async fn ipc_server_accepts_mits_initiator_and_maps_the_principal() {
-    use std::sync::Arc;
+/// Hadoop IPC by hand, for MIT's own GSS-API initiator (not Java): what
+/// Hadoop's `SaslRpcClient` sends, one frame at a time.
+mod raw {
     use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
     use weir_yarn_ipc::frame::{encode_frame, read_frame, FrameCursor};
     use weir_yarn_ipc::header::{call_frame, request_header};
     use weir_yarn_ipc::proto::rpc_response_header_proto::RpcStatusProto;
     use weir_yarn_ipc::proto::rpc_sasl_proto::{SaslAuth, SaslState};
     use weir_yarn_ipc::proto::{IpcConnectionContextProto, RpcResponseHeaderProto, RpcSaslProto, UserInformationProto};
+    use weir_yarn_ipc::security::gssapi::{Credential, SecurityContext};
+
+    pub async fn read(s: &mut TcpStream) -> (RpcResponseHeaderProto, Vec<u8>) {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), read_frame(s, 1 << 20)).await.unwrap().unwrap().unwrap();
+        let mut c = FrameCursor::new(&frame);
+        let h: RpcResponseHeaderProto = c.decode("header").unwrap();
+        let rest = if c.is_empty() { Vec::new() } else { c.next_delimited("payload").unwrap().to_vec() };
+        (h, rest)
+    }
+
+    pub async fn send_sasl(s: &mut TcpStream, msg: &RpcSaslProto) {
+        s.write_all(&encode_frame(&[&request_header(-33, b"", -1), msg])).await.unwrap();
+    }
+
+    /// What a server with principal rm/localhost offers for Kerberos.
+    pub fn kerberos_auth() -> SaslAuth {
+        SaslAuth { method: "KERBEROS".into(), mechanism: "GSSAPI".into(), protocol: Some("rm".into()), server_id: Some("localhost".into()), challenge: None }
+    }
+
+    /// Connects with the SASL preamble and NEGOTIATEs: the stream and the offer.
+    pub async fn negotiate(addr: std::net::SocketAddr) -> (TcpStream, RpcSaslProto) {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"hrpc\x09\x00\xdf").await.unwrap();
+        send_sasl(&mut s, &RpcSaslProto { state: SaslState::Negotiate as i32, ..Default::default() }).await;
+        let (_, body) = read(&mut s).await;
+        (s, prost::Message::decode(&body[..]).unwrap())
+    }
+
+    /// GSSAPI as `principal` (its ticket in `ccache`) to `service`, through
+    /// the wrapped security-layer offer and choice to SUCCESS; then the
+    /// connection context naming `principal` and `protocol`.
+    pub async fn login(s: &mut TcpStream, principal: &str, ccache: &std::path::Path, service: &str, protocol: &str) {
+        let mut ctx = SecurityContext::initiator(Credential::initiator(principal, ccache).unwrap(), service).unwrap();
+        let first = ctx.step(b"").unwrap();
+        send_sasl(s, &RpcSaslProto { state: SaslState::Initiate as i32, token: Some(first.token), auths: vec![kerberos_auth()], version: None }).await;
+        let mut rounds = 0;
+        loop {
+            rounds += 1;
+            assert!(rounds < 10, "GSSAPI did not end");
+            let (h, body) = read(s).await;
+            assert_eq!(h.status(), RpcStatusProto::Success, "{h:?}");
+            let m: RpcSaslProto = prost::Message::decode(&body[..]).unwrap();
+            match m.state() {
+                SaslState::Success => break,
+                SaslState::Challenge if !ctx.is_complete() => {
+                    let step = ctx.step(m.token()).unwrap();
+                    send_sasl(s, &RpcSaslProto { state: SaslState::Response as i32, token: Some(step.token), ..Default::default() }).await;
+                }
+                SaslState::Challenge => {
+                    // The wrapped offer: no security layer, size 0. Choose it.
+                    let offer = ctx.unwrap(m.token()).unwrap();
+                    assert_eq!(offer, [1, 0, 0, 0]);
+                    let choice = ctx.wrap(&[1, 0, 0, 0]).unwrap();
+                    send_sasl(s, &RpcSaslProto { state: SaslState::Response as i32, token: Some(choice), ..Default::default() }).await;
+                }
+                other => panic!("unexpected SASL state {other:?}"),
+            }
+        }
+        let context = IpcConnectionContextProto {
+            user_info: Some(UserInformationProto { effective_user: Some(principal.into()), real_user: None }),
+            protocol: Some(protocol.into()),
+        };
+        s.write_all(&encode_frame(&[&request_header(-3, &[7; 16], -1), &context])).await.unwrap();
+    }
+
+    /// One call and its response (header, payload).
+    pub async fn call(s: &mut TcpStream, call_id: i32, protocol: &str, method: &str, request: &[u8]) -> (RpcResponseHeaderProto, Vec<u8>) {
+        s.write_all(&call_frame(&request_header(call_id, &[7; 16], -1), protocol, method, request)).await.unwrap();
+        read(s).await
+    }
+}
+
+/// Service tickets fetched into the cache now, so this process's
+/// initiator never needs to find the KDC itself.
+fn fetch_service_tickets(realm: &Realm, services: &[&str]) {
+    for service in services {
+        let out = Command::new("kvno").arg(service).envs(realm.kdc.env()).output().unwrap();
+        assert!(out.status.success(), "kvno {service}: {}", text_of(&out));
+    }
+}
+
+/// The shim's IPC server against MIT's own GSS-API initiator (not Java):
+/// the SASL GSSAPI rounds, the security-layer negotiation with real
+/// wrap/unwrap, the principal's short name as the call's user; a ticket
+/// for a service whose key the server lacks, and junk, are refused.
+#[tokio::test]
+async fn ipc_server_accepts_mits_initiator_and_maps_the_principal() {
+    use std::sync::Arc;
+    use tokio::io::AsyncWriteExt;
+    use weir_yarn_ipc::proto::rpc_response_header_proto::RpcStatusProto;
+    use weir_yarn_ipc::proto::rpc_sasl_proto::SaslState;
+    use weir_yarn_ipc::proto::RpcSaslProto;
     use weir_yarn_ipc::security::auth_to_local::AuthToLocal;
     use weir_yarn_ipc::security::gssapi::{Credential, SecurityContext};
     use weir_yarn_ipc::security::sasl_gssapi::KerberosAcceptor;
@@ -315,12 +404,7 @@ async fn ipc_server_accepts_mits_initiator_and_maps_the_principal() {
     let Some(realm) = realm() else { return };
     let nm = realm.kdc.add_principal("nm/localhost").unwrap();
     realm.kdc.kinit(&realm.alice.0, &realm.alice.1).unwrap();
-    // Service tickets fetched into the cache now, so this process's
-    // initiator never needs to find the KDC itself.
-    for service in [&realm.rm.0, &nm.0] {
-        let out = Command::new("kvno").arg(service).envs(realm.kdc.env()).output().unwrap();
-        assert!(out.status.success(), "kvno {service}: {}", text_of(&out));
-    }
+    fetch_service_tickets(&realm, &[&realm.rm.0, &nm.0]);
 
     struct WhoAmI;
     #[async_trait::async_trait]
@@ -336,88 +420,33 @@ async fn ipc_server_accepts_mits_initiator_and_maps_the_principal() {
     server.set_kerberos(acceptor);
     let handle = server.spawn(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap();
     let addr = handle.local_addr;
-
-    async fn read(s: &mut tokio::net::TcpStream) -> (RpcResponseHeaderProto, Vec<u8>) {
-        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), read_frame(s, 1 << 20)).await.unwrap().unwrap().unwrap();
-        let mut c = FrameCursor::new(&frame);
-        let h: RpcResponseHeaderProto = c.decode("header").unwrap();
-        let rest = if c.is_empty() { Vec::new() } else { c.next_delimited("payload").unwrap().to_vec() };
-        (h, rest)
-    }
-    async fn send_sasl(s: &mut tokio::net::TcpStream, msg: &RpcSaslProto) {
-        s.write_all(&encode_frame(&[&request_header(-33, b"", -1), msg])).await.unwrap();
-    }
-    let kerberos = SaslAuth { method: "KERBEROS".into(), mechanism: "GSSAPI".into(), protocol: Some("rm".into()), server_id: Some("localhost".into()), challenge: None };
     let ccache = realm.kdc.ccache();
 
     // A complete login as alice, then one call.
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"hrpc\x09\x00\xdf").await.unwrap();
-    send_sasl(&mut s, &RpcSaslProto { state: SaslState::Negotiate as i32, ..Default::default() }).await;
-    let (_, body) = read(&mut s).await;
-    let offer: RpcSaslProto = prost::Message::decode(&body[..]).unwrap();
-    let methods: Vec<&str> = offer.auths.iter().map(|a| a.method.as_str()).collect();
+    let (mut s, offer) = raw::negotiate(addr).await;
     // No secret manager on this port: KERBEROS alone (the shim's client
     // port offers TOKEN first).
-    assert_eq!(methods, ["KERBEROS"]);
-    assert_eq!(offer.auths[0], kerberos);
-    let mut ctx = SecurityContext::initiator(Credential::initiator(&realm.alice.0, &ccache).unwrap(), &realm.rm.0).unwrap();
-    let first = ctx.step(b"").unwrap();
-    send_sasl(&mut s, &RpcSaslProto { state: SaslState::Initiate as i32, token: Some(first.token), auths: vec![kerberos.clone()], version: None }).await;
-    let mut rounds = 0;
-    loop {
-        rounds += 1;
-        assert!(rounds < 10, "GSSAPI did not end");
-        let (h, body) = read(&mut s).await;
-        assert_eq!(h.status(), RpcStatusProto::Success, "{h:?}");
-        let m: RpcSaslProto = prost::Message::decode(&body[..]).unwrap();
-        match m.state() {
-            SaslState::Success => break,
-            SaslState::Challenge if !ctx.is_complete() => {
-                let step = ctx.step(m.token()).unwrap();
-                send_sasl(&mut s, &RpcSaslProto { state: SaslState::Response as i32, token: Some(step.token), ..Default::default() }).await;
-            }
-            SaslState::Challenge => {
-                // The wrapped offer: no security layer, size 0. Choose it.
-                let offer = ctx.unwrap(m.token()).unwrap();
-                assert_eq!(offer, [1, 0, 0, 0]);
-                let choice = ctx.wrap(&[1, 0, 0, 0]).unwrap();
-                send_sasl(&mut s, &RpcSaslProto { state: SaslState::Response as i32, token: Some(choice), ..Default::default() }).await;
-            }
-            other => panic!("unexpected SASL state {other:?}"),
-        }
-    }
-    let context = IpcConnectionContextProto {
-        user_info: Some(UserInformationProto { effective_user: Some(realm.alice.0.clone()), real_user: None }),
-        protocol: Some("test.WhoAmI".into()),
-    };
-    s.write_all(&encode_frame(&[&request_header(-3, &[7; 16], -1), &context])).await.unwrap();
-    s.write_all(&call_frame(&request_header(0, &[7; 16], -1), "test.WhoAmI", "who", b"")).await.unwrap();
-    let (h, body) = read(&mut s).await;
+    assert_eq!(offer.auths, [raw::kerberos_auth()]);
+    raw::login(&mut s, &realm.alice.0, &ccache, &realm.rm.0, "test.WhoAmI").await;
+    let (h, body) = raw::call(&mut s, 0, "test.WhoAmI", "who", b"").await;
     assert_eq!(h.status(), RpcStatusProto::Success, "{h:?}");
     assert_eq!(String::from_utf8(body).unwrap(), "alice_local", "the rule maps alice@WEIR.TEST");
 
     // A ticket for nm/localhost presented to the rm/localhost acceptor.
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"hrpc\x09\x00\xdf").await.unwrap();
-    send_sasl(&mut s, &RpcSaslProto { state: SaslState::Negotiate as i32, ..Default::default() }).await;
-    read(&mut s).await;
+    let (mut s, _) = raw::negotiate(addr).await;
     let mut wrong = SecurityContext::initiator(Credential::initiator(&realm.alice.0, &ccache).unwrap(), &nm.0).unwrap();
     let first = wrong.step(b"").unwrap();
-    send_sasl(&mut s, &RpcSaslProto { state: SaslState::Initiate as i32, token: Some(first.token), auths: vec![kerberos.clone()], version: None }).await;
-    let (h, _) = read(&mut s).await;
+    raw::send_sasl(&mut s, &RpcSaslProto { state: SaslState::Initiate as i32, token: Some(first.token), auths: vec![raw::kerberos_auth()], version: None }).await;
+    let (h, _) = raw::read(&mut s).await;
     assert_eq!(h.status(), RpcStatusProto::Fatal, "{h:?}");
     assert_eq!(h.exception_class_name(), "javax.security.sasl.SaslException");
     assert!(h.error_msg().starts_with("GSS accept failed"), "{}", h.error_msg());
 
     // Junk where the Kerberos AP-REQ belongs, to the real acceptor.
     for junk in [&b""[..], b"\x00", b"\x60\x80", b"\x60\x03\x06\x01\x00", &[0xffu8; 300][..], &[0x60u8; 4000][..]] {
-        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"hrpc\x09\x00\xdf").await.unwrap();
-        send_sasl(&mut s, &RpcSaslProto { state: SaslState::Negotiate as i32, ..Default::default() }).await;
-        read(&mut s).await;
-        send_sasl(&mut s, &RpcSaslProto { state: SaslState::Initiate as i32, token: Some(junk.to_vec()), auths: vec![kerberos.clone()], version: None }).await;
-        let (h, _) = read(&mut s).await;
+        let (mut s, _) = raw::negotiate(addr).await;
+        raw::send_sasl(&mut s, &RpcSaslProto { state: SaslState::Initiate as i32, token: Some(junk.to_vec()), auths: vec![raw::kerberos_auth()], version: None }).await;
+        let (h, _) = raw::read(&mut s).await;
         assert_eq!(h.status(), RpcStatusProto::Fatal, "{junk:?}: {h:?}");
         assert!(h.error_msg().starts_with("GSS accept failed"), "{junk:?}: {}", h.error_msg());
     }
@@ -425,7 +454,68 @@ async fn ipc_server_accepts_mits_initiator_and_maps_the_principal() {
     // SIMPLE in the preamble: Hadoop's refusal.
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(b"hrpc\x09\x00\x00").await.unwrap();
-    let (h, _) = read(&mut s).await;
+    let (h, _) = raw::read(&mut s).await;
     assert_eq!(h.error_msg(), "SIMPLE authentication is not enabled.  Available:[KERBEROS]");
     handle.shutdown();
+}
+
+/// RM delegation tokens on a Kerberized shim: issued and renewed over a
+/// Kerberos connection, then good for TOKEN (DIGEST-MD5) on the client
+/// port, where no new token is issued; a forged one is refused.
+#[tokio::test]
+async fn rm_delegation_tokens_come_over_kerberos_and_authenticate_on_the_client_port() {
+    use prost::Message;
+    use weir_yarn_api::records as r;
+    use weir_yarn_api::APPLICATION_CLIENT_PROTOCOL;
+    use weir_yarn_ipc::client::{Client, ClientConfig};
+    use weir_yarn_ipc::proto as common;
+    use weir_yarn_ipc::proto::rpc_response_header_proto::RpcStatusProto;
+
+    let Some(realm) = realm() else { return };
+    realm.kdc.kinit(&realm.alice.0, &realm.alice.1).unwrap();
+    fetch_service_tickets(&realm, &[&realm.rm.0]);
+    let shim = kerberized_standalone(&realm, "cpus:2;mem:4096;disk:1000", &[]);
+    let yarn_site = std::fs::read_to_string(shim.conf_dir.join("yarn-site.xml")).unwrap();
+    let addr: std::net::SocketAddr = yarn_site
+        .split("<name>yarn.resourcemanager.address</name>")
+        .nth(1)
+        .and_then(|rest| rest.split("<value>").nth(1))
+        .and_then(|rest| rest.split("</value>").next())
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    let (mut s, offer) = raw::negotiate(addr).await;
+    let methods: Vec<&str> = offer.auths.iter().map(|a| a.method.as_str()).collect();
+    assert_eq!(methods, ["TOKEN", "KERBEROS"]);
+    raw::login(&mut s, &realm.alice.0, &realm.kdc.ccache(), &realm.rm.0, APPLICATION_CLIENT_PROTOCOL).await;
+    let get = common::GetDelegationTokenRequestProto { renewer: "alice".into() }.encode_to_vec();
+    let (h, body) = raw::call(&mut s, 0, APPLICATION_CLIENT_PROTOCOL, "getDelegationToken", &get).await;
+    assert_eq!(h.status(), RpcStatusProto::Success, "{h:?}");
+    let token = common::GetDelegationTokenResponseProto::decode(&body[..]).unwrap().token.unwrap();
+    assert_eq!(token.kind, "RM_DELEGATION_TOKEN");
+    assert_eq!(r::YarnDelegationTokenIdentifierProto::decode(&token.identifier[..]).unwrap().owner(), "alice");
+    let renew = common::RenewDelegationTokenRequestProto { token: token.clone() }.encode_to_vec();
+    let (h, body) = raw::call(&mut s, 1, APPLICATION_CLIENT_PROTOCOL, "renewDelegationToken", &renew).await;
+    assert_eq!(h.status(), RpcStatusProto::Success, "{h:?}");
+    assert!(common::RenewDelegationTokenResponseProto::decode(&body[..]).unwrap().new_expiry_time > 0);
+
+    // The token alone, no ticket involved: DIGEST-MD5 on the client port.
+    let config = ClientConfig { token: Some(token.clone()), ..ClientConfig::simple("mallory", APPLICATION_CLIENT_PROTOCOL) };
+    let c = Client::connect(addr, config.clone()).await.unwrap();
+    let metrics: r::GetClusterMetricsResponseProto =
+        c.call_message(APPLICATION_CLIENT_PROTOCOL, "getClusterMetrics", &r::GetClusterMetricsRequestProto {}).await.unwrap();
+    assert!(metrics.cluster_metrics.is_some());
+    let err = c
+        .call_message::<_, common::GetDelegationTokenResponseProto>(APPLICATION_CLIENT_PROTOCOL, "getDelegationToken", &common::GetDelegationTokenRequestProto { renewer: "alice".into() })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("java.io.IOException") && err.contains("Delegation Token can be issued only with kerberos authentication"), "{err}");
+    let mut forged = config;
+    if let Some(t) = forged.token.as_mut() {
+        t.password = vec![7; 20];
+    }
+    assert!(Client::connect(addr, forged).await.is_err(), "a forged token was accepted");
+    drop(shim);
 }
