@@ -164,15 +164,15 @@ impl Clients {
         (out, text)
     }
 
-    /// `spark-submit --master yarn --deploy-mode cluster` of pi.py as the
+    /// `spark-submit --master yarn --deploy-mode MODE` of pi.py as the
     /// ticket cache's principal. Spark is told not to fetch HDFS, Hive or
     /// HBase delegation tokens: the job uses none of them.
-    fn spark_submit(&self, realm: &Realm, shim: &Shim, app: &Path) -> (Output, String) {
+    fn spark_submit(&self, realm: &Realm, shim: &Shim, mode: &str, app: &Path) -> (Output, String) {
         let staging = shim.dir.path().join("staging");
         let python = python();
         let krb5 = format!("-Djava.security.krb5.conf={}", realm.kdc.krb5_conf().display());
         let out = Command::new(self.spark_home.join("bin/spark-submit"))
-            .args(["--master", "yarn", "--deploy-mode", "cluster"])
+            .args(["--master", "yarn", "--deploy-mode", mode])
             .args(["--conf", &format!("spark.yarn.jars=local:{}/jars/*", self.spark_home.display())])
             .args(["--conf", &format!("spark.yarn.stagingDir=file://{}", staging.display())])
             .args(["--conf", "spark.executor.instances=2", "--conf", "spark.executor.cores=1"])
@@ -201,7 +201,7 @@ impl Clients {
             .output()
             .unwrap();
         let text = text_of(&out);
-        eprintln!("[spark-submit cluster]\n{text}");
+        eprintln!("[spark-submit {mode}]\n{text}");
         (out, text)
     }
 }
@@ -270,7 +270,7 @@ fn spark_pi_runs_on_a_kerberized_shim_and_is_refused_without_a_ticket() {
     std::fs::write(&pi_py, PI_PY).unwrap();
 
     realm.kdc.kinit(&realm.alice.0, &realm.alice.1).unwrap();
-    let (out, text) = clients.spark_submit(&realm, &shim, &pi_py);
+    let (out, text) = clients.spark_submit(&realm, &shim, "cluster", &pi_py);
     assert!(out.status.success(), "spark-submit with alice's ticket failed:\n{text}");
     assert!(text.contains("final status: SUCCEEDED"), "{text}");
     assert!(text.contains("user: alice"), "the application should be alice's:\n{text}");
@@ -283,15 +283,23 @@ fn spark_pi_runs_on_a_kerberized_shim_and_is_refused_without_a_ticket() {
     let pi: f64 = outputs[0].split("Pi is roughly ").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|p| p.parse().ok()).unwrap();
     assert!((pi - std::f64::consts::PI).abs() < 0.05, "π = {pi}");
 
+    // Client mode: the driver is spark-submit itself (Kerberos), its AM in
+    // a container asks for executors with its AMRM token.
+    let (out, text) = clients.spark_submit(&realm, &shim, "client", &pi_py);
+    assert!(out.status.success(), "spark-submit (client) with alice's ticket failed:\n{text}");
+    let pi: f64 = text.split("Pi is roughly ").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|p| p.parse().ok()).unwrap();
+    assert!((pi - std::f64::consts::PI).abs() < 0.05, "π = {pi}");
+
     realm.kdc.kdestroy().unwrap();
-    let (out, text) = clients.spark_submit(&realm, &shim, &pi_py);
+    let (out, text) = clients.spark_submit(&realm, &shim, "cluster", &pi_py);
     assert!(!out.status.success(), "spark-submit without a ticket succeeded:\n{text}");
     assert!(text.contains(NO_TICKET), "expected Hadoop's {NO_TICKET:?}:\n{text}");
-    // Nothing was submitted the second time: alice sees her one job.
+    // Nothing was submitted the last time: alice sees her two jobs.
     realm.kdc.kinit(&realm.alice.0, &realm.alice.1).unwrap();
     let (out, text) = clients.applications(&realm, &shim.conf_dir, &["-list", "-appStates", "ALL"]);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("Total number of applications (application-types: [], states: [NEW, NEW_SAVING, SUBMITTED, ACCEPTED, RUNNING, FINISHED, FAILED, KILLED] and tags: []):1"), "{text}");
+    assert!(text.contains("Total number of applications (application-types: [], states: [NEW, NEW_SAVING, SUBMITTED, ACCEPTED, RUNNING, FINISHED, FAILED, KILLED] and tags: []):2"), "{text}");
+    assert_eq!(text.lines().filter(|l| l.contains("application_") && l.contains("alice") && l.contains("SUCCEEDED")).count(), 2, "{text}");
 }
 
 /// Hadoop IPC by hand, for MIT's own GSS-API initiator (not Java): what
