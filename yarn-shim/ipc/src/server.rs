@@ -32,7 +32,8 @@ use tracing::{debug, info, warn, Instrument};
 use crate::error::Error;
 use crate::connection::{AuthPolicy, Authentication, Connection, IncomingCall, PasswordLookup, Step};
 use crate::security::sasl_gssapi::KerberosAcceptor;
-use crate::frame::{read_frame, DEFAULT_HANDSHAKE_MAX_FRAME_LEN, DEFAULT_MAX_FRAME_LEN, PREAMBLE_LEN};
+use crate::frame::{read_frame, FrameCursor, DEFAULT_HANDSHAKE_MAX_FRAME_LEN, DEFAULT_MAX_FRAME_LEN, PREAMBLE_LEN};
+use crate::proto::RpcResponseHeaderProto;
 use crate::header::{
     error_frame, success_frame, AUTHORIZATION_FAILED_CALL_ID, NO_SUCH_METHOD_CLASS, NO_SUCH_PROTOCOL_CLASS,
     RPC_SERVER_EXCEPTION_CLASS,
@@ -318,12 +319,22 @@ impl Server {
                 }
                 Step::Close(f) => {
                     if let Some(f) = f {
-                        warn!("closing connection after a FATAL reply");
+                        // The reply's own words: for a refused login (a bad
+                        // ticket, an unmapped principal) the reason is here.
+                        let reason = f
+                            .get(4..)
+                            .and_then(|body| FrameCursor::new(body).decode::<RpcResponseHeaderProto>("response header").ok())
+                            .and_then(|h| h.error_msg)
+                            .unwrap_or_default();
+                        warn!(%reason, "closing connection after a FATAL reply");
                         let _ = tx.send(Out::Last(f)).await;
                     }
                     break;
                 }
                 Step::Dispatch(call) => {
+                    if let (Authentication::Kerberos { principal }, 0) = (conn.authentication(), call.call_id) {
+                        debug!(%principal, user = conn.call_user().as_deref().unwrap_or(""), "Kerberos client's first call");
+                    }
                     let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
                     let ctx = CallContext {
                         peer,
