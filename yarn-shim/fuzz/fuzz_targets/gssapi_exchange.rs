@@ -86,7 +86,9 @@ fuzz_target!(|data: &[u8]| {
             3 => {
                 let mut choice = vec![b'W', arg, 0, 0, 0];
                 choice.extend({ let n = next().unwrap_or(0); take(&mut next, n) });
-                if arg == 1 && choice.len() == 5 {
+                // The only acceptable choice: no layer, and no authorization
+                // id or alice's own.
+                if arg == 1 && (choice.len() == 5 || &choice[5..] == PRINCIPAL.as_bytes()) {
                     chose_no_layer = true;
                 }
                 sasl_body(&RpcSaslProto { state: SaslState::Response as i32, token: Some(choice), ..Default::default() })
