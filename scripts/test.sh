@@ -21,6 +21,13 @@ command -v pkill >/dev/null 2>&1 || need_apt+=(procps)
 # Headless Chromium and its WebDriver for the web UI's browser test.
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+# A real MIT Kerberos KDC for the Kerberos tests (they start krb5kdc on
+# loopback in a realm of their own), kinit/kdestroy for the client side,
+# and the GSS-API library the shim loads when Kerberos is on.
+[ -x /usr/sbin/krb5kdc ] || need_apt+=(krb5-kdc)
+[ -x /usr/sbin/kadmin.local ] || need_apt+=(krb5-admin-server)
+command -v kinit >/dev/null 2>&1 || need_apt+=(krb5-user)
+[ -e /usr/lib/x86_64-linux-gnu/libgssapi_krb5.so.2 ] || [ -e /usr/lib/aarch64-linux-gnu/libgssapi_krb5.so.2 ] || need_apt+=(libgssapi-krb5-2)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"

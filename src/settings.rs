@@ -465,7 +465,61 @@ pub fn yarn_shim(config: &Config, broker: String) -> Result<weir_yarn_rm::shim::
         },
         capacity_scheduler,
         advertised_host: Some(weir_agent::detect::hostname()),
+        kerberos: match kerberos(config)? {
+            Some(k) => {
+                let rules = weir_yarn_ipc::security::auth_to_local::AuthToLocal::parse(&k.auth_to_local, &k.realm)
+                    .map_err(|e| problem(format!("yarn-shim.security.auth_to_local: {e}")))?;
+                let acceptor = weir_yarn_ipc::security::sasl_gssapi::KerberosAcceptor::from_keytab(&k.principal, &k.keytab, rules)
+                    .map_err(|e| problem(format!("yarn-shim.resourcemanager.keytab: {e}")))?;
+                Some(acceptor)
+            }
+            None => None,
+        },
     })
+}
+
+/// Kerberos for the shim's client and admin ports, as configured.
+pub struct KerberosSettings {
+    /// The service principal, `_HOST` replaced (`rm/host@REALM`).
+    pub principal: String,
+    pub keytab: std::path::PathBuf,
+    /// `hadoop.security.auth_to_local`'s rules, as written.
+    pub auth_to_local: String,
+    /// The principal's realm: the realm `DEFAULT` accepts.
+    pub realm: String,
+}
+
+/// `yarn-shim.security.authentication` and, when it is `kerberos`, the
+/// principal (Hadoop's `_HOST` becomes the host clients reach the client
+/// port by: `localhost` on loopback, else this machine's name), keytab and
+/// rules; None when it is `simple`.
+pub fn kerberos(config: &Config) -> Result<Option<KerberosSettings>> {
+    let mode = config.get_str("yarn-shim.security.authentication").unwrap_or_default();
+    match mode.trim() {
+        "" | "simple" => return Ok(None),
+        "kerberos" => {}
+        other => return Err(problem(format!("yarn-shim.security.authentication: {other:?} is neither simple nor kerberos"))),
+    }
+    let configured = config.get_str("yarn-shim.resourcemanager.principal").unwrap_or_default().trim().to_owned();
+    if configured.is_empty() {
+        return Err(problem("yarn-shim.resourcemanager.principal: needed when yarn-shim.security.authentication is kerberos (such as rm/_HOST@EXAMPLE.COM)"));
+    }
+    let host = match socket_addr(config, "yarn-shim.client.address")?.ip() {
+        ip if ip.is_loopback() => "localhost".to_owned(),
+        _ => weir_agent::detect::hostname().to_lowercase(),
+    };
+    let principal = configured.replace("_HOST", &host);
+    let realm = match principal.rsplit_once('@') {
+        Some((name, realm)) if !name.is_empty() && !realm.is_empty() => realm.to_owned(),
+        _ => return Err(problem(format!("yarn-shim.resourcemanager.principal: {configured:?} names no realm (service/host@REALM)"))),
+    };
+    let keytab = config.get_str("yarn-shim.resourcemanager.keytab").unwrap_or_default().trim().to_owned();
+    if keytab.is_empty() {
+        return Err(problem("yarn-shim.resourcemanager.keytab: needed when yarn-shim.security.authentication is kerberos"));
+    }
+    let auth_to_local = config.get_str("yarn-shim.security.auth_to_local").unwrap_or_default();
+    let auth_to_local = if auth_to_local.trim().is_empty() { "DEFAULT".to_owned() } else { auth_to_local.trim().to_owned() };
+    Ok(Some(KerberosSettings { principal, keytab: keytab.into(), auth_to_local, realm }))
 }
 
 /// The Hadoop client configuration: the configured default file system
@@ -497,7 +551,8 @@ pub fn client_conf(config: &Config) -> Result<weir_yarn_rm::hadoop_conf::ClientC
             merged.insert(name.to_owned(), props.into_iter().map(|p| (p.name, p.value)).collect());
         }
     }
-    Ok(weir_yarn_rm::hadoop_conf::ClientConf { default_fs, merged, ..Default::default() })
+    let kerberos = kerberos(config)?.map(|k| weir_yarn_rm::hadoop_conf::ClientKerberos { principal: k.principal, auth_to_local: k.auth_to_local });
+    Ok(weir_yarn_rm::hadoop_conf::ClientConf { default_fs, merged, kerberos, ..Default::default() })
 }
 
 fn millis(config: &Config, key: &str) -> Result<i64> {
@@ -521,6 +576,32 @@ mod tests {
             c.set(k, v).unwrap();
         }
         c
+    }
+
+    #[test]
+    fn kerberos_settings_substitute_host_and_refuse_what_is_missing() {
+        assert!(kerberos(&config(&[])).unwrap().is_none());
+        let err = |pairs: &[(&str, &str)]| kerberos(&config(pairs)).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err(&[("yarn-shim.security.authentication", "ldap")]).contains("neither simple nor kerberos"));
+        let on = ("yarn-shim.security.authentication", "kerberos");
+        assert!(err(&[on]).starts_with("yarn-shim.resourcemanager.principal: needed"));
+        assert!(err(&[on, ("yarn-shim.resourcemanager.principal", "rm/_HOST")]).contains("names no realm"));
+        let principal = ("yarn-shim.resourcemanager.principal", "rm/_HOST@EXAMPLE.COM");
+        assert!(err(&[on, principal]).starts_with("yarn-shim.resourcemanager.keytab: needed"));
+        let k = kerberos(&config(&[on, principal, ("yarn-shim.resourcemanager.keytab", "/k"), ("yarn-shim.client.address", "127.0.0.1:0")]))
+            .unwrap()
+            .unwrap();
+        assert_eq!((k.principal.as_str(), k.realm.as_str(), k.auth_to_local.as_str()), ("rm/localhost@EXAMPLE.COM", "EXAMPLE.COM", "DEFAULT"));
+        let k = kerberos(&config(&[on, principal, ("yarn-shim.resourcemanager.keytab", "/k"), ("yarn-shim.client.address", "0.0.0.0:8032")]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(k.principal, format!("rm/{}@EXAMPLE.COM", weir_agent::detect::hostname().to_lowercase()));
+        // The shim will not start on a keytab it cannot use.
+        let e = yarn_shim(&config(&[on, principal, ("yarn-shim.resourcemanager.keytab", "/nonexistent/rm.keytab")]), "b:1".into())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.starts_with("yarn-shim.resourcemanager.keytab: cannot read keytab /nonexistent/rm.keytab"), "{e}");
     }
 
     #[test]

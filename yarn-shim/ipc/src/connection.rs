@@ -9,11 +9,17 @@
 //! never answered. Any violation yields a FATAL frame and the connection is
 //! closed; a closed state machine stays closed.
 //!
-//! SASL negotiation is Hadoop's `Server` with security off: the port's
-//! [`AuthMethods`] are TOKEN (where a secret manager exists) and SIMPLE
-//! (unless tokens are required). A SIMPLE-only port answers NEGOTIATE with
-//! SUCCESS; otherwise the reply lists the auths and a client without a
-//! token for this port picks SIMPLE in its INITIATE and gets no reply.
+//! SASL negotiation is Hadoop's `Server`'s: the port's [`AuthMethods`] are
+//! TOKEN (where a secret manager exists), then KERBEROS (when the port has
+//! a [`KerberosAcceptor`]: `hadoop.security.authentication=kerberos`) or
+//! else SIMPLE (unless tokens are required). A SIMPLE-only port answers
+//! NEGOTIATE with SUCCESS; otherwise the reply lists the auths and a client
+//! without a token for this port picks SIMPLE in its INITIATE and gets no
+//! reply, or KERBEROS and runs GSSAPI (RFC 4752) in CHALLENGE/RESPONSE
+//! rounds. A Kerberos-authenticated connection's user is its principal's
+//! short name (`hadoop.security.auth_to_local`); the connection context may
+//! only name that principal (Hadoop would treat another name as a proxy
+//! user, and no proxy users are configured).
 
 use crate::error::Error;
 use crate::frame::{encode_frame, AuthProtocol, FrameCursor, Preamble};
@@ -30,11 +36,30 @@ use crate::proto::{
     UserInformationProto,
 };
 use crate::security::digest_md5::{DigestMd5Server, MECHANISM, REALM};
+use crate::security::sasl_gssapi::{self, GssapiServer, KerberosAcceptor, Outcome};
 
 /// SASL method name for token authentication.
 pub const TOKEN_METHOD: &str = "TOKEN";
 /// SASL method name for SIMPLE (no SASL mechanism; its mechanism name is "").
 pub const SIMPLE_METHOD: &str = "SIMPLE";
+/// SASL method name for Kerberos (mechanism GSSAPI).
+pub const KERBEROS_METHOD: &str = sasl_gssapi::METHOD;
+/// What Hadoop's server throws for a principal its rules cannot map.
+const ILLEGAL_ARGUMENT_CLASS: &str = "java.lang.IllegalArgumentException";
+/// What Hadoop's server throws for an unauthorized proxy user.
+const AUTHORIZATION_EXCEPTION_CLASS: &str = "org.apache.hadoop.security.authorize.AuthorizationException";
+
+/// How a connection authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authentication {
+    /// SIMPLE: the user is whatever the connection context claims.
+    Simple,
+    /// A token (DIGEST-MD5): the token's identifier says who.
+    Token,
+    /// Kerberos (GSSAPI): this principal, mapped to the call's user by
+    /// `hadoop.security.auth_to_local`.
+    Kerberos { principal: String },
+}
 
 /// Looks up a token's password by its identifier bytes; None = reject.
 pub type PasswordLookup = dyn Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync;
@@ -56,17 +81,19 @@ impl AuthPolicy {
     /// exists, then SIMPLE unless the port requires tokens.
     pub fn methods(self, has_secret_manager: bool) -> AuthMethods {
         match self {
-            AuthPolicy::SimpleAllowed => AuthMethods { token: has_secret_manager, simple: true },
-            AuthPolicy::TokenRequired => AuthMethods { token: true, simple: false },
+            AuthPolicy::SimpleAllowed => AuthMethods { token: has_secret_manager, kerberos: false, simple: true },
+            AuthPolicy::TokenRequired => AuthMethods { token: true, kerberos: false, simple: false },
         }
     }
 }
 
 /// The authentication methods one port accepts (Hadoop's
-/// `enabledAuthMethods`), in Hadoop's order: TOKEN, SIMPLE. At least one.
+/// `enabledAuthMethods`), in Hadoop's order: TOKEN, KERBEROS, SIMPLE. At
+/// least one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuthMethods {
     token: bool,
+    kerberos: bool,
     simple: bool,
 }
 
@@ -79,11 +106,18 @@ impl From<AuthPolicy> for AuthMethods {
 }
 
 impl AuthMethods {
+    /// With Kerberos on (Hadoop's security on): KERBEROS replaces SIMPLE,
+    /// so SIMPLE clients are refused; TOKEN stays as the policy has it.
+    pub fn with_kerberos(self) -> AuthMethods {
+        AuthMethods { kerberos: true, simple: false, ..self }
+    }
+
     /// The auths offered in a NEGOTIATE reply, without the challenge, as
     /// Hadoop's `buildNegotiateResponse` builds them: TOKEN/DIGEST-MD5 with
-    /// protocol "" and server id "default"; SIMPLE with mechanism "" and
-    /// neither protocol nor server id.
-    fn offered(self) -> Vec<SaslAuth> {
+    /// protocol "" and server id "default"; KERBEROS/GSSAPI with the
+    /// protocol and server id of the service principal; SIMPLE with
+    /// mechanism "" and neither protocol nor server id.
+    fn offered(self, kerberos: Option<&KerberosAcceptor>) -> Vec<SaslAuth> {
         let mut auths = Vec::new();
         if self.token {
             auths.push(SaslAuth {
@@ -91,6 +125,15 @@ impl AuthMethods {
                 mechanism: MECHANISM.into(),
                 protocol: Some(String::new()),
                 server_id: Some(REALM.into()),
+                challenge: None,
+            });
+        }
+        if let Some(k) = kerberos.filter(|_| self.kerberos) {
+            auths.push(SaslAuth {
+                method: KERBEROS_METHOD.into(),
+                mechanism: sasl_gssapi::MECHANISM.into(),
+                protocol: Some(k.protocol().into()),
+                server_id: Some(k.server_id().into()),
                 challenge: None,
             });
         }
@@ -102,7 +145,10 @@ impl AuthMethods {
 
     /// Java's `List.toString` of the enabled methods, as Hadoop's messages print it.
     fn list(self) -> String {
-        let names: Vec<&str> = self.offered().iter().map(|a| if a.method == TOKEN_METHOD { TOKEN_METHOD } else { SIMPLE_METHOD }).collect();
+        let names: Vec<&str> = [(self.token, TOKEN_METHOD), (self.kerberos, KERBEROS_METHOD), (self.simple, SIMPLE_METHOD)]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect();
         format!("[{}]", names.join(", "))
     }
 }
@@ -134,7 +180,11 @@ pub enum Step {
 #[derive(Debug)]
 enum State {
     AwaitSaslNegotiate,
-    AwaitSaslInitiate(DigestMd5Server),
+    /// The DIGEST-MD5 server whose challenge went out with NEGOTIATE, if
+    /// the port offers TOKEN.
+    AwaitSaslInitiate(Option<DigestMd5Server>),
+    /// GSSAPI rounds: the client's RESPONSEs to our CHALLENGEs.
+    AwaitSaslResponse(GssapiServer),
     AwaitContext,
     Ready,
     Closed,
@@ -144,6 +194,10 @@ enum State {
 pub struct Connection {
     state: State,
     methods: AuthMethods,
+    kerberos: Option<KerberosAcceptor>,
+    authentication: Authentication,
+    /// The short name of the Kerberos principal, once authenticated.
+    kerberos_user: Option<String>,
     user: Option<UserInformationProto>,
     context_protocol: Option<String>,
     token_identifier: Option<Vec<u8>>,
@@ -164,7 +218,18 @@ impl Connection {
         methods: impl Into<AuthMethods>,
         nonce: String,
     ) -> Result<Connection, (Error, Option<Vec<u8>>)> {
-        let methods = methods.into();
+        Connection::start_with(preamble, methods.into(), None, nonce)
+    }
+
+    /// [`Connection::start`] on a port with Kerberos: `methods` gain
+    /// KERBEROS (and lose SIMPLE) when `kerberos` is given.
+    pub fn start_with(
+        preamble: &[u8],
+        methods: AuthMethods,
+        kerberos: Option<KerberosAcceptor>,
+        nonce: String,
+    ) -> Result<Connection, (Error, Option<Vec<u8>>)> {
+        let methods = if kerberos.is_some() { methods.with_kerberos() } else { methods };
         let p = match Preamble::parse(preamble) {
             Ok(p) => p,
             Err(e @ Error::UnsupportedVersion(_)) => {
@@ -194,12 +259,33 @@ impl Connection {
             AuthProtocol::None => State::AwaitContext,
             AuthProtocol::Sasl => State::AwaitSaslNegotiate,
         };
-        Ok(Connection { state, methods, user: None, context_protocol: None, token_identifier: None, nonce: Some(nonce) })
+        Ok(Connection {
+            state,
+            methods,
+            kerberos,
+            authentication: Authentication::Simple,
+            kerberos_user: None,
+            user: None,
+            context_protocol: None,
+            token_identifier: None,
+            nonce: Some(nonce),
+        })
     }
 
     /// The user from the connection context, once it arrived.
     pub fn user(&self) -> Option<&UserInformationProto> {
         self.user.as_ref()
+    }
+
+    /// The user calls run as: the Kerberos principal's short name on a
+    /// Kerberos connection, else the connection context's effective user.
+    pub fn call_user(&self) -> Option<String> {
+        self.kerberos_user.clone().or_else(|| self.user.as_ref().and_then(|u| u.effective_user.clone()))
+    }
+
+    /// How the connection authenticated.
+    pub fn authentication(&self) -> &Authentication {
+        &self.authentication
     }
 
     /// The protocol named in the connection context.
@@ -291,6 +377,7 @@ impl Connection {
             State::Closed => Step::Close(None),
             State::AwaitSaslNegotiate => self.on_sasl_negotiate(call_id, cursor),
             State::AwaitSaslInitiate(server) => self.on_sasl_initiate(call_id, cursor, server, passwords),
+            State::AwaitSaslResponse(server) => self.on_sasl_response(call_id, cursor, server),
             State::AwaitContext => self.on_context(call_id, &client_id, cursor),
             State::Ready => {
                 self.state = State::Ready;
@@ -334,14 +421,14 @@ impl Connection {
             return step;
         }
         let h = response_header(SASL_CALL_ID, b"", RpcStatusProto::Success);
-        if !self.methods.token {
+        if !self.methods.token && !self.methods.kerberos {
             self.state = State::AwaitContext;
             let reply = RpcSaslProto { version: None, state: SaslState::Success as i32, token: None, auths: vec![] };
             return Step::Reply(encode_frame(&[&h, &reply]));
         }
-        let server = DigestMd5Server::new(self.nonce.take().unwrap_or_default());
-        let mut auths = self.methods.offered();
-        if let Some(token) = auths.first_mut() {
+        let server = self.methods.token.then(|| DigestMd5Server::new(self.nonce.take().unwrap_or_default()));
+        let mut auths = self.methods.offered(self.kerberos.as_ref());
+        if let (Some(token), Some(server)) = (auths.first_mut(), &server) {
             token.challenge = Some(server.challenge());
         }
         let reply = RpcSaslProto { version: None, state: SaslState::Negotiate as i32, token: None, auths };
@@ -356,7 +443,7 @@ impl Connection {
         &mut self,
         call_id: i32,
         cursor: FrameCursor<'_>,
-        mut server: DigestMd5Server,
+        server: Option<DigestMd5Server>,
         passwords: &PasswordLookup,
     ) -> Step {
         let msg = match self.read_sasl(call_id, cursor, SaslState::Initiate) {
@@ -373,7 +460,7 @@ impl Connection {
             );
             return self.close(f);
         };
-        if !self.methods.offered().contains(chosen) {
+        if !self.methods.offered(self.kerberos.as_ref()).contains(chosen) {
             return self.unauthorized(&format!(
                 "{} authentication is not enabled.  Available:{}",
                 chosen.method,
@@ -385,8 +472,17 @@ impl Connection {
             return Step::Nothing;
         }
         let token = msg.token.unwrap_or_default();
+        if chosen.method == KERBEROS_METHOD {
+            let Some(kerberos) = &self.kerberos else { return self.unauthorized("KERBEROS authentication is not enabled") };
+            return match kerberos.server() {
+                Ok(gss) => self.gssapi_round(gss, &token),
+                Err(e) => self.sasl_failed(&format!("GSS initiate failed: the server cannot accept Kerberos: {e}")),
+            };
+        }
+        let Some(mut server) = server else { return self.unauthorized("TOKEN authentication is not enabled") };
         match server.respond(&token, passwords) {
             Ok(ok) => {
+                self.authentication = Authentication::Token;
                 self.token_identifier = Some(ok.identifier);
                 self.state = State::AwaitContext;
                 let reply = RpcSaslProto { version: None, state: SaslState::Success as i32, token: Some(ok.rspauth), auths: vec![] };
@@ -395,6 +491,53 @@ impl Connection {
             }
             Err(e) => self.unauthorized(&e.to_string()),
         }
+    }
+
+    /// A RESPONSE in a GSSAPI exchange.
+    fn on_sasl_response(&mut self, call_id: i32, cursor: FrameCursor<'_>, gss: GssapiServer) -> Step {
+        let msg = match self.read_sasl(call_id, cursor, SaslState::Response) {
+            Ok(m) => m,
+            Err(step) => return step,
+        };
+        self.gssapi_round(gss, msg.token())
+    }
+
+    /// Feeds one client token to GSSAPI: a CHALLENGE to send, or SUCCESS
+    /// with the principal mapped to a user (Hadoop's `createRemoteUser`
+    /// fails the same way for a principal no rule maps).
+    fn gssapi_round(&mut self, mut gss: GssapiServer, token: &[u8]) -> Step {
+        let h = response_header(SASL_CALL_ID, b"", RpcStatusProto::Success);
+        match gss.respond(token) {
+            Ok(Outcome::Challenge(t)) => {
+                self.state = State::AwaitSaslResponse(gss);
+                let reply = RpcSaslProto { version: None, state: SaslState::Challenge as i32, token: Some(t), auths: vec![] };
+                Step::Reply(encode_frame(&[&h, &reply]))
+            }
+            Ok(Outcome::Success(principal)) => {
+                let short = match self.kerberos.as_ref().map(|k| k.rules().short_name(&principal)) {
+                    Some(Ok(short)) => short,
+                    Some(Err(e)) => {
+                        let msg = format!("Illegal principal name {principal}: org.apache.hadoop.security.authentication.util.KerberosName$NoMatchingRule: {e}");
+                        let f = fatal(AUTHORIZATION_FAILED_CALL_ID, b"", RpcErrorCodeProto::FatalUnauthorized, ILLEGAL_ARGUMENT_CLASS, &msg);
+                        return self.close(f);
+                    }
+                    None => return self.unauthorized("KERBEROS authentication is not enabled"),
+                };
+                self.kerberos_user = Some(short);
+                self.authentication = Authentication::Kerberos { principal };
+                self.state = State::AwaitContext;
+                let reply = RpcSaslProto { version: None, state: SaslState::Success as i32, token: None, auths: vec![] };
+                Step::Reply(encode_frame(&[&h, &reply]))
+            }
+            Err(e) => self.sasl_failed(&e.0),
+        }
+    }
+
+    /// A failed SASL exchange, as Hadoop reports one: FATAL_UNAUTHORIZED
+    /// with `javax.security.sasl.SaslException`.
+    fn sasl_failed(&mut self, message: &str) -> Step {
+        let f = fatal(AUTHORIZATION_FAILED_CALL_ID, b"", RpcErrorCodeProto::FatalUnauthorized, SASL_EXCEPTION_CLASS, message);
+        self.close(f)
     }
 
     fn on_context(&mut self, call_id: i32, client_id: &[u8], mut cursor: FrameCursor<'_>) -> Step {
@@ -408,6 +551,16 @@ impl Connection {
         }
         match cursor.decode::<IpcConnectionContextProto>("connection context") {
             Ok(ctx) => {
+                // Hadoop: a context naming someone other than the Kerberos
+                // principal asks to act as a proxy user.
+                if let Authentication::Kerberos { principal } = &self.authentication {
+                    let claimed = ctx.user_info.as_ref().and_then(|u| u.effective_user.as_deref()).filter(|u| !u.is_empty());
+                    if let Some(claimed) = claimed.filter(|c| c != principal) {
+                        let msg = format!("User: {principal} is not allowed to impersonate {claimed}");
+                        let f = fatal(AUTHORIZATION_FAILED_CALL_ID, b"", RpcErrorCodeProto::FatalUnauthorized, AUTHORIZATION_EXCEPTION_CLASS, &msg);
+                        return self.close(f);
+                    }
+                }
                 self.user = ctx.user_info;
                 self.context_protocol = ctx.protocol;
                 self.state = State::Ready;
@@ -815,5 +968,135 @@ mod tests {
             ACCESS_CONTROL_EXCEPTION_CLASS,
             "SIMPLE authentication is not enabled.  Available:[TOKEN, SIMPLE]",
         );
+    }
+
+    fn kerberos_conn(rounds: usize, last: &[u8], peer: &str, token: bool) -> Connection {
+        let methods = AuthPolicy::SimpleAllowed.methods(token);
+        let k = crate::security::sasl_gssapi::tests::acceptor(rounds, last, peer);
+        Connection::start_with(b"hrpc\x09\x00\xdf", methods, Some(k), "n".into()).unwrap()
+    }
+
+    fn kerberos_auth() -> SaslAuth {
+        SaslAuth { method: "KERBEROS".into(), mechanism: "GSSAPI".into(), protocol: Some("rm".into()), server_id: Some("localhost".into()), challenge: None }
+    }
+
+    fn sasl_step(c: &mut Connection, msg: RpcSaslProto) -> RpcSaslProto {
+        let step = c.on_frame(&sasl_body(&msg), &lookup);
+        let Step::Reply(f) = step else { panic!("{step:?}") };
+        reply(&f).1.unwrap()
+    }
+
+    fn response(token: &[u8]) -> RpcSaslProto {
+        RpcSaslProto { state: SaslState::Response as i32, token: Some(token.to_vec()), ..Default::default() }
+    }
+
+    fn kerberos_context(user: Option<&str>) -> Vec<u8> {
+        let ctx = IpcConnectionContextProto {
+            user_info: Some(UserInformationProto { effective_user: user.map(Into::into), real_user: None }),
+            protocol: Some("test.EchoProtocolPB".into()),
+        };
+        body(encode_frame(&[&request_header(-3, &CID, -1), &ctx]))
+    }
+
+    /// Through GSSAPI's rounds to SUCCESS, as Java's client drives them.
+    fn kerberos_login(c: &mut Connection) {
+        let m = sasl_step(c, RpcSaslProto { state: SaslState::Initiate as i32, token: Some(b"ok".to_vec()), auths: vec![kerberos_auth()], version: None });
+        assert_eq!((m.state(), m.token()), (SaslState::Challenge, &b"ap-rep"[..]));
+        let m = sasl_step(c, response(b""));
+        assert_eq!((m.state(), m.token()), (SaslState::Challenge, &b"W\x01\x00\x00\x00"[..]));
+        let m = sasl_step(c, response(b"W\x01\x00\x00\x00"));
+        assert_eq!(m.state(), SaslState::Success);
+        assert!(m.token.is_none());
+    }
+
+    /// Security on: TOKEN then KERBEROS (protocol and server id from the
+    /// service principal), no SIMPLE, and SIMPLE refused in Hadoop's words
+    /// whether asked for in the preamble or in INITIATE.
+    #[test]
+    fn kerberos_port_offers_token_and_kerberos_and_refuses_simple() {
+        let mut c = kerberos_conn(1, b"ap-rep", "alice@EXAMPLE.COM", true);
+        let m = negotiate_reply(&mut c);
+        assert_eq!(m.state(), SaslState::Negotiate);
+        assert_eq!(m.auths.len(), 2);
+        assert_eq!((m.auths[0].method.as_str(), m.auths[0].challenge.is_some()), ("TOKEN", true));
+        assert_eq!(m.auths[1], kerberos_auth());
+        expect_fatal(
+            c.on_frame(&initiate_with(vec![simple_auth()]), &lookup),
+            RpcErrorCodeProto::FatalUnauthorized,
+            ACCESS_CONTROL_EXCEPTION_CLASS,
+            "SIMPLE authentication is not enabled.  Available:[TOKEN, KERBEROS]",
+        );
+        let k = crate::security::sasl_gssapi::tests::acceptor(1, b"", "x");
+        let (e, f) = Connection::start_with(b"hrpc\x09\x00\x00", AuthPolicy::SimpleAllowed.methods(true), Some(k.clone()), "n".into()).unwrap_err();
+        assert_eq!(e.to_string(), "authentication failed: SIMPLE authentication is not enabled.  Available:[TOKEN, KERBEROS]");
+        assert_eq!(reply(&f.unwrap()).0.error_detail(), RpcErrorCodeProto::FatalUnauthorized);
+        // A port without a secret manager (the admin port) offers KERBEROS alone.
+        let (e, _) = Connection::start_with(b"hrpc\x09\x00\x00", AuthPolicy::SimpleAllowed.methods(false), Some(k), "n".into()).unwrap_err();
+        assert!(e.to_string().ends_with("Available:[KERBEROS]"), "{e}");
+        let mut c = kerberos_conn(1, b"", "alice@EXAMPLE.COM", false);
+        let m = negotiate_reply(&mut c);
+        assert_eq!((m.state(), m.auths.clone()), (SaslState::Negotiate, vec![kerberos_auth()]));
+    }
+
+    #[test]
+    fn kerberos_login_maps_the_principal_to_the_calls_user() {
+        let mut c = kerberos_conn(1, b"ap-rep", "alice@EXAMPLE.COM", true);
+        negotiate_reply(&mut c);
+        kerberos_login(&mut c);
+        assert_eq!(c.on_frame(&kerberos_context(Some("alice@EXAMPLE.COM")), &lookup), Step::Nothing);
+        assert_eq!(c.call_user().as_deref(), Some("alice"));
+        assert_eq!(c.authentication(), &Authentication::Kerberos { principal: "alice@EXAMPLE.COM".into() });
+        assert!(matches!(c.on_frame(&call_body(0), &lookup), Step::Dispatch(_)));
+        // A context without a user is the principal too.
+        let mut c = kerberos_conn(1, b"ap-rep", "alice@EXAMPLE.COM", true);
+        negotiate_reply(&mut c);
+        kerberos_login(&mut c);
+        assert_eq!(c.on_frame(&kerberos_context(None), &lookup), Step::Nothing);
+        assert_eq!(c.call_user().as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn kerberos_refusals_impersonation_unmapped_principal_and_junk() {
+        // Claiming another user in the context: a proxy user, not allowed.
+        let mut c = kerberos_conn(1, b"ap-rep", "alice@EXAMPLE.COM", true);
+        negotiate_reply(&mut c);
+        kerberos_login(&mut c);
+        expect_fatal(
+            c.on_frame(&kerberos_context(Some("bob")), &lookup),
+            RpcErrorCodeProto::FatalUnauthorized,
+            AUTHORIZATION_EXCEPTION_CLASS,
+            "User: alice@EXAMPLE.COM is not allowed to impersonate bob",
+        );
+        // A principal of a realm no rule maps.
+        let mut c = kerberos_conn(1, b"", "mallory@EVIL.COM", true);
+        negotiate_reply(&mut c);
+        let m = sasl_step(&mut c, RpcSaslProto { state: SaslState::Initiate as i32, token: Some(b"ok".to_vec()), auths: vec![kerberos_auth()], version: None });
+        assert_eq!(m.state(), SaslState::Challenge);
+        expect_fatal(
+            c.on_frame(&sasl_body(&response(b"W\x01\x00\x00\x00")), &lookup),
+            RpcErrorCodeProto::FatalUnauthorized,
+            ILLEGAL_ARGUMENT_CLASS,
+            "Illegal principal name mallory@EVIL.COM",
+        );
+        // A bad Kerberos token.
+        let mut c = kerberos_conn(1, b"", "alice@EXAMPLE.COM", true);
+        negotiate_reply(&mut c);
+        let junk = RpcSaslProto { state: SaslState::Initiate as i32, token: Some(b"junk".to_vec()), auths: vec![kerberos_auth()], version: None };
+        expect_fatal(c.on_frame(&sasl_body(&junk), &lookup), RpcErrorCodeProto::FatalUnauthorized, SASL_EXCEPTION_CLASS, "GSS accept failed");
+        // KERBEROS with another server id than offered.
+        let mut c = kerberos_conn(1, b"", "alice@EXAMPLE.COM", true);
+        negotiate_reply(&mut c);
+        let odd = SaslAuth { server_id: Some("elsewhere".into()), ..kerberos_auth() };
+        expect_fatal(c.on_frame(&initiate_with(vec![odd]), &lookup), RpcErrorCodeProto::FatalUnauthorized, ACCESS_CONTROL_EXCEPTION_CLASS, "KERBEROS authentication is not enabled");
+        // A context instead of the next RESPONSE, and a NEGOTIATE again.
+        let mut c = kerberos_conn(2, b"", "alice@EXAMPLE.COM", true);
+        negotiate_reply(&mut c);
+        sasl_step(&mut c, RpcSaslProto { state: SaslState::Initiate as i32, token: Some(b"ok".to_vec()), auths: vec![kerberos_auth()], version: None });
+        expect_fatal(c.on_frame(&kerberos_context(None), &lookup), RpcErrorCodeProto::FatalUnauthorized, ACCESS_CONTROL_EXCEPTION_CLASS, "must come first");
+        let mut c = kerberos_conn(2, b"", "alice@EXAMPLE.COM", true);
+        negotiate_reply(&mut c);
+        sasl_step(&mut c, RpcSaslProto { state: SaslState::Initiate as i32, token: Some(b"ok".to_vec()), auths: vec![kerberos_auth()], version: None });
+        let again = RpcSaslProto { state: SaslState::Negotiate as i32, ..Default::default() };
+        expect_fatal(c.on_frame(&sasl_body(&again), &lookup), RpcErrorCodeProto::FatalUnauthorized, ACCESS_CONTROL_EXCEPTION_CLASS, "NEGOTIATE where RESPONSE");
     }
 }

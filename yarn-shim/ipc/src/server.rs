@@ -30,8 +30,10 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::error::Error;
-use crate::connection::{AuthPolicy, Connection, IncomingCall, PasswordLookup, Step};
-use crate::frame::{read_frame, DEFAULT_HANDSHAKE_MAX_FRAME_LEN, DEFAULT_MAX_FRAME_LEN, PREAMBLE_LEN};
+use crate::connection::{AuthPolicy, Authentication, Connection, IncomingCall, PasswordLookup, Step};
+use crate::security::sasl_gssapi::KerberosAcceptor;
+use crate::frame::{read_frame, FrameCursor, DEFAULT_HANDSHAKE_MAX_FRAME_LEN, DEFAULT_MAX_FRAME_LEN, PREAMBLE_LEN};
+use crate::proto::RpcResponseHeaderProto;
 use crate::header::{
     error_frame, success_frame, AUTHORIZATION_FAILED_CALL_ID, NO_SUCH_METHOD_CLASS, NO_SUCH_PROTOCOL_CLASS,
     RPC_SERVER_EXCEPTION_CLASS,
@@ -42,8 +44,11 @@ use crate::proto::rpc_response_header_proto::{RpcErrorCodeProto, RpcStatusProto}
 #[derive(Debug, Clone)]
 pub struct CallContext {
     pub peer: SocketAddr,
-    /// `effectiveUser` from the connection context.
+    /// `effectiveUser` from the connection context; on a Kerberos
+    /// connection the principal's short name (`auth_to_local`).
     pub user: Option<String>,
+    /// How the connection authenticated.
+    pub authentication: Authentication,
     /// `realUser` from the connection context (proxy users).
     pub real_user: Option<String>,
     /// Identifier bytes of the token the connection authenticated with.
@@ -133,6 +138,8 @@ pub struct Server {
     /// The secret manager's lookup; None = the port has none (and so a
     /// SIMPLE-allowed port offers only SIMPLE, as Hadoop does).
     passwords: Option<Arc<PasswordLookup>>,
+    /// With one, the port offers KERBEROS instead of SIMPLE.
+    kerberos: Option<KerberosAcceptor>,
 }
 
 /// A running server; dropping it does not stop it, [`ServerHandle::shutdown`] does.
@@ -156,7 +163,7 @@ enum Out {
 
 impl Server {
     pub fn new(config: ServerConfig) -> Self {
-        Server { config, services: HashMap::new(), passwords: None }
+        Server { config, services: HashMap::new(), passwords: None, kerberos: None }
     }
 
     pub fn register(&mut self, protocol: &str, service: Arc<dyn Service>) -> &mut Self {
@@ -169,6 +176,13 @@ impl Server {
     /// only SIMPLE and a token-required port rejects every token.
     pub fn set_token_passwords(&mut self, lookup: Arc<PasswordLookup>) -> &mut Self {
         self.passwords = Some(lookup);
+        self
+    }
+
+    /// Kerberos on this port (`hadoop.security.authentication=kerberos`):
+    /// SASL offers KERBEROS/GSSAPI and SIMPLE is refused.
+    pub fn set_kerberos(&mut self, acceptor: KerberosAcceptor) -> &mut Self {
+        self.kerberos = Some(acceptor);
         self
     }
 
@@ -212,7 +226,7 @@ impl Server {
         rand::Rng::fill(&mut rand::rng(), &mut nonce[..]);
         let nonce = base64::engine::general_purpose::STANDARD.encode(nonce);
         let methods = self.config.auth.methods(self.passwords.is_some());
-        let mut conn = match Connection::start(&preamble, methods, nonce) {
+        let mut conn = match Connection::start_with(&preamble, methods, self.kerberos.clone(), nonce) {
             Ok(c) => c,
             Err((e, frame)) => {
                 warn!(error = %e, "rejecting connection");
@@ -305,16 +319,27 @@ impl Server {
                 }
                 Step::Close(f) => {
                     if let Some(f) = f {
-                        warn!("closing connection after a FATAL reply");
+                        // The reply's own words: for a refused login (a bad
+                        // ticket, an unmapped principal) the reason is here.
+                        let reason = f
+                            .get(4..)
+                            .and_then(|body| FrameCursor::new(body).decode::<RpcResponseHeaderProto>("response header").ok())
+                            .and_then(|h| h.error_msg)
+                            .unwrap_or_default();
+                        warn!(%reason, "closing connection after a FATAL reply");
                         let _ = tx.send(Out::Last(f)).await;
                     }
                     break;
                 }
                 Step::Dispatch(call) => {
+                    if let (Authentication::Kerberos { principal }, 0) = (conn.authentication(), call.call_id) {
+                        debug!(%principal, user = conn.call_user().as_deref().unwrap_or(""), "Kerberos client's first call");
+                    }
                     let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
                     let ctx = CallContext {
                         peer,
-                        user: conn.user().and_then(|u| u.effective_user.clone()),
+                        user: conn.call_user(),
+                        authentication: conn.authentication().clone(),
                         real_user: conn.user().and_then(|u| u.real_user.clone()),
                         token_identifier: conn.token_identifier().map(<[u8]>::to_vec),
                         call_id: call.call_id,

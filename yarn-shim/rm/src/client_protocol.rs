@@ -19,7 +19,7 @@ use prost::Message;
 use tracing::{info, warn};
 
 use weir_model::Clock;
-use weir_yarn_ipc::connection::PasswordLookup;
+use weir_yarn_ipc::connection::{Authentication, PasswordLookup};
 use weir_yarn_ipc::proto as common;
 use weir_yarn_ipc::security::secret_manager::{compute_password, SecretManager};
 use weir_yarn_ipc::server::{decode_request as decode, CallContext, RpcError, Service};
@@ -224,11 +224,29 @@ pub struct ClientProtocol {
     tokens: Arc<Mutex<DelegationTokens>>,
     /// The web proxy (`host:port`) that tracking URLs go through, if any.
     proxy: Option<Arc<str>>,
+    /// Kerberos is on (Hadoop's security on): delegation tokens are only
+    /// issued, renewed and cancelled over Kerberos-authenticated connections.
+    kerberos: bool,
 }
 
 impl ClientProtocol {
     pub fn new(core: CoreHandle) -> ClientProtocol {
-        ClientProtocol { core, tokens: Arc::new(Mutex::new(DelegationTokens::new(SecretManager::random_secret(), 0))), proxy: None }
+        ClientProtocol { core, tokens: Arc::new(Mutex::new(DelegationTokens::new(SecretManager::random_secret(), 0))), proxy: None, kerberos: false }
+    }
+
+    /// With Kerberos on, as Hadoop's `isAllowedDelegationTokenOp`.
+    pub fn with_kerberos(mut self, on: bool) -> ClientProtocol {
+        self.kerberos = on;
+        self
+    }
+
+    /// Hadoop's refusal of a token operation over a connection that did not
+    /// authenticate with Kerberos while security is on (`what`: "issued").
+    fn token_op_allowed(&self, ctx: &CallContext, what: &str) -> Result<(), RpcError> {
+        if self.kerberos && !matches!(ctx.authentication, Authentication::Kerberos { .. }) {
+            return Err(RpcError::application("java.io.IOException", format!("Delegation Token can be {what} only with kerberos authentication")));
+        }
+        Ok(())
     }
 
     /// Reports name running applications' UIs through the web proxy at
@@ -380,7 +398,15 @@ fn container_protos(reports: &[crate::core::ContainerReport]) -> Vec<r::Containe
 #[async_trait::async_trait]
 impl Service for ClientProtocol {
     async fn call(&self, ctx: &CallContext, method: &str, request: &[u8]) -> Result<Vec<u8>, RpcError> {
-        let user = ctx.user.clone().unwrap_or_else(|| "unknown".into());
+        // A token connection is its token's owner (Hadoop's client sends no
+        // user in the context then); others are who the connection says.
+        let user = match (&ctx.authentication, ctx.token_identifier.as_deref()) {
+            (Authentication::Token, Some(identifier)) => match DelegationTokens::decode(identifier) {
+                Ok(id) if !id.owner().is_empty() => id.owner().to_owned(),
+                _ => return Err(RpcError::application(ACCESS_CONTROL, "the RM delegation token names no owner")),
+            },
+            _ => ctx.user.clone().unwrap_or_else(|| "unknown".into()),
+        };
         let response = match method {
             "getNewApplication" => {
                 let _: r::GetNewApplicationRequestProto = decode("GetNewApplicationRequestProto", request)?;
@@ -725,6 +751,7 @@ impl Service for ClientProtocol {
             }
             "getDelegationToken" => {
                 let req: common::GetDelegationTokenRequestProto = decode("GetDelegationTokenRequestProto", request)?;
+                self.token_op_allowed(ctx, "issued")?;
                 let now = self.yarn(|_, now| now).await?;
                 let real = ctx.real_user.clone();
                 let token = self.with_tokens(|t| t.issue(&user, real.as_deref(), &req.renewer, now.unix_ms));
@@ -733,6 +760,7 @@ impl Service for ClientProtocol {
             }
             "renewDelegationToken" => {
                 let req: common::RenewDelegationTokenRequestProto = decode("RenewDelegationTokenRequestProto", request)?;
+                self.token_op_allowed(ctx, "renewed")?;
                 let now = self.yarn(|_, now| now).await?;
                 let renewer = short_name(&user).to_owned();
                 let expiry = self.with_tokens(|t| t.renew(&req.token, &renewer, now.unix_ms)).map_err(|e| {
@@ -743,6 +771,7 @@ impl Service for ClientProtocol {
             }
             "cancelDelegationToken" => {
                 let req: common::CancelDelegationTokenRequestProto = decode("CancelDelegationTokenRequestProto", request)?;
+                self.token_op_allowed(ctx, "cancelled")?;
                 self.with_tokens(|t| t.cancel(&req.token, &user)).map_err(|e| {
                     warn!(%user, error = e.message, "RM delegation token cancellation refused");
                     e.to_rpc()
@@ -816,6 +845,7 @@ mod tests {
         CallContext {
             peer: "127.0.0.1:1".parse().unwrap(),
             user: Some(user.into()),
+            authentication: Authentication::Simple,
             real_user: None,
             token_identifier: None,
             call_id: 0,
@@ -1095,6 +1125,51 @@ mod tests {
             call(&rig.protocol, "alice", "signalToContainer", &req(rig.am, r::SignalContainerCommandProto::GracefulShutdown)).await.unwrap();
         // Already being killed: no second kill.
         assert!(kills(&mut rig.effects).is_empty());
+    }
+
+    /// With Kerberos on, tokens come only over Kerberos connections (as
+    /// Hadoop's `isAllowedDelegationTokenOp`); a token connection is its
+    /// token's owner, whatever name its context claims.
+    #[tokio::test]
+    async fn delegation_tokens_need_kerberos_when_it_is_on_and_token_callers_are_their_owners() {
+        let rig = rig().await;
+        let on = ClientProtocol::new(rig.core.clone()).with_kerberos(true);
+        let as_ctx = |authentication: Authentication, user: Option<&str>, identifier: Option<Vec<u8>>| CallContext {
+            authentication,
+            user: user.map(Into::into),
+            token_identifier: identifier,
+            ..ctx("x")
+        };
+        let get = common::GetDelegationTokenRequestProto { renewer: "alice".into() }.encode_to_vec();
+        let kerberos = as_ctx(Authentication::Kerberos { principal: "alice@EXAMPLE.COM".into() }, Some("alice"), None);
+        let rsp = common::GetDelegationTokenResponseProto::decode(on.call(&kerberos, "getDelegationToken", &get).await.unwrap().as_slice()).unwrap();
+        let token = rsp.token.unwrap();
+        assert_eq!(r::YarnDelegationTokenIdentifierProto::decode(token.identifier.as_slice()).unwrap().owner(), "alice");
+        let over_token = as_ctx(Authentication::Token, None, Some(token.identifier.clone()));
+        let e = on.call(&over_token, "getDelegationToken", &get).await.unwrap_err();
+        assert_eq!((e.class.as_str(), e.message.as_str()), ("java.io.IOException", "Delegation Token can be issued only with kerberos authentication"));
+        let renew = common::RenewDelegationTokenRequestProto { token: token.clone() }.encode_to_vec();
+        let e = on.call(&as_ctx(Authentication::Simple, Some("alice"), None), "renewDelegationToken", &renew).await.unwrap_err();
+        assert_eq!(e.message, "Delegation Token can be renewed only with kerberos authentication");
+        let cancel = common::CancelDelegationTokenRequestProto { token: token.clone() }.encode_to_vec();
+        let e = on.call(&over_token, "cancelDelegationToken", &cancel).await.unwrap_err();
+        assert_eq!(e.message, "Delegation Token can be cancelled only with kerberos authentication");
+        on.call(&kerberos, "renewDelegationToken", &renew).await.unwrap();
+
+        // Kerberos off: a token connection claiming mallory acts as alice,
+        // the owner, who may cancel her token (mallory could not).
+        let off = &rig.protocol;
+        let get = common::GetDelegationTokenRequestProto { renewer: "bob".into() };
+        let token: common::GetDelegationTokenResponseProto = call(off, "alice", "getDelegationToken", &get).await.unwrap();
+        let token = token.token.unwrap();
+        let cancel = common::CancelDelegationTokenRequestProto { token: token.clone() }.encode_to_vec();
+        assert!(off.call(&ctx("mallory"), "cancelDelegationToken", &cancel).await.is_err(), "mallory is neither owner nor renewer");
+        let claims_mallory = as_ctx(Authentication::Token, Some("mallory"), Some(token.identifier.clone()));
+        off.call(&claims_mallory, "cancelDelegationToken", &cancel).await.unwrap();
+        // A token connection whose identifier is not an RM token's.
+        let junk = as_ctx(Authentication::Token, Some("mallory"), Some(b"\xff\xff".to_vec()));
+        let e = off.call(&junk, "getNewApplication", &r::GetNewApplicationRequestProto {}.encode_to_vec()).await.unwrap_err();
+        assert_eq!(e.class, ACCESS_CONTROL);
     }
 
     #[tokio::test]

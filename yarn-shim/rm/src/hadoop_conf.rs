@@ -33,6 +33,18 @@ pub struct ClientConf {
     /// Properties of an existing Hadoop configuration, by site file name
     /// (one of [`SITE_FILES`]), in their order.
     pub merged: BTreeMap<String, Vec<(String, String)>>,
+    /// Kerberos on the shim's ports: clients must use it too.
+    pub kerberos: Option<ClientKerberos>,
+}
+
+/// What Hadoop clients need to speak Kerberos to the shim.
+#[derive(Debug, Clone, Default)]
+pub struct ClientKerberos {
+    /// The shim's service principal (`yarn.resourcemanager.principal`):
+    /// Hadoop's client checks the server's offer against it.
+    pub principal: String,
+    /// `hadoop.security.auth_to_local`, so clients name users as the shim does.
+    pub auth_to_local: String,
 }
 
 fn escape(s: &str) -> String {
@@ -115,9 +127,19 @@ impl ClientConf {
                     if let Some(admin) = &self.admin {
                         ours.push(("yarn.resourcemanager.admin.address", admin.as_str()));
                     }
+                    if let Some(k) = &self.kerberos {
+                        ours.push(("yarn.resourcemanager.principal", k.principal.as_str()));
+                    }
                     overlay(&base, &ours)
                 }
-                "core-site.xml" => overlay(base, &[("fs.defaultFS", &default_fs)]),
+                "core-site.xml" => {
+                    let mut ours = vec![("fs.defaultFS", default_fs.as_str())];
+                    if let Some(k) = &self.kerberos {
+                        ours.push(("hadoop.security.authentication", "kerberos"));
+                        ours.push(("hadoop.security.auth_to_local", k.auth_to_local.as_str()));
+                    }
+                    overlay(base, &ours)
+                }
                 _ if base.is_empty() => continue,
                 _ => base.clone(),
             };
@@ -188,7 +210,7 @@ mod tests {
                 ("yarn.nodemanager.remote-app-log-dir", "/logs"),
             ]),
         );
-        let conf = ClientConf { client: "h:1".into(), scheduler: "h:2".into(), web: Some("h:3".into()), admin: None, default_fs: None, merged };
+        let conf = ClientConf { client: "h:1".into(), scheduler: "h:2".into(), web: Some("h:3".into()), admin: None, default_fs: None, merged, kerberos: None };
         assert_eq!(conf.effective_default_fs(), "hdfs://nn:9000");
         let files: BTreeMap<_, _> = conf.render().into_iter().collect();
         assert_eq!(files.keys().copied().collect::<Vec<_>>(), ["core-site.xml", "hdfs-site.xml", "yarn-site.xml"]);
@@ -203,6 +225,13 @@ mod tests {
         let conf = ClientConf { default_fs: Some("hdfs://other:8020".into()), ..conf };
         let core = &conf.render()[0].1;
         assert!(core.contains("<value>hdfs://other:8020</value>") && !core.contains("nn:9000"), "{core}");
+
+        // Kerberos on the shim: clients are told to use it, and whom to expect.
+        let kerberos = Some(ClientKerberos { principal: "rm/h@EXAMPLE.COM".into(), auth_to_local: "DEFAULT".into() });
+        let files: BTreeMap<_, _> = ClientConf { kerberos, ..conf }.render().into_iter().collect();
+        assert!(files["core-site.xml"].contains("<name>hadoop.security.authentication</name>\n    <value>kerberos</value>"), "{}", files["core-site.xml"]);
+        assert!(files["core-site.xml"].contains("<name>hadoop.security.auth_to_local</name>\n    <value>DEFAULT</value>"));
+        assert!(files["yarn-site.xml"].contains("<name>yarn.resourcemanager.principal</name>\n    <value>rm/h@EXAMPLE.COM</value>"));
     }
 
     #[test]
@@ -210,7 +239,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut merged = BTreeMap::new();
         merged.insert("hdfs-site.xml".to_owned(), props(&[("dfs.replication", "1")]));
-        let conf = ClientConf { client: "h:1".into(), scheduler: "h:2".into(), web: None, admin: None, default_fs: None, merged };
+        let conf = ClientConf { client: "h:1".into(), scheduler: "h:2".into(), web: None, admin: None, default_fs: None, merged, kerberos: None };
         conf.write(dir.path()).unwrap();
         assert!(dir.path().join("hdfs-site.xml").exists());
         ClientConf { merged: BTreeMap::new(), ..conf }.write(dir.path()).unwrap();

@@ -51,6 +51,10 @@ pub struct RestInfo {
     /// This server's own `host:port`: running applications' `trackingUrl`
     /// goes through its proxy.
     pub proxy: Option<String>,
+    /// Kerberos is on for the IPC ports. This API has no SPNEGO, so it
+    /// then believes no `?user.name=`: changes and named requests are
+    /// refused (401), anonymous reads stay open.
+    pub kerberos: bool,
 }
 
 struct Rest {
@@ -427,6 +431,9 @@ async fn acls_on(rest: &Rest) -> Result<bool, Response> {
 /// names nobody.
 async fn named_caller(rest: &Rest, q: &HashMap<String, String>) -> Result<Option<Caller>, Response> {
     let Some(user) = query_value(q, "user.name")? else { return Ok(None) };
+    if rest.info.kerberos {
+        return Err(kerberos_required());
+    }
     let groups = if acls_on(rest).await? {
         crate::admin_protocol::groups_for(acl::short_name(user)).await.unwrap_or_default()
     } else {
@@ -444,11 +451,25 @@ async fn viewer(rest: &Rest, q: &HashMap<String, String>) -> Result<Caller, Resp
 /// Who changes something: with ACLs on the request must name a user
 /// (YARN's 403 otherwise); with them off anyone may, as the anonymous user.
 async fn changer(rest: &Rest, q: &HashMap<String, String>) -> Result<Caller, Response> {
+    if rest.info.kerberos {
+        return Err(kerberos_required());
+    }
     match named_caller(rest, q).await? {
         Some(c) => Ok(c),
         None if acls_on(rest).await? => Err(forbidden("Unable to obtain user name, user not authenticated")),
         None => Ok(Caller::new(ANONYMOUS, Vec::new())),
     }
+}
+
+/// What a Kerberized Hadoop web API answers a request without SPNEGO
+/// (the shim speaks none, so with Kerberos on nobody is authenticated here).
+fn kerberos_required() -> Response {
+    remote_exception(
+        StatusCode::UNAUTHORIZED,
+        "AuthenticationException",
+        "org.apache.hadoop.security.authentication.client.AuthenticationException",
+        "Authentication required: Kerberos is on and this REST API does not speak SPNEGO; use the yarn CLI (Kerberos over IPC) to change applications",
+    )
 }
 
 fn forbidden(message: &str) -> Response {
@@ -850,6 +871,9 @@ pub fn submission_context_from_json(v: &Value) -> Result<r::ApplicationSubmissio
 /// POST `/ws/v1/cluster/apps`: submitApplication from YARN's JSON; 202
 /// with the application's location, as YARN answers.
 async fn submit(State(rest): State<Arc<Rest>>, Query(q): Query<HashMap<String, String>>, body: axum::body::Bytes) -> Response {
+    if rest.info.kerberos {
+        return kerberos_required();
+    }
     let user = match query_value(&q, "user.name") {
         Ok(Some(u)) => u.to_owned(),
         // With ACLs on, nobody submits without saying who they are.
@@ -1006,6 +1030,10 @@ async fn put_app_priority(
 /// POST: a new application id and the largest container, as
 /// getNewApplication answers.
 async fn new_application(State(rest): State<Arc<Rest>>) -> Response {
+    // The first step of a submission: no more open than the submission.
+    if rest.info.kerberos {
+        return kerberos_required();
+    }
     match rest.core.call(|core, _| core.rm_mut().new_application()).await {
         Err(_) => unavailable(),
         Ok(Err(e)) => remote_exception(StatusCode::SERVICE_UNAVAILABLE, "YarnException", "org.apache.hadoop.yarn.exceptions.YarnException", &e.to_string()),
@@ -1246,6 +1274,29 @@ mod tests {
         (core, effects_rx)
     }
 
+    /// Kerberos on: no SPNEGO here, so no change and no `?user.name=` is
+    /// believed; anonymous reads still answer.
+    #[tokio::test]
+    async fn with_kerberos_on_changes_and_named_users_are_refused() {
+        let (core, _effects, id, _) = core_with_one_app().await;
+        let app = router(core.clone(), RestInfo { started_on_ms: 1_700_000_000_000, proxy: None, kerberos: true });
+        let class = |v: &Value| v["RemoteException"]["javaClassName"].as_str().unwrap_or_default().to_owned();
+        for (method, uri, body) in [
+            ("PUT", format!("/ws/v1/cluster/apps/{id}/state?user.name=alice"), r#"{"state":"KILLED"}"#),
+            ("PUT", format!("/ws/v1/cluster/apps/{id}/state"), r#"{"state":"KILLED"}"#),
+            ("POST", "/ws/v1/cluster/apps/new-application".to_owned(), ""),
+            ("POST", "/ws/v1/cluster/apps?user.name=alice".to_owned(), "{}"),
+            ("GET", "/ws/v1/cluster/apps?user.name=alice".to_owned(), ""),
+        ] {
+            let (status, reply) = ask(&app, method, &uri, body).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri}: {reply}");
+            assert_eq!(class(&reply), "org.apache.hadoop.security.authentication.client.AuthenticationException", "{reply}");
+        }
+        let (status, reply) = ask(&app, "GET", &format!("/ws/v1/cluster/apps/{id}"), "").await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        assert_eq!(reply["app"]["state"], "ACCEPTED", "not killed: {reply}");
+    }
+
     /// A core with one application submitted to `default`, and its REST router.
     async fn core_with_one_app() -> (CoreHandle, tokio::sync::mpsc::UnboundedReceiver<crate::scheduler::Effect>, ApplicationId, axum::Router) {
         let (core, effects) = running_core(&["default"]);
@@ -1257,7 +1308,7 @@ mod tests {
             })
             .await
             .unwrap();
-        let app = router(core.clone(), RestInfo { started_on_ms: 1_700_000_000_000, proxy: None });
+        let app = router(core.clone(), RestInfo { started_on_ms: 1_700_000_000_000, proxy: None, kerberos: false });
         (core, effects, id, app)
     }
 
@@ -1388,7 +1439,7 @@ mod tests {
             })
             .await
             .unwrap();
-        let app = router(core.clone(), RestInfo { started_on_ms: 1_700_000_000_000, proxy: None });
+        let app = router(core.clone(), RestInfo { started_on_ms: 1_700_000_000_000, proxy: None, kerberos: false });
         let get_raw = |uri: String| {
             let app = app.clone();
             async move {
@@ -1437,7 +1488,7 @@ mod tests {
             decommission_deadline_ms: None,
         };
         core.call(move |c, now| c.observe_nodes(vec![node], now)).await.unwrap();
-        let app = router(core.clone(), RestInfo { started_on_ms: 1_700_000_000_000, proxy: None });
+        let app = router(core.clone(), RestInfo { started_on_ms: 1_700_000_000_000, proxy: None, kerberos: false });
         let (_, fresh) = ask(&app, "POST", "/ws/v1/cluster/apps/new-application", "").await;
         let id = fresh["application-id"].as_str().unwrap().to_owned();
         let body = json!({
@@ -1487,7 +1538,7 @@ mod tests {
     #[tokio::test]
     async fn queue_priority_new_application_and_scheduler_answer_as_yarn() {
         let (core, _effects) = running_core(&["default", "batch"]);
-        let app = router(core.clone(), RestInfo { started_on_ms: 1_700_000_000_000, proxy: None });
+        let app = router(core.clone(), RestInfo { started_on_ms: 1_700_000_000_000, proxy: None, kerberos: false });
 
         let (status, fresh) = ask(&app, "POST", "/ws/v1/cluster/apps/new-application", "").await;
         assert_eq!(status, StatusCode::OK);

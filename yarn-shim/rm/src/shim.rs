@@ -97,6 +97,11 @@ pub struct ShimSettings {
     pub advertised_host: Option<String>,
     /// How the shim proves itself to a broker with security on.
     pub broker_auth: BrokerAuth,
+    /// Kerberos on the client and admin ports
+    /// (`yarn-shim.security.authentication=kerberos`): SASL GSSAPI with
+    /// the service principal's keytab; SIMPLE refused. The scheduler and
+    /// node manager ports take tokens only, with or without it.
+    pub kerberos: Option<weir_yarn_ipc::security::sasl_gssapi::KerberosAcceptor>,
 }
 
 /// The shim's credentials for the broker (`yarn-shim.broker.token.file`,
@@ -197,7 +202,11 @@ impl Shim {
 
 
         let mut server = Server::new(settings.ipc.clone());
-        let client_protocol = Arc::new(ClientProtocol::new(core.clone()).with_proxy(proxy.clone()));
+        let client_protocol = Arc::new(ClientProtocol::new(core.clone()).with_proxy(proxy.clone()).with_kerberos(settings.kerberos.is_some()));
+        if let Some(kerberos) = &settings.kerberos {
+            server.set_kerberos(kerberos.clone());
+            info!(principal = kerberos.principal(), "Kerberos on: the client and admin ports take KERBEROS (and TOKEN on the client port), never SIMPLE");
+        }
         // Delegation tokens this RM issued authenticate on the client port;
         // with a secret manager there it offers TOKEN, then SIMPLE, as
         // Hadoop's RM does with security off.
@@ -232,6 +241,9 @@ impl Shim {
                 policies.clone(),
             ));
             let mut admin_server = Server::new(settings.ipc.clone());
+            if let Some(kerberos) = &settings.kerberos {
+                admin_server.set_kerberos(kerberos.clone());
+            }
             admin_server.register(weir_yarn_api::RESOURCE_MANAGER_ADMINISTRATION_PROTOCOL, admin.clone());
             admin_server.register(weir_yarn_api::GET_USER_MAPPINGS_PROTOCOL, admin);
             admin_server.register(weir_yarn_api::HA_SERVICE_PROTOCOL, Arc::new(crate::admin_protocol::HaStatus));
@@ -265,7 +277,7 @@ impl Shim {
         };
         let mut tasks = vec![poller, core_task];
         if let (Some(listener), Some(address)) = (web_listener, web_address) {
-            let app = crate::rest::router(core.clone(), crate::rest::RestInfo { started_on_ms: started, proxy });
+            let app = crate::rest::router(core.clone(), crate::rest::RestInfo { started_on_ms: started, proxy, kerberos: settings.kerberos.is_some() });
             // Capped and timed out like every other listener (docs/limits.md).
             let limits = weir_net::http::HttpLimits::default();
             let listener = weir_net::AdmittingListener::new(listener, limits.connections, "YARN REST API");
