@@ -267,14 +267,10 @@ fn not_allocated(agent: &AgentId, framework: &FrameworkId, role: &Role, wanted: 
     }
 }
 
-/// A decline filter: until when, and (as Mesos' refused-offer filter)
-/// what was refused: it keeps back only offers that fit within that, so
-/// resources freed on the agent since (a task ended) are offered at once.
-/// `refused: None` refuses anything.
+/// A decline filter: the agent is kept from the client until `until`.
 #[derive(Debug, Clone, Copy)]
 struct Filter {
     until: Duration,
-    refused: Option<Scalars>,
 }
 
 /// One (framework, role) pair: the unit DRF accounts for within a role.
@@ -1348,27 +1344,7 @@ impl Allocator {
         let f = self.framework_slot(framework)?;
         let a = self.agent_slot(agent)?;
         let [c] = self.clients_in(f, Some(std::slice::from_ref(role)))?[..] else { unreachable!("one role, one client") };
-        self.client_mut(c).filters.get_or_insert_with(BTreeMap::new).insert(a, Filter { until, refused: None });
-        Ok(())
-    }
-
-    /// [`Allocator::add_filter`] for the `refused` resources only, as Mesos
-    /// filters a declined offer: until `until` the agent is not offered to
-    /// the framework in `role` again unless it has more of some kind free
-    /// than was refused (a task there ended, say).
-    pub fn add_filter_refusing(
-        &mut self,
-        framework: &FrameworkId,
-        role: &Role,
-        agent: &AgentId,
-        until: Duration,
-        refused: &ResourceSet,
-    ) -> Result<(), AllocatorError> {
-        let f = self.framework_slot(framework)?;
-        let a = self.agent_slot(agent)?;
-        let [c] = self.clients_in(f, Some(std::slice::from_ref(role)))?[..] else { unreachable!("one role, one client") };
-        let refused = Some(Scalars::of_set(refused));
-        self.client_mut(c).filters.get_or_insert_with(BTreeMap::new).insert(a, Filter { until, refused });
+        self.client_mut(c).filters.get_or_insert_with(BTreeMap::new).insert(a, Filter { until });
         Ok(())
     }
 
@@ -1951,18 +1927,7 @@ impl Allocator {
         let client = self.client(c);
         let Some(filters) = &client.filters else { return false };
         match filters.get(&a) {
-            Some(Filter { until, refused: None }) if *until > now => true,
-            Some(Filter { until, refused: Some(refused) }) if *until > now => {
-                // What the role could be offered there now: the unreserved
-                // and its own reserved resources. More of any kind than was
-                // refused lifts the filter.
-                let free = &self.agent(a).free;
-                let mut offerable = Scalars::of(&free.unreserved);
-                if let Some(own) = free.reserved.get(&self.roles[client.role as usize].name) {
-                    offerable.add(&Scalars::of(own));
-                }
-                offerable.min(refused) == offerable
-            }
+            Some(Filter { until }) if *until > now => true,
             Some(_) => {
                 notes.expired.push((c, a));
                 false

@@ -213,36 +213,6 @@ fn a_decline_in_one_role_leaves_the_agent_to_the_frameworks_other_roles() {
 }
 
 #[test]
-fn a_filter_keeps_back_only_what_was_refused_and_freed_resources_lift_it() {
-    // Mesos' refused-offer filter: the YARN shim declines an agent's
-    // memory while its cpus are all taken (nothing fits); when a task
-    // there ends and frees cpus, the agent is offered again at once, not
-    // after the filter: otherwise the queue that happened to be filtered
-    // waits while the other takes every freed cpu.
-    let mut alloc = Allocator::new(AllocatorConfig::default());
-    alloc.add_agent(agent(0), res("cpus:4;mem:4096"), vec![(fw(1), star(), res("cpus:4;mem:512"))]).unwrap();
-    alloc.add_framework(fw(0), vec![star()]).unwrap();
-    let offers = alloc.allocate(secs(0));
-    assert_eq!(offers.len(), 1);
-    assert_eq!(offers[0].resources, res("mem:3584"));
-    alloc.recover(&agent(0), &fw(0), &star(), &offers[0].resources).unwrap();
-    alloc.add_filter_refusing(&fw(0), &star(), &agent(0), secs(60), &offers[0].resources).unwrap();
-    assert!(alloc.allocate(secs(1)).is_empty(), "the same memory stays refused");
-    // A cpu comes free there: more than was refused.
-    alloc.recover(&agent(0), &fw(1), &star(), &res("cpus:1")).unwrap();
-    let offers = alloc.allocate(secs(2));
-    assert_eq!(offers.len(), 1, "offered again before the filter lapses");
-    assert_eq!(offers[0].framework, fw(0));
-    assert_eq!(offers[0].resources, res("cpus:1;mem:3584"));
-    // Refusing that keeps it back again, until the filter ends.
-    alloc.recover(&agent(0), &fw(0), &star(), &offers[0].resources).unwrap();
-    alloc.add_filter_refusing(&fw(0), &star(), &agent(0), secs(60), &offers[0].resources).unwrap();
-    assert!(alloc.allocate(secs(3)).is_empty());
-    assert_eq!(alloc.allocate(secs(60)).len(), 1);
-    alloc.check_invariants();
-}
-
-#[test]
 fn at_equal_shares_the_client_granted_least_recently_goes_first() {
     // fw-0 never answers: each time its offer is taken back (timed out or
     // rescinded, no filter) it is back at share 0, tied with fw-1 which
@@ -1163,7 +1133,7 @@ fn nested_weights_split_freed_cpus_between_one_frameworks_two_roles() {
     let mut t = 0;
     for o in alloc.allocate(secs(t)) {
         alloc.recover(&o.agent, &o.framework, &o.role, &o.resources).unwrap();
-        alloc.add_filter_refusing(&o.framework, &o.role, &o.agent, secs(t + 1), &o.resources).unwrap();
+        alloc.add_filter(&o.framework, &o.role, &o.agent, secs(t + 1)).unwrap();
     }
     t += 1;
     alloc.recover(&agent(0), &fw(2), &role("placeholder"), &res("cpus:8;mem:64")).unwrap();
@@ -1185,4 +1155,24 @@ fn nested_weights_split_freed_cpus_between_one_frameworks_two_roles() {
     }
     eprintln!("{got:?}");
     assert!(got["eng/batch"] >= 5, "{got:?}");
+}
+
+#[test]
+fn a_frameworks_refusal_leaves_the_agent_to_the_others_of_its_role() {
+    let mut alloc = Allocator::new(AllocatorConfig::default());
+    alloc.add_agent(agent(0), res("cpus:2;mem:1024;disk:4096"), vec![]).unwrap();
+    alloc.add_framework(fw(0), vec![role("db")]).unwrap();
+    alloc.add_framework(fw(1), vec![role("db")]).unwrap();
+    for t in 0..6 {
+        let offers = alloc.allocate(secs(t));
+        assert_eq!(offers.len(), 1, "round {t}: {offers:?}");
+        let o = &offers[0];
+        alloc.recover(&o.agent, &o.framework, &o.role, &o.resources).unwrap();
+        if o.framework == fw(1) {
+            alloc.add_filter(&o.framework, &o.role, &o.agent, secs(t) + Duration::from_millis(300)).unwrap();
+        } else {
+            return;
+        }
+    }
+    panic!("fw 0 was never offered the agent");
 }

@@ -183,7 +183,7 @@ impl BrokerCore {
             if let Err(err) = self.give_back_resources(&agent, framework, &role, &available, revocable) {
                 tracing::error!(framework_id = %framework, error = %err, "books out of step: unused offer resources were not allocated");
             }
-            self.add_filter(framework, &role, &agent, &available, refuse, now);
+            self.add_filter(framework, &role, &agent, refuse, now);
             self.dirty = true;
         }
     }

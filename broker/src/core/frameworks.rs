@@ -413,10 +413,10 @@ impl BrokerCore {
             let key = self.offer_key(raw);
             match key.and_then(|k| self.offers.get(&k).map(|o| (k, o))) {
                 Some((key, offer)) if &offer.framework == framework => {
-                    let (agent, role, refused) = (offer.agent.clone(), offer.role.clone(), offer.resources.clone());
+                    let (agent, role) = (offer.agent.clone(), offer.role.clone());
                     self.remove_offer(key);
                     let refuse = self.backed_off_refuse(framework, &role, refuse);
-                    self.add_filter(framework, &role, &agent, &refused, refuse, now);
+                    self.add_filter(framework, &role, &agent, refuse, now);
                     self.counters.offers_declined += 1;
                 }
                 // Mesos ignores declines of offers that are gone (rescinded

@@ -706,15 +706,13 @@ impl BrokerCore {
         }
     }
 
-    /// Keeps `agent` from `framework` in `role` for `refuse`, for offers
-    /// within `refused` (what it turned down): more freed there since is
-    /// offered at once, as Mesos' refused-offer filters do.
-    fn add_filter(&mut self, framework: &FrameworkId, role: &Role, agent: &AgentId, refused: &ResourceSet, refuse: Duration, now: Duration) {
+    /// Keeps `agent` from `framework` in `role` for `refuse`.
+    fn add_filter(&mut self, framework: &FrameworkId, role: &Role, agent: &AgentId, refuse: Duration, now: Duration) {
         if refuse.is_zero() {
             return;
         }
         let until = now + refuse.min(MAX_REFUSE);
-        if let Err(err) = self.allocator.add_filter_refusing(framework, role, agent, until, refused) {
+        if let Err(err) = self.allocator.add_filter(framework, role, agent, until) {
             tracing::error!(framework_id = %framework, agent_id = %agent, error = %err, "could not add a decline filter");
             return;
         }
