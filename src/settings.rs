@@ -421,7 +421,7 @@ pub fn yarn_shim(config: &Config, broker: String) -> Result<weir_yarn_rm::shim::
             am_liveness_ms: millis(config, "yarn-shim.am.liveness.expiry")?,
             nm_idle_ms: millis(config, "yarn-shim.nodemanager.idle.timeout")?,
             default_max_attempts: i32::try_from(config.get_u32("yarn-shim.am.max-attempts").map_err(problem)?.max(1)).unwrap_or(i32::MAX),
-            busy_refuse_ms: 1000,
+            busy_refuse_ms: millis(config, "yarn-shim.offer.refuse.busy")?,
             idle_refuse_ms: millis(config, "yarn-shim.offer.refuse")?,
             max_containers_per_offer: usize::try_from(config.get_u32("yarn-shim.offer.max.containers").map_err(problem)?.max(1)).unwrap_or(usize::MAX),
             ..Default::default()
