@@ -209,21 +209,6 @@ impl Clients {
 /// Hadoop's client without a Kerberos ticket and without a token.
 const NO_TICKET: &str = "Client cannot authenticate via:[TOKEN, KERBEROS]";
 
-/// Every file named `name` under `dir`, recursively.
-fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return out };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() && !p.is_symlink() {
-            out.extend(files_named(&p, name));
-        } else if p.file_name().is_some_and(|n| n == name) {
-            out.push(p);
-        }
-    }
-    out
-}
-
 /// The yarn CLI with and without a ticket, and configured for SIMPLE.
 #[test]
 fn yarn_cli_lists_with_a_ticket_and_is_refused_without_one() {
@@ -274,7 +259,7 @@ fn spark_pi_runs_on_a_kerberized_shim_and_is_refused_without_a_ticket() {
     assert!(out.status.success(), "spark-submit with alice's ticket failed:\n{text}");
     assert!(text.contains("final status: SUCCEEDED"), "{text}");
     assert!(text.contains("user: alice"), "the application should be alice's:\n{text}");
-    let outputs: Vec<String> = files_named(shim.dir.path(), "stdout")
+    let outputs: Vec<String> = support::files_named(shim.dir.path(), "stdout")
         .into_iter()
         .filter_map(|p| std::fs::read_to_string(p).ok())
         .filter(|t| t.contains("Pi is roughly"))

@@ -401,27 +401,6 @@ fn app_id_in(text: &str) -> String {
         .to_owned()
 }
 
-/// The π printed by a job's output.
-fn pi_in(text: &str) -> f64 {
-    let rest = text.split("Pi is roughly ").nth(1).unwrap_or_else(|| panic!("no π in:\n{text}"));
-    rest.split_whitespace().next().unwrap().parse().unwrap()
-}
-
-/// Every file named `name` under `dir`, recursively.
-fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return out };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() && !p.is_symlink() {
-            out.extend(files_named(&p, name));
-        } else if p.file_name().is_some_and(|n| n == name) {
-            out.push(p);
-        }
-    }
-    out
-}
-
 /// The broker's /state.
 fn state(sa: &Standalone) -> serde_json::Value {
     support::state_of(&sa.broker)
@@ -531,20 +510,20 @@ fn spark_pi_succeeds_in_cluster_and_client_mode_and_frees_everything() {
     assert!(report.contains("State : FINISHED") && report.contains("Final-State : SUCCEEDED"), "{report}");
     finished_app_matches_yarns_schema(&sa, &app);
     // The driver's output is the AM container's stdout, in its sandbox.
-    let outputs: Vec<String> = files_named(sa.dir.path(), "stdout")
+    let outputs: Vec<String> = support::files_named(sa.dir.path(), "stdout")
         .into_iter()
         .filter_map(|p| std::fs::read_to_string(p).ok())
         .filter(|t| t.contains("Pi is roughly"))
         .collect();
     assert_eq!(outputs.len(), 1, "one AM printed π");
-    let pi = pi_in(&outputs[0]);
+    let pi = support::pi_in(&outputs[0]);
     assert!((pi - std::f64::consts::PI).abs() < 0.05, "π = {pi}");
 
     // Client mode: the driver is spark-submit itself; the AM only asks
     // for executors.
     let (out, text) = clients.spark_submit(&sa, "client", &[], &pi_py, &["4"]);
     assert!(out.status.success(), "spark-submit (client) failed:\n{text}");
-    let pi = pi_in(&text);
+    let pi = support::pi_in(&text);
     assert!((pi - std::f64::consts::PI).abs() < 0.05, "π = {pi}");
     let app = app_id_in(&text);
     let (_, report) = clients.applications(&sa.conf_dir, &["-status", &app]);

@@ -75,18 +75,7 @@ impl Kdc {
         .map_err(|e| e.to_string())?;
         std::fs::write(d.join("kadm5.acl"), "").map_err(|e| e.to_string())?;
         let env = [("KRB5_CONFIG", d.join("krb5.conf")), ("KRB5_KDC_PROFILE", d.join("kdc.conf"))];
-        let run = |name: &str, args: &[&str]| -> Result<Output, String> {
-            let out = Command::new(tool(name).ok_or(format!("{name} is not installed"))?)
-                .args(args)
-                .envs(env.iter().map(|(k, v)| (k, v.as_os_str())))
-                .stdin(Stdio::null())
-                .output()
-                .map_err(|e| format!("cannot run {name}: {e}"))?;
-            if !out.status.success() {
-                return Err(format!("{name} {} failed: {}{}", args.join(" "), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
-            }
-            Ok(out)
-        };
+        let run = |name: &str, args: &[&str]| run_tool(name, args, env.iter().map(|(k, v)| (*k, v.as_os_str())));
         run("kdb5_util", &["-r", REALM, "create", "-s", "-P", "weir-test-master-key"])?;
         let child = Command::new(tool("krb5kdc").ok_or("krb5kdc is not installed")?)
             .args(["-n", "-r", REALM, "-P"])
@@ -141,16 +130,7 @@ impl Kdc {
     }
 
     fn tool(&self, name: &str, args: &[&str]) -> Result<Output, String> {
-        let out = Command::new(tool(name).ok_or(format!("{name} is not installed"))?)
-            .args(args)
-            .envs(self.env())
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run {name}: {e}"))?;
-        if !out.status.success() {
-            return Err(format!("{name} {} failed: {}{}", args.join(" "), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
-        }
-        Ok(out)
+        run_tool(name, args, self.env())
     }
 
     /// Adds `name@REALM` with a random key and writes its keytab (mode
@@ -185,4 +165,19 @@ impl Drop for Kdc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs the Kerberos tool `name` with `args` in `env`; Err names the tool,
+/// its arguments and what it printed when it is missing or fails.
+fn run_tool<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsStr>>(name: &str, args: &[&str], env: impl IntoIterator<Item = (K, V)>) -> Result<Output, String> {
+    let out = Command::new(tool(name).ok_or(format!("{name} is not installed"))?)
+        .args(args)
+        .envs(env)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {name}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{name} {} failed: {}{}", args.join(" "), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(out)
 }

@@ -391,3 +391,25 @@ pub fn kill_marked(marker: &str) {
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
+
+/// Every file named `name` under `dir`, recursively (symlinked
+/// directories are not followed).
+pub fn files_named(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() && !p.is_symlink() {
+            out.extend(files_named(&p, name));
+        } else if p.file_name().is_some_and(|n| n == name) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The π a job's output prints ("Pi is roughly …").
+pub fn pi_in(text: &str) -> f64 {
+    let rest = text.split("Pi is roughly ").nth(1).unwrap_or_else(|| panic!("no π in:\n{text}"));
+    rest.split_whitespace().next().unwrap().parse().unwrap()
+}
