@@ -51,7 +51,7 @@ fn cluster(agents: u64, frameworks: u64) -> BrokerCore {
 fn offers_made(out: &[Output]) -> usize {
     out.iter()
         .map(|o| match o {
-            Output::Framework(_, v1::Event { kind: Some(v1::event::Kind::Offers(offers)) }) => offers.offers.len(),
+            Output::Offers(_, batch) => batch.len(),
             _ => 0,
         })
         .sum()

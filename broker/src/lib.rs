@@ -3,6 +3,7 @@
 //! drives the allocator; [`shell`] wires it to gRPC streams, HTTP and timers.
 
 pub mod acl;
+pub mod bench;
 pub mod core;
 pub mod shell;
 

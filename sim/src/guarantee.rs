@@ -99,7 +99,8 @@ impl Sim {
     fn carry_out(&mut self, mut outputs: VecDeque<Output>, now: Duration) {
         while let Some(output) = outputs.pop_front() {
             match output {
-                Output::Framework(conn, v1::Event { kind: Some(v1::event::Kind::Offers(offers)) }) => {
+                Output::Offers(conn, batch) => {
+                    let offers = v1::event::Offers { offers: batch.to_proto() };
                     let framework = self.ids[&conn].clone();
                     for offer in offers.offers {
                         let free = resources_from_proto("offer", &offer.resources).expect("offers parse").unreserved;

@@ -293,7 +293,8 @@ pub fn run(config: &LocalityConfig) -> LocalityReport {
         // Carry out what the core said, answering offers at once.
         while let Some(output) = outputs.pop_front() {
             match output {
-                Output::Framework(conn, v1::Event { kind: Some(v1::event::Kind::Offers(offers)) }) => {
+                Output::Offers(conn, batch) => {
+                    let offers = v1::event::Offers { offers: batch.to_proto() };
                     let f = (conn - 1) as usize;
                     for offer in offers.offers {
                         report.offers += 1;

@@ -539,6 +539,7 @@ impl World {
                 }
                 Output::Agent(conn, msg) => self.send_down(conn, Down::Agent(msg)),
                 Output::Framework(conn, event) => self.send_down(conn, Down::Framework(event)),
+                Output::Offers(conn, batch) => self.send_down(conn, Down::Framework(batch.into_event())),
                 Output::Close(conn) => self.send_down(conn, Down::Close),
                 // No simulated framework names HDFS files; nothing to locate.
                 Output::LocateHdfs { .. } => {}

@@ -133,8 +133,8 @@ fuzz_target!(|data: &[u8]| {
         }
         for o in &out {
             match o {
-                Output::Framework(c, v1::Event { kind: Some(v1::event::Kind::Offers(list)) }) => {
-                    offers.extend(list.offers.iter().map(|x| (*c, x.id.clone())));
+                Output::Offers(c, batch) => {
+                    offers.extend(batch.to_proto().into_iter().map(|x| (*c, x.id)));
                 }
                 Output::Agent(_, v1::BrokerMessage { kind: Some(v1::broker_message::Kind::CheckpointResources(c)) }) => {
                     checkpoint = c.clone();

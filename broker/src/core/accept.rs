@@ -148,16 +148,8 @@ impl BrokerCore {
         };
         // The offers are consumed whatever happens to the tasks; their
         // resources stay allocated to the framework until given back below.
-        for id in &valid {
-            if let Some(offer) = self.offers.remove(id) {
-                self.offer_expiry.remove(&(offer.expires, *id));
-            }
-            if let Some(a) = self.agents.get_mut(&agent) {
-                a.offers.remove(id);
-            }
-            if let Some(f) = self.frameworks.get_mut(framework) {
-                f.offers.remove(id);
-            }
+        for &key in &valid {
+            self.unlink_offer(key);
         }
         self.counters.offers_accepted += valid.len() as u64;
         if !accept.operations.is_empty() {

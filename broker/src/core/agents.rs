@@ -237,6 +237,7 @@ impl BrokerCore {
             registered_at: self.agents.get(&id).map_or(now, |a| a.registered_at),
             tasks: held,
             offers: Default::default(),
+            wire: super::outgoing::AgentWire::new(&reg.hostname, &reg.attributes),
         };
         self.agents.insert(id.clone(), agent);
         self.wants_stale = true;

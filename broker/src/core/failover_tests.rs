@@ -258,6 +258,7 @@ impl World {
                 Output::Registry(write) => self.registry.apply_now(vec![write]).unwrap(),
                 Output::Agent(c, m) if c == self.agent_conn => self.to_agent.push_back(m),
                 Output::Framework(c, e) if c == self.framework_conn => self.to_framework.push_back(e),
+                Output::Offers(c, batch) if c == self.framework_conn => self.to_framework.push_back(batch.into_event()),
                 _ => {}
             }
         }
@@ -433,7 +434,7 @@ fn a_new_leader_makes_no_offers_until_agents_are_back_or_the_recovery_timeout_pa
     let fw_id = registry.load_now().iter().find(|r| r.collection == "frameworks").unwrap().key.clone();
     let resubscribe = FakeFramework { id: fw_id, ..Default::default() }.subscribe();
     next.framework_call(13, &resubscribe, t0);
-    let offers = |out: &[Output]| out.iter().filter(|o| matches!(o, Output::Framework(_, v1::Event { kind: Some(v1::event::Kind::Offers(_)) }))).count();
+    let offers = |out: &[Output]| out.iter().filter(|o| matches!(o, Output::Offers(..))).count();
     for step in 1..=24 {
         let out = next.tick(t0 + Duration::from_millis(200 * step));
         assert_eq!(offers(&out), 0, "no offers while a2 has not re-registered (step {step})");

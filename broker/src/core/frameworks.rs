@@ -315,7 +315,8 @@ impl BrokerCore {
         if !framework.recovered {
             self.failover_deadlines.insert((now.saturating_add(timeout), id.clone()));
         }
-        let offers: Vec<_> = framework.offers.iter().copied().collect();
+        let mut offers: Vec<_> = framework.offers.iter().copied().collect();
+        offers.sort_unstable();
         for offer in offers {
             self.remove_offer(offer);
         }
@@ -369,7 +370,9 @@ impl BrokerCore {
         if let Some(at) = framework.disconnected_at {
             self.failover_deadlines.remove(&(at.saturating_add(framework.failover_timeout), id.clone()));
         }
-        for &offer in &framework.offers {
+        let mut offers: Vec<_> = framework.offers.iter().copied().collect();
+        offers.sort_unstable();
+        for offer in offers {
             self.remove_offer(offer);
         }
         for task_id in &framework.tasks {

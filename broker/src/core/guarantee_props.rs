@@ -100,9 +100,9 @@ impl World {
         let mut queue: VecDeque<Output> = out.into();
         while let Some(o) = queue.pop_front() {
             let more = match o {
-                Output::Framework(conn, v1::Event { kind: Some(v1::event::Kind::Offers(offers)) }) => {
+                Output::Offers(conn, batch) => {
                     let mut more = Vec::new();
-                    for offer in offers.offers {
+                    for offer in batch.to_proto() {
                         more.extend(self.launch(conn, &offer));
                     }
                     more

@@ -32,6 +32,9 @@ impl BrokerCore {
             let Some(free) = self.allocator.free(id) else {
                 return Err(format!("agent {id} is in the books but not in the allocator"));
             };
+            if a.offers.iter().collect::<std::collections::BTreeSet<_>>().len() != a.offers.len() {
+                return Err(format!("agent {id} lists an offer twice: {:?}", a.offers));
+            }
             if self.is_draining(id) && !a.offers.is_empty() {
                 return Err(format!("agent {id} is under maintenance ({}) but has {} offer(s)", self.drain_state(id), a.offers.len()));
             }
@@ -70,9 +73,9 @@ impl BrokerCore {
         }
         self.check_reservation_books()?;
         for (key, o) in &self.offers {
-            let offer_id = &o.id;
+            let offer_id = self.offer_id(*key);
             if self.offer_key(offer_id.as_str()) != Some(*key) {
-                return Err(format!("offer {offer_id} is filed under key {key}"));
+                return Err(format!("offer {offer_id}'s id does not lead back to key {key}"));
             }
             if !self.agents.get(&o.agent).is_some_and(|a| a.offers.contains(key)) {
                 return Err(format!("offer {offer_id} is not listed by its agent {}", o.agent));
@@ -80,11 +83,12 @@ impl BrokerCore {
             if !self.frameworks.get(&o.framework).is_some_and(|f| f.offers.contains(key)) {
                 return Err(format!("offer {offer_id} is not listed by its framework {}", o.framework));
             }
-            if !self.offer_expiry.contains(&(o.expires, *key)) {
+            if !self.offer_expiry.contains(o.expires, *key) {
                 return Err(format!("offer {offer_id} never expires: it is not in the expiry queue"));
             }
         }
-        if self.offer_expiry.len() != self.offers.len() {
+        // Stale entries (of offers taken back) are bounded by compaction.
+        if self.offer_expiry.len() > 2 * self.offers.len() + 1024 {
             return Err(format!("{} offers but {} expiry entries", self.offers.len(), self.offer_expiry.len()));
         }
         for ((framework, task_id), t) in &self.tasks {

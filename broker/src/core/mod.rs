@@ -22,6 +22,14 @@ mod invariants;
 mod maintenance;
 pub use maintenance::MAX_DRAIN_GRACE;
 mod locality;
+mod keyed;
+use keyed::Keyed;
+/// Offer keys, seeded per process like the agents' and frameworks' maps.
+type KeyMap<V> = HashMap<OfferKey, V, keyed::Hasher>;
+type KeySet = std::collections::HashSet<OfferKey, keyed::Hasher>;
+mod outgoing;
+pub use outgoing::OfferBatch;
+use outgoing::{offer_id_text, offer_key_of, AgentWire, ExpiryQueue, OutgoingOffer};
 mod recovery;
 mod reservations;
 pub(crate) use reservations::{operation_action, operator_operation_role};
@@ -47,6 +55,7 @@ mod guarantee_props;
 mod security_tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use weir_allocator::{Allocator, AllocatorConfig};
@@ -62,6 +71,9 @@ pub type ConnId = u64;
 pub enum Output {
     Agent(ConnId, v1::BrokerMessage),
     Framework(ConnId, v1::Event),
+    /// An OFFERS event for a framework, to be built (outside the broker's
+    /// lock) with [`OfferBatch::into_event`] and sent like `Framework`.
+    Offers(ConnId, OfferBatch),
     /// Close the stream once what was queued before has been sent.
     Close(ConnId),
     /// Write this to the durable registry before carrying out anything
@@ -70,6 +82,17 @@ pub enum Output {
     /// Ask the NameNodes where the blocks of these HDFS files are, and
     /// hand the answer to [`BrokerCore::hdfs_located`].
     LocateHdfs { framework: FrameworkId, paths: Vec<String> },
+}
+
+impl Output {
+    /// This output as the shell sends it: `Offers` built into the
+    /// `Framework` event it becomes, anything else as it is.
+    pub fn built(self) -> Output {
+        match self {
+            Output::Offers(conn, batch) => Output::Framework(conn, batch.into_event()),
+            other => other,
+        }
+    }
 }
 
 /// The broker's tunables, read from configuration by the binary.
@@ -186,7 +209,11 @@ struct Agent {
     unreachable_since: Option<Duration>,
     registered_at: Duration,
     tasks: BTreeSet<(FrameworkId, TaskId)>,
-    offers: BTreeSet<OfferKey>,
+    /// Its outstanding offers (a few at most: one per role it is offered
+    /// in at a time), oldest first.
+    offers: Vec<OfferKey>,
+    /// Its hostname and attributes as every offer of it carries them.
+    wire: Arc<AgentWire>,
 }
 
 #[derive(Debug, Clone)]
@@ -209,7 +236,8 @@ struct Framework {
     /// Known only from tasks an agent reported; never subscribed to this broker.
     recovered: bool,
     registered_at: Duration,
-    offers: BTreeSet<OfferKey>,
+    /// Its outstanding offers (iterate them sorted where order shows).
+    offers: KeySet,
     tasks: BTreeSet<TaskId>,
     /// What it said its tasks read (DataLocality).
     data: Option<locality::DataWanted>,
@@ -226,7 +254,6 @@ type OfferKey = u64;
 
 #[derive(Debug, Clone)]
 struct Offer {
-    id: OfferId,
     framework: FrameworkId,
     agent: AgentId,
     role: Role,
@@ -302,16 +329,17 @@ pub struct Counters {
 pub struct BrokerCore {
     settings: BrokerSettings,
     /// Makes ids unique across broker restarts (the shell passes a random one).
-    id_prefix: String,
+    id_prefix: Arc<str>,
     next_id: u64,
     allocator: Allocator,
-    agents: BTreeMap<AgentId, Agent>,
+    agents: Keyed<AgentId, Agent>,
     agent_conns: HashMap<ConnId, AgentId>,
-    frameworks: BTreeMap<FrameworkId, Framework>,
+    frameworks: Keyed<FrameworkId, Framework>,
     framework_conns: HashMap<ConnId, FrameworkId>,
-    offers: BTreeMap<OfferKey, Offer>,
+    /// Outstanding offers (sort the keys where the order shows).
+    offers: KeyMap<Offer>,
     /// Offers by expiry, so a tick looks only at the ones due.
-    offer_expiry: BTreeSet<(Duration, OfferKey)>,
+    offer_expiry: ExpiryQueue,
     /// (removal time, framework) of every disconnected framework that has
     /// a failover deadline: the tick looks at the first entry only, so its
     /// cost does not grow with frameworks waiting to fail over.
@@ -409,15 +437,15 @@ impl BrokerCore {
         }
         BrokerCore {
             settings,
-            id_prefix: id_prefix.into(),
+            id_prefix: Arc::from(id_prefix.into()),
             next_id: 0,
             allocator,
-            agents: BTreeMap::new(),
+            agents: Keyed::default(),
             agent_conns: HashMap::new(),
-            frameworks: BTreeMap::new(),
+            frameworks: Keyed::default(),
             framework_conns: HashMap::new(),
-            offers: BTreeMap::new(),
-            offer_expiry: BTreeSet::new(),
+            offers: KeyMap::default(),
+            offer_expiry: ExpiryQueue::default(),
             failover_deadlines: BTreeSet::new(),
             tasks: BTreeMap::new(),
             completed: VecDeque::new(),
@@ -549,9 +577,21 @@ impl BrokerCore {
         self.allocation_unfinished = !complete;
         self.dirty = !complete;
         self.locality_deadline = self.allocator.locality_deadline();
-        let mut by_framework: BTreeMap<FrameworkId, Vec<v1::Offer>> = BTreeMap::new();
+        // One OFFERS event per framework, in the order of their first offer.
+        let mut batches: Vec<(ConnId, OfferBatch)> = Vec::new();
+        let mut batch_of: HashMap<ConnId, usize, keyed::Hasher> = HashMap::default();
         for allocation in allocations {
-            if self.frameworks.get(&allocation.framework).and_then(|f| f.conn).is_none() {
+            // Only a window not begun: a draining agent is not offered.
+            let unavailability = if self.windows.is_empty() { None } else { self.unavailability(&allocation.agent) };
+            // Reservations and volumes only with the reserved resources
+            // they stand on: an offer of the unreserved part alone does not
+            // let a task use a volume.
+            let (reservations, volumes) = if allocation.resources.reserved.get(&allocation.role).is_some_and(|r| !r.is_empty()) {
+                self.offer_annotations(&allocation.agent, &allocation.framework, &allocation.role)
+            } else {
+                Default::default()
+            };
+            let Some((f, conn)) = self.frameworks.get_mut(&allocation.framework).and_then(|f| f.conn.map(|c| (f, c))) else {
                 // The allocator offers only active frameworks; if the books
                 // disagree, give the resources straight back.
                 let _ = self.give_back_resources(
@@ -562,86 +602,70 @@ impl BrokerCore {
                     allocation.revocable,
                 );
                 continue;
-            }
-            // Only a window not begun: a draining agent is not offered.
-            let unavailability = if self.windows.is_empty() { None } else { self.unavailability(&allocation.agent) };
+            };
             let Some(agent) = self.agents.get_mut(&allocation.agent) else {
                 continue;
             };
             self.next_id += 1;
             let key = self.next_id;
-            let offer_id = OfferId::new(format!("{}-O{:04}", self.id_prefix, key));
             let expires = now + self.settings.offer_timeout;
-            agent.offers.insert(key);
-            let offer = weir_model::Offer {
-                id: offer_id.clone(),
-                framework: allocation.framework,
-                agent: allocation.agent,
-                hostname: agent.hostname.clone(),
-                role: allocation.role,
-                resources: allocation.resources,
-                attributes: agent.attributes.clone(),
-                data_bytes: allocation.data_bytes,
-                unavailability,
-            };
-            let mut wire = weir_proto::convert::offer_to_proto(&offer);
-            if allocation.revocable {
-                for r in &mut wire.resources {
-                    r.revocable = true;
-                }
-            }
-            // Reservations and volumes only with the reserved resources
-            // they stand on: an offer of the unreserved part alone does not
-            // let a task use a volume.
-            if offer.resources.reserved.get(&offer.role).is_some_and(|r| !r.is_empty()) {
-                (wire.reservations, wire.volumes) = self.offer_annotations(&offer.agent, &offer.framework, &offer.role);
-            }
-            if let Some(f) = self.frameworks.get_mut(&offer.framework) {
-                f.offers.insert(key);
-            }
-            self.offer_expiry.insert((expires, key));
+            agent.offers.push(key);
+            f.offers.insert(key);
+            let host = agent.wire.clone();
+            self.offer_expiry.push(expires, key);
             self.offers.insert(
                 key,
                 Offer {
-                    id: offer_id,
-                    framework: offer.framework.clone(),
-                    agent: offer.agent,
-                    role: offer.role,
-                    resources: offer.resources,
+                    framework: allocation.framework.clone(),
+                    agent: allocation.agent.clone(),
+                    role: allocation.role.clone(),
+                    resources: allocation.resources.clone(),
                     expires,
                     revocable: allocation.revocable,
                 },
             );
             self.counters.offers_made += 1;
-            by_framework.entry(offer.framework).or_default().push(wire);
+            let offer = OutgoingOffer {
+                key,
+                framework: allocation.framework,
+                agent: allocation.agent,
+                role: allocation.role,
+                resources: allocation.resources,
+                revocable: allocation.revocable,
+                host,
+                data_bytes: allocation.data_bytes,
+                unavailability,
+                reservations,
+                volumes,
+            };
+            let i = *batch_of.entry(conn).or_insert_with(|| {
+                batches.push((conn, OfferBatch { prefix: self.id_prefix.clone(), offers: Vec::new() }));
+                batches.len() - 1
+            });
+            batches[i].1.offers.push(offer);
         }
-        for (framework, offers) in by_framework {
-            if let Some(conn) = self.frameworks.get(&framework).and_then(|f| f.conn) {
-                tracing::debug!(framework_id = %framework, count = offers.len(), "sending offers");
-                out.push(Output::Framework(conn, event(v1::event::Kind::Offers(v1::event::Offers { offers }))));
-            }
+        for (conn, batch) in batches {
+            tracing::debug!(conn, count = batch.len(), "sending offers");
+            out.push(Output::Offers(conn, batch));
         }
     }
 
     fn expire_offers(&mut self, now: Duration, out: &mut Vec<Output>) {
-        while let Some(&(expires, key)) = self.offer_expiry.first() {
-            if expires > now {
-                break;
-            }
-            let holder = self.offers.get(&key).map(|o| (o.framework.clone(), o.agent.clone()));
-            if let Some(o) = self.offers.get(&key) {
-                tracing::info!(offer_id = %o.id, "offer timed out; rescinding");
-            }
+        while let Some(key) = self.offer_expiry.pop_due(now) {
+            // An entry whose offer was taken back already is stale.
+            let Some(holder) = self.offers.get(&key).map(|o| (o.framework.clone(), o.agent.clone())) else {
+                continue;
+            };
+            tracing::info!(offer_id = %self.offer_id(key), "offer timed out; rescinding");
             self.rescind_offer(key, out);
             // A framework that lets offers time out goes behind everyone
             // else in line for that agent for a while (it still gets it if
             // nobody else wants it): otherwise a silent framework that wins
             // the tie wins it again each time and starves the others.
-            if let Some((framework, agent)) = holder {
-                let until = now + self.settings.refuse_default.max(Duration::from_secs(1));
-                if let Err(err) = self.allocator.add_yield(&framework, &agent, until) {
-                    tracing::error!(framework_id = %framework, agent_id = %agent, error = %err, "could not put a timed-out framework behind the others");
-                }
+            let (framework, agent) = holder;
+            let until = now + self.settings.refuse_default.max(Duration::from_secs(1));
+            if let Err(err) = self.allocator.add_yield(&framework, &agent, until) {
+                tracing::error!(framework_id = %framework, agent_id = %agent, error = %err, "could not put a timed-out framework behind the others");
             }
         }
     }
@@ -651,10 +675,7 @@ impl BrokerCore {
         if let Some(offer) = self.remove_offer(key) {
             self.counters.offers_rescinded += 1;
             if let Some(conn) = self.frameworks.get(&offer.framework).and_then(|f| f.conn) {
-                out.push(Output::Framework(
-                    conn,
-                    event(v1::event::Kind::Rescind(v1::event::Rescind { offer_id: offer.id.to_string() })),
-                ));
+                out.push(Output::Framework(conn, event(v1::event::Kind::Rescind(v1::event::Rescind { offer_id: self.offer_id(key).to_string() }))));
             }
         }
     }
@@ -662,31 +683,41 @@ impl BrokerCore {
     /// Removes an offer from every index and gives its resources back to the
     /// allocator. The caller decides what the framework is told.
     fn remove_offer(&mut self, key: OfferKey) -> Option<Offer> {
+        let offer = self.unlink_offer(key)?;
+        if let Err(err) = self.give_back_resources(&offer.agent, &offer.framework, &offer.role, &offer.resources, offer.revocable) {
+            tracing::error!(offer_id = %self.offer_id(key), error = %err, "books out of step: offer resources were not allocated");
+        }
+        self.dirty = true;
+        Some(offer)
+    }
+
+    /// Removes an offer from every index; its resources stay allocated.
+    /// (Its expiry entry goes stale: see [`ExpiryQueue`].)
+    fn unlink_offer(&mut self, key: OfferKey) -> Option<Offer> {
         let offer = self.offers.remove(&key)?;
-        self.offer_expiry.remove(&(offer.expires, key));
         if let Some(agent) = self.agents.get_mut(&offer.agent) {
-            agent.offers.remove(&key);
+            if let Some(i) = agent.offers.iter().position(|&k| k == key) {
+                agent.offers.remove(i);
+            }
         }
         if let Some(f) = self.frameworks.get_mut(&offer.framework) {
             f.offers.remove(&key);
         }
-        if let Err(err) = self.give_back_resources(&offer.agent, &offer.framework, &offer.role, &offer.resources, offer.revocable) {
-            tracing::error!(offer_id = %offer.id, error = %err, "books out of step: offer resources were not allocated");
-        }
-        self.dirty = true;
+        let offers = &self.offers;
+        self.offer_expiry.compact(offers.len(), |key| offers.contains_key(&key));
         Some(offer)
+    }
+
+    /// The id frameworks know the offer `key` by.
+    fn offer_id(&self, key: OfferKey) -> OfferId {
+        OfferId::new(offer_id_text(&self.id_prefix, key))
     }
 
     /// The key of the outstanding offer whose id is `raw`, if there is one.
     /// Only the exact id this broker sent matches (not another rendering
     /// of the same number, nor another broker's prefix).
     fn offer_key(&self, raw: &str) -> Option<OfferKey> {
-        let number = raw.strip_prefix(self.id_prefix.as_str())?.strip_prefix("-O")?;
-        if !number.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let key: OfferKey = number.parse().ok()?;
-        self.offers.get(&key).is_some_and(|o| o.id.as_str() == raw).then_some(key)
+        offer_key_of(&self.id_prefix, raw).filter(|key| self.offers.contains_key(key))
     }
 
     /// Gives resources back to the allocator as what they are: revocable

@@ -122,20 +122,20 @@ impl BrokerCore {
             return;
         }
         // Lent headroom nobody runs on yet comes back first, at once.
-        let lent: Vec<super::OfferKey> = self
+        let mut lent: Vec<super::OfferKey> = self
             .offers
             .iter()
-            .rev()
             .filter(|(_, o)| o.revocable && !starved.iter().any(|(role, _)| within(&o.role, role)))
             .map(|(&key, _)| key)
             .collect();
+        lent.sort_unstable_by(|a, b| b.cmp(a));
         for key in lent {
             let Some(offer) = self.offers.get(&key) else { continue };
             if !helps(&offer.resources.unreserved, &needed) {
                 continue;
             }
             needed = minus(&needed, &offer.resources.unreserved);
-            tracing::info!(offer_id = %offer.id, framework_id = %offer.framework, agent_id = %offer.agent, "rescinding a revocable offer for a guaranteed role");
+            tracing::info!(offer_id = %self.offer_id(key), framework_id = %offer.framework, agent_id = %offer.agent, "rescinding a revocable offer for a guaranteed role");
             self.rescind_offer(key, out);
             if !helps(&needed, &needed) {
                 return;

@@ -47,7 +47,7 @@ fn only_the_owning_principal_may_resubscribe_under_a_framework_id() {
     assert!(errors[0].contains("belongs to principal \"alice\", not \"bob\""), "{errors:?}");
     assert!(out.contains(&Output::Close(FW_2)));
     // Alice's stream was not touched, and her framework is still hers.
-    assert!(!out.iter().any(|o| matches!(o, Output::Framework(c, _) | Output::Close(c) if *c == FW_1)));
+    assert!(!out.iter().any(|o| matches!(o, Output::Framework(c, _) | Output::Offers(c, _) | Output::Close(c) if *c == FW_1)));
     let state = h.core.state(h.now);
     assert_eq!((state.frameworks[0].principal.as_str(), state.frameworks[0].active), ("alice", true));
     // Alice herself fails over from a new stream.

@@ -660,7 +660,7 @@ impl BrokerCore {
 
         StateDoc {
             broker: BrokerDoc {
-                id: self.id_prefix.clone(),
+                id: self.id_prefix.to_string(),
                 uptime_seconds: now.saturating_sub(self.started_at).as_secs_f64(),
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 leader_epoch: self.epoch,
@@ -700,11 +700,13 @@ impl BrokerCore {
                 .collect(),
             missing_agents: self.missing_agents(),
             gone_agents: self.gone_agents.iter().map(|a| a.to_string()).collect(),
-            offers: self
-                .offers
-                .iter()
-                .map(|(_, o)| OfferDoc {
-                    id: o.id.to_string(),
+            offers: {
+                let mut keys: Vec<_> = self.offers.keys().copied().collect();
+                keys.sort_unstable();
+                keys.into_iter().map(|key| (key, &self.offers[&key]))
+            }
+                .map(|(key, o)| OfferDoc {
+                    id: self.offer_id(key).to_string(),
                     framework_id: o.framework.to_string(),
                     agent_id: o.agent.to_string(),
                     role: o.role.to_string(),

@@ -114,9 +114,7 @@ impl Harness {
     pub(super) fn offers_in(out: &[Output], conn: ConnId) -> Vec<v1::Offer> {
         out.iter()
             .filter_map(|o| match o {
-                Output::Framework(c, v1::Event { kind: Some(v1::event::Kind::Offers(offers)) }) if *c == conn => {
-                    Some(offers.offers.clone())
-                }
+                Output::Offers(c, batch) if *c == conn => Some(batch.to_proto()),
                 _ => None,
             })
             .flatten()

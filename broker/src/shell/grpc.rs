@@ -14,7 +14,7 @@ use super::auth::Caller;
 use super::stream::{OutStream, StreamSender};
 use crate::acl::{authorize, Action};
 use crate::core::MAX_DRAIN_GRACE;
-use super::{Sender, Shared};
+use super::{Sender, Shared, ToFramework};
 
 type EventStream = OutStream<v1::Event>;
 type BrokerStream = OutStream<v1::BrokerMessage>;
@@ -96,6 +96,8 @@ impl Scheduler for SchedulerService {
         let shared = self.0.clone();
         let max_message_size = self.1;
         let (tx, rx) = StreamSender::new(shared.lock().stream_queue_max);
+        // Offers are built into protobuf here, as the stream sends them.
+        let rx: EventStream = Box::pin(rx.map(|item| item.map(ToFramework::into_event)));
         let conn = shared.register(Sender::Framework(tx));
         tracing::debug!(conn, ?peer, "framework stream opened");
         tokio::spawn(async move {

@@ -104,7 +104,24 @@ pub const DEFAULT_STREAM_QUEUE_MAX: usize = 100_000;
 
 enum Sender {
     Agent(StreamSender<v1::BrokerMessage>),
-    Framework(StreamSender<v1::Event>),
+    Framework(StreamSender<ToFramework>),
+}
+
+/// What a framework's stream carries: events, and OFFERS the core booked
+/// but left to be built here, outside the core's lock, when the stream
+/// sends them.
+pub(super) enum ToFramework {
+    Event(v1::Event),
+    Offers(crate::core::OfferBatch),
+}
+
+impl ToFramework {
+    pub(super) fn into_event(self) -> v1::Event {
+        match self {
+            ToFramework::Event(event) => event,
+            ToFramework::Offers(batch) => batch.into_event(),
+        }
+    }
 }
 
 /// Outputs waiting for registry writes (and everything queued after them).
@@ -257,7 +274,14 @@ impl Inner {
                 }
                 Output::Framework(conn, msg) => {
                     if let Some(Sender::Framework(tx)) = self.conns.get(&conn) {
-                        if tx.try_send(msg).is_err() {
+                        if tx.try_send(ToFramework::Event(msg)).is_err() {
+                            overflowed.push(conn);
+                        }
+                    }
+                }
+                Output::Offers(conn, batch) => {
+                    if let Some(Sender::Framework(tx)) = self.conns.get(&conn) {
+                        if tx.try_send(ToFramework::Offers(batch)).is_err() {
                             overflowed.push(conn);
                         }
                     }
