@@ -65,6 +65,8 @@ const ACLS: &[&str] = &[
     "broker.acl.update-quota=ops: *",
 ];
 
+const AGENT_VIEW_ACL: &str = "agent.acl.view-framework=ops: *; alice: alice; bob: bob";
+
 fn secured() -> Secured {
     let dir = tempfile::tempdir().unwrap();
     let tokens = dir.path().join("tokens");
@@ -95,6 +97,9 @@ fn secured() -> Secured {
     let (broker, line) = support::spawn_weir("broker", &args, "listening on");
     let addr = support::addr_in(&line);
     let agent_secret_define = format!("agent.auth.secret.file={}", secret.display());
+    // The agent's HTTP port asks for the same tokens and lets each
+    // principal read its own frameworks' sandboxes (ops: all).
+    let agent_tokens_define = format!("agent.auth.tokens.file={}", tokens.display());
     let agent_work = dir.path().join("agent");
     let (agent, _) = support::spawn_weir(
         "agent",
@@ -112,6 +117,10 @@ fn secured() -> Secured {
             "agent0.test",
             "-D",
             &agent_secret_define,
+            "-D",
+            &agent_tokens_define,
+            "-D",
+            AGENT_VIEW_ACL,
         ],
         "agent",
     );
@@ -487,6 +496,69 @@ fn the_cli_sends_its_token_and_secrets_stay_out_of_state_and_tasks() {
     let out = Command::new(support::WEIR).args(["--token-file", token_file.to_str().unwrap(), "status", "--broker", &s.addr]).stdin(Stdio::null()).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
+}
+
+#[test]
+fn an_agents_sandboxes_need_a_token_and_the_view_acl() {
+    let s = secured();
+    let token_file = s.dir.path().join("alice.token");
+    write_private(&token_file, ALICE);
+    // `weir run` as alice reads the task's output from the agent with
+    // alice's token (the agent asks for one).
+    let out = Command::new(support::WEIR)
+        .args(["--token-file", token_file.to_str().unwrap(), "run", "--broker", &s.addr, "--role", "analytics", "--cpus", "0.1", "--mem", "32", "--", "echo", "alices-private-output"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("alices-private-output"), "weir run: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    let state = s.wait_for(|st| st["completed_tasks"].as_array().is_some_and(|t| !t.is_empty()));
+    let task = &state["completed_tasks"][0];
+    let (framework, task_id) = (task["framework_id"].as_str().unwrap().to_owned(), task["id"].as_str().unwrap().to_owned());
+    let agent = state["agents"][0]["http_address"].as_str().unwrap().to_owned();
+    let before = books(&s.state());
+    let read = format!("/files/read?framework_id={framework}&task_id={task_id}&file=stdout");
+    let browse = format!("/files/browse?framework_id={framework}&task_id={task_id}");
+
+    // No token, a wrong one: 401 saying why, for every path but /health.
+    for path in [read.as_str(), browse.as_str(), "/state"] {
+        let (status, body) = http(&agent, "GET", path, None);
+        assert_eq!(status, 401, "GET {path} without a token: {body}");
+        assert!(body.contains("this agent requires a token") && !body.contains("alices-private"), "{body}");
+        let (status, body) = http(&agent, "GET", path, Some("not-a-real-token-000000"));
+        assert_eq!(status, 401, "GET {path} with a wrong token: {body}");
+        assert!(body.contains("not valid"), "{body}");
+    }
+    assert_eq!(http(&agent, "GET", "/health", None).0, 200);
+    // Bob reads alice's sandbox straight from the agent: 403 naming the rule.
+    for path in [read.as_str(), browse.as_str()] {
+        let (status, body) = http(&agent, "GET", path, Some(BOB));
+        assert_eq!(status, 403, "bob GET {path}: {body}");
+        assert!(body.contains("principal \"bob\" may not view-framework \"alice\"") && body.contains("agent.acl.view-framework"), "{body}");
+        assert!(!body.contains("alices-private-output"), "{body}");
+    }
+    // Nor does he see her task in the agent's /state; alice and ops do.
+    let agent_tasks = |token| {
+        let (status, body) = http(&agent, "GET", "/state", Some(token));
+        assert_eq!(status, 200, "{body}");
+        let body = if body.trim_start().starts_with('{') { body } else { support::dechunk(&body) };
+        let doc: Value = serde_json::from_str(&body).unwrap();
+        doc["tasks"].as_array().unwrap().iter().filter(|t| t["task_id"] == task_id.as_str()).cloned().collect::<Vec<_>>()
+    };
+    assert!(agent_tasks(BOB).is_empty());
+    assert_eq!(agent_tasks(ALICE)[0]["principal"], "alice");
+    assert_eq!(agent_tasks(OPS).len(), 1);
+    // Alice and ops read it.
+    for token in [ALICE, OPS] {
+        let (status, body) = http(&agent, "GET", &read, Some(token));
+        assert!(status == 200 && body.contains("alices-private-output"), "{status}: {body}");
+    }
+    // The broker's UI reads the sandbox with its user's own credentials.
+    let (status, body) = http(&s.addr, "GET", &format!("/ui/tasks/{framework}/{task_id}/raw?path=stdout"), Some(ALICE));
+    assert!(status == 200 && body.contains("alices-private-output"), "UI as alice: {status}: {body}");
+    let (status, body) = http(&s.addr, "GET", &format!("/ui/tasks/{framework}/{task_id}/raw?path=stdout"), Some(BOB));
+    assert!(status != 200 && !body.contains("alices-private-output"), "UI as bob: {status}: {body}");
+    assert_eq!(books(&s.state()), before, "refused reads changed nothing");
 }
 
 #[test]

@@ -49,6 +49,31 @@ pub fn tls_ca() -> Option<Vec<u8>> {
     CA.get().cloned().flatten()
 }
 
+/// An HTTP client for the broker's and the agents' ports, with the
+/// credentials of this process: it trusts only `--ca-file`'s CA when one
+/// is given (then the URL scheme is `https`: one CA for the cluster).
+/// Requests still need [`with_token`].
+pub fn http_client(timeout: std::time::Duration) -> Result<(reqwest::Client, &'static str)> {
+    let mut client = reqwest::Client::builder().timeout(timeout);
+    let scheme = match tls_ca() {
+        None => "http",
+        Some(ca) => {
+            let cert = reqwest::Certificate::from_pem(&ca).map_err(|e| problem(format!("--ca-file: {e}")))?;
+            client = client.tls_built_in_root_certs(false).add_root_certificate(cert);
+            "https"
+        }
+    };
+    Ok((client.build().context("building an HTTP client")?, scheme))
+}
+
+/// The request with this process's bearer token, if it has one.
+pub fn with_token(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    match token() {
+        Some(token) => request.bearer_auth(token.expose()),
+        None => request,
+    }
+}
+
 /// Marks errors that come from configuration or flags (exit code 2).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -297,6 +322,19 @@ pub fn agent(config: &Config, kill_tasks_on_shutdown: bool) -> Result<weir_agent
         broker_ca: match optional("agent.tls.ca.file")? {
             None => None,
             Some(path) => Some(read_ca(std::path::Path::new(path.trim())).map_err(|e| problem(format!("agent.tls.ca.file: {e:#}")))?),
+        },
+        http_auth: weir_agent::http_auth::HttpAuth {
+            tokens: match optional("agent.auth.tokens.file")? {
+                None => None,
+                Some(path) => Some(std::sync::Arc::new(
+                    weir_net::tokens::TokenFile::load(std::path::Path::new(path.trim())).map_err(|e| problem(format!("agent.auth.tokens.file: {e}")))?,
+                )),
+            },
+            acls: {
+                let action = weir_model::acl::Action::ViewFramework;
+                let text = config.get(&action.agent_key()).map_err(problem)?.unwrap_or_default();
+                weir_model::acl::Acls::scoped_from_lists(weir_model::acl::Scope::Agent, [(action, text.as_str())]).map_err(problem)?
+            },
         },
         registration_secret: match optional("agent.auth.secret.file")? {
             None => None,

@@ -53,6 +53,9 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
             ("agent.tls.cert.file", &files.cert),
             ("agent.tls.key.file", &files.key),
             ("broker.tls.agents.ca.file", &files.ca),
+            // The agent's HTTP port asks for the same tokens (the UI and
+            // the tools send theirs).
+            ("agent.auth.tokens.file", &files.tokens),
             // The YARN shim subscribes as admin, over TLS.
             ("yarn-shim.broker.token.file", &files.admin_token),
             ("yarn-shim.broker.tls.ca.file", &files.ca),
