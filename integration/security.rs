@@ -722,3 +722,89 @@ fn standalone_secure_serves_tls_with_tokens_and_plain_text_is_refused() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("over-tls"));
     proc.terminate();
 }
+
+/// A certificate signed by a CA of our own (not the cluster's): PEM
+/// certificate and private key files in `dir` (the key 0600).
+fn foreign_certificate(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(rcgen::DnType::CommonName, "an intruder's CA");
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let (cert_file, key_file) = (dir.join("foreign.pem"), dir.join("foreign-key.pem"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    write_private(&key_file, &key.serialize_pem());
+    (cert_file, key_file)
+}
+
+#[test]
+fn standalone_secure_takes_client_certificates_of_its_ca_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut proc, addr, _agent, ca, admin_token, _) = secure_standalone(dir.path());
+    let secure = dir.path().join("secure");
+    let (admin_cert, admin_key) = (secure.join("admin.pem"), secure.join("admin-key.pem"));
+    let weir = |args: &[&str], cert: Option<(&Path, &Path)>, token: bool| {
+        let mut cmd = Command::new(support::WEIR);
+        cmd.args(args).env_remove("WEIR_TOKEN").env_remove("WEIR_TOKEN_FILE").env_remove("WEIR_CERT_FILE").env_remove("WEIR_KEY_FILE").env("WEIR_CA_FILE", &ca).stdin(Stdio::null());
+        if let Some((c, k)) = cert {
+            cmd.env("WEIR_CERT_FILE", c).env("WEIR_KEY_FILE", k);
+        }
+        if token {
+            cmd.env("WEIR_TOKEN_FILE", &admin_token);
+        }
+        cmd.output().unwrap()
+    };
+    // admin's certificate stands for the token: status, and a task whose
+    // framework is recorded as admin's, its output read from the agent
+    // (mutual TLS there too).
+    let out = weir(&["status", "--json", "--broker", &addr], Some((&admin_cert, &admin_key)), false);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let before: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = weir(&["run", "--broker", &addr, "--cpus", "0.1", "--mem", "32", "--", "echo", "by-certificate"], Some((&admin_cert, &admin_key)), false);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("by-certificate"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = weir(&["status", "--json", "--broker", &addr], None, true);
+    let state: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let done = state["completed_tasks"].as_array().unwrap();
+    assert!(done.iter().any(|t| t["principal"] == "admin"), "the task's framework is admin's: {done:?}");
+
+    // A certificate of another CA, even naming admin: the handshake fails,
+    // with or without a token; nothing changes.
+    let (foreign_cert, foreign_key) = foreign_certificate(dir.path(), "admin");
+    for token in [false, true] {
+        let out = weir(&["status", "--broker", &addr], Some((&foreign_cert, &foreign_key)), token);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "a foreign certificate was accepted (token: {token})");
+        assert!(!stderr.contains("401"), "refused at the handshake, not by authentication: {stderr}");
+    }
+    // Without a certificate the token still works (mutual TLS is optional).
+    let out = weir(&["status", "--json", "--broker", &addr], None, true);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let after: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(books(&after)["agents"], books(&before)["agents"], "the refused calls changed nothing");
+
+    // An agent with a certificate of the CA attaches without the secret.
+    let work = dir.path().join("agent2");
+    let (cert, key, ca_define) = (
+        format!("agent.tls.cert.file={}", secure.join("broker.pem").display()),
+        format!("agent.tls.key.file={}", secure.join("broker-key.pem").display()),
+        format!("agent.tls.ca.file={}", ca.display()),
+    );
+    let args = ["agent", "--broker", &addr, "--listen", "127.0.0.1:0", "--resources", SPEC, "--work-dir", work.to_str().unwrap(), "--hostname", "agent2.test", "-D", &cert, "-D", &key, "-D", &ca_define];
+    let (mut agent2, _) = support::spawn_weir("agent2", &args, "agent");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = weir(&["status", "--json", "--broker", &addr], None, true);
+        let state: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if state["agents"].as_array().is_some_and(|a| a.iter().any(|a| a["hostname"] == "agent2.test")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the agent with a certificate never registered");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    agent2.terminate();
+    proc.terminate();
+}

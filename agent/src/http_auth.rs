@@ -5,7 +5,9 @@
 //!   `/health` must carry a token of that file (the broker's format,
 //!   `PRINCIPAL TOKEN [EXPIRES]`, re-read when it changes), as
 //!   `authorization: Bearer TOKEN` or HTTP Basic; else it is answered 401
-//!   saying why, logged at WARN with the peer and never the token.
+//!   saying why, logged at WARN with the peer and never the token. With
+//!   `agent.tls.client.ca.file`, a client certificate of that CA stands
+//!   for a token (its principal: the common name or an alternative name).
 //! - Authorization: `agent.acl.view-framework` (the broker's rules and
 //!   action, `weir_model::acl`): a sandbox is read, and a task shown in
 //!   `/state`, only if the caller may view the principal its framework
@@ -22,6 +24,7 @@ use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use weir_model::acl::{authorize, Acls, Action, Refusal};
+use weir_net::tls::ClientCertificate;
 use weir_net::tokens::TokenFile;
 
 /// The agent's HTTP security settings, read at start.
@@ -78,9 +81,12 @@ pub async fn authenticate(
     if path == "/health" {
         return next.run(request).await;
     }
-    let reader = match &auth.tokens {
-        None => Ok(Reader { principal: String::new() }),
-        Some(tokens) => match request.headers().get(header::AUTHORIZATION) {
+    // A client certificate of agent.tls.client.ca.file stands for a token.
+    let certified = request.extensions().get::<ClientCertificate>().and_then(|c| c.principal.clone());
+    let reader = match (&auth.tokens, certified) {
+        (_, Some(principal)) if !request.headers().contains_key(header::AUTHORIZATION) => Ok(Reader { principal }),
+        (None, _) => Ok(Reader { principal: String::new() }),
+        (Some(tokens), _) => match request.headers().get(header::AUTHORIZATION) {
             None => Err("this agent requires a token: send `authorization: Bearer TOKEN` (weir --token-file FILE, or WEIR_TOKEN)"),
             Some(value) => tokens.principal_of(Some(value.as_bytes())).map(|principal| Reader { principal }),
         },
@@ -130,11 +136,11 @@ mod tests {
         })
     }
 
-    async fn call(
-        auth: Arc<HttpAuth>,
-        path: &str,
-        authorization: Option<&str>,
-    ) -> (StatusCode, String) {
+    async fn call(auth: Arc<HttpAuth>, path: &str, authorization: Option<&str>) -> (StatusCode, String) {
+        call_with(auth, path, authorization, None).await
+    }
+
+    async fn call_with(auth: Arc<HttpAuth>, path: &str, authorization: Option<&str>, certificate: Option<ClientCertificate>) -> (StatusCode, String) {
         let router = axum::Router::new()
             .route("/health", get(|| async { "ok" }))
             .route(
@@ -145,6 +151,9 @@ mod tests {
         let mut request = axum::http::Request::get(path);
         if let Some(a) = authorization {
             request = request.header("authorization", a);
+        }
+        if let Some(c) = certificate {
+            request = request.extension(c);
         }
         let response = router
             .oneshot(request.body(Body::empty()).unwrap())
@@ -173,6 +182,11 @@ mod tests {
             (StatusCode::OK, "alice".to_owned())
         );
         assert_eq!(call(auth(), "/health", None).await.0, StatusCode::OK);
+        // A verified client certificate names the reader (mutual TLS);
+        // one that names no principal does not stand for a token.
+        let certified = |p: Option<&str>| Some(ClientCertificate { principal: p.map(str::to_owned) });
+        assert_eq!(call_with(auth(), "/state", None, certified(Some("bob"))).await, (StatusCode::OK, "bob".to_owned()));
+        assert_eq!(call_with(auth(), "/state", None, certified(None)).await.0, StatusCode::UNAUTHORIZED);
         let off = Arc::new(HttpAuth::default());
         assert_eq!(
             call(off, "/state", None).await,

@@ -96,6 +96,10 @@ pub struct AgentSettings {
     /// PEM of the CA that signed the broker's certificate
     /// (`agent.tls.ca.file`): set, the agent attaches over TLS.
     pub broker_ca: Option<Vec<u8>>,
+    /// The agent's own certificate and key (PEM; those of its HTTP port),
+    /// shown to the broker over TLS: a broker with mutual TLS
+    /// (`broker.tls.client.ca.file`) then asks for no secret.
+    pub broker_identity: Option<(Vec<u8>, weir_net::secret::Secret)>,
     /// TLS on the agent's HTTP port (`agent.tls.cert.file`,
     /// `agent.tls.key.file`); None: plain text.
     pub http_tls: Option<weir_net::http::Tls>,
@@ -870,7 +874,13 @@ async fn attach_once(
         let https = format!("https://{}", endpoint.trim_start_matches("http://").trim_start_matches("https://"));
         channel = tonic::transport::Endpoint::from_shared(https)
             .map_err(|e| e.to_string())?
-            .tls_config(tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(ca)))
+            .tls_config({
+                let tls = tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(ca));
+                match &settings.broker_identity {
+                    Some((cert, key)) => tls.identity(tonic::transport::Identity::from_pem(cert, key.expose())),
+                    None => tls,
+                }
+            })
             .map_err(|e| format!("TLS configuration: {e}"))?;
     }
     let channel = channel

@@ -68,7 +68,7 @@ pub async fn operator(options: &Options, broker: BrokerArg) -> Result<OperatorCl
 
 /// The Operator API of the broker at `address`.
 pub async fn operator_at(address: &str) -> Result<OperatorClient> {
-    let channel = weir_sdk::grpc_endpoint(address, settings::tls_ca().as_deref())
+    let channel = weir_sdk::grpc_endpoint_as(address, settings::tls_ca().as_deref(), settings::tls_identity().as_ref())
         .map_err(|e| anyhow::anyhow!("{address}: {e}"))?
         .connect()
         .await

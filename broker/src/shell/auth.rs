@@ -10,6 +10,10 @@
 //!   re-read when it changes, so removing a line revokes that token.
 //! - Agents (Agent gRPC) send the shared registration secret
 //!   (`broker.auth.agent.secret.file`) in `x-weir-agent-secret`.
+//! - With mutual TLS (`broker.tls.client.ca.file`) a client certificate
+//!   of that CA stands for a token (its principal: the common name, or
+//!   an alternative name) when no `authorization` header is sent, and for
+//!   the secret on the Agent API. Without one, tokens work as above.
 //!
 //! A request that fails is answered UNAUTHENTICATED (gRPC) or 401 (HTTP)
 //! before it reaches the core, so it changes nothing. Tokens are kept only
@@ -25,6 +29,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use weir_net::secret::{read_secret_value, SecretFileError};
+use weir_net::tls::ClientCertificate;
 use weir_net::tokens::{digest, TokenFile, TokenFileError};
 
 /// The header that carries an agent's registration secret.
@@ -167,7 +172,15 @@ pub(super) async fn authenticate(State(auth): State<Arc<Authenticator>>, mut req
     }
     let grpc = is_grpc(request.headers());
     let peer = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0);
+    // A client certificate the TLS handshake verified against
+    // broker.tls.client.ca.file (mutual TLS).
+    let certificate = request.extensions().get::<ClientCertificate>().cloned();
     if path.starts_with("/weir.v1.Agent/") {
+        // An agent with a certificate of the cluster's CA needs no secret.
+        if certificate.is_some() {
+            request.extensions_mut().insert(Caller { principal: String::new(), authenticated: true });
+            return next.run(request).await;
+        }
         if let Err(reason) = auth.agent_ok(request.headers()) {
             tracing::warn!(?peer, %path, reason, "agent refused: not authenticated");
             return refuse(grpc, &path, reason);
@@ -175,7 +188,13 @@ pub(super) async fn authenticate(State(auth): State<Arc<Authenticator>>, mut req
         request.extensions_mut().insert(Caller { principal: String::new(), authenticated: auth.agents_on() });
         return next.run(request).await;
     }
-    match auth.caller(request.headers()) {
+    let by_certificate = match certificate {
+        Some(ClientCertificate { principal: Some(principal) }) if !request.headers().contains_key(header::AUTHORIZATION) => {
+            Some(Caller { principal, authenticated: true })
+        }
+        _ => None,
+    };
+    match by_certificate.map_or_else(|| auth.caller(request.headers()), Ok) {
         Ok(caller) => {
             request.extensions_mut().insert(caller);
             next.run(request).await
