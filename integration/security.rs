@@ -65,6 +65,8 @@ const ACLS: &[&str] = &[
     "broker.acl.update-quota=ops: *",
 ];
 
+const AGENT_VIEW_ACL: &str = "agent.acl.view-framework=ops: *; alice: alice; bob: bob";
+
 fn secured() -> Secured {
     let dir = tempfile::tempdir().unwrap();
     let tokens = dir.path().join("tokens");
@@ -95,6 +97,9 @@ fn secured() -> Secured {
     let (broker, line) = support::spawn_weir("broker", &args, "listening on");
     let addr = support::addr_in(&line);
     let agent_secret_define = format!("agent.auth.secret.file={}", secret.display());
+    // The agent's HTTP port asks for the same tokens and lets each
+    // principal read its own frameworks' sandboxes (ops: all).
+    let agent_tokens_define = format!("agent.auth.tokens.file={}", tokens.display());
     let agent_work = dir.path().join("agent");
     let (agent, _) = support::spawn_weir(
         "agent",
@@ -112,6 +117,10 @@ fn secured() -> Secured {
             "agent0.test",
             "-D",
             &agent_secret_define,
+            "-D",
+            &agent_tokens_define,
+            "-D",
+            AGENT_VIEW_ACL,
         ],
         "agent",
     );
@@ -490,6 +499,69 @@ fn the_cli_sends_its_token_and_secrets_stay_out_of_state_and_tasks() {
 }
 
 #[test]
+fn an_agents_sandboxes_need_a_token_and_the_view_acl() {
+    let s = secured();
+    let token_file = s.dir.path().join("alice.token");
+    write_private(&token_file, ALICE);
+    // `weir run` as alice reads the task's output from the agent with
+    // alice's token (the agent asks for one).
+    let out = Command::new(support::WEIR)
+        .args(["--token-file", token_file.to_str().unwrap(), "run", "--broker", &s.addr, "--role", "analytics", "--cpus", "0.1", "--mem", "32", "--", "echo", "alices-private-output"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("alices-private-output"), "weir run: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    let state = s.wait_for(|st| st["completed_tasks"].as_array().is_some_and(|t| !t.is_empty()));
+    let task = &state["completed_tasks"][0];
+    let (framework, task_id) = (task["framework_id"].as_str().unwrap().to_owned(), task["id"].as_str().unwrap().to_owned());
+    let agent = state["agents"][0]["http_address"].as_str().unwrap().to_owned();
+    let before = books(&s.state());
+    let read = format!("/files/read?framework_id={framework}&task_id={task_id}&file=stdout");
+    let browse = format!("/files/browse?framework_id={framework}&task_id={task_id}");
+
+    // No token, a wrong one: 401 saying why, for every path but /health.
+    for path in [read.as_str(), browse.as_str(), "/state"] {
+        let (status, body) = http(&agent, "GET", path, None);
+        assert_eq!(status, 401, "GET {path} without a token: {body}");
+        assert!(body.contains("this agent requires a token") && !body.contains("alices-private"), "{body}");
+        let (status, body) = http(&agent, "GET", path, Some("not-a-real-token-000000"));
+        assert_eq!(status, 401, "GET {path} with a wrong token: {body}");
+        assert!(body.contains("not valid"), "{body}");
+    }
+    assert_eq!(http(&agent, "GET", "/health", None).0, 200);
+    // Bob reads alice's sandbox straight from the agent: 403 naming the rule.
+    for path in [read.as_str(), browse.as_str()] {
+        let (status, body) = http(&agent, "GET", path, Some(BOB));
+        assert_eq!(status, 403, "bob GET {path}: {body}");
+        assert!(body.contains("principal \"bob\" may not view-framework \"alice\"") && body.contains("agent.acl.view-framework"), "{body}");
+        assert!(!body.contains("alices-private-output"), "{body}");
+    }
+    // Nor does he see her task in the agent's /state; alice and ops do.
+    let agent_tasks = |token| {
+        let (status, body) = http(&agent, "GET", "/state", Some(token));
+        assert_eq!(status, 200, "{body}");
+        let body = if body.trim_start().starts_with('{') { body } else { support::dechunk(&body) };
+        let doc: Value = serde_json::from_str(&body).unwrap();
+        doc["tasks"].as_array().unwrap().iter().filter(|t| t["task_id"] == task_id.as_str()).cloned().collect::<Vec<_>>()
+    };
+    assert!(agent_tasks(BOB).is_empty());
+    assert_eq!(agent_tasks(ALICE)[0]["principal"], "alice");
+    assert_eq!(agent_tasks(OPS).len(), 1);
+    // Alice and ops read it.
+    for token in [ALICE, OPS] {
+        let (status, body) = http(&agent, "GET", &read, Some(token));
+        assert!(status == 200 && body.contains("alices-private-output"), "{status}: {body}");
+    }
+    // The broker's UI reads the sandbox with its user's own credentials.
+    let (status, body) = http(&s.addr, "GET", &format!("/ui/tasks/{framework}/{task_id}/raw?path=stdout"), Some(ALICE));
+    assert!(status == 200 && body.contains("alices-private-output"), "UI as alice: {status}: {body}");
+    let (status, body) = http(&s.addr, "GET", &format!("/ui/tasks/{framework}/{task_id}/raw?path=stdout"), Some(BOB));
+    assert!(status != 200 && !body.contains("alices-private-output"), "UI as bob: {status}: {body}");
+    assert_eq!(books(&s.state()), before, "refused reads changed nothing");
+}
+
+#[test]
 fn a_token_file_others_may_read_stops_the_broker_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let tokens = dir.path().join("tokens");
@@ -648,5 +720,91 @@ fn standalone_secure_serves_tls_with_tokens_and_plain_text_is_refused() {
     let out = weir(&["run", "--broker", &addr, "--cpus", "0.1", "--mem", "32", "--", "echo", "over-tls"], true, true);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("over-tls"));
+    proc.terminate();
+}
+
+/// A certificate signed by a CA of our own (not the cluster's): PEM
+/// certificate and private key files in `dir` (the key 0600).
+fn foreign_certificate(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(rcgen::DnType::CommonName, "an intruder's CA");
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let (cert_file, key_file) = (dir.join("foreign.pem"), dir.join("foreign-key.pem"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    write_private(&key_file, &key.serialize_pem());
+    (cert_file, key_file)
+}
+
+#[test]
+fn standalone_secure_takes_client_certificates_of_its_ca_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut proc, addr, _agent, ca, admin_token, _) = secure_standalone(dir.path());
+    let secure = dir.path().join("secure");
+    let (admin_cert, admin_key) = (secure.join("admin.pem"), secure.join("admin-key.pem"));
+    let weir = |args: &[&str], cert: Option<(&Path, &Path)>, token: bool| {
+        let mut cmd = Command::new(support::WEIR);
+        cmd.args(args).env_remove("WEIR_TOKEN").env_remove("WEIR_TOKEN_FILE").env_remove("WEIR_CERT_FILE").env_remove("WEIR_KEY_FILE").env("WEIR_CA_FILE", &ca).stdin(Stdio::null());
+        if let Some((c, k)) = cert {
+            cmd.env("WEIR_CERT_FILE", c).env("WEIR_KEY_FILE", k);
+        }
+        if token {
+            cmd.env("WEIR_TOKEN_FILE", &admin_token);
+        }
+        cmd.output().unwrap()
+    };
+    // admin's certificate stands for the token: status, and a task whose
+    // framework is recorded as admin's, its output read from the agent
+    // (mutual TLS there too).
+    let out = weir(&["status", "--json", "--broker", &addr], Some((&admin_cert, &admin_key)), false);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let before: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = weir(&["run", "--broker", &addr, "--cpus", "0.1", "--mem", "32", "--", "echo", "by-certificate"], Some((&admin_cert, &admin_key)), false);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("by-certificate"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = weir(&["status", "--json", "--broker", &addr], None, true);
+    let state: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let done = state["completed_tasks"].as_array().unwrap();
+    assert!(done.iter().any(|t| t["principal"] == "admin"), "the task's framework is admin's: {done:?}");
+
+    // A certificate of another CA, even naming admin: the handshake fails,
+    // with or without a token; nothing changes.
+    let (foreign_cert, foreign_key) = foreign_certificate(dir.path(), "admin");
+    for token in [false, true] {
+        let out = weir(&["status", "--broker", &addr], Some((&foreign_cert, &foreign_key)), token);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "a foreign certificate was accepted (token: {token})");
+        assert!(!stderr.contains("401"), "refused at the handshake, not by authentication: {stderr}");
+    }
+    // Without a certificate the token still works (mutual TLS is optional).
+    let out = weir(&["status", "--json", "--broker", &addr], None, true);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let after: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(books(&after)["agents"], books(&before)["agents"], "the refused calls changed nothing");
+
+    // An agent with a certificate of the CA attaches without the secret.
+    let work = dir.path().join("agent2");
+    let (cert, key, ca_define) = (
+        format!("agent.tls.cert.file={}", secure.join("broker.pem").display()),
+        format!("agent.tls.key.file={}", secure.join("broker-key.pem").display()),
+        format!("agent.tls.ca.file={}", ca.display()),
+    );
+    let args = ["agent", "--broker", &addr, "--listen", "127.0.0.1:0", "--resources", SPEC, "--work-dir", work.to_str().unwrap(), "--hostname", "agent2.test", "-D", &cert, "-D", &key, "-D", &ca_define];
+    let (mut agent2, _) = support::spawn_weir("agent2", &args, "agent");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = weir(&["status", "--json", "--broker", &addr], None, true);
+        let state: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if state["agents"].as_array().is_some_and(|a| a.iter().any(|a| a["hostname"] == "agent2.test")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the agent with a certificate never registered");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    agent2.terminate();
     proc.terminate();
 }

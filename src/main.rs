@@ -37,6 +37,15 @@ struct Cli {
     #[arg(long, global = true, value_name = "FILE", env = "WEIR_CA_FILE")]
     ca_file: Option<PathBuf>,
 
+    /// PEM client certificate shown to a broker or agent with mutual TLS
+    /// (with --key-file and --ca-file): its principal stands for a token.
+    #[arg(long, global = true, value_name = "FILE", env = "WEIR_CERT_FILE", requires = "key_file")]
+    cert_file: Option<PathBuf>,
+
+    /// PEM private key of --cert-file (not readable by group or others).
+    #[arg(long, global = true, value_name = "FILE", env = "WEIR_KEY_FILE", requires = "cert_file")]
+    key_file: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -152,7 +161,8 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Err(err) = settings::set_credentials(cli.token_file.as_deref(), cli.ca_file.as_deref()) {
+    let identity = cli.cert_file.as_deref().zip(cli.key_file.as_deref());
+    if let Err(err) = settings::set_credentials(cli.token_file.as_deref(), cli.ca_file.as_deref(), identity) {
         eprintln!("weir: {err:#}");
         return ExitCode::from(2);
     }

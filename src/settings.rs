@@ -18,18 +18,33 @@ pub struct Options {
 
 static TOKEN: std::sync::OnceLock<Option<weir_sdk::Token>> = std::sync::OnceLock::new();
 static CA: std::sync::OnceLock<Option<Vec<u8>>> = std::sync::OnceLock::new();
+static IDENTITY: std::sync::OnceLock<Option<weir_sdk::TlsIdentity>> = std::sync::OnceLock::new();
 
 /// Reads the caller's bearer token (`--token-file`, `WEIR_TOKEN_FILE`,
-/// `WEIR_TOKEN`) and the broker's CA (`--ca-file`, `WEIR_CA_FILE`) once,
-/// at start.
-pub fn set_credentials(token_file: Option<&std::path::Path>, ca_file: Option<&std::path::Path>) -> Result<()> {
+/// `WEIR_TOKEN`), the broker's CA (`--ca-file`, `WEIR_CA_FILE`) and a
+/// client certificate (`--cert-file`, `--key-file`) once, at start.
+pub fn set_credentials(
+    token_file: Option<&std::path::Path>,
+    ca_file: Option<&std::path::Path>,
+    identity: Option<(&std::path::Path, &std::path::Path)>,
+) -> Result<()> {
     let token = weir_sdk::Token::from_file_or_env(token_file).map_err(|e| problem(format!("--token-file: {e}")))?;
     let ca = match ca_file {
         None => None,
         Some(path) => Some(read_ca(path).map_err(|e| problem(format!("--ca-file: {e}")))?),
     };
+    let identity = match identity {
+        None => None,
+        Some((cert, key)) => {
+            weir_net::tls::certificates(cert).map_err(|e| problem(format!("--cert-file: {e}")))?;
+            let cert_pem = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+            let key_pem = weir_net::secret::read_secret_file(key).map_err(|e| problem(format!("--key-file: {e}")))?.into_bytes();
+            Some(weir_sdk::TlsIdentity { cert_pem, key_pem })
+        }
+    };
     let _ = TOKEN.set(token);
     let _ = CA.set(ca);
+    let _ = IDENTITY.set(identity);
     Ok(())
 }
 
@@ -47,6 +62,41 @@ pub fn token() -> Option<weir_sdk::Token> {
 /// The CA the tools trust for the broker's TLS, if any.
 pub fn tls_ca() -> Option<Vec<u8>> {
     CA.get().cloned().flatten()
+}
+
+/// An HTTP client for the broker's and the agents' ports, with the
+/// credentials of this process: it trusts only `--ca-file`'s CA when one
+/// is given (then the URL scheme is `https`: one CA for the cluster).
+/// With `--cert-file` it shows that client certificate. Requests still
+/// need [`with_token`].
+pub fn http_client(timeout: std::time::Duration) -> Result<(reqwest::Client, &'static str)> {
+    let mut client = reqwest::Client::builder().timeout(timeout);
+    let scheme = match tls_ca() {
+        None => "http",
+        Some(ca) => {
+            let cert = reqwest::Certificate::from_pem(&ca).map_err(|e| problem(format!("--ca-file: {e}")))?;
+            client = client.tls_built_in_root_certs(false).add_root_certificate(cert);
+            if let Some(id) = tls_identity() {
+                let pem = [id.cert_pem.as_slice(), b"\n", id.key_pem.as_slice()].concat();
+                client = client.identity(reqwest::Identity::from_pem(&pem).map_err(|e| problem(format!("--cert-file/--key-file: {e}")))?);
+            }
+            "https"
+        }
+    };
+    Ok((client.build().context("building an HTTP client")?, scheme))
+}
+
+/// The client certificate the tools show (`--cert-file`, `--key-file`).
+pub fn tls_identity() -> Option<weir_sdk::TlsIdentity> {
+    IDENTITY.get().cloned().flatten()
+}
+
+/// The request with this process's bearer token, if it has one.
+pub fn with_token(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    match token() {
+        Some(token) => request.bearer_auth(token.expose()),
+        None => request,
+    }
 }
 
 /// Marks errors that come from configuration or flags (exit code 2).
@@ -184,9 +234,12 @@ pub fn broker(config: &Config) -> Result<(weir_broker::BrokerSettings, weir_brok
         agent_secret_file: file("broker.auth.agent.secret.file")?,
         reload_interval: get_duration("broker.auth.tokens.reload.interval")?,
     };
-    shell.tls = match (file("broker.tls.cert.file")?, file("broker.tls.key.file")?) {
-        (None, None) => None,
-        (Some(cert), Some(key)) => Some(weir_net::http::Tls::new(weir_net::tls::server_config(&cert, &key).map_err(problem)?)),
+    shell.tls = match (file("broker.tls.cert.file")?, file("broker.tls.key.file")?, file("broker.tls.client.ca.file")?) {
+        (None, None, None) => None,
+        (Some(cert), Some(key), client_ca) => {
+            Some(weir_net::http::Tls::new(weir_net::tls::server_config_with_clients(&cert, &key, client_ca.as_deref()).map_err(problem)?))
+        }
+        (None, None, Some(_)) => return Err(problem("broker.tls.client.ca.file needs broker.tls.cert.file and broker.tls.key.file (mutual TLS is TLS)")),
         _ => return Err(problem("broker.tls.cert.file and broker.tls.key.file go together: set both or neither")),
     };
     let agents_ca = match file("broker.tls.agents.ca.file")? {
@@ -287,16 +340,44 @@ pub fn agent(config: &Config, kill_tasks_on_shutdown: bool) -> Result<weir_agent
         supervisor: Some(std::env::current_exe().context("finding the weir binary to supervise tasks")?),
         kill_tasks_on_shutdown,
         http: http_limits(config, "agent")?,
-        http_tls: match (optional("agent.tls.cert.file")?, optional("agent.tls.key.file")?) {
-            (None, None) => None,
-            (Some(cert), Some(key)) => Some(weir_net::http::Tls::new(
-                weir_net::tls::server_config(std::path::Path::new(cert.trim()), std::path::Path::new(key.trim())).map_err(problem)?,
+        http_tls: match (optional("agent.tls.cert.file")?, optional("agent.tls.key.file")?, optional("agent.tls.client.ca.file")?) {
+            (None, None, None) => None,
+            (Some(cert), Some(key), client_ca) => Some(weir_net::http::Tls::new(
+                weir_net::tls::server_config_with_clients(
+                    std::path::Path::new(cert.trim()),
+                    std::path::Path::new(key.trim()),
+                    client_ca.as_deref().map(|c| std::path::Path::new(c.trim())),
+                )
+                .map_err(problem)?,
             )),
+            (None, None, Some(_)) => return Err(problem("agent.tls.client.ca.file needs agent.tls.cert.file and agent.tls.key.file (mutual TLS is TLS)")),
             _ => return Err(problem("agent.tls.cert.file and agent.tls.key.file go together: set both or neither")),
+        },
+        broker_identity: match (optional("agent.tls.cert.file")?, optional("agent.tls.key.file")?) {
+            (Some(cert), Some(key)) => Some((
+                std::fs::read(cert.trim()).with_context(|| format!("agent.tls.cert.file: reading {}", cert.trim()))?,
+                weir_net::secret::Secret::new(
+                    weir_net::secret::read_secret_file(std::path::Path::new(key.trim())).map_err(|e| problem(format!("agent.tls.key.file: {e}")))?,
+                ),
+            )),
+            _ => None,
         },
         broker_ca: match optional("agent.tls.ca.file")? {
             None => None,
             Some(path) => Some(read_ca(std::path::Path::new(path.trim())).map_err(|e| problem(format!("agent.tls.ca.file: {e:#}")))?),
+        },
+        http_auth: weir_agent::http_auth::HttpAuth {
+            tokens: match optional("agent.auth.tokens.file")? {
+                None => None,
+                Some(path) => Some(std::sync::Arc::new(
+                    weir_net::tokens::TokenFile::load(std::path::Path::new(path.trim())).map_err(|e| problem(format!("agent.auth.tokens.file: {e}")))?,
+                )),
+            },
+            acls: {
+                let action = weir_model::acl::Action::ViewFramework;
+                let text = config.get(&action.agent_key()).map_err(problem)?.unwrap_or_default();
+                weir_model::acl::Acls::scoped_from_lists(weir_model::acl::Scope::Agent, [(action, text.as_str())]).map_err(problem)?
+            },
         },
         registration_secret: match optional("agent.auth.secret.file")? {
             None => None,

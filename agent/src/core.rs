@@ -112,6 +112,9 @@ struct TaskRecord {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TaskView {
     pub framework_id: String,
+    /// The principal its framework belongs to, as the broker sent it
+    /// (empty: none, or a task checkpointed before agents were told).
+    pub principal: String,
     pub task_id: String,
     pub name: String,
     pub state: String,
@@ -384,17 +387,19 @@ impl AgentCore {
         self.tasks.values().filter(|t| !t.state.is_terminal() || t.pid.is_some()).filter_map(|t| t.sandbox.clone()).collect()
     }
 
-    /// The sandbox of a task, live or recently completed.
-    pub fn sandbox(&self, framework: &str, task: &str) -> Option<PathBuf> {
+    /// The sandbox of a task, live or recently completed, and the
+    /// principal its framework belongs to (who may read it is decided by
+    /// that).
+    pub fn sandbox(&self, framework: &str, task: &str) -> Option<(PathBuf, String)> {
         let key = (FrameworkId::new(framework), TaskId::new(task));
         if let Some(t) = self.tasks.get(&key) {
-            return t.sandbox.clone();
+            return t.sandbox.clone().map(|s| (s, t.info.principal.clone()));
         }
         self.completed
             .iter()
             .rev()
             .find(|c| c.framework_id == framework && c.task_id == task)
-            .and_then(|c| c.sandbox.clone())
+            .and_then(|c| c.sandbox.clone().map(|s| (s, c.principal.clone())))
     }
 
     pub fn handle(&mut self, input: Input, now: Duration, wall: f64) -> Vec<Effect> {
@@ -767,6 +772,7 @@ fn new_record(info: v1::TaskInfo, framework: &FrameworkId, wall: f64) -> TaskRec
 fn view(framework: &FrameworkId, task: &TaskId, t: &TaskRecord) -> TaskView {
     TaskView {
         framework_id: framework.to_string(),
+        principal: t.info.principal.clone(),
         task_id: task.to_string(),
         name: t.info.name.clone(),
         state: t.state.name().to_owned(),

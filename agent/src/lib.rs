@@ -6,7 +6,8 @@
 //! through [`launcher`] (processes: [`launcher::process`], or
 //! [`launcher::memory`] for tests), [`checkpoint`] (what survives a restart)
 //! and a [`weir_model::Clock`]. [`isolation`] puts tasks in cgroups.
-//! [`sandbox_files`] serves sandboxes without letting a path out of one.
+//! [`sandbox_files`] serves sandboxes without letting a path out of one;
+//! [`http_auth`] decides who may read them.
 //! [`copies`] keeps backed volumes' copies in their backing (HDFS).
 //! [`detect`] finds the machine's resources. [`emulated`] are agents that
 //! run nothing, for the scale harness. [`error`] is the one error type.
@@ -18,6 +19,7 @@ pub mod detect;
 pub mod emulated;
 pub mod error;
 mod fnv;
+pub mod http_auth;
 pub mod isolation;
 pub mod launcher;
 pub mod sandbox_files;

@@ -17,7 +17,7 @@
 //! - HTTP on `listen`: `/health`, `/state`, `/files/browse` (a sandbox
 //!   directory as JSON) and `/files/read` (bytes of a sandbox file, by
 //!   offset and length); nothing outside a sandbox can be named
-//!   (`sandbox_files.rs`).
+//!   (`sandbox_files.rs`), and who may read what is `http_auth.rs`'s.
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::extract::{Query, State};
+use axum::Extension;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -43,6 +44,7 @@ use crate::checkpoint::{self, CheckpointStore, FileCheckpointStore};
 use crate::copies::{Copies, Done};
 use crate::core::{AgentCore, CoreSettings, Effect, Input};
 use crate::error::AgentError;
+use crate::http_auth::{HttpAuth, Reader};
 use crate::isolation;
 use crate::volumes;
 use crate::launcher::process::{self, ProcessLauncher};
@@ -94,9 +96,16 @@ pub struct AgentSettings {
     /// PEM of the CA that signed the broker's certificate
     /// (`agent.tls.ca.file`): set, the agent attaches over TLS.
     pub broker_ca: Option<Vec<u8>>,
+    /// The agent's own certificate and key (PEM; those of its HTTP port),
+    /// shown to the broker over TLS: a broker with mutual TLS
+    /// (`broker.tls.client.ca.file`) then asks for no secret.
+    pub broker_identity: Option<(Vec<u8>, weir_net::secret::Secret)>,
     /// TLS on the agent's HTTP port (`agent.tls.cert.file`,
     /// `agent.tls.key.file`); None: plain text.
     pub http_tls: Option<weir_net::http::Tls>,
+    /// Tokens and ACLs on the agent's HTTP port (`agent.auth.tokens.file`,
+    /// `agent.acl.view-framework`); default: open.
+    pub http_auth: crate::http_auth::HttpAuth,
 }
 
 /// What the agent acts on the world through, each behind a trait so the
@@ -127,6 +136,9 @@ impl AgentEffects {
 const MAX_FIRST_REFUSALS: u32 = 3;
 /// The most bytes one `/files/read` returns.
 const MAX_READ: u64 = 1 << 20;
+/// How often the token file is looked at for changes (as the broker's
+/// default `broker.auth.tokens.reload.interval`).
+const TOKEN_FILE_RELOAD: Duration = Duration::from_secs(2);
 
 struct Shared {
     clock: Arc<dyn Clock>,
@@ -308,8 +320,12 @@ pub async fn run_with(
     });
     tracing::info!(%hostname, %http_addr, resources = %resources, broker = %settings.broker, "agent starting");
 
+    settings.http_auth.announce();
+    if let Some(tokens) = settings.http_auth.tokens.clone() {
+        tokio::spawn(tokens.watch(TOKEN_FILE_RELOAD));
+    }
     let http = tokio::spawn({
-        let router = router(shared.clone());
+        let router = router(shared.clone(), Arc::new(settings.http_auth.clone()));
         let listener = weir_net::AdmittingListener::new(listener, settings.http.connections, "agent http");
         let limits = settings.http;
         let tls = settings.http_tls.clone();
@@ -858,7 +874,13 @@ async fn attach_once(
         let https = format!("https://{}", endpoint.trim_start_matches("http://").trim_start_matches("https://"));
         channel = tonic::transport::Endpoint::from_shared(https)
             .map_err(|e| e.to_string())?
-            .tls_config(tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(ca)))
+            .tls_config({
+                let tls = tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(ca));
+                match &settings.broker_identity {
+                    Some((cert, key)) => tls.identity(tonic::transport::Identity::from_pem(cert, key.expose())),
+                    None => tls,
+                }
+            })
             .map_err(|e| format!("TLS configuration: {e}"))?;
     }
     let channel = channel
@@ -971,12 +993,14 @@ async fn attach_once(
     result
 }
 
-fn router(shared: Arc<Shared>) -> axum::Router {
+fn router(shared: Arc<Shared>, auth: Arc<HttpAuth>) -> axum::Router {
     axum::Router::new()
         .route("/health", get(health))
         .route("/state", get(state))
         .route("/files/read", get(read_file))
         .route("/files/browse", get(browse))
+        .layer(axum::Extension(auth.clone()))
+        .layer(axum::middleware::from_fn_with_state(auth, crate::http_auth::authenticate))
         .with_state(shared)
 }
 
@@ -1014,13 +1038,16 @@ fn task_usage(shared: &Shared) -> Vec<(String, String, isolation::Usage)> {
         .collect()
 }
 
-async fn state(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+/// The agent and its tasks; a caller sees only the tasks of frameworks
+/// `agent.acl.view-framework` lets it view.
+async fn state(State(shared): State<Arc<Shared>>, Extension(auth): Extension<Arc<HttpAuth>>, Extension(reader): Extension<Reader>) -> impl IntoResponse {
     let usage: HashMap<(String, String), isolation::Usage> =
         task_usage(&shared).into_iter().map(|(f, t, u)| ((f, t), u)).collect();
     let core = shared.core();
     let tasks: Vec<serde_json::Value> = core
         .tasks()
         .into_iter()
+        .filter(|t| auth.may_view(&reader, &t.principal).is_ok())
         .map(|t| {
             let u = usage.get(&(t.framework_id.clone(), t.task_id.clone())).copied();
             let mut v = serde_json::to_value(&t).unwrap_or_default();
@@ -1050,23 +1077,32 @@ fn path_status(err: &AgentError) -> StatusCode {
     }
 }
 
-/// The sandbox of the task the query names, from the agent's own records.
-fn query_sandbox(shared: &Shared, q: &HashMap<String, String>) -> Result<PathBuf, (StatusCode, String)> {
+/// The sandbox of the task the query names, from the agent's own records,
+/// if the reader may view its framework (`agent.acl.view-framework`).
+fn query_sandbox(shared: &Shared, auth: &HttpAuth, reader: &Reader, q: &HashMap<String, String>) -> Result<PathBuf, (StatusCode, String)> {
     let param = |name: &str| q.get(name).map(String::as_str).unwrap_or_default();
     let (framework, task) = (param("framework_id"), param("task_id"));
-    shared
-        .core()
-        .sandbox(framework, task)
-        .ok_or_else(|| (StatusCode::NOT_FOUND, format!("no sandbox for task {task:?} of framework {framework:?}\n")))
+    let found = shared.core().sandbox(framework, task);
+    let (sandbox, owner) = found.ok_or_else(|| (StatusCode::NOT_FOUND, format!("no sandbox for task {task:?} of framework {framework:?}\n")))?;
+    if let Err(refusal) = auth.may_view(reader, &owner) {
+        tracing::warn!(principal = %reader.principal, framework_id = %framework, task_id = %task, %refusal, "sandbox read refused by ACL");
+        return Err((StatusCode::FORBIDDEN, format!("{refusal}\n")));
+    }
+    Ok(sandbox)
 }
 
 /// A sandbox directory (`path`, relative; empty for the sandbox) as JSON.
-async fn browse(State(shared): State<Arc<Shared>>, Query(q): Query<HashMap<String, String>>) -> axum::response::Response {
+async fn browse(
+    State(shared): State<Arc<Shared>>,
+    Extension(auth): Extension<Arc<HttpAuth>>,
+    Extension(reader): Extension<Reader>,
+    Query(q): Query<HashMap<String, String>>,
+) -> axum::response::Response {
     let path = q.get("path").cloned().unwrap_or_default();
     if let Err(e) = crate::sandbox_files::check_relative(&path) {
         return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
     }
-    let sandbox = match query_sandbox(&shared, &q) {
+    let sandbox = match query_sandbox(&shared, &auth, &reader, &q) {
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
@@ -1079,7 +1115,12 @@ async fn browse(State(shared): State<Arc<Shared>>, Query(q): Query<HashMap<Strin
 
 /// Bytes of one sandbox file: `file` (or `path`) relative to the sandbox,
 /// `offset`, `length` (at most 1 MiB).
-async fn read_file(State(shared): State<Arc<Shared>>, Query(q): Query<HashMap<String, String>>) -> impl IntoResponse {
+async fn read_file(
+    State(shared): State<Arc<Shared>>,
+    Extension(auth): Extension<Arc<HttpAuth>>,
+    Extension(reader): Extension<Reader>,
+    Query(q): Query<HashMap<String, String>>,
+) -> impl IntoResponse {
     let file = q.get("path").or_else(|| q.get("file")).cloned().unwrap_or_default();
     let number = |name: &str, default: u64| -> Result<u64, String> {
         match q.get(name) {
@@ -1094,7 +1135,7 @@ async fn read_file(State(shared): State<Arc<Shared>>, Query(q): Query<HashMap<St
     if let Err(e) = crate::sandbox_files::check_relative(&file) {
         return (StatusCode::BAD_REQUEST, format!("{e}\n").into_bytes());
     }
-    let sandbox = match query_sandbox(&shared, &q) {
+    let sandbox = match query_sandbox(&shared, &auth, &reader, &q) {
         Ok(s) => s,
         Err((status, e)) => return (status, e.into_bytes()),
     };

@@ -77,6 +77,8 @@ fn settings(broker: SocketAddr, work_dir: &std::path::Path) -> AgentSettings {
         registration_secret: None,
         broker_ca: None,
         http_tls: None,
+        http_auth: Default::default(),
+        broker_identity: None,
         broker: broker.to_string(),
         listen: "127.0.0.1:0".parse().unwrap(),
         work_dir: work_dir.to_owned(),

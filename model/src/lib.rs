@@ -9,6 +9,7 @@
 //! - subtracting resources that are not contained is an error, never a
 //!   silent saturation.
 
+pub mod acl;
 pub mod agent;
 pub mod clock;
 pub mod ids;

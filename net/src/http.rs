@@ -6,7 +6,8 @@
 //! as answered once its head is sent), and an HTTP/2 peer that stops
 //! answering pings is dropped.
 //!
-//! Each request carries `axum::extract::ConnectInfo<SocketAddr>`.
+//! Each request carries `axum::extract::ConnectInfo<SocketAddr>`, and over
+//! TLS with a verified client certificate a `tls::ClientCertificate`.
 
 use std::future::Future;
 use std::io;
@@ -81,11 +82,9 @@ where
             (io, peer) = listener.accept() => {
                 let router = router.clone();
                 let timeout = limits.request_timeout;
-                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    answer(router.clone(), peer, timeout, req)
-                });
                 match &tls {
                     None => {
+                        let service = hyper::service::service_fn(move |req: Request<Incoming>| answer(router.clone(), peer, None, timeout, req));
                         let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
                         let conn = graceful.watch(conn);
                         tokio::spawn(async move {
@@ -102,6 +101,12 @@ where
                         let handshake_timeout = limits.header_read_timeout;
                         tokio::spawn(async move {
                             let Some(stream) = tls_handshake(io, peer, &acceptor, handshake_timeout).await else { return };
+                            // A client certificate the handshake verified
+                            // goes with every request of the connection.
+                            let client = stream.get_ref().1.peer_certificates().and_then(|chain| chain.first()).map(|leaf| {
+                                crate::tls::ClientCertificate { principal: crate::tls::certificate_principal(leaf) }
+                            });
+                            let service = hyper::service::service_fn(move |req: Request<Incoming>| answer(router.clone(), peer, client.clone(), timeout, req));
                             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
                             if let Err(e) = watcher.watch(conn).await {
                                 debug!(%peer, error = %e, "HTTPS connection ended with an error");
@@ -119,6 +124,11 @@ where
     graceful.shutdown().await;
     Ok(())
 }
+
+#[cfg(feature = "tls")]
+type ClientCert = crate::tls::ClientCertificate;
+#[cfg(not(feature = "tls"))]
+type ClientCert = std::convert::Infallible;
 
 /// A TLS acceptor for [`serve_tls`].
 #[derive(Clone)]
@@ -185,10 +195,17 @@ async fn tls_handshake(
 async fn answer(
     mut router: axum::Router,
     peer: SocketAddr,
+    client: Option<ClientCert>,
     timeout: Duration,
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, std::convert::Infallible> {
     req.extensions_mut().insert(ConnectInfo(peer));
+    #[cfg(feature = "tls")]
+    if let Some(client) = client {
+        req.extensions_mut().insert(client);
+    }
+    #[cfg(not(feature = "tls"))]
+    let _ = client;
     let call = tower_service::Service::call(&mut router, req.map(Body::new));
     match tokio::time::timeout(timeout, call).await {
         Ok(answered) => answered,

@@ -9,7 +9,8 @@
 //! [`rlimit::raise_open_file_limit`] lifts the soft open-file limit to the
 //! hard one at start; [`http::serve`] (feature `http`) serves an axum
 //! router with header-read and request timeouts; [`secret`] reads token
-//! and key files, refusing ones others may read.
+//! and key files, refusing ones others may read; [`tokens`] (feature
+//! `auth`) reads bearer-token files.
 //!
 //! Invariant: a connection counts against its caps from accept until its
 //! [`Admitted`] stream is dropped, never longer.
@@ -22,6 +23,8 @@ pub mod rlimit;
 pub mod secret;
 #[cfg(feature = "tls")]
 pub mod tls;
+#[cfg(feature = "auth")]
+pub mod tokens;
 
 pub use admission::{Admission, ConnectionLimits, Permit, Refusal};
 pub use listener::{Admitted, AdmittingListener};

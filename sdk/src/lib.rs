@@ -80,6 +80,24 @@ pub struct FrameworkConfig {
     /// PEM of the CA that signed the broker's certificate: set, the SDK
     /// speaks TLS to the broker (`broker.tls.*`) and trusts only that CA.
     pub tls_ca: Option<Vec<u8>>,
+    /// A client certificate and its key (PEM) shown to the broker over
+    /// TLS: a broker with mutual TLS (`broker.tls.client.ca.file`) takes
+    /// the certificate's principal instead of a token.
+    pub tls_identity: Option<TlsIdentity>,
+}
+
+/// A client certificate chain and private key, in PEM; `Debug` never
+/// shows the key.
+#[derive(Clone)]
+pub struct TlsIdentity {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsIdentity(<certificate and key>)")
+    }
 }
 
 /// Whether an offer is revocable (its resources are marked so; an offer
@@ -105,6 +123,7 @@ impl FrameworkConfig {
             revocable_resources: false,
             token: None,
             tls_ca: None,
+            tls_identity: None,
         }
     }
 }
@@ -173,6 +192,12 @@ pub fn endpoint(addr: &str) -> String {
 /// A gRPC endpoint for `addr`: over TLS trusting only `ca` (PEM) when it
 /// is given, plain otherwise.
 pub fn grpc_endpoint(addr: &str, ca: Option<&[u8]>) -> Result<tonic::transport::Endpoint, String> {
+    grpc_endpoint_as(addr, ca, None)
+}
+
+/// [`grpc_endpoint`] that, over TLS, shows `identity` as the client
+/// certificate.
+pub fn grpc_endpoint_as(addr: &str, ca: Option<&[u8]>, identity: Option<&TlsIdentity>) -> Result<tonic::transport::Endpoint, String> {
     let url = match ca {
         Some(_) => format!("https://{}", addr.trim_start_matches("http://").trim_start_matches("https://")),
         None => endpoint(addr),
@@ -181,7 +206,13 @@ pub fn grpc_endpoint(addr: &str, ca: Option<&[u8]>) -> Result<tonic::transport::
     match ca {
         None => Ok(endpoint),
         Some(ca) => endpoint
-            .tls_config(tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(ca)))
+            .tls_config({
+                let tls = tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(ca));
+                match identity {
+                    Some(id) => tls.identity(tonic::transport::Identity::from_pem(&id.cert_pem, &id.key_pem)),
+                    None => tls,
+                }
+            })
             .map_err(|e| format!("TLS configuration: {e}")),
     }
 }
@@ -426,7 +457,7 @@ async fn open(
 ) -> Result<(FrameworkId, mpsc::Sender<v1::Call>, Streaming<v1::Event>, u64), SdkError> {
     let broker = broker_address(config, leader).await?;
     let addr = endpoint(&broker);
-    let channel = grpc_endpoint(&addr, config.tls_ca.as_deref())
+    let channel = grpc_endpoint_as(&addr, config.tls_ca.as_deref(), config.tls_identity.as_ref())
         .map_err(|reason| SdkError::BadAddress { addr: config.broker.clone(), reason })?
         .connect_timeout(Duration::from_secs(5))
         .connect()

@@ -96,6 +96,7 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
     let mut fw_config = FrameworkConfig::new(broker.clone(), args.name.clone());
     fw_config.token = settings::token();
     fw_config.tls_ca = settings::tls_ca();
+    fw_config.tls_identity = settings::tls_identity();
     fw_config.roles = args.role.iter().cloned().collect();
     if let Some(user) = &args.user {
         fw_config.user = user.clone();

@@ -46,17 +46,10 @@ pub async fn copy_output(
     streams: &[Stream],
     mut done: watch::Receiver<bool>,
 ) -> Result<(), String> {
-    let mut client = reqwest::Client::builder().timeout(Duration::from_secs(10));
-    // One CA for the cluster: with --ca-file the agents speak TLS too.
-    let url = match crate::settings::tls_ca() {
-        None => format!("http://{agent_http}/files/read"),
-        Some(ca) => {
-            let cert = reqwest::Certificate::from_pem(&ca).map_err(|e| format!("--ca-file: {e}"))?;
-            client = client.tls_built_in_root_certs(false).add_root_certificate(cert);
-            format!("https://{agent_http}/files/read")
-        }
-    };
-    let client = client.build().map_err(|e| e.to_string())?;
+    // One CA for the cluster: with --ca-file the agents speak TLS too; an
+    // agent that asks for a token gets the one this process has.
+    let (client, scheme) = crate::settings::http_client(Duration::from_secs(10)).map_err(|e| format!("{e:#}"))?;
+    let url = format!("{scheme}://{agent_http}/files/read");
     let mut offsets = vec![0u64; streams.len()];
     let mut first = true;
     loop {
@@ -65,15 +58,20 @@ pub async fn copy_output(
             loop {
                 let offset = offsets[i].to_string();
                 let query = [("framework_id", framework), ("task_id", task), ("file", stream.name()), ("offset", &offset), ("length", "65536")];
-                let resp = match client.get(&url).query(&query).send().await {
+                let resp = match crate::settings::with_token(client.get(&url).query(&query)).send().await {
                     Ok(resp) => resp,
                     Err(e) if first => return Err(format!("cannot reach the agent at {agent_http}: {e}")),
                     Err(_) => break,
                 };
                 if !resp.status().is_success() {
                     if first {
+                        let status = resp.status();
                         let body = resp.text().await.unwrap_or_default();
-                        return Err(body.trim().to_owned());
+                        let hint = match status {
+                            reqwest::StatusCode::UNAUTHORIZED => " (give a token with --token-file or WEIR_TOKEN)",
+                            _ => "",
+                        };
+                        return Err(format!("the agent at {agent_http} refused ({status}): {}{hint}", body.trim()));
                     }
                     break;
                 }

@@ -53,6 +53,13 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
             ("agent.tls.cert.file", &files.cert),
             ("agent.tls.key.file", &files.key),
             ("broker.tls.agents.ca.file", &files.ca),
+            // The agent's HTTP port asks for the same tokens (the UI and
+            // the tools send theirs).
+            ("agent.auth.tokens.file", &files.tokens),
+            // Mutual TLS, optional: a certificate of the CA (admin's, the
+            // agent's own) stands for a token or the agent secret.
+            ("broker.tls.client.ca.file", &files.ca),
+            ("agent.tls.client.ca.file", &files.ca),
             // The YARN shim subscribes as admin, over TLS.
             ("yarn-shim.broker.token.file", &files.admin_token),
             ("yarn-shim.broker.tls.ca.file", &files.ca),
@@ -99,6 +106,7 @@ pub async fn main(options: &Options, args: Args) -> Result<ExitCode> {
             println!("  connect:  export WEIR_CA_FILE={} WEIR_TOKEN_FILE={}", files.ca.display(), files.admin_token.display());
             println!("  status:   weir status            state: curl --cacert $WEIR_CA_FILE -H \"Authorization: Bearer $(cat $WEIR_TOKEN_FILE)\" https://{broker_addr}/state");
             println!("  tokens:   {} (principal admin; add lines \"PRINCIPAL TOKEN\" for more)", files.tokens.display());
+            println!("  or a client certificate (mutual TLS): export WEIR_CERT_FILE={} WEIR_KEY_FILE={}", files.admin_cert.display(), files.admin_key.display());
         }
     }
     println!("  run:      weir run -- echo hello");
@@ -146,6 +154,9 @@ mod secure {
         pub tokens: PathBuf,
         pub admin_token: PathBuf,
         pub agent_secret: PathBuf,
+        /// A client certificate for principal `admin`, and its key.
+        pub admin_cert: PathBuf,
+        pub admin_key: PathBuf,
     }
 
     /// A fresh random secret, hex (256 bits from the kernel).
@@ -172,7 +183,10 @@ mod secure {
     /// broker certificate it signed for localhost, 127.0.0.1 and
     /// `listen_host` (`broker.pem`, `broker-key.pem`), a token file with
     /// one principal `admin` (`tokens`, and the token alone in
-    /// `admin.token`), and the agent registration secret (`agent-secret`).
+    /// `admin.token`), the agent registration secret (`agent-secret`) and
+    /// a client certificate for `admin` (`admin.pem`, `admin-key.pem`).
+    /// The CA's key is not kept: a directory without the admin
+    /// certificate (made before there was one) gets a new CA.
     /// Files that exist are kept, so clients set up once keep working.
     pub fn make(dir: &Path, listen_host: &str) -> Result<Files> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -184,8 +198,10 @@ mod secure {
             tokens: dir.join("tokens"),
             admin_token: dir.join("admin.token"),
             agent_secret: dir.join("agent-secret"),
+            admin_cert: dir.join("admin.pem"),
+            admin_key: dir.join("admin-key.pem"),
         };
-        if !(files.ca.exists() && files.cert.exists() && files.key.exists()) {
+        if ![&files.ca, &files.cert, &files.key, &files.admin_cert, &files.admin_key].iter().all(|f| f.exists()) {
             let ca_key = rcgen::KeyPair::generate().context("making the CA key")?;
             let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).context("CA parameters")?;
             ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -204,6 +220,13 @@ mod secure {
             write_private(&files.key, &key.serialize_pem())?;
             std::fs::write(&files.cert, cert.pem()).with_context(|| format!("writing {}", files.cert.display()))?;
             std::fs::write(&files.ca, ca.pem()).with_context(|| format!("writing {}", files.ca.display()))?;
+            let admin_key = rcgen::KeyPair::generate().context("making the admin key")?;
+            let mut admin = rcgen::CertificateParams::new(Vec::<String>::new()).context("admin certificate parameters")?;
+            admin.distinguished_name.push(rcgen::DnType::CommonName, "admin");
+            admin.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+            let admin_cert = admin.signed_by(&admin_key, &ca).context("signing the admin certificate")?;
+            write_private(&files.admin_key, &admin_key.serialize_pem())?;
+            std::fs::write(&files.admin_cert, admin_cert.pem()).with_context(|| format!("writing {}", files.admin_cert.display()))?;
         }
         if !(files.tokens.exists() && files.admin_token.exists()) {
             let token = random_hex()?;

@@ -68,7 +68,7 @@ pub async fn operator(options: &Options, broker: BrokerArg) -> Result<OperatorCl
 
 /// The Operator API of the broker at `address`.
 pub async fn operator_at(address: &str) -> Result<OperatorClient> {
-    let channel = weir_sdk::grpc_endpoint(address, settings::tls_ca().as_deref())
+    let channel = weir_sdk::grpc_endpoint_as(address, settings::tls_ca().as_deref(), settings::tls_identity().as_ref())
         .map_err(|e| anyhow::anyhow!("{address}: {e}"))?
         .connect()
         .await
@@ -89,19 +89,12 @@ pub fn refused(status: tonic::Status) -> anyhow::Error {
 
 pub async fn fetch_state(broker: &str) -> Result<(String, StateDoc)> {
     let broker = &leader_address(broker).await?;
-    let mut client = reqwest::Client::builder().timeout(Duration::from_secs(10));
-    let url = match settings::tls_ca() {
-        None => format!("{}/state", weir_sdk::endpoint(broker)),
-        Some(ca) => {
-            client = client.tls_built_in_root_certs(false).add_root_certificate(reqwest::Certificate::from_pem(&ca)?);
-            format!("https://{}/state", broker.trim_start_matches("http://").trim_start_matches("https://"))
-        }
+    let (client, scheme) = settings::http_client(Duration::from_secs(10))?;
+    let url = match scheme {
+        "https" => format!("https://{}/state", broker.trim_start_matches("http://").trim_start_matches("https://")),
+        _ => format!("{}/state", weir_sdk::endpoint(broker)),
     };
-    let client = client.build()?;
-    let mut request = client.get(&url);
-    if let Some(token) = settings::token() {
-        request = request.bearer_auth(token.expose());
-    }
+    let request = settings::with_token(client.get(&url));
     let response = request
         .send()
         .await

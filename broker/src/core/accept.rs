@@ -242,6 +242,9 @@ impl BrokerCore {
                 command.user = f.user.clone();
             }
         }
+        // The agent decides who reads the task's sandbox by its
+        // framework's principal; what the framework wrote is not trusted.
+        info.principal = self.frameworks.get(framework).map(|f| f.principal.clone()).unwrap_or_default();
         let status = v1::TaskStatus {
             task_id: task_id.to_string(),
             state: task_state_to_proto(TaskState::Staging) as i32,

@@ -296,6 +296,9 @@ struct Task {
 #[derive(Debug, Clone)]
 struct CompletedTask {
     framework: FrameworkId,
+    /// Its framework's principal when it ended: `/state` and the UI show
+    /// it (and `view-framework` decides by it) after the framework is gone.
+    principal: String,
     task: TaskId,
     agent: AgentId,
     name: String,
@@ -778,6 +781,7 @@ impl BrokerCore {
     fn record_completed(&mut self, framework: &FrameworkId, task_id: &TaskId, task: &Task, state: TaskState, message: &str) {
         self.completed.push_back(CompletedTask {
             framework: framework.clone(),
+            principal: self.frameworks.get(framework).map(|f| f.principal.clone()).unwrap_or_default(),
             task: task_id.clone(),
             agent: task.agent.clone(),
             name: task.name.clone(),

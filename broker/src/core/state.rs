@@ -386,7 +386,7 @@ pub struct TaskDoc {
     pub id: String,
     pub name: String,
     pub framework_id: String,
-    /// The principal its framework belongs to (while the framework is known).
+    /// The principal its framework belongs to (a completed task keeps it).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub principal: String,
     pub agent_id: String,
@@ -645,7 +645,10 @@ impl BrokerCore {
                 id: c.task.to_string(),
                 name: c.name.clone(),
                 framework_id: c.framework.to_string(),
-                principal: self.frameworks.get(&c.framework).map(|f| f.principal.clone()).unwrap_or_default(),
+                principal: match self.frameworks.get(&c.framework) {
+                    Some(f) if c.principal.is_empty() => f.principal.clone(),
+                    _ => c.principal.clone(),
+                },
                 agent_id: c.agent.to_string(),
                 state: c.state.name().to_owned(),
                 role: String::new(),

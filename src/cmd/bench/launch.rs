@@ -105,6 +105,7 @@ async fn run(args: &Args, addr: &str, agent_port: u16, broker_pid: u32, agent_pi
     let mut config = FrameworkConfig::new(addr.to_owned(), "weir-bench-launch");
     config.token = crate::settings::token();
     config.tls_ca = crate::settings::tls_ca();
+    config.tls_identity = crate::settings::tls_identity();
     config.reconnect = false;
     let mut framework = Framework::subscribe(config).await.context("subscribing")?;
     let per_task = ResourceSet::parse("cpus:0.01;mem:4").map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -213,8 +214,11 @@ fn fits(available: &weir_model::Resources, each: &weir_model::Resources) -> u64 
     ratio(available.cpus.as_f64(), each.cpus.as_f64()).min(ratio(available.mem.as_f64(), each.mem.as_f64()))
 }
 
-/// What the agent says it isolates with (its `/state`).
+/// What the agent says it isolates with (its `/state`, read with this
+/// process's CA and token, as the agent may ask for them).
 async fn effective_isolation(port: u16) -> Result<String> {
-    let doc: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{port}/state")).await?.json().await?;
+    let (client, scheme) = crate::settings::http_client(Duration::from_secs(10))?;
+    let request = crate::settings::with_token(client.get(format!("{scheme}://127.0.0.1:{port}/state")));
+    let doc: serde_json::Value = request.send().await?.error_for_status()?.json().await?;
     Ok(doc.get("isolation").and_then(|v| v.as_str()).unwrap_or("unknown").to_owned())
 }

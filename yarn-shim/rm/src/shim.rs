@@ -677,6 +677,7 @@ fn task_info(
             }
             v1::TaskInfo {
                 allocation_role: String::new(),
+                principal: String::new(),
                 task_id: task_id.to_string(),
                 name: format!("YARN node manager {host}:{port}"),
                 agent_id: agent_id.to_string(),
@@ -708,6 +709,7 @@ fn task_info(
         }
         TaskPlan::Container { task_id, container, capacity, nm_port } => v1::TaskInfo {
             allocation_role: String::new(),
+            principal: String::new(),
             task_id: task_id.to_string(),
             name: format!("YARN {container}"),
             agent_id: agent_id.to_string(),

@@ -392,14 +392,20 @@ fn sandbox_path(query: &HashMap<String, String>) -> Result<String, UiError> {
     Ok(path)
 }
 
-async fn task(State(shared): State<Shared>, Extension(caller): Extension<Caller>, Path((framework, task)): Path<(String, String)>, Query(query): Query<HashMap<String, String>>) -> Page {
+async fn task(
+    State(shared): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Path((framework, task)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Page {
     let path = sandbox_path(&query)?;
     let doc = state(&shared, &caller);
     let (found, live) = find_task(&doc, &framework, &task)?;
     let listing = match agent_address(&doc, &found.agent_id) {
         Some(agent) => {
             let q = query_string(&[("framework_id", &framework), ("task_id", &task), ("path", &path)]);
-            agent_get(&shared.ui, agent, &format!("/files/browse?{q}"))
+            agent_get(&shared.ui, &headers, agent, &format!("/files/browse?{q}"))
                 .await
                 .and_then(|body| serde_json::from_slice::<serde_json::Value>(&body).map_err(|e| UiError::Upstream(format!("the agent's listing is not JSON: {e}"))))
         }
@@ -455,6 +461,7 @@ fn agent_address<'a>(doc: &'a super::super::core::state::StateDoc, agent: &str) 
 async fn read_sandbox_file(
     shared: &Shared,
     caller: &Caller,
+    headers: &HeaderMap,
     framework: &str,
     task: &str,
     query: &HashMap<String, String>,
@@ -476,18 +483,18 @@ async fn read_sandbox_file(
     let offset_s = offset.to_string();
     let length_s = length.to_string();
     let q = query_string(&[("framework_id", framework), ("task_id", task), ("path", &path), ("offset", &offset_s), ("length", &length_s)]);
-    let bytes = agent_get(&shared.ui, agent, &format!("/files/read?{q}")).await?;
+    let bytes = agent_get(&shared.ui, headers, agent, &format!("/files/read?{q}")).await?;
     Ok((path, offset, bytes))
 }
 
-async fn file(State(shared): State<Shared>, Extension(caller): Extension<Caller>, Path((framework, task)): Path<(String, String)>, Query(query): Query<HashMap<String, String>>) -> Page {
-    let (path, offset, bytes) = read_sandbox_file(&shared, &caller, &framework, &task, &query, FILE_PAGE).await?;
+async fn file(State(shared): State<Shared>, Extension(caller): Extension<Caller>, headers: HeaderMap, Path((framework, task)): Path<(String, String)>, Query(query): Query<HashMap<String, String>>) -> Page {
+    let (path, offset, bytes) = read_sandbox_file(&shared, &caller, &headers, &framework, &task, &query, FILE_PAGE).await?;
     Ok(Html(pages::file(&ctx(&shared), &framework, &task, &path, offset, FILE_PAGE, &bytes).into_string()))
 }
 
 /// The bytes themselves, as text the browser must not interpret.
-async fn raw(State(shared): State<Shared>, Extension(caller): Extension<Caller>, Path((framework, task)): Path<(String, String)>, Query(query): Query<HashMap<String, String>>) -> Result<Response, UiError> {
-    let (_, _, bytes) = read_sandbox_file(&shared, &caller, &framework, &task, &query, 1 << 20).await?;
+async fn raw(State(shared): State<Shared>, Extension(caller): Extension<Caller>, headers: HeaderMap, Path((framework, task)): Path<(String, String)>, Query(query): Query<HashMap<String, String>>) -> Result<Response, UiError> {
+    let (_, _, bytes) = read_sandbox_file(&shared, &caller, &headers, &framework, &task, &query, 1 << 20).await?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::X_CONTENT_TYPE_OPTIONS, "nosniff")],
         bytes,
@@ -556,7 +563,16 @@ async fn teardown(State(shared): State<Shared>, Extension(caller): Extension<Cal
 
 /// GET `url`, at most [`UPSTREAM_MAX`] bytes of a 200 answer.
 async fn get_capped(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, UiError> {
-    let mut response = http.get(url).send().await.map_err(|e| UiError::Upstream(format!("{url}: {e}")))?;
+    get_capped_as(http, url, None).await
+}
+
+/// [`get_capped`] with the `authorization` header given.
+async fn get_capped_as(http: &reqwest::Client, url: &str, authorization: Option<&axum::http::HeaderValue>) -> Result<Vec<u8>, UiError> {
+    let mut request = http.get(url);
+    if let Some(value) = authorization {
+        request = request.header(axum::http::header::AUTHORIZATION, value.as_bytes());
+    }
+    let mut response = request.send().await.map_err(|e| UiError::Upstream(format!("{url}: {e}")))?;
     let status = response.status();
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| UiError::Upstream(format!("{url}: {e}")))? {
@@ -576,8 +592,13 @@ async fn get_capped(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, UiErro
     })
 }
 
-async fn agent_get(ui: &Ui, agent: &str, path_and_query: &str) -> Result<Vec<u8>, UiError> {
-    get_capped(&ui.http, &format!("{}://{agent}{path_and_query}", ui.agent_scheme)).await
+/// GET from an agent's HTTP port with the UI user's own credentials (the
+/// request's `authorization` header): an agent that asks for a token
+/// decides by its own ACL (`agent.acl.view-framework`), as a Mesos agent
+/// does for a browser reading a sandbox.
+async fn agent_get(ui: &Ui, headers: &HeaderMap, agent: &str, path_and_query: &str) -> Result<Vec<u8>, UiError> {
+    let authorization = headers.get(axum::http::header::AUTHORIZATION);
+    get_capped_as(&ui.http, &format!("{}://{agent}{path_and_query}", ui.agent_scheme), authorization).await
 }
 
 async fn fetch_json(http: &reqwest::Client, url: &str) -> Result<serde_json::Value, UiError> {
