@@ -28,8 +28,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 
 /// How it is called; the agent builds this command line.
-pub const USAGE: &str =
-    "usage: weir-supervisor --status-file FILE [--cgroup-procs FILE]... [--uid UID --gid GID [--groups GID,...]] -- CMD [ARG]...";
+pub const USAGE: &str = "usage: weir-supervisor --status-file FILE [--cgroup-procs FILE]... [--uid UID --gid GID [--groups GID,...]] -- CMD [ARG]...";
 
 /// Exit status when a cgroup could not be joined (the task never ran).
 pub const CANNOT_ISOLATE: u8 = 126;
