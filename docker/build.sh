@@ -88,8 +88,8 @@ prune weir-testbed-base "$base_hash"
 if [ -n "${WEIR_BINARY:-}" ]; then
     binary="$WEIR_BINARY"
 else
-    say "cargo build --release --bin weir (target dir $CARGO_TARGET_DIR)"
-    (cd "$repo" && cargo build --release --locked --bin weir --quiet) || die "cargo build failed"
+    say "cargo build --release --bin weir --bin weir-supervisor (target dir $CARGO_TARGET_DIR)"
+    (cd "$repo" && cargo build --release --locked --bin weir --bin weir-supervisor --quiet) || die "cargo build failed"
     binary="$CARGO_TARGET_DIR/release/weir"
 fi
 [ -x "$binary" ] || die "no weir binary at $binary"
@@ -116,6 +116,10 @@ fi
 ctx="$cache/context"
 rm -rf "$ctx" && mkdir -p "$ctx/hadoop-jars"
 cp "$binary" "$ctx/weir"
+# The small supervisor tasks run under, found next to weir (without it the
+# agent falls back to `weir executor`, several times dearer per launch).
+supervisor="$(dirname "$binary")/weir-supervisor"
+if [ -x "$supervisor" ]; then cp "$supervisor" "$ctx/weir-supervisor"; else : > "$ctx/weir-supervisor"; fi
 cp -r "$here/bin" "$here/Dockerfile" "$here/Dockerfile.client" "$ctx/"
 # The Hadoop client and what its shaded jars still need at run time.
 for pattern in 'hadoop-*' 'commons-*' 'guava-*' 'failureaccess-*' 'jackson-*' 'log4j-*' 'slf4j-*' 'jul-to-slf4j-*' 'stax-*' 'woodstox-*' 'jakarta.activation*' 'protobuf-java-*' 're2j-*'; do
@@ -124,6 +128,7 @@ done
 weir_hash="$({
     echo "weir v1 $base"
     sha256sum "$ctx/weir" | cut -d' ' -f1
+    sha256sum "$ctx/weir-supervisor" | cut -d' ' -f1
     (cd "$ctx" && find bin Dockerfile hadoop-jars -type f | sort | xargs sha256sum)
 } | hash_of)"
 weir="weir-testbed:$weir_hash"

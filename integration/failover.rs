@@ -256,9 +256,9 @@ fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     }
 }
 
-/// How many times a task runs on this machine: one supervisor (`weir
-/// executor`, started per launch with the task's sandbox in its arguments)
-/// per launch, alive.
+/// How many times a task runs on this machine: one supervisor
+/// (`weir-supervisor`, started per launch with the task's sandbox in its
+/// arguments) per launch, alive.
 fn task_instances(dir: &str, task: &str) -> usize {
     supervisors_in(dir)
         .into_iter()

@@ -15,6 +15,8 @@ use nix::unistd::Pid;
 use serde_json::Value;
 
 pub const WEIR: &str = env!("CARGO_BIN_EXE_weir");
+/// The small supervisor tasks run under (the agent finds it next to `weir`).
+pub const SUPERVISOR: &str = env!("CARGO_BIN_EXE_weir-supervisor");
 
 /// A child process that is killed (SIGKILL) when dropped.
 pub struct Proc {
@@ -208,11 +210,12 @@ pub fn working_in(dir: &str) -> Vec<i32> {
         .collect()
 }
 
-/// `weir executor` processes (which `pids_with` skips) working under `dir`.
+/// Task supervisors (`weir-supervisor`, or `weir executor` where that is
+/// missing; `pids_with` skips both) working under `dir`.
 pub fn supervisors_in(dir: &str) -> Vec<i32> {
     processes()
         .into_iter()
-        .filter(|(_, cmd, _)| cmd.starts_with(WEIR) && cmd.contains(" executor ") && cmd.contains(dir))
+        .filter(|(_, cmd, _)| (cmd.starts_with(SUPERVISOR) || (cmd.starts_with(WEIR) && cmd.contains(" executor "))) && cmd.contains(dir))
         .map(|(pid, _, _)| pid)
         .collect()
 }

@@ -3,10 +3,11 @@
 //! Each task runs in its own process group (so a kill reaches every child
 //! of a shell command) with its sandbox as working directory and `stdout` /
 //! `stderr` files there. `/bin/sh -c VALUE` when the command is a shell
-//! command, else the program and its argv. With a supervisor (`weir
-//! executor`) the group's leader is the supervisor: it joins the task's
-//! cgroups before it starts the task, outlives the agent, and records how
-//! the task ended in the sandbox, which is what the agent reports.
+//! command, else the program and its argv. With a supervisor
+//! (`weir-supervisor` next to `weir`, else `weir executor`) the group's
+//! leader is the supervisor: it joins the task's cgroups before it starts
+//! the task, outlives the agent, and records how the task ended in the
+//! sandbox, which is what the agent reports.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -27,7 +28,7 @@ use crate::isolation::{self, Usage};
 pub struct ProcessLauncher {
     sandboxes: PathBuf,
     volumes: PathBuf,
-    supervisor: Option<PathBuf>,
+    supervisor: Option<Supervisor>,
     /// With cgroup isolation: this agent's part of the cgroup tree.
     cgroup_scope: Option<String>,
     /// Whose name tasks run under (see `users`).
@@ -38,7 +39,18 @@ impl ProcessLauncher {
     /// Sandboxes go under `WORK_DIR/sandboxes`. Cgroup isolation needs a
     /// supervisor and a machine that lets the agent create cgroups; without
     /// either the agent says so loudly and runs plain processes.
-    pub fn new(work_dir: &Path, supervisor: Option<PathBuf>, mode: isolation::Mode) -> ProcessLauncher {
+    /// `weir`: the binary whose supervisor tasks run under (see
+    /// [`Supervisor::beside`]).
+    pub fn new(work_dir: &Path, weir: Option<PathBuf>, mode: isolation::Mode) -> ProcessLauncher {
+        let supervisor = weir.as_deref().map(Supervisor::beside);
+        match &supervisor {
+            Some(Supervisor::Small(path)) => tracing::info!(supervisor = %path.display(), "tasks run under the small supervisor"),
+            Some(Supervisor::Weir(path)) => tracing::warn!(
+                supervisor = %path.display(),
+                "{SMALL_SUPERVISOR} is not installed next to weir: tasks run under `weir executor`, which costs several times more CPU per launch"
+            ),
+            None => {}
+        }
         let cgroup_scope = match (mode, &supervisor) {
             (isolation::Mode::None, _) => {
                 tracing::warn!("agent.isolation = none: tasks run as plain processes with no resource limits");
@@ -167,6 +179,46 @@ impl Launcher for ProcessLauncher {
     }
 }
 
+/// The small supervisor's file name; the agent looks for it next to `weir`.
+pub const SMALL_SUPERVISOR: &str = "weir-supervisor";
+
+/// The program each task runs under: both run the same code
+/// (`weir_supervisor::run`) with the same command line, so a task started
+/// under one is recovered the same way as under the other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Supervisor {
+    /// `weir-supervisor`: std and libc only, half `weir executor`'s CPU
+    /// per launch.
+    Small(PathBuf),
+    /// `weir executor`: the whole `weir` binary (tokio, clap, …), exec'd
+    /// once per task; used when the small one is not installed.
+    Weir(PathBuf),
+}
+
+impl Supervisor {
+    /// The small supervisor when it is installed next to `weir`, else
+    /// `weir executor`.
+    pub fn beside(weir: &Path) -> Supervisor {
+        use std::os::unix::fs::PermissionsExt;
+        let small = weir.with_file_name(SMALL_SUPERVISOR);
+        match std::fs::metadata(&small) {
+            Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Supervisor::Small(small),
+            _ => Supervisor::Weir(weir.to_owned()),
+        }
+    }
+
+    fn command(&self) -> tokio::process::Command {
+        match self {
+            Supervisor::Small(path) => tokio::process::Command::new(path),
+            Supervisor::Weir(weir) => {
+                let mut c = tokio::process::Command::new(weir);
+                c.arg("executor");
+                c
+            }
+        }
+    }
+}
+
 /// What the launcher knows of the agent, for the task's environment.
 #[derive(Debug, Clone)]
 pub struct LaunchContext {
@@ -174,9 +226,9 @@ pub struct LaunchContext {
     pub sandboxes: PathBuf,
     /// `WORK_DIR/volumes`: where the volumes a task mounts live.
     pub volumes: PathBuf,
-    /// The `weir` binary whose `executor` subcommand supervises each task
-    /// (so tasks outlive the agent); `None` runs tasks as direct children.
-    pub supervisor: Option<PathBuf>,
+    /// What each task runs under (so tasks outlive the agent); `None` runs
+    /// tasks as direct children.
+    pub supervisor: Option<Supervisor>,
     /// Who the task runs as; `None`: the agent's own user.
     pub user: Option<crate::users::TaskUser>,
 }
@@ -287,9 +339,9 @@ pub fn spawn(
         argv
     };
     let mut cmd = match &ctx.supervisor {
-        Some(weir) => {
-            let mut c = tokio::process::Command::new(weir);
-            c.arg("executor").arg("--status-file").arg(sandbox.join(STATUS_FILE));
+        Some(supervisor) => {
+            let mut c = supervisor.command();
+            c.arg("--status-file").arg(sandbox.join(STATUS_FILE));
             for procs in cgroup_procs {
                 c.arg("--cgroup-procs").arg(procs);
             }
@@ -430,6 +482,19 @@ mod tests {
                 !zombie && String::from_utf8_lossy(&cmd).replace('\0', " ").contains(marker)
             })
             .count()
+    }
+
+    #[test]
+    fn the_small_supervisor_is_used_where_it_is_installed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let weir = dir.path().join("weir");
+        assert_eq!(Supervisor::beside(&weir), Supervisor::Weir(weir.clone()), "not installed: weir executor");
+        let small = dir.path().join(SMALL_SUPERVISOR);
+        std::fs::write(&small, "").unwrap();
+        assert_eq!(Supervisor::beside(&weir), Supervisor::Weir(weir.clone()), "not executable: weir executor");
+        std::fs::set_permissions(&small, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(Supervisor::beside(&weir), Supervisor::Small(small));
     }
 
     #[test]

@@ -168,8 +168,11 @@ async fn run(args: &Args, addr: &str, agent_port: u16, broker_pid: u32, agent_pi
                 framework.acknowledge(&status).await?;
                 match v1::TaskState::try_from(status.state) {
                     Ok(v1::TaskState::TaskFinished) => {
-                        finished += 1;
+                        // Updates are delivered at least once: a resent
+                        // FINISHED counted again made `finished` pass
+                        // `launched`, and the run stalled declining offers.
                         if let Some(t) = sent.remove(&status.task_id) {
+                            finished += 1;
                             latencies.push(t.elapsed().as_secs_f64());
                         }
                     }
