@@ -1201,7 +1201,16 @@ fn draining_an_agent_under_a_spark_job_moves_its_work_and_the_job_ends_exact() {
         .map(|t| t["id"].as_str().unwrap())
         .collect();
     assert!(on_drained.iter().all(|id| victims.iter().any(|v| v == id)), "started on the drained agent: {on_drained:?} (before: {victims:?})");
-    let agent = s["agents"].as_array().unwrap().iter().find(|a| a["id"] == drained.as_str()).unwrap().clone();
+    // DRAINED is declared on the broker's next tick after the agent's last
+    // task ended, which may come just after the job's end.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let agent = loop {
+        let agent = state(&sa)["agents"].as_array().unwrap().iter().find(|a| a["id"] == drained.as_str()).unwrap().clone();
+        if agent["drain"] == "drained" || Instant::now() > deadline {
+            break agent;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(agent["drain"], "drained", "{agent}");
     let (_, nodes) = clients.yarn(&sa.conf_dir, "org.apache.hadoop.yarn.client.cli.NodeCLI", &["-list", "-all"]);
     assert!(nodes.contains("DECOMMISSIONED"), "{nodes}");
