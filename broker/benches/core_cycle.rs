@@ -10,42 +10,12 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use weir_broker::{BrokerCore, BrokerSettings, Output};
 use weir_model::ResourceSet;
-use weir_proto::convert::resources_to_proto;
-use weir_proto::v1;
 
 /// A core with `agents` agents and `frameworks` subscribed frameworks,
-/// nothing offered yet.
+/// nothing offered yet, the whole cycle in one tick.
 fn cluster(agents: u64, frameworks: u64) -> BrokerCore {
-    let mut core = BrokerCore::new(BrokerSettings::default(), "bench", Duration::ZERO, Duration::ZERO);
-    // The whole cycle in one tick (the running broker spreads it over
-    // several of MAX_OFFERS_PER_CYCLE agents each).
-    core.set_max_offers_per_cycle(usize::MAX);
-    let resources = resources_to_proto(&ResourceSet::parse("cpus:8;mem:32768;disk:100000").unwrap());
-    for a in 0..agents {
-        let register = v1::agent_message::Register {
-            agent: Some(v1::AgentInfo {
-                id: String::new(),
-                hostname: format!("host{a}"),
-                resources: resources.clone(),
-                attributes: vec![],
-                http_address: String::new(),
-            }),
-            tasks: vec![],
-            ..Default::default()
-        };
-        core.agent_register(1_000_000 + a, &register, Duration::ZERO);
-    }
-    for f in 0..frameworks {
-        let call = v1::Call {
-            framework_id: String::new(),
-            kind: Some(v1::call::Kind::Subscribe(v1::call::Subscribe {
-        data: None,
-                framework: Some(v1::FrameworkInfo { name: format!("fw{f}"), ..Default::default() }),
-            })),
-        };
-        core.framework_call(f, &call, Duration::ZERO);
-    }
-    core
+    let resources = ResourceSet::parse("cpus:8;mem:32768;disk:100000").unwrap();
+    weir_broker::bench::cluster(agents, frameworks, &resources, BrokerSettings::default()).unwrap().0
 }
 
 fn offers_made(out: &[Output]) -> usize {

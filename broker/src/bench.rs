@@ -90,19 +90,19 @@ impl TickRatio {
     }
 }
 
-/// `ticks` timed steady ticks of a broker core with `agents` agents and
-/// `frameworks` frameworks, and as many allocator cycles on the same cluster.
-pub fn tick_ratio(agents: u64, frameworks: u64, ticks: usize) -> Result<TickRatio, Error> {
-    let resources =
-        ResourceSet::parse("cpus:8;mem:32768;disk:100000").map_err(|e| e.to_string())?;
-    // No decline backoff: every tick offers every agent again.
-    let settings = BrokerSettings {
-        decline_backoff_max: Duration::ZERO,
-        ..BrokerSettings::default()
-    };
+/// A core with `agents` agents of `resources` and `frameworks` subscribed
+/// frameworks (connections 0 to `frameworks` - 1, ids returned in that
+/// order), nothing offered yet; the whole cycle goes in one tick (the
+/// running broker spreads it over ticks of `MAX_OFFERS_PER_CYCLE`).
+pub fn cluster(
+    agents: u64,
+    frameworks: u64,
+    resources: &ResourceSet,
+    settings: BrokerSettings,
+) -> Result<(BrokerCore, Vec<String>), Error> {
     let mut core = BrokerCore::new(settings, "bench", Duration::ZERO, Duration::ZERO);
     core.set_max_offers_per_cycle(usize::MAX);
-    let wire = resources_to_proto(&resources);
+    let wire = resources_to_proto(resources);
     for a in 0..agents {
         let register = v1::agent_message::Register {
             agent: Some(v1::AgentInfo {
@@ -147,6 +147,20 @@ pub fn tick_ratio(agents: u64, frameworks: u64, ticks: usize) -> Result<TickRati
             ids.len()
         ));
     }
+    Ok((core, ids))
+}
+
+/// `ticks` timed steady ticks of a broker core with `agents` agents and
+/// `frameworks` frameworks, and as many allocator cycles on the same cluster.
+pub fn tick_ratio(agents: u64, frameworks: u64, ticks: usize) -> Result<TickRatio, Error> {
+    let resources =
+        ResourceSet::parse("cpus:8;mem:32768;disk:100000").map_err(|e| e.to_string())?;
+    // No decline backoff: every tick offers every agent again.
+    let settings = BrokerSettings {
+        decline_backoff_max: Duration::ZERO,
+        ..BrokerSettings::default()
+    };
+    let (mut core, ids) = cluster(agents, frameworks, &resources, settings)?;
     let mut ticks_taken = Vec::with_capacity(ticks);
     // One allocation interval apart, so that the agents (which send no
     // heartbeats here) stay well inside the unreachable timeout.

@@ -223,8 +223,7 @@ impl BrokerCore {
         reg.reservations = reservations;
         reg.volumes = volumes;
         let agent = Agent {
-            hostname: reg.hostname.clone(),
-            attributes: reg.attributes.clone(),
+            host: super::AgentHost::new(reg.hostname.clone(), reg.attributes.clone()),
             http_address: reg.http_address.clone(),
             configured: reg.configured.clone(),
             total: reg.total.clone(),
@@ -237,7 +236,6 @@ impl BrokerCore {
             registered_at: self.agents.get(&id).map_or(now, |a| a.registered_at),
             tasks: held,
             offers: Default::default(),
-            wire: super::outgoing::AgentWire::new(&reg.hostname, &reg.attributes),
         };
         self.agents.insert(id.clone(), agent);
         self.wants_stale = true;

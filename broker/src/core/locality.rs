@@ -127,7 +127,7 @@ impl BrokerCore {
         for (id, agent) in &self.agents {
             let mut bytes = 0u64;
             for hosts in [&data.host_bytes, &data.hdfs_hosts] {
-                bytes = bytes.saturating_add(hosts.get(&agent.hostname).copied().unwrap_or(0));
+                bytes = bytes.saturating_add(hosts.get(&agent.host.hostname).copied().unwrap_or(0));
             }
             if !data.volumes.is_empty() {
                 for ((role, volume), v) in &agent.volumes {

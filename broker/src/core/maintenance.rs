@@ -328,7 +328,7 @@ impl BrokerCore {
             conn,
             event(v1::event::Kind::AgentDraining(v1::event::AgentDraining {
                 agent_id: id.to_string(),
-                hostname: self.agents.get(id).map(|a| a.hostname.clone()).unwrap_or_default(),
+                hostname: self.agents.get(id).map(|a| a.host.hostname.clone()).unwrap_or_default(),
                 deadline,
                 unavailability: unavailability.as_ref().map(convert::unavailability_to_proto),
             })),

@@ -29,7 +29,7 @@ type KeyMap<V> = HashMap<OfferKey, V, keyed::Hasher>;
 type KeySet = std::collections::HashSet<OfferKey, keyed::Hasher>;
 mod outgoing;
 pub use outgoing::OfferBatch;
-use outgoing::{offer_id_text, offer_key_of, AgentWire, ExpiryQueue, OutgoingOffer};
+use outgoing::{offer_id_text, offer_key_of, AgentHost, ExpiryQueue, OutgoingOffer};
 mod recovery;
 mod reservations;
 pub(crate) use reservations::{operation_action, operator_operation_role};
@@ -193,8 +193,8 @@ const MAX_REFUSE: Duration = Duration::from_secs(365 * 24 * 3600);
 
 #[derive(Debug, Clone)]
 struct Agent {
-    hostname: String,
-    attributes: Vec<(String, String)>,
+    /// Its hostname and attributes, shared with every offer of it.
+    host: Arc<AgentHost>,
     http_address: String,
     /// What the agent reported: its configured resources, static
     /// reservations included, dynamic ones not.
@@ -212,8 +212,6 @@ struct Agent {
     /// Its outstanding offers (a few at most: one per role it is offered
     /// in at a time), oldest first.
     offers: Vec<OfferKey>,
-    /// Its hostname and attributes as every offer of it carries them.
-    wire: Arc<AgentWire>,
 }
 
 #[derive(Debug, Clone)]
@@ -614,7 +612,7 @@ impl BrokerCore {
             let expires = now + self.settings.offer_timeout;
             agent.offers.push(key);
             f.offers.insert(key);
-            let host = agent.wire.clone();
+            let host = agent.host.clone();
             self.offer_expiry.push(expires, key);
             self.offers.insert(
                 key,
@@ -656,7 +654,7 @@ impl BrokerCore {
     fn expire_offers(&mut self, now: Duration, out: &mut Vec<Output>) {
         while let Some(key) = self.offer_expiry.pop_due(now) {
             // An entry whose offer was taken back already is stale.
-            let Some(holder) = self.offers.get(&key).map(|o| (o.framework.clone(), o.agent.clone())) else {
+            let Some((framework, agent)) = self.offers.get(&key).map(|o| (o.framework.clone(), o.agent.clone())) else {
                 continue;
             };
             tracing::info!(offer_id = %self.offer_id(key), "offer timed out; rescinding");
@@ -665,7 +663,6 @@ impl BrokerCore {
             // else in line for that agent for a while (it still gets it if
             // nobody else wants it): otherwise a silent framework that wins
             // the tie wins it again each time and starves the others.
-            let (framework, agent) = holder;
             let until = now + self.settings.refuse_default.max(Duration::from_secs(1));
             if let Err(err) = self.allocator.add_yield(&framework, &agent, until) {
                 tracing::error!(framework_id = %framework, agent_id = %agent, error = %err, "could not put a timed-out framework behind the others");
@@ -678,7 +675,7 @@ impl BrokerCore {
         if let Some(offer) = self.remove_offer(key) {
             self.counters.offers_rescinded += 1;
             if let Some(conn) = self.frameworks.get(&offer.framework).and_then(|f| f.conn) {
-                out.push(Output::Framework(conn, event(v1::event::Kind::Rescind(v1::event::Rescind { offer_id: self.offer_id(key).to_string() }))));
+                out.push(Output::Framework(conn, event(v1::event::Kind::Rescind(v1::event::Rescind { offer_id: offer_id_text(&self.id_prefix, key) }))));
             }
         }
     }

@@ -12,8 +12,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use weir_model::{AgentId, FrameworkId, ResourceSet, Role, Unavailability};
-use weir_proto::convert::{attributes_to_proto, resources_to_proto, unavailability_to_proto};
+use weir_model::{AgentId, FrameworkId, Offer, OfferId, ResourceSet, Role, Unavailability};
+use weir_proto::convert::offer_to_proto;
 use weir_proto::v1;
 
 use super::OfferKey;
@@ -36,20 +36,17 @@ pub(super) fn offer_key_of(prefix: &str, raw: &str) -> Option<OfferKey> {
     number.parse().ok()
 }
 
-/// What every offer of one agent shares on the wire, converted once when
-/// the agent (re-)registers rather than once per offer.
+/// An agent's hostname and attributes, shared (one reference count per
+/// offer rather than copies of its strings while the lock is held).
 #[derive(Debug, Clone, PartialEq)]
-pub(super) struct AgentWire {
+pub(super) struct AgentHost {
     pub hostname: String,
-    pub attributes: Vec<v1::Attribute>,
+    pub attributes: Vec<(String, String)>,
 }
 
-impl AgentWire {
-    pub fn new(hostname: &str, attributes: &[(String, String)]) -> Arc<AgentWire> {
-        Arc::new(AgentWire {
-            hostname: hostname.to_owned(),
-            attributes: attributes_to_proto(attributes),
-        })
+impl AgentHost {
+    pub fn new(hostname: String, attributes: Vec<(String, String)>) -> Arc<AgentHost> {
+        Arc::new(AgentHost { hostname, attributes })
     }
 }
 
@@ -62,7 +59,7 @@ pub(super) struct OutgoingOffer {
     pub role: Role,
     pub resources: ResourceSet,
     pub revocable: bool,
-    pub host: Arc<AgentWire>,
+    pub host: Arc<AgentHost>,
     pub data_bytes: u64,
     pub unavailability: Option<Unavailability>,
     pub reservations: Vec<v1::ReservationInfo>,
@@ -108,26 +105,30 @@ impl OfferBatch {
 }
 
 impl OutgoingOffer {
+    /// The wire offer through `convert::offer_to_proto` (whose round trip
+    /// the proto crate tests), plus what only the books know: revocable
+    /// marks and the reservations and volumes it may use.
     fn into_proto(self, prefix: &str) -> v1::Offer {
-        let mut resources = resources_to_proto(&self.resources);
+        let offer = Offer {
+            id: OfferId::new(offer_id_text(prefix, self.key)),
+            framework: self.framework,
+            agent: self.agent,
+            hostname: self.host.hostname.clone(),
+            role: self.role,
+            resources: self.resources,
+            attributes: self.host.attributes.clone(),
+            data_bytes: self.data_bytes,
+            unavailability: self.unavailability,
+        };
+        let mut wire = offer_to_proto(&offer);
         if self.revocable {
-            for r in &mut resources {
+            for r in &mut wire.resources {
                 r.revocable = true;
             }
         }
-        v1::Offer {
-            id: offer_id_text(prefix, self.key),
-            framework_id: self.framework.as_str().to_owned(),
-            agent_id: self.agent.as_str().to_owned(),
-            hostname: self.host.hostname.clone(),
-            resources,
-            attributes: self.host.attributes.clone(),
-            role: self.role.as_str().to_owned(),
-            reservations: self.reservations,
-            volumes: self.volumes,
-            data_bytes: self.data_bytes,
-            unavailability: self.unavailability.as_ref().map(unavailability_to_proto),
-        }
+        wire.reservations = self.reservations;
+        wire.volumes = self.volumes;
+        wire
     }
 }
 

@@ -285,12 +285,13 @@ impl BrokerCore {
             }
             let _ = self.allocator.set_agent_active(id, false);
             self.removal_scan_at = self.removal_scan_at.min(now.saturating_add(self.settings.agent_reregister_timeout));
-            let attributes: Vec<(String, String)> = info.attributes.iter().map(|a| (a.name.clone(), a.value.clone())).collect();
             self.agents.insert(
                 id.clone(),
                 Agent {
-                    hostname: info.hostname.clone(),
-                    attributes: attributes.clone(),
+                    host: super::AgentHost::new(
+                        info.hostname.clone(),
+                        info.attributes.iter().map(|a| (a.name.clone(), a.value.clone())).collect(),
+                    ),
                     http_address: info.http_address.clone(),
                     configured,
                     total,
@@ -303,7 +304,6 @@ impl BrokerCore {
                     registered_at: now,
                     tasks: Default::default(),
                     offers: Default::default(),
-                    wire: super::outgoing::AgentWire::new(&info.hostname, &attributes),
                 },
             );
             tracing::warn!(agent_id = %id, "agent did not re-register after the failover; unreachable until it does");

@@ -419,14 +419,14 @@ impl BrokerCore {
                 let (used, offered) = self.allocated_on(a);
                 AgentSummary {
                     id: id.clone(),
-                    hostname: a.hostname.clone(),
+                    hostname: a.host.hostname.clone(),
                     http_address: a.http_address.clone(),
                     state: match (a.reachable, a.conn.is_some()) {
                         (true, true) => AgentState::Reachable,
                         (true, false) => AgentState::Disconnected,
                         (false, _) => AgentState::Unreachable,
                     },
-                    attributes: a.attributes.clone(),
+                    attributes: a.host.attributes.clone(),
                     total: a.total.clone(),
                     used,
                     offered,
@@ -485,11 +485,11 @@ impl BrokerCore {
             offered.add_assign(&a_offered);
             agents.push(AgentDoc {
                 id: id.to_string(),
-                hostname: a.hostname.clone(),
+                hostname: a.host.hostname.clone(),
                 http_address: a.http_address.clone(),
                 reachable: a.reachable,
                 connected: a.conn.is_some(),
-                attributes: a.attributes.clone(),
+                attributes: a.host.attributes.clone(),
                 resources: a.total.to_string(),
                 total: (&a_total).into(),
                 used: (&a_used).into(),
