@@ -10,6 +10,26 @@ cd "$(dirname "$0")/.."
 home="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${home:-/tmp}/.cache/weir/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# No incremental caches: a whole-suite run gains little from them and they
+# about double the target directory's size.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
+# The kept target directory grows with every change of dependencies or
+# flags. When the disk under it runs short of what a whole build needs,
+# the incremental caches go first, then the whole directory: a slower
+# build, rather than one that dies "No space left on device" while linking.
+free_kib() { df -Pk "$1" 2>/dev/null | awk 'NR==2 {print $4}'; }
+mkdir -p "$CARGO_TARGET_DIR"
+need_kib=$(( ${WEIR_BUILD_SPACE_GIB:-10} * 1024 * 1024 ))
+if [ "$(free_kib "$CARGO_TARGET_DIR")" -lt "$need_kib" ]; then
+    echo "== low disk: $(( $(free_kib "$CARGO_TARGET_DIR") / 1024 )) MiB free under $CARGO_TARGET_DIR; removing its incremental caches"
+    rm -rf "$CARGO_TARGET_DIR"/*/incremental
+fi
+if [ "$(free_kib "$CARGO_TARGET_DIR")" -lt "$need_kib" ]; then
+    echo "== low disk: $(( $(free_kib "$CARGO_TARGET_DIR") / 1024 )) MiB free; removing the kept target directory"
+    rm -rf "${CARGO_TARGET_DIR:?}"/*
+fi
+echo "== disk: $(( $(free_kib "$CARGO_TARGET_DIR") / 1024 )) MiB free, target directory $(du -sh "$CARGO_TARGET_DIR" 2>/dev/null | cut -f1)"
 
 # System packages the tests use. Only what is missing is installed, so a
 # developer's machine is left alone once set up.
