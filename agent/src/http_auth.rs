@@ -101,7 +101,9 @@ pub async fn authenticate(
                 .extensions()
                 .get::<axum::extract::ConnectInfo<SocketAddr>>()
                 .map(|c| c.0);
-            tracing::warn!(?peer, %path, reason, "agent HTTP request refused: not authenticated");
+            if let Some(suppressed) = weir_net::throttle::AUTH_FAILURES.admit_now() {
+                tracing::warn!(?peer, %path, reason, suppressed, "agent HTTP request refused: not authenticated");
+            }
             (
                 StatusCode::UNAUTHORIZED,
                 [

@@ -10,7 +10,8 @@
 //! hard one at start; [`http::serve`] (feature `http`) serves an axum
 //! router with header-read and request timeouts; [`secret`] reads token
 //! and key files, refusing ones others may read; [`tokens`] (feature
-//! `auth`) reads bearer-token files.
+//! `auth`) reads bearer-token files; [`throttle`] bounds the log lines
+//! refused clients can cause.
 //!
 //! Invariant: a connection counts against its caps from accept until its
 //! [`Admitted`] stream is dropped, never longer.
@@ -21,6 +22,7 @@ pub mod http;
 pub mod listener;
 pub mod rlimit;
 pub mod secret;
+pub mod throttle;
 #[cfg(feature = "tls")]
 pub mod tls;
 #[cfg(feature = "auth")]

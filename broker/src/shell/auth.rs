@@ -182,7 +182,9 @@ pub(super) async fn authenticate(State(auth): State<Arc<Authenticator>>, mut req
             return next.run(request).await;
         }
         if let Err(reason) = auth.agent_ok(request.headers()) {
-            tracing::warn!(?peer, %path, reason, "agent refused: not authenticated");
+            if let Some(suppressed) = weir_net::throttle::AUTH_FAILURES.admit_now() {
+                tracing::warn!(?peer, %path, reason, suppressed, "agent refused: not authenticated");
+            }
             return refuse(grpc, &path, reason);
         }
         request.extensions_mut().insert(Caller { principal: String::new(), authenticated: auth.agents_on() });
@@ -200,7 +202,9 @@ pub(super) async fn authenticate(State(auth): State<Arc<Authenticator>>, mut req
             next.run(request).await
         }
         Err(reason) => {
-            tracing::warn!(?peer, %path, reason, "request refused: not authenticated");
+            if let Some(suppressed) = weir_net::throttle::AUTH_FAILURES.admit_now() {
+                tracing::warn!(?peer, %path, reason, suppressed, "request refused: not authenticated");
+            }
             refuse(grpc, &path, reason)
         }
     }

@@ -28,6 +28,7 @@ use weir_net::{Admitted, AdmittingListener, ConnectionLimits};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn, Instrument};
+use weir_net::throttle::AUTH_FAILURES;
 
 use crate::error::Error;
 use crate::connection::{AuthPolicy, Authentication, Connection, IncomingCall, PasswordLookup, Step};
@@ -229,7 +230,9 @@ impl Server {
         let mut conn = match Connection::start_with(&preamble, methods, self.kerberos.clone(), nonce) {
             Ok(c) => c,
             Err((e, frame)) => {
-                warn!(error = %e, "rejecting connection");
+                if let Some(suppressed) = AUTH_FAILURES.admit_now() {
+                    warn!(error = %e, suppressed, "rejecting connection");
+                }
                 if let Some(f) = frame {
                     let _ = wr.write_all(&f).await;
                 }
@@ -326,7 +329,9 @@ impl Server {
                             .and_then(|body| FrameCursor::new(body).decode::<RpcResponseHeaderProto>("response header").ok())
                             .and_then(|h| h.error_msg)
                             .unwrap_or_default();
-                        warn!(%reason, "closing connection after a FATAL reply");
+                        if let Some(suppressed) = AUTH_FAILURES.admit_now() {
+                            warn!(%reason, suppressed, "closing connection after a FATAL reply");
+                        }
                         let _ = tx.send(Out::Last(f)).await;
                     }
                     break;
