@@ -36,7 +36,7 @@
 //! Ids are mapped to dense `u32` slots once, at the edge; the cycle itself
 //! works on slots, integer keys and pre-summed scalars.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::mem;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,7 +50,7 @@ use crate::policy::{self, ClientView, Policy, RoleView};
 use crate::quota::{limit_scalars, limits_of};
 use weir_model::Quota;
 use crate::scalars::Scalars;
-use crate::sorted::SortedVec;
+use crate::sorted::Ordered;
 
 /// Limits below which free resources are not worth offering.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -233,7 +233,7 @@ struct RoleState {
     /// Client slots of this role (offerable or not).
     clients: Vec<u32>,
     /// Offerable clients by (share, framework rank).
-    order: BTreeSet<Key>,
+    order: Ordered<Key>,
     /// The role above (`eng` for `eng/analytics`).
     parent: Option<u32>,
     /// Roles directly below.
@@ -241,7 +241,7 @@ struct RoleState {
     /// Children with something offerable below them, plus `OWN_CLIENTS`
     /// when the role has children and offerable clients of its own.
     /// Empty for a role without children (the cycle then reads `order`).
-    child_order: SortedVec<RoleKey>,
+    child_order: Ordered<RoleKey>,
     /// The key of the `OWN_CLIENTS` entry in `child_order`, if there is one.
     own_key: Option<RoleKey>,
     /// `usage()` of this role and every role below it.
@@ -376,7 +376,7 @@ pub struct Allocator {
     free_client_slots: Vec<u32>,
     /// Top-level roles with something offerable below them, by the
     /// policy's key.
-    role_order: BTreeSet<RoleKey>,
+    role_order: Ordered<RoleKey>,
     policy: Arc<dyn Policy>,
     /// `policy.orders_roles_by_first_member()`, asked once.
     first_member_needed: bool,
@@ -486,7 +486,7 @@ impl Allocator {
             role_ix: BTreeMap::new(),
             clients: Vec::new(),
             free_client_slots: Vec::new(),
-            role_order: BTreeSet::new(),
+            role_order: Ordered::default(),
             policy: policy::default_policy(),
             first_member_needed: false,
             drf: true,
@@ -552,10 +552,10 @@ impl Allocator {
             reserved_free: Scalars::default(),
             key: None,
             clients: Vec::new(),
-            order: BTreeSet::new(),
+            order: Ordered::default(),
             parent,
             children: Vec::new(),
-            child_order: SortedVec::default(),
+            child_order: Ordered::default(),
             own_key: None,
             subtree: Scalars::default(),
             revocable: Scalars::default(),
@@ -714,11 +714,15 @@ impl Allocator {
         let new = self.offerable(c).then(|| self.client_key(c));
         if new != old {
             let order = &mut self.roles[r as usize].order;
-            if let Some(k) = old {
-                order.remove(&k);
-            }
-            if let Some(k) = new {
-                order.insert(k);
+            match (old, new) {
+                (Some(o), Some(n)) => order.replace(&o, n),
+                (Some(o), None) => {
+                    order.remove(&o);
+                }
+                (None, Some(n)) => {
+                    order.insert(n);
+                }
+                (None, None) => {}
             }
             self.client_mut(c).key = new;
         }
@@ -807,11 +811,15 @@ impl Allocator {
             let new = role.has_offerable().then(|| self.role_key(r));
             let old = role.key;
             if new != old {
-                if let Some(k) = old {
-                    self.role_order.remove(&k);
-                }
-                if let Some(k) = new {
-                    self.role_order.insert(k);
+                match (old, new) {
+                    (Some(o), Some(n)) => self.role_order.replace(&o, n),
+                    (Some(o), None) => {
+                        self.role_order.remove(&o);
+                    }
+                    (None, Some(n)) => {
+                        self.role_order.insert(n);
+                    }
+                    (None, None) => {}
                 }
                 self.roles[r as usize].key = new;
             }
@@ -2550,7 +2558,7 @@ impl Allocator {
             }
         }
         if !self.order_dirty {
-            for k in &self.role_order {
+            for k in self.role_order.iter() {
                 assert_eq!(self.roles[k.3 as usize].parent, None);
                 assert_eq!(self.roles[k.3 as usize].key, Some(*k));
             }
