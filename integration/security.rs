@@ -63,6 +63,8 @@ const ACLS: &[&str] = &[
     "broker.acl.drain-agent=ops: *",
     "broker.acl.update-weight=ops: *",
     "broker.acl.update-quota=ops: *",
+    "broker.acl.view-role=ops: *; alice: analytics; bob: batch",
+    "broker.acl.get-endpoint=ops: /metrics",
 ];
 
 const AGENT_VIEW_ACL: &str = "agent.acl.view-framework=ops: *; alice: alice; bob: bob";
@@ -419,6 +421,45 @@ fn operator_calls_need_their_acl() {
     assert_eq!(answer.statuses[0].state, v1::OperationState::OperationFinished as i32, "{answer:?}");
     let state = s.wait_for(|st| st["agents"][0]["reservations"].as_array().is_some_and(|r| !r.is_empty()));
     assert_eq!(state["agents"][0]["reservations"][0]["principal"], "ops", "{:#}", state["agents"][0]);
+}
+
+/// Roles and the cluster's metrics name no framework: `view-role` and
+/// `get-endpoint` decide who sees them.
+#[test]
+fn roles_and_metrics_need_their_acl() {
+    let s = secured();
+    let mut ops = s.operator(Some(OPS));
+    let weights = ["analytics", "batch"].map(|role| v1::RoleWeight { role: role.into(), weight: 2.0 }).to_vec();
+    s.rt.block_on(ops.update_weights(v1::UpdateWeightsRequest { weights })).expect("the operator sets weights");
+    let roles_in = |state: &Value| -> Vec<String> {
+        let mut roles: Vec<String> = state["roles"].as_array().unwrap().iter().map(|r| r["role"].as_str().unwrap().to_owned()).collect();
+        roles.sort();
+        roles
+    };
+    let both = s.wait_for(|st| roles_in(st).len() >= 2);
+    assert!(roles_in(&both).contains(&"analytics".to_owned()) && roles_in(&both).contains(&"batch".to_owned()), "{:#}", both["roles"]);
+    // In /state, GetWeights and GetRolePolicies each sees their own.
+    for (token, role) in [(ALICE, "analytics"), (BOB, "batch")] {
+        assert_eq!(roles_in(&s.state_as(token).unwrap()), vec![role.to_owned()]);
+        let mut op = s.operator(Some(token));
+        let weights = s.rt.block_on(op.get_weights(v1::GetWeightsRequest {})).unwrap().into_inner().weights;
+        assert_eq!(weights.iter().map(|w| w.role.as_str()).collect::<Vec<_>>(), vec![role]);
+        let policies = s.rt.block_on(op.get_role_policies(v1::GetRolePoliciesRequest {})).unwrap().into_inner().roles;
+        assert!(policies.iter().all(|p| p.role == role), "{token}: {policies:?}");
+        let state = s.rt.block_on(op.get_state(v1::GetStateRequest {})).unwrap().into_inner();
+        let doc: Value = serde_json::from_str(&state.state_json).unwrap();
+        assert_eq!(roles_in(&doc), vec![role.to_owned()]);
+    }
+    let mut op = s.operator(Some(OPS));
+    let weights = s.rt.block_on(op.get_weights(v1::GetWeightsRequest {})).unwrap().into_inner().weights;
+    assert!(weights.len() >= 2, "{weights:?}");
+    // /metrics: the operator only.
+    let (status, body) = http(&s.addr, "GET", "/metrics", Some(ALICE));
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("get-endpoint") && body.contains("/metrics"), "{body}");
+    let (status, body) = http(&s.addr, "GET", "/metrics", Some(OPS));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("# TYPE"), "{body}");
 }
 
 #[test]

@@ -57,10 +57,17 @@ pub enum Action {
     UpdateQuota,
     /// Set a role's weight; object: the role.
     UpdateWeight,
+    /// See a role, its weight, quota and share (`/state`'s and GetState's
+    /// roles, GetWeights, GetRolePolicies, the UI's roles); object: the
+    /// role. As Mesos' `view_role`.
+    ViewRole,
+    /// Read an endpoint that shows the whole cluster's figures; object:
+    /// its path (`/metrics`). As Mesos' `get_endpoints`.
+    GetEndpoint,
 }
 
 impl Action {
-    pub const ALL: [Action; 10] = [
+    pub const ALL: [Action; 12] = [
         Action::RegisterFramework,
         Action::TeardownFramework,
         Action::ViewFramework,
@@ -71,6 +78,8 @@ impl Action {
         Action::DrainAgent,
         Action::UpdateQuota,
         Action::UpdateWeight,
+        Action::ViewRole,
+        Action::GetEndpoint,
     ];
 
     /// The action's name in its configuration key and in refusals.
@@ -86,6 +95,8 @@ impl Action {
             Action::DrainAgent => "drain-agent",
             Action::UpdateQuota => "update-quota",
             Action::UpdateWeight => "update-weight",
+            Action::ViewRole => "view-role",
+            Action::GetEndpoint => "get-endpoint",
         }
     }
 

@@ -288,6 +288,7 @@ impl Operator for OperatorService {
         };
         let mut state = state;
         state.retain_viewable(|owner| authorize(&self.0.acls, &principal, Action::ViewFramework, owner).is_ok());
+        state.retain_viewable_roles(|role| authorize(&self.0.acls, &principal, Action::ViewRole, role).is_ok());
         let state_json = serde_json::to_string(&state).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(v1::GetStateResponse {
             agents,
@@ -298,13 +299,15 @@ impl Operator for OperatorService {
         }))
     }
 
-    async fn get_weights(&self, _: Request<v1::GetWeightsRequest>) -> Result<Response<v1::GetWeightsResponse>, Status> {
+    async fn get_weights(&self, request: Request<v1::GetWeightsRequest>) -> Result<Response<v1::GetWeightsResponse>, Status> {
+        let principal = caller(&request).principal;
         let weights = self
             .0
             .lock()
             .core
             .weights()
             .into_iter()
+            .filter(|(role, _)| authorize(&self.0.acls, &principal, Action::ViewRole, role.as_str()).is_ok())
             .map(|(role, weight)| v1::RoleWeight { role: role.to_string(), weight })
             .collect();
         Ok(Response::new(v1::GetWeightsResponse { weights }))
@@ -343,7 +346,8 @@ impl Operator for OperatorService {
         Ok(Response::new(v1::UpdateWeightsResponse {}))
     }
 
-    async fn get_role_policies(&self, _: Request<v1::GetRolePoliciesRequest>) -> Result<Response<v1::GetRolePoliciesResponse>, Status> {
+    async fn get_role_policies(&self, request: Request<v1::GetRolePoliciesRequest>) -> Result<Response<v1::GetRolePoliciesResponse>, Status> {
+        let principal = caller(&request).principal;
         let inner = self.0.lock();
         let core = &inner.core;
         let shares: std::collections::BTreeMap<Role, weir_allocator::RoleShare> =
@@ -351,6 +355,7 @@ impl Operator for OperatorService {
         let roles = core
             .role_policies()
             .iter()
+            .filter(|p| authorize(&self.0.acls, &principal, Action::ViewRole, p.role.as_str()).is_ok())
             .map(|p| {
                 let share = shares.get(&p.role);
                 v1::RolePolicy {

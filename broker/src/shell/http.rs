@@ -42,13 +42,21 @@ async fn state(
     let now = shared.now();
     let mut doc = shared.lock().core.state(now);
     doc.retain_viewable(|owner| crate::acl::authorize(&shared.acls, &caller.principal, crate::acl::Action::ViewFramework, owner).is_ok());
+    doc.retain_viewable_roles(|role| crate::acl::authorize(&shared.acls, &caller.principal, crate::acl::Action::ViewRole, role).is_ok());
     match serde_json::to_string_pretty(&doc) {
         Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/plain")], e.to_string()),
     }
 }
 
-async fn serve_metrics(axum::extract::State(shared): axum::extract::State<Shared>) -> impl IntoResponse {
+async fn serve_metrics(
+    axum::extract::State(shared): axum::extract::State<Shared>,
+    axum::extract::Extension(caller): axum::extract::Extension<super::auth::Caller>,
+) -> impl IntoResponse {
+    if let Err(refusal) = crate::acl::authorize(&shared.acls, &caller.principal, crate::acl::Action::GetEndpoint, "/metrics") {
+        tracing::warn!(principal = %caller.principal, %refusal, "refused /metrics");
+        return (StatusCode::FORBIDDEN, [(header::CONTENT_TYPE, "text/plain")], format!("forbidden: {refusal}\n"));
+    }
     match metrics::encode(&shared.metrics) {
         Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body),
         Err(e) => {

@@ -69,14 +69,15 @@ impl History {
     }
 
     /// A chart of the roles' shares (`frameworks: false`) or the
-    /// frameworks'.
-    pub fn chart(&self, frameworks: bool) -> Markup {
+    /// frameworks', of the series whose name `show` takes in (what the
+    /// caller may see).
+    pub fn chart(&self, frameworks: bool, show: impl Fn(&str) -> bool) -> Markup {
         // name → share at each sample index (absent: not among the largest).
         let mut series: BTreeMap<&str, Vec<Option<f64>>> = BTreeMap::new();
         let n = self.samples.len();
         for (i, sample) in self.samples.iter().enumerate() {
             let shares = if frameworks { &sample.frameworks } else { &sample.roles };
-            for (name, share) in shares {
+            for (name, share) in shares.iter().filter(|(name, _)| show(name)) {
                 series.entry(name.as_str()).or_insert_with(|| vec![None; n])[i] = Some(*share);
             }
         }
@@ -144,7 +145,7 @@ mod tests {
         for i in 0..2u64 {
             h.record(Duration::from_secs(i), Duration::from_secs(i), vec![("<script>x</script>".to_owned(), 0.5)], Vec::new());
         }
-        let svg = h.chart(false).into_string();
+        let svg = h.chart(false, |_| true).into_string();
         assert!(!svg.contains("<script>"), "{svg}");
         assert!(svg.contains("&lt;script&gt;x&lt;/script&gt;"), "{svg}");
         assert!(svg.contains("points=\"0.0,60.0 600.0,60.0\""), "{svg}");

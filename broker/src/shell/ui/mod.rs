@@ -278,11 +278,13 @@ pub(super) fn router() -> Router<Shared> {
         .route("/ui/policy", get(policy))
 }
 
-/// The books as this caller may see them (the `view-framework` ACL).
+/// The books as this caller may see them (the `view-framework` and
+/// `view-role` ACLs).
 fn state(shared: &Shared, caller: &Caller) -> super::super::core::state::StateDoc {
     let now = shared.now();
     let mut doc = shared.lock().core.state(now);
     doc.retain_viewable(|owner| authorize(&shared.acls, &caller.principal, Action::ViewFramework, owner).is_ok());
+    doc.retain_viewable_roles(|role| authorize(&shared.acls, &caller.principal, Action::ViewRole, role).is_ok());
     doc
 }
 

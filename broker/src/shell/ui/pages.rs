@@ -227,9 +227,10 @@ pub(super) fn overview(ctx: &Ctx, doc: &StateDoc, history: &History) -> Markup {
         h2 { "Dominant shares over time" }
         p.muted { (history.len()) " samples over " (history.span().as_secs()) " s." }
         h3 { "Roles" }
-        (history.chart(false))
+        (history.chart(false, |role| doc.roles.iter().any(|r| r.role == role)))
         h3 { "Frameworks" }
-        (history.chart(true))
+        // Series are "name (id)"; the frameworks the caller may see.
+        (history.chart(true, |series| doc.frameworks.iter().any(|f| series.strip_suffix(')').is_some_and(|s| s.ends_with(&format!("({}", f.id))))))
     })
 }
 
