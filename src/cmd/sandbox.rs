@@ -64,6 +64,12 @@ pub async fn copy_output(
                     Err(_) => break,
                 };
                 if !resp.status().is_success() {
+                    // Following a task the broker has just sent: its agent
+                    // may not have made the sandbox yet. Wait for it while
+                    // the task lives; refuse once it has ended without one.
+                    if first && resp.status() == reqwest::StatusCode::NOT_FOUND && !finished {
+                        break;
+                    }
                     if first {
                         let status = resp.status();
                         let body = resp.text().await.unwrap_or_default();
