@@ -362,9 +362,24 @@ impl Clients {
     /// The same as `user` (SIMPLE authentication: HADOOP_USER_NAME), or as
     /// the process's own user.
     fn spark_submit_as(&self, user: Option<&str>, sa: &Standalone, mode: &str, extra: &[&str], app: &Path, app_args: &[&str]) -> (Output, String) {
+        self.spark_submit_by(None, user, sa, mode, extra, app, app_args)
+    }
+
+    /// The same, run by the machine's user `os_user` (`setpriv`, with its
+    /// groups and HOME=`home`) rather than this process's.
+    #[allow(clippy::too_many_arguments)]
+    fn spark_submit_by(&self, os_user: Option<(&str, &Path)>, user: Option<&str>, sa: &Standalone, mode: &str, extra: &[&str], app: &Path, app_args: &[&str]) -> (Output, String) {
         let staging = sa.dir.path().join("staging");
         let python = python();
-        let mut cmd = Command::new(self.spark_home.join("bin/spark-submit"));
+        let submit = self.spark_home.join("bin/spark-submit");
+        let mut cmd = match os_user {
+            Some((name, home)) => {
+                let mut c = Command::new("setpriv");
+                c.args(["--reuid", name, "--regid", name, "--init-groups", "--"]).arg(&submit).env("HOME", home);
+                c
+            }
+            None => Command::new(&submit),
+        };
         cmd.args(["--master", "yarn", "--deploy-mode", mode])
             .args(["--conf", &format!("spark.yarn.jars=local:{}/jars/*", self.spark_home.display())])
             .args(["--conf", &format!("spark.yarn.stagingDir=file://{}", staging.display())])
@@ -1788,7 +1803,8 @@ spark.stop()
 /// With LinuxContainerExecutor, agent.tasks.switch-user and the shim's
 /// principal trusted with root (`weir standalone --secure`: the shim is
 /// `admin`), a real Spark job's containers run as the user who submitted
-/// it (limit-users off), with its groups, in directories it owns; the node
+/// it (limit-users off; they run spark-submit themselves), with its
+/// groups, in directories it owns; the node
 /// manager still serves their logs; system, banned and unknown submitters
 /// are refused with the agent's reason in YARN's diagnostics.
 #[test]
@@ -1805,14 +1821,24 @@ fn with_linux_container_executor_spark_runs_as_its_submitter_and_system_banned_o
     // configuration and Spark's jars through here.
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    // Spark's jars where any user reads them: hard links (pyspark lives
-    // under /root, closed to others), a copy where links cannot be made.
-    let jars = dir.path().join("spark-jars");
-    let linked = Command::new("cp").arg("-al").arg(clients.spark_home.join("jars")).arg(&jars).status().is_ok_and(|s| s.success());
+    // Spark where any user reads it (pyspark may live under /root, closed
+    // to others): hard links, a copy where links cannot be made. The
+    // submitter runs spark-submit from it, as themself; its jars are the
+    // containers' (spark.yarn.jars=local:…).
+    let spark_home = dir.path().join("spark");
+    let linked = Command::new("cp").arg("-al").arg(&clients.spark_home).arg(&spark_home).status().is_ok_and(|s| s.success());
     if !linked {
-        let _ = std::fs::remove_dir_all(&jars);
-        assert!(Command::new("cp").arg("-a").arg(clients.spark_home.join("jars")).arg(&jars).status().unwrap().success());
+        let _ = std::fs::remove_dir_all(&spark_home);
+        assert!(Command::new("cp").arg("-a").arg(&clients.spark_home).arg(&spark_home).status().unwrap().success());
     }
+    let as_submitter = Clients { java: clients.java.clone(), spark_home };
+    // Spark's staging dir (file://, as the submitter writes it) and a home.
+    let staging = dir.path().join("staging");
+    std::fs::create_dir(&staging).unwrap();
+    std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(user.uid.as_raw()), Some(user.gid.as_raw())).unwrap();
     let spec = support::spec_with_free_port(SPARK_SPEC);
     let mut args = support::loopback_standalone_args(dir.path().to_str().unwrap(), &spec);
     args.push("--secure");
@@ -1835,12 +1861,9 @@ fn with_linux_container_executor_spark_runs_as_its_submitter_and_system_banned_o
     let sa = Standalone { _proc: proc, conf_dir, yarn_addr, agent_http: String::new(), dir, broker: support::addr_in(&line) };
     let whoami = sa.dir.path().join("whoami.py");
     std::fs::write(&whoami, WHOAMI_PY).unwrap();
-    let jars_conf = format!("spark.yarn.jars=local:{}/*", jars.display());
     // Containers run this machine's python, which any user may; pyspark
     // itself reaches them as Spark ships it (pyspark.zip, py4j).
     let extra = [
-        "--conf",
-        jars_conf.as_str(),
         "--conf",
         "spark.pyspark.python=/usr/bin/python3",
         "--conf",
@@ -1849,7 +1872,7 @@ fn with_linux_container_executor_spark_runs_as_its_submitter_and_system_banned_o
         "spark.executorEnv.PYSPARK_PYTHON=/usr/bin/python3",
     ];
 
-    let (out, text) = clients.spark_submit_as(Some(&submitter.0), &sa, "cluster", &extra, &whoami, &[]);
+    let (out, text) = as_submitter.spark_submit_by(Some((&submitter.0, &home)), None, &sa, "cluster", &extra, &whoami, &[]);
     assert!(out.status.success() && text.contains("final status: SUCCEEDED"), "spark-submit as {} failed:\n{text}", submitter.0);
     let app = app_id_in(&text);
     // The driver's output, read from the node manager as YARN's clients do.
@@ -1899,7 +1922,7 @@ fn with_linux_container_executor_spark_runs_as_its_submitter_and_system_banned_o
         ("yarn", "user yarn is banned from running tasks"),
         ("no-such-user-weir", "user no-such-user-weir does not exist on this agent"),
     ] {
-        let (out, text) = clients.spark_submit_as(Some(who), &sa, "cluster", &extra, &whoami, &[]);
+        let (out, text) = as_submitter.spark_submit_as(Some(who), &sa, "cluster", &extra, &whoami, &[]);
         assert!(!out.status.success(), "{who}'s job must fail:\n{text}");
         assert!(!text.contains("DRIVER "), "{who}'s driver ran:\n{text}");
         let app = app_id_in(&text);
