@@ -1763,25 +1763,6 @@ fn dirs_named(dir: &Path, name: &str) -> Vec<PathBuf> {
     out
 }
 
-/// A user made for a test (`useradd`, uid from 1000 up, no home) and
-/// removed after it; one left by a test that died is taken over.
-struct TestUser(String);
-
-impl TestUser {
-    fn create(name: &str) -> TestUser {
-        let out = Command::new("useradd").args(["--no-create-home", "--shell", "/usr/sbin/nologin", name]).output().expect("useradd");
-        // 9: the user exists (left by an earlier run).
-        assert!(out.status.success() || out.status.code() == Some(9), "useradd {name}: {}", String::from_utf8_lossy(&out.stderr));
-        TestUser(name.to_owned())
-    }
-}
-
-impl Drop for TestUser {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.0).output();
-    }
-}
-
 /// Prints who the driver (the AM container) and each executor run as,
 /// and who owns their working directories.
 const WHOAMI_PY: &str = r#"
@@ -1814,7 +1795,7 @@ fn with_linux_container_executor_spark_runs_as_its_submitter_and_system_banned_o
         return;
     }
     let clients = clients();
-    let submitter = TestUser::create("weir-yarn-sub");
+    let submitter = support::TestUser::create("weir-yarn-sub");
     let user = nix::unistd::User::from_name(&submitter.0).unwrap().expect("the test user exists");
     let dir = tempfile::tempdir().unwrap();
     // Users other than root reach their sandboxes, the shim's Hadoop
