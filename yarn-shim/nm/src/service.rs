@@ -504,28 +504,10 @@ impl Cmp {
     }
 
     /// Who container `id` of `submitter`'s application runs as, if not as
-    /// the node manager's own user: under LinuxContainerExecutor, the user
-    /// the shim names, whom the container's task (uid `peer_uid`) must run
-    /// as. Refused, with YARN-like diagnostics, when it does not.
+    /// the node manager's own user (see [`container_owner`]).
     fn owner(&self, id: ContainerId, submitter: &str, peer_uid: Option<u32>) -> Result<Option<Identity>, String> {
-        let Some(linux) = &self.inner.settings.linux_executor else { return Ok(None) };
-        let name = linux.local_user.as_deref().unwrap_or(submitter);
         let me = nix::unistd::geteuid().as_raw();
-        let peer = peer_uid.ok_or_else(|| format!("cannot tell which user the task of container {id} runs as"))?;
-        if peer == me {
-            // The agent does not switch users: all runs as its user.
-            return Ok(None);
-        }
-        let owner = Identity::lookup(name).map_err(|e| format!("Container {id} cannot run as {name}: {e}"))?;
-        if owner.uid != peer {
-            return Err(format!("the task of container {id} runs as uid {peer}, not as user {name} (uid {}), whom it must run as", owner.uid));
-        }
-        if me != 0 {
-            return Err(format!(
-                "the node manager runs as uid {me}, not root, and cannot give container {id}'s directories to user {name}: an agent runs it as root for the principals of agent.tasks.root-principals only"
-            ));
-        }
-        Ok(Some(owner))
+        container_owner(self.inner.settings.linux_executor.as_ref(), id, submitter, peer_uid, me, Identity::lookup)
     }
 
     /// Localizes, writes the credentials and the launch script; as
@@ -596,6 +578,39 @@ impl Cmp {
             None => launch::write_launch_script(ctx, &spec).map_err(|e| e.to_string()),
         }
     }
+}
+
+/// Under LinuxContainerExecutor, the user container `id` of
+/// `submitter`'s application runs as (`local_user` if set), whom its task
+/// (uid `peer_uid`, per the kernel) must run as, for a node manager of uid
+/// `me`; None: as the node manager's own user (no executor, or the agent
+/// does not switch users: the task runs as `me`). Refused, saying why,
+/// when the task runs as someone else or the node manager cannot hand
+/// files over (not root).
+fn container_owner(
+    linux: Option<&LinuxExecutor>,
+    id: ContainerId,
+    submitter: &str,
+    peer_uid: Option<u32>,
+    me: u32,
+    lookup: impl Fn(&str) -> Result<Identity, String>,
+) -> Result<Option<Identity>, String> {
+    let Some(linux) = linux else { return Ok(None) };
+    let name = linux.local_user.as_deref().unwrap_or(submitter);
+    let peer = peer_uid.ok_or_else(|| format!("cannot tell which user the task of container {id} runs as"))?;
+    if peer == me {
+        return Ok(None);
+    }
+    let owner = lookup(name).map_err(|e| format!("Container {id} cannot run as {name}: {e}"))?;
+    if owner.uid != peer {
+        return Err(format!("the task of container {id} runs as uid {peer}, not as user {name} (uid {}), whom it must run as", owner.uid));
+    }
+    if me != 0 {
+        return Err(format!(
+            "the node manager runs as uid {me}, not root, and cannot give container {id}'s directories to user {name}: an agent runs it as root for the principals of agent.tasks.root-principals only"
+        ));
+    }
+    Ok(Some(owner))
 }
 
 /// Writes `bytes` to a new `path` (mode 0600: the container's
@@ -699,5 +714,39 @@ impl Service for Cmp {
             }
             other => Err(RpcError::no_such_method(CONTAINER_MANAGEMENT_PROTOCOL, other)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_yarn_api::ids::{ApplicationId, AttemptId};
+
+    #[test]
+    fn a_container_goes_only_to_a_task_of_its_run_as_user() {
+        let id = ContainerId { attempt: AttemptId { app: ApplicationId { cluster_timestamp: 1, id: 1 }, attempt: 1 }, id: 2 };
+        let users = |name: &str| match name {
+            "alice" => Ok(Identity { name: "alice".into(), uid: 1001, gid: 1001, groups: vec![1001] }),
+            "nobody" => Ok(Identity { name: "nobody".into(), uid: 65534, gid: 65534, groups: vec![65534] }),
+            other => Err(format!("user {other} does not exist on this node")),
+        };
+        let submitters = LinuxExecutor { local_user: None };
+        let owner = |linux: Option<&LinuxExecutor>, submitter: &str, peer: Option<u32>, me: u32| container_owner(linux, id, submitter, peer, me, users);
+        // DefaultContainerExecutor, or an agent that does not switch: the node manager's user.
+        assert_eq!(owner(None, "alice", Some(0), 0), Ok(None));
+        assert_eq!(owner(Some(&submitters), "alice", Some(0), 0), Ok(None));
+        assert_eq!(owner(Some(&submitters), "alice", Some(1000), 1000), Ok(None));
+        // The submitter, or the local user for everyone.
+        assert_eq!(owner(Some(&submitters), "alice", Some(1001), 0).unwrap().map(|o| o.uid), Some(1001));
+        let local = LinuxExecutor { local_user: Some("nobody".into()) };
+        assert_eq!(owner(Some(&local), "alice", Some(65534), 0).unwrap().map(|o| o.name), Some("nobody".into()));
+        // A task of someone else (another user's task claiming the container) is refused.
+        let e = owner(Some(&submitters), "alice", Some(65534), 0).unwrap_err();
+        assert!(e.contains("runs as uid 65534, not as user alice (uid 1001)"), "{e}");
+        assert!(owner(Some(&local), "alice", Some(1001), 0).unwrap_err().contains("not as user nobody"));
+        // Unknown users, unknown peers and a node manager that is not root: said so.
+        assert!(owner(Some(&submitters), "mallory", Some(1002), 0).unwrap_err().contains("user mallory does not exist"));
+        assert!(owner(Some(&submitters), "alice", None, 0).unwrap_err().contains("cannot tell which user"));
+        assert!(owner(Some(&submitters), "alice", Some(1001), 1000).unwrap_err().contains("not root"));
     }
 }
