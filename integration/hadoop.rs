@@ -130,9 +130,19 @@ impl Hadoop {
     /// killing it after `limit`. Returns its exit code (None if killed)
     /// and its output (stdout then stderr).
     fn run(&self, conf_dir: &Path, tool: &str, args: &[&str], limit: Duration) -> (Option<i32>, String) {
+        self.run_as(None, conf_dir, tool, args, limit)
+    }
+
+    /// The same as Hadoop user `user` (SIMPLE: HADOOP_USER_NAME), or as
+    /// this process's user.
+    fn run_as(&self, user: Option<&str>, conf_dir: &Path, tool: &str, args: &[&str], limit: Duration) -> (Option<i32>, String) {
         let out_dir = tempfile::tempdir().unwrap();
         let (out, err) = (out_dir.path().join("out"), out_dir.path().join("err"));
-        let mut child = Command::new(self.home.join("bin").join(tool))
+        let mut command = Command::new(self.home.join("bin").join(tool));
+        if let Some(user) = user {
+            command.env("HADOOP_USER_NAME", user);
+        }
+        let mut child = command
             .args(args)
             .envs(self.env(conf_dir))
             .env("HADOOP_OPTS", format!("-Djava.net.preferIPv4Stack=true {ADD_OPENS}"))
@@ -227,6 +237,11 @@ fn admin_conf(h: &Hadoop, dir: &Path) {
 }
 
 fn pool(h: &Hadoop) -> Pool {
+    pool_with(h, &[], &[])
+}
+
+/// A pool started with more `flags` and `-D` `defines`.
+fn pool_with(h: &Hadoop, flags: &[&str], defines: &[&str]) -> Pool {
     let dir = tempfile::tempdir().unwrap();
     let admin = dir.path().join("admin-conf");
     admin_conf(h, &admin);
@@ -235,6 +250,10 @@ fn pool(h: &Hadoop) -> Pool {
     let merge = format!("yarn-shim.client.hadoop.conf.dir={}", admin.display());
     let mut args = support::loopback_standalone_args(work.to_str().unwrap(), &spec);
     args.extend(["-D", &merge]);
+    args.extend_from_slice(flags);
+    for d in defines {
+        args.extend(["-D", d]);
+    }
     let env = h.env(&admin);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let (proc, _) = support::spawn_weir_env("standalone", &args, "weir standalone: broker", &env);
@@ -600,4 +619,80 @@ fn skein_runs_two_services_and_its_cli_lists_and_kills_and_yarn_logs_reads_them(
     let (_, listing) = skein.cli(&["application", "ls", "--all"]);
     let line = listing.lines().find(|l| l.contains(&running)).unwrap_or_else(|| panic!("{running} not listed:\n{listing}"));
     assert!(line.contains("KILLED"), "{listing}");
+}
+
+/// With LinuxContainerExecutor (and agent.tasks.switch-user, the shim's
+/// principal trusted with root: `weir standalone --secure`, the shim is
+/// `admin`), Hadoop's own wordcount with two reducers runs as the user
+/// who submitted it (limit-users off): its map outputs are that user's
+/// files, which the node manager's mapreduce_shuffle, root, serves to the
+/// reducers only as files of the application's user; the counts are
+/// right and HDFS has the output as the submitter's.
+#[test]
+fn mapreduce_wordcount_under_linux_container_executor_runs_as_its_submitter_and_shuffles() {
+    let Some(h) = hadoop("mapreduce_wordcount_under_linux_container_executor_runs_as_its_submitter_and_shuffles") else { return };
+    if !nix::unistd::geteuid().is_root() {
+        println!("SKIPPED: containers as their users need an agent running as root (CI runs as root)");
+        return;
+    }
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let submitter = support::TestUser::create("weir-yarn-mr");
+    let uid = nix::unistd::User::from_name(&submitter.0).unwrap().expect("the test user exists").uid.as_raw();
+    let pool = pool_with(
+        &h,
+        &["--secure"],
+        &[
+            "agent.tasks.switch-user=true",
+            "agent.tasks.root-principals=admin",
+            "yarn-shim.nodemanager.container-executor.class=org.apache.hadoop.yarn.server.nodemanager.LinuxContainerExecutor",
+            "yarn-shim.nodemanager.linux-container-executor.nonsecure-mode.limit-users=false",
+        ],
+    );
+    // The submitter's containers reach their sandboxes and the pool's
+    // Hadoop configuration through here.
+    std::fs::set_permissions(pool.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (text, expected) = text_and_counts(2 << 20);
+    let local = pool.dir.path().join("words.txt");
+    std::fs::write(&local, &text).unwrap();
+    // An HDFS directory of the submitter's (made by root, HDFS's superuser
+    // here): input, output and the MapReduce staging dir.
+    let dir = hdfs_dir(&h, "wordcount-lce");
+    let (input, output) = (format!("{dir}/in"), format!("{dir}/out"));
+    for args in [vec!["dfs", "-mkdir", "-p", &input], vec!["dfs", "-put", local.to_str().unwrap(), &input], vec!["dfs", "-chown", "-R", &submitter.0, &dir]] {
+        let (code, out) = h.run(&pool.conf_dir, "hdfs", &args, 2 * MINUTES);
+        assert_eq!(code, Some(0), "{out}");
+    }
+    let staging = format!("yarn.app.mapreduce.am.staging-dir={dir}/staging");
+    let (code, out) = h.run_as(
+        Some(&submitter.0),
+        &pool.conf_dir,
+        "yarn",
+        &["jar", &h.jar("examples"), "wordcount", "-D", "mapreduce.job.reduces=2", "-D", &staging, &input, &output],
+        8 * MINUTES,
+    );
+    assert_eq!(code, Some(0), "wordcount failed:\n{out}\n{}", pool.container_logs());
+    assert!(out.contains("completed successfully") && out.contains("Launched reduce tasks=2"), "{out}");
+    let (code, counted) = h.run(&pool.conf_dir, "hdfs", &["dfs", "-cat", &format!("{output}/part-r-*")], 2 * MINUTES);
+    assert_eq!(code, Some(0), "{counted}");
+    let got: BTreeMap<String, u64> = counted
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(w, n)| (w.to_owned(), n.trim().parse().unwrap_or_else(|_| panic!("bad count {n:?} for {w:?}"))))
+        .collect();
+    assert_eq!(got, expected, "wordcount's counts differ from the input's");
+    // HDFS has the output as the submitter's (the reducers wrote it as them).
+    let (code, listing) = h.run(&pool.conf_dir, "hdfs", &["dfs", "-ls", &output], 2 * MINUTES);
+    assert_eq!(code, Some(0), "{listing}");
+    let parts: Vec<&str> = listing.lines().filter(|l| l.contains("/part-r-")).collect();
+    assert_eq!(parts.len(), 2, "{listing}");
+    assert!(parts.iter().all(|l| l.split_whitespace().nth(2) == Some(submitter.0.as_str())), "{listing}");
+    // The map outputs the shuffle served, the containers' logs and launch
+    // scripts: the submitter's files.
+    let map_outputs = pool.files_named("file.out");
+    assert!(!map_outputs.is_empty(), "no map output left under usercache");
+    for f in map_outputs.iter().chain(pool.files_named("syslog").iter()).chain(pool.files_named("launch_container.sh").iter()) {
+        assert_eq!(std::fs::metadata(f).unwrap().uid(), uid, "{} is not {}'s", f.display(), submitter.0);
+    }
+    h.run(&pool.conf_dir, "hdfs", &["dfs", "-rm", "-r", "-f", &dir], 2 * MINUTES);
 }

@@ -362,9 +362,24 @@ impl Clients {
     /// The same as `user` (SIMPLE authentication: HADOOP_USER_NAME), or as
     /// the process's own user.
     fn spark_submit_as(&self, user: Option<&str>, sa: &Standalone, mode: &str, extra: &[&str], app: &Path, app_args: &[&str]) -> (Output, String) {
+        self.spark_submit_by(None, user, sa, mode, extra, app, app_args)
+    }
+
+    /// The same, run by the machine's user `os_user` (`setpriv`, with its
+    /// groups and HOME=`home`) rather than this process's.
+    #[allow(clippy::too_many_arguments)]
+    fn spark_submit_by(&self, os_user: Option<(&str, &Path)>, user: Option<&str>, sa: &Standalone, mode: &str, extra: &[&str], app: &Path, app_args: &[&str]) -> (Output, String) {
         let staging = sa.dir.path().join("staging");
         let python = python();
-        let mut cmd = Command::new(self.spark_home.join("bin/spark-submit"));
+        let submit = self.spark_home.join("bin/spark-submit");
+        let mut cmd = match os_user {
+            Some((name, home)) => {
+                let mut c = Command::new("setpriv");
+                c.args(["--reuid", name, "--regid", name, "--init-groups", "--"]).arg(&submit).env("HOME", home);
+                c
+            }
+            None => Command::new(&submit),
+        };
         cmd.args(["--master", "yarn", "--deploy-mode", mode])
             .args(["--conf", &format!("spark.yarn.jars=local:{}/jars/*", self.spark_home.display())])
             .args(["--conf", &format!("spark.yarn.stagingDir=file://{}", staging.display())])
@@ -1737,4 +1752,171 @@ fn yarn_acls_let_owners_queue_admins_and_admins_act_and_refuse_everyone_else() {
     let (status, body) = http("PUT", &format!("http://{web}/ws/v1/cluster/apps/{restricted}/state?user.name=yarnadmin"), r#"{"state":"KILLED"}"#);
     assert_eq!(status, 202, "{body}");
     assert_eq!(state_of(&restricted), "State : KILLED");
+}
+
+/// Every directory named `name` under `dir` (not below it, and not
+/// through symlinks).
+fn dirs_named(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            if p.file_name().is_some_and(|n| n == name) {
+                out.push(p);
+            } else {
+                out.extend(dirs_named(&p, name));
+            }
+        }
+    }
+    out
+}
+
+/// Prints who the driver (the AM container) and each executor run as,
+/// and who owns their working directories.
+const WHOAMI_PY: &str = r#"
+import os, pwd
+from pyspark.sql import SparkSession
+
+def who(_):
+    name = lambda uid: pwd.getpwuid(uid).pw_name
+    groups = ",".join(sorted(set(str(g) for g in os.getgroups())))
+    return "%s uid=%d gid=%d groups=%s pwd_owner=%s" % (name(os.getuid()), os.getuid(), os.getgid(), groups, name(os.stat(".").st_uid))
+
+spark = SparkSession.builder.appName("weir-whoami").getOrCreate()
+print("DRIVER " + who(0))
+for w in sorted(set(spark.sparkContext.parallelize(range(4), 4).map(who).collect())):
+    print("EXECUTOR " + w)
+spark.stop()
+"#;
+
+/// With LinuxContainerExecutor, agent.tasks.switch-user and the shim's
+/// principal trusted with root (`weir standalone --secure`: the shim is
+/// `admin`), a real Spark job's containers run as the user who submitted
+/// it (limit-users off; they run spark-submit themselves), with its
+/// groups, in directories it owns; the node
+/// manager still serves their logs; system, banned and unknown submitters
+/// are refused with the agent's reason in YARN's diagnostics.
+#[test]
+fn with_linux_container_executor_spark_runs_as_its_submitter_and_system_banned_or_unknown_users_are_refused() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED: containers as their users need an agent running as root (CI runs as root)");
+        return;
+    }
+    let clients = clients();
+    let submitter = support::TestUser::create("weir-yarn-sub");
+    let user = nix::unistd::User::from_name(&submitter.0).unwrap().expect("the test user exists");
+    let dir = tempfile::tempdir().unwrap();
+    // Users other than root reach their sandboxes, the shim's Hadoop
+    // configuration and Spark's jars through here.
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Spark where any user reads it (pyspark may live under /root, closed
+    // to others): hard links, a copy where links cannot be made. The
+    // submitter runs spark-submit from it, as themself; its jars are the
+    // containers' (spark.yarn.jars=local:…).
+    let spark_home = dir.path().join("spark");
+    let linked = Command::new("cp").arg("-al").arg(&clients.spark_home).arg(&spark_home).status().is_ok_and(|s| s.success());
+    if !linked {
+        let _ = std::fs::remove_dir_all(&spark_home);
+        assert!(Command::new("cp").arg("-a").arg(&clients.spark_home).arg(&spark_home).status().unwrap().success());
+    }
+    let as_submitter = Clients { java: clients.java.clone(), spark_home };
+    // Spark's staging dir (file://, as the submitter writes it) and a home.
+    let staging = dir.path().join("staging");
+    std::fs::create_dir(&staging).unwrap();
+    std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(user.uid.as_raw()), Some(user.gid.as_raw())).unwrap();
+    let spec = support::spec_with_free_port(SPARK_SPEC);
+    let mut args = support::loopback_standalone_args(dir.path().to_str().unwrap(), &spec);
+    args.push("--secure");
+    for d in [
+        "agent.tasks.switch-user=true",
+        "agent.tasks.root-principals=admin",
+        "yarn-shim.nodemanager.container-executor.class=org.apache.hadoop.yarn.server.nodemanager.LinuxContainerExecutor",
+        "yarn-shim.nodemanager.linux-container-executor.nonsecure-mode.limit-users=false",
+        "yarn-shim.nodemanager.idle.timeout=10m",
+        "yarn-shim.am.max-attempts=1",
+    ] {
+        args.extend(["-D", d]);
+    }
+    let (proc, line) = support::spawn_weir("standalone", &args, "weir standalone: broker");
+    assert!(line.contains("over TLS, tokens required"), "{line}");
+    let conf_dir = dir.path().join("hadoop-conf");
+    let yarn_site = std::fs::read_to_string(conf_dir.join("yarn-site.xml")).expect("standalone wrote yarn-site.xml");
+    let yarn_addr = site_value(&yarn_site, "yarn.resourcemanager.address").expect("yarn.resourcemanager.address");
+    let web = site_value(&yarn_site, "yarn.resourcemanager.webapp.address").expect("yarn-site.xml names the REST API");
+    let sa = Standalone { _proc: proc, conf_dir, yarn_addr, agent_http: String::new(), dir, broker: support::addr_in(&line) };
+    let whoami = sa.dir.path().join("whoami.py");
+    std::fs::write(&whoami, WHOAMI_PY).unwrap();
+    // Containers run this machine's python, which any user may; pyspark
+    // itself reaches them as Spark ships it (pyspark.zip, py4j).
+    let extra = [
+        "--conf",
+        "spark.pyspark.python=/usr/bin/python3",
+        "--conf",
+        "spark.yarn.appMasterEnv.PYSPARK_PYTHON=/usr/bin/python3",
+        "--conf",
+        "spark.executorEnv.PYSPARK_PYTHON=/usr/bin/python3",
+    ];
+
+    let (out, text) = as_submitter.spark_submit_by(Some((&submitter.0, &home)), None, &sa, "cluster", &extra, &whoami, &[]);
+    assert!(out.status.success() && text.contains("final status: SUCCEEDED"), "spark-submit as {} failed:\n{text}", submitter.0);
+    let app = app_id_in(&text);
+    // The driver's output, read from the node manager as YARN's clients do.
+    let report: serde_json::Value = serde_json::from_str(&support::http_get(&format!("http://{web}/ws/v1/cluster/apps/{app}")).unwrap()).unwrap();
+    let logs = report["app"]["amContainerLogs"].as_str().unwrap_or_else(|| panic!("no AM container logs: {report}")).to_owned();
+    assert!(logs.ends_with(&format!("/{}", submitter.0)), "the logs are the submitter's: {logs}");
+    let stdout = support::http_get(&format!("{logs}/stdout?start=0")).unwrap_or_else(|e| panic!("{logs}/stdout: {e}"));
+    let groups: Vec<u32> = nix::unistd::getgrouplist(&std::ffi::CString::new(submitter.0.as_str()).unwrap(), user.gid)
+        .unwrap()
+        .into_iter()
+        .map(|g| g.as_raw())
+        .collect();
+    let mut groups: Vec<String> = groups.iter().map(u32::to_string).collect();
+    groups.sort();
+    groups.dedup();
+    let expected = format!("{} uid={} gid={} groups={} pwd_owner={}", submitter.0, user.uid, user.gid, groups.join(","), submitter.0);
+    assert!(stdout.contains(&format!("DRIVER {expected}\n")), "the driver ran as {}:\n{stdout}", submitter.0);
+    let executors: Vec<&str> = stdout.lines().filter(|l| l.starts_with("EXECUTOR ")).collect();
+    assert_eq!(executors, [format!("EXECUTOR {expected}")], "every executor ran as {}:\n{stdout}", submitter.0);
+    // What the node manager made for it is the submitter's: the
+    // application's and user's dirs, the containers' logs, launch
+    // scripts and credentials (0600).
+    let owner = |p: &Path| std::fs::symlink_metadata(p).unwrap().uid();
+    let user_dirs: Vec<PathBuf> = dirs_named(sa.dir.path(), "usercache").into_iter().map(|d| d.join(&submitter.0)).collect();
+    assert_eq!(user_dirs.len(), 1, "one node manager: {user_dirs:?}");
+    assert_eq!(owner(&user_dirs[0]), user.uid.as_raw());
+    assert_eq!(std::fs::metadata(&user_dirs[0]).unwrap().mode() & 0o777, 0o750);
+    assert_eq!(owner(&user_dirs[0].join("appcache").join(&app)), user.uid.as_raw());
+    let scripts = support::files_named(sa.dir.path(), "launch_container.sh");
+    assert!(scripts.len() >= 2, "an AM and executors: {scripts:?}");
+    for script in &scripts {
+        assert_eq!(owner(script), user.uid.as_raw(), "{}", script.display());
+        let tokens = script.with_file_name("container_tokens");
+        assert_eq!((owner(&tokens), std::fs::metadata(&tokens).unwrap().mode() & 0o777), (user.uid.as_raw(), 0o600), "{}", tokens.display());
+    }
+    let app_logs: Vec<PathBuf> = dirs_named(sa.dir.path(), &app).into_iter().filter(|p| p.parent().is_some_and(|d| d.ends_with("logs"))).collect();
+    assert_eq!(app_logs.len(), 1, "{app_logs:?}");
+    for container in std::fs::read_dir(&app_logs[0]).unwrap().flatten() {
+        assert_eq!(owner(&container.path()), user.uid.as_raw(), "{}", container.path().display());
+        assert_eq!(owner(&container.path().join("stdout")), user.uid.as_raw());
+    }
+
+    // Refused before anything of theirs runs, each saying why, in the
+    // application's diagnostics.
+    for (who, why) in [
+        ("root", "user root has uid 0, below agent.tasks.min-uid 1000"),
+        ("yarn", "user yarn is banned from running tasks"),
+        ("no-such-user-weir", "user no-such-user-weir does not exist on this agent"),
+    ] {
+        let (out, text) = as_submitter.spark_submit_as(Some(who), &sa, "cluster", &extra, &whoami, &[]);
+        assert!(!out.status.success(), "{who}'s job must fail:\n{text}");
+        assert!(!text.contains("DRIVER "), "{who}'s driver ran:\n{text}");
+        let app = app_id_in(&text);
+        let (_, report) = clients.applications(&sa.conf_dir, &["-status", &app]);
+        assert!(report.contains("Final-State : FAILED"), "{report}");
+        assert!(report.contains("Container could not be launched") && report.contains(why), "{who}: the diagnostics say why:\n{report}");
+    }
 }

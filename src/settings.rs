@@ -335,6 +335,13 @@ pub fn agent(config: &Config, kill_tasks_on_shutdown: bool) -> Result<weir_agent
             switch: config.get_bool("agent.tasks.switch-user").map_err(problem)?,
             min_uid: config.get_u32("agent.tasks.min-uid").map_err(problem)?,
             banned: config.get_list("agent.tasks.banned-users").map_err(problem)?,
+            root_principals: config
+                .get_list("agent.tasks.root-principals")
+                .map_err(problem)?
+                .into_iter()
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .collect(),
         },
         // This very binary supervises tasks (`weir executor`).
         supervisor: Some(std::env::current_exe().context("finding the weir binary to supervise tasks")?),
@@ -546,6 +553,13 @@ pub fn yarn_shim(config: &Config, broker: String) -> Result<weir_yarn_rm::shim::
         },
         capacity_scheduler,
         advertised_host: Some(weir_agent::detect::hostname()),
+        container_executor: weir_yarn_rm::container_executor::ContainerExecutor::from_conf(
+            &config.get_str("yarn-shim.nodemanager.container-executor.class").map_err(problem)?,
+            config.get_str("yarn-shim.security.authentication").map_err(problem)?.trim().eq_ignore_ascii_case("kerberos"),
+            config.get_bool("yarn-shim.nodemanager.linux-container-executor.nonsecure-mode.limit-users").map_err(problem)?,
+            &config.get_str("yarn-shim.nodemanager.linux-container-executor.nonsecure-mode.local-user").map_err(problem)?,
+        )
+        .map_err(|e| problem(format!("yarn-shim.nodemanager.container-executor.class: {e}")))?,
         kerberos: match kerberos(config)? {
             Some(k) => {
                 let rules = weir_yarn_ipc::security::auth_to_local::AuthToLocal::parse(&k.auth_to_local, &k.realm)

@@ -22,12 +22,20 @@ pub struct UserPolicy {
     pub switch: bool,
     pub min_uid: u32,
     pub banned: Vec<String>,
+    /// Principals whose tasks may run as root when they ask
+    /// (`agent.tasks.root-principals`); none by default.
+    pub root_principals: Vec<String>,
 }
 
 impl Default for UserPolicy {
     /// Off, with YARN's LinuxContainerExecutor limits for when it is on.
     fn default() -> UserPolicy {
-        UserPolicy { switch: false, min_uid: 1000, banned: ["hdfs", "yarn", "mapred", "bin"].map(str::to_owned).to_vec() }
+        UserPolicy {
+            switch: false,
+            min_uid: 1000,
+            banned: ["hdfs", "yarn", "mapred", "bin"].map(str::to_owned).to_vec(),
+            root_principals: Vec::new(),
+        }
     }
 }
 
@@ -42,9 +50,26 @@ pub struct TaskUser {
     pub home: std::path::PathBuf,
 }
 
-/// The user a task with `requested` (its command's user) runs as: `None`
-/// for the agent's own user (the switch is off), or why it may not run.
-pub fn resolve(policy: &UserPolicy, requested: &str) -> Result<Option<TaskUser>, String> {
+/// What a task asks for: its command's user, the principal the broker
+/// stamped on it (`TaskInfo.principal`) and whether it asks for root
+/// ([`weir_model::task::RUN_AS_ROOT_LABEL`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Request<'a> {
+    pub user: &'a str,
+    pub principal: &'a str,
+    pub asks_for_root: bool,
+}
+
+impl<'a> Request<'a> {
+    pub fn user(user: &'a str) -> Request<'a> {
+        Request { user, ..Request::default() }
+    }
+}
+
+/// The user a task runs as: `None` for the agent's own user (the switch is
+/// off), or why it may not run.
+pub fn resolve(policy: &UserPolicy, request: Request) -> Result<Option<TaskUser>, String> {
+    let requested = request.user;
     if !policy.switch {
         return Ok(None);
     }
@@ -61,7 +86,14 @@ pub fn resolve(policy: &UserPolicy, requested: &str) -> Result<Option<TaskUser>,
         Err(e) => return Err(format!("cannot look up user {name}: {e}")),
     };
     let uid = user.uid.as_raw();
-    if uid < policy.min_uid {
+    // Root for a trusted framework's task that asks for it; an empty
+    // principal (anonymous, or a broker without authentication that was
+    // told none) is never trusted.
+    let trusted_root = uid == 0
+        && request.asks_for_root
+        && !request.principal.is_empty()
+        && policy.root_principals.iter().any(|p| p == request.principal);
+    if uid < policy.min_uid && !trusted_root {
         return Err(format!("user {name} has uid {uid}, below agent.tasks.min-uid {}: system users do not run tasks", policy.min_uid));
     }
     let me = nix::unistd::geteuid().as_raw();
@@ -100,26 +132,26 @@ mod tests {
 
     #[test]
     fn off_runs_everything_as_the_agent() {
-        assert_eq!(resolve(&UserPolicy::default(), "root"), Ok(None));
-        assert_eq!(resolve(&UserPolicy::default(), ""), Ok(None));
+        assert_eq!(resolve(&UserPolicy::default(), Request::user("root")), Ok(None));
+        assert_eq!(resolve(&UserPolicy::default(), Request::user("")), Ok(None));
     }
 
     #[test]
     fn system_banned_unknown_and_unnamed_users_are_refused_with_the_reason() {
-        let root = resolve(&on(), "root").unwrap_err();
+        let root = resolve(&on(), Request::user("root")).unwrap_err();
         assert!(root.contains("user root has uid 0, below agent.tasks.min-uid 1000"), "{root}");
-        let banned = resolve(&on(), "yarn").unwrap_err();
+        let banned = resolve(&on(), Request::user("yarn")).unwrap_err();
         assert!(banned.contains("banned"), "{banned}");
-        let unknown = resolve(&on(), "no-such-user-weir").unwrap_err();
+        let unknown = resolve(&on(), Request::user("no-such-user-weir")).unwrap_err();
         assert!(unknown.contains("does not exist"), "{unknown}");
-        assert!(resolve(&on(), " ").unwrap_err().contains("names no user"));
+        assert!(resolve(&on(), Request::user(" ")).unwrap_err().contains("names no user"));
     }
 
     #[test]
     fn a_known_user_above_the_minimum_resolves_with_their_groups() {
         // `nobody` (65534) exists on Debian; skip quietly elsewhere.
         let Ok(Some(nobody)) = nix::unistd::User::from_name("nobody") else { return };
-        match resolve(&on(), "nobody") {
+        match resolve(&on(), Request::user("nobody")) {
             Ok(Some(u)) => {
                 assert_eq!((u.uid, u.gid), (nobody.uid.as_raw(), nobody.gid.as_raw()));
                 assert!(u.groups.contains(&u.gid), "{u:?}");
@@ -128,5 +160,28 @@ mod tests {
             Err(e) => assert!(e.contains("not root") && nix::unistd::geteuid().as_raw() != 0, "{e}"),
             Ok(None) => panic!("the switch is on"),
         }
+    }
+
+    #[test]
+    fn root_only_for_a_listed_principals_task_that_asks_for_it() {
+        let policy = UserPolicy { root_principals: vec!["yarn-shim".into()], ..on() };
+        let ask = |principal, asks_for_root| resolve(&policy, Request { user: "root", principal, asks_for_root });
+        let below = |r: Result<Option<TaskUser>, String>| r.unwrap_err().contains("below agent.tasks.min-uid");
+        // Not listed, not asked, or no principal at all: held to min-uid.
+        assert!(below(ask("mallory", true)));
+        assert!(below(ask("yarn-shim", false)));
+        assert!(below(ask("", true)));
+        assert!(below(resolve(&UserPolicy { root_principals: vec![String::new()], ..on() }, Request { user: "root", principal: "", asks_for_root: true })));
+        // Listed and asked: root (where the agent is root; else it says it cannot switch).
+        match ask("yarn-shim", true) {
+            Ok(Some(u)) => assert_eq!(u.uid, 0),
+            Err(e) => assert!(e.contains("not root") && nix::unistd::geteuid().as_raw() != 0, "{e}"),
+            Ok(None) => panic!("the switch is on"),
+        }
+        // The exception is root's only: other system users and banned ones stay refused.
+        let bin = resolve(&policy, Request { user: "daemon", principal: "yarn-shim", asks_for_root: true }).unwrap_err();
+        assert!(bin.contains("below agent.tasks.min-uid"), "{bin}");
+        let banned = UserPolicy { banned: vec!["root".into()], ..policy.clone() };
+        assert!(resolve(&banned, Request { user: "root", principal: "yarn-shim", asks_for_root: true }).unwrap_err().contains("banned"));
     }
 }

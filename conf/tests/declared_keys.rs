@@ -114,5 +114,5 @@ fn every_declared_key_has_a_description_and_its_defaults_are_valid() {
             );
         }
     }
-    assert_eq!(weir_conf::declared_keys().len(), 132);
+    assert_eq!(weir_conf::declared_keys().len(), 136);
 }

@@ -416,3 +416,22 @@ pub fn pi_in(text: &str) -> f64 {
     let rest = text.split("Pi is roughly ").nth(1).unwrap_or_else(|| panic!("no π in:\n{text}"));
     rest.split_whitespace().next().unwrap().parse().unwrap()
 }
+
+/// A user made for a test (`useradd`, uid from 1000 up, no home) and
+/// removed after it; one left by a test that died is taken over.
+pub struct TestUser(pub String);
+
+impl TestUser {
+    pub fn create(name: &str) -> TestUser {
+        let out = Command::new("useradd").args(["--no-create-home", "--shell", "/usr/sbin/nologin", name]).output().expect("useradd");
+        // 9: the user exists (left by an earlier run).
+        assert!(out.status.success() || out.status.code() == Some(9), "useradd {name}: {}", String::from_utf8_lossy(&out.stderr));
+        TestUser(name.to_owned())
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.0).output();
+    }
+}

@@ -76,6 +76,21 @@ pub const REVOKED_REASON: &str = "REASON_CONTAINER_PREEMPTED";
 /// every container on them: revocation takes other tasks instead.
 pub const REVOCATION_EXEMPT_LABEL: &str = "weir.revocation.exempt";
 
+/// The task label (`TaskInfo.labels`) by which a task asks to run as root
+/// on an agent with `agent.tasks.switch-user`: `weir.run-as-root=true`.
+/// Granted only to frameworks whose principal the agent lists in
+/// `agent.tasks.root-principals`; the YARN shim asks it for its node
+/// managers under LinuxContainerExecutor (they give containers' files to
+/// the containers' users, YARN's container-executor's work). A task
+/// naming root without it is held to `agent.tasks.min-uid` like any
+/// other, so a framework's other tasks never run as root by mistake.
+pub const RUN_AS_ROOT_LABEL: &str = "weir.run-as-root";
+
+/// Whether labels ask for root.
+pub fn asks_for_root(labels: &std::collections::HashMap<String, String>) -> bool {
+    labels.get(RUN_AS_ROOT_LABEL).is_some_and(|v| v.trim() == "true")
+}
+
 /// Whether labels exempt a task from revocation.
 pub fn exempt_from_revocation(labels: &std::collections::HashMap<String, String>) -> bool {
     labels.get(REVOCATION_EXEMPT_LABEL).is_some_and(|v| v.trim() == "true")

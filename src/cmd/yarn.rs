@@ -73,6 +73,14 @@ pub struct NodeManagerArgs {
     /// mapreduce_shuffle's port (yarn-shim.nodemanager.shuffle.port).
     #[arg(long)]
     shuffle_port: Option<u16>,
+    /// Containers run as their users (LinuxContainerExecutor): the shim
+    /// says so when yarn-shim.nodemanager.container-executor.class says it.
+    #[arg(long)]
+    linux_container_executor: bool,
+    /// With --linux-container-executor: every container runs as this user
+    /// (nonsecure-mode.local-user), not as its application's.
+    #[arg(long, value_name = "USER", requires = "linux_container_executor")]
+    nonsecure_local_user: Option<String>,
 }
 
 /// `weir yarn-nodemanager`: serves ContainerManagementProtocol until
@@ -91,6 +99,9 @@ pub async fn nodemanager_main(options: &Options, args: NodeManagerArgs) -> Resul
     let mut settings = weir_yarn_nm::service::NmSettings::new(args.host, args.port, work_dir);
     settings.hadoop_conf_dir = args.hadoop_conf_dir;
     nodemanager_settings(&config, &mut settings)?;
+    if args.linux_container_executor {
+        settings.linux_executor = Some(weir_yarn_nm::service::LinuxExecutor { local_user: args.nonsecure_local_user });
+    }
     let nm = weir_yarn_nm::service::NodeManager::start(key, settings).await.context("starting the node manager")?;
     println!("weir yarn-nodemanager: ContainerManagementProtocol on {}, web (container logs) on {}", nm.address(), nm.http_address());
     if let Some(shuffle) = nm.shuffle_address() {

@@ -113,8 +113,12 @@ impl Launcher for ProcessLauncher {
 
     fn spawn(&self, agent_id: &str, framework: &FrameworkId, task: &TaskId, info: &v1::TaskInfo) -> Result<Launched, String> {
         // Who it runs as is settled before anything is made for it.
-        let requested = info.command.as_ref().map(|c| c.user.as_str()).unwrap_or_default();
-        let user = crate::users::resolve(&self.users, requested)?;
+        let request = crate::users::Request {
+            user: info.command.as_ref().map(|c| c.user.as_str()).unwrap_or_default(),
+            principal: &info.principal,
+            asks_for_root: weir_model::task::asks_for_root(&info.labels),
+        };
+        let user = crate::users::resolve(&self.users, request)?;
         let cgroup_procs = match self.cgroup(framework, task) {
             Some(name) => {
                 let resources = weir_proto::convert::resources_from_proto("task.resources", &info.resources)

@@ -14,11 +14,12 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 const CHUNK: u64 = 256 << 10;
 
 pub enum Source {
-    /// Opened when its turn comes, so a reply naming many files holds one
-    /// descriptor at a time.
-    Path(PathBuf),
     /// Already open (and checked through this very descriptor).
     File(std::fs::File),
+    /// Opened when its turn comes, so a reply naming many files holds one
+    /// descriptor at a time; refused unless it is a regular file of this
+    /// uid ([`crate::identity::open_owned`]).
+    Owned(PathBuf, u32),
     /// No file: the segment is its prefix alone (a trailer).
     Nothing,
 }
@@ -33,8 +34,11 @@ pub struct Segment {
 
 async fn open(source: Source, offset: u64) -> std::io::Result<tokio::fs::File> {
     let mut file = match source {
-        Source::Path(p) => tokio::fs::File::open(p).await?,
         Source::File(f) => tokio::fs::File::from_std(f),
+        Source::Owned(p, owner) => {
+            let opened = tokio::task::spawn_blocking(move || crate::identity::open_owned(&p, owner)).await;
+            tokio::fs::File::from_std(opened.map_err(std::io::Error::other)??)
+        }
         Source::Nothing => unreachable!("segments() never opens Nothing"),
     };
     file.seek(std::io::SeekFrom::Start(offset)).await?;

@@ -10,6 +10,10 @@
 //! <root>/logs/<app>/<container>/                LOG_DIRS (stdout, stderr, syslog…)
 //! ```
 //!
+//! Under LinuxContainerExecutor `usercache/<user>` and everything below,
+//! and `logs/<app>` and below, belong to the container's user
+//! ([`Layout::prepare_container_for`]).
+//!
 //! Invariant: every path built here stays under `root`. User names come
 //! from signed container tokens, but are still checked to be one plain path
 //! component; application and container ids are typed and print digits.
@@ -19,6 +23,7 @@ use std::path::{Path, PathBuf};
 use weir_yarn_api::ids::{ApplicationId, ContainerId};
 
 use crate::error::NmError;
+use crate::identity::{self, Identity};
 
 pub const USERCACHE: &str = "usercache";
 pub const APPCACHE: &str = "appcache";
@@ -105,6 +110,51 @@ impl Layout {
         }
         Ok((user_dir, app_dir, log_dir))
     }
+
+    /// The same for a container that runs as `owner`, as YARN's
+    /// container-executor lays it out: `usercache/<user>` and
+    /// `logs/<app>` made by the node manager (root, in directories only it
+    /// may write) and given to `owner`, mode 0750; the application's dir
+    /// and the container's log dir below them made as `owner`
+    /// ([`identity::as_user`]). The node manager, root, still reads them
+    /// (logs, map outputs), checking each file's owner.
+    pub fn prepare_container_for(&self, user_name: &str, container: ContainerId, owner: &Identity) -> Result<(PathBuf, PathBuf, PathBuf), String> {
+        let user_dir = self.user_dir(user_name).map_err(|e| e.to_string())?;
+        let app_dir = self.app_dir(user_name, container.attempt.app).map_err(|e| e.to_string())?;
+        let app_log_dir = self.app_log_dir(container.attempt.app);
+        let log_dir = self.container_log_dir(container);
+        for handed in [&user_dir, &app_log_dir] {
+            hand_over(handed, owner)?;
+        }
+        identity::as_user(owner, || {
+            for d in [&app_dir, &log_dir] {
+                std::fs::create_dir_all(d).map_err(|e| NmError::io("create", d, e).to_string())?;
+            }
+            Ok(())
+        })?;
+        Ok((user_dir, app_dir, log_dir))
+    }
+}
+
+/// Makes `dir` (whose parent only the node manager writes) if missing and
+/// gives it to `owner`, mode 0750; refuses a symlink there.
+fn hand_over(dir: &Path, owner: &Identity) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| NmError::io("create", parent, e).to_string())?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(NmError::io("create", dir, e).to_string()),
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| NmError::io("read", dir, e).to_string())?;
+    if !meta.is_dir() {
+        return Err(format!("{} is not a directory", dir.display()));
+    }
+    std::os::unix::fs::lchown(dir, Some(owner.uid), Some(owner.gid))
+        .map_err(|e| format!("cannot give {} to user {}: {e}", dir.display(), owner.name))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750)).map_err(|e| NmError::io("set the mode of", dir, e).to_string())
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod body;
 pub mod container;
 pub mod error;
 pub mod handoff;
+pub mod identity;
 pub mod launch;
 pub mod layout;
 pub mod localize;

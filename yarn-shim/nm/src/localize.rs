@@ -130,6 +130,18 @@ impl Localizer {
         resources: &[r::StringLocalResourceMapProto],
         work_dir: &Path,
     ) -> Result<(), LocalizeError> {
+        self.localize_as(resources, work_dir, None).await
+    }
+
+    /// [`Localizer::localize`], with the links made as `owner` (a work
+    /// dir the container's user owns; see [`crate::identity`]) where
+    /// there is one. Fetching into the cache stays the node manager's.
+    pub async fn localize_as(
+        &self,
+        resources: &[r::StringLocalResourceMapProto],
+        work_dir: &Path,
+        owner: Option<&crate::identity::Identity>,
+    ) -> Result<(), LocalizeError> {
         let mut checked = Vec::with_capacity(resources.len());
         for entry in resources {
             let key = entry.key().to_owned();
@@ -159,8 +171,12 @@ impl Localizer {
             };
             let cached = self.cached(resource, &url).await.map_err(fail)?;
             let work_dir = work_dir.to_path_buf();
-            let linked =
-                tokio::task::spawn_blocking(move || link_into(&work_dir, &link, &cached)).await;
+            let owner = owner.cloned();
+            let linked = tokio::task::spawn_blocking(move || match owner {
+                Some(o) => crate::identity::as_user(&o, || link_into(&work_dir, &link, &cached)),
+                None => link_into(&work_dir, &link, &cached),
+            })
+            .await;
             linked
                 .map_err(|e| fail(format!("the linking task failed: {e}")))?
                 .map_err(fail)?;

@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info, warn};
 
 use super::handoff::{self, ToContainer, ToNm};
+use super::identity::{self, Identity};
 use super::launch::{self, LaunchSpec};
 use super::layout::Layout;
 use super::localize::Localizer;
@@ -73,6 +74,24 @@ pub struct NmSettings {
     /// HADOOP_*_HOME): containers inherit them through the whitelist as
     /// they would the node manager's own environment, which they override.
     pub node_env: Vec<(String, String)>,
+    /// LinuxContainerExecutor: containers run as their users (see
+    /// [`LinuxExecutor`]); None: as the node manager's user.
+    pub linux_executor: Option<LinuxExecutor>,
+}
+
+/// Containers as their users. The agent starts each container's task as
+/// the user the shim names (the application's, or `local_user` for
+/// all); the node manager, root, checks that the task that reported in
+/// for a container runs as that user (the kernel says who is at the other
+/// end of the handoff socket) and gives the container's files to it. A
+/// task running as the node manager's own user means the agent does not
+/// switch users (`agent.tasks.switch-user` off): everything then runs as
+/// that user, as it always did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinuxExecutor {
+    /// Every container runs as this user (YARN's nonsecure-mode
+    /// local-user); None: as its application's user.
+    pub local_user: Option<String>,
 }
 
 impl NmSettings {
@@ -92,6 +111,7 @@ impl NmSettings {
             admin_env: launch::DEFAULT_ADMIN_ENV.to_owned(),
             user_home_dir: "/home/".to_owned(),
             node_env: Vec::new(),
+            linux_executor: None,
         }
     }
 }
@@ -108,6 +128,8 @@ enum SlotState {
 
 struct Slot {
     sandbox: PathBuf,
+    /// Who the container's task runs as (from the socket, per the kernel).
+    peer_uid: Option<u32>,
     to_container: mpsc::UnboundedSender<ToContainer>,
     state: SlotState,
     capacity: Capacity,
@@ -288,6 +310,7 @@ async fn read_line(reader: &mut BufReader<tokio::net::unix::OwnedReadHalf>) -> O
 /// One container task's connection: hello, then started/exited reports;
 /// launch and stop orders go the other way.
 async fn serve_container(stream: tokio::net::UnixStream, inner: Arc<Inner>) {
+    let peer_uid = stream.peer_cred().ok().map(|c| c.uid());
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     let (container, sandbox) = match read_line(&mut reader).await {
@@ -318,11 +341,12 @@ async fn serve_container(stream: tokio::net::UnixStream, inner: Arc<Inner>) {
             Some(slot) => {
                 slot.to_container = tx;
                 slot.sandbox = PathBuf::from(&sandbox);
+                slot.peer_uid = peer_uid;
             }
             None => {
                 slots.insert(
                     id,
-                    Slot { sandbox: PathBuf::from(&sandbox), to_container: tx, state: SlotState::Waiting, capacity: Capacity::default() },
+                    Slot { sandbox: PathBuf::from(&sandbox), peer_uid, to_container: tx, state: SlotState::Waiting, capacity: Capacity::default() },
                 );
             }
         }
@@ -437,7 +461,7 @@ impl Cmp {
         }
         // Wait for the container's task to report in.
         let deadline = tokio::time::Instant::now() + HELLO_WAIT;
-        let sandbox = loop {
+        let (sandbox, peer_uid) = loop {
             let arrived = inner.arrived.notified();
             {
                 let mut slots = inner.slots.lock().unwrap_or_else(|p| p.into_inner());
@@ -447,14 +471,18 @@ impl Cmp {
                     }
                     slot.state = SlotState::Starting;
                     slot.capacity = grant.capacity;
-                    break slot.sandbox.clone();
+                    break (slot.sandbox.clone(), slot.peer_uid);
                 }
             }
             if tokio::time::timeout_at(deadline, arrived).await.is_err() {
                 return Err(format!("the task for container {id} did not report in within {HELLO_WAIT:?}"));
             }
         };
-        match self.prepare(id, &grant.user, ctx, &sandbox).await {
+        let prepared = match self.owner(id, &grant.user, peer_uid) {
+            Ok(owner) => self.prepare(id, &grant.user, owner, ctx, &sandbox).await,
+            Err(e) => Err(e),
+        };
+        match prepared {
             Ok(script) => {
                 let slots = inner.slots.lock().unwrap_or_else(|p| p.into_inner());
                 let slot = slots.get(&id).ok_or("the container's task went away")?;
@@ -475,22 +503,39 @@ impl Cmp {
         }
     }
 
-    /// Localizes, writes the credentials and the launch script.
-    async fn prepare(&self, id: ContainerId, user: &str, ctx: &r::ContainerLaunchContextProto, sandbox: &Path) -> Result<PathBuf, String> {
+    /// Who container `id` of `submitter`'s application runs as, if not as
+    /// the node manager's own user (see [`container_owner`]).
+    fn owner(&self, id: ContainerId, submitter: &str, peer_uid: Option<u32>) -> Result<Option<Identity>, String> {
+        let me = nix::unistd::geteuid().as_raw();
+        container_owner(self.inner.settings.linux_executor.as_ref(), id, submitter, peer_uid, me, Identity::lookup)
+    }
+
+    /// Localizes, writes the credentials and the launch script; as
+    /// `owner` where there is one (see [`crate::identity`]).
+    async fn prepare(&self, id: ContainerId, user: &str, owner: Option<Identity>, ctx: &r::ContainerLaunchContextProto, sandbox: &Path) -> Result<PathBuf, String> {
         let inner = &self.inner;
-        inner.localizer.localize(&ctx.local_resources, sandbox).await.map_err(|e| e.to_string())?;
+        inner.localizer.localize_as(&ctx.local_resources, sandbox, owner.as_ref()).await.map_err(|e| e.to_string())?;
         let token_file = sandbox.join("container_tokens");
         let credentials = match &ctx.tokens {
             Some(bytes) => bytes.clone(),
             None => Credentials::default().to_bytes(),
         };
-        std::fs::write(&token_file, credentials).map_err(|e| format!("cannot write {}: {e}", token_file.display()))?;
         let settings = &inner.settings;
-        let (user_dir, app_dir, log_dir) = inner.layout.prepare_container(user, id).map_err(|e| e.to_string())?;
+        let (user_dir, app_dir, log_dir) = match &owner {
+            Some(o) => inner.layout.prepare_container_for(user, id, o)?,
+            None => inner.layout.prepare_container(user, id).map_err(|e| e.to_string())?,
+        };
         // MapReduce points java.io.tmpdir at $PWD/tmp and refuses to start
         // without it; Hadoop's container executors create it.
         let tmp = sandbox.join("tmp");
-        std::fs::create_dir_all(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+        let write_sandbox = || {
+            write_private(&token_file, &credentials)?;
+            std::fs::create_dir_all(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))
+        };
+        match &owner {
+            Some(o) => identity::as_user(o, write_sandbox)?,
+            None => write_sandbox()?,
+        }
         let inherited: Vec<(String, String)> = settings
             .env_whitelist
             .iter()
@@ -528,8 +573,60 @@ impl Cmp {
             inherited: &inherited,
             admin_env: &admin_env,
         };
-        launch::write_launch_script(ctx, &spec).map_err(|e| e.to_string())
+        match &owner {
+            Some(o) => identity::as_user(o, || launch::write_launch_script(ctx, &spec).map_err(|e| e.to_string())),
+            None => launch::write_launch_script(ctx, &spec).map_err(|e| e.to_string()),
+        }
     }
+}
+
+/// Under LinuxContainerExecutor, the user container `id` of
+/// `submitter`'s application runs as (`local_user` if set), whom its task
+/// (uid `peer_uid`, per the kernel) must run as, for a node manager of uid
+/// `me`; None: as the node manager's own user (no executor, or the agent
+/// does not switch users: the task runs as `me`). Refused, saying why,
+/// when the task runs as someone else or the node manager cannot hand
+/// files over (not root).
+fn container_owner(
+    linux: Option<&LinuxExecutor>,
+    id: ContainerId,
+    submitter: &str,
+    peer_uid: Option<u32>,
+    me: u32,
+    lookup: impl Fn(&str) -> Result<Identity, String>,
+) -> Result<Option<Identity>, String> {
+    let Some(linux) = linux else { return Ok(None) };
+    let name = linux.local_user.as_deref().unwrap_or(submitter);
+    let peer = peer_uid.ok_or_else(|| format!("cannot tell which user the task of container {id} runs as"))?;
+    if peer == me {
+        return Ok(None);
+    }
+    let owner = lookup(name).map_err(|e| format!("Container {id} cannot run as {name}: {e}"))?;
+    if owner.uid != peer {
+        return Err(format!("the task of container {id} runs as uid {peer}, not as user {name} (uid {}), whom it must run as", owner.uid));
+    }
+    if me != 0 {
+        return Err(format!(
+            "the node manager runs as uid {me}, not root, and cannot give container {id}'s directories to user {name}: an agent runs it as root for the principals of agent.tasks.root-principals only"
+        ));
+    }
+    Ok(Some(owner))
+}
+
+/// Writes `bytes` to a new `path` (mode 0600: the container's
+/// credentials are its user's alone), replacing what is there without
+/// writing through a symlink.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let failed = |what: &str, e: std::io::Error| format!("cannot {what} {}: {e}", path.display());
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(failed("replace", e)),
+    }
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| failed("create", e))?;
+    file.write_all(bytes).map_err(|e| failed("write", e))
 }
 
 #[async_trait::async_trait]
@@ -617,5 +714,39 @@ impl Service for Cmp {
             }
             other => Err(RpcError::no_such_method(CONTAINER_MANAGEMENT_PROTOCOL, other)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_yarn_api::ids::{ApplicationId, AttemptId};
+
+    #[test]
+    fn a_container_goes_only_to_a_task_of_its_run_as_user() {
+        let id = ContainerId { attempt: AttemptId { app: ApplicationId { cluster_timestamp: 1, id: 1 }, attempt: 1 }, id: 2 };
+        let users = |name: &str| match name {
+            "alice" => Ok(Identity { name: "alice".into(), uid: 1001, gid: 1001, groups: vec![1001] }),
+            "nobody" => Ok(Identity { name: "nobody".into(), uid: 65534, gid: 65534, groups: vec![65534] }),
+            other => Err(format!("user {other} does not exist on this node")),
+        };
+        let submitters = LinuxExecutor { local_user: None };
+        let owner = |linux: Option<&LinuxExecutor>, submitter: &str, peer: Option<u32>, me: u32| container_owner(linux, id, submitter, peer, me, users);
+        // DefaultContainerExecutor, or an agent that does not switch: the node manager's user.
+        assert_eq!(owner(None, "alice", Some(0), 0), Ok(None));
+        assert_eq!(owner(Some(&submitters), "alice", Some(0), 0), Ok(None));
+        assert_eq!(owner(Some(&submitters), "alice", Some(1000), 1000), Ok(None));
+        // The submitter, or the local user for everyone.
+        assert_eq!(owner(Some(&submitters), "alice", Some(1001), 0).unwrap().map(|o| o.uid), Some(1001));
+        let local = LinuxExecutor { local_user: Some("nobody".into()) };
+        assert_eq!(owner(Some(&local), "alice", Some(65534), 0).unwrap().map(|o| o.name), Some("nobody".into()));
+        // A task of someone else (another user's task claiming the container) is refused.
+        let e = owner(Some(&submitters), "alice", Some(65534), 0).unwrap_err();
+        assert!(e.contains("runs as uid 65534, not as user alice (uid 1001)"), "{e}");
+        assert!(owner(Some(&local), "alice", Some(1001), 0).unwrap_err().contains("not as user nobody"));
+        // Unknown users, unknown peers and a node manager that is not root: said so.
+        assert!(owner(Some(&submitters), "mallory", Some(1002), 0).unwrap_err().contains("user mallory does not exist"));
+        assert!(owner(Some(&submitters), "alice", None, 0).unwrap_err().contains("cannot tell which user"));
+        assert!(owner(Some(&submitters), "alice", Some(1001), 1000).unwrap_err().contains("not root"));
     }
 }

@@ -21,13 +21,13 @@
 //! picks `logs/<app>/<container>` under the node manager's root; a user or
 //! file must be one plain path component; a file must be a regular file
 //! directly in that dir, checked through the descriptor that is then read
-//! (opened with O_NOFOLLOW), so a symlink a container leaves there cannot
+//! (opened with O_NOFOLLOW) and owned by the owner of `logs/<app>`, so a
+//! symlink a container leaves there, or in place of its log dir, cannot
 //! name anything else. The user is checked for form only (YARN does not
 //! check it either while ACLs are off).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -464,15 +464,15 @@ async fn ws_app(State(web): State<Arc<Web>>, UrlPath(raw): UrlPath<String>) -> R
     }
 }
 
-/// Opens a log without following a symlink and checks, through the same
-/// descriptor, that it is a regular file; returns it and its length.
+/// Opens a log (`logs/<app>/<container>/<file>`) without following a
+/// symlink and checks, through the same descriptor, that it is a regular
+/// file owned by the owner of `logs/<app>` (the container's user, who
+/// could have linked its own log dir anywhere); returns it and its length.
 fn open_log(path: &Path) -> std::io::Result<(std::fs::File, u64)> {
-    let file = std::fs::OpenOptions::new().read(true).custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK).open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    Ok((file, meta.len()))
+    let app_log_dir = path.parent().and_then(Path::parent).ok_or_else(|| std::io::Error::other("not a container's log"))?;
+    let file = crate::identity::open_owned(path, crate::identity::owner_of(app_log_dir)?)?;
+    let len = file.metadata()?.len();
+    Ok((file, len))
 }
 
 #[cfg(test)]

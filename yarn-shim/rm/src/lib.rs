@@ -14,6 +14,7 @@ pub mod alloc_rate;
 pub mod capacity_scheduler;
 pub mod am_protocol;
 pub mod client_protocol;
+pub mod container_executor;
 pub mod convert;
 pub mod core;
 pub mod fair_scheduler;

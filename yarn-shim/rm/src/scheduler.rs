@@ -106,7 +106,9 @@ pub enum TaskPlan {
     /// `http_port` 0: the offer had no second port; the node manager's web
     /// server takes any free one.
     NodeManager { task_id: TaskId, host: String, port: u64, http_port: u64, cpus: Milli, mem_mb: Milli },
-    Container { task_id: TaskId, container: ContainerId, capacity: Capacity, nm_port: u64 },
+    /// `user`: the application's user (who the container runs as under
+    /// LinuxContainerExecutor, see `container_executor`).
+    Container { task_id: TaskId, container: ContainerId, capacity: Capacity, nm_port: u64, user: String },
 }
 
 /// A container handed to (or started for) an ApplicationMaster.
@@ -908,7 +910,7 @@ impl Scheduler {
                         user: app.user.clone(),
                     };
                     tracing::info!(application_id = %id, container_id = %cid, agent_id = %offer.agent_id, "AM container placed");
-                    tasks.push(TaskPlan::Container { task_id: TaskId::new(cid.to_string()), container: cid, capacity: cap, nm_port });
+                    tasks.push(TaskPlan::Container { task_id: TaskId::new(cid.to_string()), container: cid, capacity: cap, nm_port, user: app.user.clone() });
                     self.add_container(allocated.clone(), true);
                     Self::count_use(&mut uses, &queue, &user, cap);
                     self.set_held(id, None);
@@ -961,7 +963,7 @@ impl Scheduler {
                     };
                     app.attempt.fresh.push(cid);
                     tracing::debug!(application_id = %id, container_id = %cid, agent_id = %offer.agent_id, node_local = locality.node, "container placed");
-                    tasks.push(TaskPlan::Container { task_id: TaskId::new(cid.to_string()), container: cid, capacity: cap, nm_port });
+                    tasks.push(TaskPlan::Container { task_id: TaskId::new(cid.to_string()), container: cid, capacity: cap, nm_port, user: app.user.clone() });
                     self.add_container(allocated, false);
                     Self::count_use(&mut uses, &queue, &user, cap);
                     self.set_held(id, None);

@@ -129,7 +129,7 @@ fn an_accepted_application_gets_its_am_container_and_the_agent_a_node_manager() 
     assert_eq!(tasks.len(), 2, "{effects:?}");
     assert!(matches!(&tasks[0], TaskPlan::NodeManager { port: 31000, host, .. } if host == "host1"));
     let am = ContainerId { attempt: AttemptId { app, attempt: 1 }, id: 1 };
-    assert_eq!(tasks[1], TaskPlan::Container { task_id: tid(am), container: am, capacity: Capacity { memory_mb: 1024, vcores: 1 }, nm_port: 31000 });
+    assert_eq!(tasks[1], TaskPlan::Container { task_id: tid(am), container: am, capacity: Capacity { memory_mb: 1024, vcores: 1 }, nm_port: 31000, user: "alice".into() });
     let start = effects.iter().position(|e| matches!(e, Effect::StartAm { .. })).unwrap();
     let launch = effects.iter().position(|e| matches!(e, Effect::Launch { .. })).unwrap();
     assert!(launch < start, "the launch comes before the AM start");

@@ -39,6 +39,7 @@ use crate::framework::{is_unreachable, offer_from_proto, reserved_of, take_resou
 use weir_yarn_api::ids::NodeId;
 use weir_yarn_api::records as r;
 use crate::capacity_scheduler::{Amounts, CapacityScheduler, QueuePolicy};
+use crate::container_executor::ContainerExecutor;
 use crate::rm_core::{Capacity, NodeState, ObservedNode, RmCore};
 use crate::scheduler::{exit_status, Allocated, Effect, Scheduler, SchedulerConfig, TaskPlan};
 use weir_model::{AgentState, AgentSummary, Clock, DrainState, Milli, SystemClock};
@@ -102,6 +103,9 @@ pub struct ShimSettings {
     /// the service principal's keytab; SIMPLE refused. The scheduler and
     /// node manager ports take tokens only, with or without it.
     pub kerberos: Option<weir_yarn_ipc::security::sasl_gssapi::KerberosAcceptor>,
+    /// Whose name containers run under
+    /// (`yarn-shim.nodemanager.container-executor.class`).
+    pub container_executor: crate::container_executor::ContainerExecutor,
 }
 
 /// The shim's credentials for the broker (`yarn-shim.broker.token.file`,
@@ -693,21 +697,34 @@ fn task_info(
                         if let Some(dir) = &settings.nm_hadoop_conf_dir {
                             args.extend(["--hadoop-conf-dir".into(), dir.display().to_string()]);
                         }
+                        if let ContainerExecutor::Linux { local_user } = &settings.container_executor {
+                            args.push("--linux-container-executor".into());
+                            if let Some(user) = local_user {
+                                args.extend(["--nonsecure-local-user".into(), user.clone()]);
+                            }
+                        }
                         args
                     },
                     environment: environment.into_iter().collect(),
-                    user: String::new(),
+                    // Under LinuxContainerExecutor the node manager gives
+                    // each container's files to its user: root, where the
+                    // agent trusts this framework with it.
+                    user: if settings.container_executor.is_linux() { "root".into() } else { String::new() },
                 }),
                 kill_grace_seconds: 2.0,
                 // Every container on the node ends with its node manager:
                 // revocation (YARN preemption) takes containers instead.
-                labels: [("yarn.role".to_owned(), "nodemanager".to_owned()), (weir_model::task::REVOCATION_EXEMPT_LABEL.to_owned(), "true".to_owned())]
-                    .into_iter()
-                    .collect(),
+                labels: {
+                    let mut labels = vec![("yarn.role".to_owned(), "nodemanager".to_owned()), (weir_model::task::REVOCATION_EXEMPT_LABEL.to_owned(), "true".to_owned())];
+                    if settings.container_executor.is_linux() {
+                        labels.push((weir_model::task::RUN_AS_ROOT_LABEL.to_owned(), "true".to_owned()));
+                    }
+                    labels.into_iter().collect()
+                },
                 volumes: Vec::new(),
             }
         }
-        TaskPlan::Container { task_id, container, capacity, nm_port } => v1::TaskInfo {
+        TaskPlan::Container { task_id, container, capacity, nm_port, user } => v1::TaskInfo {
             allocation_role: String::new(),
             principal: String::new(),
             task_id: task_id.to_string(),
@@ -724,7 +741,9 @@ fn task_info(
                 value: weir.clone(),
                 arguments: vec![weir, "yarn-container".into(), "--nm-port".into(), nm_port.to_string(), "--container-id".into(), container.to_string()],
                 environment: Default::default(),
-                user: String::new(),
+                // The agent (with agent.tasks.switch-user) starts it as this
+                // user, or refuses it saying why; empty: the framework's.
+                user: settings.container_executor.run_as(&user).unwrap_or_default().to_owned(),
             }),
             kill_grace_seconds: settings.container_kill_grace.as_secs_f64(),
             labels: [

@@ -35,7 +35,12 @@ fn long(b: &[u8]) -> i64 {
 /// Reads partition `reduce` of the index at `index`, checking it against
 /// `data_len`, the length of `file.out`.
 pub fn read_record(index: &Path, reduce: i32, data_len: u64) -> Result<IndexRecord, NmError> {
-    let mut file = std::fs::File::open(index).map_err(|e| NmError::io("open", index, e))?;
+    let file = std::fs::File::open(index).map_err(|e| NmError::io("open", index, e))?;
+    read_record_from(file, index, reduce, data_len)
+}
+
+/// [`read_record`] from the index already open as `file` (named `index`).
+pub fn read_record_from(mut file: std::fs::File, index: &Path, reduce: i32, data_len: u64) -> Result<IndexRecord, NmError> {
     let len = file.metadata().map_err(|e| NmError::io("read the size of", index, e))?.len();
     let partitions = len / RECORD_BYTES;
     if partitions > MAX_PARTITIONS {

@@ -187,12 +187,21 @@ async fn answer(shared: &Shared, req: &axum::http::request::Parts, target: &str)
         }
         let internal = |e: NmError| Refusal { status: 500, message: e.to_string() };
         let dir = shared.layout.map_output_dir(&user, app, map).map_err(internal)?;
+        let user_dir = shared.layout.user_dir(&user).map_err(internal)?;
         let (data, index) = (dir.join("file.out"), dir.join("file.out.index"));
+        // Map outputs are files of the owner of usercache/<user> (the
+        // containers' user), as Hadoop's SecureIOUtils checks: a link the
+        // user made cannot serve someone else's file.
         let lookup = tokio::task::spawn_blocking(move || {
-            let data_len = std::fs::metadata(&data).map_err(|e| NmError::io("read the size of", &data, e))?.len();
-            index::read_record(&index, parsed.reduce, data_len).map(|r| (r, data))
+            let owner = crate::identity::owner_of(&user_dir).map_err(|e| NmError::io("read the owner of", &user_dir, e))?;
+            let data_len = crate::identity::open_owned(&data, owner)
+                .and_then(|f| f.metadata())
+                .map_err(|e| NmError::io("open", &data, e))?
+                .len();
+            let index_file = crate::identity::open_owned(&index, owner).map_err(|e| NmError::io("open", &index, e))?;
+            index::read_record_from(index_file, &index, parsed.reduce, data_len).map(|r| (r, data, owner))
         });
-        let (record, data) = lookup
+        let (record, data, owner) = lookup
             .await
             .map_err(|e| Refusal { status: 500, message: format!("reading the index of {map}: {e}") })?
             .map_err(internal)?;
@@ -200,7 +209,7 @@ async fn answer(shared: &Shared, req: &axum::http::request::Parts, target: &str)
         total = total.saturating_add(header.len() as u64).saturating_add(record.part_length);
         segments.push(Segment {
             prefix: header.into(),
-            source: Source::Path(data),
+            source: Source::Owned(data, owner),
             offset: record.start_offset,
             length: record.part_length,
         });
