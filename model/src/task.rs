@@ -80,3 +80,10 @@ pub const REVOCATION_EXEMPT_LABEL: &str = "weir.revocation.exempt";
 pub fn exempt_from_revocation(labels: &std::collections::HashMap<String, String>) -> bool {
     labels.get(REVOCATION_EXEMPT_LABEL).is_some_and(|v| v.trim() == "true")
 }
+
+/// The directory of a task's sandbox its secrets (`TaskInfo.secrets`) are
+/// written to, and the variable that names it to the task. No volume may be
+/// mounted there (`reservation::validate_container_path`): the agent
+/// deletes the directory when the task ends.
+pub const SECRETS_DIR: &str = ".weir-secrets";
+pub const SECRETS_DIR_ENV: &str = "WEIR_SECRETS_DIR";
