@@ -484,7 +484,9 @@ impl Cmp {
             Some(bytes) => bytes.clone(),
             None => Credentials::default().to_bytes(),
         };
-        std::fs::write(&token_file, credentials).map_err(|e| format!("cannot write {}: {e}", token_file.display()))?;
+        // The container's tokens (an AM's AMRM token among them): its user's
+        // alone, as Hadoop's container executors leave them.
+        write_private(&token_file, &credentials).map_err(|e| format!("cannot write {}: {e}", token_file.display()))?;
         let settings = &inner.settings;
         let (user_dir, app_dir, log_dir) = inner.layout.prepare_container(user, id).map_err(|e| e.to_string())?;
         // MapReduce points java.io.tmpdir at $PWD/tmp and refuses to start
@@ -619,3 +621,13 @@ impl Service for Cmp {
         }
     }
 }
+
+/// Writes a file only its owner may read (0600, also over an older file).
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(bytes)
+}
+
