@@ -168,6 +168,11 @@ async fn run(args: &Args, addr: &str, broker_pid: u32, resources: &ResourceSet) 
         if stats.refused.load(Ordering::Relaxed) > 0 {
             bail!("the broker refused an agent: {:?}", first_error.lock().unwrap_or_else(|p| p.into_inner()).clone());
         }
+        // Emulated agents do not retry: one that could not attach (no
+        // secret, say) will never register.
+        if let Some(e) = first_error.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            bail!("an agent could not attach: {e}");
+        }
         if last_report.elapsed() >= Duration::from_secs(5) {
             last_report = Instant::now();
             eprintln!("weir bench: {} of {n} registered after {:.1}s", stats.registered.load(Ordering::Relaxed), started.elapsed().as_secs_f64());
