@@ -103,7 +103,9 @@ fn secured() -> Secured {
     // principal read its own frameworks' sandboxes (ops: all).
     let agent_tokens_define = format!("agent.auth.tokens.file={}", tokens.display());
     let agent_work = dir.path().join("agent");
-    let (agent, _) = support::spawn_weir(
+    // The agent is given a token in its environment, as an operator might
+    // (it needs none): its tasks must not inherit it.
+    let (agent, _) = support::spawn_weir_env(
         "agent",
         &[
             "agent",
@@ -125,6 +127,7 @@ fn secured() -> Secured {
             AGENT_VIEW_ACL,
         ],
         "agent",
+        &[("WEIR_TOKEN", OPS)],
     );
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let s = Secured { broker, agent, addr, tokens, dir, rt };
@@ -520,7 +523,8 @@ fn the_cli_sends_its_token_and_secrets_stay_out_of_state_and_tasks() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("401") && stderr.contains("--token-file"), "{stderr}");
-    // With it, it runs a task as alice; the task's environment holds no secret.
+    // With it, it runs a task as alice; the task's environment holds no
+    // secret (not the agent's own WEIR_TOKEN either).
     let out = Command::new(support::WEIR)
         .args(["--token-file", token_file.to_str().unwrap(), "run", "--broker", &s.addr, "--role", "analytics", "--cpus", "0.1", "--mem", "32", "--", "env"])
         .stdin(Stdio::null())

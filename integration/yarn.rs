@@ -548,6 +548,109 @@ fn spark_pi_succeeds_in_cluster_and_client_mode_and_frees_everything() {
     wait_until_all_free(&sa, Duration::from_secs(30));
 }
 
+/// Whether `bytes` hold an NM key as the shim writes one: `<key id>:` and
+/// at least 64 hex digits (the key is 64 random bytes, 128 digits).
+fn holds_an_nm_key(bytes: &[u8]) -> bool {
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b':' && i > 0 && bytes[i - 1].is_ascii_digit() {
+            let hex = bytes[i + 1..].iter().take_while(|b| b.is_ascii_hexdigit()).count();
+            if hex >= 64 {
+                return true;
+            }
+        }
+        i += 1;
+    }
+    false
+}
+
+/// The node managers the shim started for `sa` (`supervised`: with their
+/// supervisors): their pids, by their command line and their working
+/// directory (a sandbox under `sa.dir`).
+fn node_manager_pids(sa: &Standalone, supervised: bool) -> Vec<u32> {
+    let root = sa.dir.path().canonicalize().unwrap();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
+            let argv: Vec<String> = String::from_utf8_lossy(&cmd).split('\0').map(str::to_owned).collect();
+            let nm = argv.get(1).is_some_and(|a| a == "yarn-nodemanager") || (supervised && argv.iter().any(|a| a == "yarn-nodemanager"));
+            nm && cwd.starts_with(&root)
+        })
+        .collect()
+}
+
+/// Issue 21: the NM token key reaches the node manager as a task secret (a
+/// file in its sandbox, deleted once read), not in its environment; a
+/// Spark job proves the node manager still has it; the key is in no
+/// `/state` (broker or agent), no environment, no checkpoint and no
+/// sandbox listing.
+#[test]
+fn the_nm_key_reaches_node_managers_as_a_secret_file_and_nowhere_else() {
+    let clients = clients();
+    let sa = standalone_with(SPARK_SPEC, &["yarn-shim.nodemanager.idle.timeout=5m"]);
+    let pi_py = sa.dir.path().join("pi.py");
+    std::fs::write(&pi_py, PI_PY).unwrap();
+    let (out, text) = clients.spark_submit(&sa, "cluster", &[], &pi_py, &["4"]);
+    assert!(out.status.success(), "spark-submit (cluster) failed:\n{text}");
+    assert!(text.contains("final status: SUCCEEDED"), "{text}");
+
+    // The node manager is still up (a long idle timeout): look at it.
+    let pids = node_manager_pids(&sa, false);
+    assert_eq!(pids.len(), 1, "one node manager for one agent: {pids:?}");
+    let pid = pids[0];
+    // Its supervisor started with the same environment.
+    for other in node_manager_pids(&sa, true) {
+        assert!(!holds_an_nm_key(&std::fs::read(format!("/proc/{other}/environ")).unwrap()), "the NM key is in the environment of {other}");
+    }
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let vars: Vec<String> = environ.split(|b| *b == 0).map(|v| String::from_utf8_lossy(v).into_owned()).collect();
+    assert!(!holds_an_nm_key(&environ), "the NM key is in the node manager's environment");
+    assert!(!vars.iter().any(|v| v.starts_with("WEIR_YARN_NM_KEY=")), "{vars:?}");
+    let secrets_dir = vars.iter().find_map(|v| v.strip_prefix("WEIR_SECRETS_DIR=")).expect("the node manager is told where its secrets are");
+    let sandbox = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
+    assert_eq!(Path::new(secrets_dir), sandbox.join(".weir-secrets"));
+    // Read, then deleted by the node manager: its containers, which run as
+    // its user, cannot read it after it.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(secrets_dir).expect("the secrets directory stays while the task runs").permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+    assert!(!Path::new(secrets_dir).join("yarn-nm-key").exists(), "the node manager deletes its key file once read");
+
+    // Nowhere else: the broker's and the agent's /state, the agent's
+    // checkpoint, the sandbox listing the agent serves.
+    let broker_state = support::http_get(&format!("http://{}/state", sa.broker)).unwrap();
+    assert!(broker_state.contains("yarn-nodemanager") || broker_state.contains("YARN node manager"), "the node manager's task is in /state");
+    assert!(!holds_an_nm_key(broker_state.as_bytes()), "the NM key is in the broker's /state");
+    let agent_state = support::http_get(&format!("http://{}/state", sa.agent_http)).unwrap();
+    assert!(!holds_an_nm_key(agent_state.as_bytes()), "the NM key is in the agent's /state");
+    let checkpoints = support::files_named(sa.dir.path(), "checkpoint.pb");
+    assert!(!checkpoints.is_empty(), "the agent's checkpoint is under the work directory");
+    for c in &checkpoints {
+        use std::os::unix::fs::PermissionsExt;
+        let bytes = std::fs::read(c).unwrap();
+        assert!(!holds_an_nm_key(&bytes), "the NM key is in {}", c.display());
+        assert!(!bytes.windows(b"yarn-nm-key".len()).any(|w| w == b"yarn-nm-key"), "a secret is in {}", c.display());
+        assert_eq!(std::fs::metadata(c).unwrap().permissions().mode() & 0o777, 0o600, "{}", c.display());
+    }
+    let state: serde_json::Value = serde_json::from_str(&agent_state).unwrap();
+    let nm = state["tasks"].as_array().and_then(|ts| ts.iter().find(|t| t["name"].as_str().is_some_and(|n| n.starts_with("YARN node manager"))));
+    let nm = nm.unwrap_or_else(|| panic!("the node manager's task in the agent's /state: {state}"));
+    let url = format!(
+        "http://{}/files/browse?framework_id={}&task_id={}&path=",
+        sa.agent_http,
+        nm["framework_id"].as_str().unwrap(),
+        nm["task_id"].as_str().unwrap()
+    );
+    let listing = support::http_get(&url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    assert!(listing.contains("stdout") && !listing.contains(".weir-secrets"), "{listing}");
+}
+
 #[test]
 fn spark_with_failing_executors_ends_failed_with_diagnostics() {
     let clients = clients();

@@ -130,11 +130,15 @@ impl FileCheckpointStore {
     /// checkpoint or the new one, and a returned write survives it.
     fn write_durably(&self, bytes: &[u8]) -> std::io::Result<()> {
         use std::io::Write;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir)?;
         }
         let tmp = self.path.with_extension("tmp");
-        let mut f = std::fs::File::create(&tmp)?;
+        // The agent's alone (tasks' commands and environments, the agent's
+        // id): 0600, also over a temporary file an older agent left 0644.
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, &self.path)?;
@@ -298,8 +302,14 @@ mod tests {
         let path = dir.path().join("meta/checkpoint.pb");
         let store = FileCheckpointStore::new(path.clone());
         assert!(store.read().unwrap().is_none(), "no checkpoint yet");
+        // A temporary file an older agent left readable to all.
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path.with_extension("tmp"), b"old").unwrap();
+        std::fs::set_permissions(path.with_extension("tmp"), std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
         store.write(&sample()).unwrap();
         assert_eq!(store.read().unwrap(), Some(sample()));
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600, "the checkpoint is the agent's alone");
         let good = std::fs::read(&path).unwrap();
 
         let cases: Vec<(Vec<u8>, &str)> = vec![

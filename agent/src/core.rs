@@ -512,7 +512,13 @@ impl AgentCore {
             return self.reject(framework_id, task_id, info, &problem, now, wall, out);
         }
         let key = (framework_id.clone(), task_id.clone());
-        self.tasks.insert(key.clone(), new_record(info.clone(), &framework_id, wall));
+        // The secrets go to the launcher only: the record (so the
+        // checkpoint, `/state` and what the agent reports when it
+        // re-registers) never holds them. A task is never started again
+        // from its record.
+        let mut kept = info.clone();
+        kept.secrets.clear();
+        self.tasks.insert(key.clone(), new_record(kept, &framework_id, wall));
         tracing::info!(framework_id = %framework_id, task_id = %task_id, "launching task");
         self.update(&key, TaskState::Starting, "", "", None, None, now, wall, out);
         out.push(Effect::Spawn { framework: framework_id, task: task_id, info: Box::new(info) });
@@ -534,6 +540,9 @@ impl AgentCore {
             return Some("task command contains a NUL byte".to_owned());
         }
         if let Err(e) = convert::resources_from_proto("task.resources", &info.resources) {
+            return Some(e.to_string());
+        }
+        if let Err(e) = convert::check_secrets("task.secrets", &info.secrets) {
             return Some(e.to_string());
         }
         match convert::mounts_from_proto("task.volumes", &info.volumes) {
@@ -569,6 +578,8 @@ impl AgentCore {
             return;
         }
         let key = (framework.clone(), task);
+        let mut info = info;
+        info.secrets.clear();
         self.tasks.insert(key.clone(), new_record(info, &framework, wall));
         self.update(&key, TaskState::Error, "REASON_TASK_INVALID", message, None, None, now, wall, out);
     }
@@ -863,6 +874,34 @@ mod tests {
         assert_eq!(c.tasks()[0].state, "TASK_FINISHED");
         assert_eq!(c.tasks()[0].unacknowledged_updates, 0);
         assert!(sent(&c.handle(Input::Tick, RETRY * 10, 0.0)).is_empty());
+    }
+
+    #[test]
+    fn secrets_reach_the_launcher_only() {
+        let mut c = core();
+        let mut info = task("t");
+        info.secrets = vec![v1::Secret { name: "key".into(), value: b"s3cr3t".to_vec() }];
+        let out = c.handle(Input::RunTask { framework: "F1".into(), task: info }, Duration::ZERO, 0.0);
+        let spawned = out.iter().find_map(|e| match e {
+            Effect::Spawn { info, .. } => Some(info.clone()),
+            _ => None,
+        });
+        assert_eq!(spawned.expect("spawned").secrets.len(), 1, "the launcher gets them");
+        // Kept nowhere else: not in the checkpoint, its REGISTER, or what
+        // the agent holds of the task.
+        let checkpoint = c.checkpoint();
+        assert!(checkpoint.tasks.iter().all(|t| t.info.as_ref().is_some_and(|i| i.secrets.is_empty())));
+        assert_eq!(checkpoint.tasks.len(), 1);
+        let register = prost::Message::encode_to_vec(&register_message_of(&checkpoint, v1::AgentInfo::default()));
+        assert!(!register.windows(6).any(|w| w == b"s3cr3t"));
+        assert!(c.task_info(&fw(), &TaskId::new("t")).unwrap().secrets.is_empty());
+        // A refused task's record holds none either.
+        let mut bad = task("u");
+        bad.secrets = vec![v1::Secret { name: "../key".into(), value: b"s3cr3t".to_vec() }];
+        let out = c.handle(Input::RunTask { framework: "F1".into(), task: bad }, Duration::ZERO, 0.0);
+        assert!(!out.iter().any(|e| matches!(e, Effect::Spawn { .. })));
+        assert_eq!(sent(&out)[0].1, TaskState::Error);
+        assert!(c.checkpoint().tasks.iter().all(|t| t.info.as_ref().is_some_and(|i| i.secrets.is_empty())));
     }
 
     #[test]

@@ -10,6 +10,10 @@
 //! `retry`), so the broker and the framework see the traffic a real agent
 //! would cause. Many emulated agents share one HTTP/2 connection (a
 //! [`Channel`]): each is its own stream, as each real agent's is.
+//!
+//! With a CA the connection is TLS, and with the registration secret each
+//! stream sends it as a real agent does, so a broker with security on can
+//! be measured too.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,12 +49,19 @@ pub struct EmulatedAgent {
 }
 
 /// Opens one HTTP/2 connection to the broker, to be shared (cloned) by up
-/// to the broker's stream limit of emulated agents.
-pub async fn connect(broker: &str) -> Result<Channel, String> {
-    let endpoint = if broker.starts_with("http://") { broker.to_owned() } else { format!("http://{broker}") };
-    tonic::transport::Endpoint::from_shared(endpoint)
-        .map_err(|e| e.to_string())?
-        .connect_timeout(Duration::from_secs(10))
+/// to the broker's stream limit of emulated agents; over TLS trusting `ca`
+/// (PEM) when one is given.
+pub async fn connect(broker: &str, ca: Option<&[u8]>) -> Result<Channel, String> {
+    let host_port = broker.trim_start_matches("http://").trim_start_matches("https://");
+    let mut endpoint = match ca {
+        None => tonic::transport::Endpoint::from_shared(format!("http://{host_port}")).map_err(|e| e.to_string())?,
+        Some(ca) => tonic::transport::Endpoint::from_shared(format!("https://{host_port}"))
+            .map_err(|e| e.to_string())?
+            .tls_config(tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(ca)))
+            .map_err(|e| format!("TLS configuration: {e}"))?,
+    };
+    endpoint = endpoint.connect_timeout(Duration::from_secs(10));
+    endpoint
         .tcp_nodelay(true)
         .connect()
         .await
@@ -74,9 +85,11 @@ fn status_message(status: v1::TaskStatus) -> v1::AgentMessage {
 }
 
 /// Runs one emulated agent until `stop` turns true or its stream ends.
-/// Returns an error if it could not attach or was refused.
+/// Returns an error if it could not attach or was refused. `secret`: the
+/// registration secret, sent as a real agent sends it.
 pub async fn run(
     channel: Channel,
+    secret: Option<Arc<weir_net::secret::Secret>>,
     agent: EmulatedAgent,
     retry: Duration,
     stats: Arc<EmulatorStats>,
@@ -98,7 +111,12 @@ pub async fn run(
     };
     tx.send(register).await.map_err(|_| "stream closed before REGISTER".to_owned())?;
     let mut client = AgentClient::new(channel).max_decoding_message_size(16 << 20);
-    let mut stream = client.attach(ReceiverStream::new(rx)).await.map_err(|s| s.message().to_owned())?.into_inner();
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    if let Some(secret) = &secret {
+        let value = secret.expose().parse().map_err(|_| "the registration secret is not a valid header value (printable ASCII)".to_owned())?;
+        request.metadata_mut().insert(crate::shell::AGENT_SECRET_HEADER, value);
+    }
+    let mut stream = client.attach(request).await.map_err(|s| s.message().to_owned())?.into_inner();
 
     let mut agent_id = String::new();
     let mut counter = 0u64;

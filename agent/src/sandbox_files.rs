@@ -7,7 +7,8 @@
 //! the sandbox. So `..`, absolute paths and symbolic links that lead out
 //! (a task can make any link it likes in its sandbox) are all refused; a
 //! volume bind-mounted into the sandbox stays readable, as its path does
-//! not leave the sandbox.
+//! not leave the sandbox. The task's secrets (`.weir-secrets`) are neither
+//! listed nor read.
 
 use std::path::{Component, Path, PathBuf};
 use std::time::UNIX_EPOCH;
@@ -70,6 +71,11 @@ pub fn resolve(sandbox: &Path, relative: &str) -> Result<PathBuf, AgentError> {
     if !real.starts_with(&root) {
         return Err(AgentError::BadPath { path: truncate(relative), reason: "leads out of the sandbox".to_owned() });
     }
+    // The task's secrets are the task's alone, whoever may read its logs
+    // (a link the task made to them leads here too).
+    if real.starts_with(root.join(weir_model::task::SECRETS_DIR)) {
+        return Err(AgentError::BadPath { path: truncate(relative), reason: "holds the task's secrets, which are not served".to_owned() });
+    }
     Ok(real)
 }
 
@@ -78,6 +84,7 @@ pub fn list(sandbox: &Path, relative: &str) -> Result<Listing, AgentError> {
     let dir = resolve(sandbox, relative)?;
     let read = std::fs::read_dir(&dir).map_err(|e| AgentError::NotFound(format!("{}: {e}", truncate(relative))))?;
     let prefix = relative.trim_matches('/');
+    let at_root = sandbox.canonicalize().is_ok_and(|root| root == dir);
     let mut entries = Vec::new();
     let mut truncated = false;
     for entry in read.flatten() {
@@ -86,6 +93,9 @@ pub fn list(sandbox: &Path, relative: &str) -> Result<Listing, AgentError> {
             break;
         }
         let name = entry.file_name().to_string_lossy().into_owned();
+        if at_root && name == weir_model::task::SECRETS_DIR {
+            continue;
+        }
         // Follows links, as reading does; a dangling one shows as a file.
         let meta = std::fs::metadata(entry.path()).ok();
         entries.push(Entry {
@@ -118,6 +128,7 @@ fn truncate(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use weir_proto::v1;
 
     fn sandbox() -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
@@ -163,5 +174,23 @@ mod tests {
         let sub = list(&sandbox, "sub/").unwrap();
         assert_eq!(sub.entries[0].path, "sub/inner.txt");
         assert!(list(&sandbox, "stdout").is_err(), "a file is not a directory");
+    }
+
+    #[test]
+    fn the_tasks_secrets_are_neither_listed_nor_read() {
+        let (_dir, sandbox) = sandbox();
+        let secret = v1::Secret { name: "key".into(), value: b"s3cr3t".to_vec() };
+        crate::launcher::process::write_secrets(&sandbox, &[secret], None).unwrap();
+        std::os::unix::fs::symlink("../.weir-secrets/key", sandbox.join("sub/link")).unwrap();
+        for path in [".weir-secrets/key", ".weir-secrets", "./.weir-secrets/key", "sub/../.weir-secrets", "sub/link"] {
+            match resolve(&sandbox, path) {
+                Err(AgentError::BadPath { reason, .. }) => assert!(reason.contains("secrets") || reason.contains(".."), "{path}: {reason}"),
+                other => panic!("{path:?} resolved to {other:?}"),
+            }
+        }
+        for top in ["", ".", "./"] {
+            let names: Vec<String> = list(&sandbox, top).unwrap().entries.into_iter().map(|e| e.name).collect();
+            assert_eq!(names, vec!["stdout", "sub"], "listing {top:?}");
+        }
     }
 }

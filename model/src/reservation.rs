@@ -99,6 +99,9 @@ pub fn validate_container_path(path: &str) -> Result<(), String> {
             return Err(format!("container_path {path:?} may not hold empty, '.' or '..' components"));
         }
     }
+    if path.split('/').next() == Some(crate::task::SECRETS_DIR) {
+        return Err(format!("container_path {path:?} is where the task's secrets go"));
+    }
     Ok(())
 }
 
@@ -166,6 +169,10 @@ mod tests {
         }
         assert!(validate_container_path("a\nb").unwrap_err().contains("'\\n'"));
         assert!(validate_container_path(&"x".repeat(1025)).unwrap_err().contains("1025 bytes"));
+        // The agent deletes that directory when the task ends.
+        assert!(validate_container_path(".weir-secrets/x").unwrap_err().contains("secrets"));
+        assert!(validate_container_path(".weir-secrets").is_err());
+        assert!(validate_container_path("a/.weir-secrets").is_ok());
     }
 
     #[test]

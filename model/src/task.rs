@@ -95,3 +95,10 @@ pub fn asks_for_root(labels: &std::collections::HashMap<String, String>) -> bool
 pub fn exempt_from_revocation(labels: &std::collections::HashMap<String, String>) -> bool {
     labels.get(REVOCATION_EXEMPT_LABEL).is_some_and(|v| v.trim() == "true")
 }
+
+/// The directory of a task's sandbox its secrets (`TaskInfo.secrets`) are
+/// written to, and the variable that names it to the task. No volume may be
+/// mounted there (`reservation::validate_container_path`): the agent
+/// deletes the directory when the task ends.
+pub const SECRETS_DIR: &str = ".weir-secrets";
+pub const SECRETS_DIR_ENV: &str = "WEIR_SECRETS_DIR";

@@ -594,6 +594,38 @@ pub fn mounts_from_proto(field: &str, list: &[v1::VolumeMount]) -> Result<Vec<Vo
     Ok(out)
 }
 
+/// The most secrets one task may carry, and their largest total size.
+pub const MAX_SECRETS: usize = 64;
+pub const MAX_SECRET_BYTES: usize = 64 << 10;
+
+/// Checks a task's secrets: each name a plain file name (no path, no
+/// leading dot), no name twice, bounded count and size. Errors name the
+/// secret, never its value.
+pub fn check_secrets(field: &str, list: &[v1::Secret]) -> Result<(), ProtoError> {
+    if list.len() > MAX_SECRETS {
+        return Err(ProtoError::invalid(field, format!("{} secrets; at most {MAX_SECRETS} are allowed", list.len())));
+    }
+    let total: usize = list.iter().map(|s| s.name.len() + s.value.len()).sum();
+    if total > MAX_SECRET_BYTES {
+        return Err(ProtoError::invalid(field, format!("{total} bytes; at most {MAX_SECRET_BYTES} are allowed")));
+    }
+    for (i, secret) in list.iter().enumerate() {
+        let at = format!("{field}[{i}].name");
+        let name = &secret.name;
+        let plain = name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if name.is_empty() || name.len() > 64 || !plain || name.starts_with('.') {
+            return Err(ProtoError::invalid(
+                at,
+                format!("{:?} must be 1 to 64 of letters, digits, '.', '_' and '-', not starting with '.'", name.chars().take(80).collect::<String>()),
+            ));
+        }
+        if list[..i].iter().any(|s| &s.name == name) {
+            return Err(ProtoError::invalid(at, format!("secret {name} is named twice")));
+        }
+    }
+    Ok(())
+}
+
 pub fn task_state_to_proto(state: TaskState) -> v1::TaskState {
     match state {
         TaskState::Staging => v1::TaskState::TaskStaging,
@@ -869,5 +901,24 @@ mod tests {
         }
         assert_eq!(task_state_from_proto("status.state", 0).unwrap_err().to_string(), "status.state is missing");
         assert!(task_state_from_proto("status.state", 99).is_err());
+    }
+
+    #[test]
+    fn secrets_are_checked_by_name_and_never_shown() {
+        let secret = |name: &str, value: &str| v1::Secret { name: name.into(), value: value.as_bytes().to_vec() };
+        assert!(check_secrets("task.secrets", &[secret("yarn-nm-key", "s3cr3t-value"), secret("a.b_c", "")]).is_ok());
+        for bad in ["", ".hidden", "a/b", "..", "x y", &"n".repeat(65)] {
+            let err = check_secrets("task.secrets", &[secret(bad, "s3cr3t-value")]).unwrap_err().to_string();
+            assert!(err.starts_with("task.secrets[0].name: "), "{err}");
+            assert!(!err.contains("s3cr3t"), "{err}");
+        }
+        let err = check_secrets("t", &[secret("k", "s3cr3t-value"), secret("k", "s3cr3t-value")]).unwrap_err().to_string();
+        assert_eq!(err, "t[1].name: secret k is named twice");
+        assert!(check_secrets("t", &[secret("big", &"x".repeat(MAX_SECRET_BYTES))]).is_err());
+        // Debug of the secret and of a task holding it: name shown, value not.
+        let task = v1::TaskInfo { task_id: "t".into(), secrets: vec![secret("yarn-nm-key", "s3cr3t-value")], ..Default::default() };
+        let shown = format!("{task:?} {:?} {:#?}", task.secrets[0], task);
+        assert!(shown.contains("yarn-nm-key") && shown.contains("<redacted>"), "{shown}");
+        assert!(!shown.contains("s3cr3t") && !shown.contains("115, 51"), "{shown}");
     }
 }

@@ -84,14 +84,13 @@ pub struct NodeManagerArgs {
 }
 
 /// `weir yarn-nodemanager`: serves ContainerManagementProtocol until
-/// stopped. The NM key comes from the environment, never the command line.
+/// stopped. The NM key comes from the task's secrets, never the command
+/// line or the environment.
 pub async fn nodemanager_main(options: &Options, args: NodeManagerArgs) -> Result<ExitCode> {
-    use weir_yarn_api::tokens::{NmKey, NM_KEY_ENV};
     let mut config = settings::load(options, &[Daemon::YarnShim], "")?;
     settings::apply_flag(&mut config, "yarn-shim.nodemanager.webapp.port", args.http_port)?;
     settings::apply_flag(&mut config, "yarn-shim.nodemanager.shuffle.port", args.shuffle_port)?;
-    let key = std::env::var(NM_KEY_ENV).with_context(|| format!("{NM_KEY_ENV} is not set (the YARN shim sets it)"))?;
-    let key = NmKey::parse(&key).map_err(|e| anyhow::anyhow!("{NM_KEY_ENV}: {e}"))?;
+    let key = read_nm_key()?;
     let work_dir = match args.work_dir {
         Some(d) => d,
         None => std::env::current_dir().context("finding the working directory")?,
@@ -110,6 +109,22 @@ pub async fn nodemanager_main(options: &Options, args: NodeManagerArgs) -> Resul
     super::shutdown_signal().await;
     nm.stop();
     Ok(ExitCode::SUCCESS)
+}
+
+/// The NM key, from the secret file the shim had the agent write
+/// (`$WEIR_SECRETS_DIR/yarn-nm-key`). The file is deleted once read: the
+/// containers run as the node manager's user, and need not find it.
+fn read_nm_key() -> Result<weir_yarn_api::tokens::NmKey> {
+    use weir_yarn_api::tokens::{NmKey, NM_KEY_SECRET};
+    let env = weir_model::task::SECRETS_DIR_ENV;
+    let dir = std::env::var_os(env).with_context(|| format!("{env} is not set: the YARN shim gives its node managers the secret {NM_KEY_SECRET}"))?;
+    let path = PathBuf::from(dir).join(NM_KEY_SECRET);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading the NM key from {}", path.display()))?;
+    let key = NmKey::parse(&text).map_err(|e| anyhow::anyhow!("the NM key in {}: {e}", path.display()))?;
+    if let Err(e) = std::fs::remove_file(&path) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot delete the NM key file after reading it");
+    }
+    Ok(key)
 }
 
 /// The node manager's keys (yarn-shim.nodemanager.*) into its settings.

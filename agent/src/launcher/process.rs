@@ -142,12 +142,15 @@ impl Launcher for ProcessLauncher {
             let (framework, task, sandbox) = (framework.clone(), task.clone(), sandbox.clone());
             Box::pin(async move {
                 let supervisor = child.wait().await.ok().map(exit_of);
+                remove_secrets(&sandbox);
                 let record = read_exit(&sandbox).or(Some(without_record(supervisor)));
                 this.supervised_exit(&framework, &task, record)
             })
         } else {
+            let sandbox = sandbox.clone();
             Box::pin(async move {
                 let (code, signal) = child.wait().await.map(exit_of).unwrap_or((None, None));
+                remove_secrets(&sandbox);
                 Exit::Ended { code, signal, limitation: None }
             })
         };
@@ -160,9 +163,11 @@ impl Launcher for ProcessLauncher {
 
     fn recover(&self, framework: &FrameworkId, task: &TaskId, pid: u32, sandbox: &Path) -> Recovered {
         if let Some(record) = read_exit(sandbox) {
+            remove_secrets(sandbox);
             return Recovered::Ended(self.supervised_exit(framework, task, Some(record)));
         }
         if !supervisor_alive(pid, sandbox) {
+            remove_secrets(sandbox);
             return Recovered::Vanished(self.supervised_exit(framework, task, None));
         }
         // Not our child: poll until it is gone, then read its record.
@@ -172,6 +177,7 @@ impl Launcher for ProcessLauncher {
             while supervisor_alive(pid, &sandbox) {
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
+            remove_secrets(&sandbox);
             // No record: killed with SIGKILL along with its task.
             let record = read_exit(&sandbox).or(Some(without_record(None)));
             this.supervised_exit(&framework, &task, record)
@@ -332,6 +338,13 @@ pub fn spawn(
             nix::unistd::chown(&path, uid, gid).map_err(|e| std::io::Error::other(format!("cannot give {} to user {}: {e}", path.display(), u.name)))?;
         }
     }
+    let secrets = match write_secrets(&sandbox, &info.secrets, ctx.user.as_ref()) {
+        Ok(dir) => dir,
+        Err(e) => {
+            crate::volumes::unmount_under(&sandbox);
+            return Err(e);
+        }
+    };
     let command = info.command.clone().unwrap_or_default();
     let argv: Vec<String> = if command.shell {
         vec!["/bin/sh".to_owned(), "-c".to_owned(), command.value.clone()]
@@ -375,8 +388,14 @@ pub fn spawn(
         .stderr(Stdio::from(stderr))
         .process_group(0)
         .kill_on_drop(false);
+    // The agent's own credentials, if it was given any in its environment
+    // (WEIR_TOKEN), are not the task's.
+    cmd.env_remove("WEIR_TOKEN");
     for (k, v) in &command.environment {
         cmd.env(k, v);
+    }
+    if let Some(dir) = &secrets {
+        cmd.env(weir_model::task::SECRETS_DIR_ENV, dir);
     }
     cmd.env("WEIR_TASK_ID", task.as_str())
         .env("WEIR_FRAMEWORK_ID", framework.as_str())
@@ -399,12 +418,67 @@ pub fn spawn(
     let child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) => {
+            remove_secrets(&sandbox);
             crate::volumes::unmount_under(&sandbox);
             return Err(e);
         }
     };
     let pid = child.id().ok_or_else(|| std::io::Error::other("the process ended before its pid was read"))?;
     Ok(Started { pid, sandbox, child, notes })
+}
+
+/// Writes a task's secrets (`TaskInfo.secrets`) into `SANDBOX/.weir-secrets/`,
+/// each in a file of its name: the directory 0700, the files 0400, both
+/// owned by the task's user (the agent's when it switches none), written
+/// before the task starts. Returns the directory, `None` without secrets.
+/// Names are checked again here: none may lead out of the directory.
+pub fn write_secrets(sandbox: &Path, secrets: &[v1::Secret], user: Option<&crate::users::TaskUser>) -> std::io::Result<Option<PathBuf>> {
+    use std::os::unix::fs::DirBuilderExt;
+    if secrets.is_empty() {
+        return Ok(None);
+    }
+    weir_proto::convert::check_secrets("task.secrets", secrets).map_err(std::io::Error::other)?;
+    let dir = sandbox.join(weir_model::task::SECRETS_DIR);
+    // Fails if anything is there already; from here on the directory is ours.
+    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    let written = fill_secrets(&dir, secrets, user);
+    if written.is_err() {
+        remove_secrets(sandbox);
+    }
+    written.map(|()| Some(dir))
+}
+
+fn fill_secrets(dir: &Path, secrets: &[v1::Secret], user: Option<&crate::users::TaskUser>) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    for secret in secrets {
+        let path = dir.join(&secret.name);
+        // create_new: never through a link or over a file put there first.
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o400).open(&path)?;
+        f.write_all(&secret.value)?;
+        if let Some(u) = user {
+            std::os::unix::fs::fchown(&f, Some(u.uid), Some(u.gid))
+                .map_err(|e| std::io::Error::other(format!("cannot give secret {} to user {}: {e}", secret.name, u.name)))?;
+        }
+    }
+    if let Some(u) = user {
+        std::os::unix::fs::chown(dir, Some(u.uid), Some(u.gid))
+            .map_err(|e| std::io::Error::other(format!("cannot give {} to user {}: {e}", dir.display(), u.name)))?;
+    }
+    Ok(())
+}
+
+/// Deletes a task's secrets once it has ended (or could not start), so
+/// they do not outlive it in a sandbox kept for its logs. No volume is
+/// ever mounted there (`validate_container_path` refuses the name), and
+/// `remove_dir_all` does not follow a link the task may have put there.
+pub fn remove_secrets(sandbox: &Path) {
+    let dir = sandbox.join(weir_model::task::SECRETS_DIR);
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(path = %dir.display(), error = %e, "cannot delete a task's secrets"),
+    }
 }
 
 /// Deletes sandboxes under `root` (`<root>/<framework>/<task>`) that were
@@ -519,6 +593,38 @@ mod tests {
         let cutoff = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
         assert_eq!(collect_garbage(dir.path(), &keep, cutoff), vec![old.clone()]);
         assert!(!old.exists() && live.exists() && recent.exists());
+    }
+
+    #[tokio::test]
+    async fn secrets_are_files_of_the_task_and_never_its_environment() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = LaunchContext { agent_id: "A1".into(), sandboxes: dir.path().to_owned(), volumes: dir.path().join("volumes"), supervisor: None, user: None };
+        let mut info = shell_task("cat \"$WEIR_SECRETS_DIR/nm-key\" > got; echo \"$WEIR_SECRETS_DIR\" > dir; env > env.txt");
+        info.secrets = vec![v1::Secret { name: "nm-key".into(), value: b"s3cr3t-value".to_vec() }];
+        let mut started = spawn(&ctx, &"F1".into(), &"t".into(), &info, &[]).unwrap();
+        let secrets = started.sandbox.join(weir_model::task::SECRETS_DIR);
+        let (d, f) = (std::fs::metadata(&secrets).unwrap(), std::fs::metadata(secrets.join("nm-key")).unwrap());
+        assert_eq!((d.permissions().mode() & 0o777, f.permissions().mode() & 0o777), (0o700, 0o400));
+        let me = nix::unistd::geteuid().as_raw();
+        assert_eq!((d.uid(), f.uid()), (me, me), "the task's user (the agent's own here)");
+        assert_eq!(exit_of(started.child.wait().await.unwrap()), (Some(0), None));
+        let read = |name: &str| std::fs::read_to_string(started.sandbox.join(name)).unwrap();
+        assert_eq!(read("got"), "s3cr3t-value");
+        assert_eq!(read("dir").trim(), secrets.display().to_string());
+        assert!(!read("env.txt").contains("s3cr3t"));
+        // A name that leads out is refused before anything is written.
+        info.secrets[0].name = "../stdout".into();
+        assert!(spawn(&ctx, &"F1".into(), &"u".into(), &info, &[]).is_err());
+
+        // Through the launcher: gone when the task ends.
+        let launcher = ProcessLauncher::new(dir.path(), None, isolation::Mode::None);
+        info.secrets[0].name = "nm-key".into();
+        let launched = launcher.spawn("A1", &"F1".into(), &"v".into(), &info).unwrap();
+        assert!(launched.sandbox.join(weir_model::task::SECRETS_DIR).exists() || launched.sandbox.join("got").exists());
+        launched.exit.await;
+        assert!(!launched.sandbox.join(weir_model::task::SECRETS_DIR).exists());
+        assert_eq!(std::fs::read_to_string(launched.sandbox.join("got")).unwrap(), "s3cr3t-value");
     }
 
     #[tokio::test]

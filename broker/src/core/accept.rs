@@ -320,6 +320,9 @@ impl BrokerCore {
         if command_size > MAX_COMMAND_BYTES {
             return Err(format!("task command is {command_size} bytes; at most {MAX_COMMAND_BYTES} are allowed"));
         }
+        // Passed on to the agent in the RUN_TASK and nowhere else: the
+        // broker's books keep no TaskInfo.
+        convert::check_secrets("task.secrets", &t.secrets).map_err(|e| e.to_string())?;
         if !t.kill_grace_seconds.is_finite() || t.kill_grace_seconds < 0.0 {
             return Err(format!("kill_grace_seconds {} must be a finite number >= 0", t.kill_grace_seconds));
         }

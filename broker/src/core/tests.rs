@@ -264,17 +264,23 @@ fn bad_accepts_are_rejected_without_changing_the_books() {
     // Bad tasks in a good accept: each gets TASK_ERROR, the good one runs.
     let mut no_command = task("c", "cpus:0.1");
     no_command.command = None;
+    let secret = |name: &str| v1::Secret { name: name.into(), value: b"s3cr3t-value".to_vec() };
+    let mut bad_secret = task("sec", "cpus:0.1");
+    bad_secret.secrets = vec![secret("../key")];
+    let mut ok = task("ok", "cpus:1;mem:100");
+    ok.secrets = vec![secret("key")];
     let out = h.call(
         FW_1,
         accept(
             &[&mine[0]],
             vec![
                 task("big", "cpus:3"),
-                task("ok", "cpus:1;mem:100"),
+                ok,
                 task("ok", "cpus:0.5"),
                 task("bad/id", "cpus:0.1"),
                 task("zero", "disk:1"),
                 no_command,
+                bad_secret,
             ],
         ),
     );
@@ -288,10 +294,18 @@ fn bad_accepts_are_rejected_without_changing_the_books() {
             ("bad/id".into(), "task_id: task_id \"bad/id\" contains '/'; ids may not hold whitespace, control characters or path separators".into()),
             ("zero".into(), "task must use some cpus or mem".into()),
             ("c".into(), "task has no command".into()),
+            (
+                "sec".into(),
+                "task.secrets[0].name: \"../key\" must be 1 to 64 of letters, digits, '.', '_' and '-', not starting with '.'".into()
+            ),
         ]
     );
     let ran = Harness::run_tasks_in(&out, h.core.agent_conn(&AgentId::new(mine[0].agent_id.clone())).unwrap());
     assert_eq!(ran.iter().map(|t| t.task_id.as_str()).collect::<Vec<_>>(), vec!["ok"]);
+    // The secret goes to the agent, and nowhere in the broker's state.
+    assert_eq!(ran[0].secrets, vec![secret("key")]);
+    let state = serde_json::to_string(&h.core.state(h.now)).unwrap();
+    assert!(state.contains("\"ok\"") && !state.contains("s3cr3t") && !state.contains("115,51,99"), "{state}");
     // The offer is used up; accepting it again fails.
     let out = h.call(FW_1, accept(&[&mine[0]], vec![task("again", "cpus:0.1")]));
     assert_eq!(state_of(&Harness::updates_in(&out, FW_1)[0]), TaskState::Dropped);

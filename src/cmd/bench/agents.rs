@@ -61,6 +61,11 @@ pub struct Args {
     /// Extra configuration for the broker (repeatable), e.g. broker.allocation.interval=100ms.
     #[arg(long = "broker-define", value_name = "KEY=VALUE")]
     broker_defines: Vec<String>,
+    /// The agent registration secret the emulated agents send (the broker's
+    /// broker.auth.agent.secret.file). With `--ca-file` they connect over
+    /// TLS, and the probe sends `--token-file`'s token: security on.
+    #[arg(long, value_name = "FILE")]
+    agent_secret_file: Option<std::path::PathBuf>,
 }
 
 /// Offers the probe keeps for its launches (the rest are declined): enough
@@ -116,6 +121,13 @@ async fn run(args: &Args, addr: &str, broker_pid: u32, resources: &ResourceSet) 
     let first_error: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
     let wire_resources = resources_to_proto(resources);
     let gen_cpu0 = cpu_seconds(std::process::id())?;
+    let ca = crate::settings::tls_ca();
+    let secret = match &args.agent_secret_file {
+        None => None,
+        Some(path) => Some(Arc::new(weir_net::secret::Secret::new(
+            weir_net::secret::read_secret_value(path).map_err(|e| anyhow::anyhow!("--agent-secret-file: {e}"))?,
+        ))),
+    };
 
     // Phase 2: connections, then agents; registration is timed from the
     // first connection attempt to the last REGISTERED.
@@ -124,8 +136,8 @@ async fn run(args: &Args, addr: &str, broker_pid: u32, resources: &ResourceSet) 
     let mut agent_tasks = Vec::with_capacity(n as usize);
     let mut connecting = tokio::task::JoinSet::new();
     for c in 0..connections {
-        let addr = addr.to_owned();
-        connecting.spawn(async move { (c, emulated::connect(&addr).await) });
+        let (addr, ca) = (addr.to_owned(), ca.clone());
+        connecting.spawn(async move { (c, emulated::connect(&addr, ca.as_deref()).await) });
     }
     while let Some(joined) = connecting.join_next().await {
         let (c, channel) = joined.context("connection task")?;
@@ -133,9 +145,9 @@ async fn run(args: &Args, addr: &str, broker_pid: u32, resources: &ResourceSet) 
         let first = c * args.agents_per_connection;
         for index in first..(first + args.agents_per_connection).min(n) {
             let agent = EmulatedAgent { index, hostname: format!("emu-{index:06}"), resources: wire_resources.clone() };
-            let (channel, stats, stop, first_error) = (channel.clone(), stats.clone(), stop_rx.clone(), first_error.clone());
+            let (channel, secret, stats, stop, first_error) = (channel.clone(), secret.clone(), stats.clone(), stop_rx.clone(), first_error.clone());
             agent_tasks.push(tokio::spawn(async move {
-                if let Err(e) = emulated::run(channel, agent, Duration::from_secs(10), stats, stop).await {
+                if let Err(e) = emulated::run(channel, secret, agent, Duration::from_secs(10), stats, stop).await {
                     first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
                 }
             }));
@@ -155,6 +167,11 @@ async fn run(args: &Args, addr: &str, broker_pid: u32, resources: &ResourceSet) 
         }
         if stats.refused.load(Ordering::Relaxed) > 0 {
             bail!("the broker refused an agent: {:?}", first_error.lock().unwrap_or_else(|p| p.into_inner()).clone());
+        }
+        // Emulated agents do not retry: one that could not attach (no
+        // secret, say) will never register.
+        if let Some(e) = first_error.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            bail!("an agent could not attach: {e}");
         }
         if last_report.elapsed() >= Duration::from_secs(5) {
             last_report = Instant::now();
@@ -261,6 +278,9 @@ fn wall_clock() -> f64 {
 /// the window's tasks to finish.
 async fn probe(broker: String, rate: f64, refuse: Duration, window_start: Instant, window_end: Instant) -> Result<ProbeReport> {
     let mut config = FrameworkConfig::new(broker, "weir-bench-probe");
+    config.token = crate::settings::token();
+    config.tls_ca = crate::settings::tls_ca();
+    config.tls_identity = crate::settings::tls_identity();
     config.reconnect = false;
     let mut framework = Framework::subscribe(config).await.context("subscribing the probe")?;
     let task_resources = resources_to_proto(&ResourceSet::parse("cpus:0.1;mem:32").map_err(|e| anyhow::anyhow!("{e}"))?);

@@ -5,7 +5,8 @@
 //! Identifiers are the raw protobuf encodings Hadoop uses; passwords are
 //! HMAC-SHA1 under a master key ([`SecretManager`]). The AMRM key never
 //! leaves the shim; the NM key is handed to each node manager the shim
-//! starts (in its task's environment, see `NmKey`).
+//! starts as one of its task's secrets ([`NM_KEY_SECRET`]: a file in its
+//! sandbox, never its environment), see `NmKey`.
 
 use std::sync::Mutex;
 
@@ -33,9 +34,10 @@ pub struct ContainerSpec {
 pub const AMRM_TOKEN_KIND: &str = "YARN_AM_RM_TOKEN";
 pub const NM_TOKEN_KIND: &str = "NMToken";
 pub const CONTAINER_TOKEN_KIND: &str = "ContainerToken";
-/// The environment variable a node manager reads its key from:
+/// The name of the task secret (`TaskInfo.secrets`, the file
+/// `$WEIR_SECRETS_DIR/yarn-nm-key`) a node manager reads its key from:
 /// `<key id>:<hex secret>`.
-pub const NM_KEY_ENV: &str = "WEIR_YARN_NM_KEY";
+pub const NM_KEY_SECRET: &str = "yarn-nm-key";
 
 /// Keys live a day; nothing rolls them yet, so this only bounds a key's use.
 const KEY_LIFETIME_MS: u64 = 24 * 3600 * 1000;
@@ -116,8 +118,8 @@ impl Issuer {
         TokenProto { password: keys.sign(&identifier), identifier, kind: CONTAINER_TOKEN_KIND.into(), service: c.node.to_string() }
     }
 
-    /// The NM key as a node manager reads it from [`NM_KEY_ENV`].
-    pub fn nm_key_env(&self) -> String {
+    /// The NM key as a node manager reads it from [`NM_KEY_SECRET`].
+    pub fn nm_key_text(&self) -> String {
         let keys = self.nm.lock().unwrap_or_else(|p| p.into_inner());
         let k = keys.current_key();
         format!("{}:{}", k.id, hex(&k.secret))
@@ -241,7 +243,7 @@ mod tests {
     #[test]
     fn tokens_issued_by_the_shim_verify_at_the_node_manager_and_nowhere_else() {
         let issuer = Issuer::new("127.0.0.1:8030".into(), 5, 0);
-        let key = NmKey::parse(&issuer.nm_key_env()).unwrap();
+        let key = NmKey::parse(&issuer.nm_key_text()).unwrap();
         let c = allocated();
         let nm = issuer.nm_token(c.id.attempt, &c.node, "alice");
         assert_eq!(key.nm_password(&nm.identifier), Some(nm.password.clone()));
@@ -255,7 +257,7 @@ mod tests {
         forged.password[0] ^= 1;
         assert!(key.verify_container_token(&forged, 2000).unwrap_err().contains("password"));
         // Another shim's key verifies nothing of ours.
-        let other = NmKey::parse(&Issuer::new("x:1".into(), 5, 0).nm_key_env()).unwrap();
+        let other = NmKey::parse(&Issuer::new("x:1".into(), 5, 0).nm_key_text()).unwrap();
         assert_ne!(other.nm_password(&nm.identifier), Some(nm.password));
         assert!(other.verify_container_token(&token, 2000).is_err());
         // AMRM tokens check on the shim only.

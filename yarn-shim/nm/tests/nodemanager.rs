@@ -45,7 +45,7 @@ async fn the_node_manager_checks_tokens_and_hands_good_starts_to_the_waiting_tas
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
     let issuer = Arc::new(Issuer::new("127.0.0.1:1".into(), 7, now_ms() as u64));
-    let key = NmKey::parse(&issuer.nm_key_env()).unwrap();
+    let key = NmKey::parse(&issuer.nm_key_text()).unwrap();
     let settings =
         NmSettings::new("127.0.0.1".into(), port, dir.path().to_path_buf());
     let nm = NodeManager::start(key, settings).await.unwrap();
@@ -133,6 +133,9 @@ async fn the_node_manager_checks_tokens_and_hands_good_starts_to_the_waiting_tas
             assert!(text.contains(&format!("export LOCAL_USER_DIRS=\"{}\"", dir.path().join("usercache/alice").display())), "{text}");
             assert!(text.contains("export HOME=\"/home/\""), "{text}");
             assert!(text.contains("export USER=\"alice\""), "{text}");
+            // The container's tokens are its user's alone.
+            let tokens = std::fs::metadata(sandbox.join("container_tokens")).unwrap();
+            assert_eq!(std::os::unix::fs::PermissionsExt::mode(&tokens.permissions()) & 0o777, 0o600);
             // The web port serves this container's logs; the shuffle's port
             // is there as Hadoop's AuxiliaryServiceHelper puts it.
             assert!(text.contains(&format!("export NM_HTTP_PORT=\"{}\"", nm.http_address().port())), "{text}");

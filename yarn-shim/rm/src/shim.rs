@@ -43,7 +43,7 @@ use crate::container_executor::ContainerExecutor;
 use crate::rm_core::{Capacity, NodeState, ObservedNode, RmCore};
 use crate::scheduler::{exit_status, Allocated, Effect, Scheduler, SchedulerConfig, TaskPlan};
 use weir_model::{AgentState, AgentSummary, Clock, DrainState, Milli, SystemClock};
-use weir_yarn_api::tokens::{Issuer, NM_KEY_ENV};
+use weir_yarn_api::tokens::{Issuer, NM_KEY_SECRET};
 use weir_yarn_api::{APPLICATION_CLIENT_PROTOCOL, APPLICATION_MASTER_PROTOCOL, CONTAINER_MANAGEMENT_PROTOCOL};
 
 #[derive(Debug, Clone)]
@@ -675,7 +675,6 @@ fn task_info(
                 ..Default::default()
             });
             let mut environment = std::collections::HashMap::new();
-            environment.insert(NM_KEY_ENV.to_owned(), rm.tokens.nm_key_env());
             if let Ok(log) = std::env::var("RUST_LOG") {
                 environment.insert("RUST_LOG".to_owned(), log);
             }
@@ -722,6 +721,9 @@ fn task_info(
                     labels.into_iter().collect()
                 },
                 volumes: Vec::new(),
+                // A file in the node manager's sandbox, not its environment
+                // (which its children inherit and /proc shows).
+                secrets: vec![v1::Secret { name: NM_KEY_SECRET.to_owned(), value: rm.tokens.nm_key_text().into_bytes() }],
             }
         }
         TaskPlan::Container { task_id, container, capacity, nm_port, user } => v1::TaskInfo {
@@ -753,6 +755,7 @@ fn task_info(
             .into_iter()
             .collect(),
             volumes: Vec::new(),
+            secrets: Vec::new(),
         },
     }
 }
