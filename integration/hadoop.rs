@@ -639,10 +639,13 @@ fn mapreduce_wordcount_under_linux_container_executor_runs_as_its_submitter_and_
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let submitter = support::TestUser::create("weir-yarn-mr");
     let uid = nix::unistd::User::from_name(&submitter.0).unwrap().expect("the test user exists").uid.as_raw();
+    let install = tempfile::tempdir().unwrap();
+    let weir = format!("yarn-shim.weir.binary={}", support::weir_for_every_user(install.path()).display());
     let pool = pool_with(
         &h,
         &["--secure"],
         &[
+            &weir,
             "agent.tasks.switch-user=true",
             "agent.tasks.root-principals=admin",
             "yarn-shim.nodemanager.container-executor.class=org.apache.hadoop.yarn.server.nodemanager.LinuxContainerExecutor",

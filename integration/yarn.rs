@@ -1932,8 +1932,10 @@ fn with_linux_container_executor_spark_runs_as_its_submitter_and_system_banned_o
     std::fs::create_dir(&home).unwrap();
     std::os::unix::fs::chown(&home, Some(user.uid.as_raw()), Some(user.gid.as_raw())).unwrap();
     let spec = support::spec_with_free_port(SPARK_SPEC);
+    let weir = format!("yarn-shim.weir.binary={}", support::weir_for_every_user(&dir.path().join("install")).display());
     let mut args = support::loopback_standalone_args(dir.path().to_str().unwrap(), &spec);
     args.push("--secure");
+    args.extend(["-D", &weir]);
     for d in [
         "agent.tasks.switch-user=true",
         "agent.tasks.root-principals=admin",

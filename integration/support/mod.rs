@@ -417,6 +417,28 @@ pub fn pi_in(text: &str) -> f64 {
     rest.split_whitespace().next().unwrap().parse().unwrap()
 }
 
+/// `weir` where every user may run it: a hard link (or, across file
+/// systems, a copy) in `dir/bin`, with `dir` and `bin` opened to others.
+/// Tasks that run as other users (LinuxContainerExecutor's containers
+/// run `weir yarn-container`) cannot reach a binary under `/root`, where
+/// the test command's target directory lives: name this one in
+/// `yarn-shim.weir.binary`, as an operator installs weir where every
+/// user can run it.
+pub fn weir_for_every_user(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for d in [dir, bin.as_path()] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let weir = bin.join("weir");
+    if std::fs::hard_link(WEIR, &weir).is_err() {
+        std::fs::copy(WEIR, &weir).unwrap();
+    }
+    std::fs::set_permissions(&weir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    weir
+}
+
 /// A user made for a test (`useradd`, uid from 1000 up, no home) and
 /// removed after it; one left by a test that died is taken over.
 pub struct TestUser(pub String);
