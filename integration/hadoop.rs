@@ -407,18 +407,22 @@ fn mapreduce_wordcount_with_two_reducers_counts_every_word() {
     assert_eq!(code, Some(0), "{listing}");
     let parts = listing.lines().filter(|l| l.contains("/part-r-")).count();
     assert_eq!(parts, 2, "one output file per reducer:\n{listing}");
-    let (code, counted) = h.run(&pool.conf_dir, "hdfs", &["dfs", "-cat", &format!("{output}/part-r-*")], 2 * MINUTES);
-    assert_eq!(code, Some(0), "{counted}");
-    let got: BTreeMap<String, u64> = counted
-        .lines()
-        .filter_map(|l| l.split_once('\t'))
-        .map(|(w, n)| (w.to_owned(), n.trim().parse().unwrap_or_else(|_| panic!("bad count {n:?} for {w:?}"))))
-        .collect();
-    assert_eq!(got, expected, "wordcount's counts differ from the input's");
+    assert_eq!(wordcount_output(&h, &pool, &output), expected, "wordcount's counts differ from the input's");
     h.run(&pool.conf_dir, "hdfs", &["dfs", "-rm", "-r", "-f", &dir], 2 * MINUTES);
 }
 
 /// `yarn jar distributedshell.jar -jar <same> ARGS…`.
+/// Word counts from wordcount's output files (`OUTPUT/part-r-*`) in HDFS.
+fn wordcount_output(h: &Hadoop, pool: &Pool, output: &str) -> BTreeMap<String, u64> {
+    let (code, counted) = h.run(&pool.conf_dir, "hdfs", &["dfs", "-cat", &format!("{output}/part-r-*")], 2 * MINUTES);
+    assert_eq!(code, Some(0), "{counted}");
+    counted
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(w, n)| (w.to_owned(), n.trim().parse().unwrap_or_else(|_| panic!("bad count {n:?} for {w:?}"))))
+        .collect()
+}
+
 fn distributed_shell(h: &Hadoop, pool: &Pool, args: &[&str]) -> (Option<i32>, String) {
     let jar = h.jar("distributedshell");
     let mut all = vec!["jar", jar.as_str(), "-jar", jar.as_str()];
@@ -676,14 +680,7 @@ fn mapreduce_wordcount_under_linux_container_executor_runs_as_its_submitter_and_
     );
     assert_eq!(code, Some(0), "wordcount failed:\n{out}\n{}", pool.container_logs());
     assert!(out.contains("completed successfully") && out.contains("Launched reduce tasks=2"), "{out}");
-    let (code, counted) = h.run(&pool.conf_dir, "hdfs", &["dfs", "-cat", &format!("{output}/part-r-*")], 2 * MINUTES);
-    assert_eq!(code, Some(0), "{counted}");
-    let got: BTreeMap<String, u64> = counted
-        .lines()
-        .filter_map(|l| l.split_once('\t'))
-        .map(|(w, n)| (w.to_owned(), n.trim().parse().unwrap_or_else(|_| panic!("bad count {n:?} for {w:?}"))))
-        .collect();
-    assert_eq!(got, expected, "wordcount's counts differ from the input's");
+    assert_eq!(wordcount_output(&h, &pool, &output), expected, "wordcount's counts differ from the input's");
     // HDFS has the output as the submitter's (the reducers wrote it as them).
     let (code, listing) = h.run(&pool.conf_dir, "hdfs", &["dfs", "-ls", &output], 2 * MINUTES);
     assert_eq!(code, Some(0), "{listing}");
