@@ -70,11 +70,19 @@ pub struct StateDoc {
 }
 
 impl StateDoc {
+    /// The books as `principal` may see them: the frameworks (with their
+    /// tasks, offers and operations) the `view-framework` ACL lets it
+    /// see, and the roles `view-role` lets it see. The pool itself
+    /// (agents, totals) stays: it names no framework.
+    pub fn retain_viewable_by(&mut self, acls: &crate::acl::Acls, principal: &str) {
+        use crate::acl::{authorize, Action};
+        self.retain_viewable(|owner| authorize(acls, principal, Action::ViewFramework, owner).is_ok());
+        self.roles.retain(|r| authorize(acls, principal, Action::ViewRole, &r.role).is_ok());
+    }
+
     /// Leaves out the frameworks whose principal `may_view` refuses, with
-    /// their tasks, offers and operations (the `view-framework` ACL). The
-    /// pool itself (agents, totals) stays: it names no framework; roles
-    /// are `view-role`'s (`retain_viewable_roles`).
-    pub fn retain_viewable(&mut self, may_view: impl Fn(&str) -> bool) {
+    /// their tasks, offers and operations.
+    fn retain_viewable(&mut self, may_view: impl Fn(&str) -> bool) {
         let hidden: std::collections::HashSet<String> =
             self.frameworks.iter().filter(|f| !may_view(&f.principal)).map(|f| f.id.clone()).collect();
         if hidden.is_empty() {
@@ -85,12 +93,6 @@ impl StateDoc {
         self.completed_tasks.retain(|t| !hidden.contains(&t.framework_id) && may_view(&t.principal));
         self.offers.retain(|o| !hidden.contains(&o.framework_id));
         self.operations.retain(|o| !hidden.contains(&o.framework_id));
-    }
-
-    /// Leaves out the roles `may_view` refuses (the `view-role` ACL):
-    /// their weights, quotas, shares and reservations' totals.
-    pub fn retain_viewable_roles(&mut self, may_view: impl Fn(&str) -> bool) {
-        self.roles.retain(|r| may_view(&r.role));
     }
 }
 

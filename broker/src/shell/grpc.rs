@@ -287,8 +287,7 @@ impl Operator for OperatorService {
             (inner.core.state(now), agents)
         };
         let mut state = state;
-        state.retain_viewable(|owner| authorize(&self.0.acls, &principal, Action::ViewFramework, owner).is_ok());
-        state.retain_viewable_roles(|role| authorize(&self.0.acls, &principal, Action::ViewRole, role).is_ok());
+        state.retain_viewable_by(&self.0.acls, &principal);
         let state_json = serde_json::to_string(&state).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(v1::GetStateResponse {
             agents,

@@ -41,8 +41,7 @@ async fn state(
 ) -> impl IntoResponse {
     let now = shared.now();
     let mut doc = shared.lock().core.state(now);
-    doc.retain_viewable(|owner| crate::acl::authorize(&shared.acls, &caller.principal, crate::acl::Action::ViewFramework, owner).is_ok());
-    doc.retain_viewable_roles(|role| crate::acl::authorize(&shared.acls, &caller.principal, crate::acl::Action::ViewRole, role).is_ok());
+    doc.retain_viewable_by(&shared.acls, &caller.principal);
     match serde_json::to_string_pretty(&doc) {
         Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/plain")], e.to_string()),

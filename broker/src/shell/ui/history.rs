@@ -77,10 +77,12 @@ impl History {
         let n = self.samples.len();
         for (i, sample) in self.samples.iter().enumerate() {
             let shares = if frameworks { &sample.frameworks } else { &sample.roles };
-            for (name, share) in shares.iter().filter(|(name, _)| show(name)) {
+            for (name, share) in shares {
                 series.entry(name.as_str()).or_insert_with(|| vec![None; n])[i] = Some(*share);
             }
         }
+        // Asked once a series, not once a sample.
+        series.retain(|name, _| show(name));
         if n < 2 || series.is_empty() {
             return html! { p.muted { "Not enough samples yet (one every " (self.every.as_secs_f64()) " s)." } };
         }

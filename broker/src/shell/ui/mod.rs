@@ -283,8 +283,7 @@ pub(super) fn router() -> Router<Shared> {
 fn state(shared: &Shared, caller: &Caller) -> super::super::core::state::StateDoc {
     let now = shared.now();
     let mut doc = shared.lock().core.state(now);
-    doc.retain_viewable(|owner| authorize(&shared.acls, &caller.principal, Action::ViewFramework, owner).is_ok());
-    doc.retain_viewable_roles(|role| authorize(&shared.acls, &caller.principal, Action::ViewRole, role).is_ok());
+    doc.retain_viewable_by(&shared.acls, &caller.principal);
     doc
 }
 

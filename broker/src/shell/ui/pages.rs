@@ -230,7 +230,10 @@ pub(super) fn overview(ctx: &Ctx, doc: &StateDoc, history: &History) -> Markup {
         (history.chart(false, |role| doc.roles.iter().any(|r| r.role == role)))
         h3 { "Frameworks" }
         // Series are "name (id)"; the frameworks the caller may see.
-        (history.chart(true, |series| doc.frameworks.iter().any(|f| series.strip_suffix(')').is_some_and(|s| s.ends_with(&format!("({}", f.id))))))
+        (history.chart(true, |series| {
+            let id = series.strip_suffix(')').and_then(|s| s.rsplit_once(" (")).map(|(_, id)| id);
+            id.is_some_and(|id| doc.frameworks.iter().any(|f| f.id == id))
+        }))
     })
 }
 
