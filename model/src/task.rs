@@ -88,12 +88,17 @@ pub const RUN_AS_ROOT_LABEL: &str = "weir.run-as-root";
 
 /// Whether labels ask for root.
 pub fn asks_for_root(labels: &std::collections::HashMap<String, String>) -> bool {
-    labels.get(RUN_AS_ROOT_LABEL).is_some_and(|v| v.trim() == "true")
+    label_is_true(labels, RUN_AS_ROOT_LABEL)
 }
 
 /// Whether labels exempt a task from revocation.
 pub fn exempt_from_revocation(labels: &std::collections::HashMap<String, String>) -> bool {
-    labels.get(REVOCATION_EXEMPT_LABEL).is_some_and(|v| v.trim() == "true")
+    label_is_true(labels, REVOCATION_EXEMPT_LABEL)
+}
+
+/// Whether label `key` says `true`.
+fn label_is_true(labels: &std::collections::HashMap<String, String>, key: &str) -> bool {
+    labels.get(key).is_some_and(|v| v.trim() == "true")
 }
 
 /// The directory of a task's sandbox its secrets (`TaskInfo.secrets`) are

@@ -58,6 +58,15 @@ pub fn as_user<T: Send>(who: &Identity, work: impl FnOnce() -> Result<T, String>
     })
 }
 
+/// Runs `work` as `owner` ([`as_user`]) where there is one, else here as
+/// the node manager's own user.
+pub fn as_owner<T: Send>(owner: Option<&Identity>, work: impl FnOnce() -> Result<T, String> + Send) -> Result<T, String> {
+    match owner {
+        Some(who) => as_user(who, work),
+        None => work(),
+    }
+}
+
 /// This thread's fsuid, fsgid and groups become `who`'s. The raw system
 /// calls, not libc's wrappers: glibc applies `setgroups` to every thread
 /// of the process, the kernel to the caller only. Changing the fsuid from

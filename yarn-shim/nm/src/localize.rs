@@ -172,11 +172,7 @@ impl Localizer {
             let cached = self.cached(resource, &url).await.map_err(fail)?;
             let work_dir = work_dir.to_path_buf();
             let owner = owner.cloned();
-            let linked = tokio::task::spawn_blocking(move || match owner {
-                Some(o) => crate::identity::as_user(&o, || link_into(&work_dir, &link, &cached)),
-                None => link_into(&work_dir, &link, &cached),
-            })
-            .await;
+            let linked = tokio::task::spawn_blocking(move || crate::identity::as_owner(owner.as_ref(), || link_into(&work_dir, &link, &cached))).await;
             linked
                 .map_err(|e| fail(format!("the linking task failed: {e}")))?
                 .map_err(fail)?;

@@ -528,14 +528,10 @@ impl Cmp {
         // MapReduce points java.io.tmpdir at $PWD/tmp and refuses to start
         // without it; Hadoop's container executors create it.
         let tmp = sandbox.join("tmp");
-        let write_sandbox = || {
+        identity::as_owner(owner.as_ref(), || {
             write_private(&token_file, &credentials)?;
             std::fs::create_dir_all(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))
-        };
-        match &owner {
-            Some(o) => identity::as_user(o, write_sandbox)?,
-            None => write_sandbox()?,
-        }
+        })?;
         let inherited: Vec<(String, String)> = settings
             .env_whitelist
             .iter()
@@ -573,10 +569,7 @@ impl Cmp {
             inherited: &inherited,
             admin_env: &admin_env,
         };
-        match &owner {
-            Some(o) => identity::as_user(o, || launch::write_launch_script(ctx, &spec).map_err(|e| e.to_string())),
-            None => launch::write_launch_script(ctx, &spec).map_err(|e| e.to_string()),
-        }
+        identity::as_owner(owner.as_ref(), || launch::write_launch_script(ctx, &spec).map_err(|e| e.to_string()))
     }
 }
 
